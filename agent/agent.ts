@@ -1,0 +1,260 @@
+import { EventEmitter } from 'node:events';
+import pino, { type Logger } from 'pino';
+import { broadcastCodec, downCodec, encodeCbor, upCodec } from '../shared/codec.js';
+import {
+  AgentClosedError, InvalidCollectionError, InvalidKeyError, InvalidValueError, ValueTooLargeError,
+} from '../shared/errors.js';
+import { HybridClock, type Hlc } from '../shared/hlc.js';
+import { limits } from '../shared/limits.js';
+import type { Change, DownMessage, UpMessage } from '../shared/messages.js';
+import { collectionOfTopic, topics } from '../shared/topics.js';
+import { checkCollectionName, checkKey, checkValue, isPlainObject, type JsonValue } from '../shared/values.js';
+import { Link } from './link.js';
+import { Replicator } from './replicator.js';
+import { AgentStore, type AgentDocument, type Rejection, type WriteKind } from './store.js';
+import { Uploader } from './uploader.js';
+import { WriteQueue, type WriteReceipt } from './write-queue.js';
+
+export interface AgentOptions {
+  /** e.g. `mqtt://hub.example.com:1883` */
+  hubUrl: string;
+  agentId: string;
+  dataDir: string;
+  /** Collections to replicate locally; omitted = every collection. */
+  collections?: string[];
+  logger?: Logger;
+  /** Wall clock in ms; injectable for tests of skewed devices. */
+  now?: () => number;
+  reconnect?: { initialMs: number; maxMs: number };
+  ackTimeoutMs?: number;
+}
+
+export interface AgentStatus {
+  agentId: string;
+  incarnation: string;
+  connected: boolean;
+  /** Writes in the outbox not yet acknowledged by the hub. */
+  outboxDepth: number;
+  /** Highest LSN applied to the local replica. */
+  appliedLsn: number;
+  /** Every change up to this LSN (of the replicated collections) is applied. */
+  watermark: number;
+  collections: Record<string, { appliedLsn: number }>;
+}
+
+export interface ReadOptions {
+  /** Skip this device's pending writes and show only what the hub confirmed. */
+  confirmed?: boolean;
+}
+
+export interface ListOptions extends ReadOptions {
+  prefix?: string;
+  after?: string;
+  limit?: number;
+}
+
+export interface AgentEvents {
+  /** Committed changes applied to the local replica. */
+  change: [Change[]];
+  /** Writes the hub refused or that lost a conflict; also kept in `rejections()`. */
+  rejection: [Rejection[]];
+  connected: [];
+  disconnected: [];
+}
+
+/**
+ * An Outpost agent: a local SQLite replica and durable outbox, synchronised with the hub over
+ * MQTT. Writes resolve once durable on the device (offline too); reads never need the network
+ * and show the device's own pending writes over the confirmed replica.
+ */
+export class Agent extends EventEmitter<AgentEvents> {
+  readonly id: string;
+  readonly #store: AgentStore;
+  readonly #clock: HybridClock;
+  readonly #writes: WriteQueue;
+  readonly #link: Link;
+  readonly #uploader: Uploader;
+  readonly #replicator: Replicator;
+  readonly #log: Logger;
+  #closed = false;
+
+  constructor(options: AgentOptions) {
+    super();
+    this.id = options.agentId;
+    this.#log = options.logger ?? pino({ level: 'silent' });
+    this.#store = new AgentStore(options.dataDir);
+    this.#clock = new HybridClock(options.now, this.#store.lastHlc);
+    this.#uploader = new Uploader(this.#store, {
+      send: (batch) => this.#send(batch),
+      isReplicated: (c) => this.#replicator.replicates(c),
+      onAcked: () => undefined,
+      onRejected: (rejections) => this.emit('rejection', rejections),
+    }, { maxBatchOps: 500, maxBatchBytes: 256 * 1024, maxInFlight: 4, ackTimeoutMs: options.ackTimeoutMs ?? 10_000 }, this.#log);
+    this.#replicator = new Replicator(this.#store, {
+      send: (pull) => this.#send(pull),
+      onApplied: (changes) => this.emit('change', changes),
+    }, { collections: options.collections, pageLimit: 500, pullTimeoutMs: options.ackTimeoutMs ?? 10_000 }, this.#log);
+    this.#writes = new WriteQueue(this.#store, this.#clock, () => this.#uploader.pump());
+    const collectionTopics = options.collections?.map((c) => topics.collection(c)) ?? [topics.allCollections];
+    this.#link = new Link({
+      url: options.hubUrl,
+      clientId: options.agentId,
+      subscriptions: [topics.down(options.agentId), topics.hub, ...collectionTopics],
+      backoff: options.reconnect ?? { initialMs: 500, maxMs: 30_000 },
+      log: this.#log,
+    }, {
+      onConnected: () => {
+        this.#uploader.reset();
+        this.#uploader.pump();
+        this.#replicator.onConnected();
+        this.emit('connected');
+      },
+      onDisconnected: () => {
+        this.#uploader.reset();
+        this.#replicator.onDisconnected();
+        this.emit('disconnected');
+      },
+      onMessage: (topic, payload) => this.#onMessage(topic, payload),
+    });
+  }
+
+  /** Starts syncing in the background; the agent serves reads and writes at once, online or not. */
+  start(): this {
+    this.#uploader.start();
+    this.#link.start();
+    return this;
+  }
+
+  put(collection: string, key: string, value: JsonValue): Promise<WriteReceipt> {
+    return this.#write(collection, key, 'put', value);
+  }
+
+  /** Shallow merge: listed fields replace, fields set to null are removed. */
+  patch(collection: string, key: string, fields: { [field: string]: JsonValue }): Promise<WriteReceipt> {
+    if (!isPlainObject(fields)) return Promise.reject(new InvalidValueError('patch takes an object of fields'));
+    return this.#write(collection, key, 'patch', fields);
+  }
+
+  del(collection: string, key: string): Promise<WriteReceipt> {
+    return this.#write(collection, key, 'del', undefined);
+  }
+
+  async get(collection: string, key: string, options: ReadOptions = {}): Promise<AgentDocument | undefined> {
+    this.#assertOpen();
+    return this.#store.read(collection, key, options.confirmed);
+  }
+
+  async list(collection: string, options: ListOptions = {}): Promise<AgentDocument[]> {
+    this.#assertOpen();
+    return this.#store.list(collection, {
+      limit: Math.min(options.limit ?? 100, 1000),
+      ...(options.prefix !== undefined && { prefix: options.prefix }),
+      ...(options.after !== undefined && { after: options.after }),
+      confirmedOnly: options.confirmed ?? false,
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  status(): AgentStatus {
+    this.#assertOpen();
+    const cursors = this.#store.cursors();
+    const watermark = this.#store.watermark;
+    return {
+      agentId: this.id,
+      incarnation: this.#store.incarnation,
+      connected: this.#link.connected,
+      outboxDepth: this.#store.pendingCount(),
+      appliedLsn: Math.max(watermark, ...Object.values(cursors)),
+      watermark,
+      collections: Object.fromEntries(Object.entries(cursors).map(([c, lsn]) => [c, { appliedLsn: lsn }])),
+    };
+  }
+
+  rejections(limit?: number): Rejection[] {
+    this.#assertOpen();
+    return this.#store.rejections(limit);
+  }
+
+  /** Drops the connection to the hub; it comes back by itself with backoff. */
+  disconnect(): void {
+    this.#link.disconnect();
+  }
+
+  /** Stores what is queued, stops syncing and closes the database. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#writes.flush();
+    this.#uploader.stop();
+    this.#replicator.stop();
+    await this.#link.stop();
+    this.#store.close();
+  }
+
+  async #write(collection: string, key: string, op: WriteKind, value: JsonValue | undefined): Promise<WriteReceipt> {
+    this.#assertOpen();
+    if (op !== 'del' && value === undefined) throw new InvalidValueError(`${op} needs a value`);
+    validateWrite(collection, key, value);
+    return this.#writes.submit({ collection, key, op, value });
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new AgentClosedError();
+  }
+
+  #send(message: UpMessage): boolean {
+    return this.#link.publish(topics.up(this.id), upCodec.encode(message));
+  }
+
+  #onMessage(topic: string, payload: Buffer): void {
+    if (this.#closed) return;
+    try {
+      if (topic === topics.down(this.id)) this.#onDown(downCodec.decode(payload));
+      else if (collectionOfTopic(topic) !== undefined || topic === topics.hub) {
+        const message = broadcastCodec.decode(payload);
+        this.#clock.observe(message[1].hlc as Hlc);
+        if (message[0] === 'changes') this.#replicator.onChanges(message);
+      }
+    } catch (error) {
+      this.#log.warn({ err: error, topic }, 'ignored a message from the hub');
+    }
+  }
+
+  #onDown(message: DownMessage): void {
+    switch (message[0]) {
+      case 'ack':
+        this.#clock.observe(message[1].hlc as Hlc);
+        this.#uploader.onAck(message);
+        break;
+      case 'resync':
+        this.#clock.observe(message[1].hlc as Hlc);
+        this.#uploader.onResync(message);
+        break;
+      case 'page':
+        this.#clock.observe(message[1].hlc as Hlc);
+        this.#replicator.onPage(message);
+        break;
+      case 'error':
+        this.#log.error({ code: message[1].code }, `hub reported: ${message[1].message}`);
+        break;
+    }
+  }
+}
+
+function validateWrite(collection: string, key: string, value: JsonValue | undefined): void {
+  if (checkCollectionName(collection)) throw new InvalidCollectionError(collection);
+  if (checkKey(key, limits.maxKeyBytes)) throw new InvalidKeyError(key, limits.maxKeyBytes);
+  if (value === undefined) return;
+  const problem = checkValue(value, limits.maxValueDepth);
+  if (problem) throw new InvalidValueError(problem.detail);
+  const size = encodeCbor(value).length;
+  if (size > limits.maxValueBytes) throw new ValueTooLargeError(size, limits.maxValueBytes);
+}
+
+/** Opens the agent's database and starts syncing. */
+export async function openAgent(options: AgentOptions): Promise<Agent> {
+  return new Agent(options).start();
+}

@@ -1,0 +1,85 @@
+import Fastify from 'fastify';
+import type { Logger } from 'pino';
+import { AgentClosedError, ErrorCode, OutpostError } from '../shared/errors.js';
+import type { JsonValue } from '../shared/values.js';
+import type { Agent } from './agent.js';
+
+interface DocParams { collection: string; key: string }
+
+/** HTTP status for each error code an app can meet. */
+const STATUS_BY_CODE: Partial<Record<string, number>> = {
+  [ErrorCode.STORAGE_FULL]: 507,
+  [ErrorCode.STORAGE_FAILED]: 500,
+  [ErrorCode.AGENT_CLOSED]: 503,
+};
+
+/**
+ * The agent's localhost HTTP API, for apps in any language. JSON in and out; errors are
+ * `{ code, message }` with a stable code.
+ */
+export async function createAgentHttp(agent: Agent, log: Logger) {
+  // Per-request lines only at debug: a device's SD card should not log every read.
+  const level = log.level === 'debug' || log.level === 'trace' ? log.level : 'warn';
+  const app = Fastify({
+    loggerInstance: log.child({ component: 'http' }, { level }),
+    bodyLimit: 1024 * 1024,
+  });
+
+  app.setErrorHandler((error, _request, reply) => {
+    if (error instanceof OutpostError) {
+      return reply.code(STATUS_BY_CODE[error.code] ?? 400).send(error.toJSON());
+    }
+    const status = (error as { statusCode?: number }).statusCode ?? 500;
+    if (status >= 500) log.error({ err: error }, 'request failed');
+    return reply.code(status).send({ code: (error as { code?: string }).code ?? 'OUTPOST_INTERNAL', message: (error as Error).message });
+  });
+
+  app.put<{ Params: DocParams; Body: JsonValue }>('/v1/docs/:collection/:key', async (request) => {
+    const { collection, key } = request.params;
+    return agent.put(collection, key, request.body);
+  });
+
+  app.patch<{ Params: DocParams; Body: { [field: string]: JsonValue } }>('/v1/docs/:collection/:key', async (request) => {
+    const { collection, key } = request.params;
+    return agent.patch(collection, key, request.body);
+  });
+
+  app.delete<{ Params: DocParams }>('/v1/docs/:collection/:key', async (request) => {
+    const { collection, key } = request.params;
+    return agent.del(collection, key);
+  });
+
+  app.get<{ Params: DocParams; Querystring: { confirmed?: string } }>('/v1/docs/:collection/:key', async (request, reply) => {
+    const { collection, key } = request.params;
+    const doc = await agent.get(collection, key, { confirmed: request.query.confirmed === 'true' });
+    if (!doc) return reply.code(404).send({ code: 'OUTPOST_NOT_FOUND', message: `no document ${collection}/${key} on this device` });
+    return doc;
+  });
+
+  app.get<{ Params: { collection: string }; Querystring: { prefix?: string; after?: string; limit?: string; confirmed?: string } }>(
+    '/v1/docs/:collection',
+    async (request) => {
+      const { prefix, after, limit, confirmed } = request.query;
+      const docs = await agent.list(request.params.collection, {
+        ...(prefix !== undefined && { prefix }),
+        ...(after !== undefined && { after }),
+        ...(limit !== undefined && { limit: Number(limit) || 100 }),
+        confirmed: confirmed === 'true',
+      });
+      return { docs };
+    },
+  );
+
+  app.get('/v1/status', async () => agent.status());
+
+  app.get<{ Querystring: { limit?: string } }>('/v1/rejections', async (request) => ({
+    rejections: agent.rejections(Number(request.query.limit) || 100),
+  }));
+
+  app.addHook('onRequest', async () => {
+    if (agent.closed) throw new AgentClosedError();
+  });
+
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,126 @@
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import { Backoff } from './backoff.js';
+
+export interface LinkOptions {
+  url: string;
+  clientId: string;
+  username?: string;
+  password?: string;
+  /** Topic filters to subscribe (QoS 1) on every connection, before `onConnected`. */
+  subscriptions: readonly string[];
+  backoff: { initialMs: number; maxMs: number };
+  log: Logger;
+}
+
+export interface LinkDelegate {
+  onConnected(): void;
+  onDisconnected(): void;
+  /** Handles one incoming message; the QoS 1 PUBACK is sent only after the promise settles. */
+  onMessage(topic: string, payload: Buffer): Promise<void> | void;
+}
+
+/**
+ * The agent's MQTT connection. MQTT.js's own reconnect is switched off (its fixed period
+ * turns a hub restart into a reconnect storm); this class reconnects with jittered backoff.
+ *
+ *   stopped ─start()─► connecting ─connack+suback─► connected ─close─► waiting ─timer─► connecting
+ */
+export class Link {
+  #client: MqttClient | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #connected = false;
+  #stopped = true;
+  readonly #backoff: Backoff;
+
+  constructor(private readonly options: LinkOptions, private readonly delegate: LinkDelegate) {
+    this.#backoff = new Backoff(options.backoff);
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  start(): void {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    this.#connect();
+  }
+
+  #connect(): void {
+    const { options, delegate } = this;
+    const client = mqtt.connect(options.url, {
+      clientId: options.clientId,
+      ...(options.username !== undefined && { username: options.username }),
+      ...(options.password !== undefined && { password: options.password }),
+      clean: true,
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+      keepalive: 30,
+      protocolVersion: 4,
+      resubscribe: false,
+    });
+    this.#client = client;
+    client.handleMessage = (packet, done) => {
+      Promise.resolve()
+        .then(() => delegate.onMessage(packet.topic, packet.payload as Buffer))
+        .catch((error: unknown) => options.log.error({ err: error, topic: packet.topic }, 'failed to handle message'))
+        .finally(() => done());
+    };
+    client.on('connect', () => {
+      const filters = Object.fromEntries(options.subscriptions.map((topic) => [topic, { qos: 1 as const }]));
+      client.subscribe(filters, (error, granted) => {
+        if (error || !granted || granted.some((g) => g.qos === 128)) {
+          options.log.error({ err: error, granted }, 'subscription refused by the hub; reconnecting');
+          client.end(true);
+          return;
+        }
+        if (this.#client !== client) return;
+        this.#backoff.reset();
+        this.#connected = true;
+        options.log.info({ url: options.url }, 'connected to hub');
+        delegate.onConnected();
+      });
+    });
+    client.on('error', (error) => options.log.warn({ err: error.message }, 'connection error'));
+    client.on('close', () => {
+      if (this.#client !== client) return;
+      const was = this.#connected;
+      this.#connected = false;
+      this.#client = undefined;
+      client.removeAllListeners('connect');
+      client.end(true);
+      if (was) {
+        options.log.warn('disconnected from hub');
+        delegate.onDisconnected();
+      }
+      if (!this.#stopped) {
+        const delay = this.#backoff.next();
+        this.#timer = setTimeout(() => this.#connect(), delay);
+        this.#timer.unref?.();
+      }
+    });
+  }
+
+  /** Publishes at QoS 1 if connected; returns false (and sends nothing) otherwise. */
+  publish(topic: string, payload: Buffer): boolean {
+    const client = this.#client;
+    if (!client || !this.#connected) return false;
+    client.publish(topic, payload, { qos: 1 }, (error) => {
+      if (error) this.options.log.debug({ err: error.message, topic }, 'publish not completed');
+    });
+    return true;
+  }
+
+  /** Drops the current connection; the link reconnects with backoff (used by tests and `sync now`). */
+  disconnect(): void {
+    this.#client?.stream?.destroy();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    const client = this.#client;
+    if (client) await client.endAsync(true).catch(() => undefined);
+  }
+}

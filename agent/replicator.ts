@@ -1,0 +1,115 @@
+import type { Logger } from 'pino';
+import type { Change, ChangesMessage, PageMessage, PullMessage } from '../shared/messages.js';
+import type { AgentStore } from './store.js';
+
+export interface ReplicatorOptions {
+  /** Collections replicated here; undefined = all. */
+  collections: readonly string[] | undefined;
+  pageLimit: number;
+  /** Ask again when a page has not arrived within this time. */
+  pullTimeoutMs: number;
+}
+
+export interface ReplicatorDelegate {
+  send(pull: PullMessage): boolean;
+  onApplied(changes: Change[]): void;
+}
+
+/**
+ * Keeps the replica converging on the hub. Live change sets are applied when they follow on
+ * from what is held (`prev` ≤ what this agent has seen of the collection); otherwise — and on
+ * every (re)connect — the agent pulls the log from its watermark, page by page. Applying is
+ * idempotent by version, so overlapping live and pulled changes are harmless.
+ *
+ *   idle ─connect / gap─► pulling ─page(more)─► pulling ─page(done)─► idle (or again, if a gap came meanwhile)
+ */
+export class Replicator {
+  #pullFrom: number | undefined;
+  #pullAgain = false;
+  #sentAt = 0;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: AgentStore,
+    private readonly delegate: ReplicatorDelegate,
+    private readonly options: ReplicatorOptions,
+    private readonly log: Logger,
+  ) {}
+
+  replicates(collection: string): boolean {
+    return this.options.collections === undefined || this.options.collections.includes(collection);
+  }
+
+  /** On every (re)connect: catch up from the watermark. */
+  onConnected(): void {
+    this.#pullFrom = undefined;
+    this.#timer ??= setInterval(() => this.#checkTimeout(), Math.max(50, this.options.pullTimeoutMs / 4));
+    this.#timer.unref?.();
+    this.pull();
+  }
+
+  onDisconnected(): void {
+    this.#pullFrom = undefined;
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  onChanges([, set]: ChangesMessage): void {
+    if (!this.replicates(set.c)) return;
+    const seen = Math.max(this.store.cursor(set.c), this.store.watermark);
+    if (set.prev > seen) {
+      this.log.debug({ collection: set.c, prev: set.prev, seen }, 'gap in change sets; pulling');
+      this.pull();
+      return;
+    }
+    this.#applied(this.store.applyChanges(set.changes));
+  }
+
+  onPage([, page]: PageMessage): void {
+    if (page.from !== this.#pullFrom) return; // an answer to a pull that was superseded
+    this.#applied(this.store.applyChanges(page.changes, page.to));
+    if (page.more) {
+      this.#sendPull(page.to);
+      return;
+    }
+    this.#pullFrom = undefined;
+    if (this.#pullAgain) this.pull();
+  }
+
+  /** Starts a pull from the watermark, or asks for another once the current one ends. */
+  pull(): void {
+    if (this.#pullFrom !== undefined) {
+      this.#pullAgain = true;
+      return;
+    }
+    this.#sendPull(this.store.watermark);
+  }
+
+  #sendPull(from: number): void {
+    this.#pullAgain = false;
+    const body: PullMessage[1] = { from, limit: this.options.pageLimit };
+    if (this.options.collections) body.cs = [...this.options.collections];
+    if (this.delegate.send(['pull', body])) {
+      this.#pullFrom = from;
+      this.#sentAt = Date.now();
+    } else {
+      this.#pullFrom = undefined;
+    }
+  }
+
+  #checkTimeout(): void {
+    if (this.#pullFrom !== undefined && Date.now() - this.#sentAt > this.options.pullTimeoutMs) {
+      this.log.warn({ from: this.#pullFrom }, 'no page from hub; pulling again');
+      const from = this.#pullFrom;
+      this.#pullFrom = undefined;
+      this.#sendPull(from);
+    }
+  }
+
+  #applied(changes: Change[]): void {
+    if (changes.length > 0) this.delegate.onApplied(changes);
+  }
+}

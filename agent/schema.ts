@@ -1,0 +1,48 @@
+export const AGENT_SCHEMA_VERSION = 1;
+
+/** The agent database, version 1. */
+export const AGENT_SCHEMA = `
+CREATE TABLE meta (
+  name  TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE documents (
+  collection TEXT NOT NULL,
+  key        TEXT NOT NULL,
+  value      BLOB,
+  deleted    INTEGER NOT NULL DEFAULT 0,
+  version    INTEGER NOT NULL,
+  hlc        TEXT NOT NULL,
+  origin     TEXT NOT NULL,
+  PRIMARY KEY (collection, key)
+) WITHOUT ROWID;
+-- Pending writes. acked_lsn is set when the hub committed the write but the replica does not
+-- hold that version yet; the row then only keeps reads from going backwards.
+CREATE TABLE outbox (
+  seq        INTEGER PRIMARY KEY,
+  collection TEXT NOT NULL,
+  key        TEXT NOT NULL,
+  op         TEXT NOT NULL CHECK (op IN ('put', 'patch', 'del')),
+  value      BLOB,
+  hlc        TEXT NOT NULL,
+  base       INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  acked_lsn  INTEGER
+);
+CREATE INDEX outbox_by_document ON outbox (collection, key, seq);
+CREATE TABLE cursors (
+  collection  TEXT PRIMARY KEY,
+  applied_lsn INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE rejections (
+  seq        INTEGER PRIMARY KEY,
+  collection TEXT NOT NULL,
+  key        TEXT NOT NULL,
+  op         TEXT NOT NULL,
+  value      BLOB,
+  outcome    TEXT NOT NULL,
+  reason     TEXT,
+  detail     TEXT,
+  at         INTEGER NOT NULL
+);
+`;

@@ -1,0 +1,310 @@
+import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeCbor, encodeCbor } from '../shared/codec.js';
+import { StorageFailedError, StorageFullError } from '../shared/errors.js';
+import { ZERO_HLC, type Hlc } from '../shared/hlc.js';
+import type { Change, OpResult, WriteOp } from '../shared/messages.js';
+import { applyPatch, type JsonValue } from '../shared/values.js';
+import { AGENT_SCHEMA, AGENT_SCHEMA_VERSION } from './schema.js';
+
+export type WriteKind = 'put' | 'patch' | 'del';
+
+export interface NewWrite {
+  collection: string;
+  key: string;
+  op: WriteKind;
+  value: JsonValue | undefined;
+  hlc: Hlc;
+}
+
+/** A document as an app sees it. `pending` says the device's own unconfirmed writes shaped it. */
+export interface AgentDocument {
+  collection: string;
+  key: string;
+  value: JsonValue;
+  /** LSN of the confirmed version underneath (0 if the hub has not confirmed any yet). */
+  version: number;
+  pending: boolean;
+}
+
+export interface Rejection {
+  seq: number;
+  collection: string;
+  key: string;
+  op: WriteKind;
+  value: JsonValue | undefined;
+  outcome: 'rejected' | 'conflict' | 'duplicate';
+  reason: string | null;
+  detail: string | null;
+  at: number;
+}
+
+interface DocRow { value: Buffer | null; deleted: number; version: number }
+interface PendingRow { seq: number; collection: string; key: string; op: WriteKind; value: Buffer | null; hlc: string; base: number }
+
+/**
+ * The agent's SQLite database: the confirmed replica, the durable outbox of pending writes,
+ * the per-collection applied LSNs, and the rejections apps can read. synchronous=FULL, so a
+ * write resolved to an app survives power loss. Every method is synchronous.
+ */
+export class AgentStore {
+  readonly path: string;
+  readonly incarnation: string;
+  readonly #db: Database.Database;
+  readonly #s;
+  #nextSeq: number;
+
+  constructor(dataDir: string) {
+    this.path = join(dataDir, 'agent.db');
+    try {
+      mkdirSync(dataDir, { recursive: true });
+      this.#db = new Database(this.path);
+      this.#db.pragma('journal_mode = WAL');
+      this.#db.pragma('synchronous = FULL');
+      this.#db.pragma('busy_timeout = 5000');
+      this.#migrate();
+    } catch (cause) {
+      throw new StorageFailedError(this.path, 'open', { cause });
+    }
+    const db = this.#db;
+    this.#s = {
+      meta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE name = ?'),
+      setMeta: db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value'),
+      document: db.prepare<[string, string], DocRow>('SELECT value, deleted, version FROM documents WHERE collection = ? AND key = ?'),
+      upsertDocument: db.prepare(
+        `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value, deleted = excluded.deleted,
+           version = excluded.version, hlc = excluded.hlc, origin = excluded.origin
+         WHERE excluded.version > documents.version`,
+      ),
+      insertOutbox: db.prepare(
+        'INSERT INTO outbox (seq, collection, key, op, value, hlc, base, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      pendingForDoc: db.prepare<[string, string, number], { op: WriteKind; value: Buffer | null }>(
+        `SELECT op, value FROM outbox WHERE collection = ? AND key = ? AND (acked_lsn IS NULL OR acked_lsn > ?) ORDER BY seq`,
+      ),
+      pendingFrom: db.prepare<[number, number], PendingRow>(
+        'SELECT seq, collection, key, op, value, hlc, base FROM outbox WHERE seq >= ? AND acked_lsn IS NULL ORDER BY seq LIMIT ?',
+      ),
+      lowestPending: db.prepare<[], { seq: number | null }>('SELECT min(seq) AS seq FROM outbox WHERE acked_lsn IS NULL'),
+      pendingCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM outbox WHERE acked_lsn IS NULL'),
+      outboxRow: db.prepare<[number], PendingRow>('SELECT seq, collection, key, op, value, hlc, base FROM outbox WHERE seq = ?'),
+      markAcked: db.prepare('UPDATE outbox SET acked_lsn = ? WHERE seq = ?'),
+      deleteOutbox: db.prepare('DELETE FROM outbox WHERE seq = ?'),
+      releaseConfirmed: db.prepare('DELETE FROM outbox WHERE collection = ? AND key = ? AND acked_lsn IS NOT NULL AND acked_lsn <= ?'),
+      insertRejection: db.prepare(
+        `INSERT OR REPLACE INTO rejections (seq, collection, key, op, value, outcome, reason, detail, at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      rejections: db.prepare<[number], Omit<Rejection, 'value'> & { value: Buffer | null }>(
+        'SELECT seq, collection, key, op, value, outcome, reason, detail, at FROM rejections ORDER BY seq DESC LIMIT ?',
+      ),
+      cursor: db.prepare<[string], { applied_lsn: number }>('SELECT applied_lsn FROM cursors WHERE collection = ?'),
+      advanceCursor: db.prepare(
+        `INSERT INTO cursors (collection, applied_lsn) VALUES (?, ?)
+         ON CONFLICT (collection) DO UPDATE SET applied_lsn = max(applied_lsn, excluded.applied_lsn)`,
+      ),
+      cursors: db.prepare<[], { collection: string; applied_lsn: number }>('SELECT collection, applied_lsn FROM cursors ORDER BY collection'),
+      confirmedKeys: db.prepare<[string, string, number], { key: string }>(
+        'SELECT key FROM documents WHERE collection = ? AND key >= ? AND deleted = 0 ORDER BY key LIMIT ?',
+      ),
+      pendingKeys: db.prepare<[string, string], { key: string }>(
+        'SELECT DISTINCT key FROM outbox WHERE collection = ? AND key >= ? ORDER BY key',
+      ),
+    };
+    this.incarnation = this.#meta('incarnation') ?? this.#born();
+    this.#nextSeq = Number(this.#meta('next_seq') ?? '1');
+  }
+
+  #migrate(): void {
+    const version = this.#db.pragma('user_version', { simple: true }) as number;
+    if (version > AGENT_SCHEMA_VERSION) {
+      throw new Error(`database schema version ${version} is newer than this agent (${AGENT_SCHEMA_VERSION}); upgrade Outpost`);
+    }
+    if (version < AGENT_SCHEMA_VERSION) {
+      this.#db.transaction(() => {
+        this.#db.exec(AGENT_SCHEMA);
+        this.#db.pragma(`user_version = ${AGENT_SCHEMA_VERSION}`);
+      }).immediate();
+    }
+  }
+
+  /** A new database is a new incarnation: a fresh sequence space the hub cannot confuse with an old one. */
+  #born(): string {
+    const incarnation = randomBytes(16).toString('hex');
+    this.#s.setMeta.run('incarnation', incarnation);
+    return incarnation;
+  }
+
+  #meta(name: string): string | undefined {
+    return this.#s.meta.get(name)?.value;
+  }
+
+  /** The last HLC persisted, so the clock never runs backwards across restarts. */
+  get lastHlc(): Hlc {
+    return (this.#meta('hlc') ?? ZERO_HLC) as Hlc;
+  }
+
+  /**
+   * Appends writes to the outbox in one transaction (group commit) and returns their seqs.
+   * Throws StorageFullError when the disk or page budget is exhausted; nothing is half-written.
+   */
+  appendWrites(writes: readonly NewWrite[], clockNow: Hlc): number[] {
+    const first = this.#nextSeq;
+    try {
+      this.#db.transaction(() => {
+        let seq = first;
+        const now = Date.now();
+        for (const w of writes) {
+          const base = this.#s.document.get(w.collection, w.key)?.version ?? 0;
+          const value = w.value === undefined ? null : encodeCbor(w.value);
+          this.#s.insertOutbox.run(seq, w.collection, w.key, w.op, value, w.hlc, base, now);
+          seq += 1;
+        }
+        this.#s.setMeta.run('next_seq', String(seq));
+        this.#s.setMeta.run('hlc', clockNow);
+      }).immediate();
+    } catch (cause) {
+      const code = (cause as { code?: string }).code;
+      if (code === 'SQLITE_FULL') throw new StorageFullError(this.path, { cause });
+      throw new StorageFailedError(this.path, 'write to', { cause });
+    }
+    this.#nextSeq = first + writes.length;
+    return writes.map((_, i) => first + i);
+  }
+
+  /** The document with the device's own pending writes laid over it, or only the confirmed one. */
+  read(collection: string, key: string, confirmedOnly = false): AgentDocument | undefined {
+    const row = this.#s.document.get(collection, key);
+    const version = row?.version ?? 0;
+    let value: JsonValue | undefined = row && !row.deleted && row.value ? (decodeCbor(row.value) as JsonValue) : undefined;
+    let pending = false;
+    if (!confirmedOnly) {
+      for (const p of this.#s.pendingForDoc.all(collection, key, version)) {
+        pending = true;
+        const v = p.value === null ? undefined : (decodeCbor(p.value) as JsonValue);
+        value = p.op === 'del' ? undefined : p.op === 'put' ? v : applyPatch(value, v as { [f: string]: JsonValue });
+      }
+    }
+    return value === undefined ? undefined : { collection, key, value, version, pending };
+  }
+
+  /** Documents of a collection in key order: keys starting with `prefix`, after `after`. */
+  list(collection: string, options: { prefix?: string; after?: string; limit: number; confirmedOnly?: boolean }): AgentDocument[] {
+    const { prefix = '', after, limit } = options;
+    const from = after !== undefined && after > prefix ? after : prefix;
+    const inRange = (key: string): boolean => key.startsWith(prefix) && (after === undefined || key > after);
+    const pendingKeys = options.confirmedOnly ? [] : this.#s.pendingKeys.all(collection, from).map((r) => r.key);
+    // Pending deletes can hide at most that many confirmed documents: fetch enough to fill the page.
+    const confirmed = this.#s.confirmedKeys.all(collection, from, limit + pendingKeys.length + 1).map((r) => r.key);
+    const keys = [...new Set([...confirmed, ...pendingKeys])].filter(inRange).sort();
+    const docs: AgentDocument[] = [];
+    for (const key of keys) {
+      if (docs.length >= limit) break;
+      const doc = this.read(collection, key, options.confirmedOnly);
+      if (doc) docs.push(doc);
+    }
+    return docs;
+  }
+
+  /** Unacknowledged ops from `fromSeq` on, in seq order: up to `maxOps`, and about `maxBytes` (at least one). */
+  pendingFrom(fromSeq: number, maxOps: number, maxBytes: number): WriteOp[] {
+    const ops: WriteOp[] = [];
+    let bytes = 0;
+    for (const row of this.#s.pendingFrom.all(fromSeq, maxOps)) {
+      bytes += 48 + row.key.length + (row.value?.length ?? 0);
+      if (ops.length > 0 && bytes > maxBytes) break;
+      ops.push({
+        seq: row.seq, c: row.collection, k: row.key, op: row.op, hlc: row.hlc,
+        ...(row.value !== null && { v: decodeCbor(row.value) }),
+        ...(row.base > 0 && { base: row.base }),
+      });
+    }
+    return ops;
+  }
+
+  lowestPendingSeq(): number | undefined {
+    return this.#s.lowestPending.get()?.seq ?? undefined;
+  }
+
+  pendingCount(): number {
+    return this.#s.pendingCount.get()!.n;
+  }
+
+  /**
+   * Records the hub's outcomes. A committed op stays in the overlay until the replica holds
+   * its version (so reads never go backwards); if its collection is not replicated here it
+   * leaves at once. Rejected and conflicting ops leave the outbox and are kept as rejections.
+   */
+  applyResults(results: readonly OpResult[], replicated: (collection: string) => boolean): Rejection[] {
+    const rejected: Rejection[] = [];
+    this.#db.transaction(() => {
+      for (const r of results) {
+        const row = this.#s.outboxRow.get(r.seq);
+        if (!row) continue;
+        if (r.outcome === 'committed' && r.lsn !== undefined) {
+          const held = this.#s.document.get(row.collection, row.key)?.version ?? 0;
+          if (replicated(row.collection) && held < r.lsn) this.#s.markAcked.run(r.lsn, r.seq);
+          else this.#s.deleteOutbox.run(r.seq);
+          continue;
+        }
+        const rejection: Rejection = {
+          seq: r.seq, collection: row.collection, key: row.key, op: row.op,
+          value: row.value === null ? undefined : (decodeCbor(row.value) as JsonValue),
+          outcome: r.outcome === 'committed' ? 'duplicate' : r.outcome,
+          reason: r.reason ?? null, detail: r.detail ?? null, at: Date.now(),
+        };
+        this.#s.insertRejection.run(
+          r.seq, row.collection, row.key, row.op, row.value, rejection.outcome, rejection.reason, rejection.detail, rejection.at,
+        );
+        this.#s.deleteOutbox.run(r.seq);
+        rejected.push(rejection);
+      }
+    }).immediate();
+    return rejected;
+  }
+
+  /**
+   * Applies committed changes idempotently: a change lands only if its LSN is above the
+   * document's version, so replays and overlapping pages are harmless. `watermark`, when given,
+   * records that every change up to it has now been seen (the end of a pull page).
+   */
+  applyChanges(changes: readonly Change[], watermark?: number): Change[] {
+    const applied: Change[] = [];
+    this.#db.transaction(() => {
+      for (const ch of changes) {
+        const value = ch.v === undefined ? null : encodeCbor(ch.v);
+        const result = this.#s.upsertDocument.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o);
+        this.#s.releaseConfirmed.run(ch.c, ch.k, ch.lsn);
+        this.#s.advanceCursor.run(ch.c, ch.lsn);
+        if (result.changes > 0) applied.push(ch);
+      }
+      if (watermark !== undefined && watermark > this.watermark) this.#s.setMeta.run('watermark', String(watermark));
+    }).immediate();
+    return applied;
+  }
+
+  /** Every change of the replicated collections up to this LSN has been applied. */
+  get watermark(): number {
+    return Number(this.#meta('watermark') ?? '0');
+  }
+
+  /** Highest LSN applied for a collection (0 if none). */
+  cursor(collection: string): number {
+    return this.#s.cursor.get(collection)?.applied_lsn ?? 0;
+  }
+
+  cursors(): Record<string, number> {
+    return Object.fromEntries(this.#s.cursors.all().map((r) => [r.collection, r.applied_lsn]));
+  }
+
+  rejections(limit = 100): Rejection[] {
+    return this.#s.rejections.all(limit).map((r) => ({ ...r, value: r.value === null ? undefined : (decodeCbor(r.value) as JsonValue) }));
+  }
+
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+}

@@ -1,0 +1,120 @@
+import type { Logger } from 'pino';
+import type { AckMessage, BatchMessage, ResyncMessage } from '../shared/messages.js';
+import type { AgentStore, Rejection } from './store.js';
+
+/** How long uploads pause when the hub asks for seqs this agent no longer holds. */
+const RESYNC_PAUSE_MS = 30_000;
+
+export interface UploaderOptions {
+  maxBatchOps: number;
+  maxBatchBytes: number;
+  /** Batches sent and not yet acknowledged, at most. */
+  maxInFlight: number;
+  /** Resend from the first unacknowledged op when no ack came for this long. */
+  ackTimeoutMs: number;
+}
+
+export interface UploaderDelegate {
+  /** Sends a batch; false when there is no connection. */
+  send(batch: BatchMessage): boolean;
+  isReplicated(collection: string): boolean;
+  onAcked(results: AckMessage[1]['results']): void;
+  onRejected(rejections: Rejection[]): void;
+}
+
+/**
+ * Uploads the outbox as contiguous runs of seqs. Rows leave the outbox only on the hub's
+ * commit ack (an MQTT PUBACK proves nothing). Anything unclear — a reconnect, a resync, a
+ * missing ack — rewinds to the first unacknowledged seq: the hub re-acks duplicates, so
+ * resending is always safe.
+ */
+export class Uploader {
+  #next: number | undefined;
+  #inFlight: Array<{ last: number; sentAt: number }> = [];
+  #active = false;
+  #timer: NodeJS.Timeout | undefined;
+  #pausedUntil = 0;
+
+  constructor(
+    private readonly store: AgentStore,
+    private readonly delegate: UploaderDelegate,
+    private readonly options: UploaderOptions,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.#active = true;
+    this.#rewind();
+    this.#timer = setInterval(() => this.#checkTimeout(), Math.max(50, this.options.ackTimeoutMs / 4));
+    this.#timer.unref?.();
+    this.pump();
+  }
+
+  stop(): void {
+    this.#active = false;
+    clearInterval(this.#timer);
+    this.#inFlight = [];
+  }
+
+  /** Sends what the window allows. Called on new writes, acks and (re)connects. */
+  pump(): void {
+    if (!this.#active || Date.now() < this.#pausedUntil) return;
+    while (this.#inFlight.length < this.options.maxInFlight) {
+      const from = this.#next ?? this.store.lowestPendingSeq();
+      if (from === undefined) return;
+      const ops = this.store.pendingFrom(from, this.options.maxBatchOps, this.options.maxBatchBytes);
+      if (ops.length === 0) return;
+      if (!this.delegate.send(['batch', { inc: this.store.incarnation, ops }])) return;
+      const last = ops.at(-1)!.seq;
+      this.#inFlight.push({ last, sentAt: Date.now() });
+      this.#next = last + 1;
+    }
+  }
+
+  onAck([, ack]: AckMessage): void {
+    if (ack.inc !== this.store.incarnation) return;
+    const rejections = this.store.applyResults(ack.results, (c) => this.delegate.isReplicated(c));
+    const acked = Math.max(...ack.results.map((r) => r.seq));
+    this.#inFlight = this.#inFlight.filter((b) => b.last > acked);
+    this.delegate.onAcked(ack.results);
+    if (rejections.length > 0) this.delegate.onRejected(rejections);
+    this.pump();
+  }
+
+  onResync([, resync]: ResyncMessage): void {
+    if (resync.inc !== this.store.incarnation) return;
+    const lowest = this.store.lowestPendingSeq();
+    if (lowest !== undefined && resync.expected < lowest) {
+      // The hub lacks ops this device already saw acknowledged: the hub lost data (restored
+      // from an old backup?). Resending cannot fill that gap; keep trying slowly and say so.
+      this.log.error({ expected: resync.expected, lowestPending: lowest }, 'hub expects seqs this agent no longer holds');
+      this.#pausedUntil = Date.now() + RESYNC_PAUSE_MS;
+    }
+    this.#rewind();
+    this.pump();
+  }
+
+  #rewind(): void {
+    this.#next = undefined;
+    this.#inFlight = [];
+  }
+
+  /** After a reconnect nothing in flight can still be acknowledged. */
+  reset(): void {
+    this.#rewind();
+  }
+
+  #checkTimeout(): void {
+    const oldest = this.#inFlight[0];
+    if (!oldest && this.#pausedUntil !== 0 && Date.now() >= this.#pausedUntil) {
+      this.#pausedUntil = 0;
+      this.pump();
+      return;
+    }
+    if (oldest && Date.now() - oldest.sentAt > this.options.ackTimeoutMs) {
+      this.log.warn({ waitedMs: Date.now() - oldest.sentAt }, 'no ack from hub; resending from the first unacknowledged write');
+      this.#rewind();
+      this.pump();
+    }
+  }
+}

@@ -1,0 +1,58 @@
+import type { HybridClock } from '../shared/hlc.js';
+import type { AgentStore, NewWrite } from './store.js';
+
+export interface WriteReceipt {
+  /** Position of the write in this agent's sequence. */
+  seq: number;
+  hlc: string;
+}
+
+interface Waiting {
+  write: Omit<NewWrite, 'hlc'>;
+  resolve: (receipt: WriteReceipt) => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * Group commit for app writes: writes issued in the same turn of the event loop share one
+ * outbox transaction (one fsync). Each promise resolves once its write is durable on the
+ * device, and rejects — with nothing stored — if the transaction fails.
+ */
+export class WriteQueue {
+  #waiting: Waiting[] = [];
+  #scheduled = false;
+
+  constructor(
+    private readonly store: AgentStore,
+    private readonly clock: HybridClock,
+    private readonly onStored: () => void,
+  ) {}
+
+  submit(write: Omit<NewWrite, 'hlc'>): Promise<WriteReceipt> {
+    return new Promise((resolve, reject) => {
+      this.#waiting.push({ write, resolve, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Commits every waiting write now. */
+  flush(): void {
+    this.#scheduled = false;
+    const batch = this.#waiting;
+    this.#waiting = [];
+    if (batch.length === 0) return;
+    const writes = batch.map((w) => ({ ...w.write, hlc: this.clock.tick() }));
+    let seqs: number[];
+    try {
+      seqs = this.store.appendWrites(writes, this.clock.last);
+    } catch (error) {
+      for (const w of batch) w.reject(error as Error);
+      return;
+    }
+    batch.forEach((w, i) => w.resolve({ seq: seqs[i]!, hlc: writes[i]!.hlc }));
+    this.onStored();
+  }
+}

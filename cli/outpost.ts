@@ -1,0 +1,79 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import pino, { type Logger } from 'pino';
+import { Hub } from '../hub/hub.js';
+import { Agent } from '../agent/agent.js';
+import { createAgentHttp } from '../agent/http.js';
+import { parseHostPort, parsePort } from './address.js';
+
+const program = new Command('outpost')
+  .description('Keeps fleets of edge devices in sync with one authoritative main site.')
+  .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'));
+
+function logger(name: string): Logger {
+  return pino({ name, level: program.opts<{ logLevel: string }>().logLevel });
+}
+
+/** Stops `stop` once on SIGTERM or SIGINT, then exits. */
+function onSignals(log: Logger, stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
+}
+
+program
+  .command('hub')
+  .description('run the hub: embedded MQTT broker and primary database')
+  .option('--port <port>', 'MQTT listener port', parsePort, 1883)
+  .option('--host <host>', 'MQTT listener address', '0.0.0.0')
+  .option('--http <host:port>', 'HTTP API address', parseHostPort)
+  .option('--data <dir>', 'data directory', './data/hub')
+  .option('--dev', 'development mode: admit any agent without credentials', false)
+  .action(async (opts: { port: number; host: string; http?: { host: string; port: number }; data: string; dev: boolean }) => {
+    const log = logger('hub');
+    const hub = await Hub.start({
+      port: opts.port, host: opts.host, dataDir: opts.data, dev: opts.dev, logger: log,
+      ...(opts.http && { http: opts.http }),
+    });
+    onSignals(log, () => hub.stop());
+  });
+
+program
+  .command('agent')
+  .description('run an agent: local replica, durable outbox and device HTTP API')
+  .requiredOption('--hub <url>', 'hub MQTT URL, e.g. mqtt://127.0.0.1:1883')
+  .requiredOption('--id <agentId>', 'this device\'s agent id')
+  .option('--data <dir>', 'data directory (default ./data/<id>)')
+  .option('--http <host:port>', 'device HTTP API address', parseHostPort, { host: '127.0.0.1', port: 7801 })
+  .option('--collections <names>', 'comma-separated collections to replicate (default: all)')
+  .action(async (opts: { hub: string; id: string; data?: string; http: { host: string; port: number }; collections?: string }) => {
+    const log = logger('agent');
+    const agent = new Agent({
+      hubUrl: opts.hub, agentId: opts.id, dataDir: opts.data ?? `./data/${opts.id}`, logger: log,
+      ...(opts.collections && { collections: opts.collections.split(',').map((c) => c.trim()).filter(Boolean) }),
+    }).start();
+    const http = await createAgentHttp(agent, log);
+    await http.listen({ host: opts.http.host, port: opts.http.port });
+    log.info({ agentId: opts.id, hub: opts.hub, http: `http://${opts.http.host}:${opts.http.port}` }, 'agent started');
+    onSignals(log, async () => {
+      await http.close();
+      await agent.close();
+    });
+  });
+
+program.parseAsync().catch((error: unknown) => {
+  process.stderr.write(`outpost: ${(error as Error).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,44 @@
+// @ts-check
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+/** Layers one way: shared at the bottom, agent and hub beside each other, cli on top. */
+const layer = (files, forbidden, why) => ({
+  files,
+  rules: {
+    'no-restricted-imports': ['error', { patterns: forbidden.map((group) => ({ group: [group], message: why })) }],
+  },
+});
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'data/**', 'test/artifacts/**', 'bench/results/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      // Handlers and API methods stay async so they can await later without changing their type.
+      '@typescript-eslint/require-await': 'off',
+      '@typescript-eslint/no-explicit-any': 'error',
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      'no-restricted-syntax': ['error', { selector: 'TSEnumDeclaration', message: 'use a string-literal union or an as-const object' }],
+    },
+  },
+  layer(['agent/**/*.ts'], ['**/hub/**', '**/cli/**'], 'agent/ must not import hub/ or cli/: the two sides share only shared/'),
+  layer(['hub/**/*.ts'], ['**/agent/**', '**/cli/**'], 'hub/ must not import agent/ or cli/: the two sides share only shared/'),
+  layer(['shared/**/*.ts'], ['**/agent/**', '**/hub/**', '**/cli/**', 'node:net', 'node:fs', 'node:http', 'mqtt', 'aedes', 'better-sqlite3'],
+    'shared/ is pure code: protocol, codec, clock, errors; no sockets, no files, no upper layer'),
+  {
+    files: ['**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+  },
+  {
+    files: ['test/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      '@typescript-eslint/unbound-method': 'off',
+    },
+  },
+);

@@ -1,0 +1,76 @@
+import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import type { Logger } from 'pino';
+import { agentOfUpTopic, collectionOfTopic, isValidAgentId, isValidCollection, topics } from '../shared/topics.js';
+
+export interface BrokerOptions {
+  /** Admit any well-formed agent id without credentials. Development only. */
+  dev: boolean;
+  log: Logger;
+  /** Called for every message an agent publishes on its own `up` topic. */
+  onUp: (agentId: string, payload: Buffer) => void;
+}
+
+/** MQTT CONNACK return codes (3.1.1). */
+const IDENTIFIER_REJECTED = 2 as AuthenticateError['returnCode'];
+const NOT_AUTHORIZED = 5 as AuthenticateError['returnCode'];
+
+/**
+ * The embedded aedes broker with Outpost's deny-by-default ACL: an agent publishes only to its
+ * own `up` topic and subscribes only to its own `down` topic, the hub status and collection
+ * topics. Content is never judged here: a valid topic with a bad payload is answered on `down`
+ * (closing the connection would make the agent resend the poison write forever).
+ */
+export async function createBroker(options: BrokerOptions): Promise<Aedes> {
+  const { log } = options;
+  const broker = await Aedes.createBroker({
+    // One frozen subscriber must not stall delivery to everyone (aedes #1060).
+    drainTimeout: 20_000,
+    connectTimeout: 10_000,
+    keepaliveLimit: 600,
+    maxTopicLevels: 8,
+    maxClientsIdLength: 128,
+  });
+
+  broker.authenticate = (client, _username, _password, done) => {
+    if (!isValidAgentId(client.id)) {
+      done(authError(`client id ${JSON.stringify(client.id)} is not a valid agent id`, IDENTIFIER_REJECTED), null);
+      return;
+    }
+    if (options.dev) {
+      done(null, true);
+      return;
+    }
+    log.warn({ agentId: client.id }, 'refused agent: no credentials are provisioned on this hub; run the hub with --dev for development');
+    done(authError('not authorized', NOT_AUTHORIZED), null);
+  };
+
+  broker.authorizePublish = (client, packet, done) => {
+    if (client === null) return done(null); // the hub's own publishes
+    if (!packet.retain && agentOfUpTopic(packet.topic) === client.id) return done(null);
+    log.warn({ agentId: client.id, topic: packet.topic }, 'forbidden publish; closing the connection');
+    done(new Error(`agent ${client.id} may not publish to ${packet.topic}`));
+  };
+
+  broker.authorizeSubscribe = (client, subscription, done) => {
+    if (mayRead(client, subscription.topic)) return done(null, subscription);
+    log.warn({ agentId: client.id, topic: subscription.topic }, 'forbidden subscription refused');
+    done(null, null);
+  };
+
+  broker.on('publish', (packet, client) => {
+    if (client && agentOfUpTopic(packet.topic) === client.id) options.onUp(client.id, packet.payload as Buffer);
+  });
+  broker.on('clientError', (client, error) => log.debug({ agentId: client.id, err: error.message }, 'client error'));
+  broker.on('connectionError', (_client, error) => log.debug({ err: error.message }, 'connection error'));
+  return broker;
+}
+
+function mayRead(client: Client, topic: string): boolean {
+  if (topic === topics.down(client.id) || topic === topics.hub || topic === topics.allCollections) return true;
+  const collection = collectionOfTopic(topic);
+  return collection !== undefined && isValidCollection(collection);
+}
+
+function authError(message: string, returnCode: AuthenticateError['returnCode']): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode });
+}

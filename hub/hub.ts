@@ -1,0 +1,152 @@
+import { createServer, type Server } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Aedes } from 'aedes';
+import pino, { type Logger } from 'pino';
+import { upCodec, downCodec, broadcastCodec } from '../shared/codec.js';
+import { OutpostError, ErrorCode } from '../shared/errors.js';
+import { HybridClock } from '../shared/hlc.js';
+import { limits } from '../shared/limits.js';
+import type { BroadcastMessage, DownMessage } from '../shared/messages.js';
+import { PROTOCOL_VERSION } from '../shared/protocol-version.js';
+import { topics } from '../shared/topics.js';
+import { createBroker } from './broker.js';
+import { Committer } from './committer.js';
+import { createHubHttp, type HubHttp } from './http.js';
+import { Ingestor, defaultIngestOptions, type IngestOutput } from './ingest.js';
+import { answerPull } from './pull.js';
+import { SqliteHubStore } from './store/sqlite-store.js';
+
+export interface HubOptions {
+  /** MQTT port; 0 picks a free one. */
+  port: number;
+  host?: string;
+  /** `host:port` for the HTTP API; omitted = no HTTP API. */
+  http?: { host: string; port: number };
+  dataDir: string;
+  /** Admit agents without credentials (development only). */
+  dev?: boolean;
+  logger?: Logger;
+}
+
+/**
+ * The main site: an embedded aedes broker in front of the primary store. Agents' batches are
+ * group-committed and acknowledged only after commit; committed change sets are published per
+ * collection; pulls are answered from the log.
+ */
+export class Hub {
+  readonly store: SqliteHubStore;
+  readonly clock = new HybridClock();
+  readonly log: Logger;
+  #broker!: Aedes;
+  #server!: Server;
+  #http: HubHttp | undefined;
+  #committer!: Committer;
+
+  private constructor(private readonly options: HubOptions) {
+    this.log = options.logger ?? pino({ level: 'silent' });
+    this.store = new SqliteHubStore(options.dataDir);
+  }
+
+  static async start(options: HubOptions): Promise<Hub> {
+    const hub = new Hub(options);
+    try {
+      await hub.#start();
+    } catch (error) {
+      await hub.stop();
+      throw error;
+    }
+    return hub;
+  }
+
+  async #start(): Promise<void> {
+    const { options, log } = this;
+    if (options.dev) {
+      log.warn('DEVELOPMENT MODE: any agent may connect without credentials. Never expose this hub to a network.');
+    }
+    const ingestor = new Ingestor(this.store, this.clock, defaultIngestOptions);
+    this.#committer = new Committer(
+      ingestor,
+      (output) => this.#publishCommitted(output),
+      (agentIds, error) => {
+        for (const agentId of agentIds) {
+          this.#sendDown(agentId, ['error', { code: ErrorCode.STORAGE_FAILED, message: `hub could not commit: ${error.message}` }]);
+        }
+      },
+      log,
+    );
+    this.#broker = await createBroker({ dev: options.dev ?? false, log, onUp: (agentId, payload) => this.#onUp(agentId, payload) });
+    this.#server = createServer(this.#broker.handle);
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
+    });
+    this.#publishStatus();
+    if (options.http) {
+      this.#http = await createHubHttp(this, log);
+      await this.#http.listen({ host: options.http.host, port: options.http.port });
+    }
+    log.info({ mqttPort: this.port, http: this.httpAddress, data: options.dataDir, head: this.store.head }, 'hub started');
+  }
+
+  get port(): number {
+    return (this.#server.address() as AddressInfo).port;
+  }
+
+  get httpAddress(): string | undefined {
+    const address = this.#http?.server.address() as AddressInfo | null | undefined;
+    return address ? `http://${address.address}:${address.port}` : undefined;
+  }
+
+  get connectedAgents(): number {
+    return this.#broker?.connectedClients ?? 0;
+  }
+
+  #onUp(agentId: string, payload: Buffer): void {
+    let message;
+    try {
+      message = upCodec.decode(payload);
+    } catch (error) {
+      const { code, message: text } = error instanceof OutpostError ? error : { code: ErrorCode.MALFORMED_MESSAGE, message: String(error) };
+      this.log.warn({ agentId, code, bytes: payload.length }, 'refused message from agent');
+      this.#sendDown(agentId, ['error', { code, message: text }]);
+      return;
+    }
+    if (message[0] === 'batch') {
+      this.#committer.enqueue(agentId, message[1]);
+    } else {
+      this.#sendDown(agentId, answerPull(this.store, this.clock, message[1], limits.maxMessageBytes / 2));
+    }
+  }
+
+  #publishCommitted({ replies, changeSets }: IngestOutput): void {
+    for (const { agentId, message } of replies) this.#sendDown(agentId, message);
+    for (const set of changeSets) this.#broadcast(topics.collection(set[1].c), set);
+  }
+
+  #publishStatus(): void {
+    this.#broadcast(topics.hub, ['hub', { v: PROTOCOL_VERSION, hlc: this.clock.tick(), head: this.store.head, epoch: 0 }], true);
+  }
+
+  #sendDown(agentId: string, message: DownMessage): void {
+    this.#publish(topics.down(agentId), downCodec.encode(message), false);
+  }
+
+  #broadcast(topic: string, message: BroadcastMessage, retain = false): void {
+    this.#publish(topic, broadcastCodec.encode(message), retain);
+  }
+
+  #publish(topic: string, payload: Buffer, retain: boolean): void {
+    this.#broker.publish({ cmd: 'publish', topic, payload, qos: 1, retain, dup: false }, (error) => {
+      if (error) this.log.warn({ topic, err: error.message }, 'publish failed');
+    });
+  }
+
+  /** Commits what is queued, closes every connection, then the store. */
+  async stop(): Promise<void> {
+    this.#committer?.drain();
+    await this.#http?.close();
+    if (this.#broker) await new Promise<void>((resolve) => this.#broker.close(() => resolve()));
+    if (this.#server?.listening) await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.store.close();
+  }
+}

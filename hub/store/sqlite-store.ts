@@ -1,0 +1,286 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Hlc } from '../../shared/hlc.js';
+import type { Change, OpResult } from '../../shared/messages.js';
+import { decodeCbor, encodeCbor } from '../../shared/codec.js';
+import { StorageFailedError } from '../../shared/errors.js';
+import type { JsonValue } from '../../shared/values.js';
+
+/** The hub's current state of one document. */
+export interface StoredDocument {
+  value: JsonValue | undefined;
+  deleted: boolean;
+  version: number;
+  hlc: Hlc;
+  origin: string;
+}
+
+export interface LogEntry {
+  collection: string;
+  key: string;
+  op: 'put' | 'del';
+  value: JsonValue | undefined;
+  hlc: Hlc;
+  origin: string;
+  incarnation: string | null;
+  seq: number | null;
+}
+
+const SCHEMA_VERSION = 1;
+
+const MIGRATION_1 = `
+CREATE TABLE log (
+  lsn          INTEGER PRIMARY KEY,
+  collection   TEXT NOT NULL,
+  key          TEXT NOT NULL,
+  op           TEXT NOT NULL CHECK (op IN ('put', 'del')),
+  value        BLOB,
+  hlc          TEXT NOT NULL,
+  origin       TEXT NOT NULL,
+  incarnation  TEXT,
+  seq          INTEGER,
+  committed_at INTEGER NOT NULL
+);
+CREATE INDEX log_by_collection ON log (collection, lsn);
+CREATE TABLE documents (
+  collection TEXT NOT NULL,
+  key        TEXT NOT NULL,
+  value      BLOB,
+  deleted    INTEGER NOT NULL DEFAULT 0,
+  version    INTEGER NOT NULL,
+  hlc        TEXT NOT NULL,
+  origin     TEXT NOT NULL,
+  PRIMARY KEY (collection, key)
+) WITHOUT ROWID;
+CREATE TABLE collections (
+  name     TEXT PRIMARY KEY,
+  head_lsn INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE agent_sequences (
+  agent_id    TEXT NOT NULL,
+  incarnation TEXT NOT NULL,
+  last_seq    INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL,
+  PRIMARY KEY (agent_id, incarnation)
+) WITHOUT ROWID;
+CREATE TABLE outcomes (
+  agent_id    TEXT NOT NULL,
+  incarnation TEXT NOT NULL,
+  seq         INTEGER NOT NULL,
+  outcome     TEXT NOT NULL,
+  lsn         INTEGER,
+  reason      TEXT,
+  detail      TEXT,
+  PRIMARY KEY (agent_id, incarnation, seq)
+) WITHOUT ROWID;
+`;
+
+/**
+ * The hub's primary store on SQLite: a gap-free log keyed by LSN, the current documents, the
+ * head LSN of every collection, and per-agent sequence state with the outcome of every op.
+ * WAL with synchronous=FULL: a commit the hub has acknowledged survives power loss.
+ * All methods are synchronous and meant to run inside `transaction()`.
+ */
+export class SqliteHubStore {
+  readonly path: string;
+  readonly #db: Database.Database;
+  #head: number;
+  readonly #stmts;
+
+  constructor(dataDir: string) {
+    this.path = join(dataDir, 'hub.db');
+    try {
+      mkdirSync(dataDir, { recursive: true });
+      this.#db = new Database(this.path);
+      this.#db.pragma('journal_mode = WAL');
+      this.#db.pragma('synchronous = FULL');
+      this.#db.pragma('foreign_keys = ON');
+      this.#db.pragma('busy_timeout = 5000');
+      this.#migrate();
+    } catch (cause) {
+      throw new StorageFailedError(this.path, 'open', { cause });
+    }
+    const db = this.#db;
+    this.#stmts = {
+      head: db.prepare<[], { lsn: number | null }>('SELECT max(lsn) AS lsn FROM log'),
+      lastSeq: db.prepare<[string, string], { last_seq: number }>(
+        'SELECT last_seq FROM agent_sequences WHERE agent_id = ? AND incarnation = ?',
+      ),
+      setLastSeq: db.prepare(
+        `INSERT INTO agent_sequences (agent_id, incarnation, last_seq, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (agent_id, incarnation) DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at`,
+      ),
+      outcome: db.prepare<[string, string, number], { outcome: string; lsn: number | null; reason: string | null; detail: string | null }>(
+        'SELECT outcome, lsn, reason, detail FROM outcomes WHERE agent_id = ? AND incarnation = ? AND seq = ?',
+      ),
+      putOutcome: db.prepare(
+        'INSERT INTO outcomes (agent_id, incarnation, seq, outcome, lsn, reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      document: db.prepare<[string, string], { value: Buffer | null; deleted: number; version: number; hlc: string; origin: string }>(
+        'SELECT value, deleted, version, hlc, origin FROM documents WHERE collection = ? AND key = ?',
+      ),
+      upsertDocument: db.prepare(
+        `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value, deleted = excluded.deleted,
+           version = excluded.version, hlc = excluded.hlc, origin = excluded.origin`,
+      ),
+      appendLog: db.prepare(
+        `INSERT INTO log (lsn, collection, key, op, value, hlc, origin, incarnation, seq, committed_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      collectionHead: db.prepare<[string], { head_lsn: number }>('SELECT head_lsn FROM collections WHERE name = ?'),
+      setCollectionHead: db.prepare(
+        `INSERT INTO collections (name, head_lsn) VALUES (?, ?)
+         ON CONFLICT (name) DO UPDATE SET head_lsn = excluded.head_lsn`,
+      ),
+      readLogAll: db.prepare<[number, number], LogRow>(
+        'SELECT lsn, collection, key, op, value, hlc, origin FROM log WHERE lsn > ? ORDER BY lsn LIMIT ?',
+      ),
+    };
+    this.#head = this.#stmts.head.get()?.lsn ?? 0;
+  }
+
+  #migrate(): void {
+    const version = this.#db.pragma('user_version', { simple: true }) as number;
+    if (version > SCHEMA_VERSION) {
+      throw new Error(`database schema version ${version} is newer than this hub (${SCHEMA_VERSION}); upgrade Outpost`);
+    }
+    if (version < 1) {
+      this.#db.transaction(() => {
+        this.#db.exec(MIGRATION_1);
+        this.#db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      }).immediate();
+    }
+  }
+
+  /** Runs `fn` in one write transaction (BEGIN IMMEDIATE). `fn` must be synchronous. */
+  transaction<T>(fn: () => T): T {
+    const head = this.#head;
+    try {
+      return this.#db.transaction(fn).immediate();
+    } catch (error) {
+      this.#head = head; // the LSNs handed out inside the rolled-back transaction are free again
+      throw error;
+    }
+  }
+
+  /** The LSN of the last committed change (0 when the log is empty). */
+  get head(): number {
+    return this.#head;
+  }
+
+  lastSeq(agentId: string, incarnation: string): number {
+    return this.#stmts.lastSeq.get(agentId, incarnation)?.last_seq ?? 0;
+  }
+
+  setLastSeq(agentId: string, incarnation: string, seq: number): void {
+    this.#stmts.setLastSeq.run(agentId, incarnation, seq, Date.now());
+  }
+
+  outcome(agentId: string, incarnation: string, seq: number): Omit<OpResult, 'seq'> | undefined {
+    const row = this.#stmts.outcome.get(agentId, incarnation, seq);
+    if (!row) return undefined;
+    return {
+      outcome: row.outcome as OpResult['outcome'],
+      ...(row.lsn !== null && { lsn: row.lsn }),
+      ...(row.reason !== null && { reason: row.reason }),
+      ...(row.detail !== null && { detail: row.detail }),
+    };
+  }
+
+  putOutcome(agentId: string, incarnation: string, result: OpResult): void {
+    this.#stmts.putOutcome.run(
+      agentId, incarnation, result.seq, result.outcome, result.lsn ?? null, result.reason ?? null, result.detail ?? null,
+    );
+  }
+
+  document(collection: string, key: string): StoredDocument | undefined {
+    const row = this.#stmts.document.get(collection, key);
+    if (!row) return undefined;
+    return {
+      value: row.value === null ? undefined : (decodeCbor(row.value) as JsonValue),
+      deleted: row.deleted === 1,
+      version: row.version,
+      hlc: row.hlc as Hlc,
+      origin: row.origin,
+    };
+  }
+
+  /** Appends a change to the log, updates the document and the collection head; returns the LSN. */
+  commit(entry: LogEntry): number {
+    const lsn = this.#head + 1;
+    const value = entry.value === undefined ? null : encodeCbor(entry.value);
+    this.#stmts.appendLog.run(
+      lsn, entry.collection, entry.key, entry.op, value, entry.hlc, entry.origin, entry.incarnation, entry.seq, Date.now(),
+    );
+    this.#stmts.upsertDocument.run(entry.collection, entry.key, value, entry.op === 'del' ? 1 : 0, lsn, entry.hlc, entry.origin);
+    this.#head = lsn;
+    return lsn;
+  }
+
+  collectionHead(collection: string): number {
+    return this.#stmts.collectionHead.get(collection)?.head_lsn ?? 0;
+  }
+
+  setCollectionHead(collection: string, lsn: number): void {
+    this.#stmts.setCollectionHead.run(collection, lsn);
+  }
+
+  /**
+   * Committed changes after `from`, in LSN order, at most `limit`, and only as many as fit in
+   * `maxBytes` of values (at least one). `collections` undefined means all. `complete` says
+   * that nothing after the returned changes existed when read.
+   */
+  readLog(
+    from: number, collections: readonly string[] | undefined, limit: number, maxBytes: number,
+  ): { changes: Change[]; complete: boolean } {
+    const rows = collections
+      ? this.#db
+          .prepare<unknown[], LogRow>(
+            `SELECT lsn, collection, key, op, value, hlc, origin FROM log
+             WHERE lsn > ? AND collection IN (${collections.map(() => '?').join(',')}) ORDER BY lsn LIMIT ?`,
+          )
+          .all(from, ...collections, limit)
+      : this.#stmts.readLogAll.all(from, limit);
+    const changes: Change[] = [];
+    let bytes = 0;
+    for (const row of rows) {
+      bytes += (row.value?.length ?? 0) + row.key.length + 64;
+      if (changes.length > 0 && bytes > maxBytes) return { changes, complete: false };
+      changes.push(rowToChange(row));
+    }
+    return { changes, complete: rows.length < limit };
+  }
+
+  /** Count of log entries written by one agent op identity; used by tests and the checker. */
+  countCommitted(agentId: string, incarnation: string, seq: number): number {
+    return (this.#db.prepare('SELECT count(*) AS n FROM log WHERE origin = ? AND incarnation = ? AND seq = ?').get(agentId, incarnation, seq) as { n: number }).n;
+  }
+
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+}
+
+interface LogRow {
+  lsn: number;
+  collection: string;
+  key: string;
+  op: 'put' | 'del';
+  value: Buffer | null;
+  hlc: string;
+  origin: string;
+}
+
+function rowToChange(row: LogRow): Change {
+  return {
+    lsn: row.lsn,
+    c: row.collection,
+    k: row.key,
+    op: row.op,
+    ...(row.value !== null && { v: decodeCbor(row.value) }),
+    hlc: row.hlc,
+    o: row.origin,
+  };
+}

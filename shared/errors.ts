@@ -1,0 +1,124 @@
+/**
+ * Error kinds shared by hub and agent. Every error that crosses the wire or reaches a user
+ * has a stable code; messages say what happened, to what, and what to do.
+ */
+export const ErrorCode = {
+  MESSAGE_TOO_LARGE: 'OUTPOST_MESSAGE_TOO_LARGE',
+  MALFORMED_MESSAGE: 'OUTPOST_MALFORMED_MESSAGE',
+  INVALID_MESSAGE: 'OUTPOST_INVALID_MESSAGE',
+  INVALID_COLLECTION: 'OUTPOST_INVALID_COLLECTION',
+  INVALID_KEY: 'OUTPOST_INVALID_KEY',
+  INVALID_VALUE: 'OUTPOST_INVALID_VALUE',
+  VALUE_TOO_LARGE: 'OUTPOST_VALUE_TOO_LARGE',
+  AGENT_CLOSED: 'OUTPOST_AGENT_CLOSED',
+  STORAGE_FULL: 'OUTPOST_STORAGE_FULL',
+  STORAGE_FAILED: 'OUTPOST_STORAGE_FAILED',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class OutpostError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export class MessageTooLargeError extends OutpostError {
+  constructor(readonly size: number, readonly limit: number) {
+    super(
+      ErrorCode.MESSAGE_TOO_LARGE,
+      `message of ${size} bytes exceeds the limit of ${limit} bytes; send smaller batches or values`,
+    );
+  }
+}
+
+export class MalformedMessageError extends OutpostError {
+  constructor(reason: string, options?: { cause?: unknown }) {
+    super(ErrorCode.MALFORMED_MESSAGE, `message is not valid CBOR: ${reason}`, options);
+  }
+}
+
+export class InvalidMessageError extends OutpostError {
+  constructor(readonly path: string, reason: string) {
+    super(
+      ErrorCode.INVALID_MESSAGE,
+      `message does not match the protocol schema at ${path || '/'}: ${reason}; ` +
+        'check that agent and hub speak the same protocol version',
+    );
+  }
+}
+
+export class InvalidCollectionError extends OutpostError {
+  constructor(readonly collection: string) {
+    super(
+      ErrorCode.INVALID_COLLECTION,
+      `collection name ${JSON.stringify(collection)} is invalid; use 1-64 characters of a-z, 0-9, _ or -`,
+    );
+  }
+}
+
+export class InvalidKeyError extends OutpostError {
+  constructor(readonly key: string, limit: number) {
+    super(
+      ErrorCode.INVALID_KEY,
+      `document key ${JSON.stringify(key.slice(0, 64))} is invalid; use a non-empty UTF-8 string of at most ${limit} bytes`,
+    );
+  }
+}
+
+export class InvalidValueError extends OutpostError {
+  constructor(reason: string) {
+    super(ErrorCode.INVALID_VALUE, `document value is invalid: ${reason}; values must be plain JSON data`);
+  }
+}
+
+export class ValueTooLargeError extends OutpostError {
+  constructor(readonly size: number, readonly limit: number) {
+    super(
+      ErrorCode.VALUE_TOO_LARGE,
+      `document value of ${size} bytes exceeds the limit of ${limit} bytes; split it across several documents`,
+    );
+  }
+}
+
+export class AgentClosedError extends OutpostError {
+  constructor() {
+    super(ErrorCode.AGENT_CLOSED, 'the agent is closed; open it again before writing');
+  }
+}
+
+export class StorageFullError extends OutpostError {
+  constructor(path: string, options?: { cause?: unknown }) {
+    super(
+      ErrorCode.STORAGE_FULL,
+      `the database at ${path} is full; the write was not stored (nothing already queued was lost); free disk space or raise the storage budget`,
+      options,
+    );
+  }
+}
+
+export class StorageFailedError extends OutpostError {
+  constructor(path: string, action: string, options?: { cause?: unknown }) {
+    super(ErrorCode.STORAGE_FAILED, `could not ${action} the database at ${path}: ${String((options?.cause as Error | undefined)?.message ?? 'unknown error')}`, options);
+  }
+}
+
+/**
+ * Why the hub refused a single operation. Reported in the op's outcome, never by dropping
+ * the connection, so that one bad write never blocks the ones behind it.
+ */
+export type RejectReason =
+  | 'invalid_collection'
+  | 'invalid_key'
+  | 'invalid_value'
+  | 'too_large'
+  | 'clock_skew'
+  | 'schema'
+  | 'forbidden'
+  | 'unknown_collection';

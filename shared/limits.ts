@@ -1,0 +1,19 @@
+/** Size limits shared by both ends; the hub enforces them, the agent checks early. */
+export const limits = {
+  /** Largest encoded message either side accepts before decoding. */
+  maxMessageBytes: 1024 * 1024,
+  /** Largest encoded document value. */
+  maxValueBytes: 256 * 1024,
+  /** Longest document key, in UTF-8 bytes. */
+  maxKeyBytes: 512,
+  /** Most operations in one uploaded batch. */
+  maxBatchOps: 1000,
+  /** Deepest nesting of a document value. */
+  maxValueDepth: 32,
+} as const;
+
+export type Limits = typeof limits;
+
+export const COLLECTION_PATTERN = /^[a-z0-9_-]{1,64}$/;
+/** Agent ids become MQTT client ids and topic levels: no wildcards, no separators. */
+export const AGENT_ID_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;

@@ -1,0 +1,166 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { limits } from './limits.js';
+
+/**
+ * Every message is a CBOR tagged tuple `[type, body]`; one union per direction. Types are
+ * derived from the schemas, and the codec validates against them right after decoding, so
+ * nothing unvalidated travels inward. Field names are short because they cross metered links
+ * once per write.
+ */
+
+const Hlc = Type.String({ pattern: '^[0-9a-f]{16}$' });
+const Lsn = Type.Integer({ minimum: 0 });
+const Seq = Type.Integer({ minimum: 1 });
+/** Loose on purpose: a bad name is an op outcome (`invalid_collection`), not a broken message. */
+const CollectionName = Type.String({ maxLength: 256 });
+const Key = Type.String({ maxLength: 4 * limits.maxKeyBytes });
+const Incarnation = Type.String({ pattern: '^[0-9a-f]{32}$' });
+const strict = { additionalProperties: false } as const;
+
+function message<T extends string, B extends TSchema>(type: T, body: B) {
+  return Type.Tuple([Type.Literal(type), body]);
+}
+
+/** One write as the agent made it: identity `(agent, inc, seq)`, an HLC, the base version. */
+export const WriteOp = Type.Object(
+  {
+    seq: Seq,
+    c: CollectionName,
+    k: Key,
+    op: Type.Union([Type.Literal('put'), Type.Literal('patch'), Type.Literal('del')]),
+    /** Value for put, fields for patch; absent for del. */
+    v: Type.Optional(Type.Unknown()),
+    hlc: Hlc,
+    /** Version (LSN) of the document the write was made against; 0 = absent. */
+    base: Type.Optional(Lsn),
+  },
+  strict,
+);
+export type WriteOp = Static<typeof WriteOp>;
+
+/** A committed change as the log holds it: the document's full new state. */
+export const Change = Type.Object(
+  {
+    lsn: Lsn,
+    c: CollectionName,
+    k: Key,
+    op: Type.Union([Type.Literal('put'), Type.Literal('del')]),
+    v: Type.Optional(Type.Unknown()),
+    hlc: Hlc,
+    /** Origin: the agent id, or `hub` for writes made at the main site. */
+    o: Type.String({ maxLength: 128 }),
+  },
+  strict,
+);
+export type Change = Static<typeof Change>;
+
+export const OpOutcome = Type.Union([
+  Type.Literal('committed'),
+  Type.Literal('rejected'),
+  Type.Literal('conflict'),
+  Type.Literal('duplicate'),
+]);
+export type OpOutcome = Static<typeof OpOutcome>;
+
+/**
+ * The outcome of one op. `dup` marks a re-ack of an op the hub had already processed: the
+ * outcome is the original one. `duplicate` alone means the original outcome is no longer kept.
+ */
+export const OpResult = Type.Object(
+  {
+    seq: Seq,
+    outcome: OpOutcome,
+    lsn: Type.Optional(Lsn),
+    reason: Type.Optional(Type.String({ maxLength: 64 })),
+    detail: Type.Optional(Type.String({ maxLength: 1024 })),
+    dup: Type.Optional(Type.Boolean()),
+  },
+  strict,
+);
+export type OpResult = Static<typeof OpResult>;
+
+// ---- agent → hub (`up`)
+
+export const BatchMessage = message(
+  'batch',
+  Type.Object({ inc: Incarnation, ops: Type.Array(WriteOp, { minItems: 1, maxItems: limits.maxBatchOps }) }, strict),
+);
+export const PullMessage = message(
+  'pull',
+  Type.Object(
+    {
+      /** Send changes with an LSN greater than this. */
+      from: Lsn,
+      /** Collections to include; absent means all. */
+      cs: Type.Optional(Type.Array(CollectionName, { maxItems: 1024 })),
+      limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+    },
+    strict,
+  ),
+);
+export const UpMessage = Type.Union([BatchMessage, PullMessage]);
+export type UpMessage = Static<typeof UpMessage>;
+
+// ---- hub → one agent (`down`)
+
+export const AckMessage = message(
+  'ack',
+  Type.Object({ inc: Incarnation, hlc: Hlc, results: Type.Array(OpResult) }, strict),
+);
+export const ResyncMessage = message(
+  'resync',
+  Type.Object({ inc: Incarnation, hlc: Hlc, expected: Seq }, strict),
+);
+export const PageMessage = message(
+  'page',
+  Type.Object(
+    {
+      from: Lsn,
+      /** Every change up to this LSN (for the requested collections) is in this or earlier pages. */
+      to: Lsn,
+      more: Type.Boolean(),
+      hlc: Hlc,
+      changes: Type.Array(Change),
+    },
+    strict,
+  ),
+);
+export const ErrorMessage = message(
+  'error',
+  Type.Object({ code: Type.String({ maxLength: 64 }), message: Type.String({ maxLength: 4096 }) }, strict),
+);
+export const DownMessage = Type.Union([AckMessage, ResyncMessage, PageMessage, ErrorMessage]);
+export type DownMessage = Static<typeof DownMessage>;
+
+// ---- hub → subscribers of a collection, and the retained hub status
+
+export const ChangesMessage = message(
+  'changes',
+  Type.Object(
+    {
+      c: CollectionName,
+      /** LSN of the previous change set of this collection (0 = none): a subscriber detects gaps. */
+      prev: Lsn,
+      hlc: Hlc,
+      changes: Type.Array(Change, { minItems: 1 }),
+    },
+    strict,
+  ),
+);
+export type ChangesMessage = Static<typeof ChangesMessage>;
+
+export const HubStatusMessage = message(
+  'hub',
+  Type.Object({ v: Type.Integer(), hlc: Hlc, head: Lsn, epoch: Type.Integer({ minimum: 0 }) }, strict),
+);
+export type HubStatusMessage = Static<typeof HubStatusMessage>;
+
+export const BroadcastMessage = Type.Union([ChangesMessage, HubStatusMessage]);
+export type BroadcastMessage = Static<typeof BroadcastMessage>;
+
+export type BatchMessage = Static<typeof BatchMessage>;
+export type PullMessage = Static<typeof PullMessage>;
+export type AckMessage = Static<typeof AckMessage>;
+export type ResyncMessage = Static<typeof ResyncMessage>;
+export type PageMessage = Static<typeof PageMessage>;
+export type ErrorMessage = Static<typeof ErrorMessage>;

@@ -1,0 +1,10 @@
+/**
+ * The wire protocol version, carried in every topic (`outpost/v{N}/…`) and in the hub's
+ * retained status message. Bump it for any change an older peer would misread; a peer on
+ * another version simply never meets this one on the same topics.
+ *
+ * History:
+ * - 1: batch / pull up; ack / resync / page / error down; per-collection change sets with
+ *      the previous LSN of the collection; retained hub status.
+ */
+export const PROTOCOL_VERSION = 1;

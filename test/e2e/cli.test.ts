@@ -1,0 +1,80 @@
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../helpers/ports.js';
+import { http, OutpostProcess } from '../helpers/processes.js';
+import { tempDir } from '../helpers/temp.js';
+import { waitFor } from '../helpers/wait.js';
+
+interface Status { connected: boolean; outboxDepth: number; appliedLsn: number }
+
+describe('real processes started with the CLI', () => {
+  const running: OutpostProcess[] = [];
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((p) => p.kill()));
+  });
+
+  function start(args: string[]): OutpostProcess {
+    const p = new OutpostProcess(args);
+    running.push(p);
+    return p;
+  }
+
+  it('one hub and two agents: write on A, read on B, through hub kill -9 and agent restart', async () => {
+    const dir = tempDir('cli');
+    const [mqttPort, hubHttp, aHttp, bHttp] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const hubArgs = ['hub', '--dev', '--port', String(mqttPort), '--host', '127.0.0.1', '--http', `127.0.0.1:${hubHttp}`, '--data', join(dir, 'hub')];
+    const agentArgs = (id: string, port: number): string[] =>
+      ['agent', '--hub', `mqtt://127.0.0.1:${mqttPort}`, '--id', id, '--data', join(dir, id), '--http', `127.0.0.1:${port}`];
+    const A = `http://127.0.0.1:${aHttp}`;
+    const B = `http://127.0.0.1:${bHttp}`;
+
+    let hub = start(hubArgs);
+    await hub.waitForLog('hub started');
+    expect(hub.output).toContain('DEVELOPMENT MODE');
+    start(agentArgs('pi-1', aHttp));
+    let b = start(agentArgs('pi-2', bHttp));
+    await Promise.all([
+      waitFor('A connected', async () => (await http<Status>('GET', `${A}/v1/status`)).body.connected),
+      waitFor('B connected', async () => (await http<Status>('GET', `${B}/v1/status`)).body.connected),
+    ]);
+
+    expect((await http('PUT', `${A}/v1/docs/sensors/t1`, { celsius: 21.5 })).status).toBe(200);
+    await waitFor('B reads it', async () => (await http('GET', `${B}/v1/docs/sensors/t1`)).status === 200);
+    expect((await http('GET', `${B}/v1/docs/sensors/t1`)).body).toMatchObject({ value: { celsius: 21.5 }, version: 1 });
+
+    // Hub killed outright; A keeps accepting writes; B is stopped too.
+    await hub.kill('SIGKILL');
+    await b.kill('SIGTERM');
+    for (let i = 0; i < 20; i++) expect((await http('PUT', `${A}/v1/docs/sensors/s${i}`, { i })).status).toBe(200);
+    expect((await http('DELETE', `${A}/v1/docs/sensors/t1`)).status).toBe(200);
+    expect((await http<Status>('GET', `${A}/v1/status`)).body.outboxDepth).toBe(21);
+
+    hub = start(hubArgs);
+    await hub.waitForLog('hub started');
+    await waitFor('A outbox drained', async () => (await http<Status>('GET', `${A}/v1/status`)).body.outboxDepth === 0, 20_000);
+    const onHub = await http<{ head: number }>('GET', `http://127.0.0.1:${hubHttp}/v1/status`);
+    expect(onHub.body.head).toBe(22); // 1 + 20 + 1, each exactly once
+
+    b = start(agentArgs('pi-2', bHttp));
+    await waitFor('B caught up', async () => (await http<Status>('GET', `${B}/v1/status`)).body.appliedLsn === 22, 20_000);
+    expect((await http('GET', `${B}/v1/docs/sensors/s19`)).body).toMatchObject({ value: { i: 19 } });
+    expect((await http('GET', `${B}/v1/docs/sensors/t1`)).status).toBe(404);
+    const list = await http<{ docs: unknown[] }>('GET', `${B}/v1/docs/sensors?limit=100`);
+    expect(list.body.docs).toHaveLength(20);
+  });
+
+  it('bad requests get typed errors from the agent HTTP API', async () => {
+    const dir = tempDir('cli');
+    const [mqttPort, aHttp] = await Promise.all([freePort(), freePort()]);
+    const a = start(['agent', '--hub', `mqtt://127.0.0.1:${mqttPort}`, '--id', 'pi-x', '--data', join(dir, 'a'), '--http', `127.0.0.1:${aHttp}`]);
+    await a.waitForLog('agent started');
+    const A = `http://127.0.0.1:${aHttp}`;
+    expect(await http('PUT', `${A}/v1/docs/Bad%20Name/k`, { v: 1 })).toMatchObject({ status: 400, body: { code: 'OUTPOST_INVALID_COLLECTION' } });
+    expect(await http('PATCH', `${A}/v1/docs/ok/k`, [1, 2])).toMatchObject({ status: 400, body: { code: 'OUTPOST_INVALID_VALUE' } });
+    expect(await http('PUT', `${A}/v1/docs/ok/k`, 'x'.repeat(300 * 1024))).toMatchObject({ status: 400, body: { code: 'OUTPOST_VALUE_TOO_LARGE' } });
+    expect(await http('GET', `${A}/v1/docs/ok/missing`)).toMatchObject({ status: 404, body: { code: 'OUTPOST_NOT_FOUND' } });
+    // Offline from the start, writes are still accepted and queued.
+    expect((await http('PUT', `${A}/v1/docs/ok/k`, { v: 1 })).status).toBe(200);
+    expect((await http<Status>('GET', `${A}/v1/status`)).body).toMatchObject({ connected: false, outboxDepth: 1 });
+  });
+});

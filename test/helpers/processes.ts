@@ -1,0 +1,40 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from './wait.js';
+
+export const CLI = fileURLToPath(new URL('../../dist/cli/outpost.js', import.meta.url));
+
+/** A real `outpost` process; its output is kept for the failure message. */
+export class OutpostProcess {
+  readonly child: ChildProcess;
+  output = '';
+  exited: Promise<number | null>;
+
+  constructor(args: string[]) {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
+    this.child = spawn(process.execPath, [CLI, '--log-level', 'info', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    this.child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+  }
+
+  async waitForLog(text: string, timeoutMs = 15_000): Promise<void> {
+    await waitFor(`"${text}" in the output of outpost ${this.child.spawnargs.slice(4).join(' ')}\n${this.output}`, () => this.output.includes(text), timeoutMs);
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return this.exited;
+  }
+}
+
+/** JSON over HTTP against a process's API. */
+export async function http<T = unknown>(method: string, url: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const response = await fetch(url, {
+    method,
+    ...(body !== undefined && { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+  });
+  const text = await response.text();
+  return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
+}

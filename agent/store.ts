@@ -142,6 +142,20 @@ export class AgentStore {
     return this.#s.meta.get(name)?.value;
   }
 
+  /** Size of the database in bytes (pages in use × page size). */
+  databaseBytes(): number {
+    return (this.#db.pragma('page_count', { simple: true }) as number) * (this.#db.pragma('page_size', { simple: true }) as number);
+  }
+
+  /**
+   * Caps the database at about `bytes` (SQLite max_page_count). A write that would pass it
+   * fails with StorageFullError and stores nothing; what is queued stays.
+   */
+  setStorageLimit(bytes: number): void {
+    const pageSize = this.#db.pragma('page_size', { simple: true }) as number;
+    this.#db.pragma(`max_page_count = ${Math.max(1, Math.floor(bytes / pageSize))}`);
+  }
+
   /** The last HLC persisted, so the clock never runs backwards across restarts. */
   get lastHlc(): Hlc {
     return (this.#meta('hlc') ?? ZERO_HLC) as Hlc;

@@ -81,4 +81,20 @@ describe('bad input on an agent\'s up topic', () => {
     ] });
     expect(fleet.hub!.store.head).toBe(1);
   });
+
+  it('a batch delivered twice (as after a reconnect mid-upload) is committed once and re-acked', async () => {
+    await setup();
+    const now = Date.now().toString(16).padStart(12, '0') + '0000';
+    const batch = encodeCbor(['batch', { inc: INC, ops: [
+      { seq: 1, c: 'ok', k: 'a', op: 'put', v: 1, hlc: now },
+      { seq: 2, c: 'ok', k: 'b', op: 'put', v: 2, hlc: now },
+    ] }]);
+    await raw.publish(topics.up('rogue-1'), batch);
+    await raw.publish(topics.up('rogue-1'), batch);
+    await waitFor('two acks', () => raw.received.filter((m) => m[0] === 'ack').length === 2);
+    const [first, second] = raw.received.filter((m) => m[0] === 'ack');
+    expect(first![1]).toMatchObject({ results: [{ seq: 1, lsn: 1 }, { seq: 2, lsn: 2 }] });
+    expect(second![1]).toMatchObject({ results: [{ seq: 1, lsn: 1, dup: true }, { seq: 2, lsn: 2, dup: true }] });
+    expect(fleet.hub!.store.head).toBe(2);
+  });
 });

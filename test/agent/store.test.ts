@@ -1,0 +1,129 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { AgentStore } from '../../agent/store.js';
+import { encodeHlc, type Hlc } from '../../shared/hlc.js';
+import type { Change } from '../../shared/messages.js';
+import { tempDir } from '../helpers/temp.js';
+
+let t = 1_000;
+const hlc = (): Hlc => encodeHlc(t++, 0);
+const change = (lsn: number, k: string, v?: unknown, c = 'docs'): Change =>
+  ({ lsn, c, k, op: v === undefined ? 'del' : 'put', ...(v !== undefined && { v }), hlc: hlc(), o: 'pi-x' });
+
+describe('agent store', () => {
+  let store: AgentStore;
+  afterEach(() => store?.close());
+
+  it('is born with an incarnation that survives restarts, and a new database gets a new one', () => {
+    const dir = tempDir('agent');
+    store = new AgentStore(dir);
+    const inc = store.incarnation;
+    expect(inc).toMatch(/^[0-9a-f]{32}$/);
+    store.appendWrites([{ collection: 'docs', key: 'a', op: 'put', value: 1, hlc: hlc() }], hlc());
+    store.close();
+    store = new AgentStore(dir);
+    expect(store.incarnation).toBe(inc);
+    expect(store.appendWrites([{ collection: 'docs', key: 'b', op: 'put', value: 2, hlc: hlc() }], hlc())).toEqual([2]);
+    store.close();
+    store = new AgentStore(tempDir('agent'));
+    expect(store.incarnation).not.toBe(inc);
+  });
+
+  it('lays pending writes over the confirmed replica, in order', () => {
+    store = new AgentStore(tempDir('agent'));
+    store.applyChanges([change(1, 'k', { a: 1, b: 1 })]);
+    store.appendWrites([
+      { collection: 'docs', key: 'k', op: 'patch', value: { b: 2 }, hlc: hlc() },
+      { collection: 'docs', key: 'k', op: 'patch', value: { c: 3 }, hlc: hlc() },
+      { collection: 'docs', key: 'gone', op: 'put', value: 1, hlc: hlc() },
+      { collection: 'docs', key: 'gone', op: 'del', value: undefined, hlc: hlc() },
+    ], hlc());
+    expect(store.read('docs', 'k')).toEqual({ collection: 'docs', key: 'k', value: { a: 1, b: 2, c: 3 }, version: 1, pending: true });
+    expect(store.read('docs', 'k', true)).toEqual({ collection: 'docs', key: 'k', value: { a: 1, b: 1 }, version: 1, pending: false });
+    expect(store.read('docs', 'gone')).toBeUndefined();
+    expect(store.pendingCount()).toBe(4);
+  });
+
+  it('never goes backwards between the commit ack and the change set', () => {
+    store = new AgentStore(tempDir('agent'));
+    const [seq] = store.appendWrites([{ collection: 'docs', key: 'k', op: 'put', value: 'mine', hlc: hlc() }], hlc());
+    store.applyResults([{ seq: seq!, outcome: 'committed', lsn: 7 }], () => true);
+    expect(store.pendingCount()).toBe(0); // acknowledged...
+    expect(store.read('docs', 'k')?.value).toBe('mine'); // ...and still visible
+    store.applyChanges([change(7, 'k', 'mine')]);
+    expect(store.read('docs', 'k')).toMatchObject({ value: 'mine', version: 7, pending: false });
+  });
+
+  it('releases a committed write at once when its collection is not replicated here', () => {
+    store = new AgentStore(tempDir('agent'));
+    const [seq] = store.appendWrites([{ collection: 'telemetry', key: 'k', op: 'put', value: 1, hlc: hlc() }], hlc());
+    store.applyResults([{ seq: seq!, outcome: 'committed', lsn: 3 }], () => false);
+    expect(store.read('telemetry', 'k')).toBeUndefined();
+  });
+
+  it('records rejections and conflicts and drops them from the overlay', () => {
+    store = new AgentStore(tempDir('agent'));
+    store.applyChanges([change(1, 'k', 'theirs')]);
+    const seqs = store.appendWrites([
+      { collection: 'docs', key: 'k', op: 'put', value: 'mine', hlc: hlc() },
+      { collection: 'docs', key: 'j', op: 'put', value: 'bad', hlc: hlc() },
+    ], hlc());
+    const rejected = store.applyResults([
+      { seq: seqs[0]!, outcome: 'conflict', lsn: 1, reason: 'lww' },
+      { seq: seqs[1]!, outcome: 'rejected', reason: 'schema', detail: 'no' },
+    ], () => true);
+    expect(rejected.map((r) => r.outcome)).toEqual(['conflict', 'rejected']);
+    expect(store.read('docs', 'k')?.value).toBe('theirs');
+    expect(store.read('docs', 'j')).toBeUndefined();
+    expect(store.rejections()).toMatchObject([{ seq: seqs[1], reason: 'schema', value: 'bad' }, { seq: seqs[0], outcome: 'conflict' }]);
+  });
+
+  it('applies changes idempotently by version; tombstones stop old puts resurrecting', () => {
+    store = new AgentStore(tempDir('agent'));
+    expect(store.applyChanges([change(2, 'k', 'two'), change(1, 'k', 'one')]).map((c) => c.lsn)).toEqual([2]);
+    expect(store.read('docs', 'k')?.value).toBe('two');
+    store.applyChanges([change(3, 'k')]);
+    expect(store.applyChanges([change(2, 'k', 'two')])).toEqual([]);
+    expect(store.read('docs', 'k')).toBeUndefined();
+    expect(store.cursor('docs')).toBe(3);
+    store.applyChanges([], 10);
+    expect(store.watermark).toBe(10);
+    store.applyChanges([], 5);
+    expect(store.watermark).toBe(10);
+  });
+
+  it('lists by prefix and after, with pending writes merged in key order', () => {
+    store = new AgentStore(tempDir('agent'));
+    store.applyChanges(['a1', 'a2', 'a3', 'b1'].map((k, i) => change(i + 1, k, k)));
+    store.appendWrites([
+      { collection: 'docs', key: 'a2', op: 'del', value: undefined, hlc: hlc() },
+      { collection: 'docs', key: 'a0', op: 'put', value: 'new', hlc: hlc() },
+    ], hlc());
+    expect(store.list('docs', { limit: 10 }).map((d) => d.key)).toEqual(['a0', 'a1', 'a3', 'b1']);
+    expect(store.list('docs', { prefix: 'a', limit: 10 }).map((d) => d.key)).toEqual(['a0', 'a1', 'a3']);
+    expect(store.list('docs', { prefix: 'a', after: 'a1', limit: 10 }).map((d) => d.key)).toEqual(['a3']);
+    expect(store.list('docs', { limit: 2 }).map((d) => d.key)).toEqual(['a0', 'a1']);
+    expect(store.list('docs', { limit: 10, confirmedOnly: true }).map((d) => d.key)).toEqual(['a1', 'a2', 'a3', 'b1']);
+  });
+
+  it('hands out contiguous pending runs within the op and byte budgets', () => {
+    store = new AgentStore(tempDir('agent'));
+    store.appendWrites(Array.from({ length: 10 }, (_, i) => ({ collection: 'docs', key: `k${i}`, op: 'put' as const, value: 'x'.repeat(100), hlc: hlc() })), hlc());
+    expect(store.pendingFrom(1, 4, 1 << 20).map((o) => o.seq)).toEqual([1, 2, 3, 4]);
+    expect(store.pendingFrom(8, 100, 1 << 20).map((o) => o.seq)).toEqual([8, 9, 10]);
+    expect(store.pendingFrom(1, 100, 400).length).toBe(2);
+    expect(store.pendingFrom(1, 100, 1).length).toBe(1); // always at least one
+    expect(store.lowestPendingSeq()).toBe(1);
+  });
+
+  it('reports a full database as StorageFullError and keeps what was queued', () => {
+    store = new AgentStore(tempDir('agent'));
+    store.appendWrites([{ collection: 'docs', key: 'kept', op: 'put', value: 'safe', hlc: hlc() }], hlc());
+    store.setStorageLimit(store.databaseBytes() + 8192);
+    expect(() => store.appendWrites(
+      Array.from({ length: 50 }, (_, i) => ({ collection: 'docs', key: `big${i}`, op: 'put' as const, value: 'x'.repeat(8000), hlc: hlc() })), hlc(),
+    )).toThrow(expect.objectContaining({ code: 'OUTPOST_STORAGE_FULL' }));
+    expect(store.pendingCount()).toBe(1);
+    expect(store.read('docs', 'kept')?.value).toBe('safe');
+    expect(store.appendWrites([{ collection: 'docs', key: 'small', op: 'put', value: 1, hlc: hlc() }], hlc())).toEqual([2]);
+  });
+});

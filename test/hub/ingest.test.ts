@@ -1,0 +1,164 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { encodeHlc, HybridClock } from '../../shared/hlc.js';
+import type { WriteOp } from '../../shared/messages.js';
+import { defaultIngestOptions, Ingestor } from '../../hub/ingest.js';
+import { answerPull } from '../../hub/pull.js';
+import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
+import { tempDir } from '../helpers/temp.js';
+
+const INC_A = 'a'.repeat(32);
+const INC_B = 'b'.repeat(32);
+let t = Date.now();
+const hlc = (): string => encodeHlc(t++, 0);
+const put = (seq: number, k: string, v: unknown, c = 'docs'): WriteOp => ({ seq, c, k, op: 'put', v, hlc: hlc() });
+
+describe('ingest', () => {
+  let store: SqliteHubStore;
+  afterEach(() => store?.close());
+
+  function setup(dir = tempDir('ingest')): { ingestor: Ingestor; dir: string } {
+    store = new SqliteHubStore(dir);
+    return { ingestor: new Ingestor(store, new HybridClock(), defaultIngestOptions), dir };
+  }
+
+  it('commits ops in order with gap-free LSNs and acks after', () => {
+    const { ingestor } = setup();
+    const out = ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1), put(2, 'y', 2), put(3, 'x', 3)] } }]);
+    expect(out.replies).toEqual([{ agentId: 'pi-a', message: ['ack', expect.objectContaining({
+      inc: INC_A, results: [{ seq: 1, outcome: 'committed', lsn: 1 }, { seq: 2, outcome: 'committed', lsn: 2 }, { seq: 3, outcome: 'committed', lsn: 3 }],
+    })] }]);
+    expect(store.head).toBe(3);
+    expect(store.document('docs', 'x')).toMatchObject({ value: 3, version: 3 });
+    expect(out.changeSets).toHaveLength(1);
+    expect(out.changeSets[0]![1]).toMatchObject({ c: 'docs', prev: 0, changes: [{ lsn: 1 }, { lsn: 2 }, { lsn: 3 }] });
+  });
+
+  it('re-acks a duplicate with its original outcome and never applies it twice', () => {
+    const { ingestor } = setup();
+    const ops = [put(1, 'x', 'first'), put(2, 'y', 2)];
+    ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops } }]);
+    const again = ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [...ops, put(3, 'z', 3)] } }]);
+    expect(again.replies[0]!.message[1]).toMatchObject({ results: [
+      { seq: 1, outcome: 'committed', lsn: 1, dup: true },
+      { seq: 2, outcome: 'committed', lsn: 2, dup: true },
+      { seq: 3, outcome: 'committed', lsn: 3 },
+    ] });
+    expect(store.head).toBe(3);
+    expect(store.countCommitted('pi-a', INC_A, 1)).toBe(1);
+    expect(again.changeSets[0]![1].changes.map((c) => c.lsn)).toEqual([3]);
+  });
+
+  it('asks for a resync at the first missing seq and commits nothing past the gap', () => {
+    const { ingestor } = setup();
+    ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1)] } }]);
+    const out = ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [put(3, 'y', 3), put(4, 'z', 4)] } }]);
+    expect(out.replies.map((r) => r.message)).toEqual([['resync', expect.objectContaining({ inc: INC_A, expected: 2 })]]);
+    expect(store.head).toBe(1);
+  });
+
+  it('keeps sequence spaces apart per agent and per incarnation', () => {
+    const { ingestor } = setup();
+    const out = ingestor.ingest([
+      { agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'a1', 1)] } },
+      { agentId: 'pi-b', batch: { inc: INC_A, ops: [put(1, 'b1', 1)] } },
+      { agentId: 'pi-a', batch: { inc: INC_B, ops: [put(1, 'a1-reinstalled', 1)] } },
+    ]);
+    expect(out.replies.map((r) => r.message[0])).toEqual(['ack', 'ack', 'ack']);
+    expect(store.head).toBe(3);
+  });
+
+  it('rejects an invalid op with a reason and goes on with the next', () => {
+    const { ingestor } = setup();
+    const future = encodeHlc(Date.now() + 3_600_000, 0);
+    const out = ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [
+      put(1, 'x', 'x'.repeat(300 * 1024)),
+      { seq: 2, c: 'docs', k: 'y', op: 'put', v: 1, hlc: future },
+      { seq: 3, c: 'docs', k: 'z', op: 'patch', v: 'nope', hlc: hlc() },
+      put(4, 'ok', true),
+    ] } }]);
+    expect(out.replies[0]!.message[1]).toMatchObject({ results: [
+      { seq: 1, outcome: 'rejected', reason: 'too_large' },
+      { seq: 2, outcome: 'rejected', reason: 'clock_skew' },
+      { seq: 3, outcome: 'rejected', reason: 'invalid_value' },
+      { seq: 4, outcome: 'committed', lsn: 1 },
+    ] });
+    // Rejected ops are processed: they are not asked for again.
+    expect(store.lastSeq('pi-a', INC_A)).toBe(4);
+    expect(store.outcome('pi-a', INC_A, 2)).toMatchObject({ outcome: 'rejected', reason: 'clock_skew' });
+  });
+
+  it('resolves concurrent writes last-writer-wins by HLC, reporting the loser as a conflict', () => {
+    const { ingestor } = setup();
+    const older = encodeHlc(Date.now() - 10_000, 0);
+    const newer = encodeHlc(Date.now() - 5_000, 0);
+    ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 'from a', hlc: newer }] } }]);
+    const out = ingestor.ingest([{ agentId: 'pi-b', batch: { inc: INC_B, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 'from b', hlc: older }] } }]);
+    expect(out.replies[0]!.message[1]).toMatchObject({ results: [{ seq: 1, outcome: 'conflict', lsn: 1 }] });
+    expect(store.document('docs', 'k')).toMatchObject({ value: 'from a', origin: 'pi-a' });
+    expect(out.changeSets).toEqual([]);
+  });
+
+  it('merges patches into the current document and logs the full result', () => {
+    const { ingestor } = setup();
+    const out = ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [
+      put(1, 'k', { a: 1, b: 2 }),
+      { seq: 2, c: 'docs', k: 'k', op: 'patch', v: { b: null, c: 3 }, hlc: hlc() },
+      { seq: 3, c: 'docs', k: 'gone', op: 'del', hlc: hlc() },
+    ] } }]);
+    expect(out.changeSets[0]![1].changes).toMatchObject([
+      { lsn: 1, op: 'put', v: { a: 1, b: 2 } },
+      { lsn: 2, op: 'put', v: { a: 1, c: 3 } },
+      { lsn: 3, op: 'del' },
+    ]);
+  });
+
+  it('group-commits many agents in one transaction and chains change sets by prev', () => {
+    const { ingestor } = setup();
+    ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1, 'one'), put(2, 'x', 1, 'two')] } }]);
+    const out = ingestor.ingest([
+      { agentId: 'pi-a', batch: { inc: INC_A, ops: [put(3, 'y', 1, 'one')] } },
+      { agentId: 'pi-b', batch: { inc: INC_B, ops: [put(1, 'z', 1, 'one'), put(2, 'z', 1, 'two')] } },
+    ]);
+    const byCollection = Object.fromEntries(out.changeSets.map(([, s]) => [s.c, s]));
+    expect(byCollection.one).toMatchObject({ prev: 1, changes: [{ lsn: 3 }, { lsn: 4 }] });
+    expect(byCollection.two).toMatchObject({ prev: 2, changes: [{ lsn: 5 }] });
+  });
+
+  it('splits a large commit into change sets that chain', () => {
+    store = new SqliteHubStore(tempDir('ingest'));
+    const ingestor = new Ingestor(store, new HybridClock(), { ...defaultIngestOptions, maxChangeSetBytes: 1000 });
+    const ops = Array.from({ length: 30 }, (_, i) => put(i + 1, `k${i}`, 'v'.repeat(100)));
+    const sets = ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops } }]).changeSets.map(([, s]) => s);
+    expect(sets.length).toBeGreaterThan(3);
+    for (let i = 1; i < sets.length; i++) expect(sets[i]!.prev).toBe(sets[i - 1]!.changes.at(-1)!.lsn);
+    expect(sets.flatMap((s) => s.changes).map((c) => c.lsn)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+  });
+
+  it('survives a restart: lastSeq, outcomes and the head come back from disk', () => {
+    const { ingestor, dir } = setup();
+    ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1), put(2, 'y', 2)] } }]);
+    store.close();
+    const reopened = setup(dir).ingestor;
+    expect(store.head).toBe(2);
+    const out = reopened.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [put(2, 'y', 2), put(3, 'z', 3)] } }]);
+    expect(out.replies[0]!.message[1]).toMatchObject({ results: [{ seq: 2, dup: true, lsn: 2 }, { seq: 3, lsn: 3 }] });
+  });
+
+  it('answers pulls in pages that are complete up to `to`', () => {
+    const { ingestor } = setup();
+    const ops = Array.from({ length: 25 }, (_, i) => put(i + 1, `k${i}`, i, i % 2 ? 'odd' : 'even'));
+    ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops } }]);
+    const clock = new HybridClock();
+    const first = answerPull(store, clock, { from: 0, limit: 10 }, 1 << 20)[1];
+    expect(first).toMatchObject({ from: 0, to: 10, more: true });
+    const last = answerPull(store, clock, { from: 20, limit: 10 }, 1 << 20)[1];
+    expect(last).toMatchObject({ from: 20, to: 25, more: false });
+    expect(last.changes.map((c) => c.lsn)).toEqual([21, 22, 23, 24, 25]);
+    const odd = answerPull(store, clock, { from: 0, cs: ['odd'] }, 1 << 20)[1];
+    expect(odd.changes.every((c) => c.c === 'odd')).toBe(true);
+    expect(odd).toMatchObject({ to: 25, more: false });
+    const bySize = answerPull(store, clock, { from: 0 }, 100)[1];
+    expect(bySize.changes.length).toBeLessThan(25);
+    expect(bySize).toMatchObject({ more: true, to: bySize.changes.at(-1)!.lsn });
+  });
+});

@@ -10,6 +10,7 @@ import type { BroadcastMessage, DownMessage } from '../shared/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol-version.js';
 import { topics } from '../shared/topics.js';
 import { createBroker } from './broker.js';
+import { guardConnection } from './frame-guard.js';
 import { Committer } from './committer.js';
 import { createHubHttp, type HubHttp } from './http.js';
 import { Ingestor, defaultIngestOptions, type IngestOutput } from './ingest.js';
@@ -25,8 +26,13 @@ export interface HubOptions {
   dataDir: string;
   /** Admit agents without credentials (development only). */
   dev?: boolean;
+  /** Largest MQTT packet accepted; a larger one closes the connection before it is buffered. */
+  maxPacketBytes?: number;
   logger?: Logger;
 }
+
+/** Room for the largest message (answered with a typed error when too big) plus MQTT framing. */
+export const DEFAULT_MAX_PACKET_BYTES = 4 * limits.maxMessageBytes;
 
 /**
  * The main site: an embedded aedes broker in front of the primary store. Agents' batches are
@@ -75,7 +81,12 @@ export class Hub {
       log,
     );
     this.#broker = await createBroker({ dev: options.dev ?? false, log, onUp: (agentId, payload) => this.#onUp(agentId, payload) });
-    this.#server = createServer(this.#broker.handle);
+    const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
+    this.#server = createServer((socket) => {
+      this.#broker.handle(guardConnection(socket, maxPacketBytes, (peer) => {
+        log.warn({ peer, maxPacketBytes }, 'closed a connection that sent a packet over the size limit');
+      }));
+    });
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
       this.#server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());

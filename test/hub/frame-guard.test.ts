@@ -1,0 +1,49 @@
+import { connect } from 'node:net';
+import mqttPacket from 'mqtt-packet';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FrameMeter } from '../../hub/frame-guard.js';
+import { Hub } from '../../hub/hub.js';
+import { tempDir } from '../helpers/temp.js';
+import { waitFor } from '../helpers/wait.js';
+
+const publish = (bytes: number): Buffer =>
+  mqttPacket.generate({ cmd: 'publish', topic: 't', payload: Buffer.alloc(bytes), qos: 0, retain: false, dup: false });
+
+describe('frame meter', () => {
+  it('passes packets within the limit, however the bytes are split', () => {
+    const stream = Buffer.concat([publish(10), publish(300), publish(0), publish(1000)]);
+    for (const size of [1, 2, 7, 64, stream.length]) {
+      const meter = new FrameMeter(1100);
+      for (let i = 0; i < stream.length; i += size) expect(meter.feed(stream.subarray(i, i + size))).toBe(true);
+    }
+  });
+
+  it('refuses a packet that announces more than the limit, from its header alone', () => {
+    const meter = new FrameMeter(1000);
+    expect(meter.feed(publish(500))).toBe(true);
+    expect(meter.feed(publish(5000).subarray(0, 4))).toBe(false);
+  });
+
+  it('refuses a length field longer than MQTT allows', () => {
+    expect(new FrameMeter(1 << 30).feed(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]))).toBe(false);
+  });
+});
+
+describe('hub packet limit', () => {
+  let hub: Hub;
+  afterEach(async () => hub.stop());
+
+  it('closes a connection that announces a huge packet, before the body is sent', async () => {
+    hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('guard'), dev: true, maxPacketBytes: 64 * 1024 });
+    const socket = connect(hub.port, '127.0.0.1');
+    let closed = false;
+    socket.on('close', () => (closed = true));
+    socket.on('error', () => undefined);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(mqttPacket.generate({ cmd: 'connect', clientId: 'pi-big', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 30 }));
+    // A PUBLISH announcing 200 MB: header only.
+    socket.write(Buffer.from([0x30, 0x80, 0x80, 0xe8, 0x5f]));
+    await waitFor('hub closes the connection', () => closed, 5_000);
+    expect(hub.connectedAgents).toBe(0);
+  });
+});

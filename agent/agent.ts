@@ -42,6 +42,15 @@ export interface AgentStatus {
   collections: Record<string, { appliedLsn: number }>;
 }
 
+export interface WriteOptions {
+  /**
+   * The version this write is made against (HTTP `If-Match`). By default the version in the
+   * local replica. Collections with the `reject` policy refuse the write if another device
+   * committed a newer version first.
+   */
+  ifVersion?: number;
+}
+
 export interface ReadOptions {
   /** Skip this device's pending writes and show only what the hub confirmed. */
   confirmed?: boolean;
@@ -125,18 +134,18 @@ export class Agent extends EventEmitter<AgentEvents> {
     return this;
   }
 
-  put(collection: string, key: string, value: JsonValue): Promise<WriteReceipt> {
-    return this.#write(collection, key, 'put', value);
+  put(collection: string, key: string, value: JsonValue, options: WriteOptions = {}): Promise<WriteReceipt> {
+    return this.#write(collection, key, 'put', value, options);
   }
 
   /** Shallow merge: listed fields replace, fields set to null are removed. */
-  patch(collection: string, key: string, fields: { [field: string]: JsonValue }): Promise<WriteReceipt> {
+  patch(collection: string, key: string, fields: { [field: string]: JsonValue }, options: WriteOptions = {}): Promise<WriteReceipt> {
     if (!isPlainObject(fields)) return Promise.reject(new InvalidValueError('patch takes an object of fields'));
-    return this.#write(collection, key, 'patch', fields);
+    return this.#write(collection, key, 'patch', fields, options);
   }
 
-  del(collection: string, key: string): Promise<WriteReceipt> {
-    return this.#write(collection, key, 'del', undefined);
+  del(collection: string, key: string, options: WriteOptions = {}): Promise<WriteReceipt> {
+    return this.#write(collection, key, 'del', undefined, options);
   }
 
   async get(collection: string, key: string, options: ReadOptions = {}): Promise<AgentDocument | undefined> {
@@ -194,11 +203,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#store.close();
   }
 
-  async #write(collection: string, key: string, op: WriteKind, value: JsonValue | undefined): Promise<WriteReceipt> {
+  async #write(collection: string, key: string, op: WriteKind, value: JsonValue | undefined, options: WriteOptions): Promise<WriteReceipt> {
     this.#assertOpen();
     if (op !== 'del' && value === undefined) throw new InvalidValueError(`${op} needs a value`);
     validateWrite(collection, key, value);
-    return this.#writes.submit({ collection, key, op, value });
+    return this.#writes.submit({ collection, key, op, value, ...(options.ifVersion !== undefined && { base: options.ifVersion }) });
   }
 
   #assertOpen(): void {

@@ -1,10 +1,21 @@
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
-import { AgentClosedError, ErrorCode, OutpostError } from '../shared/errors.js';
+import { AgentClosedError, ErrorCode, InvalidHeaderError, OutpostError } from '../shared/errors.js';
 import type { JsonValue } from '../shared/values.js';
-import type { Agent } from './agent.js';
+import type { Agent, WriteOptions } from './agent.js';
 
 interface DocParams { collection: string; key: string }
+
+/** `If-Match: 7` (or `"7"`) makes the write conditional on version 7. */
+function writeOptions(headers: Record<string, string | string[] | undefined>): WriteOptions {
+  const header = headers['if-match'];
+  if (header === undefined) return {};
+  const version = Number(String(header).replace(/"/g, ''));
+  if (!Number.isInteger(version) || version < 0) {
+    throw new InvalidHeaderError('If-Match', 'expected a document version (a non-negative integer)');
+  }
+  return { ifVersion: version };
+}
 
 /** HTTP status for each error code an app can meet. */
 const STATUS_BY_CODE: Partial<Record<string, number>> = {
@@ -36,17 +47,17 @@ export async function createAgentHttp(agent: Agent, log: Logger) {
 
   app.put<{ Params: DocParams; Body: JsonValue }>('/v1/docs/:collection/:key', async (request) => {
     const { collection, key } = request.params;
-    return agent.put(collection, key, request.body);
+    return agent.put(collection, key, request.body, writeOptions(request.headers));
   });
 
   app.patch<{ Params: DocParams; Body: { [field: string]: JsonValue } }>('/v1/docs/:collection/:key', async (request) => {
     const { collection, key } = request.params;
-    return agent.patch(collection, key, request.body);
+    return agent.patch(collection, key, request.body, writeOptions(request.headers));
   });
 
   app.delete<{ Params: DocParams }>('/v1/docs/:collection/:key', async (request) => {
     const { collection, key } = request.params;
-    return agent.del(collection, key);
+    return agent.del(collection, key, writeOptions(request.headers));
   });
 
   app.get<{ Params: DocParams; Querystring: { confirmed?: string } }>('/v1/docs/:collection/:key', async (request, reply) => {

@@ -17,6 +17,8 @@ export interface NewWrite {
   op: WriteKind;
   value: JsonValue | undefined;
   hlc: Hlc;
+  /** The version the write is made against; defaults to the replica's current version. */
+  base?: number;
 }
 
 /** A document as an app sees it. `pending` says the device's own unconfirmed writes shaped it. */
@@ -172,7 +174,7 @@ export class AgentStore {
         let seq = first;
         const now = Date.now();
         for (const w of writes) {
-          const base = this.#s.document.get(w.collection, w.key)?.version ?? 0;
+          const base = w.base ?? this.#s.document.get(w.collection, w.key)?.version ?? 0;
           const value = w.value === undefined ? null : encodeCbor(w.value);
           this.#s.insertOutbox.run(seq, w.collection, w.key, w.op, value, w.hlc, base, now);
           seq += 1;

@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import pino, { type Logger } from 'pino';
 import { Hub } from '../hub/hub.js';
+import { loadHubConfig } from '../hub/config.js';
 import { Agent } from '../agent/agent.js';
 import { createAgentHttp } from '../agent/http.js';
 import { parseHostPort, parsePort } from './address.js';
@@ -40,12 +41,14 @@ program
   .option('--host <host>', 'MQTT listener address', '0.0.0.0')
   .option('--http <host:port>', 'HTTP API address', parseHostPort)
   .option('--data <dir>', 'data directory', './data/hub')
+  .option('--config <file>', 'hub configuration (YAML or JSON): collections, policies, retention')
   .option('--dev', 'development mode: admit any agent without credentials', false)
-  .action(async (opts: { port: number; host: string; http?: { host: string; port: number }; data: string; dev: boolean }) => {
+  .action(async (opts: { port: number; host: string; http?: { host: string; port: number }; data: string; dev: boolean; config?: string }) => {
     const log = logger('hub');
     const hub = await Hub.start({
       port: opts.port, host: opts.host, dataDir: opts.data, dev: opts.dev, logger: log,
       ...(opts.http && { http: opts.http }),
+      ...(opts.config && { config: loadHubConfig(opts.config) }),
     });
     onSignals(log, () => hub.stop());
   });

@@ -1,16 +1,22 @@
 import type { Logger } from 'pino';
 import type { BatchMessage } from '../shared/messages.js';
-import type { BatchRequest, IngestOutput, Ingestor } from './ingest.js';
+import type { HubWriteRequest, IngestOutput, IngestRequest, Ingestor, WriteResult } from './ingest.js';
+
+interface Waiter {
+  resolve: (result: WriteResult) => void;
+  reject: (error: Error) => void;
+}
 
 /**
- * Group commit: batches that arrive while the event loop is busy are ingested together, in
- * arrival order, in one transaction. Replies and change sets are handed to `publish` only
- * after that transaction has committed.
+ * Group commit: batches and hub writes that arrive while the event loop is busy are ingested
+ * together, in arrival order, in one transaction. Replies and change sets are handed to
+ * `publish` only after that transaction has committed.
  *
- *   enqueue ─► queued ─(next turn of the event loop)─► ingest (one txn) ─► publish
+ *   enqueue ─► queued ─(next turn of the event loop)─► ingest (one txn) ─► publish ─► resolve hub writes
  */
 export class Committer {
-  #queue: BatchRequest[] = [];
+  #queue: IngestRequest[] = [];
+  #waiters: Waiter[] = [];
   #scheduled = false;
   #stopped = false;
 
@@ -21,9 +27,22 @@ export class Committer {
     private readonly log: Logger,
   ) {}
 
-  enqueue(agentId: string, batch: BatchMessage[1]): void {
+  enqueueBatch(agentId: string, batch: BatchMessage[1]): void {
     if (this.#stopped) return;
-    this.#queue.push({ agentId, batch });
+    this.#push({ kind: 'batch', agentId, batch });
+  }
+
+  /** A write made at the hub; resolves with its outcome once committed. */
+  write(write: HubWriteRequest['write']): Promise<WriteResult> {
+    if (this.#stopped) return Promise.reject(new Error('the hub is shutting down; retry against the new leader or after restart'));
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ resolve, reject });
+      this.#push({ kind: 'hub', write });
+    });
+  }
+
+  #push(request: IngestRequest): void {
+    this.#queue.push(request);
     if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(() => this.#drain());
@@ -33,18 +52,23 @@ export class Committer {
   #drain(): void {
     this.#scheduled = false;
     const requests = this.#queue;
+    const waiters = this.#waiters;
     this.#queue = [];
-    if (requests.length === 0 || this.#stopped) return;
+    this.#waiters = [];
+    if (requests.length === 0) return;
     let output: IngestOutput;
     try {
       output = this.ingestor.ingest(requests);
     } catch (error) {
-      // Nothing was committed; the agents keep their outbox rows and resend.
-      this.log.error({ err: error, batches: requests.length }, 'commit failed; agents will retry');
-      this.onFailure([...new Set(requests.map((r) => r.agentId))], error as Error);
+      // Nothing was committed; agents keep their outbox rows and resend, hub writers see the error.
+      this.log.error({ err: error, requests: requests.length }, 'commit failed');
+      const agents = requests.flatMap((r) => (r.kind === 'batch' ? [r.agentId] : []));
+      this.onFailure([...new Set(agents)], error as Error);
+      for (const w of waiters) w.reject(error as Error);
       return;
     }
     this.publish(output);
+    waiters.forEach((w, i) => w.resolve(output.hubResults[i]!));
   }
 
   /** Commits what is queued, then accepts nothing more. */

@@ -1,9 +1,21 @@
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
 import type { Hub } from './hub.js';
+import type { WriteResult } from './ingest.js';
 
-/** The hub's HTTP API: health and a read view of the primary store. */
+interface DocParams { collection: string; key: string }
 
+/** `If-Match: 7` or `If-Match: "7"` → 7; absent → undefined. */
+function ifMatch(header: string | string[] | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const version = Number(String(header).replace(/"/g, ''));
+  return Number.isInteger(version) && version >= 0 ? version : undefined;
+}
+
+/**
+ * The hub's HTTP API for cloud-side apps: health, reads of the primary store, writes that flow
+ * to the agents like any other, and the conflict archive.
+ */
 export async function createHubHttp(hub: Hub, log: Logger) {
   // Per-request lines only at debug.
   const level = log.level === 'debug' || log.level === 'trace' ? log.level : 'warn';
@@ -16,13 +28,47 @@ export async function createHubHttp(hub: Hub, log: Logger) {
     connectedAgents: hub.connectedAgents,
   }));
 
-  app.get<{ Params: { collection: string; key: string } }>('/v1/docs/:collection/:key', async (request, reply) => {
+  app.get<{ Params: DocParams }>('/v1/docs/:collection/:key', async (request, reply) => {
     const { collection, key } = request.params;
     const doc = hub.store.document(collection, key);
     if (!doc || doc.deleted) {
       return reply.code(404).send({ code: 'OUTPOST_NOT_FOUND', message: `no document ${collection}/${key} at the hub` });
     }
     return { collection, key, value: doc.value, version: doc.version, hlc: doc.hlc, origin: doc.origin };
+  });
+
+  const send = (result: WriteResult, reply: { code: (n: number) => { send: (b: unknown) => unknown } }): unknown => {
+    if (result.outcome === 'committed') return reply.code(200).send(result);
+    if (result.outcome === 'conflict') return reply.code(409).send({ code: 'OUTPOST_CONFLICT', message: result.detail, ...result });
+    return reply.code(400).send({ code: 'OUTPOST_REJECTED', message: result.detail, ...result });
+  };
+
+  for (const op of ['put', 'patch', 'del'] as const) {
+    const method = op === 'del' ? 'DELETE' : op.toUpperCase() as 'PUT' | 'PATCH';
+    app.route<{ Params: DocParams; Body: unknown }>({
+      method,
+      url: '/v1/docs/:collection/:key',
+      handler: async (request, reply) => {
+        const { collection, key } = request.params;
+        const base = ifMatch(request.headers['if-match']);
+        const result = await hub.write({
+          c: collection, k: key, op, ...(op !== 'del' && { v: request.body }), ...(base !== undefined && { base }),
+        });
+        return send(result, reply);
+      },
+    });
+  }
+
+  app.get<{ Querystring: { collection?: string; key?: string; before?: string; limit?: string } }>('/v1/conflicts', async (request) => {
+    const { collection, key, before, limit } = request.query;
+    return {
+      conflicts: hub.store.conflicts({
+        ...(collection !== undefined && { collection }),
+        ...(key !== undefined && { key }),
+        ...(before !== undefined && { before: Number(before) }),
+        limit: Math.min(Number(limit) || 100, 1000),
+      }),
+    };
   });
 
   await app.ready();

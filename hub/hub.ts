@@ -13,7 +13,8 @@ import { createBroker } from './broker.js';
 import { guardConnection } from './frame-guard.js';
 import { Committer } from './committer.js';
 import { createHubHttp, type HubHttp } from './http.js';
-import { Ingestor, defaultIngestOptions, type IngestOutput } from './ingest.js';
+import { Ingestor, defaultIngestOptions, type HubWriteRequest, type IngestOutput, type WriteResult } from './ingest.js';
+import { CollectionPolicies, DEFAULT_HUB_CONFIG, type HubConfig } from './config.js';
 import { answerPull } from './pull.js';
 import { SqliteHubStore } from './store/sqlite-store.js';
 
@@ -26,6 +27,8 @@ export interface HubOptions {
   dataDir: string;
   /** Admit agents without credentials (development only). */
   dev?: boolean;
+  /** Collections, policies and retention; defaults when omitted. */
+  config?: HubConfig;
   /** Largest MQTT packet accepted; a larger one closes the connection before it is buffered. */
   maxPacketBytes?: number;
   logger?: Logger;
@@ -43,6 +46,8 @@ export class Hub {
   readonly store: SqliteHubStore;
   readonly clock = new HybridClock();
   readonly log: Logger;
+  readonly config: HubConfig;
+  readonly policies: CollectionPolicies;
   #broker!: Aedes;
   #server!: Server;
   #http: HubHttp | undefined;
@@ -50,7 +55,14 @@ export class Hub {
 
   private constructor(private readonly options: HubOptions) {
     this.log = options.logger ?? pino({ level: 'silent' });
+    this.config = options.config ?? DEFAULT_HUB_CONFIG;
+    this.policies = new CollectionPolicies(this.config);
     this.store = new SqliteHubStore(options.dataDir);
+  }
+
+  /** Commits a write made at the main site; it reaches the agents like any other. */
+  write(write: HubWriteRequest['write']): Promise<WriteResult> {
+    return this.#committer.write(write);
   }
 
   static async start(options: HubOptions): Promise<Hub> {
@@ -69,7 +81,10 @@ export class Hub {
     if (options.dev) {
       log.warn('DEVELOPMENT MODE: any agent may connect without credentials. Never expose this hub to a network.');
     }
-    const ingestor = new Ingestor(this.store, this.clock, defaultIngestOptions);
+    const ingestor = new Ingestor(this.store, this.clock, this.policies, {
+      ...defaultIngestOptions,
+      maxFutureSkewMs: this.config.maxClockSkewSeconds * 1000,
+    });
     this.#committer = new Committer(
       ingestor,
       (output) => this.#publishCommitted(output),
@@ -123,7 +138,7 @@ export class Hub {
       return;
     }
     if (message[0] === 'batch') {
-      this.#committer.enqueue(agentId, message[1]);
+      this.#committer.enqueueBatch(agentId, message[1]);
     } else {
       this.#sendDown(agentId, answerPull(this.store, this.clock, message[1], limits.maxMessageBytes / 2));
     }
@@ -135,7 +150,7 @@ export class Hub {
   }
 
   #publishStatus(): void {
-    this.#broadcast(topics.hub, ['hub', { v: PROTOCOL_VERSION, hlc: this.clock.tick(), head: this.store.head, epoch: 0 }], true);
+    this.#broadcast(topics.hub, ['hub', { v: PROTOCOL_VERSION, hlc: this.clock.tick(), head: this.store.head, epoch: 0, ...this.policies.describe() }], true);
   }
 
   #sendDown(agentId: string, message: DownMessage): void {

@@ -2,19 +2,34 @@ import { decodeHlc, type Hlc, type HybridClock } from '../shared/hlc.js';
 import type { BatchMessage, Change, ChangesMessage, DownMessage, OpResult, WriteOp } from '../shared/messages.js';
 import { encodeCbor } from '../shared/codec.js';
 import { limits as defaultLimits, type Limits } from '../shared/limits.js';
-import { applyPatch, checkCollectionName, checkKey, checkValue, isPlainObject, type JsonValue } from '../shared/values.js';
-import type { SqliteHubStore, StoredDocument } from './store/sqlite-store.js';
+import { checkCollectionName, checkKey, checkValue, isPlainObject, type JsonValue } from '../shared/values.js';
+import type { CollectionPolicies } from './config.js';
+import { resolveWrite } from './resolve.js';
+import type { SqliteHubStore } from './store/sqlite-store.js';
 
+/** A batch uploaded by an agent; `agentId` comes from the authenticated connection. */
 export interface BatchRequest {
-  /** From the authenticated connection, never from the payload. */
+  kind: 'batch';
   agentId: string;
   batch: BatchMessage[1];
 }
+
+/** A write made at the main site itself (hub HTTP API). */
+export interface HubWriteRequest {
+  kind: 'hub';
+  write: { c: string; k: string; op: 'put' | 'patch' | 'del'; v?: unknown; base?: number };
+}
+
+export type IngestRequest = BatchRequest | HubWriteRequest;
+
+export type WriteResult = Omit<OpResult, 'seq' | 'dup'>;
 
 export interface IngestOutput {
   replies: Array<{ agentId: string; message: DownMessage }>;
   /** Committed change sets to publish, in commit order. */
   changeSets: ChangesMessage[];
+  /** One result per hub write, in request order. */
+  hubResults: WriteResult[];
 }
 
 export interface IngestOptions {
@@ -31,27 +46,36 @@ export const defaultIngestOptions: IngestOptions = {
   maxChangeSetBytes: defaultLimits.maxMessageBytes / 2,
 };
 
+interface Identity { origin: string; incarnation: string | null; seq: number | null }
+
 /**
- * Turns uploaded batches into commits. All batches given to one `ingest` call share one
- * transaction (group commit). For each agent incarnation the sequence check and the advance
- * of `lastSeq` happen in the same transaction as the writes, so an op is applied at most once
- * however often it is delivered, and its outcome is kept to be re-acked.
+ * Turns uploaded batches and hub writes into commits. Everything given to one `ingest` call
+ * shares one transaction (group commit). For each agent incarnation the sequence check and the
+ * advance of `lastSeq` happen in the same transaction as the writes, so an op is applied at most
+ * once however often it is delivered, and its outcome is kept to be re-acked.
  */
 export class Ingestor {
   constructor(
     private readonly store: SqliteHubStore,
     private readonly clock: HybridClock,
+    private readonly policies: CollectionPolicies,
     private readonly options: IngestOptions = defaultIngestOptions,
   ) {}
 
-  ingest(requests: readonly BatchRequest[]): IngestOutput {
+  ingest(requests: readonly IngestRequest[]): IngestOutput {
     return this.store.transaction(() => {
       const committed = new Map<string, Change[]>();
-      const replies: IngestOutput['replies'] = [];
-      for (const { agentId, batch } of requests) {
-        replies.push(...this.#ingestBatch(agentId, batch, committed));
+      const output: IngestOutput = { replies: [], changeSets: [], hubResults: [] };
+      for (const request of requests) {
+        if (request.kind === 'batch') {
+          output.replies.push(...this.#ingestBatch(request.agentId, request.batch, committed));
+        } else {
+          const op = { ...request.write, hlc: this.clock.tick() };
+          output.hubResults.push(this.#apply({ origin: 'hub', incarnation: null, seq: null }, op, committed));
+        }
       }
-      return { replies, changeSets: this.#changeSets(committed) };
+      output.changeSets = this.#changeSets(committed);
+      return output;
     });
   }
 
@@ -71,7 +95,7 @@ export class Ingestor {
         expected = last + 1;
         break;
       }
-      const result = this.#apply(agentId, inc, op, committed);
+      const result: OpResult = { seq: op.seq, ...this.#apply({ origin: agentId, incarnation: inc, seq: op.seq }, op, committed) };
       this.store.putOutcome(agentId, inc, result);
       results.push(result);
       last = op.seq;
@@ -84,36 +108,68 @@ export class Ingestor {
     return replies;
   }
 
-  #apply(agentId: string, inc: string, op: WriteOp, committed: Map<string, Change[]>): OpResult {
+  #apply(who: Identity, op: Omit<WriteOp, 'seq'>, committed: Map<string, Change[]>): WriteResult {
     const problem = this.#validate(op);
-    if (problem) return { seq: op.seq, outcome: 'rejected', reason: problem.reason, detail: problem.detail };
-    this.clock.observe(op.hlc as Hlc);
+    if (problem) return { outcome: 'rejected', ...problem };
+    const policy = this.policies.get(op.c);
+    if (!policy) {
+      return { outcome: 'rejected', reason: 'unknown_collection', detail: `collection ${op.c} is not declared at the hub, which refuses undeclared collections` };
+    }
+    const hlc = op.hlc as Hlc;
+    this.clock.observe(hlc);
+    if (op.op === 'put') {
+      const schemaProblem = policy.check(op.v);
+      if (schemaProblem) return { outcome: 'rejected', reason: 'schema', detail: `value does not match the schema of ${op.c}: ${schemaProblem}` };
+    }
 
     const current = this.store.document(op.c, op.k);
-    if (current && !winsLww(op.hlc, agentId, current)) {
-      return {
-        seq: op.seq,
-        outcome: 'conflict',
-        lsn: current.version,
-        reason: 'lww',
-        detail: `a newer write (version ${current.version}, hlc ${current.hlc}, origin ${current.origin}) already holds this document`,
-      };
+    // A hub write without If-Match is unconditional: made against whatever is current.
+    const base = op.base ?? (who.seq === null ? current?.version ?? 0 : 0);
+    const incoming = { op: op.op, value: op.v as JsonValue | undefined, hlc, origin: who.origin, base };
+    const resolution = resolveWrite(policy.conflict, current, incoming);
+    const loser = { origin: who.origin, incarnation: who.incarnation, seq: who.seq, op: op.op, value: incoming.value, hlc };
+    if (resolution.kind === 'lose') {
+      const winner = current!;
+      this.store.archiveConflict({
+        collection: op.c, key: op.k, policy: policy.conflict, reason: resolution.reason, detail: resolution.detail, loser,
+        winner: { lsn: winner.version, origin: winner.origin, hlc: winner.hlc, value: winner.deleted ? undefined : winner.value },
+      });
+      return { outcome: 'conflict', lsn: winner.version, reason: resolution.reason, detail: resolution.detail };
     }
-    const value = op.op === 'del' ? undefined
-      : op.op === 'patch' ? applyPatch(current?.deleted ? undefined : current?.value, op.v as { [f: string]: JsonValue })
-      : (op.v as JsonValue);
+    if (op.op === 'patch' && resolution.value !== undefined) {
+      const schemaProblem = policy.check(resolution.value);
+      if (schemaProblem) return { outcome: 'rejected', reason: 'schema', detail: `patched value does not match the schema of ${op.c}: ${schemaProblem}` };
+    }
+
     const kind = op.op === 'del' ? 'del' : 'put';
     const lsn = this.store.commit({
-      collection: op.c, key: op.k, op: kind, value, hlc: op.hlc as Hlc, origin: agentId, incarnation: inc, seq: op.seq,
+      collection: op.c, key: op.k, op: kind, value: resolution.value, hlc, origin: who.origin,
+      incarnation: who.incarnation, seq: who.seq, ...(resolution.fieldHlcs && { fieldHlcs: resolution.fieldHlcs }),
     });
-    const change: Change = { lsn, c: op.c, k: op.k, op: kind, ...(value !== undefined && { v: value }), hlc: op.hlc, o: agentId };
+    const winner = { lsn, origin: who.origin, hlc, value: resolution.value };
+    if (resolution.overwritten && current) {
+      this.store.archiveConflict({
+        collection: op.c, key: op.k, policy: policy.conflict, reason: 'overwritten',
+        detail: `a concurrent write with a later timestamp replaced version ${current.version}`,
+        loser: { origin: current.origin, incarnation: null, seq: null, op: current.deleted ? 'del' : 'put', value: current.deleted ? undefined : current.value, hlc: current.hlc },
+        winner,
+      });
+    }
+    if (resolution.lostFields) {
+      this.store.archiveConflict({
+        collection: op.c, key: op.k, policy: policy.conflict, reason: 'merge',
+        detail: `fields ${Object.keys(resolution.lostFields).join(', ')} lost to later writes`,
+        loser: { ...loser, value: resolution.lostFields }, winner,
+      });
+    }
+    const change: Change = { lsn, c: op.c, k: op.k, op: kind, ...(resolution.value !== undefined && { v: resolution.value }), hlc, o: who.origin };
     const list = committed.get(op.c);
     if (list) list.push(change);
     else committed.set(op.c, [change]);
-    return { seq: op.seq, outcome: 'committed', lsn };
+    return { outcome: 'committed', lsn };
   }
 
-  #validate(op: WriteOp): { reason: OpResult['reason'] & string; detail: string } | undefined {
+  #validate(op: Omit<WriteOp, 'seq'>): { reason: string; detail: string } | undefined {
     const { limits } = this.options;
     const nameProblem = checkCollectionName(op.c) ?? checkKey(op.k, limits.maxKeyBytes);
     if (nameProblem) return nameProblem;
@@ -159,12 +215,6 @@ export class Ingestor {
     }
     return sets;
   }
-}
-
-/** Last-writer-wins: the higher HLC wins; equal HLCs are ordered by origin id. */
-function winsLww(hlc: string, origin: string, current: StoredDocument): boolean {
-  if (hlc !== current.hlc) return hlc > current.hlc;
-  return origin > current.origin;
 }
 
 function approximateSize(change: Change): number {

@@ -11,6 +11,7 @@ export const ErrorCode = {
   INVALID_VALUE: 'OUTPOST_INVALID_VALUE',
   VALUE_TOO_LARGE: 'OUTPOST_VALUE_TOO_LARGE',
   AGENT_CLOSED: 'OUTPOST_AGENT_CLOSED',
+  INVALID_HEADER: 'OUTPOST_INVALID_HEADER',
   STORAGE_FULL: 'OUTPOST_STORAGE_FULL',
   STORAGE_FAILED: 'OUTPOST_STORAGE_FAILED',
 } as const;
@@ -84,6 +85,12 @@ export class ValueTooLargeError extends OutpostError {
       ErrorCode.VALUE_TOO_LARGE,
       `document value of ${size} bytes exceeds the limit of ${limit} bytes; split it across several documents`,
     );
+  }
+}
+
+export class InvalidHeaderError extends OutpostError {
+  constructor(readonly header: string, reason: string) {
+    super(ErrorCode.INVALID_HEADER, `header ${header} is invalid: ${reason}`);
   }
 }
 

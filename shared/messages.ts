@@ -149,9 +149,26 @@ export const ChangesMessage = message(
 );
 export type ChangesMessage = Static<typeof ChangesMessage>;
 
+const ConflictPolicy = Type.Union([Type.Literal('lww'), Type.Literal('reject'), Type.Literal('merge')]);
+const Durability = Type.Union([Type.Literal('local'), Type.Literal('hub')]);
+export const CollectionPolicy = Type.Object({ conflict: ConflictPolicy, durability: Durability }, strict);
+export type CollectionPolicy = Static<typeof CollectionPolicy>;
+
+/** Retained on the hub topic: who the hub is, and the policies agents follow. */
 export const HubStatusMessage = message(
   'hub',
-  Type.Object({ v: Type.Integer(), hlc: Hlc, head: Lsn, epoch: Type.Integer({ minimum: 0 }) }, strict),
+  Type.Object(
+    {
+      v: Type.Integer(),
+      hlc: Hlc,
+      head: Lsn,
+      epoch: Type.Integer({ minimum: 0 }),
+      collections: Type.Record(Type.String({ pattern: '^[a-z0-9_-]{1,64}$' }), CollectionPolicy),
+      undeclared: Type.Union([Type.Literal('allow'), Type.Literal('reject')]),
+      defaults: CollectionPolicy,
+    },
+    strict,
+  ),
 );
 export type HubStatusMessage = Static<typeof HubStatusMessage>;
 

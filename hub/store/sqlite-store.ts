@@ -14,6 +14,21 @@ export interface StoredDocument {
   version: number;
   hlc: Hlc;
   origin: string;
+  /** Per-field timestamps, kept for collections with the merge policy. */
+  fieldHlcs?: Record<string, Hlc>;
+}
+
+/** A losing version, archived with the version that beat it. */
+export interface ConflictRecord {
+  id: number;
+  collection: string;
+  key: string;
+  policy: string;
+  reason: string;
+  detail: string | null;
+  loser: { origin: string; incarnation: string | null; seq: number | null; op: string; value: JsonValue | undefined; hlc: string };
+  winner: { lsn: number; origin: string; hlc: string; value: JsonValue | undefined };
+  at: number;
 }
 
 export interface LogEntry {
@@ -25,56 +40,10 @@ export interface LogEntry {
   origin: string;
   incarnation: string | null;
   seq: number | null;
+  fieldHlcs?: Record<string, Hlc>;
 }
 
-const SCHEMA_VERSION = 1;
-
-const MIGRATION_1 = `
-CREATE TABLE log (
-  lsn          INTEGER PRIMARY KEY,
-  collection   TEXT NOT NULL,
-  key          TEXT NOT NULL,
-  op           TEXT NOT NULL CHECK (op IN ('put', 'del')),
-  value        BLOB,
-  hlc          TEXT NOT NULL,
-  origin       TEXT NOT NULL,
-  incarnation  TEXT,
-  seq          INTEGER,
-  committed_at INTEGER NOT NULL
-);
-CREATE INDEX log_by_collection ON log (collection, lsn);
-CREATE TABLE documents (
-  collection TEXT NOT NULL,
-  key        TEXT NOT NULL,
-  value      BLOB,
-  deleted    INTEGER NOT NULL DEFAULT 0,
-  version    INTEGER NOT NULL,
-  hlc        TEXT NOT NULL,
-  origin     TEXT NOT NULL,
-  PRIMARY KEY (collection, key)
-) WITHOUT ROWID;
-CREATE TABLE collections (
-  name     TEXT PRIMARY KEY,
-  head_lsn INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE agent_sequences (
-  agent_id    TEXT NOT NULL,
-  incarnation TEXT NOT NULL,
-  last_seq    INTEGER NOT NULL,
-  updated_at  INTEGER NOT NULL,
-  PRIMARY KEY (agent_id, incarnation)
-) WITHOUT ROWID;
-CREATE TABLE outcomes (
-  agent_id    TEXT NOT NULL,
-  incarnation TEXT NOT NULL,
-  seq         INTEGER NOT NULL,
-  outcome     TEXT NOT NULL,
-  lsn         INTEGER,
-  reason      TEXT,
-  detail      TEXT,
-  PRIMARY KEY (agent_id, incarnation, seq)
-) WITHOUT ROWID;
-`;
+import { HUB_MIGRATIONS } from './sqlite-schema.js';
 
 /**
  * The hub's primary store on SQLite: a gap-free log keyed by LSN, the current documents, the
@@ -117,13 +86,18 @@ export class SqliteHubStore {
       putOutcome: db.prepare(
         'INSERT INTO outcomes (agent_id, incarnation, seq, outcome, lsn, reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
-      document: db.prepare<[string, string], { value: Buffer | null; deleted: number; version: number; hlc: string; origin: string }>(
-        'SELECT value, deleted, version, hlc, origin FROM documents WHERE collection = ? AND key = ?',
+      document: db.prepare<[string, string], DocumentRow>(
+        'SELECT value, deleted, version, hlc, origin, field_hlcs FROM documents WHERE collection = ? AND key = ?',
       ),
       upsertDocument: db.prepare(
-        `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin) VALUES (?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, field_hlcs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value, deleted = excluded.deleted,
-           version = excluded.version, hlc = excluded.hlc, origin = excluded.origin`,
+           version = excluded.version, hlc = excluded.hlc, origin = excluded.origin, field_hlcs = excluded.field_hlcs`,
+      ),
+      archiveConflict: db.prepare(
+        `INSERT INTO conflicts (collection, key, policy, reason, detail, loser_origin, loser_incarnation, loser_seq, loser_op,
+           loser_value, loser_hlc, winner_lsn, winner_origin, winner_hlc, winner_value, at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       appendLog: db.prepare(
         `INSERT INTO log (lsn, collection, key, op, value, hlc, origin, incarnation, seq, committed_at)
@@ -143,15 +117,13 @@ export class SqliteHubStore {
 
   #migrate(): void {
     const version = this.#db.pragma('user_version', { simple: true }) as number;
-    if (version > SCHEMA_VERSION) {
-      throw new Error(`database schema version ${version} is newer than this hub (${SCHEMA_VERSION}); upgrade Outpost`);
+    if (version > HUB_MIGRATIONS.length) {
+      throw new Error(`database schema version ${version} is newer than this hub (${HUB_MIGRATIONS.length}); upgrade Outpost`);
     }
-    if (version < 1) {
-      this.#db.transaction(() => {
-        this.#db.exec(MIGRATION_1);
-        this.#db.pragma(`user_version = ${SCHEMA_VERSION}`);
-      }).immediate();
-    }
+    this.#db.transaction(() => {
+      for (let v = version; v < HUB_MIGRATIONS.length; v++) this.#db.exec(HUB_MIGRATIONS[v]!);
+      this.#db.pragma(`user_version = ${HUB_MIGRATIONS.length}`);
+    }).immediate();
   }
 
   /** Runs `fn` in one write transaction (BEGIN IMMEDIATE). `fn` must be synchronous. */
@@ -204,7 +176,37 @@ export class SqliteHubStore {
       version: row.version,
       hlc: row.hlc as Hlc,
       origin: row.origin,
+      ...(row.field_hlcs !== null && { fieldHlcs: decodeCbor(row.field_hlcs) as Record<string, Hlc> }),
     };
+  }
+
+  archiveConflict(record: Omit<ConflictRecord, 'id' | 'at'>): void {
+    const { loser, winner } = record;
+    this.#stmts.archiveConflict.run(
+      record.collection, record.key, record.policy, record.reason, record.detail,
+      loser.origin, loser.incarnation, loser.seq, loser.op, loser.value === undefined ? null : encodeCbor(loser.value), loser.hlc,
+      winner.lsn, winner.origin, winner.hlc, winner.value === undefined ? null : encodeCbor(winner.value), Date.now(),
+    );
+  }
+
+  /** Archived conflicts, newest first; optionally of one collection or document. */
+  conflicts(query: { collection?: string; key?: string; before?: number; limit: number }): ConflictRecord[] {
+    const filters: Array<[string, unknown]> = [];
+    if (query.collection !== undefined) filters.push(['collection = ?', query.collection]);
+    if (query.key !== undefined) filters.push(['key = ?', query.key]);
+    if (query.before !== undefined) filters.push(['id < ?', query.before]);
+    const where = filters.map(([clause]) => clause);
+    const params = filters.map(([, param]) => param);
+    const rows = this.#db
+      .prepare<unknown[], ConflictRow>(`SELECT * FROM conflicts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`)
+      .all(...params, query.limit);
+    const value = (b: Buffer | null): JsonValue | undefined => (b === null ? undefined : (decodeCbor(b) as JsonValue));
+    return rows.map((r) => ({
+      id: r.id, collection: r.collection, key: r.key, policy: r.policy, reason: r.reason, detail: r.detail,
+      loser: { origin: r.loser_origin, incarnation: r.loser_incarnation, seq: r.loser_seq, op: r.loser_op, value: value(r.loser_value), hlc: r.loser_hlc },
+      winner: { lsn: r.winner_lsn, origin: r.winner_origin, hlc: r.winner_hlc, value: value(r.winner_value) },
+      at: r.at,
+    }));
   }
 
   /** Appends a change to the log, updates the document and the collection head; returns the LSN. */
@@ -214,7 +216,10 @@ export class SqliteHubStore {
     this.#stmts.appendLog.run(
       lsn, entry.collection, entry.key, entry.op, value, entry.hlc, entry.origin, entry.incarnation, entry.seq, Date.now(),
     );
-    this.#stmts.upsertDocument.run(entry.collection, entry.key, value, entry.op === 'del' ? 1 : 0, lsn, entry.hlc, entry.origin);
+    this.#stmts.upsertDocument.run(
+      entry.collection, entry.key, value, entry.op === 'del' ? 1 : 0, lsn, entry.hlc, entry.origin,
+      entry.fieldHlcs ? encodeCbor(entry.fieldHlcs) : null,
+    );
     this.#head = lsn;
     return lsn;
   }
@@ -261,6 +266,14 @@ export class SqliteHubStore {
   close(): void {
     if (this.#db.open) this.#db.close();
   }
+}
+
+interface DocumentRow { value: Buffer | null; deleted: number; version: number; hlc: string; origin: string; field_hlcs: Buffer | null }
+
+interface ConflictRow {
+  id: number; collection: string; key: string; policy: string; reason: string; detail: string | null;
+  loser_origin: string; loser_incarnation: string | null; loser_seq: number | null; loser_op: string; loser_value: Buffer | null; loser_hlc: string;
+  winner_lsn: number; winner_origin: string; winner_hlc: string; winner_value: Buffer | null; at: number;
 }
 
 interface LogRow {

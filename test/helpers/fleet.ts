@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { Agent, type AgentOptions } from '../../agent/agent.js';
-import { Hub } from '../../hub/hub.js';
+import { Hub, type HubOptions } from '../../hub/hub.js';
 import { tempDir } from './temp.js';
 
 /** A hub and agents in this process, on real sockets and real SQLite files in a temp dir. */
@@ -10,9 +10,13 @@ export class TestFleet {
   port = 0;
   readonly agents: Agent[] = [];
 
+  constructor(private readonly hubOptions: Partial<HubOptions> = {}) {}
+
   async startHub(): Promise<Hub> {
     // Restart on the same port, so agents reconnect to the same URL.
-    this.hub = await Hub.start({ port: this.port, host: '127.0.0.1', dataDir: join(this.dir, 'hub'), dev: true });
+    this.hub = await Hub.start({
+      port: this.port, host: '127.0.0.1', dataDir: join(this.dir, 'hub'), dev: true, ...this.hubOptions,
+    });
     this.port = this.hub.port;
     return this.hub;
   }
@@ -22,7 +26,8 @@ export class TestFleet {
     this.hub = undefined;
   }
 
-  agent(agentId: string, options: Partial<AgentOptions> = {}): Agent {
+  /** An agent on its own data directory; `start: false` lets a test write before it first connects. */
+  agent(agentId: string, options: Partial<AgentOptions> = {}, start = true): Agent {
     const agent = new Agent({
       hubUrl: `mqtt://127.0.0.1:${this.port}`,
       agentId,
@@ -30,7 +35,8 @@ export class TestFleet {
       reconnect: { initialMs: 50, maxMs: 300 },
       ackTimeoutMs: 2_000,
       ...options,
-    }).start();
+    });
+    if (start) agent.start();
     this.agents.push(agent);
     return agent;
   }

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeHlc, HybridClock } from '../../shared/hlc.js';
 import type { WriteOp } from '../../shared/messages.js';
+import { CollectionPolicies, DEFAULT_HUB_CONFIG } from '../../hub/config.js';
 import { defaultIngestOptions, Ingestor } from '../../hub/ingest.js';
 import { answerPull } from '../../hub/pull.js';
 import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
@@ -18,12 +19,12 @@ describe('ingest', () => {
 
   function setup(dir = tempDir('ingest')): { ingestor: Ingestor; dir: string } {
     store = new SqliteHubStore(dir);
-    return { ingestor: new Ingestor(store, new HybridClock(), defaultIngestOptions), dir };
+    return { ingestor: new Ingestor(store, new HybridClock(), new CollectionPolicies(DEFAULT_HUB_CONFIG), defaultIngestOptions), dir };
   }
 
   it('commits ops in order with gap-free LSNs and acks after', () => {
     const { ingestor } = setup();
-    const out = ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1), put(2, 'y', 2), put(3, 'x', 3)] } }]);
+    const out = ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1), put(2, 'y', 2), put(3, 'x', 3)] } }]);
     expect(out.replies).toEqual([{ agentId: 'pi-a', message: ['ack', expect.objectContaining({
       inc: INC_A, results: [{ seq: 1, outcome: 'committed', lsn: 1 }, { seq: 2, outcome: 'committed', lsn: 2 }, { seq: 3, outcome: 'committed', lsn: 3 }],
     })] }]);
@@ -36,8 +37,8 @@ describe('ingest', () => {
   it('re-acks a duplicate with its original outcome and never applies it twice', () => {
     const { ingestor } = setup();
     const ops = [put(1, 'x', 'first'), put(2, 'y', 2)];
-    ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops } }]);
-    const again = ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [...ops, put(3, 'z', 3)] } }]);
+    ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops } }]);
+    const again = ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [...ops, put(3, 'z', 3)] } }]);
     expect(again.replies[0]!.message[1]).toMatchObject({ results: [
       { seq: 1, outcome: 'committed', lsn: 1, dup: true },
       { seq: 2, outcome: 'committed', lsn: 2, dup: true },
@@ -50,8 +51,8 @@ describe('ingest', () => {
 
   it('asks for a resync at the first missing seq and commits nothing past the gap', () => {
     const { ingestor } = setup();
-    ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1)] } }]);
-    const out = ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [put(3, 'y', 3), put(4, 'z', 4)] } }]);
+    ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1)] } }]);
+    const out = ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [put(3, 'y', 3), put(4, 'z', 4)] } }]);
     expect(out.replies.map((r) => r.message)).toEqual([['resync', expect.objectContaining({ inc: INC_A, expected: 2 })]]);
     expect(store.head).toBe(1);
   });
@@ -59,9 +60,9 @@ describe('ingest', () => {
   it('keeps sequence spaces apart per agent and per incarnation', () => {
     const { ingestor } = setup();
     const out = ingestor.ingest([
-      { agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'a1', 1)] } },
-      { agentId: 'pi-b', batch: { inc: INC_A, ops: [put(1, 'b1', 1)] } },
-      { agentId: 'pi-a', batch: { inc: INC_B, ops: [put(1, 'a1-reinstalled', 1)] } },
+      { kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'a1', 1)] } },
+      { kind: 'batch', agentId: 'pi-b', batch: { inc: INC_A, ops: [put(1, 'b1', 1)] } },
+      { kind: 'batch', agentId: 'pi-a', batch: { inc: INC_B, ops: [put(1, 'a1-reinstalled', 1)] } },
     ]);
     expect(out.replies.map((r) => r.message[0])).toEqual(['ack', 'ack', 'ack']);
     expect(store.head).toBe(3);
@@ -70,7 +71,7 @@ describe('ingest', () => {
   it('rejects an invalid op with a reason and goes on with the next', () => {
     const { ingestor } = setup();
     const future = encodeHlc(Date.now() + 3_600_000, 0);
-    const out = ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [
+    const out = ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [
       put(1, 'x', 'x'.repeat(300 * 1024)),
       { seq: 2, c: 'docs', k: 'y', op: 'put', v: 1, hlc: future },
       { seq: 3, c: 'docs', k: 'z', op: 'patch', v: 'nope', hlc: hlc() },
@@ -91,8 +92,8 @@ describe('ingest', () => {
     const { ingestor } = setup();
     const older = encodeHlc(Date.now() - 10_000, 0);
     const newer = encodeHlc(Date.now() - 5_000, 0);
-    ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 'from a', hlc: newer }] } }]);
-    const out = ingestor.ingest([{ agentId: 'pi-b', batch: { inc: INC_B, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 'from b', hlc: older }] } }]);
+    ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 'from a', hlc: newer }] } }]);
+    const out = ingestor.ingest([{ kind: 'batch', agentId: 'pi-b', batch: { inc: INC_B, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 'from b', hlc: older }] } }]);
     expect(out.replies[0]!.message[1]).toMatchObject({ results: [{ seq: 1, outcome: 'conflict', lsn: 1 }] });
     expect(store.document('docs', 'k')).toMatchObject({ value: 'from a', origin: 'pi-a' });
     expect(out.changeSets).toEqual([]);
@@ -100,7 +101,7 @@ describe('ingest', () => {
 
   it('merges patches into the current document and logs the full result', () => {
     const { ingestor } = setup();
-    const out = ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [
+    const out = ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [
       put(1, 'k', { a: 1, b: 2 }),
       { seq: 2, c: 'docs', k: 'k', op: 'patch', v: { b: null, c: 3 }, hlc: hlc() },
       { seq: 3, c: 'docs', k: 'gone', op: 'del', hlc: hlc() },
@@ -114,10 +115,10 @@ describe('ingest', () => {
 
   it('group-commits many agents in one transaction and chains change sets by prev', () => {
     const { ingestor } = setup();
-    ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1, 'one'), put(2, 'x', 1, 'two')] } }]);
+    ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1, 'one'), put(2, 'x', 1, 'two')] } }]);
     const out = ingestor.ingest([
-      { agentId: 'pi-a', batch: { inc: INC_A, ops: [put(3, 'y', 1, 'one')] } },
-      { agentId: 'pi-b', batch: { inc: INC_B, ops: [put(1, 'z', 1, 'one'), put(2, 'z', 1, 'two')] } },
+      { kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [put(3, 'y', 1, 'one')] } },
+      { kind: 'batch', agentId: 'pi-b', batch: { inc: INC_B, ops: [put(1, 'z', 1, 'one'), put(2, 'z', 1, 'two')] } },
     ]);
     const byCollection = Object.fromEntries(out.changeSets.map(([, s]) => [s.c, s]));
     expect(byCollection.one).toMatchObject({ prev: 1, changes: [{ lsn: 3 }, { lsn: 4 }] });
@@ -126,9 +127,9 @@ describe('ingest', () => {
 
   it('splits a large commit into change sets that chain', () => {
     store = new SqliteHubStore(tempDir('ingest'));
-    const ingestor = new Ingestor(store, new HybridClock(), { ...defaultIngestOptions, maxChangeSetBytes: 1000 });
+    const ingestor = new Ingestor(store, new HybridClock(), new CollectionPolicies(DEFAULT_HUB_CONFIG), { ...defaultIngestOptions, maxChangeSetBytes: 1000 });
     const ops = Array.from({ length: 30 }, (_, i) => put(i + 1, `k${i}`, 'v'.repeat(100)));
-    const sets = ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops } }]).changeSets.map(([, s]) => s);
+    const sets = ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops } }]).changeSets.map(([, s]) => s);
     expect(sets.length).toBeGreaterThan(3);
     for (let i = 1; i < sets.length; i++) expect(sets[i]!.prev).toBe(sets[i - 1]!.changes.at(-1)!.lsn);
     expect(sets.flatMap((s) => s.changes).map((c) => c.lsn)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
@@ -136,18 +137,18 @@ describe('ingest', () => {
 
   it('survives a restart: lastSeq, outcomes and the head come back from disk', () => {
     const { ingestor, dir } = setup();
-    ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1), put(2, 'y', 2)] } }]);
+    ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1), put(2, 'y', 2)] } }]);
     store.close();
     const reopened = setup(dir).ingestor;
     expect(store.head).toBe(2);
-    const out = reopened.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops: [put(2, 'y', 2), put(3, 'z', 3)] } }]);
+    const out = reopened.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [put(2, 'y', 2), put(3, 'z', 3)] } }]);
     expect(out.replies[0]!.message[1]).toMatchObject({ results: [{ seq: 2, dup: true, lsn: 2 }, { seq: 3, lsn: 3 }] });
   });
 
   it('answers pulls in pages that are complete up to `to`', () => {
     const { ingestor } = setup();
     const ops = Array.from({ length: 25 }, (_, i) => put(i + 1, `k${i}`, i, i % 2 ? 'odd' : 'even'));
-    ingestor.ingest([{ agentId: 'pi-a', batch: { inc: INC_A, ops } }]);
+    ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops } }]);
     const clock = new HybridClock();
     const first = answerPull(store, clock, { from: 0, limit: 10 }, 1 << 20)[1];
     expect(first).toMatchObject({ from: 0, to: 10, more: true });

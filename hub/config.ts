@@ -1,0 +1,156 @@
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+
+export type ConflictPolicy = 'lww' | 'reject' | 'merge';
+export type Durability = 'local' | 'hub';
+
+export interface CollectionConfig {
+  /** Conflict policy: `lww` (highest HLC wins), `reject` (first committer wins against `base`), `merge` (per-field LWW). */
+  conflict: ConflictPolicy;
+  /** Default durability of writes to this collection. */
+  durability: Durability;
+  /** JSON Schema every committed value must satisfy. */
+  schema?: object;
+}
+
+/** The hub's configuration file (YAML or JSON). */
+export interface HubConfig {
+  collections: Record<string, CollectionConfig>;
+  /** What undeclared collections get: `allow` (the defaults below) or `reject` (`unknown_collection`). */
+  undeclared: 'allow' | 'reject';
+  defaults: Omit<CollectionConfig, 'schema'>;
+  retention: {
+    /** Keep log entries at least this many hours (0 = no age limit). */
+    maxAgeHours: number;
+    /** Keep at most this many log entries (0 = no count limit). */
+    maxEntries: number;
+  };
+  /** How far ahead of the hub's clock a write's timestamp may be, in seconds. */
+  maxClockSkewSeconds: number;
+}
+
+const POLICY = { enum: ['lww', 'reject', 'merge'] };
+const DURABILITY = { enum: ['local', 'hub'] };
+
+const CONFIG_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    collections: {
+      type: 'object',
+      propertyNames: { pattern: '^[a-z0-9_-]{1,64}$' },
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        properties: { conflict: POLICY, durability: DURABILITY, schema: { type: 'object' } },
+      },
+    },
+    undeclared: { enum: ['allow', 'reject'] },
+    defaults: { type: 'object', additionalProperties: false, properties: { conflict: POLICY, durability: DURABILITY } },
+    retention: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { maxAgeHours: { type: 'number', minimum: 0 }, maxEntries: { type: 'integer', minimum: 0 } },
+    },
+    maxClockSkewSeconds: { type: 'number', minimum: 1 },
+  },
+} as const;
+
+export const DEFAULT_HUB_CONFIG: HubConfig = {
+  collections: {},
+  undeclared: 'allow',
+  defaults: { conflict: 'lww', durability: 'local' },
+  retention: { maxAgeHours: 0, maxEntries: 0 },
+  maxClockSkewSeconds: 60,
+};
+
+export class HubConfigError extends Error {
+  readonly code = 'OUTPOST_INVALID_CONFIG';
+}
+
+/** Reads, validates and completes a hub configuration file; throws HubConfigError naming the option. */
+export function loadHubConfig(path: string): HubConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(path, 'utf8')) ?? {};
+  } catch (cause) {
+    throw new HubConfigError(`cannot read hub config ${path}: ${(cause as Error).message}`, { cause });
+  }
+  return parseHubConfig(raw, path);
+}
+
+export function parseHubConfig(raw: unknown, source = 'hub config'): HubConfig {
+  const ajv = new Ajv({ allErrors: false });
+  const validate = ajv.compile(CONFIG_SCHEMA);
+  if (!validate(raw)) throw new HubConfigError(`${source}: ${describeErrors(validate.errors)}`);
+  const given = raw as Partial<HubConfig> & { collections?: Record<string, Partial<CollectionConfig>> };
+  const defaults = { ...DEFAULT_HUB_CONFIG.defaults, ...given.defaults };
+  const collections: Record<string, CollectionConfig> = {};
+  for (const [name, c] of Object.entries(given.collections ?? {})) {
+    collections[name] = { ...defaults, ...c };
+  }
+  return {
+    collections,
+    undeclared: given.undeclared ?? DEFAULT_HUB_CONFIG.undeclared,
+    defaults,
+    retention: { ...DEFAULT_HUB_CONFIG.retention, ...given.retention },
+    maxClockSkewSeconds: given.maxClockSkewSeconds ?? DEFAULT_HUB_CONFIG.maxClockSkewSeconds,
+  };
+}
+
+export interface CollectionPolicy extends Omit<CollectionConfig, 'schema'> {
+  name: string;
+  declared: boolean;
+  /** Validates a document value; returns an error text or undefined. */
+  check(value: unknown): string | undefined;
+}
+
+/** The policy of every collection, with each declared JSON Schema compiled once. */
+export class CollectionPolicies {
+  readonly #policies = new Map<string, CollectionPolicy>();
+
+  constructor(readonly config: HubConfig) {
+    const ajv = new Ajv({ allErrors: false, strict: false });
+    for (const [name, c] of Object.entries(config.collections)) {
+      let validate: ValidateFunction | undefined;
+      if (c.schema) {
+        try {
+          validate = ajv.compile(c.schema);
+        } catch (cause) {
+          throw new HubConfigError(`collections.${name}.schema is not a valid JSON Schema: ${(cause as Error).message}`, { cause });
+        }
+      }
+      this.#policies.set(name, {
+        name, declared: true, conflict: c.conflict, durability: c.durability,
+        check: (value) => (validate && !validate(value) ? describeErrors(validate.errors) : undefined),
+      });
+    }
+  }
+
+  /** The policy for a collection, or undefined when undeclared collections are refused. */
+  get(name: string): CollectionPolicy | undefined {
+    const declared = this.#policies.get(name);
+    if (declared) return declared;
+    if (this.config.undeclared === 'reject') return undefined;
+    return { name, declared: false, ...this.config.defaults, check: () => undefined };
+  }
+
+  /** What agents need to know, for the retained hub status. */
+  describe(): { collections: Record<string, { conflict: ConflictPolicy; durability: Durability }>; undeclared: 'allow' | 'reject'; defaults: { conflict: ConflictPolicy; durability: Durability } } {
+    return {
+      collections: Object.fromEntries([...this.#policies].map(([name, p]) => [name, { conflict: p.conflict, durability: p.durability }])),
+      undeclared: this.config.undeclared,
+      defaults: this.config.defaults,
+    };
+  }
+}
+
+function describeErrors(errors: ErrorObject[] | null | undefined): string {
+  const e = errors?.[0];
+  if (!e) return 'invalid';
+  const where = e.instancePath || '/';
+  const extra = e.keyword === 'enum' ? ` (${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')})`
+    : e.keyword === 'additionalProperties' ? ` (${(e.params as { additionalProperty: string }).additionalProperty})` : '';
+  return `${where} ${e.message ?? 'is invalid'}${extra}`;
+}

@@ -1,0 +1,75 @@
+/** The hub database's migrations; `user_version` counts how many have run. Append only. */
+export const HUB_MIGRATIONS: readonly string[] = [
+  // 1: the log, documents, collection heads, per-agent sequences and outcomes
+  `
+CREATE TABLE log (
+  lsn          INTEGER PRIMARY KEY,
+  collection   TEXT NOT NULL,
+  key          TEXT NOT NULL,
+  op           TEXT NOT NULL CHECK (op IN ('put', 'del')),
+  value        BLOB,
+  hlc          TEXT NOT NULL,
+  origin       TEXT NOT NULL,
+  incarnation  TEXT,
+  seq          INTEGER,
+  committed_at INTEGER NOT NULL
+);
+CREATE INDEX log_by_collection ON log (collection, lsn);
+CREATE TABLE documents (
+  collection TEXT NOT NULL,
+  key        TEXT NOT NULL,
+  value      BLOB,
+  deleted    INTEGER NOT NULL DEFAULT 0,
+  version    INTEGER NOT NULL,
+  hlc        TEXT NOT NULL,
+  origin     TEXT NOT NULL,
+  PRIMARY KEY (collection, key)
+) WITHOUT ROWID;
+CREATE TABLE collections (
+  name     TEXT PRIMARY KEY,
+  head_lsn INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE agent_sequences (
+  agent_id    TEXT NOT NULL,
+  incarnation TEXT NOT NULL,
+  last_seq    INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL,
+  PRIMARY KEY (agent_id, incarnation)
+) WITHOUT ROWID;
+CREATE TABLE outcomes (
+  agent_id    TEXT NOT NULL,
+  incarnation TEXT NOT NULL,
+  seq         INTEGER NOT NULL,
+  outcome     TEXT NOT NULL,
+  lsn         INTEGER,
+  reason      TEXT,
+  detail      TEXT,
+  PRIMARY KEY (agent_id, incarnation, seq)
+) WITHOUT ROWID;
+`,
+  // 2: per-field timestamps (merge policy), the conflict archive, op digests (reused sequences)
+  `
+ALTER TABLE documents ADD COLUMN field_hlcs BLOB;
+ALTER TABLE outcomes ADD COLUMN digest TEXT;
+CREATE TABLE conflicts (
+  id                INTEGER PRIMARY KEY,
+  collection        TEXT NOT NULL,
+  key               TEXT NOT NULL,
+  policy            TEXT NOT NULL,
+  reason            TEXT NOT NULL,
+  detail            TEXT,
+  loser_origin      TEXT NOT NULL,
+  loser_incarnation TEXT,
+  loser_seq         INTEGER,
+  loser_op          TEXT NOT NULL,
+  loser_value       BLOB,
+  loser_hlc         TEXT NOT NULL,
+  winner_lsn        INTEGER NOT NULL,
+  winner_origin     TEXT NOT NULL,
+  winner_hlc        TEXT NOT NULL,
+  winner_value      BLOB,
+  at                INTEGER NOT NULL
+);
+CREATE INDEX conflicts_by_document ON conflicts (collection, key, id);
+`,
+];

@@ -2,18 +2,23 @@ import { EventEmitter } from 'node:events';
 import pino, { type Logger } from 'pino';
 import { broadcastCodec, downCodec, encodeCbor, upCodec } from '../shared/codec.js';
 import {
-  AgentClosedError, InvalidCollectionError, InvalidKeyError, InvalidValueError, ValueTooLargeError,
+  AgentClosedError, InvalidCollectionError, InvalidKeyError, InvalidValueError, ReadTimeoutError, ValueTooLargeError,
 } from '../shared/errors.js';
 import { HybridClock, type Hlc } from '../shared/hlc.js';
 import { limits } from '../shared/limits.js';
-import type { Change, DownMessage, UpMessage } from '../shared/messages.js';
+import type { Change, DownMessage, HubStatusMessage, UpMessage } from '../shared/messages.js';
 import { collectionOfTopic, topics } from '../shared/topics.js';
 import { checkCollectionName, checkKey, checkValue, isPlainObject, type JsonValue } from '../shared/values.js';
+import { DurabilityWaiters, type Durability } from './durability.js';
 import { Link } from './link.js';
+import { ProgressWaiters } from './progress-waiters.js';
 import { Replicator } from './replicator.js';
 import { AgentStore, type AgentDocument, type Rejection, type WriteKind } from './store.js';
 import { Uploader } from './uploader.js';
 import { WriteQueue, type WriteReceipt } from './write-queue.js';
+
+/** Status reports to the hub wait this long, so a burst of changes sends one. */
+const STATUS_DEBOUNCE_MS = 50;
 
 export interface AgentOptions {
   /** e.g. `mqtt://hub.example.com:1883` */
@@ -27,6 +32,8 @@ export interface AgentOptions {
   now?: () => number;
   reconnect?: { initialMs: number; maxMs: number };
   ackTimeoutMs?: number;
+  /** How long a write waits for `hub` or `replicas` durability, and a read for `minLsn` (default 10 s). */
+  waitTimeoutMs?: number;
 }
 
 export interface AgentStatus {
@@ -43,6 +50,10 @@ export interface AgentStatus {
 }
 
 export interface WriteOptions {
+  /** Default: the collection's durability as declared at the hub, else `local`. */
+  durability?: Durability;
+  /** How long to wait for that durability (the write stays queued after a timeout). */
+  timeoutMs?: number;
   /**
    * The version this write is made against (HTTP `If-Match`). By default the version in the
    * local replica. Collections with the `reject` policy refuse the write if another device
@@ -54,6 +65,12 @@ export interface WriteOptions {
 export interface ReadOptions {
   /** Skip this device's pending writes and show only what the hub confirmed. */
   confirmed?: boolean;
+  /**
+   * Wait until this device has applied every change of the collection up to this LSN (a causal
+   * token: the LSN a writer elsewhere got back from a `hub`-durable write).
+   */
+  minLsn?: number;
+  timeoutMs?: number;
 }
 
 export interface ListOptions extends ReadOptions {
@@ -85,6 +102,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #uploader: Uploader;
   readonly #replicator: Replicator;
   readonly #log: Logger;
+  readonly #durability: DurabilityWaiters;
+  readonly #progress = new ProgressWaiters();
+  readonly #waitTimeoutMs: number;
+  #statusTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
   constructor(options: AgentOptions) {
@@ -93,15 +114,21 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#log = options.logger ?? pino({ level: 'silent' });
     this.#store = new AgentStore(options.dataDir);
     this.#clock = new HybridClock(options.now, this.#store.lastHlc);
+    this.#waitTimeoutMs = options.waitTimeoutMs ?? 10_000;
+    this.#durability = new DurabilityWaiters(() => this.#link.connected);
     this.#uploader = new Uploader(this.#store, {
       send: (batch) => this.#send(batch),
       isReplicated: (c) => this.#replicator.replicates(c),
-      onAcked: () => undefined,
+      onAcked: (results) => this.#durability.onResults(results),
       onRejected: (rejections) => this.emit('rejection', rejections),
     }, { maxBatchOps: 500, maxBatchBytes: 256 * 1024, maxInFlight: 4, ackTimeoutMs: options.ackTimeoutMs ?? 10_000 }, this.#log);
     this.#replicator = new Replicator(this.#store, {
       send: (pull) => this.#send(pull),
       onApplied: (changes) => this.emit('change', changes),
+      onProgress: () => {
+        this.#progress.notify();
+        this.#scheduleStatus();
+      },
     }, { collections: options.collections, pageLimit: 500, pullTimeoutMs: options.ackTimeoutMs ?? 10_000 }, this.#log);
     this.#writes = new WriteQueue(this.#store, this.#clock, () => this.#uploader.pump());
     const collectionTopics = options.collections?.map((c) => topics.collection(c)) ?? [topics.allCollections];
@@ -116,6 +143,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.#uploader.reset();
         this.#uploader.pump();
         this.#replicator.onConnected();
+        this.#scheduleStatus();
         this.emit('connected');
       },
       onDisconnected: () => {
@@ -150,11 +178,13 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   async get(collection: string, key: string, options: ReadOptions = {}): Promise<AgentDocument | undefined> {
     this.#assertOpen();
+    await this.#caughtUp(collection, options);
     return this.#store.read(collection, key, options.confirmed);
   }
 
   async list(collection: string, options: ListOptions = {}): Promise<AgentDocument[]> {
     this.#assertOpen();
+    await this.#caughtUp(collection, options);
     return this.#store.list(collection, {
       limit: Math.min(options.limit ?? 100, 1000),
       ...(options.prefix !== undefined && { prefix: options.prefix }),
@@ -197,6 +227,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#writes.flush();
+    clearTimeout(this.#statusTimer);
+    this.#durability.close();
+    this.#progress.close();
     this.#uploader.stop();
     this.#replicator.stop();
     await this.#link.stop();
@@ -207,7 +240,43 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#assertOpen();
     if (op !== 'del' && value === undefined) throw new InvalidValueError(`${op} needs a value`);
     validateWrite(collection, key, value);
-    return this.#writes.submit({ collection, key, op, value, ...(options.ifVersion !== undefined && { base: options.ifVersion }) });
+    const durability = options.durability ?? this.#defaultDurability(collection);
+    const rep = typeof durability === 'object' ? durability.replicas : undefined;
+    const receipt = await this.#writes.submit({
+      collection, key, op, value,
+      ...(options.ifVersion !== undefined && { base: options.ifVersion }),
+      ...(rep !== undefined && { rep }),
+    });
+    if (durability === 'local') return receipt;
+    const lsn = await this.#durability.wait(receipt.seq, durability, options.timeoutMs ?? this.#waitTimeoutMs);
+    return lsn === undefined ? receipt : { ...receipt, lsn };
+  }
+
+  /** The collection's durability as declared at the hub (cached, so it holds offline too). */
+  #defaultDurability(collection: string): Durability {
+    const policies = this.#store.getSetting<HubStatusMessage[1]>('hub-policies');
+    return policies?.collections[collection]?.durability ?? policies?.defaults.durability ?? 'local';
+  }
+
+  async #caughtUp(collection: string, options: ReadOptions): Promise<void> {
+    const { minLsn } = options;
+    if (minLsn === undefined) return;
+    const applied = (): number => Math.max(this.#store.cursor(collection), this.#store.watermark);
+    if (applied() >= minLsn) return;
+    this.#replicator.pull(); // the token may name another collection's LSN: a pull moves the watermark past it
+    const timeoutMs = options.timeoutMs ?? this.#waitTimeoutMs;
+    await this.#progress.wait(() => applied() >= minLsn, timeoutMs, () => new ReadTimeoutError(minLsn, applied(), timeoutMs));
+  }
+
+  /** Tells the hub what this device has applied (debounced): lag tracking and replica acknowledgements. */
+  #scheduleStatus(): void {
+    if (this.#statusTimer || this.#closed) return;
+    this.#statusTimer = setTimeout(() => {
+      this.#statusTimer = undefined;
+      if (this.#closed) return;
+      this.#send(['status', { applied: this.#store.cursors(), outbox: this.#store.pendingCount() }]);
+    }, STATUS_DEBOUNCE_MS);
+    this.#statusTimer.unref?.();
   }
 
   #assertOpen(): void {
@@ -226,6 +295,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         const message = broadcastCodec.decode(payload);
         this.#clock.observe(message[1].hlc as Hlc);
         if (message[0] === 'changes') this.#replicator.onChanges(message);
+        else this.#store.setSetting('hub-policies', message[1]);
       }
     } catch (error) {
       this.#log.warn({ err: error, topic }, 'ignored a message from the hub');
@@ -245,6 +315,10 @@ export class Agent extends EventEmitter<AgentEvents> {
       case 'page':
         this.#clock.observe(message[1].hlc as Hlc);
         this.#replicator.onPage(message);
+        break;
+      case 'replicated':
+        this.#clock.observe(message[1].hlc as Hlc);
+        if (message[1].inc === this.#store.incarnation) this.#durability.onReplicated(message[1].seqs);
         break;
       case 'error':
         this.#log.error({ code: message[1].code }, `hub reported: ${message[1].message}`);

@@ -2,19 +2,52 @@ import Fastify from 'fastify';
 import type { Logger } from 'pino';
 import { AgentClosedError, ErrorCode, InvalidHeaderError, OutpostError } from '../shared/errors.js';
 import type { JsonValue } from '../shared/values.js';
-import type { Agent, WriteOptions } from './agent.js';
+import type { Agent, ReadOptions, WriteOptions } from './agent.js';
+import type { Durability } from './durability.js';
 
 interface DocParams { collection: string; key: string }
 
-/** `If-Match: 7` (or `"7"`) makes the write conditional on version 7. */
-function writeOptions(headers: Record<string, string | string[] | undefined>): WriteOptions {
+interface WriteQuery { durability?: string; timeoutMs?: string }
+interface ReadQuery { confirmed?: string; minLsn?: string; timeoutMs?: string }
+
+/**
+ * `If-Match: 7` (or `"7"`) makes the write conditional on version 7; `?durability=hub` or
+ * `?durability=replicas:2` waits for the hub (`&timeoutMs=` bounds the wait).
+ */
+function writeOptions(headers: Record<string, string | string[] | undefined>, query: WriteQuery): WriteOptions {
+  const options: WriteOptions = {};
   const header = headers['if-match'];
-  if (header === undefined) return {};
-  const version = Number(String(header).replace(/"/g, ''));
-  if (!Number.isInteger(version) || version < 0) {
-    throw new InvalidHeaderError('If-Match', 'expected a document version (a non-negative integer)');
+  if (header !== undefined) {
+    const version = Number(String(header).replace(/"/g, ''));
+    if (!Number.isInteger(version) || version < 0) {
+      throw new InvalidHeaderError('If-Match', 'expected a document version (a non-negative integer)');
+    }
+    options.ifVersion = version;
   }
-  return { ifVersion: version };
+  if (query.durability !== undefined) options.durability = parseDurability(query.durability);
+  if (query.timeoutMs !== undefined) options.timeoutMs = positiveInteger('timeoutMs', query.timeoutMs);
+  return options;
+}
+
+function parseDurability(text: string): Durability {
+  if (text === 'local' || text === 'hub') return text;
+  const replicas = /^replicas:(\d{1,4})$/.exec(text);
+  if (replicas && Number(replicas[1]) >= 1) return { replicas: Number(replicas[1]) };
+  throw new InvalidHeaderError('durability', 'expected local, hub or replicas:N');
+}
+
+function positiveInteger(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidHeaderError(name, 'expected a non-negative integer');
+  return n;
+}
+
+function readOptions(query: ReadQuery): ReadOptions {
+  return {
+    confirmed: query.confirmed === 'true',
+    ...(query.minLsn !== undefined && { minLsn: positiveInteger('minLsn', query.minLsn) }),
+    ...(query.timeoutMs !== undefined && { timeoutMs: positiveInteger('timeoutMs', query.timeoutMs) }),
+  };
 }
 
 /** HTTP status for each error code an app can meet. */
@@ -22,6 +55,10 @@ const STATUS_BY_CODE: Partial<Record<string, number>> = {
   [ErrorCode.STORAGE_FULL]: 507,
   [ErrorCode.STORAGE_FAILED]: 500,
   [ErrorCode.AGENT_CLOSED]: 503,
+  [ErrorCode.WRITE_CONFLICT]: 409,
+  [ErrorCode.WRITE_REJECTED]: 422,
+  [ErrorCode.DURABILITY_TIMEOUT]: 504,
+  [ErrorCode.READ_TIMEOUT]: 504,
 };
 
 /**
@@ -45,37 +82,37 @@ export async function createAgentHttp(agent: Agent, log: Logger) {
     return reply.code(status).send({ code: (error as { code?: string }).code ?? 'OUTPOST_INTERNAL', message: (error as Error).message });
   });
 
-  app.put<{ Params: DocParams; Body: JsonValue }>('/v1/docs/:collection/:key', async (request) => {
+  app.put<{ Params: DocParams; Body: JsonValue; Querystring: WriteQuery }>('/v1/docs/:collection/:key', async (request) => {
     const { collection, key } = request.params;
-    return agent.put(collection, key, request.body, writeOptions(request.headers));
+    return agent.put(collection, key, request.body, writeOptions(request.headers, request.query));
   });
 
-  app.patch<{ Params: DocParams; Body: { [field: string]: JsonValue } }>('/v1/docs/:collection/:key', async (request) => {
+  app.patch<{ Params: DocParams; Body: { [field: string]: JsonValue }; Querystring: WriteQuery }>('/v1/docs/:collection/:key', async (request) => {
     const { collection, key } = request.params;
-    return agent.patch(collection, key, request.body, writeOptions(request.headers));
+    return agent.patch(collection, key, request.body, writeOptions(request.headers, request.query));
   });
 
-  app.delete<{ Params: DocParams }>('/v1/docs/:collection/:key', async (request) => {
+  app.delete<{ Params: DocParams; Querystring: WriteQuery }>('/v1/docs/:collection/:key', async (request) => {
     const { collection, key } = request.params;
-    return agent.del(collection, key, writeOptions(request.headers));
+    return agent.del(collection, key, writeOptions(request.headers, request.query));
   });
 
-  app.get<{ Params: DocParams; Querystring: { confirmed?: string } }>('/v1/docs/:collection/:key', async (request, reply) => {
+  app.get<{ Params: DocParams; Querystring: ReadQuery }>('/v1/docs/:collection/:key', async (request, reply) => {
     const { collection, key } = request.params;
-    const doc = await agent.get(collection, key, { confirmed: request.query.confirmed === 'true' });
+    const doc = await agent.get(collection, key, readOptions(request.query));
     if (!doc) return reply.code(404).send({ code: 'OUTPOST_NOT_FOUND', message: `no document ${collection}/${key} on this device` });
     return doc;
   });
 
-  app.get<{ Params: { collection: string }; Querystring: { prefix?: string; after?: string; limit?: string; confirmed?: string } }>(
+  app.get<{ Params: { collection: string }; Querystring: ReadQuery & { prefix?: string; after?: string; limit?: string } }>(
     '/v1/docs/:collection',
     async (request) => {
-      const { prefix, after, limit, confirmed } = request.query;
+      const { prefix, after, limit } = request.query;
       const docs = await agent.list(request.params.collection, {
+        ...readOptions(request.query),
         ...(prefix !== undefined && { prefix }),
         ...(after !== undefined && { after }),
         ...(limit !== undefined && { limit: Number(limit) || 100 }),
-        confirmed: confirmed === 'true',
       });
       return { docs };
     },

@@ -13,6 +13,8 @@ export interface ReplicatorOptions {
 export interface ReplicatorDelegate {
   send(pull: PullMessage): boolean;
   onApplied(changes: Change[]): void;
+  /** After anything was applied or the watermark moved. */
+  onProgress(): void;
 }
 
 /**
@@ -111,5 +113,6 @@ export class Replicator {
 
   #applied(changes: Change[]): void {
     if (changes.length > 0) this.delegate.onApplied(changes);
+    this.delegate.onProgress();
   }
 }

@@ -1,7 +1,7 @@
-export const AGENT_SCHEMA_VERSION = 1;
-
-/** The agent database, version 1. */
-export const AGENT_SCHEMA = `
+/** The agent database's migrations; `user_version` counts how many have run. Append only. */
+export const AGENT_MIGRATIONS: readonly string[] = [
+  // 1: meta, replica, outbox, cursors, rejections
+  `
 CREATE TABLE meta (
   name  TEXT PRIMARY KEY,
   value TEXT NOT NULL
@@ -45,4 +45,7 @@ CREATE TABLE rejections (
   detail     TEXT,
   at         INTEGER NOT NULL
 );
-`;
+`,
+  // 2: writes that ask for replica acknowledgements
+  `ALTER TABLE outbox ADD COLUMN rep INTEGER;`,
+];

@@ -7,7 +7,7 @@ import { StorageFailedError, StorageFullError } from '../shared/errors.js';
 import { ZERO_HLC, type Hlc } from '../shared/hlc.js';
 import type { Change, OpResult, WriteOp } from '../shared/messages.js';
 import { applyPatch, type JsonValue } from '../shared/values.js';
-import { AGENT_SCHEMA, AGENT_SCHEMA_VERSION } from './schema.js';
+import { AGENT_MIGRATIONS } from './schema.js';
 
 export type WriteKind = 'put' | 'patch' | 'del';
 
@@ -19,6 +19,8 @@ export interface NewWrite {
   hlc: Hlc;
   /** The version the write is made against; defaults to the replica's current version. */
   base?: number;
+  /** Ask the hub to report once this many other agents have applied the write. */
+  rep?: number;
 }
 
 /** A document as an app sees it. `pending` says the device's own unconfirmed writes shaped it. */
@@ -44,7 +46,7 @@ export interface Rejection {
 }
 
 interface DocRow { value: Buffer | null; deleted: number; version: number }
-interface PendingRow { seq: number; collection: string; key: string; op: WriteKind; value: Buffer | null; hlc: string; base: number }
+interface PendingRow { seq: number; collection: string; key: string; op: WriteKind; value: Buffer | null; hlc: string; base: number; rep?: number | null }
 
 /**
  * The agent's SQLite database: the confirmed replica, the durable outbox of pending writes,
@@ -82,13 +84,13 @@ export class AgentStore {
          WHERE excluded.version > documents.version`,
       ),
       insertOutbox: db.prepare(
-        'INSERT INTO outbox (seq, collection, key, op, value, hlc, base, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO outbox (seq, collection, key, op, value, hlc, base, created_at, rep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       pendingForDoc: db.prepare<[string, string, number], { op: WriteKind; value: Buffer | null }>(
         `SELECT op, value FROM outbox WHERE collection = ? AND key = ? AND (acked_lsn IS NULL OR acked_lsn > ?) ORDER BY seq`,
       ),
       pendingFrom: db.prepare<[number, number], PendingRow>(
-        'SELECT seq, collection, key, op, value, hlc, base FROM outbox WHERE seq >= ? AND acked_lsn IS NULL ORDER BY seq LIMIT ?',
+        'SELECT seq, collection, key, op, value, hlc, base, rep FROM outbox WHERE seq >= ? AND acked_lsn IS NULL ORDER BY seq LIMIT ?',
       ),
       lowestPending: db.prepare<[], { seq: number | null }>('SELECT min(seq) AS seq FROM outbox WHERE acked_lsn IS NULL'),
       pendingCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM outbox WHERE acked_lsn IS NULL'),
@@ -122,15 +124,13 @@ export class AgentStore {
 
   #migrate(): void {
     const version = this.#db.pragma('user_version', { simple: true }) as number;
-    if (version > AGENT_SCHEMA_VERSION) {
-      throw new Error(`database schema version ${version} is newer than this agent (${AGENT_SCHEMA_VERSION}); upgrade Outpost`);
+    if (version > AGENT_MIGRATIONS.length) {
+      throw new Error(`database schema version ${version} is newer than this agent (${AGENT_MIGRATIONS.length}); upgrade Outpost`);
     }
-    if (version < AGENT_SCHEMA_VERSION) {
-      this.#db.transaction(() => {
-        this.#db.exec(AGENT_SCHEMA);
-        this.#db.pragma(`user_version = ${AGENT_SCHEMA_VERSION}`);
-      }).immediate();
-    }
+    this.#db.transaction(() => {
+      for (let v = version; v < AGENT_MIGRATIONS.length; v++) this.#db.exec(AGENT_MIGRATIONS[v]!);
+      this.#db.pragma(`user_version = ${AGENT_MIGRATIONS.length}`);
+    }).immediate();
   }
 
   /** A new database is a new incarnation: a fresh sequence space the hub cannot confuse with an old one. */
@@ -158,6 +158,16 @@ export class AgentStore {
     this.#db.pragma(`max_page_count = ${Math.max(1, Math.floor(bytes / pageSize))}`);
   }
 
+  /** A small JSON value kept across restarts (e.g. the hub's collection policies). */
+  getSetting<T>(name: string): T | undefined {
+    const text = this.#meta(`setting:${name}`);
+    return text === undefined ? undefined : (JSON.parse(text) as T);
+  }
+
+  setSetting(name: string, value: unknown): void {
+    this.#s.setMeta.run(`setting:${name}`, JSON.stringify(value));
+  }
+
   /** The last HLC persisted, so the clock never runs backwards across restarts. */
   get lastHlc(): Hlc {
     return (this.#meta('hlc') ?? ZERO_HLC) as Hlc;
@@ -176,7 +186,7 @@ export class AgentStore {
         for (const w of writes) {
           const base = w.base ?? this.#s.document.get(w.collection, w.key)?.version ?? 0;
           const value = w.value === undefined ? null : encodeCbor(w.value);
-          this.#s.insertOutbox.run(seq, w.collection, w.key, w.op, value, w.hlc, base, now);
+          this.#s.insertOutbox.run(seq, w.collection, w.key, w.op, value, w.hlc, base, now, w.rep ?? null);
           seq += 1;
         }
         this.#s.setMeta.run('next_seq', String(seq));
@@ -236,6 +246,7 @@ export class AgentStore {
         seq: row.seq, c: row.collection, k: row.key, op: row.op, hlc: row.hlc,
         ...(row.value !== null && { v: decodeCbor(row.value) }),
         ...(row.base > 0 && { base: row.base }),
+        ...(row.rep != null && { rep: row.rep }),
       });
     }
     return ops;

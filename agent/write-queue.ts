@@ -5,6 +5,8 @@ export interface WriteReceipt {
   /** Position of the write in this agent's sequence. */
   seq: number;
   hlc: string;
+  /** The commit's LSN, for writes that waited for `hub` or `replicas` durability: a causal token for `minLsn` reads. */
+  lsn?: number;
 }
 
 interface Waiting {

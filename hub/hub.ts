@@ -16,6 +16,7 @@ import { createHubHttp, type HubHttp } from './http.js';
 import { Ingestor, defaultIngestOptions, type HubWriteRequest, type IngestOutput, type WriteResult } from './ingest.js';
 import { CollectionPolicies, DEFAULT_HUB_CONFIG, type HubConfig } from './config.js';
 import { answerPull } from './pull.js';
+import { ReplicationTracker, type ReplicaWait } from './replication-tracker.js';
 import { SqliteHubStore } from './store/sqlite-store.js';
 
 export interface HubOptions {
@@ -48,6 +49,7 @@ export class Hub {
   readonly log: Logger;
   readonly config: HubConfig;
   readonly policies: CollectionPolicies;
+  readonly replication = new ReplicationTracker();
   #broker!: Aedes;
   #server!: Server;
   #http: HubHttp | undefined;
@@ -137,16 +139,36 @@ export class Hub {
       this.#sendDown(agentId, ['error', { code, message: text }]);
       return;
     }
-    if (message[0] === 'batch') {
-      this.#committer.enqueueBatch(agentId, message[1]);
-    } else {
-      this.#sendDown(agentId, answerPull(this.store, this.clock, message[1], limits.maxMessageBytes / 2));
+    switch (message[0]) {
+      case 'batch':
+        this.#committer.enqueueBatch(agentId, message[1]);
+        break;
+      case 'pull':
+        this.#sendDown(agentId, answerPull(this.store, this.clock, message[1], limits.maxMessageBytes / 2));
+        break;
+      case 'status':
+        this.#notifyReplicated(this.replication.report(agentId, message[1].applied));
+        break;
     }
   }
 
-  #publishCommitted({ replies, changeSets }: IngestOutput): void {
+  #publishCommitted({ replies, changeSets, replicaWaits }: IngestOutput): void {
     for (const { agentId, message } of replies) this.#sendDown(agentId, message);
     for (const set of changeSets) this.#broadcast(topics.collection(set[1].c), set);
+    if (replicaWaits.length > 0) this.#notifyReplicated(this.replication.add(replicaWaits));
+  }
+
+  #notifyReplicated(done: ReplicaWait[]): void {
+    const byWriter = new Map<string, { agentId: string; inc: string; seqs: number[] }>();
+    for (const w of done) {
+      const id = `${w.agentId}/${w.inc}`;
+      const entry = byWriter.get(id) ?? { agentId: w.agentId, inc: w.inc, seqs: [] };
+      entry.seqs.push(w.seq);
+      byWriter.set(id, entry);
+    }
+    for (const { agentId, inc, seqs } of byWriter.values()) {
+      this.#sendDown(agentId, ['replicated', { inc, hlc: this.clock.tick(), seqs }]);
+    }
   }
 
   #publishStatus(): void {

@@ -4,6 +4,7 @@ import { encodeCbor } from '../shared/codec.js';
 import { limits as defaultLimits, type Limits } from '../shared/limits.js';
 import { checkCollectionName, checkKey, checkValue, isPlainObject, type JsonValue } from '../shared/values.js';
 import type { CollectionPolicies } from './config.js';
+import type { ReplicaWait } from './replication-tracker.js';
 import { resolveWrite } from './resolve.js';
 import type { SqliteHubStore } from './store/sqlite-store.js';
 
@@ -30,6 +31,8 @@ export interface IngestOutput {
   changeSets: ChangesMessage[];
   /** One result per hub write, in request order. */
   hubResults: WriteResult[];
+  /** Committed writes whose writers asked to hear when other agents have applied them. */
+  replicaWaits: ReplicaWait[];
 }
 
 export interface IngestOptions {
@@ -65,10 +68,10 @@ export class Ingestor {
   ingest(requests: readonly IngestRequest[]): IngestOutput {
     return this.store.transaction(() => {
       const committed = new Map<string, Change[]>();
-      const output: IngestOutput = { replies: [], changeSets: [], hubResults: [] };
+      const output: IngestOutput = { replies: [], changeSets: [], hubResults: [], replicaWaits: [] };
       for (const request of requests) {
         if (request.kind === 'batch') {
-          output.replies.push(...this.#ingestBatch(request.agentId, request.batch, committed));
+          output.replies.push(...this.#ingestBatch(request.agentId, request.batch, committed, output.replicaWaits));
         } else {
           const op = { ...request.write, hlc: this.clock.tick() };
           output.hubResults.push(this.#apply({ origin: 'hub', incarnation: null, seq: null }, op, committed));
@@ -79,7 +82,9 @@ export class Ingestor {
     });
   }
 
-  #ingestBatch(agentId: string, batch: BatchMessage[1], committed: Map<string, Change[]>): IngestOutput['replies'] {
+  #ingestBatch(
+    agentId: string, batch: BatchMessage[1], committed: Map<string, Change[]>, waits: ReplicaWait[],
+  ): IngestOutput['replies'] {
     const { inc } = batch;
     let last = this.store.lastSeq(agentId, inc);
     const startLast = last;
@@ -98,6 +103,9 @@ export class Ingestor {
       const result: OpResult = { seq: op.seq, ...this.#apply({ origin: agentId, incarnation: inc, seq: op.seq }, op, committed) };
       this.store.putOutcome(agentId, inc, result);
       results.push(result);
+      if (op.rep !== undefined && result.outcome === 'committed') {
+        waits.push({ agentId, inc, seq: op.seq, collection: op.c, lsn: result.lsn!, replicas: op.rep });
+      }
       last = op.seq;
     }
     if (last !== startLast) this.store.setLastSeq(agentId, inc, last);

@@ -12,6 +12,10 @@ export const ErrorCode = {
   VALUE_TOO_LARGE: 'OUTPOST_VALUE_TOO_LARGE',
   AGENT_CLOSED: 'OUTPOST_AGENT_CLOSED',
   INVALID_HEADER: 'OUTPOST_INVALID_HEADER',
+  WRITE_REJECTED: 'OUTPOST_WRITE_REJECTED',
+  WRITE_CONFLICT: 'OUTPOST_WRITE_CONFLICT',
+  DURABILITY_TIMEOUT: 'OUTPOST_DURABILITY_TIMEOUT',
+  READ_TIMEOUT: 'OUTPOST_READ_TIMEOUT',
   STORAGE_FULL: 'OUTPOST_STORAGE_FULL',
   STORAGE_FAILED: 'OUTPOST_STORAGE_FAILED',
 } as const;
@@ -91,6 +95,43 @@ export class ValueTooLargeError extends OutpostError {
 export class InvalidHeaderError extends OutpostError {
   constructor(readonly header: string, reason: string) {
     super(ErrorCode.INVALID_HEADER, `header ${header} is invalid: ${reason}`);
+  }
+}
+
+/** A write that asked for hub durability was refused, or lost a conflict. */
+export class WriteRefusedError extends OutpostError {
+  constructor(readonly seq: number, readonly outcome: 'rejected' | 'conflict', readonly reason: string, detail: string) {
+    super(
+      outcome === 'conflict' ? ErrorCode.WRITE_CONFLICT : ErrorCode.WRITE_REJECTED,
+      outcome === 'conflict'
+        ? `write ${seq} lost a conflict (${reason}): ${detail}; read the document again and retry if it still applies`
+        : `write ${seq} was rejected by the hub (${reason}): ${detail}; it will not be retried`,
+    );
+  }
+  override toJSON(): { code: ErrorCode; message: string; seq: number; outcome: string; reason: string } {
+    return { ...super.toJSON(), seq: this.seq, outcome: this.outcome, reason: this.reason };
+  }
+}
+
+export class DurabilityTimeoutError extends OutpostError {
+  constructor(readonly seq: number, level: string, timeoutMs: number, connected: boolean) {
+    super(
+      ErrorCode.DURABILITY_TIMEOUT,
+      `write ${seq} is stored on this device but was not confirmed (${level}) within ${timeoutMs} ms` +
+        `${connected ? '' : ' because the agent is offline'}; it stays queued and will be sent — do not write it again`,
+    );
+  }
+  override toJSON(): { code: ErrorCode; message: string; seq: number } {
+    return { ...super.toJSON(), seq: this.seq };
+  }
+}
+
+export class ReadTimeoutError extends OutpostError {
+  constructor(readonly minLsn: number, readonly appliedLsn: number, timeoutMs: number) {
+    super(
+      ErrorCode.READ_TIMEOUT,
+      `this device has applied changes up to LSN ${appliedLsn}, not yet ${minLsn}, after waiting ${timeoutMs} ms; retry later or read without minLsn`,
+    );
   }
 }
 

@@ -33,6 +33,8 @@ export const WriteOp = Type.Object(
     hlc: Hlc,
     /** Version (LSN) of the document the write was made against; 0 = absent. */
     base: Type.Optional(Lsn),
+    /** Ask the hub to report when this many other agents have applied the write. */
+    rep: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
   },
   strict,
 );
@@ -98,7 +100,18 @@ export const PullMessage = message(
     strict,
   ),
 );
-export const UpMessage = Type.Union([BatchMessage, PullMessage]);
+/** What the agent has applied, per collection; the hub tracks lag and replica acknowledgements with it. */
+export const StatusMessage = message(
+  'status',
+  Type.Object(
+    {
+      applied: Type.Record(Type.String({ maxLength: 256 }), Lsn),
+      outbox: Type.Integer({ minimum: 0 }),
+    },
+    strict,
+  ),
+);
+export const UpMessage = Type.Union([BatchMessage, PullMessage, StatusMessage]);
 export type UpMessage = Static<typeof UpMessage>;
 
 // ---- hub → one agent (`down`)
@@ -129,7 +142,12 @@ export const ErrorMessage = message(
   'error',
   Type.Object({ code: Type.String({ maxLength: 64 }), message: Type.String({ maxLength: 4096 }) }, strict),
 );
-export const DownMessage = Type.Union([AckMessage, ResyncMessage, PageMessage, ErrorMessage]);
+/** Writes that asked for `rep` replicas: that many other agents have now applied them. */
+export const ReplicatedMessage = message(
+  'replicated',
+  Type.Object({ inc: Incarnation, hlc: Hlc, seqs: Type.Array(Seq) }, strict),
+);
+export const DownMessage = Type.Union([AckMessage, ResyncMessage, PageMessage, ErrorMessage, ReplicatedMessage]);
 export type DownMessage = Static<typeof DownMessage>;
 
 // ---- hub → subscribers of a collection, and the retained hub status
@@ -181,3 +199,5 @@ export type AckMessage = Static<typeof AckMessage>;
 export type ResyncMessage = Static<typeof ResyncMessage>;
 export type PageMessage = Static<typeof PageMessage>;
 export type ErrorMessage = Static<typeof ErrorMessage>;
+export type StatusMessage = Static<typeof StatusMessage>;
+export type ReplicatedMessage = Static<typeof ReplicatedMessage>;

@@ -38,8 +38,9 @@ describe('real processes started with the CLI', () => {
       waitFor('B connected', async () => (await http<Status>('GET', `${B}/v1/status`)).body.connected),
     ]);
 
-    expect((await http('PUT', `${A}/v1/docs/sensors/t1`, { celsius: 21.5 })).status).toBe(200);
-    await waitFor('B reads it', async () => (await http('GET', `${B}/v1/docs/sensors/t1`)).status === 200);
+    const written = await http<{ lsn: number }>('PUT', `${A}/v1/docs/sensors/t1?durability=hub`, { celsius: 21.5 });
+    expect(written).toMatchObject({ status: 200, body: { lsn: 1 } });
+    expect((await http('GET', `${B}/v1/docs/sensors/t1?minLsn=${written.body.lsn}`)).status).toBe(200);
     expect((await http('GET', `${B}/v1/docs/sensors/t1`)).body).toMatchObject({ value: { celsius: 21.5 }, version: 1 });
 
     // Hub killed outright; A keeps accepting writes; B is stopped too.
@@ -76,5 +77,11 @@ describe('real processes started with the CLI', () => {
     // Offline from the start, writes are still accepted and queued.
     expect((await http('PUT', `${A}/v1/docs/ok/k`, { v: 1 })).status).toBe(200);
     expect((await http<Status>('GET', `${A}/v1/status`)).body).toMatchObject({ connected: false, outboxDepth: 1 });
+    // Waiting for the hub while offline: a timeout that says the write stays queued.
+    expect(await http('PUT', `${A}/v1/docs/ok/k2?durability=hub&timeoutMs=200`, { v: 2 }))
+      .toMatchObject({ status: 504, body: { code: 'OUTPOST_DURABILITY_TIMEOUT', seq: 2 } });
+    expect((await http<Status>('GET', `${A}/v1/status`)).body).toMatchObject({ outboxDepth: 2 });
+    expect(await http('PUT', `${A}/v1/docs/ok/k?durability=eventually`, 1)).toMatchObject({ status: 400, body: { code: 'OUTPOST_INVALID_HEADER' } });
+    expect(await http('GET', `${A}/v1/docs/ok/k?minLsn=5&timeoutMs=100`)).toMatchObject({ status: 504, body: { code: 'OUTPOST_READ_TIMEOUT' } });
   });
 });

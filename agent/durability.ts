@@ -1,0 +1,78 @@
+import { AgentClosedError, DurabilityTimeoutError, WriteRefusedError } from '../shared/errors.js';
+import type { OpResult } from '../shared/messages.js';
+
+/**
+ * How sure a write must be before it resolves: `local` once in the outbox (offline-first, the
+ * default), `hub` once committed at the hub, `{ replicas: N }` once committed and applied by N
+ * other agents that replicate its collection.
+ */
+export type Durability = 'local' | 'hub' | { replicas: number };
+
+interface Waiter {
+  level: 'hub' | 'replicas';
+  lsn?: number;
+  resolve: (lsn: number | undefined) => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Writes waiting for the hub. A timeout never cancels the write: it stays queued and will be
+ * sent; only the wait ends, with an error that says so.
+ */
+export class DurabilityWaiters {
+  readonly #waiting = new Map<number, Waiter>();
+
+  constructor(private readonly isConnected: () => boolean) {}
+
+  /** Resolves with the write's LSN once it reaches `durability`. */
+  wait(seq: number, durability: Exclude<Durability, 'local'>, timeoutMs: number): Promise<number | undefined> {
+    const level = durability === 'hub' ? 'hub' : 'replicas';
+    const label = durability === 'hub' ? 'committed at the hub' : `applied by ${durability.replicas} other agents`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiting.delete(seq);
+        reject(new DurabilityTimeoutError(seq, label, timeoutMs, this.isConnected()));
+      }, timeoutMs);
+      timer.unref?.();
+      this.#waiting.set(seq, { level, resolve, reject, timer });
+    });
+  }
+
+  onResults(results: readonly OpResult[]): void {
+    for (const r of results) {
+      const w = this.#waiting.get(r.seq);
+      if (!w) continue;
+      if (r.outcome === 'rejected' || r.outcome === 'conflict') {
+        this.#settle(r.seq, w);
+        w.reject(new WriteRefusedError(r.seq, r.outcome, r.reason ?? 'unknown', r.detail ?? ''));
+      } else if (w.level === 'hub') {
+        this.#settle(r.seq, w);
+        w.resolve(r.lsn);
+      } else {
+        w.lsn = r.lsn;
+      }
+    }
+  }
+
+  onReplicated(seqs: readonly number[]): void {
+    for (const seq of seqs) {
+      const w = this.#waiting.get(seq);
+      if (!w) continue;
+      this.#settle(seq, w);
+      w.resolve(w.lsn);
+    }
+  }
+
+  close(): void {
+    for (const [seq, w] of this.#waiting) {
+      this.#settle(seq, w);
+      w.reject(new AgentClosedError());
+    }
+  }
+
+  #settle(seq: number, w: Waiter): void {
+    clearTimeout(w.timer);
+    this.#waiting.delete(seq);
+  }
+}

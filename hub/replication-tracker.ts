@@ -1,0 +1,61 @@
+/** A committed write whose writer asked to hear when `replicas` other agents have applied it. */
+export interface ReplicaWait {
+  agentId: string;
+  inc: string;
+  seq: number;
+  collection: string;
+  lsn: number;
+  replicas: number;
+}
+
+/** Waits no agent satisfied in this long are forgotten (the writer has long timed out). */
+const WAIT_EXPIRY_MS = 10 * 60_000;
+
+/**
+ * What every agent has applied, per collection, as it last reported; and the writes waiting
+ * for replicas. This is the synchronous-replication half of the classic primary/replica design:
+ * the writer is told once N other subscribers hold its write. Kept in memory: after a hub
+ * restart the agents report again and writers that were waiting time out with a clear error.
+ */
+export class ReplicationTracker {
+  readonly #applied = new Map<string, Map<string, number>>();
+  #waits: Array<ReplicaWait & { since: number }> = [];
+
+  /** Records an agent's report; returns the waits it completed. */
+  report(agentId: string, applied: Record<string, number>): ReplicaWait[] {
+    let mine = this.#applied.get(agentId);
+    if (!mine) this.#applied.set(agentId, (mine = new Map<string, number>()));
+    for (const [collection, lsn] of Object.entries(applied)) {
+      if (lsn > (mine.get(collection) ?? 0)) mine.set(collection, lsn);
+    }
+    return this.#settle();
+  }
+
+  /** Registers waits for writes just committed; returns any already met. */
+  add(waits: readonly ReplicaWait[]): ReplicaWait[] {
+    const now = Date.now();
+    for (const w of waits) this.#waits.push({ ...w, since: now });
+    return this.#settle();
+  }
+
+  /** The collections an agent has applied, and up to which LSN, as last reported. */
+  appliedBy(agentId: string): Record<string, number> {
+    return Object.fromEntries(this.#applied.get(agentId) ?? []);
+  }
+
+  #settle(): ReplicaWait[] {
+    const now = Date.now();
+    const done: ReplicaWait[] = [];
+    this.#waits = this.#waits.filter((w) => {
+      if (now - w.since > WAIT_EXPIRY_MS) return false;
+      let holders = 0;
+      for (const [agentId, applied] of this.#applied) {
+        if (agentId !== w.agentId && (applied.get(w.collection) ?? 0) >= w.lsn) holders += 1;
+      }
+      if (holders < w.replicas) return true;
+      done.push(w);
+      return false;
+    });
+    return done;
+  }
+}

@@ -32,6 +32,8 @@ export interface AgentOptions {
   now?: () => number;
   reconnect?: { initialMs: number; maxMs: number };
   ackTimeoutMs?: number;
+  /** Changes (or snapshot documents) per pull page; default 500. */
+  pageLimit?: number;
   /** How long a write waits for `hub` or `replicas` durability, and a read for `minLsn` (default 10 s). */
   waitTimeoutMs?: number;
 }
@@ -129,7 +131,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.#progress.notify();
         this.#scheduleStatus();
       },
-    }, { collections: options.collections, pageLimit: 500, pullTimeoutMs: options.ackTimeoutMs ?? 10_000 }, this.#log);
+    }, { collections: options.collections, pageLimit: options.pageLimit ?? 500, pullTimeoutMs: options.ackTimeoutMs ?? 10_000 }, this.#log);
     this.#writes = new WriteQueue(this.#store, this.#clock, () => this.#uploader.pump());
     const collectionTopics = options.collections?.map((c) => topics.collection(c)) ?? [topics.allCollections];
     this.#link = new Link({
@@ -315,6 +317,10 @@ export class Agent extends EventEmitter<AgentEvents> {
       case 'page':
         this.#clock.observe(message[1].hlc as Hlc);
         this.#replicator.onPage(message);
+        break;
+      case 'snapshot':
+        this.#clock.observe(message[1].hlc as Hlc);
+        this.#replicator.onSnapshot(message);
         break;
       case 'replicated':
         this.#clock.observe(message[1].hlc as Hlc);

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Change, ChangesMessage, PageMessage, PullMessage } from '../shared/messages.js';
+import type { Change, ChangesMessage, PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
 import type { AgentStore } from './store.js';
 
 export interface ReplicatorOptions {
@@ -70,6 +70,22 @@ export class Replicator {
     this.#applied(this.store.applyChanges(set.changes));
   }
 
+  /** A snapshot page: the log no longer reached back to this agent's watermark. */
+  onSnapshot([, snap]: SnapshotMessage): void {
+    if (snap.from !== this.#pullFrom) return;
+    if (this.store.snapshotProgress === undefined && snap.docs.length > 0) {
+      this.log.info({ from: snap.from, lsn: snap.lsn }, 'the hub log no longer reaches this replica; receiving a snapshot');
+    }
+    this.#applied(this.store.applySnapshotPage(snap.docs, snap.lsn, snap.next));
+    if (snap.next) {
+      this.#sendPull(snap.from, { lsn: snap.lsn, after: snap.next });
+      return;
+    }
+    // Snapshot complete up to snap.lsn: now the log tail from there.
+    this.#pullFrom = undefined;
+    this.#sendPull(this.store.watermark);
+  }
+
   onPage([, page]: PageMessage): void {
     if (page.from !== this.#pullFrom) return; // an answer to a pull that was superseded
     this.#applied(this.store.applyChanges(page.changes, page.to));
@@ -87,12 +103,12 @@ export class Replicator {
       this.#pullAgain = true;
       return;
     }
-    this.#sendPull(this.store.watermark);
+    this.#sendPull(this.store.watermark, this.store.snapshotProgress);
   }
 
-  #sendPull(from: number): void {
+  #sendPull(from: number, snap?: { lsn: number; after: [string, string] }): void {
     this.#pullAgain = false;
-    const body: PullMessage[1] = { from, limit: this.options.pageLimit };
+    const body: PullMessage[1] = { from, limit: this.options.pageLimit, ...(snap && { snap }) };
     if (this.options.collections) body.cs = [...this.options.collections];
     if (this.delegate.send(['pull', body])) {
       this.#pullFrom = from;
@@ -105,9 +121,8 @@ export class Replicator {
   #checkTimeout(): void {
     if (this.#pullFrom !== undefined && Date.now() - this.#sentAt > this.options.pullTimeoutMs) {
       this.log.warn({ from: this.#pullFrom }, 'no page from hub; pulling again');
-      const from = this.#pullFrom;
       this.#pullFrom = undefined;
-      this.#sendPull(from);
+      this.pull();
     }
   }
 

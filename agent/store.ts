@@ -76,6 +76,7 @@ export class AgentStore {
     this.#s = {
       meta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE name = ?'),
       setMeta: db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value'),
+      deleteMeta: db.prepare('DELETE FROM meta WHERE name = ?'),
       document: db.prepare<[string, string], DocRow>('SELECT value, deleted, version FROM documents WHERE collection = ? AND key = ?'),
       upsertDocument: db.prepare(
         `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -311,6 +312,36 @@ export class AgentStore {
       if (watermark !== undefined && watermark > this.watermark) this.#s.setMeta.run('watermark', String(watermark));
     }).immediate();
     return applied;
+  }
+
+  /**
+   * Applies one snapshot page in one transaction, with the progress that lets an interrupted
+   * snapshot resume: `next` is the last document received, absent when the snapshot is done —
+   * then the replica holds everything up to `lsn`, which becomes the watermark.
+   */
+  applySnapshotPage(docs: readonly Change[], lsn: number, next: readonly [string, string] | undefined): Change[] {
+    const applied: Change[] = [];
+    this.#db.transaction(() => {
+      for (const doc of docs) {
+        const value = doc.v === undefined ? null : encodeCbor(doc.v);
+        const result = this.#s.upsertDocument.run(doc.c, doc.k, value, doc.op === 'del' ? 1 : 0, doc.lsn, doc.hlc, doc.o);
+        this.#s.releaseConfirmed.run(doc.c, doc.k, doc.lsn);
+        if (result.changes > 0) applied.push(doc);
+      }
+      if (next) {
+        this.#s.setMeta.run('snapshot', JSON.stringify({ lsn, after: next }));
+      } else {
+        this.#s.deleteMeta.run('snapshot');
+        if (lsn > this.watermark) this.#s.setMeta.run('watermark', String(lsn));
+      }
+    }).immediate();
+    return applied;
+  }
+
+  /** Where an unfinished snapshot stopped, if one is under way. */
+  get snapshotProgress(): { lsn: number; after: [string, string] } | undefined {
+    const text = this.#meta('snapshot');
+    return text === undefined ? undefined : (JSON.parse(text) as { lsn: number; after: [string, string] });
   }
 
   /** Every change of the replicated collections up to this LSN has been applied. */

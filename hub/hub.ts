@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Aedes } from 'aedes';
@@ -6,7 +7,7 @@ import { upCodec, downCodec, broadcastCodec } from '../shared/codec.js';
 import { OutpostError, ErrorCode } from '../shared/errors.js';
 import { HybridClock } from '../shared/hlc.js';
 import { limits } from '../shared/limits.js';
-import type { BroadcastMessage, DownMessage } from '../shared/messages.js';
+import type { BroadcastMessage, DownMessage, PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol-version.js';
 import { topics } from '../shared/topics.js';
 import { createBroker } from './broker.js';
@@ -30,6 +31,8 @@ export interface HubOptions {
   dev?: boolean;
   /** Collections, policies and retention; defaults when omitted. */
   config?: HubConfig;
+  /** How often retention runs (default 60 s). */
+  pruneIntervalMs?: number;
   /** Largest MQTT packet accepted; a larger one closes the connection before it is buffered. */
   maxPacketBytes?: number;
   logger?: Logger;
@@ -43,7 +46,12 @@ export const DEFAULT_MAX_PACKET_BYTES = 4 * limits.maxMessageBytes;
  * group-committed and acknowledged only after commit; committed change sets are published per
  * collection; pulls are answered from the log.
  */
-export class Hub {
+export interface HubEvents {
+  /** A pull was answered (a log page or a snapshot page). */
+  pull: [agentId: string, pull: PullMessage[1], answer: PageMessage | SnapshotMessage];
+}
+
+export class Hub extends EventEmitter<HubEvents> {
   readonly store: SqliteHubStore;
   readonly clock = new HybridClock();
   readonly log: Logger;
@@ -54,12 +62,23 @@ export class Hub {
   #server!: Server;
   #http: HubHttp | undefined;
   #committer!: Committer;
+  #pruneTimer: NodeJS.Timeout | undefined;
 
   private constructor(private readonly options: HubOptions) {
+    super();
     this.log = options.logger ?? pino({ level: 'silent' });
     this.config = options.config ?? DEFAULT_HUB_CONFIG;
     this.policies = new CollectionPolicies(this.config);
     this.store = new SqliteHubStore(options.dataDir);
+  }
+
+  /** Applies log retention now; agents behind the pruned part catch up by snapshot. */
+  pruneLog(): number {
+    const { maxAgeHours, maxEntries } = this.config.retention;
+    const before = this.store.prunedThrough;
+    const through = this.store.prune({ maxAgeMs: maxAgeHours * 3_600_000, maxEntries });
+    if (through > before) this.log.info({ prunedThrough: through }, 'log retention applied');
+    return through;
   }
 
   /** Commits a write made at the main site; it reaches the agents like any other. */
@@ -113,6 +132,11 @@ export class Hub {
       this.#http = await createHubHttp(this, log);
       await this.#http.listen({ host: options.http.host, port: options.http.port });
     }
+    const { maxAgeHours, maxEntries } = this.config.retention;
+    if (maxAgeHours > 0 || maxEntries > 0) {
+      this.#pruneTimer = setInterval(() => this.pruneLog(), options.pruneIntervalMs ?? 60_000);
+      this.#pruneTimer.unref();
+    }
     log.info({ mqttPort: this.port, http: this.httpAddress, data: options.dataDir, head: this.store.head }, 'hub started');
   }
 
@@ -143,9 +167,12 @@ export class Hub {
       case 'batch':
         this.#committer.enqueueBatch(agentId, message[1]);
         break;
-      case 'pull':
-        this.#sendDown(agentId, answerPull(this.store, this.clock, message[1], limits.maxMessageBytes / 2));
+      case 'pull': {
+        const answer = answerPull(this.store, this.clock, message[1], limits.maxMessageBytes / 2);
+        this.#sendDown(agentId, answer);
+        this.emit('pull', agentId, message[1], answer);
         break;
+      }
       case 'status':
         this.#notifyReplicated(this.replication.report(agentId, message[1].applied));
         break;
@@ -191,6 +218,7 @@ export class Hub {
 
   /** Commits what is queued, closes every connection, then the store. */
   async stop(): Promise<void> {
+    clearInterval(this.#pruneTimer);
     this.#committer?.drain();
     await this.#http?.close();
     if (this.#broker) await new Promise<void>((resolve) => this.#broker.close(() => resolve()));

@@ -1,17 +1,34 @@
 import type { HybridClock } from '../shared/hlc.js';
-import type { PageMessage, PullMessage } from '../shared/messages.js';
+import type { PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
 import type { SqliteHubStore } from './store/sqlite-store.js';
 
 export const DEFAULT_PAGE_LIMIT = 500;
 
 /**
- * Answers a pull with one page of the log after `from`. A page is complete up to `to`: once
- * the agent has applied it, every change of the requested collections up to `to` is seen, and
- * while `more` is set it asks for the next page from `to`.
+ * Answers a pull. While the log reaches back to `from`, with one page of the log: a page is
+ * complete up to `to`, and while `more` is set the agent asks again from `to`. When retention
+ * has removed entries the agent still needs, with a snapshot page instead (see SnapshotMessage);
+ * a pull that carries `snap` continues that snapshot where it stopped, unless the log no longer
+ * reaches back to the snapshot's LSN, in which case a new snapshot starts.
  */
-export function answerPull(store: SqliteHubStore, clock: HybridClock, pull: PullMessage[1], maxBytes: number): PageMessage {
+export function answerPull(
+  store: SqliteHubStore, clock: HybridClock, pull: PullMessage[1], maxBytes: number,
+): PageMessage | SnapshotMessage {
+  const limit = pull.limit ?? DEFAULT_PAGE_LIMIT;
+  const tailAvailable = (lsn: number): boolean => lsn >= store.prunedThrough;
+  if (pull.snap && tailAvailable(pull.snap.lsn)) return snapshotPage(store, clock, pull, pull.snap.lsn, pull.snap.after, limit, maxBytes);
+  if (pull.snap || !tailAvailable(pull.from)) return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes);
+
   const head = store.head;
-  const { changes, complete } = store.readLog(pull.from, pull.cs, pull.limit ?? DEFAULT_PAGE_LIMIT, maxBytes);
+  const { changes, complete } = store.readLog(pull.from, pull.cs, limit, maxBytes);
   const to = complete ? Math.max(head, pull.from) : changes.at(-1)!.lsn;
   return ['page', { from: pull.from, to, more: !complete, hlc: clock.tick(), changes }];
+}
+
+function snapshotPage(
+  store: SqliteHubStore, clock: HybridClock, pull: PullMessage[1], lsn: number,
+  after: readonly [string, string] | undefined, limit: number, maxBytes: number,
+): SnapshotMessage {
+  const { docs, next } = store.readDocuments(pull.cs, after, limit, maxBytes);
+  return ['snapshot', { from: pull.from, lsn, hlc: clock.tick(), docs, ...(next && { next }) }];
 }

@@ -96,6 +96,8 @@ export const PullMessage = message(
       /** Collections to include; absent means all. */
       cs: Type.Optional(Type.Array(CollectionName, { maxItems: 1024 })),
       limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+      /** Continue a snapshot: its LSN and the last document received. */
+      snap: Type.Optional(Type.Object({ lsn: Lsn, after: Type.Tuple([CollectionName, Key]) }, strict)),
     },
     strict,
   ),
@@ -138,6 +140,25 @@ export const PageMessage = message(
     strict,
   ),
 );
+/**
+ * A page of a snapshot, sent instead of log pages when the log no longer reaches back to the
+ * agent's watermark. Documents (tombstones included) come in (collection, key) order, each at
+ * its current version; once `next` is absent the agent holds everything up to `lsn` and pulls
+ * the log from there. `from` echoes the pull it answers.
+ */
+export const SnapshotMessage = message(
+  'snapshot',
+  Type.Object(
+    {
+      from: Lsn,
+      lsn: Lsn,
+      hlc: Hlc,
+      docs: Type.Array(Change),
+      next: Type.Optional(Type.Tuple([CollectionName, Key])),
+    },
+    strict,
+  ),
+);
 export const ErrorMessage = message(
   'error',
   Type.Object({ code: Type.String({ maxLength: 64 }), message: Type.String({ maxLength: 4096 }) }, strict),
@@ -147,7 +168,7 @@ export const ReplicatedMessage = message(
   'replicated',
   Type.Object({ inc: Incarnation, hlc: Hlc, seqs: Type.Array(Seq) }, strict),
 );
-export const DownMessage = Type.Union([AckMessage, ResyncMessage, PageMessage, ErrorMessage, ReplicatedMessage]);
+export const DownMessage = Type.Union([AckMessage, ResyncMessage, PageMessage, SnapshotMessage, ErrorMessage, ReplicatedMessage]);
 export type DownMessage = Static<typeof DownMessage>;
 
 // ---- hub → subscribers of a collection, and the retained hub status
@@ -201,3 +222,4 @@ export type PageMessage = Static<typeof PageMessage>;
 export type ErrorMessage = Static<typeof ErrorMessage>;
 export type StatusMessage = Static<typeof StatusMessage>;
 export type ReplicatedMessage = Static<typeof ReplicatedMessage>;
+export type SnapshotMessage = Static<typeof SnapshotMessage>;

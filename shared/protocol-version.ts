@@ -5,6 +5,7 @@
  *
  * History:
  * - 1: batch / pull up; ack / resync / page / error down; per-collection change sets with
- *      the previous LSN of the collection; retained hub status.
+ *      the previous LSN of the collection; retained hub status with collection policies;
+ *      status reports and replica acknowledgements; snapshots when the log was pruned.
  */
 export const PROTOCOL_VERSION = 1;

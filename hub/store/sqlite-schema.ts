@@ -72,4 +72,11 @@ CREATE TABLE conflicts (
 );
 CREATE INDEX conflicts_by_document ON conflicts (collection, key, id);
 `,
+  // 3: hub settings, e.g. how far the log has been pruned
+  `
+CREATE TABLE hub_meta (
+  name  TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+`,
 ];

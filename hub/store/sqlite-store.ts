@@ -55,6 +55,7 @@ export class SqliteHubStore {
   readonly path: string;
   readonly #db: Database.Database;
   #head: number;
+  #prunedThrough: number;
   readonly #stmts;
 
   constructor(dataDir: string) {
@@ -112,7 +113,77 @@ export class SqliteHubStore {
         'SELECT lsn, collection, key, op, value, hlc, origin FROM log WHERE lsn > ? ORDER BY lsn LIMIT ?',
       ),
     };
-    this.#head = this.#stmts.head.get()?.lsn ?? 0;
+    this.#prunedThrough = Number(
+      (db.prepare("SELECT value FROM hub_meta WHERE name = 'pruned_through'").get() as { value: string } | undefined)?.value ?? '0',
+    );
+    this.#head = Math.max(this.#stmts.head.get()?.lsn ?? 0, this.#prunedThrough);
+  }
+
+  /** Every log entry up to this LSN has been removed by retention (0 = none). */
+  get prunedThrough(): number {
+    return this.#prunedThrough;
+  }
+
+  /**
+   * Applies log retention: removes entries older than `maxAgeMs` and all but the newest
+   * `maxEntries` (0 disables either rule). Deletes in chunks so that commits are not held up.
+   * Returns the new `prunedThrough`.
+   */
+  prune(retention: { maxAgeMs: number; maxEntries: number }, now = Date.now()): number {
+    let cutoff = this.#prunedThrough;
+    if (retention.maxEntries > 0) cutoff = Math.max(cutoff, this.#head - retention.maxEntries);
+    if (retention.maxAgeMs > 0) {
+      const old = this.#db.prepare('SELECT max(lsn) AS lsn FROM log WHERE committed_at < ?').get(now - retention.maxAgeMs) as { lsn: number | null };
+      cutoff = Math.max(cutoff, old.lsn ?? 0);
+    }
+    const chunk = this.#db.prepare('DELETE FROM log WHERE lsn IN (SELECT lsn FROM log WHERE lsn <= ? ORDER BY lsn LIMIT 10000)');
+    const record = this.#db.prepare("INSERT INTO hub_meta (name, value) VALUES ('pruned_through', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value");
+    let deleted: number;
+    do deleted = this.transaction(() => chunk.run(cutoff).changes);
+    while (deleted > 0);
+    if (cutoff > this.#prunedThrough) {
+      this.transaction(() => record.run(String(cutoff)));
+      this.#prunedThrough = cutoff;
+    }
+    return cutoff;
+  }
+
+  /**
+   * Current documents (tombstones included) in (collection, key) order after `after`, as changes
+   * at their current version: one snapshot page. `next` is set when more may follow.
+   */
+  readDocuments(
+    collections: readonly string[] | undefined, after: readonly [string, string] | undefined, limit: number, maxBytes: number,
+  ): { docs: Change[]; next: [string, string] | undefined } {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (after) {
+      where.push('(collection, key) > (?, ?)');
+      params.push(after[0], after[1]);
+    }
+    if (collections) {
+      where.push(`collection IN (${collections.map(() => '?').join(',')})`);
+      params.push(...collections);
+    }
+    const rows = this.#db
+      .prepare<unknown[], DocumentRow & { collection: string; key: string }>(
+        `SELECT collection, key, value, deleted, version, hlc, origin, field_hlcs FROM documents
+         ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY collection, key LIMIT ?`,
+      )
+      .all(...params, limit);
+    const docs: Change[] = [];
+    let bytes = 0;
+    for (const row of rows) {
+      bytes += (row.value?.length ?? 0) + row.key.length + 64;
+      if (docs.length > 0 && bytes > maxBytes) break;
+      docs.push({
+        lsn: row.version, c: row.collection, k: row.key, op: row.deleted ? 'del' : 'put',
+        ...(row.value !== null && !row.deleted && { v: decodeCbor(row.value) }), hlc: row.hlc, o: row.origin,
+      });
+    }
+    const last = docs.at(-1);
+    const complete = docs.length === rows.length && rows.length < limit;
+    return { docs, next: complete || !last ? undefined : [last.c, last.k] };
   }
 
   #migrate(): void {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeHlc, HybridClock } from '../../shared/hlc.js';
-import type { WriteOp } from '../../shared/messages.js';
+import type { PageMessage, PullMessage, SnapshotMessage, WriteOp } from '../../shared/messages.js';
 import { CollectionPolicies, DEFAULT_HUB_CONFIG } from '../../hub/config.js';
 import { defaultIngestOptions, Ingestor } from '../../hub/ingest.js';
 import { answerPull } from '../../hub/pull.js';
@@ -150,16 +150,38 @@ describe('ingest', () => {
     const ops = Array.from({ length: 25 }, (_, i) => put(i + 1, `k${i}`, i, i % 2 ? 'odd' : 'even'));
     ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops } }]);
     const clock = new HybridClock();
-    const first = answerPull(store, clock, { from: 0, limit: 10 }, 1 << 20)[1];
+    const pageOf = (pull: PullMessage[1], maxBytes = 1 << 20): PageMessage[1] => (answerPull(store, clock, pull, maxBytes) as PageMessage)[1];
+    const first = pageOf({ from: 0, limit: 10 });
     expect(first).toMatchObject({ from: 0, to: 10, more: true });
-    const last = answerPull(store, clock, { from: 20, limit: 10 }, 1 << 20)[1];
+    const last = pageOf({ from: 20, limit: 10 });
     expect(last).toMatchObject({ from: 20, to: 25, more: false });
     expect(last.changes.map((c) => c.lsn)).toEqual([21, 22, 23, 24, 25]);
-    const odd = answerPull(store, clock, { from: 0, cs: ['odd'] }, 1 << 20)[1];
+    const odd = pageOf({ from: 0, cs: ['odd'] });
     expect(odd.changes.every((c) => c.c === 'odd')).toBe(true);
     expect(odd).toMatchObject({ to: 25, more: false });
-    const bySize = answerPull(store, clock, { from: 0 }, 100)[1];
+    const bySize = pageOf({ from: 0 }, 100);
     expect(bySize.changes.length).toBeLessThan(25);
     expect(bySize).toMatchObject({ more: true, to: bySize.changes.at(-1)!.lsn });
+  });
+
+  it('prunes the log by count and by age, and keeps the head across a restart', () => {
+    const { ingestor, dir } = setup();
+    ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: Array.from({ length: 30 }, (_, i) => put(i + 1, `k${i}`, i)) } }]);
+    expect(store.prune({ maxAgeMs: 0, maxEntries: 10 })).toBe(20);
+    expect(store.readLog(0, undefined, 100, 1 << 20).changes.map((c) => c.lsn)[0]).toBe(21);
+    expect(store.prune({ maxAgeMs: 1, maxEntries: 0 }, Date.now() + 1000)).toBe(30); // everything is older than 1 ms
+    store.close();
+    setup(dir);
+    expect(store.head).toBe(30);
+    expect(store.prunedThrough).toBe(30);
+    const clock = new HybridClock();
+    expect(answerPull(store, clock, { from: 5 }, 1 << 20)[0]).toBe('snapshot');
+    expect(answerPull(store, clock, { from: 30 }, 1 << 20)[0]).toBe('page');
+    const [, page] = answerPull(store, clock, { from: 0, limit: 20 }, 1 << 20) as SnapshotMessage;
+    expect(page.docs).toHaveLength(20);
+    expect(page).toMatchObject({ lsn: 30, next: ['docs', page.docs[19]!.k] });
+    const [, rest] = answerPull(store, clock, { from: 0, limit: 20, snap: { lsn: 30, after: page.next! } }, 1 << 20) as SnapshotMessage;
+    expect(rest.docs).toHaveLength(10);
+    expect(rest.next).toBeUndefined();
   });
 });

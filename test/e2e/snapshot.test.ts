@@ -1,0 +1,76 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseHubConfig } from '../../hub/config.js';
+import type { PullMessage, SnapshotMessage } from '../../shared/messages.js';
+import { TestFleet } from '../helpers/fleet.js';
+import { waitFor } from '../helpers/wait.js';
+
+describe('catch-up beyond log retention', () => {
+  let fleet: TestFleet;
+  afterEach(async () => fleet.close());
+
+  async function writeMany(agent: ReturnType<TestFleet['agent']>, n: number, prefix: string): Promise<void> {
+    for (let i = 0; i < n; i++) void agent.put('items', `${prefix}${String(i).padStart(4, '0')}`, { i, prefix });
+    await agent.del('items', 'doomed');
+    await waitFor('uploaded', () => agent.status().outboxDepth === 0, 20_000);
+  }
+
+  it('an agent offline past retention recovers through a snapshot and converges, deletions included', async () => {
+    fleet = new TestFleet({ config: parseHubConfig({ retention: { maxEntries: 20 } }) });
+    const hub = await fleet.startHub();
+    const writer = fleet.agent('pi-writer');
+    let reader = fleet.agent('pi-reader', { pageLimit: 25 });
+    await writer.put('items', 'doomed', { bye: true });
+    await waitFor('reader has the first doc', () => reader.get('items', 'doomed'));
+    await reader.close();
+
+    await writeMany(writer, 150, 'a');
+    expect(hub.pruneLog()).toBeGreaterThan(100);
+    const snapshots: SnapshotMessage[1][] = [];
+    hub.on('pull', (agentId, _pull, answer) => agentId === 'pi-reader' && answer[0] === 'snapshot' && snapshots.push(answer[1]));
+
+    reader = fleet.agent('pi-reader', { pageLimit: 25 });
+    await waitFor('reader caught up', () => reader.status().watermark >= hub.store.head, 20_000);
+    expect(snapshots.length).toBeGreaterThanOrEqual(6); // 151 documents, 25 a page
+    expect(await reader.get('items', 'doomed')).toBeUndefined();
+    const docs = await reader.list('items', { limit: 1000 });
+    expect(docs).toHaveLength(150);
+    expect(docs.every((d) => hub.store.document('items', d.key)?.version === d.version)).toBe(true);
+
+    // And it keeps following the log afterwards.
+    await writer.put('items', 'after', { ok: 1 });
+    await waitFor('live again', () => reader.get('items', 'after'));
+  });
+
+  it('a snapshot interrupted halfway resumes where it stopped', async () => {
+    fleet = new TestFleet({ config: parseHubConfig({ retention: { maxEntries: 5 } }) });
+    const hub = await fleet.startHub();
+    const writer = fleet.agent('pi-writer');
+    await writer.put('items', 'doomed', 1);
+    await writeMany(writer, 100, 'b');
+    hub.pruneLog();
+
+    const pulls: PullMessage[1][] = [];
+    const docsServed: number[] = [];
+    hub.on('pull', (agentId, pull, answer) => {
+      if (agentId !== 'pi-reader') return;
+      pulls.push(pull);
+      docsServed.push(answer[0] === 'snapshot' ? answer[1].docs.length : 0);
+    });
+    let reader = fleet.agent('pi-reader', { pageLimit: 10 });
+    await new Promise((resolve) => reader.once('change', resolve)); // the first page has landed
+    await reader.close();
+    const servedBefore = pulls.length;
+    expect(servedBefore).toBeGreaterThanOrEqual(1);
+
+    reader = fleet.agent('pi-reader', { pageLimit: 10 });
+    await waitFor('reader caught up', () => reader.status().watermark >= hub.store.head, 20_000);
+    const firstAfterRestart = pulls[servedBefore]!;
+    expect(firstAfterRestart.snap?.after).toBeDefined(); // resumed, not started over
+    expect(firstAfterRestart.snap!.after[1] >= 'b0000').toBe(true);
+    // After the restart only what was left is sent: not the 101 documents of a full snapshot.
+    const sentAfter = docsServed.slice(servedBefore).reduce((a, b) => a + b, 0);
+    expect(sentAfter).toBeLessThanOrEqual(101 - 10);
+    expect(sentAfter).toBeGreaterThan(0);
+    expect(await reader.list('items', { limit: 1000 })).toHaveLength(100);
+  });
+});

@@ -88,6 +88,8 @@ export interface AgentEvents {
   rejection: [Rejection[]];
   connected: [];
   disconnected: [];
+  /** The hub found this database's seqs already used (an old backup was restored): the queue was renumbered. */
+  reincarnated: [previous: string, next: string];
 }
 
 /**
@@ -326,6 +328,18 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.#clock.observe(message[1].hlc as Hlc);
         if (message[1].inc === this.#store.incarnation) this.#durability.onReplicated(message[1].seqs);
         break;
+      case 'reincarnate': {
+        this.#clock.observe(message[1].hlc as Hlc);
+        if (message[1].inc !== this.#store.incarnation) break;
+        const previous = this.#store.incarnation;
+        const next = this.#store.reincarnate();
+        this.#log.warn({ previous, next, seq: message[1].seq },
+          'the hub holds other writes under this database\'s sequence numbers (restored from a backup?); resending the queue under a new incarnation');
+        this.emit('reincarnated', previous, next);
+        this.#uploader.reset();
+        this.#uploader.pump();
+        break;
+      }
       case 'error':
         this.#log.error({ code: message[1].code }, `hub reported: ${message[1].message}`);
         break;

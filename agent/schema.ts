@@ -48,4 +48,25 @@ CREATE TABLE rejections (
 `,
   // 2: writes that ask for replica acknowledgements
   `ALTER TABLE outbox ADD COLUMN rep INTEGER;`,
+  // 3: rejections keep the incarnation they belong to (a new incarnation reuses seqs)
+  `
+CREATE TABLE rejections_v3 (
+  id          INTEGER PRIMARY KEY,
+  incarnation TEXT NOT NULL,
+  seq         INTEGER NOT NULL,
+  collection  TEXT NOT NULL,
+  key         TEXT NOT NULL,
+  op          TEXT NOT NULL,
+  value       BLOB,
+  outcome     TEXT NOT NULL,
+  reason      TEXT,
+  detail      TEXT,
+  at          INTEGER NOT NULL
+);
+INSERT INTO rejections_v3 (incarnation, seq, collection, key, op, value, outcome, reason, detail, at)
+  SELECT (SELECT value FROM meta WHERE name = 'incarnation'), seq, collection, key, op, value, outcome, reason, detail, at
+  FROM rejections ORDER BY seq;
+DROP TABLE rejections;
+ALTER TABLE rejections_v3 RENAME TO rejections;
+`,
 ];

@@ -55,7 +55,7 @@ interface PendingRow { seq: number; collection: string; key: string; op: WriteKi
  */
 export class AgentStore {
   readonly path: string;
-  readonly incarnation: string;
+  #incarnation: string;
   readonly #db: Database.Database;
   readonly #s;
   #nextSeq: number;
@@ -100,11 +100,11 @@ export class AgentStore {
       deleteOutbox: db.prepare('DELETE FROM outbox WHERE seq = ?'),
       releaseConfirmed: db.prepare('DELETE FROM outbox WHERE collection = ? AND key = ? AND acked_lsn IS NOT NULL AND acked_lsn <= ?'),
       insertRejection: db.prepare(
-        `INSERT OR REPLACE INTO rejections (seq, collection, key, op, value, outcome, reason, detail, at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO rejections (incarnation, seq, collection, key, op, value, outcome, reason, detail, at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       rejections: db.prepare<[number], Omit<Rejection, 'value'> & { value: Buffer | null }>(
-        'SELECT seq, collection, key, op, value, outcome, reason, detail, at FROM rejections ORDER BY seq DESC LIMIT ?',
+        'SELECT seq, collection, key, op, value, outcome, reason, detail, at FROM rejections ORDER BY id DESC LIMIT ?',
       ),
       cursor: db.prepare<[string], { applied_lsn: number }>('SELECT applied_lsn FROM cursors WHERE collection = ?'),
       advanceCursor: db.prepare(
@@ -119,7 +119,7 @@ export class AgentStore {
         'SELECT DISTINCT key FROM outbox WHERE collection = ? AND key >= ? ORDER BY key',
       ),
     };
-    this.incarnation = this.#meta('incarnation') ?? this.#born();
+    this.#incarnation = this.#meta('incarnation') ?? this.#born();
     this.#nextSeq = Number(this.#meta('next_seq') ?? '1');
   }
 
@@ -132,6 +132,29 @@ export class AgentStore {
       for (let v = version; v < AGENT_MIGRATIONS.length; v++) this.#db.exec(AGENT_MIGRATIONS[v]!);
       this.#db.pragma(`user_version = ${AGENT_MIGRATIONS.length}`);
     }).immediate();
+  }
+
+  /** This database's sequence space; see `reincarnate`. */
+  get incarnation(): string {
+    return this.#incarnation;
+  }
+
+  /**
+   * Starts a new incarnation: a fresh sequence space, with the outbox renumbered from 1 in its
+   * order. Used when the hub reports that this incarnation's seqs were already used for other
+   * writes (the database was restored from an old backup). Returns the new incarnation.
+   */
+  reincarnate(): string {
+    this.#db.transaction(() => {
+      const seqs = this.#db.prepare<[], { seq: number }>('SELECT seq FROM outbox ORDER BY seq').all();
+      const move = this.#db.prepare('UPDATE outbox SET seq = ? WHERE seq = ?');
+      seqs.forEach((row, i) => move.run(-(i + 1), row.seq));
+      this.#db.prepare('UPDATE outbox SET seq = -seq').run();
+      this.#incarnation = this.#born();
+      this.#nextSeq = seqs.length + 1;
+      this.#s.setMeta.run('next_seq', String(this.#nextSeq));
+    }).immediate();
+    return this.#incarnation;
   }
 
   /** A new database is a new incarnation: a fresh sequence space the hub cannot confuse with an old one. */
@@ -285,7 +308,7 @@ export class AgentStore {
           reason: r.reason ?? null, detail: r.detail ?? null, at: Date.now(),
         };
         this.#s.insertRejection.run(
-          r.seq, row.collection, row.key, row.op, row.value, rejection.outcome, rejection.reason, rejection.detail, rejection.at,
+          this.#incarnation, r.seq, row.collection, row.key, row.op, row.value, rejection.outcome, rejection.reason, rejection.detail, rejection.at,
         );
         this.#s.deleteOutbox.run(r.seq);
         rejected.push(rejection);

@@ -180,7 +180,13 @@ export class Hub extends EventEmitter<HubEvents> {
   }
 
   #publishCommitted({ replies, changeSets, replicaWaits }: IngestOutput): void {
-    for (const { agentId, message } of replies) this.#sendDown(agentId, message);
+    for (const { agentId, message } of replies) {
+      if (message[0] === 'reincarnate') {
+        this.log.error({ agentId, incarnation: message[1].inc, seq: message[1].seq },
+          'agent reused sequence numbers with different writes (restored from an old backup?); told it to start a new incarnation');
+      }
+      this.#sendDown(agentId, message);
+    }
     for (const set of changeSets) this.#broadcast(topics.collection(set[1].c), set);
     if (replicaWaits.length > 0) this.#notifyReplicated(this.replication.add(replicaWaits));
   }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { decodeHlc, type Hlc, type HybridClock } from '../shared/hlc.js';
 import type { BatchMessage, Change, ChangesMessage, DownMessage, OpResult, WriteOp } from '../shared/messages.js';
 import { encodeCbor } from '../shared/codec.js';
@@ -90,10 +91,17 @@ export class Ingestor {
     const startLast = last;
     const results: OpResult[] = [];
     let expected: number | undefined;
+    let reused: number | undefined;
     for (const op of batch.ops) {
       if (op.seq <= last) {
         const original = this.store.outcome(agentId, inc, op.seq);
-        results.push(original ? { seq: op.seq, ...original, dup: true } : { seq: op.seq, outcome: 'duplicate' });
+        if (original?.digest && original.digest !== digestOf(op)) {
+          // Same identity, different content: a device restored from an old backup is reusing
+          // sequence numbers. Acking it as a duplicate would silently drop the new write.
+          reused = op.seq;
+          break;
+        }
+        results.push(original ? { seq: op.seq, ...original.result, dup: true } : { seq: op.seq, outcome: 'duplicate' });
         continue;
       }
       if (op.seq !== last + 1) {
@@ -101,7 +109,7 @@ export class Ingestor {
         break;
       }
       const result: OpResult = { seq: op.seq, ...this.#apply({ origin: agentId, incarnation: inc, seq: op.seq }, op, committed) };
-      this.store.putOutcome(agentId, inc, result);
+      this.store.putOutcome(agentId, inc, result, digestOf(op));
       results.push(result);
       if (op.rep !== undefined && result.outcome === 'committed') {
         waits.push({ agentId, inc, seq: op.seq, collection: op.c, lsn: result.lsn!, replicas: op.rep });
@@ -113,6 +121,7 @@ export class Ingestor {
     const replies: IngestOutput['replies'] = [];
     if (results.length > 0) replies.push({ agentId, message: ['ack', { inc, hlc, results }] });
     if (expected !== undefined) replies.push({ agentId, message: ['resync', { inc, hlc, expected }] });
+    if (reused !== undefined) replies.push({ agentId, message: ['reincarnate', { inc, hlc, seq: reused }] });
     return replies;
   }
 
@@ -223,6 +232,11 @@ export class Ingestor {
     }
     return sets;
   }
+}
+
+/** Fingerprint of an op's content, to tell a redelivery from a different write under the same seq. */
+function digestOf(op: WriteOp): string {
+  return createHash('sha256').update(encodeCbor([op.c, op.k, op.op, op.v ?? null, op.hlc, op.base ?? 0])).digest('base64url').slice(0, 22);
 }
 
 function approximateSize(change: Change): number {

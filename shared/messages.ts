@@ -163,12 +163,23 @@ export const ErrorMessage = message(
   'error',
   Type.Object({ code: Type.String({ maxLength: 64 }), message: Type.String({ maxLength: 4096 }) }, strict),
 );
+/**
+ * The hub already holds different writes under this incarnation up to `seq` (the device was
+ * restored from an old backup): the agent must start a new incarnation and resend its queue.
+ */
+export const ReincarnateMessage = message(
+  'reincarnate',
+  Type.Object({ inc: Incarnation, hlc: Hlc, seq: Seq }, strict),
+);
+
 /** Writes that asked for `rep` replicas: that many other agents have now applied them. */
 export const ReplicatedMessage = message(
   'replicated',
   Type.Object({ inc: Incarnation, hlc: Hlc, seqs: Type.Array(Seq) }, strict),
 );
-export const DownMessage = Type.Union([AckMessage, ResyncMessage, PageMessage, SnapshotMessage, ErrorMessage, ReplicatedMessage]);
+export const DownMessage = Type.Union([
+  AckMessage, ResyncMessage, PageMessage, SnapshotMessage, ErrorMessage, ReplicatedMessage, ReincarnateMessage,
+]);
 export type DownMessage = Static<typeof DownMessage>;
 
 // ---- hub → subscribers of a collection, and the retained hub status
@@ -223,3 +234,4 @@ export type ErrorMessage = Static<typeof ErrorMessage>;
 export type StatusMessage = Static<typeof StatusMessage>;
 export type ReplicatedMessage = Static<typeof ReplicatedMessage>;
 export type SnapshotMessage = Static<typeof SnapshotMessage>;
+export type ReincarnateMessage = Static<typeof ReincarnateMessage>;

@@ -81,11 +81,11 @@ export class SqliteHubStore {
         `INSERT INTO agent_sequences (agent_id, incarnation, last_seq, updated_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (agent_id, incarnation) DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at`,
       ),
-      outcome: db.prepare<[string, string, number], { outcome: string; lsn: number | null; reason: string | null; detail: string | null }>(
-        'SELECT outcome, lsn, reason, detail FROM outcomes WHERE agent_id = ? AND incarnation = ? AND seq = ?',
+      outcome: db.prepare<[string, string, number], { outcome: string; lsn: number | null; reason: string | null; detail: string | null; digest: string | null }>(
+        'SELECT outcome, lsn, reason, detail, digest FROM outcomes WHERE agent_id = ? AND incarnation = ? AND seq = ?',
       ),
       putOutcome: db.prepare(
-        'INSERT INTO outcomes (agent_id, incarnation, seq, outcome, lsn, reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO outcomes (agent_id, incarnation, seq, outcome, lsn, reason, detail, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       document: db.prepare<[string, string], DocumentRow>(
         'SELECT value, deleted, version, hlc, origin, field_hlcs FROM documents WHERE collection = ? AND key = ?',
@@ -221,20 +221,24 @@ export class SqliteHubStore {
     this.#stmts.setLastSeq.run(agentId, incarnation, seq, Date.now());
   }
 
-  outcome(agentId: string, incarnation: string, seq: number): Omit<OpResult, 'seq'> | undefined {
+  /** The outcome recorded for an op, and the digest of the op's content when it was recorded. */
+  outcome(agentId: string, incarnation: string, seq: number): { result: Omit<OpResult, 'seq'>; digest: string | null } | undefined {
     const row = this.#stmts.outcome.get(agentId, incarnation, seq);
     if (!row) return undefined;
     return {
-      outcome: row.outcome as OpResult['outcome'],
-      ...(row.lsn !== null && { lsn: row.lsn }),
-      ...(row.reason !== null && { reason: row.reason }),
-      ...(row.detail !== null && { detail: row.detail }),
+      result: {
+        outcome: row.outcome as OpResult['outcome'],
+        ...(row.lsn !== null && { lsn: row.lsn }),
+        ...(row.reason !== null && { reason: row.reason }),
+        ...(row.detail !== null && { detail: row.detail }),
+      },
+      digest: row.digest,
     };
   }
 
-  putOutcome(agentId: string, incarnation: string, result: OpResult): void {
+  putOutcome(agentId: string, incarnation: string, result: OpResult, digest: string): void {
     this.#stmts.putOutcome.run(
-      agentId, incarnation, result.seq, result.outcome, result.lsn ?? null, result.reason ?? null, result.detail ?? null,
+      agentId, incarnation, result.seq, result.outcome, result.lsn ?? null, result.reason ?? null, result.detail ?? null, digest,
     );
   }
 

@@ -85,7 +85,7 @@ describe('ingest', () => {
     ] });
     // Rejected ops are processed: they are not asked for again.
     expect(store.lastSeq('pi-a', INC_A)).toBe(4);
-    expect(store.outcome('pi-a', INC_A, 2)).toMatchObject({ outcome: 'rejected', reason: 'clock_skew' });
+    expect(store.outcome('pi-a', INC_A, 2)?.result).toMatchObject({ outcome: 'rejected', reason: 'clock_skew' });
   });
 
   it('resolves concurrent writes last-writer-wins by HLC, reporting the loser as a conflict', () => {
@@ -137,11 +137,12 @@ describe('ingest', () => {
 
   it('survives a restart: lastSeq, outcomes and the head come back from disk', () => {
     const { ingestor, dir } = setup();
-    ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1), put(2, 'y', 2)] } }]);
+    const second = put(2, 'y', 2);
+    ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1), second] } }]);
     store.close();
     const reopened = setup(dir).ingestor;
     expect(store.head).toBe(2);
-    const out = reopened.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [put(2, 'y', 2), put(3, 'z', 3)] } }]);
+    const out = reopened.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [second, put(3, 'z', 3)] } }]);
     expect(out.replies[0]!.message[1]).toMatchObject({ results: [{ seq: 2, dup: true, lsn: 2 }, { seq: 3, lsn: 3 }] });
   });
 
@@ -183,5 +184,17 @@ describe('ingest', () => {
     const [, rest] = answerPull(store, clock, { from: 0, limit: 20, snap: { lsn: 30, after: page.next! } }, 1 << 20) as SnapshotMessage;
     expect(rest.docs).toHaveLength(10);
     expect(rest.next).toBeUndefined();
+  });
+
+  it('tells an agent that reuses a seq for different content to start a new incarnation', () => {
+    const { ingestor } = setup();
+    const ops = [put(1, 'x', 1), put(2, 'y', 2)];
+    ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops } }]);
+    const out = ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [ops[0]!, put(2, 'other', 'restored'), put(3, 'z', 3)] } }]);
+    expect(out.replies.map((r) => r.message)).toEqual([
+      ['ack', expect.objectContaining({ results: [{ seq: 1, outcome: 'committed', lsn: 1, dup: true }] })],
+      ['reincarnate', expect.objectContaining({ inc: INC_A, seq: 2 })],
+    ]);
+    expect(store.head).toBe(2);
   });
 });

@@ -11,6 +11,7 @@ import { collectionOfTopic, topics } from '../shared/topics.js';
 import { checkCollectionName, checkKey, checkValue, isPlainObject, type JsonValue } from '../shared/values.js';
 import { DurabilityWaiters, type Durability } from './durability.js';
 import { Link } from './link.js';
+import type { Transport, TransportFactory } from './transport.js';
 import { ProgressWaiters } from './progress-waiters.js';
 import { Replicator } from './replicator.js';
 import { AgentStore, type AgentDocument, type Rejection, type WriteKind } from './store.js';
@@ -32,6 +33,8 @@ export interface AgentOptions {
   now?: () => number;
   reconnect?: { initialMs: number; maxMs: number };
   ackTimeoutMs?: number;
+  /** The connection to the hub; default MQTT to `hubUrl`. Tests put a simulated network here. */
+  transport?: TransportFactory;
   /** Changes (or snapshot documents) per pull page; default 500. */
   pageLimit?: number;
   /** How long a write waits for `hub` or `replicas` durability, and a read for `minLsn` (default 10 s). */
@@ -102,7 +105,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #store: AgentStore;
   readonly #clock: HybridClock;
   readonly #writes: WriteQueue;
-  readonly #link: Link;
+  readonly #link: Transport;
   readonly #uploader: Uploader;
   readonly #replicator: Replicator;
   readonly #log: Logger;
@@ -136,13 +139,15 @@ export class Agent extends EventEmitter<AgentEvents> {
     }, { collections: options.collections, pageLimit: options.pageLimit ?? 500, pullTimeoutMs: options.ackTimeoutMs ?? 10_000 }, this.#log);
     this.#writes = new WriteQueue(this.#store, this.#clock, () => this.#uploader.pump());
     const collectionTopics = options.collections?.map((c) => topics.collection(c)) ?? [topics.allCollections];
-    this.#link = new Link({
+    const subscriptions = [topics.down(options.agentId), topics.hub, ...collectionTopics];
+    const transport: TransportFactory = options.transport ?? ((delegate) => new Link({
       url: options.hubUrl,
       clientId: options.agentId,
-      subscriptions: [topics.down(options.agentId), topics.hub, ...collectionTopics],
+      subscriptions,
       backoff: options.reconnect ?? { initialMs: 500, maxMs: 30_000 },
       log: this.#log,
-    }, {
+    }, delegate));
+    this.#link = transport({
       onConnected: () => {
         this.#uploader.reset();
         this.#uploader.pump();
@@ -156,7 +161,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.emit('disconnected');
       },
       onMessage: (topic, payload) => this.#onMessage(topic, payload),
-    });
+    }, subscriptions);
   }
 
   /** Starts syncing in the background; the agent serves reads and writes at once, online or not. */

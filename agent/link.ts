@@ -1,6 +1,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { Backoff } from './backoff.js';
+import type { Transport, TransportDelegate } from './transport.js';
 
 export interface LinkOptions {
   url: string;
@@ -13,12 +14,6 @@ export interface LinkOptions {
   log: Logger;
 }
 
-export interface LinkDelegate {
-  onConnected(): void;
-  onDisconnected(): void;
-  /** Handles one incoming message; the QoS 1 PUBACK is sent only after the promise settles. */
-  onMessage(topic: string, payload: Buffer): Promise<void> | void;
-}
 
 /**
  * The agent's MQTT connection. MQTT.js's own reconnect is switched off (its fixed period
@@ -26,14 +21,14 @@ export interface LinkDelegate {
  *
  *   stopped ─start()─► connecting ─connack+suback─► connected ─close─► waiting ─timer─► connecting
  */
-export class Link {
+export class Link implements Transport {
   #client: MqttClient | undefined;
   #timer: NodeJS.Timeout | undefined;
   #connected = false;
   #stopped = true;
   readonly #backoff: Backoff;
 
-  constructor(private readonly options: LinkOptions, private readonly delegate: LinkDelegate) {
+  constructor(private readonly options: LinkOptions, private readonly delegate: TransportDelegate) {
     this.#backoff = new Backoff(options.backoff);
   }
 

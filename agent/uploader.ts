@@ -2,8 +2,8 @@ import type { Logger } from 'pino';
 import type { AckMessage, BatchMessage, ResyncMessage } from '../shared/messages.js';
 import type { AgentStore, Rejection } from './store.js';
 
-/** How long uploads pause when the hub asks for seqs this agent no longer holds. */
-const RESYNC_PAUSE_MS = 30_000;
+/** That many resyncs in a row for seqs already acknowledged, with no new commit between, are reported. */
+const UNFILLABLE_RESYNCS = 3;
 
 export interface UploaderOptions {
   maxBatchOps: number;
@@ -34,6 +34,8 @@ export class Uploader {
   #active = false;
   #timer: NodeJS.Timeout | undefined;
   #pausedUntil = 0;
+  /** Resyncs in a row asking for seqs this agent no longer holds. */
+  #unfillable = 0;
 
   constructor(
     private readonly store: AgentStore,
@@ -75,6 +77,7 @@ export class Uploader {
     if (ack.inc !== this.store.incarnation) return;
     const rejections = this.store.applyResults(ack.results, (c) => this.delegate.isReplicated(c));
     const acked = Math.max(...ack.results.map((r) => r.seq));
+    if (ack.results.some((r) => !r.dup)) this.#unfillable = 0;
     this.#inFlight = this.#inFlight.filter((b) => b.last > acked);
     this.delegate.onAcked(ack.results);
     if (rejections.length > 0) this.delegate.onRejected(rejections);
@@ -85,10 +88,16 @@ export class Uploader {
     if (resync.inc !== this.store.incarnation) return;
     const lowest = this.store.lowestPendingSeq();
     if (lowest !== undefined && resync.expected < lowest) {
-      // The hub lacks ops this device already saw acknowledged: the hub lost data (restored
-      // from an old backup?). Resending cannot fill that gap; keep trying slowly and say so.
-      this.log.error({ expected: resync.expected, lowestPending: lowest }, 'hub expects seqs this agent no longer holds');
-      this.#pausedUntil = Date.now() + RESYNC_PAUSE_MS;
+      // The hub asks for seqs this device already saw acknowledged. Usually the resync is just
+      // stale (it crossed the ack); resending after a pause shows which. If the hub keeps
+      // asking, it lost data (restored from an old backup?): resending cannot fill that gap,
+      // so keep trying at that slow pace and say so.
+      this.#unfillable += 1;
+      this.#pausedUntil = Date.now() + this.options.ackTimeoutMs;
+      if (this.#unfillable >= UNFILLABLE_RESYNCS) {
+        this.log.error({ expected: resync.expected, lowestPending: lowest }, 'hub keeps asking for seqs this agent no longer holds; it may have lost data');
+        this.#unfillable = 0;
+      }
     }
     this.#rewind();
     this.pump();

@@ -51,7 +51,7 @@ export async function createHubHttp(hub: Hub, log: Logger) {
       handler: async (request, reply) => {
         const { collection, key } = request.params;
         const base = ifMatch(request.headers['if-match']);
-        const result = await hub.write({
+        const result = await hub.core.write({
           c: collection, k: key, op, ...(op !== 'del' && { v: request.body }), ...(base !== undefined && { base }),
         });
         return send(result, reply);

@@ -24,9 +24,9 @@ describe('catch-up beyond log retention', () => {
     await reader.close();
 
     await writeMany(writer, 150, 'a');
-    expect(hub.pruneLog()).toBeGreaterThan(100);
+    expect(hub.core.pruneLog()).toBeGreaterThan(100);
     const snapshots: SnapshotMessage[1][] = [];
-    hub.on('pull', (agentId, _pull, answer) => agentId === 'pi-reader' && answer[0] === 'snapshot' && snapshots.push(answer[1]));
+    hub.core.on('pull', (agentId, _pull, answer) => agentId === 'pi-reader' && answer[0] === 'snapshot' && snapshots.push(answer[1]));
 
     reader = fleet.agent('pi-reader', { pageLimit: 25 });
     await waitFor('reader caught up', () => reader.status().watermark >= hub.store.head, 20_000);
@@ -47,11 +47,11 @@ describe('catch-up beyond log retention', () => {
     const writer = fleet.agent('pi-writer');
     await writer.put('items', 'doomed', 1);
     await writeMany(writer, 100, 'b');
-    hub.pruneLog();
+    hub.core.pruneLog();
 
     const pulls: PullMessage[1][] = [];
     const docsServed: number[] = [];
-    hub.on('pull', (agentId, pull, answer) => {
+    hub.core.on('pull', (agentId, pull, answer) => {
       if (agentId !== 'pi-reader') return;
       pulls.push(pull);
       docsServed.push(answer[0] === 'snapshot' ? answer[1].docs.length : 0);

@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CollectionPolicies, loadHubConfig, parseHubConfig, type HubConfig } from '../../hub/config.js';
 import { defaultIngestOptions, Ingestor } from '../../hub/ingest.js';
@@ -121,5 +122,12 @@ describe('hub configuration file', () => {
     expect(() => loadHubConfig(bad)).toThrow(/colections/);
     expect(() => loadHubConfig(join(dir, 'missing.yaml'))).toThrow(/cannot read hub config/);
     expect(() => new CollectionPolicies(parseHubConfig({ collections: { x: { schema: { type: 'nonsense' } } } }))).toThrow(/collections.x.schema is not a valid JSON Schema/);
+  });
+
+  it('accepts the example configuration shipped in deploy/', () => {
+    const example = loadHubConfig(fileURLToPath(new URL('../../deploy/hub/hub.yaml', import.meta.url)));
+    const policies = new CollectionPolicies(example);
+    expect(policies.get('orders')).toMatchObject({ conflict: 'reject', durability: 'hub' });
+    expect(policies.get('sensors')!.check({ celsius: 'warm' })).toMatch(/celsius/);
   });
 });

@@ -1,0 +1,20 @@
+/** What the agent needs from its connection to the hub; `Link` (MQTT) is the real one. */
+export interface Transport {
+  readonly connected: boolean;
+  start(): void;
+  /** Publishes at QoS 1 if connected; returns false (and sends nothing) otherwise. */
+  publish(topic: string, payload: Buffer): boolean;
+  /** Drops the current connection; the transport reconnects by itself. */
+  disconnect(): void;
+  stop(): Promise<void>;
+}
+
+export interface TransportDelegate {
+  /** Connected, and subscribed to every topic the agent needs. */
+  onConnected(): void;
+  onDisconnected(): void;
+  /** Handles one incoming message; the QoS 1 PUBACK is sent only after the promise settles. */
+  onMessage(topic: string, payload: Buffer): Promise<void> | void;
+}
+
+export type TransportFactory = (delegate: TransportDelegate, subscriptions: readonly string[]) => Transport;

@@ -1,0 +1,171 @@
+import { EventEmitter } from 'node:events';
+import pino, { type Logger } from 'pino';
+import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
+import { ErrorCode, OutpostError } from '../shared/errors.js';
+import { HybridClock } from '../shared/hlc.js';
+import { limits } from '../shared/limits.js';
+import type { BroadcastMessage, DownMessage, PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
+import { PROTOCOL_VERSION } from '../shared/protocol-version.js';
+import { topics } from '../shared/topics.js';
+import { Committer } from './committer.js';
+import { CollectionPolicies, DEFAULT_HUB_CONFIG, type HubConfig } from './config.js';
+import { defaultIngestOptions, Ingestor, type HubWriteRequest, type IngestOutput, type WriteResult } from './ingest.js';
+import { answerPull } from './pull.js';
+import { ReplicationTracker, type ReplicaWait } from './replication-tracker.js';
+import { SqliteHubStore } from './store/sqlite-store.js';
+
+export interface HubEvents {
+  /** A pull was answered (a log page or a snapshot page). */
+  pull: [agentId: string, pull: PullMessage[1], answer: PageMessage | SnapshotMessage];
+}
+
+export interface HubCoreOptions {
+  dataDir: string;
+  config?: HubConfig;
+  logger?: Logger;
+  /** Sends a message to MQTT subscribers (QoS 1). Whatever carries it — embedded broker or not. */
+  publish: (topic: string, payload: Buffer, retain: boolean) => void;
+}
+
+/**
+ * The hub's protocol, without the transport: decodes what agents send on their `up` topics,
+ * group-commits batches and hub writes, answers pulls, acknowledges after commit, publishes
+ * committed change sets and tracks replica acknowledgements. The embedded-broker `Hub` and
+ * any other carrier feed it `onUp` and give it `publish`.
+ */
+export class HubCore extends EventEmitter<HubEvents> {
+  readonly store: SqliteHubStore;
+  readonly clock = new HybridClock();
+  readonly log: Logger;
+  readonly config: HubConfig;
+  readonly policies: CollectionPolicies;
+  readonly replication = new ReplicationTracker();
+  readonly #committer: Committer;
+  readonly #publish: HubCoreOptions['publish'];
+  #pruneTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: HubCoreOptions) {
+    super();
+    this.log = options.logger ?? pino({ level: 'silent' });
+    this.config = options.config ?? DEFAULT_HUB_CONFIG;
+    this.policies = new CollectionPolicies(this.config);
+    this.#publish = options.publish;
+    this.store = new SqliteHubStore(options.dataDir);
+    const ingestor = new Ingestor(this.store, this.clock, this.policies, {
+      ...defaultIngestOptions,
+      maxFutureSkewMs: this.config.maxClockSkewSeconds * 1000,
+    });
+    this.#committer = new Committer(
+      ingestor,
+      (output) => this.#publishCommitted(output),
+      (agentIds, error) => {
+        for (const agentId of agentIds) {
+          this.#sendDown(agentId, ['error', { code: ErrorCode.STORAGE_FAILED, message: `hub could not commit: ${error.message}` }]);
+        }
+      },
+      this.log,
+    );
+  }
+
+  /** Publishes the retained hub status and starts log retention, if configured. */
+  start(pruneIntervalMs = 60_000): void {
+    this.publishStatus();
+    const { maxAgeHours, maxEntries } = this.config.retention;
+    if (maxAgeHours > 0 || maxEntries > 0) {
+      this.#pruneTimer = setInterval(() => this.pruneLog(), pruneIntervalMs);
+      this.#pruneTimer.unref();
+    }
+  }
+
+  /** Commits and acknowledges what is queued, then accepts nothing more. */
+  drain(): void {
+    clearInterval(this.#pruneTimer);
+    this.#committer.drain();
+  }
+
+  /** Drains, then closes the store. */
+  stop(): void {
+    this.drain();
+    this.store.close();
+  }
+
+  /** Applies log retention now; agents behind the pruned part catch up by snapshot. */
+  pruneLog(): number {
+    const { maxAgeHours, maxEntries } = this.config.retention;
+    const before = this.store.prunedThrough;
+    const through = this.store.prune({ maxAgeMs: maxAgeHours * 3_600_000, maxEntries });
+    if (through > before) this.log.info({ prunedThrough: through }, 'log retention applied');
+    return through;
+  }
+
+  /** Commits a write made at the main site; it reaches the agents like any other. */
+  write(write: HubWriteRequest['write']): Promise<WriteResult> {
+    return this.#committer.write(write);
+  }
+
+  /** One message an authenticated agent published on its own `up` topic. */
+  onUp(agentId: string, payload: Buffer): void {
+    let message;
+    try {
+      message = upCodec.decode(payload);
+    } catch (error) {
+      const { code, message: text } = error instanceof OutpostError ? error : { code: ErrorCode.MALFORMED_MESSAGE, message: String(error) };
+      this.log.warn({ agentId, code, bytes: payload.length }, 'refused message from agent');
+      this.#sendDown(agentId, ['error', { code, message: text }]);
+      return;
+    }
+    switch (message[0]) {
+      case 'batch':
+        this.#committer.enqueueBatch(agentId, message[1]);
+        break;
+      case 'pull': {
+        const answer = answerPull(this.store, this.clock, message[1], limits.maxMessageBytes / 2);
+        this.#sendDown(agentId, answer);
+        this.emit('pull', agentId, message[1], answer);
+        break;
+      }
+      case 'status':
+        this.#notifyReplicated(this.replication.report(agentId, message[1].applied));
+        break;
+    }
+  }
+
+  publishStatus(): void {
+    this.#broadcast(topics.hub, ['hub', {
+      v: PROTOCOL_VERSION, hlc: this.clock.tick(), head: this.store.head, epoch: 0, ...this.policies.describe(),
+    }], true);
+  }
+
+  #publishCommitted({ replies, changeSets, replicaWaits }: IngestOutput): void {
+    for (const { agentId, message } of replies) {
+      if (message[0] === 'reincarnate') {
+        this.log.error({ agentId, incarnation: message[1].inc, seq: message[1].seq },
+          'agent reused sequence numbers with different writes (restored from an old backup?); told it to start a new incarnation');
+      }
+      this.#sendDown(agentId, message);
+    }
+    for (const set of changeSets) this.#broadcast(topics.collection(set[1].c), set);
+    if (replicaWaits.length > 0) this.#notifyReplicated(this.replication.add(replicaWaits));
+  }
+
+  #notifyReplicated(done: ReplicaWait[]): void {
+    const byWriter = new Map<string, { agentId: string; inc: string; seqs: number[] }>();
+    for (const w of done) {
+      const id = `${w.agentId}/${w.inc}`;
+      const entry = byWriter.get(id) ?? { agentId: w.agentId, inc: w.inc, seqs: [] };
+      entry.seqs.push(w.seq);
+      byWriter.set(id, entry);
+    }
+    for (const { agentId, inc, seqs } of byWriter.values()) {
+      this.#sendDown(agentId, ['replicated', { inc, hlc: this.clock.tick(), seqs }]);
+    }
+  }
+
+  #sendDown(agentId: string, message: DownMessage): void {
+    this.#publish(topics.down(agentId), downCodec.encode(message), false);
+  }
+
+  #broadcast(topic: string, message: BroadcastMessage, retain = false): void {
+    this.#publish(topic, broadcastCodec.encode(message), retain);
+  }
+}

@@ -1,0 +1,184 @@
+import Database from 'better-sqlite3';
+import fc from 'fast-check';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Agent } from '../../agent/agent.js';
+import { decodeCbor } from '../../shared/codec.js';
+import { SimNetwork } from '../helpers/sim-network.js';
+import { tempDir } from '../helpers/temp.js';
+import { sleep } from '../helpers/wait.js';
+
+const AGENTS = ['pi-0', 'pi-1', 'pi-2'];
+const KEYS = ['k0', 'k1', 'k2', 'k3'];
+
+type Command =
+  | { t: 'write'; a: number; k: number; del: boolean }
+  | { t: 'deliver'; n: number }
+  | { t: 'disconnect'; a: number }
+  | { t: 'reconnect'; a: number }
+  | { t: 'restartAgent'; a: number }
+  | { t: 'restartHub' };
+
+const agentIndex = fc.integer({ min: 0, max: AGENTS.length - 1 });
+const command: fc.Arbitrary<Command> = fc.oneof(
+  { weight: 6, arbitrary: fc.record({ t: fc.constant('write' as const), a: agentIndex, k: fc.integer({ min: 0, max: KEYS.length - 1 }), del: fc.boolean() }) },
+  { weight: 6, arbitrary: fc.record({ t: fc.constant('deliver' as const), n: fc.integer({ min: 1, max: 12 }) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('disconnect' as const), a: agentIndex }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('reconnect' as const), a: agentIndex }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('restartAgent' as const), a: agentIndex }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('restartHub' as const) }) },
+);
+
+/** A write the app was told is durable on its device. */
+interface Acknowledged { agentId: string; inc: string; seq: number; key: string; value: unknown; del: boolean; hlc: string }
+
+/** Deterministic PRNG (mulberry32) so a failing seed replays the same faults. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+async function run(commands: Command[], seed: number, duplicate: number, reorderWindow: number): Promise<void> {
+  const dir = tempDir('model');
+  const net = new SimNetwork({ dataDir: join(dir, 'hub') }, prng(seed), { duplicate, reorderWindow });
+  net.startHub();
+  const open = (agentId: string): Agent => new Agent({
+    agentId, hubUrl: 'sim://hub', dataDir: join(dir, agentId), transport: net.transport(agentId),
+    ackTimeoutMs: 150, waitTimeoutMs: 1000,
+  }).start();
+  const agents = AGENTS.map(open);
+  const acknowledged: Acknowledged[] = [];
+  let counter = 0;
+
+  try {
+    for (const c of commands) {
+      switch (c.t) {
+        case 'write': {
+          const agent = agents[c.a]!;
+          const key = KEYS[c.k]!;
+          const value = { by: agent.id, n: counter++ };
+          const inc = agent.status().incarnation;
+          const receipt = c.del ? await agent.del('kv', key) : await agent.put('kv', key, value);
+          acknowledged.push({ agentId: agent.id, inc, seq: receipt.seq, key, value, del: c.del, hlc: receipt.hlc });
+          break;
+        }
+        case 'deliver':
+          for (let i = 0; i < c.n; i++) await net.step();
+          break;
+        case 'disconnect':
+          net.disconnect(AGENTS[c.a]!);
+          break;
+        case 'reconnect':
+          net.connect(AGENTS[c.a]!);
+          break;
+        case 'restartAgent':
+          await agents[c.a]!.close();
+          agents[c.a] = open(AGENTS[c.a]!);
+          break;
+        case 'restartHub':
+          net.stopHub();
+          net.startHub();
+          break;
+      }
+    }
+
+    // Heal: everyone connected, no more duplicates; deliver until the fleet is quiet.
+    net.faults = { duplicate: 0, reorderWindow };
+    const quiet = (): boolean => net.inFlight === 0 && agents.every((a) => a.status().outboxDepth === 0 && a.status().appliedLsn >= net.hub!.store.head);
+    for (let round = 0; round < 400 && !quiet(); round++) {
+      for (const id of AGENTS) net.connect(id);
+      while (await net.step()) { /* drain */ }
+      await sleep(10); // ack and pull timeouts run on real timers
+    }
+    if (!quiet()) {
+      const state = agents.map((a) => ({ id: a.id, ...a.status(), inFlight: net.inFlight, head: net.hub!.store.head }));
+      expect.fail(`the fleet did not quiesce: ${JSON.stringify(state)}`);
+    }
+
+    check(join(dir, 'hub', 'hub.db'), acknowledged, agents);
+    for (const agent of agents) {
+      const replica = await agent.list('kv', { confirmed: true, limit: 100 });
+      const hub = net.hub!.store;
+      const expected = KEYS.flatMap((k) => {
+        const doc = hub.document('kv', k);
+        return doc && !doc.deleted ? [{ key: k, value: doc.value, version: doc.version }] : [];
+      });
+      expect(replica.map(({ key, value, version }) => ({ key, value, version })), `replica of ${agent.id}`).toEqual(expected);
+    }
+  } finally {
+    await Promise.all(agents.map((a) => a.close()));
+    net.stopHub();
+  }
+}
+
+/** Reads the hub's database and checks every guarantee against the acknowledged writes. */
+function check(hubDb: string, acknowledged: Acknowledged[], agents: Agent[]): void {
+  const db = new Database(hubDb, { readonly: true });
+  try {
+    const dupes = db.prepare('SELECT origin, incarnation, seq, count(*) AS n FROM log WHERE seq IS NOT NULL GROUP BY 1, 2, 3 HAVING n > 1').all();
+    expect(dupes, 'an (agent, incarnation, seq) applied twice').toEqual([]);
+
+    const outcome = db.prepare<[string, string, number], { outcome: string; lsn: number | null }>(
+      'SELECT outcome, lsn FROM outcomes WHERE agent_id = ? AND incarnation = ? AND seq = ?');
+    const logged = db.prepare<[string, string, number], { lsn: number }>('SELECT lsn FROM log WHERE origin = ? AND incarnation = ? AND seq = ?');
+    const archived = db.prepare<[string, string, number], { n: number }>(
+      'SELECT count(*) AS n FROM conflicts WHERE loser_origin = ? AND loser_incarnation = ? AND loser_seq = ?');
+    for (const w of acknowledged) {
+      const o = outcome.get(w.agentId, w.inc, w.seq);
+      expect(o, `no outcome for ${w.agentId}/${w.seq}`).toBeDefined();
+      if (o!.outcome === 'committed') {
+        expect(logged.all(w.agentId, w.inc, w.seq).map((r) => r.lsn), `${w.agentId}/${w.seq} in the log`).toEqual([o!.lsn]);
+      } else {
+        expect(o!.outcome, `${w.agentId}/${w.seq}`).toBe('conflict');
+        expect(archived.get(w.agentId, w.inc, w.seq)!.n, `loser ${w.agentId}/${w.seq} archived`).toBe(1);
+      }
+    }
+
+    // Each agent's writes appear in the log in the order it made them.
+    for (const agent of agents) {
+      const seqs = db.prepare<[string], { incarnation: string; seq: number }>('SELECT incarnation, seq FROM log WHERE origin = ? ORDER BY lsn').all(agent.id);
+      for (let i = 1; i < seqs.length; i++) {
+        if (seqs[i]!.incarnation === seqs[i - 1]!.incarnation) expect(seqs[i]!.seq).toBeGreaterThan(seqs[i - 1]!.seq);
+      }
+    }
+
+    // Reference model: each key is a last-writer-wins register over every acknowledged write.
+    const docs = db.prepare<[string], { value: Buffer | null; deleted: number }>("SELECT value, deleted FROM documents WHERE collection = 'kv' AND key = ?");
+    for (const key of KEYS) {
+      const writes = acknowledged.filter((w) => w.key === key);
+      if (writes.length === 0) continue;
+      const winner = writes.reduce((a, b) => (b.hlc > a.hlc || (b.hlc === a.hlc && b.agentId > a.agentId) ? b : a));
+      const doc = docs.get(key);
+      if (winner.del) expect(doc?.deleted ?? 1, `${key} deleted`).toBe(1);
+      else expect(doc && !doc.deleted ? decodeCbor(doc.value!) : undefined, `${key} holds the latest write`).toEqual(winner.value);
+    }
+  } finally {
+    db.close();
+  }
+}
+
+describe('the whole protocol against a reference model', () => {
+  it.runIf(process.env.OUTPOST_MODEL_REPLAY)('replays one case', async () => {
+    const [commands, seed, duplicate, window] = JSON.parse(process.env.OUTPOST_MODEL_REPLAY!) as [Command[], number, number, number];
+    await run(commands, seed, duplicate, window);
+  }, 60_000);
+
+  it('keeps every acknowledged write exactly once and converges, through duplicates, reordering, disconnects and restarts', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(command, { minLength: 5, maxLength: 40 }),
+        fc.integer(),
+        fc.constantFrom(0, 0.1, 0.3),
+        fc.constantFrom(1, 3, 8),
+        async (commands, seed, duplicate, reorderWindow) => run(commands, seed, duplicate, reorderWindow),
+      ),
+      { numRuns: Number(process.env.OUTPOST_MODEL_RUNS ?? 60), interruptAfterTimeLimit: 240_000 },
+    );
+  }, 300_000);
+});

@@ -26,7 +26,10 @@ export interface ReplicatorDelegate {
  *   idle ─connect / gap─► pulling ─page(more)─► pulling ─page(done)─► idle (or again, if a gap came meanwhile)
  */
 export class Replicator {
+  /** The pull in flight: its id, and where it started. */
+  #pullId: number | undefined;
   #pullFrom: number | undefined;
+  #nextId = Math.floor(Math.random() * 1_000_000_000);
   #pullAgain = false;
   #sentAt = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -72,7 +75,7 @@ export class Replicator {
 
   /** A snapshot page: the log no longer reached back to this agent's watermark. */
   onSnapshot([, snap]: SnapshotMessage): void {
-    if (snap.from !== this.#pullFrom) return;
+    if (snap.id !== this.#pullId) return; // late or duplicated answer to an earlier pull
     if (this.store.snapshotProgress === undefined && snap.docs.length > 0) {
       this.log.info({ from: snap.from, lsn: snap.lsn }, 'the hub log no longer reaches this replica; receiving a snapshot');
     }
@@ -87,7 +90,7 @@ export class Replicator {
   }
 
   onPage([, page]: PageMessage): void {
-    if (page.from !== this.#pullFrom) return; // an answer to a pull that was superseded
+    if (page.id !== this.#pullId) return; // late or duplicated answer to an earlier pull
     this.#applied(this.store.applyChanges(page.changes, page.to));
     if (page.more) {
       this.#sendPull(page.to);
@@ -108,12 +111,15 @@ export class Replicator {
 
   #sendPull(from: number, snap?: { lsn: number; after: [string, string] }): void {
     this.#pullAgain = false;
-    const body: PullMessage[1] = { from, limit: this.options.pageLimit, ...(snap && { snap }) };
+    const id = this.#nextId++;
+    const body: PullMessage[1] = { id, from, limit: this.options.pageLimit, ...(snap && { snap }) };
     if (this.options.collections) body.cs = [...this.options.collections];
     if (this.delegate.send(['pull', body])) {
+      this.#pullId = id;
       this.#pullFrom = from;
       this.#sentAt = Date.now();
     } else {
+      this.#pullId = undefined;
       this.#pullFrom = undefined;
     }
   }

@@ -22,7 +22,7 @@ export function answerPull(
   const head = store.head;
   const { changes, complete } = store.readLog(pull.from, pull.cs, limit, maxBytes);
   const to = complete ? Math.max(head, pull.from) : changes.at(-1)!.lsn;
-  return ['page', { from: pull.from, to, more: !complete, hlc: clock.tick(), changes }];
+  return ['page', { id: pull.id, from: pull.from, to, more: !complete, hlc: clock.tick(), changes }];
 }
 
 function snapshotPage(
@@ -30,5 +30,5 @@ function snapshotPage(
   after: readonly [string, string] | undefined, limit: number, maxBytes: number,
 ): SnapshotMessage {
   const { docs, next } = store.readDocuments(pull.cs, after, limit, maxBytes);
-  return ['snapshot', { from: pull.from, lsn, hlc: clock.tick(), docs, ...(next && { next }) }];
+  return ['snapshot', { id: pull.id, from: pull.from, lsn, hlc: clock.tick(), docs, ...(next && { next }) }];
 }

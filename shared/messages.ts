@@ -91,6 +91,8 @@ export const PullMessage = message(
   'pull',
   Type.Object(
     {
+      /** Echoed in the answer, so that a late or duplicated answer to an earlier pull is recognised. */
+      id: Type.Integer({ minimum: 0 }),
       /** Send changes with an LSN greater than this. */
       from: Lsn,
       /** Collections to include; absent means all. */
@@ -130,6 +132,8 @@ export const PageMessage = message(
   'page',
   Type.Object(
     {
+      /** The pull this answers. */
+      id: Type.Integer({ minimum: 0 }),
       from: Lsn,
       /** Every change up to this LSN (for the requested collections) is in this or earlier pages. */
       to: Lsn,
@@ -144,12 +148,14 @@ export const PageMessage = message(
  * A page of a snapshot, sent instead of log pages when the log no longer reaches back to the
  * agent's watermark. Documents (tombstones included) come in (collection, key) order, each at
  * its current version; once `next` is absent the agent holds everything up to `lsn` and pulls
- * the log from there. `from` echoes the pull it answers.
+ * the log from there. `id` and `from` echo the pull it answers.
  */
 export const SnapshotMessage = message(
   'snapshot',
   Type.Object(
     {
+      /** The pull this answers. */
+      id: Type.Integer({ minimum: 0 }),
       from: Lsn,
       lsn: Lsn,
       hlc: Hlc,

@@ -9,23 +9,23 @@ const HLC = '0000018f00000001';
 describe('message codec', () => {
   it('round-trips every up message type', () => {
     const batch: Up = ['batch', { inc: INC, ops: [{ seq: 1, c: 'sensors', k: 't1', op: 'put', v: { a: [1, 'x', null, true] }, hlc: HLC, base: 3 }] }];
-    const pull: Up = ['pull', { from: 42, cs: ['sensors'], limit: 10 }];
+    const pull: Up = ['pull', { id: 7, from: 42, cs: ['sensors'], limit: 10 }];
     expect(upCodec.decode(upCodec.encode(batch))).toEqual(batch);
     expect(upCodec.decode(upCodec.encode(pull))).toEqual(pull);
   });
 
   it('refuses a message over the size limit before parsing it', () => {
     const small = new MessageCodec(UpMessage, 64);
-    const bytes = encodeCbor(['pull', { from: 1, cs: Array.from({ length: 20 }, (_, i) => `c${i}`) }]);
+    const bytes = encodeCbor(['pull', { id: 7, from: 1, cs: Array.from({ length: 20 }, (_, i) => `c${i}`) }]);
     expect(() => small.decode(bytes)).toThrow(MessageTooLargeError);
-    expect(() => small.encode(['pull', { from: 1, cs: Array.from({ length: 20 }, (_, i) => `c${i}`) }])).toThrow(/exceeds the limit of 64 bytes/);
+    expect(() => small.encode(['pull', { id: 7, from: 1, cs: Array.from({ length: 20 }, (_, i) => `c${i}`) }])).toThrow(/exceeds the limit of 64 bytes/);
   });
 
   it.each([
     ['empty', Buffer.alloc(0)],
     ['a reserved byte', Buffer.from([0xff])],
-    ['truncated', encodeCbor(['pull', { from: 1 }]).subarray(0, 4)],
-    ['two items', Buffer.concat([encodeCbor(['pull', { from: 1 }]), encodeCbor(['pull', { from: 2 }])])],
+    ['truncated', encodeCbor(['pull', { id: 7, from: 1 }]).subarray(0, 4)],
+    ['two items', Buffer.concat([encodeCbor(['pull', { id: 7, from: 1 }]), encodeCbor(['pull', { id: 7, from: 2 }])])],
     ['an array claiming 4 billion items', Buffer.from([0x9a, 0xff, 0xff, 0xff, 0xff])],
   ])('reports %s as malformed CBOR', (_label, bytes) => {
     expect(() => upCodec.decode(bytes)).toThrow(MalformedMessageError);
@@ -34,8 +34,8 @@ describe('message codec', () => {
   it.each([
     ['a bare map', { from: 1 }],
     ['an unknown type', ['hello', {}]],
-    ['a wrong field type', ['pull', { from: 'one' }]],
-    ['an extra field', ['pull', { from: 1, agent: 'someone-else' }]],
+    ['a wrong field type', ['pull', { id: 7, from: 'one' }]],
+    ['an extra field', ['pull', { id: 7, from: 1, agent: 'someone-else' }]],
     ['a negative seq', ['batch', { inc: INC, ops: [{ seq: -1, c: 'c', k: 'k', op: 'put', v: 1, hlc: HLC }] }]],
     ['a bad hlc', ['batch', { inc: INC, ops: [{ seq: 1, c: 'c', k: 'k', op: 'put', v: 1, hlc: 'yesterday' }] }]],
     ['an unknown op', ['batch', { inc: INC, ops: [{ seq: 1, c: 'c', k: 'k', op: 'drop', hlc: HLC }] }]],
@@ -55,7 +55,7 @@ describe('message codec', () => {
   });
 
   it('keeps the directions apart', () => {
-    expect(() => downCodec.decode(upCodec.encode(['pull', { from: 0 }]))).toThrow(InvalidMessageError);
+    expect(() => downCodec.decode(upCodec.encode(['pull', { id: 7, from: 0 }]))).toThrow(InvalidMessageError);
   });
 
   it('writes plain CBOR maps (no record extension) that any decoder reads', () => {

@@ -183,7 +183,7 @@ describe('the whole protocol against a reference model', () => {
         fc.constantFrom(1, 3, 8),
         async (commands, seed, duplicate, reorderWindow) => run(commands, seed, duplicate, reorderWindow),
       ),
-      { numRuns: Number(process.env.OUTPOST_MODEL_RUNS ?? 60), interruptAfterTimeLimit: 240_000 },
+      { numRuns: Number(process.env.OUTPOST_MODEL_RUNS ?? 200), interruptAfterTimeLimit: 240_000 },
     );
   }, 300_000);
 });

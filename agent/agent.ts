@@ -33,6 +33,8 @@ export interface AgentOptions {
   now?: () => number;
   reconnect?: { initialMs: number; maxMs: number };
   ackTimeoutMs?: number;
+  /** Cap on the agent database's size (the device's disk budget); writes past it fail with OUTPOST_STORAGE_FULL. */
+  storageLimitBytes?: number;
   /** The connection to the hub; default MQTT to `hubUrl`. Tests put a simulated network here. */
   transport?: TransportFactory;
   /** Changes (or snapshot documents) per pull page; default 500. */
@@ -120,6 +122,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.id = options.agentId;
     this.#log = options.logger ?? pino({ level: 'silent' });
     this.#store = new AgentStore(options.dataDir);
+    if (options.storageLimitBytes !== undefined) this.#store.setStorageLimit(options.storageLimitBytes);
     this.#clock = new HybridClock(options.now, this.#store.lastHlc);
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 10_000;
     this.#durability = new DurabilityWaiters(() => this.#link.connected);

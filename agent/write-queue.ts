@@ -2,6 +2,8 @@ import type { HybridClock } from '../shared/hlc.js';
 import type { AgentStore, NewWrite } from './store.js';
 
 export interface WriteReceipt {
+  /** The sequence space the write belongs to (see AgentStore.incarnation). */
+  incarnation: string;
   /** Position of the write in this agent's sequence. */
   seq: number;
   hlc: string;
@@ -54,7 +56,8 @@ export class WriteQueue {
       for (const w of batch) w.reject(error as Error);
       return;
     }
-    batch.forEach((w, i) => w.resolve({ seq: seqs[i]!, hlc: writes[i]!.hlc }));
+    const incarnation = this.store.incarnation;
+    batch.forEach((w, i) => w.resolve({ incarnation, seq: seqs[i]!, hlc: writes[i]!.hlc }));
     this.onStored();
   }
 }

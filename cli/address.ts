@@ -13,3 +13,9 @@ export function parsePort(text: string): number {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`expected a port number, got ${JSON.stringify(text)}`);
   return port;
 }
+
+export function parsePositive(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive whole number, got ${JSON.stringify(text)}`);
+  return n;
+}

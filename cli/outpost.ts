@@ -5,7 +5,7 @@ import { Hub } from '../hub/hub.js';
 import { loadHubConfig } from '../hub/config.js';
 import { Agent } from '../agent/agent.js';
 import { createAgentHttp } from '../agent/http.js';
-import { parseHostPort, parsePort } from './address.js';
+import { parseHostPort, parsePort, parsePositive } from './address.js';
 
 const program = new Command('outpost')
   .description('Keeps fleets of edge devices in sync with one authoritative main site.')
@@ -61,10 +61,20 @@ program
   .option('--data <dir>', 'data directory (default ./data/<id>)')
   .option('--http <host:port>', 'device HTTP API address', parseHostPort, { host: '127.0.0.1', port: 7801 })
   .option('--collections <names>', 'comma-separated collections to replicate (default: all)')
-  .action(async (opts: { hub: string; id: string; data?: string; http: { host: string; port: number }; collections?: string }) => {
+  .option('--reconnect-max-ms <ms>', 'longest wait between reconnect attempts', parsePositive, 30_000)
+  .option('--storage-limit-mb <mb>', 'cap the agent database at this size; writes beyond it fail with OUTPOST_STORAGE_FULL', parsePositive)
+  .addOption(new Option('--clock-offset-ms <ms>', 'shift this agent\'s wall clock (testing skewed devices)').argParser(Number).hideHelp())
+  .action(async (opts: {
+    hub: string; id: string; data?: string; http: { host: string; port: number }; collections?: string;
+    reconnectMaxMs: number; storageLimitMb?: number; clockOffsetMs?: number;
+  }) => {
     const log = logger('agent');
+    const offset = opts.clockOffsetMs ?? 0;
     const agent = new Agent({
+      ...(offset !== 0 && { now: () => Date.now() + offset }),
+      ...(opts.storageLimitMb !== undefined && { storageLimitBytes: opts.storageLimitMb * 1024 * 1024 }),
       hubUrl: opts.hub, agentId: opts.id, dataDir: opts.data ?? `./data/${opts.id}`, logger: log,
+      reconnect: { initialMs: Math.min(500, opts.reconnectMaxMs), maxMs: opts.reconnectMaxMs },
       ...(opts.collections && { collections: opts.collections.split(',').map((c) => c.trim()).filter(Boolean) }),
     }).start();
     const http = await createAgentHttp(agent, log);

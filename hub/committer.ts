@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { BatchMessage } from '../shared/messages.js';
+import { faultPoint } from './fault-points.js';
 import type { HubWriteRequest, IngestOutput, IngestRequest, Ingestor, WriteResult } from './ingest.js';
 
 interface Waiter {
@@ -58,6 +59,7 @@ export class Committer {
     if (requests.length === 0) return;
     let output: IngestOutput;
     try {
+      faultPoint('hub.before-commit');
       output = this.ingestor.ingest(requests);
     } catch (error) {
       // Nothing was committed; agents keep their outbox rows and resend, hub writers see the error.
@@ -67,6 +69,7 @@ export class Committer {
       for (const w of waiters) w.reject(error as Error);
       return;
     }
+    faultPoint('hub.after-commit');
     this.publish(output);
     waiters.forEach((w, i) => w.resolve(output.hubResults[i]!));
   }

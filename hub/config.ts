@@ -25,6 +25,8 @@ export interface HubConfig {
     maxAgeHours: number;
     /** Keep at most this many log entries (0 = no count limit). */
     maxEntries: number;
+    /** How often retention runs, in seconds. */
+    intervalSeconds: number;
   };
   /** How far ahead of the hub's clock a write's timestamp may be, in seconds. */
   maxClockSkewSeconds: number;
@@ -51,7 +53,11 @@ const CONFIG_SCHEMA = {
     retention: {
       type: 'object',
       additionalProperties: false,
-      properties: { maxAgeHours: { type: 'number', minimum: 0 }, maxEntries: { type: 'integer', minimum: 0 } },
+      properties: {
+        maxAgeHours: { type: 'number', minimum: 0 },
+        maxEntries: { type: 'integer', minimum: 0 },
+        intervalSeconds: { type: 'number', minimum: 0.1 },
+      },
     },
     maxClockSkewSeconds: { type: 'number', minimum: 1 },
   },
@@ -61,7 +67,7 @@ export const DEFAULT_HUB_CONFIG: HubConfig = {
   collections: {},
   undeclared: 'allow',
   defaults: { conflict: 'lww', durability: 'local' },
-  retention: { maxAgeHours: 0, maxEntries: 0 },
+  retention: { maxAgeHours: 0, maxEntries: 0, intervalSeconds: 60 },
   maxClockSkewSeconds: 60,
 };
 

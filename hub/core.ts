@@ -68,7 +68,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   }
 
   /** Publishes the retained hub status and starts log retention, if configured. */
-  start(pruneIntervalMs = 60_000): void {
+  start(pruneIntervalMs = this.config.retention.intervalSeconds * 1000): void {
     this.publishStatus();
     const { maxAgeHours, maxEntries } = this.config.retention;
     if (maxAgeHours > 0 || maxEntries > 0) {

@@ -25,7 +25,10 @@ export async function createHubHttp(hub: Hub, log: Logger) {
 
   app.get('/v1/status', async () => ({
     head: hub.store.head,
+    prunedThrough: hub.store.prunedThrough,
     connectedAgents: hub.connectedAgents,
+    /** Head LSN of every collection: an agent has caught up when it has applied these. */
+    collections: hub.store.collectionHeads(),
   }));
 
   app.get<{ Params: DocParams }>('/v1/docs/:collection/:key', async (request, reply) => {

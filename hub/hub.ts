@@ -19,8 +19,6 @@ export interface HubOptions {
   dev?: boolean;
   /** Collections, policies and retention; defaults when omitted. */
   config?: HubConfig;
-  /** How often retention runs (default 60 s). */
-  pruneIntervalMs?: number;
   /** Largest MQTT packet accepted; a larger one closes the connection before it is buffered. */
   maxPacketBytes?: number;
   logger?: Logger;
@@ -83,7 +81,7 @@ export class Hub {
       server.once('error', reject);
       server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
     });
-    this.core.start(options.pruneIntervalMs);
+    this.core.start();
     if (options.http) {
       this.#http = await createHubHttp(this, log);
       await this.#http.listen({ host: options.http.host, port: options.http.port });

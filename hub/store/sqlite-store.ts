@@ -303,6 +303,11 @@ export class SqliteHubStore {
     return this.#stmts.collectionHead.get(collection)?.head_lsn ?? 0;
   }
 
+  collectionHeads(): Record<string, number> {
+    const rows = this.#db.prepare<[], { name: string; head_lsn: number }>('SELECT name, head_lsn FROM collections ORDER BY name').all();
+    return Object.fromEntries(rows.map((r) => [r.name, r.head_lsn]));
+  }
+
   setCollectionHead(collection: string, lsn: number): void {
     this.#stmts.setCollectionHead.run(collection, lsn);
   }

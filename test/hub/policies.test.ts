@@ -113,7 +113,7 @@ describe('hub configuration file', () => {
     const config: HubConfig = loadHubConfig(good);
     expect(config.collections.orders).toEqual({ conflict: 'reject', durability: 'hub' });
     expect(config.defaults).toEqual({ conflict: 'merge', durability: 'local' });
-    expect(config.retention).toEqual({ maxAgeHours: 0, maxEntries: 1000 });
+    expect(config.retention).toEqual({ maxAgeHours: 0, maxEntries: 1000, intervalSeconds: 60 });
 
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'collections:\n  orders:\n    conflict: newest\n');

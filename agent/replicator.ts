@@ -33,6 +33,7 @@ export class Replicator {
   #pullAgain = false;
   #sentAt = 0;
   #timer: NodeJS.Timeout | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: AgentStore,
@@ -59,6 +60,7 @@ export class Replicator {
 
   stop(): void {
     clearInterval(this.#timer);
+    clearTimeout(this.#retryTimer);
     this.#timer = undefined;
   }
 
@@ -70,7 +72,23 @@ export class Replicator {
       this.pull();
       return;
     }
-    this.#applied(this.store.applyChanges(set.changes));
+    this.#applyOrRetry(() => this.store.applyChanges(set.changes));
+  }
+
+  /** A change that cannot be stored now (a full disk) is fetched again later by a pull. */
+  #applyOrRetry(apply: () => Change[]): boolean {
+    try {
+      this.#applied(apply());
+      return true;
+    } catch (error) {
+      this.log.error({ err: error }, 'could not apply changes from the hub; pulling them again shortly');
+      this.#pullId = undefined;
+      this.#pullFrom = undefined;
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = setTimeout(() => this.pull(), this.options.pullTimeoutMs);
+      this.#retryTimer.unref?.();
+      return false;
+    }
   }
 
   /** A snapshot page: the log no longer reached back to this agent's watermark. */
@@ -79,7 +97,7 @@ export class Replicator {
     if (this.store.snapshotProgress === undefined && snap.docs.length > 0) {
       this.log.info({ from: snap.from, lsn: snap.lsn }, 'the hub log no longer reaches this replica; receiving a snapshot');
     }
-    this.#applied(this.store.applySnapshotPage(snap.docs, snap.lsn, snap.next));
+    if (!this.#applyOrRetry(() => this.store.applySnapshotPage(snap.docs, snap.lsn, snap.next))) return;
     if (snap.next) {
       this.#sendPull(snap.from, { lsn: snap.lsn, after: snap.next });
       return;
@@ -91,7 +109,7 @@ export class Replicator {
 
   onPage([, page]: PageMessage): void {
     if (page.id !== this.#pullId) return; // late or duplicated answer to an earlier pull
-    this.#applied(this.store.applyChanges(page.changes, page.to));
+    if (!this.#applyOrRetry(() => this.store.applyChanges(page.changes, page.to))) return;
     if (page.more) {
       this.#sendPull(page.to);
       return;

@@ -59,6 +59,7 @@ export class AgentStore {
   readonly #db: Database.Database;
   readonly #s;
   #nextSeq: number;
+  #storageLimit: number | undefined;
 
   constructor(dataDir: string) {
     this.path = join(dataDir, 'agent.db');
@@ -168,18 +169,19 @@ export class AgentStore {
     return this.#s.meta.get(name)?.value;
   }
 
-  /** Size of the database in bytes (pages in use × page size). */
+  /** Bytes the database uses (pages in use, free pages not counted). */
   databaseBytes(): number {
-    return (this.#db.pragma('page_count', { simple: true }) as number) * (this.#db.pragma('page_size', { simple: true }) as number);
+    const pages = (this.#db.pragma('page_count', { simple: true }) as number) - (this.#db.pragma('freelist_count', { simple: true }) as number);
+    return pages * (this.#db.pragma('page_size', { simple: true }) as number);
   }
 
   /**
-   * Caps the database at about `bytes` (SQLite max_page_count). A write that would pass it
-   * fails with StorageFullError and stores nothing; what is queued stays.
+   * The device's storage budget for app writes: a write that would take the database past
+   * `bytes` fails with StorageFullError and stores nothing; what is queued stays. Replication
+   * is not held to it — applying the hub's changes is what lets outbox rows go.
    */
-  setStorageLimit(bytes: number): void {
-    const pageSize = this.#db.pragma('page_size', { simple: true }) as number;
-    this.#db.pragma(`max_page_count = ${Math.max(1, Math.floor(bytes / pageSize))}`);
+  setStorageLimit(bytes: number | undefined): void {
+    this.#storageLimit = bytes;
   }
 
   /** A small JSON value kept across restarts (e.g. the hub's collection policies). */
@@ -203,6 +205,10 @@ export class AgentStore {
    */
   appendWrites(writes: readonly NewWrite[], clockNow: Hlc): number[] {
     const first = this.#nextSeq;
+    if (this.#storageLimit !== undefined) {
+      const incoming = writes.reduce((sum, w) => sum + 64 + w.key.length + (w.value === undefined ? 0 : encodeCbor(w.value).length), 0);
+      if (this.databaseBytes() + incoming > this.#storageLimit) throw new StorageFullError(this.path);
+    }
     try {
       this.#db.transaction(() => {
         let seq = first;
@@ -327,8 +333,9 @@ export class AgentStore {
     this.#db.transaction(() => {
       for (const ch of changes) {
         const value = ch.v === undefined ? null : encodeCbor(ch.v);
-        const result = this.#s.upsertDocument.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o);
+        // Release the confirmed outbox rows first: on a full database their pages make room for the document.
         this.#s.releaseConfirmed.run(ch.c, ch.k, ch.lsn);
+        const result = this.#s.upsertDocument.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o);
         this.#s.advanceCursor.run(ch.c, ch.lsn);
         if (result.changes > 0) applied.push(ch);
       }
@@ -347,8 +354,8 @@ export class AgentStore {
     this.#db.transaction(() => {
       for (const doc of docs) {
         const value = doc.v === undefined ? null : encodeCbor(doc.v);
-        const result = this.#s.upsertDocument.run(doc.c, doc.k, value, doc.op === 'del' ? 1 : 0, doc.lsn, doc.hlc, doc.o);
         this.#s.releaseConfirmed.run(doc.c, doc.k, doc.lsn);
+        const result = this.#s.upsertDocument.run(doc.c, doc.k, value, doc.op === 'del' ? 1 : 0, doc.lsn, doc.hlc, doc.o);
         if (result.changes > 0) applied.push(doc);
       }
       if (next) {

@@ -14,7 +14,7 @@ export interface AgentStatusBody {
 
 export interface HubStatusBody { head: number; collections: Record<string, number> }
 
-interface AgentSlot { id: string; httpPort: number; proxy: FaultProxy; process: OutpostProcess | undefined }
+interface AgentSlot { id: string; httpPort: number; proxy: FaultProxy; process: OutpostProcess | undefined; args: string[] }
 
 /**
  * Real `outpost` processes on one machine: a hub and agents, each agent behind its own fault
@@ -27,6 +27,8 @@ export class ProcessFleet {
   hubHttpPort = 0;
   /** Extra environment for the next hub start (e.g. OUTPOST_FAULT_POINTS). */
   hubEnv: Record<string, string> = {};
+  /** Extra arguments for agents added from now on. */
+  agentArgs: string[] = [];
 
   constructor(readonly dir: string, readonly hubArgs: string[] = []) {}
 
@@ -59,7 +61,7 @@ export class ProcessFleet {
   async addAgent(id: string): Promise<void> {
     if (!this.mqttPort) throw new Error('start the hub first');
     const proxy = await FaultProxy.start({ host: '127.0.0.1', port: this.mqttPort });
-    this.agents.set(id, { id, httpPort: await freePort(), proxy, process: undefined });
+    this.agents.set(id, { id, httpPort: await freePort(), proxy, process: undefined, args: [...this.agentArgs] });
     await this.startAgent(id);
   }
 
@@ -67,7 +69,7 @@ export class ProcessFleet {
     const slot = this.agents.get(id)!;
     slot.process = new OutpostProcess([
       'agent', '--hub', `mqtt://127.0.0.1:${slot.proxy.port}`, '--id', id, '--data', join(this.dir, id),
-      '--http', `127.0.0.1:${slot.httpPort}`, '--reconnect-max-ms', '2000',
+      '--http', `127.0.0.1:${slot.httpPort}`, '--reconnect-max-ms', '2000', ...slot.args,
     ]);
     await slot.process.waitForLog('agent started');
   }

@@ -24,6 +24,16 @@ export interface ChaosResult { verdict: Verdict; faults: number; faultLog: strin
 
 const COLLECTIONS = ['readings', 'settings'];
 
+/** Poison writes go to a collection whose schema refuses them; retention is short so snapshots happen. */
+export const CHAOS_HUB_CONFIG = [
+  'collections:',
+  '  poison:',
+  '    schema: { type: object, required: [never] }',
+  'retention:',
+  '  maxEntries: 3000',
+  '  intervalSeconds: 2',
+].join('\n');
+
 export const FAULT_KINDS = [
   'agent-kill', 'hub-kill', 'crash-before-commit', 'crash-after-commit', 'partition', 'blackhole', 'latency', 'bandwidth', 'reset',
 ] as const;
@@ -53,14 +63,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const random = prng(options.seed);
   const log = options.log ?? (() => undefined);
   const config = join(options.dir, 'hub.yaml');
-  writeFileSync(config, [
-    'collections:',
-    '  poison:',
-    '    schema: { type: object, required: [never] }',
-    'retention:',
-    '  maxEntries: 3000',
-    '  intervalSeconds: 2',
-  ].join('\n'));
+  writeFileSync(config, CHAOS_HUB_CONFIG);
   const fleet = new ProcessFleet(options.dir, ['--config', config]);
   const history = new History();
   const ids = Array.from({ length: options.agents }, (_, i) => `pi-${i}`);
@@ -83,7 +86,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   }
 }
 
-async function writer(fleet: ProcessFleet, id: string, history: History, random: () => number, deadline: number, everyMs: number): Promise<void> {
+/** One client writing through one agent's HTTP API until `deadline`, recording what was acknowledged. */
+export async function writer(fleet: ProcessFleet, id: string, history: History, random: () => number, deadline: number, everyMs: number): Promise<void> {
   let n = 0;
   while (Date.now() < deadline) {
     const roll = random();

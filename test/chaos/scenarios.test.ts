@@ -1,0 +1,110 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { http } from '../helpers/processes.js';
+import { tempDir } from '../helpers/temp.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+import { check, summaryLine } from './checker.js';
+import { History } from './history.js';
+import { ProcessFleet } from './process-fleet.js';
+import { CHAOS_HUB_CONFIG, prng, writer } from './run.js';
+
+/** Scenarios the random runner may not reach, each against real processes and the same checker. */
+describe('chaos scenarios', () => {
+  let fleet: ProcessFleet | undefined;
+  afterEach(async () => fleet?.close());
+
+  async function setUp(agents: number, config = CHAOS_HUB_CONFIG): Promise<{ fleet: ProcessFleet; ids: string[]; history: History; dir: string }> {
+    const dir = tempDir('scenario');
+    writeFileSync(join(dir, 'hub.yaml'), config);
+    fleet = new ProcessFleet(dir, ['--config', join(dir, 'hub.yaml')]);
+    await fleet.startHub();
+    const ids = Array.from({ length: agents }, (_, i) => `pi-${i}`);
+    for (const id of ids) await fleet.addAgent(id);
+    return { fleet, ids, history: new History(), dir };
+  }
+
+  async function verify(f: ProcessFleet, dir: string, ids: string[], history: History): Promise<void> {
+    await f.quiesce(120_000);
+    await f.close();
+    const verdict = check(dir, ids, history);
+    expect(verdict, summaryLine(verdict, history.faults.length, 0)).toMatchObject({
+      lost: [], duplicated: [], misordered: [], diverged: [], wrongOutcome: [], corrupt: [], regressions: [],
+    });
+    expect(verdict.acknowledged).toBeGreaterThan(0);
+  }
+
+  it('hub restart with 20 agents reconnecting at once', async () => {
+    const { fleet: f, ids, history, dir } = await setUp(20);
+    const random = prng(20);
+    await Promise.all(ids.map((id) => writer(f, id, history, random, Date.now() + 3000, 100)));
+    await f.killHub();
+    // Writes go on while the hub is down; then every agent comes back at once.
+    await Promise.all(ids.map((id) => writer(f, id, history, random, Date.now() + 2000, 100)));
+    await f.startHub();
+    await Promise.all(ids.map((id) => writer(f, id, history, random, Date.now() + 3000, 100)));
+    await verify(f, dir, ids, history);
+  }, 240_000);
+
+  it('an agent offline beyond log retention catches up by snapshot', async () => {
+    const { fleet: f, ids, history, dir } = await setUp(2, CHAOS_HUB_CONFIG.replace('maxEntries: 3000', 'maxEntries: 100'));
+    const random = prng(7);
+    f.proxy('pi-1').mode = { kind: 'cut' };
+    await writer(f, 'pi-0', history, random, Date.now() + 5000, 2); // far more than the 100 entries retained
+    const hub = await f.hubStatus();
+    expect(hub!.head).toBeGreaterThan(300);
+    await waitFor('retention ran', async () => ((await http<{ prunedThrough: number }>('GET', `${f.hubUrl}/v1/status`)).body.prunedThrough) > 0);
+    await verify(f, dir, ids, history);
+  }, 240_000);
+
+  it('an agent whose clock is an hour behind: its concurrent writes lose, are archived, and it converges', async () => {
+    const dir = tempDir('scenario');
+    writeFileSync(join(dir, 'hub.yaml'), CHAOS_HUB_CONFIG);
+    fleet = new ProcessFleet(dir, ['--config', join(dir, 'hub.yaml')]);
+    await fleet.startHub();
+    await fleet.addAgent('pi-0');
+    fleet.agentArgs = ['--clock-offset-ms', String(-3_600_000)];
+    await fleet.addAgent('pi-late');
+    fleet.agentArgs = [];
+    const history = new History();
+    const random = prng(3);
+    // Offline at first: the late device stamps its writes an hour in the past.
+    fleet.proxy('pi-late').mode = { kind: 'cut' };
+    await Promise.all(['pi-0', 'pi-late'].map((id) => writer(fleet!, id, history, random, Date.now() + 3000, 30)));
+    fleet.proxy('pi-late').mode = { kind: 'pass' };
+    await Promise.all(['pi-0', 'pi-late'].map((id) => writer(fleet!, id, history, random, Date.now() + 3000, 30)));
+    const f = fleet;
+    await f.quiesce();
+    await f.close();
+    const verdict = check(dir, ['pi-0', 'pi-late'], history);
+    expect(verdict.conflicts).toBeGreaterThan(0);
+    expect(verdict).toMatchObject({ lost: [], duplicated: [], diverged: [], wrongOutcome: [], corrupt: [] });
+  }, 240_000);
+
+  it('a full disk on an agent: a clear error to the app, nothing already queued lost', async () => {
+    const dir = tempDir('scenario');
+    writeFileSync(join(dir, 'hub.yaml'), CHAOS_HUB_CONFIG);
+    fleet = new ProcessFleet(dir, ['--config', join(dir, 'hub.yaml')]);
+    await fleet.startHub();
+    fleet.agentArgs = ['--storage-limit-mb', '1'];
+    await fleet.addAgent('pi-full');
+    fleet.agentArgs = [];
+    fleet.proxy('pi-full').mode = { kind: 'cut' }; // offline: the outbox only grows
+    const history = new History();
+    let full: { status: number; body: { code: string; message: string } } | undefined;
+    for (let i = 0; i < 2000 && !full; i++) {
+      const response = await http<{ incarnation: string; seq: number; code: string; message: string }>(
+        'PUT', `${fleet.agentUrl('pi-full')}/v1/docs/readings/r${i}`, { blob: 'x'.repeat(2000), i });
+      if (response.status === 200) {
+        history.writes.push({ agentId: 'pi-full', incarnation: response.body.incarnation, seq: response.body.seq, collection: 'readings', key: `r${i}`, durability: 'local', poison: false });
+      } else {
+        full = response;
+      }
+    }
+    expect(full).toMatchObject({ status: 507, body: { code: 'OUTPOST_STORAGE_FULL' } });
+    expect(full!.body.message).toMatch(/nothing already queued was lost/);
+    expect(history.writes.length).toBeGreaterThan(50);
+    const f = fleet;
+    await verify(f, dir, ['pi-full'], history);
+  }, 240_000);
+});

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { http } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
-import { sleep, waitFor } from '../helpers/wait.js';
+import { waitFor } from '../helpers/wait.js';
 import { check, summaryLine } from './checker.js';
 import { History } from './history.js';
 import { ProcessFleet } from './process-fleet.js';

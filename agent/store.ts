@@ -332,12 +332,8 @@ export class AgentStore {
     const applied: Change[] = [];
     this.#db.transaction(() => {
       for (const ch of changes) {
-        const value = ch.v === undefined ? null : encodeCbor(ch.v);
-        // Release the confirmed outbox rows first: on a full database their pages make room for the document.
-        this.#s.releaseConfirmed.run(ch.c, ch.k, ch.lsn);
-        const result = this.#s.upsertDocument.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o);
+        if (this.#applyOne(ch)) applied.push(ch);
         this.#s.advanceCursor.run(ch.c, ch.lsn);
-        if (result.changes > 0) applied.push(ch);
       }
       if (watermark !== undefined && watermark > this.watermark) this.#s.setMeta.run('watermark', String(watermark));
     }).immediate();
@@ -352,12 +348,7 @@ export class AgentStore {
   applySnapshotPage(docs: readonly Change[], lsn: number, next: readonly [string, string] | undefined): Change[] {
     const applied: Change[] = [];
     this.#db.transaction(() => {
-      for (const doc of docs) {
-        const value = doc.v === undefined ? null : encodeCbor(doc.v);
-        this.#s.releaseConfirmed.run(doc.c, doc.k, doc.lsn);
-        const result = this.#s.upsertDocument.run(doc.c, doc.k, value, doc.op === 'del' ? 1 : 0, doc.lsn, doc.hlc, doc.o);
-        if (result.changes > 0) applied.push(doc);
-      }
+      for (const doc of docs) if (this.#applyOne(doc)) applied.push(doc);
       if (next) {
         this.#s.setMeta.run('snapshot', JSON.stringify({ lsn, after: next }));
       } else {
@@ -366,6 +357,14 @@ export class AgentStore {
       }
     }).immediate();
     return applied;
+  }
+
+  /** Writes one committed version if it is newer than the replica's; true if it was. */
+  #applyOne(ch: Change): boolean {
+    // Release the confirmed outbox rows first: on a full database their pages make room for the document.
+    this.#s.releaseConfirmed.run(ch.c, ch.k, ch.lsn);
+    const value = ch.v === undefined ? null : encodeCbor(ch.v);
+    return this.#s.upsertDocument.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o).changes > 0;
   }
 
   /** Where an unfinished snapshot stopped, if one is under way. */

@@ -5,6 +5,7 @@ import { sleep } from '../helpers/wait.js';
 import { check, clean, summaryLine, type Verdict } from './checker.js';
 import { History } from './history.js';
 import { ProcessFleet } from './process-fleet.js';
+import { prng } from '../helpers/prng.js';
 
 export interface ChaosOptions {
   dir: string;
@@ -42,18 +43,6 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 const WEIGHTS: Record<FaultKind, number> = {
   'agent-kill': 20, 'hub-kill': 12, 'crash-before-commit': 5, 'crash-after-commit': 5, partition: 20, blackhole: 10, latency: 10, bandwidth: 8, reset: 10,
 };
-
-/** Deterministic PRNG (mulberry32): the same seed picks the same faults and writes. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Runs a fleet of real processes under a write workload while injecting faults at random,

@@ -7,20 +7,28 @@ import { waitFor } from '../helpers/wait.js';
 import { check, summaryLine } from './checker.js';
 import { History } from './history.js';
 import { ProcessFleet } from './process-fleet.js';
-import { CHAOS_HUB_CONFIG, prng, writer } from './run.js';
+import { CHAOS_HUB_CONFIG, writer } from './run.js';
+import { prng } from '../helpers/prng.js';
 
 /** Scenarios the random runner may not reach, each against real processes and the same checker. */
 describe('chaos scenarios', () => {
   let fleet: ProcessFleet | undefined;
   afterEach(async () => fleet?.close());
 
-  async function setUp(agents: number, config = CHAOS_HUB_CONFIG): Promise<{ fleet: ProcessFleet; ids: string[]; history: History; dir: string }> {
+  /** A hub and agents `pi-0…`; `special` agents get extra command-line arguments. */
+  async function setUp(
+    agents: number, config = CHAOS_HUB_CONFIG, special: Record<string, string[]> = {},
+  ): Promise<{ fleet: ProcessFleet; ids: string[]; history: History; dir: string }> {
     const dir = tempDir('scenario');
     writeFileSync(join(dir, 'hub.yaml'), config);
     fleet = new ProcessFleet(dir, ['--config', join(dir, 'hub.yaml')]);
     await fleet.startHub();
-    const ids = Array.from({ length: agents }, (_, i) => `pi-${i}`);
-    for (const id of ids) await fleet.addAgent(id);
+    const ids = [...Array.from({ length: agents }, (_, i) => `pi-${i}`), ...Object.keys(special)];
+    for (const id of ids) {
+      fleet.agentArgs = special[id] ?? [];
+      await fleet.addAgent(id);
+    }
+    fleet.agentArgs = [];
     return { fleet, ids, history: new History(), dir };
   }
 
@@ -58,43 +66,27 @@ describe('chaos scenarios', () => {
   }, 240_000);
 
   it('an agent whose clock is an hour behind: its concurrent writes lose, are archived, and it converges', async () => {
-    const dir = tempDir('scenario');
-    writeFileSync(join(dir, 'hub.yaml'), CHAOS_HUB_CONFIG);
-    fleet = new ProcessFleet(dir, ['--config', join(dir, 'hub.yaml')]);
-    await fleet.startHub();
-    await fleet.addAgent('pi-0');
-    fleet.agentArgs = ['--clock-offset-ms', String(-3_600_000)];
-    await fleet.addAgent('pi-late');
-    fleet.agentArgs = [];
-    const history = new History();
+    const { fleet: f, ids, history, dir } = await setUp(1, CHAOS_HUB_CONFIG, { 'pi-late': ['--clock-offset-ms', String(-3_600_000)] });
     const random = prng(3);
     // Offline at first: the late device stamps its writes an hour in the past.
-    fleet.proxy('pi-late').mode = { kind: 'cut' };
-    await Promise.all(['pi-0', 'pi-late'].map((id) => writer(fleet!, id, history, random, Date.now() + 3000, 30)));
-    fleet.proxy('pi-late').mode = { kind: 'pass' };
-    await Promise.all(['pi-0', 'pi-late'].map((id) => writer(fleet!, id, history, random, Date.now() + 3000, 30)));
-    const f = fleet;
+    f.proxy('pi-late').mode = { kind: 'cut' };
+    await Promise.all(ids.map((id) => writer(f, id, history, random, Date.now() + 3000, 30)));
+    f.proxy('pi-late').mode = { kind: 'pass' };
+    await Promise.all(ids.map((id) => writer(f, id, history, random, Date.now() + 3000, 30)));
     await f.quiesce();
     await f.close();
-    const verdict = check(dir, ['pi-0', 'pi-late'], history);
+    const verdict = check(dir, ids, history);
     expect(verdict.conflicts).toBeGreaterThan(0);
     expect(verdict).toMatchObject({ lost: [], duplicated: [], diverged: [], wrongOutcome: [], corrupt: [] });
   }, 240_000);
 
   it('a full disk on an agent: a clear error to the app, nothing already queued lost', async () => {
-    const dir = tempDir('scenario');
-    writeFileSync(join(dir, 'hub.yaml'), CHAOS_HUB_CONFIG);
-    fleet = new ProcessFleet(dir, ['--config', join(dir, 'hub.yaml')]);
-    await fleet.startHub();
-    fleet.agentArgs = ['--storage-limit-mb', '1'];
-    await fleet.addAgent('pi-full');
-    fleet.agentArgs = [];
-    fleet.proxy('pi-full').mode = { kind: 'cut' }; // offline: the outbox only grows
-    const history = new History();
+    const { fleet: f, history, dir } = await setUp(0, CHAOS_HUB_CONFIG, { 'pi-full': ['--storage-limit-mb', '1'] });
+    f.proxy('pi-full').mode = { kind: 'cut' }; // offline: the outbox only grows
     let full: { status: number; body: { code: string; message: string } } | undefined;
     for (let i = 0; i < 2000 && !full; i++) {
       const response = await http<{ incarnation: string; seq: number; code: string; message: string }>(
-        'PUT', `${fleet.agentUrl('pi-full')}/v1/docs/readings/r${i}`, { blob: 'x'.repeat(2000), i });
+        'PUT', `${f.agentUrl('pi-full')}/v1/docs/readings/r${i}`, { blob: 'x'.repeat(2000), i });
       if (response.status === 200) {
         history.writes.push({ agentId: 'pi-full', incarnation: response.body.incarnation, seq: response.body.seq, collection: 'readings', key: `r${i}`, durability: 'local', poison: false });
       } else {
@@ -104,7 +96,6 @@ describe('chaos scenarios', () => {
     expect(full).toMatchObject({ status: 507, body: { code: 'OUTPOST_STORAGE_FULL' } });
     expect(full!.body.message).toMatch(/nothing already queued was lost/);
     expect(history.writes.length).toBeGreaterThan(50);
-    const f = fleet;
     await verify(f, dir, ['pi-full'], history);
   }, 240_000);
 });

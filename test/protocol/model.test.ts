@@ -8,6 +8,7 @@ import { decodeCbor } from '../../shared/codec.js';
 import { SimNetwork } from '../helpers/sim-network.js';
 import { tempDir } from '../helpers/temp.js';
 import { sleep } from '../helpers/wait.js';
+import { prng } from '../helpers/prng.js';
 
 const AGENTS = ['pi-0', 'pi-1', 'pi-2'];
 const KEYS = ['k0', 'k1', 'k2', 'k3'];
@@ -32,18 +33,6 @@ const command: fc.Arbitrary<Command> = fc.oneof(
 
 /** A write the app was told is durable on its device. */
 interface Acknowledged { agentId: string; inc: string; seq: number; key: string; value: unknown; del: boolean; hlc: string }
-
-/** Deterministic PRNG (mulberry32) so a failing seed replays the same faults. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function run(commands: Command[], seed: number, duplicate: number, reorderWindow: number): Promise<void> {
   const dir = tempDir('model');

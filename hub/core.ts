@@ -162,10 +162,22 @@ export class HubCore extends EventEmitter<HubEvents> {
   }
 
   #sendDown(agentId: string, message: DownMessage): void {
-    this.#publish(topics.down(agentId), downCodec.encode(message), false);
+    this.#send(topics.down(agentId), () => downCodec.encode(message), false);
   }
 
   #broadcast(topic: string, message: BroadcastMessage, retain = false): void {
-    this.#publish(topic, broadcastCodec.encode(message), retain);
+    this.#send(topic, () => broadcastCodec.encode(message), retain);
+  }
+
+  /** Messages are sized to fit; if one still does not, it is logged and not sent — never a crash. */
+  #send(topic: string, encode: () => Buffer, retain: boolean): void {
+    let payload: Buffer;
+    try {
+      payload = encode();
+    } catch (error) {
+      this.log.error({ err: error, topic }, 'could not encode a message; not sent (the agent will pull what it misses)');
+      return;
+    }
+    this.#publish(topic, payload, retain);
   }
 }

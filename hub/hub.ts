@@ -72,6 +72,7 @@ export class Hub {
     this.#broker = broker;
     const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
     const server = createServer((socket) => {
+      socket.setNoDelay(true); // acks and pages are small and latency-bound: no Nagle delay
       broker.handle(guardConnection(socket, maxPacketBytes, (peer) => {
         log.warn({ peer, maxPacketBytes }, 'closed a connection that sent a packet over the size limit');
       }));

@@ -222,7 +222,7 @@ export class Ingestor {
         bytes = 0;
       };
       for (const change of changes) {
-        const size = approximateSize(change);
+        const size = encodedSize(change);
         if (bytes + size > this.options.maxChangeSetBytes) flush();
         chunk.push(change);
         bytes += size;
@@ -236,9 +236,17 @@ export class Ingestor {
 
 /** Fingerprint of an op's content, to tell a redelivery from a different write under the same seq. */
 function digestOf(op: WriteOp): string {
-  return createHash('sha256').update(encodeCbor([op.c, op.k, op.op, op.v ?? null, op.hlc, op.base ?? 0])).digest('base64url').slice(0, 22);
+  let content: Buffer;
+  try {
+    content = encodeCbor([op.c, op.k, op.op, op.v ?? null, op.hlc, op.base ?? 0]);
+  } catch {
+    // A value too deep to encode again is rejected anyway; its digest must not fail the commit.
+    content = encodeCbor([op.c, op.k, op.op, 'unencodable', op.hlc, op.base ?? 0]);
+  }
+  return createHash('sha256').update(content).digest('base64url').slice(0, 22);
 }
 
-function approximateSize(change: Change): number {
-  return 64 + change.k.length + (change.v === undefined ? 0 : encodeCbor(change.v).length);
+/** The change's encoded size, plus room for its place in the array. */
+function encodedSize(change: Change): number {
+  return encodeCbor(change).length + 8;
 }

@@ -1,4 +1,4 @@
-import { Decoder, Encoder } from 'cbor-x';
+import { addExtension, Decoder, Encoder } from 'cbor-x';
 import type { TSchema, Static } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { InvalidMessageError, MalformedMessageError, MessageTooLargeError } from './errors.js';
@@ -9,6 +9,22 @@ import { BroadcastMessage, DownMessage, UpMessage } from './messages.js';
 // implementation can read what we write.
 const encoder = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
+
+/**
+ * The protocol uses no CBOR tags, but cbor-x decodes many by default: dates, sets, typed arrays,
+ * bignums (in worse than quadratic time: a 256 KiB one blocks the event loop for seconds), and
+ * value sharing (tags 28/29: a 132-byte message expanding to a huge or self-referencing value).
+ * Every tag it knows is refused here; any other tag decodes to a `Tag`, which is not plain data
+ * and fails validation.
+ */
+const HIGHEST_KNOWN_TAG = 300;
+for (let tag = 0; tag <= HIGHEST_KNOWN_TAG; tag++) {
+  const refuse = (): never => {
+    throw new Error(`CBOR tag ${tag} is not part of the protocol`);
+  };
+  // Decode side only: without `Class` cbor-x registers no encoder.
+  addExtension({ tag, decode: refuse } as unknown as Parameters<typeof addExtension>[0]);
+}
 
 export function encodeCbor(value: unknown): Buffer {
   return encoder.encode(value);

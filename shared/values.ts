@@ -29,7 +29,9 @@ export function checkValue(value: unknown, maxDepth: number = defaultLimits.maxV
     }
     if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
       for (const [field, item] of Object.entries(v)) {
-        if (field === '__proto__') return { reason: 'invalid_value', detail: 'field name __proto__ is not allowed' };
+        // cbor-x renames a decoded `__proto__` key to `__proto_`; both are refused, so that
+        // neither is stored under a name its writer did not give it.
+        if (field === '__proto__' || field === '__proto_') return { reason: 'invalid_value', detail: `field name ${field} is not allowed` };
         stack.push([item, depth + 1]);
       }
       continue;

@@ -174,7 +174,7 @@ export class SqliteHubStore {
     const docs: Change[] = [];
     let bytes = 0;
     for (const row of rows) {
-      bytes += (row.value?.length ?? 0) + row.key.length + 64;
+      bytes += encodedChangeBytes(row);
       if (docs.length > 0 && bytes > maxBytes) break;
       docs.push({
         lsn: row.version, c: row.collection, k: row.key, op: row.deleted ? 'del' : 'put',
@@ -331,7 +331,7 @@ export class SqliteHubStore {
     const changes: Change[] = [];
     let bytes = 0;
     for (const row of rows) {
-      bytes += (row.value?.length ?? 0) + row.key.length + 64;
+      bytes += encodedChangeBytes(row);
       if (changes.length > 0 && bytes > maxBytes) return { changes, complete: false };
       changes.push(rowToChange(row));
     }
@@ -364,6 +364,11 @@ interface LogRow {
   value: Buffer | null;
   hlc: string;
   origin: string;
+}
+
+/** An upper bound of a row's size as an encoded Change: every string in UTF-8, field names and headers. */
+function encodedChangeBytes(row: { collection: string; key: string; origin: string; hlc: string; value: Buffer | null }): number {
+  return (row.value?.length ?? 0) + Buffer.byteLength(row.key) + Buffer.byteLength(row.collection) + Buffer.byteLength(row.origin) + row.hlc.length + 64;
 }
 
 function rowToChange(row: LogRow): Change {

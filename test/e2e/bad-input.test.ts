@@ -66,7 +66,7 @@ describe('bad input on an agent\'s up topic', () => {
     const now = Date.now().toString(16).padStart(12, '0') + '0000';
     await raw.publish(topics.up('rogue-1'), encodeCbor(['batch', { inc: INC, ops: [
       { seq: 1, c: 'Bad Name', k: 'k', op: 'put', v: 1, hlc: now },
-      { seq: 2, c: 'ok', k: 'k', op: 'put', v: new Map([[1, 2]]), hlc: now },
+      { seq: 2, c: 'ok', k: 'k', op: 'put', v: { reading: Number.NaN }, hlc: now },
       { seq: 3, c: 'ok', k: 'k', op: 'patch', v: [1, 2], hlc: now },
       { seq: 4, c: 'ok', k: 'k', op: 'put', v: { fine: true }, hlc: now },
       { seq: 5, c: 'ok', k: '', op: 'put', v: 1, hlc: now },

@@ -27,6 +27,9 @@ describe('message codec', () => {
     ['truncated', encodeCbor(['pull', { id: 7, from: 1 }]).subarray(0, 4)],
     ['two items', Buffer.concat([encodeCbor(['pull', { id: 7, from: 1 }]), encodeCbor(['pull', { id: 7, from: 2 }])])],
     ['an array claiming 4 billion items', Buffer.from([0x9a, 0xff, 0xff, 0xff, 0xff])],
+    ['a date (tag 1)', Buffer.from([0x82, 0x64, 0x70, 0x75, 0x6c, 0x6c, 0xc1, 0x00])],
+    ['value sharing (tag 28)', Buffer.from([0xd8, 0x1c, 0x81, 0xd8, 0x1d, 0x00])],
+    ['a bignum (tag 2)', Buffer.concat([Buffer.from([0xc2, 0x5a, 0x00, 0x01, 0x00, 0x00]), Buffer.alloc(65536, 0xff)])],
   ])('reports %s as malformed CBOR', (_label, bytes) => {
     expect(() => upCodec.decode(bytes)).toThrow(MalformedMessageError);
   });

@@ -6,13 +6,14 @@ import {
 } from '../shared/errors.js';
 import { HybridClock, type Hlc } from '../shared/hlc.js';
 import { limits } from '../shared/limits.js';
-import type { Change, DownMessage, HubStatusMessage, UpMessage } from '../shared/messages.js';
+import type { Change, CollectionPolicy, DownMessage, HubStatusMessage, UpMessage } from '../shared/messages.js';
 import { collectionOfTopic, topics } from '../shared/topics.js';
 import { checkCollectionName, checkKey, checkValue, isPlainObject, type JsonValue } from '../shared/values.js';
 import { DurabilityWaiters, type Durability } from './durability.js';
 import { Link } from './link.js';
 import type { Transport, TransportFactory } from './transport.js';
 import { ProgressWaiters } from './progress-waiters.js';
+import { SyncScheduler, type SyncSchedule } from './scheduler.js';
 import { Replicator } from './replicator.js';
 import { AgentStore, type AgentDocument, type Rejection, type WriteKind } from './store.js';
 import { Uploader } from './uploader.js';
@@ -20,6 +21,10 @@ import { WriteQueue, type WriteReceipt } from './write-queue.js';
 
 /** Status reports to the hub wait this long, so a burst of changes sends one. */
 const STATUS_DEBOUNCE_MS = 50;
+/** How often pending writes are checked against their collection's TTL. */
+const EXPIRY_CHECK_MS = 1_000;
+/** Until the hub has said otherwise: the hub's own defaults. */
+const DEFAULT_POLICY: CollectionPolicy = { conflict: 'lww', durability: 'local', priority: 'normal', ttlSeconds: 0, maxPending: 0, overflow: 'reject' };
 
 export interface AgentOptions {
   /** e.g. `mqtt://hub.example.com:1883` */
@@ -41,6 +46,8 @@ export interface AgentOptions {
   pageLimit?: number;
   /** How long a write waits for `hub` or `replicas` durability, and a read for `minLsn` (default 10 s). */
   waitTimeoutMs?: number;
+  /** When to talk to the hub; default realtime. */
+  sync?: SyncSchedule;
 }
 
 export interface AgentStatus {
@@ -53,7 +60,12 @@ export interface AgentStatus {
   appliedLsn: number;
   /** Every change up to this LSN (of the replicated collections) is applied. */
   watermark: number;
-  collections: Record<string, { appliedLsn: number }>;
+  /** Per collection: applied LSN, writes waiting to be uploaded and the age of the oldest. */
+  collections: Record<string, { appliedLsn: number; pending: number; oldestPendingAgeMs?: number }>;
+  /** When the last sync window or sync-now finished with everything uploaded and caught up. */
+  lastSyncAt?: string;
+  /** When the next sync window opens (sync windows only). */
+  nextWindow?: string;
 }
 
 export interface WriteOptions {
@@ -93,6 +105,8 @@ export interface AgentEvents {
   rejection: [Rejection[]];
   connected: [];
   disconnected: [];
+  /** A sync window opened (true) or closed (false). */
+  window: [open: boolean];
   /** The hub found this database's seqs already used (an old backup was restored): the queue was renumbered. */
   reincarnated: [previous: string, next: string];
 }
@@ -108,6 +122,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #clock: HybridClock;
   readonly #writes: WriteQueue;
   readonly #link: Transport;
+  readonly #scheduler: SyncScheduler;
+  #expiryTimer: NodeJS.Timeout | undefined;
   readonly #uploader: Uploader;
   readonly #replicator: Replicator;
   readonly #log: Logger;
@@ -128,6 +144,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#durability = new DurabilityWaiters(() => this.#link.connected);
     this.#uploader = new Uploader(this.#store, {
       send: (batch) => this.#send(batch),
+      mayUpload: () => this.#scheduler.mayUpload(),
       isReplicated: (c) => this.#replicator.replicates(c),
       onAcked: (results) => this.#durability.onResults(results),
       onRejected: (rejections) => this.emit('rejection', rejections),
@@ -140,7 +157,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.#scheduleStatus();
       },
     }, { collections: options.collections, pageLimit: options.pageLimit ?? 500, pullTimeoutMs: options.ackTimeoutMs ?? 10_000 }, this.#log);
-    this.#writes = new WriteQueue(this.#store, this.#clock, () => this.#uploader.pump());
+    this.#writes = new WriteQueue(this.#store, this.#clock, (collections, dropped) => this.#afterWrite(collections, dropped), (c) => this.#policy(c));
     const collectionTopics = options.collections?.map((c) => topics.collection(c)) ?? [topics.allCollections];
     const subscriptions = [topics.down(options.agentId), topics.hub, ...collectionTopics];
     const transport: TransportFactory = options.transport ?? ((delegate) => new Link({
@@ -165,13 +182,64 @@ export class Agent extends EventEmitter<AgentEvents> {
       },
       onMessage: (topic, payload) => this.#onMessage(topic, payload),
     }, subscriptions);
+    this.#scheduler = new SyncScheduler(options.sync ?? { mode: 'realtime' }, {
+      connect: () => this.#link.start(),
+      disconnect: () => this.#link.stop(),
+      connected: () => this.#link.connected,
+      pump: () => this.#uploader.pump(),
+      pull: () => this.#replicator.pull(),
+      idle: () => this.#store.pendingCount() === 0 && !this.#replicator.pulling,
+      onWindow: (open) => this.emit('window', open),
+    }, this.#log);
   }
 
   /** Starts syncing in the background; the agent serves reads and writes at once, online or not. */
   start(): this {
     this.#uploader.start();
-    this.#link.start();
+    this.#scheduler.start();
+    this.#expiryTimer = setInterval(() => this.#expire(), EXPIRY_CHECK_MS);
+    this.#expiryTimer.unref?.();
     return this;
+  }
+
+  /** Connects if needed, uploads everything queued and catches up; true once done within `timeoutMs`. */
+  syncNow(timeoutMs?: number): Promise<boolean> {
+    this.#assertOpen();
+    return this.#scheduler.syncNow(timeoutMs);
+  }
+
+  /** The hub's policy for a collection (cached, so it holds offline and across restarts). */
+  policy(collection: string): CollectionPolicy {
+    this.#assertOpen();
+    return this.#policy(collection);
+  }
+
+  #policy(collection: string): CollectionPolicy {
+    const policies = this.#store.getSetting<HubStatusMessage[1]>('hub-policies');
+    return policies?.collections[collection] ?? policies?.defaults ?? DEFAULT_POLICY;
+  }
+
+  #afterWrite(collections: Set<string>, dropped: Rejection[]): void {
+    if (dropped.length > 0) this.emit('rejection', dropped);
+    if (!this.#scheduler.mayUpload() && [...collections].some((c) => this.#policy(c).priority === 'high')) {
+      void this.#scheduler.syncNow(); // priority lane: at once, even outside a window
+      return;
+    }
+    this.#uploader.pump();
+  }
+
+  /** Gives up writes past their collection's TTL; the app hears of each. */
+  #expire(): void {
+    if (this.#closed) return;
+    try {
+      const expired = this.#store.expire((c) => this.#policy(c).ttlSeconds);
+      if (expired.length === 0) return;
+      this.#log.warn({ count: expired.length }, 'pending writes expired before they could be uploaded');
+      this.emit('rejection', expired);
+      this.#uploader.pump();
+    } catch (error) {
+      this.#log.error({ err: error }, 'could not expire pending writes');
+    }
   }
 
   put(collection: string, key: string, value: JsonValue, options: WriteOptions = {}): Promise<WriteReceipt> {
@@ -212,7 +280,15 @@ export class Agent extends EventEmitter<AgentEvents> {
   status(): AgentStatus {
     this.#assertOpen();
     const cursors = this.#store.cursors();
+    const pending = this.#store.pendingByCollection();
     const watermark = this.#store.watermark;
+    const now = Date.now();
+    const collections: AgentStatus['collections'] = {};
+    for (const c of new Set([...Object.keys(cursors), ...Object.keys(pending)])) {
+      const p = pending[c];
+      collections[c] = { appliedLsn: cursors[c] ?? 0, pending: p?.pending ?? 0, ...(p && { oldestPendingAgeMs: now - p.oldestAt }) };
+    }
+    const { lastSyncAt, nextWindow } = this.#scheduler;
     return {
       agentId: this.id,
       incarnation: this.#store.incarnation,
@@ -220,7 +296,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       outboxDepth: this.#store.pendingCount(),
       appliedLsn: Math.max(watermark, ...Object.values(cursors)),
       watermark,
-      collections: Object.fromEntries(Object.entries(cursors).map(([c, lsn]) => [c, { appliedLsn: lsn }])),
+      collections,
+      ...(lastSyncAt !== undefined && { lastSyncAt: new Date(lastSyncAt).toISOString() }),
+      ...(nextWindow && { nextWindow: nextWindow.toISOString() }),
     };
   }
 
@@ -240,6 +318,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#closed = true;
     this.#writes.flush();
     clearTimeout(this.#statusTimer);
+    clearInterval(this.#expiryTimer);
+    await this.#scheduler.stop();
     this.#durability.close();
     this.#progress.close();
     this.#uploader.stop();
@@ -266,8 +346,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** The collection's durability as declared at the hub (cached, so it holds offline too). */
   #defaultDurability(collection: string): Durability {
-    const policies = this.#store.getSetting<HubStatusMessage[1]>('hub-policies');
-    return policies?.collections[collection]?.durability ?? policies?.defaults.durability ?? 'local';
+    return this.#policy(collection).durability;
   }
 
   async #caughtUp(collection: string, options: ReadOptions): Promise<void> {

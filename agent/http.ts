@@ -120,6 +120,13 @@ export async function createAgentHttp(agent: Agent, log: Logger) {
 
   app.get('/v1/status', async () => agent.status());
 
+  /** Sync now: connect if needed, upload, catch up. 200 when done, 202 if still going after `timeoutMs`. */
+  app.post<{ Querystring: { timeoutMs?: string } }>('/v1/sync', async (request, reply) => {
+    const timeoutMs = request.query.timeoutMs !== undefined ? positiveInteger('timeoutMs', request.query.timeoutMs) : 30_000;
+    const done = await agent.syncNow(timeoutMs);
+    return reply.code(done ? 200 : 202).send({ done, status: agent.status() });
+  });
+
   app.get<{ Querystring: { limit?: string } }>('/v1/rejections', async (request) => ({
     rejections: agent.rejections(Number(request.query.limit) || 100),
   }));

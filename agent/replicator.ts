@@ -42,20 +42,25 @@ export class Replicator {
     private readonly log: Logger,
   ) {}
 
+  /** A pull is under way, or asked for. */
+  get pulling(): boolean {
+    return this.#pullId !== undefined || this.#pullAgain;
+  }
+
   replicates(collection: string): boolean {
     return this.options.collections === undefined || this.options.collections.includes(collection);
   }
 
   /** On every (re)connect: catch up from the watermark. */
   onConnected(): void {
-    this.#pullFrom = undefined;
+    this.#settlePull();
     this.#timer ??= setInterval(() => this.#checkTimeout(), Math.max(50, this.options.pullTimeoutMs / 4));
     this.#timer.unref?.();
     this.pull();
   }
 
   onDisconnected(): void {
-    this.#pullFrom = undefined;
+    this.#settlePull();
   }
 
   stop(): void {
@@ -82,8 +87,7 @@ export class Replicator {
       return true;
     } catch (error) {
       this.log.error({ err: error }, 'could not apply changes from the hub; pulling them again shortly');
-      this.#pullId = undefined;
-      this.#pullFrom = undefined;
+      this.#settlePull();
       clearTimeout(this.#retryTimer);
       this.#retryTimer = setTimeout(() => this.pull(), this.options.pullTimeoutMs);
       this.#retryTimer.unref?.();
@@ -103,7 +107,7 @@ export class Replicator {
       return;
     }
     // Snapshot complete up to snap.lsn: now the log tail from there.
-    this.#pullFrom = undefined;
+    this.#settlePull();
     this.#sendPull(this.store.watermark);
   }
 
@@ -114,7 +118,7 @@ export class Replicator {
       this.#sendPull(page.to);
       return;
     }
-    this.#pullFrom = undefined;
+    this.#settlePull();
     if (this.#pullAgain) this.pull();
   }
 
@@ -127,6 +131,12 @@ export class Replicator {
     this.#sendPull(this.store.watermark, this.store.snapshotProgress);
   }
 
+  /** No pull in flight any more: its late answers will be ignored. */
+  #settlePull(): void {
+    this.#pullId = undefined;
+    this.#pullFrom = undefined;
+  }
+
   #sendPull(from: number, snap?: { lsn: number; after: [string, string] }): void {
     this.#pullAgain = false;
     const id = this.#nextId++;
@@ -137,15 +147,14 @@ export class Replicator {
       this.#pullFrom = from;
       this.#sentAt = Date.now();
     } else {
-      this.#pullId = undefined;
-      this.#pullFrom = undefined;
+      this.#settlePull();
     }
   }
 
   #checkTimeout(): void {
     if (this.#pullFrom !== undefined && Date.now() - this.#sentAt > this.options.pullTimeoutMs) {
       this.log.warn({ from: this.#pullFrom }, 'no page from hub; pulling again');
-      this.#pullFrom = undefined;
+      this.#settlePull();
       this.pull();
     }
   }

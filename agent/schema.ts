@@ -69,4 +69,6 @@ INSERT INTO rejections_v3 (incarnation, seq, collection, key, op, value, outcome
 DROP TABLE rejections;
 ALTER TABLE rejections_v3 RENAME TO rejections;
 `,
+  // 4: writes given up before upload (expired, dropped on overflow) keep their seq, without value
+  `ALTER TABLE outbox ADD COLUMN skipped TEXT;`,
 ];

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeCbor, encodeCbor } from '../shared/codec.js';
-import { StorageFailedError, StorageFullError } from '../shared/errors.js';
+import { OutboxFullError, StorageFailedError, StorageFullError } from '../shared/errors.js';
 import { ZERO_HLC, type Hlc } from '../shared/hlc.js';
 import type { Change, OpResult, WriteOp } from '../shared/messages.js';
 import { applyPatch, type JsonValue } from '../shared/values.js';
@@ -23,6 +23,18 @@ export interface NewWrite {
   rep?: number;
 }
 
+/** What the agent does with a collection's writes while it cannot upload them (from the hub's policies). */
+export interface Buffering {
+  maxPending: number;
+  overflow: 'reject' | 'drop-oldest';
+}
+
+/** Per write, its seq or why it was refused; and the writes dropped to make room. */
+export interface AppendResult {
+  seqs: Array<number | OutboxFullError>;
+  dropped: Rejection[];
+}
+
 /** A document as an app sees it. `pending` says the device's own unconfirmed writes shaped it. */
 export interface AgentDocument {
   collection: string;
@@ -39,14 +51,18 @@ export interface Rejection {
   key: string;
   op: WriteKind;
   value: JsonValue | undefined;
-  outcome: 'rejected' | 'conflict' | 'duplicate';
+  /** `expired` and `dropped`: given up on this device before upload (TTL, overflow policy). */
+  outcome: 'rejected' | 'conflict' | 'duplicate' | 'expired' | 'dropped';
   reason: string | null;
   detail: string | null;
   at: number;
 }
 
 interface DocRow { value: Buffer | null; deleted: number; version: number }
-interface PendingRow { seq: number; collection: string; key: string; op: WriteKind; value: Buffer | null; hlc: string; base: number; rep?: number | null }
+interface PendingRow {
+  seq: number; collection: string; key: string; op: WriteKind; value: Buffer | null; hlc: string; base: number;
+  rep?: number | null; skipped?: string | null;
+}
 
 /**
  * The agent's SQLite database: the confirmed replica, the durable outbox of pending writes,
@@ -89,14 +105,24 @@ export class AgentStore {
         'INSERT INTO outbox (seq, collection, key, op, value, hlc, base, created_at, rep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       pendingForDoc: db.prepare<[string, string, number], { op: WriteKind; value: Buffer | null }>(
-        `SELECT op, value FROM outbox WHERE collection = ? AND key = ? AND (acked_lsn IS NULL OR acked_lsn > ?) ORDER BY seq`,
+        `SELECT op, value FROM outbox WHERE collection = ? AND key = ? AND skipped IS NULL AND (acked_lsn IS NULL OR acked_lsn > ?) ORDER BY seq`,
       ),
       pendingFrom: db.prepare<[number, number], PendingRow>(
-        'SELECT seq, collection, key, op, value, hlc, base, rep FROM outbox WHERE seq >= ? AND acked_lsn IS NULL ORDER BY seq LIMIT ?',
+        'SELECT seq, collection, key, op, value, hlc, base, rep, skipped FROM outbox WHERE seq >= ? AND acked_lsn IS NULL ORDER BY seq LIMIT ?',
       ),
       lowestPending: db.prepare<[], { seq: number | null }>('SELECT min(seq) AS seq FROM outbox WHERE acked_lsn IS NULL'),
       pendingCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM outbox WHERE acked_lsn IS NULL'),
-      outboxRow: db.prepare<[number], PendingRow>('SELECT seq, collection, key, op, value, hlc, base FROM outbox WHERE seq = ?'),
+      outboxRow: db.prepare<[number], PendingRow>('SELECT seq, collection, key, op, value, hlc, base, skipped FROM outbox WHERE seq = ?'),
+      pendingInCollection: db.prepare<[string], { n: number }>(
+        'SELECT count(*) AS n FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL'),
+      oldestInCollection: db.prepare<[string], PendingRow & { created_at: number }>(
+        'SELECT seq, collection, key, op, value, hlc, base, created_at FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY seq LIMIT 1'),
+      olderThan: db.prepare<[string, number], PendingRow>(
+        'SELECT seq, collection, key, op, value, hlc, base FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL AND created_at < ? ORDER BY seq'),
+      pendingCollections: db.prepare<[], { collection: string }>('SELECT DISTINCT collection FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL'),
+      skip: db.prepare('UPDATE outbox SET skipped = ?, value = NULL WHERE seq = ?'),
+      pendingByCollection: db.prepare<[], { collection: string; n: number; oldest: number }>(
+        'SELECT collection, count(*) AS n, min(created_at) AS oldest FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL GROUP BY collection ORDER BY collection'),
       markAcked: db.prepare('UPDATE outbox SET acked_lsn = ? WHERE seq = ?'),
       deleteOutbox: db.prepare('DELETE FROM outbox WHERE seq = ?'),
       releaseConfirmed: db.prepare('DELETE FROM outbox WHERE collection = ? AND key = ? AND acked_lsn IS NOT NULL AND acked_lsn <= ?'),
@@ -117,7 +143,7 @@ export class AgentStore {
         'SELECT key FROM documents WHERE collection = ? AND key >= ? AND deleted = 0 ORDER BY key LIMIT ?',
       ),
       pendingKeys: db.prepare<[string, string], { key: string }>(
-        'SELECT DISTINCT key FROM outbox WHERE collection = ? AND key >= ? ORDER BY key',
+        'SELECT DISTINCT key FROM outbox WHERE collection = ? AND key >= ? AND skipped IS NULL ORDER BY key',
       ),
     };
     this.#incarnation = this.#meta('incarnation') ?? this.#born();
@@ -204,22 +230,42 @@ export class AgentStore {
    * Throws StorageFullError when the disk or page budget is exhausted; nothing is half-written.
    */
   appendWrites(writes: readonly NewWrite[], clockNow: Hlc): number[] {
+    return this.appendBuffered(writes, clockNow).seqs as number[];
+  }
+
+  /**
+   * `appendWrites` under the collections' buffering policies: a write over its collection's
+   * `maxPending` is refused (OutboxFullError in its place) or makes the oldest pending write of
+   * that collection give way (`drop-oldest`, reported in `dropped`).
+   */
+  appendBuffered(writes: readonly NewWrite[], clockNow: Hlc, policyFor?: (collection: string) => Buffering): AppendResult {
     const first = this.#nextSeq;
     if (this.#storageLimit !== undefined) {
       const incoming = writes.reduce((sum, w) => sum + 64 + w.key.length + (w.value === undefined ? 0 : encodeCbor(w.value).length), 0);
       if (this.databaseBytes() + incoming > this.#storageLimit) throw new StorageFullError(this.path);
     }
+    const result: AppendResult = { seqs: [], dropped: [] };
+    let next = first;
     try {
       this.#db.transaction(() => {
-        let seq = first;
         const now = Date.now();
         for (const w of writes) {
+          const policy = policyFor?.(w.collection);
+          if (policy && policy.maxPending > 0 && this.#s.pendingInCollection.get(w.collection)!.n >= policy.maxPending) {
+            if (policy.overflow === 'reject') {
+              result.seqs.push(new OutboxFullError(w.collection, policy.maxPending));
+              continue;
+            }
+            const oldest = this.#s.oldestInCollection.get(w.collection);
+            if (oldest) result.dropped.push(this.#giveUp(oldest, 'dropped', now));
+          }
           const base = w.base ?? this.#s.document.get(w.collection, w.key)?.version ?? 0;
           const value = w.value === undefined ? null : encodeCbor(w.value);
-          this.#s.insertOutbox.run(seq, w.collection, w.key, w.op, value, w.hlc, base, now, w.rep ?? null);
-          seq += 1;
+          this.#s.insertOutbox.run(next, w.collection, w.key, w.op, value, w.hlc, base, now, w.rep ?? null);
+          result.seqs.push(next);
+          next += 1;
         }
-        this.#s.setMeta.run('next_seq', String(seq));
+        this.#s.setMeta.run('next_seq', String(next));
         this.#s.setMeta.run('hlc', clockNow);
       }).immediate();
     } catch (cause) {
@@ -227,8 +273,40 @@ export class AgentStore {
       if (code === 'SQLITE_FULL') throw new StorageFullError(this.path, { cause });
       throw new StorageFailedError(this.path, 'write to', { cause });
     }
-    this.#nextSeq = first + writes.length;
-    return writes.map((_, i) => first + i);
+    this.#nextSeq = next;
+    return result;
+  }
+
+  /**
+   * Gives up pending writes older than their collection's TTL: each keeps its seq (sent as a
+   * `skip`, so the sequence stays contiguous) and is recorded where the app sees it.
+   */
+  expire(ttlSecondsFor: (collection: string) => number, now = Date.now()): Rejection[] {
+    const expired: Rejection[] = [];
+    this.#db.transaction(() => {
+      for (const { collection } of this.#s.pendingCollections.all()) {
+        const ttl = ttlSecondsFor(collection);
+        if (ttl <= 0) continue;
+        for (const row of this.#s.olderThan.all(collection, now - ttl * 1000)) expired.push(this.#giveUp(row, 'expired', now));
+      }
+    }).immediate();
+    return expired;
+  }
+
+  #giveUp(row: PendingRow, outcome: 'expired' | 'dropped', now: number): Rejection {
+    const rejection: Rejection = {
+      seq: row.seq, collection: row.collection, key: row.key, op: row.op,
+      value: row.value === null ? undefined : (decodeCbor(row.value) as JsonValue),
+      outcome, reason: outcome, detail: outcome === 'expired' ? 'not uploaded within the collection\'s TTL' : 'dropped to make room (overflow policy drop-oldest)', at: now,
+    };
+    this.#s.insertRejection.run(this.#incarnation, row.seq, row.collection, row.key, row.op, row.value, outcome, outcome, rejection.detail, now);
+    this.#s.skip.run(outcome, row.seq);
+    return rejection;
+  }
+
+  /** Pending writes per collection: how many, and since when (ms epoch). */
+  pendingByCollection(): Record<string, { pending: number; oldestAt: number }> {
+    return Object.fromEntries(this.#s.pendingByCollection.all().map((r) => [r.collection, { pending: r.n, oldestAt: r.oldest }]));
   }
 
   /** The document with the device's own pending writes laid over it, or only the confirmed one. */
@@ -272,6 +350,10 @@ export class AgentStore {
     for (const row of this.#s.pendingFrom.all(fromSeq, maxOps)) {
       bytes += 48 + row.key.length + (row.value?.length ?? 0);
       if (ops.length > 0 && bytes > maxBytes) break;
+      if (row.skipped) {
+        ops.push({ seq: row.seq, c: row.collection, k: row.key, op: 'skip', v: row.skipped, hlc: row.hlc });
+        continue;
+      }
       ops.push({
         seq: row.seq, c: row.collection, k: row.key, op: row.op, hlc: row.hlc,
         ...(row.value !== null && { v: decodeCbor(row.value) }),
@@ -301,6 +383,10 @@ export class AgentStore {
       for (const r of results) {
         const row = this.#s.outboxRow.get(r.seq);
         if (!row) continue;
+        if (row.skipped) {
+          this.#s.deleteOutbox.run(r.seq); // already reported when it was given up
+          continue;
+        }
         if (r.outcome === 'committed' && r.lsn !== undefined) {
           const held = this.#s.document.get(row.collection, row.key)?.version ?? 0;
           if (replicated(row.collection) && held < r.lsn) this.#s.markAcked.run(r.lsn, r.seq);

@@ -17,6 +17,8 @@ export interface UploaderOptions {
 export interface UploaderDelegate {
   /** Sends a batch; false when there is no connection. */
   send(batch: BatchMessage): boolean;
+  /** Whether uploading is allowed now (sync windows). */
+  mayUpload(): boolean;
   isReplicated(collection: string): boolean;
   onAcked(results: AckMessage[1]['results']): void;
   onRejected(rejections: Rejection[]): void;
@@ -60,7 +62,7 @@ export class Uploader {
 
   /** Sends what the window allows. Called on new writes, acks and (re)connects. */
   pump(): void {
-    if (!this.#active || Date.now() < this.#pausedUntil) return;
+    if (!this.#active || Date.now() < this.#pausedUntil || !this.delegate.mayUpload()) return;
     while (this.#inFlight.length < this.options.maxInFlight) {
       const from = this.#next ?? this.store.lowestPendingSeq();
       if (from === undefined) return;

@@ -1,5 +1,5 @@
 import type { HybridClock } from '../shared/hlc.js';
-import type { AgentStore, NewWrite } from './store.js';
+import type { AgentStore, AppendResult, Buffering, NewWrite, Rejection } from './store.js';
 
 export interface WriteReceipt {
   /** The sequence space the write belongs to (see AgentStore.incarnation). */
@@ -29,7 +29,9 @@ export class WriteQueue {
   constructor(
     private readonly store: AgentStore,
     private readonly clock: HybridClock,
-    private readonly onStored: () => void,
+    /** Called after each commit with the collections written and the writes dropped to make room. */
+    private readonly onStored: (collections: Set<string>, dropped: Rejection[]) => void,
+    private readonly policyFor: (collection: string) => Buffering = () => ({ maxPending: 0, overflow: 'reject' }),
   ) {}
 
   submit(write: Omit<NewWrite, 'hlc'>): Promise<WriteReceipt> {
@@ -49,15 +51,19 @@ export class WriteQueue {
     this.#waiting = [];
     if (batch.length === 0) return;
     const writes = batch.map((w) => ({ ...w.write, hlc: this.clock.tick() }));
-    let seqs: number[];
+    let result: AppendResult;
     try {
-      seqs = this.store.appendWrites(writes, this.clock.last);
+      result = this.store.appendBuffered(writes, this.clock.last, this.policyFor);
     } catch (error) {
       for (const w of batch) w.reject(error as Error);
       return;
     }
     const incarnation = this.store.incarnation;
-    batch.forEach((w, i) => w.resolve({ incarnation, seq: seqs[i]!, hlc: writes[i]!.hlc }));
-    this.onStored();
+    batch.forEach((w, i) => {
+      const seq = result.seqs[i]!;
+      if (typeof seq === 'number') w.resolve({ incarnation, seq, hlc: writes[i]!.hlc });
+      else w.reject(seq);
+    });
+    this.onStored(new Set(writes.map((w) => w.collection)), result.dropped);
   }
 }

@@ -62,16 +62,23 @@ program
   .option('--http <host:port>', 'device HTTP API address', parseHostPort, { host: '127.0.0.1', port: 7801 })
   .option('--collections <names>', 'comma-separated collections to replicate (default: all)')
   .option('--reconnect-max-ms <ms>', 'longest wait between reconnect attempts', parsePositive, 30_000)
+  .option('--sync-cron <expression>', 'upload only in windows opened by this cron expression (default: realtime)')
+  .option('--sync-window-seconds <s>', 'how long each sync window stays open', parsePositive, 300)
+  .option('--sync-disconnect-outside', 'stay disconnected between windows (metered links)', false)
   .option('--storage-limit-mb <mb>', 'cap the agent database at this size; writes beyond it fail with OUTPOST_STORAGE_FULL', parsePositive)
   .addOption(new Option('--clock-offset-ms <ms>', 'shift this agent\'s wall clock (testing skewed devices)').argParser(Number).hideHelp())
   .action(async (opts: {
     hub: string; id: string; data?: string; http: { host: string; port: number }; collections?: string;
     reconnectMaxMs: number; storageLimitMb?: number; clockOffsetMs?: number;
+    syncCron?: string; syncWindowSeconds: number; syncDisconnectOutside: boolean;
   }) => {
     const log = logger('agent');
     const offset = opts.clockOffsetMs ?? 0;
     const agent = new Agent({
       ...(offset !== 0 && { now: () => Date.now() + offset }),
+      ...(opts.syncCron !== undefined && {
+        sync: { mode: 'windows' as const, cron: opts.syncCron, windowSeconds: opts.syncWindowSeconds, disconnectOutside: opts.syncDisconnectOutside },
+      }),
       ...(opts.storageLimitMb !== undefined && { storageLimitBytes: opts.storageLimitMb * 1024 * 1024 }),
       hubUrl: opts.hub, agentId: opts.id, dataDir: opts.data ?? `./data/${opts.id}`, logger: log,
       reconnect: { initialMs: Math.min(500, opts.reconnectMaxMs), maxMs: opts.reconnectMaxMs },

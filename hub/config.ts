@@ -5,7 +5,19 @@ import { parse as parseYaml } from 'yaml';
 export type ConflictPolicy = 'lww' | 'reject' | 'merge';
 export type Durability = 'local' | 'hub';
 
-export interface CollectionConfig {
+/** How agents buffer a collection's writes while they cannot upload them. */
+export interface BufferingPolicy {
+  /** `high`: a write flushes at once, even outside a sync window (and takes what is queued before it along). */
+  priority: 'high' | 'normal';
+  /** Pending writes older than this expire (counted and reported, never silently dropped); 0 = never. */
+  ttlSeconds: number;
+  /** Most pending writes an agent keeps for this collection; 0 = no limit. */
+  maxPending: number;
+  /** When `maxPending` is reached: `reject` the new write with a clear error, or `drop-oldest` (telemetry). */
+  overflow: 'reject' | 'drop-oldest';
+}
+
+export interface CollectionConfig extends BufferingPolicy {
   /** Conflict policy: `lww` (highest HLC wins), `reject` (first committer wins against `base`), `merge` (per-field LWW). */
   conflict: ConflictPolicy;
   /** Default durability of writes to this collection. */
@@ -34,6 +46,12 @@ export interface HubConfig {
 
 const POLICY = { enum: ['lww', 'reject', 'merge'] };
 const DURABILITY = { enum: ['local', 'hub'] };
+const BUFFERING = {
+  priority: { enum: ['high', 'normal'] },
+  ttlSeconds: { type: 'number', minimum: 0 },
+  maxPending: { type: 'integer', minimum: 0 },
+  overflow: { enum: ['reject', 'drop-oldest'] },
+};
 
 const CONFIG_SCHEMA = {
   type: 'object',
@@ -45,11 +63,11 @@ const CONFIG_SCHEMA = {
       additionalProperties: {
         type: 'object',
         additionalProperties: false,
-        properties: { conflict: POLICY, durability: DURABILITY, schema: { type: 'object' } },
+        properties: { conflict: POLICY, durability: DURABILITY, schema: { type: 'object' }, ...BUFFERING },
       },
     },
     undeclared: { enum: ['allow', 'reject'] },
-    defaults: { type: 'object', additionalProperties: false, properties: { conflict: POLICY, durability: DURABILITY } },
+    defaults: { type: 'object', additionalProperties: false, properties: { conflict: POLICY, durability: DURABILITY, ...BUFFERING } },
     retention: {
       type: 'object',
       additionalProperties: false,
@@ -66,7 +84,7 @@ const CONFIG_SCHEMA = {
 export const DEFAULT_HUB_CONFIG: HubConfig = {
   collections: {},
   undeclared: 'allow',
-  defaults: { conflict: 'lww', durability: 'local' },
+  defaults: { conflict: 'lww', durability: 'local', priority: 'normal', ttlSeconds: 0, maxPending: 0, overflow: 'reject' },
   retention: { maxAgeHours: 0, maxEntries: 0, intervalSeconds: 60 },
   maxClockSkewSeconds: 60,
 };
@@ -105,6 +123,9 @@ export function parseHubConfig(raw: unknown, source = 'hub config'): HubConfig {
   };
 }
 
+/** The part of a collection's policy agents follow. */
+export type AgentPolicy = Omit<CollectionConfig, 'schema'>;
+
 export interface CollectionPolicy extends Omit<CollectionConfig, 'schema'> {
   name: string;
   declared: boolean;
@@ -127,8 +148,9 @@ export class CollectionPolicies {
           throw new HubConfigError(`collections.${name}.schema is not a valid JSON Schema: ${(cause as Error).message}`, { cause });
         }
       }
+      const { schema, ...policy } = c;
       this.#policies.set(name, {
-        name, declared: true, conflict: c.conflict, durability: c.durability,
+        name, declared: true, ...policy,
         check: (value) => (validate && !validate(value) ? describeErrors(validate.errors) : undefined),
       });
     }
@@ -143,11 +165,14 @@ export class CollectionPolicies {
   }
 
   /** What agents need to know, for the retained hub status. */
-  describe(): { collections: Record<string, { conflict: ConflictPolicy; durability: Durability }>; undeclared: 'allow' | 'reject'; defaults: { conflict: ConflictPolicy; durability: Durability } } {
+  describe(): { collections: Record<string, AgentPolicy>; undeclared: 'allow' | 'reject'; defaults: AgentPolicy } {
+    const forAgents = (p: Omit<CollectionConfig, 'schema'>): AgentPolicy => ({
+      conflict: p.conflict, durability: p.durability, priority: p.priority, ttlSeconds: p.ttlSeconds, maxPending: p.maxPending, overflow: p.overflow,
+    });
     return {
-      collections: Object.fromEntries([...this.#policies].map(([name, p]) => [name, { conflict: p.conflict, durability: p.durability }])),
+      collections: Object.fromEntries([...this.#policies].map(([name, p]) => [name, forAgents(p)])),
       undeclared: this.config.undeclared,
-      defaults: this.config.defaults,
+      defaults: forAgents(this.config.defaults),
     };
   }
 }

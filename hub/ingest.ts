@@ -126,7 +126,13 @@ export class Ingestor {
   }
 
   #apply(who: Identity, op: Omit<WriteOp, 'seq'>, committed: Map<string, Change[]>): WriteResult {
-    const problem = this.#validate(op);
+    if (op.op === 'skip') {
+      // The agent gave this write up before uploading it (expired, dropped on overflow) and has
+      // told its app; the seq is consumed so the ones behind it follow on.
+      const reason = typeof op.v === 'string' && /^[a-z_]{1,32}$/.test(op.v) ? op.v : 'skipped';
+      return { outcome: 'rejected', reason, detail: 'given up on the device before upload' };
+    }
+    const problem = this.#validate({ ...op, op: op.op });
     if (problem) return { outcome: 'rejected', ...problem };
     const policy = this.policies.get(op.c);
     if (!policy) {

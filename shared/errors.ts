@@ -17,6 +17,7 @@ export const ErrorCode = {
   DURABILITY_TIMEOUT: 'OUTPOST_DURABILITY_TIMEOUT',
   READ_TIMEOUT: 'OUTPOST_READ_TIMEOUT',
   STORAGE_FULL: 'OUTPOST_STORAGE_FULL',
+  OUTBOX_FULL: 'OUTPOST_OUTBOX_FULL',
   STORAGE_FAILED: 'OUTPOST_STORAGE_FAILED',
 } as const;
 
@@ -147,6 +148,16 @@ export class StorageFullError extends OutpostError {
       ErrorCode.STORAGE_FULL,
       `the database at ${path} is full; the write was not stored (nothing already queued was lost); free disk space or raise the storage budget`,
       options,
+    );
+  }
+}
+
+export class OutboxFullError extends OutpostError {
+  constructor(readonly collection: string, readonly maxPending: number) {
+    super(
+      ErrorCode.OUTBOX_FULL,
+      `collection ${collection} already has ${maxPending} writes waiting to be uploaded (its maxPending); ` +
+        'the write was not stored; retry once the device is back online, or raise maxPending at the hub',
     );
   }
 }

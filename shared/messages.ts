@@ -27,8 +27,12 @@ export const WriteOp = Type.Object(
     seq: Seq,
     c: CollectionName,
     k: Key,
-    op: Type.Union([Type.Literal('put'), Type.Literal('patch'), Type.Literal('del')]),
-    /** Value for put, fields for patch; absent for del. */
+    /**
+     * `skip` stands in for a write the agent gave up before uploading (expired, or dropped on
+     * overflow): it keeps the sequence contiguous; `v` says why. The hub records it as rejected.
+     */
+    op: Type.Union([Type.Literal('put'), Type.Literal('patch'), Type.Literal('del'), Type.Literal('skip')]),
+    /** Value for put, fields for patch, the reason for skip; absent for del. */
     v: Type.Optional(Type.Unknown()),
     hlc: Hlc,
     /** Version (LSN) of the document the write was made against; 0 = absent. */
@@ -207,7 +211,17 @@ export type ChangesMessage = Static<typeof ChangesMessage>;
 
 const ConflictPolicy = Type.Union([Type.Literal('lww'), Type.Literal('reject'), Type.Literal('merge')]);
 const Durability = Type.Union([Type.Literal('local'), Type.Literal('hub')]);
-export const CollectionPolicy = Type.Object({ conflict: ConflictPolicy, durability: Durability }, strict);
+export const CollectionPolicy = Type.Object(
+  {
+    conflict: ConflictPolicy,
+    durability: Durability,
+    priority: Type.Union([Type.Literal('high'), Type.Literal('normal')]),
+    ttlSeconds: Type.Number({ minimum: 0 }),
+    maxPending: Type.Integer({ minimum: 0 }),
+    overflow: Type.Union([Type.Literal('reject'), Type.Literal('drop-oldest')]),
+  },
+  strict,
+);
 export type CollectionPolicy = Static<typeof CollectionPolicy>;
 
 /** Retained on the hub topic: who the hub is, and the policies agents follow. */

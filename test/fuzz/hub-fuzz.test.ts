@@ -348,7 +348,7 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
         { lsn: 999_999, c: 'honest', k: forgedKey(n), op: 'put', v: { forged: true }, hlc: nowHlc(), o: HONEST },
       ] }]),
       broadcastCodec.encode(['hub', {
-        v: 1, hlc: nowHlc(), head: 999_999, epoch: 0, collections: {}, undeclared: 'reject', defaults: { conflict: 'reject', durability: 'hub' },
+        v: 1, hlc: nowHlc(), head: 999_999, epoch: 0, collections: {}, undeclared: 'reject', defaults: { conflict: 'reject', durability: 'hub', priority: 'high', ttlSeconds: 1, maxPending: 1, overflow: 'drop-oldest' },
       }]),
       Buffer.from('x'),
     ];

@@ -10,7 +10,7 @@ export class TestFleet {
   port = 0;
   readonly agents: Agent[] = [];
 
-  constructor(private readonly hubOptions: Partial<HubOptions> = {}) {}
+  constructor(public hubOptions: Partial<HubOptions> = {}) {}
 
   async startHub(): Promise<Hub> {
     // Restart on the same port, so agents reconnect to the same URL.

@@ -111,8 +111,9 @@ describe('hub configuration file', () => {
     const good = join(dir, 'hub.yaml');
     writeFileSync(good, 'collections:\n  orders:\n    conflict: reject\n    durability: hub\ndefaults:\n  conflict: merge\nretention:\n  maxEntries: 1000\n');
     const config: HubConfig = loadHubConfig(good);
-    expect(config.collections.orders).toEqual({ conflict: 'reject', durability: 'hub' });
-    expect(config.defaults).toEqual({ conflict: 'merge', durability: 'local' });
+    const buffering = { priority: 'normal', ttlSeconds: 0, maxPending: 0, overflow: 'reject' };
+    expect(config.collections.orders).toEqual({ conflict: 'reject', durability: 'hub', ...buffering });
+    expect(config.defaults).toEqual({ conflict: 'merge', durability: 'local', ...buffering });
     expect(config.retention).toEqual({ maxAgeHours: 0, maxEntries: 1000, intervalSeconds: 60 });
 
     const bad = join(dir, 'bad.yaml');

@@ -1,6 +1,11 @@
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
-import { AgentClosedError, ErrorCode, InvalidHeaderError, OutpostError } from '../shared/errors.js';
+import { timingSafeEqual } from 'node:crypto';
+import { AgentClosedError, ErrorCode, InvalidHeaderError, OutpostError, UnauthorizedError } from '../shared/errors.js';
+import type { Change } from '../shared/messages.js';
+import { createAgentMetrics } from './metrics.js';
+import { openApiDocument } from './openapi.js';
+import type { Rejection } from './store.js';
 import type { JsonValue } from '../shared/values.js';
 import type { Agent, ReadOptions, WriteOptions } from './agent.js';
 import type { Durability } from './durability.js';
@@ -50,9 +55,18 @@ function readOptions(query: ReadQuery): ReadOptions {
   };
 }
 
+/** Constant-time comparison of `Bearer <token>`. */
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const given = Buffer.from(header?.startsWith('Bearer ') ? header.slice(7) : '');
+  const expected = Buffer.from(token);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
 /** HTTP status for each error code an app can meet. */
 const STATUS_BY_CODE: Partial<Record<string, number>> = {
   [ErrorCode.STORAGE_FULL]: 507,
+  [ErrorCode.OUTBOX_FULL]: 507,
+  [ErrorCode.UNAUTHORIZED]: 401,
   [ErrorCode.STORAGE_FAILED]: 500,
   [ErrorCode.AGENT_CLOSED]: 503,
   [ErrorCode.WRITE_CONFLICT]: 409,
@@ -65,12 +79,22 @@ const STATUS_BY_CODE: Partial<Record<string, number>> = {
  * The agent's localhost HTTP API, for apps in any language. JSON in and out; errors are
  * `{ code, message }` with a stable code.
  */
-export async function createAgentHttp(agent: Agent, log: Logger) {
+export interface AgentHttpOptions {
+  /** Require `Authorization: Bearer <token>` on every request. */
+  token?: string;
+}
+
+export async function createAgentHttp(agent: Agent, log: Logger, options: AgentHttpOptions = {}) {
   // Per-request lines only at debug: a device's SD card should not log every read.
   const level = log.level === 'debug' || log.level === 'trace' ? log.level : 'warn';
+  const routes: string[] = [];
   const app = Fastify({
     loggerInstance: log.child({ component: 'http' }, { level }),
     bodyLimit: 1024 * 1024,
+  });
+
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push(`${method} ${route.url}`);
   });
 
   app.setErrorHandler((error, _request, reply) => {
@@ -131,10 +155,45 @@ export async function createAgentHttp(agent: Agent, log: Logger) {
     rejections: agent.rejections(Number(request.query.limit) || 100),
   }));
 
-  app.addHook('onRequest', async () => {
+  app.addHook('onRequest', async (request) => {
+    if (options.token !== undefined && !bearerMatches(request.headers.authorization, options.token)) {
+      throw new UnauthorizedError();
+    }
     if (agent.closed) throw new AgentClosedError();
   });
 
+  const metrics = createAgentMetrics(agent);
+  app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
+
+  app.get('/v1/openapi.json', async () => openApiDocument);
+
+  /** Server-Sent Events: every committed change applied here (optionally of one collection), and rejections. */
+  app.get<{ Querystring: { collection?: string } }>('/v1/changes', (request, reply) => {
+    const only = request.query.collection;
+    reply.hijack();
+    const out = reply.raw;
+    out.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    out.write(': outpost change feed\n\n');
+    const onChange = (changes: Change[]): void => {
+      for (const c of changes) if (only === undefined || c.c === only) out.write(`event: change\ndata: ${JSON.stringify(c)}\n\n`);
+    };
+    const onRejection = (rejections: Rejection[]): void => {
+      for (const r of rejections) if (only === undefined || r.collection === only) out.write(`event: rejection\ndata: ${JSON.stringify(r)}\n\n`);
+    };
+    const heartbeat = setInterval(() => out.write(': keep-alive\n\n'), 15_000);
+    agent.on('change', onChange);
+    agent.on('rejection', onRejection);
+    request.raw.on('close', () => {
+      clearInterval(heartbeat);
+      agent.off('change', onChange);
+      agent.off('rejection', onRejection);
+    });
+  });
+
   await app.ready();
+  servedRoutes.set(app, routes);
   return app;
 }
+
+/** `METHOD /path` of every route an agent API serves, so tests can hold the OpenAPI description to it. */
+export const servedRoutes = new WeakMap<object, readonly string[]>();

@@ -7,15 +7,3 @@ export function parseHostPort(text: string): { host: string; port: number } {
   if (!match || port > 65535) throw new InvalidArgumentError(`expected host:port, e.g. 127.0.0.1:8080, got ${JSON.stringify(text)}`);
   return { host: match[1] ?? '127.0.0.1', port };
 }
-
-export function parsePort(text: string): number {
-  const port = Number(text);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`expected a port number, got ${JSON.stringify(text)}`);
-  return port;
-}
-
-export function parsePositive(text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive whole number, got ${JSON.stringify(text)}`);
-  return n;
-}

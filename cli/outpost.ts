@@ -1,19 +1,15 @@
 #!/usr/bin/env node
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import pino, { type Logger } from 'pino';
-import { Hub } from '../hub/hub.js';
-import { loadHubConfig } from '../hub/config.js';
 import { Agent } from '../agent/agent.js';
 import { createAgentHttp } from '../agent/http.js';
-import { parseHostPort, parsePort, parsePositive } from './address.js';
+import { loadHubConfig } from '../hub/config.js';
+import { Hub } from '../hub/hub.js';
+import { addClientCommands } from './agent-client.js';
+import { commanderOptions, ConfigError, renderReference, resolveOptions } from './options.js';
+import { AGENT_OPTIONS, HUB_OPTIONS } from './tables.js';
 
-const program = new Command('outpost')
-  .description('Keeps fleets of edge devices in sync with one authoritative main site.')
-  .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'));
-
-function logger(name: string): Logger {
-  return pino({ name, level: program.opts<{ logLevel: string }>().logLevel });
-}
+type Address = { host: string; port: number };
 
 /** Stops `stop` once on SIGTERM or SIGINT, then exits. */
 function onSignals(log: Logger, stop: () => Promise<void>): void {
@@ -34,66 +30,67 @@ function onSignals(log: Logger, stop: () => Promise<void>): void {
   process.on('SIGINT', handler);
 }
 
-program
-  .command('hub')
-  .description('run the hub: embedded MQTT broker and primary database')
-  .option('--port <port>', 'MQTT listener port', parsePort, 1883)
-  .option('--host <host>', 'MQTT listener address', '0.0.0.0')
-  .option('--http <host:port>', 'HTTP API address', parseHostPort)
-  .option('--data <dir>', 'data directory', './data/hub')
-  .option('--config <file>', 'hub configuration (YAML or JSON): collections, policies, retention')
-  .option('--dev', 'development mode: admit any agent without credentials', false)
-  .action(async (opts: { port: number; host: string; http?: { host: string; port: number }; data: string; dev: boolean; config?: string }) => {
-    const log = logger('hub');
-    const hub = await Hub.start({
-      port: opts.port, host: opts.host, dataDir: opts.data, dev: opts.dev, logger: log,
-      ...(opts.http && { http: opts.http }),
-      ...(opts.config && { config: loadHubConfig(opts.config) }),
-    });
-    onSignals(log, () => hub.stop());
-  });
+const program = new Command('outpost').description('Keeps fleets of edge devices in sync with one authoritative main site.');
 
-program
-  .command('agent')
-  .description('run an agent: local replica, durable outbox and device HTTP API')
-  .requiredOption('--hub <url>', 'hub MQTT URL, e.g. mqtt://127.0.0.1:1883')
-  .requiredOption('--id <agentId>', 'this device\'s agent id')
-  .option('--data <dir>', 'data directory (default ./data/<id>)')
-  .option('--http <host:port>', 'device HTTP API address', parseHostPort, { host: '127.0.0.1', port: 7801 })
-  .option('--collections <names>', 'comma-separated collections to replicate (default: all)')
-  .option('--reconnect-max-ms <ms>', 'longest wait between reconnect attempts', parsePositive, 30_000)
-  .option('--sync-cron <expression>', 'upload only in windows opened by this cron expression (default: realtime)')
-  .option('--sync-window-seconds <s>', 'how long each sync window stays open', parsePositive, 300)
-  .option('--sync-disconnect-outside', 'stay disconnected between windows (metered links)', false)
-  .option('--storage-limit-mb <mb>', 'cap the agent database at this size; writes beyond it fail with OUTPOST_STORAGE_FULL', parsePositive)
-  .addOption(new Option('--clock-offset-ms <ms>', 'shift this agent\'s wall clock (testing skewed devices)').argParser(Number).hideHelp())
-  .action(async (opts: {
-    hub: string; id: string; data?: string; http: { host: string; port: number }; collections?: string;
-    reconnectMaxMs: number; storageLimitMb?: number; clockOffsetMs?: number;
-    syncCron?: string; syncWindowSeconds: number; syncDisconnectOutside: boolean;
-  }) => {
-    const log = logger('agent');
-    const offset = opts.clockOffsetMs ?? 0;
-    const agent = new Agent({
-      ...(offset !== 0 && { now: () => Date.now() + offset }),
-      ...(opts.syncCron !== undefined && {
-        sync: { mode: 'windows' as const, cron: opts.syncCron, windowSeconds: opts.syncWindowSeconds, disconnectOutside: opts.syncDisconnectOutside },
-      }),
-      ...(opts.storageLimitMb !== undefined && { storageLimitBytes: opts.storageLimitMb * 1024 * 1024 }),
-      hubUrl: opts.hub, agentId: opts.id, dataDir: opts.data ?? `./data/${opts.id}`, logger: log,
-      reconnect: { initialMs: Math.min(500, opts.reconnectMaxMs), maxMs: opts.reconnectMaxMs },
-      ...(opts.collections && { collections: opts.collections.split(',').map((c) => c.trim()).filter(Boolean) }),
-    }).start();
-    const http = await createAgentHttp(agent, log);
-    await http.listen({ host: opts.http.host, port: opts.http.port });
-    log.info({ agentId: opts.id, hub: opts.hub, http: `http://${opts.http.host}:${opts.http.port}` }, 'agent started');
-    onSignals(log, async () => {
-      await http.close();
-      await agent.close();
-    });
+const hubCommand = program.command('hub').description('run the hub: embedded MQTT broker and primary database');
+for (const option of commanderOptions(HUB_OPTIONS)) hubCommand.addOption(option);
+hubCommand.action(async (flags: Record<string, unknown>) => {
+  const o = resolveOptions(HUB_OPTIONS, flags, process.env);
+  const log = pino({ name: 'hub', level: o.logLevel as string });
+  const hub = await Hub.start({
+    port: o.port as number, host: o.host as string, dataDir: o.data as string, dev: o.dev as boolean, logger: log,
+    ...(o.http !== undefined && { http: o.http as Address }),
+    ...(o.config !== undefined && { config: loadHubConfig(o.config as string) }),
   });
+  onSignals(log, () => hub.stop());
+});
+
+const agentCommand = program.command('agent').description('run an agent, or talk to a running one');
+const run = agentCommand.command('run', { isDefault: true }).description('run an agent: local replica, durable outbox and device HTTP API')
+  .option('--config <file>', 'agent configuration (YAML); flags and OUTPOST_* variables override it (env OUTPOST_CONFIG)');
+for (const option of commanderOptions(AGENT_OPTIONS)) run.addOption(option);
+run.action(async (flags: Record<string, unknown>) => {
+  const o = resolveOptions(AGENT_OPTIONS, flags, process.env, (flags.config as string | undefined) ?? process.env.OUTPOST_CONFIG);
+  const log = pino({ name: 'agent', level: o.logLevel as string });
+  const offset = o.clockOffsetMs as number;
+  const agent = new Agent({
+    hubUrl: o.hub as string, agentId: o.id as string, dataDir: (o.data as string | undefined) ?? `./data/${o.id as string}`, logger: log,
+    reconnect: { initialMs: Math.min(500, o.reconnectMaxMs as number), maxMs: o.reconnectMaxMs as number },
+    ...(offset !== 0 && { now: () => Date.now() + offset }),
+    ...(o.collections !== undefined && { collections: o.collections as string[] }),
+    ...(o.storageLimitMb !== undefined && { storageLimitBytes: (o.storageLimitMb as number) * 1024 * 1024 }),
+    ...(o.syncCron !== undefined && {
+      sync: { mode: 'windows' as const, cron: o.syncCron as string, windowSeconds: o.syncWindowSeconds as number, disconnectOutside: o.syncDisconnectOutside as boolean },
+    }),
+  }).start();
+  const address = o.http as Address;
+  const http = await createAgentHttp(agent, log, { ...(o.token !== undefined && { token: o.token as string }) });
+  await http.listen({ host: address.host, port: address.port });
+  log.info({ agentId: o.id, hub: o.hub, http: `http://${address.host}:${address.port}` }, 'agent started');
+  onSignals(log, async () => {
+    await http.close();
+    await agent.close(); // stores what is queued; a batch in flight is resent and deduplicated
+  });
+});
+addClientCommands(agentCommand);
+
+program.command('config-reference', { hidden: true }).description('print docs/CONFIGURATION.md').action(() => {
+  process.stdout.write([
+    '# Configuration reference',
+    '',
+    'Generated from the option tables in `cli/tables.ts` (`npm run docs:config`). Every option can be',
+    'given as a flag, as an `OUTPOST_*` environment variable, or (for the agent) as a key in the YAML',
+    'file named by `--config`; a flag wins over the environment, which wins over the file. An unknown',
+    'key in the file, or a value of the wrong type anywhere, stops the process at start with a message',
+    'naming the option. Unknown environment variables are ignored, as hub and agent share the prefix.',
+    '',
+    renderReference('outpost agent', 'Runs an agent. Example file: `deploy/agent/agent.yaml`.', AGENT_OPTIONS),
+    renderReference('outpost hub', 'Runs the hub. Collections and policies go in the file named by `config` (example: `deploy/hub/hub.yaml`).', HUB_OPTIONS),
+  ].join('\n'));
+});
 
 program.parseAsync().catch((error: unknown) => {
-  process.stderr.write(`outpost: ${(error as Error).message}\n`);
+  const prefix = error instanceof ConfigError ? 'configuration error: ' : '';
+  process.stderr.write(`outpost: ${prefix}${(error as Error).message}\n`);
   process.exit(1);
 });

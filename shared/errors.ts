@@ -18,6 +18,7 @@ export const ErrorCode = {
   READ_TIMEOUT: 'OUTPOST_READ_TIMEOUT',
   STORAGE_FULL: 'OUTPOST_STORAGE_FULL',
   OUTBOX_FULL: 'OUTPOST_OUTBOX_FULL',
+  UNAUTHORIZED: 'OUTPOST_UNAUTHORIZED',
   STORAGE_FAILED: 'OUTPOST_STORAGE_FAILED',
 } as const;
 
@@ -133,6 +134,12 @@ export class ReadTimeoutError extends OutpostError {
       ErrorCode.READ_TIMEOUT,
       `this device has applied changes up to LSN ${appliedLsn}, not yet ${minLsn}, after waiting ${timeoutMs} ms; retry later or read without minLsn`,
     );
+  }
+}
+
+export class UnauthorizedError extends OutpostError {
+  constructor() {
+    super(ErrorCode.UNAUTHORIZED, 'missing or wrong bearer token; send Authorization: Bearer <token>');
   }
 }
 

@@ -1,7 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/ports.js';
-import { http, OutpostProcess } from '../helpers/processes.js';
+import { CLI, http, OutpostProcess } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -83,5 +84,33 @@ describe('real processes started with the CLI', () => {
     expect((await http<Status>('GET', `${A}/v1/status`)).body).toMatchObject({ outboxDepth: 2 });
     expect(await http('PUT', `${A}/v1/docs/ok/k?durability=eventually`, 1)).toMatchObject({ status: 400, body: { code: 'OUTPOST_INVALID_HEADER' } });
     expect(await http('GET', `${A}/v1/docs/ok/k?minLsn=5&timeoutMs=100`)).toMatchObject({ status: 504, body: { code: 'OUTPOST_READ_TIMEOUT' } });
+  });
+
+  it('drives a running agent from the command line: put, get, ls, del, status, sync, for people and with --json', async () => {
+    const dir = tempDir('cli');
+    const [mqttPort, aHttp] = await Promise.all([freePort(), freePort()]);
+    const hub = start(['hub', '--dev', '--port', String(mqttPort), '--host', '127.0.0.1', '--data', join(dir, 'hub')]);
+    await hub.waitForLog('hub started');
+    const agent = start(['agent', '--hub', `mqtt://127.0.0.1:${mqttPort}`, '--id', 'pi-cli', '--data', join(dir, 'a'), '--http', `127.0.0.1:${aHttp}`, '--token', 'tok']);
+    await agent.waitForLog('agent started');
+    const cli = (...args: string[]): string => execFileSync(process.execPath, [CLI, 'agent', ...args, '--url', `http://127.0.0.1:${aHttp}`, '--token', 'tok'], { encoding: 'utf8' });
+
+    expect(cli('put', 'sensors', 't1', '{"celsius": 21.5}', '--durability', 'hub')).toMatch(/stored as write 1, committed at LSN 1/);
+    expect(JSON.parse(cli('get', 'sensors', 't1', '--json'))).toMatchObject({ value: { celsius: 21.5 }, version: 1 });
+    cli('put', 'sensors', 't2', '22');
+    expect(cli('ls', 'sensors')).toMatch(/t1\s+1\s+\{"celsius":21\.5\}/);
+    expect(cli('del', 'sensors', 't2')).toMatch(/deleted \(write 3\)/);
+    expect(cli('sync')).toMatch(/synced: nothing pending/);
+    const status = JSON.parse(cli('status', '--json')) as { connected: boolean; outboxDepth: number; collections: Record<string, unknown> };
+    expect(status).toMatchObject({ connected: true, outboxDepth: 0 });
+    expect(cli('status')).toMatch(/agent pi-cli: connected, 0 pending/);
+    // Errors are the API's, said plainly, with a non-zero exit.
+    let failure = '';
+    try {
+      cli('put', 'Bad Name', 'k', '1');
+    } catch (error) {
+      failure = String((error as { stderr: string }).stderr);
+    }
+    expect(failure).toMatch(/OUTPOST_INVALID_COLLECTION/);
   });
 });

@@ -13,7 +13,7 @@ export class OutpostProcess {
 
   constructor(args: string[], env: Record<string, string> = {}) {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
-    this.child = spawn(process.execPath, [CLI, '--log-level', 'info', ...args], {
+    this.child = spawn(process.execPath, [CLI, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
     });
@@ -23,7 +23,7 @@ export class OutpostProcess {
   }
 
   async waitForLog(text: string, timeoutMs = 15_000): Promise<void> {
-    await waitFor(`"${text}" in the output of outpost ${this.child.spawnargs.slice(4).join(' ')}\n${this.output}`, () => this.output.includes(text), timeoutMs);
+    await waitFor(`"${text}" in the output of outpost ${this.child.spawnargs.slice(2).join(' ')}\n${this.output}`, () => this.output.includes(text), timeoutMs);
   }
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {

@@ -1,0 +1,128 @@
+import type { Command } from 'commander';
+
+/** Talks to a running agent's HTTP API: `outpost agent status | get | put | del | ls | sync | watch`. */
+interface ClientOptions { url: string; token?: string; json?: boolean }
+
+async function call(opts: ClientOptions, method: string, path: string, body?: unknown): Promise<unknown> {
+  let response: Response;
+  try {
+    response = await fetch(`${opts.url.replace(/\/$/, '')}${path}`, {
+      method,
+      headers: {
+        ...(body !== undefined && { 'content-type': 'application/json' }),
+        ...(opts.token !== undefined && { authorization: `Bearer ${opts.token}` }),
+      },
+      ...(body !== undefined && { body: JSON.stringify(body) }),
+    });
+  } catch (cause) {
+    throw new Error(`cannot reach the agent at ${opts.url} (${(cause as Error).message}); is it running? (--url)`, { cause });
+  }
+  const text = await response.text();
+  const parsed: unknown = text ? JSON.parse(text) : undefined;
+  if (!response.ok && response.status !== 202) {
+    const { code, message } = (parsed ?? {}) as { code?: string; message?: string };
+    throw new Error(`${code ?? response.status}: ${message ?? text}`);
+  }
+  return parsed;
+}
+
+/** Columns padded to their widest cell: readable in a terminal, no dependency needed. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+function print(opts: ClientOptions, value: unknown, human: () => string): void {
+  process.stdout.write(`${opts.json ? JSON.stringify(value, null, 2) : human()}\n`);
+}
+
+function parseValue(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error(`the value must be JSON, e.g. '{"celsius": 21.5}' or '"text"'; got ${text}`);
+  }
+}
+
+export function addClientCommands(agent: Command): void {
+  const client = (name: string, description: string): Command => agent
+    .command(name)
+    .description(description)
+    .option('--url <url>', 'agent HTTP API (env OUTPOST_AGENT_URL)', process.env.OUTPOST_AGENT_URL ?? 'http://127.0.0.1:7801')
+    .option('--token <secret>', 'bearer token (env OUTPOST_TOKEN)', process.env.OUTPOST_TOKEN)
+    .option('--json', 'machine-readable output');
+
+  client('status', 'connection, outbox and lag of a running agent').action(async (opts: ClientOptions) => {
+    const s = await call(opts, 'GET', '/v1/status') as {
+      agentId: string; connected: boolean; outboxDepth: number; appliedLsn: number; lastSyncAt?: string; nextWindow?: string;
+      collections: Record<string, { appliedLsn: number; pending: number; oldestPendingAgeMs?: number }>;
+    };
+    print(opts, s, () => [
+      `agent ${s.agentId}: ${s.connected ? 'connected' : 'offline'}, ${s.outboxDepth} pending, applied LSN ${s.appliedLsn}` +
+        `${s.lastSyncAt ? `, last sync ${s.lastSyncAt}` : ''}${s.nextWindow ? `, next window ${s.nextWindow}` : ''}`,
+      '',
+      table([['COLLECTION', 'APPLIED LSN', 'PENDING', 'OLDEST PENDING'], ...Object.entries(s.collections).map(([c, v]) => [
+        c, String(v.appliedLsn), String(v.pending), v.oldestPendingAgeMs === undefined ? '-' : `${Math.round(v.oldestPendingAgeMs / 1000)} s`,
+      ])]),
+    ].join('\n'));
+  });
+
+  client('get', 'read a document').argument('<collection>').argument('<key>')
+    .option('--confirmed', 'only what the hub confirmed')
+    .action(async (collection: string, key: string, opts: ClientOptions & { confirmed?: boolean }) => {
+      const doc = await call(opts, 'GET', `/v1/docs/${encodeURIComponent(collection)}/${encodeURIComponent(key)}${opts.confirmed ? '?confirmed=true' : ''}`) as { value: unknown; version: number; pending: boolean };
+      print(opts, doc, () => `${JSON.stringify(doc.value, null, 2)}\n(version ${doc.version}${doc.pending ? ', with pending local writes' : ''})`);
+    });
+
+  client('put', 'store a document (value as JSON)').argument('<collection>').argument('<key>').argument('<json>')
+    .option('--durability <level>', 'local, hub or replicas:N', 'local')
+    .action(async (collection: string, key: string, json: string, opts: ClientOptions & { durability: string }) => {
+      const receipt = await call(opts, 'PUT', `/v1/docs/${encodeURIComponent(collection)}/${encodeURIComponent(key)}?durability=${encodeURIComponent(opts.durability)}`, parseValue(json)) as { seq: number; lsn?: number };
+      print(opts, receipt, () => `stored as write ${receipt.seq}${receipt.lsn !== undefined ? `, committed at LSN ${receipt.lsn}` : ''}`);
+    });
+
+  client('del', 'delete a document').argument('<collection>').argument('<key>').action(async (collection: string, key: string, opts: ClientOptions) => {
+    const receipt = await call(opts, 'DELETE', `/v1/docs/${encodeURIComponent(collection)}/${encodeURIComponent(key)}`) as { seq: number };
+    print(opts, receipt, () => `deleted (write ${receipt.seq})`);
+  });
+
+  client('ls', 'list documents of a collection').argument('<collection>')
+    .option('--prefix <prefix>', 'keys starting with').option('--limit <n>', 'at most', '100')
+    .action(async (collection: string, opts: ClientOptions & { prefix?: string; limit: string }) => {
+      const query = new URLSearchParams({ limit: opts.limit, ...(opts.prefix !== undefined && { prefix: opts.prefix }) });
+      const { docs } = await call(opts, 'GET', `/v1/docs/${encodeURIComponent(collection)}?${query.toString()}`) as { docs: Array<{ key: string; value: unknown; version: number; pending: boolean }> };
+      print(opts, docs, () => table([['KEY', 'VERSION', 'VALUE'], ...docs.map((d) => [d.key, `${d.version}${d.pending ? '*' : ''}`, JSON.stringify(d.value).slice(0, 80)])]));
+    });
+
+  client('sync', 'sync now: connect, upload, catch up').option('--timeout <ms>', 'give up waiting after', '30000')
+    .action(async (opts: ClientOptions & { timeout: string }) => {
+      const result = await call(opts, 'POST', `/v1/sync?timeoutMs=${encodeURIComponent(opts.timeout)}`) as { done: boolean; status: { outboxDepth: number } };
+      print(opts, result, () => (result.done ? 'synced: nothing pending' : `still syncing: ${result.status.outboxDepth} pending`));
+      if (!result.done) process.exitCode = 2;
+    });
+
+  client('watch', 'follow committed changes as they are applied').option('--collection <name>', 'only this collection')
+    .action(async (opts: ClientOptions & { collection?: string }) => {
+      const response = await fetch(`${opts.url.replace(/\/$/, '')}/v1/changes${opts.collection ? `?collection=${encodeURIComponent(opts.collection)}` : ''}`, {
+        headers: opts.token !== undefined ? { authorization: `Bearer ${opts.token}` } : {},
+      });
+      if (!response.ok || !response.body) throw new Error(`cannot watch: HTTP ${response.status}`);
+      let buffer = '';
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += Buffer.from(chunk).toString('utf8');
+        let end: number;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const event = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const type = /^event: (.*)$/m.exec(event)?.[1];
+          const data = /^data: (.*)$/m.exec(event)?.[1];
+          if (!type || !data) continue;
+          if (opts.json) process.stdout.write(`${data}\n`);
+          else {
+            const c = JSON.parse(data) as { c?: string; collection?: string; k?: string; key?: string; op?: string; lsn?: number; outcome?: string };
+            process.stdout.write(type === 'change' ? `${c.lsn} ${c.op} ${c.c}/${c.k}\n` : `${type} ${c.outcome} ${c.collection}/${c.key}\n`);
+          }
+        }
+      }
+    });
+}

@@ -1,0 +1,35 @@
+import { AGENT_ID_PATTERN } from '../shared/limits.js';
+import type { OptionSpec } from './options.js';
+
+const LOG_LEVEL: OptionSpec = { key: 'logLevel', type: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'silent'], default: 'info', description: 'log level' };
+
+/** Everything `outpost agent` can be told, from flags, OUTPOST_* variables or the --config YAML file. */
+export const AGENT_OPTIONS: readonly OptionSpec[] = [
+  { key: 'hub', type: 'string', required: true, placeholder: 'url', description: 'hub MQTT URL, e.g. mqtt://hub.example.com:1883' },
+  {
+    key: 'id', type: 'string', required: true, placeholder: 'agentId', description: 'this device\'s agent id (letters, digits, . _ -)',
+    pattern: { regex: AGENT_ID_PATTERN, description: '1-128 letters, digits, dots, underscores or dashes' },
+  },
+  { key: 'data', type: 'string', placeholder: 'dir', description: 'data directory (default ./data/<id>)' },
+  { key: 'http', type: 'address', default: '127.0.0.1:7801', placeholder: 'host:port', description: 'device HTTP API address; keep it on loopback unless a token is set' },
+  { key: 'token', type: 'string', placeholder: 'secret', description: 'require Authorization: Bearer <token> on the device HTTP API' },
+  { key: 'collections', type: 'list', placeholder: 'a,b', description: 'collections to replicate locally (default: all)' },
+  { key: 'syncCron', type: 'string', placeholder: 'cron', description: 'upload only in windows opened by this cron expression (five or six fields); unset = realtime' },
+  { key: 'syncWindowSeconds', type: 'integer', default: 300, placeholder: 'seconds', description: 'how long each sync window stays open' },
+  { key: 'syncDisconnectOutside', type: 'boolean', default: false, description: 'stay disconnected between sync windows (metered links)' },
+  { key: 'storageLimitMb', type: 'integer', placeholder: 'mb', description: 'cap the agent database at this size; writes beyond it fail with OUTPOST_STORAGE_FULL' },
+  { key: 'reconnectMaxMs', type: 'integer', default: 30_000, placeholder: 'ms', description: 'longest wait between reconnect attempts (exponential backoff with jitter)' },
+  LOG_LEVEL,
+  { key: 'clockOffsetMs', type: 'integer', default: 0, hidden: true, description: 'shift this agent\'s wall clock (testing skewed devices)' },
+];
+
+/** Everything `outpost hub` can be told, from flags or OUTPOST_* variables. */
+export const HUB_OPTIONS: readonly OptionSpec[] = [
+  { key: 'port', type: 'integer', default: 1883, description: 'MQTT listener port' },
+  { key: 'host', type: 'string', default: '0.0.0.0', description: 'MQTT listener address' },
+  { key: 'http', type: 'address', placeholder: 'host:port', description: 'HTTP API address (unset: no HTTP API)' },
+  { key: 'data', type: 'string', default: './data/hub', placeholder: 'dir', description: 'data directory' },
+  { key: 'config', type: 'string', placeholder: 'file', description: 'hub configuration (YAML or JSON): collections, policies, retention' },
+  { key: 'dev', type: 'boolean', default: false, description: 'development mode: admit any agent without credentials (never on a network)' },
+  LOG_LEVEL,
+];

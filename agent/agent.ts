@@ -1,19 +1,19 @@
 import { EventEmitter } from 'node:events';
 import pino, { type Logger } from 'pino';
-import { broadcastCodec, downCodec, encodeCbor, upCodec } from '../shared/codec.js';
-import {
-  AgentClosedError, InvalidCollectionError, InvalidKeyError, InvalidValueError, ReadTimeoutError, ValueTooLargeError,
-} from '../shared/errors.js';
+import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
+import { AgentClosedError, InvalidValueError, ReadTimeoutError } from '../shared/errors.js';
 import { HybridClock, type Hlc } from '../shared/hlc.js';
-import { limits } from '../shared/limits.js';
-import type { Change, CollectionPolicy, DownMessage, HubStatusMessage, UpMessage } from '../shared/messages.js';
+import type { CollectionPolicy, DownMessage, UpMessage } from '../shared/messages.js';
 import { collectionOfTopic, topics } from '../shared/topics.js';
-import { checkCollectionName, checkKey, checkValue, isPlainObject, type JsonValue } from '../shared/values.js';
+import { isPlainObject, type JsonValue } from '../shared/values.js';
 import { DurabilityWaiters, type Durability } from './durability.js';
 import { Link } from './link.js';
-import type { Transport, TransportFactory } from './transport.js';
+import { PolicyCache } from './policy-cache.js';
 import { ProgressWaiters } from './progress-waiters.js';
-import { SyncScheduler, type SyncSchedule } from './scheduler.js';
+import { SyncScheduler } from './scheduler.js';
+import type { Transport, TransportFactory } from './transport.js';
+import type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
+import { validateWrite } from './write-validation.js';
 import { Replicator } from './replicator.js';
 import { AgentStore, type AgentDocument, type Rejection, type WriteKind } from './store.js';
 import { Uploader } from './uploader.js';
@@ -23,93 +23,9 @@ import { WriteQueue, type WriteReceipt } from './write-queue.js';
 const STATUS_DEBOUNCE_MS = 50;
 /** How often pending writes are checked against their collection's TTL. */
 const EXPIRY_CHECK_MS = 1_000;
-/** Until the hub has said otherwise: the hub's own defaults. */
-const DEFAULT_POLICY: CollectionPolicy = { conflict: 'lww', durability: 'local', priority: 'normal', ttlSeconds: 0, maxPending: 0, overflow: 'reject' };
 
-export interface AgentOptions {
-  /** e.g. `mqtt://hub.example.com:1883` */
-  hubUrl: string;
-  agentId: string;
-  dataDir: string;
-  /** Collections to replicate locally; omitted = every collection. */
-  collections?: string[];
-  logger?: Logger;
-  /** Wall clock in ms; injectable for tests of skewed devices. */
-  now?: () => number;
-  reconnect?: { initialMs: number; maxMs: number };
-  ackTimeoutMs?: number;
-  /** Cap on the agent database's size (the device's disk budget); writes past it fail with OUTPOST_STORAGE_FULL. */
-  storageLimitBytes?: number;
-  /** The connection to the hub; default MQTT to `hubUrl`. Tests put a simulated network here. */
-  transport?: TransportFactory;
-  /** Changes (or snapshot documents) per pull page; default 500. */
-  pageLimit?: number;
-  /** How long a write waits for `hub` or `replicas` durability, and a read for `minLsn` (default 10 s). */
-  waitTimeoutMs?: number;
-  /** When to talk to the hub; default realtime. */
-  sync?: SyncSchedule;
-}
 
-export interface AgentStatus {
-  agentId: string;
-  incarnation: string;
-  connected: boolean;
-  /** Writes in the outbox not yet acknowledged by the hub. */
-  outboxDepth: number;
-  /** Highest LSN applied to the local replica. */
-  appliedLsn: number;
-  /** Every change up to this LSN (of the replicated collections) is applied. */
-  watermark: number;
-  /** Per collection: applied LSN, writes waiting to be uploaded and the age of the oldest. */
-  collections: Record<string, { appliedLsn: number; pending: number; oldestPendingAgeMs?: number }>;
-  /** When the last sync window or sync-now finished with everything uploaded and caught up. */
-  lastSyncAt?: string;
-  /** When the next sync window opens (sync windows only). */
-  nextWindow?: string;
-}
-
-export interface WriteOptions {
-  /** Default: the collection's durability as declared at the hub, else `local`. */
-  durability?: Durability;
-  /** How long to wait for that durability (the write stays queued after a timeout). */
-  timeoutMs?: number;
-  /**
-   * The version this write is made against (HTTP `If-Match`). By default the version in the
-   * local replica. Collections with the `reject` policy refuse the write if another device
-   * committed a newer version first.
-   */
-  ifVersion?: number;
-}
-
-export interface ReadOptions {
-  /** Skip this device's pending writes and show only what the hub confirmed. */
-  confirmed?: boolean;
-  /**
-   * Wait until this device has applied every change of the collection up to this LSN (a causal
-   * token: the LSN a writer elsewhere got back from a `hub`-durable write).
-   */
-  minLsn?: number;
-  timeoutMs?: number;
-}
-
-export interface ListOptions extends ReadOptions {
-  prefix?: string;
-  after?: string;
-  limit?: number;
-}
-
-export interface AgentEvents {
-  /** Committed changes applied to the local replica. */
-  change: [Change[]];
-  /** Writes the hub refused or that lost a conflict; also kept in `rejections()`. */
-  rejection: [Rejection[]];
-  connected: [];
-  disconnected: [];
-  /** A sync window opened (true) or closed (false). */
-  window: [open: boolean];
-  /** The hub found this database's seqs already used (an old backup was restored): the queue was renumbered. */
-  reincarnated: [previous: string, next: string];
-}
+export type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
 
 /**
  * An Outpost agent: a local SQLite replica and durable outbox, synchronised with the hub over
@@ -119,6 +35,7 @@ export interface AgentEvents {
 export class Agent extends EventEmitter<AgentEvents> {
   readonly id: string;
   readonly #store: AgentStore;
+  readonly #policies: PolicyCache;
   readonly #clock: HybridClock;
   readonly #writes: WriteQueue;
   readonly #link: Transport;
@@ -138,6 +55,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.id = options.agentId;
     this.#log = options.logger ?? pino({ level: 'silent' });
     this.#store = new AgentStore(options.dataDir);
+    this.#policies = new PolicyCache(this.#store);
     if (options.storageLimitBytes !== undefined) this.#store.setStorageLimit(options.storageLimitBytes);
     this.#clock = new HybridClock(options.now, this.#store.lastHlc);
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 10_000;
@@ -215,8 +133,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   #policy(collection: string): CollectionPolicy {
-    const policies = this.#store.getSetting<HubStatusMessage[1]>('hub-policies');
-    return policies?.collections[collection] ?? policies?.defaults ?? DEFAULT_POLICY;
+    return this.#policies.get(collection);
   }
 
   #afterWrite(collections: Set<string>, dropped: Rejection[]): void {
@@ -386,7 +303,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         const message = broadcastCodec.decode(payload);
         this.#clock.observe(message[1].hlc as Hlc);
         if (message[0] === 'changes') this.#replicator.onChanges(message);
-        else this.#store.setSetting('hub-policies', message[1]);
+        else this.#policies.update(message[1]);
       }
     } catch (error) {
       this.#log.warn({ err: error, topic }, 'ignored a message from the hub');
@@ -432,16 +349,6 @@ export class Agent extends EventEmitter<AgentEvents> {
         break;
     }
   }
-}
-
-function validateWrite(collection: string, key: string, value: JsonValue | undefined): void {
-  if (checkCollectionName(collection)) throw new InvalidCollectionError(collection);
-  if (checkKey(key, limits.maxKeyBytes)) throw new InvalidKeyError(key, limits.maxKeyBytes);
-  if (value === undefined) return;
-  const problem = checkValue(value, limits.maxValueDepth);
-  if (problem) throw new InvalidValueError(problem.detail);
-  const size = encodeCbor(value).length;
-  if (size > limits.maxValueBytes) throw new ValueTooLargeError(size, limits.maxValueBytes);
 }
 
 /** Opens the agent's database and starts syncing. */

@@ -1,0 +1,92 @@
+import type { Logger } from 'pino';
+import type { Change } from '../shared/messages.js';
+import type { Durability } from './durability.js';
+import type { SyncSchedule } from './scheduler.js';
+import type { Rejection } from './store.js';
+import type { TransportFactory } from './transport.js';
+
+/** The agent's public types: options, status, read and write options, events. */
+export interface AgentOptions {
+  /** e.g. `mqtt://hub.example.com:1883` */
+  hubUrl: string;
+  agentId: string;
+  dataDir: string;
+  /** Collections to replicate locally; omitted = every collection. */
+  collections?: string[];
+  logger?: Logger;
+  /** Wall clock in ms; injectable for tests of skewed devices. */
+  now?: () => number;
+  reconnect?: { initialMs: number; maxMs: number };
+  ackTimeoutMs?: number;
+  /** Cap on the agent database's size (the device's disk budget); writes past it fail with OUTPOST_STORAGE_FULL. */
+  storageLimitBytes?: number;
+  /** The connection to the hub; default MQTT to `hubUrl`. Tests put a simulated network here. */
+  transport?: TransportFactory;
+  /** Changes (or snapshot documents) per pull page; default 500. */
+  pageLimit?: number;
+  /** How long a write waits for `hub` or `replicas` durability, and a read for `minLsn` (default 10 s). */
+  waitTimeoutMs?: number;
+  /** When to talk to the hub; default realtime. */
+  sync?: SyncSchedule;
+}
+
+export interface AgentStatus {
+  agentId: string;
+  incarnation: string;
+  connected: boolean;
+  /** Writes in the outbox not yet acknowledged by the hub. */
+  outboxDepth: number;
+  /** Highest LSN applied to the local replica. */
+  appliedLsn: number;
+  /** Every change up to this LSN (of the replicated collections) is applied. */
+  watermark: number;
+  /** Per collection: applied LSN, writes waiting to be uploaded and the age of the oldest. */
+  collections: Record<string, { appliedLsn: number; pending: number; oldestPendingAgeMs?: number }>;
+  /** When the last sync window or sync-now finished with everything uploaded and caught up. */
+  lastSyncAt?: string;
+  /** When the next sync window opens (sync windows only). */
+  nextWindow?: string;
+}
+
+export interface WriteOptions {
+  /** Default: the collection's durability as declared at the hub, else `local`. */
+  durability?: Durability;
+  /** How long to wait for that durability (the write stays queued after a timeout). */
+  timeoutMs?: number;
+  /**
+   * The version this write is made against (HTTP `If-Match`). By default the version in the
+   * local replica. Collections with the `reject` policy refuse the write if another device
+   * committed a newer version first.
+   */
+  ifVersion?: number;
+}
+
+export interface ReadOptions {
+  /** Skip this device's pending writes and show only what the hub confirmed. */
+  confirmed?: boolean;
+  /**
+   * Wait until this device has applied every change of the collection up to this LSN (a causal
+   * token: the LSN a writer elsewhere got back from a `hub`-durable write).
+   */
+  minLsn?: number;
+  timeoutMs?: number;
+}
+
+export interface ListOptions extends ReadOptions {
+  prefix?: string;
+  after?: string;
+  limit?: number;
+}
+
+export interface AgentEvents {
+  /** Committed changes applied to the local replica. */
+  change: [Change[]];
+  /** Writes the hub refused or that lost a conflict; also kept in `rejections()`. */
+  rejection: [Rejection[]];
+  connected: [];
+  disconnected: [];
+  /** A sync window opened (true) or closed (false). */
+  window: [open: boolean];
+  /** The hub found this database's seqs already used (an old backup was restored): the queue was renumbered. */
+  reincarnated: [previous: string, next: string];
+}

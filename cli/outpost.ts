@@ -6,6 +6,7 @@ import { createAgentHttp } from '../agent/http.js';
 import { loadHubConfig } from '../hub/config.js';
 import { Hub } from '../hub/hub.js';
 import { addClientCommands } from './agent-client.js';
+import { runDemo } from './demo.js';
 import { commanderOptions, ConfigError, renderReference, resolveOptions } from './options.js';
 import { AGENT_OPTIONS, HUB_OPTIONS } from './tables.js';
 
@@ -73,6 +74,14 @@ run.action(async (flags: Record<string, unknown>) => {
   });
 });
 addClientCommands(agentCommand);
+
+program.command('demo').description('a hub and three agents on this machine, one on a flaky link, with a live table')
+  .option('--seconds <n>', 'how long to write', '20')
+  .option('--keep', 'keep the data directory')
+  .action(async (opts: { seconds: string; keep?: boolean }) => {
+    const ok = await runDemo({ seconds: Number(opts.seconds) || 20, keep: opts.keep ?? false });
+    process.exit(ok ? 0 : 1);
+  });
 
 program.command('config-reference', { hidden: true }).description('print docs/CONFIGURATION.md').action(() => {
   process.stdout.write([

@@ -1,12 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import pino, { type Logger } from 'pino';
-import { Agent } from '../agent/agent.js';
-import { createAgentHttp } from '../agent/http.js';
-import { loadHubConfig } from '../hub/config.js';
-import { Hub } from '../hub/hub.js';
 import { addClientCommands } from './agent-client.js';
-import { runDemo } from './demo.js';
 import { commanderOptions, ConfigError, renderReference, resolveOptions } from './options.js';
 import { AGENT_OPTIONS, HUB_OPTIONS } from './tables.js';
 
@@ -38,6 +33,8 @@ for (const option of commanderOptions(HUB_OPTIONS)) hubCommand.addOption(option)
 hubCommand.action(async (flags: Record<string, unknown>) => {
   const o = resolveOptions(HUB_OPTIONS, flags, process.env);
   const log = pino({ name: 'hub', level: o.logLevel as string });
+  // Loaded here, not at the top: an agent on a small device does not pay for the broker's modules.
+  const [{ Hub }, { loadHubConfig }] = await Promise.all([import('../hub/hub.js'), import('../hub/config.js')]);
   const hub = await Hub.start({
     port: o.port as number, host: o.host as string, dataDir: o.data as string, dev: o.dev as boolean, logger: log,
     ...(o.http !== undefined && { http: o.http as Address }),
@@ -53,6 +50,7 @@ for (const option of commanderOptions(AGENT_OPTIONS)) run.addOption(option);
 run.action(async (flags: Record<string, unknown>) => {
   const o = resolveOptions(AGENT_OPTIONS, flags, process.env, (flags.config as string | undefined) ?? process.env.OUTPOST_CONFIG);
   const log = pino({ name: 'agent', level: o.logLevel as string });
+  const [{ Agent }, { createAgentHttp }] = await Promise.all([import('../agent/agent.js'), import('../agent/http.js')]);
   const offset = o.clockOffsetMs as number;
   const agent = new Agent({
     hubUrl: o.hub as string, agentId: o.id as string, dataDir: (o.data as string | undefined) ?? `./data/${o.id as string}`, logger: log,
@@ -79,6 +77,7 @@ program.command('demo').description('a hub and three agents on this machine, one
   .option('--seconds <n>', 'how long to write', '20')
   .option('--keep', 'keep the data directory')
   .action(async (opts: { seconds: string; keep?: boolean }) => {
+    const { runDemo } = await import('./demo.js');
     const ok = await runDemo({ seconds: Number(opts.seconds) || 20, keep: opts.keep ?? false });
     process.exit(ok ? 0 : 1);
   });

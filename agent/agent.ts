@@ -203,7 +203,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     const collections: AgentStatus['collections'] = {};
     for (const c of new Set([...Object.keys(cursors), ...Object.keys(pending)])) {
       const p = pending[c];
-      collections[c] = { appliedLsn: cursors[c] ?? 0, pending: p?.pending ?? 0, ...(p && { oldestPendingAgeMs: now - p.oldestAt }) };
+      const applied = Math.max(cursors[c] ?? 0, watermark);
+      const lag = Math.max(0, (this.#replicator.heads.get(c) ?? 0) - applied);
+      collections[c] = { appliedLsn: cursors[c] ?? 0, lag, pending: p?.pending ?? 0, ...(p && { oldestPendingAgeMs: now - p.oldestAt }) };
     }
     const { lastSyncAt, nextWindow } = this.#scheduler;
     return {

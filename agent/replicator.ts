@@ -69,8 +69,16 @@ export class Replicator {
     this.#timer = undefined;
   }
 
+  /** The newest LSN heard of per collection (applied or not): what lag is measured against. */
+  readonly heads = new Map<string, number>();
+
+  #heard(collection: string, lsn: number): void {
+    if (lsn > (this.heads.get(collection) ?? 0)) this.heads.set(collection, lsn);
+  }
+
   onChanges([, set]: ChangesMessage): void {
     if (!this.replicates(set.c)) return;
+    this.#heard(set.c, set.changes.at(-1)!.lsn);
     const seen = Math.max(this.store.cursor(set.c), this.store.watermark);
     if (set.prev > seen) {
       this.log.debug({ collection: set.c, prev: set.prev, seen }, 'gap in change sets; pulling');
@@ -113,6 +121,7 @@ export class Replicator {
 
   onPage([, page]: PageMessage): void {
     if (page.id !== this.#pullId) return; // late or duplicated answer to an earlier pull
+    for (const c of page.changes) this.#heard(c.c, c.lsn);
     if (!this.#applyOrRetry(() => this.store.applyChanges(page.changes, page.to))) return;
     if (page.more) {
       this.#sendPull(page.to);

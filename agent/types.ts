@@ -40,8 +40,12 @@ export interface AgentStatus {
   appliedLsn: number;
   /** Every change up to this LSN (of the replicated collections) is applied. */
   watermark: number;
-  /** Per collection: applied LSN, writes waiting to be uploaded and the age of the oldest. */
-  collections: Record<string, { appliedLsn: number; pending: number; oldestPendingAgeMs?: number }>;
+  /**
+   * Per collection: applied LSN; lag, in changes, behind the newest LSN heard of from the hub
+   * this run (unknown while offline: changes committed meanwhile are not counted); writes
+   * waiting to be uploaded and the age of the oldest.
+   */
+  collections: Record<string, { appliedLsn: number; lag: number; pending: number; oldestPendingAgeMs?: number }>;
   /** When the last sync window or sync-now finished with everything uploaded and caught up. */
   lastSyncAt?: string;
   /** When the next sync window opens (sync windows only). */

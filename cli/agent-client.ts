@@ -44,6 +44,23 @@ function parseValue(text: string): unknown {
   }
 }
 
+/** A progress bar on stderr while a long sync uploads and catches up (terminals only). */
+function showProgress(opts: ClientOptions): { stop: () => void } {
+  let total = 0;
+  const timer = setInterval(() => {
+    void call(opts, 'GET', '/v1/status').then((s) => {
+      const { outboxDepth, collections } = s as { outboxDepth: number; collections: Record<string, { lag: number }> };
+      const remaining = outboxDepth + Object.values(collections).reduce((sum, c) => sum + c.lag, 0);
+      total = Math.max(total, remaining);
+      const done = total === 0 ? 1 : (total - remaining) / total;
+      const width = 30;
+      const bar = '#'.repeat(Math.round(done * width)).padEnd(width, '.');
+      process.stderr.write(`\r[${bar}] ${Math.round(done * 100)}%  ${outboxDepth} to upload, ${remaining - outboxDepth} to apply   `);
+    }, () => undefined);
+  }, 250);
+  return { stop: () => { clearInterval(timer); process.stderr.write('\n'); } };
+}
+
 export function addClientCommands(agent: Command): void {
   const client = (name: string, description: string): Command => agent
     .command(name)
@@ -55,14 +72,14 @@ export function addClientCommands(agent: Command): void {
   client('status', 'connection, outbox and lag of a running agent').action(async (opts: ClientOptions) => {
     const s = await call(opts, 'GET', '/v1/status') as {
       agentId: string; connected: boolean; outboxDepth: number; appliedLsn: number; lastSyncAt?: string; nextWindow?: string;
-      collections: Record<string, { appliedLsn: number; pending: number; oldestPendingAgeMs?: number }>;
+      collections: Record<string, { appliedLsn: number; lag: number; pending: number; oldestPendingAgeMs?: number }>;
     };
     print(opts, s, () => [
       `agent ${s.agentId}: ${s.connected ? 'connected' : 'offline'}, ${s.outboxDepth} pending, applied LSN ${s.appliedLsn}` +
         `${s.lastSyncAt ? `, last sync ${s.lastSyncAt}` : ''}${s.nextWindow ? `, next window ${s.nextWindow}` : ''}`,
       '',
-      table([['COLLECTION', 'APPLIED LSN', 'PENDING', 'OLDEST PENDING'], ...Object.entries(s.collections).map(([c, v]) => [
-        c, String(v.appliedLsn), String(v.pending), v.oldestPendingAgeMs === undefined ? '-' : `${Math.round(v.oldestPendingAgeMs / 1000)} s`,
+      table([['COLLECTION', 'APPLIED LSN', 'LAG', 'PENDING', 'OLDEST PENDING'], ...Object.entries(s.collections).map(([c, v]) => [
+        c, String(v.appliedLsn), String(v.lag), String(v.pending), v.oldestPendingAgeMs === undefined ? '-' : `${Math.round(v.oldestPendingAgeMs / 1000)} s`,
       ])]),
     ].join('\n'));
   });
@@ -96,7 +113,9 @@ export function addClientCommands(agent: Command): void {
 
   client('sync', 'sync now: connect, upload, catch up').option('--timeout <ms>', 'give up waiting after', '30000')
     .action(async (opts: ClientOptions & { timeout: string }) => {
-      const result = await call(opts, 'POST', `/v1/sync?timeoutMs=${encodeURIComponent(opts.timeout)}`) as { done: boolean; status: { outboxDepth: number } };
+      const progress = process.stderr.isTTY && !opts.json ? showProgress(opts) : undefined;
+      const result = await call(opts, 'POST', `/v1/sync?timeoutMs=${encodeURIComponent(opts.timeout)}`)
+        .finally(() => progress?.stop()) as { done: boolean; status: { outboxDepth: number } };
       print(opts, result, () => (result.done ? 'synced: nothing pending' : `still syncing: ${result.status.outboxDepth} pending`));
       if (!result.done) process.exitCode = 2;
     });

@@ -1,0 +1,53 @@
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Replicator } from '../../agent/replicator.js';
+import { AgentStore } from '../../agent/store.js';
+import { encodeHlc } from '../../shared/hlc.js';
+import type { Change, PullMessage } from '../../shared/messages.js';
+import { tempDir } from '../helpers/temp.js';
+
+const hlc = encodeHlc(Date.now(), 0);
+const change = (lsn: number): Change => ({ lsn, c: 'x', k: `k${lsn}`, op: 'put', v: lsn, hlc, o: 'pi-other' });
+
+describe('replicator', () => {
+  let store: AgentStore;
+  afterEach(() => store?.close());
+
+  function setup(): { replicator: Replicator; pulls: PullMessage[1][] } {
+    store = new AgentStore(tempDir('replicator'));
+    const pulls: PullMessage[1][] = [];
+    const replicator = new Replicator(store, {
+      send: (pull) => (pulls.push(pull[1]), true), onApplied: () => undefined, onProgress: () => undefined,
+    }, { collections: undefined, pageLimit: 100, pullTimeoutMs: 60_000 }, pino({ level: 'silent' }));
+    return { replicator, pulls };
+  }
+
+  it('applies a change set that follows on, and pulls on a gap, knowing how far behind it is', () => {
+    const { replicator, pulls } = setup();
+    replicator.onChanges(['changes', { c: 'x', prev: 0, hlc, changes: [change(1), change(2)] }]);
+    expect(store.cursor('x')).toBe(2);
+    expect(pulls).toHaveLength(0);
+
+    replicator.onChanges(['changes', { c: 'x', prev: 5, hlc, changes: [change(6)] }]); // 3..5 missed
+    expect(store.cursor('x')).toBe(2);
+    expect(replicator.heads.get('x')).toBe(6);
+    expect(replicator.pulling).toBe(true);
+    expect(pulls).toMatchObject([{ from: 0 }]);
+
+    // A late answer to some other pull is ignored; the answer to this one catches up.
+    replicator.onPage(['page', { id: pulls[0]!.id + 1, from: 0, to: 6, more: false, hlc, changes: [change(3)] }]);
+    expect(store.cursor('x')).toBe(2);
+    replicator.onPage(['page', { id: pulls[0]!.id, from: 0, to: 6, more: false, hlc, changes: [1, 2, 3, 4, 5, 6].map(change) }]);
+    expect(store.cursor('x')).toBe(6);
+    expect(store.watermark).toBe(6);
+    expect(replicator.pulling).toBe(false);
+  });
+
+  it('asks for the next page while more is set, from where the page ended', () => {
+    const { replicator, pulls } = setup();
+    replicator.pull();
+    replicator.onPage(['page', { id: pulls[0]!.id, from: 0, to: 2, more: true, hlc, changes: [change(1), change(2)] }]);
+    expect(pulls[1]).toMatchObject({ from: 2 });
+    expect(replicator.pulling).toBe(true);
+  });
+});

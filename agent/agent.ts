@@ -81,6 +81,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const transport: TransportFactory = options.transport ?? ((delegate) => new Link({
       url: options.hubUrl,
       clientId: options.agentId,
+      ...(options.hubToken !== undefined && { username: options.agentId, password: options.hubToken }),
       subscriptions,
       backoff: options.reconnect ?? { initialMs: 500, maxMs: 30_000 },
       log: this.#log,

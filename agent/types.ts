@@ -10,6 +10,8 @@ export interface AgentOptions {
   /** e.g. `mqtt://hub.example.com:1883` */
   hubUrl: string;
   agentId: string;
+  /** The token `outpost hub agents add` printed for this agent; omitted only for a hub in --dev mode. */
+  hubToken?: string;
   dataDir: string;
   /** Collections to replicate locally; omitted = every collection. */
   collections?: string[];

@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import pino, { type Logger } from 'pino';
 import { addClientCommands } from './agent-client.js';
+import { addAgentAdmin } from './hub-agents.js';
 import { commanderOptions, ConfigError, renderReference, resolveOptions } from './options.js';
 import { AGENT_OPTIONS, HUB_OPTIONS } from './tables.js';
 
@@ -28,9 +29,11 @@ function onSignals(log: Logger, stop: () => Promise<void>): void {
 
 const program = new Command('outpost').description('Keeps fleets of edge devices in sync with one authoritative main site.');
 
-const hubCommand = program.command('hub').description('run the hub: embedded MQTT broker and primary database');
-for (const option of commanderOptions(HUB_OPTIONS)) hubCommand.addOption(option);
-hubCommand.action(async (flags: Record<string, unknown>) => {
+const hubCommand = program.command('hub').description('run the hub, or manage its agents');
+const hubRun = hubCommand.command('run', { isDefault: true }).description('run the hub: embedded MQTT broker and primary database');
+for (const option of commanderOptions(HUB_OPTIONS)) hubRun.addOption(option);
+addAgentAdmin(hubCommand);
+hubRun.action(async (flags: Record<string, unknown>) => {
   const o = resolveOptions(HUB_OPTIONS, flags, process.env);
   const log = pino({ name: 'hub', level: o.logLevel as string });
   // Loaded here, not at the top: an agent on a small device does not pay for the broker's modules.
@@ -57,6 +60,7 @@ run.action(async (flags: Record<string, unknown>) => {
     reconnect: { initialMs: Math.min(500, o.reconnectMaxMs as number), maxMs: o.reconnectMaxMs as number },
     ...(offset !== 0 && { now: () => Date.now() + offset }),
     ...(o.collections !== undefined && { collections: o.collections as string[] }),
+    ...(o.hubToken !== undefined && { hubToken: o.hubToken as string }),
     ...(o.storageLimitMb !== undefined && { storageLimitBytes: (o.storageLimitMb as number) * 1024 * 1024 }),
     ...(o.syncCron !== undefined && {
       sync: { mode: 'windows' as const, cron: o.syncCron as string, windowSeconds: o.syncWindowSeconds as number, disconnectOutside: o.syncDisconnectOutside as boolean },

@@ -10,6 +10,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
     key: 'id', type: 'string', required: true, placeholder: 'agentId', description: 'this device\'s agent id (letters, digits, . _ -)',
     pattern: { regex: AGENT_ID_PATTERN, description: '1-128 letters, digits, dots, underscores or dashes' },
   },
+  { key: 'hubToken', type: 'string', placeholder: 'token', description: 'this agent\'s credential, printed once by `outpost hub agents add` (put it in the environment, not on the command line)' },
   { key: 'data', type: 'string', placeholder: 'dir', description: 'data directory (default ./data/<id>)' },
   { key: 'http', type: 'address', default: '127.0.0.1:7801', placeholder: 'host:port', description: 'device HTTP API address; keep it on loopback unless a token is set' },
   { key: 'token', type: 'string', placeholder: 'secret', description: 'require Authorization: Bearer <token> on the device HTTP API' },

@@ -1,10 +1,13 @@
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
+import type { Authenticator } from './authenticator.js';
 import { agentOfUpTopic, collectionOfTopic, isValidAgentId, isValidCollection, topics } from '../shared/topics.js';
 
 export interface BrokerOptions {
   /** Admit any well-formed agent id without credentials. Development only. */
   dev: boolean;
+  /** Checks credentials outside development mode. */
+  authenticator: Authenticator;
   log: Logger;
   /** Called for every message an agent publishes on its own `up` topic. */
   onUp: (agentId: string, payload: Buffer) => void;
@@ -12,6 +15,8 @@ export interface BrokerOptions {
 
 /** MQTT CONNACK return codes (3.1.1). */
 const IDENTIFIER_REJECTED = 2 as AuthenticateError['returnCode'];
+const SERVER_UNAVAILABLE = 3 as AuthenticateError['returnCode'];
+const BAD_USERNAME_OR_PASSWORD = 4 as AuthenticateError['returnCode'];
 const NOT_AUTHORIZED = 5 as AuthenticateError['returnCode'];
 
 /**
@@ -31,7 +36,7 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
     maxClientsIdLength: 128,
   });
 
-  broker.authenticate = (client, _username, _password, done) => {
+  broker.authenticate = (client, username, password, done) => {
     if (!isValidAgentId(client.id)) {
       done(authError(`client id ${JSON.stringify(client.id)} is not a valid agent id`, IDENTIFIER_REJECTED), null);
       return;
@@ -40,8 +45,18 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
       done(null, true);
       return;
     }
-    log.warn({ agentId: client.id }, 'refused agent: no credentials are provisioned on this hub; run the hub with --dev for development');
-    done(authError('not authorized', NOT_AUTHORIZED), null);
+    options.authenticator.check(client.id, username, password).then((result) => {
+      if (result === 'ok') {
+        done(null, true);
+        return;
+      }
+      log.warn({ agentId: client.id, reason: result }, 'refused agent');
+      done(authError(result === 'no-credentials' || result === 'wrong-token' || result === 'id-mismatch' ? 'bad username or password' : 'not authorized',
+        result === 'no-credentials' || result === 'wrong-token' || result === 'id-mismatch' ? BAD_USERNAME_OR_PASSWORD : NOT_AUTHORIZED), null);
+    }, (error: unknown) => {
+      log.error({ err: error, agentId: client.id }, 'credential check failed');
+      done(authError('server unavailable', SERVER_UNAVAILABLE), null);
+    });
   };
 
   broker.authorizePublish = (client, packet, done) => {

@@ -1,7 +1,8 @@
 import { createServer, type AddressInfo, type Server } from 'node:net';
-import type { Aedes } from 'aedes';
+import type { Aedes, Client } from 'aedes';
 import pino, { type Logger } from 'pino';
 import { limits } from '../shared/limits.js';
+import { Authenticator } from './authenticator.js';
 import { createBroker } from './broker.js';
 import type { HubConfig } from './config.js';
 import { HubCore } from './core.js';
@@ -24,6 +25,9 @@ export interface HubOptions {
   logger?: Logger;
 }
 
+/** How often the hub looks for credential changes made by another process. */
+const CREDENTIAL_CHECK_MS = 500;
+
 /** Room for the largest message (answered with a typed error when too big) plus MQTT framing. */
 export const DEFAULT_MAX_PACKET_BYTES = 4 * limits.maxMessageBytes;
 
@@ -37,6 +41,8 @@ export class Hub {
   #broker: Aedes | undefined;
   #server: Server | undefined;
   #http: HubHttp | undefined;
+  readonly #clients = new Map<string, Client>();
+  #credentialTimer: NodeJS.Timeout | undefined;
 
   private constructor(private readonly options: HubOptions) {
     this.log = options.logger ?? pino({ level: 'silent' });
@@ -68,8 +74,20 @@ export class Hub {
     if (options.dev) {
       log.warn('DEVELOPMENT MODE: any agent may connect without credentials. Never expose this hub to a network.');
     }
-    const broker = await createBroker({ dev: options.dev ?? false, log, onUp: (agentId, payload) => this.core.onUp(agentId, payload) });
+    const authenticator = new Authenticator(this.store, log);
+    const broker = await createBroker({ dev: options.dev ?? false, authenticator, log, onUp: (agentId, payload) => this.core.onUp(agentId, payload) });
     this.#broker = broker;
+    broker.on('client', (client) => this.#clients.set(client.id, client));
+    broker.on('clientDisconnect', (client) => {
+      if (this.#clients.get(client.id) === client) this.#clients.delete(client.id);
+    });
+    if (!options.dev) {
+      this.#watchCredentials(authenticator);
+      if (this.store.credentials().every((c) => c.revokedAt !== null)) {
+        log.warn(`no agents are provisioned yet: add one with \`outpost hub agents add <agent-id> --data ${options.dataDir}\`, ` +
+          'which prints its token once; give it to the agent as OUTPOST_HUB_TOKEN');
+      }
+    }
     const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
     const server = createServer((socket) => {
       socket.setNoDelay(true); // acks and pages are small and latency-bound: no Nagle delay
@@ -88,6 +106,27 @@ export class Hub {
       await this.#http.listen({ host: options.http.host, port: options.http.port });
     }
     log.info({ mqttPort: this.port, http: this.httpAddress, data: options.dataDir, head: this.store.head }, 'hub started');
+  }
+
+  /**
+   * `outpost hub agents revoke` writes from another process: SQLite's data_version tells this
+   * one, within half a second, to forget verified tokens and close revoked agents' connections.
+   */
+  #watchCredentials(authenticator: Authenticator): void {
+    let version = this.store.dataVersion();
+    this.#credentialTimer = setInterval(() => {
+      const now = this.store.dataVersion();
+      if (now === version) return;
+      version = now;
+      authenticator.forget();
+      for (const [agentId, client] of this.#clients) {
+        if (!authenticator.stillValid(agentId)) {
+          this.log.warn({ agentId }, 'credential revoked; closing the connection');
+          client.close();
+        }
+      }
+    }, CREDENTIAL_CHECK_MS);
+    this.#credentialTimer.unref();
   }
 
   get store(): HubCore['store'] {
@@ -109,6 +148,7 @@ export class Hub {
 
   /** Commits what is queued, closes every connection, then the store. */
   async stop(): Promise<void> {
+    clearInterval(this.#credentialTimer);
     await this.#http?.close();
     this.core.drain(); // acks for what is queued go out while the broker is still up
     if (this.#broker) {

@@ -79,4 +79,13 @@ CREATE TABLE hub_meta (
   value TEXT NOT NULL
 ) WITHOUT ROWID;
 `,
+  // 4: device credentials (tokens stored as scrypt hashes)
+  `
+CREATE TABLE agent_credentials (
+  agent_id   TEXT PRIMARY KEY,
+  token_hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  revoked_at INTEGER
+) WITHOUT ROWID;
+`,
 ];

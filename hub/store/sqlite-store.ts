@@ -343,6 +343,36 @@ export class SqliteHubStore {
     return (this.#db.prepare('SELECT count(*) AS n FROM log WHERE origin = ? AND incarnation = ? AND seq = ?').get(agentId, incarnation, seq) as { n: number }).n;
   }
 
+  /** Stores (or replaces) an agent's credential; a replaced one stops working at once. */
+  putCredential(agentId: string, tokenHash: string): void {
+    this.#db.prepare(
+      `INSERT INTO agent_credentials (agent_id, token_hash, created_at, revoked_at) VALUES (?, ?, ?, NULL)
+       ON CONFLICT (agent_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at, revoked_at = NULL`,
+    ).run(agentId, tokenHash, Date.now());
+  }
+
+  /** Revokes an agent's credential; false if it had none. */
+  revokeCredential(agentId: string): boolean {
+    return this.#db.prepare('UPDATE agent_credentials SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL').run(Date.now(), agentId).changes > 0;
+  }
+
+  credential(agentId: string): { tokenHash: string; revoked: boolean } | undefined {
+    const row = this.#db.prepare<[string], { token_hash: string; revoked_at: number | null }>(
+      'SELECT token_hash, revoked_at FROM agent_credentials WHERE agent_id = ?').get(agentId);
+    return row && { tokenHash: row.token_hash, revoked: row.revoked_at !== null };
+  }
+
+  credentials(): Array<{ agentId: string; createdAt: number; revokedAt: number | null }> {
+    return this.#db.prepare<[], { agent_id: string; created_at: number; revoked_at: number | null }>(
+      'SELECT agent_id, created_at, revoked_at FROM agent_credentials ORDER BY agent_id').all()
+      .map((r) => ({ agentId: r.agent_id, createdAt: r.created_at, revokedAt: r.revoked_at }));
+  }
+
+  /** Changes when another connection (e.g. `outpost hub agents revoke`) commits to this database. */
+  dataVersion(): number {
+    return this.#db.pragma('data_version', { simple: true }) as number;
+  }
+
   close(): void {
     if (this.#db.open) this.#db.close();
   }

@@ -27,6 +27,8 @@ describe('broker access control', () => {
   it('refuses every agent outside development mode until credentials exist', async () => {
     hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('acl') });
     await expect(mqtt.connectAsync(`mqtt://127.0.0.1:${hub.port}`, { clientId: 'pi-1', reconnectPeriod: 0 }))
+      .rejects.toThrow(/Bad username or password/i);
+    await expect(mqtt.connectAsync(`mqtt://127.0.0.1:${hub.port}`, { clientId: 'pi-1', username: 'pi-1', password: 'guess', reconnectPeriod: 0 }))
       .rejects.toThrow(/Not authorized/i);
   });
 

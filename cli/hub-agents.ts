@@ -1,0 +1,53 @@
+import type { Command } from 'commander';
+import { isValidAgentId } from '../shared/topics.js';
+import { table } from './agent-client.js';
+import { ConfigError } from './options.js';
+
+/**
+ * `outpost hub agents add | revoke | list`: device identities in the hub's database. Works
+ * whether the hub runs or not; a running hub notices within half a second (a revoked agent's
+ * connection is closed).
+ */
+export function addAgentAdmin(hub: Command): void {
+  const agents = hub.command('agents').description('provision and revoke agents\' credentials');
+  const withData = (c: Command): Command => c.option('--data <dir>', 'the hub\'s data directory (env OUTPOST_DATA)', process.env.OUTPOST_DATA ?? './data/hub');
+  const open = async (data: string) => {
+    const { SqliteHubStore } = await import('../hub/store/sqlite-store.js');
+    return new SqliteHubStore(data);
+  };
+
+  withData(agents.command('add').argument('<agentId>').description('create (or replace) an agent\'s credential and print its token once'))
+    .action(async (agentId: string, opts: { data: string }) => {
+      if (!isValidAgentId(agentId)) throw new ConfigError(`agent id ${JSON.stringify(agentId)} is invalid: use 1-128 letters, digits, dots, underscores or dashes`);
+      const { hashToken, newToken } = await import('../hub/credentials.js');
+      const token = newToken();
+      const store = await open(opts.data);
+      try {
+        store.putCredential(agentId, await hashToken(token));
+      } finally {
+        store.close();
+      }
+      process.stdout.write(`${token}\n`);
+      process.stderr.write(`agent ${agentId} provisioned. The token above is shown only now: give it to the device as OUTPOST_HUB_TOKEN.\n`);
+    });
+
+  withData(agents.command('revoke').argument('<agentId>').description('revoke an agent\'s credential; a connected agent is disconnected'))
+    .action(async (agentId: string, opts: { data: string }) => {
+      const store = await open(opts.data);
+      try {
+        if (!store.revokeCredential(agentId)) throw new ConfigError(`agent ${agentId} has no active credential`);
+      } finally {
+        store.close();
+      }
+      process.stdout.write(`agent ${agentId} revoked\n`);
+    });
+
+  withData(agents.command('list').description('agents with credentials')).option('--json', 'machine-readable output')
+    .action(async (opts: { data: string; json?: boolean }) => {
+      const store = await open(opts.data);
+      const list = store.credentials();
+      store.close();
+      process.stdout.write(opts.json ? `${JSON.stringify(list, null, 2)}\n` : `${table([['AGENT', 'CREATED', 'STATE'],
+        ...list.map((a) => [a.agentId, new Date(a.createdAt).toISOString(), a.revokedAt === null ? 'active' : `revoked ${new Date(a.revokedAt).toISOString()}`])])}\n`);
+    });
+}

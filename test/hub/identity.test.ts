@@ -1,0 +1,82 @@
+import Database from 'better-sqlite3';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Agent } from '../../agent/agent.js';
+import { Hub } from '../../hub/hub.js';
+import { CLI } from '../helpers/processes.js';
+import { tempDir } from '../helpers/temp.js';
+import { waitFor } from '../helpers/wait.js';
+
+const outpost = (...args: string[]): string => execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+describe('device identity (hub not in --dev mode)', () => {
+  let hub: Hub | undefined;
+  const agents: Agent[] = [];
+  afterEach(async () => {
+    await Promise.all(agents.splice(0).map((a) => a.close()));
+    await hub?.stop();
+  });
+
+  async function secureHub(): Promise<{ data: string; url: string }> {
+    const data = join(tempDir('identity'), 'hub');
+    hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: data });
+    return { data, url: `mqtt://127.0.0.1:${hub.port}` };
+  }
+
+  const connect = (url: string, clientId: string, username?: string, password?: string): Promise<mqtt.MqttClient> =>
+    mqtt.connectAsync(url, { clientId, reconnectPeriod: 0, ...(username !== undefined && { username }), ...(password !== undefined && { password }) });
+
+  it('admits an agent with its token and syncs; stores only a hash of the token', async () => {
+    const { data, url } = await secureHub();
+    const token = outpost('hub', 'agents', 'add', 'pi-1', '--data', data).trim();
+    expect(token).toMatch(/^opt_[A-Za-z0-9_-]{43}$/);
+    const agent = new Agent({ hubUrl: url, agentId: 'pi-1', hubToken: token, dataDir: join(data, '..', 'pi-1') }).start();
+    agents.push(agent);
+    const receipt = await agent.put('notes', 'n', 'hello', { durability: 'hub' });
+    expect(receipt.lsn).toBe(1);
+
+    const db = new Database(join(data, 'hub.db'), { readonly: true });
+    const stored = db.prepare('SELECT token_hash FROM agent_credentials WHERE agent_id = ?').get('pi-1') as { token_hash: string };
+    db.close();
+    expect(stored.token_hash).toMatch(/^scrypt\$16384\$8\$1\$/);
+    expect(stored.token_hash).not.toContain(token.slice(4));
+    expect(outpost('hub', 'agents', 'list', '--data', data)).toMatch(/pi-1\s+\S+\s+active/);
+  });
+
+  it('refuses no credentials, a wrong token, and a username that is not the client id', async () => {
+    const { data, url } = await secureHub();
+    const token = outpost('hub', 'agents', 'add', 'pi-1', '--data', data).trim();
+    outpost('hub', 'agents', 'add', 'pi-2', '--data', data);
+    await expect(connect(url, 'pi-1')).rejects.toThrow(/Bad username or password/i);
+    await expect(connect(url, 'pi-1', 'pi-1', `${token}x`)).rejects.toThrow(/Bad username or password/i);
+    await expect(connect(url, 'pi-2', 'pi-1', token)).rejects.toThrow(/Bad username or password/i); // pi-1's token as pi-2
+    await expect(connect(url, 'pi-9', 'pi-9', token)).rejects.toThrow(/Not authorized/i); // never provisioned
+    const ok = await connect(url, 'pi-1', 'pi-1', token);
+    await ok.endAsync();
+  });
+
+  it('revoking an agent from another process closes its live connection and refuses it after', async () => {
+    const { data, url } = await secureHub();
+    const token = outpost('hub', 'agents', 'add', 'pi-1', '--data', data).trim();
+    const client = await connect(url, 'pi-1', 'pi-1', token);
+    let closed = false;
+    client.on('close', () => (closed = true));
+    expect(outpost('hub', 'agents', 'revoke', 'pi-1', '--data', data)).toMatch(/revoked/);
+    await waitFor('the live connection closed', () => closed, 3_000);
+    await client.endAsync(true);
+    await expect(connect(url, 'pi-1', 'pi-1', token)).rejects.toThrow(/Not authorized/i);
+    // Provisioning again issues a new token; the old one stays dead.
+    const fresh = outpost('hub', 'agents', 'add', 'pi-1', '--data', data).trim();
+    await waitFor('the new credential is in force', async () => {
+      try {
+        await (await connect(url, 'pi-1', 'pi-1', fresh)).endAsync();
+        return true;
+      } catch {
+        return false;
+      }
+    }, 3_000);
+    await expect(connect(url, 'pi-1', 'pi-1', token)).rejects.toThrow(/Bad username or password/i);
+  });
+});

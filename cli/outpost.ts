@@ -41,6 +41,7 @@ hubRun.action(async (flags: Record<string, unknown>) => {
   const hub = await Hub.start({
     port: o.port as number, host: o.host as string, dataDir: o.data as string, dev: o.dev as boolean, logger: log,
     ...(o.http !== undefined && { http: o.http as Address }),
+    ...(o.adminToken !== undefined && { adminToken: o.adminToken as string }),
     ...(o.config !== undefined && { config: loadHubConfig(o.config as string) }),
   });
   onSignals(log, () => hub.stop());

@@ -31,6 +31,7 @@ export const HUB_OPTIONS: readonly OptionSpec[] = [
   { key: 'http', type: 'address', placeholder: 'host:port', description: 'HTTP API address (unset: no HTTP API)' },
   { key: 'data', type: 'string', default: './data/hub', placeholder: 'dir', description: 'data directory' },
   { key: 'config', type: 'string', placeholder: 'file', description: 'hub configuration (YAML or JSON): collections, policies, retention' },
+  { key: 'adminToken', type: 'string', placeholder: 'token', description: 'bearer token for the HTTP API (admin, metrics, writes); required if it listens beyond loopback' },
   { key: 'dev', type: 'boolean', default: false, description: 'development mode: admit any agent without credentials (never on a network)' },
   LOG_LEVEL,
 ];

@@ -23,7 +23,8 @@ export class Committer {
 
   constructor(
     private readonly ingestor: Ingestor,
-    private readonly publish: (output: IngestOutput) => void,
+    /** Called after each commit, with how many requests it held and how long it took. */
+    private readonly publish: (output: IngestOutput, requests: number, seconds: number) => void,
     private readonly onFailure: (agentIds: string[], error: Error) => void,
     private readonly log: Logger,
   ) {}
@@ -58,6 +59,7 @@ export class Committer {
     this.#waiters = [];
     if (requests.length === 0) return;
     let output: IngestOutput;
+    const started = process.hrtime.bigint();
     try {
       faultPoint('hub.before-commit');
       output = this.ingestor.ingest(requests);
@@ -70,7 +72,7 @@ export class Committer {
       return;
     }
     faultPoint('hub.after-commit');
-    this.publish(output);
+    this.publish(output, requests.length, Number(process.hrtime.bigint() - started) / 1e9);
     waiters.forEach((w, i) => w.resolve(output.hubResults[i]!));
   }
 

@@ -4,7 +4,7 @@ import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
 import { ErrorCode, OutpostError } from '../shared/errors.js';
 import { HybridClock } from '../shared/hlc.js';
 import { limits } from '../shared/limits.js';
-import type { BroadcastMessage, DownMessage, PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
+import type { BroadcastMessage, DownMessage, OpResult, PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol-version.js';
 import { topics } from '../shared/topics.js';
 import { Committer } from './committer.js';
@@ -17,6 +17,10 @@ import { SqliteHubStore } from './store/sqlite-store.js';
 export interface HubEvents {
   /** A pull was answered (a log page or a snapshot page). */
   pull: [agentId: string, pull: PullMessage[1], answer: PageMessage | SnapshotMessage];
+  /** A group commit finished: how many requests it held, every op's outcome, how long it took. */
+  commit: [requests: number, outcomes: OpResult['outcome'][], seconds: number];
+  /** Bytes of protocol messages received from agents and sent by the hub. */
+  bytes: [direction: 'in' | 'out', bytes: number];
 }
 
 export interface HubCoreOptions {
@@ -57,7 +61,11 @@ export class HubCore extends EventEmitter<HubEvents> {
     });
     this.#committer = new Committer(
       ingestor,
-      (output) => this.#publishCommitted(output),
+      (output, requests, seconds) => {
+        this.#publishCommitted(output);
+        const outcomes = output.replies.flatMap(({ message }) => (message[0] === 'ack' ? message[1].results.filter((r) => !r.dup).map((r) => r.outcome) : []));
+        this.emit('commit', requests, [...outcomes, ...output.hubResults.map((r) => r.outcome)], seconds);
+      },
       (agentIds, error) => {
         for (const agentId of agentIds) {
           this.#sendDown(agentId, ['error', { code: ErrorCode.STORAGE_FAILED, message: `hub could not commit: ${error.message}` }]);
@@ -105,6 +113,7 @@ export class HubCore extends EventEmitter<HubEvents> {
 
   /** One message an authenticated agent published on its own `up` topic. */
   onUp(agentId: string, payload: Buffer): void {
+    this.emit('bytes', 'in', payload.length);
     let message;
     try {
       message = upCodec.decode(payload);
@@ -125,7 +134,7 @@ export class HubCore extends EventEmitter<HubEvents> {
         break;
       }
       case 'status':
-        this.#notifyReplicated(this.replication.report(agentId, message[1].applied));
+        this.#notifyReplicated(this.replication.report(agentId, message[1].applied, message[1].outbox));
         break;
     }
   }
@@ -178,6 +187,7 @@ export class HubCore extends EventEmitter<HubEvents> {
       this.log.error({ err: error, topic }, 'could not encode a message; not sent (the agent will pull what it misses)');
       return;
     }
+    this.emit('bytes', 'out', payload.length);
     this.#publish(topic, payload, retain);
   }
 }

@@ -69,6 +69,8 @@ export function guardConnection(socket: Socket, maxPacketBytes: number, onRefuse
       callback(error);
     },
   });
+  // The broker and the fleet view ask the connection for the peer's address.
+  Object.assign(guarded, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort });
   socket.on('data', (chunk: Buffer) => {
     if (!meter.feed(chunk)) {
       onRefused(`${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? ''}`);

@@ -1,9 +1,17 @@
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
+import { timingSafeEqual } from 'node:crypto';
 import type { Hub } from './hub.js';
+import { createHubMetrics } from './metrics.js';
 import type { WriteResult } from './ingest.js';
 
 interface DocParams { collection: string; key: string }
+
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const given = Buffer.from(header?.startsWith('Bearer ') ? header.slice(7) : '');
+  const expected = Buffer.from(token);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
 
 /** `If-Match: 7` or `If-Match: "7"` → 7; absent → undefined. */
 function ifMatch(header: string | string[] | undefined): number | undefined {
@@ -16,12 +24,34 @@ function ifMatch(header: string | string[] | undefined): number | undefined {
  * The hub's HTTP API for cloud-side apps: health, reads of the primary store, writes that flow
  * to the agents like any other, and the conflict archive.
  */
-export async function createHubHttp(hub: Hub, log: Logger) {
+export async function createHubHttp(hub: Hub, log: Logger, adminToken?: string) {
   // Per-request lines only at debug.
   const level = log.level === 'debug' || log.level === 'trace' ? log.level : 'warn';
   const app = Fastify({ loggerInstance: log.child({ component: 'http' }, { level }) });
 
+  // Everything but the probes needs the admin token, when one is set (it must be, beyond loopback).
+  app.addHook('onRequest', async (request, reply) => {
+    if (adminToken === undefined || request.url === '/healthz' || request.url === '/readyz') return;
+    if (!bearerMatches(request.headers.authorization, adminToken)) {
+      await reply.code(401).send({ code: 'OUTPOST_UNAUTHORIZED', message: 'missing or wrong admin token; send Authorization: Bearer <token>' });
+    }
+  });
+
   app.get('/healthz', async () => ({ ok: true }));
+  app.get('/readyz', async (_request, reply) => (hub.ready ? { ready: true } : reply.code(503).send({ ready: false })));
+
+  const metrics = createHubMetrics(hub.core, () => hub.fleet(), () => hub.connectedAgents);
+  app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
+
+  app.get('/v1/agents', async () => ({ agents: hub.fleet() }));
+  app.get<{ Params: { agentId: string } }>('/v1/agents/:agentId', async (request, reply) => {
+    const agent = hub.fleet().find((a) => a.agentId === request.params.agentId);
+    return agent ?? reply.code(404).send({ code: 'OUTPOST_NOT_FOUND', message: `the hub knows no agent ${request.params.agentId}` });
+  });
+  app.get('/v1/collections', async () => hub.core.policies.describe());
+  app.get<{ Querystring: { limit?: string } }>('/v1/rejections', async (request) => ({
+    rejections: hub.store.rejections(Math.min(Number(request.query.limit) || 100, 1000)),
+  }));
 
   app.get('/v1/status', async () => ({
     head: hub.store.head,

@@ -6,6 +6,7 @@ import { Authenticator } from './authenticator.js';
 import { createBroker } from './broker.js';
 import type { HubConfig } from './config.js';
 import { HubCore } from './core.js';
+import { fleetStatus, type AgentView, type Presence } from './fleet.js';
 import { guardConnection } from './frame-guard.js';
 import { createHubHttp, type HubHttp } from './http.js';
 
@@ -20,10 +21,14 @@ export interface HubOptions {
   dev?: boolean;
   /** Collections, policies and retention; defaults when omitted. */
   config?: HubConfig;
+  /** Bearer token for the HTTP API; required when it listens beyond loopback. */
+  adminToken?: string;
   /** Largest MQTT packet accepted; a larger one closes the connection before it is buffered. */
   maxPacketBytes?: number;
   logger?: Logger;
 }
+
+const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || host.startsWith('127.');
 
 /** How often the hub looks for credential changes made by another process. */
 const CREDENTIAL_CHECK_MS = 500;
@@ -42,7 +47,10 @@ export class Hub {
   #server: Server | undefined;
   #http: HubHttp | undefined;
   readonly #clients = new Map<string, Client>();
+  /** Who is connected, since when, from where; who was, until when. */
+  readonly presence = new Map<string, Presence>();
   #credentialTimer: NodeJS.Timeout | undefined;
+  #stopping = false;
 
   private constructor(private readonly options: HubOptions) {
     this.log = options.logger ?? pino({ level: 'silent' });
@@ -77,9 +85,15 @@ export class Hub {
     const authenticator = new Authenticator(this.store, log);
     const broker = await createBroker({ dev: options.dev ?? false, authenticator, log, onUp: (agentId, payload) => this.core.onUp(agentId, payload) });
     this.#broker = broker;
-    broker.on('client', (client) => this.#clients.set(client.id, client));
+    broker.on('client', (client) => {
+      this.#clients.set(client.id, client);
+      const address = (client.conn as { remoteAddress?: string }).remoteAddress;
+      this.presence.set(client.id, { online: true, since: Date.now(), ...(address !== undefined && { address }) });
+    });
     broker.on('clientDisconnect', (client) => {
-      if (this.#clients.get(client.id) === client) this.#clients.delete(client.id);
+      if (this.#clients.get(client.id) !== client) return;
+      this.#clients.delete(client.id);
+      this.presence.set(client.id, { ...this.presence.get(client.id), online: false, since: Date.now() });
     });
     if (!options.dev) {
       this.#watchCredentials(authenticator);
@@ -102,7 +116,10 @@ export class Hub {
     });
     this.core.start();
     if (options.http) {
-      this.#http = await createHubHttp(this, log);
+      if (!options.adminToken && !isLoopback(options.http.host)) {
+        throw new Error(`the hub HTTP API on ${options.http.host} would be reachable from the network without a token: set --admin-token (OUTPOST_ADMIN_TOKEN) or bind it to 127.0.0.1`);
+      }
+      this.#http = await createHubHttp(this, log, options.adminToken);
       await this.#http.listen({ host: options.http.host, port: options.http.port });
     }
     log.info({ mqttPort: this.port, http: this.httpAddress, data: options.dataDir, head: this.store.head }, 'hub started');
@@ -129,6 +146,11 @@ export class Hub {
     this.#credentialTimer.unref();
   }
 
+  /** Every agent the hub knows of, with its replication status. */
+  fleet(): AgentView[] {
+    return fleetStatus(this.store, this.core.replication, this.presence);
+  }
+
   get store(): HubCore['store'] {
     return this.core.store;
   }
@@ -142,12 +164,18 @@ export class Hub {
     return address ? `http://${address.address}:${address.port}` : undefined;
   }
 
+  /** Listening for agents, with the store open: ready for traffic. */
+  get ready(): boolean {
+    return this.#server?.listening === true && !this.#stopping;
+  }
+
   get connectedAgents(): number {
     return this.#broker?.connectedClients ?? 0;
   }
 
   /** Commits what is queued, closes every connection, then the store. */
   async stop(): Promise<void> {
+    this.#stopping = true;
     clearInterval(this.#credentialTimer);
     await this.#http?.close();
     this.core.drain(); // acks for what is queued go out while the broker is still up

@@ -88,4 +88,9 @@ CREATE TABLE agent_credentials (
   revoked_at INTEGER
 ) WITHOUT ROWID;
 `,
+  // 5: when each outcome was recorded, to list recent rejections
+  `
+ALTER TABLE outcomes ADD COLUMN at INTEGER;
+CREATE INDEX outcomes_by_kind ON outcomes (outcome, at);
+`,
 ];

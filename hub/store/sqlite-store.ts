@@ -85,7 +85,7 @@ export class SqliteHubStore {
         'SELECT outcome, lsn, reason, detail, digest FROM outcomes WHERE agent_id = ? AND incarnation = ? AND seq = ?',
       ),
       putOutcome: db.prepare(
-        'INSERT INTO outcomes (agent_id, incarnation, seq, outcome, lsn, reason, detail, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO outcomes (agent_id, incarnation, seq, outcome, lsn, reason, detail, digest, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       document: db.prepare<[string, string], DocumentRow>(
         'SELECT value, deleted, version, hlc, origin, field_hlcs FROM documents WHERE collection = ? AND key = ?',
@@ -238,7 +238,7 @@ export class SqliteHubStore {
 
   putOutcome(agentId: string, incarnation: string, result: OpResult, digest: string): void {
     this.#stmts.putOutcome.run(
-      agentId, incarnation, result.seq, result.outcome, result.lsn ?? null, result.reason ?? null, result.detail ?? null, digest,
+      agentId, incarnation, result.seq, result.outcome, result.lsn ?? null, result.reason ?? null, result.detail ?? null, digest, Date.now(),
     );
   }
 
@@ -301,6 +301,33 @@ export class SqliteHubStore {
 
   collectionHead(collection: string): number {
     return this.#stmts.collectionHead.get(collection)?.head_lsn ?? 0;
+  }
+
+  /** When the first change of a collection after `lsn` was committed (ms epoch), if still in the log. */
+  firstCommitAfter(collection: string, lsn: number): number | undefined {
+    return (this.#db.prepare<[string, number], { committed_at: number }>(
+      'SELECT committed_at FROM log WHERE collection = ? AND lsn > ? ORDER BY lsn LIMIT 1').get(collection, lsn))?.committed_at;
+  }
+
+  /** Changes of a collection after `lsn` up to `head` (estimated from LSNs once pruned). */
+  countAfter(collection: string, lsn: number, head: number): number {
+    if (head <= lsn) return 0;
+    if (lsn < this.#prunedThrough) return head - lsn;
+    return (this.#db.prepare<[string, number], { n: number }>('SELECT count(*) AS n FROM log WHERE collection = ? AND lsn > ?').get(collection, lsn))!.n;
+  }
+
+  /** Highest seq processed per incarnation of an agent. */
+  lastSeqs(agentId: string): Record<string, number> {
+    return Object.fromEntries(this.#db.prepare<[string], { incarnation: string; last_seq: number }>(
+      'SELECT incarnation, last_seq FROM agent_sequences WHERE agent_id = ? ORDER BY updated_at DESC').all(agentId)
+      .map((r) => [r.incarnation, r.last_seq]));
+  }
+
+  /** The most recent rejected ops, newest first. */
+  rejections(limit: number): Array<{ agentId: string; incarnation: string; seq: number; reason: string | null; detail: string | null; at: number | null }> {
+    return this.#db.prepare<[number], { agent_id: string; incarnation: string; seq: number; reason: string | null; detail: string | null; at: number | null }>(
+      "SELECT agent_id, incarnation, seq, reason, detail, at FROM outcomes WHERE outcome = 'rejected' ORDER BY at DESC LIMIT ?").all(limit)
+      .map((r) => ({ agentId: r.agent_id, incarnation: r.incarnation, seq: r.seq, reason: r.reason, detail: r.detail, at: r.at }));
   }
 
   collectionHeads(): Record<string, number> {

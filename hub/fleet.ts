@@ -1,0 +1,55 @@
+import type { ReplicationTracker } from './replication-tracker.js';
+import type { SqliteHubStore } from './store/sqlite-store.js';
+
+export interface AgentView {
+  agentId: string;
+  online: boolean;
+  /** Last connection, disconnection or status report (ISO time). */
+  lastSeen?: string;
+  address?: string;
+  provisioned: boolean;
+  revoked: boolean;
+  /** Highest seq the hub has processed, per incarnation. */
+  lastSeq: Record<string, number>;
+  /** Per collection the agent reported: applied LSN, and how far behind the hub it is. */
+  collections: Record<string, { appliedLsn: number; lagChanges: number; lagSeconds: number }>;
+  /** Writes the agent still had to upload at its last report. */
+  outboxDepth?: number;
+}
+
+export interface Presence { online: boolean; since: number; address?: string }
+
+/** The fleet as the hub sees it: provisioned agents, connected ones, and what each reported. */
+export function fleetStatus(store: SqliteHubStore, replication: ReplicationTracker, presence: ReadonlyMap<string, Presence>): AgentView[] {
+  const credentials = new Map(store.credentials().map((c) => [c.agentId, c]));
+  const ids = new Set([...credentials.keys(), ...presence.keys(), ...replication.reports.keys()]);
+  const heads = store.collectionHeads();
+  const now = Date.now();
+  return [...ids].sort().map((agentId) => {
+    const seen = presence.get(agentId);
+    const report = replication.reports.get(agentId);
+    const lastSeenAt = Math.max(seen?.since ?? 0, report?.at ?? 0);
+    const collections: AgentView['collections'] = {};
+    for (const [c, applied] of Object.entries(replication.appliedBy(agentId))) {
+      const head = heads[c] ?? 0;
+      const oldestMissing = head > applied ? store.firstCommitAfter(c, applied) : undefined;
+      collections[c] = {
+        appliedLsn: applied,
+        lagChanges: Math.max(0, store.countAfter(c, applied, head)),
+        lagSeconds: oldestMissing === undefined ? 0 : Math.max(0, (now - oldestMissing) / 1000),
+      };
+    }
+    const credential = credentials.get(agentId);
+    return {
+      agentId,
+      online: seen?.online ?? false,
+      ...(lastSeenAt > 0 && { lastSeen: new Date(lastSeenAt).toISOString() }),
+      ...(seen?.address !== undefined && { address: seen.address }),
+      provisioned: credential !== undefined,
+      revoked: credential?.revokedAt !== null && credential?.revokedAt !== undefined,
+      lastSeq: store.lastSeqs(agentId),
+      collections,
+      ...(report && { outboxDepth: report.outbox }),
+    };
+  });
+}

@@ -8,6 +8,8 @@ export interface BrokerOptions {
   dev: boolean;
   /** Checks credentials outside development mode. */
   authenticator: Authenticator;
+  /** Whether an agent may read a collection. */
+  mayRead: (agentId: string, collection: string) => boolean;
   log: Logger;
   /** Called for every message an agent publishes on its own `up` topic. */
   onUp: (agentId: string, payload: Buffer) => void;
@@ -67,9 +69,16 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
   };
 
   broker.authorizeSubscribe = (client, subscription, done) => {
-    if (mayRead(client, subscription.topic)) return done(null, subscription);
+    if (mayRead(client, subscription.topic, options.mayRead)) return done(null, subscription);
     log.warn({ agentId: client.id, topic: subscription.topic }, 'forbidden subscription refused');
     done(null, null);
+  };
+
+  // A change set reaches only the agents that may read its collection (the `+` subscription
+  // matches them all; this is where the ACL applies).
+  broker.authorizeForward = (client, packet) => {
+    const collection = collectionOfTopic(packet.topic);
+    return collection === undefined || options.mayRead(client.id, collection) ? packet : null;
   };
 
   broker.on('publish', (packet, client) => {
@@ -80,10 +89,14 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
   return broker;
 }
 
-function mayRead(client: Client, topic: string): boolean {
+/**
+ * Subscriptions: the agent's own `down` topic, the hub topic, every collection (`+`; then only
+ * the collections it may read are forwarded to it), or one collection it may read.
+ */
+function mayRead(client: Client, topic: string, mayReadCollection: BrokerOptions['mayRead']): boolean {
   if (topic === topics.down(client.id) || topic === topics.hub || topic === topics.allCollections) return true;
   const collection = collectionOfTopic(topic);
-  return collection !== undefined && isValidCollection(collection);
+  return collection !== undefined && isValidCollection(collection) && mayReadCollection(client.id, collection);
 }
 
 function authError(message: string, returnCode: AuthenticateError['returnCode']): AuthenticateError {

@@ -42,6 +42,16 @@ export interface HubConfig {
   };
   /** How far ahead of the hub's clock a write's timestamp may be, in seconds. */
   maxClockSkewSeconds: number;
+  /**
+   * Who may read and write which collection (outside --dev). Deny by default: a collection not
+   * listed follows `default`, which grants nothing unless the file says so. Subjects: `*` (every
+   * agent), `group:NAME`, or an agent id.
+   */
+  access: {
+    groups: Record<string, string[]>;
+    collections: Record<string, { read?: string[]; write?: string[] }>;
+    default: { read: string[]; write: string[] };
+  };
 }
 
 const POLICY = { enum: ['lww', 'reject', 'merge'] };
@@ -78,6 +88,24 @@ const CONFIG_SCHEMA = {
       },
     },
     maxClockSkewSeconds: { type: 'number', minimum: 1 },
+    access: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        groups: { type: 'object', additionalProperties: { type: 'array', items: { type: 'string' } } },
+        collections: {
+          type: 'object',
+          additionalProperties: {
+            type: 'object', additionalProperties: false,
+            properties: { read: { type: 'array', items: { type: 'string' } }, write: { type: 'array', items: { type: 'string' } } },
+          },
+        },
+        default: {
+          type: 'object', additionalProperties: false,
+          properties: { read: { type: 'array', items: { type: 'string' } }, write: { type: 'array', items: { type: 'string' } } },
+        },
+      },
+    },
   },
 } as const;
 
@@ -87,6 +115,7 @@ export const DEFAULT_HUB_CONFIG: HubConfig = {
   defaults: { conflict: 'lww', durability: 'local', priority: 'normal', ttlSeconds: 0, maxPending: 0, overflow: 'reject' },
   retention: { maxAgeHours: 0, maxEntries: 0, intervalSeconds: 60 },
   maxClockSkewSeconds: 60,
+  access: { groups: {}, collections: {}, default: { read: [], write: [] } },
 };
 
 export class HubConfigError extends Error {
@@ -120,6 +149,11 @@ export function parseHubConfig(raw: unknown, source = 'hub config'): HubConfig {
     defaults,
     retention: { ...DEFAULT_HUB_CONFIG.retention, ...given.retention },
     maxClockSkewSeconds: given.maxClockSkewSeconds ?? DEFAULT_HUB_CONFIG.maxClockSkewSeconds,
+    access: {
+      groups: given.access?.groups ?? {},
+      collections: given.access?.collections ?? {},
+      default: { read: given.access?.default?.read ?? [], write: given.access?.default?.write ?? [] },
+    },
   };
 }
 

@@ -7,6 +7,7 @@ import { limits } from '../shared/limits.js';
 import type { BroadcastMessage, DownMessage, OpResult, PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol-version.js';
 import { topics } from '../shared/topics.js';
+import { AccessControl } from './access.js';
 import { Committer } from './committer.js';
 import { CollectionPolicies, DEFAULT_HUB_CONFIG, type HubConfig } from './config.js';
 import { defaultIngestOptions, Ingestor, type HubWriteRequest, type IngestOutput, type WriteResult } from './ingest.js';
@@ -27,6 +28,8 @@ export interface HubCoreOptions {
   dataDir: string;
   config?: HubConfig;
   logger?: Logger;
+  /** Development mode: every agent may read and write everything. */
+  dev?: boolean;
   /** Sends a message to MQTT subscribers (QoS 1). Whatever carries it — embedded broker or not. */
   publish: (topic: string, payload: Buffer, retain: boolean) => void;
 }
@@ -44,6 +47,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   readonly config: HubConfig;
   readonly policies: CollectionPolicies;
   readonly replication = new ReplicationTracker();
+  readonly access: AccessControl;
   readonly #committer: Committer;
   readonly #publish: HubCoreOptions['publish'];
   #pruneTimer: NodeJS.Timeout | undefined;
@@ -53,11 +57,13 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.log = options.logger ?? pino({ level: 'silent' });
     this.config = options.config ?? DEFAULT_HUB_CONFIG;
     this.policies = new CollectionPolicies(this.config);
+    this.access = new AccessControl(this.config.access, options.dev ?? false);
     this.#publish = options.publish;
     this.store = new SqliteHubStore(options.dataDir);
     const ingestor = new Ingestor(this.store, this.clock, this.policies, {
       ...defaultIngestOptions,
       maxFutureSkewMs: this.config.maxClockSkewSeconds * 1000,
+      mayWrite: (agentId, collection) => this.access.mayWrite(agentId, collection),
     });
     this.#committer = new Committer(
       ingestor,
@@ -128,7 +134,7 @@ export class HubCore extends EventEmitter<HubEvents> {
         this.#committer.enqueueBatch(agentId, message[1]);
         break;
       case 'pull': {
-        const answer = answerPull(this.store, this.clock, message[1], limits.maxMessageBytes / 2);
+        const answer = answerPull(this.store, this.clock, message[1], limits.maxMessageBytes / 2, (c) => this.access.mayRead(agentId, c));
         this.#sendDown(agentId, answer);
         this.emit('pull', agentId, message[1], answer);
         break;

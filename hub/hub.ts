@@ -56,6 +56,7 @@ export class Hub {
     this.log = options.logger ?? pino({ level: 'silent' });
     this.core = new HubCore({
       dataDir: options.dataDir,
+      dev: options.dev ?? false,
       logger: this.log,
       ...(options.config && { config: options.config }),
       publish: (topic, payload, retain) => {
@@ -83,7 +84,11 @@ export class Hub {
       log.warn('DEVELOPMENT MODE: any agent may connect without credentials. Never expose this hub to a network.');
     }
     const authenticator = new Authenticator(this.store, log);
-    const broker = await createBroker({ dev: options.dev ?? false, authenticator, log, onUp: (agentId, payload) => this.core.onUp(agentId, payload) });
+    const broker = await createBroker({
+      dev: options.dev ?? false, authenticator, log,
+      mayRead: (agentId, collection) => this.core.access.mayRead(agentId, collection),
+      onUp: (agentId, payload) => this.core.onUp(agentId, payload),
+    });
     this.#broker = broker;
     broker.on('client', (client) => {
       this.#clients.set(client.id, client);
@@ -97,6 +102,10 @@ export class Hub {
     });
     if (!options.dev) {
       this.#watchCredentials(authenticator);
+      if (this.core.access.grantsNothing) {
+        log.warn('the hub config grants no collection to any agent (access section): agents can connect but not read or write; ' +
+          'grant access, e.g. access: { default: { read: ["*"], write: ["*"] } }');
+      }
       if (this.store.credentials().every((c) => c.revokedAt !== null)) {
         log.warn(`no agents are provisioned yet: add one with \`outpost hub agents add <agent-id> --data ${options.dataDir}\`, ` +
           'which prints its token once; give it to the agent as OUTPOST_HUB_TOKEN');

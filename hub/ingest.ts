@@ -42,6 +42,8 @@ export interface IngestOptions {
   limits: Limits;
   /** Largest change set published in one message, in approximate bytes. */
   maxChangeSetBytes: number;
+  /** Whether an agent may write a collection (access control); hub writes are not asked. */
+  mayWrite?: (agentId: string, collection: string) => boolean;
 }
 
 export const defaultIngestOptions: IngestOptions = {
@@ -134,6 +136,9 @@ export class Ingestor {
     }
     const problem = this.#validate({ ...op, op: op.op });
     if (problem) return { outcome: 'rejected', ...problem };
+    if (who.seq !== null && this.options.mayWrite && !this.options.mayWrite(who.origin, op.c)) {
+      return { outcome: 'rejected', reason: 'forbidden', detail: `agent ${who.origin} may not write collection ${op.c}; grant it in the hub config's access section` };
+    }
     const policy = this.policies.get(op.c);
     if (!policy) {
       return { outcome: 'rejected', reason: 'unknown_collection', detail: `collection ${op.c} is not declared at the hub, which refuses undeclared collections` };

@@ -13,22 +13,23 @@ export const DEFAULT_PAGE_LIMIT = 500;
  */
 export function answerPull(
   store: SqliteHubStore, clock: HybridClock, pull: PullMessage[1], maxBytes: number,
+  mayRead: (collection: string) => boolean = () => true,
 ): PageMessage | SnapshotMessage {
   const limit = pull.limit ?? DEFAULT_PAGE_LIMIT;
   const tailAvailable = (lsn: number): boolean => lsn >= store.prunedThrough;
-  if (pull.snap && tailAvailable(pull.snap.lsn)) return snapshotPage(store, clock, pull, pull.snap.lsn, pull.snap.after, limit, maxBytes);
-  if (pull.snap || !tailAvailable(pull.from)) return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes);
+  if (pull.snap && tailAvailable(pull.snap.lsn)) return snapshotPage(store, clock, pull, pull.snap.lsn, pull.snap.after, limit, maxBytes, mayRead);
+  if (pull.snap || !tailAvailable(pull.from)) return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes, mayRead);
 
   const head = store.head;
-  const { changes, complete } = store.readLog(pull.from, pull.cs, limit, maxBytes);
-  const to = complete ? Math.max(head, pull.from) : changes.at(-1)!.lsn;
+  const { changes, complete, through } = store.readLog(pull.from, pull.cs, limit, maxBytes, mayRead);
+  const to = complete ? Math.max(head, pull.from) : through;
   return ['page', { id: pull.id, from: pull.from, to, more: !complete, hlc: clock.tick(), changes }];
 }
 
 function snapshotPage(
   store: SqliteHubStore, clock: HybridClock, pull: PullMessage[1], lsn: number,
-  after: readonly [string, string] | undefined, limit: number, maxBytes: number,
+  after: readonly [string, string] | undefined, limit: number, maxBytes: number, mayRead: (collection: string) => boolean,
 ): SnapshotMessage {
-  const { docs, next } = store.readDocuments(pull.cs, after, limit, maxBytes);
+  const { docs, next } = store.readDocuments(pull.cs, after, limit, maxBytes, mayRead);
   return ['snapshot', { id: pull.id, from: pull.from, lsn, hlc: clock.tick(), docs, ...(next && { next }) }];
 }

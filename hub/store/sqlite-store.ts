@@ -154,6 +154,7 @@ export class SqliteHubStore {
    */
   readDocuments(
     collections: readonly string[] | undefined, after: readonly [string, string] | undefined, limit: number, maxBytes: number,
+    include: (collection: string) => boolean = () => true,
   ): { docs: Change[]; next: [string, string] | undefined } {
     const where: string[] = [];
     const params: unknown[] = [];
@@ -173,17 +174,25 @@ export class SqliteHubStore {
       .all(...params, limit);
     const docs: Change[] = [];
     let bytes = 0;
+    let last: [string, string] | undefined;
+    let read = 0;
     for (const row of rows) {
+      if (!include(row.collection)) {
+        last = [row.collection, row.key];
+        read += 1;
+        continue;
+      }
       bytes += encodedChangeBytes(row);
       if (docs.length > 0 && bytes > maxBytes) break;
+      read += 1;
+      last = [row.collection, row.key];
       docs.push({
         lsn: row.version, c: row.collection, k: row.key, op: row.deleted ? 'del' : 'put',
         ...(row.value !== null && !row.deleted && { v: decodeCbor(row.value) }), hlc: row.hlc, o: row.origin,
       });
     }
-    const last = docs.at(-1);
-    const complete = docs.length === rows.length && rows.length < limit;
-    return { docs, next: complete || !last ? undefined : [last.c, last.k] };
+    const complete = read === rows.length && rows.length < limit;
+    return { docs, next: complete || !last ? undefined : last };
   }
 
   #migrate(): void {
@@ -346,7 +355,8 @@ export class SqliteHubStore {
    */
   readLog(
     from: number, collections: readonly string[] | undefined, limit: number, maxBytes: number,
-  ): { changes: Change[]; complete: boolean } {
+    include: (collection: string) => boolean = () => true,
+  ): { changes: Change[]; complete: boolean; through: number } {
     const rows = collections
       ? this.#db
           .prepare<unknown[], LogRow>(
@@ -357,12 +367,18 @@ export class SqliteHubStore {
       : this.#stmts.readLogAll.all(from, limit);
     const changes: Change[] = [];
     let bytes = 0;
+    let lastRead = from;
     for (const row of rows) {
+      if (!include(row.collection)) {
+        lastRead = row.lsn; // not for this reader; the page still covers it
+        continue;
+      }
       bytes += encodedChangeBytes(row);
-      if (changes.length > 0 && bytes > maxBytes) return { changes, complete: false };
+      if (changes.length > 0 && bytes > maxBytes) return { changes, complete: false, through: lastRead };
       changes.push(rowToChange(row));
+      lastRead = row.lsn;
     }
-    return { changes, complete: rows.length < limit };
+    return { changes, complete: rows.length < limit, through: lastRead };
   }
 
   /** Count of log entries written by one agent op identity; used by tests and the checker. */

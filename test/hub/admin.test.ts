@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
+import { parseHubConfig } from '../../hub/config.js';
 import { hashToken } from '../../hub/credentials.js';
 import { Hub } from '../../hub/hub.js';
 import type { AgentView } from '../../hub/fleet.js';
@@ -23,7 +24,10 @@ describe('hub admin API and metrics', () => {
 
   it('shows the fleet with lag, outbox and presence, and Prometheus metrics, behind the admin token', async () => {
     const dir = tempDir('admin');
-    hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: join(dir, 'hub'), http: { host: '127.0.0.1', port: 0 }, adminToken: 'adm1n' });
+    hub = await Hub.start({
+      port: 0, host: '127.0.0.1', dataDir: join(dir, 'hub'), http: { host: '127.0.0.1', port: 0 }, adminToken: 'adm1n',
+      config: parseHubConfig({ access: { default: { read: ['*'], write: ['*'] } } }),
+    });
     for (const id of ['pi-1', 'pi-2']) hub.store.putCredential(id, await hashToken(`token-of-${id}`));
     const open = (id: string): Agent => {
       const agent = new Agent({ hubUrl: `mqtt://127.0.0.1:${hub!.port}`, agentId: id, hubToken: `token-of-${id}`, dataDir: join(dir, id), reconnect: { initialMs: 50, maxMs: 200 } }).start();

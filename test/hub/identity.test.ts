@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
+import { parseHubConfig } from '../../hub/config.js';
 import { Hub } from '../../hub/hub.js';
 import { CLI } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
@@ -21,7 +22,7 @@ describe('device identity (hub not in --dev mode)', () => {
 
   async function secureHub(): Promise<{ data: string; url: string }> {
     const data = join(tempDir('identity'), 'hub');
-    hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: data });
+    hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: data, config: parseHubConfig({ access: { default: { read: ['*'], write: ['*'] } } }) });
     return { data, url: `mqtt://127.0.0.1:${hub.port}` };
   }
 

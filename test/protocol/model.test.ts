@@ -36,7 +36,7 @@ interface Acknowledged { agentId: string; inc: string; seq: number; key: string;
 
 async function run(commands: Command[], seed: number, duplicate: number, reorderWindow: number): Promise<void> {
   const dir = tempDir('model');
-  const net = new SimNetwork({ dataDir: join(dir, 'hub') }, prng(seed), { duplicate, reorderWindow });
+  const net = new SimNetwork({ dataDir: join(dir, 'hub'), dev: true }, prng(seed), { duplicate, reorderWindow });
   net.startHub();
   const open = (agentId: string): Agent => new Agent({
     agentId, hubUrl: 'sim://hub', dataDir: join(dir, agentId), transport: net.transport(agentId),

@@ -82,6 +82,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       url: options.hubUrl,
       clientId: options.agentId,
       ...(options.hubToken !== undefined && { username: options.agentId, password: options.hubToken }),
+      ...(options.tls && { tls: options.tls }),
       subscriptions,
       backoff: options.reconnect ?? { initialMs: 500, maxMs: 30_000 },
       log: this.#log,

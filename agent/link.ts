@@ -8,6 +8,7 @@ export interface LinkOptions {
   clientId: string;
   username?: string;
   password?: string;
+  tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
   /** Topic filters to subscribe (QoS 1) on every connection, before `onConnected`. */
   subscriptions: readonly string[];
   backoff: { initialMs: number; maxMs: number };
@@ -48,6 +49,7 @@ export class Link implements Transport {
       clientId: options.clientId,
       ...(options.username !== undefined && { username: options.username }),
       ...(options.password !== undefined && { password: options.password }),
+      ...(options.tls && { ...options.tls, rejectUnauthorized: true }),
       clean: true,
       reconnectPeriod: 0,
       connectTimeout: 10_000,

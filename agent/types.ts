@@ -12,6 +12,8 @@ export interface AgentOptions {
   agentId: string;
   /** The token `outpost hub agents add` printed for this agent; omitted only for a hub in --dev mode. */
   hubToken?: string;
+  /** For `mqtts://`: the CA that signed the hub's certificate, and for mutual TLS this agent's certificate and key. */
+  tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
   dataDir: string;
   /** Collections to replicate locally; omitted = every collection. */
   collections?: string[];

@@ -3,7 +3,8 @@ import { Command } from 'commander';
 import pino, { type Logger } from 'pino';
 import { addClientCommands } from './agent-client.js';
 import { addAgentAdmin } from './hub-agents.js';
-import { commanderOptions, ConfigError, renderReference, resolveOptions } from './options.js';
+import { readFileSync } from 'node:fs';
+import { commanderOptions, ConfigError, flagOf, renderReference, resolveOptions } from './options.js';
 import { AGENT_OPTIONS, HUB_OPTIONS } from './tables.js';
 
 type Address = { host: string; port: number };
@@ -27,6 +28,20 @@ function onSignals(log: Logger, stop: () => Promise<void>): void {
   process.on('SIGINT', handler);
 }
 
+/** Reads a PEM file named by an option; a missing one is a configuration error naming it. */
+function readPem(o: Record<string, unknown>, key: string, required = false): Buffer | undefined {
+  const file = o[key] as string | undefined;
+  if (file === undefined) {
+    if (required) throw new ConfigError(`option ${flagOf(key)} is required here (a PEM file)`);
+    return undefined;
+  }
+  try {
+    return readFileSync(file);
+  } catch (cause) {
+    throw new ConfigError(`option ${flagOf(key)}: cannot read ${file}: ${(cause as Error).message}`, { cause });
+  }
+}
+
 const program = new Command('outpost').description('Keeps fleets of edge devices in sync with one authoritative main site.');
 
 const hubCommand = program.command('hub').description('run the hub, or manage its agents');
@@ -42,6 +57,13 @@ hubRun.action(async (flags: Record<string, unknown>) => {
     port: o.port as number, host: o.host as string, dataDir: o.data as string, dev: o.dev as boolean, logger: log,
     ...(o.http !== undefined && { http: o.http as Address }),
     ...(o.adminToken !== undefined && { adminToken: o.adminToken as string }),
+    ...(o.tlsPort !== undefined && {
+      plain: !(o.tlsOnly as boolean),
+      tls: {
+        port: o.tlsPort as number, cert: readPem(o, 'tlsCert', true)!, key: readPem(o, 'tlsKey', true)!,
+        ...(o.tlsCa !== undefined && { ca: readPem(o, 'tlsCa')! }), requireClientCert: o.tlsRequireClientCert as boolean,
+      },
+    }),
     ...(o.config !== undefined && { config: loadHubConfig(o.config as string) }),
   });
   onSignals(log, () => hub.stop());
@@ -62,6 +84,12 @@ run.action(async (flags: Record<string, unknown>) => {
     ...(offset !== 0 && { now: () => Date.now() + offset }),
     ...(o.collections !== undefined && { collections: o.collections as string[] }),
     ...(o.hubToken !== undefined && { hubToken: o.hubToken as string }),
+    ...((o.tlsCa ?? o.tlsCert) !== undefined && {
+      tls: {
+        ...(o.tlsCa !== undefined && { ca: readPem(o, 'tlsCa')! }),
+        ...(o.tlsCert !== undefined && { cert: readPem(o, 'tlsCert')!, key: readPem(o, 'tlsKey', true)! }),
+      },
+    }),
     ...(o.storageLimitMb !== undefined && { storageLimitBytes: (o.storageLimitMb as number) * 1024 * 1024 }),
     ...(o.syncCron !== undefined && {
       sync: { mode: 'windows' as const, cron: o.syncCron as string, windowSeconds: o.syncWindowSeconds as number, disconnectOutside: o.syncDisconnectOutside as boolean },

@@ -47,6 +47,17 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
       done(null, true);
       return;
     }
+    // Mutual TLS: a verified client certificate names the agent; no token needed.
+    const certified = (client.conn as { peerCommonName?: string }).peerCommonName;
+    if (certified !== undefined) {
+      if (certified === client.id && options.authenticator.stillValid(client.id)) {
+        done(null, true);
+        return;
+      }
+      log.warn({ agentId: client.id, certificate: certified }, 'refused agent: the certificate names another agent, or it is not provisioned');
+      done(authError('not authorized', NOT_AUTHORIZED), null);
+      return;
+    }
     options.authenticator.check(client.id, username, password).then((result) => {
       if (result === 'ok') {
         done(null, true);

@@ -1,5 +1,6 @@
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 
 /**
  * Reads MQTT fixed headers as bytes pass and refuses a packet whose announced size is over the
@@ -69,8 +70,11 @@ export function guardConnection(socket: Socket, maxPacketBytes: number, onRefuse
       callback(error);
     },
   });
-  // The broker and the fleet view ask the connection for the peer's address.
-  Object.assign(guarded, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort });
+  // The broker and the fleet view ask the connection for the peer's address; with mutual TLS the
+  // authenticator asks for the verified client certificate's common name.
+  const tls = socket as Partial<TLSSocket>;
+  const peerCommonName = tls.authorized === true ? String(tls.getPeerCertificate?.().subject?.CN ?? '') || undefined : undefined;
+  Object.assign(guarded, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, peerCommonName });
   socket.on('data', (chunk: Buffer) => {
     if (!meter.feed(chunk)) {
       onRefused(`${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? ''}`);

@@ -1,4 +1,5 @@
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import type { Aedes, Client } from 'aedes';
 import pino, { type Logger } from 'pino';
 import { limits } from '../shared/limits.js';
@@ -21,6 +22,14 @@ export interface HubOptions {
   dev?: boolean;
   /** Collections, policies and retention; defaults when omitted. */
   config?: HubConfig;
+  /**
+   * A TLS listener, beside the plain one or (with `plain: false`) instead of it. With `ca` and
+   * `requireClientCert`, agents authenticate by certificate (mutual TLS): the certificate's
+   * common name is the agent id, and no token is needed.
+   */
+  tls?: { port: number; host?: string; cert: string | Buffer; key: string | Buffer; ca?: string | Buffer; requireClientCert?: boolean };
+  /** Listen for plain MQTT on `port` (default true); false with `tls` for TLS only. */
+  plain?: boolean;
   /** Bearer token for the HTTP API; required when it listens beyond loopback. */
   adminToken?: string;
   /** Largest MQTT packet accepted; a larger one closes the connection before it is buffered. */
@@ -45,6 +54,7 @@ export class Hub {
   readonly log: Logger;
   #broker: Aedes | undefined;
   #server: Server | undefined;
+  #tlsServer: TlsServer | undefined;
   #http: HubHttp | undefined;
   readonly #clients = new Map<string, Client>();
   /** Who is connected, since when, from where; who was, until when. */
@@ -112,17 +122,30 @@ export class Hub {
       }
     }
     const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
-    const server = createServer((socket) => {
+    const accept = (socket: Socket): void => {
       socket.setNoDelay(true); // acks and pages are small and latency-bound: no Nagle delay
       broker.handle(guardConnection(socket, maxPacketBytes, (peer) => {
         log.warn({ peer, maxPacketBytes }, 'closed a connection that sent a packet over the size limit');
       }));
-    });
-    this.#server = server;
-    await new Promise<void>((resolve, reject) => {
+    };
+    const listen = (server: Server, port: number, host: string): Promise<void> => new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
+      server.listen(port, host, () => resolve());
     });
+    if (options.plain !== false) {
+      this.#server = createServer(accept);
+      await listen(this.#server, options.port, options.host ?? '0.0.0.0');
+    }
+    if (options.tls) {
+      const { cert, key, ca, requireClientCert } = options.tls;
+      this.#tlsServer = createTlsServer({
+        cert, key, ...(ca !== undefined && { ca }),
+        requestCert: requireClientCert ?? false, rejectUnauthorized: requireClientCert ?? false,
+      }, accept);
+      this.#tlsServer.on('tlsClientError', (error) => log.debug({ err: error.message }, 'TLS handshake failed'));
+      await listen(this.#tlsServer, options.tls.port, options.tls.host ?? options.host ?? '0.0.0.0');
+    }
+    if (!this.#server && !this.#tlsServer) throw new Error('the hub has no listener: enable the plain one or configure TLS');
     this.core.start();
     if (options.http) {
       if (!options.adminToken && !isLoopback(options.http.host)) {
@@ -164,8 +187,13 @@ export class Hub {
     return this.core.store;
   }
 
+  /** The plain MQTT port (the TLS one when there is no plain listener). */
   get port(): number {
-    return (this.#server!.address() as AddressInfo).port;
+    return ((this.#server ?? this.#tlsServer)!.address() as AddressInfo).port;
+  }
+
+  get tlsPort(): number | undefined {
+    return (this.#tlsServer?.address() as AddressInfo | null | undefined)?.port;
   }
 
   get httpAddress(): string | undefined {
@@ -175,7 +203,7 @@ export class Hub {
 
   /** Listening for agents, with the store open: ready for traffic. */
   get ready(): boolean {
-    return this.#server?.listening === true && !this.#stopping;
+    return (this.#server ?? this.#tlsServer)?.listening === true && !this.#stopping;
   }
 
   get connectedAgents(): number {
@@ -193,9 +221,8 @@ export class Hub {
       await new Promise<void>((resolve) => broker.close(() => resolve()));
     }
     this.core.stop();
-    if (this.#server?.listening) {
-      const server = this.#server;
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const server of [this.#server, this.#tlsServer]) {
+      if (server?.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   }
 }

@@ -57,6 +57,7 @@ hubRun.action(async (flags: Record<string, unknown>) => {
     port: o.port as number, host: o.host as string, dataDir: o.data as string, dev: o.dev as boolean, logger: log,
     ...(o.http !== undefined && { http: o.http as Address }),
     ...(o.adminToken !== undefined && { adminToken: o.adminToken as string }),
+    connectsPerAddress: o.connectsPerAddress as number,
     ...(o.tlsPort !== undefined && {
       plain: !(o.tlsOnly as boolean),
       tls: {

@@ -40,6 +40,7 @@ export const HUB_OPTIONS: readonly OptionSpec[] = [
   { key: 'tlsCa', type: 'string', placeholder: 'file', description: 'CA (PEM) for client certificates; with tlsRequireClientCert agents authenticate by certificate' },
   { key: 'tlsRequireClientCert', type: 'boolean', default: false, description: 'mutual TLS: require a client certificate whose CN is the agent id' },
   { key: 'tlsOnly', type: 'boolean', default: false, description: 'do not listen for plain MQTT on port' },
+  { key: 'connectsPerAddress', type: 'integer', default: 200, placeholder: 'n', description: 'MQTT connection attempts allowed per address per 10 s' },
   { key: 'adminToken', type: 'string', placeholder: 'token', description: 'bearer token for the HTTP API (admin, metrics, writes); required if it listens beyond loopback' },
   { key: 'dev', type: 'boolean', default: false, description: 'development mode: admit any agent without credentials (never on a network)' },
   LOG_LEVEL,

@@ -1,6 +1,7 @@
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { Authenticator } from './authenticator.js';
+import { ConnectRateLimiter } from './rate-limit.js';
 import { agentOfUpTopic, collectionOfTopic, isValidAgentId, isValidCollection, topics } from '../shared/topics.js';
 
 export interface BrokerOptions {
@@ -10,6 +11,8 @@ export interface BrokerOptions {
   authenticator: Authenticator;
   /** Whether an agent may read a collection. */
   mayRead: (agentId: string, collection: string) => boolean;
+  /** Connection attempts allowed per address and window. */
+  connectLimit: { perAddress: number; windowMs: number };
   log: Logger;
   /** Called for every message an agent publishes on its own `up` topic. */
   onUp: (agentId: string, payload: Buffer) => void;
@@ -37,6 +40,14 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
     maxTopicLevels: 8,
     maxClientsIdLength: 128,
   });
+
+  const limiter = new ConnectRateLimiter(options.connectLimit.perAddress, options.connectLimit.windowMs);
+  broker.preConnect = (client, _packet, done) => {
+    const address = (client.conn as { remoteAddress?: string }).remoteAddress ?? 'unknown';
+    if (limiter.allow(address)) return done(null, true);
+    log.warn({ address }, 'too many connection attempts from this address; refused');
+    done(new Error(`too many connection attempts from ${address}`), false);
+  };
 
   broker.authenticate = (client, username, password, done) => {
     if (!isValidAgentId(client.id)) {

@@ -30,6 +30,8 @@ export interface HubOptions {
   tls?: { port: number; host?: string; cert: string | Buffer; key: string | Buffer; ca?: string | Buffer; requireClientCert?: boolean };
   /** Listen for plain MQTT on `port` (default true); false with `tls` for TLS only. */
   plain?: boolean;
+  /** Connection attempts allowed per address per 10 s (default 200). */
+  connectsPerAddress?: number;
   /** Bearer token for the HTTP API; required when it listens beyond loopback. */
   adminToken?: string;
   /** Largest MQTT packet accepted; a larger one closes the connection before it is buffered. */
@@ -97,6 +99,7 @@ export class Hub {
     const broker = await createBroker({
       dev: options.dev ?? false, authenticator, log,
       mayRead: (agentId, collection) => this.core.access.mayRead(agentId, collection),
+      connectLimit: { perAddress: options.connectsPerAddress ?? 200, windowMs: 10_000 },
       onUp: (agentId, payload) => this.core.onUp(agentId, payload),
     });
     this.#broker = broker;

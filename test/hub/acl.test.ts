@@ -70,4 +70,13 @@ describe('broker access control', () => {
     await sleep(50);
     expect(eve.closed).toBe(false);
   });
+
+  it('limits connection attempts per address', async () => {
+    hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('acl'), dev: true, connectsPerAddress: 5 });
+    // A refused attempt is closed before any CONNACK: the client never connects.
+    const clients = Array.from({ length: 8 }, (_, i) => mqtt.connect(`mqtt://127.0.0.1:${hub.port}`, { clientId: `pi-${i}`, reconnectPeriod: 0 }));
+    await sleep(1000);
+    expect(clients.filter((c) => c.connected)).toHaveLength(5);
+    await Promise.all(clients.map((c) => c.endAsync(true)));
+  });
 });

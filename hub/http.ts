@@ -2,6 +2,7 @@ import Fastify from 'fastify';
 import type { Logger } from 'pino';
 import { timingSafeEqual } from 'node:crypto';
 import type { Hub } from './hub.js';
+import { DASHBOARD_HTML } from './dashboard.js';
 import { createHubMetrics } from './metrics.js';
 import type { WriteResult } from './ingest.js';
 
@@ -29,9 +30,10 @@ export async function createHubHttp(hub: Hub, log: Logger, adminToken?: string) 
   const level = log.level === 'debug' || log.level === 'trace' ? log.level : 'warn';
   const app = Fastify({ loggerInstance: log.child({ component: 'http' }, { level }) });
 
-  // Everything but the probes needs the admin token, when one is set (it must be, beyond loopback).
+  // Everything but the probes and the dashboard's page needs the admin token, when one is set
+  // (it must be, beyond loopback); the page asks for it and sends it with its own requests.
   app.addHook('onRequest', async (request, reply) => {
-    if (adminToken === undefined || request.url === '/healthz' || request.url === '/readyz') return;
+    if (adminToken === undefined || request.url === '/healthz' || request.url === '/readyz' || request.url === '/') return;
     if (!bearerMatches(request.headers.authorization, adminToken)) {
       await reply.code(401).send({ code: 'OUTPOST_UNAUTHORIZED', message: 'missing or wrong admin token; send Authorization: Bearer <token>' });
     }
@@ -42,6 +44,9 @@ export async function createHubHttp(hub: Hub, log: Logger, adminToken?: string) 
 
   const metrics = createHubMetrics(hub.core, () => hub.fleet(), () => hub.connectedAgents);
   app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
+
+  app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(DASHBOARD_HTML));
+  app.get('/v1/history', async () => ({ samples: hub.history.samples }));
 
   app.get('/v1/agents', async () => ({ agents: hub.fleet() }));
   app.get<{ Params: { agentId: string } }>('/v1/agents/:agentId', async (request, reply) => {

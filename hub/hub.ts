@@ -8,6 +8,7 @@ import { createBroker } from './broker.js';
 import type { HubConfig } from './config.js';
 import { HubCore } from './core.js';
 import { fleetStatus, type AgentView, type Presence } from './fleet.js';
+import { FleetHistory } from './history.js';
 import { guardConnection } from './frame-guard.js';
 import { createHubHttp, type HubHttp } from './http.js';
 
@@ -30,6 +31,8 @@ export interface HubOptions {
   tls?: { port: number; host?: string; cert: string | Buffer; key: string | Buffer; ca?: string | Buffer; requireClientCert?: boolean };
   /** Listen for plain MQTT on `port` (default true); false with `tls` for TLS only. */
   plain?: boolean;
+  /** How often the dashboard's throughput and lag are sampled (default 5 s). */
+  historyEveryMs?: number;
   /** Connection attempts allowed per address per 10 s (default 200). */
   connectsPerAddress?: number;
   /** Bearer token for the HTTP API; required when it listens beyond loopback. */
@@ -59,6 +62,8 @@ export class Hub {
   #tlsServer: TlsServer | undefined;
   #http: HubHttp | undefined;
   readonly #clients = new Map<string, Client>();
+  /** Throughput and lag over time, for the dashboard. */
+  readonly history: FleetHistory;
   /** Who is connected, since when, from where; who was, until when. */
   readonly presence = new Map<string, Presence>();
   #credentialTimer: NodeJS.Timeout | undefined;
@@ -77,6 +82,7 @@ export class Hub {
         });
       },
     });
+    this.history = new FleetHistory(this.core, () => this.fleet(), options.historyEveryMs);
   }
 
   static async start(options: HubOptions): Promise<Hub> {
@@ -150,6 +156,7 @@ export class Hub {
     }
     if (!this.#server && !this.#tlsServer) throw new Error('the hub has no listener: enable the plain one or configure TLS');
     this.core.start();
+    this.history.start();
     if (options.http) {
       if (!options.adminToken && !isLoopback(options.http.host)) {
         throw new Error(`the hub HTTP API on ${options.http.host} would be reachable from the network without a token: set --admin-token (OUTPOST_ADMIN_TOKEN) or bind it to 127.0.0.1`);
@@ -217,6 +224,7 @@ export class Hub {
   async stop(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#credentialTimer);
+    this.history.stop();
     await this.#http?.close();
     this.core.drain(); // acks for what is queued go out while the broker is still up
     if (this.#broker) {

@@ -4,6 +4,7 @@ import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
 import { AgentClosedError, InvalidValueError, ReadTimeoutError } from '../shared/errors.js';
 import { HybridClock, type Hlc } from '../shared/hlc.js';
 import type { CollectionPolicy, DownMessage, UpMessage } from '../shared/messages.js';
+import { SOFTWARE_VERSION } from '../shared/protocol-version.js';
 import { collectionOfTopic, topics } from '../shared/topics.js';
 import { isPlainObject, type JsonValue } from '../shared/values.js';
 import { DurabilityWaiters, type Durability } from './durability.js';
@@ -286,7 +287,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#statusTimer = setTimeout(() => {
       this.#statusTimer = undefined;
       if (this.#closed) return;
-      this.#send(['status', { applied: this.#store.cursors(), outbox: this.#store.pendingCount() }]);
+      const oldestAt = Math.min(...Object.values(this.#store.pendingByCollection()).map((p) => p.oldestAt));
+      this.#send(['status', {
+        applied: this.#store.cursors(), outbox: this.#store.pendingCount(), ver: SOFTWARE_VERSION,
+        ...(Number.isFinite(oldestAt) && { oldest: Math.max(0, Date.now() - oldestAt) }),
+      }]);
     }, STATUS_DEBOUNCE_MS);
     this.#statusTimer.unref?.();
   }

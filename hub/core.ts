@@ -140,7 +140,10 @@ export class HubCore extends EventEmitter<HubEvents> {
         break;
       }
       case 'status':
-        this.#notifyReplicated(this.replication.report(agentId, message[1].applied, message[1].outbox));
+        this.#notifyReplicated(this.replication.report(agentId, message[1].applied, message[1].outbox, {
+          ...(message[1].oldest !== undefined && { oldestPendingMs: message[1].oldest }),
+          ...(message[1].ver !== undefined && { version: message[1].ver }),
+        }));
         break;
     }
   }

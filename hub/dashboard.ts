@@ -100,7 +100,7 @@ function showAgent() {
   const a = agents.find((x) => x.agentId === id);
   document.getElementById('agent-title').textContent = 'Agent ' + id;
   const rows = a ? [['Link', a.online ? 'online' : 'offline'], ['Address', a.address], ['Last seen', a.lastSeen], ['Provisioned', a.provisioned + (a.revoked ? ' (revoked)' : '')],
-    ['Outbox', a.outboxDepth], ...Object.entries(a.lastSeq).map(([inc, seq]) => ['Last seq (' + inc.slice(0, 8) + ')', seq]),
+    ['Version', a.version], ['Outbox', a.outboxDepth], ['Oldest pending', a.oldestPendingAgeMs === undefined ? '-' : (a.oldestPendingAgeMs / 1000).toFixed(1) + ' s'], ...Object.entries(a.lastSeq).map(([inc, seq]) => ['Last seq (' + inc.slice(0, 8) + ')', seq]),
     ...Object.entries(a.collections).map(([c, v]) => ['Collection ' + c, 'applied LSN ' + v.appliedLsn + ', lag ' + v.lagChanges + ' changes / ' + v.lagSeconds.toFixed(1) + ' s'])] : [['', 'unknown agent']];
   document.querySelector('#agent-detail tbody').innerHTML = rows.map(([k, v]) => '<tr><th>' + esc(k) + '</th><td>' + esc(v) + '</td></tr>').join('');
 }

@@ -13,8 +13,11 @@ export interface AgentView {
   lastSeq: Record<string, number>;
   /** Per collection the agent reported: applied LSN, and how far behind the hub it is. */
   collections: Record<string, { appliedLsn: number; lagChanges: number; lagSeconds: number }>;
-  /** Writes the agent still had to upload at its last report. */
+  /** Writes the agent still had to upload at its last report, and how long the oldest had waited. */
   outboxDepth?: number;
+  oldestPendingAgeMs?: number;
+  /** The agent's software version, as it reported. */
+  version?: string;
 }
 
 export interface Presence { online: boolean; since: number; address?: string }
@@ -50,6 +53,8 @@ export function fleetStatus(store: SqliteHubStore, replication: ReplicationTrack
       lastSeq: store.lastSeqs(agentId),
       collections,
       ...(report && { outboxDepth: report.outbox }),
+      ...(report?.oldestPendingMs !== undefined && { oldestPendingAgeMs: report.oldestPendingMs }),
+      ...(report?.version !== undefined && { version: report.version }),
     };
   });
 }

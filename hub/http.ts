@@ -54,6 +54,13 @@ export async function createHubHttp(hub: Hub, log: Logger, adminToken?: string) 
     return agent ?? reply.code(404).send({ code: 'OUTPOST_NOT_FOUND', message: `the hub knows no agent ${request.params.agentId}` });
   });
   app.get('/v1/collections', async () => hub.core.policies.describe());
+  app.get<{ Params: { collection: string }; Querystring: { prefix?: string; after?: string; limit?: string } }>('/v1/docs/:collection', async (request) => ({
+    docs: hub.store.listDocuments(request.params.collection, {
+      ...(request.query.prefix !== undefined && { prefix: request.query.prefix }),
+      ...(request.query.after !== undefined && { after: request.query.after }),
+      limit: Math.min(Number(request.query.limit) || 100, 1000),
+    }),
+  }));
   app.get<{ Querystring: { limit?: string } }>('/v1/rejections', async (request) => ({
     rejections: hub.store.rejections(Math.min(Number(request.query.limit) || 100, 1000)),
   }));

@@ -20,12 +20,12 @@ const WAIT_EXPIRY_MS = 10 * 60_000;
 export class ReplicationTracker {
   readonly #applied = new Map<string, Map<string, number>>();
   /** Each agent's last report: when, and how many writes it still had to upload. */
-  readonly reports = new Map<string, { at: number; outbox: number }>();
+  readonly reports = new Map<string, { at: number; outbox: number; oldestPendingMs?: number; version?: string }>();
   #waits: Array<ReplicaWait & { since: number }> = [];
 
   /** Records an agent's report; returns the waits it completed. */
-  report(agentId: string, applied: Record<string, number>, outbox = 0): ReplicaWait[] {
-    this.reports.set(agentId, { at: Date.now(), outbox });
+  report(agentId: string, applied: Record<string, number>, outbox = 0, extra: { oldestPendingMs?: number; version?: string } = {}): ReplicaWait[] {
+    this.reports.set(agentId, { at: Date.now(), outbox, ...extra });
     let mine = this.#applied.get(agentId);
     if (!mine) this.#applied.set(agentId, (mine = new Map<string, number>()));
     for (const [collection, lsn] of Object.entries(applied)) {

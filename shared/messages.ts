@@ -115,6 +115,10 @@ export const StatusMessage = message(
     {
       applied: Type.Record(Type.String({ maxLength: 256 }), Lsn),
       outbox: Type.Integer({ minimum: 0 }),
+      /** Age of the oldest write waiting to be uploaded, in ms. */
+      oldest: Type.Optional(Type.Integer({ minimum: 0 })),
+      /** The agent's software version. */
+      ver: Type.Optional(Type.String({ maxLength: 64 })),
     },
     strict,
   ),

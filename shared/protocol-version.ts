@@ -9,3 +9,6 @@
  *      status reports and replica acknowledgements; snapshots when the log was pruned.
  */
 export const PROTOCOL_VERSION = 1;
+
+/** This build's software version, reported by agents to the hub's fleet view. */
+export const SOFTWARE_VERSION = '0.1.0';

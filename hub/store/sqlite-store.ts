@@ -312,6 +312,17 @@ export class SqliteHubStore {
     return this.#stmts.collectionHead.get(collection)?.head_lsn ?? 0;
   }
 
+  /** Live documents of a collection in key order, after `after`, starting with `prefix`. */
+  listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): Array<{ key: string; value: JsonValue | undefined; version: number; origin: string }> {
+    const from = options.after !== undefined && options.after > (options.prefix ?? '') ? options.after : options.prefix ?? '';
+    return this.#db.prepare<[string, string, number], { key: string; value: Buffer | null; version: number; origin: string }>(
+      'SELECT key, value, version, origin FROM documents WHERE collection = ? AND key >= ? AND deleted = 0 ORDER BY key LIMIT ?')
+      .all(collection, from, options.limit + 1)
+      .filter((r) => r.key.startsWith(options.prefix ?? '') && (options.after === undefined || r.key > options.after))
+      .slice(0, options.limit)
+      .map((r) => ({ key: r.key, value: r.value === null ? undefined : (decodeCbor(r.value) as JsonValue), version: r.version, origin: r.origin }));
+  }
+
   /** When the first change of a collection after `lsn` was committed (ms epoch), if still in the log. */
   firstCommitAfter(collection: string, lsn: number): number | undefined {
     return (this.#db.prepare<[string, number], { committed_at: number }>(

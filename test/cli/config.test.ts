@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { resolveOptions } from '../../cli/options.js';
 import { AGENT_OPTIONS } from '../../cli/tables.js';
+import { SOFTWARE_VERSION } from '../../shared/protocol-version.js';
 import { CLI } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -43,6 +44,11 @@ describe('configuration: one table, three sources', () => {
       stderr = String((error as { stderr: Buffer }).stderr);
     }
     expect(stderr).toMatch(/configuration error: option --sync-window-seconds: expected a whole number/);
+  });
+
+  it('reports the version package.json declares', () => {
+    const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { version: string };
+    expect(SOFTWARE_VERSION).toBe(pkg.version);
   });
 
   it('docs/CONFIGURATION.md is the reference generated from the tables (npm run docs:config)', () => {

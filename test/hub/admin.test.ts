@@ -59,7 +59,8 @@ describe('hub admin API and metrics', () => {
     expect(pi2.collections.notes!.lagSeconds).toBeGreaterThanOrEqual(0);
     expect(pi2.lastSeen).toBeDefined();
     const { body: pi1 } = await get<AgentView>('/v1/agents/pi-1');
-    expect(pi1).toMatchObject({ online: true, address: '127.0.0.1' });
+    expect(pi1).toMatchObject({ online: true, address: '127.0.0.1', version: '0.1.0' });
+    expect((await get<{ docs: Array<{ key: string }> }>('/v1/docs/notes?prefix=')).body.docs.map((d) => d.key)).toEqual(['a', 'b']);
     expect(Object.values(pi1.lastSeq)).toEqual([2]);
     expect((await get('/v1/agents/pi-9')).status).toBe(404);
     expect((await get<{ collections: object; defaults: object }>('/v1/collections')).body).toMatchObject({ undeclared: 'allow', defaults: { conflict: 'lww' } });

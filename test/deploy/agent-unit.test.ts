@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { accessSync, chmodSync, constants, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { validate as isValidCron } from 'node-cron';
@@ -8,6 +8,7 @@ import { parseDocument } from 'yaml';
 import { tempDir } from '../helpers/temp.js';
 import { resolveOptions } from '../../cli/options.js';
 import { AGENT_OPTIONS } from '../../cli/tables.js';
+import { which } from '../helpers/which.js';
 
 /**
  * The Raspberry Pi deployment in deploy/agent/: the systemd unit, the example configuration and
@@ -32,20 +33,6 @@ function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv
 
 const show = (r: Result): string => `exit ${r.status}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 
-/** The executable `name` on the PATH, or undefined. */
-function which(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
 
 const warned = new Set<string>();
 /** Names a test after the tool it needs, so that a skip says why in the report. */

@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { delimiter, join, posix, resolve } from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, posix, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import { freePort } from '../helpers/ports.js';
 import { CLI } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
+import { which } from '../helpers/which.js';
 
 /**
  * The hub's deployment files in deploy/hub/: the container image (Dockerfile), the compose file
@@ -39,20 +40,6 @@ const HUB_FLAGS = new Set(HUB_OPTIONS.map((s) => flagOf(s.key)));
 
 // --- helpers -------------------------------------------------------------------------------
 
-/** The executable `name` on the PATH, or undefined. */
-function which(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
 
 /** Parses YAML text that must be exactly one document, without errors or warnings. */
 function parseYaml<T>(text: string, what: string): T {

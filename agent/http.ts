@@ -1,6 +1,5 @@
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
-import { timingSafeEqual } from 'node:crypto';
 import { AgentClosedError, ErrorCode, InvalidHeaderError, OutpostError, UnauthorizedError } from '../shared/errors.js';
 import type { Change } from '../shared/messages.js';
 import { createAgentMetrics } from './metrics.js';
@@ -9,6 +8,7 @@ import type { Rejection } from './store.js';
 import type { JsonValue } from '../shared/values.js';
 import type { Agent, ReadOptions, WriteOptions } from './agent.js';
 import type { Durability } from './durability.js';
+import { bearerMatches } from '../shared/bearer.js';
 
 interface DocParams { collection: string; key: string }
 
@@ -53,13 +53,6 @@ function readOptions(query: ReadQuery): ReadOptions {
     ...(query.minLsn !== undefined && { minLsn: positiveInteger('minLsn', query.minLsn) }),
     ...(query.timeoutMs !== undefined && { timeoutMs: positiveInteger('timeoutMs', query.timeoutMs) }),
   };
-}
-
-/** Constant-time comparison of `Bearer <token>`. */
-function bearerMatches(header: string | undefined, token: string): boolean {
-  const given = Buffer.from(header?.startsWith('Bearer ') ? header.slice(7) : '');
-  const expected = Buffer.from(token);
-  return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
 /** HTTP status for each error code an app can meet. */

@@ -1,18 +1,12 @@
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
-import { timingSafeEqual } from 'node:crypto';
 import type { Hub } from './hub.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { createHubMetrics } from './metrics.js';
 import type { WriteResult } from './ingest.js';
+import { bearerMatches } from '../shared/bearer.js';
 
 interface DocParams { collection: string; key: string }
-
-function bearerMatches(header: string | undefined, token: string): boolean {
-  const given = Buffer.from(header?.startsWith('Bearer ') ? header.slice(7) : '');
-  const expected = Buffer.from(token);
-  return given.length === expected.length && timingSafeEqual(given, expected);
-}
 
 /** `If-Match: 7` or `If-Match: "7"` → 7; absent → undefined. */
 function ifMatch(header: string | string[] | undefined): number | undefined {

@@ -134,7 +134,7 @@ export class Ingestor {
       const reason = typeof op.v === 'string' && /^[a-z_]{1,32}$/.test(op.v) ? op.v : 'skipped';
       return { outcome: 'rejected', reason, detail: 'given up on the device before upload' };
     }
-    const problem = this.#validate({ ...op, op: op.op });
+    const problem = this.#validate(op);
     if (problem) return { outcome: 'rejected', ...problem };
     if (who.seq !== null && this.options.mayWrite && !this.options.mayWrite(who.origin, op.c)) {
       return { outcome: 'rejected', reason: 'forbidden', detail: `agent ${who.origin} may not write collection ${op.c}; grant it in the hub config's access section` };

@@ -60,9 +60,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     await fleet.startHub();
     for (const id of ids) await fleet.addAgent(id);
     const deadline = Date.now() + options.durationMs;
-    const clients = ids.map((id) => writer(fleet, id, history, random, deadline, options.writeEveryMs));
-    const injector = inject(fleet, ids, history, random, deadline, options, log);
-    const sampler = sample(fleet, ids, history, deadline);
+    // Writers and the sampler run until the injector is done: at the deadline, or later if the
+    // schedule has not yet injected every kind once (a slow machine).
+    let injecting = true;
+    const until = (): boolean => injecting;
+    const clients = ids.map((id) => writer(fleet, id, history, random, until, options.writeEveryMs));
+    const injector = inject(fleet, ids, history, random, deadline, options, log).finally(() => {
+      injecting = false;
+    });
+    const sampler = sample(fleet, ids, history, until);
     await Promise.all([...clients, injector, sampler]);
     log(`healing after ${history.faults.length} faults; ${history.writes.length} writes acknowledged`);
     await fleet.quiesce(180_000);
@@ -75,10 +81,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   }
 }
 
-/** One client writing through one agent's HTTP API until `deadline`, recording what was acknowledged. */
-export async function writer(fleet: ProcessFleet, id: string, history: History, random: () => number, deadline: number, everyMs: number): Promise<void> {
+/** One client writing through one agent's HTTP API until `until` (a time, or a condition), recording what was acknowledged. */
+export async function writer(
+  fleet: ProcessFleet, id: string, history: History, random: () => number, until: number | (() => boolean), everyMs: number,
+): Promise<void> {
+  const going = typeof until === 'number' ? () => Date.now() < until : until;
   let n = 0;
-  while (Date.now() < deadline) {
+  while (going()) {
     const roll = random();
     const poison = roll < 0.01;
     const collection = poison ? 'poison' : COLLECTIONS[Math.floor(random() * COLLECTIONS.length)]!;
@@ -114,7 +123,8 @@ async function inject(
     for (const kind of FAULT_KINDS) if ((roll -= WEIGHTS[kind]) < 0) return kind;
     return 'reset';
   };
-  while (Date.now() + options.faultEveryMs < deadline) {
+  const wanted = options.schedule?.length ?? 0;
+  while (Date.now() + options.faultEveryMs < deadline || history.faults.length < wanted) {
     await sleep(options.faultEveryMs * (0.5 + random()));
     const kind = options.schedule ? options.schedule[history.faults.length % options.schedule.length]! : randomKind();
     const id = pick();
@@ -176,8 +186,8 @@ async function inject(
   }
 }
 
-async function sample(fleet: ProcessFleet, ids: string[], history: History, deadline: number): Promise<void> {
-  while (Date.now() < deadline) {
+async function sample(fleet: ProcessFleet, ids: string[], history: History, going: () => boolean): Promise<void> {
+  while (going()) {
     for (const id of ids) {
       const status = await fleet.agentStatus(id);
       if (status) history.sampleApplied(id, status.collections);

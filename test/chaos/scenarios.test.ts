@@ -58,7 +58,9 @@ describe('chaos scenarios', () => {
     const { fleet: f, ids, history, dir } = await setUp(2, CHAOS_HUB_CONFIG.replace('maxEntries: 3000', 'maxEntries: 100'));
     const random = prng(7);
     f.proxy('pi-1').mode = { kind: 'cut' };
-    await writer(f, 'pi-0', history, random, Date.now() + 5000, 2); // far more than the 100 entries retained
+    // Far more than the 100 entries retained: write until the log is three times that long.
+    const giveUp = Date.now() + 60_000;
+    while (((await f.hubStatus())?.head ?? 0) <= 300 && Date.now() < giveUp) await writer(f, 'pi-0', history, random, Date.now() + 1000, 2);
     const hub = await f.hubStatus();
     expect(hub!.head).toBeGreaterThan(300);
     await waitFor('retention ran', async () => ((await http<{ prunedThrough: number }>('GET', `${f.hubUrl}/v1/status`)).body.prunedThrough) > 0);

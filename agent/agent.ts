@@ -7,7 +7,7 @@ import type { CollectionPolicy, DownMessage, UpMessage } from '../shared/message
 import { SOFTWARE_VERSION } from '../shared/protocol-version.js';
 import { collectionOfTopic, topics } from '../shared/topics.js';
 import { isPlainObject, type JsonValue } from '../shared/values.js';
-import { DurabilityWaiters, type Durability } from './durability.js';
+import { DurabilityWaiters } from './durability.js';
 import { Link } from './link.js';
 import { PolicyCache } from './policy-cache.js';
 import { ProgressWaiters } from './progress-waiters.js';
@@ -254,7 +254,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#assertOpen();
     if (op !== 'del' && value === undefined) throw new InvalidValueError(`${op} needs a value`);
     validateWrite(collection, key, value);
-    const durability = options.durability ?? this.#defaultDurability(collection);
+    const durability = options.durability ?? this.#policy(collection).durability;
     const rep = typeof durability === 'object' ? durability.replicas : undefined;
     const receipt = await this.#writes.submit({
       collection, key, op, value,
@@ -264,11 +264,6 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (durability === 'local') return receipt;
     const lsn = await this.#durability.wait(receipt.seq, durability, options.timeoutMs ?? this.#waitTimeoutMs);
     return lsn === undefined ? receipt : { ...receipt, lsn };
-  }
-
-  /** The collection's durability as declared at the hub (cached, so it holds offline too). */
-  #defaultDurability(collection: string): Durability {
-    return this.#policy(collection).durability;
   }
 
   async #caughtUp(collection: string, options: ReadOptions): Promise<void> {
@@ -320,29 +315,25 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   #onDown(message: DownMessage): void {
+    // Every hub message but an error carries the hub's clock: advance past it.
+    if (message[0] !== 'error') this.#clock.observe(message[1].hlc as Hlc);
     switch (message[0]) {
       case 'ack':
-        this.#clock.observe(message[1].hlc as Hlc);
         this.#uploader.onAck(message);
         break;
       case 'resync':
-        this.#clock.observe(message[1].hlc as Hlc);
         this.#uploader.onResync(message);
         break;
       case 'page':
-        this.#clock.observe(message[1].hlc as Hlc);
         this.#replicator.onPage(message);
         break;
       case 'snapshot':
-        this.#clock.observe(message[1].hlc as Hlc);
         this.#replicator.onSnapshot(message);
         break;
       case 'replicated':
-        this.#clock.observe(message[1].hlc as Hlc);
         if (message[1].inc === this.#store.incarnation) this.#durability.onReplicated(message[1].seqs);
         break;
       case 'reincarnate': {
-        this.#clock.observe(message[1].hlc as Hlc);
         if (message[1].inc !== this.#store.incarnation) break;
         const previous = this.#store.incarnation;
         const next = this.#store.reincarnate();

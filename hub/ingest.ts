@@ -70,7 +70,7 @@ export class Ingestor {
 
   ingest(requests: readonly IngestRequest[]): IngestOutput {
     return this.store.transaction(() => {
-      const committed = new Map<string, Change[]>();
+      const committed = new Map<string, Sized[]>();
       const output: IngestOutput = { replies: [], changeSets: [], hubResults: [], replicaWaits: [] };
       for (const request of requests) {
         if (request.kind === 'batch') {
@@ -86,7 +86,7 @@ export class Ingestor {
   }
 
   #ingestBatch(
-    agentId: string, batch: BatchMessage[1], committed: Map<string, Change[]>, waits: ReplicaWait[],
+    agentId: string, batch: BatchMessage[1], committed: Map<string, Sized[]>, waits: ReplicaWait[],
   ): IngestOutput['replies'] {
     const { inc } = batch;
     let last = this.store.lastSeq(agentId, inc);
@@ -127,7 +127,7 @@ export class Ingestor {
     return replies;
   }
 
-  #apply(who: Identity, op: Omit<WriteOp, 'seq'>, committed: Map<string, Change[]>): WriteResult {
+  #apply(who: Identity, op: Omit<WriteOp, 'seq'>, committed: Map<string, Sized[]>): WriteResult {
     if (op.op === 'skip') {
       // The agent gave this write up before uploading it (expired, dropped on overflow) and has
       // told its app; the seq is consumed so the ones behind it follow on.
@@ -170,7 +170,7 @@ export class Ingestor {
     }
 
     const kind = op.op === 'del' ? 'del' : 'put';
-    const lsn = this.store.commit({
+    const { lsn, bytes } = this.store.commit({
       collection: op.c, key: op.k, op: kind, value: resolution.value, hlc, origin: who.origin,
       incarnation: who.incarnation, seq: who.seq, ...(resolution.fieldHlcs && { fieldHlcs: resolution.fieldHlcs }),
     });
@@ -192,8 +192,8 @@ export class Ingestor {
     }
     const change: Change = { lsn, c: op.c, k: op.k, op: kind, ...(resolution.value !== undefined && { v: resolution.value }), hlc, o: who.origin };
     const list = committed.get(op.c);
-    if (list) list.push(change);
-    else committed.set(op.c, [change]);
+    if (list) list.push({ change, bytes });
+    else committed.set(op.c, [{ change, bytes }]);
     return { outcome: 'committed', lsn };
   }
 
@@ -219,7 +219,7 @@ export class Ingestor {
   }
 
   /** Splits each collection's new changes into messages that chain by `prev`, and advances heads. */
-  #changeSets(committed: Map<string, Change[]>): ChangesMessage[] {
+  #changeSets(committed: Map<string, Sized[]>): ChangesMessage[] {
     const sets: ChangesMessage[] = [];
     for (const [collection, changes] of committed) {
       let prev = this.store.collectionHead(collection);
@@ -232,8 +232,7 @@ export class Ingestor {
         chunk = [];
         bytes = 0;
       };
-      for (const change of changes) {
-        const size = encodedSize(change);
+      for (const { change, bytes: size } of changes) {
         if (bytes + size > this.options.maxChangeSetBytes) flush();
         chunk.push(change);
         bytes += size;
@@ -257,7 +256,5 @@ function digestOf(op: WriteOp): string {
   return createHash('sha256').update(content).digest('base64url').slice(0, 22);
 }
 
-/** The change's encoded size, plus room for its place in the array. */
-function encodedSize(change: Change): number {
-  return encodeCbor(change).length + 8;
-}
+/** A committed change and an upper bound of its encoded size, for splitting change sets. */
+interface Sized { change: Change; bytes: number }

@@ -293,8 +293,11 @@ export class SqliteHubStore {
     }));
   }
 
-  /** Appends a change to the log, updates the document and the collection head; returns the LSN. */
-  commit(entry: LogEntry): number {
+  /**
+   * Appends a change to the log and updates the document. Returns its LSN and an upper bound of
+   * its size as an encoded Change (from the value bytes just encoded: no second encoding).
+   */
+  commit(entry: LogEntry): { lsn: number; bytes: number } {
     const lsn = this.#head + 1;
     const value = entry.value === undefined ? null : encodeCbor(entry.value);
     this.#stmts.appendLog.run(
@@ -305,7 +308,7 @@ export class SqliteHubStore {
       entry.fieldHlcs ? encodeCbor(entry.fieldHlcs) : null,
     );
     this.#head = lsn;
-    return lsn;
+    return { lsn, bytes: encodedChangeBytes({ ...entry, value }) };
   }
 
   collectionHead(collection: string): number {

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import type { AckMessage, BatchMessage, ResyncMessage } from '../shared/messages.js';
+import { unpackAck } from '../shared/acks.js';
+import type { AckMessage, BatchMessage, OpResult, ResyncMessage } from '../shared/messages.js';
 import type { AgentStore, Rejection } from './store.js';
 
 /** That many resyncs in a row for seqs already acknowledged, with no new commit between, are reported. */
@@ -20,7 +21,7 @@ export interface UploaderDelegate {
   /** Whether uploading is allowed now (sync windows). */
   mayUpload(): boolean;
   isReplicated(collection: string): boolean;
-  onAcked(results: AckMessage[1]['results']): void;
+  onAcked(results: readonly OpResult[]): void;
   onRejected(rejections: Rejection[]): void;
 }
 
@@ -77,11 +78,13 @@ export class Uploader {
 
   onAck([, ack]: AckMessage): void {
     if (ack.inc !== this.store.incarnation) return;
-    const rejections = this.store.applyResults(ack.results, (c) => this.delegate.isReplicated(c));
-    const acked = Math.max(...ack.results.map((r) => r.seq));
-    if (ack.results.some((r) => !r.dup)) this.#unfillable = 0;
+    const results = unpackAck(ack);
+    if (results.length === 0) return;
+    const rejections = this.store.applyResults(results, (c) => this.delegate.isReplicated(c));
+    const acked = results[results.length - 1]!.seq;
+    if (results.some((r) => !r.dup)) this.#unfillable = 0;
     this.#inFlight = this.#inFlight.filter((b) => b.last > acked);
-    this.delegate.onAcked(ack.results);
+    this.delegate.onAcked(results);
     if (rejections.length > 0) this.delegate.onRejected(rejections);
     this.pump();
   }

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import pino, { type Logger } from 'pino';
+import { newOutcomes } from '../shared/acks.js';
 import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
 import { ErrorCode, OutpostError } from '../shared/errors.js';
 import { HybridClock } from '../shared/hlc.js';
@@ -69,7 +70,7 @@ export class HubCore extends EventEmitter<HubEvents> {
       ingestor,
       (output, requests, seconds) => {
         this.#publishCommitted(output);
-        const outcomes = output.replies.flatMap(({ message }) => (message[0] === 'ack' ? message[1].results.filter((r) => !r.dup).map((r) => r.outcome) : []));
+        const outcomes = output.replies.flatMap(({ message }) => (message[0] === 'ack' ? newOutcomes(message[1]) : []));
         this.emit('commit', requests, [...outcomes, ...output.hubResults.map((r) => r.outcome)], seconds);
       },
       (agentIds, error) => {

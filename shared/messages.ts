@@ -128,9 +128,18 @@ export type UpMessage = Static<typeof UpMessage>;
 
 // ---- hub → one agent (`down`)
 
+/** `[firstSeq, count, firstLsn]`: consecutive seqs committed at consecutive LSNs (see shared/acks.ts). */
+const CommittedRun = Type.Tuple([Seq, Type.Integer({ minimum: 1, maximum: limits.maxBatchOps }), Type.Integer({ minimum: 1 })]);
+/**
+ * The outcome of every op of a batch: committed ones packed into runs, re-acked committed
+ * duplicates into `dupRuns`, the rest one by one in `results`.
+ */
 export const AckMessage = message(
   'ack',
-  Type.Object({ inc: Incarnation, hlc: Hlc, results: Type.Array(OpResult) }, strict),
+  Type.Object({
+    inc: Incarnation, hlc: Hlc, results: Type.Array(OpResult),
+    runs: Type.Optional(Type.Array(CommittedRun)), dupRuns: Type.Optional(Type.Array(CommittedRun)),
+  }, strict),
 );
 export const ResyncMessage = message(
   'resync',

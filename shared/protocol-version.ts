@@ -7,8 +7,10 @@
  * - 1: batch / pull up; ack / resync / page / error down; per-collection change sets with
  *      the previous LSN of the collection; retained hub status with collection policies;
  *      status reports and replica acknowledgements; snapshots when the log was pruned.
+ * - 2: acks pack committed ops into runs (`runs`, `dupRuns`); messages of 512 bytes or more
+ *      may travel deflated, as one CBOR byte string.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** This build's software version, reported by agents to the hub's fleet view. */
 export const SOFTWARE_VERSION = '0.1.0';

@@ -1,3 +1,4 @@
+import { unpackAck } from '../../shared/acks.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeCbor } from '../../shared/codec.js';
 import { ErrorCode } from '../../shared/errors.js';
@@ -72,7 +73,7 @@ describe('bad input on an agent\'s up topic', () => {
       { seq: 5, c: 'ok', k: '', op: 'put', v: 1, hlc: now },
     ] }]));
     const ack = await waitFor('an ack', () => raw.received.find((m) => m[0] === 'ack'));
-    expect(ack[1]).toMatchObject({ results: [
+    expect({ results: ack[0] === 'ack' ? unpackAck(ack[1]) : [] }).toMatchObject({ results: [
       { seq: 1, outcome: 'rejected', reason: 'invalid_collection' },
       { seq: 2, outcome: 'rejected', reason: 'invalid_value' },
       { seq: 3, outcome: 'rejected', reason: 'invalid_value' },
@@ -93,8 +94,8 @@ describe('bad input on an agent\'s up topic', () => {
     await raw.publish(topics.up('rogue-1'), batch);
     await waitFor('two acks', () => raw.received.filter((m) => m[0] === 'ack').length === 2);
     const [first, second] = raw.received.filter((m) => m[0] === 'ack');
-    expect(first![1]).toMatchObject({ results: [{ seq: 1, lsn: 1 }, { seq: 2, lsn: 2 }] });
-    expect(second![1]).toMatchObject({ results: [{ seq: 1, lsn: 1, dup: true }, { seq: 2, lsn: 2, dup: true }] });
+    expect({ results: first![0] === 'ack' ? unpackAck(first![1]) : [] }).toMatchObject({ results: [{ seq: 1, lsn: 1 }, { seq: 2, lsn: 2 }] });
+    expect({ results: second![0] === 'ack' ? unpackAck(second![1]) : [] }).toMatchObject({ results: [{ seq: 1, lsn: 1, dup: true }, { seq: 2, lsn: 2, dup: true }] });
     expect(fleet.hub!.store.head).toBe(2);
   });
 });

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Hub } from '../../hub/hub.js';
 import { upCodec } from '../../shared/codec.js';
 import { encodeHlc } from '../../shared/hlc.js';
-import { topics } from '../../shared/topics.js';
+import { TOPIC_ROOT, topics } from '../../shared/topics.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { tempDir } from '../helpers/temp.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -59,7 +59,7 @@ describe('broker access control', () => {
   it('refuses subscriptions to another agent\'s down topic and to wildcards over agents', async () => {
     hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('acl'), dev: true });
     const eve = await client('eve');
-    for (const topic of [topics.down('pi-victim'), 'outpost/v1/a/+/down', '#', '$SYS/#', topics.up('eve')]) {
+    for (const topic of [topics.down('pi-victim'), `${TOPIC_ROOT}/a/+/down`, '#', '$SYS/#', topics.up('eve')]) {
       // SUBACK return code 0x80: refused, without closing the connection
       await expect(eve.client.subscribeAsync(topic, { qos: 1 }), topic).rejects.toThrow(/Subscribe error/);
     }

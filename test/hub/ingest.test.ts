@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeHlc, HybridClock } from '../../shared/hlc.js';
-import type { PageMessage, PullMessage, SnapshotMessage, WriteOp } from '../../shared/messages.js';
+import { unpackAck } from '../../shared/acks.js';
+import type { OpResult, PageMessage, PullMessage, SnapshotMessage, WriteOp } from '../../shared/messages.js';
 import { CollectionPolicies, DEFAULT_HUB_CONFIG } from '../../hub/config.js';
-import { defaultIngestOptions, Ingestor } from '../../hub/ingest.js';
+import { defaultIngestOptions, Ingestor, type IngestOutput } from '../../hub/ingest.js';
 import { answerPull } from '../../hub/pull.js';
 import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
 import { tempDir } from '../helpers/temp.js';
@@ -11,6 +12,11 @@ const INC_A = 'a'.repeat(32);
 const INC_B = 'b'.repeat(32);
 let t = Date.now();
 const hlc = (): string => encodeHlc(t++, 0);
+/** Every op's result in an ack reply, committed runs unpacked. */
+const results = (reply: IngestOutput['replies'][number]): OpResult[] => {
+  if (reply.message[0] !== 'ack') throw new Error(`expected an ack, got ${reply.message[0]}`);
+  return unpackAck(reply.message[1]);
+};
 const put = (seq: number, k: string, v: unknown, c = 'docs'): WriteOp => ({ seq, c, k, op: 'put', v, hlc: hlc() });
 
 describe('ingest', () => {
@@ -25,9 +31,8 @@ describe('ingest', () => {
   it('commits ops in order with gap-free LSNs and acks after', () => {
     const { ingestor } = setup();
     const out = ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1), put(2, 'y', 2), put(3, 'x', 3)] } }]);
-    expect(out.replies).toEqual([{ agentId: 'pi-a', message: ['ack', expect.objectContaining({
-      inc: INC_A, results: [{ seq: 1, outcome: 'committed', lsn: 1 }, { seq: 2, outcome: 'committed', lsn: 2 }, { seq: 3, outcome: 'committed', lsn: 3 }],
-    })] }]);
+    expect(out.replies).toEqual([{ agentId: 'pi-a', message: ['ack', expect.objectContaining({ inc: INC_A, results: [], runs: [[1, 3, 1]] })] }]);
+    expect(results(out.replies[0]!)).toEqual([{ seq: 1, outcome: 'committed', lsn: 1 }, { seq: 2, outcome: 'committed', lsn: 2 }, { seq: 3, outcome: 'committed', lsn: 3 }]);
     expect(store.head).toBe(3);
     expect(store.document('docs', 'x')).toMatchObject({ value: 3, version: 3 });
     expect(out.changeSets).toHaveLength(1);
@@ -39,7 +44,7 @@ describe('ingest', () => {
     const ops = [put(1, 'x', 'first'), put(2, 'y', 2)];
     ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops } }]);
     const again = ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [...ops, put(3, 'z', 3)] } }]);
-    expect(again.replies[0]!.message[1]).toMatchObject({ results: [
+    expect({ results: results(again.replies[0]!) }).toMatchObject({ results: [
       { seq: 1, outcome: 'committed', lsn: 1, dup: true },
       { seq: 2, outcome: 'committed', lsn: 2, dup: true },
       { seq: 3, outcome: 'committed', lsn: 3 },
@@ -77,7 +82,7 @@ describe('ingest', () => {
       { seq: 3, c: 'docs', k: 'z', op: 'patch', v: 'nope', hlc: hlc() },
       put(4, 'ok', true),
     ] } }]);
-    expect(out.replies[0]!.message[1]).toMatchObject({ results: [
+    expect({ results: results(out.replies[0]!) }).toMatchObject({ results: [
       { seq: 1, outcome: 'rejected', reason: 'too_large' },
       { seq: 2, outcome: 'rejected', reason: 'clock_skew' },
       { seq: 3, outcome: 'rejected', reason: 'invalid_value' },
@@ -94,7 +99,7 @@ describe('ingest', () => {
     const newer = encodeHlc(Date.now() - 5_000, 0);
     ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 'from a', hlc: newer }] } }]);
     const out = ingestor.ingest([{ kind: 'batch', agentId: 'pi-b', batch: { inc: INC_B, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 'from b', hlc: older }] } }]);
-    expect(out.replies[0]!.message[1]).toMatchObject({ results: [{ seq: 1, outcome: 'conflict', lsn: 1 }] });
+    expect({ results: results(out.replies[0]!) }).toMatchObject({ results: [{ seq: 1, outcome: 'conflict', lsn: 1 }] });
     expect(store.document('docs', 'k')).toMatchObject({ value: 'from a', origin: 'pi-a' });
     expect(out.changeSets).toEqual([]);
   });
@@ -143,7 +148,7 @@ describe('ingest', () => {
     const reopened = setup(dir).ingestor;
     expect(store.head).toBe(2);
     const out = reopened.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [second, put(3, 'z', 3)] } }]);
-    expect(out.replies[0]!.message[1]).toMatchObject({ results: [{ seq: 2, dup: true, lsn: 2 }, { seq: 3, lsn: 3 }] });
+    expect({ results: results(out.replies[0]!) }).toMatchObject({ results: [{ seq: 2, dup: true, lsn: 2 }, { seq: 3, lsn: 3 }] });
   });
 
   it('answers pulls in pages that are complete up to `to`', () => {
@@ -191,10 +196,9 @@ describe('ingest', () => {
     const ops = [put(1, 'x', 1), put(2, 'y', 2)];
     ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops } }]);
     const out = ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [ops[0]!, put(2, 'other', 'restored'), put(3, 'z', 3)] } }]);
-    expect(out.replies.map((r) => r.message)).toEqual([
-      ['ack', expect.objectContaining({ results: [{ seq: 1, outcome: 'committed', lsn: 1, dup: true }] })],
-      ['reincarnate', expect.objectContaining({ inc: INC_A, seq: 2 })],
-    ]);
+    expect(out.replies.map((r) => r.message[0])).toEqual(['ack', 'reincarnate']);
+    expect(results(out.replies[0]!)).toEqual([{ seq: 1, outcome: 'committed', lsn: 1, dup: true }]);
+    expect(out.replies[1]!.message).toEqual(['reincarnate', expect.objectContaining({ inc: INC_A, seq: 2 })]);
     expect(store.head).toBe(2);
   });
 });

@@ -1,3 +1,4 @@
+import { unpackAck } from '../../shared/acks.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +23,9 @@ describe('collection policies', () => {
     const ingestor = new Ingestor(store, new HybridClock(), new CollectionPolicies(parseHubConfig(config)), defaultIngestOptions);
     return (agent, ops) => {
       const out = ingestor.ingest([{ kind: 'batch', agentId: `pi-${agent}`, batch: { inc: INC[agent], ops } }]);
-      return (out.replies[0]!.message[1] as { results: Array<Record<string, unknown>> }).results;
+      const reply = out.replies[0]!.message;
+      if (reply[0] !== 'ack') throw new Error(`expected an ack, got ${reply[0]}`);
+      return unpackAck(reply[1]);
     };
   }
 

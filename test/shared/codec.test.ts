@@ -1,3 +1,4 @@
+import { deflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { MessageCodec, downCodec, encodeCbor, upCodec } from '../../shared/codec.js';
 import { InvalidMessageError, MalformedMessageError, MessageTooLargeError } from '../../shared/errors.js';
@@ -65,5 +66,42 @@ describe('message codec', () => {
     const bytes = encodeCbor({ a: 1 });
     expect(bytes[0]! >> 5).toBe(5); // major type 5: a map, not tag 105 (a cbor-x record)
     expect(bytes.includes(0x69)).toBe(false);
+  });
+
+  describe('compression', () => {
+    const telemetry: Up = ['batch', { inc: INC, ops: Array.from({ length: 200 }, (_, i) => ({
+      seq: i + 1, c: 'telemetry', k: `t${i}`, op: 'put' as const, v: { celsius: 20 + i / 10, at: 1_764_000_000_000 + i }, hlc: HLC,
+    })) }];
+
+    it('deflates a large message to a fraction of its size and reads it back as it was', () => {
+      const wire = upCodec.encode(telemetry);
+      const plain = encodeCbor(telemetry);
+      expect(wire[0]! >> 5, 'a CBOR byte string').toBe(2);
+      expect(wire.length).toBeLessThan(plain.length / 3);
+      expect(upCodec.decode(wire)).toEqual(telemetry);
+    });
+
+    it('sends a small message as it is', () => {
+      const pull: Up = ['pull', { id: 7, from: 42 }];
+      expect(upCodec.encode(pull)).toEqual(encodeCbor(pull));
+    });
+
+    it('refuses a message that inflates past the size limit, without inflating all of it', () => {
+      const bomb = encodeCbor(deflateRawSync(Buffer.alloc(50 * 1024 * 1024)));
+      expect(bomb.length).toBeLessThan(100 * 1024);
+      expect(() => upCodec.decode(bomb)).toThrow(MessageTooLargeError);
+    });
+
+    it.each([
+      ['bytes that are not deflate', encodeCbor(Buffer.from('not deflated at all'))],
+      ['trailing bytes after the byte string', Buffer.concat([encodeCbor(deflateRawSync(encodeCbor(['pull', { id: 1, from: 0 }]))), Buffer.from([1])])],
+      ['deflated garbage', encodeCbor(deflateRawSync(Buffer.from([0xff, 0xfe])))],
+    ])('refuses %s as a malformed message', (_name, bytes) => {
+      expect(() => upCodec.decode(bytes)).toThrow(MalformedMessageError);
+    });
+
+    it('validates what it inflated like any other message', () => {
+      expect(() => upCodec.decode(encodeCbor(deflateRawSync(encodeCbor(['pull', { id: -1, from: 0 }]))))).toThrow(InvalidMessageError);
+    });
   });
 });

@@ -1,7 +1,8 @@
-import { createHash } from 'node:crypto';
 import { decodeHlc, type Hlc, type HybridClock } from '../shared/hlc.js';
 import type { BatchMessage, Change, ChangesMessage, DownMessage, OpResult, WriteOp } from '../shared/messages.js';
+import { packAck } from '../shared/acks.js';
 import { encodeCbor } from '../shared/codec.js';
+import { digestOf } from './op-digest.js';
 import { limits as defaultLimits, type Limits } from '../shared/limits.js';
 import { checkCollectionName, checkKey, checkValue, isPlainObject, type JsonValue } from '../shared/values.js';
 import type { CollectionPolicies } from './config.js';
@@ -94,6 +95,7 @@ export class Ingestor {
     const results: OpResult[] = [];
     let expected: number | undefined;
     let reused: number | undefined;
+    const runs = new RunRecorder(this.store, agentId, inc);
     for (const op of batch.ops) {
       if (op.seq <= last) {
         const original = this.store.outcome(agentId, inc, op.seq);
@@ -111,17 +113,20 @@ export class Ingestor {
         break;
       }
       const result: OpResult = { seq: op.seq, ...this.#apply({ origin: agentId, incarnation: inc, seq: op.seq }, op, committed) };
-      this.store.putOutcome(agentId, inc, result, digestOf(op));
+      // Committed ops are remembered as runs (their digests are in the log); others one by one.
+      if (result.outcome === 'committed') runs.add(op.seq, result.lsn!);
+      else this.store.putOutcome(agentId, inc, result, digestOf(op));
       results.push(result);
       if (op.rep !== undefined && result.outcome === 'committed') {
         waits.push({ agentId, inc, seq: op.seq, collection: op.c, lsn: result.lsn!, replicas: op.rep });
       }
       last = op.seq;
     }
+    runs.flush();
     if (last !== startLast) this.store.setLastSeq(agentId, inc, last);
     const hlc = this.clock.tick();
     const replies: IngestOutput['replies'] = [];
-    if (results.length > 0) replies.push({ agentId, message: ['ack', { inc, hlc, results }] });
+    if (results.length > 0) replies.push({ agentId, message: ['ack', packAck(inc, hlc, results)] });
     if (expected !== undefined) replies.push({ agentId, message: ['resync', { inc, hlc, expected }] });
     if (reused !== undefined) replies.push({ agentId, message: ['reincarnate', { inc, hlc, seq: reused }] });
     return replies;
@@ -134,8 +139,8 @@ export class Ingestor {
       const reason = typeof op.v === 'string' && /^[a-z_]{1,32}$/.test(op.v) ? op.v : 'skipped';
       return { outcome: 'rejected', reason, detail: 'given up on the device before upload' };
     }
-    const problem = this.#validate(op);
-    if (problem) return { outcome: 'rejected', ...problem };
+    const checked = this.#validate(op);
+    if ('reason' in checked) return { outcome: 'rejected', ...checked };
     if (who.seq !== null && this.options.mayWrite && !this.options.mayWrite(who.origin, op.c)) {
       return { outcome: 'rejected', reason: 'forbidden', detail: `agent ${who.origin} may not write collection ${op.c}; grant it in the hub config's access section` };
     }
@@ -173,6 +178,9 @@ export class Ingestor {
     const { lsn, bytes } = this.store.commit({
       collection: op.c, key: op.k, op: kind, value: resolution.value, hlc, origin: who.origin,
       incarnation: who.incarnation, seq: who.seq, ...(resolution.fieldHlcs && { fieldHlcs: resolution.fieldHlcs }),
+      // Most writes commit the value exactly as written: reuse the bytes validation encoded.
+      ...(resolution.value === op.v && checked.encoded && { encoded: checked.encoded }),
+      ...(who.seq !== null && { digest: digestOf(op, checked.encoded) }),
     });
     const winner = { lsn, origin: who.origin, hlc, value: resolution.value };
     if (resolution.overwritten && current) {
@@ -197,7 +205,8 @@ export class Ingestor {
     return { outcome: 'committed', lsn };
   }
 
-  #validate(op: Omit<WriteOp, 'seq'>): { reason: string; detail: string } | undefined {
+  /** A problem, or the value encoded (its size is one of the checks). */
+  #validate(op: Omit<WriteOp, 'seq'>): { reason: string; detail: string } | { encoded?: Buffer } {
     const { limits } = this.options;
     const nameProblem = checkCollectionName(op.c) ?? checkKey(op.k, limits.maxKeyBytes);
     if (nameProblem) return nameProblem;
@@ -206,11 +215,16 @@ export class Ingestor {
       if (op.op === 'patch' && !isPlainObject(op.v)) return { reason: 'invalid_value', detail: 'patch needs an object of fields' };
       const valueProblem = checkValue(op.v, limits.maxValueDepth);
       if (valueProblem) return valueProblem;
-      const size = encodeCbor(op.v).length;
-      if (size > limits.maxValueBytes) {
-        return { reason: 'too_large', detail: `value of ${size} bytes exceeds the limit of ${limits.maxValueBytes} bytes` };
+      const encoded = encodeCbor(op.v);
+      if (encoded.length > limits.maxValueBytes) {
+        return { reason: 'too_large', detail: `value of ${encoded.length} bytes exceeds the limit of ${limits.maxValueBytes} bytes` };
       }
+      return this.#checkSkew(op) ?? { encoded };
     }
+    return this.#checkSkew(op) ?? {};
+  }
+
+  #checkSkew(op: Omit<WriteOp, 'seq'>): { reason: string; detail: string } | undefined {
     const skew = decodeHlc(op.hlc as Hlc).wall - Date.now();
     if (skew > this.options.maxFutureSkewMs) {
       return { reason: 'clock_skew', detail: `timestamp is ${Math.round(skew / 1000)} s ahead of the hub; fix the device clock` };
@@ -244,16 +258,26 @@ export class Ingestor {
   }
 }
 
-/** Fingerprint of an op's content, to tell a redelivery from a different write under the same seq. */
-function digestOf(op: WriteOp): string {
-  let content: Buffer;
-  try {
-    content = encodeCbor([op.c, op.k, op.op, op.v ?? null, op.hlc, op.base ?? 0]);
-  } catch {
-    // A value too deep to encode again is rejected anyway; its digest must not fail the commit.
-    content = encodeCbor([op.c, op.k, op.op, 'unencodable', op.hlc, op.base ?? 0]);
+/** Collects an agent's committed ops into runs of consecutive seqs at consecutive LSNs, and stores them. */
+class RunRecorder {
+  #run: { first: number; last: number; firstLsn: number } | undefined;
+
+  constructor(private readonly store: SqliteHubStore, private readonly agentId: string, private readonly inc: string) {}
+
+  add(seq: number, lsn: number): void {
+    const run = this.#run;
+    if (run && seq === run.last + 1 && lsn === run.firstLsn + (seq - run.first)) {
+      run.last = seq;
+      return;
+    }
+    this.flush();
+    this.#run = { first: seq, last: seq, firstLsn: lsn };
   }
-  return createHash('sha256').update(content).digest('base64url').slice(0, 22);
+
+  flush(): void {
+    if (this.#run) this.store.putCommittedRun(this.agentId, this.inc, this.#run.first, this.#run.last, this.#run.firstLsn);
+    this.#run = undefined;
+  }
 }
 
 /** A committed change and an upper bound of its encoded size, for splitting change sets. */

@@ -93,4 +93,16 @@ CREATE TABLE agent_credentials (
 ALTER TABLE outcomes ADD COLUMN at INTEGER;
 CREATE INDEX outcomes_by_kind ON outcomes (outcome, at);
 `,
+  // 6: committed ops remembered as runs of seqs, not a row each; their digests move to the log
+  `
+CREATE TABLE committed_runs (
+  agent_id    TEXT NOT NULL,
+  incarnation TEXT NOT NULL,
+  first_seq   INTEGER NOT NULL,
+  last_seq    INTEGER NOT NULL,
+  first_lsn   INTEGER NOT NULL,
+  PRIMARY KEY (agent_id, incarnation, first_seq)
+) WITHOUT ROWID;
+ALTER TABLE log ADD COLUMN digest TEXT;
+`,
 ];

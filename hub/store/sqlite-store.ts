@@ -41,6 +41,10 @@ export interface LogEntry {
   incarnation: string | null;
   seq: number | null;
   fieldHlcs?: Record<string, Hlc>;
+  /** `value` already CBOR-encoded, when the caller has it. */
+  encoded?: Buffer;
+  /** Digest of the op as the agent sent it, to tell a redelivery from a reused seq. */
+  digest?: string;
 }
 
 import { HUB_MIGRATIONS } from './sqlite-schema.js';
@@ -87,6 +91,11 @@ export class SqliteHubStore {
       putOutcome: db.prepare(
         'INSERT INTO outcomes (agent_id, incarnation, seq, outcome, lsn, reason, detail, digest, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
+      putCommittedRun: db.prepare('INSERT INTO committed_runs (agent_id, incarnation, first_seq, last_seq, first_lsn) VALUES (?, ?, ?, ?, ?)'),
+      committedRun: db.prepare<[string, string, number], { last_seq: number; first_seq: number; first_lsn: number }>(
+        'SELECT first_seq, last_seq, first_lsn FROM committed_runs WHERE agent_id = ? AND incarnation = ? AND first_seq <= ? ORDER BY first_seq DESC LIMIT 1',
+      ),
+      loggedDigest: db.prepare<[number], { digest: string | null }>('SELECT digest FROM log WHERE lsn = ?'),
       document: db.prepare<[string, string], DocumentRow>(
         'SELECT value, deleted, version, hlc, origin, field_hlcs FROM documents WHERE collection = ? AND key = ?',
       ),
@@ -101,8 +110,8 @@ export class SqliteHubStore {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       appendLog: db.prepare(
-        `INSERT INTO log (lsn, collection, key, op, value, hlc, origin, incarnation, seq, committed_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO log (lsn, collection, key, op, value, hlc, origin, incarnation, seq, committed_at, digest)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       collectionHead: db.prepare<[string], { head_lsn: number }>('SELECT head_lsn FROM collections WHERE name = ?'),
       setCollectionHead: db.prepare(
@@ -230,19 +239,31 @@ export class SqliteHubStore {
     this.#stmts.setLastSeq.run(agentId, incarnation, seq, Date.now());
   }
 
-  /** The outcome recorded for an op, and the digest of the op's content when it was recorded. */
-  outcome(agentId: string, incarnation: string, seq: number): { result: Omit<OpResult, 'seq'>; digest: string | null } | undefined {
+  /** The outcome recorded for an op, and the digest of the op's content (while still known). */
+  outcome(agentId: string, incarnation: string, seq: number): { result: Omit<OpResult, 'seq'>; digest?: string } | undefined {
     const row = this.#stmts.outcome.get(agentId, incarnation, seq);
-    if (!row) return undefined;
-    return {
-      result: {
-        outcome: row.outcome as OpResult['outcome'],
-        ...(row.lsn !== null && { lsn: row.lsn }),
-        ...(row.reason !== null && { reason: row.reason }),
-        ...(row.detail !== null && { detail: row.detail }),
-      },
-      digest: row.digest,
-    };
+    if (row) {
+      return {
+        result: {
+          outcome: row.outcome as OpResult['outcome'],
+          ...(row.lsn !== null && { lsn: row.lsn }),
+          ...(row.reason !== null && { reason: row.reason }),
+          ...(row.detail !== null && { detail: row.detail }),
+        },
+        ...(row.digest !== null && { digest: row.digest }),
+      };
+    }
+    const run = this.#stmts.committedRun.get(agentId, incarnation, seq);
+    if (!run || seq > run.last_seq) return undefined;
+    const lsn = run.first_lsn + (seq - run.first_seq);
+    // Gone once retention pruned the log entry.
+    const digest = this.#stmts.loggedDigest.get(lsn)?.digest;
+    return { result: { outcome: 'committed', lsn }, ...(digest && { digest }) };
+  }
+
+  /** Ops `first..last` of an incarnation committed at consecutive LSNs from `firstLsn`. */
+  putCommittedRun(agentId: string, incarnation: string, first: number, last: number, firstLsn: number): void {
+    this.#stmts.putCommittedRun.run(agentId, incarnation, first, last, firstLsn);
   }
 
   putOutcome(agentId: string, incarnation: string, result: OpResult, digest: string): void {
@@ -299,9 +320,9 @@ export class SqliteHubStore {
    */
   commit(entry: LogEntry): { lsn: number; bytes: number } {
     const lsn = this.#head + 1;
-    const value = entry.value === undefined ? null : encodeCbor(entry.value);
+    const value = entry.value === undefined ? null : entry.encoded ?? encodeCbor(entry.value);
     this.#stmts.appendLog.run(
-      lsn, entry.collection, entry.key, entry.op, value, entry.hlc, entry.origin, entry.incarnation, entry.seq, Date.now(),
+      lsn, entry.collection, entry.key, entry.op, value, entry.hlc, entry.origin, entry.incarnation, entry.seq, Date.now(), entry.digest ?? null,
     );
     this.#stmts.upsertDocument.run(
       entry.collection, entry.key, value, entry.op === 'del' ? 1 : 0, lsn, entry.hlc, entry.origin,

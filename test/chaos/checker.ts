@@ -1,3 +1,4 @@
+import { outcomeReader } from '../helpers/hub-outcomes.js';
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -40,15 +41,14 @@ export function check(dir: string, agentIds: readonly string[], history: History
   };
   try {
     integrity(hub, 'hub', v);
-    const outcome = hub.prepare<[string, string, number], { outcome: string; lsn: number | null }>(
-      'SELECT outcome, lsn FROM outcomes WHERE agent_id = ? AND incarnation = ? AND seq = ?');
+    const outcome = outcomeReader(hub);
     const logged = hub.prepare<[string, string, number], { n: number }>('SELECT count(*) AS n FROM log WHERE origin = ? AND incarnation = ? AND seq = ?');
     const archived = hub.prepare<[string, string, number], { n: number }>(
       'SELECT count(*) AS n FROM conflicts WHERE loser_origin = ? AND loser_incarnation = ? AND loser_seq = ?');
     const pruned = Number((hub.prepare("SELECT value FROM hub_meta WHERE name = 'pruned_through'").get() as { value: string } | undefined)?.value ?? 0);
     for (const w of history.writes) {
       const id = `${w.agentId}/${w.incarnation.slice(0, 6)}/${w.seq}`;
-      const o = outcome.get(w.agentId, w.incarnation, w.seq);
+      const o = outcome(w.agentId, w.incarnation, w.seq);
       if (!o) {
         v.lost.push(id);
         continue;

@@ -1,3 +1,4 @@
+import { outcomeReader } from '../helpers/hub-outcomes.js';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import pino from 'pino';
@@ -115,13 +116,12 @@ function check(hubDb: string, acknowledged: Acknowledged[], agents: Agent[]): vo
     const dupes = db.prepare('SELECT origin, incarnation, seq, count(*) AS n FROM log WHERE seq IS NOT NULL GROUP BY 1, 2, 3 HAVING n > 1').all();
     expect(dupes, 'an (agent, incarnation, seq) applied twice').toEqual([]);
 
-    const outcome = db.prepare<[string, string, number], { outcome: string; lsn: number | null }>(
-      'SELECT outcome, lsn FROM outcomes WHERE agent_id = ? AND incarnation = ? AND seq = ?');
+    const outcome = outcomeReader(db);
     const logged = db.prepare<[string, string, number], { lsn: number }>('SELECT lsn FROM log WHERE origin = ? AND incarnation = ? AND seq = ?');
     const archived = db.prepare<[string, string, number], { n: number }>(
       'SELECT count(*) AS n FROM conflicts WHERE loser_origin = ? AND loser_incarnation = ? AND loser_seq = ?');
     for (const w of acknowledged) {
-      const o = outcome.get(w.agentId, w.inc, w.seq);
+      const o = outcome(w.agentId, w.inc, w.seq);
       expect(o, `no outcome for ${w.agentId}/${w.seq}`).toBeDefined();
       if (o!.outcome === 'committed') {
         expect(logged.all(w.agentId, w.inc, w.seq).map((r) => r.lsn), `${w.agentId}/${w.seq} in the log`).toEqual([o!.lsn]);

@@ -7,38 +7,83 @@
 import Database from 'better-sqlite3';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { Agent } from '../agent/agent.js';
-import { Hub } from '../hub/hub.js';
 import { encodeCbor } from '../shared/codec.js';
 import { tempDir } from './temp.js';
+
+const CLI = fileURLToPath(new URL('../dist/cli/outpost.js', import.meta.url));
 
 export interface IngestResult { outpost: number; raw: number; naive: number }
 
 const value = (a: number, i: number): { celsius: number; at: number; sensor: string } => ({ celsius: 20 + (i % 50) / 10, at: 1_764_000_000_000 + i, sensor: `s-${a}` });
 
-/** Writes per second through real agents and a real hub. */
+/**
+ * Writes per second through real agents and a real hub. The hub runs in its own process, as it
+ * is deployed, so the agents' work does not share its event loop; the agents replicate only a
+ * config collection, as sensors do, so they do not apply each other's telemetry. Progress is read
+ * from the hub's database (a WAL reader does not block the writer).
+ */
 async function outpost(agents: number, perAgent: number): Promise<number> {
   const dir = tempDir('bench-ingest');
-  const hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: join(dir, 'hub'), dev: true });
-  const port = hub.port;
-  await hub.stop(); // agents fill their outboxes offline first
+  const port = await freePort();
   const fleet = Array.from({ length: agents }, (_, a) => new Agent({
-    hubUrl: `mqtt://127.0.0.1:${port}`, agentId: `pi-${a}`, dataDir: join(dir, `pi-${a}`), reconnect: { initialMs: 20, maxMs: 50 },
+    hubUrl: `mqtt://127.0.0.1:${port}`, agentId: `pi-${a}`, dataDir: join(dir, `pi-${a}`), collections: ['config'], reconnect: { initialMs: 20, maxMs: 50 },
   }).start());
+  // The agents fill their outboxes while the hub is down.
   await Promise.all(fleet.map(async (agent, a) => {
     for (let i = 0; i < perAgent; i += 500) {
       await Promise.all(Array.from({ length: Math.min(500, perAgent - i) }, (_, j) => agent.put('telemetry', `${a}-${i + j}`, value(a, i + j))));
     }
   }));
+  const hub = spawn(process.execPath, [...hubNodeFlags(), CLI, 'hub', '--dev', '--host', '127.0.0.1', '--port', String(port), '--data', join(dir, 'hub'), '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // The clock starts when the hub listens: node's own start-up is not ingest.
+  await new Promise<void>((resolve) => {
+    let output = '';
+    hub.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('hub started')) resolve();
+    });
+  });
   const started = performance.now();
-  const again = await Hub.start({ port, host: '127.0.0.1', dataDir: join(dir, 'hub'), dev: true });
-  while (again.store.head < agents * perAgent) await new Promise((resolve) => setTimeout(resolve, 5));
+  const head = await committedHead(join(dir, 'hub', 'hub.db'), agents * perAgent);
   const seconds = (performance.now() - started) / 1000;
   await Promise.all(fleet.map((a) => a.close()));
-  await again.stop();
-  return (agents * perAgent) / seconds;
+  hub.kill('SIGTERM');
+  await new Promise((resolve) => hub.once('exit', resolve));
+  return head / seconds;
+}
+
+/** Extra node flags for the hub process, e.g. BENCH_HUB_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it. */
+const hubNodeFlags = (): string[] => process.env.BENCH_HUB_FLAGS?.split(' ').filter(Boolean) ?? [];
+
+/** Polls the hub's database until `target` changes are committed. */
+async function committedHead(path: string, target: number): Promise<number> {
+  while (!existsSync(path)) await new Promise((resolve) => setTimeout(resolve, 2));
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    for (;;) {
+      // Until the hub has run its migrations there is no log table yet.
+      const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'log'").get() !== undefined;
+      const head = exists ? (db.prepare('SELECT max(lsn) AS lsn FROM log').get() as { lsn: number | null }).lsn ?? 0 : 0;
+      if (head >= target) return head;
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  } finally {
+    db.close();
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 /** The limit: the same rows straight into SQLite, in large transactions, synchronous=FULL. */

@@ -156,7 +156,10 @@ export async function createAgentHttp(agent: Agent, log: Logger, options: AgentH
   });
 
   const metrics = createAgentMetrics(agent);
-  app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
+  app.get('/metrics', async (_request, reply) => {
+    const { contentType, body } = await metrics.scrape();
+    return reply.type(contentType).send(body);
+  });
 
   app.get('/v1/openapi.json', async () => openApiDocument);
 

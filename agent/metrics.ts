@@ -1,11 +1,35 @@
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Agent } from './agent.js';
+
+export interface AgentMetrics {
+  /** The Prometheus text exposition and its content type. */
+  scrape(): Promise<{ contentType: string; body: string }>;
+}
 
 /**
  * Prometheus metrics of one agent (conventional names, base units). Gauges are read from the
- * agent's status when scraped; counters follow its events.
+ * agent's status when scraped; counters follow its events from the start. prom-client is loaded
+ * on the first scrape: most devices are never scraped, and it costs a few MB of a Pi's memory.
  */
-export function createAgentMetrics(agent: Agent): Registry {
+export function createAgentMetrics(agent: Agent): AgentMetrics {
+  let applied = 0;
+  const rejections = new Map<string, number>();
+  agent.on('change', (changes) => (applied += changes.length));
+  agent.on('rejection', (list) => {
+    for (const r of list) rejections.set(r.outcome, (rejections.get(r.outcome) ?? 0) + 1);
+  });
+  let registry: Promise<Registry> | undefined;
+  return {
+    async scrape() {
+      registry ??= buildRegistry(agent, () => applied, () => rejections);
+      const r = await registry;
+      return { contentType: r.contentType, body: await r.metrics() };
+    },
+  };
+}
+
+async function buildRegistry(agent: Agent, applied: () => number, rejections: () => ReadonlyMap<string, number>): Promise<Registry> {
+  const { collectDefaultMetrics, Counter, Gauge, Registry } = await import('prom-client');
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'outpost_agent_' });
   const status = (): ReturnType<Agent['status']> => agent.status();
@@ -33,11 +57,19 @@ export function createAgentMetrics(agent: Agent): Registry {
       for (const [c, s] of Object.entries(status().collections)) if (s.oldestPendingAgeMs !== undefined) this.set({ collection: c }, s.oldestPendingAgeMs / 1000);
     },
   });
-  const applied = new Counter({ name: 'outpost_agent_changes_applied_total', help: 'Committed changes applied to the replica', registers: [registry] });
-  const rejections = new Counter({
-    name: 'outpost_agent_rejections_total', help: 'Writes refused by the hub, lost in a conflict, expired or dropped', labelNames: ['outcome'], registers: [registry],
+  new Counter({
+    name: 'outpost_agent_changes_applied_total', help: 'Committed changes applied to the replica', registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(applied());
+    },
   });
-  agent.on('change', (changes) => applied.inc(changes.length));
-  agent.on('rejection', (list) => { for (const r of list) rejections.inc({ outcome: r.outcome }); });
+  new Counter({
+    name: 'outpost_agent_rejections_total', help: 'Writes refused by the hub, lost in a conflict, expired or dropped', labelNames: ['outcome'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [outcome, n] of rejections()) this.inc({ outcome }, n);
+    },
+  });
   return registry;
 }

@@ -15,6 +15,25 @@ export class AccessControl {
     return this.#granted(agentId, this.access.collections[collection]?.write ?? this.access.default.write);
   }
 
+  /** Whether the default grants the agent reading (every collection the section does not list). */
+  mayReadUnlisted(agentId: string): boolean {
+    return this.#granted(agentId, this.access.default.read);
+  }
+
+  /** The collections the section lists, each with its own grants. */
+  get listedCollections(): string[] {
+    return Object.keys(this.access.collections);
+  }
+
+  /**
+   * Whether the agent may read every collection, declared or not: the default grants it and no
+   * listed collection takes it away. (A broker that cannot filter deliveries needs this for `+`.)
+   */
+  mayReadAll(agentId: string): boolean {
+    return this.mayReadUnlisted(agentId) &&
+      Object.values(this.access.collections).every((c) => c.read === undefined || this.#granted(agentId, c.read));
+  }
+
   /** Nothing is granted to anyone: the hub says so at start. */
   get grantsNothing(): boolean {
     const lists = [this.access.default.read, this.access.default.write, ...Object.values(this.access.collections).flatMap((c) => [c.read ?? [], c.write ?? []])];

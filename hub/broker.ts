@@ -1,8 +1,9 @@
-import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { Aedes, type AuthenticateError } from 'aedes';
 import type { Logger } from 'pino';
 import type { Authenticator } from './authenticator.js';
 import { ConnectRateLimiter } from './rate-limit.js';
-import { agentOfUpTopic, collectionOfTopic, isValidAgentId, isValidCollection, topics } from '../shared/topics.js';
+import { agentOfUpTopic, collectionOfTopic, isValidAgentId } from '../shared/topics.js';
+import { mayPublish, maySubscribe } from './topic-acl.js';
 
 export interface BrokerOptions {
   /** Admit any well-formed agent id without credentials. Development only. */
@@ -85,13 +86,15 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
 
   broker.authorizePublish = (client, packet, done) => {
     if (client === null) return done(null); // the hub's own publishes
-    if (!packet.retain && agentOfUpTopic(packet.topic) === client.id) return done(null);
+    if (mayPublish(client.id, packet.topic, packet.retain)) return done(null);
     log.warn({ agentId: client.id, topic: packet.topic }, 'forbidden publish; closing the connection');
     done(new Error(`agent ${client.id} may not publish to ${packet.topic}`));
   };
 
+  const subscribeAccess = { mayRead: options.mayRead, mayReadAll: () => false };
   broker.authorizeSubscribe = (client, subscription, done) => {
-    if (mayRead(client, subscription.topic, options.mayRead)) return done(null, subscription);
+    // `+` is allowed: authorizeForward below drops each change set the agent may not read.
+    if (maySubscribe(client.id, subscription.topic, subscribeAccess, true)) return done(null, subscription);
     log.warn({ agentId: client.id, topic: subscription.topic }, 'forbidden subscription refused');
     done(null, null);
   };
@@ -109,16 +112,6 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
   broker.on('clientError', (client, error) => log.debug({ agentId: client.id, err: error.message }, 'client error'));
   broker.on('connectionError', (_client, error) => log.debug({ err: error.message }, 'connection error'));
   return broker;
-}
-
-/**
- * Subscriptions: the agent's own `down` topic, the hub topic, every collection (`+`; then only
- * the collections it may read are forwarded to it), or one collection it may read.
- */
-function mayRead(client: Client, topic: string, mayReadCollection: BrokerOptions['mayRead']): boolean {
-  if (topic === topics.down(client.id) || topic === topics.hub || topic === topics.allCollections) return true;
-  const collection = collectionOfTopic(topic);
-  return collection !== undefined && isValidCollection(collection) && mayReadCollection(client.id, collection);
 }
 
 function authError(message: string, returnCode: AuthenticateError['returnCode']): AuthenticateError {

@@ -1,6 +1,7 @@
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
-import type { Hub } from './hub.js';
+import { brokerAuthRoutes } from './broker-auth-http.js';
+import type { HubBase } from './hub-base.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { createHubMetrics } from './metrics.js';
 import type { WriteResult } from './ingest.js';
@@ -17,9 +18,10 @@ function ifMatch(header: string | string[] | undefined): number | undefined {
 
 /**
  * The hub's HTTP API for cloud-side apps: health, reads of the primary store, writes that flow
- * to the agents like any other, and the conflict archive.
+ * to the agents like any other, and the conflict archive; and for an external broker, the
+ * authentication and authorization it asks over HTTP.
  */
-export async function createHubHttp(hub: Hub, log: Logger, adminToken?: string) {
+export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: string) {
   // Per-request lines only at debug.
   const level = log.level === 'debug' || log.level === 'trace' ? log.level : 'warn';
   const app = Fastify({ loggerInstance: log.child({ component: 'http' }, { level }) });
@@ -109,6 +111,8 @@ export async function createHubHttp(hub: Hub, log: Logger, adminToken?: string) 
       }),
     };
   });
+
+  await app.register(brokerAuthRoutes(hub));
 
   await app.ready();
   return app;

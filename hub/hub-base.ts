@@ -1,0 +1,143 @@
+import type { AddressInfo } from 'node:net';
+import pino, { type Logger } from 'pino';
+import { Authenticator } from './authenticator.js';
+import type { HubConfig } from './config.js';
+import { HubCore } from './core.js';
+import { fleetStatus, type AgentView, type Presence } from './fleet.js';
+import { FleetHistory } from './history.js';
+import { createHubHttp, type HubHttp } from './http.js';
+
+/** What every hub takes, whichever broker carries its messages. */
+export interface HubCommonOptions {
+  /** `host:port` for the HTTP API; omitted = no HTTP API. */
+  http?: { host: string; port: number };
+  dataDir: string;
+  /** Admit agents without credentials (development only). */
+  dev?: boolean;
+  /** Collections, policies and retention; defaults when omitted. */
+  config?: HubConfig;
+  /** How often the dashboard's throughput and lag are sampled (default 5 s). */
+  historyEveryMs?: number;
+  /** Bearer token for the HTTP API; required when it listens beyond loopback. */
+  adminToken?: string;
+  logger?: Logger;
+}
+
+/** The hub's own broker account, which the broker-auth endpoints admit (EMQX asks them about it too). */
+export interface BrokerServiceUser { username: string; password: string }
+
+const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || host.startsWith('127.');
+
+/** How often the hub looks for credential changes made by another process. */
+const CREDENTIAL_CHECK_MS = 500;
+
+/**
+ * What the embedded-broker hub and the external-broker hub share: the protocol core, the
+ * authenticator, fleet status and history, the HTTP API and the watch on credentials written by
+ * `outpost hub agents`. A subclass carries the messages and says who is online.
+ */
+export abstract class HubBase {
+  readonly core: HubCore;
+  readonly log: Logger;
+  readonly authenticator: Authenticator;
+  /** Throughput and lag over time, for the dashboard. */
+  readonly history: FleetHistory;
+  #http: HubHttp | undefined;
+  #credentialTimer: NodeJS.Timeout | undefined;
+  protected stopping = false;
+
+  protected constructor(readonly common: HubCommonOptions) {
+    this.log = common.logger ?? pino({ level: 'silent' });
+    this.core = new HubCore({
+      dataDir: common.dataDir,
+      dev: common.dev ?? false,
+      logger: this.log,
+      ...(common.config && { config: common.config }),
+      publish: (topic, payload, retain) => this.publishToBroker(topic, payload, retain),
+    });
+    this.authenticator = new Authenticator(this.store, this.log);
+    this.history = new FleetHistory(this.core, () => this.fleet(), common.historyEveryMs);
+  }
+
+  /** Carries one message of the hub (QoS 1) to its subscribers. */
+  protected abstract publishToBroker(topic: string, payload: Buffer, retain: boolean): void;
+
+  /** Who is online, by what this hub can observe. */
+  protected abstract presenceView(): ReadonlyMap<string, Presence>;
+
+  /** Listening for agents, with the store open: ready for traffic. */
+  abstract get ready(): boolean;
+
+  /** Agents connected now (or, where connections are not visible, recently active). */
+  abstract get connectedAgents(): number;
+
+  /** The hub's broker account, when it has one (external broker). */
+  get brokerServiceUser(): BrokerServiceUser | undefined {
+    return undefined;
+  }
+
+  /** Every agent the hub knows of, with its replication status. */
+  fleet(): AgentView[] {
+    return fleetStatus(this.store, this.core.replication, this.presenceView());
+  }
+
+  get store(): HubCore['store'] {
+    return this.core.store;
+  }
+
+  get httpAddress(): string | undefined {
+    const address = this.#http?.server.address() as AddressInfo | null | undefined;
+    return address ? `http://${address.address}:${address.port}` : undefined;
+  }
+
+  /** Says at start what would otherwise surprise: development mode, an access section granting nothing, no agents. */
+  protected warnAboutSetup(): void {
+    const { common, log } = this;
+    if (common.dev) {
+      log.warn('DEVELOPMENT MODE: any agent may connect without credentials. Never expose this hub to a network.');
+      return;
+    }
+    if (this.core.access.grantsNothing) {
+      log.warn('the hub config grants no collection to any agent (access section): agents can connect but not read or write; ' +
+        'grant access, e.g. access: { default: { read: ["*"], write: ["*"] } }');
+    }
+    if (this.store.credentials().every((c) => c.revokedAt !== null)) {
+      log.warn(`no agents are provisioned yet: add one with \`outpost hub agents add <agent-id> --data ${common.dataDir}\`, ` +
+        'which prints its token once; give it to the agent as OUTPOST_HUB_TOKEN');
+    }
+  }
+
+  protected async startHttp(): Promise<void> {
+    const { http, adminToken } = this.common;
+    if (!http) return;
+    if (!adminToken && !isLoopback(http.host)) {
+      throw new Error(`the hub HTTP API on ${http.host} would be reachable from the network without a token: set --admin-token (OUTPOST_ADMIN_TOKEN) or bind it to 127.0.0.1`);
+    }
+    this.#http = await createHubHttp(this, this.log, adminToken);
+    await this.#http.listen({ host: http.host, port: http.port });
+  }
+
+  /**
+   * `outpost hub agents add|revoke` write from another process: SQLite's data_version tells this
+   * one, within half a second, to forget verified tokens; then `onChange` acts on it.
+   */
+  protected watchCredentials(onChange: () => void): void {
+    let version = this.store.dataVersion();
+    this.#credentialTimer = setInterval(() => {
+      const now = this.store.dataVersion();
+      if (now === version) return;
+      version = now;
+      this.authenticator.forget();
+      onChange();
+    }, CREDENTIAL_CHECK_MS);
+    this.#credentialTimer.unref();
+  }
+
+  /** Stops sampling, the credential watch and the HTTP API: the first step of every stop. */
+  protected async stopCommon(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.#credentialTimer);
+    this.history.stop();
+    await this.#http?.close();
+  }
+}

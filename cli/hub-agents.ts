@@ -19,11 +19,12 @@ export function addAgentAdmin(hub: Command): void {
   withData(agents.command('add').argument('<agentId>').description('create (or replace) an agent\'s credential and print its token once'))
     .action(async (agentId: string, opts: { data: string }) => {
       if (!isValidAgentId(agentId)) throw new ConfigError(`agent id ${JSON.stringify(agentId)} is invalid: use 1-128 letters, digits, dots, underscores or dashes`);
-      const { hashToken, newToken } = await import('../hub/credentials.js');
+      const [{ hashToken, newToken }, { mosquittoHash }] = await Promise.all([import('../hub/credentials.js'), import('../hub/mosquitto-password.js')]);
       const token = newToken();
       const store = await open(opts.data);
       try {
-        store.putCredential(agentId, await hashToken(token));
+        // The Mosquitto hash too, so that `outpost hub export mosquitto` can admit the agent there.
+        store.putCredential(agentId, await hashToken(token), await mosquittoHash(token));
       } finally {
         store.close();
       }

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import pino, { type Logger } from 'pino';
 import { addClientCommands } from './agent-client.js';
 import { addAgentAdmin } from './hub-agents.js';
+import { addBrokerExport } from './hub-export.js';
 import { readFileSync } from 'node:fs';
 import { commanderOptions, ConfigError, flagOf, renderReference, resolveOptions } from './options.js';
 import { AGENT_OPTIONS, HUB_OPTIONS } from './tables.js';
@@ -45,28 +46,49 @@ function readPem(o: Record<string, unknown>, key: string, required = false): Buf
 const program = new Command('outpost').description('Keeps fleets of edge devices in sync with one authoritative main site.');
 
 const hubCommand = program.command('hub').description('run the hub, or manage its agents');
-const hubRun = hubCommand.command('run', { isDefault: true }).description('run the hub: embedded MQTT broker and primary database');
+const hubRun = hubCommand.command('run', { isDefault: true }).description('run the hub: MQTT broker (embedded, or an external one with --broker) and primary database');
 for (const option of commanderOptions(HUB_OPTIONS)) hubRun.addOption(option);
 addAgentAdmin(hubCommand);
+addBrokerExport(hubCommand);
 hubRun.action(async (flags: Record<string, unknown>) => {
   const o = resolveOptions(HUB_OPTIONS, flags, process.env);
   const log = pino({ name: 'hub', level: o.logLevel as string });
-  // Loaded here, not at the top: an agent on a small device does not pay for the broker's modules.
-  const [{ Hub }, { loadHubConfig }] = await Promise.all([import('../hub/hub.js'), import('../hub/config.js')]);
-  const hub = await Hub.start({
-    port: o.port as number, host: o.host as string, dataDir: o.data as string, dev: o.dev as boolean, logger: log,
+  const { loadHubConfig } = await import('../hub/config.js');
+  const common = {
+    dataDir: o.data as string, dev: o.dev as boolean, logger: log,
     ...(o.http !== undefined && { http: o.http as Address }),
     ...(o.adminToken !== undefined && { adminToken: o.adminToken as string }),
-    connectsPerAddress: o.connectsPerAddress as number,
-    ...(o.tlsPort !== undefined && {
-      plain: !(o.tlsOnly as boolean),
-      tls: {
-        port: o.tlsPort as number, cert: readPem(o, 'tlsCert', true)!, key: readPem(o, 'tlsKey', true)!,
-        ...(o.tlsCa !== undefined && { ca: readPem(o, 'tlsCa')! }), requireClientCert: o.tlsRequireClientCert as boolean,
-      },
-    }),
     ...(o.config !== undefined && { config: loadHubConfig(o.config as string) }),
-  });
+  };
+  let hub: { stop: () => Promise<void> };
+  if (o.broker !== undefined) {
+    if (o.tlsPort !== undefined) {
+      throw new ConfigError('option --tls-port configures the embedded broker\'s listener; with --broker, configure TLS on that broker (and --broker-ca here)');
+    }
+    const { BrokerClientHub } = await import('../hub/external-broker.js');
+    hub = await BrokerClientHub.start({
+      ...common,
+      broker: {
+        url: o.broker as string, username: o.brokerUsername as string,
+        ...(o.brokerPassword !== undefined && { password: o.brokerPassword as string }),
+        ...(o.brokerCa !== undefined && { ca: readPem(o, 'brokerCa')! }),
+      },
+    });
+  } else {
+    // Loaded here, not at the top: an agent on a small device does not pay for the broker's modules.
+    const { Hub } = await import('../hub/hub.js');
+    hub = await Hub.start({
+      ...common, port: o.port as number, host: o.host as string,
+      connectsPerAddress: o.connectsPerAddress as number,
+      ...(o.tlsPort !== undefined && {
+        plain: !(o.tlsOnly as boolean),
+        tls: {
+          port: o.tlsPort as number, cert: readPem(o, 'tlsCert', true)!, key: readPem(o, 'tlsKey', true)!,
+          ...(o.tlsCa !== undefined && { ca: readPem(o, 'tlsCa')! }), requireClientCert: o.tlsRequireClientCert as boolean,
+        },
+      }),
+    });
+  }
   onSignals(log, () => hub.stop());
 });
 

@@ -43,5 +43,12 @@ export const HUB_OPTIONS: readonly OptionSpec[] = [
   { key: 'connectsPerAddress', type: 'integer', default: 200, placeholder: 'n', description: 'MQTT connection attempts allowed per address per 10 s' },
   { key: 'adminToken', type: 'string', placeholder: 'token', description: 'bearer token for the HTTP API (admin, metrics, writes); required if it listens beyond loopback' },
   { key: 'dev', type: 'boolean', default: false, description: 'development mode: admit any agent without credentials (never on a network)' },
+  {
+    key: 'broker', type: 'string', placeholder: 'url', pattern: { regex: /^mqtts?:\/\/[^/]+$/, description: 'an mqtt:// or mqtts:// URL, e.g. mqtt://127.0.0.1:1883' },
+    description: 'use this external MQTT broker (mqtt:// or mqtts://, e.g. Mosquitto) instead of the embedded one; port, host and the tls options then do not apply',
+  },
+  { key: 'brokerUsername', type: 'string', default: 'outpost-hub', placeholder: 'name', description: 'the hub\'s account on the external broker, also its client id' },
+  { key: 'brokerPassword', type: 'string', placeholder: 'secret', description: 'the password of that account (put it in the environment, not on the command line)' },
+  { key: 'brokerCa', type: 'string', placeholder: 'file', description: 'CA certificate (PEM) that signed the external broker\'s certificate, for mqtts://' },
   LOG_LEVEL,
 ];

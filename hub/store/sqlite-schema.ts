@@ -105,4 +105,8 @@ CREATE TABLE committed_runs (
 ) WITHOUT ROWID;
 ALTER TABLE log ADD COLUMN digest TEXT;
 `,
+  // 7: a Mosquitto-format hash of each agent's token, for `outpost hub export mosquitto`
+  `
+ALTER TABLE agent_credentials ADD COLUMN mosquitto_hash TEXT;
+`,
 ];

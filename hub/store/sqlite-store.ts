@@ -421,12 +421,23 @@ export class SqliteHubStore {
     return (this.#db.prepare('SELECT count(*) AS n FROM log WHERE origin = ? AND incarnation = ? AND seq = ?').get(agentId, incarnation, seq) as { n: number }).n;
   }
 
-  /** Stores (or replaces) an agent's credential; a replaced one stops working at once. */
-  putCredential(agentId: string, tokenHash: string): void {
+  /**
+   * Stores (or replaces) an agent's credential; a replaced one stops working at once.
+   * `mosquittoHash` is the same token in Mosquitto's password-file format, for an external broker.
+   */
+  putCredential(agentId: string, tokenHash: string, mosquittoHash?: string): void {
     this.#db.prepare(
-      `INSERT INTO agent_credentials (agent_id, token_hash, created_at, revoked_at) VALUES (?, ?, ?, NULL)
-       ON CONFLICT (agent_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at, revoked_at = NULL`,
-    ).run(agentId, tokenHash, Date.now());
+      `INSERT INTO agent_credentials (agent_id, token_hash, created_at, revoked_at, mosquitto_hash) VALUES (?, ?, ?, NULL, ?)
+       ON CONFLICT (agent_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at, revoked_at = NULL,
+         mosquitto_hash = excluded.mosquitto_hash`,
+    ).run(agentId, tokenHash, Date.now(), mosquittoHash ?? null);
+  }
+
+  /** Unrevoked agents with their Mosquitto hash (null: provisioned before the hub stored one). */
+  brokerCredentials(): Array<{ agentId: string; mosquittoHash: string | null }> {
+    return this.#db.prepare<[], { agent_id: string; mosquitto_hash: string | null }>(
+      'SELECT agent_id, mosquitto_hash FROM agent_credentials WHERE revoked_at IS NULL ORDER BY agent_id').all()
+      .map((r) => ({ agentId: r.agent_id, mosquittoHash: r.mosquitto_hash }));
   }
 
   /** Revokes an agent's credential; false if it had none. */

@@ -1,0 +1,210 @@
+import mqtt, { type MqttClient } from 'mqtt';
+import { agentOfUpTopic, isValidAgentId, TOPIC_ROOT } from '../shared/topics.js';
+import type { Presence } from './fleet.js';
+import { HubBase, type BrokerServiceUser, type HubCommonOptions } from './hub-base.js';
+import { DEFAULT_HUB_BROKER_USER } from './mosquitto-export.js';
+
+export interface BrokerClientHubOptions extends HubCommonOptions {
+  broker: {
+    /** `mqtt://host:port` or `mqtts://host:port`. */
+    url: string;
+    /** The hub's account on the broker; also its client id (default `outpost-hub`). */
+    username?: string;
+    password?: string;
+    /** CA (PEM) that signed the broker's certificate, for `mqtts://`. */
+    ca?: string | Buffer;
+  };
+}
+
+/** Every agent's up topic: the agent id is the `+`, which the broker's ACL ties to the username. */
+const ALL_UP = `${TOPIC_ROOT}/a/+/up`;
+
+/**
+ * How long the broker keeps the hub's session (its subscription and the QoS 1 messages agents
+ * send meanwhile) while the hub is away: long enough for a restart or a deploy. Beyond it nothing
+ * is lost either: agents resend unacknowledged batches and pulls.
+ */
+const SESSION_EXPIRY_SECONDS = 3600;
+
+/**
+ * In this mode the hub sees messages, not connections: an agent is shown online when it sent
+ * something within this window (agents report status after applying changes, and pull on every
+ * connect, so a busy agent stays online; an idle one drops off after the window).
+ */
+export const ACTIVE_WINDOW_MS = 120_000;
+
+/** A single client reconnecting to its broker: a fixed period causes no storm. */
+const RECONNECT_MS = 1000;
+
+/**
+ * The hub as a client of an external MQTT broker (Mosquitto, EMQX) instead of embedding aedes.
+ * The broker authenticates agents and enforces the topic ACL (`outpost hub export mosquitto`
+ * writes Mosquitto's files; EMQX asks `/v1/broker/authn|authz`), so an agent can publish only on
+ * its own `up` topic and the agent id is read from the topic. The hub keeps a persistent session
+ * (MQTT 5, clean start off, session expiry) so QoS 1 messages sent while it restarts wait for it.
+ * Revocation is the broker's: export its files again and reload it; meanwhile the hub also
+ * ignores messages from agents that are no longer provisioned.
+ */
+export class BrokerClientHub extends HubBase {
+  #client: MqttClient | undefined;
+  /** When each agent last sent something: presence, as far as this hub can tell. */
+  readonly #lastMessage = new Map<string, number>();
+  /** Whether an agent is provisioned and unrevoked; forgotten when credentials change. */
+  readonly #provisioned = new Map<string, boolean>();
+  /** Set once the first connection is up: a later connect republishes the retained status. */
+  #started = false;
+
+  private constructor(private readonly options: BrokerClientHubOptions) {
+    super(options);
+  }
+
+  static async start(options: BrokerClientHubOptions): Promise<BrokerClientHub> {
+    const hub = new BrokerClientHub(options);
+    try {
+      await hub.#start();
+    } catch (error) {
+      await hub.stop();
+      throw error;
+    }
+    return hub;
+  }
+
+  override get brokerServiceUser(): BrokerServiceUser | undefined {
+    const { password } = this.options.broker;
+    return password === undefined ? undefined : { username: this.#username, password };
+  }
+
+  get #username(): string {
+    return this.options.broker.username ?? DEFAULT_HUB_BROKER_USER;
+  }
+
+  protected publishToBroker(topic: string, payload: Buffer, retain: boolean): void {
+    // While disconnected MQTT.js keeps QoS 1 publishes and sends them on reconnect; agents also
+    // ask again for whatever does not come.
+    this.#client?.publish(topic, payload, { qos: 1, retain }, (error) => {
+      if (error) this.log.warn({ topic, err: error.message }, 'publish failed');
+    });
+  }
+
+  protected presenceView(): ReadonlyMap<string, Presence> {
+    const now = Date.now();
+    return new Map([...this.#lastMessage].map(([agentId, at]) => [agentId, { online: now - at < ACTIVE_WINDOW_MS, since: at }]));
+  }
+
+  async #start(): Promise<void> {
+    const { options, log } = this;
+    this.warnAboutSetup();
+    if (!options.dev) this.watchCredentials(() => this.#provisioned.clear());
+    // The HTTP API first: a broker that authenticates over HTTP (EMQX) asks it about the hub too.
+    await this.startHttp();
+    const client = mqtt.connect(options.broker.url, {
+      clientId: this.#username,
+      username: this.#username,
+      ...(options.broker.password !== undefined && { password: options.broker.password }),
+      ...(options.broker.ca !== undefined && { ca: options.broker.ca, rejectUnauthorized: true }),
+      protocolVersion: 5,
+      clean: false,
+      properties: { sessionExpiryInterval: SESSION_EXPIRY_SECONDS },
+      reconnectPeriod: RECONNECT_MS,
+      resubscribe: false, // subscribed on every connect below
+      connectTimeout: 10_000,
+      keepalive: 30,
+    });
+    this.#client = client;
+    // The PUBACK goes out after this returns, and the message is then in the committer's queue.
+    client.handleMessage = (packet, done) => {
+      this.#onMessage(packet.topic, packet.payload as Buffer, packet.retain);
+      done();
+    };
+    client.on('error', (error) => log.warn({ err: error.message, broker: options.broker.url }, 'broker connection error'));
+    client.on('offline', () => log.warn({ broker: options.broker.url }, 'lost the broker; reconnecting'));
+    client.on('connect', () => {
+      // The subscription survives in the session, but a broker that restarted without
+      // persistence lost it, and the retained hub status with it.
+      client.subscribe(ALL_UP, { qos: 1 }, (error, granted) => {
+        if (error || granted?.some((g) => g.qos >= 128)) {
+          log.error({ err: error?.message, granted, topic: ALL_UP },
+            `the broker refused the hub's subscription: give user ${this.#username} readwrite on ${TOPIC_ROOT}/# in its ACL`);
+          return;
+        }
+        if (this.#started) this.core.publishStatus();
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      const failed = (error: Error): void => {
+        client.off('connect', connected);
+        reject(new BrokerConnectError(options.broker.url, error));
+      };
+      const connected = (): void => {
+        client.off('error', failed);
+        resolve();
+      };
+      client.once('connect', connected);
+      client.once('error', failed);
+    });
+    this.core.start();
+    this.#started = true;
+    this.history.start();
+    log.info({ broker: options.broker.url, username: this.#username, http: this.httpAddress, data: options.dataDir, head: this.store.head }, 'hub started');
+  }
+
+  #onMessage(topic: string, payload: Buffer, retained: boolean): void {
+    const agentId = agentOfUpTopic(topic);
+    if (agentId === undefined || !isValidAgentId(agentId)) {
+      this.log.warn({ topic }, 'message on a topic the hub does not serve; ignored');
+      return;
+    }
+    if (retained) {
+      // A retained publish on an up topic would replay to the hub on every resubscribe.
+      this.log.warn({ agentId }, 'retained message on an up topic ignored: agents never retain (does the broker ACL allow it?)');
+      return;
+    }
+    if (!this.options.dev && !this.#isProvisioned(agentId)) {
+      this.log.warn({ agentId }, 'message from an agent that is not provisioned (or revoked) ignored; export the broker files again and reload the broker');
+      return;
+    }
+    this.#lastMessage.set(agentId, Date.now());
+    this.core.onUp(agentId, payload);
+  }
+
+  #isProvisioned(agentId: string): boolean {
+    let known = this.#provisioned.get(agentId);
+    if (known === undefined) {
+      known = this.authenticator.stillValid(agentId);
+      this.#provisioned.set(agentId, known);
+    }
+    return known;
+  }
+
+  get ready(): boolean {
+    return this.#client?.connected === true && !this.stopping;
+  }
+
+  /** Agents that sent something within the last ACTIVE_WINDOW_MS (connections are the broker's). */
+  get connectedAgents(): number {
+    const since = Date.now() - ACTIVE_WINDOW_MS;
+    return [...this.#lastMessage.values()].filter((at) => at > since).length;
+  }
+
+  /** Commits what is queued and publishes its acks, waits for the broker to take them, then closes the store. */
+  async stop(): Promise<void> {
+    await this.stopCommon();
+    this.core.drain();
+    if (this.#client) {
+      const client = this.#client;
+      // Not forced: in-flight QoS 1 publishes are acknowledged first (when the broker is there).
+      await Promise.race([client.endAsync(!client.connected), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+      client.end(true);
+    }
+    this.core.stop();
+  }
+}
+
+/** The broker could not be reached or refused the hub's account at start. */
+export class BrokerConnectError extends Error {
+  readonly code = 'OUTPOST_BROKER_UNREACHABLE';
+  constructor(url: string, cause: Error) {
+    super(`the hub could not connect to the broker at ${url}: ${cause.message}; check --broker, and that --broker-username and ` +
+      '--broker-password (OUTPOST_BROKER_PASSWORD) match an account the broker knows (`outpost hub export mosquitto` writes it)', { cause });
+  }
+}

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseHubConfig } from '../../hub/config.js';
 import type { PullMessage, SnapshotMessage } from '../../shared/messages.js';
-import { TestFleet } from '../helpers/fleet.js';
+import { FLEET_BROKERS, TestFleet } from '../helpers/fleet.js';
 import { waitFor } from '../helpers/wait.js';
 
-describe('catch-up beyond log retention', () => {
+describe.each(FLEET_BROKERS)('catch-up beyond log retention (%s broker)', (broker) => {
   let fleet: TestFleet;
   afterEach(async () => fleet.close());
 
@@ -15,7 +15,7 @@ describe('catch-up beyond log retention', () => {
   }
 
   it('an agent offline past retention recovers through a snapshot and converges, deletions included', async () => {
-    fleet = new TestFleet({ config: parseHubConfig({ retention: { maxEntries: 20 } }) });
+    fleet = new TestFleet({ config: parseHubConfig({ retention: { maxEntries: 20 } }) }, broker);
     const hub = await fleet.startHub();
     const writer = fleet.agent('pi-writer');
     let reader = fleet.agent('pi-reader', { pageLimit: 25 });
@@ -42,7 +42,7 @@ describe('catch-up beyond log retention', () => {
   });
 
   it('a snapshot interrupted halfway resumes where it stopped', async () => {
-    fleet = new TestFleet({ config: parseHubConfig({ retention: { maxEntries: 5 } }) });
+    fleet = new TestFleet({ config: parseHubConfig({ retention: { maxEntries: 5 } }) }, broker);
     const hub = await fleet.startHub();
     const writer = fleet.agent('pi-writer');
     await writer.put('items', 'doomed', 1);

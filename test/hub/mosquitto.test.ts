@@ -116,6 +116,21 @@ describe.skipIf(!MOSQUITTO)(`the hub on a real Mosquitto, with the files \`outpo
     expect(hub!.store.head).toBe(1);
     expect(hub!.store.document('docs', 'own')).toMatchObject({ origin: 'pi-1' });
     expect(hub!.store.document('docs', 'forged')).toBeUndefined();
+    // Presence here is what the hub saw: pi-1 sent something just now, pi-2 never did.
+    expect(hub!.fleet().find((a) => a.agentId === 'pi-1')).toMatchObject({ online: true });
+    expect(hub!.fleet().find((a) => a.agentId === 'pi-2')).toMatchObject({ online: false });
+    expect(hub!.connectedAgents).toBe(1);
+  });
+
+  it('keeps a persistent session: what an agent sends while the hub restarts waits for it in Mosquitto', async () => {
+    const { data, tokens, config } = await setUp();
+    await startHub(data, config);
+    await hub!.stop();
+    const agent = await connect(broker!.url, 'pi-1', tokens['pi-1']!);
+    closers.push(() => agent.endAsync(true));
+    await agent.publishAsync(topics.up('pi-1'), batch('sent-while-away'), { qos: 1 }); // sent once, never again
+    await startHub(data, config);
+    await waitFor('the queued write committed', () => hub!.store.document('docs', 'sent-while-away'));
   });
 
   it('delivers change sets only of collections the agent may read, though it subscribes to all', async () => {

@@ -1,50 +1,92 @@
 /**
- * Footprint of an idle agent: resident memory and CPU of a real `outpost agent` process whose
- * replica holds 100k documents and whose outbox holds 10k pending writes, offline (hub down), after
- * it has settled. Run: npm run build && tsx bench/footprint.ts
+ * Footprint of an idle agent: resident memory (and CPU) of a real `outpost agent` process whose
+ * replica holds 100k documents and whose outbox holds 10k pending writes (quick: 5k and 500),
+ * offline (its hub unreachable), after it has settled. Reference, measured at the same moments:
+ * a bare Node.js process that only keeps a timer (`node -e "setInterval(() => {}, 1000)"`), the
+ * runtime's own floor. The target is 80 MB resident.
+ *
+ * The data directory is made through public paths: the hub's store is seeded (bench/seed-hub.ts),
+ * an in-process Agent syncs it from a hub process and queues the pending writes once the hub is
+ * gone; then the agent process opens that directory.
+ *
+ * Standalone: npm run build && tsx bench/footprint.ts (DOCS, PENDING and NODE_FLAGS in the
+ * environment override the sizes and pass flags to the agent's node).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { AgentStore } from '../agent/store.js';
-import { encodeHlc, type Hlc } from '../shared/hlc.js';
-import type { Change } from '../shared/messages.js';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Agent } from '../agent/agent.js';
+import { killOnExit } from './children.js';
+import { startHubProcess } from './hub-process.js';
+import { coreShare, mib, sampleProc } from './proc-stats.js';
+import { seedHub } from './seed-hub.js';
+import { sleep, until } from './stats.js';
+import { tempDir } from './temp.js';
 
-const DOCS = Number(process.env.DOCS ?? 100_000);
-const PENDING = Number(process.env.PENDING ?? 10_000);
-const dir = mkdtempSync(join(tmpdir(), 'outpost-footprint-'));
-const store = new AgentStore(join(dir, 'agent'));
-const hlc = (i: number): Hlc => encodeHlc(1_700_000_000_000 + i, 0);
-for (let from = 0; from < DOCS; from += 5000) {
-  const changes: Change[] = [];
-  for (let i = from; i < Math.min(DOCS, from + 5000); i++) {
-    changes.push({ lsn: i + 1, c: 'readings', k: `sensor-${i}`, op: 'put', v: { celsius: 20 + (i % 100) / 10, at: i }, hlc: hlc(i), o: 'pi-other' });
+export const TARGET_BYTES = 80e6;
+/** Megabytes as the target is stated (10^6 bytes). */
+export const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
+
+export interface FootprintResult {
+  docs: number;
+  pending: number;
+  databaseBytes: number;
+  agentRss: number;
+  /** Share of one core the idle agent used over the sampling window. */
+  agentCpu: number;
+  bareRss: number;
+  bareCpu: number;
+}
+
+const CLI = fileURLToPath(new URL('../dist/cli/outpost.js', import.meta.url));
+
+/** An agent data directory holding `docs` confirmed documents and `pending` queued writes. */
+async function prepare(dir: string, docs: number, pending: number): Promise<void> {
+  const head = seedHub(join(dir, 'hub'), 'readings', docs, (i) => ({ celsius: 20 + (i % 100) / 10, at: i }), { pruneLog: false });
+  const hub = await startHubProcess(join(dir, 'hub'));
+  const agent = new Agent({ hubUrl: hub.url, agentId: 'pi-footprint', dataDir: join(dir, 'agent'), reconnect: { initialMs: 20, maxMs: 200 } }).start();
+  await until('the agent to sync the seeded documents', () => agent.status().watermark >= head, 300_000, 20);
+  await hub.stop();
+  await until('the agent to notice the hub is gone', () => !agent.status().connected, 15_000);
+  for (let from = 0; from < pending; from += 1000) {
+    await Promise.all(Array.from({ length: Math.min(1000, pending - from) }, (_, i) => agent.put('telemetry', `t-${from + i}`, { v: from + i })));
   }
-  store.applyChanges(changes, Math.min(DOCS, from + 5000));
+  await agent.close();
 }
-for (let from = 0; from < PENDING; from += 1000) {
-  store.appendWrites(Array.from({ length: Math.min(1000, PENDING - from) }, (_, i) => ({
-    collection: 'telemetry', key: `t-${from + i}`, op: 'put' as const, value: { v: from + i }, hlc: hlc(DOCS + from + i),
-  })), hlc(DOCS + from + 1000));
-}
-const dbBytes = store.databaseBytes();
-store.close();
 
-const child = spawn(process.execPath, [...(process.env.NODE_FLAGS?.split(' ').filter(Boolean) ?? []), 'dist/cli/outpost.js', 'agent', '--hub', 'mqtt://127.0.0.1:1', '--id', 'pi-footprint',
-  '--data', join(dir, 'agent'), '--http', '127.0.0.1:0', '--log-level', 'warn'], { stdio: 'ignore' });
-await new Promise((resolve) => setTimeout(resolve, 15_000)); // settle: start-up, GC, reconnect attempts
-const sample = async (): Promise<{ rssKb: number; cpuTicks: number }> => {
-  const { readFileSync } = await import('node:fs');
-  const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
-  const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return { rssKb: Number(/VmRSS:\s+(\d+)/.exec(status)![1]), cpuTicks: Number(stat[11]) + Number(stat[12]) };
-};
-const a = await sample();
-await new Promise((resolve) => setTimeout(resolve, 10_000));
-const b = await sample();
-child.kill('SIGTERM');
-rmSync(dir, { recursive: true, force: true });
-const cpuPercent = ((b.cpuTicks - a.cpuTicks) / 100 / 10) * 100;
-process.stdout.write(`idle agent, ${DOCS} documents, ${PENDING} pending writes, database ${(dbBytes / 1048576).toFixed(1)} MiB: ` +
-  `resident ${(b.rssKb / 1024).toFixed(1)} MiB, CPU ${cpuPercent.toFixed(2)} % of one core over 10 s\n`);
+export async function benchFootprint(quick: boolean, sizes?: { docs: number; pending: number }): Promise<FootprintResult> {
+  const docs = sizes?.docs ?? (quick ? 5_000 : 100_000);
+  const pending = sizes?.pending ?? (quick ? 500 : 10_000);
+  const dir = tempDir('bench-footprint');
+  await prepare(dir, docs, pending);
+  const databaseBytes = readdirSync(join(dir, 'agent')).reduce((sum, f) => sum + statSync(join(dir, 'agent', f)).size, 0);
+
+  // Port 1 refuses connections: the agent stays offline and keeps retrying with backoff, as a device whose hub is away.
+  const agent = killOnExit(spawn(process.execPath, [...(process.env.NODE_FLAGS?.split(' ').filter(Boolean) ?? []), CLI, 'agent', '--hub', 'mqtt://127.0.0.1:1',
+    '--id', 'pi-footprint', '--data', join(dir, 'agent'), '--http', '127.0.0.1:0', '--log-level', 'warn'], { stdio: 'ignore' }));
+  const bare = killOnExit(spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' }));
+  try {
+    await sleep(quick ? 3_000 : 15_000); // settle: start-up, the first collections, reconnect attempts
+    const [a0, b0] = [sampleProc(agent.pid!), sampleProc(bare.pid!)];
+    await sleep(quick ? 2_000 : 10_000);
+    const [a1, b1] = [sampleProc(agent.pid!), sampleProc(bare.pid!)];
+    return { docs, pending, databaseBytes, agentRss: a1.rssBytes, agentCpu: coreShare(a0, a1), bareRss: b1.rssBytes, bareCpu: coreShare(b0, b1) };
+  } finally {
+    agent.kill('SIGTERM');
+    bare.kill('SIGTERM');
+  }
+}
+
+/** One line, for the standalone run. */
+export function describeFootprint(r: FootprintResult): string {
+  return `idle agent, ${r.docs} documents, ${r.pending} pending writes, database ${mib(r.databaseBytes)}: resident ${mb(r.agentRss)} ` +
+    `(target ${mb(TARGET_BYTES)}), CPU ${(r.agentCpu * 100).toFixed(2)} % of one core; bare node ${mb(r.bareRss)}, ` +
+    `ratio ${(r.agentRss / r.bareRss).toFixed(2)}×`;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const result = await benchFootprint(false, { docs: Number(process.env.DOCS ?? 100_000), pending: Number(process.env.PENDING ?? 10_000) });
+  process.stdout.write(`${describeFootprint(result)}\n`);
+  process.exit(0);
+}

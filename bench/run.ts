@@ -5,8 +5,13 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { benchIngest } from './ingest.js';
-import { benchWire } from './wire.js';
+import { benchCatchup, type CatchupResult } from './catchup.js';
+import { benchFanin, type FaninResult } from './fanin.js';
+import { benchFootprint, mb, TARGET_BYTES, type FootprintResult } from './footprint.js';
+import { benchIngest, type IngestResult } from './ingest.js';
+import { mib } from './proc-stats.js';
+import { benchPropagation, type PropagationResult } from './propagation.js';
+import { benchWire, type WireResult } from './wire.js';
 
 const quick = process.argv.includes('--quick');
 const rows: Array<{ figure: string; value: string; reference: string; ratio: string }> = [];
@@ -15,18 +20,65 @@ const line = (figure: string, value: string, reference: string, ratio: number): 
   rows.push({ figure, value, reference, ratio: r });
   process.stdout.write(`${figure}: ${value} — ${reference} — ratio ${r}\n`);
 };
-const rate = (n: number): string => `${Math.round(n).toLocaleString('en')} writes/s`;
+const count = (n: number): string => Math.round(n).toLocaleString('en');
+const rate = (n: number, unit = 'writes'): string => `${count(n)} ${unit}/s`;
+const ms = (n: number): string => `${n < 10 ? n.toFixed(2) : n.toFixed(1)} ms`;
 
-const ingest = await benchIngest(quick);
-line('ingest, end to end', rate(ingest.outpost), `raw SQLite limit ${rate(ingest.raw)}`, ingest.outpost / ingest.raw);
-line('ingest, end to end', rate(ingest.outpost), `naive JSON-per-message ${rate(ingest.naive)}`, ingest.outpost / ingest.naive);
-const wire = await benchWire(quick);
-line('wire bytes per telemetry write', `${wire.outpostBytesPerWrite.toFixed(1)} B`, `JSON-per-message MQTT ${wire.naiveBytesPerWrite.toFixed(1)} B`, wire.outpostBytesPerWrite / wire.naiveBytesPerWrite);
+async function ingest(): Promise<IngestResult> {
+  const r = await benchIngest(quick);
+  line('ingest, end to end', rate(r.outpost), `raw SQLite limit ${rate(r.raw)}`, r.outpost / r.raw);
+  line('ingest, end to end', rate(r.outpost), `naive JSON-per-message ${rate(r.naive)}`, r.outpost / r.naive);
+  return r;
+}
+
+async function wire(): Promise<WireResult> {
+  const r = await benchWire(quick);
+  line('wire bytes per telemetry write', `${r.outpostBytesPerWrite.toFixed(1)} B`, `JSON-per-message MQTT ${r.naiveBytesPerWrite.toFixed(1)} B`, r.outpostBytesPerWrite / r.naiveBytesPerWrite);
+  return r;
+}
+
+async function propagation(): Promise<PropagationResult> {
+  const r = await benchPropagation(quick);
+  for (const p of ['p50', 'p99', 'max'] as const) {
+    line(`propagation ${p}, A's put → B's change event (${rate(r.rate)})`, ms(r.outpost[p]), `bare aedes, two MQTT.js clients, QoS 1: ${ms(r.floor[p])}`, r.outpost[p] / r.floor[p]);
+  }
+  return r;
+}
+
+async function catchup(): Promise<CatchupResult> {
+  const r = await benchCatchup(quick);
+  line(`catch-up after offline (${count(r.changes)} changes)`, rate(r.catchup, 'changes'), `raw SQLite apply ${rate(r.rawCatchup, 'rows')}`, r.catchup / r.rawCatchup);
+  line(`bootstrap by snapshot (${count(r.docs)} documents)`, rate(r.bootstrap, 'documents'), `raw SQLite apply ${rate(r.rawBootstrap, 'rows')}`, r.bootstrap / r.rawBootstrap);
+  return r;
+}
+
+async function fanin(): Promise<FaninResult> {
+  const r = await benchFanin(quick);
+  const agents = `${count(r.agents)} agents`;
+  line(`fan-in, hub RSS with ${agents} under load`, mib(r.hubRssLoaded), `same hub idle, no agents: ${mib(r.hubRssIdle)}`, r.hubRssLoaded / r.hubRssIdle);
+  line(`fan-in, hub CPU per commit (${agents})`, `${ms(r.cpuMsPerCommit)} (${(r.hubCpuShare * 100).toFixed(1)} % of one core)`,
+    `single agent: ${ms(r.refCpuMsPerCommit)}`, r.cpuMsPerCommit / r.refCpuMsPerCommit);
+  line(`fan-in, p99 commit-ack latency (${agents})`, ms(r.p99Ms), `single agent: ${ms(r.refP99Ms)}`, r.p99Ms / r.refP99Ms);
+  line(`fan-in, keeps up (${agents})`, rate(r.committedPerSecond, 'commits'), `offered ${rate(r.offeredPerSecond)}`, r.committedPerSecond / r.offeredPerSecond);
+  if (r.failed > 0) process.stdout.write(`fan-in: ${r.failed} writes failed or timed out\n`);
+  return r;
+}
+
+async function footprint(): Promise<FootprintResult> {
+  const r = await benchFootprint(quick);
+  line(`idle agent RSS (${count(r.docs)} documents, ${count(r.pending)} pending)`, `${mb(r.agentRss)} (target ${mb(TARGET_BYTES)}; CPU ${(r.agentCpu * 100).toFixed(2)} % of one core)`,
+    `bare node process: ${mb(r.bareRss)}`, r.agentRss / r.bareRss);
+  return r;
+}
+
+const results = {
+  ingest: await ingest(), wire: await wire(), propagation: await propagation(), catchup: await catchup(), fanin: await fanin(), footprint: await footprint(),
+};
 
 const machine = { cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, quick };
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 mkdirSync('bench/results', { recursive: true });
-writeFileSync(`bench/results/${stamp}.json`, `${JSON.stringify({ machine, ingest, wire, rows }, null, 2)}\n`);
+writeFileSync(`bench/results/${stamp}.json`, `${JSON.stringify({ machine, ...results, rows }, null, 2)}\n`);
 writeFileSync(`bench/results/${stamp}.md`, [
   `Benchmarks ${quick ? '(quick)' : ''} — ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}`, '',
   '| figure | value | reference (same run) | ratio |', '| --- | --- | --- | --- |',

@@ -53,6 +53,9 @@ export function addBrokerExport(hub: Command): void {
 
       const say = (line: string): boolean => process.stderr.write(`${line}\n`);
       say(`wrote passwords, acl and mosquitto.conf to ${opts.out}: ${files.exported.length} agent(s) and the hub's account ${opts.brokerUsername}.`);
+      if (opts.config === undefined) {
+        say('No --config: with the default access section no agent may read any collection. Pass the file the hub runs with.');
+      }
       if (files.withoutHash.length > 0) {
         say(`NOT EXPORTED: ${files.withoutHash.join(', ')} — provisioned before the hub kept Mosquitto hashes, so Mosquitto cannot check their tokens. ` +
           'Give each a new token with `outpost hub agents add <agent-id>` (it replaces the old one), then export again.');

@@ -2,11 +2,14 @@
  * The hub as its own process, as it is deployed: `outpost hub --dev` from dist/ (the bench script
  * builds first). Benchmarks that time the hub run it apart from the agents so that neither
  * waits behind the other's event loop, and so that /proc can tell its CPU and memory apart.
+ * BENCH_HUB_FLAGS passes node flags to it (e.g. --cpu-prof), as for the ingest benchmark.
  */
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/helpers/ports.js';
-import { http, OutpostProcess } from '../test/helpers/processes.js';
 import { killOnExit } from './children.js';
+
+const CLI = fileURLToPath(new URL('../dist/cli/outpost.js', import.meta.url));
 
 export interface HubProcess {
   /** `mqtt://127.0.0.1:<port>` for agents. */
@@ -19,17 +22,30 @@ export interface HubProcess {
 
 export async function startHubProcess(dataDir: string, extraArgs: readonly string[] = []): Promise<HubProcess> {
   const [port, httpPort] = await Promise.all([freePort(), freePort()]);
-  const hub = new OutpostProcess(['hub', '--dev', '--host', '127.0.0.1', '--port', String(port),
-    '--http', `127.0.0.1:${httpPort}`, '--data', join(dataDir), ...extraArgs]);
-  killOnExit(hub.child);
-  // A hub opening a large database takes a moment; a failed start shows its output.
-  await hub.waitForLog('hub started', 60_000);
+  const flags = process.env.BENCH_HUB_FLAGS?.split(' ').filter(Boolean) ?? [];
+  const hub = killOnExit(spawn(process.execPath, [...flags, CLI, 'hub', '--dev', '--host', '127.0.0.1', '--port', String(port),
+    '--http', `127.0.0.1:${httpPort}`, '--data', dataDir, '--log-level', 'info', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const exited = new Promise<void>((resolve) => hub.once('exit', () => resolve()));
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString();
+      if (!output.includes('hub started')) return;
+      hub.stdout.off('data', onData);
+      hub.stdout.resume(); // keep draining what it logs later
+      resolve();
+    };
+    hub.stdout.on('data', onData);
+    hub.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    void exited.then(() => reject(new Error(`the hub exited before it started:\n${output}`)));
+  });
   return {
     url: `mqtt://127.0.0.1:${port}`,
-    pid: hub.child.pid!,
-    head: async () => (await http<{ head: number }>('GET', `http://127.0.0.1:${httpPort}/v1/status`)).body.head,
+    pid: hub.pid!,
+    head: async () => ((await (await fetch(`http://127.0.0.1:${httpPort}/v1/status`)).json()) as { head: number }).head,
     stop: async () => {
-      await hub.kill('SIGTERM'); // a clean stop: commits what is queued and closes the store
+      hub.kill('SIGTERM'); // a clean stop: commits what is queued and closes the store
+      await exited;
     },
   };
 }

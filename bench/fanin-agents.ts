@@ -9,6 +9,7 @@
  * measures what flows in, not the fan-out of every reading to every device.
  */
 import { readdirSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { Agent } from '../agent/agent.js';
 
@@ -18,7 +19,7 @@ export type ToWorker =
   | { kind: 'close' };
 export type FromWorker =
   | { kind: 'ready'; openFds: number }
-  | { kind: 'done'; latencies: number[]; issued: number; failed: number; firstError?: string };
+  | { kind: 'done'; latencies: number[]; issued: number; failed: number; firstError?: string; loopDelayP99Ms: number };
 
 const config = JSON.parse(process.argv[2]!) as WorkerConfig;
 const send = (message: FromWorker): void => {
@@ -39,6 +40,9 @@ send({ kind: 'ready', openFds: readdirSync('/proc/self/fd').length });
 
 async function run(go: Extract<ToWorker, { kind: 'go' }>): Promise<void> {
   const latencies: number[] = [];
+  // How late this process's own event loop ran: the share of the latency spent on the agents' side.
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
   let issued = 0;
   let failed = 0;
   let firstError: string | undefined;
@@ -74,7 +78,8 @@ async function run(go: Extract<ToWorker, { kind: 'go' }>): Promise<void> {
   });
   while (timers > 0) await sleep(20);
   await Promise.all(writes);
-  send({ kind: 'done', latencies, issued, failed, ...(firstError !== undefined && { firstError }) });
+  loop.disable();
+  send({ kind: 'done', latencies, issued, failed, loopDelayP99Ms: loop.percentile(99) / 1e6, ...(firstError !== undefined && { firstError }) });
 }
 
 /** Closes every agent; one that has not closed within 10 s is reported, not waited for. */

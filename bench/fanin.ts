@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import type { FromWorker, ToWorker, WorkerConfig } from './fanin-agents.js';
 import { killOnExit } from './children.js';
 import { startHubProcess, type HubProcess } from './hub-process.js';
-import { sampleProc } from './proc-stats.js';
+import { coreShare, sampleProc } from './proc-stats.js';
 import { percentile, sleep } from './stats.js';
 import { tempDir } from './temp.js';
 
@@ -39,11 +39,17 @@ export interface FaninResult {
   hubCpuShare: number;
   cpuMsPerCommit: number;
   refCpuMsPerCommit: number;
+  p50Ms: number;
   p99Ms: number;
+  refP50Ms: number;
   refP99Ms: number;
+  /** Under load: each worker's CPU as a share of one core, and the p99 delay of its event loop. */
+  workers: Array<{ cpuShare: number; loopDelayP99Ms: number }>;
   offeredPerSecond: number;
   committedPerSecond: number;
   failed: number;
+  /** From forking the workers until every agent was connected (the ramp). */
+  connectSeconds: number;
   /** Open file descriptors: the soft limit, the hub's and each worker's, with the fleet connected. */
   fds: { limit: number; hub: number; workers: number[] };
 }
@@ -95,7 +101,10 @@ async function stopWorker(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-interface Window { latencies: number[]; issued: number; failed: number; commits: number; cpuSeconds: number; seconds: number; peakRss: number }
+interface Window {
+  latencies: number[]; issued: number; failed: number; commits: number; cpuSeconds: number; seconds: number; peakRss: number;
+  workers: Array<{ cpuShare: number; loopDelayP99Ms: number }>;
+}
 
 /** Starts the writing on every worker at once and watches the hub until it ends. */
 async function loadWindow(hub: HubProcess, children: ChildProcess[], go: Go): Promise<Window> {
@@ -104,6 +113,7 @@ async function loadWindow(hub: HubProcess, children: ChildProcess[], go: Go): Pr
   for (const child of children) child.send({ kind: 'go', startAt, ...go } satisfies ToWorker);
   await sleep(startAt - Date.now());
   const before = sampleProc(hub.pid);
+  const workersBefore = children.map((child) => sampleProc(child.pid!));
   const headBefore = await hub.head();
   let peakRss = before.rssBytes;
   for (let left = startAt + go.durationMs - Date.now(); left > 0; left = startAt + go.durationMs - Date.now()) {
@@ -111,12 +121,14 @@ async function loadWindow(hub: HubProcess, children: ChildProcess[], go: Go): Pr
     peakRss = Math.max(peakRss, sampleProc(hub.pid).rssBytes);
   }
   const after = sampleProc(hub.pid);
+  const workersAfter = children.map((child) => sampleProc(child.pid!));
   const commits = (await hub.head()) - headBefore;
   const results: Done[] = await Promise.all(done);
   return {
     latencies: results.flatMap((r) => r.latencies), issued: results.reduce((n, r) => n + r.issued, 0),
     failed: results.reduce((n, r) => n + r.failed, 0), commits,
     cpuSeconds: after.cpuSeconds - before.cpuSeconds, seconds: (after.at - before.at) / 1000, peakRss,
+    workers: results.map((r, i) => ({ cpuShare: coreShare(workersBefore[i]!, workersAfter[i]!), loopDelayP99Ms: r.loopDelayP99Ms })),
   };
 }
 
@@ -135,9 +147,11 @@ export async function benchFanin(quick: boolean): Promise<FaninResult> {
     await stopWorker(single.child);
 
     // The workers start together; each ramps through its own groups.
+    const forked = performance.now();
     const fleet = await Promise.all(Array.from({ length: Math.ceil(agents / perWorker) }, (_, w) => startWorker({
       hubUrl: hub.url, dir: join(dir, 'fleet'), first: w * perWorker, count: Math.min(perWorker, agents - w * perWorker), rampGroup: quick ? 25 : 50,
     })));
+    const connectSeconds = (performance.now() - forked) / 1000;
     await sleep(quick ? 1_000 : 2_000);
     const hubRssConnected = sampleProc(hub.pid).rssBytes;
     const hubFds = readdirSync(`/proc/${hub.pid}/fd`).length;
@@ -148,9 +162,10 @@ export async function benchFanin(quick: boolean): Promise<FaninResult> {
       agents, hubRssIdle, hubRssConnected, hubRssLoaded: load.peakRss,
       hubCpuShare: load.cpuSeconds / load.seconds,
       cpuMsPerCommit: (load.cpuSeconds * 1000) / load.commits, refCpuMsPerCommit: (ref.cpuSeconds * 1000) / ref.commits,
-      p99Ms: percentile(load.latencies, 99), refP99Ms: percentile(ref.latencies, 99),
+      p50Ms: percentile(load.latencies, 50), p99Ms: percentile(load.latencies, 99),
+      refP50Ms: percentile(ref.latencies, 50), refP99Ms: percentile(ref.latencies, 99), workers: load.workers,
       offeredPerSecond: load.issued / load.seconds, committedPerSecond: load.commits / load.seconds,
-      failed: load.failed + ref.failed, fds: { limit, hub: hubFds, workers: fleet.map((w) => w.openFds) },
+      failed: load.failed + ref.failed, connectSeconds, fds: { limit, hub: hubFds, workers: fleet.map((w) => w.openFds) },
     };
   } finally {
     await hub.stop();

@@ -67,7 +67,8 @@ export async function benchFootprint(quick: boolean, sizes?: { docs: number; pen
     '--id', 'pi-footprint', '--data', join(dir, 'agent'), '--http', '127.0.0.1:0', '--log-level', 'warn'], { stdio: 'ignore' }));
   const bare = killOnExit(spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' }));
   try {
-    await sleep(quick ? 3_000 : 15_000); // settle: start-up, the first collections, reconnect attempts
+    // Settle: start-up, then V8's memory reducer, which gives back the start-up peak about 8 s in.
+    await sleep(quick ? 10_000 : 15_000);
     const [a0, b0] = [sampleProc(agent.pid!), sampleProc(bare.pid!)];
     await sleep(quick ? 2_000 : 10_000);
     const [a1, b1] = [sampleProc(agent.pid!), sampleProc(bare.pid!)];

@@ -16,7 +16,8 @@
  * The hub's per-address connection limit (200 per 10 s by default; every agent here comes from
  * 127.0.0.1) is raised with --connects-per-address, and the workers connect in groups of 50.
  * Each agent holds a socket and three SQLite files open; open descriptors and the limit are
- * recorded. On a 2-core machine the workers compete with the hub for CPU: see the report.
+ * recorded. On a small machine the workers compete with the hub for CPU, so their CPU and the
+ * delay of their event loops (part of every latency they time) are recorded too.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';

@@ -65,6 +65,9 @@ export class Link implements Transport {
         .finally(() => done());
     };
     client.on('connect', () => {
+      // Batches, pulls and status reports are small and latency-bound: without this, Nagle holds
+      // a batch back until the hub's delayed ACK of the previous small message (tens of ms).
+      (client.stream as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true);
       const filters = Object.fromEntries(options.subscriptions.map((topic) => [topic, { qos: 1 as const }]));
       client.subscribe(filters, (error, granted) => {
         if (error || !granted || granted.some((g) => g.qos === 128)) {

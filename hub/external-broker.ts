@@ -119,6 +119,8 @@ export class BrokerClientHub extends HubBase {
     client.on('error', (error) => log.warn({ err: error.message, broker: options.broker.url }, 'broker connection error'));
     client.on('offline', () => log.warn({ broker: options.broker.url }, 'lost the broker; reconnecting'));
     client.on('connect', () => {
+      // Acks and change sets are small and latency-bound: no Nagle delay behind the broker's delayed ACKs.
+      (client.stream as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true);
       // The subscription survives in the session, but a broker that restarted without
       // persistence lost it, and the retained hub status with it.
       client.subscribe(ALL_UP, { qos: 1 }, (error, granted) => {

@@ -20,7 +20,8 @@ export interface ReplicatorDelegate {
 /**
  * Keeps the replica converging on the hub. Live change sets are applied when they follow on
  * from what is held (`prev` ≤ what this agent has seen of the collection); otherwise — and on
- * every (re)connect — the agent pulls the log from its watermark, page by page. Applying is
+ * every (re)connect — the agent pulls the log from its watermark, page by page, one page asked
+ * for ahead so that the hub's reading and this agent's writing overlap. Applying is
  * idempotent by version, so overlapping live and pulled changes are harmless.
  *
  *   idle ─connect / gap─► pulling ─page(more)─► pulling ─page(done)─► idle (or again, if a gap came meanwhile)
@@ -109,11 +110,11 @@ export class Replicator {
     if (this.store.snapshotProgress === undefined && snap.docs.length > 0) {
       this.log.info({ from: snap.from, lsn: snap.lsn }, 'the hub log no longer reaches this replica; receiving a snapshot');
     }
-    if (!this.#applyOrRetry(() => this.store.applySnapshotPage(snap.docs, snap.lsn, snap.next))) return;
-    if (snap.next) {
-      this.#sendPull(snap.from, { lsn: snap.lsn, after: snap.next });
-      return;
-    }
+    // Ask for the next page before applying this one, so that the hub reads it while this agent
+    // writes. If applying fails, the pull is settled and that page is ignored when it comes.
+    if (snap.next) this.#sendPull(snap.from, { lsn: snap.lsn, after: snap.next });
+    if (!this.#applyOrRetry(() => this.store.applySnapshotPage(snap.docs, snap.lsn, snap.next, this.options.collections))) return;
+    if (snap.next) return;
     // Snapshot complete up to snap.lsn: now the log tail from there.
     this.#settlePull();
     this.#sendPull(this.store.watermark);
@@ -122,11 +123,10 @@ export class Replicator {
   onPage([, page]: PageMessage): void {
     if (page.id !== this.#pullId) return; // late or duplicated answer to an earlier pull
     for (const c of page.changes) this.#heard(c.c, c.lsn);
+    // The next page is asked for before this one is applied (see onSnapshot).
+    if (page.more) this.#sendPull(page.to);
     if (!this.#applyOrRetry(() => this.store.applyChanges(page.changes, page.to))) return;
-    if (page.more) {
-      this.#sendPull(page.to);
-      return;
-    }
+    if (page.more) return;
     this.#settlePull();
     if (this.#pullAgain) this.pull();
   }

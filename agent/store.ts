@@ -125,6 +125,7 @@ export class AgentStore {
         'SELECT collection, count(*) AS n, min(created_at) AS oldest FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL GROUP BY collection ORDER BY collection'),
       markAcked: db.prepare('UPDATE outbox SET acked_lsn = ? WHERE seq = ?'),
       deleteOutbox: db.prepare('DELETE FROM outbox WHERE seq = ?'),
+      anyConfirmed: db.prepare<[], { one: number }>('SELECT 1 AS one FROM outbox WHERE acked_lsn IS NOT NULL LIMIT 1'),
       releaseConfirmed: db.prepare('DELETE FROM outbox WHERE collection = ? AND key = ? AND acked_lsn IS NOT NULL AND acked_lsn <= ?'),
       insertRejection: db.prepare(
         `INSERT INTO rejections (incarnation, seq, collection, key, op, value, outcome, reason, detail, at)
@@ -139,6 +140,7 @@ export class AgentStore {
          ON CONFLICT (collection) DO UPDATE SET applied_lsn = max(applied_lsn, excluded.applied_lsn)`,
       ),
       cursors: db.prepare<[], { collection: string; applied_lsn: number }>('SELECT collection, applied_lsn FROM cursors ORDER BY collection'),
+      documentCollections: db.prepare<[], { collection: string }>('SELECT DISTINCT collection FROM documents'),
       confirmedKeys: db.prepare<[string, string, number], { key: string }>(
         'SELECT key FROM documents WHERE collection = ? AND key >= ? AND deleted = 0 ORDER BY key LIMIT ?',
       ),
@@ -283,10 +285,13 @@ export class AgentStore {
    */
   expire(ttlSecondsFor: (collection: string) => number, now = Date.now()): Rejection[] {
     const expired: Rejection[] = [];
+    // Runs every second: take the write lock only when some pending collection has a TTL.
+    const withTtl = this.#s.pendingCollections.all()
+      .map(({ collection }) => ({ collection, ttl: ttlSecondsFor(collection) }))
+      .filter(({ ttl }) => ttl > 0);
+    if (withTtl.length === 0) return expired;
     this.#db.transaction(() => {
-      for (const { collection } of this.#s.pendingCollections.all()) {
-        const ttl = ttlSecondsFor(collection);
-        if (ttl <= 0) continue;
+      for (const { collection, ttl } of withTtl) {
         for (const row of this.#s.olderThan.all(collection, now - ttl * 1000)) expired.push(this.#giveUp(row, 'expired', now));
       }
     }).immediate();
@@ -417,8 +422,9 @@ export class AgentStore {
   applyChanges(changes: readonly Change[], watermark?: number): Change[] {
     const applied: Change[] = [];
     this.#db.transaction(() => {
+      const release = this.#s.anyConfirmed.get() !== undefined;
       for (const ch of changes) {
-        if (this.#applyOne(ch)) applied.push(ch);
+        if (this.#applyOne(ch, release)) applied.push(ch);
         this.#s.advanceCursor.run(ch.c, ch.lsn);
       }
       if (watermark !== undefined && watermark > this.watermark) this.#s.setMeta.run('watermark', String(watermark));
@@ -431,24 +437,32 @@ export class AgentStore {
    * snapshot resume: `next` is the last document received, absent when the snapshot is done —
    * then the replica holds everything up to `lsn`, which becomes the watermark.
    */
-  applySnapshotPage(docs: readonly Change[], lsn: number, next: readonly [string, string] | undefined): Change[] {
+  applySnapshotPage(docs: readonly Change[], lsn: number, next: readonly [string, string] | undefined, replicated?: readonly string[]): Change[] {
     const applied: Change[] = [];
     this.#db.transaction(() => {
-      for (const doc of docs) if (this.#applyOne(doc)) applied.push(doc);
+      const release = this.#s.anyConfirmed.get() !== undefined;
+      for (const doc of docs) if (this.#applyOne(doc, release)) applied.push(doc);
       if (next) {
         this.#s.setMeta.run('snapshot', JSON.stringify({ lsn, after: next }));
       } else {
         this.#s.deleteMeta.run('snapshot');
         if (lsn > this.watermark) this.#s.setMeta.run('watermark', String(lsn));
+        // Complete: every replicated collection now holds everything up to the snapshot's LSN.
+        // The hub reads these cursors for lag and replica acknowledgements.
+        const collections = new Set([...(replicated ?? []), ...this.#s.documentCollections.all().map((r) => r.collection)]);
+        for (const collection of collections) this.#s.advanceCursor.run(collection, lsn);
       }
     }).immediate();
     return applied;
   }
 
-  /** Writes one committed version if it is newer than the replica's; true if it was. */
-  #applyOne(ch: Change): boolean {
+  /**
+   * Writes one committed version if it is newer than the replica's; true if it was. `release`:
+   * some outbox rows are confirmed and wait for their version to arrive (usually none are).
+   */
+  #applyOne(ch: Change, release: boolean): boolean {
     // Release the confirmed outbox rows first: on a full database their pages make room for the document.
-    this.#s.releaseConfirmed.run(ch.c, ch.k, ch.lsn);
+    if (release) this.#s.releaseConfirmed.run(ch.c, ch.k, ch.lsn);
     const value = ch.v === undefined ? null : encodeCbor(ch.v);
     return this.#s.upsertDocument.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o).changes > 0;
   }

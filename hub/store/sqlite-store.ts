@@ -128,6 +128,18 @@ export class SqliteHubStore {
     this.#head = Math.max(this.#stmts.head.get()?.lsn ?? 0, this.#prunedThrough);
   }
 
+  readonly #statements = new Map<string, Database.Statement>();
+
+  /** A prepared statement, prepared once: the fleet view and dashboard ask every few seconds. */
+  #statement<P extends unknown[] | object = unknown[], R = unknown>(sql: string): Database.Statement<P, R> {
+    let statement = this.#statements.get(sql);
+    if (!statement) {
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement as unknown as Database.Statement<P, R>;
+  }
+
   /** Every log entry up to this LSN has been removed by retention (0 = none). */
   get prunedThrough(): number {
     return this.#prunedThrough;
@@ -142,11 +154,11 @@ export class SqliteHubStore {
     let cutoff = this.#prunedThrough;
     if (retention.maxEntries > 0) cutoff = Math.max(cutoff, this.#head - retention.maxEntries);
     if (retention.maxAgeMs > 0) {
-      const old = this.#db.prepare('SELECT max(lsn) AS lsn FROM log WHERE committed_at < ?').get(now - retention.maxAgeMs) as { lsn: number | null };
+      const old = this.#statement('SELECT max(lsn) AS lsn FROM log WHERE committed_at < ?').get(now - retention.maxAgeMs) as { lsn: number | null };
       cutoff = Math.max(cutoff, old.lsn ?? 0);
     }
-    const chunk = this.#db.prepare('DELETE FROM log WHERE lsn IN (SELECT lsn FROM log WHERE lsn <= ? ORDER BY lsn LIMIT 10000)');
-    const record = this.#db.prepare("INSERT INTO hub_meta (name, value) VALUES ('pruned_through', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value");
+    const chunk = this.#statement('DELETE FROM log WHERE lsn IN (SELECT lsn FROM log WHERE lsn <= ? ORDER BY lsn LIMIT 10000)');
+    const record = this.#statement("INSERT INTO hub_meta (name, value) VALUES ('pruned_through', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value");
     let deleted: number;
     do deleted = this.transaction(() => chunk.run(cutoff).changes);
     while (deleted > 0);
@@ -339,7 +351,7 @@ export class SqliteHubStore {
   /** Live documents of a collection in key order, after `after`, starting with `prefix`. */
   listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): Array<{ key: string; value: JsonValue | undefined; version: number; origin: string }> {
     const from = options.after !== undefined && options.after > (options.prefix ?? '') ? options.after : options.prefix ?? '';
-    return this.#db.prepare<[string, string, number], { key: string; value: Buffer | null; version: number; origin: string }>(
+    return this.#statement<[string, string, number], { key: string; value: Buffer | null; version: number; origin: string }>(
       'SELECT key, value, version, origin FROM documents WHERE collection = ? AND key >= ? AND deleted = 0 ORDER BY key LIMIT ?')
       .all(collection, from, options.limit + 1)
       .filter((r) => r.key.startsWith(options.prefix ?? '') && (options.after === undefined || r.key > options.after))
@@ -349,7 +361,7 @@ export class SqliteHubStore {
 
   /** When the first change of a collection after `lsn` was committed (ms epoch), if still in the log. */
   firstCommitAfter(collection: string, lsn: number): number | undefined {
-    return (this.#db.prepare<[string, number], { committed_at: number }>(
+    return (this.#statement<[string, number], { committed_at: number }>(
       'SELECT committed_at FROM log WHERE collection = ? AND lsn > ? ORDER BY lsn LIMIT 1').get(collection, lsn))?.committed_at;
   }
 
@@ -357,25 +369,25 @@ export class SqliteHubStore {
   countAfter(collection: string, lsn: number, head: number): number {
     if (head <= lsn) return 0;
     if (lsn < this.#prunedThrough) return head - lsn;
-    return (this.#db.prepare<[string, number], { n: number }>('SELECT count(*) AS n FROM log WHERE collection = ? AND lsn > ?').get(collection, lsn))!.n;
+    return (this.#statement<[string, number], { n: number }>('SELECT count(*) AS n FROM log WHERE collection = ? AND lsn > ?').get(collection, lsn))!.n;
   }
 
   /** Highest seq processed per incarnation of an agent. */
   lastSeqs(agentId: string): Record<string, number> {
-    return Object.fromEntries(this.#db.prepare<[string], { incarnation: string; last_seq: number }>(
+    return Object.fromEntries(this.#statement<[string], { incarnation: string; last_seq: number }>(
       'SELECT incarnation, last_seq FROM agent_sequences WHERE agent_id = ? ORDER BY updated_at DESC').all(agentId)
       .map((r) => [r.incarnation, r.last_seq]));
   }
 
   /** The most recent rejected ops, newest first. */
   rejections(limit: number): Array<{ agentId: string; incarnation: string; seq: number; reason: string | null; detail: string | null; at: number | null }> {
-    return this.#db.prepare<[number], { agent_id: string; incarnation: string; seq: number; reason: string | null; detail: string | null; at: number | null }>(
+    return this.#statement<[number], { agent_id: string; incarnation: string; seq: number; reason: string | null; detail: string | null; at: number | null }>(
       "SELECT agent_id, incarnation, seq, reason, detail, at FROM outcomes WHERE outcome = 'rejected' ORDER BY at DESC LIMIT ?").all(limit)
       .map((r) => ({ agentId: r.agent_id, incarnation: r.incarnation, seq: r.seq, reason: r.reason, detail: r.detail, at: r.at }));
   }
 
   collectionHeads(): Record<string, number> {
-    const rows = this.#db.prepare<[], { name: string; head_lsn: number }>('SELECT name, head_lsn FROM collections ORDER BY name').all();
+    const rows = this.#statement<[], { name: string; head_lsn: number }>('SELECT name, head_lsn FROM collections ORDER BY name').all();
     return Object.fromEntries(rows.map((r) => [r.name, r.head_lsn]));
   }
 
@@ -418,7 +430,7 @@ export class SqliteHubStore {
 
   /** Count of log entries written by one agent op identity; used by tests and the checker. */
   countCommitted(agentId: string, incarnation: string, seq: number): number {
-    return (this.#db.prepare('SELECT count(*) AS n FROM log WHERE origin = ? AND incarnation = ? AND seq = ?').get(agentId, incarnation, seq) as { n: number }).n;
+    return (this.#statement('SELECT count(*) AS n FROM log WHERE origin = ? AND incarnation = ? AND seq = ?').get(agentId, incarnation, seq) as { n: number }).n;
   }
 
   /**
@@ -426,7 +438,7 @@ export class SqliteHubStore {
    * `mosquittoHash` is the same token in Mosquitto's password-file format, for an external broker.
    */
   putCredential(agentId: string, tokenHash: string, mosquittoHash?: string): void {
-    this.#db.prepare(
+    this.#statement(
       `INSERT INTO agent_credentials (agent_id, token_hash, created_at, revoked_at, mosquitto_hash) VALUES (?, ?, ?, NULL, ?)
        ON CONFLICT (agent_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at, revoked_at = NULL,
          mosquitto_hash = excluded.mosquitto_hash`,
@@ -435,24 +447,24 @@ export class SqliteHubStore {
 
   /** Unrevoked agents with their Mosquitto hash (null: provisioned before the hub stored one). */
   brokerCredentials(): Array<{ agentId: string; mosquittoHash: string | null }> {
-    return this.#db.prepare<[], { agent_id: string; mosquitto_hash: string | null }>(
+    return this.#statement<[], { agent_id: string; mosquitto_hash: string | null }>(
       'SELECT agent_id, mosquitto_hash FROM agent_credentials WHERE revoked_at IS NULL ORDER BY agent_id').all()
       .map((r) => ({ agentId: r.agent_id, mosquittoHash: r.mosquitto_hash }));
   }
 
   /** Revokes an agent's credential; false if it had none. */
   revokeCredential(agentId: string): boolean {
-    return this.#db.prepare('UPDATE agent_credentials SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL').run(Date.now(), agentId).changes > 0;
+    return this.#statement('UPDATE agent_credentials SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL').run(Date.now(), agentId).changes > 0;
   }
 
   credential(agentId: string): { tokenHash: string; revoked: boolean } | undefined {
-    const row = this.#db.prepare<[string], { token_hash: string; revoked_at: number | null }>(
+    const row = this.#statement<[string], { token_hash: string; revoked_at: number | null }>(
       'SELECT token_hash, revoked_at FROM agent_credentials WHERE agent_id = ?').get(agentId);
     return row && { tokenHash: row.token_hash, revoked: row.revoked_at !== null };
   }
 
   credentials(): Array<{ agentId: string; createdAt: number; revokedAt: number | null }> {
-    return this.#db.prepare<[], { agent_id: string; created_at: number; revoked_at: number | null }>(
+    return this.#statement<[], { agent_id: string; created_at: number; revoked_at: number | null }>(
       'SELECT agent_id, created_at, revoked_at FROM agent_credentials ORDER BY agent_id').all()
       .map((r) => ({ agentId: r.agent_id, createdAt: r.created_at, revokedAt: r.revoked_at }));
   }

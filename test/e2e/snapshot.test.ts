@@ -35,6 +35,8 @@ describe.each(FLEET_BROKERS)('catch-up beyond log retention (%s broker)', (broke
     const docs = await reader.list('items', { limit: 1000 });
     expect(docs).toHaveLength(150);
     expect(docs.every((d) => hub.store.document('items', d.key)?.version === d.version)).toBe(true);
+    // The collection counts as applied up to the snapshot (the hub's lag and replica counts read it).
+    expect(reader.status().collections.items?.appliedLsn).toBeGreaterThanOrEqual(snapshots.at(-1)!.lsn);
 
     // And it keeps following the log afterwards.
     await writer.put('items', 'after', { ok: 1 });

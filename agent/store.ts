@@ -423,10 +423,13 @@ export class AgentStore {
     const applied: Change[] = [];
     this.#db.transaction(() => {
       const release = this.#s.anyConfirmed.get() !== undefined;
+      const newest = new Map<string, number>();
       for (const ch of changes) {
         if (this.#applyOne(ch, release)) applied.push(ch);
-        this.#s.advanceCursor.run(ch.c, ch.lsn);
+        if (ch.lsn > (newest.get(ch.c) ?? 0)) newest.set(ch.c, ch.lsn);
       }
+      // One cursor update per collection, not per change: the transaction is all or nothing.
+      for (const [collection, lsn] of newest) this.#s.advanceCursor.run(collection, lsn);
       if (watermark !== undefined && watermark > this.watermark) this.#s.setMeta.run('watermark', String(watermark));
     }).immediate();
     return applied;

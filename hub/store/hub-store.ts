@@ -1,0 +1,153 @@
+import type { Hlc } from '../../shared/hlc.js';
+import type { Change, OpResult } from '../../shared/messages.js';
+import type { JsonValue } from '../../shared/values.js';
+
+/** The hub's current state of one document. */
+export interface StoredDocument {
+  value: JsonValue | undefined;
+  deleted: boolean;
+  version: number;
+  hlc: Hlc;
+  origin: string;
+  /** Per-field timestamps, kept for collections with the merge policy. */
+  fieldHlcs?: Record<string, Hlc>;
+}
+
+/** A losing version, archived with the version that beat it. */
+export interface ConflictRecord {
+  id: number;
+  collection: string;
+  key: string;
+  policy: string;
+  reason: string;
+  detail: string | null;
+  loser: { origin: string; incarnation: string | null; seq: number | null; op: string; value: JsonValue | undefined; hlc: string };
+  winner: { lsn: number; origin: string; hlc: string; value: JsonValue | undefined };
+  at: number;
+}
+
+export interface LogEntry {
+  collection: string;
+  key: string;
+  op: 'put' | 'del';
+  value: JsonValue | undefined;
+  hlc: Hlc;
+  origin: string;
+  incarnation: string | null;
+  seq: number | null;
+  fieldHlcs?: Record<string, Hlc>;
+  /** `value` already CBOR-encoded, when the caller has it. */
+  encoded?: Buffer;
+  /** Digest of the op as the agent sent it, to tell a redelivery from a reused seq. */
+  digest?: string;
+}
+
+export interface RecordedOutcome {
+  result: Omit<OpResult, 'seq'>;
+  /** Digest of the op's content, while still known (gone once retention pruned its log entry). */
+  digest?: string;
+}
+
+export interface Rejected { agentId: string; incarnation: string; seq: number; reason: string | null; detail: string | null; at: number | null }
+export interface Credential { tokenHash: string; revoked: boolean }
+export interface CredentialListing { agentId: string; createdAt: number; revokedAt: number | null }
+export interface ListedDocument { key: string; value: JsonValue | undefined; version: number; origin: string }
+export interface LogPage { changes: Change[]; complete: boolean; through: number }
+export interface DocumentPage { docs: Change[]; next: [string, string] | undefined }
+
+/**
+ * One group commit's view of the store: everything `Ingestor` reads and writes, synchronously.
+ * The store runs it inside one transaction (SQLite), or serves it from rows fetched up front
+ * and writes what it recorded in one transaction afterwards (PostgreSQL), so that the log,
+ * dedup state and documents always change together.
+ */
+export interface IngestTx {
+  readonly head: number;
+  lastSeq(agentId: string, incarnation: string): number;
+  setLastSeq(agentId: string, incarnation: string, seq: number): void;
+  outcome(agentId: string, incarnation: string, seq: number): RecordedOutcome | undefined;
+  putOutcome(agentId: string, incarnation: string, result: OpResult, digest: string): void;
+  putCommittedRun(agentId: string, incarnation: string, first: number, last: number, firstLsn: number): void;
+  document(collection: string, key: string): StoredDocument | undefined;
+  archiveConflict(record: Omit<ConflictRecord, 'id' | 'at'>): void;
+  /** Appends to the log with the next LSN and updates the document; the size bound is for change sets. */
+  commit(entry: LogEntry): { lsn: number; bytes: number };
+  collectionHead(collection: string): number;
+  setCollectionHead(collection: string, lsn: number): void;
+}
+
+/**
+ * What one group commit will touch, known before it runs, so that a store across a network
+ * can fetch it in a few round trips instead of one per op.
+ */
+export interface IngestPlan {
+  /** Each uploading agent incarnation and the seqs of its ops. */
+  agents: Array<{ agentId: string; incarnation: string; seqs: number[] }>;
+  /** Every document written. */
+  documents: Array<[collection: string, key: string]>;
+}
+
+/**
+ * The hub's primary store: a gap-free log keyed by LSN, the current documents, each
+ * collection's head LSN, per-agent sequences with op outcomes, the conflict archive and device
+ * credentials. One hub process writes at a time (the leader); `head` and `prunedThrough` are
+ * that writer's own bookkeeping. Every implementation passes the contract suite
+ * (test/hub/store-contract.ts).
+ */
+export interface HubStore {
+  /** `sqlite` or `postgres`, for logs and health. */
+  readonly kind: string;
+  /** Highest LSN committed (or pruned through). */
+  readonly head: number;
+  /** Every log entry up to this LSN has been removed by retention (0 = none). */
+  readonly prunedThrough: number;
+
+  /**
+   * Runs `work` as one atomic group commit: all of what it wrote is committed, or none of it
+   * (and then `head` is as before). Group commits run one at a time.
+   */
+  ingest<T>(plan: IngestPlan, work: (tx: IngestTx) => T): Promise<T>;
+
+  /**
+   * Committed changes after `from` in LSN order, at most `limit`, no more than `maxBytes` of
+   * them (at least one); `collections` undefined means all, `include` filters what a reader may
+   * see (skipped entries still count as covered). `complete`: nothing after them existed.
+   */
+  readLog(from: number, collections: readonly string[] | undefined, limit: number, maxBytes: number, include?: (collection: string) => boolean): Promise<LogPage>;
+  /** One snapshot page: current documents (tombstones included) in (collection, key) order after `after`. */
+  readDocuments(collections: readonly string[] | undefined, after: readonly [string, string] | undefined, limit: number, maxBytes: number, include?: (collection: string) => boolean): Promise<DocumentPage>;
+  document(collection: string, key: string): Promise<StoredDocument | undefined>;
+  /** Live documents of a collection in key order, after `after`, starting with `prefix`. */
+  listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): Promise<ListedDocument[]>;
+  /** Archived conflicts, newest first; optionally of one collection or document. */
+  conflicts(query: { collection?: string; key?: string; before?: number; limit: number }): Promise<ConflictRecord[]>;
+  /** The newest rejected ops. */
+  rejections(limit: number): Promise<Rejected[]>;
+  collectionHeads(): Promise<Record<string, number>>;
+  /** When the first change of a collection after `lsn` was committed (ms epoch), if still in the log. */
+  firstCommitAfter(collection: string, lsn: number): Promise<number | undefined>;
+  /** Log entries of a collection in (lsn, head]. */
+  countAfter(collection: string, lsn: number, head: number): Promise<number>;
+  /** The last seq of each of an agent's incarnations. */
+  lastSeqs(agentId: string): Promise<Record<string, number>>;
+  /** The outcome recorded for an op (outside a group commit: the admin API and tests). */
+  outcomeOf(agentId: string, incarnation: string, seq: number): Promise<RecordedOutcome | undefined>;
+  /** How many log entries one agent op identity produced (0 or 1, unless something is wrong). */
+  countCommitted(agentId: string, incarnation: string, seq: number): Promise<number>;
+
+  /** Applies log retention (0 disables either rule); returns the new `prunedThrough`. */
+  prune(retention: { maxAgeMs: number; maxEntries: number }, now?: number): Promise<number>;
+
+  /** Stores (or replaces) an agent's credential; `mosquittoHash` is the same token in Mosquitto's format. */
+  putCredential(agentId: string, tokenHash: string, mosquittoHash?: string): Promise<void>;
+  /** Revokes an agent's credential; false if it had none. */
+  revokeCredential(agentId: string): Promise<boolean>;
+  credential(agentId: string): Promise<Credential | undefined>;
+  credentials(): Promise<CredentialListing[]>;
+  /** Unrevoked agents with their Mosquitto hash (null: provisioned before the hub stored one). */
+  brokerCredentials(): Promise<Array<{ agentId: string; mosquittoHash: string | null }>>;
+  /** Changes whenever credentials change, from any process: the hub polls it to close revoked connections. */
+  credentialsVersion(): Promise<number>;
+
+  close(): Promise<void>;
+}

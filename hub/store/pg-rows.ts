@@ -1,0 +1,113 @@
+import type { Hlc } from '../../shared/hlc.js';
+import type { Change, OpResult } from '../../shared/messages.js';
+import { decodeCbor } from '../../shared/codec.js';
+import type { JsonValue } from '../../shared/values.js';
+import type { ConflictRecord, RecordedOutcome, StoredDocument } from './hub-store.js';
+
+/** Rows as the PostgreSQL store reads them (bigint columns arrive as numbers: see pg-store.ts). */
+
+export interface DocumentRow {
+  collection: string;
+  key: string;
+  value: Buffer | null;
+  deleted: boolean;
+  version: number;
+  hlc: string;
+  origin: string;
+  field_hlcs: Buffer | null;
+}
+
+export interface LogRow {
+  lsn: number;
+  collection: string;
+  key: string;
+  op: 'put' | 'del';
+  value: Buffer | null;
+  hlc: string;
+  origin: string;
+}
+
+export interface ConflictRow {
+  id: number; collection: string; key: string; policy: string; reason: string; detail: string | null;
+  loser_origin: string; loser_incarnation: string | null; loser_seq: number | null; loser_op: string; loser_value: Buffer | null; loser_hlc: string;
+  winner_lsn: number; winner_origin: string; winner_hlc: string; winner_value: Buffer | null; at: number;
+}
+
+/** An op's recorded outcome row, or the committed run that covers it, with the logged digest. */
+export interface OutcomeRow {
+  agent_id: string;
+  incarnation: string;
+  seq: number;
+  outcome: string | null;
+  lsn: number | null;
+  reason: string | null;
+  detail: string | null;
+  digest: string | null;
+  run_first_seq: number | null;
+  run_last_seq: number | null;
+  run_first_lsn: number | null;
+  log_digest: string | null;
+}
+
+export function toStoredDocument(row: Omit<DocumentRow, 'collection' | 'key'>): StoredDocument {
+  return {
+    value: row.value === null ? undefined : (decodeCbor(row.value) as JsonValue),
+    deleted: row.deleted,
+    version: row.version,
+    hlc: row.hlc as Hlc,
+    origin: row.origin,
+    ...(row.field_hlcs !== null && { fieldHlcs: decodeCbor(row.field_hlcs) as Record<string, Hlc> }),
+  };
+}
+
+export function logRowToChange(row: LogRow): Change {
+  return {
+    lsn: row.lsn, c: row.collection, k: row.key, op: row.op,
+    ...(row.value !== null && { v: decodeCbor(row.value) }),
+    hlc: row.hlc, o: row.origin,
+  };
+}
+
+export function documentRowToChange(row: DocumentRow): Change {
+  return {
+    lsn: row.version, c: row.collection, k: row.key, op: row.deleted ? 'del' : 'put',
+    ...(row.value !== null && !row.deleted && { v: decodeCbor(row.value) }), hlc: row.hlc, o: row.origin,
+  };
+}
+
+export function toConflictRecord(r: ConflictRow): ConflictRecord {
+  const value = (b: Buffer | null): JsonValue | undefined => (b === null ? undefined : (decodeCbor(b) as JsonValue));
+  return {
+    id: r.id, collection: r.collection, key: r.key, policy: r.policy, reason: r.reason, detail: r.detail,
+    loser: { origin: r.loser_origin, incarnation: r.loser_incarnation, seq: r.loser_seq, op: r.loser_op, value: value(r.loser_value), hlc: r.loser_hlc },
+    winner: { lsn: r.winner_lsn, origin: r.winner_origin, hlc: r.winner_hlc, value: value(r.winner_value) },
+    at: r.at,
+  };
+}
+
+/** The outcome an op row describes: an explicit outcome, else its committed run (LSN by offset). */
+export function toRecordedOutcome(row: OutcomeRow): RecordedOutcome | undefined {
+  if (row.outcome !== null) {
+    return {
+      result: {
+        outcome: row.outcome as OpResult['outcome'],
+        ...(row.lsn !== null && { lsn: row.lsn }),
+        ...(row.reason !== null && { reason: row.reason }),
+        ...(row.detail !== null && { detail: row.detail }),
+      },
+      ...(row.digest !== null && { digest: row.digest }),
+    };
+  }
+  if (row.run_first_seq === null || row.run_last_seq === null || row.run_first_lsn === null || row.seq > row.run_last_seq) return undefined;
+  const lsn = row.run_first_lsn + (row.seq - row.run_first_seq);
+  // The digest is gone once retention pruned the log entry.
+  return { result: { outcome: 'committed', lsn }, ...(row.log_digest !== null && { digest: row.log_digest }) };
+}
+
+/**
+ * An upper bound of a row's size as an encoded Change: every string in UTF-8, field names and
+ * headers. The same bound as the SQLite store's, so both page by the same sizes.
+ */
+export function encodedChangeBytes(row: { collection: string; key: string; origin: string; hlc: string; value: Buffer | null }): number {
+  return (row.value?.length ?? 0) + Buffer.byteLength(row.key) + Buffer.byteLength(row.collection) + Buffer.byteLength(row.origin) + row.hlc.length + 64;
+}

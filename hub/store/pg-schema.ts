@@ -1,0 +1,145 @@
+import type pg from 'pg';
+
+/**
+ * The PostgreSQL hub database's migrations, in order; `schema_migrations` records which have
+ * run. Append only: a released migration is never edited.
+ *
+ * Keys and collection names are `COLLATE "C"` so that every ORDER BY and range comparison
+ * follows the UTF-8 byte order SQLite uses: snapshot pages and listings page identically on
+ * both stores. Values are the same CBOR bytes SQLite stores; HLCs are text; times are ms epoch.
+ */
+export const PG_MIGRATIONS: readonly string[] = [
+  // 1: the whole schema of SQLite migrations 1-7, plus the writer's leadership row
+  `
+CREATE TABLE log (
+  lsn          bigint PRIMARY KEY,
+  collection   text COLLATE "C" NOT NULL,
+  key          text COLLATE "C" NOT NULL,
+  op           text NOT NULL CHECK (op IN ('put', 'del')),
+  value        bytea,
+  hlc          text NOT NULL,
+  origin       text NOT NULL,
+  incarnation  text,
+  seq          bigint,
+  committed_at bigint NOT NULL,
+  digest       text
+);
+CREATE INDEX log_by_collection ON log (collection, lsn);
+CREATE TABLE documents (
+  collection text COLLATE "C" NOT NULL,
+  key        text COLLATE "C" NOT NULL,
+  value      bytea,
+  deleted    boolean NOT NULL DEFAULT false,
+  version    bigint NOT NULL,
+  hlc        text NOT NULL,
+  origin     text NOT NULL,
+  field_hlcs bytea,
+  PRIMARY KEY (collection, key)
+);
+CREATE TABLE collections (
+  name     text COLLATE "C" PRIMARY KEY,
+  head_lsn bigint NOT NULL
+);
+CREATE TABLE agent_sequences (
+  agent_id    text NOT NULL,
+  incarnation text NOT NULL,
+  last_seq    bigint NOT NULL,
+  updated_at  bigint NOT NULL,
+  PRIMARY KEY (agent_id, incarnation)
+);
+CREATE TABLE outcomes (
+  agent_id    text NOT NULL,
+  incarnation text NOT NULL,
+  seq         bigint NOT NULL,
+  outcome     text NOT NULL,
+  lsn         bigint,
+  reason      text,
+  detail      text,
+  digest      text,
+  at          bigint,
+  PRIMARY KEY (agent_id, incarnation, seq)
+);
+CREATE INDEX outcomes_by_kind ON outcomes (outcome, at);
+CREATE TABLE committed_runs (
+  agent_id    text NOT NULL,
+  incarnation text NOT NULL,
+  first_seq   bigint NOT NULL,
+  last_seq    bigint NOT NULL,
+  first_lsn   bigint NOT NULL,
+  PRIMARY KEY (agent_id, incarnation, first_seq)
+);
+CREATE TABLE conflicts (
+  id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  collection        text COLLATE "C" NOT NULL,
+  key               text COLLATE "C" NOT NULL,
+  policy            text NOT NULL,
+  reason            text NOT NULL,
+  detail            text,
+  loser_origin      text NOT NULL,
+  loser_incarnation text,
+  loser_seq         bigint,
+  loser_op          text NOT NULL,
+  loser_value       bytea,
+  loser_hlc         text NOT NULL,
+  winner_lsn        bigint NOT NULL,
+  winner_origin     text NOT NULL,
+  winner_hlc        text NOT NULL,
+  winner_value      bytea,
+  at                bigint NOT NULL
+);
+CREATE INDEX conflicts_by_document ON conflicts (collection, key, id);
+CREATE TABLE agent_credentials (
+  agent_id       text COLLATE "C" PRIMARY KEY,
+  token_hash     text NOT NULL,
+  created_at     bigint NOT NULL,
+  revoked_at     bigint,
+  mosquitto_hash text
+);
+-- Counters of the hub: how far retention pruned the log, and a version bumped in the same
+-- transaction as every credential change (other hub processes poll it).
+CREATE TABLE hub_meta (
+  name  text PRIMARY KEY,
+  value bigint NOT NULL
+);
+INSERT INTO hub_meta (name, value) VALUES ('pruned_through', 0), ('credentials_version', 0);
+-- The writer's claim, one row. Every group commit updates it only if epoch, head_lsn and
+-- group_commits are still what this writer last saw: a leader deposed by a higher epoch is
+-- fenced off, and a second writer on the same database cannot commit on stale state.
+CREATE TABLE leadership (
+  singleton     boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  epoch         bigint NOT NULL,
+  head_lsn      bigint NOT NULL,
+  group_commits bigint NOT NULL
+);
+INSERT INTO leadership (epoch, head_lsn, group_commits) VALUES (0, 0, 0);
+`,
+];
+
+/** Arbitrary but fixed: the advisory lock every hub process takes to migrate. */
+const MIGRATION_LOCK = 0x6f757470; // "outp"
+
+/**
+ * Brings the schema up to date in one transaction under a transaction-scoped advisory lock, so
+ * that hubs (or CLI commands) starting at once migrate one after the other: the second finds
+ * the work done. Refuses a database migrated by a newer Outpost.
+ */
+export async function migrate(client: pg.ClientBase): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)');
+    const { rows } = await client.query<{ version: number | null }>('SELECT max(version) AS version FROM schema_migrations');
+    const version = rows[0]?.version ?? 0;
+    if (version > PG_MIGRATIONS.length) {
+      throw new Error(`database schema version ${version} is newer than this hub (${PG_MIGRATIONS.length}); upgrade Outpost`);
+    }
+    for (let v = version; v < PG_MIGRATIONS.length; v++) {
+      await client.query(PG_MIGRATIONS[v]!);
+      await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [v + 1, Date.now()]);
+    }
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}

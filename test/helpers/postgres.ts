@@ -1,0 +1,72 @@
+import { randomBytes } from 'node:crypto';
+import { userInfo } from 'node:os';
+import pg from 'pg';
+import { afterAll } from 'vitest';
+
+/**
+ * The local PostgreSQL the store tests run on. `OUTPOST_TEST_PG_URL` names a role that may
+ * create databases; by default the server's unix socket as the OS user (`.ci/run` creates that
+ * role, a superuser, for root; peer authentication needs no password).
+ */
+export const PG_ADMIN_URL = process.env.OUTPOST_TEST_PG_URL
+  ?? `postgresql:///postgres?host=/var/run/postgresql&user=${encodeURIComponent(userInfo().username)}`;
+
+/** Why PostgreSQL cannot be used, or undefined when it can (checked once, when the file loads). */
+export const NO_POSTGRES: string | undefined = await (async () => {
+  const client = new pg.Client({ connectionString: PG_ADMIN_URL, connectionTimeoutMillis: 3_000 });
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return undefined;
+  } catch (error) {
+    return `PostgreSQL is not reachable at ${PG_ADMIN_URL} (${(error as Error).message}): the PostgreSQL store tests are skipped; ` +
+      'start it (pg_ctlcluster 15 main start) or set OUTPOST_TEST_PG_URL';
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+})();
+
+const made: string[] = [];
+afterAll(async () => {
+  if (made.length === 0) return;
+  await withAdmin(async (admin) => {
+    // FORCE: a store a failing test left open must not keep its database alive.
+    for (const name of made.splice(0)) await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  });
+});
+
+/** The URL of a new, empty database, dropped after the test file. */
+export async function freshDatabase(): Promise<string> {
+  const name = `outpost_test_${randomBytes(6).toString('hex')}`;
+  await withAdmin((admin) => admin.query(`CREATE DATABASE ${name}`));
+  made.push(name);
+  return databaseUrl(name);
+}
+
+/** The admin URL pointed at another database on the same server. */
+export function databaseUrl(name: string): string {
+  const url = new URL(PG_ADMIN_URL);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/** Runs SQL on one database directly (to inspect it, or to play another hub raising the epoch). */
+export async function sql<R extends pg.QueryResultRow>(url: string, text: string, values?: unknown[]): Promise<R[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<R>(text, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+async function withAdmin<T>(fn: (admin: pg.Client) => Promise<T>): Promise<T> {
+  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+  await admin.connect();
+  try {
+    return await fn(admin);
+  } finally {
+    await admin.end();
+  }
+}

@@ -35,10 +35,15 @@ afterAll(async () => {
   });
 });
 
-/** The URL of a new, empty database, dropped after the test file. */
+/**
+ * The URL of a new, empty database, dropped after the test file. Its default collation is a
+ * linguistic one (ICU en-US, as production servers often have), where 'B' sorts after 'a': the
+ * store must order keys by bytes whatever the server's default.
+ */
 export async function freshDatabase(): Promise<string> {
   const name = `outpost_test_${randomBytes(6).toString('hex')}`;
-  await withAdmin((admin) => admin.query(`CREATE DATABASE ${name}`));
+  await withAdmin((admin) => admin.query(
+    `CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'`));
   made.push(name);
   return databaseUrl(name);
 }

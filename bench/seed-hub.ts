@@ -7,13 +7,13 @@
  */
 import { HybridClock } from '../shared/hlc.js';
 import type { JsonValue } from '../shared/values.js';
-import { SqliteHubStore } from '../hub/store/sqlite-store.js';
+import { SqliteHubDb } from '../hub/store/sqlite-db.js';
 
 const BATCH = 10_000;
 
 /** Commits `count` puts to `collection` (keys `r-0`…); returns the head LSN. */
 export function seedHub(dataDir: string, collection: string, count: number, value: (i: number) => JsonValue, options: { pruneLog: boolean }): number {
-  const store = new SqliteHubStore(dataDir);
+  const store = new SqliteHubDb(dataDir);
   const clock = new HybridClock();
   try {
     for (let from = 0; from < count; from += BATCH) {

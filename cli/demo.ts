@@ -38,36 +38,41 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     }
   });
 
-  const converged = (): boolean => agents.every((a) => {
-    const s = a.status();
-    return s.outboxDepth === 0 && Object.entries(hub.store.collectionHeads()).every(([c, head]) => Math.max(s.collections[c]?.appliedLsn ?? 0, s.watermark) >= head);
-  });
-  const render = (phase: string): void => {
+  // Every collection's head at the hub, refreshed before each check.
+  let heads: Record<string, number> = {};
+  const converged = async (): Promise<boolean> => {
+    heads = await hub.store.collectionHeads();
+    return agents.every((a) => {
+      const s = a.status();
+      return s.outboxDepth === 0 && Object.entries(heads).every(([c, head]) => Math.max(s.collections[c]?.appliedLsn ?? 0, s.watermark) >= head);
+    });
+  };
+  const render = async (phase: string): Promise<void> => {
     const head = hub.store.head;
     const rows = agents.map((a) => {
       const s = a.status();
       return [a.id, s.connected ? 'online' : 'OFFLINE', String(drops.get(a.id)), String(written.get(a.id)), String(s.outboxDepth), String(Math.max(0, head - s.appliedLsn))];
     });
-    const lines = [`outpost demo — ${phase} — hub at LSN ${head}${converged() ? ', all replicas converged' : ''}`, '',
+    const lines = [`outpost demo — ${phase} — hub at LSN ${head}${(await converged()) ? ', all replicas converged' : ''}`, '',
       table([['AGENT', 'LINK', 'DROPS', 'WRITES', 'OUTBOX', 'LAG (changes)'], ...rows]), ''];
     process.stdout.write(process.stdout.isTTY ? `\x1b[2J\x1b[H${lines.join('\n')}\n` : `${lines.join('\n')}\n`);
   };
 
   const started = Date.now();
   while (Date.now() - started < options.seconds * 1000) {
-    render(`writing, ${Math.ceil((options.seconds * 1000 - (Date.now() - started)) / 1000)} s left (pi-flaky drops its link every 3 s)`);
+    await render(`writing, ${Math.ceil((options.seconds * 1000 - (Date.now() - started)) / 1000)} s left (pi-flaky drops its link every 3 s)`);
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
   writing = false;
   clearInterval(dropper);
   await Promise.all(writers);
   const deadline = Date.now() + 30_000;
-  while (!converged() && Date.now() < deadline) {
-    render('writes stopped, waiting for every replica to catch up');
+  while (!(await converged()) && Date.now() < deadline) {
+    await render('writes stopped, waiting for every replica to catch up');
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
-  const ok = converged();
-  render(ok ? 'done' : 'did not converge in 30 s');
+  const ok = await converged();
+  await render(ok ? 'done' : 'did not converge in 30 s');
   const total = [...written.values()].reduce((a, b) => a + b, 0);
   process.stdout.write(ok
     ? `converged: ${total} writes from 3 agents; every replica has applied all of them, up to LSN ${hub.store.head} ` +

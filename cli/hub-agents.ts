@@ -24,9 +24,9 @@ export function addAgentAdmin(hub: Command): void {
       const store = await open(opts.data);
       try {
         // The Mosquitto hash too, so that `outpost hub export mosquitto` can admit the agent there.
-        store.putCredential(agentId, await hashToken(token), await mosquittoHash(token));
+        await store.putCredential(agentId, await hashToken(token), await mosquittoHash(token));
       } finally {
-        store.close();
+        await store.close();
       }
       process.stdout.write(`${token}\n`);
       process.stderr.write(`agent ${agentId} provisioned. The token above is shown only now: give it to the device as OUTPOST_HUB_TOKEN.\n`);
@@ -36,9 +36,9 @@ export function addAgentAdmin(hub: Command): void {
     .action(async (agentId: string, opts: { data: string }) => {
       const store = await open(opts.data);
       try {
-        if (!store.revokeCredential(agentId)) throw new ConfigError(`agent ${agentId} has no active credential`);
+        if (!(await store.revokeCredential(agentId))) throw new ConfigError(`agent ${agentId} has no active credential`);
       } finally {
-        store.close();
+        await store.close();
       }
       process.stdout.write(`agent ${agentId} revoked\n`);
     });
@@ -46,8 +46,8 @@ export function addAgentAdmin(hub: Command): void {
   withData(agents.command('list').description('agents with credentials')).option('--json', 'machine-readable output')
     .action(async (opts: { data: string; json?: boolean }) => {
       const store = await open(opts.data);
-      const list = store.credentials();
-      store.close();
+      const list = await store.credentials();
+      await store.close();
       process.stdout.write(opts.json ? `${JSON.stringify(list, null, 2)}\n` : `${table([['AGENT', 'CREATED', 'STATE'],
         ...list.map((a) => [a.agentId, new Date(a.createdAt).toISOString(), a.revokedAt === null ? 'active' : `revoked ${new Date(a.revokedAt).toISOString()}`])])}\n`);
     });

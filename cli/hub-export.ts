@@ -35,9 +35,9 @@ export function addBrokerExport(hub: Command): void {
       const store = new SqliteHubStore(opts.data);
       let agents;
       try {
-        agents = store.brokerCredentials();
+        agents = await store.brokerCredentials();
       } finally {
-        store.close();
+        await store.close();
       }
       let files;
       try {

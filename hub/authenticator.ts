@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { fingerprint, verifyToken } from './credentials.js';
-import type { SqliteHubStore } from './store/sqlite-store.js';
+import type { HubStore } from './store/hub-store.js';
 
 export type AuthResult = 'ok' | 'no-credentials' | 'unknown-agent' | 'revoked' | 'wrong-token' | 'id-mismatch';
 
@@ -13,12 +13,12 @@ export type AuthResult = 'ok' | 'no-credentials' | 'unknown-agent' | 'revoked' |
 export class Authenticator {
   readonly #verified = new Map<string, string>();
 
-  constructor(private readonly store: SqliteHubStore, private readonly log: Logger) {}
+  constructor(private readonly store: HubStore, private readonly log: Logger) {}
 
   async check(clientId: string, username: string | undefined, password: Buffer | undefined): Promise<AuthResult> {
     if (username === undefined || password === undefined) return 'no-credentials';
     if (username !== clientId) return 'id-mismatch';
-    const credential = this.store.credential(clientId);
+    const credential = await this.store.credential(clientId);
     if (!credential) return 'unknown-agent';
     if (credential.revoked) return 'revoked';
     const token = password.toString('utf8');
@@ -36,8 +36,8 @@ export class Authenticator {
   }
 
   /** Whether an agent may stay connected: it still has an unrevoked credential. */
-  stillValid(agentId: string): boolean {
-    const credential = this.store.credential(agentId);
+  async stillValid(agentId: string): Promise<boolean> {
+    const credential = await this.store.credential(agentId);
     return credential !== undefined && !credential.revoked;
   }
 }

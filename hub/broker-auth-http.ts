@@ -60,7 +60,7 @@ export function brokerAuthRoutes(hub: HubBase): FastifyPluginAsync {
     }, async (request) => {
       const { username, topic, action, retain } = request.body;
       if (hub.brokerServiceUser?.username === username) return topic.startsWith(`${TOPIC_ROOT}/`) ? allow : deny;
-      if (!hub.common.dev && !hub.authenticator.stillValid(username)) return deny;
+      if (!hub.common.dev && !(await hub.authenticator.stillValid(username))) return deny;
       if (action === 'publish') return mayPublish(username, topic, retain === true || retain === 'true') ? allow : deny;
       return maySubscribe(username, topic, hub.core.access, false) ? allow : deny;
     });

@@ -62,12 +62,18 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
     // Mutual TLS: a verified client certificate names the agent; no token needed.
     const certified = (client.conn as { peerCommonName?: string }).peerCommonName;
     if (certified !== undefined) {
-      if (certified === client.id && options.authenticator.stillValid(client.id)) {
-        done(null, true);
-        return;
-      }
-      log.warn({ agentId: client.id, certificate: certified }, 'refused agent: the certificate names another agent, or it is not provisioned');
-      done(authError('not authorized', NOT_AUTHORIZED), null);
+      const provisioned = certified === client.id ? options.authenticator.stillValid(client.id) : Promise.resolve(false);
+      provisioned.then((ok) => {
+        if (ok) {
+          done(null, true);
+          return;
+        }
+        log.warn({ agentId: client.id, certificate: certified }, 'refused agent: the certificate names another agent, or it is not provisioned');
+        done(authError('not authorized', NOT_AUTHORIZED), null);
+      }, (error: unknown) => {
+        log.error({ err: error, agentId: client.id }, 'could not check the agent\'s credential');
+        done(authError('server unavailable', SERVER_UNAVAILABLE), null);
+      });
       return;
     }
     options.authenticator.check(client.id, username, password).then((result) => {

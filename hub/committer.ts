@@ -13,12 +13,14 @@ interface Waiter {
  * together, in arrival order, in one transaction. Replies and change sets are handed to
  * `publish` only after that transaction has committed.
  *
- *   enqueue ─► queued ─(next turn of the event loop)─► ingest (one txn) ─► publish ─► resolve hub writes
+ *   enqueue ─► queued ─(next turn, or when the commit under way ends)─► ingest (one txn) ─► publish ─► resolve hub writes
  */
 export class Committer {
   #queue: IngestRequest[] = [];
   #waiters: Waiter[] = [];
   #scheduled = false;
+  /** A group commit is under way: group commits run one at a time, in order. */
+  #committing = false;
   #stopped = false;
 
   constructor(
@@ -45,24 +47,29 @@ export class Committer {
 
   #push(request: IngestRequest): void {
     this.#queue.push(request);
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(() => this.#drain());
-    }
+    this.#schedule();
   }
 
-  #drain(): void {
+  /** The next group commit starts on the next turn, or once the one under way has finished. */
+  #schedule(): void {
+    if (this.#scheduled || this.#committing) return;
+    this.#scheduled = true;
+    setImmediate(() => void this.#drain());
+  }
+
+  async #drain(): Promise<void> {
     this.#scheduled = false;
     const requests = this.#queue;
     const waiters = this.#waiters;
     this.#queue = [];
     this.#waiters = [];
     if (requests.length === 0) return;
+    this.#committing = true;
     let output: IngestOutput;
     const started = process.hrtime.bigint();
     try {
       faultPoint('hub.before-commit');
-      output = this.ingestor.ingest(requests);
+      output = await this.ingestor.ingest(requests);
     } catch (error) {
       // Nothing was committed; agents keep their outbox rows and resend, hub writers see the error.
       this.log.error({ err: error, requests: requests.length }, 'commit failed');
@@ -70,15 +77,20 @@ export class Committer {
       this.onFailure([...new Set(agents)], error as Error);
       for (const w of waiters) w.reject(error as Error);
       return;
+    } finally {
+      this.#committing = false;
+      // What arrived during this commit goes in the next one.
+      if (this.#queue.length > 0 && !this.#stopped) this.#schedule();
     }
     faultPoint('hub.after-commit');
     this.publish(output, requests.length, Number(process.hrtime.bigint() - started) / 1e9);
     waiters.forEach((w, i) => w.resolve(output.hubResults[i]!));
   }
 
-  /** Commits what is queued, then accepts nothing more. */
-  drain(): void {
-    this.#drain();
+  /** Commits what is queued (after the commit under way), then accepts nothing more. */
+  async drain(): Promise<void> {
     this.#stopped = true;
+    while (this.#committing) await new Promise((resolve) => setImmediate(resolve));
+    await this.#drain();
   }
 }

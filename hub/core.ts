@@ -14,6 +14,7 @@ import { CollectionPolicies, DEFAULT_HUB_CONFIG, type HubConfig } from './config
 import { defaultIngestOptions, Ingestor, type HubWriteRequest, type IngestOutput, type WriteResult } from './ingest.js';
 import { answerPull } from './pull.js';
 import { ReplicationTracker, type ReplicaWait } from './replication-tracker.js';
+import type { HubStore } from './store/hub-store.js';
 import { SqliteHubStore } from './store/sqlite-store.js';
 
 export interface HubEvents {
@@ -26,7 +27,10 @@ export interface HubEvents {
 }
 
 export interface HubCoreOptions {
+  /** Where the embedded SQLite store lives (unless `store` is given). */
   dataDir: string;
+  /** The primary store; default SQLite in `dataDir`. */
+  store?: HubStore;
   config?: HubConfig;
   logger?: Logger;
   /** Development mode: every agent may read and write everything. */
@@ -42,7 +46,7 @@ export interface HubCoreOptions {
  * any other carrier feed it `onUp` and give it `publish`.
  */
 export class HubCore extends EventEmitter<HubEvents> {
-  readonly store: SqliteHubStore;
+  readonly store: HubStore;
   readonly clock = new HybridClock();
   readonly log: Logger;
   readonly config: HubConfig;
@@ -60,7 +64,7 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.policies = new CollectionPolicies(this.config);
     this.access = new AccessControl(this.config.access, options.dev ?? false);
     this.#publish = options.publish;
-    this.store = new SqliteHubStore(options.dataDir);
+    this.store = options.store ?? new SqliteHubStore(options.dataDir);
     const ingestor = new Ingestor(this.store, this.clock, this.policies, {
       ...defaultIngestOptions,
       maxFutureSkewMs: this.config.maxClockSkewSeconds * 1000,
@@ -87,28 +91,30 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.publishStatus();
     const { maxAgeHours, maxEntries } = this.config.retention;
     if (maxAgeHours > 0 || maxEntries > 0) {
-      this.#pruneTimer = setInterval(() => this.pruneLog(), pruneIntervalMs);
+      this.#pruneTimer = setInterval(() => {
+        this.pruneLog().catch((error: unknown) => this.log.error({ err: error }, 'log retention failed; will try again'));
+      }, pruneIntervalMs);
       this.#pruneTimer.unref();
     }
   }
 
   /** Commits and acknowledges what is queued, then accepts nothing more. */
-  drain(): void {
+  async drain(): Promise<void> {
     clearInterval(this.#pruneTimer);
-    this.#committer.drain();
+    await this.#committer.drain();
   }
 
   /** Drains, then closes the store. */
-  stop(): void {
-    this.drain();
-    this.store.close();
+  async stop(): Promise<void> {
+    await this.drain();
+    await this.store.close();
   }
 
   /** Applies log retention now; agents behind the pruned part catch up by snapshot. */
-  pruneLog(): number {
+  async pruneLog(): Promise<number> {
     const { maxAgeHours, maxEntries } = this.config.retention;
     const before = this.store.prunedThrough;
-    const through = this.store.prune({ maxAgeMs: maxAgeHours * 3_600_000, maxEntries });
+    const through = await this.store.prune({ maxAgeMs: maxAgeHours * 3_600_000, maxEntries });
     if (through > before) this.log.info({ prunedThrough: through }, 'log retention applied');
     return through;
   }
@@ -135,9 +141,18 @@ export class HubCore extends EventEmitter<HubEvents> {
         this.#committer.enqueueBatch(agentId, message[1]);
         break;
       case 'pull': {
-        const answer = answerPull(this.store, this.clock, message[1], limits.maxMessageBytes / 2, (c) => this.access.mayRead(agentId, c));
-        this.#sendDown(agentId, answer);
-        this.emit('pull', agentId, message[1], answer);
+        const pull = message[1];
+        answerPull(this.store, this.clock, pull, limits.maxMessageBytes / 2, (c) => this.access.mayRead(agentId, c)).then(
+          (answer) => {
+            this.#sendDown(agentId, answer);
+            this.emit('pull', agentId, pull, answer);
+          },
+          (error: unknown) => {
+            // The agent asks again after its pull timeout; tell it why meanwhile.
+            this.log.error({ err: error, agentId }, 'could not answer a pull');
+            this.#sendDown(agentId, ['error', { code: ErrorCode.STORAGE_FAILED, message: `hub could not read its store: ${(error as Error).message}` }]);
+          },
+        );
         break;
       }
       case 'status':

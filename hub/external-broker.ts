@@ -51,6 +51,8 @@ export class BrokerClientHub extends HubBase {
   readonly #lastMessage = new Map<string, number>();
   /** Whether an agent is provisioned and unrevoked; forgotten when credentials change. */
   readonly #provisioned = new Map<string, boolean>();
+  /** Messages of an agent whose credential is being looked up, chained so that they keep their order. */
+  readonly #checking = new Map<string, Promise<boolean>>();
   /** Set once the first connection is up: a later connect republishes the retained status. */
   #started = false;
 
@@ -93,8 +95,8 @@ export class BrokerClientHub extends HubBase {
 
   async #start(): Promise<void> {
     const { options, log } = this;
-    this.warnAboutSetup();
-    if (!options.dev) this.watchCredentials(() => this.#provisioned.clear());
+    await this.warnAboutSetup();
+    if (!options.dev) await this.watchCredentials(() => this.#provisioned.clear());
     // The HTTP API first: a broker that authenticates over HTTP (EMQX) asks it about the hub too.
     await this.startHttp();
     const client = mqtt.connect(options.broker.url, {
@@ -161,21 +163,39 @@ export class BrokerClientHub extends HubBase {
       this.log.warn({ agentId }, 'retained message on an up topic ignored: agents never retain (does the broker ACL allow it?)');
       return;
     }
-    if (!this.options.dev && !this.#isProvisioned(agentId)) {
-      this.log.warn({ agentId }, 'message from an agent that is not provisioned (or revoked) ignored; export the broker files again and reload the broker');
+    if (this.options.dev) {
+      this.#deliver(agentId, payload);
       return;
     }
+    const known = this.#provisioned.get(agentId);
+    if (known !== undefined && !this.#checking.has(agentId)) {
+      if (known) this.#deliver(agentId, payload);
+      else this.#ignoreUnprovisioned(agentId);
+      return;
+    }
+    // Not known yet: look it up, and hold this agent's later messages behind it, in order.
+    const previous = this.#checking.get(agentId) ?? this.authenticator.stillValid(agentId).then((ok) => {
+      this.#provisioned.set(agentId, ok);
+      return ok;
+    }, () => false);
+    const next = previous.then((ok) => {
+      if (ok) this.#deliver(agentId, payload);
+      else this.#ignoreUnprovisioned(agentId);
+      return ok;
+    });
+    this.#checking.set(agentId, next);
+    void next.then(() => {
+      if (this.#checking.get(agentId) === next) this.#checking.delete(agentId);
+    });
+  }
+
+  #deliver(agentId: string, payload: Buffer): void {
     this.#lastMessage.set(agentId, Date.now());
     this.core.onUp(agentId, payload);
   }
 
-  #isProvisioned(agentId: string): boolean {
-    let known = this.#provisioned.get(agentId);
-    if (known === undefined) {
-      known = this.authenticator.stillValid(agentId);
-      this.#provisioned.set(agentId, known);
-    }
-    return known;
+  #ignoreUnprovisioned(agentId: string): void {
+    this.log.warn({ agentId }, 'message from an agent that is not provisioned (or revoked) ignored; export the broker files again and reload the broker');
   }
 
   get ready(): boolean {
@@ -191,14 +211,14 @@ export class BrokerClientHub extends HubBase {
   /** Commits what is queued and publishes its acks, waits for the broker to take them, then closes the store. */
   async stop(): Promise<void> {
     await this.stopCommon();
-    this.core.drain();
+    await this.core.drain();
     if (this.#client) {
       const client = this.#client;
       // Not forced: in-flight QoS 1 publishes are acknowledged first (when the broker is there).
       await Promise.race([client.endAsync(!client.connected), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
       client.end(true);
     }
-    this.core.stop();
+    await this.core.stop();
   }
 }
 

@@ -1,5 +1,5 @@
 import type { ReplicationTracker } from './replication-tracker.js';
-import type { SqliteHubStore } from './store/sqlite-store.js';
+import type { HubStore } from './store/hub-store.js';
 
 export interface AgentView {
   agentId: string;
@@ -23,22 +23,22 @@ export interface AgentView {
 export interface Presence { online: boolean; since: number; address?: string }
 
 /** The fleet as the hub sees it: provisioned agents, connected ones, and what each reported. */
-export function fleetStatus(store: SqliteHubStore, replication: ReplicationTracker, presence: ReadonlyMap<string, Presence>): AgentView[] {
-  const credentials = new Map(store.credentials().map((c) => [c.agentId, c]));
+export async function fleetStatus(store: HubStore, replication: ReplicationTracker, presence: ReadonlyMap<string, Presence>): Promise<AgentView[]> {
+  const credentials = new Map((await store.credentials()).map((c) => [c.agentId, c]));
   const ids = new Set([...credentials.keys(), ...presence.keys(), ...replication.reports.keys()]);
-  const heads = store.collectionHeads();
+  const heads = await store.collectionHeads();
   const now = Date.now();
-  return [...ids].sort().map((agentId) => {
+  return Promise.all([...ids].sort().map(async (agentId) => {
     const seen = presence.get(agentId);
     const report = replication.reports.get(agentId);
     const lastSeenAt = Math.max(seen?.since ?? 0, report?.at ?? 0);
     const collections: AgentView['collections'] = {};
     for (const [c, applied] of Object.entries(replication.appliedBy(agentId))) {
       const head = heads[c] ?? 0;
-      const oldestMissing = head > applied ? store.firstCommitAfter(c, applied) : undefined;
+      const oldestMissing = head > applied ? await store.firstCommitAfter(c, applied) : undefined;
       collections[c] = {
         appliedLsn: applied,
-        lagChanges: Math.max(0, store.countAfter(c, applied, head)),
+        lagChanges: head > applied ? Math.max(0, await store.countAfter(c, applied, head)) : 0,
         lagSeconds: oldestMissing === undefined ? 0 : Math.max(0, (now - oldestMissing) / 1000),
       };
     }
@@ -50,11 +50,11 @@ export function fleetStatus(store: SqliteHubStore, replication: ReplicationTrack
       ...(seen?.address !== undefined && { address: seen.address }),
       provisioned: credential !== undefined,
       revoked: credential?.revokedAt !== null && credential?.revokedAt !== undefined,
-      lastSeq: store.lastSeqs(agentId),
+      lastSeq: await store.lastSeqs(agentId),
       collections,
       ...(report && { outboxDepth: report.outbox }),
       ...(report?.oldestPendingMs !== undefined && { oldestPendingAgeMs: report.oldestPendingMs }),
       ...(report?.version !== undefined && { version: report.version }),
     };
-  });
+  }));
 }

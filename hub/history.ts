@@ -17,14 +17,14 @@ export class FleetHistory {
   #last = Date.now();
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(core: HubCore, private readonly fleet: () => AgentView[], private readonly everyMs = 5_000, private readonly keep = 720) {
+  constructor(core: HubCore, private readonly fleet: () => Promise<AgentView[]>, private readonly everyMs = 5_000, private readonly keep = 720) {
     core.on('commit', (_requests, outcomes) => {
       this.#committed += outcomes.filter((o) => o === 'committed').length;
     });
   }
 
   start(): void {
-    this.#timer = setInterval(() => this.sample(), this.everyMs);
+    this.#timer = setInterval(() => void this.sample().catch(() => undefined), this.everyMs);
     this.#timer.unref();
   }
 
@@ -32,9 +32,9 @@ export class FleetHistory {
     clearInterval(this.#timer);
   }
 
-  sample(): void {
+  async sample(): Promise<void> {
+    const agents = await this.fleet();
     const now = Date.now();
-    const agents = this.fleet();
     const maxLag = Math.max(0, ...agents.flatMap((a) => Object.values(a.collections).map((c) => c.lagChanges)));
     this.#samples.push({ at: now, commitsPerSecond: this.#committed / Math.max(0.001, (now - this.#last) / 1000), maxLag, online: agents.filter((a) => a.online).length });
     if (this.#samples.length > this.keep) this.#samples.shift();

@@ -44,21 +44,21 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
   app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(DASHBOARD_HTML));
   app.get('/v1/history', async () => ({ samples: hub.history.samples }));
 
-  app.get('/v1/agents', async () => ({ agents: hub.fleet() }));
+  app.get('/v1/agents', async () => ({ agents: await hub.fleet() }));
   app.get<{ Params: { agentId: string } }>('/v1/agents/:agentId', async (request, reply) => {
-    const agent = hub.fleet().find((a) => a.agentId === request.params.agentId);
+    const agent = (await hub.fleet()).find((a) => a.agentId === request.params.agentId);
     return agent ?? reply.code(404).send({ code: 'OUTPOST_NOT_FOUND', message: `the hub knows no agent ${request.params.agentId}` });
   });
   app.get('/v1/collections', async () => hub.core.policies.describe());
   app.get<{ Params: { collection: string }; Querystring: { prefix?: string; after?: string; limit?: string } }>('/v1/docs/:collection', async (request) => ({
-    docs: hub.store.listDocuments(request.params.collection, {
+    docs: await hub.store.listDocuments(request.params.collection, {
       ...(request.query.prefix !== undefined && { prefix: request.query.prefix }),
       ...(request.query.after !== undefined && { after: request.query.after }),
       limit: Math.min(Number(request.query.limit) || 100, 1000),
     }),
   }));
   app.get<{ Querystring: { limit?: string } }>('/v1/rejections', async (request) => ({
-    rejections: hub.store.rejections(Math.min(Number(request.query.limit) || 100, 1000)),
+    rejections: await hub.store.rejections(Math.min(Number(request.query.limit) || 100, 1000)),
   }));
 
   app.get('/v1/status', async () => ({
@@ -66,12 +66,12 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
     prunedThrough: hub.store.prunedThrough,
     connectedAgents: hub.connectedAgents,
     /** Head LSN of every collection: an agent has caught up when it has applied these. */
-    collections: hub.store.collectionHeads(),
+    collections: await hub.store.collectionHeads(),
   }));
 
   app.get<{ Params: DocParams }>('/v1/docs/:collection/:key', async (request, reply) => {
     const { collection, key } = request.params;
-    const doc = hub.store.document(collection, key);
+    const doc = await hub.store.document(collection, key);
     if (!doc || doc.deleted) {
       return reply.code(404).send({ code: 'OUTPOST_NOT_FOUND', message: `no document ${collection}/${key} at the hub` });
     }
@@ -103,7 +103,7 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
   app.get<{ Querystring: { collection?: string; key?: string; before?: string; limit?: string } }>('/v1/conflicts', async (request) => {
     const { collection, key, before, limit } = request.query;
     return {
-      conflicts: hub.store.conflicts({
+      conflicts: await hub.store.conflicts({
         ...(collection !== undefined && { collection }),
         ...(key !== undefined && { key }),
         ...(before !== undefined && { before: Number(before) }),

@@ -3,6 +3,7 @@ import pino, { type Logger } from 'pino';
 import { Authenticator } from './authenticator.js';
 import type { HubConfig } from './config.js';
 import { HubCore } from './core.js';
+import type { HubStore } from './store/hub-store.js';
 import { fleetStatus, type AgentView, type Presence } from './fleet.js';
 import { FleetHistory } from './history.js';
 import { createHubHttp, type HubHttp } from './http.js';
@@ -12,6 +13,8 @@ export interface HubCommonOptions {
   /** `host:port` for the HTTP API; omitted = no HTTP API. */
   http?: { host: string; port: number };
   dataDir: string;
+  /** The primary store; default SQLite in `dataDir`. */
+  store?: HubStore;
   /** Admit agents without credentials (development only). */
   dev?: boolean;
   /** Collections, policies and retention; defaults when omitted. */
@@ -50,6 +53,7 @@ export abstract class HubBase {
     this.log = common.logger ?? pino({ level: 'silent' });
     this.core = new HubCore({
       dataDir: common.dataDir,
+      ...(common.store && { store: common.store }),
       dev: common.dev ?? false,
       logger: this.log,
       ...(common.config && { config: common.config }),
@@ -77,7 +81,7 @@ export abstract class HubBase {
   }
 
   /** Every agent the hub knows of, with its replication status. */
-  fleet(): AgentView[] {
+  fleet(): Promise<AgentView[]> {
     return fleetStatus(this.store, this.core.replication, this.presenceView());
   }
 
@@ -91,7 +95,7 @@ export abstract class HubBase {
   }
 
   /** Says at start what would otherwise surprise: development mode, an access section granting nothing, no agents. */
-  protected warnAboutSetup(): void {
+  protected async warnAboutSetup(): Promise<void> {
     const { common, log } = this;
     if (common.dev) {
       log.warn('DEVELOPMENT MODE: any agent may connect without credentials. Never expose this hub to a network.');
@@ -101,7 +105,7 @@ export abstract class HubBase {
       log.warn('the hub config grants no collection to any agent (access section): agents can connect but not read or write; ' +
         'grant access, e.g. access: { default: { read: ["*"], write: ["*"] } }');
     }
-    if (this.store.credentials().every((c) => c.revokedAt !== null)) {
+    if ((await this.store.credentials()).every((c) => c.revokedAt !== null)) {
       log.warn(`no agents are provisioned yet: add one with \`outpost hub agents add <agent-id> --data ${common.dataDir}\`, ` +
         'which prints its token once; give it to the agent as OUTPOST_HUB_TOKEN');
     }
@@ -118,17 +122,22 @@ export abstract class HubBase {
   }
 
   /**
-   * `outpost hub agents add|revoke` write from another process: SQLite's data_version tells this
-   * one, within half a second, to forget verified tokens; then `onChange` acts on it.
+   * `outpost hub agents add|revoke` write from another process: the store's credentials version
+   * tells this one, within half a second, to forget verified tokens; then `onChange` acts on it.
    */
-  protected watchCredentials(onChange: () => void): void {
-    let version = this.store.dataVersion();
+  protected async watchCredentials(onChange: () => void): Promise<void> {
+    let version = await this.store.credentialsVersion();
+    let checking = false;
     this.#credentialTimer = setInterval(() => {
-      const now = this.store.dataVersion();
-      if (now === version) return;
-      version = now;
-      this.authenticator.forget();
-      onChange();
+      if (checking) return;
+      checking = true;
+      this.store.credentialsVersion().then((now) => {
+        if (now === version) return;
+        version = now;
+        this.authenticator.forget();
+        onChange();
+      }).catch((error: unknown) => this.log.warn({ err: error }, 'could not check for credential changes'))
+        .finally(() => (checking = false));
     }, CREDENTIAL_CHECK_MS);
     this.#credentialTimer.unref();
   }

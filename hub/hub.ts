@@ -67,7 +67,7 @@ export class Hub extends HubBase {
 
   async #start(): Promise<void> {
     const { options, log, authenticator } = this;
-    this.warnAboutSetup();
+    await this.warnAboutSetup();
     const broker = await createBroker({
       dev: options.dev ?? false, authenticator, log,
       mayRead: (agentId, collection) => this.core.access.mayRead(agentId, collection),
@@ -87,12 +87,13 @@ export class Hub extends HubBase {
     });
     if (!options.dev) {
       // A revoked agent's live connection is closed at once.
-      this.watchCredentials(() => {
+      await this.watchCredentials(() => {
         for (const [agentId, client] of this.#clients) {
-          if (!authenticator.stillValid(agentId)) {
+          void authenticator.stillValid(agentId).then((valid) => {
+            if (valid || this.#clients.get(agentId) !== client) return;
             log.warn({ agentId }, 'credential revoked; closing the connection');
             client.close();
-          }
+          });
         }
       });
     }
@@ -147,12 +148,12 @@ export class Hub extends HubBase {
   /** Commits what is queued, closes every connection, then the store. */
   async stop(): Promise<void> {
     await this.stopCommon();
-    this.core.drain(); // acks for what is queued go out while the broker is still up
+    await this.core.drain(); // acks for what is queued go out while the broker is still up
     if (this.#broker) {
       const broker = this.#broker;
       await new Promise<void>((resolve) => broker.close(() => resolve()));
     }
-    this.core.stop();
+    await this.core.stop();
     for (const server of [this.#server, this.#tlsServer]) {
       if (server?.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
     }

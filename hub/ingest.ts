@@ -8,7 +8,7 @@ import { checkCollectionName, checkKey, checkValue, isPlainObject, type JsonValu
 import type { CollectionPolicies } from './config.js';
 import type { ReplicaWait } from './replication-tracker.js';
 import { resolveWrite } from './resolve.js';
-import type { SqliteHubStore } from './store/sqlite-store.js';
+import type { HubStore, IngestPlan, IngestTx } from './store/hub-store.js';
 
 /** A batch uploaded by an agent; `agentId` comes from the authenticated connection. */
 export interface BatchRequest {
@@ -63,42 +63,43 @@ interface Identity { origin: string; incarnation: string | null; seq: number | n
  */
 export class Ingestor {
   constructor(
-    private readonly store: SqliteHubStore,
+    private readonly store: HubStore,
     private readonly clock: HybridClock,
     private readonly policies: CollectionPolicies,
     private readonly options: IngestOptions = defaultIngestOptions,
   ) {}
 
-  ingest(requests: readonly IngestRequest[]): IngestOutput {
-    return this.store.transaction(() => {
+  /** One group commit: everything in `requests`, atomically. */
+  ingest(requests: readonly IngestRequest[]): Promise<IngestOutput> {
+    return this.store.ingest(planOf(requests), (tx) => {
       const committed = new Map<string, Sized[]>();
       const output: IngestOutput = { replies: [], changeSets: [], hubResults: [], replicaWaits: [] };
       for (const request of requests) {
         if (request.kind === 'batch') {
-          output.replies.push(...this.#ingestBatch(request.agentId, request.batch, committed, output.replicaWaits));
+          output.replies.push(...this.#ingestBatch(tx, request.agentId, request.batch, committed, output.replicaWaits));
         } else {
           const op = { ...request.write, hlc: this.clock.tick() };
-          output.hubResults.push(this.#apply({ origin: 'hub', incarnation: null, seq: null }, op, committed));
+          output.hubResults.push(this.#apply(tx, { origin: 'hub', incarnation: null, seq: null }, op, committed));
         }
       }
-      output.changeSets = this.#changeSets(committed);
+      output.changeSets = this.#changeSets(tx, committed);
       return output;
     });
   }
 
   #ingestBatch(
-    agentId: string, batch: BatchMessage[1], committed: Map<string, Sized[]>, waits: ReplicaWait[],
+    tx: IngestTx, agentId: string, batch: BatchMessage[1], committed: Map<string, Sized[]>, waits: ReplicaWait[],
   ): IngestOutput['replies'] {
     const { inc } = batch;
-    let last = this.store.lastSeq(agentId, inc);
+    let last = tx.lastSeq(agentId, inc);
     const startLast = last;
     const results: OpResult[] = [];
     let expected: number | undefined;
     let reused: number | undefined;
-    const runs = new RunRecorder(this.store, agentId, inc);
+    const runs = new RunRecorder(tx, agentId, inc);
     for (const op of batch.ops) {
       if (op.seq <= last) {
-        const original = this.store.outcome(agentId, inc, op.seq);
+        const original = tx.outcome(agentId, inc, op.seq);
         if (original?.digest && original.digest !== digestOf(op)) {
           // Same identity, different content: a device restored from an old backup is reusing
           // sequence numbers. Acking it as a duplicate would silently drop the new write.
@@ -112,10 +113,10 @@ export class Ingestor {
         expected = last + 1;
         break;
       }
-      const result: OpResult = { seq: op.seq, ...this.#apply({ origin: agentId, incarnation: inc, seq: op.seq }, op, committed) };
+      const result: OpResult = { seq: op.seq, ...this.#apply(tx, { origin: agentId, incarnation: inc, seq: op.seq }, op, committed) };
       // Committed ops are remembered as runs (their digests are in the log); others one by one.
       if (result.outcome === 'committed') runs.add(op.seq, result.lsn!);
-      else this.store.putOutcome(agentId, inc, result, digestOf(op));
+      else tx.putOutcome(agentId, inc, result, digestOf(op));
       results.push(result);
       if (op.rep !== undefined && result.outcome === 'committed') {
         waits.push({ agentId, inc, seq: op.seq, collection: op.c, lsn: result.lsn!, replicas: op.rep });
@@ -123,7 +124,7 @@ export class Ingestor {
       last = op.seq;
     }
     runs.flush();
-    if (last !== startLast) this.store.setLastSeq(agentId, inc, last);
+    if (last !== startLast) tx.setLastSeq(agentId, inc, last);
     const hlc = this.clock.tick();
     const replies: IngestOutput['replies'] = [];
     if (results.length > 0) replies.push({ agentId, message: ['ack', packAck(inc, hlc, results)] });
@@ -132,7 +133,7 @@ export class Ingestor {
     return replies;
   }
 
-  #apply(who: Identity, op: Omit<WriteOp, 'seq'>, committed: Map<string, Sized[]>): WriteResult {
+  #apply(tx: IngestTx, who: Identity, op: Omit<WriteOp, 'seq'>, committed: Map<string, Sized[]>): WriteResult {
     if (op.op === 'skip') {
       // The agent gave this write up before uploading it (expired, dropped on overflow) and has
       // told its app; the seq is consumed so the ones behind it follow on.
@@ -155,7 +156,7 @@ export class Ingestor {
       if (schemaProblem) return { outcome: 'rejected', reason: 'schema', detail: `value does not match the schema of ${op.c}: ${schemaProblem}` };
     }
 
-    const current = this.store.document(op.c, op.k);
+    const current = tx.document(op.c, op.k);
     // A hub write without If-Match is unconditional: made against whatever is current.
     const base = op.base ?? (who.seq === null ? current?.version ?? 0 : 0);
     const incoming = { op: op.op, value: op.v as JsonValue | undefined, hlc, origin: who.origin, base };
@@ -163,7 +164,7 @@ export class Ingestor {
     const loser = { origin: who.origin, incarnation: who.incarnation, seq: who.seq, op: op.op, value: incoming.value, hlc };
     if (resolution.kind === 'lose') {
       const winner = current!;
-      this.store.archiveConflict({
+      tx.archiveConflict({
         collection: op.c, key: op.k, policy: policy.conflict, reason: resolution.reason, detail: resolution.detail, loser,
         winner: { lsn: winner.version, origin: winner.origin, hlc: winner.hlc, value: winner.deleted ? undefined : winner.value },
       });
@@ -175,7 +176,7 @@ export class Ingestor {
     }
 
     const kind = op.op === 'del' ? 'del' : 'put';
-    const { lsn, bytes } = this.store.commit({
+    const { lsn, bytes } = tx.commit({
       collection: op.c, key: op.k, op: kind, value: resolution.value, hlc, origin: who.origin,
       incarnation: who.incarnation, seq: who.seq, ...(resolution.fieldHlcs && { fieldHlcs: resolution.fieldHlcs }),
       // Most writes commit the value exactly as written: reuse the bytes validation encoded.
@@ -184,7 +185,7 @@ export class Ingestor {
     });
     const winner = { lsn, origin: who.origin, hlc, value: resolution.value };
     if (resolution.overwritten && current) {
-      this.store.archiveConflict({
+      tx.archiveConflict({
         collection: op.c, key: op.k, policy: policy.conflict, reason: 'overwritten',
         detail: `a concurrent write with a later timestamp replaced version ${current.version}`,
         loser: { origin: current.origin, incarnation: null, seq: null, op: current.deleted ? 'del' : 'put', value: current.deleted ? undefined : current.value, hlc: current.hlc },
@@ -192,7 +193,7 @@ export class Ingestor {
       });
     }
     if (resolution.lostFields) {
-      this.store.archiveConflict({
+      tx.archiveConflict({
         collection: op.c, key: op.k, policy: policy.conflict, reason: 'merge',
         detail: `fields ${Object.keys(resolution.lostFields).join(', ')} lost to later writes`,
         loser: { ...loser, value: resolution.lostFields }, winner,
@@ -233,10 +234,10 @@ export class Ingestor {
   }
 
   /** Splits each collection's new changes into messages that chain by `prev`, and advances heads. */
-  #changeSets(committed: Map<string, Sized[]>): ChangesMessage[] {
+  #changeSets(tx: IngestTx, committed: Map<string, Sized[]>): ChangesMessage[] {
     const sets: ChangesMessage[] = [];
     for (const [collection, changes] of committed) {
-      let prev = this.store.collectionHead(collection);
+      let prev = tx.collectionHead(collection);
       let chunk: Change[] = [];
       let bytes = 0;
       const flush = (): void => {
@@ -252,7 +253,7 @@ export class Ingestor {
         bytes += size;
       }
       flush();
-      this.store.setCollectionHead(collection, prev);
+      tx.setCollectionHead(collection, prev);
     }
     return sets;
   }
@@ -262,7 +263,7 @@ export class Ingestor {
 class RunRecorder {
   #run: { first: number; last: number; firstLsn: number } | undefined;
 
-  constructor(private readonly store: SqliteHubStore, private readonly agentId: string, private readonly inc: string) {}
+  constructor(private readonly tx: IngestTx, private readonly agentId: string, private readonly inc: string) {}
 
   add(seq: number, lsn: number): void {
     const run = this.#run;
@@ -275,9 +276,24 @@ class RunRecorder {
   }
 
   flush(): void {
-    if (this.#run) this.store.putCommittedRun(this.agentId, this.inc, this.#run.first, this.#run.last, this.#run.firstLsn);
+    if (this.#run) this.tx.putCommittedRun(this.agentId, this.inc, this.#run.first, this.#run.last, this.#run.firstLsn);
     this.#run = undefined;
   }
+}
+
+/** What a group commit will touch: the uploading incarnations with their seqs, and every document written. */
+function planOf(requests: readonly IngestRequest[]): IngestPlan {
+  const agents: IngestPlan['agents'] = [];
+  const documents: IngestPlan['documents'] = [];
+  for (const request of requests) {
+    if (request.kind === 'batch') {
+      agents.push({ agentId: request.agentId, incarnation: request.batch.inc, seqs: request.batch.ops.map((op) => op.seq) });
+      for (const op of request.batch.ops) documents.push([op.c, op.k]);
+    } else {
+      documents.push([request.write.c, request.write.k]);
+    }
+  }
+  return { agents, documents };
 }
 
 /** A committed change and an upper bound of its encoded size, for splitting change sets. */

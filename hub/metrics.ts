@@ -6,7 +6,7 @@ import type { AgentView } from './fleet.js';
  * Prometheus metrics of the hub (conventional names, base units): commits, outcomes by kind,
  * batch sizes, commit latency, bytes in and out, connected agents, per-agent lag and outbox.
  */
-export function createHubMetrics(core: HubCore, fleet: () => AgentView[], connected: () => number): Registry {
+export function createHubMetrics(core: HubCore, fleet: () => Promise<AgentView[]>, connected: () => number): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'outpost_hub_' });
   const commits = new Counter({ name: 'outpost_hub_commits_total', help: 'Group commits', registers: [registry] });
@@ -31,16 +31,18 @@ export function createHubMetrics(core: HubCore, fleet: () => AgentView[], connec
   new Gauge({ name: 'outpost_hub_head_lsn', help: 'LSN of the last commit', registers: [registry], collect() { this.set(core.store.head); } });
   new Gauge({
     name: 'outpost_hub_agent_lag_changes', help: 'Changes an agent has not applied yet, per collection', labelNames: ['agent', 'collection'], registers: [registry],
-    collect() {
+    async collect() {
+      const agents = await fleet();
       this.reset();
-      for (const a of fleet()) for (const [c, v] of Object.entries(a.collections)) this.set({ agent: a.agentId, collection: c }, v.lagChanges);
+      for (const a of agents) for (const [c, v] of Object.entries(a.collections)) this.set({ agent: a.agentId, collection: c }, v.lagChanges);
     },
   });
   new Gauge({
     name: 'outpost_hub_agent_outbox_depth', help: 'Writes an agent still had to upload at its last report', labelNames: ['agent'], registers: [registry],
-    collect() {
+    async collect() {
+      const agents = await fleet();
       this.reset();
-      for (const a of fleet()) if (a.outboxDepth !== undefined) this.set({ agent: a.agentId }, a.outboxDepth);
+      for (const a of agents) if (a.outboxDepth !== undefined) this.set({ agent: a.agentId }, a.outboxDepth);
     },
   });
   return registry;

@@ -1,6 +1,6 @@
 import type { HybridClock } from '../shared/hlc.js';
 import type { PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
-import type { SqliteHubStore } from './store/sqlite-store.js';
+import type { HubStore } from './store/hub-store.js';
 
 export const DEFAULT_PAGE_LIMIT = 500;
 
@@ -11,25 +11,25 @@ export const DEFAULT_PAGE_LIMIT = 500;
  * a pull that carries `snap` continues that snapshot where it stopped, unless the log no longer
  * reaches back to the snapshot's LSN, in which case a new snapshot starts.
  */
-export function answerPull(
-  store: SqliteHubStore, clock: HybridClock, pull: PullMessage[1], maxBytes: number,
+export async function answerPull(
+  store: HubStore, clock: HybridClock, pull: PullMessage[1], maxBytes: number,
   mayRead: (collection: string) => boolean = () => true,
-): PageMessage | SnapshotMessage {
+): Promise<PageMessage | SnapshotMessage> {
   const limit = pull.limit ?? DEFAULT_PAGE_LIMIT;
   const tailAvailable = (lsn: number): boolean => lsn >= store.prunedThrough;
   if (pull.snap && tailAvailable(pull.snap.lsn)) return snapshotPage(store, clock, pull, pull.snap.lsn, pull.snap.after, limit, maxBytes, mayRead);
   if (pull.snap || !tailAvailable(pull.from)) return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes, mayRead);
 
   const head = store.head;
-  const { changes, complete, through } = store.readLog(pull.from, pull.cs, limit, maxBytes, mayRead);
+  const { changes, complete, through } = await store.readLog(pull.from, pull.cs, limit, maxBytes, mayRead);
   const to = complete ? Math.max(head, pull.from) : through;
   return ['page', { id: pull.id, from: pull.from, to, more: !complete, hlc: clock.tick(), changes }];
 }
 
-function snapshotPage(
-  store: SqliteHubStore, clock: HybridClock, pull: PullMessage[1], lsn: number,
+async function snapshotPage(
+  store: HubStore, clock: HybridClock, pull: PullMessage[1], lsn: number,
   after: readonly [string, string] | undefined, limit: number, maxBytes: number, mayRead: (collection: string) => boolean,
-): SnapshotMessage {
-  const { docs, next } = store.readDocuments(pull.cs, after, limit, maxBytes, mayRead);
+): Promise<SnapshotMessage> {
+  const { docs, next } = await store.readDocuments(pull.cs, after, limit, maxBytes, mayRead);
   return ['snapshot', { id: pull.id, from: pull.from, lsn, hlc: clock.tick(), docs, ...(next && { next }) }];
 }

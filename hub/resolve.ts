@@ -1,7 +1,7 @@
 import type { Hlc } from '../shared/hlc.js';
 import { applyPatch, isPlainObject, type JsonValue } from '../shared/values.js';
 import type { ConflictPolicy } from './config.js';
-import type { StoredDocument } from './store/sqlite-store.js';
+import type { StoredDocument } from './store/hub-store.js';
 
 export interface IncomingWrite {
   op: 'put' | 'patch' | 'del';

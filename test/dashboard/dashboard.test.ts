@@ -30,10 +30,10 @@ describe.skipIf(!existsSync(CHROMIUM))(`dashboard in headless Chromium (${CHROMI
       config: parseHubConfig({ access: { default: { read: ['*'], write: ['*'] } } }),
     });
     const ids = ['pi-alpha', 'pi-bravo', 'pi-charlie'];
-    for (const id of ids) hub.store.putCredential(id, await hashToken(`t-${id}`));
+    for (const id of ids) await hub.store.putCredential(id, await hashToken(`t-${id}`));
     for (const id of ids) agents.push(new Agent({ hubUrl: `mqtt://127.0.0.1:${hub.port}`, agentId: id, hubToken: `t-${id}`, dataDir: join(dir, id) }).start());
     for (const [i, agent] of agents.entries()) await agent.put('readings', `r${i}`, { i }, { durability: 'hub' });
-    await waitFor('everyone reported', () => hub!.fleet().every((a) => a.collections.readings?.appliedLsn === 3));
+    await waitFor('everyone reported', async () => (await hub!.fleet()).every((a) => a.collections.readings?.appliedLsn === 3));
     await agents[2]!.close(); // pi-charlie goes offline and falls behind
     await agents[0]!.put('readings', 'late', { i: 9 }, { durability: 'hub' });
 

@@ -48,7 +48,7 @@ describe('conflicts between real agents', () => {
     await waitFor('agent has it', () => a.get('orders', 'o1'));
 
     await a.put('orders', 'o1', { qty: 2 }, { ifVersion: 1 });
-    await waitFor('agent write committed', () => fleet.hub!.store.document('orders', 'o1')?.version === 2);
+    await waitFor('agent write committed', async () => (await fleet.hub!.store.document('orders', 'o1'))?.version === 2);
     const stale = await fetch(`${base}/v1/docs/orders/o1`, {
       method: 'PUT', headers: { 'content-type': 'application/json', 'if-match': '"1"' }, body: JSON.stringify({ qty: 3 }),
     });

@@ -15,7 +15,7 @@ describe('durability levels and causal reads', () => {
     await waitFor('connected', () => a.status().connected && b.status().connected);
     const receipt = await a.put('orders', 'o1', { qty: 1 }, { durability: 'hub' });
     expect(receipt.lsn).toBe(1);
-    expect(fleet.hub!.store.document('orders', 'o1')?.version).toBe(1);
+    expect((await fleet.hub!.store.document('orders', 'o1'))?.version).toBe(1);
     // B reads with the token: it waits until it has applied LSN 1, and never sees an older state.
     expect(await b.get('orders', 'o1', { minLsn: receipt.lsn! })).toMatchObject({ value: { qty: 1 }, version: 1 });
     await expect(b.get('orders', 'o1', { minLsn: 99, timeoutMs: 200 })).rejects.toMatchObject({ code: 'OUTPOST_READ_TIMEOUT' });

@@ -22,7 +22,7 @@ describe('agent identity: (agent, incarnation, seq)', () => {
     expect(a.status().incarnation).not.toBe(oldIncarnation);
     const receipt = await a.put('notes', 'new', 'after reinstall', { durability: 'hub' });
     expect(receipt).toMatchObject({ seq: 1, lsn: 6 });
-    expect(hub.store.document('notes', 'new')?.value).toBe('after reinstall');
+    expect((await hub.store.document('notes', 'new'))?.value).toBe('after reinstall');
     // The fresh replica is filled from the hub.
     await waitFor('old notes back', () => a.get('notes', 'old4'));
   });
@@ -51,8 +51,8 @@ describe('agent identity: (agent, incarnation, seq)', () => {
     await waitFor('n4 committed', () => hub.store.document('notes', 'n4'));
     await waitFor('outbox drained', () => a.status().outboxDepth === 0);
     expect(a.status().incarnation).not.toBe(before);
-    expect(hub.store.document('notes', 'n2')?.value).toBe('two'); // nothing overwritten or merged
-    expect(hub.store.document('notes', 'n4')?.value).toBe('four, written after the restore');
+    expect((await hub.store.document('notes', 'n2'))?.value).toBe('two'); // nothing overwritten or merged
+    expect((await hub.store.document('notes', 'n4'))?.value).toBe('four, written after the restore');
     expect(hub.store.head).toBe(4);
     await waitFor('restored device catches up', async () => (await a.get('notes', 'n3'))?.value === 'three');
   });

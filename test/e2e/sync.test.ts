@@ -24,7 +24,7 @@ describe.each(FLEET_BROKERS)('end to end, in process: real broker (%s), real SQL
     const onB = await waitFor('the write on B', () => b.get('sensors', 't1'));
     expect(onB).toMatchObject({ value: { celsius: 21.5 }, version: 1, pending: false });
     await waitFor('A outbox empty', () => a.status().outboxDepth === 0);
-    expect(fleet.hub!.store.document('sensors', 't1')).toMatchObject({ value: { celsius: 21.5 }, version: 1, origin: 'pi-a' });
+    expect(await fleet.hub!.store.document('sensors', 't1')).toMatchObject({ value: { celsius: 21.5 }, version: 1, origin: 'pi-a' });
   });
 
   it('writes made while the hub is down arrive exactly once after it restarts', async () => {
@@ -54,7 +54,7 @@ describe.each(FLEET_BROKERS)('end to end, in process: real broker (%s), real SQL
     // Exactly once: one log entry per op, 52 ops, nothing twice.
     expect(hub.store.head).toBe(52);
     const inc = a.status().incarnation;
-    for (let seq = 1; seq <= 52; seq++) expect(hub.store.countCommitted('pi-a', inc, seq)).toBe(1);
+    for (let seq = 1; seq <= 52; seq++) expect(await hub.store.countCommitted('pi-a', inc, seq)).toBe(1);
     expect(await b.get('orders', 'o0')).toMatchObject({ value: { n: 0, shipped: true } });
     expect(await b.get('orders', 'o1')).toBeUndefined();
     expect((await b.list('orders', { limit: 1000 })).length).toBe(49);

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { expect } from 'vitest';
 import type { Agent } from '../../agent/agent.js';
-import type { SqliteHubStore } from '../../hub/store/sqlite-store.js';
+import type { SqliteHubDb } from '../../hub/store/sqlite-db.js';
 import { ErrorCode } from '../../shared/errors.js';
 import type { Change, DownMessage } from '../../shared/messages.js';
 import type { JsonValue } from '../../shared/values.js';
@@ -104,8 +104,8 @@ export class Attacker {
 }
 
 /** Every change committed after `since` with origin `origin`. */
-export function commitsBy(store: SqliteHubStore, origin: string, since = 0): Change[] {
-  return store.readLog(since, undefined, 1_000_000, Number.MAX_SAFE_INTEGER).changes.filter((c) => c.o === origin);
+export function commitsBy(db: SqliteHubDb, origin: string, since = 0): Change[] {
+  return db.readLog(since, undefined, 1_000_000, Number.MAX_SAFE_INTEGER).changes.filter((c) => c.o === origin);
 }
 
 /**
@@ -152,7 +152,7 @@ export class HonestWorkload {
     const value = { n: this.#n, roundTrip: true };
     const receipt = await this.agent.put(this.collection, key, value, { durability: 'hub', timeoutMs: 10_000 });
     expect(receipt.lsn).toBeGreaterThan(0);
-    expect(store.document(this.collection, key)).toMatchObject({ value, origin: this.agent.id, version: receipt.lsn });
+    expect(await store.document(this.collection, key)).toMatchObject({ value, origin: this.agent.id, version: receipt.lsn });
     const back = await this.agent.get(this.collection, key, { confirmed: true, minLsn: receipt.lsn, timeoutMs: 10_000 });
     expect(back).toMatchObject({ value, version: receipt.lsn, pending: false });
     expect(this.agent.rejections()).toEqual([]);

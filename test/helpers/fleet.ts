@@ -78,7 +78,7 @@ export class TestFleet {
     this.#admin ??= new SqliteHubStore(this.hubData);
     const config = this.hubOptions.config ?? DEFAULT_HUB_CONFIG;
     writeMosquittoFiles(this.#exportDir, mosquittoFiles({
-      agents: this.#admin.brokerCredentials(),
+      agents: await this.#admin.brokerCredentials(),
       access: new AccessControl(config.access, this.hubOptions.dev ?? true),
       hubUser: { username: DEFAULT_HUB_BROKER_USER, mosquittoHash: await (this.#hubHash ??= mosquittoHash(this.#hubPassword)) },
       outDir: this.#exportDir,
@@ -89,7 +89,7 @@ export class TestFleet {
   #provision(agentId: string, token: string): Promise<void> {
     this.#provisioning = this.#provisioning.then(async () => {
       this.#admin ??= new SqliteHubStore(this.hubData);
-      this.#admin.putCredential(agentId, await hashToken(token), await mosquittoHash(token));
+      await this.#admin.putCredential(agentId, await hashToken(token), await mosquittoHash(token));
       await this.#exportBrokerFiles();
       await this.mosquitto?.reload();
     });
@@ -131,6 +131,6 @@ export class TestFleet {
     await Promise.all(this.agents.map((a) => a.close()));
     await this.stopHub();
     await this.mosquitto?.stop();
-    this.#admin?.close();
+    await this.#admin?.close();
   }
 }

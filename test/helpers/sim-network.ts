@@ -51,11 +51,12 @@ export class SimNetwork {
     for (const client of this.#clients.values()) if (client.wanted) this.connect(client.id);
   }
 
-  stopHub(): void {
+  async stopHub(): Promise<void> {
     for (const client of this.#clients.values()) this.disconnect(client.id);
     this.#inFlight = [];
-    this.hub?.stop();
+    const hub = this.hub;
     this.hub = undefined;
+    await hub?.stop();
   }
 
   transport(agentId: string): TransportFactory {

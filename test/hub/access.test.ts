@@ -29,7 +29,7 @@ describe('access control per collection, deny by default', () => {
       } }),
     });
     const url = `mqtt://127.0.0.1:${hub.port}`;
-    for (const id of ['pi-cook', 'pi-vault', 'pi-guest']) hub.store.putCredential(id, await hashToken(`t-${id}`));
+    for (const id of ['pi-cook', 'pi-vault', 'pi-guest']) await hub.store.putCredential(id, await hashToken(`t-${id}`));
     const open = (id: string): Agent => {
       const agent = new Agent({ hubUrl: url, agentId: id, hubToken: `t-${id}`, dataDir: join(dir, id) }).start();
       agents.push(agent);
@@ -66,7 +66,7 @@ describe('access control per collection, deny by default', () => {
       port: 0, host: '127.0.0.1', dataDir: join(dir, 'hub'),
       config: parseHubConfig({ access: { collections: { secrets: { read: ['pi-vault'] } }, default: { read: ['*'], write: ['*'] } } }),
     });
-    hub.store.putCredential('pi-guest', await hashToken('t'));
+    await hub.store.putCredential('pi-guest', await hashToken('t'));
     const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${hub.port}`, { clientId: 'pi-guest', username: 'pi-guest', password: 't', reconnectPeriod: 0 });
     await expect(client.subscribeAsync(topics.collection('secrets'), { qos: 1 })).rejects.toThrow(/Subscribe error/);
     expect((await client.subscribeAsync(topics.collection('public'), { qos: 1 }))[0]!.qos).toBe(1);

@@ -28,7 +28,7 @@ describe('hub admin API and metrics', () => {
       port: 0, host: '127.0.0.1', dataDir: join(dir, 'hub'), http: { host: '127.0.0.1', port: 0 }, adminToken: 'adm1n',
       config: parseHubConfig({ access: { default: { read: ['*'], write: ['*'] } } }),
     });
-    for (const id of ['pi-1', 'pi-2']) hub.store.putCredential(id, await hashToken(`token-of-${id}`));
+    for (const id of ['pi-1', 'pi-2']) await hub.store.putCredential(id, await hashToken(`token-of-${id}`));
     const open = (id: string): Agent => {
       const agent = new Agent({ hubUrl: `mqtt://127.0.0.1:${hub!.port}`, agentId: id, hubToken: `token-of-${id}`, dataDir: join(dir, id), reconnect: { initialMs: 50, maxMs: 200 } }).start();
       agents.push(agent);

@@ -23,8 +23,8 @@ describe('broker authentication and authorization over HTTP (/v1/broker/authn, /
       port: 0, host: '127.0.0.1', dataDir: tempDir('broker-auth'), http: { host: '127.0.0.1', port: 0 }, adminToken: 'adm1n',
       config: parseHubConfig({ access: { default: { read: ['*'], write: ['*'] }, collections: { secrets: { read: ['pi-admin'] } } } }),
     });
-    for (const id of ['pi-1', 'pi-admin', 'pi-gone']) hub.store.putCredential(id, await hashToken(`token-of-${id}`));
-    hub.store.revokeCredential('pi-gone');
+    for (const id of ['pi-1', 'pi-admin', 'pi-gone']) await hub.store.putCredential(id, await hashToken(`token-of-${id}`));
+    await hub.store.revokeCredential('pi-gone');
   });
   afterAll(async () => hub.stop());
 

@@ -65,8 +65,8 @@ describe.skipIf(!MOSQUITTO)(`the hub on a real Mosquitto, with the files \`outpo
     const tokens: Record<string, string> = {};
     for (const id of ['pi-1', 'pi-2']) tokens[id] = outpost(['hub', 'agents', 'add', id, '--data', data]).stdout.trim();
     const legacy = new SqliteHubStore(data); // as `agents add` stored it before the Mosquitto hash existed
-    legacy.putCredential('pi-old', await hashToken('token-of-pi-old'));
-    legacy.close();
+    await legacy.putCredential('pi-old', await hashToken('token-of-pi-old'));
+    await legacy.close();
     const exported = outpost(['hub', 'export', 'mosquitto', '--data', data, '--out', out, '--config', config], { OUTPOST_BROKER_PASSWORD: HUB_PASSWORD });
     broker = await MosquittoProcess.start(out);
     return { data, out, tokens, config, exportOutput: exported.stderr };
@@ -114,11 +114,11 @@ describe.skipIf(!MOSQUITTO)(`the hub on a real Mosquitto, with the files \`outpo
     await waitFor('pi-1\'s own write committed', () => hub!.store.head === 1);
     await sleep(300);
     expect(hub!.store.head).toBe(1);
-    expect(hub!.store.document('docs', 'own')).toMatchObject({ origin: 'pi-1' });
-    expect(hub!.store.document('docs', 'forged')).toBeUndefined();
+    expect(await hub!.store.document('docs', 'own')).toMatchObject({ origin: 'pi-1' });
+    expect(await hub!.store.document('docs', 'forged')).toBeUndefined();
     // Presence here is what the hub saw: pi-1 sent something just now, pi-2 never did.
-    expect(hub!.fleet().find((a) => a.agentId === 'pi-1')).toMatchObject({ online: true });
-    expect(hub!.fleet().find((a) => a.agentId === 'pi-2')).toMatchObject({ online: false });
+    expect((await hub!.fleet()).find((a) => a.agentId === 'pi-1')).toMatchObject({ online: true });
+    expect((await hub!.fleet()).find((a) => a.agentId === 'pi-2')).toMatchObject({ online: false });
     expect(hub!.connectedAgents).toBe(1);
   });
 

@@ -16,77 +16,77 @@ const INC = { a: 'a'.repeat(32), b: 'b'.repeat(32) };
 
 describe('collection policies', () => {
   let store: SqliteHubStore;
-  afterEach(() => store?.close());
+  afterEach(() => store?.db.close());
 
-  function ingestorWith(config: unknown): (agent: 'a' | 'b', ops: WriteOp[]) => Array<Record<string, unknown>> {
+  function ingestorWith(config: unknown): (agent: 'a' | 'b', ops: WriteOp[]) => Promise<Array<Record<string, unknown>>> {
     store = new SqliteHubStore(tempDir('policy'));
     const ingestor = new Ingestor(store, new HybridClock(), new CollectionPolicies(parseHubConfig(config)), defaultIngestOptions);
-    return (agent, ops) => {
-      const out = ingestor.ingest([{ kind: 'batch', agentId: `pi-${agent}`, batch: { inc: INC[agent], ops } }]);
+    return async (agent, ops) => {
+      const out = await ingestor.ingest([{ kind: 'batch', agentId: `pi-${agent}`, batch: { inc: INC[agent], ops } }]);
       const reply = out.replies[0]!.message;
       if (reply[0] !== 'ack') throw new Error(`expected an ack, got ${reply[0]}`);
       return unpackAck(reply[1]);
     };
   }
 
-  it('lww: the later timestamp wins whatever the arrival order, and the loser is archived', () => {
+  it('lww: the later timestamp wins whatever the arrival order, and the loser is archived', async () => {
     const send = ingestorWith({});
-    expect(send('a', [{ seq: 1, c: 'notes', k: 'n', op: 'put', v: 'newer', hlc: at(0) }])).toMatchObject([{ outcome: 'committed', lsn: 1 }]);
+    expect(await send('a', [{ seq: 1, c: 'notes', k: 'n', op: 'put', v: 'newer', hlc: at(0) }])).toMatchObject([{ outcome: 'committed', lsn: 1 }]);
     // pi-b's clock is an hour behind; its concurrent write arrives later and loses.
-    expect(send('b', [{ seq: 1, c: 'notes', k: 'n', op: 'put', v: 'older', hlc: at(-3_600_000) }]))
+    expect(await send('b', [{ seq: 1, c: 'notes', k: 'n', op: 'put', v: 'older', hlc: at(-3_600_000) }]))
       .toMatchObject([{ outcome: 'conflict', lsn: 1, reason: 'lww' }]);
-    expect(store.document('notes', 'n')).toMatchObject({ value: 'newer', version: 1 });
-    expect(store.conflicts({ limit: 10 })).toMatchObject([{
+    expect(store.db.document('notes', 'n')).toMatchObject({ value: 'newer', version: 1 });
+    expect(store.db.conflicts({ limit: 10 })).toMatchObject([{
       collection: 'notes', key: 'n', policy: 'lww', reason: 'lww',
       loser: { origin: 'pi-b', incarnation: INC.b, seq: 1, op: 'put', value: 'older' },
       winner: { lsn: 1, origin: 'pi-a', value: 'newer' },
     }]);
   });
 
-  it('lww: a concurrent write with a later timestamp overwrites, and the overwritten version is archived', () => {
+  it('lww: a concurrent write with a later timestamp overwrites, and the overwritten version is archived', async () => {
     const send = ingestorWith({});
-    send('a', [{ seq: 1, c: 'notes', k: 'n', op: 'put', v: 'first', hlc: at(-1000) }]);
-    expect(send('b', [{ seq: 1, c: 'notes', k: 'n', op: 'put', v: 'second', hlc: at(0), base: 0 }])).toMatchObject([{ outcome: 'committed', lsn: 2 }]);
-    expect(store.conflicts({ limit: 10 })).toMatchObject([{ reason: 'overwritten', loser: { origin: 'pi-a', value: 'first' }, winner: { lsn: 2, origin: 'pi-b' } }]);
+    await send('a', [{ seq: 1, c: 'notes', k: 'n', op: 'put', v: 'first', hlc: at(-1000) }]);
+    expect(await send('b', [{ seq: 1, c: 'notes', k: 'n', op: 'put', v: 'second', hlc: at(0), base: 0 }])).toMatchObject([{ outcome: 'committed', lsn: 2 }]);
+    expect(store.db.conflicts({ limit: 10 })).toMatchObject([{ reason: 'overwritten', loser: { origin: 'pi-a', value: 'first' }, winner: { lsn: 2, origin: 'pi-b' } }]);
     // A write made after seeing version 2 is not a conflict.
-    send('a', [{ seq: 2, c: 'notes', k: 'n', op: 'put', v: 'third', hlc: at(10), base: 2 }]);
-    expect(store.conflicts({ limit: 10 })).toHaveLength(1);
+    await send('a', [{ seq: 2, c: 'notes', k: 'n', op: 'put', v: 'third', hlc: at(10), base: 2 }]);
+    expect(store.db.conflicts({ limit: 10 })).toHaveLength(1);
   });
 
-  it('reject: the first committer wins against the base version; a device chains its own writes', () => {
+  it('reject: the first committer wins against the base version; a device chains its own writes', async () => {
     const send = ingestorWith({ collections: { orders: { conflict: 'reject' } } });
-    send('a', [{ seq: 1, c: 'orders', k: 'o1', op: 'put', v: { qty: 1 }, hlc: at(0) }]);
+    await send('a', [{ seq: 1, c: 'orders', k: 'o1', op: 'put', v: { qty: 1 }, hlc: at(0) }]);
     // Both devices saw version 1. pi-a commits twice (its second write is based on its own first).
-    expect(send('a', [
+    expect(await send('a', [
       { seq: 2, c: 'orders', k: 'o1', op: 'put', v: { qty: 2 }, hlc: at(1), base: 1 },
       { seq: 3, c: 'orders', k: 'o1', op: 'patch', v: { note: 'x' }, hlc: at(2), base: 1 },
     ])).toMatchObject([{ outcome: 'committed', lsn: 2 }, { outcome: 'committed', lsn: 3 }]);
     // pi-b's write, made against version 1, loses although its timestamp is later.
-    expect(send('b', [{ seq: 1, c: 'orders', k: 'o1', op: 'put', v: { qty: 9 }, hlc: at(5000), base: 1 }]))
+    expect(await send('b', [{ seq: 1, c: 'orders', k: 'o1', op: 'put', v: { qty: 9 }, hlc: at(5000), base: 1 }]))
       .toMatchObject([{ outcome: 'conflict', lsn: 3, reason: 'stale_base' }]);
-    expect(store.document('orders', 'o1')).toMatchObject({ value: { qty: 2, note: 'x' } });
-    expect(store.conflicts({ collection: 'orders', limit: 10 })).toMatchObject([{ policy: 'reject', reason: 'stale_base', loser: { origin: 'pi-b', value: { qty: 9 } } }]);
+    expect(store.db.document('orders', 'o1')).toMatchObject({ value: { qty: 2, note: 'x' } });
+    expect(store.db.conflicts({ collection: 'orders', limit: 10 })).toMatchObject([{ policy: 'reject', reason: 'stale_base', loser: { origin: 'pi-b', value: { qty: 9 } } }]);
   });
 
-  it('merge: each field of a patch is last-writer-wins on its own timestamp', () => {
+  it('merge: each field of a patch is last-writer-wins on its own timestamp', async () => {
     const send = ingestorWith({ collections: { profiles: { conflict: 'merge' } } });
-    send('a', [{ seq: 1, c: 'profiles', k: 'p', op: 'put', v: { name: 'Ada', city: 'Paris', lang: 'fr' }, hlc: at(0) }]);
-    send('a', [{ seq: 2, c: 'profiles', k: 'p', op: 'patch', v: { city: 'Lyon' }, hlc: at(20) }]);
+    await send('a', [{ seq: 1, c: 'profiles', k: 'p', op: 'put', v: { name: 'Ada', city: 'Paris', lang: 'fr' }, hlc: at(0) }]);
+    await send('a', [{ seq: 2, c: 'profiles', k: 'p', op: 'patch', v: { city: 'Lyon' }, hlc: at(20) }]);
     // pi-b patched offline at t+10: its city is older than pi-a's, its lang is newer.
-    expect(send('b', [{ seq: 1, c: 'profiles', k: 'p', op: 'patch', v: { city: 'Nice', lang: 'en' }, hlc: at(10), base: 1 }]))
+    expect(await send('b', [{ seq: 1, c: 'profiles', k: 'p', op: 'patch', v: { city: 'Nice', lang: 'en' }, hlc: at(10), base: 1 }]))
       .toMatchObject([{ outcome: 'committed', lsn: 3 }]);
-    expect(store.document('profiles', 'p')?.value).toEqual({ name: 'Ada', city: 'Lyon', lang: 'en' });
-    expect(store.conflicts({ limit: 10 })).toMatchObject([{ policy: 'merge', reason: 'merge', loser: { origin: 'pi-b', value: { city: 'Nice' } }, winner: { lsn: 3 } }]);
+    expect(store.db.document('profiles', 'p')?.value).toEqual({ name: 'Ada', city: 'Lyon', lang: 'en' });
+    expect(store.db.conflicts({ limit: 10 })).toMatchObject([{ policy: 'merge', reason: 'merge', loser: { origin: 'pi-b', value: { city: 'Nice' } }, winner: { lsn: 3 } }]);
     // A patch whose every field is older loses whole.
-    expect(send('b', [{ seq: 2, c: 'profiles', k: 'p', op: 'patch', v: { city: 'Nice' }, hlc: at(11), base: 1 }]))
+    expect(await send('b', [{ seq: 2, c: 'profiles', k: 'p', op: 'patch', v: { city: 'Nice' }, hlc: at(11), base: 1 }]))
       .toMatchObject([{ outcome: 'conflict', reason: 'merge' }]);
   });
 
-  it('validates committed values against the collection\'s JSON Schema, patches included', () => {
+  it('validates committed values against the collection\'s JSON Schema, patches included', async () => {
     const send = ingestorWith({ collections: { readings: { schema: {
       type: 'object', required: ['celsius'], properties: { celsius: { type: 'number' } },
     } } } });
-    expect(send('a', [
+    expect(await send('a', [
       { seq: 1, c: 'readings', k: 'r1', op: 'put', v: { celsius: 'hot' }, hlc: at(0) },
       { seq: 2, c: 'readings', k: 'r1', op: 'put', v: { celsius: 20 }, hlc: at(1) },
       { seq: 3, c: 'readings', k: 'r1', op: 'patch', v: { celsius: null }, hlc: at(2) },
@@ -99,9 +99,9 @@ describe('collection policies', () => {
     ]);
   });
 
-  it('refuses undeclared collections when told to', () => {
+  it('refuses undeclared collections when told to', async () => {
     const send = ingestorWith({ undeclared: 'reject', collections: { known: {} } });
-    expect(send('a', [
+    expect(await send('a', [
       { seq: 1, c: 'unknown', k: 'k', op: 'put', v: 1, hlc: at(0) },
       { seq: 2, c: 'known', k: 'k', op: 'put', v: 1, hlc: at(0) },
     ])).toMatchObject([{ outcome: 'rejected', reason: 'unknown_collection' }, { outcome: 'committed' }]);
@@ -109,7 +109,7 @@ describe('collection policies', () => {
 });
 
 describe('hub configuration file', () => {
-  it('reads YAML, fills in defaults, and names a wrong option', () => {
+  it('reads YAML, fills in defaults, and names a wrong option', async () => {
     const dir = tempDir('config');
     const good = join(dir, 'hub.yaml');
     writeFileSync(good, 'collections:\n  orders:\n    conflict: reject\n    durability: hub\ndefaults:\n  conflict: merge\nretention:\n  maxEntries: 1000\n');
@@ -128,7 +128,7 @@ describe('hub configuration file', () => {
     expect(() => new CollectionPolicies(parseHubConfig({ collections: { x: { schema: { type: 'nonsense' } } } }))).toThrow(/collections.x.schema is not a valid JSON Schema/);
   });
 
-  it('accepts the example configuration shipped in deploy/', () => {
+  it('accepts the example configuration shipped in deploy/', async () => {
     const example = loadHubConfig(fileURLToPath(new URL('../../deploy/hub/hub.yaml', import.meta.url)));
     const policies = new CollectionPolicies(example);
     expect(policies.get('orders')).toMatchObject({ conflict: 'reject', durability: 'hub' });

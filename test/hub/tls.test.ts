@@ -34,7 +34,7 @@ describe.skipIf(!hasOpenssl)('TLS and mutual TLS (certificates made by openssl i
     const dir = tempDir('tls');
     hub = await Hub.start({ port: 0, plain: false, host: '127.0.0.1', dataDir: join(dir, 'hub'), config: grants,
       tls: { port: 0, cert: pki.serverCert, key: pki.serverKey } });
-    hub.store.putCredential('pi-1', await hashToken('tok'));
+    await hub.store.putCredential('pi-1', await hashToken('tok'));
     const agent = new Agent({ hubUrl: `mqtts://127.0.0.1:${hub.tlsPort}`, agentId: 'pi-1', hubToken: 'tok', dataDir: join(dir, 'pi-1'), tls: { ca: pki.ca } }).start();
     agents.push(agent);
     expect((await agent.put('notes', 'n', 1, { durability: 'hub' })).lsn).toBe(1);
@@ -48,7 +48,7 @@ describe.skipIf(!hasOpenssl)('TLS and mutual TLS (certificates made by openssl i
     const dir = tempDir('mtls');
     hub = await Hub.start({ port: 0, plain: false, host: '127.0.0.1', dataDir: join(dir, 'hub'), config: grants,
       tls: { port: 0, cert: pki.serverCert, key: pki.serverKey, ca: pki.ca, requireClientCert: true } });
-    for (const id of ['pi-1', 'pi-2']) hub.store.putCredential(id, await hashToken(`unused-${id}`));
+    for (const id of ['pi-1', 'pi-2']) await hub.store.putCredential(id, await hashToken(`unused-${id}`));
     const url = `mqtts://127.0.0.1:${hub.tlsPort}`;
     const pi1 = pki.client('pi-1');
     const agent = new Agent({ hubUrl: url, agentId: 'pi-1', dataDir: join(dir, 'pi-1'), tls: { ca: pki.ca, ...pi1 } }).start();
@@ -57,7 +57,7 @@ describe.skipIf(!hasOpenssl)('TLS and mutual TLS (certificates made by openssl i
 
     await expect(mqtt.connectAsync(url, { clientId: 'pi-2', ca: pki.ca, ...pi1, reconnectPeriod: 0 })).rejects.toThrow(/Not authorized/i);
     await expect(mqtt.connectAsync(url, { clientId: 'pi-2', ca: pki.ca, reconnectPeriod: 0, connectTimeout: 3000 })).rejects.toThrow();
-    hub.store.revokeCredential('pi-1');
+    await hub.store.revokeCredential('pi-1');
     await expect(mqtt.connectAsync(url, { clientId: 'pi-1', ca: pki.ca, ...pi1, reconnectPeriod: 0 })).rejects.toThrow(/Not authorized/i);
   });
 });

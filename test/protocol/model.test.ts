@@ -74,7 +74,7 @@ async function run(commands: Command[], seed: number, duplicate: number, reorder
           agents[c.a] = open(AGENTS[c.a]!);
           break;
         case 'restartHub':
-          net.stopHub();
+          await net.stopHub();
           net.startHub();
           break;
       }
@@ -97,15 +97,16 @@ async function run(commands: Command[], seed: number, duplicate: number, reorder
     for (const agent of agents) {
       const replica = await agent.list('kv', { confirmed: true, limit: 100 });
       const hub = net.hub!.store;
-      const expected = KEYS.flatMap((k) => {
-        const doc = hub.document('kv', k);
+      const docs = await Promise.all(KEYS.map((k) => hub.document('kv', k)));
+      const expected = KEYS.flatMap((k, i) => {
+        const doc = docs[i];
         return doc && !doc.deleted ? [{ key: k, value: doc.value, version: doc.version }] : [];
       });
       expect(replica.map(({ key, value, version }) => ({ key, value, version })), `replica of ${agent.id}`).toEqual(expected);
     }
   } finally {
     await Promise.all(agents.map((a) => a.close()));
-    net.stopHub();
+    await net.stopHub();
   }
 }
 

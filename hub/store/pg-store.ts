@@ -111,6 +111,7 @@ export class PostgresHubStore implements HubStore {
     const tx = new BufferedIngestTx(plan, prefetch, this.#head);
     const result = work(tx); // a throw here has written nothing
     const writes = tx.writes();
+    // Nothing written (only redeliveries re-acked from recorded outcomes): nothing to fence.
     if (!writes) return result;
     const from = { epoch: this.#epoch, head: this.#head, groupCommits: this.#groupCommits };
     const committed = await this.#wrap('write to', () => writeGroupCommit(this.#pool, from, tx.head, writes));

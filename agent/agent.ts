@@ -302,9 +302,13 @@ export class Agent extends EventEmitter<AgentEvents> {
   #onMessage(topic: string, payload: Buffer): void {
     if (this.#closed) return;
     try {
-      if (topic === topics.down(this.id)) this.#onDown(downCodec.decode(payload));
-      else if (collectionOfTopic(topic) !== undefined || topic === topics.hub) {
+      if (topic === topics.down(this.id)) {
+        const message = downCodec.decode(payload);
+        if (message[0] !== 'error' && this.#isDeposed(message[1].epoch)) return;
+        this.#onDown(message);
+      } else if (collectionOfTopic(topic) !== undefined || topic === topics.hub) {
         const message = broadcastCodec.decode(payload);
+        if (this.#isDeposed(message[1].epoch)) return;
         this.#clock.observe(message[1].hlc as Hlc);
         if (message[0] === 'changes') this.#replicator.onChanges(message);
         else this.#policies.update(message[1]);
@@ -313,6 +317,27 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.#log.warn({ err: error, topic }, 'ignored a message from the hub');
     }
   }
+
+  /**
+   * Whether a message comes from a hub process that has since been replaced (a lower leadership
+   * epoch than one already heard). The highest epoch is kept across restarts.
+   */
+  #isDeposed(epoch: number | undefined): boolean {
+    if (epoch === undefined) return false;
+    const highest = (this.#hubEpoch ??= this.#store.getSetting<number>('hubEpoch') ?? 0);
+    if (epoch < highest) {
+      this.#log.warn({ epoch, highest }, 'ignored a message from a deposed hub process (lower leadership epoch)');
+      return true;
+    }
+    if (epoch > highest) {
+      this.#store.setSetting('hubEpoch', epoch);
+      this.#hubEpoch = epoch;
+    }
+    return false;
+  }
+
+  /** The highest leadership epoch heard from the hub (loaded on first use). */
+  #hubEpoch: number | undefined;
 
   #onDown(message: DownMessage): void {
     // Every hub message but an error carries the hub's clock: advance past it.

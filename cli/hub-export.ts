@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import { ConfigError } from './options.js';
 
-interface ExportOptions { data: string; out: string; config?: string; brokerUsername: string; brokerPassword?: string; listenerPort: string }
+interface ExportOptions { data: string; store?: string; out: string; config?: string; brokerUsername: string; brokerPassword?: string; listenerPort: string }
 
 /**
  * `outpost hub export mosquitto`: Mosquitto's password and ACL files (and a configuration
@@ -14,14 +14,15 @@ export function addBrokerExport(hub: Command): void {
   const exportCommand = hub.command('export').description('write an external broker\'s authentication and ACL files');
   exportCommand.command('mosquitto').description('Mosquitto password file, ACL file and mosquitto.conf snippet')
     .option('--data <dir>', 'the hub\'s data directory (env OUTPOST_DATA)', process.env.OUTPOST_DATA ?? './data/hub')
+    .option('--store <url>', 'the hub\'s PostgreSQL store, if it has one (env OUTPOST_STORE)', process.env.OUTPOST_STORE)
     .requiredOption('--out <dir>', 'where to write passwords, acl and mosquitto.conf')
     .option('--config <file>', 'the hub configuration whose access section says who reads which collection (env OUTPOST_CONFIG)', process.env.OUTPOST_CONFIG)
     .option('--broker-username <name>', 'the hub\'s broker account (env OUTPOST_BROKER_USERNAME)', process.env.OUTPOST_BROKER_USERNAME ?? 'outpost-hub')
     .option('--broker-password <secret>', 'its password (env OUTPOST_BROKER_PASSWORD); default: keep the one already exported, or generate one and print it once')
     .option('--listener-port <port>', 'the port of the listener in the mosquitto.conf snippet', '1883')
     .action(async (opts: ExportOptions) => {
-      const [{ SqliteHubStore }, { loadHubConfig, DEFAULT_HUB_CONFIG }, { AccessControl }, exporter, { mosquittoHash }] = await Promise.all([
-        import('../hub/store/sqlite-store.js'), import('../hub/config.js'), import('../hub/access.js'),
+      const [{ openHubStore }, { loadHubConfig, DEFAULT_HUB_CONFIG }, { AccessControl }, exporter, { mosquittoHash }] = await Promise.all([
+        import('../hub/store/open-store.js'), import('../hub/config.js'), import('../hub/access.js'),
         import('../hub/mosquitto-export.js'), import('../hub/mosquitto-password.js'),
       ]);
       const port = Number(opts.listenerPort);
@@ -32,7 +33,7 @@ export function addBrokerExport(hub: Command): void {
       const generated = password === undefined && kept === undefined ? randomBytes(24).toString('base64url') : undefined;
       const hubHash = kept ?? await mosquittoHash((password ?? generated)!);
 
-      const store = new SqliteHubStore(opts.data);
+      const store = await openHubStore({ store: opts.store, dataDir: opts.data });
       let agents;
       try {
         agents = await store.brokerCredentials();

@@ -53,12 +53,19 @@ addBrokerExport(hubCommand);
 hubRun.action(async (flags: Record<string, unknown>) => {
   const o = resolveOptions(HUB_OPTIONS, flags, process.env);
   const log = pino({ name: 'hub', level: o.logLevel as string });
-  const { loadHubConfig } = await import('../hub/config.js');
+  const [{ loadHubConfig }, { isPostgresUrl, openHubStore }] = await Promise.all([import('../hub/config.js'), import('../hub/store/open-store.js')]);
+  if (o.store !== undefined && !isPostgresUrl(o.store as string)) {
+    throw new ConfigError(`option --store: expected postgres://user:password@host:5432/database, got ${JSON.stringify(o.store)}; leave it out for SQLite in --data`);
+  }
+  const config = o.config !== undefined ? loadHubConfig(o.config as string) : undefined;
+  // On PostgreSQL several hub processes may share the database: one leads, the others stand by.
+  const leader = o.store === undefined ? undefined : await (await import('../hub/leadership.js')).LeaderLock.acquire(o.store as string, { log });
+  const store = await openHubStore({ store: o.store as string | undefined, dataDir: o.data as string, ...(leader && { epoch: leader.epoch }) });
   const common = {
-    dataDir: o.data as string, dev: o.dev as boolean, logger: log,
+    dataDir: o.data as string, store, ...(leader && { epoch: leader.epoch }), dev: o.dev as boolean, logger: log,
     ...(o.http !== undefined && { http: o.http as Address }),
     ...(o.adminToken !== undefined && { adminToken: o.adminToken as string }),
-    ...(o.config !== undefined && { config: loadHubConfig(o.config as string) }),
+    ...(config && { config }),
   };
   let hub: { stop: () => Promise<void> };
   if (o.broker !== undefined) {
@@ -89,7 +96,16 @@ hubRun.action(async (flags: Record<string, unknown>) => {
       }),
     });
   }
-  onSignals(log, () => hub.stop());
+  leader?.onLost((error) => {
+    // Another process may lead by now; its epoch fences this one's commits anyway. Stop, so
+    // that this process can stand by again (a supervisor restarts it).
+    log.error({ err: error.message }, 'lost the leader lock; stopping');
+    void hub.stop().finally(() => process.exit(1));
+  });
+  onSignals(log, async () => {
+    await hub.stop();
+    await leader?.release();
+  });
 });
 
 const agentCommand = program.command('agent').description('run an agent, or talk to a running one');

@@ -31,6 +31,8 @@ export interface HubCoreOptions {
   dataDir: string;
   /** The primary store; default SQLite in `dataDir`. */
   store?: HubStore;
+  /** This process's leadership epoch (hub/leadership.ts), stamped on what it sends; 0 without failover. */
+  epoch?: number;
   config?: HubConfig;
   logger?: Logger;
   /** Development mode: every agent may read and write everything. */
@@ -47,6 +49,8 @@ export interface HubCoreOptions {
  */
 export class HubCore extends EventEmitter<HubEvents> {
   readonly store: HubStore;
+  /** Stamped on every message but errors: agents ignore a deposed leader's lower epoch. */
+  readonly epoch: number;
   readonly clock = new HybridClock();
   readonly log: Logger;
   readonly config: HubConfig;
@@ -65,6 +69,7 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.access = new AccessControl(this.config.access, options.dev ?? false);
     this.#publish = options.publish;
     this.store = options.store ?? new SqliteHubStore(options.dataDir);
+    this.epoch = options.epoch ?? 0;
     const ingestor = new Ingestor(this.store, this.clock, this.policies, {
       ...defaultIngestOptions,
       maxFutureSkewMs: this.config.maxClockSkewSeconds * 1000,
@@ -166,7 +171,7 @@ export class HubCore extends EventEmitter<HubEvents> {
 
   publishStatus(): void {
     this.#broadcast(topics.hub, ['hub', {
-      v: PROTOCOL_VERSION, hlc: this.clock.tick(), head: this.store.head, epoch: 0, ...this.policies.describe(),
+      v: PROTOCOL_VERSION, hlc: this.clock.tick(), head: this.store.head, epoch: this.epoch, ...this.policies.describe(),
     }], true);
   }
 
@@ -196,10 +201,12 @@ export class HubCore extends EventEmitter<HubEvents> {
   }
 
   #sendDown(agentId: string, message: DownMessage): void {
+    if (message[0] !== 'error') message[1].epoch = this.epoch;
     this.#send(topics.down(agentId), () => downCodec.encode(message), false);
   }
 
   #broadcast(topic: string, message: BroadcastMessage, retain = false): void {
+    message[1].epoch = this.epoch;
     this.#send(topic, () => broadcastCodec.encode(message), retain);
   }
 

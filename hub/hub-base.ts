@@ -15,6 +15,8 @@ export interface HubCommonOptions {
   dataDir: string;
   /** The primary store; default SQLite in `dataDir`. */
   store?: HubStore;
+  /** The leadership epoch this process writes as (hub/leadership.ts); 0 without failover. */
+  epoch?: number;
   /** Admit agents without credentials (development only). */
   dev?: boolean;
   /** Collections, policies and retention; defaults when omitted. */
@@ -54,6 +56,7 @@ export abstract class HubBase {
     this.core = new HubCore({
       dataDir: common.dataDir,
       ...(common.store && { store: common.store }),
+      ...(common.epoch !== undefined && { epoch: common.epoch }),
       dev: common.dev ?? false,
       logger: this.log,
       ...(common.config && { config: common.config }),

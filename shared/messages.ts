@@ -16,6 +16,11 @@ const CollectionName = Type.String({ maxLength: 256 });
 const Key = Type.String({ maxLength: 4 * limits.maxKeyBytes });
 const Incarnation = Type.String({ pattern: '^[0-9a-f]{32}$' });
 const strict = { additionalProperties: false } as const;
+/**
+ * The leadership epoch of the hub process that sent a message (see hub/leadership.ts): raised at
+ * every failover. An agent ignores a message with a lower epoch than one it has seen.
+ */
+const Epoch = Type.Integer({ minimum: 0 });
 
 function message<T extends string, B extends TSchema>(type: T, body: B) {
   return Type.Tuple([Type.Literal(type), body]);
@@ -137,13 +142,13 @@ const CommittedRun = Type.Tuple([Seq, Type.Integer({ minimum: 1, maximum: limits
 export const AckMessage = message(
   'ack',
   Type.Object({
-    inc: Incarnation, hlc: Hlc, results: Type.Array(OpResult),
+    inc: Incarnation, hlc: Hlc, epoch: Type.Optional(Epoch), results: Type.Array(OpResult),
     runs: Type.Optional(Type.Array(CommittedRun)), dupRuns: Type.Optional(Type.Array(CommittedRun)),
   }, strict),
 );
 export const ResyncMessage = message(
   'resync',
-  Type.Object({ inc: Incarnation, hlc: Hlc, expected: Seq }, strict),
+  Type.Object({ inc: Incarnation, hlc: Hlc, epoch: Type.Optional(Epoch), expected: Seq }, strict),
 );
 export const PageMessage = message(
   'page',
@@ -156,6 +161,7 @@ export const PageMessage = message(
       to: Lsn,
       more: Type.Boolean(),
       hlc: Hlc,
+      epoch: Type.Optional(Epoch),
       changes: Type.Array(Change),
     },
     strict,
@@ -176,6 +182,7 @@ export const SnapshotMessage = message(
       from: Lsn,
       lsn: Lsn,
       hlc: Hlc,
+      epoch: Type.Optional(Epoch),
       docs: Type.Array(Change),
       next: Type.Optional(Type.Tuple([CollectionName, Key])),
     },
@@ -192,13 +199,13 @@ export const ErrorMessage = message(
  */
 export const ReincarnateMessage = message(
   'reincarnate',
-  Type.Object({ inc: Incarnation, hlc: Hlc, seq: Seq }, strict),
+  Type.Object({ inc: Incarnation, hlc: Hlc, epoch: Type.Optional(Epoch), seq: Seq }, strict),
 );
 
 /** Writes that asked for `rep` replicas: that many other agents have now applied them. */
 export const ReplicatedMessage = message(
   'replicated',
-  Type.Object({ inc: Incarnation, hlc: Hlc, seqs: Type.Array(Seq) }, strict),
+  Type.Object({ inc: Incarnation, hlc: Hlc, epoch: Type.Optional(Epoch), seqs: Type.Array(Seq) }, strict),
 );
 export const DownMessage = Type.Union([
   AckMessage, ResyncMessage, PageMessage, SnapshotMessage, ErrorMessage, ReplicatedMessage, ReincarnateMessage,
@@ -215,6 +222,7 @@ export const ChangesMessage = message(
       /** LSN of the previous change set of this collection (0 = none): a subscriber detects gaps. */
       prev: Lsn,
       hlc: Hlc,
+      epoch: Type.Optional(Epoch),
       changes: Type.Array(Change, { minItems: 1 }),
     },
     strict,
@@ -245,7 +253,7 @@ export const HubStatusMessage = message(
       v: Type.Integer(),
       hlc: Hlc,
       head: Lsn,
-      epoch: Type.Integer({ minimum: 0 }),
+      epoch: Epoch,
       collections: Type.Record(Type.String({ pattern: '^[a-z0-9_-]{1,64}$' }), CollectionPolicy),
       undeclared: Type.Union([Type.Literal('allow'), Type.Literal('reject')]),
       defaults: CollectionPolicy,

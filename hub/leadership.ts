@@ -1,0 +1,74 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { migrate } from './store/pg-schema.js';
+
+/** Arbitrary but fixed: the session advisory lock that makes one hub process the writer. */
+const LEADER_LOCK = 0x6f757471; // "outq"
+
+export interface LeaderLockOptions {
+  log: Logger;
+  /** How often a standby asks for the lock (default 500 ms): a dead leader is replaced within about this. */
+  pollMs?: number;
+}
+
+/**
+ * Leadership among hub processes that share one PostgreSQL database. The leader holds a
+ * session advisory lock on a connection of its own; when its process dies, PostgreSQL ends the
+ * session and releases the lock, and a standby polling for it takes over. Each takeover raises
+ * the epoch in the `leadership` row: the store fences every group commit on its epoch (a
+ * deposed leader can no longer commit), and the hub stamps it on what it sends, so agents stop
+ * listening to a lower one.
+ */
+export class LeaderLock {
+  #lost: ((error: Error) => void) | undefined;
+  #released = false;
+
+  private constructor(private readonly client: pg.Client, readonly epoch: number) {
+    const lost = (error: Error): void => {
+      if (this.#released) return;
+      this.#released = true;
+      this.#lost?.(error);
+    };
+    client.on('error', lost);
+    client.on('end', () => lost(new Error('the connection holding the leader lock closed')));
+  }
+
+  /** Resolves once this process leads, with a new epoch; until then it stands by. */
+  static async acquire(url: string, options: LeaderLockOptions): Promise<LeaderLock> {
+    const { log } = options;
+    const client = new pg.Client({ connectionString: url, application_name: 'outpost-hub-leader', keepAlive: true });
+    client.on('error', () => undefined); // reported through the queries below, or as a lost lock
+    await client.connect();
+    try {
+      await migrate(client); // the leadership row exists before anyone leads
+      let said = false;
+      for (;;) {
+        const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [LEADER_LOCK]);
+        if (rows[0]!.locked) break;
+        if (!said) log.info('standing by: another hub process leads; taking over when it stops');
+        said = true;
+        await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
+      }
+      const { rows } = await client.query<{ epoch: string }>('UPDATE leadership SET epoch = epoch + 1 RETURNING epoch');
+      const epoch = Number(rows[0]!.epoch);
+      log.info({ epoch }, 'leading: this hub process is the writer');
+      return new LeaderLock(client, epoch);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Called once if the lock's connection fails: this process may no longer be the leader. */
+  onLost(callback: (error: Error) => void): void {
+    this.#lost = callback;
+  }
+
+  /** Gives the lock up (a clean stop): a standby takes over at its next poll. */
+  async release(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    await this.client.query('SELECT pg_advisory_unlock($1)', [LEADER_LOCK]).catch(() => undefined);
+    await this.client.end().catch(() => undefined);
+  }
+}

@@ -67,7 +67,7 @@ hubRun.action(async (flags: Record<string, unknown>) => {
     ...(o.adminToken !== undefined && { adminToken: o.adminToken as string }),
     ...(config && { config }),
   };
-  let hub: { stop: () => Promise<void> };
+  let hub: { stop: () => Promise<void>; core: { on: (event: 'fatal', listener: (error: Error) => void) => unknown } };
   if (o.broker !== undefined) {
     if (o.tlsPort !== undefined) {
       throw new ConfigError('option --tls-port configures the embedded broker\'s listener; with --broker, configure TLS on that broker (and --broker-ca here)');
@@ -96,6 +96,12 @@ hubRun.action(async (flags: Record<string, unknown>) => {
       }),
     });
   }
+  hub.core.on('fatal', (error) => {
+    // Deposed, or another writer committed: this process can commit nothing more. Stop, so that
+    // a supervisor restarts it (it then stands by, or reopens the store at the true head).
+    log.error({ err: error.message }, 'the store refuses this hub as its writer; stopping');
+    void hub.stop().finally(() => process.exit(1));
+  });
   leader?.onLost((error) => {
     // Another process may lead by now; its epoch fences this one's commits anyway. Stop, so
     // that this process can stand by again (a supervisor restarts it).

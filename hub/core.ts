@@ -15,6 +15,7 @@ import { defaultIngestOptions, Ingestor, type HubWriteRequest, type IngestOutput
 import { answerPull } from './pull.js';
 import { ReplicationTracker, type ReplicaWait } from './replication-tracker.js';
 import type { HubStore } from './store/hub-store.js';
+import { ConcurrentWriterError, WriterFencedError } from './store/pg-errors.js';
 import { SqliteHubStore } from './store/sqlite-store.js';
 
 export interface HubEvents {
@@ -24,6 +25,11 @@ export interface HubEvents {
   commit: [requests: number, outcomes: OpResult['outcome'][], seconds: number];
   /** Bytes of protocol messages received from agents and sent by the hub. */
   bytes: [direction: 'in' | 'out', bytes: number];
+  /**
+   * The store refuses this process as its writer (another hub leads now, or another writer
+   * committed): nothing more can be committed. Whoever runs the hub should stop it.
+   */
+  fatal: [error: Error];
 }
 
 export interface HubCoreOptions {
@@ -86,6 +92,7 @@ export class HubCore extends EventEmitter<HubEvents> {
         for (const agentId of agentIds) {
           this.#sendDown(agentId, ['error', { code: ErrorCode.STORAGE_FAILED, message: `hub could not commit: ${error.message}` }]);
         }
+        if (error instanceof WriterFencedError || error instanceof ConcurrentWriterError) this.emit('fatal', error);
       },
       this.log,
     );

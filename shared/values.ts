@@ -54,9 +54,10 @@ export function checkCollectionName(name: string): ValueProblem | undefined {
 
 export function checkKey(key: string, maxKeyBytes: number = defaultLimits.maxKeyBytes): ValueProblem | undefined {
   const bytes = Buffer.byteLength(key, 'utf8');
-  return bytes > 0 && bytes <= maxKeyBytes
-    ? undefined
-    : { reason: 'invalid_key', detail: `key must be 1-${maxKeyBytes} UTF-8 bytes, got ${bytes}` };
+  if (bytes === 0 || bytes > maxKeyBytes) return { reason: 'invalid_key', detail: `key must be 1-${maxKeyBytes} UTF-8 bytes, got ${bytes}` };
+  // PostgreSQL text cannot hold NUL: such a key would fail every group commit it joined.
+  if (key.includes('\u0000')) return { reason: 'invalid_key', detail: 'key must not contain the NUL character (U+0000)' };
+  return undefined;
 }
 
 /** Applies a shallow patch: fields set to null are removed, others replace. */

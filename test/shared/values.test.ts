@@ -41,6 +41,7 @@ describe('document values', () => {
     expect(checkKey('ü'.repeat(256))).toBeUndefined(); // 512 bytes
     expect(checkKey('ü'.repeat(257))).toMatchObject({ reason: 'invalid_key' });
     expect(checkKey('')).toMatchObject({ reason: 'invalid_key' });
+    expect(checkKey('a\u0000b')?.detail).toMatch(/NUL/);
   });
 
   it('patches shallowly: fields replace, null removes, non-objects start afresh', () => {

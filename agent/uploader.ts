@@ -81,11 +81,20 @@ export class Uploader {
     const results = unpackAck(ack);
     if (results.length === 0) return;
     const rejections = this.store.applyResults(results, (c) => this.delegate.isReplicated(c));
+    const first = results[0]!.seq;
     const acked = results[results.length - 1]!.seq;
     if (results.some((r) => !r.dup)) this.#unfillable = 0;
+    // One hub process acks an agent's batches in order, so a batch sent earlier whose ack has not
+    // come is one whose ack was lost: the hub that took it died (a failover) before answering.
+    // Resend from the first unacknowledged write now; the new hub re-acks what was committed.
+    const lost = this.#inFlight.some((b) => b.last < first);
     this.#inFlight = this.#inFlight.filter((b) => b.last > acked);
     this.delegate.onAcked(results);
     if (rejections.length > 0) this.delegate.onRejected(rejections);
+    if (lost) {
+      this.log.info({ acked: [first, acked] }, 'an earlier batch was never acknowledged (hub failover?); resending from the first unacknowledged write');
+      this.#rewind();
+    }
     this.pump();
   }
 

@@ -115,7 +115,12 @@ describe.skipIf(skip !== undefined)('hub failover: hub processes on one PostgreS
     const atHub = (await store.listDocuments('readings', { limit: 100_000 })).map(({ key, value, version }) => ({ key, value, version }));
     expect(atHub.length).toBeGreaterThan(300);
     for (const agent of agents) {
-      const replica = (await agent.list('readings', { confirmed: true, limit: 100_000 })).map(({ key, value, version }) => ({ key, value, version }));
+      const replica: Array<{ key: string; value: unknown; version: number }> = [];
+      for (;;) { // an agent lists at most 1,000 documents at a time
+        const page = await agent.list('readings', { confirmed: true, limit: 1000, ...(replica.length > 0 && { after: replica.at(-1)!.key }) });
+        replica.push(...page.map(({ key, value, version }) => ({ key, value, version })));
+        if (page.length < 1000) break;
+      }
       expect(replica, `replica of ${agent.id}`).toEqual(atHub);
     }
     expect(first.output).toContain('"epoch":1');

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseHubConfig } from '../../hub/config.js';
 import type { PullMessage, SnapshotMessage } from '../../shared/messages.js';
-import { FLEET_BROKERS, TestFleet } from '../helpers/fleet.js';
+import { FLEET_SETUPS, TestFleet } from '../helpers/fleet.js';
 import { waitFor } from '../helpers/wait.js';
 
-describe.each(FLEET_BROKERS)('catch-up beyond log retention (%s broker)', (broker) => {
+describe.each(FLEET_SETUPS)('catch-up beyond log retention (%s broker, %s store)', (broker, store) => {
   let fleet: TestFleet;
   afterEach(async () => fleet.close());
 
@@ -15,7 +15,7 @@ describe.each(FLEET_BROKERS)('catch-up beyond log retention (%s broker)', (broke
   }
 
   it('an agent offline past retention recovers through a snapshot and converges, deletions included', async () => {
-    fleet = new TestFleet({ config: parseHubConfig({ retention: { maxEntries: 20 } }) }, broker);
+    fleet = new TestFleet({ config: parseHubConfig({ retention: { maxEntries: 20 } }) }, broker, store);
     const hub = await fleet.startHub();
     const writer = fleet.agent('pi-writer');
     let reader = fleet.agent('pi-reader', { pageLimit: 25 });
@@ -45,7 +45,7 @@ describe.each(FLEET_BROKERS)('catch-up beyond log retention (%s broker)', (broke
   });
 
   it('a snapshot interrupted halfway resumes where it stopped', async () => {
-    fleet = new TestFleet({ config: parseHubConfig({ retention: { maxEntries: 5 } }) }, broker);
+    fleet = new TestFleet({ config: parseHubConfig({ retention: { maxEntries: 5 } }) }, broker, store);
     const hub = await fleet.startHub();
     const writer = fleet.agent('pi-writer');
     await writer.put('items', 'doomed', 1);

@@ -1,16 +1,18 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { FLEET_BROKERS, TestFleet } from '../helpers/fleet.js';
+import { FLEET_BROKERS, FLEET_SETUPS, TestFleet } from '../helpers/fleet.js';
 import { NO_MOSQUITTO } from '../helpers/mosquitto.js';
+import { NO_POSTGRES } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
 
 if (!FLEET_BROKERS.includes('mosquitto')) describe.skip(`end to end on Mosquitto: ${NO_MOSQUITTO}`, () => undefined);
+if (NO_POSTGRES) describe.skip(`end to end on PostgreSQL: ${NO_POSTGRES}`, () => undefined);
 
-describe.each(FLEET_BROKERS)('end to end, in process: real broker (%s), real SQLite', (broker) => {
+describe.each(FLEET_SETUPS)('end to end, in process: real broker (%s), real store (%s)', (broker, store) => {
   let fleet: TestFleet;
   afterEach(async () => fleet.close());
 
   it('a write on agent A is readable on agent B', async () => {
-    fleet = new TestFleet({}, broker);
+    fleet = new TestFleet({}, broker, store);
     await fleet.startHub();
     const a = fleet.agent('pi-a');
     const b = fleet.agent('pi-b');
@@ -28,7 +30,7 @@ describe.each(FLEET_BROKERS)('end to end, in process: real broker (%s), real SQL
   });
 
   it('writes made while the hub is down arrive exactly once after it restarts', async () => {
-    fleet = new TestFleet({}, broker);
+    fleet = new TestFleet({}, broker, store);
     await fleet.startHub();
     const a = fleet.agent('pi-a');
     const b = fleet.agent('pi-b');
@@ -61,7 +63,7 @@ describe.each(FLEET_BROKERS)('end to end, in process: real broker (%s), real SQL
   });
 
   it('an agent stopped while changes happen catches up when started again', async () => {
-    fleet = new TestFleet({}, broker);
+    fleet = new TestFleet({}, broker, store);
     await fleet.startHub();
     const a = fleet.agent('pi-a');
     let b = fleet.agent('pi-b');
@@ -83,7 +85,7 @@ describe.each(FLEET_BROKERS)('end to end, in process: real broker (%s), real SQL
   });
 
   it('reports a write the hub rejects where the app sees it, and releases it from the outbox', async () => {
-    fleet = new TestFleet({}, broker);
+    fleet = new TestFleet({}, broker, store);
     await fleet.startHub();
     const a = fleet.agent('pi-a', { now: () => Date.now() + 3_600_000 }); // wall clock an hour fast
     const rejected = new Promise((resolve) => a.once('rejection', resolve));

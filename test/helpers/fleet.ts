@@ -8,8 +8,10 @@ import { BrokerClientHub } from '../../hub/external-broker.js';
 import { Hub, type HubOptions } from '../../hub/hub.js';
 import { DEFAULT_HUB_BROKER_USER, mosquittoFiles, writeMosquittoFiles } from '../../hub/mosquitto-export.js';
 import { mosquittoHash } from '../../hub/mosquitto-password.js';
+import { PostgresHubStore } from '../../hub/store/pg-store.js';
 import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
 import { MOSQUITTO, MosquittoProcess } from './mosquitto.js';
+import { freshDatabase, NO_POSTGRES } from './postgres.js';
 import { tempDir } from './temp.js';
 
 /**
@@ -20,6 +22,19 @@ export type FleetBroker = 'embedded' | 'mosquitto';
 
 /** Both brokers where Mosquitto is installed; a suite runs once per entry (`describe.each`). */
 export const FLEET_BROKERS: readonly FleetBroker[] = MOSQUITTO ? ['embedded', 'mosquitto'] : ['embedded'];
+
+/** Where the hub keeps its data: SQLite in the fleet's temp dir, or a fresh PostgreSQL database. */
+export type FleetStore = 'sqlite' | 'postgres';
+
+/**
+ * The setups an end-to-end suite runs on: the embedded default, Mosquitto (where installed) and
+ * PostgreSQL (where reachable), each changing one thing from the default.
+ */
+export const FLEET_SETUPS: ReadonlyArray<[FleetBroker, FleetStore]> = [
+  ['embedded', 'sqlite'],
+  ...(MOSQUITTO ? [['mosquitto', 'sqlite'] as [FleetBroker, FleetStore]] : []),
+  ...(NO_POSTGRES ? [] : [['embedded', 'postgres'] as [FleetBroker, FleetStore]]),
+];
 
 /** A hub and agents in this process, on real sockets and real SQLite files in a temp dir. */
 export class TestFleet {
@@ -36,7 +51,10 @@ export class TestFleet {
   /** Agents provisioned, re-exported and reloaded one at a time. */
   #provisioning: Promise<void> = Promise.resolve();
 
-  constructor(public hubOptions: Partial<HubOptions> = {}, readonly broker: FleetBroker = 'embedded') {}
+  constructor(public hubOptions: Partial<HubOptions> = {}, readonly broker: FleetBroker = 'embedded', readonly store: FleetStore = 'sqlite') {}
+
+  /** The fleet's PostgreSQL database, created on first start and kept across hub restarts. */
+  #postgresUrl: string | undefined;
 
   get hubData(): string {
     return join(this.dir, 'hub');
@@ -45,8 +63,9 @@ export class TestFleet {
   async startHub(): Promise<Hub | BrokerClientHub> {
     if (this.broker === 'mosquitto') return this.#startBrokerClientHub();
     // Restart on the same port, so agents reconnect to the same URL.
+    const store = this.store === 'postgres' ? await PostgresHubStore.open(this.#postgresUrl ??= await freshDatabase()) : undefined;
     this.hub = await Hub.start({
-      port: this.port, host: '127.0.0.1', dataDir: this.hubData, dev: true, ...this.hubOptions,
+      port: this.port, host: '127.0.0.1', dataDir: this.hubData, dev: true, ...(store && { store }), ...this.hubOptions,
     });
     this.port = this.hub.port;
     return this.hub;

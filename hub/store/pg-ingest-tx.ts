@@ -3,7 +3,7 @@ import type { OpResult } from '../../shared/messages.js';
 import { decodeCbor, encodeCbor } from '../../shared/codec.js';
 import type { JsonValue } from '../../shared/values.js';
 import type { ConflictRecord, IngestPlan, IngestTx, LogEntry, RecordedOutcome, StoredDocument } from './hub-store.js';
-import { encodedChangeBytes } from './pg-rows.js';
+import { encodedChangeBytes } from './rows.js';
 
 /** What a group commit may read, fetched before it runs: only what its plan named. */
 export interface IngestPrefetch {

@@ -11,9 +11,9 @@ import { ConcurrentWriterError, WriterFencedError } from './pg-errors.js';
 import { OUTCOMES_OF_OPS, prefetchPlan, writeGroupCommit } from './pg-group-commit.js';
 import { BufferedIngestTx } from './pg-ingest-tx.js';
 import {
-  documentRowToChange, encodedChangeBytes, logRowToChange, toConflictRecord, toRecordedOutcome, toStoredDocument,
+  documentRowToChange, encodedChangeBytes, logPage, toConflictRecord, toRecordedOutcome, toStoredDocument,
   type ConflictRow, type DocumentRow, type LogRow, type OutcomeRow,
-} from './pg-rows.js';
+} from './rows.js';
 import { migrate } from './pg-schema.js';
 
 export interface PostgresHubStoreOptions {
@@ -137,20 +137,7 @@ export class PostgresHubStore implements HubStore {
        WHERE lsn > $1 ${collections ? 'AND collection = ANY($3::text[])' : ''} ORDER BY lsn LIMIT $2`,
       [from, limit, ...(collections ? [collections] : [])],
     );
-    const changes: Change[] = [];
-    let bytes = 0;
-    let lastRead = from;
-    for (const row of rows) {
-      if (!include(row.collection)) {
-        lastRead = row.lsn; // not for this reader; the page still covers it
-        continue;
-      }
-      bytes += encodedChangeBytes(row);
-      if (changes.length > 0 && bytes > maxBytes) return { changes, complete: false, through: lastRead };
-      changes.push(logRowToChange(row));
-      lastRead = row.lsn;
-    }
-    return { changes, complete: rows.length < limit, through: lastRead };
+    return logPage(rows, from, limit, maxBytes, include);
   }
 
   async readDocuments(

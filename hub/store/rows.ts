@@ -2,15 +2,18 @@ import type { Hlc } from '../../shared/hlc.js';
 import type { Change, OpResult } from '../../shared/messages.js';
 import { decodeCbor } from '../../shared/codec.js';
 import type { JsonValue } from '../../shared/values.js';
-import type { ConflictRecord, RecordedOutcome, StoredDocument } from './hub-store.js';
+import type { ConflictRecord, LogPage, RecordedOutcome, StoredDocument } from './hub-store.js';
 
-/** Rows as the PostgreSQL store reads them (bigint columns arrive as numbers: see pg-store.ts). */
+/**
+ * Rows as both SQL stores read them, and what they become. PostgreSQL's bigint columns arrive as
+ * numbers (see pg-store.ts); SQLite's booleans arrive as 0 or 1.
+ */
 
 export interface DocumentRow {
   collection: string;
   key: string;
   value: Buffer | null;
-  deleted: boolean;
+  deleted: boolean | number;
   version: number;
   hlc: string;
   origin: string;
@@ -52,7 +55,7 @@ export interface OutcomeRow {
 export function toStoredDocument(row: Omit<DocumentRow, 'collection' | 'key'>): StoredDocument {
   return {
     value: row.value === null ? undefined : (decodeCbor(row.value) as JsonValue),
-    deleted: row.deleted,
+    deleted: Boolean(row.deleted),
     version: row.version,
     hlc: row.hlc as Hlc,
     origin: row.origin,
@@ -85,19 +88,22 @@ export function toConflictRecord(r: ConflictRow): ConflictRecord {
   };
 }
 
+/** An outcome kept one row per op (every outcome but committed, which is kept as runs). */
+export function explicitOutcome(row: { outcome: string; lsn: number | null; reason: string | null; detail: string | null; digest: string | null }): RecordedOutcome {
+  return {
+    result: {
+      outcome: row.outcome as OpResult['outcome'],
+      ...(row.lsn !== null && { lsn: row.lsn }),
+      ...(row.reason !== null && { reason: row.reason }),
+      ...(row.detail !== null && { detail: row.detail }),
+    },
+    ...(row.digest !== null && { digest: row.digest }),
+  };
+}
+
 /** The outcome an op row describes: an explicit outcome, else its committed run (LSN by offset). */
 export function toRecordedOutcome(row: OutcomeRow): RecordedOutcome | undefined {
-  if (row.outcome !== null) {
-    return {
-      result: {
-        outcome: row.outcome as OpResult['outcome'],
-        ...(row.lsn !== null && { lsn: row.lsn }),
-        ...(row.reason !== null && { reason: row.reason }),
-        ...(row.detail !== null && { detail: row.detail }),
-      },
-      ...(row.digest !== null && { digest: row.digest }),
-    };
-  }
+  if (row.outcome !== null) return explicitOutcome({ ...row, outcome: row.outcome });
   if (row.run_first_seq === null || row.run_last_seq === null || row.run_first_lsn === null || row.seq > row.run_last_seq) return undefined;
   const lsn = row.run_first_lsn + (row.seq - row.run_first_seq);
   // The digest is gone once retention pruned the log entry.
@@ -110,4 +116,25 @@ export function toRecordedOutcome(row: OutcomeRow): RecordedOutcome | undefined 
  */
 export function encodedChangeBytes(row: { collection: string; key: string; origin: string; hlc: string; value: Buffer | null }): number {
   return (row.value?.length ?? 0) + Buffer.byteLength(row.key) + Buffer.byteLength(row.collection) + Buffer.byteLength(row.origin) + row.hlc.length + 64;
+}
+
+/**
+ * One page of the log from rows read in LSN order after `from` (at most `limit`): no more than
+ * `maxBytes` of changes (at least one), skipping what `include` refuses while still covering it.
+ */
+export function logPage(rows: readonly LogRow[], from: number, limit: number, maxBytes: number, include: (collection: string) => boolean): LogPage {
+  const changes: Change[] = [];
+  let bytes = 0;
+  let lastRead = from;
+  for (const row of rows) {
+    if (!include(row.collection)) {
+      lastRead = row.lsn; // not for this reader; the page still covers it
+      continue;
+    }
+    bytes += encodedChangeBytes(row);
+    if (changes.length > 0 && bytes > maxBytes) return { changes, complete: false, through: lastRead };
+    changes.push(logRowToChange(row));
+    lastRead = row.lsn;
+  }
+  return { changes, complete: rows.length < limit, through: lastRead };
 }

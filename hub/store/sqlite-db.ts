@@ -1,7 +1,6 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Hlc } from '../../shared/hlc.js';
 import type { Change, OpResult } from '../../shared/messages.js';
 import { decodeCbor, encodeCbor } from '../../shared/codec.js';
 import { StorageFailedError } from '../../shared/errors.js';
@@ -11,6 +10,10 @@ import { HUB_MIGRATIONS } from './sqlite-schema.js';
 import type {
   ConflictRecord, Credential, CredentialListing, DocumentPage, IngestTx, ListedDocument, LogEntry, LogPage, RecordedOutcome, Rejected, StoredDocument,
 } from './hub-store.js';
+import {
+  documentRowToChange, encodedChangeBytes, explicitOutcome, logPage, toConflictRecord, toStoredDocument,
+  type ConflictRow, type DocumentRow as SharedDocumentRow, type LogRow,
+} from './rows.js';
 
 /**
  * The hub's primary store on SQLite: a gap-free log keyed by LSN, the current documents, the
@@ -171,10 +174,7 @@ export class SqliteHubDb implements IngestTx {
       if (docs.length > 0 && bytes > maxBytes) break;
       read += 1;
       last = [row.collection, row.key];
-      docs.push({
-        lsn: row.version, c: row.collection, k: row.key, op: row.deleted ? 'del' : 'put',
-        ...(row.value !== null && !row.deleted && { v: decodeCbor(row.value) }), hlc: row.hlc, o: row.origin,
-      });
+      docs.push(documentRowToChange(row));
     }
     const complete = read === rows.length && rows.length < limit;
     return { docs, next: complete || !last ? undefined : last };
@@ -218,17 +218,7 @@ export class SqliteHubDb implements IngestTx {
   /** The outcome recorded for an op, and the digest of the op's content (while still known). */
   outcome(agentId: string, incarnation: string, seq: number): RecordedOutcome | undefined {
     const row = this.#stmts.outcome.get(agentId, incarnation, seq);
-    if (row) {
-      return {
-        result: {
-          outcome: row.outcome as OpResult['outcome'],
-          ...(row.lsn !== null && { lsn: row.lsn }),
-          ...(row.reason !== null && { reason: row.reason }),
-          ...(row.detail !== null && { detail: row.detail }),
-        },
-        ...(row.digest !== null && { digest: row.digest }),
-      };
-    }
+    if (row) return explicitOutcome(row);
     const run = this.#stmts.committedRun.get(agentId, incarnation, seq);
     if (!run || seq > run.last_seq) return undefined;
     const lsn = run.first_lsn + (seq - run.first_seq);
@@ -250,15 +240,7 @@ export class SqliteHubDb implements IngestTx {
 
   document(collection: string, key: string): StoredDocument | undefined {
     const row = this.#stmts.document.get(collection, key);
-    if (!row) return undefined;
-    return {
-      value: row.value === null ? undefined : (decodeCbor(row.value) as JsonValue),
-      deleted: row.deleted === 1,
-      version: row.version,
-      hlc: row.hlc as Hlc,
-      origin: row.origin,
-      ...(row.field_hlcs !== null && { fieldHlcs: decodeCbor(row.field_hlcs) as Record<string, Hlc> }),
-    };
+    return row && toStoredDocument(row);
   }
 
   archiveConflict(record: Omit<ConflictRecord, 'id' | 'at'>): void {
@@ -281,13 +263,7 @@ export class SqliteHubDb implements IngestTx {
     const rows = this.#db
       .prepare<unknown[], ConflictRow>(`SELECT * FROM conflicts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`)
       .all(...params, query.limit);
-    const value = (b: Buffer | null): JsonValue | undefined => (b === null ? undefined : (decodeCbor(b) as JsonValue));
-    return rows.map((r) => ({
-      id: r.id, collection: r.collection, key: r.key, policy: r.policy, reason: r.reason, detail: r.detail,
-      loser: { origin: r.loser_origin, incarnation: r.loser_incarnation, seq: r.loser_seq, op: r.loser_op, value: value(r.loser_value), hlc: r.loser_hlc },
-      winner: { lsn: r.winner_lsn, origin: r.winner_origin, hlc: r.winner_hlc, value: value(r.winner_value) },
-      at: r.at,
-    }));
+    return rows.map(toConflictRecord);
   }
 
   /**
@@ -376,20 +352,7 @@ export class SqliteHubDb implements IngestTx {
           )
           .all(from, ...collections, limit)
       : this.#stmts.readLogAll.all(from, limit);
-    const changes: Change[] = [];
-    let bytes = 0;
-    let lastRead = from;
-    for (const row of rows) {
-      if (!include(row.collection)) {
-        lastRead = row.lsn; // not for this reader; the page still covers it
-        continue;
-      }
-      bytes += encodedChangeBytes(row);
-      if (changes.length > 0 && bytes > maxBytes) return { changes, complete: false, through: lastRead };
-      changes.push(rowToChange(row));
-      lastRead = row.lsn;
-    }
-    return { changes, complete: rows.length < limit, through: lastRead };
+    return logPage(rows, from, limit, maxBytes, include);
   }
 
   /** Count of log entries written by one agent op identity; used by tests and the checker. */
@@ -443,37 +406,4 @@ export class SqliteHubDb implements IngestTx {
   }
 }
 
-interface DocumentRow { value: Buffer | null; deleted: number; version: number; hlc: string; origin: string; field_hlcs: Buffer | null }
-
-interface ConflictRow {
-  id: number; collection: string; key: string; policy: string; reason: string; detail: string | null;
-  loser_origin: string; loser_incarnation: string | null; loser_seq: number | null; loser_op: string; loser_value: Buffer | null; loser_hlc: string;
-  winner_lsn: number; winner_origin: string; winner_hlc: string; winner_value: Buffer | null; at: number;
-}
-
-interface LogRow {
-  lsn: number;
-  collection: string;
-  key: string;
-  op: 'put' | 'del';
-  value: Buffer | null;
-  hlc: string;
-  origin: string;
-}
-
-/** An upper bound of a row's size as an encoded Change: every string in UTF-8, field names and headers. */
-function encodedChangeBytes(row: { collection: string; key: string; origin: string; hlc: string; value: Buffer | null }): number {
-  return (row.value?.length ?? 0) + Buffer.byteLength(row.key) + Buffer.byteLength(row.collection) + Buffer.byteLength(row.origin) + row.hlc.length + 64;
-}
-
-function rowToChange(row: LogRow): Change {
-  return {
-    lsn: row.lsn,
-    c: row.collection,
-    k: row.key,
-    op: row.op,
-    ...(row.value !== null && { v: decodeCbor(row.value) }),
-    hlc: row.hlc,
-    o: row.origin,
-  };
-}
+type DocumentRow = Omit<SharedDocumentRow, 'collection' | 'key'>;

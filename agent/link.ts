@@ -4,6 +4,7 @@ import { Backoff } from './backoff.js';
 import type { Transport, TransportDelegate } from './transport.js';
 
 export interface LinkOptions {
+  /** The hub's URL; several, comma-separated, for hub processes that take over from one another. */
   url: string;
   clientId: string;
   username?: string;
@@ -28,9 +29,13 @@ export class Link implements Transport {
   #connected = false;
   #stopped = true;
   readonly #backoff: Backoff;
+  readonly #urls: string[];
+  /** The URL tried now: kept while it works, the next one after an attempt that fails. */
+  #current = 0;
 
   constructor(private readonly options: LinkOptions, private readonly delegate: TransportDelegate) {
     this.#backoff = new Backoff(options.backoff);
+    this.#urls = options.url.split(',').map((u) => u.trim()).filter((u) => u.length > 0);
   }
 
   get connected(): boolean {
@@ -45,7 +50,8 @@ export class Link implements Transport {
 
   #connect(): void {
     const { options, delegate } = this;
-    const client = mqtt.connect(options.url, {
+    const url = this.#urls[this.#current]!;
+    const client = mqtt.connect(url, {
       clientId: options.clientId,
       ...(options.username !== undefined && { username: options.username }),
       ...(options.password !== undefined && { password: options.password }),
@@ -78,7 +84,7 @@ export class Link implements Transport {
         if (this.#client !== client) return;
         this.#backoff.reset();
         this.#connected = true;
-        options.log.info({ url: options.url }, 'connected to hub');
+        options.log.info({ url }, 'connected to hub');
         delegate.onConnected();
       });
     });
@@ -91,8 +97,11 @@ export class Link implements Transport {
       client.removeAllListeners('connect');
       client.end(true);
       if (was) {
-        options.log.warn('disconnected from hub');
+        options.log.warn({ url }, 'disconnected from hub');
         delegate.onDisconnected();
+      } else {
+        // That hub did not answer: a standby (or its replacement) may lead at the next URL.
+        this.#current = (this.#current + 1) % this.#urls.length;
       }
       if (!this.#stopped) {
         const delay = this.#backoff.next();

@@ -7,7 +7,11 @@ import type { TransportFactory } from './transport.js';
 
 /** The agent's public types: options, status, read and write options, events. */
 export interface AgentOptions {
-  /** e.g. `mqtt://hub.example.com:1883` */
+  /**
+   * e.g. `mqtt://hub.example.com:1883`. Several, comma-separated, for hub processes that take
+   * over from one another (failover with the embedded broker): the agent keeps to one while it
+   * answers and tries the next when it does not.
+   */
   hubUrl: string;
   agentId: string;
   /** The token `outpost hub agents add` printed for this agent; omitted only for a hub in --dev mode. */

@@ -5,7 +5,7 @@ const LOG_LEVEL: OptionSpec = { key: 'logLevel', type: 'enum', values: ['trace',
 
 /** Everything `outpost agent` can be told, from flags, OUTPOST_* variables or the --config YAML file. */
 export const AGENT_OPTIONS: readonly OptionSpec[] = [
-  { key: 'hub', type: 'string', required: true, placeholder: 'url', description: 'hub MQTT URL, e.g. mqtt://hub.example.com:1883' },
+  { key: 'hub', type: 'string', required: true, placeholder: 'url', description: 'hub MQTT URL, e.g. mqtt://hub.example.com:1883; several, comma-separated, for hubs that take over from one another' },
   {
     key: 'id', type: 'string', required: true, placeholder: 'agentId', description: 'this device\'s agent id (letters, digits, . _ -)',
     pattern: { regex: AGENT_ID_PATTERN, description: '1-128 letters, digits, dots, underscores or dashes' },

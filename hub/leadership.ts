@@ -17,7 +17,8 @@ export interface LeaderLockOptions {
  * session and releases the lock, and a standby polling for it takes over. Each takeover raises
  * the epoch in the `leadership` row: the store fences every group commit on its epoch (a
  * deposed leader can no longer commit), and the hub stamps it on what it sends, so agents stop
- * listening to a lower one.
+ * listening to a lower one. An epoch is at least the time it was taken in ms, so it keeps rising
+ * across a restore of the database from a backup.
  */
 export class LeaderLock {
   #lost: ((error: Error) => void) | undefined;
@@ -49,7 +50,10 @@ export class LeaderLock {
         said = true;
         await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
       }
-      const { rows } = await client.query<{ epoch: string }>('UPDATE leadership SET epoch = epoch + 1 RETURNING epoch');
+      // Above every epoch before it, and at least the time now in ms: a database restored from a
+      // backup (whose stored epoch is old) still gives its next leader an epoch above any that
+      // agents have heard, so they do not take it for a deposed one.
+      const { rows } = await client.query<{ epoch: string }>('UPDATE leadership SET epoch = GREATEST(epoch + 1, $1::bigint) RETURNING epoch', [Date.now()]);
       const epoch = Number(rows[0]!.epoch);
       log.info({ epoch }, 'leading: this hub process is the writer');
       return new LeaderLock(client, epoch);

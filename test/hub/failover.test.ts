@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
 import type { WriteReceipt } from '../../agent/write-queue.js';
+import pino from 'pino';
 import { HubCore } from '../../hub/core.js';
+import { LeaderLock } from '../../hub/leadership.js';
 import { PostgresHubStore } from '../../hub/store/pg-store.js';
 import { MOSQUITTO, MosquittoProcess, NO_MOSQUITTO } from '../helpers/mosquitto.js';
 import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
@@ -146,8 +148,10 @@ describe.skipIf(skip !== undefined)('hub failover: hub processes on one PostgreS
       }
       expect(replica, `replica of ${agent.id}`).toEqual(atHub);
     }
-    expect(first.output).toContain('"epoch":1');
-    expect(second.output).toContain('"epoch":2');
+    // Each takeover's epoch is above the one before (and at least the time it was taken, in ms).
+    const epochOf = (output: string): number => Number(/"epoch":(\d+),"msg":"leading/.exec(output)?.[1]);
+    expect(epochOf(first.output)).toBeGreaterThan(1_700_000_000_000);
+    expect(epochOf(second.output)).toBeGreaterThan(epochOf(first.output));
   }
 
   it('a deposed hub commits nothing more and says it must stop', async () => {
@@ -161,5 +165,16 @@ describe.skipIf(skip !== undefined)('hub failover: hub processes on one PostgreS
     await expect(core.write({ c: 'notes', k: 'n2', op: 'put', v: 'too late' })).rejects.toThrow(/epoch 0 but the database is at epoch 1/);
     expect((await fatal).message).toMatch(/another hub leads now/);
     expect(await store.document('notes', 'n2')).toBeUndefined();
+  });
+
+  it('takes a higher epoch than any before, even on a database restored from an older backup', async () => {
+    const url = await freshDatabase();
+    const log = pino({ level: 'silent' });
+    const first = await LeaderLock.acquire(url, { log });
+    await first.release();
+    await sql(url, 'UPDATE leadership SET epoch = 3'); // as a backup taken long ago would hold it
+    const second = await LeaderLock.acquire(url, { log, pollMs: 50 });
+    closers.push(() => second.release());
+    expect(second.epoch).toBeGreaterThan(first.epoch);
   });
 });

@@ -311,7 +311,12 @@ export class Agent extends EventEmitter<AgentEvents> {
         if (this.#isDeposed(message[1].epoch)) return;
         this.#clock.observe(message[1].hlc as Hlc);
         if (message[0] === 'changes') this.#replicator.onChanges(message);
-        else this.#policies.update(message[1]);
+        else {
+          this.#policies.update(message[1]);
+          // A hub (re)started or took over: change sets it committed but never published (it
+          // died first) are found only by pulling, and a quiet collection would not reveal them.
+          if (message[1].head > this.#store.watermark) this.#replicator.pull();
+        }
       }
     } catch (error) {
       this.#log.warn({ err: error, topic }, 'ignored a message from the hub');
@@ -332,6 +337,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (epoch > highest) {
       this.#store.setSetting('hubEpoch', epoch);
       this.#hubEpoch = epoch;
+      // A new leader: acks for batches the old one took are lost; resend them now, not after the ack timeout.
+      if (highest > 0) {
+        this.#uploader.reset();
+        this.#uploader.pump();
+      }
     }
     return false;
   }

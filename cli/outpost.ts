@@ -96,18 +96,20 @@ hubRun.action(async (flags: Record<string, unknown>) => {
       }),
     });
   }
-  hub.core.on('fatal', (error) => {
-    // Deposed, or another writer committed: this process can commit nothing more. Stop, so that
-    // a supervisor restarts it (it then stands by, or reopens the store at the true head).
-    log.error({ err: error.message }, 'the store refuses this hub as its writer; stopping');
+  // Once, and bounded: a store that hangs must not keep a deposed process alive.
+  let quitting = false;
+  const quit = (why: string, error: Error): void => {
+    if (quitting) return;
+    quitting = true;
+    log.error({ err: error.message }, why);
+    setTimeout(() => process.exit(1), 10_000).unref();
     void hub.stop().finally(() => process.exit(1));
-  });
-  leader?.onLost((error) => {
-    // Another process may lead by now; its epoch fences this one's commits anyway. Stop, so
-    // that this process can stand by again (a supervisor restarts it).
-    log.error({ err: error.message }, 'lost the leader lock; stopping');
-    void hub.stop().finally(() => process.exit(1));
-  });
+  };
+  // Deposed, or another writer committed: this process can commit nothing more. Stop, so that a
+  // supervisor restarts it (it then stands by, or reopens the store at the true head).
+  hub.core.on('fatal', (error) => quit('the store refuses this hub as its writer; stopping', error));
+  // Another process may lead by now; its epoch fences this one's commits anyway.
+  leader?.onLost((error) => quit('lost the leader lock; stopping', error));
   onSignals(log, async () => {
     await hub.stop();
     await leader?.release();

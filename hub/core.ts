@@ -37,7 +37,7 @@ export interface HubCoreOptions {
   dataDir: string;
   /** The primary store; default SQLite in `dataDir`. */
   store?: HubStore;
-  /** This process's leadership epoch (hub/leadership.ts), stamped on what it sends; 0 without failover. */
+  /** This process's leadership epoch (hub/leadership.ts), stamped on what it sends; none without failover. */
   epoch?: number;
   config?: HubConfig;
   logger?: Logger;
@@ -55,8 +55,11 @@ export interface HubCoreOptions {
  */
 export class HubCore extends EventEmitter<HubEvents> {
   readonly store: HubStore;
-  /** Stamped on every message but errors: agents ignore a deposed leader's lower epoch. */
-  readonly epoch: number;
+  /**
+   * Stamped on every message but errors when this hub leads by election: agents ignore a deposed
+   * leader's lower epoch. A hub without failover stamps none, and agents then do not compare.
+   */
+  readonly epoch: number | undefined;
   readonly clock = new HybridClock();
   readonly log: Logger;
   readonly config: HubConfig;
@@ -75,7 +78,7 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.access = new AccessControl(this.config.access, options.dev ?? false);
     this.#publish = options.publish;
     this.store = options.store ?? new SqliteHubStore(options.dataDir);
-    this.epoch = options.epoch ?? 0;
+    this.epoch = options.epoch;
     const ingestor = new Ingestor(this.store, this.clock, this.policies, {
       ...defaultIngestOptions,
       maxFutureSkewMs: this.config.maxClockSkewSeconds * 1000,
@@ -178,7 +181,7 @@ export class HubCore extends EventEmitter<HubEvents> {
 
   publishStatus(): void {
     this.#broadcast(topics.hub, ['hub', {
-      v: PROTOCOL_VERSION, hlc: this.clock.tick(), head: this.store.head, epoch: this.epoch, ...this.policies.describe(),
+      v: PROTOCOL_VERSION, hlc: this.clock.tick(), head: this.store.head, ...(this.epoch !== undefined && { epoch: this.epoch }), ...this.policies.describe(),
     }], true);
   }
 
@@ -208,12 +211,12 @@ export class HubCore extends EventEmitter<HubEvents> {
   }
 
   #sendDown(agentId: string, message: DownMessage): void {
-    if (message[0] !== 'error') message[1].epoch = this.epoch;
+    if (message[0] !== 'error' && this.epoch !== undefined) message[1].epoch = this.epoch;
     this.#send(topics.down(agentId), () => downCodec.encode(message), false);
   }
 
   #broadcast(topic: string, message: BroadcastMessage, retain = false): void {
-    message[1].epoch = this.epoch;
+    if (this.epoch !== undefined) message[1].epoch = this.epoch;
     this.#send(topic, () => broadcastCodec.encode(message), retain);
   }
 

@@ -115,6 +115,9 @@ export class BrokerClientHub extends HubBase {
     this.#client = client;
     // The PUBACK goes out after this returns, and the message is then in the committer's queue.
     client.handleMessage = (packet, done) => {
+      // While stopping, nothing more can be committed: leave the message unacknowledged, so that
+      // the broker keeps it in the session for the next hub instead of this one dropping it.
+      if (this.stopping) return;
       this.#onMessage(packet.topic, packet.payload as Buffer, packet.retain);
       done();
     };

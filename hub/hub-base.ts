@@ -15,7 +15,7 @@ export interface HubCommonOptions {
   dataDir: string;
   /** The primary store; default SQLite in `dataDir`. */
   store?: HubStore;
-  /** The leadership epoch this process writes as (hub/leadership.ts); 0 without failover. */
+  /** The leadership epoch this process writes as (hub/leadership.ts); none without failover. */
   epoch?: number;
   /** Admit agents without credentials (development only). */
   dev?: boolean;
@@ -85,8 +85,15 @@ export abstract class HubBase {
 
   /** Every agent the hub knows of, with its replication status. */
   fleet(): Promise<AgentView[]> {
-    return fleetStatus(this.store, this.core.replication, this.presenceView());
+    // Asked by the dashboard sampler, each metrics scrape (twice) and the admin API: callers that
+    // ask while it is being computed share that computation, so a fleet of thousands is not read
+    // from the store several times over at once.
+    this.#fleet ??= fleetStatus(this.store, this.core.replication, this.presenceView())
+      .finally(() => (this.#fleet = undefined));
+    return this.#fleet;
   }
+
+  #fleet: Promise<AgentView[]> | undefined;
 
   get store(): HubCore['store'] {
     return this.core.store;

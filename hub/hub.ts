@@ -89,11 +89,11 @@ export class Hub extends HubBase {
       // A revoked agent's live connection is closed at once.
       await this.watchCredentials(() => {
         for (const [agentId, client] of this.#clients) {
-          void authenticator.stillValid(agentId).then((valid) => {
+          authenticator.stillValid(agentId).then((valid) => {
             if (valid || this.#clients.get(agentId) !== client) return;
             log.warn({ agentId }, 'credential revoked; closing the connection');
             client.close();
-          });
+          }, (error: unknown) => log.warn({ err: error, agentId }, 'could not re-check a credential; checking again at the next change'));
         }
       });
     }

@@ -4,6 +4,9 @@ import { migrate } from './store/pg-schema.js';
 
 /** Arbitrary but fixed: the session advisory lock that makes one hub process the writer. */
 const LEADER_LOCK = 0x6f757471; // "outq"
+/** How often the leader checks that its lock connection still answers, and how long it waits. */
+const HEARTBEAT_MS = 2_000;
+const HEARTBEAT_TIMEOUT_MS = 5_000;
 
 export interface LeaderLockOptions {
   log: Logger;
@@ -21,23 +24,37 @@ export interface LeaderLockOptions {
  * across a restore of the database from a backup.
  */
 export class LeaderLock {
-  #lost: ((error: Error) => void) | undefined;
+  #onLost: ((error: Error) => void) | undefined;
+  /** Why the lock was lost, if it was (kept for a listener registered later). */
+  #lostBecause: Error | undefined;
   #released = false;
+  readonly #heartbeat: NodeJS.Timeout;
 
   private constructor(private readonly client: pg.Client, readonly epoch: number) {
-    const lost = (error: Error): void => {
-      if (this.#released) return;
-      this.#released = true;
-      this.#lost?.(error);
-    };
-    client.on('error', lost);
-    client.on('end', () => lost(new Error('the connection holding the leader lock closed')));
+    client.on('error', (error) => this.#lose(error));
+    client.on('end', () => this.#lose(new Error('the connection holding the leader lock closed')));
+    // TCP keepalive alone takes minutes to notice a dead path to the database: ask every 2 s.
+    this.#heartbeat = setInterval(() => {
+      client.query({ text: 'SELECT 1', query_timeout: HEARTBEAT_TIMEOUT_MS } as pg.QueryConfig)
+        .catch((error: unknown) => this.#lose(error instanceof Error ? error : new Error(String(error))));
+    }, HEARTBEAT_MS);
+    this.#heartbeat.unref();
+  }
+
+  #lose(error: Error): void {
+    if (this.#released) return;
+    this.#released = true;
+    clearInterval(this.#heartbeat);
+    this.#lostBecause = error;
+    this.#onLost?.(error);
   }
 
   /** Resolves once this process leads, with a new epoch; until then it stands by. */
   static async acquire(url: string, options: LeaderLockOptions): Promise<LeaderLock> {
     const { log } = options;
-    const client = new pg.Client({ connectionString: url, application_name: 'outpost-hub-leader', keepAlive: true });
+    const client = new pg.Client({
+      connectionString: url, application_name: 'outpost-hub-leader', keepAlive: true, keepAliveInitialDelayMillis: 10_000, connectionTimeoutMillis: 10_000,
+    });
     client.on('error', () => undefined); // reported through the queries below, or as a lost lock
     await client.connect();
     try {
@@ -63,15 +80,17 @@ export class LeaderLock {
     }
   }
 
-  /** Called once if the lock's connection fails: this process may no longer be the leader. */
+  /** Called once if the lock's connection fails (at once if it already has): this process may no longer lead. */
   onLost(callback: (error: Error) => void): void {
-    this.#lost = callback;
+    this.#onLost = callback;
+    if (this.#lostBecause) callback(this.#lostBecause);
   }
 
   /** Gives the lock up (a clean stop): a standby takes over at its next poll. */
   async release(): Promise<void> {
     if (this.#released) return;
     this.#released = true;
+    clearInterval(this.#heartbeat);
     await this.client.query('SELECT pg_advisory_unlock($1)', [LEADER_LOCK]).catch(() => undefined);
     await this.client.end().catch(() => undefined);
   }

@@ -22,6 +22,9 @@ export async function answerPull(
 
   const head = store.head;
   const { changes, complete, through } = await store.readLog(pull.from, pull.cs, limit, maxBytes, mayRead);
+  // Retention may have pruned past `from` while the read was under way (a store across a network
+  // reads asynchronously): the page could then start above a hole. Send a snapshot instead.
+  if (!tailAvailable(pull.from)) return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes, mayRead);
   const to = complete ? Math.max(head, pull.from) : through;
   return ['page', { id: pull.id, from: pull.from, to, more: !complete, hlc: clock.tick(), changes }];
 }

@@ -253,7 +253,7 @@ export const HubStatusMessage = message(
       v: Type.Integer(),
       hlc: Hlc,
       head: Lsn,
-      epoch: Epoch,
+      epoch: Type.Optional(Epoch),
       collections: Type.Record(Type.String({ pattern: '^[a-z0-9_-]{1,64}$' }), CollectionPolicy),
       undeclared: Type.Union([Type.Literal('allow'), Type.Literal('reject')]),
       defaults: CollectionPolicy,

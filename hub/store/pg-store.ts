@@ -70,7 +70,12 @@ export class PostgresHubStore implements HubStore {
   /** Connects, migrates (under an advisory lock: hubs starting together take turns) and loads the writer's state. */
   static async open(url: string, options: PostgresHubStoreOptions = {}): Promise<PostgresHubStore> {
     const where = describe(url);
-    const pool = new pg.Pool({ connectionString: url, max: options.maxConnections ?? 8, types, application_name: APPLICATION_NAME });
+    const pool = new pg.Pool({
+      connectionString: url, max: options.maxConnections ?? 8, types, application_name: APPLICATION_NAME,
+      // A half-open connection (a NAT or load balancer that dropped it) must fail, not hang a
+      // group commit that every later one waits behind: bounded connects and queries, keepalive.
+      connectionTimeoutMillis: 10_000, query_timeout: 60_000, keepAlive: true, keepAliveInitialDelayMillis: 10_000,
+    });
     // A connection that breaks while idle is discarded by the pool; the next query reports it.
     pool.on('error', () => undefined);
     try {

@@ -7,6 +7,7 @@ import { Agent } from '../../agent/agent.js';
 import { hashToken } from '../../hub/credentials.js';
 import { BrokerClientHub } from '../../hub/external-broker.js';
 import { mosquittoHash, verifyMosquittoHash } from '../../hub/mosquitto-password.js';
+import { SqliteHubDb } from '../../hub/store/sqlite-db.js';
 import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
 import { broadcastCodec, upCodec } from '../../shared/codec.js';
 import { encodeHlc } from '../../shared/hlc.js';
@@ -151,6 +152,29 @@ describe.skipIf(!MOSQUITTO)(`the hub on a real Mosquitto, with the files \`outpo
     await waitFor('both got docs', () => received['pi-1']!.includes('docs') && received['pi-2']!.includes('docs'));
     expect(received['pi-1']).toEqual(['secrets', 'docs']);
     expect(received['pi-2']).toEqual(['docs']);
+  });
+
+  it('agents that stayed connected pull what a hub committed but never published, once a hub starts again', async () => {
+    const { data, tokens, config } = await setUp();
+    await startHub(data, config);
+    const dir = tempDir('mosquitto-unpublished');
+    const agent = new Agent({ hubUrl: broker!.url, agentId: 'pi-2', hubToken: tokens['pi-2']!, dataDir: join(dir, 'pi-2'), reconnect: { initialMs: 50, maxMs: 300 } }).start();
+    closers.push(() => agent.close());
+    await hub!.core.write({ c: 'docs', k: 'first', op: 'put', v: 1 });
+    await waitFor('the agent caught up', () => agent.status().connected && agent.status().watermark >= 1 && agent.status().collections.docs?.appliedLsn === 1);
+    await hub!.stop();
+    hub = undefined;
+    // A commit whose change set never went out: the hub died between committing and publishing.
+    const db = new SqliteHubDb(data);
+    db.transaction(() => {
+      const { lsn } = db.commit({ collection: 'docs', key: 'quiet', op: 'put', value: 'committed, never published', hlc: encodeHlc(Date.now(), 0), origin: 'hub', incarnation: null, seq: null });
+      db.setCollectionHead('docs', lsn);
+    });
+    db.close();
+    expect(agent.status().connected, 'the agent stays connected to Mosquitto throughout').toBe(true);
+    await startHub(data, config);
+    // Nothing else is written to that collection: only the restarted hub's status tells the agent.
+    await waitFor('the agent has the unpublished commit', () => agent.get('docs', 'quiet'), 10_000);
   });
 
   it('a revoked agent is cut off once the files are exported again and Mosquitto reloads (SIGHUP)', async () => {

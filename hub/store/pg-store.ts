@@ -1,5 +1,4 @@
 import pg from 'pg';
-import type { Change } from '../../shared/messages.js';
 import { decodeCbor } from '../../shared/codec.js';
 import { StorageFailedError } from '../../shared/errors.js';
 import type { JsonValue } from '../../shared/values.js';
@@ -11,7 +10,7 @@ import { ConcurrentWriterError, WriterFencedError } from './pg-errors.js';
 import { OUTCOMES_OF_OPS, prefetchPlan, writeGroupCommit } from './pg-group-commit.js';
 import { BufferedIngestTx } from './pg-ingest-tx.js';
 import {
-  documentRowToChange, encodedChangeBytes, logPage, toConflictRecord, toRecordedOutcome, toStoredDocument,
+  documentPage, logPage, toConflictRecord, toRecordedOutcome, toStoredDocument,
   type ConflictRow, type DocumentRow, type LogRow, type OutcomeRow,
 } from './rows.js';
 import { migrate } from './pg-schema.js';
@@ -158,24 +157,7 @@ export class PostgresHubStore implements HubStore {
        ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY collection, key LIMIT $1`,
       params,
     );
-    const docs: Change[] = [];
-    let bytes = 0;
-    let last: [string, string] | undefined;
-    let read = 0;
-    for (const row of rows) {
-      if (!include(row.collection)) {
-        last = [row.collection, row.key];
-        read += 1;
-        continue;
-      }
-      bytes += encodedChangeBytes(row);
-      if (docs.length > 0 && bytes > maxBytes) break;
-      read += 1;
-      last = [row.collection, row.key];
-      docs.push(documentRowToChange(row));
-    }
-    const complete = read === rows.length && rows.length < limit;
-    return { docs, next: complete || !last ? undefined : last };
+    return documentPage(rows, limit, maxBytes, include);
   }
 
   async document(collection: string, key: string): Promise<StoredDocument | undefined> {

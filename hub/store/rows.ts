@@ -2,7 +2,7 @@ import type { Hlc } from '../../shared/hlc.js';
 import type { Change, OpResult } from '../../shared/messages.js';
 import { decodeCbor } from '../../shared/codec.js';
 import type { JsonValue } from '../../shared/values.js';
-import type { ConflictRecord, LogPage, RecordedOutcome, StoredDocument } from './hub-store.js';
+import type { ConflictRecord, DocumentPage, LogPage, RecordedOutcome, StoredDocument } from './hub-store.js';
 
 /**
  * Rows as both SQL stores read them, and what they become. PostgreSQL's bigint columns arrive as
@@ -137,4 +137,30 @@ export function logPage(rows: readonly LogRow[], from: number, limit: number, ma
     lastRead = row.lsn;
   }
   return { changes, complete: rows.length < limit, through: lastRead };
+}
+
+/**
+ * One snapshot page from documents read in (collection, key) order (at most `limit`): no more
+ * than `maxBytes` of them (at least one); `next` is where the next page starts, unless this was
+ * the last. Documents `include` refuses are skipped but still count as read.
+ */
+export function documentPage(rows: readonly DocumentRow[], limit: number, maxBytes: number, include: (collection: string) => boolean): DocumentPage {
+  const docs: Change[] = [];
+  let bytes = 0;
+  let last: [string, string] | undefined;
+  let read = 0;
+  for (const row of rows) {
+    if (!include(row.collection)) {
+      last = [row.collection, row.key];
+      read += 1;
+      continue;
+    }
+    bytes += encodedChangeBytes(row);
+    if (docs.length > 0 && bytes > maxBytes) break;
+    read += 1;
+    last = [row.collection, row.key];
+    docs.push(documentRowToChange(row));
+  }
+  const complete = read === rows.length && rows.length < limit;
+  return { docs, next: complete || !last ? undefined : last };
 }

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Change, OpResult } from '../../shared/messages.js';
+import type { OpResult } from '../../shared/messages.js';
 import { decodeCbor, encodeCbor } from '../../shared/codec.js';
 import { StorageFailedError } from '../../shared/errors.js';
 import type { JsonValue } from '../../shared/values.js';
@@ -11,7 +11,7 @@ import type {
   ConflictRecord, Credential, CredentialListing, DocumentPage, IngestTx, ListedDocument, LogEntry, LogPage, RecordedOutcome, Rejected, StoredDocument,
 } from './hub-store.js';
 import {
-  documentRowToChange, encodedChangeBytes, explicitOutcome, logPage, toConflictRecord, toStoredDocument,
+  documentPage, encodedChangeBytes, explicitOutcome, logPage, toConflictRecord, toStoredDocument,
   type ConflictRow, type DocumentRow as SharedDocumentRow, type LogRow,
 } from './rows.js';
 
@@ -160,24 +160,7 @@ export class SqliteHubDb implements IngestTx {
          ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY collection, key LIMIT ?`,
       )
       .all(...params, limit);
-    const docs: Change[] = [];
-    let bytes = 0;
-    let last: [string, string] | undefined;
-    let read = 0;
-    for (const row of rows) {
-      if (!include(row.collection)) {
-        last = [row.collection, row.key];
-        read += 1;
-        continue;
-      }
-      bytes += encodedChangeBytes(row);
-      if (docs.length > 0 && bytes > maxBytes) break;
-      read += 1;
-      last = [row.collection, row.key];
-      docs.push(documentRowToChange(row));
-    }
-    const complete = read === rows.length && rows.length < limit;
-    return { docs, next: complete || !last ? undefined : last };
+    return documentPage(rows, limit, maxBytes, include);
   }
 
   #migrate(): void {

@@ -20,10 +20,11 @@ export interface HubProcess {
   stop(): Promise<void>;
 }
 
-export async function startHubProcess(dataDir: string, extraArgs: readonly string[] = []): Promise<HubProcess> {
-  const [port, httpPort] = await Promise.all([freePort(), freePort()]);
+/** Resolves once the hub listens. `port`: where agents already try to connect (default: a free one). */
+export async function startHubProcess(dataDir: string, extraArgs: readonly string[] = [], port?: number): Promise<HubProcess> {
+  const [mqttPort, httpPort] = await Promise.all([port ?? freePort(), freePort()]);
   const flags = process.env.BENCH_HUB_FLAGS?.split(' ').filter(Boolean) ?? [];
-  const hub = killOnExit(spawn(process.execPath, [...flags, CLI, 'hub', '--dev', '--host', '127.0.0.1', '--port', String(port),
+  const hub = killOnExit(spawn(process.execPath, [...flags, CLI, 'hub', '--dev', '--host', '127.0.0.1', '--port', String(mqttPort),
     '--http', `127.0.0.1:${httpPort}`, '--data', dataDir, '--log-level', 'info', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] }));
   const exited = new Promise<void>((resolve) => hub.once('exit', () => resolve()));
   let output = '';
@@ -40,7 +41,7 @@ export async function startHubProcess(dataDir: string, extraArgs: readonly strin
     void exited.then(() => reject(new Error(`the hub exited before it started:\n${output}`)));
   });
   return {
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `mqtt://127.0.0.1:${mqttPort}`,
     pid: hub.pid!,
     head: async () => ((await (await fetch(`http://127.0.0.1:${httpPort}/v1/status`)).json()) as { head: number }).head,
     stop: async () => {

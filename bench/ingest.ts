@@ -7,16 +7,14 @@
 import Database from 'better-sqlite3';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { Agent } from '../agent/agent.js';
 import { encodeCbor } from '../shared/codec.js';
+import { freePort } from '../test/helpers/ports.js';
+import { startHubProcess } from './hub-process.js';
 import { tempDir } from './temp.js';
-
-const CLI = fileURLToPath(new URL('../dist/cli/outpost.js', import.meta.url));
 
 export interface IngestResult { outpost: number; raw: number; naive: number }
 
@@ -40,26 +38,15 @@ async function outpost(agents: number, perAgent: number): Promise<number> {
       await Promise.all(Array.from({ length: Math.min(500, perAgent - i) }, (_, j) => agent.put('telemetry', `${a}-${i + j}`, value(a, i + j))));
     }
   }));
-  const hub = spawn(process.execPath, [...hubNodeFlags(), CLI, 'hub', '--dev', '--host', '127.0.0.1', '--port', String(port), '--data', join(dir, 'hub'), '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'inherit'] });
   // The clock starts when the hub listens: node's own start-up is not ingest.
-  await new Promise<void>((resolve) => {
-    let output = '';
-    hub.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('hub started')) resolve();
-    });
-  });
+  const hub = await startHubProcess(join(dir, 'hub'), [], port);
   const started = performance.now();
   const head = await committedHead(join(dir, 'hub', 'hub.db'), agents * perAgent);
   const seconds = (performance.now() - started) / 1000;
   await Promise.all(fleet.map((a) => a.close()));
-  hub.kill('SIGTERM');
-  await new Promise((resolve) => hub.once('exit', resolve));
+  await hub.stop();
   return head / seconds;
 }
-
-/** Extra node flags for the hub process, e.g. BENCH_HUB_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it. */
-const hubNodeFlags = (): string[] => process.env.BENCH_HUB_FLAGS?.split(' ').filter(Boolean) ?? [];
 
 /** Polls the hub's database until `target` changes are committed. */
 async function committedHead(path: string, target: number): Promise<number> {
@@ -76,14 +63,6 @@ async function committedHead(path: string, target: number): Promise<number> {
   } finally {
     db.close();
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** The limit: the same rows straight into SQLite, in large transactions, synchronous=FULL. */

@@ -1,7 +1,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { agentOfUpTopic, isValidAgentId, TOPIC_ROOT } from '../shared/topics.js';
 import type { Presence } from './fleet.js';
-import { HubBase, type BrokerServiceUser, type HubCommonOptions } from './hub-base.js';
+import { HubBase, type BrokerServiceUser, type HubCommonOptions, startOrStop } from './hub-base.js';
 import { DEFAULT_HUB_BROKER_USER } from './mosquitto-export.js';
 
 export interface BrokerClientHubOptions extends HubCommonOptions {
@@ -62,13 +62,7 @@ export class BrokerClientHub extends HubBase {
 
   static async start(options: BrokerClientHubOptions): Promise<BrokerClientHub> {
     const hub = new BrokerClientHub(options);
-    try {
-      await hub.#start();
-    } catch (error) {
-      await hub.stop();
-      throw error;
-    }
-    return hub;
+    return startOrStop(hub, () => hub.#start());
   }
 
   override get brokerServiceUser(): BrokerServiceUser | undefined {

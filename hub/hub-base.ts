@@ -28,6 +28,17 @@ export interface HubCommonOptions {
   logger?: Logger;
 }
 
+/** Runs a new hub's start; one that fails is stopped (closing what it had opened) before the error is thrown. */
+export async function startOrStop<T extends HubBase>(hub: T, start: () => Promise<void>): Promise<T> {
+  try {
+    await start();
+  } catch (error) {
+    await hub.stop();
+    throw error;
+  }
+  return hub;
+}
+
 /** The hub's own broker account, which the broker-auth endpoints admit (EMQX asks them about it too). */
 export interface BrokerServiceUser { username: string; password: string }
 
@@ -74,6 +85,9 @@ export abstract class HubBase {
 
   /** Listening for agents, with the store open: ready for traffic. */
   abstract get ready(): boolean;
+
+  /** Commits what is queued, closes the broker side, then the store. */
+  abstract stop(): Promise<void>;
 
   /** Agents connected now (or, where connections are not visible, recently active). */
   abstract get connectedAgents(): number;

@@ -5,7 +5,7 @@ import { limits } from '../shared/limits.js';
 import { createBroker } from './broker.js';
 import type { Presence } from './fleet.js';
 import { guardConnection } from './frame-guard.js';
-import { HubBase, type HubCommonOptions } from './hub-base.js';
+import { HubBase, type HubCommonOptions, startOrStop } from './hub-base.js';
 
 export interface HubOptions extends HubCommonOptions {
   /** MQTT port; 0 picks a free one. */
@@ -46,13 +46,7 @@ export class Hub extends HubBase {
 
   static async start(options: HubOptions): Promise<Hub> {
     const hub = new Hub(options);
-    try {
-      await hub.#start();
-    } catch (error) {
-      await hub.stop();
-      throw error;
-    }
-    return hub;
+    return startOrStop(hub, () => hub.#start());
   }
 
   protected publishToBroker(topic: string, payload: Buffer, retain: boolean): void {

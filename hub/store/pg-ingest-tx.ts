@@ -3,7 +3,7 @@ import type { OpResult } from '../../shared/messages.js';
 import { decodeCbor, encodeCbor } from '../../shared/codec.js';
 import type { JsonValue } from '../../shared/values.js';
 import type { ConflictRecord, IngestPlan, IngestTx, LogEntry, RecordedOutcome, StoredDocument } from './hub-store.js';
-import { encodedChangeBytes } from './rows.js';
+import { encodedChangeBytes, explicitOutcome } from './rows.js';
 
 /** What a group commit may read, fetched before it runs: only what its plan named. */
 export interface IngestPrefetch {
@@ -107,17 +107,7 @@ export class BufferedIngestTx implements IngestTx {
   outcome(agentId: string, incarnation: string, seq: number): RecordedOutcome | undefined {
     const key = outcomeKey(agentId, incarnation, seq);
     const written = this.#outcomes.get(key);
-    if (written) {
-      return {
-        result: {
-          outcome: written.outcome as OpResult['outcome'],
-          ...(written.lsn !== null && { lsn: written.lsn }),
-          ...(written.reason !== null && { reason: written.reason }),
-          ...(written.detail !== null && { detail: written.detail }),
-        },
-        digest: written.digest,
-      };
-    }
+    if (written) return explicitOutcome(written);
     const run = this.#committedRuns.find((r) => r.agentId === agentId && r.incarnation === incarnation && r.firstSeq <= seq && seq <= r.lastSeq);
     if (run) {
       const lsn = run.firstLsn + (seq - run.firstSeq);

@@ -172,7 +172,8 @@ describe.skipIf(skip !== undefined)('hub failover: hub processes on one PostgreS
     const log = pino({ level: 'silent' });
     const first = await LeaderLock.acquire(url, { log });
     await first.release();
-    await sql(url, 'UPDATE leadership SET epoch = 3'); // as a backup taken long ago would hold it
+    // A backup taken before that leader: its epoch is below the one agents have heard since.
+    await sql(url, 'UPDATE leadership SET epoch = $1', [first.epoch - 1]);
     const second = await LeaderLock.acquire(url, { log, pollMs: 50 });
     closers.push(() => second.release());
     expect(second.epoch).toBeGreaterThan(first.epoch);

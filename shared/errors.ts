@@ -187,4 +187,6 @@ export type RejectReason =
   | 'clock_skew'
   | 'schema'
   | 'forbidden'
-  | 'unknown_collection';
+  | 'unknown_collection'
+  /** The collection belongs to another partition, led by another hub process. */
+  | 'wrong_partition';

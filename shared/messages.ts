@@ -254,6 +254,13 @@ export const HubStatusMessage = message(
       hlc: Hlc,
       head: Lsn,
       epoch: Type.Optional(Epoch),
+      /** The partition this status is of; absent = the default partition. */
+      part: Type.Optional(Type.String({ pattern: '^[a-z0-9_-]{1,64}$' })),
+      /**
+       * Collections assigned to partitions other than the default (collection → partition); the
+       * default partition's status carries it, and agents route their writes by it.
+       */
+      parts: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z0-9_-]{1,64}$' }), Type.String({ pattern: '^[a-z0-9_-]{1,64}$' }))),
       collections: Type.Record(Type.String({ pattern: '^[a-z0-9_-]{1,64}$' }), CollectionPolicy),
       undeclared: Type.Union([Type.Literal('allow'), Type.Literal('reject')]),
       defaults: CollectionPolicy,

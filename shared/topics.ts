@@ -2,34 +2,83 @@ import { AGENT_ID_PATTERN, COLLECTION_PATTERN } from './limits.js';
 import { PROTOCOL_VERSION } from './protocol-version.js';
 
 /**
- * The four topics of the protocol (MQTT 3.1.1):
- * - `up`:   agent → hub, one per agent (batch, pull)
+ * The topics of the protocol (MQTT 3.1.1), one set per partition:
+ * - `up`:   agent → hub, one per agent (batch, pull, status)
  * - `down`: hub → one agent (ack, resync, page, error)
  * - `collection`: hub → subscribers, committed change sets of one collection
  * - `hub`:  retained hub status
+ *
+ * A partition is an independent log with its own leading hub process and its own sequence
+ * spaces (see docs/SCALING.md). The default partition holds every collection not assigned to
+ * another one and keeps the topics under the root; partition `p` has the same set under
+ * `<root>/p/<p>`.
  */
 export const TOPIC_ROOT = `outpost/v${PROTOCOL_VERSION}`;
 
-export const topics = {
-  up: (agentId: string): string => `${TOPIC_ROOT}/a/${agentId}/up`,
-  down: (agentId: string): string => `${TOPIC_ROOT}/a/${agentId}/down`,
-  collection: (collection: string): string => `${TOPIC_ROOT}/c/${collection}`,
-  /** Subscription filter for every collection. */
-  allCollections: `${TOPIC_ROOT}/c/+`,
-  hub: `${TOPIC_ROOT}/hub`,
-} as const;
+/** The partition of every collection that is not assigned to another. */
+export const DEFAULT_PARTITION = 'default';
 
-const UP = new RegExp(`^${TOPIC_ROOT}/a/([^/]+)/up$`);
-const COLLECTION = new RegExp(`^${TOPIC_ROOT}/c/([^/]+)$`);
-
-/** The agent id of an `up` topic, or undefined for any other topic. */
-export function agentOfUpTopic(topic: string): string | undefined {
-  return UP.exec(topic)?.[1];
+export interface PartitionTopics {
+  readonly partition: string;
+  /** Everything of this partition lives under this prefix (the root for the default partition). */
+  readonly root: string;
+  up(agentId: string): string;
+  down(agentId: string): string;
+  collection(collection: string): string;
+  /** Subscription filter for every collection of the partition. */
+  readonly allCollections: string;
+  /** Subscription filter for every agent's up topic (the hub's). */
+  readonly allUp: string;
+  readonly hub: string;
+  /** The agent id of an `up` topic of this partition, or undefined for any other topic. */
+  agentOfUp(topic: string): string | undefined;
+  /** The collection of a change-set topic of this partition, or undefined for any other topic. */
+  collectionOf(topic: string): string | undefined;
 }
 
-/** The collection of a change-set topic, or undefined for any other topic. */
+const cache = new Map<string, PartitionTopics>();
+
+/** The topics of one partition. */
+export function partitionTopics(partition: string): PartitionTopics {
+  let set = cache.get(partition);
+  if (set) return set;
+  const root = partition === DEFAULT_PARTITION ? TOPIC_ROOT : `${TOPIC_ROOT}/p/${partition}`;
+  const upPattern = new RegExp(`^${root}/a/([^/]+)/up$`);
+  const collectionPattern = new RegExp(`^${root}/c/([^/]+)$`);
+  set = {
+    partition,
+    root,
+    up: (agentId) => `${root}/a/${agentId}/up`,
+    down: (agentId) => `${root}/a/${agentId}/down`,
+    collection: (collection) => `${root}/c/${collection}`,
+    allCollections: `${root}/c/+`,
+    allUp: `${root}/a/+/up`,
+    hub: `${root}/hub`,
+    agentOfUp: (topic) => upPattern.exec(topic)?.[1],
+    collectionOf: (topic) => collectionPattern.exec(topic)?.[1],
+  };
+  cache.set(partition, set);
+  return set;
+}
+
+/** The default partition's topics: all there is in a deployment without partitions. */
+export const topics = partitionTopics(DEFAULT_PARTITION);
+
+/** The agent id of a default-partition `up` topic, or undefined for any other topic. */
+export function agentOfUpTopic(topic: string): string | undefined {
+  return topics.agentOfUp(topic);
+}
+
+/** The collection of a default-partition change-set topic, or undefined for any other topic. */
 export function collectionOfTopic(topic: string): string | undefined {
-  return COLLECTION.exec(topic)?.[1];
+  return topics.collectionOf(topic);
+}
+
+const PARTITION_TOPIC = new RegExp(`^${TOPIC_ROOT}/p/([a-z0-9_-]{1,64})/`);
+
+/** The partition a topic belongs to (the default one for topics under the root itself). */
+export function partitionOfTopic(topic: string): string {
+  return PARTITION_TOPIC.exec(topic)?.[1] ?? DEFAULT_PARTITION;
 }
 
 export function isValidAgentId(id: string): boolean {
@@ -37,5 +86,10 @@ export function isValidAgentId(id: string): boolean {
 }
 
 export function isValidCollection(name: string): boolean {
+  return COLLECTION_PATTERN.test(name);
+}
+
+/** Partition names follow collection names' rules (they are topic levels). */
+export function isValidPartition(name: string): boolean {
   return COLLECTION_PATTERN.test(name);
 }

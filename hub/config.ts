@@ -1,6 +1,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { DEFAULT_PARTITION } from '../shared/topics.js';
 
 export type ConflictPolicy = 'lww' | 'reject' | 'merge';
 export type Durability = 'local' | 'hub';
@@ -52,6 +53,12 @@ export interface HubConfig {
     collections: Record<string, { read?: string[]; write?: string[] }>;
     default: { read: string[]; write: string[] };
   };
+  /**
+   * Collections assigned to partitions other than `default` (partition → collections). Each
+   * partition is a log of its own with its own leading hub process; every collection not listed
+   * belongs to `default`, whose topics are those of a hub without partitions.
+   */
+  partitions: Record<string, string[]>;
 }
 
 const POLICY = { enum: ['lww', 'reject', 'merge'] };
@@ -88,6 +95,11 @@ const CONFIG_SCHEMA = {
       },
     },
     maxClockSkewSeconds: { type: 'number', minimum: 1 },
+    partitions: {
+      type: 'object',
+      propertyNames: { pattern: '^[a-z0-9_-]{1,64}$' },
+      additionalProperties: { type: 'array', items: { type: 'string', pattern: '^[a-z0-9_-]{1,64}$' } },
+    },
     access: {
       type: 'object',
       additionalProperties: false,
@@ -116,6 +128,7 @@ export const DEFAULT_HUB_CONFIG: HubConfig = {
   retention: { maxAgeHours: 0, maxEntries: 0, intervalSeconds: 60 },
   maxClockSkewSeconds: 60,
   access: { groups: {}, collections: {}, default: { read: [], write: [] } },
+  partitions: {},
 };
 
 export class HubConfigError extends Error {
@@ -154,7 +167,46 @@ export function parseHubConfig(raw: unknown, source = 'hub config'): HubConfig {
       collections: given.access?.collections ?? {},
       default: { read: given.access?.default?.read ?? [], write: given.access?.default?.write ?? [] },
     },
+    partitions: checkPartitions(given.partitions ?? {}, source),
   };
+}
+
+/** Partition names are valid (the schema checked), `default` is implicit, and no collection is in two partitions. */
+function checkPartitions(partitions: Record<string, string[]>, source: string): Record<string, string[]> {
+  if (DEFAULT_PARTITION in partitions) {
+    throw new HubConfigError(`${source}: /partitions/${DEFAULT_PARTITION} may not be listed: every collection not assigned to another partition is in it`);
+  }
+  const owner = new Map<string, string>();
+  for (const [partition, collections] of Object.entries(partitions)) {
+    for (const collection of collections) {
+      const other = owner.get(collection);
+      if (other !== undefined) {
+        throw new HubConfigError(other === partition
+          ? `${source}: /partitions/${partition} lists collection ${collection} twice`
+          : `${source}: collection ${collection} is assigned to both partition ${other} and partition ${partition}; a collection belongs to one partition`);
+      }
+      owner.set(collection, partition);
+    }
+  }
+  return Object.fromEntries(Object.entries(partitions).map(([p, c]) => [p, [...c]]));
+}
+
+/** The partition a collection belongs to: the one that lists it, or `default`. */
+export function partitionOf(config: HubConfig, collection: string): string {
+  for (const [partition, collections] of Object.entries(config.partitions)) {
+    if (collections.includes(collection)) return partition;
+  }
+  return DEFAULT_PARTITION;
+}
+
+/** Collections assigned to partitions other than the default (collection → partition): what agents route by. */
+export function assignment(config: HubConfig): Record<string, string> {
+  return Object.fromEntries(Object.entries(config.partitions).flatMap(([p, collections]) => collections.map((c) => [c, p])));
+}
+
+/** Every partition of the config: `default` first, then the named ones. */
+export function partitionsOf(config: HubConfig): string[] {
+  return [DEFAULT_PARTITION, ...Object.keys(config.partitions)];
 }
 
 /** The part of a collection's policy agents follow. */

@@ -7,10 +7,10 @@ import { HybridClock } from '../shared/hlc.js';
 import { limits } from '../shared/limits.js';
 import type { BroadcastMessage, DownMessage, OpResult, PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol-version.js';
-import { topics } from '../shared/topics.js';
+import { DEFAULT_PARTITION, partitionTopics, type PartitionTopics } from '../shared/topics.js';
 import { AccessControl } from './access.js';
 import { Committer } from './committer.js';
-import { CollectionPolicies, DEFAULT_HUB_CONFIG, type HubConfig } from './config.js';
+import { assignment, CollectionPolicies, DEFAULT_HUB_CONFIG, type HubConfig } from './config.js';
 import { defaultIngestOptions, Ingestor, type HubWriteRequest, type IngestOutput, type WriteResult } from './ingest.js';
 import { answerPull } from './pull.js';
 import { ReplicationTracker, type ReplicaWait } from './replication-tracker.js';
@@ -43,6 +43,11 @@ export interface HubCoreOptions {
   logger?: Logger;
   /** Development mode: every agent may read and write everything. */
   dev?: boolean;
+  /**
+   * The partition this core is the log of (default `default`): it publishes on that partition's
+   * topics and refuses writes to collections of other partitions (`wrong_partition`).
+   */
+  partition?: string;
   /** Sends a message to MQTT subscribers (QoS 1). Whatever carries it — embedded broker or not. */
   publish: (topic: string, payload: Buffer, retain: boolean) => void;
 }
@@ -66,7 +71,12 @@ export class HubCore extends EventEmitter<HubEvents> {
   readonly policies: CollectionPolicies;
   readonly replication = new ReplicationTracker();
   readonly access: AccessControl;
+  /** The partition this core is the log of. */
+  readonly partition: string;
+  /** That partition's topics, which everything this core publishes goes to. */
+  readonly topics: PartitionTopics;
   readonly #committer: Committer;
+  readonly #partitionOf: (collection: string) => string;
   readonly #publish: HubCoreOptions['publish'];
   #pruneTimer: NodeJS.Timeout | undefined;
 
@@ -79,10 +89,15 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.#publish = options.publish;
     this.store = options.store ?? new SqliteHubStore(options.dataDir);
     this.epoch = options.epoch;
+    this.partition = options.partition ?? DEFAULT_PARTITION;
+    this.topics = partitionTopics(this.partition);
+    const owners = new Map(Object.entries(assignment(this.config)));
+    this.#partitionOf = (collection) => owners.get(collection) ?? DEFAULT_PARTITION;
     const ingestor = new Ingestor(this.store, this.clock, this.policies, {
       ...defaultIngestOptions,
       maxFutureSkewMs: this.config.maxClockSkewSeconds * 1000,
       mayWrite: (agentId, collection) => this.access.mayWrite(agentId, collection),
+      partition: { name: this.partition, of: this.#partitionOf },
     });
     this.#committer = new Committer(
       ingestor,
@@ -179,9 +194,22 @@ export class HubCore extends EventEmitter<HubEvents> {
     }
   }
 
+  /** The partition a collection belongs to (by the config). */
+  partitionOf(collection: string): string {
+    return this.#partitionOf(collection);
+  }
+
+  /**
+   * The retained status on this partition's hub topic. A named partition's says which it is
+   * (`part`); the default partition's carries the assignment (`parts`), which agents route their
+   * writes by; without partitions it is what it always was.
+   */
   publishStatus(): void {
-    this.#broadcast(topics.hub, ['hub', {
+    const parts = assignment(this.config);
+    this.#broadcast(this.topics.hub, ['hub', {
       v: PROTOCOL_VERSION, hlc: this.clock.tick(), head: this.store.head, ...(this.epoch !== undefined && { epoch: this.epoch }), ...this.policies.describe(),
+      ...(this.partition !== DEFAULT_PARTITION && { part: this.partition }),
+      ...(this.partition === DEFAULT_PARTITION && Object.keys(parts).length > 0 && { parts }),
     }], true);
   }
 
@@ -193,7 +221,7 @@ export class HubCore extends EventEmitter<HubEvents> {
       }
       this.#sendDown(agentId, message);
     }
-    for (const set of changeSets) this.#broadcast(topics.collection(set[1].c), set);
+    for (const set of changeSets) this.#broadcast(this.topics.collection(set[1].c), set);
     if (replicaWaits.length > 0) this.#notifyReplicated(this.replication.add(replicaWaits));
   }
 
@@ -212,7 +240,7 @@ export class HubCore extends EventEmitter<HubEvents> {
 
   #sendDown(agentId: string, message: DownMessage): void {
     if (message[0] !== 'error' && this.epoch !== undefined) message[1].epoch = this.epoch;
-    this.#send(topics.down(agentId), () => downCodec.encode(message), false);
+    this.#send(this.topics.down(agentId), () => downCodec.encode(message), false);
   }
 
   #broadcast(topic: string, message: BroadcastMessage, retain = false): void {

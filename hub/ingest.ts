@@ -45,6 +45,11 @@ export interface IngestOptions {
   maxChangeSetBytes: number;
   /** Whether an agent may write a collection (access control); hub writes are not asked. */
   mayWrite?: (agentId: string, collection: string) => boolean;
+  /**
+   * The partition this log is of, and which partition each collection belongs to: a write to
+   * another partition's collection is refused (`wrong_partition`), never committed here.
+   */
+  partition?: { name: string; of: (collection: string) => string };
 }
 
 export const defaultIngestOptions: IngestOptions = {
@@ -142,6 +147,8 @@ export class Ingestor {
     }
     const checked = this.#validate(op);
     if ('reason' in checked) return { outcome: 'rejected', ...checked };
+    const misrouted = this.#checkPartition(op.c);
+    if (misrouted) return { outcome: 'rejected', ...misrouted };
     if (who.seq !== null && this.options.mayWrite && !this.options.mayWrite(who.origin, op.c)) {
       return { outcome: 'rejected', reason: 'forbidden', detail: `agent ${who.origin} may not write collection ${op.c}; grant it in the hub config's access section` };
     }
@@ -223,6 +230,18 @@ export class Ingestor {
       return this.#checkSkew(op) ?? { encoded };
     }
     return this.#checkSkew(op) ?? {};
+  }
+
+  #checkPartition(collection: string): { reason: string; detail: string } | undefined {
+    const { partition } = this.options;
+    if (!partition) return undefined;
+    const owner = partition.of(collection);
+    if (owner === partition.name) return undefined;
+    return {
+      reason: 'wrong_partition',
+      detail: `collection ${collection} belongs to partition ${owner}, not ${partition.name}: send it on partition ${owner}'s topics ` +
+        '(upgrade the agent, which routes writes by the hub status\'s assignment)',
+    };
   }
 
   #checkSkew(op: Omit<WriteOp, 'seq'>): { reason: string; detail: string } | undefined {

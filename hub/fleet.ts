@@ -22,9 +22,14 @@ export interface AgentView {
 
 export interface Presence { online: boolean; since: number; address?: string }
 
-/** The fleet as the hub sees it: provisioned agents, connected ones, and what each reported. */
-export async function fleetStatus(store: HubStore, replication: ReplicationTracker, presence: ReadonlyMap<string, Presence>): Promise<AgentView[]> {
-  const credentials = new Map((await store.credentials()).map((c) => [c.agentId, c]));
+/**
+ * The fleet as the hub sees it: provisioned agents (from `registry`, the default partition's
+ * store), connected ones, and what each reported of the partition whose log `store` is.
+ */
+export async function fleetStatus(
+  store: HubStore, registry: HubStore, replication: ReplicationTracker, presence: ReadonlyMap<string, Presence>,
+): Promise<AgentView[]> {
+  const credentials = new Map((await registry.credentials()).map((c) => [c.agentId, c]));
   const ids = new Set([...credentials.keys(), ...presence.keys(), ...replication.reports.keys()]);
   const heads = await store.collectionHeads();
   const now = Date.now();

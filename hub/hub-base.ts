@@ -13,8 +13,16 @@ export interface HubCommonOptions {
   /** `host:port` for the HTTP API; omitted = no HTTP API. */
   http?: { host: string; port: number };
   dataDir: string;
-  /** The primary store; default SQLite in `dataDir`. */
+  /** The primary store (this partition's log); default SQLite in `dataDir`. */
   store?: HubStore;
+  /**
+   * Where agents' credentials live: the default partition's store, which `outpost hub agents`
+   * writes. Default: `store` (a hub of the default partition, or one without partitions).
+   * Whoever opened it closes it; the hub only reads it.
+   */
+  registry?: HubStore;
+  /** The partition this hub is the log of (default `default`; see HubCoreOptions.partition). */
+  partition?: string;
   /** The leadership epoch this process writes as (hub/leadership.ts); none without failover. */
   epoch?: number;
   /** Admit agents without credentials (development only). */
@@ -56,6 +64,8 @@ export abstract class HubBase {
   readonly core: HubCore;
   readonly log: Logger;
   readonly authenticator: Authenticator;
+  /** Agents' credentials: the default partition's store (the same as `store` there). */
+  readonly registry: HubStore;
   /** Throughput and lag over time, for the dashboard. */
   readonly history: FleetHistory;
   #http: HubHttp | undefined;
@@ -63,17 +73,21 @@ export abstract class HubBase {
   protected stopping = false;
 
   protected constructor(readonly common: HubCommonOptions) {
-    this.log = common.logger ?? pino({ level: 'silent' });
+    const log = common.logger ?? pino({ level: 'silent' });
+    // A process may serve several partitions: every line of this hub's says which it is about.
+    this.log = common.partition !== undefined ? log.child({ partition: common.partition }) : log;
     this.core = new HubCore({
       dataDir: common.dataDir,
       ...(common.store && { store: common.store }),
       ...(common.epoch !== undefined && { epoch: common.epoch }),
+      ...(common.partition !== undefined && { partition: common.partition }),
       dev: common.dev ?? false,
       logger: this.log,
       ...(common.config && { config: common.config }),
       publish: (topic, payload, retain) => this.publishToBroker(topic, payload, retain),
     });
-    this.authenticator = new Authenticator(this.store, this.log);
+    this.registry = common.registry ?? this.core.store;
+    this.authenticator = new Authenticator(this.registry, this.log);
     this.history = new FleetHistory(this.core, () => this.fleet(), common.historyEveryMs);
   }
 
@@ -102,7 +116,7 @@ export abstract class HubBase {
     // Asked by the dashboard sampler, each metrics scrape (twice) and the admin API: callers that
     // ask while it is being computed share that computation, so a fleet of thousands is not read
     // from the store several times over at once.
-    this.#fleet ??= fleetStatus(this.store, this.core.replication, this.presenceView())
+    this.#fleet ??= fleetStatus(this.store, this.registry, this.core.replication, this.presenceView())
       .finally(() => (this.#fleet = undefined));
     return this.#fleet;
   }
@@ -111,6 +125,11 @@ export abstract class HubBase {
 
   get store(): HubCore['store'] {
     return this.core.store;
+  }
+
+  /** The partition this hub is the log of. */
+  get partition(): string {
+    return this.core.partition;
   }
 
   get httpAddress(): string | undefined {
@@ -129,7 +148,7 @@ export abstract class HubBase {
       log.warn('the hub config grants no collection to any agent (access section): agents can connect but not read or write; ' +
         'grant access, e.g. access: { default: { read: ["*"], write: ["*"] } }');
     }
-    if ((await this.store.credentials()).every((c) => c.revokedAt !== null)) {
+    if ((await this.registry.credentials()).every((c) => c.revokedAt !== null)) {
       log.warn(`no agents are provisioned yet: add one with \`outpost hub agents add <agent-id> --data ${common.dataDir}\`, ` +
         'which prints its token once; give it to the agent as OUTPOST_HUB_TOKEN');
     }
@@ -150,12 +169,12 @@ export abstract class HubBase {
    * tells this one, within half a second, to forget verified tokens; then `onChange` acts on it.
    */
   protected async watchCredentials(onChange: () => void): Promise<void> {
-    let version = await this.store.credentialsVersion();
+    let version = await this.registry.credentialsVersion();
     let checking = false;
     this.#credentialTimer = setInterval(() => {
       if (checking) return;
       checking = true;
-      this.store.credentialsVersion().then((now) => {
+      this.registry.credentialsVersion().then((now) => {
         if (now === version) return;
         version = now;
         this.authenticator.forget();

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
-import { isValidAgentId, TOPIC_ROOT } from '../shared/topics.js';
+import { isValidAgentId, isValidPartition, TOPIC_ROOT } from '../shared/topics.js';
 import type { HubBase } from './hub-base.js';
 import { mayPublish, maySubscribe } from './topic-acl.js';
 
@@ -16,6 +16,10 @@ const sameSecret = (given: string, expected: string): boolean => {
   return a.length === b.length && timingSafeEqual(a, b);
 };
 
+/** The hub's account, or that of one of its partitions (`<account>-p-<partition>`, see partitionBrokerUser). */
+const isHubAccount = (username: string | undefined, service: string): boolean =>
+  username !== undefined && (username === service || (username.startsWith(`${service}-p-`) && isValidPartition(username.slice(service.length + 3))));
+
 /**
  * Authentication and authorization for an external broker that asks over HTTP (EMQX's HTTP
  * authenticator and authorizer), by the embedded broker's rules: the username is the client id
@@ -23,9 +27,14 @@ const sameSecret = (given: string, expected: string): boolean => {
  * topic and subscribes only to what it may read. EMQX checks a subscription once and does not
  * filter deliveries, so `c/+` is allowed only to agents that may read every collection; others
  * subscribe to their collections by name (agent option `collections`). The hub's own broker
- * account may use every protocol topic.
+ * account, and its partitions' accounts, may use every protocol topic.
  */
 export function brokerAuthRoutes(hub: HubBase): FastifyPluginAsync {
+  const subscribeAccess = {
+    mayRead: (agentId: string, collection: string) => hub.core.access.mayRead(agentId, collection),
+    mayReadAll: (agentId: string) => hub.core.access.mayReadAll(agentId),
+    partitionOf: (collection: string) => hub.core.partitionOf(collection),
+  };
   return async (app) => {
     app.post<{ Body: AuthnBody }>('/v1/broker/authn', {
       schema: {
@@ -37,8 +46,8 @@ export function brokerAuthRoutes(hub: HubBase): FastifyPluginAsync {
     }, async (request) => {
       const { username, password, clientid } = request.body;
       const service = hub.brokerServiceUser;
-      if (service && username === service.username) {
-        return clientid === service.username && password !== undefined && sameSecret(password, service.password) ? allow : deny;
+      if (service && isHubAccount(username, service.username)) {
+        return clientid === username && password !== undefined && sameSecret(password, service.password) ? allow : deny;
       }
       if (!isValidAgentId(clientid)) return deny;
       if (hub.common.dev) return allow;
@@ -59,10 +68,11 @@ export function brokerAuthRoutes(hub: HubBase): FastifyPluginAsync {
       },
     }, async (request) => {
       const { username, topic, action, retain } = request.body;
-      if (hub.brokerServiceUser?.username === username) return topic.startsWith(`${TOPIC_ROOT}/`) ? allow : deny;
+      const service = hub.brokerServiceUser;
+      if (service && isHubAccount(username, service.username)) return topic.startsWith(`${TOPIC_ROOT}/`) ? allow : deny;
       if (!hub.common.dev && !(await hub.authenticator.stillValid(username))) return deny;
       if (action === 'publish') return mayPublish(username, topic, retain === true || retain === 'true') ? allow : deny;
-      return maySubscribe(username, topic, hub.core.access, false) ? allow : deny;
+      return maySubscribe(username, topic, subscribeAccess, false) ? allow : deny;
     });
   };
 }

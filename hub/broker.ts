@@ -2,8 +2,8 @@ import { Aedes, type AuthenticateError } from 'aedes';
 import type { Logger } from 'pino';
 import type { Authenticator } from './authenticator.js';
 import { ConnectRateLimiter } from './rate-limit.js';
-import { agentOfUpTopic, collectionOfTopic, isValidAgentId } from '../shared/topics.js';
-import { mayPublish, maySubscribe } from './topic-acl.js';
+import { agentOfUpTopic, isValidAgentId } from '../shared/topics.js';
+import { collectionOfAnyTopic, mayPublish, maySubscribe } from './topic-acl.js';
 
 export interface BrokerOptions {
   /** Admit any well-formed agent id without credentials. Development only. */
@@ -108,7 +108,7 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
   // A change set reaches only the agents that may read its collection (the `+` subscription
   // matches them all; this is where the ACL applies).
   broker.authorizeForward = (client, packet) => {
-    const collection = collectionOfTopic(packet.topic);
+    const collection = collectionOfAnyTopic(packet.topic);
     return collection === undefined || options.mayRead(client.id, collection) ? packet : null;
   };
 

@@ -1,23 +1,24 @@
 import mqtt, { type MqttClient } from 'mqtt';
-import { agentOfUpTopic, isValidAgentId, TOPIC_ROOT } from '../shared/topics.js';
+import { isValidAgentId, TOPIC_ROOT } from '../shared/topics.js';
 import type { Presence } from './fleet.js';
 import { HubBase, type BrokerServiceUser, type HubCommonOptions, startOrStop } from './hub-base.js';
-import { DEFAULT_HUB_BROKER_USER } from './mosquitto-export.js';
+import { DEFAULT_HUB_BROKER_USER, partitionBrokerUser } from './mosquitto-export.js';
 
 export interface BrokerClientHubOptions extends HubCommonOptions {
   broker: {
     /** `mqtt://host:port` or `mqtts://host:port`. */
     url: string;
-    /** The hub's account on the broker; also its client id (default `outpost-hub`). */
+    /**
+     * The hub's account on the broker (default `outpost-hub`), and its client id. The hub of
+     * another partition than the default connects as `<username>-p-<partition>` (same password):
+     * each partition has a persistent session of its own, which a standby taking it over resumes.
+     */
     username?: string;
     password?: string;
     /** CA (PEM) that signed the broker's certificate, for `mqtts://`. */
     ca?: string | Buffer;
   };
 }
-
-/** Every agent's up topic: the agent id is the `+`, which the broker's ACL ties to the username. */
-const ALL_UP = `${TOPIC_ROOT}/a/+/up`;
 
 /**
  * How long the broker keeps the hub's session (its subscription and the QoS 1 messages agents
@@ -67,11 +68,16 @@ export class BrokerClientHub extends HubBase {
 
   override get brokerServiceUser(): BrokerServiceUser | undefined {
     const { password } = this.options.broker;
-    return password === undefined ? undefined : { username: this.#username, password };
+    return password === undefined ? undefined : { username: this.options.broker.username ?? DEFAULT_HUB_BROKER_USER, password };
+  }
+
+  /** This partition's account on the broker, which is also its client id: it names the persistent session. */
+  get clientId(): string {
+    return partitionBrokerUser(this.options.broker.username ?? DEFAULT_HUB_BROKER_USER, this.partition);
   }
 
   get #username(): string {
-    return this.options.broker.username ?? DEFAULT_HUB_BROKER_USER;
+    return this.clientId;
   }
 
   protected publishToBroker(topic: string, payload: Buffer, retain: boolean): void {
@@ -89,12 +95,13 @@ export class BrokerClientHub extends HubBase {
 
   async #start(): Promise<void> {
     const { options, log } = this;
+    const allUp = this.core.topics.allUp;
     await this.warnAboutSetup();
     if (!options.dev) await this.watchCredentials(() => this.#provisioned.clear());
     // The HTTP API first: a broker that authenticates over HTTP (EMQX) asks it about the hub too.
     await this.startHttp();
     const client = mqtt.connect(options.broker.url, {
-      clientId: this.#username,
+      clientId: this.clientId,
       username: this.#username,
       ...(options.broker.password !== undefined && { password: options.broker.password }),
       ...(options.broker.ca !== undefined && { ca: options.broker.ca, rejectUnauthorized: true }),
@@ -115,16 +122,16 @@ export class BrokerClientHub extends HubBase {
       this.#onMessage(packet.topic, packet.payload as Buffer, packet.retain);
       done();
     };
-    client.on('error', (error) => log.warn({ err: error.message, broker: options.broker.url }, 'broker connection error'));
-    client.on('offline', () => log.warn({ broker: options.broker.url }, 'lost the broker; reconnecting'));
+    client.on('error', (error) => log.warn({ err: error.message, broker: options.broker.url}, 'broker connection error'));
+    client.on('offline', () => log.warn({ broker: options.broker.url}, 'lost the broker; reconnecting'));
     client.on('connect', () => {
       // Acks and change sets are small and latency-bound: no Nagle delay behind the broker's delayed ACKs.
       (client.stream as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true);
       // The subscription survives in the session, but a broker that restarted without
       // persistence lost it, and the retained hub status with it.
-      client.subscribe(ALL_UP, { qos: 1 }, (error, granted) => {
+      client.subscribe(allUp, { qos: 1 }, (error, granted) => {
         if (error || granted?.some((g) => g.qos >= 128)) {
-          log.error({ err: error?.message, granted, topic: ALL_UP },
+          log.error({ err: error?.message, granted, topic: allUp },
             `the broker refused the hub's subscription: give user ${this.#username} readwrite on ${TOPIC_ROOT}/# in its ACL`);
           return;
         }
@@ -146,11 +153,14 @@ export class BrokerClientHub extends HubBase {
     this.core.start();
     this.#started = true;
     this.history.start();
-    log.info({ broker: options.broker.url, username: this.#username, http: this.httpAddress, data: options.dataDir, head: this.store.head }, 'hub started');
+    log.info({
+      broker: options.broker.url, username: this.#username, http: this.httpAddress, data: options.dataDir,
+      head: this.store.head, ...(this.core.epoch !== undefined && { epoch: this.core.epoch }),
+    }, 'hub started');
   }
 
   #onMessage(topic: string, payload: Buffer, retained: boolean): void {
-    const agentId = agentOfUpTopic(topic);
+    const agentId = this.core.topics.agentOfUp(topic);
     if (agentId === undefined || !isValidAgentId(agentId)) {
       this.log.warn({ topic }, 'message on a topic the hub does not serve; ignored');
       return;

@@ -21,7 +21,7 @@ export function addBrokerExport(hub: Command): void {
     .option('--broker-password <secret>', 'its password (env OUTPOST_BROKER_PASSWORD); default: keep the one already exported, or generate one and print it once')
     .option('--listener-port <port>', 'the port of the listener in the mosquitto.conf snippet', '1883')
     .action(async (opts: ExportOptions) => {
-      const [{ openHubStore }, { loadHubConfig, DEFAULT_HUB_CONFIG }, { AccessControl }, exporter, { mosquittoHash }] = await Promise.all([
+      const [{ openHubStore }, { loadHubConfig, DEFAULT_HUB_CONFIG, assignment }, { AccessControl }, exporter, { mosquittoHash }] = await Promise.all([
         import('../hub/store/open-store.js'), import('../hub/config.js'), import('../hub/access.js'),
         import('../hub/mosquitto-export.js'), import('../hub/mosquitto-password.js'),
       ]);
@@ -44,7 +44,7 @@ export function addBrokerExport(hub: Command): void {
       try {
         files = exporter.mosquittoFiles({
           agents, access: new AccessControl(config.access, false), outDir: opts.out,
-          hubUser: { username: opts.brokerUsername, mosquittoHash: hubHash }, listener: { port },
+          hubUser: { username: opts.brokerUsername, mosquittoHash: hubHash }, listener: { port }, partitions: assignment(config),
         });
       } catch (error) {
         if (error instanceof exporter.BrokerExportError) throw new ConfigError(error.message);
@@ -53,7 +53,9 @@ export function addBrokerExport(hub: Command): void {
       exporter.writeMosquittoFiles(opts.out, files);
 
       const say = (line: string): boolean => process.stderr.write(`${line}\n`);
-      say(`wrote passwords, acl and mosquitto.conf to ${opts.out}: ${files.exported.length} agent(s) and the hub's account ${opts.brokerUsername}.`);
+      const partitions = Object.keys(config.partitions);
+      say(`wrote passwords, acl and mosquitto.conf to ${opts.out}: ${files.exported.length} agent(s) and the hub's account ${opts.brokerUsername}` +
+        (partitions.length > 0 ? ` (and ${partitions.map((p) => exporter.partitionBrokerUser(opts.brokerUsername, p)).join(', ')} for its partitions, same password).` : '.'));
       if (opts.config === undefined) {
         say('No --config: with the default access section no agent may read any collection. Pass the file the hub runs with.');
       }

@@ -1,9 +1,23 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { migrate } from './store/pg-schema.js';
+import { DEFAULT_PARTITION } from '../shared/topics.js';
+import { migrate, partitionSchema, schemaConnectionOptions } from './store/pg-schema.js';
 
-/** Arbitrary but fixed: the session advisory lock that makes one hub process the writer. */
+/** Arbitrary but fixed: the session advisory lock that makes one hub process the writer (of the default partition). */
 const LEADER_LOCK = 0x6f757471; // "outq"
+
+/**
+ * The advisory lock of a partition's leader: the default partition keeps the one-key lock it
+ * always had; another takes the two-key lock (LEADER_LOCK, FNV-1a of its name), a separate key
+ * space, so partitions are led independently. Two names with the same hash would share a lock:
+ * one partition would wait for the other's leader, never write beside it (the epoch fences).
+ */
+export function leaderLockKey(partition: string): [number] | [number, number] {
+  if (partition === DEFAULT_PARTITION) return [LEADER_LOCK];
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(partition)) hash = Math.imul(hash ^ byte, 0x01000193);
+  return [LEADER_LOCK, hash | 0];
+}
 /** How often the leader checks that its lock connection still answers, and how long it waits. */
 const HEARTBEAT_MS = 2_000;
 const HEARTBEAT_TIMEOUT_MS = 5_000;
@@ -12,6 +26,8 @@ export interface LeaderLockOptions {
   log: Logger;
   /** How often a standby asks for the lock (default 500 ms): a dead leader is replaced within about this. */
   pollMs?: number;
+  /** The partition to lead (default `default`): its own lock, and the epoch in its own schema's `leadership` row. */
+  partition?: string;
 }
 
 /**
@@ -30,7 +46,7 @@ export class LeaderLock {
   #released = false;
   readonly #heartbeat: NodeJS.Timeout;
 
-  private constructor(private readonly client: pg.Client, readonly epoch: number) {
+  private constructor(private readonly client: pg.Client, readonly epoch: number, readonly partition: string, private readonly key: readonly number[]) {
     client.on('error', (error) => this.#lose(error));
     client.on('end', () => this.#lose(new Error('the connection holding the leader lock closed')));
     // TCP keepalive alone takes minutes to notice a dead path to the database: ask every 2 s.
@@ -52,18 +68,22 @@ export class LeaderLock {
   /** Resolves once this process leads, with a new epoch; until then it stands by. */
   static async acquire(url: string, options: LeaderLockOptions): Promise<LeaderLock> {
     const { log } = options;
+    const partition = options.partition ?? DEFAULT_PARTITION;
+    const schema = partitionSchema(partition);
+    const key = leaderLockKey(partition);
     const client = new pg.Client({
       connectionString: url, application_name: 'outpost-hub-leader', keepAlive: true, keepAliveInitialDelayMillis: 10_000, connectionTimeoutMillis: 10_000,
+      ...schemaConnectionOptions(schema),
     });
     client.on('error', () => undefined); // reported through the queries below, or as a lost lock
     await client.connect();
     try {
-      await migrate(client); // the leadership row exists before anyone leads
+      await migrate(client, schema); // the leadership row exists before anyone leads
       let said = false;
       for (;;) {
-        const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [LEADER_LOCK]);
+        const { rows } = await client.query<{ locked: boolean }>(`SELECT pg_try_advisory_lock(${lockParams(key)}) AS locked`, key);
         if (rows[0]!.locked) break;
-        if (!said) log.info('standing by: another hub process leads; taking over when it stops');
+        if (!said) log.info({ partition }, 'standing by: another hub process leads; taking over when it stops');
         said = true;
         await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
       }
@@ -72,8 +92,8 @@ export class LeaderLock {
       // agents have heard, so they do not take it for a deposed one.
       const { rows } = await client.query<{ epoch: string }>('UPDATE leadership SET epoch = GREATEST(epoch + 1, $1::bigint) RETURNING epoch', [Date.now()]);
       const epoch = Number(rows[0]!.epoch);
-      log.info({ epoch }, 'leading: this hub process is the writer');
-      return new LeaderLock(client, epoch);
+      log.info({ partition, epoch }, 'leading: this hub process is the writer');
+      return new LeaderLock(client, epoch, partition, key);
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;
@@ -91,7 +111,10 @@ export class LeaderLock {
     if (this.#released) return;
     this.#released = true;
     clearInterval(this.#heartbeat);
-    await this.client.query('SELECT pg_advisory_unlock($1)', [LEADER_LOCK]).catch(() => undefined);
+    await this.client.query(`SELECT pg_advisory_unlock(${lockParams(this.key)})`, [...this.key]).catch(() => undefined);
     await this.client.end().catch(() => undefined);
   }
 }
+
+/** `$1` or `$1, $2`: one bigint key or two int4 keys. */
+const lockParams = (key: readonly number[]): string => (key.length === 1 ? '$1' : '$1::int4, $2::int4');

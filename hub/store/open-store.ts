@@ -1,3 +1,5 @@
+import { join } from 'node:path';
+import { DEFAULT_PARTITION } from '../../shared/topics.js';
 import type { HubStore } from './hub-store.js';
 
 /** Where the hub keeps its primary data: a PostgreSQL URL, or else SQLite in the data directory. */
@@ -8,6 +10,19 @@ export interface StoreLocation {
   dataDir: string;
   /** PostgreSQL: the leadership epoch to write as (fenced on every group commit). */
   epoch?: number;
+  /**
+   * The partition whose log this is (default `default`, which keeps `<dataDir>/hub.db` and
+   * PostgreSQL's `public` schema): another lives in `<dataDir>/partitions/<p>/hub.db`, or in the
+   * schema `outpost_p_<p>`. Agents' credentials are always in the default partition's store.
+   */
+  partition?: string;
+  /** PostgreSQL: connections in the pool (default 8). */
+  maxConnections?: number;
+}
+
+/** Where SQLite keeps a partition's database: the data directory itself for the default one. */
+export function sqliteDirOf(dataDir: string, partition: string = DEFAULT_PARTITION): string {
+  return partition === DEFAULT_PARTITION ? dataDir : join(dataDir, 'partitions', partition);
 }
 
 export const isPostgresUrl = (url: string): boolean => /^postgres(ql)?:\/\//.test(url);
@@ -22,9 +37,14 @@ export async function openHubStore(location: StoreLocation): Promise<HubStore> {
     if (!isPostgresUrl(store)) {
       throw new Error(`store ${JSON.stringify(store)} is not a PostgreSQL URL: use postgres://user:password@host:5432/database, or leave it out for SQLite in the data directory`);
     }
-    const { PostgresHubStore } = await import('./pg-store.js');
-    return PostgresHubStore.open(store, location.epoch === undefined ? {} : { epoch: location.epoch });
+    const [{ PostgresHubStore }, { partitionSchema }] = await Promise.all([import('./pg-store.js'), import('./pg-schema.js')]);
+    const schema = partitionSchema(location.partition ?? DEFAULT_PARTITION);
+    return PostgresHubStore.open(store, {
+      ...(location.epoch !== undefined && { epoch: location.epoch }),
+      ...(schema !== undefined && { schema }),
+      ...(location.maxConnections !== undefined && { maxConnections: location.maxConnections }),
+    });
   }
   const { SqliteHubStore } = await import('./sqlite-store.js');
-  return new SqliteHubStore(location.dataDir);
+  return new SqliteHubStore(sqliteDirOf(location.dataDir, location.partition));
 }

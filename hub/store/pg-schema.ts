@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { DEFAULT_PARTITION } from '../../shared/topics.js';
 
 /**
  * The PostgreSQL hub database's migrations, in order; `schema_migrations` records which have
@@ -119,14 +120,39 @@ INSERT INTO leadership (epoch, head_lsn, group_commits) VALUES (0, 0, 0);
 const MIGRATION_LOCK = 0x6f757470; // "outp"
 
 /**
+ * The PostgreSQL schema of a partition's tables: `public` (undefined: the connection's default)
+ * for the default partition, so that a database from before partitions is the default
+ * partition's as it is; `outpost_p_<partition>` for another.
+ */
+export function partitionSchema(partition: string): string | undefined {
+  if (partition === DEFAULT_PARTITION) return undefined;
+  const schema = `outpost_p_${partition}`;
+  // PostgreSQL would silently truncate a longer name, and two partitions could share a schema.
+  if (Buffer.byteLength(schema) > 63) {
+    throw new Error(`partition name ${partition} is too long for a PostgreSQL schema (${schema}): use at most 53 characters`);
+  }
+  return schema;
+}
+
+/** Connection settings that put a connection's tables in a partition's schema (nothing for the default). */
+export function schemaConnectionOptions(schema: string | undefined): { options?: string } {
+  // Partition names are [a-z0-9_-]: quoted, the identifier needs no escaping, and `-` is allowed.
+  return schema === undefined ? {} : { options: `-c search_path="${schema}"` };
+}
+
+/**
  * Brings the schema up to date in one transaction under a transaction-scoped advisory lock, so
  * that hubs (or CLI commands) starting at once migrate one after the other: the second finds
- * the work done. Refuses a database migrated by a newer Outpost.
+ * the work done. Refuses a database migrated by a newer Outpost. `schema` (a partition's, whose
+ * name the connection's search_path already holds) is created first if it does not exist. The
+ * lock is one for every schema: migrations of different partitions take turns too, which costs
+ * nothing worth avoiding and keeps CREATE SCHEMA from racing.
  */
-export async function migrate(client: pg.ClientBase): Promise<void> {
+export async function migrate(client: pg.ClientBase, schema?: string): Promise<void> {
   await client.query('BEGIN');
   try {
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    if (schema !== undefined) await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
     await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)');
     const { rows } = await client.query<{ version: number | null }>('SELECT max(version) AS version FROM schema_migrations');
     const version = rows[0]?.version ?? 0;

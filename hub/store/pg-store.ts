@@ -13,7 +13,7 @@ import {
   documentPage, logPage, toConflictRecord, toRecordedOutcome, toStoredDocument,
   type ConflictRow, type DocumentRow, type LogRow, type OutcomeRow,
 } from './rows.js';
-import { migrate } from './pg-schema.js';
+import { migrate, schemaConnectionOptions } from './pg-schema.js';
 
 export interface PostgresHubStoreOptions {
   /**
@@ -24,6 +24,11 @@ export interface PostgresHubStoreOptions {
   epoch?: number;
   /** Connections in the pool: a group commit reads over up to four at once. */
   maxConnections?: number;
+  /**
+   * The schema holding this store's tables (a partition's: see partitionSchema), created if
+   * missing; default the connection's own (`public`), where the default partition lives.
+   */
+  schema?: string;
 }
 
 /** bigint columns (LSNs, seqs, ms times, counts) as numbers: they stay far below 2^53. */
@@ -68,9 +73,9 @@ export class PostgresHubStore implements HubStore {
 
   /** Connects, migrates (under an advisory lock: hubs starting together take turns) and loads the writer's state. */
   static async open(url: string, options: PostgresHubStoreOptions = {}): Promise<PostgresHubStore> {
-    const where = describe(url);
+    const where = describe(url) + (options.schema === undefined ? '' : ` (schema ${options.schema})`);
     const pool = new pg.Pool({
-      connectionString: url, max: options.maxConnections ?? 8, types, application_name: APPLICATION_NAME,
+      connectionString: url, max: options.maxConnections ?? 8, types, application_name: APPLICATION_NAME, ...schemaConnectionOptions(options.schema),
       // A half-open connection (a NAT or load balancer that dropped it) must fail, not hang a
       // group commit that every later one waits behind: bounded connects and queries, keepalive.
       connectionTimeoutMillis: 10_000, query_timeout: 60_000, keepAlive: true, keepAliveInitialDelayMillis: 10_000,
@@ -80,7 +85,7 @@ export class PostgresHubStore implements HubStore {
     try {
       const client = await pool.connect();
       try {
-        await migrate(client);
+        await migrate(client, options.schema);
         const { rows: [leader] } = await client.query<{ epoch: number; head_lsn: number; group_commits: number }>(
           'SELECT epoch, head_lsn, group_commits FROM leadership');
         const { rows: [pruned] } = await client.query<{ value: number }>("SELECT value FROM hub_meta WHERE name = 'pruned_through'");

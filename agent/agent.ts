@@ -1,13 +1,12 @@
 import { EventEmitter } from 'node:events';
 import pino, { type Logger } from 'pino';
-import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
 import { AgentClosedError, InvalidValueError, ReadTimeoutError } from '../shared/errors.js';
-import { HybridClock, type Hlc } from '../shared/hlc.js';
-import type { CollectionPolicy, DownMessage, UpMessage } from '../shared/messages.js';
+import { HybridClock } from '../shared/hlc.js';
+import type { CollectionPolicy, HubStatusMessage } from '../shared/messages.js';
 import { SOFTWARE_VERSION } from '../shared/protocol-version.js';
-import { collectionOfTopic, topics } from '../shared/topics.js';
+import { partitionOfTopic } from '../shared/topics.js';
 import { isPlainObject, type JsonValue } from '../shared/values.js';
-import { DurabilityWaiters } from './durability.js';
+import { Lane } from './lane.js';
 import { Link } from './link.js';
 import { PolicyCache } from './policy-cache.js';
 import { ProgressWaiters } from './progress-waiters.js';
@@ -15,15 +14,15 @@ import { SyncScheduler } from './scheduler.js';
 import type { Transport, TransportFactory } from './transport.js';
 import type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
 import { validateWrite } from './write-validation.js';
-import { Replicator } from './replicator.js';
-import { AgentStore, type AgentDocument, type Rejection, type WriteKind } from './store.js';
-import { Uploader } from './uploader.js';
+import { AgentStore, DEFAULT_LANE, type AgentDocument, type Rejection, type WriteKind } from './store.js';
 import { WriteQueue, type WriteReceipt } from './write-queue.js';
 
 /** Status reports to the hub wait this long, so a burst of changes sends one. */
 const STATUS_DEBOUNCE_MS = 50;
 /** How often pending writes are checked against their collection's TTL. */
 const EXPIRY_CHECK_MS = 1_000;
+/** Where the hub's assignment of collections to partitions is kept (collection → partition). */
+const ASSIGNMENT_SETTING = 'partitions';
 
 
 export type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
@@ -32,6 +31,12 @@ export type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, 
  * An Outpost agent: a local SQLite replica and durable outbox, synchronised with the hub over
  * MQTT. Writes resolve once durable on the device (offline too); reads never need the network
  * and show the device's own pending writes over the confirmed replica.
+ *
+ * The hub may split its collections into partitions, each its own log led by its own hub
+ * process; the agent then syncs one lane per partition (agent/lane.ts) over one connection. It
+ * learns which collection belongs where from the default partition's retained status, and
+ * uploads nothing before it has heard that once (writes made earlier wait in the default lane
+ * and move to theirs then).
  */
 export class Agent extends EventEmitter<AgentEvents> {
   readonly id: string;
@@ -42,43 +47,32 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #link: Transport;
   readonly #scheduler: SyncScheduler;
   #expiryTimer: NodeJS.Timeout | undefined;
-  readonly #uploader: Uploader;
-  readonly #replicator: Replicator;
+  readonly #lanes = new Map<string, Lane>();
+  /** collection → partition, for collections outside the default one; undefined until first heard from the hub. */
+  #assignment: Record<string, string> | undefined;
   readonly #log: Logger;
-  readonly #durability: DurabilityWaiters;
   readonly #progress = new ProgressWaiters();
   readonly #waitTimeoutMs: number;
+  readonly #options: AgentOptions;
+  #started = false;
   #statusTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
   constructor(options: AgentOptions) {
     super();
     this.id = options.agentId;
+    this.#options = options;
     this.#log = options.logger ?? pino({ level: 'silent' });
     this.#store = new AgentStore(options.dataDir);
     this.#policies = new PolicyCache(this.#store);
     if (options.storageLimitBytes !== undefined) this.#store.setStorageLimit(options.storageLimitBytes);
     this.#clock = new HybridClock(options.now, this.#store.lastHlc);
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 10_000;
-    this.#durability = new DurabilityWaiters(() => this.#link.connected);
-    this.#uploader = new Uploader(this.#store, {
-      send: (batch) => this.#send(batch),
-      mayUpload: () => this.#scheduler.mayUpload(),
-      isReplicated: (c) => this.#replicator.replicates(c),
-      onAcked: (results) => this.#durability.onResults(results),
-      onRejected: (rejections) => this.emit('rejection', rejections),
-    }, { maxBatchOps: 500, maxBatchBytes: 256 * 1024, maxInFlight: 4, ackTimeoutMs: options.ackTimeoutMs ?? 10_000 }, this.#log);
-    this.#replicator = new Replicator(this.#store, {
-      send: (pull) => this.#send(pull),
-      onApplied: (changes) => this.emit('change', changes),
-      onProgress: () => {
-        this.#progress.notify();
-        this.#scheduleStatus();
-      },
-    }, { collections: options.collections, pageLimit: options.pageLimit ?? 500, pullTimeoutMs: options.ackTimeoutMs ?? 10_000 }, this.#log);
+    this.#assignment = this.#store.getSetting<Record<string, string>>(ASSIGNMENT_SETTING);
+    this.#laneOrNew(DEFAULT_LANE);
+    for (const partition of new Set(Object.values(this.#assignment ?? {}))) this.#laneOrNew(partition);
     this.#writes = new WriteQueue(this.#store, this.#clock, (collections, dropped) => this.#afterWrite(collections, dropped), (c) => this.#policy(c));
-    const collectionTopics = options.collections?.map((c) => topics.collection(c)) ?? [topics.allCollections];
-    const subscriptions = [topics.down(options.agentId), topics.hub, ...collectionTopics];
+    const subscriptions = [...this.#lanes.values()].flatMap((lane) => lane.subscriptions(options.collections));
     const transport: TransportFactory = options.transport ?? ((delegate) => new Link({
       url: options.hubUrl,
       clientId: options.agentId,
@@ -90,15 +84,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     }, delegate));
     this.#link = transport({
       onConnected: () => {
-        this.#uploader.reset();
-        this.#uploader.pump();
-        this.#replicator.onConnected();
+        for (const lane of this.#lanes.values()) lane.onConnected();
         this.#scheduleStatus();
         this.emit('connected');
       },
       onDisconnected: () => {
-        this.#uploader.reset();
-        this.#replicator.onDisconnected();
+        for (const lane of this.#lanes.values()) lane.onDisconnected();
         this.emit('disconnected');
       },
       onMessage: (topic, payload) => this.#onMessage(topic, payload),
@@ -107,16 +98,89 @@ export class Agent extends EventEmitter<AgentEvents> {
       connect: () => this.#link.start(),
       disconnect: () => this.#link.stop(),
       connected: () => this.#link.connected,
-      pump: () => this.#uploader.pump(),
-      pull: () => this.#replicator.pull(),
-      idle: () => this.#store.pendingCount() === 0 && !this.#replicator.pulling,
+      pump: () => this.#pumpAll(),
+      pull: () => this.#eachLane((lane) => lane.replicator.pull()),
+      idle: () => this.#store.pendingCount() === 0 && ![...this.#lanes.values()].some((lane) => lane.replicator.pulling),
       onWindow: (open) => this.emit('window', open),
     }, this.#log);
   }
 
+  /** The partition a collection's writes and changes belong to, by the hub's assignment as known now. */
+  #laneOf(collection: string): string {
+    return this.#assignment?.[collection] ?? DEFAULT_LANE;
+  }
+
+  #laneOrNew(partition: string): Lane {
+    let lane = this.#lanes.get(partition);
+    if (lane) return lane;
+    lane = new Lane(partition, this.id, this.#store, this.#clock, (c) => this.#laneOf(c) === partition, {
+      collections: this.#options.collections, pageLimit: this.#options.pageLimit ?? 500, ackTimeoutMs: this.#options.ackTimeoutMs ?? 10_000,
+    }, {
+      publish: (topic, payload) => this.#link.publish(topic, payload),
+      connected: () => this.#link.connected,
+      // Nothing goes up before the hub's assignment is known: a write must join its partition's sequence.
+      mayUpload: () => this.#assignment !== undefined && this.#scheduler.mayUpload(),
+      onApplied: (changes) => this.emit('change', changes),
+      onProgress: () => {
+        this.#progress.notify();
+        this.#scheduleStatus();
+      },
+      onRejected: (rejections) => this.emit('rejection', rejections),
+      onReincarnated: (previous, next) => this.emit('reincarnated', previous, next),
+      onHubStatus: (status) => this.#onHubStatus(partition, status),
+    }, this.#log);
+    this.#lanes.set(partition, lane);
+    if (this.#started) lane.start();
+    return lane;
+  }
+
+  #eachLane(action: (lane: Lane) => void): void {
+    for (const lane of this.#lanes.values()) action(lane);
+  }
+
+  #pumpAll(): void {
+    this.#eachLane((lane) => lane.uploader.pump());
+  }
+
+  #onHubStatus(partition: string, status: HubStatusMessage[1]): void {
+    if (partition !== DEFAULT_LANE) return;
+    this.#policies.update(status);
+    this.#onAssignment(status.parts ?? {});
+  }
+
+  /** The default partition said which collections live elsewhere: route by it, and follow new partitions. */
+  #onAssignment(parts: Record<string, string>): void {
+    const first = this.#assignment === undefined;
+    if (!first && JSON.stringify(parts) === JSON.stringify(this.#assignment)) return;
+    const before = new Set(this.#lanes.keys());
+    if (!first) {
+      this.#log.warn({ partitions: parts }, 'the hub assigned collections to partitions differently; new writes follow the new assignment');
+    }
+    this.#store.setSetting(ASSIGNMENT_SETTING, parts);
+    this.#assignment = parts;
+    for (const partition of new Set(Object.values(parts))) this.#laneOrNew(partition);
+    if (first) {
+      // Writes made before the assignment was known all joined the default lane and none was
+      // uploaded: move those of other partitions to their lanes, with their waits.
+      const defaultLane = this.#lanes.get(DEFAULT_LANE)!;
+      for (const moved of this.#store.relane((c) => this.#laneOf(c))) {
+        defaultLane.durability.moveTo(moved.seq, this.#lanes.get(moved.lane)!.durability, moved.toSeq);
+      }
+    }
+    const added = [...this.#lanes.values()].filter((lane) => !before.has(lane.partition));
+    const subscriptions = [...this.#lanes.values()].flatMap((lane) => lane.subscriptions(this.#options.collections));
+    void this.#link.subscribe(subscriptions).then(() => {
+      if (this.#closed || !this.#link.connected) return;
+      for (const lane of added) lane.onConnected();
+      this.#pumpAll();
+    });
+    this.#pumpAll();
+  }
+
   /** Starts syncing in the background; the agent serves reads and writes at once, online or not. */
   start(): this {
-    this.#uploader.start();
+    this.#started = true;
+    this.#eachLane((lane) => lane.start());
     this.#scheduler.start();
     this.#expiryTimer = setInterval(() => this.#expire(), EXPIRY_CHECK_MS);
     this.#expiryTimer.unref?.();
@@ -145,7 +209,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       void this.#scheduler.syncNow(); // priority lane: at once, even outside a window
       return;
     }
-    this.#uploader.pump();
+    for (const partition of new Set([...collections].map((c) => this.#laneOf(c)))) this.#lanes.get(partition)?.uploader.pump();
   }
 
   /** Gives up writes past their collection's TTL; the app hears of each. */
@@ -156,7 +220,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (expired.length === 0) return;
       this.#log.warn({ count: expired.length }, 'pending writes expired before they could be uploaded');
       this.emit('rejection', expired);
-      this.#uploader.pump();
+      this.#pumpAll();
     } catch (error) {
       this.#log.error({ err: error }, 'could not expire pending writes');
     }
@@ -206,19 +270,26 @@ export class Agent extends EventEmitter<AgentEvents> {
     const collections: AgentStatus['collections'] = {};
     for (const c of new Set([...Object.keys(cursors), ...Object.keys(pending)])) {
       const p = pending[c];
-      const applied = Math.max(cursors[c] ?? 0, watermark);
-      const lag = Math.max(0, (this.#replicator.heads.get(c) ?? 0) - applied);
+      const lane = this.#lanes.get(this.#laneOf(c));
+      const applied = Math.max(cursors[c] ?? 0, lane?.replicator.watermark ?? 0);
+      const lag = Math.max(0, (lane?.replicator.heads.get(c) ?? 0) - applied);
       collections[c] = { appliedLsn: cursors[c] ?? 0, lag, pending: p?.pending ?? 0, ...(p && { oldestPendingAgeMs: now - p.oldestAt }) };
     }
+    const partitions: NonNullable<AgentStatus['partitions']> = {};
+    for (const lane of this.#lanes.values()) {
+      if (lane.partition !== DEFAULT_LANE) partitions[lane.partition] = { incarnation: this.#store.incarnationOf(lane.partition), watermark: lane.replicator.watermark };
+    }
+    const defaultCursors = Object.entries(cursors).filter(([c]) => this.#laneOf(c) === DEFAULT_LANE).map(([, lsn]) => lsn);
     const { lastSyncAt, nextWindow } = this.#scheduler;
     return {
       agentId: this.id,
       incarnation: this.#store.incarnation,
       connected: this.#link.connected,
       outboxDepth: this.#store.pendingCount(),
-      appliedLsn: Math.max(watermark, ...Object.values(cursors)),
+      appliedLsn: Math.max(watermark, ...defaultCursors),
       watermark,
       collections,
+      ...(Object.keys(partitions).length > 0 && { partitions }),
       ...(lastSyncAt !== undefined && { lastSyncAt: new Date(lastSyncAt).toISOString() }),
       ...(nextWindow && { nextWindow: nextWindow.toISOString() }),
     };
@@ -242,10 +313,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     clearTimeout(this.#statusTimer);
     clearInterval(this.#expiryTimer);
     await this.#scheduler.stop();
-    this.#durability.close();
     this.#progress.close();
-    this.#uploader.stop();
-    this.#replicator.stop();
+    this.#eachLane((lane) => lane.stop());
     await this.#link.stop();
     this.#store.close();
   }
@@ -256,37 +325,47 @@ export class Agent extends EventEmitter<AgentEvents> {
     validateWrite(collection, key, value);
     const durability = options.durability ?? this.#policy(collection).durability;
     const rep = typeof durability === 'object' ? durability.replicas : undefined;
+    const lane = this.#laneOf(collection);
     const receipt = await this.#writes.submit({
-      collection, key, op, value,
+      lane, collection, key, op, value,
       ...(options.ifVersion !== undefined && { base: options.ifVersion }),
       ...(rep !== undefined && { rep }),
     });
     if (durability === 'local') return receipt;
-    const lsn = await this.#durability.wait(receipt.seq, durability, options.timeoutMs ?? this.#waitTimeoutMs);
+    const lsn = await this.#lanes.get(lane)!.durability.wait(receipt.seq, durability, options.timeoutMs ?? this.#waitTimeoutMs);
     return lsn === undefined ? receipt : { ...receipt, lsn };
   }
 
   async #caughtUp(collection: string, options: ReadOptions): Promise<void> {
     const { minLsn } = options;
     if (minLsn === undefined) return;
-    const applied = (): number => Math.max(this.#store.cursor(collection), this.#store.watermark);
+    // A causal token is an LSN of the collection's partition: compare it with that lane's log only.
+    const lane = this.#lanes.get(this.#laneOf(collection))!;
+    const applied = (): number => Math.max(this.#store.cursor(collection), lane.replicator.watermark);
     if (applied() >= minLsn) return;
-    this.#replicator.pull(); // the token may name another collection's LSN: a pull moves the watermark past it
+    lane.replicator.pull(); // the token may name another collection's LSN: a pull moves the watermark past it
     const timeoutMs = options.timeoutMs ?? this.#waitTimeoutMs;
     await this.#progress.wait(() => applied() >= minLsn, timeoutMs, () => new ReadTimeoutError(minLsn, applied(), timeoutMs));
   }
 
-  /** Tells the hub what this device has applied (debounced): lag tracking and replica acknowledgements. */
+  /**
+   * Tells each partition's hub what this device has applied of its collections (debounced): lag
+   * tracking and replica acknowledgements.
+   */
   #scheduleStatus(): void {
     if (this.#statusTimer || this.#closed) return;
     this.#statusTimer = setTimeout(() => {
       this.#statusTimer = undefined;
       if (this.#closed) return;
       const oldestAt = Math.min(...Object.values(this.#store.pendingByCollection()).map((p) => p.oldestAt));
-      this.#send(['status', {
-        applied: this.#store.cursors(), outbox: this.#store.pendingCount(), ver: SOFTWARE_VERSION,
-        ...(Number.isFinite(oldestAt) && { oldest: Math.max(0, Date.now() - oldestAt) }),
-      }]);
+      const cursors = Object.entries(this.#store.cursors());
+      const outbox = this.#store.pendingCount();
+      for (const lane of this.#lanes.values()) {
+        lane.send(['status', {
+          applied: Object.fromEntries(cursors.filter(([c]) => lane.inLane(c))), outbox, ver: SOFTWARE_VERSION,
+          ...(Number.isFinite(oldestAt) && { oldest: Math.max(0, Date.now() - oldestAt) }),
+        }]);
+      }
     }, STATUS_DEBOUNCE_MS);
     this.#statusTimer.unref?.();
   }
@@ -295,93 +374,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.#closed) throw new AgentClosedError();
   }
 
-  #send(message: UpMessage): boolean {
-    return this.#link.publish(topics.up(this.id), upCodec.encode(message));
-  }
-
   #onMessage(topic: string, payload: Buffer): void {
     if (this.#closed) return;
     try {
-      if (topic === topics.down(this.id)) {
-        const message = downCodec.decode(payload);
-        if (message[0] !== 'error' && this.#isDeposed(message[1].epoch)) return;
-        this.#onDown(message);
-      } else if (collectionOfTopic(topic) !== undefined || topic === topics.hub) {
-        const message = broadcastCodec.decode(payload);
-        if (this.#isDeposed(message[1].epoch)) return;
-        this.#clock.observe(message[1].hlc as Hlc);
-        if (message[0] === 'changes') this.#replicator.onChanges(message);
-        else {
-          this.#policies.update(message[1]);
-          // A hub (re)started or took over: change sets it committed but never published (it
-          // died first) are found only by pulling, and a quiet collection would not reveal them.
-          if (message[1].head > this.#store.watermark) this.#replicator.pull();
-        }
-      }
+      this.#lanes.get(partitionOfTopic(topic))?.onMessage(topic, payload);
     } catch (error) {
       this.#log.warn({ err: error, topic }, 'ignored a message from the hub');
-    }
-  }
-
-  /**
-   * Whether a message comes from a hub process that has since been replaced (a lower leadership
-   * epoch than one already heard). The highest epoch is kept across restarts.
-   */
-  #isDeposed(epoch: number | undefined): boolean {
-    if (epoch === undefined) return false;
-    const highest = (this.#hubEpoch ??= this.#store.getSetting<number>('hubEpoch') ?? 0);
-    if (epoch < highest) {
-      this.#log.warn({ epoch, highest }, 'ignored a message from a deposed hub process (lower leadership epoch)');
-      return true;
-    }
-    if (epoch > highest) {
-      this.#store.setSetting('hubEpoch', epoch);
-      this.#hubEpoch = epoch;
-      // A new leader: acks for batches the old one took are lost; resend them now, not after the ack timeout.
-      if (highest > 0) {
-        this.#uploader.reset();
-        this.#uploader.pump();
-      }
-    }
-    return false;
-  }
-
-  /** The highest leadership epoch heard from the hub (loaded on first use). */
-  #hubEpoch: number | undefined;
-
-  #onDown(message: DownMessage): void {
-    // Every hub message but an error carries the hub's clock: advance past it.
-    if (message[0] !== 'error') this.#clock.observe(message[1].hlc as Hlc);
-    switch (message[0]) {
-      case 'ack':
-        this.#uploader.onAck(message);
-        break;
-      case 'resync':
-        this.#uploader.onResync(message);
-        break;
-      case 'page':
-        this.#replicator.onPage(message);
-        break;
-      case 'snapshot':
-        this.#replicator.onSnapshot(message);
-        break;
-      case 'replicated':
-        if (message[1].inc === this.#store.incarnation) this.#durability.onReplicated(message[1].seqs);
-        break;
-      case 'reincarnate': {
-        if (message[1].inc !== this.#store.incarnation) break;
-        const previous = this.#store.incarnation;
-        const next = this.#store.reincarnate();
-        this.#log.warn({ previous, next, seq: message[1].seq },
-          'the hub holds other writes under this database\'s sequence numbers (restored from a backup?); resending the queue under a new incarnation');
-        this.emit('reincarnated', previous, next);
-        this.#uploader.reset();
-        this.#uploader.pump();
-        break;
-      }
-      case 'error':
-        this.#log.error({ code: message[1].code }, `hub reported: ${message[1].message}`);
-        break;
     }
   }
 }

@@ -64,6 +64,14 @@ export class DurabilityWaiters {
     }
   }
 
+  /** Moves a write's wait to another seq (its write moved to another lane: see AgentStore.relane). */
+  moveTo(seq: number, to: DurabilityWaiters, toSeq: number): void {
+    const w = this.#waiting.get(seq);
+    if (!w) return;
+    this.#waiting.delete(seq);
+    to.#waiting.set(toSeq, w);
+  }
+
   close(): void {
     for (const [seq, w] of this.#waiting) {
       this.#settle(seq, w);

@@ -32,10 +32,30 @@ export class Link implements Transport {
   readonly #urls: string[];
   /** The URL tried now: kept while it works, the next one after an attempt that fails. */
   #current = 0;
+  /** Made on every connection: the options' ones and any added since. */
+  readonly #subscriptions: Set<string>;
 
   constructor(private readonly options: LinkOptions, private readonly delegate: TransportDelegate) {
     this.#backoff = new Backoff(options.backoff);
     this.#urls = options.url.split(',').map((u) => u.trim()).filter((u) => u.length > 0);
+    this.#subscriptions = new Set(options.subscriptions);
+  }
+
+  subscribe(filters: readonly string[]): Promise<void> {
+    const added = filters.filter((f) => !this.#subscriptions.has(f));
+    for (const filter of added) this.#subscriptions.add(filter);
+    const client = this.#client;
+    if (added.length === 0 || !client || !this.#connected) return Promise.resolve();
+    return new Promise((resolve) => {
+      client.subscribe(Object.fromEntries(added.map((topic) => [topic, { qos: 1 as const }])), (error, granted) => {
+        if (error || !granted || granted.some((g) => g.qos === 128)) {
+          // As at connect: a refused subscription is a broken session; the next one retries it.
+          this.options.log.error({ err: error, granted }, 'subscription refused by the hub; reconnecting');
+          client.end(true);
+        }
+        resolve();
+      });
+    });
   }
 
   get connected(): boolean {
@@ -74,7 +94,7 @@ export class Link implements Transport {
       // Batches, pulls and status reports are small and latency-bound: without this, Nagle holds
       // a batch back until the hub's delayed ACK of the previous small message (tens of ms).
       (client.stream as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true);
-      const filters = Object.fromEntries(options.subscriptions.map((topic) => [topic, { qos: 1 as const }]));
+      const filters = Object.fromEntries([...this.#subscriptions].map((topic) => [topic, { qos: 1 as const }]));
       client.subscribe(filters, (error, granted) => {
         if (error || !granted || granted.some((g) => g.qos === 128)) {
           options.log.error({ err: error, granted }, 'subscription refused by the hub; reconnecting');

@@ -1,9 +1,13 @@
 import type { Logger } from 'pino';
 import type { Change, ChangesMessage, PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
-import type { AgentStore } from './store.js';
+import { DEFAULT_LANE, type AgentStore } from './store.js';
 
 export interface ReplicatorOptions {
-  /** Collections replicated here; undefined = all. */
+  /** The lane (hub partition) whose log this replicator follows; default the default partition's. */
+  lane?: string;
+  /** Whether a collection belongs to the lane (it may change as the hub's assignment is heard); default all. */
+  inLane?: (collection: string) => boolean;
+  /** Collections replicated here (of every lane); undefined = all. */
   collections: readonly string[] | undefined;
   pageLimit: number;
   /** Ask again when a page has not arrived within this time. */
@@ -36,12 +40,18 @@ export class Replicator {
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
 
+  readonly #lane: string;
+  readonly #inLane: (collection: string) => boolean;
+
   constructor(
     private readonly store: AgentStore,
     private readonly delegate: ReplicatorDelegate,
     private readonly options: ReplicatorOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#lane = options.lane ?? DEFAULT_LANE;
+    this.#inLane = options.inLane ?? (() => true);
+  }
 
   /** A pull is under way, or asked for. */
   get pulling(): boolean {
@@ -49,7 +59,17 @@ export class Replicator {
   }
 
   replicates(collection: string): boolean {
-    return this.options.collections === undefined || this.options.collections.includes(collection);
+    return this.#inLane(collection) && (this.options.collections === undefined || this.options.collections.includes(collection));
+  }
+
+  /** The replicated collections of this lane, when not all of them are. */
+  #pulledCollections(): string[] | undefined {
+    return this.options.collections?.filter((c) => this.#inLane(c));
+  }
+
+  /** Everything up to this LSN of the lane's log is applied. */
+  get watermark(): number {
+    return this.store.watermarkOf(this.#lane);
   }
 
   /** On every (re)connect: catch up from the watermark. */
@@ -80,7 +100,7 @@ export class Replicator {
   onChanges([, set]: ChangesMessage): void {
     if (!this.replicates(set.c)) return;
     this.#heard(set.c, set.changes.at(-1)!.lsn);
-    const seen = Math.max(this.store.cursor(set.c), this.store.watermark);
+    const seen = Math.max(this.store.cursor(set.c), this.watermark);
     if (set.prev > seen) {
       this.log.debug({ collection: set.c, prev: set.prev, seen }, 'gap in change sets; pulling');
       this.pull();
@@ -107,17 +127,18 @@ export class Replicator {
   /** A snapshot page: the log no longer reached back to this agent's watermark. */
   onSnapshot([, snap]: SnapshotMessage): void {
     if (snap.id !== this.#pullId) return; // late or duplicated answer to an earlier pull
-    if (this.store.snapshotProgress === undefined && snap.docs.length > 0) {
+    if (this.store.snapshotProgressOf(this.#lane) === undefined && snap.docs.length > 0) {
       this.log.info({ from: snap.from, lsn: snap.lsn }, 'the hub log no longer reaches this replica; receiving a snapshot');
     }
     // Ask for the next page before applying this one, so that the hub reads it while this agent
     // writes. If applying fails, the pull is settled and that page is ignored when it comes.
     if (snap.next) this.#sendPull(snap.from, { lsn: snap.lsn, after: snap.next });
-    if (!this.#applyOrRetry(() => this.store.applySnapshotPage(snap.docs, snap.lsn, snap.next, this.options.collections))) return;
+    const apply = (): Change[] => this.store.applySnapshotPage(snap.docs, snap.lsn, snap.next, this.#pulledCollections(), this.#lane, this.#inLane);
+    if (!this.#applyOrRetry(apply)) return;
     if (snap.next) return;
     // Snapshot complete up to snap.lsn: now the log tail from there.
     this.#settlePull();
-    this.#sendPull(this.store.watermark);
+    this.#sendPull(this.watermark);
   }
 
   onPage([, page]: PageMessage): void {
@@ -125,7 +146,7 @@ export class Replicator {
     for (const c of page.changes) this.#heard(c.c, c.lsn);
     // The next page is asked for before this one is applied (see onSnapshot).
     if (page.more) this.#sendPull(page.to);
-    if (!this.#applyOrRetry(() => this.store.applyChanges(page.changes, page.to))) return;
+    if (!this.#applyOrRetry(() => this.store.applyChanges(page.changes, page.to, this.#lane))) return;
     if (page.more) return;
     this.#settlePull();
     if (this.#pullAgain) this.pull();
@@ -137,7 +158,7 @@ export class Replicator {
       this.#pullAgain = true;
       return;
     }
-    this.#sendPull(this.store.watermark, this.store.snapshotProgress);
+    this.#sendPull(this.watermark, this.store.snapshotProgressOf(this.#lane));
   }
 
   /** No pull in flight any more: its late answers will be ignored. */
@@ -150,7 +171,8 @@ export class Replicator {
     this.#pullAgain = false;
     const id = this.#nextId++;
     const body: PullMessage[1] = { id, from, limit: this.options.pageLimit, ...(snap && { snap }) };
-    if (this.options.collections) body.cs = [...this.options.collections];
+    const collections = this.#pulledCollections();
+    if (collections) body.cs = collections;
     if (this.delegate.send(['pull', body])) {
       this.#pullId = id;
       this.#pullFrom = from;

@@ -71,4 +71,27 @@ ALTER TABLE rejections_v3 RENAME TO rejections;
 `,
   // 4: writes given up before upload (expired, dropped on overflow) keep their seq, without value
   `ALTER TABLE outbox ADD COLUMN skipped TEXT;`,
+  // 5: one sequence space per partition ("lane"): the outbox is keyed by (lane, seq)
+  `
+CREATE TABLE outbox_v5 (
+  lane       TEXT NOT NULL DEFAULT 'default',
+  seq        INTEGER NOT NULL,
+  collection TEXT NOT NULL,
+  key        TEXT NOT NULL,
+  op         TEXT NOT NULL CHECK (op IN ('put', 'patch', 'del')),
+  value      BLOB,
+  hlc        TEXT NOT NULL,
+  base       INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  acked_lsn  INTEGER,
+  rep        INTEGER,
+  skipped    TEXT,
+  PRIMARY KEY (lane, seq)
+);
+INSERT INTO outbox_v5 (lane, seq, collection, key, op, value, hlc, base, created_at, acked_lsn, rep, skipped)
+  SELECT 'default', seq, collection, key, op, value, hlc, base, created_at, acked_lsn, rep, skipped FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v5 RENAME TO outbox;
+CREATE INDEX outbox_by_document ON outbox (collection, key, seq);
+`,
 ];

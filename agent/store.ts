@@ -6,12 +6,18 @@ import { decodeCbor, encodeCbor } from '../shared/codec.js';
 import { OutboxFullError, StorageFailedError, StorageFullError } from '../shared/errors.js';
 import { ZERO_HLC, type Hlc } from '../shared/hlc.js';
 import type { Change, OpResult, WriteOp } from '../shared/messages.js';
+import { DEFAULT_PARTITION } from '../shared/topics.js';
 import { applyPatch, type JsonValue } from '../shared/values.js';
 import { AGENT_MIGRATIONS } from './schema.js';
+
+/** The lane of the hub's default partition. */
+export const DEFAULT_LANE = DEFAULT_PARTITION;
 
 export type WriteKind = 'put' | 'patch' | 'del';
 
 export interface NewWrite {
+  /** The partition whose sequence space the write joins (default: the default partition). */
+  lane?: string;
   collection: string;
   key: string;
   op: WriteKind;
@@ -60,21 +66,30 @@ export interface Rejection {
 
 interface DocRow { value: Buffer | null; deleted: number; version: number }
 interface PendingRow {
+  lane: string;
   seq: number; collection: string; key: string; op: WriteKind; value: Buffer | null; hlc: string; base: number;
   rep?: number | null; skipped?: string | null;
 }
+
+/** Where a lane's state is kept in `meta`: the default lane keeps the names it always had. */
+const laneMeta = (name: string, lane: string): string => (lane === DEFAULT_LANE ? name : `${name}:${lane}`);
 
 /**
  * The agent's SQLite database: the confirmed replica, the durable outbox of pending writes,
  * the per-collection applied LSNs, and the rejections apps can read. synchronous=FULL, so a
  * write resolved to an app survives power loss. Every method is synchronous.
+ *
+ * The outbox and the sync progress are kept per lane: one lane per partition of the hub (see
+ * shared/topics.ts), each with its own incarnation and sequence space, watermark and snapshot
+ * progress, because each partition is a separate log with its own LSNs. Documents and cursors
+ * are per collection, and a collection belongs to one partition.
  */
 export class AgentStore {
   readonly path: string;
-  #incarnation: string;
   readonly #db: Database.Database;
   readonly #s;
-  #nextSeq: number;
+  /** Per lane: its incarnation and next seq (loaded on first use). */
+  readonly #lanes = new Map<string, { incarnation: string; nextSeq: number }>();
   #storageLimit: number | undefined;
 
   constructor(dataDir: string) {
@@ -102,29 +117,29 @@ export class AgentStore {
          WHERE excluded.version > documents.version`,
       ),
       insertOutbox: db.prepare(
-        'INSERT INTO outbox (seq, collection, key, op, value, hlc, base, created_at, rep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO outbox (lane, seq, collection, key, op, value, hlc, base, created_at, rep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       pendingForDoc: db.prepare<[string, string, number], { op: WriteKind; value: Buffer | null }>(
         `SELECT op, value FROM outbox WHERE collection = ? AND key = ? AND skipped IS NULL AND (acked_lsn IS NULL OR acked_lsn > ?) ORDER BY seq`,
       ),
-      pendingFrom: db.prepare<[number, number], PendingRow>(
-        'SELECT seq, collection, key, op, value, hlc, base, rep, skipped FROM outbox WHERE seq >= ? AND acked_lsn IS NULL ORDER BY seq LIMIT ?',
+      pendingFrom: db.prepare<[string, number, number], PendingRow>(
+        'SELECT lane, seq, collection, key, op, value, hlc, base, rep, skipped FROM outbox WHERE lane = ? AND seq >= ? AND acked_lsn IS NULL ORDER BY seq LIMIT ?',
       ),
-      lowestPending: db.prepare<[], { seq: number | null }>('SELECT min(seq) AS seq FROM outbox WHERE acked_lsn IS NULL'),
+      lowestPending: db.prepare<[string], { seq: number | null }>('SELECT min(seq) AS seq FROM outbox WHERE lane = ? AND acked_lsn IS NULL'),
       pendingCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM outbox WHERE acked_lsn IS NULL'),
-      outboxRow: db.prepare<[number], PendingRow>('SELECT seq, collection, key, op, value, hlc, base, skipped FROM outbox WHERE seq = ?'),
+      outboxRow: db.prepare<[string, number], PendingRow>('SELECT lane, seq, collection, key, op, value, hlc, base, skipped FROM outbox WHERE lane = ? AND seq = ?'),
       pendingInCollection: db.prepare<[string], { n: number }>(
         'SELECT count(*) AS n FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL'),
       oldestInCollection: db.prepare<[string], PendingRow & { created_at: number }>(
-        'SELECT seq, collection, key, op, value, hlc, base, created_at FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY seq LIMIT 1'),
+        'SELECT lane, seq, collection, key, op, value, hlc, base, created_at FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY seq LIMIT 1'),
       olderThan: db.prepare<[string, number], PendingRow>(
-        'SELECT seq, collection, key, op, value, hlc, base FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL AND created_at < ? ORDER BY seq'),
+        'SELECT lane, seq, collection, key, op, value, hlc, base FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL AND created_at < ? ORDER BY seq'),
       pendingCollections: db.prepare<[], { collection: string }>('SELECT DISTINCT collection FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL'),
-      skip: db.prepare('UPDATE outbox SET skipped = ?, value = NULL WHERE seq = ?'),
+      skip: db.prepare('UPDATE outbox SET skipped = ?, value = NULL WHERE lane = ? AND seq = ?'),
       pendingByCollection: db.prepare<[], { collection: string; n: number; oldest: number }>(
         'SELECT collection, count(*) AS n, min(created_at) AS oldest FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL GROUP BY collection ORDER BY collection'),
-      markAcked: db.prepare('UPDATE outbox SET acked_lsn = ? WHERE seq = ?'),
-      deleteOutbox: db.prepare('DELETE FROM outbox WHERE seq = ?'),
+      markAcked: db.prepare('UPDATE outbox SET acked_lsn = ? WHERE lane = ? AND seq = ?'),
+      deleteOutbox: db.prepare('DELETE FROM outbox WHERE lane = ? AND seq = ?'),
       anyConfirmed: db.prepare<[], { one: number }>('SELECT 1 AS one FROM outbox WHERE acked_lsn IS NOT NULL LIMIT 1'),
       releaseConfirmed: db.prepare('DELETE FROM outbox WHERE collection = ? AND key = ? AND acked_lsn IS NOT NULL AND acked_lsn <= ?'),
       insertRejection: db.prepare(
@@ -148,8 +163,19 @@ export class AgentStore {
         'SELECT DISTINCT key FROM outbox WHERE collection = ? AND key >= ? AND skipped IS NULL ORDER BY key',
       ),
     };
-    this.#incarnation = this.#meta('incarnation') ?? this.#born();
-    this.#nextSeq = Number(this.#meta('next_seq') ?? '1');
+    this.#lane(DEFAULT_LANE); // a new database is born with its default incarnation
+  }
+
+  #lane(lane: string): { incarnation: string; nextSeq: number } {
+    let state = this.#lanes.get(lane);
+    if (!state) {
+      state = {
+        incarnation: this.#meta(laneMeta('incarnation', lane)) ?? this.#born(lane),
+        nextSeq: Number(this.#meta(laneMeta('next_seq', lane)) ?? '1'),
+      };
+      this.#lanes.set(lane, state);
+    }
+    return state;
   }
 
   #migrate(): void {
@@ -163,33 +189,70 @@ export class AgentStore {
     }).immediate();
   }
 
-  /** This database's sequence space; see `reincarnate`. */
+  /** The default lane's sequence space; see `reincarnate`. */
   get incarnation(): string {
-    return this.#incarnation;
+    return this.incarnationOf(DEFAULT_LANE);
+  }
+
+  /** A lane's sequence space. */
+  incarnationOf(lane: string): string {
+    return this.#lane(lane).incarnation;
   }
 
   /**
-   * Starts a new incarnation: a fresh sequence space, with the outbox renumbered from 1 in its
-   * order. Used when the hub reports that this incarnation's seqs were already used for other
-   * writes (the database was restored from an old backup). Returns the new incarnation.
+   * Starts a new incarnation of a lane: a fresh sequence space, with the lane's outbox
+   * renumbered from 1 in its order. Used when the hub reports that this incarnation's seqs were
+   * already used for other writes (the database was restored from an old backup). Returns the
+   * new incarnation.
    */
-  reincarnate(): string {
-    this.#db.transaction(() => {
-      const seqs = this.#db.prepare<[], { seq: number }>('SELECT seq FROM outbox ORDER BY seq').all();
-      const move = this.#db.prepare('UPDATE outbox SET seq = ? WHERE seq = ?');
-      seqs.forEach((row, i) => move.run(-(i + 1), row.seq));
-      this.#db.prepare('UPDATE outbox SET seq = -seq').run();
-      this.#incarnation = this.#born();
-      this.#nextSeq = seqs.length + 1;
-      this.#s.setMeta.run('next_seq', String(this.#nextSeq));
-    }).immediate();
-    return this.#incarnation;
+  reincarnate(lane = DEFAULT_LANE): string {
+    this.#db.transaction(() => this.#renumber(lane)).immediate();
+    return this.incarnationOf(lane);
   }
 
-  /** A new database is a new incarnation: a fresh sequence space the hub cannot confuse with an old one. */
-  #born(): string {
+  #renumber(lane: string): void {
+    const seqs = this.#db.prepare<[string], { seq: number }>('SELECT seq FROM outbox WHERE lane = ? ORDER BY seq').all(lane);
+    const move = this.#db.prepare('UPDATE outbox SET seq = ? WHERE lane = ? AND seq = ?');
+    seqs.forEach((row, i) => move.run(-(i + 1), lane, row.seq));
+    this.#db.prepare('UPDATE outbox SET seq = -seq WHERE lane = ?').run(lane);
+    const state = this.#lane(lane);
+    state.incarnation = this.#born(lane);
+    state.nextSeq = seqs.length + 1;
+    this.#s.setMeta.run(laneMeta('next_seq', lane), String(state.nextSeq));
+  }
+
+  /**
+   * Moves pending writes of the default lane whose collection `laneOf` puts in another lane to
+   * the end of that lane, in their order; the default lane then starts a new incarnation. Run
+   * once, when the hub's assignment of collections to partitions is first heard: writes made
+   * before it all joined the default lane, and none of them has been uploaded yet. Returns the
+   * writes moved, for whoever waits on their seqs.
+   */
+  relane(laneOf: (collection: string) => string): Array<{ seq: number; lane: string; toSeq: number }> {
+    const moved: Array<{ seq: number; lane: string; toSeq: number }> = [];
+    this.#db.transaction(() => {
+      const rows = this.#db.prepare<[string], { seq: number; collection: string }>(
+        'SELECT seq, collection FROM outbox WHERE lane = ? ORDER BY seq').all(DEFAULT_LANE);
+      const move = this.#db.prepare('UPDATE outbox SET lane = ?, seq = ? WHERE lane = ? AND seq = ?');
+      for (const row of rows) {
+        const lane = laneOf(row.collection);
+        if (lane === DEFAULT_LANE) continue;
+        const state = this.#lane(lane);
+        move.run(lane, state.nextSeq, DEFAULT_LANE, row.seq);
+        moved.push({ seq: row.seq, lane, toSeq: state.nextSeq });
+        state.nextSeq += 1;
+        this.#s.setMeta.run(laneMeta('next_seq', lane), String(state.nextSeq));
+      }
+      // The default lane's seqs now have holes: a fresh sequence space, numbered from 1 again.
+      if (moved.length > 0) this.#renumber(DEFAULT_LANE);
+    }).immediate();
+    return moved;
+  }
+
+  /** A new lane (or database) is a new incarnation: a fresh sequence space the hub cannot confuse with an old one. */
+  #born(lane: string): string {
     const incarnation = randomBytes(16).toString('hex');
-    this.#s.setMeta.run('incarnation', incarnation);
+    this.#s.setMeta.run(laneMeta('incarnation', lane), incarnation);
     return incarnation;
   }
 
@@ -241,17 +304,18 @@ export class AgentStore {
    * that collection give way (`drop-oldest`, reported in `dropped`).
    */
   appendBuffered(writes: readonly NewWrite[], clockNow: Hlc, policyFor?: (collection: string) => Buffering): AppendResult {
-    const first = this.#nextSeq;
     if (this.#storageLimit !== undefined) {
       const incoming = writes.reduce((sum, w) => sum + 64 + w.key.length + (w.value === undefined ? 0 : encodeCbor(w.value).length), 0);
       if (this.databaseBytes() + incoming > this.#storageLimit) throw new StorageFullError(this.path);
     }
     const result: AppendResult = { seqs: [], dropped: [] };
-    let next = first;
+    const next = new Map<string, number>();
     try {
       this.#db.transaction(() => {
         const now = Date.now();
         for (const w of writes) {
+          const lane = w.lane ?? DEFAULT_LANE;
+          const seq = next.get(lane) ?? this.#lane(lane).nextSeq;
           const policy = policyFor?.(w.collection);
           if (policy && policy.maxPending > 0 && this.#s.pendingInCollection.get(w.collection)!.n >= policy.maxPending) {
             if (policy.overflow === 'reject') {
@@ -263,11 +327,11 @@ export class AgentStore {
           }
           const base = w.base ?? this.#s.document.get(w.collection, w.key)?.version ?? 0;
           const value = w.value === undefined ? null : encodeCbor(w.value);
-          this.#s.insertOutbox.run(next, w.collection, w.key, w.op, value, w.hlc, base, now, w.rep ?? null);
-          result.seqs.push(next);
-          next += 1;
+          this.#s.insertOutbox.run(lane, seq, w.collection, w.key, w.op, value, w.hlc, base, now, w.rep ?? null);
+          result.seqs.push(seq);
+          next.set(lane, seq + 1);
         }
-        this.#s.setMeta.run('next_seq', String(next));
+        for (const [lane, seq] of next) this.#s.setMeta.run(laneMeta('next_seq', lane), String(seq));
         this.#s.setMeta.run('hlc', clockNow);
       }).immediate();
     } catch (cause) {
@@ -275,7 +339,7 @@ export class AgentStore {
       if (code === 'SQLITE_FULL') throw new StorageFullError(this.path, { cause });
       throw new StorageFailedError(this.path, 'write to', { cause });
     }
-    this.#nextSeq = next;
+    for (const [lane, seq] of next) this.#lane(lane).nextSeq = seq;
     return result;
   }
 
@@ -304,8 +368,8 @@ export class AgentStore {
       value: row.value === null ? undefined : (decodeCbor(row.value) as JsonValue),
       outcome, reason: outcome, detail: outcome === 'expired' ? 'not uploaded within the collection\'s TTL' : 'dropped to make room (overflow policy drop-oldest)', at: now,
     };
-    this.#s.insertRejection.run(this.#incarnation, row.seq, row.collection, row.key, row.op, row.value, outcome, outcome, rejection.detail, now);
-    this.#s.skip.run(outcome, row.seq);
+    this.#s.insertRejection.run(this.incarnationOf(row.lane), row.seq, row.collection, row.key, row.op, row.value, outcome, outcome, rejection.detail, now);
+    this.#s.skip.run(outcome, row.lane, row.seq);
     return rejection;
   }
 
@@ -348,11 +412,11 @@ export class AgentStore {
     return docs;
   }
 
-  /** Unacknowledged ops from `fromSeq` on, in seq order: up to `maxOps`, and about `maxBytes` (at least one). */
-  pendingFrom(fromSeq: number, maxOps: number, maxBytes: number): WriteOp[] {
+  /** A lane's unacknowledged ops from `fromSeq` on, in seq order: up to `maxOps`, and about `maxBytes` (at least one). */
+  pendingFrom(lane: string, fromSeq: number, maxOps: number, maxBytes: number): WriteOp[] {
     const ops: WriteOp[] = [];
     let bytes = 0;
-    for (const row of this.#s.pendingFrom.all(fromSeq, maxOps)) {
+    for (const row of this.#s.pendingFrom.all(lane, fromSeq, maxOps)) {
       bytes += 48 + row.key.length + (row.value?.length ?? 0);
       if (ops.length > 0 && bytes > maxBytes) break;
       if (row.skipped) {
@@ -369,8 +433,8 @@ export class AgentStore {
     return ops;
   }
 
-  lowestPendingSeq(): number | undefined {
-    return this.#s.lowestPending.get()?.seq ?? undefined;
+  lowestPendingSeq(lane = DEFAULT_LANE): number | undefined {
+    return this.#s.lowestPending.get(lane)?.seq ?? undefined;
   }
 
   pendingCount(): number {
@@ -382,20 +446,20 @@ export class AgentStore {
    * its version (so reads never go backwards); if its collection is not replicated here it
    * leaves at once. Rejected and conflicting ops leave the outbox and are kept as rejections.
    */
-  applyResults(results: readonly OpResult[], replicated: (collection: string) => boolean): Rejection[] {
+  applyResults(lane: string, results: readonly OpResult[], replicated: (collection: string) => boolean): Rejection[] {
     const rejected: Rejection[] = [];
     this.#db.transaction(() => {
       for (const r of results) {
-        const row = this.#s.outboxRow.get(r.seq);
+        const row = this.#s.outboxRow.get(lane, r.seq);
         if (!row) continue;
         if (row.skipped) {
-          this.#s.deleteOutbox.run(r.seq); // already reported when it was given up
+          this.#s.deleteOutbox.run(lane, r.seq); // already reported when it was given up
           continue;
         }
         if (r.outcome === 'committed' && r.lsn !== undefined) {
           const held = this.#s.document.get(row.collection, row.key)?.version ?? 0;
-          if (replicated(row.collection) && held < r.lsn) this.#s.markAcked.run(r.lsn, r.seq);
-          else this.#s.deleteOutbox.run(r.seq);
+          if (replicated(row.collection) && held < r.lsn) this.#s.markAcked.run(r.lsn, lane, r.seq);
+          else this.#s.deleteOutbox.run(lane, r.seq);
           continue;
         }
         const rejection: Rejection = {
@@ -405,9 +469,9 @@ export class AgentStore {
           reason: r.reason ?? null, detail: r.detail ?? null, at: Date.now(),
         };
         this.#s.insertRejection.run(
-          this.#incarnation, r.seq, row.collection, row.key, row.op, row.value, rejection.outcome, rejection.reason, rejection.detail, rejection.at,
+          this.incarnationOf(lane), r.seq, row.collection, row.key, row.op, row.value, rejection.outcome, rejection.reason, rejection.detail, rejection.at,
         );
-        this.#s.deleteOutbox.run(r.seq);
+        this.#s.deleteOutbox.run(lane, r.seq);
         rejected.push(rejection);
       }
     }).immediate();
@@ -419,7 +483,7 @@ export class AgentStore {
    * document's version, so replays and overlapping pages are harmless. `watermark`, when given,
    * records that every change up to it has now been seen (the end of a pull page).
    */
-  applyChanges(changes: readonly Change[], watermark?: number): Change[] {
+  applyChanges(changes: readonly Change[], watermark?: number, lane = DEFAULT_LANE): Change[] {
     const applied: Change[] = [];
     this.#db.transaction(() => {
       const release = this.#s.anyConfirmed.get() !== undefined;
@@ -430,7 +494,7 @@ export class AgentStore {
       }
       // One cursor update per collection, not per change: the transaction is all or nothing.
       for (const [collection, lsn] of newest) this.#s.advanceCursor.run(collection, lsn);
-      if (watermark !== undefined && watermark > this.watermark) this.#s.setMeta.run('watermark', String(watermark));
+      if (watermark !== undefined && watermark > this.watermarkOf(lane)) this.#s.setMeta.run(laneMeta('watermark', lane), String(watermark));
     }).immediate();
     return applied;
   }
@@ -440,20 +504,23 @@ export class AgentStore {
    * snapshot resume: `next` is the last document received, absent when the snapshot is done —
    * then the replica holds everything up to `lsn`, which becomes the watermark.
    */
-  applySnapshotPage(docs: readonly Change[], lsn: number, next: readonly [string, string] | undefined, replicated?: readonly string[]): Change[] {
+  applySnapshotPage(
+    docs: readonly Change[], lsn: number, next: readonly [string, string] | undefined, replicated?: readonly string[],
+    lane = DEFAULT_LANE, inLane: (collection: string) => boolean = () => true,
+  ): Change[] {
     const applied: Change[] = [];
     this.#db.transaction(() => {
       const release = this.#s.anyConfirmed.get() !== undefined;
       for (const doc of docs) if (this.#applyOne(doc, release)) applied.push(doc);
       if (next) {
-        this.#s.setMeta.run('snapshot', JSON.stringify({ lsn, after: next }));
+        this.#s.setMeta.run(laneMeta('snapshot', lane), JSON.stringify({ lsn, after: next }));
       } else {
-        this.#s.deleteMeta.run('snapshot');
-        if (lsn > this.watermark) this.#s.setMeta.run('watermark', String(lsn));
-        // Complete: every replicated collection now holds everything up to the snapshot's LSN.
-        // The hub reads these cursors for lag and replica acknowledgements.
+        this.#s.deleteMeta.run(laneMeta('snapshot', lane));
+        if (lsn > this.watermarkOf(lane)) this.#s.setMeta.run(laneMeta('watermark', lane), String(lsn));
+        // Complete: every replicated collection of the lane now holds everything up to the
+        // snapshot's LSN. The hub reads these cursors for lag and replica acknowledgements.
         const collections = new Set([...(replicated ?? []), ...this.#s.documentCollections.all().map((r) => r.collection)]);
-        for (const collection of collections) this.#s.advanceCursor.run(collection, lsn);
+        for (const collection of collections) if (inLane(collection)) this.#s.advanceCursor.run(collection, lsn);
       }
     }).immediate();
     return applied;
@@ -470,15 +537,24 @@ export class AgentStore {
     return this.#s.upsertDocument.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o).changes > 0;
   }
 
-  /** Where an unfinished snapshot stopped, if one is under way. */
+  /** Where an unfinished snapshot of the default lane stopped, if one is under way. */
   get snapshotProgress(): { lsn: number; after: [string, string] } | undefined {
-    const text = this.#meta('snapshot');
+    return this.snapshotProgressOf(DEFAULT_LANE);
+  }
+
+  snapshotProgressOf(lane: string): { lsn: number; after: [string, string] } | undefined {
+    const text = this.#meta(laneMeta('snapshot', lane));
     return text === undefined ? undefined : (JSON.parse(text) as { lsn: number; after: [string, string] });
   }
 
-  /** Every change of the replicated collections up to this LSN has been applied. */
+  /** Every change of the default lane's replicated collections up to this LSN has been applied. */
   get watermark(): number {
-    return Number(this.#meta('watermark') ?? '0');
+    return this.watermarkOf(DEFAULT_LANE);
+  }
+
+  /** Every change of the lane's replicated collections up to this LSN (of its partition's log) has been applied. */
+  watermarkOf(lane: string): number {
+    return Number(this.#meta(laneMeta('watermark', lane)) ?? '0');
   }
 
   /** Highest LSN applied for a collection (0 if none). */

@@ -4,6 +4,11 @@ export interface Transport {
   start(): void;
   /** Publishes at QoS 1 if connected; returns false (and sends nothing) otherwise. */
   publish(topic: string, payload: Buffer): boolean;
+  /**
+   * Adds subscriptions (QoS 1), kept for every later connection too; resolves once the hub's
+   * broker granted them (at once when not connected: they are made on connecting).
+   */
+  subscribe(filters: readonly string[]): Promise<void>;
   /** Drops the current connection; the transport reconnects by itself. */
   disconnect(): void;
   stop(): Promise<void>;

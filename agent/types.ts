@@ -54,6 +54,11 @@ export interface AgentStatus {
    * waiting to be uploaded and the age of the oldest.
    */
   collections: Record<string, { appliedLsn: number; lag: number; pending: number; oldestPendingAgeMs?: number }>;
+  /**
+   * Per partition of the hub other than the default one (when it has them): the sequence space
+   * of this device's writes there, and how far its log is applied.
+   */
+  partitions?: Record<string, { incarnation: string; watermark: number }>;
   /** When the last sync window or sync-now finished with everything uploaded and caught up. */
   lastSyncAt?: string;
   /** When the next sync window opens (sync windows only). */

@@ -1,12 +1,14 @@
 import type { Logger } from 'pino';
 import { unpackAck } from '../shared/acks.js';
 import type { AckMessage, BatchMessage, OpResult, ResyncMessage } from '../shared/messages.js';
-import type { AgentStore, Rejection } from './store.js';
+import { DEFAULT_LANE, type AgentStore, type Rejection } from './store.js';
 
 /** That many resyncs in a row for seqs already acknowledged, with no new commit between, are reported. */
 const UNFILLABLE_RESYNCS = 3;
 
 export interface UploaderOptions {
+  /** The lane (hub partition) whose outbox this uploader sends; default the default partition's. */
+  lane?: string;
   maxBatchOps: number;
   maxBatchBytes: number;
   /** Batches sent and not yet acknowledged, at most. */
@@ -40,12 +42,16 @@ export class Uploader {
   /** Resyncs in a row asking for seqs this agent no longer holds. */
   #unfillable = 0;
 
+  readonly #lane: string;
+
   constructor(
     private readonly store: AgentStore,
     private readonly delegate: UploaderDelegate,
     private readonly options: UploaderOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#lane = options.lane ?? DEFAULT_LANE;
+  }
 
   start(): void {
     this.#active = true;
@@ -65,11 +71,11 @@ export class Uploader {
   pump(): void {
     if (!this.#active || Date.now() < this.#pausedUntil || !this.delegate.mayUpload()) return;
     while (this.#inFlight.length < this.options.maxInFlight) {
-      const from = this.#next ?? this.store.lowestPendingSeq();
+      const from = this.#next ?? this.store.lowestPendingSeq(this.#lane);
       if (from === undefined) return;
-      const ops = this.store.pendingFrom(from, this.options.maxBatchOps, this.options.maxBatchBytes);
+      const ops = this.store.pendingFrom(this.#lane, from, this.options.maxBatchOps, this.options.maxBatchBytes);
       if (ops.length === 0) return;
-      if (!this.delegate.send(['batch', { inc: this.store.incarnation, ops }])) return;
+      if (!this.delegate.send(['batch', { inc: this.store.incarnationOf(this.#lane), ops }])) return;
       const last = ops.at(-1)!.seq;
       this.#inFlight.push({ last, sentAt: Date.now() });
       this.#next = last + 1;
@@ -77,10 +83,10 @@ export class Uploader {
   }
 
   onAck([, ack]: AckMessage): void {
-    if (ack.inc !== this.store.incarnation) return;
+    if (ack.inc !== this.store.incarnationOf(this.#lane)) return;
     const results = unpackAck(ack);
     if (results.length === 0) return;
-    const rejections = this.store.applyResults(results, (c) => this.delegate.isReplicated(c));
+    const rejections = this.store.applyResults(this.#lane, results, (c) => this.delegate.isReplicated(c));
     const first = results[0]!.seq;
     const acked = results[results.length - 1]!.seq;
     if (results.some((r) => !r.dup)) this.#unfillable = 0;
@@ -99,8 +105,8 @@ export class Uploader {
   }
 
   onResync([, resync]: ResyncMessage): void {
-    if (resync.inc !== this.store.incarnation) return;
-    const lowest = this.store.lowestPendingSeq();
+    if (resync.inc !== this.store.incarnationOf(this.#lane)) return;
+    const lowest = this.store.lowestPendingSeq(this.#lane);
     if (lowest !== undefined && resync.expected < lowest) {
       // The hub asks for seqs this device already saw acknowledged. Usually the resync is just
       // stale (it crossed the ack); resending after a pause shows which. If the hub keeps

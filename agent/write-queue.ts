@@ -1,11 +1,13 @@
 import type { HybridClock } from '../shared/hlc.js';
-import type { AgentStore, AppendResult, Buffering, NewWrite, Rejection } from './store.js';
+import { DEFAULT_LANE, type AgentStore, type AppendResult, type Buffering, type NewWrite, type Rejection } from './store.js';
 
 export interface WriteReceipt {
   /** The sequence space the write belongs to (see AgentStore.incarnation). */
   incarnation: string;
-  /** Position of the write in this agent's sequence. */
+  /** Position of the write in this agent's sequence (of its partition: see `partition`). */
   seq: number;
+  /** The hub partition whose sequence space the write joined, when not the default one. */
+  partition?: string;
   hlc: string;
   /** The commit's LSN, for writes that waited for `hub` or `replicas` durability: a causal token for `minLsn` reads. */
   lsn?: number;
@@ -58,11 +60,11 @@ export class WriteQueue {
       for (const w of batch) w.reject(error as Error);
       return;
     }
-    const incarnation = this.store.incarnation;
     batch.forEach((w, i) => {
       const seq = result.seqs[i]!;
-      if (typeof seq === 'number') w.resolve({ incarnation, seq, hlc: writes[i]!.hlc });
-      else w.reject(seq);
+      const lane = w.write.lane ?? DEFAULT_LANE;
+      if (typeof seq !== 'number') w.reject(seq);
+      else w.resolve({ incarnation: this.store.incarnationOf(lane), seq, hlc: writes[i]!.hlc, ...(lane !== DEFAULT_LANE && { partition: lane }) });
     });
     this.onStored(new Set(writes.map((w) => w.collection)), result.dropped);
   }

@@ -1,4 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import { AGENT_MIGRATIONS } from '../../agent/schema.js';
 import { AgentStore } from '../../agent/store.js';
 import { encodeHlc, type Hlc } from '../../shared/hlc.js';
 import type { Change } from '../../shared/messages.js';
@@ -46,7 +49,7 @@ describe('agent store', () => {
   it('never goes backwards between the commit ack and the change set', () => {
     store = new AgentStore(tempDir('agent'));
     const [seq] = store.appendWrites([{ collection: 'docs', key: 'k', op: 'put', value: 'mine', hlc: hlc() }], hlc());
-    store.applyResults([{ seq: seq!, outcome: 'committed', lsn: 7 }], () => true);
+    store.applyResults('default', [{ seq: seq!, outcome: 'committed', lsn: 7 }], () => true);
     expect(store.pendingCount()).toBe(0); // acknowledged...
     expect(store.read('docs', 'k')?.value).toBe('mine'); // ...and still visible
     store.applyChanges([change(7, 'k', 'mine')]);
@@ -56,7 +59,7 @@ describe('agent store', () => {
   it('releases a committed write at once when its collection is not replicated here', () => {
     store = new AgentStore(tempDir('agent'));
     const [seq] = store.appendWrites([{ collection: 'telemetry', key: 'k', op: 'put', value: 1, hlc: hlc() }], hlc());
-    store.applyResults([{ seq: seq!, outcome: 'committed', lsn: 3 }], () => false);
+    store.applyResults('default', [{ seq: seq!, outcome: 'committed', lsn: 3 }], () => false);
     expect(store.read('telemetry', 'k')).toBeUndefined();
   });
 
@@ -67,7 +70,7 @@ describe('agent store', () => {
       { collection: 'docs', key: 'k', op: 'put', value: 'mine', hlc: hlc() },
       { collection: 'docs', key: 'j', op: 'put', value: 'bad', hlc: hlc() },
     ], hlc());
-    const rejected = store.applyResults([
+    const rejected = store.applyResults('default', [
       { seq: seqs[0]!, outcome: 'conflict', lsn: 1, reason: 'lww' },
       { seq: seqs[1]!, outcome: 'rejected', reason: 'schema', detail: 'no' },
     ], () => true);
@@ -108,10 +111,10 @@ describe('agent store', () => {
   it('hands out contiguous pending runs within the op and byte budgets', () => {
     store = new AgentStore(tempDir('agent'));
     store.appendWrites(Array.from({ length: 10 }, (_, i) => ({ collection: 'docs', key: `k${i}`, op: 'put' as const, value: 'x'.repeat(100), hlc: hlc() })), hlc());
-    expect(store.pendingFrom(1, 4, 1 << 20).map((o) => o.seq)).toEqual([1, 2, 3, 4]);
-    expect(store.pendingFrom(8, 100, 1 << 20).map((o) => o.seq)).toEqual([8, 9, 10]);
-    expect(store.pendingFrom(1, 100, 400).length).toBe(2);
-    expect(store.pendingFrom(1, 100, 1).length).toBe(1); // always at least one
+    expect(store.pendingFrom('default', 1, 4, 1 << 20).map((o) => o.seq)).toEqual([1, 2, 3, 4]);
+    expect(store.pendingFrom('default', 8, 100, 1 << 20).map((o) => o.seq)).toEqual([8, 9, 10]);
+    expect(store.pendingFrom('default', 1, 100, 400).length).toBe(2);
+    expect(store.pendingFrom('default', 1, 100, 1).length).toBe(1); // always at least one
     expect(store.lowestPendingSeq()).toBe(1);
   });
 
@@ -125,5 +128,64 @@ describe('agent store', () => {
     expect(store.pendingCount()).toBe(1);
     expect(store.read('docs', 'kept')?.value).toBe('safe');
     expect(store.appendWrites([{ collection: 'docs', key: 'small', op: 'put', value: 1, hlc: hlc() }], hlc())).toEqual([2]);
+  });
+
+  it('keeps one sequence space, incarnation and watermark per partition lane', () => {
+    const dir = tempDir('agent');
+    store = new AgentStore(dir);
+    const seqs = store.appendWrites([
+      { lane: 'default', collection: 'docs', key: 'a', op: 'put', value: 1, hlc: hlc() },
+      { lane: 'orders', collection: 'orders', key: 'o1', op: 'put', value: 2, hlc: hlc() },
+      { lane: 'orders', collection: 'orders', key: 'o2', op: 'put', value: 3, hlc: hlc() },
+      { lane: 'default', collection: 'docs', key: 'b', op: 'put', value: 4, hlc: hlc() },
+    ], hlc());
+    expect(seqs).toEqual([1, 1, 2, 2]); // contiguous within each lane, as each partition's hub requires
+    expect(store.incarnationOf('orders')).not.toBe(store.incarnation);
+    expect(store.pendingFrom('orders', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([[1, 'o1'], [2, 'o2']]);
+    expect(store.pendingFrom('default', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([[1, 'a'], [2, 'b']]);
+    // An ack in one lane settles only that lane's seq 1.
+    store.applyResults('orders', [{ seq: 1, outcome: 'committed', lsn: 5 }], () => false);
+    expect(store.lowestPendingSeq('orders')).toBe(2);
+    expect(store.lowestPendingSeq('default')).toBe(1);
+    store.applyChanges([], 40, 'orders');
+    expect(store.watermarkOf('orders')).toBe(40);
+    expect(store.watermark).toBe(0);
+    const orders = store.incarnationOf('orders');
+    store.close();
+    store = new AgentStore(dir);
+    expect(store.incarnationOf('orders')).toBe(orders);
+    expect(store.appendWrites([{ lane: 'orders', collection: 'orders', key: 'o3', op: 'put', value: 5, hlc: hlc() }], hlc())).toEqual([3]);
+    // A lane's reincarnation renumbers that lane only.
+    store.reincarnate('orders');
+    expect(store.pendingFrom('orders', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([[1, 'o2'], [2, 'o3']]);
+    expect(store.pendingFrom('default', 1, 10, 1 << 20).map((o) => o.seq)).toEqual([1, 2]);
+  });
+
+  it('moves writes made before the partition assignment was known to their lanes, in order', () => {
+    store = new AgentStore(tempDir('agent'));
+    store.appendWrites(['d1', 'o1', 'd2', 'o2', 'd3'].map((k) => ({ collection: k.startsWith('o') ? 'orders' : 'docs', key: k, op: 'put' as const, value: k, hlc: hlc() })), hlc());
+    const before = store.incarnation;
+    const moved = store.relane((c) => (c === 'orders' ? 'orders' : 'default'));
+    expect(moved).toEqual([{ seq: 2, lane: 'orders', toSeq: 1 }, { seq: 4, lane: 'orders', toSeq: 2 }]);
+    expect(store.pendingFrom('orders', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([[1, 'o1'], [2, 'o2']]);
+    // The default lane is renumbered without holes, under a new incarnation (a fresh sequence space).
+    expect(store.pendingFrom('default', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([[1, 'd1'], [2, 'd2'], [3, 'd3']]);
+    expect(store.incarnation).not.toBe(before);
+    expect(store.read('orders', 'o2')).toMatchObject({ value: 'o2', pending: true });
+    expect(store.relane(() => 'default')).toEqual([]);
+  });
+
+  it('migrates an outbox from before partitions into the default lane, keeping seqs', () => {
+    const dir = tempDir('agent');
+    const db = new Database(join(dir, 'agent.db'));
+    db.exec(AGENT_MIGRATIONS.slice(0, 4).join(';'));
+    db.pragma('user_version = 4');
+    db.prepare("INSERT INTO meta (name, value) VALUES ('incarnation', ?), ('next_seq', '8')").run('ab'.repeat(16));
+    db.prepare("INSERT INTO outbox (seq, collection, key, op, value, hlc, base, created_at) VALUES (7, 'docs', 'k', 'del', NULL, ?, 0, 1)").run(hlc());
+    db.close();
+    store = new AgentStore(dir);
+    expect(store.incarnation).toBe('ab'.repeat(16));
+    expect(store.pendingFrom('default', 1, 10, 1 << 20).map((o) => [o.seq, o.k, o.op])).toEqual([[7, 'k', 'del']]);
+    expect(store.appendWrites([{ collection: 'docs', key: 'n', op: 'put', value: 1, hlc: hlc() }], hlc())).toEqual([8]);
   });
 });

@@ -130,8 +130,13 @@ class SimTransport implements Transport {
     private readonly net: SimNetwork,
     readonly id: string,
     readonly delegate: TransportDelegate,
-    readonly subscriptions: readonly string[],
+    public subscriptions: readonly string[],
   ) {}
+
+  subscribe(filters: readonly string[]): Promise<void> {
+    this.subscriptions = [...new Set([...this.subscriptions, ...filters])];
+    return Promise.resolve();
+  }
 
   start(): void {
     this.wanted = true;

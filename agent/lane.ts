@@ -1,0 +1,186 @@
+import type { Logger } from 'pino';
+import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
+import type { HybridClock, Hlc } from '../shared/hlc.js';
+import type { Change, DownMessage, HubStatusMessage, UpMessage } from '../shared/messages.js';
+import { partitionTopics, type PartitionTopics } from '../shared/topics.js';
+import { DurabilityWaiters } from './durability.js';
+import { Replicator } from './replicator.js';
+import { DEFAULT_LANE, type AgentStore, type Rejection } from './store.js';
+import { Uploader } from './uploader.js';
+
+export interface LaneOptions {
+  /** Collections replicated on this device (of every lane); undefined = all. */
+  collections: readonly string[] | undefined;
+  pageLimit: number;
+  ackTimeoutMs: number;
+}
+
+export interface LaneDelegate {
+  /** Publishes on the hub's broker; false when not connected. */
+  publish(topic: string, payload: Buffer): boolean;
+  connected(): boolean;
+  /** Uploads are allowed now (sync windows, and the hub's partition assignment is known). */
+  mayUpload(): boolean;
+  onApplied(changes: Change[]): void;
+  onProgress(): void;
+  onRejected(rejections: Rejection[]): void;
+  onReincarnated(previous: string, next: string): void;
+  /** A hub status arrived on this lane's hub topic (from a leader this lane still listens to). */
+  onHubStatus(status: HubStatusMessage[1]): void;
+}
+
+/**
+ * The agent's sync with one partition of the hub: its own topics, outbox sequence space
+ * (uploader), log position (replicator), durability waits and leadership epoch. Each partition
+ * is a separate log led by its own hub process, so one lane's failover or resync never holds
+ * up another. Without partitions an agent has one lane, the default partition's.
+ */
+export class Lane {
+  readonly topics: PartitionTopics;
+  readonly uploader: Uploader;
+  readonly replicator: Replicator;
+  readonly durability: DurabilityWaiters;
+  /** The highest leadership epoch heard from this partition's hub (loaded on first use). */
+  #hubEpoch: number | undefined;
+
+  constructor(
+    readonly partition: string,
+    readonly agentId: string,
+    private readonly store: AgentStore,
+    private readonly clock: HybridClock,
+    /** Whether a collection belongs to this lane, by the hub's assignment as known now. */
+    readonly inLane: (collection: string) => boolean,
+    options: LaneOptions,
+    private readonly delegate: LaneDelegate,
+    private readonly log: Logger,
+  ) {
+    this.topics = partitionTopics(partition);
+    this.durability = new DurabilityWaiters(() => delegate.connected());
+    this.uploader = new Uploader(store, {
+      send: (batch) => this.send(batch),
+      mayUpload: () => delegate.mayUpload(),
+      isReplicated: (c) => this.replicator.replicates(c),
+      onAcked: (results) => this.durability.onResults(results),
+      onRejected: (rejections) => delegate.onRejected(rejections),
+    }, { lane: partition, maxBatchOps: 500, maxBatchBytes: 256 * 1024, maxInFlight: 4, ackTimeoutMs: options.ackTimeoutMs }, log);
+    this.replicator = new Replicator(store, {
+      send: (pull) => this.send(pull),
+      onApplied: (changes) => delegate.onApplied(changes),
+      onProgress: () => delegate.onProgress(),
+    }, { lane: partition, inLane, collections: options.collections, pageLimit: options.pageLimit, pullTimeoutMs: options.ackTimeoutMs }, log);
+  }
+
+  /** What this lane listens to: its down topic, its hub status, and its collections' change sets. */
+  subscriptions(collections: readonly string[] | undefined): string[] {
+    const wanted = collections === undefined ? [this.topics.allCollections] : collections.filter((c) => this.inLane(c)).map((c) => this.topics.collection(c));
+    return [this.topics.down(this.agentId), this.topics.hub, ...wanted];
+  }
+
+  send(message: UpMessage): boolean {
+    return this.delegate.publish(this.topics.up(this.agentId), upCodec.encode(message));
+  }
+
+  start(): void {
+    this.uploader.start();
+  }
+
+  onConnected(): void {
+    this.uploader.reset();
+    this.uploader.pump();
+    this.replicator.onConnected();
+  }
+
+  onDisconnected(): void {
+    this.uploader.reset();
+    this.replicator.onDisconnected();
+  }
+
+  stop(): void {
+    this.durability.close();
+    this.uploader.stop();
+    this.replicator.stop();
+  }
+
+  /** Handles a message on one of this lane's topics; false if the topic is not the lane's. */
+  onMessage(topic: string, payload: Buffer): boolean {
+    if (topic === this.topics.down(this.agentId)) {
+      const message = downCodec.decode(payload);
+      if (message[0] !== 'error' && this.#isDeposed(message[1].epoch)) return true;
+      this.#onDown(message);
+      return true;
+    }
+    if (topic !== this.topics.hub && this.topics.collectionOf(topic) === undefined) return false;
+    const message = broadcastCodec.decode(payload);
+    if (this.#isDeposed(message[1].epoch)) return true;
+    this.clock.observe(message[1].hlc as Hlc);
+    if (message[0] === 'changes') {
+      this.replicator.onChanges(message);
+      return true;
+    }
+    this.delegate.onHubStatus(message[1]);
+    // A hub (re)started or took over: change sets it committed but never published (it died
+    // first) are found only by pulling, and a quiet collection would not reveal them.
+    if (message[1].head > this.replicator.watermark) this.replicator.pull();
+    return true;
+  }
+
+  /**
+   * Whether a message comes from a hub process that has since been replaced (a lower leadership
+   * epoch than one already heard from this partition). The highest epoch is kept across restarts.
+   */
+  #isDeposed(epoch: number | undefined): boolean {
+    if (epoch === undefined) return false;
+    const setting = this.partition === DEFAULT_LANE ? 'hubEpoch' : `hubEpoch:${this.partition}`;
+    const highest = (this.#hubEpoch ??= this.store.getSetting<number>(setting) ?? 0);
+    if (epoch < highest) {
+      this.log.warn({ partition: this.partition, epoch, highest }, 'ignored a message from a deposed hub process (lower leadership epoch)');
+      return true;
+    }
+    if (epoch > highest) {
+      this.store.setSetting(setting, epoch);
+      this.#hubEpoch = epoch;
+      // A new leader: acks for batches the old one took are lost; resend them now, not after the ack timeout.
+      if (highest > 0) {
+        this.uploader.reset();
+        this.uploader.pump();
+      }
+    }
+    return false;
+  }
+
+  #onDown(message: DownMessage): void {
+    // Every hub message but an error carries the hub's clock: advance past it.
+    if (message[0] !== 'error') this.clock.observe(message[1].hlc as Hlc);
+    switch (message[0]) {
+      case 'ack':
+        this.uploader.onAck(message);
+        break;
+      case 'resync':
+        this.uploader.onResync(message);
+        break;
+      case 'page':
+        this.replicator.onPage(message);
+        break;
+      case 'snapshot':
+        this.replicator.onSnapshot(message);
+        break;
+      case 'replicated':
+        if (message[1].inc === this.store.incarnationOf(this.partition)) this.durability.onReplicated(message[1].seqs);
+        break;
+      case 'reincarnate': {
+        if (message[1].inc !== this.store.incarnationOf(this.partition)) break;
+        const previous = message[1].inc;
+        const next = this.store.reincarnate(this.partition);
+        this.log.warn({ partition: this.partition, previous, next, seq: message[1].seq },
+          'the hub holds other writes under this database\'s sequence numbers (restored from a backup?); resending the queue under a new incarnation');
+        this.delegate.onReincarnated(previous, next);
+        this.uploader.reset();
+        this.uploader.pump();
+        break;
+      }
+      case 'error':
+        this.log.error({ partition: this.partition, code: message[1].code }, `hub reported: ${message[1].message}`);
+        break;
+    }
+  }
+}

@@ -2,13 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Agent, type AgentOptions } from '../../agent/agent.js';
 import { AccessControl } from '../../hub/access.js';
-import { DEFAULT_HUB_CONFIG } from '../../hub/config.js';
+import { assignment, DEFAULT_HUB_CONFIG, partitionsOf } from '../../hub/config.js';
 import { hashToken, newToken } from '../../hub/credentials.js';
 import { BrokerClientHub } from '../../hub/external-broker.js';
 import { Hub, type HubOptions } from '../../hub/hub.js';
 import { DEFAULT_HUB_BROKER_USER, mosquittoFiles, writeMosquittoFiles } from '../../hub/mosquitto-export.js';
 import { mosquittoHash } from '../../hub/mosquitto-password.js';
+import type { HubStore } from '../../hub/store/hub-store.js';
+import { openHubStore } from '../../hub/store/open-store.js';
 import { PostgresHubStore } from '../../hub/store/pg-store.js';
+import { DEFAULT_PARTITION } from '../../shared/topics.js';
 import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
 import { MOSQUITTO, MosquittoProcess } from './mosquitto.js';
 import { freshDatabase, NO_POSTGRES } from './postgres.js';
@@ -40,6 +43,8 @@ export const FLEET_SETUPS: ReadonlyArray<[FleetBroker, FleetStore]> = [
 export class TestFleet {
   readonly dir = tempDir('fleet');
   hub: Hub | BrokerClientHub | undefined;
+  /** On Mosquitto with a partitioned config: the hub of every partition but the default (that is `hub`). */
+  readonly partitionHubs = new Map<string, BrokerClientHub>();
   port = 0;
   readonly agents: Agent[] = [];
   mosquitto: MosquittoProcess | undefined;
@@ -78,15 +83,36 @@ export class TestFleet {
       this.mosquitto = await MosquittoProcess.start(this.#exportDir);
       this.port = this.mosquitto.port;
     }
-    const { dev, config, http, adminToken, historyEveryMs, logger } = this.hubOptions;
-    const hub = await BrokerClientHub.start({
-      dataDir: this.hubData, dev: dev ?? true,
-      ...(config && { config }), ...(http && { http }), ...(adminToken !== undefined && { adminToken }),
-      ...(historyEveryMs !== undefined && { historyEveryMs }), ...(logger && { logger }),
-      broker: { url: this.mosquitto.url, username: DEFAULT_HUB_BROKER_USER, password: this.#hubPassword },
-    });
+    const hub = await this.#partitionHub(DEFAULT_PARTITION);
     this.hub = hub;
+    for (const partition of partitionsOf(this.hubOptions.config ?? DEFAULT_HUB_CONFIG).slice(1)) await this.startPartition(partition);
     return hub;
+  }
+
+  /** Starts the hub of one partition (as a standby taking it over would); the default one must be running. */
+  async startPartition(partition: string): Promise<BrokerClientHub> {
+    const hub = await this.#partitionHub(partition, this.hub!.store);
+    this.partitionHubs.set(partition, hub);
+    return hub;
+  }
+
+  /** Stops the hub of one partition other than the default; the others go on. */
+  async stopPartition(partition: string): Promise<void> {
+    await this.partitionHubs.get(partition)?.stop();
+    this.partitionHubs.delete(partition);
+  }
+
+  async #partitionHub(partition: string, registry?: HubStore): Promise<BrokerClientHub> {
+    const { dev, config, http, adminToken, historyEveryMs, logger } = this.hubOptions;
+    const isDefault = partition === DEFAULT_PARTITION;
+    return BrokerClientHub.start({
+      dataDir: this.hubData, dev: dev ?? true, partition,
+      ...(!isDefault && { store: await openHubStore({ dataDir: this.hubData, partition }) }),
+      ...(registry && { registry }),
+      ...(config && { config }), ...(http && isDefault && { http }), ...(adminToken !== undefined && { adminToken }),
+      ...(historyEveryMs !== undefined && { historyEveryMs }), ...(logger && { logger }),
+      broker: { url: this.mosquitto!.url, username: DEFAULT_HUB_BROKER_USER, password: this.#hubPassword },
+    });
   }
 
   get #exportDir(): string {
@@ -98,6 +124,7 @@ export class TestFleet {
     const config = this.hubOptions.config ?? DEFAULT_HUB_CONFIG;
     writeMosquittoFiles(this.#exportDir, mosquittoFiles({
       agents: await this.#admin.brokerCredentials(),
+      partitions: assignment(config),
       access: new AccessControl(config.access, this.hubOptions.dev ?? true),
       hubUser: { username: DEFAULT_HUB_BROKER_USER, mosquittoHash: await (this.#hubHash ??= mosquittoHash(this.#hubPassword)) },
       outDir: this.#exportDir,
@@ -116,6 +143,7 @@ export class TestFleet {
   }
 
   async stopHub(): Promise<void> {
+    for (const partition of [...this.partitionHubs.keys()]) await this.stopPartition(partition);
     await this.hub?.stop();
     this.hub = undefined;
   }

@@ -16,6 +16,19 @@ function ifMatch(header: string | string[] | undefined): number | undefined {
   return Number.isInteger(version) && version >= 0 ? version : undefined;
 }
 
+/** A collection of a partition this process does not lead: its leader's HTTP API serves it. */
+export class WrongPartitionError extends Error {
+  readonly code = 'wrong_partition';
+  constructor(readonly collection: string, readonly partition: string, served: readonly string[]) {
+    super(`collection ${collection} belongs to partition ${partition}, which this hub process does not lead (it leads ${served.join(', ')}): ` +
+      `use the HTTP API of partition ${partition}'s leader`);
+  }
+
+  toJSON(): { code: string; message: string; collection: string; partition: string } {
+    return { code: this.code, message: this.message, collection: this.collection, partition: this.partition };
+  }
+}
+
 /**
  * The hub's HTTP API for cloud-side apps: health, reads of the primary store, writes that flow
  * to the agents like any other, and the conflict archive; and for an external broker, the
@@ -35,6 +48,19 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
     }
   });
 
+  /** The hub of the partition a collection belongs to, if this process leads it. */
+  const hubOf = (collection: string): HubBase => {
+    const partition = hub.core.partitionOf(collection);
+    const hubs = hub.partitionHubs();
+    const owner = hubs.get(partition);
+    if (!owner) throw new WrongPartitionError(collection, partition, [...hubs.keys()]);
+    return owner;
+  };
+  app.setErrorHandler(async (error, _request, reply) => {
+    if (error instanceof WrongPartitionError) return reply.code(409).send(error.toJSON());
+    throw error;
+  });
+
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_request, reply) => (hub.ready ? { ready: true } : reply.code(503).send({ ready: false })));
 
@@ -51,7 +77,7 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
   });
   app.get('/v1/collections', async () => hub.core.policies.describe());
   app.get<{ Params: { collection: string }; Querystring: { prefix?: string; after?: string; limit?: string } }>('/v1/docs/:collection', async (request) => ({
-    docs: await hub.store.listDocuments(request.params.collection, {
+    docs: await hubOf(request.params.collection).store.listDocuments(request.params.collection, {
       ...(request.query.prefix !== undefined && { prefix: request.query.prefix }),
       ...(request.query.after !== undefined && { after: request.query.after }),
       limit: Math.min(Number(request.query.limit) || 100, 1000),
@@ -61,17 +87,29 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
     rejections: await hub.store.rejections(Math.min(Number(request.query.limit) || 100, 1000)),
   }));
 
-  app.get('/v1/status', async () => ({
-    head: hub.store.head,
-    prunedThrough: hub.store.prunedThrough,
-    connectedAgents: hub.connectedAgents,
-    /** Head LSN of every collection: an agent has caught up when it has applied these. */
-    collections: await hub.store.collectionHeads(),
-  }));
+  app.get('/v1/status', async () => {
+    // Each partition this process leads, this API's own first; LSNs count per partition.
+    const hubs = [hub, ...[...hub.partitionHubs().values()].filter((h) => h !== hub)];
+    const partitions = await Promise.all(hubs.map(async (h) => ({
+      partition: h.partition, ...(h.core.epoch !== undefined && { epoch: h.core.epoch }), head: h.store.head, ready: h.ready,
+      collections: await h.store.collectionHeads(),
+    })));
+    return {
+      /** This API's own partition (the first one the process serves). */
+      partition: hub.partition,
+      ...(hub.core.epoch !== undefined && { epoch: hub.core.epoch }),
+      head: hub.store.head,
+      prunedThrough: hub.store.prunedThrough,
+      connectedAgents: hub.connectedAgents,
+      /** Head LSN of every collection, in whichever partition it is: an agent has caught up when it has applied these. */
+      collections: Object.assign({}, ...partitions.map((p) => p.collections)) as Record<string, number>,
+      partitions,
+    };
+  });
 
   app.get<{ Params: DocParams }>('/v1/docs/:collection/:key', async (request, reply) => {
     const { collection, key } = request.params;
-    const doc = await hub.store.document(collection, key);
+    const doc = await hubOf(collection).store.document(collection, key);
     if (!doc || doc.deleted) {
       return reply.code(404).send({ code: 'OUTPOST_NOT_FOUND', message: `no document ${collection}/${key} at the hub` });
     }
@@ -92,7 +130,7 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
       handler: async (request, reply) => {
         const { collection, key } = request.params;
         const base = ifMatch(request.headers['if-match']);
-        const result = await hub.core.write({
+        const result = await hubOf(collection).core.write({
           c: collection, k: key, op, ...(op !== 'del' && { v: request.body }), ...(base !== undefined && { base }),
         });
         return send(result, reply);
@@ -103,7 +141,7 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
   app.get<{ Querystring: { collection?: string; key?: string; before?: string; limit?: string } }>('/v1/conflicts', async (request) => {
     const { collection, key, before, limit } = request.query;
     return {
-      conflicts: await hub.store.conflicts({
+      conflicts: await (collection === undefined ? hub : hubOf(collection)).store.conflicts({
         ...(collection !== undefined && { collection }),
         ...(key !== undefined && { key }),
         ...(before !== undefined && { before: Number(before) }),

@@ -23,6 +23,12 @@ export interface HubCommonOptions {
   registry?: HubStore;
   /** The partition this hub is the log of (default `default`; see HubCoreOptions.partition). */
   partition?: string;
+  /**
+   * The hubs of every partition this process leads, this one included (default: this one). The
+   * HTTP API, served by one of them, routes each collection's reads and writes to its
+   * partition's hub through it, and lists them in `/v1/status`.
+   */
+  partitionHubs?: () => ReadonlyMap<string, HubBase>;
   /** The leadership epoch this process writes as (hub/leadership.ts); none without failover. */
   epoch?: number;
   /** Admit agents without credentials (development only). */
@@ -130,6 +136,11 @@ export abstract class HubBase {
   /** The partition this hub is the log of. */
   get partition(): string {
     return this.core.partition;
+  }
+
+  /** The hubs of the partitions this process leads, by partition (this one included). */
+  partitionHubs(): ReadonlyMap<string, HubBase> {
+    return this.common.partitionHubs?.() ?? new Map([[this.partition, this]]);
   }
 
   get httpAddress(): string | undefined {

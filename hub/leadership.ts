@@ -28,6 +28,8 @@ export interface LeaderLockOptions {
   pollMs?: number;
   /** The partition to lead (default `default`): its own lock, and the epoch in its own schema's `leadership` row. */
   partition?: string;
+  /** Stops standing by (the process is stopping): `acquire` then rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -85,11 +87,12 @@ export class LeaderLock {
         if (rows[0]!.locked) break;
         if (!said) log.info({ partition }, 'standing by: another hub process leads; taking over when it stops');
         said = true;
-        await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
+        await standBy(options.pollMs ?? 500, options.signal);
       }
       // Above every epoch before it, and at least the time now in ms: a database restored from a
       // backup (whose stored epoch is old) still gives its next leader an epoch above any that
       // agents have heard, so they do not take it for a deposed one.
+      options.signal?.throwIfAborted();
       const { rows } = await client.query<{ epoch: string }>('UPDATE leadership SET epoch = GREATEST(epoch + 1, $1::bigint) RETURNING epoch', [Date.now()]);
       const epoch = Number(rows[0]!.epoch);
       log.info({ partition, epoch }, 'leading: this hub process is the writer');
@@ -118,3 +121,19 @@ export class LeaderLock {
 
 /** `$1` or `$1, $2`: one bigint key or two int4 keys. */
 const lockParams = (key: readonly number[]): string => (key.length === 1 ? '$1' : '$1::int4, $2::int4');
+
+/** Waits one poll, or rejects at once when the signal aborts. */
+function standBy(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason as Error);
+    const aborted = (): void => {
+      clearTimeout(timer);
+      reject(signal!.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', aborted);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', aborted, { once: true });
+  });
+}

@@ -4,8 +4,8 @@ import pino, { type Logger } from 'pino';
 import { addClientCommands } from './agent-client.js';
 import { addAgentAdmin } from './hub-agents.js';
 import { addBrokerExport } from './hub-export.js';
-import { readFileSync } from 'node:fs';
-import { commanderOptions, ConfigError, flagOf, renderReference, resolveOptions } from './options.js';
+import { commanderOptions, ConfigError, renderReference, resolveOptions } from './options.js';
+import { readPem } from './hub-run.js';
 import { AGENT_OPTIONS, HUB_OPTIONS } from './tables.js';
 
 type Address = { host: string; port: number };
@@ -29,20 +29,6 @@ function onSignals(log: Logger, stop: () => Promise<void>): void {
   process.on('SIGINT', handler);
 }
 
-/** Reads a PEM file named by an option; a missing one is a configuration error naming it. */
-function readPem(o: Record<string, unknown>, key: string, required = false): Buffer | undefined {
-  const file = o[key] as string | undefined;
-  if (file === undefined) {
-    if (required) throw new ConfigError(`option ${flagOf(key)} is required here (a PEM file)`);
-    return undefined;
-  }
-  try {
-    return readFileSync(file);
-  } catch (cause) {
-    throw new ConfigError(`option ${flagOf(key)}: cannot read ${file}: ${(cause as Error).message}`, { cause });
-  }
-}
-
 const program = new Command('outpost').description('Keeps fleets of edge devices in sync with one authoritative main site.');
 
 const hubCommand = program.command('hub').description('run the hub, or manage its agents');
@@ -53,67 +39,8 @@ addBrokerExport(hubCommand);
 hubRun.action(async (flags: Record<string, unknown>) => {
   const o = resolveOptions(HUB_OPTIONS, flags, process.env);
   const log = pino({ name: 'hub', level: o.logLevel as string });
-  const [{ loadHubConfig }, { isPostgresUrl, openHubStore }] = await Promise.all([import('../hub/config.js'), import('../hub/store/open-store.js')]);
-  if (o.store !== undefined && !isPostgresUrl(o.store as string)) {
-    throw new ConfigError(`option --store: expected postgres://user:password@host:5432/database, got ${JSON.stringify(o.store)}; leave it out for SQLite in --data`);
-  }
-  const config = o.config !== undefined ? loadHubConfig(o.config as string) : undefined;
-  // On PostgreSQL several hub processes may share the database: one leads, the others stand by.
-  const leader = o.store === undefined ? undefined : await (await import('../hub/leadership.js')).LeaderLock.acquire(o.store as string, { log });
-  const store = await openHubStore({ store: o.store as string | undefined, dataDir: o.data as string, ...(leader && { epoch: leader.epoch }) });
-  const common = {
-    dataDir: o.data as string, store, ...(leader && { epoch: leader.epoch }), dev: o.dev as boolean, logger: log,
-    ...(o.http !== undefined && { http: o.http as Address }),
-    ...(o.adminToken !== undefined && { adminToken: o.adminToken as string }),
-    ...(config && { config }),
-  };
-  let hub: { stop: () => Promise<void>; core: { on: (event: 'fatal', listener: (error: Error) => void) => unknown } };
-  if (o.broker !== undefined) {
-    if (o.tlsPort !== undefined) {
-      throw new ConfigError('option --tls-port configures the embedded broker\'s listener; with --broker, configure TLS on that broker (and --broker-ca here)');
-    }
-    const { BrokerClientHub } = await import('../hub/external-broker.js');
-    hub = await BrokerClientHub.start({
-      ...common,
-      broker: {
-        url: o.broker as string, username: o.brokerUsername as string,
-        ...(o.brokerPassword !== undefined && { password: o.brokerPassword as string }),
-        ...(o.brokerCa !== undefined && { ca: readPem(o, 'brokerCa')! }),
-      },
-    });
-  } else {
-    // Loaded here, not at the top: an agent on a small device does not pay for the broker's modules.
-    const { Hub } = await import('../hub/hub.js');
-    hub = await Hub.start({
-      ...common, port: o.port as number, host: o.host as string,
-      connectsPerAddress: o.connectsPerAddress as number,
-      ...(o.tlsPort !== undefined && {
-        plain: !(o.tlsOnly as boolean),
-        tls: {
-          port: o.tlsPort as number, cert: readPem(o, 'tlsCert', true)!, key: readPem(o, 'tlsKey', true)!,
-          ...(o.tlsCa !== undefined && { ca: readPem(o, 'tlsCa')! }), requireClientCert: o.tlsRequireClientCert as boolean,
-        },
-      }),
-    });
-  }
-  // Once, and bounded: a store that hangs must not keep a deposed process alive.
-  let quitting = false;
-  const quit = (why: string, error: Error): void => {
-    if (quitting) return;
-    quitting = true;
-    log.error({ err: error.message }, why);
-    setTimeout(() => process.exit(1), 10_000).unref();
-    void hub.stop().finally(() => process.exit(1));
-  };
-  // Deposed, or another writer committed: this process can commit nothing more. Stop, so that a
-  // supervisor restarts it (it then stands by, or reopens the store at the true head).
-  hub.core.on('fatal', (error) => quit('the store refuses this hub as its writer; stopping', error));
-  // Another process may lead by now; its epoch fences this one's commits anyway.
-  leader?.onLost((error) => quit('lost the leader lock; stopping', error));
-  onSignals(log, async () => {
-    await hub.stop();
-    await leader?.release();
-  });
+  const { runHub } = await import('./hub-run.js');
+  await runHub(o, log, (stop) => onSignals(log, stop));
 });
 
 const agentCommand = program.command('agent').description('run an agent, or talk to a running one');

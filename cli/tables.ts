@@ -31,10 +31,17 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
 export const HUB_OPTIONS: readonly OptionSpec[] = [
   { key: 'port', type: 'integer', default: 1883, description: 'MQTT listener port' },
   { key: 'host', type: 'string', default: '0.0.0.0', description: 'MQTT listener address' },
-  { key: 'http', type: 'address', placeholder: 'host:port', description: 'HTTP API address (unset: no HTTP API)' },
+  {
+    key: 'http', type: 'address', placeholder: 'host:port',
+    description: 'HTTP API address (unset: no HTTP API); with several partitions it is served by the hub of the first one in partitions, once this process leads it, and reaches the others this process leads',
+  },
   { key: 'data', type: 'string', default: './data/hub', placeholder: 'dir', description: 'data directory (the SQLite store lives here unless --store is given)' },
   { key: 'store', type: 'string', placeholder: 'url', description: 'primary store: postgres://user:password@host:5432/database (unset: SQLite in the data directory)' },
-  { key: 'config', type: 'string', placeholder: 'file', description: 'hub configuration (YAML or JSON): collections, policies, retention' },
+  { key: 'config', type: 'string', placeholder: 'file', description: 'hub configuration (YAML or JSON): collections, policies, retention, partitions' },
+  {
+    key: 'partitions', type: 'list', placeholder: 'a,b',
+    description: 'partitions this process serves, e.g. default,orders (default: every partition of the config); on PostgreSQL it leads each one whose lock it gets and stands by for the others. Partitions other than default need --broker',
+  },
   { key: 'tlsPort', type: 'integer', placeholder: 'port', description: 'also listen for MQTT over TLS on this port (needs tlsCert and tlsKey)' },
   { key: 'tlsCert', type: 'string', placeholder: 'file', description: 'the hub\'s TLS certificate (PEM)' },
   { key: 'tlsKey', type: 'string', placeholder: 'file', description: 'the hub\'s TLS private key (PEM)' },

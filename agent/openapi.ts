@@ -37,7 +37,7 @@ export const openApiDocument = {
       Error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } },
       WriteReceipt: {
         type: 'object', required: ['incarnation', 'seq', 'hlc'],
-        properties: { incarnation: { type: 'string' }, seq: { type: 'integer' }, hlc: { type: 'string' }, lsn: { type: 'integer' } },
+        properties: { incarnation: { type: 'string' }, seq: { type: 'integer' }, hlc: { type: 'string' }, lsn: { type: 'integer' }, partition: { type: 'string' } },
       },
       Document: {
         type: 'object', required: ['collection', 'key', 'value', 'version', 'pending'],

@@ -164,11 +164,14 @@ export class SqliteHubDb implements IngestTx {
   }
 
   #migrate(): void {
-    const version = this.#db.pragma('user_version', { simple: true }) as number;
-    if (version > HUB_MIGRATIONS.length) {
-      throw new Error(`database schema version ${version} is newer than this hub (${HUB_MIGRATIONS.length}); upgrade Outpost`);
-    }
+    // The version is read inside the write transaction: two processes opening one database at
+    // once (hubs of two partitions sharing the registry) take turns, and the second finds the
+    // work done instead of running the migrations again.
     this.#db.transaction(() => {
+      const version = this.#db.pragma('user_version', { simple: true }) as number;
+      if (version > HUB_MIGRATIONS.length) {
+        throw new Error(`database schema version ${version} is newer than this hub (${HUB_MIGRATIONS.length}); upgrade Outpost`);
+      }
       for (let v = version; v < HUB_MIGRATIONS.length; v++) this.#db.exec(HUB_MIGRATIONS[v]!);
       this.#db.pragma(`user_version = ${HUB_MIGRATIONS.length}`);
     }).immediate();

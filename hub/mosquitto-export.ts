@@ -56,10 +56,10 @@ export class BrokerExportError extends Error {
 
 /**
  * Mosquitto's view of the hub's agents: a password file (each unrevoked agent's token, hashed
- * in Mosquitto's format, and the hub's own account) and a deny-by-default ACL file: an agent may
- * write only its own `up` topic and read its own `down` topic, the hub topic and the collections
- * the access section lets it read; the hub may read and write everything under the protocol's
- * root. Mosquitto checks read access on every delivery, so an agent subscribed to `c/+` still
+ * in Mosquitto's format, and the hub's own account, one per partition) and a deny-by-default
+ * ACL file: an agent may write only its own `up` topics and read its own `down` topics, the hub
+ * topics and the collections the access section lets it read, each on its partition's topics;
+ * the hub's accounts may read and write everything under the protocol's root. Mosquitto checks read access on every delivery, so an agent subscribed to `c/+` still
  * receives only the collections it may read.
  */
 export function mosquittoFiles(input: MosquittoExportInput): MosquittoFiles {
@@ -93,7 +93,7 @@ export function mosquittoFiles(input: MosquittoExportInput): MosquittoFiles {
     `pattern read ${TOPIC_ROOT}/p/+/a/%u/down`,
     ...hubAccounts.flatMap((u) => ['', `user ${u}`, `topic readwrite ${TOPIC_ROOT}/#`]),
     ...exported.flatMap(({ agentId }) => [
-      '', `user ${agentId}`, `topic read ${topics.hub}`, `topic read ${TOPIC_ROOT}/p/+/hub`, ...collectionLines(agentId, access), ...partitionLines(agentId),
+      '', `user ${agentId}`, `topic read ${topics.hub}`, ...collectionLines(agentId, access), `topic read ${TOPIC_ROOT}/p/+/hub`, ...partitionLines(agentId),
     ]),
     '',
   ].join('\n');

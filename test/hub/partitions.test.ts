@@ -246,6 +246,7 @@ describe.skipIf(!MOSQUITTO)(`partitions on a real Mosquitto${MOSQUITTO ? '' : ` 
     const start = async (partition: string): Promise<BrokerClientHub> => {
       const hub = await BrokerClientHub.start({
         dataDir: data, partition, config, broker: { url: broker.url, password: HUB_PASSWORD },
+        ...(partition === 'default' && { http: { host: '127.0.0.1', port: 0 } }),
         store: await openHubStore({ dataDir: data, partition }), ...(partition !== 'default' && { registry }),
       });
       closers.push(() => hub.stop());
@@ -273,5 +274,19 @@ describe.skipIf(!MOSQUITTO)(`partitions on a real Mosquitto${MOSQUITTO ? '' : ` 
     // Both sessions stayed up side by side, and the default partition's log is untouched.
     expect(byDefault.ready && byShop.ready).toBe(true);
     expect(byDefault.store.head).toBe(0);
+
+    // A broker that asks over HTTP (EMQX) admits each partition's hub account, and partition topics by the same rules.
+    const ask = async (path: string, body: unknown): Promise<unknown> => ((await (await fetch(`${byDefault.httpAddress!}${path}`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+    })).json()) as { result: string }).result;
+    expect(await ask('/v1/broker/authn', { username: 'outpost-hub-p-shop', password: HUB_PASSWORD, clientid: 'outpost-hub-p-shop' })).toBe('allow');
+    expect(await ask('/v1/broker/authn', { username: 'outpost-hub-p-shop', password: 'wrong', clientid: 'outpost-hub-p-shop' })).toBe('deny');
+    expect(await ask('/v1/broker/authn', { username: 'outpost-hub-p-shop', password: HUB_PASSWORD, clientid: 'outpost-hub' })).toBe('deny');
+    expect(await ask('/v1/broker/authz', { username: 'outpost-hub-p-shop', topic: shop.down('pi-1'), action: 'publish' })).toBe('allow');
+    expect(await ask('/v1/broker/authz', { username: 'pi-2', topic: shop.up('pi-2'), action: 'publish' })).toBe('allow');
+    expect(await ask('/v1/broker/authz', { username: 'pi-2', topic: shop.up('pi-1'), action: 'publish' })).toBe('deny');
+    expect(await ask('/v1/broker/authz', { username: 'pi-2', topic: shop.collection('orders'), action: 'subscribe' })).toBe('allow');
+    expect(await ask('/v1/broker/authz', { username: 'pi-2', topic: shop.collection('ledger'), action: 'subscribe' })).toBe('deny');
+    expect(await ask('/v1/broker/authz', { username: 'pi-2', topic: topics.collection('orders'), action: 'subscribe' })).toBe('deny');
   }, 30_000);
 });

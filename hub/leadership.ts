@@ -89,10 +89,10 @@ export class LeaderLock {
         said = true;
         await standBy(options.pollMs ?? 500, options.signal);
       }
+      options.signal?.throwIfAborted();
       // Above every epoch before it, and at least the time now in ms: a database restored from a
       // backup (whose stored epoch is old) still gives its next leader an epoch above any that
       // agents have heard, so they do not take it for a deposed one.
-      options.signal?.throwIfAborted();
       const { rows } = await client.query<{ epoch: string }>('UPDATE leadership SET epoch = GREATEST(epoch + 1, $1::bigint) RETURNING epoch', [Date.now()]);
       const epoch = Number(rows[0]!.epoch);
       log.info({ partition, epoch }, 'leading: this hub process is the writer');

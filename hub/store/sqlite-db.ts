@@ -22,6 +22,24 @@ import {
  * All methods are synchronous; `SqliteHubStore` puts the `HubStore` contract over them, and
  * serves group commits (`IngestTx`) straight from here inside one transaction.
  */
+/**
+ * Switches the database to WAL. While another process opens the same new database (the hub of
+ * another partition, reading the registry), SQLite can refuse the switch with SQLITE_BUSY at
+ * once, without waiting in the busy handler: try again for a few seconds.
+ */
+function enableWal(db: Database.Database): void {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    try {
+      db.pragma('journal_mode = WAL');
+      return;
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() > deadline) throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10); // the constructor is synchronous
+    }
+  }
+}
+
 export class SqliteHubDb implements IngestTx {
   readonly path: string;
   readonly #db: Database.Database;
@@ -34,10 +52,10 @@ export class SqliteHubDb implements IngestTx {
     try {
       mkdirSync(dataDir, { recursive: true });
       this.#db = new Database(this.path);
-      this.#db.pragma('journal_mode = WAL');
+      this.#db.pragma('busy_timeout = 5000');
+      enableWal(this.#db);
       this.#db.pragma('synchronous = FULL');
       this.#db.pragma('foreign_keys = ON');
-      this.#db.pragma('busy_timeout = 5000');
       this.#migrate();
     } catch (cause) {
       throw new StorageFailedError(this.path, 'open', { cause });

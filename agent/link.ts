@@ -45,7 +45,10 @@ export class Link implements Transport {
     const added = filters.filter((f) => !this.#subscriptions.has(f));
     for (const filter of added) this.#subscriptions.add(filter);
     const client = this.#client;
-    if (added.length === 0 || !client || !this.#connected) return Promise.resolve();
+    // MQTT-connected is what counts, not `connected` (set only once the first subscriptions are
+    // granted): filters added in between, e.g. on the retained status that follows the first
+    // SUBACK, would otherwise wait for the next connection, which may never come.
+    if (added.length === 0 || !client?.connected) return Promise.resolve();
     return new Promise((resolve) => {
       client.subscribe(Object.fromEntries(added.map((topic) => [topic, { qos: 1 as const }])), (error, granted) => {
         if (error || !granted || granted.some((g) => g.qos === 128)) {

@@ -154,6 +154,8 @@ export class Replicator {
 
   /** Starts a pull from the watermark, or asks for another once the current one ends. */
   pull(): void {
+    // This device replicates none of the lane's collections: there is nothing to ask its hub for.
+    if (this.#pulledCollections()?.length === 0) return;
     if (this.#pullFrom !== undefined) {
       this.#pullAgain = true;
       return;

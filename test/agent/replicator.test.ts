@@ -13,14 +13,34 @@ describe('replicator', () => {
   let store: AgentStore;
   afterEach(() => store?.close());
 
-  function setup(): { replicator: Replicator; pulls: PullMessage[1][] } {
+  function setup(lane?: { lane: string; inLane: (c: string) => boolean; collections: string[] }): { replicator: Replicator; pulls: PullMessage[1][] } {
     store = new AgentStore(tempDir('replicator'));
     const pulls: PullMessage[1][] = [];
     const replicator = new Replicator(store, {
       send: (pull) => (pulls.push(pull[1]), true), onApplied: () => undefined, onProgress: () => undefined,
-    }, { collections: undefined, pageLimit: 100, pullTimeoutMs: 60_000 }, pino({ level: 'silent' }));
+    }, { collections: undefined, ...lane, pageLimit: 100, pullTimeoutMs: 60_000 }, pino({ level: 'silent' }));
     return { replicator, pulls };
   }
+
+  it('follows its own partition\'s log: its watermark, and only the replicated collections of that partition', () => {
+    const { replicator, pulls } = setup({ lane: 'billing', inLane: (c) => c === 'x' || c === 'orders', collections: ['x', 'docs'] });
+    replicator.pull();
+    expect(pulls).toMatchObject([{ from: 0, cs: ['x'] }]);
+    replicator.onPage(['page', { id: pulls[0]!.id, from: 0, to: 9, more: false, hlc, changes: [change(4)] }]);
+    expect(store.watermarkOf('billing')).toBe(9);
+    expect(store.watermark).toBe(0); // the default partition's log is another LSN space
+    expect(replicator.replicates('x')).toBe(true);
+    expect(replicator.replicates('docs')).toBe(false); // replicated here, but in another partition
+  });
+
+  it('asks nothing of a partition none of whose collections this device replicates', () => {
+    const { replicator, pulls } = setup({ lane: 'billing', inLane: (c) => c === 'orders', collections: ['docs'] });
+    replicator.onConnected();
+    replicator.pull();
+    replicator.stop();
+    expect(pulls).toEqual([]);
+    expect(replicator.pulling).toBe(false);
+  });
 
   it('applies a change set that follows on, and pulls on a gap, knowing how far behind it is', () => {
     const { replicator, pulls } = setup();

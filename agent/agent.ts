@@ -163,13 +163,16 @@ export class Agent extends EventEmitter<AgentEvents> {
       // Writes made before the assignment was known all joined the default lane and none was
       // uploaded: move those of other partitions to their lanes, with their waits.
       const defaultLane = this.#lanes.get(DEFAULT_LANE)!;
-      for (const moved of this.#store.relane((c) => this.#laneOf(c))) {
-        defaultLane.durability.moveTo(moved.seq, this.#lanes.get(moved.lane)!.durability, moved.toSeq);
-      }
+      const moved = this.#store.relane((c) => this.#laneOf(c));
+      // In seq order: a write left in the default lane only moves down, into a seq already vacated.
+      for (const { from, to } of moved) defaultLane.durability.moveTo(from.seq, this.#lanes.get(to.partition)!.durability, to.seq);
+      if (moved.length > 0) this.emit('moved', moved);
     }
     const added = [...this.#lanes.values()].filter((lane) => !before.has(lane.partition));
+    for (const lane of added) lane.subscribed = false;
     const subscriptions = [...this.#lanes.values()].flatMap((lane) => lane.subscriptions(this.#options.collections));
     void this.#link.subscribe(subscriptions).then(() => {
+      for (const lane of added) lane.subscribed = true;
       if (this.#closed || !this.#link.connected) return;
       for (const lane of added) lane.onConnected();
       this.#pumpAll();

@@ -42,6 +42,12 @@ export class Lane {
   readonly durability: DurabilityWaiters;
   /** The highest leadership epoch heard from this partition's hub (loaded on first use). */
   #hubEpoch: number | undefined;
+  /**
+   * This lane's topics are subscribed on the connection (or will be, before it counts as
+   * connected). A lane added while connected waits for its SUBACK before it uploads: an ack
+   * published before the broker knows the subscription would be lost.
+   */
+  subscribed = true;
 
   constructor(
     readonly partition: string,
@@ -58,7 +64,7 @@ export class Lane {
     this.durability = new DurabilityWaiters(() => delegate.connected());
     this.uploader = new Uploader(store, {
       send: (batch) => this.send(batch),
-      mayUpload: () => delegate.mayUpload(),
+      mayUpload: () => this.subscribed && delegate.mayUpload(),
       isReplicated: (c) => this.replicator.replicates(c),
       onAcked: (results) => this.durability.onResults(results),
       onRejected: (rejections) => delegate.onRejected(rejections),

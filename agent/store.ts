@@ -41,6 +41,12 @@ export interface AppendResult {
   dropped: Rejection[];
 }
 
+/** A write given a new place in a sequence (see AgentStore.relane): where it was, where it is now. */
+export interface MovedWrite {
+  from: { incarnation: string; seq: number };
+  to: { partition: string; incarnation: string; seq: number };
+}
+
 /** A document as an app sees it. `pending` says the device's own unconfirmed writes shaped it. */
 export interface AgentDocument {
   collection: string;
@@ -223,30 +229,41 @@ export class AgentStore {
 
   /**
    * Moves pending writes of the default lane whose collection `laneOf` puts in another lane to
-   * the end of that lane, in their order; the default lane then starts a new incarnation. Run
-   * once, when the hub's assignment of collections to partitions is first heard: writes made
-   * before it all joined the default lane, and none of them has been uploaded yet. Returns the
-   * writes moved, for whoever waits on their seqs.
+   * the end of that lane, in their order; the writes left in the default lane are then numbered
+   * again under a new incarnation (a fresh sequence space without holes). Run once, when the
+   * hub's assignment of collections to partitions is first heard: writes made before it all
+   * joined the default lane, and none of them has been uploaded yet. Returns every write whose
+   * identity changed, for whoever holds its receipt or waits on it.
    */
-  relane(laneOf: (collection: string) => string): Array<{ seq: number; lane: string; toSeq: number }> {
-    const moved: Array<{ seq: number; lane: string; toSeq: number }> = [];
+  relane(laneOf: (collection: string) => string): MovedWrite[] {
+    const moves: Array<{ fromSeq: number; lane: string; toSeq: number }> = [];
+    const previous = this.incarnationOf(DEFAULT_LANE);
     this.#db.transaction(() => {
       const rows = this.#db.prepare<[string], { seq: number; collection: string }>(
         'SELECT seq, collection FROM outbox WHERE lane = ? ORDER BY seq').all(DEFAULT_LANE);
       const move = this.#db.prepare('UPDATE outbox SET lane = ?, seq = ? WHERE lane = ? AND seq = ?');
+      const staying: number[] = [];
       for (const row of rows) {
         const lane = laneOf(row.collection);
-        if (lane === DEFAULT_LANE) continue;
+        if (lane === DEFAULT_LANE) {
+          staying.push(row.seq);
+          continue;
+        }
         const state = this.#lane(lane);
         move.run(lane, state.nextSeq, DEFAULT_LANE, row.seq);
-        moved.push({ seq: row.seq, lane, toSeq: state.nextSeq });
+        moves.push({ fromSeq: row.seq, lane, toSeq: state.nextSeq });
         state.nextSeq += 1;
         this.#s.setMeta.run(laneMeta('next_seq', lane), String(state.nextSeq));
       }
+      if (moves.length === 0) return;
       // The default lane's seqs now have holes: a fresh sequence space, numbered from 1 again.
-      if (moved.length > 0) this.#renumber(DEFAULT_LANE);
+      this.#renumber(DEFAULT_LANE);
+      staying.forEach((seq, i) => moves.push({ fromSeq: seq, lane: DEFAULT_LANE, toSeq: i + 1 }));
     }).immediate();
-    return moved;
+    return moves.map(({ fromSeq, lane, toSeq }) => ({
+      from: { incarnation: previous, seq: fromSeq },
+      to: { partition: lane, incarnation: this.incarnationOf(lane), seq: toSeq },
+    }));
   }
 
   /** A new lane (or database) is a new incarnation: a fresh sequence space the hub cannot confuse with an old one. */

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Change } from '../shared/messages.js';
 import type { Durability } from './durability.js';
 import type { SyncSchedule } from './scheduler.js';
-import type { Rejection } from './store.js';
+import type { MovedWrite, Rejection } from './store.js';
 import type { TransportFactory } from './transport.js';
 
 /** The agent's public types: options, status, read and write options, events. */
@@ -104,6 +104,11 @@ export interface AgentEvents {
   disconnected: [];
   /** A sync window opened (true) or closed (false). */
   window: [open: boolean];
+  /**
+   * Writes made before the agent first heard how the hub partitions its collections were moved
+   * to their partitions' sequences: their receipts' `incarnation` and `seq` now read `to`.
+   */
+  moved: [MovedWrite[]];
   /** The hub found this database's seqs already used (an old backup was restored): the queue was renumbered. */
   reincarnated: [previous: string, next: string];
 }

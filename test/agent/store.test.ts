@@ -166,7 +166,15 @@ describe('agent store', () => {
     store.appendWrites(['d1', 'o1', 'd2', 'o2', 'd3'].map((k) => ({ collection: k.startsWith('o') ? 'orders' : 'docs', key: k, op: 'put' as const, value: k, hlc: hlc() })), hlc());
     const before = store.incarnation;
     const moved = store.relane((c) => (c === 'orders' ? 'orders' : 'default'));
-    expect(moved).toEqual([{ seq: 2, lane: 'orders', toSeq: 1 }, { seq: 4, lane: 'orders', toSeq: 2 }]);
+    const orders = store.incarnationOf('orders');
+    // Every write whose identity changed, from where to where: the receipts' owners can follow.
+    expect(moved).toEqual([
+      { from: { incarnation: before, seq: 2 }, to: { partition: 'orders', incarnation: orders, seq: 1 } },
+      { from: { incarnation: before, seq: 4 }, to: { partition: 'orders', incarnation: orders, seq: 2 } },
+      { from: { incarnation: before, seq: 1 }, to: { partition: 'default', incarnation: store.incarnation, seq: 1 } },
+      { from: { incarnation: before, seq: 3 }, to: { partition: 'default', incarnation: store.incarnation, seq: 2 } },
+      { from: { incarnation: before, seq: 5 }, to: { partition: 'default', incarnation: store.incarnation, seq: 3 } },
+    ]);
     expect(store.pendingFrom('orders', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([[1, 'o1'], [2, 'o2']]);
     // The default lane is renumbered without holes, under a new incarnation (a fresh sequence space).
     expect(store.pendingFrom('default', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([[1, 'd1'], [2, 'd2'], [3, 'd3']]);

@@ -280,7 +280,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     const partitions: NonNullable<AgentStatus['partitions']> = {};
     for (const lane of this.#lanes.values()) {
-      if (lane.partition !== DEFAULT_LANE) partitions[lane.partition] = { incarnation: this.#store.incarnationOf(lane.partition), watermark: lane.replicator.watermark };
+      if (lane.partition === DEFAULT_LANE) continue;
+      const laneCursors = Object.entries(cursors).filter(([c]) => lane.inLane(c)).map(([, lsn]) => lsn);
+      partitions[lane.partition] = {
+        incarnation: this.#store.incarnationOf(lane.partition), watermark: lane.replicator.watermark,
+        appliedLsn: Math.max(lane.replicator.watermark, ...laneCursors),
+      };
     }
     const defaultCursors = Object.entries(cursors).filter(([c]) => this.#laneOf(c) === DEFAULT_LANE).map(([, lsn]) => lsn);
     const { lastSyncAt, nextWindow } = this.#scheduler;
@@ -289,6 +294,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       incarnation: this.#store.incarnation,
       connected: this.#link.connected,
       outboxDepth: this.#store.pendingCount(),
+      catchingUp: [...this.#lanes.values()].some((lane) => lane.replicator.pulling),
       appliedLsn: Math.max(watermark, ...defaultCursors),
       watermark,
       collections,

@@ -44,6 +44,8 @@ export interface AgentStatus {
   connected: boolean;
   /** Writes in the outbox not yet acknowledged by the hub. */
   outboxDepth: number;
+  /** A pull from the hub is under way or due (after a (re)connect, or a gap in change sets). */
+  catchingUp: boolean;
   /** Highest LSN applied to the local replica. */
   appliedLsn: number;
   /** Every change up to this LSN (of the replicated collections) is applied. */
@@ -56,9 +58,10 @@ export interface AgentStatus {
   collections: Record<string, { appliedLsn: number; lag: number; pending: number; oldestPendingAgeMs?: number }>;
   /**
    * Per partition of the hub other than the default one (when it has them): the sequence space
-   * of this device's writes there, and how far its log is applied.
+   * of this device's writes there, and how far its log is applied (`appliedLsn` and `watermark`
+   * as above, in that partition's LSNs; the fields above are the default partition's).
    */
-  partitions?: Record<string, { incarnation: string; watermark: number }>;
+  partitions?: Record<string, { incarnation: string; appliedLsn: number; watermark: number }>;
   /** When the last sync window or sync-now finished with everything uploaded and caught up. */
   lastSyncAt?: string;
   /** When the next sync window opens (sync windows only). */

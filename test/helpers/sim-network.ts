@@ -1,5 +1,9 @@
 import type { Transport, TransportDelegate, TransportFactory } from '../../agent/transport.js';
+import { partitionsOf } from '../../hub/config.js';
 import { HubCore, type HubCoreOptions } from '../../hub/core.js';
+import { sqliteDirOf } from '../../hub/store/open-store.js';
+import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
+import { DEFAULT_PARTITION, partitionOfTopic } from '../../shared/topics.js';
 
 interface InFlight {
   /** `hub`, or the agent id it is for. */
@@ -29,13 +33,15 @@ function matches(filter: string, topic: string): boolean {
 }
 
 /**
- * A simulated broker between one HubCore and many agents, driven step by step by a test:
- * messages in flight can be delivered out of order and more than once; a disconnect loses
- * whatever was in flight on that connection (as a dropped TCP connection does); a hub restart
- * reopens the same database. Everything else — stores, protocol, agents — is the real code.
+ * A simulated broker between the hub — one HubCore per partition of its config — and many
+ * agents, driven step by step by a test: messages in flight can be delivered out of order and
+ * more than once; a disconnect loses whatever was in flight on that connection (as a dropped TCP
+ * connection does); a hub restart reopens the same database. Everything else — stores,
+ * protocol, agents — is the real code.
  */
 export class SimNetwork {
-  hub: HubCore | undefined;
+  /** The hub of each partition that is running. */
+  readonly hubs = new Map<string, HubCore>();
   readonly #clients = new Map<string, SimTransport>();
   readonly #retained = new Map<string, Buffer>();
   #inFlight: InFlight[] = [];
@@ -45,18 +51,45 @@ export class SimNetwork {
     this.faults = faults;
   }
 
-  startHub(): void {
-    this.hub = new HubCore({ ...this.hubOptions, publish: (topic, payload, retain) => this.#fromHub(topic, payload, retain) });
-    this.hub.start();
+  /** The default partition's hub. */
+  get hub(): HubCore | undefined {
+    return this.hubs.get(DEFAULT_PARTITION);
+  }
+
+  get partitions(): string[] {
+    return this.hubOptions.config ? partitionsOf(this.hubOptions.config) : [DEFAULT_PARTITION];
+  }
+
+  /** Starts the hub of every partition (or of one, as a standby taking it over does). */
+  startHub(partition?: string): void {
+    for (const p of partition === undefined ? this.partitions : [partition]) {
+      const store = p === DEFAULT_PARTITION ? undefined : new SqliteHubStore(sqliteDirOf(this.hubOptions.dataDir, p));
+      const hub = new HubCore({
+        ...this.hubOptions, partition: p, ...(store && { store }), publish: (topic, payload, retain) => this.#fromHub(topic, payload, retain),
+      });
+      hub.start();
+      this.hubs.set(p, hub);
+    }
     for (const client of this.#clients.values()) if (client.wanted) this.connect(client.id);
   }
 
-  async stopHub(): Promise<void> {
-    for (const client of this.#clients.values()) this.disconnect(client.id);
-    this.#inFlight = [];
-    const hub = this.hub;
-    this.hub = undefined;
-    await hub?.stop();
+  /**
+   * Stops the hub of every partition: every agent's connection drops with it. Or stops one
+   * partition's hub: agents stay connected to the broker, and what was in flight to or from that
+   * hub is lost (the harsher case: a broker session would have kept it).
+   */
+  async stopHub(partition?: string): Promise<void> {
+    if (partition === undefined) {
+      for (const client of this.#clients.values()) this.disconnect(client.id);
+      this.#inFlight = [];
+    } else {
+      this.#inFlight = this.#inFlight.filter((m) => partitionOfTopic(m.topic) !== partition);
+    }
+    for (const p of partition === undefined ? [...this.hubs.keys()] : [partition]) {
+      const hub = this.hubs.get(p);
+      this.hubs.delete(p);
+      await hub?.stop();
+    }
   }
 
   transport(agentId: string): TransportFactory {
@@ -69,12 +102,19 @@ export class SimNetwork {
 
   connect(agentId: string): void {
     const client = this.#clients.get(agentId);
-    if (!client || client.connected || !client.wanted || !this.hub) return;
+    if (!client || client.connected || !client.wanted || this.hubs.size === 0) return;
     client.connected = true;
     for (const [topic, payload] of this.#retained) {
       if (client.subscriptions.some((f) => matches(f, topic))) this.#inFlight.push({ to: agentId, from: 'hub', topic, payload });
     }
     client.delegate.onConnected();
+  }
+
+  /** A new subscription gets the retained messages it matches, as from a real broker. */
+  deliverRetained(agentId: string, filters: readonly string[]): void {
+    for (const [topic, payload] of this.#retained) {
+      if (filters.some((f) => matches(f, topic))) this.#inFlight.push({ to: agentId, from: 'hub', topic, payload });
+    }
   }
 
   disconnect(agentId: string): void {
@@ -103,7 +143,7 @@ export class SimNetwork {
     }
     const { to, from, payload, topic } = message!;
     if (to === 'hub') {
-      this.hub?.onUp(from, payload);
+      this.hubs.get(partitionOfTopic(topic))?.onUp(from, payload);
     } else {
       const client = this.#clients.get(to);
       if (client?.connected) await client.delegate.onMessage(topic, payload);
@@ -134,7 +174,9 @@ class SimTransport implements Transport {
   ) {}
 
   subscribe(filters: readonly string[]): Promise<void> {
-    this.subscriptions = [...new Set([...this.subscriptions, ...filters])];
+    const added = filters.filter((f) => !this.subscriptions.includes(f));
+    this.subscriptions = [...this.subscriptions, ...added];
+    if (this.connected) this.net.deliverRetained(this.id, added);
     return Promise.resolve();
   }
 

@@ -5,6 +5,8 @@ import pino from 'pino';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
+import { parseHubConfig, type HubConfig } from '../../hub/config.js';
+import { sqliteDirOf } from '../../hub/store/open-store.js';
 import { decodeCbor } from '../../shared/codec.js';
 import { SimNetwork } from '../helpers/sim-network.js';
 import { tempDir } from '../helpers/temp.js';
@@ -13,40 +15,58 @@ import { prng } from '../helpers/prng.js';
 
 const AGENTS = ['pi-0', 'pi-1', 'pi-2'];
 const KEYS = ['k0', 'k1', 'k2', 'k3'];
+/** Two collections; in the partitioned run `ord` has a partition (`billing`), a log and a hub of its own. */
+const COLLECTIONS = ['kv', 'ord'] as const;
+const PARTITIONED = parseHubConfig({ partitions: { billing: ['ord'] } });
+const partitionOf = (config: HubConfig | undefined, collection: string): string => (config && collection === 'ord' ? 'billing' : 'default');
 
 type Command =
-  | { t: 'write'; a: number; k: number; del: boolean }
+  | { t: 'write'; a: number; k: number; del: boolean; c?: number }
   | { t: 'deliver'; n: number }
   | { t: 'disconnect'; a: number }
   | { t: 'reconnect'; a: number }
   | { t: 'restartAgent'; a: number }
-  | { t: 'restartHub' };
+  | { t: 'restartHub' }
+  /** Restarts one partition's hub only (`billing`, in the partitioned run). */
+  | { t: 'restartPartition' };
 
 const agentIndex = fc.integer({ min: 0, max: AGENTS.length - 1 });
 const command: fc.Arbitrary<Command> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ t: fc.constant('write' as const), a: agentIndex, k: fc.integer({ min: 0, max: KEYS.length - 1 }), del: fc.boolean() }) },
+  { weight: 6, arbitrary: fc.record({ t: fc.constant('write' as const), a: agentIndex, k: fc.integer({ min: 0, max: KEYS.length - 1 }), del: fc.boolean(), c: fc.integer({ min: 0, max: 1 }) }) },
   { weight: 6, arbitrary: fc.record({ t: fc.constant('deliver' as const), n: fc.integer({ min: 1, max: 12 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('disconnect' as const), a: agentIndex }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('reconnect' as const), a: agentIndex }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('restartAgent' as const), a: agentIndex }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('restartHub' as const) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('restartPartition' as const) }) },
 );
 
 /** A write the app was told is durable on its device. */
-interface Acknowledged { agentId: string; inc: string; seq: number; key: string; value: unknown; del: boolean; hlc: string }
+interface Acknowledged { agentId: string; collection: string; inc: string; seq: number; key: string; value: unknown; del: boolean; hlc: string }
 
-async function run(commands: Command[], seed: number, duplicate: number, reorderWindow: number): Promise<void> {
+async function run(commands: Command[], seed: number, duplicate: number, reorderWindow: number, config?: HubConfig): Promise<void> {
   const dir = tempDir('model');
-  const net = new SimNetwork({ dataDir: join(dir, 'hub'), dev: true }, prng(seed), { duplicate, reorderWindow });
+  const net = new SimNetwork({ dataDir: join(dir, 'hub'), dev: true, ...(config && { config }) }, prng(seed), { duplicate, reorderWindow });
   net.startHub();
-  const open = (agentId: string): Agent => new Agent({
-    agentId, hubUrl: 'sim://hub', dataDir: join(dir, agentId), transport: net.transport(agentId),
-    ackTimeoutMs: 150, waitTimeoutMs: 1000,
-    ...(process.env.OUTPOST_MODEL_DEBUG && { logger: pino({ level: 'debug', name: agentId }) }),
-  }).start();
-  const agents = AGENTS.map(open);
   const acknowledged: Acknowledged[] = [];
+  const open = (agentId: string): Agent => {
+    const agent = new Agent({
+      agentId, hubUrl: 'sim://hub', dataDir: join(dir, agentId), transport: net.transport(agentId),
+      ackTimeoutMs: 150, waitTimeoutMs: 1000,
+      ...(process.env.OUTPOST_MODEL_DEBUG && { logger: pino({ level: 'debug', name: agentId }) }),
+    });
+    // Writes made before the agent heard of the partitions move to their partition's sequence.
+    agent.on('moved', (moved) => {
+      for (const { from, to } of moved) {
+        const write = acknowledged.find((w) => w.agentId === agentId && w.inc === from.incarnation && w.seq === from.seq);
+        if (write) Object.assign(write, { inc: to.incarnation, seq: to.seq });
+      }
+    });
+    return agent.start();
+  };
+  const agents = AGENTS.map(open);
   let counter = 0;
+  const partitions = net.partitions;
 
   try {
     for (const c of commands) {
@@ -55,9 +75,9 @@ async function run(commands: Command[], seed: number, duplicate: number, reorder
           const agent = agents[c.a]!;
           const key = KEYS[c.k]!;
           const value = { by: agent.id, n: counter++ };
-          const inc = agent.status().incarnation;
-          const receipt = c.del ? await agent.del('kv', key) : await agent.put('kv', key, value);
-          acknowledged.push({ agentId: agent.id, inc, seq: receipt.seq, key, value, del: c.del, hlc: receipt.hlc });
+          const collection = COLLECTIONS[c.c ?? 0]!;
+          const receipt = c.del ? await agent.del(collection, key) : await agent.put(collection, key, value);
+          acknowledged.push({ agentId: agent.id, collection, inc: receipt.incarnation, seq: receipt.seq, key, value, del: c.del, hlc: receipt.hlc });
           break;
         }
         case 'deliver':
@@ -77,12 +97,23 @@ async function run(commands: Command[], seed: number, duplicate: number, reorder
           await net.stopHub();
           net.startHub();
           break;
+        case 'restartPartition': {
+          const partition = partitions.at(-1)!;
+          await net.stopHub(partition);
+          net.startHub(partition);
+          break;
+        }
       }
     }
 
     // Heal: everyone connected, no more duplicates; deliver until the fleet is quiet.
     net.faults = { duplicate: 0, reorderWindow };
-    const quiet = (): boolean => net.inFlight === 0 && agents.every((a) => a.status().outboxDepth === 0 && a.status().appliedLsn >= net.hub!.store.head);
+    const applied = (a: Agent, partition: string): number => (partition === 'default' ? a.status().appliedLsn : a.status().partitions?.[partition]?.appliedLsn ?? 0);
+    // Quiet: nothing in flight or queued, every partition's head applied, and no collection
+    // behind what the agent has heard of it (a change set that came after a gap means a pull is due).
+    const quiet = (): boolean => net.inFlight === 0 && agents.every((a) => a.status().outboxDepth === 0 && !a.status().catchingUp
+      && Object.values(a.status().collections).every((c) => c.lag === 0)
+      && partitions.every((p) => applied(a, p) >= net.hubs.get(p)!.store.head));
     for (let round = 0; round < 400 && !quiet(); round++) {
       for (const id of AGENTS) net.connect(id);
       while (await net.step()) { /* drain */ }
@@ -93,16 +124,21 @@ async function run(commands: Command[], seed: number, duplicate: number, reorder
       expect.fail(`the fleet did not quiesce: ${JSON.stringify(state)}`);
     }
 
-    check(join(dir, 'hub', 'hub.db'), acknowledged, agents);
+    for (const partition of partitions) {
+      const collections = COLLECTIONS.filter((c) => partitionOf(config, c) === partition);
+      check(join(sqliteDirOf(join(dir, 'hub'), partition), 'hub.db'), acknowledged.filter((w) => collections.includes(w.collection as never)), agents, collections);
+    }
     for (const agent of agents) {
-      const replica = await agent.list('kv', { confirmed: true, limit: 100 });
-      const hub = net.hub!.store;
-      const docs = await Promise.all(KEYS.map((k) => hub.document('kv', k)));
-      const expected = KEYS.flatMap((k, i) => {
-        const doc = docs[i];
-        return doc && !doc.deleted ? [{ key: k, value: doc.value, version: doc.version }] : [];
-      });
-      expect(replica.map(({ key, value, version }) => ({ key, value, version })), `replica of ${agent.id}`).toEqual(expected);
+      for (const collection of COLLECTIONS) {
+        const replica = await agent.list(collection, { confirmed: true, limit: 100 });
+        const hub = net.hubs.get(partitionOf(config, collection))!.store;
+        const docs = await Promise.all(KEYS.map((k) => hub.document(collection, k)));
+        const expected = KEYS.flatMap((k, i) => {
+          const doc = docs[i];
+          return doc && !doc.deleted ? [{ key: k, value: doc.value, version: doc.version }] : [];
+        });
+        expect(replica.map(({ key, value, version }) => ({ key, value, version })), `${collection} replica of ${agent.id}`).toEqual(expected);
+      }
     }
   } finally {
     await Promise.all(agents.map((a) => a.close()));
@@ -110,8 +146,8 @@ async function run(commands: Command[], seed: number, duplicate: number, reorder
   }
 }
 
-/** Reads the hub's database and checks every guarantee against the acknowledged writes. */
-function check(hubDb: string, acknowledged: Acknowledged[], agents: Agent[]): void {
+/** Reads one partition's database and checks every guarantee against the acknowledged writes of its collections. */
+function check(hubDb: string, acknowledged: Acknowledged[], agents: Agent[], collections: readonly string[]): void {
   const db = new Database(hubDb, { readonly: true });
   try {
     const dupes = db.prepare('SELECT origin, incarnation, seq, count(*) AS n FROM log WHERE seq IS NOT NULL GROUP BY 1, 2, 3 HAVING n > 1').all();
@@ -141,15 +177,20 @@ function check(hubDb: string, acknowledged: Acknowledged[], agents: Agent[]): vo
     }
 
     // Reference model: each key is a last-writer-wins register over every acknowledged write.
-    const docs = db.prepare<[string], { value: Buffer | null; deleted: number }>("SELECT value, deleted FROM documents WHERE collection = 'kv' AND key = ?");
-    for (const key of KEYS) {
-      const writes = acknowledged.filter((w) => w.key === key);
-      if (writes.length === 0) continue;
-      const winner = writes.reduce((a, b) => (b.hlc > a.hlc || (b.hlc === a.hlc && b.agentId > a.agentId) ? b : a));
-      const doc = docs.get(key);
-      if (winner.del) expect(doc?.deleted ?? 1, `${key} deleted`).toBe(1);
-      else expect(doc && !doc.deleted ? decodeCbor(doc.value!) : undefined, `${key} holds the latest write`).toEqual(winner.value);
+    const docs = db.prepare<[string, string], { value: Buffer | null; deleted: number }>('SELECT value, deleted FROM documents WHERE collection = ? AND key = ?');
+    for (const collection of collections) {
+      for (const key of KEYS) {
+        const writes = acknowledged.filter((w) => w.collection === collection && w.key === key);
+        if (writes.length === 0) continue;
+        const winner = writes.reduce((a, b) => (b.hlc > a.hlc || (b.hlc === a.hlc && b.agentId > a.agentId) ? b : a));
+        const doc = docs.get(collection, key);
+        if (winner.del) expect(doc?.deleted ?? 1, `${collection}/${key} deleted`).toBe(1);
+        else expect(doc && !doc.deleted ? decodeCbor(doc.value!) : undefined, `${collection}/${key} holds the latest write`).toEqual(winner.value);
+      }
     }
+    // Nothing of another partition's collections in this log.
+    const strays = db.prepare(`SELECT count(*) AS n FROM log WHERE collection NOT IN (${collections.map(() => '?').join(',')})`).get(...collections) as { n: number };
+    expect(strays.n, 'log entries of collections of another partition').toBe(0);
   } finally {
     db.close();
   }
@@ -185,4 +226,23 @@ describe('the whole protocol against a reference model', () => {
       { numRuns: Number(process.env.OUTPOST_MODEL_RUNS ?? 200), interruptAfterTimeLimit: 240_000, examples: REGRESSIONS },
     );
   }, 300_000);
+
+  it('with partitions: each write exactly once in its own partition\'s log, through the same faults and one partition\'s restarts', async () => {
+    const replay = process.env.OUTPOST_MODEL_PARTITIONED_REPLAY;
+    if (replay) {
+      const [commands, seed, duplicate, window] = JSON.parse(replay) as [Command[], number, number, number];
+      await run(commands, seed, duplicate, window, PARTITIONED);
+      return;
+    }
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(command, { minLength: 5, maxLength: 40 }),
+        fc.integer(),
+        fc.constantFrom(0, 0.1, 0.3),
+        fc.constantFrom(1, 3, 8),
+        async (commands, seed, duplicate, reorderWindow) => run(commands, seed, duplicate, reorderWindow, PARTITIONED),
+      ),
+      { numRuns: Number(process.env.OUTPOST_MODEL_RUNS ?? 120), interruptAfterTimeLimit: 180_000 },
+    );
+  }, 240_000);
 });

@@ -9,6 +9,7 @@ import { benchCatchup, type CatchupResult } from './catchup.js';
 import { benchFanin, type FaninResult } from './fanin.js';
 import { benchFootprint, mb, TARGET_BYTES, type FootprintResult } from './footprint.js';
 import { benchIngest, type IngestResult } from './ingest.js';
+import { benchPartitions, type PartitionsResult } from './partitions.js';
 import { mib } from './proc-stats.js';
 import { benchPropagation, type PropagationResult } from './propagation.js';
 import { benchWire, type WireResult } from './wire.js';
@@ -64,6 +65,16 @@ async function fanin(): Promise<FaninResult> {
   return r;
 }
 
+async function partitions(): Promise<PartitionsResult | undefined> {
+  const r = await benchPartitions(quick);
+  if (!r) {
+    process.stdout.write('partitions: skipped, mosquitto is not installed (apt-get install mosquitto)\n');
+    return undefined;
+  }
+  line('ingest over two partitions, one hub process per partition', rate(r.twoProcesses), `one hub process leading both: ${rate(r.oneProcess)}`, r.twoProcesses / r.oneProcess);
+  return r;
+}
+
 async function footprint(): Promise<FootprintResult> {
   const r = await benchFootprint(quick);
   line(`idle agent RSS (${count(r.docs)} documents, ${count(r.pending)} pending)`, `${mb(r.agentRss)} (target ${mb(TARGET_BYTES)}; CPU ${(r.agentCpu * 100).toFixed(2)} % of one core)`,
@@ -72,7 +83,7 @@ async function footprint(): Promise<FootprintResult> {
 }
 
 const results = {
-  ingest: await ingest(), wire: await wire(), propagation: await propagation(), catchup: await catchup(), fanin: await fanin(), footprint: await footprint(),
+  ingest: await ingest(), wire: await wire(), propagation: await propagation(), catchup: await catchup(), fanin: await fanin(), partitions: await partitions(), footprint: await footprint(),
 };
 
 const machine = { cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, quick };

@@ -1,0 +1,126 @@
+/**
+ * Write load spread over partitions: the same fleet writing to two collections in two partitions
+ * (`telemetry` in `default`, `orders` in `billing`), committed by one hub process that leads both
+ * against two hub processes that lead one each — behind one Mosquitto, on SQLite. The ratio says
+ * how much a second leader adds on this machine (on 2 cores it shares them with the broker and
+ * the agents). Skipped where Mosquitto is not installed.
+ */
+import Database from 'better-sqlite3';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Agent } from '../agent/agent.js';
+import { MOSQUITTO } from '../test/helpers/mosquitto.js';
+import { freePort } from '../test/helpers/ports.js';
+import { killOnExit } from './children.js';
+import { tempDir } from './temp.js';
+
+export interface PartitionsResult {
+  /** Writes per second committed across both partitions by one hub process. */
+  oneProcess: number;
+  /** The same by two hub processes, one per partition. */
+  twoProcesses: number;
+}
+
+const CLI = fileURLToPath(new URL('../dist/cli/outpost.js', import.meta.url));
+const CONFIG = 'partitions:\n  billing: [orders]\n';
+
+export async function benchPartitions(quick: boolean): Promise<PartitionsResult | undefined> {
+  if (!MOSQUITTO) return undefined;
+  const agents = Number(process.env.BENCH_PARTITION_AGENTS ?? 4);
+  const perAgent = quick ? 5_000 : 50_000;
+  return {
+    oneProcess: await run([['default', 'billing']], agents, perAgent),
+    twoProcesses: await run([['default'], ['billing']], agents, perAgent),
+  };
+}
+
+/** Writes per second from the moment the agents start, every hub leading, until both partitions hold every write. */
+async function run(processes: string[][], agents: number, perAgent: number): Promise<number> {
+  const dir = tempDir('bench-partitions');
+  const config = join(dir, 'hub.yaml');
+  writeFileSync(config, CONFIG);
+  const broker = await startMosquitto(dir);
+  const fleet = Array.from({ length: agents }, (_, a) => new Agent({
+    hubUrl: broker.url, agentId: `pi-${a}`, dataDir: join(dir, `pi-${a}`), collections: ['config'], reconnect: { initialMs: 20, maxMs: 50 },
+  }));
+  // The outboxes fill offline; half the writes belong to each partition.
+  await Promise.all(fleet.map(async (agent, a) => {
+    for (let i = 0; i < perAgent; i += 500) {
+      await Promise.all(Array.from({ length: Math.min(500, perAgent - i) }, (_, j) => {
+        const n = i + j;
+        return agent.put(n % 2 === 0 ? 'telemetry' : 'orders', `${a}-${n}`, { celsius: 20 + (n % 50) / 10, at: 1_764_000_000_000 + n });
+      }));
+    }
+  }));
+  const hubData = join(dir, 'hub');
+  const hubs = await Promise.all(processes.map((partitions) => startHub(broker.url, hubData, config, partitions)));
+  // The clock starts when the agents connect to hubs that lead: node's own start-up is not ingest.
+  const started = performance.now();
+  for (const agent of fleet) agent.start();
+  const half = (agents * perAgent) / 2;
+  await Promise.all([committed(join(hubData, 'hub.db'), half), committed(join(hubData, 'partitions', 'billing', 'hub.db'), half)]);
+  const seconds = (performance.now() - started) / 1000;
+  await Promise.all(fleet.map((agent) => agent.close()));
+  for (const hub of hubs) hub.kill('SIGTERM');
+  await Promise.all(hubs.map((hub) => new Promise((resolve) => (hub.exitCode !== null ? resolve(undefined) : hub.once('exit', resolve)))));
+  broker.child.kill('SIGTERM');
+  return (agents * perAgent) / seconds;
+}
+
+async function startMosquitto(dir: string): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort();
+  const conf = join(dir, 'mosquitto.conf');
+  // Anonymous on loopback, for the benchmark only (the hubs run --dev); no per-message logging.
+  writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'max_queued_messages 100000',
+    ...(process.getuid?.() === 0 ? ['user root'] : []), ''].join('\n'));
+  const child = killOnExit(spawn(MOSQUITTO!, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString();
+      if (output.includes('running')) resolve();
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`mosquitto exited with ${code}:\n${output}`)));
+  });
+  return { url: `mqtt://127.0.0.1:${port}`, child };
+}
+
+/** `outpost hub --dev --broker …` serving `partitions`; resolves once it leads each of them. */
+async function startHub(broker: string, dataDir: string, config: string, partitions: string[]): Promise<ChildProcess> {
+  const hub = killOnExit(spawn(process.execPath, [CLI, 'hub', '--dev', '--broker', broker, '--data', dataDir, '--config', config,
+    '--partitions', partitions.join(','), '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString();
+      if (output.split('"msg":"hub started"').length - 1 < partitions.length) return;
+      hub.stdout.off('data', onData);
+      hub.stdout.resume(); // keep draining what it logs later
+      resolve();
+    };
+    hub.stdout.on('data', onData);
+    hub.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    hub.once('exit', () => reject(new Error(`the hub exited before it started:\n${output}`)));
+  });
+  return hub;
+}
+
+/** Polls a partition's database until `target` changes are committed. */
+async function committed(path: string, target: number): Promise<void> {
+  while (!existsSync(path)) await new Promise((resolve) => setTimeout(resolve, 5));
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    for (;;) {
+      const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'log'").get() !== undefined;
+      const head = exists ? (db.prepare('SELECT max(lsn) AS lsn FROM log').get() as { lsn: number | null }).lsn ?? 0 : 0;
+      if (head >= target) return;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  } finally {
+    db.close();
+  }
+}

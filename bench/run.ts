@@ -72,6 +72,8 @@ async function partitions(): Promise<PartitionsResult | undefined> {
     return undefined;
   }
   line('ingest over two partitions, one hub process per partition', rate(r.twoProcesses), `one hub process leading both: ${rate(r.oneProcess)}`, r.twoProcesses / r.oneProcess);
+  line('CPU of the busiest leading hub per 1,000 writes, one process per partition', ms(r.twoProcessesCpuMs),
+    `one hub process leading both: ${ms(r.oneProcessCpuMs)}`, r.twoProcessesCpuMs / r.oneProcessCpuMs);
   return r;
 }
 

@@ -7,12 +7,12 @@
 import Database from 'better-sqlite3';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
-import { existsSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Agent } from '../agent/agent.js';
 import { encodeCbor } from '../shared/codec.js';
 import { freePort } from '../test/helpers/ports.js';
+import { committedHead } from './hub-db.js';
 import { startHubProcess } from './hub-process.js';
 import { tempDir } from './temp.js';
 
@@ -48,22 +48,6 @@ async function outpost(agents: number, perAgent: number): Promise<number> {
   return head / seconds;
 }
 
-/** Polls the hub's database until `target` changes are committed. */
-async function committedHead(path: string, target: number): Promise<number> {
-  while (!existsSync(path)) await new Promise((resolve) => setTimeout(resolve, 2));
-  const db = new Database(path, { readonly: true, fileMustExist: true });
-  try {
-    for (;;) {
-      // Until the hub has run its migrations there is no log table yet.
-      const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'log'").get() !== undefined;
-      const head = exists ? (db.prepare('SELECT max(lsn) AS lsn FROM log').get() as { lsn: number | null }).lsn ?? 0 : 0;
-      if (head >= target) return head;
-      await new Promise((resolve) => setTimeout(resolve, 2));
-    }
-  } finally {
-    db.close();
-  }
-}
 
 /** The limit: the same rows straight into SQLite, in large transactions, synchronous=FULL. */
 function raw(total: number, agents: number): number {

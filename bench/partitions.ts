@@ -7,15 +7,15 @@
  * throughput cannot show a second leader's gain there; the busiest leader's CPU shows the load
  * being split. Skipped where Mosquitto is not installed.
  */
-import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent } from '../agent/agent.js';
 import { MOSQUITTO } from '../test/helpers/mosquitto.js';
 import { freePort } from '../test/helpers/ports.js';
 import { killOnExit } from './children.js';
+import { committedHead } from './hub-db.js';
 import { sampleProc } from './proc-stats.js';
 import { tempDir } from './temp.js';
 
@@ -67,7 +67,7 @@ async function run(processes: string[][], agents: number, perAgent: number): Pro
   const cpuBefore = hubs.map((hub) => sampleProc(hub.pid!));
   for (const agent of fleet) agent.start();
   const half = (agents * perAgent) / 2;
-  await Promise.all([committed(join(hubData, 'hub.db'), half), committed(join(hubData, 'partitions', 'billing', 'hub.db'), half)]);
+  await Promise.all([committedHead(join(hubData, 'hub.db'), half), committedHead(join(hubData, 'partitions', 'billing', 'hub.db'), half)]);
   const seconds = (performance.now() - started) / 1000;
   const cpuSeconds = hubs.map((hub, i) => sampleProc(hub.pid!).cpuSeconds - cpuBefore[i]!.cpuSeconds);
   await Promise.all(fleet.map((agent) => agent.close()));
@@ -116,20 +116,4 @@ async function startHub(broker: string, dataDir: string, config: string, partiti
     hub.once('exit', () => reject(new Error(`the hub exited before it started:\n${output}`)));
   });
   return hub;
-}
-
-/** Polls a partition's database until `target` changes are committed. */
-async function committed(path: string, target: number): Promise<void> {
-  while (!existsSync(path)) await new Promise((resolve) => setTimeout(resolve, 5));
-  const db = new Database(path, { readonly: true, fileMustExist: true });
-  try {
-    for (;;) {
-      const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'log'").get() !== undefined;
-      const head = exists ? (db.prepare('SELECT max(lsn) AS lsn FROM log').get() as { lsn: number | null }).lsn ?? 0 : 0;
-      if (head >= target) return;
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-  } finally {
-    db.close();
-  }
 }

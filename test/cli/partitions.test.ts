@@ -1,19 +1,17 @@
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MOSQUITTO, MosquittoProcess, NO_MOSQUITTO } from '../helpers/mosquitto.js';
 import { freePort } from '../helpers/ports.js';
 import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
-import { CLI, http, OutpostProcess } from '../helpers/processes.js';
+import { http, OutpostProcess, runOutpost } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
 
 const CONFIG = 'access:\n  default: { read: ["*"], write: ["*"] }\npartitions:\n  shop: [orders]\n';
 const HUB_PASSWORD = 'hub-secret-for-partition-cli';
 
-const run = (args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } =>
-  spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 20_000 });
+const run = runOutpost;
 
 /** The JSON log lines of a process with this message. */
 const lines = (p: OutpostProcess, msg: string): Array<Record<string, unknown>> => p.output.split('\n')

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -8,7 +7,7 @@ import type { HubStore } from '../../hub/store/hub-store.js';
 import { openHubStore } from '../../hub/store/open-store.js';
 import { MOSQUITTO, MosquittoProcess, NO_MOSQUITTO } from '../helpers/mosquitto.js';
 import { freshDatabase, NO_POSTGRES } from '../helpers/postgres.js';
-import { CLI, OutpostProcess } from '../helpers/processes.js';
+import { outpost, OutpostProcess } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -17,12 +16,6 @@ const AGENTS = ['pi-1', 'pi-2', 'pi-3'];
 /** `readings` stays in the default partition; `orders` has a partition, a log and a leader of its own. */
 const CONFIG = 'partitions:\n  billing: [orders]\naccess:\n  default: { read: ["*"], write: ["*"] }\n';
 const COLLECTIONS = { readings: 'default', orders: 'billing' } as const;
-
-const outpost = (args: string[], env: Record<string, string> = {}): string => {
-  const run = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
-  if (run.status !== 0) throw new Error(`outpost ${args.join(' ')} exited with ${run.status}: ${run.stderr}`);
-  return run.stdout;
-};
 
 const skip = NO_POSTGRES ?? (MOSQUITTO ? undefined : NO_MOSQUITTO);
 if (skip) console.warn(`partition failover: ${skip}`);

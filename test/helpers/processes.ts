@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from './wait.js';
@@ -30,6 +30,18 @@ export class OutpostProcess {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
     return this.exited;
   }
+}
+
+/** Runs an `outpost` command to its end (bounded): its exit status and output. */
+export function runOutpost(args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 20_000 });
+}
+
+/** Runs an `outpost` command that must succeed; returns what it printed. */
+export function outpost(args: string[], env: Record<string, string> = {}): string {
+  const run = runOutpost(args, env);
+  if (run.status !== 0) throw new Error(`outpost ${args.join(' ')} exited with ${run.status}: ${run.stderr}`);
+  return run.stdout;
 }
 
 /** JSON over HTTP against a process's API. */

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -11,7 +10,7 @@ import { PostgresHubStore } from '../../hub/store/pg-store.js';
 import { MOSQUITTO, MosquittoProcess, NO_MOSQUITTO } from '../helpers/mosquitto.js';
 import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
 import { freePort } from '../helpers/ports.js';
-import { CLI, OutpostProcess } from '../helpers/processes.js';
+import { outpost, OutpostProcess } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -19,12 +18,6 @@ const HUB_PASSWORD = 'hub-secret-for-failover';
 const AGENTS = ['pi-1', 'pi-2', 'pi-3'];
 /** Keys every agent writes (concurrent writes, resolved last-writer-wins) besides its own. */
 const SHARED_KEYS = 5;
-
-const outpost = (args: string[], env: Record<string, string> = {}): string => {
-  const run = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
-  if (run.status !== 0) throw new Error(`outpost ${args.join(' ')} exited with ${run.status}: ${run.stderr}`);
-  return run.stdout;
-};
 
 const skip = NO_POSTGRES ?? (MOSQUITTO ? undefined : NO_MOSQUITTO);
 if (skip) console.warn(`hub failover: ${skip}`);

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
@@ -18,7 +17,7 @@ import { encodeHlc } from '../../shared/hlc.js';
 import type { HubStatusMessage } from '../../shared/messages.js';
 import { partitionTopics, topics } from '../../shared/topics.js';
 import { MOSQUITTO, MosquittoProcess, NO_MOSQUITTO } from '../helpers/mosquitto.js';
-import { CLI } from '../helpers/processes.js';
+import { outpost } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -222,11 +221,6 @@ describe.skipIf(!MOSQUITTO)(`partitions on a real Mosquitto${MOSQUITTO ? '' : ` 
     for (const close of closers.splice(0).reverse()) await close();
   });
   const HUB_PASSWORD = 'hub-secret-for-partitions';
-  const outpost = (args: string[], env: Record<string, string> = {}): string => {
-    const run = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
-    if (run.status !== 0) throw new Error(`outpost ${args.join(' ')} exited with ${run.status}: ${run.stderr}`);
-    return run.stdout;
-  };
 
   it('each partition\'s hub has its own session; an agent publishes on its own partition up topic, never on another agent\'s', async () => {
     const dir = tempDir('partitions-mosquitto');

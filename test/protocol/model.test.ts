@@ -205,44 +205,35 @@ const REGRESSIONS: Array<[Command[], number, number, number]> = [
   [[{ t: 'deliver', n: 2 }, { t: 'write', a: 0, k: 0, del: false }, { t: 'write', a: 0, k: 0, del: false }, { t: 'write', a: 0, k: 0, del: false }, { t: 'write', a: 1, k: 0, del: false }, { t: 'restartAgent', a: 1 }, { t: 'deliver', n: 1 }, { t: 'write', a: 0, k: 0, del: false }, { t: 'deliver', n: 1 }], -2031317048, 0.1, 8],
 ];
 
-describe('the whole protocol against a reference model', () => {
+/**
+ * Runs the property over random command sequences, or only the case in `replayVariable`
+ * (`'<counterexample JSON>'`, as fast-check reported it).
+ */
+async function property(config: HubConfig | undefined, replayVariable: string, runs: number, examples: typeof REGRESSIONS, timeLimitMs: number): Promise<void> {
+  const replay = process.env[replayVariable];
+  if (replay) {
+    const [commands, seed, duplicate, window] = JSON.parse(replay) as [Command[], number, number, number];
+    await run(commands, seed, duplicate, window, config);
+    return;
+  }
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(command, { minLength: 5, maxLength: 40 }),
+      fc.integer(),
+      fc.constantFrom(0, 0.1, 0.3),
+      fc.constantFrom(1, 3, 8),
+      async (commands, seed, duplicate, reorderWindow) => run(commands, seed, duplicate, reorderWindow, config),
+    ),
+    { numRuns: Number(process.env.OUTPOST_MODEL_RUNS ?? runs), interruptAfterTimeLimit: timeLimitMs, examples },
+  );
+}
 
+describe('the whole protocol against a reference model', () => {
   it('keeps every acknowledged write exactly once and converges, through duplicates, reordering, disconnects and restarts', async () => {
-    // OUTPOST_MODEL_REPLAY='<counterexample JSON>' replays one case fast-check reported.
-    const replay = process.env.OUTPOST_MODEL_REPLAY;
-    if (replay) {
-      const [commands, seed, duplicate, window] = JSON.parse(replay) as [Command[], number, number, number];
-      await run(commands, seed, duplicate, window);
-      return;
-    }
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(command, { minLength: 5, maxLength: 40 }),
-        fc.integer(),
-        fc.constantFrom(0, 0.1, 0.3),
-        fc.constantFrom(1, 3, 8),
-        async (commands, seed, duplicate, reorderWindow) => run(commands, seed, duplicate, reorderWindow),
-      ),
-      { numRuns: Number(process.env.OUTPOST_MODEL_RUNS ?? 200), interruptAfterTimeLimit: 240_000, examples: REGRESSIONS },
-    );
+    await property(undefined, 'OUTPOST_MODEL_REPLAY', 200, REGRESSIONS, 240_000);
   }, 300_000);
 
   it('with partitions: each write exactly once in its own partition\'s log, through the same faults and one partition\'s restarts', async () => {
-    const replay = process.env.OUTPOST_MODEL_PARTITIONED_REPLAY;
-    if (replay) {
-      const [commands, seed, duplicate, window] = JSON.parse(replay) as [Command[], number, number, number];
-      await run(commands, seed, duplicate, window, PARTITIONED);
-      return;
-    }
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(command, { minLength: 5, maxLength: 40 }),
-        fc.integer(),
-        fc.constantFrom(0, 0.1, 0.3),
-        fc.constantFrom(1, 3, 8),
-        async (commands, seed, duplicate, reorderWindow) => run(commands, seed, duplicate, reorderWindow, PARTITIONED),
-      ),
-      { numRuns: Number(process.env.OUTPOST_MODEL_RUNS ?? 120), interruptAfterTimeLimit: 180_000 },
-    );
+    await property(PARTITIONED, 'OUTPOST_MODEL_PARTITIONED_REPLAY', 120, [], 180_000);
   }, 240_000);
 });

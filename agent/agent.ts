@@ -14,7 +14,7 @@ import { SyncScheduler } from './scheduler.js';
 import type { Transport, TransportFactory } from './transport.js';
 import type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
 import { validateWrite } from './write-validation.js';
-import { AgentStore, DEFAULT_LANE, type AgentDocument, type Rejection, type WriteKind } from './store.js';
+import { AgentStore, DEFAULT_LANE, type AgentDocument, type MovedWrite, type Rejection, type WriteKind } from './store.js';
 import { WriteQueue, type WriteReceipt } from './write-queue.js';
 
 /** Status reports to the hub wait this long, so a burst of changes sends one. */
@@ -71,7 +71,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#assignment = this.#store.getSetting<Record<string, string>>(ASSIGNMENT_SETTING);
     this.#laneOrNew(DEFAULT_LANE);
     for (const partition of new Set(Object.values(this.#assignment ?? {}))) this.#laneOrNew(partition);
-    this.#writes = new WriteQueue(this.#store, this.#clock, (collections, dropped) => this.#afterWrite(collections, dropped), (c) => this.#policy(c));
+    // The lane is chosen when the write is stored, by the assignment known then.
+    this.#writes = new WriteQueue(this.#store, this.#clock, (collections, dropped) => this.#afterWrite(collections, dropped), (c) => this.#policy(c), (c) => this.#laneOf(c));
     const subscriptions = [...this.#lanes.values()].flatMap((lane) => lane.subscriptions(options.collections));
     const transport: TransportFactory = options.transport ?? ((delegate) => new Link({
       url: options.hubUrl,
@@ -120,6 +121,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       connected: () => this.#link.connected,
       // Nothing goes up before the hub's assignment is known: a write must join its partition's sequence.
       mayUpload: () => this.#assignment !== undefined && this.#scheduler.mayUpload(),
+      routed: () => this.#assignment !== undefined,
       onApplied: (changes) => this.emit('change', changes),
       onProgress: () => {
         this.#progress.notify();
@@ -138,6 +140,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     for (const lane of this.#lanes.values()) action(lane);
   }
 
+  /** Writes moved to another partition before their durability wait ended: their new identity, by old `incarnation/seq`. */
+  readonly #moved = new Map<string, MovedWrite['to']>();
+
   #pumpAll(): void {
     this.#eachLane((lane) => lane.uploader.pump());
   }
@@ -151,22 +156,34 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** The default partition said which collections live elsewhere: route by it, and follow new partitions. */
   #onAssignment(parts: Record<string, string>): void {
     const first = this.#assignment === undefined;
-    if (!first && JSON.stringify(parts) === JSON.stringify(this.#assignment)) return;
+    if (!first && sameAssignment(parts, this.#assignment!)) return;
     const before = new Set(this.#lanes.keys());
-    if (!first) {
-      this.#log.warn({ partitions: parts }, 'the hub assigned collections to partitions differently; new writes follow the new assignment');
-    }
-    this.#store.setSetting(ASSIGNMENT_SETTING, parts);
+    const previous = this.#assignment;
     this.#assignment = parts;
     for (const partition of new Set(Object.values(parts))) this.#laneOrNew(partition);
-    if (first) {
-      // Writes made before the assignment was known all joined the default lane and none was
-      // uploaded: move those of other partitions to their lanes, with their waits.
+    if (!first) {
+      this.#log.warn({ partitions: parts }, 'the hub assigned collections to partitions differently; new writes follow the new assignment, '
+        + 'writes already queued for a collection\'s old partition stay there');
+      this.#store.setSetting(ASSIGNMENT_SETTING, parts);
+    } else {
+      // Writes made before the assignment was known all joined the default lane: those of other
+      // partitions move to their lanes, with their waits — in the transaction that records the
+      // assignment, so that a crash cannot leave them behind.
+      let moved;
+      try {
+        moved = this.#store.adoptAssignment(ASSIGNMENT_SETTING, parts, (c) => this.#laneOf(c));
+      } catch (error) {
+        this.#assignment = previous; // not adopted: the next status tries again
+        throw error;
+      }
       const defaultLane = this.#lanes.get(DEFAULT_LANE)!;
-      const moved = this.#store.relane((c) => this.#laneOf(c));
-      // In seq order: a write left in the default lane only moves down, into a seq already vacated.
-      for (const { from, to } of moved) defaultLane.durability.moveTo(from.seq, this.#lanes.get(to.partition)!.durability, to.seq);
+      for (const { from, to } of moved) {
+        defaultLane.durability.moveTo(from.seq, this.#lanes.get(to.partition)!.durability, to.seq);
+        this.#moved.set(`${from.incarnation}/${from.seq}`, to);
+      }
       if (moved.length > 0) this.emit('moved', moved);
+      // Nothing was pulled before the assignment was known (a collection's LSNs are its partition's).
+      if (this.#link.connected) for (const partition of before) this.#lanes.get(partition)!.replicator.pull();
     }
     const added = [...this.#lanes.values()].filter((lane) => !before.has(lane.partition));
     for (const lane of added) lane.subscribed = false;
@@ -334,15 +351,20 @@ export class Agent extends EventEmitter<AgentEvents> {
     validateWrite(collection, key, value);
     const durability = options.durability ?? this.#policy(collection).durability;
     const rep = typeof durability === 'object' ? durability.replicas : undefined;
-    const lane = this.#laneOf(collection);
     const receipt = await this.#writes.submit({
-      lane, collection, key, op, value,
+      collection, key, op, value,
       ...(options.ifVersion !== undefined && { base: options.ifVersion }),
       ...(rep !== undefined && { rep }),
     });
     if (durability === 'local') return receipt;
-    const lsn = await this.#lanes.get(lane)!.durability.wait(receipt.seq, durability, options.timeoutMs ?? this.#waitTimeoutMs);
-    return lsn === undefined ? receipt : { ...receipt, lsn };
+    const lane = this.#lanes.get(receipt.partition ?? DEFAULT_LANE)!;
+    const lsn = await lane.durability.wait(receipt.seq, durability, options.timeoutMs ?? this.#waitTimeoutMs);
+    // Moved to its partition meanwhile (the assignment was heard while it waited): say where it is now.
+    const identity = `${receipt.incarnation}/${receipt.seq}`;
+    const moved = this.#moved.get(identity);
+    this.#moved.delete(identity);
+    const current = moved ? { ...receipt, incarnation: moved.incarnation, seq: moved.seq, partition: moved.partition } : receipt;
+    return lsn === undefined ? current : { ...current, lsn };
   }
 
   async #caughtUp(collection: string, options: ReadOptions): Promise<void> {
@@ -366,12 +388,15 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#statusTimer = setTimeout(() => {
       this.#statusTimer = undefined;
       if (this.#closed) return;
-      const oldestAt = Math.min(...Object.values(this.#store.pendingByCollection()).map((p) => p.oldestAt));
+      const pending = Object.entries(this.#store.pendingByCollection());
       const cursors = Object.entries(this.#store.cursors());
-      const outbox = this.#store.pendingCount();
       for (const lane of this.#lanes.values()) {
+        // Each partition's hub hears of its own collections: what is applied, and what waits to go up.
+        const queued = pending.filter(([c]) => lane.inLane(c)).map(([, p]) => p);
+        const oldestAt = Math.min(...queued.map((p) => p.oldestAt));
         lane.send(['status', {
-          applied: Object.fromEntries(cursors.filter(([c]) => lane.inLane(c))), outbox, ver: SOFTWARE_VERSION,
+          applied: Object.fromEntries(cursors.filter(([c]) => lane.inLane(c))),
+          outbox: queued.reduce((sum, p) => sum + p.pending, 0), ver: SOFTWARE_VERSION,
           ...(Number.isFinite(oldestAt) && { oldest: Math.max(0, Date.now() - oldestAt) }),
         }]);
       }
@@ -396,4 +421,10 @@ export class Agent extends EventEmitter<AgentEvents> {
 /** Opens the agent's database and starts syncing. */
 export async function openAgent(options: AgentOptions): Promise<Agent> {
   return new Agent(options).start();
+}
+
+/** Whether two assignments (collection → partition) say the same, whatever the order of their keys. */
+function sameAssignment(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((c) => a[c] === b[c]);
 }

@@ -9,6 +9,9 @@ import type { OpResult } from '../shared/messages.js';
 export type Durability = 'local' | 'hub' | { replicas: number };
 
 interface Waiter {
+  /** Where the wait is kept now: a write moved to another partition takes its wait along. */
+  owner: DurabilityWaiters;
+  seq: number;
   level: 'hub' | 'replicas';
   lsn?: number;
   resolve: (lsn: number | undefined) => void;
@@ -30,12 +33,15 @@ export class DurabilityWaiters {
     const level = durability === 'hub' ? 'hub' : 'replicas';
     const label = durability === 'hub' ? 'committed at the hub' : `applied by ${durability.replicas} other agents`;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiting.delete(seq);
-        reject(new DurabilityTimeoutError(seq, label, timeoutMs, this.isConnected()));
-      }, timeoutMs);
-      timer.unref?.();
-      this.#waiting.set(seq, { level, resolve, reject, timer });
+      const waiter: Waiter = {
+        owner: this, seq, level, resolve, reject,
+        timer: setTimeout(() => {
+          waiter.owner.#settle(waiter.seq, waiter);
+          reject(new DurabilityTimeoutError(seq, label, timeoutMs, this.isConnected()));
+        }, timeoutMs),
+      };
+      waiter.timer.unref?.();
+      this.#waiting.set(seq, waiter);
     });
   }
 
@@ -64,11 +70,13 @@ export class DurabilityWaiters {
     }
   }
 
-  /** Moves a write's wait to another seq (its write moved to another lane: see AgentStore.relane). */
+  /** Moves a write's wait to another partition's sequence (see AgentStore.adoptAssignment). */
   moveTo(seq: number, to: DurabilityWaiters, toSeq: number): void {
     const w = this.#waiting.get(seq);
     if (!w) return;
     this.#waiting.delete(seq);
+    w.owner = to;
+    w.seq = toSeq;
     to.#waiting.set(toSeq, w);
   }
 
@@ -79,8 +87,9 @@ export class DurabilityWaiters {
     }
   }
 
+  /** Ends a wait; the entry under `seq` goes only if it is still this wait's. */
   #settle(seq: number, w: Waiter): void {
     clearTimeout(w.timer);
-    this.#waiting.delete(seq);
+    if (this.#waiting.get(seq) === w) this.#waiting.delete(seq);
   }
 }

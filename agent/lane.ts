@@ -21,6 +21,8 @@ export interface LaneDelegate {
   connected(): boolean;
   /** Uploads are allowed now (sync windows, and the hub's partition assignment is known). */
   mayUpload(): boolean;
+  /** The hub's assignment of collections to partitions is known: until it is, nothing is pulled either. */
+  routed(): boolean;
   onApplied(changes: Change[]): void;
   onProgress(): void;
   onRejected(rejections: Rejection[]): void;
@@ -73,7 +75,9 @@ export class Lane {
       send: (pull) => this.send(pull),
       onApplied: (changes) => delegate.onApplied(changes),
       onProgress: () => delegate.onProgress(),
-    }, { lane: partition, inLane, collections: options.collections, pageLimit: options.pageLimit, pullTimeoutMs: options.ackTimeoutMs }, log);
+    }, {
+      lane: partition, inLane, mayPull: () => delegate.routed(), collections: options.collections, pageLimit: options.pageLimit, pullTimeoutMs: options.ackTimeoutMs,
+    }, log);
   }
 
   /** What this lane listens to: its down topic, its hub status, and its collections' change sets. */

@@ -7,6 +7,11 @@ export interface ReplicatorOptions {
   lane?: string;
   /** Whether a collection belongs to the lane (it may change as the hub's assignment is heard); default all. */
   inLane?: (collection: string) => boolean;
+  /**
+   * Whether pulling makes sense yet (default always): not before the agent knows which
+   * collections are the lane's, or it could ask for and record another partition's LSNs.
+   */
+  mayPull?: () => boolean;
   /** Collections replicated here (of every lane); undefined = all. */
   collections: readonly string[] | undefined;
   pageLimit: number;
@@ -154,6 +159,7 @@ export class Replicator {
 
   /** Starts a pull from the watermark, or asks for another once the current one ends. */
   pull(): void {
+    if (this.options.mayPull && !this.options.mayPull()) return;
     // This device replicates none of the lane's collections: there is nothing to ask its hub for.
     if (this.#pulledCollections()?.length === 0) return;
     if (this.#pullFrom !== undefined) {

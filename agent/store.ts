@@ -41,7 +41,7 @@ export interface AppendResult {
   dropped: Rejection[];
 }
 
-/** A write given a new place in a sequence (see AgentStore.relane): where it was, where it is now. */
+/** A write given a place in another partition's sequence (see AgentStore.adoptAssignment): where it was, where it is now. */
 export interface MovedWrite {
   from: { incarnation: string; seq: number };
   to: { partition: string; incarnation: string; seq: number };
@@ -228,42 +228,36 @@ export class AgentStore {
   }
 
   /**
-   * Moves pending writes of the default lane whose collection `laneOf` puts in another lane to
-   * the end of that lane, in their order; the writes left in the default lane are then numbered
-   * again under a new incarnation (a fresh sequence space without holes). Run once, when the
-   * hub's assignment of collections to partitions is first heard: writes made before it all
-   * joined the default lane, and none of them has been uploaded yet. Returns every write whose
-   * identity changed, for whoever holds its receipt or waits on it.
+   * Adopts the hub's assignment of collections to partitions (`setting` = `value`, kept as a
+   * setting) and, in the same transaction, moves every pending write of the default lane whose
+   * collection `laneOf` now puts in another lane: a copy goes to the end of that lane, and the
+   * write keeps its place in the default lane as a `skip` (reason `moved`), so that the default
+   * lane's sequence stays contiguous and no write that stays there changes identity — even one
+   * that was already uploaded. Returns the writes moved, for whoever holds their receipts or
+   * waits on them.
    */
-  relane(laneOf: (collection: string) => string): MovedWrite[] {
-    const moves: Array<{ fromSeq: number; lane: string; toSeq: number }> = [];
-    const previous = this.incarnationOf(DEFAULT_LANE);
+  adoptAssignment(setting: string, value: unknown, laneOf: (collection: string) => string): MovedWrite[] {
+    const moved: MovedWrite[] = [];
     this.#db.transaction(() => {
-      const rows = this.#db.prepare<[string], { seq: number; collection: string }>(
-        'SELECT seq, collection FROM outbox WHERE lane = ? ORDER BY seq').all(DEFAULT_LANE);
-      const move = this.#db.prepare('UPDATE outbox SET lane = ?, seq = ? WHERE lane = ? AND seq = ?');
-      const staying: number[] = [];
+      this.setSetting(setting, value);
+      const rows = this.#db.prepare<[string], PendingRow & { created_at: number; rep: number | null }>(
+        `SELECT lane, seq, collection, key, op, value, hlc, base, created_at, rep FROM outbox
+         WHERE lane = ? AND skipped IS NULL AND acked_lsn IS NULL ORDER BY seq`).all(DEFAULT_LANE);
       for (const row of rows) {
         const lane = laneOf(row.collection);
-        if (lane === DEFAULT_LANE) {
-          staying.push(row.seq);
-          continue;
-        }
+        if (lane === DEFAULT_LANE) continue;
         const state = this.#lane(lane);
-        move.run(lane, state.nextSeq, DEFAULT_LANE, row.seq);
-        moves.push({ fromSeq: row.seq, lane, toSeq: state.nextSeq });
+        this.#s.insertOutbox.run(lane, state.nextSeq, row.collection, row.key, row.op, row.value, row.hlc, row.base, row.created_at, row.rep);
+        this.#s.skip.run('moved', DEFAULT_LANE, row.seq);
+        moved.push({
+          from: { incarnation: this.incarnationOf(DEFAULT_LANE), seq: row.seq },
+          to: { partition: lane, incarnation: state.incarnation, seq: state.nextSeq },
+        });
         state.nextSeq += 1;
         this.#s.setMeta.run(laneMeta('next_seq', lane), String(state.nextSeq));
       }
-      if (moves.length === 0) return;
-      // The default lane's seqs now have holes: a fresh sequence space, numbered from 1 again.
-      this.#renumber(DEFAULT_LANE);
-      staying.forEach((seq, i) => moves.push({ fromSeq: seq, lane: DEFAULT_LANE, toSeq: i + 1 }));
     }).immediate();
-    return moves.map(({ fromSeq, lane, toSeq }) => ({
-      from: { incarnation: previous, seq: fromSeq },
-      to: { partition: lane, incarnation: this.incarnationOf(lane), seq: toSeq },
-    }));
+    return moved;
   }
 
   /** A new lane (or database) is a new incarnation: a fresh sequence space the hub cannot confuse with an old one. */

@@ -108,8 +108,10 @@ export interface AgentEvents {
   /** A sync window opened (true) or closed (false). */
   window: [open: boolean];
   /**
-   * Writes made before the agent first heard how the hub partitions its collections were moved
-   * to their partitions' sequences: their receipts' `incarnation` and `seq` now read `to`.
+   * Writes made before the agent first heard how the hub partitions its collections, to a
+   * collection of another partition than the default, moved to that partition's sequence: a
+   * receipt already returned for one names `from`; the write is now `to`. (A write still waiting
+   * for `hub` or `replicas` durability resolves with `to`.)
    */
   moved: [MovedWrite[]];
   /** The hub found this database's seqs already used (an old backup was restored): the queue was renumbered. */

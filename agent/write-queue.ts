@@ -34,6 +34,8 @@ export class WriteQueue {
     /** Called after each commit with the collections written and the writes dropped to make room. */
     private readonly onStored: (collections: Set<string>, dropped: Rejection[]) => void,
     private readonly policyFor: (collection: string) => Buffering = () => ({ maxPending: 0, overflow: 'reject' }),
+    /** The lane (hub partition) a collection's writes join, as known when they are stored. */
+    private readonly laneOf: (collection: string) => string = () => DEFAULT_LANE,
   ) {}
 
   submit(write: Omit<NewWrite, 'hlc'>): Promise<WriteReceipt> {
@@ -52,7 +54,7 @@ export class WriteQueue {
     const batch = this.#waiting;
     this.#waiting = [];
     if (batch.length === 0) return;
-    const writes = batch.map((w) => ({ ...w.write, hlc: this.clock.tick() }));
+    const writes = batch.map((w) => ({ ...w.write, lane: this.laneOf(w.write.collection), hlc: this.clock.tick() }));
     let result: AppendResult;
     try {
       result = this.store.appendBuffered(writes, this.clock.last, this.policyFor);
@@ -62,7 +64,7 @@ export class WriteQueue {
     }
     batch.forEach((w, i) => {
       const seq = result.seqs[i]!;
-      const lane = w.write.lane ?? DEFAULT_LANE;
+      const lane = writes[i]!.lane;
       if (typeof seq !== 'number') w.reject(seq);
       else w.resolve({ incarnation: this.store.incarnationOf(lane), seq, hlc: writes[i]!.hlc, ...(lane !== DEFAULT_LANE && { partition: lane }) });
     });

@@ -161,26 +161,31 @@ describe('agent store', () => {
     expect(store.pendingFrom('default', 1, 10, 1 << 20).map((o) => o.seq)).toEqual([1, 2]);
   });
 
-  it('moves writes made before the partition assignment was known to their lanes, in order', () => {
-    store = new AgentStore(tempDir('agent'));
+  it('adopting the partition assignment moves earlier writes to their lanes; those that stay keep their identity', () => {
+    const dir = tempDir('agent');
+    store = new AgentStore(dir);
     store.appendWrites(['d1', 'o1', 'd2', 'o2', 'd3'].map((k) => ({ collection: k.startsWith('o') ? 'orders' : 'docs', key: k, op: 'put' as const, value: k, hlc: hlc() })), hlc());
     const before = store.incarnation;
-    const moved = store.relane((c) => (c === 'orders' ? 'orders' : 'default'));
+    const moved = store.adoptAssignment('partitions', { orders: 'orders' }, (c) => (c === 'orders' ? 'orders' : 'default'));
     const orders = store.incarnationOf('orders');
-    // Every write whose identity changed, from where to where: the receipts' owners can follow.
     expect(moved).toEqual([
       { from: { incarnation: before, seq: 2 }, to: { partition: 'orders', incarnation: orders, seq: 1 } },
       { from: { incarnation: before, seq: 4 }, to: { partition: 'orders', incarnation: orders, seq: 2 } },
-      { from: { incarnation: before, seq: 1 }, to: { partition: 'default', incarnation: store.incarnation, seq: 1 } },
-      { from: { incarnation: before, seq: 3 }, to: { partition: 'default', incarnation: store.incarnation, seq: 2 } },
-      { from: { incarnation: before, seq: 5 }, to: { partition: 'default', incarnation: store.incarnation, seq: 3 } },
     ]);
-    expect(store.pendingFrom('orders', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([[1, 'o1'], [2, 'o2']]);
-    // The default lane is renumbered without holes, under a new incarnation (a fresh sequence space).
-    expect(store.pendingFrom('default', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([[1, 'd1'], [2, 'd2'], [3, 'd3']]);
-    expect(store.incarnation).not.toBe(before);
+    // Recorded in the same transaction as the move.
+    expect(store.getSetting('partitions')).toEqual({ orders: 'orders' });
+    expect(store.pendingFrom('orders', 1, 10, 1 << 20).map((o) => [o.seq, o.k, o.v])).toEqual([[1, 'o1', 'o1'], [2, 'o2', 'o2']]);
+    // The default lane keeps its sequence and incarnation: a moved write leaves a skip in its place,
+    // so whatever the hub already holds of this lane still means the same.
+    expect(store.incarnation).toBe(before);
+    expect(store.pendingFrom('default', 1, 10, 1 << 20).map((o) => [o.seq, o.k, o.op])).toEqual(
+      [[1, 'd1', 'put'], [2, 'o1', 'skip'], [3, 'd2', 'put'], [4, 'o2', 'skip'], [5, 'd3', 'put']]);
     expect(store.read('orders', 'o2')).toMatchObject({ value: 'o2', pending: true });
-    expect(store.relane(() => 'default')).toEqual([]);
+    expect(store.pendingByCollection().orders?.pending).toBe(2); // once each, not twice
+    // The skip's ack drops the placeholder without reporting it to the app.
+    expect(store.applyResults('default', [{ seq: 2, outcome: 'rejected', reason: 'moved' }], () => true)).toEqual([]);
+    expect(store.rejections()).toEqual([]);
+    expect(store.adoptAssignment('partitions', { orders: 'orders' }, (c) => (c === 'orders' ? 'orders' : 'default'))).toEqual([]);
   });
 
   it('migrates an outbox from before partitions into the default lane, keeping seqs', () => {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { HubConfig } from '../hub/config.js';
 import type { HubBase, HubCommonOptions } from '../hub/hub-base.js';
@@ -53,8 +54,12 @@ export async function runHub(o: Options, log: Logger, onStop: (stop: () => Promi
   let registry: HubStore | undefined;
   let stopping: Promise<void> | undefined;
 
+  /** Partitions still starting: a stop waits for them (bounded), so that none connects after its lock is released. */
+  const starting = new Set<Promise<void>>();
+
   const stopAll = (): Promise<void> => (stopping ??= (async () => {
     standingBy.abort(new Error('the hub is stopping'));
+    await Promise.race([Promise.allSettled([...starting]), new Promise((resolve) => setTimeout(resolve, QUIT_WITHIN_MS).unref())]);
     await Promise.allSettled([...leading.values()].map((hub) => hub.stop()));
     await Promise.allSettled(locks.map((lock) => lock.release()));
     await registry?.close();
@@ -73,10 +78,27 @@ export async function runHub(o: Options, log: Logger, onStop: (stop: () => Promi
     registry = await openHubStore({ store: url, dataDir, maxConnections: 2 });
   }
 
+  /**
+   * Waits for a partition's lock. Once this process leads some partition, a failure while it
+   * stands by for another (a dropped connection) is retried, not allowed to stop what it leads;
+   * before that, it fails the start (a wrong --store is said at once).
+   */
+  const acquire = async (partition: string): Promise<LeaderLock> => {
+    const { LeaderLock } = await import('../hub/leadership.js');
+    for (let delayMs = 1_000; ; delayMs = Math.min(delayMs * 2, 10_000)) {
+      try {
+        return await LeaderLock.acquire(url!, { log, partition, signal: standingBy.signal });
+      } catch (error) {
+        if (standingBy.signal.aborted || leading.size === 0) throw error;
+        log.warn({ partition, err: (error as Error).message, retryInMs: delayMs }, 'could not stand by for this partition\'s lock; trying again');
+        await sleep(delayMs, undefined, { signal: standingBy.signal, ref: false });
+      }
+    }
+  };
+
   const startPartition = async (partition: string, index: number): Promise<void> => {
     // On PostgreSQL several hub processes may share the database: per partition, one leads and the others stand by.
-    const lock = url === undefined ? undefined
-      : await (await import('../hub/leadership.js')).LeaderLock.acquire(url, { log, partition, signal: standingBy.signal });
+    const lock = url === undefined ? undefined : await acquire(partition);
     if (lock) {
       if (stopping) {
         await lock.release();
@@ -132,7 +154,12 @@ export async function runHub(o: Options, log: Logger, onStop: (stop: () => Promi
   };
 
   try {
-    await Promise.all(served.map((partition, index) => startPartition(partition, index)));
+    await Promise.all(served.map((partition, index) => {
+      const start = startPartition(partition, index);
+      const tracked = start.catch(() => undefined).finally(() => starting.delete(tracked));
+      starting.add(tracked);
+      return start;
+    }));
   } catch (error) {
     if (stopping) return; // a signal stopped the process while partitions were starting
     await stopAll();

@@ -140,7 +140,10 @@ export abstract class HubBase {
 
   /** The hubs of the partitions this process leads, by partition (this one included). */
   partitionHubs(): ReadonlyMap<string, HubBase> {
-    return this.common.partitionHubs?.() ?? new Map([[this.partition, this]]);
+    const hubs = this.common.partitionHubs?.();
+    if (hubs?.has(this.partition)) return hubs;
+    // This hub itself, also while it is starting (its HTTP API listens before the process lists it).
+    return new Map([[this.partition, this], ...(hubs ?? [])]);
   }
 
   get httpAddress(): string | undefined {

@@ -1,4 +1,4 @@
-import { isValidCollection, partitionOfTopic, partitionTopics } from '../shared/topics.js';
+import { DEFAULT_PARTITION, isValidCollection, partitionOfTopic, partitionTopics } from '../shared/topics.js';
 
 /**
  * The topic rules of the protocol, deny by default, in one place for every broker the hub works
@@ -26,7 +26,10 @@ export function collectionOfAnyTopic(topic: string): string | undefined {
 
 /**
  * Subscriptions, in any partition: the agent's own `down` topic, the hub topic, one collection it
- * may read (on the topic of the partition the collection belongs to), or every collection (`+`).
+ * may read (on the topic of the partition the collection belongs to, or on the default
+ * partition's, where nothing of another partition is published: an agent that has not heard of
+ * the partitions yet asks for that one, and a refusal would cut its connection before it could
+ * hear of them), or every collection (`+`).
  * The `+` filter is safe only where the broker filters each delivery by collection (the embedded
  * broker does, in `authorizeForward`); a broker that checks only the subscription must say
  * `filtersDeliveries: false`, and then `+` needs read access to every collection.
@@ -38,5 +41,5 @@ export function maySubscribe(agentId: string, filter: string, access: SubscribeA
   if (filter === topics.allCollections) return filtersDeliveries || access.mayReadAll(agentId);
   const collection = topics.collectionOf(filter);
   return collection !== undefined && isValidCollection(collection) && access.mayRead(agentId, collection) &&
-    (access.partitionOf === undefined || access.partitionOf(collection) === partition);
+    (access.partitionOf === undefined || partition === DEFAULT_PARTITION || access.partitionOf(collection) === partition);
 }

@@ -44,6 +44,7 @@ describe('agent link', () => {
     await publisher.publishAsync('status', 'partitions: billing', { qos: 1, retain: true });
 
     const received: string[] = [];
+    let added: Promise<void> | undefined;
     const link: Link = new Link({
       url, clientId: 'pi-1', subscriptions: ['status'], backoff: { initialMs: 50, maxMs: 100 }, log: pino({ level: 'silent' }),
     }, {
@@ -51,15 +52,14 @@ describe('agent link', () => {
       onDisconnected: () => undefined,
       onMessage: (topic, payload) => {
         received.push(`${topic}: ${payload.toString()}`);
-        if (topic === 'status') void link.subscribe(['billing/down']);
+        if (topic === 'status') added = link.subscribe(['billing/down']);
       },
     });
     closers.push(() => link.stop());
     link.start();
     await waitFor('the retained status', () => received.length > 0, 5_000);
     await waitFor('connected', () => link.connected, 5_000);
-    // Give the added subscription a moment to be granted, then send on it.
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await added; // granted by the broker
     await publisher.publishAsync('billing/down', 'ack', { qos: 1 });
     await waitFor('the message on the added subscription', () => received.includes('billing/down: ack'), 3_000);
     expect(received).toEqual(['status: partitions: billing', 'billing/down: ack']);

@@ -128,7 +128,10 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.#scheduleStatus();
       },
       onRejected: (rejections) => this.emit('rejection', rejections),
-      onReincarnated: (previous, next) => this.emit('reincarnated', previous, next),
+      onReincarnated: (previous, next, renumbered) => {
+        for (const { from, to } of renumbered) this.#moved.set(`${previous}/${from}`, { partition, incarnation: next, seq: to });
+        this.emit('reincarnated', previous, next);
+      },
       onHubStatus: (status) => this.#onHubStatus(partition, status),
     }, this.#log);
     this.#lanes.set(partition, lane);
@@ -140,7 +143,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     for (const lane of this.#lanes.values()) action(lane);
   }
 
-  /** Writes moved to another partition before their durability wait ended: their new identity, by old `incarnation/seq`. */
+  /**
+   * Writes given a new identity before their durability wait ended (moved to their partition, or
+   * renumbered by a reincarnation): the new one, by old `incarnation/seq`.
+   */
   readonly #moved = new Map<string, MovedWrite['to']>();
 
   #pumpAll(): void {

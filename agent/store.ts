@@ -211,12 +211,13 @@ export class AgentStore {
    * already used for other writes (the database was restored from an old backup). Returns the
    * new incarnation.
    */
-  reincarnate(lane = DEFAULT_LANE): string {
-    this.#db.transaction(() => this.#renumber(lane)).immediate();
-    return this.incarnationOf(lane);
+  reincarnate(lane = DEFAULT_LANE): { incarnation: string; renumbered: Array<{ from: number; to: number }> } {
+    const renumbered = this.#db.transaction(() => this.#renumber(lane)).immediate();
+    return { incarnation: this.incarnationOf(lane), renumbered };
   }
 
-  #renumber(lane: string): void {
+  /** Numbers the lane's outbox from 1 in its order under a new incarnation; returns each write's old and new seq, in order. */
+  #renumber(lane: string): Array<{ from: number; to: number }> {
     const seqs = this.#db.prepare<[string], { seq: number }>('SELECT seq FROM outbox WHERE lane = ? ORDER BY seq').all(lane);
     const move = this.#db.prepare('UPDATE outbox SET seq = ? WHERE lane = ? AND seq = ?');
     seqs.forEach((row, i) => move.run(-(i + 1), lane, row.seq));
@@ -225,6 +226,7 @@ export class AgentStore {
     state.incarnation = this.#born(lane);
     state.nextSeq = seqs.length + 1;
     this.#s.setMeta.run(laneMeta('next_seq', lane), String(state.nextSeq));
+    return seqs.map((row, i) => ({ from: row.seq, to: i + 1 }));
   }
 
   /**

@@ -156,7 +156,7 @@ describe('agent store', () => {
     expect(store.incarnationOf('orders')).toBe(orders);
     expect(store.appendWrites([{ lane: 'orders', collection: 'orders', key: 'o3', op: 'put', value: 5, hlc: hlc() }], hlc())).toEqual([3]);
     // A lane's reincarnation renumbers that lane only.
-    store.reincarnate('orders');
+    expect(store.reincarnate('orders').renumbered).toEqual([{ from: 2, to: 1 }, { from: 3, to: 2 }]);
     expect(store.pendingFrom('orders', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([[1, 'o2'], [2, 'o3']]);
     expect(store.pendingFrom('default', 1, 10, 1 << 20).map((o) => o.seq)).toEqual([1, 2]);
   });

@@ -46,8 +46,12 @@ describe('agent identity: (agent, incarnation, seq)', () => {
     a = fleet.agent('pi-a');
     const before = a.status().incarnation;
     const reincarnated = new Promise<[string, string]>((resolve) => a.once('reincarnated', (p, n) => resolve([p, n])));
-    await a.put('notes', 'n4', 'four, written after the restore'); // seq 2 again, different content
+    // Seq 2 again, with different content; the app waits for the hub across the reincarnation.
+    const n4 = await a.put('notes', 'n4', 'four, written after the restore', { durability: 'hub' });
     expect((await reincarnated)[0]).toBe(before);
+    // The wait followed the write to its new number, and the receipt says where it is now.
+    expect(n4).toMatchObject({ seq: 1, lsn: 4 });
+    expect(n4.incarnation).not.toBe(before);
     await waitFor('n4 committed', () => hub.store.document('notes', 'n4'));
     await waitFor('outbox drained', () => a.status().outboxDepth === 0);
     expect(a.status().incarnation).not.toBe(before);

@@ -14,7 +14,7 @@ import { SyncScheduler } from './scheduler.js';
 import type { Transport, TransportFactory } from './transport.js';
 import type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
 import { validateWrite } from './write-validation.js';
-import { AgentStore, DEFAULT_LANE, type AgentDocument, type MovedWrite, type Rejection, type WriteKind } from './store.js';
+import { AgentStore, DEFAULT_LANE, type AgentDocument, type Rejection, type WriteKind } from './store.js';
 import { WriteQueue, type WriteReceipt } from './write-queue.js';
 
 /** Status reports to the hub wait this long, so a burst of changes sends one. */
@@ -128,10 +128,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.#scheduleStatus();
       },
       onRejected: (rejections) => this.emit('rejection', rejections),
-      onReincarnated: (previous, next, renumbered) => {
-        for (const { from, to } of renumbered) this.#moved.set(`${previous}/${from}`, { partition, incarnation: next, seq: to });
-        this.emit('reincarnated', previous, next);
-      },
+      onReincarnated: (previous, next) => this.emit('reincarnated', previous, next),
       onHubStatus: (status) => this.#onHubStatus(partition, status),
     }, this.#log);
     this.#lanes.set(partition, lane);
@@ -142,12 +139,6 @@ export class Agent extends EventEmitter<AgentEvents> {
   #eachLane(action: (lane: Lane) => void): void {
     for (const lane of this.#lanes.values()) action(lane);
   }
-
-  /**
-   * Writes given a new identity before their durability wait ended (moved to their partition, or
-   * renumbered by a reincarnation): the new one, by old `incarnation/seq`.
-   */
-  readonly #moved = new Map<string, MovedWrite['to']>();
 
   #pumpAll(): void {
     this.#eachLane((lane) => lane.uploader.pump());
@@ -183,10 +174,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         throw error;
       }
       const defaultLane = this.#lanes.get(DEFAULT_LANE)!;
-      for (const { from, to } of moved) {
-        defaultLane.durability.moveTo(from.seq, this.#lanes.get(to.partition)!.durability, to.seq);
-        this.#moved.set(`${from.incarnation}/${from.seq}`, to);
-      }
+      for (const { from, to } of moved) defaultLane.durability.moveTo(from.seq, this.#lanes.get(to.partition)!.durability, to);
       if (moved.length > 0) this.emit('moved', moved);
       // Nothing was pulled before the assignment was known (a collection's LSNs are its partition's).
       if (this.#link.connected) for (const partition of before) this.#lanes.get(partition)!.replicator.pull();
@@ -363,13 +351,12 @@ export class Agent extends EventEmitter<AgentEvents> {
       ...(rep !== undefined && { rep }),
     });
     if (durability === 'local') return receipt;
+    // A write moved while it waits (to its partition, or renumbered): the receipt says where it is now.
+    let current = receipt;
     const lane = this.#lanes.get(receipt.partition ?? DEFAULT_LANE)!;
-    const lsn = await lane.durability.wait(receipt.seq, durability, options.timeoutMs ?? this.#waitTimeoutMs);
-    // Moved to its partition meanwhile (the assignment was heard while it waited): say where it is now.
-    const identity = `${receipt.incarnation}/${receipt.seq}`;
-    const moved = this.#moved.get(identity);
-    this.#moved.delete(identity);
-    const current = moved ? { ...receipt, incarnation: moved.incarnation, seq: moved.seq, partition: moved.partition } : receipt;
+    const lsn = await lane.durability.wait(receipt.seq, durability, options.timeoutMs ?? this.#waitTimeoutMs, ({ partition, incarnation, seq }) => {
+      current = { hlc: receipt.hlc, incarnation, seq, ...(partition !== DEFAULT_LANE && { partition }) };
+    });
     return lsn === undefined ? current : { ...current, lsn };
   }
 

@@ -8,11 +8,16 @@ import type { OpResult } from '../shared/messages.js';
  */
 export type Durability = 'local' | 'hub' | { replicas: number };
 
+/** Where a write is in the hub's sequences: its partition, incarnation and seq. */
+export interface WriteIdentity { partition: string; incarnation: string; seq: number }
+
 interface Waiter {
   /** Where the wait is kept now: a write moved to another partition takes its wait along. */
   owner: DurabilityWaiters;
   seq: number;
   level: 'hub' | 'replicas';
+  /** Told the write's new identity when it moves (see moveTo). */
+  renamed: ((identity: WriteIdentity) => void) | undefined;
   lsn?: number;
   resolve: (lsn: number | undefined) => void;
   reject: (error: Error) => void;
@@ -28,13 +33,13 @@ export class DurabilityWaiters {
 
   constructor(private readonly isConnected: () => boolean) {}
 
-  /** Resolves with the write's LSN once it reaches `durability`. */
-  wait(seq: number, durability: Exclude<Durability, 'local'>, timeoutMs: number): Promise<number | undefined> {
+  /** Resolves with the write's LSN once it reaches `durability`; `renamed` hears of a move meanwhile. */
+  wait(seq: number, durability: Exclude<Durability, 'local'>, timeoutMs: number, renamed?: (identity: WriteIdentity) => void): Promise<number | undefined> {
     const level = durability === 'hub' ? 'hub' : 'replicas';
     const label = durability === 'hub' ? 'committed at the hub' : `applied by ${durability.replicas} other agents`;
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
-        owner: this, seq, level, resolve, reject,
+        owner: this, seq, level, renamed, resolve, reject,
         timer: setTimeout(() => {
           waiter.owner.#settle(waiter.seq, waiter);
           reject(new DurabilityTimeoutError(seq, label, timeoutMs, this.isConnected()));
@@ -70,14 +75,18 @@ export class DurabilityWaiters {
     }
   }
 
-  /** Moves a write's wait to another partition's sequence (see AgentStore.adoptAssignment). */
-  moveTo(seq: number, to: DurabilityWaiters, toSeq: number): void {
+  /**
+   * Moves a write's wait with the write: to another partition's waits (AgentStore.adoptAssignment)
+   * or to a new seq in these (a reincarnation).
+   */
+  moveTo(seq: number, to: DurabilityWaiters, identity: WriteIdentity): void {
     const w = this.#waiting.get(seq);
     if (!w) return;
     this.#waiting.delete(seq);
     w.owner = to;
-    w.seq = toSeq;
-    to.#waiting.set(toSeq, w);
+    w.seq = identity.seq;
+    to.#waiting.set(identity.seq, w);
+    w.renamed?.(identity);
   }
 
   close(): void {

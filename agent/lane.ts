@@ -26,7 +26,7 @@ export interface LaneDelegate {
   onApplied(changes: Change[]): void;
   onProgress(): void;
   onRejected(rejections: Rejection[]): void;
-  onReincarnated(previous: string, next: string, renumbered: ReadonlyArray<{ from: number; to: number }>): void;
+  onReincarnated(previous: string, next: string): void;
   /** A hub status arrived on this lane's hub topic (from a leader this lane still listens to). */
   onHubStatus(status: HubStatusMessage[1]): void;
 }
@@ -182,10 +182,10 @@ export class Lane {
         const previous = message[1].inc;
         const { incarnation: next, renumbered } = this.store.reincarnate(this.partition);
         // Waits follow their writes to the new numbers; in order, each moves down into a seq already vacated.
-        for (const { from, to } of renumbered) this.durability.moveTo(from, this.durability, to);
+        for (const { from, to } of renumbered) this.durability.moveTo(from, this.durability, { partition: this.partition, incarnation: next, seq: to });
         this.log.warn({ partition: this.partition, previous, next, seq: message[1].seq },
           'the hub holds other writes under this database\'s sequence numbers (restored from a backup?); resending the queue under a new incarnation');
-        this.delegate.onReincarnated(previous, next, renumbered);
+        this.delegate.onReincarnated(previous, next);
         this.uploader.reset();
         this.uploader.pump();
         break;

@@ -550,11 +550,7 @@ export class AgentStore {
     return this.#s.upsertDocument.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o).changes > 0;
   }
 
-  /** Where an unfinished snapshot of the default lane stopped, if one is under way. */
-  get snapshotProgress(): { lsn: number; after: [string, string] } | undefined {
-    return this.snapshotProgressOf(DEFAULT_LANE);
-  }
-
+  /** Where an unfinished snapshot of a lane stopped, if one is under way. */
   snapshotProgressOf(lane: string): { lsn: number; after: [string, string] } | undefined {
     const text = this.#meta(laneMeta('snapshot', lane));
     return text === undefined ? undefined : (JSON.parse(text) as { lsn: number; after: [string, string] });

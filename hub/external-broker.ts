@@ -76,10 +76,6 @@ export class BrokerClientHub extends HubBase {
     return partitionBrokerUser(this.options.broker.username ?? DEFAULT_HUB_BROKER_USER, this.partition);
   }
 
-  get #username(): string {
-    return this.clientId;
-  }
-
   protected publishToBroker(topic: string, payload: Buffer, retain: boolean): void {
     // While disconnected MQTT.js keeps QoS 1 publishes and sends them on reconnect; agents also
     // ask again for whatever does not come.
@@ -102,7 +98,7 @@ export class BrokerClientHub extends HubBase {
     await this.startHttp();
     const client = mqtt.connect(options.broker.url, {
       clientId: this.clientId,
-      username: this.#username,
+      username: this.clientId,
       ...(options.broker.password !== undefined && { password: options.broker.password }),
       ...(options.broker.ca !== undefined && { ca: options.broker.ca, rejectUnauthorized: true }),
       protocolVersion: 5,
@@ -122,8 +118,8 @@ export class BrokerClientHub extends HubBase {
       this.#onMessage(packet.topic, packet.payload as Buffer, packet.retain);
       done();
     };
-    client.on('error', (error) => log.warn({ err: error.message, broker: options.broker.url}, 'broker connection error'));
-    client.on('offline', () => log.warn({ broker: options.broker.url}, 'lost the broker; reconnecting'));
+    client.on('error', (error) => log.warn({ err: error.message, broker: options.broker.url }, 'broker connection error'));
+    client.on('offline', () => log.warn({ broker: options.broker.url }, 'lost the broker; reconnecting'));
     client.on('connect', () => {
       // Acks and change sets are small and latency-bound: no Nagle delay behind the broker's delayed ACKs.
       (client.stream as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true);
@@ -132,7 +128,7 @@ export class BrokerClientHub extends HubBase {
       client.subscribe(allUp, { qos: 1 }, (error, granted) => {
         if (error || granted?.some((g) => g.qos >= 128)) {
           log.error({ err: error?.message, granted, topic: allUp },
-            `the broker refused the hub's subscription: give user ${this.#username} readwrite on ${TOPIC_ROOT}/# in its ACL`);
+            `the broker refused the hub's subscription: give user ${this.clientId} readwrite on ${TOPIC_ROOT}/# in its ACL`);
           return;
         }
         if (this.#started) this.core.publishStatus();
@@ -154,7 +150,7 @@ export class BrokerClientHub extends HubBase {
     this.#started = true;
     this.history.start();
     log.info({
-      broker: options.broker.url, username: this.#username, http: this.httpAddress, data: options.dataDir,
+      broker: options.broker.url, username: this.clientId, http: this.httpAddress, data: options.dataDir,
       head: this.store.head, ...(this.core.epoch !== undefined && { epoch: this.core.epoch }),
     }, 'hub started');
   }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { DEFAULT_PARTITION } from '../shared/topics.js';
@@ -87,7 +88,10 @@ export class LeaderLock {
         if (rows[0]!.locked) break;
         if (!said) log.info({ partition }, 'standing by: another hub process leads; taking over when it stops');
         said = true;
-        await standBy(options.pollMs ?? 500, options.signal);
+        // Stops at once when the process stops, with its reason.
+        await sleep(options.pollMs ?? 500, undefined, { signal: options.signal }).catch((error: unknown) => {
+          throw options.signal?.reason ?? error;
+        });
       }
       options.signal?.throwIfAborted();
       // Above every epoch before it, and at least the time now in ms: a database restored from a
@@ -121,19 +125,3 @@ export class LeaderLock {
 
 /** `$1` or `$1, $2`: one bigint key or two int4 keys. */
 const lockParams = (key: readonly number[]): string => (key.length === 1 ? '$1' : '$1::int4, $2::int4');
-
-/** Waits one poll, or rejects at once when the signal aborts. */
-function standBy(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason as Error);
-    const aborted = (): void => {
-      clearTimeout(timer);
-      reject(signal!.reason as Error);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', aborted);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', aborted, { once: true });
-  });
-}

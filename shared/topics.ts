@@ -69,11 +69,6 @@ export function agentOfUpTopic(topic: string): string | undefined {
   return topics.agentOfUp(topic);
 }
 
-/** The collection of a default-partition change-set topic, or undefined for any other topic. */
-export function collectionOfTopic(topic: string): string | undefined {
-  return topics.collectionOf(topic);
-}
-
 const PARTITION_TOPIC = new RegExp(`^${TOPIC_ROOT}/p/([a-z0-9_-]{1,64})/`);
 
 /** The partition a topic belongs to (the default one for topics under the root itself). */

@@ -101,7 +101,7 @@ describe('agent routing of writes to partitions', () => {
     const defaults = new DurabilityWaiters(() => true);
     const billing = new DurabilityWaiters(() => true);
     const moved = defaults.wait(2, 'hub', 30);
-    defaults.moveTo(2, billing, 1);
+    defaults.moveTo(2, billing, { partition: 'billing', incarnation: 'ab'.repeat(16), seq: 1 });
     const other = defaults.wait(2, 'hub', 2_000); // a new write took seq 2 of the default lane
     await expect(moved).rejects.toMatchObject({ code: 'OUTPOST_DURABILITY_TIMEOUT' });
     defaults.onResults([{ seq: 2, outcome: 'committed', lsn: 9 }]);

@@ -1,6 +1,6 @@
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
-import { AgentClosedError, ErrorCode, InvalidHeaderError, OutpostError, UnauthorizedError } from '../shared/errors.js';
+import { AgentClosedError, httpError, InvalidHeaderError, NotFoundError, UnauthorizedError } from '../shared/errors.js';
 import type { Change } from '../shared/messages.js';
 import { createAgentMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
@@ -55,19 +55,6 @@ function readOptions(query: ReadQuery): ReadOptions {
   };
 }
 
-/** HTTP status for each error code an app can meet. */
-const STATUS_BY_CODE: Partial<Record<string, number>> = {
-  [ErrorCode.STORAGE_FULL]: 507,
-  [ErrorCode.OUTBOX_FULL]: 507,
-  [ErrorCode.UNAUTHORIZED]: 401,
-  [ErrorCode.STORAGE_FAILED]: 500,
-  [ErrorCode.AGENT_CLOSED]: 503,
-  [ErrorCode.WRITE_CONFLICT]: 409,
-  [ErrorCode.WRITE_REJECTED]: 422,
-  [ErrorCode.DURABILITY_TIMEOUT]: 504,
-  [ErrorCode.READ_TIMEOUT]: 504,
-};
-
 /**
  * The agent's localhost HTTP API, for apps in any language. JSON in and out; errors are
  * `{ code, message }` with a stable code.
@@ -91,12 +78,9 @@ export async function createAgentHttp(agent: Agent, log: Logger, options: AgentH
   });
 
   app.setErrorHandler((error, _request, reply) => {
-    if (error instanceof OutpostError) {
-      return reply.code(STATUS_BY_CODE[error.code] ?? 400).send(error.toJSON());
-    }
-    const status = (error as { statusCode?: number }).statusCode ?? 500;
+    const { status, body } = httpError(error);
     if (status >= 500) log.error({ err: error }, 'request failed');
-    return reply.code(status).send({ code: (error as { code?: string }).code ?? 'OUTPOST_INTERNAL', message: (error as Error).message });
+    return reply.code(status).send(body);
   });
 
   app.put<{ Params: DocParams; Body: JsonValue; Querystring: WriteQuery }>('/v1/docs/:collection/:key', async (request) => {
@@ -117,7 +101,7 @@ export async function createAgentHttp(agent: Agent, log: Logger, options: AgentH
   app.get<{ Params: DocParams; Querystring: ReadQuery }>('/v1/docs/:collection/:key', async (request, reply) => {
     const { collection, key } = request.params;
     const doc = await agent.get(collection, key, readOptions(request.query));
-    if (!doc) return reply.code(404).send({ code: 'OUTPOST_NOT_FOUND', message: `no document ${collection}/${key} on this device` });
+    if (!doc) throw new NotFoundError(`no document ${collection}/${key} on this device`);
     return doc;
   });
 

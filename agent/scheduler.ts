@@ -1,5 +1,6 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from 'pino';
+import { ConfigError } from '../shared/errors.js';
 
 /**
  * When the agent talks to the hub.
@@ -45,7 +46,7 @@ export class SyncScheduler {
 
   constructor(readonly schedule: SyncSchedule, private readonly delegate: SchedulerDelegate, private readonly log: Logger) {
     if (schedule.mode === 'windows' && !cron.validate(schedule.cron)) {
-      throw new Error(`sync window cron expression ${JSON.stringify(schedule.cron)} is invalid; use five or six cron fields`);
+      throw new ConfigError(`sync window cron expression ${JSON.stringify(schedule.cron)} is invalid; use five or six cron fields`);
     }
   }
 

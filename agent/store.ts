@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeCbor, encodeCbor } from '../shared/codec.js';
-import { OutboxFullError, StorageFailedError, StorageFullError } from '../shared/errors.js';
+import { DatabaseTooNewError, OutboxFullError, StorageFailedError, StorageFullError } from '../shared/errors.js';
 import { ZERO_HLC, type Hlc } from '../shared/hlc.js';
 import type { Change, OpResult, WriteOp } from '../shared/messages.js';
 import { DEFAULT_PARTITION } from '../shared/topics.js';
@@ -187,7 +187,7 @@ export class AgentStore {
   #migrate(): void {
     const version = this.#db.pragma('user_version', { simple: true }) as number;
     if (version > AGENT_MIGRATIONS.length) {
-      throw new Error(`database schema version ${version} is newer than this agent (${AGENT_MIGRATIONS.length}); upgrade Outpost`);
+      throw new DatabaseTooNewError(`the agent database ${this.path}`, version, AGENT_MIGRATIONS.length);
     }
     this.#db.transaction(() => {
       for (let v = version; v < AGENT_MIGRATIONS.length; v++) this.#db.exec(AGENT_MIGRATIONS[v]!);

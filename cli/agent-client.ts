@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { AgentUnreachableError, ErrorCode, InvalidValueError, OutpostError } from '../shared/errors.js';
 
 /** Talks to a running agent's HTTP API: `outpost agent status | get | put | del | ls | sync | watch`. */
 interface ClientOptions { url: string; token?: string; json?: boolean }
@@ -15,15 +16,23 @@ async function call(opts: ClientOptions, method: string, path: string, body?: un
       ...(body !== undefined && { body: JSON.stringify(body) }),
     });
   } catch (cause) {
-    throw new Error(`cannot reach the agent at ${opts.url} (${(cause as Error).message}); is it running? (--url)`, { cause });
+    throw new AgentUnreachableError(opts.url, { cause });
   }
   const text = await response.text();
   const parsed: unknown = text ? JSON.parse(text) : undefined;
   if (!response.ok && response.status !== 202) {
-    const { code, message } = (parsed ?? {}) as { code?: string; message?: string };
-    throw new Error(`${code ?? response.status}: ${message ?? text}`);
+    throw agentAnswer(response.status, parsed ?? text);
   }
   return parsed;
+}
+
+const KNOWN_CODES = new Set<string>(Object.values(ErrorCode));
+
+/** The agent's error answer as the error it names (its codes are Outpost's); anything else is internal. */
+function agentAnswer(status: number, body: unknown): OutpostError {
+  const { code, message } = (typeof body === 'object' && body !== null ? body : {}) as { code?: unknown; message?: unknown };
+  const text = typeof message === 'string' ? message : `HTTP ${status}: ${typeof body === 'string' ? body : JSON.stringify(body)}`;
+  return new OutpostError(typeof code === 'string' && KNOWN_CODES.has(code) ? (code as ErrorCode) : ErrorCode.INTERNAL, text);
 }
 
 /** Columns padded to their widest cell: readable in a terminal, no dependency needed. */
@@ -40,7 +49,7 @@ function parseValue(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {
-    throw new Error(`the value must be JSON, e.g. '{"celsius": 21.5}' or '"text"'; got ${text}`);
+    throw new InvalidValueError(`it must be JSON, e.g. '{"celsius": 21.5}' or '"text"'; got ${text}`);
   }
 }
 
@@ -125,7 +134,7 @@ export function addClientCommands(agent: Command): void {
       const response = await fetch(`${opts.url.replace(/\/$/, '')}/v1/changes${opts.collection ? `?collection=${encodeURIComponent(opts.collection)}` : ''}`, {
         headers: opts.token !== undefined ? { authorization: `Bearer ${opts.token}` } : {},
       });
-      if (!response.ok || !response.body) throw new Error(`cannot watch: HTTP ${response.status}`);
+      if (!response.ok || !response.body) throw agentAnswer(response.status, await response.text());
       let buffer = '';
       for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
         buffer += Buffer.from(chunk).toString('utf8');

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { isValidAgentId } from '../shared/topics.js';
 import { table } from './agent-client.js';
-import { ConfigError } from './options.js';
+import { ConfigError } from '../shared/errors.js';
 
 /**
  * `outpost hub agents add | revoke | list`: device identities in the hub's database. Works

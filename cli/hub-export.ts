@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
-import { ConfigError } from './options.js';
+import { ConfigError } from '../shared/errors.js';
 
 interface ExportOptions { data: string; store?: string; out: string; config?: string; brokerUsername: string; brokerPassword?: string; listenerPort: string }
 
@@ -40,16 +40,11 @@ export function addBrokerExport(hub: Command): void {
       } finally {
         await store.close();
       }
-      let files;
-      try {
-        files = exporter.mosquittoFiles({
-          agents, access: new AccessControl(config.access, false), outDir: opts.out,
-          hubUser: { username: opts.brokerUsername, mosquittoHash: hubHash }, listener: { port }, partitions: assignment(config),
-        });
-      } catch (error) {
-        if (error instanceof exporter.BrokerExportError) throw new ConfigError(error.message);
-        throw error;
-      }
+      // An export that cannot be made as asked throws BrokerExportError, which says what to change.
+      const files = exporter.mosquittoFiles({
+        agents, access: new AccessControl(config.access, false), outDir: opts.out,
+        hubUser: { username: opts.brokerUsername, mosquittoHash: hubHash }, listener: { port }, partitions: assignment(config),
+      });
       exporter.writeMosquittoFiles(opts.out, files);
 
       const say = (line: string): boolean => process.stderr.write(`${line}\n`);

@@ -5,7 +5,8 @@ import type { HubConfig } from '../hub/config.js';
 import type { HubBase, HubCommonOptions } from '../hub/hub-base.js';
 import type { LeaderLock } from '../hub/leadership.js';
 import type { HubStore } from '../hub/store/hub-store.js';
-import { ConfigError, flagOf } from './options.js';
+import { ConfigError } from '../shared/errors.js';
+import { flagOf } from './options.js';
 
 type Address = { host: string; port: number };
 type Options = Record<string, unknown>;

@@ -2,6 +2,7 @@ import { Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { parseHostPort } from './address.js';
+import { ConfigError } from '../shared/errors.js';
 
 /**
  * One declared option: the YAML key, the `--flag` and the `OUTPOST_*` variable all derive from
@@ -21,9 +22,6 @@ export interface OptionSpec {
   hidden?: boolean;
 }
 
-export class ConfigError extends Error {
-  readonly code = 'OUTPOST_INVALID_CONFIG';
-}
 
 export const flagOf = (key: string): string => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 export const envOf = (key: string): string => `OUTPOST_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;

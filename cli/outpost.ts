@@ -4,7 +4,8 @@ import pino, { type Logger } from 'pino';
 import { addClientCommands } from './agent-client.js';
 import { addAgentAdmin } from './hub-agents.js';
 import { addBrokerExport } from './hub-export.js';
-import { commanderOptions, ConfigError, renderReference, resolveOptions } from './options.js';
+import { ConfigError, ErrorCode, OutpostError } from '../shared/errors.js';
+import { commanderOptions, renderReference, resolveOptions } from './options.js';
 import { readPem } from './hub-run.js';
 import { AGENT_OPTIONS, HUB_OPTIONS } from './tables.js';
 
@@ -104,8 +105,10 @@ program.command('config-reference', { hidden: true }).description('print docs/CO
   ].join('\n'));
 });
 
+// Every failure ends in one line with its stable code, so scripts can tell them apart.
 program.parseAsync().catch((error: unknown) => {
   const prefix = error instanceof ConfigError ? 'configuration error: ' : '';
-  process.stderr.write(`outpost: ${prefix}${(error as Error).message}\n`);
+  const code = error instanceof OutpostError ? error.code : ErrorCode.INTERNAL;
+  process.stderr.write(`outpost: ${prefix}${(error as Error).message} [${code}]\n`);
   process.exit(1);
 });

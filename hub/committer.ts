@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { BatchMessage } from '../shared/messages.js';
 import { faultPoint } from './fault-points.js';
 import type { HubWriteRequest, IngestOutput, IngestRequest, Ingestor, WriteResult } from './ingest.js';
+import { HubStoppingError } from '../shared/errors.js';
 
 interface Waiter {
   resolve: (result: WriteResult) => void;
@@ -38,7 +39,7 @@ export class Committer {
 
   /** A write made at the hub; resolves with its outcome once committed. */
   write(write: HubWriteRequest['write']): Promise<WriteResult> {
-    if (this.#stopped) return Promise.reject(new Error('the hub is shutting down; retry against the new leader or after restart'));
+    if (this.#stopped) return Promise.reject(new HubStoppingError());
     return new Promise((resolve, reject) => {
       this.#waiters.push({ resolve, reject });
       this.#push({ kind: 'hub', write });

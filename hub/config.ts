@@ -2,6 +2,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_PARTITION } from '../shared/topics.js';
+import { ConfigError } from '../shared/errors.js';
 
 export type ConflictPolicy = 'lww' | 'reject' | 'merge';
 export type Durability = 'local' | 'hub';
@@ -131,17 +132,13 @@ export const DEFAULT_HUB_CONFIG: HubConfig = {
   partitions: {},
 };
 
-export class HubConfigError extends Error {
-  readonly code = 'OUTPOST_INVALID_CONFIG';
-}
-
-/** Reads, validates and completes a hub configuration file; throws HubConfigError naming the option. */
+/** Reads, validates and completes a hub configuration file; throws ConfigError naming the option. */
 export function loadHubConfig(path: string): HubConfig {
   let raw: unknown;
   try {
     raw = parseYaml(readFileSync(path, 'utf8')) ?? {};
   } catch (cause) {
-    throw new HubConfigError(`cannot read hub config ${path}: ${(cause as Error).message}`, { cause });
+    throw new ConfigError(`cannot read hub config ${path}: ${(cause as Error).message}`, { cause });
   }
   return parseHubConfig(raw, path);
 }
@@ -149,7 +146,7 @@ export function loadHubConfig(path: string): HubConfig {
 export function parseHubConfig(raw: unknown, source = 'hub config'): HubConfig {
   const ajv = new Ajv({ allErrors: false });
   const validate = ajv.compile(CONFIG_SCHEMA);
-  if (!validate(raw)) throw new HubConfigError(`${source}: ${describeErrors(validate.errors)}`);
+  if (!validate(raw)) throw new ConfigError(`${source}: ${describeErrors(validate.errors)}`);
   const given = raw as Partial<HubConfig> & { collections?: Record<string, Partial<CollectionConfig>> };
   const defaults = { ...DEFAULT_HUB_CONFIG.defaults, ...given.defaults };
   const collections: Record<string, CollectionConfig> = {};
@@ -174,14 +171,14 @@ export function parseHubConfig(raw: unknown, source = 'hub config'): HubConfig {
 /** Partition names are valid (the schema checked), `default` is implicit, and no collection is in two partitions. */
 function checkPartitions(partitions: Record<string, string[]>, source: string): Record<string, string[]> {
   if (DEFAULT_PARTITION in partitions) {
-    throw new HubConfigError(`${source}: /partitions/${DEFAULT_PARTITION} may not be listed: every collection not assigned to another partition is in it`);
+    throw new ConfigError(`${source}: /partitions/${DEFAULT_PARTITION} may not be listed: every collection not assigned to another partition is in it`);
   }
   const owner = new Map<string, string>();
   for (const [partition, collections] of Object.entries(partitions)) {
     for (const collection of collections) {
       const other = owner.get(collection);
       if (other !== undefined) {
-        throw new HubConfigError(other === partition
+        throw new ConfigError(other === partition
           ? `${source}: /partitions/${partition} lists collection ${collection} twice`
           : `${source}: collection ${collection} is assigned to both partition ${other} and partition ${partition}; a collection belongs to one partition`);
       }
@@ -231,7 +228,7 @@ export class CollectionPolicies {
         try {
           validate = ajv.compile(c.schema);
         } catch (cause) {
-          throw new HubConfigError(`collections.${name}.schema is not a valid JSON Schema: ${(cause as Error).message}`, { cause });
+          throw new ConfigError(`collections.${name}.schema is not a valid JSON Schema: ${(cause as Error).message}`, { cause });
         }
       }
       const { schema, ...policy } = c;

@@ -3,6 +3,7 @@ import { isValidAgentId, TOPIC_ROOT } from '../shared/topics.js';
 import type { Presence } from './fleet.js';
 import { HubBase, type BrokerServiceUser, type HubCommonOptions, startOrStop } from './hub-base.js';
 import { DEFAULT_HUB_BROKER_USER, partitionBrokerUser } from './mosquitto-export.js';
+import { ErrorCode, OutpostError } from '../shared/errors.js';
 
 export interface BrokerClientHubOptions extends HubCommonOptions {
   broker: {
@@ -226,10 +227,9 @@ export class BrokerClientHub extends HubBase {
 }
 
 /** The broker could not be reached or refused the hub's account at start. */
-export class BrokerConnectError extends Error {
-  readonly code = 'OUTPOST_BROKER_UNREACHABLE';
+export class BrokerConnectError extends OutpostError {
   constructor(url: string, cause: Error) {
-    super(`the hub could not connect to the broker at ${url}: ${cause.message}; check --broker, and that --broker-username and ` +
+    super(ErrorCode.BROKER_UNREACHABLE, `the hub could not connect to the broker at ${url}: ${cause.message}; check --broker, and that --broker-username and ` +
       '--broker-password (OUTPOST_BROKER_PASSWORD) match an account the broker knows (`outpost hub export mosquitto` writes it)', { cause });
   }
 }

@@ -6,6 +6,7 @@ import { DASHBOARD_HTML } from './dashboard.js';
 import { createHubMetrics } from './metrics.js';
 import type { WriteResult } from './ingest.js';
 import { bearerMatches } from '../shared/bearer.js';
+import { ErrorCode, HTTP_STATUS, httpError, NotFoundError, UnauthorizedError, WrongPartitionError } from '../shared/errors.js';
 
 interface DocParams { collection: string; key: string }
 
@@ -14,19 +15,6 @@ function ifMatch(header: string | string[] | undefined): number | undefined {
   if (header === undefined) return undefined;
   const version = Number(String(header).replace(/"/g, ''));
   return Number.isInteger(version) && version >= 0 ? version : undefined;
-}
-
-/** A collection of a partition this process does not lead: its leader's HTTP API serves it. */
-export class WrongPartitionError extends Error {
-  readonly code = 'wrong_partition';
-  constructor(readonly collection: string, readonly partition: string, served: readonly string[]) {
-    super(`collection ${collection} belongs to partition ${partition}, which this hub process does not lead (it leads ${served.join(', ')}): ` +
-      `use the HTTP API of partition ${partition}'s leader`);
-  }
-
-  toJSON(): { code: string; message: string; collection: string; partition: string } {
-    return { code: this.code, message: this.message, collection: this.collection, partition: this.partition };
-  }
 }
 
 /**
@@ -43,9 +31,7 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
   // (it must be, beyond loopback); the page asks for it and sends it with its own requests.
   app.addHook('onRequest', async (request, reply) => {
     if (adminToken === undefined || request.url === '/healthz' || request.url === '/readyz' || request.url === '/') return;
-    if (!bearerMatches(request.headers.authorization, adminToken)) {
-      await reply.code(401).send({ code: 'OUTPOST_UNAUTHORIZED', message: 'missing or wrong admin token; send Authorization: Bearer <token>' });
-    }
+    if (!bearerMatches(request.headers.authorization, adminToken)) throw new UnauthorizedError('admin token');
   });
 
   /** The hub of the partition a collection belongs to, if this process leads it. */
@@ -57,8 +43,9 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
     return owner;
   };
   app.setErrorHandler(async (error, _request, reply) => {
-    if (error instanceof WrongPartitionError) return reply.code(409).send(error.toJSON());
-    throw error;
+    const { status, body } = httpError(error);
+    if (status >= 500) log.error({ err: error }, 'request failed');
+    return reply.code(status).send(body);
   });
 
   app.get('/healthz', async () => ({ ok: true }));
@@ -73,7 +60,8 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
   app.get('/v1/agents', async () => ({ agents: await hub.fleet() }));
   app.get<{ Params: { agentId: string } }>('/v1/agents/:agentId', async (request, reply) => {
     const agent = (await hub.fleet()).find((a) => a.agentId === request.params.agentId);
-    return agent ?? reply.code(404).send({ code: 'OUTPOST_NOT_FOUND', message: `the hub knows no agent ${request.params.agentId}` });
+    if (!agent) throw new NotFoundError(`the hub knows no agent ${request.params.agentId}`);
+    return agent;
   });
   app.get('/v1/collections', async () => hub.core.policies.describe());
   app.get<{ Params: { collection: string }; Querystring: { prefix?: string; after?: string; limit?: string } }>('/v1/docs/:collection', async (request) => ({
@@ -110,16 +98,15 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
   app.get<{ Params: DocParams }>('/v1/docs/:collection/:key', async (request, reply) => {
     const { collection, key } = request.params;
     const doc = await hubOf(collection).store.document(collection, key);
-    if (!doc || doc.deleted) {
-      return reply.code(404).send({ code: 'OUTPOST_NOT_FOUND', message: `no document ${collection}/${key} at the hub` });
-    }
+    if (!doc || doc.deleted) throw new NotFoundError(`no document ${collection}/${key} at the hub`);
     return { collection, key, value: doc.value, version: doc.version, hlc: doc.hlc, origin: doc.origin };
   });
 
   const send = (result: WriteResult, reply: { code: (n: number) => { send: (b: unknown) => unknown } }): unknown => {
     if (result.outcome === 'committed') return reply.code(200).send(result);
-    if (result.outcome === 'conflict') return reply.code(409).send({ code: 'OUTPOST_CONFLICT', message: result.detail, ...result });
-    return reply.code(400).send({ code: 'OUTPOST_REJECTED', message: result.detail, ...result });
+    // The same codes and statuses as the device's API gives a write that was refused or lost a conflict.
+    const code = result.outcome === 'conflict' ? ErrorCode.WRITE_CONFLICT : ErrorCode.WRITE_REJECTED;
+    return reply.code(HTTP_STATUS[code]!).send({ code, message: result.detail, ...result });
   };
 
   for (const op of ['put', 'patch', 'del'] as const) {

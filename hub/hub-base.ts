@@ -7,6 +7,7 @@ import type { HubStore } from './store/hub-store.js';
 import { fleetStatus, type AgentView, type Presence } from './fleet.js';
 import { FleetHistory } from './history.js';
 import { createHubHttp, type HubHttp } from './http.js';
+import { ConfigError } from '../shared/errors.js';
 
 /** What every hub takes, whichever broker carries its messages. */
 export interface HubCommonOptions {
@@ -172,7 +173,7 @@ export abstract class HubBase {
     const { http, adminToken } = this.common;
     if (!http) return;
     if (!adminToken && !isLoopback(http.host)) {
-      throw new Error(`the hub HTTP API on ${http.host} would be reachable from the network without a token: set --admin-token (OUTPOST_ADMIN_TOKEN) or bind it to 127.0.0.1`);
+      throw new ConfigError(`the hub HTTP API on ${http.host} would be reachable from the network without a token: set --admin-token (OUTPOST_ADMIN_TOKEN) or bind it to 127.0.0.1`);
     }
     this.#http = await createHubHttp(this, this.log, adminToken);
     await this.#http.listen({ host: http.host, port: http.port });

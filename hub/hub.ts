@@ -6,6 +6,7 @@ import { createBroker } from './broker.js';
 import type { Presence } from './fleet.js';
 import { guardConnection } from './frame-guard.js';
 import { HubBase, type HubCommonOptions, startOrStop } from './hub-base.js';
+import { ConfigError } from '../shared/errors.js';
 
 export interface HubOptions extends HubCommonOptions {
   /** MQTT port; 0 picks a free one. */
@@ -115,7 +116,7 @@ export class Hub extends HubBase {
       this.#tlsServer.on('tlsClientError', (error) => log.debug({ err: error.message }, 'TLS handshake failed'));
       await listen(this.#tlsServer, options.tls.port, options.tls.host ?? options.host ?? '0.0.0.0');
     }
-    if (!this.#server && !this.#tlsServer) throw new Error('the hub has no listener: enable the plain one or configure TLS');
+    if (!this.#server && !this.#tlsServer) throw new ConfigError('the hub has no listener: enable the plain one or configure TLS');
     this.core.start();
     this.history.start();
     await this.startHttp();

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DEFAULT_PARTITION, partitionTopics, TOPIC_ROOT, topics } from '../shared/topics.js';
+import { ErrorCode, OutpostError } from '../shared/errors.js';
 
 /** The broker account the hub connects with unless told otherwise. */
 export const DEFAULT_HUB_BROKER_USER = 'outpost-hub';
@@ -50,8 +51,10 @@ export interface MosquittoFiles {
 }
 
 /** The export cannot be made as asked; the message says what to change. */
-export class BrokerExportError extends Error {
-  readonly code = 'OUTPOST_BROKER_EXPORT';
+export class BrokerExportError extends OutpostError {
+  constructor(message: string) {
+    super(ErrorCode.BROKER_EXPORT, message);
+  }
 }
 
 /**

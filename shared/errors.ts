@@ -20,9 +20,56 @@ export const ErrorCode = {
   OUTBOX_FULL: 'OUTPOST_OUTBOX_FULL',
   UNAUTHORIZED: 'OUTPOST_UNAUTHORIZED',
   STORAGE_FAILED: 'OUTPOST_STORAGE_FAILED',
+  DATABASE_TOO_NEW: 'OUTPOST_DATABASE_TOO_NEW',
+  NOT_FOUND: 'OUTPOST_NOT_FOUND',
+  INVALID_REQUEST: 'OUTPOST_INVALID_REQUEST',
+  WRONG_PARTITION: 'OUTPOST_WRONG_PARTITION',
+  HUB_STOPPING: 'OUTPOST_HUB_STOPPING',
+  INVALID_CONFIG: 'OUTPOST_INVALID_CONFIG',
+  BROKER_UNREACHABLE: 'OUTPOST_BROKER_UNREACHABLE',
+  BROKER_EXPORT: 'OUTPOST_BROKER_EXPORT',
+  AGENT_UNREACHABLE: 'OUTPOST_AGENT_UNREACHABLE',
+  INTERNAL: 'OUTPOST_INTERNAL',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/**
+ * The HTTP status each code answers with, on the device's and the hub's HTTP API alike. Codes
+ * without one never reach an HTTP client: they stop a process at start (configuration, broker,
+ * database version) or belong to the CLI. The README's table of codes is checked against this.
+ */
+export const HTTP_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
+  [ErrorCode.MESSAGE_TOO_LARGE]: 400,
+  [ErrorCode.MALFORMED_MESSAGE]: 400,
+  [ErrorCode.INVALID_MESSAGE]: 400,
+  [ErrorCode.INVALID_COLLECTION]: 400,
+  [ErrorCode.INVALID_KEY]: 400,
+  [ErrorCode.INVALID_VALUE]: 400,
+  [ErrorCode.VALUE_TOO_LARGE]: 400,
+  [ErrorCode.AGENT_CLOSED]: 503,
+  [ErrorCode.INVALID_HEADER]: 400,
+  [ErrorCode.WRITE_REJECTED]: 422,
+  [ErrorCode.WRITE_CONFLICT]: 409,
+  [ErrorCode.DURABILITY_TIMEOUT]: 504,
+  [ErrorCode.READ_TIMEOUT]: 504,
+  [ErrorCode.STORAGE_FULL]: 507,
+  [ErrorCode.OUTBOX_FULL]: 507,
+  [ErrorCode.UNAUTHORIZED]: 401,
+  [ErrorCode.STORAGE_FAILED]: 500,
+  [ErrorCode.NOT_FOUND]: 404,
+  [ErrorCode.INVALID_REQUEST]: 400,
+  [ErrorCode.WRONG_PARTITION]: 409,
+  [ErrorCode.HUB_STOPPING]: 503,
+  [ErrorCode.INTERNAL]: 500,
+};
+
+/** The JSON body of every error an HTTP API answers: a stable code, a message, and the error's facts. */
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  [fact: string]: unknown;
+}
 
 export class OutpostError extends Error {
   readonly code: ErrorCode;
@@ -138,8 +185,9 @@ export class ReadTimeoutError extends OutpostError {
 }
 
 export class UnauthorizedError extends OutpostError {
-  constructor() {
-    super(ErrorCode.UNAUTHORIZED, 'missing or wrong bearer token; send Authorization: Bearer <token>');
+  /** `what`: which token, as the user knows it ("admin token"). */
+  constructor(what = 'bearer token') {
+    super(ErrorCode.UNAUTHORIZED, `missing or wrong ${what}; send Authorization: Bearer <token>`);
   }
 }
 
@@ -173,6 +221,76 @@ export class StorageFailedError extends OutpostError {
   constructor(path: string, action: string, options?: { cause?: unknown }) {
     super(ErrorCode.STORAGE_FAILED, `could not ${action} the database at ${path}: ${String((options?.cause as Error | undefined)?.message ?? 'unknown error')}`, options);
   }
+}
+
+/** A document or agent that is not there. */
+export class NotFoundError extends OutpostError {
+  constructor(what: string) {
+    super(ErrorCode.NOT_FOUND, what);
+  }
+}
+
+
+/** A collection of a partition this hub process does not lead: its leader serves it. */
+export class WrongPartitionError extends OutpostError {
+  constructor(readonly collection: string, readonly partition: string, served: readonly string[]) {
+    super(
+      ErrorCode.WRONG_PARTITION,
+      `collection ${collection} belongs to partition ${partition}, which this hub process does not lead ` +
+        `(it leads ${served.join(', ')}): use the HTTP API of partition ${partition}'s leader`,
+    );
+  }
+  override toJSON(): { code: ErrorCode; message: string; collection: string; partition: string } {
+    return { ...super.toJSON(), collection: this.collection, partition: this.partition };
+  }
+}
+
+/** The hub is stopping (or was deposed) and commits nothing more. */
+export class HubStoppingError extends OutpostError {
+  constructor() {
+    super(ErrorCode.HUB_STOPPING, 'the hub is shutting down; retry against the new leader or after restart');
+  }
+}
+
+/** A configuration that cannot be used as given; the message names the option and what to change. */
+export class ConfigError extends OutpostError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.INVALID_CONFIG, message, options);
+  }
+}
+
+/** A database written by a newer Outpost than this one. */
+export class DatabaseTooNewError extends OutpostError {
+  constructor(readonly what: string, readonly version: number, readonly supported: number) {
+    super(ErrorCode.DATABASE_TOO_NEW, `${what} schema version ${version} is newer than this Outpost (${supported}); upgrade Outpost`);
+  }
+}
+
+/** The CLI could not reach the agent's HTTP API. */
+export class AgentUnreachableError extends OutpostError {
+  constructor(url: string, options: { cause: unknown }) {
+    super(
+      ErrorCode.AGENT_UNREACHABLE,
+      `cannot reach the agent at ${url} (${(options.cause as Error).message}); is it running? (--url)`,
+      options,
+    );
+  }
+}
+
+/**
+ * What an HTTP API answers for an error: its status and body. Outpost errors keep their facts;
+ * a request the HTTP framework refused (a body that is not JSON, a wrong content type, too large
+ * a body: any error with a 4xx `statusCode`) is OUTPOST_INVALID_REQUEST with that status; anything
+ * else is OUTPOST_INTERNAL.
+ */
+export function httpError(error: unknown): { status: number; body: ErrorBody } {
+  if (error instanceof OutpostError) return { status: HTTP_STATUS[error.code] ?? 500, body: error.toJSON() };
+  const message = error instanceof Error ? error.message : String(error);
+  const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return { status, body: { code: ErrorCode.INVALID_REQUEST, message: `the request is invalid: ${message}` } };
+  }
+  return { status: 500, body: { code: ErrorCode.INTERNAL, message } };
 }
 
 /**

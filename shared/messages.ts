@@ -2,7 +2,8 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { limits } from './limits.js';
 
 /**
- * Every message is a CBOR tagged tuple `[type, body]`; one union per direction. Types are
+ * Every message is a CBOR array `[type, body]` whose first element names its type (no CBOR tags:
+ * the codec refuses them); one union per direction. Types are
  * derived from the schemas, and the codec validates against them right after decoding, so
  * nothing unvalidated travels inward. Field names are short because they cross metered links
  * once per write.

@@ -4,7 +4,7 @@ import { PROTOCOL_VERSION } from './protocol-version.js';
 /**
  * The topics of the protocol (MQTT 3.1.1), one set per partition:
  * - `up`:   agent → hub, one per agent (batch, pull, status)
- * - `down`: hub → one agent (ack, resync, page, error)
+ * - `down`: hub → one agent (ack, resync, page, snapshot, replicated, reincarnate, error)
  * - `collection`: hub → subscribers, committed change sets of one collection
  * - `hub`:  retained hub status
  *

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { DEFAULT_PARTITION } from '../../shared/topics.js';
 import type { HubStore } from './hub-store.js';
+import { ConfigError } from '../../shared/errors.js';
 
 /** Where the hub keeps its primary data: a PostgreSQL URL, or else SQLite in the data directory. */
 export interface StoreLocation {
@@ -35,7 +36,7 @@ export async function openHubStore(location: StoreLocation): Promise<HubStore> {
   const { store } = location;
   if (store !== undefined) {
     if (!isPostgresUrl(store)) {
-      throw new Error(`store ${JSON.stringify(store)} is not a PostgreSQL URL: use postgres://user:password@host:5432/database, or leave it out for SQLite in the data directory`);
+      throw new ConfigError(`store ${JSON.stringify(store)} is not a PostgreSQL URL: use postgres://user:password@host:5432/database, or leave it out for SQLite in the data directory`);
     }
     const [{ PostgresHubStore }, { partitionSchema }] = await Promise.all([import('./pg-store.js'), import('./pg-schema.js')]);
     const schema = partitionSchema(location.partition ?? DEFAULT_PARTITION);

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { DEFAULT_PARTITION } from '../../shared/topics.js';
+import { ConfigError, DatabaseTooNewError } from '../../shared/errors.js';
 
 /**
  * The PostgreSQL hub database's migrations, in order; `schema_migrations` records which have
@@ -129,7 +130,7 @@ export function partitionSchema(partition: string): string | undefined {
   const schema = `outpost_p_${partition}`;
   // PostgreSQL would silently truncate a longer name, and two partitions could share a schema.
   if (Buffer.byteLength(schema) > 63) {
-    throw new Error(`partition name ${partition} is too long for a PostgreSQL schema (${schema}): use at most 53 characters`);
+    throw new ConfigError(`partition name ${partition} is too long for a PostgreSQL schema (${schema}): use at most 53 characters`);
   }
   return schema;
 }
@@ -157,7 +158,7 @@ export async function migrate(client: pg.ClientBase, schema?: string): Promise<v
     const { rows } = await client.query<{ version: number | null }>('SELECT max(version) AS version FROM schema_migrations');
     const version = rows[0]?.version ?? 0;
     if (version > PG_MIGRATIONS.length) {
-      throw new Error(`database schema version ${version} is newer than this hub (${PG_MIGRATIONS.length}); upgrade Outpost`);
+      throw new DatabaseTooNewError('the hub\'s PostgreSQL database', version, PG_MIGRATIONS.length);
     }
     for (let v = version; v < PG_MIGRATIONS.length; v++) {
       await client.query(PG_MIGRATIONS[v]!);

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OpResult } from '../../shared/messages.js';
 import { decodeCbor, encodeCbor } from '../../shared/codec.js';
-import { StorageFailedError } from '../../shared/errors.js';
+import { DatabaseTooNewError, StorageFailedError } from '../../shared/errors.js';
 import type { JsonValue } from '../../shared/values.js';
 
 import { HUB_MIGRATIONS } from './sqlite-schema.js';
@@ -188,7 +188,7 @@ export class SqliteHubDb implements IngestTx {
     this.#db.transaction(() => {
       const version = this.#db.pragma('user_version', { simple: true }) as number;
       if (version > HUB_MIGRATIONS.length) {
-        throw new Error(`database schema version ${version} is newer than this hub (${HUB_MIGRATIONS.length}); upgrade Outpost`);
+        throw new DatabaseTooNewError('the hub database', version, HUB_MIGRATIONS.length);
       }
       for (let v = version; v < HUB_MIGRATIONS.length; v++) this.#db.exec(HUB_MIGRATIONS[v]!);
       this.#db.pragma(`user_version = ${HUB_MIGRATIONS.length}`);

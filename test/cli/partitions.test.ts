@@ -83,7 +83,7 @@ describe.skipIf(skip !== undefined)('outpost hub --partitions on PostgreSQL behi
     // Writes over b's HTTP API go to shop's log; a write there for the default partition is refused.
     await waitFor('b answers', async () => (await http('GET', `${b.http}/readyz`).catch(() => ({ status: 0 }))).status === 200, 15_000);
     expect(await http('PUT', `${b.http}/v1/docs/orders/o1`, { n: 1 })).toMatchObject({ status: 200, body: { outcome: 'committed', lsn: 1 } });
-    expect(await http('PUT', `${b.http}/v1/docs/notes/n1`, { n: 1 })).toMatchObject({ status: 409, body: { code: 'wrong_partition', partition: 'default' } });
+    expect(await http('PUT', `${b.http}/v1/docs/notes/n1`, { n: 1 })).toMatchObject({ status: 409, body: { code: 'OUTPOST_WRONG_PARTITION', partition: 'default' } });
     expect(await http('PUT', `${a.http}/v1/docs/notes/n1`, { n: 1 })).toMatchObject({ status: 200, body: { outcome: 'committed', lsn: 1 } });
 
     const epochBefore = Number((await sql<{ epoch: string }>(url, 'SELECT epoch FROM public.leadership'))[0]!.epoch);

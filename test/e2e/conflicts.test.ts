@@ -53,12 +53,12 @@ describe('conflicts between real agents', () => {
       method: 'PUT', headers: { 'content-type': 'application/json', 'if-match': '"1"' }, body: JSON.stringify({ qty: 3 }),
     });
     expect(stale.status).toBe(409);
-    expect(await stale.json()).toMatchObject({ code: 'OUTPOST_CONFLICT', reason: 'stale_base', lsn: 2 });
+    expect(await stale.json()).toMatchObject({ code: 'OUTPOST_WRITE_CONFLICT', reason: 'stale_base', lsn: 2 });
 
     expect((await http('PATCH', `${base}/v1/docs/orders/o1`, { shipped: true })).status).toBe(200);
     expect((await http('DELETE', `${base}/v1/docs/orders/o2`)).status).toBe(200);
     await waitFor('agent sees the hub patch', async () => ((await a.get('orders', 'o1'))?.value as { shipped?: boolean }).shipped);
     expect(await a.get('orders', 'o1')).toMatchObject({ value: { qty: 2, shipped: true }, version: 3 });
-    expect(await http('PUT', `${base}/v1/docs/Bad/x`, 1)).toMatchObject({ status: 400, body: { code: 'OUTPOST_REJECTED', reason: 'invalid_collection' } });
+    expect(await http('PUT', `${base}/v1/docs/Bad/x`, 1)).toMatchObject({ status: 422, body: { code: 'OUTPOST_WRITE_REJECTED', reason: 'invalid_collection' } });
   });
 });

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AccessControl } from '../../hub/access.js';
-import { assignment, HubConfigError, parseHubConfig, partitionOf, partitionsOf } from '../../hub/config.js';
+import { assignment, parseHubConfig, partitionOf, partitionsOf } from '../../hub/config.js';
+import { ConfigError } from '../../shared/errors.js';
 import { HubCore } from '../../hub/core.js';
 import { BrokerClientHub } from '../../hub/external-broker.js';
 import { Hub } from '../../hub/hub.js';
@@ -41,7 +42,7 @@ describe('the partitions section of the hub config', () => {
   });
 
   it('refuses bad partition names, a listed default, and a collection in two partitions, naming them', () => {
-    expect(() => parseHubConfig({ partitions: { Shop: ['orders'] } })).toThrow(HubConfigError);
+    expect(() => parseHubConfig({ partitions: { Shop: ['orders'] } })).toThrow(ConfigError);
     expect(() => parseHubConfig({ partitions: { 'a/b': ['orders'] } })).toThrow(/partitions/);
     expect(() => parseHubConfig({ partitions: { ['x'.repeat(65)]: ['orders'] } })).toThrow(/partitions/);
     expect(() => parseHubConfig({ partitions: { shop: ['Orders'] } })).toThrow(/\/partitions\/shop\/0/);
@@ -207,7 +208,7 @@ describe('the HTTP API of a partitioned hub', () => {
     const put = await fetch(`${hub.httpAddress!}/v1/docs/orders/o1`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"n":1}' });
     expect(put.status).toBe(409);
     const refusal = await put.json() as { code: string; partition: string; message: string };
-    expect(refusal).toMatchObject({ code: 'wrong_partition', partition: 'shop' });
+    expect(refusal).toMatchObject({ code: 'OUTPOST_WRONG_PARTITION', partition: 'shop' });
     expect(refusal.message).toMatch(/partition shop.*HTTP API of partition shop's leader/);
     expect(hub.store.head).toBe(0);
     const notes = await fetch(`${hub.httpAddress!}/v1/docs/notes/n1`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"n":1}' });

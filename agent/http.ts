@@ -98,7 +98,7 @@ export async function createAgentHttp(agent: Agent, log: Logger, options: AgentH
     return agent.del(collection, key, writeOptions(request.headers, request.query));
   });
 
-  app.get<{ Params: DocParams; Querystring: ReadQuery }>('/v1/docs/:collection/:key', async (request, reply) => {
+  app.get<{ Params: DocParams; Querystring: ReadQuery }>('/v1/docs/:collection/:key', async (request) => {
     const { collection, key } = request.params;
     const doc = await agent.get(collection, key, readOptions(request.query));
     if (!doc) throw new NotFoundError(`no document ${collection}/${key} on this device`);

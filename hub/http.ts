@@ -29,7 +29,7 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
 
   // Everything but the probes and the dashboard's page needs the admin token, when one is set
   // (it must be, beyond loopback); the page asks for it and sends it with its own requests.
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', async (request) => {
     if (adminToken === undefined || request.url === '/healthz' || request.url === '/readyz' || request.url === '/') return;
     if (!bearerMatches(request.headers.authorization, adminToken)) throw new UnauthorizedError('admin token');
   });
@@ -58,7 +58,7 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
   app.get('/v1/history', async () => ({ samples: hub.history.samples }));
 
   app.get('/v1/agents', async () => ({ agents: await hub.fleet() }));
-  app.get<{ Params: { agentId: string } }>('/v1/agents/:agentId', async (request, reply) => {
+  app.get<{ Params: { agentId: string } }>('/v1/agents/:agentId', async (request) => {
     const agent = (await hub.fleet()).find((a) => a.agentId === request.params.agentId);
     if (!agent) throw new NotFoundError(`the hub knows no agent ${request.params.agentId}`);
     return agent;
@@ -95,7 +95,7 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
     };
   });
 
-  app.get<{ Params: DocParams }>('/v1/docs/:collection/:key', async (request, reply) => {
+  app.get<{ Params: DocParams }>('/v1/docs/:collection/:key', async (request) => {
     const { collection, key } = request.params;
     const doc = await hubOf(collection).store.document(collection, key);
     if (!doc || doc.deleted) throw new NotFoundError(`no document ${collection}/${key} at the hub`);

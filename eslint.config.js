@@ -28,8 +28,11 @@ export default tseslint.config(
   },
   layer(['agent/**/*.ts'], ['**/hub/**', '**/cli/**'], 'agent/ must not import hub/ or cli/: the two sides share only shared/'),
   layer(['hub/**/*.ts'], ['**/agent/**', '**/cli/**'], 'hub/ must not import agent/ or cli/: the two sides share only shared/'),
-  layer(['shared/**/*.ts'], ['**/agent/**', '**/hub/**', '**/cli/**', 'node:net', 'node:fs', 'node:http', 'mqtt', 'aedes', 'better-sqlite3'],
-    'shared/ is pure code: protocol, codec, clock, errors; no sockets, no files, no upper layer'),
+  layer(
+    ['shared/**/*.ts'],
+    ['**/agent/**', '**/hub/**', '**/cli/**', 'node:net', 'node:fs', 'node:http', 'mqtt', 'aedes', 'better-sqlite3'],
+    'shared/ is pure code: protocol, codec, clock, errors; no sockets, no files, no upper layer',
+  ),
   {
     files: ['**/*.js'],
     ...tseslint.configs.disableTypeChecked,

@@ -24,7 +24,6 @@ const EXPIRY_CHECK_MS = 1_000;
 /** Where the hub's assignment of collections to partitions is kept (collection → partition). */
 const ASSIGNMENT_SETTING = 'partitions';
 
-
 export type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
 
 /**
@@ -72,38 +71,57 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#laneOrNew(DEFAULT_LANE);
     for (const partition of new Set(Object.values(this.#assignment ?? {}))) this.#laneOrNew(partition);
     // The lane is chosen when the write is stored, by the assignment known then.
-    this.#writes = new WriteQueue(this.#store, this.#clock, (collections, dropped) => this.#afterWrite(collections, dropped), (c) => this.#policy(c), (c) => this.#laneOf(c));
+    this.#writes = new WriteQueue(
+      this.#store,
+      this.#clock,
+      (collections, dropped) => this.#afterWrite(collections, dropped),
+      (c) => this.#policy(c),
+      (c) => this.#laneOf(c),
+    );
     const subscriptions = [...this.#lanes.values()].flatMap((lane) => lane.subscriptions(options.collections));
-    const transport: TransportFactory = options.transport ?? ((delegate) => new Link({
-      url: options.hubUrl,
-      clientId: options.agentId,
-      ...(options.hubToken !== undefined && { username: options.agentId, password: options.hubToken }),
-      ...(options.tls && { tls: options.tls }),
+    const transport: TransportFactory =
+      options.transport ??
+      ((delegate) =>
+        new Link(
+          {
+            url: options.hubUrl,
+            clientId: options.agentId,
+            ...(options.hubToken !== undefined && { username: options.agentId, password: options.hubToken }),
+            ...(options.tls && { tls: options.tls }),
+            subscriptions,
+            backoff: options.reconnect ?? { initialMs: 500, maxMs: 30_000 },
+            log: this.#log,
+          },
+          delegate,
+        ));
+    this.#link = transport(
+      {
+        onConnected: () => {
+          for (const lane of this.#lanes.values()) lane.onConnected();
+          this.#scheduleStatus();
+          this.emit('connected');
+        },
+        onDisconnected: () => {
+          for (const lane of this.#lanes.values()) lane.onDisconnected();
+          this.emit('disconnected');
+        },
+        onMessage: (topic, payload) => this.#onMessage(topic, payload),
+      },
       subscriptions,
-      backoff: options.reconnect ?? { initialMs: 500, maxMs: 30_000 },
-      log: this.#log,
-    }, delegate));
-    this.#link = transport({
-      onConnected: () => {
-        for (const lane of this.#lanes.values()) lane.onConnected();
-        this.#scheduleStatus();
-        this.emit('connected');
+    );
+    this.#scheduler = new SyncScheduler(
+      options.sync ?? { mode: 'realtime' },
+      {
+        connect: () => this.#link.start(),
+        disconnect: () => this.#link.stop(),
+        connected: () => this.#link.connected,
+        pump: () => this.#pumpAll(),
+        pull: () => this.#eachLane((lane) => lane.replicator.pull()),
+        idle: () => this.#store.pendingCount() === 0 && ![...this.#lanes.values()].some((lane) => lane.replicator.pulling),
+        onWindow: (open) => this.emit('window', open),
       },
-      onDisconnected: () => {
-        for (const lane of this.#lanes.values()) lane.onDisconnected();
-        this.emit('disconnected');
-      },
-      onMessage: (topic, payload) => this.#onMessage(topic, payload),
-    }, subscriptions);
-    this.#scheduler = new SyncScheduler(options.sync ?? { mode: 'realtime' }, {
-      connect: () => this.#link.start(),
-      disconnect: () => this.#link.stop(),
-      connected: () => this.#link.connected,
-      pump: () => this.#pumpAll(),
-      pull: () => this.#eachLane((lane) => lane.replicator.pull()),
-      idle: () => this.#store.pendingCount() === 0 && ![...this.#lanes.values()].some((lane) => lane.replicator.pulling),
-      onWindow: (open) => this.emit('window', open),
-    }, this.#log);
+      this.#log,
+    );
   }
 
   /** The partition a collection's writes and changes belong to, by the hub's assignment as known now. */
@@ -114,23 +132,34 @@ export class Agent extends EventEmitter<AgentEvents> {
   #laneOrNew(partition: string): Lane {
     let lane = this.#lanes.get(partition);
     if (lane) return lane;
-    lane = new Lane(partition, this.id, this.#store, this.#clock, (c) => this.#laneOf(c) === partition, {
-      collections: this.#options.collections, pageLimit: this.#options.pageLimit ?? 500, ackTimeoutMs: this.#options.ackTimeoutMs ?? 10_000,
-    }, {
-      publish: (topic, payload) => this.#link.publish(topic, payload),
-      connected: () => this.#link.connected,
-      // Nothing goes up before the hub's assignment is known: a write must join its partition's sequence.
-      mayUpload: () => this.#assignment !== undefined && this.#scheduler.mayUpload(),
-      routed: () => this.#assignment !== undefined,
-      onApplied: (changes) => this.emit('change', changes),
-      onProgress: () => {
-        this.#progress.notify();
-        this.#scheduleStatus();
+    lane = new Lane(
+      partition,
+      this.id,
+      this.#store,
+      this.#clock,
+      (c) => this.#laneOf(c) === partition,
+      {
+        collections: this.#options.collections,
+        pageLimit: this.#options.pageLimit ?? 500,
+        ackTimeoutMs: this.#options.ackTimeoutMs ?? 10_000,
       },
-      onRejected: (rejections) => this.emit('rejection', rejections),
-      onReincarnated: (previous, next) => this.emit('reincarnated', previous, next),
-      onHubStatus: (status) => this.#onHubStatus(partition, status),
-    }, this.#log);
+      {
+        publish: (topic, payload) => this.#link.publish(topic, payload),
+        connected: () => this.#link.connected,
+        // Nothing goes up before the hub's assignment is known: a write must join its partition's sequence.
+        mayUpload: () => this.#assignment !== undefined && this.#scheduler.mayUpload(),
+        routed: () => this.#assignment !== undefined,
+        onApplied: (changes) => this.emit('change', changes),
+        onProgress: () => {
+          this.#progress.notify();
+          this.#scheduleStatus();
+        },
+        onRejected: (rejections) => this.emit('rejection', rejections),
+        onReincarnated: (previous, next) => this.emit('reincarnated', previous, next),
+        onHubStatus: (status) => this.#onHubStatus(partition, status),
+      },
+      this.#log,
+    );
     this.#lanes.set(partition, lane);
     if (this.#started) lane.start();
     return lane;
@@ -159,8 +188,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#assignment = parts;
     for (const partition of new Set(Object.values(parts))) this.#laneOrNew(partition);
     if (!first) {
-      this.#log.warn({ partitions: parts }, 'the hub assigned collections to partitions differently; new writes follow the new assignment, '
-        + 'writes already queued for a collection\'s old partition stay there');
+      this.#log.warn(
+        { partitions: parts },
+        'the hub assigned collections to partitions differently; new writes follow the new assignment, ' +
+          "writes already queued for a collection's old partition stay there",
+      );
       this.#store.setSetting(ASSIGNMENT_SETTING, parts);
     } else {
       // Writes made before the assignment was known all joined the default lane: those of other
@@ -292,13 +324,18 @@ export class Agent extends EventEmitter<AgentEvents> {
     const partitions: NonNullable<AgentStatus['partitions']> = {};
     for (const lane of this.#lanes.values()) {
       if (lane.partition === DEFAULT_LANE) continue;
-      const laneCursors = Object.entries(cursors).filter(([c]) => lane.inLane(c)).map(([, lsn]) => lsn);
+      const laneCursors = Object.entries(cursors)
+        .filter(([c]) => lane.inLane(c))
+        .map(([, lsn]) => lsn);
       partitions[lane.partition] = {
-        incarnation: this.#store.incarnationOf(lane.partition), watermark: lane.replicator.watermark,
+        incarnation: this.#store.incarnationOf(lane.partition),
+        watermark: lane.replicator.watermark,
         appliedLsn: Math.max(lane.replicator.watermark, ...laneCursors),
       };
     }
-    const defaultCursors = Object.entries(cursors).filter(([c]) => this.#laneOf(c) === DEFAULT_LANE).map(([, lsn]) => lsn);
+    const defaultCursors = Object.entries(cursors)
+      .filter(([c]) => this.#laneOf(c) === DEFAULT_LANE)
+      .map(([, lsn]) => lsn);
     const { lastSyncAt, nextWindow } = this.#scheduler;
     return {
       agentId: this.id,
@@ -346,7 +383,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     const durability = options.durability ?? this.#policy(collection).durability;
     const rep = typeof durability === 'object' ? durability.replicas : undefined;
     const receipt = await this.#writes.submit({
-      collection, key, op, value,
+      collection,
+      key,
+      op,
+      value,
       ...(options.ifVersion !== undefined && { base: options.ifVersion }),
       ...(rep !== undefined && { rep }),
     });
@@ -354,9 +394,14 @@ export class Agent extends EventEmitter<AgentEvents> {
     // A write moved while it waits (to its partition, or renumbered): the receipt says where it is now.
     let current = receipt;
     const lane = this.#lanes.get(receipt.partition ?? DEFAULT_LANE)!;
-    const lsn = await lane.durability.wait(receipt.seq, durability, options.timeoutMs ?? this.#waitTimeoutMs, ({ partition, incarnation, seq }) => {
-      current = { hlc: receipt.hlc, incarnation, seq, ...(partition !== DEFAULT_LANE && { partition }) };
-    });
+    const lsn = await lane.durability.wait(
+      receipt.seq,
+      durability,
+      options.timeoutMs ?? this.#waitTimeoutMs,
+      ({ partition, incarnation, seq }) => {
+        current = { hlc: receipt.hlc, incarnation, seq, ...(partition !== DEFAULT_LANE && { partition }) };
+      },
+    );
     return lsn === undefined ? current : { ...current, lsn };
   }
 
@@ -369,7 +414,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (applied() >= minLsn) return;
     lane.replicator.pull(); // the token may name another collection's LSN: a pull moves the watermark past it
     const timeoutMs = options.timeoutMs ?? this.#waitTimeoutMs;
-    await this.#progress.wait(() => applied() >= minLsn, timeoutMs, () => new ReadTimeoutError(minLsn, applied(), timeoutMs));
+    await this.#progress.wait(
+      () => applied() >= minLsn,
+      timeoutMs,
+      () => new ReadTimeoutError(minLsn, applied(), timeoutMs),
+    );
   }
 
   /**
@@ -387,11 +436,15 @@ export class Agent extends EventEmitter<AgentEvents> {
         // Each partition's hub hears of its own collections: what is applied, and what waits to go up.
         const queued = pending.filter(([c]) => lane.inLane(c)).map(([, p]) => p);
         const oldestAt = Math.min(...queued.map((p) => p.oldestAt));
-        lane.send(['status', {
-          applied: Object.fromEntries(cursors.filter(([c]) => lane.inLane(c))),
-          outbox: queued.reduce((sum, p) => sum + p.pending, 0), ver: SOFTWARE_VERSION,
-          ...(Number.isFinite(oldestAt) && { oldest: Math.max(0, Date.now() - oldestAt) }),
-        }]);
+        lane.send([
+          'status',
+          {
+            applied: Object.fromEntries(cursors.filter(([c]) => lane.inLane(c))),
+            outbox: queued.reduce((sum, p) => sum + p.pending, 0),
+            ver: SOFTWARE_VERSION,
+            ...(Number.isFinite(oldestAt) && { oldest: Math.max(0, Date.now() - oldestAt) }),
+          },
+        ]);
       }
     }, STATUS_DEBOUNCE_MS);
     this.#statusTimer.unref?.();

@@ -9,7 +9,11 @@ import type { OpResult } from '../shared/messages.js';
 export type Durability = 'local' | 'hub' | { replicas: number };
 
 /** Where a write is in the hub's sequences: its partition, incarnation and seq. */
-export interface WriteIdentity { partition: string; incarnation: string; seq: number }
+export interface WriteIdentity {
+  partition: string;
+  incarnation: string;
+  seq: number;
+}
 
 interface Waiter {
   /** Where the wait is kept now: a write moved to another partition takes its wait along. */
@@ -34,12 +38,22 @@ export class DurabilityWaiters {
   constructor(private readonly isConnected: () => boolean) {}
 
   /** Resolves with the write's LSN once it reaches `durability`; `renamed` hears of a move meanwhile. */
-  wait(seq: number, durability: Exclude<Durability, 'local'>, timeoutMs: number, renamed?: (identity: WriteIdentity) => void): Promise<number | undefined> {
+  wait(
+    seq: number,
+    durability: Exclude<Durability, 'local'>,
+    timeoutMs: number,
+    renamed?: (identity: WriteIdentity) => void,
+  ): Promise<number | undefined> {
     const level = durability === 'hub' ? 'hub' : 'replicas';
     const label = durability === 'hub' ? 'committed at the hub' : `applied by ${durability.replicas} other agents`;
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
-        owner: this, seq, level, renamed, resolve, reject,
+        owner: this,
+        seq,
+        level,
+        renamed,
+        resolve,
+        reject,
         timer: setTimeout(() => {
           waiter.owner.#settle(waiter.seq, waiter);
           reject(new DurabilityTimeoutError(seq, label, timeoutMs, this.isConnected()));

@@ -10,10 +10,20 @@ import type { Agent, ReadOptions, WriteOptions } from './agent.js';
 import type { Durability } from './durability.js';
 import { bearerMatches } from '../shared/bearer.js';
 
-interface DocParams { collection: string; key: string }
+interface DocParams {
+  collection: string;
+  key: string;
+}
 
-interface WriteQuery { durability?: string; timeoutMs?: string }
-interface ReadQuery { confirmed?: string; minLsn?: string; timeoutMs?: string }
+interface WriteQuery {
+  durability?: string;
+  timeoutMs?: string;
+}
+interface ReadQuery {
+  confirmed?: string;
+  minLsn?: string;
+  timeoutMs?: string;
+}
 
 /**
  * `If-Match: 7` (or `"7"`) makes the write conditional on version 7; `?durability=hub` or
@@ -88,10 +98,13 @@ export async function createAgentHttp(agent: Agent, log: Logger, options: AgentH
     return agent.put(collection, key, request.body, writeOptions(request.headers, request.query));
   });
 
-  app.patch<{ Params: DocParams; Body: { [field: string]: JsonValue }; Querystring: WriteQuery }>('/v1/docs/:collection/:key', async (request) => {
-    const { collection, key } = request.params;
-    return agent.patch(collection, key, request.body, writeOptions(request.headers, request.query));
-  });
+  app.patch<{ Params: DocParams; Body: { [field: string]: JsonValue }; Querystring: WriteQuery }>(
+    '/v1/docs/:collection/:key',
+    async (request) => {
+      const { collection, key } = request.params;
+      return agent.patch(collection, key, request.body, writeOptions(request.headers, request.query));
+    },
+  );
 
   app.delete<{ Params: DocParams; Querystring: WriteQuery }>('/v1/docs/:collection/:key', async (request) => {
     const { collection, key } = request.params;
@@ -158,7 +171,8 @@ export async function createAgentHttp(agent: Agent, log: Logger, options: AgentH
       for (const c of changes) if (only === undefined || c.c === only) out.write(`event: change\ndata: ${JSON.stringify(c)}\n\n`);
     };
     const onRejection = (rejections: Rejection[]): void => {
-      for (const r of rejections) if (only === undefined || r.collection === only) out.write(`event: rejection\ndata: ${JSON.stringify(r)}\n\n`);
+      for (const r of rejections)
+        if (only === undefined || r.collection === only) out.write(`event: rejection\ndata: ${JSON.stringify(r)}\n\n`);
     };
     const heartbeat = setInterval(() => out.write(': keep-alive\n\n'), 15_000);
     agent.on('change', onChange);

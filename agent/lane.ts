@@ -64,25 +64,43 @@ export class Lane {
   ) {
     this.topics = partitionTopics(partition);
     this.durability = new DurabilityWaiters(() => delegate.connected());
-    this.uploader = new Uploader(store, {
-      send: (batch) => this.send(batch),
-      mayUpload: () => this.subscribed && delegate.mayUpload(),
-      isReplicated: (c) => this.replicator.replicates(c),
-      onAcked: (results) => this.durability.onResults(results),
-      onRejected: (rejections) => delegate.onRejected(rejections),
-    }, { lane: partition, maxBatchOps: 500, maxBatchBytes: 256 * 1024, maxInFlight: 4, ackTimeoutMs: options.ackTimeoutMs }, log);
-    this.replicator = new Replicator(store, {
-      send: (pull) => this.send(pull),
-      onApplied: (changes) => delegate.onApplied(changes),
-      onProgress: () => delegate.onProgress(),
-    }, {
-      lane: partition, inLane, mayPull: () => delegate.routed(), collections: options.collections, pageLimit: options.pageLimit, pullTimeoutMs: options.ackTimeoutMs,
-    }, log);
+    this.uploader = new Uploader(
+      store,
+      {
+        send: (batch) => this.send(batch),
+        mayUpload: () => this.subscribed && delegate.mayUpload(),
+        isReplicated: (c) => this.replicator.replicates(c),
+        onAcked: (results) => this.durability.onResults(results),
+        onRejected: (rejections) => delegate.onRejected(rejections),
+      },
+      { lane: partition, maxBatchOps: 500, maxBatchBytes: 256 * 1024, maxInFlight: 4, ackTimeoutMs: options.ackTimeoutMs },
+      log,
+    );
+    this.replicator = new Replicator(
+      store,
+      {
+        send: (pull) => this.send(pull),
+        onApplied: (changes) => delegate.onApplied(changes),
+        onProgress: () => delegate.onProgress(),
+      },
+      {
+        lane: partition,
+        inLane,
+        mayPull: () => delegate.routed(),
+        collections: options.collections,
+        pageLimit: options.pageLimit,
+        pullTimeoutMs: options.ackTimeoutMs,
+      },
+      log,
+    );
   }
 
   /** What this lane listens to: its down topic, its hub status, and its collections' change sets. */
   subscriptions(collections: readonly string[] | undefined): string[] {
-    const wanted = collections === undefined ? [this.topics.allCollections] : collections.filter((c) => this.inLane(c)).map((c) => this.topics.collection(c));
+    const wanted =
+      collections === undefined
+        ? [this.topics.allCollections]
+        : collections.filter((c) => this.inLane(c)).map((c) => this.topics.collection(c));
     return [this.topics.down(this.agentId), this.topics.hub, ...wanted];
   }
 
@@ -182,9 +200,12 @@ export class Lane {
         const previous = message[1].inc;
         const { incarnation: next, renumbered } = this.store.reincarnate(this.partition);
         // Waits follow their writes to the new numbers; in order, each moves down into a seq already vacated.
-        for (const { from, to } of renumbered) this.durability.moveTo(from, this.durability, { partition: this.partition, incarnation: next, seq: to });
-        this.log.warn({ partition: this.partition, previous, next, seq: message[1].seq },
-          'the hub holds other writes under this database\'s sequence numbers (restored from a backup?); resending the queue under a new incarnation');
+        for (const { from, to } of renumbered)
+          this.durability.moveTo(from, this.durability, { partition: this.partition, incarnation: next, seq: to });
+        this.log.warn(
+          { partition: this.partition, previous, next, seq: message[1].seq },
+          "the hub holds other writes under this database's sequence numbers (restored from a backup?); resending the queue under a new incarnation",
+        );
         this.delegate.onReincarnated(previous, next);
         this.uploader.reset();
         this.uploader.pump();

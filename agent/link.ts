@@ -16,7 +16,6 @@ export interface LinkOptions {
   log: Logger;
 }
 
-
 /**
  * The agent's MQTT connection. MQTT.js's own reconnect is switched off (its fixed period
  * turns a hub restart into a reconnect storm); this class reconnects with jittered backoff.
@@ -35,9 +34,15 @@ export class Link implements Transport {
   /** Made on every connection: the options' ones and any added since. */
   readonly #subscriptions: Set<string>;
 
-  constructor(private readonly options: LinkOptions, private readonly delegate: TransportDelegate) {
+  constructor(
+    private readonly options: LinkOptions,
+    private readonly delegate: TransportDelegate,
+  ) {
     this.#backoff = new Backoff(options.backoff);
-    this.#urls = options.url.split(',').map((u) => u.trim()).filter((u) => u.length > 0);
+    this.#urls = options.url
+      .split(',')
+      .map((u) => u.trim())
+      .filter((u) => u.length > 0);
     this.#subscriptions = new Set(options.subscriptions);
   }
 

@@ -21,7 +21,11 @@ export function createAgentMetrics(agent: Agent): AgentMetrics {
   let registry: Promise<Registry> | undefined;
   return {
     async scrape() {
-      registry ??= buildRegistry(agent, () => applied, () => rejections);
+      registry ??= buildRegistry(
+        agent,
+        () => applied,
+        () => rejections,
+      );
       const r = await registry;
       return { contentType: r.contentType, body: await r.metrics() };
     },
@@ -35,37 +39,64 @@ async function buildRegistry(agent: Agent, applied: () => number, rejections: ()
   const status = (): ReturnType<Agent['status']> => agent.status();
 
   new Gauge({
-    name: 'outpost_agent_connected', help: '1 while connected to the hub', registers: [registry],
-    collect() { this.set(status().connected ? 1 : 0); },
+    name: 'outpost_agent_connected',
+    help: '1 while connected to the hub',
+    registers: [registry],
+    collect() {
+      this.set(status().connected ? 1 : 0);
+    },
   });
   new Gauge({
-    name: 'outpost_agent_outbox_depth', help: 'Writes waiting to be acknowledged by the hub', registers: [registry],
-    collect() { this.set(status().outboxDepth); },
+    name: 'outpost_agent_outbox_depth',
+    help: 'Writes waiting to be acknowledged by the hub',
+    registers: [registry],
+    collect() {
+      this.set(status().outboxDepth);
+    },
   });
   new Gauge({
-    name: 'outpost_agent_applied_lsn', help: 'Highest LSN applied to the local replica, per collection', labelNames: ['collection'], registers: [registry],
-    collect() { for (const [c, s] of Object.entries(status().collections)) this.set({ collection: c }, s.appliedLsn); },
+    name: 'outpost_agent_applied_lsn',
+    help: 'Highest LSN applied to the local replica, per collection',
+    labelNames: ['collection'],
+    registers: [registry],
+    collect() {
+      for (const [c, s] of Object.entries(status().collections)) this.set({ collection: c }, s.appliedLsn);
+    },
   });
   new Gauge({
-    name: 'outpost_agent_pending_writes', help: 'Writes waiting to be uploaded, per collection', labelNames: ['collection'], registers: [registry],
-    collect() { for (const [c, s] of Object.entries(status().collections)) this.set({ collection: c }, s.pending); },
+    name: 'outpost_agent_pending_writes',
+    help: 'Writes waiting to be uploaded, per collection',
+    labelNames: ['collection'],
+    registers: [registry],
+    collect() {
+      for (const [c, s] of Object.entries(status().collections)) this.set({ collection: c }, s.pending);
+    },
   });
   new Gauge({
-    name: 'outpost_agent_oldest_pending_seconds', help: 'Age of the oldest write waiting to be uploaded, per collection', labelNames: ['collection'], registers: [registry],
+    name: 'outpost_agent_oldest_pending_seconds',
+    help: 'Age of the oldest write waiting to be uploaded, per collection',
+    labelNames: ['collection'],
+    registers: [registry],
     collect() {
       this.reset();
-      for (const [c, s] of Object.entries(status().collections)) if (s.oldestPendingAgeMs !== undefined) this.set({ collection: c }, s.oldestPendingAgeMs / 1000);
+      for (const [c, s] of Object.entries(status().collections))
+        if (s.oldestPendingAgeMs !== undefined) this.set({ collection: c }, s.oldestPendingAgeMs / 1000);
     },
   });
   new Counter({
-    name: 'outpost_agent_changes_applied_total', help: 'Committed changes applied to the replica', registers: [registry],
+    name: 'outpost_agent_changes_applied_total',
+    help: 'Committed changes applied to the replica',
+    registers: [registry],
     collect() {
       this.reset();
       this.inc(applied());
     },
   });
   new Counter({
-    name: 'outpost_agent_rejections_total', help: 'Writes refused by the hub, lost in a conflict, expired or dropped', labelNames: ['outcome'], registers: [registry],
+    name: 'outpost_agent_rejections_total',
+    help: 'Writes refused by the hub, lost in a conflict, expired or dropped',
+    labelNames: ['outcome'],
+    registers: [registry],
     collect() {
       this.reset();
       for (const [outcome, n] of rejections()) this.inc({ outcome }, n);

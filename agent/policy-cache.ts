@@ -2,7 +2,14 @@ import type { CollectionPolicy, HubStatusMessage } from '../shared/messages.js';
 import type { AgentStore } from './store.js';
 
 /** Until the hub has said otherwise: the hub's own defaults. */
-const DEFAULT_POLICY: CollectionPolicy = { conflict: 'lww', durability: 'local', priority: 'normal', ttlSeconds: 0, maxPending: 0, overflow: 'reject' };
+const DEFAULT_POLICY: CollectionPolicy = {
+  conflict: 'lww',
+  durability: 'local',
+  priority: 'normal',
+  ttlSeconds: 0,
+  maxPending: 0,
+  overflow: 'reject',
+};
 const SETTING = 'hub-policies';
 
 /**

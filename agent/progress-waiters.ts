@@ -16,7 +16,9 @@ export class ProgressWaiters {
     if (isDone()) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
-        isDone, resolve, reject,
+        isDone,
+        resolve,
+        reject,
         timer: setTimeout(() => {
           this.#waiters.delete(waiter);
           reject(onTimeout());

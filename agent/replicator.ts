@@ -138,7 +138,8 @@ export class Replicator {
     // Ask for the next page before applying this one, so that the hub reads it while this agent
     // writes. If applying fails, the pull is settled and that page is ignored when it comes.
     if (snap.next) this.#sendPull(snap.from, { lsn: snap.lsn, after: snap.next });
-    const apply = (): Change[] => this.store.applySnapshotPage(snap.docs, snap.lsn, snap.next, this.#pulledCollections(), this.#lane, this.#inLane);
+    const apply = (): Change[] =>
+      this.store.applySnapshotPage(snap.docs, snap.lsn, snap.next, this.#pulledCollections(), this.#lane, this.#inLane);
     if (!this.#applyOrRetry(apply)) return;
     if (snap.next) return;
     // Snapshot complete up to snap.lsn: now the log tail from there.

@@ -10,9 +10,7 @@ import { ConfigError } from '../shared/errors.js';
  *   connects for the window, uploads, catches up, and disconnects again (metered links).
  * In both, a write to a high-priority collection, or "sync now", syncs at once.
  */
-export type SyncSchedule =
-  | { mode: 'realtime' }
-  | { mode: 'windows'; cron: string; windowSeconds: number; disconnectOutside: boolean };
+export type SyncSchedule = { mode: 'realtime' } | { mode: 'windows'; cron: string; windowSeconds: number; disconnectOutside: boolean };
 
 export interface SchedulerDelegate {
   /** A sync window opened or closed. */
@@ -44,7 +42,11 @@ export class SyncScheduler {
   #stopped = false;
   lastSyncAt: number | undefined;
 
-  constructor(readonly schedule: SyncSchedule, private readonly delegate: SchedulerDelegate, private readonly log: Logger) {
+  constructor(
+    readonly schedule: SyncSchedule,
+    private readonly delegate: SchedulerDelegate,
+    private readonly log: Logger,
+  ) {
     if (schedule.mode === 'windows' && !cron.validate(schedule.cron)) {
       throw new ConfigError(`sync window cron expression ${JSON.stringify(schedule.cron)} is invalid; use five or six cron fields`);
     }

@@ -70,11 +70,22 @@ export interface Rejection {
   at: number;
 }
 
-interface DocRow { value: Buffer | null; deleted: number; version: number }
+interface DocRow {
+  value: Buffer | null;
+  deleted: number;
+  version: number;
+}
 interface PendingRow {
   lane: string;
-  seq: number; collection: string; key: string; op: WriteKind; value: Buffer | null; hlc: string; base: number;
-  rep?: number | null; skipped?: string | null;
+  seq: number;
+  collection: string;
+  key: string;
+  op: WriteKind;
+  value: Buffer | null;
+  hlc: string;
+  base: number;
+  rep?: number | null;
+  skipped?: string | null;
 }
 
 /** Where a lane's state is kept in `meta`: the default lane keeps the names it always had. */
@@ -131,19 +142,29 @@ export class AgentStore {
       pendingFrom: db.prepare<[string, number, number], PendingRow>(
         'SELECT lane, seq, collection, key, op, value, hlc, base, rep, skipped FROM outbox WHERE lane = ? AND seq >= ? AND acked_lsn IS NULL ORDER BY seq LIMIT ?',
       ),
-      lowestPending: db.prepare<[string], { seq: number | null }>('SELECT min(seq) AS seq FROM outbox WHERE lane = ? AND acked_lsn IS NULL'),
+      lowestPending: db.prepare<[string], { seq: number | null }>(
+        'SELECT min(seq) AS seq FROM outbox WHERE lane = ? AND acked_lsn IS NULL',
+      ),
       pendingCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM outbox WHERE acked_lsn IS NULL'),
-      outboxRow: db.prepare<[string, number], PendingRow>('SELECT lane, seq, collection, key, op, value, hlc, base, skipped FROM outbox WHERE lane = ? AND seq = ?'),
+      outboxRow: db.prepare<[string, number], PendingRow>(
+        'SELECT lane, seq, collection, key, op, value, hlc, base, skipped FROM outbox WHERE lane = ? AND seq = ?',
+      ),
       pendingInCollection: db.prepare<[string], { n: number }>(
-        'SELECT count(*) AS n FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL'),
+        'SELECT count(*) AS n FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL',
+      ),
       oldestInCollection: db.prepare<[string], PendingRow & { created_at: number }>(
-        'SELECT lane, seq, collection, key, op, value, hlc, base, created_at FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY seq LIMIT 1'),
+        'SELECT lane, seq, collection, key, op, value, hlc, base, created_at FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY seq LIMIT 1',
+      ),
       olderThan: db.prepare<[string, number], PendingRow>(
-        'SELECT lane, seq, collection, key, op, value, hlc, base FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL AND created_at < ? ORDER BY seq'),
-      pendingCollections: db.prepare<[], { collection: string }>('SELECT DISTINCT collection FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL'),
+        'SELECT lane, seq, collection, key, op, value, hlc, base FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL AND created_at < ? ORDER BY seq',
+      ),
+      pendingCollections: db.prepare<[], { collection: string }>(
+        'SELECT DISTINCT collection FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL',
+      ),
       skip: db.prepare('UPDATE outbox SET skipped = ?, value = NULL WHERE lane = ? AND seq = ?'),
       pendingByCollection: db.prepare<[], { collection: string; n: number; oldest: number }>(
-        'SELECT collection, count(*) AS n, min(created_at) AS oldest FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL GROUP BY collection ORDER BY collection'),
+        'SELECT collection, count(*) AS n, min(created_at) AS oldest FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL GROUP BY collection ORDER BY collection',
+      ),
       markAcked: db.prepare('UPDATE outbox SET acked_lsn = ? WHERE lane = ? AND seq = ?'),
       deleteOutbox: db.prepare('DELETE FROM outbox WHERE lane = ? AND seq = ?'),
       anyConfirmed: db.prepare<[], { one: number }>('SELECT 1 AS one FROM outbox WHERE acked_lsn IS NOT NULL LIMIT 1'),
@@ -160,7 +181,9 @@ export class AgentStore {
         `INSERT INTO cursors (collection, applied_lsn) VALUES (?, ?)
          ON CONFLICT (collection) DO UPDATE SET applied_lsn = max(applied_lsn, excluded.applied_lsn)`,
       ),
-      cursors: db.prepare<[], { collection: string; applied_lsn: number }>('SELECT collection, applied_lsn FROM cursors ORDER BY collection'),
+      cursors: db.prepare<[], { collection: string; applied_lsn: number }>(
+        'SELECT collection, applied_lsn FROM cursors ORDER BY collection',
+      ),
       documentCollections: db.prepare<[], { collection: string }>('SELECT DISTINCT collection FROM documents'),
       confirmedKeys: db.prepare<[string, string, number], { key: string }>(
         'SELECT key FROM documents WHERE collection = ? AND key >= ? AND deleted = 0 ORDER BY key LIMIT ?',
@@ -189,10 +212,12 @@ export class AgentStore {
     if (version > AGENT_MIGRATIONS.length) {
       throw new DatabaseTooNewError(`the agent database ${this.path}`, version, AGENT_MIGRATIONS.length);
     }
-    this.#db.transaction(() => {
-      for (let v = version; v < AGENT_MIGRATIONS.length; v++) this.#db.exec(AGENT_MIGRATIONS[v]!);
-      this.#db.pragma(`user_version = ${AGENT_MIGRATIONS.length}`);
-    }).immediate();
+    this.#db
+      .transaction(() => {
+        for (let v = version; v < AGENT_MIGRATIONS.length; v++) this.#db.exec(AGENT_MIGRATIONS[v]!);
+        this.#db.pragma(`user_version = ${AGENT_MIGRATIONS.length}`);
+      })
+      .immediate();
   }
 
   /** The default lane's sequence space; see `reincarnate`. */
@@ -240,25 +265,41 @@ export class AgentStore {
    */
   adoptAssignment(setting: string, value: unknown, laneOf: (collection: string) => string): MovedWrite[] {
     const moved: MovedWrite[] = [];
-    this.#db.transaction(() => {
-      this.setSetting(setting, value);
-      const rows = this.#db.prepare<[string], PendingRow & { created_at: number; rep: number | null }>(
-        `SELECT lane, seq, collection, key, op, value, hlc, base, created_at, rep FROM outbox
-         WHERE lane = ? AND skipped IS NULL AND acked_lsn IS NULL ORDER BY seq`).all(DEFAULT_LANE);
-      for (const row of rows) {
-        const lane = laneOf(row.collection);
-        if (lane === DEFAULT_LANE) continue;
-        const state = this.#lane(lane);
-        this.#s.insertOutbox.run(lane, state.nextSeq, row.collection, row.key, row.op, row.value, row.hlc, row.base, row.created_at, row.rep);
-        this.#s.skip.run('moved', DEFAULT_LANE, row.seq);
-        moved.push({
-          from: { incarnation: this.incarnationOf(DEFAULT_LANE), seq: row.seq },
-          to: { partition: lane, incarnation: state.incarnation, seq: state.nextSeq },
-        });
-        state.nextSeq += 1;
-        this.#s.setMeta.run(laneMeta('next_seq', lane), String(state.nextSeq));
-      }
-    }).immediate();
+    this.#db
+      .transaction(() => {
+        this.setSetting(setting, value);
+        const rows = this.#db
+          .prepare<[string], PendingRow & { created_at: number; rep: number | null }>(
+            `SELECT lane, seq, collection, key, op, value, hlc, base, created_at, rep FROM outbox
+         WHERE lane = ? AND skipped IS NULL AND acked_lsn IS NULL ORDER BY seq`,
+          )
+          .all(DEFAULT_LANE);
+        for (const row of rows) {
+          const lane = laneOf(row.collection);
+          if (lane === DEFAULT_LANE) continue;
+          const state = this.#lane(lane);
+          this.#s.insertOutbox.run(
+            lane,
+            state.nextSeq,
+            row.collection,
+            row.key,
+            row.op,
+            row.value,
+            row.hlc,
+            row.base,
+            row.created_at,
+            row.rep,
+          );
+          this.#s.skip.run('moved', DEFAULT_LANE, row.seq);
+          moved.push({
+            from: { incarnation: this.incarnationOf(DEFAULT_LANE), seq: row.seq },
+            to: { partition: lane, incarnation: state.incarnation, seq: state.nextSeq },
+          });
+          state.nextSeq += 1;
+          this.#s.setMeta.run(laneMeta('next_seq', lane), String(state.nextSeq));
+        }
+      })
+      .immediate();
     return moved;
   }
 
@@ -275,7 +316,8 @@ export class AgentStore {
 
   /** Bytes the database uses (pages in use, free pages not counted). */
   databaseBytes(): number {
-    const pages = (this.#db.pragma('page_count', { simple: true }) as number) - (this.#db.pragma('freelist_count', { simple: true }) as number);
+    const pages =
+      (this.#db.pragma('page_count', { simple: true }) as number) - (this.#db.pragma('freelist_count', { simple: true }) as number);
     return pages * (this.#db.pragma('page_size', { simple: true }) as number);
   }
 
@@ -324,29 +366,31 @@ export class AgentStore {
     const result: AppendResult = { seqs: [], dropped: [] };
     const next = new Map<string, number>();
     try {
-      this.#db.transaction(() => {
-        const now = Date.now();
-        for (const w of writes) {
-          const lane = w.lane ?? DEFAULT_LANE;
-          const seq = next.get(lane) ?? this.#lane(lane).nextSeq;
-          const policy = policyFor?.(w.collection);
-          if (policy && policy.maxPending > 0 && this.#s.pendingInCollection.get(w.collection)!.n >= policy.maxPending) {
-            if (policy.overflow === 'reject') {
-              result.seqs.push(new OutboxFullError(w.collection, policy.maxPending));
-              continue;
+      this.#db
+        .transaction(() => {
+          const now = Date.now();
+          for (const w of writes) {
+            const lane = w.lane ?? DEFAULT_LANE;
+            const seq = next.get(lane) ?? this.#lane(lane).nextSeq;
+            const policy = policyFor?.(w.collection);
+            if (policy && policy.maxPending > 0 && this.#s.pendingInCollection.get(w.collection)!.n >= policy.maxPending) {
+              if (policy.overflow === 'reject') {
+                result.seqs.push(new OutboxFullError(w.collection, policy.maxPending));
+                continue;
+              }
+              const oldest = this.#s.oldestInCollection.get(w.collection);
+              if (oldest) result.dropped.push(this.#giveUp(oldest, 'dropped', now));
             }
-            const oldest = this.#s.oldestInCollection.get(w.collection);
-            if (oldest) result.dropped.push(this.#giveUp(oldest, 'dropped', now));
+            const base = w.base ?? this.#s.document.get(w.collection, w.key)?.version ?? 0;
+            const value = w.value === undefined ? null : encodeCbor(w.value);
+            this.#s.insertOutbox.run(lane, seq, w.collection, w.key, w.op, value, w.hlc, base, now, w.rep ?? null);
+            result.seqs.push(seq);
+            next.set(lane, seq + 1);
           }
-          const base = w.base ?? this.#s.document.get(w.collection, w.key)?.version ?? 0;
-          const value = w.value === undefined ? null : encodeCbor(w.value);
-          this.#s.insertOutbox.run(lane, seq, w.collection, w.key, w.op, value, w.hlc, base, now, w.rep ?? null);
-          result.seqs.push(seq);
-          next.set(lane, seq + 1);
-        }
-        for (const [lane, seq] of next) this.#s.setMeta.run(laneMeta('next_seq', lane), String(seq));
-        this.#s.setMeta.run('hlc', clockNow);
-      }).immediate();
+          for (const [lane, seq] of next) this.#s.setMeta.run(laneMeta('next_seq', lane), String(seq));
+          this.#s.setMeta.run('hlc', clockNow);
+        })
+        .immediate();
     } catch (cause) {
       const code = (cause as { code?: string }).code;
       if (code === 'SQLITE_FULL') throw new StorageFullError(this.path, { cause });
@@ -363,25 +407,45 @@ export class AgentStore {
   expire(ttlSecondsFor: (collection: string) => number, now = Date.now()): Rejection[] {
     const expired: Rejection[] = [];
     // Runs every second: take the write lock only when some pending collection has a TTL.
-    const withTtl = this.#s.pendingCollections.all()
+    const withTtl = this.#s.pendingCollections
+      .all()
       .map(({ collection }) => ({ collection, ttl: ttlSecondsFor(collection) }))
       .filter(({ ttl }) => ttl > 0);
     if (withTtl.length === 0) return expired;
-    this.#db.transaction(() => {
-      for (const { collection, ttl } of withTtl) {
-        for (const row of this.#s.olderThan.all(collection, now - ttl * 1000)) expired.push(this.#giveUp(row, 'expired', now));
-      }
-    }).immediate();
+    this.#db
+      .transaction(() => {
+        for (const { collection, ttl } of withTtl) {
+          for (const row of this.#s.olderThan.all(collection, now - ttl * 1000)) expired.push(this.#giveUp(row, 'expired', now));
+        }
+      })
+      .immediate();
     return expired;
   }
 
   #giveUp(row: PendingRow, outcome: 'expired' | 'dropped', now: number): Rejection {
     const rejection: Rejection = {
-      seq: row.seq, collection: row.collection, key: row.key, op: row.op,
+      seq: row.seq,
+      collection: row.collection,
+      key: row.key,
+      op: row.op,
       value: row.value === null ? undefined : (decodeCbor(row.value) as JsonValue),
-      outcome, reason: outcome, detail: outcome === 'expired' ? 'not uploaded within the collection\'s TTL' : 'dropped to make room (overflow policy drop-oldest)', at: now,
+      outcome,
+      reason: outcome,
+      detail: outcome === 'expired' ? "not uploaded within the collection's TTL" : 'dropped to make room (overflow policy drop-oldest)',
+      at: now,
     };
-    this.#s.insertRejection.run(this.incarnationOf(row.lane), row.seq, row.collection, row.key, row.op, row.value, outcome, outcome, rejection.detail, now);
+    this.#s.insertRejection.run(
+      this.incarnationOf(row.lane),
+      row.seq,
+      row.collection,
+      row.key,
+      row.op,
+      row.value,
+      outcome,
+      outcome,
+      rejection.detail,
+      now,
+    );
     this.#s.skip.run(outcome, row.lane, row.seq);
     return rejection;
   }
@@ -437,7 +501,11 @@ export class AgentStore {
         continue;
       }
       ops.push({
-        seq: row.seq, c: row.collection, k: row.key, op: row.op, hlc: row.hlc,
+        seq: row.seq,
+        c: row.collection,
+        k: row.key,
+        op: row.op,
+        hlc: row.hlc,
         ...(row.value !== null && { v: decodeCbor(row.value) }),
         ...(row.base > 0 && { base: row.base }),
         ...(row.rep != null && { rep: row.rep }),
@@ -461,33 +529,49 @@ export class AgentStore {
    */
   applyResults(lane: string, results: readonly OpResult[], replicated: (collection: string) => boolean): Rejection[] {
     const rejected: Rejection[] = [];
-    this.#db.transaction(() => {
-      for (const r of results) {
-        const row = this.#s.outboxRow.get(lane, r.seq);
-        if (!row) continue;
-        if (row.skipped) {
-          this.#s.deleteOutbox.run(lane, r.seq); // already reported when it was given up
-          continue;
+    this.#db
+      .transaction(() => {
+        for (const r of results) {
+          const row = this.#s.outboxRow.get(lane, r.seq);
+          if (!row) continue;
+          if (row.skipped) {
+            this.#s.deleteOutbox.run(lane, r.seq); // already reported when it was given up
+            continue;
+          }
+          if (r.outcome === 'committed' && r.lsn !== undefined) {
+            const held = this.#s.document.get(row.collection, row.key)?.version ?? 0;
+            if (replicated(row.collection) && held < r.lsn) this.#s.markAcked.run(r.lsn, lane, r.seq);
+            else this.#s.deleteOutbox.run(lane, r.seq);
+            continue;
+          }
+          const rejection: Rejection = {
+            seq: r.seq,
+            collection: row.collection,
+            key: row.key,
+            op: row.op,
+            value: row.value === null ? undefined : (decodeCbor(row.value) as JsonValue),
+            outcome: r.outcome === 'committed' ? 'duplicate' : r.outcome,
+            reason: r.reason ?? null,
+            detail: r.detail ?? null,
+            at: Date.now(),
+          };
+          this.#s.insertRejection.run(
+            this.incarnationOf(lane),
+            r.seq,
+            row.collection,
+            row.key,
+            row.op,
+            row.value,
+            rejection.outcome,
+            rejection.reason,
+            rejection.detail,
+            rejection.at,
+          );
+          this.#s.deleteOutbox.run(lane, r.seq);
+          rejected.push(rejection);
         }
-        if (r.outcome === 'committed' && r.lsn !== undefined) {
-          const held = this.#s.document.get(row.collection, row.key)?.version ?? 0;
-          if (replicated(row.collection) && held < r.lsn) this.#s.markAcked.run(r.lsn, lane, r.seq);
-          else this.#s.deleteOutbox.run(lane, r.seq);
-          continue;
-        }
-        const rejection: Rejection = {
-          seq: r.seq, collection: row.collection, key: row.key, op: row.op,
-          value: row.value === null ? undefined : (decodeCbor(row.value) as JsonValue),
-          outcome: r.outcome === 'committed' ? 'duplicate' : r.outcome,
-          reason: r.reason ?? null, detail: r.detail ?? null, at: Date.now(),
-        };
-        this.#s.insertRejection.run(
-          this.incarnationOf(lane), r.seq, row.collection, row.key, row.op, row.value, rejection.outcome, rejection.reason, rejection.detail, rejection.at,
-        );
-        this.#s.deleteOutbox.run(lane, r.seq);
-        rejected.push(rejection);
-      }
-    }).immediate();
+      })
+      .immediate();
     return rejected;
   }
 
@@ -498,17 +582,20 @@ export class AgentStore {
    */
   applyChanges(changes: readonly Change[], watermark?: number, lane = DEFAULT_LANE): Change[] {
     const applied: Change[] = [];
-    this.#db.transaction(() => {
-      const release = this.#s.anyConfirmed.get() !== undefined;
-      const newest = new Map<string, number>();
-      for (const ch of changes) {
-        if (this.#applyOne(ch, release)) applied.push(ch);
-        if (ch.lsn > (newest.get(ch.c) ?? 0)) newest.set(ch.c, ch.lsn);
-      }
-      // One cursor update per collection, not per change: the transaction is all or nothing.
-      for (const [collection, lsn] of newest) this.#s.advanceCursor.run(collection, lsn);
-      if (watermark !== undefined && watermark > this.watermarkOf(lane)) this.#s.setMeta.run(laneMeta('watermark', lane), String(watermark));
-    }).immediate();
+    this.#db
+      .transaction(() => {
+        const release = this.#s.anyConfirmed.get() !== undefined;
+        const newest = new Map<string, number>();
+        for (const ch of changes) {
+          if (this.#applyOne(ch, release)) applied.push(ch);
+          if (ch.lsn > (newest.get(ch.c) ?? 0)) newest.set(ch.c, ch.lsn);
+        }
+        // One cursor update per collection, not per change: the transaction is all or nothing.
+        for (const [collection, lsn] of newest) this.#s.advanceCursor.run(collection, lsn);
+        if (watermark !== undefined && watermark > this.watermarkOf(lane))
+          this.#s.setMeta.run(laneMeta('watermark', lane), String(watermark));
+      })
+      .immediate();
     return applied;
   }
 
@@ -518,24 +605,30 @@ export class AgentStore {
    * then the replica holds everything up to `lsn`, which becomes the watermark.
    */
   applySnapshotPage(
-    docs: readonly Change[], lsn: number, next: readonly [string, string] | undefined, replicated?: readonly string[],
-    lane = DEFAULT_LANE, inLane: (collection: string) => boolean = () => true,
+    docs: readonly Change[],
+    lsn: number,
+    next: readonly [string, string] | undefined,
+    replicated?: readonly string[],
+    lane = DEFAULT_LANE,
+    inLane: (collection: string) => boolean = () => true,
   ): Change[] {
     const applied: Change[] = [];
-    this.#db.transaction(() => {
-      const release = this.#s.anyConfirmed.get() !== undefined;
-      for (const doc of docs) if (this.#applyOne(doc, release)) applied.push(doc);
-      if (next) {
-        this.#s.setMeta.run(laneMeta('snapshot', lane), JSON.stringify({ lsn, after: next }));
-      } else {
-        this.#s.deleteMeta.run(laneMeta('snapshot', lane));
-        if (lsn > this.watermarkOf(lane)) this.#s.setMeta.run(laneMeta('watermark', lane), String(lsn));
-        // Complete: every replicated collection of the lane now holds everything up to the
-        // snapshot's LSN. The hub reads these cursors for lag and replica acknowledgements.
-        const collections = new Set([...(replicated ?? []), ...this.#s.documentCollections.all().map((r) => r.collection)]);
-        for (const collection of collections) if (inLane(collection)) this.#s.advanceCursor.run(collection, lsn);
-      }
-    }).immediate();
+    this.#db
+      .transaction(() => {
+        const release = this.#s.anyConfirmed.get() !== undefined;
+        for (const doc of docs) if (this.#applyOne(doc, release)) applied.push(doc);
+        if (next) {
+          this.#s.setMeta.run(laneMeta('snapshot', lane), JSON.stringify({ lsn, after: next }));
+        } else {
+          this.#s.deleteMeta.run(laneMeta('snapshot', lane));
+          if (lsn > this.watermarkOf(lane)) this.#s.setMeta.run(laneMeta('watermark', lane), String(lsn));
+          // Complete: every replicated collection of the lane now holds everything up to the
+          // snapshot's LSN. The hub reads these cursors for lag and replica acknowledgements.
+          const collections = new Set([...(replicated ?? []), ...this.#s.documentCollections.all().map((r) => r.collection)]);
+          for (const collection of collections) if (inLane(collection)) this.#s.advanceCursor.run(collection, lsn);
+        }
+      })
+      .immediate();
     return applied;
   }
 

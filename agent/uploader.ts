@@ -98,7 +98,10 @@ export class Uploader {
     this.delegate.onAcked(results);
     if (rejections.length > 0) this.delegate.onRejected(rejections);
     if (lost) {
-      this.log.info({ acked: [first, acked] }, 'an earlier batch was never acknowledged (hub failover?); resending from the first unacknowledged write');
+      this.log.info(
+        { acked: [first, acked] },
+        'an earlier batch was never acknowledged (hub failover?); resending from the first unacknowledged write',
+      );
       this.#rewind();
     }
     this.pump();
@@ -115,7 +118,10 @@ export class Uploader {
       this.#unfillable += 1;
       this.#pausedUntil = Date.now() + this.options.ackTimeoutMs;
       if (this.#unfillable >= UNFILLABLE_RESYNCS) {
-        this.log.error({ expected: resync.expected, lowestPending: lowest }, 'hub keeps asking for seqs this agent no longer holds; it may have lost data');
+        this.log.error(
+          { expected: resync.expected, lowestPending: lowest },
+          'hub keeps asking for seqs this agent no longer holds; it may have lost data',
+        );
         this.#unfillable = 0;
       }
     }

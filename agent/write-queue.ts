@@ -66,7 +66,13 @@ export class WriteQueue {
       const seq = result.seqs[i]!;
       const lane = writes[i]!.lane;
       if (typeof seq !== 'number') w.reject(seq);
-      else w.resolve({ incarnation: this.store.incarnationOf(lane), seq, hlc: writes[i]!.hlc, ...(lane !== DEFAULT_LANE && { partition: lane }) });
+      else
+        w.resolve({
+          incarnation: this.store.incarnationOf(lane),
+          seq,
+          hlc: writes[i]!.hlc,
+          ...(lane !== DEFAULT_LANE && { partition: lane }),
+        });
     });
     this.onStored(new Set(writes.map((w) => w.collection)), result.dropped);
   }

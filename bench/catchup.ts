@@ -33,10 +33,17 @@ export interface CatchupResult {
   rawBootstrap: number;
 }
 
-const reading = (i: number): { celsius: number; at: number; sensor: string } => ({ celsius: 20 + (i % 50) / 10, at: 1_764_000_000_000 + i, sensor: `s-${i % 100}` });
+const reading = (i: number): { celsius: number; at: number; sensor: string } => ({
+  celsius: 20 + (i % 50) / 10,
+  at: 1_764_000_000_000 + i,
+  sensor: `s-${i % 100}`,
+});
 
 const agentOptions = (url: string, dir: string, agentId: string): ConstructorParameters<typeof Agent>[0] => ({
-  hubUrl: url, agentId, dataDir: join(dir, agentId), reconnect: { initialMs: 20, maxMs: 200 },
+  hubUrl: url,
+  agentId,
+  dataDir: join(dir, agentId),
+  reconnect: { initialMs: 20, maxMs: 200 },
 });
 
 /** Seconds from starting `agentId` on `dir` until its watermark reaches `head`. */
@@ -61,7 +68,7 @@ async function catchup(changes: number): Promise<number> {
   for (let i = 0; i < changes; i += 500) {
     await Promise.all(Array.from({ length: Math.min(500, changes - i) }, (_, j) => writer.put('readings', `r-${i + j}`, reading(i + j))));
   }
-  await until('the hub to commit the writer\'s changes', async () => (await hub.head()) >= changes, 300_000, 100);
+  await until("the hub to commit the writer's changes", async () => (await hub.head()) >= changes, 300_000, 100);
   await writer.close();
   const seconds = await timeToHead(hub.url, dir, 'pi-behind', await hub.head());
   await hub.stop();
@@ -101,7 +108,11 @@ export async function benchCatchup(quick: boolean): Promise<CatchupResult> {
   const changes = quick ? 5_000 : 100_000;
   const docs = quick ? 20_000 : 1_000_000;
   return {
-    changes, catchup: await catchup(changes), rawCatchup: rawApply(changes),
-    docs, bootstrap: await bootstrap(docs), rawBootstrap: rawApply(docs),
+    changes,
+    catchup: await catchup(changes),
+    rawCatchup: rawApply(changes),
+    docs,
+    bootstrap: await bootstrap(docs),
+    rawBootstrap: rawApply(docs),
   };
 }

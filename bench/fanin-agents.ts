@@ -13,10 +13,15 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { Agent } from '../agent/agent.js';
 
-export interface WorkerConfig { hubUrl: string; dir: string; first: number; count: number; rampGroup: number }
+export interface WorkerConfig {
+  hubUrl: string;
+  dir: string;
+  first: number;
+  count: number;
+  rampGroup: number;
+}
 export type ToWorker =
-  | { kind: 'go'; startAt: number; intervalMs: number; batch: number; durationMs: number; fleet: number }
-  | { kind: 'close' };
+  { kind: 'go'; startAt: number; intervalMs: number; batch: number; durationMs: number; fleet: number } | { kind: 'close' };
 export type FromWorker =
   | { kind: 'ready'; openFds: number }
   | { kind: 'done'; latencies: number[]; issued: number; failed: number; firstError?: string; loopDelayP99Ms: number };
@@ -31,7 +36,13 @@ const agents: Agent[] = [];
 for (let from = 0; from < config.count; from += config.rampGroup) {
   const group = Array.from({ length: Math.min(config.rampGroup, config.count - from) }, (_, j) => {
     const id = `fan-${config.first + from + j}`;
-    return new Agent({ hubUrl: config.hubUrl, agentId: id, dataDir: join(config.dir, id), collections: ['config'], reconnect: { initialMs: 100, maxMs: 2_000 } }).start();
+    return new Agent({
+      hubUrl: config.hubUrl,
+      agentId: id,
+      dataDir: join(config.dir, id),
+      collections: ['config'],
+      reconnect: { initialMs: 100, maxMs: 2_000 },
+    }).start();
   });
   agents.push(...group);
   while (!group.every((a) => a.status().connected)) await sleep(20);
@@ -51,22 +62,34 @@ async function run(go: Extract<ToWorker, { kind: 'go' }>): Promise<void> {
   let timers = 0;
   const at = (when: number, fn: () => void): void => {
     timers += 1;
-    setTimeout(() => {
-      timers -= 1;
-      fn();
-    }, Math.max(0, when - Date.now()));
+    setTimeout(
+      () => {
+        timers -= 1;
+        fn();
+      },
+      Math.max(0, when - Date.now()),
+    );
   };
   const cycle = (agent: Agent, index: number, k: number): void => {
     for (let j = 0; j < go.batch; j++) {
       const started = performance.now();
       issued += 1;
-      writes.push(agent.put('telemetry', `${agent.id}-${k}-${j}`, { celsius: 20 + j / 10, at: Date.now(), cycle: k }, { durability: 'hub', timeoutMs: 60_000 }).then(
-        () => void latencies.push(performance.now() - started),
-        (error: unknown) => {
-          failed += 1;
-          firstError ??= (error as Error).message;
-        },
-      ));
+      writes.push(
+        agent
+          .put(
+            'telemetry',
+            `${agent.id}-${k}-${j}`,
+            { celsius: 20 + j / 10, at: Date.now(), cycle: k },
+            { durability: 'hub', timeoutMs: 60_000 },
+          )
+          .then(
+            () => void latencies.push(performance.now() - started),
+            (error: unknown) => {
+              failed += 1;
+              firstError ??= (error as Error).message;
+            },
+          ),
+      );
     }
     const next = go.startAt + (index / go.fleet) * go.intervalMs + (k + 1) * go.intervalMs;
     if (next < end) at(next, () => cycle(agent, index, k + 1));
@@ -79,7 +102,14 @@ async function run(go: Extract<ToWorker, { kind: 'go' }>): Promise<void> {
   while (timers > 0) await sleep(20);
   await Promise.all(writes);
   loop.disable();
-  send({ kind: 'done', latencies, issued, failed, loopDelayP99Ms: loop.percentile(99) / 1e6, ...(firstError !== undefined && { firstError }) });
+  send({
+    kind: 'done',
+    latencies,
+    issued,
+    failed,
+    loopDelayP99Ms: loop.percentile(99) / 1e6,
+    ...(firstError !== undefined && { firstError }),
+  });
 }
 
 /** Closes every agent; one that has not closed within 10 s is reported, not waited for. */

@@ -86,9 +86,12 @@ function expect<K extends FromWorker['kind']>(child: ChildProcess, kind: K, time
 
 /** Forks a worker running `count` agents and waits until they are all connected. */
 async function startWorker(config: WorkerConfig): Promise<{ child: ChildProcess; openFds: number }> {
-  const child = killOnExit(fork(fileURLToPath(new URL('./fanin-agents.ts', import.meta.url)), [JSON.stringify(config)], {
-    execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  }));
+  const child = killOnExit(
+    fork(fileURLToPath(new URL('./fanin-agents.ts', import.meta.url)), [JSON.stringify(config)], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    }),
+  );
   const { openFds } = await expect(child, 'ready', 180_000);
   return { child, openFds };
 }
@@ -103,7 +106,13 @@ async function stopWorker(child: ChildProcess): Promise<void> {
 }
 
 interface Window {
-  latencies: number[]; issued: number; failed: number; commits: number; cpuSeconds: number; seconds: number; peakRss: number;
+  latencies: number[];
+  issued: number;
+  failed: number;
+  commits: number;
+  cpuSeconds: number;
+  seconds: number;
+  peakRss: number;
   workers: Array<{ cpuShare: number; loopDelayP99Ms: number }>;
 }
 
@@ -126,9 +135,13 @@ async function loadWindow(hub: HubProcess, children: ChildProcess[], go: Go): Pr
   const commits = (await hub.head()) - headBefore;
   const results: Done[] = await Promise.all(done);
   return {
-    latencies: results.flatMap((r) => r.latencies), issued: results.reduce((n, r) => n + r.issued, 0),
-    failed: results.reduce((n, r) => n + r.failed, 0), commits,
-    cpuSeconds: after.cpuSeconds - before.cpuSeconds, seconds: (after.at - before.at) / 1000, peakRss,
+    latencies: results.flatMap((r) => r.latencies),
+    issued: results.reduce((n, r) => n + r.issued, 0),
+    failed: results.reduce((n, r) => n + r.failed, 0),
+    commits,
+    cpuSeconds: after.cpuSeconds - before.cpuSeconds,
+    seconds: (after.at - before.at) / 1000,
+    peakRss,
     workers: results.map((r, i) => ({ cpuShare: coreShare(workersBefore[i]!, workersAfter[i]!), loopDelayP99Ms: r.loopDelayP99Ms })),
   };
 }
@@ -149,24 +162,46 @@ export async function benchFanin(quick: boolean): Promise<FaninResult> {
 
     // The workers start together; each ramps through its own groups.
     const forked = performance.now();
-    const fleet = await Promise.all(Array.from({ length: Math.ceil(agents / perWorker) }, (_, w) => startWorker({
-      hubUrl: hub.url, dir: join(dir, 'fleet'), first: w * perWorker, count: Math.min(perWorker, agents - w * perWorker), rampGroup: quick ? 25 : 50,
-    })));
+    const fleet = await Promise.all(
+      Array.from({ length: Math.ceil(agents / perWorker) }, (_, w) =>
+        startWorker({
+          hubUrl: hub.url,
+          dir: join(dir, 'fleet'),
+          first: w * perWorker,
+          count: Math.min(perWorker, agents - w * perWorker),
+          rampGroup: quick ? 25 : 50,
+        }),
+      ),
+    );
     const connectSeconds = (performance.now() - forked) / 1000;
     await sleep(quick ? 1_000 : 2_000);
     const hubRssConnected = sampleProc(hub.pid).rssBytes;
     const hubFds = readdirSync(`/proc/${hub.pid}/fd`).length;
-    const load = await loadWindow(hub, fleet.map((w) => w.child), { intervalMs: quick ? 1_000 : 5_000, batch: 5, durationMs: quick ? 5_000 : 30_000, fleet: agents });
+    const load = await loadWindow(
+      hub,
+      fleet.map((w) => w.child),
+      { intervalMs: quick ? 1_000 : 5_000, batch: 5, durationMs: quick ? 5_000 : 30_000, fleet: agents },
+    );
     await Promise.all(fleet.map((w) => stopWorker(w.child)));
     const limit = Number(/Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1] ?? Number.NaN);
     return {
-      agents, hubRssIdle, hubRssConnected, hubRssLoaded: load.peakRss,
+      agents,
+      hubRssIdle,
+      hubRssConnected,
+      hubRssLoaded: load.peakRss,
       hubCpuShare: load.cpuSeconds / load.seconds,
-      cpuMsPerCommit: (load.cpuSeconds * 1000) / load.commits, refCpuMsPerCommit: (ref.cpuSeconds * 1000) / ref.commits,
-      p50Ms: percentile(load.latencies, 50), p99Ms: percentile(load.latencies, 99),
-      refP50Ms: percentile(ref.latencies, 50), refP99Ms: percentile(ref.latencies, 99), workers: load.workers,
-      offeredPerSecond: load.issued / load.seconds, committedPerSecond: load.commits / load.seconds,
-      failed: load.failed + ref.failed, connectSeconds, fds: { limit, hub: hubFds, workers: fleet.map((w) => w.openFds) },
+      cpuMsPerCommit: (load.cpuSeconds * 1000) / load.commits,
+      refCpuMsPerCommit: (ref.cpuSeconds * 1000) / ref.commits,
+      p50Ms: percentile(load.latencies, 50),
+      p99Ms: percentile(load.latencies, 99),
+      refP50Ms: percentile(ref.latencies, 50),
+      refP99Ms: percentile(ref.latencies, 99),
+      workers: load.workers,
+      offeredPerSecond: load.issued / load.seconds,
+      committedPerSecond: load.commits / load.seconds,
+      failed: load.failed + ref.failed,
+      connectSeconds,
+      fds: { limit, hub: hubFds, workers: fleet.map((w) => w.openFds) },
     };
   } finally {
     await hub.stop();

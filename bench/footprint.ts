@@ -45,12 +45,19 @@ const CLI = fileURLToPath(new URL('../dist/cli/outpost.js', import.meta.url));
 async function prepare(dir: string, docs: number, pending: number): Promise<void> {
   const head = seedHub(join(dir, 'hub'), 'readings', docs, (i) => ({ celsius: 20 + (i % 100) / 10, at: i }), { pruneLog: false });
   const hub = await startHubProcess(join(dir, 'hub'));
-  const agent = new Agent({ hubUrl: hub.url, agentId: 'pi-footprint', dataDir: join(dir, 'agent'), reconnect: { initialMs: 20, maxMs: 200 } }).start();
+  const agent = new Agent({
+    hubUrl: hub.url,
+    agentId: 'pi-footprint',
+    dataDir: join(dir, 'agent'),
+    reconnect: { initialMs: 20, maxMs: 200 },
+  }).start();
   await until('the agent to sync the seeded documents', () => agent.status().watermark >= head, 300_000, 20);
   await hub.stop();
   await until('the agent to notice the hub is gone', () => !agent.status().connected, 15_000);
   for (let from = 0; from < pending; from += 1000) {
-    await Promise.all(Array.from({ length: Math.min(1000, pending - from) }, (_, i) => agent.put('telemetry', `t-${from + i}`, { v: from + i })));
+    await Promise.all(
+      Array.from({ length: Math.min(1000, pending - from) }, (_, i) => agent.put('telemetry', `t-${from + i}`, { v: from + i })),
+    );
   }
   await agent.close();
 }
@@ -63,8 +70,27 @@ export async function benchFootprint(quick: boolean, sizes?: { docs: number; pen
   const databaseBytes = readdirSync(join(dir, 'agent')).reduce((sum, f) => sum + statSync(join(dir, 'agent', f)).size, 0);
 
   // Port 1 refuses connections: the agent stays offline and keeps retrying with backoff, as a device whose hub is away.
-  const agent = killOnExit(spawn(process.execPath, [...(process.env.NODE_FLAGS?.split(' ').filter(Boolean) ?? []), CLI, 'agent', '--hub', 'mqtt://127.0.0.1:1',
-    '--id', 'pi-footprint', '--data', join(dir, 'agent'), '--http', '127.0.0.1:0', '--log-level', 'warn'], { stdio: 'ignore' }));
+  const agent = killOnExit(
+    spawn(
+      process.execPath,
+      [
+        ...(process.env.NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
+        CLI,
+        'agent',
+        '--hub',
+        'mqtt://127.0.0.1:1',
+        '--id',
+        'pi-footprint',
+        '--data',
+        join(dir, 'agent'),
+        '--http',
+        '127.0.0.1:0',
+        '--log-level',
+        'warn',
+      ],
+      { stdio: 'ignore' },
+    ),
+  );
   const bare = killOnExit(spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' }));
   try {
     // Settle: start-up, then V8's memory reducer, which gives back the start-up peak about 8 s in.
@@ -72,7 +98,15 @@ export async function benchFootprint(quick: boolean, sizes?: { docs: number; pen
     const [a0, b0] = [sampleProc(agent.pid!), sampleProc(bare.pid!)];
     await sleep(quick ? 2_000 : 10_000);
     const [a1, b1] = [sampleProc(agent.pid!), sampleProc(bare.pid!)];
-    return { docs, pending, databaseBytes, agentRss: a1.rssBytes, agentCpu: coreShare(a0, a1), bareRss: b1.rssBytes, bareCpu: coreShare(b0, b1) };
+    return {
+      docs,
+      pending,
+      databaseBytes,
+      agentRss: a1.rssBytes,
+      agentCpu: coreShare(a0, a1),
+      bareRss: b1.rssBytes,
+      bareCpu: coreShare(b0, b1),
+    };
   } finally {
     agent.kill('SIGTERM');
     bare.kill('SIGTERM');
@@ -81,9 +115,11 @@ export async function benchFootprint(quick: boolean, sizes?: { docs: number; pen
 
 /** One line, for the standalone run. */
 export function describeFootprint(r: FootprintResult): string {
-  return `idle agent, ${r.docs} documents, ${r.pending} pending writes, database ${mib(r.databaseBytes)}: resident ${mb(r.agentRss)} ` +
+  return (
+    `idle agent, ${r.docs} documents, ${r.pending} pending writes, database ${mib(r.databaseBytes)}: resident ${mb(r.agentRss)} ` +
     `(target ${mb(TARGET_BYTES)}), CPU ${(r.agentCpu * 100).toFixed(2)} % of one core; bare node ${mb(r.bareRss)}, ` +
-    `ratio ${(r.agentRss / r.bareRss).toFixed(2)}×`;
+    `ratio ${(r.agentRss / r.bareRss).toFixed(2)}×`
+  );
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

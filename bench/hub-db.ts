@@ -10,7 +10,7 @@ export async function committedHead(path: string, target: number): Promise<numbe
     for (;;) {
       // Until the hub has run its migrations there is no log table yet.
       const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'log'").get() !== undefined;
-      const head = exists ? (db.prepare('SELECT max(lsn) AS lsn FROM log').get() as { lsn: number | null }).lsn ?? 0 : 0;
+      const head = exists ? ((db.prepare('SELECT max(lsn) AS lsn FROM log').get() as { lsn: number | null }).lsn ?? 0) : 0;
       if (head >= target) return head;
       await new Promise((resolve) => setTimeout(resolve, 2));
     }

@@ -24,8 +24,29 @@ export interface HubProcess {
 export async function startHubProcess(dataDir: string, extraArgs: readonly string[] = [], port?: number): Promise<HubProcess> {
   const [mqttPort, httpPort] = await Promise.all([port ?? freePort(), freePort()]);
   const flags = process.env.BENCH_HUB_FLAGS?.split(' ').filter(Boolean) ?? [];
-  const hub = killOnExit(spawn(process.execPath, [...flags, CLI, 'hub', '--dev', '--host', '127.0.0.1', '--port', String(mqttPort),
-    '--http', `127.0.0.1:${httpPort}`, '--data', dataDir, '--log-level', 'info', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const hub = killOnExit(
+    spawn(
+      process.execPath,
+      [
+        ...flags,
+        CLI,
+        'hub',
+        '--dev',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(mqttPort),
+        '--http',
+        `127.0.0.1:${httpPort}`,
+        '--data',
+        dataDir,
+        '--log-level',
+        'info',
+        ...extraArgs,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    ),
+  );
   const exited = new Promise<void>((resolve) => hub.once('exit', () => resolve()));
   let output = '';
   await new Promise<void>((resolve, reject) => {

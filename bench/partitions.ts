@@ -48,18 +48,30 @@ async function run(processes: string[][], agents: number, perAgent: number): Pro
   const config = join(dir, 'hub.yaml');
   writeFileSync(config, CONFIG);
   const broker = await startMosquitto(dir);
-  const fleet = Array.from({ length: agents }, (_, a) => new Agent({
-    hubUrl: broker.url, agentId: `pi-${a}`, dataDir: join(dir, `pi-${a}`), collections: ['config'], reconnect: { initialMs: 20, maxMs: 50 },
-  }));
+  const fleet = Array.from(
+    { length: agents },
+    (_, a) =>
+      new Agent({
+        hubUrl: broker.url,
+        agentId: `pi-${a}`,
+        dataDir: join(dir, `pi-${a}`),
+        collections: ['config'],
+        reconnect: { initialMs: 20, maxMs: 50 },
+      }),
+  );
   // The outboxes fill offline; half the writes belong to each partition.
-  await Promise.all(fleet.map(async (agent, a) => {
-    for (let i = 0; i < perAgent; i += 500) {
-      await Promise.all(Array.from({ length: Math.min(500, perAgent - i) }, (_, j) => {
-        const n = i + j;
-        return agent.put(n % 2 === 0 ? 'telemetry' : 'orders', `${a}-${n}`, { celsius: 20 + (n % 50) / 10, at: 1_764_000_000_000 + n });
-      }));
-    }
-  }));
+  await Promise.all(
+    fleet.map(async (agent, a) => {
+      for (let i = 0; i < perAgent; i += 500) {
+        await Promise.all(
+          Array.from({ length: Math.min(500, perAgent - i) }, (_, j) => {
+            const n = i + j;
+            return agent.put(n % 2 === 0 ? 'telemetry' : 'orders', `${a}-${n}`, { celsius: 20 + (n % 50) / 10, at: 1_764_000_000_000 + n });
+          }),
+        );
+      }
+    }),
+  );
   const hubData = join(dir, 'hub');
   const hubs = await Promise.all(processes.map((partitions) => startHub(broker.url, hubData, config, partitions)));
   // The clock starts when the agents connect to hubs that lead: node's own start-up is not ingest.
@@ -82,8 +94,16 @@ async function startMosquitto(dir: string): Promise<{ url: string; child: ChildP
   const port = await freePort();
   const conf = join(dir, 'mosquitto.conf');
   // Anonymous on loopback, for the benchmark only (the hubs run --dev); no per-message logging.
-  writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'max_queued_messages 100000',
-    ...(process.getuid?.() === 0 ? ['user root'] : []), ''].join('\n'));
+  writeFileSync(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous true',
+      'max_queued_messages 100000',
+      ...(process.getuid?.() === 0 ? ['user root'] : []),
+      '',
+    ].join('\n'),
+  );
   const child = killOnExit(spawn(MOSQUITTO!, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] }));
   let output = '';
   await new Promise<void>((resolve, reject) => {
@@ -100,8 +120,27 @@ async function startMosquitto(dir: string): Promise<{ url: string; child: ChildP
 
 /** `outpost hub --dev --broker …` serving `partitions`; resolves once it leads each of them. */
 async function startHub(broker: string, dataDir: string, config: string, partitions: string[]): Promise<ChildProcess> {
-  const hub = killOnExit(spawn(process.execPath, [CLI, 'hub', '--dev', '--broker', broker, '--data', dataDir, '--config', config,
-    '--partitions', partitions.join(','), '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const hub = killOnExit(
+    spawn(
+      process.execPath,
+      [
+        CLI,
+        'hub',
+        '--dev',
+        '--broker',
+        broker,
+        '--data',
+        dataDir,
+        '--config',
+        config,
+        '--partitions',
+        partitions.join(','),
+        '--log-level',
+        'info',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    ),
+  );
   let output = '';
   await new Promise<void>((resolve, reject) => {
     const onData = (chunk: Buffer): void => {

@@ -24,9 +24,19 @@ import { startHubProcess } from './hub-process.js';
 import { sleep, spread, until, type Spread } from './stats.js';
 import { tempDir } from './temp.js';
 
-export interface PropagationResult { rate: number; writes: number; outpost: Spread; floor: Spread }
+export interface PropagationResult {
+  rate: number;
+  writes: number;
+  outpost: Spread;
+  floor: Spread;
+}
 
-const reading = (i: number): { celsius: number; at: number; sensor: string; i: number } => ({ celsius: 20 + (i % 50) / 10, at: 1_764_000_000_000 + i, sensor: 'pi-a', i });
+const reading = (i: number): { celsius: number; at: number; sensor: string; i: number } => ({
+  celsius: 20 + (i % 50) / 10,
+  at: 1_764_000_000_000 + i,
+  sensor: 'pi-a',
+  i,
+});
 
 /**
  * Calls `send(i)` for i = 0 … total-1 at `rate` per second, open loop: a send is never held back
@@ -73,9 +83,15 @@ async function outpost(rate: number, total: number): Promise<Spread> {
     }
   });
   let failed: unknown;
-  const sentAt = await timeAll(rate, total, (i) => {
-    a.put('readings', `r-${i}`, reading(i)).catch((error: unknown) => (failed ??= error));
-  }, () => arrived, 'outpost');
+  const sentAt = await timeAll(
+    rate,
+    total,
+    (i) => {
+      a.put('readings', `r-${i}`, reading(i)).catch((error: unknown) => (failed ??= error));
+    },
+    () => arrived,
+    'outpost',
+  );
   if (failed) throw failed as Error;
   await Promise.all([a.close(), b.close()]);
   await hub.stop();
@@ -83,7 +99,11 @@ async function outpost(rate: number, total: number): Promise<Spread> {
 }
 
 async function floor(rate: number, total: number): Promise<Spread> {
-  const child = killOnExit(spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./broker-process.ts', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const child = killOnExit(
+    spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./broker-process.ts', import.meta.url))], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
   const port = await new Promise<number>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`the floor broker exited with ${code}`)));
     createInterface({ input: child.stdout }).once('line', (text) => resolve(Number(text.split(' ')[1])));
@@ -101,9 +121,15 @@ async function floor(rate: number, total: number): Promise<Spread> {
     if (receivedAt[i] === 0) arrived += 1;
     receivedAt[i] = performance.now();
   });
-  const sentAt = await timeAll(rate, total, (i) => {
-    pub.publish('floor/readings', JSON.stringify(reading(i)), { qos: 1 });
-  }, () => arrived, 'floor');
+  const sentAt = await timeAll(
+    rate,
+    total,
+    (i) => {
+      pub.publish('floor/readings', JSON.stringify(reading(i)), { qos: 1 });
+    },
+    () => arrived,
+    'floor',
+  );
   await Promise.all([pub.endAsync(), sub.endAsync()]);
   child.kill('SIGTERM');
   return latencies(sentAt, receivedAt);

@@ -34,33 +34,67 @@ async function ingest(): Promise<IngestResult> {
 
 async function wire(): Promise<WireResult> {
   const r = await benchWire(quick);
-  line('wire bytes per telemetry write', `${r.outpostBytesPerWrite.toFixed(1)} B`, `JSON-per-message MQTT ${r.naiveBytesPerWrite.toFixed(1)} B`, r.outpostBytesPerWrite / r.naiveBytesPerWrite);
+  line(
+    'wire bytes per telemetry write',
+    `${r.outpostBytesPerWrite.toFixed(1)} B`,
+    `JSON-per-message MQTT ${r.naiveBytesPerWrite.toFixed(1)} B`,
+    r.outpostBytesPerWrite / r.naiveBytesPerWrite,
+  );
   return r;
 }
 
 async function propagation(): Promise<PropagationResult> {
   const r = await benchPropagation(quick);
   for (const p of ['p50', 'p99', 'max'] as const) {
-    line(`propagation ${p}, A's put → B's change event (${rate(r.rate)})`, ms(r.outpost[p]), `bare aedes, two MQTT.js clients, QoS 1: ${ms(r.floor[p])}`, r.outpost[p] / r.floor[p]);
+    line(
+      `propagation ${p}, A's put → B's change event (${rate(r.rate)})`,
+      ms(r.outpost[p]),
+      `bare aedes, two MQTT.js clients, QoS 1: ${ms(r.floor[p])}`,
+      r.outpost[p] / r.floor[p],
+    );
   }
   return r;
 }
 
 async function catchup(): Promise<CatchupResult> {
   const r = await benchCatchup(quick);
-  line(`catch-up after offline (${count(r.changes)} changes)`, rate(r.catchup, 'changes'), `raw SQLite apply ${rate(r.rawCatchup, 'rows')}`, r.catchup / r.rawCatchup);
-  line(`bootstrap by snapshot (${count(r.docs)} documents)`, rate(r.bootstrap, 'documents'), `raw SQLite apply ${rate(r.rawBootstrap, 'rows')}`, r.bootstrap / r.rawBootstrap);
+  line(
+    `catch-up after offline (${count(r.changes)} changes)`,
+    rate(r.catchup, 'changes'),
+    `raw SQLite apply ${rate(r.rawCatchup, 'rows')}`,
+    r.catchup / r.rawCatchup,
+  );
+  line(
+    `bootstrap by snapshot (${count(r.docs)} documents)`,
+    rate(r.bootstrap, 'documents'),
+    `raw SQLite apply ${rate(r.rawBootstrap, 'rows')}`,
+    r.bootstrap / r.rawBootstrap,
+  );
   return r;
 }
 
 async function fanin(): Promise<FaninResult> {
   const r = await benchFanin(quick);
   const agents = `${count(r.agents)} agents`;
-  line(`fan-in, hub RSS with ${agents} under load`, mib(r.hubRssLoaded), `same hub idle, no agents: ${mib(r.hubRssIdle)}`, r.hubRssLoaded / r.hubRssIdle);
-  line(`fan-in, hub CPU per commit (${agents})`, `${ms(r.cpuMsPerCommit)} (${(r.hubCpuShare * 100).toFixed(1)} % of one core)`,
-    `single agent: ${ms(r.refCpuMsPerCommit)}`, r.cpuMsPerCommit / r.refCpuMsPerCommit);
+  line(
+    `fan-in, hub RSS with ${agents} under load`,
+    mib(r.hubRssLoaded),
+    `same hub idle, no agents: ${mib(r.hubRssIdle)}`,
+    r.hubRssLoaded / r.hubRssIdle,
+  );
+  line(
+    `fan-in, hub CPU per commit (${agents})`,
+    `${ms(r.cpuMsPerCommit)} (${(r.hubCpuShare * 100).toFixed(1)} % of one core)`,
+    `single agent: ${ms(r.refCpuMsPerCommit)}`,
+    r.cpuMsPerCommit / r.refCpuMsPerCommit,
+  );
   line(`fan-in, p99 commit-ack latency (${agents})`, ms(r.p99Ms), `single agent: ${ms(r.refP99Ms)}`, r.p99Ms / r.refP99Ms);
-  line(`fan-in, keeps up (${agents})`, rate(r.committedPerSecond, 'commits'), `offered ${rate(r.offeredPerSecond)}`, r.committedPerSecond / r.offeredPerSecond);
+  line(
+    `fan-in, keeps up (${agents})`,
+    rate(r.committedPerSecond, 'commits'),
+    `offered ${rate(r.offeredPerSecond)}`,
+    r.committedPerSecond / r.offeredPerSecond,
+  );
   if (r.failed > 0) process.stdout.write(`fan-in: ${r.failed} writes failed or timed out\n`);
   return r;
 }
@@ -71,31 +105,56 @@ async function partitions(): Promise<PartitionsResult | undefined> {
     process.stdout.write('partitions: skipped, mosquitto is not installed (apt-get install mosquitto)\n');
     return undefined;
   }
-  line('ingest over two partitions, one hub process per partition', rate(r.twoProcesses), `one hub process leading both: ${rate(r.oneProcess)}`, r.twoProcesses / r.oneProcess);
-  line('CPU of the busiest leading hub per 1,000 writes, one process per partition', ms(r.twoProcessesCpuMs),
-    `one hub process leading both: ${ms(r.oneProcessCpuMs)}`, r.twoProcessesCpuMs / r.oneProcessCpuMs);
+  line(
+    'ingest over two partitions, one hub process per partition',
+    rate(r.twoProcesses),
+    `one hub process leading both: ${rate(r.oneProcess)}`,
+    r.twoProcesses / r.oneProcess,
+  );
+  line(
+    'CPU of the busiest leading hub per 1,000 writes, one process per partition',
+    ms(r.twoProcessesCpuMs),
+    `one hub process leading both: ${ms(r.oneProcessCpuMs)}`,
+    r.twoProcessesCpuMs / r.oneProcessCpuMs,
+  );
   return r;
 }
 
 async function footprint(): Promise<FootprintResult> {
   const r = await benchFootprint(quick);
-  line(`idle agent RSS (${count(r.docs)} documents, ${count(r.pending)} pending)`, `${mb(r.agentRss)} (target ${mb(TARGET_BYTES)}; CPU ${(r.agentCpu * 100).toFixed(2)} % of one core)`,
-    `bare node process: ${mb(r.bareRss)}`, r.agentRss / r.bareRss);
+  line(
+    `idle agent RSS (${count(r.docs)} documents, ${count(r.pending)} pending)`,
+    `${mb(r.agentRss)} (target ${mb(TARGET_BYTES)}; CPU ${(r.agentCpu * 100).toFixed(2)} % of one core)`,
+    `bare node process: ${mb(r.bareRss)}`,
+    r.agentRss / r.bareRss,
+  );
   return r;
 }
 
 const results = {
-  ingest: await ingest(), wire: await wire(), propagation: await propagation(), catchup: await catchup(), fanin: await fanin(), partitions: await partitions(), footprint: await footprint(),
+  ingest: await ingest(),
+  wire: await wire(),
+  propagation: await propagation(),
+  catchup: await catchup(),
+  fanin: await fanin(),
+  partitions: await partitions(),
+  footprint: await footprint(),
 };
 
 const machine = { cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, quick };
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(`bench/results/${stamp}.json`, `${JSON.stringify({ machine, ...results, rows }, null, 2)}\n`);
-writeFileSync(`bench/results/${stamp}.md`, [
-  `Benchmarks ${quick ? '(quick)' : ''} — ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}`, '',
-  '| figure | value | reference (same run) | ratio |', '| --- | --- | --- | --- |',
-  ...rows.map((r) => `| ${r.figure} | ${r.value} | ${r.reference} | ${r.ratio} |`), '',
-].join('\n'));
+writeFileSync(
+  `bench/results/${stamp}.md`,
+  [
+    `Benchmarks ${quick ? '(quick)' : ''} — ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}`,
+    '',
+    '| figure | value | reference (same run) | ratio |',
+    '| --- | --- | --- | --- |',
+    ...rows.map((r) => `| ${r.figure} | ${r.value} | ${r.reference} | ${r.ratio} |`),
+    '',
+  ].join('\n'),
+);
 process.stdout.write(`results: bench/results/${stamp}.{json,md}\n`);
 process.exit(0);

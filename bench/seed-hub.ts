@@ -12,7 +12,13 @@ import { SqliteHubDb } from '../hub/store/sqlite-db.js';
 const BATCH = 10_000;
 
 /** Commits `count` puts to `collection` (keys `r-0`…); returns the head LSN. */
-export function seedHub(dataDir: string, collection: string, count: number, value: (i: number) => JsonValue, options: { pruneLog: boolean }): number {
+export function seedHub(
+  dataDir: string,
+  collection: string,
+  count: number,
+  value: (i: number) => JsonValue,
+  options: { pruneLog: boolean },
+): number {
   const store = new SqliteHubDb(dataDir);
   const clock = new HybridClock();
   try {
@@ -20,7 +26,16 @@ export function seedHub(dataDir: string, collection: string, count: number, valu
       store.transaction(() => {
         let lsn = 0;
         for (let i = from; i < Math.min(count, from + BATCH); i++) {
-          lsn = store.commit({ collection, key: `r-${i}`, op: 'put', value: value(i), hlc: clock.tick(), origin: 'hub', incarnation: null, seq: null }).lsn;
+          lsn = store.commit({
+            collection,
+            key: `r-${i}`,
+            op: 'put',
+            value: value(i),
+            hlc: clock.tick(),
+            origin: 'hub',
+            incarnation: null,
+            seq: null,
+          }).lsn;
         }
         store.setCollectionHead(collection, lsn); // the change-set chain (`prev`) continues from here
       });

@@ -7,7 +7,11 @@ export function percentile(samples: ArrayLike<number>, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
-export interface Spread { p50: number; p99: number; max: number }
+export interface Spread {
+  p50: number;
+  p99: number;
+  max: number;
+}
 
 export function spread(samples: ArrayLike<number>): Spread {
   return { p50: percentile(samples, 50), p99: percentile(samples, 99), max: percentile(samples, 100) };

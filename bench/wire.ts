@@ -11,7 +11,10 @@ import { Hub } from '../hub/hub.js';
 import { FaultProxy } from '../test/chaos/fault-proxy.js';
 import { tempDir } from './temp.js';
 
-export interface WireResult { outpostBytesPerWrite: number; naiveBytesPerWrite: number }
+export interface WireResult {
+  outpostBytesPerWrite: number;
+  naiveBytesPerWrite: number;
+}
 
 const reading = (i: number): { celsius: number; at: number } => ({ celsius: 20 + (i % 50) / 10, at: 1_764_000_000_000 + i * 1000 });
 
@@ -21,7 +24,13 @@ async function outpost(writes: number): Promise<number> {
   const proxy = await FaultProxy.start({ host: '127.0.0.1', port: hub.port });
   proxy.mode = { kind: 'cut' }; // fill the outbox offline, then count one sync
   // Write-only for telemetry, as a sensor is: no change sets come back down.
-  const agent = new Agent({ hubUrl: `mqtt://127.0.0.1:${proxy.port}`, agentId: 'pi-wire', dataDir: join(dir, 'pi'), collections: ['config'], reconnect: { initialMs: 20, maxMs: 50 } }).start();
+  const agent = new Agent({
+    hubUrl: `mqtt://127.0.0.1:${proxy.port}`,
+    agentId: 'pi-wire',
+    dataDir: join(dir, 'pi'),
+    collections: ['config'],
+    reconnect: { initialMs: 20, maxMs: 50 },
+  }).start();
   await Promise.all(Array.from({ length: writes }, (_, i) => agent.put('telemetry', `t${i}`, reading(i))));
   proxy.mode = { kind: 'pass' };
   while (hub.store.head < writes || agent.status().outboxDepth > 0) await new Promise((resolve) => setTimeout(resolve, 10));

@@ -37,16 +37,22 @@ const QUIT_WITHIN_MS = 10_000;
  * lock being lost, stops the whole process: its partitions fail over to standbys.
  */
 export async function runHub(o: Options, log: Logger, onStop: (stop: () => Promise<void>) => void): Promise<void> {
-  const [{ loadHubConfig, DEFAULT_HUB_CONFIG, partitionsOf }, { isPostgresUrl, openHubStore }] =
-    await Promise.all([import('../hub/config.js'), import('../hub/store/open-store.js')]);
+  const [{ loadHubConfig, DEFAULT_HUB_CONFIG, partitionsOf }, { isPostgresUrl, openHubStore }] = await Promise.all([
+    import('../hub/config.js'),
+    import('../hub/store/open-store.js'),
+  ]);
   const url = o.store as string | undefined;
   if (url !== undefined && !isPostgresUrl(url)) {
-    throw new ConfigError(`option --store: expected postgres://user:password@host:5432/database, got ${JSON.stringify(url)}; leave it out for SQLite in --data`);
+    throw new ConfigError(
+      `option --store: expected postgres://user:password@host:5432/database, got ${JSON.stringify(url)}; leave it out for SQLite in --data`,
+    );
   }
   const config = o.config !== undefined ? loadHubConfig(o.config as string) : undefined;
   const served = servedPartitions(o, config ?? DEFAULT_HUB_CONFIG, partitionsOf);
   if (o.broker !== undefined && o.tlsPort !== undefined) {
-    throw new ConfigError('option --tls-port configures the embedded broker\'s listener; with --broker, configure TLS on that broker (and --broker-ca here)');
+    throw new ConfigError(
+      "option --tls-port configures the embedded broker's listener; with --broker, configure TLS on that broker (and --broker-ca here)",
+    );
   }
   const dataDir = o.data as string;
   const leading = new Map<string, HubBase>();
@@ -58,13 +64,14 @@ export async function runHub(o: Options, log: Logger, onStop: (stop: () => Promi
   /** Partitions still starting: a stop waits for them (bounded), so that none connects after its lock is released. */
   const starting = new Set<Promise<void>>();
 
-  const stopAll = (): Promise<void> => (stopping ??= (async () => {
-    standingBy.abort(new Error('the hub is stopping'));
-    await Promise.race([Promise.allSettled([...starting]), new Promise((resolve) => setTimeout(resolve, QUIT_WITHIN_MS).unref())]);
-    await Promise.allSettled([...leading.values()].map((hub) => hub.stop()));
-    await Promise.allSettled(locks.map((lock) => lock.release()));
-    await registry?.close();
-  })());
+  const stopAll = (): Promise<void> =>
+    (stopping ??= (async () => {
+      standingBy.abort(new Error('the hub is stopping'));
+      await Promise.race([Promise.allSettled([...starting]), new Promise((resolve) => setTimeout(resolve, QUIT_WITHIN_MS).unref())]);
+      await Promise.allSettled([...leading.values()].map((hub) => hub.stop()));
+      await Promise.allSettled(locks.map((lock) => lock.release()));
+      await registry?.close();
+    })());
   // Once, and bounded: stop every partition, so that standbys take them all over.
   const quit = (why: string, partition: string, error: Error): void => {
     if (stopping) return;
@@ -91,7 +98,10 @@ export async function runHub(o: Options, log: Logger, onStop: (stop: () => Promi
         return await LeaderLock.acquire(url!, { log, partition, signal: standingBy.signal });
       } catch (error) {
         if (standingBy.signal.aborted || leading.size === 0) throw error;
-        log.warn({ partition, err: (error as Error).message, retryInMs: delayMs }, 'could not stand by for this partition\'s lock; trying again');
+        log.warn(
+          { partition, err: (error as Error).message, retryInMs: delayMs },
+          "could not stand by for this partition's lock; trying again",
+        );
         await sleep(delayMs, undefined, { signal: standingBy.signal, ref: false });
       }
     }
@@ -110,7 +120,12 @@ export async function runHub(o: Options, log: Logger, onStop: (stop: () => Promi
     }
     const store = await openHubStore({ store: url, dataDir, partition, ...(lock && { epoch: lock.epoch }) });
     const common: HubCommonOptions = {
-      dataDir, store, partition, ...(lock && { epoch: lock.epoch }), dev: o.dev as boolean, logger: log,
+      dataDir,
+      store,
+      partition,
+      ...(lock && { epoch: lock.epoch }),
+      dev: o.dev as boolean,
+      logger: log,
       ...(partition !== 'default' && registry && { registry }),
       // The HTTP API is the first served partition's only; it reaches the others through `leading`.
       ...(index === 0 && o.http !== undefined && { http: o.http as Address }),
@@ -124,7 +139,8 @@ export async function runHub(o: Options, log: Logger, onStop: (stop: () => Promi
       hub = await BrokerClientHub.start({
         ...common,
         broker: {
-          url: o.broker as string, username: o.brokerUsername as string,
+          url: o.broker as string,
+          username: o.brokerUsername as string,
           ...(o.brokerPassword !== undefined && { password: o.brokerPassword as string }),
           ...(o.brokerCa !== undefined && { ca: readPem(o, 'brokerCa')! }),
         },
@@ -133,13 +149,18 @@ export async function runHub(o: Options, log: Logger, onStop: (stop: () => Promi
       // Loaded here, not at the top: an agent on a small device does not pay for the broker's modules.
       const { Hub } = await import('../hub/hub.js');
       hub = await Hub.start({
-        ...common, port: o.port as number, host: o.host as string,
+        ...common,
+        port: o.port as number,
+        host: o.host as string,
         connectsPerAddress: o.connectsPerAddress as number,
         ...(o.tlsPort !== undefined && {
           plain: !(o.tlsOnly as boolean),
           tls: {
-            port: o.tlsPort as number, cert: readPem(o, 'tlsCert', true)!, key: readPem(o, 'tlsKey', true)!,
-            ...(o.tlsCa !== undefined && { ca: readPem(o, 'tlsCa')! }), requireClientCert: o.tlsRequireClientCert as boolean,
+            port: o.tlsPort as number,
+            cert: readPem(o, 'tlsCert', true)!,
+            key: readPem(o, 'tlsKey', true)!,
+            ...(o.tlsCa !== undefined && { ca: readPem(o, 'tlsCa')! }),
+            requireClientCert: o.tlsRequireClientCert as boolean,
           },
         }),
       });
@@ -155,12 +176,14 @@ export async function runHub(o: Options, log: Logger, onStop: (stop: () => Promi
   };
 
   try {
-    await Promise.all(served.map((partition, index) => {
-      const start = startPartition(partition, index);
-      const tracked = start.catch(() => undefined).finally(() => starting.delete(tracked));
-      starting.add(tracked);
-      return start;
-    }));
+    await Promise.all(
+      served.map((partition, index) => {
+        const start = startPartition(partition, index);
+        const tracked = start.catch(() => undefined).finally(() => starting.delete(tracked));
+        starting.add(tracked);
+        return start;
+      }),
+    );
   } catch (error) {
     if (stopping) return; // a signal stopped the process while partitions were starting
     await stopAll();
@@ -176,13 +199,17 @@ function servedPartitions(o: Options, config: HubConfig, partitionsOf: (config: 
   if (asked.length === 0) throw new ConfigError('option --partitions: name at least one partition');
   const unknown = asked.filter((p) => !known.includes(p));
   if (unknown.length > 0) {
-    throw new ConfigError(`option --partitions: ${unknown.join(', ')} ${unknown.length === 1 ? 'is not a partition' : 'are not partitions'} of the hub config ` +
-      `(it has ${known.join(', ')}); partitions are declared in the config's partitions section`);
+    throw new ConfigError(
+      `option --partitions: ${unknown.join(', ')} ${unknown.length === 1 ? 'is not a partition' : 'are not partitions'} of the hub config ` +
+        `(it has ${known.join(', ')}); partitions are declared in the config's partitions section`,
+    );
   }
   if (o.broker === undefined && known.length > 1) {
-    throw new ConfigError(`the hub config assigns collections to partitions (${known.slice(1).join(', ')}): partitions need an external broker (--broker) ` +
-      'that the hub processes share, because each agent connects to one broker and each partition may be led by another process; ' +
-      'the embedded broker serves a single hub');
+    throw new ConfigError(
+      `the hub config assigns collections to partitions (${known.slice(1).join(', ')}): partitions need an external broker (--broker) ` +
+        'that the hub processes share, because each agent connects to one broker and each partition may be led by another process; ' +
+        'the embedded broker serves a single hub',
+    );
   }
   return asked;
 }

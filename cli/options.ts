@@ -22,7 +22,6 @@ export interface OptionSpec {
   hidden?: boolean;
 }
 
-
 export const flagOf = (key: string): string => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 export const envOf = (key: string): string => `OUTPOST_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 
@@ -42,19 +41,26 @@ export function commanderOptions(table: readonly OptionSpec[]): Option[] {
  * default. Throws ConfigError naming the option and where its value came from.
  */
 export function resolveOptions(
-  table: readonly OptionSpec[], flags: Record<string, unknown>, env: NodeJS.ProcessEnv, file?: string,
+  table: readonly OptionSpec[],
+  flags: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+  file?: string,
 ): Record<string, unknown> {
   const fromFile = file === undefined ? {} : readConfigFile(file, table);
   const resolved: Record<string, unknown> = {};
   for (const spec of table) {
     const env_ = env[envOf(spec.key)];
     const [raw, source] =
-      flags[spec.key] !== undefined ? [flags[spec.key], `option ${flagOf(spec.key)}`]
-      : env_ !== undefined ? [env_, `environment variable ${envOf(spec.key)}`]
-      : fromFile[spec.key] !== undefined ? [fromFile[spec.key], `${spec.key} in ${file}`]
-      : [undefined, ''];
+      flags[spec.key] !== undefined
+        ? [flags[spec.key], `option ${flagOf(spec.key)}`]
+        : env_ !== undefined
+          ? [env_, `environment variable ${envOf(spec.key)}`]
+          : fromFile[spec.key] !== undefined
+            ? [fromFile[spec.key], `${spec.key} in ${file}`]
+            : [undefined, ''];
     if (raw === undefined) {
-      if (spec.required) throw new ConfigError(`missing required option ${flagOf(spec.key)} (or ${envOf(spec.key)}, or ${spec.key} in the config file)`);
+      if (spec.required)
+        throw new ConfigError(`missing required option ${flagOf(spec.key)} (or ${envOf(spec.key)}, or ${spec.key} in the config file)`);
       if (spec.default !== undefined) resolved[spec.key] = convert(spec, spec.default, `the default of ${flagOf(spec.key)}`);
       continue;
     }
@@ -70,7 +76,8 @@ function readConfigFile(file: string, table: readonly OptionSpec[]): Record<stri
   } catch (cause) {
     throw new ConfigError(`cannot read config file ${file}: ${(cause as Error).message}`, { cause });
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError(`config file ${file} must be a mapping of option: value`);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new ConfigError(`config file ${file} must be a mapping of option: value`);
   const known = new Set(table.map((s) => s.key));
   for (const key of Object.keys(parsed)) {
     if (!known.has(key)) throw new ConfigError(`unknown option ${key} in ${file}; known options: ${[...known].join(', ')}`);
@@ -113,10 +120,21 @@ function convert(spec: OptionSpec, raw: unknown, source: string): unknown {
 
 /** The Markdown reference of a table, for docs/CONFIGURATION.md. */
 export function renderReference(title: string, intro: string, table: readonly OptionSpec[]): string {
-  const rows = table.filter((s) => !s.hidden).map((s) => {
-    const type = s.type === 'enum' ? s.values!.join(' \\| ') : s.type;
-    const def = s.required ? 'required' : s.default === undefined ? '—' : `\`${JSON.stringify(s.default)}\``;
-    return `| \`${s.key}\` | \`${flagOf(s.key)}\` | \`${envOf(s.key)}\` | ${type} | ${def} | ${s.description} |`;
-  });
-  return [`## ${title}`, '', intro, '', '| key | flag | environment | type | default | description |', '| --- | --- | --- | --- | --- | --- |', ...rows, ''].join('\n');
+  const rows = table
+    .filter((s) => !s.hidden)
+    .map((s) => {
+      const type = s.type === 'enum' ? s.values!.join(' \\| ') : s.type;
+      const def = s.required ? 'required' : s.default === undefined ? '—' : `\`${JSON.stringify(s.default)}\``;
+      return `| \`${s.key}\` | \`${flagOf(s.key)}\` | \`${envOf(s.key)}\` | ${type} | ${def} | ${s.description} |`;
+    });
+  return [
+    `## ${title}`,
+    '',
+    intro,
+    '',
+    '| key | flag | environment | type | default | description |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...rows,
+    '',
+  ].join('\n');
 }

@@ -33,7 +33,9 @@ function onSignals(log: Logger, stop: () => Promise<void>): void {
 const program = new Command('outpost').description('Keeps fleets of edge devices in sync with one authoritative main site.');
 
 const hubCommand = program.command('hub').description('run the hub, or manage its agents');
-const hubRun = hubCommand.command('run', { isDefault: true }).description('run the hub: MQTT broker (embedded, or an external one with --broker) and primary database');
+const hubRun = hubCommand
+  .command('run', { isDefault: true })
+  .description('run the hub: MQTT broker (embedded, or an external one with --broker) and primary database');
 for (const option of commanderOptions(HUB_OPTIONS)) hubRun.addOption(option);
 addAgentAdmin(hubCommand);
 addBrokerExport(hubCommand);
@@ -45,7 +47,9 @@ hubRun.action(async (flags: Record<string, unknown>) => {
 });
 
 const agentCommand = program.command('agent').description('run an agent, or talk to a running one');
-const run = agentCommand.command('run', { isDefault: true }).description('run an agent: local replica, durable outbox and device HTTP API')
+const run = agentCommand
+  .command('run', { isDefault: true })
+  .description('run an agent: local replica, durable outbox and device HTTP API')
   .option('--config <file>', 'agent configuration (YAML); flags and OUTPOST_* variables override it (env OUTPOST_CONFIG)');
 for (const option of commanderOptions(AGENT_OPTIONS)) run.addOption(option);
 run.action(async (flags: Record<string, unknown>) => {
@@ -54,7 +58,10 @@ run.action(async (flags: Record<string, unknown>) => {
   const [{ Agent }, { createAgentHttp }] = await Promise.all([import('../agent/agent.js'), import('../agent/http.js')]);
   const offset = o.clockOffsetMs as number;
   const agent = new Agent({
-    hubUrl: o.hub as string, agentId: o.id as string, dataDir: (o.data as string | undefined) ?? `./data/${o.id as string}`, logger: log,
+    hubUrl: o.hub as string,
+    agentId: o.id as string,
+    dataDir: (o.data as string | undefined) ?? `./data/${o.id as string}`,
+    logger: log,
     reconnect: { initialMs: Math.min(500, o.reconnectMaxMs as number), maxMs: o.reconnectMaxMs as number },
     ...(offset !== 0 && { now: () => Date.now() + offset }),
     ...(o.collections !== undefined && { collections: o.collections as string[] }),
@@ -67,7 +74,12 @@ run.action(async (flags: Record<string, unknown>) => {
     }),
     ...(o.storageLimitMb !== undefined && { storageLimitBytes: (o.storageLimitMb as number) * 1024 * 1024 }),
     ...(o.syncCron !== undefined && {
-      sync: { mode: 'windows' as const, cron: o.syncCron as string, windowSeconds: o.syncWindowSeconds as number, disconnectOutside: o.syncDisconnectOutside as boolean },
+      sync: {
+        mode: 'windows' as const,
+        cron: o.syncCron as string,
+        windowSeconds: o.syncWindowSeconds as number,
+        disconnectOutside: o.syncDisconnectOutside as boolean,
+      },
     }),
   }).start();
   const address = o.http as Address;
@@ -81,7 +93,9 @@ run.action(async (flags: Record<string, unknown>) => {
 });
 addClientCommands(agentCommand);
 
-program.command('demo').description('a hub and three agents on this machine, one on a flaky link, with a live table')
+program
+  .command('demo')
+  .description('a hub and three agents on this machine, one on a flaky link, with a live table')
   .option('--seconds <n>', 'how long to write', '20')
   .option('--keep', 'keep the data directory')
   .action(async (opts: { seconds: string; keep?: boolean }) => {
@@ -90,20 +104,29 @@ program.command('demo').description('a hub and three agents on this machine, one
     process.exit(ok ? 0 : 1);
   });
 
-program.command('config-reference', { hidden: true }).description('print docs/CONFIGURATION.md').action(() => {
-  process.stdout.write([
-    '# Configuration reference',
-    '',
-    'Generated from the option tables in `cli/tables.ts` (`npm run docs:config`). Every option can be',
-    'given as a flag, as an `OUTPOST_*` environment variable, or (for the agent) as a key in the YAML',
-    'file named by `--config`; a flag wins over the environment, which wins over the file. An unknown',
-    'key in the file, or a value of the wrong type anywhere, stops the process at start with a message',
-    'naming the option. Unknown environment variables are ignored, as hub and agent share the prefix.',
-    '',
-    renderReference('outpost agent', 'Runs an agent. Example file: `deploy/agent/agent.yaml`.', AGENT_OPTIONS),
-    renderReference('outpost hub', 'Runs the hub. Collections and policies go in the file named by `config` (example: `deploy/hub/hub.yaml`).', HUB_OPTIONS),
-  ].join('\n'));
-});
+program
+  .command('config-reference', { hidden: true })
+  .description('print docs/CONFIGURATION.md')
+  .action(() => {
+    process.stdout.write(
+      [
+        '# Configuration reference',
+        '',
+        'Generated from the option tables in `cli/tables.ts` (`npm run docs:config`). Every option can be',
+        'given as a flag, as an `OUTPOST_*` environment variable, or (for the agent) as a key in the YAML',
+        'file named by `--config`; a flag wins over the environment, which wins over the file. An unknown',
+        'key in the file, or a value of the wrong type anywhere, stops the process at start with a message',
+        'naming the option. Unknown environment variables are ignored, as hub and agent share the prefix.',
+        '',
+        renderReference('outpost agent', 'Runs an agent. Example file: `deploy/agent/agent.yaml`.', AGENT_OPTIONS),
+        renderReference(
+          'outpost hub',
+          'Runs the hub. Collections and policies go in the file named by `config` (example: `deploy/hub/hub.yaml`).',
+          HUB_OPTIONS,
+        ),
+      ].join('\n'),
+    );
+  });
 
 // Every failure ends in one line with its stable code, so scripts can tell them apart.
 program.parseAsync().catch((error: unknown) => {

@@ -13,7 +13,10 @@ export type AuthResult = 'ok' | 'no-credentials' | 'unknown-agent' | 'revoked' |
 export class Authenticator {
   readonly #verified = new Map<string, string>();
 
-  constructor(private readonly store: HubStore, private readonly log: Logger) {}
+  constructor(
+    private readonly store: HubStore,
+    private readonly log: Logger,
+  ) {}
 
   async check(clientId: string, username: string | undefined, password: Buffer | undefined): Promise<AuthResult> {
     if (username === undefined || password === undefined) return 'no-credentials';

@@ -4,8 +4,17 @@ import { isValidAgentId, isValidPartition, TOPIC_ROOT } from '../shared/topics.j
 import type { HubBase } from './hub-base.js';
 import { mayPublish, maySubscribe } from './topic-acl.js';
 
-interface AuthnBody { username?: string; password?: string; clientid: string }
-interface AuthzBody { username: string; topic: string; action: 'publish' | 'subscribe'; retain?: boolean | string }
+interface AuthnBody {
+  username?: string;
+  password?: string;
+  clientid: string;
+}
+interface AuthzBody {
+  username: string;
+  topic: string;
+  action: 'publish' | 'subscribe';
+  retain?: boolean | string;
+}
 
 const allow = { result: 'allow' } as const;
 const deny = { result: 'deny' } as const;
@@ -18,7 +27,8 @@ const sameSecret = (given: string, expected: string): boolean => {
 
 /** The hub's account, or that of one of its partitions (`<account>-p-<partition>`, see partitionBrokerUser). */
 const isHubAccount = (username: string | undefined, service: string): boolean =>
-  username !== undefined && (username === service || (username.startsWith(`${service}-p-`) && isValidPartition(username.slice(service.length + 3))));
+  username !== undefined &&
+  (username === service || (username.startsWith(`${service}-p-`) && isValidPartition(username.slice(service.length + 3))));
 
 /**
  * Authentication and authorization for an external broker that asks over HTTP (EMQX's HTTP
@@ -36,43 +46,55 @@ export function brokerAuthRoutes(hub: HubBase): FastifyPluginAsync {
     partitionOf: (collection: string) => hub.core.partitionOf(collection),
   };
   return async (app) => {
-    app.post<{ Body: AuthnBody }>('/v1/broker/authn', {
-      schema: {
-        body: {
-          type: 'object', required: ['clientid'],
-          properties: { username: { type: 'string' }, password: { type: 'string' }, clientid: { type: 'string' } },
-        },
-      },
-    }, async (request) => {
-      const { username, password, clientid } = request.body;
-      const service = hub.brokerServiceUser;
-      if (service && isHubAccount(username, service.username)) {
-        return clientid === username && password !== undefined && sameSecret(password, service.password) ? allow : deny;
-      }
-      if (!isValidAgentId(clientid)) return deny;
-      if (hub.common.dev) return allow;
-      const result = await hub.authenticator.check(clientid, username, password === undefined ? undefined : Buffer.from(password));
-      if (result !== 'ok') hub.log.warn({ agentId: clientid, reason: result }, 'broker authentication refused');
-      return result === 'ok' ? allow : deny;
-    });
-
-    app.post<{ Body: AuthzBody }>('/v1/broker/authz', {
-      schema: {
-        body: {
-          type: 'object', required: ['username', 'topic', 'action'],
-          properties: {
-            username: { type: 'string' }, topic: { type: 'string' }, action: { type: 'string', enum: ['publish', 'subscribe'] },
-            retain: { anyOf: [{ type: 'boolean' }, { type: 'string' }] },
+    app.post<{ Body: AuthnBody }>(
+      '/v1/broker/authn',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            required: ['clientid'],
+            properties: { username: { type: 'string' }, password: { type: 'string' }, clientid: { type: 'string' } },
           },
         },
       },
-    }, async (request) => {
-      const { username, topic, action, retain } = request.body;
-      const service = hub.brokerServiceUser;
-      if (service && isHubAccount(username, service.username)) return topic.startsWith(`${TOPIC_ROOT}/`) ? allow : deny;
-      if (!hub.common.dev && !(await hub.authenticator.stillValid(username))) return deny;
-      if (action === 'publish') return mayPublish(username, topic, retain === true || retain === 'true') ? allow : deny;
-      return maySubscribe(username, topic, subscribeAccess, false) ? allow : deny;
-    });
+      async (request) => {
+        const { username, password, clientid } = request.body;
+        const service = hub.brokerServiceUser;
+        if (service && isHubAccount(username, service.username)) {
+          return clientid === username && password !== undefined && sameSecret(password, service.password) ? allow : deny;
+        }
+        if (!isValidAgentId(clientid)) return deny;
+        if (hub.common.dev) return allow;
+        const result = await hub.authenticator.check(clientid, username, password === undefined ? undefined : Buffer.from(password));
+        if (result !== 'ok') hub.log.warn({ agentId: clientid, reason: result }, 'broker authentication refused');
+        return result === 'ok' ? allow : deny;
+      },
+    );
+
+    app.post<{ Body: AuthzBody }>(
+      '/v1/broker/authz',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            required: ['username', 'topic', 'action'],
+            properties: {
+              username: { type: 'string' },
+              topic: { type: 'string' },
+              action: { type: 'string', enum: ['publish', 'subscribe'] },
+              retain: { anyOf: [{ type: 'boolean' }, { type: 'string' }] },
+            },
+          },
+        },
+      },
+      async (request) => {
+        const { username, topic, action, retain } = request.body;
+        const service = hub.brokerServiceUser;
+        if (service && isHubAccount(username, service.username)) return topic.startsWith(`${TOPIC_ROOT}/`) ? allow : deny;
+        if (!hub.common.dev && !(await hub.authenticator.stillValid(username))) return deny;
+        if (action === 'publish') return mayPublish(username, topic, retain === true || retain === 'true') ? allow : deny;
+        return maySubscribe(username, topic, subscribeAccess, false) ? allow : deny;
+      },
+    );
   };
 }

@@ -63,31 +63,47 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
     const certified = (client.conn as { peerCommonName?: string }).peerCommonName;
     if (certified !== undefined) {
       const provisioned = certified === client.id ? options.authenticator.stillValid(client.id) : Promise.resolve(false);
-      provisioned.then((ok) => {
-        if (ok) {
+      provisioned.then(
+        (ok) => {
+          if (ok) {
+            done(null, true);
+            return;
+          }
+          log.warn(
+            { agentId: client.id, certificate: certified },
+            'refused agent: the certificate names another agent, or it is not provisioned',
+          );
+          done(authError('not authorized', NOT_AUTHORIZED), null);
+        },
+        (error: unknown) => {
+          log.error({ err: error, agentId: client.id }, "could not check the agent's credential");
+          done(authError('server unavailable', SERVER_UNAVAILABLE), null);
+        },
+      );
+      return;
+    }
+    options.authenticator.check(client.id, username, password).then(
+      (result) => {
+        if (result === 'ok') {
           done(null, true);
           return;
         }
-        log.warn({ agentId: client.id, certificate: certified }, 'refused agent: the certificate names another agent, or it is not provisioned');
-        done(authError('not authorized', NOT_AUTHORIZED), null);
-      }, (error: unknown) => {
-        log.error({ err: error, agentId: client.id }, 'could not check the agent\'s credential');
+        log.warn({ agentId: client.id, reason: result }, 'refused agent');
+        done(
+          authError(
+            result === 'no-credentials' || result === 'wrong-token' || result === 'id-mismatch'
+              ? 'bad username or password'
+              : 'not authorized',
+            result === 'no-credentials' || result === 'wrong-token' || result === 'id-mismatch' ? BAD_USERNAME_OR_PASSWORD : NOT_AUTHORIZED,
+          ),
+          null,
+        );
+      },
+      (error: unknown) => {
+        log.error({ err: error, agentId: client.id }, 'credential check failed');
         done(authError('server unavailable', SERVER_UNAVAILABLE), null);
-      });
-      return;
-    }
-    options.authenticator.check(client.id, username, password).then((result) => {
-      if (result === 'ok') {
-        done(null, true);
-        return;
-      }
-      log.warn({ agentId: client.id, reason: result }, 'refused agent');
-      done(authError(result === 'no-credentials' || result === 'wrong-token' || result === 'id-mismatch' ? 'bad username or password' : 'not authorized',
-        result === 'no-credentials' || result === 'wrong-token' || result === 'id-mismatch' ? BAD_USERNAME_OR_PASSWORD : NOT_AUTHORIZED), null);
-    }, (error: unknown) => {
-      log.error({ err: error, agentId: client.id }, 'credential check failed');
-      done(authError('server unavailable', SERVER_UNAVAILABLE), null);
-    });
+      },
+    );
   };
 
   broker.authorizePublish = (client, packet, done) => {

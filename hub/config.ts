@@ -109,12 +109,14 @@ const CONFIG_SCHEMA = {
         collections: {
           type: 'object',
           additionalProperties: {
-            type: 'object', additionalProperties: false,
+            type: 'object',
+            additionalProperties: false,
             properties: { read: { type: 'array', items: { type: 'string' } }, write: { type: 'array', items: { type: 'string' } } },
           },
         },
         default: {
-          type: 'object', additionalProperties: false,
+          type: 'object',
+          additionalProperties: false,
           properties: { read: { type: 'array', items: { type: 'string' } }, write: { type: 'array', items: { type: 'string' } } },
         },
       },
@@ -171,16 +173,20 @@ export function parseHubConfig(raw: unknown, source = 'hub config'): HubConfig {
 /** Partition names are valid (the schema checked), `default` is implicit, and no collection is in two partitions. */
 function checkPartitions(partitions: Record<string, string[]>, source: string): Record<string, string[]> {
   if (DEFAULT_PARTITION in partitions) {
-    throw new ConfigError(`${source}: /partitions/${DEFAULT_PARTITION} may not be listed: every collection not assigned to another partition is in it`);
+    throw new ConfigError(
+      `${source}: /partitions/${DEFAULT_PARTITION} may not be listed: every collection not assigned to another partition is in it`,
+    );
   }
   const owner = new Map<string, string>();
   for (const [partition, collections] of Object.entries(partitions)) {
     for (const collection of collections) {
       const other = owner.get(collection);
       if (other !== undefined) {
-        throw new ConfigError(other === partition
-          ? `${source}: /partitions/${partition} lists collection ${collection} twice`
-          : `${source}: collection ${collection} is assigned to both partition ${other} and partition ${partition}; a collection belongs to one partition`);
+        throw new ConfigError(
+          other === partition
+            ? `${source}: /partitions/${partition} lists collection ${collection} twice`
+            : `${source}: collection ${collection} is assigned to both partition ${other} and partition ${partition}; a collection belongs to one partition`,
+        );
       }
       owner.set(collection, partition);
     }
@@ -233,7 +239,9 @@ export class CollectionPolicies {
       }
       const { schema, ...policy } = c;
       this.#policies.set(name, {
-        name, declared: true, ...policy,
+        name,
+        declared: true,
+        ...policy,
         check: (value) => (validate && !validate(value) ? describeErrors(validate.errors) : undefined),
       });
     }
@@ -250,7 +258,12 @@ export class CollectionPolicies {
   /** What agents need to know, for the retained hub status. */
   describe(): { collections: Record<string, AgentPolicy>; undeclared: 'allow' | 'reject'; defaults: AgentPolicy } {
     const forAgents = (p: Omit<CollectionConfig, 'schema'>): AgentPolicy => ({
-      conflict: p.conflict, durability: p.durability, priority: p.priority, ttlSeconds: p.ttlSeconds, maxPending: p.maxPending, overflow: p.overflow,
+      conflict: p.conflict,
+      durability: p.durability,
+      priority: p.priority,
+      ttlSeconds: p.ttlSeconds,
+      maxPending: p.maxPending,
+      overflow: p.overflow,
     });
     return {
       collections: Object.fromEntries([...this.#policies].map(([name, p]) => [name, forAgents(p)])),
@@ -264,7 +277,11 @@ function describeErrors(errors: ErrorObject[] | null | undefined): string {
   const e = errors?.[0];
   if (!e) return 'invalid';
   const where = e.instancePath || '/';
-  const extra = e.keyword === 'enum' ? ` (${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')})`
-    : e.keyword === 'additionalProperties' ? ` (${(e.params as { additionalProperty: string }).additionalProperty})` : '';
+  const extra =
+    e.keyword === 'enum'
+      ? ` (${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')})`
+      : e.keyword === 'additionalProperties'
+        ? ` (${(e.params as { additionalProperty: string }).additionalProperty})`
+        : '';
   return `${where} ${e.message ?? 'is invalid'}${extra}`;
 }

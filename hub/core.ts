@@ -180,16 +180,21 @@ export class HubCore extends EventEmitter<HubEvents> {
           (error: unknown) => {
             // The agent asks again after its pull timeout; tell it why meanwhile.
             this.log.error({ err: error, agentId }, 'could not answer a pull');
-            this.#sendDown(agentId, ['error', { code: ErrorCode.STORAGE_FAILED, message: `hub could not read its store: ${(error as Error).message}` }]);
+            this.#sendDown(agentId, [
+              'error',
+              { code: ErrorCode.STORAGE_FAILED, message: `hub could not read its store: ${(error as Error).message}` },
+            ]);
           },
         );
         break;
       }
       case 'status':
-        this.#notifyReplicated(this.replication.report(agentId, message[1].applied, message[1].outbox, {
-          ...(message[1].oldest !== undefined && { oldestPendingMs: message[1].oldest }),
-          ...(message[1].ver !== undefined && { version: message[1].ver }),
-        }));
+        this.#notifyReplicated(
+          this.replication.report(agentId, message[1].applied, message[1].outbox, {
+            ...(message[1].oldest !== undefined && { oldestPendingMs: message[1].oldest }),
+            ...(message[1].ver !== undefined && { version: message[1].ver }),
+          }),
+        );
         break;
     }
   }
@@ -206,18 +211,31 @@ export class HubCore extends EventEmitter<HubEvents> {
    */
   publishStatus(): void {
     const parts = assignment(this.config);
-    this.#broadcast(this.topics.hub, ['hub', {
-      v: PROTOCOL_VERSION, hlc: this.clock.tick(), head: this.store.head, ...(this.epoch !== undefined && { epoch: this.epoch }), ...this.policies.describe(),
-      ...(this.partition !== DEFAULT_PARTITION && { part: this.partition }),
-      ...(this.partition === DEFAULT_PARTITION && Object.keys(parts).length > 0 && { parts }),
-    }], true);
+    this.#broadcast(
+      this.topics.hub,
+      [
+        'hub',
+        {
+          v: PROTOCOL_VERSION,
+          hlc: this.clock.tick(),
+          head: this.store.head,
+          ...(this.epoch !== undefined && { epoch: this.epoch }),
+          ...this.policies.describe(),
+          ...(this.partition !== DEFAULT_PARTITION && { part: this.partition }),
+          ...(this.partition === DEFAULT_PARTITION && Object.keys(parts).length > 0 && { parts }),
+        },
+      ],
+      true,
+    );
   }
 
   #publishCommitted({ replies, changeSets, replicaWaits }: IngestOutput): void {
     for (const { agentId, message } of replies) {
       if (message[0] === 'reincarnate') {
-        this.log.error({ agentId, incarnation: message[1].inc, seq: message[1].seq },
-          'agent reused sequence numbers with different writes (restored from an old backup?); told it to start a new incarnation');
+        this.log.error(
+          { agentId, incarnation: message[1].inc, seq: message[1].seq },
+          'agent reused sequence numbers with different writes (restored from an old backup?); told it to start a new incarnation',
+        );
       }
       this.#sendDown(agentId, message);
     }

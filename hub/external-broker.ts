@@ -128,8 +128,10 @@ export class BrokerClientHub extends HubBase {
       // persistence lost it, and the retained hub status with it.
       client.subscribe(allUp, { qos: 1 }, (error, granted) => {
         if (error || granted?.some((g) => g.qos >= 128)) {
-          log.error({ err: error?.message, granted, topic: allUp },
-            `the broker refused the hub's subscription: give user ${this.clientId} readwrite on ${TOPIC_ROOT}/# in its ACL`);
+          log.error(
+            { err: error?.message, granted, topic: allUp },
+            `the broker refused the hub's subscription: give user ${this.clientId} readwrite on ${TOPIC_ROOT}/# in its ACL`,
+          );
           return;
         }
         if (this.#started) this.core.publishStatus();
@@ -150,10 +152,17 @@ export class BrokerClientHub extends HubBase {
     this.core.start();
     this.#started = true;
     this.history.start();
-    log.info({
-      broker: options.broker.url, username: this.clientId, http: this.httpAddress, data: options.dataDir,
-      head: this.store.head, ...(this.core.epoch !== undefined && { epoch: this.core.epoch }),
-    }, 'hub started');
+    log.info(
+      {
+        broker: options.broker.url,
+        username: this.clientId,
+        http: this.httpAddress,
+        data: options.dataDir,
+        head: this.store.head,
+        ...(this.core.epoch !== undefined && { epoch: this.core.epoch }),
+      },
+      'hub started',
+    );
   }
 
   #onMessage(topic: string, payload: Buffer, retained: boolean): void {
@@ -178,10 +187,15 @@ export class BrokerClientHub extends HubBase {
       return;
     }
     // Not known yet: look it up, and hold this agent's later messages behind it, in order.
-    const previous = this.#checking.get(agentId) ?? this.authenticator.stillValid(agentId).then((ok) => {
-      this.#provisioned.set(agentId, ok);
-      return ok;
-    }, () => false);
+    const previous =
+      this.#checking.get(agentId) ??
+      this.authenticator.stillValid(agentId).then(
+        (ok) => {
+          this.#provisioned.set(agentId, ok);
+          return ok;
+        },
+        () => false,
+      );
     const next = previous.then((ok) => {
       if (ok) this.#deliver(agentId, payload);
       else this.#ignoreUnprovisioned(agentId);
@@ -199,7 +213,10 @@ export class BrokerClientHub extends HubBase {
   }
 
   #ignoreUnprovisioned(agentId: string): void {
-    this.log.warn({ agentId }, 'message from an agent that is not provisioned (or revoked) ignored; export the broker files again and reload the broker');
+    this.log.warn(
+      { agentId },
+      'message from an agent that is not provisioned (or revoked) ignored; export the broker files again and reload the broker',
+    );
   }
 
   get ready(): boolean {
@@ -229,7 +246,11 @@ export class BrokerClientHub extends HubBase {
 /** The broker could not be reached or refused the hub's account at start. */
 export class BrokerConnectError extends OutpostError {
   constructor(url: string, cause: Error) {
-    super(ErrorCode.BROKER_UNREACHABLE, `the hub could not connect to the broker at ${url}: ${cause.message}; check --broker, and that --broker-username and ` +
-      '--broker-password (OUTPOST_BROKER_PASSWORD) match an account the broker knows (`outpost hub export mosquitto` writes it)', { cause });
+    super(
+      ErrorCode.BROKER_UNREACHABLE,
+      `the hub could not connect to the broker at ${url}: ${cause.message}; check --broker, and that --broker-username and ` +
+        '--broker-password (OUTPOST_BROKER_PASSWORD) match an account the broker knows (`outpost hub export mosquitto` writes it)',
+      { cause },
+    );
   }
 }

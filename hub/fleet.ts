@@ -20,46 +20,55 @@ export interface AgentView {
   version?: string;
 }
 
-export interface Presence { online: boolean; since: number; address?: string }
+export interface Presence {
+  online: boolean;
+  since: number;
+  address?: string;
+}
 
 /**
  * The fleet as the hub sees it: provisioned agents (from `registry`, the default partition's
  * store), connected ones, and what each reported of the partition whose log `store` is.
  */
 export async function fleetStatus(
-  store: HubStore, registry: HubStore, replication: ReplicationTracker, presence: ReadonlyMap<string, Presence>,
+  store: HubStore,
+  registry: HubStore,
+  replication: ReplicationTracker,
+  presence: ReadonlyMap<string, Presence>,
 ): Promise<AgentView[]> {
   const credentials = new Map((await registry.credentials()).map((c) => [c.agentId, c]));
   const ids = new Set([...credentials.keys(), ...presence.keys(), ...replication.reports.keys()]);
   const heads = await store.collectionHeads();
   const now = Date.now();
-  return Promise.all([...ids].sort().map(async (agentId) => {
-    const seen = presence.get(agentId);
-    const report = replication.reports.get(agentId);
-    const lastSeenAt = Math.max(seen?.since ?? 0, report?.at ?? 0);
-    const collections: AgentView['collections'] = {};
-    for (const [c, applied] of Object.entries(replication.appliedBy(agentId))) {
-      const head = heads[c] ?? 0;
-      const oldestMissing = head > applied ? await store.firstCommitAfter(c, applied) : undefined;
-      collections[c] = {
-        appliedLsn: applied,
-        lagChanges: head > applied ? Math.max(0, await store.countAfter(c, applied, head)) : 0,
-        lagSeconds: oldestMissing === undefined ? 0 : Math.max(0, (now - oldestMissing) / 1000),
+  return Promise.all(
+    [...ids].sort().map(async (agentId) => {
+      const seen = presence.get(agentId);
+      const report = replication.reports.get(agentId);
+      const lastSeenAt = Math.max(seen?.since ?? 0, report?.at ?? 0);
+      const collections: AgentView['collections'] = {};
+      for (const [c, applied] of Object.entries(replication.appliedBy(agentId))) {
+        const head = heads[c] ?? 0;
+        const oldestMissing = head > applied ? await store.firstCommitAfter(c, applied) : undefined;
+        collections[c] = {
+          appliedLsn: applied,
+          lagChanges: head > applied ? Math.max(0, await store.countAfter(c, applied, head)) : 0,
+          lagSeconds: oldestMissing === undefined ? 0 : Math.max(0, (now - oldestMissing) / 1000),
+        };
+      }
+      const credential = credentials.get(agentId);
+      return {
+        agentId,
+        online: seen?.online ?? false,
+        ...(lastSeenAt > 0 && { lastSeen: new Date(lastSeenAt).toISOString() }),
+        ...(seen?.address !== undefined && { address: seen.address }),
+        provisioned: credential !== undefined,
+        revoked: credential?.revokedAt !== null && credential?.revokedAt !== undefined,
+        lastSeq: await store.lastSeqs(agentId),
+        collections,
+        ...(report && { outboxDepth: report.outbox }),
+        ...(report?.oldestPendingMs !== undefined && { oldestPendingAgeMs: report.oldestPendingMs }),
+        ...(report?.version !== undefined && { version: report.version }),
       };
-    }
-    const credential = credentials.get(agentId);
-    return {
-      agentId,
-      online: seen?.online ?? false,
-      ...(lastSeenAt > 0 && { lastSeen: new Date(lastSeenAt).toISOString() }),
-      ...(seen?.address !== undefined && { address: seen.address }),
-      provisioned: credential !== undefined,
-      revoked: credential?.revokedAt !== null && credential?.revokedAt !== undefined,
-      lastSeq: await store.lastSeqs(agentId),
-      collections,
-      ...(report && { outboxDepth: report.outbox }),
-      ...(report?.oldestPendingMs !== undefined && { oldestPendingAgeMs: report.oldestPendingMs }),
-      ...(report?.version !== undefined && { version: report.version }),
-    };
-  }));
+    }),
+  );
 }

@@ -17,7 +17,12 @@ export class FleetHistory {
   #last = Date.now();
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(core: HubCore, private readonly fleet: () => Promise<AgentView[]>, private readonly everyMs = 5_000, private readonly keep = 720) {
+  constructor(
+    core: HubCore,
+    private readonly fleet: () => Promise<AgentView[]>,
+    private readonly everyMs = 5_000,
+    private readonly keep = 720,
+  ) {
     core.on('commit', (_requests, outcomes) => {
       this.#committed += outcomes.filter((o) => o === 'committed').length;
     });
@@ -36,7 +41,12 @@ export class FleetHistory {
     const agents = await this.fleet();
     const now = Date.now();
     const maxLag = Math.max(0, ...agents.flatMap((a) => Object.values(a.collections).map((c) => c.lagChanges)));
-    this.#samples.push({ at: now, commitsPerSecond: this.#committed / Math.max(0.001, (now - this.#last) / 1000), maxLag, online: agents.filter((a) => a.online).length });
+    this.#samples.push({
+      at: now,
+      commitsPerSecond: this.#committed / Math.max(0.001, (now - this.#last) / 1000),
+      maxLag,
+      online: agents.filter((a) => a.online).length,
+    });
     if (this.#samples.length > this.keep) this.#samples.shift();
     this.#committed = 0;
     this.#last = now;

@@ -8,7 +8,10 @@ import type { WriteResult } from './ingest.js';
 import { bearerMatches } from '../shared/bearer.js';
 import { ErrorCode, HTTP_STATUS, httpError, NotFoundError, UnauthorizedError, WrongPartitionError } from '../shared/errors.js';
 
-interface DocParams { collection: string; key: string }
+interface DocParams {
+  collection: string;
+  key: string;
+}
 
 /** `If-Match: 7` or `If-Match: "7"` → 7; absent → undefined. */
 function ifMatch(header: string | string[] | undefined): number | undefined {
@@ -51,7 +54,11 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_request, reply) => (hub.ready ? { ready: true } : reply.code(503).send({ ready: false })));
 
-  const metrics = createHubMetrics(hub.core, () => hub.fleet(), () => hub.connectedAgents);
+  const metrics = createHubMetrics(
+    hub.core,
+    () => hub.fleet(),
+    () => hub.connectedAgents,
+  );
   app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
 
   app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(DASHBOARD_HTML));
@@ -64,13 +71,16 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
     return agent;
   });
   app.get('/v1/collections', async () => hub.core.policies.describe());
-  app.get<{ Params: { collection: string }; Querystring: { prefix?: string; after?: string; limit?: string } }>('/v1/docs/:collection', async (request) => ({
-    docs: await hubOf(request.params.collection).store.listDocuments(request.params.collection, {
-      ...(request.query.prefix !== undefined && { prefix: request.query.prefix }),
-      ...(request.query.after !== undefined && { after: request.query.after }),
-      limit: Math.min(Number(request.query.limit) || 100, 1000),
+  app.get<{ Params: { collection: string }; Querystring: { prefix?: string; after?: string; limit?: string } }>(
+    '/v1/docs/:collection',
+    async (request) => ({
+      docs: await hubOf(request.params.collection).store.listDocuments(request.params.collection, {
+        ...(request.query.prefix !== undefined && { prefix: request.query.prefix }),
+        ...(request.query.after !== undefined && { after: request.query.after }),
+        limit: Math.min(Number(request.query.limit) || 100, 1000),
+      }),
     }),
-  }));
+  );
   app.get<{ Querystring: { limit?: string } }>('/v1/rejections', async (request) => ({
     rejections: await hub.store.rejections(Math.min(Number(request.query.limit) || 100, 1000)),
   }));
@@ -78,10 +88,15 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
   app.get('/v1/status', async () => {
     // Each partition this process leads, this API's own first; LSNs count per partition.
     const hubs = [hub, ...[...hub.partitionHubs().values()].filter((h) => h !== hub)];
-    const partitions = await Promise.all(hubs.map(async (h) => ({
-      partition: h.partition, ...(h.core.epoch !== undefined && { epoch: h.core.epoch }), head: h.store.head, ready: h.ready,
-      collections: await h.store.collectionHeads(),
-    })));
+    const partitions = await Promise.all(
+      hubs.map(async (h) => ({
+        partition: h.partition,
+        ...(h.core.epoch !== undefined && { epoch: h.core.epoch }),
+        head: h.store.head,
+        ready: h.ready,
+        collections: await h.store.collectionHeads(),
+      })),
+    );
     return {
       /** This API's own partition (the first one the process serves). */
       partition: hub.partition,
@@ -110,7 +125,7 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
   };
 
   for (const op of ['put', 'patch', 'del'] as const) {
-    const method = op === 'del' ? 'DELETE' : op.toUpperCase() as 'PUT' | 'PATCH';
+    const method = op === 'del' ? 'DELETE' : (op.toUpperCase() as 'PUT' | 'PATCH');
     app.route<{ Params: DocParams; Body: unknown }>({
       method,
       url: '/v1/docs/:collection/:key',
@@ -118,7 +133,11 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
         const { collection, key } = request.params;
         const base = ifMatch(request.headers['if-match']);
         const result = await hubOf(collection).core.write({
-          c: collection, k: key, op, ...(op !== 'del' && { v: request.body }), ...(base !== undefined && { base }),
+          c: collection,
+          k: key,
+          op,
+          ...(op !== 'del' && { v: request.body }),
+          ...(base !== undefined && { base }),
         });
         return send(result, reply);
       },

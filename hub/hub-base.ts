@@ -55,7 +55,10 @@ export async function startOrStop<T extends HubBase>(hub: T, start: () => Promis
 }
 
 /** The hub's own broker account, which the broker-auth endpoints admit (EMQX asks them about it too). */
-export interface BrokerServiceUser { username: string; password: string }
+export interface BrokerServiceUser {
+  username: string;
+  password: string;
+}
 
 const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || host.startsWith('127.');
 
@@ -123,8 +126,9 @@ export abstract class HubBase {
     // Asked by the dashboard sampler, each metrics scrape (twice) and the admin API: callers that
     // ask while it is being computed share that computation, so a fleet of thousands is not read
     // from the store several times over at once.
-    this.#fleet ??= fleetStatus(this.store, this.registry, this.core.replication, this.presenceView())
-      .finally(() => (this.#fleet = undefined));
+    this.#fleet ??= fleetStatus(this.store, this.registry, this.core.replication, this.presenceView()).finally(
+      () => (this.#fleet = undefined),
+    );
     return this.#fleet;
   }
 
@@ -160,12 +164,16 @@ export abstract class HubBase {
       return;
     }
     if (this.core.access.grantsNothing) {
-      log.warn('the hub config grants no collection to any agent (access section): agents can connect but not read or write; ' +
-        'grant access, e.g. access: { default: { read: ["*"], write: ["*"] } }');
+      log.warn(
+        'the hub config grants no collection to any agent (access section): agents can connect but not read or write; ' +
+          'grant access, e.g. access: { default: { read: ["*"], write: ["*"] } }',
+      );
     }
     if ((await this.registry.credentials()).every((c) => c.revokedAt !== null)) {
-      log.warn(`no agents are provisioned yet: add one with \`outpost hub agents add <agent-id> --data ${common.dataDir}\`, ` +
-        'which prints its token once; give it to the agent as OUTPOST_HUB_TOKEN');
+      log.warn(
+        `no agents are provisioned yet: add one with \`outpost hub agents add <agent-id> --data ${common.dataDir}\`, ` +
+          'which prints its token once; give it to the agent as OUTPOST_HUB_TOKEN',
+      );
     }
   }
 
@@ -173,7 +181,9 @@ export abstract class HubBase {
     const { http, adminToken } = this.common;
     if (!http) return;
     if (!adminToken && !isLoopback(http.host)) {
-      throw new ConfigError(`the hub HTTP API on ${http.host} would be reachable from the network without a token: set --admin-token (OUTPOST_ADMIN_TOKEN) or bind it to 127.0.0.1`);
+      throw new ConfigError(
+        `the hub HTTP API on ${http.host} would be reachable from the network without a token: set --admin-token (OUTPOST_ADMIN_TOKEN) or bind it to 127.0.0.1`,
+      );
     }
     this.#http = await createHubHttp(this, this.log, adminToken);
     await this.#http.listen({ host: http.host, port: http.port });
@@ -189,12 +199,15 @@ export abstract class HubBase {
     this.#credentialTimer = setInterval(() => {
       if (checking) return;
       checking = true;
-      this.registry.credentialsVersion().then((now) => {
-        if (now === version) return;
-        version = now;
-        this.authenticator.forget();
-        onChange();
-      }).catch((error: unknown) => this.log.warn({ err: error }, 'could not check for credential changes'))
+      this.registry
+        .credentialsVersion()
+        .then((now) => {
+          if (now === version) return;
+          version = now;
+          this.authenticator.forget();
+          onChange();
+        })
+        .catch((error: unknown) => this.log.warn({ err: error }, 'could not check for credential changes'))
         .finally(() => (checking = false));
     }, CREDENTIAL_CHECK_MS);
     this.#credentialTimer.unref();

@@ -64,7 +64,9 @@ export class Hub extends HubBase {
     const { options, log, authenticator } = this;
     await this.warnAboutSetup();
     const broker = await createBroker({
-      dev: options.dev ?? false, authenticator, log,
+      dev: options.dev ?? false,
+      authenticator,
+      log,
       mayRead: (agentId, collection) => this.core.access.mayRead(agentId, collection),
       connectLimit: { perAddress: options.connectsPerAddress ?? 200, windowMs: 10_000 },
       onUp: (agentId, payload) => this.core.onUp(agentId, payload),
@@ -84,35 +86,47 @@ export class Hub extends HubBase {
       // A revoked agent's live connection is closed at once.
       await this.watchCredentials(() => {
         for (const [agentId, client] of this.#clients) {
-          authenticator.stillValid(agentId).then((valid) => {
-            if (valid || this.#clients.get(agentId) !== client) return;
-            log.warn({ agentId }, 'credential revoked; closing the connection');
-            client.close();
-          }, (error: unknown) => log.warn({ err: error, agentId }, 'could not re-check a credential; checking again at the next change'));
+          authenticator.stillValid(agentId).then(
+            (valid) => {
+              if (valid || this.#clients.get(agentId) !== client) return;
+              log.warn({ agentId }, 'credential revoked; closing the connection');
+              client.close();
+            },
+            (error: unknown) => log.warn({ err: error, agentId }, 'could not re-check a credential; checking again at the next change'),
+          );
         }
       });
     }
     const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
     const accept = (socket: Socket): void => {
       socket.setNoDelay(true); // acks and pages are small and latency-bound: no Nagle delay
-      broker.handle(guardConnection(socket, maxPacketBytes, (peer) => {
-        log.warn({ peer, maxPacketBytes }, 'closed a connection that sent a packet over the size limit');
-      }));
+      broker.handle(
+        guardConnection(socket, maxPacketBytes, (peer) => {
+          log.warn({ peer, maxPacketBytes }, 'closed a connection that sent a packet over the size limit');
+        }),
+      );
     };
-    const listen = (server: Server, port: number, host: string): Promise<void> => new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => resolve());
-    });
+    const listen = (server: Server, port: number, host: string): Promise<void> =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => resolve());
+      });
     if (options.plain !== false) {
       this.#server = createServer(accept);
       await listen(this.#server, options.port, options.host ?? '0.0.0.0');
     }
     if (options.tls) {
       const { cert, key, ca, requireClientCert } = options.tls;
-      this.#tlsServer = createTlsServer({
-        cert, key, ...(ca !== undefined && { ca }),
-        requestCert: requireClientCert ?? false, rejectUnauthorized: requireClientCert ?? false,
-      }, accept);
+      this.#tlsServer = createTlsServer(
+        {
+          cert,
+          key,
+          ...(ca !== undefined && { ca }),
+          requestCert: requireClientCert ?? false,
+          rejectUnauthorized: requireClientCert ?? false,
+        },
+        accept,
+      );
       this.#tlsServer.on('tlsClientError', (error) => log.debug({ err: error.message }, 'TLS handshake failed'));
       await listen(this.#tlsServer, options.tls.port, options.tls.host ?? options.host ?? '0.0.0.0');
     }

@@ -58,7 +58,11 @@ export const defaultIngestOptions: IngestOptions = {
   maxChangeSetBytes: defaultLimits.maxMessageBytes / 2,
 };
 
-interface Identity { origin: string; incarnation: string | null; seq: number | null }
+interface Identity {
+  origin: string;
+  incarnation: string | null;
+  seq: number | null;
+}
 
 /**
  * Turns uploaded batches and hub writes into commits. Everything given to one `ingest` call
@@ -93,7 +97,11 @@ export class Ingestor {
   }
 
   #ingestBatch(
-    tx: IngestTx, agentId: string, batch: BatchMessage[1], committed: Map<string, Sized[]>, waits: ReplicaWait[],
+    tx: IngestTx,
+    agentId: string,
+    batch: BatchMessage[1],
+    committed: Map<string, Sized[]>,
+    waits: ReplicaWait[],
   ): IngestOutput['replies'] {
     const { inc } = batch;
     let last = tx.lastSeq(agentId, inc);
@@ -150,42 +158,64 @@ export class Ingestor {
     const misrouted = this.#checkPartition(op.c);
     if (misrouted) return { outcome: 'rejected', ...misrouted };
     if (who.seq !== null && this.options.mayWrite && !this.options.mayWrite(who.origin, op.c)) {
-      return { outcome: 'rejected', reason: 'forbidden', detail: `agent ${who.origin} may not write collection ${op.c}; grant it in the hub config's access section` };
+      return {
+        outcome: 'rejected',
+        reason: 'forbidden',
+        detail: `agent ${who.origin} may not write collection ${op.c}; grant it in the hub config's access section`,
+      };
     }
     const policy = this.policies.get(op.c);
     if (!policy) {
-      return { outcome: 'rejected', reason: 'unknown_collection', detail: `collection ${op.c} is not declared at the hub, which refuses undeclared collections` };
+      return {
+        outcome: 'rejected',
+        reason: 'unknown_collection',
+        detail: `collection ${op.c} is not declared at the hub, which refuses undeclared collections`,
+      };
     }
     const hlc = op.hlc as Hlc;
     this.clock.observe(hlc);
     if (op.op === 'put') {
       const schemaProblem = policy.check(op.v);
-      if (schemaProblem) return { outcome: 'rejected', reason: 'schema', detail: `value does not match the schema of ${op.c}: ${schemaProblem}` };
+      if (schemaProblem)
+        return { outcome: 'rejected', reason: 'schema', detail: `value does not match the schema of ${op.c}: ${schemaProblem}` };
     }
 
     const current = tx.document(op.c, op.k);
     // A hub write without If-Match is unconditional: made against whatever is current.
-    const base = op.base ?? (who.seq === null ? current?.version ?? 0 : 0);
+    const base = op.base ?? (who.seq === null ? (current?.version ?? 0) : 0);
     const incoming = { op: op.op, value: op.v as JsonValue | undefined, hlc, origin: who.origin, base };
     const resolution = resolveWrite(policy.conflict, current, incoming);
     const loser = { origin: who.origin, incarnation: who.incarnation, seq: who.seq, op: op.op, value: incoming.value, hlc };
     if (resolution.kind === 'lose') {
       const winner = current!;
       tx.archiveConflict({
-        collection: op.c, key: op.k, policy: policy.conflict, reason: resolution.reason, detail: resolution.detail, loser,
+        collection: op.c,
+        key: op.k,
+        policy: policy.conflict,
+        reason: resolution.reason,
+        detail: resolution.detail,
+        loser,
         winner: { lsn: winner.version, origin: winner.origin, hlc: winner.hlc, value: winner.deleted ? undefined : winner.value },
       });
       return { outcome: 'conflict', lsn: winner.version, reason: resolution.reason, detail: resolution.detail };
     }
     if (op.op === 'patch' && resolution.value !== undefined) {
       const schemaProblem = policy.check(resolution.value);
-      if (schemaProblem) return { outcome: 'rejected', reason: 'schema', detail: `patched value does not match the schema of ${op.c}: ${schemaProblem}` };
+      if (schemaProblem)
+        return { outcome: 'rejected', reason: 'schema', detail: `patched value does not match the schema of ${op.c}: ${schemaProblem}` };
     }
 
     const kind = op.op === 'del' ? 'del' : 'put';
     const { lsn, bytes } = tx.commit({
-      collection: op.c, key: op.k, op: kind, value: resolution.value, hlc, origin: who.origin,
-      incarnation: who.incarnation, seq: who.seq, ...(resolution.fieldHlcs && { fieldHlcs: resolution.fieldHlcs }),
+      collection: op.c,
+      key: op.k,
+      op: kind,
+      value: resolution.value,
+      hlc,
+      origin: who.origin,
+      incarnation: who.incarnation,
+      seq: who.seq,
+      ...(resolution.fieldHlcs && { fieldHlcs: resolution.fieldHlcs }),
       // Most writes commit the value exactly as written: reuse the bytes validation encoded.
       ...(resolution.value === op.v && checked.encoded && { encoded: checked.encoded }),
       ...(who.seq !== null && { digest: digestOf(op, checked.encoded) }),
@@ -193,20 +223,42 @@ export class Ingestor {
     const winner = { lsn, origin: who.origin, hlc, value: resolution.value };
     if (resolution.overwritten && current) {
       tx.archiveConflict({
-        collection: op.c, key: op.k, policy: policy.conflict, reason: 'overwritten',
+        collection: op.c,
+        key: op.k,
+        policy: policy.conflict,
+        reason: 'overwritten',
         detail: `a concurrent write with a later timestamp replaced version ${current.version}`,
-        loser: { origin: current.origin, incarnation: null, seq: null, op: current.deleted ? 'del' : 'put', value: current.deleted ? undefined : current.value, hlc: current.hlc },
+        loser: {
+          origin: current.origin,
+          incarnation: null,
+          seq: null,
+          op: current.deleted ? 'del' : 'put',
+          value: current.deleted ? undefined : current.value,
+          hlc: current.hlc,
+        },
         winner,
       });
     }
     if (resolution.lostFields) {
       tx.archiveConflict({
-        collection: op.c, key: op.k, policy: policy.conflict, reason: 'merge',
+        collection: op.c,
+        key: op.k,
+        policy: policy.conflict,
+        reason: 'merge',
         detail: `fields ${Object.keys(resolution.lostFields).join(', ')} lost to later writes`,
-        loser: { ...loser, value: resolution.lostFields }, winner,
+        loser: { ...loser, value: resolution.lostFields },
+        winner,
       });
     }
-    const change: Change = { lsn, c: op.c, k: op.k, op: kind, ...(resolution.value !== undefined && { v: resolution.value }), hlc, o: who.origin };
+    const change: Change = {
+      lsn,
+      c: op.c,
+      k: op.k,
+      op: kind,
+      ...(resolution.value !== undefined && { v: resolution.value }),
+      hlc,
+      o: who.origin,
+    };
     const list = committed.get(op.c);
     if (list) list.push({ change, bytes });
     else committed.set(op.c, [{ change, bytes }]);
@@ -239,8 +291,9 @@ export class Ingestor {
     if (owner === partition.name) return undefined;
     return {
       reason: 'wrong_partition',
-      detail: `collection ${collection} belongs to partition ${owner}, not ${partition.name}: send it on partition ${owner}'s topics ` +
-        '(upgrade the agent, which routes writes by the hub status\'s assignment)',
+      detail:
+        `collection ${collection} belongs to partition ${owner}, not ${partition.name}: send it on partition ${owner}'s topics ` +
+        "(upgrade the agent, which routes writes by the hub status's assignment)",
     };
   }
 
@@ -282,7 +335,11 @@ export class Ingestor {
 class RunRecorder {
   #run: { first: number; last: number; firstLsn: number } | undefined;
 
-  constructor(private readonly tx: IngestTx, private readonly agentId: string, private readonly inc: string) {}
+  constructor(
+    private readonly tx: IngestTx,
+    private readonly agentId: string,
+    private readonly inc: string,
+  ) {}
 
   add(seq: number, lsn: number): void {
     const run = this.#run;
@@ -316,4 +373,7 @@ function planOf(requests: readonly IngestRequest[]): IngestPlan {
 }
 
 /** A committed change and an upper bound of its encoded size, for splitting change sets. */
-interface Sized { change: Change; bytes: number }
+interface Sized {
+  change: Change;
+  bytes: number;
+}

@@ -49,12 +49,18 @@ export class LeaderLock {
   #released = false;
   readonly #heartbeat: NodeJS.Timeout;
 
-  private constructor(private readonly client: pg.Client, readonly epoch: number, readonly partition: string, private readonly key: readonly number[]) {
+  private constructor(
+    private readonly client: pg.Client,
+    readonly epoch: number,
+    readonly partition: string,
+    private readonly key: readonly number[],
+  ) {
     client.on('error', (error) => this.#lose(error));
     client.on('end', () => this.#lose(new Error('the connection holding the leader lock closed')));
     // TCP keepalive alone takes minutes to notice a dead path to the database: ask every 2 s.
     this.#heartbeat = setInterval(() => {
-      client.query({ text: 'SELECT 1', query_timeout: HEARTBEAT_TIMEOUT_MS } as pg.QueryConfig)
+      client
+        .query({ text: 'SELECT 1', query_timeout: HEARTBEAT_TIMEOUT_MS } as pg.QueryConfig)
         .catch((error: unknown) => this.#lose(error instanceof Error ? error : new Error(String(error))));
     }, HEARTBEAT_MS);
     this.#heartbeat.unref();
@@ -75,7 +81,11 @@ export class LeaderLock {
     const schema = partitionSchema(partition);
     const key = leaderLockKey(partition);
     const client = new pg.Client({
-      connectionString: url, application_name: 'outpost-hub-leader', keepAlive: true, keepAliveInitialDelayMillis: 10_000, connectionTimeoutMillis: 10_000,
+      connectionString: url,
+      application_name: 'outpost-hub-leader',
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+      connectionTimeoutMillis: 10_000,
       ...schemaConnectionOptions(schema),
     });
     client.on('error', () => undefined); // reported through the queries below, or as a lost lock
@@ -97,7 +107,10 @@ export class LeaderLock {
       // Above every epoch before it, and at least the time now in ms: a database restored from a
       // backup (whose stored epoch is old) still gives its next leader an epoch above any that
       // agents have heard, so they do not take it for a deposed one.
-      const { rows } = await client.query<{ epoch: string }>('UPDATE leadership SET epoch = GREATEST(epoch + 1, $1::bigint) RETURNING epoch', [Date.now()]);
+      const { rows } = await client.query<{ epoch: string }>(
+        'UPDATE leadership SET epoch = GREATEST(epoch + 1, $1::bigint) RETURNING epoch',
+        [Date.now()],
+      );
       const epoch = Number(rows[0]!.epoch);
       log.info({ partition, epoch }, 'leading: this hub process is the writer');
       return new LeaderLock(client, epoch, partition, key);

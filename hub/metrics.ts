@@ -10,15 +10,30 @@ export function createHubMetrics(core: HubCore, fleet: () => Promise<AgentView[]
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'outpost_hub_' });
   const commits = new Counter({ name: 'outpost_hub_commits_total', help: 'Group commits', registers: [registry] });
-  const outcomes = new Counter({ name: 'outpost_hub_ops_total', help: 'Ops processed, by outcome', labelNames: ['outcome'], registers: [registry] });
+  const outcomes = new Counter({
+    name: 'outpost_hub_ops_total',
+    help: 'Ops processed, by outcome',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
   const requests = new Histogram({
-    name: 'outpost_hub_commit_requests', help: 'Batches and hub writes sharing one group commit', registers: [registry], buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+    name: 'outpost_hub_commit_requests',
+    help: 'Batches and hub writes sharing one group commit',
+    registers: [registry],
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128],
   });
   const latency = new Histogram({
-    name: 'outpost_hub_commit_duration_seconds', help: 'Time to validate, resolve and commit one group commit', registers: [registry],
+    name: 'outpost_hub_commit_duration_seconds',
+    help: 'Time to validate, resolve and commit one group commit',
+    registers: [registry],
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
   });
-  const bytes = new Counter({ name: 'outpost_hub_message_bytes_total', help: 'Protocol message bytes', labelNames: ['direction'], registers: [registry] });
+  const bytes = new Counter({
+    name: 'outpost_hub_message_bytes_total',
+    help: 'Protocol message bytes',
+    labelNames: ['direction'],
+    registers: [registry],
+  });
   core.on('commit', (n, list, seconds) => {
     commits.inc();
     requests.observe(n);
@@ -27,18 +42,39 @@ export function createHubMetrics(core: HubCore, fleet: () => Promise<AgentView[]
   });
   core.on('bytes', (direction, n) => bytes.inc({ direction }, n));
 
-  new Gauge({ name: 'outpost_hub_connected_agents', help: 'Agents connected now', registers: [registry], collect() { this.set(connected()); } });
-  new Gauge({ name: 'outpost_hub_head_lsn', help: 'LSN of the last commit', registers: [registry], collect() { this.set(core.store.head); } });
   new Gauge({
-    name: 'outpost_hub_agent_lag_changes', help: 'Changes an agent has not applied yet, per collection', labelNames: ['agent', 'collection'], registers: [registry],
-    async collect() {
-      const agents = await fleet();
-      this.reset();
-      for (const a of agents) for (const [c, v] of Object.entries(a.collections)) this.set({ agent: a.agentId, collection: c }, v.lagChanges);
+    name: 'outpost_hub_connected_agents',
+    help: 'Agents connected now',
+    registers: [registry],
+    collect() {
+      this.set(connected());
     },
   });
   new Gauge({
-    name: 'outpost_hub_agent_outbox_depth', help: 'Writes an agent still had to upload at its last report', labelNames: ['agent'], registers: [registry],
+    name: 'outpost_hub_head_lsn',
+    help: 'LSN of the last commit',
+    registers: [registry],
+    collect() {
+      this.set(core.store.head);
+    },
+  });
+  new Gauge({
+    name: 'outpost_hub_agent_lag_changes',
+    help: 'Changes an agent has not applied yet, per collection',
+    labelNames: ['agent', 'collection'],
+    registers: [registry],
+    async collect() {
+      const agents = await fleet();
+      this.reset();
+      for (const a of agents)
+        for (const [c, v] of Object.entries(a.collections)) this.set({ agent: a.agentId, collection: c }, v.lagChanges);
+    },
+  });
+  new Gauge({
+    name: 'outpost_hub_agent_outbox_depth',
+    help: 'Writes an agent still had to upload at its last report',
+    labelNames: ['agent'],
+    registers: [registry],
     async collect() {
       const agents = await fleet();
       this.reset();

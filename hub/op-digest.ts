@@ -26,5 +26,6 @@ export function digestOf(op: Omit<WriteOp, 'seq'>, encodedValue?: Buffer): strin
     .update(encodeCbor([op.c, op.k, op.op]).subarray(1))
     .update(value)
     .update(encodeCbor([op.hlc, op.base ?? 0]).subarray(1))
-    .digest('base64url').slice(0, 22);
+    .digest('base64url')
+    .slice(0, 22);
 }

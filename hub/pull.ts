@@ -12,12 +12,16 @@ export const DEFAULT_PAGE_LIMIT = 500;
  * reaches back to the snapshot's LSN, in which case a new snapshot starts.
  */
 export async function answerPull(
-  store: HubStore, clock: HybridClock, pull: PullMessage[1], maxBytes: number,
+  store: HubStore,
+  clock: HybridClock,
+  pull: PullMessage[1],
+  maxBytes: number,
   mayRead: (collection: string) => boolean = () => true,
 ): Promise<PageMessage | SnapshotMessage> {
   const limit = pull.limit ?? DEFAULT_PAGE_LIMIT;
   const tailAvailable = (lsn: number): boolean => lsn >= store.prunedThrough;
-  if (pull.snap && tailAvailable(pull.snap.lsn)) return snapshotPage(store, clock, pull, pull.snap.lsn, pull.snap.after, limit, maxBytes, mayRead);
+  if (pull.snap && tailAvailable(pull.snap.lsn))
+    return snapshotPage(store, clock, pull, pull.snap.lsn, pull.snap.after, limit, maxBytes, mayRead);
   if (pull.snap || !tailAvailable(pull.from)) return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes, mayRead);
 
   const head = store.head;
@@ -30,8 +34,14 @@ export async function answerPull(
 }
 
 async function snapshotPage(
-  store: HubStore, clock: HybridClock, pull: PullMessage[1], lsn: number,
-  after: readonly [string, string] | undefined, limit: number, maxBytes: number, mayRead: (collection: string) => boolean,
+  store: HubStore,
+  clock: HybridClock,
+  pull: PullMessage[1],
+  lsn: number,
+  after: readonly [string, string] | undefined,
+  limit: number,
+  maxBytes: number,
+  mayRead: (collection: string) => boolean,
 ): Promise<SnapshotMessage> {
   const { docs, next } = await store.readDocuments(pull.cs, after, limit, maxBytes, mayRead);
   return ['snapshot', { id: pull.id, from: pull.from, lsn, hlc: clock.tick(), docs, ...(next && { next }) }];

@@ -5,7 +5,11 @@
 export class ConnectRateLimiter {
   readonly #windows = new Map<string, { start: number; count: number }>();
 
-  constructor(private readonly limit: number, private readonly windowMs: number, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly limit: number,
+    private readonly windowMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** Counts an attempt from `address`; false once the address is over its limit in this window. */
   allow(address: string): boolean {

@@ -24,7 +24,12 @@ export class ReplicationTracker {
   #waits: Array<ReplicaWait & { since: number }> = [];
 
   /** Records an agent's report; returns the waits it completed. */
-  report(agentId: string, applied: Record<string, number>, outbox = 0, extra: { oldestPendingMs?: number; version?: string } = {}): ReplicaWait[] {
+  report(
+    agentId: string,
+    applied: Record<string, number>,
+    outbox = 0,
+    extra: { oldestPendingMs?: number; version?: string } = {},
+  ): ReplicaWait[] {
     this.reports.set(agentId, { at: Date.now(), outbox, ...extra });
     let mine = this.#applied.get(agentId);
     if (!mine) this.#applied.set(agentId, (mine = new Map<string, number>()));

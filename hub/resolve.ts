@@ -36,7 +36,11 @@ export function resolveWrite(policy: ConflictPolicy, current: StoredDocument | u
   switch (policy) {
     case 'reject':
       if (concurrent) {
-        return { kind: 'lose', reason: 'stale_base', detail: `write was made against version ${incoming.base}, but version ${current.version} from ${current.origin} was committed first` };
+        return {
+          kind: 'lose',
+          reason: 'stale_base',
+          detail: `write was made against version ${incoming.base}, but version ${current.version} from ${current.origin} was committed first`,
+        };
       }
       return { kind: 'apply', value: nextValue(current, incoming) };
     case 'merge':
@@ -49,7 +53,11 @@ export function resolveWrite(policy: ConflictPolicy, current: StoredDocument | u
 
 function lww(current: StoredDocument | undefined, incoming: IncomingWrite, concurrent: boolean, keepFieldHlcs: boolean): Resolution {
   if (current && !later(incoming.hlc, incoming.origin, current.hlc, current.origin)) {
-    return { kind: 'lose', reason: 'lww', detail: `version ${current.version} from ${current.origin} has a later timestamp (${current.hlc})` };
+    return {
+      kind: 'lose',
+      reason: 'lww',
+      detail: `version ${current.version} from ${current.origin} has a later timestamp (${current.hlc})`,
+    };
   }
   const value = nextValue(current, incoming);
   return {

@@ -40,6 +40,10 @@ export function maySubscribe(agentId: string, filter: string, access: SubscribeA
   if (filter === topics.down(agentId) || filter === topics.hub) return true;
   if (filter === topics.allCollections) return filtersDeliveries || access.mayReadAll(agentId);
   const collection = topics.collectionOf(filter);
-  return collection !== undefined && isValidCollection(collection) && access.mayRead(agentId, collection) &&
-    (access.partitionOf === undefined || partition === DEFAULT_PARTITION || access.partitionOf(collection) === partition);
+  return (
+    collection !== undefined &&
+    isValidCollection(collection) &&
+    access.mayRead(agentId, collection) &&
+    (access.partitionOf === undefined || partition === DEFAULT_PARTITION || access.partitionOf(collection) === partition)
+  );
 }

@@ -62,7 +62,10 @@ function compress(bytes: Buffer): Buffer {
 export class MessageCodec<S extends TSchema> {
   readonly #check: TypeCheck<S>;
 
-  constructor(schema: S, readonly maxBytes: number = limits.maxMessageBytes) {
+  constructor(
+    schema: S,
+    readonly maxBytes: number = limits.maxMessageBytes,
+  ) {
     this.#check = TypeCompiler.Compile(schema);
   }
 

@@ -84,11 +84,11 @@ export class OutpostError extends Error {
 }
 
 export class MessageTooLargeError extends OutpostError {
-  constructor(readonly size: number, readonly limit: number) {
-    super(
-      ErrorCode.MESSAGE_TOO_LARGE,
-      `message of ${size} bytes exceeds the limit of ${limit} bytes; send smaller batches or values`,
-    );
+  constructor(
+    readonly size: number,
+    readonly limit: number,
+  ) {
+    super(ErrorCode.MESSAGE_TOO_LARGE, `message of ${size} bytes exceeds the limit of ${limit} bytes; send smaller batches or values`);
   }
 }
 
@@ -99,7 +99,10 @@ export class MalformedMessageError extends OutpostError {
 }
 
 export class InvalidMessageError extends OutpostError {
-  constructor(readonly path: string, reason: string) {
+  constructor(
+    readonly path: string,
+    reason: string,
+  ) {
     super(
       ErrorCode.INVALID_MESSAGE,
       `message does not match the protocol schema at ${path || '/'}: ${reason}; ` +
@@ -118,7 +121,10 @@ export class InvalidCollectionError extends OutpostError {
 }
 
 export class InvalidKeyError extends OutpostError {
-  constructor(readonly key: string, limit: number) {
+  constructor(
+    readonly key: string,
+    limit: number,
+  ) {
     super(
       ErrorCode.INVALID_KEY,
       `document key ${JSON.stringify(key.slice(0, 64))} is invalid; use a non-empty UTF-8 string of at most ${limit} bytes`,
@@ -133,7 +139,10 @@ export class InvalidValueError extends OutpostError {
 }
 
 export class ValueTooLargeError extends OutpostError {
-  constructor(readonly size: number, readonly limit: number) {
+  constructor(
+    readonly size: number,
+    readonly limit: number,
+  ) {
     super(
       ErrorCode.VALUE_TOO_LARGE,
       `document value of ${size} bytes exceeds the limit of ${limit} bytes; split it across several documents`,
@@ -142,14 +151,22 @@ export class ValueTooLargeError extends OutpostError {
 }
 
 export class InvalidHeaderError extends OutpostError {
-  constructor(readonly header: string, reason: string) {
+  constructor(
+    readonly header: string,
+    reason: string,
+  ) {
     super(ErrorCode.INVALID_HEADER, `header ${header} is invalid: ${reason}`);
   }
 }
 
 /** A write that asked for hub durability was refused, or lost a conflict. */
 export class WriteRefusedError extends OutpostError {
-  constructor(readonly seq: number, readonly outcome: 'rejected' | 'conflict', readonly reason: string, detail: string) {
+  constructor(
+    readonly seq: number,
+    readonly outcome: 'rejected' | 'conflict',
+    readonly reason: string,
+    detail: string,
+  ) {
     super(
       outcome === 'conflict' ? ErrorCode.WRITE_CONFLICT : ErrorCode.WRITE_REJECTED,
       outcome === 'conflict'
@@ -163,7 +180,12 @@ export class WriteRefusedError extends OutpostError {
 }
 
 export class DurabilityTimeoutError extends OutpostError {
-  constructor(readonly seq: number, level: string, timeoutMs: number, connected: boolean) {
+  constructor(
+    readonly seq: number,
+    level: string,
+    timeoutMs: number,
+    connected: boolean,
+  ) {
     super(
       ErrorCode.DURABILITY_TIMEOUT,
       `write ${seq} is stored on this device but was not confirmed (${level}) within ${timeoutMs} ms` +
@@ -176,7 +198,11 @@ export class DurabilityTimeoutError extends OutpostError {
 }
 
 export class ReadTimeoutError extends OutpostError {
-  constructor(readonly minLsn: number, readonly appliedLsn: number, timeoutMs: number) {
+  constructor(
+    readonly minLsn: number,
+    readonly appliedLsn: number,
+    timeoutMs: number,
+  ) {
     super(
       ErrorCode.READ_TIMEOUT,
       `this device has applied changes up to LSN ${appliedLsn}, not yet ${minLsn}, after waiting ${timeoutMs} ms; retry later or read without minLsn`,
@@ -208,7 +234,10 @@ export class StorageFullError extends OutpostError {
 }
 
 export class OutboxFullError extends OutpostError {
-  constructor(readonly collection: string, readonly maxPending: number) {
+  constructor(
+    readonly collection: string,
+    readonly maxPending: number,
+  ) {
     super(
       ErrorCode.OUTBOX_FULL,
       `collection ${collection} already has ${maxPending} writes waiting to be uploaded (its maxPending); ` +
@@ -219,7 +248,11 @@ export class OutboxFullError extends OutpostError {
 
 export class StorageFailedError extends OutpostError {
   constructor(path: string, action: string, options?: { cause?: unknown }) {
-    super(ErrorCode.STORAGE_FAILED, `could not ${action} the database at ${path}: ${String((options?.cause as Error | undefined)?.message ?? 'unknown error')}`, options);
+    super(
+      ErrorCode.STORAGE_FAILED,
+      `could not ${action} the database at ${path}: ${String((options?.cause as Error | undefined)?.message ?? 'unknown error')}`,
+      options,
+    );
   }
 }
 
@@ -230,10 +263,13 @@ export class NotFoundError extends OutpostError {
   }
 }
 
-
 /** A collection of a partition this hub process does not lead: its leader serves it. */
 export class WrongPartitionError extends OutpostError {
-  constructor(readonly collection: string, readonly partition: string, served: readonly string[]) {
+  constructor(
+    readonly collection: string,
+    readonly partition: string,
+    served: readonly string[],
+  ) {
     super(
       ErrorCode.WRONG_PARTITION,
       `collection ${collection} belongs to partition ${partition}, which this hub process does not lead ` +
@@ -261,7 +297,11 @@ export class ConfigError extends OutpostError {
 
 /** A database written by a newer Outpost than this one. */
 export class DatabaseTooNewError extends OutpostError {
-  constructor(readonly what: string, readonly version: number, readonly supported: number) {
+  constructor(
+    readonly what: string,
+    readonly version: number,
+    readonly supported: number,
+  ) {
     super(ErrorCode.DATABASE_TOO_NEW, `${what} schema version ${version} is newer than this Outpost (${supported}); upgrade Outpost`);
   }
 }

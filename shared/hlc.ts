@@ -29,7 +29,10 @@ export class HybridClock {
   #logical: number;
 
   /** @param now wall clock in ms; injectable so tests can skew it. */
-  constructor(private readonly now: () => number = Date.now, last: Hlc = ZERO_HLC) {
+  constructor(
+    private readonly now: () => number = Date.now,
+    last: Hlc = ZERO_HLC,
+  ) {
     ({ wall: this.#wall, logical: this.#logical } = decodeHlc(last));
   }
 

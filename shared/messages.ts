@@ -142,10 +142,17 @@ const CommittedRun = Type.Tuple([Seq, Type.Integer({ minimum: 1, maximum: limits
  */
 export const AckMessage = message(
   'ack',
-  Type.Object({
-    inc: Incarnation, hlc: Hlc, epoch: Type.Optional(Epoch), results: Type.Array(OpResult),
-    runs: Type.Optional(Type.Array(CommittedRun)), dupRuns: Type.Optional(Type.Array(CommittedRun)),
-  }, strict),
+  Type.Object(
+    {
+      inc: Incarnation,
+      hlc: Hlc,
+      epoch: Type.Optional(Epoch),
+      results: Type.Array(OpResult),
+      runs: Type.Optional(Type.Array(CommittedRun)),
+      dupRuns: Type.Optional(Type.Array(CommittedRun)),
+    },
+    strict,
+  ),
 );
 export const ResyncMessage = message(
   'resync',
@@ -209,7 +216,13 @@ export const ReplicatedMessage = message(
   Type.Object({ inc: Incarnation, hlc: Hlc, epoch: Type.Optional(Epoch), seqs: Type.Array(Seq) }, strict),
 );
 export const DownMessage = Type.Union([
-  AckMessage, ResyncMessage, PageMessage, SnapshotMessage, ErrorMessage, ReplicatedMessage, ReincarnateMessage,
+  AckMessage,
+  ResyncMessage,
+  PageMessage,
+  SnapshotMessage,
+  ErrorMessage,
+  ReplicatedMessage,
+  ReincarnateMessage,
 ]);
 export type DownMessage = Static<typeof DownMessage>;
 

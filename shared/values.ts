@@ -43,7 +43,7 @@ export function checkValue(value: unknown, maxDepth: number = defaultLimits.maxV
 
 function describe(v: unknown): string {
   if (typeof v !== 'object' || v === null) return typeof v;
-  return (v).constructor?.name ?? 'object';
+  return v.constructor?.name ?? 'object';
 }
 
 export function checkCollectionName(name: string): ValueProblem | undefined {
@@ -54,7 +54,8 @@ export function checkCollectionName(name: string): ValueProblem | undefined {
 
 export function checkKey(key: string, maxKeyBytes: number = defaultLimits.maxKeyBytes): ValueProblem | undefined {
   const bytes = Buffer.byteLength(key, 'utf8');
-  if (bytes === 0 || bytes > maxKeyBytes) return { reason: 'invalid_key', detail: `key must be 1-${maxKeyBytes} UTF-8 bytes, got ${bytes}` };
+  if (bytes === 0 || bytes > maxKeyBytes)
+    return { reason: 'invalid_key', detail: `key must be 1-${maxKeyBytes} UTF-8 bytes, got ${bytes}` };
   // PostgreSQL text cannot hold NUL: such a key would fail every group commit it joined.
   if (key.includes('\u0000')) return { reason: 'invalid_key', detail: 'key must not contain the NUL character (U+0000)' };
   return undefined;

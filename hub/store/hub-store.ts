@@ -48,12 +48,38 @@ export interface RecordedOutcome {
   digest?: string;
 }
 
-export interface Rejected { agentId: string; incarnation: string; seq: number; reason: string | null; detail: string | null; at: number | null }
-export interface Credential { tokenHash: string; revoked: boolean }
-export interface CredentialListing { agentId: string; createdAt: number; revokedAt: number | null }
-export interface ListedDocument { key: string; value: JsonValue | undefined; version: number; origin: string }
-export interface LogPage { changes: Change[]; complete: boolean; through: number }
-export interface DocumentPage { docs: Change[]; next: [string, string] | undefined }
+export interface Rejected {
+  agentId: string;
+  incarnation: string;
+  seq: number;
+  reason: string | null;
+  detail: string | null;
+  at: number | null;
+}
+export interface Credential {
+  tokenHash: string;
+  revoked: boolean;
+}
+export interface CredentialListing {
+  agentId: string;
+  createdAt: number;
+  revokedAt: number | null;
+}
+export interface ListedDocument {
+  key: string;
+  value: JsonValue | undefined;
+  version: number;
+  origin: string;
+}
+export interface LogPage {
+  changes: Change[];
+  complete: boolean;
+  through: number;
+}
+export interface DocumentPage {
+  docs: Change[];
+  next: [string, string] | undefined;
+}
 
 /**
  * One group commit's view of the store: everything `Ingestor` reads and writes, synchronously.
@@ -113,9 +139,21 @@ export interface HubStore {
    * them (at least one); `collections` undefined means all, `include` filters what a reader may
    * see (skipped entries still count as covered). `complete`: nothing after them existed.
    */
-  readLog(from: number, collections: readonly string[] | undefined, limit: number, maxBytes: number, include?: (collection: string) => boolean): Promise<LogPage>;
+  readLog(
+    from: number,
+    collections: readonly string[] | undefined,
+    limit: number,
+    maxBytes: number,
+    include?: (collection: string) => boolean,
+  ): Promise<LogPage>;
   /** One snapshot page: current documents (tombstones included) in (collection, key) order after `after`. */
-  readDocuments(collections: readonly string[] | undefined, after: readonly [string, string] | undefined, limit: number, maxBytes: number, include?: (collection: string) => boolean): Promise<DocumentPage>;
+  readDocuments(
+    collections: readonly string[] | undefined,
+    after: readonly [string, string] | undefined,
+    limit: number,
+    maxBytes: number,
+    include?: (collection: string) => boolean,
+  ): Promise<DocumentPage>;
   document(collection: string, key: string): Promise<StoredDocument | undefined>;
   /** Live documents of a collection in key order, after `after`, starting with `prefix`. */
   listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): Promise<ListedDocument[]>;

@@ -36,7 +36,9 @@ export async function openHubStore(location: StoreLocation): Promise<HubStore> {
   const { store } = location;
   if (store !== undefined) {
     if (!isPostgresUrl(store)) {
-      throw new ConfigError(`store ${JSON.stringify(store)} is not a PostgreSQL URL: use postgres://user:password@host:5432/database, or leave it out for SQLite in the data directory`);
+      throw new ConfigError(
+        `store ${JSON.stringify(store)} is not a PostgreSQL URL: use postgres://user:password@host:5432/database, or leave it out for SQLite in the data directory`,
+      );
     }
     const [{ PostgresHubStore }, { partitionSchema }] = await Promise.all([import('./pg-store.js'), import('./pg-schema.js')]);
     const schema = partitionSchema(location.partition ?? DEFAULT_PARTITION);

@@ -5,9 +5,15 @@ import { StorageFailedError } from '../../shared/errors.js';
  * Nothing of the refused group commit was written.
  */
 export class WriterFencedError extends StorageFailedError {
-  constructor(where: string, readonly epoch: number, readonly storedEpoch: number) {
+  constructor(
+    where: string,
+    readonly epoch: number,
+    readonly storedEpoch: number,
+  ) {
     super(where, 'commit to', {
-      cause: new Error(`this hub writes as epoch ${epoch} but the database is at epoch ${storedEpoch}: another hub leads now; stop this one`),
+      cause: new Error(
+        `this hub writes as epoch ${epoch} but the database is at epoch ${storedEpoch}: another hub leads now; stop this one`,
+      ),
     });
   }
 }
@@ -18,7 +24,11 @@ export class WriterFencedError extends StorageFailedError {
  * would hand out LSNs twice, so nothing was written; reopen the store to continue.
  */
 export class ConcurrentWriterError extends StorageFailedError {
-  constructor(where: string, readonly expectedHead: number, readonly storedHead: number) {
+  constructor(
+    where: string,
+    readonly expectedHead: number,
+    readonly storedHead: number,
+  ) {
     super(where, 'commit to', {
       cause: new Error(
         `another writer committed to it (head ${storedHead}, this hub expected ${expectedHead}): only one hub may write at a time; ` +

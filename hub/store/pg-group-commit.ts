@@ -50,13 +50,19 @@ export async function prefetchPlan(pool: pg.Pool, plan: IngestPlan): Promise<Ing
   const collections = [...new Set(documents.map(([c]) => c))];
   // One agent incarnation may upload two batches into the same group commit.
   const agents = unique(plan.agents, (a) => agentKey(a.agentId, a.incarnation));
-  const ops = unique(plan.agents.flatMap((a) => a.seqs.map((seq) => [a.agentId, a.incarnation, seq] as const)), (o) => outcomeKey(...o));
+  const ops = unique(
+    plan.agents.flatMap((a) => a.seqs.map((seq) => [a.agentId, a.incarnation, seq] as const)),
+    (o) => outcomeKey(...o),
+  );
   const none = { rows: [] };
   const [docRows, headRows, seqRows, outcomeRows] = await Promise.all([
     documents.length ? pool.query<DocumentRow>(DOCUMENTS, [documents.map(([c]) => c), documents.map(([, k]) => k)]) : none,
     collections.length ? pool.query<{ name: string; head_lsn: number }>(COLLECTION_HEADS, [collections]) : none,
     agents.length
-      ? pool.query<{ agent_id: string; incarnation: string; last_seq: number }>(LAST_SEQS, [agents.map((a) => a.agentId), agents.map((a) => a.incarnation)])
+      ? pool.query<{ agent_id: string; incarnation: string; last_seq: number }>(LAST_SEQS, [
+          agents.map((a) => a.agentId),
+          agents.map((a) => a.incarnation),
+        ])
       : none,
     ops.length ? pool.query<OutcomeRow>(REDELIVERED_OUTCOMES, [ops.map((o) => o[0]), ops.map((o) => o[1]), ops.map((o) => o[2])]) : none,
   ]);
@@ -129,7 +135,11 @@ WITH fence AS (
 SELECT NOT EXISTS (SELECT FROM fence) AS fenced`;
 
 /** What the writer last committed; the fence compares the leadership row against it. */
-export interface WriterPosition { epoch: number; head: number; groupCommits: number }
+export interface WriterPosition {
+  epoch: number;
+  head: number;
+  groupCommits: number;
+}
 
 /** Writes one group commit; false if the fence refused it (nothing was written). */
 export async function writeGroupCommit(pool: pg.Pool, from: WriterPosition, head: number, w: GroupCommitWrites): Promise<boolean> {
@@ -138,20 +148,54 @@ export async function writeGroupCommit(pool: pg.Pool, from: WriterPosition, head
     name: 'outpost-group-commit',
     text: WRITE_GROUP_COMMIT,
     values: [
-      head, from.epoch, from.head, from.groupCommits,
+      head,
+      from.epoch,
+      from.head,
+      from.groupCommits,
       ...columns(w.log, ['lsn', 'collection', 'key', 'op', 'value', 'hlc', 'origin', 'incarnation', 'seq', 'committedAt', 'digest']),
       ...columns(w.documents, ['collection', 'key', 'value', 'deleted', 'version', 'hlc', 'origin', 'fieldHlcs']),
       ...columns(w.collectionHeads, ['name', 'headLsn']),
       ...columns(w.lastSeqs, ['agentId', 'incarnation', 'lastSeq', 'updatedAt']),
       ...columns(w.outcomes, ['agentId', 'incarnation', 'seq', 'outcome', 'lsn', 'reason', 'detail', 'digest', 'at']),
       ...columns(w.committedRuns, ['agentId', 'incarnation', 'firstSeq', 'lastSeq', 'firstLsn']),
-      ...columns(w.conflicts.map((c) => ({
-        collection: c.collection, key: c.key, policy: c.policy, reason: c.reason, detail: c.detail,
-        loserOrigin: c.loser.origin, loserIncarnation: c.loser.incarnation, loserSeq: c.loser.seq, loserOp: c.loser.op,
-        loserValue: cbor(c.loser.value), loserHlc: c.loser.hlc,
-        winnerLsn: c.winner.lsn, winnerOrigin: c.winner.origin, winnerHlc: c.winner.hlc, winnerValue: cbor(c.winner.value), at: c.at,
-      })), ['collection', 'key', 'policy', 'reason', 'detail', 'loserOrigin', 'loserIncarnation', 'loserSeq', 'loserOp', 'loserValue',
-        'loserHlc', 'winnerLsn', 'winnerOrigin', 'winnerHlc', 'winnerValue', 'at']),
+      ...columns(
+        w.conflicts.map((c) => ({
+          collection: c.collection,
+          key: c.key,
+          policy: c.policy,
+          reason: c.reason,
+          detail: c.detail,
+          loserOrigin: c.loser.origin,
+          loserIncarnation: c.loser.incarnation,
+          loserSeq: c.loser.seq,
+          loserOp: c.loser.op,
+          loserValue: cbor(c.loser.value),
+          loserHlc: c.loser.hlc,
+          winnerLsn: c.winner.lsn,
+          winnerOrigin: c.winner.origin,
+          winnerHlc: c.winner.hlc,
+          winnerValue: cbor(c.winner.value),
+          at: c.at,
+        })),
+        [
+          'collection',
+          'key',
+          'policy',
+          'reason',
+          'detail',
+          'loserOrigin',
+          'loserIncarnation',
+          'loserSeq',
+          'loserOp',
+          'loserValue',
+          'loserHlc',
+          'winnerLsn',
+          'winnerOrigin',
+          'winnerHlc',
+          'winnerValue',
+          'at',
+        ],
+      ),
     ],
   });
   return !rows[0]!.fenced;

@@ -20,18 +20,41 @@ export interface IngestPrefetch {
 /** Everything one group commit wrote, as final rows: one multi-row statement per table. */
 export interface GroupCommitWrites {
   log: Array<{
-    lsn: number; collection: string; key: string; op: 'put' | 'del'; value: Buffer | null; hlc: string; origin: string;
-    incarnation: string | null; seq: number | null; committedAt: number; digest: string | null;
+    lsn: number;
+    collection: string;
+    key: string;
+    op: 'put' | 'del';
+    value: Buffer | null;
+    hlc: string;
+    origin: string;
+    incarnation: string | null;
+    seq: number | null;
+    committedAt: number;
+    digest: string | null;
   }>;
   /** The last state of each written document (one row per key: ON CONFLICT may touch a row once). */
   documents: Array<{
-    collection: string; key: string; value: Buffer | null; deleted: boolean; version: number; hlc: string; origin: string; fieldHlcs: Buffer | null;
+    collection: string;
+    key: string;
+    value: Buffer | null;
+    deleted: boolean;
+    version: number;
+    hlc: string;
+    origin: string;
+    fieldHlcs: Buffer | null;
   }>;
   collectionHeads: Array<{ name: string; headLsn: number }>;
   lastSeqs: Array<{ agentId: string; incarnation: string; lastSeq: number; updatedAt: number }>;
   outcomes: Array<{
-    agentId: string; incarnation: string; seq: number; outcome: string; lsn: number | null; reason: string | null; detail: string | null;
-    digest: string; at: number;
+    agentId: string;
+    incarnation: string;
+    seq: number;
+    outcome: string;
+    lsn: number | null;
+    reason: string | null;
+    detail: string | null;
+    digest: string;
+    at: number;
   }>;
   committedRuns: Array<{ agentId: string; incarnation: string; firstSeq: number; lastSeq: number; firstLsn: number }>;
   /** In archive order: their ids are assigned in this order. */
@@ -108,7 +131,9 @@ export class BufferedIngestTx implements IngestTx {
     const key = outcomeKey(agentId, incarnation, seq);
     const written = this.#outcomes.get(key);
     if (written) return explicitOutcome(written);
-    const run = this.#committedRuns.find((r) => r.agentId === agentId && r.incarnation === incarnation && r.firstSeq <= seq && seq <= r.lastSeq);
+    const run = this.#committedRuns.find(
+      (r) => r.agentId === agentId && r.incarnation === incarnation && r.firstSeq <= seq && seq <= r.lastSeq,
+    );
     if (run) {
       const lsn = run.firstLsn + (seq - run.firstSeq);
       const first = this.#log[0]; // runs recorded here point at LSNs committed here
@@ -121,8 +146,15 @@ export class BufferedIngestTx implements IngestTx {
 
   putOutcome(agentId: string, incarnation: string, result: OpResult, digest: string): void {
     this.#outcomes.set(outcomeKey(agentId, incarnation, result.seq), {
-      agentId, incarnation, seq: result.seq, outcome: result.outcome, lsn: result.lsn ?? null, reason: result.reason ?? null,
-      detail: result.detail ?? null, digest, at: Date.now(),
+      agentId,
+      incarnation,
+      seq: result.seq,
+      outcome: result.outcome,
+      lsn: result.lsn ?? null,
+      reason: result.reason ?? null,
+      detail: result.detail ?? null,
+      digest,
+      at: Date.now(),
     });
   }
 
@@ -137,7 +169,10 @@ export class BufferedIngestTx implements IngestTx {
       // Decoded from the bytes that will be stored, so it reads exactly as it will from the table.
       return {
         value: written.value === null ? undefined : (decodeCbor(written.value) as JsonValue),
-        deleted: written.deleted, version: written.version, hlc: written.hlc as Hlc, origin: written.origin,
+        deleted: written.deleted,
+        version: written.version,
+        hlc: written.hlc as Hlc,
+        origin: written.origin,
         ...(written.fieldHlcs !== null && { fieldHlcs: decodeCbor(written.fieldHlcs) as Record<string, Hlc> }),
       };
     }
@@ -151,13 +186,28 @@ export class BufferedIngestTx implements IngestTx {
 
   commit(entry: LogEntry): { lsn: number; bytes: number } {
     const lsn = this.#head + 1;
-    const value = entry.value === undefined ? null : entry.encoded ?? encodeCbor(entry.value);
+    const value = entry.value === undefined ? null : (entry.encoded ?? encodeCbor(entry.value));
     this.#log.push({
-      lsn, collection: entry.collection, key: entry.key, op: entry.op, value, hlc: entry.hlc, origin: entry.origin,
-      incarnation: entry.incarnation, seq: entry.seq, committedAt: Date.now(), digest: entry.digest ?? null,
+      lsn,
+      collection: entry.collection,
+      key: entry.key,
+      op: entry.op,
+      value,
+      hlc: entry.hlc,
+      origin: entry.origin,
+      incarnation: entry.incarnation,
+      seq: entry.seq,
+      committedAt: Date.now(),
+      digest: entry.digest ?? null,
     });
     this.#documents.set(documentKey(entry.collection, entry.key), {
-      collection: entry.collection, key: entry.key, value, deleted: entry.op === 'del', version: lsn, hlc: entry.hlc, origin: entry.origin,
+      collection: entry.collection,
+      key: entry.key,
+      value,
+      deleted: entry.op === 'del',
+      version: lsn,
+      hlc: entry.hlc,
+      origin: entry.origin,
       fieldHlcs: entry.fieldHlcs ? encodeCbor(entry.fieldHlcs) : null,
     });
     this.#head = lsn;

@@ -158,7 +158,7 @@ export async function migrate(client: pg.ClientBase, schema?: string): Promise<v
     const { rows } = await client.query<{ version: number | null }>('SELECT max(version) AS version FROM schema_migrations');
     const version = rows[0]?.version ?? 0;
     if (version > PG_MIGRATIONS.length) {
-      throw new DatabaseTooNewError('the hub\'s PostgreSQL database', version, PG_MIGRATIONS.length);
+      throw new DatabaseTooNewError("the hub's PostgreSQL database", version, PG_MIGRATIONS.length);
     }
     for (let v = version; v < PG_MIGRATIONS.length; v++) {
       await client.query(PG_MIGRATIONS[v]!);

@@ -3,15 +3,32 @@ import { decodeCbor } from '../../shared/codec.js';
 import { StorageFailedError } from '../../shared/errors.js';
 import type { JsonValue } from '../../shared/values.js';
 import type {
-  ConflictRecord, Credential, CredentialListing, DocumentPage, HubStore, IngestPlan, IngestTx, ListedDocument, LogPage,
-  RecordedOutcome, Rejected, StoredDocument,
+  ConflictRecord,
+  Credential,
+  CredentialListing,
+  DocumentPage,
+  HubStore,
+  IngestPlan,
+  IngestTx,
+  ListedDocument,
+  LogPage,
+  RecordedOutcome,
+  Rejected,
+  StoredDocument,
 } from './hub-store.js';
 import { ConcurrentWriterError, WriterFencedError } from './pg-errors.js';
 import { OUTCOMES_OF_OPS, prefetchPlan, writeGroupCommit } from './pg-group-commit.js';
 import { BufferedIngestTx } from './pg-ingest-tx.js';
 import {
-  documentPage, logPage, toConflictRecord, toRecordedOutcome, toStoredDocument,
-  type ConflictRow, type DocumentRow, type LogRow, type OutcomeRow,
+  documentPage,
+  logPage,
+  toConflictRecord,
+  toRecordedOutcome,
+  toStoredDocument,
+  type ConflictRow,
+  type DocumentRow,
+  type LogRow,
+  type OutcomeRow,
 } from './rows.js';
 import { migrate, schemaConnectionOptions } from './pg-schema.js';
 
@@ -75,10 +92,17 @@ export class PostgresHubStore implements HubStore {
   static async open(url: string, options: PostgresHubStoreOptions = {}): Promise<PostgresHubStore> {
     const where = describe(url) + (options.schema === undefined ? '' : ` (schema ${options.schema})`);
     const pool = new pg.Pool({
-      connectionString: url, max: options.maxConnections ?? 8, types, application_name: APPLICATION_NAME, ...schemaConnectionOptions(options.schema),
+      connectionString: url,
+      max: options.maxConnections ?? 8,
+      types,
+      application_name: APPLICATION_NAME,
+      ...schemaConnectionOptions(options.schema),
       // A half-open connection (a NAT or load balancer that dropped it) must fail, not hang a
       // group commit that every later one waits behind: bounded connects and queries, keepalive.
-      connectionTimeoutMillis: 10_000, query_timeout: 60_000, keepAlive: true, keepAliveInitialDelayMillis: 10_000,
+      connectionTimeoutMillis: 10_000,
+      query_timeout: 60_000,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
     });
     // A connection that breaks while idle is discarded by the pool; the next query reports it.
     pool.on('error', () => undefined);
@@ -86,11 +110,19 @@ export class PostgresHubStore implements HubStore {
       const client = await pool.connect();
       try {
         await migrate(client, options.schema);
-        const { rows: [leader] } = await client.query<{ epoch: number; head_lsn: number; group_commits: number }>(
-          'SELECT epoch, head_lsn, group_commits FROM leadership');
-        const { rows: [pruned] } = await client.query<{ value: number }>("SELECT value FROM hub_meta WHERE name = 'pruned_through'");
+        const {
+          rows: [leader],
+        } = await client.query<{ epoch: number; head_lsn: number; group_commits: number }>(
+          'SELECT epoch, head_lsn, group_commits FROM leadership',
+        );
+        const {
+          rows: [pruned],
+        } = await client.query<{ value: number }>("SELECT value FROM hub_meta WHERE name = 'pruned_through'");
         return new PostgresHubStore(pool, where, {
-          epoch: options.epoch ?? leader!.epoch, head: leader!.head_lsn, groupCommits: leader!.group_commits, prunedThrough: pruned!.value,
+          epoch: options.epoch ?? leader!.epoch,
+          head: leader!.head_lsn,
+          groupCommits: leader!.group_commits,
+          prunedThrough: pruned!.value,
         });
       } finally {
         client.release();
@@ -138,7 +170,10 @@ export class PostgresHubStore implements HubStore {
   }
 
   async readLog(
-    from: number, collections: readonly string[] | undefined, limit: number, maxBytes: number,
+    from: number,
+    collections: readonly string[] | undefined,
+    limit: number,
+    maxBytes: number,
     include: (collection: string) => boolean = () => true,
   ): Promise<LogPage> {
     const rows = await this.#query<LogRow>(
@@ -150,7 +185,10 @@ export class PostgresHubStore implements HubStore {
   }
 
   async readDocuments(
-    collections: readonly string[] | undefined, after: readonly [string, string] | undefined, limit: number, maxBytes: number,
+    collections: readonly string[] | undefined,
+    after: readonly [string, string] | undefined,
+    limit: number,
+    maxBytes: number,
     include: (collection: string) => boolean = () => true,
   ): Promise<DocumentPage> {
     const where: string[] = [];
@@ -167,7 +205,9 @@ export class PostgresHubStore implements HubStore {
 
   async document(collection: string, key: string): Promise<StoredDocument | undefined> {
     const [row] = await this.#query<DocumentRow>(
-      'SELECT value, deleted, version, hlc, origin, field_hlcs FROM documents WHERE collection = $1 AND key = $2', [collection, key]);
+      'SELECT value, deleted, version, hlc, origin, field_hlcs FROM documents WHERE collection = $1 AND key = $2',
+      [collection, key],
+    );
     return row && toStoredDocument(row);
   }
 
@@ -182,7 +222,12 @@ export class PostgresHubStore implements HubStore {
     );
     return rows
       .filter((r) => r.key.startsWith(prefix))
-      .map((r) => ({ key: r.key, value: r.value === null ? undefined : (decodeCbor(r.value) as JsonValue), version: r.version, origin: r.origin }));
+      .map((r) => ({
+        key: r.key,
+        value: r.value === null ? undefined : (decodeCbor(r.value) as JsonValue),
+        version: r.version,
+        origin: r.origin,
+      }));
   }
 
   async conflicts(query: { collection?: string; key?: string; before?: number; limit: number }): Promise<ConflictRecord[]> {
@@ -192,13 +237,21 @@ export class PostgresHubStore implements HubStore {
     if (query.key !== undefined) where.push(`key = $${params.push(query.key)}`);
     if (query.before !== undefined) where.push(`id < $${params.push(query.before)}`);
     const rows = await this.#query<ConflictRow>(
-      `SELECT * FROM conflicts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $1`, params);
+      `SELECT * FROM conflicts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $1`,
+      params,
+    );
     return rows.map(toConflictRecord);
   }
 
   async rejections(limit: number): Promise<Rejected[]> {
-    const rows = await this.#query<{ agent_id: string; incarnation: string; seq: number; reason: string | null; detail: string | null; at: number | null }>(
-      "SELECT agent_id, incarnation, seq, reason, detail, at FROM outcomes WHERE outcome = 'rejected' ORDER BY at DESC LIMIT $1", [limit]);
+    const rows = await this.#query<{
+      agent_id: string;
+      incarnation: string;
+      seq: number;
+      reason: string | null;
+      detail: string | null;
+      at: number | null;
+    }>("SELECT agent_id, incarnation, seq, reason, detail, at FROM outcomes WHERE outcome = 'rejected' ORDER BY at DESC LIMIT $1", [limit]);
     return rows.map((r) => ({ agentId: r.agent_id, incarnation: r.incarnation, seq: r.seq, reason: r.reason, detail: r.detail, at: r.at }));
   }
 
@@ -209,7 +262,9 @@ export class PostgresHubStore implements HubStore {
 
   async firstCommitAfter(collection: string, lsn: number): Promise<number | undefined> {
     const [row] = await this.#query<{ committed_at: number }>(
-      'SELECT committed_at FROM log WHERE collection = $1 AND lsn > $2 ORDER BY lsn LIMIT 1', [collection, lsn]);
+      'SELECT committed_at FROM log WHERE collection = $1 AND lsn > $2 ORDER BY lsn LIMIT 1',
+      [collection, lsn],
+    );
     return row?.committed_at;
   }
 
@@ -222,7 +277,9 @@ export class PostgresHubStore implements HubStore {
 
   async lastSeqs(agentId: string): Promise<Record<string, number>> {
     const rows = await this.#query<{ incarnation: string; last_seq: number }>(
-      'SELECT incarnation, last_seq FROM agent_sequences WHERE agent_id = $1 ORDER BY updated_at DESC', [agentId]);
+      'SELECT incarnation, last_seq FROM agent_sequences WHERE agent_id = $1 ORDER BY updated_at DESC',
+      [agentId],
+    );
     return Object.fromEntries(rows.map((r) => [r.incarnation, r.last_seq]));
   }
 
@@ -232,8 +289,11 @@ export class PostgresHubStore implements HubStore {
   }
 
   async countCommitted(agentId: string, incarnation: string, seq: number): Promise<number> {
-    const [row] = await this.#query<{ n: number }>(
-      'SELECT count(*) AS n FROM log WHERE origin = $1 AND incarnation = $2 AND seq = $3', [agentId, incarnation, seq]);
+    const [row] = await this.#query<{ n: number }>('SELECT count(*) AS n FROM log WHERE origin = $1 AND incarnation = $2 AND seq = $3', [
+      agentId,
+      incarnation,
+      seq,
+    ]);
     return row!.n;
   }
 
@@ -246,7 +306,9 @@ export class PostgresHubStore implements HubStore {
     let cutoff = this.#prunedThrough;
     if (retention.maxEntries > 0) cutoff = Math.max(cutoff, this.#head - retention.maxEntries);
     if (retention.maxAgeMs > 0) {
-      const [old] = await this.#query<{ lsn: number | null }>('SELECT max(lsn) AS lsn FROM log WHERE committed_at < $1', [now - retention.maxAgeMs]);
+      const [old] = await this.#query<{ lsn: number | null }>('SELECT max(lsn) AS lsn FROM log WHERE committed_at < $1', [
+        now - retention.maxAgeMs,
+      ]);
       cutoff = Math.max(cutoff, old!.lsn ?? 0);
     }
     if (cutoff > this.#prunedThrough) {
@@ -255,8 +317,16 @@ export class PostgresHubStore implements HubStore {
     }
     let deleted: number;
     do {
-      deleted = await this.#wrap('write to', async () => (await this.#pool.query(
-        'DELETE FROM log WHERE lsn IN (SELECT lsn FROM log WHERE lsn <= $1 ORDER BY lsn LIMIT $2)', [cutoff, PRUNE_CHUNK])).rowCount ?? 0);
+      deleted = await this.#wrap(
+        'write to',
+        async () =>
+          (
+            await this.#pool.query('DELETE FROM log WHERE lsn IN (SELECT lsn FROM log WHERE lsn <= $1 ORDER BY lsn LIMIT $2)', [
+              cutoff,
+              PRUNE_CHUNK,
+            ])
+          ).rowCount ?? 0,
+      );
     } while (deleted > 0);
     return cutoff;
   }
@@ -270,7 +340,8 @@ export class PostgresHubStore implements HubStore {
            mosquitto_hash = excluded.mosquitto_hash
          RETURNING 1)
        UPDATE hub_meta SET value = value + 1 WHERE name = 'credentials_version' AND EXISTS (SELECT FROM stored)`,
-      [agentId, tokenHash, Date.now(), mosquittoHash ?? null], 'write to',
+      [agentId, tokenHash, Date.now(), mosquittoHash ?? null],
+      'write to',
     );
   }
 
@@ -282,26 +353,31 @@ export class PostgresHubStore implements HubStore {
          UPDATE hub_meta SET value = value + 1 WHERE name = 'credentials_version' AND EXISTS (SELECT FROM revoked)
        )
        SELECT EXISTS (SELECT FROM revoked) AS revoked`,
-      [Date.now(), agentId], 'write to',
+      [Date.now(), agentId],
+      'write to',
     );
     return row!.revoked;
   }
 
   async credential(agentId: string): Promise<Credential | undefined> {
     const [row] = await this.#query<{ token_hash: string; revoked_at: number | null }>(
-      'SELECT token_hash, revoked_at FROM agent_credentials WHERE agent_id = $1', [agentId]);
+      'SELECT token_hash, revoked_at FROM agent_credentials WHERE agent_id = $1',
+      [agentId],
+    );
     return row && { tokenHash: row.token_hash, revoked: row.revoked_at !== null };
   }
 
   async credentials(): Promise<CredentialListing[]> {
     const rows = await this.#query<{ agent_id: string; created_at: number; revoked_at: number | null }>(
-      'SELECT agent_id, created_at, revoked_at FROM agent_credentials ORDER BY agent_id');
+      'SELECT agent_id, created_at, revoked_at FROM agent_credentials ORDER BY agent_id',
+    );
     return rows.map((r) => ({ agentId: r.agent_id, createdAt: r.created_at, revokedAt: r.revoked_at }));
   }
 
   async brokerCredentials(): Promise<Array<{ agentId: string; mosquittoHash: string | null }>> {
     const rows = await this.#query<{ agent_id: string; mosquitto_hash: string | null }>(
-      'SELECT agent_id, mosquitto_hash FROM agent_credentials WHERE revoked_at IS NULL ORDER BY agent_id');
+      'SELECT agent_id, mosquitto_hash FROM agent_credentials WHERE revoked_at IS NULL ORDER BY agent_id',
+    );
     return rows.map((r) => ({ agentId: r.agent_id, mosquittoHash: r.mosquitto_hash }));
   }
 

@@ -31,9 +31,23 @@ export interface LogRow {
 }
 
 export interface ConflictRow {
-  id: number; collection: string; key: string; policy: string; reason: string; detail: string | null;
-  loser_origin: string; loser_incarnation: string | null; loser_seq: number | null; loser_op: string; loser_value: Buffer | null; loser_hlc: string;
-  winner_lsn: number; winner_origin: string; winner_hlc: string; winner_value: Buffer | null; at: number;
+  id: number;
+  collection: string;
+  key: string;
+  policy: string;
+  reason: string;
+  detail: string | null;
+  loser_origin: string;
+  loser_incarnation: string | null;
+  loser_seq: number | null;
+  loser_op: string;
+  loser_value: Buffer | null;
+  loser_hlc: string;
+  winner_lsn: number;
+  winner_origin: string;
+  winner_hlc: string;
+  winner_value: Buffer | null;
+  at: number;
 }
 
 /** An op's recorded outcome row, or the committed run that covers it, with the logged digest. */
@@ -65,31 +79,58 @@ export function toStoredDocument(row: Omit<DocumentRow, 'collection' | 'key'>): 
 
 export function logRowToChange(row: LogRow): Change {
   return {
-    lsn: row.lsn, c: row.collection, k: row.key, op: row.op,
+    lsn: row.lsn,
+    c: row.collection,
+    k: row.key,
+    op: row.op,
     ...(row.value !== null && { v: decodeCbor(row.value) }),
-    hlc: row.hlc, o: row.origin,
+    hlc: row.hlc,
+    o: row.origin,
   };
 }
 
 export function documentRowToChange(row: DocumentRow): Change {
   return {
-    lsn: row.version, c: row.collection, k: row.key, op: row.deleted ? 'del' : 'put',
-    ...(row.value !== null && !row.deleted && { v: decodeCbor(row.value) }), hlc: row.hlc, o: row.origin,
+    lsn: row.version,
+    c: row.collection,
+    k: row.key,
+    op: row.deleted ? 'del' : 'put',
+    ...(row.value !== null && !row.deleted && { v: decodeCbor(row.value) }),
+    hlc: row.hlc,
+    o: row.origin,
   };
 }
 
 export function toConflictRecord(r: ConflictRow): ConflictRecord {
   const value = (b: Buffer | null): JsonValue | undefined => (b === null ? undefined : (decodeCbor(b) as JsonValue));
   return {
-    id: r.id, collection: r.collection, key: r.key, policy: r.policy, reason: r.reason, detail: r.detail,
-    loser: { origin: r.loser_origin, incarnation: r.loser_incarnation, seq: r.loser_seq, op: r.loser_op, value: value(r.loser_value), hlc: r.loser_hlc },
+    id: r.id,
+    collection: r.collection,
+    key: r.key,
+    policy: r.policy,
+    reason: r.reason,
+    detail: r.detail,
+    loser: {
+      origin: r.loser_origin,
+      incarnation: r.loser_incarnation,
+      seq: r.loser_seq,
+      op: r.loser_op,
+      value: value(r.loser_value),
+      hlc: r.loser_hlc,
+    },
     winner: { lsn: r.winner_lsn, origin: r.winner_origin, hlc: r.winner_hlc, value: value(r.winner_value) },
     at: r.at,
   };
 }
 
 /** An outcome kept one row per op (every outcome but committed, which is kept as runs). */
-export function explicitOutcome(row: { outcome: string; lsn: number | null; reason: string | null; detail: string | null; digest: string | null }): RecordedOutcome {
+export function explicitOutcome(row: {
+  outcome: string;
+  lsn: number | null;
+  reason: string | null;
+  detail: string | null;
+  digest: string | null;
+}): RecordedOutcome {
   return {
     result: {
       outcome: row.outcome as OpResult['outcome'],
@@ -115,14 +156,27 @@ export function toRecordedOutcome(row: OutcomeRow): RecordedOutcome | undefined 
  * headers. The same bound as the SQLite store's, so both page by the same sizes.
  */
 export function encodedChangeBytes(row: { collection: string; key: string; origin: string; hlc: string; value: Buffer | null }): number {
-  return (row.value?.length ?? 0) + Buffer.byteLength(row.key) + Buffer.byteLength(row.collection) + Buffer.byteLength(row.origin) + row.hlc.length + 64;
+  return (
+    (row.value?.length ?? 0) +
+    Buffer.byteLength(row.key) +
+    Buffer.byteLength(row.collection) +
+    Buffer.byteLength(row.origin) +
+    row.hlc.length +
+    64
+  );
 }
 
 /**
  * One page of the log from rows read in LSN order after `from` (at most `limit`): no more than
  * `maxBytes` of changes (at least one), skipping what `include` refuses while still covering it.
  */
-export function logPage(rows: readonly LogRow[], from: number, limit: number, maxBytes: number, include: (collection: string) => boolean): LogPage {
+export function logPage(
+  rows: readonly LogRow[],
+  from: number,
+  limit: number,
+  maxBytes: number,
+  include: (collection: string) => boolean,
+): LogPage {
   const changes: Change[] = [];
   let bytes = 0;
   let lastRead = from;
@@ -144,7 +198,12 @@ export function logPage(rows: readonly LogRow[], from: number, limit: number, ma
  * than `maxBytes` of them (at least one); `next` is where the next page starts, unless this was
  * the last. Documents `include` refuses are skipped but still count as read.
  */
-export function documentPage(rows: readonly DocumentRow[], limit: number, maxBytes: number, include: (collection: string) => boolean): DocumentPage {
+export function documentPage(
+  rows: readonly DocumentRow[],
+  limit: number,
+  maxBytes: number,
+  include: (collection: string) => boolean,
+): DocumentPage {
   const docs: Change[] = [];
   let bytes = 0;
   let last: [string, string] | undefined;

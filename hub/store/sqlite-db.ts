@@ -8,11 +8,28 @@ import type { JsonValue } from '../../shared/values.js';
 
 import { HUB_MIGRATIONS } from './sqlite-schema.js';
 import type {
-  ConflictRecord, Credential, CredentialListing, DocumentPage, IngestTx, ListedDocument, LogEntry, LogPage, RecordedOutcome, Rejected, StoredDocument,
+  ConflictRecord,
+  Credential,
+  CredentialListing,
+  DocumentPage,
+  IngestTx,
+  ListedDocument,
+  LogEntry,
+  LogPage,
+  RecordedOutcome,
+  Rejected,
+  StoredDocument,
 } from './hub-store.js';
 import {
-  documentPage, encodedChangeBytes, explicitOutcome, logPage, toConflictRecord, toStoredDocument,
-  type ConflictRow, type DocumentRow as SharedDocumentRow, type LogRow,
+  documentPage,
+  encodedChangeBytes,
+  explicitOutcome,
+  logPage,
+  toConflictRecord,
+  toStoredDocument,
+  type ConflictRow,
+  type DocumentRow as SharedDocumentRow,
+  type LogRow,
 } from './rows.js';
 
 /**
@@ -70,13 +87,16 @@ export class SqliteHubDb implements IngestTx {
         `INSERT INTO agent_sequences (agent_id, incarnation, last_seq, updated_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (agent_id, incarnation) DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at`,
       ),
-      outcome: db.prepare<[string, string, number], { outcome: string; lsn: number | null; reason: string | null; detail: string | null; digest: string | null }>(
-        'SELECT outcome, lsn, reason, detail, digest FROM outcomes WHERE agent_id = ? AND incarnation = ? AND seq = ?',
-      ),
+      outcome: db.prepare<
+        [string, string, number],
+        { outcome: string; lsn: number | null; reason: string | null; detail: string | null; digest: string | null }
+      >('SELECT outcome, lsn, reason, detail, digest FROM outcomes WHERE agent_id = ? AND incarnation = ? AND seq = ?'),
       putOutcome: db.prepare(
         'INSERT INTO outcomes (agent_id, incarnation, seq, outcome, lsn, reason, detail, digest, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
-      putCommittedRun: db.prepare('INSERT INTO committed_runs (agent_id, incarnation, first_seq, last_seq, first_lsn) VALUES (?, ?, ?, ?, ?)'),
+      putCommittedRun: db.prepare(
+        'INSERT INTO committed_runs (agent_id, incarnation, first_seq, last_seq, first_lsn) VALUES (?, ?, ?, ?, ?)',
+      ),
       committedRun: db.prepare<[string, string, number], { last_seq: number; first_seq: number; first_lsn: number }>(
         'SELECT first_seq, last_seq, first_lsn FROM committed_runs WHERE agent_id = ? AND incarnation = ? AND first_seq <= ? ORDER BY first_seq DESC LIMIT 1',
       ),
@@ -139,11 +159,15 @@ export class SqliteHubDb implements IngestTx {
     let cutoff = this.#prunedThrough;
     if (retention.maxEntries > 0) cutoff = Math.max(cutoff, this.#head - retention.maxEntries);
     if (retention.maxAgeMs > 0) {
-      const old = this.#statement('SELECT max(lsn) AS lsn FROM log WHERE committed_at < ?').get(now - retention.maxAgeMs) as { lsn: number | null };
+      const old = this.#statement('SELECT max(lsn) AS lsn FROM log WHERE committed_at < ?').get(now - retention.maxAgeMs) as {
+        lsn: number | null;
+      };
       cutoff = Math.max(cutoff, old.lsn ?? 0);
     }
     const chunk = this.#statement('DELETE FROM log WHERE lsn IN (SELECT lsn FROM log WHERE lsn <= ? ORDER BY lsn LIMIT 10000)');
-    const record = this.#statement("INSERT INTO hub_meta (name, value) VALUES ('pruned_through', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value");
+    const record = this.#statement(
+      "INSERT INTO hub_meta (name, value) VALUES ('pruned_through', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    );
     let deleted: number;
     do deleted = this.transaction(() => chunk.run(cutoff).changes);
     while (deleted > 0);
@@ -159,7 +183,10 @@ export class SqliteHubDb implements IngestTx {
    * at their current version: one snapshot page. `next` is set when more may follow.
    */
   readDocuments(
-    collections: readonly string[] | undefined, after: readonly [string, string] | undefined, limit: number, maxBytes: number,
+    collections: readonly string[] | undefined,
+    after: readonly [string, string] | undefined,
+    limit: number,
+    maxBytes: number,
     include: (collection: string) => boolean = () => true,
   ): DocumentPage {
     const where: string[] = [];
@@ -185,14 +212,16 @@ export class SqliteHubDb implements IngestTx {
     // The version is read inside the write transaction: two processes opening one database at
     // once (hubs of two partitions sharing the registry) take turns, and the second finds the
     // work done instead of running the migrations again.
-    this.#db.transaction(() => {
-      const version = this.#db.pragma('user_version', { simple: true }) as number;
-      if (version > HUB_MIGRATIONS.length) {
-        throw new DatabaseTooNewError('the hub database', version, HUB_MIGRATIONS.length);
-      }
-      for (let v = version; v < HUB_MIGRATIONS.length; v++) this.#db.exec(HUB_MIGRATIONS[v]!);
-      this.#db.pragma(`user_version = ${HUB_MIGRATIONS.length}`);
-    }).immediate();
+    this.#db
+      .transaction(() => {
+        const version = this.#db.pragma('user_version', { simple: true }) as number;
+        if (version > HUB_MIGRATIONS.length) {
+          throw new DatabaseTooNewError('the hub database', version, HUB_MIGRATIONS.length);
+        }
+        for (let v = version; v < HUB_MIGRATIONS.length; v++) this.#db.exec(HUB_MIGRATIONS[v]!);
+        this.#db.pragma(`user_version = ${HUB_MIGRATIONS.length}`);
+      })
+      .immediate();
   }
 
   /** Runs `fn` in one write transaction (BEGIN IMMEDIATE). `fn` must be synchronous. */
@@ -238,7 +267,15 @@ export class SqliteHubDb implements IngestTx {
 
   putOutcome(agentId: string, incarnation: string, result: OpResult, digest: string): void {
     this.#stmts.putOutcome.run(
-      agentId, incarnation, result.seq, result.outcome, result.lsn ?? null, result.reason ?? null, result.detail ?? null, digest, Date.now(),
+      agentId,
+      incarnation,
+      result.seq,
+      result.outcome,
+      result.lsn ?? null,
+      result.reason ?? null,
+      result.detail ?? null,
+      digest,
+      Date.now(),
     );
   }
 
@@ -250,9 +287,22 @@ export class SqliteHubDb implements IngestTx {
   archiveConflict(record: Omit<ConflictRecord, 'id' | 'at'>): void {
     const { loser, winner } = record;
     this.#stmts.archiveConflict.run(
-      record.collection, record.key, record.policy, record.reason, record.detail,
-      loser.origin, loser.incarnation, loser.seq, loser.op, loser.value === undefined ? null : encodeCbor(loser.value), loser.hlc,
-      winner.lsn, winner.origin, winner.hlc, winner.value === undefined ? null : encodeCbor(winner.value), Date.now(),
+      record.collection,
+      record.key,
+      record.policy,
+      record.reason,
+      record.detail,
+      loser.origin,
+      loser.incarnation,
+      loser.seq,
+      loser.op,
+      loser.value === undefined ? null : encodeCbor(loser.value),
+      loser.hlc,
+      winner.lsn,
+      winner.origin,
+      winner.hlc,
+      winner.value === undefined ? null : encodeCbor(winner.value),
+      Date.now(),
     );
   }
 
@@ -265,7 +315,9 @@ export class SqliteHubDb implements IngestTx {
     const where = filters.map(([clause]) => clause);
     const params = filters.map(([, param]) => param);
     const rows = this.#db
-      .prepare<unknown[], ConflictRow>(`SELECT * FROM conflicts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`)
+      .prepare<unknown[], ConflictRow>(
+        `SELECT * FROM conflicts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`,
+      )
       .all(...params, query.limit);
     return rows.map(toConflictRecord);
   }
@@ -276,12 +328,28 @@ export class SqliteHubDb implements IngestTx {
    */
   commit(entry: LogEntry): { lsn: number; bytes: number } {
     const lsn = this.#head + 1;
-    const value = entry.value === undefined ? null : entry.encoded ?? encodeCbor(entry.value);
+    const value = entry.value === undefined ? null : (entry.encoded ?? encodeCbor(entry.value));
     this.#stmts.appendLog.run(
-      lsn, entry.collection, entry.key, entry.op, value, entry.hlc, entry.origin, entry.incarnation, entry.seq, Date.now(), entry.digest ?? null,
+      lsn,
+      entry.collection,
+      entry.key,
+      entry.op,
+      value,
+      entry.hlc,
+      entry.origin,
+      entry.incarnation,
+      entry.seq,
+      Date.now(),
+      entry.digest ?? null,
     );
     this.#stmts.upsertDocument.run(
-      entry.collection, entry.key, value, entry.op === 'del' ? 1 : 0, lsn, entry.hlc, entry.origin,
+      entry.collection,
+      entry.key,
+      value,
+      entry.op === 'del' ? 1 : 0,
+      lsn,
+      entry.hlc,
+      entry.origin,
       entry.fieldHlcs ? encodeCbor(entry.fieldHlcs) : null,
     );
     this.#head = lsn;
@@ -294,39 +362,56 @@ export class SqliteHubDb implements IngestTx {
 
   /** Live documents of a collection in key order, after `after`, starting with `prefix`. */
   listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): ListedDocument[] {
-    const from = options.after !== undefined && options.after > (options.prefix ?? '') ? options.after : options.prefix ?? '';
+    const from = options.after !== undefined && options.after > (options.prefix ?? '') ? options.after : (options.prefix ?? '');
     return this.#statement<[string, string, number], { key: string; value: Buffer | null; version: number; origin: string }>(
-      'SELECT key, value, version, origin FROM documents WHERE collection = ? AND key >= ? AND deleted = 0 ORDER BY key LIMIT ?')
+      'SELECT key, value, version, origin FROM documents WHERE collection = ? AND key >= ? AND deleted = 0 ORDER BY key LIMIT ?',
+    )
       .all(collection, from, options.limit + 1)
       .filter((r) => r.key.startsWith(options.prefix ?? '') && (options.after === undefined || r.key > options.after))
       .slice(0, options.limit)
-      .map((r) => ({ key: r.key, value: r.value === null ? undefined : (decodeCbor(r.value) as JsonValue), version: r.version, origin: r.origin }));
+      .map((r) => ({
+        key: r.key,
+        value: r.value === null ? undefined : (decodeCbor(r.value) as JsonValue),
+        version: r.version,
+        origin: r.origin,
+      }));
   }
 
   /** When the first change of a collection after `lsn` was committed (ms epoch), if still in the log. */
   firstCommitAfter(collection: string, lsn: number): number | undefined {
-    return (this.#statement<[string, number], { committed_at: number }>(
-      'SELECT committed_at FROM log WHERE collection = ? AND lsn > ? ORDER BY lsn LIMIT 1').get(collection, lsn))?.committed_at;
+    return this.#statement<[string, number], { committed_at: number }>(
+      'SELECT committed_at FROM log WHERE collection = ? AND lsn > ? ORDER BY lsn LIMIT 1',
+    ).get(collection, lsn)?.committed_at;
   }
 
   /** Changes of a collection after `lsn` up to `head` (estimated from LSNs once pruned). */
   countAfter(collection: string, lsn: number, head: number): number {
     if (head <= lsn) return 0;
     if (lsn < this.#prunedThrough) return head - lsn;
-    return (this.#statement<[string, number], { n: number }>('SELECT count(*) AS n FROM log WHERE collection = ? AND lsn > ?').get(collection, lsn))!.n;
+    return this.#statement<[string, number], { n: number }>('SELECT count(*) AS n FROM log WHERE collection = ? AND lsn > ?').get(
+      collection,
+      lsn,
+    )!.n;
   }
 
   /** Highest seq processed per incarnation of an agent. */
   lastSeqs(agentId: string): Record<string, number> {
-    return Object.fromEntries(this.#statement<[string], { incarnation: string; last_seq: number }>(
-      'SELECT incarnation, last_seq FROM agent_sequences WHERE agent_id = ? ORDER BY updated_at DESC').all(agentId)
-      .map((r) => [r.incarnation, r.last_seq]));
+    return Object.fromEntries(
+      this.#statement<[string], { incarnation: string; last_seq: number }>(
+        'SELECT incarnation, last_seq FROM agent_sequences WHERE agent_id = ? ORDER BY updated_at DESC',
+      )
+        .all(agentId)
+        .map((r) => [r.incarnation, r.last_seq]),
+    );
   }
 
   /** The most recent rejected ops, newest first. */
   rejections(limit: number): Rejected[] {
-    return this.#statement<[number], { agent_id: string; incarnation: string; seq: number; reason: string | null; detail: string | null; at: number | null }>(
-      "SELECT agent_id, incarnation, seq, reason, detail, at FROM outcomes WHERE outcome = 'rejected' ORDER BY at DESC LIMIT ?").all(limit)
+    return this.#statement<
+      [number],
+      { agent_id: string; incarnation: string; seq: number; reason: string | null; detail: string | null; at: number | null }
+    >("SELECT agent_id, incarnation, seq, reason, detail, at FROM outcomes WHERE outcome = 'rejected' ORDER BY at DESC LIMIT ?")
+      .all(limit)
       .map((r) => ({ agentId: r.agent_id, incarnation: r.incarnation, seq: r.seq, reason: r.reason, detail: r.detail, at: r.at }));
   }
 
@@ -345,7 +430,10 @@ export class SqliteHubDb implements IngestTx {
    * that nothing after the returned changes existed when read.
    */
   readLog(
-    from: number, collections: readonly string[] | undefined, limit: number, maxBytes: number,
+    from: number,
+    collections: readonly string[] | undefined,
+    limit: number,
+    maxBytes: number,
     include: (collection: string) => boolean = () => true,
   ): LogPage {
     const rows = collections
@@ -361,7 +449,11 @@ export class SqliteHubDb implements IngestTx {
 
   /** Count of log entries written by one agent op identity; used by tests and the checker. */
   countCommitted(agentId: string, incarnation: string, seq: number): number {
-    return (this.#statement('SELECT count(*) AS n FROM log WHERE origin = ? AND incarnation = ? AND seq = ?').get(agentId, incarnation, seq) as { n: number }).n;
+    return (
+      this.#statement('SELECT count(*) AS n FROM log WHERE origin = ? AND incarnation = ? AND seq = ?').get(agentId, incarnation, seq) as {
+        n: number;
+      }
+    ).n;
   }
 
   /**
@@ -379,24 +471,32 @@ export class SqliteHubDb implements IngestTx {
   /** Unrevoked agents with their Mosquitto hash (null: provisioned before the hub stored one). */
   brokerCredentials(): Array<{ agentId: string; mosquittoHash: string | null }> {
     return this.#statement<[], { agent_id: string; mosquitto_hash: string | null }>(
-      'SELECT agent_id, mosquitto_hash FROM agent_credentials WHERE revoked_at IS NULL ORDER BY agent_id').all()
+      'SELECT agent_id, mosquitto_hash FROM agent_credentials WHERE revoked_at IS NULL ORDER BY agent_id',
+    )
+      .all()
       .map((r) => ({ agentId: r.agent_id, mosquittoHash: r.mosquitto_hash }));
   }
 
   /** Revokes an agent's credential; false if it had none. */
   revokeCredential(agentId: string): boolean {
-    return this.#statement('UPDATE agent_credentials SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL').run(Date.now(), agentId).changes > 0;
+    return (
+      this.#statement('UPDATE agent_credentials SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL').run(Date.now(), agentId)
+        .changes > 0
+    );
   }
 
   credential(agentId: string): Credential | undefined {
     const row = this.#statement<[string], { token_hash: string; revoked_at: number | null }>(
-      'SELECT token_hash, revoked_at FROM agent_credentials WHERE agent_id = ?').get(agentId);
+      'SELECT token_hash, revoked_at FROM agent_credentials WHERE agent_id = ?',
+    ).get(agentId);
     return row && { tokenHash: row.token_hash, revoked: row.revoked_at !== null };
   }
 
   credentials(): CredentialListing[] {
     return this.#statement<[], { agent_id: string; created_at: number; revoked_at: number | null }>(
-      'SELECT agent_id, created_at, revoked_at FROM agent_credentials ORDER BY agent_id').all()
+      'SELECT agent_id, created_at, revoked_at FROM agent_credentials ORDER BY agent_id',
+    )
+      .all()
       .map((r) => ({ agentId: r.agent_id, createdAt: r.created_at, revokedAt: r.revoked_at }));
   }
 

@@ -1,5 +1,15 @@
 import type {
-  ConflictRecord, Credential, CredentialListing, DocumentPage, HubStore, IngestPlan, IngestTx, ListedDocument, LogPage, RecordedOutcome, Rejected,
+  ConflictRecord,
+  Credential,
+  CredentialListing,
+  DocumentPage,
+  HubStore,
+  IngestPlan,
+  IngestTx,
+  ListedDocument,
+  LogPage,
+  RecordedOutcome,
+  Rejected,
   StoredDocument,
 } from './hub-store.js';
 import { SqliteHubDb } from './sqlite-db.js';
@@ -35,11 +45,23 @@ export class SqliteHubStore implements HubStore {
     return settle(() => this.db.transaction(() => work(this.db)));
   }
 
-  readLog(from: number, collections: readonly string[] | undefined, limit: number, maxBytes: number, include?: (collection: string) => boolean): Promise<LogPage> {
+  readLog(
+    from: number,
+    collections: readonly string[] | undefined,
+    limit: number,
+    maxBytes: number,
+    include?: (collection: string) => boolean,
+  ): Promise<LogPage> {
     return settle(() => this.db.readLog(from, collections, limit, maxBytes, include));
   }
 
-  readDocuments(collections: readonly string[] | undefined, after: readonly [string, string] | undefined, limit: number, maxBytes: number, include?: (collection: string) => boolean): Promise<DocumentPage> {
+  readDocuments(
+    collections: readonly string[] | undefined,
+    after: readonly [string, string] | undefined,
+    limit: number,
+    maxBytes: number,
+    include?: (collection: string) => boolean,
+  ): Promise<DocumentPage> {
     return settle(() => this.db.readDocuments(collections, after, limit, maxBytes, include));
   }
 

@@ -11,7 +11,7 @@ import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
 
 /** Mosquitto sends the SUBACK and the retained message in one segment; aedes a moment apart. */
-const BROKERS = MOSQUITTO ? ['aedes', 'mosquitto'] as const : ['aedes'] as const;
+const BROKERS = MOSQUITTO ? (['aedes', 'mosquitto'] as const) : (['aedes'] as const);
 
 describe('agent link', () => {
   const closers: Array<() => Promise<unknown>> = [];
@@ -45,16 +45,23 @@ describe('agent link', () => {
 
     const received: string[] = [];
     let added: Promise<void> | undefined;
-    const link: Link = new Link({
-      url, clientId: 'pi-1', subscriptions: ['status'], backoff: { initialMs: 50, maxMs: 100 }, log: pino({ level: 'silent' }),
-    }, {
-      onConnected: () => undefined,
-      onDisconnected: () => undefined,
-      onMessage: (topic, payload) => {
-        received.push(`${topic}: ${payload.toString()}`);
-        if (topic === 'status') added = link.subscribe(['billing/down']);
+    const link: Link = new Link(
+      {
+        url,
+        clientId: 'pi-1',
+        subscriptions: ['status'],
+        backoff: { initialMs: 50, maxMs: 100 },
+        log: pino({ level: 'silent' }),
       },
-    });
+      {
+        onConnected: () => undefined,
+        onDisconnected: () => undefined,
+        onMessage: (topic, payload) => {
+          received.push(`${topic}: ${payload.toString()}`);
+          if (topic === 'status') added = link.subscribe(['billing/down']);
+        },
+      },
+    );
     closers.push(() => link.stop());
     link.start();
     await waitFor('the retained status', () => received.length > 0, 5_000);

@@ -17,7 +17,10 @@ class HandTransport implements Transport {
   readonly subscriptions: string[] = [];
   #grant: (() => void) | undefined;
 
-  constructor(readonly delegate: TransportDelegate, initial: readonly string[]) {
+  constructor(
+    readonly delegate: TransportDelegate,
+    initial: readonly string[],
+  ) {
     this.subscriptions.push(...initial);
   }
 
@@ -55,10 +58,16 @@ class HandTransport implements Transport {
 }
 
 /** The default partition's retained status, saying that `orders` lives in partition `billing`. */
-const status = broadcastCodec.encode(['hub', {
-  v: PROTOCOL_VERSION, hlc: encodeHlc(Date.now(), 0), head: 0, parts: { orders: 'billing' },
-  ...new CollectionPolicies(DEFAULT_HUB_CONFIG).describe(),
-}]);
+const status = broadcastCodec.encode([
+  'hub',
+  {
+    v: PROTOCOL_VERSION,
+    hlc: encodeHlc(Date.now(), 0),
+    head: 0,
+    parts: { orders: 'billing' },
+    ...new CollectionPolicies(DEFAULT_HUB_CONFIG).describe(),
+  },
+]);
 
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -69,7 +78,9 @@ describe('agent routing of writes to partitions', () => {
   it('a write stored after the assignment arrives joins its partition, even if it was made just before', async () => {
     let link: HandTransport | undefined;
     agent = new Agent({
-      agentId: 'pi-1', hubUrl: 'hand://hub', dataDir: join(tempDir('routing'), 'pi-1'),
+      agentId: 'pi-1',
+      hubUrl: 'hand://hub',
+      dataDir: join(tempDir('routing'), 'pi-1'),
       transport: (delegate, subscriptions) => (link = new HandTransport(delegate, subscriptions)),
     }).start();
     await settle();
@@ -97,7 +108,7 @@ describe('agent routing of writes to partitions', () => {
     expect(agent.status().collections.orders?.pending).toBe(2);
   });
 
-  it('a wait moved to another partition times out on its own; it never ends another write\'s wait', async () => {
+  it("a wait moved to another partition times out on its own; it never ends another write's wait", async () => {
     const defaults = new DurabilityWaiters(() => true);
     const billing = new DurabilityWaiters(() => true);
     const moved = defaults.wait(2, 'hub', 30);

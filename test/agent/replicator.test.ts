@@ -13,16 +13,26 @@ describe('replicator', () => {
   let store: AgentStore;
   afterEach(() => store?.close());
 
-  function setup(lane?: { lane: string; inLane: (c: string) => boolean; collections: string[] }): { replicator: Replicator; pulls: PullMessage[1][] } {
+  function setup(lane?: { lane: string; inLane: (c: string) => boolean; collections: string[] }): {
+    replicator: Replicator;
+    pulls: PullMessage[1][];
+  } {
     store = new AgentStore(tempDir('replicator'));
     const pulls: PullMessage[1][] = [];
-    const replicator = new Replicator(store, {
-      send: (pull) => (pulls.push(pull[1]), true), onApplied: () => undefined, onProgress: () => undefined,
-    }, { collections: undefined, ...lane, pageLimit: 100, pullTimeoutMs: 60_000 }, pino({ level: 'silent' }));
+    const replicator = new Replicator(
+      store,
+      {
+        send: (pull) => (pulls.push(pull[1]), true),
+        onApplied: () => undefined,
+        onProgress: () => undefined,
+      },
+      { collections: undefined, ...lane, pageLimit: 100, pullTimeoutMs: 60_000 },
+      pino({ level: 'silent' }),
+    );
     return { replicator, pulls };
   }
 
-  it('follows its own partition\'s log: its watermark, and only the replicated collections of that partition', () => {
+  it("follows its own partition's log: its watermark, and only the replicated collections of that partition", () => {
     const { replicator, pulls } = setup({ lane: 'billing', inLane: (c) => c === 'x' || c === 'orders', collections: ['x', 'docs'] });
     replicator.pull();
     expect(pulls).toMatchObject([{ from: 0, cs: ['x'] }]);

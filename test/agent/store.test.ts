@@ -9,8 +9,15 @@ import { tempDir } from '../helpers/temp.js';
 
 let t = 1_000;
 const hlc = (): Hlc => encodeHlc(t++, 0);
-const change = (lsn: number, k: string, v?: unknown, c = 'docs'): Change =>
-  ({ lsn, c, k, op: v === undefined ? 'del' : 'put', ...(v !== undefined && { v }), hlc: hlc(), o: 'pi-x' });
+const change = (lsn: number, k: string, v?: unknown, c = 'docs'): Change => ({
+  lsn,
+  c,
+  k,
+  op: v === undefined ? 'del' : 'put',
+  ...(v !== undefined && { v }),
+  hlc: hlc(),
+  o: 'pi-x',
+});
 
 describe('agent store', () => {
   let store: AgentStore;
@@ -34,12 +41,15 @@ describe('agent store', () => {
   it('lays pending writes over the confirmed replica, in order', () => {
     store = new AgentStore(tempDir('agent'));
     store.applyChanges([change(1, 'k', { a: 1, b: 1 })]);
-    store.appendWrites([
-      { collection: 'docs', key: 'k', op: 'patch', value: { b: 2 }, hlc: hlc() },
-      { collection: 'docs', key: 'k', op: 'patch', value: { c: 3 }, hlc: hlc() },
-      { collection: 'docs', key: 'gone', op: 'put', value: 1, hlc: hlc() },
-      { collection: 'docs', key: 'gone', op: 'del', value: undefined, hlc: hlc() },
-    ], hlc());
+    store.appendWrites(
+      [
+        { collection: 'docs', key: 'k', op: 'patch', value: { b: 2 }, hlc: hlc() },
+        { collection: 'docs', key: 'k', op: 'patch', value: { c: 3 }, hlc: hlc() },
+        { collection: 'docs', key: 'gone', op: 'put', value: 1, hlc: hlc() },
+        { collection: 'docs', key: 'gone', op: 'del', value: undefined, hlc: hlc() },
+      ],
+      hlc(),
+    );
     expect(store.read('docs', 'k')).toEqual({ collection: 'docs', key: 'k', value: { a: 1, b: 2, c: 3 }, version: 1, pending: true });
     expect(store.read('docs', 'k', true)).toEqual({ collection: 'docs', key: 'k', value: { a: 1, b: 1 }, version: 1, pending: false });
     expect(store.read('docs', 'gone')).toBeUndefined();
@@ -66,18 +76,28 @@ describe('agent store', () => {
   it('records rejections and conflicts and drops them from the overlay', () => {
     store = new AgentStore(tempDir('agent'));
     store.applyChanges([change(1, 'k', 'theirs')]);
-    const seqs = store.appendWrites([
-      { collection: 'docs', key: 'k', op: 'put', value: 'mine', hlc: hlc() },
-      { collection: 'docs', key: 'j', op: 'put', value: 'bad', hlc: hlc() },
-    ], hlc());
-    const rejected = store.applyResults('default', [
-      { seq: seqs[0]!, outcome: 'conflict', lsn: 1, reason: 'lww' },
-      { seq: seqs[1]!, outcome: 'rejected', reason: 'schema', detail: 'no' },
-    ], () => true);
+    const seqs = store.appendWrites(
+      [
+        { collection: 'docs', key: 'k', op: 'put', value: 'mine', hlc: hlc() },
+        { collection: 'docs', key: 'j', op: 'put', value: 'bad', hlc: hlc() },
+      ],
+      hlc(),
+    );
+    const rejected = store.applyResults(
+      'default',
+      [
+        { seq: seqs[0]!, outcome: 'conflict', lsn: 1, reason: 'lww' },
+        { seq: seqs[1]!, outcome: 'rejected', reason: 'schema', detail: 'no' },
+      ],
+      () => true,
+    );
     expect(rejected.map((r) => r.outcome)).toEqual(['conflict', 'rejected']);
     expect(store.read('docs', 'k')?.value).toBe('theirs');
     expect(store.read('docs', 'j')).toBeUndefined();
-    expect(store.rejections()).toMatchObject([{ seq: seqs[1], reason: 'schema', value: 'bad' }, { seq: seqs[0], outcome: 'conflict' }]);
+    expect(store.rejections()).toMatchObject([
+      { seq: seqs[1], reason: 'schema', value: 'bad' },
+      { seq: seqs[0], outcome: 'conflict' },
+    ]);
   });
 
   it('applies changes idempotently by version; tombstones stop old puts resurrecting', () => {
@@ -97,10 +117,13 @@ describe('agent store', () => {
   it('lists by prefix and after, with pending writes merged in key order', () => {
     store = new AgentStore(tempDir('agent'));
     store.applyChanges(['a1', 'a2', 'a3', 'b1'].map((k, i) => change(i + 1, k, k)));
-    store.appendWrites([
-      { collection: 'docs', key: 'a2', op: 'del', value: undefined, hlc: hlc() },
-      { collection: 'docs', key: 'a0', op: 'put', value: 'new', hlc: hlc() },
-    ], hlc());
+    store.appendWrites(
+      [
+        { collection: 'docs', key: 'a2', op: 'del', value: undefined, hlc: hlc() },
+        { collection: 'docs', key: 'a0', op: 'put', value: 'new', hlc: hlc() },
+      ],
+      hlc(),
+    );
     expect(store.list('docs', { limit: 10 }).map((d) => d.key)).toEqual(['a0', 'a1', 'a3', 'b1']);
     expect(store.list('docs', { prefix: 'a', limit: 10 }).map((d) => d.key)).toEqual(['a0', 'a1', 'a3']);
     expect(store.list('docs', { prefix: 'a', after: 'a1', limit: 10 }).map((d) => d.key)).toEqual(['a3']);
@@ -110,7 +133,10 @@ describe('agent store', () => {
 
   it('hands out contiguous pending runs within the op and byte budgets', () => {
     store = new AgentStore(tempDir('agent'));
-    store.appendWrites(Array.from({ length: 10 }, (_, i) => ({ collection: 'docs', key: `k${i}`, op: 'put' as const, value: 'x'.repeat(100), hlc: hlc() })), hlc());
+    store.appendWrites(
+      Array.from({ length: 10 }, (_, i) => ({ collection: 'docs', key: `k${i}`, op: 'put' as const, value: 'x'.repeat(100), hlc: hlc() })),
+      hlc(),
+    );
     expect(store.pendingFrom('default', 1, 4, 1 << 20).map((o) => o.seq)).toEqual([1, 2, 3, 4]);
     expect(store.pendingFrom('default', 8, 100, 1 << 20).map((o) => o.seq)).toEqual([8, 9, 10]);
     expect(store.pendingFrom('default', 1, 100, 400).length).toBe(2);
@@ -122,9 +148,18 @@ describe('agent store', () => {
     store = new AgentStore(tempDir('agent'));
     store.appendWrites([{ collection: 'docs', key: 'kept', op: 'put', value: 'safe', hlc: hlc() }], hlc());
     store.setStorageLimit(store.databaseBytes() + 8192);
-    expect(() => store.appendWrites(
-      Array.from({ length: 50 }, (_, i) => ({ collection: 'docs', key: `big${i}`, op: 'put' as const, value: 'x'.repeat(8000), hlc: hlc() })), hlc(),
-    )).toThrow(expect.objectContaining({ code: 'OUTPOST_STORAGE_FULL' }));
+    expect(() =>
+      store.appendWrites(
+        Array.from({ length: 50 }, (_, i) => ({
+          collection: 'docs',
+          key: `big${i}`,
+          op: 'put' as const,
+          value: 'x'.repeat(8000),
+          hlc: hlc(),
+        })),
+        hlc(),
+      ),
+    ).toThrow(expect.objectContaining({ code: 'OUTPOST_STORAGE_FULL' }));
     expect(store.pendingCount()).toBe(1);
     expect(store.read('docs', 'kept')?.value).toBe('safe');
     expect(store.appendWrites([{ collection: 'docs', key: 'small', op: 'put', value: 1, hlc: hlc() }], hlc())).toEqual([2]);
@@ -133,16 +168,25 @@ describe('agent store', () => {
   it('keeps one sequence space, incarnation and watermark per partition lane', () => {
     const dir = tempDir('agent');
     store = new AgentStore(dir);
-    const seqs = store.appendWrites([
-      { lane: 'default', collection: 'docs', key: 'a', op: 'put', value: 1, hlc: hlc() },
-      { lane: 'orders', collection: 'orders', key: 'o1', op: 'put', value: 2, hlc: hlc() },
-      { lane: 'orders', collection: 'orders', key: 'o2', op: 'put', value: 3, hlc: hlc() },
-      { lane: 'default', collection: 'docs', key: 'b', op: 'put', value: 4, hlc: hlc() },
-    ], hlc());
+    const seqs = store.appendWrites(
+      [
+        { lane: 'default', collection: 'docs', key: 'a', op: 'put', value: 1, hlc: hlc() },
+        { lane: 'orders', collection: 'orders', key: 'o1', op: 'put', value: 2, hlc: hlc() },
+        { lane: 'orders', collection: 'orders', key: 'o2', op: 'put', value: 3, hlc: hlc() },
+        { lane: 'default', collection: 'docs', key: 'b', op: 'put', value: 4, hlc: hlc() },
+      ],
+      hlc(),
+    );
     expect(seqs).toEqual([1, 1, 2, 2]); // contiguous within each lane, as each partition's hub requires
     expect(store.incarnationOf('orders')).not.toBe(store.incarnation);
-    expect(store.pendingFrom('orders', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([[1, 'o1'], [2, 'o2']]);
-    expect(store.pendingFrom('default', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([[1, 'a'], [2, 'b']]);
+    expect(store.pendingFrom('orders', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([
+      [1, 'o1'],
+      [2, 'o2'],
+    ]);
+    expect(store.pendingFrom('default', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([
+      [1, 'a'],
+      [2, 'b'],
+    ]);
     // An ack in one lane settles only that lane's seq 1.
     store.applyResults('orders', [{ seq: 1, outcome: 'committed', lsn: 5 }], () => false);
     expect(store.lowestPendingSeq('orders')).toBe(2);
@@ -156,15 +200,30 @@ describe('agent store', () => {
     expect(store.incarnationOf('orders')).toBe(orders);
     expect(store.appendWrites([{ lane: 'orders', collection: 'orders', key: 'o3', op: 'put', value: 5, hlc: hlc() }], hlc())).toEqual([3]);
     // A lane's reincarnation renumbers that lane only.
-    expect(store.reincarnate('orders').renumbered).toEqual([{ from: 2, to: 1 }, { from: 3, to: 2 }]);
-    expect(store.pendingFrom('orders', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([[1, 'o2'], [2, 'o3']]);
+    expect(store.reincarnate('orders').renumbered).toEqual([
+      { from: 2, to: 1 },
+      { from: 3, to: 2 },
+    ]);
+    expect(store.pendingFrom('orders', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([
+      [1, 'o2'],
+      [2, 'o3'],
+    ]);
     expect(store.pendingFrom('default', 1, 10, 1 << 20).map((o) => o.seq)).toEqual([1, 2]);
   });
 
   it('adopting the partition assignment moves earlier writes to their lanes; those that stay keep their identity', () => {
     const dir = tempDir('agent');
     store = new AgentStore(dir);
-    store.appendWrites(['d1', 'o1', 'd2', 'o2', 'd3'].map((k) => ({ collection: k.startsWith('o') ? 'orders' : 'docs', key: k, op: 'put' as const, value: k, hlc: hlc() })), hlc());
+    store.appendWrites(
+      ['d1', 'o1', 'd2', 'o2', 'd3'].map((k) => ({
+        collection: k.startsWith('o') ? 'orders' : 'docs',
+        key: k,
+        op: 'put' as const,
+        value: k,
+        hlc: hlc(),
+      })),
+      hlc(),
+    );
     const before = store.incarnation;
     const moved = store.adoptAssignment('partitions', { orders: 'orders' }, (c) => (c === 'orders' ? 'orders' : 'default'));
     const orders = store.incarnationOf('orders');
@@ -174,12 +233,20 @@ describe('agent store', () => {
     ]);
     // Recorded in the same transaction as the move.
     expect(store.getSetting('partitions')).toEqual({ orders: 'orders' });
-    expect(store.pendingFrom('orders', 1, 10, 1 << 20).map((o) => [o.seq, o.k, o.v])).toEqual([[1, 'o1', 'o1'], [2, 'o2', 'o2']]);
+    expect(store.pendingFrom('orders', 1, 10, 1 << 20).map((o) => [o.seq, o.k, o.v])).toEqual([
+      [1, 'o1', 'o1'],
+      [2, 'o2', 'o2'],
+    ]);
     // The default lane keeps its sequence and incarnation: a moved write leaves a skip in its place,
     // so whatever the hub already holds of this lane still means the same.
     expect(store.incarnation).toBe(before);
-    expect(store.pendingFrom('default', 1, 10, 1 << 20).map((o) => [o.seq, o.k, o.op])).toEqual(
-      [[1, 'd1', 'put'], [2, 'o1', 'skip'], [3, 'd2', 'put'], [4, 'o2', 'skip'], [5, 'd3', 'put']]);
+    expect(store.pendingFrom('default', 1, 10, 1 << 20).map((o) => [o.seq, o.k, o.op])).toEqual([
+      [1, 'd1', 'put'],
+      [2, 'o1', 'skip'],
+      [3, 'd2', 'put'],
+      [4, 'o2', 'skip'],
+      [5, 'd3', 'put'],
+    ]);
     expect(store.read('orders', 'o2')).toMatchObject({ value: 'o2', pending: true });
     expect(store.pendingByCollection().orders?.pending).toBe(2); // once each, not twice
     // The skip's ack drops the placeholder without reporting it to the app.
@@ -194,7 +261,9 @@ describe('agent store', () => {
     db.exec(AGENT_MIGRATIONS.slice(0, 4).join(';'));
     db.pragma('user_version = 4');
     db.prepare("INSERT INTO meta (name, value) VALUES ('incarnation', ?), ('next_seq', '8')").run('ab'.repeat(16));
-    db.prepare("INSERT INTO outbox (seq, collection, key, op, value, hlc, base, created_at) VALUES (7, 'docs', 'k', 'del', NULL, ?, 0, 1)").run(hlc());
+    db.prepare(
+      "INSERT INTO outbox (seq, collection, key, op, value, hlc, base, created_at) VALUES (7, 'docs', 'k', 'del', NULL, ?, 0, 1)",
+    ).run(hlc());
     db.close();
     store = new AgentStore(dir);
     expect(store.incarnation).toBe('ab'.repeat(16));

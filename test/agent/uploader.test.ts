@@ -15,17 +15,34 @@ describe('uploader', () => {
 
   function setup(writes: number): { uploader: Uploader; sent: BatchMessage[1][] } {
     store = new AgentStore(tempDir('uploader'));
-    store.appendWrites(Array.from({ length: writes }, (_, i) => ({ collection: 'x', key: `k${i}`, op: 'put' as const, value: i, hlc })), hlc);
+    store.appendWrites(
+      Array.from({ length: writes }, (_, i) => ({ collection: 'x', key: `k${i}`, op: 'put' as const, value: i, hlc })),
+      hlc,
+    );
     const sent: BatchMessage[1][] = [];
-    const uploader = new Uploader(store, {
-      send: (batch) => (sent.push(batch[1]), true), mayUpload: () => true, isReplicated: () => false,
-      onAcked: () => undefined, onRejected: () => undefined,
-    }, { maxBatchOps: 10, maxBatchBytes: 1 << 20, maxInFlight: 4, ackTimeoutMs: 60_000 }, pino({ level: 'silent' }));
+    const uploader = new Uploader(
+      store,
+      {
+        send: (batch) => (sent.push(batch[1]), true),
+        mayUpload: () => true,
+        isReplicated: () => false,
+        onAcked: () => undefined,
+        onRejected: () => undefined,
+      },
+      { maxBatchOps: 10, maxBatchBytes: 1 << 20, maxInFlight: 4, ackTimeoutMs: 60_000 },
+      pino({ level: 'silent' }),
+    );
     return { uploader, sent };
   }
 
-  const ackOf = (batch: BatchMessage[1], firstLsn: number): Parameters<Uploader['onAck']>[0] =>
-    ['ack', packAck(batch.inc, hlc, batch.ops.map((op, i) => ({ seq: op.seq, outcome: 'committed' as const, lsn: firstLsn + i })))];
+  const ackOf = (batch: BatchMessage[1], firstLsn: number): Parameters<Uploader['onAck']>[0] => [
+    'ack',
+    packAck(
+      batch.inc,
+      hlc,
+      batch.ops.map((op, i) => ({ seq: op.seq, outcome: 'committed' as const, lsn: firstLsn + i })),
+    ),
+  ];
 
   it('keeps up to four batches in flight and sends the next as each is acknowledged', () => {
     const { uploader, sent } = setup(60);

@@ -6,7 +6,13 @@ describe('chaos, CI profile: real processes, injected faults, a checker that rea
   it('loses nothing, duplicates nothing and converges through kills, crashes and partitions', async () => {
     const seed = Number(process.env.OUTPOST_CHAOS_SEED ?? 20261125);
     const result = await runChaos({
-      dir: tempDir('chaos'), agents: 3, durationMs: 40_000, seed, faultEveryMs: 1_500, writeEveryMs: 40, schedule: FAULT_KINDS,
+      dir: tempDir('chaos'),
+      agents: 3,
+      durationMs: 40_000,
+      seed,
+      faultEveryMs: 1_500,
+      writeEveryMs: 40,
+      schedule: FAULT_KINDS,
       log: (line) => process.env.OUTPOST_CHAOS_VERBOSE && process.stderr.write(`${line}\n`),
     });
     process.stdout.write(`${result.summary}\n`);
@@ -15,7 +21,13 @@ describe('chaos, CI profile: real processes, injected faults, a checker that rea
     // The crash points were really reached: the hub died inside a commit, not by our hand.
     expect(result.faultLog.filter((f) => f.startsWith('crash-')).every((f) => f.endsWith('(died there)'))).toBe(true);
     expect(result.verdict, result.summary).toMatchObject({
-      lost: [], duplicated: [], misordered: [], diverged: [], wrongOutcome: [], corrupt: [], regressions: [],
+      lost: [],
+      duplicated: [],
+      misordered: [],
+      diverged: [],
+      wrongOutcome: [],
+      corrupt: [],
+      regressions: [],
     });
   }, 300_000);
 });

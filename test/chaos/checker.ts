@@ -24,9 +24,11 @@ export function clean(v: Verdict): boolean {
 
 /** One line, the same for every run: what the run did and what it found. */
 export function summaryLine(v: Verdict, faults: number, seed: number): string {
-  return `chaos: acknowledged=${v.acknowledged} committed=${v.committed} rejected=${v.rejected} conflicts=${v.conflicts} ` +
+  return (
+    `chaos: acknowledged=${v.acknowledged} committed=${v.committed} rejected=${v.rejected} conflicts=${v.conflicts} ` +
     `lost=${v.lost.length} duplicated=${v.duplicated.length} diverged=${v.diverged.length} misordered=${v.misordered.length} ` +
-    `wrong-outcome=${v.wrongOutcome.length} corrupt=${v.corrupt.length} backwards=${v.regressions.length} faults=${faults} seed=${seed}`;
+    `wrong-outcome=${v.wrongOutcome.length} corrupt=${v.corrupt.length} backwards=${v.regressions.length} faults=${faults} seed=${seed}`
+  );
 }
 
 /**
@@ -36,16 +38,30 @@ export function summaryLine(v: Verdict, faults: number, seed: number): string {
 export function check(dir: string, agentIds: readonly string[], history: History): Verdict {
   const hub = new Database(join(dir, 'hub', 'hub.db'), { readonly: true });
   const v: Verdict = {
-    acknowledged: history.writes.length, committed: 0, rejected: 0, conflicts: 0,
-    lost: [], duplicated: [], misordered: [], diverged: [], wrongOutcome: [], corrupt: [], regressions: [...history.regressions],
+    acknowledged: history.writes.length,
+    committed: 0,
+    rejected: 0,
+    conflicts: 0,
+    lost: [],
+    duplicated: [],
+    misordered: [],
+    diverged: [],
+    wrongOutcome: [],
+    corrupt: [],
+    regressions: [...history.regressions],
   };
   try {
     integrity(hub, 'hub', v);
     const outcome = outcomeReader(hub);
-    const logged = hub.prepare<[string, string, number], { n: number }>('SELECT count(*) AS n FROM log WHERE origin = ? AND incarnation = ? AND seq = ?');
+    const logged = hub.prepare<[string, string, number], { n: number }>(
+      'SELECT count(*) AS n FROM log WHERE origin = ? AND incarnation = ? AND seq = ?',
+    );
     const archived = hub.prepare<[string, string, number], { n: number }>(
-      'SELECT count(*) AS n FROM conflicts WHERE loser_origin = ? AND loser_incarnation = ? AND loser_seq = ?');
-    const pruned = Number((hub.prepare("SELECT value FROM hub_meta WHERE name = 'pruned_through'").get() as { value: string } | undefined)?.value ?? 0);
+      'SELECT count(*) AS n FROM conflicts WHERE loser_origin = ? AND loser_incarnation = ? AND loser_seq = ?',
+    );
+    const pruned = Number(
+      (hub.prepare("SELECT value FROM hub_meta WHERE name = 'pruned_through'").get() as { value: string } | undefined)?.value ?? 0,
+    );
     for (const w of history.writes) {
       const id = `${w.agentId}/${w.incarnation.slice(0, 6)}/${w.seq}`;
       const o = outcome(w.agentId, w.incarnation, w.seq);
@@ -62,18 +78,26 @@ export function check(dir: string, agentIds: readonly string[], history: History
         if (w.poison) v.wrongOutcome.push(`${id} is a poison write but was committed`);
       } else if (o.outcome === 'conflict') {
         v.conflicts += 1;
-        if (archived.get(w.agentId, w.incarnation, w.seq)!.n !== 1) v.wrongOutcome.push(`${id} lost a conflict but its version is not archived`);
+        if (archived.get(w.agentId, w.incarnation, w.seq)!.n !== 1)
+          v.wrongOutcome.push(`${id} lost a conflict but its version is not archived`);
       } else if (o.outcome === 'rejected') {
         v.rejected += 1;
         if (!w.poison) v.wrongOutcome.push(`${id} was rejected`);
       }
     }
-    for (const row of hub.prepare<[], { origin: string; incarnation: string; seq: number; n: number }>(
-      'SELECT origin, incarnation, seq, count(*) AS n FROM log WHERE seq IS NOT NULL GROUP BY 1, 2, 3 HAVING n > 1').all()) {
+    for (const row of hub
+      .prepare<[], { origin: string; incarnation: string; seq: number; n: number }>(
+        'SELECT origin, incarnation, seq, count(*) AS n FROM log WHERE seq IS NOT NULL GROUP BY 1, 2, 3 HAVING n > 1',
+      )
+      .all()) {
       v.duplicated.push(`${row.origin}/${row.incarnation.slice(0, 6)}/${row.seq} ×${row.n}`);
     }
     for (const agentId of agentIds) {
-      const rows = hub.prepare<[string], { incarnation: string; seq: number; lsn: number }>('SELECT incarnation, seq, lsn FROM log WHERE origin = ? ORDER BY lsn').all(agentId);
+      const rows = hub
+        .prepare<[string], { incarnation: string; seq: number; lsn: number }>(
+          'SELECT incarnation, seq, lsn FROM log WHERE origin = ? ORDER BY lsn',
+        )
+        .all(agentId);
       for (let i = 1; i < rows.length; i++) {
         if (rows[i]!.incarnation === rows[i - 1]!.incarnation && rows[i]!.seq < rows[i - 1]!.seq) {
           v.misordered.push(`${agentId}: seq ${rows[i]!.seq} at LSN ${rows[i]!.lsn} after seq ${rows[i - 1]!.seq}`);
@@ -107,8 +131,11 @@ function integrity(db: Database.Database, name: string, v: Verdict): void {
 /** A digest per collection of the live documents: key, version and value. */
 function digests(db: Database.Database): Map<string, string> {
   const out = new Map<string, ReturnType<typeof createHash>>();
-  for (const row of db.prepare<[], { collection: string; key: string; version: number; value: Buffer | null }>(
-    'SELECT collection, key, version, value FROM documents WHERE deleted = 0 ORDER BY collection, key').iterate()) {
+  for (const row of db
+    .prepare<[], { collection: string; key: string; version: number; value: Buffer | null }>(
+      'SELECT collection, key, version, value FROM documents WHERE deleted = 0 ORDER BY collection, key',
+    )
+    .iterate()) {
     let h = out.get(row.collection);
     if (!h) out.set(row.collection, (h = createHash('sha256')));
     h.update(`${row.key}\u0000${row.version}\u0000`).update(row.value ?? Buffer.alloc(0));

@@ -15,7 +15,12 @@ const program = new Command('chaos')
 const opts = program.opts<{ minutes: number; agents: number; seed: number; faultEvery: number; keep?: boolean }>();
 const dir = mkdtempSync(join(tmpdir(), 'outpost-chaos-'));
 const result = await runChaos({
-  dir, agents: opts.agents, durationMs: opts.minutes * 60_000, seed: opts.seed, faultEveryMs: opts.faultEvery, writeEveryMs: 40,
+  dir,
+  agents: opts.agents,
+  durationMs: opts.minutes * 60_000,
+  seed: opts.seed,
+  faultEveryMs: opts.faultEvery,
+  writeEveryMs: 40,
   log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
 });
 if (!result.ok) process.stderr.write(`${JSON.stringify(result.verdict, null, 2)}\ndata kept in ${dir}\n`);

@@ -8,7 +8,10 @@ export type LinkMode =
   /** Accepts connections and bytes, but never delivers anything either way. */
   | { kind: 'blackhole' };
 
-interface Pair { client: Socket; upstream: Socket }
+interface Pair {
+  client: Socket;
+  upstream: Socket;
+}
 
 /**
  * A TCP proxy between one agent and the hub, controlled by the test: cut, blackhole, add

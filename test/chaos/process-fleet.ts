@@ -12,9 +12,18 @@ export interface AgentStatusBody {
   collections: Record<string, { appliedLsn: number }>;
 }
 
-export interface HubStatusBody { head: number; collections: Record<string, number> }
+export interface HubStatusBody {
+  head: number;
+  collections: Record<string, number>;
+}
 
-interface AgentSlot { id: string; httpPort: number; proxy: FaultProxy; process: OutpostProcess | undefined; args: string[] }
+interface AgentSlot {
+  id: string;
+  httpPort: number;
+  proxy: FaultProxy;
+  process: OutpostProcess | undefined;
+  args: string[];
+}
 
 /**
  * Real `outpost` processes on one machine: a hub and agents, each agent behind its own fault
@@ -30,7 +39,10 @@ export class ProcessFleet {
   /** Extra arguments for agents added from now on. */
   agentArgs: string[] = [];
 
-  constructor(readonly dir: string, readonly hubArgs: string[] = []) {}
+  constructor(
+    readonly dir: string,
+    readonly hubArgs: string[] = [],
+  ) {}
 
   get hubUrl(): string {
     return `http://127.0.0.1:${this.hubHttpPort}`;
@@ -42,10 +54,22 @@ export class ProcessFleet {
 
   async startHub(): Promise<void> {
     if (!this.mqttPort) [this.mqttPort, this.hubHttpPort] = await Promise.all([freePort(), freePort()]);
-    this.hub = new OutpostProcess([
-      'hub', '--dev', '--port', String(this.mqttPort), '--host', '127.0.0.1', '--http', `127.0.0.1:${this.hubHttpPort}`,
-      '--data', join(this.dir, 'hub'), ...this.hubArgs,
-    ], this.hubEnv);
+    this.hub = new OutpostProcess(
+      [
+        'hub',
+        '--dev',
+        '--port',
+        String(this.mqttPort),
+        '--host',
+        '127.0.0.1',
+        '--http',
+        `127.0.0.1:${this.hubHttpPort}`,
+        '--data',
+        join(this.dir, 'hub'),
+        ...this.hubArgs,
+      ],
+      this.hubEnv,
+    );
     await this.hub.waitForLog('hub started');
   }
 
@@ -68,8 +92,18 @@ export class ProcessFleet {
   async startAgent(id: string): Promise<void> {
     const slot = this.agents.get(id)!;
     slot.process = new OutpostProcess([
-      'agent', '--hub', `mqtt://127.0.0.1:${slot.proxy.port}`, '--id', id, '--data', join(this.dir, id),
-      '--http', `127.0.0.1:${slot.httpPort}`, '--reconnect-max-ms', '2000', ...slot.args,
+      'agent',
+      '--hub',
+      `mqtt://127.0.0.1:${slot.proxy.port}`,
+      '--id',
+      id,
+      '--data',
+      join(this.dir, id),
+      '--http',
+      `127.0.0.1:${slot.httpPort}`,
+      '--reconnect-max-ms',
+      '2000',
+      ...slot.args,
     ]);
     await slot.process.waitForLog('agent started');
   }
@@ -112,26 +146,33 @@ export class ProcessFleet {
       await this.startHub();
     }
     for (const slot of this.agents.values()) if (!slot.process) await this.startAgent(slot.id);
-    await waitFor('the fleet to quiesce', async () => {
-      const hub = await this.hubStatus();
-      if (!hub) return false;
-      for (const id of this.agents.keys()) {
-        const s = await this.agentStatus(id);
-        if (!s || !s.connected || s.outboxDepth > 0) return false;
-        for (const [c, head] of Object.entries(hub.collections)) {
-          if (Math.max(s.collections[c]?.appliedLsn ?? 0, s.watermark) < head) return false;
+    await waitFor(
+      'the fleet to quiesce',
+      async () => {
+        const hub = await this.hubStatus();
+        if (!hub) return false;
+        for (const id of this.agents.keys()) {
+          const s = await this.agentStatus(id);
+          if (!s || !s.connected || s.outboxDepth > 0) return false;
+          for (const [c, head] of Object.entries(hub.collections)) {
+            if (Math.max(s.collections[c]?.appliedLsn ?? 0, s.watermark) < head) return false;
+          }
         }
-      }
-      // Nothing was committed while we looked.
-      return (await this.hubStatus())?.head === hub.head;
-    }, timeoutMs, 200);
+        // Nothing was committed while we looked.
+        return (await this.hubStatus())?.head === hub.head;
+      },
+      timeoutMs,
+      200,
+    );
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.agents.values()].map(async (slot) => {
-      await slot.process?.kill('SIGKILL');
-      await slot.proxy.close();
-    }));
+    await Promise.all(
+      [...this.agents.values()].map(async (slot) => {
+        await slot.process?.kill('SIGKILL');
+        await slot.proxy.close();
+      }),
+    );
     await this.hub?.kill('SIGKILL');
   }
 }

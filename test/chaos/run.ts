@@ -21,7 +21,13 @@ export interface ChaosOptions {
   log?: (line: string) => void;
 }
 
-export interface ChaosResult { verdict: Verdict; faults: number; faultLog: string[]; summary: string; ok: boolean }
+export interface ChaosResult {
+  verdict: Verdict;
+  faults: number;
+  faultLog: string[];
+  summary: string;
+  ok: boolean;
+}
 
 const COLLECTIONS = ['readings', 'settings'];
 
@@ -36,12 +42,28 @@ export const CHAOS_HUB_CONFIG = [
 ].join('\n');
 
 export const FAULT_KINDS = [
-  'agent-kill', 'hub-kill', 'crash-before-commit', 'crash-after-commit', 'partition', 'blackhole', 'latency', 'bandwidth', 'reset',
+  'agent-kill',
+  'hub-kill',
+  'crash-before-commit',
+  'crash-after-commit',
+  'partition',
+  'blackhole',
+  'latency',
+  'bandwidth',
+  'reset',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 /** How often each kind is picked at random. */
 const WEIGHTS: Record<FaultKind, number> = {
-  'agent-kill': 20, 'hub-kill': 12, 'crash-before-commit': 5, 'crash-after-commit': 5, partition: 20, blackhole: 10, latency: 10, bandwidth: 8, reset: 10,
+  'agent-kill': 20,
+  'hub-kill': 12,
+  'crash-before-commit': 5,
+  'crash-after-commit': 5,
+  partition: 20,
+  blackhole: 10,
+  latency: 10,
+  bandwidth: 8,
+  reset: 10,
 };
 
 /**
@@ -83,7 +105,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
 
 /** One client writing through one agent's HTTP API until `until` (a time, or a condition), recording what was acknowledged. */
 export async function writer(
-  fleet: ProcessFleet, id: string, history: History, random: () => number, until: number | (() => boolean), everyMs: number,
+  fleet: ProcessFleet,
+  id: string,
+  history: History,
+  random: () => number,
+  until: number | (() => boolean),
+  everyMs: number,
 ): Promise<void> {
   const going = typeof until === 'number' ? () => Date.now() < until : until;
   let n = 0;
@@ -97,11 +124,21 @@ export async function writer(
     history.attempted += 1;
     try {
       const url = `${fleet.agentUrl(id)}/v1/docs/${collection}/${key}${durability === 'hub' ? '?durability=hub&timeoutMs=3000' : ''}`;
-      const response = await http<{ incarnation: string; seq: number; lsn?: number }>(del ? 'DELETE' : 'PUT', url, del ? undefined : { by: id, n: n++ });
+      const response = await http<{ incarnation: string; seq: number; lsn?: number }>(
+        del ? 'DELETE' : 'PUT',
+        url,
+        del ? undefined : { by: id, n: n++ },
+      );
       // Only a 200 is a promise; a 504 (hub durability not reached in time) is stored but not promised.
       if (response.status === 200) {
         history.writes.push({
-          agentId: id, incarnation: response.body.incarnation, seq: response.body.seq, collection, key, durability, poison,
+          agentId: id,
+          incarnation: response.body.incarnation,
+          seq: response.body.seq,
+          collection,
+          key,
+          durability,
+          poison,
           ...(response.body.lsn !== undefined && { lsn: response.body.lsn }),
         });
       }
@@ -113,7 +150,13 @@ export async function writer(
 }
 
 async function inject(
-  fleet: ProcessFleet, ids: string[], history: History, random: () => number, deadline: number, options: ChaosOptions, log: (l: string) => void,
+  fleet: ProcessFleet,
+  ids: string[],
+  history: History,
+  random: () => number,
+  deadline: number,
+  options: ChaosOptions,
+  log: (l: string) => void,
 ): Promise<void> {
   const pick = (): string => ids[Math.floor(random() * ids.length)]!;
   const hold = (): number => 300 + random() * 2500;

@@ -17,7 +17,9 @@ describe('chaos scenarios', () => {
 
   /** A hub and agents `pi-0…`; `special` agents get extra command-line arguments. */
   async function setUp(
-    agents: number, config = CHAOS_HUB_CONFIG, special: Record<string, string[]> = {},
+    agents: number,
+    config = CHAOS_HUB_CONFIG,
+    special: Record<string, string[]> = {},
   ): Promise<{ fleet: ProcessFleet; ids: string[]; history: History; dir: string }> {
     const dir = tempDir('scenario');
     writeFileSync(join(dir, 'hub.yaml'), config);
@@ -37,7 +39,13 @@ describe('chaos scenarios', () => {
     await f.close();
     const verdict = check(dir, ids, history);
     expect(verdict, summaryLine(verdict, history.faults.length, 0)).toMatchObject({
-      lost: [], duplicated: [], misordered: [], diverged: [], wrongOutcome: [], corrupt: [], regressions: [],
+      lost: [],
+      duplicated: [],
+      misordered: [],
+      diverged: [],
+      wrongOutcome: [],
+      corrupt: [],
+      regressions: [],
     });
     expect(verdict.acknowledged).toBeGreaterThan(0);
   }
@@ -63,7 +71,10 @@ describe('chaos scenarios', () => {
     while (((await f.hubStatus())?.head ?? 0) <= 300 && Date.now() < giveUp) await writer(f, 'pi-0', history, random, Date.now() + 1000, 2);
     const hub = await f.hubStatus();
     expect(hub!.head).toBeGreaterThan(300);
-    await waitFor('retention ran', async () => ((await http<{ prunedThrough: number }>('GET', `${f.hubUrl}/v1/status`)).body.prunedThrough) > 0);
+    await waitFor(
+      'retention ran',
+      async () => (await http<{ prunedThrough: number }>('GET', `${f.hubUrl}/v1/status`)).body.prunedThrough > 0,
+    );
     await verify(f, dir, ids, history);
   }, 240_000);
 
@@ -88,9 +99,20 @@ describe('chaos scenarios', () => {
     let full: { status: number; body: { code: string; message: string } } | undefined;
     for (let i = 0; i < 2000 && !full; i++) {
       const response = await http<{ incarnation: string; seq: number; code: string; message: string }>(
-        'PUT', `${f.agentUrl('pi-full')}/v1/docs/readings/r${i}`, { blob: 'x'.repeat(2000), i });
+        'PUT',
+        `${f.agentUrl('pi-full')}/v1/docs/readings/r${i}`,
+        { blob: 'x'.repeat(2000), i },
+      );
       if (response.status === 200) {
-        history.writes.push({ agentId: 'pi-full', incarnation: response.body.incarnation, seq: response.body.seq, collection: 'readings', key: `r${i}`, durability: 'local', poison: false });
+        history.writes.push({
+          agentId: 'pi-full',
+          incarnation: response.body.incarnation,
+          seq: response.body.seq,
+          collection: 'readings',
+          key: `r${i}`,
+          durability: 'local',
+          poison: false,
+        });
       } else {
         full = response;
       }

@@ -20,26 +20,44 @@ describe('configuration: one table, three sources', () => {
     const path = file('hub: mqtt://file:1883\nid: from-file\nsyncWindowSeconds: 60\ncollections: [a, b]\n');
     const o = resolveOptions(AGENT_OPTIONS, { id: 'from-flag' }, { OUTPOST_HUB: 'mqtt://env:1883' }, path);
     expect(o).toMatchObject({
-      id: 'from-flag', hub: 'mqtt://env:1883', syncWindowSeconds: 60, collections: ['a', 'b'],
-      http: { host: '127.0.0.1', port: 7801 }, reconnectMaxMs: 30_000, syncDisconnectOutside: false,
+      id: 'from-flag',
+      hub: 'mqtt://env:1883',
+      syncWindowSeconds: 60,
+      collections: ['a', 'b'],
+      http: { host: '127.0.0.1', port: 7801 },
+      reconnectMaxMs: 30_000,
+      syncDisconnectOutside: false,
     });
-    expect(resolveOptions(AGENT_OPTIONS, {}, { OUTPOST_COLLECTIONS: 'x, y', OUTPOST_SYNC_DISCONNECT_OUTSIDE: 'true' }, path))
-      .toMatchObject({ collections: ['x', 'y'], syncDisconnectOutside: true });
+    expect(resolveOptions(AGENT_OPTIONS, {}, { OUTPOST_COLLECTIONS: 'x, y', OUTPOST_SYNC_DISCONNECT_OUTSIDE: 'true' }, path)).toMatchObject(
+      { collections: ['x', 'y'], syncDisconnectOutside: true },
+    );
   });
 
   it('fails at start on unknown or invalid options, naming the option and its source', () => {
-    expect(() => resolveOptions(AGENT_OPTIONS, {}, {}, file('hub: x\nid: y\nsyncWindowSecond: 5\n'))).toThrow(/unknown option syncWindowSecond in .*agent\.yaml/);
-    expect(() => resolveOptions(AGENT_OPTIONS, {}, { OUTPOST_RECONNECT_MAX_MS: 'soon' }, file('hub: x\nid: y\n'))).toThrow(/environment variable OUTPOST_RECONNECT_MAX_MS: expected a whole number, got "soon"/);
-    expect(() => resolveOptions(AGENT_OPTIONS, { http: 'nowhere' }, {}, file('hub: x\nid: y\n'))).toThrow(/option --http: expected host:port/);
+    expect(() => resolveOptions(AGENT_OPTIONS, {}, {}, file('hub: x\nid: y\nsyncWindowSecond: 5\n'))).toThrow(
+      /unknown option syncWindowSecond in .*agent\.yaml/,
+    );
+    expect(() => resolveOptions(AGENT_OPTIONS, {}, { OUTPOST_RECONNECT_MAX_MS: 'soon' }, file('hub: x\nid: y\n'))).toThrow(
+      /environment variable OUTPOST_RECONNECT_MAX_MS: expected a whole number, got "soon"/,
+    );
+    expect(() => resolveOptions(AGENT_OPTIONS, { http: 'nowhere' }, {}, file('hub: x\nid: y\n'))).toThrow(
+      /option --http: expected host:port/,
+    );
     expect(() => resolveOptions(AGENT_OPTIONS, {}, {}, file('hub: x\nid: "two words"\n'))).toThrow(/id in .*: expected 1-128 letters/);
-    expect(() => resolveOptions(AGENT_OPTIONS, {}, {}, file('id: y\n'))).toThrow(/missing required option --hub \(or OUTPOST_HUB, or hub in the config file\)/);
-    expect(() => resolveOptions(AGENT_OPTIONS, { logLevel: 'loud' }, {}, file('hub: x\nid: y\n'))).toThrow(/option --log-level: expected one of trace, debug/);
+    expect(() => resolveOptions(AGENT_OPTIONS, {}, {}, file('id: y\n'))).toThrow(
+      /missing required option --hub \(or OUTPOST_HUB, or hub in the config file\)/,
+    );
+    expect(() => resolveOptions(AGENT_OPTIONS, { logLevel: 'loud' }, {}, file('hub: x\nid: y\n'))).toThrow(
+      /option --log-level: expected one of trace, debug/,
+    );
   });
 
   it('the process refuses a bad option at start, with the same message', () => {
     let stderr = '';
     try {
-      execFileSync(process.execPath, [CLI, 'agent', '--hub', 'mqtt://127.0.0.1:1', '--id', 'pi', '--sync-window-seconds', 'x'], { stdio: 'pipe' });
+      execFileSync(process.execPath, [CLI, 'agent', '--hub', 'mqtt://127.0.0.1:1', '--id', 'pi', '--sync-window-seconds', 'x'], {
+        stdio: 'pipe',
+      });
     } catch (error) {
       stderr = String((error as { stderr: Buffer }).stderr);
     }

@@ -14,8 +14,12 @@ const HUB_PASSWORD = 'hub-secret-for-partition-cli';
 const run = runOutpost;
 
 /** The JSON log lines of a process with this message. */
-const lines = (p: OutpostProcess, msg: string): Array<Record<string, unknown>> => p.output.split('\n')
-  .filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === msg);
+const lines = (p: OutpostProcess, msg: string): Array<Record<string, unknown>> =>
+  p.output
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.msg === msg);
 const leads = (p: OutpostProcess): string[] => lines(p, 'leading: this hub process is the writer').map((l) => l.partition as string);
 
 describe('outpost hub --partitions', () => {
@@ -30,16 +34,30 @@ describe('outpost hub --partitions', () => {
     for (const extra of [[], ['--partitions', 'default,shop'], ['--partitions', 'default']]) {
       const result = run(['hub', '--dev', '--port', '0', '--data', tempDir('partitions-cli'), '--config', file, ...extra]);
       expect(result.status).toBe(1);
-      expect(result.stderr).toMatch(/configuration error: the hub config assigns collections to partitions \(shop\): partitions need an external broker \(--broker\)/);
+      expect(result.stderr).toMatch(
+        /configuration error: the hub config assigns collections to partitions \(shop\): partitions need an external broker \(--broker\)/,
+      );
     }
   });
 
   it('refuses a partition the config does not have, from the flag or the environment', () => {
     const file = config();
-    const byFlag = run(['hub', '--broker', 'mqtt://127.0.0.1:1', '--data', tempDir('partitions-cli'), '--config', file, '--partitions', 'default,billing']);
+    const byFlag = run([
+      'hub',
+      '--broker',
+      'mqtt://127.0.0.1:1',
+      '--data',
+      tempDir('partitions-cli'),
+      '--config',
+      file,
+      '--partitions',
+      'default,billing',
+    ]);
     expect(byFlag.status).toBe(1);
     expect(byFlag.stderr).toMatch(/option --partitions: billing is not a partition of the hub config \(it has default, shop\)/);
-    const byEnv = run(['hub', '--broker', 'mqtt://127.0.0.1:1', '--data', tempDir('partitions-cli'), '--config', file], { OUTPOST_PARTITIONS: 'nope' });
+    const byEnv = run(['hub', '--broker', 'mqtt://127.0.0.1:1', '--data', tempDir('partitions-cli'), '--config', file], {
+      OUTPOST_PARTITIONS: 'nope',
+    });
     expect(byEnv.status).toBe(1);
     expect(byEnv.stderr).toMatch(/option --partitions: nope is not a partition/);
   });
@@ -59,16 +77,31 @@ describe.skipIf(skip !== undefined)('outpost hub --partitions on PostgreSQL behi
     const dir = tempDir('partitions-cli-pg');
     const file = join(dir, 'hub.yaml');
     writeFileSync(file, CONFIG);
-    const exported = run(['hub', 'export', 'mosquitto', '--store', url, '--out', join(dir, 'mosquitto'), '--config', file], { OUTPOST_BROKER_PASSWORD: HUB_PASSWORD });
+    const exported = run(['hub', 'export', 'mosquitto', '--store', url, '--out', join(dir, 'mosquitto'), '--config', file], {
+      OUTPOST_BROKER_PASSWORD: HUB_PASSWORD,
+    });
     expect(exported.status, exported.stderr).toBe(0);
     const broker = await MosquittoProcess.start(join(dir, 'mosquitto'));
     closers.push(() => broker.stop());
     const hub = async (name: string, partitions?: string): Promise<{ p: OutpostProcess; http: string }> => {
       const port = await freePort();
-      const p = new OutpostProcess([
-        'hub', '--broker', broker.url, '--store', url, '--data', join(dir, name), '--config', file, '--http', `127.0.0.1:${port}`,
-        ...(partitions !== undefined ? ['--partitions', partitions] : []),
-      ], { OUTPOST_BROKER_PASSWORD: HUB_PASSWORD });
+      const p = new OutpostProcess(
+        [
+          'hub',
+          '--broker',
+          broker.url,
+          '--store',
+          url,
+          '--data',
+          join(dir, name),
+          '--config',
+          file,
+          '--http',
+          `127.0.0.1:${port}`,
+          ...(partitions !== undefined ? ['--partitions', partitions] : []),
+        ],
+        { OUTPOST_BROKER_PASSWORD: HUB_PASSWORD },
+      );
       closers.push(() => p.kill('SIGTERM'));
       return { p, http: `http://127.0.0.1:${port}` };
     };
@@ -78,13 +111,26 @@ describe.skipIf(skip !== undefined)('outpost hub --partitions on PostgreSQL behi
     const b = await hub('hub-b', 'shop');
     await waitFor('b leads shop', () => leads(b.p).includes('shop'), 15_000);
     const c = await hub('hub-c'); // every partition: stands by for both
-    await waitFor('c stands by for both', () => lines(c.p, 'standing by: another hub process leads; taking over when it stops').length === 2, 15_000);
+    await waitFor(
+      'c stands by for both',
+      () => lines(c.p, 'standing by: another hub process leads; taking over when it stops').length === 2,
+      15_000,
+    );
 
     // Writes over b's HTTP API go to shop's log; a write there for the default partition is refused.
     await waitFor('b answers', async () => (await http('GET', `${b.http}/readyz`).catch(() => ({ status: 0 }))).status === 200, 15_000);
-    expect(await http('PUT', `${b.http}/v1/docs/orders/o1`, { n: 1 })).toMatchObject({ status: 200, body: { outcome: 'committed', lsn: 1 } });
-    expect(await http('PUT', `${b.http}/v1/docs/notes/n1`, { n: 1 })).toMatchObject({ status: 409, body: { code: 'OUTPOST_WRONG_PARTITION', partition: 'default' } });
-    expect(await http('PUT', `${a.http}/v1/docs/notes/n1`, { n: 1 })).toMatchObject({ status: 200, body: { outcome: 'committed', lsn: 1 } });
+    expect(await http('PUT', `${b.http}/v1/docs/orders/o1`, { n: 1 })).toMatchObject({
+      status: 200,
+      body: { outcome: 'committed', lsn: 1 },
+    });
+    expect(await http('PUT', `${b.http}/v1/docs/notes/n1`, { n: 1 })).toMatchObject({
+      status: 409,
+      body: { code: 'OUTPOST_WRONG_PARTITION', partition: 'default' },
+    });
+    expect(await http('PUT', `${a.http}/v1/docs/notes/n1`, { n: 1 })).toMatchObject({
+      status: 200,
+      body: { outcome: 'committed', lsn: 1 },
+    });
 
     const epochBefore = Number((await sql<{ epoch: string }>(url, 'SELECT epoch FROM public.leadership'))[0]!.epoch);
     await b.p.kill('SIGKILL');
@@ -103,13 +149,23 @@ describe.skipIf(skip !== undefined)('outpost hub --partitions on PostgreSQL behi
     expect(await a.p.exited).toBe(0);
     await waitFor('c leads default too', () => leads(c.p).includes('default'), 10_000);
     await waitFor('c answers', async () => (await http('GET', `${c.http}/readyz`).catch(() => ({ status: 0 }))).status === 200, 15_000);
-    const status = await http<{ partitions: Array<{ partition: string; head: number; epoch: number }>; collections: Record<string, number> }>('GET', `${c.http}/v1/status`);
-    expect(status.body.partitions.map((p) => [p.partition, p.head])).toEqual([['default', 2], ['shop', 1]]);
+    const status = await http<{
+      partitions: Array<{ partition: string; head: number; epoch: number }>;
+      collections: Record<string, number>;
+    }>('GET', `${c.http}/v1/status`);
+    expect(status.body.partitions.map((p) => [p.partition, p.head])).toEqual([
+      ['default', 2],
+      ['shop', 1],
+    ]);
     expect(status.body.collections).toEqual({ notes: 2, orders: 1 });
     expect(await http('PUT', `${c.http}/v1/docs/orders/o2`, { n: 2 })).toMatchObject({ status: 200, body: { lsn: 2 } });
     await c.p.kill('SIGTERM');
     expect(await c.p.exited).toBe(0);
-    expect(await sql(url, "SELECT count(*)::int AS locks FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND d.datname = current_database()"))
-      .toEqual([{ locks: 0 }]);
+    expect(
+      await sql(
+        url,
+        "SELECT count(*)::int AS locks FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND d.datname = current_database()",
+      ),
+    ).toEqual([{ locks: 0 }]);
   }, 90_000);
 });

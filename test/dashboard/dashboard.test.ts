@@ -13,58 +13,77 @@ import { waitFor } from '../helpers/wait.js';
 const CHROMIUM = process.env.OUTPOST_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 
-describe.skipIf(!existsSync(CHROMIUM))(`dashboard in headless Chromium (${CHROMIUM}; skipped when absent: apt-get install chromium)`, () => {
-  let browser: Browser | undefined;
-  let hub: Hub | undefined;
-  const agents: Agent[] = [];
-  afterAll(async () => {
-    await browser?.close();
-    await Promise.all(agents.map((a) => a.close()));
-    await hub?.stop();
-  });
-
-  it('shows every agent with its lag, sorts, filters, opens an agent page; saves a screenshot', async () => {
-    const dir = tempDir('dashboard');
-    hub = await Hub.start({
-      port: 0, host: '127.0.0.1', dataDir: join(dir, 'hub'), http: { host: '127.0.0.1', port: 0 }, adminToken: 'dash', historyEveryMs: 200,
-      config: parseHubConfig({ access: { default: { read: ['*'], write: ['*'] } } }),
+describe.skipIf(!existsSync(CHROMIUM))(
+  `dashboard in headless Chromium (${CHROMIUM}; skipped when absent: apt-get install chromium)`,
+  () => {
+    let browser: Browser | undefined;
+    let hub: Hub | undefined;
+    const agents: Agent[] = [];
+    afterAll(async () => {
+      await browser?.close();
+      await Promise.all(agents.map((a) => a.close()));
+      await hub?.stop();
     });
-    const ids = ['pi-alpha', 'pi-bravo', 'pi-charlie'];
-    for (const id of ids) await hub.store.putCredential(id, await hashToken(`t-${id}`));
-    for (const id of ids) agents.push(new Agent({ hubUrl: `mqtt://127.0.0.1:${hub.port}`, agentId: id, hubToken: `t-${id}`, dataDir: join(dir, id) }).start());
-    for (const [i, agent] of agents.entries()) await agent.put('readings', `r${i}`, { i }, { durability: 'hub' });
-    await waitFor('everyone reported', async () => (await hub!.fleet()).every((a) => a.collections.readings?.appliedLsn === 3));
-    await agents[2]!.close(); // pi-charlie goes offline and falls behind
-    await agents[0]!.put('readings', 'late', { i: 9 }, { durability: 'hub' });
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
-    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
-    await page.addInitScript(() => sessionStorage.setItem('outpost-admin-token', 'dash'));
-    await page.goto(hub.httpAddress!);
+    it('shows every agent with its lag, sorts, filters, opens an agent page; saves a screenshot', async () => {
+      const dir = tempDir('dashboard');
+      hub = await Hub.start({
+        port: 0,
+        host: '127.0.0.1',
+        dataDir: join(dir, 'hub'),
+        http: { host: '127.0.0.1', port: 0 },
+        adminToken: 'dash',
+        historyEveryMs: 200,
+        config: parseHubConfig({ access: { default: { read: ['*'], write: ['*'] } } }),
+      });
+      const ids = ['pi-alpha', 'pi-bravo', 'pi-charlie'];
+      for (const id of ids) await hub.store.putCredential(id, await hashToken(`t-${id}`));
+      for (const id of ids)
+        agents.push(
+          new Agent({ hubUrl: `mqtt://127.0.0.1:${hub.port}`, agentId: id, hubToken: `t-${id}`, dataDir: join(dir, id) }).start(),
+        );
+      for (const [i, agent] of agents.entries()) await agent.put('readings', `r${i}`, { i }, { durability: 'hub' });
+      await waitFor('everyone reported', async () => (await hub!.fleet()).every((a) => a.collections.readings?.appliedLsn === 3));
+      await agents[2]!.close(); // pi-charlie goes offline and falls behind
+      await agents[0]!.put('readings', 'late', { i: 9 }, { durability: 'hub' });
 
-    const row = (id: string) => page.locator(`tr.agent[data-agent="${id}"]`);
-    for (const id of ids) await row(id).waitFor();
-    await expect.poll(async () => row('pi-charlie').locator('td.lag').textContent()).toBe('1');
-    expect(await row('pi-alpha').locator('td.lag').textContent()).toBe('0');
-    expect(await row('pi-charlie').locator('td').nth(1).textContent()).toBe('offline');
-    await expect.poll(async () => page.locator('#summary').textContent()).toBe('2 of 3 agents online');
+      browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: [
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-quic',
+          '--no-first-run',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+        ],
+      });
+      const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+      await page.addInitScript(() => sessionStorage.setItem('outpost-admin-token', 'dash'));
+      await page.goto(hub.httpAddress!);
 
-    await page.click('th[data-key="lag"]'); // ascending
-    await page.click('th[data-key="lag"]'); // descending: the laggard first
-    expect(await page.locator('tr.agent').first().getAttribute('data-agent')).toBe('pi-charlie');
-    await page.fill('#filter', 'bra');
-    await expect.poll(async () => page.locator('tr.agent').count()).toBe(1);
-    await page.fill('#filter', '');
+      const row = (id: string) => page.locator(`tr.agent[data-agent="${id}"]`);
+      for (const id of ids) await row(id).waitFor();
+      await expect.poll(async () => row('pi-charlie').locator('td.lag').textContent()).toBe('1');
+      expect(await row('pi-alpha').locator('td.lag').textContent()).toBe('0');
+      expect(await row('pi-charlie').locator('td').nth(1).textContent()).toBe('offline');
+      await expect.poll(async () => page.locator('#summary').textContent()).toBe('2 of 3 agents online');
 
-    mkdirSync(ARTIFACTS, { recursive: true });
-    await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+      await page.click('th[data-key="lag"]'); // ascending
+      await page.click('th[data-key="lag"]'); // descending: the laggard first
+      expect(await page.locator('tr.agent').first().getAttribute('data-agent')).toBe('pi-charlie');
+      await page.fill('#filter', 'bra');
+      await expect.poll(async () => page.locator('tr.agent').count()).toBe(1);
+      await page.fill('#filter', '');
 
-    await row('pi-charlie').click();
-    await page.locator('#agent-title').filter({ hasText: 'Agent pi-charlie' }).waitFor();
-    expect(await page.locator('#agent-detail').textContent()).toMatch(/applied LSN 3, lag 1 changes/);
-    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-agent.png'), fullPage: true });
-  }, 60_000);
-});
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+
+      await row('pi-charlie').click();
+      await page.locator('#agent-title').filter({ hasText: 'Agent pi-charlie' }).waitFor();
+      expect(await page.locator('#agent-detail').textContent()).toMatch(/applied LSN 3, lag 1 changes/);
+      await page.screenshot({ path: join(ARTIFACTS, 'dashboard-agent.png'), fullPage: true });
+    }, 60_000);
+  },
+);

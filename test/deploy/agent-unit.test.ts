@@ -23,7 +23,11 @@ const INSTALL_SH = join(AGENT_DIR, 'install.sh');
 
 const EXEC_START = '/usr/bin/node /opt/outpost/dist/cli/outpost.js agent --config /etc/outpost/agent.yaml';
 
-interface Result { status: number | null; stdout: string; stderr: string }
+interface Result {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Result {
   const result = spawnSync(command, args, { encoding: 'utf8', timeout: 60_000, ...options });
@@ -32,7 +36,6 @@ function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv
 }
 
 const show = (r: Result): string => `exit ${r.status}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
-
 
 const warned = new Set<string>();
 /** Names a test after the tool it needs, so that a skip says why in the report. */
@@ -95,7 +98,10 @@ function unitWithStandIn(edit: (text: string) => string = (t) => t): string {
 function verify(path: string): { status: number | null; complaints: string[]; output: string } {
   const args = ['verify', '--man=no', ...(systemdVersion >= 250 ? ['--recursive-errors=no'] : []), path];
   const r = run(systemdAnalyze!, args);
-  const lines = `${r.stdout}\n${r.stderr}`.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = `${r.stdout}\n${r.stderr}`
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const complaints = lines.filter((l) => {
     const file = /^(\/[^:]+):\d+:/.exec(l)?.[1];
     return file === undefined || file === path;
@@ -127,34 +133,52 @@ describe('deploy/agent/outpost-agent.service', () => {
 
   it('is hardened, and leaves MemoryDenyWriteExecute off (V8 needs W+X memory)', () => {
     const expected: Record<string, string> = {
-      NoNewPrivileges: 'yes', ProtectSystem: 'strict', ProtectHome: 'yes', PrivateTmp: 'yes', PrivateDevices: 'yes',
-      ProtectKernelTunables: 'yes', ProtectKernelModules: 'yes', ProtectKernelLogs: 'yes', ProtectControlGroups: 'yes',
-      RestrictAddressFamilies: 'AF_INET AF_INET6 AF_UNIX', RestrictNamespaces: 'yes', LockPersonality: 'yes',
+      NoNewPrivileges: 'yes',
+      ProtectSystem: 'strict',
+      ProtectHome: 'yes',
+      PrivateTmp: 'yes',
+      PrivateDevices: 'yes',
+      ProtectKernelTunables: 'yes',
+      ProtectKernelModules: 'yes',
+      ProtectKernelLogs: 'yes',
+      ProtectControlGroups: 'yes',
+      RestrictAddressFamilies: 'AF_INET AF_INET6 AF_UNIX',
+      RestrictNamespaces: 'yes',
+      LockPersonality: 'yes',
       SystemCallArchitectures: 'native',
     };
     for (const [key, value] of Object.entries(expected)) expect(setting('Service', key), key).toBe(value);
     expect(['no', 'false', 'off', '0', undefined]).toContain(setting('Service', 'MemoryDenyWriteExecute'));
   });
 
-  it.skipIf(!systemdAnalyze)(`systemd-analyze verify finds nothing wrong with it${needs(systemdAnalyze, 'systemd-analyze', 'systemd')}`, () => {
-    const result = verify(unitWithStandIn());
-    expect(result.complaints, result.output).toEqual([]);
-    expect(result.status, result.output).toBe(0);
-  });
+  it.skipIf(!systemdAnalyze)(
+    `systemd-analyze verify finds nothing wrong with it${needs(systemdAnalyze, 'systemd-analyze', 'systemd')}`,
+    () => {
+      const result = verify(unitWithStandIn());
+      expect(result.complaints, result.output).toEqual([]);
+      expect(result.status, result.output).toBe(0);
+    },
+  );
 
   // The control for the test above: systemd-analyze exits 0 on most mistakes, so make sure a
   // typo in a directive, a bad value and a missing executable do show up in what it says.
-  it.skipIf(!systemdAnalyze)(`the verify check catches a typo, a bad value and a missing executable${needs(systemdAnalyze, 'systemd-analyze', 'systemd')}`, () => {
-    const typo = verify(unitWithStandIn((t) => t.replace(/^NoNewPrivileges=yes$/m, 'NoNewPrivilege=yes')));
-    expect(typo.complaints.join('\n'), typo.output).toContain('NoNewPrivilege');
-    const badValue = verify(unitWithStandIn((t) => t.replace(/^ProtectSystem=strict$/m, 'ProtectSystem=strickt')));
-    expect(badValue.complaints.join('\n'), badValue.output).toContain('strickt');
-    const missing = verify(unitWithStandIn((t) => t.replace(/^ExecStart=\S+ /m, 'ExecStart=/nonexistent/outpost/node ')));
-    expect(missing.complaints.join('\n'), missing.output).toContain('/nonexistent/outpost/node');
-  });
+  it.skipIf(!systemdAnalyze)(
+    `the verify check catches a typo, a bad value and a missing executable${needs(systemdAnalyze, 'systemd-analyze', 'systemd')}`,
+    () => {
+      const typo = verify(unitWithStandIn((t) => t.replace(/^NoNewPrivileges=yes$/m, 'NoNewPrivilege=yes')));
+      expect(typo.complaints.join('\n'), typo.output).toContain('NoNewPrivilege');
+      const badValue = verify(unitWithStandIn((t) => t.replace(/^ProtectSystem=strict$/m, 'ProtectSystem=strickt')));
+      expect(badValue.complaints.join('\n'), badValue.output).toContain('strickt');
+      const missing = verify(unitWithStandIn((t) => t.replace(/^ExecStart=\S+ /m, 'ExecStart=/nonexistent/outpost/node ')));
+      expect(missing.complaints.join('\n'), missing.output).toContain('/nonexistent/outpost/node');
+    },
+  );
 
-  const securityNote = !systemdAnalyze ? needs(systemdAnalyze, 'systemd-analyze', 'systemd')
-    : systemdVersion < 250 ? ` [SKIPPED: systemd ${systemdVersion} has no security --offline (250+)]` : '';
+  const securityNote = !systemdAnalyze
+    ? needs(systemdAnalyze, 'systemd-analyze', 'systemd')
+    : systemdVersion < 250
+      ? ` [SKIPPED: systemd ${systemdVersion} has no security --offline (250+)]`
+      : '';
   it.skipIf(!systemdAnalyze || systemdVersion < 250)(`systemd-analyze security rates its exposure 2.0 or lower${securityNote}`, () => {
     // --threshold is in tenths: 20 is an exposure of 2.0 ("OK"); the unit scores 1.7 today.
     const r = run(systemdAnalyze!, ['security', '--offline=true', '--threshold=20', '--no-pager', unitWithStandIn()]);
@@ -165,8 +189,17 @@ describe('deploy/agent/outpost-agent.service', () => {
 // --- deploy/agent/agent.yaml ---------------------------------------------------------------
 
 const ALLOWED_KEYS = [
-  'hub', 'id', 'data', 'http', 'collections', 'syncCron', 'syncWindowSeconds', 'syncDisconnectOutside',
-  'storageLimitMb', 'reconnectMaxMs', 'logLevel',
+  'hub',
+  'id',
+  'data',
+  'http',
+  'collections',
+  'syncCron',
+  'syncWindowSeconds',
+  'syncDisconnectOutside',
+  'storageLimitMb',
+  'reconnectMaxMs',
+  'logLevel',
 ] as const;
 
 function parseYaml(text: string): Record<string, unknown> {
@@ -221,7 +254,10 @@ describe('deploy/agent/agent.yaml', () => {
     for (const key of ['syncCron', 'syncWindowSeconds', 'syncDisconnectOutside']) expect(config, key).not.toHaveProperty(key);
     // Uncomment the examples: "# key: value" lines for the optional keys and the list items under them.
     const optional = /^# ((collections|syncCron|syncWindowSeconds|syncDisconnectOutside):.*|\s+- .*)$/;
-    const uncommented = text.split('\n').map((line) => (optional.test(line) ? line.slice(2) : line)).join('\n');
+    const uncommented = text
+      .split('\n')
+      .map((line) => (optional.test(line) ? line.slice(2) : line))
+      .join('\n');
     const metered = parseYaml(uncommented);
     checkConfig(metered);
     expect(metered).toMatchObject({ syncDisconnectOutside: true });
@@ -235,8 +271,29 @@ describe('deploy/agent/agent.yaml', () => {
 
 /** Commands that change the machine. In a dry run none may be called; each stub records its call. */
 const MUTATING = [
-  'apt-get', 'apt', 'dpkg', 'useradd', 'groupadd', 'usermod', 'adduser', 'systemctl', 'npm', 'install', 'cp', 'mv',
-  'rm', 'mkdir', 'chown', 'chmod', 'ln', 'tee', 'sed', 'mktemp', 'touch', 'curl', 'wget',
+  'apt-get',
+  'apt',
+  'dpkg',
+  'useradd',
+  'groupadd',
+  'usermod',
+  'adduser',
+  'systemctl',
+  'npm',
+  'install',
+  'cp',
+  'mv',
+  'rm',
+  'mkdir',
+  'chown',
+  'chmod',
+  'ln',
+  'tee',
+  'sed',
+  'mktemp',
+  'touch',
+  'curl',
+  'wget',
 ];
 
 /** Every file and directory under `dir`, with file contents: to show that nothing changed. */
@@ -270,7 +327,8 @@ function sandbox(): { repo: string; prefix: string; log: string; installSh: (arg
   const bin = join(root, 'bin');
   const log = join(root, 'calls.log');
   for (const dir of [join(repo, 'deploy/agent'), join(repo, 'dist/cli'), prefix, bin]) mkdirSync(dir, { recursive: true });
-  for (const file of ['install.sh', 'outpost-agent.service', 'agent.yaml']) copyFileSync(join(AGENT_DIR, file), join(repo, 'deploy/agent', file));
+  for (const file of ['install.sh', 'outpost-agent.service', 'agent.yaml'])
+    copyFileSync(join(AGENT_DIR, file), join(repo, 'deploy/agent', file));
   const script = join(repo, 'deploy/agent/install.sh');
   chmodSync(script, 0o755);
   writeFileSync(join(repo, 'dist/cli/outpost.js'), '// built\n');
@@ -283,12 +341,22 @@ function sandbox(): { repo: string; prefix: string; log: string; installSh: (arg
     chmodSync(join(bin, name), 0o755);
   }
   // npm is looked for next to node first, so this is also the npm the script would run.
-  writeFileSync(join(bin, 'node'), `#!/bin/sh\nif [ "$1" = --version ]; then echo "v\${FAKE_NODE_VERSION:-20.19.0}"; exit 0; fi\n${stub.split('\n').slice(1).join('\n')}`);
+  writeFileSync(
+    join(bin, 'node'),
+    `#!/bin/sh\nif [ "$1" = --version ]; then echo "v\${FAKE_NODE_VERSION:-20.19.0}"; exit 0; fi\n${stub.split('\n').slice(1).join('\n')}`,
+  );
   chmodSync(join(bin, 'node'), 0o755);
-  const installSh = (args: string[], env: NodeJS.ProcessEnv = {}): Result => run('bash', [script, ...args], {
-    cwd: root,
-    env: { ...process.env, PATH: `${bin}${delimiter}${process.env.PATH ?? ''}`, OUTPOST_PREFIX: prefix, OUTPOST_NODE: join(bin, 'node'), ...env },
-  });
+  const installSh = (args: string[], env: NodeJS.ProcessEnv = {}): Result =>
+    run('bash', [script, ...args], {
+      cwd: root,
+      env: {
+        ...process.env,
+        PATH: `${bin}${delimiter}${process.env.PATH ?? ''}`,
+        OUTPOST_PREFIX: prefix,
+        OUTPOST_NODE: join(bin, 'node'),
+        ...env,
+      },
+    });
   return { repo, prefix, log, installSh };
 }
 
@@ -320,10 +388,14 @@ describe('deploy/agent/install.sh', () => {
       const p = box.prefix;
       expect(r.stdout).toMatch(/would run: useradd --system .*--shell \/usr\/sbin\/nologin .*outpost$|user outpost exists/m);
       expect(r.stdout).toContain(`would run: install -d -m 0755 ${p}/opt/outpost.new`);
-      expect(r.stdout).toMatch(new RegExp(`would run: env PATH=\\S+ \\S+/npm ci --prefix ${p}/opt/outpost.new --omit=dev --ignore-scripts`));
+      expect(r.stdout).toMatch(
+        new RegExp(`would run: env PATH=\\S+ \\S+/npm ci --prefix ${p}/opt/outpost.new --omit=dev --ignore-scripts`),
+      );
       expect(r.stdout).toContain(`would run: mv ${p}/opt/outpost.new ${p}/opt/outpost`);
       expect(r.stdout).toContain(`${p}/etc/systemd/system/outpost-agent.service`);
-      expect(r.stdout).toContain(`would write: ${p}/etc/outpost/agent.yaml from deploy/agent/agent.yaml with hub: "mqtt://hub.example.net:1883" and id: "pi-7"`);
+      expect(r.stdout).toContain(
+        `would write: ${p}/etc/outpost/agent.yaml from deploy/agent/agent.yaml with hub: "mqtt://hub.example.net:1883" and id: "pi-7"`,
+      );
       expect(r.stdout).toContain('would run: systemctl daemon-reload');
       expect(r.stdout).toContain('would run: systemctl enable --now outpost-agent');
       for (const hint of ['systemctl status outpost-agent', 'journalctl -u outpost-agent -f', 'curl http://127.0.0.1:7801/v1/status']) {
@@ -358,7 +430,11 @@ describe('deploy/agent/install.sh', () => {
         // A prefix other than / is for dry runs only; this would otherwise be a real install.
         [['--hub', 'mqtt://hub:1883', '--id', 'pi-1'], {}, /only for --dry-run/],
         [['--dry-run', '--hub', 'mqtt://hub:1883', '--id', 'pi-1'], { FAKE_NODE_VERSION: '20.18.3' }, /missing or older than 20\.19/],
-        [['--dry-run', '--hub', 'mqtt://hub:1883', '--id', 'pi-1'], { OUTPOST_NODE: '/home/pi/.nvm/versions/node/v20.19.0/bin/node' }, /cannot see home directories/],
+        [
+          ['--dry-run', '--hub', 'mqtt://hub:1883', '--id', 'pi-1'],
+          { OUTPOST_NODE: '/home/pi/.nvm/versions/node/v20.19.0/bin/node' },
+          /cannot see home directories/,
+        ],
       ];
       for (const [args, env, message] of refusals) {
         const r = box.installSh(args, env);

@@ -10,7 +10,14 @@ import { HUB_OPTIONS } from '../../cli/tables.js';
  * is proven with real processes in test/hub/failover.test.ts.
  */
 const FILE = fileURLToPath(new URL('../../deploy/ha/compose.yaml', import.meta.url));
-interface Service { image?: string; command?: string[]; environment?: Record<string, string>; volumes?: string[]; depends_on?: Record<string, unknown>; ports?: string[] }
+interface Service {
+  image?: string;
+  command?: string[];
+  environment?: Record<string, string>;
+  volumes?: string[];
+  depends_on?: Record<string, unknown>;
+  ports?: string[];
+}
 const compose = parse(readFileSync(FILE, 'utf8'), { merge: true }) as { services: Record<string, Service> };
 const envOf = (key: string): string => `OUTPOST_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 
@@ -42,6 +49,7 @@ describe('the high-availability compose file', () => {
 
   it('requires every secret instead of defaulting it', () => {
     const text = readFileSync(FILE, 'utf8');
-    for (const secret of ['POSTGRES_PASSWORD', 'OUTPOST_BROKER_PASSWORD', 'OUTPOST_ADMIN_TOKEN']) expect(text).toMatch(new RegExp(`\\$\\{${secret}:\\?`));
+    for (const secret of ['POSTGRES_PASSWORD', 'OUTPOST_BROKER_PASSWORD', 'OUTPOST_ADMIN_TOKEN'])
+      expect(text).toMatch(new RegExp(`\\$\\{${secret}:\\?`));
   });
 });

@@ -40,7 +40,6 @@ const HUB_FLAGS = new Set(HUB_OPTIONS.map((s) => flagOf(s.key)));
 
 // --- helpers -------------------------------------------------------------------------------
 
-
 /** Parses YAML text that must be exactly one document, without errors or warnings. */
 function parseYaml<T>(text: string, what: string): T {
   const doc = parseDocument(text);
@@ -58,7 +57,10 @@ const flagsIn = (args: readonly string[]): string[] => args.filter((a) => a.star
  * environment.
  */
 function resolveHubArgs(args: readonly string[], env: NodeJS.ProcessEnv = {}): Record<string, unknown> {
-  const command = new Command('hub').exitOverride().allowExcessArguments(false).configureOutput({ writeErr: () => undefined });
+  const command = new Command('hub')
+    .exitOverride()
+    .allowExcessArguments(false)
+    .configureOutput({ writeErr: () => undefined });
   for (const option of commanderOptions(HUB_OPTIONS)) command.addOption(option);
   command.parse([...args], { from: 'user' });
   return resolveOptions(HUB_OPTIONS, command.opts(), env);
@@ -85,7 +87,11 @@ function quantity(text: string | number): number {
 
 // --- Dockerfile ----------------------------------------------------------------------------
 
-interface Instruction { keyword: string; args: string; stage: number }
+interface Instruction {
+  keyword: string;
+  args: string;
+  stage: number;
+}
 
 /** Instructions (continuation lines joined, comments dropped) and the comment text. */
 function parseDockerfile(text: string): { instructions: Instruction[]; comments: string } {
@@ -130,7 +136,11 @@ function execForm(text: string): string[] {
   return value as string[];
 }
 
-interface Copy { from?: string; sources: string[]; dest: string }
+interface Copy {
+  from?: string;
+  sources: string[];
+  dest: string;
+}
 const parseCopy = (args: string): Copy => {
   const words = args.split(/\s+/);
   const flags = words.filter((w) => w.startsWith('--'));
@@ -157,8 +167,12 @@ const imageCmd = (): string[] => {
 };
 
 /** The words of the final stage's VOLUME and EXPOSE instructions. */
-const volumes = (): string[] => inStage(finalStage, 'VOLUME').flatMap((i) => (i.args.startsWith('[') ? execForm(i.args) : i.args.split(/\s+/)));
-const exposed = (): number[] => inStage(finalStage, 'EXPOSE').flatMap((i) => i.args.split(/\s+/)).map((p) => Number(p.split('/')[0]));
+const volumes = (): string[] =>
+  inStage(finalStage, 'VOLUME').flatMap((i) => (i.args.startsWith('[') ? execForm(i.args) : i.args.split(/\s+/)));
+const exposed = (): number[] =>
+  inStage(finalStage, 'EXPOSE')
+    .flatMap((i) => i.args.split(/\s+/))
+    .map((p) => Number(p.split('/')[0]));
 
 const hadolint = which('hadolint');
 if (!hadolint) console.warn('test/deploy: hadolint is not installed, the Dockerfile lint is skipped');
@@ -179,7 +193,9 @@ describe('deploy/hub/Dockerfile', () => {
     // npm ci runs `prepare` (the build), so the sources must be there before it: every directory
     // tsconfig.build.json compiles, the lockfile and both tsconfig files.
     const npmCi = dockerfile.instructions.findIndex((i) => i.stage === 0 && i.keyword === 'RUN' && i.args.startsWith('npm ci'));
-    const copied = dockerfile.instructions.slice(0, npmCi).filter((i) => i.stage === 0 && i.keyword === 'COPY')
+    const copied = dockerfile.instructions
+      .slice(0, npmCi)
+      .filter((i) => i.stage === 0 && i.keyword === 'COPY')
       .flatMap((i) => parseCopy(i.args).sources.map((s) => s.replace(/\/$/, '')));
     const build = JSON.parse(readFileSync(join(REPO, 'tsconfig.build.json'), 'utf8')) as { include: string[] };
     for (const needed of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', ...build.include]) {
@@ -190,13 +206,15 @@ describe('deploy/hub/Dockerfile', () => {
 
   it('runtime stage: dist, production node_modules and package.json from the build, hub.yaml in /etc/outpost; no npm', () => {
     const copies = inStage(finalStage, 'COPY').map((i) => parseCopy(i.args));
-    const fromBuild = (src: string): Copy | undefined => copies.find((c) => c.from === 'build' && c.sources.some((s) => s.replace(/\/$/, '') === src));
+    const fromBuild = (src: string): Copy | undefined =>
+      copies.find((c) => c.from === 'build' && c.sources.some((s) => s.replace(/\/$/, '') === src));
     expect(fromBuild('/app/dist')?.dest.replace(/\/$/, '')).toMatch(/^(\.\/)?dist$/);
     expect(fromBuild('/app/node_modules')?.dest.replace(/\/$/, '')).toMatch(/^(\.\/)?node_modules$/);
     // "type": "module" in package.json is what makes Node load dist/**/*.js as ES modules.
     expect(fromBuild('/app/package.json')?.dest).toMatch(/^(\.\/)?(package\.json)?$/);
     expect(copies).toContainEqual({ sources: ['deploy/hub/hub.yaml'], dest: CONFIG_PATH });
-    for (const run of inStage(finalStage, 'RUN')) expect(run.args, 'nothing is installed at run time').not.toMatch(/\bnpm\b|apt-get|curl|wget/);
+    for (const run of inStage(finalStage, 'RUN'))
+      expect(run.args, 'nothing is installed at run time').not.toMatch(/\bnpm\b|apt-get|curl|wget/);
     expect(inStage(finalStage, 'WORKDIR').at(-1)?.args).toBe('/app');
   });
 
@@ -245,7 +263,8 @@ describe('deploy/hub/Dockerfile', () => {
     expect(dockerfile.comments).toMatch(/OUTPOST_ADMIN_TOKEN MUST be set/);
     // .dockerignore guidance, in comments only (the repository ships none).
     expect(dockerfile.comments).toContain('.dockerignore');
-    for (const entry of ['node_modules', 'data', '.git']) expect(dockerfile.comments).toMatch(new RegExp(`^\\s+${entry.replace('.', '\\.')}$`, 'm'));
+    for (const entry of ['node_modules', 'data', '.git'])
+      expect(dockerfile.comments).toMatch(new RegExp(`^\\s+${entry.replace('.', '\\.')}$`, 'm'));
   });
 
   it.skipIf(!hadolint)(`passes hadolint${hadolint ? '' : ' [SKIPPED: hadolint not installed]'}`, () => {
@@ -268,7 +287,10 @@ interface ComposeService {
   read_only?: boolean;
   tmpfs?: string[];
 }
-interface ComposeFile { services: Record<string, ComposeService>; volumes?: Record<string, unknown> }
+interface ComposeFile {
+  services: Record<string, ComposeService>;
+  volumes?: Record<string, unknown>;
+}
 
 const composeText = readFileSync(COMPOSE_FILE, 'utf8');
 const compose = (): ComposeService => {
@@ -279,7 +301,9 @@ const compose = (): ComposeService => {
 
 /** `[ip:]published:container[/protocol]` as its parts. */
 function composePort(spec: string | number): { ip?: string; published?: number; container: number } {
-  const parts = String(spec).replace(/\/(tcp|udp)$/, '').split(':');
+  const parts = String(spec)
+    .replace(/\/(tcp|udp)$/, '')
+    .split(':');
   const container = Number(parts.pop());
   const published = parts.length ? Number(parts.pop()) : undefined;
   const ip = parts.length ? parts.join(':') : undefined;
@@ -319,7 +343,7 @@ describe('deploy/hub/compose.yaml', () => {
     for (const name of outpostNames(composeText)) expect(HUB_ENV_NAMES, name).toContain(name);
   });
 
-  it('has the image\'s health check, and writes nowhere but the volume and /tmp', () => {
+  it("has the image's health check, and writes nowhere but the volume and /tmp", () => {
     const hub = compose();
     expect(hub.healthcheck?.test).toEqual(['CMD', ...healthcheck().command]);
     expect(durationSeconds(hub.healthcheck!.timeout!)).toBeLessThan(durationSeconds(hub.healthcheck!.interval!));
@@ -330,31 +354,74 @@ describe('deploy/hub/compose.yaml', () => {
 
 // --- kubernetes.yaml -----------------------------------------------------------------------
 
-interface Meta { name: string; labels?: Record<string, string> }
-interface Probe { httpGet?: { path: string; port: number | string }; periodSeconds?: number; timeoutSeconds?: number; failureThreshold?: number }
-interface EnvVar { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }
+interface Meta {
+  name: string;
+  labels?: Record<string, string>;
+}
+interface Probe {
+  httpGet?: { path: string; port: number | string };
+  periodSeconds?: number;
+  timeoutSeconds?: number;
+  failureThreshold?: number;
+}
+interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: { secretKeyRef?: { name: string; key: string } };
+}
 interface Container {
-  name: string; image: string; command?: string[]; args?: string[]; env?: EnvVar[];
+  name: string;
+  image: string;
+  command?: string[];
+  args?: string[];
+  env?: EnvVar[];
   ports?: { name?: string; containerPort: number; protocol?: string }[];
-  startupProbe?: Probe; readinessProbe?: Probe; livenessProbe?: Probe;
+  startupProbe?: Probe;
+  readinessProbe?: Probe;
+  livenessProbe?: Probe;
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
-  securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; readOnlyRootFilesystem?: boolean; allowPrivilegeEscalation?: boolean; capabilities?: { drop?: string[] } };
+  securityContext?: {
+    runAsNonRoot?: boolean;
+    runAsUser?: number;
+    readOnlyRootFilesystem?: boolean;
+    allowPrivilegeEscalation?: boolean;
+    capabilities?: { drop?: string[] };
+  };
   volumeMounts?: { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[];
 }
-interface Volume { name: string; configMap?: { name: string; items?: { key: string; path: string }[] }; emptyDir?: object; secret?: { secretName: string } }
+interface Volume {
+  name: string;
+  configMap?: { name: string; items?: { key: string; path: string }[] };
+  emptyDir?: object;
+  secret?: { secretName: string };
+}
 interface PodSpec {
-  containers: Container[]; volumes?: Volume[]; terminationGracePeriodSeconds?: number; enableServiceLinks?: boolean;
+  containers: Container[];
+  volumes?: Volume[];
+  terminationGracePeriodSeconds?: number;
+  enableServiceLinks?: boolean;
   securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; runAsGroup?: number; fsGroup?: number };
 }
 interface StatefulSet {
-  replicas: number; serviceName: string; selector: { matchLabels: Record<string, string> };
+  replicas: number;
+  serviceName: string;
+  selector: { matchLabels: Record<string, string> };
   template: { metadata: Meta; spec: PodSpec };
   volumeClaimTemplates: { metadata: Meta; spec: { accessModes: string[]; resources: { requests: { storage: string } } } }[];
 }
-interface ServiceSpec { type?: string; clusterIP?: string; selector: Record<string, string>; ports: { name?: string; port: number; targetPort?: number | string; protocol?: string }[] }
+interface ServiceSpec {
+  type?: string;
+  clusterIP?: string;
+  selector: Record<string, string>;
+  ports: { name?: string; port: number; targetPort?: number | string; protocol?: string }[];
+}
 interface KubeObject {
-  apiVersion: string; kind: string; metadata: Meta;
-  data?: Record<string, string>; stringData?: Record<string, string>; type?: string;
+  apiVersion: string;
+  kind: string;
+  metadata: Meta;
+  data?: Record<string, string>;
+  stringData?: Record<string, string>;
+  type?: string;
   spec?: unknown;
 }
 
@@ -380,12 +447,15 @@ const hubContainer = (): Container => {
   expect(containers).toHaveLength(1);
   return containers[0]!;
 };
-const services = (): (KubeObject & { spec: ServiceSpec })[] => kube().filter((o) => o.kind === 'Service') as (KubeObject & { spec: ServiceSpec })[];
+const services = (): (KubeObject & { spec: ServiceSpec })[] =>
+  kube().filter((o) => o.kind === 'Service') as (KubeObject & { spec: ServiceSpec })[];
 
 /** The container port a probe or Service target names (by name or number). */
 function containerPort(target: number | string | undefined): number | undefined {
   const ports = hubContainer().ports ?? [];
-  return typeof target === 'number' ? ports.find((p) => p.containerPort === target)?.containerPort : ports.find((p) => p.name === target)?.containerPort;
+  return typeof target === 'number'
+    ? ports.find((p) => p.containerPort === target)?.containerPort
+    : ports.find((p) => p.name === target)?.containerPort;
 }
 
 /**
@@ -395,10 +465,18 @@ function containerPort(target: number | string | undefined): number | undefined 
 function serviceLinkVariables(name: string, ports: ServiceSpec['ports']): string[] {
   const prefix = name.toUpperCase().replace(/-/g, '_');
   return [
-    `${prefix}_SERVICE_HOST`, `${prefix}_SERVICE_PORT`, `${prefix}_PORT`,
+    `${prefix}_SERVICE_HOST`,
+    `${prefix}_SERVICE_PORT`,
+    `${prefix}_PORT`,
     ...ports.flatMap((p) => {
       const base = `${prefix}_PORT_${p.port}_${(p.protocol ?? 'TCP').toUpperCase()}`;
-      return [...(p.name ? [`${prefix}_SERVICE_PORT_${p.name.toUpperCase().replace(/-/g, '_')}`] : []), base, `${base}_PROTO`, `${base}_PORT`, `${base}_ADDR`];
+      return [
+        ...(p.name ? [`${prefix}_SERVICE_PORT_${p.name.toUpperCase().replace(/-/g, '_')}`] : []),
+        base,
+        `${base}_PROTO`,
+        `${base}_PORT`,
+        `${base}_ADDR`,
+      ];
     }),
   ];
 }
@@ -422,14 +500,16 @@ describe('deploy/hub/kubernetes.yaml', () => {
     expect(() => resolveOptions(HUB_OPTIONS, {}, { OUTPOST_ADMIN_TOKEN: '' })).toThrow(/OUTPOST_ADMIN_TOKEN: expected a non-empty string/);
   });
 
-  it('the ConfigMap holds deploy/hub/hub.yaml, which the hub\'s config loader accepts', () => {
+  it("the ConfigMap holds deploy/hub/hub.yaml, which the hub's config loader accepts", () => {
     const configMap = one<never>(kube(), 'ConfigMap');
     const text = configMap.data?.['hub.yaml'];
     expect(text).toBeTypeOf('string');
     const inCluster = parseYaml<unknown>(text!, 'hub.yaml in the ConfigMap');
     // A copy, and it must stay one: update the ConfigMap when deploy/hub/hub.yaml changes.
-    expect(inCluster, 'the ConfigMap differs from deploy/hub/hub.yaml').toEqual(parseYaml<unknown>(readFileSync(HUB_YAML, 'utf8'), HUB_YAML));
-    const config = parseHubConfig(inCluster, 'the ConfigMap\'s hub.yaml');
+    expect(inCluster, 'the ConfigMap differs from deploy/hub/hub.yaml').toEqual(
+      parseYaml<unknown>(readFileSync(HUB_YAML, 'utf8'), HUB_YAML),
+    );
+    const config = parseHubConfig(inCluster, "the ConfigMap's hub.yaml");
     const policies = new CollectionPolicies(config);
     expect(Object.keys(config.collections).length).toBeGreaterThan(0);
     // Its schemas compiled: the example's sensors schema refuses a reading without celsius.
@@ -437,7 +517,7 @@ describe('deploy/hub/kubernetes.yaml', () => {
     expect(policies.get('sensors')?.check({ celsius: 21.5 })).toBeUndefined();
   });
 
-  it('runs exactly one replica of the image\'s command, the same as compose, with the Secret as OUTPOST_ADMIN_TOKEN', () => {
+  it("runs exactly one replica of the image's command, the same as compose, with the Secret as OUTPOST_ADMIN_TOKEN", () => {
     const set = statefulSet();
     expect(set.replicas).toBe(1);
     expect(kubeText).toMatch(/SQLite, a single writer/);
@@ -456,7 +536,11 @@ describe('deploy/hub/kubernetes.yaml', () => {
     expect(token?.name).toBe(secret.metadata.name);
     expect(Object.keys(secret.stringData ?? secret.data ?? {})).toContain(token?.key);
     // The resolved options, as the hub would see them (token given).
-    expect(resolveHubArgs(c.args ?? [], { OUTPOST_ADMIN_TOKEN: 'x' })).toMatchObject({ data: DATA_DIR, config: CONFIG_PATH, adminToken: 'x' });
+    expect(resolveHubArgs(c.args ?? [], { OUTPOST_ADMIN_TOKEN: 'x' })).toMatchObject({
+      data: DATA_DIR,
+      config: CONFIG_PATH,
+      adminToken: 'x',
+    });
   });
 
   it('probes /readyz for readiness and /healthz for liveness on the HTTP port', () => {
@@ -487,7 +571,10 @@ describe('deploy/hub/kubernetes.yaml', () => {
     expect(configDir?.readOnly).toBe(true);
     const configVolume = volumesByName.get(configDir!.name)?.configMap;
     expect(configVolume?.name).toBe(one<never>(kube(), 'ConfigMap').metadata.name);
-    expect(configVolume?.items ?? [{ key: 'hub.yaml', path: 'hub.yaml' }]).toContainEqual({ key: 'hub.yaml', path: posix.basename(CONFIG_PATH) });
+    expect(configVolume?.items ?? [{ key: 'hub.yaml', path: 'hub.yaml' }]).toContainEqual({
+      key: 'hub.yaml',
+      path: posix.basename(CONFIG_PATH),
+    });
 
     expect(volumesByName.get(mounts.get('/tmp')!.name)?.emptyDir).toBeDefined();
     for (const mount of c.volumeMounts ?? []) {
@@ -502,7 +589,12 @@ describe('deploy/hub/kubernetes.yaml', () => {
     // The image's USER is the name `node`: Kubernetes needs its number to enforce runAsNonRoot.
     expect(pod.securityContext?.runAsUser).toBe(1000);
     expect(pod.securityContext?.fsGroup).toBe(1000);
-    expect(c.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    expect(c.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+    });
     for (const resource of ['cpu', 'memory']) {
       const request = c.resources?.requests?.[resource];
       const limit = c.resources?.limits?.[resource];
@@ -519,7 +611,7 @@ describe('deploy/hub/kubernetes.yaml', () => {
     expect(statefulSet().template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(30);
   });
 
-  it('Services: the StatefulSet\'s headless one, and one exposing 1883 and 8080 to the pod', () => {
+  it("Services: the StatefulSet's headless one, and one exposing 1883 and 8080 to the pod", () => {
     const set = statefulSet();
     const podLabels = set.template.metadata.labels ?? {};
     expect(podLabels).toMatchObject(set.selector.matchLabels);
@@ -529,7 +621,8 @@ describe('deploy/hub/kubernetes.yaml', () => {
     expect(['ClusterIP', 'LoadBalancer']).toContain(main.type ?? 'ClusterIP');
     for (const service of services()) {
       expect(podLabels, service.metadata.name).toMatchObject(service.spec.selector);
-      for (const port of service.spec.ports) expect(containerPort(port.targetPort ?? port.port), `${service.metadata.name} ${port.port}`).toBe(port.port);
+      for (const port of service.spec.ports)
+        expect(containerPort(port.targetPort ?? port.port), `${service.metadata.name} ${port.port}`).toBe(port.port);
     }
     expect(main.ports.map((p) => p.port).sort((a, b) => a - b)).toEqual([1883, 8080]);
   });
@@ -547,7 +640,11 @@ describe('deploy/hub/kubernetes.yaml', () => {
 // --- the image's command, run here ---------------------------------------------------------
 
 /** A hub process with an environment of our own: no OUTPOST_* variable leaks in from outside. */
-interface Started { child: ChildProcess; output: () => string; exited: Promise<number | null> }
+interface Started {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
 function startHub(args: string[], env: Record<string, string>): Started {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OUTPOST_')));
@@ -559,7 +656,7 @@ function startHub(args: string[], env: Record<string, string>): Started {
   return { child, output: () => output, exited };
 }
 
-describe('the image\'s CMD and HEALTHCHECK, run as a plain process (no Docker engine here)', () => {
+describe("the image's CMD and HEALTHCHECK, run as a plain process (no Docker engine here)", () => {
   const running: Started[] = [];
   afterEach(async () => {
     for (const p of running.splice(0)) {
@@ -572,8 +669,14 @@ describe('the image\'s CMD and HEALTHCHECK, run as a plain process (no Docker en
   async function imageCommand(): Promise<{ args: string[]; httpPort: number; env: Record<string, string> }> {
     const [httpPort, mqttPort] = await Promise.all([freePort(), freePort()]);
     const data = join(tempDir('hub-image'), 'data');
-    const hubYamlCopy = inStage(finalStage, 'COPY').map((i) => parseCopy(i.args)).find((c) => c.dest === CONFIG_PATH)!;
-    const mapped: Record<string, string> = { [DATA_DIR]: data, [CONFIG_PATH]: join(REPO, hubYamlCopy.sources[0]!), '0.0.0.0:8080': `0.0.0.0:${httpPort}` };
+    const hubYamlCopy = inStage(finalStage, 'COPY')
+      .map((i) => parseCopy(i.args))
+      .find((c) => c.dest === CONFIG_PATH)!;
+    const mapped: Record<string, string> = {
+      [DATA_DIR]: data,
+      [CONFIG_PATH]: join(REPO, hubYamlCopy.sources[0]!),
+      '0.0.0.0:8080': `0.0.0.0:${httpPort}`,
+    };
     const cmd = imageCmd();
     expect(cmd.slice(0, 2)).toEqual(['node', 'dist/cli/outpost.js']);
     const args = cmd.slice(2).map((a) => mapped[a] ?? a);
@@ -585,7 +688,11 @@ describe('the image\'s CMD and HEALTHCHECK, run as a plain process (no Docker en
   const runHealthcheck = (httpPort: number): number | null => {
     const [node, ...rest] = healthcheck().command;
     expect(node).toBe('node');
-    const r = spawnSync(process.execPath, rest.map((a) => a.replace('127.0.0.1:8080/', `127.0.0.1:${httpPort}/`)), { encoding: 'utf8', timeout: 15_000, cwd: tempDir('healthcheck') });
+    const r = spawnSync(
+      process.execPath,
+      rest.map((a) => a.replace('127.0.0.1:8080/', `127.0.0.1:${httpPort}/`)),
+      { encoding: 'utf8', timeout: 15_000, cwd: tempDir('healthcheck') },
+    );
     return r.status;
   };
 
@@ -626,7 +733,7 @@ describe('the image\'s CMD and HEALTHCHECK, run as a plain process (no Docker en
     expect(runHealthcheck(httpPort), 'the HEALTHCHECK command with nothing listening').toBe(1);
   });
 
-  it('the ConfigMap\'s hub.yaml starts the hub too', async () => {
+  it("the ConfigMap's hub.yaml starts the hub too", async () => {
     const { args, env } = await imageCommand();
     const file = join(tempDir('hub-configmap'), 'hub.yaml');
     writeFileSync(file, one<never>(kube(), 'ConfigMap').data!['hub.yaml']!);

@@ -10,7 +10,7 @@ import { waitFor } from '../helpers/wait.js';
 
 const INC = 'ab'.repeat(16);
 
-describe('bad input on an agent\'s up topic', () => {
+describe("bad input on an agent's up topic", () => {
   let fleet: TestFleet;
   let raw: RawClient;
   afterEach(async () => {
@@ -65,37 +65,64 @@ describe('bad input on an agent\'s up topic', () => {
   it('invalid ops are rejected one by one, with reasons, and never block the valid ones', async () => {
     await setup();
     const now = Date.now().toString(16).padStart(12, '0') + '0000';
-    await raw.publish(topics.up('rogue-1'), encodeCbor(['batch', { inc: INC, ops: [
-      { seq: 1, c: 'Bad Name', k: 'k', op: 'put', v: 1, hlc: now },
-      { seq: 2, c: 'ok', k: 'k', op: 'put', v: { reading: Number.NaN }, hlc: now },
-      { seq: 3, c: 'ok', k: 'k', op: 'patch', v: [1, 2], hlc: now },
-      { seq: 4, c: 'ok', k: 'k', op: 'put', v: { fine: true }, hlc: now },
-      { seq: 5, c: 'ok', k: '', op: 'put', v: 1, hlc: now },
-    ] }]));
+    await raw.publish(
+      topics.up('rogue-1'),
+      encodeCbor([
+        'batch',
+        {
+          inc: INC,
+          ops: [
+            { seq: 1, c: 'Bad Name', k: 'k', op: 'put', v: 1, hlc: now },
+            { seq: 2, c: 'ok', k: 'k', op: 'put', v: { reading: Number.NaN }, hlc: now },
+            { seq: 3, c: 'ok', k: 'k', op: 'patch', v: [1, 2], hlc: now },
+            { seq: 4, c: 'ok', k: 'k', op: 'put', v: { fine: true }, hlc: now },
+            { seq: 5, c: 'ok', k: '', op: 'put', v: 1, hlc: now },
+          ],
+        },
+      ]),
+    );
     const ack = await waitFor('an ack', () => raw.received.find((m) => m[0] === 'ack'));
-    expect({ results: ack[0] === 'ack' ? unpackAck(ack[1]) : [] }).toMatchObject({ results: [
-      { seq: 1, outcome: 'rejected', reason: 'invalid_collection' },
-      { seq: 2, outcome: 'rejected', reason: 'invalid_value' },
-      { seq: 3, outcome: 'rejected', reason: 'invalid_value' },
-      { seq: 4, outcome: 'committed', lsn: 1 },
-      { seq: 5, outcome: 'rejected', reason: 'invalid_key' },
-    ] });
+    expect({ results: ack[0] === 'ack' ? unpackAck(ack[1]) : [] }).toMatchObject({
+      results: [
+        { seq: 1, outcome: 'rejected', reason: 'invalid_collection' },
+        { seq: 2, outcome: 'rejected', reason: 'invalid_value' },
+        { seq: 3, outcome: 'rejected', reason: 'invalid_value' },
+        { seq: 4, outcome: 'committed', lsn: 1 },
+        { seq: 5, outcome: 'rejected', reason: 'invalid_key' },
+      ],
+    });
     expect(fleet.hub!.store.head).toBe(1);
   });
 
   it('a batch delivered twice (as after a reconnect mid-upload) is committed once and re-acked', async () => {
     await setup();
     const now = Date.now().toString(16).padStart(12, '0') + '0000';
-    const batch = encodeCbor(['batch', { inc: INC, ops: [
-      { seq: 1, c: 'ok', k: 'a', op: 'put', v: 1, hlc: now },
-      { seq: 2, c: 'ok', k: 'b', op: 'put', v: 2, hlc: now },
-    ] }]);
+    const batch = encodeCbor([
+      'batch',
+      {
+        inc: INC,
+        ops: [
+          { seq: 1, c: 'ok', k: 'a', op: 'put', v: 1, hlc: now },
+          { seq: 2, c: 'ok', k: 'b', op: 'put', v: 2, hlc: now },
+        ],
+      },
+    ]);
     await raw.publish(topics.up('rogue-1'), batch);
     await raw.publish(topics.up('rogue-1'), batch);
     await waitFor('two acks', () => raw.received.filter((m) => m[0] === 'ack').length === 2);
     const [first, second] = raw.received.filter((m) => m[0] === 'ack');
-    expect({ results: first![0] === 'ack' ? unpackAck(first![1]) : [] }).toMatchObject({ results: [{ seq: 1, lsn: 1 }, { seq: 2, lsn: 2 }] });
-    expect({ results: second![0] === 'ack' ? unpackAck(second![1]) : [] }).toMatchObject({ results: [{ seq: 1, lsn: 1, dup: true }, { seq: 2, lsn: 2, dup: true }] });
+    expect({ results: first![0] === 'ack' ? unpackAck(first![1]) : [] }).toMatchObject({
+      results: [
+        { seq: 1, lsn: 1 },
+        { seq: 2, lsn: 2 },
+      ],
+    });
+    expect({ results: second![0] === 'ack' ? unpackAck(second![1]) : [] }).toMatchObject({
+      results: [
+        { seq: 1, lsn: 1, dup: true },
+        { seq: 2, lsn: 2, dup: true },
+      ],
+    });
     expect(fleet.hub!.store.head).toBe(2);
   });
 });

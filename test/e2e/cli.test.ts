@@ -6,7 +6,11 @@ import { CLI, http, OutpostProcess } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
 
-interface Status { connected: boolean; outboxDepth: number; appliedLsn: number }
+interface Status {
+  connected: boolean;
+  outboxDepth: number;
+  appliedLsn: number;
+}
 
 describe('real processes started with the CLI', () => {
   const running: OutpostProcess[] = [];
@@ -23,9 +27,29 @@ describe('real processes started with the CLI', () => {
   it('one hub and two agents: write on A, read on B, through hub kill -9 and agent restart', async () => {
     const dir = tempDir('cli');
     const [mqttPort, hubHttp, aHttp, bHttp] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-    const hubArgs = ['hub', '--dev', '--port', String(mqttPort), '--host', '127.0.0.1', '--http', `127.0.0.1:${hubHttp}`, '--data', join(dir, 'hub')];
-    const agentArgs = (id: string, port: number): string[] =>
-      ['agent', '--hub', `mqtt://127.0.0.1:${mqttPort}`, '--id', id, '--data', join(dir, id), '--http', `127.0.0.1:${port}`];
+    const hubArgs = [
+      'hub',
+      '--dev',
+      '--port',
+      String(mqttPort),
+      '--host',
+      '127.0.0.1',
+      '--http',
+      `127.0.0.1:${hubHttp}`,
+      '--data',
+      join(dir, 'hub'),
+    ];
+    const agentArgs = (id: string, port: number): string[] => [
+      'agent',
+      '--hub',
+      `mqtt://127.0.0.1:${mqttPort}`,
+      '--id',
+      id,
+      '--data',
+      join(dir, id),
+      '--http',
+      `127.0.0.1:${port}`,
+    ];
     const A = `http://127.0.0.1:${aHttp}`;
     const B = `http://127.0.0.1:${bHttp}`;
 
@@ -68,22 +92,46 @@ describe('real processes started with the CLI', () => {
   it('bad requests get typed errors from the agent HTTP API', async () => {
     const dir = tempDir('cli');
     const [mqttPort, aHttp] = await Promise.all([freePort(), freePort()]);
-    const a = start(['agent', '--hub', `mqtt://127.0.0.1:${mqttPort}`, '--id', 'pi-x', '--data', join(dir, 'a'), '--http', `127.0.0.1:${aHttp}`]);
+    const a = start([
+      'agent',
+      '--hub',
+      `mqtt://127.0.0.1:${mqttPort}`,
+      '--id',
+      'pi-x',
+      '--data',
+      join(dir, 'a'),
+      '--http',
+      `127.0.0.1:${aHttp}`,
+    ]);
     await a.waitForLog('agent started');
     const A = `http://127.0.0.1:${aHttp}`;
-    expect(await http('PUT', `${A}/v1/docs/Bad%20Name/k`, { v: 1 })).toMatchObject({ status: 400, body: { code: 'OUTPOST_INVALID_COLLECTION' } });
+    expect(await http('PUT', `${A}/v1/docs/Bad%20Name/k`, { v: 1 })).toMatchObject({
+      status: 400,
+      body: { code: 'OUTPOST_INVALID_COLLECTION' },
+    });
     expect(await http('PATCH', `${A}/v1/docs/ok/k`, [1, 2])).toMatchObject({ status: 400, body: { code: 'OUTPOST_INVALID_VALUE' } });
-    expect(await http('PUT', `${A}/v1/docs/ok/k`, 'x'.repeat(300 * 1024))).toMatchObject({ status: 400, body: { code: 'OUTPOST_VALUE_TOO_LARGE' } });
+    expect(await http('PUT', `${A}/v1/docs/ok/k`, 'x'.repeat(300 * 1024))).toMatchObject({
+      status: 400,
+      body: { code: 'OUTPOST_VALUE_TOO_LARGE' },
+    });
     expect(await http('GET', `${A}/v1/docs/ok/missing`)).toMatchObject({ status: 404, body: { code: 'OUTPOST_NOT_FOUND' } });
     // Offline from the start, writes are still accepted and queued.
     expect((await http('PUT', `${A}/v1/docs/ok/k`, { v: 1 })).status).toBe(200);
     expect((await http<Status>('GET', `${A}/v1/status`)).body).toMatchObject({ connected: false, outboxDepth: 1 });
     // Waiting for the hub while offline: a timeout that says the write stays queued.
-    expect(await http('PUT', `${A}/v1/docs/ok/k2?durability=hub&timeoutMs=200`, { v: 2 }))
-      .toMatchObject({ status: 504, body: { code: 'OUTPOST_DURABILITY_TIMEOUT', seq: 2 } });
+    expect(await http('PUT', `${A}/v1/docs/ok/k2?durability=hub&timeoutMs=200`, { v: 2 })).toMatchObject({
+      status: 504,
+      body: { code: 'OUTPOST_DURABILITY_TIMEOUT', seq: 2 },
+    });
     expect((await http<Status>('GET', `${A}/v1/status`)).body).toMatchObject({ outboxDepth: 2 });
-    expect(await http('PUT', `${A}/v1/docs/ok/k?durability=eventually`, 1)).toMatchObject({ status: 400, body: { code: 'OUTPOST_INVALID_HEADER' } });
-    expect(await http('GET', `${A}/v1/docs/ok/k?minLsn=5&timeoutMs=100`)).toMatchObject({ status: 504, body: { code: 'OUTPOST_READ_TIMEOUT' } });
+    expect(await http('PUT', `${A}/v1/docs/ok/k?durability=eventually`, 1)).toMatchObject({
+      status: 400,
+      body: { code: 'OUTPOST_INVALID_HEADER' },
+    });
+    expect(await http('GET', `${A}/v1/docs/ok/k?minLsn=5&timeoutMs=100`)).toMatchObject({
+      status: 504,
+      body: { code: 'OUTPOST_READ_TIMEOUT' },
+    });
   });
 
   it('drives a running agent from the command line: put, get, ls, del, status, sync, for people and with --json', async () => {
@@ -91,9 +139,22 @@ describe('real processes started with the CLI', () => {
     const [mqttPort, aHttp] = await Promise.all([freePort(), freePort()]);
     const hub = start(['hub', '--dev', '--port', String(mqttPort), '--host', '127.0.0.1', '--data', join(dir, 'hub')]);
     await hub.waitForLog('hub started');
-    const agent = start(['agent', '--hub', `mqtt://127.0.0.1:${mqttPort}`, '--id', 'pi-cli', '--data', join(dir, 'a'), '--http', `127.0.0.1:${aHttp}`, '--token', 'tok']);
+    const agent = start([
+      'agent',
+      '--hub',
+      `mqtt://127.0.0.1:${mqttPort}`,
+      '--id',
+      'pi-cli',
+      '--data',
+      join(dir, 'a'),
+      '--http',
+      `127.0.0.1:${aHttp}`,
+      '--token',
+      'tok',
+    ]);
     await agent.waitForLog('agent started');
-    const cli = (...args: string[]): string => execFileSync(process.execPath, [CLI, 'agent', ...args, '--url', `http://127.0.0.1:${aHttp}`, '--token', 'tok'], { encoding: 'utf8' });
+    const cli = (...args: string[]): string =>
+      execFileSync(process.execPath, [CLI, 'agent', ...args, '--url', `http://127.0.0.1:${aHttp}`, '--token', 'tok'], { encoding: 'utf8' });
 
     expect(cli('put', 'sensors', 't1', '{"celsius": 21.5}', '--durability', 'hub')).toMatch(/stored as write 1, committed at LSN 1/);
     expect(JSON.parse(cli('get', 'sensors', 't1', '--json'))).toMatchObject({ value: { celsius: 21.5 }, version: 1 });

@@ -25,14 +25,22 @@ describe('conflicts between real agents', () => {
     expect(await slow.get('notes', 'shared')).toMatchObject({ value: { by: 'fast' }, pending: false });
 
     const { body } = await http<{ conflicts: unknown[] }>('GET', `${fleet.hub!.httpAddress}/v1/conflicts?collection=notes`);
-    expect(body.conflicts).toMatchObject([{
-      key: 'shared', policy: 'lww', loser: { origin: 'pi-slow', value: { by: 'slow' } }, winner: { origin: 'pi-fast', value: { by: 'fast' } },
-    }]);
+    expect(body.conflicts).toMatchObject([
+      {
+        key: 'shared',
+        policy: 'lww',
+        loser: { origin: 'pi-slow', value: { by: 'slow' } },
+        winner: { origin: 'pi-fast', value: { by: 'fast' } },
+      },
+    ]);
 
     // Having heard from the hub, the slow device's clock is no longer behind: its next write wins.
     await slow.put('notes', 'shared', { by: 'slow, later' });
     await waitFor('fast sees it', async () => (await fast.get('notes', 'shared', { confirmed: true }))?.value);
-    await waitFor('fast sees the later write', async () => ((await fast.get('notes', 'shared'))?.value as { by: string }).by === 'slow, later');
+    await waitFor(
+      'fast sees the later write',
+      async () => ((await fast.get('notes', 'shared'))?.value as { by: string }).by === 'slow, later',
+    );
   });
 
   it('writes made at the hub over HTTP reach the agents; If-Match makes them conditional', async () => {
@@ -50,7 +58,9 @@ describe('conflicts between real agents', () => {
     await a.put('orders', 'o1', { qty: 2 }, { ifVersion: 1 });
     await waitFor('agent write committed', async () => (await fleet.hub!.store.document('orders', 'o1'))?.version === 2);
     const stale = await fetch(`${base}/v1/docs/orders/o1`, {
-      method: 'PUT', headers: { 'content-type': 'application/json', 'if-match': '"1"' }, body: JSON.stringify({ qty: 3 }),
+      method: 'PUT',
+      headers: { 'content-type': 'application/json', 'if-match': '"1"' },
+      body: JSON.stringify({ qty: 3 }),
     });
     expect(stale.status).toBe(409);
     expect(await stale.json()).toMatchObject({ code: 'OUTPOST_WRITE_CONFLICT', reason: 'stale_base', lsn: 2 });
@@ -59,6 +69,9 @@ describe('conflicts between real agents', () => {
     expect((await http('DELETE', `${base}/v1/docs/orders/o2`)).status).toBe(200);
     await waitFor('agent sees the hub patch', async () => ((await a.get('orders', 'o1'))?.value as { shipped?: boolean }).shipped);
     expect(await a.get('orders', 'o1')).toMatchObject({ value: { qty: 2, shipped: true }, version: 3 });
-    expect(await http('PUT', `${base}/v1/docs/Bad/x`, 1)).toMatchObject({ status: 422, body: { code: 'OUTPOST_WRITE_REJECTED', reason: 'invalid_collection' } });
+    expect(await http('PUT', `${base}/v1/docs/Bad/x`, 1)).toMatchObject({
+      status: 422,
+      body: { code: 'OUTPOST_WRITE_REJECTED', reason: 'invalid_collection' },
+    });
   });
 });

@@ -46,7 +46,9 @@ describe('device HTTP API: change feed, token, metrics, OpenAPI', () => {
   it('requires the bearer token when one is set', async () => {
     const { url } = await serve('s3cret');
     expect((await fetch(`${url}/v1/status`)).status).toBe(401);
-    expect(await (await fetch(`${url}/v1/status`, { headers: { authorization: 'Bearer wrong!' } })).json()).toMatchObject({ code: 'OUTPOST_UNAUTHORIZED' });
+    expect(await (await fetch(`${url}/v1/status`, { headers: { authorization: 'Bearer wrong!' } })).json()).toMatchObject({
+      code: 'OUTPOST_UNAUTHORIZED',
+    });
     expect((await fetch(`${url}/v1/status`, { headers: { authorization: 'Bearer s3cret' } })).status).toBe(200);
   });
 
@@ -64,8 +66,10 @@ describe('device HTTP API: change feed, token, metrics, OpenAPI', () => {
 
   it('describes every route it serves in its OpenAPI document', async () => {
     const { url, routes } = await serve();
-    const served = await (await fetch(`${url}/v1/openapi.json`)).json() as typeof openApiDocument;
-    const described = Object.entries(served.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`));
+    const served = (await (await fetch(`${url}/v1/openapi.json`)).json()) as typeof openApiDocument;
+    const described = Object.entries(served.paths).flatMap(([path, ops]) =>
+      Object.keys(ops).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),
+    );
     expect(routes.length).toBeGreaterThan(8);
     for (const route of routes) expect(described, route).toContain(route);
     for (const route of described) expect(routes, route).toContain(route);

@@ -42,12 +42,14 @@ describe('durability levels and causal reads', () => {
     await fleet.startHub();
     const a = fleet.agent('pi-a');
     await expect(a.put('readings', 'r1', { fahrenheit: 70 }, { durability: 'hub' })).rejects.toMatchObject({
-      code: 'OUTPOST_WRITE_REJECTED', reason: 'schema', outcome: 'rejected',
+      code: 'OUTPOST_WRITE_REJECTED',
+      reason: 'schema',
+      outcome: 'rejected',
     });
     expect(a.status().outboxDepth).toBe(0);
   });
 
-  it('follows the collection\'s default durability declared at the hub, also after a restart offline', async () => {
+  it("follows the collection's default durability declared at the hub, also after a restart offline", async () => {
     fleet = new TestFleet({ config: parseHubConfig({ collections: { orders: { durability: 'hub' } } }) });
     await fleet.startHub();
     let a = fleet.agent('pi-a');
@@ -73,8 +75,9 @@ describe('durability levels and causal reads', () => {
     expect(await c.get('alarms', 'fire', { confirmed: true })).toBeDefined();
 
     await c.close();
-    await expect(a.put('alarms', 'flood', { on: true }, { durability: { replicas: 2 }, timeoutMs: 500 }))
-      .rejects.toMatchObject({ code: 'OUTPOST_DURABILITY_TIMEOUT' });
+    await expect(a.put('alarms', 'flood', { on: true }, { durability: { replicas: 2 }, timeoutMs: 500 })).rejects.toMatchObject({
+      code: 'OUTPOST_DURABILITY_TIMEOUT',
+    });
     expect((await a.put('alarms', 'smoke', { on: true }, { durability: { replicas: 1 } })).lsn).toBe(3);
   });
 });

@@ -5,7 +5,11 @@ import { parseHubConfig } from '../../hub/config.js';
 import { TestFleet } from '../helpers/fleet.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
-const nextEvent = <T extends unknown[]>(agent: Agent, event: 'window' | 'rejection', accept: (...args: T) => boolean = () => true): Promise<T> =>
+const nextEvent = <T extends unknown[]>(
+  agent: Agent,
+  event: 'window' | 'rejection',
+  accept: (...args: T) => boolean = () => true,
+): Promise<T> =>
   new Promise((resolve) => {
     const listener = (...args: unknown[]): void => {
       if (!accept(...(args as T))) return;
@@ -22,7 +26,9 @@ describe('life on the edge: sync windows, priority lanes, buffering policies', (
   it('uploads only inside a cron window, disconnecting outside it; a high-priority write goes out at once', async () => {
     fleet = new TestFleet({ config: parseHubConfig({ collections: { alarms: { priority: 'high' } } }) });
     const hub = await fleet.startHub();
-    const agent = fleet.agent('pi-metered', { sync: { mode: 'windows', cron: '*/4 * * * * *', windowSeconds: 1, disconnectOutside: true } });
+    const agent = fleet.agent('pi-metered', {
+      sync: { mode: 'windows', cron: '*/4 * * * * *', windowSeconds: 1, disconnectOutside: true },
+    });
     expect(agent.status().connected).toBe(false);
     await nextEvent<[boolean]>(agent, 'window', (open) => !open); // one window: policies arrive and are cached
     await waitFor('disconnected after the window', () => !agent.status().connected);
@@ -61,11 +67,15 @@ describe('life on the edge: sync windows, priority lanes, buffering policies', (
   });
 
   it('expires pending writes past their TTL and applies both overflow policies, telling the app', async () => {
-    fleet = new TestFleet({ config: parseHubConfig({ collections: {
-      telemetry: { ttlSeconds: 1 },
-      readings: { maxPending: 3, overflow: 'reject' },
-      logs: { maxPending: 3, overflow: 'drop-oldest' },
-    } }) });
+    fleet = new TestFleet({
+      config: parseHubConfig({
+        collections: {
+          telemetry: { ttlSeconds: 1 },
+          readings: { maxPending: 3, overflow: 'reject' },
+          logs: { maxPending: 3, overflow: 'drop-oldest' },
+        },
+      }),
+    });
     const hub = await fleet.startHub();
     const agent = fleet.agent('pi-buffer');
     await waitFor('policies received', () => agent.status().connected);
@@ -79,12 +89,20 @@ describe('life on the edge: sync windows, priority lanes, buffering policies', (
     const dropped: Rejection[] = [];
     agent.on('rejection', (r) => dropped.push(...r));
     for (let i = 0; i < 5; i++) await agent.put('logs', `l${i}`, i);
-    expect(dropped.map((r) => [r.key, r.outcome])).toEqual([['l0', 'dropped'], ['l1', 'dropped']]);
+    expect(dropped.map((r) => [r.key, r.outcome])).toEqual([
+      ['l0', 'dropped'],
+      ['l1', 'dropped'],
+    ]);
 
     await agent.put('telemetry', 't', { v: 1 });
     const expired = await nextEvent<[Rejection[]]>(agent, 'rejection', (r) => r.some((x) => x.outcome === 'expired'));
     expect(expired[0]).toMatchObject([{ collection: 'telemetry', key: 't', outcome: 'expired' }]);
-    expect(agent.rejections().map((r) => r.outcome).sort()).toEqual(['dropped', 'dropped', 'expired']);
+    expect(
+      agent
+        .rejections()
+        .map((r) => r.outcome)
+        .sort(),
+    ).toEqual(['dropped', 'dropped', 'expired']);
     expect(await agent.get('telemetry', 't')).toBeUndefined();
 
     await fleet.startHub();
@@ -98,7 +116,9 @@ describe('life on the edge: sync windows, priority lanes, buffering policies', (
     expect(await has('telemetry', 't')).toBe(false);
     // The hub knows what was given up, and why: nothing silently vanished.
     const inc = agent.status().incarnation;
-    const reasons = (await Promise.all([1, 2, 3, 4, 5, 6, 7, 8, 9].map(async (seq) => (await store.outcomeOf('pi-buffer', inc, seq))?.result.reason))).filter(Boolean);
+    const reasons = (
+      await Promise.all([1, 2, 3, 4, 5, 6, 7, 8, 9].map(async (seq) => (await store.outcomeOf('pi-buffer', inc, seq))?.result.reason))
+    ).filter(Boolean);
     expect(reasons.sort()).toEqual(['dropped', 'dropped', 'expired']);
     void hub;
   }, 30_000);

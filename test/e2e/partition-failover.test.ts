@@ -26,19 +26,23 @@ describe.skipIf(skip !== undefined)('partition failover: each partition has its 
     for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
   });
 
-  it('SIGKILL of one partition\'s leader: its standby leads within 5 s, the other partition never stops committing, nothing is lost, duplicated or diverged', async () => {
+  it("SIGKILL of one partition's leader: its standby leads within 5 s, the other partition never stops committing, nothing is lost, duplicated or diverged", async () => {
     const url = await freshDatabase();
     const dir = tempDir('partition-failover');
     const config = join(dir, 'hub.yaml');
     writeFileSync(config, CONFIG);
     const tokens = Object.fromEntries(AGENTS.map((id) => [id, outpost(['hub', 'agents', 'add', id, '--store', url]).trim()]));
-    outpost(['hub', 'export', 'mosquitto', '--store', url, '--out', join(dir, 'mosquitto'), '--config', config], { OUTPOST_BROKER_PASSWORD: HUB_PASSWORD });
+    outpost(['hub', 'export', 'mosquitto', '--store', url, '--out', join(dir, 'mosquitto'), '--config', config], {
+      OUTPOST_BROKER_PASSWORD: HUB_PASSWORD,
+    });
     const broker = await MosquittoProcess.start(join(dir, 'mosquitto'));
     closers.push(() => broker.stop());
 
     const hub = (name: string, partitions: string): OutpostProcess => {
-      const p = new OutpostProcess(['hub', '--broker', broker.url, '--store', url, '--data', join(dir, name), '--config', config, '--partitions', partitions],
-        { OUTPOST_BROKER_PASSWORD: HUB_PASSWORD });
+      const p = new OutpostProcess(
+        ['hub', '--broker', broker.url, '--store', url, '--data', join(dir, name), '--config', config, '--partitions', partitions],
+        { OUTPOST_BROKER_PASSWORD: HUB_PASSWORD },
+      );
       closers.push(() => p.kill('SIGTERM'));
       return p;
     };
@@ -51,7 +55,13 @@ describe.skipIf(skip !== undefined)('partition failover: each partition has its 
     await standby.waitForLog('standing by');
 
     const agents = AGENTS.map((id) => {
-      const agent = new Agent({ hubUrl: broker.url, agentId: id, hubToken: tokens[id]!, dataDir: join(dir, id), reconnect: { initialMs: 50, maxMs: 500 } }).start();
+      const agent = new Agent({
+        hubUrl: broker.url,
+        agentId: id,
+        hubToken: tokens[id]!,
+        dataDir: join(dir, id),
+        reconnect: { initialMs: 50, maxMs: 500 },
+      }).start();
       closers.push(() => agent.close());
       return agent;
     });
@@ -86,7 +96,7 @@ describe.skipIf(skip !== undefined)('partition failover: each partition has its 
     await standby.waitForLog('hub started', 15_000);
     const takeover = Date.now() - killedAt;
     const readingsAtTakeover = await headOf('readings');
-    expect(takeover, 'billing\'s standby leading after the SIGKILL (ms)').toBeLessThan(5_000);
+    expect(takeover, "billing's standby leading after the SIGKILL (ms)").toBeLessThan(5_000);
     // The default partition kept committing while billing had no leader.
     expect(readingsAtTakeover, 'readings committed while billing failed over').toBeGreaterThan(readingsAtKill);
 
@@ -101,11 +111,21 @@ describe.skipIf(skip !== undefined)('partition failover: each partition has its 
       const s = agent.status();
       return s.outboxDepth === 0 && Object.keys(COLLECTIONS).every((c) => (s.collections[c]?.appliedLsn ?? 0) >= (heads[c] ?? 0));
     };
-    await waitFor('every outbox empty and every replica caught up', async () => {
-      for (const c of Object.keys(COLLECTIONS) as Array<keyof typeof COLLECTIONS>) heads[c] = await headOf(c);
-      return agents.every(caughtUp);
-    }, 30_000).catch((error: Error) => {
-      throw new Error(`${error.message}\nheads ${JSON.stringify(heads)}\n${JSON.stringify(agents.map((a) => a.status()), null, 1)}\n--- standby:\n${standby.output.slice(-3000)}`);
+    await waitFor(
+      'every outbox empty and every replica caught up',
+      async () => {
+        for (const c of Object.keys(COLLECTIONS) as Array<keyof typeof COLLECTIONS>) heads[c] = await headOf(c);
+        return agents.every(caughtUp);
+      },
+      30_000,
+    ).catch((error: Error) => {
+      throw new Error(
+        `${error.message}\nheads ${JSON.stringify(heads)}\n${JSON.stringify(
+          agents.map((a) => a.status()),
+          null,
+          1,
+        )}\n--- standby:\n${standby.output.slice(-3000)}`,
+      );
     });
 
     // Nothing lost or duplicated: each write committed exactly once, in its own partition's log.
@@ -116,18 +136,25 @@ describe.skipIf(skip !== undefined)('partition failover: each partition has its 
       const store = stores.get(partition)!;
       const outcome = await store.outcomeOf(agentId, receipt.incarnation, receipt.seq);
       const logged = await store.countCommitted(agentId, receipt.incarnation, receipt.seq);
-      if (outcome?.result.outcome !== 'committed' && outcome?.result.outcome !== 'conflict') problems.push(`${agentId} ${partition}/${receipt.seq}: outcome ${JSON.stringify(outcome)}`);
-      if (outcome?.result.outcome === 'committed' && logged !== 1) problems.push(`${agentId} ${partition}/${receipt.seq}: ${logged} log entries`);
+      if (outcome?.result.outcome !== 'committed' && outcome?.result.outcome !== 'conflict')
+        problems.push(`${agentId} ${partition}/${receipt.seq}: outcome ${JSON.stringify(outcome)}`);
+      if (outcome?.result.outcome === 'committed' && logged !== 1)
+        problems.push(`${agentId} ${partition}/${receipt.seq}: ${logged} log entries`);
     }
     expect(problems, `${made.length} writes checked`).toEqual([]);
 
     // Nothing diverged: every replica holds exactly each partition's documents, at its versions.
     for (const collection of Object.keys(COLLECTIONS) as Array<keyof typeof COLLECTIONS>) {
-      const atHub = (await stores.get(COLLECTIONS[collection])!.listDocuments(collection, { limit: 100_000 }))
-        .map(({ key, value, version }) => ({ key, value, version }));
+      const atHub = (await stores.get(COLLECTIONS[collection])!.listDocuments(collection, { limit: 100_000 })).map(
+        ({ key, value, version }) => ({ key, value, version }),
+      );
       expect(atHub.length).toBeGreaterThan(100);
       for (const agent of agents) {
-        const replica = (await agent.list(collection, { confirmed: true, limit: 1000 })).map(({ key, value, version }) => ({ key, value, version }));
+        const replica = (await agent.list(collection, { confirmed: true, limit: 1000 })).map(({ key, value, version }) => ({
+          key,
+          value,
+          version,
+        }));
         expect(replica, `${collection} on ${agent.id}`).toEqual(atHub);
       }
     }

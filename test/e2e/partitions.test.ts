@@ -21,7 +21,7 @@ describe.skipIf(!MOSQUITTO)('partitions: collections split across hubs behind on
   const billing = (): BrokerClientHub => fleet.partitionHubs.get('billing')!;
   const drained = (agent: Agent): boolean => agent.status().outboxDepth === 0;
 
-  it('an agent whose collections span partitions writes and reads each through its own partition\'s hub', async () => {
+  it("an agent whose collections span partitions writes and reads each through its own partition's hub", async () => {
     fleet = new TestFleet({ config }, 'mosquitto');
     await fleet.startHub();
     const a = fleet.agent('pi-a');
@@ -57,13 +57,24 @@ describe.skipIf(!MOSQUITTO)('partitions: collections split across hubs behind on
     // Later changes arrive live on each partition's topics, and both hubs see what the agents applied.
     await b.put('orders', 'o2', { total: 3 });
     await b.put('docs', 'd2', { text: 'two' });
-    await waitFor('both changes replicated to pi-a', async () => (await a.get('orders', 'o2')) !== undefined && (await a.get('docs', 'd2')) !== undefined
-      && !(await a.get('orders', 'o2'))!.pending && !(await a.get('docs', 'd2'))!.pending, 10_000);
-    await waitFor('each hub has pi-a\'s applied LSNs of its collections', async () => {
-      const [inDefault, inBilling] = await Promise.all([fleet.hub!.fleet(), billing().fleet()]);
-      const ofA = (views: typeof inDefault) => views.find((v) => v.agentId === 'pi-a')?.collections ?? {};
-      return ofA(inDefault).docs?.appliedLsn === 2 && ofA(inBilling).orders?.appliedLsn === 3 && ofA(inDefault).orders === undefined;
-    }, 10_000);
+    await waitFor(
+      'both changes replicated to pi-a',
+      async () =>
+        (await a.get('orders', 'o2')) !== undefined &&
+        (await a.get('docs', 'd2')) !== undefined &&
+        !(await a.get('orders', 'o2'))!.pending &&
+        !(await a.get('docs', 'd2'))!.pending,
+      10_000,
+    );
+    await waitFor(
+      "each hub has pi-a's applied LSNs of its collections",
+      async () => {
+        const [inDefault, inBilling] = await Promise.all([fleet.hub!.fleet(), billing().fleet()]);
+        const ofA = (views: typeof inDefault) => views.find((v) => v.agentId === 'pi-a')?.collections ?? {};
+        return ofA(inDefault).docs?.appliedLsn === 2 && ofA(inBilling).orders?.appliedLsn === 3 && ofA(inDefault).orders === undefined;
+      },
+      10_000,
+    );
   }, 60_000);
 
   it('writes made before the agent first heard of the partitions reach each partition exactly once', async () => {
@@ -79,8 +90,16 @@ describe.skipIf(!MOSQUITTO)('partitions: collections split across hubs behind on
 
     const inDefault = await fleet.hub!.store.listDocuments('docs', { limit: 100 });
     const inBilling = await billing().store.listDocuments('orders', { limit: 100 });
-    expect(inDefault.map((d) => [d.key, d.value])).toEqual([['k0', 0], ['k2', 2], ['k4', 4]]);
-    expect(inBilling.map((d) => [d.key, d.value])).toEqual([['k1', 1], ['k3', 3], ['k5', 5]]);
+    expect(inDefault.map((d) => [d.key, d.value])).toEqual([
+      ['k0', 0],
+      ['k2', 2],
+      ['k4', 4],
+    ]);
+    expect(inBilling.map((d) => [d.key, d.value])).toEqual([
+      ['k1', 1],
+      ['k3', 3],
+      ['k5', 5],
+    ]);
     expect(await fleet.hub!.store.listDocuments('orders', { limit: 100 })).toEqual([]);
     // Exactly once: each log holds three entries, no more.
     expect(fleet.hub!.store.head).toBe(3);
@@ -89,7 +108,7 @@ describe.skipIf(!MOSQUITTO)('partitions: collections split across hubs behind on
     expect(early.rejections()).toEqual([]);
   }, 60_000);
 
-  it('one partition\'s hub going away does not pause the others, and its writes arrive once it is back', async () => {
+  it("one partition's hub going away does not pause the others, and its writes arrive once it is back", async () => {
     fleet = new TestFleet({ config }, 'mosquitto');
     await fleet.startHub();
     const a = fleet.agent('pi-a');

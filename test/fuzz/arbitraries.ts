@@ -29,9 +29,7 @@ const patchFields = fc
 
 // ---- single ops: one defect each (or none), with the outcome the hub owes
 
-export type Expected =
-  | { outcome: 'committed'; deleted: boolean; value?: JsonValue }
-  | { outcome: 'rejected'; reason: RejectReason };
+export type Expected = { outcome: 'committed'; deleted: boolean; value?: JsonValue } | { outcome: 'rejected'; reason: RejectReason };
 
 type KeySpec = { unique: string } | { exactly: string } | 'unique-512-bytes';
 type HlcSpec = 'now' | 'past' | 'future' | 'max';
@@ -47,31 +45,47 @@ export interface PlannedOp {
   expected: Expected;
 }
 
-const validOp: fc.Arbitrary<PlannedOp> = fc.record({
-  c: fc.constantFrom(...ATTACKER_COLLECTIONS),
-  k: fc.oneof(
-    // NUL is refused in keys (PostgreSQL text cannot hold it): see badKey.
-    { arbitrary: fc.string({ unit: 'binary', maxLength: 40 }).map((s) => ({ unique: s.replaceAll('\u0000', '') })), weight: 5 },
-    { arbitrary: fc.constant('unique-512-bytes' as const), weight: 1 },
-  ),
-  hlc: fc.constantFrom<HlcSpec>('now', 'past'),
-  base: fc.option(fc.nat({ max: 1_000_000 }), { nil: undefined }),
-  write: fc.oneof(
-    jsonValue.map((v) => ({ op: 'put' as const, v, expected: { outcome: 'committed' as const, deleted: false, value: normalise(v) } })),
-    patchFields.map((v) => ({
-      op: 'patch' as const,
-      v,
-      // On a new document a patch is the fields it sets; null means "remove".
-      expected: { outcome: 'committed' as const, deleted: false, value: normalise(Object.fromEntries(Object.entries(v).filter(([, f]) => f !== null))) },
-    })),
-    fc.constant({ op: 'del' as const, v: undefined, expected: { outcome: 'committed' as const, deleted: true } }),
-  ),
-}).map(({ write, base, ...rest }) => ({
-  ...rest, op: write.op, ...(write.v !== undefined && { v: write.v }), ...(base !== undefined && { base }), expected: write.expected,
-}));
+const validOp: fc.Arbitrary<PlannedOp> = fc
+  .record({
+    c: fc.constantFrom(...ATTACKER_COLLECTIONS),
+    k: fc.oneof(
+      // NUL is refused in keys (PostgreSQL text cannot hold it): see badKey.
+      { arbitrary: fc.string({ unit: 'binary', maxLength: 40 }).map((s) => ({ unique: s.replaceAll('\u0000', '') })), weight: 5 },
+      { arbitrary: fc.constant('unique-512-bytes' as const), weight: 1 },
+    ),
+    hlc: fc.constantFrom<HlcSpec>('now', 'past'),
+    base: fc.option(fc.nat({ max: 1_000_000 }), { nil: undefined }),
+    write: fc.oneof(
+      jsonValue.map((v) => ({ op: 'put' as const, v, expected: { outcome: 'committed' as const, deleted: false, value: normalise(v) } })),
+      patchFields.map((v) => ({
+        op: 'patch' as const,
+        v,
+        // On a new document a patch is the fields it sets; null means "remove".
+        expected: {
+          outcome: 'committed' as const,
+          deleted: false,
+          value: normalise(Object.fromEntries(Object.entries(v).filter(([, f]) => f !== null))),
+        },
+      })),
+      fc.constant({ op: 'del' as const, v: undefined, expected: { outcome: 'committed' as const, deleted: true } }),
+    ),
+  })
+  .map(({ write, base, ...rest }) => ({
+    ...rest,
+    op: write.op,
+    ...(write.v !== undefined && { v: write.v }),
+    ...(base !== undefined && { base }),
+    expected: write.expected,
+  }));
 
 const rejected = (reason: RejectReason): Expected => ({ outcome: 'rejected', reason });
-const template = (c: string = ATTACKER_COLLECTIONS[0]): Omit<PlannedOp, 'expected'> => ({ c, k: { unique: '' }, op: 'put', v: 1, hlc: 'now' });
+const template = (c: string = ATTACKER_COLLECTIONS[0]): Omit<PlannedOp, 'expected'> => ({
+  c,
+  k: { unique: '' },
+  op: 'put',
+  v: 1,
+  hlc: 'now',
+});
 
 const badCollection = fc
   .oneof(
@@ -91,8 +105,15 @@ const badKey = fc
  */
 const notJson = fc.oneof(
   fc.constantFrom<unknown>(
-    Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, [1, Number.NaN], { a: Number.NEGATIVE_INFINITY },
-    [undefined], { a: undefined }, new Uint8Array([1, 2]), 12345678901234567890n,
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+    Number.NEGATIVE_INFINITY,
+    [1, Number.NaN],
+    { a: Number.NEGATIVE_INFINITY },
+    [undefined],
+    { a: undefined },
+    new Uint8Array([1, 2]),
+    12345678901234567890n,
   ),
   // nested deeper than the 32 levels a document may have
   fc.integer({ min: limits.maxValueDepth + 1, max: 300 }).map((depth) => {
@@ -107,9 +128,15 @@ const badValue = fc.oneof(
   notJson.map((v): PlannedOp => ({ ...template(), op: 'patch', v: { field: v }, expected: rejected('invalid_value') })),
   // put and patch need a value; a patch needs an object of fields
   fc.constantFrom<OpKind>('put', 'patch').map((op): PlannedOp => ({
-    c: ATTACKER_COLLECTIONS[0], k: { unique: '' }, op, hlc: 'now', expected: rejected('invalid_value'),
+    c: ATTACKER_COLLECTIONS[0],
+    k: { unique: '' },
+    op,
+    hlc: 'now',
+    expected: rejected('invalid_value'),
   })),
-  fc.constantFrom<unknown>([1, 2], 'text', 7, null, true).map((v): PlannedOp => ({ ...template(), op: 'patch', v, expected: rejected('invalid_value') })),
+  fc
+    .constantFrom<unknown>([1, 2], 'text', 7, null, true)
+    .map((v): PlannedOp => ({ ...template(), op: 'patch', v, expected: rejected('invalid_value') })),
 );
 
 const badClock = fc
@@ -127,12 +154,19 @@ export const plannedOp: fc.Arbitrary<PlannedOp> = fc.oneof(
 
 /** The op on the wire; `unique` makes its key unlike any other, so that no write conflicts. */
 export function materialise(planned: PlannedOp, seq: number, unique: string): WireOp {
-  const k = planned.k === 'unique-512-bytes'
-    ? unique + 'x'.repeat(limits.maxKeyBytes - Buffer.byteLength(unique))
-    : 'exactly' in planned.k ? planned.k.exactly : `${unique}${planned.k.unique}`;
+  const k =
+    planned.k === 'unique-512-bytes'
+      ? unique + 'x'.repeat(limits.maxKeyBytes - Buffer.byteLength(unique))
+      : 'exactly' in planned.k
+        ? planned.k.exactly
+        : `${unique}${planned.k.unique}`;
   const hlc = { now: nowHlc(), past: hlcAt(1), future: hlcAt(Date.now() + 10 * 60_000), max: 'f'.repeat(16) }[planned.hlc];
   return {
-    seq, c: planned.c, k, op: planned.op, hlc,
+    seq,
+    c: planned.c,
+    k,
+    op: planned.op,
+    hlc,
     ...('v' in planned && { v: planned.v }),
     ...(planned.base !== undefined && { base: planned.base }),
   };
@@ -155,8 +189,9 @@ export const brokenCbor: fc.Arbitrary<Buffer> = fc.oneof(
     const bytes = encodeCbor(validMessages()[i]);
     return bytes.subarray(0, Math.floor(cut * bytes.length));
   }),
-  fc.tuple(fc.nat({ max: 2 }), fc.uint8Array({ minLength: 1, maxLength: 16 })).map(([i, extra]) =>
-    Buffer.concat([encodeCbor(validMessages()[i]), extra])),
+  fc
+    .tuple(fc.nat({ max: 2 }), fc.uint8Array({ minLength: 1, maxLength: 16 }))
+    .map(([i, extra]) => Buffer.concat([encodeCbor(validMessages()[i]), extra])),
 );
 
 /** Replaces the value at `path` in a deep copy of `root` (`undefined` deletes it). */
@@ -172,7 +207,11 @@ function setAt(root: unknown, path: ReadonlyArray<string | number>, value: unkno
 
 /** Wrong for every field it is put in below: no strings, no integers, and [] / {} only where they are incomplete. */
 const wrongType = fc.oneof(
-  fc.constant(null), fc.boolean(), fc.double().filter((d) => !Number.isInteger(d)), fc.constant([]), fc.constant({}),
+  fc.constant(null),
+  fc.boolean(),
+  fc.double().filter((d) => !Number.isInteger(d)),
+  fc.constant([]),
+  fc.constant({}),
 );
 
 /** A schema violation of a valid message, with the reason it is one. */
@@ -184,7 +223,14 @@ export const schemaViolation: fc.Arbitrary<[label: string, message: unknown]> = 
     ['a tuple of one', ['pull']],
     ['a down message sent up', ['ack', { inc: 'a'.repeat(32), hlc: '0'.repeat(16), results: [] }]],
     ['an empty batch', setAt(validMessages()[0], [1, 'ops'], [])],
-    ['a batch of 1001 ops', setAt(validMessages()[0], [1, 'ops'], Array.from({ length: 1001 }, (_, i) => putOp(i + 1, 'fz', 'k', i)))],
+    [
+      'a batch of 1001 ops',
+      setAt(
+        validMessages()[0],
+        [1, 'ops'],
+        Array.from({ length: 1001 }, (_, i) => putOp(i + 1, 'fz', 'k', i)),
+      ),
+    ],
     ['an agent id in the batch', setAt(validMessages()[0], [1, 'agentId'], 'pi-honest')],
     ['an origin in an op', setAt(validMessages()[0], [1, 'ops', 0, 'o'], 'pi-honest')],
     ['an agent id in an op', setAt(validMessages()[0], [1, 'ops', 0, 'agent'], 'pi-honest')],
@@ -203,32 +249,67 @@ export const schemaViolation: fc.Arbitrary<[label: string, message: unknown]> = 
     ['pull limit 10001', setAt(validMessages()[1], [1, 'limit'], 10_001)],
     ['pull from -1', setAt(validMessages()[1], [1, 'from'], -1)],
     ['a snapshot cursor of one', setAt(validMessages()[1], [1, 'snap', 'after'], ['fz'])],
-    ['1025 pull collections', setAt(validMessages()[1], [1, 'cs'], Array.from({ length: 1025 }, (_, i) => `c${i}`))],
+    [
+      '1025 pull collections',
+      setAt(
+        validMessages()[1],
+        [1, 'cs'],
+        Array.from({ length: 1025 }, (_, i) => `c${i}`),
+      ),
+    ],
     ['a negative outbox', setAt(validMessages()[2], [1, 'outbox'], -1)],
     ['a fractional applied LSN', setAt(validMessages()[2], [1, 'applied', 'fz'], 0.5)],
   ),
   // a required field missing
-  fc.constantFrom<[number, Array<string | number>]>(
-    [0, [1, 'inc']], [0, [1, 'ops']], [0, [1, 'ops', 0, 'seq']], [0, [1, 'ops', 0, 'c']], [0, [1, 'ops', 0, 'k']],
-    [0, [1, 'ops', 0, 'op']], [0, [1, 'ops', 0, 'hlc']], [1, [1, 'id']], [1, [1, 'from']], [2, [1, 'applied']], [2, [1, 'outbox']],
-  ).map(([i, path]): [string, unknown] => [`no ${path.join('.')}`, setAt(validMessages()[i], path, undefined)]),
+  fc
+    .constantFrom<[number, Array<string | number>]>(
+      [0, [1, 'inc']],
+      [0, [1, 'ops']],
+      [0, [1, 'ops', 0, 'seq']],
+      [0, [1, 'ops', 0, 'c']],
+      [0, [1, 'ops', 0, 'k']],
+      [0, [1, 'ops', 0, 'op']],
+      [0, [1, 'ops', 0, 'hlc']],
+      [1, [1, 'id']],
+      [1, [1, 'from']],
+      [2, [1, 'applied']],
+      [2, [1, 'outbox']],
+    )
+    .map(([i, path]): [string, unknown] => [`no ${path.join('.')}`, setAt(validMessages()[i], path, undefined)]),
   // a field of the wrong type
-  fc.tuple(
-    fc.constantFrom<[number, Array<string | number>]>(
-      [0, [1, 'inc']], [0, [1, 'ops']], [0, [1, 'ops', 0]], [0, [1, 'ops', 0, 'seq']], [0, [1, 'ops', 0, 'c']], [0, [1, 'ops', 0, 'k']],
-      [0, [1, 'ops', 0, 'hlc']], [0, [1]], [1, [1, 'id']], [1, [1, 'from']], [1, [1, 'cs', 0]], [1, [1, 'snap']], [2, [1, 'applied', 'fz']],
-    ),
-    wrongType,
-  ).map(([[i, path], value]): [string, unknown] => [`${path.join('.')} = ${fc.stringify(value)}`, setAt(validMessages()[i], path, value)]),
+  fc
+    .tuple(
+      fc.constantFrom<[number, Array<string | number>]>(
+        [0, [1, 'inc']],
+        [0, [1, 'ops']],
+        [0, [1, 'ops', 0]],
+        [0, [1, 'ops', 0, 'seq']],
+        [0, [1, 'ops', 0, 'c']],
+        [0, [1, 'ops', 0, 'k']],
+        [0, [1, 'ops', 0, 'hlc']],
+        [0, [1]],
+        [1, [1, 'id']],
+        [1, [1, 'from']],
+        [1, [1, 'cs', 0]],
+        [1, [1, 'snap']],
+        [2, [1, 'applied', 'fz']],
+      ),
+      wrongType,
+    )
+    .map(([[i, path], value]): [string, unknown] => [`${path.join('.')} = ${fc.stringify(value)}`, setAt(validMessages()[i], path, value)]),
   // not a tuple at all
-  fc.jsonValue({ maxDepth: 3 }).filter((v) => !Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'string')
+  fc
+    .jsonValue({ maxDepth: 3 })
+    .filter((v) => !Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'string')
     .map((v): [string, unknown] => ['not a [type, body] tuple', v]),
 );
-
 
 /** Random bytes, with CBOR-ish heads mixed in more often than chance would. */
 export const randomBytes: fc.Arbitrary<Uint8Array> = fc.oneof(
   fc.uint8Array({ maxLength: 512 }),
-  fc.array(fc.oneof(fc.constantFrom(0x82, 0x9f, 0xbf, 0xff, 0xd8, 0xd9, 0xc2, 0x5a, 0x7b, 0xf7), fc.integer({ min: 0, max: 255 })), { maxLength: 64 })
+  fc
+    .array(fc.oneof(fc.constantFrom(0x82, 0x9f, 0xbf, 0xff, 0xd8, 0xd9, 0xc2, 0x5a, 0x7b, 0xf7), fc.integer({ min: 0, max: 255 })), {
+      maxLength: 64,
+    })
     .map((bytes) => Uint8Array.from(bytes)),
 );

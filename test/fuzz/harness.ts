@@ -120,7 +120,11 @@ export class HonestWorkload {
   #stopping = false;
   #n = 0;
 
-  constructor(readonly fleet: TestFleet, readonly agent: Agent, readonly collection = 'honest') {}
+  constructor(
+    readonly fleet: TestFleet,
+    readonly agent: Agent,
+    readonly collection = 'honest',
+  ) {}
 
   start(): void {
     this.#stopping = false;

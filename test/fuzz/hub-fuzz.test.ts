@@ -14,8 +14,19 @@ import { RawClient } from '../helpers/raw-client.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { brokenCbor, materialise, plannedOp, randomBytes, schemaViolation } from './arbitraries.js';
 import {
-  batchBytes, bignum, freshInc, nestedArrays, nestedMaps, nowHlc, putOp, putWithRawValue, SELF_REFERENCE,
-  sharedDoubling, tagged, withRawCbor, type WireOp,
+  batchBytes,
+  bignum,
+  freshInc,
+  nestedArrays,
+  nestedMaps,
+  nowHlc,
+  putOp,
+  putWithRawValue,
+  SELF_REFERENCE,
+  sharedDoubling,
+  tagged,
+  withRawCbor,
+  type WireOp,
 } from './craft.js';
 import { Attacker, commitsBy, HonestWorkload, ProcessGuard } from './harness.js';
 
@@ -80,7 +91,7 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
   afterEach(async () => {
     await workload.stopAndVerify();
     expect(guard.take(), 'errors the hub left unhandled').toEqual([]);
-    expect(attacker.closed, 'content never closes the attacker\'s connection').toBe(false);
+    expect(attacker.closed, "content never closes the attacker's connection").toBe(false);
   });
 
   it('answers random bytes and broken CBOR with a typed error and commits nothing', async () => {
@@ -132,10 +143,22 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
     type Outcome = { error: ErrorCode } | { rejected: string } | { committed: unknown } | 'silent';
     const cases: Array<[string, Buffer, Outcome]> = [
       // huge arrays (all within the 1 MiB message limit)
-      ['a batch of 100k ops', encodeCbor(['batch', { inc: freshInc(), ops: new Array<number>(100_000).fill(0) }]), { error: ErrorCode.INVALID_MESSAGE }],
+      [
+        'a batch of 100k ops',
+        encodeCbor(['batch', { inc: freshInc(), ops: new Array<number>(100_000).fill(0) }]),
+        { error: ErrorCode.INVALID_MESSAGE },
+      ],
       ['a message that is a 100k-element array', encodeCbor(hundredK), { error: ErrorCode.INVALID_MESSAGE }],
-      ['a pull of 100k collections', encodeCbor(['pull', { id: 1, from: 0, cs: Array.from({ length: 100_000 }, (_, i) => `c${i}`) }]), { error: ErrorCode.INVALID_MESSAGE }],
-      ['a status of 100k collections (valid: no answer)', encodeCbor(['status', { applied: Object.fromEntries(hundredK.map((_, i) => [i.toString(36), 0])), outbox: 0 }]), 'silent'],
+      [
+        'a pull of 100k collections',
+        encodeCbor(['pull', { id: 1, from: 0, cs: Array.from({ length: 100_000 }, (_, i) => `c${i}`) }]),
+        { error: ErrorCode.INVALID_MESSAGE },
+      ],
+      [
+        'a status of 100k collections (valid: no answer)',
+        encodeCbor(['status', { applied: Object.fromEntries(hundredK.map((_, i) => [i.toString(36), 0])), outbox: 0 }]),
+        'silent',
+      ],
       ['a 100k-element array value', put('arr-100k', hundredK), { committed: hundredK }],
       ['a 300k-element array value', put('arr-300k', new Array<number>(300_000).fill(7)), { rejected: 'too_large' }],
       ['a value of exactly the size limit', put('fits', justFits), { committed: justFits }],
@@ -145,8 +168,16 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
       ['a message of ~1M nested arrays', nestedArrays(limits.maxMessageBytes - 1), { error: ErrorCode.MALFORMED_MESSAGE }],
       ['a value of 10k nested arrays', raw('deep-arrays', nestedArrays(10_000)), { error: ErrorCode.MALFORMED_MESSAGE }],
       ['a value of 10k nested maps', raw('deep-maps', nestedMaps(10_000)), { error: ErrorCode.MALFORMED_MESSAGE }],
-      ['an hlc of 10k nested arrays', withRawCbor((m) => ['batch', { inc: freshInc(), ops: [{ ...putOp(1, 'fz', 'k', 1), hlc: m }] }], nestedArrays(10_000)), { error: ErrorCode.MALFORMED_MESSAGE }],
-      ['a value nested 32 deep (the limit)', raw('depth-32', nestedArrays(32)), { committed: JSON.parse(`${'['.repeat(32)}1${']'.repeat(32)}`) }],
+      [
+        'an hlc of 10k nested arrays',
+        withRawCbor((m) => ['batch', { inc: freshInc(), ops: [{ ...putOp(1, 'fz', 'k', 1), hlc: m }] }], nestedArrays(10_000)),
+        { error: ErrorCode.MALFORMED_MESSAGE },
+      ],
+      [
+        'a value nested 32 deep (the limit)',
+        raw('depth-32', nestedArrays(32)),
+        { committed: JSON.parse(`${'['.repeat(32)}1${']'.repeat(32)}`) },
+      ],
       ['a value nested 33 deep', raw('depth-33', nestedArrays(33)), { rejected: 'invalid_value' }],
       // tags: the protocol has none; every tag cbor-x would interpret is refused at decoding,
       // so none may reach storage or run code; an unknown one decodes to a Tag, not plain data
@@ -154,8 +185,19 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
       ['tag 27 naming Function', raw('t27-fn', tagged(27, ['Function', 'return 1'])), { error: ErrorCode.MALFORMED_MESSAGE }],
       ['tag 27 RegExp', raw('t27-re', tagged(27, ['RegExp', '(a+)+$'])), { error: ErrorCode.MALFORMED_MESSAGE }],
       ['an unknown tag', raw('t40000', tagged(40_000, 1)), { rejected: 'invalid_value' }],
-      ['a date as hlc', withRawCbor((m) => ['batch', { inc: freshInc(), ops: [{ ...putOp(1, 'fz', 'k', 1), hlc: m }] }], tagged(0, '2020-01-01')), { error: ErrorCode.MALFORMED_MESSAGE }],
-      ['a bignum seq', withRawCbor((m) => ['batch', { inc: freshInc(), ops: [{ ...putOp(1, 'fz', 'k', 1), seq: m }] }], tagged(2, encodeCbor(Buffer.from([1, 0, 0, 0, 0, 0, 0, 0, 1])))), { error: ErrorCode.MALFORMED_MESSAGE }],
+      [
+        'a date as hlc',
+        withRawCbor((m) => ['batch', { inc: freshInc(), ops: [{ ...putOp(1, 'fz', 'k', 1), hlc: m }] }], tagged(0, '2020-01-01')),
+        { error: ErrorCode.MALFORMED_MESSAGE },
+      ],
+      [
+        'a bignum seq',
+        withRawCbor(
+          (m) => ['batch', { inc: freshInc(), ops: [{ ...putOp(1, 'fz', 'k', 1), seq: m }] }],
+          tagged(2, encodeCbor(Buffer.from([1, 0, 0, 0, 0, 0, 0, 0, 1]))),
+        ),
+        { error: ErrorCode.MALFORMED_MESSAGE },
+      ],
       ['a small bignum value', raw('bignum', bignum(64)), { error: ErrorCode.MALFORMED_MESSAGE }],
       ['an inline record definition', raw('record', tagged(0xdfff, [0xe000, ['a'], 1])), { committed: { a: 1 } }],
     ];
@@ -183,7 +225,11 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
     }
     expect((globalThis as { fuzzPwned?: unknown }).fuzzPwned, 'tag 27 must not run code').toBeUndefined();
     // Only the four valid documents were committed.
-    expect(commitsBy(store(), ATTACKER, since).map((c) => c.k).sort()).toEqual(['arr-100k', 'depth-32', 'fits', 'record']);
+    expect(
+      commitsBy(store(), ATTACKER, since)
+        .map((c) => c.k)
+        .sort(),
+    ).toEqual(['arr-100k', 'depth-32', 'fits', 'record']);
   });
 
   it('refuses oversized messages: a typed error up to the packet limit, a closed connection beyond it', async () => {
@@ -240,7 +286,7 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
     expect([...seen].sort()).toEqual(['clock_skew', 'deleted', 'invalid_collection', 'invalid_key', 'invalid_value', 'written']);
   });
 
-  it('takes identity from the connection: a batch commits under the sender\'s own id, whatever it claims', async () => {
+  it("takes identity from the connection: a batch commits under the sender's own id, whatever it claims", async () => {
     // The batch schema has no agent id; claiming one is a schema violation.
     const claim = batchBytes(freshInc(), [putOp(1, 'fz', 'claim', 1)]);
     for (const forged of [
@@ -256,21 +302,26 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
     // Any valid client id: its writes carry that id, in the store, in the broadcast, at the honest agent.
     let run = 0;
     await fc.assert(
-      fc.asyncProperty(fc.stringMatching(/^[A-Za-z0-9_.-]{1,128}$/).filter((id) => ![HONEST, ATTACKER, 'spy'].includes(id)), async (id) => {
-        const key = `as-${++run}`;
-        const mallory = await Attacker.connect(fleet.port, id);
-        try {
-          const [result] = ackResults(await mallory.reply(batchBytes(freshInc(), [putOp(1, 'fz', key, { claims: HONEST })])));
-          expect(result).toMatchObject({ outcome: 'committed' });
-          expect(store().document('fz', key)).toMatchObject({ origin: id, version: result!.lsn });
-          await waitFor('the change set', () => broadcasts.some((m) => m[0] === 'changes' && m[1].changes.some((c) => c.lsn === result!.lsn)));
-          const change = broadcasts.flatMap((m) => (m[0] === 'changes' ? m[1].changes : [])).find((c) => c.lsn === result!.lsn);
-          expect(change).toMatchObject({ c: 'fz', k: key, o: id });
-          expect(await honest.get('fz', key, { confirmed: true, minLsn: result!.lsn })).toMatchObject({ value: { claims: HONEST } });
-        } finally {
-          await mallory.end();
-        }
-      }),
+      fc.asyncProperty(
+        fc.stringMatching(/^[A-Za-z0-9_.-]{1,128}$/).filter((id) => ![HONEST, ATTACKER, 'spy'].includes(id)),
+        async (id) => {
+          const key = `as-${++run}`;
+          const mallory = await Attacker.connect(fleet.port, id);
+          try {
+            const [result] = ackResults(await mallory.reply(batchBytes(freshInc(), [putOp(1, 'fz', key, { claims: HONEST })])));
+            expect(result).toMatchObject({ outcome: 'committed' });
+            expect(store().document('fz', key)).toMatchObject({ origin: id, version: result!.lsn });
+            await waitFor('the change set', () =>
+              broadcasts.some((m) => m[0] === 'changes' && m[1].changes.some((c) => c.lsn === result!.lsn)),
+            );
+            const change = broadcasts.flatMap((m) => (m[0] === 'changes' ? m[1].changes : [])).find((c) => c.lsn === result!.lsn);
+            expect(change).toMatchObject({ c: 'fz', k: key, o: id });
+            expect(await honest.get('fz', key, { confirmed: true, minLsn: result!.lsn })).toMatchObject({ value: { claims: HONEST } });
+          } finally {
+            await mallory.end();
+          }
+        },
+      ),
       { numRuns: 8 },
     );
   });
@@ -347,31 +398,68 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
     const forgedKey = (n: number): string => `forged-${n}`;
     const payloads = (n: number): Buffer[] => [
       batchBytes(freshInc(), [putOp(1, 'honest', forgedKey(n), { forged: true })]),
-      broadcastCodec.encode(['changes', { c: 'honest', prev: 0, hlc: nowHlc(), changes: [
-        { lsn: 999_999, c: 'honest', k: forgedKey(n), op: 'put', v: { forged: true }, hlc: nowHlc(), o: HONEST },
-      ] }]),
-      broadcastCodec.encode(['hub', {
-        v: 1, hlc: nowHlc(), head: 999_999, epoch: 0, collections: {}, undeclared: 'reject', defaults: { conflict: 'reject', durability: 'hub', priority: 'high', ttlSeconds: 1, maxPending: 1, overflow: 'drop-oldest' },
-      }]),
+      broadcastCodec.encode([
+        'changes',
+        {
+          c: 'honest',
+          prev: 0,
+          hlc: nowHlc(),
+          changes: [{ lsn: 999_999, c: 'honest', k: forgedKey(n), op: 'put', v: { forged: true }, hlc: nowHlc(), o: HONEST }],
+        },
+      ]),
+      broadcastCodec.encode([
+        'hub',
+        {
+          v: 1,
+          hlc: nowHlc(),
+          head: 999_999,
+          epoch: 0,
+          collections: {},
+          undeclared: 'reject',
+          defaults: { conflict: 'reject', durability: 'hub', priority: 'high', ttlSeconds: 1, maxPending: 1, overflow: 'drop-oldest' },
+        },
+      ]),
       Buffer.from('x'),
     ];
-    const topicFor = (self: string): fc.Arbitrary<[string, boolean]> => fc.oneof(
-      fc.constantFrom(
-        topics.up(HONEST), topics.up('spy'), topics.down(self), topics.down(HONEST), topics.collection('honest'), topics.hub,
-        '$SYS/broker/clients', `${topics.up(self)}/x`, topics.up(self).toUpperCase(), topics.up(self).replace(/^outpost\/v\d+\//, 'outpost/v999/'),
-        `/${topics.up(self)}`, 'x'.repeat(30_000), 'a/b/c/d/e/f/g/h/i/j',
-      ).map((t): [string, boolean] => [t, false]),
-      fc.stringMatching(/^[A-Za-z0-9_.-]{1,20}$/).filter((id) => id !== self).map((id): [string, boolean] => [topics.up(id), false]),
-      // (wildcards and NUL are not valid in a topic name; the client would refuse them itself)
-      fc.string({ unit: 'binary', minLength: 1, maxLength: 40 }).filter((t) => !['+', '#', '\u0000'].some((c) => t.includes(c)) && t !== topics.up(self))
-        .map((t): [string, boolean] => [t, false]),
-      // its own up topic is allowed only without the retain flag
-      fc.constant<[string, boolean]>([topics.up(self), true]),
-    );
+    const topicFor = (self: string): fc.Arbitrary<[string, boolean]> =>
+      fc.oneof(
+        fc
+          .constantFrom(
+            topics.up(HONEST),
+            topics.up('spy'),
+            topics.down(self),
+            topics.down(HONEST),
+            topics.collection('honest'),
+            topics.hub,
+            '$SYS/broker/clients',
+            `${topics.up(self)}/x`,
+            topics.up(self).toUpperCase(),
+            topics.up(self).replace(/^outpost\/v\d+\//, 'outpost/v999/'),
+            `/${topics.up(self)}`,
+            'x'.repeat(30_000),
+            'a/b/c/d/e/f/g/h/i/j',
+          )
+          .map((t): [string, boolean] => [t, false]),
+        fc
+          .stringMatching(/^[A-Za-z0-9_.-]{1,20}$/)
+          .filter((id) => id !== self)
+          .map((id): [string, boolean] => [topics.up(id), false]),
+        // (wildcards and NUL are not valid in a topic name; the client would refuse them itself)
+        fc
+          .string({ unit: 'binary', minLength: 1, maxLength: 40 })
+          .filter((t) => !['+', '#', '\u0000'].some((c) => t.includes(c)) && t !== topics.up(self))
+          .map((t): [string, boolean] => [t, false]),
+        // its own up topic is allowed only without the retain flag
+        fc.constant<[string, boolean]>([topics.up(self), true]),
+      );
     let run = 0;
     await fc.assert(
       fc.asyncProperty(
-        fc.nat().chain((n) => fc.tuple(fc.constant(`rogue-t${n}`), topicFor(`rogue-t${n}`), fc.constantFrom<0 | 1 | 2>(0, 1, 2), fc.nat({ max: 3 }))),
+        fc
+          .nat()
+          .chain((n) =>
+            fc.tuple(fc.constant(`rogue-t${n}`), topicFor(`rogue-t${n}`), fc.constantFrom<0 | 1 | 2>(0, 1, 2), fc.nat({ max: 3 })),
+          ),
         async ([self, [topic, retain], qos, which]) => {
           const n = ++run;
           const since = store().head;
@@ -385,7 +473,9 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
           expect(commitsBy(store(), self, since)).toEqual([]);
           expect(store().document('honest', forgedKey(n))).toBeUndefined();
           expect(await honest.get('honest', forgedKey(n))).toBeUndefined();
-          const forged = broadcasts.slice(heard).filter((m) => (m[0] === 'changes' ? m[1].changes.some((c) => c.lsn === 999_999) : m[1].head === 999_999));
+          const forged = broadcasts
+            .slice(heard)
+            .filter((m) => (m[0] === 'changes' ? m[1].changes.some((c) => c.lsn === 999_999) : m[1].head === 999_999));
           expect(forged).toEqual([]);
         },
       ),
@@ -406,7 +496,7 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
     await late.end();
   });
 
-  it('keeps the honest agent\'s replica identical to the hub for everything it wrote', async () => {
+  it("keeps the honest agent's replica identical to the hub for everything it wrote", async () => {
     // (The workload runs here too; this checks the whole history of the file, not just this test.)
     const head = store().head;
     const { docs } = store().readDocuments(['honest'], undefined, 100_000, Number.MAX_SAFE_INTEGER);
@@ -463,7 +553,7 @@ describe('product bugs found by fuzzing', () => {
   });
 
   // Found here, fixed: that poison failed every request in its group commit, however unrelated.
-  it('a poison batch does not fail other writers\' requests in the same group commit', async () => {
+  it("a poison batch does not fail other writers' requests in the same group commit", async () => {
     const core = fleet.hub!.core;
     core.onUp(ATTACKER, putWithRawValue(freshInc(), 'fz', 'cycle', SELF_REFERENCE)); // as the broker delivers it
     const bystander = core.write({ c: 'notes', k: 'bystander', op: 'put', v: { ok: true } }); // same tick: same commit
@@ -478,7 +568,9 @@ describe('product bugs found by fuzzing', () => {
     const attacker = await connect(id);
     const inc = freshInc();
     for (let b = 0; b < 3; b++) {
-      const ops = Array.from({ length: 1000 }, (_, i) => putOp(b * 1000 + i + 1, 'c'.repeat(64), `${b * 1000 + i}`.padStart(6, '0') + '€'.repeat(164), ''));
+      const ops = Array.from({ length: 1000 }, (_, i) =>
+        putOp(b * 1000 + i + 1, 'c'.repeat(64), `${b * 1000 + i}`.padStart(6, '0') + '€'.repeat(164), ''),
+      );
       expect(ackResults(await firstReply(attacker, batchBytes(inc, ops)))).toHaveLength(1000);
     }
     const reply = await firstReply(attacker, encodeCbor(['pull', { id: 1, from: 0, limit: 10_000 }]));
@@ -511,7 +603,10 @@ describe('product bugs found by fuzzing', () => {
   // document was stored altered.
   it('rejects a __proto__ field as invalid_value rather than storing it renamed', async () => {
     const attacker = await connect();
-    const reply = await firstReply(attacker, batchBytes(freshInc(), [putOp(1, 'fz', 'proto', JSON.parse('{"__proto__": {"admin": true}, "x": 1}'))]));
+    const reply = await firstReply(
+      attacker,
+      batchBytes(freshInc(), [putOp(1, 'fz', 'proto', JSON.parse('{"__proto__": {"admin": true}, "x": 1}'))]),
+    );
     expect(reply).toMatchObject(['ack', { results: [{ outcome: 'rejected', reason: 'invalid_value' }] }]);
   });
 

@@ -56,7 +56,11 @@ export class TestFleet {
   /** Agents provisioned, re-exported and reloaded one at a time. */
   #provisioning: Promise<void> = Promise.resolve();
 
-  constructor(public hubOptions: Partial<HubOptions> = {}, readonly broker: FleetBroker = 'embedded', readonly store: FleetStore = 'sqlite') {}
+  constructor(
+    public hubOptions: Partial<HubOptions> = {},
+    readonly broker: FleetBroker = 'embedded',
+    readonly store: FleetStore = 'sqlite',
+  ) {}
 
   /** The fleet's PostgreSQL database, created on first start and kept across hub restarts. */
   #postgresUrl: string | undefined;
@@ -68,9 +72,14 @@ export class TestFleet {
   async startHub(): Promise<Hub | BrokerClientHub> {
     if (this.broker === 'mosquitto') return this.#startBrokerClientHub();
     // Restart on the same port, so agents reconnect to the same URL.
-    const store = this.store === 'postgres' ? await PostgresHubStore.open(this.#postgresUrl ??= await freshDatabase()) : undefined;
+    const store = this.store === 'postgres' ? await PostgresHubStore.open((this.#postgresUrl ??= await freshDatabase())) : undefined;
     this.hub = await Hub.start({
-      port: this.port, host: '127.0.0.1', dataDir: this.hubData, dev: true, ...(store && { store }), ...this.hubOptions,
+      port: this.port,
+      host: '127.0.0.1',
+      dataDir: this.hubData,
+      dev: true,
+      ...(store && { store }),
+      ...this.hubOptions,
     });
     this.port = this.hub.port;
     return this.hub;
@@ -106,11 +115,16 @@ export class TestFleet {
     const { dev, config, http, adminToken, historyEveryMs, logger } = this.hubOptions;
     const isDefault = partition === DEFAULT_PARTITION;
     return BrokerClientHub.start({
-      dataDir: this.hubData, dev: dev ?? true, partition,
+      dataDir: this.hubData,
+      dev: dev ?? true,
+      partition,
       ...(!isDefault && { store: await openHubStore({ dataDir: this.hubData, partition }) }),
       ...(registry && { registry }),
-      ...(config && { config }), ...(http && isDefault && { http }), ...(adminToken !== undefined && { adminToken }),
-      ...(historyEveryMs !== undefined && { historyEveryMs }), ...(logger && { logger }),
+      ...(config && { config }),
+      ...(http && isDefault && { http }),
+      ...(adminToken !== undefined && { adminToken }),
+      ...(historyEveryMs !== undefined && { historyEveryMs }),
+      ...(logger && { logger }),
       broker: { url: this.mosquitto!.url, username: DEFAULT_HUB_BROKER_USER, password: this.#hubPassword },
     });
   }
@@ -122,13 +136,16 @@ export class TestFleet {
   async #exportBrokerFiles(): Promise<void> {
     this.#admin ??= new SqliteHubStore(this.hubData);
     const config = this.hubOptions.config ?? DEFAULT_HUB_CONFIG;
-    writeMosquittoFiles(this.#exportDir, mosquittoFiles({
-      agents: await this.#admin.brokerCredentials(),
-      partitions: assignment(config),
-      access: new AccessControl(config.access, this.hubOptions.dev ?? true),
-      hubUser: { username: DEFAULT_HUB_BROKER_USER, mosquittoHash: await (this.#hubHash ??= mosquittoHash(this.#hubPassword)) },
-      outDir: this.#exportDir,
-    }));
+    writeMosquittoFiles(
+      this.#exportDir,
+      mosquittoFiles({
+        agents: await this.#admin.brokerCredentials(),
+        partitions: assignment(config),
+        access: new AccessControl(config.access, this.hubOptions.dev ?? true),
+        hubUser: { username: DEFAULT_HUB_BROKER_USER, mosquittoHash: await (this.#hubHash ??= mosquittoHash(this.#hubPassword)) },
+        outDir: this.#exportDir,
+      }),
+    );
   }
 
   /** As an operator would: `outpost hub agents add`, export again, reload Mosquitto. */

@@ -1,6 +1,9 @@
 import type Database from 'better-sqlite3';
 
-export interface RecordedOutcome { outcome: string; lsn: number | null }
+export interface RecordedOutcome {
+  outcome: string;
+  lsn: number | null;
+}
 
 /**
  * Reads the outcome the hub recorded for an op straight from its database, as an independent
@@ -9,10 +12,12 @@ export interface RecordedOutcome { outcome: string; lsn: number | null }
  */
 export function outcomeReader(db: Database.Database): (agentId: string, incarnation: string, seq: number) => RecordedOutcome | undefined {
   const single = db.prepare<[string, string, number], RecordedOutcome>(
-    'SELECT outcome, lsn FROM outcomes WHERE agent_id = ? AND incarnation = ? AND seq = ?');
+    'SELECT outcome, lsn FROM outcomes WHERE agent_id = ? AND incarnation = ? AND seq = ?',
+  );
   const run = db.prepare<{ agent: string; inc: string; seq: number }, { lsn: number }>(
     `SELECT first_lsn + (@seq - first_seq) AS lsn FROM committed_runs
-     WHERE agent_id = @agent AND incarnation = @inc AND first_seq <= @seq AND last_seq >= @seq`);
+     WHERE agent_id = @agent AND incarnation = @inc AND first_seq <= @seq AND last_seq >= @seq`,
+  );
   return (agent, inc, seq) => {
     const committed = run.get({ agent, inc, seq });
     return committed ? { outcome: 'committed', lsn: committed.lsn } : single.get(agent, inc, seq);

@@ -17,7 +17,10 @@ export const NO_MOSQUITTO = 'mosquitto is not installed (apt-get install mosquit
 export class MosquittoProcess {
   #output = '';
 
-  private constructor(readonly child: ChildProcess, readonly port: number) {
+  private constructor(
+    readonly child: ChildProcess,
+    readonly port: number,
+  ) {
     child.stdout!.on('data', (chunk: Buffer) => (this.#output += chunk.toString()));
     child.stderr!.on('data', (chunk: Buffer) => (this.#output += chunk.toString()));
   }
@@ -33,24 +36,33 @@ export class MosquittoProcess {
   /** Starts Mosquitto with `<exportDir>/mosquitto.conf`, listening on 127.0.0.1 only. */
   static async start(exportDir: string, port?: number): Promise<MosquittoProcess> {
     if (!MOSQUITTO) throw new Error(NO_MOSQUITTO);
-    const listen = port ?? await freePort();
-    const exported = readFileSync(join(exportDir, 'mosquitto.conf'), 'utf8').split('\n').filter((l) => !l.startsWith('listener '));
+    const listen = port ?? (await freePort());
+    const exported = readFileSync(join(exportDir, 'mosquitto.conf'), 'utf8')
+      .split('\n')
+      .filter((l) => !l.startsWith('listener '));
     const conf = join(exportDir, 'test-mosquitto.conf');
-    writeFileSync(conf, [
-      `listener ${listen} 127.0.0.1`,
-      ...exported,
-      'log_dest stderr', // unbuffered through a pipe (stdout is block-buffered)
-      'log_type all',
-      // As root Mosquitto drops to the `mosquitto` user, which cannot read a temp dir's files.
-      ...(process.getuid?.() === 0 ? ['user root'] : []),
-      '',
-    ].join('\n'));
+    writeFileSync(
+      conf,
+      [
+        `listener ${listen} 127.0.0.1`,
+        ...exported,
+        'log_dest stderr', // unbuffered through a pipe (stdout is block-buffered)
+        'log_type all',
+        // As root Mosquitto drops to the `mosquitto` user, which cannot read a temp dir's files.
+        ...(process.getuid?.() === 0 ? ['user root'] : []),
+        '',
+      ].join('\n'),
+    );
     const child = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
     const broker = new MosquittoProcess(child, listen);
-    await waitFor(`mosquitto running on port ${listen}`, () => {
-      if (child.exitCode !== null) throw new Error(`mosquitto exited with ${child.exitCode}:\n${broker.output}`);
-      return broker.output.includes('running');
-    }, 10_000);
+    await waitFor(
+      `mosquitto running on port ${listen}`,
+      () => {
+        if (child.exitCode !== null) throw new Error(`mosquitto exited with ${child.exitCode}:\n${broker.output}`);
+        return broker.output.includes('running');
+      },
+      10_000,
+    );
     return broker;
   }
 

@@ -8,8 +8,8 @@ import { afterAll } from 'vitest';
  * create databases; by default the server's unix socket as the OS user (`.ci/run` creates that
  * role, a superuser, for root; peer authentication needs no password).
  */
-export const PG_ADMIN_URL = process.env.OUTPOST_TEST_PG_URL
-  ?? `postgresql:///postgres?host=/var/run/postgresql&user=${encodeURIComponent(userInfo().username)}`;
+export const PG_ADMIN_URL =
+  process.env.OUTPOST_TEST_PG_URL ?? `postgresql:///postgres?host=/var/run/postgresql&user=${encodeURIComponent(userInfo().username)}`;
 
 /** Why PostgreSQL cannot be used, or undefined when it can (checked once, when the file loads). */
 export const NO_POSTGRES: string | undefined = await (async () => {
@@ -19,8 +19,10 @@ export const NO_POSTGRES: string | undefined = await (async () => {
     await client.query('SELECT 1');
     return undefined;
   } catch (error) {
-    return `PostgreSQL is not reachable at ${PG_ADMIN_URL} (${(error as Error).message}): the PostgreSQL store tests are skipped; ` +
-      'start it (pg_ctlcluster 15 main start) or set OUTPOST_TEST_PG_URL';
+    return (
+      `PostgreSQL is not reachable at ${PG_ADMIN_URL} (${(error as Error).message}): the PostgreSQL store tests are skipped; ` +
+      'start it (pg_ctlcluster 15 main start) or set OUTPOST_TEST_PG_URL'
+    );
   } finally {
     await client.end().catch(() => undefined);
   }
@@ -42,8 +44,9 @@ afterAll(async () => {
  */
 export async function freshDatabase(): Promise<string> {
   const name = `outpost_test_${randomBytes(6).toString('hex')}`;
-  await withAdmin((admin) => admin.query(
-    `CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'`));
+  await withAdmin((admin) =>
+    admin.query(`CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'`),
+  );
   made.push(name);
   return databaseUrl(name);
 }

@@ -23,7 +23,11 @@ export class OutpostProcess {
   }
 
   async waitForLog(text: string, timeoutMs = 15_000): Promise<void> {
-    await waitFor(`"${text}" in the output of outpost ${this.child.spawnargs.slice(2).join(' ')}\n${this.output}`, () => this.output.includes(text), timeoutMs);
+    await waitFor(
+      `"${text}" in the output of outpost ${this.child.spawnargs.slice(2).join(' ')}\n${this.output}`,
+      () => this.output.includes(text),
+      timeoutMs,
+    );
   }
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {

@@ -8,7 +8,10 @@ export class RawClient {
   readonly received: DownMessage[] = [];
   closed = false;
 
-  private constructor(readonly client: MqttClient, readonly id: string) {
+  private constructor(
+    readonly client: MqttClient,
+    readonly id: string,
+  ) {
     client.on('message', (topic, payload) => {
       if (topic === topics.down(id)) this.received.push(downCodec.decode(payload));
     });

@@ -47,7 +47,11 @@ export class SimNetwork {
   #inFlight: InFlight[] = [];
   faults: Faults;
 
-  constructor(private readonly hubOptions: Omit<HubCoreOptions, 'publish'>, private readonly random: () => number, faults: Faults) {
+  constructor(
+    private readonly hubOptions: Omit<HubCoreOptions, 'publish'>,
+    private readonly random: () => number,
+    faults: Faults,
+  ) {
     this.faults = faults;
   }
 
@@ -65,7 +69,10 @@ export class SimNetwork {
     for (const p of partition === undefined ? this.partitions : [partition]) {
       const store = p === DEFAULT_PARTITION ? undefined : new SqliteHubStore(sqliteDirOf(this.hubOptions.dataDir, p));
       const hub = new HubCore({
-        ...this.hubOptions, partition: p, ...(store && { store }), publish: (topic, payload, retain) => this.#fromHub(topic, payload, retain),
+        ...this.hubOptions,
+        partition: p,
+        ...(store && { store }),
+        publish: (topic, payload, retain) => this.#fromHub(topic, payload, retain),
       });
       hub.start();
       this.hubs.set(p, hub);

@@ -17,7 +17,14 @@ export function hubDel(collection: string, key: string, step = 0): LogEntry {
 /** An agent's op `seq`, with a digest named after it. */
 export function agentPut(collection: string, key: string, value: JsonValue, agent: { id: string; inc: string; seq: number }): LogEntry {
   return {
-    collection, key, op: 'put', value, hlc: hlcAt(agent.seq), origin: agent.id, incarnation: agent.inc, seq: agent.seq,
+    collection,
+    key,
+    op: 'put',
+    value,
+    hlc: hlcAt(agent.seq),
+    origin: agent.id,
+    incarnation: agent.inc,
+    seq: agent.seq,
     digest: `digest-${agent.id}-${agent.inc}-${agent.seq}`,
   };
 }

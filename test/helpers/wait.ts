@@ -1,7 +1,5 @@
 /** Polls until `check` returns a truthy value, or throws with `what` after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string, check: () => T | Promise<T>, timeoutMs = 10_000, intervalMs = 20,
-): Promise<NonNullable<T>> {
+export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 10_000, intervalMs = 20): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {

@@ -21,12 +21,16 @@ describe('access control per collection, deny by default', () => {
   it('lets agents write and read only what the config grants, as op outcomes and filtered feeds', async () => {
     const dir = tempDir('access');
     hub = await Hub.start({
-      port: 0, host: '127.0.0.1', dataDir: join(dir, 'hub'),
-      config: parseHubConfig({ access: {
-        groups: { kitchen: ['pi-cook'] },
-        collections: { sensors: { read: ['*'], write: ['group:kitchen'] }, secrets: { read: ['pi-vault'], write: ['pi-vault'] } },
-        default: { read: ['*'], write: [] },
-      } }),
+      port: 0,
+      host: '127.0.0.1',
+      dataDir: join(dir, 'hub'),
+      config: parseHubConfig({
+        access: {
+          groups: { kitchen: ['pi-cook'] },
+          collections: { sensors: { read: ['*'], write: ['group:kitchen'] }, secrets: { read: ['pi-vault'], write: ['pi-vault'] } },
+          default: { read: ['*'], write: [] },
+        },
+      }),
     });
     const url = `mqtt://127.0.0.1:${hub.port}`;
     for (const id of ['pi-cook', 'pi-vault', 'pi-guest']) await hub.store.putCredential(id, await hashToken(`t-${id}`));
@@ -40,7 +44,10 @@ describe('access control per collection, deny by default', () => {
     const guest = open('pi-guest');
 
     expect((await cook.put('sensors', 'oven', { celsius: 200 }, { durability: 'hub' })).lsn).toBe(1);
-    await expect(guest.put('sensors', 'oven', { celsius: 0 }, { durability: 'hub' })).rejects.toMatchObject({ code: 'OUTPOST_WRITE_REJECTED', reason: 'forbidden' });
+    await expect(guest.put('sensors', 'oven', { celsius: 0 }, { durability: 'hub' })).rejects.toMatchObject({
+      code: 'OUTPOST_WRITE_REJECTED',
+      reason: 'forbidden',
+    });
     const rejected = new Promise<Rejection[]>((resolve) => guest.once('rejection', resolve));
     await guest.put('notes', 'n', 1); // undeclared: default grants no writes
     expect(await rejected).toMatchObject([{ collection: 'notes', outcome: 'rejected', reason: 'forbidden' }]);
@@ -63,11 +70,18 @@ describe('access control per collection, deny by default', () => {
   it('refuses an explicit subscription to a collection the agent may not read', async () => {
     const dir = tempDir('access');
     hub = await Hub.start({
-      port: 0, host: '127.0.0.1', dataDir: join(dir, 'hub'),
+      port: 0,
+      host: '127.0.0.1',
+      dataDir: join(dir, 'hub'),
       config: parseHubConfig({ access: { collections: { secrets: { read: ['pi-vault'] } }, default: { read: ['*'], write: ['*'] } } }),
     });
     await hub.store.putCredential('pi-guest', await hashToken('t'));
-    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${hub.port}`, { clientId: 'pi-guest', username: 'pi-guest', password: 't', reconnectPeriod: 0 });
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${hub.port}`, {
+      clientId: 'pi-guest',
+      username: 'pi-guest',
+      password: 't',
+      reconnectPeriod: 0,
+    });
     await expect(client.subscribeAsync(topics.collection('secrets'), { qos: 1 })).rejects.toThrow(/Subscribe error/);
     expect((await client.subscribeAsync(topics.collection('public'), { qos: 1 }))[0]!.qos).toBe(1);
     await client.endAsync();

@@ -26,22 +26,28 @@ describe('broker access control', () => {
 
   it('refuses every agent outside development mode until credentials exist', async () => {
     hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('acl') });
-    await expect(mqtt.connectAsync(`mqtt://127.0.0.1:${hub.port}`, { clientId: 'pi-1', reconnectPeriod: 0 }))
-      .rejects.toThrow(/Bad username or password/i);
-    await expect(mqtt.connectAsync(`mqtt://127.0.0.1:${hub.port}`, { clientId: 'pi-1', username: 'pi-1', password: 'guess', reconnectPeriod: 0 }))
-      .rejects.toThrow(/Not authorized/i);
+    await expect(mqtt.connectAsync(`mqtt://127.0.0.1:${hub.port}`, { clientId: 'pi-1', reconnectPeriod: 0 })).rejects.toThrow(
+      /Bad username or password/i,
+    );
+    await expect(
+      mqtt.connectAsync(`mqtt://127.0.0.1:${hub.port}`, { clientId: 'pi-1', username: 'pi-1', password: 'guess', reconnectPeriod: 0 }),
+    ).rejects.toThrow(/Not authorized/i);
   });
 
   it('refuses client ids that cannot be agent ids', async () => {
     hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('acl'), dev: true });
-    await expect(mqtt.connectAsync(`mqtt://127.0.0.1:${hub.port}`, { clientId: 'a/b#', reconnectPeriod: 0 }))
-      .rejects.toThrow(/Identifier rejected/i);
+    await expect(mqtt.connectAsync(`mqtt://127.0.0.1:${hub.port}`, { clientId: 'a/b#', reconnectPeriod: 0 })).rejects.toThrow(
+      /Identifier rejected/i,
+    );
   });
 
-  it('disconnects an agent that publishes to another agent\'s up topic, and commits nothing', async () => {
+  it("disconnects an agent that publishes to another agent's up topic, and commits nothing", async () => {
     hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('acl'), dev: true });
     const mallory = await client('mallory');
-    const batch = upCodec.encode(['batch', { inc: INC, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 1, hlc: encodeHlc(Date.now(), 0) }] }]);
+    const batch = upCodec.encode([
+      'batch',
+      { inc: INC, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 1, hlc: encodeHlc(Date.now(), 0) }] },
+    ]);
     mallory.client.publish(topics.up('pi-victim'), batch, { qos: 1 });
     await waitFor('mallory disconnected', () => mallory.closed);
     expect(hub.store.head).toBe(0);
@@ -56,7 +62,7 @@ describe('broker access control', () => {
     }
   });
 
-  it('refuses subscriptions to another agent\'s down topic and to wildcards over agents', async () => {
+  it("refuses subscriptions to another agent's down topic and to wildcards over agents", async () => {
     hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('acl'), dev: true });
     const eve = await client('eve');
     for (const topic of [topics.down('pi-victim'), `${TOPIC_ROOT}/a/+/down`, '#', '$SYS/#', topics.up('eve')]) {
@@ -74,7 +80,9 @@ describe('broker access control', () => {
   it('limits connection attempts per address', async () => {
     hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('acl'), dev: true, connectsPerAddress: 5 });
     // A refused attempt is closed before any CONNACK: the client never connects.
-    const clients = Array.from({ length: 8 }, (_, i) => mqtt.connect(`mqtt://127.0.0.1:${hub.port}`, { clientId: `pi-${i}`, reconnectPeriod: 0 }));
+    const clients = Array.from({ length: 8 }, (_, i) =>
+      mqtt.connect(`mqtt://127.0.0.1:${hub.port}`, { clientId: `pi-${i}`, reconnectPeriod: 0 }),
+    );
     await sleep(1000);
     expect(clients.filter((c) => c.connected)).toHaveLength(5);
     await Promise.all(clients.map((c) => c.endAsync(true)));

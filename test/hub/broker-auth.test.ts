@@ -10,9 +10,11 @@ describe('broker authentication and authorization over HTTP (/v1/broker/authn, /
   let hub: Hub;
   const post = async (path: string, body: unknown, token = 'adm1n'): Promise<{ status: number; body: { result?: string } }> => {
     const response = await fetch(`${hub.httpAddress!}${path}`, {
-      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body),
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify(body),
     });
-    return { status: response.status, body: await response.json() as { result?: string } };
+    return { status: response.status, body: (await response.json()) as { result?: string } };
   };
   const authn = async (body: unknown): Promise<string | undefined> => (await post('/v1/broker/authn', body)).body.result;
   const authz = async (username: string, topic: string, action: string, retain?: boolean): Promise<string | undefined> =>
@@ -20,7 +22,11 @@ describe('broker authentication and authorization over HTTP (/v1/broker/authn, /
 
   beforeAll(async () => {
     hub = await Hub.start({
-      port: 0, host: '127.0.0.1', dataDir: tempDir('broker-auth'), http: { host: '127.0.0.1', port: 0 }, adminToken: 'adm1n',
+      port: 0,
+      host: '127.0.0.1',
+      dataDir: tempDir('broker-auth'),
+      http: { host: '127.0.0.1', port: 0 },
+      adminToken: 'adm1n',
       config: parseHubConfig({ access: { default: { read: ['*'], write: ['*'] }, collections: { secrets: { read: ['pi-admin'] } } } }),
     });
     for (const id of ['pi-1', 'pi-admin', 'pi-gone']) await hub.store.putCredential(id, await hashToken(`token-of-${id}`));
@@ -55,8 +61,16 @@ describe('broker authentication and authorization over HTTP (/v1/broker/authn, /
   });
 
   it('authz: subscriptions follow the access section; `c/+` only for agents that may read every collection', async () => {
-    for (const topic of [topics.down('pi-1'), topics.hub, topics.collection('docs')]) expect(await authz('pi-1', topic, 'subscribe'), topic).toBe('allow');
-    for (const topic of [topics.down('pi-admin'), topics.collection('secrets'), topics.allCollections, `${TOPIC_ROOT}/#`, '#', topics.up('pi-1')]) {
+    for (const topic of [topics.down('pi-1'), topics.hub, topics.collection('docs')])
+      expect(await authz('pi-1', topic, 'subscribe'), topic).toBe('allow');
+    for (const topic of [
+      topics.down('pi-admin'),
+      topics.collection('secrets'),
+      topics.allCollections,
+      `${TOPIC_ROOT}/#`,
+      '#',
+      topics.up('pi-1'),
+    ]) {
       expect(await authz('pi-1', topic, 'subscribe'), topic).toBe('deny');
     }
     expect(await authz('pi-admin', topics.collection('secrets'), 'subscribe')).toBe('allow');

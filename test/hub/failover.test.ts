@@ -28,19 +28,22 @@ describe.skipIf(skip !== undefined)('hub failover: hub processes on one PostgreS
     for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
   });
 
-  it('behind Mosquitto: a standby leads within 5 s of the leader\'s SIGKILL; agents go on by themselves; nothing is lost, duplicated or diverged', async () => {
+  it("behind Mosquitto: a standby leads within 5 s of the leader's SIGKILL; agents go on by themselves; nothing is lost, duplicated or diverged", async () => {
     const url = await freshDatabase();
     const dir = tempDir('failover');
     const config = join(dir, 'hub.yaml');
     writeFileSync(config, 'access:\n  default: { read: ["*"], write: ["*"] }\n');
     const tokens = Object.fromEntries(AGENTS.map((id) => [id, outpost(['hub', 'agents', 'add', id, '--store', url]).trim()]));
-    outpost(['hub', 'export', 'mosquitto', '--store', url, '--out', join(dir, 'mosquitto'), '--config', config], { OUTPOST_BROKER_PASSWORD: HUB_PASSWORD });
+    outpost(['hub', 'export', 'mosquitto', '--store', url, '--out', join(dir, 'mosquitto'), '--config', config], {
+      OUTPOST_BROKER_PASSWORD: HUB_PASSWORD,
+    });
     const broker = await MosquittoProcess.start(join(dir, 'mosquitto'));
     closers.push(() => broker.stop());
 
     const hub = (name: string): OutpostProcess => {
-      const p = new OutpostProcess(['hub', '--broker', broker.url, '--store', url, '--data', join(dir, name), '--config', config],
-        { OUTPOST_BROKER_PASSWORD: HUB_PASSWORD });
+      const p = new OutpostProcess(['hub', '--broker', broker.url, '--store', url, '--data', join(dir, name), '--config', config], {
+        OUTPOST_BROKER_PASSWORD: HUB_PASSWORD,
+      });
       closers.push(() => p.kill('SIGTERM'));
       return p;
     };
@@ -52,12 +55,23 @@ describe.skipIf(skip !== undefined)('hub failover: hub processes on one PostgreS
     await killLeaderUnderLoad({ url, first, second, agents });
   }, 90_000);
 
-  it('with embedded brokers: agents given both hubs\' URLs move to the standby when it leads; nothing is lost, duplicated or diverged', async () => {
+  it("with embedded brokers: agents given both hubs' URLs move to the standby when it leads; nothing is lost, duplicated or diverged", async () => {
     const url = await freshDatabase();
     const dir = tempDir('failover-embedded');
     const ports = [await freePort(), await freePort()];
     const hub = (name: string, port: number): OutpostProcess => {
-      const p = new OutpostProcess(['hub', '--dev', '--host', '127.0.0.1', '--port', String(port), '--store', url, '--data', join(dir, name)]);
+      const p = new OutpostProcess([
+        'hub',
+        '--dev',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--store',
+        url,
+        '--data',
+        join(dir, name),
+      ]);
       closers.push(() => p.kill('SIGTERM'));
       return p;
     };
@@ -70,13 +84,29 @@ describe.skipIf(skip !== undefined)('hub failover: hub processes on one PostgreS
   }, 90_000);
 
   function open(id: string, hubUrl: string, dir: string, hubToken?: string): Agent {
-    const agent = new Agent({ hubUrl, agentId: id, ...(hubToken !== undefined && { hubToken }), dataDir: join(dir, id), reconnect: { initialMs: 50, maxMs: 500 } }).start();
+    const agent = new Agent({
+      hubUrl,
+      agentId: id,
+      ...(hubToken !== undefined && { hubToken }),
+      dataDir: join(dir, id),
+      reconnect: { initialMs: 50, maxMs: 500 },
+    }).start();
     closers.push(() => agent.close());
     return agent;
   }
 
   /** Agents write steadily; the leader is SIGKILLed; then every guarantee is checked against the database. */
-  async function killLeaderUnderLoad({ url, first, second, agents }: { url: string; first: OutpostProcess; second: OutpostProcess; agents: Agent[] }): Promise<void> {
+  async function killLeaderUnderLoad({
+    url,
+    first,
+    second,
+    agents,
+  }: {
+    url: string;
+    first: OutpostProcess;
+    second: OutpostProcess;
+    agents: Agent[];
+  }): Promise<void> {
     // Steady writes from every agent, before, during and after the failover.
     const made: Array<{ agentId: string; receipt: WriteReceipt }> = [];
     let writing = true;
@@ -110,13 +140,19 @@ describe.skipIf(skip !== undefined)('hub failover: hub processes on one PostgreS
       return s.outboxDepth === 0 && Math.max(s.collections.readings?.appliedLsn ?? 0, s.watermark) >= (heads.readings ?? 0);
     };
     try {
-      await waitFor('every outbox empty and every replica caught up', async () => {
-        heads = await store.collectionHeads();
-        return agents.every(caughtUp);
-      }, 30_000);
+      await waitFor(
+        'every outbox empty and every replica caught up',
+        async () => {
+          heads = await store.collectionHeads();
+          return agents.every(caughtUp);
+        },
+        30_000,
+      );
     } catch (error) {
       const state = agents.map((a) => ({ ...a.status(), caughtUp: caughtUp(a) }));
-      throw new Error(`${(error as Error).message}\nhub heads ${JSON.stringify(heads)}\n${JSON.stringify(state, null, 1)}\n--- new leader:\n${second.output.slice(-3000)}`);
+      throw new Error(
+        `${(error as Error).message}\nhub heads ${JSON.stringify(heads)}\n${JSON.stringify(state, null, 1)}\n--- new leader:\n${second.output.slice(-3000)}`,
+      );
     }
 
     // Nothing lost or duplicated: every write made is committed exactly once, under its own identity.
@@ -124,7 +160,8 @@ describe.skipIf(skip !== undefined)('hub failover: hub processes on one PostgreS
     for (const { agentId, receipt } of made) {
       const outcome = await store.outcomeOf(agentId, receipt.incarnation, receipt.seq);
       const logged = await store.countCommitted(agentId, receipt.incarnation, receipt.seq);
-      if (outcome?.result.outcome !== 'committed' && outcome?.result.outcome !== 'conflict') problems.push(`${agentId}/${receipt.seq}: outcome ${JSON.stringify(outcome)}`);
+      if (outcome?.result.outcome !== 'committed' && outcome?.result.outcome !== 'conflict')
+        problems.push(`${agentId}/${receipt.seq}: outcome ${JSON.stringify(outcome)}`);
       if (outcome?.result.outcome === 'committed' && logged !== 1) problems.push(`${agentId}/${receipt.seq}: ${logged} log entries`);
     }
     expect(problems, `${made.length} writes checked`).toEqual([]);
@@ -134,8 +171,13 @@ describe.skipIf(skip !== undefined)('hub failover: hub processes on one PostgreS
     expect(atHub.length).toBeGreaterThan(300);
     for (const agent of agents) {
       const replica: Array<{ key: string; value: unknown; version: number }> = [];
-      for (;;) { // an agent lists at most 1,000 documents at a time
-        const page = await agent.list('readings', { confirmed: true, limit: 1000, ...(replica.length > 0 && { after: replica.at(-1)!.key }) });
+      for (;;) {
+        // an agent lists at most 1,000 documents at a time
+        const page = await agent.list('readings', {
+          confirmed: true,
+          limit: 1000,
+          ...(replica.length > 0 && { after: replica.at(-1)!.key }),
+        });
         replica.push(...page.map(({ key, value, version }) => ({ key, value, version })));
         if (page.length < 1000) break;
       }

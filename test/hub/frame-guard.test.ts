@@ -40,31 +40,39 @@ describe('hub packet limit', () => {
     socket.on('close', () => (closed = true));
     socket.on('error', () => undefined);
     await new Promise((resolve) => socket.once('connect', resolve));
-    socket.write(mqttPacket.generate({ cmd: 'connect', clientId: 'pi-big', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 30 }));
+    socket.write(
+      mqttPacket.generate({ cmd: 'connect', clientId: 'pi-big', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 30 }),
+    );
     // A PUBLISH announcing 200 MB: header only.
     socket.write(Buffer.from([0x30, 0x80, 0x80, 0xe8, 0x5f]));
     await waitFor('hub closes the connection', () => closed, 5_000);
     expect(hub.connectedAgents).toBe(0);
   });
 
-  it('does not buffer the body of an oversized packet: the hub\'s memory does not grow by its size', async () => {
+  it("does not buffer the body of an oversized packet: the hub's memory does not grow by its size", async () => {
     hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('guard'), dev: true });
     const socket = connect(hub.port, '127.0.0.1');
     socket.on('error', () => undefined);
     await new Promise((resolve) => socket.once('connect', resolve));
-    socket.write(mqttPacket.generate({ cmd: 'connect', clientId: 'pi-big', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 30 }));
+    socket.write(
+      mqttPacket.generate({ cmd: 'connect', clientId: 'pi-big', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 30 }),
+    );
     const chunk = Buffer.alloc(1024 * 1024, 0x61);
     global.gc?.();
     const before = process.memoryUsage();
     // A PUBLISH announcing 200 MB, then 64 MB of its body as fast as the socket takes it.
     socket.write(Buffer.from([0x30, 0x80, 0x80, 0xe8, 0x5f]));
     for (let i = 0; i < 64 && !socket.destroyed; i++) {
-      if (!socket.write(chunk)) await Promise.race([new Promise((resolve) => socket.once('drain', resolve)), new Promise((resolve) => socket.once('close', resolve))]);
+      if (!socket.write(chunk))
+        await Promise.race([
+          new Promise((resolve) => socket.once('drain', resolve)),
+          new Promise((resolve) => socket.once('close', resolve)),
+        ]);
     }
     await waitFor('hub closes the connection', () => socket.destroyed || socket.closed, 5_000);
     global.gc?.();
     const after = process.memoryUsage();
-    const grown = (after.arrayBuffers + after.heapUsed) - (before.arrayBuffers + before.heapUsed);
+    const grown = after.arrayBuffers + after.heapUsed - (before.arrayBuffers + before.heapUsed);
     expect(grown).toBeLessThan(16 * 1024 * 1024);
   });
 });

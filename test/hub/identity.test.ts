@@ -10,7 +10,8 @@ import { CLI } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
 
-const outpost = (...args: string[]): string => execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const outpost = (...args: string[]): string =>
+  execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
 describe('device identity (hub not in --dev mode)', () => {
   let hub: Hub | undefined;
@@ -22,12 +23,22 @@ describe('device identity (hub not in --dev mode)', () => {
 
   async function secureHub(): Promise<{ data: string; url: string }> {
     const data = join(tempDir('identity'), 'hub');
-    hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: data, config: parseHubConfig({ access: { default: { read: ['*'], write: ['*'] } } }) });
+    hub = await Hub.start({
+      port: 0,
+      host: '127.0.0.1',
+      dataDir: data,
+      config: parseHubConfig({ access: { default: { read: ['*'], write: ['*'] } } }),
+    });
     return { data, url: `mqtt://127.0.0.1:${hub.port}` };
   }
 
   const connect = (url: string, clientId: string, username?: string, password?: string): Promise<mqtt.MqttClient> =>
-    mqtt.connectAsync(url, { clientId, reconnectPeriod: 0, ...(username !== undefined && { username }), ...(password !== undefined && { password }) });
+    mqtt.connectAsync(url, {
+      clientId,
+      reconnectPeriod: 0,
+      ...(username !== undefined && { username }),
+      ...(password !== undefined && { password }),
+    });
 
   it('admits an agent with its token and syncs; stores only a hash of the token', async () => {
     const { data, url } = await secureHub();
@@ -70,14 +81,18 @@ describe('device identity (hub not in --dev mode)', () => {
     await expect(connect(url, 'pi-1', 'pi-1', token)).rejects.toThrow(/Not authorized/i);
     // Provisioning again issues a new token; the old one stays dead.
     const fresh = outpost('hub', 'agents', 'add', 'pi-1', '--data', data).trim();
-    await waitFor('the new credential is in force', async () => {
-      try {
-        await (await connect(url, 'pi-1', 'pi-1', fresh)).endAsync();
-        return true;
-      } catch {
-        return false;
-      }
-    }, 3_000);
+    await waitFor(
+      'the new credential is in force',
+      async () => {
+        try {
+          await (await connect(url, 'pi-1', 'pi-1', fresh)).endAsync();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      3_000,
+    );
     await expect(connect(url, 'pi-1', 'pi-1', token)).rejects.toThrow(/Bad username or password/i);
   });
 });

@@ -13,7 +13,9 @@ import { tempDir } from '../helpers/temp.js';
 const AGENTS = ['pi-a', 'pi-b', 'pi-c'];
 const INCARNATIONS = ['a'.repeat(32), 'b'.repeat(32)];
 const COLLECTIONS = ['notes', 'orders', 'profiles'];
-const CONFIG = parseHubConfig({ collections: { notes: { conflict: 'lww' }, orders: { conflict: 'reject' }, profiles: { conflict: 'merge' } } });
+const CONFIG = parseHubConfig({
+  collections: { notes: { conflict: 'lww' }, orders: { conflict: 'reject' }, profiles: { conflict: 'merge' } },
+});
 const NOW = Date.now();
 
 /**
@@ -22,32 +24,35 @@ const NOW = Date.now();
  * every reply, change set and result, and the state left behind, must be the same. The
  * PostgreSQL store's in-memory transaction is thus checked against SQLite's real one.
  */
-describe.skipIf(NO_POSTGRES !== undefined)(`the Ingestor on PostgreSQL answers as on SQLite${NO_POSTGRES ? ` (${NO_POSTGRES})` : ''}`, () => {
-  const opened: HubStore[] = [];
-  afterEach(async () => {
-    for (const store of opened.splice(0)) await store.close();
-  });
-
-  for (const seed of [1, 2, 3]) {
-    test(`seed ${seed}: 40 group commits`, async () => {
-      const sqlite = new SqliteHubStore(tempDir('ingest-diff'));
-      const postgres = await PostgresHubStore.open(await freshDatabase());
-      opened.push(sqlite, postgres);
-      const ingestorOn = (store: HubStore): Ingestor =>
-        new Ingestor(store, new HybridClock(() => NOW), new CollectionPolicies(CONFIG), defaultIngestOptions);
-      const [onSqlite, onPostgres] = [ingestorOn(sqlite), ingestorOn(postgres)];
-      const workload = new Workload(prng(seed));
-      for (let step = 0; step < 40; step++) {
-        const requests = workload.groupCommit(sqlite.head);
-        const expected: IngestOutput = await onSqlite.ingest(requests);
-        expect(await onPostgres.ingest(requests), `step ${step}`).toEqual(expected);
-        expect(postgres.head).toBe(sqlite.head);
-        await workload.learn(sqlite);
-      }
-      expect(await stateOf(postgres, workload)).toEqual(await stateOf(sqlite, workload));
+describe.skipIf(NO_POSTGRES !== undefined)(
+  `the Ingestor on PostgreSQL answers as on SQLite${NO_POSTGRES ? ` (${NO_POSTGRES})` : ''}`,
+  () => {
+    const opened: HubStore[] = [];
+    afterEach(async () => {
+      for (const store of opened.splice(0)) await store.close();
     });
-  }
-});
+
+    for (const seed of [1, 2, 3]) {
+      test(`seed ${seed}: 40 group commits`, async () => {
+        const sqlite = new SqliteHubStore(tempDir('ingest-diff'));
+        const postgres = await PostgresHubStore.open(await freshDatabase());
+        opened.push(sqlite, postgres);
+        const ingestorOn = (store: HubStore): Ingestor =>
+          new Ingestor(store, new HybridClock(() => NOW), new CollectionPolicies(CONFIG), defaultIngestOptions);
+        const [onSqlite, onPostgres] = [ingestorOn(sqlite), ingestorOn(postgres)];
+        const workload = new Workload(prng(seed));
+        for (let step = 0; step < 40; step++) {
+          const requests = workload.groupCommit(sqlite.head);
+          const expected: IngestOutput = await onSqlite.ingest(requests);
+          expect(await onPostgres.ingest(requests), `step ${step}`).toEqual(expected);
+          expect(postgres.head).toBe(sqlite.head);
+          await workload.learn(sqlite);
+        }
+        expect(await stateOf(postgres, workload)).toEqual(await stateOf(sqlite, workload));
+      });
+    }
+  },
+);
 
 /** Random group commits that follow what each agent incarnation has had processed. */
 class Workload {
@@ -76,7 +81,16 @@ class Workload {
     const roll = this.random();
     if (roll < 0.15) {
       const op = this.#op(0, head);
-      return { kind: 'hub', write: { c: op.c, k: op.k, op: op.op === 'skip' ? 'del' : op.op, ...(op.v !== undefined && { v: op.v }), ...(op.base !== undefined && { base: op.base }) } };
+      return {
+        kind: 'hub',
+        write: {
+          c: op.c,
+          k: op.k,
+          op: op.op === 'skip' ? 'del' : op.op,
+          ...(op.v !== undefined && { v: op.v }),
+          ...(op.base !== undefined && { base: op.base }),
+        },
+      };
     }
     const agentId = this.#pick(AGENTS);
     const inc = this.#pick(INCARNATIONS);
@@ -110,9 +124,10 @@ class Workload {
     const k = `k${this.#int(4)}`;
     // Mostly in order, some older (conflicts under lww and merge), a few an hour ahead (rejected,
     // with a detail in whole seconds from the real clock: kept half a second from rounding).
-    const hlc = this.random() < 0.05
-      ? encodeHlc(Date.now() + 3_600_250, 0)
-      : encodeHlc(NOW + (this.#hlc += 1 + this.#int(3)) - this.#int(8), this.#int(3));
+    const hlc =
+      this.random() < 0.05
+        ? encodeHlc(Date.now() + 3_600_250, 0)
+        : encodeHlc(NOW + (this.#hlc += 1 + this.#int(3)) - this.#int(8), this.#int(3));
     const base = this.random() < 0.5 ? this.#int(head + 1) : undefined;
     const roll = this.random();
     const write = { seq, c, k, hlc, ...(base !== undefined && { base }) };

@@ -30,9 +30,17 @@ describe('ingest', () => {
 
   it('commits ops in order with gap-free LSNs and acks after', async () => {
     const { ingestor } = setup();
-    const out = await ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1), put(2, 'y', 2), put(3, 'x', 3)] } }]);
-    expect(out.replies).toEqual([{ agentId: 'pi-a', message: ['ack', expect.objectContaining({ inc: INC_A, results: [], runs: [[1, 3, 1]] })] }]);
-    expect(results(out.replies[0]!)).toEqual([{ seq: 1, outcome: 'committed', lsn: 1 }, { seq: 2, outcome: 'committed', lsn: 2 }, { seq: 3, outcome: 'committed', lsn: 3 }]);
+    const out = await ingestor.ingest([
+      { kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1), put(2, 'y', 2), put(3, 'x', 3)] } },
+    ]);
+    expect(out.replies).toEqual([
+      { agentId: 'pi-a', message: ['ack', expect.objectContaining({ inc: INC_A, results: [], runs: [[1, 3, 1]] })] },
+    ]);
+    expect(results(out.replies[0]!)).toEqual([
+      { seq: 1, outcome: 'committed', lsn: 1 },
+      { seq: 2, outcome: 'committed', lsn: 2 },
+      { seq: 3, outcome: 'committed', lsn: 3 },
+    ]);
     expect(store.db.head).toBe(3);
     expect(store.db.document('docs', 'x')).toMatchObject({ value: 3, version: 3 });
     expect(out.changeSets).toHaveLength(1);
@@ -44,11 +52,13 @@ describe('ingest', () => {
     const ops = [put(1, 'x', 'first'), put(2, 'y', 2)];
     await ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops } }]);
     const again = await ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [...ops, put(3, 'z', 3)] } }]);
-    expect({ results: results(again.replies[0]!) }).toMatchObject({ results: [
-      { seq: 1, outcome: 'committed', lsn: 1, dup: true },
-      { seq: 2, outcome: 'committed', lsn: 2, dup: true },
-      { seq: 3, outcome: 'committed', lsn: 3 },
-    ] });
+    expect({ results: results(again.replies[0]!) }).toMatchObject({
+      results: [
+        { seq: 1, outcome: 'committed', lsn: 1, dup: true },
+        { seq: 2, outcome: 'committed', lsn: 2, dup: true },
+        { seq: 3, outcome: 'committed', lsn: 3 },
+      ],
+    });
     expect(store.db.head).toBe(3);
     expect(store.db.countCommitted('pi-a', INC_A, 1)).toBe(1);
     expect(again.changeSets[0]![1].changes.map((c) => c.lsn)).toEqual([3]);
@@ -76,18 +86,29 @@ describe('ingest', () => {
   it('rejects an invalid op with a reason and goes on with the next', async () => {
     const { ingestor } = setup();
     const future = encodeHlc(Date.now() + 3_600_000, 0);
-    const out = await ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [
-      put(1, 'x', 'x'.repeat(300 * 1024)),
-      { seq: 2, c: 'docs', k: 'y', op: 'put', v: 1, hlc: future },
-      { seq: 3, c: 'docs', k: 'z', op: 'patch', v: 'nope', hlc: hlc() },
-      put(4, 'ok', true),
-    ] } }]);
-    expect({ results: results(out.replies[0]!) }).toMatchObject({ results: [
-      { seq: 1, outcome: 'rejected', reason: 'too_large' },
-      { seq: 2, outcome: 'rejected', reason: 'clock_skew' },
-      { seq: 3, outcome: 'rejected', reason: 'invalid_value' },
-      { seq: 4, outcome: 'committed', lsn: 1 },
-    ] });
+    const out = await ingestor.ingest([
+      {
+        kind: 'batch',
+        agentId: 'pi-a',
+        batch: {
+          inc: INC_A,
+          ops: [
+            put(1, 'x', 'x'.repeat(300 * 1024)),
+            { seq: 2, c: 'docs', k: 'y', op: 'put', v: 1, hlc: future },
+            { seq: 3, c: 'docs', k: 'z', op: 'patch', v: 'nope', hlc: hlc() },
+            put(4, 'ok', true),
+          ],
+        },
+      },
+    ]);
+    expect({ results: results(out.replies[0]!) }).toMatchObject({
+      results: [
+        { seq: 1, outcome: 'rejected', reason: 'too_large' },
+        { seq: 2, outcome: 'rejected', reason: 'clock_skew' },
+        { seq: 3, outcome: 'rejected', reason: 'invalid_value' },
+        { seq: 4, outcome: 'committed', lsn: 1 },
+      ],
+    });
     // Rejected ops are processed: they are not asked for again.
     expect(store.db.lastSeq('pi-a', INC_A)).toBe(4);
     expect(store.db.outcome('pi-a', INC_A, 2)?.result).toMatchObject({ outcome: 'rejected', reason: 'clock_skew' });
@@ -97,8 +118,12 @@ describe('ingest', () => {
     const { ingestor } = setup();
     const older = encodeHlc(Date.now() - 10_000, 0);
     const newer = encodeHlc(Date.now() - 5_000, 0);
-    await ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 'from a', hlc: newer }] } }]);
-    const out = await ingestor.ingest([{ kind: 'batch', agentId: 'pi-b', batch: { inc: INC_B, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 'from b', hlc: older }] } }]);
+    await ingestor.ingest([
+      { kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 'from a', hlc: newer }] } },
+    ]);
+    const out = await ingestor.ingest([
+      { kind: 'batch', agentId: 'pi-b', batch: { inc: INC_B, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 'from b', hlc: older }] } },
+    ]);
     expect({ results: results(out.replies[0]!) }).toMatchObject({ results: [{ seq: 1, outcome: 'conflict', lsn: 1 }] });
     expect(store.db.document('docs', 'k')).toMatchObject({ value: 'from a', origin: 'pi-a' });
     expect(out.changeSets).toEqual([]);
@@ -106,11 +131,20 @@ describe('ingest', () => {
 
   it('merges patches into the current document and logs the full result', async () => {
     const { ingestor } = setup();
-    const out = await ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [
-      put(1, 'k', { a: 1, b: 2 }),
-      { seq: 2, c: 'docs', k: 'k', op: 'patch', v: { b: null, c: 3 }, hlc: hlc() },
-      { seq: 3, c: 'docs', k: 'gone', op: 'del', hlc: hlc() },
-    ] } }]);
+    const out = await ingestor.ingest([
+      {
+        kind: 'batch',
+        agentId: 'pi-a',
+        batch: {
+          inc: INC_A,
+          ops: [
+            put(1, 'k', { a: 1, b: 2 }),
+            { seq: 2, c: 'docs', k: 'k', op: 'patch', v: { b: null, c: 3 }, hlc: hlc() },
+            { seq: 3, c: 'docs', k: 'gone', op: 'del', hlc: hlc() },
+          ],
+        },
+      },
+    ]);
     expect(out.changeSets[0]![1].changes).toMatchObject([
       { lsn: 1, op: 'put', v: { a: 1, b: 2 } },
       { lsn: 2, op: 'put', v: { a: 1, c: 3 } },
@@ -132,7 +166,10 @@ describe('ingest', () => {
 
   it('splits a large commit into change sets that chain', async () => {
     store = new SqliteHubStore(tempDir('ingest'));
-    const ingestor = new Ingestor(store, new HybridClock(), new CollectionPolicies(DEFAULT_HUB_CONFIG), { ...defaultIngestOptions, maxChangeSetBytes: 1000 });
+    const ingestor = new Ingestor(store, new HybridClock(), new CollectionPolicies(DEFAULT_HUB_CONFIG), {
+      ...defaultIngestOptions,
+      maxChangeSetBytes: 1000,
+    });
     const ops = Array.from({ length: 30 }, (_, i) => put(i + 1, `k${i}`, 'v'.repeat(100)));
     const sets = (await ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops } }])).changeSets.map(([, s]) => s);
     expect(sets.length).toBeGreaterThan(3);
@@ -148,7 +185,12 @@ describe('ingest', () => {
     const reopened = setup(dir).ingestor;
     expect(store.db.head).toBe(2);
     const out = await reopened.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [second, put(3, 'z', 3)] } }]);
-    expect({ results: results(out.replies[0]!) }).toMatchObject({ results: [{ seq: 2, dup: true, lsn: 2 }, { seq: 3, lsn: 3 }] });
+    expect({ results: results(out.replies[0]!) }).toMatchObject({
+      results: [
+        { seq: 2, dup: true, lsn: 2 },
+        { seq: 3, lsn: 3 },
+      ],
+    });
   });
 
   it('answers pulls in pages that are complete up to `to`', async () => {
@@ -156,7 +198,8 @@ describe('ingest', () => {
     const ops = Array.from({ length: 25 }, (_, i) => put(i + 1, `k${i}`, i, i % 2 ? 'odd' : 'even'));
     await ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops } }]);
     const clock = new HybridClock();
-    const pageOf = async (pull: PullMessage[1], maxBytes = 1 << 20): Promise<PageMessage[1]> => ((await answerPull(store, clock, pull, maxBytes)) as PageMessage)[1];
+    const pageOf = async (pull: PullMessage[1], maxBytes = 1 << 20): Promise<PageMessage[1]> =>
+      ((await answerPull(store, clock, pull, maxBytes)) as PageMessage)[1];
     const first = await pageOf({ id: 1, from: 0, limit: 10 });
     expect(first).toMatchObject({ from: 0, to: 10, more: true });
     const last = await pageOf({ id: 1, from: 20, limit: 10 });
@@ -172,7 +215,9 @@ describe('ingest', () => {
 
   it('prunes the log by count and by age, and keeps the head across a restart', async () => {
     const { ingestor, dir } = setup();
-    await ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: Array.from({ length: 30 }, (_, i) => put(i + 1, `k${i}`, i)) } }]);
+    await ingestor.ingest([
+      { kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: Array.from({ length: 30 }, (_, i) => put(i + 1, `k${i}`, i)) } },
+    ]);
     expect(store.db.prune({ maxAgeMs: 0, maxEntries: 10 })).toBe(20);
     expect(store.db.readLog(0, undefined, 100, 1 << 20).changes.map((c) => c.lsn)[0]).toBe(21);
     expect(store.db.prune({ maxAgeMs: 1, maxEntries: 0 }, Date.now() + 1000)).toBe(30); // everything is older than 1 ms
@@ -186,7 +231,12 @@ describe('ingest', () => {
     const [, page] = (await answerPull(store, clock, { id: 1, from: 0, limit: 20 }, 1 << 20)) as SnapshotMessage;
     expect(page.docs).toHaveLength(20);
     expect(page).toMatchObject({ lsn: 30, next: ['docs', page.docs[19]!.k] });
-    const [, rest] = (await answerPull(store, clock, { id: 1, from: 0, limit: 20, snap: { lsn: 30, after: page.next! } }, 1 << 20)) as SnapshotMessage;
+    const [, rest] = (await answerPull(
+      store,
+      clock,
+      { id: 1, from: 0, limit: 20, snap: { lsn: 30, after: page.next! } },
+      1 << 20,
+    )) as SnapshotMessage;
     expect(rest.docs).toHaveLength(10);
     expect(rest.next).toBeUndefined();
   });
@@ -195,7 +245,9 @@ describe('ingest', () => {
     const { ingestor } = setup();
     const ops = [put(1, 'x', 1), put(2, 'y', 2)];
     await ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops } }]);
-    const out = await ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [ops[0]!, put(2, 'other', 'restored'), put(3, 'z', 3)] } }]);
+    const out = await ingestor.ingest([
+      { kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [ops[0]!, put(2, 'other', 'restored'), put(3, 'z', 3)] } },
+    ]);
     expect(out.replies.map((r) => r.message[0])).toEqual(['ack', 'reincarnate']);
     expect(results(out.replies[0]!)).toEqual([{ seq: 1, outcome: 'committed', lsn: 1, dup: true }]);
     expect(out.replies[1]!.message).toEqual(['reincarnate', expect.objectContaining({ inc: INC_A, seq: 2 })]);

@@ -6,19 +6,28 @@ import { digestOf } from '../../hub/op-digest.js';
 
 /** How digests were first computed; outcomes stored then must still match redeliveries now. */
 const original = (op: { c: string; k: string; op: string; v?: unknown; hlc: string; base?: number }): string =>
-  createHash('sha256').update(encodeCbor([op.c, op.k, op.op, op.v ?? null, op.hlc, op.base ?? 0])).digest('base64url').slice(0, 22);
+  createHash('sha256')
+    .update(encodeCbor([op.c, op.k, op.op, op.v ?? null, op.hlc, op.base ?? 0]))
+    .digest('base64url')
+    .slice(0, 22);
 
 describe('op digest', () => {
   it('equals the hash of the whole CBOR array, with or without the value encoded beforehand', () => {
-    fc.assert(fc.property(
-      fc.string(), fc.string({ maxLength: 600 }), fc.constantFrom('put' as const, 'patch' as const, 'del' as const),
-      fc.option(fc.jsonValue(), { nil: undefined }), fc.option(fc.nat(), { nil: undefined }),
-      (c, k, kind, v, base) => {
-        const op = { c, k, op: kind, hlc: '0000018f00000001', ...(v !== undefined && { v }), ...(base !== undefined && { base }) };
-        expect(digestOf(op)).toBe(original(op));
-        expect(digestOf(op, encodeCbor(v ?? null))).toBe(original(op));
-      },
-    ), { numRuns: 500 });
+    fc.assert(
+      fc.property(
+        fc.string(),
+        fc.string({ maxLength: 600 }),
+        fc.constantFrom('put' as const, 'patch' as const, 'del' as const),
+        fc.option(fc.jsonValue(), { nil: undefined }),
+        fc.option(fc.nat(), { nil: undefined }),
+        (c, k, kind, v, base) => {
+          const op = { c, k, op: kind, hlc: '0000018f00000001', ...(v !== undefined && { v }), ...(base !== undefined && { base }) };
+          expect(digestOf(op)).toBe(original(op));
+          expect(digestOf(op, encodeCbor(v ?? null))).toBe(original(op));
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 
   it('differs when only the value differs', () => {

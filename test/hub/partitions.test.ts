@@ -47,8 +47,9 @@ describe('the partitions section of the hub config', () => {
     expect(() => parseHubConfig({ partitions: { ['x'.repeat(65)]: ['orders'] } })).toThrow(/partitions/);
     expect(() => parseHubConfig({ partitions: { shop: ['Orders'] } })).toThrow(/\/partitions\/shop\/0/);
     expect(() => parseHubConfig({ partitions: { default: ['orders'] } })).toThrow(/partitions\/default may not be listed/);
-    expect(() => parseHubConfig({ partitions: { shop: ['orders'], billing: ['orders'] } }))
-      .toThrow(/collection orders is assigned to both partition shop and partition billing/);
+    expect(() => parseHubConfig({ partitions: { shop: ['orders'], billing: ['orders'] } })).toThrow(
+      /collection orders is assigned to both partition shop and partition billing/,
+    );
     expect(() => parseHubConfig({ partitions: { shop: ['orders', 'orders'] } })).toThrow(/lists collection orders twice/);
   });
 });
@@ -62,8 +63,11 @@ describe('HubCore of one partition', () => {
   function core(partition?: string): { core: HubCore; sent: Array<{ topic: string; payload: Buffer; retain: boolean }> } {
     const sent: Array<{ topic: string; payload: Buffer; retain: boolean }> = [];
     const hub = new HubCore({
-      dataDir: tempDir('partition-core'), config: parseHubConfig(PARTITIONED), dev: true,
-      ...(partition !== undefined && { partition }), ...(partition === undefined ? {} : { epoch: 7 }),
+      dataDir: tempDir('partition-core'),
+      config: parseHubConfig(PARTITIONED),
+      dev: true,
+      ...(partition !== undefined && { partition }),
+      ...(partition === undefined ? {} : { epoch: 7 }),
       publish: (topic, payload, retain) => sent.push({ topic, payload, retain }),
     });
     closers.push(() => hub.stop());
@@ -76,15 +80,21 @@ describe('HubCore of one partition', () => {
     return message[1] as HubStatusMessage[1];
   };
 
-  it('refuses an agent\'s op for another partition\'s collection with wrong_partition and commits nothing of it', async () => {
+  it("refuses an agent's op for another partition's collection with wrong_partition and commits nothing of it", async () => {
     const { core: hub, sent } = core();
-    hub.onUp('pi-1', upCodec.encode(['batch', {
-      inc: 'e'.repeat(32),
-      ops: [
-        { seq: 1, c: 'orders', k: 'o1', op: 'put', v: 1, hlc: encodeHlc(Date.now(), 0) },
-        { seq: 2, c: 'notes', k: 'n1', op: 'put', v: 1, hlc: encodeHlc(Date.now(), 1) },
-      ],
-    }]));
+    hub.onUp(
+      'pi-1',
+      upCodec.encode([
+        'batch',
+        {
+          inc: 'e'.repeat(32),
+          ops: [
+            { seq: 1, c: 'orders', k: 'o1', op: 'put', v: 1, hlc: encodeHlc(Date.now(), 0) },
+            { seq: 2, c: 'notes', k: 'n1', op: 'put', v: 1, hlc: encodeHlc(Date.now(), 1) },
+          ],
+        },
+      ]),
+    );
     await waitFor('the ack', () => sent.some((s) => s.topic === topics.down('pi-1')));
     const ack = downCodec.decode(sent.find((s) => s.topic === topics.down('pi-1'))!.payload);
     expect(ack[0]).toBe('ack');
@@ -98,7 +108,7 @@ describe('HubCore of one partition', () => {
     expect(sent.map((s) => s.topic)).not.toContain(topics.collection('orders'));
   });
 
-  it('a named partition publishes on its own topics, refuses the default partition\'s collections, and starts its own LSNs', async () => {
+  it("a named partition publishes on its own topics, refuses the default partition's collections, and starts its own LSNs", async () => {
     const { core: hub, sent } = core('shop');
     expect(await hub.write({ c: 'notes', k: 'n1', op: 'put', v: 1 })).toMatchObject({ outcome: 'rejected', reason: 'wrong_partition' });
     expect(await hub.write({ c: 'readings', k: 'r1', op: 'put', v: 1 })).toMatchObject({ outcome: 'rejected', reason: 'wrong_partition' });
@@ -108,11 +118,11 @@ describe('HubCore of one partition', () => {
     expect(changes).toMatchObject(['changes', { c: 'orders', epoch: 7 }]);
 
     hub.onUp('pi-2', batch('orders', 'o2'));
-    await waitFor('the ack on the partition\'s down topic', () => sent.some((s) => s.topic === shop.down('pi-2')));
+    await waitFor("the ack on the partition's down topic", () => sent.some((s) => s.topic === shop.down('pi-2')));
     expect(sent.map((s) => s.topic)).not.toContain(topics.down('pi-2'));
   });
 
-  it('the default partition\'s status carries the assignment; a named partition\'s says which it is', () => {
+  it("the default partition's status carries the assignment; a named partition's says which it is", () => {
     const plainSent: Array<{ topic: string; payload: Buffer }> = [];
     const unpartitioned = new HubCore({ dataDir: tempDir('plain-core'), publish: (topic, payload) => plainSent.push({ topic, payload }) });
     closers.push(() => unpartitioned.stop());
@@ -139,7 +149,11 @@ describe('HubCore of one partition', () => {
 describe('topic rules across partitions', () => {
   const access = new AccessControl(parseHubConfig(PARTITIONED).access, false);
   const config = parseHubConfig(PARTITIONED);
-  const rules = { mayRead: access.mayRead.bind(access), mayReadAll: access.mayReadAll.bind(access), partitionOf: (c: string) => partitionOf(config, c) };
+  const rules = {
+    mayRead: access.mayRead.bind(access),
+    mayReadAll: access.mayReadAll.bind(access),
+    partitionOf: (c: string) => partitionOf(config, c),
+  };
 
   it('an agent publishes on its own up topic of any partition only', () => {
     expect(mayPublish('pi-1', shop.up('pi-1'), false)).toBe(true);
@@ -149,7 +163,7 @@ describe('topic rules across partitions', () => {
     expect(mayPublish('pi-1', topics.up('pi-1'), false)).toBe(true);
   });
 
-  it('subscribes to its down and hub topics of any partition, and to a collection it may read on its partition\'s topic or the default one', () => {
+  it("subscribes to its down and hub topics of any partition, and to a collection it may read on its partition's topic or the default one", () => {
     expect(maySubscribe('pi-2', shop.down('pi-2'), rules, false)).toBe(true);
     expect(maySubscribe('pi-2', shop.down('pi-1'), rules, false)).toBe(false);
     expect(maySubscribe('pi-2', shop.hub, rules, false)).toBe(true);
@@ -165,21 +179,33 @@ describe('topic rules across partitions', () => {
 });
 
 describe('the Mosquitto export with partitions', () => {
-  it('lets agents use every partition\'s up, down and hub topics, and read their collections on their partition\'s topics', () => {
+  it("lets agents use every partition's up, down and hub topics, and read their collections on their partition's topics", () => {
     const config = parseHubConfig(PARTITIONED);
     const files = mosquittoFiles({
-      agents: [{ agentId: 'pi-1', mosquittoHash: '$7$h1' }, { agentId: 'pi-2', mosquittoHash: '$7$h2' }],
-      access: new AccessControl(config.access, false), outDir: tempDir('export'),
-      hubUser: { username: 'outpost-hub', mosquittoHash: '$7$hub' }, partitions: assignment(config),
+      agents: [
+        { agentId: 'pi-1', mosquittoHash: '$7$h1' },
+        { agentId: 'pi-2', mosquittoHash: '$7$h2' },
+      ],
+      access: new AccessControl(config.access, false),
+      outDir: tempDir('export'),
+      hubUser: { username: 'outpost-hub', mosquittoHash: '$7$hub' },
+      partitions: assignment(config),
     });
     expect(files.passwords.split('\n').filter(Boolean)).toEqual([
-      'outpost-hub:$7$hub', 'outpost-hub-p-shop:$7$hub', 'outpost-hub-p-telemetry:$7$hub', 'pi-1:$7$h1', 'pi-2:$7$h2',
+      'outpost-hub:$7$hub',
+      'outpost-hub-p-shop:$7$hub',
+      'outpost-hub-p-telemetry:$7$hub',
+      'pi-1:$7$h1',
+      'pi-2:$7$h2',
     ]);
     for (const line of [
-      'pattern write outpost/v2/a/%u/up', 'pattern read outpost/v2/a/%u/down',
-      'pattern write outpost/v2/p/+/a/%u/up', 'pattern read outpost/v2/p/+/a/%u/down',
+      'pattern write outpost/v2/a/%u/up',
+      'pattern read outpost/v2/a/%u/down',
+      'pattern write outpost/v2/p/+/a/%u/up',
+      'pattern read outpost/v2/p/+/a/%u/down',
       'user outpost-hub-p-shop\ntopic readwrite outpost/v2/#',
-    ]) expect(files.acl).toContain(line);
+    ])
+      expect(files.acl).toContain(line);
     expect(files.acl).toMatch(/user pi-1\ntopic read outpost\/v2\/hub\ntopic read outpost\/v2\/c\/#\ntopic read outpost\/v2\/p\/\+\/hub\n/);
     // pi-1 reads every collection of both partitions; pi-2 not the ledger.
     expect(files.acl).toMatch(/user pi-1\n(.+\n)*topic read outpost\/v2\/p\/shop\/c\/#\ntopic read outpost\/v2\/p\/telemetry\/c\/#/);
@@ -187,11 +213,16 @@ describe('the Mosquitto export with partitions', () => {
     expect(files.acl).not.toContain('outpost/v2/p/shop/c/ledger');
   });
 
-  it('refuses an agent named like a partition\'s hub account', () => {
-    expect(() => mosquittoFiles({
-      agents: [{ agentId: 'outpost-hub-p-shop', mosquittoHash: '$7$x' }], access: new AccessControl(parseHubConfig({}).access, false),
-      outDir: tempDir('export'), hubUser: { username: 'outpost-hub', mosquittoHash: '$7$hub' }, partitions: { orders: 'shop' },
-    })).toThrow(/same name as a hub broker account/);
+  it("refuses an agent named like a partition's hub account", () => {
+    expect(() =>
+      mosquittoFiles({
+        agents: [{ agentId: 'outpost-hub-p-shop', mosquittoHash: '$7$x' }],
+        access: new AccessControl(parseHubConfig({}).access, false),
+        outDir: tempDir('export'),
+        hubUser: { username: 'outpost-hub', mosquittoHash: '$7$hub' },
+        partitions: { orders: 'shop' },
+      }),
+    ).toThrow(/same name as a hub broker account/);
   });
 });
 
@@ -203,18 +234,38 @@ describe('the HTTP API of a partitioned hub', () => {
 
   it('answers writes to a partition this process does not lead with 409 wrong_partition, and lists what it leads in /v1/status', async () => {
     const data = tempDir('partition-http');
-    const hub = await Hub.start({ dataDir: data, dev: true, port: 0, host: '127.0.0.1', http: { host: '127.0.0.1', port: 0 }, config: parseHubConfig(PARTITIONED) });
+    const hub = await Hub.start({
+      dataDir: data,
+      dev: true,
+      port: 0,
+      host: '127.0.0.1',
+      http: { host: '127.0.0.1', port: 0 },
+      config: parseHubConfig(PARTITIONED),
+    });
     closers.push(() => hub.stop());
-    const put = await fetch(`${hub.httpAddress!}/v1/docs/orders/o1`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"n":1}' });
+    const put = await fetch(`${hub.httpAddress!}/v1/docs/orders/o1`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: '{"n":1}',
+    });
     expect(put.status).toBe(409);
-    const refusal = await put.json() as { code: string; partition: string; message: string };
+    const refusal = (await put.json()) as { code: string; partition: string; message: string };
     expect(refusal).toMatchObject({ code: 'OUTPOST_WRONG_PARTITION', partition: 'shop' });
     expect(refusal.message).toMatch(/partition shop.*HTTP API of partition shop's leader/);
     expect(hub.store.head).toBe(0);
-    const notes = await fetch(`${hub.httpAddress!}/v1/docs/notes/n1`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"n":1}' });
+    const notes = await fetch(`${hub.httpAddress!}/v1/docs/notes/n1`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: '{"n":1}',
+    });
     expect(notes.status).toBe(200);
-    const status = await (await fetch(`${hub.httpAddress!}/v1/status`)).json() as Record<string, unknown>;
-    expect(status).toMatchObject({ partition: 'default', head: 1, collections: { notes: 1 }, partitions: [{ partition: 'default', head: 1, ready: true }] });
+    const status = (await (await fetch(`${hub.httpAddress!}/v1/status`)).json()) as Record<string, unknown>;
+    expect(status).toMatchObject({
+      partition: 'default',
+      head: 1,
+      collections: { notes: 1 },
+      partitions: [{ partition: 'default', head: 1, ready: true }],
+    });
   });
 });
 
@@ -225,14 +276,16 @@ describe.skipIf(!MOSQUITTO)(`partitions on a real Mosquitto${MOSQUITTO ? '' : ` 
   });
   const HUB_PASSWORD = 'hub-secret-for-partitions';
 
-  it('each partition\'s hub has its own session; an agent publishes on its own partition up topic, never on another agent\'s', async () => {
+  it("each partition's hub has its own session; an agent publishes on its own partition up topic, never on another agent's", async () => {
     const dir = tempDir('partitions-mosquitto');
     const data = join(dir, 'hub');
     const out = join(dir, 'mosquitto');
     const configFile = join(dir, 'hub.yaml');
     writeFileSync(configFile, JSON.stringify(PARTITIONED));
     const tokens = Object.fromEntries(['pi-1', 'pi-2'].map((id) => [id, outpost(['hub', 'agents', 'add', id, '--data', data]).trim()]));
-    outpost(['hub', 'export', 'mosquitto', '--data', data, '--out', out, '--config', configFile], { OUTPOST_BROKER_PASSWORD: HUB_PASSWORD });
+    outpost(['hub', 'export', 'mosquitto', '--data', data, '--out', out, '--config', configFile], {
+      OUTPOST_BROKER_PASSWORD: HUB_PASSWORD,
+    });
     expect(readFileSync(join(out, 'acl'), 'utf8')).toContain('pattern write outpost/v2/p/+/a/%u/up');
     const broker = await MosquittoProcess.start(out);
     closers.push(() => broker.stop());
@@ -242,9 +295,13 @@ describe.skipIf(!MOSQUITTO)(`partitions on a real Mosquitto${MOSQUITTO ? '' : ` 
     closers.push(() => registry.close());
     const start = async (partition: string): Promise<BrokerClientHub> => {
       const hub = await BrokerClientHub.start({
-        dataDir: data, partition, config, broker: { url: broker.url, password: HUB_PASSWORD },
+        dataDir: data,
+        partition,
+        config,
+        broker: { url: broker.url, password: HUB_PASSWORD },
         ...(partition === 'default' && { http: { host: '127.0.0.1', port: 0 } }),
-        store: await openHubStore({ dataDir: data, partition }), ...(partition !== 'default' && { registry }),
+        store: await openHubStore({ dataDir: data, partition }),
+        ...(partition !== 'default' && { registry }),
       });
       closers.push(() => hub.stop());
       return hub;
@@ -254,15 +311,21 @@ describe.skipIf(!MOSQUITTO)(`partitions on a real Mosquitto${MOSQUITTO ? '' : ` 
     expect(byShop.clientId).toBe('outpost-hub-p-shop');
     expect((byShop.store as SqliteHubStore).path).toBe(join(sqliteDirOf(data, 'shop'), 'hub.db'));
 
-    const agent = await mqtt.connectAsync(broker.url, { clientId: 'pi-1', username: 'pi-1', password: tokens['pi-1']!, reconnectPeriod: 0, protocolVersion: 4 });
+    const agent = await mqtt.connectAsync(broker.url, {
+      clientId: 'pi-1',
+      username: 'pi-1',
+      password: tokens['pi-1']!,
+      reconnectPeriod: 0,
+      protocolVersion: 4,
+    });
     closers.push(() => agent.endAsync(true));
     const acks: string[] = [];
     agent.on('message', (topic) => acks.push(topic));
     await agent.subscribeAsync([shop.down('pi-1'), shop.hub], { qos: 1 });
     await agent.publishAsync(shop.up('pi-2'), batch('orders', 'forged'), { qos: 1 });
     await agent.publishAsync(shop.up('pi-1'), batch('orders', 'own'), { qos: 1 });
-    await waitFor('pi-1\'s write committed in the shop partition', () => byShop.store.head === 1);
-    await waitFor('the ack on pi-1\'s shop down topic', () => acks.includes(shop.down('pi-1')));
+    await waitFor("pi-1's write committed in the shop partition", () => byShop.store.head === 1);
+    await waitFor("the ack on pi-1's shop down topic", () => acks.includes(shop.down('pi-1')));
     await sleep(300);
     expect(acks).toContain(shop.hub); // the retained status of the partition
     expect(await byShop.store.document('orders', 'own')).toMatchObject({ origin: 'pi-1', version: 1 });
@@ -273,11 +336,22 @@ describe.skipIf(!MOSQUITTO)(`partitions on a real Mosquitto${MOSQUITTO ? '' : ` 
     expect(byDefault.store.head).toBe(0);
 
     // A broker that asks over HTTP (EMQX) admits each partition's hub account, and partition topics by the same rules.
-    const ask = async (path: string, body: unknown): Promise<unknown> => ((await (await fetch(`${byDefault.httpAddress!}${path}`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
-    })).json()) as { result: string }).result;
-    expect(await ask('/v1/broker/authn', { username: 'outpost-hub-p-shop', password: HUB_PASSWORD, clientid: 'outpost-hub-p-shop' })).toBe('allow');
-    expect(await ask('/v1/broker/authn', { username: 'outpost-hub-p-shop', password: 'wrong', clientid: 'outpost-hub-p-shop' })).toBe('deny');
+    const ask = async (path: string, body: unknown): Promise<unknown> =>
+      (
+        (await (
+          await fetch(`${byDefault.httpAddress!}${path}`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify(body),
+          })
+        ).json()) as { result: string }
+      ).result;
+    expect(await ask('/v1/broker/authn', { username: 'outpost-hub-p-shop', password: HUB_PASSWORD, clientid: 'outpost-hub-p-shop' })).toBe(
+      'allow',
+    );
+    expect(await ask('/v1/broker/authn', { username: 'outpost-hub-p-shop', password: 'wrong', clientid: 'outpost-hub-p-shop' })).toBe(
+      'deny',
+    );
     expect(await ask('/v1/broker/authn', { username: 'outpost-hub-p-shop', password: HUB_PASSWORD, clientid: 'outpost-hub' })).toBe('deny');
     expect(await ask('/v1/broker/authz', { username: 'outpost-hub-p-shop', topic: shop.down('pi-1'), action: 'publish' })).toBe('allow');
     expect(await ask('/v1/broker/authz', { username: 'pi-2', topic: shop.up('pi-2'), action: 'publish' })).toBe('allow');

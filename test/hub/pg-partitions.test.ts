@@ -16,7 +16,7 @@ const config = parseHubConfig({ partitions: { 'eu-west': ['orders'], telemetry: 
 const log = pino({ level: 'silent' });
 
 describe('partition names on PostgreSQL', () => {
-  it('the default partition stays in the connection\'s schema (public) and keeps its lock; others get their own', () => {
+  it("the default partition stays in the connection's schema (public) and keeps its lock; others get their own", () => {
     expect(partitionSchema('default')).toBeUndefined();
     expect(partitionSchema('eu-west')).toBe('outpost_p_eu-west');
     expect(() => partitionSchema('x'.repeat(54))).toThrow(/too long for a PostgreSQL schema/);
@@ -45,7 +45,7 @@ describe.skipIf(NO_POSTGRES !== undefined)('partitions on one PostgreSQL databas
     return hub;
   };
 
-  it('keeps each partition\'s log, LSNs and leadership epoch apart, in its own schema', async () => {
+  it("keeps each partition's log, LSNs and leadership epoch apart, in its own schema", async () => {
     const url = await freshDatabase();
     const [byDefault, byEu] = await Promise.all([lead(url, 'default'), lead(url, 'eu-west')]);
     const [defaultCore, euCore] = await Promise.all([core(url, 'default', byDefault.epoch), core(url, 'eu-west', byEu.epoch)]);
@@ -53,11 +53,18 @@ describe.skipIf(NO_POSTGRES !== undefined)('partitions on one PostgreSQL databas
     expect(await euCore.write({ c: 'orders', k: 'o1', op: 'put', v: 1 })).toMatchObject({ outcome: 'committed', lsn: 1 });
     expect(await euCore.write({ c: 'orders', k: 'o2', op: 'put', v: 2 })).toMatchObject({ outcome: 'committed', lsn: 2 });
     expect(await defaultCore.write({ c: 'notes', k: 'n1', op: 'put', v: 1 })).toMatchObject({ outcome: 'committed', lsn: 1 });
-    expect(await defaultCore.write({ c: 'orders', k: 'o3', op: 'put', v: 1 })).toMatchObject({ outcome: 'rejected', reason: 'wrong_partition' });
+    expect(await defaultCore.write({ c: 'orders', k: 'o3', op: 'put', v: 1 })).toMatchObject({
+      outcome: 'rejected',
+      reason: 'wrong_partition',
+    });
 
-    expect(await sql(url, 'SELECT collection, key, lsn FROM "outpost_p_eu-west".log ORDER BY lsn'))
-      .toEqual([{ collection: 'orders', key: 'o1', lsn: '1' }, { collection: 'orders', key: 'o2', lsn: '2' }]);
-    expect(await sql(url, 'SELECT collection, key, lsn FROM public.log ORDER BY lsn')).toEqual([{ collection: 'notes', key: 'n1', lsn: '1' }]);
+    expect(await sql(url, 'SELECT collection, key, lsn FROM "outpost_p_eu-west".log ORDER BY lsn')).toEqual([
+      { collection: 'orders', key: 'o1', lsn: '1' },
+      { collection: 'orders', key: 'o2', lsn: '2' },
+    ]);
+    expect(await sql(url, 'SELECT collection, key, lsn FROM public.log ORDER BY lsn')).toEqual([
+      { collection: 'notes', key: 'n1', lsn: '1' },
+    ]);
     const epochs = async (): Promise<[number, number]> => [
       Number((await sql<{ epoch: string }>(url, 'SELECT epoch FROM public.leadership'))[0]!.epoch),
       Number((await sql<{ epoch: string }>(url, 'SELECT epoch FROM "outpost_p_eu-west".leadership'))[0]!.epoch),
@@ -82,7 +89,10 @@ describe.skipIf(NO_POSTGRES !== undefined)('partitions on one PostgreSQL databas
     const defaultLeader = await lead(url, 'default');
     const telemetryLeader = await lead(url, 'telemetry');
     // Three sessions hold three different locks at once.
-    const held = await sql<{ locks: number }>(url, "SELECT count(*)::int AS locks FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()");
+    const held = await sql<{ locks: number }>(
+      url,
+      "SELECT count(*)::int AS locks FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
+    );
     expect(held).toEqual([{ locks: 3 }]);
     expect([euLeader.partition, defaultLeader.partition, telemetryLeader.partition]).toEqual(['eu-west', 'default', 'telemetry']);
 

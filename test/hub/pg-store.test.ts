@@ -63,7 +63,9 @@ describe.skipIf(NO_POSTGRES !== undefined)(`PostgresHubStore${NO_POSTGRES ? ` ($
     const url = await freshDatabase();
     const stores = await Promise.all(Array.from({ length: 6 }, () => open(url)));
     expect(stores.every((s) => s.head === 0)).toBe(true);
-    expect(await sql(url, 'SELECT version FROM schema_migrations ORDER BY version')).toEqual(PG_MIGRATIONS.map((_, i) => ({ version: i + 1 })));
+    expect(await sql(url, 'SELECT version FROM schema_migrations ORDER BY version')).toEqual(
+      PG_MIGRATIONS.map((_, i) => ({ version: i + 1 })),
+    );
     expect(await sql(url, 'SELECT count(*)::int AS n FROM leadership')).toEqual([{ n: 1 }]);
     await open(url); // and again, with nothing left to do
     expect(await sql(url, 'SELECT count(*)::int AS n FROM schema_migrations')).toEqual([{ n: PG_MIGRATIONS.length }]);
@@ -93,10 +95,12 @@ describe.skipIf(NO_POSTGRES !== undefined)(`PostgresHubStore${NO_POSTGRES ? ` ($
 
   test('a group commit that reads what its plan did not name fails and writes nothing', async () => {
     const store = await open(await freshDatabase());
-    await expect(store.ingest(planOf([hubPut('s', 'a', 0)]), (tx) => {
-      tx.commit(hubPut('s', 'a', 1));
-      return tx.document('s', 'unplanned');
-    })).rejects.toBeInstanceOf(UnplannedReadError);
+    await expect(
+      store.ingest(planOf([hubPut('s', 'a', 0)]), (tx) => {
+        tx.commit(hubPut('s', 'a', 1));
+        return tx.document('s', 'unplanned');
+      }),
+    ).rejects.toBeInstanceOf(UnplannedReadError);
     await expect(store.ingest(planOf([]), (tx) => tx.lastSeq('pi-1', 'inc-1'))).rejects.toBeInstanceOf(UnplannedReadError);
     expect(store.head).toBe(0);
     expect(await store.document('s', 'a')).toBeUndefined();

@@ -67,20 +67,28 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
 
     test('a group commit that throws changes nothing, and its LSNs are handed out again', async () => {
       await commitGroup(store, [agentPut('s', 'a', { n: 1 }, pi(1))]);
-      const agents: Array<[string, string, number]> = [['pi-1', 'inc-1', 1], ['pi-1', 'inc-1', 2], ['pi-1', 'inc-1', 3]];
+      const agents: Array<[string, string, number]> = [
+        ['pi-1', 'inc-1', 1],
+        ['pi-1', 'inc-1', 2],
+        ['pi-1', 'inc-1', 3],
+      ];
       const before = await observable(store, agents);
       const failure = new Error('the work failed half way');
-      const plan = planOf([agentPut('s', 'a', 0, pi(2)), hubPut('s', 'b', 0)], { agents: [{ agentId: 'pi-1', incarnation: 'inc-1', seqs: [3] }] });
-      await expect(store.ingest(plan, (tx) => {
-        const { lsn } = tx.commit(agentPut('s', 'a', { n: 2 }, pi(2)));
-        tx.putCommittedRun('pi-1', 'inc-1', 2, 2, lsn);
-        tx.putOutcome('pi-1', 'inc-1', { seq: 3, outcome: 'rejected', reason: 'schema', detail: 'no' }, 'digest-3');
-        tx.setLastSeq('pi-1', 'inc-1', 3);
-        tx.commit(hubPut('s', 'b', 2));
-        tx.archiveConflict(conflict('s', 'a', 1));
-        tx.setCollectionHead('s', tx.head);
-        throw failure;
-      })).rejects.toBe(failure);
+      const plan = planOf([agentPut('s', 'a', 0, pi(2)), hubPut('s', 'b', 0)], {
+        agents: [{ agentId: 'pi-1', incarnation: 'inc-1', seqs: [3] }],
+      });
+      await expect(
+        store.ingest(plan, (tx) => {
+          const { lsn } = tx.commit(agentPut('s', 'a', { n: 2 }, pi(2)));
+          tx.putCommittedRun('pi-1', 'inc-1', 2, 2, lsn);
+          tx.putOutcome('pi-1', 'inc-1', { seq: 3, outcome: 'rejected', reason: 'schema', detail: 'no' }, 'digest-3');
+          tx.setLastSeq('pi-1', 'inc-1', 3);
+          tx.commit(hubPut('s', 'b', 2));
+          tx.archiveConflict(conflict('s', 'a', 1));
+          tx.setCollectionHead('s', tx.head);
+          throw failure;
+        }),
+      ).rejects.toBe(failure);
       expect(store.head).toBe(1);
       expect(await observable(store, agents)).toEqual(before);
       expect(await commitGroup(store, [hubPut('s', 'c', 3)])).toEqual([2]);
@@ -100,9 +108,19 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
         expect(tx.document('s', 'k')).toEqual({ value: { v: 3 }, deleted: false, version: 4, hlc: hlcAt(3), origin: 'hub', fieldHlcs });
         tx.setCollectionHead('s', third.lsn);
       });
-      expect(await store.document('s', 'k')).toEqual({ value: { v: 3 }, deleted: false, version: 4, hlc: hlcAt(3), origin: 'hub', fieldHlcs });
+      expect(await store.document('s', 'k')).toEqual({
+        value: { v: 3 },
+        deleted: false,
+        version: 4,
+        hlc: hlcAt(3),
+        origin: 'hub',
+        fieldHlcs,
+      });
       expect((await store.readLog(0, undefined, 10, ALL)).changes.map((c) => [c.lsn, c.op, c.v])).toEqual([
-        [1, 'put', { v: 0 }], [2, 'put', { v: 1 }], [3, 'del', undefined], [4, 'put', { v: 3 }],
+        [1, 'put', { v: 0 }],
+        [2, 'put', { v: 1 }],
+        [3, 'del', undefined],
+        [4, 'put', { v: 3 }],
       ]);
       expect((await store.readDocuments(undefined, undefined, 10, ALL)).docs).toEqual([
         { lsn: 4, c: 's', k: 'k', op: 'put', v: { v: 3 }, hlc: hlcAt(3), o: 'hub' },
@@ -111,23 +129,36 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
 
     test('remembers committed runs and outcomes, and serves them to later group commits', async () => {
       const ops = [1, 2, 3, 4, 5];
-      await store.ingest(planOf([], { agents: [{ agentId: 'pi-1', incarnation: 'inc-1', seqs: ops }], documents: [['s', 'a'], ['s', 'b'], ['s', 'c']] }), (tx) => {
-        expect(tx.lastSeq('pi-1', 'inc-1')).toBe(0);
-        expect(tx.outcome('pi-1', 'inc-1', 1)).toBeUndefined();
-        const a = tx.commit(agentPut('s', 'a', 1, pi(1)));
-        tx.commit(agentPut('s', 'b', 2, pi(2)));
-        tx.putCommittedRun('pi-1', 'inc-1', 1, 2, a.lsn);
-        tx.putOutcome('pi-1', 'inc-1', { seq: 3, outcome: 'rejected', reason: 'schema', detail: 'not a number' }, 'digest-3');
-        const c = tx.commit(agentPut('s', 'c', 4, pi(4)));
-        tx.putCommittedRun('pi-1', 'inc-1', 4, 4, c.lsn);
-        tx.putOutcome('pi-1', 'inc-1', { seq: 5, outcome: 'conflict', lsn: a.lsn, reason: 'stale', detail: 'lost' }, 'digest-5');
-        tx.setLastSeq('pi-1', 'inc-1', 5);
-        tx.setCollectionHead('s', c.lsn);
-        // The same incarnation's second batch in this group commit sees the first one's outcomes.
-        expect(tx.lastSeq('pi-1', 'inc-1')).toBe(5);
-        expect(tx.outcome('pi-1', 'inc-1', 2)).toEqual({ result: { outcome: 'committed', lsn: 2 }, digest: 'digest-pi-1-inc-1-2' });
-        expect(tx.outcome('pi-1', 'inc-1', 3)).toEqual({ result: { outcome: 'rejected', reason: 'schema', detail: 'not a number' }, digest: 'digest-3' });
-      });
+      await store.ingest(
+        planOf([], {
+          agents: [{ agentId: 'pi-1', incarnation: 'inc-1', seqs: ops }],
+          documents: [
+            ['s', 'a'],
+            ['s', 'b'],
+            ['s', 'c'],
+          ],
+        }),
+        (tx) => {
+          expect(tx.lastSeq('pi-1', 'inc-1')).toBe(0);
+          expect(tx.outcome('pi-1', 'inc-1', 1)).toBeUndefined();
+          const a = tx.commit(agentPut('s', 'a', 1, pi(1)));
+          tx.commit(agentPut('s', 'b', 2, pi(2)));
+          tx.putCommittedRun('pi-1', 'inc-1', 1, 2, a.lsn);
+          tx.putOutcome('pi-1', 'inc-1', { seq: 3, outcome: 'rejected', reason: 'schema', detail: 'not a number' }, 'digest-3');
+          const c = tx.commit(agentPut('s', 'c', 4, pi(4)));
+          tx.putCommittedRun('pi-1', 'inc-1', 4, 4, c.lsn);
+          tx.putOutcome('pi-1', 'inc-1', { seq: 5, outcome: 'conflict', lsn: a.lsn, reason: 'stale', detail: 'lost' }, 'digest-5');
+          tx.setLastSeq('pi-1', 'inc-1', 5);
+          tx.setCollectionHead('s', c.lsn);
+          // The same incarnation's second batch in this group commit sees the first one's outcomes.
+          expect(tx.lastSeq('pi-1', 'inc-1')).toBe(5);
+          expect(tx.outcome('pi-1', 'inc-1', 2)).toEqual({ result: { outcome: 'committed', lsn: 2 }, digest: 'digest-pi-1-inc-1-2' });
+          expect(tx.outcome('pi-1', 'inc-1', 3)).toEqual({
+            result: { outcome: 'rejected', reason: 'schema', detail: 'not a number' },
+            digest: 'digest-3',
+          });
+        },
+      );
       const expected = [
         { result: { outcome: 'committed', lsn: 1 }, digest: 'digest-pi-1-inc-1-1' },
         { result: { outcome: 'committed', lsn: 2 }, digest: 'digest-pi-1-inc-1-2' },
@@ -152,12 +183,21 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       await commitGroup(store, [agentPut('s', 'a', 1, pi(1)), agentPut('s', 'b', 2, pi(2)), hubPut('s', 'c', 3)]);
       expect(await store.prune({ maxAgeMs: 0, maxEntries: 2 })).toBe(1);
       expect(await store.outcomeOf('pi-1', 'inc-1', 1)).toEqual({ result: { outcome: 'committed', lsn: 1 } });
-      expect(await store.outcomeOf('pi-1', 'inc-1', 2)).toEqual({ result: { outcome: 'committed', lsn: 2 }, digest: 'digest-pi-1-inc-1-2' });
+      expect(await store.outcomeOf('pi-1', 'inc-1', 2)).toEqual({
+        result: { outcome: 'committed', lsn: 2 },
+        digest: 'digest-pi-1-inc-1-2',
+      });
     });
 
     test('reads the log in pages bounded by count and by bytes, filtered by collection or reader', async () => {
       const big = 'x'.repeat(1000);
-      await commitGroup(store, [hubPut('a', '1', big), hubPut('b', '2', big), hubPut('a', '3', big), hubPut('b', '4', big), hubPut('a', '5', big)]);
+      await commitGroup(store, [
+        hubPut('a', '1', big),
+        hubPut('b', '2', big),
+        hubPut('a', '3', big),
+        hubPut('b', '4', big),
+        hubPut('a', '5', big),
+      ]);
       const lsns = (page: { changes: Change[] }): number[] => page.changes.map((c) => c.lsn);
       const firstTwo = await store.readLog(0, undefined, 2, ALL);
       expect([lsns(firstTwo), firstTwo.complete, firstTwo.through]).toEqual([[1, 2], false, 2]);
@@ -180,10 +220,14 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
     test('pages snapshots in byte order of (collection, key), tombstones included', async () => {
       const keys = ['b', 'B', 'a', 'é', 'z', '~', '😀', 'aa', 'a b', 'Z9', '\u00ff', 'ω'];
       await commitGroup(store, [
-        ...keys.map((k, i) => hubPut('docs', k, { i }, i)), hubPut('apps', 'x', 1), hubPut('zz', 'y', 2), hubDel('docs', 'z', 99),
+        ...keys.map((k, i) => hubPut('docs', k, { i }, i)),
+        hubPut('apps', 'x', 1),
+        hubPut('zz', 'y', 2),
+        hubDel('docs', 'z', 99),
       ]);
-      const byteOrder = [...keys.map((k) => ['docs', k]), ['apps', 'x'], ['zz', 'y']]
-        .sort(([c1, k1], [c2, k2]) => Buffer.compare(Buffer.from(c1!), Buffer.from(c2!)) || Buffer.compare(Buffer.from(k1!), Buffer.from(k2!)));
+      const byteOrder = [...keys.map((k) => ['docs', k]), ['apps', 'x'], ['zz', 'y']].sort(
+        ([c1, k1], [c2, k2]) => Buffer.compare(Buffer.from(c1!), Buffer.from(c2!)) || Buffer.compare(Buffer.from(k1!), Buffer.from(k2!)),
+      );
       const all = await store.readDocuments(undefined, undefined, 100, ALL);
       expect(all.next).toBeUndefined();
       expect(all.docs.map((d) => [d.c, d.k])).toEqual(byteOrder);
@@ -205,14 +249,18 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       const tiny = await store.readDocuments(undefined, undefined, 100, 1);
       expect([tiny.docs.length, tiny.next]).toEqual([1, ['apps', 'x']]);
       expect((await store.readDocuments(['apps', 'zz'], undefined, 100, ALL)).docs.map((d) => d.k)).toEqual(['x', 'y']);
-      expect((await store.readDocuments(['docs'], ['docs', 'é'], 100, ALL)).docs.map((d) => d.k)).toEqual(['ω', '\u00ff', '😀'].sort(byBytes));
+      expect((await store.readDocuments(['docs'], ['docs', 'é'], 100, ALL)).docs.map((d) => d.k)).toEqual(
+        ['ω', '\u00ff', '😀'].sort(byBytes),
+      );
       const hidden = await store.readDocuments(undefined, undefined, 100, ALL, (c) => c !== 'docs');
       expect([hidden.docs.map((d) => d.k), hidden.next]).toEqual([['x', 'y'], undefined]);
     });
 
     test('lists live documents of a collection by prefix and after a key', async () => {
       await commitGroup(store, [
-        ...['a1', 'a2', 'a3', 'ab', 'b1', 'a4'].map((k, i) => hubPut('l', k, { k }, i)), hubPut('other', 'a5', 0), hubDel('l', 'a4'),
+        ...['a1', 'a2', 'a3', 'ab', 'b1', 'a4'].map((k, i) => hubPut('l', k, { k }, i)),
+        hubPut('other', 'a5', 0),
+        hubDel('l', 'a4'),
       ]);
       const keys = async (options: { prefix?: string; after?: string; limit: number }): Promise<string[]> =>
         (await store.listDocuments('l', options)).map((d) => d.key);
@@ -223,18 +271,28 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       expect(await keys({ after: 'ab', limit: 10 })).toEqual(['b1']);
       expect(await keys({ prefix: 'b', after: 'a1', limit: 10 })).toEqual(['b1']);
       expect(await keys({ prefix: 'c', limit: 10 })).toEqual([]);
-      expect(await store.listDocuments('l', { prefix: 'b', limit: 1 })).toEqual([{ key: 'b1', value: { k: 'b1' }, version: 5, origin: 'hub' }]);
+      expect(await store.listDocuments('l', { prefix: 'b', limit: 1 })).toEqual([
+        { key: 'b1', value: { k: 'b1' }, version: 5, origin: 'hub' },
+      ]);
     });
 
     test('archives conflicts and lists them newest first, by collection, document or page', async () => {
       const t0 = Date.now();
       await store.ingest(planOf([hubPut('s', 'k1', 0), hubPut('s', 'k2', 0)]), (tx) => {
         tx.archiveConflict(conflict('s', 'k1', 1));
-        tx.archiveConflict({ ...conflict('s', 'k2', 2), detail: null, loser: { origin: 'pi-2', incarnation: null, seq: null, op: 'del', value: undefined, hlc: hlcAt(5) } });
+        tx.archiveConflict({
+          ...conflict('s', 'k2', 2),
+          detail: null,
+          loser: { origin: 'pi-2', incarnation: null, seq: null, op: 'del', value: undefined, hlc: hlcAt(5) },
+        });
       });
       await store.ingest(planOf([hubPut('t', 'k1', 0)]), (tx) => tx.archiveConflict(conflict('t', 'k1', 3)));
       const all = await store.conflicts({ limit: 10 });
-      expect(all.map((c) => [c.collection, c.key])).toEqual([['t', 'k1'], ['s', 'k2'], ['s', 'k1']]);
+      expect(all.map((c) => [c.collection, c.key])).toEqual([
+        ['t', 'k1'],
+        ['s', 'k2'],
+        ['s', 'k1'],
+      ]);
       expect(all[0]!.id).toBeGreaterThan(all[1]!.id);
       expect(all[1]!.id).toBeGreaterThan(all[2]!.id);
       const { id, at, ...first } = all[2]!;
@@ -251,8 +309,10 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
     });
 
     test('lists rejected ops, newest first', async () => {
-      const rejected = (seq: number, reason: string) => (tx: IngestTx): void =>
-        tx.putOutcome('pi-1', 'inc-1', { seq, outcome: 'rejected', reason, detail: `op ${seq}` }, `d${seq}`);
+      const rejected =
+        (seq: number, reason: string) =>
+        (tx: IngestTx): void =>
+          tx.putOutcome('pi-1', 'inc-1', { seq, outcome: 'rejected', reason, detail: `op ${seq}` }, `d${seq}`);
       const agent = (seqs: number[]): IngestPlan => planOf([], { agents: [{ agentId: 'pi-1', incarnation: 'inc-1', seqs }] });
       await store.ingest(agent([1]), (tx) => {
         rejected(1, 'schema')(tx);
@@ -294,9 +354,15 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       expect(await store.firstCommitAfter('a', 3)).toBeUndefined();
       expect(await store.firstCommitAfter('b', 2)).toBeUndefined();
       expect(await store.firstCommitAfter('c', 0)).toBeUndefined();
-      expect(await Promise.all([
-        store.countAfter('a', 0, 3), store.countAfter('a', 1, 3), store.countAfter('a', 3, 3), store.countAfter('b', 0, 3), store.countAfter('a', 0, 2),
-      ])).toEqual([2, 1, 0, 1, 2]);
+      expect(
+        await Promise.all([
+          store.countAfter('a', 0, 3),
+          store.countAfter('a', 1, 3),
+          store.countAfter('a', 3, 3),
+          store.countAfter('b', 0, 3),
+          store.countAfter('a', 0, 2),
+        ]),
+      ).toEqual([2, 1, 0, 1, 2]);
       await store.prune({ maxAgeMs: 0, maxEntries: 1 });
       expect(await store.countAfter('a', 1, 3)).toBe(2); // below the pruned point: estimated from LSNs
       expect(await store.firstCommitAfter('a', 0)).toBeGreaterThanOrEqual(t0);
@@ -345,9 +411,15 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       expect(await store.credential('pi-1')).toEqual({ tokenHash: 'hash-1', revoked: false });
       expect(await store.credential('nobody')).toBeUndefined();
       const listed = await store.credentials();
-      expect(listed.map((c) => [c.agentId, c.revokedAt])).toEqual([['pi-1', null], ['pi-2', null]]);
+      expect(listed.map((c) => [c.agentId, c.revokedAt])).toEqual([
+        ['pi-1', null],
+        ['pi-2', null],
+      ]);
       expect(listed[0]!.createdAt).toBeGreaterThan(0);
-      expect(await store.brokerCredentials()).toEqual([{ agentId: 'pi-1', mosquittoHash: null }, { agentId: 'pi-2', mosquittoHash: 'mq-2' }]);
+      expect(await store.brokerCredentials()).toEqual([
+        { agentId: 'pi-1', mosquittoHash: null },
+        { agentId: 'pi-2', mosquittoHash: 'mq-2' },
+      ]);
 
       expect(await store.revokeCredential('pi-2')).toBe(true);
       expect(await store.revokeCredential('pi-2')).toBe(false);
@@ -358,7 +430,10 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
 
       await store.putCredential('pi-2', 'hash-2b', 'mq-2b'); // a new token replaces a revoked one
       expect(await store.credential('pi-2')).toEqual({ tokenHash: 'hash-2b', revoked: false });
-      expect(await store.brokerCredentials()).toEqual([{ agentId: 'pi-1', mosquittoHash: null }, { agentId: 'pi-2', mosquittoHash: 'mq-2b' }]);
+      expect(await store.brokerCredentials()).toEqual([
+        { agentId: 'pi-1', mosquittoHash: null },
+        { agentId: 'pi-2', mosquittoHash: 'mq-2b' },
+      ]);
     });
 
     test('credentialsVersion changes when another process changes credentials', async () => {
@@ -385,7 +460,11 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
 
 function conflict(collection: string, key: string, n: number): Omit<ConflictRecord, 'id' | 'at'> {
   return {
-    collection, key, policy: 'lww', reason: 'older', detail: `conflict ${n}`,
+    collection,
+    key,
+    policy: 'lww',
+    reason: 'older',
+    detail: `conflict ${n}`,
     loser: { origin: 'pi-1', incarnation: 'inc-1', seq: n, op: 'put', value: { loser: n }, hlc: hlcAt(n) },
     winner: { lsn: n, origin: 'hub', hlc: hlcAt(n + 1), value: { winner: n } },
   };

@@ -32,22 +32,47 @@ describe.skipIf(!hasOpenssl)('TLS and mutual TLS (certificates made by openssl i
   it('serves agents over TLS only, with a token, verifying the hub certificate', async () => {
     pki = makePki();
     const dir = tempDir('tls');
-    hub = await Hub.start({ port: 0, plain: false, host: '127.0.0.1', dataDir: join(dir, 'hub'), config: grants,
-      tls: { port: 0, cert: pki.serverCert, key: pki.serverKey } });
+    hub = await Hub.start({
+      port: 0,
+      plain: false,
+      host: '127.0.0.1',
+      dataDir: join(dir, 'hub'),
+      config: grants,
+      tls: { port: 0, cert: pki.serverCert, key: pki.serverKey },
+    });
     await hub.store.putCredential('pi-1', await hashToken('tok'));
-    const agent = new Agent({ hubUrl: `mqtts://127.0.0.1:${hub.tlsPort}`, agentId: 'pi-1', hubToken: 'tok', dataDir: join(dir, 'pi-1'), tls: { ca: pki.ca } }).start();
+    const agent = new Agent({
+      hubUrl: `mqtts://127.0.0.1:${hub.tlsPort}`,
+      agentId: 'pi-1',
+      hubToken: 'tok',
+      dataDir: join(dir, 'pi-1'),
+      tls: { ca: pki.ca },
+    }).start();
     agents.push(agent);
     expect((await agent.put('notes', 'n', 1, { durability: 'hub' })).lsn).toBe(1);
     // A client that does not trust the hub's CA does not get in.
-    await expect(mqtt.connectAsync(`mqtts://127.0.0.1:${hub.tlsPort}`, { clientId: 'pi-1', username: 'pi-1', password: 'tok', reconnectPeriod: 0, rejectUnauthorized: true }))
-      .rejects.toThrow(/self[- ]signed|unable to verify|certificate/i);
+    await expect(
+      mqtt.connectAsync(`mqtts://127.0.0.1:${hub.tlsPort}`, {
+        clientId: 'pi-1',
+        username: 'pi-1',
+        password: 'tok',
+        reconnectPeriod: 0,
+        rejectUnauthorized: true,
+      }),
+    ).rejects.toThrow(/self[- ]signed|unable to verify|certificate/i);
   });
 
   it('with mutual TLS, the client certificate names the agent: no token, and no borrowing another id', async () => {
     pki = makePki();
     const dir = tempDir('mtls');
-    hub = await Hub.start({ port: 0, plain: false, host: '127.0.0.1', dataDir: join(dir, 'hub'), config: grants,
-      tls: { port: 0, cert: pki.serverCert, key: pki.serverKey, ca: pki.ca, requireClientCert: true } });
+    hub = await Hub.start({
+      port: 0,
+      plain: false,
+      host: '127.0.0.1',
+      dataDir: join(dir, 'hub'),
+      config: grants,
+      tls: { port: 0, cert: pki.serverCert, key: pki.serverKey, ca: pki.ca, requireClientCert: true },
+    });
     for (const id of ['pi-1', 'pi-2']) await hub.store.putCredential(id, await hashToken(`unused-${id}`));
     const url = `mqtts://127.0.0.1:${hub.tlsPort}`;
     const pi1 = pki.client('pi-1');

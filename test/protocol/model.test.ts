@@ -32,7 +32,16 @@ type Command =
 
 const agentIndex = fc.integer({ min: 0, max: AGENTS.length - 1 });
 const command: fc.Arbitrary<Command> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ t: fc.constant('write' as const), a: agentIndex, k: fc.integer({ min: 0, max: KEYS.length - 1 }), del: fc.boolean(), c: fc.integer({ min: 0, max: 1 }) }) },
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      t: fc.constant('write' as const),
+      a: agentIndex,
+      k: fc.integer({ min: 0, max: KEYS.length - 1 }),
+      del: fc.boolean(),
+      c: fc.integer({ min: 0, max: 1 }),
+    }),
+  },
   { weight: 6, arbitrary: fc.record({ t: fc.constant('deliver' as const), n: fc.integer({ min: 1, max: 12 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('disconnect' as const), a: agentIndex }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('reconnect' as const), a: agentIndex }) },
@@ -42,7 +51,16 @@ const command: fc.Arbitrary<Command> = fc.oneof(
 );
 
 /** A write the app was told is durable on its device. */
-interface Acknowledged { agentId: string; collection: string; inc: string; seq: number; key: string; value: unknown; del: boolean; hlc: string }
+interface Acknowledged {
+  agentId: string;
+  collection: string;
+  inc: string;
+  seq: number;
+  key: string;
+  value: unknown;
+  del: boolean;
+  hlc: string;
+}
 
 async function run(commands: Command[], seed: number, duplicate: number, reorderWindow: number, config?: HubConfig): Promise<void> {
   const dir = tempDir('model');
@@ -51,8 +69,12 @@ async function run(commands: Command[], seed: number, duplicate: number, reorder
   const acknowledged: Acknowledged[] = [];
   const open = (agentId: string): Agent => {
     const agent = new Agent({
-      agentId, hubUrl: 'sim://hub', dataDir: join(dir, agentId), transport: net.transport(agentId),
-      ackTimeoutMs: 150, waitTimeoutMs: 1000,
+      agentId,
+      hubUrl: 'sim://hub',
+      dataDir: join(dir, agentId),
+      transport: net.transport(agentId),
+      ackTimeoutMs: 150,
+      waitTimeoutMs: 1000,
       ...(process.env.OUTPOST_MODEL_DEBUG && { logger: pino({ level: 'debug', name: agentId }) }),
     });
     // Writes made before the agent heard of the partitions move to their partition's sequence.
@@ -77,7 +99,16 @@ async function run(commands: Command[], seed: number, duplicate: number, reorder
           const value = { by: agent.id, n: counter++ };
           const collection = COLLECTIONS[c.c ?? 0]!;
           const receipt = c.del ? await agent.del(collection, key) : await agent.put(collection, key, value);
-          acknowledged.push({ agentId: agent.id, collection, inc: receipt.incarnation, seq: receipt.seq, key, value, del: c.del, hlc: receipt.hlc });
+          acknowledged.push({
+            agentId: agent.id,
+            collection,
+            inc: receipt.incarnation,
+            seq: receipt.seq,
+            key,
+            value,
+            del: c.del,
+            hlc: receipt.hlc,
+          });
           break;
         }
         case 'deliver':
@@ -108,15 +139,24 @@ async function run(commands: Command[], seed: number, duplicate: number, reorder
 
     // Heal: everyone connected, no more duplicates; deliver until the fleet is quiet.
     net.faults = { duplicate: 0, reorderWindow };
-    const applied = (a: Agent, partition: string): number => (partition === 'default' ? a.status().appliedLsn : a.status().partitions?.[partition]?.appliedLsn ?? 0);
+    const applied = (a: Agent, partition: string): number =>
+      partition === 'default' ? a.status().appliedLsn : (a.status().partitions?.[partition]?.appliedLsn ?? 0);
     // Quiet: nothing in flight or queued, every partition's head applied, and no collection
     // behind what the agent has heard of it (a change set that came after a gap means a pull is due).
-    const quiet = (): boolean => net.inFlight === 0 && agents.every((a) => a.status().outboxDepth === 0 && !a.status().catchingUp
-      && Object.values(a.status().collections).every((c) => c.lag === 0)
-      && partitions.every((p) => applied(a, p) >= net.hubs.get(p)!.store.head));
+    const quiet = (): boolean =>
+      net.inFlight === 0 &&
+      agents.every(
+        (a) =>
+          a.status().outboxDepth === 0 &&
+          !a.status().catchingUp &&
+          Object.values(a.status().collections).every((c) => c.lag === 0) &&
+          partitions.every((p) => applied(a, p) >= net.hubs.get(p)!.store.head),
+      );
     for (let round = 0; round < 400 && !quiet(); round++) {
       for (const id of AGENTS) net.connect(id);
-      while (await net.step()) { /* drain */ }
+      while (await net.step()) {
+        /* drain */
+      }
       await sleep(10); // ack and pull timeouts run on real timers
     }
     if (!quiet()) {
@@ -126,7 +166,12 @@ async function run(commands: Command[], seed: number, duplicate: number, reorder
 
     for (const partition of partitions) {
       const collections = COLLECTIONS.filter((c) => partitionOf(config, c) === partition);
-      check(join(sqliteDirOf(join(dir, 'hub'), partition), 'hub.db'), acknowledged.filter((w) => collections.includes(w.collection as never)), agents, collections);
+      check(
+        join(sqliteDirOf(join(dir, 'hub'), partition), 'hub.db'),
+        acknowledged.filter((w) => collections.includes(w.collection as never)),
+        agents,
+        collections,
+      );
     }
     for (const agent of agents) {
       for (const collection of COLLECTIONS) {
@@ -137,7 +182,10 @@ async function run(commands: Command[], seed: number, duplicate: number, reorder
           const doc = docs[i];
           return doc && !doc.deleted ? [{ key: k, value: doc.value, version: doc.version }] : [];
         });
-        expect(replica.map(({ key, value, version }) => ({ key, value, version })), `${collection} replica of ${agent.id}`).toEqual(expected);
+        expect(
+          replica.map(({ key, value, version }) => ({ key, value, version })),
+          `${collection} replica of ${agent.id}`,
+        ).toEqual(expected);
       }
     }
   } finally {
@@ -150,18 +198,26 @@ async function run(commands: Command[], seed: number, duplicate: number, reorder
 function check(hubDb: string, acknowledged: Acknowledged[], agents: Agent[], collections: readonly string[]): void {
   const db = new Database(hubDb, { readonly: true });
   try {
-    const dupes = db.prepare('SELECT origin, incarnation, seq, count(*) AS n FROM log WHERE seq IS NOT NULL GROUP BY 1, 2, 3 HAVING n > 1').all();
+    const dupes = db
+      .prepare('SELECT origin, incarnation, seq, count(*) AS n FROM log WHERE seq IS NOT NULL GROUP BY 1, 2, 3 HAVING n > 1')
+      .all();
     expect(dupes, 'an (agent, incarnation, seq) applied twice').toEqual([]);
 
     const outcome = outcomeReader(db);
-    const logged = db.prepare<[string, string, number], { lsn: number }>('SELECT lsn FROM log WHERE origin = ? AND incarnation = ? AND seq = ?');
+    const logged = db.prepare<[string, string, number], { lsn: number }>(
+      'SELECT lsn FROM log WHERE origin = ? AND incarnation = ? AND seq = ?',
+    );
     const archived = db.prepare<[string, string, number], { n: number }>(
-      'SELECT count(*) AS n FROM conflicts WHERE loser_origin = ? AND loser_incarnation = ? AND loser_seq = ?');
+      'SELECT count(*) AS n FROM conflicts WHERE loser_origin = ? AND loser_incarnation = ? AND loser_seq = ?',
+    );
     for (const w of acknowledged) {
       const o = outcome(w.agentId, w.inc, w.seq);
       expect(o, `no outcome for ${w.agentId}/${w.seq}`).toBeDefined();
       if (o!.outcome === 'committed') {
-        expect(logged.all(w.agentId, w.inc, w.seq).map((r) => r.lsn), `${w.agentId}/${w.seq} in the log`).toEqual([o!.lsn]);
+        expect(
+          logged.all(w.agentId, w.inc, w.seq).map((r) => r.lsn),
+          `${w.agentId}/${w.seq} in the log`,
+        ).toEqual([o!.lsn]);
       } else {
         expect(o!.outcome, `${w.agentId}/${w.seq}`).toBe('conflict');
         expect(archived.get(w.agentId, w.inc, w.seq)!.n, `loser ${w.agentId}/${w.seq} archived`).toBe(1);
@@ -170,14 +226,18 @@ function check(hubDb: string, acknowledged: Acknowledged[], agents: Agent[], col
 
     // Each agent's writes appear in the log in the order it made them.
     for (const agent of agents) {
-      const seqs = db.prepare<[string], { incarnation: string; seq: number }>('SELECT incarnation, seq FROM log WHERE origin = ? ORDER BY lsn').all(agent.id);
+      const seqs = db
+        .prepare<[string], { incarnation: string; seq: number }>('SELECT incarnation, seq FROM log WHERE origin = ? ORDER BY lsn')
+        .all(agent.id);
       for (let i = 1; i < seqs.length; i++) {
         if (seqs[i]!.incarnation === seqs[i - 1]!.incarnation) expect(seqs[i]!.seq).toBeGreaterThan(seqs[i - 1]!.seq);
       }
     }
 
     // Reference model: each key is a last-writer-wins register over every acknowledged write.
-    const docs = db.prepare<[string, string], { value: Buffer | null; deleted: number }>('SELECT value, deleted FROM documents WHERE collection = ? AND key = ?');
+    const docs = db.prepare<[string, string], { value: Buffer | null; deleted: number }>(
+      'SELECT value, deleted FROM documents WHERE collection = ? AND key = ?',
+    );
     for (const collection of collections) {
       for (const key of KEYS) {
         const writes = acknowledged.filter((w) => w.collection === collection && w.key === key);
@@ -185,11 +245,16 @@ function check(hubDb: string, acknowledged: Acknowledged[], agents: Agent[], col
         const winner = writes.reduce((a, b) => (b.hlc > a.hlc || (b.hlc === a.hlc && b.agentId > a.agentId) ? b : a));
         const doc = docs.get(collection, key);
         if (winner.del) expect(doc?.deleted ?? 1, `${collection}/${key} deleted`).toBe(1);
-        else expect(doc && !doc.deleted ? decodeCbor(doc.value!) : undefined, `${collection}/${key} holds the latest write`).toEqual(winner.value);
+        else
+          expect(doc && !doc.deleted ? decodeCbor(doc.value!) : undefined, `${collection}/${key} holds the latest write`).toEqual(
+            winner.value,
+          );
       }
     }
     // Nothing of another partition's collections in this log.
-    const strays = db.prepare(`SELECT count(*) AS n FROM log WHERE collection NOT IN (${collections.map(() => '?').join(',')})`).get(...collections) as { n: number };
+    const strays = db
+      .prepare(`SELECT count(*) AS n FROM log WHERE collection NOT IN (${collections.map(() => '?').join(',')})`)
+      .get(...collections) as { n: number };
     expect(strays.n, 'log entries of collections of another partition').toBe(0);
   } finally {
     db.close();
@@ -199,17 +264,66 @@ function check(hubDb: string, acknowledged: Acknowledged[], agents: Agent[], col
 /** Cases this test once failed on, replayed on every run. */
 const REGRESSIONS: Array<[Command[], number, number, number]> = [
   // A resync that crossed its ack looked like hub data loss and paused uploads for 30 s.
-  [[{ t: 'write', a: 1, k: 1, del: false }, { t: 'write', a: 0, k: 0, del: false }, { t: 'deliver', n: 1 }, { t: 'write', a: 1, k: 0, del: false }, { t: 'write', a: 0, k: 0, del: false }], 3, 0, 3],
-  [[{ t: 'write', a: 1, k: 0, del: false }, { t: 'write', a: 1, k: 0, del: false }, { t: 'deliver', n: 10 }, { t: 'write', a: 0, k: 0, del: false }, { t: 'write', a: 0, k: 0, del: false }, { t: 'deliver', n: 11 }, { t: 'write', a: 0, k: 0, del: false }, { t: 'write', a: 0, k: 0, del: false }, { t: 'restartAgent', a: 0 }, { t: 'write', a: 0, k: 0, del: false }, { t: 'restartHub' }], -1349814493, 0.3, 3],
+  [
+    [
+      { t: 'write', a: 1, k: 1, del: false },
+      { t: 'write', a: 0, k: 0, del: false },
+      { t: 'deliver', n: 1 },
+      { t: 'write', a: 1, k: 0, del: false },
+      { t: 'write', a: 0, k: 0, del: false },
+    ],
+    3,
+    0,
+    3,
+  ],
+  [
+    [
+      { t: 'write', a: 1, k: 0, del: false },
+      { t: 'write', a: 1, k: 0, del: false },
+      { t: 'deliver', n: 10 },
+      { t: 'write', a: 0, k: 0, del: false },
+      { t: 'write', a: 0, k: 0, del: false },
+      { t: 'deliver', n: 11 },
+      { t: 'write', a: 0, k: 0, del: false },
+      { t: 'write', a: 0, k: 0, del: false },
+      { t: 'restartAgent', a: 0 },
+      { t: 'write', a: 0, k: 0, del: false },
+      { t: 'restartHub' },
+    ],
+    -1349814493,
+    0.3,
+    3,
+  ],
   // A duplicated old page was taken for the answer to a newer pull.
-  [[{ t: 'deliver', n: 2 }, { t: 'write', a: 0, k: 0, del: false }, { t: 'write', a: 0, k: 0, del: false }, { t: 'write', a: 0, k: 0, del: false }, { t: 'write', a: 1, k: 0, del: false }, { t: 'restartAgent', a: 1 }, { t: 'deliver', n: 1 }, { t: 'write', a: 0, k: 0, del: false }, { t: 'deliver', n: 1 }], -2031317048, 0.1, 8],
+  [
+    [
+      { t: 'deliver', n: 2 },
+      { t: 'write', a: 0, k: 0, del: false },
+      { t: 'write', a: 0, k: 0, del: false },
+      { t: 'write', a: 0, k: 0, del: false },
+      { t: 'write', a: 1, k: 0, del: false },
+      { t: 'restartAgent', a: 1 },
+      { t: 'deliver', n: 1 },
+      { t: 'write', a: 0, k: 0, del: false },
+      { t: 'deliver', n: 1 },
+    ],
+    -2031317048,
+    0.1,
+    8,
+  ],
 ];
 
 /**
  * Runs the property over random command sequences, or only the case in `replayVariable`
  * (`'<counterexample JSON>'`, as fast-check reported it).
  */
-async function property(config: HubConfig | undefined, replayVariable: string, runs: number, examples: typeof REGRESSIONS, timeLimitMs: number): Promise<void> {
+async function property(
+  config: HubConfig | undefined,
+  replayVariable: string,
+  runs: number,
+  examples: typeof REGRESSIONS,
+  timeLimitMs: number,
+): Promise<void> {
   const replay = process.env[replayVariable];
   if (replay) {
     const [commands, seed, duplicate, window] = JSON.parse(replay) as [Command[], number, number, number];
@@ -233,7 +347,7 @@ describe('the whole protocol against a reference model', () => {
     await property(undefined, 'OUTPOST_MODEL_REPLAY', 200, REGRESSIONS, 240_000);
   }, 300_000);
 
-  it('with partitions: each write exactly once in its own partition\'s log, through the same faults and one partition\'s restarts', async () => {
+  it("with partitions: each write exactly once in its own partition's log, through the same faults and one partition's restarts", async () => {
     await property(PARTITIONED, 'OUTPOST_MODEL_PARTITIONED_REPLAY', 120, [], 180_000);
   }, 240_000);
 });

@@ -9,7 +9,10 @@ const HLC = '0000018f00000001';
 
 describe('message codec', () => {
   it('round-trips every up message type', () => {
-    const batch: Up = ['batch', { inc: INC, ops: [{ seq: 1, c: 'sensors', k: 't1', op: 'put', v: { a: [1, 'x', null, true] }, hlc: HLC, base: 3 }] }];
+    const batch: Up = [
+      'batch',
+      { inc: INC, ops: [{ seq: 1, c: 'sensors', k: 't1', op: 'put', v: { a: [1, 'x', null, true] }, hlc: HLC, base: 3 }] },
+    ];
     const pull: Up = ['pull', { id: 7, from: 42, cs: ['sensors'], limit: 10 }];
     expect(upCodec.decode(upCodec.encode(batch))).toEqual(batch);
     expect(upCodec.decode(upCodec.encode(pull))).toEqual(pull);
@@ -19,7 +22,9 @@ describe('message codec', () => {
     const small = new MessageCodec(UpMessage, 64);
     const bytes = encodeCbor(['pull', { id: 7, from: 1, cs: Array.from({ length: 20 }, (_, i) => `c${i}`) }]);
     expect(() => small.decode(bytes)).toThrow(MessageTooLargeError);
-    expect(() => small.encode(['pull', { id: 7, from: 1, cs: Array.from({ length: 20 }, (_, i) => `c${i}`) }])).toThrow(/exceeds the limit of 64 bytes/);
+    expect(() => small.encode(['pull', { id: 7, from: 1, cs: Array.from({ length: 20 }, (_, i) => `c${i}`) }])).toThrow(
+      /exceeds the limit of 64 bytes/,
+    );
   });
 
   it.each([
@@ -69,9 +74,20 @@ describe('message codec', () => {
   });
 
   describe('compression', () => {
-    const telemetry: Up = ['batch', { inc: INC, ops: Array.from({ length: 200 }, (_, i) => ({
-      seq: i + 1, c: 'telemetry', k: `t${i}`, op: 'put' as const, v: { celsius: 20 + i / 10, at: 1_764_000_000_000 + i }, hlc: HLC,
-    })) }];
+    const telemetry: Up = [
+      'batch',
+      {
+        inc: INC,
+        ops: Array.from({ length: 200 }, (_, i) => ({
+          seq: i + 1,
+          c: 'telemetry',
+          k: `t${i}`,
+          op: 'put' as const,
+          v: { celsius: 20 + i / 10, at: 1_764_000_000_000 + i },
+          hlc: HLC,
+        })),
+      },
+    ];
 
     it('deflates a large message to a fraction of its size and reads it back as it was', () => {
       const wire = upCodec.encode(telemetry);
@@ -94,7 +110,10 @@ describe('message codec', () => {
 
     it.each([
       ['bytes that are not deflate', encodeCbor(Buffer.from('not deflated at all'))],
-      ['trailing bytes after the byte string', Buffer.concat([encodeCbor(deflateRawSync(encodeCbor(['pull', { id: 1, from: 0 }]))), Buffer.from([1])])],
+      [
+        'trailing bytes after the byte string',
+        Buffer.concat([encodeCbor(deflateRawSync(encodeCbor(['pull', { id: 1, from: 0 }]))), Buffer.from([1])]),
+      ],
       ['deflated garbage', encodeCbor(deflateRawSync(Buffer.from([0xff, 0xfe])))],
     ])('refuses %s as a malformed message', (_name, bytes) => {
       expect(() => upCodec.decode(bytes)).toThrow(MalformedMessageError);

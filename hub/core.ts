@@ -15,7 +15,7 @@ import { defaultIngestOptions, Ingestor, type HubWriteRequest, type IngestOutput
 import { answerPull } from './pull.js';
 import { ReplicationTracker, type ReplicaWait } from './replication-tracker.js';
 import type { HubStore } from './store/hub-store.js';
-import { ConcurrentWriterError, WriterFencedError } from './store/pg-errors.js';
+import { WriterRefusedError } from './store/writer-errors.js';
 import { SqliteHubStore } from './store/sqlite-store.js';
 
 export interface HubEvents {
@@ -110,7 +110,7 @@ export class HubCore extends EventEmitter<HubEvents> {
         for (const agentId of agentIds) {
           this.#sendDown(agentId, ['error', { code: ErrorCode.STORAGE_FAILED, message: `hub could not commit: ${error.message}` }]);
         }
-        if (error instanceof WriterFencedError || error instanceof ConcurrentWriterError) this.emit('fatal', error);
+        if (error instanceof WriterRefusedError) this.emit('fatal', error);
       },
       this.log,
     );

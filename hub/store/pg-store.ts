@@ -16,7 +16,7 @@ import type {
   Rejected,
   StoredDocument,
 } from './hub-store.js';
-import { ConcurrentWriterError, WriterFencedError } from './pg-errors.js';
+import { ConcurrentWriterError, WriterFencedError } from './writer-errors.js';
 import { OUTCOMES_OF_OPS, prefetchPlan, writeGroupCommit } from './pg-group-commit.js';
 import { BufferedIngestTx } from './pg-ingest-tx.js';
 import {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import { StorageFailedError } from '../../shared/errors.js';
 import { PostgresHubStore } from '../../hub/store/pg-store.js';
-import { ConcurrentWriterError, WriterFencedError } from '../../hub/store/pg-errors.js';
+import { ConcurrentWriterError, WriterFencedError } from '../../hub/store/writer-errors.js';
 import { UnplannedReadError } from '../../hub/store/pg-ingest-tx.js';
 import { PG_MIGRATIONS } from '../../hub/store/pg-schema.js';
 import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';

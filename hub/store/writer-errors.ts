@@ -1,10 +1,17 @@
 import { StorageFailedError } from '../../shared/errors.js';
 
 /**
+ * The store refuses this process as its writer: nothing more can be committed through it, by
+ * whatever store it is. Whoever runs the hub stops it, so that a supervisor restarts it (it then
+ * stands by, or reopens the store at the true head).
+ */
+export abstract class WriterRefusedError extends StorageFailedError {}
+
+/**
  * Another hub raised the leadership epoch: this one has been deposed and may no longer commit.
  * Nothing of the refused group commit was written.
  */
-export class WriterFencedError extends StorageFailedError {
+export class WriterFencedError extends WriterRefusedError {
   constructor(
     where: string,
     readonly epoch: number,
@@ -23,7 +30,7 @@ export class WriterFencedError extends StorageFailedError {
  * leadership, or a commit whose outcome this one never learned). Committing on what it read
  * would hand out LSNs twice, so nothing was written; reopen the store to continue.
  */
-export class ConcurrentWriterError extends StorageFailedError {
+export class ConcurrentWriterError extends WriterRefusedError {
   constructor(
     where: string,
     readonly expectedHead: number,

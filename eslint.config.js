@@ -33,6 +33,18 @@ export default tseslint.config(
     ['**/agent/**', '**/hub/**', '**/cli/**', 'node:net', 'node:fs', 'node:http', 'mqtt', 'aedes', 'better-sqlite3'],
     'shared/ is pure code: protocol, codec, clock, errors; no sockets, no files, no upper layer',
   ),
+  // Error codes are written once, in shared/errors.ts; everything else names them as ErrorCode.X.
+  {
+    files: ['agent/**/*.ts', 'hub/**/*.ts', 'shared/**/*.ts', 'cli/**/*.ts'],
+    ignores: ['shared/errors.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        { selector: 'TSEnumDeclaration', message: 'use a string-literal union or an as-const object' },
+        { selector: 'Literal[value=/^OUTPOST_[A-Z_]+$/]', message: 'error codes live in shared/errors.ts: use ErrorCode.X' },
+      ],
+    },
+  },
   // One job per file: a source file past 400 lines is doing more than one (blank lines and comments count).
   { files: ['agent/**/*.ts', 'hub/**/*.ts', 'shared/**/*.ts', 'cli/**/*.ts'], rules: { 'max-lines': ['error', { max: 400 }] } },
   {

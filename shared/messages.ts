@@ -2,11 +2,10 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { limits } from './limits.js';
 
 /**
- * Every message is a CBOR array `[type, body]` whose first element names its type (no CBOR tags:
- * the codec refuses them); one union per direction. Types are
- * derived from the schemas, and the codec validates against them right after decoding, so
- * nothing unvalidated travels inward. Field names are short because they cross metered links
- * once per write.
+ * Every message is a CBOR array `[type, body]` whose first element names its type (no CBOR
+ * tags: the codec refuses them); one union per direction. Types are derived from the schemas,
+ * and the codec validates against them right after decoding, so nothing unvalidated travels
+ * inward. Field names are short because they cross metered links once per write.
  */
 
 const Hlc = Type.String({ pattern: '^[0-9a-f]{16}$' });

@@ -1,5 +1,5 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
+import { constantTimeEqual } from '../shared/bearer.js';
 import { isValidAgentId, isValidPartition, TOPIC_ROOT } from '../shared/topics.js';
 import type { HubBase } from './hub-base.js';
 import { mayPublish, maySubscribe } from './topic-acl.js';
@@ -18,12 +18,6 @@ interface AuthzBody {
 
 const allow = { result: 'allow' } as const;
 const deny = { result: 'deny' } as const;
-
-const sameSecret = (given: string, expected: string): boolean => {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-};
 
 /** The hub's account, or that of one of its partitions (`<account>-p-<partition>`, see partitionBrokerUser). */
 const isHubAccount = (username: string | undefined, service: string): boolean =>
@@ -61,7 +55,7 @@ export function brokerAuthRoutes(hub: HubBase): FastifyPluginAsync {
         const { username, password, clientid } = request.body;
         const service = hub.brokerServiceUser;
         if (service && isHubAccount(username, service.username)) {
-          return clientid === username && password !== undefined && sameSecret(password, service.password) ? allow : deny;
+          return clientid === username && password !== undefined && constantTimeEqual(password, service.password) ? allow : deny;
         }
         if (!isValidAgentId(clientid)) return deny;
         if (hub.common.dev) return allow;

@@ -1,5 +1,6 @@
-import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, scrypt } from 'node:crypto';
 import { promisify } from 'node:util';
+import { constantTimeEqual } from '../shared/bearer.js';
 
 const scryptAsync = promisify(scrypt) as (
   password: string,
@@ -36,7 +37,7 @@ export async function verifyToken(token: string, stored: string): Promise<boolea
     p: Number(p),
     maxmem: 64 * 1024 * 1024,
   });
-  return actual.length === expected.length && timingSafeEqual(actual, expected);
+  return constantTimeEqual(actual, expected);
 }
 
 /** A fast fingerprint of a verified token, to recognise it on reconnects without scrypt. */

@@ -1,5 +1,6 @@
-import { pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { pbkdf2, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
+import { constantTimeEqual } from '../shared/bearer.js';
 
 const pbkdf2Async = promisify(pbkdf2);
 
@@ -27,5 +28,5 @@ export async function verifyMosquittoHash(password: string, stored: string): Pro
   if (scheme !== '7' || !iterations || !salt || !hash) return false;
   const expected = Buffer.from(hash, 'base64');
   const actual = await pbkdf2Async(password, Buffer.from(salt, 'base64'), Number(iterations), expected.length, 'sha512');
-  return timingSafeEqual(actual, expected);
+  return constantTimeEqual(actual, expected);
 }

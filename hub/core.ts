@@ -16,7 +16,6 @@ import { answerPull } from './pull.js';
 import { ReplicationTracker, type ReplicaWait } from './replication-tracker.js';
 import type { HubStore } from './store/hub-store.js';
 import { WriterRefusedError } from './store/writer-errors.js';
-import { SqliteHubStore } from './store/sqlite-store.js';
 
 export interface HubEvents {
   /** A pull was answered (a log page or a snapshot page). */
@@ -33,10 +32,11 @@ export interface HubEvents {
 }
 
 export interface HubCoreOptions {
-  /** Where the embedded SQLite store lives (unless `store` is given). */
-  dataDir: string;
-  /** The primary store; default SQLite in `dataDir`. */
-  store?: HubStore;
+  /**
+   * The primary store (this partition's log), opened by whoever assembles the hub: the core
+   * works the same on any store. It closes it on `stop()`.
+   */
+  store: HubStore;
   /** This process's leadership epoch (hub/leadership.ts), stamped on what it sends; none without failover. */
   epoch?: number;
   config?: HubConfig;
@@ -87,7 +87,7 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.policies = new CollectionPolicies(this.config);
     this.access = new AccessControl(this.config.access, options.dev ?? false);
     this.#publish = options.publish;
-    this.store = options.store ?? new SqliteHubStore(options.dataDir);
+    this.store = options.store;
     this.epoch = options.epoch;
     this.partition = options.partition ?? DEFAULT_PARTITION;
     this.topics = partitionTopics(this.partition);

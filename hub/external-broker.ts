@@ -1,7 +1,8 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { isValidAgentId, TOPIC_ROOT } from '../shared/topics.js';
 import type { Presence } from './fleet.js';
-import { HubBase, type BrokerServiceUser, type HubCommonOptions, startOrStop } from './hub-base.js';
+import { HubBase, type BrokerServiceUser, type HubCommonOptions, startOrStop, storeOf } from './hub-base.js';
+import type { HubStore } from './store/hub-store.js';
 import { DEFAULT_HUB_BROKER_USER, partitionBrokerUser } from './mosquitto-export.js';
 import { ErrorCode, OutpostError } from '../shared/errors.js';
 
@@ -58,12 +59,15 @@ export class BrokerClientHub extends HubBase {
   /** Set once the first connection is up: a later connect republishes the retained status. */
   #started = false;
 
-  private constructor(private readonly options: BrokerClientHubOptions) {
-    super(options);
+  private constructor(
+    private readonly options: BrokerClientHubOptions,
+    store: HubStore,
+  ) {
+    super(options, store);
   }
 
   static async start(options: BrokerClientHubOptions): Promise<BrokerClientHub> {
-    const hub = new BrokerClientHub(options);
+    const hub = new BrokerClientHub(options, await storeOf(options));
     return startOrStop(hub, () => hub.#start());
   }
 

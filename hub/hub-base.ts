@@ -4,6 +4,7 @@ import { Authenticator } from './authenticator.js';
 import type { HubConfig } from './config.js';
 import { HubCore } from './core.js';
 import type { HubStore } from './store/hub-store.js';
+import { openHubStore } from './store/open-store.js';
 import { fleetStatus, type AgentView, type Presence } from './fleet.js';
 import { FleetHistory } from './history.js';
 import { createHubHttp, type HubHttp } from './http.js';
@@ -14,7 +15,11 @@ export interface HubCommonOptions {
   /** `host:port` for the HTTP API; omitted = no HTTP API. */
   http?: { host: string; port: number };
   dataDir: string;
-  /** The primary store (this partition's log); default SQLite in `dataDir`. */
+  /**
+   * The primary store (this partition's log), which the hub closes when it stops. Default: SQLite
+   * in `dataDir` (another partition's in its own directory there, see sqliteDirOf), opened by
+   * `start`.
+   */
   store?: HubStore;
   /**
    * Where agents' credentials live: the default partition's store, which `outpost hub agents`
@@ -41,6 +46,12 @@ export interface HubCommonOptions {
   /** Bearer token for the HTTP API; required when it listens beyond loopback. */
   adminToken?: string;
   logger?: Logger;
+}
+
+/** The store a hub is started on: the one given, or the default SQLite one (HubCommonOptions.store). */
+export function storeOf(common: HubCommonOptions): Promise<HubStore> {
+  if (common.store) return Promise.resolve(common.store);
+  return openHubStore({ dataDir: common.dataDir, ...(common.partition !== undefined && { partition: common.partition }) });
 }
 
 /** Runs a new hub's start; one that fails is stopped (closing what it had opened) before the error is thrown. */
@@ -82,13 +93,15 @@ export abstract class HubBase {
   #credentialTimer: NodeJS.Timeout | undefined;
   protected stopping = false;
 
-  protected constructor(readonly common: HubCommonOptions) {
+  protected constructor(
+    readonly common: HubCommonOptions,
+    store: HubStore,
+  ) {
     const log = common.logger ?? pino({ level: 'silent' });
     // A process may serve several partitions: every line of this hub's says which it is about.
     this.log = common.partition !== undefined ? log.child({ partition: common.partition }) : log;
     this.core = new HubCore({
-      dataDir: common.dataDir,
-      ...(common.store && { store: common.store }),
+      store,
       ...(common.epoch !== undefined && { epoch: common.epoch }),
       ...(common.partition !== undefined && { partition: common.partition }),
       dev: common.dev ?? false,

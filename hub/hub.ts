@@ -5,7 +5,8 @@ import { limits } from '../shared/limits.js';
 import { createBroker } from './broker.js';
 import type { Presence } from './fleet.js';
 import { guardConnection } from './frame-guard.js';
-import { HubBase, type HubCommonOptions, startOrStop } from './hub-base.js';
+import { HubBase, type HubCommonOptions, startOrStop, storeOf } from './hub-base.js';
+import type { HubStore } from './store/hub-store.js';
 import { ConfigError } from '../shared/errors.js';
 
 export interface HubOptions extends HubCommonOptions {
@@ -41,12 +42,15 @@ export class Hub extends HubBase {
   /** Who is connected, since when, from where; who was, until when. */
   readonly presence = new Map<string, Presence>();
 
-  private constructor(private readonly options: HubOptions) {
-    super(options);
+  private constructor(
+    private readonly options: HubOptions,
+    store: HubStore,
+  ) {
+    super(options, store);
   }
 
   static async start(options: HubOptions): Promise<Hub> {
-    const hub = new Hub(options);
+    const hub = new Hub(options, await storeOf(options));
     return startOrStop(hub, () => hub.#start());
   }
 

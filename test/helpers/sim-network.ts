@@ -48,7 +48,7 @@ export class SimNetwork {
   faults: Faults;
 
   constructor(
-    private readonly hubOptions: Omit<HubCoreOptions, 'publish'>,
+    private readonly hubOptions: Omit<HubCoreOptions, 'publish' | 'store'> & { dataDir: string },
     private readonly random: () => number,
     faults: Faults,
   ) {
@@ -67,11 +67,10 @@ export class SimNetwork {
   /** Starts the hub of every partition (or of one, as a standby taking it over does). */
   startHub(partition?: string): void {
     for (const p of partition === undefined ? this.partitions : [partition]) {
-      const store = p === DEFAULT_PARTITION ? undefined : new SqliteHubStore(sqliteDirOf(this.hubOptions.dataDir, p));
       const hub = new HubCore({
         ...this.hubOptions,
         partition: p,
-        ...(store && { store }),
+        store: new SqliteHubStore(sqliteDirOf(this.hubOptions.dataDir, p)),
         publish: (topic, payload, retain) => this.#fromHub(topic, payload, retain),
       });
       hub.start();

@@ -192,7 +192,7 @@ describe.skipIf(skip !== undefined)('hub failover: hub processes on one PostgreS
   it('a deposed hub commits nothing more and says it must stop', async () => {
     const url = await freshDatabase();
     const store = await PostgresHubStore.open(url, { epoch: 0 });
-    const core = new HubCore({ dataDir: tempDir('deposed'), store, epoch: 0, publish: () => undefined });
+    const core = new HubCore({ store, epoch: 0, publish: () => undefined });
     closers.push(() => core.stop());
     expect(await core.write({ c: 'notes', k: 'n1', op: 'put', v: 'as leader' })).toMatchObject({ outcome: 'committed', lsn: 1 });
     const fatal = new Promise<Error>((resolve) => core.once('fatal', resolve));

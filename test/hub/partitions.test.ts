@@ -63,7 +63,7 @@ describe('HubCore of one partition', () => {
   function core(partition?: string): { core: HubCore; sent: Array<{ topic: string; payload: Buffer; retain: boolean }> } {
     const sent: Array<{ topic: string; payload: Buffer; retain: boolean }> = [];
     const hub = new HubCore({
-      dataDir: tempDir('partition-core'),
+      store: new SqliteHubStore(tempDir('partition-core')),
       config: parseHubConfig(PARTITIONED),
       dev: true,
       ...(partition !== undefined && { partition }),
@@ -124,7 +124,10 @@ describe('HubCore of one partition', () => {
 
   it("the default partition's status carries the assignment; a named partition's says which it is", () => {
     const plainSent: Array<{ topic: string; payload: Buffer }> = [];
-    const unpartitioned = new HubCore({ dataDir: tempDir('plain-core'), publish: (topic, payload) => plainSent.push({ topic, payload }) });
+    const unpartitioned = new HubCore({
+      store: new SqliteHubStore(tempDir('plain-core')),
+      publish: (topic, payload) => plainSent.push({ topic, payload }),
+    });
     closers.push(() => unpartitioned.stop());
     unpartitioned.publishStatus();
     const plainStatus = statusOf(plainSent, topics.hub);

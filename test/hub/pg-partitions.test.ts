@@ -40,7 +40,7 @@ describe.skipIf(NO_POSTGRES !== undefined)('partitions on one PostgreSQL databas
   };
   const core = async (url: string, partition: string, epoch: number): Promise<HubCore> => {
     const store: HubStore = await openHubStore({ store: url, dataDir: tempDir('pg-partition'), partition, epoch });
-    const hub = new HubCore({ dataDir: tempDir('pg-partition'), store, epoch, partition, config, publish: () => undefined });
+    const hub = new HubCore({ store, epoch, partition, config, publish: () => undefined });
     closers.push(() => hub.stop());
     return hub;
   };

@@ -2,7 +2,8 @@ import type pg from 'pg';
 import { encodeCbor } from '../../shared/codec.js';
 import type { IngestPlan, RecordedOutcome, StoredDocument } from './hub-store.js';
 import { agentKey, documentKey, outcomeKey, type GroupCommitWrites, type IngestPrefetch } from './pg-ingest-tx.js';
-import { toRecordedOutcome, toStoredDocument, type DocumentRow, type OutcomeRow } from './rows.js';
+import { toRecordedOutcome, type OutcomeRow } from './outcome-rows.js';
+import { toStoredDocument, type DocumentRow } from './rows.js';
 
 /**
  * The SQL of one group commit on PostgreSQL: one round of reads (four queries in parallel on

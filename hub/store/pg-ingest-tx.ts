@@ -3,7 +3,8 @@ import type { OpResult } from '../../shared/messages.js';
 import { decodeCbor, encodeCbor } from '../../shared/codec.js';
 import type { JsonValue } from '../../shared/values.js';
 import type { ConflictRecord, IngestPlan, IngestTx, LogEntry, RecordedOutcome, StoredDocument } from './hub-store.js';
-import { encodedChangeBytes, explicitOutcome } from './rows.js';
+import { committedOutcome, explicitOutcome, type CommittedRun } from './outcome-rows.js';
+import { encodedChangeBytes } from './rows.js';
 
 /** What a group commit may read, fetched before it runs: only what its plan named. */
 export interface IngestPrefetch {
@@ -56,7 +57,7 @@ export interface GroupCommitWrites {
     digest: string;
     at: number;
   }>;
-  committedRuns: Array<{ agentId: string; incarnation: string; firstSeq: number; lastSeq: number; firstLsn: number }>;
+  committedRuns: Array<CommittedRun & { agentId: string; incarnation: string }>;
   /** In archive order: their ids are assigned in this order. */
   conflicts: Array<Omit<ConflictRecord, 'id'>>;
 }
@@ -135,10 +136,11 @@ export class BufferedIngestTx implements IngestTx {
       (r) => r.agentId === agentId && r.incarnation === incarnation && r.firstSeq <= seq && seq <= r.lastSeq,
     );
     if (run) {
-      const lsn = run.firstLsn + (seq - run.firstSeq);
-      const first = this.#log[0]; // runs recorded here point at LSNs committed here
-      const digest = first && this.#log[lsn - first.lsn]?.digest;
-      return { result: { outcome: 'committed', lsn }, ...(digest && { digest }) };
+      // Runs recorded here point at LSNs committed here.
+      return committedOutcome(run, seq, (lsn) => {
+        const first = this.#log[0];
+        return first && this.#log[lsn - first.lsn]?.digest;
+      });
     }
     if (!this.#plannedSeqs.has(key)) throw new UnplannedReadError(`the outcome of ${agentId}/${incarnation} seq ${seq}`);
     return this.#prefetch.outcomes.get(key);

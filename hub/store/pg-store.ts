@@ -19,17 +19,8 @@ import type {
 import { ConcurrentWriterError, WriterFencedError } from './writer-errors.js';
 import { OUTCOMES_OF_OPS, prefetchPlan, writeGroupCommit } from './pg-group-commit.js';
 import { BufferedIngestTx } from './pg-ingest-tx.js';
-import {
-  documentPage,
-  logPage,
-  toConflictRecord,
-  toRecordedOutcome,
-  toStoredDocument,
-  type ConflictRow,
-  type DocumentRow,
-  type LogRow,
-  type OutcomeRow,
-} from './rows.js';
+import { documentPage, logPage, toConflictRecord, toStoredDocument, type ConflictRow, type DocumentRow, type LogRow } from './rows.js';
+import { toRecordedOutcome, type OutcomeRow } from './outcome-rows.js';
 import { migrate, schemaConnectionOptions } from './pg-schema.js';
 
 export interface PostgresHubStoreOptions {

@@ -1,8 +1,8 @@
 import type { Hlc } from '../../shared/hlc.js';
-import type { Change, OpResult } from '../../shared/messages.js';
+import type { Change } from '../../shared/messages.js';
 import { decodeCbor } from '../../shared/codec.js';
 import type { JsonValue } from '../../shared/values.js';
-import type { ConflictRecord, DocumentPage, LogPage, RecordedOutcome, StoredDocument } from './hub-store.js';
+import type { ConflictRecord, DocumentPage, LogPage, StoredDocument } from './hub-store.js';
 
 /**
  * Rows as both SQL stores read them, and what they become. PostgreSQL's bigint columns arrive as
@@ -48,22 +48,6 @@ export interface ConflictRow {
   winner_hlc: string;
   winner_value: Buffer | null;
   at: number;
-}
-
-/** An op's recorded outcome row, or the committed run that covers it, with the logged digest. */
-export interface OutcomeRow {
-  agent_id: string;
-  incarnation: string;
-  seq: number;
-  outcome: string | null;
-  lsn: number | null;
-  reason: string | null;
-  detail: string | null;
-  digest: string | null;
-  run_first_seq: number | null;
-  run_last_seq: number | null;
-  run_first_lsn: number | null;
-  log_digest: string | null;
 }
 
 export function toStoredDocument(row: Omit<DocumentRow, 'collection' | 'key'>): StoredDocument {
@@ -121,34 +105,6 @@ export function toConflictRecord(r: ConflictRow): ConflictRecord {
     winner: { lsn: r.winner_lsn, origin: r.winner_origin, hlc: r.winner_hlc, value: value(r.winner_value) },
     at: r.at,
   };
-}
-
-/** An outcome kept one row per op (every outcome but committed, which is kept as runs). */
-export function explicitOutcome(row: {
-  outcome: string;
-  lsn: number | null;
-  reason: string | null;
-  detail: string | null;
-  digest: string | null;
-}): RecordedOutcome {
-  return {
-    result: {
-      outcome: row.outcome as OpResult['outcome'],
-      ...(row.lsn !== null && { lsn: row.lsn }),
-      ...(row.reason !== null && { reason: row.reason }),
-      ...(row.detail !== null && { detail: row.detail }),
-    },
-    ...(row.digest !== null && { digest: row.digest }),
-  };
-}
-
-/** The outcome an op row describes: an explicit outcome, else its committed run (LSN by offset). */
-export function toRecordedOutcome(row: OutcomeRow): RecordedOutcome | undefined {
-  if (row.outcome !== null) return explicitOutcome({ ...row, outcome: row.outcome });
-  if (row.run_first_seq === null || row.run_last_seq === null || row.run_first_lsn === null || row.seq > row.run_last_seq) return undefined;
-  const lsn = row.run_first_lsn + (row.seq - row.run_first_seq);
-  // The digest is gone once retention pruned the log entry.
-  return { result: { outcome: 'committed', lsn }, ...(row.log_digest !== null && { digest: row.log_digest }) };
 }
 
 /**

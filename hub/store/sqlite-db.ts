@@ -23,7 +23,6 @@ import type {
 import {
   documentPage,
   encodedChangeBytes,
-  explicitOutcome,
   logPage,
   toConflictRecord,
   toStoredDocument,
@@ -31,6 +30,7 @@ import {
   type DocumentRow as SharedDocumentRow,
   type LogRow,
 } from './rows.js';
+import { committedOutcome, explicitOutcome } from './outcome-rows.js';
 
 /**
  * The hub's primary store on SQLite: a gap-free log keyed by LSN, the current documents, the
@@ -253,11 +253,12 @@ export class SqliteHubDb implements IngestTx {
     const row = this.#stmts.outcome.get(agentId, incarnation, seq);
     if (row) return explicitOutcome(row);
     const run = this.#stmts.committedRun.get(agentId, incarnation, seq);
-    if (!run || seq > run.last_seq) return undefined;
-    const lsn = run.first_lsn + (seq - run.first_seq);
-    // Gone once retention pruned the log entry.
-    const digest = this.#stmts.loggedDigest.get(lsn)?.digest;
-    return { result: { outcome: 'committed', lsn }, ...(digest && { digest }) };
+    if (!run) return undefined;
+    return committedOutcome(
+      { firstSeq: run.first_seq, lastSeq: run.last_seq, firstLsn: run.first_lsn },
+      seq,
+      (lsn) => this.#stmts.loggedDigest.get(lsn)?.digest,
+    );
   }
 
   /** Ops `first..last` of an incarnation committed at consecutive LSNs from `firstLsn`. */

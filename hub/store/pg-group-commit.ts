@@ -1,9 +1,9 @@
 import type pg from 'pg';
-import { encodeCbor } from '../../shared/codec.js';
 import type { IngestPlan, RecordedOutcome, StoredDocument } from './hub-store.js';
 import { agentKey, documentKey, outcomeKey, type GroupCommitWrites, type IngestPrefetch } from './pg-ingest-tx.js';
 import { toRecordedOutcome, type OutcomeRow } from './outcome-rows.js';
 import { toStoredDocument, type DocumentRow } from './rows.js';
+import { conflictRow } from './write-rows.js';
 
 /**
  * The SQL of one group commit on PostgreSQL: one round of reads (four queries in parallel on
@@ -144,7 +144,6 @@ export interface WriterPosition {
 
 /** Writes one group commit; false if the fence refused it (nothing was written). */
 export async function writeGroupCommit(pool: pg.Pool, from: WriterPosition, head: number, w: GroupCommitWrites): Promise<boolean> {
-  const cbor = (value: unknown): Buffer | null => (value === undefined ? null : encodeCbor(value));
   const { rows } = await pool.query<{ fenced: boolean }>({
     name: 'outpost-group-commit',
     text: WRITE_GROUP_COMMIT,
@@ -153,50 +152,30 @@ export async function writeGroupCommit(pool: pg.Pool, from: WriterPosition, head
       from.epoch,
       from.head,
       from.groupCommits,
-      ...columns(w.log, ['lsn', 'collection', 'key', 'op', 'value', 'hlc', 'origin', 'incarnation', 'seq', 'committedAt', 'digest']),
-      ...columns(w.documents, ['collection', 'key', 'value', 'deleted', 'version', 'hlc', 'origin', 'fieldHlcs']),
+      ...columns(w.log, ['lsn', 'collection', 'key', 'op', 'value', 'hlc', 'origin', 'incarnation', 'seq', 'committed_at', 'digest']),
+      ...columns(w.documents, ['collection', 'key', 'value', 'deleted', 'version', 'hlc', 'origin', 'field_hlcs']),
       ...columns(w.collectionHeads, ['name', 'headLsn']),
       ...columns(w.lastSeqs, ['agentId', 'incarnation', 'lastSeq', 'updatedAt']),
       ...columns(w.outcomes, ['agentId', 'incarnation', 'seq', 'outcome', 'lsn', 'reason', 'detail', 'digest', 'at']),
       ...columns(w.committedRuns, ['agentId', 'incarnation', 'firstSeq', 'lastSeq', 'firstLsn']),
-      ...columns(
-        w.conflicts.map((c) => ({
-          collection: c.collection,
-          key: c.key,
-          policy: c.policy,
-          reason: c.reason,
-          detail: c.detail,
-          loserOrigin: c.loser.origin,
-          loserIncarnation: c.loser.incarnation,
-          loserSeq: c.loser.seq,
-          loserOp: c.loser.op,
-          loserValue: cbor(c.loser.value),
-          loserHlc: c.loser.hlc,
-          winnerLsn: c.winner.lsn,
-          winnerOrigin: c.winner.origin,
-          winnerHlc: c.winner.hlc,
-          winnerValue: cbor(c.winner.value),
-          at: c.at,
-        })),
-        [
-          'collection',
-          'key',
-          'policy',
-          'reason',
-          'detail',
-          'loserOrigin',
-          'loserIncarnation',
-          'loserSeq',
-          'loserOp',
-          'loserValue',
-          'loserHlc',
-          'winnerLsn',
-          'winnerOrigin',
-          'winnerHlc',
-          'winnerValue',
-          'at',
-        ],
-      ),
+      ...columns(w.conflicts.map(conflictRow), [
+        'collection',
+        'key',
+        'policy',
+        'reason',
+        'detail',
+        'loser_origin',
+        'loser_incarnation',
+        'loser_seq',
+        'loser_op',
+        'loser_value',
+        'loser_hlc',
+        'winner_lsn',
+        'winner_origin',
+        'winner_hlc',
+        'winner_value',
+        'at',
+      ]),
     ],
   });
   return !rows[0]!.fenced;

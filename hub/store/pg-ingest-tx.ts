@@ -1,10 +1,8 @@
-import type { Hlc } from '../../shared/hlc.js';
 import type { OpResult } from '../../shared/messages.js';
-import { decodeCbor, encodeCbor } from '../../shared/codec.js';
-import type { JsonValue } from '../../shared/values.js';
 import type { ConflictRecord, IngestPlan, IngestTx, LogEntry, RecordedOutcome, StoredDocument } from './hub-store.js';
 import { committedOutcome, explicitOutcome, type CommittedRun } from './outcome-rows.js';
-import { encodedChangeBytes } from './rows.js';
+import { toStoredDocument } from './rows.js';
+import { committedRows, type DocumentWrite, type LogWrite } from './write-rows.js';
 
 /** What a group commit may read, fetched before it runs: only what its plan named. */
 export interface IngestPrefetch {
@@ -20,30 +18,9 @@ export interface IngestPrefetch {
 
 /** Everything one group commit wrote, as final rows: one multi-row statement per table. */
 export interface GroupCommitWrites {
-  log: Array<{
-    lsn: number;
-    collection: string;
-    key: string;
-    op: 'put' | 'del';
-    value: Buffer | null;
-    hlc: string;
-    origin: string;
-    incarnation: string | null;
-    seq: number | null;
-    committedAt: number;
-    digest: string | null;
-  }>;
+  log: LogWrite[];
   /** The last state of each written document (one row per key: ON CONFLICT may touch a row once). */
-  documents: Array<{
-    collection: string;
-    key: string;
-    value: Buffer | null;
-    deleted: boolean;
-    version: number;
-    hlc: string;
-    origin: string;
-    fieldHlcs: Buffer | null;
-  }>;
+  documents: DocumentWrite[];
   collectionHeads: Array<{ name: string; headLsn: number }>;
   lastSeqs: Array<{ agentId: string; incarnation: string; lastSeq: number; updatedAt: number }>;
   outcomes: Array<{
@@ -167,17 +144,8 @@ export class BufferedIngestTx implements IngestTx {
   document(collection: string, key: string): StoredDocument | undefined {
     const id = documentKey(collection, key);
     const written = this.#documents.get(id);
-    if (written) {
-      // Decoded from the bytes that will be stored, so it reads exactly as it will from the table.
-      return {
-        value: written.value === null ? undefined : (decodeCbor(written.value) as JsonValue),
-        deleted: written.deleted,
-        version: written.version,
-        hlc: written.hlc as Hlc,
-        origin: written.origin,
-        ...(written.fieldHlcs !== null && { fieldHlcs: decodeCbor(written.fieldHlcs) as Record<string, Hlc> }),
-      };
-    }
+    // Decoded from the bytes that will be stored, so it reads exactly as it will from the table.
+    if (written) return toStoredDocument(written);
     if (!this.#plannedDocuments.has(id)) throw new UnplannedReadError(`document ${collection}/${key}`);
     return this.#prefetch.documents.get(id);
   }
@@ -188,32 +156,11 @@ export class BufferedIngestTx implements IngestTx {
 
   commit(entry: LogEntry): { lsn: number; bytes: number } {
     const lsn = this.#head + 1;
-    const value = entry.value === undefined ? null : (entry.encoded ?? encodeCbor(entry.value));
-    this.#log.push({
-      lsn,
-      collection: entry.collection,
-      key: entry.key,
-      op: entry.op,
-      value,
-      hlc: entry.hlc,
-      origin: entry.origin,
-      incarnation: entry.incarnation,
-      seq: entry.seq,
-      committedAt: Date.now(),
-      digest: entry.digest ?? null,
-    });
-    this.#documents.set(documentKey(entry.collection, entry.key), {
-      collection: entry.collection,
-      key: entry.key,
-      value,
-      deleted: entry.op === 'del',
-      version: lsn,
-      hlc: entry.hlc,
-      origin: entry.origin,
-      fieldHlcs: entry.fieldHlcs ? encodeCbor(entry.fieldHlcs) : null,
-    });
+    const { log, document, bytes } = committedRows(entry, lsn);
+    this.#log.push(log);
+    this.#documents.set(documentKey(entry.collection, entry.key), document);
     this.#head = lsn;
-    return { lsn, bytes: encodedChangeBytes({ ...entry, value }) };
+    return { lsn, bytes };
   }
 
   collectionHead(collection: string): number {

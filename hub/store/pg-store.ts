@@ -1,7 +1,5 @@
 import pg from 'pg';
-import { decodeCbor } from '../../shared/codec.js';
 import { StorageFailedError } from '../../shared/errors.js';
-import type { JsonValue } from '../../shared/values.js';
 import type {
   ConflictRecord,
   Credential,
@@ -19,7 +17,22 @@ import type {
 import { ConcurrentWriterError, WriterFencedError } from './writer-errors.js';
 import { OUTCOMES_OF_OPS, prefetchPlan, writeGroupCommit } from './pg-group-commit.js';
 import { BufferedIngestTx } from './pg-ingest-tx.js';
-import { documentPage, logPage, toConflictRecord, toStoredDocument, type ConflictRow, type DocumentRow, type LogRow } from './rows.js';
+import {
+  documentPage,
+  logPage,
+  toBrokerCredential,
+  toConflictRecord,
+  toCredential,
+  toCredentialListing,
+  toListedDocument,
+  toRejected,
+  toStoredDocument,
+  type ConflictRow,
+  type DocumentRow,
+  type ListedDocumentRow,
+  type LogRow,
+  type RejectedRow,
+} from './rows.js';
 import { toRecordedOutcome, type OutcomeRow } from './outcome-rows.js';
 import { migrate, schemaConnectionOptions } from './pg-schema.js';
 
@@ -206,19 +219,12 @@ export class PostgresHubStore implements HubStore {
     const prefix = options.prefix ?? '';
     const params: unknown[] = [collection, prefix, options.limit];
     // Keys with the prefix are one contiguous range from the prefix on, in byte order.
-    const rows = await this.#query<{ key: string; value: Buffer | null; version: number; origin: string }>(
+    const rows = await this.#query<ListedDocumentRow>(
       `SELECT key, value, version, origin FROM documents WHERE collection = $1 AND key >= $2
        ${options.after !== undefined ? `AND key > $${params.push(options.after)}` : ''} AND NOT deleted ORDER BY key LIMIT $3`,
       params,
     );
-    return rows
-      .filter((r) => r.key.startsWith(prefix))
-      .map((r) => ({
-        key: r.key,
-        value: r.value === null ? undefined : (decodeCbor(r.value) as JsonValue),
-        version: r.version,
-        origin: r.origin,
-      }));
+    return rows.filter((r) => r.key.startsWith(prefix)).map(toListedDocument);
   }
 
   async conflicts(query: { collection?: string; key?: string; before?: number; limit: number }): Promise<ConflictRecord[]> {
@@ -235,15 +241,11 @@ export class PostgresHubStore implements HubStore {
   }
 
   async rejections(limit: number): Promise<Rejected[]> {
-    const rows = await this.#query<{
-      agent_id: string;
-      incarnation: string;
-      seq: number;
-      reason: string | null;
-      detail: string | null;
-      at: number | null;
-    }>("SELECT agent_id, incarnation, seq, reason, detail, at FROM outcomes WHERE outcome = 'rejected' ORDER BY at DESC LIMIT $1", [limit]);
-    return rows.map((r) => ({ agentId: r.agent_id, incarnation: r.incarnation, seq: r.seq, reason: r.reason, detail: r.detail, at: r.at }));
+    const rows = await this.#query<RejectedRow>(
+      "SELECT agent_id, incarnation, seq, reason, detail, at FROM outcomes WHERE outcome = 'rejected' ORDER BY at DESC LIMIT $1",
+      [limit],
+    );
+    return rows.map(toRejected);
   }
 
   async collectionHeads(): Promise<Record<string, number>> {
@@ -355,21 +357,21 @@ export class PostgresHubStore implements HubStore {
       'SELECT token_hash, revoked_at FROM agent_credentials WHERE agent_id = $1',
       [agentId],
     );
-    return row && { tokenHash: row.token_hash, revoked: row.revoked_at !== null };
+    return row && toCredential(row);
   }
 
   async credentials(): Promise<CredentialListing[]> {
     const rows = await this.#query<{ agent_id: string; created_at: number; revoked_at: number | null }>(
       'SELECT agent_id, created_at, revoked_at FROM agent_credentials ORDER BY agent_id',
     );
-    return rows.map((r) => ({ agentId: r.agent_id, createdAt: r.created_at, revokedAt: r.revoked_at }));
+    return rows.map(toCredentialListing);
   }
 
   async brokerCredentials(): Promise<Array<{ agentId: string; mosquittoHash: string | null }>> {
     const rows = await this.#query<{ agent_id: string; mosquitto_hash: string | null }>(
       'SELECT agent_id, mosquitto_hash FROM agent_credentials WHERE revoked_at IS NULL ORDER BY agent_id',
     );
-    return rows.map((r) => ({ agentId: r.agent_id, mosquittoHash: r.mosquitto_hash }));
+    return rows.map(toBrokerCredential);
   }
 
   async credentialsVersion(): Promise<number> {

@@ -2,7 +2,16 @@ import type { Hlc } from '../../shared/hlc.js';
 import type { Change } from '../../shared/messages.js';
 import { decodeCbor } from '../../shared/codec.js';
 import type { JsonValue } from '../../shared/values.js';
-import type { ConflictRecord, DocumentPage, LogPage, StoredDocument } from './hub-store.js';
+import type {
+  ConflictRecord,
+  Credential,
+  CredentialListing,
+  DocumentPage,
+  ListedDocument,
+  LogPage,
+  Rejected,
+  StoredDocument,
+} from './hub-store.js';
 
 /**
  * Rows as both SQL stores read them, and what they become. PostgreSQL's bigint columns arrive as
@@ -105,6 +114,46 @@ export function toConflictRecord(r: ConflictRow): ConflictRecord {
     winner: { lsn: r.winner_lsn, origin: r.winner_origin, hlc: r.winner_hlc, value: value(r.winner_value) },
     at: r.at,
   };
+}
+
+export interface ListedDocumentRow {
+  key: string;
+  value: Buffer | null;
+  version: number;
+  origin: string;
+}
+
+export function toListedDocument(r: ListedDocumentRow): ListedDocument {
+  return { key: r.key, value: r.value === null ? undefined : (decodeCbor(r.value) as JsonValue), version: r.version, origin: r.origin };
+}
+
+export interface RejectedRow {
+  agent_id: string;
+  incarnation: string;
+  seq: number;
+  reason: string | null;
+  detail: string | null;
+  at: number | null;
+}
+
+export function toRejected(r: RejectedRow): Rejected {
+  return { agentId: r.agent_id, incarnation: r.incarnation, seq: r.seq, reason: r.reason, detail: r.detail, at: r.at };
+}
+
+export function toCredential(row: { token_hash: string; revoked_at: number | null }): Credential {
+  return { tokenHash: row.token_hash, revoked: row.revoked_at !== null };
+}
+
+export function toCredentialListing(r: { agent_id: string; created_at: number; revoked_at: number | null }): CredentialListing {
+  return { agentId: r.agent_id, createdAt: r.created_at, revokedAt: r.revoked_at };
+}
+
+/** An unrevoked agent with its Mosquitto hash (null: provisioned before the hub stored one). */
+export function toBrokerCredential(r: { agent_id: string; mosquitto_hash: string | null }): {
+  agentId: string;
+  mosquittoHash: string | null;
+} {
+  return { agentId: r.agent_id, mosquittoHash: r.mosquitto_hash };
 }
 
 /**

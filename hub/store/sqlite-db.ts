@@ -2,9 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OpResult } from '../../shared/messages.js';
-import { decodeCbor, encodeCbor } from '../../shared/codec.js';
 import { DatabaseTooNewError, StorageFailedError } from '../../shared/errors.js';
-import type { JsonValue } from '../../shared/values.js';
 
 import { HUB_MIGRATIONS } from './sqlite-schema.js';
 import type {
@@ -22,14 +20,21 @@ import type {
 } from './hub-store.js';
 import {
   documentPage,
-  encodedChangeBytes,
   logPage,
+  toBrokerCredential,
   toConflictRecord,
+  toCredential,
+  toCredentialListing,
+  toListedDocument,
+  toRejected,
   toStoredDocument,
   type ConflictRow,
   type DocumentRow as SharedDocumentRow,
+  type ListedDocumentRow,
   type LogRow,
+  type RejectedRow,
 } from './rows.js';
+import { committedRows, conflictRow } from './write-rows.js';
 import { committedOutcome, explicitOutcome } from './outcome-rows.js';
 
 /**
@@ -286,24 +291,24 @@ export class SqliteHubDb implements IngestTx {
   }
 
   archiveConflict(record: Omit<ConflictRecord, 'id' | 'at'>): void {
-    const { loser, winner } = record;
+    const r = conflictRow({ ...record, at: Date.now() });
     this.#stmts.archiveConflict.run(
-      record.collection,
-      record.key,
-      record.policy,
-      record.reason,
-      record.detail,
-      loser.origin,
-      loser.incarnation,
-      loser.seq,
-      loser.op,
-      loser.value === undefined ? null : encodeCbor(loser.value),
-      loser.hlc,
-      winner.lsn,
-      winner.origin,
-      winner.hlc,
-      winner.value === undefined ? null : encodeCbor(winner.value),
-      Date.now(),
+      r.collection,
+      r.key,
+      r.policy,
+      r.reason,
+      r.detail,
+      r.loser_origin,
+      r.loser_incarnation,
+      r.loser_seq,
+      r.loser_op,
+      r.loser_value,
+      r.loser_hlc,
+      r.winner_lsn,
+      r.winner_origin,
+      r.winner_hlc,
+      r.winner_value,
+      r.at,
     );
   }
 
@@ -329,32 +334,32 @@ export class SqliteHubDb implements IngestTx {
    */
   commit(entry: LogEntry): { lsn: number; bytes: number } {
     const lsn = this.#head + 1;
-    const value = entry.value === undefined ? null : (entry.encoded ?? encodeCbor(entry.value));
+    const { log, document, bytes } = committedRows(entry, lsn);
     this.#stmts.appendLog.run(
-      lsn,
-      entry.collection,
-      entry.key,
-      entry.op,
-      value,
-      entry.hlc,
-      entry.origin,
-      entry.incarnation,
-      entry.seq,
-      Date.now(),
-      entry.digest ?? null,
+      log.lsn,
+      log.collection,
+      log.key,
+      log.op,
+      log.value,
+      log.hlc,
+      log.origin,
+      log.incarnation,
+      log.seq,
+      log.committed_at,
+      log.digest,
     );
     this.#stmts.upsertDocument.run(
-      entry.collection,
-      entry.key,
-      value,
-      entry.op === 'del' ? 1 : 0,
-      lsn,
-      entry.hlc,
-      entry.origin,
-      entry.fieldHlcs ? encodeCbor(entry.fieldHlcs) : null,
+      document.collection,
+      document.key,
+      document.value,
+      document.deleted ? 1 : 0,
+      document.version,
+      document.hlc,
+      document.origin,
+      document.field_hlcs,
     );
     this.#head = lsn;
-    return { lsn, bytes: encodedChangeBytes({ ...entry, value }) };
+    return { lsn, bytes };
   }
 
   collectionHead(collection: string): number {
@@ -364,18 +369,13 @@ export class SqliteHubDb implements IngestTx {
   /** Live documents of a collection in key order, after `after`, starting with `prefix`. */
   listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): ListedDocument[] {
     const from = options.after !== undefined && options.after > (options.prefix ?? '') ? options.after : (options.prefix ?? '');
-    return this.#statement<[string, string, number], { key: string; value: Buffer | null; version: number; origin: string }>(
+    return this.#statement<[string, string, number], ListedDocumentRow>(
       'SELECT key, value, version, origin FROM documents WHERE collection = ? AND key >= ? AND deleted = 0 ORDER BY key LIMIT ?',
     )
       .all(collection, from, options.limit + 1)
       .filter((r) => r.key.startsWith(options.prefix ?? '') && (options.after === undefined || r.key > options.after))
       .slice(0, options.limit)
-      .map((r) => ({
-        key: r.key,
-        value: r.value === null ? undefined : (decodeCbor(r.value) as JsonValue),
-        version: r.version,
-        origin: r.origin,
-      }));
+      .map(toListedDocument);
   }
 
   /** When the first change of a collection after `lsn` was committed (ms epoch), if still in the log. */
@@ -408,12 +408,11 @@ export class SqliteHubDb implements IngestTx {
 
   /** The most recent rejected ops, newest first. */
   rejections(limit: number): Rejected[] {
-    return this.#statement<
-      [number],
-      { agent_id: string; incarnation: string; seq: number; reason: string | null; detail: string | null; at: number | null }
-    >("SELECT agent_id, incarnation, seq, reason, detail, at FROM outcomes WHERE outcome = 'rejected' ORDER BY at DESC LIMIT ?")
+    return this.#statement<[number], RejectedRow>(
+      "SELECT agent_id, incarnation, seq, reason, detail, at FROM outcomes WHERE outcome = 'rejected' ORDER BY at DESC LIMIT ?",
+    )
       .all(limit)
-      .map((r) => ({ agentId: r.agent_id, incarnation: r.incarnation, seq: r.seq, reason: r.reason, detail: r.detail, at: r.at }));
+      .map(toRejected);
   }
 
   collectionHeads(): Record<string, number> {
@@ -475,7 +474,7 @@ export class SqliteHubDb implements IngestTx {
       'SELECT agent_id, mosquitto_hash FROM agent_credentials WHERE revoked_at IS NULL ORDER BY agent_id',
     )
       .all()
-      .map((r) => ({ agentId: r.agent_id, mosquittoHash: r.mosquitto_hash }));
+      .map(toBrokerCredential);
   }
 
   /** Revokes an agent's credential; false if it had none. */
@@ -490,7 +489,7 @@ export class SqliteHubDb implements IngestTx {
     const row = this.#statement<[string], { token_hash: string; revoked_at: number | null }>(
       'SELECT token_hash, revoked_at FROM agent_credentials WHERE agent_id = ?',
     ).get(agentId);
-    return row && { tokenHash: row.token_hash, revoked: row.revoked_at !== null };
+    return row && toCredential(row);
   }
 
   credentials(): CredentialListing[] {
@@ -498,7 +497,7 @@ export class SqliteHubDb implements IngestTx {
       'SELECT agent_id, created_at, revoked_at FROM agent_credentials ORDER BY agent_id',
     )
       .all()
-      .map((r) => ({ agentId: r.agent_id, createdAt: r.created_at, revokedAt: r.revoked_at }));
+      .map(toCredentialListing);
   }
 
   /** Changes when another connection (e.g. `outpost hub agents revoke`) commits to this database. */

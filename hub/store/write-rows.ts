@@ -1,0 +1,76 @@
+import { encodeCbor } from '../../shared/codec.js';
+import type { ConflictRecord, LogEntry } from './hub-store.js';
+import { encodedChangeBytes, type ConflictRow, type DocumentRow, type LogRow } from './rows.js';
+
+/**
+ * Rows a group commit writes, built the same way by both stores and named as the tables name
+ * their columns: the SQLite store runs them at once, the PostgreSQL store sends them afterwards.
+ */
+
+/** A log entry as committed: what readers see, plus the op identity, time and digest. */
+export interface LogWrite extends LogRow {
+  incarnation: string | null;
+  seq: number | null;
+  committed_at: number;
+  digest: string | null;
+}
+
+/** A document's new state (SQLite binds `deleted` as 0 or 1). */
+export interface DocumentWrite extends DocumentRow {
+  deleted: boolean;
+}
+
+/**
+ * The log entry and the document one change writes at `lsn`, and an upper bound of its size as
+ * an encoded Change (from the value bytes just encoded: no second encoding).
+ */
+export function committedRows(entry: LogEntry, lsn: number): { log: LogWrite; document: DocumentWrite; bytes: number } {
+  const value = entry.value === undefined ? null : (entry.encoded ?? encodeCbor(entry.value));
+  const log: LogWrite = {
+    lsn,
+    collection: entry.collection,
+    key: entry.key,
+    op: entry.op,
+    value,
+    hlc: entry.hlc,
+    origin: entry.origin,
+    incarnation: entry.incarnation,
+    seq: entry.seq,
+    committed_at: Date.now(),
+    digest: entry.digest ?? null,
+  };
+  const document: DocumentWrite = {
+    collection: entry.collection,
+    key: entry.key,
+    value,
+    deleted: entry.op === 'del',
+    version: lsn,
+    hlc: entry.hlc,
+    origin: entry.origin,
+    field_hlcs: entry.fieldHlcs ? encodeCbor(entry.fieldHlcs) : null,
+  };
+  return { log, document, bytes: encodedChangeBytes({ ...entry, value }) };
+}
+
+/** An archived conflict as its row (values CBOR-encoded): the inverse of toConflictRecord. */
+export function conflictRow(c: Omit<ConflictRecord, 'id'>): Omit<ConflictRow, 'id'> {
+  const cbor = (value: unknown): Buffer | null => (value === undefined ? null : encodeCbor(value));
+  return {
+    collection: c.collection,
+    key: c.key,
+    policy: c.policy,
+    reason: c.reason,
+    detail: c.detail,
+    loser_origin: c.loser.origin,
+    loser_incarnation: c.loser.incarnation,
+    loser_seq: c.loser.seq,
+    loser_op: c.loser.op,
+    loser_value: cbor(c.loser.value),
+    loser_hlc: c.loser.hlc,
+    winner_lsn: c.winner.lsn,
+    winner_origin: c.winner.origin,
+    winner_hlc: c.winner.hlc,
+    winner_value: cbor(c.winner.value),
+    at: c.at,
+  };
+}

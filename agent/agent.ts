@@ -4,7 +4,7 @@ import { AgentClosedError, InvalidValueError, ReadTimeoutError } from '../shared
 import { HybridClock } from '../shared/hlc.js';
 import type { CollectionPolicy, HubStatusMessage } from '../shared/messages.js';
 import { SOFTWARE_VERSION } from '../shared/protocol-version.js';
-import { partitionOfTopic } from '../shared/topics.js';
+import { DEFAULT_PARTITION, partitionOfTopic } from '../shared/topics.js';
 import { isPlainObject, type JsonValue } from '../shared/values.js';
 import { Lane } from './lane.js';
 import { Link } from './link.js';
@@ -14,7 +14,10 @@ import { SyncScheduler } from './scheduler.js';
 import type { Transport, TransportFactory } from './transport.js';
 import type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
 import { validateWrite } from './write-validation.js';
-import { AgentStore, DEFAULT_LANE, type AgentDocument, type Rejection, type WriteKind } from './store.js';
+import { AgentStore } from './store/agent-store.js';
+import type { Rejection } from './store/rejections.js';
+import type { AgentDocument } from './store/replica.js';
+import type { WriteKind } from './store/writes.js';
 import { WriteQueue, type WriteReceipt } from './write-queue.js';
 
 /** Status reports to the hub wait this long, so a burst of changes sends one. */
@@ -63,12 +66,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#options = options;
     this.#log = options.logger ?? pino({ level: 'silent' });
     this.#store = new AgentStore(options.dataDir);
-    this.#policies = new PolicyCache(this.#store);
-    if (options.storageLimitBytes !== undefined) this.#store.setStorageLimit(options.storageLimitBytes);
-    this.#clock = new HybridClock(options.now, this.#store.lastHlc);
+    this.#policies = new PolicyCache(this.#store.settings);
+    if (options.storageLimitBytes !== undefined) this.#store.settings.setStorageLimit(options.storageLimitBytes);
+    this.#clock = new HybridClock(options.now, this.#store.settings.lastHlc);
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 10_000;
-    this.#assignment = this.#store.getSetting<Record<string, string>>(ASSIGNMENT_SETTING);
-    this.#laneOrNew(DEFAULT_LANE);
+    this.#assignment = this.#store.settings.get<Record<string, string>>(ASSIGNMENT_SETTING);
+    this.#laneOrNew(DEFAULT_PARTITION);
     for (const partition of new Set(Object.values(this.#assignment ?? {}))) this.#laneOrNew(partition);
     // The lane is chosen when the write is stored, by the assignment known then.
     this.#writes = new WriteQueue(
@@ -117,7 +120,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         connected: () => this.#link.connected,
         pump: () => this.#pumpAll(),
         pull: () => this.#eachLane((lane) => lane.replicator.pull()),
-        idle: () => this.#store.pendingCount() === 0 && ![...this.#lanes.values()].some((lane) => lane.replicator.pulling),
+        idle: () => this.#store.outbox.pendingCount() === 0 && ![...this.#lanes.values()].some((lane) => lane.replicator.pulling),
         onWindow: (open) => this.emit('window', open),
       },
       this.#log,
@@ -126,7 +129,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** The partition a collection's writes and changes belong to, by the hub's assignment as known now. */
   #laneOf(collection: string): string {
-    return this.#assignment?.[collection] ?? DEFAULT_LANE;
+    return this.#assignment?.[collection] ?? DEFAULT_PARTITION;
   }
 
   #laneOrNew(partition: string): Lane {
@@ -174,7 +177,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   #onHubStatus(partition: string, status: HubStatusMessage[1]): void {
-    if (partition !== DEFAULT_LANE) return;
+    if (partition !== DEFAULT_PARTITION) return;
     this.#policies.update(status);
     this.#onAssignment(status.parts ?? {});
   }
@@ -193,19 +196,19 @@ export class Agent extends EventEmitter<AgentEvents> {
         'the hub assigned collections to partitions differently; new writes follow the new assignment, ' +
           "writes already queued for a collection's old partition stay there",
       );
-      this.#store.setSetting(ASSIGNMENT_SETTING, parts);
+      this.#store.settings.set(ASSIGNMENT_SETTING, parts);
     } else {
       // Writes made before the assignment was known all joined the default lane: those of other
       // partitions move to their lanes, with their waits — in the transaction that records the
       // assignment, so that a crash cannot leave them behind.
       let moved;
       try {
-        moved = this.#store.adoptAssignment(ASSIGNMENT_SETTING, parts, (c) => this.#laneOf(c));
+        moved = this.#store.outbox.adoptAssignment(ASSIGNMENT_SETTING, parts, (c) => this.#laneOf(c));
       } catch (error) {
         this.#assignment = previous; // not adopted: the next status tries again
         throw error;
       }
-      const defaultLane = this.#lanes.get(DEFAULT_LANE)!;
+      const defaultLane = this.#lanes.get(DEFAULT_PARTITION)!;
       for (const { from, to } of moved) defaultLane.durability.moveTo(from.seq, this.#lanes.get(to.partition)!.durability, to);
       if (moved.length > 0) this.emit('moved', moved);
       // Nothing was pulled before the assignment was known (a collection's LSNs are its partition's).
@@ -262,7 +265,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   #expire(): void {
     if (this.#closed) return;
     try {
-      const expired = this.#store.expire((c) => this.#policy(c).ttlSeconds);
+      const expired = this.#store.outbox.expire((c) => this.#policy(c).ttlSeconds);
       if (expired.length === 0) return;
       this.#log.warn({ count: expired.length }, 'pending writes expired before they could be uploaded');
       this.emit('rejection', expired);
@@ -289,13 +292,13 @@ export class Agent extends EventEmitter<AgentEvents> {
   async get(collection: string, key: string, options: ReadOptions = {}): Promise<AgentDocument | undefined> {
     this.#assertOpen();
     await this.#caughtUp(collection, options);
-    return this.#store.read(collection, key, options.confirmed);
+    return this.#store.replica.read(collection, key, options.confirmed);
   }
 
   async list(collection: string, options: ListOptions = {}): Promise<AgentDocument[]> {
     this.#assertOpen();
     await this.#caughtUp(collection, options);
-    return this.#store.list(collection, {
+    return this.#store.replica.list(collection, {
       limit: Math.min(options.limit ?? 100, 1000),
       ...(options.prefix !== undefined && { prefix: options.prefix }),
       ...(options.after !== undefined && { after: options.after }),
@@ -309,9 +312,9 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   status(): AgentStatus {
     this.#assertOpen();
-    const cursors = this.#store.cursors();
-    const pending = this.#store.pendingByCollection();
-    const watermark = this.#store.watermark;
+    const cursors = this.#store.replica.cursors();
+    const pending = this.#store.outbox.pendingByCollection();
+    const watermark = this.#store.partitions.watermarkOf(DEFAULT_PARTITION);
     const now = Date.now();
     const collections: AgentStatus['collections'] = {};
     for (const c of new Set([...Object.keys(cursors), ...Object.keys(pending)])) {
@@ -323,25 +326,25 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     const partitions: NonNullable<AgentStatus['partitions']> = {};
     for (const lane of this.#lanes.values()) {
-      if (lane.partition === DEFAULT_LANE) continue;
+      if (lane.partition === DEFAULT_PARTITION) continue;
       const laneCursors = Object.entries(cursors)
         .filter(([c]) => lane.inLane(c))
         .map(([, lsn]) => lsn);
       partitions[lane.partition] = {
-        incarnation: this.#store.incarnationOf(lane.partition),
+        incarnation: this.#store.partitions.incarnationOf(lane.partition),
         watermark: lane.replicator.watermark,
         appliedLsn: Math.max(lane.replicator.watermark, ...laneCursors),
       };
     }
     const defaultCursors = Object.entries(cursors)
-      .filter(([c]) => this.#laneOf(c) === DEFAULT_LANE)
+      .filter(([c]) => this.#laneOf(c) === DEFAULT_PARTITION)
       .map(([, lsn]) => lsn);
     const { lastSyncAt, nextWindow } = this.#scheduler;
     return {
       agentId: this.id,
-      incarnation: this.#store.incarnation,
+      incarnation: this.#store.partitions.incarnationOf(DEFAULT_PARTITION),
       connected: this.#link.connected,
-      outboxDepth: this.#store.pendingCount(),
+      outboxDepth: this.#store.outbox.pendingCount(),
       catchingUp: [...this.#lanes.values()].some((lane) => lane.replicator.pulling),
       appliedLsn: Math.max(watermark, ...defaultCursors),
       watermark,
@@ -354,7 +357,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   rejections(limit?: number): Rejection[] {
     this.#assertOpen();
-    return this.#store.rejections(limit);
+    return this.#store.rejections.list(limit);
   }
 
   /** Drops the connection to the hub; it comes back by itself with backoff. */
@@ -393,13 +396,13 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (durability === 'local') return receipt;
     // A write moved while it waits (to its partition, or renumbered): the receipt says where it is now.
     let current = receipt;
-    const lane = this.#lanes.get(receipt.partition ?? DEFAULT_LANE)!;
+    const lane = this.#lanes.get(receipt.partition ?? DEFAULT_PARTITION)!;
     const lsn = await lane.durability.wait(
       receipt.seq,
       durability,
       options.timeoutMs ?? this.#waitTimeoutMs,
       ({ partition, incarnation, seq }) => {
-        current = { hlc: receipt.hlc, incarnation, seq, ...(partition !== DEFAULT_LANE && { partition }) };
+        current = { hlc: receipt.hlc, incarnation, seq, ...(partition !== DEFAULT_PARTITION && { partition }) };
       },
     );
     return lsn === undefined ? current : { ...current, lsn };
@@ -410,7 +413,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (minLsn === undefined) return;
     // A causal token is an LSN of the collection's partition: compare it with that lane's log only.
     const lane = this.#lanes.get(this.#laneOf(collection))!;
-    const applied = (): number => Math.max(this.#store.cursor(collection), lane.replicator.watermark);
+    const applied = (): number => Math.max(this.#store.replica.cursor(collection), lane.replicator.watermark);
     if (applied() >= minLsn) return;
     lane.replicator.pull(); // the token may name another collection's LSN: a pull moves the watermark past it
     const timeoutMs = options.timeoutMs ?? this.#waitTimeoutMs;
@@ -430,8 +433,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#statusTimer = setTimeout(() => {
       this.#statusTimer = undefined;
       if (this.#closed) return;
-      const pending = Object.entries(this.#store.pendingByCollection());
-      const cursors = Object.entries(this.#store.cursors());
+      const pending = Object.entries(this.#store.outbox.pendingByCollection());
+      const cursors = Object.entries(this.#store.replica.cursors());
       for (const lane of this.#lanes.values()) {
         // Each partition's hub hears of its own collections: what is applied, and what waits to go up.
         const queued = pending.filter(([c]) => lane.inLane(c)).map(([, p]) => p);

@@ -90,7 +90,7 @@ export class DurabilityWaiters {
   }
 
   /**
-   * Moves a write's wait with the write: to another partition's waits (AgentStore.adoptAssignment)
+   * Moves a write's wait with the write: to another partition's waits (Outbox.adoptAssignment)
    * or to a new seq in these (a reincarnation).
    */
   moveTo(seq: number, to: DurabilityWaiters, identity: WriteIdentity): void {

@@ -4,7 +4,7 @@ import { AgentClosedError, httpError, InvalidHeaderError, NotFoundError, Unautho
 import type { Change } from '../shared/messages.js';
 import { createAgentMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
-import type { Rejection } from './store.js';
+import type { Rejection } from './store/rejections.js';
 import type { JsonValue } from '../shared/values.js';
 import type { Agent, ReadOptions, WriteOptions } from './agent.js';
 import type { Durability } from './durability.js';

@@ -5,7 +5,9 @@ import type { Change, DownMessage, HubStatusMessage, UpMessage } from '../shared
 import { partitionTopics, type PartitionTopics } from '../shared/topics.js';
 import { DurabilityWaiters } from './durability.js';
 import { Replicator } from './replicator.js';
-import { DEFAULT_LANE, type AgentStore, type Rejection } from './store.js';
+import { partitionScoped } from './store/agent-db.js';
+import type { AgentStore } from './store/agent-store.js';
+import type { Rejection } from './store/rejections.js';
 import { Uploader } from './uploader.js';
 
 export interface LaneOptions {
@@ -73,7 +75,7 @@ export class Lane {
         onAcked: (results) => this.durability.onResults(results),
         onRejected: (rejections) => delegate.onRejected(rejections),
       },
-      { lane: partition, maxBatchOps: 500, maxBatchBytes: 256 * 1024, maxInFlight: 4, ackTimeoutMs: options.ackTimeoutMs },
+      { partition, maxBatchOps: 500, maxBatchBytes: 256 * 1024, maxInFlight: 4, ackTimeoutMs: options.ackTimeoutMs },
       log,
     );
     this.replicator = new Replicator(
@@ -84,8 +86,8 @@ export class Lane {
         onProgress: () => delegate.onProgress(),
       },
       {
-        lane: partition,
-        inLane,
+        partition,
+        inPartition: inLane,
         mayPull: () => delegate.routed(),
         collections: options.collections,
         pageLimit: options.pageLimit,
@@ -158,14 +160,14 @@ export class Lane {
    */
   #isDeposed(epoch: number | undefined): boolean {
     if (epoch === undefined) return false;
-    const setting = this.partition === DEFAULT_LANE ? 'hubEpoch' : `hubEpoch:${this.partition}`;
-    const highest = (this.#hubEpoch ??= this.store.getSetting<number>(setting) ?? 0);
+    const setting = partitionScoped('hubEpoch', this.partition);
+    const highest = (this.#hubEpoch ??= this.store.settings.get<number>(setting) ?? 0);
     if (epoch < highest) {
       this.log.warn({ partition: this.partition, epoch, highest }, 'ignored a message from a deposed hub process (lower leadership epoch)');
       return true;
     }
     if (epoch > highest) {
-      this.store.setSetting(setting, epoch);
+      this.store.settings.set(setting, epoch);
       this.#hubEpoch = epoch;
       // A new leader: acks for batches the old one took are lost; resend them now, not after the ack timeout.
       if (highest > 0) {
@@ -193,12 +195,12 @@ export class Lane {
         this.replicator.onSnapshot(message);
         break;
       case 'replicated':
-        if (message[1].inc === this.store.incarnationOf(this.partition)) this.durability.onReplicated(message[1].seqs);
+        if (message[1].inc === this.store.partitions.incarnationOf(this.partition)) this.durability.onReplicated(message[1].seqs);
         break;
       case 'reincarnate': {
-        if (message[1].inc !== this.store.incarnationOf(this.partition)) break;
+        if (message[1].inc !== this.store.partitions.incarnationOf(this.partition)) break;
         const previous = message[1].inc;
-        const { incarnation: next, renumbered } = this.store.reincarnate(this.partition);
+        const { incarnation: next, renumbered } = this.store.outbox.reincarnate(this.partition);
         // Waits follow their writes to the new numbers; in order, each moves down into a seq already vacated.
         for (const { from, to } of renumbered)
           this.durability.moveTo(from, this.durability, { partition: this.partition, incarnation: next, seq: to });

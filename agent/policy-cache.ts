@@ -1,5 +1,5 @@
 import type { CollectionPolicy, HubStatusMessage } from '../shared/messages.js';
-import type { AgentStore } from './store.js';
+import type { Settings } from './store/settings.js';
 
 /** Until the hub has said otherwise: the hub's own defaults. */
 const DEFAULT_POLICY: CollectionPolicy = {
@@ -19,8 +19,8 @@ const SETTING = 'hub-policies';
 export class PolicyCache {
   #policies: HubStatusMessage[1] | undefined;
 
-  constructor(private readonly store: AgentStore) {
-    this.#policies = store.getSetting<HubStatusMessage[1]>(SETTING);
+  constructor(private readonly settings: Settings) {
+    this.#policies = settings.get<HubStatusMessage[1]>(SETTING);
   }
 
   get(collection: string): CollectionPolicy {
@@ -29,6 +29,6 @@ export class PolicyCache {
 
   update(status: HubStatusMessage[1]): void {
     this.#policies = status;
-    this.store.setSetting(SETTING, status);
+    this.settings.set(SETTING, status);
   }
 }

@@ -1,18 +1,18 @@
 import type { Logger } from 'pino';
 import type { Change, ChangesMessage, PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
-import { DEFAULT_LANE, type AgentStore } from './store.js';
+import type { AgentStore } from './store/agent-store.js';
 
 export interface ReplicatorOptions {
-  /** The lane (hub partition) whose log this replicator follows; default the default partition's. */
-  lane?: string;
-  /** Whether a collection belongs to the lane (it may change as the hub's assignment is heard); default all. */
-  inLane?: (collection: string) => boolean;
+  /** The hub partition whose log this replicator follows. */
+  partition: string;
+  /** Whether a collection belongs to the partition (it may change as the hub's assignment is heard); default all. */
+  inPartition?: (collection: string) => boolean;
   /**
    * Whether pulling makes sense yet (default always): not before the agent knows which
-   * collections are the lane's, or it could ask for and record another partition's LSNs.
+   * collections are the partition's, or it could ask for and record another partition's LSNs.
    */
   mayPull?: () => boolean;
-  /** Collections replicated here (of every lane); undefined = all. */
+  /** Collections replicated here (of every partition); undefined = all. */
   collections: readonly string[] | undefined;
   pageLimit: number;
   /** Ask again when a page has not arrived within this time. */
@@ -45,8 +45,8 @@ export class Replicator {
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
 
-  readonly #lane: string;
-  readonly #inLane: (collection: string) => boolean;
+  readonly #partition: string;
+  readonly #inPartition: (collection: string) => boolean;
 
   constructor(
     private readonly store: AgentStore,
@@ -54,8 +54,8 @@ export class Replicator {
     private readonly options: ReplicatorOptions,
     private readonly log: Logger,
   ) {
-    this.#lane = options.lane ?? DEFAULT_LANE;
-    this.#inLane = options.inLane ?? (() => true);
+    this.#partition = options.partition;
+    this.#inPartition = options.inPartition ?? (() => true);
   }
 
   /** A pull is under way, or asked for. */
@@ -64,17 +64,17 @@ export class Replicator {
   }
 
   replicates(collection: string): boolean {
-    return this.#inLane(collection) && (this.options.collections === undefined || this.options.collections.includes(collection));
+    return this.#inPartition(collection) && (this.options.collections === undefined || this.options.collections.includes(collection));
   }
 
-  /** The replicated collections of this lane, when not all of them are. */
+  /** The replicated collections of this partition, when not all of them are. */
   #pulledCollections(): string[] | undefined {
-    return this.options.collections?.filter((c) => this.#inLane(c));
+    return this.options.collections?.filter((c) => this.#inPartition(c));
   }
 
-  /** Everything up to this LSN of the lane's log is applied. */
+  /** Everything up to this LSN of the partition's log is applied. */
   get watermark(): number {
-    return this.store.watermarkOf(this.#lane);
+    return this.store.partitions.watermarkOf(this.#partition);
   }
 
   /** On every (re)connect: catch up from the watermark. */
@@ -105,13 +105,13 @@ export class Replicator {
   onChanges([, set]: ChangesMessage): void {
     if (!this.replicates(set.c)) return;
     this.#heard(set.c, set.changes.at(-1)!.lsn);
-    const seen = Math.max(this.store.cursor(set.c), this.watermark);
+    const seen = Math.max(this.store.replica.cursor(set.c), this.watermark);
     if (set.prev > seen) {
       this.log.debug({ collection: set.c, prev: set.prev, seen }, 'gap in change sets; pulling');
       this.pull();
       return;
     }
-    this.#applyOrRetry(() => this.store.applyChanges(set.changes));
+    this.#applyOrRetry(() => this.store.replica.applyChanges(this.#partition, set.changes));
   }
 
   /** A change that cannot be stored now (a full disk) is fetched again later by a pull. */
@@ -132,14 +132,14 @@ export class Replicator {
   /** A snapshot page: the log no longer reached back to this agent's watermark. */
   onSnapshot([, snap]: SnapshotMessage): void {
     if (snap.id !== this.#pullId) return; // late or duplicated answer to an earlier pull
-    if (this.store.snapshotProgressOf(this.#lane) === undefined && snap.docs.length > 0) {
+    if (this.store.partitions.snapshotProgressOf(this.#partition) === undefined && snap.docs.length > 0) {
       this.log.info({ from: snap.from, lsn: snap.lsn }, 'the hub log no longer reaches this replica; receiving a snapshot');
     }
     // Ask for the next page before applying this one, so that the hub reads it while this agent
     // writes. If applying fails, the pull is settled and that page is ignored when it comes.
     if (snap.next) this.#sendPull(snap.from, { lsn: snap.lsn, after: snap.next });
     const apply = (): Change[] =>
-      this.store.applySnapshotPage(snap.docs, snap.lsn, snap.next, this.#pulledCollections(), this.#lane, this.#inLane);
+      this.store.replica.applySnapshotPage(this.#partition, snap.docs, snap.lsn, snap.next, this.#pulledCollections(), this.#inPartition);
     if (!this.#applyOrRetry(apply)) return;
     if (snap.next) return;
     // Snapshot complete up to snap.lsn: now the log tail from there.
@@ -152,7 +152,7 @@ export class Replicator {
     for (const c of page.changes) this.#heard(c.c, c.lsn);
     // The next page is asked for before this one is applied (see onSnapshot).
     if (page.more) this.#sendPull(page.to);
-    if (!this.#applyOrRetry(() => this.store.applyChanges(page.changes, page.to, this.#lane))) return;
+    if (!this.#applyOrRetry(() => this.store.replica.applyChanges(this.#partition, page.changes, page.to))) return;
     if (page.more) return;
     this.#settlePull();
     if (this.#pullAgain) this.pull();
@@ -161,13 +161,13 @@ export class Replicator {
   /** Starts a pull from the watermark, or asks for another once the current one ends. */
   pull(): void {
     if (this.options.mayPull && !this.options.mayPull()) return;
-    // This device replicates none of the lane's collections: there is nothing to ask its hub for.
+    // This device replicates none of the partition's collections: there is nothing to ask its hub for.
     if (this.#pulledCollections()?.length === 0) return;
     if (this.#pullFrom !== undefined) {
       this.#pullAgain = true;
       return;
     }
-    this.#sendPull(this.watermark, this.store.snapshotProgressOf(this.#lane));
+    this.#sendPull(this.watermark, this.store.partitions.snapshotProgressOf(this.#partition));
   }
 
   /** No pull in flight any more: its late answers will be ignored. */

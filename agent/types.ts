@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import type { Change } from '../shared/messages.js';
 import type { Durability } from './durability.js';
 import type { SyncSchedule } from './scheduler.js';
-import type { MovedWrite, Rejection } from './store.js';
+import type { MovedWrite } from './store/outbox.js';
+import type { Rejection } from './store/rejections.js';
 import type { TransportFactory } from './transport.js';
 
 /** The agent's public types: options, status, read and write options, events. */

@@ -1,14 +1,15 @@
 import type { Logger } from 'pino';
 import { unpackAck } from '../shared/acks.js';
 import type { AckMessage, BatchMessage, OpResult, ResyncMessage } from '../shared/messages.js';
-import { DEFAULT_LANE, type AgentStore, type Rejection } from './store.js';
+import type { AgentStore } from './store/agent-store.js';
+import type { Rejection } from './store/rejections.js';
 
 /** That many resyncs in a row for seqs already acknowledged, with no new commit between, are reported. */
 const UNFILLABLE_RESYNCS = 3;
 
 export interface UploaderOptions {
-  /** The lane (hub partition) whose outbox this uploader sends; default the default partition's. */
-  lane?: string;
+  /** The hub partition whose sequence of writes this uploader sends. */
+  partition: string;
   maxBatchOps: number;
   maxBatchBytes: number;
   /** Batches sent and not yet acknowledged, at most. */
@@ -42,16 +43,12 @@ export class Uploader {
   /** Resyncs in a row asking for seqs this agent no longer holds. */
   #unfillable = 0;
 
-  readonly #lane: string;
-
   constructor(
     private readonly store: AgentStore,
     private readonly delegate: UploaderDelegate,
     private readonly options: UploaderOptions,
     private readonly log: Logger,
-  ) {
-    this.#lane = options.lane ?? DEFAULT_LANE;
-  }
+  ) {}
 
   start(): void {
     this.#active = true;
@@ -71,11 +68,11 @@ export class Uploader {
   pump(): void {
     if (!this.#active || Date.now() < this.#pausedUntil || !this.delegate.mayUpload()) return;
     while (this.#inFlight.length < this.options.maxInFlight) {
-      const from = this.#next ?? this.store.lowestPendingSeq(this.#lane);
+      const from = this.#next ?? this.store.outbox.lowestPendingSeq(this.options.partition);
       if (from === undefined) return;
-      const ops = this.store.pendingFrom(this.#lane, from, this.options.maxBatchOps, this.options.maxBatchBytes);
+      const ops = this.store.outbox.pendingFrom(this.options.partition, from, this.options.maxBatchOps, this.options.maxBatchBytes);
       if (ops.length === 0) return;
-      if (!this.delegate.send(['batch', { inc: this.store.incarnationOf(this.#lane), ops }])) return;
+      if (!this.delegate.send(['batch', { inc: this.store.partitions.incarnationOf(this.options.partition), ops }])) return;
       const last = ops.at(-1)!.seq;
       this.#inFlight.push({ last, sentAt: Date.now() });
       this.#next = last + 1;
@@ -83,10 +80,10 @@ export class Uploader {
   }
 
   onAck([, ack]: AckMessage): void {
-    if (ack.inc !== this.store.incarnationOf(this.#lane)) return;
+    if (ack.inc !== this.store.partitions.incarnationOf(this.options.partition)) return;
     const results = unpackAck(ack);
     if (results.length === 0) return;
-    const rejections = this.store.applyResults(this.#lane, results, (c) => this.delegate.isReplicated(c));
+    const rejections = this.store.outbox.applyResults(this.options.partition, results, (c) => this.delegate.isReplicated(c));
     const first = results[0]!.seq;
     const acked = results[results.length - 1]!.seq;
     if (results.some((r) => !r.dup)) this.#unfillable = 0;
@@ -108,8 +105,8 @@ export class Uploader {
   }
 
   onResync([, resync]: ResyncMessage): void {
-    if (resync.inc !== this.store.incarnationOf(this.#lane)) return;
-    const lowest = this.store.lowestPendingSeq(this.#lane);
+    if (resync.inc !== this.store.partitions.incarnationOf(this.options.partition)) return;
+    const lowest = this.store.outbox.lowestPendingSeq(this.options.partition);
     if (lowest !== undefined && resync.expected < lowest) {
       // The hub asks for seqs this device already saw acknowledged. Usually the resync is just
       // stale (it crossed the ack); resending after a pause shows which. If the hub keeps

@@ -1,8 +1,12 @@
 import type { HybridClock } from '../shared/hlc.js';
-import { DEFAULT_LANE, type AgentStore, type AppendResult, type Buffering, type NewWrite, type Rejection } from './store.js';
+import { DEFAULT_PARTITION } from '../shared/topics.js';
+import type { AgentStore } from './store/agent-store.js';
+import type { AppendResult, Buffering } from './store/outbox.js';
+import type { Rejection } from './store/rejections.js';
+import type { NewWrite } from './store/writes.js';
 
 export interface WriteReceipt {
-  /** The sequence space the write belongs to (see AgentStore.incarnation). */
+  /** The sequence space the write belongs to (its partition's incarnation: see Partitions.incarnationOf). */
   incarnation: string;
   /** Position of the write in this agent's sequence (of its partition: see `partition`). */
   seq: number;
@@ -14,7 +18,7 @@ export interface WriteReceipt {
 }
 
 interface Waiting {
-  write: Omit<NewWrite, 'hlc'>;
+  write: Omit<NewWrite, 'hlc' | 'partition'>;
   resolve: (receipt: WriteReceipt) => void;
   reject: (error: Error) => void;
 }
@@ -33,12 +37,12 @@ export class WriteQueue {
     private readonly clock: HybridClock,
     /** Called after each commit with the collections written and the writes dropped to make room. */
     private readonly onStored: (collections: Set<string>, dropped: Rejection[]) => void,
-    private readonly policyFor: (collection: string) => Buffering = () => ({ maxPending: 0, overflow: 'reject' }),
-    /** The lane (hub partition) a collection's writes join, as known when they are stored. */
-    private readonly laneOf: (collection: string) => string = () => DEFAULT_LANE,
+    private readonly policyFor: (collection: string) => Buffering,
+    /** The hub partition a collection's writes join, as known when they are stored. */
+    private readonly partitionOf: (collection: string) => string,
   ) {}
 
-  submit(write: Omit<NewWrite, 'hlc'>): Promise<WriteReceipt> {
+  submit(write: Omit<NewWrite, 'hlc' | 'partition'>): Promise<WriteReceipt> {
     return new Promise((resolve, reject) => {
       this.#waiting.push({ write, resolve, reject });
       if (!this.#scheduled) {
@@ -54,24 +58,24 @@ export class WriteQueue {
     const batch = this.#waiting;
     this.#waiting = [];
     if (batch.length === 0) return;
-    const writes = batch.map((w) => ({ ...w.write, lane: this.laneOf(w.write.collection), hlc: this.clock.tick() }));
+    const writes = batch.map((w) => ({ ...w.write, partition: this.partitionOf(w.write.collection), hlc: this.clock.tick() }));
     let result: AppendResult;
     try {
-      result = this.store.appendBuffered(writes, this.clock.last, this.policyFor);
+      result = this.store.outbox.append(writes, this.clock.last, this.policyFor);
     } catch (error) {
       for (const w of batch) w.reject(error as Error);
       return;
     }
     batch.forEach((w, i) => {
       const seq = result.seqs[i]!;
-      const lane = writes[i]!.lane;
+      const { partition } = writes[i]!;
       if (typeof seq !== 'number') w.reject(seq);
       else
         w.resolve({
-          incarnation: this.store.incarnationOf(lane),
+          incarnation: this.store.partitions.incarnationOf(partition),
           seq,
           hlc: writes[i]!.hlc,
-          ...(lane !== DEFAULT_LANE && { partition: lane }),
+          ...(partition !== DEFAULT_PARTITION && { partition }),
         });
     });
     this.onStored(new Set(writes.map((w) => w.collection)), result.dropped);

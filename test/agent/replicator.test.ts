@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Replicator } from '../../agent/replicator.js';
-import { AgentStore } from '../../agent/store.js';
+import { AgentStore } from '../../agent/store/agent-store.js';
 import { encodeHlc } from '../../shared/hlc.js';
 import type { Change, PullMessage } from '../../shared/messages.js';
 import { tempDir } from '../helpers/temp.js';
@@ -13,7 +13,7 @@ describe('replicator', () => {
   let store: AgentStore;
   afterEach(() => store?.close());
 
-  function setup(lane?: { lane: string; inLane: (c: string) => boolean; collections: string[] }): {
+  function setup(scope?: { partition: string; inPartition: (c: string) => boolean; collections: string[] }): {
     replicator: Replicator;
     pulls: PullMessage[1][];
   } {
@@ -26,25 +26,29 @@ describe('replicator', () => {
         onApplied: () => undefined,
         onProgress: () => undefined,
       },
-      { collections: undefined, ...lane, pageLimit: 100, pullTimeoutMs: 60_000 },
+      { partition: 'default', collections: undefined, ...scope, pageLimit: 100, pullTimeoutMs: 60_000 },
       pino({ level: 'silent' }),
     );
     return { replicator, pulls };
   }
 
   it("follows its own partition's log: its watermark, and only the replicated collections of that partition", () => {
-    const { replicator, pulls } = setup({ lane: 'billing', inLane: (c) => c === 'x' || c === 'orders', collections: ['x', 'docs'] });
+    const { replicator, pulls } = setup({
+      partition: 'billing',
+      inPartition: (c) => c === 'x' || c === 'orders',
+      collections: ['x', 'docs'],
+    });
     replicator.pull();
     expect(pulls).toMatchObject([{ from: 0, cs: ['x'] }]);
     replicator.onPage(['page', { id: pulls[0]!.id, from: 0, to: 9, more: false, hlc, changes: [change(4)] }]);
-    expect(store.watermarkOf('billing')).toBe(9);
-    expect(store.watermark).toBe(0); // the default partition's log is another LSN space
+    expect(store.partitions.watermarkOf('billing')).toBe(9);
+    expect(store.partitions.watermarkOf('default')).toBe(0); // the default partition's log is another LSN space
     expect(replicator.replicates('x')).toBe(true);
     expect(replicator.replicates('docs')).toBe(false); // replicated here, but in another partition
   });
 
   it('asks nothing of a partition none of whose collections this device replicates', () => {
-    const { replicator, pulls } = setup({ lane: 'billing', inLane: (c) => c === 'orders', collections: ['docs'] });
+    const { replicator, pulls } = setup({ partition: 'billing', inPartition: (c) => c === 'orders', collections: ['docs'] });
     replicator.onConnected();
     replicator.pull();
     replicator.stop();
@@ -55,21 +59,21 @@ describe('replicator', () => {
   it('applies a change set that follows on, and pulls on a gap, knowing how far behind it is', () => {
     const { replicator, pulls } = setup();
     replicator.onChanges(['changes', { c: 'x', prev: 0, hlc, changes: [change(1), change(2)] }]);
-    expect(store.cursor('x')).toBe(2);
+    expect(store.replica.cursor('x')).toBe(2);
     expect(pulls).toHaveLength(0);
 
     replicator.onChanges(['changes', { c: 'x', prev: 5, hlc, changes: [change(6)] }]); // 3..5 missed
-    expect(store.cursor('x')).toBe(2);
+    expect(store.replica.cursor('x')).toBe(2);
     expect(replicator.heads.get('x')).toBe(6);
     expect(replicator.pulling).toBe(true);
     expect(pulls).toMatchObject([{ from: 0 }]);
 
     // A late answer to some other pull is ignored; the answer to this one catches up.
     replicator.onPage(['page', { id: pulls[0]!.id + 1, from: 0, to: 6, more: false, hlc, changes: [change(3)] }]);
-    expect(store.cursor('x')).toBe(2);
+    expect(store.replica.cursor('x')).toBe(2);
     replicator.onPage(['page', { id: pulls[0]!.id, from: 0, to: 6, more: false, hlc, changes: [1, 2, 3, 4, 5, 6].map(change) }]);
-    expect(store.cursor('x')).toBe(6);
-    expect(store.watermark).toBe(6);
+    expect(store.replica.cursor('x')).toBe(6);
+    expect(store.partitions.watermarkOf('default')).toBe(6);
     expect(replicator.pulling).toBe(false);
   });
 

@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AgentStore } from '../../agent/store.js';
+import { AgentStore } from '../../agent/store/agent-store.js';
 import { Uploader } from '../../agent/uploader.js';
 import { packAck } from '../../shared/acks.js';
 import { encodeHlc } from '../../shared/hlc.js';
@@ -15,8 +15,15 @@ describe('uploader', () => {
 
   function setup(writes: number): { uploader: Uploader; sent: BatchMessage[1][] } {
     store = new AgentStore(tempDir('uploader'));
-    store.appendWrites(
-      Array.from({ length: writes }, (_, i) => ({ collection: 'x', key: `k${i}`, op: 'put' as const, value: i, hlc })),
+    store.outbox.append(
+      Array.from({ length: writes }, (_, i) => ({
+        partition: 'default',
+        collection: 'x',
+        key: `k${i}`,
+        op: 'put' as const,
+        value: i,
+        hlc,
+      })),
       hlc,
     );
     const sent: BatchMessage[1][] = [];
@@ -29,7 +36,7 @@ describe('uploader', () => {
         onAcked: () => undefined,
         onRejected: () => undefined,
       },
-      { maxBatchOps: 10, maxBatchBytes: 1 << 20, maxInFlight: 4, ackTimeoutMs: 60_000 },
+      { partition: 'default', maxBatchOps: 10, maxBatchBytes: 1 << 20, maxInFlight: 4, ackTimeoutMs: 60_000 },
       pino({ level: 'silent' }),
     );
     return { uploader, sent };
@@ -50,7 +57,7 @@ describe('uploader', () => {
     expect(sent.map((b) => b.ops[0]!.seq)).toEqual([1, 11, 21, 31]);
     uploader.onAck(ackOf(sent[0]!, 1));
     expect(sent.map((b) => b.ops[0]!.seq)).toEqual([1, 11, 21, 31, 41]);
-    expect(store.pendingCount()).toBe(50);
+    expect(store.outbox.pendingCount()).toBe(50);
     uploader.stop();
   });
 
@@ -65,7 +72,7 @@ describe('uploader', () => {
     uploader.onAck(ackOf(resent[0]!, 1));
     uploader.onAck(ackOf(resent[1]!, 11));
     uploader.onAck(ackOf(sent[3]!, 31));
-    expect(store.pendingCount()).toBe(0);
+    expect(store.outbox.pendingCount()).toBe(0);
     uploader.stop();
   });
 });

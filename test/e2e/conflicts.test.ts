@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseHubConfig } from '../../hub/config.js';
-import type { Rejection } from '../../agent/store.js';
+import type { Rejection } from '../../agent/store/rejections.js';
 import { TestFleet } from '../helpers/fleet.js';
 import { http } from '../helpers/processes.js';
 import { waitFor } from '../helpers/wait.js';

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../agent/agent.js';
-import type { Rejection } from '../../agent/store.js';
+import type { Rejection } from '../../agent/store/rejections.js';
 import { parseHubConfig } from '../../hub/config.js';
 import { TestFleet } from '../helpers/fleet.js';
 import { sleep, waitFor } from '../helpers/wait.js';

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
-import type { Rejection } from '../../agent/store.js';
+import type { Rejection } from '../../agent/store/rejections.js';
 import { parseHubConfig } from '../../hub/config.js';
 import { hashToken } from '../../hub/credentials.js';
 import { Hub } from '../../hub/hub.js';

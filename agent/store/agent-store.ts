@@ -1,0 +1,39 @@
+import { DEFAULT_PARTITION } from '../../shared/topics.js';
+import { AgentDb } from './agent-db.js';
+import { Outbox } from './outbox.js';
+import { Partitions } from './partitions.js';
+import { Rejections } from './rejections.js';
+import { Replica } from './replica.js';
+import { Settings } from './settings.js';
+
+/**
+ * The agent's SQLite database (agent.db in the data directory), by job, over one connection:
+ * the durable outbox of the device's own writes, the confirmed replica that reads lay them
+ * over, the per-partition sequence spaces and log positions, the rejections apps can read, and
+ * settings with the storage budget. Every method of every part is synchronous; a method that
+ * writes does so in one transaction of its own.
+ */
+export class AgentStore {
+  readonly path: string;
+  readonly settings: Settings;
+  readonly partitions: Partitions;
+  readonly rejections: Rejections;
+  readonly outbox: Outbox;
+  readonly replica: Replica;
+  readonly #db: AgentDb;
+
+  constructor(dataDir: string) {
+    this.#db = new AgentDb(dataDir);
+    this.path = this.#db.path;
+    this.settings = new Settings(this.#db);
+    this.partitions = new Partitions(this.#db);
+    this.rejections = new Rejections(this.#db);
+    this.outbox = new Outbox(this.#db, this.partitions, this.settings, this.rejections, (c, k) => this.replica.versionOf(c, k));
+    this.replica = new Replica(this.#db, this.outbox, this.partitions);
+    this.partitions.incarnationOf(DEFAULT_PARTITION); // a new database is born with its default incarnation
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}

@@ -1,0 +1,316 @@
+import { decodeCbor, encodeCbor } from '../../shared/codec.js';
+import { OutboxFullError } from '../../shared/errors.js';
+import type { Hlc } from '../../shared/hlc.js';
+import type { OpResult, WriteOp } from '../../shared/messages.js';
+import { DEFAULT_PARTITION } from '../../shared/topics.js';
+import type { AgentDb } from './agent-db.js';
+import type { Partitions } from './partitions.js';
+import type { Rejection, Rejections } from './rejections.js';
+import type { Settings } from './settings.js';
+import type { NewWrite, StoredWrite, WriteKind } from './writes.js';
+
+/** What the agent does with a collection's writes while it cannot upload them (from the hub's policies). */
+export interface Buffering {
+  maxPending: number;
+  overflow: 'reject' | 'drop-oldest';
+}
+
+/** Per write, its seq or why it was refused; and the writes dropped to make room. */
+export interface AppendResult {
+  seqs: Array<number | OutboxFullError>;
+  dropped: Rejection[];
+}
+
+/** A write given a place in another partition's sequence (see `Outbox.adoptAssignment`): where it was, where it is now. */
+export interface MovedWrite {
+  from: { incarnation: string; seq: number };
+  to: { partition: string; incarnation: string; seq: number };
+}
+
+interface OutboxRow extends StoredWrite {
+  hlc: string;
+  base: number;
+  created_at: number;
+  rep: number | null;
+  skipped: string | null;
+}
+
+/** Every column of a row, the partition under its word (the column is still called `lane`). */
+const ROW = 'lane AS partition, seq, collection, key, op, value, hlc, base, created_at, rep, skipped';
+
+const GIVE_UP_DETAIL = {
+  expired: "not uploaded within the collection's TTL",
+  dropped: 'dropped to make room (overflow policy drop-oldest)',
+} as const;
+
+/**
+ * The durable outbox of the device's own writes, one sequence per partition of the hub, each
+ * contiguous from 1 in its incarnation (the hub requires it). A row stays until the hub has
+ * answered for it: committed rows the replica does not hold yet stay to keep reads from going
+ * backwards (`acked_lsn`); a write given up before upload (TTL, overflow policy, moved to
+ * another partition) keeps its seq as a `skip`, without its value.
+ */
+export class Outbox {
+  readonly #s;
+
+  constructor(
+    private readonly db: AgentDb,
+    private readonly partitions: Partitions,
+    private readonly settings: Settings,
+    private readonly rejections: Rejections,
+    /** The replica's version of a document (0 if it holds none). */
+    private readonly versionOf: (collection: string, key: string) => number,
+  ) {
+    this.#s = {
+      insert: db.prepare<[string, number, string, string, WriteKind, Buffer | null, string, number, number, number | null]>(
+        'INSERT INTO outbox (lane, seq, collection, key, op, value, hlc, base, created_at, rep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      row: db.prepare<[string, number], OutboxRow>(`SELECT ${ROW} FROM outbox WHERE lane = ? AND seq = ?`),
+      pendingFrom: db.prepare<[string, number, number], OutboxRow>(
+        `SELECT ${ROW} FROM outbox WHERE lane = ? AND seq >= ? AND acked_lsn IS NULL ORDER BY seq LIMIT ?`,
+      ),
+      lowestPending: db.prepare<[string], { seq: number | null }>(
+        'SELECT min(seq) AS seq FROM outbox WHERE lane = ? AND acked_lsn IS NULL',
+      ),
+      pendingCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM outbox WHERE acked_lsn IS NULL'),
+      pendingInCollection: db.prepare<[string], { n: number }>(
+        'SELECT count(*) AS n FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL',
+      ),
+      oldestInCollection: db.prepare<[string], OutboxRow>(
+        `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY seq LIMIT 1`,
+      ),
+      olderThan: db.prepare<[string, number], OutboxRow>(
+        `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL AND created_at < ? ORDER BY seq`,
+      ),
+      pendingCollections: db.prepare<[], { collection: string }>(
+        'SELECT DISTINCT collection FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL',
+      ),
+      pendingByCollection: db.prepare<[], { collection: string; n: number; oldest: number }>(
+        'SELECT collection, count(*) AS n, min(created_at) AS oldest FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL GROUP BY collection ORDER BY collection',
+      ),
+      unsentOf: db.prepare<[string], OutboxRow>(
+        `SELECT ${ROW} FROM outbox WHERE lane = ? AND skipped IS NULL AND acked_lsn IS NULL ORDER BY seq`,
+      ),
+      skip: db.prepare<[string, string, number]>('UPDATE outbox SET skipped = ?, value = NULL WHERE lane = ? AND seq = ?'),
+      markAcked: db.prepare<[number, string, number]>('UPDATE outbox SET acked_lsn = ? WHERE lane = ? AND seq = ?'),
+      delete: db.prepare<[string, number]>('DELETE FROM outbox WHERE lane = ? AND seq = ?'),
+      seqsOf: db.prepare<[string], { seq: number }>('SELECT seq FROM outbox WHERE lane = ? ORDER BY seq'),
+      renumber: db.prepare<[number, string, number]>('UPDATE outbox SET seq = ? WHERE lane = ? AND seq = ?'),
+      unnegate: db.prepare<[string]>('UPDATE outbox SET seq = -seq WHERE lane = ?'),
+      overlay: db.prepare<[string, string, number], { op: WriteKind; value: Buffer | null }>(
+        `SELECT op, value FROM outbox WHERE collection = ? AND key = ? AND skipped IS NULL AND (acked_lsn IS NULL OR acked_lsn > ?) ORDER BY seq`,
+      ),
+      overlayKeys: db.prepare<[string, string], { key: string }>(
+        'SELECT DISTINCT key FROM outbox WHERE collection = ? AND key >= ? AND skipped IS NULL ORDER BY key',
+      ),
+      anyConfirmed: db.prepare<[], { one: number }>('SELECT 1 AS one FROM outbox WHERE acked_lsn IS NOT NULL LIMIT 1'),
+      releaseConfirmed: db.prepare<[string, string, number]>(
+        'DELETE FROM outbox WHERE collection = ? AND key = ? AND acked_lsn IS NOT NULL AND acked_lsn <= ?',
+      ),
+    };
+  }
+
+  /**
+   * Appends writes in one transaction (group commit), each at the end of its partition's
+   * sequence, under the collections' buffering policies: a write over its collection's
+   * `maxPending` is refused (OutboxFullError in its place) or makes the oldest pending write of
+   * that collection give way (`drop-oldest`, reported in `dropped`). Throws StorageFullError
+   * when the disk or the storage budget is exhausted; nothing is half-written.
+   */
+  append(writes: readonly NewWrite[], clockNow: Hlc, policyFor?: (collection: string) => Buffering): AppendResult {
+    this.settings.assertRoomFor(writes);
+    const result: AppendResult = { seqs: [], dropped: [] };
+    this.db.appTransaction(() => {
+      const now = Date.now();
+      const next = new Map<string, number>();
+      for (const w of writes) {
+        const seq = next.get(w.partition) ?? this.partitions.nextSeqOf(w.partition);
+        const policy = policyFor?.(w.collection);
+        if (policy && policy.maxPending > 0 && this.#s.pendingInCollection.get(w.collection)!.n >= policy.maxPending) {
+          if (policy.overflow === 'reject') {
+            result.seqs.push(new OutboxFullError(w.collection, policy.maxPending));
+            continue;
+          }
+          const oldest = this.#s.oldestInCollection.get(w.collection);
+          if (oldest) result.dropped.push(this.#giveUp(oldest, 'dropped', now));
+        }
+        const base = w.base ?? this.versionOf(w.collection, w.key);
+        const value = w.value === undefined ? null : encodeCbor(w.value);
+        this.#s.insert.run(w.partition, seq, w.collection, w.key, w.op, value, w.hlc, base, now, w.rep ?? null);
+        result.seqs.push(seq);
+        next.set(w.partition, seq + 1);
+      }
+      for (const [partition, seq] of next) this.partitions.setNextSeq(partition, seq);
+      this.settings.setLastHlc(clockNow);
+    });
+    return result;
+  }
+
+  /**
+   * Gives up pending writes older than their collection's TTL: each keeps its seq (sent as a
+   * `skip`, so the sequence stays contiguous) and is recorded where the app sees it.
+   */
+  expire(ttlSecondsFor: (collection: string) => number, now = Date.now()): Rejection[] {
+    const expired: Rejection[] = [];
+    // Runs every second: take the write lock only when some pending collection has a TTL.
+    const withTtl = this.#s.pendingCollections
+      .all()
+      .map(({ collection }) => ({ collection, ttl: ttlSecondsFor(collection) }))
+      .filter(({ ttl }) => ttl > 0);
+    if (withTtl.length === 0) return expired;
+    this.db.transaction(() => {
+      for (const { collection, ttl } of withTtl) {
+        for (const row of this.#s.olderThan.all(collection, now - ttl * 1000)) expired.push(this.#giveUp(row, 'expired', now));
+      }
+    });
+    return expired;
+  }
+
+  #giveUp(row: OutboxRow, outcome: 'expired' | 'dropped', now: number): Rejection {
+    const incarnation = this.partitions.incarnationOf(row.partition);
+    const rejection = this.rejections.record(incarnation, row, { outcome, reason: outcome, detail: GIVE_UP_DETAIL[outcome], at: now });
+    this.#s.skip.run(outcome, row.partition, row.seq);
+    return rejection;
+  }
+
+  /** A partition's unacknowledged ops from `fromSeq` on, in seq order: up to `maxOps`, and about `maxBytes` (at least one). */
+  pendingFrom(partition: string, fromSeq: number, maxOps: number, maxBytes: number): WriteOp[] {
+    const ops: WriteOp[] = [];
+    let bytes = 0;
+    for (const row of this.#s.pendingFrom.all(partition, fromSeq, maxOps)) {
+      bytes += 48 + row.key.length + (row.value?.length ?? 0);
+      if (ops.length > 0 && bytes > maxBytes) break;
+      if (row.skipped) {
+        ops.push({ seq: row.seq, c: row.collection, k: row.key, op: 'skip', v: row.skipped, hlc: row.hlc });
+        continue;
+      }
+      ops.push({
+        seq: row.seq,
+        c: row.collection,
+        k: row.key,
+        op: row.op,
+        hlc: row.hlc,
+        ...(row.value !== null && { v: decodeCbor(row.value) }),
+        ...(row.base > 0 && { base: row.base }),
+        ...(row.rep != null && { rep: row.rep }),
+      });
+    }
+    return ops;
+  }
+
+  /** The first seq of the partition the hub has not acknowledged, if any. */
+  lowestPendingSeq(partition: string): number | undefined {
+    return this.#s.lowestPending.get(partition)?.seq ?? undefined;
+  }
+
+  /** Writes not yet acknowledged by the hub, of every partition (skips included). */
+  pendingCount(): number {
+    return this.#s.pendingCount.get()!.n;
+  }
+
+  /** Pending writes per collection: how many, and since when (ms epoch). */
+  pendingByCollection(): Record<string, { pending: number; oldestAt: number }> {
+    return Object.fromEntries(this.#s.pendingByCollection.all().map((r) => [r.collection, { pending: r.n, oldestAt: r.oldest }]));
+  }
+
+  /**
+   * Records the hub's outcomes for a partition's writes. A committed op stays in the overlay
+   * until the replica holds its version (so reads never go backwards); if its collection is not
+   * replicated here it leaves at once. Rejected and conflicting ops leave the outbox and are
+   * kept as rejections.
+   */
+  applyResults(partition: string, results: readonly OpResult[], replicated: (collection: string) => boolean): Rejection[] {
+    const rejected: Rejection[] = [];
+    this.db.transaction(() => {
+      for (const r of results) {
+        const row = this.#s.row.get(partition, r.seq);
+        if (!row) continue;
+        if (row.skipped) {
+          this.#s.delete.run(partition, r.seq); // already reported when it was given up
+          continue;
+        }
+        if (r.outcome === 'committed' && r.lsn !== undefined) {
+          if (replicated(row.collection) && this.versionOf(row.collection, row.key) < r.lsn) this.#s.markAcked.run(r.lsn, partition, r.seq);
+          else this.#s.delete.run(partition, r.seq);
+          continue;
+        }
+        const verdict = {
+          outcome: r.outcome === 'committed' ? 'duplicate' : r.outcome,
+          reason: r.reason ?? null,
+          detail: r.detail ?? null,
+          at: Date.now(),
+        } as const;
+        rejected.push(this.rejections.record(this.partitions.incarnationOf(partition), row, verdict));
+        this.#s.delete.run(partition, r.seq);
+      }
+    });
+    return rejected;
+  }
+
+  /**
+   * Starts a new incarnation of a partition's sequence: the partition's outbox renumbered from 1
+   * in its order. Used when the hub reports that this incarnation's seqs were already used for
+   * other writes (the database was restored from an old backup). Returns the new incarnation and
+   * each write's old and new seq, in order.
+   */
+  reincarnate(partition: string): { incarnation: string; renumbered: Array<{ from: number; to: number }> } {
+    return this.db.transaction(() => {
+      const seqs = this.#s.seqsOf.all(partition);
+      // Through negative seqs, so that no two rows share a key half way.
+      seqs.forEach((row, i) => this.#s.renumber.run(-(i + 1), partition, row.seq));
+      this.#s.unnegate.run(partition);
+      const incarnation = this.partitions.reborn(partition, seqs.length + 1);
+      return { incarnation, renumbered: seqs.map((row, i) => ({ from: row.seq, to: i + 1 })) };
+    });
+  }
+
+  /**
+   * Adopts the hub's assignment of collections to partitions (`setting` = `value`, kept as a
+   * setting) and, in the same transaction, moves every pending write of the default partition
+   * whose collection `partitionOf` now puts in another: a copy goes to the end of that
+   * partition's sequence, and the write keeps its place in the default one as a `skip` (reason
+   * `moved`), so that the default sequence stays contiguous and no write that stays there changes
+   * identity — even one that was already uploaded. Returns the writes moved, for whoever holds
+   * their receipts or waits on them.
+   */
+  adoptAssignment(setting: string, value: unknown, partitionOf: (collection: string) => string): MovedWrite[] {
+    return this.db.transaction(() => {
+      const moved: MovedWrite[] = [];
+      this.settings.set(setting, value);
+      for (const row of this.#s.unsentOf.all(DEFAULT_PARTITION)) {
+        const partition = partitionOf(row.collection);
+        if (partition === DEFAULT_PARTITION) continue;
+        const seq = this.partitions.nextSeqOf(partition);
+        const { collection, key, op, value: stored, hlc, base, created_at, rep } = row;
+        this.#s.insert.run(partition, seq, collection, key, op, stored, hlc, base, created_at, rep);
+        this.#s.skip.run('moved', DEFAULT_PARTITION, row.seq);
+        moved.push({
+          from: { incarnation: this.partitions.incarnationOf(DEFAULT_PARTITION), seq: row.seq },
+          to: { partition, incarnation: this.partitions.incarnationOf(partition), seq },
+        });
+        this.partitions.setNextSeq(partition, seq + 1);
+      }
+      return moved;
+    });
+  }
+
+  /** The device's pending writes to a document over `version` (the replica's), in order: what a read lays over it. */
+  overlayOf(collection: string, key: string, version: number): Array<{ op: WriteKind; value: Buffer | null }> {
+    return this.#s.overlay.all(collection, key, version);
+  }
+
+  /** Keys of a collection from `from` on (in order) that pending writes touch. */
+  overlayKeys(collection: string, from: string): string[] {
+    return this.#s.overlayKeys.all(collection, from).map((r) => r.key);
+  }
+
+  /** Some committed writes wait for their version to reach the replica (usually none do). */
+  anyConfirmed(): boolean {
+    return this.#s.anyConfirmed.get() !== undefined;
+  }
+
+  /** Lets committed writes to a document go once the replica holds version `lsn` of it. */
+  releaseConfirmed(collection: string, key: string, lsn: number): void {
+    this.#s.releaseConfirmed.run(collection, key, lsn);
+  }
+}

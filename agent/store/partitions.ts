@@ -1,0 +1,72 @@
+import { randomBytes } from 'node:crypto';
+import { partitionScoped, type AgentDb } from './agent-db.js';
+
+/** Where an unfinished snapshot stopped: its LSN, and the last document received. */
+export interface SnapshotProgress {
+  lsn: number;
+  after: [string, string];
+}
+
+/**
+ * What the agent keeps per partition of the hub (see shared/topics.ts), because each partition
+ * is a separate log with its own sequence spaces and LSNs: the incarnation (sequence space) of
+ * this device's writes there and the next seq in it, the watermark of its log applied here, and
+ * the progress of a snapshot under way. Kept in `meta`, read from there every time, so that
+ * what a rolled-back transaction wrote is never believed.
+ */
+export class Partitions {
+  constructor(private readonly db: AgentDb) {}
+
+  /** The partition's current sequence space; a partition first used is born with a fresh one. */
+  incarnationOf(partition: string): string {
+    return this.db.meta(partitionScoped('incarnation', partition)) ?? this.#born(partition);
+  }
+
+  /** The seq the partition's next write takes. */
+  nextSeqOf(partition: string): number {
+    return Number(this.db.meta(partitionScoped('next_seq', partition)) ?? '1');
+  }
+
+  setNextSeq(partition: string, seq: number): void {
+    this.db.setMeta(partitionScoped('next_seq', partition), String(seq));
+  }
+
+  /**
+   * A new incarnation of the partition, a sequence space the hub cannot confuse with the old
+   * one, whose next seq is `nextSeq` (the caller renumbers the outbox into it). Returns it.
+   */
+  reborn(partition: string, nextSeq: number): string {
+    const incarnation = this.#born(partition);
+    this.setNextSeq(partition, nextSeq);
+    return incarnation;
+  }
+
+  #born(partition: string): string {
+    const incarnation = randomBytes(16).toString('hex');
+    this.db.setMeta(partitionScoped('incarnation', partition), incarnation);
+    return incarnation;
+  }
+
+  /** Every change of the partition's replicated collections up to this LSN (of its log) has been applied. */
+  watermarkOf(partition: string): number {
+    return Number(this.db.meta(partitionScoped('watermark', partition)) ?? '0');
+  }
+
+  /** Moves the watermark up to `lsn`; never down. */
+  raiseWatermark(partition: string, lsn: number): void {
+    if (lsn > this.watermarkOf(partition)) this.db.setMeta(partitionScoped('watermark', partition), String(lsn));
+  }
+
+  /** Where an unfinished snapshot of the partition stopped, if one is under way. */
+  snapshotProgressOf(partition: string): SnapshotProgress | undefined {
+    const text = this.db.meta(partitionScoped('snapshot', partition));
+    return text === undefined ? undefined : (JSON.parse(text) as SnapshotProgress);
+  }
+
+  /** Records how far a snapshot got, or (undefined) that none is under way. */
+  setSnapshotProgress(partition: string, progress: SnapshotProgress | undefined): void {
+    const name = partitionScoped('snapshot', partition);
+    if (progress === undefined) this.db.deleteMeta(name);
+    else this.db.setMeta(name, JSON.stringify(progress));
+  }
+}

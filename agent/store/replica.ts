@@ -1,0 +1,175 @@
+import { encodeCbor } from '../../shared/codec.js';
+import type { Change } from '../../shared/messages.js';
+import { applyPatch, type JsonValue } from '../../shared/values.js';
+import type { AgentDb } from './agent-db.js';
+import type { Outbox } from './outbox.js';
+import type { Partitions } from './partitions.js';
+import { decodeValue } from './writes.js';
+
+/** A document as an app sees it. `pending` says the device's own unconfirmed writes shaped it. */
+export interface AgentDocument {
+  collection: string;
+  key: string;
+  value: JsonValue;
+  /** LSN of the confirmed version underneath (0 if the hub has not confirmed any yet). */
+  version: number;
+  pending: boolean;
+}
+
+interface DocRow {
+  value: Buffer | null;
+  deleted: number;
+  version: number;
+}
+
+/**
+ * The confirmed replica: each document at the newest version the hub committed that reached
+ * this device (a delete kept as a tombstone, so an older change never brings it back), and per
+ * collection the highest LSN applied. Reads lay the device's pending writes (the outbox) over it.
+ */
+export class Replica {
+  readonly #s;
+
+  constructor(
+    private readonly db: AgentDb,
+    private readonly outbox: Outbox,
+    private readonly partitions: Partitions,
+  ) {
+    this.#s = {
+      document: db.prepare<[string, string], DocRow>('SELECT value, deleted, version FROM documents WHERE collection = ? AND key = ?'),
+      upsert: db.prepare<[string, string, Buffer | null, number, number, string, string]>(
+        `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value, deleted = excluded.deleted,
+           version = excluded.version, hlc = excluded.hlc, origin = excluded.origin
+         WHERE excluded.version > documents.version`,
+      ),
+      confirmedKeys: db.prepare<[string, string, number], { key: string }>(
+        'SELECT key FROM documents WHERE collection = ? AND key >= ? AND deleted = 0 ORDER BY key LIMIT ?',
+      ),
+      collections: db.prepare<[], { collection: string }>('SELECT DISTINCT collection FROM documents'),
+      cursor: db.prepare<[string], { applied_lsn: number }>('SELECT applied_lsn FROM cursors WHERE collection = ?'),
+      advanceCursor: db.prepare<[string, number]>(
+        `INSERT INTO cursors (collection, applied_lsn) VALUES (?, ?)
+         ON CONFLICT (collection) DO UPDATE SET applied_lsn = max(applied_lsn, excluded.applied_lsn)`,
+      ),
+      cursors: db.prepare<[], { collection: string; applied_lsn: number }>(
+        'SELECT collection, applied_lsn FROM cursors ORDER BY collection',
+      ),
+    };
+  }
+
+  /** The version of a document the replica holds (a tombstone's too); 0 if none. */
+  versionOf(collection: string, key: string): number {
+    return this.#s.document.get(collection, key)?.version ?? 0;
+  }
+
+  /** The document with the device's own pending writes laid over it, or only the confirmed one. */
+  read(collection: string, key: string, confirmedOnly = false): AgentDocument | undefined {
+    const row = this.#s.document.get(collection, key);
+    const version = row?.version ?? 0;
+    let value: JsonValue | undefined = row && !row.deleted && row.value ? decodeValue(row.value) : undefined;
+    let pending = false;
+    if (!confirmedOnly) {
+      for (const p of this.outbox.overlayOf(collection, key, version)) {
+        pending = true;
+        const v = decodeValue(p.value);
+        value = p.op === 'del' ? undefined : p.op === 'put' ? v : applyPatch(value, v as { [f: string]: JsonValue });
+      }
+    }
+    return value === undefined ? undefined : { collection, key, value, version, pending };
+  }
+
+  /** Documents of a collection in key order: keys starting with `prefix`, after `after`. */
+  list(collection: string, options: { prefix?: string; after?: string; limit: number; confirmedOnly?: boolean }): AgentDocument[] {
+    const { prefix = '', after, limit } = options;
+    const from = after !== undefined && after > prefix ? after : prefix;
+    const inRange = (key: string): boolean => key.startsWith(prefix) && (after === undefined || key > after);
+    const pendingKeys = options.confirmedOnly ? [] : this.outbox.overlayKeys(collection, from);
+    // Pending deletes can hide at most that many confirmed documents: fetch enough to fill the page.
+    const confirmed = this.#s.confirmedKeys.all(collection, from, limit + pendingKeys.length + 1).map((r) => r.key);
+    const keys = [...new Set([...confirmed, ...pendingKeys])].filter(inRange).sort();
+    const docs: AgentDocument[] = [];
+    for (const key of keys) {
+      if (docs.length >= limit) break;
+      const doc = this.read(collection, key, options.confirmedOnly);
+      if (doc) docs.push(doc);
+    }
+    return docs;
+  }
+
+  /**
+   * Applies committed changes of a partition idempotently: a change lands only if its LSN is
+   * above the document's version, so replays and overlapping pages are harmless. `watermark`,
+   * when given, records that every change of the partition's log up to it has now been seen
+   * (the end of a pull page). Returns the changes that landed.
+   */
+  applyChanges(partition: string, changes: readonly Change[], watermark?: number): Change[] {
+    return this.db.transaction(() => {
+      const applied: Change[] = [];
+      const release = this.outbox.anyConfirmed();
+      const newest = new Map<string, number>();
+      for (const ch of changes) {
+        if (this.#applyOne(ch, release)) applied.push(ch);
+        if (ch.lsn > (newest.get(ch.c) ?? 0)) newest.set(ch.c, ch.lsn);
+      }
+      // One cursor update per collection, not per change: the transaction is all or nothing.
+      for (const [collection, lsn] of newest) this.#s.advanceCursor.run(collection, lsn);
+      if (watermark !== undefined) this.partitions.raiseWatermark(partition, watermark);
+      return applied;
+    });
+  }
+
+  /**
+   * Applies one snapshot page of a partition in one transaction, with the progress that lets an
+   * interrupted snapshot resume: `next` is the last document received, absent when the snapshot
+   * is done — then the replica holds everything up to `lsn`, which becomes the watermark, and so
+   * does every replicated collection of the partition (`replicated`, and those the replica holds,
+   * that `inPartition` says are the partition's).
+   */
+  applySnapshotPage(
+    partition: string,
+    docs: readonly Change[],
+    lsn: number,
+    next: readonly [string, string] | undefined,
+    replicated?: readonly string[],
+    inPartition: (collection: string) => boolean = () => true,
+  ): Change[] {
+    return this.db.transaction(() => {
+      const applied: Change[] = [];
+      const release = this.outbox.anyConfirmed();
+      for (const doc of docs) if (this.#applyOne(doc, release)) applied.push(doc);
+      if (next) {
+        this.partitions.setSnapshotProgress(partition, { lsn, after: [...next] });
+      } else {
+        this.partitions.setSnapshotProgress(partition, undefined);
+        this.partitions.raiseWatermark(partition, lsn);
+        // Complete: every replicated collection of the partition now holds everything up to the
+        // snapshot's LSN. The hub reads these cursors for lag and replica acknowledgements.
+        const collections = new Set([...(replicated ?? []), ...this.#s.collections.all().map((r) => r.collection)]);
+        for (const collection of collections) if (inPartition(collection)) this.#s.advanceCursor.run(collection, lsn);
+      }
+      return applied;
+    });
+  }
+
+  /**
+   * Writes one committed version if it is newer than the replica's; true if it was. `release`:
+   * some outbox rows are confirmed and wait for their version to arrive (usually none are).
+   */
+  #applyOne(ch: Change, release: boolean): boolean {
+    // Release the confirmed outbox rows first: on a full database their pages make room for the document.
+    if (release) this.outbox.releaseConfirmed(ch.c, ch.k, ch.lsn);
+    const value = ch.v === undefined ? null : encodeCbor(ch.v);
+    return this.#s.upsert.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o).changes > 0;
+  }
+
+  /** Highest LSN applied for a collection (0 if none). */
+  cursor(collection: string): number {
+    return this.#s.cursor.get(collection)?.applied_lsn ?? 0;
+  }
+
+  /** Highest LSN applied, per collection. */
+  cursors(): Record<string, number> {
+    return Object.fromEntries(this.#s.cursors.all().map((r) => [r.collection, r.applied_lsn]));
+  }
+}

@@ -1,8 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { constantTimeEqual } from '../shared/bearer.js';
-import { isValidAgentId, isValidPartition, TOPIC_ROOT } from '../shared/topics.js';
-import type { HubBase } from './hub-base.js';
-import { mayPublish, maySubscribe } from './topic-acl.js';
+import type { BrokerAuthApi } from './http-api.js';
 
 interface AuthnBody {
   username?: string;
@@ -19,26 +16,11 @@ interface AuthzBody {
 const allow = { result: 'allow' } as const;
 const deny = { result: 'deny' } as const;
 
-/** The hub's account, or that of one of its partitions (`<account>-p-<partition>`, see partitionBrokerUser). */
-const isHubAccount = (username: string | undefined, service: string): boolean =>
-  username !== undefined &&
-  (username === service || (username.startsWith(`${service}-p-`) && isValidPartition(username.slice(service.length + 3))));
-
 /**
- * Authentication and authorization for an external broker that asks over HTTP (EMQX's HTTP
- * authenticator and authorizer), by the embedded broker's rules: the username is the client id
- * is a provisioned, unrevoked agent whose token verifies; an agent publishes only to its own `up`
- * topic and subscribes only to what it may read. EMQX checks a subscription once and does not
- * filter deliveries, so `c/+` is allowed only to agents that may read every collection; others
- * subscribe to their collections by name (agent option `collections`). The hub's own broker
- * account, and its partitions' accounts, may use every protocol topic.
+ * The endpoints an external broker asks over HTTP (EMQX's HTTP authenticator and authorizer):
+ * its request and answer shapes. The decisions are the hub's (BrokerAuthApi, hub/broker-auth.ts).
  */
-export function brokerAuthRoutes(hub: HubBase): FastifyPluginAsync {
-  const subscribeAccess = {
-    mayRead: (agentId: string, collection: string) => hub.core.access.mayRead(agentId, collection),
-    mayReadAll: (agentId: string) => hub.core.access.mayReadAll(agentId),
-    partitionOf: (collection: string) => hub.core.partitionOf(collection),
-  };
+export function brokerAuthRoutes(auth: BrokerAuthApi): FastifyPluginAsync {
   return async (app) => {
     app.post<{ Body: AuthnBody }>(
       '/v1/broker/authn',
@@ -53,15 +35,7 @@ export function brokerAuthRoutes(hub: HubBase): FastifyPluginAsync {
       },
       async (request) => {
         const { username, password, clientid } = request.body;
-        const service = hub.brokerServiceUser;
-        if (service && isHubAccount(username, service.username)) {
-          return clientid === username && password !== undefined && constantTimeEqual(password, service.password) ? allow : deny;
-        }
-        if (!isValidAgentId(clientid)) return deny;
-        if (hub.common.dev) return allow;
-        const result = await hub.authenticator.check(clientid, username, password === undefined ? undefined : Buffer.from(password));
-        if (result !== 'ok') hub.log.warn({ agentId: clientid, reason: result }, 'broker authentication refused');
-        return result === 'ok' ? allow : deny;
+        return (await auth.mayConnect({ clientId: clientid, username, password })) ? allow : deny;
       },
     );
 
@@ -83,11 +57,8 @@ export function brokerAuthRoutes(hub: HubBase): FastifyPluginAsync {
       },
       async (request) => {
         const { username, topic, action, retain } = request.body;
-        const service = hub.brokerServiceUser;
-        if (service && isHubAccount(username, service.username)) return topic.startsWith(`${TOPIC_ROOT}/`) ? allow : deny;
-        if (!hub.common.dev && !(await hub.authenticator.stillValid(username))) return deny;
-        if (action === 'publish') return mayPublish(username, topic, retain === true || retain === 'true') ? allow : deny;
-        return maySubscribe(username, topic, subscribeAccess, false) ? allow : deny;
+        // A broker's request template may send the flag as a string.
+        return (await auth.mayUseTopic({ username, topic, action, retain: retain === true || retain === 'true' })) ? allow : deny;
       },
     );
   };

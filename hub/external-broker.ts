@@ -1,7 +1,8 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { isValidAgentId, TOPIC_ROOT } from '../shared/topics.js';
 import type { Presence } from './fleet.js';
-import { HubBase, type BrokerServiceUser, type HubCommonOptions, startOrStop, storeOf } from './hub-base.js';
+import type { BrokerServiceUser } from './broker-auth.js';
+import { HubBase, type HubCommonOptions, startOrStop, storeOf } from './hub-base.js';
 import type { HubStore } from './store/hub-store.js';
 import { DEFAULT_HUB_BROKER_USER, partitionBrokerUser } from './mosquitto-export.js';
 import { ErrorCode, OutpostError } from '../shared/errors.js';

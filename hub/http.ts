@@ -1,12 +1,10 @@
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
 import { brokerAuthRoutes } from './broker-auth-http.js';
-import type { HubBase } from './hub-base.js';
 import { DASHBOARD_HTML } from './dashboard.js';
-import { createHubMetrics } from './metrics.js';
-import type { WriteResult } from './ingest.js';
+import type { HubApi } from './http-api.js';
 import { bearerMatches } from '../shared/bearer.js';
-import { ErrorCode, HTTP_STATUS, httpError, NotFoundError, UnauthorizedError, WrongPartitionError } from '../shared/errors.js';
+import { ErrorCode, HTTP_STATUS, httpError, NotFoundError, UnauthorizedError } from '../shared/errors.js';
 
 interface DocParams {
   collection: string;
@@ -23,9 +21,9 @@ function ifMatch(header: string | string[] | undefined): number | undefined {
 /**
  * The hub's HTTP API for cloud-side apps: health, reads of the primary store, writes that flow
  * to the agents like any other, and the conflict archive; and for an external broker, the
- * authentication and authorization it asks over HTTP.
+ * authentication and authorization it asks over HTTP. It reaches the hub through HubApi only.
  */
-export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: string) {
+export async function createHubHttp(hub: HubApi, log: Logger, adminToken?: string) {
   // Per-request lines only at debug.
   const level = log.level === 'debug' || log.level === 'trace' ? log.level : 'warn';
   const app = Fastify({ loggerInstance: log.child({ component: 'http' }, { level }) });
@@ -36,15 +34,6 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
     if (adminToken === undefined || request.url === '/healthz' || request.url === '/readyz' || request.url === '/') return;
     if (!bearerMatches(request.headers.authorization, adminToken)) throw new UnauthorizedError('admin token');
   });
-
-  /** The hub of the partition a collection belongs to, if this process leads it. */
-  const hubOf = (collection: string): HubBase => {
-    const partition = hub.core.partitionOf(collection);
-    const hubs = hub.partitionHubs();
-    const owner = hubs.get(partition);
-    if (!owner) throw new WrongPartitionError(collection, partition, [...hubs.keys()]);
-    return owner;
-  };
   app.setErrorHandler(async (error, _request, reply) => {
     const { status, body } = httpError(error);
     if (status >= 500) log.error({ err: error }, 'request failed');
@@ -54,15 +43,13 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_request, reply) => (hub.ready ? { ready: true } : reply.code(503).send({ ready: false })));
 
-  const metrics = createHubMetrics(
-    hub.core,
-    () => hub.fleet(),
-    () => hub.connectedAgents,
-  );
-  app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
+  app.get('/metrics', async (_request, reply) => {
+    const { contentType, text } = await hub.metrics();
+    return reply.type(contentType).send(text);
+  });
 
   app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(DASHBOARD_HTML));
-  app.get('/v1/history', async () => ({ samples: hub.history.samples }));
+  app.get('/v1/history', async () => ({ samples: hub.history() }));
 
   app.get('/v1/agents', async () => ({ agents: await hub.fleet() }));
   app.get<{ Params: { agentId: string } }>('/v1/agents/:agentId', async (request) => {
@@ -70,11 +57,11 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
     if (!agent) throw new NotFoundError(`the hub knows no agent ${request.params.agentId}`);
     return agent;
   });
-  app.get('/v1/collections', async () => hub.core.policies.describe());
+  app.get('/v1/collections', async () => hub.collections());
   app.get<{ Params: { collection: string }; Querystring: { prefix?: string; after?: string; limit?: string } }>(
     '/v1/docs/:collection',
     async (request) => ({
-      docs: await hubOf(request.params.collection).store.listDocuments(request.params.collection, {
+      docs: await hub.listDocuments(request.params.collection, {
         ...(request.query.prefix !== undefined && { prefix: request.query.prefix }),
         ...(request.query.after !== undefined && { after: request.query.after }),
         limit: Math.min(Number(request.query.limit) || 100, 1000),
@@ -82,47 +69,17 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
     }),
   );
   app.get<{ Querystring: { limit?: string } }>('/v1/rejections', async (request) => ({
-    rejections: await hub.store.rejections(Math.min(Number(request.query.limit) || 100, 1000)),
+    rejections: await hub.rejections(Math.min(Number(request.query.limit) || 100, 1000)),
   }));
 
-  app.get('/v1/status', async () => {
-    // Each partition this process leads, this API's own first; LSNs count per partition.
-    const hubs = [hub, ...[...hub.partitionHubs().values()].filter((h) => h !== hub)];
-    const partitions = await Promise.all(
-      hubs.map(async (h) => ({
-        partition: h.partition,
-        ...(h.core.epoch !== undefined && { epoch: h.core.epoch }),
-        head: h.store.head,
-        ready: h.ready,
-        collections: await h.store.collectionHeads(),
-      })),
-    );
-    return {
-      /** This API's own partition (the first one the process serves). */
-      partition: hub.partition,
-      ...(hub.core.epoch !== undefined && { epoch: hub.core.epoch }),
-      head: hub.store.head,
-      prunedThrough: hub.store.prunedThrough,
-      connectedAgents: hub.connectedAgents,
-      /** Head LSN of every collection, in whichever partition it is: an agent has caught up when it has applied these. */
-      collections: Object.assign({}, ...partitions.map((p) => p.collections)) as Record<string, number>,
-      partitions,
-    };
-  });
+  app.get('/v1/status', async () => hub.status());
 
   app.get<{ Params: DocParams }>('/v1/docs/:collection/:key', async (request) => {
     const { collection, key } = request.params;
-    const doc = await hubOf(collection).store.document(collection, key);
-    if (!doc || doc.deleted) throw new NotFoundError(`no document ${collection}/${key} at the hub`);
+    const doc = await hub.document(collection, key);
+    if (!doc) throw new NotFoundError(`no document ${collection}/${key} at the hub`);
     return { collection, key, value: doc.value, version: doc.version, hlc: doc.hlc, origin: doc.origin };
   });
-
-  const send = (result: WriteResult, reply: { code: (n: number) => { send: (b: unknown) => unknown } }): unknown => {
-    if (result.outcome === 'committed') return reply.code(200).send(result);
-    // The same codes and statuses as the device's API gives a write that was refused or lost a conflict.
-    const code = result.outcome === 'conflict' ? ErrorCode.WRITE_CONFLICT : ErrorCode.WRITE_REJECTED;
-    return reply.code(HTTP_STATUS[code]!).send({ code, message: result.detail, ...result });
-  };
 
   for (const op of ['put', 'patch', 'del'] as const) {
     const method = op === 'del' ? 'DELETE' : (op.toUpperCase() as 'PUT' | 'PATCH');
@@ -132,14 +89,17 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
       handler: async (request, reply) => {
         const { collection, key } = request.params;
         const base = ifMatch(request.headers['if-match']);
-        const result = await hubOf(collection).core.write({
+        const result = await hub.write({
           c: collection,
           k: key,
           op,
           ...(op !== 'del' && { v: request.body }),
           ...(base !== undefined && { base }),
         });
-        return send(result, reply);
+        if (result.outcome === 'committed') return reply.code(200).send(result);
+        // The same codes and statuses as the device's API gives a write that was refused or lost a conflict.
+        const code = result.outcome === 'conflict' ? ErrorCode.WRITE_CONFLICT : ErrorCode.WRITE_REJECTED;
+        return reply.code(HTTP_STATUS[code]!).send({ code, message: result.detail, ...result });
       },
     });
   }
@@ -147,7 +107,7 @@ export async function createHubHttp(hub: HubBase, log: Logger, adminToken?: stri
   app.get<{ Querystring: { collection?: string; key?: string; before?: string; limit?: string } }>('/v1/conflicts', async (request) => {
     const { collection, key, before, limit } = request.query;
     return {
-      conflicts: await (collection === undefined ? hub : hubOf(collection)).store.conflicts({
+      conflicts: await hub.conflicts({
         ...(collection !== undefined && { collection }),
         ...(key !== undefined && { key }),
         ...(before !== undefined && { before: Number(before) }),

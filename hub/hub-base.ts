@@ -1,12 +1,14 @@
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { Authenticator } from './authenticator.js';
+import { brokerAuth, type BrokerServiceUser } from './broker-auth.js';
 import type { HubConfig } from './config.js';
 import { HubCore } from './core.js';
 import type { HubStore } from './store/hub-store.js';
 import { openHubStore } from './store/open-store.js';
 import { fleetStatus, type AgentView, type Presence } from './fleet.js';
 import { FleetHistory } from './history.js';
+import { createHubApi } from './hub-api.js';
 import { createHubHttp, type HubHttp } from './http.js';
 import { ConfigError } from '../shared/errors.js';
 
@@ -63,12 +65,6 @@ export async function startOrStop<T extends HubBase>(hub: T, start: () => Promis
     throw error;
   }
   return hub;
-}
-
-/** The hub's own broker account, which the broker-auth endpoints admit (EMQX asks them about it too). */
-export interface BrokerServiceUser {
-  username: string;
-  password: string;
 }
 
 const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || host.startsWith('127.');
@@ -198,7 +194,18 @@ export abstract class HubBase {
         `the hub HTTP API on ${http.host} would be reachable from the network without a token: set --admin-token (OUTPOST_ADMIN_TOKEN) or bind it to 127.0.0.1`,
       );
     }
-    this.#http = await createHubHttp(this, this.log, adminToken);
+    const auth = brokerAuth({
+      service: this.brokerServiceUser,
+      dev: this.common.dev ?? false,
+      authenticator: this.authenticator,
+      access: {
+        mayRead: (agentId, collection) => this.core.access.mayRead(agentId, collection),
+        mayReadAll: (agentId) => this.core.access.mayReadAll(agentId),
+        partitionOf: (collection) => this.core.partitionOf(collection),
+      },
+      log: this.log,
+    });
+    this.#http = await createHubHttp(createHubApi(this, auth), this.log, adminToken);
     await this.#http.listen({ host: http.host, port: http.port });
   }
 

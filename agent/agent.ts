@@ -3,29 +3,28 @@ import pino, { type Logger } from 'pino';
 import { AgentClosedError, InvalidValueError, ReadTimeoutError } from '../shared/errors.js';
 import { HybridClock } from '../shared/hlc.js';
 import type { CollectionPolicy, HubStatusMessage } from '../shared/messages.js';
-import { SOFTWARE_VERSION } from '../shared/protocol-version.js';
-import { DEFAULT_PARTITION, partitionOfTopic } from '../shared/topics.js';
+import { DEFAULT_PARTITION } from '../shared/topics.js';
 import { isPlainObject, type JsonValue } from '../shared/values.js';
 import { Lane } from './lane.js';
+import { Lanes } from './lanes.js';
 import { Link } from './link.js';
 import { PolicyCache } from './policy-cache.js';
 import { ProgressWaiters } from './progress-waiters.js';
 import { SyncScheduler } from './scheduler.js';
-import type { Transport, TransportFactory } from './transport.js';
-import type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
-import { validateWrite } from './write-validation.js';
+import { agentStatus, reportStatus } from './status.js';
 import { AgentStore } from './store/agent-store.js';
 import type { Rejection } from './store/rejections.js';
 import type { AgentDocument } from './store/replica.js';
 import type { WriteKind } from './store/writes.js';
+import type { Transport, TransportFactory } from './transport.js';
+import type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
+import { validateWrite } from './write-validation.js';
 import { WriteQueue, type WriteReceipt } from './write-queue.js';
 
 /** Status reports to the hub wait this long, so a burst of changes sends one. */
 const STATUS_DEBOUNCE_MS = 50;
 /** How often pending writes are checked against their collection's TTL. */
 const EXPIRY_CHECK_MS = 1_000;
-/** Where the hub's assignment of collections to partitions is kept (collection → partition). */
-const ASSIGNMENT_SETTING = 'partitions';
 
 export type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
 
@@ -35,7 +34,7 @@ export type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, 
  * and show the device's own pending writes over the confirmed replica.
  *
  * The hub may split its collections into partitions, each its own log led by its own hub
- * process; the agent then syncs one lane per partition (agent/lane.ts) over one connection. It
+ * process; the agent then syncs one lane per partition (agent/lane.ts, agent/lanes.ts) over one connection. It
  * learns which collection belongs where from the default partition's retained status, and
  * uploads nothing before it has heard that once (writes made earlier wait in the default lane
  * and move to theirs then).
@@ -49,39 +48,43 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #link: Transport;
   readonly #scheduler: SyncScheduler;
   #expiryTimer: NodeJS.Timeout | undefined;
-  readonly #lanes = new Map<string, Lane>();
-  /** collection → partition, for collections outside the default one; undefined until first heard from the hub. */
-  #assignment: Record<string, string> | undefined;
+  readonly #lanes: Lanes;
   readonly #log: Logger;
   readonly #progress = new ProgressWaiters();
   readonly #waitTimeoutMs: number;
-  readonly #options: AgentOptions;
-  #started = false;
   #statusTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
   constructor(options: AgentOptions) {
     super();
     this.id = options.agentId;
-    this.#options = options;
     this.#log = options.logger ?? pino({ level: 'silent' });
     this.#store = new AgentStore(options.dataDir);
     this.#policies = new PolicyCache(this.#store.settings);
     if (options.storageLimitBytes !== undefined) this.#store.settings.setStorageLimit(options.storageLimitBytes);
     this.#clock = new HybridClock(options.now, this.#store.settings.lastHlc);
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 10_000;
-    this.#assignment = this.#store.settings.get<Record<string, string>>(ASSIGNMENT_SETTING);
-    this.#laneOrNew(DEFAULT_PARTITION);
-    for (const partition of new Set(Object.values(this.#assignment ?? {}))) this.#laneOrNew(partition);
-    // The lane is chosen when the write is stored, by the assignment known then.
+    this.#lanes = new Lanes(
+      this.#store,
+      options.collections,
+      {
+        lane: (partition, inPartition) => this.#newLane(partition, inPartition, options),
+        subscribe: (filters) => this.#link.subscribe(filters),
+        connected: () => this.#link.connected,
+        closed: () => this.#closed,
+        onMoved: (moved) => this.emit('moved', moved),
+      },
+      this.#log,
+    );
+    // The partition is chosen when the write is stored, by the assignment known then.
     this.#writes = new WriteQueue(
       this.#store,
       this.#clock,
       (collections, dropped) => this.#afterWrite(collections, dropped),
       (c) => this.#policy(c),
-      (c) => this.#laneOf(c),
+      (c) => this.#lanes.partitionOf(c),
     );
-    const subscriptions = [...this.#lanes.values()].flatMap((lane) => lane.subscriptions(options.collections));
+    const subscriptions = this.#lanes.subscriptions();
     const transport: TransportFactory =
       options.transport ??
       ((delegate) =>
@@ -100,12 +103,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#link = transport(
       {
         onConnected: () => {
-          for (const lane of this.#lanes.values()) lane.onConnected();
+          this.#lanes.onConnected();
           this.#scheduleStatus();
           this.emit('connected');
         },
         onDisconnected: () => {
-          for (const lane of this.#lanes.values()) lane.onDisconnected();
+          this.#lanes.onDisconnected();
           this.emit('disconnected');
         },
         onMessage: (topic, payload) => this.#onMessage(topic, payload),
@@ -118,40 +121,29 @@ export class Agent extends EventEmitter<AgentEvents> {
         connect: () => this.#link.start(),
         disconnect: () => this.#link.stop(),
         connected: () => this.#link.connected,
-        pump: () => this.#pumpAll(),
-        pull: () => this.#eachLane((lane) => lane.replicator.pull()),
-        idle: () => this.#store.outbox.pendingCount() === 0 && ![...this.#lanes.values()].some((lane) => lane.replicator.pulling),
+        pump: () => this.#lanes.pumpAll(),
+        pull: () => this.#lanes.pullAll(),
+        idle: () => this.#store.outbox.pendingCount() === 0 && !this.#lanes.pulling,
         onWindow: (open) => this.emit('window', open),
       },
       this.#log,
     );
   }
 
-  /** The partition a collection's writes and changes belong to, by the hub's assignment as known now. */
-  #laneOf(collection: string): string {
-    return this.#assignment?.[collection] ?? DEFAULT_PARTITION;
-  }
-
-  #laneOrNew(partition: string): Lane {
-    let lane = this.#lanes.get(partition);
-    if (lane) return lane;
-    lane = new Lane(
+  #newLane(partition: string, inPartition: (collection: string) => boolean, options: AgentOptions): Lane {
+    return new Lane(
       partition,
       this.id,
       this.#store,
       this.#clock,
-      (c) => this.#laneOf(c) === partition,
-      {
-        collections: this.#options.collections,
-        pageLimit: this.#options.pageLimit ?? 500,
-        ackTimeoutMs: this.#options.ackTimeoutMs ?? 10_000,
-      },
+      inPartition,
+      { collections: options.collections, pageLimit: options.pageLimit ?? 500, ackTimeoutMs: options.ackTimeoutMs ?? 10_000 },
       {
         publish: (topic, payload) => this.#link.publish(topic, payload),
         connected: () => this.#link.connected,
         // Nothing goes up before the hub's assignment is known: a write must join its partition's sequence.
-        mayUpload: () => this.#assignment !== undefined && this.#scheduler.mayUpload(),
-        routed: () => this.#assignment !== undefined,
+        mayUpload: () => this.#lanes.routed && this.#scheduler.mayUpload(),
+        routed: () => this.#lanes.routed,
         onApplied: (changes) => this.emit('change', changes),
         onProgress: () => {
           this.#progress.notify();
@@ -163,73 +155,18 @@ export class Agent extends EventEmitter<AgentEvents> {
       },
       this.#log,
     );
-    this.#lanes.set(partition, lane);
-    if (this.#started) lane.start();
-    return lane;
   }
 
-  #eachLane(action: (lane: Lane) => void): void {
-    for (const lane of this.#lanes.values()) action(lane);
-  }
-
-  #pumpAll(): void {
-    this.#eachLane((lane) => lane.uploader.pump());
-  }
-
+  /** The default partition's hub status carries the collection policies and the assignment of collections to partitions. */
   #onHubStatus(partition: string, status: HubStatusMessage[1]): void {
     if (partition !== DEFAULT_PARTITION) return;
     this.#policies.update(status);
-    this.#onAssignment(status.parts ?? {});
-  }
-
-  /** The default partition said which collections live elsewhere: route by it, and follow new partitions. */
-  #onAssignment(parts: Record<string, string>): void {
-    const first = this.#assignment === undefined;
-    if (!first && sameAssignment(parts, this.#assignment!)) return;
-    const before = new Set(this.#lanes.keys());
-    const previous = this.#assignment;
-    this.#assignment = parts;
-    for (const partition of new Set(Object.values(parts))) this.#laneOrNew(partition);
-    if (!first) {
-      this.#log.warn(
-        { partitions: parts },
-        'the hub assigned collections to partitions differently; new writes follow the new assignment, ' +
-          "writes already queued for a collection's old partition stay there",
-      );
-      this.#store.settings.set(ASSIGNMENT_SETTING, parts);
-    } else {
-      // Writes made before the assignment was known all joined the default lane: those of other
-      // partitions move to their lanes, with their waits — in the transaction that records the
-      // assignment, so that a crash cannot leave them behind.
-      let moved;
-      try {
-        moved = this.#store.outbox.adoptAssignment(ASSIGNMENT_SETTING, parts, (c) => this.#laneOf(c));
-      } catch (error) {
-        this.#assignment = previous; // not adopted: the next status tries again
-        throw error;
-      }
-      const defaultLane = this.#lanes.get(DEFAULT_PARTITION)!;
-      for (const { from, to } of moved) defaultLane.durability.moveTo(from.seq, this.#lanes.get(to.partition)!.durability, to);
-      if (moved.length > 0) this.emit('moved', moved);
-      // Nothing was pulled before the assignment was known (a collection's LSNs are its partition's).
-      if (this.#link.connected) for (const partition of before) this.#lanes.get(partition)!.replicator.pull();
-    }
-    const added = [...this.#lanes.values()].filter((lane) => !before.has(lane.partition));
-    for (const lane of added) lane.subscribed = false;
-    const subscriptions = [...this.#lanes.values()].flatMap((lane) => lane.subscriptions(this.#options.collections));
-    void this.#link.subscribe(subscriptions).then(() => {
-      for (const lane of added) lane.subscribed = true;
-      if (this.#closed || !this.#link.connected) return;
-      for (const lane of added) lane.onConnected();
-      this.#pumpAll();
-    });
-    this.#pumpAll();
+    this.#lanes.adopt(status.parts ?? {});
   }
 
   /** Starts syncing in the background; the agent serves reads and writes at once, online or not. */
   start(): this {
-    this.#started = true;
-    this.#eachLane((lane) => lane.start());
+    this.#lanes.start();
     this.#scheduler.start();
     this.#expiryTimer = setInterval(() => this.#expire(), EXPIRY_CHECK_MS);
     this.#expiryTimer.unref?.();
@@ -258,7 +195,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       void this.#scheduler.syncNow(); // priority lane: at once, even outside a window
       return;
     }
-    for (const partition of new Set([...collections].map((c) => this.#laneOf(c)))) this.#lanes.get(partition)?.uploader.pump();
+    this.#lanes.pumpFor(collections);
   }
 
   /** Gives up writes past their collection's TTL; the app hears of each. */
@@ -269,7 +206,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (expired.length === 0) return;
       this.#log.warn({ count: expired.length }, 'pending writes expired before they could be uploaded');
       this.emit('rejection', expired);
-      this.#pumpAll();
+      this.#lanes.pumpAll();
     } catch (error) {
       this.#log.error({ err: error }, 'could not expire pending writes');
     }
@@ -312,47 +249,8 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   status(): AgentStatus {
     this.#assertOpen();
-    const cursors = this.#store.replica.cursors();
-    const pending = this.#store.outbox.pendingByCollection();
-    const watermark = this.#store.partitions.watermarkOf(DEFAULT_PARTITION);
-    const now = Date.now();
-    const collections: AgentStatus['collections'] = {};
-    for (const c of new Set([...Object.keys(cursors), ...Object.keys(pending)])) {
-      const p = pending[c];
-      const lane = this.#lanes.get(this.#laneOf(c));
-      const applied = Math.max(cursors[c] ?? 0, lane?.replicator.watermark ?? 0);
-      const lag = Math.max(0, (lane?.replicator.heads.get(c) ?? 0) - applied);
-      collections[c] = { appliedLsn: cursors[c] ?? 0, lag, pending: p?.pending ?? 0, ...(p && { oldestPendingAgeMs: now - p.oldestAt }) };
-    }
-    const partitions: NonNullable<AgentStatus['partitions']> = {};
-    for (const lane of this.#lanes.values()) {
-      if (lane.partition === DEFAULT_PARTITION) continue;
-      const laneCursors = Object.entries(cursors)
-        .filter(([c]) => lane.inLane(c))
-        .map(([, lsn]) => lsn);
-      partitions[lane.partition] = {
-        incarnation: this.#store.partitions.incarnationOf(lane.partition),
-        watermark: lane.replicator.watermark,
-        appliedLsn: Math.max(lane.replicator.watermark, ...laneCursors),
-      };
-    }
-    const defaultCursors = Object.entries(cursors)
-      .filter(([c]) => this.#laneOf(c) === DEFAULT_PARTITION)
-      .map(([, lsn]) => lsn);
     const { lastSyncAt, nextWindow } = this.#scheduler;
-    return {
-      agentId: this.id,
-      incarnation: this.#store.partitions.incarnationOf(DEFAULT_PARTITION),
-      connected: this.#link.connected,
-      outboxDepth: this.#store.outbox.pendingCount(),
-      catchingUp: [...this.#lanes.values()].some((lane) => lane.replicator.pulling),
-      appliedLsn: Math.max(watermark, ...defaultCursors),
-      watermark,
-      collections,
-      ...(Object.keys(partitions).length > 0 && { partitions }),
-      ...(lastSyncAt !== undefined && { lastSyncAt: new Date(lastSyncAt).toISOString() }),
-      ...(nextWindow && { nextWindow: nextWindow.toISOString() }),
-    };
+    return agentStatus(this.#store, this.#lanes, { agentId: this.id, connected: this.#link.connected, lastSyncAt, nextWindow });
   }
 
   rejections(limit?: number): Rejection[] {
@@ -374,7 +272,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     clearInterval(this.#expiryTimer);
     await this.#scheduler.stop();
     this.#progress.close();
-    this.#eachLane((lane) => lane.stop());
+    this.#lanes.stop();
     await this.#link.stop();
     this.#store.close();
   }
@@ -394,28 +292,17 @@ export class Agent extends EventEmitter<AgentEvents> {
       ...(rep !== undefined && { rep }),
     });
     if (durability === 'local') return receipt;
-    // A write moved while it waits (to its partition, or renumbered): the receipt says where it is now.
-    let current = receipt;
-    const lane = this.#lanes.get(receipt.partition ?? DEFAULT_PARTITION)!;
-    const lsn = await lane.durability.wait(
-      receipt.seq,
-      durability,
-      options.timeoutMs ?? this.#waitTimeoutMs,
-      ({ partition, incarnation, seq }) => {
-        current = { hlc: receipt.hlc, incarnation, seq, ...(partition !== DEFAULT_PARTITION && { partition }) };
-      },
-    );
-    return lsn === undefined ? current : { ...current, lsn };
+    return this.#lanes.waitFor(receipt, durability, options.timeoutMs ?? this.#waitTimeoutMs);
   }
 
   async #caughtUp(collection: string, options: ReadOptions): Promise<void> {
     const { minLsn } = options;
     if (minLsn === undefined) return;
     // A causal token is an LSN of the collection's partition: compare it with that lane's log only.
-    const lane = this.#lanes.get(this.#laneOf(collection))!;
-    const applied = (): number => Math.max(this.#store.replica.cursor(collection), lane.replicator.watermark);
+    const lane = this.#lanes.laneOf(collection)!;
+    const applied = (): number => Math.max(this.#store.replica.cursor(collection), lane.watermark);
     if (applied() >= minLsn) return;
-    lane.replicator.pull(); // the token may name another collection's LSN: a pull moves the watermark past it
+    lane.pull(); // the token may name another collection's LSN: a pull moves the watermark past it
     const timeoutMs = options.timeoutMs ?? this.#waitTimeoutMs;
     await this.#progress.wait(
       () => applied() >= minLsn,
@@ -433,22 +320,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#statusTimer = setTimeout(() => {
       this.#statusTimer = undefined;
       if (this.#closed) return;
-      const pending = Object.entries(this.#store.outbox.pendingByCollection());
-      const cursors = Object.entries(this.#store.replica.cursors());
-      for (const lane of this.#lanes.values()) {
-        // Each partition's hub hears of its own collections: what is applied, and what waits to go up.
-        const queued = pending.filter(([c]) => lane.inLane(c)).map(([, p]) => p);
-        const oldestAt = Math.min(...queued.map((p) => p.oldestAt));
-        lane.send([
-          'status',
-          {
-            applied: Object.fromEntries(cursors.filter(([c]) => lane.inLane(c))),
-            outbox: queued.reduce((sum, p) => sum + p.pending, 0),
-            ver: SOFTWARE_VERSION,
-            ...(Number.isFinite(oldestAt) && { oldest: Math.max(0, Date.now() - oldestAt) }),
-          },
-        ]);
-      }
+      reportStatus(this.#store, this.#lanes);
     }, STATUS_DEBOUNCE_MS);
     this.#statusTimer.unref?.();
   }
@@ -460,7 +332,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   #onMessage(topic: string, payload: Buffer): void {
     if (this.#closed) return;
     try {
-      this.#lanes.get(partitionOfTopic(topic))?.onMessage(topic, payload);
+      this.#lanes.onMessage(topic, payload);
     } catch (error) {
       this.#log.warn({ err: error, topic }, 'ignored a message from the hub');
     }
@@ -470,10 +342,4 @@ export class Agent extends EventEmitter<AgentEvents> {
 /** Opens the agent's database and starts syncing. */
 export async function openAgent(options: AgentOptions): Promise<Agent> {
   return new Agent(options).start();
-}
-
-/** Whether two assignments (collection → partition) say the same, whatever the order of their keys. */
-function sameAssignment(a: Record<string, string>, b: Record<string, string>): boolean {
-  const keys = Object.keys(a);
-  return keys.length === Object.keys(b).length && keys.every((c) => a[c] === b[c]);
 }

@@ -3,7 +3,7 @@ import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
 import type { HybridClock, Hlc } from '../shared/hlc.js';
 import type { Change, DownMessage, HubStatusMessage, UpMessage } from '../shared/messages.js';
 import { partitionTopics, type PartitionTopics } from '../shared/topics.js';
-import { DurabilityWaiters } from './durability.js';
+import { DurabilityWaiters, type Durability, type WriteIdentity } from './durability.js';
 import { Replicator } from './replicator.js';
 import { partitionScoped } from './store/agent-db.js';
 import type { AgentStore } from './store/agent-store.js';
@@ -11,7 +11,7 @@ import type { Rejection } from './store/rejections.js';
 import { Uploader } from './uploader.js';
 
 export interface LaneOptions {
-  /** Collections replicated on this device (of every lane); undefined = all. */
+  /** Collections replicated on this device (of every partition); undefined = all. */
   collections: readonly string[] | undefined;
   pageLimit: number;
   ackTimeoutMs: number;
@@ -41,9 +41,9 @@ export interface LaneDelegate {
  */
 export class Lane {
   readonly topics: PartitionTopics;
-  readonly uploader: Uploader;
-  readonly replicator: Replicator;
-  readonly durability: DurabilityWaiters;
+  readonly #uploader: Uploader;
+  readonly #replicator: Replicator;
+  readonly #durability: DurabilityWaiters;
   /** The highest leadership epoch heard from this partition's hub (loaded on first use). */
   #hubEpoch: number | undefined;
   /**
@@ -51,34 +51,34 @@ export class Lane {
    * connected). A lane added while connected waits for its SUBACK before it uploads: an ack
    * published before the broker knows the subscription would be lost.
    */
-  subscribed = true;
+  #subscribed = true;
 
   constructor(
     readonly partition: string,
     readonly agentId: string,
     private readonly store: AgentStore,
     private readonly clock: HybridClock,
-    /** Whether a collection belongs to this lane, by the hub's assignment as known now. */
-    readonly inLane: (collection: string) => boolean,
+    /** Whether a collection belongs to this lane's partition, by the hub's assignment as known now. */
+    readonly inPartition: (collection: string) => boolean,
     options: LaneOptions,
     private readonly delegate: LaneDelegate,
     private readonly log: Logger,
   ) {
     this.topics = partitionTopics(partition);
-    this.durability = new DurabilityWaiters(() => delegate.connected());
-    this.uploader = new Uploader(
+    this.#durability = new DurabilityWaiters(() => delegate.connected());
+    this.#uploader = new Uploader(
       store,
       {
         send: (batch) => this.send(batch),
-        mayUpload: () => this.subscribed && delegate.mayUpload(),
-        isReplicated: (c) => this.replicator.replicates(c),
-        onAcked: (results) => this.durability.onResults(results),
+        mayUpload: () => this.#subscribed && delegate.mayUpload(),
+        isReplicated: (c) => this.#replicator.replicates(c),
+        onAcked: (results) => this.#durability.onResults(results),
         onRejected: (rejections) => delegate.onRejected(rejections),
       },
       { partition, maxBatchOps: 500, maxBatchBytes: 256 * 1024, maxInFlight: 4, ackTimeoutMs: options.ackTimeoutMs },
       log,
     );
-    this.replicator = new Replicator(
+    this.#replicator = new Replicator(
       store,
       {
         send: (pull) => this.send(pull),
@@ -87,7 +87,7 @@ export class Lane {
       },
       {
         partition,
-        inPartition: inLane,
+        inPartition,
         mayPull: () => delegate.routed(),
         collections: options.collections,
         pageLimit: options.pageLimit,
@@ -102,8 +102,57 @@ export class Lane {
     const wanted =
       collections === undefined
         ? [this.topics.allCollections]
-        : collections.filter((c) => this.inLane(c)).map((c) => this.topics.collection(c));
+        : collections.filter((c) => this.inPartition(c)).map((c) => this.topics.collection(c));
     return [this.topics.down(this.agentId), this.topics.hub, ...wanted];
+  }
+
+  /** A lane added while connected: nothing goes up until `onSubscribed` (its SUBACK). */
+  holdUntilSubscribed(): void {
+    this.#subscribed = false;
+  }
+
+  onSubscribed(): void {
+    this.#subscribed = true;
+  }
+
+  /** Uploads what this lane's outbox holds, as far as the window allows. */
+  pump(): void {
+    this.#uploader.pump();
+  }
+
+  /** Catches up on the partition's log from the watermark (or once the pull under way ends). */
+  pull(): void {
+    this.#replicator.pull();
+  }
+
+  /** A pull is under way, or asked for. */
+  get pulling(): boolean {
+    return this.#replicator.pulling;
+  }
+
+  /** Every change of the partition's replicated collections up to this LSN (of its log) is applied. */
+  get watermark(): number {
+    return this.#replicator.watermark;
+  }
+
+  /** The newest LSN heard of for a collection this run (applied or not); 0 if none. */
+  headOf(collection: string): number {
+    return this.#replicator.heads.get(collection) ?? 0;
+  }
+
+  /** Resolves with the write's LSN once it reaches `durability` (see DurabilityWaiters.wait). */
+  waitFor(
+    seq: number,
+    durability: Exclude<Durability, 'local'>,
+    timeoutMs: number,
+    renamed?: (identity: WriteIdentity) => void,
+  ): Promise<number | undefined> {
+    return this.#durability.wait(seq, durability, timeoutMs, renamed);
+  }
+
+  /** A write of this lane moved to `to` (Outbox.adoptAssignment) as `identity`: its wait goes along. */
+  handOverWait(seq: number, to: Lane, identity: WriteIdentity): void {
+    this.#durability.moveTo(seq, to.#durability, identity);
   }
 
   send(message: UpMessage): boolean {
@@ -111,24 +160,24 @@ export class Lane {
   }
 
   start(): void {
-    this.uploader.start();
+    this.#uploader.start();
   }
 
   onConnected(): void {
-    this.uploader.reset();
-    this.uploader.pump();
-    this.replicator.onConnected();
+    this.#uploader.reset();
+    this.#uploader.pump();
+    this.#replicator.onConnected();
   }
 
   onDisconnected(): void {
-    this.uploader.reset();
-    this.replicator.onDisconnected();
+    this.#uploader.reset();
+    this.#replicator.onDisconnected();
   }
 
   stop(): void {
-    this.durability.close();
-    this.uploader.stop();
-    this.replicator.stop();
+    this.#durability.close();
+    this.#uploader.stop();
+    this.#replicator.stop();
   }
 
   /** Handles a message on one of this lane's topics; false if the topic is not the lane's. */
@@ -144,13 +193,13 @@ export class Lane {
     if (this.#isDeposed(message[1].epoch)) return true;
     this.clock.observe(message[1].hlc as Hlc);
     if (message[0] === 'changes') {
-      this.replicator.onChanges(message);
+      this.#replicator.onChanges(message);
       return true;
     }
     this.delegate.onHubStatus(message[1]);
     // A hub (re)started or took over: change sets it committed but never published (it died
     // first) are found only by pulling, and a quiet collection would not reveal them.
-    if (message[1].head > this.replicator.watermark) this.replicator.pull();
+    if (message[1].head > this.#replicator.watermark) this.#replicator.pull();
     return true;
   }
 
@@ -171,8 +220,8 @@ export class Lane {
       this.#hubEpoch = epoch;
       // A new leader: acks for batches the old one took are lost; resend them now, not after the ack timeout.
       if (highest > 0) {
-        this.uploader.reset();
-        this.uploader.pump();
+        this.#uploader.reset();
+        this.#uploader.pump();
       }
     }
     return false;
@@ -183,19 +232,19 @@ export class Lane {
     if (message[0] !== 'error') this.clock.observe(message[1].hlc as Hlc);
     switch (message[0]) {
       case 'ack':
-        this.uploader.onAck(message);
+        this.#uploader.onAck(message);
         break;
       case 'resync':
-        this.uploader.onResync(message);
+        this.#uploader.onResync(message);
         break;
       case 'page':
-        this.replicator.onPage(message);
+        this.#replicator.onPage(message);
         break;
       case 'snapshot':
-        this.replicator.onSnapshot(message);
+        this.#replicator.onSnapshot(message);
         break;
       case 'replicated':
-        if (message[1].inc === this.store.partitions.incarnationOf(this.partition)) this.durability.onReplicated(message[1].seqs);
+        if (message[1].inc === this.store.partitions.incarnationOf(this.partition)) this.#durability.onReplicated(message[1].seqs);
         break;
       case 'reincarnate': {
         if (message[1].inc !== this.store.partitions.incarnationOf(this.partition)) break;
@@ -203,14 +252,14 @@ export class Lane {
         const { incarnation: next, renumbered } = this.store.outbox.reincarnate(this.partition);
         // Waits follow their writes to the new numbers; in order, each moves down into a seq already vacated.
         for (const { from, to } of renumbered)
-          this.durability.moveTo(from, this.durability, { partition: this.partition, incarnation: next, seq: to });
+          this.#durability.moveTo(from, this.#durability, { partition: this.partition, incarnation: next, seq: to });
         this.log.warn(
           { partition: this.partition, previous, next, seq: message[1].seq },
           "the hub holds other writes under this database's sequence numbers (restored from a backup?); resending the queue under a new incarnation",
         );
         this.delegate.onReincarnated(previous, next);
-        this.uploader.reset();
-        this.uploader.pump();
+        this.#uploader.reset();
+        this.#uploader.pump();
         break;
       }
       case 'error':

@@ -1,4 +1,3 @@
-import pg from 'pg';
 import { StorageFailedError } from '../../shared/errors.js';
 import type {
   ConflictRecord,
@@ -15,26 +14,13 @@ import type {
   StoredDocument,
 } from './hub-store.js';
 import { ConcurrentWriterError, WriterFencedError } from './writer-errors.js';
-import { OUTCOMES_OF_OPS, prefetchPlan, writeGroupCommit } from './pg-group-commit.js';
+import { prefetchPlan, writeGroupCommit } from './pg-group-commit.js';
 import { BufferedIngestTx } from './pg-ingest-tx.js';
-import {
-  documentPage,
-  logPage,
-  toBrokerCredential,
-  toConflictRecord,
-  toCredential,
-  toCredentialListing,
-  toListedDocument,
-  toRejected,
-  toStoredDocument,
-  type ConflictRow,
-  type DocumentRow,
-  type ListedDocumentRow,
-  type LogRow,
-  type RejectedRow,
-} from './rows.js';
-import { toRecordedOutcome, type OutcomeRow } from './outcome-rows.js';
-import { migrate, schemaConnectionOptions } from './pg-schema.js';
+import { PgCredentials } from './pg-credentials.js';
+import { PgPool } from './pg-pool.js';
+import { PgReads } from './pg-reads.js';
+import { PgRetention } from './pg-retention.js';
+import { migrate } from './pg-schema.js';
 
 export interface PostgresHubStoreOptions {
   /**
@@ -52,29 +38,19 @@ export interface PostgresHubStoreOptions {
   schema?: string;
 }
 
-/** bigint columns (LSNs, seqs, ms times, counts) as numbers: they stay far below 2^53. */
-const INT8_OID = 20;
-const types: pg.CustomTypesConfig = {
-  getTypeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown {
-    return oid === INT8_OID ? Number : (pg.types.getTypeParser(oid, format) as (value: string) => unknown);
-  },
-};
-
-/** Arbitrary, fixed: what the server shows for our connections. */
-const APPLICATION_NAME = 'outpost-hub';
-const PRUNE_CHUNK = 10_000;
-
 /**
  * The hub's primary store on PostgreSQL, with the SQLite store's semantics. A group commit reads
  * what its plan names in one parallel round of queries, runs `work` over those rows in memory,
  * and writes everything in one statement (one transaction) guarded by the leadership row.
- * `head` and `prunedThrough` are this writer's own bookkeeping, loaded when it opens.
+ * `head` and `prunedThrough` are this writer's own bookkeeping, loaded when it opens; reads,
+ * credentials and retention's SQL live in parts of their own.
  */
 export class PostgresHubStore implements HubStore {
   readonly kind = 'postgres';
-  readonly #pool: pg.Pool;
-  /** The server and database, without credentials: for error messages. */
-  readonly #where: string;
+  readonly #db: PgPool;
+  readonly #reads: PgReads;
+  readonly #credentials: PgCredentials;
+  readonly #retention: PgRetention;
   readonly #epoch: number;
   #head: number;
   #groupCommits: number;
@@ -83,9 +59,11 @@ export class PostgresHubStore implements HubStore {
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
 
-  private constructor(pool: pg.Pool, where: string, state: { epoch: number; head: number; groupCommits: number; prunedThrough: number }) {
-    this.#pool = pool;
-    this.#where = where;
+  private constructor(db: PgPool, state: { epoch: number; head: number; groupCommits: number; prunedThrough: number }) {
+    this.#db = db;
+    this.#reads = new PgReads(db);
+    this.#credentials = new PgCredentials(db);
+    this.#retention = new PgRetention(db);
     this.#epoch = state.epoch;
     this.#head = state.head;
     this.#groupCommits = state.groupCommits;
@@ -94,24 +72,9 @@ export class PostgresHubStore implements HubStore {
 
   /** Connects, migrates (under an advisory lock: hubs starting together take turns) and loads the writer's state. */
   static async open(url: string, options: PostgresHubStoreOptions = {}): Promise<PostgresHubStore> {
-    const where = describe(url) + (options.schema === undefined ? '' : ` (schema ${options.schema})`);
-    const pool = new pg.Pool({
-      connectionString: url,
-      max: options.maxConnections ?? 8,
-      types,
-      application_name: APPLICATION_NAME,
-      ...schemaConnectionOptions(options.schema),
-      // A half-open connection (a NAT or load balancer that dropped it) must fail, not hang a
-      // group commit that every later one waits behind: bounded connects and queries, keepalive.
-      connectionTimeoutMillis: 10_000,
-      query_timeout: 60_000,
-      keepAlive: true,
-      keepAliveInitialDelayMillis: 10_000,
-    });
-    // A connection that breaks while idle is discarded by the pool; the next query reports it.
-    pool.on('error', () => undefined);
+    const db = new PgPool(url, options);
     try {
-      const client = await pool.connect();
+      const client = await db.pool.connect();
       try {
         await migrate(client, options.schema);
         const {
@@ -122,7 +85,7 @@ export class PostgresHubStore implements HubStore {
         const {
           rows: [pruned],
         } = await client.query<{ value: number }>("SELECT value FROM hub_meta WHERE name = 'pruned_through'");
-        return new PostgresHubStore(pool, where, {
+        return new PostgresHubStore(db, {
           epoch: options.epoch ?? leader!.epoch,
           head: leader!.head_lsn,
           groupCommits: leader!.group_commits,
@@ -132,8 +95,8 @@ export class PostgresHubStore implements HubStore {
         client.release();
       }
     } catch (cause) {
-      await pool.end().catch(() => undefined);
-      throw new StorageFailedError(where, 'open', { cause });
+      await db.end().catch(() => undefined);
+      throw new StorageFailedError(db.where, 'open', { cause });
     }
   }
 
@@ -152,14 +115,14 @@ export class PostgresHubStore implements HubStore {
   }
 
   async #ingest<T>(plan: IngestPlan, work: (tx: IngestTx) => T): Promise<T> {
-    const prefetch = await this.#wrap('read', () => prefetchPlan(this.#pool, plan));
+    const prefetch = await this.#db.wrap('read', () => prefetchPlan(this.#db.pool, plan));
     const tx = new BufferedIngestTx(plan, prefetch, this.#head);
     const result = work(tx); // a throw here has written nothing
     const writes = tx.writes();
     // Nothing written (only redeliveries re-acked from recorded outcomes): nothing to fence.
     if (!writes) return result;
     const from = { epoch: this.#epoch, head: this.#head, groupCommits: this.#groupCommits };
-    const committed = await this.#wrap('write to', () => writeGroupCommit(this.#pool, from, tx.head, writes));
+    const committed = await this.#db.wrap('write to', () => writeGroupCommit(this.#db.pool, from, tx.head, writes));
     if (!committed) throw await this.#whyFenced();
     this.#head = tx.head;
     this.#groupCommits += 1;
@@ -167,127 +130,70 @@ export class PostgresHubStore implements HubStore {
   }
 
   async #whyFenced(): Promise<StorageFailedError> {
-    const [row] = await this.#query<{ epoch: number; head_lsn: number }>('SELECT epoch, head_lsn FROM leadership');
+    const [row] = await this.#db.query<{ epoch: number; head_lsn: number }>('SELECT epoch, head_lsn FROM leadership');
     return row!.epoch !== this.#epoch
-      ? new WriterFencedError(this.#where, this.#epoch, row!.epoch)
-      : new ConcurrentWriterError(this.#where, this.#head, row!.head_lsn);
+      ? new WriterFencedError(this.#db.where, this.#epoch, row!.epoch)
+      : new ConcurrentWriterError(this.#db.where, this.#head, row!.head_lsn);
   }
 
-  async readLog(
+  readLog(
     from: number,
     collections: readonly string[] | undefined,
     limit: number,
     maxBytes: number,
-    include: (collection: string) => boolean = () => true,
+    include?: (collection: string) => boolean,
   ): Promise<LogPage> {
-    const rows = await this.#query<LogRow>(
-      `SELECT lsn, collection, key, op, value, hlc, origin FROM log
-       WHERE lsn > $1 ${collections ? 'AND collection = ANY($3::text[])' : ''} ORDER BY lsn LIMIT $2`,
-      [from, limit, ...(collections ? [collections] : [])],
-    );
-    return logPage(rows, from, limit, maxBytes, include);
+    return this.#reads.readLog(from, collections, limit, maxBytes, include);
   }
 
-  async readDocuments(
+  readDocuments(
     collections: readonly string[] | undefined,
     after: readonly [string, string] | undefined,
     limit: number,
     maxBytes: number,
-    include: (collection: string) => boolean = () => true,
+    include?: (collection: string) => boolean,
   ): Promise<DocumentPage> {
-    const where: string[] = [];
-    const params: unknown[] = [limit];
-    if (after) where.push(`(collection, key) > ($${params.push(after[0])}, $${params.push(after[1])})`);
-    if (collections) where.push(`collection = ANY($${params.push(collections)}::text[])`);
-    const rows = await this.#query<DocumentRow>(
-      `SELECT collection, key, value, deleted, version, hlc, origin, field_hlcs FROM documents
-       ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY collection, key LIMIT $1`,
-      params,
-    );
-    return documentPage(rows, limit, maxBytes, include);
+    return this.#reads.readDocuments(collections, after, limit, maxBytes, include);
   }
 
-  async document(collection: string, key: string): Promise<StoredDocument | undefined> {
-    const [row] = await this.#query<DocumentRow>(
-      'SELECT value, deleted, version, hlc, origin, field_hlcs FROM documents WHERE collection = $1 AND key = $2',
-      [collection, key],
-    );
-    return row && toStoredDocument(row);
+  document(collection: string, key: string): Promise<StoredDocument | undefined> {
+    return this.#reads.document(collection, key);
   }
 
-  async listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): Promise<ListedDocument[]> {
-    const prefix = options.prefix ?? '';
-    const params: unknown[] = [collection, prefix, options.limit];
-    // Keys with the prefix are one contiguous range from the prefix on, in byte order.
-    const rows = await this.#query<ListedDocumentRow>(
-      `SELECT key, value, version, origin FROM documents WHERE collection = $1 AND key >= $2
-       ${options.after !== undefined ? `AND key > $${params.push(options.after)}` : ''} AND NOT deleted ORDER BY key LIMIT $3`,
-      params,
-    );
-    return rows.filter((r) => r.key.startsWith(prefix)).map(toListedDocument);
+  listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): Promise<ListedDocument[]> {
+    return this.#reads.listDocuments(collection, options);
   }
 
-  async conflicts(query: { collection?: string; key?: string; before?: number; limit: number }): Promise<ConflictRecord[]> {
-    const where: string[] = [];
-    const params: unknown[] = [query.limit];
-    if (query.collection !== undefined) where.push(`collection = $${params.push(query.collection)}`);
-    if (query.key !== undefined) where.push(`key = $${params.push(query.key)}`);
-    if (query.before !== undefined) where.push(`id < $${params.push(query.before)}`);
-    const rows = await this.#query<ConflictRow>(
-      `SELECT * FROM conflicts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $1`,
-      params,
-    );
-    return rows.map(toConflictRecord);
+  conflicts(query: { collection?: string; key?: string; before?: number; limit: number }): Promise<ConflictRecord[]> {
+    return this.#reads.conflicts(query);
   }
 
-  async rejections(limit: number): Promise<Rejected[]> {
-    const rows = await this.#query<RejectedRow>(
-      "SELECT agent_id, incarnation, seq, reason, detail, at FROM outcomes WHERE outcome = 'rejected' ORDER BY at DESC LIMIT $1",
-      [limit],
-    );
-    return rows.map(toRejected);
+  rejections(limit: number): Promise<Rejected[]> {
+    return this.#reads.rejections(limit);
   }
 
-  async collectionHeads(): Promise<Record<string, number>> {
-    const rows = await this.#query<{ name: string; head_lsn: number }>('SELECT name, head_lsn FROM collections ORDER BY name');
-    return Object.fromEntries(rows.map((r) => [r.name, r.head_lsn]));
+  collectionHeads(): Promise<Record<string, number>> {
+    return this.#reads.collectionHeads();
   }
 
-  async firstCommitAfter(collection: string, lsn: number): Promise<number | undefined> {
-    const [row] = await this.#query<{ committed_at: number }>(
-      'SELECT committed_at FROM log WHERE collection = $1 AND lsn > $2 ORDER BY lsn LIMIT 1',
-      [collection, lsn],
-    );
-    return row?.committed_at;
+  firstCommitAfter(collection: string, lsn: number): Promise<number | undefined> {
+    return this.#reads.firstCommitAfter(collection, lsn);
   }
 
-  async countAfter(collection: string, lsn: number, head: number): Promise<number> {
-    if (head <= lsn) return 0;
-    if (lsn < this.#prunedThrough) return head - lsn; // estimated from LSNs once pruned
-    const [row] = await this.#query<{ n: number }>('SELECT count(*) AS n FROM log WHERE collection = $1 AND lsn > $2', [collection, lsn]);
-    return row!.n;
+  countAfter(collection: string, lsn: number, head: number): Promise<number> {
+    return this.#reads.countAfter(collection, lsn, head, this.#prunedThrough);
   }
 
-  async lastSeqs(agentId: string): Promise<Record<string, number>> {
-    const rows = await this.#query<{ incarnation: string; last_seq: number }>(
-      'SELECT incarnation, last_seq FROM agent_sequences WHERE agent_id = $1 ORDER BY updated_at DESC',
-      [agentId],
-    );
-    return Object.fromEntries(rows.map((r) => [r.incarnation, r.last_seq]));
+  lastSeqs(agentId: string): Promise<Record<string, number>> {
+    return this.#reads.lastSeqs(agentId);
   }
 
-  async outcomeOf(agentId: string, incarnation: string, seq: number): Promise<RecordedOutcome | undefined> {
-    const [row] = await this.#query<OutcomeRow>(OUTCOMES_OF_OPS, [[agentId], [incarnation], [seq]]);
-    return row && toRecordedOutcome(row);
+  outcomeOf(agentId: string, incarnation: string, seq: number): Promise<RecordedOutcome | undefined> {
+    return this.#reads.outcomeOf(agentId, incarnation, seq);
   }
 
-  async countCommitted(agentId: string, incarnation: string, seq: number): Promise<number> {
-    const [row] = await this.#query<{ n: number }>('SELECT count(*) AS n FROM log WHERE origin = $1 AND incarnation = $2 AND seq = $3', [
-      agentId,
-      incarnation,
-      seq,
-    ]);
-    return row!.n;
+  countCommitted(agentId: string, incarnation: string, seq: number): Promise<number> {
+    return this.#reads.countCommitted(agentId, incarnation, seq);
   }
 
   /**
@@ -296,87 +202,37 @@ export class PostgresHubStore implements HubStore {
    * transaction, so that group commits are not held up.
    */
   async prune(retention: { maxAgeMs: number; maxEntries: number }, now = Date.now()): Promise<number> {
-    let cutoff = this.#prunedThrough;
-    if (retention.maxEntries > 0) cutoff = Math.max(cutoff, this.#head - retention.maxEntries);
-    if (retention.maxAgeMs > 0) {
-      const [old] = await this.#query<{ lsn: number | null }>('SELECT max(lsn) AS lsn FROM log WHERE committed_at < $1', [
-        now - retention.maxAgeMs,
-      ]);
-      cutoff = Math.max(cutoff, old!.lsn ?? 0);
-    }
+    const cutoff = await this.#retention.cutoff(retention, this.#head, this.#prunedThrough, now);
     if (cutoff > this.#prunedThrough) {
-      await this.#query("UPDATE hub_meta SET value = greatest(value, $1) WHERE name = 'pruned_through'", [cutoff], 'write to');
+      await this.#retention.record(cutoff);
       this.#prunedThrough = cutoff;
     }
-    let deleted: number;
-    do {
-      deleted = await this.#wrap(
-        'write to',
-        async () =>
-          (
-            await this.#pool.query('DELETE FROM log WHERE lsn IN (SELECT lsn FROM log WHERE lsn <= $1 ORDER BY lsn LIMIT $2)', [
-              cutoff,
-              PRUNE_CHUNK,
-            ])
-          ).rowCount ?? 0,
-      );
-    } while (deleted > 0);
+    await this.#retention.deleteThrough(cutoff);
     return cutoff;
   }
 
-  /** Stores or replaces a credential and bumps the credentials version, in one statement. */
-  async putCredential(agentId: string, tokenHash: string, mosquittoHash?: string): Promise<void> {
-    await this.#query(
-      `WITH stored AS (
-         INSERT INTO agent_credentials (agent_id, token_hash, created_at, revoked_at, mosquitto_hash) VALUES ($1, $2, $3, NULL, $4)
-         ON CONFLICT (agent_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at, revoked_at = NULL,
-           mosquitto_hash = excluded.mosquitto_hash
-         RETURNING 1)
-       UPDATE hub_meta SET value = value + 1 WHERE name = 'credentials_version' AND EXISTS (SELECT FROM stored)`,
-      [agentId, tokenHash, Date.now(), mosquittoHash ?? null],
-      'write to',
-    );
+  putCredential(agentId: string, tokenHash: string, mosquittoHash?: string): Promise<void> {
+    return this.#credentials.put(agentId, tokenHash, mosquittoHash);
   }
 
-  async revokeCredential(agentId: string): Promise<boolean> {
-    const [row] = await this.#query<{ revoked: boolean }>(
-      `WITH revoked AS (
-         UPDATE agent_credentials SET revoked_at = $1 WHERE agent_id = $2 AND revoked_at IS NULL RETURNING 1
-       ), bump AS (
-         UPDATE hub_meta SET value = value + 1 WHERE name = 'credentials_version' AND EXISTS (SELECT FROM revoked)
-       )
-       SELECT EXISTS (SELECT FROM revoked) AS revoked`,
-      [Date.now(), agentId],
-      'write to',
-    );
-    return row!.revoked;
+  revokeCredential(agentId: string): Promise<boolean> {
+    return this.#credentials.revoke(agentId);
   }
 
-  async credential(agentId: string): Promise<Credential | undefined> {
-    const [row] = await this.#query<{ token_hash: string; revoked_at: number | null }>(
-      'SELECT token_hash, revoked_at FROM agent_credentials WHERE agent_id = $1',
-      [agentId],
-    );
-    return row && toCredential(row);
+  credential(agentId: string): Promise<Credential | undefined> {
+    return this.#credentials.get(agentId);
   }
 
-  async credentials(): Promise<CredentialListing[]> {
-    const rows = await this.#query<{ agent_id: string; created_at: number; revoked_at: number | null }>(
-      'SELECT agent_id, created_at, revoked_at FROM agent_credentials ORDER BY agent_id',
-    );
-    return rows.map(toCredentialListing);
+  credentials(): Promise<CredentialListing[]> {
+    return this.#credentials.list();
   }
 
-  async brokerCredentials(): Promise<Array<{ agentId: string; mosquittoHash: string | null }>> {
-    const rows = await this.#query<{ agent_id: string; mosquitto_hash: string | null }>(
-      'SELECT agent_id, mosquitto_hash FROM agent_credentials WHERE revoked_at IS NULL ORDER BY agent_id',
-    );
-    return rows.map(toBrokerCredential);
+  brokerCredentials(): Promise<Array<{ agentId: string; mosquittoHash: string | null }>> {
+    return this.#credentials.brokerCredentials();
   }
 
-  async credentialsVersion(): Promise<number> {
-    const [row] = await this.#query<{ value: number }>("SELECT value FROM hub_meta WHERE name = 'credentials_version'");
-    return row!.value;
+  credentialsVersion(): Promise<number> {
+    return this.#credentials.version();
   }
 
   /** Waits for the group commit in flight, then closes every connection. */
@@ -384,29 +240,6 @@ export class PostgresHubStore implements HubStore {
     if (this.#closed) return;
     this.#closed = true;
     await this.#queue;
-    await this.#pool.end();
-  }
-
-  async #query<R extends pg.QueryResultRow>(text: string, values?: unknown[], action = 'read'): Promise<R[]> {
-    return this.#wrap(action, async () => (await this.#pool.query<R>(text, values)).rows);
-  }
-
-  async #wrap<T>(action: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (cause) {
-      throw new StorageFailedError(this.#where, action, { cause });
-    }
-  }
-}
-
-/** The URL without its password, for messages. */
-function describe(url: string): string {
-  try {
-    const parsed = new URL(url);
-    parsed.password = '';
-    return parsed.toString();
-  } catch {
-    return 'the PostgreSQL URL given';
+    await this.#db.end();
   }
 }

@@ -15,7 +15,7 @@ import type {
 
 /**
  * Rows as both SQL stores read them, and what they become. PostgreSQL's bigint columns arrive as
- * numbers (see pg-store.ts); SQLite's booleans arrive as 0 or 1.
+ * numbers (see pg-pool.ts); SQLite's booleans arrive as 0 or 1.
  */
 
 export interface DocumentRow {

@@ -124,7 +124,11 @@ export class Outbox {
       const now = Date.now();
       const next = new Map<string, number>();
       for (const w of writes) {
-        const seq = next.get(w.partition) ?? this.partitions.nextSeqOf(w.partition);
+        let seq = next.get(w.partition);
+        if (seq === undefined) {
+          this.partitions.incarnationOf(w.partition); // a partition first written to is born in this transaction
+          seq = this.partitions.nextSeqOf(w.partition);
+        }
         const policy = policyFor?.(w.collection);
         if (policy && policy.maxPending > 0 && this.#s.pendingInCollection.get(w.collection)!.n >= policy.maxPending) {
           if (policy.overflow === 'reject') {

@@ -11,10 +11,13 @@ import type { LeaderLock } from './leadership.js';
 import type { HubStore } from './store/hub-store.js';
 import { openHubStore } from './store/open-store.js';
 
-/** Longest a stop may take before the process exits anyway: a store that hangs must not keep a deposed process alive. */
+/**
+ * Longest a stop waits for partitions still starting, and longest a fatal error's stop may take
+ * before the process ends anyway: a store that hangs must not keep a deposed process alive.
+ */
 export const QUIT_WITHIN_MS = 10_000;
 
-/** The first wait before asking again for a lock that could not be stood by for, and the longest. */
+/** Standing by for a lock failed (a dropped connection): the first wait before asking again, and the longest. */
 const RETRY_FIRST_MS = 1_000;
 const RETRY_MAX_MS = 10_000;
 

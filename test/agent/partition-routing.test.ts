@@ -95,9 +95,10 @@ describe('agent routing of writes to partitions', () => {
     expect(late).toMatchObject({ partition: 'billing', seq: 2 }); // behind the early write, which moved there as seq 1
 
     // The billing lane's topics are asked for, and nothing goes up on them before the SUBACK:
-    // an ack published before the broker knows the subscription would be lost.
+    // an ack published before the broker knows the subscription would be lost. (A status report,
+    // which asks for no answer, may go once its timer fires, on a slow machine before the SUBACK.)
     await settle();
-    expect(link!.sent.filter((m) => m.topic === partitionTopics('billing').up('pi-1'))).toEqual([]);
+    expect(link!.sent.filter((m) => m.topic === partitionTopics('billing').up('pi-1') && m.type !== 'status')).toEqual([]);
     link!.grant();
     await settle();
     const billingUp = link!.sent.filter((m) => m.topic === partitionTopics('billing').up('pi-1') && m.type === 'batch');

@@ -26,14 +26,20 @@ export class AgentDb {
 
   constructor(dataDir: string) {
     this.path = join(dataDir, 'agent.db');
+    let db: Database.Database | undefined;
     try {
       mkdirSync(dataDir, { recursive: true });
-      this.#db = new Database(this.path);
+      this.#db = db = new Database(this.path);
       this.#db.pragma('journal_mode = WAL');
       this.#db.pragma('synchronous = FULL');
       this.#db.pragma('busy_timeout = 5000');
       this.#migrate();
     } catch (cause) {
+      // A database from a newer Outpost is not a storage failure: say so with its own code.
+      if (cause instanceof DatabaseTooNewError) {
+        db?.close();
+        throw cause;
+      }
       throw new StorageFailedError(this.path, 'open', { cause });
     }
     this.#s = {

@@ -1,4 +1,4 @@
-import { StorageFailedError } from '../../shared/errors.js';
+import { DatabaseTooNewError, StorageFailedError } from '../../shared/errors.js';
 import type {
   ConflictRecord,
   Credential,
@@ -96,6 +96,7 @@ export class PostgresHubStore implements HubStore {
       }
     } catch (cause) {
       await db.end().catch(() => undefined);
+      if (cause instanceof DatabaseTooNewError) throw cause; // not a storage failure: the software is too old for it
       throw new StorageFailedError(db.where, 'open', { cause });
     }
   }

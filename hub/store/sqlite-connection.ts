@@ -17,15 +17,21 @@ export class SqliteConnection {
 
   constructor(dataDir: string) {
     this.path = join(dataDir, 'hub.db');
+    let db: Database.Database | undefined;
     try {
       mkdirSync(dataDir, { recursive: true });
-      this.#db = new Database(this.path);
+      this.#db = db = new Database(this.path);
       this.#db.pragma('busy_timeout = 5000');
       enableWal(this.#db);
       this.#db.pragma('synchronous = FULL');
       this.#db.pragma('foreign_keys = ON');
       migrate(this.#db);
     } catch (cause) {
+      // A database from a newer Outpost is not a storage failure: say so with its own code.
+      if (cause instanceof DatabaseTooNewError) {
+        db?.close();
+        throw cause;
+      }
       throw new StorageFailedError(this.path, 'open', { cause });
     }
   }

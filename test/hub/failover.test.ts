@@ -10,7 +10,7 @@ import { PostgresHubStore } from '../../hub/store/pg-store.js';
 import { MOSQUITTO, MosquittoProcess, NO_MOSQUITTO } from '../helpers/mosquitto.js';
 import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
 import { freePort } from '../helpers/ports.js';
-import { outpost, OutpostProcess } from '../helpers/processes.js';
+import { http, outpost, OutpostProcess } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -201,6 +201,40 @@ describe.skipIf(skip !== undefined)('hub failover: hub processes on one PostgreS
     expect((await fatal).message).toMatch(/another hub leads now/);
     expect(await store.document('notes', 'n2')).toBeUndefined();
   });
+
+  it('an outpost hub process stops and exits 1 when it is deposed, or when it loses its leader lock', async () => {
+    const url = await freshDatabase();
+    const dir = tempDir('deposed');
+    const start = async (name: string): Promise<{ p: OutpostProcess; api: string }> => {
+      const [port, httpPort] = [await freePort(), await freePort()];
+      const p = new OutpostProcess(
+        ['hub', '--dev', '--host', '127.0.0.1', '--port', String(port), '--store', url].concat([
+          '--data',
+          join(dir, name),
+          '--http',
+          `127.0.0.1:${httpPort}`,
+        ]),
+      );
+      closers.push(() => p.kill('SIGKILL'));
+      await p.waitForLog('hub started');
+      return { p, api: `http://127.0.0.1:${httpPort}` };
+    };
+
+    // Deposed: another process raised the epoch. The next commit is refused, and the process ends.
+    const first = await start('hub-a');
+    expect(await http('PUT', `${first.api}/v1/docs/notes/n1`, 'as leader')).toMatchObject({ status: 200 });
+    await sql(url, 'UPDATE leadership SET epoch = epoch + 1');
+    await http('PUT', `${first.api}/v1/docs/notes/n2`, 'too late').catch(() => undefined);
+    expect(await first.p.exited).toBe(1);
+    expect(first.p.output).toContain('the store refuses this hub as its writer; stopping');
+    expect(await sql(url, "SELECT key FROM documents WHERE key = 'n2'")).toEqual([]);
+
+    // The connection holding the lock is cut: the process cannot know it still leads, and ends.
+    const second = await start('hub-b');
+    await sql(url, "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()");
+    expect(await second.p.exited).toBe(1);
+    expect(second.p.output).toContain('lost the leader lock; stopping');
+  }, 60_000);
 
   it('takes a higher epoch than any before, even on a database restored from an older backup', async () => {
     const url = await freshDatabase();

@@ -76,7 +76,8 @@ describe.skipIf(NO_POSTGRES !== undefined)(`PostgresHubStore${NO_POSTGRES ? ` ($
     await (await open(url)).close();
     await sql(url, 'INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)');
     await expect(PostgresHubStore.open(url)).rejects.toThrow(/schema version 999 is newer/);
-    await expect(PostgresHubStore.open(url)).rejects.toBeInstanceOf(StorageFailedError);
+    await expect(PostgresHubStore.open(url)).rejects.toMatchObject({ code: 'OUTPOST_DATABASE_TOO_NEW', version: 999 });
+    expect(await sql(url, 'SELECT max(version) AS version FROM schema_migrations')).toEqual([{ version: 999 }]); // left as it was
     const nowhere = 'postgresql:///outpost?host=/nonexistent-socket-dir';
     await expect(PostgresHubStore.open(nowhere)).rejects.toBeInstanceOf(StorageFailedError);
   });

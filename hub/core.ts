@@ -79,6 +79,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   readonly #partitionOf: (collection: string) => string;
   readonly #publish: HubCoreOptions['publish'];
   #pruneTimer: NodeJS.Timeout | undefined;
+  #pruning: Promise<number> | undefined;
 
   constructor(options: HubCoreOptions) {
     super();
@@ -131,6 +132,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   /** Commits and acknowledges what is queued, then accepts nothing more. */
   async drain(): Promise<void> {
     clearInterval(this.#pruneTimer);
+    await this.#pruning?.catch(() => undefined); // the store closes next: let retention finish its chunk
     await this.#committer.drain();
   }
 
@@ -140,8 +142,17 @@ export class HubCore extends EventEmitter<HubEvents> {
     await this.store.close();
   }
 
-  /** Applies log retention now; agents behind the pruned part catch up by snapshot. */
-  async pruneLog(): Promise<number> {
+  /**
+   * Applies log retention now; agents behind the pruned part catch up by snapshot. A prune takes
+   * several turns of the event loop (commits run between its chunks): one asked for while another
+   * is under way joins it.
+   */
+  pruneLog(): Promise<number> {
+    this.#pruning ??= this.#prune().finally(() => (this.#pruning = undefined));
+    return this.#pruning;
+  }
+
+  async #prune(): Promise<number> {
     const { maxAgeHours, maxEntries } = this.config.retention;
     const before = this.store.prunedThrough;
     const through = await this.store.prune({ maxAgeMs: maxAgeHours * 3_600_000, maxEntries });

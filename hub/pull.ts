@@ -10,6 +10,10 @@ export const DEFAULT_PAGE_LIMIT = 500;
  * has removed entries the agent still needs, with a snapshot page instead (see SnapshotMessage);
  * a pull that carries `snap` continues that snapshot where it stopped, unless the log no longer
  * reaches back to the snapshot's LSN, in which case a new snapshot starts.
+ *
+ * "The log reaches back to `from`" is checked, not assumed from `prunedThrough`: the entry after
+ * `from` must really be there (or `from` be the head). A log that lost its oldest entries without
+ * saying so would otherwise be paged across the hole, and the agent would believe itself caught up.
  */
 export async function answerPull(
   store: HubStore,
@@ -19,16 +23,18 @@ export async function answerPull(
   mayRead: (collection: string) => boolean = () => true,
 ): Promise<PageMessage | SnapshotMessage> {
   const limit = pull.limit ?? DEFAULT_PAGE_LIMIT;
-  const tailAvailable = (lsn: number): boolean => lsn >= store.prunedThrough;
-  if (pull.snap && tailAvailable(pull.snap.lsn))
+  const tailAvailable = async (lsn: number): Promise<boolean> =>
+    lsn >= store.head || (lsn >= store.prunedThrough && (await store.logHolds(lsn + 1)));
+  if (pull.snap && (await tailAvailable(pull.snap.lsn)))
     return snapshotPage(store, clock, pull, pull.snap.lsn, pull.snap.after, limit, maxBytes, mayRead);
-  if (pull.snap || !tailAvailable(pull.from)) return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes, mayRead);
+  if (pull.snap || !(await tailAvailable(pull.from)))
+    return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes, mayRead);
 
   const head = store.head;
   const { changes, complete, through } = await store.readLog(pull.from, pull.cs, limit, maxBytes, mayRead);
   // Retention may have pruned past `from` while the read was under way (a store across a network
   // reads asynchronously): the page could then start above a hole. Send a snapshot instead.
-  if (!tailAvailable(pull.from)) return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes, mayRead);
+  if (pull.from < store.prunedThrough) return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes, mayRead);
   const to = complete ? Math.max(head, pull.from) : through;
   return ['page', { id: pull.id, from: pull.from, to, more: !complete, hlc: clock.tick(), changes }];
 }

@@ -146,6 +146,13 @@ export interface HubStore {
     maxBytes: number,
     include?: (collection: string) => boolean,
   ): Promise<LogPage>;
+  /**
+   * Whether the log holds the entry at `lsn`. The log is gap-free from `prunedThrough` to the
+   * head by construction; pulls check it anyway before serving a page, so that a log damaged
+   * underneath (an interrupted prune of an older version, a file edited or restored by hand) is
+   * answered with a snapshot rather than paged across a hole.
+   */
+  logHolds(lsn: number): Promise<boolean>;
   /** One snapshot page: current documents (tombstones included) in (collection, key) order after `after`. */
   readDocuments(
     collections: readonly string[] | undefined,

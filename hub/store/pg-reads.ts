@@ -28,6 +28,10 @@ export class PgReads {
     this.#db = db;
   }
 
+  async logHolds(lsn: number): Promise<boolean> {
+    return (await this.#db.query('SELECT 1 FROM log WHERE lsn = $1', [lsn])).length > 0;
+  }
+
   async readLog(
     from: number,
     collections: readonly string[] | undefined,

@@ -1,3 +1,4 @@
+import { faultPoint } from '../fault-points.js';
 import type { PgPool } from './pg-pool.js';
 
 const PRUNE_CHUNK = 10_000;
@@ -33,8 +34,9 @@ export class PgRetention {
 
   /** Deletes the log through `cutoff` in chunks, each its own short transaction, so that group commits are not held up. */
   async deleteThrough(cutoff: number): Promise<void> {
-    let deleted: number;
+    let deleted = 0;
     do {
+      if (deleted > 0) faultPoint('hub.mid-prune');
       deleted = await this.#db.wrap(
         'write to',
         async () =>

@@ -137,6 +137,10 @@ export class PostgresHubStore implements HubStore {
       : new ConcurrentWriterError(this.#db.where, this.#head, row!.head_lsn);
   }
 
+  logHolds(lsn: number): Promise<boolean> {
+    return this.#reads.logHolds(lsn);
+  }
+
   readLog(
     from: number,
     collections: readonly string[] | undefined,

@@ -126,6 +126,11 @@ export class SqliteHubDb implements IngestTx {
    * `maxBytes` of values (at least one). `collections` undefined means all. `complete` says
    * that nothing after the returned changes existed when read.
    */
+  /** Whether the log holds the entry at `lsn` (see HubStore.logHolds). */
+  logHolds(lsn: number): boolean {
+    return this.#reads.logHolds(lsn);
+  }
+
   readLog(
     from: number,
     collections: readonly string[] | undefined,
@@ -190,13 +195,32 @@ export class SqliteHubDb implements IngestTx {
   }
 
   /**
-   * Applies log retention: removes entries older than `maxAgeMs` and all but the newest
-   * `maxEntries` (0 disables either rule). Deletes in chunks so that commits are not held up.
-   * Returns the new `prunedThrough`.
+   * Applies log retention at once: removes entries older than `maxAgeMs` and all but the newest
+   * `maxEntries` (0 disables either rule). Returns the new `prunedThrough`. The hub prunes through
+   * SqliteHubStore instead, which lets commits run between the chunks.
    */
   prune(retention: { maxAgeMs: number; maxEntries: number }, now = Date.now()): number {
-    this.#prunedThrough = this.#retention.prune(retention, this.#head, this.#prunedThrough, now);
-    return this.#prunedThrough;
+    const cutoff = this.startPrune(retention, now);
+    while (this.pruneChunk(cutoff) > 0);
+    return cutoff;
+  }
+
+  /**
+   * The first step of retention: where the log is cut, recorded as `prunedThrough` before any
+   * entry is removed (see SqliteRetention). Returns it; `pruneChunk` then removes the entries.
+   */
+  startPrune(retention: { maxAgeMs: number; maxEntries: number }, now = Date.now()): number {
+    const cutoff = this.#retention.cutoff(retention, this.#head, this.#prunedThrough, now);
+    if (cutoff > this.#prunedThrough) {
+      this.#retention.record(cutoff);
+      this.#prunedThrough = cutoff;
+    }
+    return cutoff;
+  }
+
+  /** Removes one chunk of the log through `cutoff` (a transaction of its own); how many entries went. */
+  pruneChunk(cutoff: number): number {
+    return this.#retention.deleteChunk(cutoff);
   }
 
   // Agents' credentials.

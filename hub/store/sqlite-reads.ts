@@ -53,6 +53,10 @@ export class SqliteReads {
     return logPage(rows, from, limit, maxBytes, include);
   }
 
+  logHolds(lsn: number): boolean {
+    return this.#db.statement('SELECT 1 FROM log WHERE lsn = ?').get(lsn) !== undefined;
+  }
+
   /**
    * Current documents (tombstones included) in (collection, key) order after `after`, as changes
    * at their current version: one snapshot page. `next` is set when more may follow.

@@ -1,8 +1,13 @@
 import type { SqliteConnection } from './sqlite-connection.js';
 
+/** Log entries removed per transaction: a commit waits for at most one such delete. */
+const PRUNE_CHUNK = 10_000;
+
 /**
- * Log retention on SQLite: which entries to remove, removing them, and remembering how far the
- * log was pruned (`hub_meta`), so that the head survives a log emptied by retention.
+ * Log retention on SQLite: where to cut the log, recording how far it is pruned (`hub_meta`,
+ * so that the head survives a log emptied by retention), and removing the entries. The bound is
+ * recorded before anything is removed: a prune cut short (a crash, a full disk) leaves entries
+ * the bound already covers, never a hole that readers would trust.
  */
 export class SqliteRetention {
   readonly #db: SqliteConnection;
@@ -19,12 +24,10 @@ export class SqliteRetention {
   }
 
   /**
-   * Removes entries older than `maxAgeMs` and all but the newest `maxEntries` (0 disables either
-   * rule), never fewer than `prunedThrough` already covers. Deletes in chunks, each its own
-   * transaction, so that commits are not held up; records the new bound once they are gone.
-   * Returns it.
+   * Where the log is cut: entries older than `maxAgeMs` and all but the newest `maxEntries` (0
+   * disables either rule), never below `prunedThrough`.
    */
-  prune(retention: { maxAgeMs: number; maxEntries: number }, head: number, prunedThrough: number, now: number): number {
+  cutoff(retention: { maxAgeMs: number; maxEntries: number }, head: number, prunedThrough: number, now: number): number {
     let cutoff = prunedThrough;
     if (retention.maxEntries > 0) cutoff = Math.max(cutoff, head - retention.maxEntries);
     if (retention.maxAgeMs > 0) {
@@ -33,14 +36,20 @@ export class SqliteRetention {
       };
       cutoff = Math.max(cutoff, old.lsn ?? 0);
     }
-    const chunk = this.#db.statement('DELETE FROM log WHERE lsn IN (SELECT lsn FROM log WHERE lsn <= ? ORDER BY lsn LIMIT 10000)');
+    return cutoff;
+  }
+
+  /** Records that the log is pruned through `cutoff` (durably, before any entry goes). */
+  record(cutoff: number): void {
     const record = this.#db.statement(
       "INSERT INTO hub_meta (name, value) VALUES ('pruned_through', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
     );
-    let deleted: number;
-    do deleted = this.#db.transaction(() => chunk.run(cutoff).changes);
-    while (deleted > 0);
-    if (cutoff > prunedThrough) this.#db.transaction(() => record.run(String(cutoff)));
-    return cutoff;
+    this.#db.transaction(() => record.run(String(cutoff)));
+  }
+
+  /** Removes up to one chunk of entries through `cutoff`, in one transaction; how many went (0: none are left). */
+  deleteChunk(cutoff: number): number {
+    const chunk = this.#db.statement('DELETE FROM log WHERE lsn IN (SELECT lsn FROM log WHERE lsn <= ? ORDER BY lsn LIMIT ?)');
+    return this.#db.transaction(() => chunk.run(cutoff, PRUNE_CHUNK).changes);
   }
 }

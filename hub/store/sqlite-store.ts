@@ -1,3 +1,5 @@
+import { setImmediate } from 'node:timers/promises';
+import { faultPoint } from '../fault-points.js';
 import type {
   ConflictRecord,
   Credential,
@@ -43,6 +45,10 @@ export class SqliteHubStore implements HubStore {
 
   ingest<T>(_plan: IngestPlan, work: (tx: IngestTx) => T): Promise<T> {
     return settle(() => this.db.transaction(() => work(this.db)));
+  }
+
+  logHolds(lsn: number): Promise<boolean> {
+    return settle(() => this.db.logHolds(lsn));
   }
 
   readLog(
@@ -105,8 +111,17 @@ export class SqliteHubStore implements HubStore {
     return settle(() => this.db.countCommitted(agentId, incarnation, seq));
   }
 
-  prune(retention: { maxAgeMs: number; maxEntries: number }, now?: number): Promise<number> {
-    return settle(() => this.db.prune(retention, now));
+  /**
+   * Records the new bound first, then removes the log one chunk per turn of the event loop, so
+   * that group commits and pulls run between the chunks instead of waiting for the whole prune.
+   */
+  async prune(retention: { maxAgeMs: number; maxEntries: number }, now?: number): Promise<number> {
+    const cutoff = await settle(() => this.db.startPrune(retention, now));
+    while ((await settle(() => this.db.pruneChunk(cutoff))) > 0) {
+      faultPoint('hub.mid-prune');
+      await setImmediate();
+    }
+    return cutoff;
   }
 
   putCredential(agentId: string, tokenHash: string, mosquittoHash?: string): Promise<void> {

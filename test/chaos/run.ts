@@ -31,13 +31,16 @@ export interface ChaosResult {
 
 const COLLECTIONS = ['readings', 'settings'];
 
-/** Poison writes go to a collection whose schema refuses them; retention is short so snapshots happen. */
+/**
+ * Poison writes go to a collection whose schema refuses them; retention is short, so that
+ * snapshots happen and every retention run (each 2 s) has entries to remove.
+ */
 export const CHAOS_HUB_CONFIG = [
   'collections:',
   '  poison:',
   '    schema: { type: object, required: [never] }',
   'retention:',
-  '  maxEntries: 3000',
+  '  maxEntries: 500',
   '  intervalSeconds: 2',
 ].join('\n');
 
@@ -51,14 +54,24 @@ export const FAULT_KINDS = [
   'latency',
   'bandwidth',
   'reset',
+  // Last, so that a scheduled run has written past retention's bound before it comes.
+  'crash-mid-prune',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
+/** The hub's fault point (hub/fault-points.ts) behind each crash. */
+const CRASH_POINTS = {
+  'crash-before-commit': 'hub.before-commit',
+  'crash-after-commit': 'hub.after-commit',
+  'crash-mid-prune': 'hub.mid-prune',
+} as const;
+
 /** How often each kind is picked at random. */
 const WEIGHTS: Record<FaultKind, number> = {
   'agent-kill': 20,
   'hub-kill': 12,
   'crash-before-commit': 5,
   'crash-after-commit': 5,
+  'crash-mid-prune': 5,
   partition: 20,
   blackhole: 10,
   latency: 10,
@@ -186,15 +199,17 @@ async function inject(
         await fleet.startHub();
         break;
       case 'crash-before-commit':
-      case 'crash-after-commit': {
-        // The hub kills itself at that moment of its next commit; then it is started again.
+      case 'crash-after-commit':
+      case 'crash-mid-prune': {
+        // The hub kills itself at that moment of its next commit (or, mid-prune, once retention
+        // has removed part of the log: the config's retention runs every 2 s); then it is started again.
         fault = kind;
         await fleet.killHub();
-        fleet.hubEnv = { OUTPOST_FAULT_POINTS: `${kind === 'crash-before-commit' ? 'hub.before-commit' : 'hub.after-commit'}:1` };
+        fleet.hubEnv = { OUTPOST_FAULT_POINTS: `${CRASH_POINTS[kind]}:1` };
         await fleet.startHub();
         const start = Date.now();
         while (fleet.hubAlive() && Date.now() - start < 5000) await sleep(50);
-        fault += fleet.hubAlive() ? ' (no commit came; killed instead)' : ' (died there)';
+        fault += fleet.hubAlive() ? ` (${kind === 'crash-mid-prune' ? 'no prune' : 'no commit'} came; killed instead)` : ' (died there)';
         fleet.hubEnv = {};
         await fleet.killHub();
         await fleet.startHub();

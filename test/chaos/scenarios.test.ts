@@ -63,7 +63,7 @@ describe('chaos scenarios', () => {
   }, 240_000);
 
   it('an agent offline beyond log retention catches up by snapshot', async () => {
-    const { fleet: f, ids, history, dir } = await setUp(2, CHAOS_HUB_CONFIG.replace('maxEntries: 3000', 'maxEntries: 100'));
+    const { fleet: f, ids, history, dir } = await setUp(2, CHAOS_HUB_CONFIG.replace('maxEntries: 500', 'maxEntries: 100'));
     const random = prng(7);
     f.proxy('pi-1').mode = { kind: 'cut' };
     // Far more than the 100 entries retained: write until the log is three times that long.

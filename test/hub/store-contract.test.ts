@@ -1,9 +1,33 @@
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
 import { PostgresHubStore } from '../../hub/store/pg-store.js';
 import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
-import { freshDatabase, NO_POSTGRES } from '../helpers/postgres.js';
+import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
 import { tempDir } from '../helpers/temp.js';
 import { hubStoreContract } from './store-contract.js';
 
-hubStoreContract('SQLite', { fresh: async () => tempDir('hub-store'), open: async (dir) => new SqliteHubStore(dir) });
+hubStoreContract('SQLite', {
+  fresh: async () => tempDir('hub-store'),
+  open: async (dir) => new SqliteHubStore(dir),
+  refuseLogDeletes: async (dir) => {
+    const db = new Database(join(dir, 'hub.db'));
+    db.exec("CREATE TRIGGER refuse_log_delete BEFORE DELETE ON log BEGIN SELECT RAISE(ABORT, 'the disk failed'); END");
+    db.close();
+  },
+});
 
-hubStoreContract('PostgreSQL', { fresh: freshDatabase, open: (url) => PostgresHubStore.open(url) }, NO_POSTGRES);
+hubStoreContract(
+  'PostgreSQL',
+  {
+    fresh: freshDatabase,
+    open: (url) => PostgresHubStore.open(url),
+    refuseLogDeletes: async (url) => {
+      await sql(
+        url,
+        "CREATE FUNCTION refuse_log_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the disk failed'; END $$",
+      );
+      await sql(url, 'CREATE TRIGGER refuse_log_delete BEFORE DELETE ON log FOR EACH ROW EXECUTE FUNCTION refuse_log_delete()');
+    },
+  },
+  NO_POSTGRES,
+);

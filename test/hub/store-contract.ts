@@ -9,6 +9,8 @@ export interface StoreUnderTest {
   fresh(): Promise<string>;
   /** Opens the store kept at `location`, again if it was opened before (a restart, another process). */
   open(location: string): Promise<HubStore>;
+  /** Makes every delete from the log at `location` fail from now on, as a failing disk would. */
+  refuseLogDeletes(location: string): Promise<void>;
 }
 
 const ALL = Number.MAX_SAFE_INTEGER;
@@ -393,6 +395,22 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       expect([store.head, store.prunedThrough]).toEqual([5, 3]);
       expect((await store.readLog(0, undefined, 10, ALL)).changes.map((c) => c.lsn)).toEqual([4, 5]);
       expect(await commitGroup(store, [hubPut('s', '6', 6)])).toEqual([6]);
+    });
+
+    test('records how far it prunes before removing anything: a prune cut short leaves no hole below prunedThrough', async () => {
+      await commitGroup(
+        store,
+        [1, 2, 3, 4, 5].map((n) => hubPut('s', String(n), n)),
+      );
+      await subject.refuseLogDeletes(location);
+      await expect(store.prune({ maxAgeMs: 0, maxEntries: 2 })).rejects.toThrow();
+      await store.close();
+      store = await open();
+      // The bound is recorded although nothing went: readers treat 1–3 as gone, which is safe.
+      expect([store.head, store.prunedThrough]).toEqual([5, 3]);
+      expect((await store.readLog(3, undefined, 10, ALL)).changes.map((c) => c.lsn)).toEqual([4, 5]);
+      expect(await store.logHolds(4)).toBe(true);
+      expect(await store.logHolds(6)).toBe(false);
     });
 
     test('keeps its head when retention empties the log', async () => {

@@ -8,7 +8,7 @@ import { hashToken } from '../../hub/credentials.js';
 import { Hub } from '../../hub/hub.js';
 import { topics } from '../../shared/topics.js';
 import { tempDir } from '../helpers/temp.js';
-import { sleep, waitFor } from '../helpers/wait.js';
+import { waitFor } from '../helpers/wait.js';
 
 describe('access control per collection, deny by default', () => {
   let hub: Hub | undefined;
@@ -51,19 +51,27 @@ describe('access control per collection, deny by default', () => {
     const rejected = new Promise<Rejection[]>((resolve) => guest.once('rejection', resolve));
     await guest.put('notes', 'n', 1); // undeclared: default grants no writes
     expect(await rejected).toMatchObject([{ collection: 'notes', outcome: 'rejected', reason: 'forbidden' }]);
-    await vault.put('secrets', 'code', { pin: 1234 }, { durability: 'hub' });
+    const secret = await vault.put('secrets', 'code', { pin: 1234 }, { durability: 'hub' });
 
-    // Reading: everyone sees sensors; only the vault sees secrets, live or by pull.
+    // Reading: everyone sees sensors; only the vault sees secrets, live or by pull. `minLsn`
+    // waits until a device has applied the log past the secret (a pull moves it there).
     await waitFor('guest reads the oven', () => guest.get('sensors', 'oven'));
     expect(await vault.get('secrets', 'code')).toBeDefined();
-    await sleep(300);
+    await guest.get('sensors', 'oven', { minLsn: secret.lsn! });
+    await cook.get('sensors', 'oven', { minLsn: secret.lsn! });
     expect(await guest.get('secrets', 'code')).toBeUndefined();
     expect(await cook.get('secrets', 'code')).toBeUndefined();
     await guest.close();
     const again = open('pi-guest'); // restarts and pulls from its watermark
-    await waitFor('caught up', () => again.status().connected);
-    await sleep(300);
+    await waitFor('reconnected', () => again.status().connected);
+    // Written while it listens: a secret, then something it may read; once it has applied the
+    // latter, the secret has passed it by, live and by pull.
+    await vault.put('secrets', 'code2', { pin: 5678 }, { durability: 'hub' });
+    const after = await cook.put('sensors', 'hall', { celsius: 19 }, { durability: 'hub' });
+    await again.get('sensors', 'hall', { minLsn: after.lsn! });
+    expect(await again.get('sensors', 'hall')).toBeDefined();
     expect(await again.get('secrets', 'code')).toBeUndefined();
+    expect(await again.get('secrets', 'code2')).toBeUndefined();
     expect(await again.get('sensors', 'oven')).toBeDefined();
   });
 

@@ -184,13 +184,13 @@ export class Lane {
   onMessage(topic: string, payload: Buffer): boolean {
     if (topic === this.topics.down(this.agentId)) {
       const message = downCodec.decode(payload);
-      if (message[0] !== 'error' && this.#isDeposed(message[1].epoch)) return true;
+      if (message[0] !== 'error' && this.#isDeposed(message[0], message[1].epoch)) return true;
       this.#onDown(message);
       return true;
     }
     if (topic !== this.topics.hub && this.topics.collectionOf(topic) === undefined) return false;
     const message = broadcastCodec.decode(payload);
-    if (this.#isDeposed(message[1].epoch)) return true;
+    if (this.#isDeposed(message[0], message[1].epoch)) return true;
     this.clock.observe(message[1].hlc as Hlc);
     if (message[0] === 'changes') {
       this.#replicator.onChanges(message);
@@ -207,12 +207,15 @@ export class Lane {
    * Whether a message comes from a hub process that has since been replaced (a lower leadership
    * epoch than one already heard from this partition). The highest epoch is kept across restarts.
    */
-  #isDeposed(epoch: number | undefined): boolean {
+  #isDeposed(type: string, epoch: number | undefined): boolean {
     if (epoch === undefined) return false;
     const setting = partitionScoped('hubEpoch', this.partition);
     const highest = (this.#hubEpoch ??= this.store.settings.get<number>(setting) ?? 0);
     if (epoch < highest) {
-      this.log.warn({ partition: this.partition, epoch, highest }, 'ignored a message from a deposed hub process (lower leadership epoch)');
+      this.log.warn(
+        { partition: this.partition, type, epoch, highest },
+        'ignored a message from a deposed hub process (lower leadership epoch)',
+      );
       return true;
     }
     if (epoch > highest) {

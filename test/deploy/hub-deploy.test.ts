@@ -1,3 +1,4 @@
+import { validate as validateDockerfile } from 'dockerfile-utils';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, posix, resolve } from 'node:path';
@@ -12,7 +13,6 @@ import { freePort } from '../helpers/ports.js';
 import { CLI } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
-import { which } from '../helpers/which.js';
 
 /**
  * The hub's deployment files in deploy/hub/: the container image (Dockerfile), the compose file
@@ -174,9 +174,6 @@ const exposed = (): number[] =>
     .flatMap((i) => i.args.split(/\s+/))
     .map((p) => Number(p.split('/')[0]));
 
-const hadolint = which('hadolint');
-if (!hadolint) console.warn('test/deploy: hadolint is not installed, the Dockerfile lint is skipped');
-
 describe('deploy/hub/Dockerfile', () => {
   it('builds on node:20-bookworm and runs on node:20-bookworm-slim', () => {
     expect(stages.map((s) => s.args)).toEqual(['node:20-bookworm AS build', 'node:20-bookworm-slim']);
@@ -267,9 +264,15 @@ describe('deploy/hub/Dockerfile', () => {
       expect(dockerfile.comments).toMatch(new RegExp(`^\\s+${entry.replace('.', '\\.')}$`, 'm'));
   });
 
-  it.skipIf(!hadolint)(`passes hadolint${hadolint ? '' : ' [SKIPPED: hadolint not installed]'}`, () => {
-    const r = spawnSync(hadolint!, ['--no-color', DOCKERFILE], { encoding: 'utf8', timeout: 60_000 });
-    expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
+  // hadolint is not packaged for Debian; dockerfile-utils (the linter behind editors' Dockerfile
+  // support) runs from npm everywhere the tests run, and says nothing of a sound file.
+  it('passes the Dockerfile linter: no errors, no warnings (deprecated or invalid instructions, bad ports, flags)', () => {
+    const problems = validateDockerfile(readFileSync(DOCKERFILE, 'utf8')).map(
+      (d) => `line ${d.range.start.line + 1}: ${typeof d.message === 'string' ? d.message : d.message.value}`,
+    );
+    expect(problems).toEqual([]);
+    // The linter is alive: it does object to a broken file.
+    expect(validateDockerfile('FROM node:20\nEXPOSE http\nMAINTAINER someone\n').length).toBe(2);
   });
 });
 

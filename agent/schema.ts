@@ -94,4 +94,10 @@ DROP TABLE outbox;
 ALTER TABLE outbox_v5 RENAME TO outbox;
 CREATE INDEX outbox_by_document ON outbox (collection, key, seq);
 `,
+  // 6: what waits to go up, and what waits for its version to reach the replica, each found
+  // without reading the rest of the outbox (a device back from a long time offline holds a lot)
+  `
+CREATE INDEX outbox_pending ON outbox (collection, created_at) WHERE acked_lsn IS NULL AND skipped IS NULL;
+CREATE INDEX outbox_confirmed ON outbox (collection, key, acked_lsn) WHERE acked_lsn IS NOT NULL;
+`,
 ];

@@ -5,6 +5,7 @@ import type { OpResult, WriteOp } from '../../shared/messages.js';
 import { DEFAULT_PARTITION } from '../../shared/topics.js';
 import type { AgentDb } from './agent-db.js';
 import type { Partitions } from './partitions.js';
+import { PendingTally } from './pending-tally.js';
 import type { Rejection, Rejections } from './rejections.js';
 import type { Settings } from './settings.js';
 import type { NewWrite, StoredWrite, WriteKind } from './writes.js';
@@ -33,10 +34,11 @@ interface OutboxRow extends StoredWrite {
   created_at: number;
   rep: number | null;
   skipped: string | null;
+  acked_lsn: number | null;
 }
 
 /** Every column of a row, the partition under its word (the column is still called `lane`). */
-const ROW = 'lane AS partition, seq, collection, key, op, value, hlc, base, created_at, rep, skipped';
+const ROW = 'lane AS partition, seq, collection, key, op, value, hlc, base, created_at, rep, skipped, acked_lsn';
 
 const GIVE_UP_DETAIL = {
   expired: "not uploaded within the collection's TTL",
@@ -52,6 +54,7 @@ const GIVE_UP_DETAIL = {
  */
 export class Outbox {
   readonly #s;
+  readonly #tally: PendingTally;
 
   constructor(
     private readonly db: AgentDb,
@@ -72,21 +75,14 @@ export class Outbox {
       lowestPending: db.prepare<[string], { seq: number | null }>(
         'SELECT min(seq) AS seq FROM outbox WHERE lane = ? AND acked_lsn IS NULL',
       ),
-      pendingCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM outbox WHERE acked_lsn IS NULL'),
-      pendingInCollection: db.prepare<[string], { n: number }>(
-        'SELECT count(*) AS n FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL',
-      ),
       oldestInCollection: db.prepare<[string], OutboxRow>(
-        `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY seq LIMIT 1`,
+        `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY created_at, seq LIMIT 1`,
+      ),
+      oldestAt: db.prepare<[string], { at: number | null }>(
+        'SELECT min(created_at) AS at FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL',
       ),
       olderThan: db.prepare<[string, number], OutboxRow>(
         `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL AND created_at < ? ORDER BY seq`,
-      ),
-      pendingCollections: db.prepare<[], { collection: string }>(
-        'SELECT DISTINCT collection FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL',
-      ),
-      pendingByCollection: db.prepare<[], { collection: string; n: number; oldest: number }>(
-        'SELECT collection, count(*) AS n, min(created_at) AS oldest FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL GROUP BY collection ORDER BY collection',
       ),
       unsentOf: db.prepare<[string], OutboxRow>(
         `SELECT ${ROW} FROM outbox WHERE lane = ? AND skipped IS NULL AND acked_lsn IS NULL ORDER BY seq`,
@@ -108,6 +104,15 @@ export class Outbox {
         'DELETE FROM outbox WHERE collection = ? AND key = ? AND acked_lsn IS NOT NULL AND acked_lsn <= ?',
       ),
     };
+    // Counted once, when the store opens; from then on every change to pending rows is tallied.
+    this.#tally = new PendingTally(
+      db
+        .prepare<[], { collection: string; n: number }>(
+          'SELECT collection, count(*) AS n FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL GROUP BY collection',
+        )
+        .all(),
+      db.prepare<[], { n: number }>('SELECT count(*) AS n FROM outbox WHERE acked_lsn IS NULL AND skipped IS NOT NULL').get()!.n,
+    );
   }
 
   /**
@@ -120,33 +125,36 @@ export class Outbox {
   append(writes: readonly NewWrite[], clockNow: Hlc, policyFor?: (collection: string) => Buffering): AppendResult {
     this.settings.assertRoomFor(writes);
     const result: AppendResult = { seqs: [], dropped: [] };
-    this.db.appTransaction(() => {
-      const now = Date.now();
-      const next = new Map<string, number>();
-      for (const w of writes) {
-        let seq = next.get(w.partition);
-        if (seq === undefined) {
-          this.partitions.incarnationOf(w.partition); // a partition first written to is born in this transaction
-          seq = this.partitions.nextSeqOf(w.partition);
-        }
-        const policy = policyFor?.(w.collection);
-        if (policy && policy.maxPending > 0 && this.#s.pendingInCollection.get(w.collection)!.n >= policy.maxPending) {
-          if (policy.overflow === 'reject') {
-            result.seqs.push(new OutboxFullError(w.collection, policy.maxPending));
-            continue;
+    this.#tallied(() =>
+      this.db.appTransaction(() => {
+        const now = Date.now();
+        const next = new Map<string, number>();
+        for (const w of writes) {
+          let seq = next.get(w.partition);
+          if (seq === undefined) {
+            this.partitions.incarnationOf(w.partition); // a partition first written to is born in this transaction
+            seq = this.partitions.nextSeqOf(w.partition);
           }
-          const oldest = this.#s.oldestInCollection.get(w.collection);
-          if (oldest) result.dropped.push(this.#giveUp(oldest, 'dropped', now));
+          const policy = policyFor?.(w.collection);
+          if (policy && policy.maxPending > 0 && this.#tally.pendingIn(w.collection) >= policy.maxPending) {
+            if (policy.overflow === 'reject') {
+              result.seqs.push(new OutboxFullError(w.collection, policy.maxPending));
+              continue;
+            }
+            const oldest = this.#s.oldestInCollection.get(w.collection);
+            if (oldest) result.dropped.push(this.#giveUp(oldest, 'dropped', now));
+          }
+          const base = w.base ?? this.versionOf(w.collection, w.key);
+          const value = w.value === undefined ? null : encodeCbor(w.value);
+          this.#s.insert.run(w.partition, seq, w.collection, w.key, w.op, value, w.hlc, base, now, w.rep ?? null);
+          this.#tally.pendingChanged(w.collection, +1);
+          result.seqs.push(seq);
+          next.set(w.partition, seq + 1);
         }
-        const base = w.base ?? this.versionOf(w.collection, w.key);
-        const value = w.value === undefined ? null : encodeCbor(w.value);
-        this.#s.insert.run(w.partition, seq, w.collection, w.key, w.op, value, w.hlc, base, now, w.rep ?? null);
-        result.seqs.push(seq);
-        next.set(w.partition, seq + 1);
-      }
-      for (const [partition, seq] of next) this.partitions.setNextSeq(partition, seq);
-      this.settings.setLastHlc(clockNow);
-    });
+        for (const [partition, seq] of next) this.partitions.setNextSeq(partition, seq);
+        this.settings.setLastHlc(clockNow);
+      }),
+    );
     return result;
   }
 
@@ -157,16 +165,18 @@ export class Outbox {
   expire(ttlSecondsFor: (collection: string) => number, now = Date.now()): Rejection[] {
     const expired: Rejection[] = [];
     // Runs every second: take the write lock only when some pending collection has a TTL.
-    const withTtl = this.#s.pendingCollections
-      .all()
-      .map(({ collection }) => ({ collection, ttl: ttlSecondsFor(collection) }))
+    const withTtl = this.#tally
+      .collections()
+      .map((collection) => ({ collection, ttl: ttlSecondsFor(collection) }))
       .filter(({ ttl }) => ttl > 0);
     if (withTtl.length === 0) return expired;
-    this.db.transaction(() => {
-      for (const { collection, ttl } of withTtl) {
-        for (const row of this.#s.olderThan.all(collection, now - ttl * 1000)) expired.push(this.#giveUp(row, 'expired', now));
-      }
-    });
+    this.#tallied(() =>
+      this.db.transaction(() => {
+        for (const { collection, ttl } of withTtl) {
+          for (const row of this.#s.olderThan.all(collection, now - ttl * 1000)) expired.push(this.#giveUp(row, 'expired', now));
+        }
+      }),
+    );
     return expired;
   }
 
@@ -174,6 +184,8 @@ export class Outbox {
     const incarnation = this.partitions.incarnationOf(row.partition);
     const rejection = this.rejections.record(incarnation, row, { outcome, reason: outcome, detail: GIVE_UP_DETAIL[outcome], at: now });
     this.#s.skip.run(outcome, row.partition, row.seq);
+    this.#tally.pendingChanged(row.collection, -1);
+    this.#tally.skipsChanged(+1);
     return rejection;
   }
 
@@ -209,12 +221,21 @@ export class Outbox {
 
   /** Writes not yet acknowledged by the hub, of every partition (skips included). */
   pendingCount(): number {
-    return this.#s.pendingCount.get()!.n;
+    return this.#tally.unacknowledged;
   }
 
-  /** Pending writes per collection: how many, and since when (ms epoch). */
+  /** Pending writes per collection: how many, and since when (ms epoch). One index lookup per collection. */
   pendingByCollection(): Record<string, { pending: number; oldestAt: number }> {
-    return Object.fromEntries(this.#s.pendingByCollection.all().map((r) => [r.collection, { pending: r.n, oldestAt: r.oldest }]));
+    return Object.fromEntries(
+      this.#tally
+        .collections()
+        .map((collection) => [collection, { pending: this.#tally.pendingIn(collection), oldestAt: this.#s.oldestAt.get(collection)!.at! }]),
+    );
+  }
+
+  /** Runs a transaction that changes pending rows, counting its changes once it commits. */
+  #tallied<T>(transaction: () => T): T {
+    return this.#tally.within(transaction);
   }
 
   /**
@@ -225,29 +246,35 @@ export class Outbox {
    */
   applyResults(partition: string, results: readonly OpResult[], replicated: (collection: string) => boolean): Rejection[] {
     const rejected: Rejection[] = [];
-    this.db.transaction(() => {
-      for (const r of results) {
-        const row = this.#s.row.get(partition, r.seq);
-        if (!row) continue;
-        if (row.skipped) {
-          this.#s.delete.run(partition, r.seq); // already reported when it was given up
-          continue;
+    this.#tallied(() =>
+      this.db.transaction(() => {
+        for (const r of results) {
+          const row = this.#s.row.get(partition, r.seq);
+          if (!row) continue;
+          if (row.skipped) {
+            this.#s.delete.run(partition, r.seq); // already reported when it was given up
+            this.#tally.skipsChanged(-1);
+            continue;
+          }
+          // An ack repeated for a write already confirmed changes nothing pending.
+          if (row.acked_lsn === null) this.#tally.pendingChanged(row.collection, -1);
+          if (r.outcome === 'committed' && r.lsn !== undefined) {
+            if (replicated(row.collection) && this.versionOf(row.collection, row.key) < r.lsn)
+              this.#s.markAcked.run(r.lsn, partition, r.seq);
+            else this.#s.delete.run(partition, r.seq);
+            continue;
+          }
+          const verdict = {
+            outcome: r.outcome === 'committed' ? 'duplicate' : r.outcome,
+            reason: r.reason ?? null,
+            detail: r.detail ?? null,
+            at: Date.now(),
+          } as const;
+          rejected.push(this.rejections.record(this.partitions.incarnationOf(partition), row, verdict));
+          this.#s.delete.run(partition, r.seq);
         }
-        if (r.outcome === 'committed' && r.lsn !== undefined) {
-          if (replicated(row.collection) && this.versionOf(row.collection, row.key) < r.lsn) this.#s.markAcked.run(r.lsn, partition, r.seq);
-          else this.#s.delete.run(partition, r.seq);
-          continue;
-        }
-        const verdict = {
-          outcome: r.outcome === 'committed' ? 'duplicate' : r.outcome,
-          reason: r.reason ?? null,
-          detail: r.detail ?? null,
-          at: Date.now(),
-        } as const;
-        rejected.push(this.rejections.record(this.partitions.incarnationOf(partition), row, verdict));
-        this.#s.delete.run(partition, r.seq);
-      }
-    });
+      }),
+    );
     return rejected;
   }
 
@@ -278,24 +305,27 @@ export class Outbox {
    * their receipts or waits on them.
    */
   adoptAssignment(setting: string, value: unknown, partitionOf: (collection: string) => string): MovedWrite[] {
-    return this.db.transaction(() => {
-      const moved: MovedWrite[] = [];
-      this.settings.set(setting, value);
-      for (const row of this.#s.unsentOf.all(DEFAULT_PARTITION)) {
-        const partition = partitionOf(row.collection);
-        if (partition === DEFAULT_PARTITION) continue;
-        const seq = this.partitions.nextSeqOf(partition);
-        const { collection, key, op, value: stored, hlc, base, created_at, rep } = row;
-        this.#s.insert.run(partition, seq, collection, key, op, stored, hlc, base, created_at, rep);
-        this.#s.skip.run('moved', DEFAULT_PARTITION, row.seq);
-        moved.push({
-          from: { incarnation: this.partitions.incarnationOf(DEFAULT_PARTITION), seq: row.seq },
-          to: { partition, incarnation: this.partitions.incarnationOf(partition), seq },
-        });
-        this.partitions.setNextSeq(partition, seq + 1);
-      }
-      return moved;
-    });
+    return this.#tallied(() =>
+      this.db.transaction(() => {
+        const moved: MovedWrite[] = [];
+        this.settings.set(setting, value);
+        for (const row of this.#s.unsentOf.all(DEFAULT_PARTITION)) {
+          const partition = partitionOf(row.collection);
+          if (partition === DEFAULT_PARTITION) continue;
+          const seq = this.partitions.nextSeqOf(partition);
+          const { collection, key, op, value: stored, hlc, base, created_at, rep } = row;
+          this.#s.insert.run(partition, seq, collection, key, op, stored, hlc, base, created_at, rep);
+          this.#s.skip.run('moved', DEFAULT_PARTITION, row.seq);
+          this.#tally.skipsChanged(+1); // the copy is pending in its place: the collection's count stays
+          moved.push({
+            from: { incarnation: this.partitions.incarnationOf(DEFAULT_PARTITION), seq: row.seq },
+            to: { partition, incarnation: this.partitions.incarnationOf(partition), seq },
+          });
+          this.partitions.setNextSeq(partition, seq + 1);
+        }
+        return moved;
+      }),
+    );
   }
 
   /** The device's pending writes to a document over `version` (the replica's), in order: what a read lays over it. */

@@ -76,10 +76,11 @@ export class Outbox {
         'SELECT min(seq) AS seq FROM outbox WHERE lane = ? AND acked_lsn IS NULL',
       ),
       oldestInCollection: db.prepare<[string], OutboxRow>(
-        `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY created_at, seq LIMIT 1`,
+        // In the pending index's order (ties: the order they were stored in), so that only one entry is read.
+        `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY created_at LIMIT 1`,
       ),
-      oldestAt: db.prepare<[string], { at: number | null }>(
-        'SELECT min(created_at) AS at FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL',
+      oldestAt: db.prepare<[string], { at: number }>(
+        'SELECT created_at AS at FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY created_at LIMIT 1',
       ),
       olderThan: db.prepare<[string, number], OutboxRow>(
         `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL AND created_at < ? ORDER BY seq`,
@@ -229,7 +230,10 @@ export class Outbox {
     return Object.fromEntries(
       this.#tally
         .collections()
-        .map((collection) => [collection, { pending: this.#tally.pendingIn(collection), oldestAt: this.#s.oldestAt.get(collection)!.at! }]),
+        .map((collection) => [
+          collection,
+          { pending: this.#tally.pendingIn(collection), oldestAt: this.#s.oldestAt.get(collection)?.at ?? Date.now() },
+        ]),
     );
   }
 

@@ -5,6 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { BACKLOG_TARGET, benchBacklog, type BacklogResult } from './backlog.js';
 import { benchCatchup, type CatchupResult } from './catchup.js';
 import { benchFanin, type FaninResult } from './fanin.js';
 import { benchFootprint, mb, TARGET_BYTES, type FootprintResult } from './footprint.js';
@@ -131,6 +132,23 @@ async function footprint(): Promise<FootprintResult> {
   return r;
 }
 
+async function backlog(): Promise<BacklogResult> {
+  const r = await benchBacklog(quick);
+  line(
+    `drain of a ${count(r.large.writes)}-write backlog after offline`,
+    `${rate(r.large.rate)} (target ≥ ${BACKLOG_TARGET.rateRatio}× the small backlog's)`,
+    `a ${count(r.small.writes)}-write backlog: ${rate(r.small.rate)}`,
+    r.large.rate / r.small.rate,
+  );
+  line(
+    `agent peak RSS draining ${count(r.large.writes)} writes`,
+    `${mb(r.large.peakRssBytes)} (target ≤ ${mb(BACKLOG_TARGET.rssBytes)})`,
+    `draining ${count(r.small.writes)}: ${mb(r.small.peakRssBytes)}`,
+    r.large.peakRssBytes / r.small.peakRssBytes,
+  );
+  return r;
+}
+
 const results = {
   ingest: await ingest(),
   wire: await wire(),
@@ -139,6 +157,7 @@ const results = {
   fanin: await fanin(),
   partitions: await partitions(),
   footprint: await footprint(),
+  backlog: await backlog(),
 };
 
 const machine = { cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, quick };

@@ -40,6 +40,9 @@ interface OutboxRow extends StoredWrite {
 /** Every column of a row, the partition under its word (the column is still called `lane`). */
 const ROW = 'lane AS partition, seq, collection, key, op, value, hlc, base, created_at, rep, skipped, acked_lsn';
 
+/** Writes moved to their partition per page read (see `#unsentOf`). */
+const MOVE_PAGE = 1_000;
+
 const GIVE_UP_DETAIL = {
   expired: "not uploaded within the collection's TTL",
   dropped: 'dropped to make room (overflow policy drop-oldest)',
@@ -85,8 +88,8 @@ export class Outbox {
       olderThan: db.prepare<[string, number], OutboxRow>(
         `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL AND created_at < ? ORDER BY seq`,
       ),
-      unsentOf: db.prepare<[string], OutboxRow>(
-        `SELECT ${ROW} FROM outbox WHERE lane = ? AND skipped IS NULL AND acked_lsn IS NULL ORDER BY seq`,
+      pendingCollections: db.prepare<[], { collection: string }>(
+        'SELECT DISTINCT collection FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL',
       ),
       skip: db.prepare<[string, string, number]>('UPDATE outbox SET skipped = ?, value = NULL WHERE lane = ? AND seq = ?'),
       markAcked: db.prepare<[number, string, number]>('UPDATE outbox SET acked_lsn = ? WHERE lane = ? AND seq = ?'),
@@ -313,9 +316,8 @@ export class Outbox {
       this.db.transaction(() => {
         const moved: MovedWrite[] = [];
         this.settings.set(setting, value);
-        for (const row of this.#s.unsentOf.all(DEFAULT_PARTITION)) {
+        for (const row of this.#unsentOf(DEFAULT_PARTITION, partitionOf)) {
           const partition = partitionOf(row.collection);
-          if (partition === DEFAULT_PARTITION) continue;
           const seq = this.partitions.nextSeqOf(partition);
           const { collection, key, op, value: stored, hlc, base, created_at, rep } = row;
           this.#s.insert.run(partition, seq, collection, key, op, stored, hlc, base, created_at, rep);
@@ -330,6 +332,29 @@ export class Outbox {
         return moved;
       }),
     );
+  }
+
+  /**
+   * A partition's writes not yet uploaded whose collections `partitionOf` puts elsewhere, in seq
+   * order, read a page at a time: a device home from a long time offline may hold a million
+   * writes, which must not all be in memory at once (and usually none of them moves).
+   */
+  *#unsentOf(partition: string, partitionOf: (collection: string) => string): Generator<OutboxRow> {
+    const moving = this.#s.pendingCollections
+      .all()
+      .map((r) => r.collection)
+      .filter((c) => partitionOf(c) !== partition);
+    if (moving.length === 0) return;
+    const page = this.db.prepare<unknown[], OutboxRow>(
+      `SELECT ${ROW} FROM outbox WHERE lane = ? AND seq > ? AND skipped IS NULL AND acked_lsn IS NULL
+       AND collection IN (${moving.map(() => '?').join(', ')}) ORDER BY seq LIMIT ${MOVE_PAGE}`,
+    );
+    for (let after = 0; ;) {
+      const rows = page.all(partition, after, ...moving);
+      if (rows.length === 0) return;
+      yield* rows;
+      after = rows[rows.length - 1]!.seq;
+    }
   }
 
   /** The device's pending writes to a document over `version` (the replica's), in order: what a read lays over it. */

@@ -158,6 +158,22 @@ describe('agent store: partitions', () => {
     expect(store.replica.read('orders', 'o1')).toMatchObject({ value: 1, pending: true }); // still in the overlay
   });
 
+  it('moves a backlog larger than one page in order, two collections interleaved, and leaves what stays where it was', () => {
+    const store = openStore();
+    const collections = ['orders', 'docs', 'invoices'];
+    const writes = Array.from({ length: 3_000 }, (_, i) => put(`k${i}`, i, { collection: collections[i % 3]! }));
+    appendAll(store, writes);
+    const billing = (collection: string): string => (collection === 'docs' ? 'default' : 'billing');
+    const moved = store.outbox.adoptAssignment('partitions', { orders: 'billing', invoices: 'billing' }, billing);
+    expect(moved).toHaveLength(2_000);
+    // In billing, in the order they were written: orders and invoices as they interleaved.
+    const expected = writes.filter((w) => w.collection !== 'docs').map((w, i) => [i + 1, w.key]);
+    expect(store.outbox.pendingFrom('billing', 1, 5_000, 1 << 30).map((o) => [o.seq, o.k])).toEqual(expected);
+    const stayed = store.outbox.pendingFrom('default', 1, 5_000, 1 << 30);
+    expect(stayed.filter((o) => o.op !== 'skip').map((o) => o.k)).toEqual(writes.filter((w) => w.collection === 'docs').map((w) => w.key));
+    expect(stayed.filter((o) => o.op === 'skip')).toHaveLength(2_000);
+  });
+
   it('keeps snapshot progress per partition', () => {
     const store = openStore();
     store.replica.applySnapshotPage('default', [change(3, 'a', 1)], 10, ['docs', 'a']);

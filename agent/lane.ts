@@ -180,27 +180,26 @@ export class Lane {
     this.#replicator.stop();
   }
 
-  /** Handles a message on one of this lane's topics; false if the topic is not the lane's. */
-  onMessage(topic: string, payload: Buffer): boolean {
+  /** Handles a message on one of this lane's topics; one on any other topic is ignored. */
+  onMessage(topic: string, payload: Buffer): void {
     if (topic === this.topics.down(this.agentId)) {
       const message = downCodec.decode(payload);
-      if (message[0] !== 'error' && this.#isDeposed(message[0], message[1].epoch)) return true;
+      if (message[0] !== 'error' && this.#isDeposed(message[0], message[1].epoch)) return;
       this.#onDown(message);
-      return true;
+      return;
     }
-    if (topic !== this.topics.hub && this.topics.collectionOf(topic) === undefined) return false;
+    if (topic !== this.topics.hub && this.topics.collectionOf(topic) === undefined) return;
     const message = broadcastCodec.decode(payload);
-    if (this.#isDeposed(message[0], message[1].epoch)) return true;
+    if (this.#isDeposed(message[0], message[1].epoch)) return;
     this.clock.observe(message[1].hlc as Hlc);
     if (message[0] === 'changes') {
       this.#replicator.onChanges(message);
-      return true;
+      return;
     }
     this.delegate.onHubStatus(message[1]);
     // A hub (re)started or took over: change sets it committed but never published (it died
     // first) are found only by pulling, and a quiet collection would not reveal them.
     if (message[1].head > this.#replicator.watermark) this.#replicator.pull();
-    return true;
   }
 
   /**

@@ -55,10 +55,6 @@ export class Lanes implements Iterable<Lane> {
     return this.#assignment?.[collection] ?? DEFAULT_PARTITION;
   }
 
-  get(partition: string): Lane | undefined {
-    return this.#lanes.get(partition);
-  }
-
   /** The lane of a collection's partition. */
   laneOf(collection: string): Lane | undefined {
     return this.#lanes.get(this.partitionOf(collection));
@@ -134,7 +130,6 @@ export class Lanes implements Iterable<Lane> {
     const first = this.#assignment === undefined;
     if (!first && sameAssignment(parts, this.#assignment!)) return;
     const before = new Set(this.#lanes.keys());
-    const previous = this.#assignment;
     this.#assignment = parts;
     for (const partition of new Set(Object.values(parts))) this.#laneOrNew(partition);
     if (!first) {
@@ -152,7 +147,7 @@ export class Lanes implements Iterable<Lane> {
       try {
         moved = this.store.outbox.adoptAssignment(ASSIGNMENT_SETTING, parts, (c) => this.partitionOf(c));
       } catch (error) {
-        this.#assignment = previous; // not adopted: the next status tries again
+        this.#assignment = undefined; // not adopted: the next status tries again
         throw error;
       }
       const defaultLane = this.#lanes.get(DEFAULT_PARTITION)!;

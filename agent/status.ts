@@ -16,39 +16,37 @@ export interface StatusContext {
 export function agentStatus(store: AgentStore, lanes: Lanes, context: StatusContext): AgentStatus {
   const cursors = store.replica.cursors();
   const pending = store.outbox.pendingByCollection();
-  const watermark = store.partitions.watermarkOf(DEFAULT_PARTITION);
+  // Per partition: its sequence space and how far its log is applied here.
+  const progress = new Map<string, { incarnation: string; watermark: number; appliedLsn: number }>();
+  for (const lane of lanes) {
+    const watermark = lane.watermark;
+    const laneCursors = Object.entries(cursors)
+      .filter(([c]) => lane.inPartition(c))
+      .map(([, lsn]) => lsn);
+    progress.set(lane.partition, {
+      incarnation: store.partitions.incarnationOf(lane.partition),
+      watermark,
+      appliedLsn: Math.max(watermark, ...laneCursors),
+    });
+  }
   const now = Date.now();
   const collections: AgentStatus['collections'] = {};
   for (const c of new Set([...Object.keys(cursors), ...Object.keys(pending)])) {
     const p = pending[c];
-    const lane = lanes.laneOf(c);
-    const applied = Math.max(cursors[c] ?? 0, lane?.watermark ?? 0);
-    const lag = Math.max(0, (lane?.headOf(c) ?? 0) - applied);
+    const applied = Math.max(cursors[c] ?? 0, progress.get(lanes.partitionOf(c))?.watermark ?? 0);
+    const lag = Math.max(0, (lanes.laneOf(c)?.headOf(c) ?? 0) - applied);
     collections[c] = { appliedLsn: cursors[c] ?? 0, lag, pending: p?.pending ?? 0, ...(p && { oldestPendingAgeMs: now - p.oldestAt }) };
   }
-  const partitions: NonNullable<AgentStatus['partitions']> = {};
-  for (const lane of lanes) {
-    if (lane.partition === DEFAULT_PARTITION) continue;
-    const laneCursors = Object.entries(cursors)
-      .filter(([c]) => lane.inPartition(c))
-      .map(([, lsn]) => lsn);
-    partitions[lane.partition] = {
-      incarnation: store.partitions.incarnationOf(lane.partition),
-      watermark: lane.watermark,
-      appliedLsn: Math.max(lane.watermark, ...laneCursors),
-    };
-  }
-  const defaultCursors = Object.entries(cursors)
-    .filter(([c]) => lanes.partitionOf(c) === DEFAULT_PARTITION)
-    .map(([, lsn]) => lsn);
+  const { incarnation, watermark, appliedLsn } = progress.get(DEFAULT_PARTITION)!;
+  const partitions = Object.fromEntries([...progress].filter(([partition]) => partition !== DEFAULT_PARTITION));
   const { agentId, connected, lastSyncAt, nextWindow } = context;
   return {
     agentId,
-    incarnation: store.partitions.incarnationOf(DEFAULT_PARTITION),
+    incarnation,
     connected,
     outboxDepth: store.outbox.pendingCount(),
     catchingUp: lanes.pulling,
-    appliedLsn: Math.max(watermark, ...defaultCursors),
+    appliedLsn,
     watermark,
     collections,
     ...(Object.keys(partitions).length > 0 && { partitions }),

@@ -66,13 +66,20 @@ export class WriteQueue {
       for (const w of batch) w.reject(error as Error);
       return;
     }
+    // Read once per partition, not per write: a group commit may hold thousands.
+    const incarnations = new Map<string, string>();
+    const incarnationOf = (partition: string): string => {
+      let incarnation = incarnations.get(partition);
+      if (incarnation === undefined) incarnations.set(partition, (incarnation = this.store.partitions.incarnationOf(partition)));
+      return incarnation;
+    };
     batch.forEach((w, i) => {
       const seq = result.seqs[i]!;
       const { partition } = writes[i]!;
       if (typeof seq !== 'number') w.reject(seq);
       else
         w.resolve({
-          incarnation: this.store.partitions.incarnationOf(partition),
+          incarnation: incarnationOf(partition),
           seq,
           hlc: writes[i]!.hlc,
           ...(partition !== DEFAULT_PARTITION && { partition }),

@@ -14,7 +14,6 @@ import { Settings } from './settings.js';
  * writes does so in one transaction of its own.
  */
 export class AgentStore {
-  readonly path: string;
   readonly settings: Settings;
   readonly partitions: Partitions;
   readonly rejections: Rejections;
@@ -24,7 +23,6 @@ export class AgentStore {
 
   constructor(dataDir: string) {
     this.#db = new AgentDb(dataDir);
-    this.path = this.#db.path;
     this.settings = new Settings(this.#db);
     this.partitions = new Partitions(this.#db);
     this.rejections = new Rejections(this.#db);

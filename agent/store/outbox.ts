@@ -88,9 +88,6 @@ export class Outbox {
       olderThan: db.prepare<[string, number], OutboxRow>(
         `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL AND created_at < ? ORDER BY seq`,
       ),
-      pendingCollections: db.prepare<[], { collection: string }>(
-        'SELECT DISTINCT collection FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL',
-      ),
       skip: db.prepare<[string, string, number]>('UPDATE outbox SET skipped = ?, value = NULL WHERE lane = ? AND seq = ?'),
       markAcked: db.prepare<[number, string, number]>('UPDATE outbox SET acked_lsn = ? WHERE lane = ? AND seq = ?'),
       delete: db.prepare<[string, number]>('DELETE FROM outbox WHERE lane = ? AND seq = ?'),
@@ -129,7 +126,7 @@ export class Outbox {
   append(writes: readonly NewWrite[], clockNow: Hlc, policyFor?: (collection: string) => Buffering): AppendResult {
     this.settings.assertRoomFor(writes);
     const result: AppendResult = { seqs: [], dropped: [] };
-    this.#tallied(() =>
+    this.#tally.within(() =>
       this.db.appTransaction(() => {
         const now = Date.now();
         const next = new Map<string, number>();
@@ -174,7 +171,7 @@ export class Outbox {
       .map((collection) => ({ collection, ttl: ttlSecondsFor(collection) }))
       .filter(({ ttl }) => ttl > 0);
     if (withTtl.length === 0) return expired;
-    this.#tallied(() =>
+    this.#tally.within(() =>
       this.db.transaction(() => {
         for (const { collection, ttl } of withTtl) {
           for (const row of this.#s.olderThan.all(collection, now - ttl * 1000)) expired.push(this.#giveUp(row, 'expired', now));
@@ -240,11 +237,6 @@ export class Outbox {
     );
   }
 
-  /** Runs a transaction that changes pending rows, counting its changes once it commits. */
-  #tallied<T>(transaction: () => T): T {
-    return this.#tally.within(transaction);
-  }
-
   /**
    * Records the hub's outcomes for a partition's writes. A committed op stays in the overlay
    * until the replica holds its version (so reads never go backwards); if its collection is not
@@ -253,7 +245,7 @@ export class Outbox {
    */
   applyResults(partition: string, results: readonly OpResult[], replicated: (collection: string) => boolean): Rejection[] {
     const rejected: Rejection[] = [];
-    this.#tallied(() =>
+    this.#tally.within(() =>
       this.db.transaction(() => {
         for (const r of results) {
           const row = this.#s.row.get(partition, r.seq);
@@ -312,23 +304,28 @@ export class Outbox {
    * their receipts or waits on them.
    */
   adoptAssignment(setting: string, value: unknown, partitionOf: (collection: string) => string): MovedWrite[] {
-    return this.#tallied(() =>
+    return this.#tally.within(() =>
       this.db.transaction(() => {
         const moved: MovedWrite[] = [];
         this.settings.set(setting, value);
+        const from = this.partitions.incarnationOf(DEFAULT_PARTITION);
+        // Each target partition's incarnation and next seq, read once (a move may be of many writes).
+        const targets = new Map<string, { incarnation: string; next: number }>();
         for (const row of this.#unsentOf(DEFAULT_PARTITION, partitionOf)) {
           const partition = partitionOf(row.collection);
-          const seq = this.partitions.nextSeqOf(partition);
+          let target = targets.get(partition);
+          if (!target) {
+            target = { incarnation: this.partitions.incarnationOf(partition), next: this.partitions.nextSeqOf(partition) };
+            targets.set(partition, target);
+          }
+          const seq = target.next++;
           const { collection, key, op, value: stored, hlc, base, created_at, rep } = row;
           this.#s.insert.run(partition, seq, collection, key, op, stored, hlc, base, created_at, rep);
           this.#s.skip.run('moved', DEFAULT_PARTITION, row.seq);
           this.#tally.skipsChanged(+1); // the copy is pending in its place: the collection's count stays
-          moved.push({
-            from: { incarnation: this.partitions.incarnationOf(DEFAULT_PARTITION), seq: row.seq },
-            to: { partition, incarnation: this.partitions.incarnationOf(partition), seq },
-          });
-          this.partitions.setNextSeq(partition, seq + 1);
+          moved.push({ from: { incarnation: from, seq: row.seq }, to: { partition, incarnation: target.incarnation, seq } });
         }
+        for (const [partition, { next }] of targets) this.partitions.setNextSeq(partition, next);
         return moved;
       }),
     );
@@ -340,10 +337,7 @@ export class Outbox {
    * writes, which must not all be in memory at once (and usually none of them moves).
    */
   *#unsentOf(partition: string, partitionOf: (collection: string) => string): Generator<OutboxRow> {
-    const moving = this.#s.pendingCollections
-      .all()
-      .map((r) => r.collection)
-      .filter((c) => partitionOf(c) !== partition);
+    const moving = this.#tally.collections().filter((c) => partitionOf(c) !== partition);
     if (moving.length === 0) return;
     const page = this.db.prepare<unknown[], OutboxRow>(
       `SELECT ${ROW} FROM outbox WHERE lane = ? AND seq > ? AND skipped IS NULL AND acked_lsn IS NULL

@@ -20,7 +20,9 @@ export class PendingTally {
 
   /** Runs `transaction` (which must run its body synchronously, as one SQLite transaction) with changes staged, counting them once it returns. */
   within<T>(transaction: () => T): T {
-    if (this.#staged) return transaction(); // nested: the outer transaction applies everything
+    // Not nested: an inner savepoint rolled back under an outer transaction that commits would
+    // count changes that never happened.
+    if (this.#staged) throw new Error('tallied transactions do not nest');
     this.#staged = { pending: new Map(), skips: 0 };
     try {
       const result = transaction();

@@ -80,6 +80,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   readonly #publish: HubCoreOptions['publish'];
   #pruneTimer: NodeJS.Timeout | undefined;
   #pruning: Promise<number> | undefined;
+  readonly #stopPruning = new AbortController();
 
   constructor(options: HubCoreOptions) {
     super();
@@ -132,7 +133,10 @@ export class HubCore extends EventEmitter<HubEvents> {
   /** Commits and acknowledges what is queued, then accepts nothing more. */
   async drain(): Promise<void> {
     clearInterval(this.#pruneTimer);
-    await this.#pruning?.catch(() => undefined); // the store closes next: let retention finish its chunk
+    // The store closes next: retention stops after the chunk under way (its bound is recorded,
+    // the next prune removes the rest), rather than holding the stop for the whole prune.
+    this.#stopPruning.abort();
+    await this.#pruning?.catch(() => undefined);
     await this.#committer.drain();
   }
 
@@ -155,7 +159,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   async #prune(): Promise<number> {
     const { maxAgeHours, maxEntries } = this.config.retention;
     const before = this.store.prunedThrough;
-    const through = await this.store.prune({ maxAgeMs: maxAgeHours * 3_600_000, maxEntries });
+    const through = await this.store.prune({ maxAgeMs: maxAgeHours * 3_600_000, maxEntries }, undefined, this.#stopPruning.signal);
     if (through > before) this.log.info({ prunedThrough: through }, 'log retention applied');
     return through;
   }

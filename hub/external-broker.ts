@@ -2,7 +2,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { isValidAgentId, TOPIC_ROOT } from '../shared/topics.js';
 import type { Presence } from './fleet.js';
 import type { BrokerServiceUser } from './broker-auth.js';
-import { HubBase, type HubCommonOptions, startOrStop, storeOf } from './hub-base.js';
+import { HubBase, type HubCommonOptions, onStore, startOrStop } from './hub-base.js';
 import type { HubStore } from './store/hub-store.js';
 import { DEFAULT_HUB_BROKER_USER, partitionBrokerUser } from './mosquitto-export.js';
 import { ErrorCode, OutpostError } from '../shared/errors.js';
@@ -68,7 +68,7 @@ export class BrokerClientHub extends HubBase {
   }
 
   static async start(options: BrokerClientHubOptions): Promise<BrokerClientHub> {
-    const hub = new BrokerClientHub(options, await storeOf(options));
+    const hub = await onStore(options, (store) => new BrokerClientHub(options, store));
     return startOrStop(hub, () => hub.#start());
   }
 

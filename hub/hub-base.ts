@@ -50,10 +50,19 @@ export interface HubCommonOptions {
   logger?: Logger;
 }
 
-/** The store a hub is started on: the one given, or the default SQLite one (HubCommonOptions.store). */
-export function storeOf(common: HubCommonOptions): Promise<HubStore> {
-  if (common.store) return Promise.resolve(common.store);
-  return openHubStore({ dataDir: common.dataDir, ...(common.partition !== undefined && { partition: common.partition }) });
+/**
+ * Builds a hub on its store: the one given, or the default SQLite one (HubCommonOptions.store),
+ * which is closed again if the hub cannot be built on it (its config refused, say).
+ */
+export async function onStore<T>(common: HubCommonOptions, build: (store: HubStore) => T): Promise<T> {
+  if (common.store) return build(common.store);
+  const store = await openHubStore({ dataDir: common.dataDir, ...(common.partition !== undefined && { partition: common.partition }) });
+  try {
+    return build(store);
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
 }
 
 /** Runs a new hub's start; one that fails is stopped (closing what it had opened) before the error is thrown. */

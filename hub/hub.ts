@@ -5,7 +5,7 @@ import { limits } from '../shared/limits.js';
 import { createBroker } from './broker.js';
 import type { Presence } from './fleet.js';
 import { guardConnection } from './frame-guard.js';
-import { HubBase, type HubCommonOptions, startOrStop, storeOf } from './hub-base.js';
+import { HubBase, type HubCommonOptions, onStore, startOrStop } from './hub-base.js';
 import type { HubStore } from './store/hub-store.js';
 import { ConfigError } from '../shared/errors.js';
 
@@ -50,7 +50,7 @@ export class Hub extends HubBase {
   }
 
   static async start(options: HubOptions): Promise<Hub> {
-    const hub = new Hub(options, await storeOf(options));
+    const hub = await onStore(options, (store) => new Hub(options, store));
     return startOrStop(hub, () => hub.#start());
   }
 

@@ -180,8 +180,12 @@ export interface HubStore {
   /** How many log entries one agent op identity produced (0 or 1, unless something is wrong). */
   countCommitted(agentId: string, incarnation: string, seq: number): Promise<number>;
 
-  /** Applies log retention (0 disables either rule); returns the new `prunedThrough`. */
-  prune(retention: { maxAgeMs: number; maxEntries: number }, now?: number): Promise<number>;
+  /**
+   * Applies log retention (0 disables either rule); returns the new `prunedThrough`. The bound is
+   * recorded before any entry is removed, so `signal` may stop the removal between chunks: the
+   * next prune removes what is left.
+   */
+  prune(retention: { maxAgeMs: number; maxEntries: number }, now?: number, signal?: AbortSignal): Promise<number>;
 
   /** Stores (or replaces) an agent's credential; `mosquittoHash` is the same token in Mosquitto's format. */
   putCredential(agentId: string, tokenHash: string, mosquittoHash?: string): Promise<void>;

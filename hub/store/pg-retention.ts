@@ -32,10 +32,14 @@ export class PgRetention {
     await this.#db.query("UPDATE hub_meta SET value = greatest(value, $1) WHERE name = 'pruned_through'", [cutoff], 'write to');
   }
 
-  /** Deletes the log through `cutoff` in chunks, each its own short transaction, so that group commits are not held up. */
-  async deleteThrough(cutoff: number): Promise<void> {
+  /**
+   * Deletes the log through `cutoff` in chunks, each its own short transaction, so that group
+   * commits are not held up; `signal` stops it between chunks.
+   */
+  async deleteThrough(cutoff: number, signal?: AbortSignal): Promise<void> {
     let deleted = 0;
     do {
+      if (signal?.aborted) return;
       if (deleted > 0) faultPoint('hub.mid-prune');
       deleted = await this.#db.wrap(
         'write to',

@@ -206,13 +206,13 @@ export class PostgresHubStore implements HubStore {
    * reader trusting a log that has lost entries; then deletes in chunks, each its own short
    * transaction, so that group commits are not held up.
    */
-  async prune(retention: { maxAgeMs: number; maxEntries: number }, now = Date.now()): Promise<number> {
+  async prune(retention: { maxAgeMs: number; maxEntries: number }, now = Date.now(), signal?: AbortSignal): Promise<number> {
     const cutoff = await this.#retention.cutoff(retention, this.#head, this.#prunedThrough, now);
     if (cutoff > this.#prunedThrough) {
       await this.#retention.record(cutoff);
       this.#prunedThrough = cutoff;
     }
-    await this.#retention.deleteThrough(cutoff);
+    await this.#retention.deleteThrough(cutoff, signal);
     return cutoff;
   }
 

@@ -121,16 +121,16 @@ export class SqliteHubDb implements IngestTx {
 
   // Reads outside group commits.
 
-  /**
-   * Committed changes after `from`, in LSN order, at most `limit`, and only as many as fit in
-   * `maxBytes` of values (at least one). `collections` undefined means all. `complete` says
-   * that nothing after the returned changes existed when read.
-   */
   /** Whether the log holds the entry at `lsn` (see HubStore.logHolds). */
   logHolds(lsn: number): boolean {
     return this.#reads.logHolds(lsn);
   }
 
+  /**
+   * Committed changes after `from`, in LSN order, at most `limit`, and only as many as fit in
+   * `maxBytes` of values (at least one). `collections` undefined means all. `complete` says
+   * that nothing after the returned changes existed when read.
+   */
   readLog(
     from: number,
     collections: readonly string[] | undefined,

@@ -115,9 +115,9 @@ export class SqliteHubStore implements HubStore {
    * Records the new bound first, then removes the log one chunk per turn of the event loop, so
    * that group commits and pulls run between the chunks instead of waiting for the whole prune.
    */
-  async prune(retention: { maxAgeMs: number; maxEntries: number }, now?: number): Promise<number> {
+  async prune(retention: { maxAgeMs: number; maxEntries: number }, now?: number, signal?: AbortSignal): Promise<number> {
     const cutoff = await settle(() => this.db.startPrune(retention, now));
-    while ((await settle(() => this.db.pruneChunk(cutoff))) > 0) {
+    while (!signal?.aborted && (await settle(() => this.db.pruneChunk(cutoff))) > 0) {
       faultPoint('hub.mid-prune');
       await setImmediate();
     }

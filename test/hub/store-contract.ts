@@ -413,6 +413,20 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       expect(await store.logHolds(6)).toBe(false);
     });
 
+    test('a prune stopped early has recorded its bound, and the next prune removes what is left', async () => {
+      await commitGroup(
+        store,
+        [1, 2, 3, 4, 5].map((n) => hubPut('s', String(n), n)),
+      );
+      const stop = new AbortController();
+      stop.abort();
+      expect(await store.prune({ maxAgeMs: 0, maxEntries: 2 }, undefined, stop.signal)).toBe(3);
+      expect(store.prunedThrough).toBe(3);
+      expect(await store.logHolds(1)).toBe(true); // not removed yet
+      expect(await store.prune({ maxAgeMs: 0, maxEntries: 2 })).toBe(3);
+      expect([await store.logHolds(1), await store.logHolds(3), await store.logHolds(4)]).toEqual([false, false, true]);
+    });
+
     test('keeps its head when retention empties the log', async () => {
       await commitGroup(store, [hubPut('s', '1', 1), hubPut('s', '2', 2)]);
       expect(await store.prune({ maxAgeMs: 1, maxEntries: 0 }, Date.now() + 60_000)).toBe(2);

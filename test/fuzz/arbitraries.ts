@@ -12,11 +12,14 @@ const COLLECTION = /^[a-z0-9_-]{1,64}$/;
 /** Valid collection names for the attacker; never the honest agent's. */
 export const ATTACKER_COLLECTIONS = ['fz', 'fz_b', 'fz-c', '0', 'z'.repeat(64)] as const;
 
-/** The hub refuses a `__proto__` field by rule; generators that promise valid values leave it out. */
+/**
+ * The hub refuses a `__proto__` field by rule, and `__proto_` too (cbor-x's renaming of it:
+ * shared/values.ts); generators that promise valid values leave both out.
+ */
 function hasProtoField(value: unknown): boolean {
   if (Array.isArray(value)) return value.some(hasProtoField);
   if (typeof value !== 'object' || value === null) return false;
-  return Object.keys(value).some((k) => k === '__proto__' || hasProtoField((value as Record<string, unknown>)[k]));
+  return Object.keys(value).some((k) => k === '__proto__' || k === '__proto_' || hasProtoField((value as Record<string, unknown>)[k]));
 }
 
 /** JSON as it survives the wire (-0 travels as 0). */

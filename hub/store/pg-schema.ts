@@ -115,6 +115,11 @@ CREATE TABLE leadership (
 );
 INSERT INTO leadership (epoch, head_lsn, group_commits) VALUES (0, 0, 0);
 `,
+  // 2: as SQLite migration 8: retention removes dedup state as old as the log it prunes
+  `
+CREATE INDEX committed_runs_by_lsn ON committed_runs (first_lsn);
+CREATE INDEX outcomes_by_age ON outcomes (at);
+`,
 ];
 
 /** Arbitrary but fixed: the advisory lock every hub process takes to migrate. */

@@ -109,4 +109,9 @@ ALTER TABLE log ADD COLUMN digest TEXT;
   `
 ALTER TABLE agent_credentials ADD COLUMN mosquitto_hash TEXT;
 `,
+  // 8: retention removes dedup state as old as the log it prunes: committed runs by LSN, other outcomes by age
+  `
+CREATE INDEX committed_runs_by_lsn ON committed_runs (first_lsn);
+CREATE INDEX outcomes_by_age ON outcomes (at);
+`,
 ];

@@ -1,9 +1,11 @@
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../agent/agent.js';
 import type { Rejection } from '../../agent/store/rejections.js';
 import { parseHubConfig } from '../../hub/config.js';
+import type { HubStore } from '../../hub/store/hub-store.js';
 import { TestFleet } from '../helpers/fleet.js';
-import { sleep, waitFor } from '../helpers/wait.js';
+import { waitFor } from '../helpers/wait.js';
 
 const nextEvent = <T extends unknown[]>(
   agent: Agent,
@@ -19,6 +21,17 @@ const nextEvent = <T extends unknown[]>(
     agent.on(event, listener);
   });
 
+/**
+ * When the hub committed a document's current version (ms epoch). The hub runs in this process,
+ * so it is on the test's clock: it can be compared with when an agent event fired.
+ */
+async function committedAt(store: HubStore, collection: string, key: string): Promise<number> {
+  const document = await store.document(collection, key);
+  const at = document && (await store.firstCommitAfter(collection, document.version - 1));
+  if (at === undefined) throw new Error(`${collection}/${key} is not committed at the hub`);
+  return at;
+}
+
 describe('life on the edge: sync windows, priority lanes, buffering policies', () => {
   let fleet: TestFleet;
   afterEach(async () => fleet.close());
@@ -29,38 +42,57 @@ describe('life on the edge: sync windows, priority lanes, buffering policies', (
     const agent = fleet.agent('pi-metered', {
       sync: { mode: 'windows', cron: '*/4 * * * * *', windowSeconds: 1, disconnectOutside: true },
     });
+    // When each window opened and closed, to compare with when the hub committed a write.
+    const windows: Array<{ open: boolean; at: number }> = [];
+    agent.on('window', (open) => windows.push({ open, at: Date.now() }));
+    const windowOpenedBetween = (from: number, to: number): boolean => windows.some((w) => w.open && w.at >= from && w.at <= to);
     expect(agent.status().connected).toBe(false);
     await nextEvent<[boolean]>(agent, 'window', (open) => !open); // one window: policies arrive and are cached
     await waitFor('disconnected after the window', () => !agent.status().connected);
 
+    // Written outside a window, r1 waits for the next one: the hub commits it only after that opened.
+    const r1WrittenAt = Date.now();
     await agent.put('readings', 'r1', { celsius: 20 });
-    await sleep(1500); // outside the window
-    expect(await hub.store.document('readings', 'r1')).toBeUndefined();
     expect(agent.status()).toMatchObject({ connected: false, outboxDepth: 1 });
     expect(agent.status().nextWindow).toBeDefined();
-
-    // The alarm cannot wait: it syncs now, taking the queued reading along (order is kept).
-    await agent.put('alarms', 'fire', { on: true });
-    await waitFor('alarm at the hub', () => hub.store.document('alarms', 'fire'), 1500);
-    expect(await hub.store.document('readings', 'r1')).toBeDefined();
+    await waitFor('r1 uploaded in the next window', () => hub.store.document('readings', 'r1'));
+    const r1CommittedAt = await committedAt(hub.store, 'readings', 'r1');
+    expect(windowOpenedBetween(r1WrittenAt, r1CommittedAt), 'a window opened between writing r1 and its commit').toBe(true);
+    await waitFor('that window closed', () => windows.some((w) => !w.open && w.at >= r1CommittedAt));
     await waitFor('disconnected again', () => !agent.status().connected);
 
+    // The alarm cannot wait: it syncs now, before any window opens, taking the reading queued
+    // before it along (order is kept).
+    const alarmWrittenAt = Date.now();
     await agent.put('readings', 'r2', { celsius: 21 });
-    await nextEvent<[boolean]>(agent, 'window', (open) => open);
-    await waitFor('r2 uploaded in the window', () => hub.store.document('readings', 'r2'), 1000);
+    await agent.put('alarms', 'fire', { on: true });
+    await waitFor('alarm at the hub', () => hub.store.document('alarms', 'fire'));
+    const alarmCommittedAt = await committedAt(hub.store, 'alarms', 'fire');
+    expect(windowOpenedBetween(alarmWrittenAt, alarmCommittedAt), 'a window opened before the alarm was committed').toBe(false);
+    expect(await committedAt(hub.store, 'readings', 'r2')).toBeLessThanOrEqual(alarmCommittedAt);
+    await waitFor('disconnected after the alarm', () => !agent.status().connected);
   }, 30_000);
 
   it('sync now connects, uploads, catches up and hangs up again', async () => {
     fleet = new TestFleet();
     const hub = await fleet.startHub();
+    const agent = fleet.agent('pi-metered', { sync: { mode: 'windows', cron: '0 0 1 1 *', windowSeconds: 60, disconnectOutside: true } });
+    const connectedAt: number[] = [];
+    agent.on('connected', () => connectedAt.push(Date.now()));
+    await agent.put('notes', 'mine', 2);
+    // A writer started after the metered agent connects and sees its write committed: in that time
+    // the metered agent could have done the same, and has not.
     const writer = fleet.agent('pi-writer');
     await writer.put('notes', 'from-writer', 1, { durability: 'hub' });
-    const agent = fleet.agent('pi-metered', { sync: { mode: 'windows', cron: '0 0 1 1 *', windowSeconds: 60, disconnectOutside: true } });
-    await agent.put('notes', 'mine', 2);
-    await sleep(300);
     expect(await hub.store.document('notes', 'mine')).toBeUndefined();
+    expect(agent.status()).toMatchObject({ connected: false, outboxDepth: 1 });
+
+    const syncStartedAt = Date.now();
     expect(await agent.syncNow(10_000)).toBe(true);
-    expect(await hub.store.document('notes', 'mine')).toBeDefined();
+    // Connected and uploaded by the sync, not before it.
+    expect(connectedAt.length).toBeGreaterThan(0);
+    expect(connectedAt.filter((at) => at < syncStartedAt)).toEqual([]);
+    expect(await committedAt(hub.store, 'notes', 'mine')).toBeGreaterThanOrEqual(syncStartedAt);
     expect(await agent.get('notes', 'from-writer')).toMatchObject({ value: 1 });
     expect(agent.status().lastSyncAt).toBeDefined();
     await waitFor('hung up', () => !agent.status().connected);
@@ -78,8 +110,13 @@ describe('life on the edge: sync windows, priority lanes, buffering policies', (
     });
     const hub = await fleet.startHub();
     const agent = fleet.agent('pi-buffer');
-    await waitFor('policies received', () => agent.status().connected);
-    await sleep(100);
+    await waitFor(
+      'policies received',
+      () =>
+        agent.policy('readings').maxPending === 3 &&
+        agent.policy('logs').overflow === 'drop-oldest' &&
+        agent.policy('telemetry').ttlSeconds === 1,
+    );
     await fleet.stopHub();
     await waitFor('offline', () => !agent.status().connected);
 
@@ -144,10 +181,27 @@ describe('life on the edge: sync windows, priority lanes, buffering policies', (
   it('backoff spreads 50 agents reconnecting after a hub restart instead of a burst', async () => {
     fleet = new TestFleet();
     await fleet.startHub();
-    const agents = Array.from({ length: 50 }, (_, i) => fleet.agent(`pi-${i}`, { reconnect: { initialMs: 500, maxMs: 8_000 } }));
+    // Each failed attempt to reach the hub is logged; counted since the agent last connected (as its
+    // backoff is), they tell how far its reconnect window has widened.
+    const failures = new Map<string, number>();
+    const agents = Array.from({ length: 50 }, (_, i) => {
+      const id = `pi-${i}`;
+      const logger = pino(
+        { level: 'warn' },
+        {
+          write: (line: string) => {
+            if ((JSON.parse(line) as { msg?: string }).msg === 'connection error') failures.set(id, (failures.get(id) ?? 0) + 1);
+          },
+        },
+      );
+      const agent = fleet.agent(id, { reconnect: { initialMs: 500, maxMs: 8_000 }, logger });
+      agent.on('connected', () => failures.set(id, 0));
+      return agent;
+    });
     await waitFor('all connected', () => agents.every((a) => a.status().connected), 20_000);
     await fleet.stopHub();
-    await sleep(4_000); // every agent has failed a few times: its window has widened
+    // Every agent has failed three times: its next attempt is drawn from up to 500 ms × 2³ = 4 s.
+    await waitFor('every agent failed three times', () => agents.every((a) => (failures.get(a.id) ?? 0) >= 3), 20_000);
     const hub = await fleet.startHub();
     const started = Date.now();
     const times: number[] = [];

@@ -5,7 +5,8 @@ const PRUNE_CHUNK = 10_000;
 
 /**
  * Log retention on PostgreSQL: which entries to remove, recording the new bound, and removing
- * them. The store keeps `prunedThrough` and records it between the two steps.
+ * them, then the dedup state as old (see SqliteRetention, which does the same). The store keeps
+ * `prunedThrough` and records it between the two steps.
  */
 export class PgRetention {
   readonly #db: PgPool;
@@ -34,23 +35,33 @@ export class PgRetention {
 
   /**
    * Deletes the log through `cutoff` in chunks, each its own short transaction, so that group
-   * commits are not held up; `signal` stops it between chunks.
+   * commits are not held up; then the committed runs it covers, and outcomes older than the
+   * oldest entry the log keeps (if it keeps none, those the age rule covers). `signal` stops it
+   * between chunks; the next prune finishes the work, found again from the log alone.
    */
-  async deleteThrough(cutoff: number, signal?: AbortSignal): Promise<void> {
+  async deleteThrough(cutoff: number, maxAgeMs: number, now: number, signal?: AbortSignal): Promise<void> {
     let deleted = 0;
-    do {
-      if (signal?.aborted) return;
-      if (deleted > 0) faultPoint('hub.mid-prune');
-      deleted = await this.#db.wrap(
-        'write to',
-        async () =>
-          (
-            await this.#db.pool.query('DELETE FROM log WHERE lsn IN (SELECT lsn FROM log WHERE lsn <= $1 ORDER BY lsn LIMIT $2)', [
-              cutoff,
-              PRUNE_CHUNK,
-            ])
-          ).rowCount ?? 0,
-      );
-    } while (deleted > 0);
+    const chunks = async (sql: string, params: unknown[]): Promise<boolean> => {
+      do {
+        if (signal?.aborted) return false;
+        if (deleted > 0) faultPoint('hub.mid-prune');
+        deleted = await this.#db.wrap('write to', async () => (await this.#db.pool.query(sql, params)).rowCount ?? 0);
+      } while (deleted > 0);
+      return true;
+    };
+    if (!(await chunks('DELETE FROM log WHERE lsn IN (SELECT lsn FROM log WHERE lsn <= $1 ORDER BY lsn LIMIT $2)', [cutoff, PRUNE_CHUNK])))
+      return;
+    const runs = `DELETE FROM committed_runs WHERE (agent_id, incarnation, first_seq) IN (
+      SELECT agent_id, incarnation, first_seq FROM committed_runs WHERE first_lsn <= $1 AND first_lsn + (last_seq - first_seq) <= $1 LIMIT $2)`;
+    if (!(await chunks(runs, [cutoff, PRUNE_CHUNK]))) return;
+    const [kept] = await this.#db.query<{ committed_at: number }>('SELECT committed_at FROM log WHERE lsn > $1 ORDER BY lsn LIMIT 1', [
+      cutoff,
+    ]);
+    const before = kept ? kept.committed_at : maxAgeMs > 0 ? now - maxAgeMs : 0;
+    if (before === 0) return;
+    // Rows from before outcomes were timed have no time: they are older still.
+    const outcomes = `DELETE FROM outcomes WHERE (agent_id, incarnation, seq) IN (
+      SELECT agent_id, incarnation, seq FROM outcomes WHERE at IS NULL OR at < $1 LIMIT $2)`;
+    await chunks(outcomes, [before, PRUNE_CHUNK]);
   }
 }

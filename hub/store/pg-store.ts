@@ -204,7 +204,7 @@ export class PostgresHubStore implements HubStore {
   /**
    * Records the new `prunedThrough` before deleting, so that a prune cut short never leaves a
    * reader trusting a log that has lost entries; then deletes in chunks, each its own short
-   * transaction, so that group commits are not held up.
+   * transaction, so that group commits are not held up, and the dedup state as old (see PgRetention).
    */
   async prune(retention: { maxAgeMs: number; maxEntries: number }, now = Date.now(), signal?: AbortSignal): Promise<number> {
     const cutoff = await this.#retention.cutoff(retention, this.#head, this.#prunedThrough, now);
@@ -212,7 +212,7 @@ export class PostgresHubStore implements HubStore {
       await this.#retention.record(cutoff);
       this.#prunedThrough = cutoff;
     }
-    await this.#retention.deleteThrough(cutoff, signal);
+    await this.#retention.deleteThrough(cutoff, retention.maxAgeMs, now, signal);
     return cutoff;
   }
 

@@ -16,7 +16,7 @@ import { SqliteConnection } from './sqlite-connection.js';
 import { SqliteCredentials } from './sqlite-credentials.js';
 import { SqliteIngestRows } from './sqlite-ingest-rows.js';
 import { SqliteReads } from './sqlite-reads.js';
-import { SqliteRetention } from './sqlite-retention.js';
+import { SqliteRetention, type PrunePlan } from './sqlite-retention.js';
 
 /**
  * The hub's primary store on SQLite: a gap-free log keyed by LSN, the current documents, the
@@ -200,27 +200,28 @@ export class SqliteHubDb implements IngestTx {
    * SqliteHubStore instead, which lets commits run between the chunks.
    */
   prune(retention: { maxAgeMs: number; maxEntries: number }, now = Date.now()): number {
-    const cutoff = this.startPrune(retention, now);
-    while (this.pruneChunk(cutoff) > 0);
-    return cutoff;
+    const plan = this.startPrune(retention, now);
+    while (this.pruneChunk(plan) > 0);
+    return plan.through;
   }
 
   /**
    * The first step of retention: where the log is cut, recorded as `prunedThrough` before any
-   * entry is removed (see SqliteRetention). Returns it; `pruneChunk` then removes the entries.
+   * entry is removed (see SqliteRetention), with the dedup state as old. Returns the plan;
+   * `pruneChunk` then removes the rows.
    */
-  startPrune(retention: { maxAgeMs: number; maxEntries: number }, now = Date.now()): number {
+  startPrune(retention: { maxAgeMs: number; maxEntries: number }, now = Date.now()): PrunePlan {
     const cutoff = this.#retention.cutoff(retention, this.#head, this.#prunedThrough, now);
     if (cutoff > this.#prunedThrough) {
       this.#retention.record(cutoff);
       this.#prunedThrough = cutoff;
     }
-    return cutoff;
+    return this.#retention.plan(cutoff, retention.maxAgeMs, now);
   }
 
-  /** Removes one chunk of the log through `cutoff` (a transaction of its own); how many entries went. */
-  pruneChunk(cutoff: number): number {
-    return this.#retention.deleteChunk(cutoff);
+  /** Removes one chunk of what `plan` prunes (a transaction of its own); how many rows went. */
+  pruneChunk(plan: PrunePlan): number {
+    return this.#retention.deleteChunk(plan);
   }
 
   // Agents' credentials.

@@ -116,12 +116,12 @@ export class SqliteHubStore implements HubStore {
    * that group commits and pulls run between the chunks instead of waiting for the whole prune.
    */
   async prune(retention: { maxAgeMs: number; maxEntries: number }, now?: number, signal?: AbortSignal): Promise<number> {
-    const cutoff = await settle(() => this.db.startPrune(retention, now));
-    while (!signal?.aborted && (await settle(() => this.db.pruneChunk(cutoff))) > 0) {
+    const plan = await settle(() => this.db.startPrune(retention, now));
+    while (!signal?.aborted && (await settle(() => this.db.pruneChunk(plan))) > 0) {
       faultPoint('hub.mid-prune');
       await setImmediate();
     }
-    return cutoff;
+    return plan.through;
   }
 
   putCredential(agentId: string, tokenHash: string, mosquittoHash?: string): Promise<void> {

@@ -64,6 +64,25 @@ describe('ingest', () => {
     expect(again.changeSets[0]![1].changes.map((c) => c.lsn)).toEqual([3]);
   });
 
+  it('re-acks an op whose outcome retention removed as a plain duplicate, and never applies it again', async () => {
+    const { ingestor } = setup();
+    const ops = [put(1, 'x', 'first'), put(2, 'y', 2), { ...put(3, 'bad', 3), c: 'Bad Name' }];
+    await ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops } }]);
+    await ingestor.ingest([{ kind: 'hub', write: { c: 'docs', k: 'later', op: 'put', v: 1 } }]);
+    expect(store.db.outcome('pi-a', INC_A, 3)?.result.outcome).toBe('rejected');
+    expect(store.db.prune({ maxAgeMs: 1, maxEntries: 0 }, Date.now() + 1000)).toBe(3); // everything is older than 1 ms
+    expect(store.db.outcome('pi-a', INC_A, 3)).toBeUndefined(); // the rejection went too
+    const again = await ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [...ops, put(4, 'z', 4)] } }]);
+    expect(results(again.replies[0]!)).toEqual([
+      { seq: 1, outcome: 'duplicate' },
+      { seq: 2, outcome: 'duplicate' },
+      { seq: 3, outcome: 'duplicate' },
+      { seq: 4, outcome: 'committed', lsn: 4 },
+    ]);
+    expect(store.db.document('docs', 'x')).toMatchObject({ value: 'first', version: 1 });
+    expect(store.db.head).toBe(4);
+  });
+
   it('asks for a resync at the first missing seq and commits nothing past the gap', async () => {
     const { ingestor } = setup();
     await ingestor.ingest([{ kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [put(1, 'x', 1)] } }]);

@@ -181,14 +181,63 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       expect(await Promise.all([1, 3, 4].map((seq) => store.countCommitted('pi-1', 'inc-1', seq)))).toEqual([1, 0, 1]);
     });
 
-    test("keeps a committed op's digest until retention prunes its log entry", async () => {
+    test("keeps a committed op's digest while its log entry is kept", async () => {
       await commitGroup(store, [agentPut('s', 'a', 1, pi(1)), agentPut('s', 'b', 2, pi(2)), hubPut('s', 'c', 3)]);
-      expect(await store.prune({ maxAgeMs: 0, maxEntries: 2 })).toBe(1);
-      expect(await store.outcomeOf('pi-1', 'inc-1', 1)).toEqual({ result: { outcome: 'committed', lsn: 1 } });
       expect(await store.outcomeOf('pi-1', 'inc-1', 2)).toEqual({
         result: { outcome: 'committed', lsn: 2 },
         digest: 'digest-pi-1-inc-1-2',
       });
+    });
+
+    test('retention removes the dedup state as old as the log it prunes, and keeps every last seq', async () => {
+      await commitGroup(store, [agentPut('s', 'a', 1, pi(1)), agentPut('s', 'b', 2, pi(2))]);
+      const rejected = { seq: 3, outcome: 'rejected', reason: 'schema', detail: 'no' } as const;
+      await store.ingest(planOf([], { agents: [{ agentId: 'pi-1', incarnation: 'inc-1', seqs: [3] }] }), (tx) => {
+        tx.putOutcome('pi-1', 'inc-1', rejected, 'digest-3');
+        tx.setLastSeq('pi-1', 'inc-1', 3);
+      });
+      await sleep(5); // the outcome is older than every entry committed from here on
+      // Ops 4 and 5 as one run at LSNs 3 and 4, then a hub write at 5.
+      await store.ingest(planOf([agentPut('s', 'c', 4, pi(4)), agentPut('s', 'd', 5, pi(5)), hubPut('s', 'e', 6)]), (tx) => {
+        const first = tx.commit(agentPut('s', 'c', 4, pi(4))).lsn;
+        tx.commit(agentPut('s', 'd', 5, pi(5)));
+        tx.commit(hubPut('s', 'e', 6));
+        tx.putCommittedRun('pi-1', 'inc-1', 4, 5, first);
+        tx.setLastSeq('pi-1', 'inc-1', 5);
+        tx.setCollectionHead('s', 5);
+      });
+      const outcomes = (): Promise<unknown[]> => Promise.all([1, 2, 3, 4, 5].map((seq) => store.outcomeOf('pi-1', 'inc-1', seq)));
+      expect((await outcomes()).filter(Boolean)).toHaveLength(5);
+
+      expect(await store.prune({ maxAgeMs: 0, maxEntries: 3 })).toBe(2);
+      // Ops 1 and 2 went with their entries, the rejection with the older log; the run 4–5 straddles nothing pruned.
+      expect(await outcomes()).toEqual([
+        undefined,
+        undefined,
+        undefined,
+        { result: { outcome: 'committed', lsn: 3 }, digest: 'digest-pi-1-inc-1-4' },
+        { result: { outcome: 'committed', lsn: 4 }, digest: 'digest-pi-1-inc-1-5' },
+      ]);
+      expect(await store.prune({ maxAgeMs: 0, maxEntries: 2 })).toBe(3);
+      // Op 5's entry is kept, so its run is too (a run goes only once every entry it covers has).
+      expect((await outcomes()).slice(3)).toEqual([
+        { result: { outcome: 'committed', lsn: 3 } },
+        { result: { outcome: 'committed', lsn: 4 }, digest: 'digest-pi-1-inc-1-5' },
+      ]);
+      expect(await store.prune({ maxAgeMs: 0, maxEntries: 1 })).toBe(4);
+      expect(await outcomes()).toEqual([undefined, undefined, undefined, undefined, undefined]);
+      // What exactly-once needs stays: a redelivered op at or below it is never applied again.
+      expect(await store.lastSeqs('pi-1')).toEqual({ 'inc-1': 5 });
+    });
+
+    test('a prune cut short before the dedup state is finished by the next', async () => {
+      await commitGroup(store, [agentPut('s', 'a', 1, pi(1)), agentPut('s', 'b', 2, pi(2)), hubPut('s', 'c', 3)]);
+      const stop = new AbortController();
+      stop.abort();
+      expect(await store.prune({ maxAgeMs: 0, maxEntries: 1 }, undefined, stop.signal)).toBe(2);
+      expect(await store.outcomeOf('pi-1', 'inc-1', 1)).toBeDefined(); // nothing removed yet
+      expect(await store.prune({ maxAgeMs: 0, maxEntries: 1 })).toBe(2);
+      expect([await store.outcomeOf('pi-1', 'inc-1', 1), await store.outcomeOf('pi-1', 'inc-1', 2)]).toEqual([undefined, undefined]);
     });
 
     test('reads the log in pages bounded by count and by bytes, filtered by collection or reader', async () => {

@@ -1,4 +1,5 @@
 import { outcomeReader } from '../helpers/hub-outcomes.js';
+import { hasArchive } from './archive.js';
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -9,6 +10,8 @@ export interface Verdict {
   committed: number;
   rejected: number;
   conflicts: number;
+  /** Writes whose dedup state retention had removed by the end (their outcome read from the archive). */
+  pruned: number;
   lost: string[];
   duplicated: string[];
   misordered: string[];
@@ -27,7 +30,8 @@ export function summaryLine(v: Verdict, faults: number, seed: number): string {
   return (
     `chaos: acknowledged=${v.acknowledged} committed=${v.committed} rejected=${v.rejected} conflicts=${v.conflicts} ` +
     `lost=${v.lost.length} duplicated=${v.duplicated.length} diverged=${v.diverged.length} misordered=${v.misordered.length} ` +
-    `wrong-outcome=${v.wrongOutcome.length} corrupt=${v.corrupt.length} backwards=${v.regressions.length} faults=${faults} seed=${seed}`
+    `wrong-outcome=${v.wrongOutcome.length} corrupt=${v.corrupt.length} backwards=${v.regressions.length} dedup-pruned=${v.pruned} ` +
+    `faults=${faults} seed=${seed}`
   );
 }
 
@@ -42,6 +46,7 @@ export function check(dir: string, agentIds: readonly string[], history: History
     committed: 0,
     rejected: 0,
     conflicts: 0,
+    pruned: 0,
     lost: [],
     duplicated: [],
     misordered: [],
@@ -52,33 +57,42 @@ export function check(dir: string, agentIds: readonly string[], history: History
   };
   try {
     integrity(hub, 'hub', v);
-    const outcome = outcomeReader(hub);
-    const logged = hub.prepare<[string, string, number], { n: number }>(
-      'SELECT count(*) AS n FROM log WHERE origin = ? AND incarnation = ? AND seq = ?',
+    // Retention prunes the log and the dedup state; the archive (see archive.ts) keeps a copy of
+    // both, written in the hub's own transactions, against which every promise is checked.
+    if (!hasArchive(hub)) throw new Error('the hub database has no checker archive: start the hub through ProcessFleet');
+    const live = outcomeReader(hub);
+    const archived = outcomeReader(hub, { runs: 'checker_runs', outcomes: 'checker_outcomes' });
+    const logged = hub.prepare<[string, string, number], { n: number; lsn: number | null }>(
+      'SELECT count(*) AS n, max(lsn) AS lsn FROM checker_log WHERE origin = ? AND incarnation = ? AND seq = ?',
     );
-    const archived = hub.prepare<[string, string, number], { n: number }>(
+    const lastSeq = hub.prepare<[string, string], { last_seq: number }>(
+      'SELECT last_seq FROM agent_sequences WHERE agent_id = ? AND incarnation = ?',
+    );
+    const archivedConflict = hub.prepare<[string, string, number], { n: number }>(
       'SELECT count(*) AS n FROM conflicts WHERE loser_origin = ? AND loser_incarnation = ? AND loser_seq = ?',
-    );
-    const pruned = Number(
-      (hub.prepare("SELECT value FROM hub_meta WHERE name = 'pruned_through'").get() as { value: string } | undefined)?.value ?? 0,
     );
     for (const w of history.writes) {
       const id = `${w.agentId}/${w.incarnation.slice(0, 6)}/${w.seq}`;
-      const o = outcome(w.agentId, w.incarnation, w.seq);
+      const o = archived(w.agentId, w.incarnation, w.seq);
       if (!o) {
         v.lost.push(id);
         continue;
       }
+      const kept = live(w.agentId, w.incarnation, w.seq);
+      if (!kept) v.pruned += 1;
+      else if (kept.outcome !== o.outcome || kept.lsn !== o.lsn)
+        v.wrongOutcome.push(`${id} is recorded as ${kept.outcome} but was ${o.outcome}`);
+      // Exactly-once after pruning rests on this alone: a redelivered op at or below it is never applied.
+      if ((lastSeq.get(w.agentId, w.incarnation)?.last_seq ?? 0) < w.seq) v.wrongOutcome.push(`${id} is above its incarnation's last seq`);
       if (o.outcome === 'committed') {
         v.committed += 1;
-        // The log may have been pruned past it; otherwise it is there exactly once.
-        const n = logged.get(w.agentId, w.incarnation, w.seq)!.n;
-        if (n !== 1 && !(n === 0 && o.lsn !== null && o.lsn <= pruned)) v.lost.push(`${id} (committed, ${n} log entries)`);
+        const { n, lsn } = logged.get(w.agentId, w.incarnation, w.seq)!;
+        if (n !== 1 || lsn !== o.lsn) v.lost.push(`${id} (committed at ${o.lsn}, ${n} log entries)`);
         if (w.lsn !== undefined && w.lsn !== o.lsn) v.wrongOutcome.push(`${id} acknowledged with LSN ${w.lsn}, committed at ${o.lsn}`);
         if (w.poison) v.wrongOutcome.push(`${id} is a poison write but was committed`);
       } else if (o.outcome === 'conflict') {
         v.conflicts += 1;
-        if (archived.get(w.agentId, w.incarnation, w.seq)!.n !== 1)
+        if (archivedConflict.get(w.agentId, w.incarnation, w.seq)!.n !== 1)
           v.wrongOutcome.push(`${id} lost a conflict but its version is not archived`);
       } else if (o.outcome === 'rejected') {
         v.rejected += 1;
@@ -87,7 +101,7 @@ export function check(dir: string, agentIds: readonly string[], history: History
     }
     for (const row of hub
       .prepare<[], { origin: string; incarnation: string; seq: number; n: number }>(
-        'SELECT origin, incarnation, seq, count(*) AS n FROM log WHERE seq IS NOT NULL GROUP BY 1, 2, 3 HAVING n > 1',
+        'SELECT origin, incarnation, seq, count(*) AS n FROM checker_log WHERE seq IS NOT NULL GROUP BY 1, 2, 3 HAVING n > 1',
       )
       .all()) {
       v.duplicated.push(`${row.origin}/${row.incarnation.slice(0, 6)}/${row.seq} ×${row.n}`);
@@ -95,7 +109,7 @@ export function check(dir: string, agentIds: readonly string[], history: History
     for (const agentId of agentIds) {
       const rows = hub
         .prepare<[string], { incarnation: string; seq: number; lsn: number }>(
-          'SELECT incarnation, seq, lsn FROM log WHERE origin = ? ORDER BY lsn',
+          'SELECT incarnation, seq, lsn FROM checker_log WHERE origin = ? ORDER BY lsn',
         )
         .all(agentId);
       for (let i = 1; i < rows.length; i++) {

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { freePort } from '../helpers/ports.js';
 import { http, OutpostProcess } from '../helpers/processes.js';
 import { waitFor } from '../helpers/wait.js';
+import { installArchive } from './archive.js';
 import { FaultProxy } from './fault-proxy.js';
 
 export interface AgentStatusBody {
@@ -53,6 +54,7 @@ export class ProcessFleet {
   }
 
   async startHub(): Promise<void> {
+    installArchive(join(this.dir, 'hub')); // the first time: the checker's record of every commit
     if (!this.mqttPort) [this.mqttPort, this.hubHttpPort] = await Promise.all([freePort(), freePort()]);
     this.hub = new OutpostProcess(
       [

@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { BACKLOG_TARGET, benchBacklog, type BacklogResult } from './backlog.js';
 import { benchCatchup, type CatchupResult } from './catchup.js';
+import { benchDedupState, type DedupStateResult } from './dedup-state.js';
 import { benchFanin, type FaninResult } from './fanin.js';
 import { benchFootprint, mb, TARGET_BYTES, type FootprintResult } from './footprint.js';
 import { benchIngest, type IngestResult } from './ingest.js';
@@ -149,6 +150,18 @@ async function backlog(): Promise<BacklogResult> {
   return r;
 }
 
+async function dedupState(): Promise<DedupStateResult> {
+  const r = await benchDedupState(quick);
+  const state = (s: { rows: number; bytes: number }): string => `${count(s.rows)} rows, ${mb(s.bytes)}`;
+  line(
+    `hub dedup state after ${count(r.writes)} writes (retention keeps ${count(r.retainedEntries)} log entries)`,
+    state(r.pruned),
+    `the log alone pruned (before): ${state(r.logOnly)}`,
+    r.pruned.bytes / r.logOnly.bytes,
+  );
+  return r;
+}
+
 const results = {
   ingest: await ingest(),
   wire: await wire(),
@@ -158,6 +171,7 @@ const results = {
   partitions: await partitions(),
   footprint: await footprint(),
   backlog: await backlog(),
+  dedupState: await dedupState(),
 };
 
 const machine = { cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, quick };

@@ -151,6 +151,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         },
         onRejected: (rejections) => this.emit('rejection', rejections),
         onReincarnated: (previous, next) => this.emit('reincarnated', previous, next),
+        onRestored: (info) => this.emit('restored', info),
         onHubStatus: (status) => this.#onHubStatus(partition, status),
       },
       this.#log,

@@ -5,6 +5,7 @@ import type { Change, DownMessage, HubStatusMessage, UpMessage } from '../shared
 import { partitionTopics, type PartitionTopics } from '../shared/topics.js';
 import { DurabilityWaiters, type Durability, type WriteIdentity } from './durability.js';
 import { Replicator } from './replicator.js';
+import { RestoreWatch } from './restore-watch.js';
 import { partitionScoped } from './store/agent-db.js';
 import type { AgentStore } from './store/agent-store.js';
 import type { Rejection } from './store/rejections.js';
@@ -29,6 +30,8 @@ export interface LaneDelegate {
   onProgress(): void;
   onRejected(rejections: Rejection[]): void;
   onReincarnated(previous: string, next: string): void;
+  /** The partition's hub was restored from a backup and the partition reconciled (see RestoreWatch). */
+  onRestored(info: { partition: string; lineage: string; fork: number; lostDocuments: number; lostWrites: number }): void;
   /** A hub status arrived on this lane's hub topic (from a leader this lane still listens to). */
   onHubStatus(status: HubStatusMessage[1]): void;
 }
@@ -44,6 +47,7 @@ export class Lane {
   readonly #uploader: Uploader;
   readonly #replicator: Replicator;
   readonly #durability: DurabilityWaiters;
+  readonly #restore: RestoreWatch;
   /** The highest leadership epoch heard from this partition's hub (loaded on first use). */
   #hubEpoch: number | undefined;
   /**
@@ -52,6 +56,8 @@ export class Lane {
    * published before the broker knows the subscription would be lost.
    */
   #subscribed = true;
+  /** The newest HLC heard from this partition's hub this run (a status older than it is stale). */
+  #newestHubHlc = '';
 
   constructor(
     readonly partition: string,
@@ -95,6 +101,20 @@ export class Lane {
       },
       log,
     );
+    this.#restore = new RestoreWatch(
+      store,
+      partition,
+      agentId,
+      inPartition,
+      { send: (message) => this.send(message), connected: () => delegate.connected() && this.#subscribed },
+      { ackTimeoutMs: options.ackTimeoutMs },
+      log,
+    );
+  }
+
+  /** Lost documents this lane still has to report to its restored hub. */
+  get lostPending(): number {
+    return this.#restore.pending;
   }
 
   /** What this lane listens to: its down topic, its hub status, and its collections' change sets. */
@@ -161,20 +181,24 @@ export class Lane {
 
   start(): void {
     this.#uploader.start();
+    this.#restore.start();
   }
 
   onConnected(): void {
     this.#uploader.reset();
     this.#uploader.pump();
     this.#replicator.onConnected();
+    this.#restore.onConnected();
   }
 
   onDisconnected(): void {
     this.#uploader.reset();
     this.#replicator.onDisconnected();
+    this.#restore.onDisconnected();
   }
 
   stop(): void {
+    this.#restore.stop();
     this.#durability.close();
     this.#uploader.stop();
     this.#replicator.stop();
@@ -192,6 +216,8 @@ export class Lane {
     const message = broadcastCodec.decode(payload);
     if (this.#isDeposed(message[0], message[1].epoch)) return;
     this.clock.observe(message[1].hlc as Hlc);
+    if (message[0] === 'hub') this.#checkRestored(message[1]);
+    this.#heardHub(message[1].hlc);
     if (message[0] === 'changes') {
       this.#replicator.onChanges(message);
       return;
@@ -229,9 +255,36 @@ export class Lane {
     return false;
   }
 
+  #heardHub(hlc: string): void {
+    if (hlc > this.#newestHubHlc) this.#newestHubHlc = hlc;
+  }
+
+  /** A restored hub: the partition is reconciled, its queue resent under the new incarnation, its log pulled from 0. */
+  #checkRestored(status: HubStatusMessage[1]): void {
+    const reconciled = this.#restore.onHubStatus(status, this.#newestHubHlc);
+    if (!reconciled) return;
+    const { incarnation, renumbered } = reconciled;
+    for (const { from, to } of renumbered)
+      this.#durability.moveTo(from, this.#durability, { partition: this.partition, incarnation, seq: to });
+    this.delegate.onRestored({
+      partition: this.partition,
+      lineage: status.lin,
+      fork: reconciled.fork,
+      lostDocuments: reconciled.documents,
+      lostWrites: reconciled.writes,
+    });
+    this.#uploader.reset();
+    this.#uploader.pump();
+    this.#replicator.restart();
+    this.#restore.pump();
+  }
+
   #onDown(message: DownMessage): void {
     // Every hub message but an error carries the hub's clock: advance past it.
-    if (message[0] !== 'error') this.clock.observe(message[1].hlc as Hlc);
+    if (message[0] !== 'error') {
+      this.clock.observe(message[1].hlc as Hlc);
+      this.#heardHub(message[1].hlc);
+    }
     switch (message[0]) {
       case 'ack':
         this.#uploader.onAck(message);
@@ -264,6 +317,9 @@ export class Lane {
         this.#uploader.pump();
         break;
       }
+      case 'lostack':
+        this.#restore.onAck(message[1].id);
+        break;
       case 'error':
         this.log.error({ partition: this.partition, code: message[1].code }, `hub reported: ${message[1].message}`);
         break;

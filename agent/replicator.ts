@@ -158,6 +158,17 @@ export class Replicator {
     if (this.#pullAgain) this.pull();
   }
 
+  /**
+   * The partition's log starts over (its hub was restored from a backup, and the watermark reset):
+   * answers to earlier pulls are ignored, heads heard of belong to the old history, pull again.
+   */
+  restart(): void {
+    this.#settlePull();
+    this.#pullAgain = false;
+    this.heads.clear();
+    this.pull();
+  }
+
   /** Starts a pull from the watermark, or asks for another once the current one ends. */
   pull(): void {
     if (this.options.mayPull && !this.options.mayPull()) return;

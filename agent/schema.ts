@@ -100,4 +100,23 @@ CREATE INDEX outbox_by_document ON outbox (collection, key, seq);
 CREATE INDEX outbox_pending ON outbox (collection, created_at) WHERE acked_lsn IS NULL AND skipped IS NULL;
 CREATE INDEX outbox_confirmed ON outbox (collection, key, acked_lsn) WHERE acked_lsn IS NOT NULL;
 `,
+  // 7: what a restored hub lost, as this device held it, kept until the hub acknowledges the report
+  // (AUTOINCREMENT: a late acknowledgement must never match a later report's ids)
+  `
+CREATE TABLE lost_reports (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  lane       TEXT NOT NULL,
+  lineage    TEXT NOT NULL,
+  fork       INTEGER NOT NULL,
+  collection TEXT NOT NULL,
+  key        TEXT NOT NULL,
+  version    INTEGER NOT NULL,
+  op         TEXT NOT NULL CHECK (op IN ('put', 'del')),
+  value      BLOB,
+  hlc        TEXT NOT NULL,
+  origin     TEXT NOT NULL,
+  at         INTEGER NOT NULL
+);
+CREATE INDEX lost_reports_by_lane ON lost_reports (lane, id);
+`,
 ];

@@ -39,6 +39,10 @@ export function agentStatus(store: AgentStore, lanes: Lanes, context: StatusCont
   }
   const { incarnation, watermark, appliedLsn } = progress.get(DEFAULT_PARTITION)!;
   const partitions = Object.fromEntries([...progress].filter(([partition]) => partition !== DEFAULT_PARTITION));
+  // Lost versions still to report to a restored hub, per partition that has any.
+  const lost: Record<string, number> = {};
+  for (const lane of lanes) if (lane.lostPending > 0) lost[lane.partition] = lane.lostPending;
+  const lostPending = Object.values(lost).reduce((sum, n) => sum + n, 0);
   const { agentId, connected, lastSyncAt, nextWindow } = context;
   return {
     agentId,
@@ -50,6 +54,7 @@ export function agentStatus(store: AgentStore, lanes: Lanes, context: StatusCont
     watermark,
     collections,
     ...(Object.keys(partitions).length > 0 && { partitions }),
+    ...(lostPending > 0 && { restore: { lostPending, partitions: lost } }),
     ...(lastSyncAt !== undefined && { lastSyncAt: new Date(lastSyncAt).toISOString() }),
     ...(nextWindow && { nextWindow: nextWindow.toISOString() }),
   };

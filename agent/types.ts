@@ -63,6 +63,11 @@ export interface AgentStatus {
    * as above, in that partition's LSNs; the fields above are the default partition's).
    */
   partitions?: Record<string, { incarnation: string; appliedLsn: number; watermark: number }>;
+  /**
+   * Present while a restore of the hub is being reconciled: lost versions this device holds that
+   * the hub has not yet acknowledged (see docs/OPERATIONS.md), in total and per partition.
+   */
+  restore?: { lostPending: number; partitions: Record<string, number> };
   /** When the last sync window or sync-now finished with everything uploaded and caught up. */
   lastSyncAt?: string;
   /** When the next sync window opens (sync windows only). */
@@ -117,4 +122,10 @@ export interface AgentEvents {
   moved: [MovedWrite[]];
   /** The hub found this database's seqs already used (an old backup was restored): the queue was renumbered. */
   reincarnated: [previous: string, next: string];
+  /**
+   * A partition's hub was restored from a backup: versions above `fork` were taken out of the
+   * replica (and writes acknowledged above it out of the outbox), are being reported to the hub,
+   * and the partition is pulled again; pending writes go up under a new incarnation.
+   */
+  restored: [info: { partition: string; lineage: string; fork: number; lostDocuments: number; lostWrites: number }];
 }

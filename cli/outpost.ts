@@ -4,6 +4,7 @@ import pino, { type Logger } from 'pino';
 import { addClientCommands } from './agent-client.js';
 import { addAgentAdmin } from './hub-agents.js';
 import { addBrokerExport } from './hub-export.js';
+import { addRestoreCommands } from './hub-restore.js';
 import { ConfigError, ErrorCode, OutpostError } from '../shared/errors.js';
 import { commanderOptions, renderReference, resolveOptions } from './options.js';
 import { readPem } from './hub-run.js';
@@ -39,6 +40,7 @@ const hubRun = hubCommand
 for (const option of commanderOptions(HUB_OPTIONS)) hubRun.addOption(option);
 addAgentAdmin(hubCommand);
 addBrokerExport(hubCommand);
+addRestoreCommands(hubCommand);
 hubRun.action(async (flags: Record<string, unknown>) => {
   const o = resolveOptions(HUB_OPTIONS, flags, process.env);
   const log = pino({ name: 'hub', level: o.logLevel as string });

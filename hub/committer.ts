@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { BatchMessage } from '../shared/messages.js';
 import { faultPoint } from './fault-points.js';
-import type { HubWriteRequest, IngestOutput, IngestRequest, Ingestor, WriteResult } from './ingest.js';
+import type { HubWriteRequest, IngestOutput, IngestRequest, Ingestor, ReapplyRequest, WriteResult } from './ingest.js';
 import { HubStoppingError } from '../shared/errors.js';
 
 interface Waiter {
@@ -43,6 +43,15 @@ export class Committer {
     return new Promise((resolve, reject) => {
       this.#waiters.push({ resolve, reject });
       this.#push({ kind: 'hub', write });
+    });
+  }
+
+  /** A lost write committed again with its origin and timestamp; resolves with its outcome once committed. */
+  reapply(write: ReapplyRequest['write']): Promise<WriteResult> {
+    if (this.#stopped) return Promise.reject(new HubStoppingError());
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ resolve, reject });
+      this.#push({ kind: 'reapply', write });
     });
   }
 

@@ -5,13 +5,29 @@ import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
 import { ErrorCode, OutpostError } from '../shared/errors.js';
 import { HybridClock } from '../shared/hlc.js';
 import { limits } from '../shared/limits.js';
-import type { BroadcastMessage, DownMessage, OpResult, PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
+import type {
+  BroadcastMessage,
+  DownMessage,
+  LostMessage,
+  OpResult,
+  PageMessage,
+  PullMessage,
+  SnapshotMessage,
+} from '../shared/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol-version.js';
 import { DEFAULT_PARTITION, partitionTopics, type PartitionTopics } from '../shared/topics.js';
 import { AccessControl } from './access.js';
 import { Committer } from './committer.js';
 import { assignment, CollectionPolicies, DEFAULT_HUB_CONFIG, type HubConfig } from './config.js';
-import { defaultIngestOptions, Ingestor, type HubWriteRequest, type IngestOutput, type WriteResult } from './ingest.js';
+import {
+  defaultIngestOptions,
+  Ingestor,
+  type HubWriteRequest,
+  type IngestOutput,
+  type ReapplyRequest,
+  type WriteResult,
+} from './ingest.js';
+import { acceptLostReport } from './lost-reports.js';
 import { answerPull } from './pull.js';
 import { ReplicationTracker, type ReplicaWait } from './replication-tracker.js';
 import type { HubStore } from './store/hub-store.js';
@@ -169,6 +185,11 @@ export class HubCore extends EventEmitter<HubEvents> {
     return this.#committer.write(write);
   }
 
+  /** Commits again a write a restore lost, with its origin and timestamp (see hub/reapply.ts). */
+  reapply(write: ReapplyRequest['write']): Promise<WriteResult> {
+    return this.#committer.reapply(write);
+  }
+
   /** One message an authenticated agent published on its own `up` topic. */
   onUp(agentId: string, payload: Buffer): void {
     this.emit('bytes', 'in', payload.length);
@@ -203,6 +224,9 @@ export class HubCore extends EventEmitter<HubEvents> {
         );
         break;
       }
+      case 'lost':
+        void this.#recordLost(agentId, message[1]);
+        break;
       case 'status':
         this.#notifyReplicated(
           this.replication.report(agentId, message[1].applied, message[1].outbox, {
@@ -212,6 +236,28 @@ export class HubCore extends EventEmitter<HubEvents> {
         );
         break;
     }
+  }
+
+  /**
+   * Keeps a chunk of an agent's report of versions a restore lost, then acknowledges it; if it
+   * cannot be stored, the agent sends it again after its timeout.
+   */
+  async #recordLost(agentId: string, body: LostMessage[1]): Promise<void> {
+    const { report, dropped } = acceptLostReport(agentId, body, {
+      ownsCollection: (c) => this.#partitionOf(c) === this.partition,
+      mayHold: (id, c) => this.access.mayRead(id, c) || this.access.mayWrite(id, c),
+    });
+    try {
+      await this.store.recordLost(report);
+    } catch (error) {
+      this.log.error({ err: error, agentId }, 'could not store a report of lost writes; the agent will send it again');
+      return;
+    }
+    this.log.warn(
+      { agentId, lineage: body.lin, fork: body.fork, documents: report.docs.length, ...(dropped > 0 && { dropped }) },
+      'an agent reported versions the restored database lost; list them with `outpost hub restore lost`',
+    );
+    this.#sendDown(agentId, ['lostack', { id: body.id, hlc: this.clock.tick() }]);
   }
 
   /** The partition a collection belongs to (by the config). */
@@ -235,6 +281,8 @@ export class HubCore extends EventEmitter<HubEvents> {
           hlc: this.clock.tick(),
           head: this.store.head,
           ...(this.epoch !== undefined && { epoch: this.epoch }),
+          lin: this.store.lineage.id,
+          fork: this.store.lineage.fork,
           ...this.policies.describe(),
           ...(this.partition !== DEFAULT_PARTITION && { part: this.partition }),
           ...(this.partition === DEFAULT_PARTITION && Object.keys(parts).length > 0 && { parts }),

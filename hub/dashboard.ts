@@ -1,7 +1,8 @@
 /**
  * The hub's dashboard: one self-contained page (no build step, no framework) that reads the admin
  * API. The fleet at a glance (sortable, filterable), throughput and lag over time, the latest
- * conflicts and rejections, and a page per agent (#agent=ID).
+ * conflicts and rejections, what agents reported that a restore of the database lost (with
+ * whether it was reapplied), and a page per agent (#agent=ID).
  */
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
@@ -44,6 +45,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <section><h2>Largest lag (changes)</h2><svg id="lag" viewBox="0 0 600 120" preserveAspectRatio="none"></svg></section>
   <section><h2>Latest conflicts</h2><table id="conflicts"><tbody></tbody></table></section>
   <section><h2>Latest rejections</h2><table id="rejections"><tbody></tbody></table></section>
+  <section class="wide"><h2>Lost in restores</h2><p id="lost-summary" class="muted"></p><table id="lost"><tbody></tbody></table></section>
 </main>
 <main id="agent-view" hidden>
   <section class="wide"><a href="#">&larr; fleet</a><h2 id="agent-title"></h2><table id="agent-detail"><tbody></tbody></table></section>
@@ -83,13 +85,18 @@ function list(id, rows) {
   document.querySelector('#' + id + ' tbody').innerHTML = rows.length ? rows.join('') : '<tr><td class="muted">none</td></tr>';
 }
 async function refresh() {
-  const [fleet, history, conflicts, rejections] = await Promise.all([api('/v1/agents'), api('/v1/history'), api('/v1/conflicts?limit=10'), api('/v1/rejections?limit=10')]);
+  const [fleet, history, conflicts, rejections, lost] = await Promise.all([api('/v1/agents'), api('/v1/history'), api('/v1/conflicts?limit=10'), api('/v1/rejections?limit=10'), api('/v1/restore/lost?limit=1000')]);
   agents = fleet.agents;
   renderFleet();
   chart('throughput', history.samples.map((s) => s.commitsPerSecond));
   chart('lag', history.samples.map((s) => s.maxLag));
   list('conflicts', conflicts.conflicts.map((c) => '<tr><td>' + esc(c.collection + '/' + c.key) + '</td><td>' + esc(c.loser.origin) + ' lost to ' + esc(c.winner.origin) + '</td><td>' + esc(c.reason) + '</td></tr>'));
   list('rejections', rejections.rejections.map((r) => '<tr><td>' + esc(r.agentId) + ' #' + r.seq + '</td><td>' + esc(r.reason) + '</td><td class="muted">' + esc(r.detail) + '</td></tr>'));
+  const waiting = lost.lost.filter((d) => !d.reapplied).length;
+  document.getElementById('lost-summary').textContent = lost.lost.length === 0 ? 'no restore lost anything agents still held'
+    : lost.lost.length + ' lost versions reported, ' + waiting + ' not reapplied yet' + (waiting ? ' (outpost hub restore reapply)' : '');
+  list('lost', lost.lost.slice(-10).reverse().map((d) => '<tr><td>' + esc(d.collection + '/' + d.key) + '</td><td>version ' + d.version + ' (' + esc(d.op) + ' by ' + esc(d.origin) + ')</td><td>reported by ' +
+    esc(d.reporters.map((r) => r.agentId).join(', ')) + '</td><td>' + esc(d.reapplied ? d.reapplied.outcome + (d.reapplied.lsn ? ' at LSN ' + d.reapplied.lsn : '') : 'waiting') + '</td></tr>'));
   showAgent();
 }
 function showAgent() {

@@ -2,7 +2,8 @@ import type { CollectionPolicies } from './config.js';
 import type { AgentView } from './fleet.js';
 import type { Sample } from './history.js';
 import type { HubWriteRequest, WriteResult } from './ingest.js';
-import type { ConflictRecord, ListedDocument, Rejected, StoredDocument } from './store/hub-store.js';
+import type { ReapplySummary } from './reapply.js';
+import type { ConflictRecord, Lineage, ListedDocument, LostDocument, Rejected, StoredDocument } from './store/hub-store.js';
 
 /**
  * What the hub's HTTP API asks of the hub process behind it: the operations its routes need, and
@@ -33,6 +34,16 @@ export interface HubApi extends BrokerAuthApi {
   /** Agents' ops refused, newest first (this API's own partition). */
   rejections(limit: number): Promise<Rejected[]>;
   status(): Promise<HubStatusView>;
+  /** Versions agents reported that restores of the database lost, of every partition this process leads. */
+  lost(query: { pending?: boolean; limit: number }): Promise<LostView>;
+  /** Commits them again (hub/reapply.ts) in every partition this process leads: what became of them, per partition. */
+  reapplyLost(): Promise<Record<string, ReapplySummary>>;
+}
+
+/** `/v1/restore/lost`: each partition's lineage, and the lost versions reported, oldest report first. */
+export interface LostView {
+  lineages: Record<string, Lineage>;
+  lost: Array<LostDocument & { partition: string }>;
 }
 
 /** `/v1/status`: this API's own partition first, then each partition this process leads. */

@@ -116,6 +116,12 @@ export async function createHubHttp(hub: HubApi, log: Logger, adminToken?: strin
     };
   });
 
+  // After a restore from a backup: what agents reported lost, and committing it again.
+  app.get<{ Querystring: { pending?: string; limit?: string } }>('/v1/restore/lost', async (request) =>
+    hub.lost({ pending: request.query.pending === 'true', limit: Math.min(Number(request.query.limit) || 1000, 10_000) }),
+  );
+  app.post('/v1/restore/reapply', async () => ({ partitions: await hub.reapplyLost() }));
+
   await app.register(brokerAuthRoutes(hub));
 
   await app.ready();

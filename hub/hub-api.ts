@@ -4,6 +4,7 @@ import type { AgentView } from './fleet.js';
 import type { Sample } from './history.js';
 import type { BrokerAuthApi, HubApi, HubStatusView } from './http-api.js';
 import { createHubMetrics } from './metrics.js';
+import { reapplyLost } from './reapply.js';
 
 /** One partition's hub in this process, as the HTTP API reaches it. */
 export interface PartitionHub {
@@ -84,6 +85,24 @@ export function createHubApi(hub: ServingHub, brokerAuth: BrokerAuthApi): HubApi
     conflicts: async (query) => (query.collection === undefined ? hub : hubOf(query.collection)).core.store.conflicts(query),
     rejections: (limit) => hub.core.store.rejections(limit),
     status,
+    lost: async (query) => {
+      const hubs = [...hub.partitionHubs().values()];
+      const lists = await Promise.all(
+        hubs.map(async (h) => (await h.core.store.lostDocuments(query)).map((d) => ({ ...d, partition: h.partition }))),
+      );
+      return {
+        lineages: Object.fromEntries(hubs.map((h) => [h.partition, h.core.store.lineage])),
+        lost: lists
+          .flat()
+          .sort((a, b) => a.reportedAt - b.reportedAt)
+          .slice(0, query.limit),
+      };
+    },
+    reapplyLost: async () => {
+      const summaries: Record<string, Awaited<ReturnType<typeof reapplyLost>>> = {};
+      for (const h of hub.partitionHubs().values()) summaries[h.partition] = await reapplyLost(h.core.store, (w) => h.core.reapply(w));
+      return summaries;
+    },
     mayConnect: (question) => brokerAuth.mayConnect(question),
     mayUseTopic: (question) => brokerAuth.mayUseTopic(question),
   };

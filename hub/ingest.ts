@@ -23,7 +23,18 @@ export interface HubWriteRequest {
   write: { c: string; k: string; op: 'put' | 'patch' | 'del'; v?: unknown; base?: number };
 }
 
-export type IngestRequest = BatchRequest | HubWriteRequest;
+/**
+ * A write committed again after a restore lost it (`outpost hub restore reapply`): it keeps the
+ * origin and timestamp it was first made with, so the collection's conflict policy weighs it
+ * against what was written since the restore as it would have then. `base` is where the
+ * restored history parted from the lost one: a version above it was written since.
+ */
+export interface ReapplyRequest {
+  kind: 'reapply';
+  write: { c: string; k: string; op: 'put' | 'del'; v?: unknown; hlc: Hlc; origin: string; base: number };
+}
+
+export type IngestRequest = BatchRequest | HubWriteRequest | ReapplyRequest;
 
 export type WriteResult = Omit<OpResult, 'seq' | 'dup'>;
 
@@ -31,7 +42,7 @@ export interface IngestOutput {
   replies: Array<{ agentId: string; message: DownMessage }>;
   /** Committed change sets to publish, in commit order. */
   changeSets: ChangesMessage[];
-  /** One result per hub write, in request order. */
+  /** One result per hub write (and reapplied write), in request order. */
   hubResults: WriteResult[];
   /** Committed writes whose writers asked to hear when other agents have applied them. */
   replicaWaits: ReplicaWait[];
@@ -86,9 +97,12 @@ export class Ingestor {
       for (const request of requests) {
         if (request.kind === 'batch') {
           output.replies.push(...this.#ingestBatch(tx, request.agentId, request.batch, committed, output.replicaWaits));
-        } else {
+        } else if (request.kind === 'hub') {
           const op = { ...request.write, hlc: this.clock.tick() };
           output.hubResults.push(this.#apply(tx, { origin: 'hub', incarnation: null, seq: null }, op, committed));
+        } else {
+          const { origin, ...op } = request.write;
+          output.hubResults.push(this.#apply(tx, { origin, incarnation: null, seq: null }, op, committed));
         }
       }
       output.changeSets = this.#changeSets(tx, committed);

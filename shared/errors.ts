@@ -29,6 +29,9 @@ export const ErrorCode = {
   BROKER_UNREACHABLE: 'OUTPOST_BROKER_UNREACHABLE',
   BROKER_EXPORT: 'OUTPOST_BROKER_EXPORT',
   AGENT_UNREACHABLE: 'OUTPOST_AGENT_UNREACHABLE',
+  HUB_UNREACHABLE: 'OUTPOST_HUB_UNREACHABLE',
+  HUB_RUNNING: 'OUTPOST_HUB_RUNNING',
+  BACKUP_INVALID: 'OUTPOST_BACKUP_INVALID',
   INTERNAL: 'OUTPOST_INTERNAL',
 } as const;
 
@@ -314,6 +317,35 @@ export class AgentUnreachableError extends OutpostError {
       `cannot reach the agent at ${url} (${(options.cause as Error).message}); is it running? (--url)`,
       options,
     );
+  }
+}
+
+/** The CLI could not reach the hub's HTTP API. */
+export class HubUnreachableError extends OutpostError {
+  constructor(url: string, options: { cause: unknown }) {
+    super(
+      ErrorCode.HUB_UNREACHABLE,
+      `cannot reach the hub at ${url} (${(options.cause as Error).message}); is it running with --http? (--url)`,
+      options,
+    );
+  }
+}
+
+/** A restore refused because a hub process has the database open (or leads it). */
+export class HubRunningError extends OutpostError {
+  constructor(readonly where: string) {
+    super(ErrorCode.HUB_RUNNING, `a hub process has ${where} open (or leads it); stop the hub, then restore`);
+  }
+}
+
+/** A backup that cannot be restored: not a readable hub database, or damaged. */
+export class BackupInvalidError extends OutpostError {
+  constructor(
+    readonly file: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(ErrorCode.BACKUP_INVALID, `${file} cannot be restored: ${reason}; nothing was changed`, options);
   }
 }
 

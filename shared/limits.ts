@@ -10,6 +10,8 @@ export const limits = {
   maxBatchOps: 1000,
   /** Deepest nesting of a document value. */
   maxValueDepth: 32,
+  /** Most documents in one report of writes a restored hub lost (`lost`); the agent sends several. */
+  maxLostDocs: 500,
 } as const;
 
 export type Limits = typeof limits;

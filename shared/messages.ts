@@ -15,6 +15,8 @@ const Seq = Type.Integer({ minimum: 1 });
 const CollectionName = Type.String({ maxLength: 256 });
 const Key = Type.String({ maxLength: 4 * limits.maxKeyBytes });
 const Incarnation = Type.String({ pattern: '^[0-9a-f]{32}$' });
+/** A hub database's lineage: a random id that changes whenever the database is restored from a backup. */
+const Lineage = Type.String({ pattern: '^[0-9a-f]{32}$' });
 const strict = { additionalProperties: false } as const;
 /**
  * The leadership epoch of the hub process that sent a message (see hub/leadership.ts): raised at
@@ -128,7 +130,42 @@ export const StatusMessage = message(
     strict,
   ),
 );
-export const UpMessage = Type.Union([BatchMessage, PullMessage, StatusMessage]);
+/**
+ * A document version a restored hub no longer has, as this device held it: in its replica, or
+ * as one of its own writes the hub had acknowledged. `ver` is its version in the lost lineage.
+ */
+export const LostDoc = Type.Object(
+  {
+    c: CollectionName,
+    k: Key,
+    ver: Type.Integer({ minimum: 1 }),
+    op: Type.Union([Type.Literal('put'), Type.Literal('del')]),
+    v: Type.Optional(Type.Unknown()),
+    hlc: Hlc,
+    /** Origin of the write: the agent id, or `hub`. */
+    o: Type.String({ maxLength: 128 }),
+  },
+  strict,
+);
+export type LostDoc = Static<typeof LostDoc>;
+/**
+ * One chunk of the agent's report of what the hub lost when it was restored: documents of
+ * lineage `lin` above `fork` (where the restored hub's history parted from it). Resent until
+ * the hub answers `lostack` with the same `id`.
+ */
+export const LostMessage = message(
+  'lost',
+  Type.Object(
+    {
+      id: Type.Integer({ minimum: 0 }),
+      lin: Lineage,
+      fork: Lsn,
+      docs: Type.Array(LostDoc, { minItems: 1, maxItems: limits.maxLostDocs }),
+    },
+    strict,
+  ),
+);
+export const UpMessage = Type.Union([BatchMessage, PullMessage, StatusMessage, LostMessage]);
 export type UpMessage = Static<typeof UpMessage>;
 
 // ---- hub → one agent (`down`)
@@ -214,6 +251,11 @@ export const ReplicatedMessage = message(
   'replicated',
   Type.Object({ inc: Incarnation, hlc: Hlc, epoch: Type.Optional(Epoch), seqs: Type.Array(Seq) }, strict),
 );
+/** The hub has stored the lost-document report chunk `id`: the agent may forget it. */
+export const LostAckMessage = message(
+  'lostack',
+  Type.Object({ id: Type.Integer({ minimum: 0 }), hlc: Hlc, epoch: Type.Optional(Epoch) }, strict),
+);
 export const DownMessage = Type.Union([
   AckMessage,
   ResyncMessage,
@@ -222,6 +264,7 @@ export const DownMessage = Type.Union([
   ErrorMessage,
   ReplicatedMessage,
   ReincarnateMessage,
+  LostAckMessage,
 ]);
 export type DownMessage = Static<typeof DownMessage>;
 
@@ -267,6 +310,10 @@ export const HubStatusMessage = message(
       hlc: Hlc,
       head: Lsn,
       epoch: Type.Optional(Epoch),
+      /** The lineage of the hub's database: a new one after every restore from a backup. */
+      lin: Lineage,
+      /** The LSN the lineage parted from the previous one (the restored database's head); 0 for a database never restored. */
+      fork: Lsn,
       /** The partition this status is of; absent = the default partition. */
       part: Type.Optional(Type.String({ pattern: '^[a-z0-9_-]{1,64}$' })),
       /**
@@ -296,3 +343,5 @@ export type StatusMessage = Static<typeof StatusMessage>;
 export type ReplicatedMessage = Static<typeof ReplicatedMessage>;
 export type SnapshotMessage = Static<typeof SnapshotMessage>;
 export type ReincarnateMessage = Static<typeof ReincarnateMessage>;
+export type LostMessage = Static<typeof LostMessage>;
+export type LostAckMessage = Static<typeof LostAckMessage>;

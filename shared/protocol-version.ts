@@ -9,8 +9,11 @@
  *      status reports and replica acknowledgements; snapshots when the log was pruned.
  * - 2: acks pack committed ops into runs (`runs`, `dupRuns`); messages of 512 bytes or more
  *      may travel deflated, as one CBOR byte string.
+ * - 3: the hub status carries the database's lineage and fork (`lin`, `fork`), which change when
+ *      the hub is restored from a backup; agents report the writes the restore lost (`lost` up,
+ *      acknowledged by `lostack` down).
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** This build's software version, reported by agents to the hub's fleet view. */
 export const SOFTWARE_VERSION = '0.1.0';

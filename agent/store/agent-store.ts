@@ -1,5 +1,6 @@
 import { DEFAULT_PARTITION } from '../../shared/topics.js';
 import { AgentDb } from './agent-db.js';
+import { LostReports } from './lost-reports.js';
 import { Outbox } from './outbox.js';
 import { Partitions } from './partitions.js';
 import { Rejections } from './rejections.js';
@@ -10,7 +11,7 @@ import { Settings } from './settings.js';
  * The agent's SQLite database (agent.db in the data directory), by job, over one connection:
  * the durable outbox of the device's own writes, the confirmed replica that reads lay them
  * over, the per-partition sequence spaces and log positions, the rejections apps can read, and
- * settings with the storage budget. Every method of every part is synchronous; a method that
+ * settings with the storage budget, and what a restored hub lost, until the hub has it. Every method of every part is synchronous; a method that
  * writes does so in one transaction of its own.
  */
 export class AgentStore {
@@ -19,6 +20,7 @@ export class AgentStore {
   readonly rejections: Rejections;
   readonly outbox: Outbox;
   readonly replica: Replica;
+  readonly lost: LostReports;
   readonly #db: AgentDb;
 
   constructor(dataDir: string) {
@@ -28,6 +30,7 @@ export class AgentStore {
     this.rejections = new Rejections(this.#db);
     this.outbox = new Outbox(this.#db, this.partitions, this.settings, this.rejections, (c, k) => this.replica.versionOf(c, k));
     this.replica = new Replica(this.#db, this.outbox, this.partitions);
+    this.lost = new LostReports(this.#db, this.partitions, this.outbox);
     this.partitions.incarnationOf(DEFAULT_PARTITION); // a new database is born with its default incarnation
   }
 

@@ -57,6 +57,25 @@ export class Partitions {
     if (lsn > this.watermarkOf(partition)) this.db.setMeta(partitionScoped('watermark', partition), String(lsn));
   }
 
+  /**
+   * Starts the partition's log over from LSN 0 (after the hub was restored from a backup): the
+   * watermark and any snapshot under way are forgotten. Only the restore reconciliation lowers it.
+   */
+  resetLog(partition: string): void {
+    this.db.setMeta(partitionScoped('watermark', partition), '0');
+    this.setSnapshotProgress(partition, undefined);
+  }
+
+  /** The hub lineage this device last synced the partition with, and the hub status that said so; undefined before the first. */
+  hubLineageOf(partition: string): { lineage: string; statusHlc: string } | undefined {
+    const text = this.db.meta(partitionScoped('hub_lineage', partition));
+    return text === undefined ? undefined : (JSON.parse(text) as { lineage: string; statusHlc: string });
+  }
+
+  setHubLineage(partition: string, lineage: string, statusHlc: string): void {
+    this.db.setMeta(partitionScoped('hub_lineage', partition), JSON.stringify({ lineage, statusHlc }));
+  }
+
   /** Where an unfinished snapshot of the partition stopped, if one is under way. */
   snapshotProgressOf(partition: string): SnapshotProgress | undefined {
     const text = this.db.meta(partitionScoped('snapshot', partition));

@@ -82,6 +82,63 @@ export interface DocumentPage {
 }
 
 /**
+ * Where a hub database's history comes from: a random `id` set when the database is created,
+ * changed by every restore from a backup, and the LSN (`fork`) at which that restore parted it
+ * from the history before (the restored database's head; 0 for a database never restored).
+ * LSNs above `fork` mean different changes in different lineages.
+ */
+export interface Lineage {
+  id: string;
+  fork: number;
+}
+
+/** A document version an agent held that a restored hub no longer has (see shared/messages.ts `lost`). */
+export interface LostReport {
+  agentId: string;
+  /** The lineage the versions were of, and where the restore parted from it. */
+  lineage: string;
+  fork: number;
+  docs: Array<{
+    collection: string;
+    key: string;
+    version: number;
+    op: 'put' | 'del';
+    value: JsonValue | undefined;
+    hlc: Hlc;
+    origin: string;
+  }>;
+}
+
+/** A lost document version as the hub keeps it: once however many agents report it, with who did and when. */
+export interface LostDocument {
+  lineage: string;
+  fork: number;
+  collection: string;
+  key: string;
+  version: number;
+  op: 'put' | 'del';
+  value: JsonValue | undefined;
+  hlc: Hlc;
+  origin: string;
+  /** When it was first reported (ms epoch). */
+  reportedAt: number;
+  reporters: Array<{ agentId: string; at: number }>;
+  /** Set once `outpost hub restore reapply` dealt with it: committed again, lost to a later write, or superseded by a newer lost version. */
+  reapplied?: { at: number; outcome: string; lsn: number | null; reason: string | null };
+}
+
+/** What reapplying did with one lost version (see LostDocument.reapplied). */
+export interface ReapplyOutcome {
+  lineage: string;
+  collection: string;
+  key: string;
+  version: number;
+  outcome: string;
+  lsn: number | null;
+  reason: string | null;
+}
+
+/**
  * One group commit's view of the store: everything `Ingestor` reads and writes, synchronously.
  * The store runs it inside one transaction (SQLite), or serves it from rows fetched up front
  * and writes what it recorded in one transaction afterwards (PostgreSQL), so that the log,
@@ -197,6 +254,20 @@ export interface HubStore {
   brokerCredentials(): Promise<Array<{ agentId: string; mosquittoHash: string | null }>>;
   /** Changes whenever credentials change, from any process: the hub polls it to close revoked connections. */
   credentialsVersion(): Promise<number>;
+
+  /** This database's lineage, as it was when the store opened (a restore happens with the hub stopped). */
+  readonly lineage: Lineage;
+  /**
+   * Marks the database as restored from a backup: a new lineage whose fork is the head. Only with
+   * no hub running on it: refuses (HubRunningError) where another process is seen to hold it.
+   */
+  markRestored(): Promise<Lineage>;
+  /** Stores an agent's report of lost versions: each once per (lineage, collection, key, version), with every reporter. */
+  recordLost(report: LostReport, at?: number): Promise<void>;
+  /** Lost versions in report order; `pending`: only those not reapplied yet. */
+  lostDocuments(query: { pending?: boolean; limit: number }): Promise<LostDocument[]>;
+  /** Records what reapplying did with lost versions (once: a version already reapplied is left as it is). */
+  markReapplied(outcomes: readonly ReapplyOutcome[], at?: number): Promise<void>;
 
   close(): Promise<void>;
 }

@@ -120,6 +120,43 @@ INSERT INTO leadership (epoch, head_lsn, group_commits) VALUES (0, 0, 0);
 CREATE INDEX committed_runs_by_lsn ON committed_runs (first_lsn);
 CREATE INDEX outcomes_by_age ON outcomes (at);
 `,
+  // 3: as SQLite migration 9: the database's lineage (a table of its own: hub_meta holds numbers),
+  // and the versions agents report that a restore lost, once each, with who reported them
+  `
+CREATE TABLE lineage (
+  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  id        text NOT NULL,
+  fork      bigint NOT NULL
+);
+INSERT INTO lineage (id, fork) VALUES (replace(gen_random_uuid()::text, '-', ''), 0);
+CREATE TABLE lost_documents (
+  lineage         text NOT NULL,
+  collection      text COLLATE "C" NOT NULL,
+  key             text COLLATE "C" NOT NULL,
+  version         bigint NOT NULL,
+  fork            bigint NOT NULL,
+  op              text NOT NULL CHECK (op IN ('put', 'del')),
+  value           bytea,
+  hlc             text NOT NULL,
+  origin          text NOT NULL,
+  reported_at     bigint NOT NULL,
+  reapplied_at    bigint,
+  reapply_outcome text,
+  reapply_lsn     bigint,
+  reapply_reason  text,
+  PRIMARY KEY (lineage, collection, key, version)
+);
+CREATE INDEX lost_documents_by_report ON lost_documents (reported_at);
+CREATE TABLE lost_reporters (
+  lineage    text NOT NULL,
+  collection text COLLATE "C" NOT NULL,
+  key        text COLLATE "C" NOT NULL,
+  version    bigint NOT NULL,
+  agent_id   text NOT NULL,
+  at         bigint NOT NULL,
+  PRIMARY KEY (lineage, collection, key, version, agent_id)
+);
+`,
 ];
 
 /** Arbitrary but fixed: the advisory lock every hub process takes to migrate. */

@@ -1,5 +1,9 @@
 import { DatabaseTooNewError, StorageFailedError } from '../../shared/errors.js';
 import type {
+  Lineage,
+  LostDocument,
+  LostReport,
+  ReapplyOutcome,
   ConflictRecord,
   Credential,
   CredentialListing,
@@ -17,10 +21,12 @@ import { ConcurrentWriterError, WriterFencedError } from './writer-errors.js';
 import { prefetchPlan, writeGroupCommit } from './pg-group-commit.js';
 import { BufferedIngestTx } from './pg-ingest-tx.js';
 import { PgCredentials } from './pg-credentials.js';
+import { PgLineage } from './pg-lineage.js';
 import { PgPool } from './pg-pool.js';
 import { PgReads } from './pg-reads.js';
 import { PgRetention } from './pg-retention.js';
 import { migrate } from './pg-schema.js';
+import { DEFAULT_PARTITION } from '../../shared/topics.js';
 
 export interface PostgresHubStoreOptions {
   /**
@@ -58,8 +64,15 @@ export class PostgresHubStore implements HubStore {
   /** Group commits run one after another: each starts from the head the previous one left. */
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
+  readonly #lineageRows: PgLineage;
+  #lineage: Lineage;
+  /** The partition whose log this is (from its schema): its leader lock is what a restore checks. */
+  readonly #partition: string;
 
-  private constructor(db: PgPool, state: { epoch: number; head: number; groupCommits: number; prunedThrough: number }) {
+  private constructor(
+    db: PgPool,
+    state: { epoch: number; head: number; groupCommits: number; prunedThrough: number; lineage: Lineage; partition: string },
+  ) {
     this.#db = db;
     this.#reads = new PgReads(db);
     this.#credentials = new PgCredentials(db);
@@ -68,6 +81,9 @@ export class PostgresHubStore implements HubStore {
     this.#head = state.head;
     this.#groupCommits = state.groupCommits;
     this.#prunedThrough = state.prunedThrough;
+    this.#lineageRows = new PgLineage(db);
+    this.#lineage = state.lineage;
+    this.#partition = state.partition;
   }
 
   /** Connects, migrates (under an advisory lock: hubs starting together take turns) and loads the writer's state. */
@@ -90,6 +106,8 @@ export class PostgresHubStore implements HubStore {
           head: leader!.head_lsn,
           groupCommits: leader!.group_commits,
           prunedThrough: pruned!.value,
+          lineage: await new PgLineage(db).read(),
+          partition: options.schema?.replace(/^outpost_p_/, '') ?? DEFAULT_PARTITION,
         });
       } finally {
         client.release();
@@ -238,6 +256,27 @@ export class PostgresHubStore implements HubStore {
 
   credentialsVersion(): Promise<number> {
     return this.#credentials.version();
+  }
+
+  get lineage(): Lineage {
+    return this.#lineage;
+  }
+
+  async markRestored(): Promise<Lineage> {
+    this.#lineage = await this.#lineageRows.markRestored(this.#partition);
+    return this.#lineage;
+  }
+
+  recordLost(report: LostReport, at = Date.now()): Promise<void> {
+    return this.#lineageRows.recordLost(report, at);
+  }
+
+  lostDocuments(query: { pending?: boolean; limit: number }): Promise<LostDocument[]> {
+    return this.#lineageRows.lostDocuments(query);
+  }
+
+  markReapplied(outcomes: readonly ReapplyOutcome[], at = Date.now()): Promise<void> {
+    return this.#lineageRows.markReapplied(outcomes, at);
   }
 
   /** Waits for the group commit in flight, then closes every connection. */

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { DatabaseTooNewError, StorageFailedError } from '../../shared/errors.js';
+import { DatabaseTooNewError, HubRunningError, StorageFailedError } from '../../shared/errors.js';
 import { HUB_MIGRATIONS } from './sqlite-schema.js';
 
 /**
@@ -54,6 +54,25 @@ export class SqliteConnection {
   /** Runs `fn` in one write transaction (BEGIN IMMEDIATE). `fn` must be synchronous. */
   transaction<T>(fn: () => T): T {
     return this.#db.transaction(fn).immediate();
+  }
+
+  /**
+   * Runs `fn` in one write transaction while holding the database exclusively (locking mode
+   * EXCLUSIVE): it fails at once with HubRunningError if any other connection (a running hub) has
+   * the database open, and no other can open it until this connection closes. For tools that
+   * must work on a database no hub is using (`outpost hub restore`).
+   */
+  exclusively<T>(fn: () => T): T {
+    this.#db.pragma('busy_timeout = 0');
+    this.#db.pragma('locking_mode = EXCLUSIVE');
+    try {
+      return this.#db.transaction(fn).exclusive();
+    } catch (error) {
+      if ((error as { code?: string }).code === 'SQLITE_BUSY') throw new HubRunningError(this.path);
+      throw error;
+    } finally {
+      this.#db.pragma('busy_timeout = 5000');
+    }
   }
 
   /** Changes when another connection (e.g. `outpost hub agents revoke`) commits to this database. */

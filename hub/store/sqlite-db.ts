@@ -1,5 +1,9 @@
 import type { OpResult } from '../../shared/messages.js';
 import type {
+  Lineage,
+  LostDocument,
+  LostReport,
+  ReapplyOutcome,
   ConflictRecord,
   Credential,
   CredentialListing,
@@ -15,6 +19,7 @@ import type {
 import { SqliteConnection } from './sqlite-connection.js';
 import { SqliteCredentials } from './sqlite-credentials.js';
 import { SqliteIngestRows } from './sqlite-ingest-rows.js';
+import { SqliteLineage } from './sqlite-lineage.js';
 import { SqliteReads } from './sqlite-reads.js';
 import { SqliteRetention, type PrunePlan } from './sqlite-retention.js';
 
@@ -33,6 +38,7 @@ export class SqliteHubDb implements IngestTx {
   readonly #reads: SqliteReads;
   readonly #retention: SqliteRetention;
   readonly #credentials: SqliteCredentials;
+  readonly #lineage: SqliteLineage;
   #head: number;
   #prunedThrough: number;
 
@@ -43,6 +49,7 @@ export class SqliteHubDb implements IngestTx {
     this.#reads = new SqliteReads(this.#db);
     this.#retention = new SqliteRetention(this.#db);
     this.#credentials = new SqliteCredentials(this.#db);
+    this.#lineage = new SqliteLineage(this.#db);
     this.#prunedThrough = this.#retention.prunedThrough();
     this.#head = Math.max(this.#rows.loggedHead(), this.#prunedThrough);
   }
@@ -255,6 +262,29 @@ export class SqliteHubDb implements IngestTx {
   /** Changes when another connection (e.g. `outpost hub agents revoke`) commits to this database. */
   dataVersion(): number {
     return this.#db.dataVersion();
+  }
+
+  // Lineage, and what restores lost.
+
+  lineage(): Lineage {
+    return this.#lineage.read();
+  }
+
+  /** A new lineage parting at the head; HubRunningError if another connection has the database open. */
+  markRestored(): Lineage {
+    return this.#lineage.markRestored(this.#head);
+  }
+
+  recordLost(report: LostReport, at = Date.now()): void {
+    this.#lineage.recordLost(report, at);
+  }
+
+  lostDocuments(query: { pending?: boolean; limit: number }): LostDocument[] {
+    return this.#lineage.lostDocuments(query);
+  }
+
+  markReapplied(outcomes: readonly ReapplyOutcome[], at = Date.now()): void {
+    this.#lineage.markReapplied(outcomes, at);
   }
 
   close(): void {

@@ -114,4 +114,37 @@ ALTER TABLE agent_credentials ADD COLUMN mosquitto_hash TEXT;
 CREATE INDEX committed_runs_by_lsn ON committed_runs (first_lsn);
 CREATE INDEX outcomes_by_age ON outcomes (at);
 `,
+  // 9: the database's lineage (a restore from a backup starts a new one, parting at `fork`), and
+  // the versions agents report that a restore lost, once each, with who reported them
+  `
+INSERT INTO hub_meta (name, value) VALUES ('lineage', lower(hex(randomblob(16)))), ('fork', '0')
+  ON CONFLICT (name) DO NOTHING;
+CREATE TABLE lost_documents (
+  lineage         TEXT NOT NULL,
+  collection      TEXT NOT NULL,
+  key             TEXT NOT NULL,
+  version         INTEGER NOT NULL,
+  fork            INTEGER NOT NULL,
+  op              TEXT NOT NULL CHECK (op IN ('put', 'del')),
+  value           BLOB,
+  hlc             TEXT NOT NULL,
+  origin          TEXT NOT NULL,
+  reported_at     INTEGER NOT NULL,
+  reapplied_at    INTEGER,
+  reapply_outcome TEXT,
+  reapply_lsn     INTEGER,
+  reapply_reason  TEXT,
+  PRIMARY KEY (lineage, collection, key, version)
+) WITHOUT ROWID;
+CREATE INDEX lost_documents_by_report ON lost_documents (reported_at);
+CREATE TABLE lost_reporters (
+  lineage    TEXT NOT NULL,
+  collection TEXT NOT NULL,
+  key        TEXT NOT NULL,
+  version    INTEGER NOT NULL,
+  agent_id   TEXT NOT NULL,
+  at         INTEGER NOT NULL,
+  PRIMARY KEY (lineage, collection, key, version, agent_id)
+) WITHOUT ROWID;
+`,
 ];

@@ -1,6 +1,10 @@
 import { setImmediate } from 'node:timers/promises';
 import { faultPoint } from '../fault-points.js';
 import type {
+  Lineage,
+  LostDocument,
+  LostReport,
+  ReapplyOutcome,
   ConflictRecord,
   Credential,
   CredentialListing,
@@ -147,6 +151,28 @@ export class SqliteHubStore implements HubStore {
   /** SQLite's data_version: changes whenever another connection (e.g. `outpost hub agents revoke`) commits. */
   credentialsVersion(): Promise<number> {
     return settle(() => this.db.dataVersion());
+  }
+
+  #lineage: Lineage | undefined;
+
+  get lineage(): Lineage {
+    return (this.#lineage ??= this.db.lineage());
+  }
+
+  markRestored(): Promise<Lineage> {
+    return settle(() => (this.#lineage = this.db.markRestored()));
+  }
+
+  recordLost(report: LostReport, at?: number): Promise<void> {
+    return settle(() => this.db.recordLost(report, at));
+  }
+
+  lostDocuments(query: { pending?: boolean; limit: number }): Promise<LostDocument[]> {
+    return settle(() => this.db.lostDocuments(query));
+  }
+
+  markReapplied(outcomes: readonly ReapplyOutcome[], at?: number): Promise<void> {
+    return settle(() => this.db.markReapplied(outcomes, at));
   }
 
   close(): Promise<void> {

@@ -64,6 +64,8 @@ const status = broadcastCodec.encode([
     v: PROTOCOL_VERSION,
     hlc: encodeHlc(Date.now(), 0),
     head: 0,
+    lin: '0'.repeat(32),
+    fork: 0,
     parts: { orders: 'billing' },
     ...new CollectionPolicies(DEFAULT_HUB_CONFIG).describe(),
   },

@@ -414,6 +414,8 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
           hlc: nowHlc(),
           head: 999_999,
           epoch: 0,
+          lin: 'f'.repeat(32),
+          fork: 0,
           collections: {},
           undeclared: 'reject',
           defaults: { conflict: 'reject', durability: 'hub', priority: 'high', ttlSeconds: 1, maxPending: 1, overflow: 'drop-oldest' },

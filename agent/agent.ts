@@ -160,6 +160,9 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** The default partition's hub status carries the collection policies and the assignment of collections to partitions. */
   #onHubStatus(partition: string, status: HubStatusMessage[1]): void {
+    // A hub that just started (or a standby that took over behind the same broker) knows nothing
+    // of this device: tell it what is applied and which writes wait for replicas.
+    this.#scheduleStatus();
     if (partition !== DEFAULT_PARTITION) return;
     this.#policies.update(status);
     this.#lanes.adopt(status.parts ?? {});
@@ -293,7 +296,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       ...(rep !== undefined && { rep }),
     });
     if (durability === 'local') return receipt;
-    return this.#lanes.waitFor(receipt, durability, options.timeoutMs ?? this.#waitTimeoutMs);
+    return this.#lanes.waitFor(receipt, collection, durability, options.timeoutMs ?? this.#waitTimeoutMs);
   }
 
   async #caughtUp(collection: string, options: ReadOptions): Promise<void> {

@@ -15,11 +15,20 @@ export interface WriteIdentity {
   seq: number;
 }
 
+/** A committed write still waiting for replicas: `[seq, lsn, collection, replicas]`, as the status report carries it. */
+export type ReplicaWaitReport = [number, number, string, number];
+
+/** At most this many waits go up in one status report (the oldest; the rest wait their turn). */
+export const MAX_REPORTED_WAITS = 1000;
+
 interface Waiter {
   /** Where the wait is kept now: a write moved to another partition takes its wait along. */
   owner: DurabilityWaiters;
   seq: number;
+  collection: string;
   level: 'hub' | 'replicas';
+  /** How many other agents must apply it (level `replicas`). */
+  replicas: number;
   /** Told the write's new identity when it moves (see moveTo). */
   renamed: ((identity: WriteIdentity) => void) | undefined;
   lsn?: number;
@@ -40,6 +49,7 @@ export class DurabilityWaiters {
   /** Resolves with the write's LSN once it reaches `durability`; `renamed` hears of a move meanwhile. */
   wait(
     seq: number,
+    collection: string,
     durability: Exclude<Durability, 'local'>,
     timeoutMs: number,
     renamed?: (identity: WriteIdentity) => void,
@@ -50,7 +60,9 @@ export class DurabilityWaiters {
       const waiter: Waiter = {
         owner: this,
         seq,
+        collection,
         level,
+        replicas: durability === 'hub' ? 0 : durability.replicas,
         renamed,
         resolve,
         reject,
@@ -78,6 +90,21 @@ export class DurabilityWaiters {
         w.lsn = r.lsn;
       }
     }
+  }
+
+  /**
+   * Committed writes still waiting for replicas, oldest first, at most MAX_REPORTED_WAITS. The
+   * hub keeps waits in memory: the status report hands them to a hub that restarted (or a
+   * standby that took over), which counts them again from what the agents report they applied.
+   */
+  replicaWaits(): ReplicaWaitReport[] {
+    const waits: ReplicaWaitReport[] = [];
+    for (const w of this.#waiting.values()) {
+      if (w.level !== 'replicas' || w.lsn === undefined) continue;
+      waits.push([w.seq, w.lsn, w.collection, w.replicas]);
+      if (waits.length === MAX_REPORTED_WAITS) break;
+    }
+    return waits;
   }
 
   onReplicated(seqs: readonly number[]): void {

@@ -3,7 +3,7 @@ import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
 import type { HybridClock, Hlc } from '../shared/hlc.js';
 import type { Change, DownMessage, HubStatusMessage, UpMessage } from '../shared/messages.js';
 import { partitionTopics, type PartitionTopics } from '../shared/topics.js';
-import { DurabilityWaiters, type Durability, type WriteIdentity } from './durability.js';
+import { DurabilityWaiters, type Durability, type ReplicaWaitReport, type WriteIdentity } from './durability.js';
 import { Replicator } from './replicator.js';
 import { RestoreWatch } from './restore-watch.js';
 import { partitionScoped } from './store/agent-db.js';
@@ -163,11 +163,17 @@ export class Lane {
   /** Resolves with the write's LSN once it reaches `durability` (see DurabilityWaiters.wait). */
   waitFor(
     seq: number,
+    collection: string,
     durability: Exclude<Durability, 'local'>,
     timeoutMs: number,
     renamed?: (identity: WriteIdentity) => void,
   ): Promise<number | undefined> {
-    return this.#durability.wait(seq, durability, timeoutMs, renamed);
+    return this.#durability.wait(seq, collection, durability, timeoutMs, renamed);
+  }
+
+  /** This lane's committed writes still waiting for replicas, for the status report (see DurabilityWaiters.replicaWaits). */
+  replicaWaits(): ReplicaWaitReport[] {
+    return this.#durability.replicaWaits();
   }
 
   /** A write of this lane moved to `to` (Outbox.adoptAssignment) as `identity`: its wait goes along. */

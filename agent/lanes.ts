@@ -113,10 +113,15 @@ export class Lanes implements Iterable<Lane> {
    * Resolves once a stored write reached `durability`, with its LSN. A write moved while it waits
    * (to its partition, or renumbered) is named where it is now.
    */
-  async waitFor(receipt: WriteReceipt, durability: Exclude<Durability, 'local'>, timeoutMs: number): Promise<WriteReceipt> {
+  async waitFor(
+    receipt: WriteReceipt,
+    collection: string,
+    durability: Exclude<Durability, 'local'>,
+    timeoutMs: number,
+  ): Promise<WriteReceipt> {
     let current = receipt;
     const lane = this.#lanes.get(receipt.partition ?? DEFAULT_PARTITION)!;
-    const lsn = await lane.waitFor(receipt.seq, durability, timeoutMs, ({ partition, incarnation, seq }) => {
+    const lsn = await lane.waitFor(receipt.seq, collection, durability, timeoutMs, ({ partition, incarnation, seq }) => {
       current = { hlc: receipt.hlc, incarnation, seq, ...(partition !== DEFAULT_PARTITION && { partition }) };
     });
     return lsn === undefined ? current : { ...current, lsn };

@@ -62,7 +62,8 @@ export function agentStatus(store: AgentStore, lanes: Lanes, context: StatusCont
 
 /**
  * Tells each partition's hub what this device has applied of that partition's collections, and
- * what waits to go up: lag tracking and replica acknowledgements.
+ * what waits to go up, and which of its writes wait for replicas: lag tracking and replica
+ * acknowledgements, which a hub that restarted learns again this way.
  */
 export function reportStatus(store: AgentStore, lanes: Lanes): void {
   const pending = Object.entries(store.outbox.pendingByCollection());
@@ -70,6 +71,7 @@ export function reportStatus(store: AgentStore, lanes: Lanes): void {
   for (const lane of lanes) {
     const queued = pending.filter(([c]) => lane.inPartition(c)).map(([, p]) => p);
     const oldestAt = Math.min(...queued.map((p) => p.oldestAt));
+    const waits = lane.replicaWaits();
     lane.send([
       'status',
       {
@@ -77,6 +79,7 @@ export function reportStatus(store: AgentStore, lanes: Lanes): void {
         outbox: queued.reduce((sum, p) => sum + p.pending, 0),
         ver: SOFTWARE_VERSION,
         ...(Number.isFinite(oldestAt) && { oldest: Math.max(0, Date.now() - oldestAt) }),
+        ...(waits.length > 0 && { waits: { inc: store.partitions.incarnationOf(lane.partition), list: waits } }),
       },
     ]);
   }

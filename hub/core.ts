@@ -227,14 +227,20 @@ export class HubCore extends EventEmitter<HubEvents> {
       case 'lost':
         void this.#recordLost(agentId, message[1]);
         break;
-      case 'status':
-        this.#notifyReplicated(
-          this.replication.report(agentId, message[1].applied, message[1].outbox, {
-            ...(message[1].oldest !== undefined && { oldestPendingMs: message[1].oldest }),
-            ...(message[1].ver !== undefined && { version: message[1].ver }),
-          }),
-        );
+      case 'status': {
+        const status = message[1];
+        const met = this.replication.report(agentId, status.applied, status.outbox, {
+          ...(status.oldest !== undefined && { oldestPendingMs: status.oldest }),
+          ...(status.ver !== undefined && { version: status.ver }),
+        });
+        // The writer's waits, which this hub may not know (it restarted, or took over): its own
+        // writes, so only collections it may write.
+        const waits = (status.waits?.list ?? [])
+          .filter(([, , collection]) => this.access.mayWrite(agentId, collection))
+          .map(([seq, lsn, collection, replicas]) => ({ agentId, inc: status.waits!.inc, seq, lsn, collection, replicas }));
+        this.#notifyReplicated([...met, ...this.replication.add(waits)]);
         break;
+      }
     }
   }
 

@@ -15,13 +15,16 @@ const WAIT_EXPIRY_MS = 10 * 60_000;
  * What every agent has applied, per collection, as it last reported; and the writes waiting
  * for replicas. This is the synchronous-replication half of the classic primary/replica design:
  * the writer is told once N other subscribers hold its write. Kept in memory: after a hub
- * restart the agents report again and writers that were waiting time out with a clear error.
+ * restart (or on a standby that took over) the agents report again what they applied, and each
+ * writer its writes still waiting (`add` again; a wait already known is not added twice).
  */
 export class ReplicationTracker {
   readonly #applied = new Map<string, Map<string, number>>();
   /** Each agent's last report: when, and how many writes it still had to upload. */
   readonly reports = new Map<string, { at: number; outbox: number; oldestPendingMs?: number; version?: string }>();
   #waits: Array<ReplicaWait & { since: number }> = [];
+  /** The waits in `#waits`, by writer incarnation and seq. */
+  readonly #waiting = new Set<string>();
 
   /** Records an agent's report; returns the waits it completed. */
   report(
@@ -39,11 +42,21 @@ export class ReplicationTracker {
     return this.#settle();
   }
 
-  /** Registers waits for writes just committed; returns any already met. */
+  /** Registers waits (for writes just committed, or reported by their writer); returns any already met. */
   add(waits: readonly ReplicaWait[]): ReplicaWait[] {
     const now = Date.now();
-    for (const w of waits) this.#waits.push({ ...w, since: now });
+    for (const w of waits) {
+      const id = waitId(w);
+      if (this.#waiting.has(id)) continue;
+      this.#waiting.add(id);
+      this.#waits.push({ ...w, since: now });
+    }
     return this.#settle();
+  }
+
+  /** How many waits are held. */
+  get waiting(): number {
+    return this.#waits.length;
   }
 
   /** The collections an agent has applied, and up to which LSN, as last reported. */
@@ -55,15 +68,19 @@ export class ReplicationTracker {
     const now = Date.now();
     const done: ReplicaWait[] = [];
     this.#waits = this.#waits.filter((w) => {
-      if (now - w.since > WAIT_EXPIRY_MS) return false;
       let holders = 0;
       for (const [agentId, applied] of this.#applied) {
         if (agentId !== w.agentId && (applied.get(w.collection) ?? 0) >= w.lsn) holders += 1;
       }
-      if (holders < w.replicas) return true;
-      done.push(w);
+      if (holders >= w.replicas) done.push(w);
+      else if (now - w.since <= WAIT_EXPIRY_MS) return true;
+      this.#waiting.delete(waitId(w));
       return false;
     });
     return done;
   }
+}
+
+function waitId(w: ReplicaWait): string {
+  return `${w.agentId}\n${w.inc}\n${w.seq}`;
 }

@@ -126,6 +126,20 @@ export const StatusMessage = message(
       oldest: Type.Optional(Type.Integer({ minimum: 0 })),
       /** The agent's software version. */
       ver: Type.Optional(Type.String({ maxLength: 64 })),
+      /**
+       * Its committed writes of incarnation `inc` still waiting for replicas (durability
+       * `{replicas: N}`), as `[seq, lsn, collection, replicas]`: the hub keeps waits in memory,
+       * and learns them again this way after a restart or a failover.
+       */
+      waits: Type.Optional(
+        Type.Object(
+          {
+            inc: Incarnation,
+            list: Type.Array(Type.Tuple([Seq, Lsn, CollectionName, Type.Integer({ minimum: 1, maximum: 1000 })]), { maxItems: 1000 }),
+          },
+          strict,
+        ),
+      ),
     },
     strict,
   ),

@@ -114,9 +114,9 @@ describe('agent routing of writes to partitions', () => {
   it("a wait moved to another partition times out on its own; it never ends another write's wait", async () => {
     const defaults = new DurabilityWaiters(() => true);
     const billing = new DurabilityWaiters(() => true);
-    const moved = defaults.wait(2, 'hub', 30);
+    const moved = defaults.wait(2, 'alarms', 'hub', 30);
     defaults.moveTo(2, billing, { partition: 'billing', incarnation: 'ab'.repeat(16), seq: 1 });
-    const other = defaults.wait(2, 'hub', 2_000); // a new write took seq 2 of the default lane
+    const other = defaults.wait(2, 'alarms', 'hub', 2_000); // a new write took seq 2 of the default lane
     await expect(moved).rejects.toMatchObject({ code: 'OUTPOST_DURABILITY_TIMEOUT' });
     defaults.onResults([{ seq: 2, outcome: 'committed', lsn: 9 }]);
     await expect(other).resolves.toBe(9);

@@ -80,4 +80,22 @@ describe('durability levels and causal reads', () => {
     });
     expect((await a.put('alarms', 'smoke', { on: true }, { durability: { replicas: 1 } })).lsn).toBe(3);
   });
+
+  it('a replicas wait survives a hub restart: the writer reports it again, and it resolves once met', async () => {
+    fleet = new TestFleet();
+    await fleet.startHub();
+    const a = fleet.agent('pi-a');
+    let b = fleet.agent('pi-b', { collections: ['alarms'] });
+    await waitFor('connected', () => a.status().connected && b.status().connected);
+    await b.close(); // the only other replica is away: the wait cannot be met yet
+    const waiting = a.put('alarms', 'fire', { on: true }, { durability: { replicas: 1 }, timeoutMs: 20_000 });
+    await waitFor('committed at the hub', async () => (await fleet.hub!.store.document('alarms', 'fire')) !== undefined);
+    expect(fleet.hub!.core.replication.waiting).toBe(1);
+    await fleet.stopHub(); // the hub keeps waits in memory: this one is gone with it
+    await fleet.startHub();
+    await waitFor('the writer reported its wait to the new hub', () => fleet.hub!.core.replication.waiting === 1);
+    b = fleet.agent('pi-b', { collections: ['alarms'] });
+    expect((await waiting).lsn).toBe(1);
+    expect(await b.get('alarms', 'fire', { confirmed: true })).toMatchObject({ version: 1 });
+  });
 });

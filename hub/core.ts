@@ -29,6 +29,8 @@ import {
 } from './ingest.js';
 import { acceptLostReport } from './lost-reports.js';
 import { answerPull } from './pull.js';
+import { KnownCollections } from './known-collections.js';
+import { PullQueue } from './pull-queue.js';
 import { ReplicationTracker, type ReplicaWait } from './replication-tracker.js';
 import type { HubStore } from './store/hub-store.js';
 import { WriterRefusedError } from './store/writer-errors.js';
@@ -86,6 +88,9 @@ export class HubCore extends EventEmitter<HubEvents> {
   readonly config: HubConfig;
   readonly policies: CollectionPolicies;
   readonly replication = new ReplicationTracker();
+  /** What agents' status reports may name (see KnownCollections). */
+  readonly #collections: KnownCollections;
+  readonly #pulls = new PullQueue((agentId, pull) => this.#answerPull(agentId, pull));
   readonly access: AccessControl;
   /** The partition this core is the log of. */
   readonly partition: string;
@@ -103,6 +108,7 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.log = options.logger ?? pino({ level: 'silent' });
     this.config = options.config ?? DEFAULT_HUB_CONFIG;
     this.policies = new CollectionPolicies(this.config);
+    this.#collections = new KnownCollections(Object.keys(this.config.collections));
     this.access = new AccessControl(this.config.access, options.dev ?? false);
     this.#publish = options.publish;
     this.store = options.store;
@@ -137,6 +143,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   /** Publishes the retained hub status and starts log retention, if configured. */
   start(pruneIntervalMs = this.config.retention.intervalSeconds * 1000): void {
     this.publishStatus();
+    this.#collections.load(this.store).catch((error: unknown) => this.log.error({ err: error }, 'could not list the log’s collections'));
     const { maxAgeHours, maxEntries } = this.config.retention;
     if (maxAgeHours > 0 || maxEntries > 0) {
       this.#pruneTimer = setInterval(() => {
@@ -206,30 +213,16 @@ export class HubCore extends EventEmitter<HubEvents> {
       case 'batch':
         this.#committer.enqueueBatch(agentId, message[1]);
         break;
-      case 'pull': {
-        const pull = message[1];
-        answerPull(this.store, this.clock, pull, limits.maxMessageBytes / 2, (c) => this.access.mayRead(agentId, c)).then(
-          (answer) => {
-            this.#sendDown(agentId, answer);
-            this.emit('pull', agentId, pull, answer);
-          },
-          (error: unknown) => {
-            // The agent asks again after its pull timeout; tell it why meanwhile.
-            this.log.error({ err: error, agentId }, 'could not answer a pull');
-            this.#sendDown(agentId, [
-              'error',
-              { code: ErrorCode.STORAGE_FAILED, message: `hub could not read its store: ${(error as Error).message}` },
-            ]);
-          },
-        );
+      case 'pull':
+        this.#pulls.submit(agentId, message[1]);
         break;
-      }
       case 'lost':
         void this.#recordLost(agentId, message[1]);
         break;
       case 'status': {
         const status = message[1];
-        const met = this.replication.report(agentId, status.applied, status.outbox, {
+        const applied = this.#collections.filter(status.applied, (c) => this.access.mayRead(agentId, c));
+        const met = this.replication.report(agentId, applied, status.outbox, {
           ...(status.oldest !== undefined && { oldestPendingMs: status.oldest }),
           ...(status.ver !== undefined && { version: status.ver }),
         });
@@ -238,7 +231,7 @@ export class HubCore extends EventEmitter<HubEvents> {
         const waits = (status.waits?.list ?? [])
           .filter(([, , collection]) => this.access.mayWrite(agentId, collection))
           .map(([seq, lsn, collection, replicas]) => ({ agentId, inc: status.waits!.inc, seq, lsn, collection, replicas }));
-        this.#notifyReplicated([...met, ...this.replication.add(waits)]);
+        this.#notifyReplicated([...met, ...this.#addWaits(waits)]);
         break;
       }
     }
@@ -264,6 +257,22 @@ export class HubCore extends EventEmitter<HubEvents> {
       'an agent reported versions the restored database lost; list them with `outpost hub restore lost`',
     );
     this.#sendDown(agentId, ['lostack', { id: body.id, hlc: this.clock.tick() }]);
+  }
+
+  /** Answers one pull (PullQueue calls it, one at a time per agent). */
+  async #answerPull(agentId: string, pull: PullMessage[1]): Promise<void> {
+    try {
+      const answer = await answerPull(this.store, this.clock, pull, limits.maxMessageBytes / 2, (c) => this.access.mayRead(agentId, c));
+      this.#sendDown(agentId, answer);
+      this.emit('pull', agentId, pull, answer);
+    } catch (error) {
+      // The agent asks again after its pull timeout; tell it why meanwhile.
+      this.log.error({ err: error, agentId }, 'could not answer a pull');
+      this.#sendDown(agentId, [
+        'error',
+        { code: ErrorCode.STORAGE_FAILED, message: `hub could not read its store: ${(error as Error).message}` },
+      ]);
+    }
   }
 
   /** The partition a collection belongs to (by the config). */
@@ -308,8 +317,26 @@ export class HubCore extends EventEmitter<HubEvents> {
       }
       this.#sendDown(agentId, message);
     }
-    for (const set of changeSets) this.#broadcast(this.topics.collection(set[1].c), set);
-    if (replicaWaits.length > 0) this.#notifyReplicated(this.replication.add(replicaWaits));
+    for (const set of changeSets) {
+      this.#collections.committed(set[1].c);
+      this.#broadcast(this.topics.collection(set[1].c), set);
+    }
+    if (replicaWaits.length > 0) this.#notifyReplicated(this.#addWaits(replicaWaits));
+  }
+
+  /** Registers replica waits; those over the tracker's limits are refused, and said so (their writers time out). */
+  #addWaits(waits: readonly ReplicaWait[]): ReplicaWait[] {
+    const before = this.replication.refused;
+    const met = this.replication.add(waits);
+    const refused = this.replication.refused - before;
+    if (refused > 0) {
+      const { perAgent, total } = this.replication.limits;
+      this.log.warn(
+        { refused, waiting: this.replication.waiting, perAgent, total },
+        'replica waits over their limits refused; their writers will time out',
+      );
+    }
+    return met;
   }
 
   #notifyReplicated(done: ReplicaWait[]): void {

@@ -10,6 +10,25 @@ export interface ReplicaWait {
 
 /** Waits no agent satisfied in this long are forgotten (the writer has long timed out). */
 const WAIT_EXPIRY_MS = 10 * 60_000;
+/** Expired waits are swept at most this often. */
+const SWEEP_EVERY_MS = 10_000;
+
+/** How many waits are held, per writer and in all: beyond them a new wait is refused (its writer times out). */
+export interface ReplicaWaitLimits {
+  perAgent: number;
+  total: number;
+}
+
+export const DEFAULT_REPLICA_WAIT_LIMITS: ReplicaWaitLimits = { perAgent: 10_000, total: 100_000 };
+
+interface HeldWait extends ReplicaWait {
+  id: string;
+  since: number;
+  /** Other agents known to have applied it. */
+  holders: number;
+  /** Settled, expired or replaced: left in its collection's list until the next compaction. */
+  gone: boolean;
+}
 
 /**
  * What every agent has applied, per collection, as it last reported; and the writes waiting
@@ -17,14 +36,26 @@ const WAIT_EXPIRY_MS = 10 * 60_000;
  * the writer is told once N other subscribers hold its write. Kept in memory: after a hub
  * restart (or on a standby that took over) the agents report again what they applied, and each
  * writer its writes still waiting (`add` again; a wait already known is not added twice).
+ *
+ * The cost of a report is independent of how many writes wait: waits are kept per collection in
+ * LSN order, each with a count of the agents that hold it, and an agent moving from LSN a to b
+ * touches only the waits in (a, b]. Waits are bounded per writer and in all.
  */
 export class ReplicationTracker {
   readonly #applied = new Map<string, Map<string, number>>();
   /** Each agent's last report: when, and how many writes it still had to upload. */
   readonly reports = new Map<string, { at: number; outbox: number; oldestPendingMs?: number; version?: string }>();
-  #waits: Array<ReplicaWait & { since: number }> = [];
-  /** The waits in `#waits`, by writer incarnation and seq. */
-  readonly #waiting = new Set<string>();
+  /** Per collection, its waits in LSN order. */
+  readonly #byCollection = new Map<string, HeldWait[]>();
+  readonly #byId = new Map<string, HeldWait>();
+  readonly #perAgent = new Map<string, number>();
+  /** Per collection, the highest LSN any agent has applied: a wait above it has no holder yet. */
+  readonly #highest = new Map<string, number>();
+  #lastSweep = Date.now();
+  /** Waits refused because a limit was reached, since start. */
+  refused = 0;
+
+  constructor(readonly limits: ReplicaWaitLimits = DEFAULT_REPLICA_WAIT_LIMITS) {}
 
   /** Records an agent's report; returns the waits it completed. */
   report(
@@ -36,27 +67,46 @@ export class ReplicationTracker {
     this.reports.set(agentId, { at: Date.now(), outbox, ...extra });
     let mine = this.#applied.get(agentId);
     if (!mine) this.#applied.set(agentId, (mine = new Map<string, number>()));
+    const done: ReplicaWait[] = [];
     for (const [collection, lsn] of Object.entries(applied)) {
-      if (lsn > (mine.get(collection) ?? 0)) mine.set(collection, lsn);
+      const before = mine.get(collection) ?? 0;
+      if (lsn <= before) continue;
+      mine.set(collection, lsn);
+      if (lsn > (this.#highest.get(collection) ?? 0)) this.#highest.set(collection, lsn);
+      this.#raise(agentId, collection, before, lsn, done);
     }
-    return this.#settle();
+    this.#sweep();
+    return done;
   }
 
   /** Registers waits (for writes just committed, or reported by their writer); returns any already met. */
   add(waits: readonly ReplicaWait[]): ReplicaWait[] {
     const now = Date.now();
+    const done: ReplicaWait[] = [];
     for (const w of waits) {
-      const id = waitId(w);
-      if (this.#waiting.has(id)) continue;
-      this.#waiting.add(id);
-      this.#waits.push({ ...w, since: now });
+      const id = `${w.agentId}\n${w.inc}\n${w.seq}`;
+      if (this.#byId.has(id)) continue;
+      const held: HeldWait = { ...w, id, since: now, holders: this.#holdersOf(w), gone: false };
+      if (held.holders >= held.replicas) {
+        done.push(w);
+        continue;
+      }
+      const mine = this.#perAgent.get(w.agentId) ?? 0;
+      if (mine >= this.limits.perAgent || this.#byId.size >= this.limits.total) {
+        this.refused += 1;
+        continue;
+      }
+      this.#perAgent.set(w.agentId, mine + 1);
+      this.#byId.set(id, held);
+      this.#insert(held);
     }
-    return this.#settle();
+    this.#sweep();
+    return done;
   }
 
   /** How many waits are held. */
   get waiting(): number {
-    return this.#waits.length;
+    return this.#byId.size;
   }
 
   /** The collections an agent has applied, and up to which LSN, as last reported. */
@@ -64,23 +114,74 @@ export class ReplicationTracker {
     return Object.fromEntries(this.#applied.get(agentId) ?? []);
   }
 
-  #settle(): ReplicaWait[] {
-    const now = Date.now();
-    const done: ReplicaWait[] = [];
-    this.#waits = this.#waits.filter((w) => {
-      let holders = 0;
-      for (const [agentId, applied] of this.#applied) {
-        if (agentId !== w.agentId && (applied.get(w.collection) ?? 0) >= w.lsn) holders += 1;
+  /** Agents other than the writer that hold the wait's LSN; counted once, when it is added. */
+  #holdersOf(w: ReplicaWait): number {
+    // A write just committed is above every LSN reported: no agent can hold it yet.
+    if (w.lsn > (this.#highest.get(w.collection) ?? 0)) return 0;
+    let holders = 0;
+    for (const [agentId, applied] of this.#applied) {
+      if (agentId !== w.agentId && (applied.get(w.collection) ?? 0) >= w.lsn) holders += 1;
+    }
+    return holders;
+  }
+
+  /** An agent now holds `collection` up to `to` (from `from`): each wait in (from, to] gains a holder. */
+  #raise(agentId: string, collection: string, from: number, to: number, done: ReplicaWait[]): void {
+    const list = this.#byCollection.get(collection);
+    if (!list) return;
+    for (let i = firstAbove(list, from); i < list.length && list[i]!.lsn <= to; i++) {
+      const w = list[i]!;
+      if (w.gone || w.agentId === agentId) continue;
+      w.holders += 1;
+      if (w.holders >= w.replicas) {
+        this.#remove(w);
+        done.push(asWait(w));
       }
-      if (holders >= w.replicas) done.push(w);
-      else if (now - w.since <= WAIT_EXPIRY_MS) return true;
-      this.#waiting.delete(waitId(w));
-      return false;
-    });
-    return done;
+    }
+  }
+
+  #insert(w: HeldWait): void {
+    let list = this.#byCollection.get(w.collection);
+    if (!list) this.#byCollection.set(w.collection, (list = []));
+    // Waits of new commits come in LSN order and go at the end; a reported one may go in between.
+    if (list.length === 0 || list[list.length - 1]!.lsn <= w.lsn) list.push(w);
+    else list.splice(firstAbove(list, w.lsn), 0, w);
+  }
+
+  #remove(w: HeldWait): void {
+    w.gone = true;
+    this.#byId.delete(w.id);
+    const left = (this.#perAgent.get(w.agentId) ?? 1) - 1;
+    if (left > 0) this.#perAgent.set(w.agentId, left);
+    else this.#perAgent.delete(w.agentId);
+  }
+
+  /** Forgets expired waits and compacts the lists, at most every SWEEP_EVERY_MS. */
+  #sweep(): void {
+    const now = Date.now();
+    if (now - this.#lastSweep < SWEEP_EVERY_MS) return;
+    this.#lastSweep = now;
+    for (const [collection, list] of this.#byCollection) {
+      for (const w of list) if (!w.gone && now - w.since > WAIT_EXPIRY_MS) this.#remove(w);
+      const kept = list.filter((w) => !w.gone);
+      if (kept.length > 0) this.#byCollection.set(collection, kept);
+      else this.#byCollection.delete(collection);
+    }
   }
 }
 
-function waitId(w: ReplicaWait): string {
-  return `${w.agentId}\n${w.inc}\n${w.seq}`;
+function asWait({ agentId, inc, seq, collection, lsn, replicas }: ReplicaWait): ReplicaWait {
+  return { agentId, inc, seq, collection, lsn, replicas };
+}
+
+/** Index of the first wait in `list` (in LSN order) whose LSN is above `lsn`. */
+function firstAbove(list: readonly ReplicaWait[], lsn: number): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (list[mid]!.lsn <= lsn) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

@@ -1,0 +1,44 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Hub } from '../../hub/hub.js';
+import { parseHubConfig } from '../../hub/config.js';
+import { upCodec } from '../../shared/codec.js';
+import { topics } from '../../shared/topics.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { tempDir } from '../helpers/temp.js';
+import { waitFor } from '../helpers/wait.js';
+
+describe('what one client can make the hub hold or do', () => {
+  let hub: Hub;
+  const clients: RawClient[] = [];
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.end()));
+    await hub.stop();
+  });
+
+  it('status reports keep only collections that exist (declared, or in the log): made-up names cost the hub nothing', async () => {
+    const config = parseHubConfig({ collections: { alarms: {} } });
+    hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('status'), dev: true, config });
+    await hub.core.write({ c: 'logs', k: 'l1', op: 'put', v: 1 }); // committed, though not declared
+    const device = await RawClient.connect(hub.port, 'pi-1');
+    clients.push(device);
+    const applied: Record<string, number> = { alarms: 2, logs: 1 };
+    for (let i = 0; i < 40_000; i++) applied[`made-up-${i}`] = 1;
+    device.client.publish(topics.up('pi-1'), upCodec.encode(['status', { applied, outbox: 0 }]), { qos: 1 });
+    await waitFor('the report arrived', () => hub.core.replication.reports.has('pi-1'));
+    expect(hub.core.replication.appliedBy('pi-1')).toEqual({ alarms: 2, logs: 1 });
+  });
+
+  it('pulls are answered one at a time per agent, a newer one replacing the one waiting: a flood costs one page per answer used', async () => {
+    hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('pulls'), dev: true });
+    for (let i = 0; i < 30; i++) await hub.core.write({ c: 'docs', k: `k${i}`, op: 'put', v: 'x'.repeat(4000) });
+    const device = await RawClient.connect(hub.port, 'pi-1');
+    clients.push(device);
+    const answered: number[] = [];
+    hub.core.on('pull', (agentId, pull) => agentId === 'pi-1' && answered.push(pull.id));
+    const FLOOD = 300;
+    for (let id = 1; id <= FLOOD; id++) device.client.publish(topics.up('pi-1'), upCodec.encode(['pull', { id, from: 0, limit: 10_000 }]));
+    await waitFor('the newest pull answered', () => answered.includes(FLOOD));
+    expect(answered.length).toBeLessThan(FLOOD / 2);
+    expect(answered).toEqual([...answered].sort((a, b) => a - b)); // never an older one after a newer
+  });
+});

@@ -11,7 +11,8 @@
  *      may travel deflated, as one CBOR byte string.
  * - 3: the hub status carries the database's lineage and fork (`lin`, `fork`), which change when
  *      the hub is restored from a backup; agents report the writes the restore lost (`lost` up,
- *      acknowledged by `lostack` down).
+ *      acknowledged by `lostack` down); status reports carry the writer's writes still waiting
+ *      for replicas (`waits`), so that a hub that restarted learns them again.
  */
 export const PROTOCOL_VERSION = 3;
 

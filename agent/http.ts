@@ -1,6 +1,7 @@
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
 import { AgentClosedError, httpError, InvalidHeaderError, NotFoundError, UnauthorizedError } from '../shared/errors.js';
+import { parseIfMatch } from '../shared/if-match.js';
 import type { Change } from '../shared/messages.js';
 import { createAgentMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
@@ -31,14 +32,8 @@ interface ReadQuery {
  */
 function writeOptions(headers: Record<string, string | string[] | undefined>, query: WriteQuery): WriteOptions {
   const options: WriteOptions = {};
-  const header = headers['if-match'];
-  if (header !== undefined) {
-    const version = Number(String(header).replace(/"/g, ''));
-    if (!Number.isInteger(version) || version < 0) {
-      throw new InvalidHeaderError('If-Match', 'expected a document version (a non-negative integer)');
-    }
-    options.ifVersion = version;
-  }
+  const version = parseIfMatch(headers['if-match']);
+  if (version !== undefined) options.ifVersion = version;
   if (query.durability !== undefined) options.durability = parseDurability(query.durability);
   if (query.timeoutMs !== undefined) options.timeoutMs = positiveInteger('timeoutMs', query.timeoutMs);
   return options;

@@ -4,18 +4,12 @@ import { brokerAuthRoutes } from './broker-auth-http.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import type { HubApi } from './http-api.js';
 import { bearerMatches } from '../shared/bearer.js';
+import { parseIfMatch } from '../shared/if-match.js';
 import { ErrorCode, HTTP_STATUS, httpError, NotFoundError, UnauthorizedError } from '../shared/errors.js';
 
 interface DocParams {
   collection: string;
   key: string;
-}
-
-/** `If-Match: 7` or `If-Match: "7"` → 7; absent → undefined. */
-function ifMatch(header: string | string[] | undefined): number | undefined {
-  if (header === undefined) return undefined;
-  const version = Number(String(header).replace(/"/g, ''));
-  return Number.isInteger(version) && version >= 0 ? version : undefined;
 }
 
 /**
@@ -88,7 +82,7 @@ export async function createHubHttp(hub: HubApi, log: Logger, adminToken?: strin
       url: '/v1/docs/:collection/:key',
       handler: async (request, reply) => {
         const { collection, key } = request.params;
-        const base = ifMatch(request.headers['if-match']);
+        const base = parseIfMatch(request.headers['if-match']);
         const result = await hub.write({
           c: collection,
           k: key,

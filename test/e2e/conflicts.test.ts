@@ -65,6 +65,17 @@ describe('conflicts between real agents', () => {
     expect(stale.status).toBe(409);
     expect(await stale.json()).toMatchObject({ code: 'OUTPOST_WRITE_CONFLICT', reason: 'stale_base', lsn: 2 });
 
+    // A condition that cannot be read is refused, never dropped (the write would commit unconditionally).
+    for (const header of ['"-1e400"', '1.5', 'abc', '']) {
+      const unreadable = await fetch(`${base}/v1/docs/orders/o1`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', 'if-match': header },
+        body: JSON.stringify({ qty: 4 }),
+      });
+      expect({ header, status: unreadable.status }).toEqual({ header, status: 400 });
+      expect(await unreadable.json()).toMatchObject({ code: 'OUTPOST_INVALID_HEADER' });
+    }
+    expect((await fleet.hub!.store.document('orders', 'o1'))?.version).toBe(2);
     expect((await http('PATCH', `${base}/v1/docs/orders/o1`, { shipped: true })).status).toBe(200);
     expect((await http('DELETE', `${base}/v1/docs/orders/o2`)).status).toBe(200);
     await waitFor('agent sees the hub patch', async () => ((await a.get('orders', 'o1'))?.value as { shipped?: boolean }).shipped);

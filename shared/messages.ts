@@ -148,19 +148,7 @@ export const StatusMessage = message(
  * A document version a restored hub no longer has, as this device held it: in its replica, or
  * as one of its own writes the hub had acknowledged. `ver` is its version in the lost lineage.
  */
-export const LostDoc = Type.Object(
-  {
-    c: CollectionName,
-    k: Key,
-    ver: Type.Integer({ minimum: 1 }),
-    op: Type.Union([Type.Literal('put'), Type.Literal('del')]),
-    v: Type.Optional(Type.Unknown()),
-    hlc: Hlc,
-    /** Origin of the write: the agent id, or `hub`. */
-    o: Type.String({ maxLength: 128 }),
-  },
-  strict,
-);
+export const LostDoc = Type.Object({ ...Type.Omit(Change, ['lsn']).properties, ver: Type.Integer({ minimum: 1 }) }, strict);
 export type LostDoc = Static<typeof LostDoc>;
 /**
  * One chunk of the agent's report of what the hub lost when it was restored: documents of

@@ -92,27 +92,8 @@ export interface Lineage {
   fork: number;
 }
 
-/** A document version an agent held that a restored hub no longer has (see shared/messages.ts `lost`). */
-export interface LostReport {
-  agentId: string;
-  /** The lineage the versions were of, and where the restore parted from it. */
-  lineage: string;
-  fork: number;
-  docs: Array<{
-    collection: string;
-    key: string;
-    version: number;
-    op: 'put' | 'del';
-    value: JsonValue | undefined;
-    hlc: Hlc;
-    origin: string;
-  }>;
-}
-
-/** A lost document version as the hub keeps it: once however many agents report it, with who did and when. */
-export interface LostDocument {
-  lineage: string;
-  fork: number;
+/** A document version a restored hub no longer has, at its version in the lineage it was lost from. */
+export interface LostVersion {
   collection: string;
   key: string;
   version: number;
@@ -120,6 +101,21 @@ export interface LostDocument {
   value: JsonValue | undefined;
   hlc: Hlc;
   origin: string;
+}
+
+/** Document versions an agent held that a restored hub no longer has (see shared/messages.ts `lost`). */
+export interface LostReport {
+  agentId: string;
+  /** The lineage the versions were of, and where the restore parted from it. */
+  lineage: string;
+  fork: number;
+  docs: LostVersion[];
+}
+
+/** A lost document version as the hub keeps it: once however many agents report it, with who did and when. */
+export interface LostDocument extends LostVersion {
+  lineage: string;
+  fork: number;
   /** When it was first reported (ms epoch). */
   reportedAt: number;
   reporters: Array<{ agentId: string; at: number }>;

@@ -109,6 +109,11 @@ export class ReplicationTracker {
     return this.#byId.size;
   }
 
+  /** How many waits of one writer are held. */
+  waitingFor(agentId: string): number {
+    return this.#perAgent.get(agentId) ?? 0;
+  }
+
   /** The collections an agent has applied, and up to which LSN, as last reported. */
   appliedBy(agentId: string): Record<string, number> {
     return Object.fromEntries(this.#applied.get(agentId) ?? []);

@@ -1,0 +1,117 @@
+import fc from 'fast-check';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Agent } from '../../agent/agent.js';
+import { encodeCbor } from '../../shared/codec.js';
+import { limits } from '../../shared/limits.js';
+import { topics } from '../../shared/topics.js';
+import { TestFleet } from '../helpers/fleet.js';
+import { waitFor } from '../helpers/wait.js';
+import { freshInc, nowHlc, type WireOp } from './craft.js';
+import { Attacker, HonestWorkload, ProcessGuard } from './harness.js';
+
+/**
+ * A stateful attacker, not only bad bytes: valid messages in shapes an honest agent never
+ * sends, in random order — pull floods, status reports naming made-up collections and forged
+ * replica waits, batches whose every op asks a thousand replicas. After each sequence the
+ * hub's state for the attacker stays within its bounds, and an honest agent writing alongside
+ * loses nothing.
+ */
+
+const ATTACKER = 'rogue-2';
+const HONEST = 'pi-honest-2';
+
+type Action = { kind: 'pulls'; count: number } | { kind: 'status'; madeUp: number; fakeWaits: number } | { kind: 'waits'; ops: number };
+
+const action: fc.Arbitrary<Action> = fc.oneof(
+  fc.record({ kind: fc.constant('pulls' as const), count: fc.integer({ min: 1, max: 200 }) }),
+  fc.record({
+    kind: fc.constant('status' as const),
+    madeUp: fc.integer({ min: 0, max: 5_000 }),
+    fakeWaits: fc.integer({ min: 0, max: 1_000 }),
+  }),
+  fc.record({ kind: fc.constant('waits' as const), ops: fc.integer({ min: 1, max: limits.maxBatchOps }) }),
+);
+
+describe('a hub attacked by a stateful client, with an honest agent alongside', () => {
+  const guard = new ProcessGuard();
+  const fleet = new TestFleet();
+  let honest: Agent;
+  let workload: HonestWorkload;
+  let attacker: Attacker;
+  let pullId = 0;
+  let seq = 0;
+  const inc = freshInc();
+
+  beforeAll(async () => {
+    guard.install();
+    await fleet.startHub();
+    // Something to page: a pull flood must cost real pages.
+    for (let i = 0; i < 20; i++) await fleet.hub!.core.write({ c: 'bulk', k: `b${i}`, op: 'put', v: 'x'.repeat(8_000) });
+    honest = fleet.agent(HONEST);
+    await waitFor('the honest agent to connect', () => honest.status().connected);
+    workload = new HonestWorkload(fleet, honest);
+    attacker = await Attacker.connect(fleet.port, ATTACKER);
+  });
+
+  afterAll(async () => {
+    await attacker.end();
+    await fleet.close();
+    guard.uninstall();
+  });
+
+  beforeEach(() => workload.start());
+
+  afterEach(async () => {
+    await workload.stopAndVerify();
+    expect(guard.take(), 'errors the hub left unhandled').toEqual([]);
+  });
+
+  async function perform(a: Action): Promise<void> {
+    const core = fleet.hub!.core;
+    const up = topics.up(ATTACKER);
+    if (a.kind === 'pulls') {
+      const answered = new Set<number>();
+      const listener = (agentId: string, pull: { id: number }): void => void (agentId === ATTACKER && answered.add(pull.id));
+      core.on('pull', listener);
+      const last = pullId + a.count;
+      for (let id = pullId + 1; id <= last; id++) attacker.raw.client.publish(up, encodeCbor(['pull', { id, from: 0, limit: 10_000 }]));
+      pullId = last;
+      try {
+        await waitFor('the newest pull answered', () => answered.has(last));
+      } finally {
+        core.off('pull', listener);
+      }
+      expect(answered.size).toBeLessThanOrEqual(a.count);
+    } else if (a.kind === 'status') {
+      const applied: Record<string, number> = { bulk: 5 };
+      for (let i = 0; i < a.madeUp; i++) applied[`made-up-${i}`] = 1 + i;
+      const list = Array.from({ length: a.fakeWaits }, (_, i) => [1 + i, 1_000_000 + i, `fake-${i % 7}`, 1000]);
+      const at = Date.now();
+      await attacker.raw.publish(up, encodeCbor(['status', { applied, outbox: 0, waits: { inc: freshInc(), list } }]));
+      await waitFor('the report taken', () => (core.replication.reports.get(ATTACKER)?.at ?? 0) >= at);
+      expect(Object.keys(core.replication.appliedBy(ATTACKER)).filter((c) => c.startsWith('made-up-'))).toEqual([]);
+    } else {
+      const ops: WireOp[] = Array.from({ length: a.ops }, () => ({ ...putOpFor(++seq), rep: 1000 }));
+      const replies = await attacker.exchange(encodeCbor(['batch', { inc, ops }]));
+      // Pages of an earlier flood may still be arriving; the batch itself gets one ack.
+      expect(replies.map((r) => r[0]).filter((type) => type !== 'page' && type !== 'snapshot')).toEqual(['ack']);
+    }
+    expect(core.replication.waitingFor(ATTACKER)).toBeLessThanOrEqual(core.replication.limits.perAgent);
+    expect(core.replication.waiting).toBeLessThanOrEqual(core.replication.limits.total);
+  }
+
+  it('keeps what it holds for the attacker within bounds, whatever the order of floods', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(action, { minLength: 1, maxLength: 6 }), async (actions) => {
+        for (const a of actions) await perform(a);
+      }),
+      { numRuns: 8 },
+    );
+    // Forged waits name collections the attacker writes in no log: none of them is held.
+    expect(attacker.closed).toBe(false);
+  });
+});
+
+function putOpFor(n: number): WireOp {
+  return { seq: n, c: 'fz', k: `w${n % 50}`, op: 'put', v: n, hlc: nowHlc() };
+}

@@ -83,6 +83,8 @@ function embeddedListeners(o: Options): EmbeddedListenerOptions {
     port: o.port as number,
     host: o.host as string,
     connectsPerAddress: o.connectsPerAddress as number,
+    maxConnectBytes: o.maxConnectBytes as number,
+    maxQueuedBytes: o.maxQueuedBytes as number,
     ...(o.tlsPort !== undefined && {
       plain: !(o.tlsOnly as boolean),
       tls: {

@@ -16,6 +16,8 @@ export interface OptionSpec {
   default?: unknown;
   required?: boolean;
   placeholder?: string;
+  /** For integers: the smallest value that makes sense (a limit of 0 would refuse every client). */
+  min?: number;
   /** For strings: the form a value must have, and how to say it. */
   pattern?: { regex: RegExp; description: string };
   /** Left out of --help and the reference (testing aids). */
@@ -96,7 +98,8 @@ function convert(spec: OptionSpec, raw: unknown, source: string): unknown {
       return !spec.pattern || spec.pattern.regex.test(text) ? text : fail(spec.pattern.description);
     case 'integer': {
       const n = typeof text === 'number' ? text : typeof text === 'string' && /^-?\d+$/.test(text) ? Number(text) : Number.NaN;
-      return Number.isSafeInteger(n) ? n : fail('a whole number');
+      if (!Number.isSafeInteger(n)) return fail('a whole number');
+      return spec.min === undefined || n >= spec.min ? n : fail(`a whole number of at least ${spec.min}`);
     }
     case 'boolean':
       if (typeof text === 'boolean') return text;

@@ -152,6 +152,24 @@ export const HUB_OPTIONS: readonly OptionSpec[] = [
     description: 'MQTT connection attempts allowed per address per 10 s',
   },
   {
+    key: 'maxConnectBytes',
+    type: 'integer',
+    default: 8192,
+    min: 1024,
+    placeholder: 'bytes',
+    description:
+      'largest MQTT packet before login (an agent CONNECT is a few hundred bytes); a larger one closes the connection at its header',
+  },
+  {
+    key: 'maxQueuedBytes',
+    type: 'integer',
+    default: 8_388_608,
+    min: 65_536,
+    placeholder: 'bytes',
+    description:
+      'most bytes waiting to be sent to one client; a client that stops reading is disconnected past it and pulls what it missed on reconnect',
+  },
+  {
     key: 'adminToken',
     type: 'string',
     placeholder: 'token',

@@ -2,6 +2,7 @@ import { Aedes, type AuthenticateError } from 'aedes';
 import type { Logger } from 'pino';
 import type { Authenticator } from './authenticator.js';
 import { ConnectRateLimiter } from './rate-limit.js';
+import type { ShedLog } from './shed.js';
 import { agentOfUpTopic, isValidAgentId } from '../shared/topics.js';
 import { collectionOfAnyTopic, mayPublish, maySubscribe } from './topic-acl.js';
 
@@ -15,6 +16,8 @@ export interface BrokerOptions {
   /** Connection attempts allowed per address and window. */
   connectLimit: { perAddress: number; windowMs: number };
   log: Logger;
+  /** Where refused connection attempts are reported. */
+  shedLog: ShedLog;
   /** Called for every message an agent publishes on its own `up` topic. */
   onUp: (agentId: string, payload: Buffer) => void;
 }
@@ -46,7 +49,7 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
   broker.preConnect = (client, _packet, done) => {
     const address = (client.conn as { remoteAddress?: string }).remoteAddress ?? 'unknown';
     if (limiter.allow(address)) return done(null, true);
-    log.warn({ address }, 'too many connection attempts from this address; refused');
+    options.shedLog.shed('connect_rate', { address });
     done(new Error(`too many connection attempts from ${address}`), false);
   };
 

@@ -1,11 +1,19 @@
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import type { ShedReason } from './shed.js';
+
+/** MQTT packet type 1 (CONNECT), in the high nibble of the fixed header's first byte. */
+const CONNECT_TYPE = 1;
 
 /**
  * Reads MQTT fixed headers as bytes pass and refuses a packet whose announced size is over the
  * limit, before anything buffers it. aedes has no maximum packet size (aedes #831): without
  * this a client could make the hub hold ~256 MB per connection.
+ *
+ * With `loginLimit`, a connection is also held to that much smaller limit until `admit()` (the
+ * broker accepted its login), and its first packet must be a CONNECT: an anonymous client can
+ * make the hub hold a few KB, not megabytes, for the whole connect timeout.
  */
 export class FrameMeter {
   #state: 'type' | 'length' | 'body' = 'type';
@@ -13,14 +21,30 @@ export class FrameMeter {
   #multiplier = 1;
   #lengthBytes = 0;
   #remaining = 0;
+  #packets = 0;
+  #admitted: boolean;
+  /** Why the stream was refused, once it was. */
+  refused: ShedReason | undefined;
 
-  constructor(readonly maxPacketBytes: number) {}
+  constructor(
+    readonly maxPacketBytes: number,
+    readonly loginLimit?: number,
+  ) {
+    this.#admitted = loginLimit === undefined;
+  }
 
-  /** False once a packet announces more than the limit (or a malformed length). */
+  /** The client is logged in: from now on packets are held to `maxPacketBytes`. */
+  admit(): void {
+    this.#admitted = true;
+  }
+
+  /** False once a packet announces more than the limit (or a malformed length); `refused` says why. */
   feed(chunk: Uint8Array): boolean {
+    if (this.refused) return false;
     let i = 0;
     while (i < chunk.length) {
       if (this.#state === 'type') {
+        if (this.#packets++ === 0 && !this.#admitted && chunk[i]! >> 4 !== CONNECT_TYPE) return this.#refuse('not_connect');
         i += 1;
         this.#state = 'length';
         this.#length = 0;
@@ -32,10 +56,11 @@ export class FrameMeter {
         this.#multiplier *= 128;
         this.#lengthBytes += 1;
         if (byte & 0x80) {
-          if (this.#lengthBytes === 4) return false; // MQTT allows at most four length bytes
+          if (this.#lengthBytes === 4) return this.#refuse('packet_too_large'); // MQTT allows at most four length bytes
           continue;
         }
-        if (this.#length > this.maxPacketBytes) return false;
+        if (!this.#admitted && this.#length > this.loginLimit!) return this.#refuse('connect_too_large');
+        if (this.#length > this.maxPacketBytes) return this.#refuse('packet_too_large');
         this.#remaining = this.#length;
         this.#state = this.#remaining === 0 ? 'type' : 'body';
       } else {
@@ -47,20 +72,55 @@ export class FrameMeter {
     }
     return true;
   }
+
+  #refuse(reason: ShedReason): false {
+    this.refused = reason;
+    return false;
+  }
 }
 
+export interface ConnectionLimits {
+  /** Largest packet once logged in. */
+  maxPacketBytes: number;
+  /** Largest packet before login: the CONNECT, and anything sent before the broker accepted it. */
+  maxConnectBytes: number;
+  /** Most bytes waiting to be written to the client; past it, the client is dropped. */
+  maxQueuedBytes: number;
+}
+
+/** A connection as the broker sees it; `admit()` once the client's login is accepted. */
+export type GuardedConnection = Duplex & { admit(): void };
+
 /**
- * Wraps a socket in a stream that passes bytes to the broker only while every packet is within
- * `maxPacketBytes`; on the first oversized packet the socket is destroyed and `onRefused` runs.
+ * Wraps a socket in the stream the broker reads and writes, which bounds what one client can
+ * make the hub hold:
+ * - incoming, every packet is within the limits (FrameMeter) before a byte of it is passed on;
+ * - outgoing, writes never wait for the client: aedes delivers a message to each subscriber and
+ *   waits for every write's callback (and, on a full buffer, for `drain`) before it takes the
+ *   next message, so one client that stops reading would hold up delivery to everyone until its
+ *   drain timeout (aedes #1060). Here a write completes at once, and a client with more than
+ *   `maxQueuedBytes` unsent is dropped: it pulls what it missed when it reconnects.
+ * On a refusal the socket is destroyed and `onShed` says why.
  */
-export function guardConnection(socket: Socket, maxPacketBytes: number, onRefused: (announced: string) => void): Duplex {
-  const meter = new FrameMeter(maxPacketBytes);
+export function guardConnection(
+  socket: Socket,
+  limits: ConnectionLimits,
+  onShed: (reason: ShedReason, peer: string, facts: Record<string, number>) => void,
+): GuardedConnection {
+  const meter = new FrameMeter(limits.maxPacketBytes, limits.maxConnectBytes);
+  const peer = (): string => `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? ''}`;
   const guarded = new Duplex({
     read() {
       socket.resume();
     },
     write(chunk: Buffer, encoding, callback) {
-      socket.write(chunk, encoding, callback);
+      if (socket.destroyed) return callback();
+      socket.write(chunk, encoding);
+      if (socket.writableLength > limits.maxQueuedBytes) {
+        onShed('slow_consumer', peer(), { queuedBytes: socket.writableLength, maxQueuedBytes: limits.maxQueuedBytes });
+        socket.destroy();
+      }
+      callback();
     },
     final(callback) {
       socket.end(callback);
@@ -77,7 +137,8 @@ export function guardConnection(socket: Socket, maxPacketBytes: number, onRefuse
   Object.assign(guarded, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, peerCommonName });
   socket.on('data', (chunk: Buffer) => {
     if (!meter.feed(chunk)) {
-      onRefused(`${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? ''}`);
+      const limit = meter.refused === 'packet_too_large' ? limits.maxPacketBytes : limits.maxConnectBytes;
+      onShed(meter.refused!, peer(), { limitBytes: limit });
       socket.destroy();
       return;
     }
@@ -86,5 +147,5 @@ export function guardConnection(socket: Socket, maxPacketBytes: number, onRefuse
   socket.on('end', () => guarded.push(null));
   socket.on('close', () => guarded.destroy());
   socket.on('error', (error) => guarded.destroy(error));
-  return guarded;
+  return Object.assign(guarded, { admit: () => meter.admit() });
 }

@@ -5,6 +5,7 @@ import type { Sample } from './history.js';
 import type { BrokerAuthApi, HubApi, HubStatusView } from './http-api.js';
 import { createHubMetrics } from './metrics.js';
 import { reapplyLost } from './reapply.js';
+import type { ShedLog } from './shed.js';
 
 /** One partition's hub in this process, as the HTTP API reaches it. */
 export interface PartitionHub {
@@ -19,6 +20,8 @@ export interface ServingHub extends PartitionHub {
   /** Agents connected now (or, where connections are not visible, recently active). */
   readonly connectedAgents: number;
   readonly history: { readonly samples: readonly Sample[] };
+  /** Where clients shed to protect the others are reported (counted by the metrics). */
+  readonly shedLog: ShedLog;
   fleet(): Promise<AgentView[]>;
   /** The hubs of every partition this process leads, by partition, this one included. */
   partitionHubs(): ReadonlyMap<string, PartitionHub>;
@@ -34,6 +37,7 @@ export function createHubApi(hub: ServingHub, brokerAuth: BrokerAuthApi): HubApi
     hub.core,
     () => hub.fleet(),
     () => hub.connectedAgents,
+    hub.shedLog,
   );
 
   /** The hub of the partition a collection belongs to, if this process leads it. */

@@ -11,6 +11,7 @@ import { FleetHistory } from './history.js';
 import { createHubApi } from './hub-api.js';
 import { createHubHttp, type HubHttp } from './http.js';
 import { ConfigError } from '../shared/errors.js';
+import { ShedLog } from './shed.js';
 
 /** What every hub takes, whichever broker carries its messages. */
 export interface HubCommonOptions {
@@ -94,6 +95,8 @@ export abstract class HubBase {
   readonly registry: HubStore;
   /** Throughput and lag over time, for the dashboard. */
   readonly history: FleetHistory;
+  /** Clients dropped, refused or rate-limited to protect the others: logged and counted. */
+  readonly shedLog: ShedLog;
   #http: HubHttp | undefined;
   #credentialTimer: NodeJS.Timeout | undefined;
   protected stopping = false;
@@ -115,6 +118,7 @@ export abstract class HubBase {
       publish: (topic, payload, retain) => this.publishToBroker(topic, payload, retain),
     });
     this.registry = common.registry ?? this.core.store;
+    this.shedLog = new ShedLog(this.log);
     this.authenticator = new Authenticator(this.registry, this.log);
     this.history = new FleetHistory(this.core, () => this.fleet(), common.historyEveryMs);
   }

@@ -28,7 +28,10 @@ const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 export type ExternalBrokerOptions = BrokerClientHubOptions['broker'];
 
 /** The embedded broker's listeners: plain MQTT, TLS, or both. */
-export type EmbeddedListenerOptions = Pick<HubOptions, 'port' | 'host' | 'connectsPerAddress' | 'plain' | 'tls'>;
+export type EmbeddedListenerOptions = Pick<
+  HubOptions,
+  'port' | 'host' | 'connectsPerAddress' | 'maxConnectBytes' | 'maxQueuedBytes' | 'plain' | 'tls'
+>;
 
 export interface HubProcessOptions {
   /**

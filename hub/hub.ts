@@ -4,7 +4,7 @@ import type { Aedes, Client } from 'aedes';
 import { limits } from '../shared/limits.js';
 import { createBroker } from './broker.js';
 import type { Presence } from './fleet.js';
-import { guardConnection } from './frame-guard.js';
+import { guardConnection, type ConnectionLimits, type GuardedConnection } from './frame-guard.js';
 import { HubBase, type HubCommonOptions, onStore, startOrStop } from './hub-base.js';
 import type { HubStore } from './store/hub-store.js';
 import { ConfigError } from '../shared/errors.js';
@@ -25,10 +25,26 @@ export interface HubOptions extends HubCommonOptions {
   connectsPerAddress?: number;
   /** Largest MQTT packet accepted; a larger one closes the connection before it is buffered. */
   maxPacketBytes?: number;
+  /** Largest packet before login (the CONNECT); a larger one closes the connection at its header. */
+  maxConnectBytes?: number;
+  /** Most bytes waiting to be written to one client; a client that does not read past it is dropped. */
+  maxQueuedBytes?: number;
 }
 
 /** Room for the largest message (answered with a typed error when too big) plus MQTT framing. */
 export const DEFAULT_MAX_PACKET_BYTES = 4 * limits.maxMessageBytes;
+
+/**
+ * An agent's CONNECT is a few hundred bytes (client id and username up to 128 bytes each, a
+ * 47-byte token, no will); 8 KiB leaves ample room and holds 1,000 half-sent logins to 8 MB.
+ */
+export const DEFAULT_MAX_CONNECT_BYTES = 8 * 1024;
+
+/**
+ * Several of the largest messages (a pull page, a change set: 1 MiB at most) waiting for one
+ * client: a device on a slow link keeps up, one that stopped reading is dropped within a few MB.
+ */
+export const DEFAULT_MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 
 /**
  * The main site on the embedded default: an aedes broker (behind a packet-size guard) carrying
@@ -71,12 +87,15 @@ export class Hub extends HubBase {
       dev: options.dev ?? false,
       authenticator,
       log,
+      shedLog: this.shedLog,
       mayRead: (agentId, collection) => this.core.access.mayRead(agentId, collection),
       connectLimit: { perAddress: options.connectsPerAddress ?? 200, windowMs: 10_000 },
       onUp: (agentId, payload) => this.core.onUp(agentId, payload),
     });
     this.#broker = broker;
     broker.on('client', (client) => {
+      // Logged in: from now on its packets are held to the packet limit, not the CONNECT one.
+      (client.conn as GuardedConnection).admit();
       this.#clients.set(client.id, client);
       const address = (client.conn as { remoteAddress?: string }).remoteAddress;
       this.presence.set(client.id, { online: true, since: Date.now(), ...(address !== undefined && { address }) });
@@ -101,12 +120,16 @@ export class Hub extends HubBase {
         }
       });
     }
-    const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
+    const limits: ConnectionLimits = {
+      maxPacketBytes: options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES,
+      maxConnectBytes: options.maxConnectBytes ?? DEFAULT_MAX_CONNECT_BYTES,
+      maxQueuedBytes: options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+    };
     const accept = (socket: Socket): void => {
       socket.setNoDelay(true); // acks and pages are small and latency-bound: no Nagle delay
       broker.handle(
-        guardConnection(socket, maxPacketBytes, (peer) => {
-          log.warn({ peer, maxPacketBytes }, 'closed a connection that sent a packet over the size limit');
+        guardConnection(socket, limits, (reason, peer, facts) => {
+          this.shedLog.shed(reason, { peer, ...facts });
         }),
       );
     };

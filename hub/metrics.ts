@@ -1,12 +1,14 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { HubCore } from './core.js';
 import type { AgentView } from './fleet.js';
+import { SHED_REASONS, type ShedLog } from './shed.js';
 
 /**
  * Prometheus metrics of the hub (conventional names, base units): commits, outcomes by kind,
- * batch sizes, commit latency, bytes in and out, connected agents, per-agent lag and outbox.
+ * batch sizes, commit latency, bytes in and out, connected agents, per-agent lag and outbox, and
+ * clients shed to protect the others, by reason.
  */
-export function createHubMetrics(core: HubCore, fleet: () => Promise<AgentView[]>, connected: () => number): Registry {
+export function createHubMetrics(core: HubCore, fleet: () => Promise<AgentView[]>, connected: () => number, shedLog: ShedLog): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'outpost_hub_' });
   const commits = new Counter({ name: 'outpost_hub_commits_total', help: 'Group commits', registers: [registry] });
@@ -41,6 +43,15 @@ export function createHubMetrics(core: HubCore, fleet: () => Promise<AgentView[]
     for (const outcome of list) outcomes.inc({ outcome });
   });
   core.on('bytes', (direction, n) => bytes.inc({ direction }, n));
+  const shed = new Counter({
+    name: 'outpost_hub_clients_shed_total',
+    help: 'Clients dropped, refused or rate-limited to protect the others, by reason (docs/SECURITY.md)',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  // Every reason is exported from the start, at 0, so that an alert can be written on any of them.
+  for (const reason of SHED_REASONS) shed.inc({ reason }, 0);
+  shedLog.on('shed', (reason) => shed.inc({ reason }));
 
   new Gauge({
     name: 'outpost_hub_connected_agents',

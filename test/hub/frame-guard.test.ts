@@ -24,6 +24,32 @@ describe('frame meter', () => {
     expect(meter.feed(publish(5000).subarray(0, 4))).toBe(false);
   });
 
+  it('before login, wants a CONNECT first and holds every packet to the login limit; after admit(), to the packet limit', () => {
+    const connect = mqttPacket.generate({
+      cmd: 'connect',
+      clientId: 'pi-1',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      keepalive: 30,
+    });
+    const notConnect = new FrameMeter(1 << 20, 8192);
+    expect(notConnect.feed(publish(10))).toBe(false);
+    expect(notConnect.refused).toBe('not_connect');
+
+    const hugeConnect = new FrameMeter(1 << 20, 8192);
+    expect(hugeConnect.feed(Buffer.from([0x10, 0x80, 0x80, 0x02]))).toBe(false); // a CONNECT announcing 32 KiB
+    expect(hugeConnect.refused).toBe('connect_too_large');
+
+    const meter = new FrameMeter(1 << 20, 8192);
+    expect(meter.feed(connect)).toBe(true);
+    expect(new FrameMeter(1 << 20, 8192).feed(Buffer.concat([connect, publish(10_000)]))).toBe(false); // not logged in yet
+    meter.admit();
+    expect(meter.feed(publish(100_000))).toBe(true);
+    expect(meter.feed(publish(2 << 20).subarray(0, 5))).toBe(false);
+    expect(meter.refused).toBe('packet_too_large');
+  });
+
   it('refuses a length field longer than MQTT allows', () => {
     expect(new FrameMeter(1 << 30).feed(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]))).toBe(false);
   });

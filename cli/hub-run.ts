@@ -55,6 +55,7 @@ export async function runHub(o: Options, log: Logger, onStop: (stop: () => Promi
     ...(o.http !== undefined && { http: o.http as Address }),
     ...(o.adminToken !== undefined && { adminToken: o.adminToken as string }),
     dev: o.dev as boolean,
+    authLimits: { concurrency: o.authConcurrency as number, maxBackoffMs: (o.authBackoffMaxSeconds as number) * 1000 },
     ...(config && { config }),
     logger: log,
   });

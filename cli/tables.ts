@@ -170,6 +170,22 @@ export const HUB_OPTIONS: readonly OptionSpec[] = [
       'most bytes waiting to be sent to one client; a client that stops reading is disconnected past it and pulls what it missed on reconnect',
   },
   {
+    key: 'authConcurrency',
+    type: 'integer',
+    default: 2,
+    min: 1,
+    placeholder: 'n',
+    description: 'agent token checks (scrypt, ~50 ms of a core each) running at once; logins beyond a short queue are refused and retried',
+  },
+  {
+    key: 'authBackoffMaxSeconds',
+    type: 'integer',
+    default: 60,
+    min: 1,
+    placeholder: 'seconds',
+    description: 'longest an address waits after failed logins before its next one is checked (the wait doubles per failure from 0.5 s)',
+  },
+  {
     key: 'adminToken',
     type: 'string',
     placeholder: 'token',

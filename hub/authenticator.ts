@@ -1,35 +1,68 @@
 import type { Logger } from 'pino';
-import { fingerprint, verifyToken } from './credentials.js';
+import { AuthThrottle, DEFAULT_AUTH_LIMITS, type AuthLimits } from './auth-throttle.js';
+import { fingerprint, hashToken, newToken, verifyToken } from './credentials.js';
 import type { HubStore } from './store/hub-store.js';
 
-export type AuthResult = 'ok' | 'no-credentials' | 'unknown-agent' | 'revoked' | 'wrong-token' | 'id-mismatch';
+export type AuthResult =
+  | 'ok'
+  | 'no-credentials'
+  | 'unknown-agent'
+  | 'revoked'
+  | 'wrong-token'
+  | 'id-mismatch'
+  /** The client's address is backing off after failed logins; nothing was checked. */
+  | 'backoff'
+  /** Too many token checks are waiting; nothing was checked. */
+  | 'busy';
 
 /**
  * Checks an agent's MQTT credentials: the username must be the client id, the password the
  * token provisioned for it (`outpost hub agents add`), stored as an scrypt hash. A verified
  * token is remembered by a SHA-256 fingerprint so that reconnects cost no scrypt; any change to
  * the credentials forgets them all.
+ *
+ * An unknown id costs the same scrypt as a known one (against a dummy hash), and a revoked id
+ * is only said to be revoked to whoever holds its token: whether an id exists cannot be learnt
+ * from the answer or its timing. scrypt work is bounded in total and per address (AuthThrottle).
  */
 export class Authenticator {
   readonly #verified = new Map<string, string>();
+  readonly #throttle: AuthThrottle;
+  /** The hash unknown ids are checked against: of a random token nobody holds. */
+  #dummyHash: Promise<string> | undefined;
 
   constructor(
     private readonly store: HubStore,
     private readonly log: Logger,
-  ) {}
+    limits: AuthLimits = DEFAULT_AUTH_LIMITS,
+  ) {
+    this.#throttle = new AuthThrottle(limits);
+  }
 
-  async check(clientId: string, username: string | undefined, password: Buffer | undefined): Promise<AuthResult> {
+  /** `address`: where the login comes from, for the per-address backoff (unknown over HTTP broker auth). */
+  async check(clientId: string, username: string | undefined, password: Buffer | undefined, address?: string): Promise<AuthResult> {
     if (username === undefined || password === undefined) return 'no-credentials';
     if (username !== clientId) return 'id-mismatch';
     const credential = await this.store.credential(clientId);
-    if (!credential) return 'unknown-agent';
-    if (credential.revoked) return 'revoked';
     const token = password.toString('utf8');
-    if (this.#verified.get(clientId) === fingerprint(token)) return 'ok';
-    const ok = await verifyToken(token, credential.tokenHash);
-    if (!ok) return 'wrong-token';
-    this.#verified.set(clientId, fingerprint(token));
-    return 'ok';
+    // A token verified since the credentials last changed is recognised without scrypt, so a
+    // device that already logged in is not held up by others' failures at its address.
+    if (credential && !credential.revoked && this.#verified.get(clientId) === fingerprint(token)) return 'ok';
+    if (address !== undefined && this.#throttle.backingOff(address)) return 'backoff';
+    const ok = await this.#throttle.run(async () => verifyToken(token, credential?.tokenHash ?? (await this.#dummy())));
+    if (ok === 'busy') return 'busy';
+    const result: AuthResult = !credential ? 'unknown-agent' : !ok ? 'wrong-token' : credential.revoked ? 'revoked' : 'ok';
+    if (address !== undefined) {
+      if (result === 'ok') this.#throttle.succeeded(address);
+      else this.#throttle.failed(address);
+    }
+    if (result === 'ok') this.#verified.set(clientId, fingerprint(token));
+    return result;
+  }
+
+  #dummy(): Promise<string> {
+    this.#dummyHash ??= hashToken(newToken());
+    return this.#dummyHash;
   }
 
   /** Credentials changed (added, replaced or revoked): check every token afresh. */

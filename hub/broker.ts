@@ -85,22 +85,20 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
       );
       return;
     }
-    options.authenticator.check(client.id, username, password).then(
+    const address = (client.conn as { remoteAddress?: string }).remoteAddress ?? 'unknown';
+    options.authenticator.check(client.id, username, password, address).then(
       (result) => {
-        if (result === 'ok') {
-          done(null, true);
-          return;
+        if (result === 'ok') return done(null, true);
+        if (result === 'backoff' || result === 'busy') {
+          // Nothing was checked: "server unavailable" makes an honest agent retry with its backoff.
+          options.shedLog.shed(result === 'busy' ? 'auth_busy' : 'auth_backoff', { agentId: client.id, address }, result === 'backoff');
+          return done(authError('server unavailable', SERVER_UNAVAILABLE), null);
         }
-        log.warn({ agentId: client.id, reason: result }, 'refused agent');
-        done(
-          authError(
-            result === 'no-credentials' || result === 'wrong-token' || result === 'id-mismatch'
-              ? 'bad username or password'
-              : 'not authorized',
-            result === 'no-credentials' || result === 'wrong-token' || result === 'id-mismatch' ? BAD_USERNAME_OR_PASSWORD : NOT_AUTHORIZED,
-          ),
-          null,
-        );
+        log.warn({ agentId: client.id, address, reason: result }, 'refused agent');
+        // An unknown id gets the same answer as a wrong token: ids cannot be enumerated. Only
+        // whoever holds a revoked agent's token learns that it is revoked.
+        if (result === 'revoked') done(authError('not authorized', NOT_AUTHORIZED), null);
+        else done(authError('bad username or password', BAD_USERNAME_OR_PASSWORD), null);
       },
       (error: unknown) => {
         log.error({ err: error, agentId: client.id }, 'credential check failed');

@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
+import type { AuthLimits } from './auth-throttle.js';
 import { Authenticator } from './authenticator.js';
 import { brokerAuth, type BrokerServiceUser } from './broker-auth.js';
 import type { HubConfig } from './config.js';
@@ -42,6 +43,8 @@ export interface HubCommonOptions {
   epoch?: number;
   /** Admit agents without credentials (development only). */
   dev?: boolean;
+  /** How much token checking logins may cost (default DEFAULT_AUTH_LIMITS). */
+  authLimits?: AuthLimits;
   /** Collections, policies and retention; defaults when omitted. */
   config?: HubConfig;
   /** How often the dashboard's throughput and lag are sampled (default 5 s). */
@@ -119,7 +122,7 @@ export abstract class HubBase {
     });
     this.registry = common.registry ?? this.core.store;
     this.shedLog = new ShedLog(this.log);
-    this.authenticator = new Authenticator(this.registry, this.log);
+    this.authenticator = new Authenticator(this.registry, this.log, common.authLimits);
     this.history = new FleetHistory(this.core, () => this.fleet(), common.historyEveryMs);
   }
 

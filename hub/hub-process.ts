@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { ConfigError } from '../shared/errors.js';
 import { DEFAULT_PARTITION } from '../shared/topics.js';
+import type { AuthLimits } from './auth-throttle.js';
 import { partitionsOf, type HubConfig } from './config.js';
 import type { BrokerClientHubOptions } from './external-broker.js';
 import type { HubBase, HubCommonOptions } from './hub-base.js';
@@ -49,6 +50,8 @@ export interface HubProcessOptions {
   adminToken?: string;
   /** Admit agents without credentials (development only). */
   dev: boolean;
+  /** How much token checking logins may cost (default DEFAULT_AUTH_LIMITS). */
+  authLimits?: AuthLimits;
   config?: HubConfig;
   logger: Logger;
 }
@@ -213,6 +216,7 @@ export class HubProcess extends EventEmitter<HubProcessEvents> {
       partition,
       ...(lock && { epoch: lock.epoch }),
       dev: options.dev,
+      ...(options.authLimits && { authLimits: options.authLimits }),
       logger: this.#log,
       ...(partition !== DEFAULT_PARTITION && this.#registry && { registry: this.#registry }),
       // The HTTP API is the first served partition's only; it reaches the others through `#leading`.

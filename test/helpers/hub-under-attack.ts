@@ -135,6 +135,12 @@ export class HubUnderAttack {
     }
   }
 
+  /** CPU time (user + system) the hub process has used, in seconds. */
+  cpuSeconds(): number {
+    const fields = readFileSync(`/proc/${this.hub.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  }
+
   /** `outpost_hub_clients_shed_total{reason}` as the hub exports it. */
   async shed(reason: string): Promise<number> {
     const text = await (await fetch(`${this.httpUrl}/metrics`)).text();

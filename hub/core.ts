@@ -31,6 +31,7 @@ import { acceptLostReport } from './lost-reports.js';
 import { answerPull } from './pull.js';
 import { KnownCollections } from './known-collections.js';
 import { PullQueue } from './pull-queue.js';
+import { RefusedWorkLog, type RefusedWork } from './refused-work.js';
 import { ReplicationTracker, type ReplicaWait } from './replication-tracker.js';
 import type { HubStore } from './store/hub-store.js';
 import { WriterRefusedError } from './store/writer-errors.js';
@@ -42,6 +43,12 @@ export interface HubEvents {
   commit: [requests: number, outcomes: OpResult['outcome'][], seconds: number];
   /** Bytes of protocol messages received from agents and sent by the hub. */
   bytes: [direction: 'in' | 'out', bytes: number];
+  /**
+   * Work refused to one client to bound what it costs (docs/SECURITY.md): a pull replaced by a
+   * newer one before it was answered, a replica wait over its limits, collections a status
+   * named that do not exist.
+   */
+  refused: [kind: RefusedWork, agentId: string, count: number];
   /**
    * The store refuses this process as its writer (another hub leads now, or another writer
    * committed): nothing more can be committed. Whoever runs the hub should stop it.
@@ -90,7 +97,10 @@ export class HubCore extends EventEmitter<HubEvents> {
   readonly replication = new ReplicationTracker();
   /** What agents' status reports may name (see KnownCollections). */
   readonly #collections: KnownCollections;
-  readonly #pulls = new PullQueue((agentId, pull) => this.#answerPull(agentId, pull));
+  readonly #pulls = new PullQueue(
+    (agentId, pull) => this.#answerPull(agentId, pull),
+    (agentId) => this.emit('refused', 'pull_superseded', agentId, 1),
+  );
   readonly access: AccessControl;
   /** The partition this core is the log of. */
   readonly partition: string;
@@ -108,6 +118,8 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.log = options.logger ?? pino({ level: 'silent' });
     this.config = options.config ?? DEFAULT_HUB_CONFIG;
     this.policies = new CollectionPolicies(this.config);
+    const refusals = new RefusedWorkLog(this.log);
+    this.on('refused', (kind, agentId, count) => refusals.record(kind, agentId, count));
     this.#collections = new KnownCollections(Object.keys(this.config.collections));
     this.access = new AccessControl(this.config.access, options.dev ?? false);
     this.#publish = options.publish;
@@ -222,6 +234,8 @@ export class HubCore extends EventEmitter<HubEvents> {
       case 'status': {
         const status = message[1];
         const applied = this.#collections.filter(status.applied, (c) => this.access.mayRead(agentId, c));
+        const ignored = Object.keys(status.applied).length - Object.keys(applied).length;
+        if (ignored > 0) this.emit('refused', 'status_collection', agentId, ignored);
         const met = this.replication.report(agentId, applied, status.outbox, {
           ...(status.oldest !== undefined && { oldestPendingMs: status.oldest }),
           ...(status.ver !== undefined && { version: status.ver }),
@@ -326,15 +340,12 @@ export class HubCore extends EventEmitter<HubEvents> {
 
   /** Registers replica waits; those over the tracker's limits are refused, and said so (their writers time out). */
   #addWaits(waits: readonly ReplicaWait[]): ReplicaWait[] {
-    const before = this.replication.refused;
-    const met = this.replication.add(waits);
-    const refused = this.replication.refused - before;
-    if (refused > 0) {
-      const { perAgent, total } = this.replication.limits;
-      this.log.warn(
-        { refused, waiting: this.replication.waiting, perAgent, total },
-        'replica waits over their limits refused; their writers will time out',
-      );
+    const met: ReplicaWait[] = [];
+    for (const agentId of new Set(waits.map((w) => w.agentId))) {
+      const before = this.replication.refused;
+      met.push(...this.replication.add(waits.filter((w) => w.agentId === agentId)));
+      const refused = this.replication.refused - before;
+      if (refused > 0) this.emit('refused', 'replica_wait', agentId, refused);
     }
     return met;
   }

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { HubCore } from './core.js';
+import { REFUSED_WORK } from './refused-work.js';
 import type { AgentView } from './fleet.js';
 import { SHED_REASONS, type ShedLog } from './shed.js';
 
@@ -53,6 +54,22 @@ export function createHubMetrics(core: HubCore, fleet: () => Promise<AgentView[]
   for (const reason of SHED_REASONS) shed.inc({ reason }, 0);
   shedLog.on('shed', (reason) => shed.inc({ reason }));
 
+  const refused = new Counter({
+    name: 'outpost_hub_work_refused_total',
+    help: 'Work refused to one client to bound what it costs, by kind (docs/SECURITY.md)',
+    labelNames: ['kind'],
+    registers: [registry],
+  });
+  for (const kind of REFUSED_WORK) refused.inc({ kind }, 0);
+  core.on('refused', (kind, _agentId, count) => refused.inc({ kind }, count));
+  new Gauge({
+    name: 'outpost_hub_replica_waits',
+    help: 'Committed writes waiting for replicas (bounded per writer and in all)',
+    registers: [registry],
+    collect() {
+      this.set(core.replication.waiting);
+    },
+  });
   new Gauge({
     name: 'outpost_hub_connected_agents',
     help: 'Agents connected now',

@@ -9,15 +9,16 @@ import type { PullMessage } from '../shared/messages.js';
 export class PullQueue {
   /** Agents with a pull being answered, and the pull waiting behind it, if any. */
   readonly #agents = new Map<string, { next: PullMessage[1] | undefined }>();
-  /** Pulls replaced before they were answered, since start. */
-  superseded = 0;
-
-  constructor(private readonly answer: (agentId: string, pull: PullMessage[1]) => Promise<void>) {}
+  constructor(
+    private readonly answer: (agentId: string, pull: PullMessage[1]) => Promise<void>,
+    /** A pull was replaced before it was answered. */
+    private readonly superseded: (agentId: string) => void,
+  ) {}
 
   submit(agentId: string, pull: PullMessage[1]): void {
     const busy = this.#agents.get(agentId);
     if (busy) {
-      if (busy.next) this.superseded += 1;
+      if (busy.next) this.superseded(agentId);
       busy.next = pull;
       return;
     }

@@ -142,9 +142,18 @@ export class HubUnderAttack {
   }
 
   /** `outpost_hub_clients_shed_total{reason}` as the hub exports it. */
-  async shed(reason: string): Promise<number> {
+  shed(reason: string): Promise<number> {
+    return this.#counter(`outpost_hub_clients_shed_total{reason="${reason}"}`);
+  }
+
+  /** `outpost_hub_work_refused_total{kind}` as the hub exports it. */
+  refused(kind: string): Promise<number> {
+    return this.#counter(`outpost_hub_work_refused_total{kind="${kind}"}`);
+  }
+
+  async #counter(series: string): Promise<number> {
     const text = await (await fetch(`${this.httpUrl}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith(`outpost_hub_clients_shed_total{reason="${reason}"}`));
+    const line = text.split('\n').find((l) => l.startsWith(series));
     return line === undefined ? 0 : Number(line.split(' ').pop());
   }
 

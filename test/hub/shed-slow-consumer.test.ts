@@ -1,60 +1,7 @@
-import { connect, type Socket } from 'node:net';
-import mqttPacket from 'mqtt-packet';
 import { afterEach, describe, expect, it } from 'vitest';
-import { upCodec } from '../../shared/codec.js';
-import { topics } from '../../shared/topics.js';
-import { HubUnderAttack, STOLEN_ID } from '../helpers/hub-under-attack.js';
+import { frozenSubscriber, pullEverything } from '../helpers/attackers.js';
+import { HubUnderAttack } from '../helpers/hub-under-attack.js';
 import { sleep, waitFor } from '../helpers/wait.js';
-
-/**
- * A device whose credential was stolen logs in, subscribes to every collection and its `down`
- * topic, then stops reading its socket. Resolves once it is subscribed and no longer reading.
- */
-async function frozenSubscriber(port: number, token: string): Promise<Socket> {
-  const socket = connect(port, '127.0.0.1');
-  socket.on('error', () => undefined);
-  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-  let received = 0;
-  socket.on('data', (chunk: Buffer) => (received += chunk.length));
-  socket.write(
-    mqttPacket.generate({
-      cmd: 'connect',
-      clientId: STOLEN_ID,
-      username: STOLEN_ID,
-      password: Buffer.from(token),
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      keepalive: 60,
-    }),
-  );
-  await waitFor('CONNACK', () => received >= 4, 5_000);
-  socket.write(
-    mqttPacket.generate({
-      cmd: 'subscribe',
-      messageId: 1,
-      subscriptions: [
-        { topic: topics.allCollections, qos: 1 },
-        { topic: topics.down(STOLEN_ID), qos: 1 },
-      ],
-    }),
-  );
-  await waitFor('SUBACK', () => received >= 4 + 6, 5_000);
-  socket.pause();
-  socket.removeAllListeners('data');
-  return socket;
-}
-
-/** Asks for the log from its start, as a QoS 0 publish on its own `up` topic: the hub answers with a page of up to 512 KiB. */
-const pullEverything = (id: number): Buffer =>
-  mqttPacket.generate({
-    cmd: 'publish',
-    topic: topics.up(STOLEN_ID),
-    payload: upCodec.encode(['pull', { id, from: 0 }]),
-    qos: 0,
-    retain: false,
-    dup: false,
-  });
 
 describe('a hub under attack: a subscriber that stops reading', () => {
   let bench: HubUnderAttack | undefined;

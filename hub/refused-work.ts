@@ -1,0 +1,33 @@
+import type { Logger } from 'pino';
+
+/** Work refused to one client to bound what it costs (docs/SECURITY.md). */
+export type RefusedWork = 'pull_superseded' | 'replica_wait' | 'status_collection';
+export const REFUSED_WORK: readonly RefusedWork[] = ['pull_superseded', 'replica_wait', 'status_collection'];
+
+const WHAT: Record<RefusedWork, string> = {
+  pull_superseded: 'pulls replaced by a newer one before they were answered (one pull per agent at a time)',
+  replica_wait: 'replica waits refused over their limits (the writer times out)',
+  status_collection: 'collections a status report named that do not exist here or that the agent may not read (not kept)',
+};
+
+/** At most one log line per agent and kind in this long: a flood must not flood the log too. */
+const LOG_EVERY_MS = 60_000;
+
+/** Logs refused work, naming the client and what it was refused, at most once a minute per client and kind. */
+export class RefusedWorkLog {
+  readonly #logged = new Map<string, { at: number; since: number }>();
+
+  constructor(private readonly log: Logger) {}
+
+  record(kind: RefusedWork, agentId: string, count: number, now = Date.now()): void {
+    const id = `${kind}\n${agentId}`;
+    const last = this.#logged.get(id);
+    if (last && now - last.at < LOG_EVERY_MS) {
+      last.since += count;
+      return;
+    }
+    if (this.#logged.size > 10_000) this.#logged.clear(); // bounded, whatever the number of clients
+    this.log.warn({ agentId, refused: kind, count: count + (last?.since ?? 0) }, WHAT[kind]);
+    this.#logged.set(id, { at: now, since: 0 });
+  }
+}

@@ -1,6 +1,8 @@
 import fc from 'fast-check';
+import { connect, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../agent/agent.js';
+import { DEFAULT_MAX_CONNECT_BYTES } from '../../hub/hub.js';
 import { encodeCbor } from '../../shared/codec.js';
 import { limits } from '../../shared/limits.js';
 import { topics } from '../../shared/topics.js';
@@ -10,8 +12,9 @@ import { freshInc, nowHlc, type WireOp } from './craft.js';
 import { Attacker, HonestWorkload, ProcessGuard } from './harness.js';
 
 /**
- * A stateful attacker, not only bad bytes: valid messages in shapes an honest agent never
- * sends, in random order — pull floods, status reports naming made-up collections and forged
+ * A stateful attacker, not only bad bytes: unfinished frames before login that announce more
+ * than a CONNECT needs or are no CONNECT at all, and valid messages in shapes an honest agent
+ * never sends, in random order — pull floods, status reports naming made-up collections and forged
  * replica waits, batches whose every op asks a thousand replicas. After each sequence the
  * hub's state for the attacker stays within its bounds, and an honest agent writing alongside
  * loses nothing.
@@ -20,9 +23,23 @@ import { Attacker, HonestWorkload, ProcessGuard } from './harness.js';
 const ATTACKER = 'rogue-2';
 const HONEST = 'pi-honest-2';
 
-type Action = { kind: 'pulls'; count: number } | { kind: 'status'; madeUp: number; fakeWaits: number } | { kind: 'waits'; ops: number };
+type Action =
+  | { kind: 'preLogin'; sockets: number; announced: number; sent: number; firstByte: number }
+  | { kind: 'pulls'; count: number }
+  | { kind: 'status'; madeUp: number; fakeWaits: number }
+  | { kind: 'waits'; ops: number };
 
 const action: fc.Arbitrary<Action> = fc.oneof(
+  // Before login: frames announcing more than a CONNECT ever needs, or not a CONNECT at all,
+  // left unfinished (an anonymous client holding the hub's memory until the connect timeout).
+  fc.record({
+    kind: fc.constant('preLogin' as const),
+    sockets: fc.integer({ min: 1, max: 20 }),
+    announced: fc.integer({ min: DEFAULT_MAX_CONNECT_BYTES + 1, max: 4 * 1024 * 1024 - 1 }),
+    sent: fc.integer({ min: 0, max: 64 * 1024 }),
+    // 0x10 is CONNECT; 0x30 PUBLISH, 0x82 SUBSCRIBE, 0xc0 PINGREQ: none may come first.
+    firstByte: fc.constantFrom(0x10, 0x30, 0x82, 0xc0),
+  }),
   fc.record({ kind: fc.constant('pulls' as const), count: fc.integer({ min: 1, max: 200 }) }),
   fc.record({
     kind: fc.constant('status' as const),
@@ -69,7 +86,14 @@ describe('a hub attacked by a stateful client, with an honest agent alongside', 
   async function perform(a: Action): Promise<void> {
     const core = fleet.hub!.core;
     const up = topics.up(ATTACKER);
-    if (a.kind === 'pulls') {
+    if (a.kind === 'preLogin') {
+      const sockets = await Promise.all(Array.from({ length: a.sockets }, () => openSocket(fleet.port)));
+      for (const socket of sockets) {
+        socket.write(Buffer.concat([Buffer.from([a.firstByte]), remainingLength(a.announced), Buffer.alloc(a.sent, 0x61)]));
+      }
+      // Each is closed at its header, long before the connect timeout.
+      await waitFor('every socket closed by the hub', () => sockets.every((s) => s.closed), 5_000);
+    } else if (a.kind === 'pulls') {
       const answered = new Set<number>();
       const listener = (agentId: string, pull: { id: number }): void => void (agentId === ATTACKER && answered.add(pull.id));
       core.on('pull', listener);
@@ -111,6 +135,25 @@ describe('a hub attacked by a stateful client, with an honest agent alongside', 
     expect(attacker.closed).toBe(false);
   });
 });
+
+function openSocket(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => resolve(socket));
+    socket.on('error', reject);
+  });
+}
+
+/** MQTT's variable-length encoding of a packet's remaining length. */
+function remainingLength(n: number): Buffer {
+  const bytes: number[] = [];
+  do {
+    let byte = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) byte |= 0x80;
+    bytes.push(byte);
+  } while (n > 0);
+  return Buffer.from(bytes);
+}
 
 function putOpFor(n: number): WireOp {
   return { seq: n, c: 'fz', k: `w${n % 50}`, op: 'put', v: n, hlc: nowHlc() };

@@ -91,9 +91,10 @@ export class Outbox {
       skip: db.prepare<[string, string, number]>('UPDATE outbox SET skipped = ?, value = NULL WHERE lane = ? AND seq = ?'),
       markAcked: db.prepare<[number, string, number]>('UPDATE outbox SET acked_lsn = ? WHERE lane = ? AND seq = ?'),
       delete: db.prepare<[string, number]>('DELETE FROM outbox WHERE lane = ? AND seq = ?'),
-      seqsOf: db.prepare<[string], { seq: number }>('SELECT seq FROM outbox WHERE lane = ? ORDER BY seq'),
+      seqsOf: db.prepare<[string], { seq: number; confirmed: 0 | 1 }>(
+        'SELECT seq, acked_lsn IS NOT NULL AS confirmed FROM outbox WHERE lane = ? ORDER BY seq',
+      ),
       renumber: db.prepare<[number, string, number]>('UPDATE outbox SET seq = ? WHERE lane = ? AND seq = ?'),
-      unnegate: db.prepare<[string]>('UPDATE outbox SET seq = -seq WHERE lane = ?'),
       overlay: db.prepare<[string, string, number], { op: WriteKind; value: Buffer | null }>(
         `SELECT op, value FROM outbox WHERE collection = ? AND key = ? AND skipped IS NULL AND (acked_lsn IS NULL OR acked_lsn > ?) ORDER BY seq`,
       ),
@@ -278,19 +279,29 @@ export class Outbox {
   }
 
   /**
-   * Starts a new incarnation of a partition's sequence: the partition's outbox renumbered from 1
-   * in its order. Used when the hub reports that this incarnation's seqs were already used for
-   * other writes (the database was restored from an old backup). Returns the new incarnation and
-   * each write's old and new seq, in order.
+   * Starts a new incarnation of a partition's sequence: the writes the hub has not acknowledged
+   * renumbered from 1 in their order. Used when the hub reports that this incarnation's seqs were
+   * already used for other writes (the database was restored from an old backup), and when the
+   * hub itself was restored. Writes the hub acknowledged, still in the overlay until the replica
+   * holds their version, are never sent again: they go below 0 in their order, so that the new
+   * incarnation's first upload is seq 1, as the hub expects of a new incarnation. Returns the new
+   * incarnation and each unacknowledged write's old and new seq, in order.
    */
   reincarnate(partition: string): { incarnation: string; renumbered: Array<{ from: number; to: number }> } {
     return this.db.transaction(() => {
-      const seqs = this.#s.seqsOf.all(partition);
-      // Through negative seqs, so that no two rows share a key half way.
-      seqs.forEach((row, i) => this.#s.renumber.run(-(i + 1), partition, row.seq));
-      this.#s.unnegate.run(partition);
-      const incarnation = this.partitions.reborn(partition, seqs.length + 1);
-      return { incarnation, renumbered: seqs.map((row, i) => ({ from: row.seq, to: i + 1 })) };
+      const rows = this.#s.seqsOf.all(partition);
+      // First out of the way of every final seq (confirmed rows may already sit below 0), so that
+      // no two rows share a key half way.
+      const parked = -1e12;
+      rows.forEach((row, i) => this.#s.renumber.run(parked - i, partition, row.seq));
+      const confirmed = rows.filter((row) => row.confirmed);
+      const pending = rows.filter((row) => !row.confirmed);
+      rows.forEach((row, i) => {
+        const to = row.confirmed ? confirmed.indexOf(row) - confirmed.length : pending.indexOf(row) + 1;
+        this.#s.renumber.run(to, partition, parked - i);
+      });
+      const incarnation = this.partitions.reborn(partition, pending.length + 1);
+      return { incarnation, renumbered: pending.map((row, i) => ({ from: row.seq, to: i + 1 })) };
     });
   }
 

@@ -64,7 +64,7 @@ describe('agent store: partitions', () => {
     expect(store.outbox.pendingFrom('default', 1, 10, 1 << 20).map((o) => o.seq)).toEqual([1, 2]);
   });
 
-  it('reincarnating renumbers every row from 1 in order under a new incarnation, and new writes follow on', () => {
+  it('reincarnating renumbers unacknowledged writes from 1 in order under a new incarnation, and new writes follow on', () => {
     const dir = tempDir('agent-store');
     let store = openStore(dir);
     appendAll(store, [put('a', 1), put('b', 2), put('c', 3), put('d', 4)]);
@@ -80,28 +80,34 @@ describe('agent store: partitions', () => {
     const { incarnation, renumbered } = store.outbox.reincarnate('default');
     expect(incarnation).not.toBe(before);
     expect(store.partitions.incarnationOf('default')).toBe(incarnation);
+    // The acknowledged writes are never sent again: the new incarnation's first upload is seq 1.
     expect(renumbered).toEqual([
-      { from: 1, to: 1 },
-      { from: 2, to: 2 },
-      { from: 3, to: 3 },
-      { from: 4, to: 4 },
+      { from: 3, to: 1 },
+      { from: 4, to: 2 },
+    ]);
+    expect(store.outbox.lowestPendingSeq('default')).toBe(1);
+    expect(store.outbox.pendingFrom('default', 1, 10, 1 << 20).map((o) => [o.seq, o.k])).toEqual([
+      [1, 'c'],
+      [2, 'd'],
     ]);
     store.replica.applyChanges('default', [change(1, 'a', 1)]); // releases the first confirmed row
     expect(store.outbox.reincarnate('default').renumbered).toEqual([
-      { from: 2, to: 1 },
-      { from: 3, to: 2 },
-      { from: 4, to: 3 },
+      { from: 1, to: 1 },
+      { from: 2, to: 2 },
     ]);
     expect(queued(store)).toEqual([
-      [2, 'c', 'put'],
-      [3, 'd', 'put'],
+      [1, 'c', 'put'],
+      [2, 'd', 'put'],
     ]);
     expect(store.replica.read('docs', 'b')).toMatchObject({ value: 2, pending: true });
     const renamed = store.partitions.incarnationOf('default');
     store.close();
     store = openStore(dir);
     expect(store.partitions.incarnationOf('default')).toBe(renamed);
-    expect(appendAll(store, [put('e', 5)])).toEqual([4]);
+    expect(appendAll(store, [put('e', 5)])).toEqual([3]);
+    // The confirmed write still waiting for its version is released when it arrives.
+    store.replica.applyChanges('default', [change(2, 'b', 2)]);
+    expect(store.replica.read('docs', 'b')).toMatchObject({ value: 2, version: 2, pending: false });
   });
 
   it('adopting the partition assignment moves earlier writes to their partitions; those that stay keep their identity', () => {

@@ -94,8 +94,13 @@ export function addRestoreCommands(hub: Command): void {
     .option('--url <url>', "the hub's HTTP API (env OUTPOST_HUB_URL)", process.env.OUTPOST_HUB_URL ?? 'http://127.0.0.1:8080')
     .option('--admin-token <secret>', 'admin token (env OUTPOST_ADMIN_TOKEN)', process.env.OUTPOST_ADMIN_TOKEN)
     .option('--json', 'machine-readable output')
-    .action(async (opts: HubClientOptions) => {
-      const answer = (await callHub(opts, 'POST', '/v1/restore/reapply')) as { partitions: Record<string, Record<string, number>> };
+    .option(
+      '--include-unvouched',
+      'also versions no report came from their own writer (writes made at the hub, or vouched for only by other devices): read `restore lost` first',
+    )
+    .action(async (opts: HubClientOptions & { includeUnvouched?: boolean }) => {
+      const path = `/v1/restore/reapply${opts.includeUnvouched ? '?include=unvouched' : ''}`;
+      const answer = (await callHub(opts, 'POST', path)) as { partitions: Record<string, Record<string, number>> };
       const lines = Object.entries(answer.partitions).map(
         ([partition, outcomes]) =>
           `partition ${partition}: ${

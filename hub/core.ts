@@ -257,8 +257,10 @@ export class HubCore extends EventEmitter<HubEvents> {
    */
   async #recordLost(agentId: string, body: LostMessage[1]): Promise<void> {
     const { report, dropped } = acceptLostReport(agentId, body, {
+      lineage: this.store.lineage,
       ownsCollection: (c) => this.#partitionOf(c) === this.partition,
-      mayHold: (id, c) => this.access.mayRead(id, c) || this.access.mayWrite(id, c),
+      mayRead: (id, c) => this.access.mayRead(id, c),
+      mayWrite: (id, c) => this.access.mayWrite(id, c),
     });
     try {
       await this.store.recordLost(report);

@@ -37,7 +37,7 @@ export interface HubApi extends BrokerAuthApi {
   /** Versions agents reported that restores of the database lost, of every partition this process leads. */
   lost(query: { pending?: boolean; limit: number }): Promise<LostView>;
   /** Commits them again (hub/reapply.ts) in every partition this process leads: what became of them, per partition. */
-  reapplyLost(): Promise<Record<string, ReapplySummary>>;
+  reapplyLost(options: { unvouched: boolean }): Promise<Record<string, ReapplySummary>>;
 }
 
 /** `/v1/restore/lost`: each partition's lineage, and the lost versions reported, oldest report first. */

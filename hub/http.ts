@@ -114,7 +114,9 @@ export async function createHubHttp(hub: HubApi, log: Logger, adminToken?: strin
   app.get<{ Querystring: { pending?: string; limit?: string } }>('/v1/restore/lost', async (request) =>
     hub.lost({ pending: request.query.pending === 'true', limit: Math.min(Number(request.query.limit) || 1000, 10_000) }),
   );
-  app.post('/v1/restore/reapply', async () => ({ partitions: await hub.reapplyLost() }));
+  app.post<{ Querystring: { include?: string } }>('/v1/restore/reapply', async (request) => ({
+    partitions: await hub.reapplyLost({ unvouched: request.query.include === 'unvouched' }),
+  }));
 
   await app.register(brokerAuthRoutes(hub));
 

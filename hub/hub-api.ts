@@ -102,9 +102,14 @@ export function createHubApi(hub: ServingHub, brokerAuth: BrokerAuthApi): HubApi
           .slice(0, query.limit),
       };
     },
-    reapplyLost: async () => {
+    reapplyLost: async (options) => {
       const summaries: Record<string, Awaited<ReturnType<typeof reapplyLost>>> = {};
-      for (const h of hub.partitionHubs().values()) summaries[h.partition] = await reapplyLost(h.core.store, (w) => h.core.reapply(w));
+      for (const h of hub.partitionHubs().values()) {
+        summaries[h.partition] = await reapplyLost(h.core.store, (w) => h.core.reapply(w), {
+          ...options,
+          mayWrite: (agentId, c) => h.core.access.mayWrite(agentId, c),
+        });
+      }
       return summaries;
     },
     mayConnect: (question) => brokerAuth.mayConnect(question),

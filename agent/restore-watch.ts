@@ -39,20 +39,17 @@ export class RestoreWatch {
   /** Reconciles the partition if this status says its hub was restored; what was done, or undefined. */
   onHubStatus(status: HubStatusMessage[1], newestHeard: string): Reconciled | undefined {
     const known = this.store.partitions.hubLineageOf(this.partition);
-    if (known === undefined) {
-      // The first status heard (a new device, or one from before lineages): nothing to compare with.
-      this.store.partitions.setHubLineage(this.partition, status.lin, status.hlc);
-      return undefined;
-    }
     // Only a status newer than the last one heard counts (HLC order): a duplicate or a late
     // copy of an earlier status (of the lineage before, or with the head of an earlier start) says nothing new.
-    if (status.hlc <= known.statusHlc) return undefined;
+    if (known !== undefined && status.hlc <= known.statusHlc) return undefined;
+    const applied = (): number => this.store.lost.appliedOf(this.partition, this.inPartition, this.store.replica.cursors());
     let fork: number | undefined;
-    if (status.lin !== known.lineage) fork = status.fork;
-    else if (
-      status.hlc > newestHeard &&
-      status.head < this.store.lost.appliedOf(this.partition, this.inPartition, this.store.replica.cursors())
-    ) {
+    if (known === undefined) {
+      // The first status heard: a new device (nothing applied), or one from before lineages that
+      // synced with this database's lineage before its restore, if it holds more than the fork.
+      if (status.fork > 0 && applied() > status.fork) fork = status.fork;
+    } else if (status.lin !== known.lineage) fork = status.fork;
+    if (fork === undefined && status.hlc > newestHeard && status.head < applied()) {
       fork = status.head;
     }
     if (fork === undefined) {
@@ -71,7 +68,7 @@ export class RestoreWatch {
         previousLineage: reconciled.previousLineage,
         lineage: status.lin,
         fork,
-        marked: status.lin !== known.lineage,
+        marked: fork === status.fork && status.lin !== known?.lineage,
         lostDocuments: reconciled.documents,
         lostWrites: reconciled.writes,
         incarnation: reconciled.incarnation,

@@ -6,6 +6,9 @@ import type { Outbox } from './outbox.js';
 import type { Partitions } from './partitions.js';
 import { decodeValue, type WriteKind } from './writes.js';
 
+/** Documents read per page while reconciling. */
+const RECONCILE_PAGE = 1_000;
+
 /** What a restored hub's partition is now, from its status. */
 export interface RestoredHub {
   lineage: string;
@@ -87,8 +90,10 @@ export class LostReports {
         `INSERT INTO lost_reports (lane, lineage, fork, collection, key, version, op, value, hlc, origin, at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
-      docsAbove: db.prepare<[number], DocumentRow>(
-        'SELECT collection, key, value, deleted, version, hlc, origin FROM documents WHERE version > ? ORDER BY collection, key',
+      // A page at a time after (collection, key): a device may hold far more than its memory.
+      docsAbove: db.prepare<[number, string, string, number], DocumentRow>(
+        `SELECT collection, key, value, deleted, version, hlc, origin FROM documents
+         WHERE version > ? AND (collection, key) > (?, ?) ORDER BY collection, key LIMIT ?`,
       ),
       deleteDoc: db.prepare<[string, string]>('DELETE FROM documents WHERE collection = ? AND key = ?'),
       confirmedDoc: db.prepare<[string, string], { value: Buffer | null; deleted: number; version: number }>(
@@ -165,11 +170,17 @@ export class LostReports {
       const acked = this.#s.ackedAbove.all(partition, hub.fork);
       for (const row of acked) record({ ...row, version: row.acked_lsn, value: this.#valueAfter(partition, row), origin: agentId });
       let documents = 0;
-      for (const doc of this.#s.docsAbove.all(hub.fork)) {
-        if (!inPartition(doc.collection)) continue;
-        record({ ...doc, value: doc.deleted || doc.value === null ? undefined : decodeValue(doc.value) });
-        this.#s.deleteDoc.run(doc.collection, doc.key);
-        documents += 1;
+      let after: [string, string] = ['', ''];
+      for (;;) {
+        const page = this.#s.docsAbove.all(hub.fork, after[0], after[1], RECONCILE_PAGE);
+        for (const doc of page) {
+          if (!inPartition(doc.collection)) continue;
+          record({ ...doc, value: doc.deleted || doc.value === null ? undefined : decodeValue(doc.value) });
+          this.#s.deleteDoc.run(doc.collection, doc.key);
+          documents += 1;
+        }
+        if (page.length < RECONCILE_PAGE) break;
+        after = [page[page.length - 1]!.collection, page[page.length - 1]!.key];
       }
       this.#s.deleteAcked.run(partition, hub.fork);
       this.#s.clampBase.run(hub.fork, partition, hub.fork);

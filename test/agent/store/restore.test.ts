@@ -109,4 +109,16 @@ describe('agent store: reconciling with a restored hub', () => {
     expect(store.partitions.watermarkOf(DEFAULT_PARTITION)).toBe(9);
     expect(store.replica.cursors()).toEqual({ docs: 9 });
   });
+
+  it('reconciles a replica larger than one page: every document above the fork, none below', () => {
+    const store = openStore();
+    store.partitions.setHubLineage(DEFAULT_PARTITION, LINEAGE, '0000000000000001');
+    const changes = Array.from({ length: 2_500 }, (_, i) => change(i + 1, `k${String(i).padStart(5, '0')}`, { i }));
+    store.replica.applyChanges(DEFAULT_PARTITION, changes, 2_500);
+    const done = store.lost.reconcile(DEFAULT_PARTITION, { ...RESTORED, fork: 100 }, 'pi-1', () => true);
+    expect(done.documents).toBe(2_400);
+    expect(store.replica.read('docs', 'k00099')).toMatchObject({ version: 100 });
+    expect(store.replica.read('docs', 'k00100')).toBeUndefined();
+    expect(store.lost.pendingOf(DEFAULT_PARTITION)).toBe(2_400);
+  });
 });

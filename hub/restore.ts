@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { copyFileSync, existsSync, fsyncSync, openSync, closeSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, closeSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BackupInvalidError, DatabaseTooNewError, HubRunningError } from '../shared/errors.js';
 import type { Lineage } from './store/hub-store.js';
@@ -32,28 +32,36 @@ export async function markRestored(location: StoreLocation): Promise<RestoreMark
 /**
  * Puts a SQLite backup in place of a partition's database (`outpost hub restore from`), with
  * the hub stopped: the backup is checked first (an intact hub database of this or an older
- * Outpost), copied beside the database and renamed over it, the old `-wal` and `-shm` removed
- * (a stale WAL would be replayed onto the backup), and the database marked restored.
+ * Outpost), copied to a staging directory beside the database and marked restored there, then
+ * renamed over it, the old `-wal` and `-shm` removed (a stale WAL would be replayed onto the
+ * backup). Marked before it is put in place: a crash half way leaves either the old database or
+ * the marked backup, never the backup under its old lineage.
  */
 export async function restoreFromBackup(backupFile: string, dataDir: string, partition?: string): Promise<RestoreMark> {
   checkBackup(backupFile);
   const dir = sqliteDirOf(dataDir, partition);
   const target = join(dir, 'hub.db');
   if (existsSync(target)) assertUnused(target);
-  const staged = `${target}.restoring`;
+  const staging = join(dir, '.restoring');
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(staging, { recursive: true });
+  const staged = join(staging, 'hub.db');
   copyFileSync(backupFile, staged);
+  const store = new SqliteHubStore(staging);
+  let mark: RestoreMark;
+  try {
+    const previous = store.lineage;
+    mark = { previous, lineage: await store.markRestored() };
+  } finally {
+    await store.close(); // checkpoints its WAL into the file
+  }
   syncFile(staged);
   rmSync(`${target}-wal`, { force: true });
   rmSync(`${target}-shm`, { force: true });
   renameSync(staged, target);
   syncFile(dir);
-  const store = new SqliteHubStore(dir);
-  try {
-    const previous = store.lineage;
-    return { previous, lineage: await store.markRestored() };
-  } finally {
-    await store.close();
-  }
+  rmSync(staging, { recursive: true, force: true });
+  return mark;
 }
 
 /** An intact SQLite hub database that this Outpost can open, or BackupInvalidError. */

@@ -1,4 +1,4 @@
-import { AgentClosedError, DurabilityTimeoutError, WriteRefusedError } from '../shared/errors.js';
+import { AgentClosedError, DurabilityTimeoutError, ReplicaWaitAbandonedError, WriteRefusedError } from '../shared/errors.js';
 import type { OpResult } from '../shared/messages.js';
 
 /**
@@ -105,6 +105,19 @@ export class DurabilityWaiters {
       if (waits.length === MAX_REPORTED_WAITS) break;
     }
     return waits;
+  }
+
+  /**
+   * Ends every wait of a write the hub already acknowledged (it waits for replicas) with
+   * ReplicaWaitAbandonedError: the partition starts a new incarnation, and those writes keep no
+   * seq in it (Outbox.reincarnate), so no report could count their replicas any more.
+   */
+  abandonAcknowledged(reason: string): void {
+    for (const [seq, w] of [...this.#waiting]) {
+      if (w.lsn === undefined) continue;
+      this.#settle(seq, w);
+      w.reject(new ReplicaWaitAbandonedError(seq, reason));
+    }
   }
 
   onReplicated(seqs: readonly number[]): void {

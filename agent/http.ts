@@ -1,6 +1,7 @@
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
-import { AgentClosedError, httpError, InvalidHeaderError, NotFoundError, UnauthorizedError } from '../shared/errors.js';
+import { AgentClosedError, InvalidHeaderError, NotFoundError, UnauthorizedError } from '../shared/errors.js';
+import { httpError } from '../shared/http-errors.js';
 import { parseIfMatch } from '../shared/if-match.js';
 import type { Change } from '../shared/messages.js';
 import { createAgentMetrics } from './metrics.js';

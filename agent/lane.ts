@@ -270,6 +270,7 @@ export class Lane {
     const reconciled = this.#restore.onHubStatus(status, this.#newestHubHlc);
     if (!reconciled) return;
     const { incarnation, renumbered } = reconciled;
+    this.#durability.abandonAcknowledged('the hub was restored from a backup');
     for (const { from, to } of renumbered)
       this.#durability.moveTo(from, this.#durability, { partition: this.partition, incarnation, seq: to });
     this.delegate.onRestored({
@@ -311,6 +312,7 @@ export class Lane {
         if (message[1].inc !== this.store.partitions.incarnationOf(this.partition)) break;
         const previous = message[1].inc;
         const { incarnation: next, renumbered } = this.store.outbox.reincarnate(this.partition);
+        this.#durability.abandonAcknowledged("the hub reported this database's seqs reused");
         // Waits follow their writes to the new numbers; in order, each moves down into a seq already vacated.
         for (const { from, to } of renumbered)
           this.#durability.moveTo(from, this.#durability, { partition: this.partition, incarnation: next, seq: to });

@@ -5,7 +5,8 @@ import { DASHBOARD_HTML } from './dashboard.js';
 import type { HubApi } from './http-api.js';
 import { bearerMatches } from '../shared/bearer.js';
 import { parseIfMatch } from '../shared/if-match.js';
-import { ErrorCode, HTTP_STATUS, httpError, NotFoundError, UnauthorizedError } from '../shared/errors.js';
+import { ErrorCode, NotFoundError, UnauthorizedError } from '../shared/errors.js';
+import { HTTP_STATUS, httpError } from '../shared/http-errors.js';
 
 interface DocParams {
   collection: string;

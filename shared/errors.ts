@@ -15,6 +15,7 @@ export const ErrorCode = {
   WRITE_REJECTED: 'OUTPOST_WRITE_REJECTED',
   WRITE_CONFLICT: 'OUTPOST_WRITE_CONFLICT',
   DURABILITY_TIMEOUT: 'OUTPOST_DURABILITY_TIMEOUT',
+  REPLICA_WAIT_ABANDONED: 'OUTPOST_REPLICA_WAIT_ABANDONED',
   READ_TIMEOUT: 'OUTPOST_READ_TIMEOUT',
   STORAGE_FULL: 'OUTPOST_STORAGE_FULL',
   OUTBOX_FULL: 'OUTPOST_OUTBOX_FULL',
@@ -37,43 +38,6 @@ export const ErrorCode = {
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-/**
- * The HTTP status each code answers with, on the device's and the hub's HTTP API alike. Codes
- * without one never reach an HTTP client: they stop a process at start (configuration, broker,
- * database version) or belong to the CLI. The README's table of codes is checked against this.
- */
-export const HTTP_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
-  [ErrorCode.MESSAGE_TOO_LARGE]: 400,
-  [ErrorCode.MALFORMED_MESSAGE]: 400,
-  [ErrorCode.INVALID_MESSAGE]: 400,
-  [ErrorCode.INVALID_COLLECTION]: 400,
-  [ErrorCode.INVALID_KEY]: 400,
-  [ErrorCode.INVALID_VALUE]: 400,
-  [ErrorCode.VALUE_TOO_LARGE]: 400,
-  [ErrorCode.AGENT_CLOSED]: 503,
-  [ErrorCode.INVALID_HEADER]: 400,
-  [ErrorCode.WRITE_REJECTED]: 422,
-  [ErrorCode.WRITE_CONFLICT]: 409,
-  [ErrorCode.DURABILITY_TIMEOUT]: 504,
-  [ErrorCode.READ_TIMEOUT]: 504,
-  [ErrorCode.STORAGE_FULL]: 507,
-  [ErrorCode.OUTBOX_FULL]: 507,
-  [ErrorCode.UNAUTHORIZED]: 401,
-  [ErrorCode.STORAGE_FAILED]: 500,
-  [ErrorCode.NOT_FOUND]: 404,
-  [ErrorCode.INVALID_REQUEST]: 400,
-  [ErrorCode.WRONG_PARTITION]: 409,
-  [ErrorCode.HUB_STOPPING]: 503,
-  [ErrorCode.INTERNAL]: 500,
-};
-
-/** The JSON body of every error an HTTP API answers: a stable code, a message, and the error's facts. */
-export interface ErrorBody {
-  code: ErrorCode;
-  message: string;
-  [fact: string]: unknown;
-}
-
 export class OutpostError extends Error {
   readonly code: ErrorCode;
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
@@ -83,6 +47,20 @@ export class OutpostError extends Error {
   }
   toJSON(): { code: ErrorCode; message: string } {
     return { code: this.code, message: this.message };
+  }
+}
+
+/** An error about one write of the device's sequence: its JSON names the seq. */
+export class WriteSeqError extends OutpostError {
+  constructor(
+    code: ErrorCode,
+    readonly seq: number,
+    message: string,
+  ) {
+    super(code, message);
+  }
+  override toJSON(): { code: ErrorCode; message: string; seq: number } {
+    return { ...super.toJSON(), seq: this.seq };
   }
 }
 
@@ -182,21 +160,26 @@ export class WriteRefusedError extends OutpostError {
   }
 }
 
-export class DurabilityTimeoutError extends OutpostError {
-  constructor(
-    readonly seq: number,
-    level: string,
-    timeoutMs: number,
-    connected: boolean,
-  ) {
+/** A committed write waited for replicas when its partition started a new incarnation (a restored hub). */
+export class ReplicaWaitAbandonedError extends WriteSeqError {
+  constructor(seq: number, reason: string) {
+    super(
+      ErrorCode.REPLICA_WAIT_ABANDONED,
+      seq,
+      `write ${seq} was committed at the hub, but ${reason} before enough replicas reported it: whether they hold it is no longer ` +
+        'known (after a restore, see the lost writes: `outpost hub restore lost`)',
+    );
+  }
+}
+
+export class DurabilityTimeoutError extends WriteSeqError {
+  constructor(seq: number, level: string, timeoutMs: number, connected: boolean) {
     super(
       ErrorCode.DURABILITY_TIMEOUT,
+      seq,
       `write ${seq} is stored on this device but was not confirmed (${level}) within ${timeoutMs} ms` +
         `${connected ? '' : ' because the agent is offline'}; it stays queued and will be sent — do not write it again`,
     );
-  }
-  override toJSON(): { code: ErrorCode; message: string; seq: number } {
-    return { ...super.toJSON(), seq: this.seq };
   }
 }
 
@@ -347,22 +330,6 @@ export class BackupInvalidError extends OutpostError {
   ) {
     super(ErrorCode.BACKUP_INVALID, `${file} cannot be restored: ${reason}; nothing was changed`, options);
   }
-}
-
-/**
- * What an HTTP API answers for an error: its status and body. Outpost errors keep their facts;
- * a request the HTTP framework refused (a body that is not JSON, a wrong content type, too large
- * a body: any error with a 4xx `statusCode`) is OUTPOST_INVALID_REQUEST with that status; anything
- * else is OUTPOST_INTERNAL.
- */
-export function httpError(error: unknown): { status: number; body: ErrorBody } {
-  if (error instanceof OutpostError) return { status: HTTP_STATUS[error.code] ?? 500, body: error.toJSON() };
-  const message = error instanceof Error ? error.message : String(error);
-  const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
-  if (typeof status === 'number' && status >= 400 && status < 500) {
-    return { status, body: { code: ErrorCode.INVALID_REQUEST, message: `the request is invalid: ${message}` } };
-  }
-  return { status: 500, body: { code: ErrorCode.INTERNAL, message } };
 }
 
 /**

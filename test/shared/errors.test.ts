@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, HTTP_STATUS, httpError, NotFoundError, WriteRefusedError, WrongPartitionError } from '../../shared/errors.js';
+import { ErrorCode, NotFoundError, WriteRefusedError, WrongPartitionError } from '../../shared/errors.js';
+import { HTTP_STATUS, httpError } from '../../shared/http-errors.js';
 
 /** The README's table of error codes: code → the HTTP column as written. */
 function readmeCodes(): Map<string, string> {

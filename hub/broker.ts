@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Authenticator } from './authenticator.js';
 import { ConnectRateLimiter } from './rate-limit.js';
 import type { ShedLog } from './shed.js';
+import { SkippedChangeSets } from './skipped-change-sets.js';
 import { agentOfUpTopic, isValidAgentId } from '../shared/topics.js';
 import { collectionOfAnyTopic, mayPublish, maySubscribe } from './topic-acl.js';
 
@@ -20,6 +21,8 @@ export interface BrokerOptions {
   shedLog: ShedLog;
   /** Called for every message an agent publishes on its own `up` topic. */
   onUp: (agentId: string, payload: Buffer) => void;
+  /** A change set was not sent to an agent whose send queue is backlogged (it pulls instead). */
+  onChangeSetSkipped: (agentId: string) => void;
 }
 
 /** MQTT CONNACK return codes (3.1.1). */
@@ -123,10 +126,16 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
   };
 
   // A change set reaches only the agents that may read its collection (the `+` subscription
-  // matches them all; this is where the ACL applies).
+  // matches them all; this is where the ACL applies), and not those too far behind to take it
+  // now: they pull it. Messages on an agent's own `down` topic (acks, pages) always go.
+  const skipped = new SkippedChangeSets();
   broker.authorizeForward = (client, packet) => {
     const collection = collectionOfAnyTopic(packet.topic);
-    return collection === undefined || options.mayRead(client.id, collection) ? packet : null;
+    if (collection === undefined) return packet;
+    if (!options.mayRead(client.id, collection)) return null;
+    if (!skipped.skip(client, packet.topic, packet.payload as Buffer)) return packet;
+    options.onChangeSetSkipped(client.id);
+    return null;
   };
 
   broker.on('publish', (packet, client) => {

@@ -1,6 +1,7 @@
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { SendQueue } from './send-queue.js';
 import type { ShedReason } from './shed.js';
 
 /** MQTT packet type 1 (CONNECT), in the high nibble of the fixed header's first byte. */
@@ -84,12 +85,15 @@ export interface ConnectionLimits {
   maxPacketBytes: number;
   /** Largest packet before login: the CONNECT, and anything sent before the broker accepted it. */
   maxConnectBytes: number;
-  /** Most bytes waiting to be written to the client; past it, the client is dropped. */
+  /** Most bytes waiting to be written to the client; see SendQueue for what happens past it. */
   maxQueuedBytes: number;
 }
 
-/** A connection as the broker sees it; `admit()` once the client's login is accepted. */
-export type GuardedConnection = Duplex & { admit(): void };
+/**
+ * A connection as the broker sees it: `admit()` once the client's login is accepted; `queue` is
+ * what it has not been sent yet.
+ */
+export type GuardedConnection = Duplex & { admit(agentId: string): void; readonly queue: SendQueue };
 
 /**
  * Wraps a socket in the stream the broker reads and writes, which bounds what one client can
@@ -98,17 +102,23 @@ export type GuardedConnection = Duplex & { admit(): void };
  * - outgoing, writes never wait for the client: aedes delivers a message to each subscriber and
  *   waits for every write's callback (and, on a full buffer, for `drain`) before it takes the
  *   next message, so one client that stops reading would hold up delivery to everyone until its
- *   drain timeout (aedes #1060). Here a write completes at once, and a client with more than
- *   `maxQueuedBytes` unsent is dropped: it pulls what it missed when it reconnects.
- * On a refusal the socket is destroyed and `onShed` says why.
+ *   drain timeout (aedes #1060). Here a write completes at once, and what is left unsent is
+ *   bounded by the SendQueue: the broker skips change sets for a backlogged client, and a client
+ *   that stopped reading is dropped (it pulls what it missed when it reconnects).
+ * On a refusal the socket is destroyed and `onShed` says why (with the agent id once logged in).
  */
 export function guardConnection(
   socket: Socket,
   limits: ConnectionLimits,
-  onShed: (reason: ShedReason, peer: string, facts: Record<string, number>) => void,
+  onShed: (reason: ShedReason, peer: string, facts: Record<string, number | string>) => void,
 ): GuardedConnection {
   const meter = new FrameMeter(limits.maxPacketBytes, limits.maxConnectBytes);
   const peer = (): string => `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? ''}`;
+  let agentId: string | undefined;
+  const queue = new SendQueue(socket, limits.maxQueuedBytes, (overflow) => {
+    onShed('slow_consumer', peer(), { ...(agentId !== undefined && { agentId }), ...overflow, maxQueuedBytes: limits.maxQueuedBytes });
+    socket.destroy();
+  });
   const guarded = new Duplex({
     read() {
       socket.resume();
@@ -116,10 +126,7 @@ export function guardConnection(
     write(chunk: Buffer, encoding, callback) {
       if (socket.destroyed) return callback();
       socket.write(chunk, encoding);
-      if (socket.writableLength > limits.maxQueuedBytes) {
-        onShed('slow_consumer', peer(), { queuedBytes: socket.writableLength, maxQueuedBytes: limits.maxQueuedBytes });
-        socket.destroy();
-      }
+      queue.wrote();
       callback();
     },
     final(callback) {
@@ -138,14 +145,21 @@ export function guardConnection(
   socket.on('data', (chunk: Buffer) => {
     if (!meter.feed(chunk)) {
       const limit = meter.refused === 'packet_too_large' ? limits.maxPacketBytes : limits.maxConnectBytes;
-      onShed(meter.refused!, peer(), { limitBytes: limit });
+      onShed(meter.refused!, peer(), { ...(agentId !== undefined && { agentId }), limitBytes: limit });
       socket.destroy();
       return;
     }
     if (!guarded.push(chunk)) socket.pause();
   });
   socket.on('end', () => guarded.push(null));
-  socket.on('close', () => guarded.destroy());
+  socket.on('close', () => {
+    queue.stop();
+    guarded.destroy();
+  });
   socket.on('error', (error) => guarded.destroy(error));
-  return Object.assign(guarded, { admit: () => meter.admit() });
+  const admit = (id: string): void => {
+    agentId = id;
+    meter.admit();
+  };
+  return Object.assign(guarded, { admit, queue });
 }

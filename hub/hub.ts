@@ -27,7 +27,10 @@ export interface HubOptions extends HubCommonOptions {
   maxPacketBytes?: number;
   /** Largest packet before login (the CONNECT); a larger one closes the connection at its header. */
   maxConnectBytes?: number;
-  /** Most bytes waiting to be written to one client; a client that does not read past it is dropped. */
+  /**
+   * Most bytes waiting to be written to one client: over half of it, it is sent no change sets
+   * (it pulls them); a client that stays over it without reading, or reaches four times it, is dropped.
+   */
   maxQueuedBytes?: number;
 }
 
@@ -91,11 +94,12 @@ export class Hub extends HubBase {
       mayRead: (agentId, collection) => this.core.access.mayRead(agentId, collection),
       connectLimit: { perAddress: options.connectsPerAddress ?? 200, windowMs: 10_000 },
       onUp: (agentId, payload) => this.core.onUp(agentId, payload),
+      onChangeSetSkipped: (agentId) => this.core.emit('refused', 'change_set_skipped', agentId, 1),
     });
     this.#broker = broker;
     broker.on('client', (client) => {
       // Logged in: from now on its packets are held to the packet limit, not the CONNECT one.
-      (client.conn as GuardedConnection).admit();
+      (client.conn as GuardedConnection).admit(client.id);
       this.#clients.set(client.id, client);
       const address = (client.conn as { remoteAddress?: string }).remoteAddress;
       this.presence.set(client.id, { online: true, since: Date.now(), ...(address !== undefined && { address }) });

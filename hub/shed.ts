@@ -12,7 +12,10 @@ export const SHED_REASONS = [
   'not_connect',
   /** A packet after login announced more than the packet limit. */
   'packet_too_large',
-  /** More than maxQueuedBytes waited to be written to a client that does not read. */
+  /**
+   * A client that does not read: more than maxQueuedBytes waited to be written to it with nothing
+   * sent on for a few seconds, or more than four times it.
+   */
   'slow_consumer',
   /** Too many connection attempts from one address (connectsPerAddress). */
   'connect_rate',
@@ -29,7 +32,7 @@ const MESSAGES: Record<ShedReason, string> = {
   connect_too_large: 'closed a connection whose packet before login was over maxConnectBytes',
   not_connect: 'closed a connection whose first packet was not a CONNECT',
   packet_too_large: 'closed a connection that sent a packet over the size limit',
-  slow_consumer: 'closed a connection that does not read what is sent to it (over maxQueuedBytes)',
+  slow_consumer: 'closed a connection that does not read what is sent to it (over maxQueuedBytes without progress, or four times it)',
   connect_rate: 'too many connection attempts from this address; refused',
   auth_backoff: 'login refused without a check: this address is backing off after failed logins',
   auth_busy: 'login refused: too many token checks waiting; the client retries later',

@@ -1,6 +1,11 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Agent } from '../../agent/agent.js';
+import { FaultProxy } from '../chaos/fault-proxy.js';
 import { frozenSubscriber, pullEverything } from '../helpers/attackers.js';
-import { HubUnderAttack } from '../helpers/hub-under-attack.js';
+import { HubUnderAttack, STOLEN_ID } from '../helpers/hub-under-attack.js';
+import { tempDir } from '../helpers/temp.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 describe('a hub under attack: a subscriber that stops reading', () => {
@@ -41,4 +46,39 @@ describe('a hub under attack: a subscriber that stops reading', () => {
     await bench.expectHealthy();
     attacker.destroy();
   }, 60_000);
+
+  it('keeps an honest agent on a slow link connected through a burst of change sets many times maxQueuedBytes, and it converges', async () => {
+    // A 1 MiB bound and a ~2 MB/s link: a 12 MB burst (a fleet flushing after an outage) is far
+    // more than the link carries before the bound, even with the kernel's socket buffers.
+    bench = await HubUnderAttack.start(['--max-queued-bytes', String(1 << 20)]);
+    const proxy = await FaultProxy.start({ host: '127.0.0.1', port: bench.mqttPort });
+    proxy.bandwidth = 2_000_000;
+    const slow = new Agent({
+      hubUrl: `mqtt://127.0.0.1:${proxy.port}`,
+      agentId: STOLEN_ID,
+      hubToken: bench.stolenToken,
+      dataDir: join(tempDir('slow-agent'), STOLEN_ID),
+      reconnect: { initialMs: 50, maxMs: 500 },
+    }).start();
+    try {
+      const [writer, other] = bench.agents as [Agent, Agent];
+      await writer.put('probes', 'slow-ready', {});
+      await waitFor('the slow agent replicates', () => slow.get('probes', 'slow-ready'), 10_000);
+      const count = 60;
+      await Promise.all(
+        Array.from({ length: count }, (_, i) => writer.put('burst', `doc-${i}`, { i, filler: randomBytes(150_000).toString('base64') })),
+      );
+      const converged = async (agent: Agent): Promise<boolean> => (await agent.list('burst')).length === count;
+      await waitFor('the direct agent has the burst', () => converged(other), 30_000);
+      await waitFor('the slow agent has the burst', () => converged(slow), 60_000);
+      const digest = async (agent: Agent): Promise<string[]> => (await agent.list('burst')).map((d) => `${d.key}@${d.version}`).sort();
+      expect(await digest(slow)).toEqual(await digest(other));
+      expect(await bench.shed('slow_consumer'), 'honest agents disconnected as slow consumers').toBe(0);
+      expect(await bench.refused('change_set_skipped'), 'change sets skipped for the slow agent').toBeGreaterThan(0);
+      await bench.expectHealthy();
+    } finally {
+      await slow.close();
+      await proxy.close();
+    }
+  }, 120_000);
 });

@@ -33,6 +33,7 @@ import { KnownCollections } from './known-collections.js';
 import { PullQueue } from './pull-queue.js';
 import { RefusedWorkLog, type RefusedWork } from './refused-work.js';
 import { ReplicationTracker, type ReplicaWait } from './replication-tracker.js';
+import { clampApplied, MAX_NEW_WAITS_PER_REPORT, reportedWaits } from './status-report.js';
 import type { HubStore } from './store/hub-store.js';
 import { WriterRefusedError } from './store/writer-errors.js';
 
@@ -233,19 +234,17 @@ export class HubCore extends EventEmitter<HubEvents> {
         break;
       case 'status': {
         const status = message[1];
+        const head = this.store.head;
         const applied = this.#collections.filter(status.applied, (c) => this.access.mayRead(agentId, c));
         const ignored = Object.keys(status.applied).length - Object.keys(applied).length;
         if (ignored > 0) this.emit('refused', 'status_collection', agentId, ignored);
-        const met = this.replication.report(agentId, applied, status.outbox, {
+        const met = this.replication.report(agentId, clampApplied(applied, head), status.outbox, {
           ...(status.oldest !== undefined && { oldestPendingMs: status.oldest }),
           ...(status.ver !== undefined && { version: status.ver }),
         });
-        // The writer's waits, which this hub may not know (it restarted, or took over): its own
-        // writes, so only collections it may write.
-        const waits = (status.waits?.list ?? [])
-          .filter(([, , collection]) => this.access.mayWrite(agentId, collection))
-          .map(([seq, lsn, collection, replicas]) => ({ agentId, inc: status.waits!.inc, seq, lsn, collection, replicas }));
-        this.#notifyReplicated([...met, ...this.#addWaits(waits)]);
+        const { waits, dropped } = reportedWaits(agentId, status, head, (c) => this.access.mayWrite(agentId, c));
+        if (dropped > 0) this.emit('refused', 'replica_wait', agentId, dropped);
+        this.#notifyReplicated([...met, ...this.#addWaits(waits, MAX_NEW_WAITS_PER_REPORT)]);
         break;
       }
     }
@@ -341,11 +340,16 @@ export class HubCore extends EventEmitter<HubEvents> {
   }
 
   /** Registers replica waits; those over the tracker's limits are refused, and said so (their writers time out). */
-  #addWaits(waits: readonly ReplicaWait[]): ReplicaWait[] {
+  #addWaits(waits: readonly ReplicaWait[], maxNew?: number): ReplicaWait[] {
     const met: ReplicaWait[] = [];
     for (const agentId of new Set(waits.map((w) => w.agentId))) {
       const before = this.replication.refused;
-      met.push(...this.replication.add(waits.filter((w) => w.agentId === agentId)));
+      met.push(
+        ...this.replication.add(
+          waits.filter((w) => w.agentId === agentId),
+          maxNew,
+        ),
+      );
       const refused = this.replication.refused - before;
       if (refused > 0) this.emit('refused', 'replica_wait', agentId, refused);
     }

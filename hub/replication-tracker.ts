@@ -79,21 +79,27 @@ export class ReplicationTracker {
     return done;
   }
 
-  /** Registers waits (for writes just committed, or reported by their writer); returns any already met. */
-  add(waits: readonly ReplicaWait[]): ReplicaWait[] {
+  /**
+   * Registers waits (for writes just committed, or reported by their writer); returns any already
+   * met. At most `maxNew` waits not held yet are looked at; the rest are left for a later report.
+   */
+  add(waits: readonly ReplicaWait[], maxNew = Infinity): ReplicaWait[] {
     const now = Date.now();
     const done: ReplicaWait[] = [];
+    let fresh = 0;
     for (const w of waits) {
       const id = `${w.agentId}\n${w.inc}\n${w.seq}`;
       if (this.#byId.has(id)) continue;
-      const held: HeldWait = { ...w, id, since: now, holders: this.#holdersOf(w), gone: false };
-      if (held.holders >= held.replicas) {
-        done.push(w);
-        continue;
-      }
+      if (++fresh > maxNew) break;
+      // Limits first: counting holders may loop over every agent, and a refused wait costs nothing.
       const mine = this.#perAgent.get(w.agentId) ?? 0;
       if (mine >= this.limits.perAgent || this.#byId.size >= this.limits.total) {
         this.refused += 1;
+        continue;
+      }
+      const held: HeldWait = { ...w, id, since: now, holders: this.#holdersOf(w), gone: false };
+      if (held.holders >= held.replicas) {
+        done.push(w);
         continue;
       }
       this.#perAgent.set(w.agentId, mine + 1);

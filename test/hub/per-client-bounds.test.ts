@@ -19,6 +19,7 @@ describe('what one client can make the hub hold or do', () => {
     const config = parseHubConfig({ collections: { alarms: {} } });
     hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('status'), dev: true, config });
     await hub.core.write({ c: 'logs', k: 'l1', op: 'put', v: 1 }); // committed, though not declared
+    await hub.core.write({ c: 'logs', k: 'l2', op: 'put', v: 2 }); // the head is 2: LSNs above it are clamped
     const device = await RawClient.connect(hub.port, 'pi-1');
     clients.push(device);
     const applied: Record<string, number> = { alarms: 2, logs: 1 };
@@ -40,5 +41,42 @@ describe('what one client can make the hub hold or do', () => {
     await waitFor('the newest pull answered', () => answered.includes(FLOOD));
     expect(answered.length).toBeLessThan(FLOOD / 2);
     expect(answered).toEqual([...answered].sort((a, b) => a - b)); // never an older one after a newer
+  });
+
+  it('status reports: waits of writes not committed yet are dropped, at most 100 new waits each, applied LSNs clamped to the head', async () => {
+    hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('waits'), dev: true });
+    for (let i = 0; i < 3; i++) await hub.core.write({ c: 'alarms', k: `a${i}`, op: 'put', v: i });
+    const head = hub.core.store.head;
+    const device = await RawClient.connect(hub.port, 'pi-1');
+    clients.push(device);
+    const refused: number[] = [];
+    hub.core.on('refused', (kind, agentId, count) => kind === 'replica_wait' && agentId === 'pi-1' && refused.push(count));
+    const inc = 'a'.repeat(32);
+    // 1,000 waits (the schema's most): 300 of committed writes, 700 above the head (made up).
+    const list: [number, number, string, number][] = Array.from({ length: 1_000 }, (_, i) => [
+      i + 1,
+      i < 300 ? head : head + 1 + i,
+      'alarms',
+      5,
+    ]);
+    const status = upCodec.encode(['status', { applied: { alarms: 2 ** 53 - 1 }, outbox: 0, waits: { inc, list } }]);
+    await device.publish(topics.up('pi-1'), status);
+    await waitFor('the report arrived', () => hub.core.replication.reports.has('pi-1'));
+    expect(hub.core.replication.appliedBy('pi-1')).toEqual({ alarms: head });
+    expect(hub.core.replication.waitingFor('pi-1')).toBe(100);
+    expect(refused).toEqual([700]);
+    await device.publish(topics.up('pi-1'), status);
+    await waitFor('the next 100 waits held', () => hub.core.replication.waitingFor('pi-1') === 200);
+
+    // The clamped report does not count pi-1 as a replica of a write committed after it.
+    const writer = await RawClient.connect(hub.port, 'pi-2');
+    clients.push(writer);
+    await hub.core.write({ c: 'alarms', k: 'later', op: 'put', v: 1 });
+    const later = hub.core.store.head;
+    await writer.publish(
+      topics.up('pi-2'),
+      upCodec.encode(['status', { applied: {}, outbox: 0, waits: { inc, list: [[1, later, 'alarms', 1]] } }]),
+    );
+    await waitFor('the writer reported', () => hub.core.replication.waitingFor('pi-2') === 1);
   });
 });

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ReplicationTracker, type ReplicaWait } from '../../hub/replication-tracker.js';
 
 const INC = 'a'.repeat(32);
@@ -97,5 +97,36 @@ describe('replica waits', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('replica wait limits', () => {
+  it('are checked before anything else: a writer at its limit costs no scan of the fleet, whatever it reports', () => {
+    const tracker = new ReplicationTracker({ perAgent: 1, total: 100 });
+    for (let i = 0; i < 2_000; i++) tracker.report(`pi-${i}`, { alarms: 1_000 });
+    tracker.add([wait('pi-w', 1, 1_000, 5_000)]); // held: its limit is reached
+    // Counting a wait's holders walks every agent's map; at the limit, none may be walked.
+    const walks = vi.spyOn(Map.prototype, Symbol.iterator);
+    try {
+      const forged = Array.from({ length: 1_000 }, (_, i) => wait('pi-w', i + 2, 500, 5_000));
+      expect(tracker.add(forged)).toEqual([]);
+      expect(walks).not.toHaveBeenCalled();
+    } finally {
+      walks.mockRestore();
+    }
+    expect(tracker.refused).toBe(1_000);
+    expect(tracker.waitingFor('pi-w')).toBe(1);
+  });
+
+  it('take at most maxNew new waits per call; those already held do not count, the rest come with a later report', () => {
+    const tracker = new ReplicationTracker();
+    const waits = Array.from({ length: 250 }, (_, i) => wait('pi-w', i + 1, i + 1, 2));
+    tracker.add(waits, 100);
+    expect(tracker.waitingFor('pi-w')).toBe(100);
+    tracker.add(waits, 100);
+    expect(tracker.waitingFor('pi-w')).toBe(200);
+    tracker.add(waits, 100);
+    expect(tracker.waitingFor('pi-w')).toBe(250);
+    expect(tracker.refused).toBe(0);
   });
 });

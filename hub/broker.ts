@@ -57,6 +57,15 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
   };
 
   broker.authenticate = (client, username, password, done) => {
+    // aedes would keep a persistent session's subscriptions, and queue messages for it while it
+    // is offline, in memory and forever (no session expiry without MQTT 5). Agents always
+    // connect clean and pull what they missed.
+    if (!client.clean) {
+      const address = (client.conn as { remoteAddress?: string }).remoteAddress ?? 'unknown';
+      options.shedLog.shed('persistent_session', { agentId: client.id, address });
+      done(authError('persistent sessions (clean: false) are refused: connect with clean: true', NOT_AUTHORIZED), null);
+      return;
+    }
     if (!isValidAgentId(client.id)) {
       done(authError(`client id ${JSON.stringify(client.id)} is not a valid agent id`, IDENTIFIER_REJECTED), null);
       return;

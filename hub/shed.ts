@@ -23,6 +23,8 @@ export const SHED_REASONS = [
   'auth_backoff',
   /** Too many logins waiting for a token check; refused at once, the client retries later. */
   'auth_busy',
+  /** A CONNECT asking for a persistent session (clean: false): the broker would hold it in memory forever. */
+  'persistent_session',
 ] as const;
 
 export type ShedReason = (typeof SHED_REASONS)[number];
@@ -36,6 +38,7 @@ const MESSAGES: Record<ShedReason, string> = {
   connect_rate: 'too many connection attempts from this address; refused',
   auth_backoff: 'login refused without a check: this address is backing off after failed logins',
   auth_busy: 'login refused: too many token checks waiting; the client retries later',
+  persistent_session: 'login refused: persistent sessions (clean: false) are not kept; agents connect with clean: true',
 };
 
 /**

@@ -156,7 +156,12 @@ export class HubCore extends EventEmitter<HubEvents> {
   /** Publishes the retained hub status and starts log retention, if configured. */
   start(pruneIntervalMs = this.config.retention.intervalSeconds * 1000): void {
     this.publishStatus();
-    this.#collections.load(this.store).catch((error: unknown) => this.log.error({ err: error }, 'could not list the log’s collections'));
+    this.#collections.load(this.store, (error, retryMs) =>
+      this.log.error(
+        { err: error, retryMs },
+        'could not list the log’s collections; trying again (meanwhile status reports keep declared and newly committed ones)',
+      ),
+    );
     const { maxAgeHours, maxEntries } = this.config.retention;
     if (maxAgeHours > 0 || maxEntries > 0) {
       this.#pruneTimer = setInterval(() => {
@@ -169,6 +174,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   /** Commits and acknowledges what is queued, then accepts nothing more. */
   async drain(): Promise<void> {
     clearInterval(this.#pruneTimer);
+    this.#collections.stop();
     // The store closes next: retention stops after the chunk under way (its bound is recorded,
     // the next prune removes the rest), rather than holding the stop for the whole prune.
     this.#stopPruning.abort();

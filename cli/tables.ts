@@ -167,7 +167,7 @@ export const HUB_OPTIONS: readonly OptionSpec[] = [
     min: 65_536,
     placeholder: 'bytes',
     description:
-      'most bytes waiting to be sent to one client; a client that stops reading is disconnected past it and pulls what it missed on reconnect',
+      'most bytes waiting to be sent to one client: over half, it gets no change sets (it pulls them); over it with nothing sent for 5 s, or over 4 times it, it is disconnected',
   },
   {
     key: 'authConcurrency',

@@ -59,20 +59,27 @@ describe('hub packet limit', () => {
   let hub: Hub;
   afterEach(async () => hub.stop());
 
-  it('closes a connection that announces a huge packet, before the body is sent', async () => {
+  it('closes a logged-in connection that announces a huge packet, before the body is sent', async () => {
     hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('guard'), dev: true, maxPacketBytes: 64 * 1024 });
+    const shed: string[] = [];
+    hub.shedLog.on('shed', (reason) => shed.push(reason));
     const socket = connect(hub.port, '127.0.0.1');
     let closed = false;
+    let received = 0;
     socket.on('close', () => (closed = true));
     socket.on('error', () => undefined);
+    socket.on('data', (chunk: Buffer) => (received += chunk.length));
     await new Promise((resolve) => socket.once('connect', resolve));
     socket.write(
       mqttPacket.generate({ cmd: 'connect', clientId: 'pi-big', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 30 }),
     );
+    // Logged in first: the limit after login is the one under test, not the one on the CONNECT.
+    await waitFor('CONNACK', () => received >= 4, 5_000);
     // A PUBLISH announcing 200 MB: header only.
     socket.write(Buffer.from([0x30, 0x80, 0x80, 0xe8, 0x5f]));
     await waitFor('hub closes the connection', () => closed, 5_000);
     expect(hub.connectedAgents).toBe(0);
+    expect(shed).toEqual(['packet_too_large']);
   });
 
   it("does not buffer the body of an oversized packet: the hub's memory does not grow by its size", async () => {

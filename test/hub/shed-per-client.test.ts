@@ -105,7 +105,7 @@ describe('a hub under attack: valid messages in shapes no device sends', () => {
     const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
     const first = median(took.slice(0, 10));
     const last = median(took.slice(-10));
-    expect(last, `ack time of the last batches (ms), the first took ${first}`).toBeLessThan(Math.max(3 * first, first + 500));
+    expect(last, `ack time of the last batches (ms), the first took ${first}`).toBeLessThan(Math.max(4 * first, first + 1_000));
     expect(peakGrowth, 'peak hub RSS growth (bytes)').toBeLessThan(200 * 1024 * 1024);
     await bench.expectHealthy();
     await client.endAsync();

@@ -8,6 +8,7 @@ import { limits } from '../../shared/limits.js';
 import { topics } from '../../shared/topics.js';
 import { TestFleet } from '../helpers/fleet.js';
 import { waitFor } from '../helpers/wait.js';
+import { remainingLength } from '../helpers/attackers.js';
 import { freshInc, nowHlc, type WireOp } from './craft.js';
 import { Attacker, HonestWorkload, ProcessGuard } from './harness.js';
 
@@ -154,18 +155,6 @@ function openSocket(port: number): Promise<Socket> {
     const socket = connect(port, '127.0.0.1', () => resolve(socket));
     socket.on('error', reject);
   });
-}
-
-/** MQTT's variable-length encoding of a packet's remaining length. */
-function remainingLength(n: number): Buffer {
-  const bytes: number[] = [];
-  do {
-    let byte = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) byte |= 0x80;
-    bytes.push(byte);
-  } while (n > 0);
-  return Buffer.from(bytes);
 }
 
 function putOpFor(n: number): WireOp {

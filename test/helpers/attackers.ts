@@ -50,3 +50,15 @@ export const upPublish = (payload: Buffer): Buffer =>
 
 /** Asks for the log from its start: the hub answers with a page of up to 512 KiB. */
 export const pullEverything = (id: number): Buffer => upPublish(upCodec.encode(['pull', { id, from: 0 }]));
+
+/** MQTT's variable-length encoding of a packet's remaining length. */
+export function remainingLength(n: number): Buffer {
+  const bytes: number[] = [];
+  do {
+    let byte = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) byte |= 0x80;
+    bytes.push(byte);
+  } while (n > 0);
+  return Buffer.from(bytes);
+}

@@ -1,21 +1,10 @@
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { remainingLength } from '../helpers/attackers.js';
 import { HubUnderAttack } from '../helpers/hub-under-attack.js';
 import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
-
-/** MQTT's remaining-length field (variable-length, 7 bits a byte). */
-function remainingLength(n: number): number[] {
-  const bytes: number[] = [];
-  do {
-    let byte = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) byte |= 0x80;
-    bytes.push(byte);
-  } while (n > 0);
-  return bytes;
-}
 
 /**
  * An anonymous client that starts a CONNECT announcing `announced` bytes and sends `sent` of
@@ -27,7 +16,7 @@ async function halfSentConnect(port: number, announced: number, sent: number, ch
   socket.on('error', () => undefined);
   await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
   const closed = new Promise((resolve) => socket.once('close', resolve));
-  socket.write(Buffer.from([0x10, ...remainingLength(announced)]));
+  socket.write(Buffer.concat([Buffer.from([0x10]), remainingLength(announced)]));
   for (let written = 0; written < sent && !socket.destroyed; written += chunk.length) {
     if (!socket.write(chunk)) await Promise.race([new Promise((resolve) => socket.once('drain', resolve)), closed]);
   }

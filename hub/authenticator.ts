@@ -18,15 +18,17 @@ export type AuthResult =
 /**
  * Checks an agent's MQTT credentials: the username must be the client id, the password the
  * token provisioned for it (`outpost hub agents add`), stored as an scrypt hash. A verified
- * token is remembered by a SHA-256 fingerprint so that reconnects cost no scrypt; any change to
- * the credentials forgets them all.
+ * token is remembered by a SHA-256 fingerprint, with the stored hash it was checked against, so
+ * that reconnects cost no scrypt: it counts only while that agent's credential is the same and
+ * unrevoked (read at every login). A change to one agent's credential thus costs only that agent
+ * a check; forgetting them all on any change would send a whole fleet's reconnects through scrypt.
  *
  * An unknown id costs the same scrypt as a known one (against a dummy hash), and a revoked id
  * is only said to be revoked to whoever holds its token: whether an id exists cannot be learnt
  * from the answer or its timing. scrypt work is bounded in total and per address (AuthThrottle).
  */
 export class Authenticator {
-  readonly #verified = new Map<string, string>();
+  readonly #verified = new Map<string, { token: string; against: string }>();
   readonly #throttle: AuthThrottle;
   /** The hash unknown ids are checked against: of a random token nobody holds. */
   #dummyHash: Promise<string> | undefined;
@@ -47,7 +49,8 @@ export class Authenticator {
     const token = password.toString('utf8');
     // A token verified since the credentials last changed is recognised without scrypt, so a
     // device that already logged in is not held up by others' failures at its address.
-    if (credential && !credential.revoked && this.#verified.get(clientId) === fingerprint(token)) return 'ok';
+    const known = this.#verified.get(clientId);
+    if (credential && !credential.revoked && known?.against === credential.tokenHash && known.token === fingerprint(token)) return 'ok';
     if (address !== undefined && this.#throttle.backingOff(address)) return 'backoff';
     const ok = await this.#throttle.run(async () => verifyToken(token, credential?.tokenHash ?? (await this.#dummy())));
     if (ok === 'busy') return 'busy';
@@ -56,19 +59,13 @@ export class Authenticator {
       if (result === 'ok') this.#throttle.succeeded(address);
       else this.#throttle.failed(address);
     }
-    if (result === 'ok') this.#verified.set(clientId, fingerprint(token));
+    if (result === 'ok') this.#verified.set(clientId, { token: fingerprint(token), against: credential!.tokenHash });
     return result;
   }
 
   #dummy(): Promise<string> {
     this.#dummyHash ??= hashToken(newToken());
     return this.#dummyHash;
-  }
-
-  /** Credentials changed (added, replaced or revoked): check every token afresh. */
-  forget(): void {
-    this.#verified.clear();
-    this.log.debug('credentials changed; verified tokens forgotten');
   }
 
   /** Whether an agent may stay connected: it still has an unrevoked credential. */

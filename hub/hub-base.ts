@@ -227,7 +227,8 @@ export abstract class HubBase {
 
   /**
    * `outpost hub agents add|revoke` write from another process: the store's credentials version
-   * tells this one, within half a second, to forget verified tokens; then `onChange` acts on it.
+   * tells this one within half a second, and `onChange` acts on it (verified tokens need no
+   * forgetting: each counts only while its agent's stored hash is the one it was checked against).
    */
   protected async watchCredentials(onChange: () => void): Promise<void> {
     let version = await this.registry.credentialsVersion();
@@ -240,7 +241,6 @@ export abstract class HubBase {
         .then((now) => {
           if (now === version) return;
           version = now;
-          this.authenticator.forget();
           onChange();
         })
         .catch((error: unknown) => this.log.warn({ err: error }, 'could not check for credential changes'))

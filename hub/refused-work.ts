@@ -1,15 +1,15 @@
 import type { Logger } from 'pino';
 
-/** Work refused to one client to bound what it costs (docs/SECURITY.md). */
-export type RefusedWork = 'pull_superseded' | 'replica_wait' | 'status_collection' | 'change_set_skipped';
-export const REFUSED_WORK: readonly RefusedWork[] = ['pull_superseded', 'replica_wait', 'status_collection', 'change_set_skipped'];
-
-const WHAT: Record<RefusedWork, string> = {
+/** Each kind of work refused to one client to bound what it costs (docs/SECURITY.md), and what its log line says. */
+const WHAT = {
   pull_superseded: 'pulls replaced by a newer one before they were answered (one pull per agent at a time)',
   replica_wait: 'replica waits refused over their limits (the writer times out)',
   status_collection: 'collections a status report named that do not exist here or that the agent may not read (not kept)',
   change_set_skipped: 'change sets not sent to an agent with too much unsent (over half maxQueuedBytes); it pulls them',
-};
+} as const;
+
+export type RefusedWork = keyof typeof WHAT;
+export const REFUSED_WORK = Object.keys(WHAT) as RefusedWork[];
 
 /** At most one log line per agent and kind in this long: a flood must not flood the log too. */
 const LOG_EVERY_MS = 60_000;

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { sourceOf } from './address-source.js';
 import { AuthThrottle, DEFAULT_AUTH_LIMITS, type AuthLimits } from './auth-throttle.js';
 import { fingerprint, hashToken, newToken, verifyToken } from './credentials.js';
 import type { HubStore } from './store/hub-store.js';
@@ -10,9 +11,9 @@ export type AuthResult =
   | 'revoked'
   | 'wrong-token'
   | 'id-mismatch'
-  /** The client's address is backing off after failed logins; nothing was checked. */
+  /** The client's source (address, or IPv6 /64) is backing off after failed logins; nothing was checked. */
   | 'backoff'
-  /** Too many token checks are waiting; nothing was checked. */
+  /** Too many token checks are waiting, in all or from this source; nothing was checked. */
   | 'busy';
 
 /**
@@ -25,7 +26,7 @@ export type AuthResult =
  *
  * An unknown id costs the same scrypt as a known one (against a dummy hash), and a revoked id
  * is only said to be revoked to whoever holds its token: whether an id exists cannot be learnt
- * from the answer or its timing. scrypt work is bounded in total and per address (AuthThrottle).
+ * from the answer or its timing. scrypt work is bounded in total and per source (AuthThrottle).
  */
 export class Authenticator {
   readonly #verified = new Map<string, { token: string; against: string }>();
@@ -41,7 +42,7 @@ export class Authenticator {
     this.#throttle = new AuthThrottle(limits);
   }
 
-  /** `address`: where the login comes from, for the per-address backoff (unknown over HTTP broker auth). */
+  /** `address`: where the login comes from, for the limits per source (unknown over HTTP broker auth). */
   async check(clientId: string, username: string | undefined, password: Buffer | undefined, address?: string): Promise<AuthResult> {
     if (username === undefined || password === undefined) return 'no-credentials';
     if (username !== clientId) return 'id-mismatch';
@@ -51,14 +52,14 @@ export class Authenticator {
     // device that already logged in is not held up by others' failures at its address.
     const known = this.#verified.get(clientId);
     if (credential && !credential.revoked && known?.against === credential.tokenHash && known.token === fingerprint(token)) return 'ok';
-    if (address !== undefined && this.#throttle.backingOff(address)) return 'backoff';
-    const ok = await this.#throttle.run(async () => verifyToken(token, credential?.tokenHash ?? (await this.#dummy())));
-    if (ok === 'busy') return 'busy';
-    const result: AuthResult = !credential ? 'unknown-agent' : !ok ? 'wrong-token' : credential.revoked ? 'revoked' : 'ok';
-    if (address !== undefined) {
-      if (result === 'ok') this.#throttle.succeeded(address);
-      else this.#throttle.failed(address);
-    }
+    const source = address === undefined ? undefined : sourceOf(address);
+    let matches = false;
+    const good = await this.#throttle.run(source, async () => {
+      matches = await verifyToken(token, credential?.tokenHash ?? (await this.#dummy()));
+      return matches && credential !== undefined && !credential.revoked;
+    });
+    if (good === 'busy' || good === 'backoff') return good;
+    const result: AuthResult = !credential ? 'unknown-agent' : !matches ? 'wrong-token' : credential.revoked ? 'revoked' : 'ok';
     if (result === 'ok') this.#verified.set(clientId, { token: fingerprint(token), against: credential!.tokenHash });
     return result;
   }

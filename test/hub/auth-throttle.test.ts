@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { sourceOf } from '../../hub/address-source.js';
 import { AuthThrottle } from '../../hub/auth-throttle.js';
 
 describe('auth throttle', () => {
@@ -16,7 +17,8 @@ describe('auth throttle', () => {
           resolve(true);
         });
       });
-    const results = Array.from({ length: 70 }, () => throttle.run(check));
+    // Each from its own source (at most four per source may be in flight).
+    const results = Array.from({ length: 70 }, (_, i) => throttle.run(`10.0.0.${i}`, check));
     // 2 running, 64 waiting: the other 4 are refused without running.
     expect((await Promise.all(results.slice(66))).every((r) => r === 'busy')).toBe(true);
     while (release.length > 0 || running > 0) {
@@ -45,5 +47,47 @@ describe('auth throttle', () => {
     throttle.failed('a');
     throttle.succeeded('a');
     expect(throttle.backingOff('a')).toBe(false);
+  });
+
+  it('holds one source to four logins in flight, and refuses those waiting once its first failure starts the backoff', async () => {
+    const throttle = new AuthThrottle({ concurrency: 1, maxBackoffMs: 60_000 });
+    const checked: number[] = [];
+    let fail!: () => void;
+    const first = throttle.run('a', async () => {
+      checked.push(0);
+      await new Promise<void>((resolve) => (fail = resolve));
+      return false;
+    });
+    const waiting = [1, 2, 3].map((i) =>
+      throttle.run('a', async () => {
+        checked.push(i);
+        return false;
+      }),
+    );
+    // A fifth from the same source is refused at once; another source still queues.
+    expect(await throttle.run('a', async () => true)).toBe('busy');
+    const other = throttle.run('b', async () => true);
+    await new Promise((resolve) => setImmediate(resolve));
+    fail();
+    expect(await first).toBe(false);
+    // The three queued behind the failure are not checked: the source is backing off now.
+    expect(await Promise.all(waiting)).toEqual(['backoff', 'backoff', 'backoff']);
+    expect(await other).toBe(true);
+    expect(checked).toEqual([0]);
+  });
+
+  it('keys IPv6 clients by their /64, so rotating addresses within it does not escape the backoff', () => {
+    expect(sourceOf('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(sourceOf('2001:0db8:0001:0002:ffff:1:2:3')).toBe('2001:db8:1:2::/64');
+    expect(sourceOf('2001:db8:1:3::1')).toBe('2001:db8:1:3::/64');
+    expect(sourceOf('::1')).toBe('0:0:0:0::/64');
+    expect(sourceOf('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(sourceOf('::ffff:192.0.2.1')).toBe('192.0.2.1');
+    expect(sourceOf('192.0.2.1')).toBe('192.0.2.1');
+    expect(sourceOf(undefined)).toBe('unknown');
+    const throttle = new AuthThrottle({ concurrency: 1, maxBackoffMs: 60_000 });
+    throttle.failed(sourceOf('2001:db8:1:2::10'));
+    expect(throttle.backingOff(sourceOf('2001:db8:1:2:dead:beef:0:1'))).toBe(true);
+    expect(throttle.backingOff(sourceOf('2001:db8:1:3::10'))).toBe(false);
   });
 });

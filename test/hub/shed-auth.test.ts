@@ -84,4 +84,19 @@ describe('a hub under attack: logins with a wrong token', () => {
     expect(await bench.shed('auth_backoff')).toBeGreaterThan(0);
     await bench.expectHealthy();
   }, 60_000);
+
+  it('checks at most four logins of one address at a time, and none queued behind its first failure', async () => {
+    bench = await HubUnderAttack.start();
+    await bench.startLoad(20, 1024);
+    const wrong = 'opt_' + 'C'.repeat(43);
+    // 40 wrong-token logins from one address at once. Unbounded, all of them were checked
+    // (40 scrypt runs) before the first failure started the address's backoff.
+    const answers = await Promise.all(Array.from({ length: 40 }, () => login(bench!.mqttUrl, 'pi-1', wrong)));
+    const checked = answers.filter((a) => /Bad username/i.test(a.answer)).length;
+    expect(checked, `answers: ${answers.map((a) => a.answer).join('; ')}`).toBeGreaterThanOrEqual(1);
+    expect(checked).toBeLessThanOrEqual(4);
+    expect(answers.filter((a) => /unavailable/i.test(a.answer)).length).toBe(40 - checked);
+    expect((await bench.shed('auth_busy')) + (await bench.shed('auth_backoff'))).toBeGreaterThanOrEqual(40 - checked);
+    await bench.expectHealthy();
+  }, 60_000);
 });

@@ -56,6 +56,7 @@ export async function runHub(o: Options, log: Logger, onStop: (stop: () => Promi
     ...(o.adminToken !== undefined && { adminToken: o.adminToken as string }),
     dev: o.dev as boolean,
     authLimits: { concurrency: o.authConcurrency as number, maxBackoffMs: (o.authBackoffMaxSeconds as number) * 1000 },
+    maxPullBytesPerSecond: o.maxPullBytesPerSecond as number,
     ...(config && { config }),
     logger: log,
   });
@@ -86,6 +87,9 @@ function embeddedListeners(o: Options): EmbeddedListenerOptions {
     connectsPerAddress: o.connectsPerAddress as number,
     maxConnectBytes: o.maxConnectBytes as number,
     maxQueuedBytes: o.maxQueuedBytes as number,
+    maxInboundBytesPerSecond: o.maxInboundBytesPerSecond as number,
+    maxPendingLogins: o.maxPendingLogins as number,
+    maxPendingLoginsPerAddress: o.maxPendingLoginsPerAddress as number,
     ...(o.tlsPort !== undefined && {
       plain: !(o.tlsOnly as boolean),
       tls: {

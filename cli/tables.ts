@@ -170,6 +170,41 @@ export const HUB_OPTIONS: readonly OptionSpec[] = [
       'most bytes waiting to be sent to one client: over half, it gets no change sets (it pulls them); over it with nothing sent for 5 s, or over 4 times it, it is disconnected',
   },
   {
+    key: 'maxInboundBytesPerSecond',
+    type: 'integer',
+    default: 8_388_608,
+    min: 65_536,
+    placeholder: 'bytes',
+    description:
+      'bytes one client may send per second (twice that saved up); past it the hub stops reading its socket until the budget refills, so the client slows down and loses nothing',
+  },
+  {
+    key: 'maxPendingLogins',
+    type: 'integer',
+    default: 1024,
+    min: 1,
+    placeholder: 'n',
+    description:
+      'connections not logged in yet (TLS handshake, CONNECT, token check) held at once; more are closed at once and their clients retry',
+  },
+  {
+    key: 'maxPendingLoginsPerAddress',
+    type: 'integer',
+    default: 128,
+    min: 1,
+    placeholder: 'n',
+    description: 'the same, per client address (an IPv6 client: per /64); raise it for many devices behind one NAT',
+  },
+  {
+    key: 'maxPullBytesPerSecond',
+    type: 'integer',
+    default: 33_554_432,
+    min: 65_536,
+    placeholder: 'bytes',
+    description:
+      'pull pages built per second for one agent, in bytes (as much again saved up); a device catching up uses a fraction, a client pulling as fast as it reads is held to it',
+  },
+  {
     key: 'authConcurrency',
     type: 'integer',
     default: 2,
@@ -183,7 +218,8 @@ export const HUB_OPTIONS: readonly OptionSpec[] = [
     default: 60,
     min: 1,
     placeholder: 'seconds',
-    description: 'longest an address waits after failed logins before its next one is checked (the wait doubles per failure from 0.5 s)',
+    description:
+      'longest an address (an IPv6 client: its /64) waits after failed logins before its next one is checked (the wait doubles per failure from 0.5 s)',
   },
   {
     key: 'adminToken',

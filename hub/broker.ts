@@ -2,6 +2,7 @@ import { Aedes, type AuthenticateError } from 'aedes';
 import type { Logger } from 'pino';
 import type { Authenticator } from './authenticator.js';
 import { ConnectRateLimiter } from './rate-limit.js';
+import type { GuardedConnection } from './frame-guard.js';
 import type { ShedLog } from './shed.js';
 import { SkippedChangeSets } from './skipped-change-sets.js';
 import { agentOfUpTopic, isValidAgentId } from '../shared/topics.js';
@@ -24,6 +25,13 @@ export interface BrokerOptions {
   /** A change set was not sent to an agent whose send queue is backlogged (it pulls instead). */
   onChangeSetSkipped: (agentId: string) => void;
 }
+
+/**
+ * Subscriptions one connection may make. An agent holds a handful (its `down` topic, the hub's
+ * status topics, `c/+` or one per collection it reads); each costs the broker memory for as
+ * long as the client stays, so a client must not add them without end.
+ */
+export const MAX_SUBSCRIPTIONS_PER_CLIENT = 1_000;
 
 /** MQTT CONNACK return codes (3.1.1). */
 const IDENTIFIER_REJECTED = 2 as AuthenticateError['returnCode'];
@@ -56,7 +64,14 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
     done(new Error(`too many connection attempts from ${address}`), false);
   };
 
-  broker.authenticate = (client, username, password, done) => {
+  broker.authenticate = (client, username, password, rawDone) => {
+    // Logged in: from now on its packets are held to the packet limit, not the CONNECT one; and
+    // before the CONNACK, since a client may send on as soon as it has it (aedes emits `client`
+    // later, after closing a previous connection of the same id).
+    const done: typeof rawDone = (error, success) => {
+      if (success) (client.conn as Partial<GuardedConnection>).admit?.(client.id);
+      rawDone(error, success);
+    };
     // aedes would keep a persistent session's subscriptions, and queue messages for it while it
     // is offline, in memory and forever (no session expiry without MQTT 5). Agents always
     // connect clean and pull what they missed.
@@ -127,11 +142,24 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
   };
 
   const subscribeAccess = { mayRead: options.mayRead, mayReadAll: () => false };
+  // The topics each connection was ever allowed, counted as they are allowed (aedes asks about
+  // every topic of a SUBSCRIBE before it adds any, so its own list would miss a packet's own);
+  // an unsubscribe does not give one back, so cycling through topics does not escape the limit.
+  const allowed = new WeakMap<object, Set<string>>();
   broker.authorizeSubscribe = (client, subscription, done) => {
     // `+` is allowed: authorizeForward below drops each change set the agent may not read.
-    if (maySubscribe(client.id, subscription.topic, subscribeAccess, true)) return done(null, subscription);
-    log.warn({ agentId: client.id, topic: subscription.topic }, 'forbidden subscription refused');
-    done(null, null);
+    if (!maySubscribe(client.id, subscription.topic, subscribeAccess, true)) {
+      log.warn({ agentId: client.id, topic: subscription.topic }, 'forbidden subscription refused');
+      return done(null, null);
+    }
+    let topics = allowed.get(client);
+    if (!topics) allowed.set(client, (topics = new Set()));
+    if (!topics.has(subscription.topic) && topics.size >= MAX_SUBSCRIPTIONS_PER_CLIENT) {
+      options.shedLog.shed('subscriptions', { agentId: client.id, limit: MAX_SUBSCRIPTIONS_PER_CLIENT });
+      return done(null, null);
+    }
+    topics.add(subscription.topic);
+    done(null, subscription);
   };
 
   // A change set reaches only the agents that may read its collection (the `+` subscription

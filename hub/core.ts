@@ -13,6 +13,7 @@ import type {
   PageMessage,
   PullMessage,
   SnapshotMessage,
+  StatusMessage,
 } from '../shared/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol-version.js';
 import { DEFAULT_PARTITION, partitionTopics, type PartitionTopics } from '../shared/topics.js';
@@ -28,14 +29,24 @@ import {
   type WriteResult,
 } from './ingest.js';
 import { acceptLostReport } from './lost-reports.js';
+import { LogRetention } from './log-retention.js';
 import { answerPull } from './pull.js';
 import { KnownCollections } from './known-collections.js';
-import { PullQueue } from './pull-queue.js';
+import { PacedQueue, type Pace } from './paced-queue.js';
 import { RefusedWorkLog, type RefusedWork } from './refused-work.js';
-import { ReplicationTracker, type ReplicaWait } from './replication-tracker.js';
-import { clampApplied, MAX_NEW_WAITS_PER_REPORT, reportedWaits } from './status-report.js';
+import { ReplicaAcks } from './replica-acks.js';
+import type { ReplicationTracker } from './replication-tracker.js';
 import type { HubStore } from './store/hub-store.js';
 import { WriterRefusedError } from './store/writer-errors.js';
+
+/** Catch-up at several times what today's agent applies, yet a bound on a client pulling as fast as it reads. */
+export const DEFAULT_PULL_BYTES_PER_SECOND = 32 * 1024 * 1024;
+
+/**
+ * Status reports taken per agent per second (as many saved up): an agent sends at most one each
+ * 50 ms, so an honest one is never held back; the newest of a flood is taken, the rest replaced.
+ */
+const STATUS_PACE: Pace = { rate: 20, burst: 20 };
 
 export interface HubEvents {
   /** A pull was answered (a log page or a snapshot page). */
@@ -74,6 +85,12 @@ export interface HubCoreOptions {
    * topics and refuses writes to collections of other partitions (`wrong_partition`).
    */
   partition?: string;
+  /**
+   * Page bytes the hub builds for one agent's pulls per second (with as much again saved up): a
+   * device catching up uses a fraction of it; a client that pulls as fast as it can read is held
+   * to it. Default DEFAULT_PULL_BYTES_PER_SECOND.
+   */
+  maxPullBytesPerSecond?: number;
   /** Sends a message to MQTT subscribers (QoS 1). Whatever carries it — embedded broker or not. */
   publish: (topic: string, payload: Buffer, retain: boolean) => void;
 }
@@ -95,13 +112,11 @@ export class HubCore extends EventEmitter<HubEvents> {
   readonly log: Logger;
   readonly config: HubConfig;
   readonly policies: CollectionPolicies;
-  readonly replication = new ReplicationTracker();
   /** What agents' status reports may name (see KnownCollections). */
   readonly #collections: KnownCollections;
-  readonly #pulls = new PullQueue(
-    (agentId, pull) => this.#answerPull(agentId, pull),
-    (agentId) => this.emit('refused', 'pull_superseded', agentId, 1),
-  );
+  readonly #replicaAcks: ReplicaAcks;
+  readonly #pulls: PacedQueue<PullMessage[1]>;
+  readonly #statuses: PacedQueue<StatusMessage[1]>;
   readonly access: AccessControl;
   /** The partition this core is the log of. */
   readonly partition: string;
@@ -110,9 +125,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   readonly #committer: Committer;
   readonly #partitionOf: (collection: string) => string;
   readonly #publish: HubCoreOptions['publish'];
-  #pruneTimer: NodeJS.Timeout | undefined;
-  #pruning: Promise<number> | undefined;
-  readonly #stopPruning = new AbortController();
+  readonly #retention: LogRetention;
 
   constructor(options: HubCoreOptions) {
     super();
@@ -123,8 +136,31 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.on('refused', (kind, agentId, count) => refusals.record(kind, agentId, count));
     this.#collections = new KnownCollections(Object.keys(this.config.collections));
     this.access = new AccessControl(this.config.access, options.dev ?? false);
+    this.#replicaAcks = new ReplicaAcks({
+      head: () => this.store.head,
+      collections: this.#collections,
+      mayRead: (agentId, c) => this.access.mayRead(agentId, c),
+      mayWrite: (agentId, c) => this.access.mayWrite(agentId, c),
+      replicated: (agentId, inc, seqs) => this.#sendDown(agentId, ['replicated', { inc, hlc: this.clock.tick(), seqs }]),
+      refused: (kind, agentId, count) => this.emit('refused', kind, agentId, count),
+    });
+    const pullBytes = options.maxPullBytesPerSecond ?? DEFAULT_PULL_BYTES_PER_SECOND;
+    this.#pulls = new PacedQueue(
+      (agentId, pull) => this.#answerPull(agentId, pull),
+      { rate: pullBytes, burst: pullBytes },
+      (agentId) => this.emit('refused', 'pull_superseded', agentId, 1),
+    );
+    this.#statuses = new PacedQueue(
+      (agentId, status) => {
+        this.#replicaAcks.report(agentId, status);
+        return 1;
+      },
+      STATUS_PACE,
+      (agentId) => this.emit('refused', 'status_superseded', agentId, 1),
+    );
     this.#publish = options.publish;
     this.store = options.store;
+    this.#retention = new LogRetention(this.store, this.config.retention, this.log);
     this.epoch = options.epoch;
     this.partition = options.partition ?? DEFAULT_PARTITION;
     this.topics = partitionTopics(this.partition);
@@ -162,23 +198,15 @@ export class HubCore extends EventEmitter<HubEvents> {
         'could not list the log’s collections; trying again (meanwhile status reports keep declared and newly committed ones)',
       ),
     );
-    const { maxAgeHours, maxEntries } = this.config.retention;
-    if (maxAgeHours > 0 || maxEntries > 0) {
-      this.#pruneTimer = setInterval(() => {
-        this.pruneLog().catch((error: unknown) => this.log.error({ err: error }, 'log retention failed; will try again'));
-      }, pruneIntervalMs);
-      this.#pruneTimer.unref();
-    }
+    this.#retention.start(pruneIntervalMs);
   }
 
   /** Commits and acknowledges what is queued, then accepts nothing more. */
   async drain(): Promise<void> {
-    clearInterval(this.#pruneTimer);
+    this.#pulls.stop();
+    this.#statuses.stop();
     this.#collections.stop();
-    // The store closes next: retention stops after the chunk under way (its bound is recorded,
-    // the next prune removes the rest), rather than holding the stop for the whole prune.
-    this.#stopPruning.abort();
-    await this.#pruning?.catch(() => undefined);
+    await this.#retention.stop();
     await this.#committer.drain();
   }
 
@@ -188,22 +216,9 @@ export class HubCore extends EventEmitter<HubEvents> {
     await this.store.close();
   }
 
-  /**
-   * Applies log retention now; agents behind the pruned part catch up by snapshot. A prune takes
-   * several turns of the event loop (commits run between its chunks): one asked for while another
-   * is under way joins it.
-   */
+  /** Applies log retention now (see LogRetention). */
   pruneLog(): Promise<number> {
-    this.#pruning ??= this.#prune().finally(() => (this.#pruning = undefined));
-    return this.#pruning;
-  }
-
-  async #prune(): Promise<number> {
-    const { maxAgeHours, maxEntries } = this.config.retention;
-    const before = this.store.prunedThrough;
-    const through = await this.store.prune({ maxAgeMs: maxAgeHours * 3_600_000, maxEntries }, undefined, this.#stopPruning.signal);
-    if (through > before) this.log.info({ prunedThrough: through }, 'log retention applied');
-    return through;
+    return this.#retention.prune();
   }
 
   /** Commits a write made at the main site; it reaches the agents like any other. */
@@ -238,22 +253,15 @@ export class HubCore extends EventEmitter<HubEvents> {
       case 'lost':
         void this.#recordLost(agentId, message[1]);
         break;
-      case 'status': {
-        const status = message[1];
-        const head = this.store.head;
-        const applied = this.#collections.filter(status.applied, (c) => this.access.mayRead(agentId, c));
-        const ignored = Object.keys(status.applied).length - Object.keys(applied).length;
-        if (ignored > 0) this.emit('refused', 'status_collection', agentId, ignored);
-        const met = this.replication.report(agentId, clampApplied(applied, head), status.outbox, {
-          ...(status.oldest !== undefined && { oldestPendingMs: status.oldest }),
-          ...(status.ver !== undefined && { version: status.ver }),
-        });
-        const { waits, dropped } = reportedWaits(agentId, status, head, (c) => this.access.mayWrite(agentId, c));
-        if (dropped > 0) this.emit('refused', 'replica_wait', agentId, dropped);
-        this.#notifyReplicated([...met, ...this.#addWaits(waits, MAX_NEW_WAITS_PER_REPORT)]);
+      case 'status':
+        this.#statuses.submit(agentId, message[1]);
         break;
-      }
     }
+  }
+
+  /** What agents have applied, and the writes waiting for replicas. */
+  get replication(): ReplicationTracker {
+    return this.#replicaAcks.tracker;
   }
 
   /**
@@ -280,12 +288,13 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.#sendDown(agentId, ['lostack', { id: body.id, hlc: this.clock.tick() }]);
   }
 
-  /** Answers one pull (PullQueue calls it, one at a time per agent). */
-  async #answerPull(agentId: string, pull: PullMessage[1]): Promise<void> {
+  /** Answers one pull (the PacedQueue calls it, one at a time per agent); returns the bytes sent. */
+  async #answerPull(agentId: string, pull: PullMessage[1]): Promise<number> {
     try {
       const answer = await answerPull(this.store, this.clock, pull, limits.maxMessageBytes / 2, (c) => this.access.mayRead(agentId, c));
-      this.#sendDown(agentId, answer);
+      const bytes = this.#sendDown(agentId, answer);
       this.emit('pull', agentId, pull, answer);
+      return bytes;
     } catch (error) {
       // The agent asks again after its pull timeout; tell it why meanwhile.
       this.log.error({ err: error, agentId }, 'could not answer a pull');
@@ -293,6 +302,7 @@ export class HubCore extends EventEmitter<HubEvents> {
         'error',
         { code: ErrorCode.STORAGE_FAILED, message: `hub could not read its store: ${(error as Error).message}` },
       ]);
+      return 0;
     }
   }
 
@@ -342,42 +352,13 @@ export class HubCore extends EventEmitter<HubEvents> {
       this.#collections.committed(set[1].c);
       this.#broadcast(this.topics.collection(set[1].c), set);
     }
-    if (replicaWaits.length > 0) this.#notifyReplicated(this.#addWaits(replicaWaits));
+    this.#replicaAcks.committed(replicaWaits);
   }
 
-  /** Registers replica waits; those over the tracker's limits are refused, and said so (their writers time out). */
-  #addWaits(waits: readonly ReplicaWait[], maxNew?: number): ReplicaWait[] {
-    const met: ReplicaWait[] = [];
-    for (const agentId of new Set(waits.map((w) => w.agentId))) {
-      const before = this.replication.refused;
-      met.push(
-        ...this.replication.add(
-          waits.filter((w) => w.agentId === agentId),
-          maxNew,
-        ),
-      );
-      const refused = this.replication.refused - before;
-      if (refused > 0) this.emit('refused', 'replica_wait', agentId, refused);
-    }
-    return met;
-  }
-
-  #notifyReplicated(done: ReplicaWait[]): void {
-    const byWriter = new Map<string, { agentId: string; inc: string; seqs: number[] }>();
-    for (const w of done) {
-      const id = `${w.agentId}/${w.inc}`;
-      const entry = byWriter.get(id) ?? { agentId: w.agentId, inc: w.inc, seqs: [] };
-      entry.seqs.push(w.seq);
-      byWriter.set(id, entry);
-    }
-    for (const { agentId, inc, seqs } of byWriter.values()) {
-      this.#sendDown(agentId, ['replicated', { inc, hlc: this.clock.tick(), seqs }]);
-    }
-  }
-
-  #sendDown(agentId: string, message: DownMessage): void {
+  /** Returns the bytes sent (0 if it could not be encoded). */
+  #sendDown(agentId: string, message: DownMessage): number {
     if (message[0] !== 'error' && this.epoch !== undefined) message[1].epoch = this.epoch;
-    this.#send(this.topics.down(agentId), () => downCodec.encode(message), false);
+    return this.#send(this.topics.down(agentId), () => downCodec.encode(message), false);
   }
 
   #broadcast(topic: string, message: BroadcastMessage, retain = false): void {
@@ -386,15 +367,16 @@ export class HubCore extends EventEmitter<HubEvents> {
   }
 
   /** Messages are sized to fit; if one still does not, it is logged and not sent — never a crash. */
-  #send(topic: string, encode: () => Buffer, retain: boolean): void {
+  #send(topic: string, encode: () => Buffer, retain: boolean): number {
     let payload: Buffer;
     try {
       payload = encode();
     } catch (error) {
       this.log.error({ err: error, topic }, 'could not encode a message; not sent (the agent will pull what it misses)');
-      return;
+      return 0;
     }
     this.emit('bytes', 'out', payload.length);
     this.#publish(topic, payload, retain);
+    return payload.length;
   }
 }

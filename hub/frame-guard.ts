@@ -1,6 +1,7 @@
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { InboundBudget } from './inbound-budget.js';
 import { SendQueue } from './send-queue.js';
 import type { ShedReason } from './shed.js';
 
@@ -87,6 +88,8 @@ export interface ConnectionLimits {
   maxConnectBytes: number;
   /** Most bytes waiting to be written to the client; see SendQueue for what happens past it. */
   maxQueuedBytes: number;
+  /** Bytes the client may send per second; see InboundBudget for what happens past it. */
+  maxInboundBytesPerSecond: number;
 }
 
 /**
@@ -105,12 +108,17 @@ export type GuardedConnection = Duplex & { admit(agentId: string): void; readonl
  *   drain timeout (aedes #1060). Here a write completes at once, and what is left unsent is
  *   bounded by the SendQueue: the broker skips change sets for a backlogged client, and a client
  *   that stopped reading is dropped (it pulls what it missed when it reconnects).
- * On a refusal the socket is destroyed and `onShed` says why (with the agent id once logged in).
+ * - incoming, at most `maxInboundBytesPerSecond` (InboundBudget): past it, the socket is not read
+ *   for a while.
+ * On a refusal the socket is destroyed and `onShed` says why (with the agent id once logged in);
+ * a throttled client is reported the same way, and slowed, not dropped. `loggedIn` is called once
+ * the client's login is accepted, or it closes, whichever comes first.
  */
 export function guardConnection(
   socket: Socket,
   limits: ConnectionLimits,
   onShed: (reason: ShedReason, peer: string, facts: Record<string, number | string>) => void,
+  loggedIn: () => void = () => undefined,
 ): GuardedConnection {
   const meter = new FrameMeter(limits.maxPacketBytes, limits.maxConnectBytes);
   const peer = (): string => `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? ''}`;
@@ -119,9 +127,15 @@ export function guardConnection(
     onShed('slow_consumer', peer(), { ...(agentId !== undefined && { agentId }), ...overflow, maxQueuedBytes: limits.maxQueuedBytes });
     socket.destroy();
   });
+  const budget = new InboundBudget(limits.maxInboundBytesPerSecond);
+  // Reading stops while the broker has not taken what was pushed, or the budget is spent; it
+  // resumes once neither holds.
+  let backpressured = false;
+  let throttle: NodeJS.Timeout | undefined;
   const guarded = new Duplex({
     read() {
-      socket.resume();
+      backpressured = false;
+      if (throttle === undefined) socket.resume();
     },
     write(chunk: Buffer, encoding, callback) {
       if (socket.destroyed) return callback();
@@ -149,10 +163,28 @@ export function guardConnection(
       socket.destroy();
       return;
     }
-    if (!guarded.push(chunk)) socket.pause();
+    if (!guarded.push(chunk)) {
+      backpressured = true;
+      socket.pause();
+    }
+    const waitMs = budget.spend(chunk.length);
+    if (waitMs > 0 && throttle === undefined) {
+      onShed('inbound_rate', peer(), {
+        ...(agentId !== undefined && { agentId }),
+        pausedMs: waitMs,
+        bytesPerSecond: limits.maxInboundBytesPerSecond,
+      });
+      socket.pause();
+      throttle = setTimeout(() => {
+        throttle = undefined;
+        if (!backpressured && !socket.destroyed) socket.resume();
+      }, waitMs);
+    }
   });
   socket.on('end', () => guarded.push(null));
   socket.on('close', () => {
+    clearTimeout(throttle);
+    loggedIn();
     queue.stop();
     guarded.destroy();
   });
@@ -160,6 +192,7 @@ export function guardConnection(
   const admit = (id: string): void => {
     agentId = id;
     meter.admit();
+    loggedIn();
   };
   return Object.assign(guarded, { admit, queue });
 }

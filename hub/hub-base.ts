@@ -45,6 +45,8 @@ export interface HubCommonOptions {
   dev?: boolean;
   /** How much token checking logins may cost (default DEFAULT_AUTH_LIMITS). */
   authLimits?: AuthLimits;
+  /** Page bytes built per second for one agent's pulls (default DEFAULT_PULL_BYTES_PER_SECOND). */
+  maxPullBytesPerSecond?: number;
   /** Collections, policies and retention; defaults when omitted. */
   config?: HubConfig;
   /** How often the dashboard's throughput and lag are sampled (default 5 s). */
@@ -116,6 +118,7 @@ export abstract class HubBase {
       ...(common.epoch !== undefined && { epoch: common.epoch }),
       ...(common.partition !== undefined && { partition: common.partition }),
       dev: common.dev ?? false,
+      ...(common.maxPullBytesPerSecond !== undefined && { maxPullBytesPerSecond: common.maxPullBytesPerSecond }),
       logger: this.log,
       ...(common.config && { config: common.config }),
       publish: (topic, payload, retain) => this.publishToBroker(topic, payload, retain),

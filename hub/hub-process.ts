@@ -31,7 +31,16 @@ export type ExternalBrokerOptions = BrokerClientHubOptions['broker'];
 /** The embedded broker's listeners: plain MQTT, TLS, or both. */
 export type EmbeddedListenerOptions = Pick<
   HubOptions,
-  'port' | 'host' | 'connectsPerAddress' | 'maxConnectBytes' | 'maxQueuedBytes' | 'plain' | 'tls'
+  | 'port'
+  | 'host'
+  | 'connectsPerAddress'
+  | 'maxConnectBytes'
+  | 'maxQueuedBytes'
+  | 'maxInboundBytesPerSecond'
+  | 'maxPendingLogins'
+  | 'maxPendingLoginsPerAddress'
+  | 'plain'
+  | 'tls'
 >;
 
 export interface HubProcessOptions {
@@ -52,6 +61,8 @@ export interface HubProcessOptions {
   dev: boolean;
   /** How much token checking logins may cost (default DEFAULT_AUTH_LIMITS). */
   authLimits?: AuthLimits;
+  /** Page bytes built per second for one agent's pulls (default DEFAULT_PULL_BYTES_PER_SECOND). */
+  maxPullBytesPerSecond?: number;
   config?: HubConfig;
   logger: Logger;
 }
@@ -217,6 +228,7 @@ export class HubProcess extends EventEmitter<HubProcessEvents> {
       ...(lock && { epoch: lock.epoch }),
       dev: options.dev,
       ...(options.authLimits && { authLimits: options.authLimits }),
+      ...(options.maxPullBytesPerSecond !== undefined && { maxPullBytesPerSecond: options.maxPullBytesPerSecond }),
       logger: this.#log,
       ...(partition !== DEFAULT_PARTITION && this.#registry && { registry: this.#registry }),
       // The HTTP API is the first served partition's only; it reaches the others through `#leading`.

@@ -4,7 +4,8 @@ import type { Aedes, Client } from 'aedes';
 import { limits } from '../shared/limits.js';
 import { createBroker } from './broker.js';
 import type { Presence } from './fleet.js';
-import { guardConnection, type ConnectionLimits, type GuardedConnection } from './frame-guard.js';
+import { guardConnection, type ConnectionLimits } from './frame-guard.js';
+import { DEFAULT_PENDING_LOGIN_LIMITS, PendingLogins } from './pending-logins.js';
 import { HubBase, type HubCommonOptions, onStore, startOrStop } from './hub-base.js';
 import type { HubStore } from './store/hub-store.js';
 import { ConfigError } from '../shared/errors.js';
@@ -32,6 +33,12 @@ export interface HubOptions extends HubCommonOptions {
    * (it pulls them); a client that stays over it without reading, or reaches four times it, is dropped.
    */
   maxQueuedBytes?: number;
+  /** Bytes one client may send per second (twice that saved up); past it, its socket is not read for a while. */
+  maxInboundBytesPerSecond?: number;
+  /** Connections not logged in yet held at once (DEFAULT_PENDING_LOGIN_LIMITS); more are closed at accept. */
+  maxPendingLogins?: number;
+  /** The same, per source address (an IPv6 client: per /64). */
+  maxPendingLoginsPerAddress?: number;
 }
 
 /** Room for the largest message (answered with a typed error when too big) plus MQTT framing. */
@@ -48,6 +55,15 @@ export const DEFAULT_MAX_CONNECT_BYTES = 8 * 1024;
  * client: a device on a slow link keeps up, one that stopped reading is dropped within a few MB.
  */
 export const DEFAULT_MAX_QUEUED_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Far above what a device sends (a catch-up of a week's writes uploads a few MB), and a bound on
+ * what one connection can make the hub decode and handle.
+ */
+export const DEFAULT_MAX_INBOUND_BYTES_PER_SECOND = 8 * 1024 * 1024;
+
+/** Longest a TLS handshake may take, as long as a CONNECT may (Node's default is 120 s). */
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /**
  * The main site on the embedded default: an aedes broker (behind a packet-size guard) carrying
@@ -98,8 +114,6 @@ export class Hub extends HubBase {
     });
     this.#broker = broker;
     broker.on('client', (client) => {
-      // Logged in: from now on its packets are held to the packet limit, not the CONNECT one.
-      (client.conn as GuardedConnection).admit(client.id);
       this.#clients.set(client.id, client);
       const address = (client.conn as { remoteAddress?: string }).remoteAddress;
       this.presence.set(client.id, { online: true, since: Date.now(), ...(address !== undefined && { address }) });
@@ -128,13 +142,42 @@ export class Hub extends HubBase {
       maxPacketBytes: options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES,
       maxConnectBytes: options.maxConnectBytes ?? DEFAULT_MAX_CONNECT_BYTES,
       maxQueuedBytes: options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+      maxInboundBytesPerSecond: options.maxInboundBytesPerSecond ?? DEFAULT_MAX_INBOUND_BYTES_PER_SECOND,
+    };
+    const pending = new PendingLogins({
+      total: options.maxPendingLogins ?? DEFAULT_PENDING_LOGIN_LIMITS.total,
+      perSource: options.maxPendingLoginsPerAddress ?? DEFAULT_PENDING_LOGIN_LIMITS.perSource,
+    });
+    // A TLS connection counts from its TCP accept, before the handshake: by the peer's address
+    // and port, which its TLS socket has too.
+    const handshaking = new Map<string, () => void>();
+    const peerOf = (socket: Socket): string => `${socket.remoteAddress}|${socket.remotePort}`;
+    /** Counts a new connection as waiting to log in; closes it if that is over a limit. */
+    const admitPending = (socket: Socket): (() => void) | undefined => {
+      const release = pending.enter(socket.remoteAddress);
+      if (release) {
+        socket.once('close', release);
+        return release;
+      }
+      this.shedLog.shed('pending_logins', { address: socket.remoteAddress ?? 'unknown', pending: pending.pending });
+      socket.destroy();
+      return undefined;
     };
     const accept = (socket: Socket): void => {
+      const key = peerOf(socket);
+      const release = handshaking.get(key) ?? admitPending(socket);
+      handshaking.delete(key);
+      if (!release) return;
       socket.setNoDelay(true); // acks and pages are small and latency-bound: no Nagle delay
       broker.handle(
-        guardConnection(socket, limits, (reason, peer, facts) => {
-          this.shedLog.shed(reason, { peer, ...facts });
-        }),
+        guardConnection(
+          socket,
+          limits,
+          (reason, peer, facts) => {
+            this.shedLog.shed(reason, { peer, ...facts });
+          },
+          release,
+        ),
       );
     };
     const listen = (server: Server, port: number, host: string): Promise<void> =>
@@ -155,9 +198,17 @@ export class Hub extends HubBase {
           ...(ca !== undefined && { ca }),
           requestCert: requireClientCert ?? false,
           rejectUnauthorized: requireClientCert ?? false,
+          handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
         },
         accept,
       );
+      this.#tlsServer.on('connection', (raw: Socket) => {
+        const release = admitPending(raw);
+        if (!release) return;
+        const key = peerOf(raw);
+        handshaking.set(key, release);
+        raw.once('close', () => handshaking.delete(key));
+      });
       this.#tlsServer.on('tlsClientError', (error) => log.debug({ err: error.message }, 'TLS handshake failed'));
       await listen(this.#tlsServer, options.tls.port, options.tls.host ?? options.host ?? '0.0.0.0');
     }

@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 
 /** Each kind of work refused to one client to bound what it costs (docs/SECURITY.md), and what its log line says. */
 const WHAT = {
-  pull_superseded: 'pulls replaced by a newer one before they were answered (one pull per agent at a time)',
+  pull_superseded: 'pulls replaced by a newer one before they were answered (one pull per agent at a time, within maxPullBytesPerSecond)',
+  status_superseded: 'status reports replaced by a newer one before they were taken (at most 20 a second per agent)',
   replica_wait: 'replica waits refused over their limits (the writer times out)',
   status_collection: 'collections a status report named that do not exist here or that the agent may not read (not kept)',
   change_set_skipped: 'change sets not sent to an agent with too much unsent (over half maxQueuedBytes); it pulls them',

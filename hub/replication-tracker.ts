@@ -82,8 +82,9 @@ export class ReplicationTracker {
   /**
    * Registers waits (for writes just committed, or reported by their writer); returns any already
    * met. At most `maxNew` waits not held yet are looked at; the rest are left for a later report.
+   * `onRefused` hears of each wait refused because a limit was reached.
    */
-  add(waits: readonly ReplicaWait[], maxNew = Infinity): ReplicaWait[] {
+  add(waits: readonly ReplicaWait[], maxNew = Infinity, onRefused?: (wait: ReplicaWait) => void): ReplicaWait[] {
     const now = Date.now();
     const done: ReplicaWait[] = [];
     let fresh = 0;
@@ -95,6 +96,7 @@ export class ReplicationTracker {
       const mine = this.#perAgent.get(w.agentId) ?? 0;
       if (mine >= this.limits.perAgent || this.#byId.size >= this.limits.total) {
         this.refused += 1;
+        onRefused?.(w);
         continue;
       }
       const held: HeldWait = { ...w, id, since: now, holders: this.#holdersOf(w), gone: false };

@@ -25,6 +25,15 @@ export const SHED_REASONS = [
   'auth_busy',
   /** A CONNECT asking for a persistent session (clean: false): the broker would hold it in memory forever. */
   'persistent_session',
+  /**
+   * Too many connections waiting to log in, in all or from one address (maxPendingLogins,
+   * maxPendingLoginsPerAddress): closed at accept.
+   */
+  'pending_logins',
+  /** A client sent more than maxInboundBytesPerSecond: its socket is not read for a while (slowed, not dropped). */
+  'inbound_rate',
+  /** A subscription past the most one client may hold (MAX_SUBSCRIPTIONS_PER_CLIENT): refused, the client stays. */
+  'subscriptions',
 ] as const;
 
 export type ShedReason = (typeof SHED_REASONS)[number];
@@ -39,7 +48,13 @@ const MESSAGES: Record<ShedReason, string> = {
   auth_backoff: 'login refused without a check: this address is backing off after failed logins',
   auth_busy: 'login refused: too many token checks waiting; the client retries later',
   persistent_session: 'login refused: persistent sessions (clean: false) are not kept; agents connect with clean: true',
+  pending_logins: 'closed a new connection: too many connections waiting to log in, in all or from this address',
+  inbound_rate: 'a client sent more than maxInboundBytesPerSecond; its socket is not read until its budget refills',
+  subscriptions: 'refused a subscription: the client holds as many as one client may',
 };
+
+/** At most one warning per reason in this long; the rest go to the debug log, and the next warning counts them. */
+const WARN_EVERY_MS = 10_000;
 
 /**
  * Where every decision to shed a client goes: one warning in the log, and an event the metrics
@@ -47,13 +62,30 @@ const MESSAGES: Record<ShedReason, string> = {
  * how an operator sees it.
  */
 export class ShedLog extends EventEmitter<{ shed: [reason: ShedReason] }> {
-  constructor(private readonly log: Logger) {
+  readonly #warned = new Map<ShedReason, { at: number; since: number }>();
+
+  constructor(
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
     super();
   }
 
-  /** Counts the shed client; logs it at warn, or at debug when `quiet` (a refusal repeated many times a second). */
+  /**
+   * Counts the shed client; logs it at warn, at most once per reason every 10 s (an attack must
+   * not flood the log too), else at debug; always at debug when `quiet` (a refusal an honest
+   * client also meets, repeated many times a second).
+   */
   shed(reason: ShedReason, facts: Record<string, unknown>, quiet = false): void {
-    this.log[quiet ? 'debug' : 'warn']({ shed: reason, ...facts }, MESSAGES[reason]);
     this.emit('shed', reason);
+    const now = this.now();
+    const last = this.#warned.get(reason);
+    if (quiet || (last && now - last.at < WARN_EVERY_MS)) {
+      if (last && !quiet) last.since += 1;
+      this.log.debug({ shed: reason, ...facts }, MESSAGES[reason]);
+      return;
+    }
+    this.log.warn({ shed: reason, ...facts, ...(last && last.since > 0 && { alsoSince: last.since }) }, MESSAGES[reason]);
+    this.#warned.set(reason, { at: now, since: 0 });
   }
 }

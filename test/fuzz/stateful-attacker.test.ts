@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { connect, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../agent/agent.js';
+import { MAX_SUBSCRIPTIONS_PER_CLIENT } from '../../hub/broker.js';
 import { DEFAULT_MAX_CONNECT_BYTES } from '../../hub/hub.js';
 import { encodeCbor } from '../../shared/codec.js';
 import { limits } from '../../shared/limits.js';
@@ -16,7 +17,8 @@ import { Attacker, HonestWorkload, ProcessGuard } from './harness.js';
  * A stateful attacker, not only bad bytes: unfinished frames before login that announce more
  * than a CONNECT needs or are no CONNECT at all, and valid messages in shapes an honest agent
  * never sends, in random order — pull floods, status reports naming made-up collections and forged
- * replica waits, batches whose every op asks a thousand replicas. After each sequence the
+ * replica waits, status reports back to back, batches whose every op asks a thousand replicas,
+ * subscriptions past the limit. After each sequence the
  * hub's state for the attacker stays within its bounds, and an honest agent writing alongside
  * loses nothing.
  */
@@ -28,7 +30,9 @@ type Action =
   | { kind: 'preLogin'; sockets: number; announced: number; sent: number; firstByte: number }
   | { kind: 'pulls'; count: number }
   | { kind: 'status'; madeUp: number; fakeWaits: number }
-  | { kind: 'waits'; ops: number };
+  | { kind: 'waits'; ops: number }
+  | { kind: 'subscribe'; topics: number }
+  | { kind: 'statusFlood'; count: number };
 
 const action: fc.Arbitrary<Action> = fc.oneof(
   // Before login: frames announcing more than a CONNECT ever needs, or not a CONNECT at all,
@@ -49,6 +53,10 @@ const action: fc.Arbitrary<Action> = fc.oneof(
     fakeWaits: fc.integer({ min: 0, max: 1_000 }),
   }),
   fc.record({ kind: fc.constant('waits' as const), ops: fc.integer({ min: 1, max: limits.maxBatchOps }) }),
+  // Subscriptions to ever more collections, past the most one connection may make.
+  fc.record({ kind: fc.constant('subscribe' as const), topics: fc.integer({ min: 1, max: 400 }) }),
+  // Status reports back to back, far faster than an agent's one per 50 ms.
+  fc.record({ kind: fc.constant('statusFlood' as const), count: fc.integer({ min: 1, max: 500 }) }),
 );
 
 describe('a hub attacked by a stateful client, with an honest agent alongside', () => {
@@ -59,6 +67,8 @@ describe('a hub attacked by a stateful client, with an honest agent alongside', 
   let attacker: Attacker;
   let pullId = 0;
   let seq = 0;
+  let subscribed = 0;
+  let reportNo = 0;
   const inc = freshInc();
 
   beforeAll(async () => {
@@ -129,6 +139,25 @@ describe('a hub attacked by a stateful client, with an honest agent alongside', 
       expect(Object.keys(core.replication.appliedBy(ATTACKER)).filter((c) => c.startsWith('made-up-'))).toEqual([]);
       // Forged waits name LSNs the hub never handed out: none is held.
       expect(core.replication.waitingFor(ATTACKER)).toBe(held);
+    } else if (a.kind === 'subscribe') {
+      const names = Array.from({ length: a.topics }, (_, i) => topics.collection(`sub-${subscribed}-${i}`));
+      // MQTT.js rejects a SUBSCRIBE with any topic refused; the SUBACK it carries says which.
+      const grants = await attacker.raw.client.subscribeAsync(names, { qos: 1 }).then(
+        (g) => g.map(({ qos }) => qos),
+        (error: { packet?: { granted?: number[] } }) => error.packet?.granted ?? [],
+      );
+      expect(grants).toHaveLength(a.topics);
+      // Granted while under the limit (its down topic counts), refused from then on.
+      const room = Math.max(0, MAX_SUBSCRIPTIONS_PER_CLIENT - 1 - subscribed);
+      expect(grants.filter((q) => q !== 128)).toHaveLength(Math.min(room, a.topics));
+      subscribed += a.topics;
+    } else if (a.kind === 'statusFlood') {
+      const report = (outbox: number): Buffer => Buffer.from(encodeCbor(['status', { applied: { bulk: 5 }, outbox }]));
+      for (let i = 0; i < a.count; i++) attacker.raw.client.publish(up, report(++reportNo));
+      const newest = ++reportNo;
+      await attacker.raw.publish(up, report(newest));
+      // The newest is taken, however many came before it (the rest replaced within the budget).
+      await waitFor('the newest report taken', () => core.replication.reports.get(ATTACKER)?.outbox === newest);
     } else {
       const ops: WireOp[] = Array.from({ length: a.ops }, () => ({ ...putOpFor(++seq), rep: 1000 }));
       const replies = await attacker.exchange(encodeCbor(['batch', { inc, ops }]));

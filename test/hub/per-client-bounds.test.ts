@@ -1,3 +1,7 @@
+import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
+import mqtt from 'mqtt';
+import mqttPacket from 'mqtt-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hub } from '../../hub/hub.js';
 import { parseHubConfig } from '../../hub/config.js';
@@ -82,5 +86,49 @@ describe('what one client can make the hub hold or do', () => {
       upCodec.encode(['status', { applied: {}, outbox: 0, waits: { inc, list: [[1, later, 'alarms', 1]] } }]),
     );
     await waitFor('the writer reported', () => hub.core.replication.waitingFor('pi-2') === 1);
+  });
+
+  it('a client that takes over its id is held to the packet limit from its CONNACK on, not to the CONNECT limit', async () => {
+    hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('takeover'), dev: true });
+    const shed: string[] = [];
+    hub.shedLog.on('shed', (reason) => shed.push(reason));
+    // A 64 KiB message, over the 8 KiB a connection may send before its login is accepted.
+    const applied = Object.fromEntries(Array.from({ length: 3_000 }, (_, i) => [randomBytes(8).toString('hex'), i + 1]));
+    const large = Buffer.from(upCodec.encode(['status', { applied, outbox: 0 }]));
+    expect(large.length).toBeGreaterThan(32 * 1024);
+    for (let round = 0; round < 10; round++) {
+      const previous = await mqtt.connectAsync(`mqtt://127.0.0.1:${hub.port}`, { clientId: 'pi-1', reconnectPeriod: 0 });
+      // Many subscriptions make closing the previous connection take a while: aedes sends the
+      // CONNACK before that, and says the new client is there only after.
+      await previous.subscribeAsync(Array.from({ length: 1_000 }, (_, i) => topics.collection(`c${i}`)));
+      // The new connection sends its large message the moment the CONNACK arrives.
+      const next = connect(hub.port, '127.0.0.1');
+      let closed = false;
+      next.on('close', () => (closed = true));
+      await new Promise((resolve) => next.once('connect', resolve));
+      next.write(
+        mqttPacket.generate({ cmd: 'connect', clientId: 'pi-1', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 60 }),
+      );
+      const publish = mqttPacket.generate({
+        cmd: 'publish',
+        topic: topics.up('pi-1'),
+        payload: large,
+        qos: 1,
+        messageId: 1,
+        retain: false,
+        dup: false,
+      });
+      let received = Buffer.alloc(0);
+      next.on('data', (chunk: Buffer) => {
+        if (received.length === 0) next.write(publish); // the CONNACK's first bytes
+        received = Buffer.concat([received, chunk]);
+      });
+      // CONNACK (4 bytes) and PUBACK (4 bytes): the large message was taken.
+      await waitFor('the PUBACK of the large message', () => received.length >= 8 || closed);
+      expect(closed).toBe(false);
+      next.destroy();
+      await previous.endAsync(true);
+    }
+    expect(shed).toEqual([]);
   });
 });

@@ -1,7 +1,8 @@
 import { connect, type Socket } from 'node:net';
+import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { remainingLength } from '../helpers/attackers.js';
-import { HubUnderAttack } from '../helpers/hub-under-attack.js';
+import { HubUnderAttack, STOLEN_ID } from '../helpers/hub-under-attack.js';
 import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
@@ -31,7 +32,8 @@ describe('a hub under attack: CONNECTs that never finish', () => {
   });
 
   it('closes each connection at the header of a CONNECT over maxConnectBytes: 250 half-sent 4 MiB CONNECTs do not grow the hub', async () => {
-    bench = await HubUnderAttack.start();
+    // All 250 from one address wait to log in at once: let them, to see each refused at its header.
+    bench = await HubUnderAttack.start(['--max-pending-logins-per-address', '1000']);
     await bench.startLoad(20, 1024);
     const chunk = Buffer.alloc(64 * 1024);
     // Without the limit the hub buffers every byte sent (up to ~875 MB) and holds it for the 10 s connect timeout.
@@ -43,5 +45,42 @@ describe('a hub under attack: CONNECTs that never finish', () => {
     expect(await bench.shed('connect_too_large')).toBeGreaterThanOrEqual(250);
     await bench.expectHealthy();
     sockets.forEach((s) => s.destroy());
+  }, 60_000);
+
+  it('holds at most maxPendingLogins connections that never log in, and maxPendingLoginsPerAddress of one address; a closed one frees its place', async () => {
+    bench = await HubUnderAttack.start(['--max-pending-logins', '150', '--max-pending-logins-per-address', '100']);
+    await bench.startLoad(20, 1024);
+    /** Sockets from `from` that connect and send nothing, as a scan or a stalled TLS client would. */
+    const idle = async (from: string, n: number): Promise<Socket[]> =>
+      Promise.all(
+        Array.from({ length: n }, async () => {
+          const socket = connect({ port: bench!.mqttPort, host: '127.0.0.1', localAddress: from });
+          socket.on('error', () => undefined);
+          await new Promise((resolve) => socket.once('connect', resolve).once('close', resolve));
+          return socket;
+        }),
+      );
+    // 100 from one address (its most), 100 from a second (50 fit in the total), 50 from a third (none fit).
+    const sockets = [...(await idle('127.0.0.2', 100)), ...(await idle('127.0.0.3', 100)), ...(await idle('127.0.0.4', 50))];
+    await waitFor('100 connections closed at accept', async () => (await bench!.shed('pending_logins')) === 100);
+    await waitFor('the client saw them closed', () => sockets.filter((s) => s.destroyed || s.closed).length === 100);
+    // Those held are the first 150: all of the first address, half of the second.
+    expect(sockets.slice(0, 100).every((s) => !s.closed)).toBe(true);
+    expect(sockets.slice(150).every((s) => s.closed)).toBe(true);
+    await bench.expectHealthy();
+    // Once they close, a login from a full address gets its place back.
+    sockets.forEach((s) => s.destroy());
+    const device = await waitFor('a login from 127.0.0.2 again', () =>
+      mqtt
+        .connectAsync(bench!.mqttUrl, {
+          clientId: STOLEN_ID,
+          username: STOLEN_ID,
+          password: bench!.stolenToken,
+          reconnectPeriod: 0,
+          localAddress: '127.0.0.2',
+        } as mqtt.IClientOptions)
+        .catch(() => undefined),
+    );
+    await device.endAsync();
   }, 60_000);
 });

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_PARTITION } from '../shared/topics.js';
 import { ConfigError } from '../shared/errors.js';
+import { ScopeRules, type ScopeRuleConfig } from './scope-rules.js';
 
 export type ConflictPolicy = 'lww' | 'reject' | 'merge';
 export type Durability = 'local' | 'hub';
@@ -26,6 +27,11 @@ export interface CollectionConfig extends BufferingPolicy {
   durability: Durability;
   /** JSON Schema every committed value must satisfy. */
   schema?: object;
+  /**
+   * Which documents each device holds (hub/scope-rules.ts): a rule, or several (a document is in
+   * a device's scope when any holds). Unscoped, a device that may read the collection holds all of it.
+   */
+  scope?: ScopeRuleConfig | ScopeRuleConfig[];
 }
 
 /** The hub's configuration file (YAML or JSON). */
@@ -71,6 +77,14 @@ const BUFFERING = {
   overflow: { enum: ['reject', 'drop-oldest'] },
 };
 
+/** A scope rule's shape; which fields go together is checked by ScopeRules, which says so plainly. */
+const SCOPE_RULE = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: { key: { type: 'string' }, field: { type: 'string', minLength: 1 }, equals: { type: 'string' }, in: { type: 'string' } },
+};
+
 const CONFIG_SCHEMA = {
   type: 'object',
   additionalProperties: false,
@@ -81,7 +95,13 @@ const CONFIG_SCHEMA = {
       additionalProperties: {
         type: 'object',
         additionalProperties: false,
-        properties: { conflict: POLICY, durability: DURABILITY, schema: { type: 'object' }, ...BUFFERING },
+        properties: {
+          conflict: POLICY,
+          durability: DURABILITY,
+          schema: { type: 'object' },
+          scope: { anyOf: [SCOPE_RULE, { type: 'array', items: SCOPE_RULE }] },
+          ...BUFFERING,
+        },
       },
     },
     undeclared: { enum: ['allow', 'reject'] },
@@ -155,6 +175,12 @@ export function parseHubConfig(raw: unknown, source = 'hub config'): HubConfig {
   for (const [name, c] of Object.entries(given.collections ?? {})) {
     collections[name] = { ...defaults, ...c };
   }
+  try {
+    scopeRules(collections);
+  } catch (error) {
+    if (error instanceof ConfigError) throw new ConfigError(`${source}: ${error.message}`);
+    throw error;
+  }
   return {
     collections,
     undeclared: given.undeclared ?? DEFAULT_HUB_CONFIG.undeclared,
@@ -192,6 +218,13 @@ function checkPartitions(partitions: Record<string, string[]>, source: string): 
     }
   }
   return Object.fromEntries(Object.entries(partitions).map(([p, c]) => [p, [...c]]));
+}
+
+/** The scope rules of the collections that have one, compiled (ConfigError naming the option if one is wrong). */
+export function scopeRules(collections: Readonly<Record<string, Pick<CollectionConfig, 'scope'>>>): ScopeRules {
+  return new ScopeRules(
+    Object.fromEntries(Object.entries(collections).flatMap(([name, c]) => (c.scope === undefined ? [] : [[name, c.scope]]))),
+  );
 }
 
 /** The partition a collection belongs to: the one that lists it, or `default`. */

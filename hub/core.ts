@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import pino, { type Logger } from 'pino';
 import { newOutcomes } from '../shared/acks.js';
 import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
-import { ErrorCode, OutpostError } from '../shared/errors.js';
+import { ConfigError, ErrorCode, OutpostError } from '../shared/errors.js';
 import { HybridClock } from '../shared/hlc.js';
 import { limits } from '../shared/limits.js';
 import type {
@@ -19,7 +19,7 @@ import { PROTOCOL_VERSION } from '../shared/protocol-version.js';
 import { DEFAULT_PARTITION, partitionTopics, type PartitionTopics } from '../shared/topics.js';
 import { AccessControl } from './access.js';
 import { Committer } from './committer.js';
-import { assignment, CollectionPolicies, DEFAULT_HUB_CONFIG, type HubConfig } from './config.js';
+import { assignment, CollectionPolicies, DEFAULT_HUB_CONFIG, scopeRules, type HubConfig } from './config.js';
 import {
   defaultIngestOptions,
   Ingestor,
@@ -132,6 +132,14 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.log = options.logger ?? pino({ level: 'silent' });
     this.config = options.config ?? DEFAULT_HUB_CONFIG;
     this.policies = new CollectionPolicies(this.config);
+    const scoped = scopeRules(this.config.collections).collections;
+    if (scoped.length > 0) {
+      // Until scopes are delivered per device, serving a scoped collection would send all of it
+      // to every device that may read it: refused rather than served unconfined.
+      throw new ConfigError(
+        `collections.${scoped[0]}.scope: this hub does not serve scoped collections yet (it would send every document to every device that may read them); remove the scope to serve the collection whole`,
+      );
+    }
     const refusals = new RefusedWorkLog(this.log);
     this.on('refused', (kind, agentId, count) => refusals.record(kind, agentId, count));
     this.#collections = new KnownCollections(Object.keys(this.config.collections));

@@ -1,6 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { parseHubConfig } from '../../hub/config.js';
+import { Hub } from '../../hub/hub.js';
 import { ScopeRules, type ScopeSubject } from '../../hub/scope-rules.js';
+import { tempDir } from '../helpers/temp.js';
 
 const device = (agentId: string, labels: Record<string, string> = {}, groups: string[] = []): ScopeSubject => ({ agentId, labels, groups });
 
@@ -79,6 +82,19 @@ describe('scope rules', () => {
         for (const s of sites) expect(rules.holds('orders', 'k', { site: s, owner: 'nobody' }, mineBuckets('orders'))).toBe(true);
         expect(rules.holds('orders', 'k', { site: 'none-such', owner: agent }, mineBuckets('orders'))).toBe(true);
       }),
+    );
+  });
+
+  it('the hub config names the scope option a wrong rule is in; a hub refuses to serve scoped collections it cannot confine yet', async () => {
+    expect(() => parseHubConfig({ collections: { a: { scope: { key: '{x}/' } } } })).toThrow(
+      /hub config: collections\.a\.scope\.key: unknown placeholder/,
+    );
+    expect(() => parseHubConfig({ collections: { a: { scope: { field: 'x' } } } })).toThrow(/collections\.a\.scope: a rule is/);
+    expect(() => parseHubConfig({ collections: { a: { scope: { kee: 'x' } } } })).toThrow(/scope/);
+    const config = parseHubConfig({ collections: { a: { scope: [{ key: '{agent}/' }, { field: 'site', in: '{label.sites}' }] } } });
+    expect(config.collections.a!.scope).toHaveLength(2);
+    await expect(Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('scoped'), dev: true, config })).rejects.toThrow(
+      /collections\.a\.scope: this hub does not serve scoped collections yet/,
     );
   });
 });

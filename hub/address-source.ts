@@ -3,15 +3,21 @@ import { isIPv6 } from 'node:net';
 /**
  * Who a connection comes from, for limits kept per source: an IPv4 address, or an IPv6 /64.
  * One host is normally given a whole /64, so keying IPv6 by full address would let a single
- * client rotate through 2^64 addresses to escape every per-address limit. An IPv4-mapped IPv6
- * address (`::ffff:192.0.2.1`, how a dual-stack listener reports IPv4 clients) is its IPv4 one.
+ * client rotate through 2^64 addresses to escape every per-address limit. An IPv6 address that
+ * carries an IPv4 one is that IPv4 address: IPv4-mapped (`::ffff:192.0.2.1`, how a dual-stack
+ * listener reports IPv4 clients), SIIT (`::ffff:0:192.0.2.1`) and NAT64 (`64:ff9b::192.0.2.1`),
+ * else every IPv4 client behind a translator would share one source.
  */
 export function sourceOf(address: string | undefined): string {
   if (address === undefined || address === '') return 'unknown';
   if (!isIPv6(address)) return address;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return mapped[1]!;
-  return `${expandIPv6(address).slice(0, 4).join(':')}::/64`;
+  const hextets = expandIPv6(address);
+  const head = hextets.slice(0, 6).join(':');
+  if (head === '0:0:0:0:0:ffff' || head === '0:0:0:0:ffff:0' || head === '64:ff9b:0:0:0:0') {
+    const [high, low] = hextets.slice(6).map((h) => parseInt(h, 16)) as [number, number];
+    return [high >> 8, high & 0xff, low >> 8, low & 0xff].join('.');
+  }
+  return `${hextets.slice(0, 4).join(':')}::/64`;
 }
 
 /** The eight hextets of an IPv6 address, zero-compression and an IPv4 tail expanded. */

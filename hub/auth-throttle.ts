@@ -16,60 +16,89 @@ const MAX_WAITING = 64;
  * its backoff. Devices behind one NAT share it: those refused retry with their backoff.
  */
 const MAX_PER_SOURCE = 4;
-/** The wait after a source's first failed login; it doubles with each further failure. */
+/** The wait after the first failed login; it doubles with each further failure. */
 const FIRST_BACKOFF_MS = 500;
-/** Sources remembered before the expired ones are swept (a scan must not grow the map without bound). */
+/**
+ * Failing agent ids from one source before the whole source backs off. One device with a wrong
+ * or revoked token backs off alone, and does not hold up the devices behind the same NAT; a
+ * client trying many ids (guessing, or enumerating) makes its whole source wait.
+ */
+const IDS_BEFORE_SOURCE_BACKOFF = 3;
+/** Entries remembered before the expired ones are swept (a scan must not grow the maps without bound). */
 const SWEEP_AT = 10_000;
+
+interface Backoff {
+  count: number;
+  until: number;
+}
 
 /**
  * Bounds the scrypt work logins cost: in total (a few checks at once, a short queue) and per
- * source (see hub/address-source.ts): a few logins at a time, and each failed login doubles
- * the wait before the source's next check, up to a maximum; a successful one clears it. A
- * refused login costs nothing.
+ * source (see hub/address-source.ts): a few logins at a time. Each failed login doubles the
+ * wait before that id's next check from that source, up to a maximum; a successful one clears
+ * it; once several ids have failed from one source, the whole source waits likewise. A refused
+ * login costs nothing.
  */
 export class AuthThrottle {
   #running = 0;
   readonly #waiting: Array<() => void> = [];
-  readonly #failures = new Map<string, { count: number; until: number }>();
+  /** Per source and agent id. */
+  readonly #failures = new Map<string, Backoff>();
+  /** Per source, once IDS_BEFORE_SOURCE_BACKOFF ids have failed from it; `count` counts failing ids. */
+  readonly #sources = new Map<string, Backoff>();
   readonly #inFlight = new Map<string, number>();
 
   constructor(
     private readonly limits: AuthLimits,
-    private readonly now: () => number = Date.now,
+    // Monotonic: a wall clock stepped forward would end every backoff, stepped back prolong it.
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Whether `source` must wait before its next login is checked. */
-  backingOff(source: string): boolean {
-    const entry = this.#failures.get(source);
-    return entry !== undefined && this.now() < entry.until;
+  /** Whether a login of `agentId` from `source` must wait before it is checked. */
+  backingOff(source: string, agentId: string): boolean {
+    const now = this.now();
+    const mine = this.#failures.get(key(source, agentId));
+    const all = this.#sources.get(source);
+    return (mine !== undefined && now < mine.until) || (all !== undefined && now < all.until);
   }
 
-  /** A login from `source` failed: its next check waits longer. */
-  failed(source: string): void {
+  /** A login of `agentId` from `source` failed: its next check waits longer, and a source failing with many ids waits too. */
+  failed(source: string, agentId: string): void {
     const now = this.now();
-    const entry = this.#failures.get(source) ?? { count: 0, until: 0 };
-    entry.count += 1;
-    entry.until = now + Math.min(FIRST_BACKOFF_MS * 2 ** (entry.count - 1), this.limits.maxBackoffMs);
-    this.#failures.set(source, entry);
-    if (this.#failures.size > SWEEP_AT) {
-      for (const [s, e] of this.#failures) if (e.until + this.limits.maxBackoffMs < now) this.#failures.delete(s);
+    const id = key(source, agentId);
+    const known = this.#failures.has(id);
+    this.#failures.set(id, this.#longer(this.#failures.get(id), now));
+    if (!known) {
+      this.#sources.set(source, this.#longer(this.#sources.get(source), now, IDS_BEFORE_SOURCE_BACKOFF));
+    }
+    if (this.#failures.size > SWEEP_AT || this.#sources.size > SWEEP_AT) {
+      for (const map of [this.#failures, this.#sources]) {
+        for (const [k, e] of map) if (e.until + this.limits.maxBackoffMs < now) map.delete(k);
+      }
     }
   }
 
-  /** A login from `source` succeeded: it starts afresh. */
-  succeeded(source: string): void {
-    this.#failures.delete(source);
+  /** A login of `agentId` from `source` succeeded: that id starts afresh (the source's count stays, so a stolen token cannot reset it). */
+  succeeded(source: string, agentId: string): void {
+    this.#failures.delete(key(source, agentId));
+  }
+
+  /** One more failure: the wait doubles from the `from`th failure on (none before). */
+  #longer(entry: Backoff | undefined, now: number, from = 1): Backoff {
+    const count = (entry?.count ?? 0) + 1;
+    const until = count < from ? 0 : now + Math.min(FIRST_BACKOFF_MS * 2 ** (count - from), this.limits.maxBackoffMs);
+    return { count, until };
   }
 
   /**
-   * Runs `check` (whether the login is good) when a slot is free, and records its verdict for
-   * `source` before the slot passes on, so logins queued behind a failure are not checked.
-   * Without running it: `backoff` when `source` is backing off (asked again when the slot comes),
-   * `busy` when too many logins wait, or too many of this source's. `source` undefined: only the
-   * total is bounded (the broker asking over HTTP does not say where a login comes from).
+   * Runs `check` (whether the login is good) when a slot is free, and records its verdict
+   * before the slot passes on, so logins queued behind a failure are not checked. Without
+   * running it: `backoff` when the login must wait (asked again when the slot comes), `busy`
+   * when too many logins wait, or too many of this source's. `source` undefined: only the total
+   * is bounded (the broker asking over HTTP does not say where a login comes from).
    */
-  async run(source: string | undefined, check: () => Promise<boolean>): Promise<boolean | 'busy' | 'backoff'> {
-    if (source !== undefined && this.backingOff(source)) return 'backoff';
+  async run(source: string | undefined, agentId: string, check: () => Promise<boolean>): Promise<boolean | 'busy' | 'backoff'> {
+    if (source !== undefined && this.backingOff(source, agentId)) return 'backoff';
     const mine = source === undefined ? 0 : (this.#inFlight.get(source) ?? 0);
     if (mine >= MAX_PER_SOURCE) return 'busy';
     if (this.#running >= this.limits.concurrency && this.#waiting.length >= MAX_WAITING) return 'busy';
@@ -78,11 +107,11 @@ export class AuthThrottle {
       if (this.#running >= this.limits.concurrency) await new Promise<void>((resolve) => this.#waiting.push(resolve));
       else this.#running += 1;
       try {
-        if (source !== undefined && this.backingOff(source)) return 'backoff';
+        if (source !== undefined && this.backingOff(source, agentId)) return 'backoff';
         const good = await check();
         if (source !== undefined) {
-          if (good) this.succeeded(source);
-          else this.failed(source);
+          if (good) this.succeeded(source, agentId);
+          else this.failed(source, agentId);
         }
         return good;
       } finally {
@@ -100,3 +129,5 @@ export class AuthThrottle {
     }
   }
 }
+
+const key = (source: string, agentId: string): string => `${source}\n${agentId}`;

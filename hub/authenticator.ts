@@ -54,7 +54,7 @@ export class Authenticator {
     if (credential && !credential.revoked && known?.against === credential.tokenHash && known.token === fingerprint(token)) return 'ok';
     const source = address === undefined ? undefined : sourceOf(address);
     let matches = false;
-    const good = await this.#throttle.run(source, async () => {
+    const good = await this.#throttle.run(source, clientId, async () => {
       matches = await verifyToken(token, credential?.tokenHash ?? (await this.#dummy()));
       return matches && credential !== undefined && !credential.revoked;
     });

@@ -1,5 +1,6 @@
 import { Aedes, type AuthenticateError } from 'aedes';
 import type { Logger } from 'pino';
+import { sourceOf } from './address-source.js';
 import type { Authenticator } from './authenticator.js';
 import { ConnectRateLimiter } from './rate-limit.js';
 import type { GuardedConnection } from './frame-guard.js';
@@ -59,7 +60,7 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
   const limiter = new ConnectRateLimiter(options.connectLimit.perAddress, options.connectLimit.windowMs);
   broker.preConnect = (client, _packet, done) => {
     const address = (client.conn as { remoteAddress?: string }).remoteAddress ?? 'unknown';
-    if (limiter.allow(address)) return done(null, true);
+    if (limiter.allow(sourceOf(address))) return done(null, true);
     options.shedLog.shed('connect_rate', { address });
     done(new Error(`too many connection attempts from ${address}`), false);
   };
@@ -149,7 +150,7 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
   broker.authorizeSubscribe = (client, subscription, done) => {
     // `+` is allowed: authorizeForward below drops each change set the agent may not read.
     if (!maySubscribe(client.id, subscription.topic, subscribeAccess, true)) {
-      log.warn({ agentId: client.id, topic: subscription.topic }, 'forbidden subscription refused');
+      options.shedLog.shed('forbidden_subscription', { agentId: client.id, topic: subscription.topic });
       return done(null, null);
     }
     let topics = allowed.get(client);

@@ -227,6 +227,19 @@ export function scopeRules(collections: Readonly<Record<string, Pick<CollectionC
   );
 }
 
+/**
+ * Refuses a config with scoped collections: until scopes are delivered per device, serving one
+ * would send all of it to every device that may read it, so it is refused rather than served
+ * unconfined. (`outpost hub scopes preview` evaluates such configs.)
+ */
+export function refuseScopes(config: HubConfig): void {
+  const [scoped] = scopeRules(config.collections).collections;
+  if (scoped === undefined) return;
+  throw new ConfigError(
+    `collections.${scoped}.scope: this hub does not serve scoped collections yet (it would send every document to every device that may read them); remove the scope to serve the collection whole`,
+  );
+}
+
 /** The partition a collection belongs to: the one that lists it, or `default`. */
 export function partitionOf(config: HubConfig, collection: string): string {
   for (const [partition, collections] of Object.entries(config.partitions)) {

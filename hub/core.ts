@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import pino, { type Logger } from 'pino';
 import { newOutcomes } from '../shared/acks.js';
 import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
-import { ConfigError, ErrorCode, OutpostError } from '../shared/errors.js';
+import { ErrorCode, OutpostError } from '../shared/errors.js';
 import { HybridClock } from '../shared/hlc.js';
 import { limits } from '../shared/limits.js';
 import type {
@@ -19,7 +19,7 @@ import { PROTOCOL_VERSION } from '../shared/protocol-version.js';
 import { DEFAULT_PARTITION, partitionTopics, type PartitionTopics } from '../shared/topics.js';
 import { AccessControl } from './access.js';
 import { Committer } from './committer.js';
-import { assignment, CollectionPolicies, DEFAULT_HUB_CONFIG, scopeRules, type HubConfig } from './config.js';
+import { assignment, CollectionPolicies, DEFAULT_HUB_CONFIG, refuseScopes, type HubConfig } from './config.js';
 import {
   defaultIngestOptions,
   Ingestor,
@@ -132,14 +132,7 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.log = options.logger ?? pino({ level: 'silent' });
     this.config = options.config ?? DEFAULT_HUB_CONFIG;
     this.policies = new CollectionPolicies(this.config);
-    const scoped = scopeRules(this.config.collections).collections;
-    if (scoped.length > 0) {
-      // Until scopes are delivered per device, serving a scoped collection would send all of it
-      // to every device that may read it: refused rather than served unconfined.
-      throw new ConfigError(
-        `collections.${scoped[0]}.scope: this hub does not serve scoped collections yet (it would send every document to every device that may read them); remove the scope to serve the collection whole`,
-      );
-    }
+    refuseScopes(this.config);
     const refusals = new RefusedWorkLog(this.log);
     this.on('refused', (kind, agentId, count) => refusals.record(kind, agentId, count));
     this.#collections = new KnownCollections(Object.keys(this.config.collections));
@@ -296,13 +289,25 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.#sendDown(agentId, ['lostack', { id: body.id, hlc: this.clock.tick() }]);
   }
 
-  /** Answers one pull (the PacedQueue calls it, one at a time per agent); returns the bytes sent. */
+  /**
+   * Answers one pull (the PacedQueue calls it, one at a time per agent); returns what it cost:
+   * the bytes read or sent, whichever is more (a page of another collection's rows costs the
+   * reading even when little of it is the agent's).
+   */
   async #answerPull(agentId: string, pull: PullMessage[1]): Promise<number> {
+    let read = 0;
     try {
-      const answer = await answerPull(this.store, this.clock, pull, limits.maxMessageBytes / 2, (c) => this.access.mayRead(agentId, c));
-      const bytes = this.#sendDown(agentId, answer);
+      const answer = await answerPull(
+        this.store,
+        this.clock,
+        pull,
+        limits.maxMessageBytes / 2,
+        (c) => this.access.mayRead(agentId, c),
+        (bytes) => (read += bytes),
+      );
+      const sent = this.#sendDown(agentId, answer);
       this.emit('pull', agentId, pull, answer);
-      return bytes;
+      return Math.max(sent, read);
     } catch (error) {
       // The agent asks again after its pull timeout; tell it why meanwhile.
       this.log.error({ err: error, agentId }, 'could not answer a pull');
@@ -310,7 +315,7 @@ export class HubCore extends EventEmitter<HubEvents> {
         'error',
         { code: ErrorCode.STORAGE_FAILED, message: `hub could not read its store: ${(error as Error).message}` },
       ]);
-      return 0;
+      return read;
     }
   }
 

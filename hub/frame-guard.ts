@@ -1,7 +1,7 @@
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { InboundBudget } from './inbound-budget.js';
+import { InboundBudget, type InboundBudgets } from './inbound-budget.js';
 import { SendQueue } from './send-queue.js';
 import type { ShedReason } from './shed.js';
 
@@ -90,6 +90,8 @@ export interface ConnectionLimits {
   maxQueuedBytes: number;
   /** Bytes the client may send per second; see InboundBudget for what happens past it. */
   maxInboundBytesPerSecond: number;
+  /** Once logged in, the agent's budget is kept here, across its connections. */
+  budgets?: InboundBudgets;
 }
 
 /**
@@ -127,7 +129,8 @@ export function guardConnection(
     onShed('slow_consumer', peer(), { ...(agentId !== undefined && { agentId }), ...overflow, maxQueuedBytes: limits.maxQueuedBytes });
     socket.destroy();
   });
-  const budget = new InboundBudget(limits.maxInboundBytesPerSecond);
+  // Before login, the connection's own (it may send a few KB then); after, its agent's.
+  let budget = new InboundBudget(limits.maxInboundBytesPerSecond);
   // Reading stops while the broker has not taken what was pushed, or the budget is spent; it
   // resumes once neither holds.
   let backpressured = false;
@@ -192,6 +195,7 @@ export function guardConnection(
   const admit = (id: string): void => {
     agentId = id;
     meter.admit();
+    if (limits.budgets) budget = limits.budgets.of(id);
     loggedIn();
   };
   return Object.assign(guarded, { admit, queue });

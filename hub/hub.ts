@@ -1,14 +1,14 @@
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import type { Aedes, Client } from 'aedes';
 import { limits } from '../shared/limits.js';
 import { createBroker } from './broker.js';
 import type { Presence } from './fleet.js';
 import { guardConnection, type ConnectionLimits } from './frame-guard.js';
-import { DEFAULT_PENDING_LOGIN_LIMITS, PendingLogins } from './pending-logins.js';
+import { InboundBudgets } from './inbound-budget.js';
+import { Listeners } from './listeners.js';
+import { DEFAULT_PENDING_LOGIN_LIMITS } from './pending-logins.js';
+import type { ShedReason } from './shed.js';
 import { HubBase, type HubCommonOptions, onStore, startOrStop } from './hub-base.js';
 import type { HubStore } from './store/hub-store.js';
-import { ConfigError } from '../shared/errors.js';
 
 export interface HubOptions extends HubCommonOptions {
   /** MQTT port; 0 picks a free one. */
@@ -62,17 +62,13 @@ export const DEFAULT_MAX_QUEUED_BYTES = 8 * 1024 * 1024;
  */
 export const DEFAULT_MAX_INBOUND_BYTES_PER_SECOND = 8 * 1024 * 1024;
 
-/** Longest a TLS handshake may take, as long as a CONNECT may (Node's default is 120 s). */
-const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
-
 /**
  * The main site on the embedded default: an aedes broker (behind a packet-size guard) carrying
  * the hub protocol (`HubCore`), and the HTTP API.
  */
 export class Hub extends HubBase {
   #broker: Aedes | undefined;
-  #server: Server | undefined;
-  #tlsServer: TlsServer | undefined;
+  #listeners: Listeners | undefined;
   readonly #clients = new Map<string, Client>();
   /** Who is connected, since when, from where; who was, until when. */
   readonly presence = new Map<string, Presence>();
@@ -144,75 +140,33 @@ export class Hub extends HubBase {
       maxQueuedBytes: options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
       maxInboundBytesPerSecond: options.maxInboundBytesPerSecond ?? DEFAULT_MAX_INBOUND_BYTES_PER_SECOND,
     };
-    const pending = new PendingLogins({
-      total: options.maxPendingLogins ?? DEFAULT_PENDING_LOGIN_LIMITS.total,
-      perSource: options.maxPendingLoginsPerAddress ?? DEFAULT_PENDING_LOGIN_LIMITS.perSource,
-    });
-    // A TLS connection counts from its TCP accept, before the handshake: by the peer's address
-    // and port, which its TLS socket has too.
-    const handshaking = new Map<string, () => void>();
-    const peerOf = (socket: Socket): string => `${socket.remoteAddress}|${socket.remotePort}`;
-    /** Counts a new connection as waiting to log in; closes it if that is over a limit. */
-    const admitPending = (socket: Socket): (() => void) | undefined => {
-      const release = pending.enter(socket.remoteAddress);
-      if (release) {
-        socket.once('close', release);
-        return release;
-      }
-      this.shedLog.shed('pending_logins', { address: socket.remoteAddress ?? 'unknown', pending: pending.pending });
-      socket.destroy();
-      return undefined;
-    };
-    const accept = (socket: Socket): void => {
-      const key = peerOf(socket);
-      const release = handshaking.get(key) ?? admitPending(socket);
-      handshaking.delete(key);
-      if (!release) return;
-      socket.setNoDelay(true); // acks and pages are small and latency-bound: no Nagle delay
-      broker.handle(
-        guardConnection(
-          socket,
-          limits,
-          (reason, peer, facts) => {
-            this.shedLog.shed(reason, { peer, ...facts });
+    limits.budgets = new InboundBudgets(limits.maxInboundBytesPerSecond);
+    this.#listeners = await Listeners.start(
+      {
+        plain: options.plain !== false,
+        port: options.port,
+        host: options.host ?? '0.0.0.0',
+        ...(options.tls && {
+          tls: {
+            ...options.tls,
+            host: options.tls.host ?? options.host ?? '0.0.0.0',
+            requireClientCert: options.tls.requireClientCert ?? false,
           },
-          release,
-        ),
-      );
-    };
-    const listen = (server: Server, port: number, host: string): Promise<void> =>
-      new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => resolve());
-      });
-    if (options.plain !== false) {
-      this.#server = createServer(accept);
-      await listen(this.#server, options.port, options.host ?? '0.0.0.0');
-    }
-    if (options.tls) {
-      const { cert, key, ca, requireClientCert } = options.tls;
-      this.#tlsServer = createTlsServer(
-        {
-          cert,
-          key,
-          ...(ca !== undefined && { ca }),
-          requestCert: requireClientCert ?? false,
-          rejectUnauthorized: requireClientCert ?? false,
-          handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+        }),
+        pendingLogins: {
+          total: options.maxPendingLogins ?? DEFAULT_PENDING_LOGIN_LIMITS.total,
+          perSource: options.maxPendingLoginsPerAddress ?? DEFAULT_PENDING_LOGIN_LIMITS.perSource,
         },
-        accept,
-      );
-      this.#tlsServer.on('connection', (raw: Socket) => {
-        const release = admitPending(raw);
-        if (!release) return;
-        const key = peerOf(raw);
-        handshaking.set(key, release);
-        raw.once('close', () => handshaking.delete(key));
-      });
-      this.#tlsServer.on('tlsClientError', (error) => log.debug({ err: error.message }, 'TLS handshake failed'));
-      await listen(this.#tlsServer, options.tls.port, options.tls.host ?? options.host ?? '0.0.0.0');
-    }
-    if (!this.#server && !this.#tlsServer) throw new ConfigError('the hub has no listener: enable the plain one or configure TLS');
+      },
+      (socket, loggedIn) => {
+        socket.setNoDelay(true); // acks and pages are small and latency-bound: no Nagle delay
+        const shed = (reason: ShedReason, peer: string, facts: Record<string, number | string>): void =>
+          this.shedLog.shed(reason, { peer, ...facts });
+        broker.handle(guardConnection(socket, limits, shed, loggedIn));
+      },
+      this.shedLog,
+      log,
+    );
     this.core.start();
     this.history.start();
     await this.startHttp();
@@ -221,15 +175,15 @@ export class Hub extends HubBase {
 
   /** The plain MQTT port (the TLS one when there is no plain listener). */
   get port(): number {
-    return ((this.#server ?? this.#tlsServer)!.address() as AddressInfo).port;
+    return this.#listeners!.port;
   }
 
   get tlsPort(): number | undefined {
-    return (this.#tlsServer?.address() as AddressInfo | null | undefined)?.port;
+    return this.#listeners?.tlsPort;
   }
 
   get ready(): boolean {
-    return (this.#server ?? this.#tlsServer)?.listening === true && !this.stopping;
+    return this.#listeners?.listening === true && !this.stopping;
   }
 
   get connectedAgents(): number {
@@ -245,8 +199,6 @@ export class Hub extends HubBase {
       await new Promise<void>((resolve) => broker.close(() => resolve()));
     }
     await this.core.stop();
-    for (const server of [this.#server, this.#tlsServer]) {
-      if (server?.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
-    }
+    await this.#listeners?.close();
   }
 }

@@ -36,7 +36,8 @@ export class PacedQueue<T> {
     private readonly pace: Pace,
     /** A message was replaced by a newer one before it was handled. */
     private readonly superseded: (agentId: string) => void,
-    private readonly now: () => number = Date.now,
+    // Monotonic: a wall clock stepped back would starve every agent's budget for the step.
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   submit(agentId: string, message: T): void {
@@ -65,6 +66,7 @@ export class PacedQueue<T> {
   }
 
   #drain(agentId: string, state: AgentState<T>): void {
+    if (this.#stopped) return; // a handler that finished after stop(): nothing more
     this.#refill(state);
     if (state.tokens < 0) {
       // Over budget: wait until it is back to zero; a newer message may replace this one meanwhile.
@@ -72,7 +74,7 @@ export class PacedQueue<T> {
       state.timer = setTimeout(() => {
         state.timer = undefined;
         this.#drain(agentId, state);
-      }, waitMs);
+      }, waitMs).unref();
       return;
     }
     const message = state.next;

@@ -3,6 +3,8 @@ import type { PageMessage, PullMessage, SnapshotMessage } from '../shared/messag
 import type { HubStore } from './store/hub-store.js';
 
 export const DEFAULT_PAGE_LIMIT = 500;
+/** The most changes a page holds, whatever a pull asks: twice what an agent asks for. */
+export const MAX_PAGE_LIMIT = 1_000;
 
 /**
  * Answers a pull. While the log reaches back to `from`, with one page of the log: a page is
@@ -21,20 +23,23 @@ export async function answerPull(
   pull: PullMessage[1],
   maxBytes: number,
   mayRead: (collection: string) => boolean = () => true,
+  /** Told the bytes of rows read for the answer, the reader's or not: what it cost. */
+  onRead: (bytes: number) => void = () => undefined,
 ): Promise<PageMessage | SnapshotMessage> {
-  const limit = pull.limit ?? DEFAULT_PAGE_LIMIT;
+  const limit = Math.min(pull.limit ?? DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT);
   const tailAvailable = async (lsn: number): Promise<boolean> =>
     lsn >= store.head || (lsn >= store.prunedThrough && (await store.logHolds(lsn + 1)));
   if (pull.snap && (await tailAvailable(pull.snap.lsn)))
-    return snapshotPage(store, clock, pull, pull.snap.lsn, pull.snap.after, limit, maxBytes, mayRead);
+    return snapshotPage(store, clock, pull, pull.snap.lsn, pull.snap.after, limit, maxBytes, mayRead, onRead);
   if (pull.snap || !(await tailAvailable(pull.from)))
-    return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes, mayRead);
+    return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes, mayRead, onRead);
 
   const head = store.head;
-  const { changes, complete, through } = await store.readLog(pull.from, pull.cs, limit, maxBytes, mayRead);
+  const { changes, complete, through, readBytes } = await store.readLog(pull.from, pull.cs, limit, maxBytes, mayRead);
+  onRead(readBytes);
   // Retention may have pruned past `from` while the read was under way (a store across a network
   // reads asynchronously): the page could then start above a hole. Send a snapshot instead.
-  if (pull.from < store.prunedThrough) return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes, mayRead);
+  if (pull.from < store.prunedThrough) return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes, mayRead, onRead);
   const to = complete ? Math.max(head, pull.from) : through;
   return ['page', { id: pull.id, from: pull.from, to, more: !complete, hlc: clock.tick(), changes }];
 }
@@ -48,7 +53,9 @@ async function snapshotPage(
   limit: number,
   maxBytes: number,
   mayRead: (collection: string) => boolean,
+  onRead: (bytes: number) => void,
 ): Promise<SnapshotMessage> {
-  const { docs, next } = await store.readDocuments(pull.cs, after, limit, maxBytes, mayRead);
+  const { docs, next, readBytes } = await store.readDocuments(pull.cs, after, limit, maxBytes, mayRead);
+  onRead(readBytes);
   return ['snapshot', { id: pull.id, from: pull.from, lsn, hlc: clock.tick(), docs, ...(next && { next }) }];
 }

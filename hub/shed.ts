@@ -34,6 +34,8 @@ export const SHED_REASONS = [
   'inbound_rate',
   /** A subscription past the most one client may hold (MAX_SUBSCRIPTIONS_PER_CLIENT): refused, the client stays. */
   'subscriptions',
+  /** A subscription to a topic the client may not read: refused (SUBACK 0x80), the client stays. */
+  'forbidden_subscription',
 ] as const;
 
 export type ShedReason = (typeof SHED_REASONS)[number];
@@ -51,6 +53,7 @@ const MESSAGES: Record<ShedReason, string> = {
   pending_logins: 'closed a new connection: too many connections waiting to log in, in all or from this address',
   inbound_rate: 'a client sent more than maxInboundBytesPerSecond; its socket is not read until its budget refills',
   subscriptions: 'refused a subscription: the client holds as many as one client may',
+  forbidden_subscription: 'refused a subscription to a topic the client may not read',
 };
 
 /** At most one warning per reason in this long; the rest go to the debug log, and the next warning counts them. */

@@ -75,10 +75,13 @@ export interface LogPage {
   changes: Change[];
   complete: boolean;
   through: number;
+  /** What reading the page cost: the bytes of every row read, the reader's or not (see MAX_READ_FACTOR). */
+  readBytes: number;
 }
 export interface DocumentPage {
   docs: Change[];
   next: [string, string] | undefined;
+  readBytes: number;
 }
 
 /**

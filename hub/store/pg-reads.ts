@@ -5,6 +5,8 @@ import type { PgPool } from './pg-pool.js';
 import {
   documentPage,
   logPage,
+  MAX_READ_FACTOR,
+  pgWithinReadBudget,
   toConflictRecord,
   toListedDocument,
   toRejected,
@@ -39,12 +41,18 @@ export class PgReads {
     maxBytes: number,
     include: (collection: string) => boolean = () => true,
   ): Promise<LogPage> {
-    const rows = await this.#db.query<LogRow>(
-      `SELECT lsn, collection, key, op, value, hlc, origin FROM log
-       WHERE lsn > $1 ${collections ? 'AND collection = ANY($3::text[])' : ''} ORDER BY lsn LIMIT $2`,
-      [from, limit, ...(collections ? [collections] : [])],
+    // Rows past the page's read budget are not sent (see pgReadBudget).
+    const columns = 'lsn, collection, key, op, value, hlc, origin';
+    const rows = await this.#db.query<LogRow & { rows_in_query: string }>(
+      pgWithinReadBudget(
+        columns,
+        `SELECT ${columns} FROM log WHERE lsn > $1 ${collections ? 'AND collection = ANY($4::text[])' : ''} ORDER BY lsn LIMIT $2`,
+        'lsn',
+        '$3',
+      ),
+      [from, limit, MAX_READ_FACTOR * maxBytes, ...(collections ? [collections] : [])],
     );
-    return logPage(rows, from, limit, maxBytes, include);
+    return logPage(rows, from, limit, maxBytes, include, rows.length < Number(rows[0]?.rows_in_query ?? 0));
   }
 
   async readDocuments(
@@ -55,15 +63,20 @@ export class PgReads {
     include: (collection: string) => boolean = () => true,
   ): Promise<DocumentPage> {
     const where: string[] = [];
-    const params: unknown[] = [limit];
+    const params: unknown[] = [limit, MAX_READ_FACTOR * maxBytes];
     if (after) where.push(`(collection, key) > ($${params.push(after[0])}, $${params.push(after[1])})`);
     if (collections) where.push(`collection = ANY($${params.push(collections)}::text[])`);
-    const rows = await this.#db.query<DocumentRow>(
-      `SELECT collection, key, value, deleted, version, hlc, origin, field_hlcs FROM documents
-       ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY collection, key LIMIT $1`,
+    const columns = 'collection, key, value, deleted, version, hlc, origin, field_hlcs';
+    const rows = await this.#db.query<DocumentRow & { rows_in_query: string }>(
+      pgWithinReadBudget(
+        columns,
+        `SELECT ${columns} FROM documents ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY collection, key LIMIT $1`,
+        'collection, key',
+        '$2',
+      ),
       params,
     );
-    return documentPage(rows, limit, maxBytes, include);
+    return documentPage(rows, limit, maxBytes, include, rows.length < Number(rows[0]?.rows_in_query ?? 0));
   }
 
   async document(collection: string, key: string): Promise<StoredDocument | undefined> {

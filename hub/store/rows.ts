@@ -172,59 +172,103 @@ export function encodedChangeBytes(row: { collection: string; key: string; origi
 }
 
 /**
+ * A page reads at most this many times its size of rows, the reader's or not: a reader of one
+ * sparse collection in a log full of others' large values gets a page that covers less of the
+ * log (it asks again from where it ends), instead of making the hub read megabytes for nothing.
+ */
+export const MAX_READ_FACTOR = 2;
+
+/**
+ * Wraps a PostgreSQL page query (`limited`: its rows in `order`, already limited) so that rows
+ * past the read budget in parameter `budget` are not sent (see MAX_READ_FACTOR): each row's
+ * running size in `order`, and `rows_in_query`, how many the limited query had, to tell a page
+ * cut for size from the end.
+ */
+export function pgWithinReadBudget(columns: string, limited: string, order: string, budget: string): string {
+  return `SELECT ${columns}, rows_in_query FROM (
+      SELECT ${columns}, coalesce(octet_length(value), 0) + 64 AS own,
+        sum(coalesce(octet_length(value), 0) + 64) OVER (ORDER BY ${order}) AS running, count(*) OVER () AS rows_in_query
+      FROM (${limited}) limited
+    ) page WHERE running - own < ${budget} ORDER BY ${order}`;
+}
+
+/**
  * One page of the log from rows read in LSN order after `from` (at most `limit`): no more than
- * `maxBytes` of changes (at least one), skipping what `include` refuses while still covering it.
+ * `maxBytes` of changes (at least one), skipping what `include` refuses while still covering it,
+ * and reading no more than MAX_READ_FACTOR times `maxBytes` of rows (`rows` is consumed only so
+ * far). `cut`: the source itself stopped early for size, so fewer rows than `limit` does not
+ * mean the end of the log.
  */
 export function logPage(
-  rows: readonly LogRow[],
+  rows: Iterable<LogRow>,
   from: number,
   limit: number,
   maxBytes: number,
   include: (collection: string) => boolean,
+  cut = false,
 ): LogPage {
   const changes: Change[] = [];
   let bytes = 0;
+  let readBytes = 0;
+  let read = 0;
   let lastRead = from;
   for (const row of rows) {
+    const size = encodedChangeBytes(row);
+    readBytes += size;
+    if (read > 0 && readBytes > MAX_READ_FACTOR * maxBytes) return { changes, complete: false, through: lastRead, readBytes };
+    read += 1;
     if (!include(row.collection)) {
       lastRead = row.lsn; // not for this reader; the page still covers it
       continue;
     }
-    bytes += encodedChangeBytes(row);
-    if (changes.length > 0 && bytes > maxBytes) return { changes, complete: false, through: lastRead };
+    bytes += size;
+    if (changes.length > 0 && bytes > maxBytes) return { changes, complete: false, through: lastRead, readBytes };
     changes.push(logRowToChange(row));
     lastRead = row.lsn;
   }
-  return { changes, complete: rows.length < limit, through: lastRead };
+  return { changes, complete: !cut && read < limit, through: lastRead, readBytes };
 }
 
 /**
  * One snapshot page from documents read in (collection, key) order (at most `limit`): no more
- * than `maxBytes` of them (at least one); `next` is where the next page starts, unless this was
- * the last. Documents `include` refuses are skipped but still count as read.
+ * than `maxBytes` of them (at least one), reading no more than MAX_READ_FACTOR times that; `next`
+ * is where the next page starts, unless this was the last. Documents `include` refuses are
+ * skipped but still count as read. `cut` as for logPage.
  */
 export function documentPage(
-  rows: readonly DocumentRow[],
+  rows: Iterable<DocumentRow>,
   limit: number,
   maxBytes: number,
   include: (collection: string) => boolean,
+  cut = false,
 ): DocumentPage {
   const docs: Change[] = [];
   let bytes = 0;
+  let readBytes = 0;
   let last: [string, string] | undefined;
   let read = 0;
+  let stopped = false;
   for (const row of rows) {
+    const size = encodedChangeBytes(row);
+    readBytes += size;
+    if (read > 0 && readBytes > MAX_READ_FACTOR * maxBytes) {
+      stopped = true;
+      break;
+    }
     if (!include(row.collection)) {
       last = [row.collection, row.key];
       read += 1;
       continue;
     }
-    bytes += encodedChangeBytes(row);
-    if (docs.length > 0 && bytes > maxBytes) break;
+    bytes += size;
+    if (docs.length > 0 && bytes > maxBytes) {
+      stopped = true;
+      break;
+    }
     read += 1;
     last = [row.collection, row.key];
     docs.push(documentRowToChange(row));
   }
-  const complete = read === rows.length && rows.length < limit;
-  return { docs, next: complete || !last ? undefined : last };
+  const complete = !stopped && !cut && read < limit;
+  return { docs, next: complete || !last ? undefined : last, readBytes };
 }

@@ -48,8 +48,9 @@ export class SqliteReads {
             `SELECT lsn, collection, key, op, value, hlc, origin FROM log
              WHERE lsn > ? AND collection IN (${collections.map(() => '?').join(',')}) ORDER BY lsn LIMIT ?`,
           )
-          .all(from, ...collections, limit)
-      : this.#readLogAll.all(from, limit);
+          .iterate(from, ...collections, limit)
+      : this.#readLogAll.iterate(from, limit);
+    // Iterated, so that the rows after the page's read budget are never read.
     return logPage(rows, from, limit, maxBytes, include);
   }
 
@@ -83,7 +84,7 @@ export class SqliteReads {
         `SELECT collection, key, value, deleted, version, hlc, origin, field_hlcs FROM documents
          ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY collection, key LIMIT ?`,
       )
-      .all(...params, limit);
+      .iterate(...params, limit);
     return documentPage(rows, limit, maxBytes, include);
   }
 

@@ -42,8 +42,8 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
     test('starts empty', async () => {
       expect(store.kind).toMatch(/^[a-z]+$/);
       expect([store.head, store.prunedThrough]).toEqual([0, 0]);
-      expect(await store.readLog(0, undefined, 10, ALL)).toEqual({ changes: [], complete: true, through: 0 });
-      expect(await store.readDocuments(undefined, undefined, 10, ALL)).toEqual({ docs: [], next: undefined });
+      expect(await store.readLog(0, undefined, 10, ALL)).toEqual({ changes: [], complete: true, through: 0, readBytes: 0 });
+      expect(await store.readDocuments(undefined, undefined, 10, ALL)).toEqual({ docs: [], next: undefined, readBytes: 0 });
       expect(await store.document('s', 'k')).toBeUndefined();
       expect(await store.collectionHeads()).toEqual({});
       expect(await store.lastSeqs('pi-1')).toEqual({});
@@ -268,6 +268,42 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       expect([lsns(readerB), readerB.complete, readerB.through]).toEqual([[2], false, 3]);
     });
 
+    test('a page reads at most twice its size of rows, whoever they are for, and says what it read', async () => {
+      // Twenty 10 KB values another reader's, then one small change of this reader's.
+      const big = 'x'.repeat(10_000);
+      await commitGroup(store, [...Array.from({ length: 20 }, (_, i) => hubPut('theirs', `t${i}`, big)), hubPut('mine', 'm', 1)]);
+      const mine = (c: string): boolean => c === 'mine';
+      const pageBytes = 20_000;
+      const found: Change[] = [];
+      let from = 0;
+      let pages = 0;
+      for (let complete = false; !complete && pages < 50; pages++) {
+        const page = await store.readLog(from, undefined, 1000, pageBytes, mine);
+        // Each read stops once past twice the page's size: at most one row more than that.
+        expect(page.readBytes).toBeLessThanOrEqual(2 * pageBytes + 10_200);
+        expect(page.readBytes).toBeGreaterThan(0);
+        found.push(...page.changes);
+        expect(page.through).toBeGreaterThan(from); // it covers what it read, so the next page goes on
+        from = page.through;
+        complete = page.complete;
+      }
+      expect(found.map((c) => c.k)).toEqual(['m']);
+      expect(pages).toBeGreaterThan(5); // 200 KB read 40 KB at a time
+      // The same for snapshot pages.
+      const docs: Change[] = [];
+      let after: [string, string] | undefined;
+      pages = 0;
+      do {
+        const page = await store.readDocuments(undefined, after, 1000, pageBytes, mine);
+        expect(page.readBytes).toBeLessThanOrEqual(2 * pageBytes + 10_200);
+        docs.push(...page.docs);
+        after = page.next;
+        pages += 1;
+      } while (after && pages < 50);
+      expect(docs.map((d) => d.k)).toEqual(['m']);
+      expect(pages).toBeGreaterThan(5);
+    });
+
     test('pages snapshots in byte order of (collection, key), tombstones included', async () => {
       const keys = ['b', 'B', 'a', 'é', 'z', '~', '😀', 'aa', 'a b', 'Z9', '\u00ff', 'ω'];
       await commitGroup(store, [
@@ -482,7 +518,7 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       await store.close();
       store = await open();
       expect([store.head, store.prunedThrough]).toEqual([2, 2]);
-      expect(await store.readLog(0, undefined, 10, ALL)).toEqual({ changes: [], complete: true, through: 0 });
+      expect(await store.readLog(0, undefined, 10, ALL)).toEqual({ changes: [], complete: true, through: 0, readBytes: 0 });
       expect(await commitGroup(store, [hubPut('s', '3', 3)])).toEqual([3]);
     });
 

@@ -46,7 +46,8 @@ interface FieldRule {
 type Rule = KeyRule | FieldRule;
 
 const PLACEHOLDER = /\{([^{}]*)\}/g;
-const LABEL_NAME = /^[a-z0-9_.-]{1,64}$/;
+/** What a label's name may be (hub/labels.ts checks names against it when labels are set). */
+export const LABEL_NAME = /^[a-z0-9_.-]{1,64}$/;
 
 /**
  * The scope rules of every scoped collection, compiled. A rule maps a document to a few buckets

@@ -19,8 +19,8 @@ export type Labels = Readonly<Record<string, string>>;
 
 /** A change to an agent's labels: names to set (to their value) and names to remove. */
 export interface LabelChange {
-  set: Record<string, string>;
-  unset: string[];
+  set: Labels;
+  unset: readonly string[];
 }
 
 // C0 and C1 controls and DEL: a newline or tab in a value would break every listing of it.
@@ -54,7 +54,8 @@ export function checkLabelValue(name: string, value: string): void {
  * is everything after the first `=`), `name-` removes one. Each name may appear once.
  */
 export function parseLabelChanges(args: readonly string[]): LabelChange {
-  const change: LabelChange = { set: noLabels(), unset: [] };
+  const set = noLabels();
+  const unset: string[] = [];
   const seen = new Set<string>();
   for (const arg of args) {
     const eq = arg.indexOf('=');
@@ -63,11 +64,11 @@ export function parseLabelChanges(args: readonly string[]): LabelChange {
       name = arg.slice(0, eq);
       checkLabelName(name);
       checkLabelValue(name, arg.slice(eq + 1));
-      change.set[name] = arg.slice(eq + 1);
+      set[name] = arg.slice(eq + 1);
     } else if (arg.endsWith('-')) {
       name = arg.slice(0, -1);
       checkLabelName(name);
-      change.unset.push(name);
+      unset.push(name);
     } else {
       throw new ConfigError(
         `${JSON.stringify(arg)} is not a label change: write name=value to set a label (site=berlin), or name- to remove one (site-)`,
@@ -76,14 +77,14 @@ export function parseLabelChanges(args: readonly string[]): LabelChange {
     if (seen.has(name)) throw new ConfigError(`label ${name} is given more than once: set or remove each label once`);
     seen.add(name);
   }
-  return change;
+  return { set, unset };
 }
 
 /**
  * An agent's labels after a change: `current` with `set` laid over it and `unset` removed, names
  * in order. Refuses an invalid name or value, and a result of more than MAX_LABELS labels.
  */
-export function mergeLabels(agentId: string, current: Labels, change: Readonly<LabelChange>): Record<string, string> {
+export function mergeLabels(agentId: string, current: Labels, change: LabelChange): Record<string, string> {
   const next = Object.assign(noLabels(), current);
   for (const [name, value] of Object.entries(change.set)) {
     checkLabelName(name);

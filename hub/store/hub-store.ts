@@ -171,8 +171,8 @@ export interface IngestPlan {
 
 /**
  * The hub's primary store: a gap-free log keyed by LSN, the current documents, each
- * collection's head LSN, per-agent sequences with op outcomes, the conflict archive and device
- * credentials. One hub process writes at a time (the leader); `head` and `prunedThrough` are
+ * collection's head LSN, per-agent sequences with op outcomes, the conflict archive, device
+ * credentials and labels. One hub process writes at a time (the leader); `head` and `prunedThrough` are
  * that writer's own bookkeeping. Every implementation passes the contract suite
  * (test/hub/store-contract.ts).
  */
@@ -253,6 +253,19 @@ export interface HubStore {
   brokerCredentials(): Promise<Array<{ agentId: string; mosquittoHash: string | null }>>;
   /** Changes whenever credentials change, from any process: the hub polls it to close revoked connections. */
   credentialsVersion(): Promise<number>;
+
+  /** An agent's labels, names in order (none: an empty object). Any agent id may have labels, provisioned or not. */
+  labels(agentId: string): Promise<Record<string, string>>;
+  /** Every agent that has labels, with them. */
+  allLabels(): Promise<Map<string, Record<string, string>>>;
+  /**
+   * Sets the labels in `set` and removes those named in `unset`, atomically; returns the labels
+   * after. Refuses (ConfigError, nothing written) an invalid name or value, or a result of more
+   * than MAX_LABELS labels (hub/labels.ts), whatever other writers did meanwhile.
+   */
+  setLabels(agentId: string, set: Readonly<Record<string, string>>, unset: readonly string[]): Promise<Record<string, string>>;
+  /** Changes whenever labels change, from any process: the hub polls it to reload its copy of every agent's labels. */
+  labelsVersion(): Promise<number>;
 
   /** This database's lineage, as it was when the store opened (a restore happens with the hub stopped). */
   readonly lineage: Lineage;

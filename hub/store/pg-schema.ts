@@ -157,6 +157,16 @@ CREATE TABLE lost_reporters (
   PRIMARY KEY (lineage, collection, key, version, agent_id)
 );
 `,
+  // 4: as SQLite migration 10: agents' labels, and a version bumped in the same transaction as
+  // every change of them (hubs poll it, as they poll credentials_version)
+  `
+CREATE TABLE agent_labels (
+  agent_id   text COLLATE "C" PRIMARY KEY,
+  labels     jsonb NOT NULL,
+  updated_at bigint NOT NULL
+);
+INSERT INTO hub_meta (name, value) VALUES ('labels_version', 0);
+`,
 ];
 
 /** Arbitrary but fixed: the advisory lock every hub process takes to migrate. */

@@ -21,6 +21,7 @@ import { ConcurrentWriterError, WriterFencedError } from './writer-errors.js';
 import { prefetchPlan, writeGroupCommit } from './pg-group-commit.js';
 import { BufferedIngestTx } from './pg-ingest-tx.js';
 import { PgCredentials } from './pg-credentials.js';
+import { PgLabels } from './pg-labels.js';
 import { PgLineage } from './pg-lineage.js';
 import { PgPool } from './pg-pool.js';
 import { PgReads } from './pg-reads.js';
@@ -49,13 +50,14 @@ export interface PostgresHubStoreOptions {
  * what its plan names in one parallel round of queries, runs `work` over those rows in memory,
  * and writes everything in one statement (one transaction) guarded by the leadership row.
  * `head` and `prunedThrough` are this writer's own bookkeeping, loaded when it opens; reads,
- * credentials and retention's SQL live in parts of their own.
+ * credentials, labels and retention's SQL live in parts of their own.
  */
 export class PostgresHubStore implements HubStore {
   readonly kind = 'postgres';
   readonly #db: PgPool;
   readonly #reads: PgReads;
   readonly #credentials: PgCredentials;
+  readonly #labels: PgLabels;
   readonly #retention: PgRetention;
   readonly #epoch: number;
   #head: number;
@@ -76,6 +78,7 @@ export class PostgresHubStore implements HubStore {
     this.#db = db;
     this.#reads = new PgReads(db);
     this.#credentials = new PgCredentials(db);
+    this.#labels = new PgLabels(db);
     this.#retention = new PgRetention(db);
     this.#epoch = state.epoch;
     this.#head = state.head;
@@ -256,6 +259,22 @@ export class PostgresHubStore implements HubStore {
 
   credentialsVersion(): Promise<number> {
     return this.#credentials.version();
+  }
+
+  labels(agentId: string): Promise<Record<string, string>> {
+    return this.#labels.get(agentId);
+  }
+
+  allLabels(): Promise<Map<string, Record<string, string>>> {
+    return this.#labels.all();
+  }
+
+  setLabels(agentId: string, set: Readonly<Record<string, string>>, unset: readonly string[]): Promise<Record<string, string>> {
+    return this.#labels.set(agentId, { set, unset });
+  }
+
+  labelsVersion(): Promise<number> {
+    return this.#labels.version();
   }
 
   get lineage(): Lineage {

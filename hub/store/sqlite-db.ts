@@ -1,4 +1,5 @@
 import type { OpResult } from '../../shared/messages.js';
+import type { LabelChange } from '../labels.js';
 import type {
   Lineage,
   LostDocument,
@@ -19,6 +20,7 @@ import type {
 import { SqliteConnection } from './sqlite-connection.js';
 import { SqliteCredentials } from './sqlite-credentials.js';
 import { SqliteIngestRows } from './sqlite-ingest-rows.js';
+import { SqliteLabels } from './sqlite-labels.js';
 import { SqliteLineage } from './sqlite-lineage.js';
 import { SqliteReads } from './sqlite-reads.js';
 import { SqliteRetention, type PrunePlan } from './sqlite-retention.js';
@@ -38,6 +40,7 @@ export class SqliteHubDb implements IngestTx {
   readonly #reads: SqliteReads;
   readonly #retention: SqliteRetention;
   readonly #credentials: SqliteCredentials;
+  readonly #labels: SqliteLabels;
   readonly #lineage: SqliteLineage;
   #head: number;
   #prunedThrough: number;
@@ -49,6 +52,7 @@ export class SqliteHubDb implements IngestTx {
     this.#reads = new SqliteReads(this.#db);
     this.#retention = new SqliteRetention(this.#db);
     this.#credentials = new SqliteCredentials(this.#db);
+    this.#labels = new SqliteLabels(this.#db);
     this.#lineage = new SqliteLineage(this.#db);
     this.#prunedThrough = this.#retention.prunedThrough();
     this.#head = Math.max(this.#rows.loggedHead(), this.#prunedThrough);
@@ -262,6 +266,21 @@ export class SqliteHubDb implements IngestTx {
   /** Changes when another connection (e.g. `outpost hub agents revoke`) commits to this database. */
   dataVersion(): number {
     return this.#db.dataVersion();
+  }
+
+  // Agents' labels.
+
+  labels(agentId: string): Record<string, string> {
+    return this.#labels.get(agentId);
+  }
+
+  allLabels(): Map<string, Record<string, string>> {
+    return this.#labels.all();
+  }
+
+  /** Sets and removes labels in one transaction; the labels after (ConfigError if refused, nothing written). */
+  setLabels(agentId: string, change: LabelChange): Record<string, string> {
+    return this.#labels.set(agentId, change);
   }
 
   // Lineage, and what restores lost.

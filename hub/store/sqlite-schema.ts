@@ -147,4 +147,13 @@ CREATE TABLE lost_reporters (
   PRIMARY KEY (lineage, collection, key, version, agent_id)
 ) WITHOUT ROWID;
 `,
+  // 10: agents' labels (scope rules read them), a JSON object of name to value per agent; an
+  // agent without labels has no row
+  `
+CREATE TABLE agent_labels (
+  agent_id   TEXT PRIMARY KEY,
+  labels     TEXT NOT NULL CHECK (json_valid(labels)),
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
 ];

@@ -153,6 +153,26 @@ export class SqliteHubStore implements HubStore {
     return settle(() => this.db.dataVersion());
   }
 
+  labels(agentId: string): Promise<Record<string, string>> {
+    return settle(() => this.db.labels(agentId));
+  }
+
+  allLabels(): Promise<Map<string, Record<string, string>>> {
+    return settle(() => this.db.allLabels());
+  }
+
+  setLabels(agentId: string, set: Readonly<Record<string, string>>, unset: readonly string[]): Promise<Record<string, string>> {
+    return settle(() => this.db.setLabels(agentId, { set, unset }));
+  }
+
+  /**
+   * SQLite's data_version, as for credentials: it changes whenever another connection (`outpost
+   * hub agents label`) commits, labels or not, and the hub's reload finds what differs.
+   */
+  labelsVersion(): Promise<number> {
+    return settle(() => this.db.dataVersion());
+  }
+
   #lineage: Lineage | undefined;
 
   get lineage(): Lineage {

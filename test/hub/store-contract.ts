@@ -48,6 +48,7 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       expect(await store.collectionHeads()).toEqual({});
       expect(await store.lastSeqs('pi-1')).toEqual({});
       expect(await store.credentials()).toEqual([]);
+      expect(await store.allLabels()).toEqual(new Map());
     });
 
     test('hands out gap-free LSNs across group commits, one group commit at a time', async () => {
@@ -563,6 +564,72 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       await cli.revokeCredential('pi-1');
       expect(await store.credentialsVersion()).not.toBe(v1);
       expect(await store.credential('pi-1')).toEqual({ tokenHash: 'hash-1', revoked: true });
+    });
+
+    test("sets and removes any agent's labels, names in order, and keeps them", async () => {
+      expect(await store.labels('pi-1')).toEqual({});
+      const set = await store.setLabels('pi-1', { site: 'berlin', line: '3' }, []);
+      expect(Object.entries(set)).toEqual([
+        ['line', '3'],
+        ['site', 'berlin'],
+      ]);
+      expect(await store.setLabels('pi-1', { site: 'paris', sites: 'berlin,paris', note: 'Zürich 5 °C' }, ['line', 'never-set'])).toEqual({
+        note: 'Zürich 5 °C',
+        site: 'paris',
+        sites: 'berlin,paris',
+      });
+      // Labels belong to an agent id, provisioned or not (a --dev hub admits any).
+      await store.setLabels('dev-9', { ['__proto__']: 'a', constructor: 'b' }, []); // computed: an own key, not the prototype
+      expect(Object.entries(await store.labels('dev-9'))).toEqual([
+        ['__proto__', 'a'],
+        ['constructor', 'b'],
+      ]);
+      expect(await store.credentials()).toEqual([]);
+      expect([...(await store.allLabels()).keys()]).toEqual(['dev-9', 'pi-1']);
+
+      expect(await store.setLabels('dev-9', {}, ['__proto__', 'constructor'])).toEqual({});
+      expect([...(await store.allLabels()).keys()]).toEqual(['pi-1']); // an agent without labels is not listed
+      expect(await store.setLabels('nobody', {}, ['site'])).toEqual({});
+      expect(await store.labels('nobody')).toEqual({});
+
+      await store.close();
+      store = await open();
+      expect(await store.allLabels()).toEqual(new Map([['pi-1', { note: 'Zürich 5 °C', site: 'paris', sites: 'berlin,paris' }]]));
+    });
+
+    test('refuses an invalid label or a 65th, writing nothing', async () => {
+      const cli = await open();
+      const full = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`l${i}`, `v${i}`]));
+      await cli.setLabels('pi-1', full, []);
+      const version = await store.labelsVersion();
+      await expect(cli.setLabels('pi-1', { l0: 'changed', extra: 'x' }, [])).rejects.toMatchObject({
+        code: 'OUTPOST_INVALID_CONFIG',
+        message: expect.stringMatching(/agent pi-1 would have 65 labels: at most 64/) as unknown,
+      });
+      await expect(cli.setLabels('pi-1', { Site: 'x' }, [])).rejects.toThrow(/label name "Site" is invalid/);
+      await expect(cli.setLabels('pi-1', { site: 'a\nb' }, [])).rejects.toThrow(/control character/);
+      await expect(cli.setLabels('pi-1', { site: '' }, [])).rejects.toThrow(/has no value/);
+      await expect(cli.setLabels('pi-1', {}, ['Bad'])).rejects.toThrow(/invalid/);
+      expect(await store.labels('pi-1')).toEqual(full);
+      expect(await store.labelsVersion()).toBe(version);
+      // Swapping one for another keeps it at 64.
+      expect(Object.keys(await cli.setLabels('pi-1', { extra: 'x' }, ['l0']))).toHaveLength(64);
+    });
+
+    test('labelsVersion changes when another process changes labels, and writers at once lose nothing', async () => {
+      const cli = await open(); // `outpost hub agents label` beside a running hub
+      const v0 = await store.labelsVersion();
+      await cli.setLabels('pi-1', { site: 'berlin' }, []);
+      const v1 = await store.labelsVersion();
+      expect(v1).not.toBe(v0);
+      expect(await store.labels('pi-1')).toEqual({ site: 'berlin' });
+      await cli.setLabels('pi-1', {}, ['site']);
+      expect(await store.labelsVersion()).not.toBe(v1);
+      expect(await store.allLabels()).toEqual(new Map());
+
+      const other = await open();
+      await Promise.all(Array.from({ length: 8 }, (_, i) => [cli, other][i % 2]!.setLabels('pi-2', { [`l${i}`]: String(i) }, [])));
+      expect(Object.keys(await store.labels('pi-2'))).toEqual(['l0', 'l1', 'l2', 'l3', 'l4', 'l5', 'l6', 'l7']);
     });
 
     test('closes, twice without harm, and opens again on what it kept', async () => {

@@ -99,6 +99,7 @@ export class BrokerClientHub extends HubBase {
     const { options, log } = this;
     const allUp = this.core.topics.allUp;
     await this.warnAboutSetup();
+    await this.watchLabels();
     if (!options.dev) await this.watchCredentials(() => this.#provisioned.clear());
     // The HTTP API first: a broker that authenticates over HTTP (EMQX) asks it about the hub too.
     await this.startHttp();

@@ -1,3 +1,4 @@
+import { noLabels, type Labels } from './labels.js';
 import type { ReplicationTracker } from './replication-tracker.js';
 import type { HubStore } from './store/hub-store.js';
 
@@ -9,6 +10,8 @@ export interface AgentView {
   address?: string;
   provisioned: boolean;
   revoked: boolean;
+  /** The agent's labels (`outpost hub agents label`), names in order; scope rules read them. */
+  labels: Labels;
   /** Highest seq the hub has processed, per incarnation. */
   lastSeq: Record<string, number>;
   /** Per collection the agent reported: applied LSN, and how far behind the hub it is. */
@@ -28,16 +31,18 @@ export interface Presence {
 
 /**
  * The fleet as the hub sees it: provisioned agents (from `registry`, the default partition's
- * store), connected ones, and what each reported of the partition whose log `store` is.
+ * store), labelled ones (the hub's copy of every agent's labels), connected ones, and what each
+ * reported of the partition whose log `store` is.
  */
 export async function fleetStatus(
   store: HubStore,
   registry: HubStore,
   replication: ReplicationTracker,
   presence: ReadonlyMap<string, Presence>,
+  labels: ReadonlyMap<string, Labels>,
 ): Promise<AgentView[]> {
   const credentials = new Map((await registry.credentials()).map((c) => [c.agentId, c]));
-  const ids = new Set([...credentials.keys(), ...presence.keys(), ...replication.reports.keys()]);
+  const ids = new Set([...credentials.keys(), ...labels.keys(), ...presence.keys(), ...replication.reports.keys()]);
   const heads = await store.collectionHeads();
   const now = Date.now();
   return Promise.all(
@@ -63,6 +68,7 @@ export async function fleetStatus(
         ...(seen?.address !== undefined && { address: seen.address }),
         provisioned: credential !== undefined,
         revoked: credential?.revokedAt !== null && credential?.revokedAt !== undefined,
+        labels: labels.get(agentId) ?? noLabels(),
         lastSeq: await store.lastSeqs(agentId),
         collections,
         ...(report && { outboxDepth: report.outbox }),

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import type { AuthLimits } from './auth-throttle.js';
@@ -11,6 +12,8 @@ import { fleetStatus, type AgentView, type Presence } from './fleet.js';
 import { FleetHistory } from './history.js';
 import { createHubApi } from './hub-api.js';
 import { createHubHttp, type HubHttp } from './http.js';
+import { LabelCache } from './label-cache.js';
+import type { Labels } from './labels.js';
 import { ConfigError } from '../shared/errors.js';
 import { ShedLog } from './shed.js';
 
@@ -87,12 +90,21 @@ const isLoopback = (host: string): boolean => host === 'localhost' || host === '
 /** How often the hub looks for credential changes made by another process. */
 const CREDENTIAL_CHECK_MS = 500;
 
+/** What a hub tells whoever listens. */
+export interface HubEvents {
+  /**
+   * Agents' labels changed (from another process: `outpost hub agents label`); `labelsOf` gives
+   * their new labels already. Each agent's scope is computed from its labels.
+   */
+  labels: [agentIds: string[]];
+}
+
 /**
  * What the embedded-broker hub and the external-broker hub share: the protocol core, the
- * authenticator, fleet status and history, the HTTP API and the watch on credentials written by
- * `outpost hub agents`. A subclass carries the messages and says who is online.
+ * authenticator, fleet status and history, the HTTP API and the watch on credentials and labels
+ * written by `outpost hub agents`. A subclass carries the messages and says who is online.
  */
-export abstract class HubBase {
+export abstract class HubBase extends EventEmitter<HubEvents> {
   readonly core: HubCore;
   readonly log: Logger;
   readonly authenticator: Authenticator;
@@ -102,6 +114,8 @@ export abstract class HubBase {
   readonly history: FleetHistory;
   /** Clients dropped, refused or rate-limited to protect the others: logged and counted. */
   readonly shedLog: ShedLog;
+  /** Every agent's labels, from the registry, reloaded when they change. */
+  readonly #labels: LabelCache;
   #http: HubHttp | undefined;
   #credentialTimer: NodeJS.Timeout | undefined;
   protected stopping = false;
@@ -110,6 +124,7 @@ export abstract class HubBase {
     readonly common: HubCommonOptions,
     store: HubStore,
   ) {
+    super();
     const log = common.logger ?? pino({ level: 'silent' });
     // A process may serve several partitions: every line of this hub's says which it is about.
     this.log = common.partition !== undefined ? log.child({ partition: common.partition }) : log;
@@ -127,6 +142,7 @@ export abstract class HubBase {
     this.shedLog = new ShedLog(this.log);
     this.authenticator = new Authenticator(this.registry, this.log, common.authLimits);
     this.history = new FleetHistory(this.core, () => this.fleet(), common.historyEveryMs);
+    this.#labels = new LabelCache(this.registry, (agentIds) => this.emit('labels', agentIds), this.log);
   }
 
   /** Carries one message of the hub (QoS 1) to its subscribers. */
@@ -154,13 +170,18 @@ export abstract class HubBase {
     // Asked by the dashboard sampler, each metrics scrape (twice) and the admin API: callers that
     // ask while it is being computed share that computation, so a fleet of thousands is not read
     // from the store several times over at once.
-    this.#fleet ??= fleetStatus(this.store, this.registry, this.core.replication, this.presenceView()).finally(
+    this.#fleet ??= fleetStatus(this.store, this.registry, this.core.replication, this.presenceView(), this.#labels.all).finally(
       () => (this.#fleet = undefined),
     );
     return this.#fleet;
   }
 
   #fleet: Promise<AgentView[]> | undefined;
+
+  /** An agent's labels as of the last reload (at most about half a second old), names in order; none: empty. */
+  labelsOf(agentId: string): Labels {
+    return this.#labels.of(agentId);
+  }
 
   get store(): HubCore['store'] {
     return this.core.store;
@@ -252,10 +273,20 @@ export abstract class HubBase {
     this.#credentialTimer.unref();
   }
 
-  /** Stops sampling, the credential watch and the HTTP API: the first step of every stop. */
+  /**
+   * Loads every agent's labels, and reloads them when `outpost hub agents label` changes them from
+   * another process (within half a second, as credentials), emitting `labels`. In every mode: a
+   * `--dev` hub labels the agents it admits too.
+   */
+  protected watchLabels(): Promise<void> {
+    return this.#labels.start();
+  }
+
+  /** Stops sampling, the credential and label watches and the HTTP API: the first step of every stop. */
   protected async stopCommon(): Promise<void> {
     this.stopping = true;
     clearInterval(this.#credentialTimer);
+    this.#labels.stop();
     this.history.stop();
     await this.#http?.close();
   }

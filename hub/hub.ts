@@ -98,6 +98,7 @@ export class Hub extends HubBase {
   async #start(): Promise<void> {
     const { options, log, authenticator } = this;
     await this.warnAboutSetup();
+    await this.watchLabels();
     const broker = await createBroker({
       dev: options.dev ?? false,
       authenticator,

@@ -1,8 +1,8 @@
 /**
  * The hub's dashboard: one self-contained page (no build step, no framework) that reads the admin
- * API. The fleet at a glance (sortable, filterable), throughput and lag over time, the latest
- * conflicts and rejections, what agents reported that a restore of the database lost (with
- * whether it was reapplied), and a page per agent (#agent=ID).
+ * API. The fleet at a glance with each agent's labels (sortable, filterable by id or label),
+ * throughput and lag over time, the latest conflicts and rejections, what agents reported that a
+ * restore of the database lost (with whether it was reapplied), and a page per agent (#agent=ID).
  */
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
@@ -27,6 +27,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   input { padding: 4px 8px; width: 240px; }
   svg { width: 100%; height: 120px; background: #fafbfc; }
   .muted { color: #667; }
+  .label { background: #eef3fb; border-radius: 3px; padding: 0 4px; margin-right: 4px; font-size: 12px; white-space: nowrap; }
   [hidden] { display: none !important; }
 </style>
 </head>
@@ -35,9 +36,9 @@ export const DASHBOARD_HTML = `<!doctype html>
 <main id="fleet-view">
   <section class="wide">
     <h2>Fleet</h2>
-    <input id="filter" placeholder="filter agents" aria-label="filter agents">
+    <input id="filter" placeholder="filter by agent or label (site=berlin)" aria-label="filter agents">
     <table id="fleet"><thead><tr>
-      <th data-key="agentId">Agent</th><th data-key="online">Link</th><th data-key="lag">Lag (changes)</th>
+      <th data-key="agentId">Agent</th><th data-key="labelText">Labels</th><th data-key="online">Link</th><th data-key="lag">Lag (changes)</th>
       <th data-key="lagSeconds">Lag (s)</th><th data-key="outboxDepth">Outbox</th><th data-key="lastSeen">Last seen</th>
     </tr></thead><tbody></tbody></table>
   </section>
@@ -64,13 +65,15 @@ async function api(path) {
 }
 const lagOf = (a) => Math.max(0, ...Object.values(a.collections).map((c) => c.lagChanges));
 const lagSecondsOf = (a) => Math.max(0, ...Object.values(a.collections).map((c) => c.lagSeconds));
+const labelsOf = (a) => Object.entries(a.labels || {}).map(([name, value]) => name + '=' + value);
 function renderFleet() {
   const filter = document.getElementById('filter').value.toLowerCase();
-  const rows = agents.filter((a) => a.agentId.toLowerCase().includes(filter))
-    .map((a) => ({ ...a, lag: lagOf(a), lagSeconds: lagSecondsOf(a) }))
+  const rows = agents.map((a) => ({ ...a, lag: lagOf(a), lagSeconds: lagSecondsOf(a), labelText: labelsOf(a).join(' ') }))
+    .filter((a) => (a.agentId + ' ' + a.labelText).toLowerCase().includes(filter))
     .sort((x, y) => (x[sortKey] > y[sortKey] ? 1 : x[sortKey] < y[sortKey] ? -1 : 0) * sortDir);
   document.querySelector('#fleet tbody').innerHTML = rows.map((a) =>
     '<tr class="agent" data-agent="' + esc(a.agentId) + '"><td>' + esc(a.agentId) + '</td>' +
+    '<td class="labels">' + labelsOf(a).map((l) => '<span class="label">' + esc(l) + '</span>').join('') + '</td>' +
     '<td class="' + (a.online ? 'on">online' : 'off">offline') + '</td><td class="lag">' + a.lag + '</td><td>' + a.lagSeconds.toFixed(1) + '</td>' +
     '<td>' + esc(a.outboxDepth ?? '-') + '</td><td>' + esc(a.lastSeen ? new Date(a.lastSeen).toLocaleTimeString() : '-') + '</td></tr>').join('');
   document.getElementById('summary').textContent = agents.filter((a) => a.online).length + ' of ' + agents.length + ' agents online';
@@ -106,7 +109,7 @@ function showAgent() {
   if (!id) return;
   const a = agents.find((x) => x.agentId === id);
   document.getElementById('agent-title').textContent = 'Agent ' + id;
-  const rows = a ? [['Link', a.online ? 'online' : 'offline'], ['Address', a.address], ['Last seen', a.lastSeen], ['Provisioned', a.provisioned + (a.revoked ? ' (revoked)' : '')],
+  const rows = a ? [['Labels', labelsOf(a).join(' ') || '-'], ['Link', a.online ? 'online' : 'offline'], ['Address', a.address], ['Last seen', a.lastSeen], ['Provisioned', a.provisioned + (a.revoked ? ' (revoked)' : '')],
     ['Version', a.version], ['Outbox', a.outboxDepth], ['Oldest pending', a.oldestPendingAgeMs === undefined ? '-' : (a.oldestPendingAgeMs / 1000).toFixed(1) + ' s'], ...Object.entries(a.lastSeq).map(([inc, seq]) => ['Last seq (' + inc.slice(0, 8) + ')', seq]),
     ...Object.entries(a.collections).map(([c, v]) => ['Collection ' + c, 'applied LSN ' + v.appliedLsn + ', lag ' + v.lagChanges + ' changes / ' + v.lagSeconds.toFixed(1) + ' s'])] : [['', 'unknown agent']];
   document.querySelector('#agent-detail tbody').innerHTML = rows.map(([k, v]) => '<tr><th>' + esc(k) + '</th><td>' + esc(v) + '</td></tr>').join('');

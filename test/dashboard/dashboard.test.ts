@@ -7,6 +7,7 @@ import { Agent } from '../../agent/agent.js';
 import { parseHubConfig } from '../../hub/config.js';
 import { hashToken } from '../../hub/credentials.js';
 import { Hub } from '../../hub/hub.js';
+import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -25,7 +26,7 @@ describe.skipIf(!existsSync(CHROMIUM))(
       await hub?.stop();
     });
 
-    it('shows every agent with its lag, sorts, filters, opens an agent page; saves a screenshot', async () => {
+    it('shows every agent with its labels and lag, sorts, filters, opens an agent page; saves a screenshot', async () => {
       const dir = tempDir('dashboard');
       hub = await Hub.start({
         port: 0,
@@ -46,6 +47,13 @@ describe.skipIf(!existsSync(CHROMIUM))(
       await waitFor('everyone reported', async () => (await hub!.fleet()).every((a) => a.collections.readings?.appliedLsn === 3));
       await agents[2]!.close(); // pi-charlie goes offline and falls behind
       await agents[0]!.put('readings', 'late', { i: 9 }, { durability: 'hub' });
+      // Labelled from another process, as `outpost hub agents label` does; one agent known only by its labels.
+      const cli = new SqliteHubStore(join(dir, 'hub'));
+      await cli.setLabels('pi-alpha', { site: 'berlin', line: '3' }, []);
+      await cli.setLabels('pi-bravo', { site: 'paris' }, []);
+      await cli.setLabels('pi-spare', { site: 'berlin' }, []);
+      await cli.close();
+      await waitFor('the hub reloaded the labels', () => hub!.labelsOf('pi-spare').site === 'berlin');
 
       browser = await chromium.launch({
         executablePath: CHROMIUM,
@@ -64,17 +72,23 @@ describe.skipIf(!existsSync(CHROMIUM))(
       await page.goto(hub.httpAddress!);
 
       const row = (id: string) => page.locator(`tr.agent[data-agent="${id}"]`);
-      for (const id of ids) await row(id).waitFor();
+      for (const id of [...ids, 'pi-spare']) await row(id).waitFor();
       await expect.poll(async () => row('pi-charlie').locator('td.lag').textContent()).toBe('1');
       expect(await row('pi-alpha').locator('td.lag').textContent()).toBe('0');
-      expect(await row('pi-charlie').locator('td').nth(1).textContent()).toBe('offline');
-      await expect.poll(async () => page.locator('#summary').textContent()).toBe('2 of 3 agents online');
+      expect(await row('pi-charlie').locator('td').nth(2).textContent()).toBe('offline');
+      expect(await row('pi-alpha').locator('td.labels .label').allTextContents()).toEqual(['line=3', 'site=berlin']);
+      expect(await row('pi-charlie').locator('td.labels').textContent()).toBe('');
+      await expect.poll(async () => page.locator('#summary').textContent()).toBe('2 of 4 agents online');
 
       await page.click('th[data-key="lag"]'); // ascending
       await page.click('th[data-key="lag"]'); // descending: the laggard first
       expect(await page.locator('tr.agent').first().getAttribute('data-agent')).toBe('pi-charlie');
       await page.fill('#filter', 'bra');
       await expect.poll(async () => page.locator('tr.agent').count()).toBe(1);
+      await page.fill('#filter', 'site=berlin'); // by label
+      await expect
+        .poll(async () => page.locator('tr.agent').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-agent'))))
+        .toEqual(['pi-alpha', 'pi-spare']);
       await page.fill('#filter', '');
 
       mkdirSync(ARTIFACTS, { recursive: true });
@@ -84,6 +98,9 @@ describe.skipIf(!existsSync(CHROMIUM))(
       await page.locator('#agent-title').filter({ hasText: 'Agent pi-charlie' }).waitFor();
       expect(await page.locator('#agent-detail').textContent()).toMatch(/applied LSN 3, lag 1 changes/);
       await page.screenshot({ path: join(ARTIFACTS, 'dashboard-agent.png'), fullPage: true });
+      await page.goto(`${hub.httpAddress!}/#agent=pi-alpha`);
+      await page.locator('#agent-title').filter({ hasText: 'Agent pi-alpha' }).waitFor();
+      await expect.poll(async () => page.locator('#agent-detail').textContent()).toMatch(/Labelsline=3 site=berlin/);
     }, 60_000);
   },
 );

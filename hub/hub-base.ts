@@ -94,7 +94,7 @@ const CREDENTIAL_CHECK_MS = 500;
 export interface HubEvents {
   /**
    * Agents' labels changed (from another process: `outpost hub agents label`); `labelsOf` gives
-   * their new labels already. Each agent's scope is computed from its labels.
+   * their new labels already. An agent's scope depends on its labels: whoever keeps scopes listens.
    */
   labels: [agentIds: string[]];
 }

@@ -5,6 +5,7 @@ import { addClientCommands } from './agent-client.js';
 import { addAgentAdmin } from './hub-agents.js';
 import { addBrokerExport } from './hub-export.js';
 import { addRestoreCommands } from './hub-restore.js';
+import { addScopeCommands } from './hub-scopes.js';
 import { ConfigError, ErrorCode, OutpostError } from '../shared/errors.js';
 import { commanderOptions, renderReference, resolveOptions } from './options.js';
 import { readPem } from './hub-run.js';
@@ -41,6 +42,7 @@ for (const option of commanderOptions(HUB_OPTIONS)) hubRun.addOption(option);
 addAgentAdmin(hubCommand);
 addBrokerExport(hubCommand);
 addRestoreCommands(hubCommand);
+addScopeCommands(hubCommand);
 hubRun.action(async (flags: Record<string, unknown>) => {
   const o = resolveOptions(HUB_OPTIONS, flags, process.env);
   const log = pino({ name: 'hub', level: o.logLevel as string });

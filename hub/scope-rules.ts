@@ -210,7 +210,8 @@ function placeholderValues(template: Template, subject: ScopeSubject, list: bool
   if (placeholder.kind === 'agent') values = [subject.agentId];
   else if (placeholder.kind === 'group') values = [...subject.groups];
   else {
-    const label = subject.labels[placeholder.name];
+    // Own properties only: a label named like an Object method must not find the method.
+    const label = Object.hasOwn(subject.labels, placeholder.name) ? subject.labels[placeholder.name] : undefined;
     values = label === undefined ? [] : [label];
   }
   if (list) values = values.flatMap((v) => v.split(','));

@@ -26,6 +26,8 @@ describe('scope rules', () => {
     expect(rules.bucketsOfDocument('sites', 's1', { site: 'berlin' })).toEqual(['sites|f|site|berlin']);
     expect(rules.bucketsOfDevice('sites', device('pi-1', { site: 'berlin' }))).toEqual(['sites|f|site|berlin']);
     expect(rules.bucketsOfDevice('sites', device('pi-1'))).toEqual([]); // no label: holds nothing
+    const named = new ScopeRules({ c: { field: 'x', equals: '{label.constructor}' } });
+    expect(named.bucketsOfDevice('c', device('pi-1'))).toEqual([]); // not Object's own constructor
     expect(rules.bucketsOfDevice('orders', device('pi-1', { sites: 'berlin, paris' }))).toEqual([
       'orders|f|site|berlin',
       'orders|f|site|paris',

@@ -1,0 +1,96 @@
+import type { Command } from 'commander';
+import { table } from './agent-client.js';
+
+interface PreviewOptions {
+  data: string;
+  store?: string;
+  config: string;
+  current?: string;
+  json?: boolean;
+}
+
+/** Documents read per page while previewing. */
+const PAGE = 1_000;
+
+/**
+ * `outpost hub scopes preview --config new.yaml`: what deploying a config would move, per device
+ * and in total, before anything changes. Compared with `--current` (the config the hub runs
+ * with; without it, the same access rules with every collection whole). Devices are those
+ * provisioned, and those with labels; their labels are read from the hub's database.
+ */
+export function addScopeCommands(hub: Command): void {
+  const scopes = hub.command('scopes').description('which documents each device holds');
+  scopes
+    .command('preview')
+    .description('per device, the documents and bytes a new config would move into and out of its scope, before it is deployed')
+    .requiredOption('--config <file>', 'the hub configuration to deploy')
+    .option('--current <file>', 'the configuration the hub runs with (default: the same access rules, every collection whole)')
+    .option('--data <dir>', "the hub's data directory (env OUTPOST_DATA)", process.env.OUTPOST_DATA ?? './data/hub')
+    .option('--store <url>', "the hub's PostgreSQL store, if it has one (env OUTPOST_STORE)", process.env.OUTPOST_STORE)
+    .option('--json', 'machine-readable output')
+    .action(async (opts: PreviewOptions) => {
+      const [{ loadHubConfig }, { previewScopes }, { openHubStore }, { encodeCbor }] = await Promise.all([
+        import('../hub/config.js'),
+        import('../hub/scope-preview.js'),
+        import('../hub/store/open-store.js'),
+        import('../shared/codec.js'),
+      ]);
+      const after = loadHubConfig(opts.config);
+      const before = opts.current !== undefined ? loadHubConfig(opts.current) : wholeCollections(after);
+      const store = await openHubStore({ store: opts.store, dataDir: opts.data });
+      try {
+        const labels = await store.allLabels();
+        const ids = new Set([...(await store.credentials()).filter((c) => c.revokedAt === null).map((c) => c.agentId), ...labels.keys()]);
+        const devices = [...ids].sort().map((agentId) => ({ agentId, labels: labels.get(agentId) ?? {} }));
+        const preview = await previewScopes({
+          before,
+          after,
+          devices,
+          collections: Object.keys(await store.collectionHeads()),
+          documents: async function* (collection) {
+            for (let after: string | undefined; ;) {
+              const page = await store.listDocuments(collection, { limit: PAGE, ...(after !== undefined && { after }) });
+              for (const doc of page) yield { key: doc.key, value: doc.value, bytes: encodeCbor(doc.value).length };
+              if (page.length < PAGE) return;
+              after = page[page.length - 1]!.key;
+            }
+          },
+        });
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify(preview, null, 2)}\n`);
+          return;
+        }
+        const size = (t: { documents: number; bytes: number }): string => `${t.documents} (${formatBytes(t.bytes)})`;
+        const rows = preview.devices.map((d) => [
+          d.agentId,
+          Object.entries(d.labels)
+            .map(([n, v]) => `${n}=${v}`)
+            .join(','),
+          size(d.before),
+          size(d.after),
+          `+${size(d.entered)}`,
+          `-${size(d.left)}`,
+        ]);
+        process.stdout.write(`${table([['AGENT', 'LABELS', 'HOLDS NOW', 'WOULD HOLD', 'ENTER', 'LEAVE'], ...rows])}\n`);
+        process.stdout.write(
+          `\n${preview.devices.length} devices; collections that may move: ${preview.collections.join(', ') || 'none'}; in total ${size(preview.total.entered)} would enter and ${size(preview.total.left)} leave.\n`,
+        );
+      } finally {
+        await store.close();
+      }
+    });
+}
+
+/** The config with every collection whole: what a hub serves before scopes are deployed. */
+function wholeCollections<T extends { collections: Record<string, { scope?: unknown }> }>(config: T): T {
+  return {
+    ...config,
+    collections: Object.fromEntries(Object.entries(config.collections).map(([name, { scope: _scope, ...c }]) => [name, c])),
+  };
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}

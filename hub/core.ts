@@ -19,7 +19,8 @@ import { PROTOCOL_VERSION } from '../shared/protocol-version.js';
 import { DEFAULT_PARTITION, partitionTopics, type PartitionTopics } from '../shared/topics.js';
 import { AccessControl } from './access.js';
 import { Committer } from './committer.js';
-import { assignment, CollectionPolicies, DEFAULT_HUB_CONFIG, refuseScopes, type HubConfig } from './config.js';
+import { assignment, CollectionPolicies, DEFAULT_HUB_CONFIG, refuseScopes, scopeRules, type HubConfig } from './config.js';
+import { inScopeOf } from './scope-rules.js';
 import {
   defaultIngestOptions,
   Ingestor,
@@ -91,6 +92,8 @@ export interface HubCoreOptions {
    * to it. Default DEFAULT_PULL_BYTES_PER_SECOND.
    */
   maxPullBytesPerSecond?: number;
+  /** An agent's labels now, for its scope (hub/label-cache.ts); none without. */
+  labelsOf?: (agentId: string) => Readonly<Record<string, string>>;
   /** Sends a message to MQTT subscribers (QoS 1). Whatever carries it — embedded broker or not. */
   publish: (topic: string, payload: Buffer, retain: boolean) => void;
 }
@@ -172,6 +175,7 @@ export class HubCore extends EventEmitter<HubEvents> {
       maxFutureSkewMs: this.config.maxClockSkewSeconds * 1000,
       mayWrite: (agentId, collection) => this.access.mayWrite(agentId, collection),
       partition: { name: this.partition, of: this.#partitionOf },
+      inScope: inScopeOf(scopeRules(this.config.collections), this.config.access.groups, options.labelsOf ?? (() => ({}))),
     });
     this.#committer = new Committer(
       ingestor,

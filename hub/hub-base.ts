@@ -136,6 +136,7 @@ export abstract class HubBase extends EventEmitter<HubEvents> {
       ...(common.maxPullBytesPerSecond !== undefined && { maxPullBytesPerSecond: common.maxPullBytesPerSecond }),
       logger: this.log,
       ...(common.config && { config: common.config }),
+      labelsOf: (agentId) => this.labelsOf(agentId),
       publish: (topic, payload, retain) => this.publishToBroker(topic, payload, retain),
     });
     this.registry = common.registry ?? this.core.store;

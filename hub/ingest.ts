@@ -1,10 +1,10 @@
-import { decodeHlc, type Hlc, type HybridClock } from '../shared/hlc.js';
+import type { Hlc, HybridClock } from '../shared/hlc.js';
 import type { BatchMessage, Change, ChangesMessage, DownMessage, OpResult, WriteOp } from '../shared/messages.js';
 import { packAck } from '../shared/acks.js';
-import { encodeCbor } from '../shared/codec.js';
 import { digestOf } from './op-digest.js';
+import { checkPartition, checkScope, validateOp, type InScope } from './op-checks.js';
 import { limits as defaultLimits, type Limits } from '../shared/limits.js';
-import { checkCollectionName, checkKey, checkValue, isPlainObject, type JsonValue } from '../shared/values.js';
+import type { JsonValue } from '../shared/values.js';
 import type { CollectionPolicies } from './config.js';
 import type { ReplicaWait } from './replication-tracker.js';
 import { resolveWrite } from './resolve.js';
@@ -61,6 +61,8 @@ export interface IngestOptions {
    * another partition's collection is refused (`wrong_partition`), never committed here.
    */
   partition?: { name: string; of: (collection: string) => string };
+  /** Whether a document is in an agent's scope (hub/scope-rules.ts): a device's writes outside it are refused. */
+  inScope?: InScope;
 }
 
 export const defaultIngestOptions: IngestOptions = {
@@ -167,9 +169,9 @@ export class Ingestor {
       const reason = typeof op.v === 'string' && /^[a-z_]{1,32}$/.test(op.v) ? op.v : 'skipped';
       return { outcome: 'rejected', reason, detail: 'given up on the device before upload' };
     }
-    const checked = this.#validate(op);
+    const checked = validateOp(op, this.options.limits, this.options.maxFutureSkewMs);
     if ('reason' in checked) return { outcome: 'rejected', ...checked };
-    const misrouted = this.#checkPartition(op.c);
+    const misrouted = checkPartition(op.c, this.options.partition);
     if (misrouted) return { outcome: 'rejected', ...misrouted };
     if (who.seq !== null && this.options.mayWrite && !this.options.mayWrite(who.origin, op.c)) {
       return {
@@ -195,6 +197,10 @@ export class Ingestor {
     }
 
     const current = tx.document(op.c, op.k);
+    // Before anything is resolved: a device learns nothing of a document outside its scope.
+    const agent = who.seq !== null ? who.origin : undefined;
+    const outside = agent !== undefined ? checkScope(this.options.inScope, agent, op, current, undefined) : undefined;
+    if (outside) return { outcome: 'rejected', ...outside };
     // A hub write without If-Match is unconditional: made against whatever is current.
     const base = op.base ?? (who.seq === null ? (current?.version ?? 0) : 0);
     const incoming = { op: op.op, value: op.v as JsonValue | undefined, hlc, origin: who.origin, base };
@@ -213,6 +219,8 @@ export class Ingestor {
       });
       return { outcome: 'conflict', lsn: winner.version, reason: resolution.reason, detail: resolution.detail };
     }
+    const movesOut = agent !== undefined ? checkScope(this.options.inScope, agent, op, undefined, resolution.value) : undefined;
+    if (movesOut) return { outcome: 'rejected', ...movesOut };
     if (op.op === 'patch' && resolution.value !== undefined) {
       const schemaProblem = policy.check(resolution.value);
       if (schemaProblem)
@@ -277,46 +285,6 @@ export class Ingestor {
     if (list) list.push({ change, bytes });
     else committed.set(op.c, [{ change, bytes }]);
     return { outcome: 'committed', lsn };
-  }
-
-  /** A problem, or the value encoded (its size is one of the checks). */
-  #validate(op: Omit<WriteOp, 'seq'>): { reason: string; detail: string } | { encoded?: Buffer } {
-    const { limits } = this.options;
-    const nameProblem = checkCollectionName(op.c) ?? checkKey(op.k, limits.maxKeyBytes);
-    if (nameProblem) return nameProblem;
-    if (op.op !== 'del') {
-      if (op.v === undefined) return { reason: 'invalid_value', detail: `${op.op} needs a value` };
-      if (op.op === 'patch' && !isPlainObject(op.v)) return { reason: 'invalid_value', detail: 'patch needs an object of fields' };
-      const valueProblem = checkValue(op.v, limits.maxValueDepth);
-      if (valueProblem) return valueProblem;
-      const encoded = encodeCbor(op.v);
-      if (encoded.length > limits.maxValueBytes) {
-        return { reason: 'too_large', detail: `value of ${encoded.length} bytes exceeds the limit of ${limits.maxValueBytes} bytes` };
-      }
-      return this.#checkSkew(op) ?? { encoded };
-    }
-    return this.#checkSkew(op) ?? {};
-  }
-
-  #checkPartition(collection: string): { reason: string; detail: string } | undefined {
-    const { partition } = this.options;
-    if (!partition) return undefined;
-    const owner = partition.of(collection);
-    if (owner === partition.name) return undefined;
-    return {
-      reason: 'wrong_partition',
-      detail:
-        `collection ${collection} belongs to partition ${owner}, not ${partition.name}: send it on partition ${owner}'s topics ` +
-        "(upgrade the agent, which routes writes by the hub status's assignment)",
-    };
-  }
-
-  #checkSkew(op: Omit<WriteOp, 'seq'>): { reason: string; detail: string } | undefined {
-    const skew = decodeHlc(op.hlc as Hlc).wall - Date.now();
-    if (skew > this.options.maxFutureSkewMs) {
-      return { reason: 'clock_skew', detail: `timestamp is ${Math.round(skew / 1000)} s ahead of the hub; fix the device clock` };
-    }
-    return undefined;
   }
 
   /** Splits each collection's new changes into messages that chain by `prev`, and advances heads. */

@@ -217,3 +217,23 @@ function placeholderValues(template: Template, subject: ScopeSubject, list: bool
   if (list) values = values.flatMap((v) => v.split(','));
   return values.map((v) => v.trim()).filter((v) => v !== '');
 }
+
+/**
+ * Whether a document is in an agent's scope, under `rules`, with the agent's labels as
+ * `labelsOf` gives them now and its access groups: what the ingest asks of a device's write
+ * (undefined for a collection without a scope).
+ */
+export function inScopeOf(
+  rules: ScopeRules,
+  groups: Readonly<Record<string, readonly string[]>>,
+  labelsOf: (agentId: string) => Readonly<Record<string, string>>,
+): (agentId: string, collection: string, key: string, value: unknown) => boolean | undefined {
+  return (agentId, collection, key, value) => {
+    if (!rules.scoped(collection)) return undefined;
+    const memberOf = Object.entries(groups)
+      .filter(([, members]) => members.includes(agentId))
+      .map(([group]) => group);
+    const buckets = new Set(rules.bucketsOfDevice(collection, { agentId, labels: labelsOf(agentId), groups: memberOf }));
+    return rules.holds(collection, key, value, buckets);
+  };
+}

@@ -346,4 +346,6 @@ export type RejectReason =
   | 'forbidden'
   | 'unknown_collection'
   /** The collection belongs to another partition, led by another hub process. */
-  | 'wrong_partition';
+  | 'wrong_partition'
+  /** The document is outside the device's scope, or the write would move it out (hub/scope-rules.ts). */
+  | 'out_of_scope';

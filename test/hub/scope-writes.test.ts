@@ -1,0 +1,80 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { unpackAck } from '../../shared/acks.js';
+import { encodeHlc, HybridClock } from '../../shared/hlc.js';
+import type { OpResult, WriteOp } from '../../shared/messages.js';
+import { CollectionPolicies, parseHubConfig, scopeRules } from '../../hub/config.js';
+import { defaultIngestOptions, Ingestor, type IngestOutput } from '../../hub/ingest.js';
+import { inScopeOf } from '../../hub/scope-rules.js';
+import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
+import { tempDir } from '../helpers/temp.js';
+
+const INC = 'c'.repeat(32);
+let t = Date.now() + 10_000; // later than the hub writes below, within the allowed skew
+const hlc = (): string => encodeHlc(t++, 0);
+const results = (out: IngestOutput): OpResult[] => {
+  const reply = out.replies[0]!;
+  if (reply.message[0] !== 'ack') throw new Error(`expected an ack, got ${reply.message[0]}`);
+  return unpackAck(reply.message[1]);
+};
+
+describe('writes to scoped collections', () => {
+  let store: SqliteHubStore;
+  afterEach(() => store?.db.close());
+
+  it("a device's write outside its scope, or moving a document out of it, is refused as out_of_scope and never committed; hub writes are not limited", async () => {
+    store = new SqliteHubStore(tempDir('scope-writes'));
+    const config = parseHubConfig({
+      collections: {
+        config: { scope: { key: '{agent}/' } },
+        sites: { scope: { field: 'site', equals: '{label.site}' }, conflict: 'merge' },
+      },
+    });
+    const labels: Record<string, Record<string, string>> = { 'pi-1': { site: 'berlin' } };
+    const ingestor = new Ingestor(store, new HybridClock(), new CollectionPolicies(config), {
+      ...defaultIngestOptions,
+      inScope: inScopeOf(scopeRules(config.collections), config.access.groups, (id) => labels[id] ?? {}),
+    });
+    const hubWrite = (c: string, k: string, v: unknown) => ingestor.ingest([{ kind: 'hub', write: { c, k, op: 'put', v } }]);
+    await hubWrite('sites', 'paris-1', { site: 'paris', n: 1 }); // lsn 1, not pi-1's
+    await hubWrite('sites', 'berlin-1', { site: 'berlin', n: 1 }); // lsn 2
+    await hubWrite('config', 'pi-2/limits', { max: 2 }); // lsn 3: hub writes anywhere
+    let seq = 0;
+    const device = async (op: Omit<WriteOp, 'seq' | 'hlc'>): Promise<OpResult> =>
+      results(
+        await ingestor.ingest([
+          { kind: 'batch', agentId: 'pi-1', batch: { inc: INC, ops: [{ ...op, seq: ++seq, hlc: hlc() }] } },
+        ]),
+      )[0]!;
+    // In scope: its own config, a berlin order (new or existing, put or patch or delete).
+    expect(await device({ c: 'config', k: 'pi-1/limits', op: 'put', v: { max: 1 } })).toMatchObject({ outcome: 'committed' });
+    expect(await device({ c: 'sites', k: 'berlin-2', op: 'put', v: { site: 'berlin' } })).toMatchObject({ outcome: 'committed' });
+    expect(await device({ c: 'sites', k: 'berlin-1', op: 'patch', v: { n: 2 } })).toMatchObject({ outcome: 'committed' });
+    const head = store.head;
+    // Outside: another device's config, a paris order (read, overwritten, patched or deleted), a
+    // new document it could not hold, and writes that would move a berlin order out of berlin.
+    for (const op of [
+      { c: 'config', k: 'pi-2/limits', op: 'put', v: { max: 99 } },
+      { c: 'config', k: 'pi-2/new', op: 'put', v: {} },
+      { c: 'sites', k: 'paris-1', op: 'put', v: { site: 'berlin' } },
+      { c: 'sites', k: 'paris-1', op: 'patch', v: { n: 9 } },
+      { c: 'sites', k: 'paris-1', op: 'del' },
+      { c: 'sites', k: 'rome-1', op: 'put', v: { site: 'rome' } },
+      { c: 'sites', k: 'berlin-1', op: 'put', v: { site: 'paris' } },
+      { c: 'sites', k: 'berlin-1', op: 'patch', v: { site: 'rome' } },
+      { c: 'sites', k: 'berlin-2', op: 'put', v: { other: 1 } },
+    ] as const) {
+      const result = await device(op);
+      expect(result, JSON.stringify(op)).toMatchObject({ outcome: 'rejected', reason: 'out_of_scope' });
+      expect(result.detail).toMatch(/outside agent pi-1's scope/);
+    }
+    expect(store.head).toBe(head); // nothing committed
+    expect(await store.document('sites', 'paris-1')).toMatchObject({ value: { site: 'paris', n: 1 }, version: 1 });
+    // Deleting its own document stays in scope (the tombstone is where the document was).
+    expect(await device({ c: 'sites', k: 'berlin-2', op: 'del' })).toMatchObject({ outcome: 'committed' });
+    // An unscoped collection is not limited; nor is a relabelled device's new site.
+    expect(await device({ c: 'logs', k: 'anything', op: 'put', v: 1 })).toMatchObject({ outcome: 'committed' });
+    labels['pi-1'] = { site: 'paris' };
+    expect(await device({ c: 'sites', k: 'paris-1', op: 'patch', v: { n: 3 } })).toMatchObject({ outcome: 'committed' });
+    expect(await device({ c: 'sites', k: 'berlin-1', op: 'patch', v: { n: 3 } })).toMatchObject({ reason: 'out_of_scope' });
+  });
+});

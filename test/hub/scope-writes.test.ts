@@ -41,9 +41,7 @@ describe('writes to scoped collections', () => {
     let seq = 0;
     const device = async (op: Omit<WriteOp, 'seq' | 'hlc'>): Promise<OpResult> =>
       results(
-        await ingestor.ingest([
-          { kind: 'batch', agentId: 'pi-1', batch: { inc: INC, ops: [{ ...op, seq: ++seq, hlc: hlc() }] } },
-        ]),
+        await ingestor.ingest([{ kind: 'batch', agentId: 'pi-1', batch: { inc: INC, ops: [{ ...op, seq: ++seq, hlc: hlc() }] } }]),
       )[0]!;
     // In scope: its own config, a berlin order (new or existing, put or patch or delete).
     expect(await device({ c: 'config', k: 'pi-1/limits', op: 'put', v: { max: 1 } })).toMatchObject({ outcome: 'committed' });

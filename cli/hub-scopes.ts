@@ -29,14 +29,25 @@ export function addScopeCommands(hub: Command): void {
     .option('--store <url>', "the hub's PostgreSQL store, if it has one (env OUTPOST_STORE)", process.env.OUTPOST_STORE)
     .option('--json', 'machine-readable output')
     .action(async (opts: PreviewOptions) => {
-      const [{ loadHubConfig }, { previewScopes }, { openHubStore }, { encodeCbor }] = await Promise.all([
-        import('../hub/config.js'),
-        import('../hub/scope-preview.js'),
-        import('../hub/store/open-store.js'),
-        import('../shared/codec.js'),
-      ]);
+      const [{ loadHubConfig }, { previewScopes }, { openHubStore }, { encodeCbor }, { formatLabels }, { ConfigError }] = await Promise.all(
+        [
+          import('../hub/config.js'),
+          import('../hub/scope-preview.js'),
+          import('../hub/store/open-store.js'),
+          import('../shared/codec.js'),
+          import('../hub/labels.js'),
+          import('../shared/errors.js'),
+        ],
+      );
       const after = loadHubConfig(opts.config);
       const before = opts.current !== undefined ? loadHubConfig(opts.current) : wholeCollections(after);
+      // Only the default partition's log is read here: counting without the others would be wrong, not partial.
+      const partitioned = [...Object.keys(before.partitions), ...Object.keys(after.partitions)];
+      if (partitioned.length > 0) {
+        throw new ConfigError(
+          `scopes preview reads the default partition only, and the configs name partition ${partitioned[0]}: preview a config without partitions`,
+        );
+      }
       const store = await openHubStore({ store: opts.store, dataDir: opts.data });
       try {
         const labels = await store.allLabels();
@@ -63,9 +74,7 @@ export function addScopeCommands(hub: Command): void {
         const size = (t: { documents: number; bytes: number }): string => `${t.documents} (${formatBytes(t.bytes)})`;
         const rows = preview.devices.map((d) => [
           d.agentId,
-          Object.entries(d.labels)
-            .map(([n, v]) => `${n}=${v}`)
-            .join(','),
+          formatLabels(d.labels),
           size(d.before),
           size(d.after),
           `+${size(d.entered)}`,

@@ -20,7 +20,7 @@ import { DEFAULT_PARTITION, partitionTopics, type PartitionTopics } from '../sha
 import { AccessControl } from './access.js';
 import { Committer } from './committer.js';
 import { assignment, CollectionPolicies, DEFAULT_HUB_CONFIG, refuseScopes, scopeRules, type HubConfig } from './config.js';
-import { inScopeOf } from './scope-rules.js';
+import { scopeView } from './scope-rules.js';
 import {
   defaultIngestOptions,
   Ingestor,
@@ -175,7 +175,7 @@ export class HubCore extends EventEmitter<HubEvents> {
       maxFutureSkewMs: this.config.maxClockSkewSeconds * 1000,
       mayWrite: (agentId, collection) => this.access.mayWrite(agentId, collection),
       partition: { name: this.partition, of: this.#partitionOf },
-      inScope: inScopeOf(scopeRules(this.config.collections), this.config.access.groups, options.labelsOf ?? (() => ({}))),
+      scopes: scopeView(scopeRules(this.config.collections), this.config.access.groups, options.labelsOf ?? (() => ({}))),
     });
     this.#committer = new Committer(
       ingestor,

@@ -29,7 +29,7 @@ const CONTROL = /\p{Cc}/u;
 export function checkLabelName(name: string): void {
   if (!LABEL_NAME.test(name)) {
     throw new ConfigError(
-      `label name ${JSON.stringify(name)} is invalid: use 1-64 lowercase letters, digits, dots, underscores or dashes (e.g. site)`,
+      `label name ${JSON.stringify(name)} is invalid: use 1-64 lowercase letters, digits, dots, underscores or dashes, starting with a letter or digit (e.g. site)`,
     );
   }
 }
@@ -46,6 +46,10 @@ export function checkLabelValue(name: string, value: string): void {
   }
   if (CONTROL.test(value)) {
     throw new ConfigError(`the value of label ${name} contains a control character (a newline, a tab...): use printable characters only`);
+  }
+  // A document's field is compared as it is: a label " berlin " would match no document.
+  if (value.trim() !== value) {
+    throw new ConfigError(`the value of label ${name} starts or ends with a space: write ${name}=${value.trim()}`);
   }
 }
 

@@ -52,32 +52,50 @@ function checkSkew(op: Omit<WriteOp, 'seq'>, maxFutureSkewMs: number): OpProblem
   return undefined;
 }
 
-/**
- * Whether a document (its key and value) is in an agent's scope; undefined when the collection
- * has no scope (hub/scope-rules.ts).
- */
-export type InScope = (agentId: string, collection: string, key: string, value: unknown) => boolean | undefined;
+/** What the write check needs of the scope rules (hub/scope-rules.ts, `ScopeCheck`). */
+export interface ScopeView {
+  scoped(collection: string): boolean;
+  /** The buckets a document is in. */
+  documentBuckets(collection: string, key: string, value: unknown): readonly string[];
+  /** The buckets an agent holds of a collection, with its labels now. */
+  deviceBuckets(agentId: string, collection: string): ReadonlySet<string>;
+}
 
 /**
- * A device's write to a scoped collection: refused (`out_of_scope`) when the document as it is
- * lies outside the device's scope, or as the write would leave it does (a put or patch that
- * moves it out). Hub writes are not asked. The same answer whether the document exists or not,
- * as far as the write's own value allows.
+ * A device's write to a scoped collection is refused (`out_of_scope`, never committed) when:
+ * - the document as it is lies outside the device's scope (a tombstone or an absent document
+ *   counts by its key alone: a delete the key rules do not place in its scope is refused too,
+ *   so whether another device's document exists cannot be probed);
+ * - or the write would leave it outside (a put or patch that moves it out);
+ * - or the write would put it in buckets the device does not hold and it was not in already
+ *   (a document of its own listing other sites, or every agent as owner): a device cannot push
+ *   documents into other devices' scopes.
+ * Hub writes are not asked. `after` is the document's value after the write (undefined: the
+ * first check only).
  */
 export function checkScope(
-  inScope: InScope | undefined,
+  view: ScopeView | undefined,
   agentId: string,
   op: { c: string; k: string; op: string },
   current: { value: unknown; deleted: boolean } | undefined,
-  after: unknown,
+  after?: unknown,
 ): OpProblem | undefined {
-  if (!inScope) return undefined;
-  const outside = (value: unknown): boolean => inScope(agentId, op.c, op.k, value) === false;
-  if ((current && !current.deleted && outside(current.value)) || (op.op !== 'del' && after !== undefined && outside(after))) {
-    return {
-      reason: 'out_of_scope',
-      detail: `document ${op.k} of ${op.c} is outside agent ${agentId}'s scope, or the write would move it out; only the hub may write it`,
-    };
+  if (!view?.scoped(op.c)) return undefined;
+  const held = view.deviceBuckets(agentId, op.c);
+  const before = view.documentBuckets(op.c, op.k, current && !current.deleted ? current.value : undefined);
+  const mine = (buckets: readonly string[]): boolean => buckets.some((b) => held.has(b));
+  let outside = false;
+  if (after === undefined) {
+    // Before anything is resolved: the document as it is, or (absent, deleted) its key.
+    outside = (current !== undefined && !current.deleted) || op.op === 'del' ? !mine(before) : false;
+  } else if (op.op !== 'del') {
+    const buckets = view.documentBuckets(op.c, op.k, after);
+    const previously = new Set(before);
+    outside = !mine(buckets) || buckets.some((b) => !held.has(b) && !previously.has(b));
   }
-  return undefined;
+  if (!outside) return undefined;
+  return {
+    reason: 'out_of_scope',
+    detail: `document ${op.k} of ${op.c} is outside agent ${agentId}'s scope, or the write would take it out or into other devices' scopes; only the hub may write it`,
+  };
 }

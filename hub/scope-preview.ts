@@ -100,8 +100,8 @@ export async function previewScopes(input: PreviewInput): Promise<ScopePreview> 
       const holdsAfter = holding(groups, 1, reads[i]![1]!, scoped[1], after.rules.bucketsOfDevice(collection, after.subject(device)));
       add(device.before, sum(groups, holdsBefore));
       add(device.after, sum(groups, holdsAfter));
-      add(device.entered, sum(groups, difference(groups, holdsAfter, holdsBefore)));
-      add(device.left, sum(groups, difference(groups, holdsBefore, holdsAfter)));
+      add(device.entered, difference(groups, holdsAfter, holdsBefore));
+      add(device.left, difference(groups, holdsBefore, holdsAfter));
     });
   }
   const total = { entered: zero(), left: zero() };
@@ -115,6 +115,8 @@ export async function previewScopes(input: PreviewInput): Promise<ScopePreview> 
 /** Documents grouped by their bucket sets under the two configs, with an index from each bucket to its groups. */
 interface Groups {
   tallies: Tally[];
+  /** Of every document read. */
+  total: Tally;
   /** Per config: bucket → the groups whose documents are in it. */
   byBucket: [Map<string, number[]>, Map<string, number[]>];
 }
@@ -126,19 +128,27 @@ async function groupDocuments(
   after: ScopeRules,
 ): Promise<Groups> {
   const index = new Map<string, number>();
-  const groups: Groups = { tallies: [], byBucket: [new Map<string, number[]>(), new Map<string, number[]>()] };
+  const groups: Groups = { tallies: [], total: zero(), byBucket: [new Map<string, number[]>(), new Map<string, number[]>()] };
   for await (const doc of documents) {
     const sets = [before, after].map((rules) => rules.bucketsOfDocument(collection, doc.key, doc.value).sort());
-    const signature = sets.map((s) => s.join('\n')).join('\u0000');
+    // JSON, not a join: bucket values come from documents and may hold any separator.
+    const signature = JSON.stringify(sets);
     let g = index.get(signature);
     if (g === undefined) {
-      g = groups.tallies.push(zero()) - 1;
-      index.set(signature, g);
+      const added = groups.tallies.push(zero()) - 1;
+      index.set(signature, added);
       sets.forEach((buckets, side) => {
-        for (const b of buckets) groups.byBucket[side]!.set(b, [...(groups.byBucket[side]!.get(b) ?? []), g!]);
+        for (const b of buckets) {
+          const list = groups.byBucket[side]!.get(b);
+          if (list) list.push(added);
+          else groups.byBucket[side]!.set(b, [added]);
+        }
       });
+      g = added;
     }
-    add(groups.tallies[g]!, { documents: 1, bytes: doc.bytes });
+    const one = { documents: 1, bytes: doc.bytes };
+    add(groups.tallies[g]!, one);
+    add(groups.total, one);
   }
   return groups;
 }
@@ -153,15 +163,23 @@ function holding(groups: Groups, side: 0 | 1, reads: boolean, scoped: boolean, b
 }
 
 function sum(groups: Groups, held: Set<number> | 'all'): Tally {
+  if (held === 'all') return { ...groups.total };
   const t = zero();
-  if (held === 'all') groups.tallies.forEach((g) => add(t, g));
-  else for (const g of held) add(t, groups.tallies[g]!);
+  for (const g of held) add(t, groups.tallies[g]!);
   return t;
 }
 
-/** The groups in `a` and not in `b`. */
-function difference(groups: Groups, a: Set<number> | 'all', b: Set<number> | 'all'): Set<number> {
-  if (b === 'all') return new Set();
-  const all = a === 'all' ? groups.tallies.map((_, i) => i) : [...a];
-  return new Set(all.filter((g) => !b.has(g)));
+/**
+ * What is in `a` and not in `b`. With `a` whole, the total less `b`: never a walk over every
+ * group per device (a million documents, each its own group, for 10,000 devices).
+ */
+function difference(groups: Groups, a: Set<number> | 'all', b: Set<number> | 'all'): Tally {
+  if (b === 'all') return zero();
+  if (a === 'all') {
+    const inB = sum(groups, b);
+    return { documents: groups.total.documents - inB.documents, bytes: groups.total.bytes - inB.bytes };
+  }
+  const t = zero();
+  for (const g of a) if (!b.has(g)) add(t, groups.tallies[g]!);
+  return t;
 }

@@ -47,7 +47,7 @@ type Rule = KeyRule | FieldRule;
 
 const PLACEHOLDER = /\{([^{}]*)\}/g;
 /** What a label's name may be (hub/labels.ts checks names against it when labels are set). */
-export const LABEL_NAME = /^[a-z0-9_.-]{1,64}$/;
+export const LABEL_NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 
 /**
  * The scope rules of every scoped collection, compiled. A rule maps a document to a few buckets
@@ -105,8 +105,13 @@ export class ScopeRules {
     const buckets = new Set<string>();
     for (const rule of rules) {
       if (rule.kind === 'key') {
-        // A key rule's bucket is named by the placeholder's value, as matchKey finds it in a key.
-        for (const v of placeholderValues(rule.template, subject, false)) buckets.add(bucketId(collection, 'k', rule.id, v));
+        // A key rule's bucket is named by the placeholder's value, as matchKey finds it in a key:
+        // up to the first occurrence of the text after it, so a value containing that text can
+        // match no key, and holds nothing (rather than another value's documents).
+        const { suffix } = rule.template;
+        for (const v of placeholderValues(rule.template, subject, false)) {
+          if (suffix === '' || !v.includes(suffix)) buckets.add(bucketId(collection, 'k', rule.id, v));
+        }
       } else {
         // A field rule's by the value the field must have: the template filled in.
         const { prefix, suffix } = rule.template;
@@ -137,6 +142,13 @@ function compile(rule: ScopeRuleConfig, where: string): Rule {
   if ('key' in rule) {
     if (rule.key === '') throw new ConfigError(`${where}.key: give a template such as "{agent}/"`);
     const template = parseTemplate(rule.key, `${where}.key`);
+    // An agent id may contain letters, digits, "_", "." and "-": text after {agent} that starts
+    // with one of them would split keys ambiguously ("{agent}-" reads pi-1-settings as pi's).
+    if (template.placeholder?.kind === 'agent' && /^[A-Za-z0-9_.-]/.test(template.suffix)) {
+      throw new ConfigError(
+        `${where}.key: the text after {agent} must start with a character agent ids cannot contain, such as "/" or ":" (got ${JSON.stringify(rule.key)})`,
+      );
+    }
     return { kind: 'key', template, id: rule.key };
   }
   const list = 'in' in rule;
@@ -214,26 +226,33 @@ function placeholderValues(template: Template, subject: ScopeSubject, list: bool
     const label = Object.hasOwn(subject.labels, placeholder.name) ? subject.labels[placeholder.name] : undefined;
     values = label === undefined ? [] : [label];
   }
-  if (list) values = values.flatMap((v) => v.split(','));
-  return values.map((v) => v.trim()).filter((v) => v !== '');
+  // A list's items are trimmed ("berlin, paris"); a whole value is compared as it is.
+  if (list) values = values.flatMap((v) => v.split(',').map((item) => item.trim()));
+  return values.filter((v) => v !== '');
 }
 
 /**
- * Whether a document is in an agent's scope, under `rules`, with the agent's labels as
- * `labelsOf` gives them now and its access groups: what the ingest asks of a device's write
- * (undefined for a collection without a scope).
+ * The scope rules as the write check reads them (hub/op-checks.ts `ScopeView`), with each
+ * agent's labels as `labelsOf` gives them now and its access groups (the config's, fixed for
+ * the life of the hub, so each agent's are looked up once).
  */
-export function inScopeOf(
+export function scopeView(
   rules: ScopeRules,
   groups: Readonly<Record<string, readonly string[]>>,
   labelsOf: (agentId: string) => Readonly<Record<string, string>>,
-): (agentId: string, collection: string, key: string, value: unknown) => boolean | undefined {
-  return (agentId, collection, key, value) => {
-    if (!rules.scoped(collection)) return undefined;
-    const memberOf = Object.entries(groups)
-      .filter(([, members]) => members.includes(agentId))
-      .map(([group]) => group);
-    const buckets = new Set(rules.bucketsOfDevice(collection, { agentId, labels: labelsOf(agentId), groups: memberOf }));
-    return rules.holds(collection, key, value, buckets);
+): {
+  scoped(collection: string): boolean;
+  documentBuckets(collection: string, key: string, value: unknown): string[];
+  deviceBuckets(agentId: string, collection: string): Set<string>;
+} {
+  const memberOf = new Map<string, string[]>();
+  for (const [group, members] of Object.entries(groups)) {
+    for (const member of members) memberOf.set(member, [...(memberOf.get(member) ?? []), group]);
+  }
+  return {
+    scoped: (collection) => rules.scoped(collection),
+    documentBuckets: (collection, key, value) => rules.bucketsOfDocument(collection, key, value),
+    deviceBuckets: (agentId, collection) =>
+      new Set(rules.bucketsOfDevice(collection, { agentId, labels: labelsOf(agentId), groups: memberOf.get(agentId) ?? [] })),
   };
 }

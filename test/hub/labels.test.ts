@@ -73,14 +73,18 @@ describe('agent labels', () => {
     expect(() => mergeLabels('pi-1', {}, { set: { ok: '' }, unset: [] })).toThrow(/no value/);
   });
 
-  it('keeps names like __proto__ and constructor as ordinary labels', () => {
-    const merged = mergeLabels('pi-1', {}, parseLabelChanges(['__proto__=x', 'constructor=y']));
+  it('keeps names like constructor and toString as ordinary labels; names start with a letter or digit', () => {
+    const merged = mergeLabels('pi-1', {}, parseLabelChanges(['constructor=x', 'tostring=y']));
     expect(Object.entries(merged)).toEqual([
-      ['__proto__', 'x'],
-      ['constructor', 'y'],
+      ['constructor', 'x'],
+      ['tostring', 'y'],
     ]);
     expect(mergeLabels('pi-1', {}, { set: {}, unset: [] }).constructor).toBeUndefined(); // a label it lacks is not found
     expect(JSON.parse(JSON.stringify(merged))).toEqual(merged);
+    // "name-" removes a label; a name starting with "-" or "." would read as an option or hide.
+    expect(() => parseLabelChanges(['__proto__=x'])).toThrow(/starting with a letter or digit/);
+    expect(() => parseLabelChanges(['-x=1'])).toThrow(/starting with a letter or digit/);
+    expect(() => parseLabelChanges(['site= berlin'])).toThrow(/starts or ends with a space: write site=berlin/);
   });
 
   it('formats labels for a table, quoting values with spaces or quotes', () => {

@@ -32,7 +32,10 @@ function config(c: { scope: unknown; readers: string[]; berlin: string[] }): Hub
 
 const documentArb = fc.record({
   key: fc.oneof(fc.constantFrom(...IDS.map((id) => `${id}/cfg`), 'shared/notice', 'loose'), fc.stringMatching(/^[a-z0-9/-]{1,8}$/)),
-  site: fc.option(fc.constantFrom(...SITES), { nil: undefined }),
+  // Lists, and values holding the separators a bucket set could be joined with.
+  site: fc.option(fc.oneof(fc.constantFrom(...SITES, 'berlin\n"],["paris', 'x\u0000y'), fc.subarray(SITES, { minLength: 1 })), {
+    nil: undefined,
+  }),
   bytes: fc.integer({ min: 1, max: 1000 }),
 });
 

@@ -26,6 +26,11 @@ describe('scope rules', () => {
     expect(rules.bucketsOfDocument('sites', 's1', { site: 'berlin' })).toEqual(['sites|f|site|berlin']);
     expect(rules.bucketsOfDevice('sites', device('pi-1', { site: 'berlin' }))).toEqual(['sites|f|site|berlin']);
     expect(rules.bucketsOfDevice('sites', device('pi-1'))).toEqual([]); // no label: holds nothing
+    // A label value containing a key template's delimiter could only match another value's keys: it holds nothing.
+    const byZone = new ScopeRules({ z: { key: '{label.zone}/' } });
+    expect(byZone.bucketsOfDocument('z', 'eu/berlin/x', 1)).toEqual(['z|k|{label.zone}/|eu']);
+    expect(byZone.bucketsOfDevice('z', device('pi-1', { zone: 'eu/berlin' }))).toEqual([]);
+    expect(byZone.bucketsOfDevice('z', device('pi-1', { zone: 'eu' }))).toEqual(['z|k|{label.zone}/|eu']);
     const named = new ScopeRules({ c: { field: 'x', equals: '{label.constructor}' } });
     expect(named.bucketsOfDevice('c', device('pi-1'))).toEqual([]); // not Object's own constructor
     expect(rules.bucketsOfDevice('orders', device('pi-1', { sites: 'berlin, paris' }))).toEqual([
@@ -65,6 +70,10 @@ describe('scope rules', () => {
     expect(() => new ScopeRules({ a: { key: '' } })).toThrow(/give a template/);
     expect(() => new ScopeRules({ a: [] })).toThrow(/at least one rule/);
     expect(() => new ScopeRules({ a: { key: '{agent/' } })).toThrow(/brace/);
+    expect(() => new ScopeRules({ a: { key: '{agent}-' } })).toThrow(
+      /text after \{agent\} must start with a character agent ids cannot contain/,
+    );
+    expect(() => new ScopeRules({ a: { key: 'x.{agent}.y' } })).toThrow(/text after \{agent\}/);
   });
 
   it('a document is in the scope of exactly the devices whose id, label or group it names', () => {

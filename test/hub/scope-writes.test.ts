@@ -4,7 +4,7 @@ import { encodeHlc, HybridClock } from '../../shared/hlc.js';
 import type { OpResult, WriteOp } from '../../shared/messages.js';
 import { CollectionPolicies, parseHubConfig, scopeRules } from '../../hub/config.js';
 import { defaultIngestOptions, Ingestor, type IngestOutput } from '../../hub/ingest.js';
-import { inScopeOf } from '../../hub/scope-rules.js';
+import { scopeView } from '../../hub/scope-rules.js';
 import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -32,12 +32,15 @@ describe('writes to scoped collections', () => {
     const labels: Record<string, Record<string, string>> = { 'pi-1': { site: 'berlin' } };
     const ingestor = new Ingestor(store, new HybridClock(), new CollectionPolicies(config), {
       ...defaultIngestOptions,
-      inScope: inScopeOf(scopeRules(config.collections), config.access.groups, (id) => labels[id] ?? {}),
+      scopes: scopeView(scopeRules(config.collections), config.access.groups, (id) => labels[id] ?? {}),
     });
-    const hubWrite = (c: string, k: string, v: unknown) => ingestor.ingest([{ kind: 'hub', write: { c, k, op: 'put', v } }]);
-    await hubWrite('sites', 'paris-1', { site: 'paris', n: 1 }); // lsn 1, not pi-1's
-    await hubWrite('sites', 'berlin-1', { site: 'berlin', n: 1 }); // lsn 2
-    await hubWrite('config', 'pi-2/limits', { max: 2 }); // lsn 3: hub writes anywhere
+    const hubWrite = async (c: string, k: string, v: unknown) =>
+      (await ingestor.ingest([{ kind: 'hub', write: { c, k, op: 'put', v } }])).hubResults[0];
+    expect(await hubWrite('sites', 'paris-1', { site: 'paris', n: 1 })).toMatchObject({ outcome: 'committed', lsn: 1 });
+    expect(await hubWrite('sites', 'berlin-1', { site: 'berlin', n: 1 })).toMatchObject({ outcome: 'committed', lsn: 2 });
+    // Hub writes go anywhere, and may put a document in several scopes.
+    expect(await hubWrite('config', 'pi-2/limits', { max: 2 })).toMatchObject({ outcome: 'committed', lsn: 3 });
+    expect(await hubWrite('sites', 'shared-1', { site: ['berlin', 'paris'] })).toMatchObject({ outcome: 'committed', lsn: 4 });
     let seq = 0;
     const device = async (op: Omit<WriteOp, 'seq' | 'hlc'>): Promise<OpResult> =>
       results(
@@ -60,6 +63,13 @@ describe('writes to scoped collections', () => {
       { c: 'sites', k: 'berlin-1', op: 'put', v: { site: 'paris' } },
       { c: 'sites', k: 'berlin-1', op: 'patch', v: { site: 'rome' } },
       { c: 'sites', k: 'berlin-2', op: 'put', v: { other: 1 } },
+      // Deleting another device's absent document: refused by its key, as an existing one is
+      // (whether it exists cannot be probed), and no tombstone is left to block its owner.
+      { c: 'config', k: 'pi-2/absent', op: 'del' },
+      { c: 'sites', k: 'rome-absent', op: 'del' },
+      // Pushing a document into other devices' scopes, as a list or by moving it.
+      { c: 'sites', k: 'berlin-3', op: 'put', v: { site: ['berlin', 'paris'] } },
+      { c: 'sites', k: 'berlin-1', op: 'patch', v: { site: ['berlin', 'rome'] } },
     ] as const) {
       const result = await device(op);
       expect(result, JSON.stringify(op)).toMatchObject({ outcome: 'rejected', reason: 'out_of_scope' });
@@ -67,8 +77,15 @@ describe('writes to scoped collections', () => {
     }
     expect(store.head).toBe(head); // nothing committed
     expect(await store.document('sites', 'paris-1')).toMatchObject({ value: { site: 'paris', n: 1 }, version: 1 });
-    // Deleting its own document stays in scope (the tombstone is where the document was).
+    // Deleting its own document stays in scope (the tombstone is where the document was); so
+    // does deleting an absent key its key rule gives it.
     expect(await device({ c: 'sites', k: 'berlin-2', op: 'del' })).toMatchObject({ outcome: 'committed' });
+    expect(await device({ c: 'config', k: 'pi-1/absent', op: 'del' })).toMatchObject({ outcome: 'committed' });
+    // A document already in other scopes too may be edited in place, keeping them.
+    expect(await device({ c: 'sites', k: 'shared-1', op: 'patch', v: { n: 1 } })).toMatchObject({ outcome: 'committed' });
+    expect(await device({ c: 'sites', k: 'shared-1', op: 'patch', v: { site: ['berlin', 'paris', 'rome'] } })).toMatchObject({
+      reason: 'out_of_scope',
+    });
     // An unscoped collection is not limited; nor is a relabelled device's new site.
     expect(await device({ c: 'logs', k: 'anything', op: 'put', v: 1 })).toMatchObject({ outcome: 'committed' });
     labels['pi-1'] = { site: 'paris' };

@@ -278,6 +278,10 @@ export class SqliteHubDb implements IngestTx {
     return this.#labels.all();
   }
 
+  labelsVersion(): number {
+    return this.#labels.version();
+  }
+
   /** Sets and removes labels in one transaction; the labels after (ConfigError if refused, nothing written). */
   setLabels(agentId: string, change: LabelChange): Record<string, string> {
     return this.#labels.set(agentId, change);

@@ -4,14 +4,20 @@ import type { SqliteConnection } from './sqlite-connection.js';
 /**
  * Agents' labels on SQLite (`agent_labels`, migration 10): a JSON object per agent that has any.
  * A change is read, merged and written in one IMMEDIATE transaction, so two writers at once
- * cannot lose each other's labels or pass the bound on their number together. Other hub
- * processes learn of a change from SQLite's data_version.
+ * cannot lose each other's labels or pass the bound on their number together. Each change
+ * bumps `labels_version` in the same transaction, which hubs watch.
  */
 export class SqliteLabels {
   readonly #db: SqliteConnection;
 
   constructor(db: SqliteConnection) {
     this.#db = db;
+  }
+
+  /** Changes with every change of labels, from any connection. */
+  version(): number {
+    const row = this.#db.statement<[], { value: number | string }>("SELECT value FROM hub_meta WHERE name = 'labels_version'").get();
+    return Number(row?.value ?? 0);
   }
 
   get(agentId: string): Record<string, string> {
@@ -31,8 +37,9 @@ export class SqliteLabels {
     return this.#db.transaction(() => {
       const current = this.get(agentId);
       const next = mergeLabels(agentId, current, change);
-      // Nothing changed: nothing written, so hubs watching data_version have nothing to reload.
+      // Nothing changed: nothing written, so hubs watching the version have nothing to reload.
       if (JSON.stringify(next) === JSON.stringify(current)) return next;
+      this.#db.statement("UPDATE hub_meta SET value = value + 1 WHERE name = 'labels_version'").run();
       if (Object.keys(next).length === 0) {
         this.#db.statement('DELETE FROM agent_labels WHERE agent_id = ?').run(agentId);
       } else {

@@ -156,4 +156,9 @@ CREATE TABLE agent_labels (
   updated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 `,
+  // 11: a counter of label changes, bumped with each: hubs watch it rather than data_version,
+  // which every commit from another connection moves (a busy partition's, say)
+  `
+INSERT INTO hub_meta (name, value) VALUES ('labels_version', 0);
+`,
 ];

@@ -165,12 +165,9 @@ export class SqliteHubStore implements HubStore {
     return settle(() => this.db.setLabels(agentId, { set, unset }));
   }
 
-  /**
-   * SQLite's data_version, as for credentials: it changes whenever another connection (`outpost
-   * hub agents label`) commits, labels or not, and the hub's reload finds what differs.
-   */
+  /** A counter bumped with every change of labels (migration 11), whichever connection made it. */
   labelsVersion(): Promise<number> {
-    return settle(() => this.db.dataVersion());
+    return settle(() => this.db.labelsVersion());
   }
 
   #lineage: Lineage | undefined;

@@ -51,7 +51,10 @@ export function addScopeCommands(hub: Command): void {
       const store = await openHubStore({ store: opts.store, dataDir: opts.data });
       try {
         const labels = await store.allLabels();
-        const ids = new Set([...(await store.credentials()).filter((c) => c.revokedAt === null).map((c) => c.agentId), ...labels.keys()]);
+        // Provisioned devices and those known by their labels (a --dev hub's), but no revoked one: it cannot connect.
+        const credentials = await store.credentials();
+        const revoked = new Set(credentials.filter((c) => c.revokedAt !== null).map((c) => c.agentId));
+        const ids = new Set([...credentials.map((c) => c.agentId), ...labels.keys()].filter((id) => !revoked.has(id)));
         const devices = [...ids].sort().map((agentId) => ({ agentId, labels: labels.get(agentId) ?? {} }));
         const preview = await previewScopes({
           before,

@@ -66,10 +66,14 @@ async function api(path) {
 const lagOf = (a) => Math.max(0, ...Object.values(a.collections).map((c) => c.lagChanges));
 const lagSecondsOf = (a) => Math.max(0, ...Object.values(a.collections).map((c) => c.lagSeconds));
 const labelsOf = (a) => Object.entries(a.labels || {}).map(([name, value]) => name + '=' + value);
+// Each word must match: name=value a label exactly (site=berlin is not site=berlin-east), any other part of the id or labels.
+const matches = (a, filter) => filter.split(/\\s+/).filter(Boolean).every((term) => term.includes('=')
+  ? labelsOf(a).some((label) => label.toLowerCase() === term)
+  : (a.agentId + ' ' + a.labelText).toLowerCase().includes(term));
 function renderFleet() {
   const filter = document.getElementById('filter').value.toLowerCase();
   const rows = agents.map((a) => ({ ...a, lag: lagOf(a), lagSeconds: lagSecondsOf(a), labelText: labelsOf(a).join(' ') }))
-    .filter((a) => (a.agentId + ' ' + a.labelText).toLowerCase().includes(filter))
+    .filter((a) => matches(a, filter))
     .sort((x, y) => (x[sortKey] > y[sortKey] ? 1 : x[sortKey] < y[sortKey] ? -1 : 0) * sortDir);
   document.querySelector('#fleet tbody').innerHTML = rows.map((a) =>
     '<tr class="agent" data-agent="' + esc(a.agentId) + '"><td>' + esc(a.agentId) + '</td>' +

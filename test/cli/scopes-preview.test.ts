@@ -26,6 +26,8 @@ describe('outpost hub scopes preview', () => {
     outpost(['hub', 'agents', 'add', 'pi-1', '--label', 'site=berlin', '--data', data]);
     outpost(['hub', 'agents', 'add', 'pi-2', '--label', 'site=paris', '--data', data]);
     outpost(['hub', 'agents', 'label', 'pi-3', 'sites=berlin,rome', '--data', data]); // labels only
+    outpost(['hub', 'agents', 'add', 'pi-4', '--label', 'site=rome', '--data', data]);
+    outpost(['hub', 'agents', 'revoke', 'pi-4', '--data', data]); // revoked: it cannot connect, and is left out
     const next = join(dir, 'next.yaml');
     writeFileSync(
       next,

@@ -50,7 +50,7 @@ describe.skipIf(!existsSync(CHROMIUM))(
       // Labelled from another process, as `outpost hub agents label` does; one agent known only by its labels.
       const cli = new SqliteHubStore(join(dir, 'hub'));
       await cli.setLabels('pi-alpha', { site: 'berlin', line: '3' }, []);
-      await cli.setLabels('pi-bravo', { site: 'paris' }, []);
+      await cli.setLabels('pi-bravo', { site: 'paris', othersite: 'berlin', zone: 'site=berlin-east' }, []);
       await cli.setLabels('pi-spare', { site: 'berlin' }, []);
       await cli.close();
       await waitFor('the hub reloaded the labels', () => hub!.labelsOf('pi-spare').site === 'berlin');
@@ -85,10 +85,12 @@ describe.skipIf(!existsSync(CHROMIUM))(
       expect(await page.locator('tr.agent').first().getAttribute('data-agent')).toBe('pi-charlie');
       await page.fill('#filter', 'bra');
       await expect.poll(async () => page.locator('tr.agent').count()).toBe(1);
-      await page.fill('#filter', 'site=berlin'); // by label
+      await page.fill('#filter', 'site=berlin'); // by label: exactly, not othersite=berlin or a value holding it
       await expect
         .poll(async () => page.locator('tr.agent').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-agent'))))
         .toEqual(['pi-alpha', 'pi-spare']);
+      await page.fill('#filter', 'site=berlin line=3'); // every word
+      await expect.poll(async () => page.locator('tr.agent').count()).toBe(1);
       await page.fill('#filter', '');
 
       mkdirSync(ARTIFACTS, { recursive: true });

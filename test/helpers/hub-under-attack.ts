@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import mqtt from 'mqtt';
 import { Agent } from '../../agent/agent.js';
 import { freePort } from './ports.js';
 import { outpost, OutpostProcess } from './processes.js';
@@ -73,6 +74,20 @@ export class HubUnderAttack {
 
   get mqttUrl(): string {
     return `mqtt://127.0.0.1:${this.mqttPort}`;
+  }
+
+  /** The attacker: the stolen device logged in with MQTT.js. */
+  stolen(): Promise<mqtt.MqttClient> {
+    return mqtt.connectAsync(this.mqttUrl, { clientId: STOLEN_ID, username: STOLEN_ID, password: this.stolenToken, reconnectPeriod: 0 });
+  }
+
+  /**
+   * 300 documents of 8 KB that deflate cannot shrink, written by a legit agent: each pull of the
+   * whole log is a 512 KB page to build.
+   */
+  async seedBulk(): Promise<void> {
+    const [writer] = this.agents;
+    for (let i = 0; i < 300; i++) await writer!.put('bulk', `b${i}`, { filler: randomBytes(6_000).toString('base64') });
   }
 
   /**

@@ -1,5 +1,3 @@
-import { randomBytes } from 'node:crypto';
-import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { upCodec } from '../../shared/codec.js';
 import { HybridClock } from '../../shared/hlc.js';
@@ -21,15 +19,9 @@ describe('a hub under attack: valid messages in shapes no device sends', () => {
     bench = undefined;
   });
 
-  /** The stolen device, logged in with MQTT.js. */
-  const stolen = (b: HubUnderAttack): Promise<mqtt.MqttClient> =>
-    mqtt.connectAsync(b.mqttUrl, { clientId: STOLEN_ID, username: STOLEN_ID, password: b.stolenToken, reconnectPeriod: 0 });
-
   it('a pull flood from a client that stops reading: one page at a time, the client shed, the hub responsive', async () => {
     bench = await HubUnderAttack.start();
-    // 300 documents of 8 KB that deflate cannot shrink: each full pull is a 512 KB page to build.
-    const [writer] = bench.agents;
-    for (let i = 0; i < 300; i++) await writer!.put('bulk', `b${i}`, { filler: randomBytes(6_000).toString('base64') });
+    await bench.seedBulk();
     await bench.startLoad(20, 1024);
     const attacker = await frozenSubscriber(bench.mqttPort, bench.stolenToken);
     let closed = false;
@@ -54,7 +46,7 @@ describe('a hub under attack: valid messages in shapes no device sends', () => {
   it('status reports naming 40,000 made-up collections, ten times: nothing kept, the fleet listing stays small', async () => {
     bench = await HubUnderAttack.start();
     await bench.startLoad(20, 1024);
-    const client = await stolen(bench);
+    const client = await bench.stolen();
     const applied: Record<string, number> = {};
     for (let i = 0; i < 40_000; i++) applied[`made-up-${i}`] = i + 1;
     const { peakGrowth } = await bench.peakRssGrowthDuring(async () => {
@@ -77,7 +69,7 @@ describe('a hub under attack: valid messages in shapes no device sends', () => {
   it('batches whose every op asks a thousand replicas: waits bounded, the cost per batch flat, legit latency kept', async () => {
     bench = await HubUnderAttack.start();
     await bench.startLoad(20, 1024);
-    const client = await stolen(bench);
+    const client = await bench.stolen();
     const acks: number[] = [];
     client.on('message', (topic) => topic === topics.down(STOLEN_ID) && acks.push(Date.now()));
     await client.subscribeAsync(topics.down(STOLEN_ID), { qos: 1 });

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { upCodec } from '../../shared/codec.js';
 import { topics } from '../../shared/topics.js';
@@ -20,16 +19,11 @@ describe('a hub under attack: a client that reads as fast as it asks', () => {
     bench = undefined;
   });
 
-  const stolen = (b: HubUnderAttack): Promise<mqtt.MqttClient> =>
-    mqtt.connectAsync(b.mqttUrl, { clientId: STOLEN_ID, username: STOLEN_ID, password: b.stolenToken, reconnectPeriod: 0 });
-
   it('pulls asked back to back by a client that reads them: pages held to maxPullBytesPerSecond', async () => {
     bench = await HubUnderAttack.start(['--max-pull-bytes-per-second', String(MiB)]);
-    // 300 documents of 8 KB that deflate cannot shrink: each pull from 0 is a 512 KB page to build.
-    const [writer] = bench.agents;
-    for (let i = 0; i < 300; i++) await writer!.put('bulk', `b${i}`, { filler: randomBytes(6_000).toString('base64') });
+    await bench.seedBulk();
     await bench.startLoad(20, 1024);
-    const client = await stolen(bench);
+    const client = await bench.stolen();
     await client.subscribeAsync(topics.down(STOLEN_ID), { qos: 1 });
     let received = 0;
     let pages = 0;
@@ -58,7 +52,7 @@ describe('a hub under attack: a client that reads as fast as it asks', () => {
   it('a client that sends faster than maxInboundBytesPerSecond is read no faster: slowed, nothing it sent lost, not dropped', async () => {
     bench = await HubUnderAttack.start(['--max-inbound-bytes-per-second', String(64 * 1024)]);
     await bench.startLoad(20, 1024);
-    const client = await stolen(bench);
+    const client = await bench.stolen();
     // 96 status reports of over 4 KB each (over 384 KiB): collections the hub does not keep.
     // Random names, so that deflate cannot shrink them.
     const applied = Object.fromEntries(Array.from({ length: 320 }, (_, i) => [randomBytes(10).toString('hex'), i + 1]));
@@ -80,7 +74,7 @@ describe('a hub under attack: a client that reads as fast as it asks', () => {
   it('status reports flooded: the newest taken, twenty a second at most, the rest replaced', async () => {
     bench = await HubUnderAttack.start();
     await bench.startLoad(20, 1024);
-    const client = await stolen(bench);
+    const client = await bench.stolen();
     const report = (n: number): Buffer => Buffer.from(upCodec.encode(['status', { applied: { load: n }, outbox: n }]));
     const started = Date.now();
     for (let n = 1; n <= 2_000; n++) client.publish(topics.up(STOLEN_ID), report(n));
@@ -104,7 +98,7 @@ describe('a hub under attack: a client that reads as fast as it asks', () => {
   it('subscriptions past the most one client may make are refused, the client stays', async () => {
     bench = await HubUnderAttack.start();
     await bench.startLoad(20, 1024);
-    const client = await stolen(bench);
+    const client = await bench.stolen();
     let granted = 0;
     let refused = 0;
     for (let batch = 0; batch < 15; batch++) {

@@ -49,7 +49,11 @@ export class RestoreWatch {
       // synced with this database's lineage before its restore, if it holds more than the fork.
       if (status.fork > 0 && applied() > status.fork) fork = status.fork;
     } else if (status.lin !== known.lineage) fork = status.fork;
-    if (fork === undefined && status.hlc > newestHeard && status.head < applied()) {
+    // An unmarked restore: a status newer than anything heard whose head is below what this
+    // device applied. Only against a status heard before (`known`): the first one a device hears
+    // may be the retained status of the hub's start, older than the changes it applied before
+    // (a restart forgets `newestHeard`), and would look like a restore.
+    if (fork === undefined && known !== undefined && status.hlc > newestHeard && status.head < applied()) {
       fork = status.head;
     }
     if (fork === undefined) {

@@ -263,6 +263,25 @@ function check(hubDb: string, acknowledged: Acknowledged[], agents: Agent[], col
 
 /** Cases this test once failed on, replayed on every run. */
 const REGRESSIONS: Array<[Command[], number, number, number]> = [
+  // An agent that applied a change before hearing any hub status, then restarted, took the hub's
+  // retained status from its start (head 0) for a restored hub: it took its versions out and
+  // resent its queue under a new incarnation, as after a real restore.
+  [
+    [
+      { t: 'write', a: 1, k: 0, del: false, c: 0 },
+      { t: 'write', a: 0, k: 0, del: false, c: 0 },
+      { t: 'deliver', n: 8 },
+      { t: 'restartAgent', a: 0 },
+      { t: 'deliver', n: 1 },
+      { t: 'deliver', n: 2 },
+      { t: 'write', a: 0, k: 0, del: false, c: 0 },
+      { t: 'reconnect', a: 0 },
+      { t: 'restartHub' },
+    ],
+    -1268835696,
+    0,
+    3,
+  ],
   // A resync that crossed its ack looked like hub data loss and paused uploads for 30 s.
   [
     [

@@ -2,7 +2,7 @@ import type { Hlc, HybridClock } from '../shared/hlc.js';
 import type { BatchMessage, Change, ChangesMessage, DownMessage, OpResult, WriteOp } from '../shared/messages.js';
 import { packAck } from '../shared/acks.js';
 import { digestOf } from './op-digest.js';
-import { checkPartition, checkScope, validateOp, type ScopeView } from './op-checks.js';
+import { checkPartition, scopeAfter, scopeBefore, validateOp, type ScopeView } from './op-checks.js';
 import { limits as defaultLimits, type Limits } from '../shared/limits.js';
 import type { JsonValue } from '../shared/values.js';
 import type { CollectionPolicies } from './config.js';
@@ -199,7 +199,7 @@ export class Ingestor {
     const current = tx.document(op.c, op.k);
     // Before anything is resolved: a device learns nothing of a document outside its scope.
     const agent = who.seq !== null ? who.origin : undefined;
-    const outside = agent !== undefined ? checkScope(this.options.scopes, agent, op, current) : undefined;
+    const outside = agent !== undefined ? scopeBefore(this.options.scopes, agent, op, current) : undefined;
     if (outside) return { outcome: 'rejected', ...outside };
     // A hub write without If-Match is unconditional: made against whatever is current.
     const base = op.base ?? (who.seq === null ? (current?.version ?? 0) : 0);
@@ -219,7 +219,7 @@ export class Ingestor {
       });
       return { outcome: 'conflict', lsn: winner.version, reason: resolution.reason, detail: resolution.detail };
     }
-    const movesOut = agent !== undefined ? checkScope(this.options.scopes, agent, op, current, resolution.value ?? null) : undefined;
+    const movesOut = agent !== undefined ? scopeAfter(this.options.scopes, agent, op, current, resolution.value) : undefined;
     if (movesOut) return { outcome: 'rejected', ...movesOut };
     if (op.op === 'patch' && resolution.value !== undefined) {
       const schemaProblem = policy.check(resolution.value);

@@ -65,35 +65,53 @@ export interface ScopeView {
  * A device's write to a scoped collection is refused (`out_of_scope`, never committed) when:
  * - the document as it is lies outside the device's scope (a tombstone or an absent document
  *   counts by its key alone: a delete the key rules do not place in its scope is refused too,
- *   so whether another device's document exists cannot be probed);
- * - or the write would leave it outside (a put or patch that moves it out);
- * - or the write would put it in buckets the device does not hold and it was not in already
- *   (a document of its own listing other sites, or every agent as owner): a device cannot push
- *   documents into other devices' scopes.
- * Hub writes are not asked. `after` is the document's value after the write (undefined: the
- * first check only).
+ *   so whether another device's document exists cannot be probed) — `scopeBefore`, asked
+ *   before anything is resolved, so the device learns nothing of such a document;
+ * - or the write would leave it outside (a put or patch that moves it out), or put it in buckets
+ *   the device does not hold and it was not in already (a document of its own listing other
+ *   sites, or every agent as owner): a device cannot push documents into other devices' scopes
+ *   — `scopeAfter`, asked of the value the write resolved to.
+ * Hub writes are not asked.
  */
-export function checkScope(
+export function scopeBefore(
   view: ScopeView | undefined,
   agentId: string,
   op: { c: string; k: string; op: string },
   current: { value: unknown; deleted: boolean } | undefined,
-  after?: unknown,
 ): OpProblem | undefined {
   if (!view?.scoped(op.c)) return undefined;
+  const live = current !== undefined && !current.deleted;
+  if (!live && op.op !== 'del') return undefined; // a new document: judged by its value, after
   const held = view.deviceBuckets(agentId, op.c);
-  const before = view.documentBuckets(op.c, op.k, current && !current.deleted ? current.value : undefined);
-  const mine = (buckets: readonly string[]): boolean => buckets.some((b) => held.has(b));
-  let outside = false;
-  if (after === undefined) {
-    // Before anything is resolved: the document as it is, or (absent, deleted) its key.
-    outside = (current !== undefined && !current.deleted) || op.op === 'del' ? !mine(before) : false;
-  } else if (op.op !== 'del') {
-    const buckets = view.documentBuckets(op.c, op.k, after);
-    const previously = new Set(before);
-    outside = !mine(buckets) || buckets.some((b) => !held.has(b) && !previously.has(b));
-  }
-  if (!outside) return undefined;
+  return bucketsOf(view, op, current).some((b) => held.has(b)) ? undefined : outOfScope(agentId, op);
+}
+
+/** See scopeBefore. `after` is the document's value once written (a delete is not asked). */
+export function scopeAfter(
+  view: ScopeView | undefined,
+  agentId: string,
+  op: { c: string; k: string; op: string },
+  current: { value: unknown; deleted: boolean } | undefined,
+  after: unknown,
+): OpProblem | undefined {
+  if (!view?.scoped(op.c) || op.op === 'del') return undefined;
+  const held = view.deviceBuckets(agentId, op.c);
+  const previously = new Set(bucketsOf(view, op, current));
+  const buckets = view.documentBuckets(op.c, op.k, after);
+  const outside = !buckets.some((b) => held.has(b)) || buckets.some((b) => !held.has(b) && !previously.has(b));
+  return outside ? outOfScope(agentId, op) : undefined;
+}
+
+/** The buckets a document is in as it is: a tombstone or an absent document by its key alone. */
+function bucketsOf(
+  view: ScopeView,
+  op: { c: string; k: string },
+  current: { value: unknown; deleted: boolean } | undefined,
+): readonly string[] {
+  return view.documentBuckets(op.c, op.k, current && !current.deleted ? current.value : undefined);
+}
+
+function outOfScope(agentId: string, op: { c: string; k: string }): OpProblem {
   return {
     reason: 'out_of_scope',
     detail: `document ${op.k} of ${op.c} is outside agent ${agentId}'s scope, or the write would take it out or into other devices' scopes; only the hub may write it`,

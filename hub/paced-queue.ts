@@ -1,21 +1,16 @@
+import { TokenBuckets } from './token-bucket.js';
+
 /** A budget per agent: `rate` units a second, up to `burst` saved up. */
 export interface Pace {
   rate: number;
   burst: number;
 }
 
+/** An agent with a message being handled (or waiting for its budget); an idle one has none. */
 interface AgentState<T> {
-  /** Units the agent may still spend; below zero, its next message waits until refilled. */
-  tokens: number;
-  /** When `tokens` was last brought up to date. */
-  at: number;
-  busy: boolean;
   next: T | undefined;
   timer: NodeJS.Timeout | undefined;
 }
-
-/** Agents remembered before those with a full budget (as good as new) are swept. */
-const SWEEP_AT = 10_000;
 
 /**
  * Per agent, a kind of message whose newest supersedes the older (a pull, a status report):
@@ -28,33 +23,31 @@ const SWEEP_AT = 10_000;
  */
 export class PacedQueue<T> {
   readonly #agents = new Map<string, AgentState<T>>();
+  /** Each agent's budget, kept while it is idle (else waiting for an answer would refill it). */
+  readonly #budgets: TokenBuckets;
   #stopped = false;
 
   constructor(
     /** Handles one message; returns what it cost, in the budget's units. */
     private readonly handle: (agentId: string, message: T) => Promise<number> | number,
-    private readonly pace: Pace,
+    pace: Pace,
     /** A message was replaced by a newer one before it was handled. */
     private readonly superseded: (agentId: string) => void,
-    // Monotonic: a wall clock stepped back would starve every agent's budget for the step.
-    private readonly now: () => number = () => performance.now(),
-  ) {}
+    now?: () => number,
+  ) {
+    this.#budgets = new TokenBuckets(pace.rate, pace.burst, now);
+  }
 
   submit(agentId: string, message: T): void {
     if (this.#stopped) return;
-    let state = this.#agents.get(agentId);
-    if (state?.busy) {
-      if (state.next !== undefined) this.superseded(agentId);
-      state.next = message;
+    const busy = this.#agents.get(agentId);
+    if (busy) {
+      if (busy.next !== undefined) this.superseded(agentId);
+      busy.next = message;
       return;
     }
-    if (!state) {
-      if (this.#agents.size >= SWEEP_AT) this.#sweep();
-      state = { tokens: this.pace.burst, at: this.now(), busy: false, next: undefined, timer: undefined };
-      this.#agents.set(agentId, state);
-    }
-    state.busy = true;
-    state.next = message;
+    const state: AgentState<T> = { next: message, timer: undefined };
+    this.#agents.set(agentId, state);
     this.#drain(agentId, state);
   }
 
@@ -67,10 +60,9 @@ export class PacedQueue<T> {
 
   #drain(agentId: string, state: AgentState<T>): void {
     if (this.#stopped) return; // a handler that finished after stop(): nothing more
-    this.#refill(state);
-    if (state.tokens < 0) {
+    const waitMs = this.#budgets.of(agentId).waitMs;
+    if (waitMs > 0) {
       // Over budget: wait until it is back to zero; a newer message may replace this one meanwhile.
-      const waitMs = Math.ceil((-state.tokens / this.pace.rate) * 1000);
       state.timer = setTimeout(() => {
         state.timer = undefined;
         this.#drain(agentId, state);
@@ -79,8 +71,9 @@ export class PacedQueue<T> {
     }
     const message = state.next;
     state.next = undefined;
-    if (message === undefined || this.#stopped) {
-      state.busy = false;
+    if (message === undefined) {
+      // Idle: its budget lives on in #budgets until it is full again.
+      this.#agents.delete(agentId);
       return;
     }
     let spent: Promise<number> | number;
@@ -96,22 +89,7 @@ export class PacedQueue<T> {
   }
 
   #pay(agentId: string, state: AgentState<T>, cost: number): void {
-    this.#refill(state);
-    state.tokens -= cost;
+    this.#budgets.of(agentId).spend(cost);
     this.#drain(agentId, state);
-  }
-
-  #refill(state: AgentState<T>): void {
-    const now = this.now();
-    state.tokens = Math.min(this.pace.burst, state.tokens + ((now - state.at) / 1000) * this.pace.rate);
-    state.at = now;
-  }
-
-  #sweep(): void {
-    for (const [agentId, state] of this.#agents) {
-      if (state.busy) continue;
-      this.#refill(state);
-      if (state.tokens >= this.pace.burst) this.#agents.delete(agentId);
-    }
   }
 }

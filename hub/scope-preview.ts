@@ -1,6 +1,6 @@
 import { AccessControl } from './access.js';
 import { scopeRules, type HubConfig } from './config.js';
-import type { ScopeRules, ScopeSubject } from './scope-rules.js';
+import { groupsByMember, type ScopeRules, type ScopeSubject } from './scope-rules.js';
 
 /** Documents and their bytes (the stored value's size). */
 export interface Tally {
@@ -63,10 +63,7 @@ interface Side {
 }
 
 function side(config: HubConfig): Side {
-  const groupsOf = new Map<string, string[]>();
-  for (const [group, members] of Object.entries(config.access.groups)) {
-    for (const member of members) groupsOf.set(member, [...(groupsOf.get(member) ?? []), group]);
-  }
+  const groupsOf = groupsByMember(config.access.groups);
   return {
     rules: scopeRules(config.collections),
     access: new AccessControl(config.access, false),

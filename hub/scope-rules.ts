@@ -245,14 +245,24 @@ export function scopeView(
   documentBuckets(collection: string, key: string, value: unknown): string[];
   deviceBuckets(agentId: string, collection: string): Set<string>;
 } {
-  const memberOf = new Map<string, string[]>();
-  for (const [group, members] of Object.entries(groups)) {
-    for (const member of members) memberOf.set(member, [...(memberOf.get(member) ?? []), group]);
-  }
+  const memberOf = groupsByMember(groups);
   return {
     scoped: (collection) => rules.scoped(collection),
     documentBuckets: (collection, key, value) => rules.bucketsOfDocument(collection, key, value),
     deviceBuckets: (agentId, collection) =>
       new Set(rules.bucketsOfDevice(collection, { agentId, labels: labelsOf(agentId), groups: memberOf.get(agentId) ?? [] })),
   };
+}
+
+/** The access groups each agent is in, from the config's group → members lists. */
+export function groupsByMember(groups: Readonly<Record<string, readonly string[]>>): Map<string, string[]> {
+  const memberOf = new Map<string, string[]>();
+  for (const [group, members] of Object.entries(groups)) {
+    for (const member of members) {
+      const list = memberOf.get(member);
+      if (list) list.push(group);
+      else memberOf.set(member, [group]);
+    }
+  }
+  return memberOf;
 }

@@ -19,6 +19,13 @@ const Incarnation = Type.String({ pattern: '^[0-9a-f]{32}$' });
 const Lineage = Type.String({ pattern: '^[0-9a-f]{32}$' });
 const strict = { additionalProperties: false } as const;
 /**
+ * A scope bucket of a scoped collection, by its id: a digest of the bucket's name (hub/scope-rules.ts),
+ * short on the wire and showing no label value.
+ */
+export const BucketId = Type.String({ pattern: '^[A-Za-z0-9_-]{16}$' });
+/** The most buckets one document is in, or one device holds, that a message names. */
+const MAX_BUCKETS = 1024;
+/**
  * The leadership epoch of the hub process that sent a message (see hub/leadership.ts): raised at
  * every failover. An agent ignores a message with a lower epoch than one it has seen.
  */
@@ -51,17 +58,23 @@ export const WriteOp = Type.Object(
 );
 export type WriteOp = Static<typeof WriteOp>;
 
-/** A committed change as the log holds it: the document's full new state. */
+/**
+ * A committed change as the log holds it: the document's full new state. In a scoped
+ * collection, `bk` lists the buckets the document is in after it; a device that holds none of
+ * them no longer holds the document. A bucket the document left hears `out` instead: no value,
+ * no buckets, only that it left at this LSN.
+ */
 export const Change = Type.Object(
   {
     lsn: Lsn,
     c: CollectionName,
     k: Key,
-    op: Type.Union([Type.Literal('put'), Type.Literal('del')]),
+    op: Type.Union([Type.Literal('put'), Type.Literal('del'), Type.Literal('out')]),
     v: Type.Optional(Type.Unknown()),
     hlc: Hlc,
     /** Origin: the agent id, or `hub` for writes made at the main site. */
     o: Type.String({ maxLength: 128 }),
+    bk: Type.Optional(Type.Array(BucketId, { maxItems: MAX_BUCKETS })),
   },
   strict,
 );
@@ -111,6 +124,13 @@ export const PullMessage = message(
       limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
       /** Continue a snapshot: its LSN and the last document received. */
       snap: Type.Optional(Type.Object({ lsn: Lsn, after: Type.Tuple([CollectionName, Key]) }, strict)),
+      /** Pull one bucket of the device's scope instead of the unscoped collections (`cs` is then ignored). */
+      b: Type.Optional(BucketId),
+      /**
+       * With `b`: the other buckets this device holds, each applied up to an LSN. A snapshot of
+       * `b` leaves out the documents one of them already brought at their current version.
+       */
+      held: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]{16}$' }), Lsn, { maxProperties: MAX_BUCKETS })),
     },
     strict,
   ),
@@ -148,7 +168,14 @@ export const StatusMessage = message(
  * A document version a restored hub no longer has, as this device held it: in its replica, or
  * as one of its own writes the hub had acknowledged. `ver` is its version in the lost lineage.
  */
-export const LostDoc = Type.Object({ ...Type.Omit(Change, ['lsn']).properties, ver: Type.Integer({ minimum: 1 }) }, strict);
+export const LostDoc = Type.Object(
+  {
+    ...Type.Omit(Change, ['lsn', 'op', 'bk']).properties,
+    op: Type.Union([Type.Literal('put'), Type.Literal('del')]),
+    ver: Type.Integer({ minimum: 1 }),
+  },
+  strict,
+);
 export type LostDoc = Static<typeof LostDoc>;
 /**
  * One chunk of the agent's report of what the hub lost when it was restored: documents of
@@ -169,6 +196,28 @@ export const LostMessage = message(
 );
 export const UpMessage = Type.Union([BatchMessage, PullMessage, StatusMessage, LostMessage]);
 export type UpMessage = Static<typeof UpMessage>;
+
+/**
+ * Committed change sets of one collection, to its subscribers; a scoped collection's, of one of
+ * its buckets, to each device holding the bucket on its own `down` topic.
+ */
+export const ChangesMessage = message(
+  'changes',
+  Type.Object(
+    {
+      c: CollectionName,
+      /** LSN of the previous change set of this collection (0 = none): a subscriber detects gaps. */
+      prev: Lsn,
+      hlc: Hlc,
+      epoch: Type.Optional(Epoch),
+      changes: Type.Array(Change, { minItems: 1 }),
+      /** A scoped collection's: the bucket it is of (`prev` is then the bucket's previous change set), sent to each device holding it. */
+      b: Type.Optional(BucketId),
+    },
+    strict,
+  ),
+);
+export type ChangesMessage = Static<typeof ChangesMessage>;
 
 // ---- hub → one agent (`down`)
 
@@ -209,6 +258,8 @@ export const PageMessage = message(
       hlc: Hlc,
       epoch: Type.Optional(Epoch),
       changes: Type.Array(Change),
+      /** The bucket this page is of, echoing the pull. */
+      b: Type.Optional(BucketId),
     },
     strict,
   ),
@@ -231,6 +282,8 @@ export const SnapshotMessage = message(
       epoch: Type.Optional(Epoch),
       docs: Type.Array(Change),
       next: Type.Optional(Type.Tuple([CollectionName, Key])),
+      /** The bucket this snapshot is of, echoing the pull. */
+      b: Type.Optional(BucketId),
     },
     strict,
   ),
@@ -258,6 +311,26 @@ export const LostAckMessage = message(
   'lostack',
   Type.Object({ id: Type.Integer({ minimum: 0 }), hlc: Hlc, epoch: Type.Optional(Epoch) }, strict),
 );
+/**
+ * The device's scope: the scoped collections, and the buckets it holds now with each one's
+ * newest LSN. Sent when it subscribes and whenever its scope changes (its labels, the config).
+ * It pulls the buckets it joins, evicts the documents it no longer holds through any, and
+ * catches up on the others from where it stopped.
+ */
+export const ScopeMessage = message(
+  'scope',
+  Type.Object(
+    {
+      hlc: Hlc,
+      epoch: Type.Optional(Epoch),
+      cs: Type.Array(CollectionName, { maxItems: 1024 }),
+      bs: Type.Array(Type.Tuple([BucketId, Lsn]), { maxItems: 100_000 }),
+    },
+    strict,
+  ),
+);
+export type ScopeMessage = Static<typeof ScopeMessage>;
+
 export const DownMessage = Type.Union([
   AckMessage,
   ResyncMessage,
@@ -267,26 +340,13 @@ export const DownMessage = Type.Union([
   ReplicatedMessage,
   ReincarnateMessage,
   LostAckMessage,
+  ScopeMessage,
+  // A scoped collection's change set, of one bucket, comes on the device's own topic.
+  ChangesMessage,
 ]);
 export type DownMessage = Static<typeof DownMessage>;
 
-// ---- hub → subscribers of a collection, and the retained hub status
-
-export const ChangesMessage = message(
-  'changes',
-  Type.Object(
-    {
-      c: CollectionName,
-      /** LSN of the previous change set of this collection (0 = none): a subscriber detects gaps. */
-      prev: Lsn,
-      hlc: Hlc,
-      epoch: Type.Optional(Epoch),
-      changes: Type.Array(Change, { minItems: 1 }),
-    },
-    strict,
-  ),
-);
-export type ChangesMessage = Static<typeof ChangesMessage>;
+// ---- the retained hub status
 
 const ConflictPolicy = Type.Union([Type.Literal('lww'), Type.Literal('reject'), Type.Literal('merge')]);
 const Durability = Type.Union([Type.Literal('local'), Type.Literal('hub')]);

@@ -11,6 +11,16 @@ export interface StoredDocument {
   origin: string;
   /** Per-field timestamps, kept for collections with the merge policy. */
   fieldHlcs?: Record<string, Hlc>;
+  /** A scoped collection's document: the ids of the buckets its current version is in. */
+  buckets?: string[];
+}
+
+/** Where a change of a scoped collection belongs: bucket ids (hub/scope-rules.ts `bucketIdOf`). */
+export interface ChangeBuckets {
+  /** The buckets the document is in after the change (a delete: those it was in before). */
+  in: readonly string[];
+  /** The buckets it was in before and is not after: they hear only that it left (`out`). */
+  left: readonly string[];
 }
 
 /** A losing version, archived with the version that beat it. */
@@ -40,6 +50,8 @@ export interface LogEntry {
   encoded?: Buffer;
   /** Digest of the op as the agent sent it, to tell a redelivery from a reused seq. */
   digest?: string;
+  /** A scoped collection's change: its buckets, indexed so that each bucket's log and documents are read alone. */
+  buckets?: ChangeBuckets;
 }
 
 export interface RecordedOutcome {
@@ -156,6 +168,9 @@ export interface IngestTx {
   commit(entry: LogEntry): { lsn: number; bytes: number };
   collectionHead(collection: string): number;
   setCollectionHead(collection: string, lsn: number): void;
+  /** The LSN of a bucket's newest change (0: none), kept through retention. */
+  bucketHead(bucket: string): number;
+  setBucketHead(bucket: string, lsn: number): void;
 }
 
 /**
@@ -217,6 +232,30 @@ export interface HubStore {
     maxBytes: number,
     include?: (collection: string) => boolean,
   ): Promise<DocumentPage>;
+  /**
+   * A bucket's changes after `from` in LSN order, read through its index (never by filtering a
+   * collection), with the limits of `readLog`. A change the bucket's document is in after it
+   * comes whole with `bk`; one it left comes as `out` (no value, no buckets). Complete as far
+   * back as the log reaches: a caller checks `prunedThrough` first.
+   */
+  readBucketLog(bucket: string, from: number, limit: number, maxBytes: number): Promise<LogPage>;
+  /**
+   * One snapshot page of a bucket: the documents in it now (tombstones included) in (collection,
+   * key) order after `after`, at their current version, with `bk`. A document one of the `held`
+   * buckets (applied up to an LSN) already brought at its current version is left out, yet
+   * `next` moves past it.
+   */
+  readBucketDocuments(
+    bucket: string,
+    after: readonly [string, string] | undefined,
+    limit: number,
+    maxBytes: number,
+    held: ReadonlyMap<string, number>,
+  ): Promise<DocumentPage>;
+  /** The newest LSN of each of these buckets (absent: none yet). */
+  bucketHeads(buckets: readonly string[]): Promise<Map<string, number>>;
+  /** The live documents (tombstones not counted) in any of these buckets, and their values' bytes. */
+  bucketSize(buckets: readonly string[]): Promise<{ documents: number; bytes: number }>;
   document(collection: string, key: string): Promise<StoredDocument | undefined>;
   /** Live documents of a collection in key order, after `after`, starting with `prefix`. */
   listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): Promise<ListedDocument[]>;

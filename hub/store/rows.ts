@@ -27,6 +27,8 @@ export interface DocumentRow {
   hlc: string;
   origin: string;
   field_hlcs: Buffer | null;
+  /** A scoped collection's document: its buckets as a JSON array (NULL: unscoped); read where a reader needs them. */
+  buckets?: string | null;
 }
 
 export interface LogRow {
@@ -37,6 +39,10 @@ export interface LogRow {
   value: Buffer | null;
   hlc: string;
   origin: string;
+  /** A scoped change: the buckets its document is in after it, as a JSON array; read by bucket readers only. */
+  buckets?: string | null;
+  /** Read through a bucket the change took its document out of: it reads as `out`. */
+  left_bucket?: boolean | number;
 }
 
 export interface ConflictRow {
@@ -67,10 +73,17 @@ export function toStoredDocument(row: Omit<DocumentRow, 'collection' | 'key'>): 
     hlc: row.hlc as Hlc,
     origin: row.origin,
     ...(row.field_hlcs !== null && { fieldHlcs: decodeCbor(row.field_hlcs) as Record<string, Hlc> }),
+    ...(row.buckets != null && { buckets: parseBuckets(row.buckets) }),
   };
 }
 
+/** A stored bucket list (a JSON array of bucket ids, written by committedRows). */
+export function parseBuckets(text: string): string[] {
+  return JSON.parse(text) as string[];
+}
+
 export function logRowToChange(row: LogRow): Change {
+  if (row.left_bucket) return { lsn: row.lsn, c: row.collection, k: row.key, op: 'out', hlc: row.hlc, o: row.origin };
   return {
     lsn: row.lsn,
     c: row.collection,
@@ -79,6 +92,7 @@ export function logRowToChange(row: LogRow): Change {
     ...(row.value !== null && { v: decodeCbor(row.value) }),
     hlc: row.hlc,
     o: row.origin,
+    ...(row.buckets != null && { bk: parseBuckets(row.buckets) }),
   };
 }
 
@@ -91,6 +105,7 @@ export function documentRowToChange(row: DocumentRow): Change {
     ...(row.value !== null && !row.deleted && { v: decodeCbor(row.value) }),
     hlc: row.hlc,
     o: row.origin,
+    ...(row.buckets != null && { bk: parseBuckets(row.buckets) }),
   };
 }
 
@@ -158,15 +173,24 @@ export function toBrokerCredential(r: { agent_id: string; mosquitto_hash: string
 
 /**
  * An upper bound of a row's size as an encoded Change: every string in UTF-8, field names and
- * headers. The same bound as the SQLite store's, so both page by the same sizes.
+ * headers, and the buckets' JSON (longer than their CBOR). The same bound as the SQLite
+ * store's, so both page by the same sizes.
  */
-export function encodedChangeBytes(row: { collection: string; key: string; origin: string; hlc: string; value: Buffer | null }): number {
+export function encodedChangeBytes(row: {
+  collection: string;
+  key: string;
+  origin: string;
+  hlc: string;
+  value: Buffer | null;
+  buckets?: string | null;
+}): number {
   return (
     (row.value?.length ?? 0) +
     Buffer.byteLength(row.key) +
     Buffer.byteLength(row.collection) +
     Buffer.byteLength(row.origin) +
     row.hlc.length +
+    (row.buckets?.length ?? 0) +
     64
   );
 }
@@ -239,7 +263,7 @@ export function documentPage(
   rows: Iterable<DocumentRow>,
   limit: number,
   maxBytes: number,
-  include: (collection: string) => boolean,
+  include: (row: DocumentRow) => boolean,
   cut = false,
 ): DocumentPage {
   const docs: Change[] = [];
@@ -255,7 +279,7 @@ export function documentPage(
       stopped = true;
       break;
     }
-    if (!include(row.collection)) {
+    if (!include(row)) {
       last = [row.collection, row.key];
       read += 1;
       continue;
@@ -271,4 +295,21 @@ export function documentPage(
   }
   const complete = !stopped && !cut && read < limit;
   return { docs, next: complete || !last ? undefined : last, readBytes };
+}
+
+/**
+ * One snapshot page of a bucket (see documentPage), leaving out each document a device already
+ * has at its current version: one of the document's buckets that the device holds (`held`:
+ * bucket to the LSN it applied) brought that version. Left out, it still moves `next` on.
+ */
+export function bucketDocumentPage(
+  rows: Iterable<DocumentRow>,
+  limit: number,
+  maxBytes: number,
+  held: ReadonlyMap<string, number>,
+  cut = false,
+): DocumentPage {
+  const hasAlready = (row: DocumentRow): boolean =>
+    held.size > 0 && row.buckets != null && parseBuckets(row.buckets).some((bucket) => (held.get(bucket) ?? 0) >= row.version);
+  return documentPage(rows, limit, maxBytes, (row) => !hasAlready(row), cut);
 }

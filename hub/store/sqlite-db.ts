@@ -17,6 +17,7 @@ import type {
   Rejected,
   StoredDocument,
 } from './hub-store.js';
+import { SqliteBucketReads } from './sqlite-bucket-reads.js';
 import { SqliteConnection } from './sqlite-connection.js';
 import { SqliteCredentials } from './sqlite-credentials.js';
 import { SqliteIngestRows } from './sqlite-ingest-rows.js';
@@ -38,6 +39,7 @@ export class SqliteHubDb implements IngestTx {
   readonly #db: SqliteConnection;
   readonly #rows: SqliteIngestRows;
   readonly #reads: SqliteReads;
+  readonly #bucketReads: SqliteBucketReads;
   readonly #retention: SqliteRetention;
   readonly #credentials: SqliteCredentials;
   readonly #labels: SqliteLabels;
@@ -50,6 +52,7 @@ export class SqliteHubDb implements IngestTx {
     this.path = this.#db.path;
     this.#rows = new SqliteIngestRows(this.#db);
     this.#reads = new SqliteReads(this.#db);
+    this.#bucketReads = new SqliteBucketReads(this.#db);
     this.#retention = new SqliteRetention(this.#db);
     this.#credentials = new SqliteCredentials(this.#db);
     this.#labels = new SqliteLabels(this.#db);
@@ -130,6 +133,14 @@ export class SqliteHubDb implements IngestTx {
     this.#rows.setCollectionHead(collection, lsn);
   }
 
+  bucketHead(bucket: string): number {
+    return this.#rows.bucketHead(bucket);
+  }
+
+  setBucketHead(bucket: string, lsn: number): void {
+    this.#rows.setBucketHead(bucket, lsn);
+  }
+
   // Reads outside group commits.
 
   /** Whether the log holds the entry at `lsn` (see HubStore.logHolds). */
@@ -164,6 +175,30 @@ export class SqliteHubDb implements IngestTx {
     include?: (collection: string) => boolean,
   ): DocumentPage {
     return this.#reads.readDocuments(collections, after, limit, maxBytes, include);
+  }
+
+  /** A bucket's changes after `from`, through its index (see HubStore.readBucketLog). */
+  readBucketLog(bucket: string, from: number, limit: number, maxBytes: number): LogPage {
+    return this.#bucketReads.readBucketLog(bucket, from, limit, maxBytes);
+  }
+
+  /** One snapshot page of a bucket, without what `held` already brought (see HubStore.readBucketDocuments). */
+  readBucketDocuments(
+    bucket: string,
+    after: readonly [string, string] | undefined,
+    limit: number,
+    maxBytes: number,
+    held: ReadonlyMap<string, number>,
+  ): DocumentPage {
+    return this.#bucketReads.readBucketDocuments(bucket, after, limit, maxBytes, held);
+  }
+
+  bucketHeads(buckets: readonly string[]): Map<string, number> {
+    return this.#bucketReads.bucketHeads(buckets);
+  }
+
+  bucketSize(buckets: readonly string[]): { documents: number; bytes: number } {
+    return this.#bucketReads.bucketSize(buckets);
   }
 
   /** Live documents of a collection in key order, after `after`, starting with `prefix`. */

@@ -2,19 +2,22 @@ import type { OpResult } from '../../shared/messages.js';
 import type { ConflictRecord, LogEntry, RecordedOutcome, StoredDocument } from './hub-store.js';
 import { committedOutcome, explicitOutcome } from './outcome-rows.js';
 import { toStoredDocument, type DocumentRow } from './rows.js';
+import { SqliteBucketRows } from './sqlite-bucket-rows.js';
 import type { SqliteConnection } from './sqlite-connection.js';
 import { committedRows, conflictRow } from './write-rows.js';
 
 /**
  * What a group commit reads and writes on SQLite, one indexed statement each, prepared when the
  * database opens: sequences, outcomes and committed runs, documents, the log, collection heads
- * and the conflict archive. It runs inside the caller's transaction and hands out no LSNs:
- * `SqliteHubDb` keeps the head.
+ * and the conflict archive, and (SqliteBucketRows) the scope bucket index. It runs inside the
+ * caller's transaction and hands out no LSNs: `SqliteHubDb` keeps the head.
  */
 export class SqliteIngestRows {
   readonly #stmts;
+  readonly #buckets: SqliteBucketRows;
 
   constructor(db: SqliteConnection) {
+    this.#buckets = new SqliteBucketRows(db);
     this.#stmts = {
       head: db.prepare<[], { lsn: number | null }>('SELECT max(lsn) AS lsn FROM log'),
       lastSeq: db.prepare<[string, string], { last_seq: number }>(
@@ -39,12 +42,13 @@ export class SqliteIngestRows {
       ),
       loggedDigest: db.prepare<[number], { digest: string | null }>('SELECT digest FROM log WHERE lsn = ?'),
       document: db.prepare<[string, string], Omit<DocumentRow, 'collection' | 'key'>>(
-        'SELECT value, deleted, version, hlc, origin, field_hlcs FROM documents WHERE collection = ? AND key = ?',
+        'SELECT value, deleted, version, hlc, origin, field_hlcs, buckets FROM documents WHERE collection = ? AND key = ?',
       ),
       upsertDocument: db.prepare(
-        `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, field_hlcs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, field_hlcs, buckets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value, deleted = excluded.deleted,
-           version = excluded.version, hlc = excluded.hlc, origin = excluded.origin, field_hlcs = excluded.field_hlcs`,
+           version = excluded.version, hlc = excluded.hlc, origin = excluded.origin, field_hlcs = excluded.field_hlcs,
+           buckets = excluded.buckets`,
       ),
       archiveConflict: db.prepare(
         `INSERT INTO conflicts (collection, key, policy, reason, detail, loser_origin, loser_incarnation, loser_seq, loser_op,
@@ -52,8 +56,8 @@ export class SqliteIngestRows {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       appendLog: db.prepare(
-        `INSERT INTO log (lsn, collection, key, op, value, hlc, origin, incarnation, seq, committed_at, digest)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO log (lsn, collection, key, op, value, hlc, origin, incarnation, seq, committed_at, digest, buckets)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       collectionHead: db.prepare<[string], { head_lsn: number }>('SELECT head_lsn FROM collections WHERE name = ?'),
       setCollectionHead: db.prepare(
@@ -134,9 +138,13 @@ export class SqliteIngestRows {
     );
   }
 
-  /** Appends a change to the log at `lsn` and updates the document; returns the change's size bound. */
+  /**
+   * Appends a change to the log at `lsn` and updates the document, and indexes a scoped change
+   * in its buckets (an unscoped one costs no statement more); returns the change's size bound.
+   */
   append(entry: LogEntry, lsn: number): number {
     const { log, document, bytes } = committedRows(entry, lsn);
+    const before = entry.buckets ? this.#buckets.stored(entry.collection, entry.key) : undefined;
     this.#stmts.appendLog.run(
       log.lsn,
       log.collection,
@@ -149,6 +157,7 @@ export class SqliteIngestRows {
       log.seq,
       log.committed_at,
       log.digest,
+      log.buckets,
     );
     this.#stmts.upsertDocument.run(
       document.collection,
@@ -159,7 +168,9 @@ export class SqliteIngestRows {
       document.hlc,
       document.origin,
       document.field_hlcs,
+      document.buckets,
     );
+    if (entry.buckets) this.#buckets.index(entry.collection, entry.key, lsn, entry.buckets, before);
     return bytes;
   }
 
@@ -169,5 +180,13 @@ export class SqliteIngestRows {
 
   setCollectionHead(collection: string, lsn: number): void {
     this.#stmts.setCollectionHead.run(collection, lsn);
+  }
+
+  bucketHead(bucket: string): number {
+    return this.#buckets.head(bucket);
+  }
+
+  setBucketHead(bucket: string, lsn: number): void {
+    this.#buckets.setHead(bucket, lsn);
   }
 }

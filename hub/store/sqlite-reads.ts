@@ -85,7 +85,7 @@ export class SqliteReads {
          ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY collection, key LIMIT ?`,
       )
       .iterate(...params, limit);
-    return documentPage(rows, limit, maxBytes, include);
+    return documentPage(rows, limit, maxBytes, (row) => include(row.collection));
   }
 
   /** Live documents of a collection in key order, after `after`, starting with `prefix`. */

@@ -74,13 +74,15 @@ export class SqliteRetention {
   }
 
   /**
-   * Removes up to one chunk, in one transaction: log entries through the plan's bound first,
-   * then the committed runs they cover, then older outcomes. How many rows went (0: none are left).
+   * Removes up to one chunk, in one transaction: log entries through the plan's bound first
+   * (with their rows in the bucket logs), then the committed runs they cover, then older
+   * outcomes. How many rows went (0: none are left).
    */
   deleteChunk(plan: PrunePlan): number {
     return this.#db.transaction(() => {
-      const log = this.#db.statement('DELETE FROM log WHERE lsn IN (SELECT lsn FROM log WHERE lsn <= ? ORDER BY lsn LIMIT ?)');
-      const entries = log.run(plan.through, PRUNE_CHUNK).changes;
+      const chunk = 'SELECT lsn FROM log WHERE lsn <= ? ORDER BY lsn LIMIT ?';
+      this.#db.statement(`DELETE FROM log_buckets WHERE lsn IN (${chunk})`).run(plan.through, PRUNE_CHUNK);
+      const entries = this.#db.statement(`DELETE FROM log WHERE lsn IN (${chunk})`).run(plan.through, PRUNE_CHUNK).changes;
       if (entries > 0) return entries;
       // A run covers LSNs first_lsn .. first_lsn + (last_seq - first_seq); the index finds first_lsn.
       const runs = this.#db.statement(

@@ -161,4 +161,31 @@ CREATE TABLE agent_labels (
   `
 INSERT INTO hub_meta (name, value) VALUES ('labels_version', 0);
 `,
+  // 12: scope buckets. A scoped change keeps the buckets its document is in after it (a JSON
+  // array; NULL: unscoped), as the document does; each bucket's log and documents are indexed so
+  // that one bucket is read without filtering its collection. log_buckets has a row for every
+  // bucket a change is in or left (left_bucket = 1: it reads as \`out\` there), and goes with the
+  // log: retention finds it by LSN. document_buckets holds each document's current buckets (its
+  // old rows are found from documents.buckets). bucket_heads stays through retention.
+  `
+ALTER TABLE log ADD COLUMN buckets TEXT;
+ALTER TABLE documents ADD COLUMN buckets TEXT;
+CREATE TABLE log_buckets (
+  bucket      TEXT NOT NULL,
+  lsn         INTEGER NOT NULL,
+  left_bucket INTEGER NOT NULL,
+  PRIMARY KEY (bucket, lsn)
+) WITHOUT ROWID;
+CREATE INDEX log_buckets_by_lsn ON log_buckets (lsn);
+CREATE TABLE document_buckets (
+  bucket     TEXT NOT NULL,
+  collection TEXT NOT NULL,
+  key        TEXT NOT NULL,
+  PRIMARY KEY (bucket, collection, key)
+) WITHOUT ROWID;
+CREATE TABLE bucket_heads (
+  bucket   TEXT PRIMARY KEY,
+  head_lsn INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
 ];

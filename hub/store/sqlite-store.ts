@@ -75,6 +75,28 @@ export class SqliteHubStore implements HubStore {
     return settle(() => this.db.readDocuments(collections, after, limit, maxBytes, include));
   }
 
+  readBucketLog(bucket: string, from: number, limit: number, maxBytes: number): Promise<LogPage> {
+    return settle(() => this.db.readBucketLog(bucket, from, limit, maxBytes));
+  }
+
+  readBucketDocuments(
+    bucket: string,
+    after: readonly [string, string] | undefined,
+    limit: number,
+    maxBytes: number,
+    held: ReadonlyMap<string, number>,
+  ): Promise<DocumentPage> {
+    return settle(() => this.db.readBucketDocuments(bucket, after, limit, maxBytes, held));
+  }
+
+  bucketHeads(buckets: readonly string[]): Promise<Map<string, number>> {
+    return settle(() => this.db.bucketHeads(buckets));
+  }
+
+  bucketSize(buckets: readonly string[]): Promise<{ documents: number; bytes: number }> {
+    return settle(() => this.db.bucketSize(buckets));
+  }
+
   document(collection: string, key: string): Promise<StoredDocument | undefined> {
     return settle(() => this.db.document(collection, key));
   }

@@ -1,5 +1,5 @@
 import { encodeCbor } from '../../shared/codec.js';
-import type { ConflictRecord, LogEntry } from './hub-store.js';
+import type { ChangeBuckets, ConflictRecord, LogEntry } from './hub-store.js';
 import { encodedChangeBytes, type ConflictRow, type DocumentRow, type LogRow } from './rows.js';
 
 /**
@@ -13,11 +13,20 @@ export interface LogWrite extends LogRow {
   seq: number | null;
   committed_at: number;
   digest: string | null;
+  buckets: string | null;
 }
 
 /** A document's new state (SQLite binds `deleted` as 0 or 1). */
 export interface DocumentWrite extends DocumentRow {
   deleted: boolean;
+  buckets: string | null;
+}
+
+/** One row of a bucket's log index: the change at `lsn` is in the bucket, or took its document out (`left`). */
+export interface LogBucketWrite {
+  bucket: string;
+  lsn: number;
+  left: boolean;
 }
 
 /**
@@ -26,6 +35,7 @@ export interface DocumentWrite extends DocumentRow {
  */
 export function committedRows(entry: LogEntry, lsn: number): { log: LogWrite; document: DocumentWrite; bytes: number } {
   const value = entry.value === undefined ? null : (entry.encoded ?? encodeCbor(entry.value));
+  const buckets = entry.buckets ? JSON.stringify(entry.buckets.in) : null;
   const log: LogWrite = {
     lsn,
     collection: entry.collection,
@@ -38,6 +48,7 @@ export function committedRows(entry: LogEntry, lsn: number): { log: LogWrite; do
     seq: entry.seq,
     committed_at: Date.now(),
     digest: entry.digest ?? null,
+    buckets,
   };
   const document: DocumentWrite = {
     collection: entry.collection,
@@ -48,8 +59,28 @@ export function committedRows(entry: LogEntry, lsn: number): { log: LogWrite; do
     hlc: entry.hlc,
     origin: entry.origin,
     field_hlcs: entry.fieldHlcs ? encodeCbor(entry.fieldHlcs) : null,
+    buckets,
   };
-  return { log, document, bytes: encodedChangeBytes({ ...entry, value }) };
+  return { log, document, bytes: encodedChangeBytes(log) };
+}
+
+/** The bucket log index rows of a scoped change at `lsn`: one per bucket it is in or left. */
+export function logBucketRows(buckets: ChangeBuckets, lsn: number): LogBucketWrite[] {
+  return [...buckets.in.map((bucket) => ({ bucket, lsn, left: false })), ...buckets.left.map((bucket) => ({ bucket, lsn, left: true }))];
+}
+
+/**
+ * How a document's bucket index rows change when its buckets go from `before` (as stored; none
+ * for a new or unscoped document) to `after`: the rows to remove and to add. A document that
+ * stays in its buckets, as most writes do, changes none.
+ */
+export function documentBucketChanges(
+  before: readonly string[] | undefined,
+  after: readonly string[],
+): { removed: string[]; added: string[] } {
+  const was = new Set(before);
+  const is = new Set(after);
+  return { removed: [...was].filter((b) => !is.has(b)), added: [...is].filter((b) => !was.has(b)) };
 }
 
 /** An archived conflict as its row (values CBOR-encoded): the inverse of toConflictRecord. */

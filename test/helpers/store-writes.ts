@@ -1,6 +1,6 @@
 import { encodeHlc, type Hlc } from '../../shared/hlc.js';
 import type { JsonValue } from '../../shared/values.js';
-import type { HubStore, IngestPlan, LogEntry } from '../../hub/store/hub-store.js';
+import type { ChangeBuckets, HubStore, IngestPlan, LogEntry } from '../../hub/store/hub-store.js';
 
 /** A fixed, valid HLC per step, so that expected rows can be written out. */
 export const hlcAt = (step: number): Hlc => encodeHlc(1_700_000_000_000 + step, 0);
@@ -12,6 +12,12 @@ export function hubPut(collection: string, key: string, value: JsonValue, step =
 
 export function hubDel(collection: string, key: string, step = 0): LogEntry {
   return { collection, key, op: 'del', value: undefined, hlc: hlcAt(step), origin: 'hub', incarnation: null, seq: null };
+}
+
+/** A scoped change: `entry` in the buckets `in`, out of those it `left`. */
+export function scoped(entry: LogEntry, inBuckets: readonly string[], left: readonly string[] = []): LogEntry {
+  const buckets: ChangeBuckets = { in: inBuckets, left };
+  return { ...entry, buckets };
 }
 
 /** An agent's op `seq`, with a digest named after it. */
@@ -47,8 +53,9 @@ export function planOf(entries: readonly LogEntry[], extra: Partial<IngestPlan> 
 
 /**
  * Commits entries as one group commit the way the Ingestor does: reads each document and
- * last seq first, commits, records each agent op as a committed run, advances last seqs and
- * collection heads. Returns the LSNs handed out.
+ * last seq first, commits, records each agent op as a committed run, advances last seqs,
+ * collection heads and the heads of the buckets a scoped change is in or left. Returns the
+ * LSNs handed out.
  */
 export function commitGroup(store: HubStore, entries: readonly LogEntry[]): Promise<number[]> {
   return store.ingest(planOf(entries), (tx) => {
@@ -59,6 +66,7 @@ export function commitGroup(store: HubStore, entries: readonly LogEntry[]): Prom
       const { lsn } = tx.commit(entry);
       lsns.push(lsn);
       heads.set(entry.collection, lsn);
+      for (const bucket of [...(entry.buckets?.in ?? []), ...(entry.buckets?.left ?? [])]) tx.setBucketHead(bucket, lsn);
       if (entry.incarnation !== null && entry.seq !== null) {
         if (entry.seq <= tx.lastSeq(entry.origin, entry.incarnation)) throw new Error(`test wrote seq ${entry.seq} twice`);
         tx.putCommittedRun(entry.origin, entry.incarnation, entry.seq, entry.seq, lsn);

@@ -14,6 +14,14 @@ hubStoreContract('SQLite', {
     db.exec("CREATE TRIGGER refuse_log_delete BEFORE DELETE ON log BEGIN SELECT RAISE(ABORT, 'the disk failed'); END");
     db.close();
   },
+  rows: async (dir, table) => {
+    const db = new Database(join(dir, 'hub.db'), { readonly: true });
+    try {
+      return (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+    } finally {
+      db.close();
+    }
+  },
 });
 
 hubStoreContract(
@@ -28,6 +36,7 @@ hubStoreContract(
       );
       await sql(url, 'CREATE TRIGGER refuse_log_delete BEFORE DELETE ON log FOR EACH ROW EXECUTE FUNCTION refuse_log_delete()');
     },
+    rows: async (url, table) => (await sql<{ n: number }>(url, `SELECT count(*)::int AS n FROM ${table}`))[0]!.n,
   },
   NO_POSTGRES,
 );

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { Change } from '../../shared/messages.js';
 import type { ConflictRecord, HubStore, IngestPlan, IngestTx } from '../../hub/store/hub-store.js';
 import { agentPut, commitGroup, hlcAt, hubDel, hubPut, observable, planOf, sleep } from '../helpers/store-writes.js';
+import { scopeBucketCases } from './store-contract-buckets.js';
 
 /** How the contract reaches one implementation. */
 export interface StoreUnderTest {
@@ -11,6 +12,8 @@ export interface StoreUnderTest {
   open(location: string): Promise<HubStore>;
   /** Makes every delete from the log at `location` fail from now on, as a failing disk would. */
   refuseLogDeletes(location: string): Promise<void>;
+  /** How many rows a table at `location` holds, read around the store. */
+  rows(location: string, table: string): Promise<number>;
 }
 
 const ALL = Number.MAX_SAFE_INTEGER;
@@ -633,6 +636,17 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       const other = await open();
       await Promise.all(Array.from({ length: 8 }, (_, i) => [cli, other][i % 2]!.setLabels('pi-2', { [`l${i}`]: String(i) }, [])));
       expect(Object.keys(await store.labels('pi-2'))).toEqual(['l0', 'l1', 'l2', 'l3', 'l4', 'l5', 'l6', 'l7']);
+    });
+
+    describe('scope buckets', () => {
+      scopeBucketCases({
+        store: () => store,
+        reopen: async () => {
+          await store.close();
+          return (store = await open());
+        },
+        rows: (table) => subject.rows(location, table),
+      });
     });
 
     test('closes, twice without harm, and opens again on what it kept', async () => {

@@ -145,6 +145,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         mayUpload: () => this.#lanes.routed && this.#scheduler.mayUpload(),
         routed: () => this.#lanes.routed,
         onApplied: (changes) => this.emit('change', changes),
+        onEvicted: (documents) => this.emit('evicted', documents),
         onProgress: () => {
           this.#progress.notify();
           this.#scheduleStatus();

@@ -6,6 +6,7 @@ import { parseIfMatch } from '../shared/if-match.js';
 import type { Change } from '../shared/messages.js';
 import { createAgentMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
+import type { EvictedDocument } from './store/replica.js';
 import type { Rejection } from './store/rejections.js';
 import type { JsonValue } from '../shared/values.js';
 import type { Agent, ReadOptions, WriteOptions } from './agent.js';
@@ -156,7 +157,7 @@ export async function createAgentHttp(agent: Agent, log: Logger, options: AgentH
 
   app.get('/v1/openapi.json', async () => openApiDocument);
 
-  /** Server-Sent Events: every committed change applied here (optionally of one collection), and rejections. */
+  /** Server-Sent Events: every committed change applied here (optionally of one collection), rejections, and documents evicted from the scope. */
   app.get<{ Querystring: { collection?: string } }>('/v1/changes', (request, reply) => {
     const only = request.query.collection;
     reply.hijack();
@@ -170,13 +171,19 @@ export async function createAgentHttp(agent: Agent, log: Logger, options: AgentH
       for (const r of rejections)
         if (only === undefined || r.collection === only) out.write(`event: rejection\ndata: ${JSON.stringify(r)}\n\n`);
     };
+    const onEvicted = (documents: EvictedDocument[]): void => {
+      for (const d of documents)
+        if (only === undefined || d.collection === only) out.write(`event: evicted\ndata: ${JSON.stringify(d)}\n\n`);
+    };
     const heartbeat = setInterval(() => out.write(': keep-alive\n\n'), 15_000);
     agent.on('change', onChange);
     agent.on('rejection', onRejection);
+    agent.on('evicted', onEvicted);
     request.raw.on('close', () => {
       clearInterval(heartbeat);
       agent.off('change', onChange);
       agent.off('rejection', onRejection);
+      agent.off('evicted', onEvicted);
     });
   });
 

@@ -6,6 +6,9 @@ import { partitionTopics, type PartitionTopics } from '../shared/topics.js';
 import { DurabilityWaiters, type Durability, type ReplicaWaitReport, type WriteIdentity } from './durability.js';
 import { Replicator } from './replicator.js';
 import { RestoreWatch } from './restore-watch.js';
+import { ScopeSync } from './scope-sync.js';
+import type { EvictedDocument } from './store/replica.js';
+import { ErrorCode } from '../shared/errors.js';
 import { partitionScoped } from './store/agent-db.js';
 import type { AgentStore } from './store/agent-store.js';
 import type { Rejection } from './store/rejections.js';
@@ -27,6 +30,8 @@ export interface LaneDelegate {
   /** The hub's assignment of collections to partitions is known: until it is, nothing is pulled either. */
   routed(): boolean;
   onApplied(changes: Change[]): void;
+  /** Documents left the device's scope: it no longer holds them. */
+  onEvicted(documents: EvictedDocument[]): void;
   onProgress(): void;
   onRejected(rejections: Rejection[]): void;
   onReincarnated(previous: string, next: string): void;
@@ -46,6 +51,7 @@ export class Lane {
   readonly topics: PartitionTopics;
   readonly #uploader: Uploader;
   readonly #replicator: Replicator;
+  readonly #scope: ScopeSync;
   readonly #durability: DurabilityWaiters;
   readonly #restore: RestoreWatch;
   /** The highest leadership epoch heard from this partition's hub (loaded on first use). */
@@ -101,6 +107,17 @@ export class Lane {
       },
       log,
     );
+    this.#scope = new ScopeSync(
+      store,
+      {
+        send: (pull) => this.send(pull),
+        onApplied: (changes) => delegate.onApplied(changes),
+        onEvicted: (documents) => delegate.onEvicted(documents),
+        onProgress: () => delegate.onProgress(),
+      },
+      { lane: partition, pageLimit: options.pageLimit, pullTimeoutMs: options.ackTimeoutMs },
+      log,
+    );
     this.#restore = new RestoreWatch(
       store,
       partition,
@@ -145,9 +162,9 @@ export class Lane {
     this.#replicator.pull();
   }
 
-  /** A pull is under way, or asked for. */
+  /** A pull is under way, or asked for (of the partition's log or of a bucket of the device's scope). */
   get pulling(): boolean {
-    return this.#replicator.pulling;
+    return this.#replicator.pulling || this.#scope.pulling;
   }
 
   /** Every change of the partition's replicated collections up to this LSN (of its log) is applied. */
@@ -158,6 +175,11 @@ export class Lane {
   /** The newest LSN heard of for a collection this run (applied or not); 0 if none. */
   headOf(collection: string): number {
     return this.#replicator.heads.get(collection) ?? 0;
+  }
+
+  /** The newest LSN heard of per bucket of the device's scope this run. */
+  get bucketHeads(): ReadonlyMap<string, number> {
+    return this.#scope.heads;
   }
 
   /** Resolves with the write's LSN once it reaches `durability` (see DurabilityWaiters.wait). */
@@ -194,12 +216,14 @@ export class Lane {
     this.#uploader.reset();
     this.#uploader.pump();
     this.#replicator.onConnected();
+    this.#scope.onConnected();
     this.#restore.onConnected();
   }
 
   onDisconnected(): void {
     this.#uploader.reset();
     this.#replicator.onDisconnected();
+    this.#scope.onDisconnected();
     this.#restore.onDisconnected();
   }
 
@@ -208,6 +232,7 @@ export class Lane {
     this.#durability.close();
     this.#uploader.stop();
     this.#replicator.stop();
+    this.#scope.stop();
   }
 
   /** Handles a message on one of this lane's topics; one on any other topic is ignored. */
@@ -300,10 +325,18 @@ export class Lane {
         this.#uploader.onResync(message);
         break;
       case 'page':
-        this.#replicator.onPage(message);
+        if (message[1].b !== undefined) this.#scope.onPage(message);
+        else this.#replicator.onPage(message);
         break;
       case 'snapshot':
-        this.#replicator.onSnapshot(message);
+        if (message[1].b !== undefined) this.#scope.onSnapshot(message);
+        else this.#replicator.onSnapshot(message);
+        break;
+      case 'scope':
+        this.#scope.onScope(message);
+        break;
+      case 'changes':
+        if (message[1].b !== undefined) this.#scope.onChanges(message);
         break;
       case 'replicated':
         if (message[1].inc === this.store.partitions.incarnationOf(this.partition)) this.#durability.onReplicated(message[1].seqs);
@@ -330,6 +363,7 @@ export class Lane {
         break;
       case 'error':
         this.log.error({ partition: this.partition, code: message[1].code }, `hub reported: ${message[1].message}`);
+        if (message[1].code === ErrorCode.OUT_OF_SCOPE) this.#scope.onRefused();
         break;
     }
   }

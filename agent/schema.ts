@@ -119,4 +119,19 @@ CREATE TABLE lost_reports (
 );
 CREATE INDEX lost_reports_by_lane ON lost_reports (lane, id);
 `,
+  // 8: scopes. Each document of a scoped collection records the buckets it is in (JSON ids);
+  // one that left the device's scope is kept as an evicted stub (its version, no value), so an
+  // older change arriving late cannot bring it back. Each bucket held has a cursor, and a
+  // snapshot's progress while the device joins it.
+  `
+ALTER TABLE documents ADD COLUMN buckets TEXT;
+ALTER TABLE documents ADD COLUMN evicted INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE scope_buckets (
+  lane     TEXT NOT NULL,
+  bucket   TEXT NOT NULL,
+  cursor   INTEGER NOT NULL DEFAULT 0,
+  snapshot TEXT,
+  PRIMARY KEY (lane, bucket)
+);
+`,
 ];

@@ -4,6 +4,7 @@ import type { Durability } from './durability.js';
 import type { SyncSchedule } from './scheduler.js';
 import type { MovedWrite } from './store/outbox.js';
 import type { Rejection } from './store/rejections.js';
+import type { EvictedDocument } from './store/replica.js';
 import type { TransportFactory } from './transport.js';
 
 /** The agent's public types: options, status, read and write options, events. */
@@ -107,6 +108,11 @@ export interface ListOptions extends ReadOptions {
 export interface AgentEvents {
   /** Committed changes applied to the local replica. */
   change: [Change[]];
+  /**
+   * Documents that left this device's scope (a field of theirs, its labels or the hub's rules
+   * changed): no longer held here, though they live on at the hub and on other devices.
+   */
+  evicted: [EvictedDocument[]];
   /** Writes the hub refused or that lost a conflict; also kept in `rejections()`. */
   rejection: [Rejection[]];
   connected: [];

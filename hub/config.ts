@@ -228,16 +228,22 @@ export function scopeRules(collections: Readonly<Record<string, Pick<CollectionC
 }
 
 /**
- * Refuses a config with scoped collections: until scopes are delivered per device, serving one
- * would send all of it to every device that may read it, so it is refused rather than served
- * unconfined. (`outpost hub scopes preview` evaluates such configs.)
+ * Refuses a config with scoped collections where they cannot be confined to each device yet:
+ * behind a carrier that does not report which devices are online (an external broker), or
+ * with partitions. Served there, they would reach every device that may read them.
  */
-export function refuseScopes(config: HubConfig): void {
+export function refuseScopes(config: HubConfig, carrierTracksDevices: boolean): void {
   const [scoped] = scopeRules(config.collections).collections;
   if (scoped === undefined) return;
-  throw new ConfigError(
-    `collections.${scoped}.scope: this hub does not serve scoped collections yet (it would send every document to every device that may read them); remove the scope to serve the collection whole`,
-  );
+  const where = `collections.${scoped}.scope`;
+  if (!carrierTracksDevices) {
+    throw new ConfigError(
+      `${where}: scoped collections are served through the embedded broker only for now (with an external broker every device that may read them would get them whole); run the hub without --broker, or remove the scope`,
+    );
+  }
+  if (Object.keys(config.partitions).length > 0) {
+    throw new ConfigError(`${where}: scoped collections cannot be combined with partitions yet; remove the partitions or the scope`);
+  }
 }
 
 /** The partition a collection belongs to: the one that lists it, or `default`. */

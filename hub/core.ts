@@ -4,11 +4,9 @@ import { newOutcomes } from '../shared/acks.js';
 import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
 import { ErrorCode, OutpostError } from '../shared/errors.js';
 import { HybridClock } from '../shared/hlc.js';
-import { limits } from '../shared/limits.js';
 import type {
   BroadcastMessage,
   DownMessage,
-  LostMessage,
   OpResult,
   PageMessage,
   PullMessage,
@@ -19,7 +17,10 @@ import { PROTOCOL_VERSION } from '../shared/protocol-version.js';
 import { DEFAULT_PARTITION, partitionTopics, type PartitionTopics } from '../shared/topics.js';
 import { AccessControl } from './access.js';
 import { Committer } from './committer.js';
+import { AgentPulls } from './agent-pulls.js';
 import { assignment, CollectionPolicies, DEFAULT_HUB_CONFIG, refuseScopes, scopeRules, type HubConfig } from './config.js';
+import { ScopeDelivery } from './scope-delivery.js';
+import { ScopeDirectory } from './scope-directory.js';
 import { scopeView } from './scope-rules.js';
 import {
   defaultIngestOptions,
@@ -29,9 +30,8 @@ import {
   type ReapplyRequest,
   type WriteResult,
 } from './ingest.js';
-import { acceptLostReport } from './lost-reports.js';
+import { recordLostReport } from './lost-reports.js';
 import { LogRetention } from './log-retention.js';
-import { answerPull } from './pull.js';
 import { KnownCollections } from './known-collections.js';
 import { PacedQueue, type Pace } from './paced-queue.js';
 import { RefusedWorkLog, type RefusedWork } from './refused-work.js';
@@ -40,8 +40,7 @@ import type { ReplicationTracker } from './replication-tracker.js';
 import type { HubStore } from './store/hub-store.js';
 import { WriterRefusedError } from './store/writer-errors.js';
 
-/** Catch-up at several times what today's agent applies, yet a bound on a client pulling as fast as it reads. */
-export const DEFAULT_PULL_BYTES_PER_SECOND = 32 * 1024 * 1024;
+export { DEFAULT_PULL_BYTES_PER_SECOND } from './agent-pulls.js';
 
 /**
  * Status reports taken per agent per second (as many saved up): an agent sends at most one each
@@ -94,6 +93,11 @@ export interface HubCoreOptions {
   maxPullBytesPerSecond?: number;
   /** An agent's labels now, for its scope (hub/label-cache.ts); none without. */
   labelsOf?: (agentId: string) => Readonly<Record<string, string>>;
+  /**
+   * The carrier tells the core when each device comes online and goes (`online`, `offline`),
+   * which scoped collections need: a hub whose carrier does not refuses a config with scopes.
+   */
+  tracksDevices?: boolean;
   /** Sends a message to MQTT subscribers (QoS 1). Whatever carries it — embedded broker or not. */
   publish: (topic: string, payload: Buffer, retain: boolean) => void;
 }
@@ -118,7 +122,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   /** What agents' status reports may name (see KnownCollections). */
   readonly #collections: KnownCollections;
   readonly #replicaAcks: ReplicaAcks;
-  readonly #pulls: PacedQueue<PullMessage[1]>;
+  readonly #pulls: AgentPulls;
   readonly #statuses: PacedQueue<StatusMessage[1]>;
   readonly access: AccessControl;
   /** The partition this core is the log of. */
@@ -129,13 +133,14 @@ export class HubCore extends EventEmitter<HubEvents> {
   readonly #partitionOf: (collection: string) => string;
   readonly #publish: HubCoreOptions['publish'];
   readonly #retention: LogRetention;
+  readonly #scopes: ScopeDelivery;
 
   constructor(options: HubCoreOptions) {
     super();
     this.log = options.logger ?? pino({ level: 'silent' });
     this.config = options.config ?? DEFAULT_HUB_CONFIG;
     this.policies = new CollectionPolicies(this.config);
-    refuseScopes(this.config);
+    refuseScopes(this.config, options.tracksDevices ?? false);
     const refusals = new RefusedWorkLog(this.log);
     this.on('refused', (kind, agentId, count) => refusals.record(kind, agentId, count));
     this.#collections = new KnownCollections(Object.keys(this.config.collections));
@@ -148,12 +153,6 @@ export class HubCore extends EventEmitter<HubEvents> {
       replicated: (agentId, inc, seqs) => this.#sendDown(agentId, ['replicated', { inc, hlc: this.clock.tick(), seqs }]),
       refused: (kind, agentId, count) => this.emit('refused', kind, agentId, count),
     });
-    const pullBytes = options.maxPullBytesPerSecond ?? DEFAULT_PULL_BYTES_PER_SECOND;
-    this.#pulls = new PacedQueue(
-      (agentId, pull) => this.#answerPull(agentId, pull),
-      { rate: pullBytes, burst: pullBytes },
-      (agentId) => this.emit('refused', 'pull_superseded', agentId, 1),
-    );
     this.#statuses = new PacedQueue(
       (agentId, status) => {
         this.#replicaAcks.report(agentId, status);
@@ -170,12 +169,35 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.topics = partitionTopics(this.partition);
     const owners = new Map(Object.entries(assignment(this.config)));
     this.#partitionOf = (collection) => owners.get(collection) ?? DEFAULT_PARTITION;
+    const rules = scopeRules(this.config.collections);
+    const labelsOf = options.labelsOf ?? (() => ({}));
+    this.#scopes = new ScopeDelivery(
+      new ScopeDirectory(rules, this.config.access.groups, labelsOf, (agentId, c) => this.access.mayRead(agentId, c)),
+      { store: this.store, clock: this.clock, epoch: this.epoch, log: this.log },
+      {
+        sendScope: (agentId, message) => this.#sendDown(agentId, message),
+        sendEncoded: (agentId, payload) => this.#sendPayload(this.topics.down(agentId), payload, false),
+      },
+    );
+    this.#pulls = new AgentPulls(
+      {
+        store: this.store,
+        clock: this.clock,
+        scopes: this.#scopes.directory,
+        mayRead: (agentId, c) => this.access.mayRead(agentId, c),
+        sendDown: (agentId, message) => this.#sendDown(agentId, message),
+        answered: (agentId, pull, answer) => this.emit('pull', agentId, pull, answer),
+        superseded: (agentId) => this.emit('refused', 'pull_superseded', agentId, 1),
+        log: this.log,
+      },
+      options.maxPullBytesPerSecond,
+    );
     const ingestor = new Ingestor(this.store, this.clock, this.policies, {
       ...defaultIngestOptions,
       maxFutureSkewMs: this.config.maxClockSkewSeconds * 1000,
       mayWrite: (agentId, collection) => this.access.mayWrite(agentId, collection),
       partition: { name: this.partition, of: this.#partitionOf },
-      scopes: scopeView(scopeRules(this.config.collections), this.config.access.groups, options.labelsOf ?? (() => ({}))),
+      scopes: scopeView(rules, this.config.access.groups, labelsOf),
     });
     this.#committer = new Committer(
       ingestor,
@@ -256,7 +278,17 @@ export class HubCore extends EventEmitter<HubEvents> {
         this.#pulls.submit(agentId, message[1]);
         break;
       case 'lost':
-        void this.#recordLost(agentId, message[1]);
+        void recordLostReport(agentId, message[1], {
+          store: this.store,
+          log: this.log,
+          rules: {
+            lineage: this.store.lineage,
+            ownsCollection: (c) => this.#partitionOf(c) === this.partition,
+            mayRead: (id, c) => this.access.mayRead(id, c),
+            mayWrite: (id, c) => this.access.mayWrite(id, c),
+          },
+          acknowledge: (id) => this.#sendDown(agentId, ['lostack', { id, hlc: this.clock.tick() }]),
+        });
         break;
       case 'status':
         this.#statuses.submit(agentId, message[1]);
@@ -264,63 +296,24 @@ export class HubCore extends EventEmitter<HubEvents> {
     }
   }
 
+  /** A device subscribed to its own topic: if collections are scoped, it is told its scope and hears its buckets. */
+  online(agentId: string): void {
+    this.#scopes.online(agentId);
+  }
+
+  /** A device's connection closed. */
+  offline(agentId: string): void {
+    this.#scopes.offline(agentId);
+  }
+
+  /** Devices' labels changed (hub/label-cache.ts): their scopes follow. */
+  relabelled(agentIds: readonly string[]): void {
+    this.#scopes.relabelled(agentIds);
+  }
+
   /** What agents have applied, and the writes waiting for replicas. */
   get replication(): ReplicationTracker {
     return this.#replicaAcks.tracker;
-  }
-
-  /**
-   * Keeps a chunk of an agent's report of versions a restore lost, then acknowledges it; if it
-   * cannot be stored, the agent sends it again after its timeout.
-   */
-  async #recordLost(agentId: string, body: LostMessage[1]): Promise<void> {
-    const { report, dropped } = acceptLostReport(agentId, body, {
-      lineage: this.store.lineage,
-      ownsCollection: (c) => this.#partitionOf(c) === this.partition,
-      mayRead: (id, c) => this.access.mayRead(id, c),
-      mayWrite: (id, c) => this.access.mayWrite(id, c),
-    });
-    try {
-      await this.store.recordLost(report);
-    } catch (error) {
-      this.log.error({ err: error, agentId }, 'could not store a report of lost writes; the agent will send it again');
-      return;
-    }
-    this.log.warn(
-      { agentId, lineage: body.lin, fork: body.fork, documents: report.docs.length, ...(dropped > 0 && { dropped }) },
-      'an agent reported versions the restored database lost; list them with `outpost hub restore lost`',
-    );
-    this.#sendDown(agentId, ['lostack', { id: body.id, hlc: this.clock.tick() }]);
-  }
-
-  /**
-   * Answers one pull (the PacedQueue calls it, one at a time per agent); returns what it cost:
-   * the bytes read or sent, whichever is more (a page of another collection's rows costs the
-   * reading even when little of it is the agent's).
-   */
-  async #answerPull(agentId: string, pull: PullMessage[1]): Promise<number> {
-    let read = 0;
-    try {
-      const answer = await answerPull(
-        this.store,
-        this.clock,
-        pull,
-        limits.maxMessageBytes / 2,
-        (c) => this.access.mayRead(agentId, c),
-        (bytes) => (read += bytes),
-      );
-      const sent = this.#sendDown(agentId, answer);
-      this.emit('pull', agentId, pull, answer);
-      return Math.max(sent, read);
-    } catch (error) {
-      // The agent asks again after its pull timeout; tell it why meanwhile.
-      this.log.error({ err: error, agentId }, 'could not answer a pull');
-      this.#sendDown(agentId, [
-        'error',
-        { code: ErrorCode.STORAGE_FAILED, message: `hub could not read its store: ${(error as Error).message}` },
-      ]);
-      return read;
-    }
   }
 
   /** The partition a collection belongs to (by the config). */
@@ -367,7 +360,7 @@ export class HubCore extends EventEmitter<HubEvents> {
     }
     for (const set of changeSets) {
       this.#collections.committed(set[1].c);
-      this.#broadcast(this.topics.collection(set[1].c), set);
+      if (!this.#scopes.publish(set)) this.#broadcast(this.topics.collection(set[1].c), set);
     }
     this.#replicaAcks.committed(replicaWaits);
   }
@@ -385,15 +378,22 @@ export class HubCore extends EventEmitter<HubEvents> {
 
   /** Messages are sized to fit; if one still does not, it is logged and not sent — never a crash. */
   #send(topic: string, encode: () => Buffer, retain: boolean): number {
-    let payload: Buffer;
-    try {
-      payload = encode();
-    } catch (error) {
-      this.log.error({ err: error, topic }, 'could not encode a message; not sent (the agent will pull what it misses)');
-      return 0;
-    }
+    const payload = encodeOrLog(encode, this.log, topic);
+    return payload ? this.#sendPayload(topic, payload, retain) : 0;
+  }
+
+  #sendPayload(topic: string, payload: Buffer, retain: boolean): number {
     this.emit('bytes', 'out', payload.length);
     this.#publish(topic, payload, retain);
     return payload.length;
+  }
+}
+
+function encodeOrLog(encode: () => Buffer, log: Logger, topic?: string): Buffer | undefined {
+  try {
+    return encode();
+  } catch (error) {
+    log.error({ err: error, topic }, 'could not encode a message; not sent (the agent will pull what it misses)');
+    return undefined;
   }
 }

@@ -1,6 +1,7 @@
 import type { Hlc, HybridClock } from '../shared/hlc.js';
 import type { BatchMessage, Change, ChangesMessage, DownMessage, OpResult, WriteOp } from '../shared/messages.js';
 import { packAck } from '../shared/acks.js';
+import { changeSetsOf, type Sized } from './change-sets.js';
 import { digestOf } from './op-digest.js';
 import { checkPartition, scopeAfter, scopeBefore, validateOp, type ScopeView } from './op-checks.js';
 import { limits as defaultLimits, type Limits } from '../shared/limits.js';
@@ -8,7 +9,8 @@ import type { JsonValue } from '../shared/values.js';
 import type { CollectionPolicies } from './config.js';
 import type { ReplicaWait } from './replication-tracker.js';
 import { resolveWrite } from './resolve.js';
-import type { HubStore, IngestPlan, IngestTx } from './store/hub-store.js';
+import { bucketIdOf } from './scope-rules.js';
+import type { ChangeBuckets, HubStore, IngestPlan, IngestTx, StoredDocument } from './store/hub-store.js';
 
 /** A batch uploaded by an agent; `agentId` comes from the authenticated connection. */
 export interface BatchRequest {
@@ -40,7 +42,10 @@ export type WriteResult = Omit<OpResult, 'seq' | 'dup'>;
 
 export interface IngestOutput {
   replies: Array<{ agentId: string; message: DownMessage }>;
-  /** Committed change sets to publish, in commit order. */
+  /**
+   * Committed change sets to publish, in commit order: an unscoped collection's to its topic, a
+   * scoped one's per bucket (`b`) to the devices holding the bucket.
+   */
   changeSets: ChangesMessage[];
   /** One result per hub write (and reapplied write), in request order. */
   hubResults: WriteResult[];
@@ -107,7 +112,7 @@ export class Ingestor {
           output.hubResults.push(this.#apply(tx, { origin, incarnation: null, seq: null }, op, committed));
         }
       }
-      output.changeSets = this.#changeSets(tx, committed);
+      output.changeSets = changeSetsOf(tx, committed, this.clock, this.options.maxChangeSetBytes);
       return output;
     });
   }
@@ -228,6 +233,7 @@ export class Ingestor {
     }
 
     const kind = op.op === 'del' ? 'del' : 'put';
+    const buckets = this.#bucketsOf(op.c, op.k, kind, current, resolution.value);
     const { lsn, bytes } = tx.commit({
       collection: op.c,
       key: op.k,
@@ -241,6 +247,7 @@ export class Ingestor {
       // Most writes commit the value exactly as written: reuse the bytes validation encoded.
       ...(resolution.value === op.v && checked.encoded && { encoded: checked.encoded }),
       ...(who.seq !== null && { digest: digestOf(op, checked.encoded) }),
+      ...(buckets && { buckets }),
     });
     const winner = { lsn, origin: who.origin, hlc, value: resolution.value };
     if (resolution.overwritten && current) {
@@ -280,36 +287,35 @@ export class Ingestor {
       ...(resolution.value !== undefined && { v: resolution.value }),
       hlc,
       o: who.origin,
+      ...(buckets && { bk: [...buckets.in] }),
     };
     const list = committed.get(op.c);
-    if (list) list.push({ change, bytes });
-    else committed.set(op.c, [{ change, bytes }]);
+    const sized: Sized = { change, bytes, ...(buckets && { buckets }) };
+    if (list) list.push(sized);
+    else committed.set(op.c, [sized]);
     return { outcome: 'committed', lsn };
   }
 
-  /** Splits each collection's new changes into messages that chain by `prev`, and advances heads. */
-  #changeSets(tx: IngestTx, committed: Map<string, Sized[]>): ChangesMessage[] {
-    const sets: ChangesMessage[] = [];
-    for (const [collection, changes] of committed) {
-      let prev = tx.collectionHead(collection);
-      let chunk: Change[] = [];
-      let bytes = 0;
-      const flush = (): void => {
-        if (chunk.length === 0) return;
-        sets.push(['changes', { c: collection, prev, hlc: this.clock.tick(), changes: chunk }]);
-        prev = chunk[chunk.length - 1]!.lsn;
-        chunk = [];
-        bytes = 0;
-      };
-      for (const { change, bytes: size } of changes) {
-        if (bytes + size > this.options.maxChangeSetBytes) flush();
-        chunk.push(change);
-        bytes += size;
-      }
-      flush();
-      tx.setCollectionHead(collection, prev);
+  /**
+   * A scoped collection's change: the buckets its document is in afterwards (a delete: those it
+   * was in, so the devices holding it get the tombstone) and those it left. Undefined otherwise.
+   */
+  #bucketsOf(
+    collection: string,
+    key: string,
+    kind: 'put' | 'del',
+    current: StoredDocument | undefined,
+    value: JsonValue | undefined,
+  ): ChangeBuckets | undefined {
+    const scopes = this.options.scopes;
+    if (!scopes?.scoped(collection)) return undefined;
+    const before = current?.buckets ?? [];
+    if (kind === 'del') {
+      const held = current?.buckets ?? scopes.documentBuckets(collection, key, undefined).map(bucketIdOf);
+      return { in: held, left: [] };
     }
-    return sets;
+    const after = scopes.documentBuckets(collection, key, value).map(bucketIdOf);
+    return { in: after, left: before.filter((b) => !after.includes(b)) };
   }
 }
 
@@ -352,10 +358,4 @@ function planOf(requests: readonly IngestRequest[]): IngestPlan {
     }
   }
   return { agents, documents };
-}
-
-/** A committed change and an upper bound of its encoded size, for splitting change sets. */
-interface Sized {
-  change: Change;
-  bytes: number;
 }

@@ -3,7 +3,8 @@ import { decodeHlc, type Hlc } from '../shared/hlc.js';
 import { limits } from '../shared/limits.js';
 import type { LostMessage } from '../shared/messages.js';
 import { checkCollectionName, checkKey, checkValue, type JsonValue } from '../shared/values.js';
-import type { Lineage, LostReport } from './store/hub-store.js';
+import type { Logger } from 'pino';
+import type { HubStore, Lineage, LostReport } from './store/hub-store.js';
 
 /** How far ahead of the hub's clock a lost version's timestamp may be (as for any write). */
 const MAX_FUTURE_MS = 60_000;
@@ -63,4 +64,27 @@ function plausibleHlc(hlc: string, latest: number): boolean {
 
 function wellFormed(value: unknown): boolean {
   return value !== undefined && checkValue(value) === undefined && encodeCbor(value).length <= limits.maxValueBytes;
+}
+
+/**
+ * Keeps a chunk of an agent's report of versions a restore lost, then acknowledges it; if it
+ * cannot be stored, the agent sends it again after its timeout.
+ */
+export async function recordLostReport(
+  agentId: string,
+  body: LostMessage[1],
+  context: { store: HubStore; log: Logger; rules: LostReportRules; acknowledge: (id: number) => void },
+): Promise<void> {
+  const { report, dropped } = acceptLostReport(agentId, body, context.rules);
+  try {
+    await context.store.recordLost(report);
+  } catch (error) {
+    context.log.error({ err: error, agentId }, 'could not store a report of lost writes; the agent will send it again');
+    return;
+  }
+  context.log.warn(
+    { agentId, lineage: body.lin, fork: body.fork, documents: report.docs.length, ...(dropped > 0 && { dropped }) },
+    'an agent reported versions the restored database lost; list them with `outpost hub restore lost`',
+  );
+  context.acknowledge(body.id);
 }

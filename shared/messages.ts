@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { HubStatusMessage } from './hub-status-message.js';
 import { limits } from './limits.js';
 
 /**
@@ -346,51 +347,9 @@ export const DownMessage = Type.Union([
 ]);
 export type DownMessage = Static<typeof DownMessage>;
 
-// ---- the retained hub status
+// ---- the retained hub status (shared/hub-status-message.ts)
 
-const ConflictPolicy = Type.Union([Type.Literal('lww'), Type.Literal('reject'), Type.Literal('merge')]);
-const Durability = Type.Union([Type.Literal('local'), Type.Literal('hub')]);
-export const CollectionPolicy = Type.Object(
-  {
-    conflict: ConflictPolicy,
-    durability: Durability,
-    priority: Type.Union([Type.Literal('high'), Type.Literal('normal')]),
-    ttlSeconds: Type.Number({ minimum: 0 }),
-    maxPending: Type.Integer({ minimum: 0 }),
-    overflow: Type.Union([Type.Literal('reject'), Type.Literal('drop-oldest')]),
-  },
-  strict,
-);
-export type CollectionPolicy = Static<typeof CollectionPolicy>;
-
-/** Retained on the hub topic: who the hub is, and the policies agents follow. */
-export const HubStatusMessage = message(
-  'hub',
-  Type.Object(
-    {
-      v: Type.Integer(),
-      hlc: Hlc,
-      head: Lsn,
-      epoch: Type.Optional(Epoch),
-      /** The lineage of the hub's database: a new one after every restore from a backup. */
-      lin: Lineage,
-      /** The LSN the lineage parted from the previous one (the restored database's head); 0 for a database never restored. */
-      fork: Lsn,
-      /** The partition this status is of; absent = the default partition. */
-      part: Type.Optional(Type.String({ pattern: '^[a-z0-9_-]{1,64}$' })),
-      /**
-       * Collections assigned to partitions other than the default (collection → partition); the
-       * default partition's status carries it, and agents route their writes by it.
-       */
-      parts: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z0-9_-]{1,64}$' }), Type.String({ pattern: '^[a-z0-9_-]{1,64}$' }))),
-      collections: Type.Record(Type.String({ pattern: '^[a-z0-9_-]{1,64}$' }), CollectionPolicy),
-      undeclared: Type.Union([Type.Literal('allow'), Type.Literal('reject')]),
-      defaults: CollectionPolicy,
-    },
-    strict,
-  ),
-);
-export type HubStatusMessage = Static<typeof HubStatusMessage>;
+export { CollectionPolicy, HubStatusMessage } from './hub-status-message.js';
 
 export const BroadcastMessage = Type.Union([ChangesMessage, HubStatusMessage]);
 export type BroadcastMessage = Static<typeof BroadcastMessage>;

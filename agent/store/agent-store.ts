@@ -5,13 +5,15 @@ import { Outbox } from './outbox.js';
 import { Partitions } from './partitions.js';
 import { Rejections } from './rejections.js';
 import { Replica } from './replica.js';
+import { ScopeBuckets } from './scope-buckets.js';
 import { Settings } from './settings.js';
 
 /**
  * The agent's SQLite database (agent.db in the data directory), by job, over one connection:
  * the durable outbox of the device's own writes, the confirmed replica that reads lay them
  * over, the per-partition sequence spaces and log positions, the rejections apps can read, and
- * settings with the storage budget, and what a restored hub lost, until the hub has it. Every method of every part is synchronous; a method that
+ * settings with the storage budget, what a restored hub lost (until the hub has it), and the
+ * buckets of the device's scope. Every method of every part is synchronous; a method that
  * writes does so in one transaction of its own.
  */
 export class AgentStore {
@@ -20,6 +22,7 @@ export class AgentStore {
   readonly rejections: Rejections;
   readonly outbox: Outbox;
   readonly replica: Replica;
+  readonly scope: ScopeBuckets;
   readonly lost: LostReports;
   readonly #db: AgentDb;
 
@@ -29,7 +32,8 @@ export class AgentStore {
     this.partitions = new Partitions(this.#db);
     this.rejections = new Rejections(this.#db);
     this.outbox = new Outbox(this.#db, this.partitions, this.settings, this.rejections, (c, k) => this.replica.versionOf(c, k));
-    this.replica = new Replica(this.#db, this.outbox, this.partitions);
+    this.scope = new ScopeBuckets(this.#db);
+    this.replica = new Replica(this.#db, this.outbox, this.partitions, this.scope);
     this.lost = new LostReports(this.#db, this.partitions, this.outbox);
     this.partitions.incarnationOf(DEFAULT_PARTITION); // a new database is born with its default incarnation
   }

@@ -92,8 +92,9 @@ export class LostReports {
       ),
       // A page at a time after (collection, key): a device may hold far more than its memory.
       docsAbove: db.prepare<[number, string, string, number], DocumentRow>(
+        // An evicted stub is no version the device held: it only keeps older changes out.
         `SELECT collection, key, value, deleted, version, hlc, origin FROM documents
-         WHERE version > ? AND (collection, key) > (?, ?) ORDER BY collection, key LIMIT ?`,
+         WHERE version > ? AND (collection, key) > (?, ?) AND evicted = 0 ORDER BY collection, key LIMIT ?`,
       ),
       deleteDoc: db.prepare<[string, string]>('DELETE FROM documents WHERE collection = ? AND key = ?'),
       confirmedDoc: db.prepare<[string, string], { value: Buffer | null; deleted: number; version: number }>(
@@ -110,6 +111,9 @@ export class LostReports {
       clampBase: db.prepare<[number, string, number]>('UPDATE outbox SET base = ? WHERE lane = ? AND base > ?'),
       cursorCollections: db.prepare<[], { collection: string }>('SELECT collection FROM cursors'),
       deleteCursor: db.prepare<[string]>('DELETE FROM cursors WHERE collection = ?'),
+      // Scope buckets: what is at or below the fork is the same in both histories, the rest is pulled again.
+      clampBuckets: db.prepare<[number, string]>('UPDATE scope_buckets SET cursor = min(cursor, ?), snapshot = NULL WHERE lane = ?'),
+      deleteStubsAbove: db.prepare<[number]>('DELETE FROM documents WHERE evicted = 1 AND version > ?'),
       maxAcked: db.prepare<[string], { lsn: number | null }>('SELECT max(acked_lsn) AS lsn FROM outbox WHERE lane = ?'),
       pending: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM lost_reports WHERE lane = ?'),
       first: db.prepare<[string], { lineage: string; fork: number }>(
@@ -184,6 +188,8 @@ export class LostReports {
       }
       this.#s.deleteAcked.run(partition, hub.fork);
       this.#s.clampBase.run(hub.fork, partition, hub.fork);
+      this.#s.clampBuckets.run(hub.fork, partition);
+      this.#s.deleteStubsAbove.run(hub.fork);
       for (const { collection } of this.#s.cursorCollections.all()) if (inPartition(collection)) this.#s.deleteCursor.run(collection);
       this.partitions.resetLog(partition);
       const { incarnation, renumbered } = this.outbox.reincarnate(partition);

@@ -3,7 +3,8 @@ import type { Change } from '../../shared/messages.js';
 import { applyPatch, type JsonValue } from '../../shared/values.js';
 import type { AgentDb } from './agent-db.js';
 import type { Outbox } from './outbox.js';
-import type { Partitions } from './partitions.js';
+import type { Partitions, SnapshotProgress } from './partitions.js';
+import type { ScopeBuckets } from './scope-buckets.js';
 import { decodeValue } from './writes.js';
 
 /** A document as an app sees it. `pending` says the device's own unconfirmed writes shaped it. */
@@ -22,6 +23,18 @@ interface DocRow {
   version: number;
 }
 
+/** A document the device no longer holds: it left the device's scope (it lives on at the hub and on other devices). */
+export interface EvictedDocument {
+  collection: string;
+  key: string;
+}
+
+/** What applying a bucket's changes did: the changes that landed, and the documents evicted. */
+export interface BucketApplied {
+  applied: Change[];
+  evicted: EvictedDocument[];
+}
+
 /**
  * The confirmed replica: each document at the newest version the hub committed that reached
  * this device (a delete kept as a tombstone, so an older change never brings it back), and per
@@ -34,14 +47,29 @@ export class Replica {
     private readonly db: AgentDb,
     private readonly outbox: Outbox,
     private readonly partitions: Partitions,
+    private readonly scope: ScopeBuckets,
   ) {
     this.#s = {
       document: db.prepare<[string, string], DocRow>('SELECT value, deleted, version FROM documents WHERE collection = ? AND key = ?'),
-      upsert: db.prepare<[string, string, Buffer | null, number, number, string, string]>(
-        `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin) VALUES (?, ?, ?, ?, ?, ?, ?)
+      // An evicted stub gives way to its own version too: a document that comes back unchanged.
+      upsert: db.prepare<[string, string, Buffer | null, number, number, string, string, string | null]>(
+        `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, buckets) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value, deleted = excluded.deleted,
-           version = excluded.version, hlc = excluded.hlc, origin = excluded.origin
-         WHERE excluded.version > documents.version`,
+           version = excluded.version, hlc = excluded.hlc, origin = excluded.origin, buckets = excluded.buckets, evicted = 0
+         WHERE excluded.version > documents.version OR (documents.evicted = 1 AND excluded.version >= documents.version)`,
+      ),
+      scoped: db.prepare<[string, string], { version: number; deleted: number; evicted: number; buckets: string | null }>(
+        'SELECT version, deleted, evicted, buckets FROM documents WHERE collection = ? AND key = ?',
+      ),
+      setBuckets: db.prepare<[string, string, string]>('UPDATE documents SET buckets = ? WHERE collection = ? AND key = ?'),
+      evict: db.prepare<[number, string, string]>(
+        'UPDATE documents SET value = NULL, deleted = 1, evicted = 1, buckets = NULL, version = max(version, ?) WHERE collection = ? AND key = ?',
+      ),
+      stub: db.prepare<[string, string, number, string, string]>(
+        `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, evicted) VALUES (?, ?, NULL, 1, ?, ?, ?, 1)`,
+      ),
+      scopedDocs: db.prepare<[], { collection: string; key: string; deleted: number; buckets: string }>(
+        'SELECT collection, key, deleted, buckets FROM documents WHERE buckets IS NOT NULL AND evicted = 0',
       ),
       confirmedKeys: db.prepare<[string, string, number], { key: string }>(
         'SELECT key FROM documents WHERE collection = ? AND key >= ? AND deleted = 0 ORDER BY key LIMIT ?',
@@ -160,7 +188,91 @@ export class Replica {
     // Release the confirmed outbox rows first: on a full database their pages make room for the document.
     if (release) this.outbox.releaseConfirmed(ch.c, ch.k, ch.lsn);
     const value = ch.v === undefined ? null : encodeCbor(ch.v);
-    return this.#s.upsert.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o).changes > 0;
+    const buckets = ch.bk === undefined ? null : JSON.stringify(ch.bk);
+    return this.#s.upsert.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o, buckets).changes > 0;
+  }
+
+  /**
+   * A change set or log page of one bucket of the device's scope, in one transaction, and the
+   * bucket applied up to `through`. A document that left the bucket (`out`) is evicted unless
+   * another bucket the device holds (`held`) still has it.
+   */
+  applyBucketChanges(lane: string, bucket: string, changes: readonly Change[], through: number, held: ReadonlySet<string>): BucketApplied {
+    return this.db.transaction(() => {
+      const result: BucketApplied = { applied: [], evicted: [] };
+      const release = this.outbox.anyConfirmed();
+      for (const ch of changes) {
+        if (ch.op !== 'out') {
+          if (this.#applyOne(ch, release)) result.applied.push(ch);
+        } else if (this.#leave(ch, bucket, held)) {
+          result.evicted.push({ collection: ch.c, key: ch.k });
+        }
+      }
+      this.scope.advance(lane, bucket, through);
+      return result;
+    });
+  }
+
+  /**
+   * A snapshot page of a bucket the device joins (or whose log no longer reaches its cursor), in
+   * one transaction with its progress; once complete (`next` absent) the bucket is applied up to `lsn`.
+   */
+  applyBucketSnapshot(
+    lane: string,
+    bucket: string,
+    docs: readonly Change[],
+    lsn: number,
+    next: SnapshotProgress['after'] | undefined,
+  ): Change[] {
+    return this.db.transaction(() => {
+      const applied: Change[] = [];
+      const release = this.outbox.anyConfirmed();
+      for (const doc of docs) if (this.#applyOne(doc, release)) applied.push(doc);
+      this.scope.setSnapshot(lane, bucket, next && { lsn, after: [...next] });
+      if (!next) this.scope.advance(lane, bucket, lsn);
+      return applied;
+    });
+  }
+
+  /**
+   * The device's scope is now `held` (joined and left as given): the scoped documents it holds
+   * through none of them are evicted. Their stubs keep their versions.
+   */
+  rescope(lane: string, held: ReadonlySet<string>, joined: readonly string[], left: readonly string[]): EvictedDocument[] {
+    return this.db.transaction(() => {
+      this.scope.reconcile(lane, joined, left);
+      const evicted: EvictedDocument[] = [];
+      if (left.length === 0) return evicted;
+      for (const doc of this.#s.scopedDocs.all()) {
+        if ((JSON.parse(doc.buckets) as string[]).some((b) => held.has(b))) continue;
+        this.#s.evict.run(0, doc.collection, doc.key);
+        if (!doc.deleted) evicted.push({ collection: doc.collection, key: doc.key });
+      }
+      return evicted;
+    });
+  }
+
+  /**
+   * A document left `bucket` at `ch.lsn`. If the replica holds that version, its own buckets say
+   * whether the device still holds it; if an older one, the buckets it had but this one say
+   * whether another bucket of the device will bring the change (then it stays until it does).
+   * Otherwise it is evicted, as a stub at that version, so no older change brings it back.
+   * True if a document the app could read was evicted.
+   */
+  #leave(ch: Change, bucket: string, held: ReadonlySet<string>): boolean {
+    const row = this.#s.scoped.get(ch.c, ch.k);
+    if (!row) {
+      this.#s.stub.run(ch.c, ch.k, ch.lsn, ch.hlc, ch.o);
+      return false;
+    }
+    if (row.version > ch.lsn || row.evicted) return false;
+    const remaining = (row.buckets === null ? [] : (JSON.parse(row.buckets) as string[])).filter((b) => b !== bucket);
+    if (remaining.some((b) => held.has(b))) {
+      if (row.version < ch.lsn) this.#s.setBuckets.run(JSON.stringify(remaining), ch.c, ch.k);
+      return false;
+    }
+    this.#s.evict.run(ch.lsn, ch.c, ch.k);
+    return !row.deleted;
   }
 
   /** Highest LSN applied for a collection (0 if none). */

@@ -1,0 +1,214 @@
+import type { Logger } from 'pino';
+import type { Change, ChangesMessage, PageMessage, PullMessage, ScopeMessage, SnapshotMessage } from '../shared/messages.js';
+import type { AgentStore } from './store/agent-store.js';
+import type { EvictedDocument } from './store/replica.js';
+import type { HeldBucket } from './store/scope-buckets.js';
+
+export interface ScopeSyncDelegate {
+  send(pull: PullMessage): boolean;
+  onApplied(changes: Change[]): void;
+  onEvicted(documents: EvictedDocument[]): void;
+  onProgress(): void;
+}
+
+export interface ScopeSyncOptions {
+  lane: string;
+  pageLimit: number;
+  /** Ask again when an answer has not come within this time. */
+  pullTimeoutMs: number;
+}
+
+/** How many of the other buckets held a pull names (the protocol's bound): they only save bytes. */
+const MAX_HELD_NAMED = 1024;
+
+/**
+ * Keeps the device's scoped collections: the buckets of its scope, each followed on its own
+ * from its cursor, as the replicator follows the partition's log.
+ * - The hub says which buckets the device holds (`scope`) when it comes online and when its
+ *   scope changes. Documents held through none of them any more are evicted (the app hears
+ *   `evicted`); a bucket joined is fetched as a snapshot of what the device lacks; buckets whose
+ *   head is past their cursor are caught up from the cursor.
+ * - A bucket's change set is applied when it follows on from the cursor (`prev`); otherwise
+ *   the bucket is pulled. A document that left the bucket (`out`) is evicted unless another
+ *   bucket held still has it.
+ * One bucket is pulled at a time, page by page, the next page asked for before one is applied.
+ */
+export class ScopeSync {
+  readonly #queue = new Set<string>();
+  #pull: { id: number; bucket: string; sentAt: number } | undefined;
+  #nextId = Math.floor(Math.random() * 1_000_000_000);
+  #timer: NodeJS.Timeout | undefined;
+  /** The newest head heard per bucket (applied or not). */
+  readonly heads = new Map<string, number>();
+
+  constructor(
+    private readonly store: AgentStore,
+    private readonly delegate: ScopeSyncDelegate,
+    private readonly options: ScopeSyncOptions,
+    private readonly log: Logger,
+  ) {}
+
+  #held(): Map<string, HeldBucket> {
+    return this.store.scope.held(this.options.lane);
+  }
+
+  /** A bucket pull is under way or due. */
+  get pulling(): boolean {
+    return this.#pull !== undefined || this.#queue.size > 0;
+  }
+
+  onConnected(): void {
+    this.#pull = undefined;
+    this.#timer ??= setInterval(() => this.#checkTimeout(), Math.max(50, this.options.pullTimeoutMs / 4));
+    this.#timer.unref?.();
+    // What to pull comes with the scope the hub sends once this device listens.
+  }
+
+  onDisconnected(): void {
+    this.#pull = undefined;
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  onScope([, scope]: ScopeMessage): void {
+    const before = this.#held();
+    const now = new Map(scope.bs);
+    const joined = [...now.keys()].filter((b) => !before.has(b));
+    const left = [...before.keys()].filter((b) => !now.has(b));
+    const evicted = this.store.replica.rescope(this.options.lane, new Set(now.keys()), joined, left);
+    if (joined.length > 0 || left.length > 0) {
+      this.log.info({ joined: joined.length, left: left.length, evicted: evicted.length }, 'scope changed');
+    }
+    if (evicted.length > 0) this.delegate.onEvicted(evicted);
+    for (const b of left) {
+      this.#queue.delete(b);
+      this.heads.delete(b);
+    }
+    if (this.#pull && left.includes(this.#pull.bucket)) this.#pull = undefined;
+    const held = this.#held();
+    for (const [bucket, head] of now) {
+      this.heads.set(bucket, Math.max(head, this.heads.get(bucket) ?? 0));
+      const state = held.get(bucket)!;
+      if (state.cursor === 0 || state.snapshot || head > state.cursor) this.#queue.add(bucket);
+    }
+    this.delegate.onProgress();
+    this.#pump();
+  }
+
+  onChanges([, set]: ChangesMessage): void {
+    const bucket = set.b!;
+    const state = this.#held().get(bucket);
+    if (!state) return; // not (or no longer) this device's: its scope is on its way
+    const last = set.changes.at(-1)!.lsn;
+    this.heads.set(bucket, Math.max(last, this.heads.get(bucket) ?? 0));
+    if (state.cursor === 0 || state.snapshot || set.prev > state.cursor) {
+      this.log.debug({ bucket, prev: set.prev, cursor: state.cursor }, 'gap in a bucket’s change sets; pulling it');
+      this.#queue.add(bucket);
+      this.#pump();
+      return;
+    }
+    this.#apply(bucket, set.changes, last);
+  }
+
+  onPage([, page]: PageMessage): void {
+    if (!this.#answers(page.id, page.b)) return;
+    const bucket = page.b!;
+    for (const c of page.changes) this.heads.set(bucket, Math.max(c.lsn, this.heads.get(bucket) ?? 0));
+    if (page.more) this.#send(bucket, page.to);
+    if (!this.#apply(bucket, page.changes, page.to) || page.more) return;
+    this.#pull = undefined;
+    this.#pump();
+  }
+
+  onSnapshot([, snap]: SnapshotMessage): void {
+    if (!this.#answers(snap.id, snap.b)) return;
+    const bucket = snap.b!;
+    if (snap.next) this.#send(bucket, snap.from, { lsn: snap.lsn, after: snap.next });
+    try {
+      const applied = this.store.replica.applyBucketSnapshot(this.options.lane, bucket, snap.docs, snap.lsn, snap.next);
+      if (applied.length > 0) this.delegate.onApplied(applied);
+      this.delegate.onProgress();
+    } catch (error) {
+      this.#failed(bucket, error);
+      return;
+    }
+    if (snap.next) return;
+    // The snapshot is whole up to its LSN: the bucket's log from there.
+    this.#send(bucket, Math.max(snap.lsn, this.#held().get(bucket)?.cursor ?? 0));
+  }
+
+  /** The hub refused a pull of a bucket not (or no longer) in this device's scope: its new scope follows. */
+  onRefused(): void {
+    if (this.#pull) this.#queue.delete(this.#pull.bucket);
+    this.#pull = undefined;
+    this.#pump();
+  }
+
+  #answers(id: number, bucket: string | undefined): boolean {
+    return this.#pull !== undefined && this.#pull.id === id && this.#pull.bucket === bucket;
+  }
+
+  #apply(bucket: string, changes: readonly Change[], through: number): boolean {
+    try {
+      const held = new Set(this.#held().keys());
+      const { applied, evicted } = this.store.replica.applyBucketChanges(this.options.lane, bucket, changes, through, held);
+      if (applied.length > 0) this.delegate.onApplied(applied);
+      if (evicted.length > 0) this.delegate.onEvicted(evicted);
+      this.delegate.onProgress();
+      return true;
+    } catch (error) {
+      this.#failed(bucket, error);
+      return false;
+    }
+  }
+
+  /** What cannot be stored now (a full disk) is pulled again after the pull timeout. */
+  #failed(bucket: string, error: unknown): void {
+    this.log.error({ err: error, bucket }, 'could not apply a bucket’s changes; pulling them again shortly');
+    this.#pull = undefined;
+    this.#queue.add(bucket);
+    const retry = setTimeout(() => this.#pump(), this.options.pullTimeoutMs);
+    retry.unref?.();
+  }
+
+  /** Starts the next bucket's pull, if none is under way. */
+  #pump(): void {
+    if (this.#pull) return;
+    const held = this.#held();
+    for (const bucket of this.#queue) {
+      this.#queue.delete(bucket);
+      const state = held.get(bucket);
+      if (!state) continue;
+      if (state.snapshot) this.#send(bucket, state.cursor, state.snapshot);
+      else this.#send(bucket, state.cursor);
+      if (this.#pull) return;
+      this.#queue.add(bucket); // not sent (offline): kept for the next scope or connection
+      return;
+    }
+  }
+
+  #send(bucket: string, from: number, snap?: { lsn: number; after: [string, string] }): void {
+    const id = this.#nextId++;
+    const body: PullMessage[1] = { id, from, b: bucket, limit: this.options.pageLimit, ...(snap && { snap }) };
+    // A snapshot leaves out what the other buckets held already brought.
+    if (from === 0 || snap) {
+      const others = [...this.#held()].filter(([b, s]) => b !== bucket && s.cursor > 0 && !s.snapshot).slice(0, MAX_HELD_NAMED);
+      if (others.length > 0) body.held = Object.fromEntries(others.map(([b, s]) => [b, s.cursor]));
+    }
+    if (this.delegate.send(['pull', body])) this.#pull = { id, bucket, sentAt: Date.now() };
+    else this.#pull = undefined;
+  }
+
+  #checkTimeout(): void {
+    const pull = this.#pull;
+    if (pull && Date.now() - pull.sentAt > this.options.pullTimeoutMs) {
+      this.log.warn({ bucket: pull.bucket }, 'no answer to a bucket pull; pulling again');
+      this.#pull = undefined;
+      this.#queue.add(pull.bucket);
+      this.#pump();
+    }
+  }
+}

@@ -1,0 +1,96 @@
+import type { Logger } from 'pino';
+import { downCodec } from '../shared/codec.js';
+import type { HybridClock } from '../shared/hlc.js';
+import type { ChangesMessage, ScopeMessage } from '../shared/messages.js';
+import type { ScopeDirectory } from './scope-directory.js';
+import type { HubStore } from './store/hub-store.js';
+
+export interface ScopeDeliveryCarrier {
+  /** Sends a scope message on a device's own topic. */
+  sendScope(agentId: string, message: ScopeMessage): void;
+  /** Publishes an encoded message on a device's own topic. */
+  sendEncoded(agentId: string, payload: Buffer): void;
+}
+
+/**
+ * Delivers scoped collections: each device gets, on its own topic (which only it may read, on
+ * every broker), its scope when it comes online or its labels change, and the change sets of
+ * the buckets it holds. A change set is encoded once and handed to the devices online holding
+ * its bucket; devices offline pull what they missed when they return.
+ */
+export class ScopeDelivery {
+  /** Per device, the newest scope computed: a slower read of heads for an older one is not sent after it. */
+  readonly #latest = new Map<string, number>();
+  #sequence = 0;
+
+  readonly #store: HubStore;
+  readonly #clock: HybridClock;
+  readonly #epoch: number | undefined;
+  readonly #log: Logger;
+
+  constructor(
+    readonly directory: ScopeDirectory,
+    hub: { store: HubStore; clock: HybridClock; epoch: number | undefined; log: Logger },
+    private readonly carrier: ScopeDeliveryCarrier,
+  ) {
+    this.#store = hub.store;
+    this.#clock = hub.clock;
+    this.#epoch = hub.epoch;
+    this.#log = hub.log;
+  }
+
+  /** A device subscribed to its own topic: it is told its scope, and hears its buckets' change sets from now on. */
+  online(agentId: string): void {
+    if (!this.directory.active) return;
+    this.#tell(agentId, this.directory.track(agentId).buckets);
+  }
+
+  offline(agentId: string): void {
+    this.directory.untrack(agentId);
+    this.#latest.delete(agentId);
+  }
+
+  /** Devices' labels changed: those online whose buckets changed are told their new scope. */
+  relabelled(agentIds: readonly string[]): void {
+    if (!this.directory.active) return;
+    for (const agentId of agentIds) {
+      if (!this.directory.tracks(agentId)) continue;
+      const { buckets, changed } = this.directory.track(agentId);
+      if (changed) this.#tell(agentId, buckets);
+    }
+  }
+
+  /** Publishes a change set of one bucket to the devices holding it; false for a set that is not a bucket's. */
+  publish(set: ChangesMessage): boolean {
+    const bucket = set[1].b;
+    if (bucket === undefined) return false;
+    const holders = this.directory.holders(bucket);
+    if (holders.size === 0) return true;
+    if (this.#epoch !== undefined) set[1].epoch = this.#epoch;
+    let payload: Buffer;
+    try {
+      payload = downCodec.encode(set); // once, however many devices hold the bucket
+    } catch (error) {
+      this.#log.error({ err: error, bucket }, 'could not encode a change set; not sent (devices will pull what they miss)');
+      return true;
+    }
+    for (const agentId of holders) this.carrier.sendEncoded(agentId, payload);
+    return true;
+  }
+
+  #tell(agentId: string, buckets: ReadonlySet<string>): void {
+    const sequence = ++this.#sequence;
+    this.#latest.set(agentId, sequence);
+    const ids = [...buckets].sort();
+    this.#store.bucketHeads(ids).then(
+      (heads) => {
+        if (this.#latest.get(agentId) !== sequence) return;
+        const bs = ids.map((b): [string, number] => [b, heads.get(b) ?? 0]);
+        this.carrier.sendScope(agentId, ['scope', { hlc: this.#clock.tick(), cs: this.directory.collections, bs }]);
+      },
+      (error: unknown) =>
+        // The device keeps the scope it had; it is told again when it reconnects.
+        this.#log.error({ err: error, agentId }, 'could not read bucket heads to tell a device its scope'),
+    );
+  }
+}

@@ -12,7 +12,7 @@ import { conflictRow } from './write-rows.js';
  */
 
 const DOCUMENTS = `
-SELECT d.collection, d.key, d.value, d.deleted, d.version, d.hlc, d.origin, d.field_hlcs
+SELECT d.collection, d.key, d.value, d.deleted, d.version, d.hlc, d.origin, d.field_hlcs, d.buckets
 FROM unnest($1::text[], $2::text[]) AS p(collection, key)
 JOIN documents d ON d.collection = p.collection AND d.key = p.key`;
 
@@ -86,6 +86,8 @@ export async function prefetchPlan(pool: pg.Pool, plan: IngestPlan): Promise<Ing
  * held this writer's epoch, head and commit count (and that row's lock serializes writers);
  * otherwise nothing is written and the statement returns `fenced = true`.
  * Documents, heads and sequences arrive deduplicated: ON CONFLICT may touch a row only once.
+ * A document's bucket rows removed and added are disjoint: sibling statements see the same
+ * snapshot, so none may depend on another's row. The bucket columns' parameters come last.
  */
 const WRITE_GROUP_COMMIT = `
 WITH fence AS (
@@ -93,16 +95,17 @@ WITH fence AS (
   WHERE epoch = $2 AND head_lsn = $3 AND group_commits = $4
   RETURNING 1
 ), log_rows AS (
-  INSERT INTO log (lsn, collection, key, op, value, hlc, origin, incarnation, seq, committed_at, digest)
+  INSERT INTO log (lsn, collection, key, op, value, hlc, origin, incarnation, seq, committed_at, digest, buckets)
   SELECT * FROM unnest($5::bigint[], $6::text[], $7::text[], $8::text[], $9::bytea[], $10::text[], $11::text[], $12::text[],
-    $13::bigint[], $14::bigint[], $15::text[])
+    $13::bigint[], $14::bigint[], $15::text[], $60::text[])
   WHERE EXISTS (SELECT FROM fence)
 ), document_rows AS (
-  INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, field_hlcs)
-  SELECT * FROM unnest($16::text[], $17::text[], $18::bytea[], $19::boolean[], $20::bigint[], $21::text[], $22::text[], $23::bytea[])
+  INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, field_hlcs, buckets)
+  SELECT * FROM unnest($16::text[], $17::text[], $18::bytea[], $19::boolean[], $20::bigint[], $21::text[], $22::text[], $23::bytea[],
+    $61::text[])
   WHERE EXISTS (SELECT FROM fence)
   ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value, deleted = excluded.deleted, version = excluded.version,
-    hlc = excluded.hlc, origin = excluded.origin, field_hlcs = excluded.field_hlcs
+    hlc = excluded.hlc, origin = excluded.origin, field_hlcs = excluded.field_hlcs, buckets = excluded.buckets
 ), head_rows AS (
   INSERT INTO collections (name, head_lsn)
   SELECT * FROM unnest($24::text[], $25::bigint[])
@@ -132,6 +135,24 @@ WITH fence AS (
       winner_lsn, winner_origin, winner_hlc, winner_value, at, n)
   WHERE EXISTS (SELECT FROM fence)
   ORDER BY c.n
+), log_bucket_rows AS (
+  INSERT INTO log_buckets (bucket, lsn, left_bucket)
+  SELECT * FROM unnest($62::text[], $63::bigint[], $64::boolean[])
+  WHERE EXISTS (SELECT FROM fence)
+), removed_document_buckets AS (
+  DELETE FROM document_buckets d
+  USING unnest($65::text[], $66::text[], $67::text[]) AS r(bucket, collection, key)
+  WHERE d.bucket = r.bucket AND d.collection = r.collection AND d.key = r.key AND EXISTS (SELECT FROM fence)
+), added_document_buckets AS (
+  INSERT INTO document_buckets (bucket, collection, key)
+  SELECT * FROM unnest($68::text[], $69::text[], $70::text[])
+  WHERE EXISTS (SELECT FROM fence)
+  ON CONFLICT DO NOTHING
+), bucket_head_rows AS (
+  INSERT INTO bucket_heads (bucket, head_lsn)
+  SELECT * FROM unnest($71::text[], $72::bigint[])
+  WHERE EXISTS (SELECT FROM fence)
+  ON CONFLICT (bucket) DO UPDATE SET head_lsn = excluded.head_lsn
 )
 SELECT NOT EXISTS (SELECT FROM fence) AS fenced`;
 
@@ -176,6 +197,12 @@ export async function writeGroupCommit(pool: pg.Pool, from: WriterPosition, head
         'winner_value',
         'at',
       ]),
+      ...columns(w.log, ['buckets']),
+      ...columns(w.documents, ['buckets']),
+      ...columns(w.logBuckets, ['bucket', 'lsn', 'left']),
+      ...columns(w.removedDocumentBuckets, ['bucket', 'collection', 'key']),
+      ...columns(w.addedDocumentBuckets, ['bucket', 'collection', 'key']),
+      ...columns(w.bucketHeads, ['bucket', 'headLsn']),
     ],
   });
   return !rows[0]!.fenced;

@@ -1,8 +1,15 @@
 import type { OpResult } from '../../shared/messages.js';
-import type { ConflictRecord, IngestPlan, IngestTx, LogEntry, RecordedOutcome, StoredDocument } from './hub-store.js';
+import type { ChangeBuckets, ConflictRecord, IngestPlan, IngestTx, LogEntry, RecordedOutcome, StoredDocument } from './hub-store.js';
 import { committedOutcome, explicitOutcome, type CommittedRun } from './outcome-rows.js';
-import { toStoredDocument } from './rows.js';
-import { committedRows, type DocumentWrite, type LogWrite } from './write-rows.js';
+import { parseBuckets, toStoredDocument } from './rows.js';
+import {
+  committedRows,
+  documentBucketChanges,
+  logBucketRows,
+  type DocumentWrite,
+  type LogBucketWrite,
+  type LogWrite,
+} from './write-rows.js';
 
 /** What a group commit may read, fetched before it runs: only what its plan named. */
 export interface IngestPrefetch {
@@ -37,6 +44,17 @@ export interface GroupCommitWrites {
   committedRuns: Array<CommittedRun & { agentId: string; incarnation: string }>;
   /** In archive order: their ids are assigned in this order. */
   conflicts: Array<Omit<ConflictRecord, 'id'>>;
+  logBuckets: LogBucketWrite[];
+  /** Rows of document_buckets to remove and to add: disjoint, each once. */
+  removedDocumentBuckets: DocumentBucketRow[];
+  addedDocumentBuckets: DocumentBucketRow[];
+  bucketHeads: Array<{ bucket: string; headLsn: number }>;
+}
+
+export interface DocumentBucketRow {
+  bucket: string;
+  collection: string;
+  key: string;
 }
 
 /**
@@ -58,11 +76,12 @@ export const outcomeKey = (agentId: string, incarnation: string, seq: number): s
  * The IngestTx of the PostgreSQL store: serves reads from the prefetched rows, laid under what
  * this group commit already wrote (the same key written twice, the same agent in two batches),
  * and records writes to be sent in one transaction afterwards. Synchronous, like the SQLite
- * transaction it stands in for.
+ * transaction it stands in for. Bucket heads come from the store's own copy of them all.
  */
 export class BufferedIngestTx implements IngestTx {
   #head: number;
   readonly #prefetch: IngestPrefetch;
+  readonly #storedBucketHeads: ReadonlyMap<string, number>;
   readonly #plannedAgents = new Set<string>();
   readonly #plannedSeqs = new Set<string>();
   readonly #plannedDocuments = new Set<string>();
@@ -75,10 +94,15 @@ export class BufferedIngestTx implements IngestTx {
   readonly #outcomes = new Map<string, GroupCommitWrites['outcomes'][number]>();
   readonly #committedRuns: GroupCommitWrites['committedRuns'] = [];
   readonly #conflicts: GroupCommitWrites['conflicts'] = [];
+  readonly #logBuckets: LogBucketWrite[] = [];
+  /** By documentKey: how each scoped document's bucket rows change, net of every commit of it here. */
+  readonly #documentBuckets = new Map<string, { collection: string; key: string; removed: Set<string>; added: Set<string> }>();
+  readonly #bucketHeads = new Map<string, number>();
 
-  constructor(plan: IngestPlan, prefetch: IngestPrefetch, head: number) {
+  constructor(plan: IngestPlan, prefetch: IngestPrefetch, head: number, bucketHeads: ReadonlyMap<string, number>) {
     this.#head = head;
     this.#prefetch = prefetch;
+    this.#storedBucketHeads = bucketHeads;
     for (const { agentId, incarnation, seqs } of plan.agents) {
       this.#plannedAgents.add(agentKey(agentId, incarnation));
       for (const seq of seqs) this.#plannedSeqs.add(outcomeKey(agentId, incarnation, seq));
@@ -157,6 +181,7 @@ export class BufferedIngestTx implements IngestTx {
   commit(entry: LogEntry): { lsn: number; bytes: number } {
     const lsn = this.#head + 1;
     const { log, document, bytes } = committedRows(entry, lsn);
+    if (entry.buckets) this.#indexBuckets(entry.collection, entry.key, lsn, entry.buckets);
     this.#log.push(log);
     this.#documents.set(documentKey(entry.collection, entry.key), document);
     this.#head = lsn;
@@ -174,6 +199,40 @@ export class BufferedIngestTx implements IngestTx {
     this.#collectionHeads.set(collection, lsn);
   }
 
+  bucketHead(bucket: string): number {
+    return this.#bucketHeads.get(bucket) ?? this.#storedBucketHeads.get(bucket) ?? 0;
+  }
+
+  setBucketHead(bucket: string, lsn: number): void {
+    this.#bucketHeads.set(bucket, lsn);
+  }
+
+  /** Indexes a scoped change in its buckets' logs, and moves its document from the buckets it was in (before this commit). */
+  #indexBuckets(collection: string, key: string, lsn: number, buckets: ChangeBuckets): void {
+    this.#logBuckets.push(...logBucketRows(buckets, lsn));
+    const { removed, added } = documentBucketChanges(this.#storedBuckets(collection, key), buckets.in);
+    const id = documentKey(collection, key);
+    let rows = this.#documentBuckets.get(id);
+    if (!rows) this.#documentBuckets.set(id, (rows = { collection, key, removed: new Set(), added: new Set() }));
+    for (const bucket of removed) {
+      rows.added.delete(bucket);
+      rows.removed.add(bucket);
+    }
+    for (const bucket of added) {
+      rows.removed.delete(bucket);
+      rows.added.add(bucket);
+    }
+  }
+
+  /** The buckets a document is in before the change being committed: as written here, else as stored. */
+  #storedBuckets(collection: string, key: string): readonly string[] | undefined {
+    const id = documentKey(collection, key);
+    const written = this.#documents.get(id);
+    if (written) return written.buckets === null ? undefined : parseBuckets(written.buckets);
+    if (!this.#plannedDocuments.has(id)) throw new UnplannedReadError(`the buckets of document ${collection}/${key}`);
+    return this.#prefetch.documents.get(id)?.buckets;
+  }
+
   /** What to write; undefined when the group commit changed nothing (all redeliveries, say). */
   writes(): GroupCommitWrites | undefined {
     const writes: GroupCommitWrites = {
@@ -184,7 +243,17 @@ export class BufferedIngestTx implements IngestTx {
       outcomes: [...this.#outcomes.values()],
       committedRuns: this.#committedRuns,
       conflicts: this.#conflicts,
+      logBuckets: this.#logBuckets,
+      removedDocumentBuckets: this.#bucketRows('removed'),
+      addedDocumentBuckets: this.#bucketRows('added'),
+      bucketHeads: [...this.#bucketHeads].map(([bucket, headLsn]) => ({ bucket, headLsn })),
     };
     return Object.values(writes).some((rows: unknown[]) => rows.length > 0) ? writes : undefined;
+  }
+
+  #bucketRows(change: 'removed' | 'added'): DocumentBucketRow[] {
+    return [...this.#documentBuckets.values()].flatMap((rows) =>
+      [...rows[change]].map((bucket) => ({ bucket, collection: rows.collection, key: rows.key })),
+    );
   }
 }

@@ -76,12 +76,12 @@ export class PgReads {
       ),
       params,
     );
-    return documentPage(rows, limit, maxBytes, include, rows.length < Number(rows[0]?.rows_in_query ?? 0));
+    return documentPage(rows, limit, maxBytes, (row) => include(row.collection), rows.length < Number(rows[0]?.rows_in_query ?? 0));
   }
 
   async document(collection: string, key: string): Promise<StoredDocument | undefined> {
     const [row] = await this.#db.query<DocumentRow>(
-      'SELECT value, deleted, version, hlc, origin, field_hlcs FROM documents WHERE collection = $1 AND key = $2',
+      'SELECT value, deleted, version, hlc, origin, field_hlcs, buckets FROM documents WHERE collection = $1 AND key = $2',
       [collection, key],
     );
     return row && toStoredDocument(row);

@@ -34,8 +34,8 @@ export class PgRetention {
   }
 
   /**
-   * Deletes the log through `cutoff` in chunks, each its own short transaction, so that group
-   * commits are not held up; then the committed runs it covers, and outcomes older than the
+   * Deletes the log through `cutoff` (and its rows in the bucket logs) in chunks, each its own
+   * short transaction, so that group commits are not held up; then the committed runs it covers, and outcomes older than the
    * oldest entry the log keeps (if it keeps none, those the age rule covers). `signal` stops it
    * between chunks; the next prune finishes the work, found again from the log alone.
    */
@@ -49,8 +49,11 @@ export class PgRetention {
       } while (deleted > 0);
       return true;
     };
-    if (!(await chunks('DELETE FROM log WHERE lsn IN (SELECT lsn FROM log WHERE lsn <= $1 ORDER BY lsn LIMIT $2)', [cutoff, PRUNE_CHUNK])))
-      return;
+    // One statement per chunk: its rows in the bucket logs go with the log entries.
+    const log = `WITH chunk AS (SELECT lsn FROM log WHERE lsn <= $1 ORDER BY lsn LIMIT $2),
+      bucket_rows AS (DELETE FROM log_buckets WHERE lsn IN (SELECT lsn FROM chunk))
+      DELETE FROM log WHERE lsn IN (SELECT lsn FROM chunk)`;
+    if (!(await chunks(log, [cutoff, PRUNE_CHUNK]))) return;
     const runs = `DELETE FROM committed_runs WHERE (agent_id, incarnation, first_seq) IN (
       SELECT agent_id, incarnation, first_seq FROM committed_runs WHERE first_lsn <= $1 AND first_lsn + (last_seq - first_seq) <= $1 LIMIT $2)`;
     if (!(await chunks(runs, [cutoff, PRUNE_CHUNK]))) return;

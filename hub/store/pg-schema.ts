@@ -167,6 +167,32 @@ CREATE TABLE agent_labels (
 );
 INSERT INTO hub_meta (name, value) VALUES ('labels_version', 0);
 `,
+  // 5: as SQLite migration 12: scope buckets. A scoped change keeps the buckets its document is
+  // in after it (a JSON array; NULL: unscoped), as the document does; log_buckets indexes each
+  // bucket's log (left_bucket: the change took its document out, and reads as \`out\` there) and
+  // goes with the log, found by LSN; document_buckets holds each document's current buckets (its
+  // old rows are found from documents.buckets); bucket_heads stays through retention.
+  `
+ALTER TABLE log ADD COLUMN buckets text;
+ALTER TABLE documents ADD COLUMN buckets text;
+CREATE TABLE log_buckets (
+  bucket      text COLLATE "C" NOT NULL,
+  lsn         bigint NOT NULL,
+  left_bucket boolean NOT NULL,
+  PRIMARY KEY (bucket, lsn)
+);
+CREATE INDEX log_buckets_by_lsn ON log_buckets (lsn);
+CREATE TABLE document_buckets (
+  bucket     text COLLATE "C" NOT NULL,
+  collection text COLLATE "C" NOT NULL,
+  key        text COLLATE "C" NOT NULL,
+  PRIMARY KEY (bucket, collection, key)
+);
+CREATE TABLE bucket_heads (
+  bucket   text COLLATE "C" PRIMARY KEY,
+  head_lsn bigint NOT NULL
+);
+`,
 ];
 
 /** Arbitrary but fixed: the advisory lock every hub process takes to migrate. */

@@ -18,6 +18,7 @@ import type {
   StoredDocument,
 } from './hub-store.js';
 import { ConcurrentWriterError, WriterFencedError } from './writer-errors.js';
+import { PgBucketReads } from './pg-bucket-reads.js';
 import { prefetchPlan, writeGroupCommit } from './pg-group-commit.js';
 import { BufferedIngestTx } from './pg-ingest-tx.js';
 import { PgCredentials } from './pg-credentials.js';
@@ -56,6 +57,7 @@ export class PostgresHubStore implements HubStore {
   readonly kind = 'postgres';
   readonly #db: PgPool;
   readonly #reads: PgReads;
+  readonly #bucketReads: PgBucketReads;
   readonly #credentials: PgCredentials;
   readonly #labels: PgLabels;
   readonly #retention: PgRetention;
@@ -63,6 +65,14 @@ export class PostgresHubStore implements HubStore {
   #head: number;
   #groupCommits: number;
   #prunedThrough: number;
+  /**
+   * Every bucket's head, loaded when the store opens: a group commit's IngestTx is synchronous
+   * and cannot fetch one its plan does not name (a change's buckets are known only once it is
+   * resolved). A copy is sound because this process is the database's one writer (the fence
+   * refuses any other), so nothing else moves them; it changes only once a group commit is
+   * written, so one that fails leaves it as it was.
+   */
+  readonly #bucketHeads: Map<string, number>;
   /** Group commits run one after another: each starts from the head the previous one left. */
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
@@ -73,10 +83,19 @@ export class PostgresHubStore implements HubStore {
 
   private constructor(
     db: PgPool,
-    state: { epoch: number; head: number; groupCommits: number; prunedThrough: number; lineage: Lineage; partition: string },
+    state: {
+      epoch: number;
+      head: number;
+      groupCommits: number;
+      prunedThrough: number;
+      bucketHeads: Map<string, number>;
+      lineage: Lineage;
+      partition: string;
+    },
   ) {
     this.#db = db;
     this.#reads = new PgReads(db);
+    this.#bucketReads = new PgBucketReads(db);
     this.#credentials = new PgCredentials(db);
     this.#labels = new PgLabels(db);
     this.#retention = new PgRetention(db);
@@ -84,6 +103,7 @@ export class PostgresHubStore implements HubStore {
     this.#head = state.head;
     this.#groupCommits = state.groupCommits;
     this.#prunedThrough = state.prunedThrough;
+    this.#bucketHeads = state.bucketHeads;
     this.#lineageRows = new PgLineage(db);
     this.#lineage = state.lineage;
     this.#partition = state.partition;
@@ -104,11 +124,13 @@ export class PostgresHubStore implements HubStore {
         const {
           rows: [pruned],
         } = await client.query<{ value: number }>("SELECT value FROM hub_meta WHERE name = 'pruned_through'");
+        const { rows: heads } = await client.query<{ bucket: string; head_lsn: number }>('SELECT bucket, head_lsn FROM bucket_heads');
         return new PostgresHubStore(db, {
           epoch: options.epoch ?? leader!.epoch,
           head: leader!.head_lsn,
           groupCommits: leader!.group_commits,
           prunedThrough: pruned!.value,
+          bucketHeads: new Map(heads.map((r) => [r.bucket, r.head_lsn])),
           lineage: await new PgLineage(db).read(),
           partition: options.schema?.replace(/^outpost_p_/, '') ?? DEFAULT_PARTITION,
         });
@@ -138,7 +160,7 @@ export class PostgresHubStore implements HubStore {
 
   async #ingest<T>(plan: IngestPlan, work: (tx: IngestTx) => T): Promise<T> {
     const prefetch = await this.#db.wrap('read', () => prefetchPlan(this.#db.pool, plan));
-    const tx = new BufferedIngestTx(plan, prefetch, this.#head);
+    const tx = new BufferedIngestTx(plan, prefetch, this.#head, this.#bucketHeads);
     const result = work(tx); // a throw here has written nothing
     const writes = tx.writes();
     // Nothing written (only redeliveries re-acked from recorded outcomes): nothing to fence.
@@ -148,6 +170,7 @@ export class PostgresHubStore implements HubStore {
     if (!committed) throw await this.#whyFenced();
     this.#head = tx.head;
     this.#groupCommits += 1;
+    for (const { bucket, headLsn } of writes.bucketHeads) this.#bucketHeads.set(bucket, headLsn);
     return result;
   }
 
@@ -180,6 +203,28 @@ export class PostgresHubStore implements HubStore {
     include?: (collection: string) => boolean,
   ): Promise<DocumentPage> {
     return this.#reads.readDocuments(collections, after, limit, maxBytes, include);
+  }
+
+  readBucketLog(bucket: string, from: number, limit: number, maxBytes: number): Promise<LogPage> {
+    return this.#bucketReads.readBucketLog(bucket, from, limit, maxBytes);
+  }
+
+  readBucketDocuments(
+    bucket: string,
+    after: readonly [string, string] | undefined,
+    limit: number,
+    maxBytes: number,
+    held: ReadonlyMap<string, number>,
+  ): Promise<DocumentPage> {
+    return this.#bucketReads.readBucketDocuments(bucket, after, limit, maxBytes, held);
+  }
+
+  bucketHeads(buckets: readonly string[]): Promise<Map<string, number>> {
+    return this.#bucketReads.bucketHeads(buckets);
+  }
+
+  bucketSize(buckets: readonly string[]): Promise<{ documents: number; bytes: number }> {
+    return this.#bucketReads.bucketSize(buckets);
   }
 
   document(collection: string, key: string): Promise<StoredDocument | undefined> {

@@ -5,7 +5,7 @@ import { ConcurrentWriterError, WriterFencedError } from '../../hub/store/writer
 import { UnplannedReadError } from '../../hub/store/pg-ingest-tx.js';
 import { PG_MIGRATIONS } from '../../hub/store/pg-schema.js';
 import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
-import { commitGroup, hubPut, observable, planOf } from '../helpers/store-writes.js';
+import { commitGroup, hubPut, observable, planOf, scoped } from '../helpers/store-writes.js';
 
 /** What only the PostgreSQL store has to show: several processes on one database. */
 describe.skipIf(NO_POSTGRES !== undefined)(`PostgresHubStore${NO_POSTGRES ? ` (${NO_POSTGRES})` : ''}`, () => {
@@ -94,6 +94,25 @@ describe.skipIf(NO_POSTGRES !== undefined)(`PostgresHubStore${NO_POSTGRES ? ` ($
     expect(await commitGroup(store, [hubPut('s', 'b', 2)])).toEqual([2]);
   });
 
+  test('a group commit the database refuses or fences off leaves the bucket heads the store keeps as they were', async () => {
+    const [A, B] = ['bucket-A-0000000', 'bucket-B-0000000'];
+    const url = await freshDatabase();
+    const store = await open(url);
+    const headsInTx = (): Promise<number[]> => store.ingest(planOf([]), (tx) => [tx.bucketHead(A), tx.bucketHead(B)]);
+    await commitGroup(store, [scoped(hubPut('s', 'a', 1), [A])]);
+    // The work ran and set both heads; the statement then fails inside the database (text cannot hold U+0000).
+    const refused = commitGroup(store, [scoped(hubPut('s', 'b', 2), [A, B]), scoped(hubPut('s', 'bad\u0000key', 3), [B])]);
+    await expect(refused).rejects.toBeInstanceOf(StorageFailedError);
+    expect(await headsInTx()).toEqual([1, 0]);
+    expect(await store.bucketHeads([A, B])).toEqual(new Map([[A, 1]]));
+    expect(await commitGroup(store, [scoped(hubPut('s', 'b', 2), [B])])).toEqual([2]);
+    expect(await headsInTx()).toEqual([1, 2]);
+
+    await sql(url, 'UPDATE leadership SET epoch = epoch + 1'); // a new leader took over
+    await expect(commitGroup(store, [scoped(hubPut('s', 'c', 3), [A])])).rejects.toBeInstanceOf(WriterFencedError);
+    expect(await headsInTx()).toEqual([1, 2]);
+  });
+
   test('a group commit that reads what its plan did not name fails and writes nothing', async () => {
     const store = await open(await freshDatabase());
     await expect(
@@ -103,6 +122,10 @@ describe.skipIf(NO_POSTGRES !== undefined)(`PostgresHubStore${NO_POSTGRES ? ` ($
       }),
     ).rejects.toBeInstanceOf(UnplannedReadError);
     await expect(store.ingest(planOf([]), (tx) => tx.lastSeq('pi-1', 'inc-1'))).rejects.toBeInstanceOf(UnplannedReadError);
+    // A scoped change needs the buckets its document was in.
+    await expect(store.ingest(planOf([]), (tx) => tx.commit(scoped(hubPut('s', 'a', 1), ['bucket-A-0000000'])))).rejects.toBeInstanceOf(
+      UnplannedReadError,
+    );
     expect(store.head).toBe(0);
     expect(await store.document('s', 'a')).toBeUndefined();
   });

@@ -8,7 +8,6 @@ import { Replicator } from './replicator.js';
 import { RestoreWatch } from './restore-watch.js';
 import { ScopeSync } from './scope-sync.js';
 import type { EvictedDocument } from './store/replica.js';
-import { ErrorCode } from '../shared/errors.js';
 import { partitionScoped } from './store/agent-db.js';
 import type { AgentStore } from './store/agent-store.js';
 import type { Rejection } from './store/rejections.js';
@@ -362,8 +361,9 @@ export class Lane {
         this.#restore.onAck(message[1].id);
         break;
       case 'error':
+        // A bucket pull refused as out of scope needs nothing more: the hub sends the scope that
+        // replaced it, which settles that pull (an error does not say which pull it answers).
         this.log.error({ partition: this.partition, code: message[1].code }, `hub reported: ${message[1].message}`);
-        if (message[1].code === ErrorCode.OUT_OF_SCOPE) this.#scope.onRefused();
         break;
     }
   }

@@ -92,7 +92,7 @@ export class ScopeSync {
     for (const [bucket, head] of now) {
       this.heads.set(bucket, Math.max(head, this.heads.get(bucket) ?? 0));
       const state = held.get(bucket)!;
-      if (state.cursor === 0 || state.snapshot || head > state.cursor) this.#queue.add(bucket);
+      if (state.cursor < 0 || state.snapshot || head > state.cursor) this.#queue.add(bucket);
     }
     this.delegate.onProgress();
     this.#pump();
@@ -104,7 +104,7 @@ export class ScopeSync {
     if (!state) return; // not (or no longer) this device's: its scope is on its way
     const last = set.changes.at(-1)!.lsn;
     this.heads.set(bucket, Math.max(last, this.heads.get(bucket) ?? 0));
-    if (state.cursor === 0 || state.snapshot || set.prev > state.cursor) {
+    if (state.cursor < 0 || state.snapshot || set.prev > state.cursor) {
       this.log.debug({ bucket, prev: set.prev, cursor: state.cursor }, 'gap in a bucket’s change sets; pulling it');
       this.#queue.add(bucket);
       this.#pump();
@@ -138,13 +138,6 @@ export class ScopeSync {
     if (snap.next) return;
     // The snapshot is whole up to its LSN: the bucket's log from there.
     this.#send(bucket, Math.max(snap.lsn, this.#held().get(bucket)?.cursor ?? 0));
-  }
-
-  /** The hub refused a pull of a bucket not (or no longer) in this device's scope: its new scope follows. */
-  onRefused(): void {
-    if (this.#pull) this.#queue.delete(this.#pull.bucket);
-    this.#pull = undefined;
-    this.#pump();
   }
 
   #answers(id: number, bucket: string | undefined): boolean {
@@ -182,8 +175,10 @@ export class ScopeSync {
       this.#queue.delete(bucket);
       const state = held.get(bucket);
       if (!state) continue;
-      if (state.snapshot) this.#send(bucket, state.cursor, state.snapshot);
-      else this.#send(bucket, state.cursor);
+      // A bucket joined (cursor -1) is pulled from 0: as a snapshot of what it holds now.
+      const from = Math.max(0, state.cursor);
+      if (state.snapshot) this.#send(bucket, from, state.snapshot);
+      else this.#send(bucket, from);
       if (this.#pull) return;
       this.#queue.add(bucket); // not sent (offline): kept for the next scope or connection
       return;

@@ -44,6 +44,7 @@ export function agentStatus(store: AgentStore, lanes: Lanes, context: StatusCont
   for (const lane of lanes) if (lane.lostPending > 0) lost[lane.partition] = lane.lostPending;
   const lostPending = Object.values(lost).reduce((sum, n) => sum + n, 0);
   const { agentId, connected, lastSyncAt, nextWindow } = context;
+  const scope = scopeStatus(store, lanes);
   return {
     agentId,
     incarnation,
@@ -55,9 +56,25 @@ export function agentStatus(store: AgentStore, lanes: Lanes, context: StatusCont
     collections,
     ...(Object.keys(partitions).length > 0 && { partitions }),
     ...(lostPending > 0 && { restore: { lostPending, partitions: lost } }),
+    ...(scope && { scope }),
     ...(lastSyncAt !== undefined && { lastSyncAt: new Date(lastSyncAt).toISOString() }),
     ...(nextWindow && { nextWindow: nextWindow.toISOString() }),
   };
+}
+
+/** The buckets of the device's scope (of the default partition, the only one scoped collections live in), or undefined without. */
+function scopeStatus(store: AgentStore, lanes: Lanes): AgentStatus['scope'] {
+  const held = store.scope.held(DEFAULT_PARTITION);
+  if (held.size === 0) return undefined;
+  const heads = [...lanes].find((lane) => lane.partition === DEFAULT_PARTITION)?.bucketHeads ?? new Map<string, number>();
+  const buckets: Record<string, number> = {};
+  let behind = 0;
+  for (const [bucket, { cursor, snapshot }] of held) {
+    const applied = snapshot ? -1 : cursor;
+    buckets[bucket] = applied;
+    if (applied < 0 || (heads.get(bucket) ?? 0) > applied) behind += 1;
+  }
+  return { buckets, behind };
 }
 
 /**

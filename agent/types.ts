@@ -69,6 +69,12 @@ export interface AgentStatus {
    * the hub has not yet acknowledged (see docs/OPERATIONS.md), in total and per partition.
    */
   restore?: { lostPending: number; partitions: Record<string, number> };
+  /**
+   * The device's scope, when the hub scopes collections: each bucket it holds with the LSN its
+   * changes are applied up to (-1 while it is joining: its snapshot is under way), and how many
+   * buckets are behind the newest change heard of (or still joining).
+   */
+  scope?: { buckets: Record<string, number>; behind: number };
   /** When the last sync window or sync-now finished with everything uploaded and caught up. */
   lastSyncAt?: string;
   /** When the next sync window opens (sync windows only). */

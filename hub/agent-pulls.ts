@@ -20,6 +20,8 @@ export interface AgentPullsContext {
   sendDown(agentId: string, message: DownMessage): number;
   answered(agentId: string, pull: PullMessage[1], answer: PageMessage | SnapshotMessage): void;
   superseded(agentId: string): void;
+  /** A pull of a bucket the agent does not hold: its view of its scope is stale. */
+  outOfScope(agentId: string): void;
   log: Logger;
 }
 
@@ -63,8 +65,9 @@ export class AgentPulls {
     const maxBytes = limits.maxMessageBytes / 2;
     const { b: bucket } = pull;
     if (bucket !== undefined && !scopes.holds(agentId, bucket)) {
-      // Its labels changed since it was told its scope: the scope message on its way says so.
+      // Its labels changed since it was told its scope: it is told again.
       sendDown(agentId, ['error', { code: ErrorCode.OUT_OF_SCOPE, message: `bucket ${bucket} is not in this device's scope` }]);
+      this.context.outOfScope(agentId);
       return 0;
     }
     try {

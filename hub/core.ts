@@ -188,6 +188,7 @@ export class HubCore extends EventEmitter<HubEvents> {
         sendDown: (agentId, message) => this.#sendDown(agentId, message),
         answered: (agentId, pull, answer) => this.emit('pull', agentId, pull, answer),
         superseded: (agentId) => this.emit('refused', 'pull_superseded', agentId, 1),
+        outOfScope: (agentId) => this.#scopes.retell(agentId),
         log: this.log,
       },
       options.maxPullBytesPerSecond,

@@ -45,6 +45,11 @@ export class ScopeDelivery {
     this.#tell(agentId, this.directory.track(agentId).buckets);
   }
 
+  /** Tells an online device its scope again (it asked for a bucket it does not hold). */
+  retell(agentId: string): void {
+    if (this.directory.tracks(agentId)) this.#tell(agentId, this.directory.track(agentId).buckets);
+  }
+
   offline(agentId: string): void {
     this.directory.untrack(agentId);
     this.#latest.delete(agentId);

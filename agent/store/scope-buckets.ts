@@ -1,7 +1,7 @@
 import type { SnapshotProgress } from './partitions.js';
 import type { AgentDb } from './agent-db.js';
 
-/** A bucket of the device's scope: applied up to `cursor` (0: joined, nothing received yet), and a snapshot's progress while it is under way. */
+/** A bucket of the device's scope: applied up to `cursor` (-1: joined, nothing received yet), and a snapshot's progress while it is under way. */
 export interface HeldBucket {
   cursor: number;
   snapshot: SnapshotProgress | undefined;
@@ -24,7 +24,7 @@ export class ScopeBuckets {
   constructor(private readonly db: AgentDb) {
     this.#s = {
       all: db.prepare<[string], Row>('SELECT bucket, cursor, snapshot FROM scope_buckets WHERE lane = ? ORDER BY bucket'),
-      join: db.prepare<[string, string]>('INSERT INTO scope_buckets (lane, bucket) VALUES (?, ?) ON CONFLICT DO NOTHING'),
+      join: db.prepare<[string, string]>('INSERT INTO scope_buckets (lane, bucket, cursor) VALUES (?, ?, -1) ON CONFLICT DO NOTHING'),
       leave: db.prepare<[string, string]>('DELETE FROM scope_buckets WHERE lane = ? AND bucket = ?'),
       advance: db.prepare<[number, string, string]>('UPDATE scope_buckets SET cursor = max(cursor, ?) WHERE lane = ? AND bucket = ?'),
       snapshot: db.prepare<[string | null, string, string]>('UPDATE scope_buckets SET snapshot = ? WHERE lane = ? AND bucket = ?'),

@@ -18,10 +18,10 @@ CREATE TABLE checker_runs (agent_id TEXT NOT NULL, incarnation TEXT NOT NULL, fi
 CREATE INDEX checker_runs_by_op ON checker_runs (agent_id, incarnation, first_seq);
 CREATE TRIGGER checker_runs_copy AFTER INSERT ON committed_runs
 BEGIN INSERT INTO checker_runs VALUES (new.agent_id, new.incarnation, new.first_seq, new.last_seq, new.first_lsn); END;
-CREATE TABLE checker_outcomes (agent_id TEXT NOT NULL, incarnation TEXT NOT NULL, seq INTEGER NOT NULL, outcome TEXT NOT NULL, lsn INTEGER);
+CREATE TABLE checker_outcomes (agent_id TEXT NOT NULL, incarnation TEXT NOT NULL, seq INTEGER NOT NULL, outcome TEXT NOT NULL, lsn INTEGER, reason TEXT);
 CREATE INDEX checker_outcomes_by_op ON checker_outcomes (agent_id, incarnation, seq);
 CREATE TRIGGER checker_outcomes_copy AFTER INSERT ON outcomes
-BEGIN INSERT INTO checker_outcomes VALUES (new.agent_id, new.incarnation, new.seq, new.outcome, new.lsn); END;
+BEGIN INSERT INTO checker_outcomes VALUES (new.agent_id, new.incarnation, new.seq, new.outcome, new.lsn, new.reason); END;
 `;
 
 /** Creates the hub's database in `hubDir` (its own migrations) with the checker's archive, unless it exists. */

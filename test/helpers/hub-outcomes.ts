@@ -3,6 +3,8 @@ import type Database from 'better-sqlite3';
 export interface RecordedOutcome {
   outcome: string;
   lsn: number | null;
+  /** Why, for an op that was not committed. */
+  reason?: string | null;
 }
 
 /**
@@ -16,7 +18,7 @@ export function outcomeReader(
   tables: { runs: string; outcomes: string } = { runs: 'committed_runs', outcomes: 'outcomes' },
 ): (agentId: string, incarnation: string, seq: number) => RecordedOutcome | undefined {
   const single = db.prepare<[string, string, number], RecordedOutcome>(
-    `SELECT outcome, lsn FROM ${tables.outcomes} WHERE agent_id = ? AND incarnation = ? AND seq = ?`,
+    `SELECT outcome, lsn, reason FROM ${tables.outcomes} WHERE agent_id = ? AND incarnation = ? AND seq = ?`,
   );
   const run = db.prepare<{ agent: string; inc: string; seq: number }, { lsn: number }>(
     `SELECT first_lsn + (@seq - first_seq) AS lsn FROM ${tables.runs}

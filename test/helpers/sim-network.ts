@@ -68,6 +68,7 @@ export class SimNetwork {
   startHub(partition?: string): void {
     for (const p of partition === undefined ? this.partitions : [partition]) {
       const hub = new HubCore({
+        tracksDevices: true,
         ...this.hubOptions,
         partition: p,
         store: new SqliteHubStore(sqliteDirOf(this.hubOptions.dataDir, p)),
@@ -114,6 +115,8 @@ export class SimNetwork {
       if (client.subscriptions.some((f) => matches(f, topic))) this.#inFlight.push({ to: agentId, from: 'hub', topic, payload });
     }
     client.delegate.onConnected();
+    // It listens on its own topic from the start: online for its scope, as on a real broker's SUBACK.
+    for (const hub of this.hubs.values()) hub.online(agentId);
   }
 
   /** A new subscription gets the retained messages it matches, as from a real broker. */
@@ -128,6 +131,7 @@ export class SimNetwork {
     if (!client?.connected) return;
     client.connected = false;
     this.#inFlight = this.#inFlight.filter((m) => m.to !== agentId && m.from !== agentId);
+    for (const hub of this.hubs.values()) hub.offline(agentId);
     client.delegate.onDisconnected();
   }
 

@@ -3,7 +3,8 @@ import pino, { type Logger } from 'pino';
 import { AgentClosedError, InvalidValueError, ReadTimeoutError } from '../shared/errors.js';
 import { HybridClock } from '../shared/hlc.js';
 import type { CollectionPolicy, HubStatusMessage } from '../shared/messages.js';
-import { DEFAULT_PARTITION } from '../shared/topics.js';
+import { upCodec } from '../shared/codec.js';
+import { DEFAULT_PARTITION, topics } from '../shared/topics.js';
 import { isPlainObject, type JsonValue } from '../shared/values.js';
 import { Lane } from './lane.js';
 import { Lanes } from './lanes.js';
@@ -97,6 +98,7 @@ export class Agent extends EventEmitter<AgentEvents> {
             subscriptions,
             backoff: options.reconnect ?? { initialMs: 500, maxMs: 30_000 },
             log: this.#log,
+            farewell: (session) => ({ topic: topics.up(options.agentId), payload: upCodec.encode(['bye', { s: session }]) }),
           },
           delegate,
         ));
@@ -141,6 +143,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       {
         publish: (topic, payload) => this.#link.publish(topic, payload),
         connected: () => this.#link.connected,
+        session: () => this.#link.session,
         // Nothing goes up before the hub's assignment is known: a write must join its partition's sequence.
         mayUpload: () => this.#lanes.routed && this.#scheduler.mayUpload(),
         routed: () => this.#lanes.routed,

@@ -24,6 +24,8 @@ export interface LaneDelegate {
   /** Publishes on the hub's broker; false when not connected. */
   publish(topic: string, payload: Buffer): boolean;
   connected(): boolean;
+  /** The current connection's id (see Transport.session). */
+  session(): string;
   /** Uploads are allowed now (sync windows, and the hub's partition assignment is known). */
   mayUpload(): boolean;
   /** The hub's assignment of collections to partitions is known: until it is, nothing is pulled either. */
@@ -212,6 +214,8 @@ export class Lane {
   }
 
   onConnected(): void {
+    // First: the hub then tells this device its scope and sends it its buckets' change sets.
+    this.send(['hello', { s: this.delegate.session() }]);
     this.#uploader.reset();
     this.#uploader.pump();
     this.#replicator.onConnected();

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { Backoff } from './backoff.js';
@@ -14,6 +15,11 @@ export interface LinkOptions {
   subscriptions: readonly string[];
   backoff: { initialMs: number; maxMs: number };
   log: Logger;
+  /**
+   * What the broker publishes for this device if a connection drops (its MQTT will), made for
+   * each connection's `session`; also sent by `stop()`, since a clean disconnect discards a will.
+   */
+  farewell?: (session: string) => { topic: string; payload: Buffer };
 }
 
 /**
@@ -33,6 +39,7 @@ export class Link implements Transport {
   #current = 0;
   /** Made on every connection: the options' ones and any added since. */
   readonly #subscriptions: Set<string>;
+  #session = '';
 
   constructor(
     private readonly options: LinkOptions,
@@ -70,6 +77,10 @@ export class Link implements Transport {
     return this.#connected;
   }
 
+  get session(): string {
+    return this.#session;
+  }
+
   start(): void {
     if (!this.#stopped) return;
     this.#stopped = false;
@@ -79,6 +90,8 @@ export class Link implements Transport {
   #connect(): void {
     const { options, delegate } = this;
     const url = this.#urls[this.#current]!;
+    this.#session = randomBytes(8).toString('hex');
+    const farewell = options.farewell?.(this.#session);
     const client = mqtt.connect(url, {
       clientId: options.clientId,
       ...(options.username !== undefined && { username: options.username }),
@@ -90,6 +103,7 @@ export class Link implements Transport {
       keepalive: 30,
       protocolVersion: 4,
       resubscribe: false,
+      ...(farewell && { will: { topic: farewell.topic, payload: farewell.payload, qos: 1, retain: false } }),
     });
     this.#client = client;
     client.handleMessage = (packet, done) => {
@@ -158,6 +172,13 @@ export class Link implements Transport {
     this.#stopped = true;
     clearTimeout(this.#timer);
     const client = this.#client;
-    if (client) await client.endAsync(true).catch(() => undefined);
+    if (!client) return;
+    const farewell = this.#connected ? this.options.farewell?.(this.#session) : undefined;
+    if (farewell) {
+      // Said, not left to the will: a clean disconnect discards it. Not waited for long.
+      const said = client.publishAsync(farewell.topic, farewell.payload, { qos: 1 }).catch(() => undefined);
+      await Promise.race([said, new Promise((resolve) => setTimeout(resolve, 500).unref())]);
+    }
+    await client.endAsync(true).catch(() => undefined);
   }
 }

@@ -40,6 +40,12 @@ export class ScopeSync {
   #timer: NodeJS.Timeout | undefined;
   /** The newest head heard per bucket (applied or not). */
   readonly heads = new Map<string, number>();
+  /**
+   * Buckets the device just left, with the cursors it had: while it joins others, the documents
+   * of theirs it kept (also in a bucket it still holds) need not come again. Forgotten on restart
+   * (that costs bytes only).
+   */
+  #left = new Map<string, number>();
 
   constructor(
     private readonly store: AgentStore,
@@ -86,7 +92,10 @@ export class ScopeSync {
     for (const b of left) {
       this.#queue.delete(b);
       this.heads.delete(b);
+      const state = before.get(b)!;
+      if (state.cursor > 0 && !state.snapshot) this.#left.set(b, state.cursor);
     }
+    for (const b of now.keys()) this.#left.delete(b);
     if (this.#pull && left.includes(this.#pull.bucket)) this.#pull = undefined;
     const held = this.#held();
     for (const [bucket, head] of now) {
@@ -136,6 +145,7 @@ export class ScopeSync {
       return;
     }
     if (snap.next) return;
+    if (![...this.#held().values()].some((s) => s.cursor < 0 || s.snapshot)) this.#left.clear(); // every join done
     // The snapshot is whole up to its LSN: the bucket's log from there.
     this.#send(bucket, Math.max(snap.lsn, this.#held().get(bucket)?.cursor ?? 0));
   }
@@ -188,10 +198,13 @@ export class ScopeSync {
   #send(bucket: string, from: number, snap?: { lsn: number; after: [string, string] }): void {
     const id = this.#nextId++;
     const body: PullMessage[1] = { id, from, b: bucket, limit: this.options.pageLimit, ...(snap && { snap }) };
-    // A snapshot leaves out what the other buckets held already brought.
+    // A snapshot leaves out what the other buckets held (or just left) already brought.
     if (from === 0 || snap) {
-      const others = [...this.#held()].filter(([b, s]) => b !== bucket && s.cursor > 0 && !s.snapshot).slice(0, MAX_HELD_NAMED);
-      if (others.length > 0) body.held = Object.fromEntries(others.map(([b, s]) => [b, s.cursor]));
+      const held = [...this.#held()]
+        .filter(([b, s]) => b !== bucket && s.cursor > 0 && !s.snapshot)
+        .map(([b, s]): [string, number] => [b, s.cursor]);
+      const others = [...held, ...this.#left].slice(0, MAX_HELD_NAMED);
+      if (others.length > 0) body.held = Object.fromEntries(others);
     }
     if (this.delegate.send(['pull', body])) this.#pull = { id, bucket, sentAt: Date.now() };
     else this.#pull = undefined;

@@ -1,6 +1,8 @@
 /** What the agent needs from its connection to the hub; `Link` (MQTT) is the real one. */
 export interface Transport {
   readonly connected: boolean;
+  /** A random id of the current connection (a new one each time it connects), which its `bye` will carries too. */
+  readonly session: string;
   start(): void;
   /** Publishes at QoS 1 if connected; returns false (and sends nothing) otherwise. */
   publish(topic: string, payload: Buffer): boolean;

@@ -229,21 +229,14 @@ export function scopeRules(collections: Readonly<Record<string, Pick<CollectionC
 
 /**
  * Refuses a config with scoped collections where they cannot be confined to each device yet:
- * behind a carrier that does not report which devices are online (an external broker), or
- * with partitions. Served there, they would reach every device that may read them.
+ * with partitions (each partition's hub would need the devices' scopes of its collections).
  */
-export function refuseScopes(config: HubConfig, carrierTracksDevices: boolean): void {
+export function refuseScopes(config: HubConfig): void {
   const [scoped] = scopeRules(config.collections).collections;
-  if (scoped === undefined) return;
-  const where = `collections.${scoped}.scope`;
-  if (!carrierTracksDevices) {
-    throw new ConfigError(
-      `${where}: scoped collections are served through the embedded broker only for now (with an external broker every device that may read them would get them whole); run the hub without --broker, or remove the scope`,
-    );
-  }
-  if (Object.keys(config.partitions).length > 0) {
-    throw new ConfigError(`${where}: scoped collections cannot be combined with partitions yet; remove the partitions or the scope`);
-  }
+  if (scoped === undefined || Object.keys(config.partitions).length === 0) return;
+  throw new ConfigError(
+    `collections.${scoped}.scope: scoped collections cannot be combined with partitions yet; remove the partitions or the scope`,
+  );
 }
 
 /** The partition a collection belongs to: the one that lists it, or `default`. */

@@ -93,11 +93,6 @@ export interface HubCoreOptions {
   maxPullBytesPerSecond?: number;
   /** An agent's labels now, for its scope (hub/label-cache.ts); none without. */
   labelsOf?: (agentId: string) => Readonly<Record<string, string>>;
-  /**
-   * The carrier tells the core when each device comes online and goes (`online`, `offline`),
-   * which scoped collections need: a hub whose carrier does not refuses a config with scopes.
-   */
-  tracksDevices?: boolean;
   /** Sends a message to MQTT subscribers (QoS 1). Whatever carries it — embedded broker or not. */
   publish: (topic: string, payload: Buffer, retain: boolean) => void;
 }
@@ -133,14 +128,15 @@ export class HubCore extends EventEmitter<HubEvents> {
   readonly #partitionOf: (collection: string) => string;
   readonly #publish: HubCoreOptions['publish'];
   readonly #retention: LogRetention;
-  readonly #scopes: ScopeDelivery;
+  /** Scoped collections' delivery: which devices are online, and what each holds (see ScopeDelivery). */
+  readonly scopes: ScopeDelivery;
 
   constructor(options: HubCoreOptions) {
     super();
     this.log = options.logger ?? pino({ level: 'silent' });
     this.config = options.config ?? DEFAULT_HUB_CONFIG;
     this.policies = new CollectionPolicies(this.config);
-    refuseScopes(this.config, options.tracksDevices ?? false);
+    refuseScopes(this.config);
     const refusals = new RefusedWorkLog(this.log);
     this.on('refused', (kind, agentId, count) => refusals.record(kind, agentId, count));
     this.#collections = new KnownCollections(Object.keys(this.config.collections));
@@ -171,7 +167,7 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.#partitionOf = (collection) => owners.get(collection) ?? DEFAULT_PARTITION;
     const rules = scopeRules(this.config.collections);
     const labelsOf = options.labelsOf ?? (() => ({}));
-    this.#scopes = new ScopeDelivery(
+    this.scopes = new ScopeDelivery(
       new ScopeDirectory(rules, this.config.access.groups, labelsOf, (agentId, c) => this.access.mayRead(agentId, c)),
       { store: this.store, clock: this.clock, epoch: this.epoch, log: this.log },
       {
@@ -183,12 +179,12 @@ export class HubCore extends EventEmitter<HubEvents> {
       {
         store: this.store,
         clock: this.clock,
-        scopes: this.#scopes.directory,
+        scopes: this.scopes.directory,
         mayRead: (agentId, c) => this.access.mayRead(agentId, c),
         sendDown: (agentId, message) => this.#sendDown(agentId, message),
         answered: (agentId, pull, answer) => this.emit('pull', agentId, pull, answer),
         superseded: (agentId) => this.emit('refused', 'pull_superseded', agentId, 1),
-        outOfScope: (agentId) => this.#scopes.retell(agentId),
+        outOfScope: (agentId) => this.scopes.retell(agentId),
         log: this.log,
       },
       options.maxPullBytesPerSecond,
@@ -294,22 +290,13 @@ export class HubCore extends EventEmitter<HubEvents> {
       case 'status':
         this.#statuses.submit(agentId, message[1]);
         break;
+      case 'hello':
+        this.scopes.online(agentId, message[1].s);
+        break;
+      case 'bye':
+        this.scopes.offline(agentId, message[1].s);
+        break;
     }
-  }
-
-  /** A device subscribed to its own topic: if collections are scoped, it is told its scope and hears its buckets. */
-  online(agentId: string): void {
-    this.#scopes.online(agentId);
-  }
-
-  /** A device's connection closed. */
-  offline(agentId: string): void {
-    this.#scopes.offline(agentId);
-  }
-
-  /** Devices' labels changed (hub/label-cache.ts): their scopes follow. */
-  relabelled(agentIds: readonly string[]): void {
-    this.#scopes.relabelled(agentIds);
   }
 
   /** What agents have applied, and the writes waiting for replicas. */
@@ -361,7 +348,7 @@ export class HubCore extends EventEmitter<HubEvents> {
     }
     for (const set of changeSets) {
       this.#collections.committed(set[1].c);
-      if (!this.#scopes.publish(set)) this.#broadcast(this.topics.collection(set[1].c), set);
+      if (!this.scopes.publish(set)) this.#broadcast(this.topics.collection(set[1].c), set);
     }
     this.#replicaAcks.committed(replicaWaits);
   }

@@ -64,7 +64,7 @@ export class BrokerClientHub extends HubBase {
     private readonly options: BrokerClientHubOptions,
     store: HubStore,
   ) {
-    super(options, store, false);
+    super(options, store);
   }
 
   static async start(options: BrokerClientHubOptions): Promise<BrokerClientHub> {

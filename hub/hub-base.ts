@@ -123,8 +123,6 @@ export abstract class HubBase extends EventEmitter<HubEvents> {
   protected constructor(
     readonly common: HubCommonOptions,
     store: HubStore,
-    /** The subclass tells the core which devices are online (`core.online`, `core.offline`): scoped collections need it. */
-    tracksDevices: boolean,
   ) {
     super();
     const log = common.logger ?? pino({ level: 'silent' });
@@ -139,7 +137,6 @@ export abstract class HubBase extends EventEmitter<HubEvents> {
       logger: this.log,
       ...(common.config && { config: common.config }),
       labelsOf: (agentId) => this.labelsOf(agentId),
-      tracksDevices,
       publish: (topic, payload, retain) => this.publishToBroker(topic, payload, retain),
     });
     this.registry = common.registry ?? this.core.store;
@@ -147,7 +144,7 @@ export abstract class HubBase extends EventEmitter<HubEvents> {
     this.authenticator = new Authenticator(this.registry, this.log, common.authLimits);
     this.history = new FleetHistory(this.core, () => this.fleet(), common.historyEveryMs);
     this.#labels = new LabelCache(this.registry, (agentIds) => this.emit('labels', agentIds), this.log);
-    this.on('labels', (agentIds) => this.core.relabelled(agentIds));
+    this.on('labels', (agentIds) => this.core.scopes.relabelled(agentIds));
   }
 
   /** Carries one message of the hub (QoS 1) to its subscribers. */

@@ -77,7 +77,7 @@ export class Hub extends HubBase {
     private readonly options: HubOptions,
     store: HubStore,
   ) {
-    super(options, store, true);
+    super(options, store);
   }
 
   static async start(options: HubOptions): Promise<Hub> {
@@ -115,14 +115,10 @@ export class Hub extends HubBase {
       const address = (client.conn as { remoteAddress?: string }).remoteAddress;
       this.presence.set(client.id, { online: true, since: Date.now(), ...(address !== undefined && { address }) });
     });
-    // A device is online for its scope once it listens on its own topic: what it is sent before would be lost.
-    broker.on('subscribe', (subscriptions, client) => {
-      if (client && subscriptions.some((s) => s.topic === this.core.topics.down(client.id))) this.core.online(client.id);
-    });
     broker.on('clientDisconnect', (client) => {
       if (this.#clients.get(client.id) !== client) return;
       this.#clients.delete(client.id);
-      this.core.offline(client.id);
+      this.core.scopes.offline(client.id);
       this.presence.set(client.id, { ...this.presence.get(client.id), online: false, since: Date.now() });
     });
     if (!options.dev) {

@@ -22,6 +22,8 @@ export class ScopeDelivery {
   /** Per device, the newest scope computed: a slower read of heads for an older one is not sent after it. */
   readonly #latest = new Map<string, number>();
   #sequence = 0;
+  /** The connection each online device said hello on. */
+  readonly #sessions = new Map<string, string>();
 
   readonly #store: HubStore;
   readonly #clock: HybridClock;
@@ -39,9 +41,13 @@ export class ScopeDelivery {
     this.#log = hub.log;
   }
 
-  /** A device subscribed to its own topic: it is told its scope, and hears its buckets' change sets from now on. */
-  online(agentId: string): void {
+  /**
+   * A device connected and listens on its own topic (`hello`, with its connection's id): it is
+   * told its scope, and hears its buckets' change sets from now on.
+   */
+  online(agentId: string, session: string): void {
     if (!this.directory.active) return;
+    this.#sessions.set(agentId, session);
     this.#tell(agentId, this.directory.track(agentId).buckets);
   }
 
@@ -50,7 +56,13 @@ export class ScopeDelivery {
     if (this.directory.tracks(agentId)) this.#tell(agentId, this.directory.track(agentId).buckets);
   }
 
-  offline(agentId: string): void {
+  /**
+   * A device's connection is gone: its `bye` (`session` given: only if no newer connection
+   * said hello since, as a will may come late), or the broker said so.
+   */
+  offline(agentId: string, session?: string): void {
+    if (session !== undefined && this.#sessions.get(agentId) !== session) return;
+    this.#sessions.delete(agentId);
     this.directory.untrack(agentId);
     this.#latest.delete(agentId);
   }

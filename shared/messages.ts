@@ -195,7 +195,20 @@ export const LostMessage = message(
     strict,
   ),
 );
-export const UpMessage = Type.Union([BatchMessage, PullMessage, StatusMessage, LostMessage]);
+/** One connection of a device: a random id its `hello` and its `bye` (its MQTT will) both carry. */
+const Session = Type.String({ pattern: '^[0-9a-f]{16}$' });
+/**
+ * The device is connected and listens on its own topic (sent once its subscriptions are granted):
+ * the hub tells it its scope and sends it its buckets' change sets from now on.
+ */
+export const HelloMessage = message('hello', Type.Object({ s: Session }, strict));
+/**
+ * The connection `s` is gone: sent by the broker as the device's MQTT will when the connection
+ * drops, by the device itself when it closes. The hub stops sending to it (unless a newer
+ * connection said hello since).
+ */
+export const ByeMessage = message('bye', Type.Object({ s: Session }, strict));
+export const UpMessage = Type.Union([BatchMessage, PullMessage, StatusMessage, LostMessage, HelloMessage, ByeMessage]);
 export type UpMessage = Static<typeof UpMessage>;
 
 /**

@@ -149,7 +149,7 @@ export class TestFleet {
   }
 
   /** As an operator would: `outpost hub agents add`, export again, reload Mosquitto. */
-  #provision(agentId: string, token: string): Promise<void> {
+  provision(agentId: string, token: string): Promise<void> {
     this.#provisioning = this.#provisioning.then(async () => {
       this.#admin ??= new SqliteHubStore(this.hubData);
       await this.#admin.putCredential(agentId, await hashToken(token), await mosquittoHash(token));
@@ -181,7 +181,7 @@ export class TestFleet {
       ...options,
     });
     if (token !== undefined) {
-      const provisioned = this.#provision(agentId, token);
+      const provisioned = this.provision(agentId, token);
       if (start) void provisioned.then(() => agent.start());
     } else if (start) {
       agent.start();

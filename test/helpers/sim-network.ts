@@ -68,7 +68,6 @@ export class SimNetwork {
   startHub(partition?: string): void {
     for (const p of partition === undefined ? this.partitions : [partition]) {
       const hub = new HubCore({
-        tracksDevices: true,
         ...this.hubOptions,
         partition: p,
         store: new SqliteHubStore(sqliteDirOf(this.hubOptions.dataDir, p)),
@@ -111,12 +110,11 @@ export class SimNetwork {
     const client = this.#clients.get(agentId);
     if (!client || client.connected || !client.wanted || this.hubs.size === 0) return;
     client.connected = true;
+    client.nextSession();
     for (const [topic, payload] of this.#retained) {
       if (client.subscriptions.some((f) => matches(f, topic))) this.#inFlight.push({ to: agentId, from: 'hub', topic, payload });
     }
     client.delegate.onConnected();
-    // It listens on its own topic from the start: online for its scope, as on a real broker's SUBACK.
-    for (const hub of this.hubs.values()) hub.online(agentId);
   }
 
   /** A new subscription gets the retained messages it matches, as from a real broker. */
@@ -131,7 +129,8 @@ export class SimNetwork {
     if (!client?.connected) return;
     client.connected = false;
     this.#inFlight = this.#inFlight.filter((m) => m.to !== agentId && m.from !== agentId);
-    for (const hub of this.hubs.values()) hub.offline(agentId);
+    // As the embedded broker tells its hub when a connection closes.
+    for (const hub of this.hubs.values()) hub.scopes.offline(agentId);
     client.delegate.onDisconnected();
   }
 
@@ -175,6 +174,17 @@ export class SimNetwork {
 class SimTransport implements Transport {
   connected = false;
   wanted = false;
+  #connections = 0;
+
+  /** Each connection's id, as a real link makes one per connection. */
+  get session(): string {
+    return this.#connections.toString(16).padStart(16, '0');
+  }
+
+  /** Called as the connection comes up. */
+  nextSession(): void {
+    this.#connections += 1;
+  }
 
   constructor(
     private readonly net: SimNetwork,

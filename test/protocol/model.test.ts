@@ -166,7 +166,7 @@ async function run(commands: Command[], seed: number, duplicate: number, reorder
           break;
         case 'relabel':
           labels.set(AGENTS[c.a]!, c.s < 0 ? {} : { site: SITES[c.s]! });
-          net.hub?.relabelled([AGENTS[c.a]!]);
+          net.hub?.scopes.relabelled([AGENTS[c.a]!]);
           break;
         case 'hubWrite':
           // Through the same group commit as the devices' batches; its outcome is the hub's to check.

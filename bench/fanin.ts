@@ -29,6 +29,7 @@ import { startHubProcess, type HubProcess } from './hub-process.js';
 import { coreShare, sampleProc } from './proc-stats.js';
 import { percentile, sleep } from './stats.js';
 import { tempDir } from './temp.js';
+import { nextMessage } from './worker-ipc.js';
 
 export interface FaninResult {
   agents: number;
@@ -58,31 +59,8 @@ export interface FaninResult {
 type Go = Omit<Extract<ToWorker, { kind: 'go' }>, 'kind' | 'startAt'>;
 type Done = Extract<FromWorker, { kind: 'done' }>;
 
-/** The next message of a kind from a worker; a worker that exits first fails the benchmark. */
-function expect<K extends FromWorker['kind']>(child: ChildProcess, kind: K, timeoutMs: number): Promise<Extract<FromWorker, { kind: K }>> {
-  return new Promise((resolve, reject) => {
-    const settle = (): void => {
-      clearTimeout(timer);
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-    };
-    const timer = setTimeout(() => {
-      settle();
-      reject(new Error(`a fan-in worker sent no "${kind}" within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const onExit = (code: number | null): void => {
-      settle();
-      reject(new Error(`a fan-in worker exited (${code}) before "${kind}"`));
-    };
-    const onMessage = (message: FromWorker): void => {
-      if (message.kind !== kind) return;
-      settle();
-      resolve(message as Extract<FromWorker, { kind: K }>);
-    };
-    child.on('message', onMessage);
-    child.once('exit', onExit);
-  });
-}
+const expect = <K extends FromWorker['kind']>(child: ChildProcess, kind: K, timeoutMs: number): Promise<Extract<FromWorker, { kind: K }>> =>
+  nextMessage<FromWorker, K>(child, kind, timeoutMs, 'a fan-in worker');
 
 /** Forks a worker running `count` agents and waits until they are all connected. */
 async function startWorker(config: WorkerConfig): Promise<{ child: ChildProcess; openFds: number }> {

@@ -14,6 +14,8 @@ const CLI = fileURLToPath(new URL('../dist/cli/outpost.js', import.meta.url));
 export interface HubProcess {
   /** `mqtt://127.0.0.1:<port>` for agents. */
   url: string;
+  /** `http://127.0.0.1:<port>`: the hub's HTTP API. */
+  http: string;
   pid: number;
   /** The hub's head LSN, from its HTTP API. */
   head(): Promise<number>;
@@ -63,6 +65,7 @@ export async function startHubProcess(dataDir: string, extraArgs: readonly strin
   });
   return {
     url: `mqtt://127.0.0.1:${mqttPort}`,
+    http: `http://127.0.0.1:${httpPort}`,
     pid: hub.pid!,
     head: async () => ((await (await fetch(`http://127.0.0.1:${httpPort}/v1/status`)).json()) as { head: number }).head,
     stop: async () => {

@@ -14,6 +14,7 @@ import { benchIngest, type IngestResult } from './ingest.js';
 import { benchPartitions, type PartitionsResult } from './partitions.js';
 import { mib } from './proc-stats.js';
 import { benchPropagation, type PropagationResult } from './propagation.js';
+import { benchScopeFanout, exact, type ScopeFanoutResult } from './scope-fanout.js';
 import { benchWire, type WireResult } from './wire.js';
 
 const quick = process.argv.includes('--quick');
@@ -25,6 +26,7 @@ const line = (figure: string, value: string, reference: string, ratio: number): 
 };
 const count = (n: number): string => Math.round(n).toLocaleString('en');
 const rate = (n: number, unit = 'writes'): string => `${count(n)} ${unit}/s`;
+const pct = (share: number): string => `${(share * 100).toFixed(1)} % of one core`;
 const ms = (n: number): string => `${n < 10 ? n.toFixed(2) : n.toFixed(1)} ms`;
 
 async function ingest(): Promise<IngestResult> {
@@ -162,6 +164,31 @@ async function dedupState(): Promise<DedupStateResult> {
   return r;
 }
 
+async function scopeFanout(): Promise<ScopeFanoutResult> {
+  const r = await benchScopeFanout(quick);
+  const { fleet, reference: ref } = r;
+  line(
+    `scoped delivery, hub CPU per committed change (${count(fleet.devices)} devices online, ${rate(r.rate, 'changes')})`,
+    `${ms(fleet.cpuMsPerChange)} (${pct(fleet.loadCpuShare)})`,
+    `${count(ref.devices)} devices online: ${ms(ref.cpuMsPerChange)} (${pct(ref.loadCpuShare)})`,
+    fleet.cpuMsPerChange / ref.cpuMsPerChange,
+  );
+  // Not a ratio: with 100 devices the hub's idle CPU is often below what /proc can tell in a quick run.
+  process.stdout.write(
+    `scoped delivery, hub CPU with nothing written: ${pct(fleet.idleCpuShare)} with ${count(fleet.devices)} devices online, ${pct(ref.idleCpuShare)} with ${count(ref.devices)}\n`,
+  );
+  const wrong = [ref, fleet].filter((w) => !exact(w.deliveries));
+  const told = [ref, fleet].map(
+    (w) => `${count(w.deliveries.delivered)} of ${count(w.deliveries.changes)} with ${count(w.devices)} online`,
+  );
+  if (wrong.length === 0) {
+    process.stdout.write(`scoped delivery: every change reached exactly its own device (${told.join(', ')})\n`);
+    return r;
+  }
+  const facts = wrong.map((w) => `with ${count(w.devices)} online: ${JSON.stringify(w.deliveries)}`).join('; ');
+  throw new Error(`scoped delivery: changes did not reach exactly their own device — ${facts}`);
+}
+
 const results = {
   ingest: await ingest(),
   wire: await wire(),
@@ -172,6 +199,7 @@ const results = {
   footprint: await footprint(),
   backlog: await backlog(),
   dedupState: await dedupState(),
+  scopeFanout: await scopeFanout(),
 };
 
 const machine = { cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, quick };

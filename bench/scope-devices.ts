@@ -1,0 +1,71 @@
+/**
+ * Worker for the scoped fan-out benchmark: lightweight devices, plain MQTT.js clients with no
+ * agent and no database behind them. Each connects as `dev-N` and subscribes to its own down
+ * topic, which makes it online for its scope at the hub; it is ready once the hub has told it
+ * its scope. From then on it records the LSN of every change it receives, so the benchmark can
+ * check that each change reached its own device and no other. They never pull: nothing is
+ * written to them before they are online.
+ */
+import mqtt, { type MqttClient } from 'mqtt';
+import { readdirSync } from 'node:fs';
+import { downCodec } from '../shared/codec.js';
+import { topics } from '../shared/topics.js';
+
+export interface DevicesConfig {
+  hubUrl: string;
+  first: number;
+  count: number;
+  /** Devices connecting at once; the next group starts when this one has its scope. */
+  rampGroup: number;
+}
+export type ToDevices = { kind: 'report' } | { kind: 'reset' } | { kind: 'close' };
+export type FromDevices =
+  | { kind: 'ready'; openFds: number }
+  /** Per device that received any: the LSNs of the changes it received since the last reset. */
+  | { kind: 'report'; received: Array<[string, number[]]> };
+
+/**
+ * Far above the benchmark's length, and the most the hub allows (hub/broker.ts): the pings of
+ * 10,000 devices are a cost of being connected, not of a change, and would blur the figure.
+ */
+const KEEPALIVE_SECONDS = 600;
+
+const config = JSON.parse(process.argv[2]!) as DevicesConfig;
+const send = (message: FromDevices): void => {
+  process.send!(message);
+};
+
+const received = new Map<string, number[]>();
+const clients: MqttClient[] = [];
+
+/** Connects one device; resolves once the hub has sent it its scope. */
+function device(agentId: string): Promise<void> {
+  const down = topics.down(agentId);
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(config.hubUrl, { clientId: agentId, keepalive: KEEPALIVE_SECONDS, reconnectPeriod: 0, clean: true });
+    clients.push(client);
+    client.on('error', reject); // after the scope, an error settles nothing: the check of deliveries tells
+    client.once('connect', () => client.subscribe(down, { qos: 1 }, (error) => error && reject(error)));
+    client.on('message', (topic, payload) => {
+      if (topic !== down) return;
+      const message = downCodec.decode(payload);
+      if (message[0] === 'scope') resolve();
+      if (message[0] !== 'changes') return;
+      const lsns = received.get(agentId) ?? [];
+      for (const change of message[1].changes) lsns.push(change.lsn);
+      received.set(agentId, lsns);
+    });
+  });
+}
+
+for (let from = 0; from < config.count; from += config.rampGroup) {
+  const group = Math.min(config.rampGroup, config.count - from);
+  await Promise.all(Array.from({ length: group }, (_, j) => device(`dev-${config.first + from + j}`)));
+}
+send({ kind: 'ready', openFds: readdirSync('/proc/self/fd').length });
+
+process.on('message', (message: ToDevices) => {
+  if (message.kind === 'report') send({ kind: 'report', received: [...received] });
+  else if (message.kind === 'reset') received.clear();
+  else void Promise.all(clients.map((client) => client.endAsync(true))).then(() => process.exit(0));
+});

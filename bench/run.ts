@@ -14,6 +14,7 @@ import { benchIngest, type IngestResult } from './ingest.js';
 import { benchPartitions, type PartitionsResult } from './partitions.js';
 import { mib } from './proc-stats.js';
 import { benchPropagation, type PropagationResult } from './propagation.js';
+import { benchRelabel, type RelabelResult } from './relabel.js';
 import { benchScopeFanout, exact, type ScopeFanoutResult } from './scope-fanout.js';
 import { benchWire, type WireResult } from './wire.js';
 
@@ -26,6 +27,7 @@ const line = (figure: string, value: string, reference: string, ratio: number): 
 };
 const count = (n: number): string => Math.round(n).toLocaleString('en');
 const rate = (n: number, unit = 'writes'): string => `${count(n)} ${unit}/s`;
+const kb = (n: number): string => `${(n / 1000).toFixed(1)} kB`;
 const pct = (share: number): string => `${(share * 100).toFixed(1)} % of one core`;
 const ms = (n: number): string => `${n < 10 ? n.toFixed(2) : n.toFixed(1)} ms`;
 
@@ -189,6 +191,17 @@ async function scopeFanout(): Promise<ScopeFanoutResult> {
   throw new Error(`scoped delivery: changes did not reach exactly their own device — ${facts}`);
 }
 
+async function relabel(): Promise<RelabelResult> {
+  const r = await benchRelabel(quick);
+  line(
+    `relabel berlin → paris, bytes to the device (${count(r.perSite)} documents a site, ${count(r.shared)} in both)`,
+    `${kb(r.moveBytes)} (${count(r.moveDocs)} documents sent; it lacked ${count(r.perSite - r.shared)})`,
+    `a new paris device syncing from nothing: ${kb(r.freshBytes)} (${count(r.freshDocs)} documents)`,
+    r.moveBytes / r.freshBytes,
+  );
+  return r;
+}
+
 const results = {
   ingest: await ingest(),
   wire: await wire(),
@@ -200,6 +213,7 @@ const results = {
   backlog: await backlog(),
   dedupState: await dedupState(),
   scopeFanout: await scopeFanout(),
+  relabel: await relabel(),
 };
 
 const machine = { cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, quick };

@@ -1,8 +1,9 @@
 /**
  * Worker for the scoped fan-out benchmark: lightweight devices, plain MQTT.js clients with no
- * agent and no database behind them. Each connects as `dev-N` and subscribes to its own down
- * topic, which makes it online for its scope at the hub; it is ready once the hub has told it
- * its scope. From then on it records the LSN of every change it receives, so the benchmark can
+ * agent and no database behind them. Forked before anything is measured, it connects devices
+ * when told (`connect`), a group at a time: each connects as `dev-N` and subscribes to its own
+ * down topic, which makes it online for its scope at the hub, and counts once the hub has told
+ * it its scope; the worker answers `ready` when every device asked for does. From then on it records the LSN of every change it receives, so the benchmark can
  * check that each change reached its own device and no other. They never pull: nothing is
  * written to them before they are online.
  */
@@ -11,15 +12,14 @@ import { readdirSync } from 'node:fs';
 import { downCodec } from '../shared/codec.js';
 import { topics } from '../shared/topics.js';
 
-export interface DevicesConfig {
-  hubUrl: string;
-  first: number;
-  count: number;
-  /** Devices connecting at once; the next group starts when this one has its scope. */
-  rampGroup: number;
-}
-export type ToDevices = { kind: 'report' } | { kind: 'reset' } | { kind: 'close' };
+export type ToDevices =
+  /** Connects `dev-<first>` to `dev-<first + count - 1>`, `rampGroup` at once; the next group starts when this one has its scope. */
+  | { kind: 'connect'; hubUrl: string; first: number; count: number; rampGroup: number }
+  | { kind: 'report' }
+  | { kind: 'reset' }
+  | { kind: 'close' };
 export type FromDevices =
+  | { kind: 'started' }
   | { kind: 'ready'; openFds: number }
   /** Per device that received any: the LSNs of the changes it received since the last reset. */
   | { kind: 'report'; received: Array<[string, number[]]> };
@@ -30,7 +30,6 @@ export type FromDevices =
  */
 const KEEPALIVE_SECONDS = 600;
 
-const config = JSON.parse(process.argv[2]!) as DevicesConfig;
 const send = (message: FromDevices): void => {
   process.send!(message);
 };
@@ -39,10 +38,10 @@ const received = new Map<string, number[]>();
 const clients: MqttClient[] = [];
 
 /** Connects one device; resolves once the hub has sent it its scope. */
-function device(agentId: string): Promise<void> {
+function device(hubUrl: string, agentId: string): Promise<void> {
   const down = topics.down(agentId);
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect(config.hubUrl, { clientId: agentId, keepalive: KEEPALIVE_SECONDS, reconnectPeriod: 0, clean: true });
+    const client = mqtt.connect(hubUrl, { clientId: agentId, keepalive: KEEPALIVE_SECONDS, reconnectPeriod: 0, clean: true });
     clients.push(client);
     client.on('error', reject); // after the scope, an error settles nothing: the check of deliveries tells
     client.once('connect', () => client.subscribe(down, { qos: 1 }, (error) => error && reject(error)));
@@ -58,14 +57,18 @@ function device(agentId: string): Promise<void> {
   });
 }
 
-for (let from = 0; from < config.count; from += config.rampGroup) {
-  const group = Math.min(config.rampGroup, config.count - from);
-  await Promise.all(Array.from({ length: group }, (_, j) => device(`dev-${config.first + from + j}`)));
+async function connect({ hubUrl, first, count, rampGroup }: Extract<ToDevices, { kind: 'connect' }>): Promise<void> {
+  for (let from = 0; from < count; from += rampGroup) {
+    const group = Math.min(rampGroup, count - from);
+    await Promise.all(Array.from({ length: group }, (_, j) => device(hubUrl, `dev-${first + from + j}`)));
+  }
+  send({ kind: 'ready', openFds: readdirSync('/proc/self/fd').length });
 }
-send({ kind: 'ready', openFds: readdirSync('/proc/self/fd').length });
 
 process.on('message', (message: ToDevices) => {
-  if (message.kind === 'report') send({ kind: 'report', received: [...received] });
+  if (message.kind === 'connect') void connect(message);
+  else if (message.kind === 'report') send({ kind: 'report', received: [...received] });
   else if (message.kind === 'reset') received.clear();
   else void Promise.all(clients.map((client) => client.endAsync(true))).then(() => process.exit(0));
 });
+send({ kind: 'started' });

@@ -4,7 +4,7 @@
  *
  * The hub runs as its own process (the CLI, --dev) with `config` scoped per device
  * (`{ key: "{agent}/" }`), so each change belongs to one device. The devices are lightweight
- * protocol clients (bench/scope-devices.ts, 2,500 per worker process) that only listen on their
+ * protocol clients (bench/scope-devices.ts, in up to four worker processes) that only listen on their
  * own topic. A writer here commits changes to random online devices' `config` documents through
  * the hub's HTTP API, paced at 200 a second for 15 s (quick 1 s), first with 100 devices online,
  * then with the whole fleet. The hub's CPU comes from /proc, from the first write until every
@@ -12,8 +12,8 @@
  *
  * Every change must reach exactly its one device: each device reports the LSNs it received, and
  * a change missing, duplicated or delivered to another device is counted. The hub's CPU with
- * the fleet connected and nothing written is recorded too: what being connected costs per second,
- * apart from the changes.
+ * the same devices connected and nothing written (5 s before each window; quick 0.5 s) is
+ * recorded too: what being connected costs per second, apart from the changes.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
@@ -23,7 +23,7 @@ import { prng } from '../test/helpers/prng.js';
 import { killOnExit } from './children.js';
 import { startHubProcess, type HubProcess } from './hub-process.js';
 import { coreShare, sampleProc } from './proc-stats.js';
-import type { DevicesConfig, FromDevices, ToDevices } from './scope-devices.js';
+import type { FromDevices, ToDevices } from './scope-devices.js';
 import { sleep } from './stats.js';
 import { tempDir } from './temp.js';
 import { nextMessage } from './worker-ipc.js';
@@ -51,7 +51,7 @@ export interface FanoutWindow {
 export interface ScopeFanoutResult {
   reference: FanoutWindow;
   fleet: FanoutWindow;
-  /** From forking the fleet's workers until every device had its scope. */
+  /** From asking the workers to connect the fleet until every device had its scope. */
   connectSeconds: number;
   /** Changes written per second in each window. */
   rate: number;
@@ -59,29 +59,36 @@ export interface ScopeFanoutResult {
 }
 
 const RATE = 200;
-const PER_WORKER = 2_500;
+/** Each worker connects a group of devices at a time and waits for their scopes: several ramp faster than one. */
+const WORKERS = 4;
 const WORKER = fileURLToPath(new URL('./scope-devices.ts', import.meta.url));
 
-/** Forks a worker with `count` devices from `dev-<first>`; resolves once each has its scope. */
-async function startDevices(config: DevicesConfig): Promise<{ child: ChildProcess; openFds: number }> {
-  const child = killOnExit(
-    fork(WORKER, [JSON.stringify(config)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
-  );
-  const { openFds } = await nextMessage<FromDevices, 'ready'>(child, 'ready', 300_000, 'a scope-devices worker');
-  return { child, openFds };
+/** Forks a worker; resolves once it waits to be told which devices to connect. */
+async function forkDevices(): Promise<ChildProcess> {
+  const child = killOnExit(fork(WORKER, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+  await nextMessage<FromDevices, 'started'>(child, 'started', 120_000, 'a scope-devices worker');
+  return child;
 }
 
-async function startFleet(hubUrl: string, first: number, count: number): Promise<Array<{ child: ChildProcess; openFds: number }>> {
+/**
+ * Connects `count` devices from `dev-<first>`, spread evenly over the workers; resolves once each
+ * has its scope, with the open file descriptors of each worker.
+ */
+async function connect(workers: readonly ChildProcess[], hubUrl: string, first: number, count: number): Promise<number[]> {
+  const per = Math.ceil(count / workers.length);
   return Promise.all(
-    Array.from({ length: Math.ceil(count / PER_WORKER) }, (_, w) =>
-      startDevices({ hubUrl, first: first + w * PER_WORKER, count: Math.min(PER_WORKER, count - w * PER_WORKER), rampGroup: 100 }),
-    ),
+    workers.map(async (child, w) => {
+      const ready = nextMessage<FromDevices, 'ready'>(child, 'ready', 300_000, 'a scope-devices worker');
+      const from = Math.min(count, w * per);
+      child.send({ kind: 'connect', hubUrl, first: first + from, count: Math.min(per, count - from), rampGroup: 100 } satisfies ToDevices);
+      return (await ready).openFds;
+    }),
   );
 }
 
-async function received(children: readonly ChildProcess[]): Promise<Array<[string, number[]]>> {
-  const reports = children.map((child) => nextMessage<FromDevices, 'report'>(child, 'report', 30_000, 'a scope-devices worker'));
-  for (const child of children) child.send({ kind: 'report' } satisfies ToDevices);
+async function received(workers: readonly ChildProcess[]): Promise<Array<[string, number[]]>> {
+  const reports = workers.map((child) => nextMessage<FromDevices, 'report'>(child, 'report', 30_000, 'a scope-devices worker'));
+  for (const child of workers) child.send({ kind: 'report' } satisfies ToDevices);
   return (await Promise.all(reports)).flatMap((r) => r.received);
 }
 
@@ -110,12 +117,12 @@ async function write(hub: HubProcess, devices: number, seconds: number, random: 
 }
 
 /** Waits until the devices received as many changes as were sent (or 30 s passed), then checks who got what. */
-async function deliveries(children: readonly ChildProcess[], sent: ReadonlyMap<number, string>): Promise<Deliveries> {
+async function deliveries(workers: readonly ChildProcess[], sent: ReadonlyMap<number, string>): Promise<Deliveries> {
   const deadline = performance.now() + 30_000;
-  let got = await received(children);
+  let got = await received(workers);
   while (got.reduce((n, [, lsns]) => n + lsns.length, 0) < sent.size && performance.now() < deadline) {
     await sleep(100);
-    got = await received(children);
+    got = await received(workers);
   }
   const seen = new Set<number>();
   let misdelivered = 0;
@@ -133,19 +140,19 @@ async function deliveries(children: readonly ChildProcess[], sent: ReadonlyMap<n
 /** Idle, then writing: the hub's CPU with `devices` online. */
 async function measure(
   hub: HubProcess,
-  children: readonly ChildProcess[],
+  workers: readonly ChildProcess[],
   devices: number,
   seconds: number,
   random: () => number,
 ): Promise<FanoutWindow> {
   const idleFrom = sampleProc(hub.pid);
-  await sleep(Math.min(seconds, 5) * 1000);
+  await sleep(Math.min(seconds / 2, 5) * 1000);
   const idleCpuShare = coreShare(idleFrom, sampleProc(hub.pid));
   const before = sampleProc(hub.pid);
   const sent = await write(hub, devices, seconds, random);
-  const delivered = await deliveries(children, sent);
+  const delivered = await deliveries(workers, sent);
   const after = sampleProc(hub.pid);
-  for (const child of children) child.send({ kind: 'reset' } satisfies ToDevices);
+  for (const child of workers) child.send({ kind: 'reset' } satisfies ToDevices);
   return {
     devices,
     cpuMsPerChange: ((after.cpuSeconds - before.cpuSeconds) * 1000) / sent.size,
@@ -156,9 +163,9 @@ async function measure(
   };
 }
 
-async function stopDevices(children: readonly ChildProcess[]): Promise<void> {
+async function stopDevices(workers: readonly ChildProcess[]): Promise<void> {
   await Promise.all(
-    children.map((child) => {
+    workers.map((child) => {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.send({ kind: 'close' } satisfies ToDevices);
       return Promise.race([exited, sleep(30_000).then(() => child.kill('SIGKILL'))]);
@@ -173,33 +180,28 @@ export async function benchScopeFanout(quick: boolean): Promise<ScopeFanoutResul
   const dir = tempDir('bench-scope-fanout');
   const configFile = join(dir, 'hub.json');
   writeFileSync(configFile, JSON.stringify({ collections: { config: { scope: { key: '{agent}/' } } } }));
-  const hub = await startHubProcess(join(dir, 'hub'), ['--config', configFile, '--connects-per-address', String(fleetSize * 2)]);
-  const children: ChildProcess[] = [];
+  // The workers start (tsx compiling their modules) before anything is measured.
+  const [hub, workers] = await Promise.all([
+    startHubProcess(join(dir, 'hub'), ['--config', configFile, '--connects-per-address', String(fleetSize * 2)]),
+    Promise.all(Array.from({ length: WORKERS }, () => forkDevices())),
+  ]);
   const random = prng(7);
   try {
-    const first = await startFleet(hub.url, 0, referenceSize);
-    children.push(...first.map((w) => w.child));
+    await connect(workers.slice(0, 1), hub.url, 0, referenceSize);
     // Warm-up: the write and delivery paths compiled before either window.
-    await deliveries(children, await write(hub, referenceSize, quick ? 0.5 : 3, random));
-    for (const child of children) child.send({ kind: 'reset' } satisfies ToDevices);
-    const reference = await measure(hub, children, referenceSize, seconds, random);
+    await deliveries(workers, await write(hub, referenceSize, quick ? 0.5 : 3, random));
+    for (const child of workers) child.send({ kind: 'reset' } satisfies ToDevices);
+    const reference = await measure(hub, workers, referenceSize, seconds, random);
 
-    const forked = performance.now();
-    const rest = await startFleet(hub.url, referenceSize, fleetSize - referenceSize);
-    const connectSeconds = (performance.now() - forked) / 1000;
-    children.push(...rest.map((w) => w.child));
+    const connecting = performance.now();
+    const workerFds = await connect(workers, hub.url, referenceSize, fleetSize - referenceSize);
+    const connectSeconds = (performance.now() - connecting) / 1000;
     const hubFds = readdirSync(`/proc/${hub.pid}/fd`).length;
-    await sleep(quick ? 500 : 3_000); // the scopes told, connection garbage collected
-    const fleet = await measure(hub, children, fleetSize, seconds, random);
-    return {
-      reference,
-      fleet,
-      connectSeconds,
-      rate: RATE,
-      fds: { hub: hubFds, workers: [...first, ...rest].map((w) => w.openFds) },
-    };
+    await sleep(quick ? 300 : 3_000); // the scopes told, connection garbage collected
+    const fleet = await measure(hub, workers, fleetSize, seconds, random);
+    return { reference, fleet, connectSeconds, rate: RATE, fds: { hub: hubFds, workers: workerFds } };
   } finally {
-    await stopDevices(children);
+    await stopDevices(workers);
     await hub.stop();
   }
 }

@@ -18,7 +18,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { prng } from '../test/helpers/prng.js';
 import { killOnExit } from './children.js';
 import { startHubProcess, type HubProcess } from './hub-process.js';
@@ -208,3 +208,9 @@ export async function benchScopeFanout(quick: boolean): Promise<ScopeFanoutResul
 
 /** Whether every change reached exactly its own device. */
 export const exact = (d: Deliveries): boolean => d.missing === 0 && d.misdelivered === 0 && d.duplicated === 0;
+
+/** Alone, for the full figures: `npx tsx bench/scope-fanout.ts` (after `npm run build`; `--quick` for the smoke run's sizes). */
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.stdout.write(`${JSON.stringify(await benchScopeFanout(process.argv.includes('--quick')), null, 2)}\n`);
+  process.exit(0);
+}

@@ -4,8 +4,8 @@
  *
  * The hub runs as its own process (the CLI, --dev) with `config` scoped per device
  * (`{ key: "{agent}/" }`), so each change belongs to one device. The devices are lightweight
- * protocol clients (bench/scope-devices.ts, in up to four worker processes) that only listen on their
- * own topic. A writer here commits changes to random online devices' `config` documents through
+ * protocol clients (bench/scope-devices.ts, in up to four worker processes) that only listen
+ * on their own topic. A writer here commits changes to random online devices' `config` documents through
  * the hub's HTTP API, paced at 200 a second for 15 s (quick 1 s), first with 100 devices online,
  * then with the whole fleet. The hub's CPU comes from /proc, from the first write until every
  * change has reached its device; each write costs the same HTTP handling in both windows.

@@ -1,15 +1,17 @@
 /**
  * Worker for the scoped fan-out benchmark: lightweight devices, plain MQTT.js clients with no
  * agent and no database behind them. Forked before anything is measured, it connects devices
- * when told (`connect`), a group at a time: each connects as `dev-N` and subscribes to its own
- * down topic, which makes it online for its scope at the hub, and counts once the hub has told
- * it its scope; the worker answers `ready` when every device asked for does. From then on it records the LSN of every change it receives, so the benchmark can
+ * when told (`connect`), a group at a time: each connects as `dev-N`, subscribes to its own
+ * down topic and says hello, which makes it online for its scope at the hub, and counts once the
+ * hub has told it its scope; the worker answers `ready` when every device asked for does. From
+ * then on it records the LSN of every change it receives, so the benchmark can
  * check that each change reached its own device and no other. They never pull: nothing is
  * written to them before they are online.
  */
 import mqtt, { type MqttClient } from 'mqtt';
+import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { downCodec } from '../shared/codec.js';
+import { downCodec, upCodec } from '../shared/codec.js';
 import { topics } from '../shared/topics.js';
 
 export type ToDevices =
@@ -44,7 +46,13 @@ function device(hubUrl: string, agentId: string): Promise<void> {
     const client = mqtt.connect(hubUrl, { clientId: agentId, keepalive: KEEPALIVE_SECONDS, reconnectPeriod: 0, clean: true });
     clients.push(client);
     client.on('error', reject); // after the scope, an error settles nothing: the check of deliveries tells
-    client.once('connect', () => client.subscribe(down, { qos: 1 }, (error) => error && reject(error)));
+    client.once('connect', () =>
+      client.subscribe(down, { qos: 1 }, (error) => {
+        if (error) return reject(error);
+        // As an agent does once it listens: the hub then tells it its scope.
+        client.publish(topics.up(agentId), upCodec.encode(['hello', { s: randomBytes(8).toString('hex') }]), { qos: 1 });
+      }),
+    );
     client.on('message', (topic, payload) => {
       if (topic !== down) return;
       const message = downCodec.decode(payload);

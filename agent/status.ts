@@ -4,6 +4,9 @@ import type { Lanes } from './lanes.js';
 import type { AgentStore } from './store/agent-store.js';
 import type { AgentStatus } from './types.js';
 
+/** The most buckets a status report names (the protocol's bound): a device holding more reports part of its lag. */
+const MAX_BUCKETS_REPORTED = 1024;
+
 /** What the agent's status reads from outside the store and the lanes. */
 export interface StatusContext {
   agentId: string;
@@ -89,6 +92,7 @@ export function reportStatus(store: AgentStore, lanes: Lanes): void {
     const queued = pending.filter(([c]) => lane.inPartition(c)).map(([, p]) => p);
     const oldestAt = Math.min(...queued.map((p) => p.oldestAt));
     const waits = lane.replicaWaits();
+    const buckets = lane.partition === DEFAULT_PARTITION ? [...store.scope.held(lane.partition)].slice(0, MAX_BUCKETS_REPORTED) : [];
     lane.send([
       'status',
       {
@@ -97,6 +101,7 @@ export function reportStatus(store: AgentStore, lanes: Lanes): void {
         ver: SOFTWARE_VERSION,
         ...(Number.isFinite(oldestAt) && { oldest: Math.max(0, Date.now() - oldestAt) }),
         ...(waits.length > 0 && { waits: { inc: store.partitions.incarnationOf(lane.partition), list: waits } }),
+        ...(buckets.length > 0 && { bs: Object.fromEntries(buckets.map(([b, s]) => [b, s.snapshot ? 0 : Math.max(0, s.cursor)])) }),
       },
     ]);
   }

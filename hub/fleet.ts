@@ -21,6 +21,12 @@ export interface AgentView {
   oldestPendingAgeMs?: number;
   /** The agent's software version, as it reported. */
   version?: string;
+  /**
+   * Where collections are scoped: the buckets the agent's scope has now (by its labels), the live
+   * documents in them and their bytes, and the changes of those buckets it had not applied at its
+   * last report (a bucket it did not report counts whole).
+   */
+  scope?: { buckets: number; documents: number; bytes: number; lagChanges?: number };
 }
 
 export interface Presence {
@@ -40,6 +46,8 @@ export async function fleetStatus(
   replication: ReplicationTracker,
   presence: ReadonlyMap<string, Presence>,
   labels: ReadonlyMap<string, Labels>,
+  /** The bucket ids of an agent's scope now (none where nothing is scoped). */
+  scopeOf: (agentId: string) => readonly string[] = () => [],
 ): Promise<AgentView[]> {
   const credentials = new Map((await registry.credentials()).map((c) => [c.agentId, c]));
   const ids = new Set([...credentials.keys(), ...labels.keys(), ...presence.keys(), ...replication.reports.keys()]);
@@ -61,6 +69,7 @@ export async function fleetStatus(
         };
       }
       const credential = credentials.get(agentId);
+      const scope = await scopeView(store, scopeOf(agentId), report?.buckets);
       return {
         agentId,
         online: seen?.online ?? false,
@@ -74,7 +83,20 @@ export async function fleetStatus(
         ...(report && { outboxDepth: report.outbox }),
         ...(report?.oldestPendingMs !== undefined && { oldestPendingAgeMs: report.oldestPendingMs }),
         ...(report?.version !== undefined && { version: report.version }),
+        ...(scope && { scope }),
       };
     }),
   );
+}
+
+async function scopeView(
+  store: HubStore,
+  buckets: readonly string[],
+  reported: Readonly<Record<string, number>> | undefined,
+): Promise<AgentView['scope']> {
+  if (buckets.length === 0) return undefined;
+  const size = await store.bucketSize(buckets);
+  if (reported === undefined) return { buckets: buckets.length, ...size };
+  const cursors = new Map(buckets.map((b) => [b, Object.hasOwn(reported, b) ? reported[b]! : 0]));
+  return { buckets: buckets.length, ...size, lagChanges: await store.bucketBacklog(cursors) };
 }

@@ -172,7 +172,9 @@ export abstract class HubBase extends EventEmitter<HubEvents> {
     // Asked by the dashboard sampler, each metrics scrape (twice) and the admin API: callers that
     // ask while it is being computed share that computation, so a fleet of thousands is not read
     // from the store several times over at once.
-    this.#fleet ??= fleetStatus(this.store, this.registry, this.core.replication, this.presenceView(), this.#labels.all).finally(
+    const { directory } = this.core.scopes;
+    const scopeOf = (agentId: string): string[] => (directory.active ? [...directory.bucketsOf(agentId)] : []);
+    this.#fleet ??= fleetStatus(this.store, this.registry, this.core.replication, this.presenceView(), this.#labels.all, scopeOf).finally(
       () => (this.#fleet = undefined),
     );
     return this.#fleet;

@@ -39,6 +39,7 @@ export class ReplicaAcks {
     const met = this.tracker.report(agentId, clampApplied(applied, head), status.outbox, {
       ...(status.oldest !== undefined && { oldestPendingMs: status.oldest }),
       ...(status.ver !== undefined && { version: status.ver }),
+      ...(status.bs !== undefined && { buckets: status.bs }),
     });
     const { waits, dropped } = reportedWaits(agentId, status, head, (c) => options.mayWrite(agentId, c));
     if (dropped > 0) options.refused('replica_wait', agentId, dropped);

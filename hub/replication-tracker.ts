@@ -44,7 +44,10 @@ interface HeldWait extends ReplicaWait {
 export class ReplicationTracker {
   readonly #applied = new Map<string, Map<string, number>>();
   /** Each agent's last report: when, and how many writes it still had to upload. */
-  readonly reports = new Map<string, { at: number; outbox: number; oldestPendingMs?: number; version?: string }>();
+  readonly reports = new Map<
+    string,
+    { at: number; outbox: number; oldestPendingMs?: number; version?: string; buckets?: Readonly<Record<string, number>> }
+  >();
   /** Per collection, its waits in LSN order. */
   readonly #byCollection = new Map<string, HeldWait[]>();
   readonly #byId = new Map<string, HeldWait>();
@@ -62,7 +65,7 @@ export class ReplicationTracker {
     agentId: string,
     applied: Record<string, number>,
     outbox = 0,
-    extra: { oldestPendingMs?: number; version?: string } = {},
+    extra: { oldestPendingMs?: number; version?: string; buckets?: Readonly<Record<string, number>> } = {},
   ): ReplicaWait[] {
     this.reports.set(agentId, { at: Date.now(), outbox, ...extra });
     let mine = this.#applied.get(agentId);

@@ -147,6 +147,8 @@ export const StatusMessage = message(
       oldest: Type.Optional(Type.Integer({ minimum: 0 })),
       /** The agent's software version. */
       ver: Type.Optional(Type.String({ maxLength: 64 })),
+      /** How far each bucket of its scope is applied (0 while it joins one): its lag within its scope. */
+      bs: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]{16}$' }), Lsn, { maxProperties: MAX_BUCKETS })),
       /**
        * Its committed writes of incarnation `inc` still waiting for replicas (durability
        * `{replicas: N}`), as `[seq, lsn, collection, replicas]`: the hub keeps waits in memory,

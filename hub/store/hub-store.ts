@@ -256,6 +256,11 @@ export interface HubStore {
   bucketHeads(buckets: readonly string[]): Promise<Map<string, number>>;
   /** The live documents (tombstones not counted) in any of these buckets, and their values' bytes. */
   bucketSize(buckets: readonly string[]): Promise<{ documents: number; bytes: number }>;
+  /**
+   * How many changes of these buckets come after the given LSN of each (a device's lag within its
+   * scope), counted through the bucket index; a change in two of them counts in each.
+   */
+  bucketBacklog(cursors: ReadonlyMap<string, number>): Promise<number>;
   document(collection: string, key: string): Promise<StoredDocument | undefined>;
   /** Live documents of a collection in key order, after `after`, starting with `prefix`. */
   listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): Promise<ListedDocument[]>;

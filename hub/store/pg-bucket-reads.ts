@@ -77,4 +77,14 @@ export class PgBucketReads {
     );
     return size!;
   }
+
+  async bucketBacklog(cursors: ReadonlyMap<string, number>): Promise<number> {
+    if (cursors.size === 0) return 0;
+    const [row] = await this.#db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM log_buckets l JOIN unnest($1::text[], $2::bigint[]) AS c(bucket, after)
+         ON l.bucket = c.bucket AND l.lsn > c.after`,
+      [[...cursors.keys()], [...cursors.values()]],
+    );
+    return Number(row!.n);
+  }
 }

@@ -227,6 +227,10 @@ export class PostgresHubStore implements HubStore {
     return this.#bucketReads.bucketSize(buckets);
   }
 
+  bucketBacklog(cursors: ReadonlyMap<string, number>): Promise<number> {
+    return this.#bucketReads.bucketBacklog(cursors);
+  }
+
   document(collection: string, key: string): Promise<StoredDocument | undefined> {
     return this.#reads.document(collection, key);
   }

@@ -35,6 +35,7 @@ export class SqliteBucketReads {
       heads: db.prepare<[string], { bucket: string; head_lsn: number }>(
         `SELECT bucket, head_lsn FROM bucket_heads WHERE bucket IN (${IN_BUCKETS})`,
       ),
+      backlog: db.prepare<[string, number], { n: number }>('SELECT count(*) AS n FROM log_buckets WHERE bucket = ? AND lsn > ?'),
       size: db.prepare<[string], { documents: number; bytes: number }>(
         `SELECT count(*) AS documents, coalesce(sum(length(d.value)), 0) AS bytes
          FROM (SELECT DISTINCT collection, key FROM document_buckets WHERE bucket IN (${IN_BUCKETS})) b
@@ -70,5 +71,11 @@ export class SqliteBucketReads {
   bucketSize(buckets: readonly string[]): { documents: number; bytes: number } {
     if (buckets.length === 0) return { documents: 0, bytes: 0 };
     return this.#stmts.size.get(JSON.stringify(buckets))!;
+  }
+
+  bucketBacklog(cursors: ReadonlyMap<string, number>): number {
+    let behind = 0;
+    for (const [bucket, lsn] of cursors) behind += this.#stmts.backlog.get(bucket, lsn)!.n;
+    return behind;
   }
 }

@@ -201,6 +201,10 @@ export class SqliteHubDb implements IngestTx {
     return this.#bucketReads.bucketSize(buckets);
   }
 
+  bucketBacklog(cursors: ReadonlyMap<string, number>): number {
+    return this.#bucketReads.bucketBacklog(cursors);
+  }
+
   /** Live documents of a collection in key order, after `after`, starting with `prefix`. */
   listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): ListedDocument[] {
     return this.#reads.listDocuments(collection, options);

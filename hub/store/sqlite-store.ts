@@ -97,6 +97,10 @@ export class SqliteHubStore implements HubStore {
     return settle(() => this.db.bucketSize(buckets));
   }
 
+  bucketBacklog(cursors: ReadonlyMap<string, number>): Promise<number> {
+    return settle(() => this.db.bucketBacklog(cursors));
+  }
+
   document(collection: string, key: string): Promise<StoredDocument | undefined> {
     return settle(() => this.db.document(collection, key));
   }

@@ -86,12 +86,19 @@ describe.each(FLEET_SETUPS)('scoped collections, end to end: broker %s, store %s
     await hub.core.write({ c: 'config', k: 'pi-2/limits', op: 'put', v: { max: 20 } });
     await hub.core.write({ c: 'sites', k: 'paris-3', op: 'put', v: { site: 'paris' } });
     await hub.core.write({ c: 'sites', k: 'berlin-3', op: 'put', v: { site: 'berlin' } });
+    // The fleet view counts its scope, and what of it the device had not applied at its last
+    // report: these two at least (not berlin-3; more if it closed before reporting paris-2).
+    const scopeOfPi2 = async () => (await hub.fleet()).find((a) => a.agentId === 'pi-2')?.scope;
+    expect(await scopeOfPi2()).toMatchObject({ buckets: 2, documents: 4 });
+    expect((await scopeOfPi2())?.lagChanges).toBeGreaterThanOrEqual(2);
+    expect((await scopeOfPi2())?.lagChanges).toBeLessThanOrEqual(3);
     const pi2again = fleet.agent('pi-2');
     const seen2again = watch(pi2again);
     await waitFor(
       'pi-2 caught up',
       async () => (await valueOf(pi2again, 'config', 'pi-2/limits'))?.max === 20 && (await holds(pi2again, 'sites', 'paris-3')),
     );
+    await waitFor('pi-2 reports it caught up', async () => (await scopeOfPi2())?.lagChanges === 0);
     // From where it stopped: only what it missed.
     expect(seen2again.changes.map((c) => `${c.c}/${c.k}`).sort()).toEqual(['config/pi-2/limits', 'sites/paris-3']);
     await waitFor('pi-1 has berlin-3', async () => await holds(pi1, 'sites', 'berlin-3'));

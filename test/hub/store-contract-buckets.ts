@@ -247,6 +247,27 @@ export function scopeBucketCases(ctx: BucketCaseContext): void {
     expect(await store.bucketSize([B, C])).toEqual({ documents: 2, bytes: bytes(v1, v2) });
     expect(await store.bucketSize([C])).toEqual({ documents: 0, bytes: 0 });
     expect(await store.bucketSize([])).toEqual({ documents: 0, bytes: 0 });
+    // A device's lag within its scope: the changes of its buckets after how far it applied each.
+    // (A: k1 at 1, k3 at 3 and its delete at 5; B: k1 at 1, k2 at 2.)
+    expect(await store.bucketBacklog(new Map([[A, 0]]))).toBe(3);
+    expect(
+      await store.bucketBacklog(
+        new Map([
+          [A, 3],
+          [B, 1],
+        ]),
+      ),
+    ).toBe(2);
+    expect(
+      await store.bucketBacklog(
+        new Map([
+          [A, 5],
+          [B, 2],
+          [C, 0],
+        ]),
+      ),
+    ).toBe(0);
+    expect(await store.bucketBacklog(new Map())).toBe(0);
   });
 
   test('unscoped changes leave the bucket tables empty', async () => {

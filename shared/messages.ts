@@ -63,14 +63,15 @@ export type WriteOp = Static<typeof WriteOp>;
  * A committed change as the log holds it: the document's full new state. In a scoped
  * collection, `bk` lists the buckets the document is in after it; a device that holds none of
  * them no longer holds the document. A bucket the document left hears `out` instead: no value,
- * no buckets, only that it left at this LSN.
+ * no buckets, only that it left at this LSN. A bucket snapshot sends `tag` (no value) for a
+ * document the device already holds at this version whose buckets changed with the hub's rules.
  */
 export const Change = Type.Object(
   {
     lsn: Lsn,
     c: CollectionName,
     k: Key,
-    op: Type.Union([Type.Literal('put'), Type.Literal('del'), Type.Literal('out')]),
+    op: Type.Union([Type.Literal('put'), Type.Literal('del'), Type.Literal('out'), Type.Literal('tag')]),
     v: Type.Optional(Type.Unknown()),
     hlc: Hlc,
     /** Origin: the agent id, or `hub` for writes made at the main site. */

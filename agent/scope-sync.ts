@@ -18,6 +18,11 @@ export interface ScopeSyncOptions {
   pullTimeoutMs: number;
 }
 
+/** The scoped collections, as the hub last said: their documents held through no bucket are evicted. */
+const SCOPED_SETTING = 'scopedCollections';
+/** The scope changed and what left it is not evicted yet (a join is under way, or the device stopped first). */
+const EVICTION_DUE_SETTING = 'scopeEvictionDue';
+
 /** How many of the other buckets held a pull names (the protocol's bound): they only save bytes. */
 const MAX_HELD_NAMED = 1024;
 
@@ -84,11 +89,14 @@ export class ScopeSync {
     const now = new Map(scope.bs);
     const joined = [...now.keys()].filter((b) => !before.has(b));
     const left = [...before.keys()].filter((b) => !now.has(b));
-    const evicted = this.store.replica.rescope(this.options.lane, new Set(now.keys()), joined, left);
-    if (joined.length > 0 || left.length > 0) {
-      this.log.info({ joined: joined.length, left: left.length, evicted: evicted.length }, 'scope changed');
+    const scopedBefore = this.store.settings.get<string[]>(SCOPED_SETTING) ?? [];
+    if (joined.length > 0 || left.length > 0 || scope.cs.some((c) => !scopedBefore.includes(c))) {
+      // Kept until done, so that a restart in between still evicts what left.
+      this.store.settings.set(EVICTION_DUE_SETTING, true);
     }
-    if (evicted.length > 0) this.delegate.onEvicted(evicted);
+    this.store.settings.set(SCOPED_SETTING, scope.cs);
+    this.store.scope.reconcile(this.options.lane, joined, left);
+    if (joined.length > 0 || left.length > 0) this.log.info({ joined: joined.length, left: left.length }, 'scope changed');
     for (const b of left) {
       this.#queue.delete(b);
       this.heads.delete(b);
@@ -103,8 +111,24 @@ export class ScopeSync {
       const state = held.get(bucket)!;
       if (state.cursor < 0 || state.snapshot || head > state.cursor) this.#queue.add(bucket);
     }
+    this.#evictOutsideOnceJoined();
     this.delegate.onProgress();
     this.#pump();
+  }
+
+  /**
+   * Evicts what the device holds through no bucket of its scope, once it joins none: until then a
+   * join may yet tag a document it holds under buckets the hub's rules renamed. The buckets just
+   * left are forgotten then too.
+   */
+  #evictOutsideOnceJoined(): void {
+    const held = this.#held();
+    if ([...held.values()].some((s) => s.cursor < 0 || s.snapshot)) return;
+    this.#left.clear();
+    if (this.store.settings.get<boolean>(EVICTION_DUE_SETTING) !== true) return;
+    const evicted = this.store.replica.evictOutside(new Set(held.keys()), this.store.settings.get<string[]>(SCOPED_SETTING) ?? []);
+    this.store.settings.set(EVICTION_DUE_SETTING, false);
+    if (evicted.length > 0) this.delegate.onEvicted(evicted);
   }
 
   onChanges([, set]: ChangesMessage): void {
@@ -145,7 +169,7 @@ export class ScopeSync {
       return;
     }
     if (snap.next) return;
-    if (![...this.#held().values()].some((s) => s.cursor < 0 || s.snapshot)) this.#left.clear(); // every join done
+    this.#evictOutsideOnceJoined();
     // The snapshot is whole up to its LSN: the bucket's log from there.
     this.#send(bucket, Math.max(snap.lsn, this.#held().get(bucket)?.cursor ?? 0));
   }

@@ -146,6 +146,7 @@ export class HubCore extends EventEmitter<HubEvents> {
       collections: this.#collections,
       mayRead: (agentId, c) => this.access.mayRead(agentId, c),
       mayWrite: (agentId, c) => this.access.mayWrite(agentId, c),
+      holdsBucket: (agentId, bucket) => this.scopes.directory.holds(agentId, bucket),
       replicated: (agentId, inc, seqs) => this.#sendDown(agentId, ['replicated', { inc, hlc: this.clock.tick(), seqs }]),
       refused: (kind, agentId, count) => this.emit('refused', kind, agentId, count),
     });
@@ -173,6 +174,7 @@ export class HubCore extends EventEmitter<HubEvents> {
       {
         sendScope: (agentId, message) => this.#sendDown(agentId, message),
         sendEncoded: (agentId, payload) => this.#sendPayload(this.topics.down(agentId), payload, false),
+        superseded: (agentId) => this.emit('refused', 'hello_superseded', agentId, 1),
       },
     );
     this.#pulls = new AgentPulls(
@@ -229,6 +231,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   async drain(): Promise<void> {
     this.#pulls.stop();
     this.#statuses.stop();
+    this.scopes.stop();
     this.#collections.stop();
     await this.#retention.stop();
     await this.#committer.drain();

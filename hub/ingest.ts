@@ -153,7 +153,16 @@ export class Ingestor {
       else tx.putOutcome(agentId, inc, result, digestOf(op));
       results.push(result);
       if (op.rep !== undefined && result.outcome === 'committed') {
-        waits.push({ agentId, inc, seq: op.seq, collection: op.c, lsn: result.lsn!, replicas: op.rep });
+        const bucket = committed.get(op.c)?.at(-1)?.change.bk?.[0];
+        waits.push({
+          agentId,
+          inc,
+          seq: op.seq,
+          collection: op.c,
+          lsn: result.lsn!,
+          replicas: op.rep,
+          ...(bucket !== undefined && { bucket }),
+        });
       }
       last = op.seq;
     }

@@ -11,6 +11,8 @@ export interface ReplicaAcksOptions {
   collections: KnownCollections;
   mayRead: (agentId: string, collection: string) => boolean;
   mayWrite: (agentId: string, collection: string) => boolean;
+  /** Whether an agent holds a bucket of a scoped collection now. */
+  holdsBucket: (agentId: string, bucket: string) => boolean;
   /** Tells a writer that these of its writes have their replicas (a `replicated` message). */
   replicated: (agentId: string, inc: string, seqs: number[]) => void;
   /** Work refused to one agent to bound what it costs. */
@@ -26,6 +28,8 @@ export interface ReplicaAcksOptions {
  */
 export class ReplicaAcks {
   readonly tracker = new ReplicationTracker();
+  /** The same for scoped collections, by bucket: what each device applied of each bucket it holds, and waits on a bucket. */
+  readonly #buckets = new ReplicationTracker();
 
   constructor(private readonly options: ReplicaAcksOptions) {}
 
@@ -41,9 +45,11 @@ export class ReplicaAcks {
       ...(status.ver !== undefined && { version: status.ver }),
       ...(status.bs !== undefined && { buckets: status.bs }),
     });
+    const buckets = Object.fromEntries(Object.entries(status.bs ?? {}).filter(([b]) => options.holdsBucket(agentId, b)));
+    const metInBuckets = this.#buckets.report(agentId, clampApplied(buckets, head));
     const { waits, dropped } = reportedWaits(agentId, status, head, (c) => options.mayWrite(agentId, c));
     if (dropped > 0) options.refused('replica_wait', agentId, dropped);
-    this.#notify([...met, ...this.#add(waits, MAX_NEW_WAITS_PER_REPORT)]);
+    this.#notify([...met, ...metInBuckets, ...this.#add(waits, MAX_NEW_WAITS_PER_REPORT)]);
   }
 
   /** Waits of writes just committed. */
@@ -51,10 +57,19 @@ export class ReplicaAcks {
     if (waits.length > 0) this.#notify(this.#add(waits));
   }
 
-  /** Registers waits; those over the tracker's limits are refused, and said so (their writers time out). */
+  /** Registers waits; those over the trackers' limits are refused, and said so (their writers time out). */
   #add(waits: readonly ReplicaWait[], maxNew?: number): ReplicaWait[] {
     const refused = new Map<string, number>();
-    const met = this.tracker.add(waits, maxNew, (w) => refused.set(w.agentId, (refused.get(w.agentId) ?? 0) + 1));
+    const onRefused = (w: ReplicaWait): void => void refused.set(w.agentId, (refused.get(w.agentId) ?? 0) + 1);
+    const scoped = waits.filter((w) => w.bucket !== undefined).map((w) => ({ ...w, collection: w.bucket! }));
+    const met = [
+      ...this.tracker.add(
+        waits.filter((w) => w.bucket === undefined),
+        maxNew,
+        onRefused,
+      ),
+      ...this.#buckets.add(scoped, maxNew, onRefused),
+    ];
     for (const [agentId, count] of refused) this.options.refused('replica_wait', agentId, count);
     return met;
   }

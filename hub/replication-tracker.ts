@@ -6,6 +6,12 @@ export interface ReplicaWait {
   collection: string;
   lsn: number;
   replicas: number;
+  /**
+   * A scoped collection's write: a bucket its document is in. The devices that hold the write are
+   * those that applied that bucket up to it (a device holding the document only through another
+   * of its buckets is not counted: a wait may time out, never end early).
+   */
+  bucket?: string;
 }
 
 /** Waits no agent satisfied in this long are forgotten (the writer has long timed out). */

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { downCodec } from '../shared/codec.js';
 import type { HybridClock } from '../shared/hlc.js';
 import type { ChangesMessage, ScopeMessage } from '../shared/messages.js';
+import { PacedQueue, type Pace } from './paced-queue.js';
 import type { ScopeDirectory } from './scope-directory.js';
 import type { HubStore } from './store/hub-store.js';
 
@@ -10,7 +11,15 @@ export interface ScopeDeliveryCarrier {
   sendScope(agentId: string, message: ScopeMessage): void;
   /** Publishes an encoded message on a device's own topic. */
   sendEncoded(agentId: string, payload: Buffer): void;
+  /** A hello was replaced by a newer one before it was answered (a client saying hello as fast as it can). */
+  superseded(agentId: string): void;
 }
+
+/**
+ * Hellos answered per device per second (as many saved up): a device says one per connection;
+ * each costs a read of its buckets' heads, so a client that says nothing else is held to this.
+ */
+const HELLO_PACE: Pace = { rate: 1, burst: 4 };
 
 /**
  * Delivers scoped collections: each device gets, on its own topic (which only it may read, on
@@ -25,6 +34,7 @@ export class ScopeDelivery {
   /** The connection each online device said hello on. */
   readonly #sessions = new Map<string, string>();
 
+  readonly #hellos: PacedQueue<string>;
   readonly #store: HubStore;
   readonly #clock: HybridClock;
   readonly #epoch: number | undefined;
@@ -39,6 +49,15 @@ export class ScopeDelivery {
     this.#clock = hub.clock;
     this.#epoch = hub.epoch;
     this.#log = hub.log;
+    this.#hellos = new PacedQueue(
+      async (agentId, session) => {
+        this.#sessions.set(agentId, session);
+        await this.#tell(agentId, this.directory.track(agentId).buckets);
+        return 1;
+      },
+      HELLO_PACE,
+      (agentId) => carrier.superseded(agentId),
+    );
   }
 
   /**
@@ -46,14 +65,16 @@ export class ScopeDelivery {
    * told its scope, and hears its buckets' change sets from now on.
    */
   online(agentId: string, session: string): void {
-    if (!this.directory.active) return;
-    this.#sessions.set(agentId, session);
-    this.#tell(agentId, this.directory.track(agentId).buckets);
+    if (this.directory.active) this.#hellos.submit(agentId, session);
+  }
+
+  stop(): void {
+    this.#hellos.stop();
   }
 
   /** Tells an online device its scope again (it asked for a bucket it does not hold). */
   retell(agentId: string): void {
-    if (this.directory.tracks(agentId)) this.#tell(agentId, this.directory.track(agentId).buckets);
+    if (this.directory.tracks(agentId)) void this.#tell(agentId, this.directory.track(agentId).buckets);
   }
 
   /**
@@ -73,7 +94,7 @@ export class ScopeDelivery {
     for (const agentId of agentIds) {
       if (!this.directory.tracks(agentId)) continue;
       const { buckets, changed } = this.directory.track(agentId);
-      if (changed) this.#tell(agentId, buckets);
+      if (changed) void this.#tell(agentId, buckets);
     }
   }
 
@@ -95,11 +116,12 @@ export class ScopeDelivery {
     return true;
   }
 
-  #tell(agentId: string, buckets: ReadonlySet<string>): void {
+  /** Tells a device its scope; settles once sent (or given up). */
+  #tell(agentId: string, buckets: ReadonlySet<string>): Promise<void> {
     const sequence = ++this.#sequence;
     this.#latest.set(agentId, sequence);
     const ids = [...buckets].sort();
-    this.#store.bucketHeads(ids).then(
+    return this.#store.bucketHeads(ids).then(
       (heads) => {
         if (this.#latest.get(agentId) !== sequence) return;
         const bs = ids.map((b): [string, number] => [b, heads.get(b) ?? 0]);

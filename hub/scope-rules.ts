@@ -1,5 +1,7 @@
-import { createHash } from 'node:crypto';
+import { bucketIdOf } from '../shared/buckets.js';
 import { ConfigError } from '../shared/errors.js';
+
+export { bucketIdOf };
 
 /**
  * One rule of a collection's scope, as the config writes it:
@@ -127,14 +129,6 @@ export class ScopeRules {
   holds(collection: string, key: string, value: unknown, deviceBuckets: ReadonlySet<string>): boolean {
     return this.bucketsOfDocument(collection, key, value).some((b) => deviceBuckets.has(b));
   }
-}
-
-/**
- * The id a bucket travels and is stored under: 96 bits of a SHA-256 of its name. Short on the
- * wire, the same in every hub process, and it shows no label value in a message or a log line.
- */
-export function bucketIdOf(name: string): string {
-  return createHash('sha256').update(name).digest('base64url').slice(0, 16);
 }
 
 function bucketId(collection: string, kind: 'k' | 'f', rule: string, value: string): string {

@@ -68,8 +68,12 @@ export class Replica {
       stub: db.prepare<[string, string, number, string, string]>(
         `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, evicted) VALUES (?, ?, NULL, 1, ?, ?, ?, 1)`,
       ),
-      scopedDocs: db.prepare<[], { collection: string; key: string; deleted: number; buckets: string }>(
-        'SELECT collection, key, deleted, buckets FROM documents WHERE buckets IS NOT NULL AND evicted = 0',
+      scopedDocs: db.prepare<[string], { collection: string; key: string; deleted: number; buckets: string | null }>(
+        `SELECT collection, key, deleted, buckets FROM documents
+         WHERE evicted = 0 AND (buckets IS NOT NULL OR collection IN (SELECT value FROM json_each(?)))`,
+      ),
+      tag: db.prepare<[string, string, string, number]>(
+        'UPDATE documents SET buckets = ? WHERE collection = ? AND key = ? AND version = ? AND evicted = 0',
       ),
       confirmedKeys: db.prepare<[string, string, number], { key: string }>(
         'SELECT key FROM documents WHERE collection = ? AND key >= ? AND deleted = 0 ORDER BY key LIMIT ?',
@@ -189,7 +193,10 @@ export class Replica {
     if (release) this.outbox.releaseConfirmed(ch.c, ch.k, ch.lsn);
     const value = ch.v === undefined ? null : encodeCbor(ch.v);
     const buckets = ch.bk === undefined ? null : JSON.stringify(ch.bk);
-    return this.#s.upsert.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o, buckets).changes > 0;
+    if (this.#s.upsert.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o, buckets).changes > 0) return true;
+    // The version it holds, sent again (a collection just scoped): it takes the buckets it came with.
+    if (buckets !== null) this.#s.tag.run(buckets, ch.c, ch.k, ch.lsn);
+    return false;
   }
 
   /**
@@ -227,7 +234,11 @@ export class Replica {
     return this.db.transaction(() => {
       const applied: Change[] = [];
       const release = this.outbox.anyConfirmed();
-      for (const doc of docs) if (this.#applyOne(doc, release)) applied.push(doc);
+      for (const doc of docs) {
+        // A document the device holds at this version, under buckets the hub's rules renamed.
+        if (doc.op === 'tag') this.#s.tag.run(JSON.stringify(doc.bk ?? []), doc.c, doc.k, doc.lsn);
+        else if (this.#applyOne(doc, release)) applied.push(doc);
+      }
       this.scope.setSnapshot(lane, bucket, next && { lsn, after: [...next] });
       if (!next) this.scope.advance(lane, bucket, lsn);
       return applied;
@@ -235,16 +246,17 @@ export class Replica {
   }
 
   /**
-   * The device's scope is now `held` (joined and left as given): the scoped documents it holds
-   * through none of them are evicted. Their stubs keep their versions.
+   * The device now holds the buckets `held` (of the scoped collections `scoped`): the documents
+   * of those collections it holds through none of them are evicted, stubs keeping their versions
+   * (one of a collection that was not scoped when it arrived has no buckets: it is evicted too,
+   * unless a join tagged it since). Only once no bucket is being joined: a join may yet tag what
+   * the device holds under buckets the hub's rules renamed.
    */
-  rescope(lane: string, held: ReadonlySet<string>, joined: readonly string[], left: readonly string[]): EvictedDocument[] {
+  evictOutside(held: ReadonlySet<string>, scoped: readonly string[]): EvictedDocument[] {
     return this.db.transaction(() => {
-      this.scope.reconcile(lane, joined, left);
       const evicted: EvictedDocument[] = [];
-      if (left.length === 0) return evicted;
-      for (const doc of this.#s.scopedDocs.all()) {
-        if ((JSON.parse(doc.buckets) as string[]).some((b) => held.has(b))) continue;
+      for (const doc of this.#s.scopedDocs.all(JSON.stringify(scoped))) {
+        if (doc.buckets !== null && (JSON.parse(doc.buckets) as string[]).some((b) => held.has(b))) continue;
         this.#s.evict.run(0, doc.collection, doc.key);
         if (!doc.deleted) evicted.push({ collection: doc.collection, key: doc.key });
       }

@@ -51,15 +51,20 @@ type Command =
   | { t: 'restartPartition' };
 
 const agentIndex = fc.integer({ min: 0, max: AGENTS.length - 1 });
-const command: fc.Arbitrary<Command> = fc.oneof(
+const keyIndex = fc.integer({ min: 0, max: KEYS.length - 1 });
+const site = fc.integer({ min: 0, max: SITES.length - 1 });
+type Weighted = { weight: number; arbitrary: fc.Arbitrary<Command> };
+/** Writes (of a site, in the scoped run), deliveries, and the faults every run has. */
+const common = (scoped: boolean): Weighted[] => [
   {
     weight: 6,
     arbitrary: fc.record({
       t: fc.constant('write' as const),
       a: agentIndex,
-      k: fc.integer({ min: 0, max: KEYS.length - 1 }),
+      k: keyIndex,
       del: fc.boolean(),
       c: fc.integer({ min: 0, max: 1 }),
+      ...(scoped && { s: site }),
     }),
   },
   { weight: 6, arbitrary: fc.record({ t: fc.constant('deliver' as const), n: fc.integer({ min: 1, max: 12 }) }) },
@@ -67,31 +72,18 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ t: fc.constant('reconnect' as const), a: agentIndex }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('restartAgent' as const), a: agentIndex }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('restartHub' as const) }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('restartPartition' as const) }) },
-);
-const site = fc.integer({ min: 0, max: SITES.length - 1 });
+];
+const command: fc.Arbitrary<Command> = fc.oneof(...common(false), {
+  weight: 1,
+  arbitrary: fc.record({ t: fc.constant('restartPartition' as const) }),
+});
 const scopedCommand: fc.Arbitrary<Command> = fc.oneof(
-  {
-    weight: 6,
-    arbitrary: fc.record({
-      t: fc.constant('write' as const),
-      a: agentIndex,
-      k: fc.integer({ min: 0, max: KEYS.length - 1 }),
-      del: fc.boolean(),
-      c: fc.integer({ min: 0, max: 1 }),
-      s: site,
-    }),
-  },
-  { weight: 6, arbitrary: fc.record({ t: fc.constant('deliver' as const), n: fc.integer({ min: 1, max: 12 }) }) },
+  ...common(true),
   {
     weight: 2,
     arbitrary: fc.record({ t: fc.constant('relabel' as const), a: agentIndex, s: fc.integer({ min: -1, max: SITES.length - 1 }) }),
   },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant('hubWrite' as const), k: fc.integer({ min: 0, max: KEYS.length - 1 }), s: site }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('disconnect' as const), a: agentIndex }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('reconnect' as const), a: agentIndex }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('restartAgent' as const), a: agentIndex }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('restartHub' as const) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('hubWrite' as const), k: keyIndex, s: site }) },
 );
 
 /** A write the app was told is durable on its device. */

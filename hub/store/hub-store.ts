@@ -164,7 +164,10 @@ export interface IngestTx {
   putCommittedRun(agentId: string, incarnation: string, first: number, last: number, firstLsn: number): void;
   document(collection: string, key: string): StoredDocument | undefined;
   archiveConflict(record: Omit<ConflictRecord, 'id' | 'at'>): void;
-  /** Appends to the log with the next LSN and updates the document; the size bound is for change sets. */
+  /**
+   * Appends to the log with the next LSN and updates the document (which then has no prior
+   * buckets: see HubStore.rebucket); the size bound is for change sets.
+   */
   commit(entry: LogEntry): { lsn: number; bytes: number };
   collectionHead(collection: string): number;
   setCollectionHead(collection: string, lsn: number): void;
@@ -243,7 +246,9 @@ export interface HubStore {
    * One snapshot page of a bucket: the documents in it now (tombstones included) in (collection,
    * key) order after `after`, at their current version, with `bk`. A document one of the `held`
    * buckets (applied up to an LSN) already brought at its current version is left out, yet
-   * `next` moves past it.
+   * `next` moves past it. One that a held bucket it was in before the rules last changed
+   * (`rebucket`'s prior buckets) brought at its current version comes as `tag`: its buckets
+   * without its value, counted at that small size toward `maxBytes`.
    */
   readBucketDocuments(
     bucket: string,

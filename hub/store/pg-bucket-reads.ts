@@ -11,11 +11,11 @@ SELECT l.lsn, l.collection, l.key, l.op, CASE WHEN b.left_bucket THEN NULL ELSE 
 FROM log_buckets b JOIN log l ON l.lsn = b.lsn
 WHERE b.bucket = $4 AND b.lsn > $1 ORDER BY b.lsn LIMIT $2`;
 
-const DOCUMENT_COLUMNS = 'collection, key, value, deleted, version, hlc, origin, field_hlcs, buckets';
+const DOCUMENT_COLUMNS = 'collection, key, value, deleted, version, hlc, origin, field_hlcs, buckets, prior_buckets';
 
 function bucketDocumentsSql(after: boolean): string {
   return `
-SELECT d.collection, d.key, d.value, d.deleted, d.version, d.hlc, d.origin, d.field_hlcs, d.buckets
+SELECT d.collection, d.key, d.value, d.deleted, d.version, d.hlc, d.origin, d.field_hlcs, d.buckets, d.prior_buckets
 FROM document_buckets b JOIN documents d ON d.collection = b.collection AND d.key = b.key
 WHERE b.bucket = $3 ${after ? 'AND (b.collection, b.key) > ($4, $5)' : ''} ORDER BY b.collection, b.key LIMIT $1`;
 }

@@ -105,7 +105,7 @@ WITH fence AS (
     $61::text[])
   WHERE EXISTS (SELECT FROM fence)
   ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value, deleted = excluded.deleted, version = excluded.version,
-    hlc = excluded.hlc, origin = excluded.origin, field_hlcs = excluded.field_hlcs, buckets = excluded.buckets
+    hlc = excluded.hlc, origin = excluded.origin, field_hlcs = excluded.field_hlcs, buckets = excluded.buckets, prior_buckets = NULL
 ), head_rows AS (
   INSERT INTO collections (name, head_lsn)
   SELECT * FROM unnest($24::text[], $25::bigint[])

@@ -193,6 +193,18 @@ CREATE TABLE bucket_heads (
   head_lsn bigint NOT NULL
 );
 `,
+  // 6: as SQLite migration 13: a document's buckets before the hub's rules last changed them,
+  // kept until it is written again (prior_buckets), so that a device holding it through one of
+  // them is told its new buckets rather than sent it again; and the rules each scoped collection
+  // was last indexed with, with the head when that was done.
+  `
+ALTER TABLE documents ADD COLUMN prior_buckets text;
+CREATE TABLE scope_rules (
+  collection text COLLATE "C" PRIMARY KEY,
+  rules      text NOT NULL,
+  since      bigint NOT NULL
+);
+`,
 ];
 
 /** Arbitrary but fixed: the advisory lock every hub process takes to migrate. */

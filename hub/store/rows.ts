@@ -29,6 +29,8 @@ export interface DocumentRow {
   field_hlcs: Buffer | null;
   /** A scoped collection's document: its buckets as a JSON array (NULL: unscoped); read where a reader needs them. */
   buckets?: string | null;
+  /** The buckets it was in before the hub's rules last changed, while not written since (see HubStore.rebucket). */
+  prior_buckets?: string | null;
 }
 
 export interface LogRow {
@@ -107,6 +109,11 @@ export function documentRowToChange(row: DocumentRow): Change {
     o: row.origin,
     ...(row.buckets != null && { bk: parseBuckets(row.buckets) }),
   };
+}
+
+/** A document a device already holds at its version, whose buckets the hub's rules changed: only those, as `tag`. */
+export function documentRowToTag(row: DocumentRow): Change {
+  return { lsn: row.version, c: row.collection, k: row.key, op: 'tag', hlc: row.hlc, o: row.origin, bk: parseBuckets(row.buckets ?? '[]') };
 }
 
 export function toConflictRecord(r: ConflictRow): ConflictRecord {
@@ -266,6 +273,23 @@ export function documentPage(
   include: (row: DocumentRow) => boolean,
   cut = false,
 ): DocumentPage {
+  return snapshotPage(rows, limit, maxBytes, (row) => (include(row) ? 'whole' : 'none'), cut);
+}
+
+/** How much of a document read a snapshot page sends: all of it, its buckets only (`tag`), or nothing. */
+type Sent = 'whole' | 'tag' | 'none';
+
+/**
+ * documentPage, where each document may also be sent as a tag: counted at the tag's size toward
+ * `maxBytes`, at the whole row's toward the read budget (its value was read all the same).
+ */
+function snapshotPage(
+  rows: Iterable<DocumentRow>,
+  limit: number,
+  maxBytes: number,
+  send: (row: DocumentRow) => Sent,
+  cut: boolean,
+): DocumentPage {
   const docs: Change[] = [];
   let bytes = 0;
   let readBytes = 0;
@@ -279,19 +303,20 @@ export function documentPage(
       stopped = true;
       break;
     }
-    if (!include(row)) {
+    const sent = send(row);
+    if (sent === 'none') {
       last = [row.collection, row.key];
       read += 1;
       continue;
     }
-    bytes += size;
+    bytes += sent === 'tag' ? encodedChangeBytes({ ...row, value: null }) : size;
     if (docs.length > 0 && bytes > maxBytes) {
       stopped = true;
       break;
     }
     read += 1;
     last = [row.collection, row.key];
-    docs.push(documentRowToChange(row));
+    docs.push(sent === 'tag' ? documentRowToTag(row) : documentRowToChange(row));
   }
   const complete = !stopped && !cut && read < limit;
   return { docs, next: complete || !last ? undefined : last, readBytes };
@@ -300,7 +325,9 @@ export function documentPage(
 /**
  * One snapshot page of a bucket (see documentPage), leaving out each document a device already
  * has at its current version: one of the document's buckets that the device holds (`held`:
- * bucket to the LSN it applied) brought that version. Left out, it still moves `next` on.
+ * bucket to the LSN it applied) brought that version. Left out, it still moves `next` on. A
+ * document the device has at its version through a bucket it was in before the hub's rules
+ * changed (its prior buckets) comes as a tag: the device keeps it, now in these buckets.
  */
 export function bucketDocumentPage(
   rows: Iterable<DocumentRow>,
@@ -309,7 +336,12 @@ export function bucketDocumentPage(
   held: ReadonlyMap<string, number>,
   cut = false,
 ): DocumentPage {
-  const hasAlready = (row: DocumentRow): boolean =>
-    held.size > 0 && row.buckets != null && parseBuckets(row.buckets).some((bucket) => (held.get(bucket) ?? 0) >= row.version);
-  return documentPage(rows, limit, maxBytes, (row) => !hasAlready(row), cut);
+  const broughtBy = (buckets: string | null | undefined, version: number): boolean =>
+    buckets != null && parseBuckets(buckets).some((bucket) => (held.get(bucket) ?? 0) >= version);
+  const send = (row: DocumentRow): Sent => {
+    if (held.size === 0) return 'whole';
+    if (broughtBy(row.buckets, row.version)) return 'none';
+    return row.buckets != null && broughtBy(row.prior_buckets, row.version) ? 'tag' : 'whole';
+  };
+  return snapshotPage(rows, limit, maxBytes, send, cut);
 }

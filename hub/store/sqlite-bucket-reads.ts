@@ -11,7 +11,7 @@ WHERE b.bucket = ? AND b.lsn > ? ORDER BY b.lsn LIMIT ?`;
 
 function bucketDocumentsSql(after: boolean): string {
   return `
-SELECT d.collection, d.key, d.value, d.deleted, d.version, d.hlc, d.origin, d.field_hlcs, d.buckets
+SELECT d.collection, d.key, d.value, d.deleted, d.version, d.hlc, d.origin, d.field_hlcs, d.buckets, d.prior_buckets
 FROM document_buckets b JOIN documents d ON d.collection = b.collection AND d.key = b.key
 WHERE b.bucket = ? ${after ? 'AND (b.collection, b.key) > (?, ?)' : ''} ORDER BY b.collection, b.key LIMIT ?`;
 }

@@ -48,7 +48,7 @@ export class SqliteIngestRows {
         `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, field_hlcs, buckets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value, deleted = excluded.deleted,
            version = excluded.version, hlc = excluded.hlc, origin = excluded.origin, field_hlcs = excluded.field_hlcs,
-           buckets = excluded.buckets`,
+           buckets = excluded.buckets, prior_buckets = NULL`,
       ),
       archiveConflict: db.prepare(
         `INSERT INTO conflicts (collection, key, policy, reason, detail, loser_origin, loser_incarnation, loser_seq, loser_op,

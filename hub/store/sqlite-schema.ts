@@ -188,4 +188,17 @@ CREATE TABLE bucket_heads (
   head_lsn INTEGER NOT NULL
 ) WITHOUT ROWID;
 `,
+  // 13: scope rules that change while the hub is stopped. A document whose buckets the new rules
+  // changed keeps the buckets it was in before (prior_buckets, a JSON array) until it is written
+  // again, so that a device holding it through one of them is told its new buckets, not sent it
+  // again. scope_rules holds the rules each scoped collection was last indexed with (as the hub
+  // writes them) and the head when that was done; an unscoped collection has no row.
+  `
+ALTER TABLE documents ADD COLUMN prior_buckets TEXT;
+CREATE TABLE scope_rules (
+  collection TEXT PRIMARY KEY,
+  rules      TEXT NOT NULL,
+  since      INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
 ];

@@ -23,6 +23,31 @@ export interface ChangeBuckets {
   left: readonly string[];
 }
 
+/**
+ * The scope rules a hub serves a collection with now, and how they bucket its documents: what
+ * `HubStore.rebucket` brings the stored index to. `rules` undefined: the collection is no longer
+ * scoped.
+ */
+export interface ScopeRulesChange {
+  /** The rules as the hub compares them from one start to the next (any stable text). */
+  rules: string | undefined;
+  /** The head when the rules were applied: recorded with them. */
+  since: number;
+  /** A document's buckets under the rules (a tombstone's value is undefined). */
+  bucketsOf(key: string, value: JsonValue | undefined): string[];
+  /**
+   * The buckets through which devices already hold a document whose buckets change, given the
+   * buckets it was stored in (undefined: none, the collection was unscoped); undefined: none.
+   */
+  prior(old: string[] | undefined): string[] | undefined;
+}
+
+/** The rules a scoped collection was last indexed with, and the head when that was done. */
+export interface ServedScopeRules {
+  rules: string;
+  since: number;
+}
+
 /** A losing version, archived with the version that beat it. */
 export interface ConflictRecord {
   id: number;

@@ -5,6 +5,8 @@ import type {
   LostDocument,
   LostReport,
   ReapplyOutcome,
+  ScopeRulesChange,
+  ServedScopeRules,
   ConflictRecord,
   Credential,
   CredentialListing,
@@ -24,6 +26,8 @@ import { SqliteIngestRows } from './sqlite-ingest-rows.js';
 import { SqliteLabels } from './sqlite-labels.js';
 import { SqliteLineage } from './sqlite-lineage.js';
 import { SqliteReads } from './sqlite-reads.js';
+import { SqliteRebucket } from './sqlite-rebucket.js';
+import type { RebucketChunk } from './rebucket-rows.js';
 import { SqliteRetention, type PrunePlan } from './sqlite-retention.js';
 
 /**
@@ -44,6 +48,7 @@ export class SqliteHubDb implements IngestTx {
   readonly #credentials: SqliteCredentials;
   readonly #labels: SqliteLabels;
   readonly #lineage: SqliteLineage;
+  readonly #rebucket: SqliteRebucket;
   #head: number;
   #prunedThrough: number;
 
@@ -57,6 +62,7 @@ export class SqliteHubDb implements IngestTx {
     this.#credentials = new SqliteCredentials(this.#db);
     this.#labels = new SqliteLabels(this.#db);
     this.#lineage = new SqliteLineage(this.#db);
+    this.#rebucket = new SqliteRebucket(this.#db);
     this.#prunedThrough = this.#retention.prunedThrough();
     this.#head = Math.max(this.#rows.loggedHead(), this.#prunedThrough);
   }
@@ -272,6 +278,22 @@ export class SqliteHubDb implements IngestTx {
   /** Removes one chunk of what `plan` prunes (a transaction of its own); how many rows went. */
   pruneChunk(plan: PrunePlan): number {
     return this.#retention.deleteChunk(plan);
+  }
+
+  // Scope rules that changed while the hub was stopped (see HubStore.rebucket).
+
+  /** Rebuckets one chunk of a collection's documents after `after` (undefined: from the first), in one transaction. */
+  rebucketChunk(collection: string, after: string | undefined, change: ScopeRulesChange): RebucketChunk {
+    return this.#rebucket.chunk(collection, after, change);
+  }
+
+  /** Records the rules a collection is indexed with (or forgets them), once every chunk is rebucketed. */
+  finishRebucket(collection: string, change: ScopeRulesChange): void {
+    this.#rebucket.finish(collection, change);
+  }
+
+  scopeRulesServed(): Map<string, ServedScopeRules> {
+    return this.#rebucket.served();
   }
 
   // Agents' credentials.

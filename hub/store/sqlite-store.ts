@@ -5,6 +5,8 @@ import type {
   LostDocument,
   LostReport,
   ReapplyOutcome,
+  ScopeRulesChange,
+  ServedScopeRules,
   ConflictRecord,
   Credential,
   CredentialListing,
@@ -18,6 +20,7 @@ import type {
   Rejected,
   StoredDocument,
 } from './hub-store.js';
+import { rebucketInChunks } from './rebucket-rows.js';
 import { SqliteHubDb } from './sqlite-db.js';
 
 /**
@@ -152,6 +155,24 @@ export class SqliteHubStore implements HubStore {
       await setImmediate();
     }
     return plan.through;
+  }
+
+  /**
+   * One chunk per transaction and per turn of the event loop, as prune does, so that group
+   * commits and pulls run between them; the rules are recorded once the last one is done.
+   */
+  async rebucket(collection: string, change: ScopeRulesChange): Promise<number> {
+    const changed = await rebucketInChunks(async (after) => {
+      const chunk = await settle(() => this.db.rebucketChunk(collection, after, change));
+      if (chunk.last !== undefined) await setImmediate();
+      return chunk;
+    });
+    await settle(() => this.db.finishRebucket(collection, change));
+    return changed;
+  }
+
+  scopeRulesServed(): Promise<Map<string, ServedScopeRules>> {
+    return settle(() => this.db.scopeRulesServed());
   }
 
   putCredential(agentId: string, tokenHash: string, mosquittoHash?: string): Promise<void> {

@@ -282,6 +282,23 @@ export interface HubStore {
     maxBytes: number,
     held: ReadonlyMap<string, number>,
   ): Promise<DocumentPage>;
+  /**
+   * Brings a collection's bucket index to the rules the hub now serves it with, before the hub
+   * serves them: every document (tombstones included) in key order, about REBUCKET_CHUNK
+   * (hub/store/rebucket-rows.ts) to a transaction, so that neither a long transaction nor the
+   * whole collection is ever held. A document whose buckets differ (as a set; none stored
+   * differs from any list) gets the new ones, its bucket index rows follow, and its prior
+   * buckets become `change.prior(old)`, until it is next written (`commit` clears them). Then
+   * the rules are recorded (`scopeRulesServed`). `rules` undefined unscopes the collection: its
+   * documents keep no buckets, prior or current, nor index rows, and its rules are forgotten.
+   * Returns how many documents changed. Adds no log entries and moves no bucket heads; run
+   * again after a failure, it leaves the documents already done alone and finishes the rest. A
+   * throw from `change` fails it, keeping the chunks before. Only the writer rebuckets: on
+   * PostgreSQL each transaction is fenced and counted as a group commit is.
+   */
+  rebucket(collection: string, change: ScopeRulesChange): Promise<number>;
+  /** The rules each scoped collection was last indexed with (`rebucket`), by collection. */
+  scopeRulesServed(): Promise<Map<string, ServedScopeRules>>;
   /** The newest LSN of each of these buckets (absent: none yet). */
   bucketHeads(buckets: readonly string[]): Promise<Map<string, number>>;
   /** The live documents (tombstones not counted) in any of these buckets, and their values' bytes. */

@@ -4,6 +4,8 @@ import type {
   LostDocument,
   LostReport,
   ReapplyOutcome,
+  ScopeRulesChange,
+  ServedScopeRules,
   ConflictRecord,
   Credential,
   CredentialListing,
@@ -19,13 +21,15 @@ import type {
 } from './hub-store.js';
 import { ConcurrentWriterError, WriterFencedError } from './writer-errors.js';
 import { PgBucketReads } from './pg-bucket-reads.js';
-import { prefetchPlan, writeGroupCommit } from './pg-group-commit.js';
+import { prefetchPlan, writeGroupCommit, type WriterPosition } from './pg-group-commit.js';
 import { BufferedIngestTx } from './pg-ingest-tx.js';
 import { PgCredentials } from './pg-credentials.js';
 import { PgLabels } from './pg-labels.js';
 import { PgLineage } from './pg-lineage.js';
 import { PgPool } from './pg-pool.js';
 import { PgReads } from './pg-reads.js';
+import { PgRebucket } from './pg-rebucket.js';
+import { rebucketInChunks } from './rebucket-rows.js';
 import { PgRetention } from './pg-retention.js';
 import { migrate } from './pg-schema.js';
 import { DEFAULT_PARTITION } from '../../shared/topics.js';
@@ -61,6 +65,7 @@ export class PostgresHubStore implements HubStore {
   readonly #credentials: PgCredentials;
   readonly #labels: PgLabels;
   readonly #retention: PgRetention;
+  readonly #rebucket: PgRebucket;
   readonly #epoch: number;
   #head: number;
   #groupCommits: number;
@@ -99,6 +104,7 @@ export class PostgresHubStore implements HubStore {
     this.#credentials = new PgCredentials(db);
     this.#labels = new PgLabels(db);
     this.#retention = new PgRetention(db);
+    this.#rebucket = new PgRebucket(db);
     this.#epoch = state.epoch;
     this.#head = state.head;
     this.#groupCommits = state.groupCommits;
@@ -153,7 +159,12 @@ export class PostgresHubStore implements HubStore {
   }
 
   ingest<T>(plan: IngestPlan, work: (tx: IngestTx) => T): Promise<T> {
-    const run = this.#queue.then(() => this.#ingest(plan, work));
+    return this.#serially(() => this.#ingest(plan, work));
+  }
+
+  /** Runs `write` after the group commits (and rebucket transactions) before it: one writes at a time. */
+  #serially<T>(write: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(write);
     this.#queue = run.catch(() => undefined);
     return run;
   }
@@ -165,7 +176,7 @@ export class PostgresHubStore implements HubStore {
     const writes = tx.writes();
     // Nothing written (only redeliveries re-acked from recorded outcomes): nothing to fence.
     if (!writes) return result;
-    const from = { epoch: this.#epoch, head: this.#head, groupCommits: this.#groupCommits };
+    const from = this.#position();
     const committed = await this.#db.wrap('write to', () => writeGroupCommit(this.#db.pool, from, tx.head, writes));
     if (!committed) throw await this.#whyFenced();
     this.#head = tx.head;
@@ -284,6 +295,34 @@ export class PostgresHubStore implements HubStore {
     }
     await this.#retention.deleteThrough(cutoff, retention.maxAgeMs, now, signal);
     return cutoff;
+  }
+
+  /**
+   * Each chunk is a transaction of its own, queued as a group commit is: group commits run
+   * between chunks, never during one. Each is fenced as a group commit is (PgRebucket), so a
+   * deposed leader or a second writer rebuckets nothing more.
+   */
+  async rebucket(collection: string, change: ScopeRulesChange): Promise<number> {
+    const changed = await rebucketInChunks((after) =>
+      this.#serially(async () => this.#counted(await this.#rebucket.chunk(this.#position(), collection, after, change))),
+    );
+    await this.#serially(async () => this.#counted(await this.#rebucket.finish(this.#position(), collection, change)));
+    return changed;
+  }
+
+  scopeRulesServed(): Promise<Map<string, ServedScopeRules>> {
+    return this.#rebucket.served();
+  }
+
+  #position(): WriterPosition {
+    return { epoch: this.#epoch, head: this.#head, groupCommits: this.#groupCommits };
+  }
+
+  /** A fenced write outside a group commit: counted, as the fence counted it, or refused. */
+  async #counted<T>(written: T | undefined): Promise<T> {
+    if (written === undefined) throw await this.#whyFenced();
+    this.#groupCommits += 1;
+    return written;
   }
 
   putCredential(agentId: string, tokenHash: string, mosquittoHash?: string): Promise<void> {

@@ -22,6 +22,16 @@ hubStoreContract('SQLite', {
       db.close();
     }
   },
+  priorBuckets: async (dir, collection, key) => {
+    const db = new Database(join(dir, 'hub.db'), { readonly: true });
+    try {
+      const row = db.prepare('SELECT prior_buckets FROM documents WHERE collection = ? AND key = ?').get(collection, key) as
+        { prior_buckets: string | null } | undefined;
+      return row?.prior_buckets == null ? null : (JSON.parse(row.prior_buckets) as string[]);
+    } finally {
+      db.close();
+    }
+  },
 });
 
 hubStoreContract(
@@ -37,6 +47,14 @@ hubStoreContract(
       await sql(url, 'CREATE TRIGGER refuse_log_delete BEFORE DELETE ON log FOR EACH ROW EXECUTE FUNCTION refuse_log_delete()');
     },
     rows: async (url, table) => (await sql<{ n: number }>(url, `SELECT count(*)::int AS n FROM ${table}`))[0]!.n,
+    priorBuckets: async (url, collection, key) => {
+      const [row] = await sql<{ prior_buckets: string | null }>(
+        url,
+        'SELECT prior_buckets FROM documents WHERE collection = $1 AND key = $2',
+        [collection, key],
+      );
+      return row?.prior_buckets == null ? null : (JSON.parse(row.prior_buckets) as string[]);
+    },
   },
   NO_POSTGRES,
 );

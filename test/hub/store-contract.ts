@@ -3,6 +3,7 @@ import type { Change } from '../../shared/messages.js';
 import type { ConflictRecord, HubStore, IngestPlan, IngestTx } from '../../hub/store/hub-store.js';
 import { agentPut, commitGroup, hlcAt, hubDel, hubPut, observable, planOf, sleep } from '../helpers/store-writes.js';
 import { scopeBucketCases } from './store-contract-buckets.js';
+import { rebucketCases } from './store-contract-rebucket.js';
 
 /** How the contract reaches one implementation. */
 export interface StoreUnderTest {
@@ -14,6 +15,8 @@ export interface StoreUnderTest {
   refuseLogDeletes(location: string): Promise<void>;
   /** How many rows a table at `location` holds, read around the store. */
   rows(location: string, table: string): Promise<number>;
+  /** A document's prior buckets at `location` as stored (null: none), read around the store. */
+  priorBuckets(location: string, collection: string, key: string): Promise<string[] | null>;
 }
 
 const ALL = Number.MAX_SAFE_INTEGER;
@@ -646,6 +649,18 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
           return (store = await open());
         },
         rows: (table) => subject.rows(location, table),
+      });
+    });
+
+    describe('scope rules changed', () => {
+      rebucketCases({
+        store: () => store,
+        reopen: async () => {
+          await store.close();
+          return (store = await open());
+        },
+        rows: (table) => subject.rows(location, table),
+        priorBuckets: (collection, key) => subject.priorBuckets(location, collection, key),
       });
     });
 

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { StorageFailedError } from '../../shared/errors.js';
 import { PostgresHubStore } from '../../hub/store/pg-store.js';
 import { ConcurrentWriterError, WriterFencedError } from '../../hub/store/writer-errors.js';
+import type { ScopeRulesChange } from '../../hub/store/hub-store.js';
 import { UnplannedReadError } from '../../hub/store/pg-ingest-tx.js';
 import { PG_MIGRATIONS } from '../../hub/store/pg-schema.js';
 import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
@@ -111,6 +112,26 @@ describe.skipIf(NO_POSTGRES !== undefined)(`PostgresHubStore${NO_POSTGRES ? ` ($
     await sql(url, 'UPDATE leadership SET epoch = epoch + 1'); // a new leader took over
     await expect(commitGroup(store, [scoped(hubPut('s', 'c', 3), [A])])).rejects.toBeInstanceOf(WriterFencedError);
     expect(await headsInTx()).toEqual([1, 2]);
+  });
+
+  test('rebucketing is fenced as group commits are: it counts as a write, and a deposed leader rebuckets nothing', async () => {
+    const [A, B] = ['bucket-A-0000000', 'bucket-B-0000000'];
+    const into = (bucket: string): ScopeRulesChange => ({ rules: bucket, since: 0, bucketsOf: () => [bucket], prior: (old) => old });
+    const url = await freshDatabase();
+    const store = await open(url);
+    await commitGroup(store, [hubPut('s', 'a', 1), hubPut('s', 'b', 2)]);
+    const second = await open(url); // a second writer, at the same position
+
+    // Group commits made meanwhile go in between its transactions.
+    const [changed, lsns] = await Promise.all([store.rebucket('s', into(A)), commitGroup(store, [hubPut('t', 'x', 3)])]);
+    expect([changed, lsns]).toEqual([2, [3]]);
+    await expect(second.rebucket('s', into(B))).rejects.toBeInstanceOf(ConcurrentWriterError);
+    await expect(commitGroup(second, [hubPut('s', 'c', 3)])).rejects.toBeInstanceOf(ConcurrentWriterError);
+
+    await sql(url, 'UPDATE leadership SET epoch = epoch + 1'); // a new leader took over
+    await expect(store.rebucket('s', into(B))).rejects.toBeInstanceOf(WriterFencedError);
+    expect((await store.document('s', 'a'))?.buckets).toEqual([A]);
+    expect(await store.scopeRulesServed()).toEqual(new Map([['s', { rules: A, since: 0 }]]));
   });
 
   test('a group commit that reads what its plan did not name fails and writes nothing', async () => {

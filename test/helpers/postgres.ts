@@ -6,6 +6,12 @@ import { PG_ADMIN_URL, postgresUnavailable } from './postgres-server.js';
 /** Why PostgreSQL cannot be used, or undefined when it can (checked once, when the file loads). */
 export const NO_POSTGRES: string | undefined = await postgresUnavailable();
 
+/**
+ * Dropping a database takes a few hundred ms on a busy machine, and the store contract alone
+ * makes about fifty: more than the default 30 s for a hook.
+ */
+const DROP_ALL_TIMEOUT_MS = 180_000;
+
 const made: string[] = [];
 afterAll(async () => {
   if (made.length === 0) return;
@@ -13,7 +19,7 @@ afterAll(async () => {
     // FORCE: a store a failing test left open must not keep its database alive.
     for (const name of made.splice(0)) await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   });
-});
+}, DROP_ALL_TIMEOUT_MS);
 
 /**
  * The URL of a new, empty database, dropped after the test file. Its default collation is a

@@ -65,6 +65,8 @@ export class Lane {
   #subscribed = true;
   /** The newest HLC heard from this partition's hub this run (a status older than it is stale). */
   #newestHubHlc = '';
+  /** A hub status came since this connection was made (the first is the retained one). */
+  #statusSinceConnect = false;
 
   constructor(
     readonly partition: string,
@@ -215,7 +217,8 @@ export class Lane {
 
   onConnected(): void {
     // First: the hub then tells this device its scope and sends it its buckets' change sets.
-    this.send(['hello', { s: this.delegate.session() }]);
+    this.#statusSinceConnect = false;
+    this.#sayHello();
     this.#uploader.reset();
     this.#uploader.pump();
     this.#replicator.onConnected();
@@ -257,9 +260,17 @@ export class Lane {
       return;
     }
     this.delegate.onHubStatus(message[1]);
+    // A hub status other than the retained one at connect: a hub process (re)started or took over,
+    // behind a broker this device stayed connected to. It does not know this device is online.
+    if (this.#statusSinceConnect) this.#sayHello();
+    this.#statusSinceConnect = true;
     // A hub (re)started or took over: change sets it committed but never published (it died
     // first) are found only by pulling, and a quiet collection would not reveal them.
     if (message[1].head > this.#replicator.watermark) this.#replicator.pull();
+  }
+
+  #sayHello(): void {
+    this.send(['hello', { s: this.delegate.session() }]);
   }
 
   /**

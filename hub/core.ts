@@ -20,6 +20,7 @@ import { Committer } from './committer.js';
 import { AgentPulls } from './agent-pulls.js';
 import { assignment, CollectionPolicies, DEFAULT_HUB_CONFIG, refuseScopes, scopeRules, type HubConfig } from './config.js';
 import { ScopeDelivery } from './scope-delivery.js';
+import { reindexScopes } from './scope-reindex.js';
 import { ScopeDirectory } from './scope-directory.js';
 import { scopeView } from './scope-rules.js';
 import {
@@ -213,6 +214,11 @@ export class HubCore extends EventEmitter<HubEvents> {
       },
       this.log,
     );
+  }
+
+  /** Before it serves: brings the scope bucket index in line with the config's rules (hub/scope-reindex.ts). */
+  prepare(): Promise<void> {
+    return reindexScopes(this.store, scopeRules(this.config.collections), this.config.collections, this.log);
   }
 
   /** Publishes the retained hub status and starts log retention, if configured. */

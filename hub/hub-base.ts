@@ -77,6 +77,7 @@ export async function onStore<T>(common: HubCommonOptions, build: (store: HubSto
 /** Runs a new hub's start; one that fails is stopped (closing what it had opened) before the error is thrown. */
 export async function startOrStop<T extends HubBase>(hub: T, start: () => Promise<void>): Promise<T> {
   try {
+    await hub.core.prepare();
     await start();
   } catch (error) {
     await hub.stop();

@@ -165,6 +165,62 @@ describe.each(FLEET_SETUPS)('scoped collections, end to end: broker %s, store %s
     expect(await valueOf(pi1, 'sites', 'berlin-2')).toEqual({ site: 'berlin', n: 2 });
   });
 
+  it('a write that asks for replicas counts the devices whose scope holds it, and only those', async () => {
+    const hub = await start();
+    await hub.registry.setLabels('pi-3', { site: 'berlin' }, []);
+    await waitFor('labels loaded', () => hub.labelsOf('pi-3').site === 'berlin');
+    const pi1 = fleet.agent('pi-1');
+    fleet.agent('pi-2'); // paris: never holds a berlin document
+    const pi3 = fleet.agent('pi-3');
+    await waitFor('all online', () => pi1.status().connected && pi3.status().connected);
+    // pi-3 holds berlin: one replica.
+    const one = await pi1.put('sites', 'berlin-r1', { site: 'berlin' }, { durability: { replicas: 1 }, timeoutMs: 10_000 });
+    expect(one.lsn).toBeGreaterThan(0);
+    // Two replicas: pi-2 applies everything of its own scope, yet does not hold this document.
+    await expect(
+      pi1.put('sites', 'berlin-r2', { site: 'berlin' }, { durability: { replicas: 2 }, timeoutMs: 1_500 }),
+    ).rejects.toMatchObject({
+      code: 'OUTPOST_DURABILITY_TIMEOUT',
+    });
+  });
+
+  it('a restart with new scope rules moves documents: a device gets what entered and evicts what left, and is not sent again what it holds', async () => {
+    const bySite = parseHubConfig({ collections: { sites: { scope: { field: 'site', equals: '{label.site}' } } } });
+    const byRegion = parseHubConfig({ collections: { sites: { scope: { field: 'region', equals: '{label.region}' } } } });
+    fleet = new TestFleet({ config: bySite }, broker, store);
+    let hub = await fleet.startHub();
+    await hub.registry.setLabels('pi-1', { site: 'berlin', region: 'eu' }, []);
+    await waitFor('labels loaded', () => hub.labelsOf('pi-1').region === 'eu');
+    for (const [k, site, region] of [
+      ['berlin-1', 'berlin', 'eu'],
+      ['berlin-2', 'berlin', 'us'], // an odd one: berlin, yet filed under another region
+      ['paris-1', 'paris', 'eu'],
+      ['ny-1', 'ny', 'us'],
+    ] as const)
+      await hub.core.write({ c: 'sites', k, op: 'put', v: { site, region } });
+    const pi1 = fleet.agent('pi-1');
+    const seen = watch(pi1);
+    await waitFor('pi-1 holds berlin', async () => (await holds(pi1, 'sites', 'berlin-1')) && (await holds(pi1, 'sites', 'berlin-2')));
+
+    await fleet.stopHub();
+    fleet.hubOptions.config = byRegion;
+    hub = await fleet.startHub();
+    const sent: Change[] = [];
+    hub.core.on('pull', (agentId, _pull, answer) => {
+      if (agentId === 'pi-1') sent.push(...(answer[0] === 'page' ? answer[1].changes : answer[1].docs));
+    });
+    await waitFor('pi-1 holds eu', async () => (await holds(pi1, 'sites', 'paris-1')) && !(await holds(pi1, 'sites', 'berlin-2')));
+    expect(await holds(pi1, 'sites', 'berlin-1')).toBe(true);
+    expect(await holds(pi1, 'sites', 'ny-1')).toBe(false);
+    expect(seen.evicted).toEqual(['sites/berlin-2']);
+    // paris-1 came whole; berlin-1, which it held, only as a tag with its new buckets.
+    expect(sent.filter((c) => c.op !== 'tag').map((c) => c.k)).toEqual(['paris-1']);
+    expect(sent.filter((c) => c.op === 'tag').map((c) => c.k)).toEqual(['berlin-1']);
+    // And it stays held through the new rules: a change to it arrives.
+    await hub.core.write({ c: 'sites', k: 'berlin-1', op: 'put', v: { site: 'berlin', region: 'eu', n: 2 } });
+    await waitFor('pi-1 has the change', async () => (await valueOf(pi1, 'sites', 'berlin-1'))?.n === 2);
+  });
+
   it("a device's own credentials subscribing to wildcards and other devices' topics receive nothing of theirs", async () => {
     fleet = new TestFleet({ config: CONFIG, dev: false }, broker, store);
     const hub = await fleet.startHub();

@@ -108,7 +108,12 @@ describe('scope rules', () => {
     await expect(Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('scoped'), dev: true, config: partitioned })).rejects.toThrow(
       /collections\.a\.scope: scoped collections cannot be combined with partitions yet/,
     );
-    const hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('scoped'), dev: true, config });
+    const dataDir = tempDir('scoped');
+    const hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir, dev: true, config });
     await hub.stop();
+    // Served scoped, a collection cannot be served whole again: its devices hold only their scope of it.
+    await expect(Hub.start({ port: 0, host: '127.0.0.1', dataDir, dev: true, config: parseHubConfig({}) })).rejects.toThrow(
+      /collections\.a: this hub's database serves it scoped, and serving it whole again is not supported yet/,
+    );
   });
 });

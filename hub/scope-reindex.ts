@@ -1,0 +1,45 @@
+import type { Logger } from 'pino';
+import { bucketIdOf } from '../shared/buckets.js';
+import { ConfigError } from '../shared/errors.js';
+import type { CollectionConfig } from './config.js';
+import type { ScopeRules } from './scope-rules.js';
+import type { HubStore } from './store/hub-store.js';
+
+/**
+ * Brings the bucket index in line with the config's scope rules before the hub serves: each
+ * collection whose rules differ from those it was last indexed with (or that is newly scoped) has
+ * its documents' buckets computed again. A document's buckets before are kept as its prior
+ * buckets until it is next written: a device that held it under them is then sent a light tag
+ * with its new buckets when it joins them, not the document again.
+ *
+ * A collection that was scoped and is served whole again is refused: its devices hold only their
+ * scope of it, and nothing would send them the rest.
+ */
+export async function reindexScopes(
+  store: HubStore,
+  rules: ScopeRules,
+  collections: Readonly<Record<string, Pick<CollectionConfig, 'scope'>>>,
+  log: Logger,
+): Promise<void> {
+  const served = await store.scopeRulesServed();
+  for (const [collection] of served) {
+    if (!rules.scoped(collection)) {
+      throw new ConfigError(
+        `collections.${collection}: this hub's database serves it scoped, and serving it whole again is not supported yet ` +
+          '(its devices hold only their scope of it and would not be sent the rest); keep a scope on it',
+      );
+    }
+  }
+  for (const collection of rules.collections) {
+    const wanted = JSON.stringify(collections[collection]?.scope);
+    if (served.get(collection)?.rules === wanted) continue;
+    const since = store.head;
+    const changed = await store.rebucket(collection, {
+      rules: wanted,
+      since,
+      bucketsOf: (key, value) => rules.bucketsOfDocument(collection, key, value).map(bucketIdOf),
+      prior: (old) => old,
+    });
+    log.info({ collection, documents: changed, since }, "the collection's scope rules changed: its documents' buckets were computed again");
+  }
+}

@@ -262,7 +262,10 @@ export class Lane {
     this.delegate.onHubStatus(message[1]);
     // A hub status other than the retained one at connect: a hub process (re)started or took over,
     // behind a broker this device stayed connected to. It does not know this device is online.
-    if (this.#statusSinceConnect) this.#sayHello();
+    if (this.#statusSinceConnect) {
+      this.#scope.onHubRestarted();
+      this.#sayHello();
+    }
     this.#statusSinceConnect = true;
     // A hub (re)started or took over: change sets it committed but never published (it died
     // first) are found only by pulling, and a quiet collection would not reveal them.

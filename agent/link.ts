@@ -17,7 +17,7 @@ export interface LinkOptions {
   log: Logger;
   /**
    * What the broker publishes for this device if a connection drops (its MQTT will), made for
-   * each connection's `session`; also sent by `stop()`, since a clean disconnect discards a will.
+   * each connection's `session`; `stop()` drops the connection so that it is published then too.
    */
   farewell?: (session: string) => { topic: string; payload: Buffer };
 }
@@ -107,6 +107,8 @@ export class Link implements Transport {
     });
     this.#client = client;
     client.handleMessage = (packet, done) => {
+      // Stopping (saying bye): nothing more is taken in, so nothing more is asked for either.
+      if (this.#stopped) return done();
       Promise.resolve()
         .then(() => delegate.onMessage(packet.topic, packet.payload as Buffer))
         .catch((error: unknown) => options.log.error({ err: error, topic: packet.topic }, 'failed to handle message'))
@@ -173,12 +175,9 @@ export class Link implements Transport {
     clearTimeout(this.#timer);
     const client = this.#client;
     if (!client) return;
-    const farewell = this.#connected ? this.options.farewell?.(this.#session) : undefined;
-    if (farewell) {
-      // Said, not left to the will: a clean disconnect discards it. Not waited for long.
-      const said = client.publishAsync(farewell.topic, farewell.payload, { qos: 1 }).catch(() => undefined);
-      await Promise.race([said, new Promise((resolve) => setTimeout(resolve, 500).unref())]);
-    }
+    // With a will, the connection is dropped rather than closed: a clean DISCONNECT would discard
+    // the will, and the broker publishes it at once for a dropped one (the hub hears bye).
+    if (this.options.farewell) client.stream?.destroy();
     await client.endAsync(true).catch(() => undefined);
   }
 }

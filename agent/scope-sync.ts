@@ -51,6 +51,8 @@ export class ScopeSync {
    * (that costs bytes only).
    */
   #left = new Map<string, number>();
+  /** The time of the newest scope taken on this connection. */
+  #scopeHlc = '';
 
   constructor(
     private readonly store: AgentStore,
@@ -70,9 +72,15 @@ export class ScopeSync {
 
   onConnected(): void {
     this.#pull = undefined;
+    this.#scopeHlc = '';
     this.#timer ??= setInterval(() => this.#checkTimeout(), Math.max(50, this.options.pullTimeoutMs / 4));
     this.#timer.unref?.();
     // What to pull comes with the scope the hub sends once this device listens.
+  }
+
+  /** A hub process (re)started behind the broker: its scope times start anew. */
+  onHubRestarted(): void {
+    this.#scopeHlc = '';
   }
 
   onDisconnected(): void {
@@ -85,6 +93,9 @@ export class ScopeSync {
   }
 
   onScope([, scope]: ScopeMessage): void {
+    // An older scope delivered after a newer one (messages reordered) would undo it.
+    if (scope.hlc <= this.#scopeHlc) return;
+    this.#scopeHlc = scope.hlc;
     const before = this.#held();
     const now = new Map(scope.bs);
     const joined = [...now.keys()].filter((b) => !before.has(b));
@@ -153,6 +164,7 @@ export class ScopeSync {
     if (page.more) this.#send(bucket, page.to);
     if (!this.#apply(bucket, page.changes, page.to) || page.more) return;
     this.#pull = undefined;
+    this.#evictOutsideOnceJoined(); // a join answered by the log (a hub whose head was 0)
     this.#pump();
   }
 

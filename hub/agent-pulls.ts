@@ -12,6 +12,9 @@ import type { HubStore } from './store/hub-store.js';
 /** Catch-up at several times what today's agent applies, yet a bound on a client pulling as fast as it reads. */
 export const DEFAULT_PULL_BYTES_PER_SECOND = 32 * 1024 * 1024;
 
+/** What a refused bucket pull costs from the pull budget (a page's worth): it makes the hub read heads and send a scope. */
+const REFUSED_PULL_COST = 64 * 1024;
+
 export interface AgentPullsContext {
   store: HubStore;
   clock: HybridClock;
@@ -68,7 +71,7 @@ export class AgentPulls {
       // Its labels changed since it was told its scope: it is told again.
       sendDown(agentId, ['error', { code: ErrorCode.OUT_OF_SCOPE, message: `bucket ${bucket} is not in this device's scope` }]);
       this.context.outOfScope(agentId);
-      return 0;
+      return REFUSED_PULL_COST; // not free: a flood of them is paced like any pull
     }
     try {
       const answer =

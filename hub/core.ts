@@ -147,7 +147,7 @@ export class HubCore extends EventEmitter<HubEvents> {
       collections: this.#collections,
       mayRead: (agentId, c) => this.access.mayRead(agentId, c),
       mayWrite: (agentId, c) => this.access.mayWrite(agentId, c),
-      holdsBucket: (agentId, bucket) => this.scopes.directory.holds(agentId, bucket),
+      holdsBucket: (agentId, bucket) => this.scopes.directory.tracks(agentId) && this.scopes.directory.holds(agentId, bucket),
       replicated: (agentId, inc, seqs) => this.#sendDown(agentId, ['replicated', { inc, hlc: this.clock.tick(), seqs }]),
       refused: (kind, agentId, count) => this.emit('refused', kind, agentId, count),
     });

@@ -53,6 +53,9 @@ export interface IngestOutput {
   replicaWaits: ReplicaWait[];
 }
 
+/** The most scope buckets a document may be in: what a change's `bk` carries (shared/messages.ts). */
+const MAX_BUCKETS_PER_DOCUMENT = 1024;
+
 export interface IngestOptions {
   /** How far ahead of the hub's clock an op's HLC may be before it is rejected. */
   maxFutureSkewMs: number;
@@ -243,6 +246,13 @@ export class Ingestor {
 
     const kind = op.op === 'del' ? 'del' : 'put';
     const buckets = this.#bucketsOf(op.c, op.k, kind, current, resolution.value);
+    if (buckets && buckets.in.length > MAX_BUCKETS_PER_DOCUMENT) {
+      return {
+        outcome: 'rejected',
+        reason: 'too_many_buckets',
+        detail: `document ${op.k} of ${op.c} would be in ${buckets.in.length} scope buckets, over ${MAX_BUCKETS_PER_DOCUMENT}: split the field it lists`,
+      };
+    }
     const { lsn, bytes } = tx.commit({
       collection: op.c,
       key: op.k,

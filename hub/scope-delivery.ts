@@ -74,7 +74,9 @@ export class ScopeDelivery {
 
   /** Tells an online device its scope again (it asked for a bucket it does not hold). */
   retell(agentId: string): void {
-    if (this.directory.tracks(agentId)) void this.#tell(agentId, this.directory.track(agentId).buckets);
+    const session = this.#sessions.get(agentId);
+    // Through the hellos' pace: each costs a read of heads.
+    if (session !== undefined && this.directory.tracks(agentId)) this.#hellos.submit(agentId, session);
   }
 
   /**

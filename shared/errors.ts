@@ -349,4 +349,6 @@ export type RejectReason =
   /** The collection belongs to another partition, led by another hub process. */
   | 'wrong_partition'
   /** The document is outside the device's scope, or the write would move it out (hub/scope-rules.ts). */
-  | 'out_of_scope';
+  | 'out_of_scope'
+  /** The document would be in more scope buckets than a change may name: its listed field is too long. */
+  | 'too_many_buckets';

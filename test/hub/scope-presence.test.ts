@@ -63,4 +63,25 @@ describe('which devices are online for their scope', () => {
     await waitFor('two scopes', () => seen.received.filter((m) => m[0] === 'scope').length === 2);
     expect(seen.received.filter((m) => m[0] === 'scope')).toHaveLength(2);
   });
+
+  it('a document in more scope buckets than a change may name is refused, and delivery of its buckets goes on', async () => {
+    // A key rule puts a document in one bucket; a list field is what multiplies them.
+    const listed = new HubCore({
+      store: new SqliteHubStore(tempDir('many-buckets')),
+      config: parseHubConfig({ collections: { sites: { scope: { field: 'site', in: '{label.sites}' } } } }),
+      dev: true,
+      publish: () => undefined,
+    });
+    try {
+      listed.start();
+      const site = ['berlin', ...Array.from({ length: 1100 }, (_, i) => `s${i}`)];
+      expect(await listed.write({ c: 'sites', k: 'wide', op: 'put', v: { site } })).toMatchObject({
+        outcome: 'rejected',
+        reason: 'too_many_buckets',
+      });
+      expect(await listed.write({ c: 'sites', k: 'narrow', op: 'put', v: { site: ['berlin'] } })).toMatchObject({ outcome: 'committed' });
+    } finally {
+      await listed.stop();
+    }
+  });
 });

@@ -13,9 +13,13 @@ interface Pair {
   upstream: Socket;
 }
 
+/** Sees the bytes one connection carried to the agent, in order, as the agent got them. */
+export type DownstreamTap = (chunk: Buffer) => void;
+
 /**
  * A TCP proxy between one agent and the hub, controlled by the test: cut, blackhole, add
- * latency, limit bandwidth, reset connections. Counts the bytes it carried each way.
+ * latency, limit bandwidth, reset connections. Counts the bytes it carried each way, and shows
+ * those it delivered to the agent to a tap made per connection, if given one.
  */
 export class FaultProxy {
   readonly #server: Server;
@@ -27,12 +31,15 @@ export class FaultProxy {
   bytesUp = 0;
   bytesDown = 0;
 
-  private constructor(private readonly target: { host: string; port: number }) {
+  private constructor(
+    private readonly target: { host: string; port: number },
+    private readonly tapDown?: () => DownstreamTap,
+  ) {
     this.#server = createServer((client) => this.#accept(client));
   }
 
-  static async start(target: { host: string; port: number }): Promise<FaultProxy> {
-    const proxy = new FaultProxy(target);
+  static async start(target: { host: string; port: number }, tapDown?: () => DownstreamTap): Promise<FaultProxy> {
+    const proxy = new FaultProxy(target, tapDown);
     await new Promise<void>((resolve) => proxy.#server.listen(0, '127.0.0.1', resolve));
     return proxy;
   }
@@ -82,11 +89,12 @@ export class FaultProxy {
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
     this.#forward(client, upstream, (n) => (this.bytesUp += n));
-    this.#forward(upstream, client, (n) => (this.bytesDown += n));
+    const tap = this.tapDown?.();
+    this.#forward(upstream, client, (n) => (this.bytesDown += n), tap);
   }
 
   /** Copies bytes one way, in order, through the current latency, bandwidth and mode. */
-  #forward(from: Socket, to: Socket, count: (bytes: number) => void): void {
+  #forward(from: Socket, to: Socket, count: (bytes: number) => void, tap?: DownstreamTap): void {
     let chain = Promise.resolve();
     from.on('data', (chunk: Buffer) => {
       if (this.#mode.kind === 'blackhole') return;
@@ -100,6 +108,7 @@ export class FaultProxy {
           if (this.#mode.kind !== 'pass' || to.destroyed) return;
           count(chunk.length);
           to.write(chunk);
+          tap?.(chunk);
         })
         .finally(() => from.resume());
     });

@@ -41,6 +41,27 @@ export function runOutpost(args: string[], env: Record<string, string> = {}): { 
   return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 20_000 });
 }
 
+/**
+ * Runs an `outpost` command that must succeed, without blocking this process meanwhile (a test
+ * that proxies other processes' traffic must keep serving it); resolves to what it printed.
+ */
+export function outpostAsync(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`outpost ${args.join(' ')} exited with ${code ?? signal}: ${stderr}`));
+    });
+  });
+}
+
 /** Runs an `outpost` command that must succeed; returns what it printed. */
 export function outpost(args: string[], env: Record<string, string> = {}): string {
   const run = runOutpost(args, env);

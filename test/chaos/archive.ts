@@ -8,12 +8,13 @@ import { SqliteHubDb } from '../../hub/store/sqlite-db.js';
  * same database by triggers, so that it is written in the same transactions as what it copies
  * (a rolled-back group commit leaves nothing here either). Retention prunes the log and the dedup
  * state; this copy is never pruned, so the checker can still tell a write that was committed and
- * later pruned from one that was lost, or committed twice.
+ * later pruned from one that was lost, or committed twice, and what each device ever committed
+ * into a scoped collection.
  */
 const ARCHIVE = `
-CREATE TABLE checker_log (lsn INTEGER NOT NULL, origin TEXT NOT NULL, incarnation TEXT, seq INTEGER);
+CREATE TABLE checker_log (lsn INTEGER NOT NULL, origin TEXT NOT NULL, incarnation TEXT, seq INTEGER, collection TEXT NOT NULL, key TEXT NOT NULL, value BLOB);
 CREATE TRIGGER checker_log_copy AFTER INSERT ON log
-BEGIN INSERT INTO checker_log VALUES (new.lsn, new.origin, new.incarnation, new.seq); END;
+BEGIN INSERT INTO checker_log VALUES (new.lsn, new.origin, new.incarnation, new.seq, new.collection, new.key, new.value); END;
 CREATE TABLE checker_runs (agent_id TEXT NOT NULL, incarnation TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, first_lsn INTEGER NOT NULL);
 CREATE INDEX checker_runs_by_op ON checker_runs (agent_id, incarnation, first_seq);
 CREATE TRIGGER checker_runs_copy AFTER INSERT ON committed_runs

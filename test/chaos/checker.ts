@@ -4,11 +4,15 @@ import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { History } from './history.js';
+import { committedOutside, outsideScope, scopedDivergence, scopeOutcomeProblem } from './scope-check.js';
+import { isScoped } from './scope-plan.js';
 
 export interface Verdict {
   acknowledged: number;
   committed: number;
   rejected: number;
+  /** Of those rejected, refused as out of their agent's scope. */
+  scopeRefused: number;
   conflicts: number;
   /** Writes whose dedup state retention had removed by the end (their outcome read from the archive). */
   pruned: number;
@@ -19,17 +23,21 @@ export interface Verdict {
   wrongOutcome: string[];
   corrupt: string[];
   regressions: string[];
+  /** Changes of scoped collections that reached an agent's credentials outside any scope it had (scope-check.ts). */
+  outsideScope: string[];
 }
 
 export function clean(v: Verdict): boolean {
-  return [v.lost, v.duplicated, v.misordered, v.diverged, v.wrongOutcome, v.corrupt, v.regressions].every((l) => l.length === 0);
+  return [v.lost, v.duplicated, v.misordered, v.diverged, v.wrongOutcome, v.corrupt, v.regressions, v.outsideScope].every(
+    (l) => l.length === 0,
+  );
 }
 
 /** One line, the same for every run: what the run did and what it found. */
 export function summaryLine(v: Verdict, faults: number, seed: number): string {
   return (
-    `chaos: acknowledged=${v.acknowledged} committed=${v.committed} rejected=${v.rejected} conflicts=${v.conflicts} ` +
-    `lost=${v.lost.length} duplicated=${v.duplicated.length} diverged=${v.diverged.length} misordered=${v.misordered.length} ` +
+    `chaos: acknowledged=${v.acknowledged} committed=${v.committed} rejected=${v.rejected} scope-refused=${v.scopeRefused} conflicts=${v.conflicts} ` +
+    `lost=${v.lost.length} duplicated=${v.duplicated.length} diverged=${v.diverged.length} outsideScope=${v.outsideScope.length} misordered=${v.misordered.length} ` +
     `wrong-outcome=${v.wrongOutcome.length} corrupt=${v.corrupt.length} backwards=${v.regressions.length} dedup-pruned=${v.pruned} ` +
     `faults=${faults} seed=${seed}`
   );
@@ -45,6 +53,7 @@ export function check(dir: string, agentIds: readonly string[], history: History
     acknowledged: history.writes.length,
     committed: 0,
     rejected: 0,
+    scopeRefused: 0,
     conflicts: 0,
     pruned: 0,
     lost: [],
@@ -54,6 +63,7 @@ export function check(dir: string, agentIds: readonly string[], history: History
     wrongOutcome: [],
     corrupt: [],
     regressions: [...history.regressions],
+    outsideScope: outsideScope(history),
   };
   try {
     integrity(hub, 'hub', v);
@@ -96,8 +106,11 @@ export function check(dir: string, agentIds: readonly string[], history: History
           v.wrongOutcome.push(`${id} lost a conflict but its version is not archived`);
       } else if (o.outcome === 'rejected') {
         v.rejected += 1;
-        if (!w.poison) v.wrongOutcome.push(`${id} was rejected`);
+        if (o.reason === 'out_of_scope') v.scopeRefused += 1;
+        else if (!w.poison) v.wrongOutcome.push(`${id} was rejected (${o.reason ?? 'no reason'})`);
       }
+      const scopeProblem = scopeOutcomeProblem(w, o, history);
+      if (scopeProblem) v.wrongOutcome.push(`${id} (${w.collection}/${w.key}) ${scopeProblem}`);
     }
     for (const row of hub
       .prepare<[], { origin: string; incarnation: string; seq: number; n: number }>(
@@ -106,6 +119,7 @@ export function check(dir: string, agentIds: readonly string[], history: History
       .all()) {
       v.duplicated.push(`${row.origin}/${row.incarnation.slice(0, 6)}/${row.seq} ×${row.n}`);
     }
+    v.wrongOutcome.push(...committedOutside(hub));
     for (const agentId of agentIds) {
       const rows = hub
         .prepare<[string], { incarnation: string; seq: number; lsn: number }>(
@@ -125,8 +139,9 @@ export function check(dir: string, agentIds: readonly string[], history: History
         integrity(db, agentId, v);
         const mine = digests(db);
         for (const [c, digest] of hubDigests) {
-          if (mine.get(c) !== digest) v.diverged.push(`${agentId}: collection ${c}`);
+          if (!isScoped(c) && mine.get(c) !== digest) v.diverged.push(`${agentId}: collection ${c}`);
         }
+        v.diverged.push(...scopedDivergence(hub, db, agentId));
       } finally {
         db.close();
       }

@@ -3,7 +3,7 @@ import { tempDir } from '../helpers/temp.js';
 import { FAULT_KINDS, runChaos } from './run.js';
 
 describe('chaos, CI profile: real processes, injected faults, a checker that reads the history', () => {
-  it('loses nothing, duplicates nothing and converges through kills, crashes and partitions', async () => {
+  it('loses nothing, duplicates nothing, converges and delivers nothing outside scope through kills, crashes, partitions and relabels', async () => {
     const seed = Number(process.env.OUTPOST_CHAOS_SEED ?? 20261125);
     const result = await runChaos({
       dir: tempDir('chaos'),
@@ -15,9 +15,17 @@ describe('chaos, CI profile: real processes, injected faults, a checker that rea
       schedule: FAULT_KINDS,
       log: (line) => process.env.OUTPOST_CHAOS_VERBOSE && process.stderr.write(`${line}\n`),
     });
-    process.stdout.write(`${result.summary}\n`);
+    process.stdout.write(`${result.summary} ${JSON.stringify(result.scoped)}\n`);
     expect(result.faults).toBeGreaterThanOrEqual(FAULT_KINDS.length); // every kind at least once
     expect(result.verdict.acknowledged).toBeGreaterThan(100);
+    // The scoped workload ran: writes outside scope were refused, the hub moved documents, an
+    // operator relabelled, and the listeners heard scoped changes (a spy that heard nothing proves nothing).
+    expect(result.verdict.scopeRefused).toBeGreaterThan(0);
+    expect(result.scoped.hubWrites).toBeGreaterThan(0);
+    expect(result.scoped.relabels).toBeGreaterThan(0);
+    expect(result.scoped.linkHeard).toBeGreaterThan(0);
+    expect(result.scoped.spyWindows).toBeGreaterThan(0);
+    expect(result.scoped.spyHeard).toBeGreaterThan(0);
     // The crash points were really reached: the hub died inside a commit, not by our hand.
     expect(result.faultLog.filter((f) => f.startsWith('crash-')).every((f) => f.endsWith('(died there)'))).toBe(true);
     expect(result.verdict, result.summary).toMatchObject({
@@ -28,6 +36,7 @@ describe('chaos, CI profile: real processes, injected faults, a checker that rea
       wrongOutcome: [],
       corrupt: [],
       regressions: [],
+      outsideScope: [],
     });
   }, 300_000);
 });

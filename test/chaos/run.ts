@@ -6,6 +6,10 @@ import { check, clean, summaryLine, type Verdict } from './checker.js';
 import { History } from './history.js';
 import { ProcessFleet } from './process-fleet.js';
 import { prng } from '../helpers/prng.js';
+import { linkTap } from './received.js';
+import { SCOPED_CONFIG_LINES, sitesOf } from './scope-plan.js';
+import { spyAs } from './spy.js';
+import { baitFor, hubWriter, nextSiteOf, nextWrite } from './workload.js';
 
 export interface ChaosOptions {
   dir: string;
@@ -27,18 +31,30 @@ export interface ChaosResult {
   faultLog: string[];
   summary: string;
   ok: boolean;
+  /** Proof that the scoped workload ran and that its listeners listened. */
+  scoped: {
+    hubWrites: number;
+    relabels: number;
+    /** Changes of scoped collections the agents' links carried to them. */
+    linkHeard: number;
+    spyWindows: number;
+    spyHeard: number;
+  };
 }
-
-const COLLECTIONS = ['readings', 'settings'];
 
 /**
  * Poison writes go to a collection whose schema refuses them; retention is short, so that
- * snapshots happen and every retention run (each 2 s) has entries to remove.
+ * snapshots happen and every retention run (each 2 s) has entries to remove. Two collections
+ * are scoped (see scope-plan.ts); the others reach every agent.
  */
 export const CHAOS_HUB_CONFIG = [
   'collections:',
   '  poison:',
   '    schema: { type: object, required: [never] }',
+  ...SCOPED_CONFIG_LINES,
+  // Not a --dev hub: every agent logs in with its own token, and is granted every collection.
+  'access:',
+  '  default: { read: ["*"], write: ["*"] }',
   'retention:',
   '  maxEntries: 500',
   '  intervalSeconds: 2',
@@ -46,6 +62,8 @@ export const CHAOS_HUB_CONFIG = [
 
 export const FAULT_KINDS = [
   'agent-kill',
+  // Early, so that a scheduled run relabels twice when it goes round the kinds again.
+  'relabel',
   'hub-kill',
   'crash-before-commit',
   'crash-after-commit',
@@ -65,9 +83,15 @@ const CRASH_POINTS = {
   'crash-mid-prune': 'hub.mid-prune',
 } as const;
 
+/** How long a spy listens as a killed agent (see spyAs): long enough to hear the hub's next writes. */
+const SPY_LISTEN_MS = 1500;
+/** Pause between two of the hub's own writes. */
+const HUB_WRITE_EVERY_MS = 250;
+
 /** How often each kind is picked at random. */
 const WEIGHTS: Record<FaultKind, number> = {
   'agent-kill': 20,
+  relabel: 10,
   'hub-kill': 12,
   'crash-before-commit': 5,
   'crash-after-commit': 5,
@@ -91,9 +115,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const fleet = new ProcessFleet(options.dir, ['--config', config]);
   const history = new History();
   const ids = Array.from({ length: options.agents }, (_, i) => `pi-${i}`);
+  // Every agent's link is tapped from the start: what its credentials received, all run long.
+  fleet.tapDown = (id) => linkTap(history, id);
   try {
     await fleet.startHub();
-    for (const id of ids) await fleet.addAgent(id);
+    await fleet.provision(ids, (id) => ({ site: sitesOf(id)[0] }));
+    for (const id of ids) {
+      history.sites.set(id, sitesOf(id)[0]);
+      await fleet.addAgent(id);
+    }
     const deadline = Date.now() + options.durationMs;
     // Writers and the sampler run until the injector is done: at the deadline, or later if the
     // schedule has not yet injected every kind once (a slow machine).
@@ -104,13 +134,21 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       injecting = false;
     });
     const sampler = sample(fleet, ids, history, until);
-    await Promise.all([...clients, injector, sampler]);
+    const hub = hubWriter(fleet, ids, history, random, until, HUB_WRITE_EVERY_MS);
+    await Promise.all([...clients, injector, sampler, hub]);
     log(`healing after ${history.faults.length} faults; ${history.writes.length} writes acknowledged`);
     await fleet.quiesce(180_000);
     await fleet.close(); // quiet: every write acknowledged is settled; stop before reading the files
     const verdict = check(options.dir, ids, history);
     const summary = summaryLine(verdict, history.faults.length, options.seed);
-    return { verdict, faults: history.faults.length, faultLog: history.faults, summary, ok: clean(verdict) };
+    const scoped = {
+      hubWrites: history.hubWrites,
+      relabels: history.relabels.length,
+      linkHeard: history.received.filter((r) => r.via === 'link').reduce((n, r) => n + r.changes.length, 0),
+      spyWindows: history.spyWindows,
+      spyHeard: history.spyHeard,
+    };
+    return { verdict, faults: history.faults.length, faultLog: history.faults, summary, ok: clean(verdict), scoped };
   } finally {
     await fleet.close();
   }
@@ -126,22 +164,15 @@ export async function writer(
   everyMs: number,
 ): Promise<void> {
   const going = typeof until === 'number' ? () => Date.now() < until : until;
+  const others = [...fleet.agents.keys()].filter((other) => other !== id);
   let n = 0;
   while (going()) {
-    const roll = random();
-    const poison = roll < 0.01;
-    const collection = poison ? 'poison' : COLLECTIONS[Math.floor(random() * COLLECTIONS.length)]!;
-    const key = collection === 'settings' ? `s${Math.floor(random() * 10)}` : `${id}-${Math.floor(random() * 200)}`;
-    const durability = roll > 0.9 ? 'hub' : 'local';
-    const del = !poison && roll > 0.85 && roll <= 0.9;
+    const { collection, key, value, durability, poison, scope } = nextWrite(id, others, history.sites.get(id), random, n++);
+    const issuedAt = Date.now();
     history.attempted += 1;
     try {
-      const url = `${fleet.agentUrl(id)}/v1/docs/${collection}/${key}${durability === 'hub' ? '?durability=hub&timeoutMs=3000' : ''}`;
-      const response = await http<{ incarnation: string; seq: number; lsn?: number }>(
-        del ? 'DELETE' : 'PUT',
-        url,
-        del ? undefined : { by: id, n: n++ },
-      );
+      const url = `${fleet.agentUrl(id)}/v1/docs/${collection}/${encodeURIComponent(key)}${durability === 'hub' ? '?durability=hub&timeoutMs=3000' : ''}`;
+      const response = await http<{ incarnation: string; seq: number; lsn?: number }>(value === undefined ? 'DELETE' : 'PUT', url, value);
       // Only a 200 is a promise; a 504 (hub durability not reached in time) is stored but not promised.
       if (response.status === 200) {
         history.writes.push({
@@ -152,6 +183,7 @@ export async function writer(
           key,
           durability,
           poison,
+          ...(scope && { scope, issuedAt }),
           ...(response.body.lsn !== undefined && { lsn: response.body.lsn }),
         });
       }
@@ -187,11 +219,45 @@ async function inject(
     const proxy = fleet.proxy(id);
     let fault: string = `${kind} ${id}`;
     switch (kind) {
-      case 'agent-kill':
+      case 'agent-kill': {
+        // While it is down, a spy with its credentials listens as it: the broker admits one
+        // connection per device id, so this is when another can hold them.
         await fleet.killAgent(id);
-        await sleep(hold());
+        const started = Date.now();
+        try {
+          const others = ids.filter((other) => other !== id);
+          const bait = (): Promise<void> => baitFor(fleet, id, history.sites.get(id));
+          const heard = await spyAs(history, fleet.mqttUrl, id, fleet.tokenOf(id), others, SPY_LISTEN_MS, bait);
+          history.spyWindows += 1;
+          history.spyHeard += heard;
+          fault += ` (a spy with its credentials heard ${heard} scoped changes)`;
+        } catch (error) {
+          fault += ` (no spy: ${error instanceof Error ? error.message : String(error)})`;
+        }
+        await sleep(Math.max(0, hold() - (Date.now() - started)));
         await fleet.startAgent(id);
         break;
+      }
+      case 'relabel': {
+        // As an operator would: the CLI, from another process, while everything runs.
+        const site = nextSiteOf(id, history.sites.get(id));
+        const startedAt = Date.now();
+        fault = `relabel ${id} site=${site}`;
+        let doneAt: number;
+        try {
+          await fleet.setLabel(id, 'site', site);
+          history.sites.set(id, site);
+          doneAt = Date.now();
+        } catch (error) {
+          // Whether the label changed is unknown: the agent writes no site documents from now
+          // on, and a refusal of those it wrote is never held against the hub.
+          fault += ` (failed: ${error instanceof Error ? error.message : String(error)})`;
+          history.sites.delete(id);
+          doneAt = Number.POSITIVE_INFINITY;
+        }
+        history.relabels.push({ agentId: id, site, startedAt, doneAt });
+        break;
+      }
       case 'hub-kill':
         fault = kind;
         await fleet.killHub();

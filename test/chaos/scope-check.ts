@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { decodeCbor } from '../../shared/codec.js';
 import type { RecordedOutcome } from '../helpers/hub-outcomes.js';
-import type { AcknowledgedWrite, History } from './history.js';
+import type { AcknowledgedWrite, History, Received } from './history.js';
 import { bucketsEverHeld, inScope, mayHoldSite, SCOPED_COLLECTIONS, sitesOfValue } from './scope-plan.js';
 
 /**
@@ -110,9 +110,12 @@ function fingerprint(row: { version: number; value: Buffer | null }): string {
  *
  * A scoped change that travels outside any bucket's message (on a collection topic, or in a page
  * of the unscoped log) is counted too: scoped collections go per bucket only.
+ *
+ * Then, by order on the wire (outOfTurn): a live change set goes only between the scopes that
+ * name its bucket.
  */
 export function outsideScope(history: History): string[] {
-  const out: string[] = [];
+  const out = outOfTurn(history);
   const ever = new Map<string, Set<string>>();
   for (const r of history.received) {
     let buckets = ever.get(r.agentId);
@@ -127,6 +130,44 @@ export function outsideScope(history: History): string[] {
       else if (ch.c === 'owned' && !ch.k.startsWith(`${r.agentId}/`)) out.push(`${what} is another agent's document`);
       else if (ch.c === 'sites' && ch.v !== undefined && !sitesOfValue(ch.v).some((s) => mayHoldSite(r.agentId, s)))
         out.push(`${what} is of site ${JSON.stringify(sitesOfValue(ch.v))}, never this agent's`);
+    }
+  }
+  return out;
+}
+
+/**
+ * A live change set of a bucket reaches a device only while the hub has it down as holding the
+ * bucket, and the hub tells a device its scope on the same topic, in order: so on each of the
+ * device's streams (its link; each spy), a change set's bucket is in the scope told last before
+ * it, or, when it comes just after the hub took the device's new labels and before the scope it
+ * then tells arrives (the hub reads bucket heads first), in the scope told next. One that is in
+ * neither was sent while the device's labels gave it another bucket, such as the site it was
+ * relabelled away from. Pages and snapshots answer pulls, which may cross a relabel on the way;
+ * they are held to the buckets ever held only.
+ */
+function outOfTurn(history: History): string[] {
+  const out: string[] = [];
+  const streams = new Map<string, Received[]>();
+  for (const r of history.received) {
+    const stream = `${r.agentId} (${r.via})`;
+    const list = streams.get(stream);
+    if (list) list.push(r);
+    else streams.set(stream, [r]);
+  }
+  for (const [stream, records] of streams) {
+    // The scope told last before each record, and the one told next after it.
+    const before: (string[] | undefined)[] = [];
+    const after: (string[] | undefined)[] = [];
+    for (let i = 0, last: string[] | undefined; i < records.length; i++) [before[i], last] = [last, records[i]!.told ?? last];
+    for (let i = records.length - 1, next: string[] | undefined; i >= 0; i--) [after[i], next] = [next, records[i]!.told ?? next];
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
+      if (r.kind !== 'changes' || r.bucket === undefined) continue;
+      if (before[i]?.includes(r.bucket) || after[i]?.includes(r.bucket)) continue;
+      const keys = r.changes.map((ch) => `${ch.op} ${ch.c}/${ch.k}`).join(', ');
+      out.push(
+        `${stream}: a change set of bucket ${r.bucket} [${keys}] came when neither the scope told before it nor the one after holds it`,
+      );
     }
   }
   return out;

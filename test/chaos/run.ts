@@ -76,6 +76,13 @@ export const FAULT_KINDS = [
   'crash-mid-prune',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
+/**
+ * The CI profile's schedule: every kind once, with a second relabel among the partitions and
+ * throttled links, where a scope change most often crosses a device's reconnection.
+ */
+export const CI_SCHEDULE: readonly FaultKind[] = FAULT_KINDS.flatMap((kind): FaultKind[] =>
+  kind === 'blackhole' ? [kind, 'relabel'] : [kind],
+);
 /** The hub's fault point (hub/fault-points.ts) behind each crash. */
 const CRASH_POINTS = {
   'crash-before-commit': 'hub.before-commit',

@@ -20,7 +20,7 @@ export interface AcknowledgedWrite {
   issuedAt?: number;
 }
 
-/** An operator's relabelling of an agent: the CLI command's start and end. */
+/** An operator's relabelling of an agent: the CLI command's start and end (infinite if it failed: its effect is unknown). */
 export interface Relabel {
   agentId: string;
   site: string;
@@ -69,7 +69,7 @@ export class History {
   spyWindows = 0;
   spyHeard = 0;
 
-  /** Whether a relabel of `agentId` ended at or after `time`, or was still under way at the end. */
+  /** Whether a relabel of `agentId` ended at or after `time` (or failed, at any time). */
   relabelledSince(agentId: string, time: number): boolean {
     return this.relabels.some((r) => r.agentId === agentId && r.doneAt >= time);
   }

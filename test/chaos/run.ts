@@ -98,7 +98,7 @@ const HUB_WRITE_EVERY_MS = 250;
 /** How often each kind is picked at random. */
 const WEIGHTS: Record<FaultKind, number> = {
   'agent-kill': 20,
-  relabel: 10,
+  relabel: 15,
   'hub-kill': 12,
   'crash-before-commit': 5,
   'crash-after-commit': 5,

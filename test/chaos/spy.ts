@@ -34,12 +34,21 @@ export async function spyAs(
     connectTimeout: 5000,
   });
   let heard = 0;
-  spy.on('message', (topic, payload) => (heard += recordReceived(history, agentId, 'spy', topic, payload)));
+  let toldScope: () => void = () => undefined;
+  const told = new Promise<void>((resolve) => (toldScope = resolve));
+  spy.on('message', (topic, payload) => {
+    const before = history.received.length;
+    heard += recordReceived(history, agentId, 'spy', topic, payload);
+    if (history.received.length > before && history.received.at(-1)!.kind === 'scope') toldScope();
+  });
   try {
     const filters = ['#', 'outpost/#', `${topics.root}/#`, topics.allCollections, `${topics.root}/a/+/down`, ...others.map(topics.down)];
     for (const filter of [...filters, topics.down(agentId)]) await spy.subscribeAsync(filter, { qos: 1 }).catch(() => undefined);
     const session = randomBytes(8).toString('hex');
     await spy.publishAsync(topics.up(agentId), upCodec.encode(['hello', { s: session }]), { qos: 1 });
+    // The hub tells the scope once it has the spy down as holding its buckets: only then does
+    // what it writes into them reach it live (the spy pulls nothing).
+    await Promise.race([told, sleep(listenMs)]);
     await Promise.all([sleep(listenMs), whileListening()]);
     await spy.publishAsync(topics.up(agentId), upCodec.encode(['bye', { s: session }]), { qos: 1 });
   } finally {

@@ -144,7 +144,8 @@ export class ScopeSync {
 
   onChanges([, set]: ChangesMessage): void {
     const bucket = set.b!;
-    const state = this.#held().get(bucket);
+    const held = this.#held();
+    const state = held.get(bucket);
     if (!state) return; // not (or no longer) this device's: its scope is on its way
     const last = set.changes.at(-1)!.lsn;
     this.heads.set(bucket, Math.max(last, this.heads.get(bucket) ?? 0));
@@ -154,7 +155,7 @@ export class ScopeSync {
       this.#pump();
       return;
     }
-    this.#apply(bucket, set.changes, last);
+    this.#apply(bucket, set.changes, last, held);
   }
 
   onPage([, page]: PageMessage): void {
@@ -190,10 +191,11 @@ export class ScopeSync {
     return this.#pull !== undefined && this.#pull.id === id && this.#pull.bucket === bucket;
   }
 
-  #apply(bucket: string, changes: readonly Change[], through: number): boolean {
+  /** `held`: the buckets held, when the caller has just read them (each live change set does). */
+  #apply(bucket: string, changes: readonly Change[], through: number, held = this.#held()): boolean {
     try {
-      const held = new Set(this.#held().keys());
-      const { applied, evicted } = this.store.replica.applyBucketChanges(this.options.lane, bucket, changes, through, held);
+      const buckets = new Set(held.keys());
+      const { applied, evicted } = this.store.replica.applyBucketChanges(this.options.lane, bucket, changes, through, buckets);
       if (applied.length > 0) this.delegate.onApplied(applied);
       if (evicted.length > 0) this.delegate.onEvicted(evicted);
       this.delegate.onProgress();

@@ -9,7 +9,7 @@ import type { JsonValue } from '../shared/values.js';
 import type { CollectionPolicies } from './config.js';
 import type { ReplicaWait } from './replication-tracker.js';
 import { resolveWrite } from './resolve.js';
-import { bucketIdOf } from './scope-rules.js';
+import { bucketIdOf } from '../shared/buckets.js';
 import type { ChangeBuckets, HubStore, IngestPlan, IngestTx, StoredDocument } from './store/hub-store.js';
 
 /** A batch uploaded by an agent; `agentId` comes from the authenticated connection. */

@@ -1,4 +1,5 @@
-import { bucketIdOf, groupsByMember, type ScopeRules } from './scope-rules.js';
+import { bucketIdOf } from '../shared/buckets.js';
+import { groupsByMember, type ScopeRules } from './scope-rules.js';
 
 /**
  * Which buckets each device holds (by id, of the scoped collections it may read), and which of

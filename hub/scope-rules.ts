@@ -1,7 +1,4 @@
-import { bucketIdOf } from '../shared/buckets.js';
 import { ConfigError } from '../shared/errors.js';
-
-export { bucketIdOf };
 
 /**
  * One rule of a collection's scope, as the config writes it:

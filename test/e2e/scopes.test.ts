@@ -5,7 +5,7 @@ import { parseHubConfig } from '../../hub/config.js';
 import { hashToken, newToken } from '../../hub/credentials.js';
 import type { BrokerClientHub } from '../../hub/external-broker.js';
 import type { Hub } from '../../hub/hub.js';
-import { bucketIdOf } from '../../hub/scope-rules.js';
+import { bucketIdOf } from '../../shared/buckets.js';
 import { broadcastCodec, downCodec, upCodec } from '../../shared/codec.js';
 import { ErrorCode } from '../../shared/errors.js';
 import type { Change } from '../../shared/messages.js';

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 const WHAT = {
   pull_superseded: 'pulls replaced by a newer one before they were answered (one pull per agent at a time, within maxPullBytesPerSecond)',
   status_superseded: 'status reports replaced by a newer one before they were taken (at most 20 a second per agent)',
-  hello_superseded: 'hellos replaced by a newer one before they were answered (about one a second per agent)',
+  hello_superseded: 'hellos replaced by a newer one, or whose connection ended, before they were answered (about one a second per agent)',
   replica_wait: 'replica waits refused over their limits (the writer times out)',
   status_collection: 'collections a status report named that do not exist here or that the agent may not read (not kept)',
   change_set_skipped: 'change sets not sent to an agent with too much unsent (over half maxQueuedBytes); it pulls them',

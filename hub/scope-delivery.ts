@@ -11,7 +11,7 @@ export interface ScopeDeliveryCarrier {
   sendScope(agentId: string, message: ScopeMessage): void;
   /** Publishes an encoded message on a device's own topic. */
   sendEncoded(agentId: string, payload: Buffer): void;
-  /** A hello was replaced by a newer one before it was answered (a client saying hello as fast as it can). */
+  /** A hello was replaced by a newer one (or its connection ended) before it was answered. */
   superseded(agentId: string): void;
 }
 
@@ -33,6 +33,8 @@ export class ScopeDelivery {
   #sequence = 0;
   /** The connection each online device said hello on. */
   readonly #sessions = new Map<string, string>();
+  /** The connection of each hello waiting for its turn: one whose connection ends first is not taken. */
+  readonly #waiting = new Map<string, string>();
 
   readonly #hellos: PacedQueue<string>;
   readonly #store: HubStore;
@@ -51,6 +53,12 @@ export class ScopeDelivery {
     this.#log = hub.log;
     this.#hellos = new PacedQueue(
       async (agentId, session) => {
+        // Its connection ended while it waited (its bye came first): tracking it would send to nobody.
+        if (this.#waiting.get(agentId) !== session) {
+          carrier.superseded(agentId);
+          return 0;
+        }
+        this.#waiting.delete(agentId);
         this.#sessions.set(agentId, session);
         await this.#tell(agentId, this.directory.track(agentId).buckets);
         return 1;
@@ -65,7 +73,7 @@ export class ScopeDelivery {
    * told its scope, and hears its buckets' change sets from now on.
    */
   online(agentId: string, session: string): void {
-    if (this.directory.active) this.#hellos.submit(agentId, session);
+    if (this.directory.active) this.#hello(agentId, session);
   }
 
   stop(): void {
@@ -76,7 +84,12 @@ export class ScopeDelivery {
   retell(agentId: string): void {
     const session = this.#sessions.get(agentId);
     // Through the hellos' pace: each costs a read of heads.
-    if (session !== undefined && this.directory.tracks(agentId)) this.#hellos.submit(agentId, session);
+    if (session !== undefined && this.directory.tracks(agentId)) this.#hello(agentId, session);
+  }
+
+  #hello(agentId: string, session: string): void {
+    this.#waiting.set(agentId, session);
+    this.#hellos.submit(agentId, session);
   }
 
   /**
@@ -84,6 +97,7 @@ export class ScopeDelivery {
    * said hello since, as a will may come late), or the broker said so.
    */
   offline(agentId: string, session?: string): void {
+    if (session === undefined || this.#waiting.get(agentId) === session) this.#waiting.delete(agentId);
     if (session !== undefined && this.#sessions.get(agentId) !== session) return;
     this.#sessions.delete(agentId);
     this.directory.untrack(agentId);

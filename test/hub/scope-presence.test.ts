@@ -56,6 +56,18 @@ describe('which devices are online for their scope', () => {
     expect(changeSets(seen.received)).toBe(2);
   });
 
+  it('a hello whose connection ends before its turn comes does not put the device online', async () => {
+    const seen = start();
+    say(['hello', { s: SESSION_1 }]); // answered at once
+    say(['hello', { s: SESSION_2 }]); // waits for the first to be answered
+    say(['bye', { s: SESSION_1 }]);
+    say(['bye', { s: SESSION_2 }]);
+    await waitFor('the waiting hello dropped', () => seen.refused.includes('hello_superseded'));
+    expect(core.scopes.directory.tracks('pi-1')).toBe(false);
+    await core.write({ c: 'config', k: 'pi-1/a', op: 'put', v: 1 });
+    expect(changeSets(seen.received)).toBe(0);
+  });
+
   it('a flood of hellos is answered at most twice at once: each newer one replaces the one waiting', async () => {
     const seen = start();
     for (let i = 0; i < 50; i++) say(['hello', { s: i.toString(16).padStart(16, '0') }]);

@@ -4,7 +4,7 @@ import { AgentClosedError, InvalidValueError, ReadTimeoutError } from '../shared
 import { HybridClock } from '../shared/hlc.js';
 import type { CollectionPolicy, HubStatusMessage } from '../shared/messages.js';
 import { upCodec } from '../shared/codec.js';
-import { DEFAULT_PARTITION, topics } from '../shared/topics.js';
+import { byeTopic, DEFAULT_PARTITION } from '../shared/topics.js';
 import { isPlainObject, type JsonValue } from '../shared/values.js';
 import { Lane } from './lane.js';
 import { Lanes } from './lanes.js';
@@ -98,7 +98,7 @@ export class Agent extends EventEmitter<AgentEvents> {
             subscriptions,
             backoff: options.reconnect ?? { initialMs: 500, maxMs: 30_000 },
             log: this.#log,
-            farewell: (session) => ({ topic: topics.up(options.agentId), payload: upCodec.encode(['bye', { s: session }]) }),
+            farewell: (session) => ({ topic: byeTopic(options.agentId), payload: upCodec.encode(['bye', { s: session }]) }),
           },
           delegate,
         ));

@@ -6,7 +6,7 @@ import { ConnectRateLimiter } from './rate-limit.js';
 import type { GuardedConnection } from './frame-guard.js';
 import type { ShedLog } from './shed.js';
 import { SkippedChangeSets } from './skipped-change-sets.js';
-import { agentOfUpTopic, isValidAgentId } from '../shared/topics.js';
+import { agentOfBye, agentOfUpTopic, isValidAgentId } from '../shared/topics.js';
 import { collectionOfAnyTopic, mayPublish, maySubscribe } from './topic-acl.js';
 
 export interface BrokerOptions {
@@ -21,8 +21,8 @@ export interface BrokerOptions {
   log: Logger;
   /** Where refused connection attempts are reported. */
   shedLog: ShedLog;
-  /** Called for every message an agent publishes on its own `up` topic. */
-  onUp: (agentId: string, payload: Buffer) => void;
+  /** Called for every message an agent publishes on its own `up` topic (`bye`: on its bye topic, its will). */
+  onUp: (agentId: string, payload: Buffer, bye: boolean) => void;
   /** A change set was not sent to an agent whose send queue is backlogged (it pulls instead). */
   onChangeSetSkipped: (agentId: string) => void;
 }
@@ -177,7 +177,8 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
   };
 
   broker.on('publish', (packet, client) => {
-    if (client && agentOfUpTopic(packet.topic) === client.id) options.onUp(client.id, packet.payload as Buffer);
+    if (client && agentOfUpTopic(packet.topic) === client.id) options.onUp(client.id, packet.payload as Buffer, false);
+    else if (client && agentOfBye(packet.topic) === client.id) options.onUp(client.id, packet.payload as Buffer, true);
   });
   broker.on('clientError', (client, error) => log.debug({ agentId: client.id, err: error.message }, 'client error'));
   broker.on('connectionError', (_client, error) => log.debug({ err: error.message }, 'connection error'));

@@ -1,5 +1,5 @@
 import mqtt, { type MqttClient } from 'mqtt';
-import { isValidAgentId, TOPIC_ROOT } from '../shared/topics.js';
+import { agentOfBye, ALL_BYE, isValidAgentId, TOPIC_ROOT } from '../shared/topics.js';
 import type { Presence } from './fleet.js';
 import type { BrokerServiceUser } from './broker-auth.js';
 import { HubBase, type HubCommonOptions, onStore, startOrStop } from './hub-base.js';
@@ -132,10 +132,10 @@ export class BrokerClientHub extends HubBase {
       (client.stream as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true);
       // The subscription survives in the session, but a broker that restarted without
       // persistence lost it, and the retained hub status with it.
-      client.subscribe(allUp, { qos: 1 }, (error, granted) => {
+      client.subscribe([allUp, ALL_BYE], { qos: 1 }, (error, granted) => {
         if (error || granted?.some((g) => g.qos >= 128)) {
           log.error(
-            { err: error?.message, granted, topic: allUp },
+            { err: error?.message, granted, topics: [allUp, ALL_BYE] },
             `the broker refused the hub's subscription: give user ${this.clientId} readwrite on ${TOPIC_ROOT}/# in its ACL`,
           );
           return;
@@ -172,7 +172,10 @@ export class BrokerClientHub extends HubBase {
   }
 
   #onMessage(topic: string, payload: Buffer, retained: boolean): void {
-    const agentId = this.core.topics.agentOfUp(topic);
+    // A bye (an agent's will) comes on a topic of its own, which every partition's hub hears.
+    const byeOf = agentOfBye(topic);
+    const bye = byeOf !== undefined;
+    const agentId = this.core.topics.agentOfUp(topic) ?? byeOf;
     if (agentId === undefined || !isValidAgentId(agentId)) {
       this.log.warn({ topic }, 'message on a topic the hub does not serve; ignored');
       return;
@@ -183,12 +186,12 @@ export class BrokerClientHub extends HubBase {
       return;
     }
     if (this.options.dev) {
-      this.#deliver(agentId, payload);
+      this.#deliver(agentId, payload, bye);
       return;
     }
     const known = this.#provisioned.get(agentId);
     if (known !== undefined && !this.#checking.has(agentId)) {
-      if (known) this.#deliver(agentId, payload);
+      if (known) this.#deliver(agentId, payload, bye);
       else this.#ignoreUnprovisioned(agentId);
       return;
     }
@@ -203,7 +206,7 @@ export class BrokerClientHub extends HubBase {
         () => false,
       );
     const next = previous.then((ok) => {
-      if (ok) this.#deliver(agentId, payload);
+      if (ok) this.#deliver(agentId, payload, bye);
       else this.#ignoreUnprovisioned(agentId);
       return ok;
     });
@@ -213,9 +216,9 @@ export class BrokerClientHub extends HubBase {
     });
   }
 
-  #deliver(agentId: string, payload: Buffer): void {
-    this.#lastMessage.set(agentId, Date.now());
-    this.core.onUp(agentId, payload);
+  #deliver(agentId: string, payload: Buffer, bye: boolean): void {
+    if (!bye) this.#lastMessage.set(agentId, Date.now());
+    this.core.onUp(agentId, payload, bye);
   }
 
   #ignoreUnprovisioned(agentId: string): void {

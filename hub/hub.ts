@@ -106,7 +106,7 @@ export class Hub extends HubBase {
       shedLog: this.shedLog,
       mayRead: (agentId, collection) => this.core.access.mayRead(agentId, collection),
       connectLimit: { perAddress: options.connectsPerAddress ?? 200, windowMs: 10_000 },
-      onUp: (agentId, payload) => this.core.onUp(agentId, payload),
+      onUp: (agentId, payload, bye) => this.core.onUp(agentId, payload, bye),
       onChangeSetSkipped: (agentId) => this.core.emit('refused', 'change_set_skipped', agentId, 1),
     });
     this.#broker = broker;

@@ -99,8 +99,10 @@ export function mosquittoFiles(input: MosquittoExportInput): MosquittoFiles {
       ? [`# Not in the password file (provisioned before Mosquitto hashes were kept; need a new token): ${withoutHash.join(', ')}`]
       : []),
     '',
-    '# Every agent: write its own up topic, read its own down topic (of the default partition, and of every other one).',
+    '# Every agent: write its own up topic, read its own down topic (of the default partition, and of every other one),',
+    '# and write its own bye topic (its will, which every partition hears).',
     `pattern write ${TOPIC_ROOT}/a/%u/up`,
+    `pattern write ${TOPIC_ROOT}/a/%u/bye`,
     `pattern read ${TOPIC_ROOT}/a/%u/down`,
     `pattern write ${TOPIC_ROOT}/p/+/a/%u/up`,
     `pattern read ${TOPIC_ROOT}/p/+/a/%u/down`,

@@ -1,4 +1,4 @@
-import { DEFAULT_PARTITION, isValidCollection, partitionOfTopic, partitionTopics } from '../shared/topics.js';
+import { byeTopic, DEFAULT_PARTITION, isValidCollection, partitionOfTopic, partitionTopics } from '../shared/topics.js';
 
 /**
  * The topic rules of the protocol, deny by default, in one place for every broker the hub works
@@ -14,9 +14,12 @@ export interface SubscribeAccess {
   partitionOf?: (collection: string) => string;
 }
 
-/** An agent publishes only to its own `up` topic of any partition, never retained (a retained batch would replay). */
+/**
+ * An agent publishes only to its own `up` topic of any partition and its own bye topic (its
+ * will), never retained (a retained batch would replay).
+ */
 export function mayPublish(agentId: string, topic: string, retain: boolean): boolean {
-  return !retain && partitionTopics(partitionOfTopic(topic)).agentOfUp(topic) === agentId;
+  return !retain && (partitionTopics(partitionOfTopic(topic)).agentOfUp(topic) === agentId || topic === byeTopic(agentId));
 }
 
 /** The collection of a change-set topic of any partition, or undefined for any other topic. */

@@ -64,6 +64,24 @@ export function partitionTopics(partition: string): PartitionTopics {
 /** The default partition's topics: all there is in a deployment without partitions. */
 export const topics = partitionTopics(DEFAULT_PARTITION);
 
+/**
+ * Where an agent's MQTT will (`bye`) goes: outside every partition, since a connection has one
+ * will and every partition's hub must hear that the device is gone.
+ */
+export function byeTopic(agentId: string): string {
+  return `${TOPIC_ROOT}/a/${agentId}/bye`;
+}
+
+/** Subscription filter for every agent's bye topic (every partition's hub subscribes). */
+export const ALL_BYE = `${TOPIC_ROOT}/a/+/bye`;
+
+const BYE_PATTERN = new RegExp(`^${TOPIC_ROOT}/a/([^/]+)/bye$`);
+
+/** The agent id of a bye topic, or undefined for any other topic. */
+export function agentOfBye(topic: string): string | undefined {
+  return BYE_PATTERN.exec(topic)?.[1];
+}
+
 /** The agent id of a default-partition `up` topic, or undefined for any other topic. */
 export function agentOfUpTopic(topic: string): string | undefined {
   return topics.agentOfUp(topic);

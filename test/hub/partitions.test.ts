@@ -16,7 +16,7 @@ import { unpackAck } from '../../shared/acks.js';
 import { broadcastCodec, downCodec, upCodec } from '../../shared/codec.js';
 import { encodeHlc } from '../../shared/hlc.js';
 import type { HubStatusMessage } from '../../shared/messages.js';
-import { partitionTopics, topics } from '../../shared/topics.js';
+import { byeTopic, partitionTopics, topics } from '../../shared/topics.js';
 import { MOSQUITTO, MosquittoProcess, NO_MOSQUITTO } from '../helpers/mosquitto.js';
 import { outpost } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
@@ -158,12 +158,15 @@ describe('topic rules across partitions', () => {
     partitionOf: (c: string) => partitionOf(config, c),
   };
 
-  it('an agent publishes on its own up topic of any partition only', () => {
+  it('an agent publishes on its own up topic of any partition and its own bye topic only', () => {
     expect(mayPublish('pi-1', shop.up('pi-1'), false)).toBe(true);
     expect(mayPublish('pi-1', shop.up('pi-2'), false)).toBe(false);
     expect(mayPublish('pi-1', shop.up('pi-1'), true)).toBe(false);
     expect(mayPublish('pi-1', shop.down('pi-1'), false)).toBe(false);
     expect(mayPublish('pi-1', topics.up('pi-1'), false)).toBe(true);
+    expect(mayPublish('pi-1', byeTopic('pi-1'), false)).toBe(true);
+    expect(mayPublish('pi-1', byeTopic('pi-2'), false)).toBe(false);
+    expect(mayPublish('pi-1', byeTopic('pi-1'), true)).toBe(false);
   });
 
   it("subscribes to its down and hub topics of any partition, and to a collection it may read on its partition's topic or the default one", () => {
@@ -203,6 +206,7 @@ describe('the Mosquitto export with partitions', () => {
     ]);
     for (const line of [
       'pattern write outpost/v3/a/%u/up',
+      'pattern write outpost/v3/a/%u/bye',
       'pattern read outpost/v3/a/%u/down',
       'pattern write outpost/v3/p/+/a/%u/up',
       'pattern read outpost/v3/p/+/a/%u/down',

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Change, ChangesMessage, PageMessage, PullMessage, ScopeMessage, SnapshotMessage } from '../shared/messages.js';
+import { partitionScoped } from './store/agent-db.js';
 import type { AgentStore } from './store/agent-store.js';
 import type { EvictedDocument } from './store/replica.js';
 import type { HeldBucket } from './store/scope-buckets.js';
@@ -18,9 +19,9 @@ export interface ScopeSyncOptions {
   pullTimeoutMs: number;
 }
 
-/** The scoped collections, as the hub last said: their documents held through no bucket are evicted. */
+/** The lane's scoped collections, as its hub last said: their documents held through no bucket are evicted. */
 const SCOPED_SETTING = 'scopedCollections';
-/** The scope changed and what left it is not evicted yet (a join is under way, or the device stopped first). */
+/** The lane's scope changed and what left it is not evicted yet (a join is under way, or the device stopped first). */
 const EVICTION_DUE_SETTING = 'scopeEvictionDue';
 
 /** How many of the other buckets held a pull names (the protocol's bound): they only save bytes. */
@@ -54,12 +55,19 @@ export class ScopeSync {
   /** The time of the newest scope taken on this connection. */
   #scopeHlc = '';
 
+  /** Settings of this lane: each partition's hub speaks for its own collections only. */
+  readonly #scopedSetting: string;
+  readonly #evictionDueSetting: string;
+
   constructor(
     private readonly store: AgentStore,
     private readonly delegate: ScopeSyncDelegate,
     private readonly options: ScopeSyncOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#scopedSetting = partitionScoped(SCOPED_SETTING, options.lane);
+    this.#evictionDueSetting = partitionScoped(EVICTION_DUE_SETTING, options.lane);
+  }
 
   #held(): Map<string, HeldBucket> {
     return this.store.scope.held(this.options.lane);
@@ -100,12 +108,12 @@ export class ScopeSync {
     const now = new Map(scope.bs);
     const joined = [...now.keys()].filter((b) => !before.has(b));
     const left = [...before.keys()].filter((b) => !now.has(b));
-    const scopedBefore = this.store.settings.get<string[]>(SCOPED_SETTING) ?? [];
+    const scopedBefore = this.store.settings.get<string[]>(this.#scopedSetting) ?? [];
     if (joined.length > 0 || left.length > 0 || scope.cs.some((c) => !scopedBefore.includes(c))) {
       // Kept until done, so that a restart in between still evicts what left.
-      this.store.settings.set(EVICTION_DUE_SETTING, true);
+      this.store.settings.set(this.#evictionDueSetting, true);
     }
-    this.store.settings.set(SCOPED_SETTING, scope.cs);
+    this.store.settings.set(this.#scopedSetting, scope.cs);
     this.store.scope.reconcile(this.options.lane, joined, left);
     if (joined.length > 0 || left.length > 0) this.log.info({ joined: joined.length, left: left.length }, 'scope changed');
     for (const b of left) {
@@ -136,9 +144,9 @@ export class ScopeSync {
     const held = this.#held();
     if ([...held.values()].some((s) => s.cursor < 0 || s.snapshot)) return;
     this.#left.clear();
-    if (this.store.settings.get<boolean>(EVICTION_DUE_SETTING) !== true) return;
-    const evicted = this.store.replica.evictOutside(new Set(held.keys()), this.store.settings.get<string[]>(SCOPED_SETTING) ?? []);
-    this.store.settings.set(EVICTION_DUE_SETTING, false);
+    if (this.store.settings.get<boolean>(this.#evictionDueSetting) !== true) return;
+    const evicted = this.store.replica.evictOutside(new Set(held.keys()), this.store.settings.get<string[]>(this.#scopedSetting) ?? []);
+    this.store.settings.set(this.#evictionDueSetting, false);
     if (evicted.length > 0) this.delegate.onEvicted(evicted);
   }
 

@@ -65,19 +65,18 @@ export function agentStatus(store: AgentStore, lanes: Lanes, context: StatusCont
   };
 }
 
-/** The buckets of the device's scope (of the default partition, the only one scoped collections live in), or undefined without. */
+/** The buckets of the device's scope, of every partition (bucket ids name their collection, so they never clash), or undefined without. */
 function scopeStatus(store: AgentStore, lanes: Lanes): AgentStatus['scope'] {
-  const held = store.scope.held(DEFAULT_PARTITION);
-  if (held.size === 0) return undefined;
-  const heads = [...lanes].find((lane) => lane.partition === DEFAULT_PARTITION)?.bucketHeads ?? new Map<string, number>();
   const buckets: Record<string, number> = {};
   let behind = 0;
-  for (const [bucket, { cursor, snapshot }] of held) {
-    const applied = snapshot ? -1 : cursor;
-    buckets[bucket] = applied;
-    if (applied < 0 || (heads.get(bucket) ?? 0) > applied) behind += 1;
+  for (const lane of lanes) {
+    for (const [bucket, { cursor, snapshot }] of store.scope.held(lane.partition)) {
+      const applied = snapshot ? -1 : cursor;
+      buckets[bucket] = applied;
+      if (applied < 0 || (lane.bucketHeads.get(bucket) ?? 0) > applied) behind += 1;
+    }
   }
-  return { buckets, behind };
+  return Object.keys(buckets).length > 0 ? { buckets, behind } : undefined;
 }
 
 /**
@@ -92,7 +91,7 @@ export function reportStatus(store: AgentStore, lanes: Lanes): void {
     const queued = pending.filter(([c]) => lane.inPartition(c)).map(([, p]) => p);
     const oldestAt = Math.min(...queued.map((p) => p.oldestAt));
     const waits = lane.replicaWaits();
-    const buckets = lane.partition === DEFAULT_PARTITION ? [...store.scope.held(lane.partition)].slice(0, MAX_BUCKETS_REPORTED) : [];
+    const buckets = [...store.scope.held(lane.partition)].slice(0, MAX_BUCKETS_REPORTED);
     lane.send([
       'status',
       {

@@ -1,4 +1,7 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
+import type { HubStore } from '../hub/store/hub-store.js';
 import { table } from './agent-client.js';
 
 interface PreviewOptions {
@@ -29,41 +32,50 @@ export function addScopeCommands(hub: Command): void {
     .option('--store <url>', "the hub's PostgreSQL store, if it has one (env OUTPOST_STORE)", process.env.OUTPOST_STORE)
     .option('--json', 'machine-readable output')
     .action(async (opts: PreviewOptions) => {
-      const [{ loadHubConfig }, { previewScopes }, { openHubStore }, { encodeCbor }, { formatLabels }, { ConfigError }] = await Promise.all(
-        [
-          import('../hub/config.js'),
-          import('../hub/scope-preview.js'),
-          import('../hub/store/open-store.js'),
-          import('../shared/codec.js'),
-          import('../hub/labels.js'),
-          import('../shared/errors.js'),
-        ],
-      );
+      const [
+        { loadHubConfig, partitionOf, partitionsOf },
+        { previewScopes },
+        { openHubStore, sqliteDirOf },
+        { encodeCbor },
+        { formatLabels },
+      ] = await Promise.all([
+        import('../hub/config.js'),
+        import('../hub/scope-preview.js'),
+        import('../hub/store/open-store.js'),
+        import('../shared/codec.js'),
+        import('../hub/labels.js'),
+      ]);
       const after = loadHubConfig(opts.config);
       const before = opts.current !== undefined ? loadHubConfig(opts.current) : wholeCollections(after);
-      // Only the default partition's log is read here: counting without the others would be wrong, not partial.
-      const partitioned = [...Object.keys(before.partitions), ...Object.keys(after.partitions)];
-      if (partitioned.length > 0) {
-        throw new ConfigError(
-          `scopes preview reads the default partition only, and the configs name partition ${partitioned[0]}: preview a config without partitions`,
-        );
-      }
-      const store = await openHubStore({ store: opts.store, dataDir: opts.data });
+      // Each collection is read from the partition the hub serves it in now (the default one keeps the agents).
+      const stores = new Map<string, HubStore>();
       try {
+        for (const partition of partitionsOf(before)) {
+          // A partition that never ran has no SQLite file yet, and nothing to move: it is not created here.
+          if (opts.store === undefined && partition !== 'default' && !existsSync(join(sqliteDirOf(opts.data, partition), 'hub.db')))
+            continue;
+          stores.set(partition, await openHubStore({ store: opts.store, dataDir: opts.data, partition }));
+        }
+        const store = stores.get('default')!;
         const labels = await store.allLabels();
         // Provisioned devices and those known by their labels (a --dev hub's), but no revoked one: it cannot connect.
         const credentials = await store.credentials();
         const revoked = new Set(credentials.filter((c) => c.revokedAt !== null).map((c) => c.agentId));
         const ids = new Set([...credentials.map((c) => c.agentId), ...labels.keys()].filter((id) => !revoked.has(id)));
         const devices = [...ids].sort().map((agentId) => ({ agentId, labels: labels.get(agentId) ?? {} }));
+        const collections: string[] = [];
+        for (const [partition, s] of stores) {
+          collections.push(...Object.keys(await s.collectionHeads()).filter((c) => partitionOf(before, c) === partition));
+        }
         const preview = await previewScopes({
           before,
           after,
           devices,
-          collections: Object.keys(await store.collectionHeads()),
+          collections,
           documents: async function* (collection) {
+            const source = stores.get(partitionOf(before, collection))!;
             for (let after: string | undefined; ;) {
-              const page = await store.listDocuments(collection, { limit: PAGE, ...(after !== undefined && { after }) });
+              const page = await source.listDocuments(collection, { limit: PAGE, ...(after !== undefined && { after }) });
               for (const doc of page) yield { key: doc.key, value: doc.value, bytes: encodeCbor(doc.value).length };
               if (page.length < PAGE) return;
               after = page[page.length - 1]!.key;
@@ -88,7 +100,7 @@ export function addScopeCommands(hub: Command): void {
           `\n${preview.devices.length} devices; collections that may move: ${preview.collections.join(', ') || 'none'}; in total ${size(preview.total.entered)} would enter and ${size(preview.total.left)} leave.\n`,
         );
       } finally {
-        await store.close();
+        for (const store of stores.values()) await store.close();
       }
     });
 }

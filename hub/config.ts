@@ -227,24 +227,17 @@ export function scopeRules(collections: Readonly<Record<string, Pick<CollectionC
   );
 }
 
-/**
- * Refuses a config with scoped collections where they cannot be confined to each device yet:
- * with partitions (each partition's hub would need the devices' scopes of its collections).
- */
-export function refuseScopes(config: HubConfig): void {
-  const [scoped] = scopeRules(config.collections).collections;
-  if (scoped === undefined || Object.keys(config.partitions).length === 0) return;
-  throw new ConfigError(
-    `collections.${scoped}.scope: scoped collections cannot be combined with partitions yet; remove the partitions or the scope`,
-  );
-}
-
 /** The partition a collection belongs to: the one that lists it, or `default`. */
 export function partitionOf(config: HubConfig, collection: string): string {
   for (const [partition, collections] of Object.entries(config.partitions)) {
     if (collections.includes(collection)) return partition;
   }
   return DEFAULT_PARTITION;
+}
+
+/** The collections of one partition, with their configs: what its hub's scope rules cover. */
+export function collectionsOfPartition(config: HubConfig, partition: string): Record<string, CollectionConfig> {
+  return Object.fromEntries(Object.entries(config.collections).filter(([name]) => partitionOf(config, name) === partition));
 }
 
 /** Collections assigned to partitions other than the default (collection → partition): what agents route by. */

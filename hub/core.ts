@@ -18,7 +18,7 @@ import { DEFAULT_PARTITION, partitionTopics, type PartitionTopics } from '../sha
 import { AccessControl } from './access.js';
 import { Committer } from './committer.js';
 import { AgentPulls } from './agent-pulls.js';
-import { assignment, CollectionPolicies, DEFAULT_HUB_CONFIG, refuseScopes, scopeRules, type HubConfig } from './config.js';
+import { assignment, collectionsOfPartition, CollectionPolicies, DEFAULT_HUB_CONFIG, scopeRules, type HubConfig } from './config.js';
 import { ScopeDelivery } from './scope-delivery.js';
 import { reindexScopes } from './scope-reindex.js';
 import { ScopeDirectory } from './scope-directory.js';
@@ -137,7 +137,6 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.log = options.logger ?? pino({ level: 'silent' });
     this.config = options.config ?? DEFAULT_HUB_CONFIG;
     this.policies = new CollectionPolicies(this.config);
-    refuseScopes(this.config);
     const refusals = new RefusedWorkLog(this.log);
     this.on('refused', (kind, agentId, count) => refusals.record(kind, agentId, count));
     this.#collections = new KnownCollections(Object.keys(this.config.collections));
@@ -167,7 +166,7 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.topics = partitionTopics(this.partition);
     const owners = new Map(Object.entries(assignment(this.config)));
     this.#partitionOf = (collection) => owners.get(collection) ?? DEFAULT_PARTITION;
-    const rules = scopeRules(this.config.collections);
+    const rules = scopeRules(collectionsOfPartition(this.config, this.partition));
     const labelsOf = options.labelsOf ?? (() => ({}));
     this.scopes = new ScopeDelivery(
       new ScopeDirectory(rules, this.config.access.groups, labelsOf, (agentId, c) => this.access.mayRead(agentId, c)),
@@ -218,7 +217,8 @@ export class HubCore extends EventEmitter<HubEvents> {
 
   /** Before it serves: brings the scope bucket index in line with the config's rules (hub/scope-reindex.ts). */
   prepare(): Promise<void> {
-    return reindexScopes(this.store, scopeRules(this.config.collections), this.config.collections, this.log);
+    const own = collectionsOfPartition(this.config, this.partition);
+    return reindexScopes(this.store, scopeRules(own), own, this.log);
   }
 
   /** Publishes the retained hub status and starts log retention, if configured. */
@@ -264,8 +264,8 @@ export class HubCore extends EventEmitter<HubEvents> {
     return this.#committer.reapply(write);
   }
 
-  /** One message an authenticated agent published on its own `up` topic. */
-  onUp(agentId: string, payload: Buffer): void {
+  /** One message an authenticated agent published on its own `up` topic (`bye`: on its bye topic, where only a bye is taken). */
+  onUp(agentId: string, payload: Buffer, bye = false): void {
     this.emit('bytes', 'in', payload.length);
     let message;
     try {
@@ -276,6 +276,7 @@ export class HubCore extends EventEmitter<HubEvents> {
       this.#sendDown(agentId, ['error', { code, message: text }]);
       return;
     }
+    if (bye && message[0] !== 'bye') return void this.log.warn({ agentId, type: message[0] }, 'ignored a message on a bye topic');
     switch (message[0]) {
       case 'batch':
         this.#committer.enqueueBatch(agentId, message[1]);

@@ -70,7 +70,7 @@ export class Replica {
       ),
       scopedDocs: db.prepare<[string], { collection: string; key: string; deleted: number; buckets: string | null }>(
         `SELECT collection, key, deleted, buckets FROM documents
-         WHERE evicted = 0 AND (buckets IS NOT NULL OR collection IN (SELECT value FROM json_each(?)))`,
+         WHERE evicted = 0 AND collection IN (SELECT value FROM json_each(?))`,
       ),
       tag: db.prepare<[string, string, string, number]>(
         'UPDATE documents SET buckets = ? WHERE collection = ? AND key = ? AND version = ? AND evicted = 0',
@@ -246,7 +246,7 @@ export class Replica {
   }
 
   /**
-   * The device now holds the buckets `held` (of the scoped collections `scoped`): the documents
+   * The device now holds the buckets `held` of the scoped collections `scoped` (one lane's): the documents
    * of those collections it holds through none of them are evicted, stubs keeping their versions
    * (one of a collection that was not scoped when it arrived has no buckets: it is evicted too,
    * unless a join tagged it since). Only once no bucket is being joined: a join may yet tag what

@@ -2,7 +2,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { encodeCbor } from '../../shared/codec.js';
+import { parseHubConfig } from '../../hub/config.js';
+import { HubCore } from '../../hub/core.js';
 import { Hub } from '../../hub/hub.js';
+import { sqliteDirOf } from '../../hub/store/open-store.js';
+import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
 import type { ScopePreview } from '../../hub/scope-preview.js';
 import { outpost, runOutpost } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
@@ -69,5 +73,49 @@ describe('outpost hub scopes preview', () => {
     const refused = runOutpost(['hub', 'scopes', 'preview', '--config', next, '--data', data]);
     expect(refused.status).toBe(1);
     expect(refused.stderr).toMatch(/collections\.config\.scope\.key: unknown placeholder \{device\}/);
+  });
+
+  it("reads each collection from its partition's database", async () => {
+    const dir = tempDir('preview-partitions');
+    const data = join(dir, 'hub');
+    const partitions = { billing: ['orders'] };
+    const config = parseHubConfig({ partitions });
+    const write = async (partition: string, c: string, k: string, v: unknown): Promise<void> => {
+      const core = new HubCore({
+        store: new SqliteHubStore(sqliteDirOf(data, partition)),
+        config,
+        partition,
+        dev: true,
+        publish: () => {},
+      });
+      core.start();
+      await core.write({ c, k, op: 'put', v });
+      await core.stop();
+    };
+    await write('default', 'config', 'pi-1/limits', { max: 1 });
+    await write('default', 'config', 'pi-2/limits', { max: 2 });
+    await write('billing', 'orders', 'o1', { site: 'berlin' });
+    await write('billing', 'orders', 'o2', { site: 'paris' });
+    outpost(['hub', 'agents', 'add', 'pi-1', '--label', 'site=berlin', '--data', data]);
+    outpost(['hub', 'agents', 'add', 'pi-2', '--label', 'site=paris', '--data', data]);
+    const next = join(dir, 'next.yaml');
+    writeFileSync(
+      next,
+      [
+        'access:',
+        '  default: { read: ["*"], write: ["*"] }',
+        'partitions: { billing: [orders] }',
+        'collections:',
+        '  config: { scope: { key: "{agent}/" } }',
+        '  orders: { scope: { field: site, equals: "{label.site}" } }',
+      ].join('\n'),
+    );
+    const preview = JSON.parse(outpost(['hub', 'scopes', 'preview', '--config', next, '--data', data, '--json'])) as ScopePreview;
+    expect(preview.collections.sort()).toEqual(['config', 'orders']);
+    for (const device of preview.devices) {
+      expect(device.before.documents).toBe(4);
+      expect(device.after.documents).toBe(2); // its config, its site's order
+      expect(device.left.documents).toBe(2);
+    }
   });
 });

@@ -2,6 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseHubConfig } from '../../hub/config.js';
 import { Hub } from '../../hub/hub.js';
+import { HubCore } from '../../hub/core.js';
+import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
 import { ScopeRules, type ScopeSubject } from '../../hub/scope-rules.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -96,7 +98,7 @@ describe('scope rules', () => {
     );
   });
 
-  it('the hub config names the scope option a wrong rule is in; a hub refuses scoped collections with partitions', async () => {
+  it('the hub config names the scope option a wrong rule is in; a scoped collection cannot be served whole again', async () => {
     expect(() => parseHubConfig({ collections: { a: { scope: { key: '{x}/' } } } })).toThrow(
       /hub config: collections\.a\.scope\.key: unknown placeholder/,
     );
@@ -104,10 +106,6 @@ describe('scope rules', () => {
     expect(() => parseHubConfig({ collections: { a: { scope: { kee: 'x' } } } })).toThrow(/scope/);
     const config = parseHubConfig({ collections: { a: { scope: [{ key: '{agent}/' }, { field: 'site', in: '{label.sites}' }] } } });
     expect(config.collections.a!.scope).toHaveLength(2);
-    const partitioned = parseHubConfig({ collections: { a: { scope: { key: '{agent}/' } } }, partitions: { p: ['b'] } });
-    await expect(Hub.start({ port: 0, host: '127.0.0.1', dataDir: tempDir('scoped'), dev: true, config: partitioned })).rejects.toThrow(
-      /collections\.a\.scope: scoped collections cannot be combined with partitions yet/,
-    );
     const dataDir = tempDir('scoped');
     const hub = await Hub.start({ port: 0, host: '127.0.0.1', dataDir, dev: true, config });
     await hub.stop();
@@ -115,5 +113,21 @@ describe('scope rules', () => {
     await expect(Hub.start({ port: 0, host: '127.0.0.1', dataDir, dev: true, config: parseHubConfig({}) })).rejects.toThrow(
       /collections\.a: this hub's database serves it scoped, and serving it whole again is not supported yet/,
     );
+  });
+
+  it("each partition's hub keeps the scopes of its own collections only", async () => {
+    const config = parseHubConfig({
+      collections: { a: { scope: { key: '{agent}/' } }, b: { scope: { key: '{agent}/' } }, c: {} },
+      partitions: { p: ['b', 'c'] },
+    });
+    const cores = ['default', 'p'].map(
+      (partition) => new HubCore({ store: new SqliteHubStore(tempDir('own')), config, partition, dev: true, publish: () => {} }),
+    );
+    try {
+      await Promise.all(cores.map((core) => core.prepare()));
+      expect(cores.map((core) => core.scopes.directory.collections)).toEqual([['a'], ['b']]);
+    } finally {
+      await Promise.all(cores.map((core) => core.stop()));
+    }
   });
 });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
 import { upCodec } from '../../shared/codec.js';
-import { topics } from '../../shared/topics.js';
+import { byeTopic, topics } from '../../shared/topics.js';
 import { sleep } from '../helpers/wait.js';
 import type { History } from './history.js';
 import { recordReceived } from './received.js';
@@ -50,7 +50,7 @@ export async function spyAs(
     // what it writes into them reach it live (the spy pulls nothing).
     await Promise.race([told, sleep(listenMs)]);
     await Promise.all([sleep(listenMs), whileListening()]);
-    await spy.publishAsync(topics.up(agentId), upCodec.encode(['bye', { s: session }]), { qos: 1 });
+    await spy.publishAsync(byeTopic(agentId), upCodec.encode(['bye', { s: session }]), { qos: 1 });
   } finally {
     await spy.endAsync(true);
   }

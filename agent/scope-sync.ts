@@ -180,9 +180,11 @@ export class ScopeSync {
   onSnapshot([, snap]: SnapshotMessage): void {
     if (!this.#answers(snap.id, snap.b)) return;
     const bucket = snap.b!;
+    // A snapshot begun (not one resumed): the bucket is learnt anew, as when it is joined.
+    const fresh = this.#held().get(bucket)?.snapshot?.lsn !== snap.lsn;
     if (snap.next) this.#send(bucket, snap.from, { lsn: snap.lsn, after: snap.next });
     try {
-      const applied = this.store.replica.applyBucketSnapshot(this.options.lane, bucket, snap.docs, snap.lsn, snap.next);
+      const applied = this.store.replica.applyBucketSnapshot(this.options.lane, bucket, snap.docs, snap.lsn, snap.next, fresh);
       if (applied.length > 0) this.delegate.onApplied(applied);
       this.delegate.onProgress();
     } catch (error) {
@@ -202,8 +204,7 @@ export class ScopeSync {
   /** `held`: the buckets held, when the caller has just read them (each live change set does). */
   #apply(bucket: string, changes: readonly Change[], through: number, held = this.#held()): boolean {
     try {
-      const buckets = new Set(held.keys());
-      const { applied, evicted } = this.store.replica.applyBucketChanges(this.options.lane, bucket, changes, through, buckets);
+      const { applied, evicted } = this.store.replica.applyBucketChanges(this.options.lane, bucket, changes, through, held);
       if (applied.length > 0) this.delegate.onApplied(applied);
       if (evicted.length > 0) this.delegate.onEvicted(evicted);
       this.delegate.onProgress();

@@ -5,9 +5,9 @@ import type { HubStore } from './store/hub-store.js';
 
 /**
  * Answers a pull of one bucket of a device's scope (`pull.b`), reading only that bucket's index:
- * - `from` 0 (a bucket the device joins): a snapshot of the documents in it now, leaving out
- *   those a bucket it already holds (`held`) brought at their current version. A device that
- *   joins a bucket is sent what it lacks, never its history, nor what it has.
+ * - `from` 0 (a bucket the device joins): a snapshot of the documents in it now, those a bucket
+ *   it already holds (`held`) brought at their current version as tags (their buckets only). A
+ *   device that joins a bucket is sent what it lacks, never its history, nor again what it has.
  * - otherwise the bucket's log after `from`, page by page, as for a whole partition; where
  *   retention removed what the device still needs, a snapshot again.
  * A snapshot is of the head when it began (`lsn`); the device then follows the bucket's log

@@ -64,7 +64,8 @@ export type WriteOp = Static<typeof WriteOp>;
  * collection, `bk` lists the buckets the document is in after it; a device that holds none of
  * them no longer holds the document. A bucket the document left hears `out` instead: no value,
  * no buckets, only that it left at this LSN. A bucket snapshot sends `tag` (no value) for a
- * document the device already holds at this version whose buckets changed with the hub's rules.
+ * document the device already holds at this version (another bucket it holds brought it, or one
+ * it was in before the hub's rules changed): the device learns its buckets now.
  */
 export const Change = Type.Object(
   {
@@ -130,7 +131,7 @@ export const PullMessage = message(
       b: Type.Optional(BucketId),
       /**
        * With `b`: the other buckets this device holds, each applied up to an LSN. A snapshot of
-       * `b` leaves out the documents one of them already brought at their current version.
+       * `b` sends the documents one of them already brought at their current version as tags.
        */
       held: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]{16}$' }), Lsn, { maxProperties: MAX_BUCKETS })),
     },

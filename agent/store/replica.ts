@@ -4,7 +4,8 @@ import { applyPatch, type JsonValue } from '../../shared/values.js';
 import type { AgentDb } from './agent-db.js';
 import type { Outbox } from './outbox.js';
 import type { Partitions, SnapshotProgress } from './partitions.js';
-import type { ScopeBuckets } from './scope-buckets.js';
+import { bucketsAfterLeaving, vouchedBuckets } from './bucket-membership.js';
+import type { HeldBucket, ScopeBuckets } from './scope-buckets.js';
 import { decodeValue } from './writes.js';
 
 /** A document as an app sees it. `pending` says the device's own unconfirmed writes shaped it. */
@@ -27,6 +28,12 @@ interface DocRow {
 export interface EvictedDocument {
   collection: string;
   key: string;
+}
+
+/** The bucket a change came through, and the buckets the device holds (each with how far it is applied). */
+interface Via {
+  bucket: string;
+  held: ReadonlyMap<string, HeldBucket>;
 }
 
 /** What applying a bucket's changes did: the changes that landed, and the documents evicted. */
@@ -74,6 +81,10 @@ export class Replica {
       ),
       tag: db.prepare<[string, string, string, number]>(
         'UPDATE documents SET buckets = ? WHERE collection = ? AND key = ? AND version = ? AND evicted = 0',
+      ),
+      forgetBucket: db.prepare<[string, string]>(
+        `UPDATE documents SET buckets = (SELECT json_group_array(value) FROM json_each(documents.buckets) WHERE value <> ?)
+         WHERE buckets IS NOT NULL AND evicted = 0 AND EXISTS (SELECT 1 FROM json_each(documents.buckets) WHERE value = ?)`,
       ),
       confirmedKeys: db.prepare<[string, string, number], { key: string }>(
         'SELECT key FROM documents WHERE collection = ? AND key >= ? AND deleted = 0 ORDER BY key LIMIT ?',
@@ -187,16 +198,35 @@ export class Replica {
   /**
    * Writes one committed version if it is newer than the replica's; true if it was. `release`:
    * some outbox rows are confirmed and wait for their version to arrive (usually none are).
+   * `via`: the bucket's log it came through, whose word on the other buckets held is limited
+   * (bucket-membership.ts); a snapshot's document is the bucket now, and its buckets are taken whole.
    */
-  #applyOne(ch: Change, release: boolean): boolean {
+  #applyOne(ch: Change, release: boolean, via?: Via): boolean {
     // Release the confirmed outbox rows first: on a full database their pages make room for the document.
     if (release) this.outbox.releaseConfirmed(ch.c, ch.k, ch.lsn);
     const value = ch.v === undefined ? null : encodeCbor(ch.v);
-    const buckets = ch.bk === undefined ? null : JSON.stringify(ch.bk);
+    const bk = ch.bk && via ? vouchedBuckets(ch.bk, via.bucket, ch.lsn, via.held) : ch.bk;
+    const buckets = bk === undefined ? null : JSON.stringify(bk);
     if (this.#s.upsert.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o, buckets).changes > 0) return true;
-    // The version it holds, sent again (a collection just scoped): it takes the buckets it came with.
-    if (buckets !== null) this.#s.tag.run(buckets, ch.c, ch.k, ch.lsn);
+    // The version it holds, sent again (a collection just scoped, a bucket rejoined): it takes the buckets it came with.
+    if (ch.bk !== undefined && bk !== undefined) this.#retag(ch, bk);
     return false;
+  }
+
+  /**
+   * The version the replica holds came again, with its buckets `ch.bk`, of which `vouched` are
+   * those its bucket may speak for: the others stay as the replica has them (each says so itself).
+   */
+  #retag(ch: Change, vouched: readonly string[]): void {
+    if (vouched.length === ch.bk!.length) {
+      this.#s.tag.run(JSON.stringify(ch.bk), ch.c, ch.k, ch.lsn);
+      return;
+    }
+    const row = this.#s.scoped.get(ch.c, ch.k);
+    if (!row || row.version !== ch.lsn || row.evicted) return;
+    const stored = row.buckets === null ? [] : (JSON.parse(row.buckets) as string[]);
+    const kept = ch.bk!.filter((b) => vouched.includes(b) || stored.includes(b));
+    this.#s.setBuckets.run(JSON.stringify(kept), ch.c, ch.k);
   }
 
   /**
@@ -204,13 +234,20 @@ export class Replica {
    * bucket applied up to `through`. A document that left the bucket (`out`) is evicted unless
    * another bucket the device holds (`held`) still has it.
    */
-  applyBucketChanges(lane: string, bucket: string, changes: readonly Change[], through: number, held: ReadonlySet<string>): BucketApplied {
+  applyBucketChanges(
+    lane: string,
+    bucket: string,
+    changes: readonly Change[],
+    through: number,
+    held: ReadonlyMap<string, HeldBucket>,
+  ): BucketApplied {
     return this.db.transaction(() => {
       const result: BucketApplied = { applied: [], evicted: [] };
       const release = this.outbox.anyConfirmed();
+      const via = { bucket, held };
       for (const ch of changes) {
         if (ch.op !== 'out') {
-          if (this.#applyOne(ch, release)) result.applied.push(ch);
+          if (this.#applyOne(ch, release, via)) result.applied.push(ch);
         } else if (this.#leave(ch, bucket, held)) {
           result.evicted.push({ collection: ch.c, key: ch.k });
         }
@@ -223,6 +260,10 @@ export class Replica {
   /**
    * A snapshot page of a bucket the device joins (or whose log no longer reaches its cursor), in
    * one transaction with its progress; once complete (`next` absent) the bucket is applied up to `lsn`.
+   * The first page of a snapshot (`fresh`; not one resumed) takes the bucket out of the buckets
+   * of every document the replica holds: what the device last heard of it may be stale (a
+   * document left it while its log was not followed), and the snapshot names each document in
+   * it now, whole or as a tag. What it does not name is then held through the bucket no more.
    */
   applyBucketSnapshot(
     lane: string,
@@ -230,10 +271,12 @@ export class Replica {
     docs: readonly Change[],
     lsn: number,
     next: SnapshotProgress['after'] | undefined,
+    fresh: boolean,
   ): Change[] {
     return this.db.transaction(() => {
       const applied: Change[] = [];
       const release = this.outbox.anyConfirmed();
+      if (fresh) this.#s.forgetBucket.run(bucket, bucket);
       for (const doc of docs) {
         // A document the device holds at this version, under buckets the hub's rules renamed.
         if (doc.op === 'tag') this.#s.tag.run(JSON.stringify(doc.bk ?? []), doc.c, doc.k, doc.lsn);
@@ -266,19 +309,21 @@ export class Replica {
 
   /**
    * A document left `bucket` at `ch.lsn`. If the replica holds that version, its own buckets say
-   * whether the device still holds it; if an older one, the buckets it had but this one say
-   * whether another bucket of the device will bring the change (then it stays until it does).
-   * Otherwise it is evicted, as a stub at that version, so no older change brings it back.
+   * whether the device still holds it (through a bucket it follows); if an older one, the buckets
+   * it had but this one say whether another bucket of the device will bring the change (then it
+   * stays until it does). Otherwise it is evicted, as a stub at that version, so no older change
+   * brings it back (a bucket being joined that has it brings it again, at a version as new).
    * True if a document the app could read was evicted.
    */
-  #leave(ch: Change, bucket: string, held: ReadonlySet<string>): boolean {
+  #leave(ch: Change, bucket: string, held: ReadonlyMap<string, HeldBucket>): boolean {
     const row = this.#s.scoped.get(ch.c, ch.k);
     if (!row) {
       this.#s.stub.run(ch.c, ch.k, ch.lsn, ch.hlc, ch.o);
       return false;
     }
     if (row.version > ch.lsn || row.evicted) return false;
-    const remaining = (row.buckets === null ? [] : (JSON.parse(row.buckets) as string[])).filter((b) => b !== bucket);
+    const stored = row.buckets === null ? [] : (JSON.parse(row.buckets) as string[]);
+    const remaining = bucketsAfterLeaving(stored, bucket, row.version, ch.lsn, held);
     if (remaining.some((b) => held.has(b))) {
       if (row.version < ch.lsn) this.#s.setBuckets.run(JSON.stringify(remaining), ch.c, ch.k);
       return false;

@@ -111,7 +111,7 @@ export function documentRowToChange(row: DocumentRow): Change {
   };
 }
 
-/** A document a device already holds at its version, whose buckets the hub's rules changed: only those, as `tag`. */
+/** A document a device already holds at its version: only its buckets now, as `tag`. */
 export function documentRowToTag(row: DocumentRow): Change {
   return { lsn: row.version, c: row.collection, k: row.key, op: 'tag', hlc: row.hlc, o: row.origin, bk: parseBuckets(row.buckets ?? '[]') };
 }
@@ -323,11 +323,12 @@ function snapshotPage(
 }
 
 /**
- * One snapshot page of a bucket (see documentPage), leaving out each document a device already
- * has at its current version: one of the document's buckets that the device holds (`held`:
- * bucket to the LSN it applied) brought that version. Left out, it still moves `next` on. A
- * document the device has at its version through a bucket it was in before the hub's rules
- * changed (its prior buckets) comes as a tag: the device keeps it, now in these buckets.
+ * One snapshot page of a bucket (see documentPage). A document a device already has at its
+ * current version, because one of its buckets that the device holds (`held`: bucket to the LSN
+ * it applied) brought that version, or one it was in before the hub's rules changed (its prior
+ * buckets), comes as a tag: its buckets now, no value. Never left out: the device forgets the
+ * bucket it joins (or catches up by snapshot) from what it holds, as what it last heard may be
+ * stale, and learns it again from this snapshot alone.
  */
 export function bucketDocumentPage(
   rows: Iterable<DocumentRow>,
@@ -339,9 +340,8 @@ export function bucketDocumentPage(
   const broughtBy = (buckets: string | null | undefined, version: number): boolean =>
     buckets != null && parseBuckets(buckets).some((bucket) => (held.get(bucket) ?? 0) >= version);
   const send = (row: DocumentRow): Sent => {
-    if (held.size === 0) return 'whole';
-    if (broughtBy(row.buckets, row.version)) return 'none';
-    return row.buckets != null && broughtBy(row.prior_buckets, row.version) ? 'tag' : 'whole';
+    if (held.size === 0 || row.buckets == null) return 'whole';
+    return broughtBy(row.buckets, row.version) || broughtBy(row.prior_buckets, row.version) ? 'tag' : 'whole';
   };
   return snapshotPage(rows, limit, maxBytes, send, cut);
 }

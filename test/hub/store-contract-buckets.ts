@@ -106,7 +106,7 @@ export function scopeBucketCases(ctx: BucketCaseContext): void {
     expect(await ctx.rows('document_buckets')).toBe(2);
   });
 
-  test('leaves out of a bucket snapshot what a held bucket already brought, and pages past it', async () => {
+  test('sends as a tag (its buckets, no value) what a held bucket already brought, so that the device learns its buckets now', async () => {
     const store = ctx.store();
     await commitGroup(store, [
       scoped(hubPut('s', 'k1', 1), [A]),
@@ -116,16 +116,26 @@ export function scopeBucketCases(ctx: BucketCaseContext): void {
     ]);
     const page = (after: [string, string] | undefined, limit: number, held: Array<[string, number]>) =>
       store.readBucketDocuments(A, after, limit, ALL, new Map(held));
-    expect(keys(await page(undefined, 10, [[B, 4]]))).toEqual(['k1', 'k3']);
-    expect(keys(await page(undefined, 10, [[B, 3]]))).toEqual(['k1', 'k3', 'k4']); // k4's version 4 came after
+    const sent = async (...args: Parameters<typeof page>) => (await page(...args)).docs.map((d) => [d.k, d.op]);
+    expect(await sent(undefined, 10, [[B, 4]])).toEqual([
+      ['k1', 'put'],
+      ['k2', 'tag'],
+      ['k3', 'put'],
+      ['k4', 'tag'],
+    ]);
+    const { hlc, ...tagged } = (await page(undefined, 10, [[B, 4]])).docs[1]!;
+    expect([tagged, hlc]).toEqual([{ lsn: 2, c: 's', k: 'k2', op: 'tag', o: 'hub', bk: [A, B] }, (await store.document('s', 'k2'))?.hlc]);
+    expect(await sent(undefined, 10, [[B, 3]])).toEqual([
+      ['k1', 'put'],
+      ['k2', 'tag'],
+      ['k3', 'put'],
+      ['k4', 'put'], // k4's version 4 came after
+    ]);
     expect(keys(await page(undefined, 10, [[C, 100]]))).toEqual(['k1', 'k2', 'k3', 'k4']); // not a bucket they are in
 
-    // Skipped documents still count as read: `next` moves past them.
-    expect(await page(undefined, 2, [[B, 4]])).toMatchObject({ docs: [{ k: 'k1' }], next: ['s', 'k2'] });
-    expect(await page(['s', 'k2'], 2, [[B, 4]])).toMatchObject({ docs: [{ k: 'k3' }], next: ['s', 'k4'] });
+    expect(await page(undefined, 2, [[B, 4]])).toMatchObject({ docs: [{ k: 'k1' }, { k: 'k2', op: 'tag' }], next: ['s', 'k2'] });
+    expect(await page(['s', 'k2'], 2, [[B, 4]])).toMatchObject({ docs: [{ k: 'k3' }, { k: 'k4', op: 'tag' }], next: ['s', 'k4'] });
     expect(await page(['s', 'k4'], 2, [[B, 4]])).toMatchObject({ docs: [], next: undefined });
-    // A page may hold nothing and still go on.
-    expect(await page(undefined, 2, [[A, 4]])).toMatchObject({ docs: [], next: ['s', 'k2'] });
   });
 
   test('keeps bucket heads through a reopen and a prune; a group commit that throws changes none of the index', async () => {

@@ -21,7 +21,11 @@ export interface ScopeSyncOptions {
 
 /** The lane's scoped collections, as its hub last said: their documents held through no bucket are evicted. */
 const SCOPED_SETTING = 'scopedCollections';
-/** The lane's scope changed and what left it is not evicted yet (a join is under way, or the device stopped first). */
+/**
+ * What the lane's device holds through none of its buckets is not evicted yet: its scope changed,
+ * or a bucket is being fetched as a snapshot (joined, caught up past log retention, or again after
+ * a hub restore), and a join is under way, or the device stopped first.
+ */
 const EVICTION_DUE_SETTING = 'scopeEvictionDue';
 
 /** How many of the other buckets held a pull names (the protocol's bound): they only save bytes. */
@@ -180,8 +184,11 @@ export class ScopeSync {
   onSnapshot([, snap]: SnapshotMessage): void {
     if (!this.#answers(snap.id, snap.b)) return;
     const bucket = snap.b!;
-    // A snapshot begun (not one resumed): the bucket is learnt anew, as when it is joined.
+    // A snapshot begun (not one resumed): the bucket is learnt anew, as when it is joined (a held
+    // bucket caught up past log retention too: the `out` of what left it was pruned). What it no
+    // longer names is evicted once it completes (due first: a restart in between must not forget it).
     const fresh = this.#held().get(bucket)?.snapshot?.lsn !== snap.lsn;
+    if (fresh) this.store.settings.set(this.#evictionDueSetting, true);
     if (snap.next) this.#send(bucket, snap.from, { lsn: snap.lsn, after: snap.next });
     try {
       const applied = this.store.replica.applyBucketSnapshot(this.options.lane, bucket, snap.docs, snap.lsn, snap.next, fresh);

@@ -307,7 +307,7 @@ export class Lane {
     if (hlc > this.#newestHubHlc) this.#newestHubHlc = hlc;
   }
 
-  /** A restored hub: the partition is reconciled, its queue resent under the new incarnation, its log pulled from 0. */
+  /** A restored hub: the partition is reconciled, its queue resent under the new incarnation, its log pulled from 0, its buckets joined again. */
   #checkRestored(status: HubStatusMessage[1]): void {
     const reconciled = this.#restore.onHubStatus(status, this.#newestHubHlc);
     if (!reconciled) return;
@@ -325,6 +325,7 @@ export class Lane {
     this.#uploader.reset();
     this.#uploader.pump();
     this.#replicator.restart();
+    this.#scope.onRestored();
     this.#restore.pump();
   }
 

@@ -99,6 +99,18 @@ export class ScopeSync {
     this.#pull = undefined;
   }
 
+  /**
+   * The partition's hub was restored and the store joined every bucket again (cursor -1): each
+   * is fetched anew. An answer to a pull sent before belongs to the history that was lost, and
+   * is ignored; so are the cursors of the buckets just left.
+   */
+  onRestored(): void {
+    this.#pull = undefined;
+    this.#left.clear();
+    for (const bucket of this.#held().keys()) this.#queue.add(bucket);
+    this.#pump();
+  }
+
   stop(): void {
     clearInterval(this.#timer);
     this.#timer = undefined;

@@ -111,8 +111,9 @@ export class LostReports {
       clampBase: db.prepare<[number, string, number]>('UPDATE outbox SET base = ? WHERE lane = ? AND base > ?'),
       cursorCollections: db.prepare<[], { collection: string }>('SELECT collection FROM cursors'),
       deleteCursor: db.prepare<[string]>('DELETE FROM cursors WHERE collection = ?'),
-      // Scope buckets: what is at or below the fork is the same in both histories, the rest is pulled again.
-      clampBuckets: db.prepare<[number, string]>('UPDATE scope_buckets SET cursor = min(cursor, ?), snapshot = NULL WHERE lane = ?'),
+      // Scope buckets are joined again (-1): a document taken out above the fork has its restored
+      // version at or below it, which the bucket's log from the fork would never bring back.
+      rejoinBuckets: db.prepare<[string]>('UPDATE scope_buckets SET cursor = -1, snapshot = NULL WHERE lane = ?'),
       deleteStubsAbove: db.prepare<[number]>('DELETE FROM documents WHERE evicted = 1 AND version > ?'),
       maxAcked: db.prepare<[string], { lsn: number | null }>('SELECT max(acked_lsn) AS lsn FROM outbox WHERE lane = ?'),
       pending: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM lost_reports WHERE lane = ?'),
@@ -143,7 +144,8 @@ export class LostReports {
    * document of the partition above `fork` and every write of its outbox acknowledged above it,
    * takes them out (a version above `fork` means something else now, and only a version above a
    * document's is applied: the restored one must be able to come back), starts the partition's
-   * log over from 0 (the hub answers with its log or a snapshot), clamps the base of the writes
+   * log over from 0 (the hub answers with its log or a snapshot) and joins each bucket of the
+   * device's scope again (fetched as a snapshot, as when first joined), clamps the base of the writes
    * still pending to `fork`, renumbers them under a new incarnation (the hub's sequence state is
    * the backup's) and adopts the hub's lineage.
    */
@@ -188,7 +190,7 @@ export class LostReports {
       }
       this.#s.deleteAcked.run(partition, hub.fork);
       this.#s.clampBase.run(hub.fork, partition, hub.fork);
-      this.#s.clampBuckets.run(hub.fork, partition);
+      this.#s.rejoinBuckets.run(partition);
       this.#s.deleteStubsAbove.run(hub.fork);
       for (const { collection } of this.#s.cursorCollections.all()) if (inPartition(collection)) this.#s.deleteCursor.run(collection);
       this.partitions.resetLog(partition);

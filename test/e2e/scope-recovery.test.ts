@@ -1,6 +1,9 @@
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../agent/agent.js';
 import { parseHubConfig } from '../../hub/config.js';
+import { restoreFromBackup } from '../../hub/restore.js';
 import { FLEET_SETUPS, TestFleet } from '../helpers/fleet.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -11,6 +14,7 @@ const CONFIG = parseHubConfig({
   retention: { maxEntries: 5 },
 });
 
+const valueOf = async (agent: Agent, key: string): Promise<unknown> => (await agent.get('sites', key))?.value;
 /** The keys of the sites an agent holds (confirmed), sorted. */
 const sitesOf = async (agent: Agent): Promise<string[]> =>
   (await agent.list('sites', { confirmed: true, limit: 100 })).map((d) => d.key).sort();
@@ -47,5 +51,49 @@ describe.each(FLEET_SETUPS)('a scoped device recovering its buckets by snapshot:
     // And it keeps following berlin.
     await hub.core.write({ c: 'sites', k: 'berlin-3', op: 'put', v: { site: 'berlin' } });
     await waitFor('pi-1 has berlin-3', async () => (await sitesOf(pi1)).join() === 'berlin-2,berlin-3');
+  });
+});
+
+describe('a scoped device after a hub restore', () => {
+  let fleet: TestFleet | undefined;
+  afterEach(async () => {
+    await fleet?.close();
+    fleet = undefined;
+  });
+
+  it('fetches its scope again: a document it held above the fork comes back as the restored hub has it', async () => {
+    fleet = new TestFleet({ config: CONFIG });
+    const hub = await fleet.startHub();
+    await hub.registry.setLabels('pi-1', { site: 'berlin' }, []);
+    await waitFor('labels loaded', () => hub.labelsOf('pi-1').site === 'berlin');
+    await hub.core.write({ c: 'sites', k: 'berlin-1', op: 'put', v: { site: 'berlin', n: 1 } });
+    await hub.core.write({ c: 'sites', k: 'berlin-2', op: 'put', v: { site: 'berlin', n: 1 } });
+    const pi1 = fleet.agent('pi-1');
+    await waitFor('pi-1 holds berlin', async () => (await sitesOf(pi1)).join() === 'berlin-1,berlin-2');
+    const backup = join(fleet.dir, 'hub-backup.db');
+    const online = new Database(join(fleet.hubData, 'hub.db'), { readonly: true });
+    await online.backup(backup);
+    online.close();
+
+    // After the backup: berlin-1 changes, berlin-3 is new. Both are lost in the restore.
+    await hub.core.write({ c: 'sites', k: 'berlin-1', op: 'put', v: { site: 'berlin', n: 2 } });
+    await hub.core.write({ c: 'sites', k: 'berlin-3', op: 'put', v: { site: 'berlin', n: 1 } });
+    await waitFor('pi-1 has what came after', async () => (await sitesOf(pi1)).length === 3);
+    expect(await valueOf(pi1, 'berlin-1')).toEqual({ site: 'berlin', n: 2 });
+
+    await fleet.stopHub();
+    const restored = new Promise((resolve) => pi1.once('restored', resolve));
+    await restoreFromBackup(backup, fleet.hubData);
+    await fleet.startHub();
+    await restored;
+    // The replica equals the restored hub's scope: berlin-1 at the backup's version, berlin-3 gone.
+    await waitFor(
+      'pi-1 holds berlin as the restored hub has it',
+      async () => (await sitesOf(pi1)).join() === 'berlin-1,berlin-2' && (await valueOf(pi1, 'berlin-1')) !== undefined,
+    );
+    expect(await valueOf(pi1, 'berlin-1')).toEqual({ site: 'berlin', n: 1 });
+    // And it follows the restored hub's berlin from there.
+    await fleet.hub!.core.write({ c: 'sites', k: 'berlin-4', op: 'put', v: { site: 'berlin', n: 1 } });
+    await waitFor('pi-1 has berlin-4', async () => (await sitesOf(pi1)).join() === 'berlin-1,berlin-2,berlin-4');
   });
 });

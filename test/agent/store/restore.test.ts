@@ -121,4 +121,25 @@ describe('agent store: reconciling with a restored hub', () => {
     expect(store.replica.read('docs', 'k00100')).toBeUndefined();
     expect(store.lost.pendingOf(DEFAULT_PARTITION)).toBe(2_400);
   });
+
+  it('rejoins every bucket of the scope: its documents above the fork are taken out, and only a snapshot of each bucket brings them back', () => {
+    const store = openStore();
+    store.partitions.setHubLineage(DEFAULT_PARTITION, LINEAGE, '0000000000000001');
+    const [A, B] = ['AAAAAAAAAAAAAAAA', 'BBBBBBBBBBBBBBBB'];
+    store.scope.reconcile(DEFAULT_PARTITION, [A, B], []);
+    const inA = (lsn: number, k: string) => ({ ...change(lsn, k, { lsn }), bk: [A] });
+    store.replica.applyBucketSnapshot(DEFAULT_PARTITION, A, [inA(2, 'kept'), inA(5, 'lost')], 6, undefined, true);
+    store.replica.applyBucketSnapshot(DEFAULT_PARTITION, B, [], 2, ['docs', 'm'], true); // B's snapshot half done
+
+    store.lost.reconcile(DEFAULT_PARTITION, RESTORED, 'pi-1', () => true);
+
+    // The restored hub's version of `lost` is at or below the fork, so its log above the fork
+    // would never bring it again: each bucket is fetched anew, as when joined.
+    expect(store.replica.read('docs', 'lost')).toBeUndefined();
+    expect(store.replica.read('docs', 'kept')?.version).toBe(2);
+    expect([...store.scope.held(DEFAULT_PARTITION)]).toEqual([
+      [A, { cursor: -1, snapshot: undefined }],
+      [B, { cursor: -1, snapshot: undefined }],
+    ]);
+  });
 });

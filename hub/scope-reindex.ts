@@ -3,7 +3,7 @@ import { bucketIdOf } from '../shared/buckets.js';
 import { ConfigError } from '../shared/errors.js';
 import type { CollectionConfig } from './config.js';
 import type { ScopeRules } from './scope-rules.js';
-import type { HubStore } from './store/hub-store.js';
+import type { HubStore, ScopeRulesChange } from './store/hub-store.js';
 
 /**
  * Brings the bucket index in line with the config's scope rules before the hub serves: each
@@ -11,6 +11,11 @@ import type { HubStore } from './store/hub-store.js';
  * its documents' buckets computed again. A document's buckets before are kept as its prior
  * buckets until it is next written: a device that held it under them is then sent a light tag
  * with its new buckets when it joins them, not the document again.
+ *
+ * A rebucket cut short (the hub stopped part way) left part of its collection indexed by rules
+ * that were never served: it is done again for the rules configured now, even when they are the
+ * ones served before it (a config rolled back), and undone if the collection is configured
+ * unscoped and was not served scoped before it.
  *
  * A collection that was scoped and is served whole again is refused: its devices hold only their
  * scope of it, and nothing would send them the rest.
@@ -22,6 +27,7 @@ export async function reindexScopes(
   log: Logger,
 ): Promise<void> {
   const served = await store.scopeRulesServed();
+  const unfinished = await store.unfinishedRebuckets();
   for (const [collection] of served) {
     if (!rules.scoped(collection)) {
       throw new ConfigError(
@@ -30,9 +36,14 @@ export async function reindexScopes(
       );
     }
   }
+  for (const collection of unfinished) {
+    if (rules.scoped(collection)) continue;
+    const changed = await store.rebucket(collection, unscoped(store.head));
+    log.warn({ collection, documents: changed }, 'a scope rebucket cut short was undone: the collection is served whole, as before it');
+  }
   for (const collection of rules.collections) {
     const wanted = JSON.stringify(collections[collection]?.scope);
-    if (served.get(collection)?.rules === wanted) continue;
+    if (served.get(collection)?.rules === wanted && !unfinished.has(collection)) continue;
     const since = store.head;
     const changed = await store.rebucket(collection, {
       rules: wanted,
@@ -40,6 +51,14 @@ export async function reindexScopes(
       bucketsOf: (key, value) => rules.bucketsOfDocument(collection, key, value).map(bucketIdOf),
       prior: (old) => old,
     });
-    log.info({ collection, documents: changed, since }, "the collection's scope rules changed: its documents' buckets were computed again");
+    log.info(
+      { collection, documents: changed, since, redone: unfinished.has(collection) },
+      "the collection's scope rules changed (or their last rebucket was cut short): its documents' buckets were computed again",
+    );
   }
+}
+
+/** Takes every bucket off a collection's documents: no rules asked. */
+function unscoped(since: number): ScopeRulesChange {
+  return { rules: undefined, since, bucketsOf: () => [], prior: () => undefined };
 }

@@ -293,12 +293,18 @@ export interface HubStore {
    * documents keep no buckets, prior or current, nor index rows, and its rules are forgotten.
    * Returns how many documents changed. Adds no log entries and moves no bucket heads; run
    * again after a failure, it leaves the documents already done alone and finishes the rest. A
-   * throw from `change` fails it, keeping the chunks before. Only the writer rebuckets: on
-   * PostgreSQL each transaction is fenced and counted as a group commit is.
+   * throw from `change` fails it, keeping the chunks before. The collection is listed in
+   * `unfinishedRebuckets` from its first chunk's transaction to the one recording the rules. Only the writer rebuckets: on PostgreSQL each transaction is fenced and counted
+   * as a group commit is.
    */
   rebucket(collection: string, change: ScopeRulesChange): Promise<number>;
   /** The rules each scoped collection was last indexed with (`rebucket`), by collection. */
   scopeRulesServed(): Promise<Map<string, ServedScopeRules>>;
+  /**
+   * The collections whose last `rebucket` was cut short (the process stopped, or it failed): part
+   * of each may be indexed by rules that are not served, whatever `scopeRulesServed` says.
+   */
+  unfinishedRebuckets(): Promise<Set<string>>;
   /** The newest LSN of each of these buckets (absent: none yet). */
   bucketHeads(buckets: readonly string[]): Promise<Map<string, number>>;
   /** The live documents (tombstones not counted) in any of these buckets, and their values' bytes. */

@@ -40,6 +40,9 @@ ON CONFLICT DO NOTHING`;
 const RECORD_RULES = `INSERT INTO scope_rules (collection, rules, since) VALUES ($1, $2, $3)
   ON CONFLICT (collection) DO UPDATE SET rules = excluded.rules, since = excluded.since`;
 
+const BEGIN_REBUCKET = `INSERT INTO scope_rebuckets (collection, rules) VALUES ($1, $2)
+  ON CONFLICT (collection) DO UPDATE SET rules = excluded.rules`;
+
 /**
  * Scope rules on PostgreSQL: bringing a collection's bucket index to the rules the hub now
  * serves, one chunk of documents per transaction (HubStore.rebucket), each fenced as a group
@@ -54,10 +57,12 @@ export class PgRebucket {
 
   /**
    * Rebuckets the documents of a chunk after `after` (from the first: undefined), in one
-   * transaction; undefined if the fence refused it (nothing written).
+   * transaction; undefined if the fence refused it (nothing written). The first chunk records
+   * the rebucket as under way.
    */
   chunk(from: WriterPosition, collection: string, after: string | undefined, change: ScopeRulesChange): Promise<RebucketChunk | undefined> {
     return this.#fenced(from, async (client) => {
+      if (after === undefined) await this.#db.wrap('write to', () => client.query(BEGIN_REBUCKET, [collection, change.rules ?? null]));
       const values = change.rules !== undefined; // unscoping reads no value
       const { rows } = await this.#db.wrap('read', () =>
         client.query<RebucketRow>(chunkSql(after !== undefined, values), after === undefined ? [collection] : [collection, after]),
@@ -83,14 +88,18 @@ export class PgRebucket {
     });
   }
 
-  /** Records the rules a collection is now indexed with, or forgets them (unscoped); undefined if fenced. */
+  /**
+   * Records the rules a collection is now indexed with, or forgets them (unscoped), and that its
+   * rebucket is no longer under way; undefined if fenced.
+   */
   finish(from: WriterPosition, collection: string, change: ScopeRulesChange): Promise<true | undefined> {
     return this.#fenced(from, async (client) => {
-      await this.#db.wrap('write to', () =>
-        change.rules === undefined
+      await this.#db.wrap('write to', async () => {
+        await (change.rules === undefined
           ? client.query('DELETE FROM scope_rules WHERE collection = $1', [collection])
-          : client.query(RECORD_RULES, [collection, change.rules, change.since]),
-      );
+          : client.query(RECORD_RULES, [collection, change.rules, change.since]));
+        await client.query('DELETE FROM scope_rebuckets WHERE collection = $1', [collection]);
+      });
       return true as const;
     });
   }
@@ -100,6 +109,11 @@ export class PgRebucket {
       'SELECT collection, rules, since FROM scope_rules',
     );
     return new Map(rows.map((r) => [r.collection, { rules: r.rules, since: r.since }]));
+  }
+
+  async unfinished(): Promise<Set<string>> {
+    const rows = await this.#db.query<{ collection: string }>('SELECT collection FROM scope_rebuckets');
+    return new Set(rows.map((r) => r.collection));
   }
 
   /** Runs `work` in one transaction behind the fence; undefined if the fence refused it. */

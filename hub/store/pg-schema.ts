@@ -205,6 +205,14 @@ CREATE TABLE scope_rules (
   since      bigint NOT NULL
 );
 `,
+  // 7: as SQLite migration 14: a rebucket under way, from its first chunk until the
+  // transaction that records its rules (NULL rules: unscoping).
+  `
+CREATE TABLE scope_rebuckets (
+  collection text COLLATE "C" PRIMARY KEY,
+  rules      text
+);
+`,
 ];
 
 /** Arbitrary but fixed: the advisory lock every hub process takes to migrate. */

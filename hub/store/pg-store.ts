@@ -314,6 +314,10 @@ export class PostgresHubStore implements HubStore {
     return this.#rebucket.served();
   }
 
+  unfinishedRebuckets(): Promise<Set<string>> {
+    return this.#rebucket.unfinished();
+  }
+
   #position(): WriterPosition {
     return { epoch: this.#epoch, head: this.#head, groupCommits: this.#groupCommits };
   }

@@ -296,6 +296,10 @@ export class SqliteHubDb implements IngestTx {
     return this.#rebucket.served();
   }
 
+  unfinishedRebuckets(): Set<string> {
+    return this.#rebucket.unfinished();
+  }
+
   // Agents' credentials.
 
   /**

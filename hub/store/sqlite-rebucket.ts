@@ -34,12 +34,22 @@ export class SqliteRebucket {
       ),
       forget: db.prepare('DELETE FROM scope_rules WHERE collection = ?'),
       served: db.prepare<[], { collection: string; rules: string; since: number }>('SELECT collection, rules, since FROM scope_rules'),
+      begin: db.prepare(
+        `INSERT INTO scope_rebuckets (collection, rules) VALUES (?, ?)
+         ON CONFLICT (collection) DO UPDATE SET rules = excluded.rules`,
+      ),
+      end: db.prepare('DELETE FROM scope_rebuckets WHERE collection = ?'),
+      unfinished: db.prepare<[], { collection: string }>('SELECT collection FROM scope_rebuckets'),
     };
   }
 
-  /** Rebuckets the documents of a chunk after `after` (from the first: undefined), in one transaction. */
+  /**
+   * Rebuckets the documents of a chunk after `after` (from the first: undefined), in one
+   * transaction. The first chunk records the rebucket as under way.
+   */
   chunk(collection: string, after: string | undefined, change: ScopeRulesChange): RebucketChunk {
     return this.#db.transaction(() => {
+      if (after === undefined) this.#stmts.begin.run(collection, change.rules ?? null);
       const values = change.rules !== undefined; // unscoping reads no value
       const rows =
         after === undefined
@@ -55,13 +65,23 @@ export class SqliteRebucket {
     });
   }
 
-  /** Records the rules a collection is now indexed with, or forgets them (unscoped), once every chunk is done. */
+  /**
+   * Records the rules a collection is now indexed with, or forgets them (unscoped), once every
+   * chunk is done; in the same transaction, the rebucket is no longer under way.
+   */
   finish(collection: string, change: ScopeRulesChange): void {
-    if (change.rules === undefined) this.#stmts.forget.run(collection);
-    else this.#stmts.record.run(collection, change.rules, change.since);
+    this.#db.transaction(() => {
+      if (change.rules === undefined) this.#stmts.forget.run(collection);
+      else this.#stmts.record.run(collection, change.rules, change.since);
+      this.#stmts.end.run(collection);
+    });
   }
 
   served(): Map<string, ServedScopeRules> {
     return new Map(this.#stmts.served.all().map((r) => [r.collection, { rules: r.rules, since: r.since }]));
+  }
+
+  unfinished(): Set<string> {
+    return new Set(this.#stmts.unfinished.all().map((r) => r.collection));
   }
 }

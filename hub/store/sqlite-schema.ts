@@ -201,4 +201,14 @@ CREATE TABLE scope_rules (
   since      INTEGER NOT NULL
 ) WITHOUT ROWID;
 `,
+  // 14: a rebucket under way. Its row is written with its first chunk and removed with the
+  // rules it records, so that a start after it was cut short redoes it for the rules configured
+  // then, even when those are the rules served before it (a rollback). rules: the rules it was
+  // bringing the collection to (NULL: unscoping it).
+  `
+CREATE TABLE scope_rebuckets (
+  collection TEXT PRIMARY KEY,
+  rules      TEXT
+) WITHOUT ROWID;
+`,
 ];

@@ -175,6 +175,10 @@ export class SqliteHubStore implements HubStore {
     return settle(() => this.db.scopeRulesServed());
   }
 
+  unfinishedRebuckets(): Promise<Set<string>> {
+    return settle(() => this.db.unfinishedRebuckets());
+  }
+
   putCredential(agentId: string, tokenHash: string, mosquittoHash?: string): Promise<void> {
     return settle(() => this.db.putCredential(agentId, tokenHash, mosquittoHash));
   }

@@ -1,5 +1,10 @@
+import pino from 'pino';
 import { expect, test } from 'vitest';
+import { bucketIdOf } from '../../shared/buckets.js';
 import type { JsonValue } from '../../shared/values.js';
+import { parseHubConfig, scopeRules } from '../../hub/config.js';
+import { reindexScopes } from '../../hub/scope-reindex.js';
+import { ScopeRules } from '../../hub/scope-rules.js';
 import type { ScopeRulesChange } from '../../hub/store/hub-store.js';
 import { REBUCKET_CHUNK } from '../../hub/store/rebucket-rows.js';
 import { commitGroup, hlcAt, hubDel, hubPut, scoped } from '../helpers/store-writes.js';
@@ -235,8 +240,8 @@ export function rebucketCases(ctx: RebucketCaseContext): void {
     expect((await store.document('s', 'k1'))?.buckets).toEqual([B]);
   });
 
-  test(`rebuckets ${REBUCKET_CHUNK} documents to a transaction: a run cut short keeps its finished chunks, the next finishes, a rerun changes nothing`, async () => {
-    const store = ctx.store();
+  test(`rebuckets ${REBUCKET_CHUNK} documents to a transaction: a run cut short keeps its finished chunks and is listed as unfinished, the next finishes, a rerun changes nothing`, async () => {
+    let store = ctx.store();
     const all = Array.from({ length: 2_500 }, (_, i) => `k${String(i).padStart(4, '0')}`);
     for (let i = 0; i < all.length; i += 500)
       await commitGroup(
@@ -256,6 +261,8 @@ export function rebucketCases(ctx: RebucketCaseContext): void {
     await expect(store.rebucket('s', failing)).rejects.toThrow('the rules failed part way');
     expect(await ctx.rows('document_buckets')).toBe(REBUCKET_CHUNK); // the first chunk is done, the second undone
     expect(await store.scopeRulesServed()).toEqual(new Map());
+    store = await ctx.reopen(); // as a hub stopped part way would
+    expect(await store.unfinishedRebuckets()).toEqual(new Set(['s']));
 
     const seen: string[] = [];
     const priors: Array<string[] | undefined> = [];
@@ -271,6 +278,7 @@ export function rebucketCases(ctx: RebucketCaseContext): void {
     expect(await ctx.rows('document_buckets')).toBe(all.length);
     expect(await store.bucketSize([A])).toMatchObject({ documents: all.length });
     expect(await store.scopeRulesServed()).toEqual(new Map([['s', { rules: 'v1', since: store.head }]]));
+    expect(await store.unfinishedRebuckets()).toEqual(new Set());
 
     priors.length = 0;
     expect(await store.rebucket('s', change)).toBe(0);
@@ -279,5 +287,60 @@ export function rebucketCases(ctx: RebucketCaseContext): void {
 
     expect(await store.rebucket('s', UNSCOPED)).toBe(all.length);
     expect(await ctx.rows('document_buckets')).toBe(0);
+  });
+
+  test('a start after a rebucket cut short redoes it for the rules configured then, even the ones served before it', async () => {
+    const store = ctx.store();
+    const keys = Array.from({ length: 2_500 }, (_, i) => `k${String(i).padStart(4, '0')}`);
+    for (let i = 0; i < keys.length; i += 500)
+      await commitGroup(
+        store,
+        keys.slice(i, i + 500).map((key) => hubPut('s', key, { site: 'berlin', region: 'eu' })),
+      );
+    const bySite = parseHubConfig({ collections: { s: { scope: { field: 'site', equals: '{label.site}' } } } }).collections;
+    const byRegion = parseHubConfig({ collections: { s: { scope: { field: 'region', equals: '{label.region}' } } } }).collections;
+    const silent = pino({ level: 'silent' });
+    await reindexScopes(store, scopeRules(bySite), bySite, silent);
+    const site = bucketIdOf('s|f|site|berlin');
+    const region = bucketIdOf('s|f|region|eu');
+    expect(await store.bucketSize([site])).toMatchObject({ documents: keys.length });
+
+    // The hub is stopped part way through moving the collection to the region rules: the first
+    // chunk is indexed by region, the rest still by site.
+    class CutShort extends ScopeRules {
+      #asked = 0;
+      override bucketsOfDocument(collection: string, key: string, value: unknown): string[] {
+        if (++this.#asked > REBUCKET_CHUNK) throw new Error('stopped part way');
+        return super.bucketsOfDocument(collection, key, value);
+      }
+    }
+    const cut = new CutShort({ s: byRegion.s!.scope! });
+    await expect(reindexScopes(store, cut, byRegion, silent)).rejects.toThrow('stopped part way');
+    expect(await store.bucketSize([region])).toMatchObject({ documents: REBUCKET_CHUNK });
+
+    // The operator rolls the config back: the rules served before are configured again, and
+    // every document is back where they put it.
+    await reindexScopes(store, scopeRules(bySite), bySite, silent);
+    expect(await store.bucketSize([site])).toMatchObject({ documents: keys.length });
+    expect(await store.bucketSize([region])).toMatchObject({ documents: 0 });
+    expect(await store.scopeRulesServed()).toEqual(new Map([['s', { rules: JSON.stringify(bySite.s!.scope), since: store.head }]]));
+
+    // Cut short again, then the collection is configured unscoped: nothing was served by the
+    // region rules, yet the documents they indexed are not left in their buckets.
+    const others = keys.slice(0, 1_200);
+    await commitGroup(
+      store,
+      others.map((key) => hubPut('t', key, { region: 'eu' })),
+    );
+    const withT = parseHubConfig({ collections: { t: byRegion.s!, s: bySite.s! } }).collections;
+    await expect(reindexScopes(store, new CutShort({ t: byRegion.s!.scope!, s: bySite.s!.scope! }), withT, silent)).rejects.toThrow(
+      'stopped part way',
+    );
+    const tRegion = bucketIdOf('t|f|region|eu');
+    expect(await store.bucketSize([tRegion])).toMatchObject({ documents: REBUCKET_CHUNK });
+    await reindexScopes(store, scopeRules(bySite), bySite, silent);
+    expect(await store.bucketSize([tRegion])).toMatchObject({ documents: 0 });
+    expect(await store.document('t', 'k0000')).not.toHaveProperty('buckets');
+    expect([...(await store.scopeRulesServed()).keys()]).toEqual(['s']);
   });
 }

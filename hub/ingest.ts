@@ -3,7 +3,7 @@ import type { BatchMessage, Change, ChangesMessage, DownMessage, OpResult, Write
 import { packAck } from '../shared/acks.js';
 import { changeSetsOf, type Sized } from './change-sets.js';
 import { digestOf } from './op-digest.js';
-import { checkPartition, scopeAfter, scopeBefore, validateOp, type ScopeView } from './op-checks.js';
+import { checkPartition, scopeAfter, scopeBefore, validateOp, weighedDocument, type ScopeView } from './op-checks.js';
 import { limits as defaultLimits, type Limits } from '../shared/limits.js';
 import type { JsonValue } from '../shared/values.js';
 import type { CollectionPolicies } from './config.js';
@@ -221,7 +221,9 @@ export class Ingestor {
     // A hub write without If-Match is unconditional: made against whatever is current.
     const base = op.base ?? (who.seq === null ? (current?.version ?? 0) : 0);
     const incoming = { op: op.op, value: op.v as JsonValue | undefined, hlc, origin: who.origin, base };
-    const resolution = resolveWrite(policy.conflict, current, incoming);
+    // A tombstone the device could not read weighs as nothing: a conflict would reveal it.
+    const weighed = agent !== undefined ? weighedDocument(this.options.scopes, agent, op, current) : current;
+    const resolution = resolveWrite(policy.conflict, weighed, incoming);
     const loser = { origin: who.origin, incarnation: who.incarnation, seq: who.seq, op: op.op, value: incoming.value, hlc };
     if (resolution.kind === 'lose') {
       const winner = current!;
@@ -269,13 +271,16 @@ export class Ingestor {
       ...(buckets && { buckets }),
     });
     const winner = { lsn, origin: who.origin, hlc, value: resolution.value };
-    if (resolution.overwritten && current) {
+    const unseen = weighed !== current && current!.origin !== who.origin; // its deletion is kept on record all the same
+    if ((resolution.overwritten || unseen) && current) {
       tx.archiveConflict({
         collection: op.c,
         key: op.k,
         policy: policy.conflict,
         reason: 'overwritten',
-        detail: `a concurrent write with a later timestamp replaced version ${current.version}`,
+        detail: unseen
+          ? `a write by a device that could not read deleted version ${current.version} replaced it`
+          : `a concurrent write with a later timestamp replaced version ${current.version}`,
         loser: {
           origin: current.origin,
           incarnation: null,

@@ -1,3 +1,4 @@
+import { bucketIdOf } from '../shared/buckets.js';
 import { decodeHlc, type Hlc } from '../shared/hlc.js';
 import type { WriteOp } from '../shared/messages.js';
 import { encodeCbor } from '../shared/codec.js';
@@ -100,6 +101,26 @@ export function scopeAfter(
   const buckets = view.documentBuckets(op.c, op.k, after);
   const outside = !buckets.some((b) => held.has(b)) || buckets.some((b) => !held.has(b) && !previously.has(b));
   return outside ? outOfScope(agentId, op) : undefined;
+}
+
+/**
+ * The document a device's write to a scoped collection is weighed against: a deleted one the
+ * device could not read (none of its buckets held, by its key or as stored, which are those
+ * whose devices were sent the tombstone) counts as absent, as scopeBefore counts it. Weighed
+ * as it is, it would lose the write a conflict whose answer tells a tombstone from an absent
+ * key, and who deleted it. A live one outside the scope never gets here (scopeBefore).
+ */
+export function weighedDocument<T extends { value: unknown; deleted: boolean; buckets?: readonly string[] }>(
+  view: ScopeView | undefined,
+  agentId: string,
+  op: { c: string; k: string },
+  current: T | undefined,
+): T | undefined {
+  if (!view?.scoped(op.c) || !current?.deleted) return current;
+  const held = view.deviceBuckets(agentId, op.c);
+  if (bucketsOf(view, op, current).some((b) => held.has(b))) return current;
+  const heldIds = new Set([...held].map(bucketIdOf));
+  return current.buckets?.some((id) => heldIds.has(id)) ? current : undefined;
 }
 
 /** The buckets a document is in as it is: a tombstone or an absent document by its key alone. */

@@ -92,4 +92,64 @@ describe('writes to scoped collections', () => {
     expect(await device({ c: 'sites', k: 'paris-1', op: 'patch', v: { n: 3 } })).toMatchObject({ outcome: 'committed' });
     expect(await device({ c: 'sites', k: 'berlin-1', op: 'patch', v: { n: 3 } })).toMatchObject({ reason: 'out_of_scope' });
   });
+
+  it('a put where a deleted document it could not read lies answers as on an absent key: the conflict answer tells nothing of it', async () => {
+    store = new SqliteHubStore(tempDir('scope-writes'));
+    const config = parseHubConfig({
+      collections: {
+        sites: { scope: { field: 'site', equals: '{label.site}' } },
+        orders: { scope: { field: 'site', equals: '{label.site}' }, conflict: 'reject' },
+      },
+    });
+    const labels: Record<string, Record<string, string>> = {
+      'pi-1': { site: 'berlin' },
+      'pi-2': { site: 'paris' },
+      'pi-3': { site: 'berlin' },
+    };
+    const ingestor = new Ingestor(store, new HybridClock(), new CollectionPolicies(config), {
+      ...defaultIngestOptions,
+      scopes: scopeView(scopeRules(config.collections), config.access.groups, (id) => labels[id] ?? {}),
+    });
+    const seqs: Record<string, number> = {};
+    const device = async (agentId: string, op: Omit<WriteOp, 'seq'>): Promise<OpResult> => {
+      seqs[agentId] = (seqs[agentId] ?? 0) + 1;
+      const batch = { inc: INC, ops: [{ ...op, seq: seqs[agentId] }] };
+      return results(await ingestor.ingest([{ kind: 'batch', agentId, batch }]))[0]!;
+    };
+    const early = hlc();
+    for (const c of ['sites', 'orders']) {
+      // pi-2 (paris) writes and deletes a paris document; pi-3 (berlin) a berlin one.
+      expect(await device('pi-2', { c, k: 'paris-gone', op: 'put', v: { site: 'paris' }, hlc: hlc() })).toMatchObject({
+        outcome: 'committed',
+      });
+      expect(await device('pi-2', { c, k: 'paris-gone', op: 'del', hlc: hlc() })).toMatchObject({ outcome: 'committed' });
+      expect(await device('pi-3', { c, k: 'berlin-gone', op: 'put', v: { site: 'berlin' }, hlc: hlc() })).toMatchObject({
+        outcome: 'committed',
+      });
+      expect(await device('pi-3', { c, k: 'berlin-gone', op: 'del', hlc: hlc() })).toMatchObject({ outcome: 'committed' });
+    }
+    for (const c of ['sites', 'orders']) {
+      // pi-1 (berlin) puts a berlin document, with a timestamp older than the deletes, on a key
+      // that never held one and on the key of paris's tombstone: the same answer for both.
+      const absent = await device('pi-1', { c, k: 'never-was', op: 'put', v: { site: 'berlin' }, hlc: early });
+      const onTombstone = await device('pi-1', { c, k: 'paris-gone', op: 'put', v: { site: 'berlin' }, hlc: early });
+      expect(absent, c).toMatchObject({ outcome: 'committed' });
+      expect(onTombstone, c).toMatchObject({ outcome: 'committed' });
+      expect(JSON.stringify(onTombstone), c).not.toMatch(/pi-2/);
+      expect(await store.document(c, 'paris-gone'), c).toMatchObject({ value: { site: 'berlin' }, origin: 'pi-1' });
+      // The hub keeps the deletion it replaced on record.
+      expect((await store.conflicts({ collection: c, key: 'paris-gone', limit: 5 })).map((r) => [r.reason, r.loser.origin])).toEqual([
+        ['overwritten', 'pi-2'],
+      ]);
+      // A tombstone it could read (berlin's, which it was sent) still weighs as the document did.
+      const readable = await device('pi-1', { c, k: 'berlin-gone', op: 'put', v: { site: 'berlin' }, hlc: early });
+      expect(readable, c).toMatchObject({ outcome: 'conflict' });
+      expect(readable.detail, c).toMatch(/pi-3/);
+    }
+    // Later than the delete, the put simply wins under last-writer-wins, as on an absent key.
+    const late = hlc();
+    expect(await device('pi-1', { c: 'sites', k: 'berlin-gone', op: 'put', v: { site: 'berlin' }, hlc: late })).toMatchObject({
+      outcome: 'committed',
+    });
+  });
 });

@@ -3,6 +3,7 @@ import type { BatchMessage, Change, ChangesMessage, DownMessage, OpResult, Write
 import { packAck } from '../shared/acks.js';
 import { changeSetsOf, type Sized } from './change-sets.js';
 import { digestOf } from './op-digest.js';
+import { RunRecorder } from './run-recorder.js';
 import { checkPartition, scopeAfter, scopeBefore, validateOp, weighedDocument, type ScopeView } from './op-checks.js';
 import { limits as defaultLimits, type Limits } from '../shared/limits.js';
 import type { JsonValue } from '../shared/values.js';
@@ -340,32 +341,6 @@ export class Ingestor {
     }
     const after = scopes.documentBuckets(collection, key, value).map(bucketIdOf);
     return { in: after, left: before.filter((b) => !after.includes(b)) };
-  }
-}
-
-/** Collects an agent's committed ops into runs of consecutive seqs at consecutive LSNs, and stores them. */
-class RunRecorder {
-  #run: { first: number; last: number; firstLsn: number } | undefined;
-
-  constructor(
-    private readonly tx: IngestTx,
-    private readonly agentId: string,
-    private readonly inc: string,
-  ) {}
-
-  add(seq: number, lsn: number): void {
-    const run = this.#run;
-    if (run && seq === run.last + 1 && lsn === run.firstLsn + (seq - run.first)) {
-      run.last = seq;
-      return;
-    }
-    this.flush();
-    this.#run = { first: seq, last: seq, firstLsn: lsn };
-  }
-
-  flush(): void {
-    if (this.#run) this.tx.putCommittedRun(this.agentId, this.inc, this.#run.first, this.#run.last, this.#run.firstLsn);
-    this.#run = undefined;
   }
 }
 

@@ -4,7 +4,7 @@ import { packAck } from '../shared/acks.js';
 import { changeSetsOf, type Sized } from './change-sets.js';
 import { digestOf } from './op-digest.js';
 import { RunRecorder } from './run-recorder.js';
-import { checkPartition, scopeAfter, scopeBefore, validateOp, weighedDocument, type ScopeView } from './op-checks.js';
+import { checkPartition, scopeAfter, scopeBefore, scopeOfReapply, validateOp, weighedDocument, type ScopeView } from './op-checks.js';
 import { limits as defaultLimits, type Limits } from '../shared/limits.js';
 import type { JsonValue } from '../shared/values.js';
 import type { CollectionPolicies } from './config.js';
@@ -34,7 +34,17 @@ export interface HubWriteRequest {
  */
 export interface ReapplyRequest {
   kind: 'reapply';
-  write: { c: string; k: string; op: 'put' | 'del'; v?: unknown; hlc: Hlc; origin: string; base: number };
+  write: {
+    c: string;
+    k: string;
+    op: 'put' | 'del';
+    v?: unknown;
+    hlc: Hlc;
+    origin: string;
+    base: number;
+    /** The devices whose reports vouch for it: in a scoped collection, it commits only within their scopes now. */
+    vouchers: readonly string[];
+  };
 }
 
 export type IngestRequest = BatchRequest | HubWriteRequest | ReapplyRequest;
@@ -112,8 +122,8 @@ export class Ingestor {
           const op = { ...request.write, hlc: this.clock.tick() };
           output.hubResults.push(this.#apply(tx, { origin: 'hub', incarnation: null, seq: null }, op, committed));
         } else {
-          const { origin, ...op } = request.write;
-          output.hubResults.push(this.#apply(tx, { origin, incarnation: null, seq: null }, op, committed));
+          const { origin, vouchers, ...op } = request.write;
+          output.hubResults.push(this.#apply(tx, { origin, incarnation: null, seq: null }, op, committed, vouchers));
         }
       }
       output.changeSets = changeSetsOf(tx, committed, this.clock, this.options.maxChangeSetBytes);
@@ -180,7 +190,14 @@ export class Ingestor {
     return replies;
   }
 
-  #apply(tx: IngestTx, who: Identity, op: Omit<WriteOp, 'seq'>, committed: Map<string, Sized[]>): WriteResult {
+  /** `vouchers`: a reapplied lost version's (ReapplyRequest). */
+  #apply(
+    tx: IngestTx,
+    who: Identity,
+    op: Omit<WriteOp, 'seq'>,
+    committed: Map<string, Sized[]>,
+    vouchers?: readonly string[],
+  ): WriteResult {
     if (op.op === 'skip') {
       // The agent gave this write up before uploading it (expired, dropped on overflow) and has
       // told its app; the seq is consumed so the ones behind it follow on.
@@ -219,6 +236,8 @@ export class Ingestor {
     const agent = who.seq !== null ? who.origin : undefined;
     const outside = agent !== undefined ? scopeBefore(this.options.scopes, agent, op, current) : undefined;
     if (outside) return { outcome: 'rejected', ...outside };
+    const unvouched = vouchers && scopeOfReapply(this.options.scopes, { ...op, origin: who.origin, vouchers }, current);
+    if (unvouched) return { outcome: 'rejected', ...unvouched };
     // A hub write without If-Match is unconditional: made against whatever is current.
     const base = op.base ?? (who.seq === null ? (current?.version ?? 0) : 0);
     const incoming = { op: op.op, value: op.v as JsonValue | undefined, hlc, origin: who.origin, base };

@@ -123,6 +123,42 @@ export function weighedDocument<T extends { value: unknown; deleted: boolean; bu
   return current.buckets?.some((id) => heldIds.has(id)) ? current : undefined;
 }
 
+/**
+ * A lost version committed again (hub/reapply.ts) is held to the scope now of the devices whose
+ * reports vouch for it, as their live writes are: its writer's report only where the writer may
+ * write it (scopeBefore and scopeAfter, against the document as it is), another device's only
+ * where that device may read it (the version's buckets; a delete's, the document's as it is).
+ */
+export function scopeOfReapply(
+  view: ScopeView | undefined,
+  write: { c: string; k: string; op: string; v?: unknown; origin: string; vouchers: readonly string[] },
+  current: { value: unknown; deleted: boolean; buckets?: readonly string[] } | undefined,
+): OpProblem | undefined {
+  if (!view?.scoped(write.c)) return undefined;
+  const vouched = write.vouchers.some((agentId) =>
+    agentId === write.origin
+      ? !scopeBefore(view, agentId, write, current) && !scopeAfter(view, agentId, write, current, write.v)
+      : mayReadVersion(view, agentId, write, current),
+  );
+  if (vouched) return undefined;
+  return {
+    reason: 'out_of_scope',
+    detail: `this version of document ${write.k} of ${write.c} lies outside the scope of the devices that reported it, as they may write or read it now`,
+  };
+}
+
+/** Whether a device may read a version: a put by its value; a delete where it may read the document as it is. */
+function mayReadVersion(
+  view: ScopeView,
+  agentId: string,
+  write: { c: string; k: string; op: string; v?: unknown },
+  current: { value: unknown; deleted: boolean; buckets?: readonly string[] } | undefined,
+): boolean {
+  if (write.op !== 'del') return view.documentBuckets(write.c, write.k, write.v).some((b) => view.deviceBuckets(agentId, write.c).has(b));
+  if (current?.deleted) return weighedDocument(view, agentId, write, current) !== undefined;
+  return scopeBefore(view, agentId, write, current) === undefined;
+}
+
 /** The buckets a document is in as it is: a tombstone or an absent document by its key alone. */
 function bucketsOf(
   view: ScopeView,

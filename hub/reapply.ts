@@ -115,6 +115,8 @@ async function reapplyOne(
       hlc: newest.hlc,
       origin: newest.origin,
       base: newest.fork,
+      // Vouched for, unless the operator takes every report, only by its writer's own.
+      vouchers: newest.reporters.map((r) => r.agentId).filter((id) => options.unvouched || id === newest.origin),
     });
     result = { outcome: written.outcome, lsn: written.lsn ?? null, reason: written.reason ?? null };
   }

@@ -65,7 +65,16 @@ describe('lost versions a restored hub is told of', () => {
       const reapply = (options: { unvouched?: boolean } = {}) =>
         reapplyLost(store, (w) => hubCore.reapply(w), { ...options, mayWrite: (a, c) => hubCore.access.mayWrite(a, c) });
       // Since the restore, pi-1 wrote `again` later than its lost version.
-      await hubCore.reapply({ c: 'docs', k: 'again', op: 'put', v: 'since', hlc: at(500) as Hlc, origin: 'pi-1', base: 0 });
+      await hubCore.reapply({
+        c: 'docs',
+        k: 'again',
+        op: 'put',
+        v: 'since',
+        hlc: at(500) as Hlc,
+        origin: 'pi-1',
+        base: 0,
+        vouchers: ['pi-1'],
+      });
       const lost = (agentId: string, docs: LostDoc[]) =>
         store.recordLost({
           agentId,
@@ -92,6 +101,47 @@ describe('lost versions a restored hub is told of', () => {
       expect(await reapply({ unvouched: true })).toEqual({ committed: 1, rejected: 1 });
       expect(await store.document('docs', 'outsider')).toBeUndefined();
       expect(await reapply({ unvouched: true })).toEqual({});
+    });
+
+    it('holds a scoped collection’s versions to the reporter’s scope now: its own only where it may write them, others’ only where it may read them', async () => {
+      const store = new SqliteHubStore(tempDir('reapply'));
+      const config = parseHubConfig({
+        collections: { sites: { scope: { field: 'site', equals: '{label.site}' } } },
+        access: { default: { read: ['*'], write: ['*'] } },
+      });
+      const labels: Record<string, Record<string, string>> = { 'pi-1': { site: 'berlin' }, 'pi-2': { site: 'paris' } };
+      const hubCore = (core = new HubCore({ store, config, publish: () => undefined, labelsOf: (id) => labels[id] ?? {} }));
+      hubCore.start();
+      const reapply = (options: { unvouched?: boolean } = {}) =>
+        reapplyLost(store, (w) => hubCore.reapply(w), { ...options, mayWrite: (a, c) => hubCore.access.mayWrite(a, c) });
+      // Since the restore, the hub put `moved` in paris, out of pi-1's scope.
+      await hubCore.write({ c: 'sites', k: 'moved', op: 'put', v: { site: 'paris' } });
+      const site = (k: string, ver: number, o: string, where: string): LostDoc => ({ ...doc(k, ver, o, 'sites'), v: { site: where } });
+      await store.recordLost({
+        agentId: 'pi-1',
+        lineage: OLD,
+        fork: 0,
+        docs: [
+          site('berlin-own', 1, 'pi-1', 'berlin'), // its own, in its scope
+          site('paris-own', 2, 'pi-1', 'paris'), // its own, in paris: it may not write there now
+          site('moved', 3, 'pi-1', 'berlin'), // its own, of a document now in paris
+          site('berlin-theirs', 4, 'pi-2', 'berlin'), // pi-2's, in berlin: pi-1 could read it
+          site('paris-theirs', 5, 'pi-2', 'paris'), // pi-2's, in paris: pi-1 could not have held it
+        ].map((d) => ({ collection: d.c, key: d.k, version: d.ver, op: d.op, value: d.v as never, hlc: d.hlc as never, origin: d.o })),
+      });
+
+      expect(await reapply()).toEqual({ committed: 1, rejected: 2, unvouched: 2 });
+      expect(await store.document('sites', 'berlin-own')).toMatchObject({ origin: 'pi-1' });
+      expect(await store.document('sites', 'paris-own')).toBeUndefined();
+      expect(await store.document('sites', 'moved')).toMatchObject({ value: { site: 'paris' }, origin: 'hub' });
+      const outcomes = await store.lostDocuments({ limit: 10 });
+      const refused = outcomes.find((d) => d.key === 'paris-own')?.reapplied;
+      expect(refused?.outcome).toBe('rejected');
+      expect(refused?.reason).toBe('out_of_scope');
+
+      expect(await reapply({ unvouched: true })).toEqual({ committed: 1, rejected: 1 });
+      expect(await store.document('sites', 'berlin-theirs')).toMatchObject({ origin: 'pi-2' });
+      expect(await store.document('sites', 'paris-theirs')).toBeUndefined();
     });
 
     it('runs once at a time: two calls at once commit each version once', async () => {

@@ -1,4 +1,7 @@
 import type pg from 'pg';
+import type { StorageFailedError } from '../../shared/errors.js';
+import type { PgPool } from './pg-pool.js';
+import { ConcurrentWriterError, WriterFencedError } from './writer-errors.js';
 import type { IngestPlan, RecordedOutcome, StoredDocument } from './hub-store.js';
 import { agentKey, documentKey, outcomeKey, type GroupCommitWrites, type IngestPrefetch } from './pg-ingest-tx.js';
 import { toRecordedOutcome, type OutcomeRow } from './outcome-rows.js';
@@ -217,4 +220,15 @@ function unique<T>(items: readonly T[], keyOf: (item: T) => string): T[] {
   const seen = new Map<string, T>();
   for (const item of items) if (!seen.has(keyOf(item))) seen.set(keyOf(item), item);
   return [...seen.values()];
+}
+
+/**
+ * Why the fence refused this writer: a newer leader raised the epoch (WriterFencedError), or
+ * another writer at the same epoch moved the head (ConcurrentWriterError).
+ */
+export async function whyFenced(db: PgPool, epoch: number, head: number): Promise<StorageFailedError> {
+  const [row] = await db.query<{ epoch: number; head_lsn: number }>('SELECT epoch, head_lsn FROM leadership');
+  return row!.epoch !== epoch
+    ? new WriterFencedError(db.where, epoch, row!.epoch)
+    : new ConcurrentWriterError(db.where, head, row!.head_lsn);
 }

@@ -19,9 +19,8 @@ import type {
   Rejected,
   StoredDocument,
 } from './hub-store.js';
-import { ConcurrentWriterError, WriterFencedError } from './writer-errors.js';
 import { PgBucketReads } from './pg-bucket-reads.js';
-import { prefetchPlan, writeGroupCommit, type WriterPosition } from './pg-group-commit.js';
+import { prefetchPlan, whyFenced, writeGroupCommit, type WriterPosition } from './pg-group-commit.js';
 import { BufferedIngestTx } from './pg-ingest-tx.js';
 import { PgCredentials } from './pg-credentials.js';
 import { PgLabels } from './pg-labels.js';
@@ -178,18 +177,11 @@ export class PostgresHubStore implements HubStore {
     if (!writes) return result;
     const from = this.#position();
     const committed = await this.#db.wrap('write to', () => writeGroupCommit(this.#db.pool, from, tx.head, writes));
-    if (!committed) throw await this.#whyFenced();
+    if (!committed) throw await whyFenced(this.#db, this.#epoch, this.#head);
     this.#head = tx.head;
     this.#groupCommits += 1;
     for (const { bucket, headLsn } of writes.bucketHeads) this.#bucketHeads.set(bucket, headLsn);
     return result;
-  }
-
-  async #whyFenced(): Promise<StorageFailedError> {
-    const [row] = await this.#db.query<{ epoch: number; head_lsn: number }>('SELECT epoch, head_lsn FROM leadership');
-    return row!.epoch !== this.#epoch
-      ? new WriterFencedError(this.#db.where, this.#epoch, row!.epoch)
-      : new ConcurrentWriterError(this.#db.where, this.#head, row!.head_lsn);
   }
 
   logHolds(lsn: number): Promise<boolean> {
@@ -324,7 +316,7 @@ export class PostgresHubStore implements HubStore {
 
   /** A fenced write outside a group commit: counted, as the fence counted it, or refused. */
   async #counted<T>(written: T | undefined): Promise<T> {
-    if (written === undefined) throw await this.#whyFenced();
+    if (written === undefined) throw await whyFenced(this.#db, this.#epoch, this.#head);
     this.#groupCommits += 1;
     return written;
   }

@@ -141,15 +141,6 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.on('refused', (kind, agentId, count) => refusals.record(kind, agentId, count));
     this.#collections = new KnownCollections(Object.keys(this.config.collections));
     this.access = new AccessControl(this.config.access, options.dev ?? false);
-    this.#replicaAcks = new ReplicaAcks({
-      head: () => this.store.head,
-      collections: this.#collections,
-      mayRead: (agentId, c) => this.access.mayRead(agentId, c),
-      mayWrite: (agentId, c) => this.access.mayWrite(agentId, c),
-      holdsBucket: (agentId, bucket) => this.scopes.directory.tracks(agentId) && this.scopes.directory.holds(agentId, bucket),
-      replicated: (agentId, inc, seqs) => this.#sendDown(agentId, ['replicated', { inc, hlc: this.clock.tick(), seqs }]),
-      refused: (kind, agentId, count) => this.emit('refused', kind, agentId, count),
-    });
     this.#statuses = new PacedQueue(
       (agentId, status) => {
         this.#replicaAcks.report(agentId, status);
@@ -177,6 +168,15 @@ export class HubCore extends EventEmitter<HubEvents> {
         superseded: (agentId) => this.emit('refused', 'hello_superseded', agentId, 1),
       },
     );
+    this.#replicaAcks = new ReplicaAcks({
+      store: this.store,
+      collections: this.#collections,
+      access: this.access,
+      scopes: this.scopes.directory,
+      replicated: (agentId, inc, seqs) => this.#sendDown(agentId, ['replicated', { inc, hlc: this.clock.tick(), seqs }]),
+      refused: (kind, agentId, count) => this.emit('refused', kind, agentId, count),
+      log: this.log,
+    });
     this.#pulls = new AgentPulls(
       {
         store: this.store,

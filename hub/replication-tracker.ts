@@ -121,6 +121,11 @@ export class ReplicationTracker {
     return done;
   }
 
+  /** Whether a write's wait is held. */
+  holds(wait: Pick<ReplicaWait, 'agentId' | 'inc' | 'seq'>): boolean {
+    return this.#byId.has(`${wait.agentId}\n${wait.inc}\n${wait.seq}`);
+  }
+
   /** How many waits are held. */
   get waiting(): number {
     return this.#byId.size;

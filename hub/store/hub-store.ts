@@ -48,6 +48,15 @@ export interface ServedScopeRules {
   since: number;
 }
 
+/** A log entry's writer (an agent's with its incarnation and seq) and, for a scoped change, its buckets after it. */
+export interface LoggedWrite {
+  collection: string;
+  origin: string;
+  incarnation: string | null;
+  seq: number | null;
+  buckets?: string[];
+}
+
 /** A losing version, archived with the version that beat it. */
 export interface ConflictRecord {
   id: number;
@@ -252,6 +261,8 @@ export interface HubStore {
    * answered with a snapshot rather than paged across a hole.
    */
   logHolds(lsn: number): Promise<boolean>;
+  /** Who wrote the log entries at these LSNs, and a scoped change's buckets, by LSN: those still in the log. */
+  loggedWrites(lsns: readonly number[]): Promise<Map<number, LoggedWrite>>;
   /** One snapshot page: current documents (tombstones included) in (collection, key) order after `after`. */
   readDocuments(
     collections: readonly string[] | undefined,

@@ -1,4 +1,13 @@
-import type { ConflictRecord, DocumentPage, ListedDocument, LogPage, RecordedOutcome, Rejected, StoredDocument } from './hub-store.js';
+import type {
+  ConflictRecord,
+  DocumentPage,
+  ListedDocument,
+  LogPage,
+  LoggedWrite,
+  RecordedOutcome,
+  Rejected,
+  StoredDocument,
+} from './hub-store.js';
 import { toRecordedOutcome, type OutcomeRow } from './outcome-rows.js';
 import { OUTCOMES_OF_OPS } from './pg-group-commit.js';
 import type { PgPool } from './pg-pool.js';
@@ -16,6 +25,8 @@ import {
   type ListedDocumentRow,
   type LogRow,
   type RejectedRow,
+  toLoggedWrites,
+  type LoggedWriteRow,
 } from './rows.js';
 
 /**
@@ -32,6 +43,15 @@ export class PgReads {
 
   async logHolds(lsn: number): Promise<boolean> {
     return (await this.#db.query('SELECT 1 FROM log WHERE lsn = $1', [lsn])).length > 0;
+  }
+
+  async loggedWrites(lsns: readonly number[]): Promise<Map<number, LoggedWrite>> {
+    return toLoggedWrites(
+      await this.#db.query<LoggedWriteRow>(
+        'SELECT lsn, collection, origin, incarnation, seq, buckets FROM log WHERE lsn = ANY($1::bigint[])',
+        [lsns],
+      ),
+    );
   }
 
   async readLog(

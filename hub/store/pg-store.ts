@@ -18,6 +18,7 @@ import type {
   RecordedOutcome,
   Rejected,
   StoredDocument,
+  LoggedWrite,
 } from './hub-store.js';
 import { PgBucketReads } from './pg-bucket-reads.js';
 import { prefetchPlan, whyFenced, writeGroupCommit, type WriterPosition } from './pg-group-commit.js';
@@ -186,6 +187,10 @@ export class PostgresHubStore implements HubStore {
 
   logHolds(lsn: number): Promise<boolean> {
     return this.#reads.logHolds(lsn);
+  }
+
+  loggedWrites(lsns: readonly number[]): Promise<Map<number, LoggedWrite>> {
+    return this.#reads.loggedWrites(lsns);
   }
 
   readLog(

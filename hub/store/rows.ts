@@ -11,6 +11,7 @@ import type {
   LogPage,
   Rejected,
   StoredDocument,
+  LoggedWrite,
 } from './hub-store.js';
 
 /**
@@ -344,4 +345,20 @@ export function bucketDocumentPage(
     return broughtBy(row.buckets, row.version) || broughtBy(row.prior_buckets, row.version) ? 'tag' : 'whole';
   };
   return snapshotPage(rows, limit, maxBytes, send, cut);
+}
+
+/** A log row as `HubStore.loggedWrites` reads it. */
+export interface LoggedWriteRow {
+  lsn: number;
+  collection: string;
+  origin: string;
+  incarnation: string | null;
+  seq: number | null;
+  buckets: string | null;
+}
+
+export function toLoggedWrites(rows: readonly LoggedWriteRow[]): Map<number, LoggedWrite> {
+  return new Map(
+    rows.map(({ lsn, buckets, ...write }) => [lsn, { ...write, ...(buckets !== null && { buckets: parseBuckets(buckets) }) }]),
+  );
 }

@@ -18,6 +18,7 @@ import type {
   RecordedOutcome,
   Rejected,
   StoredDocument,
+  LoggedWrite,
 } from './hub-store.js';
 import { SqliteBucketReads } from './sqlite-bucket-reads.js';
 import { SqliteConnection } from './sqlite-connection.js';
@@ -152,6 +153,10 @@ export class SqliteHubDb implements IngestTx {
   /** Whether the log holds the entry at `lsn` (see HubStore.logHolds). */
   logHolds(lsn: number): boolean {
     return this.#reads.logHolds(lsn);
+  }
+
+  loggedWrites(lsns: readonly number[]): Map<number, LoggedWrite> {
+    return this.#reads.loggedWrites(lsns);
   }
 
   /**

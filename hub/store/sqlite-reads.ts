@@ -1,4 +1,4 @@
-import type { ConflictRecord, DocumentPage, ListedDocument, LogPage, Rejected } from './hub-store.js';
+import type { ConflictRecord, DocumentPage, ListedDocument, LogPage, LoggedWrite, Rejected } from './hub-store.js';
 import {
   documentPage,
   logPage,
@@ -10,6 +10,8 @@ import {
   type ListedDocumentRow,
   type LogRow,
   type RejectedRow,
+  toLoggedWrites,
+  type LoggedWriteRow,
 } from './rows.js';
 import type { SqliteConnection } from './sqlite-connection.js';
 
@@ -56,6 +58,15 @@ export class SqliteReads {
 
   logHolds(lsn: number): boolean {
     return this.#db.statement('SELECT 1 FROM log WHERE lsn = ?').get(lsn) !== undefined;
+  }
+
+  loggedWrites(lsns: readonly number[]): Map<number, LoggedWrite> {
+    const rows = this.#db
+      .statement<[string], LoggedWriteRow>(
+        'SELECT lsn, collection, origin, incarnation, seq, buckets FROM log WHERE lsn IN (SELECT value FROM json_each(?))',
+      )
+      .all(JSON.stringify(lsns));
+    return toLoggedWrites(rows);
   }
 
   /**

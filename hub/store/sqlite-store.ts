@@ -19,6 +19,7 @@ import type {
   RecordedOutcome,
   Rejected,
   StoredDocument,
+  LoggedWrite,
 } from './hub-store.js';
 import { rebucketInChunks } from './rebucket-rows.js';
 import { SqliteHubDb } from './sqlite-db.js';
@@ -56,6 +57,10 @@ export class SqliteHubStore implements HubStore {
 
   logHolds(lsn: number): Promise<boolean> {
     return settle(() => this.db.logHolds(lsn));
+  }
+
+  loggedWrites(lsns: readonly number[]): Promise<Map<number, LoggedWrite>> {
+    return settle(() => this.db.loggedWrites(lsns));
   }
 
   readLog(

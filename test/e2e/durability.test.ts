@@ -98,4 +98,29 @@ describe('durability levels and causal reads', () => {
     expect((await waiting).lsn).toBe(1);
     expect(await b.get('alarms', 'fire', { confirmed: true })).toMatchObject({ version: 1 });
   });
+
+  it('a replicas wait on a scoped write survives a hub restart: the new hub counts the devices holding its bucket', async () => {
+    const config = parseHubConfig({
+      collections: { sites: { scope: { field: 'site', equals: '{label.site}' } } },
+      access: { default: { read: ['*'], write: ['*'] } },
+    });
+    fleet = new TestFleet({ config });
+    let hub = await fleet.startHub();
+    await hub.registry.setLabels('pi-a', { site: 'berlin' }, []);
+    await hub.registry.setLabels('pi-b', { site: 'berlin' }, []);
+    await waitFor('labels loaded', () => hub.labelsOf('pi-b').site === 'berlin');
+    const a = fleet.agent('pi-a');
+    let b = fleet.agent('pi-b');
+    await waitFor('connected', () => a.status().connected && b.status().connected);
+    await b.close(); // the only other device holding berlin is away: the wait cannot be met yet
+    const waiting = a.put('sites', 'berlin-1', { site: 'berlin' }, { durability: { replicas: 1 }, timeoutMs: 20_000 });
+    await waitFor('committed at the hub', async () => (await fleet.hub!.store.document('sites', 'berlin-1')) !== undefined);
+    await fleet.stopHub(); // the hub keeps waits in memory: this one is gone with it
+    hub = await fleet.startHub();
+    await waitFor('the writer reported to the new hub', () => hub.core.replication.reports.has('pi-a'));
+    b = fleet.agent('pi-b');
+    const receipt = await waiting;
+    expect(await hub.store.document('sites', 'berlin-1')).toMatchObject({ version: receipt.lsn });
+    expect(await b.get('sites', 'berlin-1')).toMatchObject({ version: receipt.lsn });
+  });
 });

@@ -2,7 +2,7 @@ import { expect, test } from 'vitest';
 import { encodeCbor } from '../../shared/codec.js';
 import type { Change } from '../../shared/messages.js';
 import type { HubStore } from '../../hub/store/hub-store.js';
-import { commitGroup, hlcAt, hubDel, hubPut, planOf, scoped } from '../helpers/store-writes.js';
+import { agentPut, commitGroup, hlcAt, hubDel, hubPut, planOf, scoped } from '../helpers/store-writes.js';
 
 /** What the scope bucket cases need of the contract suite around them. */
 export interface BucketCaseContext {
@@ -29,6 +29,24 @@ const keys = (page: { docs: Change[] }): string[] => page.docs.map((d) => d.k);
  * contract suite, run inside it against each implementation.
  */
 export function scopeBucketCases(ctx: BucketCaseContext): void {
+  test('tells who wrote the entries at some LSNs and, of a scoped change, its buckets; none for LSNs not in the log', async () => {
+    const store = ctx.store();
+    const inc = 'i'.repeat(32);
+    await commitGroup(store, [
+      scoped(agentPut('s', 'k1', 1, { id: 'pi-1', inc, seq: 7 }), [A, B]),
+      agentPut('u', 'k2', 2, { id: 'pi-1', inc, seq: 8 }),
+      hubPut('u', 'k3', 3),
+    ]);
+    expect(await store.loggedWrites([3, 1, 2, 9])).toEqual(
+      new Map([
+        [1, { collection: 's', origin: 'pi-1', incarnation: inc, seq: 7, buckets: [A, B] }],
+        [2, { collection: 'u', origin: 'pi-1', incarnation: inc, seq: 8 }],
+        [3, { collection: 'u', origin: 'hub', incarnation: null, seq: null }],
+      ]),
+    );
+    expect(await store.loggedWrites([])).toEqual(new Map());
+  });
+
   test('indexes a scoped change in its buckets: whole with bk where it is, out where it left, nowhere else', async () => {
     const store = ctx.store();
     await commitGroup(store, [

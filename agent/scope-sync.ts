@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { wholeCollectionBucketId } from '../shared/buckets.js';
 import type { Change, ChangesMessage, PageMessage, PullMessage, ScopeMessage, SnapshotMessage } from '../shared/messages.js';
 import { partitionScoped } from './store/agent-db.js';
 import type { AgentStore } from './store/agent-store.js';
@@ -137,6 +138,11 @@ export class ScopeSync {
       this.heads.delete(b);
       const state = before.get(b)!;
       if (state.cursor > 0 && !state.snapshot) this.#left.set(b, state.cursor);
+    }
+    // A collection the device held whole and that is scoped now: what it holds need not come again.
+    const cursors = this.store.replica.cursors();
+    for (const c of scope.cs) {
+      if (!scopedBefore.includes(c) && (cursors[c] ?? 0) > 0) this.#left.set(wholeCollectionBucketId(c), cursors[c]!);
     }
     for (const b of now.keys()) this.#left.delete(b);
     if (this.#pull && left.includes(this.#pull.bucket)) this.#pull = undefined;

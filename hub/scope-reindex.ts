@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { bucketIdOf } from '../shared/buckets.js';
+import { bucketIdOf, wholeCollectionBucketId } from '../shared/buckets.js';
 import { ConfigError } from '../shared/errors.js';
 import type { CollectionConfig } from './config.js';
 import type { ScopeRules } from './scope-rules.js';
@@ -10,7 +10,8 @@ import type { HubStore, ScopeRulesChange } from './store/hub-store.js';
  * collection whose rules differ from those it was last indexed with (or that is newly scoped) has
  * its documents' buckets computed again. A document's buckets before are kept as its prior
  * buckets until it is next written: a device that held it under them is then sent a light tag
- * with its new buckets when it joins them, not the document again.
+ * with its new buckets when it joins them, not the document again. A collection scoped for the
+ * first time has its documents' prior bucket be the whole collection (wholeCollectionBucketId).
  *
  * A rebucket cut short (the hub stopped part way) left part of its collection indexed by rules
  * that were never served: it is done again for the rules configured now, even when they are the
@@ -49,7 +50,8 @@ export async function reindexScopes(
       rules: wanted,
       since,
       bucketsOf: (key, value) => rules.bucketsOfDocument(collection, key, value).map(bucketIdOf),
-      prior: (old) => old,
+      // A document with no buckets was written while the collection was served whole: every device reading it held it so.
+      prior: (old) => old ?? [wholeCollectionBucketId(collection)],
     });
     log.info(
       { collection, documents: changed, since, redone: unfinished.has(collection) },

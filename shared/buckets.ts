@@ -8,3 +8,13 @@ import { createHash } from 'node:crypto';
 export function bucketIdOf(name: string): string {
   return createHash('sha256').update(name).digest('base64url').slice(0, 16);
 }
+
+/**
+ * The bucket a collection served whole was held through, by every device that read it: the prior
+ * bucket of its documents when it is first scoped. A device that held the collection names it,
+ * with the LSN it had applied, when it joins its first buckets, and is sent a tag for each
+ * document it already has rather than the document again. (Bucket names have four parts.)
+ */
+export function wholeCollectionBucketId(collection: string): string {
+  return bucketIdOf(`${collection}|*`);
+}

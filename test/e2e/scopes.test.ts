@@ -221,6 +221,41 @@ describe.each(FLEET_SETUPS)('scoped collections, end to end: broker %s, store %s
     await waitFor('pi-1 has the change', async () => (await valueOf(pi1, 'sites', 'berlin-1'))?.n === 2);
   });
 
+  it('a collection scoped for the first time: a device that held it whole evicts what left its scope and is sent only tags for what it keeps', async () => {
+    fleet = new TestFleet({ config: parseHubConfig({ collections: { sites: {} } }) }, broker, store);
+    let hub = await fleet.startHub();
+    await hub.registry.setLabels('pi-1', { site: 'berlin' }, []);
+    for (const [k, site] of [
+      ['berlin-1', 'berlin'],
+      ['berlin-2', 'berlin'],
+      ['paris-1', 'paris'],
+    ] as const)
+      await hub.core.write({ c: 'sites', k, op: 'put', v: { site } });
+    const pi1 = fleet.agent('pi-1');
+    const seen = watch(pi1);
+    await waitFor(
+      'pi-1 holds the whole collection',
+      async () => (await holds(pi1, 'sites', 'paris-1')) && (await holds(pi1, 'sites', 'berlin-2')),
+    );
+
+    await fleet.stopHub();
+    fleet.hubOptions.config = parseHubConfig({ collections: { sites: { scope: { field: 'site', equals: '{label.site}' } } } });
+    hub = await fleet.startHub();
+    const sent: Change[] = [];
+    hub.core.on('pull', (agentId, _pull, answer) => {
+      if (agentId === 'pi-1') sent.push(...(answer[0] === 'page' ? answer[1].changes : answer[1].docs));
+    });
+    await waitFor('pi-1 evicted paris', async () => !(await holds(pi1, 'sites', 'paris-1')));
+    expect(seen.evicted).toEqual(['sites/paris-1']);
+    expect(await holds(pi1, 'sites', 'berlin-1')).toBe(true);
+    expect(await holds(pi1, 'sites', 'berlin-2')).toBe(true);
+    // What it held and keeps came as tags (its new buckets), nothing whole.
+    expect(sent.filter((c) => c.op !== 'tag')).toEqual([]);
+    expect(sent.map((c) => c.k).sort()).toEqual(['berlin-1', 'berlin-2']);
+    await hub.core.write({ c: 'sites', k: 'berlin-1', op: 'put', v: { site: 'berlin', n: 2 } });
+    await waitFor('pi-1 has the change', async () => (await valueOf(pi1, 'sites', 'berlin-1'))?.n === 2);
+  });
+
   it("a device's own credentials subscribing to wildcards and other devices' topics receive nothing of theirs", async () => {
     fleet = new TestFleet({ config: CONFIG, dev: false }, broker, store);
     const hub = await fleet.startHub();

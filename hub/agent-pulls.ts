@@ -76,7 +76,10 @@ export class AgentPulls {
     try {
       const answer =
         bucket !== undefined
-          ? await answerBucketPull(store, clock, { ...pull, b: bucket }, maxBytes, onRead)
+          ? await answerBucketPull(store, clock, { ...pull, b: bucket }, maxBytes, onRead, {
+              at: await store.bucketJoins.joinedAt(agentId, bucket),
+              record: (lsn) => store.bucketJoins.record(agentId, bucket, lsn),
+            })
           : await answerPull(
               store,
               clock,

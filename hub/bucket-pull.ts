@@ -3,13 +3,23 @@ import type { PageMessage, PullMessage, SnapshotMessage } from '../shared/messag
 import { DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT } from './pull.js';
 import type { HubStore } from './store/hub-store.js';
 
+/** Where the pulling device joined the bucket (HubStore.bucketJoins). */
+export interface BucketJoin {
+  /** The LSN it last joined the bucket at; undefined if it never did, as far as the store knows. */
+  at: number | undefined;
+  /** Records that it joins the bucket at an LSN, before the answer goes out. */
+  record(lsn: number): Promise<void>;
+}
+
 /**
  * Answers a pull of one bucket of a device's scope (`pull.b`), reading only that bucket's index:
  * - `from` 0 (a bucket the device joins): a snapshot of the documents in it now, those a bucket
  *   it already holds (`held`) brought at their current version as tags (their buckets only). A
  *   device that joins a bucket is sent what it lacks, never its history, nor again what it has.
  * - otherwise the bucket's log after `from`, page by page, as for a whole partition; where
- *   retention removed what the device still needs, a snapshot again.
+ *   retention removed what the device still needs, or `from` is below the snapshot through which
+ *   the device joined the bucket (its log from before may hold versions of documents that left
+ *   the bucket, which the device never held), a snapshot again.
  * A snapshot is of the head when it began (`lsn`); the device then follows the bucket's log
  * from there, which brings whatever changed while it was read (a document that left the
  * bucket meanwhile comes as `out`).
@@ -20,6 +30,7 @@ export async function answerBucketPull(
   pull: PullMessage[1] & { b: string },
   maxBytes: number,
   onRead: (bytes: number) => void,
+  join: BucketJoin,
 ): Promise<PageMessage | SnapshotMessage> {
   const limit = Math.min(pull.limit ?? DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT);
   const held = new Map(Object.entries(pull.held ?? {}));
@@ -30,14 +41,24 @@ export async function answerBucketPull(
     onRead(readBytes);
     return ['snapshot', { id: pull.id, from: pull.from, lsn, hlc: clock.tick(), docs, b: pull.b, ...(next && { next }) }];
   };
+  // A snapshot begun now is where the device joins the bucket: it may read the log from there on.
+  const fresh = async (): Promise<SnapshotMessage> => {
+    const lsn = store.head;
+    await join.record(lsn);
+    return snapshot(lsn, undefined);
+  };
   if (pull.snap && logReaches(pull.snap.lsn)) return snapshot(pull.snap.lsn, pull.snap.after);
-  if (pull.snap || !logReaches(pull.from)) return snapshot(store.head, undefined);
+  // Below where the device joined (or with no join known), the log may hold versions of
+  // documents that left the bucket before the device came, which it may not read.
+  const joined = pull.from === 0 || (join.at !== undefined && pull.from >= join.at);
+  if (pull.snap || !joined || !logReaches(pull.from)) return fresh();
+  if (pull.from === 0) await join.record(0); // an empty log (head 0): the join is read as a log
 
   const head = store.head;
   const { changes, complete, through, readBytes } = await store.readBucketLog(pull.b, pull.from, limit, maxBytes);
   onRead(readBytes);
   // Retention may have pruned past `from` while the page was read.
-  if (!logReaches(pull.from)) return snapshot(store.head, undefined);
+  if (!logReaches(pull.from)) return fresh();
   const to = complete ? Math.max(head, pull.from) : through;
   return ['page', { id: pull.id, from: pull.from, to, more: !complete, hlc: clock.tick(), changes, b: pull.b }];
 }

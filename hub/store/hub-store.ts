@@ -1,3 +1,4 @@
+import type { BucketJoins } from './bucket-joins.js';
 import type { Hlc } from '../../shared/hlc.js';
 import type { Change, OpResult } from '../../shared/messages.js';
 import type { JsonValue } from '../../shared/values.js';
@@ -235,6 +236,8 @@ export interface HubStore {
   readonly head: number;
   /** Every log entry up to this LSN has been removed by retention (0 = none). */
   readonly prunedThrough: number;
+  /** Where each device may read a bucket's log from (see BucketJoins). */
+  readonly bucketJoins: BucketJoins;
 
   /**
    * Runs `work` as one atomic group commit: all of what it wrote is committed, or none of it

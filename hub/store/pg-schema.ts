@@ -213,6 +213,15 @@ CREATE TABLE scope_rebuckets (
   rules      text
 );
 `,
+  // 8: as SQLite migration 15: the LSN from which each device may read a bucket's log.
+  `
+CREATE TABLE bucket_joins (
+  agent_id text COLLATE "C" NOT NULL,
+  bucket   text COLLATE "C" NOT NULL,
+  lsn      bigint NOT NULL,
+  PRIMARY KEY (agent_id, bucket)
+);
+`,
 ];
 
 /** Arbitrary but fixed: the advisory lock every hub process takes to migrate. */

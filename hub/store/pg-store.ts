@@ -25,6 +25,7 @@ import { prefetchPlan, whyFenced, writeGroupCommit, type WriterPosition } from '
 import { BufferedIngestTx } from './pg-ingest-tx.js';
 import { PgCredentials } from './pg-credentials.js';
 import { PgLabels } from './pg-labels.js';
+import { PgBucketJoins, type BucketJoins } from './bucket-joins.js';
 import { PgLineage } from './pg-lineage.js';
 import { PgPool } from './pg-pool.js';
 import { PgReads } from './pg-reads.js';
@@ -64,6 +65,7 @@ export class PostgresHubStore implements HubStore {
   readonly #bucketReads: PgBucketReads;
   readonly #credentials: PgCredentials;
   readonly #labels: PgLabels;
+  readonly bucketJoins: BucketJoins;
   readonly #retention: PgRetention;
   readonly #rebucket: PgRebucket;
   readonly #epoch: number;
@@ -103,6 +105,7 @@ export class PostgresHubStore implements HubStore {
     this.#bucketReads = new PgBucketReads(db);
     this.#credentials = new PgCredentials(db);
     this.#labels = new PgLabels(db);
+    this.bucketJoins = new PgBucketJoins(db);
     this.#retention = new PgRetention(db);
     this.#rebucket = new PgRebucket(db);
     this.#epoch = state.epoch;

@@ -28,6 +28,7 @@ import { SqliteLabels } from './sqlite-labels.js';
 import { SqliteLineage } from './sqlite-lineage.js';
 import { SqliteReads } from './sqlite-reads.js';
 import { SqliteRebucket } from './sqlite-rebucket.js';
+import { SqliteBucketJoins } from './bucket-joins.js';
 import type { RebucketChunk } from './rebucket-rows.js';
 import { SqliteRetention, type PrunePlan } from './sqlite-retention.js';
 
@@ -50,6 +51,8 @@ export class SqliteHubDb implements IngestTx {
   readonly #labels: SqliteLabels;
   readonly #lineage: SqliteLineage;
   readonly #rebucket: SqliteRebucket;
+  /** Where each device may read a bucket's log from (HubStore.bucketJoins). */
+  readonly bucketJoins: SqliteBucketJoins;
   #head: number;
   #prunedThrough: number;
 
@@ -64,6 +67,7 @@ export class SqliteHubDb implements IngestTx {
     this.#labels = new SqliteLabels(this.#db);
     this.#lineage = new SqliteLineage(this.#db);
     this.#rebucket = new SqliteRebucket(this.#db);
+    this.bucketJoins = new SqliteBucketJoins(this.#db);
     this.#prunedThrough = this.#retention.prunedThrough();
     this.#head = Math.max(this.#rows.loggedHead(), this.#prunedThrough);
   }

@@ -211,4 +211,15 @@ CREATE TABLE scope_rebuckets (
   rules      TEXT
 ) WITHOUT ROWID;
 `,
+  // 15: where each device may read a bucket's log from: the LSN of the snapshot through which it
+  // last joined the bucket (HubStore.bucketJoins). Before it, the bucket's log may hold versions
+  // of documents that have since left the bucket, which the device never held.
+  `
+CREATE TABLE bucket_joins (
+  agent_id TEXT NOT NULL,
+  bucket   TEXT NOT NULL,
+  lsn      INTEGER NOT NULL,
+  PRIMARY KEY (agent_id, bucket)
+) WITHOUT ROWID;
+`,
 ];

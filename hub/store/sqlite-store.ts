@@ -23,6 +23,7 @@ import type {
 } from './hub-store.js';
 import { rebucketInChunks } from './rebucket-rows.js';
 import { SqliteHubDb } from './sqlite-db.js';
+import type { BucketJoins } from './bucket-joins.js';
 
 /**
  * The hub's store on one SQLite file (`<dataDir>/hub.db`): the embedded default. Every call
@@ -49,6 +50,10 @@ export class SqliteHubStore implements HubStore {
 
   get prunedThrough(): number {
     return this.db.prunedThrough;
+  }
+
+  get bucketJoins(): BucketJoins {
+    return this.db.bucketJoins;
   }
 
   ingest<T>(_plan: IngestPlan, work: (tx: IngestTx) => T): Promise<T> {

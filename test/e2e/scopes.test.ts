@@ -279,9 +279,11 @@ describe.each(FLEET_SETUPS)('scoped collections, end to end: broker %s, store %s
     });
     const received: Change[] = [];
     const errors: string[] = [];
+    const answered: number[] = [];
     spy.on('message', (topic, payload) => {
       const message = topic.endsWith('/down') ? downCodec.decode(payload) : broadcastCodec.decode(payload);
       if (message[0] === 'error') errors.push(message[1].code);
+      if (message[0] === 'page' || message[0] === 'snapshot') answered.push(message[1].id);
       if (message[0] === 'changes') received.push(...message[1].changes);
       if (message[0] === 'page') received.push(...message[1].changes);
       if (message[0] === 'snapshot') received.push(...message[1].docs);
@@ -290,6 +292,10 @@ describe.each(FLEET_SETUPS)('scoped collections, end to end: broker %s, store %s
       await spy.subscribeAsync(filter, { qos: 1 }).catch(() => undefined);
     }
     await spy.subscribeAsync(topics.down('pi-1'), { qos: 1 });
+    // A document of berlin's moves to paris before pi-1 ever joined berlin: its berlin version stays in berlin's log.
+    await hub.core.write({ c: 'notes', k: 'n-0', op: 'put', v: { text: 'first' } }); // so that it is above LSN 1
+    await hub.core.write({ c: 'sites', k: 'moved-1', op: 'put', v: { site: 'berlin', pin: 1 } });
+    await hub.core.write({ c: 'sites', k: 'moved-1', op: 'put', v: { site: 'paris', pin: 2 } });
     // As a device does once it listens: the hub then sends it its own buckets.
     await spy.publishAsync(topics.up('pi-1'), upCodec.encode(['hello', { s: '0123456789abcdef' }]), { qos: 1 });
     await hub.core.write({ c: 'sites', k: 'paris-1', op: 'put', v: { site: 'paris' } });
@@ -305,6 +311,12 @@ describe.each(FLEET_SETUPS)('scoped collections, end to end: broker %s, store %s
     const paris = bucketIdOf('sites|f|site|paris');
     await spy.publishAsync(topics.up('pi-1'), upCodec.encode(['pull', { id: 7, from: 0, b: paris }]), { qos: 1 });
     await waitFor('the pull is refused', () => errors.includes(ErrorCode.OUT_OF_SCOPE));
+    // It asks for its own bucket's log from before it joined: it gets berlin as it is now, not its history.
+    await spy.publishAsync(topics.up('pi-1'), upCodec.encode(['pull', { id: 8, from: 1, b: bucketIdOf('sites|f|site|berlin') }]), {
+      qos: 1,
+    });
+    await waitFor('the pull of its own bucket is answered', () => answered.includes(8));
+    expect(received.filter((c) => c.k === 'moved-1' && c.op !== 'out')).toEqual([]);
     expect(received.filter((c) => c.k === 'paris-1' || c.k.startsWith('pi-2/'))).toEqual([]);
     await spy.endAsync(true);
   });

@@ -29,6 +29,20 @@ const keys = (page: { docs: Change[] }): string[] => page.docs.map((d) => d.k);
  * contract suite, run inside it against each implementation.
  */
 export function scopeBucketCases(ctx: BucketCaseContext): void {
+  test("keeps where each device last joined each bucket, across a reopen; a device's join is its own", async () => {
+    let store = ctx.store();
+    expect(await store.bucketJoins.joinedAt('pi-1', A)).toBeUndefined();
+    await store.bucketJoins.record('pi-1', A, 5);
+    await store.bucketJoins.record('pi-2', A, 9);
+    await store.bucketJoins.record('pi-1', B, 0);
+    await store.bucketJoins.record('pi-1', A, 12); // joined again (a relabel back, a snapshot after retention)
+    store = await ctx.reopen();
+    expect(await store.bucketJoins.joinedAt('pi-1', A)).toBe(12);
+    expect(await store.bucketJoins.joinedAt('pi-2', A)).toBe(9);
+    expect(await store.bucketJoins.joinedAt('pi-1', B)).toBe(0);
+    expect(await store.bucketJoins.joinedAt('pi-2', B)).toBeUndefined();
+  });
+
   test('tells who wrote the entries at some LSNs and, of a scoped change, its buckets; none for LSNs not in the log', async () => {
     const store = ctx.store();
     const inc = 'i'.repeat(32);

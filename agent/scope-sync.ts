@@ -185,7 +185,11 @@ export class ScopeSync {
       this.#pump();
       return;
     }
-    this.#apply(bucket, set.changes, last, held);
+    // Only what lies past the cursor: a join's snapshot lists the documents in the bucket at its
+    // LSN and nothing of those that left before, so a change from before it, arriving late,
+    // would bring back a document that has since left the bucket, and no `out` would follow.
+    const fresh = set.changes.filter((c) => c.lsn > state.cursor);
+    if (fresh.length > 0) this.#apply(bucket, fresh, last, held);
   }
 
   onPage([, page]: PageMessage): void {

@@ -467,6 +467,24 @@ const SCOPED_EXAMPLES: typeof REGRESSIONS = [
     0,
     1,
   ],
+  // The hub put a document in site a and moved it to b; a device joining site a got the `out`
+  // first (a gap: it fetched the bucket's snapshot, without the document), then the put, late.
+  // The put was below the cursor the snapshot set, and applied: the device kept a document of b.
+  [
+    [
+      { t: 'deliver', n: 4 },
+      { t: 'hubWrite', k: 2, s: 0 },
+      { t: 'hubWrite', k: 2, s: 1 },
+      { t: 'deliver', n: 1 },
+      { t: 'relabel', a: 0, s: 0 },
+      { t: 'deliver', n: 1 },
+      { t: 'relabel', a: 0, s: 0 },
+      { t: 'deliver', n: 1 },
+    ],
+    117,
+    0,
+    8,
+  ],
 ];
 
 /**

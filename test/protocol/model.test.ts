@@ -485,6 +485,22 @@ const SCOPED_EXAMPLES: typeof REGRESSIONS = [
     0,
     8,
   ],
+  // A device left site a and came back while the hub moved a document from a to b: its stored
+  // buckets still named a, which the rejoin's snapshot (without the document) never corrected,
+  // so the device kept a document of b.
+  [
+    [
+      { t: 'write', a: 0, k: 0, del: false, c: 0, s: 0 },
+      { t: 'deliver', n: 30 },
+      { t: 'relabel', a: 0, s: 1 },
+      { t: 'hubWrite', k: 0, s: 1 },
+      { t: 'relabel', a: 0, s: 0 },
+      { t: 'deliver', n: 30 },
+    ],
+    1,
+    0,
+    1,
+  ],
 ];
 
 /**

@@ -53,8 +53,10 @@ describe('a hub under attack: logins with a wrong token', () => {
       unknown.push(forUnknown.ms);
       known.push(forKnown.ms);
     }
-    // The same timing class: an answer without scrypt would take a few ms, one with it tens.
-    expect(median(unknown), `unknown ids ${unknown.join(',')} ms; known ids ${known.join(',')} ms`).toBeGreaterThan(median(known) / 3);
+    // The same timing class: an answer without scrypt would take a few ms, one with it tens. The
+    // fastest known-id answer is the measure of scrypt's work: on a busy machine any one answer
+    // may take several times that (a median of four once did).
+    expect(median(unknown), `unknown ids ${unknown.join(',')} ms; known ids ${known.join(',')} ms`).toBeGreaterThan(Math.min(...known) / 2);
     await bench.expectHealthy();
   }, 60_000);
 

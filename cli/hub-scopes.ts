@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { HubStore } from '../hub/store/hub-store.js';
+import { DEFAULT_PARTITION } from '../shared/topics.js';
 import { table } from './agent-client.js';
 
 interface PreviewOptions {
@@ -52,11 +53,11 @@ export function addScopeCommands(hub: Command): void {
       try {
         for (const partition of partitionsOf(before)) {
           // A partition that never ran has no SQLite file yet, and nothing to move: it is not created here.
-          if (opts.store === undefined && partition !== 'default' && !existsSync(join(sqliteDirOf(opts.data, partition), 'hub.db')))
+          if (opts.store === undefined && partition !== DEFAULT_PARTITION && !existsSync(join(sqliteDirOf(opts.data, partition), 'hub.db')))
             continue;
           stores.set(partition, await openHubStore({ store: opts.store, dataDir: opts.data, partition }));
         }
-        const store = stores.get('default')!;
+        const store = stores.get(DEFAULT_PARTITION)!;
         const labels = await store.allLabels();
         // Provisioned devices and those known by their labels (a --dev hub's), but no revoked one: it cannot connect.
         const credentials = await store.credentials();

@@ -77,7 +77,7 @@ export class AgentPulls {
       const answer =
         bucket !== undefined
           ? await answerBucketPull(store, clock, { ...pull, b: bucket }, maxBytes, onRead, {
-              at: await store.bucketJoins.joinedAt(agentId, bucket),
+              at: () => store.bucketJoins.joinedAt(agentId, bucket),
               record: (lsn) => store.bucketJoins.record(agentId, bucket, lsn),
             })
           : await answerPull(

@@ -6,7 +6,7 @@ import type { HubStore } from './store/hub-store.js';
 /** Where the pulling device joined the bucket (HubStore.bucketJoins). */
 export interface BucketJoin {
   /** The LSN it last joined the bucket at; undefined if it never did, as far as the store knows. */
-  at: number | undefined;
+  at(): Promise<number | undefined>;
   /** Records that it joins the bucket at an LSN, before the answer goes out. */
   record(lsn: number): Promise<void>;
 }
@@ -48,10 +48,11 @@ export async function answerBucketPull(
     return snapshot(lsn, undefined);
   };
   if (pull.snap && logReaches(pull.snap.lsn)) return snapshot(pull.snap.lsn, pull.snap.after);
+  if (pull.snap || !logReaches(pull.from)) return fresh();
   // Below where the device joined (or with no join known), the log may hold versions of
   // documents that left the bucket before the device came, which it may not read.
-  const joined = pull.from === 0 || (join.at !== undefined && pull.from >= join.at);
-  if (pull.snap || !joined || !logReaches(pull.from)) return fresh();
+  const joinedAt = pull.from === 0 ? 0 : await join.at(); // read only for a pull of the log past 0
+  if (joinedAt === undefined || pull.from < joinedAt) return fresh();
   if (pull.from === 0) await join.record(0); // an empty log (head 0): the join is read as a log
 
   const head = store.head;

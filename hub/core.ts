@@ -22,7 +22,7 @@ import { assignment, collectionsOfPartition, CollectionPolicies, DEFAULT_HUB_CON
 import { ScopeDelivery } from './scope-delivery.js';
 import { reindexScopes } from './scope-reindex.js';
 import { ScopeDirectory } from './scope-directory.js';
-import { scopeView } from './scope-rules.js';
+import { scopeView, type ScopeRules } from './scope-rules.js';
 import {
   defaultIngestOptions,
   Ingestor,
@@ -131,6 +131,8 @@ export class HubCore extends EventEmitter<HubEvents> {
   readonly #retention: LogRetention;
   /** Scoped collections' delivery: which devices are online, and what each holds (see ScopeDelivery). */
   readonly scopes: ScopeDelivery;
+  /** The scope rules of this partition's collections. */
+  readonly #scopeRules: ScopeRules;
 
   constructor(options: HubCoreOptions) {
     super();
@@ -157,7 +159,7 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.topics = partitionTopics(this.partition);
     const owners = new Map(Object.entries(assignment(this.config)));
     this.#partitionOf = (collection) => owners.get(collection) ?? DEFAULT_PARTITION;
-    const rules = scopeRules(collectionsOfPartition(this.config, this.partition));
+    const rules = (this.#scopeRules = scopeRules(collectionsOfPartition(this.config, this.partition)));
     const labelsOf = options.labelsOf ?? (() => ({}));
     this.scopes = new ScopeDelivery(
       new ScopeDirectory(rules, this.config.access.groups, labelsOf, (agentId, c) => this.access.mayRead(agentId, c)),
@@ -217,8 +219,7 @@ export class HubCore extends EventEmitter<HubEvents> {
 
   /** Before it serves: brings the scope bucket index in line with the config's rules (hub/scope-reindex.ts). */
   prepare(): Promise<void> {
-    const own = collectionsOfPartition(this.config, this.partition);
-    return reindexScopes(this.store, scopeRules(own), own, this.log);
+    return reindexScopes(this.store, this.#scopeRules, this.config.collections, this.log);
   }
 
   /** Publishes the retained hub status and starts log retention, if configured. */

@@ -134,4 +134,54 @@ CREATE TABLE scope_buckets (
   PRIMARY KEY (lane, bucket)
 );
 `,
+  // 9: content digests (shared/digest.ts). Each document held has its state's hash (NULL on an
+  // evicted stub: it is not held), and each collection the sum of its documents' hashes mod 2^52.
+  // Triggers keep the sum, whatever writes the rows (an apply, an eviction, a repair, an operator
+  // with the sqlite3 tool), at O(1) per row. Each hash is taken mod 2^52 (4503599627370496) into
+  // [0, 2^52) first, so no sum of two reaches 2^63 whatever a row holds. Rows written before have no hash: the store
+  // computes them at open (hash-backfill.ts), found through the partial index.
+  `
+ALTER TABLE documents ADD COLUMN hash INTEGER;
+CREATE INDEX documents_unhashed ON documents (collection, key) WHERE hash IS NULL AND evicted = 0;
+CREATE TABLE digests (
+  collection TEXT PRIMARY KEY,
+  digest     INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER documents_digest_insert AFTER INSERT ON documents
+WHEN NEW.evicted = 0 AND NEW.hash IS NOT NULL
+BEGIN
+  INSERT INTO digests (collection, digest) VALUES (NEW.collection, (NEW.hash % 4503599627370496 + 4503599627370496) % 4503599627370496)
+  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
+END;
+CREATE TRIGGER documents_digest_delete AFTER DELETE ON documents
+WHEN OLD.evicted = 0 AND OLD.hash IS NOT NULL
+BEGIN
+  INSERT INTO digests (collection, digest)
+  VALUES (OLD.collection, (4503599627370496 - (OLD.hash % 4503599627370496 + 4503599627370496) % 4503599627370496) % 4503599627370496)
+  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
+END;
+CREATE TRIGGER documents_digest_update AFTER UPDATE OF hash, evicted ON documents
+WHEN OLD.collection = NEW.collection AND (NEW.hash IS NOT OLD.hash OR NEW.evicted IS NOT OLD.evicted)
+BEGIN
+  INSERT INTO digests (collection, digest)
+  VALUES (NEW.collection, (
+    (CASE WHEN NEW.evicted = 0 THEN coalesce(NEW.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496
+    - (CASE WHEN OLD.evicted = 0 THEN coalesce(OLD.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496
+    + 4503599627370496) % 4503599627370496)
+  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
+END;
+-- Only by hand: the software never moves a document to another collection.
+CREATE TRIGGER documents_digest_move AFTER UPDATE OF collection ON documents
+WHEN OLD.collection <> NEW.collection
+BEGIN
+  INSERT INTO digests (collection, digest)
+  VALUES (OLD.collection,
+    (4503599627370496 - (CASE WHEN OLD.evicted = 0 THEN coalesce(OLD.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496)
+    % 4503599627370496)
+  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
+  INSERT INTO digests (collection, digest)
+  VALUES (NEW.collection, (CASE WHEN NEW.evicted = 0 THEN coalesce(NEW.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496)
+  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
+END;
+`,
 ];

@@ -1,5 +1,6 @@
 import { DEFAULT_PARTITION } from '../../shared/topics.js';
 import { AgentDb } from './agent-db.js';
+import { backfillHashes } from './hash-backfill.js';
 import { LostReports } from './lost-reports.js';
 import { Outbox } from './outbox.js';
 import { Partitions } from './partitions.js';
@@ -28,6 +29,7 @@ export class AgentStore {
 
   constructor(dataDir: string) {
     this.#db = new AgentDb(dataDir);
+    backfillHashes(this.#db); // documents stored before the replica kept hashes (schema 9)
     this.settings = new Settings(this.#db);
     this.partitions = new Partitions(this.#db);
     this.rejections = new Rejections(this.#db);

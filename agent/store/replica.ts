@@ -1,10 +1,12 @@
 import { encodeCbor } from '../../shared/codec.js';
+import { documentHash } from '../../shared/digest.js';
 import type { Change } from '../../shared/messages.js';
 import { applyPatch, type JsonValue } from '../../shared/values.js';
 import type { AgentDb } from './agent-db.js';
 import type { Outbox } from './outbox.js';
 import type { Partitions, SnapshotProgress } from './partitions.js';
 import { bucketsAfterLeaving, vouchedBuckets } from './bucket-membership.js';
+import { ReplicaDigests, type RangeDigests } from './replica-digests.js';
 import type { HeldBucket, ScopeBuckets } from './scope-buckets.js';
 import { decodeValue } from './writes.js';
 
@@ -46,9 +48,12 @@ export interface BucketApplied {
  * The confirmed replica: each document at the newest version the hub committed that reached
  * this device (a delete kept as a tombstone, so an older change never brings it back), and per
  * collection the highest LSN applied. Reads lay the device's pending writes (the outbox) over it.
+ * Each document held keeps the hash of its state, and each collection their sum, its digest
+ * (replica-digests.ts), which the hub compares with its own to find what differs.
  */
 export class Replica {
   readonly #s;
+  readonly #digests: ReplicaDigests;
 
   constructor(
     private readonly db: AgentDb,
@@ -59,10 +64,10 @@ export class Replica {
     this.#s = {
       document: db.prepare<[string, string], DocRow>('SELECT value, deleted, version FROM documents WHERE collection = ? AND key = ?'),
       // An evicted stub gives way to its own version too: a document that comes back unchanged.
-      upsert: db.prepare<[string, string, Buffer | null, number, number, string, string, string | null]>(
-        `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, buckets) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value, deleted = excluded.deleted,
-           version = excluded.version, hlc = excluded.hlc, origin = excluded.origin, buckets = excluded.buckets, evicted = 0
+      upsert: db.prepare<[string, string, Buffer | null, number, number, string, string, string | null, number]>(
+        `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, buckets, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value, deleted = excluded.deleted, version = excluded.version,
+           hlc = excluded.hlc, origin = excluded.origin, buckets = excluded.buckets, evicted = 0, hash = excluded.hash
          WHERE excluded.version > documents.version OR (documents.evicted = 1 AND excluded.version >= documents.version)`,
       ),
       scoped: db.prepare<[string, string], { version: number; deleted: number; evicted: number; buckets: string | null }>(
@@ -70,7 +75,8 @@ export class Replica {
       ),
       setBuckets: db.prepare<[string, string, string]>('UPDATE documents SET buckets = ? WHERE collection = ? AND key = ?'),
       evict: db.prepare<[number, string, string]>(
-        'UPDATE documents SET value = NULL, deleted = 1, evicted = 1, buckets = NULL, version = max(version, ?) WHERE collection = ? AND key = ?',
+        `UPDATE documents SET value = NULL, deleted = 1, evicted = 1, buckets = NULL, hash = NULL, version = max(version, ?)
+         WHERE collection = ? AND key = ?`,
       ),
       stub: db.prepare<[string, string, number, string, string]>(
         `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, evicted) VALUES (?, ?, NULL, 1, ?, ?, ?, 1)`,
@@ -99,6 +105,7 @@ export class Replica {
         'SELECT collection, applied_lsn FROM cursors ORDER BY collection',
       ),
     };
+    this.#digests = new ReplicaDigests(db);
   }
 
   /** The version of a document the replica holds (a tombstone's too); 0 if none. */
@@ -207,7 +214,9 @@ export class Replica {
     const value = ch.v === undefined ? null : encodeCbor(ch.v);
     const bk = ch.bk && via ? vouchedBuckets(ch.bk, via.bucket, ch.lsn, via.held) : ch.bk;
     const buckets = bk === undefined ? null : JSON.stringify(bk);
-    if (this.#s.upsert.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o, buckets).changes > 0) return true;
+    // Its hash goes with the row (the digest triggers sum it), of the value bytes as stored.
+    const hash = documentHash(ch.c, ch.k, ch.lsn, ch.op === 'del', value);
+    if (this.#s.upsert.run(ch.c, ch.k, value, ch.op === 'del' ? 1 : 0, ch.lsn, ch.hlc, ch.o, buckets, hash).changes > 0) return true;
     // The version it holds, sent again (a collection just scoped, a bucket rejoined): it takes the buckets it came with.
     if (ch.bk !== undefined && bk !== undefined) this.#retag(ch, bk);
     return false;
@@ -340,5 +349,20 @@ export class Replica {
   /** Highest LSN applied, per collection. */
   cursors(): Record<string, number> {
     return Object.fromEntries(this.#s.cursors.all().map((r) => [r.collection, r.applied_lsn]));
+  }
+
+  /** The collection's content digest (shared/digest.ts), as the hub computes it over what it holds; 0 when none. */
+  digest(collection: string): number {
+    return this.#digests.digest(collection);
+  }
+
+  /** The collection's documents summed into the `2^bits` sub-ranges of each of `parents` (ReplicaDigests). */
+  rangeDigests(collection: string, depth: number, parents: readonly number[], bits: number): RangeDigests {
+    return this.#digests.rangeDigests(collection, depth, parents, bits);
+  }
+
+  /** Sets the collection's digest to the sum of its documents' stored hashes, and returns it. */
+  recountDigest(collection: string): number {
+    return this.#digests.recountDigest(collection);
   }
 }

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { AgentStore } from '../../../agent/store/agent-store.js';
 import { AGENT_MIGRATIONS } from '../../../agent/schema.js';
 import { encodeCbor } from '../../../shared/codec.js';
+import { DIGEST_MODULUS, documentHash } from '../../../shared/digest.js';
 import { tempDir } from '../../helpers/temp.js';
 import { appendAll, change, hlc, openStore, put, queued } from './fixtures.js';
 
@@ -108,6 +109,10 @@ describe('agent store: migrations', () => {
         expect(store.replica.read('docs', 'a', true)?.value).toEqual({ n: 1 });
         expect(store.replica.read('docs', 'gone')).toBeUndefined();
         expect(store.replica.versionOf('docs', 'gone')).toBe(7);
+        // Hashed at open, whatever the version: the digest is the two documents', the tombstone's too.
+        expect(store.replica.digest('docs')).toBe(
+          (documentHash('docs', 'a', 5, false, encodeCbor({ n: 1 })) + documentHash('docs', 'gone', 7, true, null)) % DIGEST_MODULUS,
+        );
         // The outbox is the default partition's, seqs kept; the committed write is not sent again.
         expect(queued(store)).toEqual([
           [2, 'a', 'patch'],
@@ -170,6 +175,59 @@ describe('agent store: migrations', () => {
     const raw = new Database(join(dir, 'agent.db'), { readonly: true });
     expect(raw.prepare('SELECT incarnation, seq FROM rejections').all()).toEqual([{ incarnation: INCARNATION, seq: 0 }]);
     raw.close();
+  });
+
+  describe('content digests (schema 9)', () => {
+    const DIGESTS = 9;
+    /** Documents as software before digests stored them: 2,500 in docs (every 7th a tombstone, 40 evicted stubs) and 300 in other. */
+    const rows = [
+      ...Array.from({ length: 2500 }, (_, i) => ({ c: 'docs', k: `d${i}`, version: i + 1, deleted: i % 7 === 0, evicted: i % 61 === 0 })),
+      ...Array.from({ length: 300 }, (_, i) => ({ c: 'other', k: `o${i}`, version: 3000 + i, deleted: false, evicted: false })),
+    ].map((r) => ({ ...r, value: r.deleted || r.evicted ? null : encodeCbor({ key: r.k, n: r.version }) }));
+    const hashOf = (r: (typeof rows)[number]): number => documentHash(r.c, r.k, r.version, r.deleted || r.evicted, r.value);
+    const digestOf = (c: string): number =>
+      Number(rows.filter((r) => r.c === c && !r.evicted).reduce((sum, r) => sum + BigInt(hashOf(r)), 0n) % 2n ** 52n);
+
+    function before(): { dir: string; db: Database.Database } {
+      const { dir, db } = databaseAt(DIGESTS - 1);
+      const insert = db.prepare(
+        'INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, evicted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      );
+      db.transaction(() => {
+        for (const r of rows) insert.run(r.c, r.k, r.value, r.deleted || r.evicted ? 1 : 0, r.version, hlc(), 'hub', r.evicted ? 1 : 0);
+      })();
+      return { dir, db };
+    }
+
+    function expectHashed(dir: string): void {
+      const store = openStore(dir);
+      expect(store.replica.digest('docs')).toBe(digestOf('docs'));
+      expect(store.replica.digest('other')).toBe(digestOf('other'));
+      store.close();
+      const raw = new Database(join(dir, 'agent.db'), { readonly: true });
+      const stored = raw.prepare<[], { key: string; hash: number | null }>('SELECT key, hash FROM documents').all();
+      raw.close();
+      expect(new Map(stored.map((r) => [r.key, r.hash]))).toEqual(new Map(rows.map((r) => [r.k, r.evicted ? null : hashOf(r)])));
+    }
+
+    it('hashes every document held at the first open, and the digests follow (evicted stubs count for nothing)', () => {
+      const { dir, db } = before();
+      db.close();
+      expectHashed(dir);
+    });
+
+    it('goes on from where an interrupted first open left off', () => {
+      const { dir, db } = before();
+      // The migration ran and the first 1,000 documents of docs were hashed, then the device lost power.
+      db.exec(AGENT_MIGRATIONS[DIGESTS - 1]!);
+      db.pragma(`user_version = ${DIGESTS}`);
+      const setHash = db.prepare('UPDATE documents SET hash = ? WHERE collection = ? AND key = ?');
+      db.transaction(() => {
+        for (const r of rows.slice(0, 1000)) if (!r.evicted) setHash.run(hashOf(r), r.c, r.k);
+      })();
+      db.close();
+      expectHashed(dir);
+    });
   });
 
   it('refuses a database newer than this software, and leaves it as it was', () => {

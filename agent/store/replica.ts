@@ -8,6 +8,7 @@ import type { Partitions, SnapshotProgress } from './partitions.js';
 import { bucketsAfterLeaving, vouchedBuckets } from './bucket-membership.js';
 import { ReplicaDigests, type RangeDigests } from './replica-digests.js';
 import type { HeldBucket, ScopeBuckets } from './scope-buckets.js';
+import { Scrub, type ScrubStep } from './scrub.js';
 import { decodeValue } from './writes.js';
 
 /** A document as an app sees it. `pending` says the device's own unconfirmed writes shaped it. */
@@ -54,6 +55,7 @@ export interface BucketApplied {
 export class Replica {
   readonly #s;
   readonly #digests: ReplicaDigests;
+  readonly #scrub: Scrub;
 
   constructor(
     private readonly db: AgentDb,
@@ -106,6 +108,7 @@ export class Replica {
       ),
     };
     this.#digests = new ReplicaDigests(db);
+    this.#scrub = new Scrub(db);
   }
 
   /** The version of a document the replica holds (a tombstone's too); 0 if none. */
@@ -364,5 +367,10 @@ export class Replica {
   /** Sets the collection's digest to the sum of its documents' stored hashes, and returns it. */
   recountDigest(collection: string): number {
     return this.#digests.recountDigest(collection);
+  }
+
+  /** Reads about `maxBytes` of rows after `after` and reports those that rotted (Scrub); writes nothing. */
+  scrub(after: readonly [string, string] | undefined, maxBytes: number): ScrubStep {
+    return this.#scrub.step(after, maxBytes);
   }
 }

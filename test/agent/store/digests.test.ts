@@ -61,12 +61,13 @@ describe('agent store: content digests', () => {
     store.replica.applyBucketChanges(LANE, A, [inA(5, 'never-held')], 6, store.scope.held(LANE));
     expect(store.replica.digest('docs')).toBe(digestOf([inA(3, 'c'), inA(5, 'never-held')]));
     expect(store.replica.rangeDigests('docs', 0, [0], 0)).toEqual({ digests: [[store.replica.digest('docs')]], counts: [[2]] });
-    // A stub keeps no hash.
+    // A stub keeps no hash: a scrub of it finds nothing to check.
     const stubs = byHand(dir, (db) => db.prepare('SELECT key, hash FROM documents WHERE evicted = 1 ORDER BY key').all());
     expect(stubs).toEqual([
       { key: 'a', hash: null },
       { key: 'b', hash: null },
     ]);
+    expect(store.replica.scrub(undefined, Infinity).rotten).toEqual([]);
   });
 
   it('follows rows deleted and inserted by hand (the triggers), and hashes at open a row put there without its hash', () => {
@@ -90,6 +91,7 @@ describe('agent store: content digests', () => {
     });
     const reopened = openStore(dir);
     expect(reopened.replica.digest('docs')).toBe(digestOf([...docs.filter((d) => d.k !== 'k3' && d.k !== 'k4'), intruder, unhashed]));
+    expect(reopened.replica.scrub(undefined, Infinity).rotten).toEqual([]);
   });
 
   it('follows rows moved to another collection, evicted, or given another hash by hand', () => {

@@ -203,6 +203,7 @@ describe('agent store: migrations', () => {
       const store = openStore(dir);
       expect(store.replica.digest('docs')).toBe(digestOf('docs'));
       expect(store.replica.digest('other')).toBe(digestOf('other'));
+      expect(store.replica.scrub(undefined, Infinity).rotten).toEqual([]);
       store.close();
       const raw = new Database(join(dir, 'agent.db'), { readonly: true });
       const stored = raw.prepare<[], { key: string; hash: number | null }>('SELECT key, hash FROM documents').all();

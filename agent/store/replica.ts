@@ -6,6 +6,7 @@ import type { AgentDb } from './agent-db.js';
 import type { Outbox } from './outbox.js';
 import type { Partitions, SnapshotProgress } from './partitions.js';
 import { bucketsAfterLeaving, vouchedBuckets } from './bucket-membership.js';
+import { RangeRepair, type KeyWindow, type RangeRepaired } from './range-repair.js';
 import { ReplicaDigests, type RangeDigests } from './replica-digests.js';
 import type { HeldBucket, ScopeBuckets } from './scope-buckets.js';
 import { Scrub, type ScrubStep } from './scrub.js';
@@ -55,6 +56,7 @@ export interface BucketApplied {
 export class Replica {
   readonly #s;
   readonly #digests: ReplicaDigests;
+  readonly #repair: RangeRepair;
   readonly #scrub: Scrub;
 
   constructor(
@@ -108,6 +110,7 @@ export class Replica {
       ),
     };
     this.#digests = new ReplicaDigests(db);
+    this.#repair = new RangeRepair(db);
     this.#scrub = new Scrub(db);
   }
 
@@ -362,6 +365,18 @@ export class Replica {
   /** The collection's documents summed into the `2^bits` sub-ranges of each of `parents` (ReplicaDigests). */
   rangeDigests(collection: string, depth: number, parents: readonly number[], bits: number): RangeDigests {
     return this.#digests.rangeDigests(collection, depth, parents, bits);
+  }
+
+  /** One page of the hub's documents of some key ranges, written as the hub has them (RangeRepair). */
+  repairRanges(
+    collection: string,
+    depth: number,
+    ranges: readonly number[],
+    docs: readonly Change[],
+    window: KeyWindow,
+    lsn: number,
+  ): RangeRepaired {
+    return this.#repair.repair(collection, depth, ranges, docs, window, lsn);
   }
 
   /** Sets the collection's digest to the sum of its documents' stored hashes, and returns it. */

@@ -1,4 +1,5 @@
 import type { BucketJoins } from './bucket-joins.js';
+import type { DigestReads } from './digest-reads.js';
 import type { Hlc } from '../../shared/hlc.js';
 import type { Change, OpResult } from '../../shared/messages.js';
 import type { JsonValue } from '../../shared/values.js';
@@ -124,6 +125,8 @@ export interface LogPage {
   through: number;
   /** What reading the page cost: the bytes of every row read, the reader's or not (see MAX_READ_FACTOR). */
   readBytes: number;
+  /** Each collection's digest right after its last change in the page (none where that entry predates digests). */
+  digests: Record<string, number>;
 }
 export interface DocumentPage {
   docs: Change[];
@@ -200,10 +203,10 @@ export interface IngestTx {
   document(collection: string, key: string): StoredDocument | undefined;
   archiveConflict(record: Omit<ConflictRecord, 'id' | 'at'>): void;
   /**
-   * Appends to the log with the next LSN and updates the document (which then has no prior
-   * buckets: see HubStore.rebucket); the size bound is for change sets.
+   * Appends to the log with the next LSN and updates the document (which then has no prior buckets:
+   * see HubStore.rebucket); the size bound is for change sets, `digest` the collection's right after it.
    */
-  commit(entry: LogEntry): { lsn: number; bytes: number };
+  commit(entry: LogEntry): { lsn: number; bytes: number; digest: number };
   collectionHead(collection: string): number;
   setCollectionHead(collection: string, lsn: number): void;
   /** The LSN of a bucket's newest change (0: none), kept through retention. */
@@ -229,7 +232,7 @@ export interface IngestPlan {
  * that writer's own bookkeeping. Every implementation passes the contract suite
  * (test/hub/store-contract.ts).
  */
-export interface HubStore {
+export interface HubStore extends DigestReads {
   /** `sqlite` or `postgres`, for logs and health. */
   readonly kind: string;
   /** Highest LSN committed (or pruned through). */

@@ -4,6 +4,7 @@ import type { PgPool } from './pg-pool.js';
 import { ConcurrentWriterError, WriterFencedError } from './writer-errors.js';
 import type { IngestPlan, RecordedOutcome, StoredDocument } from './hub-store.js';
 import { agentKey, documentKey, outcomeKey, type GroupCommitWrites, type IngestPrefetch } from './pg-ingest-tx.js';
+import { storedHash } from './digest-rows.js';
 import { toRecordedOutcome, type OutcomeRow } from './outcome-rows.js';
 import { toStoredDocument, type DocumentRow } from './rows.js';
 import { conflictRow } from './write-rows.js';
@@ -15,11 +16,11 @@ import { conflictRow } from './write-rows.js';
  */
 
 const DOCUMENTS = `
-SELECT d.collection, d.key, d.value, d.deleted, d.version, d.hlc, d.origin, d.field_hlcs, d.buckets
+SELECT d.collection, d.key, d.value, d.deleted, d.version, d.hlc, d.origin, d.field_hlcs, d.buckets, d.hash
 FROM unnest($1::text[], $2::text[]) AS p(collection, key)
 JOIN documents d ON d.collection = p.collection AND d.key = p.key`;
 
-const COLLECTION_HEADS = 'SELECT name, head_lsn FROM collections WHERE name = ANY($1::text[])';
+const COLLECTION_HEADS = 'SELECT name, head_lsn, digest FROM collections WHERE name = ANY($1::text[])';
 
 const LAST_SEQS = `
 SELECT s.agent_id, s.incarnation, s.last_seq
@@ -48,7 +49,7 @@ LEFT JOIN log l ON l.lsn = r.first_lsn + (p.seq - r.first_seq) AND p.seq <= r.la
 export const OUTCOMES_OF_OPS = outcomesSql(false);
 const REDELIVERED_OUTCOMES = outcomesSql(true);
 
-/** Reads what the plan touches: documents, collection heads, last seqs and redeliveries' outcomes. */
+/** Reads what the plan touches: documents with their hashes, collection heads and digests, last seqs and redeliveries' outcomes. */
 export async function prefetchPlan(pool: pg.Pool, plan: IngestPlan): Promise<IngestPrefetch> {
   const documents = unique(plan.documents, ([c, k]) => documentKey(c, k));
   const collections = [...new Set(documents.map(([c]) => c))];
@@ -61,7 +62,7 @@ export async function prefetchPlan(pool: pg.Pool, plan: IngestPlan): Promise<Ing
   const none = { rows: [] };
   const [docRows, headRows, seqRows, outcomeRows] = await Promise.all([
     documents.length ? pool.query<DocumentRow>(DOCUMENTS, [documents.map(([c]) => c), documents.map(([, k]) => k)]) : none,
-    collections.length ? pool.query<{ name: string; head_lsn: number }>(COLLECTION_HEADS, [collections]) : none,
+    collections.length ? pool.query<{ name: string; head_lsn: number; digest: number }>(COLLECTION_HEADS, [collections]) : none,
     agents.length
       ? pool.query<{ agent_id: string; incarnation: string; last_seq: number }>(LAST_SEQS, [
           agents.map((a) => a.agentId),
@@ -77,7 +78,9 @@ export async function prefetchPlan(pool: pg.Pool, plan: IngestPlan): Promise<Ing
   }
   return {
     documents: new Map<string, StoredDocument>(docRows.rows.map((r) => [documentKey(r.collection, r.key), toStoredDocument(r)])),
+    hashes: new Map(docRows.rows.map((r) => [documentKey(r.collection, r.key), storedHash(r)])),
     collectionHeads: new Map(headRows.rows.map((r) => [r.name, r.head_lsn])),
+    collectionDigests: new Map(headRows.rows.map((r) => [r.name, r.digest])),
     lastSeqs: new Map(seqRows.rows.map((r) => [agentKey(r.agent_id, r.incarnation), r.last_seq])),
     outcomes,
   };
@@ -90,7 +93,8 @@ export async function prefetchPlan(pool: pg.Pool, plan: IngestPlan): Promise<Ing
  * otherwise nothing is written and the statement returns `fenced = true`.
  * Documents, heads and sequences arrive deduplicated: ON CONFLICT may touch a row only once.
  * A document's bucket rows removed and added are disjoint: sibling statements see the same
- * snapshot, so none may depend on another's row. The bucket columns' parameters come last.
+ * snapshot, so none may depend on another's row. The bucket columns' parameters come next to
+ * last, the digests' last (each written with its row: a collection's with its head).
  */
 const WRITE_GROUP_COMMIT = `
 WITH fence AS (
@@ -98,22 +102,23 @@ WITH fence AS (
   WHERE epoch = $2 AND head_lsn = $3 AND group_commits = $4
   RETURNING 1
 ), log_rows AS (
-  INSERT INTO log (lsn, collection, key, op, value, hlc, origin, incarnation, seq, committed_at, digest, buckets)
+  INSERT INTO log (lsn, collection, key, op, value, hlc, origin, incarnation, seq, committed_at, digest, buckets, collection_digest)
   SELECT * FROM unnest($5::bigint[], $6::text[], $7::text[], $8::text[], $9::bytea[], $10::text[], $11::text[], $12::text[],
-    $13::bigint[], $14::bigint[], $15::text[], $60::text[])
+    $13::bigint[], $14::bigint[], $15::text[], $60::text[], $73::bigint[])
   WHERE EXISTS (SELECT FROM fence)
 ), document_rows AS (
-  INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, field_hlcs, buckets)
+  INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, field_hlcs, buckets, hash)
   SELECT * FROM unnest($16::text[], $17::text[], $18::bytea[], $19::boolean[], $20::bigint[], $21::text[], $22::text[], $23::bytea[],
-    $61::text[])
+    $61::text[], $74::bigint[])
   WHERE EXISTS (SELECT FROM fence)
   ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value, deleted = excluded.deleted, version = excluded.version,
-    hlc = excluded.hlc, origin = excluded.origin, field_hlcs = excluded.field_hlcs, buckets = excluded.buckets, prior_buckets = NULL
+    hlc = excluded.hlc, origin = excluded.origin, field_hlcs = excluded.field_hlcs, buckets = excluded.buckets, prior_buckets = NULL,
+    hash = excluded.hash
 ), head_rows AS (
-  INSERT INTO collections (name, head_lsn)
-  SELECT * FROM unnest($24::text[], $25::bigint[])
+  INSERT INTO collections (name, head_lsn, digest)
+  SELECT * FROM unnest($24::text[], $25::bigint[], $75::bigint[])
   WHERE EXISTS (SELECT FROM fence)
-  ON CONFLICT (name) DO UPDATE SET head_lsn = excluded.head_lsn
+  ON CONFLICT (name) DO UPDATE SET head_lsn = excluded.head_lsn, digest = excluded.digest
 ), sequence_rows AS (
   INSERT INTO agent_sequences (agent_id, incarnation, last_seq, updated_at)
   SELECT * FROM unnest($26::text[], $27::text[], $28::bigint[], $29::bigint[])
@@ -206,6 +211,9 @@ export async function writeGroupCommit(pool: pg.Pool, from: WriterPosition, head
       ...columns(w.removedDocumentBuckets, ['bucket', 'collection', 'key']),
       ...columns(w.addedDocumentBuckets, ['bucket', 'collection', 'key']),
       ...columns(w.bucketHeads, ['bucket', 'headLsn']),
+      ...columns(w.log, ['collection_digest']),
+      ...columns(w.documents, ['hash']),
+      ...columns(w.collectionHeads, ['digest']),
     ],
   });
   return !rows[0]!.fenced;

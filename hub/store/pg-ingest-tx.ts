@@ -6,6 +6,7 @@ import {
   committedRows,
   documentBucketChanges,
   logBucketRows,
+  type DigestsBefore,
   type DocumentWrite,
   type LogBucketWrite,
   type LogWrite,
@@ -17,8 +18,12 @@ export interface IngestPrefetch {
   lastSeqs: Map<string, number>;
   /** By documentKey; a planned document absent here does not exist. */
   documents: Map<string, StoredDocument>;
+  /** Each of those documents' stored hash, by documentKey. */
+  hashes: Map<string, number>;
   /** By collection name; a planned collection absent here has head 0. */
   collectionHeads: Map<string, number>;
+  /** By collection name; a planned collection absent here has digest 0. */
+  collectionDigests: Map<string, number>;
   /** By outcomeKey, for planned seqs at or below their incarnation's last seq (redeliveries). */
   outcomes: Map<string, RecordedOutcome>;
 }
@@ -28,7 +33,8 @@ export interface GroupCommitWrites {
   log: LogWrite[];
   /** The last state of each written document (one row per key: ON CONFLICT may touch a row once). */
   documents: DocumentWrite[];
-  collectionHeads: Array<{ name: string; headLsn: number }>;
+  /** Each collection whose head was set or whose digest moved, with both. */
+  collectionHeads: Array<{ name: string; headLsn: number; digest: number }>;
   lastSeqs: Array<{ agentId: string; incarnation: string; lastSeq: number; updatedAt: number }>;
   outcomes: Array<{
     agentId: string;
@@ -76,7 +82,8 @@ export const outcomeKey = (agentId: string, incarnation: string, seq: number): s
  * The IngestTx of the PostgreSQL store: serves reads from the prefetched rows, laid under what
  * this group commit already wrote (the same key written twice, the same agent in two batches),
  * and records writes to be sent in one transaction afterwards. Synchronous, like the SQLite
- * transaction it stands in for. Bucket heads come from the store's own copy of them all.
+ * transaction it stands in for. Bucket heads come from the store's own copy of them all; a
+ * document's hash and its collection's digest come with the rows prefetched, or written here.
  */
 export class BufferedIngestTx implements IngestTx {
   #head: number;
@@ -90,6 +97,8 @@ export class BufferedIngestTx implements IngestTx {
   readonly #log: GroupCommitWrites['log'] = [];
   readonly #documents = new Map<string, GroupCommitWrites['documents'][number]>();
   readonly #collectionHeads = new Map<string, number>();
+  /** Each collection's digest as this group commit's changes moved it. */
+  readonly #digests = new Map<string, number>();
   readonly #lastSeqs = new Map<string, GroupCommitWrites['lastSeqs'][number]>();
   readonly #outcomes = new Map<string, GroupCommitWrites['outcomes'][number]>();
   readonly #committedRuns: GroupCommitWrites['committedRuns'] = [];
@@ -178,14 +187,31 @@ export class BufferedIngestTx implements IngestTx {
     this.#conflicts.push({ ...record, at: Date.now() });
   }
 
-  commit(entry: LogEntry): { lsn: number; bytes: number } {
+  commit(entry: LogEntry): { lsn: number; bytes: number; digest: number } {
     const lsn = this.#head + 1;
-    const { log, document, bytes } = committedRows(entry, lsn);
+    const { log, document, bytes, digest } = committedRows(entry, lsn, this.#before(entry.collection, entry.key));
     if (entry.buckets) this.#indexBuckets(entry.collection, entry.key, lsn, entry.buckets);
     this.#log.push(log);
     this.#documents.set(documentKey(entry.collection, entry.key), document);
+    this.#digests.set(entry.collection, digest);
     this.#head = lsn;
-    return { lsn, bytes };
+    return { lsn, bytes, digest };
+  }
+
+  /** A document's hash and its collection's digest before the change being committed: as written here, else as stored. */
+  #before(collection: string, key: string): DigestsBefore {
+    const id = documentKey(collection, key);
+    const written = this.#documents.get(id);
+    if (!written && !this.#plannedDocuments.has(id)) throw new UnplannedReadError(`the hash of document ${collection}/${key}`);
+    return { hash: written ? written.hash : (this.#prefetch.hashes.get(id) ?? 0), digest: this.#digest(collection) };
+  }
+
+  /** A collection's digest: as moved here, else as stored. */
+  #digest(collection: string): number {
+    const moved = this.#digests.get(collection);
+    if (moved !== undefined) return moved;
+    if (!this.#plannedCollections.has(collection)) throw new UnplannedReadError(`the digest of collection ${collection}`);
+    return this.#prefetch.collectionDigests.get(collection) ?? 0;
   }
 
   collectionHead(collection: string): number {
@@ -238,7 +264,11 @@ export class BufferedIngestTx implements IngestTx {
     const writes: GroupCommitWrites = {
       log: this.#log,
       documents: [...this.#documents.values()],
-      collectionHeads: [...this.#collectionHeads].map(([name, headLsn]) => ({ name, headLsn })),
+      collectionHeads: [...new Set([...this.#collectionHeads.keys(), ...this.#digests.keys()])].map((name) => ({
+        name,
+        headLsn: this.collectionHead(name),
+        digest: this.#digest(name),
+      })),
       lastSeqs: [...this.#lastSeqs.values()],
       outcomes: [...this.#outcomes.values()],
       committedRuns: this.#committedRuns,

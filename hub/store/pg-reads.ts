@@ -62,7 +62,7 @@ export class PgReads {
     include: (collection: string) => boolean = () => true,
   ): Promise<LogPage> {
     // Rows past the page's read budget are not sent (see pgReadBudget).
-    const columns = 'lsn, collection, key, op, value, hlc, origin';
+    const columns = 'lsn, collection, key, op, value, hlc, origin, collection_digest';
     const rows = await this.#db.query<LogRow & { rows_in_query: string }>(
       pgWithinReadBudget(
         columns,

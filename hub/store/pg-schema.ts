@@ -222,10 +222,20 @@ CREATE TABLE bucket_joins (
   PRIMARY KEY (agent_id, bucket)
 );
 `,
+  // 9: as SQLite migration 16: content digests. Each document's hash, each collection's digest,
+  // each log entry's collection digest after it (NULL before this); documents written before are
+  // hashed when the store opens, then collections summed, and only then 'digests_pending' goes
+  // (pg-digests.ts backfillDigests).
+  `
+ALTER TABLE documents ADD COLUMN hash bigint;
+ALTER TABLE collections ADD COLUMN digest bigint NOT NULL DEFAULT 0;
+ALTER TABLE log ADD COLUMN collection_digest bigint;
+INSERT INTO hub_meta (name, value) VALUES ('digests_pending', 1);
+`,
 ];
 
-/** Arbitrary but fixed: the advisory lock every hub process takes to migrate. */
-const MIGRATION_LOCK = 0x6f757470; // "outp"
+/** Arbitrary but fixed: the advisory lock every hub process takes to migrate (and to backfill what a migration left). */
+export const MIGRATION_LOCK = 0x6f757470; // "outp"
 
 /**
  * The PostgreSQL schema of a partition's tables: `public` (undefined: the connection's default)

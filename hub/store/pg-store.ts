@@ -27,13 +27,13 @@ import { PgCredentials } from './pg-credentials.js';
 import { PgLabels } from './pg-labels.js';
 import { PgBucketJoins, type BucketJoins } from './bucket-joins.js';
 import { PgLineage } from './pg-lineage.js';
+import { openWriterState, type WriterState } from './pg-open.js';
 import { PgPool } from './pg-pool.js';
 import { PgReads } from './pg-reads.js';
 import { PgRebucket } from './pg-rebucket.js';
 import { rebucketInChunks } from './rebucket-rows.js';
 import { PgRetention } from './pg-retention.js';
-import { migrate } from './pg-schema.js';
-import { DEFAULT_PARTITION } from '../../shared/topics.js';
+import { PgDigests } from './pg-digests.js';
 
 export interface PostgresHubStoreOptions {
   /**
@@ -63,6 +63,7 @@ export class PostgresHubStore implements HubStore {
   readonly #db: PgPool;
   readonly #reads: PgReads;
   readonly #bucketReads: PgBucketReads;
+  readonly #digests: PgDigests;
   readonly #credentials: PgCredentials;
   readonly #labels: PgLabels;
   readonly bucketJoins: BucketJoins;
@@ -88,21 +89,11 @@ export class PostgresHubStore implements HubStore {
   /** The partition whose log this is (from its schema): its leader lock is what a restore checks. */
   readonly #partition: string;
 
-  private constructor(
-    db: PgPool,
-    state: {
-      epoch: number;
-      head: number;
-      groupCommits: number;
-      prunedThrough: number;
-      bucketHeads: Map<string, number>;
-      lineage: Lineage;
-      partition: string;
-    },
-  ) {
+  private constructor(db: PgPool, state: WriterState) {
     this.#db = db;
     this.#reads = new PgReads(db);
     this.#bucketReads = new PgBucketReads(db);
+    this.#digests = new PgDigests(db);
     this.#credentials = new PgCredentials(db);
     this.#labels = new PgLabels(db);
     this.bucketJoins = new PgBucketJoins(db);
@@ -122,30 +113,7 @@ export class PostgresHubStore implements HubStore {
   static async open(url: string, options: PostgresHubStoreOptions = {}): Promise<PostgresHubStore> {
     const db = new PgPool(url, options);
     try {
-      const client = await db.pool.connect();
-      try {
-        await migrate(client, options.schema);
-        const {
-          rows: [leader],
-        } = await client.query<{ epoch: number; head_lsn: number; group_commits: number }>(
-          'SELECT epoch, head_lsn, group_commits FROM leadership',
-        );
-        const {
-          rows: [pruned],
-        } = await client.query<{ value: number }>("SELECT value FROM hub_meta WHERE name = 'pruned_through'");
-        const { rows: heads } = await client.query<{ bucket: string; head_lsn: number }>('SELECT bucket, head_lsn FROM bucket_heads');
-        return new PostgresHubStore(db, {
-          epoch: options.epoch ?? leader!.epoch,
-          head: leader!.head_lsn,
-          groupCommits: leader!.group_commits,
-          prunedThrough: pruned!.value,
-          bucketHeads: new Map(heads.map((r) => [r.bucket, r.head_lsn])),
-          lineage: await new PgLineage(db).read(),
-          partition: options.schema?.replace(/^outpost_p_/, '') ?? DEFAULT_PARTITION,
-        });
-      } finally {
-        client.release();
-      }
+      return new PostgresHubStore(db, await openWriterState(db, options));
     } catch (cause) {
       await db.end().catch(() => undefined);
       if (cause instanceof DatabaseTooNewError) throw cause; // not a storage failure: the software is too old for it
@@ -244,6 +212,10 @@ export class PostgresHubStore implements HubStore {
 
   document(collection: string, key: string): Promise<StoredDocument | undefined> {
     return this.#reads.document(collection, key);
+  }
+
+  digestAt(collection: string, lsn: number): Promise<number | undefined> {
+    return this.#digests.digestAt(collection, lsn);
   }
 
   listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): Promise<ListedDocument[]> {

@@ -32,6 +32,8 @@ export interface DocumentRow {
   buckets?: string | null;
   /** The buckets it was in before the hub's rules last changed, while not written since (see HubStore.rebucket). */
   prior_buckets?: string | null;
+  /** Its hash (shared/digest.ts); NULL only until a database from before digests is backfilled. */
+  hash?: number | null;
 }
 
 export interface LogRow {
@@ -46,6 +48,8 @@ export interface LogRow {
   buckets?: string | null;
   /** Read through a bucket the change took its document out of: it reads as `out`. */
   left_bucket?: boolean | number;
+  /** Its collection's digest right after it (NULL: logged before digests); read by log pages only. */
+  collection_digest?: number | null;
 }
 
 export interface ConflictRow {
@@ -240,25 +244,33 @@ export function logPage(
   cut = false,
 ): LogPage {
   const changes: Change[] = [];
+  // The digest after each collection's last change in the page (null: that entry predates digests).
+  const digests = new Map<string, number | null>();
   let bytes = 0;
   let readBytes = 0;
   let read = 0;
   let lastRead = from;
+  const page = (complete: boolean): LogPage => ({ changes, complete, through: lastRead, readBytes, digests: knownDigests(digests) });
   for (const row of rows) {
     const size = encodedChangeBytes(row);
     readBytes += size;
-    if (read > 0 && readBytes > MAX_READ_FACTOR * maxBytes) return { changes, complete: false, through: lastRead, readBytes };
+    if (read > 0 && readBytes > MAX_READ_FACTOR * maxBytes) return page(false);
     read += 1;
     if (!include(row.collection)) {
       lastRead = row.lsn; // not for this reader; the page still covers it
       continue;
     }
     bytes += size;
-    if (changes.length > 0 && bytes > maxBytes) return { changes, complete: false, through: lastRead, readBytes };
+    if (changes.length > 0 && bytes > maxBytes) return page(false);
     changes.push(logRowToChange(row));
+    digests.set(row.collection, row.collection_digest ?? null);
     lastRead = row.lsn;
   }
-  return { changes, complete: !cut && read < limit, through: lastRead, readBytes };
+  return page(!cut && read < limit);
+}
+
+function knownDigests(digests: ReadonlyMap<string, number | null>): Record<string, number> {
+  return Object.fromEntries([...digests].filter((entry): entry is [string, number] => entry[1] !== null));
 }
 
 /**

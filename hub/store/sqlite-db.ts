@@ -23,6 +23,7 @@ import type {
 import { SqliteBucketReads } from './sqlite-bucket-reads.js';
 import { SqliteConnection } from './sqlite-connection.js';
 import { SqliteCredentials } from './sqlite-credentials.js';
+import { SqliteDigests } from './sqlite-digests.js';
 import { SqliteIngestRows } from './sqlite-ingest-rows.js';
 import { SqliteLabels } from './sqlite-labels.js';
 import { SqliteLineage } from './sqlite-lineage.js';
@@ -53,6 +54,8 @@ export class SqliteHubDb implements IngestTx {
   readonly #rebucket: SqliteRebucket;
   /** Where each device may read a bucket's log from (HubStore.bucketJoins). */
   readonly bucketJoins: SqliteBucketJoins;
+  /** Content digests outside group commits (HubStore's DigestReads), given the head and prunedThrough. */
+  readonly digests: SqliteDigests;
   #head: number;
   #prunedThrough: number;
 
@@ -68,6 +71,8 @@ export class SqliteHubDb implements IngestTx {
     this.#lineage = new SqliteLineage(this.#db);
     this.#rebucket = new SqliteRebucket(this.#db);
     this.bucketJoins = new SqliteBucketJoins(this.#db);
+    this.digests = new SqliteDigests(this.#db);
+    this.digests.backfill();
     this.#prunedThrough = this.#retention.prunedThrough();
     this.#head = Math.max(this.#rows.loggedHead(), this.#prunedThrough);
   }
@@ -82,11 +87,11 @@ export class SqliteHubDb implements IngestTx {
     return this.#prunedThrough;
   }
 
-  /** Runs `fn` in one write transaction (BEGIN IMMEDIATE). `fn` must be synchronous. */
+  /** Runs `fn`, a group commit, in one write transaction (BEGIN IMMEDIATE). `fn` must be synchronous. */
   transaction<T>(fn: () => T): T {
     const head = this.#head;
     try {
-      return this.#db.transaction(fn);
+      return this.#db.transaction(() => this.#rows.group(fn));
     } catch (error) {
       this.#head = head; // the LSNs handed out inside the rolled-back transaction are free again
       throw error;
@@ -126,14 +131,15 @@ export class SqliteHubDb implements IngestTx {
   }
 
   /**
-   * Appends a change to the log and updates the document. Returns its LSN and an upper bound of
-   * its size as an encoded Change (from the value bytes just encoded: no second encoding).
+   * Appends a change to the log and updates the document. Returns its LSN, an upper bound of its
+   * size as an encoded Change (from the value bytes just encoded: no second encoding), and its
+   * collection's digest after it.
    */
-  commit(entry: LogEntry): { lsn: number; bytes: number } {
+  commit(entry: LogEntry): { lsn: number; bytes: number; digest: number } {
     const lsn = this.#head + 1;
-    const bytes = this.#rows.append(entry, lsn);
+    const { bytes, digest } = this.#rows.append(entry, lsn);
     this.#head = lsn;
-    return { lsn, bytes };
+    return { lsn, bytes, digest };
   }
 
   collectionHead(collection: string): number {

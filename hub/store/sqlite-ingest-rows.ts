@@ -1,20 +1,28 @@
 import type { OpResult } from '../../shared/messages.js';
 import type { ConflictRecord, LogEntry, RecordedOutcome, StoredDocument } from './hub-store.js';
 import { committedOutcome, explicitOutcome } from './outcome-rows.js';
+import { documentHash } from '../../shared/digest.js';
 import { toStoredDocument, type DocumentRow } from './rows.js';
 import { SqliteBucketRows } from './sqlite-bucket-rows.js';
 import type { SqliteConnection } from './sqlite-connection.js';
-import { committedRows, conflictRow } from './write-rows.js';
+import { GroupDigests } from './sqlite-group-digests.js';
+import { committedRows, conflictRow, type DigestsBefore } from './write-rows.js';
+
+/** A document as a group commit reads it, with its collection's digest; `version` null: no such document. */
+type DocumentReadRow = Omit<DocumentRow, 'collection' | 'key' | 'version'> & { version: number | null; collection_digest: number | null };
 
 /**
  * What a group commit reads and writes on SQLite, one indexed statement each, prepared when the
  * database opens: sequences, outcomes and committed runs, documents, the log, collection heads
  * and the conflict archive, and (SqliteBucketRows) the scope bucket index. It runs inside the
- * caller's transaction and hands out no LSNs: `SqliteHubDb` keeps the head.
+ * caller's transaction (`group`) and hands out no LSNs: `SqliteHubDb` keeps the head. Digests
+ * ride on those statements: a document's read brings its hash and its collection's digest, its
+ * write the new ones, and a collection's digest is written with its head.
  */
 export class SqliteIngestRows {
   readonly #stmts;
   readonly #buckets: SqliteBucketRows;
+  readonly #digests = new GroupDigests();
 
   constructor(db: SqliteConnection) {
     this.#buckets = new SqliteBucketRows(db);
@@ -41,14 +49,17 @@ export class SqliteIngestRows {
         'SELECT first_seq, last_seq, first_lsn FROM committed_runs WHERE agent_id = ? AND incarnation = ? AND first_seq <= ? ORDER BY first_seq DESC LIMIT 1',
       ),
       loggedDigest: db.prepare<[number], { digest: string | null }>('SELECT digest FROM log WHERE lsn = ?'),
-      document: db.prepare<[string, string], Omit<DocumentRow, 'collection' | 'key'>>(
-        'SELECT value, deleted, version, hlc, origin, field_hlcs, buckets FROM documents WHERE collection = ? AND key = ?',
+      document: db.prepare<[string, string], DocumentReadRow>(
+        `SELECT d.value, d.deleted, d.version, d.hlc, d.origin, d.field_hlcs, d.buckets, d.hash, c.digest AS collection_digest
+         FROM (SELECT ? AS collection, ? AS key) p
+         LEFT JOIN documents d ON d.collection = p.collection AND d.key = p.key
+         LEFT JOIN collections c ON c.name = p.collection`,
       ),
       upsertDocument: db.prepare(
-        `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, field_hlcs, buckets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, field_hlcs, buckets, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value, deleted = excluded.deleted,
            version = excluded.version, hlc = excluded.hlc, origin = excluded.origin, field_hlcs = excluded.field_hlcs,
-           buckets = excluded.buckets, prior_buckets = NULL`,
+           buckets = excluded.buckets, prior_buckets = NULL, hash = excluded.hash`,
       ),
       archiveConflict: db.prepare(
         `INSERT INTO conflicts (collection, key, policy, reason, detail, loser_origin, loser_incarnation, loser_seq, loser_op,
@@ -56,15 +67,36 @@ export class SqliteIngestRows {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       appendLog: db.prepare(
-        `INSERT INTO log (lsn, collection, key, op, value, hlc, origin, incarnation, seq, committed_at, digest, buckets)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO log (lsn, collection, key, op, value, hlc, origin, incarnation, seq, committed_at, digest, buckets, collection_digest)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       collectionHead: db.prepare<[string], { head_lsn: number }>('SELECT head_lsn FROM collections WHERE name = ?'),
-      setCollectionHead: db.prepare(
-        `INSERT INTO collections (name, head_lsn) VALUES (?, ?)
-         ON CONFLICT (name) DO UPDATE SET head_lsn = excluded.head_lsn`,
+      // A digest of NULL: none moved in this group commit, the stored one stands.
+      setCollectionHead: db.prepare<{ name: string; lsn: number; digest: number | null }>(
+        `INSERT INTO collections (name, head_lsn, digest) VALUES (@name, @lsn, coalesce(@digest, 0))
+         ON CONFLICT (name) DO UPDATE SET head_lsn = excluded.head_lsn, digest = coalesce(@digest, digest)`,
+      ),
+      setDigest: db.prepare(
+        `INSERT INTO collections (name, head_lsn, digest) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET digest = excluded.digest`,
       ),
     };
+  }
+
+  /**
+   * Runs `fn`, one group commit, inside the caller's transaction: then writes the digests of the
+   * collections whose head was not set after their last change. What it knew of digests is
+   * forgotten however it ends.
+   */
+  group<T>(fn: () => T): T {
+    this.#digests.clear();
+    try {
+      const result = fn();
+      for (const { collection, lsn, digest } of this.#digests.unsaved()) this.#stmts.setDigest.run(collection, lsn, digest);
+      return result;
+    } finally {
+      this.#digests.clear();
+    }
   }
 
   /** The LSN of the newest entry in the log (0 when it is empty). */
@@ -112,8 +144,21 @@ export class SqliteIngestRows {
   }
 
   document(collection: string, key: string): StoredDocument | undefined {
-    const row = this.#stmts.document.get(collection, key);
-    return row && toStoredDocument(row);
+    const row = this.#stmts.document.get(collection, key)!;
+    const digest = row.collection_digest ?? 0;
+    if (row.version === null) {
+      this.#digests.read(collection, key, 0, digest);
+      return undefined;
+    }
+    // The row as it is: copying a row object costs more than reading it.
+    const stored = row as DocumentReadRow & { version: number };
+    this.#digests.read(
+      collection,
+      key,
+      stored.hash ?? documentHash(collection, key, stored.version, Boolean(stored.deleted), stored.value),
+      digest,
+    );
+    return toStoredDocument(stored);
   }
 
   archiveConflict(record: Omit<ConflictRecord, 'id' | 'at'>): void {
@@ -140,10 +185,11 @@ export class SqliteIngestRows {
 
   /**
    * Appends a change to the log at `lsn` and updates the document, and indexes a scoped change
-   * in its buckets (an unscoped one costs no statement more); returns the change's size bound.
+   * in its buckets (an unscoped one costs no statement more); returns the change's size bound and
+   * its collection's digest after it.
    */
-  append(entry: LogEntry, lsn: number): number {
-    const { log, document, bytes } = committedRows(entry, lsn);
+  append(entry: LogEntry, lsn: number): { bytes: number; digest: number } {
+    const { log, document, bytes, digest } = committedRows(entry, lsn, this.#before(entry.collection, entry.key));
     const before = entry.buckets ? this.#buckets.stored(entry.collection, entry.key) : undefined;
     this.#stmts.appendLog.run(
       log.lsn,
@@ -158,6 +204,7 @@ export class SqliteIngestRows {
       log.committed_at,
       log.digest,
       log.buckets,
+      log.collection_digest,
     );
     this.#stmts.upsertDocument.run(
       document.collection,
@@ -169,9 +216,19 @@ export class SqliteIngestRows {
       document.origin,
       document.field_hlcs,
       document.buckets,
+      document.hash,
     );
     if (entry.buckets) this.#buckets.index(entry.collection, entry.key, lsn, entry.buckets, before);
-    return bytes;
+    this.#digests.committed(entry.collection, entry.key, lsn, document.hash, digest);
+    return { bytes, digest };
+  }
+
+  /** A document's stored hash and its collection's digest: known from its read just before, else read now. */
+  #before(collection: string, key: string): DigestsBefore {
+    const known = this.#digests.before(collection, key);
+    if (known) return known;
+    this.document(collection, key);
+    return this.#digests.before(collection, key)!;
   }
 
   collectionHead(collection: string): number {
@@ -179,7 +236,7 @@ export class SqliteIngestRows {
   }
 
   setCollectionHead(collection: string, lsn: number): void {
-    this.#stmts.setCollectionHead.run(collection, lsn);
+    this.#stmts.setCollectionHead.run({ name: collection, lsn, digest: this.#digests.save(collection) ?? null });
   }
 
   bucketHead(bucket: string): number {

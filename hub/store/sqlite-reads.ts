@@ -28,7 +28,7 @@ export class SqliteReads {
   constructor(db: SqliteConnection) {
     this.#db = db;
     this.#readLogAll = db.prepare<[number, number], LogRow>(
-      'SELECT lsn, collection, key, op, value, hlc, origin FROM log WHERE lsn > ? ORDER BY lsn LIMIT ?',
+      'SELECT lsn, collection, key, op, value, hlc, origin, collection_digest FROM log WHERE lsn > ? ORDER BY lsn LIMIT ?',
     );
   }
 
@@ -47,7 +47,7 @@ export class SqliteReads {
     const rows = collections
       ? this.#db
           .prepare<unknown[], LogRow>(
-            `SELECT lsn, collection, key, op, value, hlc, origin FROM log
+            `SELECT lsn, collection, key, op, value, hlc, origin, collection_digest FROM log
              WHERE lsn > ? AND collection IN (${collections.map(() => '?').join(',')}) ORDER BY lsn LIMIT ?`,
           )
           .iterate(from, ...collections, limit)

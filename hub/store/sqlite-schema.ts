@@ -222,4 +222,15 @@ CREATE TABLE bucket_joins (
   PRIMARY KEY (agent_id, bucket)
 ) WITHOUT ROWID;
 `,
+  // 16: content digests (shared/digest.ts). Each document's hash, each collection's digest (the
+  // sum of its documents' hashes), and with each log entry its collection's digest right after it
+  // (NULL for entries from before). Documents written before have no hash yet: the store computes
+  // them when it opens, a chunk per transaction, then sums each collection, and only then drops
+  // 'digests_pending' (SqliteDigests.backfill).
+  `
+ALTER TABLE documents ADD COLUMN hash INTEGER;
+ALTER TABLE collections ADD COLUMN digest INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE log ADD COLUMN collection_digest INTEGER;
+INSERT INTO hub_meta (name, value) VALUES ('digests_pending', '1') ON CONFLICT (name) DO NOTHING;
+`,
 ];

@@ -118,6 +118,10 @@ export class SqliteHubStore implements HubStore {
     return settle(() => this.db.document(collection, key));
   }
 
+  digestAt(collection: string, lsn: number): Promise<number | undefined> {
+    return settle(() => this.db.digests.digestAt(collection, lsn, this.db.prunedThrough));
+  }
+
   listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): Promise<ListedDocument[]> {
     return settle(() => this.db.listDocuments(collection, options));
   }

@@ -1,4 +1,5 @@
 import { encodeCbor } from '../../shared/codec.js';
+import { adjustDigest, documentHash } from '../../shared/digest.js';
 import type { ChangeBuckets, ConflictRecord, LogEntry } from './hub-store.js';
 import { encodedChangeBytes, type ConflictRow, type DocumentRow, type LogRow } from './rows.js';
 
@@ -14,12 +15,21 @@ export interface LogWrite extends LogRow {
   committed_at: number;
   digest: string | null;
   buckets: string | null;
+  /** The collection's digest right after this change. */
+  collection_digest: number;
 }
 
-/** A document's new state (SQLite binds `deleted` as 0 or 1). */
+/** A document's new state (SQLite binds `deleted` as 0 or 1), with its hash. */
 export interface DocumentWrite extends DocumentRow {
   deleted: boolean;
   buckets: string | null;
+  hash: number;
+}
+
+/** Where a change starts from: its document's stored hash (0: none) and its collection's digest. */
+export interface DigestsBefore {
+  hash: number;
+  digest: number;
 }
 
 /** One row of a bucket's log index: the change at `lsn` is in the bucket, or took its document out (`left`). */
@@ -30,12 +40,20 @@ export interface LogBucketWrite {
 }
 
 /**
- * The log entry and the document one change writes at `lsn`, and an upper bound of its size as
- * an encoded Change (from the value bytes just encoded: no second encoding).
+ * The log entry and the document one change writes at `lsn`, an upper bound of its size as an
+ * encoded Change (from the value bytes just encoded: no second encoding), and its collection's
+ * digest after it: moved from `before` by the document's old hash and new one, the one hash
+ * computed per change.
  */
-export function committedRows(entry: LogEntry, lsn: number): { log: LogWrite; document: DocumentWrite; bytes: number } {
+export function committedRows(
+  entry: LogEntry,
+  lsn: number,
+  before: DigestsBefore,
+): { log: LogWrite; document: DocumentWrite; bytes: number; digest: number } {
   const value = entry.value === undefined ? null : (entry.encoded ?? encodeCbor(entry.value));
   const buckets = entry.buckets ? JSON.stringify(entry.buckets.in) : null;
+  const hash = documentHash(entry.collection, entry.key, lsn, entry.op === 'del', value);
+  const digest = adjustDigest(adjustDigest(before.digest, before.hash, -1), hash);
   const log: LogWrite = {
     lsn,
     collection: entry.collection,
@@ -49,6 +67,7 @@ export function committedRows(entry: LogEntry, lsn: number): { log: LogWrite; do
     committed_at: Date.now(),
     digest: entry.digest ?? null,
     buckets,
+    collection_digest: digest,
   };
   const document: DocumentWrite = {
     collection: entry.collection,
@@ -60,8 +79,9 @@ export function committedRows(entry: LogEntry, lsn: number): { log: LogWrite; do
     origin: entry.origin,
     field_hlcs: entry.fieldHlcs ? encodeCbor(entry.fieldHlcs) : null,
     buckets,
+    hash,
   };
-  return { log, document, bytes: encodedChangeBytes(log) };
+  return { log, document, bytes: encodedChangeBytes(log), digest };
 }
 
 /** The bucket log index rows of a scoped change at `lsn`: one per bucket it is in or left. */

@@ -82,7 +82,7 @@ export function scopeBucketCases(ctx: BucketCaseContext): void {
       { lsn: 5, c: 's', k: 'k2', op: 'del', hlc: hlcAt(5), o: 'hub', bk: [B] },
     ]);
     expect(lsns(await store.readBucketLog(B, 2, 10, ALL))).toEqual([4, 5]);
-    expect(await store.readBucketLog(C, 0, 10, ALL)).toEqual({ changes: [], complete: true, through: 0, readBytes: 0 });
+    expect(await store.readBucketLog(C, 0, 10, ALL)).toEqual({ changes: [], complete: true, through: 0, readBytes: 0, digests: {} });
     expect(await store.bucketHeads([A, B, C])).toEqual(
       new Map([
         [A, 4],
@@ -232,7 +232,7 @@ export function scopeBucketCases(ctx: BucketCaseContext): void {
 
     expect(await store.prune({ maxAgeMs: 0, maxEntries: 1 })).toBe(4);
     expect(await ctx.rows('log_buckets')).toBe(1);
-    expect(await store.readBucketLog(B, 0, 10, ALL)).toEqual({ changes: [], complete: true, through: 0, readBytes: 0 });
+    expect(await store.readBucketLog(B, 0, 10, ALL)).toEqual({ changes: [], complete: true, through: 0, readBytes: 0, digests: {} });
   });
 
   test('reads a bucket in pages bounded by count and by bytes', async () => {

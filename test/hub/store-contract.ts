@@ -3,6 +3,7 @@ import type { Change } from '../../shared/messages.js';
 import type { ConflictRecord, HubStore, IngestPlan, IngestTx } from '../../hub/store/hub-store.js';
 import { agentPut, commitGroup, hlcAt, hubDel, hubPut, observable, planOf, sleep } from '../helpers/store-writes.js';
 import { scopeBucketCases } from './store-contract-buckets.js';
+import { digestCases } from './store-contract-digests.js';
 import { rebucketCases } from './store-contract-rebucket.js';
 
 /** How the contract reaches one implementation. */
@@ -48,7 +49,7 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
     test('starts empty', async () => {
       expect(store.kind).toMatch(/^[a-z]+$/);
       expect([store.head, store.prunedThrough]).toEqual([0, 0]);
-      expect(await store.readLog(0, undefined, 10, ALL)).toEqual({ changes: [], complete: true, through: 0, readBytes: 0 });
+      expect(await store.readLog(0, undefined, 10, ALL)).toEqual({ changes: [], complete: true, through: 0, readBytes: 0, digests: {} });
       expect(await store.readDocuments(undefined, undefined, 10, ALL)).toEqual({ docs: [], next: undefined, readBytes: 0 });
       expect(await store.document('s', 'k')).toBeUndefined();
       expect(await store.collectionHeads()).toEqual({});
@@ -525,7 +526,7 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       await store.close();
       store = await open();
       expect([store.head, store.prunedThrough]).toEqual([2, 2]);
-      expect(await store.readLog(0, undefined, 10, ALL)).toEqual({ changes: [], complete: true, through: 0, readBytes: 0 });
+      expect(await store.readLog(0, undefined, 10, ALL)).toEqual({ changes: [], complete: true, through: 0, readBytes: 0, digests: {} });
       expect(await commitGroup(store, [hubPut('s', '3', 3)])).toEqual([3]);
     });
 
@@ -661,6 +662,16 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
         },
         rows: (table) => subject.rows(location, table),
         priorBuckets: (collection, key) => subject.priorBuckets(location, collection, key),
+      });
+    });
+
+    describe('content digests', () => {
+      digestCases({
+        store: () => store,
+        reopen: async () => {
+          await store.close();
+          return (store = await open());
+        },
       });
     });
 

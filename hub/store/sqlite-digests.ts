@@ -1,0 +1,76 @@
+import { DIGEST_CHUNK, digestOfHalves, HASH_HALVES, rowHash } from './digest-rows.js';
+import type { DocumentRow } from './rows.js';
+import type { SqliteConnection } from './sqlite-connection.js';
+
+/** What a document's hash is computed from. */
+const HASHED_COLUMNS = 'collection, key, value, deleted, version';
+
+/**
+ * Content digests on SQLite outside group commits (which keep them: SqliteIngestRows): the
+ * backfill of a database from before them, and a collection's digest at an LSN.
+ */
+export class SqliteDigests {
+  readonly #db: SqliteConnection;
+
+  constructor(db: SqliteConnection) {
+    this.#db = db;
+  }
+
+  /**
+   * Gives every document written before digests its hash, a chunk per transaction, then each
+   * collection its digest, a transaction each, and only then drops the mark migration 16 left:
+   * cut short, it is done again at the next open (hashes already set are kept).
+   */
+  backfill(): void {
+    if (!this.#pending()) return;
+    const first = this.#db.prepare<[number], DocumentRow>(
+      `SELECT ${HASHED_COLUMNS} FROM documents WHERE hash IS NULL ORDER BY collection, key LIMIT ?`,
+    );
+    const next = this.#db.prepare<[string, string, number], DocumentRow>(
+      `SELECT ${HASHED_COLUMNS} FROM documents WHERE hash IS NULL AND (collection, key) > (?, ?) ORDER BY collection, key LIMIT ?`,
+    );
+    const setHash = this.#db.prepare('UPDATE documents SET hash = ? WHERE collection = ? AND key = ?');
+    for (let after: DocumentRow | undefined; ;) {
+      const chunk = this.#db.transaction(() => {
+        const rows = after ? next.all(after.collection, after.key, DIGEST_CHUNK) : first.all(DIGEST_CHUNK);
+        for (const row of rows) setHash.run(rowHash(row), row.collection, row.key);
+        return rows;
+      });
+      if (chunk.length === 0) break;
+      after = chunk.at(-1);
+    }
+    const sum = this.#db.prepare<[string], { high: number | null; low: number | null }>(
+      `SELECT ${HASH_HALVES} FROM documents WHERE collection = ?`,
+    );
+    const setDigest = this.#db.prepare('UPDATE collections SET digest = ? WHERE name = ?');
+    const names = this.#db.prepare<[], string>('SELECT name FROM collections').pluck().all();
+    for (const name of names) {
+      this.#db.transaction(() => {
+        const { high, low } = sum.get(name)!;
+        setDigest.run(digestOfHalves(high ?? 0, low ?? 0), name);
+      });
+    }
+    this.#db.prepare("DELETE FROM hub_meta WHERE name = 'digests_pending'").run();
+  }
+
+  #pending(): boolean {
+    return this.#db.prepare("SELECT 1 FROM hub_meta WHERE name = 'digests_pending'").get() !== undefined;
+  }
+
+  /** See DigestReads.digestAt; `prunedThrough` says whether the log still reaches back to the first change. */
+  digestAt(collection: string, lsn: number, prunedThrough: number): number | undefined {
+    const stored = this.#db
+      .statement<[string], { head_lsn: number; digest: number }>('SELECT head_lsn, digest FROM collections WHERE name = ?')
+      .get(collection);
+    if (!stored) return 0;
+    if (stored.head_lsn <= lsn) return stored.digest;
+    const entry = this.#db
+      .statement<[string, number], { collection_digest: number | null }>(
+        'SELECT collection_digest FROM log WHERE collection = ? AND lsn <= ? ORDER BY lsn DESC LIMIT 1',
+      )
+      .get(collection, lsn);
+    // No change at or before `lsn` in the log: there was none, if the log was never pruned.
+    if (!entry) return prunedThrough === 0 ? 0 : undefined;
+    return entry.collection_digest ?? undefined;
+  }
+}

@@ -1,0 +1,145 @@
+import { expect, test } from 'vitest';
+import { encodeCbor } from '../../shared/codec.js';
+import { adjustDigest, documentHash } from '../../shared/digest.js';
+import type { Change } from '../../shared/messages.js';
+import type { HubStore, LogEntry } from '../../hub/store/hub-store.js';
+import { commitGroup, hubDel, hubPut, planOf, scoped } from '../helpers/store-writes.js';
+
+/** What the digest cases need of the contract suite around them. */
+export interface DigestCaseContext {
+  /** The store under test now. */
+  store(): HubStore;
+  /** Closes the store and opens it again on what it kept. */
+  reopen(): Promise<HubStore>;
+}
+
+const ALL = Number.MAX_SAFE_INTEGER;
+
+/** A document's hash as the test computes it on its own: over the CBOR of its value, as the hub stores it. */
+const hashOf = (doc: Change): number => documentHash(doc.c, doc.k, doc.lsn, doc.op === 'del', doc.op === 'del' ? null : encodeCbor(doc.v));
+
+/** Every document of a collection (tombstones included), read as a snapshot. */
+async function documentsOf(store: HubStore, collection: string): Promise<Change[]> {
+  return (await store.readDocuments([collection], undefined, 1_000_000, ALL)).docs;
+}
+
+/** A collection's digest summed by the test from its documents as the store serves them. */
+async function digestOf(store: HubStore, collection: string): Promise<number> {
+  return (await documentsOf(store, collection)).reduce((digest, doc) => adjustDigest(digest, hashOf(doc)), 0);
+}
+
+/** Commits entries as one group commit, the way commitGroup does; the LSN and digest of each. */
+function commitEach(store: HubStore, entries: readonly LogEntry[]): Promise<Array<{ lsn: number; digest: number }>> {
+  return store.ingest(planOf(entries), (tx) => {
+    const results = entries.map((entry) => {
+      tx.document(entry.collection, entry.key);
+      const { lsn, digest } = tx.commit(entry);
+      return { lsn, digest };
+    });
+    for (const [i, entry] of entries.entries()) tx.setCollectionHead(entry.collection, results[i]!.lsn);
+    return results;
+  });
+}
+
+/**
+ * The content digests every HubStore keeps and answers (see DigestReads): cases of the contract
+ * suite, run inside it against each implementation. Every figure is checked against one the test
+ * works out itself from shared/digest.ts.
+ */
+export function digestCases(ctx: DigestCaseContext): void {
+  test('commit returns the collection digest after each change: a put, an overwrite, a delete, one key over and over', async () => {
+    const store = ctx.store();
+    // A hash by hand: a put of "hello" at LSN 1.
+    const [put] = await commitEach(store, [hubPut('s', 'a', 'hello')]);
+    expect(put).toEqual({ lsn: 1, digest: documentHash('s', 'a', 1, false, encodeCbor('hello')) });
+    const [overwrite, other] = await commitEach(store, [hubPut('s', 'a', { n: 2 }), hubPut('t', 'x', 1)]);
+    expect(overwrite!.digest).toBe(documentHash('s', 'a', 2, false, encodeCbor({ n: 2 })));
+    expect(other!.digest).toBe(documentHash('t', 'x', 3, false, encodeCbor(1))); // each collection its own
+    const [second] = await commitEach(store, [hubPut('s', 'b', [1, 2])]);
+    expect(second!.digest).toBe(await digestOf(store, 's'));
+    const [deleted] = await commitEach(store, [hubDel('s', 'a')]);
+    // A tombstone counts, by its version and without a value.
+    expect(deleted!.digest).toBe(adjustDigest(documentHash('s', 'b', 4, false, encodeCbor([1, 2])), documentHash('s', 'a', 5, true, null)));
+    expect(deleted!.digest).toBe(await digestOf(store, 's'));
+    // One key four times in one group commit: each change moves the digest from the one before it.
+    const again = await commitEach(store, [hubPut('s', 'k', 1), hubPut('s', 'k', 2), hubDel('s', 'k'), hubPut('s', 'k', 'back')]);
+    const before = deleted!.digest;
+    const values = [1, 2, undefined, 'back'];
+    expect(again.map((r) => r.digest)).toEqual(
+      again.map((r, i) =>
+        adjustDigest(
+          before,
+          documentHash('s', 'k', r.lsn, values[i] === undefined, values[i] === undefined ? null : encodeCbor(values[i])),
+        ),
+      ),
+    );
+    expect(again.at(-1)!.digest).toBe(await digestOf(store, 's'));
+    // A scoped change too, and an agent's; kept across a reopen.
+    await commitGroup(store, [scoped(hubPut('s', 'scoped', { site: 'x' }), ['bucket-A-0000000'])]);
+    const reopened = await ctx.reopen();
+    const head = reopened.head;
+    expect(await reopened.digestAt('s', head)).toBe(await digestOf(reopened, 's'));
+    expect(await reopened.digestAt('t', head)).toBe(other!.digest);
+    const [afterReopen] = await commitEach(reopened, [hubPut('s', 'z', 0)]);
+    expect(afterReopen!.digest).toBe(await digestOf(reopened, 's'));
+  });
+
+  test('a group commit that throws moves no digest', async () => {
+    const store = ctx.store();
+    const [first] = await commitEach(store, [hubPut('s', 'a', 1)]);
+    await expect(
+      store.ingest(planOf([hubPut('s', 'a', 2), hubPut('s', 'b', 2)]), (tx) => {
+        tx.document('s', 'a');
+        tx.commit(hubPut('s', 'a', 2));
+        tx.document('s', 'b');
+        tx.commit(hubPut('s', 'b', 2));
+        tx.setCollectionHead('s', tx.head);
+        throw new Error('the work failed half way');
+      }),
+    ).rejects.toThrow('half way');
+    expect(await store.digestAt('s', store.head)).toBe(first!.digest);
+    const [next] = await commitEach(store, [hubPut('s', 'b', 3)]);
+    expect(next!.digest).toBe(await digestOf(store, 's'));
+  });
+
+  test("a change moves its collection's digest even where the group commit leaves the collection's head as it was", async () => {
+    const store = ctx.store();
+    await commitEach(store, [hubPut('s', 'a', 1)]);
+    const digest = await store.ingest(planOf([hubPut('s', 'b', 2)]), (tx) => {
+      tx.document('s', 'b');
+      return tx.commit(hubPut('s', 'b', 2)).digest;
+    });
+    expect(digest).toBe(await digestOf(store, 's'));
+    expect(await store.digestAt('s', store.head)).toBe(digest);
+    const [next] = await commitEach(store, [hubPut('s', 'c', 3)]);
+    expect(next!.digest).toBe(await digestOf(store, 's'));
+  });
+
+  test("a log page gives each collection's digest after its last change in the page", async () => {
+    const store = ctx.store();
+    const results = await commitEach(store, [hubPut('s', 'a', 1), hubPut('t', 'x', 2), hubPut('s', 'b', 3), hubDel('s', 'a')]);
+    const [a, x, b, gone] = results.map((r) => r.digest);
+    expect((await store.readLog(0, undefined, 10, ALL)).digests).toEqual({ s: gone, t: x });
+    expect((await store.readLog(0, undefined, 3, ALL)).digests).toEqual({ s: b, t: x });
+    expect((await store.readLog(0, undefined, 1, ALL)).digests).toEqual({ s: a });
+    expect((await store.readLog(1, ['s'], 10, ALL)).digests).toEqual({ s: gone });
+    // A collection the reader may not see has no change in its page, so no digest either.
+    expect((await store.readLog(0, undefined, 10, ALL, (c) => c === 't')).digests).toEqual({ t: x });
+    expect((await store.readLog(4, undefined, 10, ALL)).digests).toEqual({});
+  });
+
+  test('tells a collection digest at an LSN: its current one from its head on, else the one logged, unless retention pruned it', async () => {
+    const store = ctx.store();
+    const [a, x, b, gone] = (
+      await commitEach(store, [hubPut('s', 'a', 1), hubPut('t', 'x', 2), hubPut('s', 'b', 3), hubDel('s', 'a')])
+    ).map((r) => r.digest);
+    expect(await Promise.all([4, 100, 3, 2, 1, 0].map((lsn) => store.digestAt('s', lsn)))).toEqual([gone, gone, b, a, a, 0]);
+    expect(await Promise.all([0, 1, 2, 4].map((lsn) => store.digestAt('t', lsn)))).toEqual([0, 0, x, x]);
+    expect(await store.digestAt('never-written', 4)).toBe(0);
+    expect(await store.prune({ maxAgeMs: 0, maxEntries: 2 })).toBe(2);
+    // Entries 1 and 2 are gone: what `s` was at 2 cannot be told, nor whether it had a change by 0.
+    expect(await Promise.all([0, 1, 2, 3, 4].map((lsn) => store.digestAt('s', lsn)))).toEqual([undefined, undefined, undefined, b, gone]);
+    // `t` has not changed since 2: its current digest holds from there.
+    expect(await Promise.all([1, 2, 3].map((lsn) => store.digestAt('t', lsn)))).toEqual([undefined, x, x]);
+  });
+}

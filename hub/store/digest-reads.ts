@@ -1,3 +1,5 @@
+import type { Change } from '../../shared/messages.js';
+
 /**
  * What a hub store answers about content digests (shared/digest.ts): each document's hash and
  * each collection's digest are kept with every change, in its transaction (`IngestTx.commit`), so
@@ -12,4 +14,38 @@ export interface DigestReads {
    * Undefined when that cannot be told: retention pruned that change, or it predates digests.
    */
   digestAt(collection: string, lsn: number): Promise<number | undefined>;
+  /**
+   * Sums a collection's documents (tombstones included) into the sub-ranges of `parents`, ranges
+   * of depth `depth` each split `2^bits` ways (shared/digest.ts RangeTally): per parent, each
+   * sub-range's digest and count. `lsn`: the head the documents were read at.
+   */
+  rangeDigests(collection: string, depth: number, parents: readonly number[], bits: number): Promise<RangeDigests>;
+  /**
+   * A collection's documents (tombstones included, as `del`) whose keys fall in one of `ranges`
+   * (of depth `depth`), in key order after `after`: at most `limit`, about `maxBytes` of them (at
+   * least one). `next`: the last key returned, when more follow; `lsn` as for rangeDigests.
+   */
+  rangeDocuments(
+    collection: string,
+    depth: number,
+    ranges: readonly number[],
+    after: string | undefined,
+    limit: number,
+    maxBytes: number,
+  ): Promise<RangeDocuments>;
+}
+
+export interface RangeDigests {
+  lsn: number;
+  /** By parent (in the order given), then by sub-range: the sum of the documents' hashes. */
+  digests: number[][];
+  counts: number[][];
+}
+
+export interface RangeDocuments {
+  lsn: number;
+  docs: Change[];
+  next: string | undefined;
+  /** What reading them cost: the bytes of every document read. */
+  readBytes: number;
 }

@@ -1,12 +1,18 @@
 import type pg from 'pg';
-import { DIGEST_MODULUS } from '../../shared/digest.js';
-import { DIGEST_CHUNK, rowHash } from './digest-rows.js';
+import { DIGEST_MODULUS, RangeTally } from '../../shared/digest.js';
+import type { RangeDigests, RangeDocuments } from './digest-reads.js';
+import { DIGEST_CHUNK, RangePage, rowHash } from './digest-rows.js';
 import type { PgPool } from './pg-pool.js';
 import { MIGRATION_LOCK } from './pg-schema.js';
 import type { DocumentRow } from './rows.js';
 
 /** What a document's hash is computed from. */
 const HASHED_COLUMNS = 'collection, key, value, deleted, version';
+const DOCUMENT_COLUMNS = 'collection, key, value, deleted, version, hlc, origin, field_hlcs, buckets';
+
+/** Keys read at a time by a range scan (no values), and rows of the keys in range. */
+const KEY_CHUNK = 10_000;
+const ROW_BATCH = 100;
 
 /**
  * A collection's digest at an LSN, from its row and its newest log entry at or before it, and how
@@ -21,7 +27,10 @@ LEFT JOIN hub_meta m ON m.name = 'pruned_through'`;
 
 /**
  * Content digests on PostgreSQL outside group commits (which keep them: pg-ingest-tx.ts): a
- * collection's digest at an LSN.
+ * collection's digest at an LSN, and its documents by key range, each read in one REPEATABLE
+ * READ transaction, so that the head given with them (the leadership row's, written in the same
+ * statement as every group commit) is the one they were read at. A range read scans the
+ * collection's keys (no values) a chunk at a time and reads only the rows in range.
  */
 export class PgDigests {
   readonly #db: PgPool;
@@ -44,6 +53,79 @@ export class PgDigests {
     if (!row!.logged) return row!.pruned_through === 0 ? 0 : undefined;
     return row!.collection_digest ?? undefined;
   }
+
+  async rangeDigests(collection: string, depth: number, parents: readonly number[], bits: number): Promise<RangeDigests> {
+    const tally = new RangeTally(depth, parents, bits);
+    return this.#snapshot(async (query) => {
+      for (let after: string | undefined; ;) {
+        const rows = await query<{ key: string; hash: number | null }>(keysSql(after, 'key, hash'), [collection, KEY_CHUNK, after]);
+        for (const { key, hash } of rows) tally.add(key, hash ?? 0);
+        if (rows.length < KEY_CHUNK) break;
+        after = rows.at(-1)!.key;
+      }
+      return { digests: tally.digests, counts: tally.counts };
+    });
+  }
+
+  async rangeDocuments(
+    collection: string,
+    depth: number,
+    ranges: readonly number[],
+    after: string | undefined,
+    limit: number,
+    maxBytes: number,
+  ): Promise<RangeDocuments> {
+    const page = new RangePage(depth, ranges, limit, maxBytes);
+    const { lsn } = await this.#snapshot(async (query) => {
+      for (let from = after; ;) {
+        const keys = (await query<{ key: string }>(keysSql(from, 'key'), [collection, KEY_CHUNK, from])).map((r) => r.key);
+        const wanted = keys.filter((key) => page.covers(key));
+        for (let i = 0; i < wanted.length;) {
+          if (page.full) {
+            page.more();
+            return {};
+          }
+          const batch = wanted.slice(i, i + Math.min(page.room, ROW_BATCH));
+          const rows = await query<DocumentRow>(
+            `SELECT ${DOCUMENT_COLUMNS} FROM documents WHERE collection = $1 AND key = ANY($2::text[]) ORDER BY key`,
+            [collection, batch],
+          );
+          for (const row of rows) if (!page.add(row)) return {};
+          i += batch.length;
+        }
+        if (keys.length < KEY_CHUNK) return {};
+        from = keys.at(-1);
+      }
+    });
+    return page.result(lsn);
+  }
+
+  /** Runs `read` in one REPEATABLE READ transaction, with the head that state is at. */
+  async #snapshot<T extends object>(
+    read: (query: <R extends pg.QueryResultRow>(text: string, values: unknown[]) => Promise<R[]>) => Promise<T>,
+  ): Promise<T & { lsn: number }> {
+    const client = await this.#db.wrap('read', () => this.#db.pool.connect());
+    const query = <R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<R[]> =>
+      this.#db.wrap('read', async () => (await client.query<R>(text, values)).rows);
+    try {
+      await query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', []);
+      const [leader] = await query<{ head_lsn: number }>('SELECT head_lsn FROM leadership', []);
+      const result = await read(query);
+      await query('COMMIT', []);
+      return { ...result, lsn: leader!.head_lsn };
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+}
+
+/** A chunk of a collection's keys in order, after $3 if given. */
+function keysSql(after: string | undefined, columns: string): string {
+  return `SELECT ${columns} FROM documents WHERE collection = $1 ${after === undefined ? 'AND $3::text IS NULL' : 'AND key > $3'}
+    ORDER BY key LIMIT $2`;
 }
 
 /**

@@ -34,6 +34,7 @@ import { PgRebucket } from './pg-rebucket.js';
 import { rebucketInChunks } from './rebucket-rows.js';
 import { PgRetention } from './pg-retention.js';
 import { PgDigests } from './pg-digests.js';
+import type { RangeDigests, RangeDocuments } from './digest-reads.js';
 
 export interface PostgresHubStoreOptions {
   /**
@@ -216,6 +217,21 @@ export class PostgresHubStore implements HubStore {
 
   digestAt(collection: string, lsn: number): Promise<number | undefined> {
     return this.#digests.digestAt(collection, lsn);
+  }
+
+  rangeDigests(collection: string, depth: number, parents: readonly number[], bits: number): Promise<RangeDigests> {
+    return this.#digests.rangeDigests(collection, depth, parents, bits);
+  }
+
+  rangeDocuments(
+    collection: string,
+    depth: number,
+    ranges: readonly number[],
+    after: string | undefined,
+    limit: number,
+    maxBytes: number,
+  ): Promise<RangeDocuments> {
+    return this.#digests.rangeDocuments(collection, depth, ranges, after, limit, maxBytes);
   }
 
   listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): Promise<ListedDocument[]> {

@@ -1,13 +1,19 @@
-import { DIGEST_CHUNK, digestOfHalves, HASH_HALVES, rowHash } from './digest-rows.js';
+import { RangeTally } from '../../shared/digest.js';
+import type { RangeDigests, RangeDocuments } from './digest-reads.js';
+import { DIGEST_CHUNK, digestOfHalves, HASH_HALVES, RangePage, rowHash } from './digest-rows.js';
 import type { DocumentRow } from './rows.js';
 import type { SqliteConnection } from './sqlite-connection.js';
 
 /** What a document's hash is computed from. */
 const HASHED_COLUMNS = 'collection, key, value, deleted, version';
+const DOCUMENT_COLUMNS = 'collection, key, value, deleted, version, hlc, origin, field_hlcs, buckets';
 
 /**
  * Content digests on SQLite outside group commits (which keep them: SqliteIngestRows): the
- * backfill of a database from before them, and a collection's digest at an LSN.
+ * backfill of a database from before them, a collection's digest at an LSN, and its documents by
+ * key range. Synchronous like every read here, so each answer is of one state, at the head the
+ * caller passes. A range read scans the collection's keys (no values) and reads only the rows in
+ * range.
  */
 export class SqliteDigests {
   readonly #db: SqliteConnection;
@@ -72,5 +78,44 @@ export class SqliteDigests {
     // No change at or before `lsn` in the log: there was none, if the log was never pruned.
     if (!entry) return prunedThrough === 0 ? 0 : undefined;
     return entry.collection_digest ?? undefined;
+  }
+
+  rangeDigests(collection: string, depth: number, parents: readonly number[], bits: number, head: number): RangeDigests {
+    const tally = new RangeTally(depth, parents, bits);
+    const rows = this.#db.statement<[string], [string, number | null]>('SELECT key, hash FROM documents WHERE collection = ?').raw();
+    for (const [key, hash] of rows.iterate(collection)) tally.add(key, hash ?? 0);
+    return { lsn: head, digests: tally.digests, counts: tally.counts };
+  }
+
+  rangeDocuments(
+    collection: string,
+    depth: number,
+    ranges: readonly number[],
+    after: string | undefined,
+    limit: number,
+    maxBytes: number,
+    head: number,
+  ): RangeDocuments {
+    const page = new RangePage(depth, ranges, limit, maxBytes);
+    const keys =
+      after === undefined
+        ? this.#db.statement<[string], string>('SELECT key FROM documents WHERE collection = ? ORDER BY key').pluck().iterate(collection)
+        : this.#db
+            .statement<[string, string], string>('SELECT key FROM documents WHERE collection = ? AND key > ? ORDER BY key')
+            .pluck()
+            .iterate(collection, after);
+    const row = this.#db.statement<[string, string], DocumentRow>(
+      `SELECT ${DOCUMENT_COLUMNS} FROM documents WHERE collection = ? AND key = ?`,
+    );
+    // Reads beside the scan of keys, which stops (and is reset) where the page does.
+    for (const key of keys) {
+      if (!page.covers(key)) continue;
+      if (page.full) {
+        page.more();
+        break;
+      }
+      if (!page.add(row.get(collection, key)!)) break;
+    }
+    return page.result(head);
   }
 }

@@ -21,6 +21,7 @@ import type {
   StoredDocument,
   LoggedWrite,
 } from './hub-store.js';
+import type { RangeDigests, RangeDocuments } from './digest-reads.js';
 import { rebucketInChunks } from './rebucket-rows.js';
 import { SqliteHubDb } from './sqlite-db.js';
 import type { BucketJoins } from './bucket-joins.js';
@@ -120,6 +121,21 @@ export class SqliteHubStore implements HubStore {
 
   digestAt(collection: string, lsn: number): Promise<number | undefined> {
     return settle(() => this.db.digests.digestAt(collection, lsn, this.db.prunedThrough));
+  }
+
+  rangeDigests(collection: string, depth: number, parents: readonly number[], bits: number): Promise<RangeDigests> {
+    return settle(() => this.db.digests.rangeDigests(collection, depth, parents, bits, this.db.head));
+  }
+
+  rangeDocuments(
+    collection: string,
+    depth: number,
+    ranges: readonly number[],
+    after: string | undefined,
+    limit: number,
+    maxBytes: number,
+  ): Promise<RangeDocuments> {
+    return settle(() => this.db.digests.rangeDocuments(collection, depth, ranges, after, limit, maxBytes, this.db.head));
   }
 
   listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): Promise<ListedDocument[]> {

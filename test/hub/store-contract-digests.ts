@@ -1,6 +1,6 @@
 import { expect, test } from 'vitest';
 import { encodeCbor } from '../../shared/codec.js';
-import { adjustDigest, documentHash } from '../../shared/digest.js';
+import { adjustDigest, documentHash, keyPosition, RangeTally, rangeOf } from '../../shared/digest.js';
 import type { Change } from '../../shared/messages.js';
 import type { HubStore, LogEntry } from '../../hub/store/hub-store.js';
 import { commitGroup, hubDel, hubPut, planOf, scoped } from '../helpers/store-writes.js';
@@ -40,6 +40,9 @@ function commitEach(store: HubStore, entries: readonly LogEntry[]): Promise<Arra
     return results;
   });
 }
+
+/** Keys that spread over every range (keyPosition hashes them). */
+const manyKeys = (n: number): string[] => Array.from({ length: n }, (_, i) => `key-${i}`);
 
 /**
  * The content digests every HubStore keeps and answers (see DigestReads): cases of the contract
@@ -141,5 +144,82 @@ export function digestCases(ctx: DigestCaseContext): void {
     expect(await Promise.all([0, 1, 2, 3, 4].map((lsn) => store.digestAt('s', lsn)))).toEqual([undefined, undefined, undefined, b, gone]);
     // `t` has not changed since 2: its current digest holds from there.
     expect(await Promise.all([1, 2, 3].map((lsn) => store.digestAt('t', lsn)))).toEqual([undefined, x, x]);
+  });
+
+  test('sums a collection into key ranges as a RangeTally fed by the test does, children summing to their parent', async () => {
+    const store = ctx.store();
+    const keys = manyKeys(300);
+    await commitGroup(
+      store,
+      keys.map((k, i) => hubPut('r', k, { i })),
+    );
+    await commitGroup(store, [...keys.slice(0, 40).map((k) => hubDel('r', k)), hubPut('other', 'key-1', 'elsewhere')]);
+    const docs = await documentsOf(store, 'r');
+    const tallied = (depth: number, parents: number[], bits: number): RangeTally => {
+      const tally = new RangeTally(depth, parents, bits);
+      for (const doc of docs) tally.add(doc.k, hashOf(doc));
+      return tally;
+    };
+    const whole = await store.rangeDigests('r', 0, [0], 4);
+    expect(whole.lsn).toBe(store.head);
+    const expected = tallied(0, [0], 4);
+    expect(whole.digests).toEqual(expected.digests);
+    expect(whole.counts).toEqual(expected.counts);
+    expect(whole.counts[0]!.reduce((n, c) => n + c, 0)).toBe(300);
+    const sum = (digests: number[]): number => digests.reduce((d, h) => adjustDigest(d, h), 0);
+    expect(sum(whole.digests[0]!)).toBe(await store.digestAt('r', store.head));
+    // Two of those sixteen, each split 16 ways: each one's children sum to it.
+    const parents = [3, 12];
+    const narrower = await store.rangeDigests('r', 4, parents, 4);
+    expect(narrower.digests).toEqual(tallied(4, parents, 4).digests);
+    expect(narrower.counts).toEqual(tallied(4, parents, 4).counts);
+    expect(narrower.digests.map(sum)).toEqual(parents.map((p) => whole.digests[0]![p]));
+    expect(await store.rangeDigests('none', 0, [0], 2)).toEqual({ lsn: store.head, digests: [[0, 0, 0, 0]], counts: [[0, 0, 0, 0]] });
+  });
+
+  test("reads a collection's documents in key ranges, in key order, in pages bounded by count and by bytes", async () => {
+    const store = ctx.store();
+    const keys = manyKeys(200);
+    await commitGroup(
+      store,
+      keys.map((k, i) => hubPut('r', k, { i, pad: 'x'.repeat(100) })),
+    );
+    await commitGroup(store, [...keys.slice(0, 30).map((k) => hubDel('r', k)), hubPut('other', 'key-7', 1)]);
+    const all = await documentsOf(store, 'r');
+    const ranges = [1, 3];
+    const inRanges = all.filter((d) => ranges.includes(rangeOf(keyPosition(d.k), 2)));
+    expect(inRanges.length).toBeGreaterThan(50);
+    expect(inRanges.some((d) => d.op === 'del')).toBe(true);
+    const pages: Change[][] = [];
+    let after: string | undefined;
+    do {
+      const page = await store.rangeDocuments('r', 2, ranges, after, 7, ALL);
+      expect(page.lsn).toBe(store.head);
+      expect(page.docs.length).toBeLessThanOrEqual(7);
+      expect(page.next === undefined || page.next === page.docs.at(-1)!.k).toBe(true);
+      pages.push(page.docs);
+      after = page.next;
+    } while (after !== undefined && pages.length < 100);
+    expect(pages.flat()).toEqual(inRanges); // tombstones as `del` without a value, in the snapshot's order
+    expect(pages.length).toBe(Math.ceil(inRanges.length / 7));
+    // Exactly `limit` left: nothing follows, so no `next`.
+    const last = await store.rangeDocuments('r', 2, ranges, inRanges.at(-4)!.k, 3, ALL);
+    expect([last.docs, last.next]).toEqual([inRanges.slice(-3), undefined]);
+    // About `maxBytes`, at least one.
+    const small = await store.rangeDocuments('r', 2, ranges, undefined, 100, 1);
+    expect([small.docs, small.next]).toEqual([inRanges.slice(0, 1), inRanges[0]!.k]);
+    expect(small.readBytes).toBeGreaterThan(0);
+    const some = await store.rangeDocuments('r', 2, ranges, undefined, 100, 600);
+    expect(some.docs.length).toBeGreaterThan(1);
+    expect(some.docs.length).toBeLessThan(8);
+    // A range of depth 32 is one key position.
+    const one = all[17]!;
+    expect((await store.rangeDocuments('r', 32, [keyPosition(one.k)], undefined, 10, ALL)).docs).toEqual([one]);
+    expect(await store.rangeDocuments('none', 0, [0], undefined, 10, ALL)).toEqual({
+      lsn: store.head,
+      docs: [],
+      next: undefined,
+      readBytes: 0,
+    });
   });
 }

@@ -317,8 +317,12 @@ export class HubUnreachableError extends OutpostError {
 
 /** A restore refused because a hub process has the database open (or leads it). */
 export class HubRunningError extends OutpostError {
-  constructor(readonly where: string) {
-    super(ErrorCode.HUB_RUNNING, `a hub process has ${where} open (or leads it); stop the hub, then restore`);
+  /** `action`: what the user can do once the hub is stopped. */
+  constructor(
+    readonly where: string,
+    action = 'restore',
+  ) {
+    super(ErrorCode.HUB_RUNNING, `a hub process has ${where} open (or leads it); stop the hub, then ${action}`);
   }
 }
 

@@ -33,6 +33,14 @@ export interface DigestReads {
     limit: number,
     maxBytes: number,
   ): Promise<RangeDocuments>;
+  /**
+   * The store's own scrub: every document's row against its stored hash, every collection's
+   * digest against its documents' hashes, and the database engine's own check. `repair` restores
+   * a damaged document from its log entry where the log still holds its version, and rewrites
+   * each collection digest that disagrees; it needs the hub stopped (HubRunningError otherwise).
+   * Reads the documents in chunks, never the whole table at once.
+   */
+  verify(options?: { repair?: boolean }): Promise<HubVerifyReport>;
 }
 
 export interface RangeDigests {
@@ -48,4 +56,34 @@ export interface RangeDocuments {
   next: string | undefined;
   /** What reading them cost: the bytes of every document read. */
   readBytes: number;
+}
+
+/** A document whose row no longer hashes to the hash stored with it. */
+export interface DamagedDocument {
+  collection: string;
+  key: string;
+  version: number;
+  /** The log still holds its version: the row can be restored from it. */
+  restorable: boolean;
+  restored: boolean;
+}
+
+/** A collection whose stored digest is not the sum of its documents' hashes. */
+export interface DigestMismatch {
+  collection: string;
+  stored: number;
+  computed: number;
+  rewritten: boolean;
+}
+
+/** What `verify` found. `ok`: nothing at all was wrong (a repaired store still says false). */
+export interface HubVerifyReport {
+  /** Documents checked (tombstones included) and collections. */
+  documents: number;
+  collections: number;
+  damaged: DamagedDocument[];
+  digests: DigestMismatch[];
+  /** The engine's own check: what ran, whether it passed, and what it said otherwise. */
+  engine: { check: string; ok: boolean; detail?: string };
+  ok: boolean;
 }

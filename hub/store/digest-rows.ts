@@ -1,11 +1,11 @@
-import { DIGEST_MODULUS, documentHash, inRanges } from '../../shared/digest.js';
+import { adjustDigest, DIGEST_MODULUS, documentHash, inRanges } from '../../shared/digest.js';
 import type { Change } from '../../shared/messages.js';
-import type { RangeDocuments } from './digest-reads.js';
-import { documentRowToChange, encodedChangeBytes, type DocumentRow } from './rows.js';
+import type { DamagedDocument, DigestMismatch, HubVerifyReport, RangeDocuments } from './digest-reads.js';
+import { documentRowToChange, encodedChangeBytes, type DocumentRow, type LogRow } from './rows.js';
 
 /**
- * Content digests as both SQL stores read them (see DigestReads): the hash of a stored row, sums
- * of hashes, and pages of a collection's documents by key range.
+ * Content digests as both SQL stores read and check them (see DigestReads): the hash of a stored
+ * row, pages of a collection's documents by key range, and the tally of a scrub.
  */
 
 /** How many documents a backfill or a scrub reads at a time, each chunk its own query (and, writing, its own transaction). */
@@ -89,4 +89,68 @@ export class RangePage {
   result(lsn: number): RangeDocuments {
     return { lsn, docs: this.#docs, next: this.#more ? this.#docs.at(-1)?.k : undefined, readBytes: this.#readBytes };
   }
+}
+
+/** A document row as a scrub reads it. */
+export type CheckedRow = DocumentRow & { hash: number | null };
+
+/**
+ * What a scrub found, fed chunk by chunk: each document's row against its stored hash, each
+ * collection's digest summed from its documents' hashes (as they stand once repaired), then the
+ * collections' stored digests against those sums.
+ */
+export class VerifyTally {
+  documents = 0;
+  readonly damaged: DamagedDocument[] = [];
+  readonly #sums = new Map<string, number>();
+
+  /** The rows of a chunk that no longer hash to their stored hash; the others are counted. */
+  check(rows: readonly CheckedRow[]): CheckedRow[] {
+    const damaged: CheckedRow[] = [];
+    for (const row of rows) {
+      this.documents += 1;
+      if (row.hash !== null && row.hash === rowHash(row)) this.#add(row.collection, row.hash);
+      else damaged.push(row);
+    }
+    return damaged;
+  }
+
+  /**
+   * A damaged document, with the log entry of its version if the log still holds it and the hash
+   * of the row restored from it (`restoredHash`: undefined if it was not restored).
+   */
+  damage(row: CheckedRow, restorable: boolean, restoredHash: number | undefined): void {
+    this.damaged.push({ collection: row.collection, key: row.key, version: row.version, restorable, restored: restoredHash !== undefined });
+    this.#add(row.collection, restoredHash ?? row.hash ?? 0);
+  }
+
+  /** The collections whose stored digest is not their documents' sum (a collection without a row has 0 stored). */
+  mismatches(stored: ReadonlyMap<string, number>): Array<Omit<DigestMismatch, 'rewritten'>> {
+    const names = [...new Set([...stored.keys(), ...this.#sums.keys()])].sort();
+    return names
+      .map((collection) => ({ collection, stored: stored.get(collection) ?? 0, computed: this.#sums.get(collection) ?? 0 }))
+      .filter((c) => c.stored !== c.computed);
+  }
+
+  /** The report, over the collections stored (`stored`: each one's digest) and those documents named. */
+  report(stored: ReadonlyMap<string, number>, digests: DigestMismatch[], engine: HubVerifyReport['engine']): HubVerifyReport {
+    const collections = new Set([...stored.keys(), ...this.#sums.keys()]).size;
+    const ok = this.damaged.length === 0 && digests.length === 0 && engine.ok;
+    return { documents: this.documents, collections, damaged: this.damaged, digests, engine, ok };
+  }
+
+  #add(collection: string, hash: number): void {
+    this.#sums.set(collection, adjustDigest(this.#sums.get(collection) ?? 0, hash));
+  }
+}
+
+/** The log entry a damaged document can be restored from: the one at its version, of its key. */
+export function restoresRow(row: CheckedRow, entry: LogRow | undefined): entry is LogRow {
+  return entry !== undefined && entry.lsn === row.version && entry.collection === row.collection && entry.key === row.key;
+}
+
+/** A document row restored from its log entry, with its hash recomputed. */
+export function restoredRow(row: CheckedRow, entry: LogRow): CheckedRow & { hash: number } {
+  const restored = { ...row, value: entry.value, deleted: entry.op === 'del', hlc: entry.hlc, origin: entry.origin };
+  return { ...restored, hash: rowHash(restored) };
 }

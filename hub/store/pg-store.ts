@@ -34,7 +34,8 @@ import { PgRebucket } from './pg-rebucket.js';
 import { rebucketInChunks } from './rebucket-rows.js';
 import { PgRetention } from './pg-retention.js';
 import { PgDigests } from './pg-digests.js';
-import type { RangeDigests, RangeDocuments } from './digest-reads.js';
+import { verifyPg } from './pg-verify.js';
+import type { HubVerifyReport, RangeDigests, RangeDocuments } from './digest-reads.js';
 
 export interface PostgresHubStoreOptions {
   /**
@@ -232,6 +233,11 @@ export class PostgresHubStore implements HubStore {
     maxBytes: number,
   ): Promise<RangeDocuments> {
     return this.#digests.rangeDocuments(collection, depth, ranges, after, limit, maxBytes);
+  }
+
+  /** With `repair`, only while no hub leads or stands by for this partition (see verifyPg). */
+  verify(options: { repair?: boolean } = {}): Promise<HubVerifyReport> {
+    return verifyPg(this.#db, this.#partition, options.repair ?? false);
   }
 
   listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): Promise<ListedDocument[]> {

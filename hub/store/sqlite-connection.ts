@@ -57,6 +57,14 @@ export class SqliteConnection {
   }
 
   /**
+   * Runs `fn` in one read transaction: every statement in it reads the same state, whatever other
+   * connections commit meanwhile (WAL: it blocks none of them).
+   */
+  reading<T>(fn: () => T): T {
+    return this.#db.transaction(fn).deferred();
+  }
+
+  /**
    * Runs `fn` in one write transaction while holding the database exclusively (locking mode
    * EXCLUSIVE): it fails at once with HubRunningError if any other connection (a running hub) has
    * the database open, and no other can open it until this connection closes. For tools that

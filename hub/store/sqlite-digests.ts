@@ -1,8 +1,9 @@
 import { RangeTally } from '../../shared/digest.js';
-import type { RangeDigests, RangeDocuments } from './digest-reads.js';
+import type { HubVerifyReport, RangeDigests, RangeDocuments } from './digest-reads.js';
 import { DIGEST_CHUNK, digestOfHalves, HASH_HALVES, RangePage, rowHash } from './digest-rows.js';
 import type { DocumentRow } from './rows.js';
 import type { SqliteConnection } from './sqlite-connection.js';
+import { SqliteVerify } from './sqlite-verify.js';
 
 /** What a document's hash is computed from. */
 const HASHED_COLUMNS = 'collection, key, value, deleted, version';
@@ -10,16 +11,18 @@ const DOCUMENT_COLUMNS = 'collection, key, value, deleted, version, hlc, origin,
 
 /**
  * Content digests on SQLite outside group commits (which keep them: SqliteIngestRows): the
- * backfill of a database from before them, a collection's digest at an LSN, and its documents by
- * key range. Synchronous like every read here, so each answer is of one state, at the head the
- * caller passes. A range read scans the collection's keys (no values) and reads only the rows in
- * range.
+ * backfill of a database from before them, a collection's digest at an LSN, its documents by key
+ * range, and the scrub (SqliteVerify). Synchronous like every read here, so each answer is of one
+ * state, at the head the caller passes. A range read scans the collection's keys (no values) and
+ * reads only the rows in range.
  */
 export class SqliteDigests {
   readonly #db: SqliteConnection;
+  readonly #verify: SqliteVerify;
 
   constructor(db: SqliteConnection) {
     this.#db = db;
+    this.#verify = new SqliteVerify(db);
   }
 
   /**
@@ -117,5 +120,9 @@ export class SqliteDigests {
       if (!page.add(row.get(collection, key)!)) break;
     }
     return page.result(head);
+  }
+
+  verify(repair: boolean): HubVerifyReport {
+    return this.#verify.verify(repair);
   }
 }

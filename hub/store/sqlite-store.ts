@@ -21,7 +21,7 @@ import type {
   StoredDocument,
   LoggedWrite,
 } from './hub-store.js';
-import type { RangeDigests, RangeDocuments } from './digest-reads.js';
+import type { HubVerifyReport, RangeDigests, RangeDocuments } from './digest-reads.js';
 import { rebucketInChunks } from './rebucket-rows.js';
 import { SqliteHubDb } from './sqlite-db.js';
 import type { BucketJoins } from './bucket-joins.js';
@@ -136,6 +136,11 @@ export class SqliteHubStore implements HubStore {
     maxBytes: number,
   ): Promise<RangeDocuments> {
     return settle(() => this.db.digests.rangeDocuments(collection, depth, ranges, after, limit, maxBytes, this.db.head));
+  }
+
+  /** Synchronous, one transaction: the hub's event loop waits for the whole scrub (run it from the CLI). */
+  verify(options: { repair?: boolean } = {}): Promise<HubVerifyReport> {
+    return settle(() => this.db.digests.verify(options.repair ?? false));
   }
 
   listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): Promise<ListedDocument[]> {

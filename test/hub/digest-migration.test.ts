@@ -50,6 +50,7 @@ async function expectBackfilled(store: HubStore): Promise<void> {
   // Its log entries keep no digest: what a collection was before its last change cannot be told.
   expect(await store.digestAt('a', HEAD - 10)).toBeUndefined();
   expect((await store.readLog(HEAD - 10, undefined, 100, Number.MAX_SAFE_INTEGER)).digests).toEqual({});
+  expect(await store.verify()).toMatchObject({ documents: OLD.length, collections: 2, damaged: [], digests: [], ok: true });
   // A change now moves the backfilled digest.
   await commitGroup(store, [hubPut('a', 'new', 1)]);
   expect(await store.digestAt('a', store.head)).toBe(

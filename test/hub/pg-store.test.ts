@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, test } from 'vitest';
-import { StorageFailedError } from '../../shared/errors.js';
+import pino from 'pino';
+import { HubRunningError, StorageFailedError } from '../../shared/errors.js';
+import { LeaderLock } from '../../hub/leadership.js';
 import { PostgresHubStore } from '../../hub/store/pg-store.js';
 import { ConcurrentWriterError, WriterFencedError } from '../../hub/store/writer-errors.js';
 import type { ScopeRulesChange } from '../../hub/store/hub-store.js';
@@ -149,6 +151,23 @@ describe.skipIf(NO_POSTGRES !== undefined)(`PostgresHubStore${NO_POSTGRES ? ` ($
     );
     expect(store.head).toBe(0);
     expect(await store.document('s', 'a')).toBeUndefined();
+  });
+
+  test('a scrub runs beside the leader; its repair only once no hub leads the partition', async () => {
+    const url = await freshDatabase();
+    const store = await open(url);
+    await commitGroup(store, [hubPut('s', 'a', 1)]);
+    await sql(url, "UPDATE collections SET digest = 1 WHERE name = 's'");
+    const leader = await LeaderLock.acquire(url, { log: pino({ level: 'silent' }), partition: 'default', pollMs: 50 });
+    try {
+      expect((await store.verify()).digests).toMatchObject([{ collection: 's', stored: 1, rewritten: false }]);
+      await expect(store.verify({ repair: true })).rejects.toBeInstanceOf(HubRunningError);
+      expect(await store.digestAt('s', 1)).toBe(1); // nothing was rewritten
+    } finally {
+      await leader.release();
+    }
+    expect((await store.verify({ repair: true })).digests).toMatchObject([{ collection: 's', stored: 1, rewritten: true }]);
+    expect((await store.verify()).ok).toBe(true);
   });
 
   test("credentialsVersion moves with this store's own credential changes too", async () => {

@@ -32,6 +32,16 @@ hubStoreContract('SQLite', {
       db.close();
     }
   },
+  damageValue: async (dir, collection, key, value) => {
+    const db = new Database(join(dir, 'hub.db'));
+    db.prepare('UPDATE documents SET value = ? WHERE collection = ? AND key = ?').run(value, collection, key);
+    db.close();
+  },
+  damageDigest: async (dir, collection, digest) => {
+    const db = new Database(join(dir, 'hub.db'));
+    db.prepare('UPDATE collections SET digest = ? WHERE name = ?').run(digest, collection);
+    db.close();
+  },
 });
 
 hubStoreContract(
@@ -54,6 +64,12 @@ hubStoreContract(
         [collection, key],
       );
       return row?.prior_buckets == null ? null : (JSON.parse(row.prior_buckets) as string[]);
+    },
+    damageValue: async (url, collection, key, value) => {
+      await sql(url, 'UPDATE documents SET value = $3 WHERE collection = $1 AND key = $2', [collection, key, value]);
+    },
+    damageDigest: async (url, collection, digest) => {
+      await sql(url, 'UPDATE collections SET digest = $2 WHERE name = $1', [collection, digest]);
     },
   },
   NO_POSTGRES,

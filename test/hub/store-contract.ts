@@ -18,6 +18,10 @@ export interface StoreUnderTest {
   rows(location: string, table: string): Promise<number>;
   /** A document's prior buckets at `location` as stored (null: none), read around the store. */
   priorBuckets(location: string, collection: string, key: string): Promise<string[] | null>;
+  /** Changes a document's stored value at `location` around the store, as damage would (its hash stays). */
+  damageValue(location: string, collection: string, key: string, value: Buffer): Promise<void>;
+  /** Changes a collection's stored digest at `location` around the store. */
+  damageDigest(location: string, collection: string, digest: number): Promise<void>;
 }
 
 const ALL = Number.MAX_SAFE_INTEGER;
@@ -672,6 +676,8 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
           await store.close();
           return (store = await open());
         },
+        damageValue: (collection, key, value) => subject.damageValue(location, collection, key, value),
+        damageDigest: (collection, digest) => subject.damageDigest(location, collection, digest),
       });
     });
 

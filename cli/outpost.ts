@@ -6,6 +6,7 @@ import { addAgentAdmin } from './hub-agents.js';
 import { addBrokerExport } from './hub-export.js';
 import { addRestoreCommands } from './hub-restore.js';
 import { addScopeCommands } from './hub-scopes.js';
+import { addVerifyCommand } from './hub-verify.js';
 import { ConfigError, ErrorCode, OutpostError } from '../shared/errors.js';
 import { commanderOptions, renderReference, resolveOptions } from './options.js';
 import { readPem } from './hub-run.js';
@@ -43,6 +44,7 @@ addAgentAdmin(hubCommand);
 addBrokerExport(hubCommand);
 addRestoreCommands(hubCommand);
 addScopeCommands(hubCommand);
+addVerifyCommand(hubCommand);
 hubRun.action(async (flags: Record<string, unknown>) => {
   const o = resolveOptions(HUB_OPTIONS, flags, process.env);
   const log = pino({ name: 'hub', level: o.logLevel as string });

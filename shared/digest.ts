@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { encodeCbor } from './codec.js';
+import { hash } from 'node:crypto';
 
 /**
  * Content digests: how a replica and the hub tell, cheaply and at any time, whether they hold
@@ -24,11 +23,25 @@ import { encodeCbor } from './codec.js';
 export const DIGEST_MODULUS = 2 ** 52;
 const HIGH_BITS = 2 ** 20;
 
-/** The hash of one document state: a non-negative integer below DIGEST_MODULUS. */
+/**
+ * The hash of one document state: a non-negative integer below DIGEST_MODULUS. What is hashed
+ * is one buffer, `u32 len ‖ collection ‖ u32 len ‖ key ‖ f64 version ‖ u8 deleted ‖ value`
+ * (UTF-8, big-endian; no value for a tombstone), in one call: this runs once per change on the
+ * hub and on every replica.
+ */
 export function documentHash(collection: string, key: string, version: number, deleted: boolean, value: Uint8Array | null): number {
-  const hash = createHash('sha256').update(encodeCbor([collection, key, version, deleted ? 1 : 0]));
-  if (value !== null && !deleted) hash.update(value);
-  const d = hash.digest();
+  const c = Buffer.byteLength(collection);
+  const k = Buffer.byteLength(key);
+  const body = value !== null && !deleted ? value : undefined;
+  const bytes = Buffer.allocUnsafe(17 + c + k + (body?.length ?? 0));
+  bytes.writeUInt32BE(c, 0);
+  bytes.write(collection, 4, 'utf8');
+  bytes.writeUInt32BE(k, 4 + c);
+  bytes.write(key, 8 + c, 'utf8');
+  bytes.writeDoubleBE(version, 8 + c + k);
+  bytes[16 + c + k] = deleted ? 1 : 0;
+  if (body) bytes.set(body, 17 + c + k);
+  const d = hash('sha256', bytes, 'buffer') as unknown as Buffer;
   // 32 + 20 bits: readUIntBE reads at most 48, so the top word is taken whole and masked.
   return (d.readUInt32BE(0) % HIGH_BITS) * 2 ** 32 + d.readUInt32BE(4);
 }
@@ -40,7 +53,9 @@ export function adjustDigest(digest: number, hash: number, sign: 1 | -1 = 1): nu
 }
 
 /**
- * Where a key falls among a collection's ranges: a 32-bit FNV-1a hash of its UTF-8 bytes. A
+ * Where a key falls among a collection's ranges: a 32-bit FNV-1a hash of its UTF-8 bytes, its
+ * bits then mixed (MurmurHash3's finaliser: FNV alone leaves the top bits of short, similar keys
+ * alike, and ranges are cut by the top bits). A
  * range of depth `d` is the keys whose position starts with the same `d` bits: depth 8 splits a
  * collection into 256 ranges, each range of depth 8 into 256 of depth 16, and so on. Hashing
  * spreads any key pattern evenly; range repair narrows by adding bits.
@@ -51,6 +66,11 @@ export function keyPosition(key: string): number {
     h ^= byte;
     h = Math.imul(h, 0x01000193);
   }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
   return h >>> 0;
 }
 

@@ -12,6 +12,8 @@ import { Link } from './link.js';
 import { PolicyCache } from './policy-cache.js';
 import { ProgressWaiters } from './progress-waiters.js';
 import { SyncScheduler } from './scheduler.js';
+import { DEFAULT_SCRUB_BYTES_PER_MINUTE, Scrubber } from './scrubber.js';
+import { VerificationBook } from './verification-book.js';
 import { agentStatus, reportStatus } from './status.js';
 import { AgentStore } from './store/agent-store.js';
 import type { Rejection } from './store/rejections.js';
@@ -55,6 +57,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #waitTimeoutMs: number;
   #statusTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  readonly #verification: VerificationBook;
+  readonly #scrubber: Scrubber;
 
   constructor(options: AgentOptions) {
     super();
@@ -65,6 +69,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (options.storageLimitBytes !== undefined) this.#store.settings.setStorageLimit(options.storageLimitBytes);
     this.#clock = new HybridClock(options.now, this.#store.settings.lastHlc);
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 10_000;
+    this.#verification = new VerificationBook(this.#store.settings);
     this.#lanes = new Lanes(
       this.#store,
       options.collections,
@@ -84,6 +89,12 @@ export class Agent extends EventEmitter<AgentEvents> {
       (collections, dropped) => this.#afterWrite(collections, dropped),
       (c) => this.#policy(c),
       (c) => this.#lanes.partitionOf(c),
+    );
+    this.#scrubber = new Scrubber(
+      this.#store,
+      (collection, keys) => this.#lanes.laneOf(collection)?.verifier.repairKeys(collection, keys),
+      options.scrubBytesPerMinute ?? DEFAULT_SCRUB_BYTES_PER_MINUTE,
+      this.#log,
     );
     const subscriptions = this.#lanes.subscriptions();
     const transport: TransportFactory =
@@ -139,7 +150,13 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.#store,
       this.#clock,
       inPartition,
-      { collections: options.collections, pageLimit: options.pageLimit ?? 500, ackTimeoutMs: options.ackTimeoutMs ?? 10_000 },
+      {
+        collections: options.collections,
+        pageLimit: options.pageLimit ?? 500,
+        ackTimeoutMs: options.ackTimeoutMs ?? 10_000,
+        verification: this.#verification,
+        verifyIntervalMs: options.verifyIntervalMs ?? 60_000,
+      },
       {
         publish: (topic, payload) => this.#link.publish(topic, payload),
         connected: () => this.#link.connected,
@@ -149,6 +166,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         routed: () => this.#lanes.routed,
         onApplied: (changes) => this.emit('change', changes),
         onEvicted: (documents) => this.emit('evicted', documents),
+        onRepaired: (collection, written, removed) => this.emit('repaired', { collection, written, removed }),
         onProgress: () => {
           this.#progress.notify();
           this.#scheduleStatus();
@@ -176,6 +194,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   start(): this {
     this.#lanes.start();
     this.#scheduler.start();
+    this.#scrubber.start();
     this.#expiryTimer = setInterval(() => this.#expire(), EXPIRY_CHECK_MS);
     this.#expiryTimer.unref?.();
     return this;
@@ -258,7 +277,14 @@ export class Agent extends EventEmitter<AgentEvents> {
   status(): AgentStatus {
     this.#assertOpen();
     const { lastSyncAt, nextWindow } = this.#scheduler;
-    return agentStatus(this.#store, this.#lanes, { agentId: this.id, connected: this.#link.connected, lastSyncAt, nextWindow });
+    return agentStatus(this.#store, this.#lanes, {
+      agentId: this.id,
+      connected: this.#link.connected,
+      lastSyncAt,
+      nextWindow,
+      verification: this.#verification.report,
+      scrub: this.#scrubber.status,
+    });
   }
 
   rejections(limit?: number): Rejection[] {
@@ -278,6 +304,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#writes.flush();
     clearTimeout(this.#statusTimer);
     clearInterval(this.#expiryTimer);
+    this.#scrubber.stop();
     await this.#scheduler.stop();
     this.#progress.close();
     this.#lanes.stop();
@@ -328,7 +355,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#statusTimer = setTimeout(() => {
       this.#statusTimer = undefined;
       if (this.#closed) return;
-      reportStatus(this.#store, this.#lanes);
+      reportStatus(this.#store, this.#lanes, this.#verification.report);
     }, STATUS_DEBOUNCE_MS);
     this.#statusTimer.unref?.();
   }

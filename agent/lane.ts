@@ -8,16 +8,21 @@ import { Replicator } from './replicator.js';
 import { RestoreWatch } from './restore-watch.js';
 import { ScopeSync } from './scope-sync.js';
 import type { EvictedDocument } from './store/replica.js';
-import { partitionScoped } from './store/agent-db.js';
+import { EpochGuard } from './epoch-guard.js';
 import type { AgentStore } from './store/agent-store.js';
 import type { Rejection } from './store/rejections.js';
 import { Uploader } from './uploader.js';
+import type { VerificationBook } from './verification-book.js';
+import { Verifier } from './verifier.js';
 
 export interface LaneOptions {
   /** Collections replicated on this device (of every partition); undefined = all. */
   collections: readonly string[] | undefined;
   pageLimit: number;
   ackTimeoutMs: number;
+  /** Where verification's findings are kept (one book for every lane). */
+  verification: VerificationBook;
+  verifyIntervalMs: number;
 }
 
 export interface LaneDelegate {
@@ -33,6 +38,8 @@ export interface LaneDelegate {
   onApplied(changes: Change[]): void;
   /** Documents left the device's scope: it no longer holds them. */
   onEvicted(documents: EvictedDocument[]): void;
+  /** A repair of the device's copy rewrote these documents as the hub has them, and removed those the hub does not have. */
+  onRepaired(collection: string, written: Change[], removed: EvictedDocument[]): void;
   onProgress(): void;
   onRejected(rejections: Rejection[]): void;
   onReincarnated(previous: string, next: string): void;
@@ -55,8 +62,8 @@ export class Lane {
   readonly #scope: ScopeSync;
   readonly #durability: DurabilityWaiters;
   readonly #restore: RestoreWatch;
-  /** The highest leadership epoch heard from this partition's hub (loaded on first use). */
-  #hubEpoch: number | undefined;
+  readonly #epochs: EpochGuard;
+  readonly verifier: Verifier;
   /**
    * This lane's topics are subscribed on the connection (or will be, before it counts as
    * connected). A lane added while connected waits for its SUBACK before it uploads: an ack
@@ -80,6 +87,8 @@ export class Lane {
     private readonly log: Logger,
   ) {
     this.topics = partitionTopics(partition);
+    // A new leader: acks for batches the old one took are lost; resend them now, not after the ack timeout.
+    this.#epochs = new EpochGuard(partition, store.settings, () => this.#resend(), log);
     this.#durability = new DurabilityWaiters(() => delegate.connected());
     this.#uploader = new Uploader(
       store,
@@ -99,6 +108,7 @@ export class Lane {
         send: (pull) => this.send(pull),
         onApplied: (changes) => delegate.onApplied(changes),
         onProgress: () => delegate.onProgress(),
+        verify: (c, lsn, digest) => this.verifier.check(c, lsn, digest, 'hole'),
       },
       {
         partition,
@@ -119,6 +129,22 @@ export class Lane {
         onProgress: () => delegate.onProgress(),
       },
       { lane: partition, pageLimit: options.pageLimit, pullTimeoutMs: options.ackTimeoutMs },
+      log,
+    );
+    this.verifier = new Verifier(
+      store,
+      options.verification,
+      {
+        send: (message) => this.send(message),
+        onRepaired: (collection, written, removed) => delegate.onRepaired(collection, written, removed),
+        requestStatus: () => delegate.onProgress(),
+      },
+      {
+        partition,
+        verifiable: (c) => this.#replicator.replicates(c) && !this.#scope.scoped(c),
+        verifyIntervalMs: options.verifyIntervalMs,
+        answerTimeoutMs: options.ackTimeoutMs,
+      },
       log,
     );
     this.#restore = new RestoreWatch(
@@ -213,17 +239,18 @@ export class Lane {
   start(): void {
     this.#uploader.start();
     this.#restore.start();
+    this.verifier.start();
   }
 
   onConnected(): void {
     // First: the hub then tells this device its scope and sends it its buckets' change sets.
     this.#statusSinceConnect = false;
     this.#sayHello();
-    this.#uploader.reset();
-    this.#uploader.pump();
+    this.#resend();
     this.#replicator.onConnected();
     this.#scope.onConnected();
     this.#restore.onConnected();
+    this.verifier.onConnected();
   }
 
   onDisconnected(): void {
@@ -234,6 +261,7 @@ export class Lane {
   }
 
   stop(): void {
+    this.verifier.stop();
     this.#restore.stop();
     this.#durability.close();
     this.#uploader.stop();
@@ -245,13 +273,13 @@ export class Lane {
   onMessage(topic: string, payload: Buffer): void {
     if (topic === this.topics.down(this.agentId)) {
       const message = downCodec.decode(payload);
-      if (message[0] !== 'error' && this.#isDeposed(message[0], message[1].epoch)) return;
-      this.#onDown(message);
+      if (message[0] !== 'error' && this.#epochs.isDeposed(message[0], message[1].epoch)) return;
+      this.#onDown(message, payload.length);
       return;
     }
     if (topic !== this.topics.hub && this.topics.collectionOf(topic) === undefined) return;
     const message = broadcastCodec.decode(payload);
-    if (this.#isDeposed(message[0], message[1].epoch)) return;
+    if (this.#epochs.isDeposed(message[0], message[1].epoch)) return;
     this.clock.observe(message[1].hlc as Hlc);
     if (message[0] === 'hub') this.#checkRestored(message[1]);
     this.#heardHub(message[1].hlc);
@@ -276,31 +304,10 @@ export class Lane {
     this.send(['hello', { s: this.delegate.session() }]);
   }
 
-  /**
-   * Whether a message comes from a hub process that has since been replaced (a lower leadership
-   * epoch than one already heard from this partition). The highest epoch is kept across restarts.
-   */
-  #isDeposed(type: string, epoch: number | undefined): boolean {
-    if (epoch === undefined) return false;
-    const setting = partitionScoped('hubEpoch', this.partition);
-    const highest = (this.#hubEpoch ??= this.store.settings.get<number>(setting) ?? 0);
-    if (epoch < highest) {
-      this.log.warn(
-        { partition: this.partition, type, epoch, highest },
-        'ignored a message from a deposed hub process (lower leadership epoch)',
-      );
-      return true;
-    }
-    if (epoch > highest) {
-      this.store.settings.set(setting, epoch);
-      this.#hubEpoch = epoch;
-      // A new leader: acks for batches the old one took are lost; resend them now, not after the ack timeout.
-      if (highest > 0) {
-        this.#uploader.reset();
-        this.#uploader.pump();
-      }
-    }
-    return false;
+  /** Uploads again what waits for an ack: the hub that took it will not answer (it was replaced, or renumbered the queue). */
+  #resend(): void {
+    this.#uploader.reset();
+    this.#uploader.pump();
   }
 
   #heardHub(hlc: string): void {
@@ -322,14 +329,13 @@ export class Lane {
       lostDocuments: reconciled.documents,
       lostWrites: reconciled.writes,
     });
-    this.#uploader.reset();
-    this.#uploader.pump();
+    this.#resend();
     this.#replicator.restart();
     this.#scope.onRestored();
     this.#restore.pump();
   }
 
-  #onDown(message: DownMessage): void {
+  #onDown(message: DownMessage, bytes: number): void {
     // Every hub message but an error carries the hub's clock: advance past it.
     if (message[0] !== 'error') {
       this.clock.observe(message[1].hlc as Hlc);
@@ -372,12 +378,16 @@ export class Lane {
           "the hub holds other writes under this database's sequence numbers (restored from a backup?); resending the queue under a new incarnation",
         );
         this.delegate.onReincarnated(previous, next);
-        this.#uploader.reset();
-        this.#uploader.pump();
+        this.#resend();
         break;
       }
       case 'lostack':
         this.#restore.onAck(message[1].id);
+        break;
+      case 'digests':
+      case 'rangesums':
+      case 'refetched':
+        this.verifier.onMessage(message, bytes);
         break;
       case 'error':
         // A bucket pull refused as out of scope needs nothing more: the hub sends the scope that

@@ -24,6 +24,8 @@ export interface ReplicatorDelegate {
   onApplied(changes: Change[]): void;
   /** After anything was applied or the watermark moved. */
   onProgress(): void;
+  /** The hub's digest of a collection right after its change at `lsn`, just applied in order: the copy is compared (agent/verifier.ts). */
+  verify?(collection: string, lsn: number, digest: number): void;
 }
 
 /**
@@ -111,7 +113,9 @@ export class Replicator {
       this.pull();
       return;
     }
-    this.#applyOrRetry(() => this.store.replica.applyChanges(this.#partition, set.changes));
+    if (this.#applyOrRetry(() => this.store.replica.applyChanges(this.#partition, set.changes)) && set.dg !== undefined) {
+      this.delegate.verify?.(set.c, set.changes.at(-1)!.lsn, set.dg);
+    }
   }
 
   /** A change that cannot be stored now (a full disk) is fetched again later by a pull. */
@@ -153,9 +157,20 @@ export class Replicator {
     // The next page is asked for before this one is applied (see onSnapshot).
     if (page.more) this.#sendPull(page.to);
     if (!this.#applyOrRetry(() => this.store.replica.applyChanges(this.#partition, page.changes, page.to))) return;
+    if (page.dg) this.#verifyPage(page);
     if (page.more) return;
     this.#settlePull();
     if (this.#pullAgain) this.pull();
+  }
+
+  /** Each collection of an applied page as of its last change there, against the hub's digest then. */
+  #verifyPage(page: PageMessage[1]): void {
+    const last = new Map<string, number>();
+    for (const c of page.changes) last.set(c.c, c.lsn);
+    for (const [collection, digest] of Object.entries(page.dg ?? {})) {
+      const lsn = last.get(collection);
+      if (lsn !== undefined) this.delegate.verify?.(collection, lsn, digest);
+    }
   }
 
   /**

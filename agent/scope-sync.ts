@@ -62,6 +62,8 @@ export class ScopeSync {
 
   /** Settings of this lane: each partition's hub speaks for its own collections only. */
   readonly #scopedSetting: string;
+  /** The scoped collections as last stored (loaded on first use). */
+  #scoped: Set<string> | undefined;
   readonly #evictionDueSetting: string;
 
   constructor(
@@ -76,6 +78,11 @@ export class ScopeSync {
 
   #held(): Map<string, HeldBucket> {
     return this.store.scope.held(this.options.lane);
+  }
+
+  /** Whether the hub scopes this collection (as it last said): the device then holds part of it, by bucket. */
+  scoped(collection: string): boolean {
+    return (this.#scoped ??= new Set(this.store.settings.get<string[]>(this.#scopedSetting) ?? [])).has(collection);
   }
 
   /** A bucket pull is under way or due. */
@@ -131,6 +138,7 @@ export class ScopeSync {
       this.store.settings.set(this.#evictionDueSetting, true);
     }
     this.store.settings.set(this.#scopedSetting, scope.cs);
+    this.#scoped = undefined;
     this.store.scope.reconcile(this.options.lane, joined, left);
     if (joined.length > 0 || left.length > 0) this.log.info({ joined: joined.length, left: left.length }, 'scope changed');
     for (const b of left) {

@@ -2,7 +2,9 @@ import { SOFTWARE_VERSION } from '../shared/protocol-version.js';
 import { DEFAULT_PARTITION } from '../shared/topics.js';
 import type { Lanes } from './lanes.js';
 import type { AgentStore } from './store/agent-store.js';
-import type { AgentStatus } from './types.js';
+import type { VerifyReport } from '../shared/messages.js';
+import type { ScrubStatus } from './scrubber.js';
+import type { AgentStatus, AgentVerification } from './types.js';
 
 /** The most buckets a status report names (the protocol's bound): a device holding more reports part of its lag. */
 const MAX_BUCKETS_REPORTED = 1024;
@@ -13,6 +15,8 @@ export interface StatusContext {
   connected: boolean;
   lastSyncAt: number | undefined;
   nextWindow: Date | undefined;
+  verification: VerifyReport;
+  scrub: ScrubStatus;
 }
 
 /** The agent's status as an app reads it: the default partition's figures at the top, the others' under `partitions`. */
@@ -48,6 +52,11 @@ export function agentStatus(store: AgentStore, lanes: Lanes, context: StatusCont
   const lostPending = Object.values(lost).reduce((sum, n) => sum + n, 0);
   const { agentId, connected, lastSyncAt, nextWindow } = context;
   const scope = scopeStatus(store, lanes);
+  const verification = verificationStatus(
+    context.verification,
+    context.scrub,
+    [...lanes].flatMap((lane) => lane.verifier.repairing),
+  );
   return {
     agentId,
     incarnation,
@@ -60,8 +69,25 @@ export function agentStatus(store: AgentStore, lanes: Lanes, context: StatusCont
     ...(Object.keys(partitions).length > 0 && { partitions }),
     ...(lostPending > 0 && { restore: { lostPending, partitions: lost } }),
     ...(scope && { scope }),
+    verification,
     ...(lastSyncAt !== undefined && { lastSyncAt: new Date(lastSyncAt).toISOString() }),
     ...(nextWindow && { nextWindow: nextWindow.toISOString() }),
+  };
+}
+
+function verificationStatus(r: VerifyReport, scrub: ScrubStatus, repairing: string[]): AgentVerification {
+  const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
+  return {
+    ...(r.at !== undefined && { lastVerifiedAt: iso(r.at)! }),
+    ...(r.lsn !== undefined && { lastVerifiedLsn: r.lsn }),
+    divergencesFound: r.found,
+    repairs: r.repaired,
+    documentsRepaired: r.docs,
+    bytesRepaired: r.bytes,
+    ...(r.cause !== undefined && { lastRepairCause: r.cause }),
+    ...(r.rat !== undefined && { lastRepairAt: iso(r.rat)! }),
+    repairing,
+    scrub,
   };
 }
 
@@ -84,7 +110,7 @@ function scopeStatus(store: AgentStore, lanes: Lanes): AgentStatus['scope'] {
  * what waits to go up, and which of its writes wait for replicas: lag tracking and replica
  * acknowledgements, which a hub that restarted learns again this way.
  */
-export function reportStatus(store: AgentStore, lanes: Lanes): void {
+export function reportStatus(store: AgentStore, lanes: Lanes, verification: VerifyReport): void {
   const pending = Object.entries(store.outbox.pendingByCollection());
   const cursors = Object.entries(store.replica.cursors());
   for (const lane of lanes) {
@@ -98,6 +124,9 @@ export function reportStatus(store: AgentStore, lanes: Lanes): void {
         applied: Object.fromEntries(cursors.filter(([c]) => lane.inPartition(c))),
         outbox: queued.reduce((sum, p) => sum + p.pending, 0),
         ver: SOFTWARE_VERSION,
+        // Asks the hub for its digests at `applied` when a check is due; says what verifying found.
+        ...(lane.verifier.due && { v: 1 as const }),
+        vf: verification,
         ...(Number.isFinite(oldestAt) && { oldest: Math.max(0, Date.now() - oldestAt) }),
         ...(waits.length > 0 && { waits: { inc: store.partitions.incarnationOf(lane.partition), list: waits } }),
         ...(buckets.length > 0 && { bs: Object.fromEntries(buckets.map(([b, s]) => [b, s.snapshot ? 0 : Math.max(0, s.cursor)])) }),

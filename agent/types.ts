@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Change } from '../shared/messages.js';
 import type { Durability } from './durability.js';
 import type { SyncSchedule } from './scheduler.js';
+import type { ScrubStatus } from './scrubber.js';
 import type { MovedWrite } from './store/outbox.js';
 import type { Rejection } from './store/rejections.js';
 import type { EvictedDocument } from './store/replica.js';
@@ -38,6 +39,10 @@ export interface AgentOptions {
   waitTimeoutMs?: number;
   /** When to talk to the hub; default realtime. */
   sync?: SyncSchedule;
+  /** How often a quiet device compares its copy with the hub's digests (default 60 s); change sets and pages compare as they apply. */
+  verifyIntervalMs?: number;
+  /** Bytes of stored rows the scrub re-reads a minute to find rot (default 4 MiB; 0 turns it off). */
+  scrubBytesPerMinute?: number;
 }
 
 export interface AgentStatus {
@@ -75,10 +80,33 @@ export interface AgentStatus {
    * buckets are behind the newest change heard of (or still joining).
    */
   scope?: { buckets: Record<string, number>; behind: number };
+  /** Verifying this device's copy against the hub's digests, and repairing it (see AgentVerification). */
+  verification: AgentVerification;
   /** When the last sync window or sync-now finished with everything uploaded and caught up. */
   lastSyncAt?: string;
   /** When the next sync window opens (sync windows only). */
   nextWindow?: string;
+}
+
+/**
+ * What verifying the device's copy has done: when it last matched the hub's digests (this run)
+ * and at which LSN; divergences found and repairs made since the database was created, with the
+ * documents they rewrote or removed and the bytes they moved; the last repair's cause (`scrub`:
+ * a row's bytes rotted; `digest`: a quiet check found a difference; `hole`: a change set or
+ * page left the copy different, so something was missed on the way); collections under repair;
+ * and the scrub's progress.
+ */
+export interface AgentVerification {
+  lastVerifiedAt?: string;
+  lastVerifiedLsn?: number;
+  divergencesFound: number;
+  repairs: number;
+  documentsRepaired: number;
+  bytesRepaired: number;
+  lastRepairCause?: 'scrub' | 'digest' | 'hole';
+  lastRepairAt?: string;
+  repairing: string[];
+  scrub: ScrubStatus;
 }
 
 export interface WriteOptions {
@@ -119,6 +147,11 @@ export interface AgentEvents {
    * changed): no longer held here, though they live on at the hub and on other devices.
    */
   evicted: [EvictedDocument[]];
+  /**
+   * A repair of the device's copy of a collection rewrote documents as the hub has them (`written`,
+   * as changes) and removed documents the hub does not have (`removed`).
+   */
+  repaired: [info: { collection: string; written: Change[]; removed: EvictedDocument[] }];
   /** Writes the hub refused or that lost a conflict; also kept in `rejections()`. */
   rejection: [Rejection[]];
   connected: [];

@@ -79,6 +79,8 @@ run.action(async (flags: Record<string, unknown>) => {
       },
     }),
     ...(o.storageLimitMb !== undefined && { storageLimitBytes: (o.storageLimitMb as number) * 1024 * 1024 }),
+    verifyIntervalMs: (o.verifyIntervalSeconds as number) * 1000,
+    scrubBytesPerMinute: (o.scrubKbPerMinute as number) * 1024,
     ...(o.syncCron !== undefined && {
       sync: {
         mode: 'windows' as const,

@@ -70,6 +70,20 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
     description: 'cap the agent database at this size; writes beyond it fail with OUTPOST_STORAGE_FULL',
   },
   {
+    key: 'verifyIntervalSeconds',
+    type: 'integer',
+    default: 60,
+    placeholder: 'seconds',
+    description: "how often a quiet agent compares its copy with the hub's digests (change sets and pages compare as they apply)",
+  },
+  {
+    key: 'scrubKbPerMinute',
+    type: 'integer',
+    default: 4096,
+    placeholder: 'kb',
+    description: 'stored rows the scrub re-reads a minute to find rot on the card (read-only; 0 turns it off)',
+  },
+  {
     key: 'reconnectMaxMs',
     type: 'integer',
     default: 30_000,

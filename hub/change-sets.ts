@@ -2,10 +2,14 @@ import type { HybridClock } from '../shared/hlc.js';
 import type { Change, ChangesMessage } from '../shared/messages.js';
 import type { ChangeBuckets, IngestTx } from './store/hub-store.js';
 
-/** A committed change and an upper bound of its encoded size, for splitting change sets; a scoped one's buckets. */
+/**
+ * A committed change and an upper bound of its encoded size, for splitting change sets; its
+ * collection's digest right after it; a scoped one's buckets.
+ */
 export interface Sized {
   change: Change;
   bytes: number;
+  digest: number;
   buckets?: ChangeBuckets;
 }
 
@@ -25,17 +29,21 @@ export function changeSetsOf(
   const chain = (collection: string, prev: number, changes: readonly Sized[], bucket?: string): number => {
     let chunk: Change[] = [];
     let bytes = 0;
+    let digest = 0;
     const flush = (): void => {
       if (chunk.length === 0) return;
-      sets.push(['changes', { c: collection, prev, hlc: clock.tick(), changes: chunk, ...(bucket !== undefined && { b: bucket }) }]);
+      // A bucket's change set does not carry its collection's digest: the device holds only part of it.
+      const dg = bucket === undefined ? { dg: digest } : { b: bucket };
+      sets.push(['changes', { c: collection, prev, hlc: clock.tick(), changes: chunk, ...dg }]);
       prev = chunk[chunk.length - 1]!.lsn;
       chunk = [];
       bytes = 0;
     };
-    for (const { change, bytes: size } of changes) {
+    for (const { change, bytes: size, digest: after } of changes) {
       if (bytes + size > maxBytes) flush();
       chunk.push(change);
       bytes += size;
+      digest = after;
     }
     flush();
     return prev;
@@ -65,7 +73,7 @@ function byBucket(changes: readonly Sized[]): Map<string, Sized[]> {
     if (sized.buckets!.left.length === 0) continue;
     // A bucket the document left learns only that: not its new value, nor where it went.
     const { lsn, c, k, hlc, o } = sized.change;
-    const out: Sized = { change: { lsn, c, k, op: 'out', hlc, o }, bytes: 64 + k.length };
+    const out: Sized = { change: { lsn, c, k, op: 'out', hlc, o }, bytes: 64 + k.length, digest: sized.digest };
     for (const bucket of sized.buckets!.left) add(bucket, out);
   }
   return groups;

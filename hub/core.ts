@@ -4,20 +4,14 @@ import { newOutcomes } from '../shared/acks.js';
 import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
 import { ErrorCode, OutpostError } from '../shared/errors.js';
 import { HybridClock } from '../shared/hlc.js';
-import type {
-  BroadcastMessage,
-  DownMessage,
-  OpResult,
-  PageMessage,
-  PullMessage,
-  SnapshotMessage,
-  StatusMessage,
-} from '../shared/messages.js';
+import type { BroadcastMessage, DownMessage, StatusMessage } from '../shared/messages.js';
 import { PROTOCOL_VERSION } from '../shared/protocol-version.js';
 import { DEFAULT_PARTITION, partitionTopics, type PartitionTopics } from '../shared/topics.js';
 import { AccessControl } from './access.js';
 import { Committer } from './committer.js';
 import { AgentPulls } from './agent-pulls.js';
+import type { HubCoreOptions, HubEvents } from './core-options.js';
+import { VerifyAnswers } from './verify-answers.js';
 import { assignment, collectionsOfPartition, CollectionPolicies, DEFAULT_HUB_CONFIG, scopeRules, type HubConfig } from './config.js';
 import { ScopeDelivery } from './scope-delivery.js';
 import { reindexScopes } from './scope-reindex.js';
@@ -35,68 +29,20 @@ import { recordLostReport } from './lost-reports.js';
 import { LogRetention } from './log-retention.js';
 import { KnownCollections } from './known-collections.js';
 import { PacedQueue, type Pace } from './paced-queue.js';
-import { RefusedWorkLog, type RefusedWork } from './refused-work.js';
+import { RefusedWorkLog } from './refused-work.js';
 import { ReplicaAcks } from './replica-acks.js';
 import type { ReplicationTracker } from './replication-tracker.js';
 import type { HubStore } from './store/hub-store.js';
 import { WriterRefusedError } from './store/writer-errors.js';
 
 export { DEFAULT_PULL_BYTES_PER_SECOND } from './agent-pulls.js';
+export type { HubCoreOptions, HubEvents } from './core-options.js';
 
 /**
  * Status reports taken per agent per second (as many saved up): an agent sends at most one each
  * 50 ms, so an honest one is never held back; the newest of a flood is taken, the rest replaced.
  */
 const STATUS_PACE: Pace = { rate: 20, burst: 20 };
-
-export interface HubEvents {
-  /** A pull was answered (a log page or a snapshot page). */
-  pull: [agentId: string, pull: PullMessage[1], answer: PageMessage | SnapshotMessage];
-  /** A group commit finished: how many requests it held, every op's outcome, how long it took. */
-  commit: [requests: number, outcomes: OpResult['outcome'][], seconds: number];
-  /** Bytes of protocol messages received from agents and sent by the hub. */
-  bytes: [direction: 'in' | 'out', bytes: number];
-  /**
-   * Work refused to one client to bound what it costs (docs/SECURITY.md): a pull replaced by a
-   * newer one before it was answered, a replica wait over its limits, collections a status
-   * named that do not exist.
-   */
-  refused: [kind: RefusedWork, agentId: string, count: number];
-  /**
-   * The store refuses this process as its writer (another hub leads now, or another writer
-   * committed): nothing more can be committed. Whoever runs the hub should stop it.
-   */
-  fatal: [error: Error];
-}
-
-export interface HubCoreOptions {
-  /**
-   * The primary store (this partition's log), opened by whoever assembles the hub: the core
-   * works the same on any store. It closes it on `stop()`.
-   */
-  store: HubStore;
-  /** This process's leadership epoch (hub/leadership.ts), stamped on what it sends; none without failover. */
-  epoch?: number;
-  config?: HubConfig;
-  logger?: Logger;
-  /** Development mode: every agent may read and write everything. */
-  dev?: boolean;
-  /**
-   * The partition this core is the log of (default `default`): it publishes on that partition's
-   * topics and refuses writes to collections of other partitions (`wrong_partition`).
-   */
-  partition?: string;
-  /**
-   * Page bytes the hub builds for one agent's pulls per second (with as much again saved up): a
-   * device catching up uses a fraction of it; a client that pulls as fast as it can read is held
-   * to it. Default DEFAULT_PULL_BYTES_PER_SECOND.
-   */
-  maxPullBytesPerSecond?: number;
-  /** An agent's labels now, for its scope (hub/label-cache.ts); none without. */
-  labelsOf?: (agentId: string) => Readonly<Record<string, string>>;
-  /** Sends a message to MQTT subscribers (QoS 1). Whatever carries it — embedded broker or not. */
-  publish: (topic: string, payload: Buffer, retain: boolean) => void;
-}
 
 /**
  * The hub's protocol, without the transport: decodes what agents send on their `up` topics,
@@ -120,6 +66,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   readonly #replicaAcks: ReplicaAcks;
   readonly #pulls: AgentPulls;
   readonly #statuses: PacedQueue<StatusMessage[1]>;
+  readonly #verify: VerifyAnswers;
   readonly access: AccessControl;
   /** The partition this core is the log of. */
   readonly partition: string;
@@ -144,8 +91,9 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.#collections = new KnownCollections(Object.keys(this.config.collections));
     this.access = new AccessControl(this.config.access, options.dev ?? false);
     this.#statuses = new PacedQueue(
-      (agentId, status) => {
+      async (agentId, status) => {
         this.#replicaAcks.report(agentId, status);
+        if (status.v) await this.#verify.answerStatus(agentId, status);
         return 1;
       },
       STATUS_PACE,
@@ -193,6 +141,15 @@ export class HubCore extends EventEmitter<HubEvents> {
       },
       options.maxPullBytesPerSecond,
     );
+    this.#verify = new VerifyAnswers({
+      store: this.store,
+      clock: this.clock,
+      mayVerify: (agentId, c) =>
+        this.access.mayRead(agentId, c) && !this.scopes.directory.scoped(c) && this.#partitionOf(c) === this.partition,
+      sendDown: (agentId, message) => this.#sendDown(agentId, message),
+      superseded: (agentId) => this.emit('refused', 'repair_superseded', agentId, 1),
+      log: this.log,
+    });
     const ingestor = new Ingestor(this.store, this.clock, this.policies, {
       ...defaultIngestOptions,
       maxFutureSkewMs: this.config.maxClockSkewSeconds * 1000,
@@ -238,6 +195,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   async drain(): Promise<void> {
     this.#pulls.stop();
     this.#statuses.stop();
+    this.#verify.stop();
     this.scopes.stop();
     this.#collections.stop();
     await this.#retention.stop();
@@ -300,6 +258,10 @@ export class HubCore extends EventEmitter<HubEvents> {
         break;
       case 'status':
         this.#statuses.submit(agentId, message[1]);
+        break;
+      case 'ranges':
+      case 'refetch':
+        this.#verify.submit(agentId, message);
         break;
       case 'hello':
         this.scopes.online(agentId, message[1].s);

@@ -23,7 +23,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   th { cursor: pointer; user-select: none; }
   tr.agent { cursor: pointer; }
   tr.agent:hover { background: #eef3fb; }
-  .on { color: #137333; } .off { color: #b3261e; }
+  .on { color: #137333; } .off { color: #b3261e; } .repaired { color: #b06000; }
   input { padding: 4px 8px; width: 240px; }
   svg { width: 100%; height: 120px; background: #fafbfc; }
   .muted { color: #667; }
@@ -40,6 +40,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     <table id="fleet"><thead><tr>
       <th data-key="agentId">Agent</th><th data-key="labelText">Labels</th><th data-key="online">Link</th><th data-key="lag">Lag (changes)</th>
       <th data-key="lagSeconds">Lag (s)</th><th data-key="outboxDepth">Outbox</th><th data-key="lastSeen">Last seen</th><th data-key="scopeDocuments">Scope</th>
+      <th data-key="repairs">Verified</th>
     </tr></thead><tbody></tbody></table>
   </section>
   <section><h2>Commits per second</h2><svg id="throughput" viewBox="0 0 600 120" preserveAspectRatio="none"></svg></section>
@@ -65,6 +66,11 @@ async function api(path) {
 }
 const lagOf = (a) => Math.max(0, a.scope?.lagChanges ?? 0, ...Object.values(a.collections).map((c) => c.lagChanges));
 const scopeOf = (a) => a.scope ? a.scope.documents + ' docs, ' + (a.scope.bytes / 1024).toFixed(1) + ' KiB' : '-';
+// When the copy last matched the hub, and the repairs it needed (a device with repairs stands out).
+const verifiedOf = (a) => !a.verification ? '-' : (a.verification.lastVerifiedAt ? new Date(a.verification.lastVerifiedAt).toLocaleTimeString() : 'not yet') +
+  (a.verification.repairs ? ', ' + a.verification.repairs + ' repairs (last: ' + a.verification.lastRepairCause + ')' : '');
+const repairDetail = (v) => v.divergencesFound + ' divergences found, ' + v.repairs + ' repairs, ' + v.documentsRepaired + ' documents, ' + v.bytesRepaired + ' bytes' +
+  (v.lastRepairCause ? '; last repair: ' + v.lastRepairCause + ' at ' + v.lastRepairAt : '');
 const lagSecondsOf = (a) => Math.max(0, ...Object.values(a.collections).map((c) => c.lagSeconds));
 const labelsOf = (a) => Object.entries(a.labels || {}).map(([name, value]) => name + '=' + value);
 // Each word must match: name=value a label exactly (site=berlin is not site=berlin-east), any other part of the id or labels.
@@ -73,7 +79,7 @@ const matches = (a, filter) => filter.split(/\\s+/).filter(Boolean).every((term)
   : (a.agentId + ' ' + a.labelText).toLowerCase().includes(term));
 function renderFleet() {
   const filter = document.getElementById('filter').value.toLowerCase();
-  const rows = agents.map((a) => ({ ...a, lag: lagOf(a), lagSeconds: lagSecondsOf(a), labelText: labelsOf(a).join(' '), scopeDocuments: a.scope?.documents ?? -1 }))
+  const rows = agents.map((a) => ({ ...a, lag: lagOf(a), lagSeconds: lagSecondsOf(a), labelText: labelsOf(a).join(' '), scopeDocuments: a.scope?.documents ?? -1, repairs: a.verification?.repairs ?? -1 }))
     .filter((a) => matches(a, filter))
     .sort((x, y) => (x[sortKey] > y[sortKey] ? 1 : x[sortKey] < y[sortKey] ? -1 : 0) * sortDir);
   document.querySelector('#fleet tbody').innerHTML = rows.map((a) =>
@@ -81,7 +87,7 @@ function renderFleet() {
     '<td class="labels">' + labelsOf(a).map((l) => '<span class="label">' + esc(l) + '</span>').join('') + '</td>' +
     '<td class="' + (a.online ? 'on">online' : 'off">offline') + '</td><td class="lag">' + a.lag + '</td><td>' + a.lagSeconds.toFixed(1) + '</td>' +
     '<td>' + esc(a.outboxDepth ?? '-') + '</td><td>' + esc(a.lastSeen ? new Date(a.lastSeen).toLocaleTimeString() : '-') + '</td>' +
-    '<td class="scope">' + esc(scopeOf(a)) + '</td></tr>').join('');
+    '<td class="scope">' + esc(scopeOf(a)) + '</td><td class="verified' + (a.verification?.repairs ? ' repaired' : '') + '">' + esc(verifiedOf(a)) + '</td></tr>').join('');
   document.getElementById('summary').textContent = agents.filter((a) => a.online).length + ' of ' + agents.length + ' agents online';
 }
 function chart(id, values) {
@@ -117,6 +123,7 @@ function showAgent() {
   document.getElementById('agent-title').textContent = 'Agent ' + id;
   const rows = a ? [['Labels', labelsOf(a).join(' ') || '-'], ['Link', a.online ? 'online' : 'offline'], ['Address', a.address], ['Last seen', a.lastSeen], ['Provisioned', a.provisioned + (a.revoked ? ' (revoked)' : '')],
     ['Version', a.version], ['Outbox', a.outboxDepth], ['Oldest pending', a.oldestPendingAgeMs === undefined ? '-' : (a.oldestPendingAgeMs / 1000).toFixed(1) + ' s'], ...Object.entries(a.lastSeq).map(([inc, seq]) => ['Last seq (' + inc.slice(0, 8) + ')', seq]),
+    ...(a.verification ? [['Verified', (a.verification.lastVerifiedAt ?? 'not yet') + (a.verification.lastVerifiedLsn === undefined ? '' : ' at LSN ' + a.verification.lastVerifiedLsn)], ['Repairs', repairDetail(a.verification)]] : []),
     ...(a.scope ? [['Scope', a.scope.buckets + ' buckets, ' + scopeOf(a) + (a.scope.lagChanges === undefined ? '' : ', lag ' + a.scope.lagChanges + ' changes')]] : []),
     ...Object.entries(a.collections).map(([c, v]) => ['Collection ' + c, 'applied LSN ' + v.appliedLsn + ', lag ' + v.lagChanges + ' changes / ' + v.lagSeconds.toFixed(1) + ' s'])] : [['', 'unknown agent']];
   document.querySelector('#agent-detail tbody').innerHTML = rows.map(([k, v]) => '<tr><th>' + esc(k) + '</th><td>' + esc(v) + '</td></tr>').join('');

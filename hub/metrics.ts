@@ -109,5 +109,38 @@ export function createHubMetrics(core: HubCore, fleet: () => Promise<AgentView[]
       for (const a of agents) if (a.outboxDepth !== undefined) this.set({ agent: a.agentId }, a.outboxDepth);
     },
   });
+  // What verifying each device's copy found, as it last reported (the fleet view's `verification`).
+  const verification = (name: string, help: string, value: (v: NonNullable<AgentView['verification']>) => number | undefined): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['agent'],
+      registers: [registry],
+      async collect() {
+        const agents = await fleet();
+        this.reset();
+        for (const a of agents) {
+          const figure = a.verification && value(a.verification);
+          if (figure !== undefined) this.set({ agent: a.agentId }, figure);
+        }
+      },
+    });
+  };
+  verification(
+    'outpost_hub_agent_divergences_found',
+    "Divergences found in an agent's copy (scrub, digest or hole)",
+    (v) => v.divergencesFound,
+  );
+  verification('outpost_hub_agent_repairs', "Repairs of an agent's copy", (v) => v.repairs);
+  verification('outpost_hub_agent_repaired_documents', 'Documents a repair rewrote or removed on an agent', (v) => v.documentsRepaired);
+  verification('outpost_hub_agent_repaired_bytes', "Bytes an agent's repairs moved", (v) => v.bytesRepaired);
+  verification('outpost_hub_agent_verified_timestamp_seconds', "When an agent's copy last matched the hub's digests (unix seconds)", (v) =>
+    v.lastVerifiedAt === undefined ? undefined : Date.parse(v.lastVerifiedAt) / 1000,
+  );
+  verification(
+    'outpost_hub_agent_verified_lsn',
+    "The LSN at which an agent's copy last matched the hub's digests",
+    (v) => v.lastVerifiedLsn,
+  );
   return registry;
 }

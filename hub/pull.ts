@@ -35,13 +35,15 @@ export async function answerPull(
     return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes, mayRead, onRead);
 
   const head = store.head;
-  const { changes, complete, through, readBytes } = await store.readLog(pull.from, pull.cs, limit, maxBytes, mayRead);
+  const { changes, complete, through, readBytes, digests } = await store.readLog(pull.from, pull.cs, limit, maxBytes, mayRead);
   onRead(readBytes);
   // Retention may have pruned past `from` while the read was under way (a store across a network
   // reads asynchronously): the page could then start above a hole. Send a snapshot instead.
   if (pull.from < store.prunedThrough) return snapshotPage(store, clock, pull, store.head, undefined, limit, maxBytes, mayRead, onRead);
   const to = complete ? Math.max(head, pull.from) : through;
-  return ['page', { id: pull.id, from: pull.from, to, more: !complete, hlc: clock.tick(), changes }];
+  // Each collection's digest after its last change here: the agent verifies its copy as it applies.
+  const dg = Object.fromEntries([...new Set(changes.map((c) => c.c))].flatMap((c) => (c in digests ? [[c, digests[c]!]] : [])));
+  return ['page', { id: pull.id, from: pull.from, to, more: !complete, hlc: clock.tick(), changes, dg }];
 }
 
 async function snapshotPage(

@@ -7,6 +7,7 @@ const WHAT = {
   hello_superseded: 'hellos replaced by a newer one, or whose connection ended, before they were answered (about one a second per agent)',
   replica_wait: 'replica waits refused over their limits (the writer times out)',
   status_collection: 'collections a status report named that do not exist here or that the agent may not read (not kept)',
+  repair_superseded: 'range repair requests replaced by a newer one before they were answered (one at a time per agent)',
   change_set_skipped: 'change sets not sent to an agent with too much unsent (over half maxQueuedBytes); it pulls them',
 } as const;
 

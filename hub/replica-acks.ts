@@ -53,6 +53,7 @@ export class ReplicaAcks {
       ...(status.oldest !== undefined && { oldestPendingMs: status.oldest }),
       ...(status.ver !== undefined && { version: status.ver }),
       ...(status.bs !== undefined && { buckets: status.bs }),
+      ...(status.vf !== undefined && { verification: status.vf }),
     });
     const holds = (b: string): boolean => options.scopes.tracks(agentId) && options.scopes.holds(agentId, b);
     const buckets = Object.fromEntries(Object.entries(status.bs ?? {}).filter(([b]) => holds(b)));

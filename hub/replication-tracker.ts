@@ -1,3 +1,4 @@
+import type { VerifyReport } from '../shared/messages.js';
 /** A committed write whose writer asked to hear when `replicas` other agents have applied it. */
 export interface ReplicaWait {
   agentId: string;
@@ -47,13 +48,18 @@ interface HeldWait extends ReplicaWait {
  * LSN order, each with a count of the agents that hold it, and an agent moving from LSN a to b
  * touches only the waits in (a, b]. Waits are bounded per writer and in all.
  */
+/** What else an agent's report said: its oldest pending write's age, software version, buckets applied, and what verifying its copy found. */
+export interface ReportExtras {
+  oldestPendingMs?: number;
+  version?: string;
+  buckets?: Readonly<Record<string, number>>;
+  verification?: VerifyReport;
+}
+
 export class ReplicationTracker {
   readonly #applied = new Map<string, Map<string, number>>();
   /** Each agent's last report: when, and how many writes it still had to upload. */
-  readonly reports = new Map<
-    string,
-    { at: number; outbox: number; oldestPendingMs?: number; version?: string; buckets?: Readonly<Record<string, number>> }
-  >();
+  readonly reports = new Map<string, { at: number; outbox: number } & ReportExtras>();
   /** Per collection, its waits in LSN order. */
   readonly #byCollection = new Map<string, HeldWait[]>();
   readonly #byId = new Map<string, HeldWait>();
@@ -67,12 +73,7 @@ export class ReplicationTracker {
   constructor(readonly limits: ReplicaWaitLimits = DEFAULT_REPLICA_WAIT_LIMITS) {}
 
   /** Records an agent's report; returns the waits it completed. */
-  report(
-    agentId: string,
-    applied: Record<string, number>,
-    outbox = 0,
-    extra: { oldestPendingMs?: number; version?: string; buckets?: Readonly<Record<string, number>> } = {},
-  ): ReplicaWait[] {
+  report(agentId: string, applied: Record<string, number>, outbox = 0, extra: ReportExtras = {}): ReplicaWait[] {
     this.reports.set(agentId, { at: Date.now(), outbox, ...extra });
     let mine = this.#applied.get(agentId);
     if (!mine) this.#applied.set(agentId, (mine = new Map<string, number>()));

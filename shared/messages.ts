@@ -1,6 +1,26 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { HubStatusMessage } from './hub-status-message.js';
 import { limits } from './limits.js';
+import {
+  BucketId,
+  Change,
+  CollectionName,
+  Digest,
+  Epoch,
+  Hlc,
+  Incarnation,
+  Key,
+  Lineage,
+  Lsn,
+  MAX_BUCKETS,
+  message,
+  Seq,
+  strict,
+} from './message-parts.js';
+import { DigestsMessage, RangeSumsMessage, RangesMessage, RefetchedMessage, RefetchMessage, VerifyReport } from './verify-messages.js';
+
+export { BucketId, Change } from './message-parts.js';
+export * from './verify-messages.js';
 
 /**
  * Every message is a CBOR array `[type, body]` whose first element names its type (no CBOR
@@ -8,33 +28,6 @@ import { limits } from './limits.js';
  * and the codec validates against them right after decoding, so nothing unvalidated travels
  * inward. Field names are short because they cross metered links once per write.
  */
-
-const Hlc = Type.String({ pattern: '^[0-9a-f]{16}$' });
-const Lsn = Type.Integer({ minimum: 0 });
-const Seq = Type.Integer({ minimum: 1 });
-/** Loose on purpose: a bad name is an op outcome (`invalid_collection`), not a broken message. */
-const CollectionName = Type.String({ maxLength: 256 });
-const Key = Type.String({ maxLength: 4 * limits.maxKeyBytes });
-const Incarnation = Type.String({ pattern: '^[0-9a-f]{32}$' });
-/** A hub database's lineage: a random id that changes whenever the database is restored from a backup. */
-const Lineage = Type.String({ pattern: '^[0-9a-f]{32}$' });
-const strict = { additionalProperties: false } as const;
-/**
- * A scope bucket of a scoped collection, by its id: a digest of the bucket's name (hub/scope-rules.ts),
- * short on the wire and showing no label value.
- */
-export const BucketId = Type.String({ pattern: '^[A-Za-z0-9_-]{16}$' });
-/** The most buckets one document is in, or one device holds, that a message names. */
-const MAX_BUCKETS = 1024;
-/**
- * The leadership epoch of the hub process that sent a message (see hub/leadership.ts): raised at
- * every failover. An agent ignores a message with a lower epoch than one it has seen.
- */
-const Epoch = Type.Integer({ minimum: 0 });
-
-function message<T extends string, B extends TSchema>(type: T, body: B) {
-  return Type.Tuple([Type.Literal(type), body]);
-}
 
 /** One write as the agent made it: identity `(agent, inc, seq)`, an HLC, the base version. */
 export const WriteOp = Type.Object(
@@ -58,30 +51,6 @@ export const WriteOp = Type.Object(
   strict,
 );
 export type WriteOp = Static<typeof WriteOp>;
-
-/**
- * A committed change as the log holds it: the document's full new state. In a scoped
- * collection, `bk` lists the buckets the document is in after it; a device that holds none of
- * them no longer holds the document. A bucket the document left hears `out` instead: no value,
- * no buckets, only that it left at this LSN. A bucket snapshot sends `tag` (no value) for a
- * document the device already holds at this version (another bucket it holds brought it, or one
- * it was in before the hub's rules changed): the device learns its buckets now.
- */
-export const Change = Type.Object(
-  {
-    lsn: Lsn,
-    c: CollectionName,
-    k: Key,
-    op: Type.Union([Type.Literal('put'), Type.Literal('del'), Type.Literal('out'), Type.Literal('tag')]),
-    v: Type.Optional(Type.Unknown()),
-    hlc: Hlc,
-    /** Origin: the agent id, or `hub` for writes made at the main site. */
-    o: Type.String({ maxLength: 128 }),
-    bk: Type.Optional(Type.Array(BucketId, { maxItems: MAX_BUCKETS })),
-  },
-  strict,
-);
-export type Change = Static<typeof Change>;
 
 export const OpOutcome = Type.Union([
   Type.Literal('committed'),
@@ -149,6 +118,10 @@ export const StatusMessage = message(
       oldest: Type.Optional(Type.Integer({ minimum: 0 })),
       /** The agent's software version. */
       ver: Type.Optional(Type.String({ maxLength: 64 })),
+      /** Verify: the hub answers with `digests`, its digest of each collection at the LSN `applied` names. */
+      v: Type.Optional(Type.Literal(1)),
+      /** What verifying this device's copy found and repaired (see VerifyReport). */
+      vf: Type.Optional(VerifyReport),
       /** How far each bucket of its scope is applied (0 while it joins one): its lag within its scope. */
       bs: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]{16}$' }), Lsn, { maxProperties: MAX_BUCKETS })),
       /**
@@ -212,7 +185,16 @@ export const HelloMessage = message('hello', Type.Object({ s: Session }, strict)
  * connection said hello since).
  */
 export const ByeMessage = message('bye', Type.Object({ s: Session }, strict));
-export const UpMessage = Type.Union([BatchMessage, PullMessage, StatusMessage, LostMessage, HelloMessage, ByeMessage]);
+export const UpMessage = Type.Union([
+  BatchMessage,
+  PullMessage,
+  StatusMessage,
+  LostMessage,
+  HelloMessage,
+  ByeMessage,
+  RangesMessage,
+  RefetchMessage,
+]);
 export type UpMessage = Static<typeof UpMessage>;
 
 /**
@@ -231,6 +213,8 @@ export const ChangesMessage = message(
       changes: Type.Array(Change, { minItems: 1 }),
       /** A scoped collection's: the bucket it is of (`prev` is then the bucket's previous change set), sent to each device holding it. */
       b: Type.Optional(BucketId),
+      /** An unscoped collection's digest right after the last change: a replica that applied every change up to it compares. */
+      dg: Type.Optional(Digest),
     },
     strict,
   ),
@@ -278,6 +262,8 @@ export const PageMessage = message(
       changes: Type.Array(Change),
       /** The bucket this page is of, echoing the pull. */
       b: Type.Optional(BucketId),
+      /** Each collection's digest right after its last change in the page (see ChangesMessage `dg`). */
+      dg: Type.Optional(Type.Record(CollectionName, Digest)),
     },
     strict,
   ),
@@ -359,6 +345,9 @@ export const DownMessage = Type.Union([
   ReincarnateMessage,
   LostAckMessage,
   ScopeMessage,
+  DigestsMessage,
+  RangeSumsMessage,
+  RefetchedMessage,
   // A scoped collection's change set, of one bucket, comes on the device's own topic.
   ChangesMessage,
 ]);

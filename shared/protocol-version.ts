@@ -12,9 +12,16 @@
  * - 3: the hub status carries the database's lineage and fork (`lin`, `fork`), which change when
  *      the hub is restored from a backup; agents report the writes the restore lost (`lost` up,
  *      acknowledged by `lostack` down); status reports carry the writer's writes still waiting
- *      for replicas (`waits`), so that a hub that restarted learns them again.
+ *      for replicas (`waits`), so that a hub that restarted learns them again. Later additions
+ *      an older peer never receives unless it asks: scopes (`scope`, bucket pulls and change
+ *      sets, `hello`, the `bye` topic).
+ * - 4: content digests. Change sets and pages carry the digest of their collection after their
+ *      last change (`dg`), which an agent on 3 would refuse as an unknown field; status reports
+ *      may ask the hub for its digests (`v`, answered by `digests`) and carry what verifying
+ *      found (`vf`); range repair asks for sub-range digests (`ranges` → `rangesums`) and for
+ *      the documents of ranges (`refetch` → `refetched`).
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** This build's software version, reported by agents to the hub's fleet view. */
 export const SOFTWARE_VERSION = '0.1.0';

@@ -98,9 +98,9 @@ describe.skipIf(!MOSQUITTO)(
       ).toEqual(['outpost-hub', 'pi-1', 'pi-2']);
       expect(exportOutput).toMatch(/NOT EXPORTED: pi-old .*outpost hub agents add/);
       const acl = readFileSync(join(out, 'acl'), 'utf8');
-      expect(acl).toContain('pattern write outpost/v3/a/%u/up');
-      expect(acl).toMatch(/user pi-2\ntopic read outpost\/v3\/hub\ntopic deny outpost\/v3\/c\/secrets\ntopic read outpost\/v3\/c\/#/);
-      expect(acl).toMatch(/user pi-1\ntopic read outpost\/v3\/hub\ntopic read outpost\/v3\/c\/#/);
+      expect(acl).toContain('pattern write outpost/v4/a/%u/up');
+      expect(acl).toMatch(/user pi-2\ntopic read outpost\/v4\/hub\ntopic deny outpost\/v4\/c\/secrets\ntopic read outpost\/v4\/c\/#/);
+      expect(acl).toMatch(/user pi-1\ntopic read outpost\/v4\/hub\ntopic read outpost\/v4\/c\/#/);
       expect(acl).toContain('# Not in the password file');
     });
 

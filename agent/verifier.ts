@@ -208,7 +208,8 @@ export class Verifier {
         repair.steps.unshift({ kind: 'refetch', d: depth, ps: leaves.slice(i, i + MAX_RANGES) });
       if (wide.length > 0) {
         const most = Math.max(...wide.map((r) => r.count));
-        const bits = Math.min(8, MAX_RANGE_DEPTH - depth, Math.max(1, Math.ceil(Math.log2(most / 2))));
+        // Deep enough that a sub-range holds about half a leaf: most of the sub-ranges that differ are then leaves.
+        const bits = Math.min(8, MAX_RANGE_DEPTH - depth, Math.max(1, Math.ceil(Math.log2((2 * most) / LEAF_DOCUMENTS))));
         const per = Math.max(1, Math.floor(MAX_SUB_RANGES / 2 ** bits));
         for (let i = 0; i < wide.length; i += per)
           repair.steps.unshift({ kind: 'ranges', d: depth, ps: wide.slice(i, i + per).map((r) => r.range), bits });

@@ -38,6 +38,8 @@ describe('chaos, CI profile: real processes, injected faults, a checker that rea
       corrupt: [],
       regressions: [],
       outsideScope: [],
+      undetectedRot: [],
     });
+    expect(result.verdict.rots).toBeGreaterThan(0);
   }, 300_000);
 });

@@ -25,10 +25,13 @@ export interface Verdict {
   regressions: string[];
   /** Changes of scoped collections that reached an agent's credentials outside any scope it had (scope-check.ts). */
   outsideScope: string[];
+  /** Rot faults injected, and those the damaged agent never reported as found (run.ts fills them in). */
+  rots: number;
+  undetectedRot: string[];
 }
 
 export function clean(v: Verdict): boolean {
-  return [v.lost, v.duplicated, v.misordered, v.diverged, v.wrongOutcome, v.corrupt, v.regressions, v.outsideScope].every(
+  return [v.lost, v.duplicated, v.misordered, v.diverged, v.wrongOutcome, v.corrupt, v.regressions, v.outsideScope, v.undetectedRot].every(
     (l) => l.length === 0,
   );
 }
@@ -39,6 +42,7 @@ export function summaryLine(v: Verdict, faults: number, seed: number): string {
     `chaos: acknowledged=${v.acknowledged} committed=${v.committed} rejected=${v.rejected} scope-refused=${v.scopeRefused} conflicts=${v.conflicts} ` +
     `lost=${v.lost.length} duplicated=${v.duplicated.length} diverged=${v.diverged.length} outsideScope=${v.outsideScope.length} misordered=${v.misordered.length} ` +
     `wrong-outcome=${v.wrongOutcome.length} corrupt=${v.corrupt.length} backwards=${v.regressions.length} dedup-pruned=${v.pruned} ` +
+    `rot=${v.rots} rot-undetected=${v.undetectedRot.length} ` +
     `faults=${faults} seed=${seed}`
   );
 }
@@ -64,6 +68,8 @@ export function check(dir: string, agentIds: readonly string[], history: History
     corrupt: [],
     regressions: [...history.regressions],
     outsideScope: outsideScope(history),
+    rots: history.rots.length,
+    undetectedRot: history.rots.filter((r) => !r.detected).map((r) => `${r.kind} of ${r.key} at ${r.agentId}`),
   };
   try {
     integrity(hub, 'hub', v);

@@ -1,3 +1,4 @@
+import type { Rot } from './rot.js';
 /** A write whose HTTP request was answered 200: the agent promised it. */
 export interface AcknowledgedWrite {
   agentId: string;
@@ -58,6 +59,8 @@ export interface Received {
 export class History {
   readonly writes: AcknowledgedWrite[] = [];
   readonly faults: string[] = [];
+  /** Damage done to agents' databases (the rot fault), and whether each agent reported it. */
+  readonly rots: Rot[] = [];
   attempted = 0;
   readonly relabels: Relabel[] = [];
   readonly received: Received[] = [];

@@ -16,6 +16,8 @@ export interface AgentStatusBody {
   collections: Record<string, { appliedLsn: number }>;
   /** The buckets of its scope it holds, and how many are behind the heads it heard. */
   scope?: { buckets: Record<string, number>; behind: number };
+  /** What verifying its copy found; `repairing`: collections it is still repairing. */
+  verification?: { divergencesFound: number; repairing: string[] };
 }
 
 export interface HubStatusBody {
@@ -206,6 +208,7 @@ export class ProcessFleet {
         for (const id of this.agents.keys()) {
           const s = await this.agentStatus(id);
           if (!s || !s.connected || s.outboxDepth > 0 || s.catchingUp) return false;
+          if ((s.verification?.repairing.length ?? 0) > 0) return false;
           if (!scopeSettled(join(this.dir, 'hub'), id, s.scope?.buckets)) return false;
           for (const [c, head] of Object.entries(hub.collections)) {
             if (isScoped(c)) continue; // followed per bucket, above

@@ -7,6 +7,7 @@ import { History } from './history.js';
 import { ProcessFleet } from './process-fleet.js';
 import { prng } from '../helpers/prng.js';
 import { linkTap } from './received.js';
+import { injectRot, seedLedger } from './rot.js';
 import { SCOPED_CONFIG_LINES, sitesOf } from './scope-plan.js';
 import { spyAs } from './spy.js';
 import { baitFor, hubWriter, nextSiteOf, nextWrite } from './workload.js';
@@ -72,6 +73,7 @@ export const FAULT_KINDS = [
   'latency',
   'bandwidth',
   'reset',
+  'rot',
   // Last, so that a scheduled run has written past retention's bound before it comes.
   'crash-mid-prune',
 ] as const;
@@ -108,6 +110,7 @@ const WEIGHTS: Record<FaultKind, number> = {
   latency: 10,
   bandwidth: 8,
   reset: 10,
+  rot: 8,
 };
 
 /**
@@ -131,6 +134,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       history.sites.set(id, sitesOf(id)[0]);
       await fleet.addAgent(id);
     }
+    await seedLedger(fleet, ids[0]!, history);
     const deadline = Date.now() + options.durationMs;
     // Writers and the sampler run until the injector is done: at the deadline, or later if the
     // schedule has not yet injected every kind once (a slow machine).
@@ -311,6 +315,12 @@ async function inject(
       case 'reset':
         proxy.reset();
         break;
+      case 'rot': {
+        const rot = await injectRot(fleet, id, random);
+        history.rots.push(rot);
+        fault = `rot ${id} (${rot.kind} ${rot.key}, ${rot.detected ? 'detected' : 'NOT detected'})`;
+        break;
+      }
     }
     history.faults.push(fault);
     log(`fault ${history.faults.length}: ${fault}`);

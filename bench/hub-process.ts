@@ -23,7 +23,12 @@ export interface HubProcess {
 }
 
 /** Resolves once the hub listens. `port`: where agents already try to connect (default: a free one). */
-export async function startHubProcess(dataDir: string, extraArgs: readonly string[] = [], port?: number): Promise<HubProcess> {
+export async function startHubProcess(
+  dataDir: string,
+  extraArgs: readonly string[] = [],
+  port?: number,
+  env: Readonly<Record<string, string>> = {},
+): Promise<HubProcess> {
   const [mqttPort, httpPort] = await Promise.all([port ?? freePort(), freePort()]);
   const flags = process.env.BENCH_HUB_FLAGS?.split(' ').filter(Boolean) ?? [];
   const hub = killOnExit(
@@ -46,7 +51,7 @@ export async function startHubProcess(dataDir: string, extraArgs: readonly strin
         'info',
         ...extraArgs,
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
     ),
   );
   const exited = new Promise<void>((resolve) => hub.once('exit', () => resolve()));

@@ -8,6 +8,7 @@ import { cpus, totalmem } from 'node:os';
 import { BACKLOG_TARGET, benchBacklog, type BacklogResult } from './backlog.js';
 import { benchCatchup, type CatchupResult } from './catchup.js';
 import { benchDedupState, type DedupStateResult } from './dedup-state.js';
+import { benchDigestCost, type DigestCostResult } from './digest-cost.js';
 import { benchFanin, type FaninResult } from './fanin.js';
 import { benchFootprint, mb, TARGET_BYTES, type FootprintResult } from './footprint.js';
 import { benchIngest, type IngestResult } from './ingest.js';
@@ -15,6 +16,7 @@ import { benchPartitions, type PartitionsResult } from './partitions.js';
 import { mib } from './proc-stats.js';
 import { benchPropagation, type PropagationResult } from './propagation.js';
 import { benchRelabel, type RelabelResult } from './relabel.js';
+import { benchRepair, type RepairResult } from './repair.js';
 import { benchScopeFanout, exact, type ScopeFanoutResult } from './scope-fanout.js';
 import { benchWire, type WireResult } from './wire.js';
 
@@ -202,6 +204,35 @@ async function relabel(): Promise<RelabelResult> {
   return r;
 }
 
+async function digestCost(): Promise<DigestCostResult> {
+  const r = await benchDigestCost(quick);
+  line(
+    `hub CPU per committed change with content digests (${count(r.changes)} changes)`,
+    `${(r.withDigests * 1000).toFixed(1)} µs (target ≤ 1.1×)`,
+    `digests off: ${(r.without * 1000).toFixed(1)} µs`,
+    r.withDigests / r.without,
+  );
+  return r;
+}
+
+async function repair(): Promise<RepairResult> {
+  const r = await benchRepair(quick);
+  line(
+    `range repair of ${r.damaged} damaged documents of ${count(r.docs)}, link bytes`,
+    `${kb(r.repairBytes)} (${count(r.repairedDocs)} documents rewritten or removed; target ≤ 0.01×)`,
+    `bootstrap by snapshot: ${kb(r.snapshotBytes)}`,
+    r.repairBytes / r.snapshotBytes,
+  );
+  const { scrub } = r;
+  line(
+    `scrub of that replica, rows read a minute (full pass ${scrub.fullPassMinutes.toFixed(1)} min, CPU ${ms(scrub.cpuMsPerMinute)} a minute)`,
+    `${(scrub.bytesPerMinute / 2 ** 20).toFixed(2)} MiB/min`,
+    `its budget: ${(scrub.budgetPerMinute / 2 ** 20).toFixed(2)} MiB/min`,
+    scrub.bytesPerMinute / scrub.budgetPerMinute,
+  );
+  return r;
+}
+
 const results = {
   ingest: await ingest(),
   wire: await wire(),
@@ -214,6 +245,8 @@ const results = {
   dedupState: await dedupState(),
   scopeFanout: await scopeFanout(),
   relabel: await relabel(),
+  digestCost: await digestCost(),
+  repair: await repair(),
 };
 
 const machine = { cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, quick };

@@ -42,6 +42,7 @@ export class GroupDigests {
 
   /** The digests moved and not written with a head, with the LSN of their last change (for a collection without a row yet). */
   unsaved(): Array<{ collection: string; lsn: number; digest: number }> {
+    if (this.#unsaved.size === 0) return []; // as a group commit that sets its heads leaves it
     return [...this.#unsaved].map(([collection, lsn]) => ({ collection, lsn, digest: this.#digests.get(collection)! }));
   }
 

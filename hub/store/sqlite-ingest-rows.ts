@@ -1,7 +1,7 @@
+import { documentHash } from '../../shared/digest.js';
 import type { OpResult } from '../../shared/messages.js';
 import type { ConflictRecord, LogEntry, RecordedOutcome, StoredDocument } from './hub-store.js';
 import { committedOutcome, explicitOutcome } from './outcome-rows.js';
-import { documentHash } from '../../shared/digest.js';
 import { toStoredDocument, type DocumentRow } from './rows.js';
 import { SqliteBucketRows } from './sqlite-bucket-rows.js';
 import type { SqliteConnection } from './sqlite-connection.js';
@@ -71,10 +71,10 @@ export class SqliteIngestRows {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       collectionHead: db.prepare<[string], { head_lsn: number }>('SELECT head_lsn FROM collections WHERE name = ?'),
-      // A digest of NULL: none moved in this group commit, the stored one stands.
-      setCollectionHead: db.prepare<{ name: string; lsn: number; digest: number | null }>(
-        `INSERT INTO collections (name, head_lsn, digest) VALUES (@name, @lsn, coalesce(@digest, 0))
-         ON CONFLICT (name) DO UPDATE SET head_lsn = excluded.head_lsn, digest = coalesce(@digest, digest)`,
+      // The digest comes twice (positional parameters bind fastest); NULL: none moved here, the stored one stands.
+      setCollectionHead: db.prepare<[string, number, number | null, number | null]>(
+        `INSERT INTO collections (name, head_lsn, digest) VALUES (?, ?, coalesce(?, 0))
+         ON CONFLICT (name) DO UPDATE SET head_lsn = excluded.head_lsn, digest = coalesce(?, digest)`,
       ),
       setDigest: db.prepare(
         `INSERT INTO collections (name, head_lsn, digest) VALUES (?, ?, ?)
@@ -236,7 +236,8 @@ export class SqliteIngestRows {
   }
 
   setCollectionHead(collection: string, lsn: number): void {
-    this.#stmts.setCollectionHead.run({ name: collection, lsn, digest: this.#digests.save(collection) ?? null });
+    const digest = this.#digests.save(collection) ?? null;
+    this.#stmts.setCollectionHead.run(collection, lsn, digest, digest);
   }
 
   bucketHead(bucket: string): number {

@@ -36,6 +36,8 @@ const LEAF_DOCUMENTS = 16;
 const WHOLE_COLLECTION_SHARE = 0.5;
 /** A collection repaired again and again waits this long (doubling, up to 64 times) before the next repair: no loop eats the link. */
 const REPAIR_BACKOFF_MS = 10_000;
+/** How many times a repair's question is asked before the repair is given up. */
+const MAX_TRIES = 5;
 
 type Step = { kind: 'ranges'; d: number; ps: number[]; bits: number } | { kind: 'refetch'; d: number; ps: number[]; after?: string };
 
@@ -71,7 +73,7 @@ export class Verifier {
   #due = true;
   readonly #queue: Repair[] = [];
   #active: Repair | undefined;
-  #asked: { id: number; step: Step; sentAt: number } | undefined;
+  #asked: { id: number; step: Step; sentAt: number; tries: number } | undefined;
   #nextId = Math.floor(Math.random() * 1_000_000_000);
   /** Per collection: the LSN the last repair's answers were as of, and how many repairs ran without a match since. */
   readonly #repaired = new Map<string, { lsn: number; streak: number; at: number }>();
@@ -123,7 +125,10 @@ export class Verifier {
       this.#due = true;
       this.delegate.requestStatus();
     }
-    if (this.#asked && now - this.#asked.sentAt > this.options.answerTimeoutMs) this.#send(this.#asked.step);
+    if (this.#asked && now - this.#asked.sentAt > this.options.answerTimeoutMs) {
+      if (this.#asked.tries < MAX_TRIES) this.#send(this.#asked.step);
+      else this.#abandon();
+    }
     if (!this.#active) this.#startNext();
   }
 
@@ -298,12 +303,35 @@ export class Verifier {
     this.#startNext();
   }
 
+  /**
+   * The hub did not answer a repair's question, asked MAX_TRIES times while connected (it refused
+   * it, say: the collection became scoped): the repair is given up, and the next mismatch starts
+   * another after the backoff.
+   */
+  #abandon(): void {
+    const repair = this.#active!;
+    this.#asked = undefined;
+    this.#active = undefined;
+    const last = this.#repaired.get(repair.collection);
+    this.#repaired.set(repair.collection, { lsn: repair.lsn, streak: (last?.streak ?? 0) + 1, at: Date.now() });
+    this.log.error(
+      { partition: this.options.partition, collection: repair.collection, tries: MAX_TRIES },
+      'the hub did not answer a repair of this collection; giving it up until the next check finds it again',
+    );
+    this.#due = true;
+    this.#startNext();
+  }
+
   #send(step: Step): void {
     const repair = this.#active!;
-    const id = this.#asked?.step === step ? this.#asked.id : this.#nextId++;
-    this.#asked = { id, step, sentAt: Date.now() };
+    const again = this.#asked?.step === step ? this.#asked : undefined;
+    const id = again?.id ?? this.#nextId++;
     const { kind, d, ps } = step;
-    if (kind === 'ranges') this.delegate.send(['ranges', { id, c: repair.collection, d, ps, bits: step.bits }]);
-    else this.delegate.send(['refetch', { id, c: repair.collection, d, ps, ...(step.after !== undefined && { after: step.after }) }]);
+    const sent =
+      kind === 'ranges'
+        ? this.delegate.send(['ranges', { id, c: repair.collection, d, ps, bits: step.bits }])
+        : this.delegate.send(['refetch', { id, c: repair.collection, d, ps, ...(step.after !== undefined && { after: step.after }) }]);
+    // Offline, a question that could not go out is not a try: it goes again once connected.
+    this.#asked = { id, step, sentAt: Date.now(), tries: (again?.tries ?? 0) + (sent ? 1 : 0) };
   }
 }

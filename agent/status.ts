@@ -3,6 +3,7 @@ import { DEFAULT_PARTITION } from '../shared/topics.js';
 import type { Lanes } from './lanes.js';
 import type { AgentStore } from './store/agent-store.js';
 import type { VerifyReport } from '../shared/messages.js';
+import { verificationView } from '../shared/verification-view.js';
 import type { ScrubStatus } from './scrubber.js';
 import type { AgentStatus, AgentVerification } from './types.js';
 
@@ -76,19 +77,7 @@ export function agentStatus(store: AgentStore, lanes: Lanes, context: StatusCont
 }
 
 function verificationStatus(r: VerifyReport, scrub: ScrubStatus, repairing: string[]): AgentVerification {
-  const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
-  return {
-    ...(r.at !== undefined && { lastVerifiedAt: iso(r.at)! }),
-    ...(r.lsn !== undefined && { lastVerifiedLsn: r.lsn }),
-    divergencesFound: r.found,
-    repairs: r.repaired,
-    documentsRepaired: r.docs,
-    bytesRepaired: r.bytes,
-    ...(r.cause !== undefined && { lastRepairCause: r.cause }),
-    ...(r.rat !== undefined && { lastRepairAt: iso(r.rat)! }),
-    repairing,
-    scrub,
-  };
+  return { ...verificationView(r), repairing, scrub };
 }
 
 /** The buckets of the device's scope, of every partition (bucket ids name their collection, so they never clash), or undefined without. */

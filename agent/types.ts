@@ -3,6 +3,7 @@ import type { Change } from '../shared/messages.js';
 import type { Durability } from './durability.js';
 import type { SyncSchedule } from './scheduler.js';
 import type { ScrubStatus } from './scrubber.js';
+import type { VerificationView } from '../shared/verification-view.js';
 import type { MovedWrite } from './store/outbox.js';
 import type { Rejection } from './store/rejections.js';
 import type { EvictedDocument } from './store/replica.js';
@@ -88,23 +89,8 @@ export interface AgentStatus {
   nextWindow?: string;
 }
 
-/**
- * What verifying the device's copy has done: when it last matched the hub's digests (this run)
- * and at which LSN; divergences found and repairs made since the database was created, with the
- * documents they rewrote or removed and the bytes they moved; the last repair's cause (`scrub`:
- * a row's bytes rotted; `digest`: a quiet check found a difference; `hole`: a change set or
- * page left the copy different, so something was missed on the way); collections under repair;
- * and the scrub's progress.
- */
-export interface AgentVerification {
-  lastVerifiedAt?: string;
-  lastVerifiedLsn?: number;
-  divergencesFound: number;
-  repairs: number;
-  documentsRepaired: number;
-  bytesRepaired: number;
-  lastRepairCause?: 'scrub' | 'digest' | 'hole';
-  lastRepairAt?: string;
+/** What verifying the device's copy has done (shared/verification-view.ts), the collections under repair, and the scrub's progress. */
+export interface AgentVerification extends VerificationView {
   repairing: string[];
   scrub: ScrubStatus;
 }

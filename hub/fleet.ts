@@ -1,4 +1,4 @@
-import type { VerifyReport } from '../shared/messages.js';
+import { verificationView, type VerificationView } from '../shared/verification-view.js';
 import { noLabels, type Labels } from './labels.js';
 import type { ReplicationTracker } from './replication-tracker.js';
 import type { HubStore } from './store/hub-store.js';
@@ -33,16 +33,7 @@ export interface AgentView {
    * hub's digests and at which LSN, divergences found, repairs made (documents rewritten or
    * removed, bytes moved) and the last one's cause and time.
    */
-  verification?: {
-    lastVerifiedAt?: string;
-    lastVerifiedLsn?: number;
-    divergencesFound: number;
-    repairs: number;
-    documentsRepaired: number;
-    bytesRepaired: number;
-    lastRepairCause?: 'scrub' | 'digest' | 'hole';
-    lastRepairAt?: string;
-  };
+  verification?: VerificationView;
 }
 
 export interface Presence {
@@ -116,18 +107,4 @@ async function scopeView(
   if (reported === undefined) return { buckets: buckets.length, ...size };
   const cursors = new Map(buckets.map((b) => [b, Object.hasOwn(reported, b) ? reported[b]! : 0]));
   return { buckets: buckets.length, ...size, lagChanges: await store.bucketBacklog(cursors) };
-}
-
-function verificationView(r: VerifyReport): NonNullable<AgentView['verification']> {
-  const iso = (ms: number): string => new Date(ms).toISOString();
-  return {
-    ...(r.at !== undefined && { lastVerifiedAt: iso(r.at) }),
-    ...(r.lsn !== undefined && { lastVerifiedLsn: r.lsn }),
-    divergencesFound: r.found,
-    repairs: r.repaired,
-    documentsRepaired: r.docs,
-    bytesRepaired: r.bytes,
-    ...(r.cause !== undefined && { lastRepairCause: r.cause }),
-    ...(r.rat !== undefined && { lastRepairAt: iso(r.rat) }),
-  };
 }

@@ -183,6 +183,8 @@ function validMessages(): unknown[] {
     ['batch', { inc: freshInc(), ops: [putOp(1, 'fz', 'k', { a: 1 })] }],
     ['pull', { id: 1, from: 0, cs: ['fz'], limit: 10, snap: { lsn: 0, after: ['fz', 'k'] } }],
     ['status', { applied: { fz: 1 }, outbox: 0 }],
+    ['ranges', { id: 1, c: 'fz', d: 0, ps: [0], bits: 8 }],
+    ['refetch', { id: 2, c: 'fz', d: 8, ps: [1], after: 'k' }],
   ];
 }
 
@@ -248,6 +250,18 @@ export const schemaViolation: fc.Arbitrary<[label: string, message: unknown]> = 
     ['a negative base', setAt(validMessages()[0], [1, 'ops', 0, 'base'], -1)],
     ['a 257-char collection', setAt(validMessages()[0], [1, 'ops', 0, 'c'], 'c'.repeat(257))],
     ['a 2049-char key', setAt(validMessages()[0], [1, 'ops', 0, 'k'], 'k'.repeat(2049))],
+    ['ranges split 512 ways', setAt(validMessages()[3], [1, 'bits'], 9)],
+    ['a range 33 bits deep', setAt(validMessages()[4], [1, 'd'], 33)],
+    ['a refetch of no range', setAt(validMessages()[4], [1, 'ps'], [])],
+    [
+      'a refetch of 4097 ranges',
+      setAt(
+        validMessages()[4],
+        [1, 'ps'],
+        Array.from({ length: 4097 }, (_, i) => i),
+      ),
+    ],
+    ['a range id of 2^32', setAt(validMessages()[3], [1, 'ps'], [2 ** 32])],
     ['pull limit 0', setAt(validMessages()[1], [1, 'limit'], 0)],
     ['pull limit 10001', setAt(validMessages()[1], [1, 'limit'], 10_001)],
     ['pull from -1', setAt(validMessages()[1], [1, 'from'], -1)],

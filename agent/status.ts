@@ -107,6 +107,7 @@ export function reportStatus(store: AgentStore, lanes: Lanes, verification: Veri
     const oldestAt = Math.min(...queued.map((p) => p.oldestAt));
     const waits = lane.replicaWaits();
     const buckets = [...store.scope.held(lane.partition)].slice(0, MAX_BUCKETS_REPORTED);
+    const verify = lane.verifier.question();
     lane.send([
       'status',
       {
@@ -114,7 +115,7 @@ export function reportStatus(store: AgentStore, lanes: Lanes, verification: Veri
         outbox: queued.reduce((sum, p) => sum + p.pending, 0),
         ver: SOFTWARE_VERSION,
         // Asks the hub for its digests at `applied` when a check is due; says what verifying found.
-        ...(lane.verifier.due && { v: 1 as const }),
+        ...(verify && { v: verify }),
         vf: verification,
         ...(Number.isFinite(oldestAt) && { oldest: Math.max(0, Date.now() - oldestAt) }),
         ...(waits.length > 0 && { waits: { inc: store.partitions.incarnationOf(lane.partition), list: waits } }),

@@ -71,6 +71,8 @@ interface Repair {
  */
 export class Verifier {
   #due = true;
+  /** The digests a status report asked the hub to compare, until it answers (see `question`). */
+  #question: Map<string, { lsn: number; digest: number }> | undefined;
   readonly #queue: Repair[] = [];
   #active: Repair | undefined;
   #asked: { id: number; step: Step; sentAt: number; tries: number } | undefined;
@@ -86,11 +88,6 @@ export class Verifier {
     private readonly options: VerifierOptions,
     private readonly log: Logger,
   ) {}
-
-  /** The next status report asks the hub for its digests. */
-  get due(): boolean {
-    return this.#due;
-  }
 
   /** Collections being repaired (or waiting to be). */
   get repairing(): string[] {
@@ -111,7 +108,8 @@ export class Verifier {
   }
 
   onConnected(): void {
-    this.#due = true;
+    // Taken now, before anything the hub sends is applied: see #capture.
+    this.#question = this.#capture();
     this.#lastDueAt = Date.now();
     if (this.#asked) this.#send(this.#asked.step);
   }
@@ -138,10 +136,15 @@ export class Verifier {
    * Returns false when it could not be compared.
    */
   check(collection: string, lsn: number, digest: number, cause: RepairCause): boolean {
-    if (!this.options.verifiable(collection) || this.store.replica.cursor(collection) !== lsn) return false;
-    if (this.repairing.includes(collection)) return false;
+    if (this.store.replica.cursor(collection) !== lsn) return false;
+    return this.#compare(collection, lsn, digest, this.store.replica.digest(collection), cause);
+  }
+
+  /** The hub's digest of a collection at `lsn` against the replica's (`held`) at the same LSN; false if it could not be compared. */
+  #compare(collection: string, lsn: number, digest: number, held: number, cause: RepairCause): boolean {
+    if (!this.options.verifiable(collection) || this.repairing.includes(collection)) return false;
     if ((this.#repaired.get(collection)?.lsn ?? 0) > lsn) return false;
-    if (this.store.replica.digest(collection) === digest) {
+    if (held === digest) {
       this.book.verified(lsn);
       this.#repaired.delete(collection);
       return true;
@@ -178,10 +181,36 @@ export class Verifier {
     else this.#onRefetched(message, bytes);
   }
 
+  /**
+   * What the next status report asks the hub to verify (`v`): each collection held whole at the
+   * LSN its digest was taken; undefined when no check is due. The question stands until answered.
+   */
+  question(): Record<string, number> | undefined {
+    if (!this.#question && this.#due) this.#question = this.#capture();
+    this.#due = false;
+    return this.#question && Object.fromEntries([...this.#question].map(([c, q]) => [c, q.lsn]));
+  }
+
+  /**
+   * The replica's digest of each collection it holds whole, with the LSN it stands at: compared
+   * with the hub's answer whatever is applied meanwhile (at connect, a pull may rewrite the
+   * collection before the answer comes — a snapshot would put back a row the card lost, unseen).
+   */
+  #capture(): Map<string, { lsn: number; digest: number }> {
+    const question = new Map<string, { lsn: number; digest: number }>();
+    for (const [collection, lsn] of Object.entries(this.store.replica.cursors())) {
+      if (this.options.verifiable(collection)) question.set(collection, { lsn, digest: this.store.replica.digest(collection) });
+    }
+    return question;
+  }
+
   #onDigests([, message]: DigestsMessage): void {
-    let all = true;
-    for (const [collection, lsn, digest] of message.ds) if (!this.check(collection, lsn, digest, 'digest')) all = false;
-    if (all) this.#due = false;
+    const question = this.#question;
+    this.#question = undefined;
+    for (const [collection, lsn, digest] of message.ds) {
+      const asked = question?.get(collection);
+      if (asked && asked.lsn === lsn) this.#compare(collection, lsn, digest, asked.digest, 'digest');
+    }
   }
 
   #onRangeSums([, answer]: RangeSumsMessage, bytes: number): void {

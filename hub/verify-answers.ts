@@ -54,13 +54,13 @@ export class VerifyAnswers {
 
   /**
    * Answers a status report that asks to verify (`v`): the hub's digest of each collection it
-   * names, at the LSN the device has applied it to. A collection whose digest at that LSN the
+   * names, at the LSN it gives. A collection whose digest at that LSN the
    * store no longer knows is left out (the device verifies it later, or through a change set).
    */
   async answerStatus(agentId: string, status: StatusMessage[1]): Promise<void> {
     const { store, clock } = this.context;
     const ds: Array<[string, number, number]> = [];
-    for (const [collection, lsn] of Object.entries(status.applied)) {
+    for (const [collection, lsn] of Object.entries(status.v ?? {})) {
       if (!this.context.mayVerify(agentId, collection)) continue;
       const digest = await store.digestAt(collection, lsn);
       if (digest !== undefined) ds.push([collection, lsn, digest]);

@@ -118,8 +118,12 @@ export const StatusMessage = message(
       oldest: Type.Optional(Type.Integer({ minimum: 0 })),
       /** The agent's software version. */
       ver: Type.Optional(Type.String({ maxLength: 64 })),
-      /** Verify: the hub answers with `digests`, its digest of each collection at the LSN `applied` names. */
-      v: Type.Optional(Type.Literal(1)),
+      /**
+       * Verify: the hub answers with `digests`, its digest of each collection named here at the
+       * LSN given (where the device's copy of it stood when it took its own digest: that may be
+       * behind `applied`, which moves on while the report waits to go).
+       */
+      v: Type.Optional(Type.Record(CollectionName, Lsn, { maxProperties: 1024 })),
       /** What verifying this device's copy found and repaired (see VerifyReport). */
       vf: Type.Optional(VerifyReport),
       /** How far each bucket of its scope is applied (0 while it joins one): its lag within its scope. */

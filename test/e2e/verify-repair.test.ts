@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AgentStatus } from '../../agent/types.js';
+import { parseHubConfig } from '../../hub/config.js';
 import type { Hub } from '../../hub/hub.js';
 import { encodeCbor } from '../../shared/codec.js';
 import { documentHash } from '../../shared/digest.js';
@@ -74,8 +75,8 @@ describe('verifying and repairing a damaged replica', () => {
   }
 
   /** A hub with DOCS readings, a few deleted (tombstones), and an agent process holding all of it, then stopped. */
-  async function seeded(): Promise<{ hub: Hub; dataDir: string; head: number }> {
-    fleet = new TestFleet();
+  async function seeded(hubOptions: ConstructorParameters<typeof TestFleet>[0] = {}): Promise<{ hub: Hub; dataDir: string; head: number }> {
+    fleet = new TestFleet(hubOptions);
     const hub = (await fleet.startHub()) as Hub;
     for (let i = 0; i < DOCS; i++)
       await hub.core.write({ c: 'readings', k: `r-${String(i).padStart(3, '0')}`, op: 'put', v: { celsius: i } });
@@ -169,6 +170,28 @@ describe('verifying and repairing a damaged replica', () => {
     editAgentDb(dataDir, (db) =>
       expect(db.prepare("SELECT deleted FROM documents WHERE collection = 'readings' AND key = 'r-008'").get()).toEqual({ deleted: 1 }),
     );
+  }, 90_000);
+
+  it('a lost row that the catch-up by snapshot puts back unseen is still reported: the device compares what it held at connect', async () => {
+    const { hub, dataDir } = await seeded({ config: parseHubConfig({ retention: { maxEntries: 5 } }) });
+    editAgentDb(dataDir, (db) => db.prepare("DELETE FROM documents WHERE collection = 'readings' AND key = 'r-100'").run());
+    // While it is away the hub writes on and its log is pruned past the device's watermark: it will get a snapshot.
+    for (let i = 0; i < 20; i++) await hub.core.write({ c: 'other', k: `o-${i}`, op: 'put', v: i });
+    await hub.core.pruneLog();
+    expect(hub.store.prunedThrough).toBeGreaterThan(DOCS);
+    agent = await startAgent(dataDir, false);
+    const running = agent;
+    const status = await waitFor(
+      'the divergence reported',
+      async () => {
+        const s = await statusOf(running);
+        return s.verification.divergencesFound >= 1 && s.verification.repairing.length === 0 ? s : undefined;
+      },
+      REPAIR_DEADLINE_MS,
+      200,
+    );
+    expect(status.verification.lastRepairCause).toBe('digest');
+    expect(await agentReadings(running)).toEqual(await hubReadings(hub));
   }, 90_000);
 
   it("a hole in the hub's log is found by the digest its pages carry, and the missed document fetched", async () => {

@@ -67,13 +67,13 @@ describe("the hub's side of verifying a device's copy", () => {
     expect(page.dg).toEqual({ notes: digestOf([...applied.values()]) });
   });
 
-  it('answers a status that asks to verify with its digest at the LSN the device applied', async () => {
+  it('answers a status that asks to verify with its digest at the LSN it names', async () => {
     const seen = start();
     await core.write({ c: 'notes', k: 'a', op: 'put', v: 1 });
     await core.write({ c: 'notes', k: 'b', op: 'put', v: 2 });
     await core.write({ c: 'notes', k: 'c', op: 'put', v: 3 });
     await waitFor('three change sets', () => seen.changeSets.length === 3);
-    say(['status', { applied: { notes: 2 }, outbox: 0, v: 1 }]);
+    say(['status', { applied: { notes: 2 }, outbox: 0, v: { notes: 2 } }]);
     const digests = await first(seen.down, 'digests');
     const firstTwo = seen.changeSets.slice(0, 2).flatMap((s) => s.changes);
     expect(digests.ds).toEqual([['notes', 2, digestOf(firstTwo)]]);

@@ -15,7 +15,7 @@ describe('protocol 4: digests and range repair', () => {
         {
           applied: { notes: 7 },
           outbox: 0,
-          v: 1,
+          v: { notes: 6 },
           vf: { found: 2, repaired: 1, docs: 3, bytes: 4096, cause: 'scrub', at: 1, lsn: 7, rat: 2 },
         },
       ],

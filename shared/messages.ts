@@ -124,6 +124,12 @@ export const StatusMessage = message(
        * behind `applied`, which moves on while the report waits to go).
        */
       v: Type.Optional(Type.Record(CollectionName, Lsn, { maxProperties: 1024 })),
+      /**
+       * Verify buckets: the hub answers `digests` (`bs`) with its digest of each bucket named
+       * here whose head is at or below the LSN given (the bucket's cursor when the device took
+       * its own digest of the bucket).
+       */
+      vb: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]{16}$' }), Lsn, { maxProperties: MAX_BUCKETS })),
       /** What verifying this device's copy found and repaired (see VerifyReport). */
       vf: Type.Optional(VerifyReport),
       /** How far each bucket of its scope is applied (0 while it joins one): its lag within its scope. */
@@ -217,7 +223,10 @@ export const ChangesMessage = message(
       changes: Type.Array(Change, { minItems: 1 }),
       /** A scoped collection's: the bucket it is of (`prev` is then the bucket's previous change set), sent to each device holding it. */
       b: Type.Optional(BucketId),
-      /** An unscoped collection's digest right after the last change: a replica that applied every change up to it compares. */
+      /**
+       * The digest right after the last change, of the collection (unscoped) or of the bucket
+       * `b`: a replica that applied every change up to it compares.
+       */
       dg: Type.Optional(Digest),
     },
     strict,
@@ -266,7 +275,11 @@ export const PageMessage = message(
       changes: Type.Array(Change),
       /** The bucket this page is of, echoing the pull. */
       b: Type.Optional(BucketId),
-      /** Each collection's digest right after its last change in the page (see ChangesMessage `dg`). */
+      /**
+       * Each collection's digest right after its last change in the page (see ChangesMessage
+       * `dg`). A bucket's page (`b`) carries the bucket's digest, keyed by its collection, only
+       * when it reaches the bucket's head: the hub knows a bucket's digest now, not at every LSN.
+       */
       dg: Type.Optional(Type.Record(CollectionName, Digest)),
     },
     strict,

@@ -19,7 +19,10 @@
  *      last change (`dg`), which an agent on 3 would refuse as an unknown field; status reports
  *      may ask the hub for its digests (`v`, answered by `digests`) and carry what verifying
  *      found (`vf`); range repair asks for sub-range digests (`ranges` → `rangesums`) and for
- *      the documents of ranges (`refetch` → `refetched`).
+ *      the documents of ranges (`refetch` → `refetched`). Before any release, 4 also gained the
+ *      digests of scope buckets: a bucket's change sets and its last page carry its digest
+ *      (`dg`), status reports ask for buckets' digests (`vb`, answered in `digests` `bs`), and
+ *      range repair asks of one bucket (`b`).
  */
 export const PROTOCOL_VERSION = 4;
 

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Change, CollectionName, Digest, Epoch, Hlc, Key, Lsn, message, strict } from './message-parts.js';
+import { BucketId, Change, CollectionName, Digest, Epoch, Hlc, Key, Lsn, MAX_BUCKETS, message, strict } from './message-parts.js';
 
 /**
  * The messages of verification and range repair (see docs/ARCHITECTURE.md, Verification and
@@ -36,7 +36,8 @@ export const VerifyReport = Type.Object(
 export type VerifyReport = Static<typeof VerifyReport>;
 /**
  * Range repair, first step: the digests and document counts of the `2^bits` sub-ranges of each
- * range `ps` (of depth `d`) of an unscoped collection, as the hub holds it now (`rangesums`).
+ * range `ps` (of depth `d`) of an unscoped collection, or with `b` of one bucket of a scoped
+ * collection the device holds (its documents only), as the hub holds it now (`rangesums`).
  */
 export const RangesMessage = message(
   'ranges',
@@ -47,13 +48,15 @@ export const RangesMessage = message(
       d: RangeDepth,
       ps: Type.Array(RangeId, { minItems: 1, maxItems: MAX_RANGES }),
       bits: Type.Integer({ minimum: 0, maximum: 8 }),
+      b: Type.Optional(BucketId),
     },
     strict,
   ),
 );
 /**
  * Range repair, last step: the documents (tombstones included) of the ranges `ps` (of depth `d`)
- * of a collection, in key order after `after`, as the hub holds them now (`refetched`).
+ * of a collection, or with `b` of one of its buckets, in key order after `after`, as the hub
+ * holds them now (`refetched`).
  */
 export const RefetchMessage = message(
   'refetch',
@@ -64,6 +67,7 @@ export const RefetchMessage = message(
       d: RangeDepth,
       ps: Type.Array(RangeId, { minItems: 1, maxItems: MAX_RANGES }),
       after: Type.Optional(Key),
+      b: Type.Optional(BucketId),
     },
     strict,
   ),
@@ -71,16 +75,24 @@ export const RefetchMessage = message(
 /**
  * The hub's digest of each collection a status report asked to verify, at the LSN the report
  * said the device had applied (`[collection, lsn, digest]`); a collection whose digest at that
- * LSN the hub no longer knows (retention) is left out.
+ * LSN the hub no longer knows (retention) is left out. `bs`: of each bucket the report asked
+ * (`vb`), `[bucket, lsn, digest]` with the device's LSN, for those whose head is at or below
+ * it only: the device then holds every change of the bucket, and its documents at no later
+ * version, so its digest compares with the bucket's now. A bucket that moved on is left out.
  */
 export const DigestsMessage = message(
   'digests',
   Type.Object(
-    { hlc: Hlc, epoch: Type.Optional(Epoch), ds: Type.Array(Type.Tuple([CollectionName, Lsn, Digest]), { maxItems: 1024 }) },
+    {
+      hlc: Hlc,
+      epoch: Type.Optional(Epoch),
+      ds: Type.Array(Type.Tuple([CollectionName, Lsn, Digest]), { maxItems: 1024 }),
+      bs: Type.Optional(Type.Array(Type.Tuple([BucketId, Lsn, Digest]), { maxItems: MAX_BUCKETS })),
+    },
     strict,
   ),
 );
-/** Answers `ranges`: for each range of `ps`, its sub-ranges' digests (`ds`) and document counts (`ns`), as of the hub's `lsn`. */
+/** Answers `ranges`: for each range of `ps`, its sub-ranges' digests (`ds`) and document counts (`ns`), as of the hub's `lsn` (`b` echoes the question). */
 export const RangeSumsMessage = message(
   'rangesums',
   Type.Object(
@@ -95,6 +107,7 @@ export const RangeSumsMessage = message(
       bits: Type.Integer({ minimum: 0, maximum: 8 }),
       ds: Type.Array(Type.Array(Digest, { maxItems: 256 }), { maxItems: MAX_RANGES }),
       ns: Type.Array(Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 256 }), { maxItems: MAX_RANGES }),
+      b: Type.Optional(BucketId),
     },
     strict,
   ),
@@ -102,7 +115,8 @@ export const RangeSumsMessage = message(
 /**
  * Answers `refetch`: one page of the ranges' documents as of the hub's `lsn`, in key order from
  * after `after` through the last one; `next` (the last key) when more follow. Every document of
- * those ranges in that window is here: one the device holds that is not, the hub does not have.
+ * those ranges in that window is here: one the device holds that is not, the hub does not have
+ * (with `b`: not in that bucket). A bucket's documents carry their buckets (`bk`).
  */
 export const RefetchedMessage = message(
   'refetched',
@@ -118,6 +132,7 @@ export const RefetchedMessage = message(
       after: Type.Optional(Key),
       docs: Type.Array(Change),
       next: Type.Optional(Key),
+      b: Type.Optional(BucketId),
     },
     strict,
   ),

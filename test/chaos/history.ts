@@ -72,9 +72,17 @@ export class History {
   spyWindows = 0;
   spyHeard = 0;
 
-  /** Whether a relabel of `agentId` ended at or after `time` (or failed, at any time). */
+  /** Whether a relabel of `agentId` ended at or after `time` (or failed, or is under way, at any time). */
   relabelledSince(agentId: string, time: number): boolean {
     return this.relabels.some((r) => r.agentId === agentId && r.doneAt >= time);
+  }
+
+  /**
+   * Whether `agentId` is being relabelled at `time`, or was within `graceMs` before it: the hub
+   * may judge its writes by either labels then.
+   */
+  relabelling(agentId: string, time: number, graceMs: number): boolean {
+    return this.relabels.some((r) => r.agentId === agentId && r.startedAt <= time && time <= r.doneAt + graceMs);
   }
   /** Applied LSN per agent and collection as last sampled, to catch an agent going backwards. */
   readonly #applied = new Map<string, number>();

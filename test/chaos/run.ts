@@ -8,6 +8,7 @@ import { ProcessFleet } from './process-fleet.js';
 import { prng } from '../helpers/prng.js';
 import { linkTap } from './received.js';
 import { injectRot, seedLedger } from './rot.js';
+import { RELOAD_GRACE_MS } from './scope-check.js';
 import { SCOPED_CONFIG_LINES, sitesOf } from './scope-plan.js';
 import { spyAs } from './spy.js';
 import { baitFor, hubWriter, nextSiteOf, nextWrite } from './workload.js';
@@ -134,7 +135,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       history.sites.set(id, sitesOf(id)[0]);
       await fleet.addAgent(id);
     }
-    await seedLedger(fleet, ids[0]!, history);
+    await seedLedger(fleet, ids, history);
     const deadline = Date.now() + options.durationMs;
     // Writers and the sampler run until the injector is done: at the deadline, or later if the
     // schedule has not yet injected every kind once (a slow machine).
@@ -178,7 +179,11 @@ export async function writer(
   const others = [...fleet.agents.keys()].filter((other) => other !== id);
   let n = 0;
   while (going()) {
-    const { collection, key, value, durability, poison, scope } = nextWrite(id, others, history.sites.get(id), random, n++);
+    // While the agent is being relabelled (and for the grace after), the hub may judge its writes
+    // by either labels: a move meant as outside (into the old site) could commit, and its
+    // document then lie outside the new scope. Its client writes no site documents then.
+    const site = history.relabelling(id, Date.now(), RELOAD_GRACE_MS) ? undefined : history.sites.get(id);
+    const { collection, key, value, durability, poison, scope } = nextWrite(id, others, site, random, n++);
     const issuedAt = Date.now();
     history.attempted += 1;
     try {
@@ -252,21 +257,20 @@ async function inject(
       case 'relabel': {
         // As an operator would: the CLI, from another process, while everything runs.
         const site = nextSiteOf(id, history.sites.get(id));
-        const startedAt = Date.now();
         fault = `relabel ${id} site=${site}`;
-        let doneAt: number;
+        // Recorded as under way (never done) until the command ends.
+        const relabel = { agentId: id, site, startedAt: Date.now(), doneAt: Number.POSITIVE_INFINITY };
+        history.relabels.push(relabel);
         try {
           await fleet.setLabel(id, 'site', site);
           history.sites.set(id, site);
-          doneAt = Date.now();
+          relabel.doneAt = Date.now();
         } catch (error) {
           // Whether the label changed is unknown: the agent writes no site documents from now
           // on, and a refusal of those it wrote is never held against the hub.
           fault += ` (failed: ${error instanceof Error ? error.message : String(error)})`;
           history.sites.delete(id);
-          doneAt = Number.POSITIVE_INFINITY;
         }
-        history.relabels.push({ agentId: id, site, startedAt, doneAt });
         break;
       }
       case 'hub-kill':
@@ -318,7 +322,7 @@ async function inject(
       case 'rot': {
         const rot = await injectRot(fleet, id, random);
         history.rots.push(rot);
-        fault = `rot ${id} (${rot.kind} ${rot.key}, ${rot.detected ? 'detected' : 'NOT detected'})`;
+        fault = `rot ${id} (${rot.kind} ${rot.collection}/${rot.key}, ${rot.detected ? 'detected' : 'NOT detected'})`;
         break;
       }
     }

@@ -9,7 +9,7 @@ import { bucketsEverHeld, inScope, mayHoldSite, SCOPED_COLLECTIONS, sitesOfValue
  * How long after an operator's relabel command ends the hub may still judge a write by the old
  * labels: it reloads them within half a second; the rest is room for a loaded machine.
  */
-const RELOAD_GRACE_MS = 3000;
+export const RELOAD_GRACE_MS = 3000;
 
 /**
  * What the hub must have made of an acknowledged write to a scoped collection, given what it

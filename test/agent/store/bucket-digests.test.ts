@@ -123,7 +123,18 @@ describe('agent store: bucket digests', () => {
       const stub = r.k === 'stub';
       const value = r.op === 'del' || stub ? null : encodeCbor(r.v);
       const hash = stub || r.k === 'unhashed' ? null : hashOf(r);
-      insert.run(r.c, r.k, value, r.op === 'del' || stub ? 1 : 0, r.lsn, r.hlc, r.o, stub ? null : JSON.stringify(r.bk), stub ? 1 : 0, hash);
+      insert.run(
+        r.c,
+        r.k,
+        value,
+        r.op === 'del' || stub ? 1 : 0,
+        r.lsn,
+        r.hlc,
+        r.o,
+        stub ? null : JSON.stringify(r.bk),
+        stub ? 1 : 0,
+        hash,
+      );
     }
     db.close();
     const store = openStore(dir);

@@ -33,7 +33,9 @@ function deviceOf(docs: Change[]): { dir: string; store: AgentStore } {
 }
 
 const rowOf = (dir: string, key: string): unknown =>
-  byHand(dir, (db) => db.prepare("SELECT version, deleted, evicted, buckets FROM documents WHERE collection = 'docs' AND key = ?").get(key));
+  byHand(dir, (db) =>
+    db.prepare("SELECT version, deleted, evicted, buckets FROM documents WHERE collection = 'docs' AND key = ?").get(key),
+  );
 
 describe('agent store: range repair of a bucket', () => {
   it('puts the bucket back as the hub has it: rot at its version, a lost row and tombstone, phantoms with and without another bucket; newer versions and the outbox stay', () => {

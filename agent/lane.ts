@@ -65,8 +65,8 @@ export class Lane {
   readonly #epochs: EpochGuard;
   readonly verifier: Verifier;
   /**
-   * This lane's topics are subscribed on the connection (or will be, before it counts as connected). A lane added
-   * while connected waits for its SUBACK before it uploads: an ack published before the broker knows the subscription would be lost.
+   * This lane's topics are subscribed on the connection (or will be, before it counts as connected). A lane added while
+   * connected waits for its SUBACK before it uploads: an ack published before the broker knows the subscription would be lost.
    */
   #subscribed = true;
   /** The newest HLC heard from this partition's hub this run (a status older than it is stale). */

@@ -65,9 +65,8 @@ export class Lane {
   readonly #epochs: EpochGuard;
   readonly verifier: Verifier;
   /**
-   * This lane's topics are subscribed on the connection (or will be, before it counts as
-   * connected). A lane added while connected waits for its SUBACK before it uploads: an ack
-   * published before the broker knows the subscription would be lost.
+   * This lane's topics are subscribed on the connection (or will be, before it counts as connected). A lane added while
+   * connected waits for its SUBACK before it uploads: an ack published before the broker knows the subscription would be lost.
    */
   #subscribed = true;
   /** The newest HLC heard from this partition's hub this run (a status older than it is stale). */
@@ -127,6 +126,7 @@ export class Lane {
         onApplied: (changes) => delegate.onApplied(changes),
         onEvicted: (documents) => delegate.onEvicted(documents),
         onProgress: () => delegate.onProgress(),
+        verify: (bucket, c, lsn, digest) => this.verifier.checkBucket(bucket, c, lsn, digest),
       },
       { lane: partition, pageLimit: options.pageLimit, pullTimeoutMs: options.ackTimeoutMs },
       log,
@@ -142,6 +142,7 @@ export class Lane {
       {
         partition,
         verifiable: (c) => this.#replicator.replicates(c) && !this.#scope.scoped(c),
+        scopedCollections: () => this.#scope.scopedCollections(),
         verifyIntervalMs: options.verifyIntervalMs,
         answerTimeoutMs: options.ackTimeoutMs,
       },

@@ -184,4 +184,55 @@ BEGIN
   ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
 END;
 `,
+  // 10: the digest of each scope bucket (shared/digest.ts): the sum mod 2^52 of the hashes of the
+  // documents held whose stored buckets name it (tombstones included, evicted stubs not), as the
+  // hub keeps it per bucket. Kept by triggers like the collections' digests (migration 9), for
+  // every bucket a row names: its JSON list read with json_each (a list that is not valid JSON, as
+  // a hand edit might leave, counts nowhere rather than failing every write of the row; a bucket
+  // named twice counts once). An update that changes the hash, the eviction or the buckets takes
+  // the row out of the buckets it named and puts it in those it names, so a hash backfilled later
+  // (hash-backfill.ts) is counted then. Filled here from the rows already held.
+  `
+CREATE TABLE bucket_digests (
+  bucket TEXT PRIMARY KEY,
+  digest INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO bucket_digests (bucket, digest)
+SELECT bucket, counted FROM (
+  SELECT DISTINCT d.collection, d.key, b.value AS bucket, (d.hash % 4503599627370496 + 4503599627370496) % 4503599627370496 AS counted
+  FROM documents d, json_each(CASE WHEN json_valid(d.buckets) THEN d.buckets ELSE '[]' END) b
+  WHERE d.evicted = 0 AND d.hash IS NOT NULL AND d.buckets IS NOT NULL AND b.type = 'text'
+) WHERE true
+ON CONFLICT (bucket) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
+CREATE TRIGGER documents_bucket_digest_insert AFTER INSERT ON documents
+WHEN NEW.evicted = 0 AND NEW.hash IS NOT NULL AND NEW.buckets IS NOT NULL
+BEGIN
+  INSERT INTO bucket_digests (bucket, digest)
+  SELECT DISTINCT value, (NEW.hash % 4503599627370496 + 4503599627370496) % 4503599627370496
+  FROM json_each(CASE WHEN json_valid(NEW.buckets) THEN NEW.buckets ELSE '[]' END) WHERE type = 'text'
+  ON CONFLICT (bucket) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
+END;
+CREATE TRIGGER documents_bucket_digest_delete AFTER DELETE ON documents
+WHEN OLD.evicted = 0 AND OLD.hash IS NOT NULL AND OLD.buckets IS NOT NULL
+BEGIN
+  INSERT INTO bucket_digests (bucket, digest)
+  SELECT DISTINCT value, (4503599627370496 - (OLD.hash % 4503599627370496 + 4503599627370496) % 4503599627370496) % 4503599627370496
+  FROM json_each(CASE WHEN json_valid(OLD.buckets) THEN OLD.buckets ELSE '[]' END) WHERE type = 'text'
+  ON CONFLICT (bucket) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
+END;
+CREATE TRIGGER documents_bucket_digest_update AFTER UPDATE OF hash, evicted, buckets ON documents
+WHEN NEW.hash IS NOT OLD.hash OR NEW.evicted IS NOT OLD.evicted OR NEW.buckets IS NOT OLD.buckets
+BEGIN
+  INSERT INTO bucket_digests (bucket, digest)
+  SELECT DISTINCT value, (4503599627370496 - (OLD.hash % 4503599627370496 + 4503599627370496) % 4503599627370496) % 4503599627370496
+  FROM json_each(CASE WHEN json_valid(OLD.buckets) THEN OLD.buckets ELSE '[]' END)
+  WHERE type = 'text' AND OLD.evicted = 0 AND OLD.hash IS NOT NULL
+  ON CONFLICT (bucket) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
+  INSERT INTO bucket_digests (bucket, digest)
+  SELECT DISTINCT value, (NEW.hash % 4503599627370496 + 4503599627370496) % 4503599627370496
+  FROM json_each(CASE WHEN json_valid(NEW.buckets) THEN NEW.buckets ELSE '[]' END)
+  WHERE type = 'text' AND NEW.evicted = 0 AND NEW.hash IS NOT NULL
+  ON CONFLICT (bucket) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
+END;
+`,
 ];

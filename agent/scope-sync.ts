@@ -11,6 +11,8 @@ export interface ScopeSyncDelegate {
   onApplied(changes: Change[]): void;
   onEvicted(documents: EvictedDocument[]): void;
   onProgress(): void;
+  /** The hub's digest of a bucket right after its change at `lsn`, just applied: the copy is compared (agent/verifier.ts). */
+  verify?(bucket: string, collection: string, lsn: number, digest: number): void;
 }
 
 export interface ScopeSyncOptions {
@@ -82,7 +84,16 @@ export class ScopeSync {
 
   /** Whether the hub scopes this collection (as it last said): the device then holds part of it, by bucket. */
   scoped(collection: string): boolean {
-    return (this.#scoped ??= new Set(this.store.settings.get<string[]>(this.#scopedSetting) ?? [])).has(collection);
+    return this.#scopedSet().has(collection);
+  }
+
+  /** The collections the hub scopes (as it last said). */
+  scopedCollections(): string[] {
+    return [...this.#scopedSet()];
+  }
+
+  #scopedSet(): Set<string> {
+    return (this.#scoped ??= new Set(this.store.settings.get<string[]>(this.#scopedSetting) ?? []));
   }
 
   /** A bucket pull is under way or due. */
@@ -197,7 +208,9 @@ export class ScopeSync {
     // LSN and nothing of those that left before, so a change from before it, arriving late,
     // would bring back a document that has since left the bucket, and no `out` would follow.
     const fresh = set.changes.filter((c) => c.lsn > state.cursor);
-    if (fresh.length > 0) this.#apply(bucket, fresh, last, held);
+    if (fresh.length > 0 && this.#apply(bucket, fresh, last, held) && set.dg !== undefined) {
+      this.delegate.verify?.(bucket, set.c, last, set.dg);
+    }
   }
 
   onPage([, page]: PageMessage): void {
@@ -205,7 +218,10 @@ export class ScopeSync {
     const bucket = page.b!;
     for (const c of page.changes) this.heads.set(bucket, Math.max(c.lsn, this.heads.get(bucket) ?? 0));
     if (page.more) this.#send(bucket, page.to);
-    if (!this.#apply(bucket, page.changes, page.to) || page.more) return;
+    if (!this.#apply(bucket, page.changes, page.to)) return;
+    // The bucket's digest, when the page reaches its head: the copy as of `to` compares.
+    for (const [collection, digest] of Object.entries(page.dg ?? {})) this.delegate.verify?.(bucket, collection, page.to, digest);
+    if (page.more) return;
     this.#pull = undefined;
     this.#evictOutsideOnceJoined(); // a join answered by the log (a hub whose head was 0)
     this.#pump();

@@ -114,8 +114,8 @@ export function reportStatus(store: AgentStore, lanes: Lanes, verification: Veri
         applied: Object.fromEntries(cursors.filter(([c]) => lane.inPartition(c))),
         outbox: queued.reduce((sum, p) => sum + p.pending, 0),
         ver: SOFTWARE_VERSION,
-        // Asks the hub for its digests at `applied` when a check is due; says what verifying found.
-        ...(verify && { v: verify }),
+        // Asks the hub for its digests at `applied`, and its buckets' at their cursors, when a check is due; says what verifying found.
+        ...verify,
         vf: verification,
         ...(Number.isFinite(oldestAt) && { oldest: Math.max(0, Date.now() - oldestAt) }),
         ...(waits.length > 0 && { waits: { inc: store.partitions.incarnationOf(lane.partition), list: waits } }),

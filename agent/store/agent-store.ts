@@ -1,5 +1,7 @@
 import { DEFAULT_PARTITION } from '../../shared/topics.js';
 import { AgentDb } from './agent-db.js';
+import { BucketDigests } from './bucket-digests.js';
+import { BucketRepair } from './bucket-repair.js';
 import { backfillHashes } from './hash-backfill.js';
 import { LostReports } from './lost-reports.js';
 import { Outbox } from './outbox.js';
@@ -14,7 +16,7 @@ import { Settings } from './settings.js';
  * the durable outbox of the device's own writes, the confirmed replica that reads lay them
  * over, the per-partition sequence spaces and log positions, the rejections apps can read, and
  * settings with the storage budget, what a restored hub lost (until the hub has it), and the
- * buckets of the device's scope. Every method of every part is synchronous; a method that
+ * buckets of the device's scope with their digests and repair. Every method of every part is synchronous; a method that
  * writes does so in one transaction of its own.
  */
 export class AgentStore {
@@ -24,6 +26,9 @@ export class AgentStore {
   readonly outbox: Outbox;
   readonly replica: Replica;
   readonly scope: ScopeBuckets;
+  /** The replica's digests per scope bucket, and putting a bucket's key ranges back as the hub has them. */
+  readonly bucketDigests: BucketDigests;
+  readonly bucketRepair: BucketRepair;
   readonly lost: LostReports;
   readonly #db: AgentDb;
 
@@ -36,6 +41,8 @@ export class AgentStore {
     this.outbox = new Outbox(this.#db, this.partitions, this.settings, this.rejections, (c, k) => this.replica.versionOf(c, k));
     this.scope = new ScopeBuckets(this.#db);
     this.replica = new Replica(this.#db, this.outbox, this.partitions, this.scope);
+    this.bucketDigests = new BucketDigests(this.#db);
+    this.bucketRepair = new BucketRepair(this.#db, this.scope);
     this.lost = new LostReports(this.#db, this.partitions, this.outbox);
     this.partitions.incarnationOf(DEFAULT_PARTITION); // a new database is born with its default incarnation
   }

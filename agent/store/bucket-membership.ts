@@ -49,3 +49,24 @@ export function bucketsAfterLeaving(
 ): string[] {
   return stored.filter((b) => b !== bucket && (!held.has(b) || (version === lsn ? followed(held.get(b)) : willBring(held, b, lsn))));
 }
+
+/**
+ * The buckets to store with a document that a range repair of bucket `via` wrote as the hub has
+ * it at its LSN `lsn`: what a snapshot of `via` taken then would store (its `bk`, the hub's word
+ * at `lsn`), with `via` itself whatever `bk` says (the hub sent it as one of the bucket's), except
+ * for the held buckets whose word the answer cannot give: one not followed (its snapshot names the
+ * document or not, and nothing else may put it back) and one whose log went past `lsn` (it may
+ * have taken the document out since). For those, what the replica stored with this very version
+ * (`stored`; none when it held another) stays.
+ */
+export function repairedBuckets(
+  bk: readonly string[],
+  via: string,
+  lsn: number,
+  held: ReadonlyMap<string, HeldBucket>,
+  stored: readonly string[],
+): string[] {
+  const answered = (b: string): boolean => b === via || !held.has(b) || (followed(held.get(b)) && held.get(b)!.cursor <= lsn);
+  const kept = [...bk.filter((b) => answered(b) || stored.includes(b)), ...stored.filter((b) => !answered(b) && !bk.includes(b))];
+  return kept.includes(via) ? kept : [...kept, via];
+}

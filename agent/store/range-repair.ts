@@ -72,10 +72,10 @@ export class RangeRepair {
       const listed = new Set<string>();
       for (const doc of docs) {
         if (doc.c === collection) listed.add(doc.k);
-        const value = doc.v === undefined ? null : encodeCbor(doc.v);
-        if (!this.#write(doc, value)) continue;
+        const bytes = this.write(doc, doc.bk);
+        if (bytes === undefined) continue;
         repaired.written.push({ collection: doc.c, key: doc.k });
-        repaired.bytes += value?.length ?? 0;
+        repaired.bytes += bytes;
       }
       const wanted = new Set(ranges);
       for (const row of this.#held(collection, window)) {
@@ -87,13 +87,18 @@ export class RangeRepair {
     });
   }
 
-  /** Writes one of the hub's documents unless the replica holds a newer version or this one intact; true if it wrote. */
-  #write(doc: Change, value: Buffer | null): boolean {
+  /**
+   * Writes one of the hub's documents, stored with the buckets `bk`, unless the replica holds a
+   * newer version or this one intact (buckets too); the value bytes written, or undefined if it
+   * wrote nothing. In the caller's transaction.
+   */
+  write(doc: Change, bk: readonly string[] | undefined): number | undefined {
+    const value = doc.v === undefined ? null : encodeCbor(doc.v);
     const deleted = doc.op === 'del' ? 1 : 0;
     const hash = documentHash(doc.c, doc.k, doc.lsn, deleted === 1, value);
-    const buckets = doc.bk === undefined ? null : JSON.stringify(doc.bk);
+    const buckets = bk === undefined ? null : JSON.stringify(bk);
     const row = this.#s.row.get(doc.c, doc.k);
-    if (row && row.version > doc.lsn) return false;
+    if (row && row.version > doc.lsn) return undefined;
     const intact =
       row !== undefined &&
       row.version === doc.lsn &&
@@ -104,9 +109,9 @@ export class RangeRepair {
       row.origin === doc.o &&
       row.buckets === buckets &&
       (value === null ? row.value === null : Buffer.isBuffer(row.value) && row.value.equals(value));
-    if (intact) return false;
+    if (intact) return undefined;
     this.#s.write.run(doc.c, doc.k, value, deleted, doc.lsn, doc.hlc, doc.o, buckets, hash);
-    return true;
+    return value?.length ?? 0;
   }
 
   /** Keys and versions of the collection's held documents in the window (tombstones included). */

@@ -25,7 +25,7 @@ export interface RangeDigests {
  * A row's stored hash as the digest triggers count it (agent/schema.ts, migration 9): mod 2^52
  * into [0, 2^52), NULL as 0, so that what is summed here adds up to the stored digest.
  */
-const COUNTED_HASH = '(coalesce(hash, 0) % 4503599627370496 + 4503599627370496) % 4503599627370496';
+export const COUNTED_HASH = '(coalesce(hash, 0) % 4503599627370496 + 4503599627370496) % 4503599627370496';
 
 /**
  * The replica's content digests, as the hub compares them with its own: per collection the sum

@@ -11,6 +11,8 @@ export interface BucketChecksOptions {
   partition: string;
   /** The lane's scoped collections, as its hub last said: their buckets are verified. */
   scopedCollections(): readonly string[];
+  /** A held bucket's collection, as the hub's scope said. */
+  collectionOfBucket?(bucket: string): string | undefined;
 }
 
 /**
@@ -146,9 +148,13 @@ export class BucketChecks {
     return question;
   }
 
-  /** A bucket's collection: as heard, else from a document held through it, else the lane's one scoped collection. */
+  /**
+   * A bucket's collection: as the hub's scope said, else as its change sets said, else from a
+   * document held through it, else the lane's one scoped collection.
+   */
   #collectionOf(bucket: string): string | undefined {
-    let collection = this.#collections.get(bucket) ?? this.store.bucketDigests.collectionOf(bucket);
+    let collection =
+      this.options.collectionOfBucket?.(bucket) ?? this.#collections.get(bucket) ?? this.store.bucketDigests.collectionOf(bucket);
     const scoped = this.options.scopedCollections();
     if (collection === undefined && scoped.length === 1) collection = scoped[0];
     if (collection !== undefined) this.#collections.set(bucket, collection);

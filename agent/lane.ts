@@ -142,7 +142,7 @@ export class Lane {
       {
         partition,
         verifiable: (c) => this.#replicator.replicates(c) && !this.#scope.scoped(c),
-        scopedCollections: () => this.#scope.scopedCollections(),
+        ...this.#scope.verifierView(),
         verifyIntervalMs: options.verifyIntervalMs,
         answerTimeoutMs: options.ackTimeoutMs,
       },

@@ -68,6 +68,9 @@ export class ScopeSync {
   #scoped: Set<string> | undefined;
   readonly #evictionDueSetting: string;
 
+  /** Each held bucket's collection, as the hub's last scope said. */
+  readonly #bucketCollections = new Map<string, string>();
+
   constructor(
     private readonly store: AgentStore,
     private readonly delegate: ScopeSyncDelegate,
@@ -90,6 +93,16 @@ export class ScopeSync {
   /** The collections the hub scopes (as it last said). */
   scopedCollections(): string[] {
     return [...this.#scopedSet()];
+  }
+
+  /** A held bucket's collection, as the hub's scope said (a bucket's id does not say it). */
+  collectionOfBucket(bucket: string): string | undefined {
+    return this.#bucketCollections.get(bucket);
+  }
+
+  /** What verifying the lane's buckets needs to know of its scope. */
+  verifierView(): { scopedCollections(): readonly string[]; collectionOfBucket(bucket: string): string | undefined } {
+    return { scopedCollections: () => this.scopedCollections(), collectionOfBucket: (bucket) => this.collectionOfBucket(bucket) };
   }
 
   #scopedSet(): Set<string> {
@@ -150,6 +163,11 @@ export class ScopeSync {
     }
     this.store.settings.set(this.#scopedSetting, scope.cs);
     this.#scoped = undefined;
+    this.#bucketCollections.clear();
+    scope.bc?.forEach((index, i) => {
+      const collection = scope.cs[index];
+      if (collection !== undefined && i < scope.bs.length) this.#bucketCollections.set(scope.bs[i]![0], collection);
+    });
     this.store.scope.reconcile(this.options.lane, joined, left);
     if (joined.length > 0 || left.length > 0) this.log.info({ joined: joined.length, left: left.length }, 'scope changed');
     for (const b of left) {

@@ -27,6 +27,8 @@ export interface VerifierOptions {
   verifiable(collection: string): boolean;
   /** The lane's scoped collections, as its hub last said: verified bucket by bucket (BucketChecks). None by default. */
   scopedCollections?(): readonly string[];
+  /** A held bucket's collection, as the hub's scope said. */
+  collectionOfBucket?(bucket: string): string | undefined;
   /** Ask the hub for its digests this often when nothing else did (a quiet device). */
   verifyIntervalMs: number;
   /** Ask again when an answer has not come within this time. */
@@ -84,7 +86,11 @@ export class Verifier {
       store,
       this.#repairer,
       book,
-      { partition: options.partition, scopedCollections: () => options.scopedCollections?.() ?? [] },
+      {
+        partition: options.partition,
+        scopedCollections: () => options.scopedCollections?.() ?? [],
+        collectionOfBucket: (bucket) => options.collectionOfBucket?.(bucket),
+      },
       log,
     );
   }

@@ -346,6 +346,12 @@ export const ScopeMessage = message(
       epoch: Type.Optional(Epoch),
       cs: Type.Array(CollectionName, { maxItems: 1024 }),
       bs: Type.Array(Type.Tuple([BucketId, Lsn]), { maxItems: 100_000 }),
+      /**
+       * Each bucket's collection, as its index in `cs` (in the order of `bs`): a bucket's id does
+       * not say it, and verifying a bucket asks of its collection, even when the device holds
+       * none of its documents (all of them lost).
+       */
+      bc: Type.Optional(Type.Array(Type.Integer({ minimum: 0, maximum: 1023 }), { maxItems: 100_000 })),
     },
     strict,
   ),

@@ -21,7 +21,8 @@ const NAMED = 20;
 
 /**
  * `outpost hub verify`: the hub database's scrub (HubStore.verify). Every document's row against
- * its stored hash, every collection's digest against its documents, and the engine's own check;
+ * its stored hash, every collection's and scope bucket's digest against its documents, and the
+ * engine's own check;
  * with `--repair` (the hub stopped), damaged documents are restored from the log where it still
  * holds their version and wrong digests rewritten. Exits 0 when all is well, 1 when damage was
  * found (repaired or not), 2 on a usage error.
@@ -29,7 +30,9 @@ const NAMED = 20;
 export function addVerifyCommand(hub: Command): void {
   hub
     .command('verify')
-    .description("check the hub's database: every document against its hash, each collection's digest, the engine's own check")
+    .description(
+      "check the hub's database: every document against its hash, each collection's and scope bucket's digest, the engine's own check",
+    )
     .option('--data <dir>', "the hub's data directory, for SQLite (env OUTPOST_DATA)", process.env.OUTPOST_DATA ?? './data/hub')
     .option('--postgres <url>', "the hub's PostgreSQL store instead (env OUTPOST_STORE)", process.env.OUTPOST_STORE)
     .option('--store <url>', 'the same as --postgres, as other hub commands name it')
@@ -65,7 +68,9 @@ function usage(error: ConfigError): void {
 
 /** A short account: what was checked, each problem, and what to do about it. */
 export function describe(report: HubVerifyReport, repair: boolean): string {
-  const lines = [`checked ${report.documents} documents in ${report.collections} collections`];
+  // A hub without scoped collections says what it always said.
+  const buckets = report.buckets > 0 ? ` and ${report.buckets} scope buckets` : '';
+  const lines = [`checked ${report.documents} documents in ${report.collections} collections${buckets}`];
   for (const d of report.damaged.slice(0, NAMED)) {
     const state = d.restored
       ? 'restored from the log'
@@ -78,6 +83,11 @@ export function describe(report: HubVerifyReport, repair: boolean): string {
   for (const c of report.digests) {
     lines.push(`digest of ${c.collection}: stored ${c.stored}, its documents sum to ${c.computed}${c.rewritten ? ': rewritten' : ''}`);
   }
+  for (const b of report.bucketDigests) {
+    lines.push(
+      `digest of scope bucket ${b.bucket}: stored ${b.stored}, its documents sum to ${b.computed}${b.rewritten ? ': rewritten' : ''}`,
+    );
+  }
   const { check, ok, detail } = report.engine;
   lines.push(`${check}: ${ok ? 'ok' : 'FAILED'}${detail === undefined ? '' : ` (${detail})`}`);
   lines.push(verdict(report, repair));
@@ -86,7 +96,10 @@ export function describe(report: HubVerifyReport, repair: boolean): string {
 
 function verdict(report: HubVerifyReport, repair: boolean): string {
   if (report.ok) return 'all well';
-  const left = report.damaged.filter((d) => !d.restored).length + report.digests.filter((c) => !c.rewritten).length;
+  const left =
+    report.damaged.filter((d) => !d.restored).length +
+    report.digests.filter((c) => !c.rewritten).length +
+    report.bucketDigests.filter((b) => !b.rewritten).length;
   if (repair && left === 0 && report.engine.ok) return 'damage found, and repaired: run verify again to confirm';
   if (repair) return `damage found; ${left} problem(s) could not be repaired from the log`;
   return 'damage found: run again with --repair, with the hub stopped';

@@ -79,6 +79,7 @@ export class AgentPulls {
           ? await answerBucketPull(store, clock, { ...pull, b: bucket }, maxBytes, onRead, {
               at: () => store.bucketJoins.joinedAt(agentId, bucket),
               record: (lsn) => store.bucketJoins.record(agentId, bucket, lsn),
+              collection: () => scopes.collectionOf(agentId, bucket),
             })
           : await answerPull(
               store,

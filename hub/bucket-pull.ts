@@ -3,12 +3,14 @@ import type { PageMessage, PullMessage, SnapshotMessage } from '../shared/messag
 import { DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT } from './pull.js';
 import type { HubStore } from './store/hub-store.js';
 
-/** Where the pulling device joined the bucket (HubStore.bucketJoins). */
+/** Where the pulling device joined the bucket (HubStore.bucketJoins), and which collection the bucket is of. */
 export interface BucketJoin {
   /** The LSN it last joined the bucket at; undefined if it never did, as far as the store knows. */
   at(): Promise<number | undefined>;
   /** Records that it joins the bucket at an LSN, before the answer goes out. */
   record(lsn: number): Promise<void>;
+  /** The bucket's collection, which keys its digest on a page (undefined: not known, no digest). */
+  collection(): string | undefined;
 }
 
 /**
@@ -22,7 +24,8 @@ export interface BucketJoin {
  *   the bucket, which the device never held), a snapshot again.
  * A snapshot is of the head when it began (`lsn`); the device then follows the bucket's log
  * from there, which brings whatever changed while it was read (a document that left the
- * bucket meanwhile comes as `out`).
+ * bucket meanwhile comes as `out`). A page that reaches the bucket's head carries its digest
+ * (`dg`, keyed by its collection): the hub knows a bucket's digest now, not at every LSN.
  */
 export async function answerBucketPull(
   store: HubStore,
@@ -61,5 +64,22 @@ export async function answerBucketPull(
   // Retention may have pruned past `from` while the page was read.
   if (!logReaches(pull.from)) return fresh();
   const to = complete ? Math.max(head, pull.from) : through;
-  return ['page', { id: pull.id, from: pull.from, to, more: !complete, hlc: clock.tick(), changes, b: pull.b }];
+  const dg = await digestReached(store, pull.b, to, changes[0]?.c ?? join.collection());
+  return ['page', { id: pull.id, from: pull.from, to, more: !complete, hlc: clock.tick(), changes, b: pull.b, ...(dg && { dg }) }];
+}
+
+/**
+ * The bucket's digest keyed by its collection, if the page (through `to`) reaches the bucket's
+ * head. Head and digest are read together, after the page: a change committed since the page was
+ * read shows as a head past `to`, and then the page carries no digest.
+ */
+async function digestReached(
+  store: HubStore,
+  bucket: string,
+  to: number,
+  collection: string | undefined,
+): Promise<Record<string, number> | undefined> {
+  if (collection === undefined) return undefined;
+  const { head, digest } = (await store.bucketDigests([bucket])).get(bucket) ?? { head: 0, digest: 0 };
+  return head <= to ? { [collection]: digest } : undefined;
 }

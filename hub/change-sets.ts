@@ -4,20 +4,23 @@ import type { ChangeBuckets, IngestTx } from './store/hub-store.js';
 
 /**
  * A committed change and an upper bound of its encoded size, for splitting change sets; its
- * collection's digest right after it; a scoped one's buckets.
+ * collection's digest right after it; a scoped one's buckets, and the digest of each bucket it is
+ * in or left right after it.
  */
 export interface Sized {
   change: Change;
   bytes: number;
   digest: number;
   buckets?: ChangeBuckets;
+  bucketDigests?: Readonly<Record<string, number>>;
 }
 
 /**
  * Splits each collection's new changes (of one group commit, in commit order) into messages of
  * at most `maxBytes` that chain by `prev`, and advances heads. A scoped collection's go out per
  * bucket instead, each bucket with its own chain: whole to the buckets the document is in, as
- * `out` to those it left.
+ * `out` to those it left. Each set carries the digest (`dg`) of what it chains: its collection's,
+ * or its bucket's, right after its last change.
  */
 export function changeSetsOf(
   tx: IngestTx,
@@ -32,9 +35,11 @@ export function changeSetsOf(
     let digest = 0;
     const flush = (): void => {
       if (chunk.length === 0) return;
-      // A bucket's change set does not carry its collection's digest: the device holds only part of it.
-      const dg = bucket === undefined ? { dg: digest } : { b: bucket };
-      sets.push(['changes', { c: collection, prev, hlc: clock.tick(), changes: chunk, ...dg }]);
+      // A bucket's change set carries the bucket's digest, not its collection's: the device holds only part of it.
+      sets.push([
+        'changes',
+        { c: collection, prev, hlc: clock.tick(), changes: chunk, ...(bucket !== undefined && { b: bucket }), dg: digest },
+      ]);
       prev = chunk[chunk.length - 1]!.lsn;
       chunk = [];
       bytes = 0;
@@ -60,21 +65,22 @@ export function changeSetsOf(
   return sets;
 }
 
-/** A scoped collection's changes grouped by bucket, each as that bucket hears it. */
+/** A scoped collection's changes grouped by bucket, each as that bucket hears it, with the bucket's digest after it. */
 function byBucket(changes: readonly Sized[]): Map<string, Sized[]> {
   const groups = new Map<string, Sized[]>();
-  const add = (bucket: string, sized: Sized): void => {
+  const add = (bucket: string, sized: Sized, { change, bytes }: Pick<Sized, 'change' | 'bytes'>): void => {
+    const inBucket: Sized = { change, bytes, digest: sized.bucketDigests?.[bucket] ?? 0 };
     const list = groups.get(bucket);
-    if (list) list.push(sized);
-    else groups.set(bucket, [sized]);
+    if (list) list.push(inBucket);
+    else groups.set(bucket, [inBucket]);
   };
   for (const sized of changes) {
-    for (const bucket of sized.buckets!.in) add(bucket, sized);
+    for (const bucket of sized.buckets!.in) add(bucket, sized, sized);
     if (sized.buckets!.left.length === 0) continue;
     // A bucket the document left learns only that: not its new value, nor where it went.
     const { lsn, c, k, hlc, o } = sized.change;
-    const out: Sized = { change: { lsn, c, k, op: 'out', hlc, o }, bytes: 64 + k.length, digest: sized.digest };
-    for (const bucket of sized.buckets!.left) add(bucket, out);
+    const out = { change: { lsn, c, k, op: 'out' as const, hlc, o }, bytes: 64 + k.length };
+    for (const bucket of sized.buckets!.left) add(bucket, sized, out);
   }
   return groups;
 }

@@ -93,7 +93,7 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.#statuses = new PacedQueue(
       async (agentId, status) => {
         this.#replicaAcks.report(agentId, status);
-        if (status.v) await this.#verify.answerStatus(agentId, status);
+        if (status.v || status.vb) await this.#verify.answerStatus(agentId, status);
         return 1;
       },
       STATUS_PACE,
@@ -146,6 +146,8 @@ export class HubCore extends EventEmitter<HubEvents> {
       clock: this.clock,
       mayVerify: (agentId, c) =>
         this.access.mayRead(agentId, c) && !this.scopes.directory.scoped(c) && this.#partitionOf(c) === this.partition,
+      holdsBucket: (agentId, bucket) => this.scopes.directory.holds(agentId, bucket),
+      bucketCollection: (agentId, bucket) => this.scopes.directory.collectionOf(agentId, bucket),
       sendDown: (agentId, message) => this.#sendDown(agentId, message),
       superseded: (agentId) => this.emit('refused', 'repair_superseded', agentId, 1),
       log: this.log,

@@ -275,7 +275,7 @@ export class Ingestor {
         detail: `document ${op.k} of ${op.c} would be in ${buckets.in.length} scope buckets, over ${MAX_BUCKETS_PER_DOCUMENT}: split the field it lists`,
       };
     }
-    const { lsn, bytes, digest } = tx.commit({
+    const { lsn, bytes, digest, bucketDigests } = tx.commit({
       collection: op.c,
       key: op.k,
       op: kind,
@@ -334,7 +334,7 @@ export class Ingestor {
       ...(buckets && { bk: [...buckets.in] }),
     };
     const list = committed.get(op.c);
-    const sized: Sized = { change, bytes, digest, ...(buckets && { buckets }) };
+    const sized: Sized = { change, bytes, digest, ...(buckets && { buckets, bucketDigests }) };
     if (list) list.push(sized);
     else committed.set(op.c, [sized]);
     return { outcome: 'committed', lsn };

@@ -42,18 +42,31 @@ export class ScopeDirectory {
 
   /** The bucket ids a device holds now, from its labels and groups as they are. */
   bucketsOf(agentId: string): Set<string> {
-    const subject = { agentId, labels: this.labelsOf(agentId), groups: this.#memberOf.get(agentId) ?? [] };
     const ids = new Set<string>();
-    for (const collection of this.rules.collections) {
-      if (!this.mayRead(agentId, collection)) continue;
-      for (const name of this.rules.bucketsOfDevice(collection, subject)) ids.add(bucketIdOf(name));
-    }
+    for (const collection of this.rules.collections) for (const id of this.#bucketsIn(agentId, collection)) ids.add(id);
     return ids;
   }
 
   /** Whether a device holds a bucket now (online or not). */
   holds(agentId: string, bucket: string): boolean {
     return (this.#online.get(agentId) ?? this.bucketsOf(agentId)).has(bucket);
+  }
+
+  /**
+   * The collection of a bucket the device holds now (undefined: it holds no such bucket): what
+   * verifying the bucket is answered for. Bucket ids do not name their collection, so each
+   * scoped collection's buckets of the device are computed until one matches.
+   */
+  collectionOf(agentId: string, bucket: string): string | undefined {
+    if (!this.holds(agentId, bucket)) return undefined;
+    return this.rules.collections.find((collection) => this.#bucketsIn(agentId, collection).includes(bucket));
+  }
+
+  /** The ids of a device's buckets of one collection (none if it may not read it). */
+  #bucketsIn(agentId: string, collection: string): string[] {
+    if (!this.mayRead(agentId, collection)) return [];
+    const subject = { agentId, labels: this.labelsOf(agentId), groups: this.#memberOf.get(agentId) ?? [] };
+    return this.rules.bucketsOfDevice(collection, subject).map(bucketIdOf);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { adjustDigest, DIGEST_MODULUS, documentHash, inRanges } from '../../shared/digest.js';
 import type { Change } from '../../shared/messages.js';
-import type { DamagedDocument, DigestMismatch, HubVerifyReport, RangeDocuments } from './digest-reads.js';
+import type { BucketDigestMismatch, DamagedDocument, DigestMismatch, HubVerifyReport, RangeDocuments } from './digest-reads.js';
 import { documentRowToChange, encodedChangeBytes, type DocumentRow, type LogRow } from './rows.js';
 
 /**
@@ -132,11 +132,20 @@ export class VerifyTally {
       .filter((c) => c.stored !== c.computed);
   }
 
-  /** The report, over the collections stored (`stored`: each one's digest) and those documents named. */
-  report(stored: ReadonlyMap<string, number>, digests: DigestMismatch[], engine: HubVerifyReport['engine']): HubVerifyReport {
+  /**
+   * The report, over the collections stored (`stored`: each one's digest) and those documents
+   * named, and the buckets recounted (`buckets`: how many, and those that disagreed).
+   */
+  report(
+    stored: ReadonlyMap<string, number>,
+    digests: DigestMismatch[],
+    buckets: { checked: number; mismatches: BucketDigestMismatch[] },
+    engine: HubVerifyReport['engine'],
+  ): HubVerifyReport {
     const collections = new Set([...stored.keys(), ...this.#sums.keys()]).size;
-    const ok = this.damaged.length === 0 && digests.length === 0 && engine.ok;
-    return { documents: this.documents, collections, damaged: this.damaged, digests, engine, ok };
+    const bucketDigests = buckets.mismatches;
+    const ok = this.damaged.length === 0 && digests.length === 0 && bucketDigests.length === 0 && engine.ok;
+    return { documents: this.documents, collections, buckets: buckets.checked, damaged: this.damaged, digests, bucketDigests, engine, ok };
   }
 
   #add(collection: string, hash: number): void {

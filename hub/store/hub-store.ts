@@ -1,8 +1,11 @@
 import type { BucketJoins } from './bucket-joins.js';
 import type { DigestReads } from './digest-reads.js';
+import type { Lineage, LostDocument, LostReport, ReapplyOutcome } from './lineage-types.js';
 import type { Hlc } from '../../shared/hlc.js';
 import type { Change, OpResult } from '../../shared/messages.js';
 import type { JsonValue } from '../../shared/values.js';
+
+export type { Lineage, LostDocument, LostReport, LostVersion, ReapplyOutcome } from './lineage-types.js';
 
 /** The hub's current state of one document. */
 export interface StoredDocument {
@@ -90,6 +93,15 @@ export interface LogEntry {
   buckets?: ChangeBuckets;
 }
 
+/** A committed change: its LSN, size bound and digests right after it (a scoped one's buckets' too). */
+export interface CommitResult {
+  lsn: number;
+  bytes: number;
+  digest: number;
+  /** A scoped change's: the digest of each bucket it is in or left (bucket-digests.ts). */
+  bucketDigests?: Record<string, number>;
+}
+
 export interface RecordedOutcome {
   result: Omit<OpResult, 'seq'>;
   /** Digest of the op's content, while still known (gone once retention pruned its log entry). */
@@ -135,59 +147,6 @@ export interface DocumentPage {
 }
 
 /**
- * Where a hub database's history comes from: a random `id` set when the database is created,
- * changed by every restore from a backup, and the LSN (`fork`) at which that restore parted it
- * from the history before (the restored database's head; 0 for a database never restored).
- * LSNs above `fork` mean different changes in different lineages.
- */
-export interface Lineage {
-  id: string;
-  fork: number;
-}
-
-/** A document version a restored hub no longer has, at its version in the lineage it was lost from. */
-export interface LostVersion {
-  collection: string;
-  key: string;
-  version: number;
-  op: 'put' | 'del';
-  value: JsonValue | undefined;
-  hlc: Hlc;
-  origin: string;
-}
-
-/** Document versions an agent held that a restored hub no longer has (see shared/messages.ts `lost`). */
-export interface LostReport {
-  agentId: string;
-  /** The lineage the versions were of, and where the restore parted from it. */
-  lineage: string;
-  fork: number;
-  docs: LostVersion[];
-}
-
-/** A lost document version as the hub keeps it: once however many agents report it, with who did and when. */
-export interface LostDocument extends LostVersion {
-  lineage: string;
-  fork: number;
-  /** When it was first reported (ms epoch). */
-  reportedAt: number;
-  reporters: Array<{ agentId: string; at: number }>;
-  /** Set once `outpost hub restore reapply` dealt with it: committed again, lost to a later write, or superseded by a newer lost version. */
-  reapplied?: { at: number; outcome: string; lsn: number | null; reason: string | null };
-}
-
-/** What reapplying did with one lost version (see LostDocument.reapplied). */
-export interface ReapplyOutcome {
-  lineage: string;
-  collection: string;
-  key: string;
-  version: number;
-  outcome: string;
-  lsn: number | null;
-  reason: string | null;
-}
-
-/**
  * One group commit's view of the store: everything `Ingestor` reads and writes, synchronously.
  * The store runs it inside one transaction (SQLite), or serves it from rows fetched up front
  * and writes what it recorded in one transaction afterwards (PostgreSQL), so that the log,
@@ -206,7 +165,7 @@ export interface IngestTx {
    * Appends to the log with the next LSN and updates the document (which then has no prior buckets:
    * see HubStore.rebucket); the size bound is for change sets, `digest` the collection's right after it.
    */
-  commit(entry: LogEntry): { lsn: number; bytes: number; digest: number };
+  commit(entry: LogEntry): CommitResult;
   collectionHead(collection: string): number;
   setCollectionHead(collection: string, lsn: number): void;
   /** The LSN of a bucket's newest change (0: none), kept through retention. */

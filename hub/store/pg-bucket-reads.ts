@@ -60,7 +60,8 @@ export class PgBucketReads {
   async bucketHeads(buckets: readonly string[]): Promise<Map<string, number>> {
     if (buckets.length === 0) return new Map();
     const rows = await this.#db.query<{ bucket: string; head_lsn: number }>(
-      'SELECT bucket, head_lsn FROM bucket_heads WHERE bucket = ANY($1::text[])',
+      // Head 0: a row that holds only a digest (a bucket given documents by a rebucket, never written).
+      'SELECT bucket, head_lsn FROM bucket_heads WHERE bucket = ANY($1::text[]) AND head_lsn > 0',
       [buckets],
     );
     return new Map(rows.map((r) => [r.bucket, r.head_lsn]));

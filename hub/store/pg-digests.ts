@@ -54,11 +54,11 @@ export class PgDigests {
     return row!.collection_digest ?? undefined;
   }
 
-  async rangeDigests(collection: string, depth: number, parents: readonly number[], bits: number): Promise<RangeDigests> {
+  async rangeDigests(collection: string, depth: number, parents: readonly number[], bits: number, bucket?: string): Promise<RangeDigests> {
     const tally = new RangeTally(depth, parents, bits);
     return this.#snapshot(async (query) => {
       for (let after: string | undefined; ;) {
-        const rows = await query<{ key: string; hash: number | null }>(keysSql(after, 'key, hash'), [collection, KEY_CHUNK, after]);
+        const rows = await query<{ key: string; hash: number | null }>(...keysQuery(collection, after, bucket, true));
         for (const { key, hash } of rows) tally.add(key, hash ?? 0);
         if (rows.length < KEY_CHUNK) break;
         after = rows.at(-1)!.key;
@@ -74,11 +74,12 @@ export class PgDigests {
     after: string | undefined,
     limit: number,
     maxBytes: number,
+    bucket?: string,
   ): Promise<RangeDocuments> {
     const page = new RangePage(depth, ranges, limit, maxBytes);
     const { lsn } = await this.#snapshot(async (query) => {
       for (let from = after; ;) {
-        const keys = (await query<{ key: string }>(keysSql(from, 'key'), [collection, KEY_CHUNK, from])).map((r) => r.key);
+        const keys = (await query<{ key: string }>(...keysQuery(collection, from, bucket, false))).map((r) => r.key);
         const wanted = keys.filter((key) => page.covers(key));
         for (let i = 0; i < wanted.length;) {
           if (page.full) {
@@ -122,10 +123,21 @@ export class PgDigests {
   }
 }
 
-/** A chunk of a collection's keys in order, after $3 if given. */
-function keysSql(after: string | undefined, columns: string): string {
-  return `SELECT ${columns} FROM documents WHERE collection = $1 ${after === undefined ? 'AND $3::text IS NULL' : 'AND key > $3'}
-    ORDER BY key LIMIT $2`;
+/**
+ * A chunk of a collection's keys in order (with their hashes: `hashes`), after `after` if given;
+ * with `bucket`, those of the documents in that bucket, from its index.
+ */
+function keysQuery(collection: string, after: string | undefined, bucket: string | undefined, hashes: boolean): [string, unknown[]] {
+  const from =
+    bucket === undefined
+      ? `SELECT key${hashes ? ', hash' : ''} FROM documents WHERE collection = $1`
+      : hashes
+        ? `SELECT b.key, d.hash FROM document_buckets b JOIN documents d ON d.collection = b.collection AND d.key = b.key
+           WHERE b.bucket = $4 AND b.collection = $1`
+        : 'SELECT b.key FROM document_buckets b WHERE b.bucket = $4 AND b.collection = $1';
+  const key = bucket === undefined ? 'key' : 'b.key';
+  const sql = `${from} ${after === undefined ? 'AND $3::text IS NULL' : `AND ${key} > $3`} ORDER BY ${key} LIMIT $2`;
+  return [sql, bucket === undefined ? [collection, KEY_CHUNK, after] : [collection, KEY_CHUNK, after, bucket]];
 }
 
 /**

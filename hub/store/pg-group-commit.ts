@@ -94,7 +94,8 @@ export async function prefetchPlan(pool: pg.Pool, plan: IngestPlan): Promise<Ing
  * Documents, heads and sequences arrive deduplicated: ON CONFLICT may touch a row only once.
  * A document's bucket rows removed and added are disjoint: sibling statements see the same
  * snapshot, so none may depend on another's row. The bucket columns' parameters come next to
- * last, the digests' last (each written with its row: a collection's with its head).
+ * last, the digests' last (each written with its row: a collection's or bucket's with its head,
+ * as absolute values the writer computed from its own copy).
  */
 const WRITE_GROUP_COMMIT = `
 WITH fence AS (
@@ -157,10 +158,10 @@ WITH fence AS (
   WHERE EXISTS (SELECT FROM fence)
   ON CONFLICT DO NOTHING
 ), bucket_head_rows AS (
-  INSERT INTO bucket_heads (bucket, head_lsn)
-  SELECT * FROM unnest($71::text[], $72::bigint[])
+  INSERT INTO bucket_heads (bucket, head_lsn, digest)
+  SELECT * FROM unnest($71::text[], $72::bigint[], $76::bigint[])
   WHERE EXISTS (SELECT FROM fence)
-  ON CONFLICT (bucket) DO UPDATE SET head_lsn = excluded.head_lsn
+  ON CONFLICT (bucket) DO UPDATE SET head_lsn = excluded.head_lsn, digest = excluded.digest
 )
 SELECT NOT EXISTS (SELECT FROM fence) AS fenced`;
 
@@ -214,6 +215,7 @@ export async function writeGroupCommit(pool: pg.Pool, from: WriterPosition, head
       ...columns(w.log, ['collection_digest']),
       ...columns(w.documents, ['hash']),
       ...columns(w.collectionHeads, ['digest']),
+      ...columns(w.bucketHeads, ['digest']),
     ],
   });
   return !rows[0]!.fenced;

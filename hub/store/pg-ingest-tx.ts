@@ -1,5 +1,15 @@
 import type { OpResult } from '../../shared/messages.js';
-import type { ChangeBuckets, ConflictRecord, IngestPlan, IngestTx, LogEntry, RecordedOutcome, StoredDocument } from './hub-store.js';
+import { movedBucketDigests } from './bucket-digests.js';
+import type {
+  ChangeBuckets,
+  CommitResult,
+  ConflictRecord,
+  IngestPlan,
+  IngestTx,
+  LogEntry,
+  RecordedOutcome,
+  StoredDocument,
+} from './hub-store.js';
 import { committedOutcome, explicitOutcome, type CommittedRun } from './outcome-rows.js';
 import { parseBuckets, toStoredDocument } from './rows.js';
 import {
@@ -54,7 +64,14 @@ export interface GroupCommitWrites {
   /** Rows of document_buckets to remove and to add: disjoint, each once. */
   removedDocumentBuckets: DocumentBucketRow[];
   addedDocumentBuckets: DocumentBucketRow[];
-  bucketHeads: Array<{ bucket: string; headLsn: number }>;
+  /** Each bucket whose head was set or whose digest moved, with both. */
+  bucketHeads: Array<{ bucket: string; headLsn: number; digest: number }>;
+}
+
+/** The store's own copy of every bucket's head and digest (see PgBucketState). */
+export interface StoredBucketState {
+  readonly heads: ReadonlyMap<string, number>;
+  readonly digests: ReadonlyMap<string, number>;
 }
 
 export interface DocumentBucketRow {
@@ -82,13 +99,13 @@ export const outcomeKey = (agentId: string, incarnation: string, seq: number): s
  * The IngestTx of the PostgreSQL store: serves reads from the prefetched rows, laid under what
  * this group commit already wrote (the same key written twice, the same agent in two batches),
  * and records writes to be sent in one transaction afterwards. Synchronous, like the SQLite
- * transaction it stands in for. Bucket heads come from the store's own copy of them all; a
- * document's hash and its collection's digest come with the rows prefetched, or written here.
+ * transaction it stands in for. Bucket heads and digests come from the store's own copy of them
+ * all; a document's hash and its collection's digest come with the rows prefetched, or written here.
  */
 export class BufferedIngestTx implements IngestTx {
   #head: number;
   readonly #prefetch: IngestPrefetch;
-  readonly #storedBucketHeads: ReadonlyMap<string, number>;
+  readonly #storedBuckets: StoredBucketState;
   readonly #plannedAgents = new Set<string>();
   readonly #plannedSeqs = new Set<string>();
   readonly #plannedDocuments = new Set<string>();
@@ -107,11 +124,13 @@ export class BufferedIngestTx implements IngestTx {
   /** By documentKey: how each scoped document's bucket rows change, net of every commit of it here. */
   readonly #documentBuckets = new Map<string, { collection: string; key: string; removed: Set<string>; added: Set<string> }>();
   readonly #bucketHeads = new Map<string, number>();
+  /** Each bucket's digest as this group commit's changes moved it. */
+  readonly #bucketDigests = new Map<string, number>();
 
-  constructor(plan: IngestPlan, prefetch: IngestPrefetch, head: number, bucketHeads: ReadonlyMap<string, number>) {
+  constructor(plan: IngestPlan, prefetch: IngestPrefetch, head: number, buckets: StoredBucketState) {
     this.#head = head;
     this.#prefetch = prefetch;
-    this.#storedBucketHeads = bucketHeads;
+    this.#storedBuckets = buckets;
     for (const { agentId, incarnation, seqs } of plan.agents) {
       this.#plannedAgents.add(agentKey(agentId, incarnation));
       for (const seq of seqs) this.#plannedSeqs.add(outcomeKey(agentId, incarnation, seq));
@@ -187,15 +206,17 @@ export class BufferedIngestTx implements IngestTx {
     this.#conflicts.push({ ...record, at: Date.now() });
   }
 
-  commit(entry: LogEntry): { lsn: number; bytes: number; digest: number } {
+  commit(entry: LogEntry): CommitResult {
     const lsn = this.#head + 1;
-    const { log, document, bytes, digest } = committedRows(entry, lsn, this.#before(entry.collection, entry.key));
-    if (entry.buckets) this.#indexBuckets(entry.collection, entry.key, lsn, entry.buckets);
+    const from = this.#before(entry.collection, entry.key);
+    const { log, document, bytes, digest } = committedRows(entry, lsn, from);
+    // Read before the document's new version is recorded: its buckets before this change.
+    const bucketDigests = entry.buckets && this.#indexBuckets(entry.collection, entry.key, lsn, entry.buckets, from.hash, document.hash);
     this.#log.push(log);
     this.#documents.set(documentKey(entry.collection, entry.key), document);
     this.#digests.set(entry.collection, digest);
     this.#head = lsn;
-    return { lsn, bytes, digest };
+    return bucketDigests ? { lsn, bytes, digest, bucketDigests } : { lsn, bytes, digest };
   }
 
   /** A document's hash and its collection's digest before the change being committed: as written here, else as stored. */
@@ -226,17 +247,35 @@ export class BufferedIngestTx implements IngestTx {
   }
 
   bucketHead(bucket: string): number {
-    return this.#bucketHeads.get(bucket) ?? this.#storedBucketHeads.get(bucket) ?? 0;
+    return this.#bucketHeads.get(bucket) ?? this.#storedBuckets.heads.get(bucket) ?? 0;
   }
 
   setBucketHead(bucket: string, lsn: number): void {
     this.#bucketHeads.set(bucket, lsn);
   }
 
-  /** Indexes a scoped change in its buckets' logs, and moves its document from the buckets it was in (before this commit). */
-  #indexBuckets(collection: string, key: string, lsn: number, buckets: ChangeBuckets): void {
+  /** A bucket's digest: as moved here, else as stored. */
+  #bucketDigest(bucket: string): number {
+    return this.#bucketDigests.get(bucket) ?? this.#storedBuckets.digests.get(bucket) ?? 0;
+  }
+
+  /**
+   * Indexes a scoped change in its buckets' logs, moves its document from the buckets it was in
+   * (before this commit) and those buckets' digests by its old and new hash; returns them.
+   */
+  #indexBuckets(
+    collection: string,
+    key: string,
+    lsn: number,
+    buckets: ChangeBuckets,
+    oldHash: number,
+    newHash: number,
+  ): Record<string, number> {
     this.#logBuckets.push(...logBucketRows(buckets, lsn));
-    const { removed, added } = documentBucketChanges(this.#storedBuckets(collection, key), buckets.in);
+    const before = this.#bucketsBefore(collection, key);
+    const moved = movedBucketDigests(before, buckets.in, oldHash, newHash, (bucket) => this.#bucketDigest(bucket));
+    for (const [bucket, digest] of Object.entries(moved)) this.#bucketDigests.set(bucket, digest);
+    const { removed, added } = documentBucketChanges(before, buckets.in);
     const id = documentKey(collection, key);
     let rows = this.#documentBuckets.get(id);
     if (!rows) this.#documentBuckets.set(id, (rows = { collection, key, removed: new Set(), added: new Set() }));
@@ -248,10 +287,11 @@ export class BufferedIngestTx implements IngestTx {
       rows.removed.delete(bucket);
       rows.added.add(bucket);
     }
+    return moved;
   }
 
   /** The buckets a document is in before the change being committed: as written here, else as stored. */
-  #storedBuckets(collection: string, key: string): readonly string[] | undefined {
+  #bucketsBefore(collection: string, key: string): readonly string[] | undefined {
     const id = documentKey(collection, key);
     const written = this.#documents.get(id);
     if (written) return written.buckets === null ? undefined : parseBuckets(written.buckets);
@@ -276,7 +316,11 @@ export class BufferedIngestTx implements IngestTx {
       logBuckets: this.#logBuckets,
       removedDocumentBuckets: this.#bucketRows('removed'),
       addedDocumentBuckets: this.#bucketRows('added'),
-      bucketHeads: [...this.#bucketHeads].map(([bucket, headLsn]) => ({ bucket, headLsn })),
+      bucketHeads: [...new Set([...this.#bucketHeads.keys(), ...this.#bucketDigests.keys()])].map((bucket) => ({
+        bucket,
+        headLsn: this.bucketHead(bucket),
+        digest: this.#bucketDigest(bucket),
+      })),
     };
     return Object.values(writes).some((rows: unknown[]) => rows.length > 0) ? writes : undefined;
   }

@@ -1,5 +1,7 @@
 import type pg from 'pg';
+import { rebucketedDigests } from './bucket-digests.js';
 import type { ScopeRulesChange, ServedScopeRules } from './hub-store.js';
+import type { PgBucketState } from './pg-bucket-state.js';
 import type { WriterPosition } from './pg-group-commit.js';
 import type { PgPool } from './pg-pool.js';
 import { chunkEnd, REBUCKET_CHUNK, rebucketWrites, type RebucketChunk, type RebucketRow } from './rebucket-rows.js';
@@ -15,16 +17,22 @@ const FENCE = `UPDATE leadership SET group_commits = group_commits + 1 WHERE epo
 
 /** A chunk of a collection's documents in key order; their values only where the rules read them. */
 function chunkSql(after: boolean, values: boolean): string {
-  return `SELECT key, ${values ? 'value' : 'NULL::bytea AS value'}, deleted, buckets, prior_buckets FROM documents
+  return `SELECT key, ${values ? 'value' : 'NULL::bytea AS value'}, deleted, buckets, prior_buckets, hash FROM documents
     WHERE collection = $1 ${after ? 'AND key > $2' : ''} ORDER BY key LIMIT ${REBUCKET_CHUNK}`;
 }
 
 /**
  * A chunk's writes as one statement: each changed document's buckets and prior buckets, its
- * bucket index rows removed and added (disjoint: sibling statements see the same snapshot).
+ * bucket index rows removed and added (disjoint: sibling statements see the same snapshot), and
+ * the digests of the buckets they left or joined, as absolute values from the writer's copy (a
+ * bucket without a head yet gets a row at head 0).
  */
 const WRITE_CHUNK = `
-WITH document_rows AS (
+WITH digest_rows AS (
+  INSERT INTO bucket_heads (bucket, head_lsn, digest)
+  SELECT g.bucket, 0, g.digest FROM unnest($9::text[], $10::bigint[]) AS g(bucket, digest)
+  ON CONFLICT (bucket) DO UPDATE SET digest = excluded.digest
+), document_rows AS (
   UPDATE documents d SET buckets = u.buckets, prior_buckets = u.prior_buckets
   FROM unnest($2::text[], $3::text[], $4::text[]) AS u(key, buckets, prior_buckets)
   WHERE d.collection = $1::text AND d.key = u.key
@@ -46,13 +54,16 @@ const BEGIN_REBUCKET = `INSERT INTO scope_rebuckets (collection, rules) VALUES (
 /**
  * Scope rules on PostgreSQL: bringing a collection's bucket index to the rules the hub now
  * serves, one chunk of documents per transaction (HubStore.rebucket), each fenced as a group
- * commit is; and the rules each collection was last indexed with.
+ * commit is, moving the digests of the buckets its documents leave and join (in the writer's copy
+ * too, once the chunk is committed); and the rules each collection was last indexed with.
  */
 export class PgRebucket {
   readonly #db: PgPool;
+  readonly #buckets: PgBucketState;
 
-  constructor(db: PgPool) {
+  constructor(db: PgPool, buckets: PgBucketState) {
     this.#db = db;
+    this.#buckets = buckets;
   }
 
   /**
@@ -60,8 +71,14 @@ export class PgRebucket {
    * transaction; undefined if the fence refused it (nothing written). The first chunk records
    * the rebucket as under way.
    */
-  chunk(from: WriterPosition, collection: string, after: string | undefined, change: ScopeRulesChange): Promise<RebucketChunk | undefined> {
-    return this.#fenced(from, async (client) => {
+  async chunk(
+    from: WriterPosition,
+    collection: string,
+    after: string | undefined,
+    change: ScopeRulesChange,
+  ): Promise<RebucketChunk | undefined> {
+    let digests = new Map<string, number>();
+    const done = await this.#fenced(from, async (client) => {
       if (after === undefined) await this.#db.wrap('write to', () => client.query(BEGIN_REBUCKET, [collection, change.rules ?? null]));
       const values = change.rules !== undefined; // unscoping reads no value
       const { rows } = await this.#db.wrap('read', () =>
@@ -72,6 +89,7 @@ export class PgRebucket {
         const pairs = writes.flatMap((w) => w[side].map((bucket) => [bucket, w.key] as const));
         return [pairs.map(([bucket]) => bucket), pairs.map(([, key]) => key)];
       };
+      digests = rebucketedDigests(writes, (bucket) => this.#buckets.digests.get(bucket) ?? 0);
       if (writes.length > 0) {
         await this.#db.wrap('write to', () =>
           client.query(WRITE_CHUNK, [
@@ -81,11 +99,15 @@ export class PgRebucket {
             writes.map((w) => w.prior_buckets),
             ...indexRows('removed'),
             ...indexRows('added'),
+            [...digests.keys()],
+            [...digests.values()],
           ]),
         );
       }
       return chunkEnd(writes.length, rows);
     });
+    if (done) this.#buckets.rebucketed(digests); // committed
+    return done;
   }
 
   /**

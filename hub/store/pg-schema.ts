@@ -232,6 +232,13 @@ ALTER TABLE collections ADD COLUMN digest bigint NOT NULL DEFAULT 0;
 ALTER TABLE log ADD COLUMN collection_digest bigint;
 INSERT INTO hub_meta (name, value) VALUES ('digests_pending', 1);
 `,
+  // 10: as SQLite migration 17: each scope bucket's digest, kept with its head; a database from
+  // before has them counted when the store opens, then 'bucket_digests_pending' goes
+  // (pg-bucket-digests.ts countBucketDigests).
+  `
+ALTER TABLE bucket_heads ADD COLUMN digest bigint NOT NULL DEFAULT 0;
+INSERT INTO hub_meta (name, value) VALUES ('bucket_digests_pending', 1);
+`,
 ];
 
 /** Arbitrary but fixed: the advisory lock every hub process takes to migrate (and to backfill what a migration left). */

@@ -21,6 +21,7 @@ import type {
   LoggedWrite,
 } from './hub-store.js';
 import { PgBucketReads } from './pg-bucket-reads.js';
+import type { PgBucketState } from './pg-bucket-state.js';
 import { prefetchPlan, whyFenced, writeGroupCommit, type WriterPosition } from './pg-group-commit.js';
 import { BufferedIngestTx } from './pg-ingest-tx.js';
 import { PgCredentials } from './pg-credentials.js';
@@ -36,6 +37,8 @@ import { PgRetention } from './pg-retention.js';
 import { PgDigests } from './pg-digests.js';
 import { verifyPg } from './pg-verify.js';
 import type { HubVerifyReport, RangeDigests, RangeDocuments } from './digest-reads.js';
+import type { BucketDigest } from './bucket-digests.js';
+import { pgBucketDigests } from './pg-bucket-digests.js';
 
 export interface PostgresHubStoreOptions {
   /**
@@ -75,14 +78,8 @@ export class PostgresHubStore implements HubStore {
   #head: number;
   #groupCommits: number;
   #prunedThrough: number;
-  /**
-   * Every bucket's head, loaded when the store opens: a group commit's IngestTx is synchronous
-   * and cannot fetch one its plan does not name (a change's buckets are known only once it is
-   * resolved). A copy is sound because this process is the database's one writer (the fence
-   * refuses any other), so nothing else moves them; it changes only once a group commit is
-   * written, so one that fails leaves it as it was.
-   */
-  readonly #bucketHeads: Map<string, number>;
+  /** Every bucket's head and digest: the writer's own copy (see PgBucketState). */
+  readonly #buckets: PgBucketState;
   /** Group commits run one after another: each starts from the head the previous one left. */
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
@@ -100,12 +97,12 @@ export class PostgresHubStore implements HubStore {
     this.#labels = new PgLabels(db);
     this.bucketJoins = new PgBucketJoins(db);
     this.#retention = new PgRetention(db);
-    this.#rebucket = new PgRebucket(db);
+    this.#rebucket = new PgRebucket(db, state.buckets);
     this.#epoch = state.epoch;
     this.#head = state.head;
     this.#groupCommits = state.groupCommits;
     this.#prunedThrough = state.prunedThrough;
-    this.#bucketHeads = state.bucketHeads;
+    this.#buckets = state.buckets;
     this.#lineageRows = new PgLineage(db);
     this.#lineage = state.lineage;
     this.#partition = state.partition;
@@ -144,7 +141,7 @@ export class PostgresHubStore implements HubStore {
 
   async #ingest<T>(plan: IngestPlan, work: (tx: IngestTx) => T): Promise<T> {
     const prefetch = await this.#db.wrap('read', () => prefetchPlan(this.#db.pool, plan));
-    const tx = new BufferedIngestTx(plan, prefetch, this.#head, this.#bucketHeads);
+    const tx = new BufferedIngestTx(plan, prefetch, this.#head, this.#buckets);
     const result = work(tx); // a throw here has written nothing
     const writes = tx.writes();
     // Nothing written (only redeliveries re-acked from recorded outcomes): nothing to fence.
@@ -154,7 +151,7 @@ export class PostgresHubStore implements HubStore {
     if (!committed) throw await whyFenced(this.#db, this.#epoch, this.#head);
     this.#head = tx.head;
     this.#groupCommits += 1;
-    for (const { bucket, headLsn } of writes.bucketHeads) this.#bucketHeads.set(bucket, headLsn);
+    this.#buckets.committed(writes.bucketHeads);
     return result;
   }
 
@@ -220,8 +217,12 @@ export class PostgresHubStore implements HubStore {
     return this.#digests.digestAt(collection, lsn);
   }
 
-  rangeDigests(collection: string, depth: number, parents: readonly number[], bits: number): Promise<RangeDigests> {
-    return this.#digests.rangeDigests(collection, depth, parents, bits);
+  bucketDigests(buckets: readonly string[]): Promise<Map<string, BucketDigest>> {
+    return pgBucketDigests(this.#db, buckets);
+  }
+
+  rangeDigests(collection: string, depth: number, parents: readonly number[], bits: number, bucket?: string): Promise<RangeDigests> {
+    return this.#digests.rangeDigests(collection, depth, parents, bits, bucket);
   }
 
   rangeDocuments(
@@ -231,8 +232,9 @@ export class PostgresHubStore implements HubStore {
     after: string | undefined,
     limit: number,
     maxBytes: number,
+    bucket?: string,
   ): Promise<RangeDocuments> {
-    return this.#digests.rangeDocuments(collection, depth, ranges, after, limit, maxBytes);
+    return this.#digests.rangeDocuments(collection, depth, ranges, after, limit, maxBytes, bucket);
   }
 
   /** With `repair`, only while no hub leads or stands by for this partition (see verifyPg). */

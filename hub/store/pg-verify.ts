@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import { HubRunningError } from '../../shared/errors.js';
 import { leaderLockKey } from '../leadership.js';
-import type { DigestMismatch, HubVerifyReport } from './digest-reads.js';
+import { DIGEST_MODULUS } from '../../shared/digest.js';
+import type { BucketDigestMismatch, DigestMismatch, HubVerifyReport } from './digest-reads.js';
 import { DIGEST_CHUNK, restoredRow, restoresRow, VerifyTally, type CheckedRow } from './digest-rows.js';
 import type { PgPool } from './pg-pool.js';
 import type { LogRow } from './rows.js';
@@ -16,7 +17,9 @@ const MAIN_INDEXES = ['log_pkey', 'log_by_collection', 'documents_pkey', 'collec
  * order, in one REPEATABLE READ transaction, so that collections are summed over one state while
  * a hub keeps committing. With `repair`, one read-write transaction taken while holding the
  * partition's leader lock, as `outpost hub restore mark` does: a hub leading the partition, or
- * standing by for it, makes it fail with HubRunningError. Then the engine's own check: amcheck's
+ * standing by for it, makes it fail with HubRunningError. Each scope bucket's digest is recounted
+ * from its documents' hashes once they are checked (and repaired), a chunk of buckets per query.
+ * Then the engine's own check: amcheck's
  * B-tree check of the main indexes, where the extension can be had.
  */
 export async function verifyPg(db: PgPool, partition: string, repair: boolean): Promise<HubVerifyReport> {
@@ -90,7 +93,40 @@ async function scrub(client: pg.ClientBase, repair: boolean): Promise<{ finish: 
     }
     digests.push({ ...mismatch, rewritten: repair });
   }
-  return { finish: (engine) => tally.report(stored, digests, engine) };
+  const buckets = await recountBuckets(client, repair);
+  return { finish: (engine) => tally.report(stored, digests, buckets, engine) };
+}
+
+/** Each chunk of buckets (with a row, or with documents) with its stored digest and its documents' sum. */
+const BUCKET_SUMS = `
+SELECT k.bucket, coalesce(h.digest, 0)::bigint AS stored,
+  coalesce((SELECT sum(d.hash) % ${DIGEST_MODULUS} FROM document_buckets b JOIN documents d ON d.collection = b.collection AND d.key = b.key
+    WHERE b.bucket = k.bucket), 0)::bigint AS computed
+FROM (SELECT bucket FROM bucket_heads UNION SELECT bucket FROM document_buckets) k
+LEFT JOIN bucket_heads h ON h.bucket = k.bucket
+WHERE k.bucket > $2 ORDER BY k.bucket LIMIT $1`;
+
+/** Every bucket recounted against its stored digest; with `repair`, rewritten where they differ. */
+async function recountBuckets(client: pg.ClientBase, repair: boolean): Promise<{ checked: number; mismatches: BucketDigestMismatch[] }> {
+  const mismatches: BucketDigestMismatch[] = [];
+  let checked = 0;
+  for (let after = ''; ;) {
+    const { rows } = await client.query<{ bucket: string; stored: number; computed: number }>(BUCKET_SUMS, [DIGEST_CHUNK, after]);
+    if (rows.length === 0) break;
+    checked += rows.length;
+    for (const { bucket, stored, computed } of rows) {
+      if (stored === computed) continue;
+      if (repair) {
+        await client.query(
+          'INSERT INTO bucket_heads (bucket, head_lsn, digest) VALUES ($1, 0, $2) ON CONFLICT (bucket) DO UPDATE SET digest = excluded.digest',
+          [bucket, computed],
+        );
+      }
+      mismatches.push({ bucket, stored, computed, rewritten: repair });
+    }
+    after = rows.at(-1)!.bucket;
+  }
+  return { checked, mismatches };
 }
 
 /**

@@ -22,6 +22,8 @@ export interface RebucketRow {
   deleted: boolean | number;
   buckets: string | null;
   prior_buckets: string | null;
+  /** Its stored hash: what it adds to and takes from the digests of the buckets it joins and leaves. */
+  hash: number | null;
 }
 
 /** What rebucketing writes of one document: its buckets and prior buckets (JSON arrays or NULL), and its index rows. */
@@ -32,6 +34,7 @@ export interface RebucketWrite {
   /** Rows of document_buckets to remove and to add: disjoint. */
   removed: string[];
   added: string[];
+  hash: number;
 }
 
 /** How far one chunk went: the last key it read, undefined once it reached the collection's end. */
@@ -51,7 +54,7 @@ export function rebucketWrites(rows: Iterable<RebucketRow>, change: ScopeRulesCh
     const old = row.buckets === null ? undefined : parseBuckets(row.buckets);
     if (change.rules === undefined) {
       if (old !== undefined || row.prior_buckets !== null) {
-        writes.push({ key: row.key, buckets: null, prior_buckets: null, ...documentBucketChanges(old, []) });
+        writes.push({ key: row.key, buckets: null, prior_buckets: null, hash: row.hash ?? 0, ...documentBucketChanges(old, []) });
       }
       continue;
     }
@@ -63,6 +66,7 @@ export function rebucketWrites(rows: Iterable<RebucketRow>, change: ScopeRulesCh
       key: row.key,
       buckets: JSON.stringify(buckets),
       prior_buckets: prior === undefined ? null : JSON.stringify(prior),
+      hash: row.hash ?? 0, // every document has its hash once the store is open (backfill)
       ...documentBucketChanges(old, buckets),
     });
   }

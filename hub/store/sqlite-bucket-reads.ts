@@ -33,7 +33,8 @@ export class SqliteBucketReads {
       documents: db.prepare<[string, number], DocumentRow>(bucketDocumentsSql(false)),
       documentsAfter: db.prepare<[string, string, string, number], DocumentRow>(bucketDocumentsSql(true)),
       heads: db.prepare<[string], { bucket: string; head_lsn: number }>(
-        `SELECT bucket, head_lsn FROM bucket_heads WHERE bucket IN (${IN_BUCKETS})`,
+        // Head 0: a row that holds only a digest (a bucket given documents by a rebucket, never written).
+        `SELECT bucket, head_lsn FROM bucket_heads WHERE bucket IN (${IN_BUCKETS}) AND head_lsn > 0`,
       ),
       backlog: db.prepare<[string, number], { n: number }>('SELECT count(*) AS n FROM log_buckets WHERE bucket = ? AND lsn > ?'),
       size: db.prepare<[string], { documents: number; bytes: number }>(

@@ -19,6 +19,7 @@ import type {
   Rejected,
   StoredDocument,
   LoggedWrite,
+  CommitResult,
 } from './hub-store.js';
 import { SqliteBucketReads } from './sqlite-bucket-reads.js';
 import { SqliteConnection } from './sqlite-connection.js';
@@ -135,11 +136,11 @@ export class SqliteHubDb implements IngestTx {
    * size as an encoded Change (from the value bytes just encoded: no second encoding), and its
    * collection's digest after it.
    */
-  commit(entry: LogEntry): { lsn: number; bytes: number; digest: number } {
+  commit(entry: LogEntry): CommitResult {
     const lsn = this.#head + 1;
-    const { bytes, digest } = this.#rows.append(entry, lsn);
+    const appended = this.#rows.append(entry, lsn);
     this.#head = lsn;
-    return { lsn, bytes, digest };
+    return { lsn, ...appended };
   }
 
   collectionHead(collection: string): number {

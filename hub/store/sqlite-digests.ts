@@ -1,5 +1,6 @@
 import { RangeTally } from '../../shared/digest.js';
 import type { HubVerifyReport, RangeDigests, RangeDocuments } from './digest-reads.js';
+import { SqliteBucketDigests } from './sqlite-bucket-digests.js';
 import { DIGEST_CHUNK, digestOfHalves, HASH_HALVES, RangePage, rowHash } from './digest-rows.js';
 import type { DocumentRow } from './rows.js';
 import type { SqliteConnection } from './sqlite-connection.js';
@@ -19,10 +20,19 @@ const DOCUMENT_COLUMNS = 'collection, key, value, deleted, version, hlc, origin,
 export class SqliteDigests {
   readonly #db: SqliteConnection;
   readonly #verify: SqliteVerify;
+  /** Scope buckets' digests: counted at open where never counted, read, recounted by the scrub. */
+  readonly buckets: SqliteBucketDigests;
 
   constructor(db: SqliteConnection) {
     this.#db = db;
-    this.#verify = new SqliteVerify(db);
+    this.buckets = new SqliteBucketDigests(db);
+    this.#verify = new SqliteVerify(db, this.buckets);
+  }
+
+  /** Brings digests up to date where migrations left them to count: documents' and collections', then buckets'. */
+  backfill(): void {
+    this.#hashDocuments();
+    this.buckets.count();
   }
 
   /**
@@ -30,7 +40,7 @@ export class SqliteDigests {
    * collection its digest, a transaction each, and only then drops the mark migration 16 left:
    * cut short, it is done again at the next open (hashes already set are kept).
    */
-  backfill(): void {
+  #hashDocuments(): void {
     if (!this.#pending()) return;
     const first = this.#db.prepare<[number], DocumentRow>(
       `SELECT ${HASHED_COLUMNS} FROM documents WHERE hash IS NULL ORDER BY collection, key LIMIT ?`,
@@ -83,10 +93,23 @@ export class SqliteDigests {
     return entry.collection_digest ?? undefined;
   }
 
-  rangeDigests(collection: string, depth: number, parents: readonly number[], bits: number, head: number): RangeDigests {
+  /** With `bucket`, of the collection's documents in that bucket only, read through its index. */
+  rangeDigests(collection: string, depth: number, parents: readonly number[], bits: number, head: number, bucket?: string): RangeDigests {
     const tally = new RangeTally(depth, parents, bits);
-    const rows = this.#db.statement<[string], [string, number | null]>('SELECT key, hash FROM documents WHERE collection = ?').raw();
-    for (const [key, hash] of rows.iterate(collection)) tally.add(key, hash ?? 0);
+    const rows =
+      bucket === undefined
+        ? this.#db
+            .statement<[string], [string, number | null]>('SELECT key, hash FROM documents WHERE collection = ?')
+            .raw()
+            .iterate(collection)
+        : this.#db
+            .statement<[string, string], [string, number | null]>(
+              `SELECT b.key, d.hash FROM document_buckets b JOIN documents d ON d.collection = b.collection AND d.key = b.key
+               WHERE b.bucket = ? AND b.collection = ?`,
+            )
+            .raw()
+            .iterate(bucket, collection);
+    for (const [key, hash] of rows) tally.add(key, hash ?? 0);
     return { lsn: head, digests: tally.digests, counts: tally.counts };
   }
 
@@ -98,15 +121,15 @@ export class SqliteDigests {
     limit: number,
     maxBytes: number,
     head: number,
+    bucket?: string,
   ): RangeDocuments {
     const page = new RangePage(depth, ranges, limit, maxBytes);
-    const keys =
-      after === undefined
-        ? this.#db.statement<[string], string>('SELECT key FROM documents WHERE collection = ? ORDER BY key').pluck().iterate(collection)
-        : this.#db
-            .statement<[string, string], string>('SELECT key FROM documents WHERE collection = ? AND key > ? ORDER BY key')
-            .pluck()
-            .iterate(collection, after);
+    // A bucket's keys come from its index, in order: its collection is never filtered whole.
+    const source = bucket === undefined ? 'documents WHERE' : 'document_buckets WHERE bucket = ? AND';
+    const keys = this.#db
+      .statement<string[], string>(`SELECT key FROM ${source} collection = ? ${after === undefined ? '' : 'AND key > ?'} ORDER BY key`)
+      .pluck()
+      .iterate(...[bucket, collection, after].filter((p) => p !== undefined));
     const row = this.#db.statement<[string, string], DocumentRow>(
       `SELECT ${DOCUMENT_COLUMNS} FROM documents WHERE collection = ? AND key = ?`,
     );

@@ -91,7 +91,7 @@ export class SqliteIngestRows {
   group<T>(fn: () => T): T {
     this.#digests.clear();
     try {
-      const result = fn();
+      const result = this.#buckets.group(fn);
       for (const { collection, lsn, digest } of this.#digests.unsaved()) this.#stmts.setDigest.run(collection, lsn, digest);
       return result;
     } finally {
@@ -185,11 +185,12 @@ export class SqliteIngestRows {
 
   /**
    * Appends a change to the log at `lsn` and updates the document, and indexes a scoped change
-   * in its buckets (an unscoped one costs no statement more); returns the change's size bound and
-   * its collection's digest after it.
+   * in its buckets (an unscoped one costs no statement more); returns the change's size bound, its
+   * collection's digest after it and a scoped change's buckets' digests after it.
    */
-  append(entry: LogEntry, lsn: number): { bytes: number; digest: number } {
-    const { log, document, bytes, digest } = committedRows(entry, lsn, this.#before(entry.collection, entry.key));
+  append(entry: LogEntry, lsn: number): { bytes: number; digest: number; bucketDigests?: Record<string, number> } {
+    const from = this.#before(entry.collection, entry.key);
+    const { log, document, bytes, digest } = committedRows(entry, lsn, from);
     const before = entry.buckets ? this.#buckets.stored(entry.collection, entry.key) : undefined;
     this.#stmts.appendLog.run(
       log.lsn,
@@ -218,9 +219,10 @@ export class SqliteIngestRows {
       document.buckets,
       document.hash,
     );
-    if (entry.buckets) this.#buckets.index(entry.collection, entry.key, lsn, entry.buckets, before);
     this.#digests.committed(entry.collection, entry.key, lsn, document.hash, digest);
-    return { bytes, digest };
+    if (!entry.buckets) return { bytes, digest };
+    const hashes = { old: from.hash, new: document.hash };
+    return { bytes, digest, bucketDigests: this.#buckets.index(entry.collection, entry.key, lsn, entry.buckets, before, hashes) };
   }
 
   /** A document's stored hash and its collection's digest: known from its read just before, else read now. */

@@ -1,16 +1,18 @@
+import { rebucketedDigests } from './bucket-digests.js';
 import type { ScopeRulesChange, ServedScopeRules } from './hub-store.js';
 import { chunkEnd, REBUCKET_CHUNK, rebucketWrites, type RebucketChunk, type RebucketRow } from './rebucket-rows.js';
 import type { SqliteConnection } from './sqlite-connection.js';
 
 /** A chunk of a collection's documents in key order; their values only where the rules read them. */
 function chunkSql(after: boolean, values: boolean): string {
-  return `SELECT key, ${values ? 'value' : 'NULL AS value'}, deleted, buckets, prior_buckets FROM documents
+  return `SELECT key, ${values ? 'value' : 'NULL AS value'}, deleted, buckets, prior_buckets, hash FROM documents
     WHERE collection = ? ${after ? 'AND key > ?' : ''} ORDER BY key LIMIT ${REBUCKET_CHUNK}`;
 }
 
 /**
  * Scope rules on SQLite: bringing a collection's bucket index to the rules the hub now serves,
- * one chunk of documents per transaction (HubStore.rebucket), and the rules each collection was
+ * one chunk of documents per transaction (HubStore.rebucket), the digests of the buckets its
+ * documents leave and join moved in the same transaction, and the rules each collection was
  * last indexed with.
  */
 export class SqliteRebucket {
@@ -28,6 +30,11 @@ export class SqliteRebucket {
       removeRow: db.prepare('DELETE FROM document_buckets WHERE bucket = ? AND collection = ? AND key = ?'),
       // OR IGNORE: rows an unscoped write left behind (see SqliteBucketRows) may be there already.
       addRow: db.prepare('INSERT OR IGNORE INTO document_buckets (bucket, collection, key) VALUES (?, ?, ?)'),
+      digest: db.prepare<[string], number>('SELECT digest FROM bucket_heads WHERE bucket = ?').pluck(),
+      // A bucket given its first documents here has no head yet: its row starts at head 0.
+      setDigest: db.prepare<[string, number]>(
+        'INSERT INTO bucket_heads (bucket, head_lsn, digest) VALUES (?, 0, ?) ON CONFLICT (bucket) DO UPDATE SET digest = excluded.digest',
+      ),
       record: db.prepare(
         `INSERT INTO scope_rules (collection, rules, since) VALUES (?, ?, ?)
          ON CONFLICT (collection) DO UPDATE SET rules = excluded.rules, since = excluded.since`,
@@ -61,6 +68,8 @@ export class SqliteRebucket {
         for (const bucket of write.removed) this.#stmts.removeRow.run(bucket, collection, write.key);
         for (const bucket of write.added) this.#stmts.addRow.run(bucket, collection, write.key);
       }
+      const digests = rebucketedDigests(writes, (bucket) => this.#stmts.digest.get(bucket) ?? 0);
+      for (const [bucket, digest] of digests) this.#stmts.setDigest.run(bucket, digest);
       return chunkEnd(writes.length, rows);
     });
   }

@@ -233,4 +233,13 @@ ALTER TABLE collections ADD COLUMN digest INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE log ADD COLUMN collection_digest INTEGER;
 INSERT INTO hub_meta (name, value) VALUES ('digests_pending', '1') ON CONFLICT (name) DO NOTHING;
 `,
+  // 17: each scope bucket's digest (the sum of the hashes of the documents in it, tombstones
+  // included), kept with its head by every group commit and rebucket. A database from before has
+  // them counted when the store opens, after the documents' hashes, and only then drops
+  // 'bucket_digests_pending' (SqliteBucketDigests.count); a bucket with documents and no head yet
+  // gets a row with head 0.
+  `
+ALTER TABLE bucket_heads ADD COLUMN digest INTEGER NOT NULL DEFAULT 0;
+INSERT INTO hub_meta (name, value) VALUES ('bucket_digests_pending', '1') ON CONFLICT (name) DO NOTHING;
+`,
 ];

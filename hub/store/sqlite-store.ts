@@ -22,6 +22,7 @@ import type {
   LoggedWrite,
 } from './hub-store.js';
 import type { HubVerifyReport, RangeDigests, RangeDocuments } from './digest-reads.js';
+import type { BucketDigest } from './bucket-digests.js';
 import { rebucketInChunks } from './rebucket-rows.js';
 import { SqliteHubDb } from './sqlite-db.js';
 import type { BucketJoins } from './bucket-joins.js';
@@ -123,8 +124,12 @@ export class SqliteHubStore implements HubStore {
     return settle(() => this.db.digests.digestAt(collection, lsn, this.db.prunedThrough));
   }
 
-  rangeDigests(collection: string, depth: number, parents: readonly number[], bits: number): Promise<RangeDigests> {
-    return settle(() => this.db.digests.rangeDigests(collection, depth, parents, bits, this.db.head));
+  bucketDigests(buckets: readonly string[]): Promise<Map<string, BucketDigest>> {
+    return settle(() => this.db.digests.buckets.read(buckets));
+  }
+
+  rangeDigests(collection: string, depth: number, parents: readonly number[], bits: number, bucket?: string): Promise<RangeDigests> {
+    return settle(() => this.db.digests.rangeDigests(collection, depth, parents, bits, this.db.head, bucket));
   }
 
   rangeDocuments(
@@ -134,8 +139,9 @@ export class SqliteHubStore implements HubStore {
     after: string | undefined,
     limit: number,
     maxBytes: number,
+    bucket?: string,
   ): Promise<RangeDocuments> {
-    return settle(() => this.db.digests.rangeDocuments(collection, depth, ranges, after, limit, maxBytes, this.db.head));
+    return settle(() => this.db.digests.rangeDocuments(collection, depth, ranges, after, limit, maxBytes, this.db.head, bucket));
   }
 
   /** Synchronous, one transaction: the hub's event loop waits for the whole scrub (run it from the CLI). */

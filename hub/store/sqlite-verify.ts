@@ -1,7 +1,8 @@
 import { HubRunningError } from '../../shared/errors.js';
-import type { DigestMismatch, HubVerifyReport } from './digest-reads.js';
+import type { BucketDigestMismatch, DigestMismatch, HubVerifyReport } from './digest-reads.js';
 import { DIGEST_CHUNK, restoredRow, restoresRow, VerifyTally, type CheckedRow } from './digest-rows.js';
 import type { LogRow } from './rows.js';
+import type { SqliteBucketDigests } from './sqlite-bucket-digests.js';
 import type { SqliteConnection } from './sqlite-connection.js';
 
 const COLUMNS = 'collection, key, value, deleted, version, hlc, origin, field_hlcs, hash';
@@ -10,13 +11,16 @@ const COLUMNS = 'collection, key, value, deleted, version, hlc, origin, field_hl
  * The SQLite hub database's scrub (DigestReads.verify): documents a chunk at a time in key order,
  * all in one read transaction, so that collections are summed over one state while a hub keeps
  * committing; with `repair`, one exclusive transaction instead, which refuses a database a hub
- * has open (HubRunningError). Then SQLite's own integrity check.
+ * has open (HubRunningError). Each scope bucket's digest is recounted from its documents'
+ * hashes once they are checked (and repaired). Then SQLite's own integrity check.
  */
 export class SqliteVerify {
   readonly #db: SqliteConnection;
+  readonly #buckets: SqliteBucketDigests;
 
-  constructor(db: SqliteConnection) {
+  constructor(db: SqliteConnection, buckets: SqliteBucketDigests) {
     this.#db = db;
+    this.#buckets = buckets;
   }
 
   verify(repair: boolean): HubVerifyReport {
@@ -62,7 +66,30 @@ export class SqliteVerify {
       if (repair) rewrite.run(m.collection, m.computed);
       return { ...m, rewritten: repair };
     });
-    return tally.report(stored, digests, this.#integrity());
+    return tally.report(stored, digests, this.#recountBuckets(repair), this.#integrity());
+  }
+
+  /** Every bucket (with a row, or with documents) recounted against its stored digest; with `repair`, rewritten where they differ. */
+  #recountBuckets(repair: boolean): { checked: number; mismatches: BucketDigestMismatch[] } {
+    const buckets = this.#db
+      .prepare<[], [string, number | null]>(
+        `SELECT k.bucket, h.digest FROM (SELECT bucket FROM bucket_heads UNION SELECT bucket FROM document_buckets) k
+         LEFT JOIN bucket_heads h ON h.bucket = k.bucket ORDER BY k.bucket`,
+      )
+      .raw()
+      .all();
+    const rewrite = this.#db.prepare(
+      'INSERT INTO bucket_heads (bucket, head_lsn, digest) VALUES (?, 0, ?) ON CONFLICT (bucket) DO UPDATE SET digest = excluded.digest',
+    );
+    const mismatches: BucketDigestMismatch[] = [];
+    for (const [bucket, digest] of buckets) {
+      const stored = digest ?? 0;
+      const computed = this.#buckets.recount(bucket);
+      if (computed === stored) continue;
+      if (repair) rewrite.run(bucket, computed);
+      mismatches.push({ bucket, stored, computed, rewritten: repair });
+    }
+    return { checked: buckets.length, mismatches };
   }
 
   /** SQLite's integrity check: every page, index and constraint (the first problems it finds, if any). */

@@ -5,7 +5,7 @@ import { encodeCbor } from '../../shared/codec.js';
 import type { HubVerifyReport } from '../../hub/store/digest-reads.js';
 import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
 import { runOutpost } from '../helpers/processes.js';
-import { commitGroup, hubPut } from '../helpers/store-writes.js';
+import { commitGroup, hubPut, scoped } from '../helpers/store-writes.js';
 import { tempDir } from '../helpers/temp.js';
 
 /** A stopped hub's SQLite database whose document docs/a was changed underneath it. */
@@ -51,6 +51,36 @@ describe('outpost hub verify', () => {
     const store = new SqliteHubStore(dir);
     expect((await store.document('docs', 'a'))?.value).toEqual({ n: 1 });
     await store.close();
+  });
+
+  it("finds a scope bucket's wrong digest; --repair rewrites it from its documents' hashes", async () => {
+    const dir = tempDir('hub-verify');
+    const bucket = 'bucket-A-0000000';
+    const store = new SqliteHubStore(dir);
+    await commitGroup(store, [scoped(hubPut('sites', 'a', { n: 1 }), [bucket]), scoped(hubPut('sites', 'b', 2), [bucket])]);
+    const sound = (await store.bucketDigests([bucket])).get(bucket)!.digest;
+    await store.close();
+    const db = new Database(join(dir, 'hub.db'));
+    db.prepare('UPDATE bucket_heads SET digest = 77 WHERE bucket = ?').run(bucket);
+    db.close();
+
+    const found = runOutpost(['hub', 'verify', '--data', dir]);
+    expect(found.status, found.stderr).toBe(1);
+    expect(found.stdout).toContain('checked 2 documents in 1 collections and 1 scope buckets');
+    expect(found.stdout).toContain(`digest of scope bucket ${bucket}: stored 77, its documents sum to ${sound}\n`);
+    const json = JSON.parse(runOutpost(['hub', 'verify', '--data', dir, '--json']).stdout) as HubVerifyReport;
+    expect(json).toMatchObject({
+      ok: false,
+      buckets: 1,
+      digests: [],
+      bucketDigests: [{ bucket, stored: 77, computed: sound, rewritten: false }],
+    });
+
+    const repaired = runOutpost(['hub', 'verify', '--data', dir, '--repair']);
+    expect(repaired.stdout).toContain(`digest of scope bucket ${bucket}: stored 77, its documents sum to ${sound}: rewritten`);
+    expect(repaired.stdout).toMatch(/damage found, and repaired/);
+    const again = runOutpost(['hub', 'verify', '--data', dir]);
+    expect([again.status, again.stdout.trim().split('\n').at(-1)]).toEqual([0, 'all well']);
   });
 
   it('exits 2 on a usage error', () => {

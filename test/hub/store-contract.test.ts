@@ -42,6 +42,18 @@ hubStoreContract('SQLite', {
     db.prepare('UPDATE collections SET digest = ? WHERE name = ?').run(digest, collection);
     db.close();
   },
+  damageBucketDigest: async (dir, bucket, digest) => {
+    const db = new Database(join(dir, 'hub.db'));
+    db.prepare('UPDATE bucket_heads SET digest = ? WHERE bucket = ?').run(digest, bucket);
+    db.close();
+  },
+  forgetBucketDigests: async (dir, bucket) => {
+    const db = new Database(join(dir, 'hub.db'));
+    db.prepare('UPDATE bucket_heads SET digest = 0').run();
+    db.prepare('DELETE FROM bucket_heads WHERE bucket = ?').run(bucket);
+    db.prepare("INSERT INTO hub_meta (name, value) VALUES ('bucket_digests_pending', '1')").run();
+    db.close();
+  },
 });
 
 hubStoreContract(
@@ -70,6 +82,14 @@ hubStoreContract(
     },
     damageDigest: async (url, collection, digest) => {
       await sql(url, 'UPDATE collections SET digest = $2 WHERE name = $1', [collection, digest]);
+    },
+    damageBucketDigest: async (url, bucket, digest) => {
+      await sql(url, 'UPDATE bucket_heads SET digest = $2 WHERE bucket = $1', [bucket, digest]);
+    },
+    forgetBucketDigests: async (url, bucket) => {
+      await sql(url, 'UPDATE bucket_heads SET digest = 0');
+      await sql(url, 'DELETE FROM bucket_heads WHERE bucket = $1', [bucket]);
+      await sql(url, "INSERT INTO hub_meta (name, value) VALUES ('bucket_digests_pending', 1)");
     },
   },
   NO_POSTGRES,

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { Change } from '../../shared/messages.js';
 import type { ConflictRecord, HubStore, IngestPlan, IngestTx } from '../../hub/store/hub-store.js';
 import { agentPut, commitGroup, hlcAt, hubDel, hubPut, observable, planOf, sleep } from '../helpers/store-writes.js';
+import { bucketDigestCases } from './store-contract-bucket-digests.js';
 import { scopeBucketCases } from './store-contract-buckets.js';
 import { digestCases } from './store-contract-digests.js';
 import { rebucketCases } from './store-contract-rebucket.js';
@@ -22,6 +23,10 @@ export interface StoreUnderTest {
   damageValue(location: string, collection: string, key: string, value: Buffer): Promise<void>;
   /** Changes a collection's stored digest at `location` around the store. */
   damageDigest(location: string, collection: string, digest: number): Promise<void>;
+  /** Changes a scope bucket's stored digest at `location` around the store. */
+  damageBucketDigest(location: string, bucket: string, digest: number): Promise<void>;
+  /** Makes the database at `location` look like one from before bucket digests (see BucketDigestCaseContext). */
+  forgetBucketDigests(location: string, bucket: string): Promise<void>;
 }
 
 const ALL = Number.MAX_SAFE_INTEGER;
@@ -678,6 +683,18 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
         },
         damageValue: (collection, key, value) => subject.damageValue(location, collection, key, value),
         damageDigest: (collection, digest) => subject.damageDigest(location, collection, digest),
+      });
+    });
+
+    describe('scope bucket digests', () => {
+      bucketDigestCases({
+        store: () => store,
+        reopen: async () => {
+          await store.close();
+          return (store = await open());
+        },
+        damageBucketDigest: (bucket, digest) => subject.damageBucketDigest(location, bucket, digest),
+        forgetBucketDigests: (bucket) => subject.forgetBucketDigests(location, bucket),
       });
     });
 

@@ -141,7 +141,12 @@ export class ScopeDelivery {
       (heads) => {
         if (this.#latest.get(agentId) !== sequence) return;
         const bs = ids.map((b): [string, number] => [b, heads.get(b) ?? 0]);
-        this.carrier.sendScope(agentId, ['scope', { hlc: this.#clock.tick(), cs: this.directory.collections, bs }]);
+        const cs = this.directory.collections;
+        // Each bucket's collection by its index in cs: a device verifying a bucket asks of it.
+        const collectionOf = this.directory.collectionsOfBuckets(agentId);
+        const bc = ids.map((b) => cs.indexOf(collectionOf.get(b) ?? ''));
+        const named = bc.every((i) => i >= 0) ? { bc } : {}; // all or none: the buckets held may have changed since
+        this.carrier.sendScope(agentId, ['scope', { hlc: this.#clock.tick(), cs, bs, ...named }]);
       },
       (error: unknown) =>
         // The device keeps the scope it had; it is told again when it reconnects.

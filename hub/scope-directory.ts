@@ -62,6 +62,13 @@ export class ScopeDirectory {
     return this.rules.collections.find((collection) => this.#bucketsIn(agentId, collection).includes(bucket));
   }
 
+  /** Each bucket a device holds now, with its collection (what the scope message tells it). */
+  collectionsOfBuckets(agentId: string): Map<string, string> {
+    const collections = new Map<string, string>();
+    for (const collection of this.rules.collections) for (const id of this.#bucketsIn(agentId, collection)) collections.set(id, collection);
+    return collections;
+  }
+
   /** The ids of a device's buckets of one collection (none if it may not read it). */
   #bucketsIn(agentId: string, collection: string): string[] {
     if (!this.mayRead(agentId, collection)) return [];

@@ -54,7 +54,8 @@ export class BucketChecks {
     const state = held.get(bucket);
     if (!followed(state) || state!.cursor !== lsn) return false;
     for (const [other, s] of held) {
-      if (other !== bucket && s.cursor > lsn && (this.#collections.get(other) ?? collection) === collection) return false;
+      const of = this.options.collectionOfBucket?.(other) ?? this.#collections.get(other) ?? collection;
+      if (other !== bucket && s.cursor > lsn && of === collection) return false;
     }
     return this.#compare(bucket, collection, lsn, digest, this.store.bucketDigests.digest(bucket), 'hole');
   }

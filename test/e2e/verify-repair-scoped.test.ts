@@ -102,7 +102,13 @@ describe('verifying and repairing a damaged replica of a scoped collection', () 
     const dataDir = tempDir('verify-scoped-agent');
     const running = await startAgent(dataDir, false);
     const expected = await hubScope(hub);
-    await waitFor('the agent holds its scope', async () => isDeepStrictEqual(await agentScope(running), expected), 20_000);
+    const notes = async (): Promise<number> =>
+      (await http<{ docs: unknown[] }>('GET', `${running.api}/v1/docs/notes?limit=100&confirmed=true`)).body.docs.length;
+    await waitFor(
+      'the agent holds its scope',
+      async () => isDeepStrictEqual(await agentScope(running), expected) && (await notes()) === 4,
+      20_000,
+    );
     await running.process.kill('SIGTERM');
     return { hub, dataDir };
   }

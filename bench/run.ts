@@ -17,6 +17,7 @@ import { mib } from './proc-stats.js';
 import { benchPropagation, type PropagationResult } from './propagation.js';
 import { benchRelabel, type RelabelResult } from './relabel.js';
 import { benchRepair, type RepairResult } from './repair.js';
+import { benchScopedRepair, type ScopedRepairResult } from './repair-scoped.js';
 import { benchScopeFanout, exact, type ScopeFanoutResult } from './scope-fanout.js';
 import { benchWire, type WireResult } from './wire.js';
 
@@ -233,6 +234,17 @@ async function repair(): Promise<RepairResult> {
   return r;
 }
 
+async function scopedRepair(): Promise<ScopedRepairResult> {
+  const r = await benchScopedRepair(quick);
+  line(
+    `range repair of ${r.damaged} damaged documents of a scope of ${count(r.held)} (of ${count(r.docs)}), link bytes`,
+    `${kb(r.repairBytes)} (${count(r.repairedDocs)} documents rewritten or removed)`,
+    `join of the scope by snapshot: ${kb(r.joinBytes)}`,
+    r.repairBytes / r.joinBytes,
+  );
+  return r;
+}
+
 const results = {
   ingest: await ingest(),
   wire: await wire(),
@@ -247,6 +259,7 @@ const results = {
   relabel: await relabel(),
   digestCost: await digestCost(),
   repair: await repair(),
+  scopedRepair: await scopedRepair(),
 };
 
 const machine = { cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, quick };

@@ -24,6 +24,8 @@ export interface ChaosOptions {
   writeEveryMs: number;
   /** Inject these kinds in turn instead of at random (a CI profile that covers each one). */
   schedule?: readonly FaultKind[];
+  /** Pick at random among these kinds only (default: all), by their usual weights. */
+  kinds?: readonly FaultKind[];
   log?: (line: string) => void;
 }
 
@@ -221,11 +223,12 @@ async function inject(
 ): Promise<void> {
   const pick = (): string => ids[Math.floor(random() * ids.length)]!;
   const hold = (): number => 300 + random() * 2500;
-  const total = Object.values(WEIGHTS).reduce((a, b) => a + b, 0);
+  const kinds = options.kinds ?? FAULT_KINDS;
+  const total = kinds.reduce((sum, kind) => sum + WEIGHTS[kind], 0);
   const randomKind = (): FaultKind => {
     let roll = random() * total;
-    for (const kind of FAULT_KINDS) if ((roll -= WEIGHTS[kind]) < 0) return kind;
-    return 'reset';
+    for (const kind of kinds) if ((roll -= WEIGHTS[kind]) < 0) return kind;
+    return kinds[0]!;
   };
   const wanted = options.schedule?.length ?? 0;
   while (Date.now() + options.faultEveryMs < deadline || history.faults.length < wanted) {

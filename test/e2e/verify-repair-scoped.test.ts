@@ -8,8 +8,8 @@ import type { Hub } from '../../hub/hub.js';
 import { encodeCbor } from '../../shared/codec.js';
 import { documentHash } from '../../shared/digest.js';
 import { TestFleet } from '../helpers/fleet.js';
-import { freePort } from '../helpers/ports.js';
-import { http, OutpostProcess } from '../helpers/processes.js';
+import { http } from '../helpers/processes.js';
+import { editAgentDb, repaired, startVerifyingAgent, type VerifyingAgent } from '../helpers/verifying-agent.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -28,42 +28,16 @@ const CONFIG = parseHubConfig({
   },
 });
 
-interface Running {
-  process: OutpostProcess;
-  api: string;
-}
-
 describe('verifying and repairing a damaged replica of a scoped collection', () => {
   let fleet: TestFleet;
-  let agent: Running | undefined;
+  let agent: VerifyingAgent | undefined;
   afterEach(async () => {
     await agent?.process.kill('SIGTERM');
     agent = undefined;
     await fleet.close();
   });
 
-  async function startAgent(dataDir: string, scrub: boolean): Promise<Running> {
-    const port = await freePort();
-    const process = new OutpostProcess([
-      'agent',
-      '--hub',
-      `mqtt://127.0.0.1:${fleet.port}`,
-      '--id',
-      'pi-1',
-      '--data',
-      dataDir,
-      '--http',
-      `127.0.0.1:${port}`,
-      '--verify-interval-seconds',
-      '5',
-      '--scrub-kb-per-minute',
-      scrub ? '60000' : '0',
-    ]);
-    await process.waitForLog('agent started');
-    return { process, api: `http://127.0.0.1:${port}` };
-  }
-
-  const statusOf = async (running: Running): Promise<AgentStatus> => (await http<AgentStatus>('GET', `${running.api}/v1/status`)).body;
+  const startAgent = (dataDir: string, scrub: boolean): Promise<VerifyingAgent> => startVerifyingAgent(fleet.port, dataDir, scrub);
 
   /** The hub's live documents of `sites` in pi-1's scope (berlin's, and its own keys): key → value. */
   async function hubScope(hub: Hub): Promise<Record<string, unknown>> {
@@ -72,7 +46,7 @@ describe('verifying and repairing a damaged replica of a scoped collection', () 
     return Object.fromEntries(mine.map((d) => [d.key, d.value]));
   }
 
-  async function agentScope(running: Running): Promise<Record<string, unknown>> {
+  async function agentScope(running: VerifyingAgent): Promise<Record<string, unknown>> {
     const { body } = await http<{ docs: Array<{ key: string; value: unknown }> }>(
       'GET',
       `${running.api}/v1/docs/sites?limit=1000&confirmed=true`,
@@ -113,31 +87,12 @@ describe('verifying and repairing a damaged replica of a scoped collection', () 
     return { hub, dataDir };
   }
 
-  function editAgentDb<T>(dataDir: string, edit: (db: Database.Database) => T): T {
-    const db = new Database(join(dataDir, 'agent.db'));
-    try {
-      return edit(db);
-    } finally {
-      db.close();
-    }
-  }
-
   /** Starts the agent again and waits until it has repaired (cause `cause`) and its copy verified since. */
   async function repairedAfterRestart(hub: Hub, dataDir: string, cause: string, scrub = false): Promise<AgentStatus> {
     const backAt = Date.now();
     agent = await startAgent(dataDir, scrub);
     const running = agent;
-    const status = await waitFor(
-      `a repair caused by ${cause}, then a match with the hub's digest`,
-      async () => {
-        const s = await statusOf(running);
-        const v = s.verification;
-        const verifiedAfterRepair = v.lastVerifiedAt !== undefined && v.lastRepairAt !== undefined && v.lastVerifiedAt >= v.lastRepairAt;
-        return v.repairs >= 1 && v.lastRepairCause === cause && verifiedAfterRepair && v.repairing.length === 0 ? s : undefined;
-      },
-      REPAIR_DEADLINE_MS,
-      200,
-    );
+    const status = await repaired(running, cause, REPAIR_DEADLINE_MS);
     expect(Date.now() - backAt).toBeLessThan(REPAIR_DEADLINE_MS);
     expect(await agentScope(running)).toEqual(await hubScope(hub));
     const view = await waitFor('the hub heard of the repair', async () => {

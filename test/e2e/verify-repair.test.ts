@@ -7,8 +7,8 @@ import type { Hub } from '../../hub/hub.js';
 import { encodeCbor } from '../../shared/codec.js';
 import { documentHash } from '../../shared/digest.js';
 import { TestFleet } from '../helpers/fleet.js';
-import { freePort } from '../helpers/ports.js';
-import { http, OutpostProcess } from '../helpers/processes.js';
+import { http } from '../helpers/processes.js';
+import { editAgentDb, repaired, startVerifyingAgent, statusOf, type VerifyingAgent } from '../helpers/verifying-agent.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -23,42 +23,16 @@ import { waitFor } from '../helpers/wait.js';
 const DOCS = 200;
 const REPAIR_DEADLINE_MS = 60_000;
 
-interface Running {
-  process: OutpostProcess;
-  api: string;
-}
-
 describe('verifying and repairing a damaged replica', () => {
   let fleet: TestFleet;
-  let agent: Running | undefined;
+  let agent: VerifyingAgent | undefined;
   afterEach(async () => {
     await agent?.process.kill('SIGTERM');
     agent = undefined;
     await fleet.close();
   });
 
-  async function startAgent(dataDir: string, scrub: boolean): Promise<Running> {
-    const port = await freePort();
-    const process = new OutpostProcess([
-      'agent',
-      '--hub',
-      `mqtt://127.0.0.1:${fleet.port}`,
-      '--id',
-      'pi-1',
-      '--data',
-      dataDir,
-      '--http',
-      `127.0.0.1:${port}`,
-      '--verify-interval-seconds',
-      '5',
-      '--scrub-kb-per-minute',
-      scrub ? '60000' : '0',
-    ]);
-    await process.waitForLog('agent started');
-    return { process, api: `http://127.0.0.1:${port}` };
-  }
-
-  const statusOf = async (running: Running): Promise<AgentStatus> => (await http<AgentStatus>('GET', `${running.api}/v1/status`)).body;
+  const startAgent = (dataDir: string, scrub: boolean): Promise<VerifyingAgent> => startVerifyingAgent(fleet.port, dataDir, scrub);
 
   /** The hub's documents of `readings`, as the agent's API shows confirmed ones: key → value. */
   async function hubReadings(hub: Hub): Promise<Record<string, unknown>> {
@@ -66,7 +40,7 @@ describe('verifying and repairing a damaged replica', () => {
     return Object.fromEntries(docs.map((d) => [d.key, d.value]));
   }
 
-  async function agentReadings(running: Running): Promise<Record<string, unknown>> {
+  async function agentReadings(running: VerifyingAgent): Promise<Record<string, unknown>> {
     const { body } = await http<{ docs: Array<{ key: string; value: unknown }> }>(
       'GET',
       `${running.api}/v1/docs/readings?limit=1000&confirmed=true`,
@@ -89,31 +63,12 @@ describe('verifying and repairing a damaged replica', () => {
     return { hub, dataDir, head };
   }
 
-  function editAgentDb(dataDir: string, edit: (db: Database.Database) => void): void {
-    const db = new Database(join(dataDir, 'agent.db'));
-    try {
-      edit(db);
-    } finally {
-      db.close();
-    }
-  }
-
   /** Starts the agent again and waits until it has repaired (cause `cause`) and its copy verified since. */
   async function repairedAfterRestart(hub: Hub, dataDir: string, cause: string, scrub = false): Promise<AgentStatus> {
     const backAt = Date.now();
     agent = await startAgent(dataDir, scrub);
     const running = agent;
-    const status = await waitFor(
-      `a repair caused by ${cause}, then a match with the hub's digest`,
-      async () => {
-        const s = await statusOf(running);
-        const v = s.verification;
-        const verifiedAfterRepair = v.lastVerifiedAt !== undefined && v.lastRepairAt !== undefined && v.lastVerifiedAt >= v.lastRepairAt;
-        return v.repairs >= 1 && v.lastRepairCause === cause && verifiedAfterRepair ? s : undefined;
-      },
-      REPAIR_DEADLINE_MS,
-      200,
-    );
+    const status = await repaired(running, cause, REPAIR_DEADLINE_MS);
     expect(Date.now() - backAt).toBeLessThan(REPAIR_DEADLINE_MS);
     expect(await agentReadings(running)).toEqual(await hubReadings(hub));
     // The fleet view names the device with the divergence and its repair.

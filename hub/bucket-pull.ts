@@ -64,7 +64,8 @@ export async function answerBucketPull(
   // Retention may have pruned past `from` while the page was read.
   if (!logReaches(pull.from)) return fresh();
   const to = complete ? Math.max(head, pull.from) : through;
-  const dg = await digestReached(store, pull.b, to, changes[0]?.c ?? join.collection());
+  // A page with more to come stops short of the bucket's head: only the last can carry its digest.
+  const dg = complete ? await digestReached(store, pull.b, to, changes[0]?.c ?? join.collection()) : undefined;
   return ['page', { id: pull.id, from: pull.from, to, more: !complete, hlc: clock.tick(), changes, b: pull.b, ...(dg && { dg }) }];
 }
 

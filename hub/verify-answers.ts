@@ -114,7 +114,15 @@ export class VerifyAnswers {
         return sent + SCANNED_DOCUMENT_COST * counts.flat().reduce((sum, n) => sum + n, 0);
       }
       const after = message[1].after;
-      const page = await store.rangeDocuments(ask.c, ask.d, ask.ps, after, REFETCH_PAGE_LIMIT, limits.maxMessageBytes / 2, bucket);
+      const page = await store.rangeDocuments({
+        collection: ask.c,
+        depth: ask.d,
+        ranges: ask.ps,
+        after,
+        limit: REFETCH_PAGE_LIMIT,
+        maxBytes: limits.maxMessageBytes / 2,
+        bucket,
+      });
       const sent = sendDown(agentId, [
         'refetched',
         {

@@ -34,15 +34,7 @@ export interface DigestReads {
    * least one). `next`: the last key returned, when more follow; `lsn` as for rangeDigests. With
    * `bucket`, only those in that bucket (read through its index), each with its buckets (`bk`).
    */
-  rangeDocuments(
-    collection: string,
-    depth: number,
-    ranges: readonly number[],
-    after: string | undefined,
-    limit: number,
-    maxBytes: number,
-    bucket?: string,
-  ): Promise<RangeDocuments>;
+  rangeDocuments(query: RangeDocumentsQuery): Promise<RangeDocuments>;
   /**
    * The store's own scrub: every document's row against its stored hash, every collection's and
    * every scope bucket's digest against its documents' hashes, and the database engine's own
@@ -59,6 +51,17 @@ export interface RangeDigests {
   /** By parent (in the order given), then by sub-range: the sum of the documents' hashes. */
   digests: number[][];
   counts: number[][];
+}
+
+/** Which documents a page of rangeDocuments reads (see there). */
+export interface RangeDocumentsQuery {
+  collection: string;
+  depth: number;
+  ranges: readonly number[];
+  after?: string | undefined;
+  limit: number;
+  maxBytes: number;
+  bucket?: string | undefined;
 }
 
 export interface RangeDocuments {

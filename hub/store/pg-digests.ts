@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { DIGEST_MODULUS, RangeTally } from '../../shared/digest.js';
-import type { RangeDigests, RangeDocuments } from './digest-reads.js';
+import type { RangeDigests, RangeDocuments, RangeDocumentsQuery } from './digest-reads.js';
 import { DIGEST_CHUNK, RangePage, rowHash } from './digest-rows.js';
 import type { PgPool } from './pg-pool.js';
 import { MIGRATION_LOCK } from './pg-schema.js';
@@ -67,15 +67,8 @@ export class PgDigests {
     });
   }
 
-  async rangeDocuments(
-    collection: string,
-    depth: number,
-    ranges: readonly number[],
-    after: string | undefined,
-    limit: number,
-    maxBytes: number,
-    bucket?: string,
-  ): Promise<RangeDocuments> {
+  async rangeDocuments(query: RangeDocumentsQuery): Promise<RangeDocuments> {
+    const { collection, depth, ranges, after, limit, maxBytes, bucket } = query;
     const page = new RangePage(depth, ranges, limit, maxBytes);
     const { lsn } = await this.#snapshot(async (query) => {
       for (let from = after; ;) {

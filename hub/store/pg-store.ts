@@ -36,7 +36,7 @@ import { rebucketInChunks } from './rebucket-rows.js';
 import { PgRetention } from './pg-retention.js';
 import { PgDigests } from './pg-digests.js';
 import { verifyPg } from './pg-verify.js';
-import type { HubVerifyReport, RangeDigests, RangeDocuments } from './digest-reads.js';
+import type { HubVerifyReport, RangeDigests, RangeDocuments, RangeDocumentsQuery } from './digest-reads.js';
 import type { BucketDigest } from './bucket-digests.js';
 import { pgBucketDigests } from './pg-bucket-digests.js';
 
@@ -225,16 +225,8 @@ export class PostgresHubStore implements HubStore {
     return this.#digests.rangeDigests(collection, depth, parents, bits, bucket);
   }
 
-  rangeDocuments(
-    collection: string,
-    depth: number,
-    ranges: readonly number[],
-    after: string | undefined,
-    limit: number,
-    maxBytes: number,
-    bucket?: string,
-  ): Promise<RangeDocuments> {
-    return this.#digests.rangeDocuments(collection, depth, ranges, after, limit, maxBytes, bucket);
+  rangeDocuments(query: RangeDocumentsQuery): Promise<RangeDocuments> {
+    return this.#digests.rangeDocuments(query);
   }
 
   /** With `repair`, only while no hub leads or stands by for this partition (see verifyPg). */

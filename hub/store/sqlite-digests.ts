@@ -1,5 +1,5 @@
 import { RangeTally } from '../../shared/digest.js';
-import type { HubVerifyReport, RangeDigests, RangeDocuments } from './digest-reads.js';
+import type { HubVerifyReport, RangeDigests, RangeDocuments, RangeDocumentsQuery } from './digest-reads.js';
 import { SqliteBucketDigests } from './sqlite-bucket-digests.js';
 import { DIGEST_CHUNK, digestOfHalves, HASH_HALVES, RangePage, rowHash } from './digest-rows.js';
 import type { DocumentRow } from './rows.js';
@@ -113,16 +113,8 @@ export class SqliteDigests {
     return { lsn: head, digests: tally.digests, counts: tally.counts };
   }
 
-  rangeDocuments(
-    collection: string,
-    depth: number,
-    ranges: readonly number[],
-    after: string | undefined,
-    limit: number,
-    maxBytes: number,
-    head: number,
-    bucket?: string,
-  ): RangeDocuments {
+  rangeDocuments(query: RangeDocumentsQuery, head: number): RangeDocuments {
+    const { collection, depth, ranges, after, limit, maxBytes, bucket } = query;
     const page = new RangePage(depth, ranges, limit, maxBytes);
     // A bucket's keys come from its index, in order: its collection is never filtered whole.
     const source = bucket === undefined ? 'documents WHERE' : 'document_buckets WHERE bucket = ? AND';

@@ -21,7 +21,7 @@ import type {
   StoredDocument,
   LoggedWrite,
 } from './hub-store.js';
-import type { HubVerifyReport, RangeDigests, RangeDocuments } from './digest-reads.js';
+import type { HubVerifyReport, RangeDigests, RangeDocuments, RangeDocumentsQuery } from './digest-reads.js';
 import type { BucketDigest } from './bucket-digests.js';
 import { rebucketInChunks } from './rebucket-rows.js';
 import { SqliteHubDb } from './sqlite-db.js';
@@ -132,16 +132,8 @@ export class SqliteHubStore implements HubStore {
     return settle(() => this.db.digests.rangeDigests(collection, depth, parents, bits, this.db.head, bucket));
   }
 
-  rangeDocuments(
-    collection: string,
-    depth: number,
-    ranges: readonly number[],
-    after: string | undefined,
-    limit: number,
-    maxBytes: number,
-    bucket?: string,
-  ): Promise<RangeDocuments> {
-    return settle(() => this.db.digests.rangeDocuments(collection, depth, ranges, after, limit, maxBytes, this.db.head, bucket));
+  rangeDocuments(query: RangeDocumentsQuery): Promise<RangeDocuments> {
+    return settle(() => this.db.digests.rangeDocuments(query, this.db.head));
   }
 
   /** Synchronous, one transaction: the hub's event loop waits for the whole scrub (run it from the CLI). */

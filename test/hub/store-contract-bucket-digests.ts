@@ -191,7 +191,7 @@ export function bucketDigestCases(ctx: BucketDigestCaseContext): void {
     expect(whole.counts[0]!.reduce((n, c) => n + c, 0)).toBe(60);
     const pages: Change[] = [];
     for (let after: string | undefined, n = 0; n < 20; n++) {
-      const page = await store.rangeDocuments('s', 0, [0], after, 7, ALL, A);
+      const page = await store.rangeDocuments({ collection: 's', depth: 0, ranges: [0], after, limit: 7, maxBytes: ALL, bucket: A });
       pages.push(...page.docs);
       after = page.next;
       if (after === undefined) break;
@@ -199,7 +199,7 @@ export function bucketDigestCases(ctx: BucketDigestCaseContext): void {
     expect(pages).toEqual([...inA].sort((x, y) => (x.k < y.k ? -1 : 1)));
     expect(pages.every((d) => d.bk !== undefined && d.bk.includes(A))).toBe(true);
     expect(pages.find((d) => d.k === 'key-3')).toMatchObject({ op: 'del', bk: [A, B] });
-    expect((await store.rangeDocuments('s', 0, [0], undefined, 10, ALL, C)).docs).toEqual([]);
+    expect((await store.rangeDocuments({ collection: 's', depth: 0, ranges: [0], limit: 10, maxBytes: ALL, bucket: C })).docs).toEqual([]);
     expect((await store.rangeDigests('s', 0, [0], 1, C)).counts).toEqual([[0, 0]]);
   });
 

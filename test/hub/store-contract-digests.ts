@@ -197,7 +197,7 @@ export function digestCases(ctx: DigestCaseContext): void {
     const pages: Change[][] = [];
     let after: string | undefined;
     do {
-      const page = await store.rangeDocuments('r', 2, ranges, after, 7, ALL);
+      const page = await store.rangeDocuments({ collection: 'r', depth: 2, ranges, after, limit: 7, maxBytes: ALL });
       expect(page.lsn).toBe(store.head);
       expect(page.docs.length).toBeLessThanOrEqual(7);
       expect(page.next === undefined || page.next === page.docs.at(-1)!.k).toBe(true);
@@ -207,19 +207,21 @@ export function digestCases(ctx: DigestCaseContext): void {
     expect(pages.flat()).toEqual(inRanges); // tombstones as `del` without a value, in the snapshot's order
     expect(pages.length).toBe(Math.ceil(inRanges.length / 7));
     // Exactly `limit` left: nothing follows, so no `next`.
-    const last = await store.rangeDocuments('r', 2, ranges, inRanges.at(-4)!.k, 3, ALL);
+    const last = await store.rangeDocuments({ collection: 'r', depth: 2, ranges, after: inRanges.at(-4)!.k, limit: 3, maxBytes: ALL });
     expect([last.docs, last.next]).toEqual([inRanges.slice(-3), undefined]);
     // About `maxBytes`, at least one.
-    const small = await store.rangeDocuments('r', 2, ranges, undefined, 100, 1);
+    const small = await store.rangeDocuments({ collection: 'r', depth: 2, ranges, limit: 100, maxBytes: 1 });
     expect([small.docs, small.next]).toEqual([inRanges.slice(0, 1), inRanges[0]!.k]);
     expect(small.readBytes).toBeGreaterThan(0);
-    const some = await store.rangeDocuments('r', 2, ranges, undefined, 100, 600);
+    const some = await store.rangeDocuments({ collection: 'r', depth: 2, ranges, limit: 100, maxBytes: 600 });
     expect(some.docs.length).toBeGreaterThan(1);
     expect(some.docs.length).toBeLessThan(8);
     // A range of depth 32 is one key position.
     const one = all[17]!;
-    expect((await store.rangeDocuments('r', 32, [keyPosition(one.k)], undefined, 10, ALL)).docs).toEqual([one]);
-    expect(await store.rangeDocuments('none', 0, [0], undefined, 10, ALL)).toEqual({
+    expect(
+      (await store.rangeDocuments({ collection: 'r', depth: 32, ranges: [keyPosition(one.k)], limit: 10, maxBytes: ALL })).docs,
+    ).toEqual([one]);
+    expect(await store.rangeDocuments({ collection: 'none', depth: 0, ranges: [0], limit: 10, maxBytes: ALL })).toEqual({
       lsn: store.head,
       docs: [],
       next: undefined,

@@ -12,8 +12,7 @@ import { join } from 'node:path';
 import { Agent } from '../agent/agent.js';
 import { parseHubConfig } from '../hub/config.js';
 import { Hub } from '../hub/hub.js';
-import { encodeCbor } from '../shared/codec.js';
-import { documentHash } from '../shared/digest.js';
+import { damageReadings, repairAfterRestart } from './repair.js';
 import { seedHub } from './seed-hub.js';
 import { until } from './stats.js';
 import { tempDir } from './temp.js';
@@ -56,7 +55,7 @@ export async function benchScopedRepair(quick: boolean): Promise<ScopedRepairRes
   };
   const held = docs / SITES;
   try {
-    let agent = new Agent(options).start();
+    const agent = new Agent(options).start();
     const joined = (): boolean => {
       const scope = agent.status().scope;
       return (
@@ -75,37 +74,17 @@ export async function benchScopedRepair(quick: boolean): Promise<ScopedRepairRes
       .prepare<[], { n: number }>("SELECT count(*) AS n FROM documents WHERE collection = 'readings' AND evicted = 0")
       .get()!.n;
     if (heldRows !== held) throw new Error(`the agent holds ${heldRows} documents of its scope, not ${held}`);
-    const rows = db.prepare<[string], { version: number }>("SELECT version FROM documents WHERE collection = 'readings' AND key = ?");
-    const rewrite = db.prepare("UPDATE documents SET value = ?, hash = ? WHERE collection = 'readings' AND key = ?");
-    const remove = db.prepare("DELETE FROM documents WHERE collection = 'readings' AND key = ?");
-    const step = Math.floor(held / damaged) * SITES;
-    for (let n = 0; n < damaged; n++) {
-      const i = n * step + 3; // of site-3
-      const key = `r-${i}`;
-      if (n % 2 === 0) {
-        remove.run(key);
-        continue;
-      }
-      const value = encodeCbor({ ...reading(i), celsius: -273 });
-      rewrite.run(value, documentHash('readings', key, rows.get(key)!.version, false, value), key);
-    }
     db.close();
+    const step = Math.floor(held / damaged) * SITES;
+    damageReadings(
+      options.dataDir,
+      Array.from({ length: damaged }, (_, n) => n * step + 3), // of site-3
+      reading,
+    );
 
     linkBytes = 0;
-    const restarted = Date.now();
-    agent = new Agent(options).start();
-    await until(
-      'the repair, then a match with the hub',
-      () => {
-        const v = agent.status().verification;
-        return v.repairs >= 1 && v.lastVerifiedAt !== undefined && Date.parse(v.lastVerifiedAt) >= restarted && v.repairing.length === 0;
-      },
-      120_000,
-      20,
-    );
+    const repairedDocs = await repairAfterRestart(options);
     const repairBytes = linkBytes;
-    const repairedDocs = agent.status().verification.documentsRepaired;
-    await agent.close();
     return { docs, held, damaged, joinBytes, repairBytes, repairedDocs };
   } finally {
     await hub.stop();

@@ -13,6 +13,7 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { Agent } from '../agent/agent.js';
+import type { AgentOptions } from '../agent/types.js';
 import { DEFAULT_SCRUB_BYTES_PER_MINUTE } from '../agent/scrubber.js';
 import { AgentStore } from '../agent/store/agent-store.js';
 import { Hub } from '../hub/hub.js';
@@ -55,30 +56,57 @@ export async function benchRepair(quick: boolean): Promise<RepairResult> {
     scrubBytesPerMinute: 0,
   };
   try {
-    let agent = new Agent(options).start();
+    const agent = new Agent(options).start();
     await until('the bootstrap', () => agent.status().watermark >= hub.store.head, 600_000, 20);
     const snapshotBytes = linkBytes;
     await agent.close();
 
-    const db = new Database(join(options.dataDir, 'agent.db'));
+    const step = Math.floor(docs / damaged);
+    damageReadings(
+      options.dataDir,
+      Array.from({ length: damaged }, (_, n) => n * step + 7),
+      reading,
+    );
+
+    linkBytes = 0;
+    const repairedDocs = await repairAfterRestart(options);
+    const repairBytes = linkBytes;
+    return { docs, damaged, snapshotBytes, repairBytes, repairedDocs, scrub: scrubFigures(options.dataDir) };
+  } finally {
+    await hub.stop();
+  }
+}
+
+/**
+ * Damages readings `r-{i}` of a stopped agent's replica, as a rotting card would leave them:
+ * every other one lost, the rest holding another value under their version (with a hash to
+ * match, so only the digest tells).
+ */
+export function damageReadings(dataDir: string, indexes: readonly number[], reading: (i: number) => Record<string, unknown>): void {
+  const db = new Database(join(dataDir, 'agent.db'));
+  try {
     const rows = db.prepare<[string], { version: number }>("SELECT version FROM documents WHERE collection = 'readings' AND key = ?");
     const rewrite = db.prepare("UPDATE documents SET value = ?, hash = ? WHERE collection = 'readings' AND key = ?");
     const remove = db.prepare("DELETE FROM documents WHERE collection = 'readings' AND key = ?");
-    const step = Math.floor(docs / damaged);
-    for (let n = 0; n < damaged; n++) {
-      const key = `r-${n * step + 7}`;
+    indexes.forEach((i, n) => {
+      const key = `r-${i}`;
       if (n % 2 === 0) {
         remove.run(key);
-        continue;
+        return;
       }
-      const value = encodeCbor({ ...reading(n * step + 7), celsius: -273 });
+      const value = encodeCbor({ ...reading(i), celsius: -273 });
       rewrite.run(value, documentHash('readings', key, rows.get(key)!.version, false, value), key);
-    }
+    });
+  } finally {
     db.close();
+  }
+}
 
-    linkBytes = 0;
-    const restarted = Date.now();
-    agent = new Agent(options).start();
+/** Starts the agent again, waits until it has repaired and its copy matched the hub's since, and stops it; returns the documents repaired. */
+export async function repairAfterRestart(options: AgentOptions): Promise<number> {
+  const restarted = Date.now();
+  const agent = new Agent(options).start();
+  try {
     await until(
       'the repair, then a match with the hub',
       () => {
@@ -88,12 +116,9 @@ export async function benchRepair(quick: boolean): Promise<RepairResult> {
       120_000,
       20,
     );
-    const repairBytes = linkBytes;
-    const repairedDocs = agent.status().verification.documentsRepaired;
-    await agent.close();
-    return { docs, damaged, snapshotBytes, repairBytes, repairedDocs, scrub: scrubFigures(options.dataDir) };
+    return agent.status().verification.documentsRepaired;
   } finally {
-    await hub.stop();
+    await agent.close();
   }
 }
 

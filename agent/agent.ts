@@ -22,6 +22,7 @@ import type { WriteKind } from './store/writes.js';
 import type { Transport, TransportFactory } from './transport.js';
 import type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
 import { validateWrite } from './write-validation.js';
+import { appliedChanges } from './applied-changes.js';
 import { WriteQueue, type WriteReceipt } from './write-queue.js';
 
 /** Status reports to the hub wait this long, so a burst of changes sends one. */
@@ -164,9 +165,9 @@ export class Agent extends EventEmitter<AgentEvents> {
         // Nothing goes up before the hub's assignment is known: a write must join its partition's sequence.
         mayUpload: () => this.#lanes.routed && this.#scheduler.mayUpload(),
         routed: () => this.#lanes.routed,
-        onApplied: (changes) => this.emit('change', changes),
+        onApplied: (changes) => this.listenerCount('change') > 0 && this.emit('change', appliedChanges(changes)),
         onEvicted: (documents) => this.emit('evicted', documents),
-        onRepaired: (collection, written, removed) => this.emit('repaired', { collection, written, removed }),
+        onRepaired: (collection, written, removed) => this.emit('repaired', { collection, written: appliedChanges(written), removed }),
         onProgress: () => {
           this.#progress.notify();
           this.#scheduleStatus();
@@ -315,14 +316,14 @@ export class Agent extends EventEmitter<AgentEvents> {
   async #write(collection: string, key: string, op: WriteKind, value: JsonValue | undefined, options: WriteOptions): Promise<WriteReceipt> {
     this.#assertOpen();
     if (op !== 'del' && value === undefined) throw new InvalidValueError(`${op} needs a value`);
-    validateWrite(collection, key, value);
+    const encoded = validateWrite(collection, key, value);
     const durability = options.durability ?? this.#policy(collection).durability;
     const rep = typeof durability === 'object' ? durability.replicas : undefined;
     const receipt = await this.#writes.submit({
       collection,
       key,
       op,
-      value,
+      value: encoded,
       ...(options.ifVersion !== undefined && { base: options.ifVersion }),
       ...(rep !== undefined && { rep }),
     });

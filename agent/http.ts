@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { AgentClosedError, InvalidHeaderError, NotFoundError, UnauthorizedError } from '../shared/errors.js';
 import { httpError } from '../shared/http-errors.js';
 import { parseIfMatch } from '../shared/if-match.js';
-import type { Change } from '../shared/messages.js';
+import type { AppliedChange } from './types.js';
 import { createAgentMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import type { EvictedDocument } from './store/replica.js';
@@ -164,7 +164,7 @@ export async function createAgentHttp(agent: Agent, log: Logger, options: AgentH
     const out = reply.raw;
     out.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     out.write(': outpost change feed\n\n');
-    const onChange = (changes: Change[]): void => {
+    const onChange = (changes: AppliedChange[]): void => {
       for (const c of changes) if (only === undefined || c.c === only) out.write(`event: change\ndata: ${JSON.stringify(c)}\n\n`);
     };
     const onRejection = (rejections: Rejection[]): void => {

@@ -8,6 +8,10 @@ import type { MovedWrite } from './store/outbox.js';
 import type { Rejection } from './store/rejections.js';
 import type { EvictedDocument } from './store/replica.js';
 import type { TransportFactory } from './transport.js';
+import type { JsonValue } from '../shared/values.js';
+
+/** A committed change as the app hears it: its value decoded (when first read, see applied-changes.ts). */
+export type AppliedChange = Omit<Change, 'v'> & { readonly v?: JsonValue };
 
 /** The agent's public types: options, status, read and write options, events. */
 export interface AgentOptions {
@@ -127,7 +131,7 @@ export interface ListOptions extends ReadOptions {
 
 export interface AgentEvents {
   /** Committed changes applied to the local replica. */
-  change: [Change[]];
+  change: [AppliedChange[]];
   /**
    * Documents that left this device's scope (a field of theirs, its labels or the hub's rules
    * changed): no longer held here, though they live on at the hub and on other devices.
@@ -137,7 +141,7 @@ export interface AgentEvents {
    * A repair of the device's copy of a collection rewrote documents as the hub has them (`written`,
    * as changes) and removed documents the hub does not have (`removed`).
    */
-  repaired: [info: { collection: string; written: Change[]; removed: EvictedDocument[] }];
+  repaired: [info: { collection: string; written: AppliedChange[]; removed: EvictedDocument[] }];
   /** Writes the hub refused or that lost a conflict; also kept in `rejections()`. */
   rejection: [Rejection[]];
   connected: [];

@@ -17,6 +17,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { HybridClock } from '../shared/hlc.js';
 import type { WriteOp } from '../shared/messages.js';
+import { encodeValue } from '../shared/value-bytes.js';
 import { CollectionPolicies, DEFAULT_HUB_CONFIG } from '../hub/config.js';
 import { defaultIngestOptions, Ingestor, type IngestRequest } from '../hub/ingest.js';
 import { SqliteHubStore } from '../hub/store/sqlite-store.js';
@@ -62,8 +63,8 @@ async function measure(writes: number, prune: (store: SqliteHubStore) => Promise
           const hlc = clock.tick();
           ops.push(
             seq % 100 === 50
-              ? { seq, c: 'readings', k: `r${seq}`, op: 'skip', v: 'expired', hlc }
-              : { seq, c: 'readings', k: `pi-${agent}-${seq % 500}`, op: 'put', v: { t: seq }, hlc },
+              ? { seq, c: 'readings', k: `r${seq}`, op: 'skip', v: encodeValue('expired'), hlc }
+              : { seq, c: 'readings', k: `pi-${agent}-${seq % 500}`, op: 'put', v: encodeValue({ t: seq }), hlc },
           );
         }
         requests.push({ kind: 'batch', agentId: `pi-${agent}`, batch: { inc: `${String(agent).padStart(4, '0')}`.repeat(8), ops } });

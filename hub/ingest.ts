@@ -7,6 +7,7 @@ import { RunRecorder } from './run-recorder.js';
 import { checkPartition, scopeAfter, scopeBefore, scopeOfReapply, validateOp, weighedDocument, type ScopeView } from './op-checks.js';
 import { limits as defaultLimits, type Limits } from '../shared/limits.js';
 import type { JsonValue } from '../shared/values.js';
+import { encodeValue, parseValue } from '../shared/value-bytes.js';
 import type { CollectionPolicies } from './config.js';
 import type { ReplicaWait } from './replication-tracker.js';
 import { resolveWrite } from './resolve.js';
@@ -119,10 +120,11 @@ export class Ingestor {
         if (request.kind === 'batch') {
           output.replies.push(...this.#ingestBatch(tx, request.agentId, request.batch, committed, output.replicaWaits));
         } else if (request.kind === 'hub') {
-          const op = { ...request.write, hlc: this.clock.tick() };
+          const op = { ...request.write, v: encodedOrAbsent(request.write.v), hlc: this.clock.tick() };
           output.hubResults.push(this.#apply(tx, { origin: 'hub', incarnation: null, seq: null }, op, committed));
         } else {
-          const { origin, vouchers, ...op } = request.write;
+          const { origin, vouchers, ...write } = request.write;
+          const op = { ...write, v: encodedOrAbsent(write.v) };
           output.hubResults.push(this.#apply(tx, { origin, incarnation: null, seq: null }, op, committed, vouchers));
         }
       }
@@ -201,7 +203,9 @@ export class Ingestor {
     if (op.op === 'skip') {
       // The agent gave this write up before uploading it (expired, dropped on overflow) and has
       // told its app; the seq is consumed so the ones behind it follow on.
-      const reason = typeof op.v === 'string' && /^[a-z_]{1,32}$/.test(op.v) ? op.v : 'skipped';
+      const told = op.v === undefined ? undefined : parseValue(op.v);
+      const reason =
+        told && 'value' in told && typeof told.value === 'string' && /^[a-z_]{1,32}$/.test(told.value) ? told.value : 'skipped';
       return { outcome: 'rejected', reason, detail: 'given up on the device before upload' };
     }
     const checked = validateOp(op, this.options.limits, this.options.maxFutureSkewMs);
@@ -226,7 +230,7 @@ export class Ingestor {
     const hlc = op.hlc as Hlc;
     this.clock.observe(hlc);
     if (op.op === 'put') {
-      const schemaProblem = policy.check(op.v);
+      const schemaProblem = policy.check(checked.value);
       if (schemaProblem)
         return { outcome: 'rejected', reason: 'schema', detail: `value does not match the schema of ${op.c}: ${schemaProblem}` };
     }
@@ -236,11 +240,11 @@ export class Ingestor {
     const agent = who.seq !== null ? who.origin : undefined;
     const outside = agent !== undefined ? scopeBefore(this.options.scopes, agent, op, current) : undefined;
     if (outside) return { outcome: 'rejected', ...outside };
-    const unvouched = vouchers && scopeOfReapply(this.options.scopes, { ...op, origin: who.origin, vouchers }, current);
+    const unvouched = vouchers && scopeOfReapply(this.options.scopes, { ...op, v: checked.value, origin: who.origin, vouchers }, current);
     if (unvouched) return { outcome: 'rejected', ...unvouched };
     // A hub write without If-Match is unconditional: made against whatever is current.
     const base = op.base ?? (who.seq === null ? (current?.version ?? 0) : 0);
-    const incoming = { op: op.op, value: op.v as JsonValue | undefined, hlc, origin: who.origin, base };
+    const incoming = { op: op.op, value: checked.value, hlc, origin: who.origin, base };
     // A tombstone the device could not read weighs as nothing: a conflict would reveal it.
     const weighed = agent !== undefined ? weighedDocument(this.options.scopes, agent, op, current) : current;
     const resolution = resolveWrite(policy.conflict, weighed, incoming);
@@ -275,6 +279,9 @@ export class Ingestor {
         detail: `document ${op.k} of ${op.c} would be in ${buckets.in.length} scope buckets, over ${MAX_BUCKETS_PER_DOCUMENT}: split the field it lists`,
       };
     }
+    // Most writes commit the value exactly as written: its bytes as the writer encoded them.
+    const encoded =
+      resolution.value === undefined ? undefined : resolution.value === checked.value ? checked.encoded! : encodeValue(resolution.value);
     const { lsn, bytes, digest, bucketDigests } = tx.commit({
       collection: op.c,
       key: op.k,
@@ -285,9 +292,8 @@ export class Ingestor {
       incarnation: who.incarnation,
       seq: who.seq,
       ...(resolution.fieldHlcs && { fieldHlcs: resolution.fieldHlcs }),
-      // Most writes commit the value exactly as written: reuse the bytes validation encoded.
-      ...(resolution.value === op.v && checked.encoded && { encoded: checked.encoded }),
-      ...(who.seq !== null && { digest: digestOf(op, checked.encoded) }),
+      ...(encoded && { encoded }),
+      ...(who.seq !== null && { digest: digestOf(op) }),
       ...(buckets && { buckets }),
     });
     const winner = { lsn, origin: who.origin, hlc, value: resolution.value };
@@ -328,7 +334,7 @@ export class Ingestor {
       c: op.c,
       k: op.k,
       op: kind,
-      ...(resolution.value !== undefined && { v: resolution.value }),
+      ...(encoded && { v: encoded }),
       hlc,
       o: who.origin,
       ...(buckets && { bk: [...buckets.in] }),
@@ -361,6 +367,11 @@ export class Ingestor {
     const after = scopes.documentBuckets(collection, key, value).map(bucketIdOf);
     return { in: after, left: before.filter((b) => !after.includes(b)) };
   }
+}
+
+/** A hub write's value as a writer's bytes: the main site's writes are encoded here, once. */
+function encodedOrAbsent(value: unknown): Uint8Array | undefined {
+  return value === undefined ? undefined : encodeValue(value as JsonValue);
 }
 
 /** What a group commit will touch: the uploading incarnations with their seqs, and every document written. */

@@ -1,8 +1,7 @@
-import { encodeCbor } from '../shared/codec.js';
 import { decodeHlc, type Hlc } from '../shared/hlc.js';
-import { limits } from '../shared/limits.js';
 import type { LostMessage } from '../shared/messages.js';
-import { checkCollectionName, checkKey, checkValue, type JsonValue } from '../shared/values.js';
+import { parseValue } from '../shared/value-bytes.js';
+import { checkCollectionName, checkKey } from '../shared/values.js';
 import type { Logger } from 'pino';
 import type { HubStore, Lineage, LostReport } from './store/hub-store.js';
 
@@ -40,13 +39,14 @@ export function acceptLostReport(agentId: string, body: LostMessage[1], rules: L
     if (checkCollectionName(d.c) || checkKey(d.k) || !rules.ownsCollection(d.c)) continue;
     if (!(d.o === agentId ? rules.mayWrite(agentId, d.c) : rules.mayRead(agentId, d.c))) continue;
     if (d.ver <= body.fork || !plausibleHlc(d.hlc, latest)) continue;
-    if (d.op === 'put' && !wellFormed(d.v)) continue;
+    const parsed = d.op === 'put' && d.v !== undefined ? parseValue(d.v) : undefined;
+    if (d.op === 'put' && !(parsed && 'value' in parsed)) continue;
     docs.push({
       collection: d.c,
       key: d.k,
       version: d.ver,
       op: d.op,
-      value: d.op === 'put' ? (d.v as JsonValue) : undefined,
+      value: parsed && 'value' in parsed ? parsed.value : undefined,
       hlc: d.hlc as Hlc,
       origin: d.o,
     });
@@ -60,10 +60,6 @@ function plausibleHlc(hlc: string, latest: number): boolean {
   } catch {
     return false;
   }
-}
-
-function wellFormed(value: unknown): boolean {
-  return value !== undefined && checkValue(value) === undefined && encodeCbor(value).length <= limits.maxValueBytes;
 }
 
 /**

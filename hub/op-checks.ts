@@ -1,9 +1,9 @@
 import { bucketIdOf } from '../shared/buckets.js';
 import { decodeHlc, type Hlc } from '../shared/hlc.js';
 import type { WriteOp } from '../shared/messages.js';
-import { encodeCbor } from '../shared/codec.js';
+import { asBuffer, parseValue } from '../shared/value-bytes.js';
 import type { Limits } from '../shared/limits.js';
-import { checkCollectionName, checkKey, checkValue, isPlainObject } from '../shared/values.js';
+import { checkCollectionName, checkKey, isPlainObject, type JsonValue } from '../shared/values.js';
 
 /** Why an op is refused before anything is read: a reason code and a sentence for the app. */
 export interface OpProblem {
@@ -11,20 +11,23 @@ export interface OpProblem {
   detail: string;
 }
 
-/** A problem with an op's names or value, or the value encoded (its size is one of the checks). */
-export function validateOp(op: Omit<WriteOp, 'seq'>, limits: Limits, maxFutureSkewMs: number): OpProblem | { encoded?: Buffer } {
+/**
+ * A problem with an op's names or value, or the value decoded (`value`) beside its bytes as the
+ * writer encoded them (`encoded`), which are what the hub stores, digests and sends on.
+ */
+export function validateOp(
+  op: Omit<WriteOp, 'seq'>,
+  limits: Limits,
+  maxFutureSkewMs: number,
+): OpProblem | { value?: JsonValue; encoded?: Buffer } {
   const nameProblem = checkCollectionName(op.c) ?? checkKey(op.k, limits.maxKeyBytes);
   if (nameProblem) return nameProblem;
   if (op.op !== 'del') {
     if (op.v === undefined) return { reason: 'invalid_value', detail: `${op.op} needs a value` };
-    if (op.op === 'patch' && !isPlainObject(op.v)) return { reason: 'invalid_value', detail: 'patch needs an object of fields' };
-    const valueProblem = checkValue(op.v, limits.maxValueDepth);
-    if (valueProblem) return valueProblem;
-    const encoded = encodeCbor(op.v);
-    if (encoded.length > limits.maxValueBytes) {
-      return { reason: 'too_large', detail: `value of ${encoded.length} bytes exceeds the limit of ${limits.maxValueBytes} bytes` };
-    }
-    return checkSkew(op, maxFutureSkewMs) ?? { encoded };
+    const parsed = parseValue(op.v, limits.maxValueDepth, limits.maxValueBytes);
+    if ('reason' in parsed) return parsed;
+    if (op.op === 'patch' && !isPlainObject(parsed.value)) return { reason: 'invalid_value', detail: 'patch needs an object of fields' };
+    return checkSkew(op, maxFutureSkewMs) ?? { value: parsed.value, encoded: asBuffer(op.v) };
   }
   return checkSkew(op, maxFutureSkewMs) ?? {};
 }

@@ -36,6 +36,12 @@ export function decodeCbor(bytes: Uint8Array): unknown {
   return decoder.decode(bytes);
 }
 
+/** Decodes bytes that must hold exactly one CBOR item; throws on anything else (trailing bytes, a refused tag). */
+export function decodeOneCbor(bytes: Uint8Array): unknown {
+  // cbor-x's decode throws on trailing bytes ("end of buffer not reached") and on an empty input.
+  return decoder.decode(bytes);
+}
+
 /** Messages smaller than this go as they are: deflate's header and CPU do not pay for themselves. */
 const COMPRESS_FROM_BYTES = 512;
 /** CBOR major type 2 (byte string) in the top three bits of the first byte. */
@@ -82,9 +88,7 @@ export class MessageCodec<S extends TSchema> {
     const bytes = isByteString(wire[0]!) ? this.#inflate(wire) : wire;
     let value: unknown;
     try {
-      const items = decoder.decodeMultiple(bytes) as unknown[] | undefined;
-      if (!items || items.length !== 1) throw new Error(`expected one CBOR item, found ${items?.length ?? 0}`);
-      value = items[0];
+      value = decodeOneCbor(bytes);
     } catch (cause) {
       if (cause instanceof MalformedMessageError) throw cause;
       throw new MalformedMessageError((cause as Error).message ?? String(cause), { cause });

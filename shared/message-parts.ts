@@ -29,6 +29,13 @@ export const Epoch = Type.Integer({ minimum: 0 });
 /** A collection's content digest (shared/digest.ts): the sum of its documents' hashes, 52 bits. */
 export const Digest = Type.Integer({ minimum: 0, maximum: 2 ** 52 - 1 });
 
+/**
+ * A document value as its own CBOR encoding, carried as a byte string (protocol 5). The hub
+ * validates it once; from then on the hub's store, log, pages and change sets and every
+ * replica hold these same bytes, and only a reader decodes them. Bounded by the message.
+ */
+export const ValueBytes = Type.Uint8Array({ maxByteLength: limits.maxMessageBytes });
+
 export function message<T extends string, B extends TSchema>(type: T, body: B) {
   return Type.Tuple([Type.Literal(type), body]);
 }
@@ -47,7 +54,7 @@ export const Change = Type.Object(
     c: CollectionName,
     k: Key,
     op: Type.Union([Type.Literal('put'), Type.Literal('del'), Type.Literal('out'), Type.Literal('tag')]),
-    v: Type.Optional(Type.Unknown()),
+    v: Type.Optional(ValueBytes),
     hlc: Hlc,
     /** Origin: the agent id, or `hub` for writes made at the main site. */
     o: Type.String({ maxLength: 128 }),

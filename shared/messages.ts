@@ -16,6 +16,7 @@ import {
   message,
   Seq,
   strict,
+  ValueBytes,
 } from './message-parts.js';
 import { DigestsMessage, RangeSumsMessage, RangesMessage, RefetchedMessage, RefetchMessage, VerifyReport } from './verify-messages.js';
 
@@ -40,8 +41,8 @@ export const WriteOp = Type.Object(
      * overflow): it keeps the sequence contiguous; `v` says why. The hub records it as rejected.
      */
     op: Type.Union([Type.Literal('put'), Type.Literal('patch'), Type.Literal('del'), Type.Literal('skip')]),
-    /** Value for put, fields for patch, the reason for skip; absent for del. */
-    v: Type.Optional(Type.Unknown()),
+    /** Value for put, fields for patch, the reason for skip (each CBOR-encoded, ValueBytes); absent for del. */
+    v: Type.Optional(ValueBytes),
     hlc: Hlc,
     /** Version (LSN) of the document the write was made against; 0 = absent. */
     base: Type.Optional(Lsn),

@@ -23,8 +23,12 @@
  *      digests of scope buckets: a bucket's change sets and its last page carry its digest
  *      (`dg`), status reports ask for buckets' digests (`vb`, answered in `digests` `bs`), and
  *      range repair asks of one bucket (`b`).
+ * - 5: values travel as their own CBOR encoding, a byte string (`v` of write ops, changes, pages,
+ *      refetched and lost documents; shared/value-bytes.ts): the hub checks a writer's bytes
+ *      once and stores, logs, digests and sends them as they are; replicas store them as they
+ *      arrive. An agent on 4 would read a byte string where it expects a value.
  */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 /** This build's software version, reported by agents to the hub's fleet view. */
 export const SOFTWARE_VERSION = '0.1.0';

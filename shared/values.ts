@@ -12,33 +12,35 @@ export interface ValueProblem {
 /**
  * Checks that a decoded value is plain JSON data of bounded depth. CBOR can carry Maps, Sets,
  * typed arrays, tagged dates and objects keyed `__proto__`; none of them may reach storage.
+ * Recursive, and so allocation-free, as the hub runs it on every value written: the depth is
+ * bounded by `maxDepth`, checked before going deeper.
  */
 export function checkValue(value: unknown, maxDepth: number = defaultLimits.maxValueDepth): ValueProblem | undefined {
-  const stack: Array<[unknown, number]> = [[value, 0]];
-  while (stack.length > 0) {
-    const [v, depth] = stack.pop()!;
-    if (depth > maxDepth) return { reason: 'invalid_value', detail: `nested deeper than ${maxDepth} levels` };
-    if (v === null || typeof v === 'boolean' || typeof v === 'string') continue;
-    if (typeof v === 'number') {
-      if (!Number.isFinite(v)) return { reason: 'invalid_value', detail: 'numbers must be finite' };
-      continue;
+  return checkAt(value, 0, maxDepth);
+}
+
+function checkAt(v: unknown, depth: number, maxDepth: number): ValueProblem | undefined {
+  if (depth > maxDepth) return { reason: 'invalid_value', detail: `nested deeper than ${maxDepth} levels` };
+  if (v === null || typeof v === 'boolean' || typeof v === 'string') return undefined;
+  if (typeof v === 'number') return Number.isFinite(v) ? undefined : { reason: 'invalid_value', detail: 'numbers must be finite' };
+  if (Array.isArray(v)) {
+    for (const item of v) {
+      const problem = checkAt(item, depth + 1, maxDepth);
+      if (problem) return problem;
     }
-    if (Array.isArray(v)) {
-      for (const item of v) stack.push([item, depth + 1]);
-      continue;
-    }
-    if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
-      for (const [field, item] of Object.entries(v)) {
-        // cbor-x renames a decoded `__proto__` key to `__proto_`; both are refused, so that
-        // neither is stored under a name its writer did not give it.
-        if (field === '__proto__' || field === '__proto_') return { reason: 'invalid_value', detail: `field name ${field} is not allowed` };
-        stack.push([item, depth + 1]);
-      }
-      continue;
-    }
-    return { reason: 'invalid_value', detail: `unsupported type ${describe(v)}` };
+    return undefined;
   }
-  return undefined;
+  if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+    for (const field of Object.keys(v)) {
+      // cbor-x renames a decoded `__proto__` key to `__proto_`; both are refused, so that
+      // neither is stored under a name its writer did not give it.
+      if (field === '__proto__' || field === '__proto_') return { reason: 'invalid_value', detail: `field name ${field} is not allowed` };
+      const problem = checkAt((v as Record<string, unknown>)[field], depth + 1, maxDepth);
+      if (problem) return problem;
+    }
+    return undefined;
+  }
+  return { reason: 'invalid_value', detail: `unsupported type ${describe(v)}` };
 }
 
 function describe(v: unknown): string {

@@ -226,13 +226,12 @@ export class LostReports {
     for (const row of this.#s.chunk.all(partition, first.lineage, first.fork, maxDocs)) {
       bytes += 64 + row.key.length + (row.value?.length ?? 0);
       if (docs.length > 0 && bytes > maxBytes) break;
-      const value = decodeValue(row.value);
       docs.push({
         c: row.collection,
         k: row.key,
         ver: row.version,
         op: row.op,
-        ...(value !== undefined && { v: value }),
+        ...(row.value !== null && { v: row.value }),
         hlc: row.hlc,
         o: row.origin,
       });

@@ -1,4 +1,4 @@
-import { decodeCbor, encodeCbor } from '../../shared/codec.js';
+import { encodeCbor } from '../../shared/codec.js';
 import { OutboxFullError } from '../../shared/errors.js';
 import type { Hlc } from '../../shared/hlc.js';
 import type { OpResult, WriteOp } from '../../shared/messages.js';
@@ -147,8 +147,7 @@ export class Outbox {
             if (oldest) result.dropped.push(this.#giveUp(oldest, 'dropped', now));
           }
           const base = w.base ?? this.versionOf(w.collection, w.key);
-          const value = w.value === undefined ? null : encodeCbor(w.value);
-          this.#s.insert.run(w.partition, seq, w.collection, w.key, w.op, value, w.hlc, base, now, w.rep ?? null);
+          this.#s.insert.run(w.partition, seq, w.collection, w.key, w.op, w.value ?? null, w.hlc, base, now, w.rep ?? null);
           this.#tally.pendingChanged(w.collection, +1);
           result.seqs.push(seq);
           next.set(w.partition, seq + 1);
@@ -199,7 +198,7 @@ export class Outbox {
       bytes += 48 + row.key.length + (row.value?.length ?? 0);
       if (ops.length > 0 && bytes > maxBytes) break;
       if (row.skipped) {
-        ops.push({ seq: row.seq, c: row.collection, k: row.key, op: 'skip', v: row.skipped, hlc: row.hlc });
+        ops.push({ seq: row.seq, c: row.collection, k: row.key, op: 'skip', v: encodeCbor(row.skipped), hlc: row.hlc });
         continue;
       }
       ops.push({
@@ -208,7 +207,8 @@ export class Outbox {
         k: row.key,
         op: row.op,
         hlc: row.hlc,
-        ...(row.value !== null && { v: decodeCbor(row.value) }),
+        // Sent as stored: the bytes the write was encoded to once, when it was made.
+        ...(row.value !== null && { v: row.value }),
         ...(row.base > 0 && { base: row.base }),
         ...(row.rep != null && { rep: row.rep }),
       });

@@ -1,4 +1,4 @@
-import { encodeCbor } from '../../shared/codec.js';
+import { asBuffer } from '../../shared/value-bytes.js';
 import { documentHash, inRanges } from '../../shared/digest.js';
 import type { Change } from '../../shared/messages.js';
 import type { AgentDb } from './agent-db.js';
@@ -93,7 +93,7 @@ export class RangeRepair {
    * wrote nothing. In the caller's transaction.
    */
   write(doc: Change, bk: readonly string[] | undefined): number | undefined {
-    const value = doc.v === undefined ? null : encodeCbor(doc.v);
+    const value = doc.v === undefined ? null : asBuffer(doc.v);
     const deleted = doc.op === 'del' ? 1 : 0;
     const hash = documentHash(doc.c, doc.k, doc.lsn, deleted === 1, value);
     const buckets = bk === undefined ? null : JSON.stringify(bk);

@@ -1,4 +1,4 @@
-import { encodeCbor } from '../../shared/codec.js';
+import { asBuffer } from '../../shared/value-bytes.js';
 import { documentHash } from '../../shared/digest.js';
 import type { Change } from '../../shared/messages.js';
 import { applyPatch, type JsonValue } from '../../shared/values.js';
@@ -217,7 +217,8 @@ export class Replica {
   #applyOne(ch: Change, release: boolean, via?: Via): boolean {
     // Release the confirmed outbox rows first: on a full database their pages make room for the document.
     if (release) this.outbox.releaseConfirmed(ch.c, ch.k, ch.lsn);
-    const value = ch.v === undefined ? null : encodeCbor(ch.v);
+    // Stored as they came: the writer's bytes, which the hub stored, hashed and sent as they are.
+    const value = ch.v === undefined ? null : asBuffer(ch.v);
     const bk = ch.bk && via ? vouchedBuckets(ch.bk, via.bucket, ch.lsn, via.held) : ch.bk;
     const buckets = bk === undefined ? null : JSON.stringify(bk);
     // Its hash goes with the row (the digest triggers sum it), of the value bytes as stored.

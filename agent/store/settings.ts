@@ -1,4 +1,3 @@
-import { encodeCbor } from '../../shared/codec.js';
 import { StorageFullError } from '../../shared/errors.js';
 import { ZERO_HLC, type Hlc } from '../../shared/hlc.js';
 import type { AgentDb } from './agent-db.js';
@@ -50,7 +49,7 @@ export class Settings {
   /** Throws StorageFullError if these writes would take the database past its budget (estimated, before storing them). */
   assertRoomFor(writes: readonly NewWrite[]): void {
     if (this.#storageLimit === undefined) return;
-    const incoming = writes.reduce((sum, w) => sum + 64 + w.key.length + (w.value === undefined ? 0 : encodeCbor(w.value).length), 0);
+    const incoming = writes.reduce((sum, w) => sum + 64 + w.key.length + (w.value?.length ?? 0), 0);
     if (this.databaseBytes() + incoming > this.#storageLimit) throw new StorageFullError(this.db.path);
   }
 }

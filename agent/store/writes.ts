@@ -11,7 +11,8 @@ export interface NewWrite {
   collection: string;
   key: string;
   op: WriteKind;
-  value: JsonValue | undefined;
+  /** The value's bytes, encoded once when the app wrote it (shared/value-bytes.ts): stored and uploaded as they are. */
+  value: Buffer | undefined;
   hlc: Hlc;
   /** The version the write is made against; defaults to the replica's current version. */
   base?: number;

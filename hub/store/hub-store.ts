@@ -9,7 +9,10 @@ export type { Lineage, LostDocument, LostReport, LostVersion, ReapplyOutcome } f
 
 /** The hub's current state of one document. */
 export interface StoredDocument {
-  value: JsonValue | undefined;
+  /** Decoded when first read (see toStoredDocument). */
+  readonly value: JsonValue | undefined;
+  /** The value's bytes as stored; null for a tombstone. */
+  encoded: Buffer | null;
   deleted: boolean;
   version: number;
   hlc: Hlc;
@@ -85,7 +88,7 @@ export interface LogEntry {
   incarnation: string | null;
   seq: number | null;
   fieldHlcs?: Record<string, Hlc>;
-  /** `value` already CBOR-encoded, when the caller has it. */
+  /** `value` already CBOR-encoded, when the caller has it (a write's own bytes, stored as they came). */
   encoded?: Buffer;
   /** Digest of the op as the agent sent it, to tell a redelivery from a reused seq. */
   digest?: string;

@@ -1,6 +1,7 @@
 import type { Hlc } from '../../shared/hlc.js';
 import type { Change } from '../../shared/messages.js';
 import { decodeCbor } from '../../shared/codec.js';
+import { decodeValue } from '../../shared/value-bytes.js';
 import type { JsonValue } from '../../shared/values.js';
 import type {
   ConflictRecord,
@@ -72,9 +73,19 @@ export interface ConflictRow {
   at: number;
 }
 
+/**
+ * The document as a write is weighed against. Its value is decoded on first use only: a put
+ * under last-writer-wins to an unscoped collection never reads it, a patch or a merge does.
+ */
 export function toStoredDocument(row: Omit<DocumentRow, 'collection' | 'key'>): StoredDocument {
+  const bytes = row.value;
+  let decoded: JsonValue | undefined;
   return {
-    value: row.value === null ? undefined : (decodeCbor(row.value) as JsonValue),
+    get value(): JsonValue | undefined {
+      if (decoded === undefined && bytes !== null) decoded = decodeValue(bytes);
+      return decoded;
+    },
+    encoded: bytes,
     deleted: Boolean(row.deleted),
     version: row.version,
     hlc: row.hlc as Hlc,
@@ -96,7 +107,7 @@ export function logRowToChange(row: LogRow): Change {
     c: row.collection,
     k: row.key,
     op: row.op,
-    ...(row.value !== null && { v: decodeCbor(row.value) }),
+    ...(row.value !== null && { v: row.value }),
     hlc: row.hlc,
     o: row.origin,
     ...(row.buckets != null && { bk: parseBuckets(row.buckets) }),
@@ -109,7 +120,7 @@ export function documentRowToChange(row: DocumentRow): Change {
     c: row.collection,
     k: row.key,
     op: row.deleted ? 'del' : 'put',
-    ...(row.value !== null && !row.deleted && { v: decodeCbor(row.value) }),
+    ...(row.value !== null && !row.deleted && { v: row.value }),
     hlc: row.hlc,
     o: row.origin,
     ...(row.buckets != null && { bk: parseBuckets(row.buckets) }),

@@ -4,10 +4,11 @@ import { Replicator } from '../../agent/replicator.js';
 import { AgentStore } from '../../agent/store/agent-store.js';
 import { encodeHlc } from '../../shared/hlc.js';
 import type { Change, PullMessage } from '../../shared/messages.js';
+import { encodeValue } from '../../shared/value-bytes.js';
 import { tempDir } from '../helpers/temp.js';
 
 const hlc = encodeHlc(Date.now(), 0);
-const change = (lsn: number): Change => ({ lsn, c: 'x', k: `k${lsn}`, op: 'put', v: lsn, hlc, o: 'pi-other' });
+const change = (lsn: number): Change => ({ lsn, c: 'x', k: `k${lsn}`, op: 'put', v: encodeValue(lsn), hlc, o: 'pi-other' });
 
 describe('replicator', () => {
   let store: AgentStore;

@@ -6,6 +6,7 @@ import { packAck } from '../../shared/acks.js';
 import { encodeHlc } from '../../shared/hlc.js';
 import type { BatchMessage } from '../../shared/messages.js';
 import { tempDir } from '../helpers/temp.js';
+import { encodeValue } from '../../shared/value-bytes.js';
 
 const hlc = encodeHlc(Date.now(), 0);
 
@@ -21,7 +22,7 @@ describe('uploader', () => {
         collection: 'x',
         key: `k${i}`,
         op: 'put' as const,
-        value: i,
+        value: encodeValue(i),
         hlc,
       })),
       hlc,

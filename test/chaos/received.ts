@@ -1,5 +1,6 @@
 import mqttPacket from 'mqtt-packet';
 import { broadcastCodec, downCodec } from '../../shared/codec.js';
+import { decodeValue } from '../../shared/value-bytes.js';
 import type { Change } from '../../shared/messages.js';
 import type { DownstreamTap } from './fault-proxy.js';
 import type { History, ReceivedChange } from './history.js';
@@ -29,9 +30,16 @@ export function recordReceived(history: History, agentId: string, via: 'link' | 
   }
   const carried = (kind === 'snapshot' ? body.docs : body.changes) as Change[] | undefined;
   if (!Array.isArray(carried)) return 0;
-  const changes: ReceivedChange[] = carried
-    .filter((ch) => isScoped(ch.c))
-    .map((ch) => ({ c: ch.c, k: ch.k, op: ch.op, ...(ch.v !== undefined && { v: ch.v }) }));
+  let changes: ReceivedChange[];
+  try {
+    // Values travel as their bytes: decoded here, as the device would read them.
+    changes = carried
+      .filter((ch) => isScoped(ch.c))
+      .map((ch) => ({ c: ch.c, k: ch.k, op: ch.op, ...(ch.v !== undefined && { v: decodeValue(ch.v) }) }));
+  } catch (error) {
+    history.received.push({ agentId, via, topic, kind: 'undecodable', changes: [], problem: `a value: ${String(error)}` });
+    return 0;
+  }
   const bucket = typeof body.b === 'string' ? body.b : undefined;
   if (changes.length === 0 && bucket === undefined) return 0;
   history.received.push({ agentId, via, topic, kind, ...(bucket !== undefined && { bucket }), changes });

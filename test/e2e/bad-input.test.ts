@@ -51,7 +51,10 @@ describe("bad input on an agent's up topic", () => {
     const honest = fleet.agent('pi-honest');
     const big = encodeCbor([
       'batch',
-      { inc: INC, ops: [{ seq: 1, c: 'blobs', k: 'b', op: 'put', v: 'x'.repeat(limits.maxMessageBytes + 10), hlc: '0000000000010000' }] },
+      {
+        inc: INC,
+        ops: [{ seq: 1, c: 'blobs', k: 'b', op: 'put', v: encodeCbor('x'.repeat(limits.maxMessageBytes + 10)), hlc: '0000000000010000' }],
+      },
     ]);
     await raw.publish(topics.up('rogue-1'), big);
     await expectError(ErrorCode.MESSAGE_TOO_LARGE);
@@ -72,11 +75,13 @@ describe("bad input on an agent's up topic", () => {
         {
           inc: INC,
           ops: [
-            { seq: 1, c: 'Bad Name', k: 'k', op: 'put', v: 1, hlc: now },
-            { seq: 2, c: 'ok', k: 'k', op: 'put', v: { reading: Number.NaN }, hlc: now },
-            { seq: 3, c: 'ok', k: 'k', op: 'patch', v: [1, 2], hlc: now },
-            { seq: 4, c: 'ok', k: 'k', op: 'put', v: { fine: true }, hlc: now },
-            { seq: 5, c: 'ok', k: '', op: 'put', v: 1, hlc: now },
+            { seq: 1, c: 'Bad Name', k: 'k', op: 'put', v: encodeCbor(1), hlc: now },
+            { seq: 2, c: 'ok', k: 'k', op: 'put', v: encodeCbor({ reading: Number.NaN }), hlc: now },
+            { seq: 3, c: 'ok', k: 'k', op: 'patch', v: encodeCbor([1, 2]), hlc: now },
+            { seq: 4, c: 'ok', k: 'k', op: 'put', v: encodeCbor({ fine: true }), hlc: now },
+            { seq: 5, c: 'ok', k: '', op: 'put', v: encodeCbor(1), hlc: now },
+            // value bytes that hold two items, not one
+            { seq: 6, c: 'ok', k: 'j', op: 'put', v: Buffer.concat([encodeCbor(1), encodeCbor(2)]), hlc: now },
           ],
         },
       ]),
@@ -89,6 +94,7 @@ describe("bad input on an agent's up topic", () => {
         { seq: 3, outcome: 'rejected', reason: 'invalid_value' },
         { seq: 4, outcome: 'committed', lsn: 1 },
         { seq: 5, outcome: 'rejected', reason: 'invalid_key' },
+        { seq: 6, outcome: 'rejected', reason: 'invalid_value' },
       ],
     });
     expect(fleet.hub!.store.head).toBe(1);
@@ -102,8 +108,8 @@ describe("bad input on an agent's up topic", () => {
       {
         inc: INC,
         ops: [
-          { seq: 1, c: 'ok', k: 'a', op: 'put', v: 1, hlc: now },
-          { seq: 2, c: 'ok', k: 'b', op: 'put', v: 2, hlc: now },
+          { seq: 1, c: 'ok', k: 'a', op: 'put', v: encodeCbor(1), hlc: now },
+          { seq: 2, c: 'ok', k: 'b', op: 'put', v: encodeCbor(2), hlc: now },
         ],
       },
     ]);

@@ -1,6 +1,7 @@
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../agent/agent.js';
+import type { AppliedChange } from '../../agent/types.js';
 import { parseHubConfig } from '../../hub/config.js';
 import { hashToken, newToken } from '../../hub/credentials.js';
 import type { BrokerClientHub } from '../../hub/external-broker.js';
@@ -8,10 +9,10 @@ import type { Hub } from '../../hub/hub.js';
 import { bucketIdOf } from '../../shared/buckets.js';
 import { broadcastCodec, downCodec, upCodec } from '../../shared/codec.js';
 import { ErrorCode } from '../../shared/errors.js';
-import type { Change } from '../../shared/messages.js';
 import { topics } from '../../shared/topics.js';
 import { FLEET_SETUPS, TestFleet } from '../helpers/fleet.js';
 import { waitFor } from '../helpers/wait.js';
+import type { Change } from '../../shared/messages.js';
 
 const CONFIG = parseHubConfig({
   collections: {
@@ -23,8 +24,8 @@ const CONFIG = parseHubConfig({
 });
 
 /** Every change an agent applied, and every document it evicted, as they happened. */
-function watch(agent: Agent): { changes: Change[]; evicted: string[] } {
-  const seen = { changes: [] as Change[], evicted: [] as string[] };
+function watch(agent: Agent): { changes: AppliedChange[]; evicted: string[] } {
+  const seen = { changes: [] as AppliedChange[], evicted: [] as string[] };
   agent.on('change', (changes) => seen.changes.push(...changes));
   agent.on('evicted', (docs) => seen.evicted.push(...docs.map((d) => `${d.collection}/${d.key}`)));
   return seen;
@@ -104,7 +105,7 @@ describe.each(FLEET_SETUPS)('scoped collections, end to end: broker %s, store %s
     expect(seen2again.changes.map((c) => `${c.c}/${c.k}`).sort()).toEqual(['config/pi-2/limits', 'sites/paris-3']);
     await waitFor('pi-1 has berlin-3', async () => await holds(pi1, 'sites', 'berlin-3'));
 
-    const keys = (seen: { changes: Change[] }): Set<string> => new Set(seen.changes.map((c) => `${c.c}/${c.k}`));
+    const keys = (seen: { changes: AppliedChange[] }): Set<string> => new Set(seen.changes.map((c) => `${c.c}/${c.k}`));
     expect([...keys(seen1)].sort()).toEqual(['config/pi-1/limits', 'notes/n-1', 'sites/berlin-1', 'sites/berlin-2', 'sites/berlin-3']);
     expect([...keys(seen2)].sort()).toEqual(['config/pi-2/limits', 'notes/n-1', 'sites/paris-1', 'sites/paris-2']);
     expect(await holds(pi1, 'sites', 'paris-1')).toBe(false);

@@ -3,7 +3,7 @@ import { encodeCbor } from '../../shared/codec.js';
 import type { RejectReason } from '../../shared/errors.js';
 import { limits } from '../../shared/limits.js';
 import type { JsonValue } from '../../shared/values.js';
-import { freshInc, hlcAt, nowHlc, putOp, type OpKind, type WireOp } from './craft.js';
+import { freshInc, hlcAt, nowHlc, putOp, tagged, type OpKind, type WireOp } from './craft.js';
 
 /** Generators of hostile input, each paired with what the hub must answer. */
 
@@ -41,8 +41,10 @@ export interface PlannedOp {
   c: string;
   k: KeySpec;
   op: OpKind;
-  /** Absent: no `v` field on the wire. */
+  /** The value, sent as its CBOR encoding; absent: no `v` field on the wire. */
   v?: unknown;
+  /** Bytes sent as `v` as they are, instead of an encoded value: not one plain CBOR item. */
+  raw?: Uint8Array;
   hlc: HlcSpec;
   base?: number;
   expected: Expected;
@@ -117,6 +119,7 @@ const notJson = fc.oneof(
     { a: undefined },
     new Uint8Array([1, 2]),
     12345678901234567890n,
+    JSON.parse('{"__proto__": {"admin": true}}') as unknown,
   ),
   // nested deeper than the 32 levels a document may have
   fc.integer({ min: limits.maxValueDepth + 1, max: 300 }).map((depth) => {
@@ -126,8 +129,37 @@ const notJson = fc.oneof(
   }),
 );
 
+/**
+ * Value bytes that are not exactly one plain CBOR data item; each must be refused as
+ * `invalid_value` (the message around them is well-formed: only the hub's check of the value
+ * can refuse them).
+ */
+const notOneItem: fc.Arbitrary<Uint8Array> = fc.oneof(
+  // a value followed by more bytes
+  fc.tuple(jsonValue, fc.uint8Array({ minLength: 1, maxLength: 8 })).map(([v, extra]) => Buffer.concat([encodeCbor(v), extra])),
+  // a value cut short (an item's encoding has no proper prefix that is an item), or no bytes at all
+  jsonValue.map((v) => encodeCbor(v)).chain((bytes) => fc.nat({ max: bytes.length - 1 }).map((n) => Buffer.from(bytes.subarray(0, n)))),
+  // a tag: ones cbor-x would interpret (refused unread), and ones it does not know
+  fc
+    .tuple(fc.constantFrom(0, 1, 2, 3, 4, 5, 21, 24, 25, 27, 28, 29, 32, 35, 64, 258, 259, 300, 301, 40_000), jsonValue)
+    .map(([tag, v]) => tagged(tag, v)),
+  // a non-finite float in half, single and double precision; a break, a simple value, undefined
+  fc.constantFrom(
+    Buffer.from([0xf9, 0x7e, 0x00]),
+    Buffer.from([0xf9, 0x7c, 0x00]),
+    Buffer.from([0xfa, 0xff, 0x80, 0x00, 0x00]),
+    Buffer.from([0xfb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0]),
+    Buffer.from([0xff]),
+    Buffer.from([0xf0]),
+    Buffer.from([0xf7]),
+  ),
+);
+
 const badValue = fc.oneof(
   notJson.map((v): PlannedOp => ({ ...template(), v, expected: rejected('invalid_value') })),
+  fc
+    .tuple(fc.constantFrom<OpKind>('put', 'patch'), notOneItem)
+    .map(([op, raw]): PlannedOp => ({ ...template(), op, raw, expected: rejected('invalid_value') })),
   notJson.map((v): PlannedOp => ({ ...template(), op: 'patch', v: { field: v }, expected: rejected('invalid_value') })),
   // put and patch need a value; a patch needs an object of fields
   fc.constantFrom<OpKind>('put', 'patch').map((op): PlannedOp => ({
@@ -170,7 +202,7 @@ export function materialise(planned: PlannedOp, seq: number, unique: string): Wi
     k,
     op: planned.op,
     hlc,
-    ...('v' in planned && { v: planned.v }),
+    ...(planned.raw !== undefined ? { v: planned.raw } : 'v' in planned && { v: encodeCbor(planned.v) }),
     ...(planned.base !== undefined && { base: planned.base }),
   };
 }
@@ -239,6 +271,9 @@ export const schemaViolation: fc.Arbitrary<[label: string, message: unknown]> = 
     ['an agent id in the batch', setAt(validMessages()[0], [1, 'agentId'], 'pi-honest')],
     ['an origin in an op', setAt(validMessages()[0], [1, 'ops', 0, 'o'], 'pi-honest')],
     ['an agent id in an op', setAt(validMessages()[0], [1, 'ops', 0, 'agent'], 'pi-honest')],
+    ['a value not as its bytes', setAt(validMessages()[0], [1, 'ops', 0, 'v'], { a: 1 })],
+    ['a value as a text string', setAt(validMessages()[0], [1, 'ops', 0, 'v'], 'a')],
+    ['a value as an integer', setAt(validMessages()[0], [1, 'ops', 0, 'v'], 7)],
     ['seq 0', setAt(validMessages()[0], [1, 'ops', 0, 'seq'], 0)],
     ['seq -1', setAt(validMessages()[0], [1, 'ops', 0, 'seq'], -1)],
     ['seq 1.5', setAt(validMessages()[0], [1, 'ops', 0, 'seq'], 1.5)],
@@ -304,6 +339,7 @@ export const schemaViolation: fc.Arbitrary<[label: string, message: unknown]> = 
         [0, [1, 'ops', 0, 'c']],
         [0, [1, 'ops', 0, 'k']],
         [0, [1, 'ops', 0, 'hlc']],
+        [0, [1, 'ops', 0, 'v']],
         [0, [1]],
         [1, [1, 'id']],
         [1, [1, 'from']],

@@ -13,7 +13,10 @@ export const nowHlc = (): string => hlcAt(Date.now());
 
 export type OpKind = 'put' | 'patch' | 'del';
 
-/** A write op as it goes on the wire; loose on purpose, so tests can send what the schema forbids. */
+/**
+ * A write op as it goes on the wire; loose on purpose, so tests can send what the schema forbids.
+ * `v` is the value's CBOR encoding (a byte string) in a well-formed op.
+ */
 export interface WireOp {
   seq: number;
   c: string;
@@ -28,9 +31,9 @@ export function batchBytes(inc: string, ops: readonly WireOp[]): Buffer {
   return encodeCbor(['batch', { inc, ops }]);
 }
 
-/** One put with the current time as HLC. */
+/** One put of `v` with the current time as HLC; the value travels as its CBOR encoding. */
 export function putOp(seq: number, c: string, k: string, v: unknown): WireOp {
-  return { seq, c, k, op: 'put', v, hlc: nowHlc() };
+  return { seq, c, k, op: 'put', v: encodeCbor(v), hlc: nowHlc() };
 }
 
 const MARKER = 'fuzz:raw-cbor-goes-here';
@@ -47,9 +50,14 @@ export function withRawCbor(build: (marker: string) => unknown, raw: Uint8Array)
   return Buffer.concat([bytes.subarray(0, at), raw, bytes.subarray(at + marker.length)]);
 }
 
-/** A batch of one put whose value is the given raw CBOR. */
+/** A batch of one put whose value's bytes are `raw` as they are: hostile CBOR the hub must check itself. */
 export function putWithRawValue(inc: string, c: string, k: string, raw: Uint8Array): Buffer {
-  return withRawCbor((marker) => ['batch', { inc, ops: [putOp(1, c, k, marker)] }], raw);
+  return batchBytes(inc, [{ ...putOp(1, c, k, null), v: raw }]);
+}
+
+/** A batch of one put with `raw` CBOR where its value's byte string belongs: hostile CBOR in the message itself. */
+export function putWithRawCborForValue(inc: string, c: string, k: string, raw: Uint8Array): Buffer {
+  return withRawCbor((marker) => ['batch', { inc, ops: [{ ...putOp(1, c, k, null), v: marker }] }], raw);
 }
 
 /** `depth` nested one-element arrays around the integer 1: `[[[…1…]]]`, one byte a level. */

@@ -9,8 +9,10 @@ import { ErrorCode } from '../../shared/errors.js';
 import { limits } from '../../shared/limits.js';
 import type { BroadcastMessage, DownMessage, OpResult } from '../../shared/messages.js';
 import { topics } from '../../shared/topics.js';
+import { decodeValue, encodeValue } from '../../shared/value-bytes.js';
 import { TestFleet } from '../helpers/fleet.js';
 import { RawClient } from '../helpers/raw-client.js';
+import { valueOf } from '../helpers/value-bytes.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { brokenCbor, materialise, plannedOp, randomBytes, schemaViolation } from './arbitraries.js';
 import {
@@ -21,6 +23,7 @@ import {
   nestedMaps,
   nowHlc,
   putOp,
+  putWithRawCborForValue,
   putWithRawValue,
   SELF_REFERENCE,
   sharedDoubling,
@@ -139,7 +142,9 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
     expect(encodeCbor(justFits).length).toBe(limits.maxValueBytes);
     const hundredK = new Array<number>(100_000).fill(7);
     const put = (k: string, v: unknown): Buffer => batchBytes(freshInc(), [putOp(1, 'fz', k, v)]);
+    // Hostile CBOR as a value's bytes, which the hub checks itself, or where those bytes belong in the message.
     const raw = (k: string, bytes: Buffer): Buffer => putWithRawValue(freshInc(), 'fz', k, bytes);
+    const inMessage = (k: string, bytes: Buffer): Buffer => putWithRawCborForValue(freshInc(), 'fz', k, bytes);
     type Outcome = { error: ErrorCode } | { rejected: string } | { committed: unknown } | 'silent';
     const cases: Array<[string, Buffer, Outcome]> = [
       // huge arrays (all within the 1 MiB message limit)
@@ -166,8 +171,10 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
       // deep nesting: the decoder must refuse it, not overflow the hub's stack
       ['a message of 10k nested arrays', nestedArrays(10_000), { error: ErrorCode.MALFORMED_MESSAGE }],
       ['a message of ~1M nested arrays', nestedArrays(limits.maxMessageBytes - 1), { error: ErrorCode.MALFORMED_MESSAGE }],
-      ['a value of 10k nested arrays', raw('deep-arrays', nestedArrays(10_000)), { error: ErrorCode.MALFORMED_MESSAGE }],
-      ['a value of 10k nested maps', raw('deep-maps', nestedMaps(10_000)), { error: ErrorCode.MALFORMED_MESSAGE }],
+      ['a value of 10k nested arrays', raw('deep-arrays', nestedArrays(10_000)), { rejected: 'invalid_value' }],
+      ['a value of 10k nested maps', raw('deep-maps', nestedMaps(10_000)), { rejected: 'invalid_value' }],
+      ['10k nested arrays for a value', inMessage('deep-arrays', nestedArrays(10_000)), { error: ErrorCode.MALFORMED_MESSAGE }],
+      ['10k nested maps for a value', inMessage('deep-maps', nestedMaps(10_000)), { error: ErrorCode.MALFORMED_MESSAGE }],
       [
         'an hlc of 10k nested arrays',
         withRawCbor((m) => ['batch', { inc: freshInc(), ops: [{ ...putOp(1, 'fz', 'k', 1), hlc: m }] }], nestedArrays(10_000)),
@@ -179,12 +186,24 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
         { committed: JSON.parse(`${'['.repeat(32)}1${']'.repeat(32)}`) },
       ],
       ['a value nested 33 deep', raw('depth-33', nestedArrays(33)), { rejected: 'invalid_value' }],
+      // a value's bytes must hold exactly one item
+      ['a value with trailing bytes', raw('trailing', Buffer.concat([encodeCbor(1), encodeCbor(2)])), { rejected: 'invalid_value' }],
+      ['a value cut short', raw('cut', encodeCbor('cut short').subarray(0, 4)), { rejected: 'invalid_value' }],
+      ['a value of no bytes', raw('empty', Buffer.alloc(0)), { rejected: 'invalid_value' }],
+      // a value (not its bytes) where the bytes belong is no protocol message
+      ['an array nested 32 deep for a value', inMessage('depth-32', nestedArrays(32)), { error: ErrorCode.INVALID_MESSAGE }],
       // tags: the protocol has none; every tag cbor-x would interpret is refused at decoding,
       // so none may reach storage or run code; an unknown one decodes to a Tag, not plain data
-      ['tag 27 naming eval', raw('t27-eval', tagged(27, ['eval', 'globalThis.fuzzPwned = true'])), { error: ErrorCode.MALFORMED_MESSAGE }],
-      ['tag 27 naming Function', raw('t27-fn', tagged(27, ['Function', 'return 1'])), { error: ErrorCode.MALFORMED_MESSAGE }],
-      ['tag 27 RegExp', raw('t27-re', tagged(27, ['RegExp', '(a+)+$'])), { error: ErrorCode.MALFORMED_MESSAGE }],
+      ['tag 27 naming eval', raw('t27-eval', tagged(27, ['eval', 'globalThis.fuzzPwned = true'])), { rejected: 'invalid_value' }],
+      ['tag 27 naming Function', raw('t27-fn', tagged(27, ['Function', 'return 1'])), { rejected: 'invalid_value' }],
+      ['tag 27 RegExp', raw('t27-re', tagged(27, ['RegExp', '(a+)+$'])), { rejected: 'invalid_value' }],
+      [
+        'tag 27 naming eval for a value',
+        inMessage('t27-eval', tagged(27, ['eval', 'globalThis.fuzzPwned = true'])),
+        { error: ErrorCode.MALFORMED_MESSAGE },
+      ],
       ['an unknown tag', raw('t40000', tagged(40_000, 1)), { rejected: 'invalid_value' }],
+      ['an unknown tag for a value', inMessage('t40000', tagged(40_000, 1)), { error: ErrorCode.INVALID_MESSAGE }],
       [
         'a date as hlc',
         withRawCbor((m) => ['batch', { inc: freshInc(), ops: [{ ...putOp(1, 'fz', 'k', 1), hlc: m }] }], tagged(0, '2020-01-01')),
@@ -198,7 +217,8 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
         ),
         { error: ErrorCode.MALFORMED_MESSAGE },
       ],
-      ['a small bignum value', raw('bignum', bignum(64)), { error: ErrorCode.MALFORMED_MESSAGE }],
+      ['a small bignum value', raw('bignum', bignum(64)), { rejected: 'invalid_value' }],
+      ['a small bignum for a value', inMessage('bignum', bignum(64)), { error: ErrorCode.MALFORMED_MESSAGE }],
       ['an inline record definition', raw('record', tagged(0xdfff, [0xe000, ['a'], 1])), { committed: { a: 1 } }],
     ];
     for (const [label, payload, outcome] of cases) {
@@ -377,7 +397,7 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
           } else {
             if (last === 0) continue;
             const seq = Math.max(1, last + 1 - a.back);
-            const changed = { ...sent[seq - 1]!, v: { rewritten: true } };
+            const changed = { ...sent[seq - 1]!, v: encodeCbor({ rewritten: true }) };
             const ops = a.trailing ? [changed, ...newOps(1)] : [changed];
             expect(await attacker.exchange(batchBytes(inc, ops))).toMatchObject([['reincarnate', { inc, seq }]]);
           }
@@ -386,7 +406,7 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
           for (const op of sent) expect(store().countCommitted(ATTACKER, inc, op.seq)).toBe(1);
           expect(store().countCommitted(ATTACKER, inc, sent.length + 1)).toBe(0);
           expect(commitsBy(store(), ATTACKER, since).map((c) => c.lsn)).toEqual(sent.map((op) => acked.get(op.seq)!.lsn));
-          for (const op of sent) expect(store().document('fz', op.k)?.value).toEqual(op.v);
+          for (const op of sent) expect(store().document('fz', op.k)?.value).toEqual(decodeValue(op.v as Uint8Array));
         }
       }),
       { numRuns: 25 },
@@ -404,7 +424,7 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
           c: 'honest',
           prev: 0,
           hlc: nowHlc(),
-          changes: [{ lsn: 999_999, c: 'honest', k: forgedKey(n), op: 'put', v: { forged: true }, hlc: nowHlc(), o: HONEST }],
+          changes: [{ lsn: 999_999, c: 'honest', k: forgedKey(n), op: 'put', v: encodeValue({ forged: true }), hlc: nowHlc(), o: HONEST }],
         },
       ]),
       broadcastCodec.encode([
@@ -506,7 +526,7 @@ describe('a hub fuzzed over MQTT, with an honest agent alongside', () => {
     await honest.get('honest', docs[0]!.k, { minLsn: head });
     for (const doc of docs) {
       expect(doc.o).toBe(HONEST);
-      expect(await honest.get('honest', doc.k, { confirmed: true })).toMatchObject({ value: doc.v, version: doc.lsn });
+      expect(await honest.get('honest', doc.k, { confirmed: true })).toMatchObject({ value: valueOf(doc), version: doc.lsn });
     }
     expect(honest.status()).toMatchObject({ connected: true });
   });
@@ -550,14 +570,20 @@ describe('product bugs found by fuzzing', () => {
   // for the op's digest recursed forever and failed the whole group commit.
   it('refuses a self-referencing value at decoding, before it reaches a commit', async () => {
     const attacker = await connect();
+    // Where a value's bytes belong in the message, the message is refused...
+    expectError(await firstReply(attacker, putWithRawCborForValue(freshInc(), 'fz', 'cycle', SELF_REFERENCE)), ErrorCode.MALFORMED_MESSAGE);
+    // ...and as a value's bytes, the op.
     const reply = await firstReply(attacker, putWithRawValue(freshInc(), 'fz', 'cycle', SELF_REFERENCE));
-    expectError(reply, ErrorCode.MALFORMED_MESSAGE);
+    expect(reply).toMatchObject(['ack', { results: [{ outcome: 'rejected', reason: 'invalid_value' }] }]);
+    expect(await fleet.hub!.store.document('fz', 'cycle')).toBeUndefined();
   });
 
   // Found here, fixed: that poison failed every request in its group commit, however unrelated.
   it("a poison batch does not fail other writers' requests in the same group commit", async () => {
     const core = fleet.hub!.core;
-    core.onUp(ATTACKER, putWithRawValue(freshInc(), 'fz', 'cycle', SELF_REFERENCE)); // as the broker delivers it
+    // As the broker delivers them: the cycle where a value's bytes belong, and as a value's bytes.
+    core.onUp(ATTACKER, putWithRawCborForValue(freshInc(), 'fz', 'cycle', SELF_REFERENCE));
+    core.onUp(ATTACKER, putWithRawValue(freshInc(), 'fz', 'cycle', SELF_REFERENCE));
     const bystander = core.write({ c: 'notes', k: 'bystander', op: 'put', v: { ok: true } }); // same tick: same commit
     await expect(bystander).resolves.toMatchObject({ outcome: 'committed' });
   });

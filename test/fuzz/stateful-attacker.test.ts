@@ -187,5 +187,5 @@ function openSocket(port: number): Promise<Socket> {
 }
 
 function putOpFor(n: number): WireOp {
-  return { seq: n, c: 'fz', k: `w${n % 50}`, op: 'put', v: n, hlc: nowHlc() };
+  return { seq: n, c: 'fz', k: `w${n % 50}`, op: 'put', v: encodeCbor(n), hlc: nowHlc() };
 }

@@ -7,6 +7,7 @@ import { TOPIC_ROOT, topics } from '../../shared/topics.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
+import { encodeValue } from '../../shared/value-bytes.js';
 
 const INC = 'c'.repeat(32);
 
@@ -46,7 +47,7 @@ describe('broker access control', () => {
     const mallory = await client('mallory');
     const batch = upCodec.encode([
       'batch',
-      { inc: INC, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 1, hlc: encodeHlc(Date.now(), 0) }] },
+      { inc: INC, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: encodeValue(1), hlc: encodeHlc(Date.now(), 0) }] },
     ]);
     mallory.client.publish(topics.up('pi-victim'), batch, { qos: 1 });
     await waitFor('mallory disconnected', () => mallory.closed);

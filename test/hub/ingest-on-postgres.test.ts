@@ -9,6 +9,8 @@ import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
 import { freshDatabase, NO_POSTGRES } from '../helpers/postgres.js';
 import { prng } from '../helpers/prng.js';
 import { tempDir } from '../helpers/temp.js';
+import { encodeValue } from '../../shared/value-bytes.js';
+import { plainBytes } from '../helpers/value-bytes.js';
 
 const AGENTS = ['pi-a', 'pi-b', 'pi-c'];
 const INCARNATIONS = ['a'.repeat(32), 'b'.repeat(32)];
@@ -43,8 +45,8 @@ describe.skipIf(NO_POSTGRES !== undefined)(
         const workload = new Workload(prng(seed));
         for (let step = 0; step < 40; step++) {
           const requests = workload.groupCommit(sqlite.head);
-          const expected: IngestOutput = await onSqlite.ingest(requests);
-          expect(await onPostgres.ingest(requests), `step ${step}`).toEqual(expected);
+          const expected: IngestOutput = plainBytes(await onSqlite.ingest(requests));
+          expect(plainBytes(await onPostgres.ingest(requests)), `step ${step}`).toEqual(expected);
           expect(postgres.head).toBe(sqlite.head);
           await workload.learn(sqlite);
         }
@@ -104,7 +106,7 @@ class Workload {
       ops = [...history.slice(from, from + 1 + this.#int(4)), ...this.#fresh(next, this.#int(2), head)];
     } else if (roll < 0.37 && history.length > 0) {
       // The same seq with other content: a device restored from an old backup.
-      ops = [{ ...this.#op(this.#int(history.length) + 1, head), v: 'restored' }];
+      ops = [{ ...this.#op(this.#int(history.length) + 1, head), v: encodeValue('restored') }];
     } else if (roll < 0.42) {
       ops = this.#fresh(next + 1 + this.#int(2), 2, head); // a gap
     } else {
@@ -132,9 +134,10 @@ class Workload {
     const roll = this.random();
     const write = { seq, c, k, hlc, ...(base !== undefined && { base }) };
     if (roll < 0.1) return { ...write, op: 'del' };
-    if (roll < 0.15) return { seq, c, k, hlc, op: 'skip', v: 'expired' };
-    if (roll < 0.45) return { ...write, op: 'patch', v: { [this.#pick(['a', 'b', 'c'])]: this.random() < 0.2 ? null : this.#int(100) } };
-    return { ...write, op: 'put', v: { a: this.#int(100), text: 'é'.repeat(this.#int(3)) } };
+    if (roll < 0.15) return { seq, c, k, hlc, op: 'skip', v: encodeValue('expired') };
+    if (roll < 0.45)
+      return { ...write, op: 'patch', v: encodeValue({ [this.#pick(['a', 'b', 'c'])]: this.random() < 0.2 ? null : this.#int(100) }) };
+    return { ...write, op: 'put', v: encodeValue({ a: this.#int(100), text: 'é'.repeat(this.#int(3)) }) };
   }
 
   #int(below: number): number {
@@ -153,7 +156,7 @@ async function stateOf(store: HubStore, workload: Workload): Promise<unknown> {
     const [agentId, inc] = id.split('/') as [string, string];
     for (let seq = 1; seq <= ops.length + 1; seq++) outcomes.push([id, seq, await store.outcomeOf(agentId, inc, seq)]);
   }
-  return {
+  return plainBytes({
     head: store.head,
     log: await store.readLog(0, undefined, 100_000, Number.MAX_SAFE_INTEGER),
     documents: await store.readDocuments(undefined, undefined, 100_000, Number.MAX_SAFE_INTEGER),
@@ -164,5 +167,5 @@ async function stateOf(store: HubStore, workload: Workload): Promise<unknown> {
     rejections: (await store.rejections(100_000)).map(({ at: _at, ...r }) => JSON.stringify(r)).sort(),
     lastSeqs: await Promise.all(AGENTS.map((a) => store.lastSeqs(a))),
     outcomes,
-  };
+  });
 }

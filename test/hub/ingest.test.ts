@@ -6,7 +6,10 @@ import { CollectionPolicies, DEFAULT_HUB_CONFIG } from '../../hub/config.js';
 import { defaultIngestOptions, Ingestor, type IngestOutput } from '../../hub/ingest.js';
 import { answerPull } from '../../hub/pull.js';
 import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
+import { encodeValue } from '../../shared/value-bytes.js';
+import type { JsonValue } from '../../shared/values.js';
 import { tempDir } from '../helpers/temp.js';
+import { withValue } from '../helpers/value-bytes.js';
 
 const INC_A = 'a'.repeat(32);
 const INC_B = 'b'.repeat(32);
@@ -17,7 +20,7 @@ const results = (reply: IngestOutput['replies'][number]): OpResult[] => {
   if (reply.message[0] !== 'ack') throw new Error(`expected an ack, got ${reply.message[0]}`);
   return unpackAck(reply.message[1]);
 };
-const put = (seq: number, k: string, v: unknown, c = 'docs'): WriteOp => ({ seq, c, k, op: 'put', v, hlc: hlc() });
+const put = (seq: number, k: string, v: JsonValue, c = 'docs'): WriteOp => ({ seq, c, k, op: 'put', v: encodeValue(v), hlc: hlc() });
 
 describe('ingest', () => {
   let store: SqliteHubStore;
@@ -113,8 +116,8 @@ describe('ingest', () => {
           inc: INC_A,
           ops: [
             put(1, 'x', 'x'.repeat(300 * 1024)),
-            { seq: 2, c: 'docs', k: 'y', op: 'put', v: 1, hlc: future },
-            { seq: 3, c: 'docs', k: 'z', op: 'patch', v: 'nope', hlc: hlc() },
+            { seq: 2, c: 'docs', k: 'y', op: 'put', v: encodeValue(1), hlc: future },
+            { seq: 3, c: 'docs', k: 'z', op: 'patch', v: encodeValue('nope'), hlc: hlc() },
             put(4, 'ok', true),
           ],
         },
@@ -138,10 +141,18 @@ describe('ingest', () => {
     const older = encodeHlc(Date.now() - 10_000, 0);
     const newer = encodeHlc(Date.now() - 5_000, 0);
     await ingestor.ingest([
-      { kind: 'batch', agentId: 'pi-a', batch: { inc: INC_A, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 'from a', hlc: newer }] } },
+      {
+        kind: 'batch',
+        agentId: 'pi-a',
+        batch: { inc: INC_A, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: encodeValue('from a'), hlc: newer }] },
+      },
     ]);
     const out = await ingestor.ingest([
-      { kind: 'batch', agentId: 'pi-b', batch: { inc: INC_B, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: 'from b', hlc: older }] } },
+      {
+        kind: 'batch',
+        agentId: 'pi-b',
+        batch: { inc: INC_B, ops: [{ seq: 1, c: 'docs', k: 'k', op: 'put', v: encodeValue('from b'), hlc: older }] },
+      },
     ]);
     expect({ results: results(out.replies[0]!) }).toMatchObject({ results: [{ seq: 1, outcome: 'conflict', lsn: 1 }] });
     expect(store.db.document('docs', 'k')).toMatchObject({ value: 'from a', origin: 'pi-a' });
@@ -158,13 +169,13 @@ describe('ingest', () => {
           inc: INC_A,
           ops: [
             put(1, 'k', { a: 1, b: 2 }),
-            { seq: 2, c: 'docs', k: 'k', op: 'patch', v: { b: null, c: 3 }, hlc: hlc() },
+            { seq: 2, c: 'docs', k: 'k', op: 'patch', v: encodeValue({ b: null, c: 3 }), hlc: hlc() },
             { seq: 3, c: 'docs', k: 'gone', op: 'del', hlc: hlc() },
           ],
         },
       },
     ]);
-    expect(out.changeSets[0]![1].changes).toMatchObject([
+    expect(out.changeSets[0]![1].changes.map(withValue)).toMatchObject([
       { lsn: 1, op: 'put', v: { a: 1, b: 2 } },
       { lsn: 2, op: 'put', v: { a: 1, c: 3 } },
       { lsn: 3, op: 'del' },

@@ -6,11 +6,21 @@ import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
 import { parseHubConfig } from '../../hub/config.js';
 import { encodeHlc, type Hlc } from '../../shared/hlc.js';
 import type { LostDoc } from '../../shared/messages.js';
+import { encodeValue } from '../../shared/value-bytes.js';
 import { tempDir } from '../helpers/temp.js';
+import { valueOf } from '../helpers/value-bytes.js';
 
 const OLD = 'a'.repeat(32);
 const at = (ms: number): string => encodeHlc(1_700_000_000_000 + ms, 0);
-const doc = (k: string, ver: number, o: string, c = 'docs', hlc = at(ver)): LostDoc => ({ c, k, ver, op: 'put', v: { k, ver }, hlc, o });
+const doc = (k: string, ver: number, o: string, c = 'docs', hlc = at(ver)): LostDoc => ({
+  c,
+  k,
+  ver,
+  op: 'put',
+  v: encodeValue({ k, ver }),
+  hlc,
+  o,
+});
 
 describe('lost versions a restored hub is told of', () => {
   const rules = (lineage = { id: 'b'.repeat(32), fork: 40 }): LostReportRules => ({
@@ -85,7 +95,7 @@ describe('lost versions a restored hub is told of', () => {
             key: d.k,
             version: d.ver,
             op: d.op,
-            value: d.v as never,
+            value: valueOf(d),
             hlc: d.hlc as never,
             origin: d.o,
           })),
@@ -116,7 +126,10 @@ describe('lost versions a restored hub is told of', () => {
         reapplyLost(store, (w) => hubCore.reapply(w), { ...options, mayWrite: (a, c) => hubCore.access.mayWrite(a, c) });
       // Since the restore, the hub put `moved` in paris, out of pi-1's scope.
       await hubCore.write({ c: 'sites', k: 'moved', op: 'put', v: { site: 'paris' } });
-      const site = (k: string, ver: number, o: string, where: string): LostDoc => ({ ...doc(k, ver, o, 'sites'), v: { site: where } });
+      const site = (k: string, ver: number, o: string, where: string): LostDoc => ({
+        ...doc(k, ver, o, 'sites'),
+        v: encodeValue({ site: where }),
+      });
       await store.recordLost({
         agentId: 'pi-1',
         lineage: OLD,
@@ -127,7 +140,7 @@ describe('lost versions a restored hub is told of', () => {
           site('moved', 3, 'pi-1', 'berlin'), // its own, of a document now in paris
           site('berlin-theirs', 4, 'pi-2', 'berlin'), // pi-2's, in berlin: pi-1 could read it
           site('paris-theirs', 5, 'pi-2', 'paris'), // pi-2's, in paris: pi-1 could not have held it
-        ].map((d) => ({ collection: d.c, key: d.k, version: d.ver, op: d.op, value: d.v as never, hlc: d.hlc as never, origin: d.o })),
+        ].map((d) => ({ collection: d.c, key: d.k, version: d.ver, op: d.op, value: valueOf(d), hlc: d.hlc as never, origin: d.o })),
       });
 
       expect(await reapply()).toEqual({ committed: 1, rejected: 2, unvouched: 2 });

@@ -17,6 +17,7 @@ import { CLI, OutpostProcess } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
 import { which } from '../helpers/which.js';
+import { encodeValue } from '../../shared/value-bytes.js';
 
 const HUB_PASSWORD = 'hub-secret-for-tests';
 const outpost = (args: string[], env: Record<string, string> = {}): { stdout: string; stderr: string } => {
@@ -27,7 +28,10 @@ const outpost = (args: string[], env: Record<string, string> = {}): { stdout: st
 const connect = (url: string, id: string, password: string): Promise<mqtt.MqttClient> =>
   mqtt.connectAsync(url, { clientId: id, username: id, password, reconnectPeriod: 0, protocolVersion: 4 });
 const batch = (key: string): Buffer =>
-  upCodec.encode(['batch', { inc: 'd'.repeat(32), ops: [{ seq: 1, c: 'docs', k: key, op: 'put', v: 1, hlc: encodeHlc(Date.now(), 0) }] }]);
+  upCodec.encode([
+    'batch',
+    { inc: 'd'.repeat(32), ops: [{ seq: 1, c: 'docs', k: key, op: 'put', v: encodeValue(1), hlc: encodeHlc(Date.now(), 0) }] },
+  ]);
 
 describe('Mosquitto passwords', () => {
   it('are hashed as mosquitto_passwd hashes them ($7$, PBKDF2-SHA512, 101 iterations, 12-byte salt, 64-byte hash)', async () => {
@@ -98,9 +102,9 @@ describe.skipIf(!MOSQUITTO)(
       ).toEqual(['outpost-hub', 'pi-1', 'pi-2']);
       expect(exportOutput).toMatch(/NOT EXPORTED: pi-old .*outpost hub agents add/);
       const acl = readFileSync(join(out, 'acl'), 'utf8');
-      expect(acl).toContain('pattern write outpost/v4/a/%u/up');
-      expect(acl).toMatch(/user pi-2\ntopic read outpost\/v4\/hub\ntopic deny outpost\/v4\/c\/secrets\ntopic read outpost\/v4\/c\/#/);
-      expect(acl).toMatch(/user pi-1\ntopic read outpost\/v4\/hub\ntopic read outpost\/v4\/c\/#/);
+      expect(acl).toContain('pattern write outpost/v5/a/%u/up');
+      expect(acl).toMatch(/user pi-2\ntopic read outpost\/v5\/hub\ntopic deny outpost\/v5\/c\/secrets\ntopic read outpost\/v5\/c\/#/);
+      expect(acl).toMatch(/user pi-1\ntopic read outpost\/v5\/hub\ntopic read outpost\/v5\/c\/#/);
       expect(acl).toContain('# Not in the password file');
     });
 

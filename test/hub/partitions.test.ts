@@ -21,6 +21,7 @@ import { MOSQUITTO, MosquittoProcess, NO_MOSQUITTO } from '../helpers/mosquitto.
 import { outpost } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
 import { sleep, waitFor } from '../helpers/wait.js';
+import { encodeValue } from '../../shared/value-bytes.js';
 
 const PARTITIONED = {
   access: { default: { read: ['*'], write: ['*'] }, collections: { ledger: { read: ['pi-1'] } } },
@@ -28,7 +29,10 @@ const PARTITIONED = {
 };
 const shop = partitionTopics('shop');
 const batch = (c: string, key: string, seq = 1): Buffer =>
-  upCodec.encode(['batch', { inc: 'e'.repeat(32), ops: [{ seq, c, k: key, op: 'put', v: { key }, hlc: encodeHlc(Date.now(), 0) }] }]);
+  upCodec.encode([
+    'batch',
+    { inc: 'e'.repeat(32), ops: [{ seq, c, k: key, op: 'put', v: encodeValue({ key }), hlc: encodeHlc(Date.now(), 0) }] },
+  ]);
 
 describe('the partitions section of the hub config', () => {
   it('assigns listed collections to their partition and every other one to default', () => {
@@ -89,8 +93,8 @@ describe('HubCore of one partition', () => {
         {
           inc: 'e'.repeat(32),
           ops: [
-            { seq: 1, c: 'orders', k: 'o1', op: 'put', v: 1, hlc: encodeHlc(Date.now(), 0) },
-            { seq: 2, c: 'notes', k: 'n1', op: 'put', v: 1, hlc: encodeHlc(Date.now(), 1) },
+            { seq: 1, c: 'orders', k: 'o1', op: 'put', v: encodeValue(1), hlc: encodeHlc(Date.now(), 0) },
+            { seq: 2, c: 'notes', k: 'n1', op: 'put', v: encodeValue(1), hlc: encodeHlc(Date.now(), 1) },
           ],
         },
       ]),
@@ -180,7 +184,7 @@ describe('topic rules across partitions', () => {
     expect(maySubscribe('pi-2', shop.collection('notes'), rules, false)).toBe(false);
     expect(maySubscribe('pi-2', shop.collection('ledger'), rules, false)).toBe(false);
     expect(maySubscribe('pi-1', shop.collection('ledger'), rules, false)).toBe(true);
-    expect(maySubscribe('pi-2', 'outpost/v4/p/+/hub', rules, false)).toBe(false);
+    expect(maySubscribe('pi-2', 'outpost/v5/p/+/hub', rules, false)).toBe(false);
   });
 });
 
@@ -205,19 +209,19 @@ describe('the Mosquitto export with partitions', () => {
       'pi-2:$7$h2',
     ]);
     for (const line of [
-      'pattern write outpost/v4/a/%u/up',
-      'pattern write outpost/v4/a/%u/bye',
-      'pattern read outpost/v4/a/%u/down',
-      'pattern write outpost/v4/p/+/a/%u/up',
-      'pattern read outpost/v4/p/+/a/%u/down',
-      'user outpost-hub-p-shop\ntopic readwrite outpost/v4/#',
+      'pattern write outpost/v5/a/%u/up',
+      'pattern write outpost/v5/a/%u/bye',
+      'pattern read outpost/v5/a/%u/down',
+      'pattern write outpost/v5/p/+/a/%u/up',
+      'pattern read outpost/v5/p/+/a/%u/down',
+      'user outpost-hub-p-shop\ntopic readwrite outpost/v5/#',
     ])
       expect(files.acl).toContain(line);
-    expect(files.acl).toMatch(/user pi-1\ntopic read outpost\/v4\/hub\ntopic read outpost\/v4\/c\/#\ntopic read outpost\/v4\/p\/\+\/hub\n/);
+    expect(files.acl).toMatch(/user pi-1\ntopic read outpost\/v5\/hub\ntopic read outpost\/v5\/c\/#\ntopic read outpost\/v5\/p\/\+\/hub\n/);
     // pi-1 reads every collection of both partitions; pi-2 not the ledger.
-    expect(files.acl).toMatch(/user pi-1\n(.+\n)*topic read outpost\/v4\/p\/shop\/c\/#\ntopic read outpost\/v4\/p\/telemetry\/c\/#/);
-    expect(files.acl).toMatch(/user pi-2\n(.+\n)*topic read outpost\/v4\/p\/shop\/c\/orders\ntopic read outpost\/v4\/p\/telemetry\/c\/#/);
-    expect(files.acl).not.toContain('outpost/v4/p/shop/c/ledger');
+    expect(files.acl).toMatch(/user pi-1\n(.+\n)*topic read outpost\/v5\/p\/shop\/c\/#\ntopic read outpost\/v5\/p\/telemetry\/c\/#/);
+    expect(files.acl).toMatch(/user pi-2\n(.+\n)*topic read outpost\/v5\/p\/shop\/c\/orders\ntopic read outpost\/v5\/p\/telemetry\/c\/#/);
+    expect(files.acl).not.toContain('outpost/v5/p/shop/c/ledger');
   });
 
   it("refuses an agent named like a partition's hub account", () => {
@@ -293,7 +297,7 @@ describe.skipIf(!MOSQUITTO)(`partitions on a real Mosquitto${MOSQUITTO ? '' : ` 
     outpost(['hub', 'export', 'mosquitto', '--data', data, '--out', out, '--config', configFile], {
       OUTPOST_BROKER_PASSWORD: HUB_PASSWORD,
     });
-    expect(readFileSync(join(out, 'acl'), 'utf8')).toContain('pattern write outpost/v4/p/+/a/%u/up');
+    expect(readFileSync(join(out, 'acl'), 'utf8')).toContain('pattern write outpost/v5/p/+/a/%u/up');
     const broker = await MosquittoProcess.start(out);
     closers.push(() => broker.stop());
 

@@ -7,8 +7,8 @@ import { CollectionPolicies, loadHubConfig, parseHubConfig, type HubConfig } fro
 import { defaultIngestOptions, Ingestor } from '../../hub/ingest.js';
 import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
 import { encodeHlc, HybridClock } from '../../shared/hlc.js';
-import type { WriteOp } from '../../shared/messages.js';
 import { tempDir } from '../helpers/temp.js';
+import { withBytes, type PlainWriteOp } from '../helpers/value-bytes.js';
 
 const now = Date.now();
 const at = (offsetMs: number): string => encodeHlc(now + offsetMs, 0);
@@ -18,11 +18,11 @@ describe('collection policies', () => {
   let store: SqliteHubStore;
   afterEach(() => store?.db.close());
 
-  function ingestorWith(config: unknown): (agent: 'a' | 'b', ops: WriteOp[]) => Promise<Array<Record<string, unknown>>> {
+  function ingestorWith(config: unknown): (agent: 'a' | 'b', ops: PlainWriteOp[]) => Promise<Array<Record<string, unknown>>> {
     store = new SqliteHubStore(tempDir('policy'));
     const ingestor = new Ingestor(store, new HybridClock(), new CollectionPolicies(parseHubConfig(config)), defaultIngestOptions);
     return async (agent, ops) => {
-      const out = await ingestor.ingest([{ kind: 'batch', agentId: `pi-${agent}`, batch: { inc: INC[agent], ops } }]);
+      const out = await ingestor.ingest([{ kind: 'batch', agentId: `pi-${agent}`, batch: { inc: INC[agent], ops: ops.map(withBytes) } }]);
       const reply = out.replies[0]!.message;
       if (reply[0] !== 'ack') throw new Error(`expected an ack, got ${reply[0]}`);
       return unpackAck(reply[1]);

@@ -1,12 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { unpackAck } from '../../shared/acks.js';
 import { encodeHlc, HybridClock } from '../../shared/hlc.js';
-import type { OpResult, WriteOp } from '../../shared/messages.js';
+import type { OpResult } from '../../shared/messages.js';
 import { CollectionPolicies, parseHubConfig, scopeRules } from '../../hub/config.js';
 import { defaultIngestOptions, Ingestor, type IngestOutput } from '../../hub/ingest.js';
 import { scopeView } from '../../hub/scope-rules.js';
 import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
 import { tempDir } from '../helpers/temp.js';
+import { withBytes, type PlainWriteOp } from '../helpers/value-bytes.js';
 
 const INC = 'c'.repeat(32);
 let t = Date.now() + 10_000; // later than the hub writes below, within the allowed skew
@@ -42,9 +43,11 @@ describe('writes to scoped collections', () => {
     expect(await hubWrite('config', 'pi-2/limits', { max: 2 })).toMatchObject({ outcome: 'committed', lsn: 3 });
     expect(await hubWrite('sites', 'shared-1', { site: ['berlin', 'paris'] })).toMatchObject({ outcome: 'committed', lsn: 4 });
     let seq = 0;
-    const device = async (op: Omit<WriteOp, 'seq' | 'hlc'>): Promise<OpResult> =>
+    const device = async (op: Omit<PlainWriteOp, 'seq' | 'hlc'>): Promise<OpResult> =>
       results(
-        await ingestor.ingest([{ kind: 'batch', agentId: 'pi-1', batch: { inc: INC, ops: [{ ...op, seq: ++seq, hlc: hlc() }] } }]),
+        await ingestor.ingest([
+          { kind: 'batch', agentId: 'pi-1', batch: { inc: INC, ops: [withBytes({ ...op, seq: ++seq, hlc: hlc() })] } },
+        ]),
       )[0]!;
     // In scope: its own config, a berlin order (new or existing, put or patch or delete).
     expect(await device({ c: 'config', k: 'pi-1/limits', op: 'put', v: { max: 1 } })).toMatchObject({ outcome: 'committed' });
@@ -53,7 +56,7 @@ describe('writes to scoped collections', () => {
     const head = store.head;
     // Outside: another device's config, a paris order (read, overwritten, patched or deleted), a
     // new document it could not hold, and writes that would move a berlin order out of berlin.
-    for (const op of [
+    const outside: Array<Omit<PlainWriteOp, 'seq' | 'hlc'>> = [
       { c: 'config', k: 'pi-2/limits', op: 'put', v: { max: 99 } },
       { c: 'config', k: 'pi-2/new', op: 'put', v: {} },
       { c: 'sites', k: 'paris-1', op: 'put', v: { site: 'berlin' } },
@@ -70,7 +73,8 @@ describe('writes to scoped collections', () => {
       // Pushing a document into other devices' scopes, as a list or by moving it.
       { c: 'sites', k: 'berlin-3', op: 'put', v: { site: ['berlin', 'paris'] } },
       { c: 'sites', k: 'berlin-1', op: 'patch', v: { site: ['berlin', 'rome'] } },
-    ] as const) {
+    ];
+    for (const op of outside) {
       const result = await device(op);
       expect(result, JSON.stringify(op)).toMatchObject({ outcome: 'rejected', reason: 'out_of_scope' });
       expect(result.detail).toMatch(/outside agent pi-1's scope/);
@@ -111,9 +115,9 @@ describe('writes to scoped collections', () => {
       scopes: scopeView(scopeRules(config.collections), config.access.groups, (id) => labels[id] ?? {}),
     });
     const seqs: Record<string, number> = {};
-    const device = async (agentId: string, op: Omit<WriteOp, 'seq'>): Promise<OpResult> => {
+    const device = async (agentId: string, op: Omit<PlainWriteOp, 'seq'>): Promise<OpResult> => {
       seqs[agentId] = (seqs[agentId] ?? 0) + 1;
-      const batch = { inc: INC, ops: [{ ...op, seq: seqs[agentId] }] };
+      const batch = { inc: INC, ops: [withBytes({ ...op, seq: seqs[agentId] })] };
       return results(await ingestor.ingest([{ kind: 'batch', agentId, batch }]))[0]!;
     };
     const early = hlc();

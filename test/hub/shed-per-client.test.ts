@@ -6,6 +6,7 @@ import { topics } from '../../shared/topics.js';
 import { frozenSubscriber, upPublish } from '../helpers/attackers.js';
 import { HubUnderAttack, STOLEN_ID } from '../helpers/hub-under-attack.js';
 import { sleep, waitFor } from '../helpers/wait.js';
+import { encodeValue } from '../../shared/value-bytes.js';
 
 /**
  * A device whose credential was stolen, attacking with valid messages (a real hub process, two
@@ -82,7 +83,7 @@ describe('a hub under attack: valid messages in shapes no device sends', () => {
       for (let b = 0; b < BATCHES; b++) {
         const ops = Array.from({ length: limits.maxBatchOps }, () => {
           seq += 1;
-          return { seq, c: 'stolen', k: `k${seq % 100}`, op: 'put' as const, v: seq, hlc: clock.tick(), rep: 1000 };
+          return { seq, c: 'stolen', k: `k${seq % 100}`, op: 'put' as const, v: encodeValue(seq), hlc: clock.tick(), rep: 1000 };
         });
         const sent = Date.now();
         const before = acks.length;

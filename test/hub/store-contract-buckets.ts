@@ -3,6 +3,8 @@ import { encodeCbor } from '../../shared/codec.js';
 import type { Change } from '../../shared/messages.js';
 import type { HubStore } from '../../hub/store/hub-store.js';
 import { agentPut, commitGroup, hlcAt, hubDel, hubPut, planOf, scoped } from '../helpers/store-writes.js';
+import { encodeValue } from '../../shared/value-bytes.js';
+import { withValue, plainBytes } from '../helpers/value-bytes.js';
 
 /** What the scope bucket cases need of the contract suite around them. */
 export interface BucketCaseContext {
@@ -71,12 +73,12 @@ export function scopeBucketCases(ctx: BucketCaseContext): void {
     await commitGroup(store, [scoped(hubPut('s', 'k1', { n: 4 }, 4), [B], [A]), scoped(hubDel('s', 'k2', 5), [B])]);
 
     const inA = await store.readBucketLog(A, 0, 10, ALL);
-    expect(inA.changes).toEqual([
+    expect(inA.changes.map(withValue)).toEqual([
       { lsn: 1, c: 's', k: 'k1', op: 'put', v: { n: 1 }, hlc: hlcAt(1), o: 'hub', bk: [A] },
       { lsn: 4, c: 's', k: 'k1', op: 'out', hlc: hlcAt(4), o: 'hub' },
     ]);
     expect([inA.complete, inA.through]).toEqual([true, 4]);
-    expect((await store.readBucketLog(B, 0, 10, ALL)).changes).toEqual([
+    expect((await store.readBucketLog(B, 0, 10, ALL)).changes.map(withValue)).toEqual([
       { lsn: 2, c: 's', k: 'k2', op: 'put', v: { n: 2 }, hlc: hlcAt(2), o: 'hub', bk: [B] },
       { lsn: 4, c: 's', k: 'k1', op: 'put', v: { n: 4 }, hlc: hlcAt(4), o: 'hub', bk: [B] },
       { lsn: 5, c: 's', k: 'k2', op: 'del', hlc: hlcAt(5), o: 'hub', bk: [B] },
@@ -91,15 +93,23 @@ export function scopeBucketCases(ctx: BucketCaseContext): void {
     );
 
     // The document keeps the buckets its current version is in, inside a group commit and out.
-    expect(await store.document('s', 'k1')).toEqual({
+    expect(plainBytes(await store.document('s', 'k1'))).toEqual({
       value: { n: 4 },
+      encoded: encodeValue({ n: 4 }),
       deleted: false,
       version: 4,
       hlc: hlcAt(4),
       origin: 'hub',
       buckets: [B],
     });
-    expect(await store.document('u', 'x')).toEqual({ value: 3, deleted: false, version: 3, hlc: hlcAt(3), origin: 'hub' });
+    expect(plainBytes(await store.document('u', 'x'))).toEqual({
+      value: 3,
+      encoded: encodeValue(3),
+      deleted: false,
+      version: 3,
+      hlc: hlcAt(3),
+      origin: 'hub',
+    });
     await store.ingest(planOf([hubPut('s', 'k1', 0), hubPut('s', 'k2', 0), hubPut('s', 'k3', 0)]), (tx) => {
       expect(tx.document('s', 'k1')?.buckets).toEqual([B]);
       expect(tx.document('s', 'k2')).toMatchObject({ deleted: true, buckets: [B] });
@@ -120,10 +130,10 @@ export function scopeBucketCases(ctx: BucketCaseContext): void {
     await commitGroup(store, [scoped(hubPut('s', 'k1', 4, 4), [B], [A]), scoped(hubDel('s', 'k3', 5), [B])]);
 
     expect(await store.readBucketDocuments(A, undefined, 10, ALL, NONE_HELD)).toMatchObject({
-      docs: [{ lsn: 2, c: 's', k: 'k2', op: 'put', v: 2, hlc: hlcAt(2), o: 'hub', bk: [A, B] }],
+      docs: [{ lsn: 2, c: 's', k: 'k2', op: 'put', v: encodeValue(2), hlc: hlcAt(2), o: 'hub', bk: [A, B] }],
       next: undefined,
     });
-    expect((await store.readBucketDocuments(B, undefined, 10, ALL, NONE_HELD)).docs).toEqual([
+    expect((await store.readBucketDocuments(B, undefined, 10, ALL, NONE_HELD)).docs.map(withValue)).toEqual([
       { lsn: 4, c: 's', k: 'k1', op: 'put', v: 4, hlc: hlcAt(4), o: 'hub', bk: [B] },
       { lsn: 2, c: 's', k: 'k2', op: 'put', v: 2, hlc: hlcAt(2), o: 'hub', bk: [A, B] },
       { lsn: 5, c: 's', k: 'k3', op: 'del', hlc: hlcAt(5), o: 'hub', bk: [B] },

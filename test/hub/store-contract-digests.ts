@@ -4,6 +4,7 @@ import { adjustDigest, documentHash, keyPosition, RangeTally, rangeOf } from '..
 import type { Change } from '../../shared/messages.js';
 import type { HubStore, LogEntry } from '../../hub/store/hub-store.js';
 import { commitGroup, hubDel, hubPut, planOf, scoped } from '../helpers/store-writes.js';
+import { asBuffer } from '../../shared/value-bytes.js';
 
 /** What the digest cases need of the contract suite around them. */
 export interface DigestCaseContext {
@@ -20,7 +21,7 @@ export interface DigestCaseContext {
 const ALL = Number.MAX_SAFE_INTEGER;
 
 /** A document's hash as the test computes it on its own: over the CBOR of its value, as the hub stores it. */
-const hashOf = (doc: Change): number => documentHash(doc.c, doc.k, doc.lsn, doc.op === 'del', doc.op === 'del' ? null : encodeCbor(doc.v));
+const hashOf = (doc: Change): number => documentHash(doc.c, doc.k, doc.lsn, doc.op === 'del', doc.op === 'del' ? null : asBuffer(doc.v!));
 
 /** Every document of a collection (tombstones included), read as a snapshot. */
 async function documentsOf(store: HubStore, collection: string): Promise<Change[]> {

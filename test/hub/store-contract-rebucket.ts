@@ -9,6 +9,7 @@ import type { ScopeRulesChange } from '../../hub/store/hub-store.js';
 import { REBUCKET_CHUNK } from '../../hub/store/rebucket-rows.js';
 import { commitGroup, hlcAt, hubDel, hubPut, scoped } from '../helpers/store-writes.js';
 import type { BucketCaseContext } from './store-contract-buckets.js';
+import { withValue } from '../helpers/value-bytes.js';
 
 /** What the rebucket cases need of the contract suite around them. */
 export interface RebucketCaseContext extends BucketCaseContext {
@@ -76,7 +77,7 @@ export function rebucketCases(ctx: RebucketCaseContext): void {
     expect(priors).toEqual([undefined, undefined]);
     expect(await store.document('s', 'k1')).toMatchObject({ version: 1, buckets: [A] });
     expect(await ctx.priorBuckets('s', 'k1')).toEqual([WHOLE]);
-    expect((await store.readBucketDocuments(B, undefined, 10, ALL, NONE_HELD)).docs).toEqual([
+    expect((await store.readBucketDocuments(B, undefined, 10, ALL, NONE_HELD)).docs.map(withValue)).toEqual([
       { lsn: 2, c: 's', k: 'k2', op: 'put', v: { team: 'b' }, hlc: hlcAt(2), o: 'hub', bk: [B] },
     ]);
     expect(await ctx.rows('document_buckets')).toBe(2);
@@ -134,7 +135,7 @@ export function rebucketCases(ctx: RebucketCaseContext): void {
       ['k1', 1],
       ['k2', undefined],
     ]);
-    expect((await store.readBucketDocuments(B, undefined, 10, ALL, NONE_HELD)).docs).toEqual([
+    expect((await store.readBucketDocuments(B, undefined, 10, ALL, NONE_HELD)).docs.map(withValue)).toEqual([
       { lsn: 1, c: 's', k: 'k1', op: 'put', v: 1, hlc: hlcAt(1), o: 'hub', bk: [B] },
       { lsn: 3, c: 's', k: 'k2', op: 'del', hlc: hlcAt(3), o: 'hub', bk: [B] },
     ]);
@@ -159,7 +160,7 @@ export function rebucketCases(ctx: RebucketCaseContext): void {
     await commitGroup(store, [scoped(hubPut('s', 'k2', 5, 5), [C])]); // written since: no prior buckets
     const page = (held: Array<[string, number]>, maxBytes = ALL) => store.readBucketDocuments(C, undefined, 10, maxBytes, new Map(held));
 
-    expect((await page([[A, 5]])).docs).toEqual([
+    expect((await page([[A, 5]])).docs.map(withValue)).toEqual([
       { lsn: 1, c: 's', k: 'k1', op: 'tag', hlc: hlcAt(1), o: 'hub', bk: [C] },
       { lsn: 5, c: 's', k: 'k2', op: 'put', v: 5, hlc: hlcAt(5), o: 'hub', bk: [C] },
       { lsn: 3, c: 's', k: 'k3', op: 'put', v: 3, hlc: hlcAt(3), o: 'hub', bk: [C] },

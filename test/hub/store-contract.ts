@@ -6,6 +6,8 @@ import { bucketDigestCases } from './store-contract-bucket-digests.js';
 import { scopeBucketCases } from './store-contract-buckets.js';
 import { digestCases } from './store-contract-digests.js';
 import { rebucketCases } from './store-contract-rebucket.js';
+import { encodeValue } from '../../shared/value-bytes.js';
+import { valueOf, withValue, plainBytes } from '../helpers/value-bytes.js';
 
 /** How the contract reaches one implementation. */
 export interface StoreUnderTest {
@@ -81,7 +83,8 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       expect(store.head).toBe(10);
       const { changes } = await store.readLog(0, undefined, 100, ALL);
       expect(changes.map((c) => c.lsn)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-      expect(changes[0]).toEqual({ lsn: 1, c: 's', k: 'a', op: 'put', v: 1, hlc: hlcAt(0), o: 'hub' });
+      expect(withValue(changes[0]!)).toEqual({ lsn: 1, c: 's', k: 'a', op: 'put', v: 1, hlc: hlcAt(0), o: 'hub' });
+      expect(changes[0]!.v).toEqual(encodeValue(1)); // the value's bytes, as stored
     });
 
     test('a group commit that throws changes nothing, and its LSNs are handed out again', async () => {
@@ -117,31 +120,54 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       await commitGroup(store, [hubPut('s', 'k', { v: 0 })]);
       const fieldHlcs = { v: hlcAt(3) };
       await store.ingest(planOf([hubPut('s', 'k', 0)]), (tx) => {
-        expect(tx.document('s', 'k')).toEqual({ value: { v: 0 }, deleted: false, version: 1, hlc: hlcAt(0), origin: 'hub' });
+        expect(plainBytes(tx.document('s', 'k'))).toEqual({
+          value: { v: 0 },
+          encoded: encodeValue({ v: 0 }),
+          deleted: false,
+          version: 1,
+          hlc: hlcAt(0),
+          origin: 'hub',
+        });
         const first = tx.commit(hubPut('s', 'k', { v: 1 }, 1));
         expect(tx.document('s', 'k')).toMatchObject({ value: { v: 1 }, version: first.lsn, deleted: false });
         const second = tx.commit(hubDel('s', 'k', 2));
-        expect(tx.document('s', 'k')).toEqual({ value: undefined, deleted: true, version: second.lsn, hlc: hlcAt(2), origin: 'hub' });
+        expect(plainBytes(tx.document('s', 'k'))).toEqual({
+          value: undefined,
+          encoded: null,
+          deleted: true,
+          version: second.lsn,
+          hlc: hlcAt(2),
+          origin: 'hub',
+        });
         const third = tx.commit({ ...hubPut('s', 'k', { v: 3 }, 3), fieldHlcs });
         expect(third.bytes).toBeGreaterThan(0);
-        expect(tx.document('s', 'k')).toEqual({ value: { v: 3 }, deleted: false, version: 4, hlc: hlcAt(3), origin: 'hub', fieldHlcs });
+        expect(plainBytes(tx.document('s', 'k'))).toEqual({
+          value: { v: 3 },
+          encoded: encodeValue({ v: 3 }),
+          deleted: false,
+          version: 4,
+          hlc: hlcAt(3),
+          origin: 'hub',
+          fieldHlcs,
+        });
         tx.setCollectionHead('s', third.lsn);
       });
-      expect(await store.document('s', 'k')).toEqual({
+      expect(plainBytes(await store.document('s', 'k'))).toEqual({
         value: { v: 3 },
+        encoded: encodeValue({ v: 3 }),
         deleted: false,
         version: 4,
         hlc: hlcAt(3),
         origin: 'hub',
         fieldHlcs,
       });
-      expect((await store.readLog(0, undefined, 10, ALL)).changes.map((c) => [c.lsn, c.op, c.v])).toEqual([
+      expect((await store.readLog(0, undefined, 10, ALL)).changes.map((c) => [c.lsn, c.op, valueOf(c)])).toEqual([
         [1, 'put', { v: 0 }],
         [2, 'put', { v: 1 }],
         [3, 'del', undefined],
         [4, 'put', { v: 3 }],
       ]);
-      expect((await store.readDocuments(undefined, undefined, 10, ALL)).docs).toEqual([
+      expect((await store.readDocuments(undefined, undefined, 10, ALL)).docs.map(withValue)).toEqual([
         { lsn: 4, c: 's', k: 'k', op: 'put', v: { v: 3 }, hlc: hlcAt(3), o: 'hub' },
       ]);
     });
@@ -336,7 +362,15 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       expect(all.next).toBeUndefined();
       expect(all.docs.map((d) => [d.c, d.k])).toEqual(byteOrder);
       expect(all.docs.find((d) => d.k === 'z')).toEqual({ lsn: 15, c: 'docs', k: 'z', op: 'del', hlc: hlcAt(99), o: 'hub' });
-      expect(all.docs.find((d) => d.k === 'é')).toEqual({ lsn: 4, c: 'docs', k: 'é', op: 'put', v: { i: 3 }, hlc: hlcAt(3), o: 'hub' });
+      expect(all.docs.map(withValue).find((d) => d.k === 'é')).toEqual({
+        lsn: 4,
+        c: 'docs',
+        k: 'é',
+        op: 'put',
+        v: { i: 3 },
+        hlc: hlcAt(3),
+        o: 'hub',
+      });
 
       const paged: Change[] = [];
       let after: [string, string] | undefined;

@@ -4,11 +4,11 @@ import { HubCore } from '../../hub/core.js';
 import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
 import { broadcastCodec, downCodec, upCodec } from '../../shared/codec.js';
 import { documentHash, RangeTally } from '../../shared/digest.js';
-import { encodeCbor } from '../../shared/codec.js';
 import type { Change, DownMessage } from '../../shared/messages.js';
 import { topics } from '../../shared/topics.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
+import { asBuffer } from '../../shared/value-bytes.js';
 
 type Body<T extends DownMessage[0]> = Extract<DownMessage, [T, unknown]>[1];
 
@@ -17,7 +17,7 @@ const CONFIG = parseHubConfig({ collections: { sites: { scope: { key: '{agent}/'
 /** The digest of documents as a replica holding exactly these changes computes it. */
 function digestOf(changes: readonly Change[]): number {
   const tally = new RangeTally(0, [0], 0);
-  for (const c of changes) tally.add(c.k, documentHash(c.c, c.k, c.lsn, c.op === 'del', c.v === undefined ? null : encodeCbor(c.v)));
+  for (const c of changes) tally.add(c.k, documentHash(c.c, c.k, c.lsn, c.op === 'del', c.v === undefined ? null : asBuffer(c.v)));
   return tally.digests[0]![0]!;
 }
 
@@ -91,7 +91,7 @@ describe("the hub's side of verifying a device's copy", () => {
     expect(sums.ns[0]!.reduce((a: number, b: number) => a + b, 0)).toBe(50);
     const documents = (await core.store.readDocuments(['notes'], undefined, 1000, 1 << 30)).docs;
     const tally = new RangeTally(0, [0], 4);
-    for (const d of documents) tally.add(d.k, documentHash(d.c, d.k, d.lsn, d.op === 'del', d.v === undefined ? null : encodeCbor(d.v)));
+    for (const d of documents) tally.add(d.k, documentHash(d.c, d.k, d.lsn, d.op === 'del', d.v === undefined ? null : asBuffer(d.v)));
     expect(sums.ds).toEqual(tally.digests);
     // The documents of one sub-range: exactly those whose key falls in it.
     const busiest = sums.ns[0]!.indexOf(Math.max(...sums.ns[0]!));

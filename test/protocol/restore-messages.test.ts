@@ -6,17 +6,19 @@ import type { DownMessage, LostDoc, UpMessage } from '../../shared/messages.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol-version.js';
 import { HubCore } from '../../hub/core.js';
 import { SqliteHubStore } from '../../hub/store/sqlite-store.js';
+import { encodeValue } from '../../shared/value-bytes.js';
+import type { JsonValue } from '../../shared/values.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
 
 const LIN = '0123456789abcdef0123456789abcdef';
 const HLC = '0000018f00000001';
-const doc = (k: string, ver: number, v?: unknown): LostDoc => ({
+const doc = (k: string, ver: number, v?: JsonValue): LostDoc => ({
   c: 'docs',
   k,
   ver,
   op: v === undefined ? 'del' : 'put',
-  ...(v !== undefined && { v }),
+  ...(v !== undefined && { v: encodeValue(v) }),
   hlc: HLC,
   o: 'pi-1',
 });
@@ -27,8 +29,8 @@ describe('protocol 3: lineage in the hub status, lost reports and their acknowle
     for (const close of closers.splice(0)) await close();
   });
 
-  it('came with protocol version 3 (4 added content digests)', () => {
-    expect(PROTOCOL_VERSION).toBe(4);
+  it('came with protocol version 3 (4 added content digests, 5 values as their bytes)', () => {
+    expect(PROTOCOL_VERSION).toBe(5);
   });
 
   it('round-trips a lost report and its acknowledgement', () => {

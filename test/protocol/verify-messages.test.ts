@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { broadcastCodec, downCodec, upCodec } from '../../shared/codec.js';
 import { InvalidMessageError } from '../../shared/errors.js';
-import { MAX_RANGES, type DownMessage, type UpMessage } from '../../shared/messages.js';
+import { MAX_RANGES, type BroadcastMessage, type DownMessage, type UpMessage } from '../../shared/messages.js';
+import { encodeValue } from '../../shared/value-bytes.js';
 
 const HLC = '0000018c2a3b4c5d';
 const DIGEST = 2 ** 52 - 1;
@@ -27,17 +28,28 @@ describe('protocol 4: digests and range repair', () => {
       ['rangesums', { id: 1, c: 'notes', lsn: 9, hlc: HLC, d: 0, ps: [0], bits: 1, ds: [[0, DIGEST]], ns: [[0, 3]] }],
       [
         'refetched',
-        { id: 2, c: 'notes', lsn: 9, hlc: HLC, d: 32, ps: [5], docs: [{ lsn: 3, c: 'notes', k: 'a', op: 'del', hlc: HLC, o: 'hub' }] },
+        {
+          id: 2,
+          c: 'notes',
+          lsn: 9,
+          hlc: HLC,
+          d: 32,
+          ps: [5],
+          docs: [
+            { lsn: 3, c: 'notes', k: 'a', op: 'del', hlc: HLC, o: 'hub' },
+            { lsn: 4, c: 'notes', k: 'b', op: 'put', v: encodeValue({ n: 1 }), hlc: HLC, o: 'hub' },
+          ],
+        },
       ],
       ['page', { id: 3, from: 0, to: 9, more: false, hlc: HLC, changes: [], dg: { notes: DIGEST } }],
     ];
     for (const message of up) expect(upCodec.decode(upCodec.encode(message))).toEqual(message);
     for (const message of down) expect(downCodec.decode(downCodec.encode(message))).toEqual(message);
-    const changes = [
+    const changes: BroadcastMessage = [
       'changes',
-      { c: 'notes', prev: 0, hlc: HLC, changes: [{ lsn: 1, c: 'notes', k: 'a', op: 'put', v: 1, hlc: HLC, o: 'hub' }], dg: 5 },
-    ] as const;
-    expect(broadcastCodec.decode(broadcastCodec.encode(changes as never))).toEqual(changes);
+      { c: 'notes', prev: 0, hlc: HLC, changes: [{ lsn: 1, c: 'notes', k: 'a', op: 'put', v: encodeValue(1), hlc: HLC, o: 'hub' }], dg: 5 },
+    ];
+    expect(broadcastCodec.decode(broadcastCodec.encode(changes))).toEqual(changes);
   });
 
   it.each([

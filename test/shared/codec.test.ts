@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { MessageCodec, downCodec, encodeCbor, upCodec } from '../../shared/codec.js';
 import { InvalidMessageError, MalformedMessageError, MessageTooLargeError } from '../../shared/errors.js';
 import { UpMessage, type UpMessage as Up } from '../../shared/messages.js';
+import { encodeValue } from '../../shared/value-bytes.js';
 
 const INC = '0123456789abcdef0123456789abcdef';
 const HLC = '0000018f00000001';
@@ -11,7 +12,7 @@ describe('message codec', () => {
   it('round-trips every up message type', () => {
     const batch: Up = [
       'batch',
-      { inc: INC, ops: [{ seq: 1, c: 'sensors', k: 't1', op: 'put', v: { a: [1, 'x', null, true] }, hlc: HLC, base: 3 }] },
+      { inc: INC, ops: [{ seq: 1, c: 'sensors', k: 't1', op: 'put', v: encodeValue({ a: [1, 'x', null, true] }), hlc: HLC, base: 3 }] },
     ];
     const pull: Up = ['pull', { id: 7, from: 42, cs: ['sensors'], limit: 10 }];
     expect(upCodec.decode(upCodec.encode(batch))).toEqual(batch);
@@ -45,8 +46,9 @@ describe('message codec', () => {
     ['an unknown type', ['hello', {}]],
     ['a wrong field type', ['pull', { id: 7, from: 'one' }]],
     ['an extra field', ['pull', { id: 7, from: 1, agent: 'someone-else' }]],
-    ['a negative seq', ['batch', { inc: INC, ops: [{ seq: -1, c: 'c', k: 'k', op: 'put', v: 1, hlc: HLC }] }]],
-    ['a bad hlc', ['batch', { inc: INC, ops: [{ seq: 1, c: 'c', k: 'k', op: 'put', v: 1, hlc: 'yesterday' }] }]],
+    ['a negative seq', ['batch', { inc: INC, ops: [{ seq: -1, c: 'c', k: 'k', op: 'put', v: encodeValue(1), hlc: HLC }] }]],
+    ['a bad hlc', ['batch', { inc: INC, ops: [{ seq: 1, c: 'c', k: 'k', op: 'put', v: encodeValue(1), hlc: 'yesterday' }] }]],
+    ['a value not as its bytes', ['batch', { inc: INC, ops: [{ seq: 1, c: 'c', k: 'k', op: 'put', v: 1, hlc: HLC }] }]],
     ['an unknown op', ['batch', { inc: INC, ops: [{ seq: 1, c: 'c', k: 'k', op: 'drop', hlc: HLC }] }]],
     ['an empty batch', ['batch', { inc: INC, ops: [] }]],
     ['a down message sent up', ['ack', { inc: INC, hlc: HLC, results: [] }]],
@@ -83,7 +85,7 @@ describe('message codec', () => {
           c: 'telemetry',
           k: `t${i}`,
           op: 'put' as const,
-          v: { celsius: 20 + i / 10, at: 1_764_000_000_000 + i },
+          v: encodeValue({ celsius: 20 + i / 10, at: 1_764_000_000_000 + i }),
           hlc: HLC,
         })),
       },

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_PARTITION } from '../../../shared/topics.js';
 import { tempDir } from '../../helpers/temp.js';
 import { appendAll, change, openStore, put } from './fixtures.js';
+import { valueOf } from '../../helpers/value-bytes.js';
 
 type StatementMethod = 'run' | 'get' | 'all' | 'iterate';
 const METHODS: StatementMethod[] = ['run', 'get', 'all', 'iterate'];
@@ -64,7 +65,7 @@ describe('agent store: per-batch work does not grow with the backlog', () => {
         // The change sets come back: they release the confirmed writes from the overlay.
         store.replica.applyChanges(
           DEFAULT_PARTITION,
-          batch.map((op, i) => change(round * 100 + i + 1, op.k, op.v, op.c)),
+          batch.map((op, i) => change(round * 100 + i + 1, op.k, valueOf(op), op.c)),
         );
         store.outbox.pendingCount();
         store.outbox.pendingByCollection();

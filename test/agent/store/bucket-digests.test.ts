@@ -3,17 +3,18 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { AgentStore } from '../../../agent/store/agent-store.js';
 import { AGENT_MIGRATIONS } from '../../../agent/schema.js';
-import { encodeCbor } from '../../../shared/codec.js';
 import { DIGEST_MODULUS } from '../../../shared/digest.js';
 import type { Change } from '../../../shared/messages.js';
 import { tempDir } from '../../helpers/temp.js';
 import { byHand, digestOf, hashOf, tallyOf } from './digest-fixtures.js';
 import { change, hlc, openStore } from './fixtures.js';
+import type { JsonValue } from '../../../shared/values.js';
+import { asBuffer } from '../../../shared/value-bytes.js';
 
 const LANE = 'default';
 const [A, B, C] = ['AAAAAAAAAAAAAAAA', 'BBBBBBBBBBBBBBBB', 'CCCCCCCCCCCCCCCC'];
 
-const scoped = (lsn: number, k: string, bk: string[], v: unknown = { lsn, k }): Change => ({ ...change(lsn, k, v), bk });
+const scoped = (lsn: number, k: string, bk: string[], v: JsonValue = { lsn, k }): Change => ({ ...change(lsn, k, v), bk });
 const deleted = (lsn: number, k: string, bk: string[]): Change => ({ ...change(lsn, k), bk });
 const out = (lsn: number, k: string): Change => ({ ...change(lsn, k), op: 'out' });
 const tag = (lsn: number, k: string, bk: string[]): Change => ({ ...change(lsn, k), op: 'tag', bk });
@@ -93,7 +94,7 @@ describe('agent store: bucket digests', () => {
     const late = scoped(9, 'late', [A, C]);
     edit(
       `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, buckets) VALUES ('docs', 'late', ?, 0, 9, ?, 'op', ?)`,
-      encodeCbor(late.v),
+      asBuffer(late.v!),
       hlc(),
       JSON.stringify([A, C]),
     );
@@ -121,7 +122,7 @@ describe('agent store: bucket digests', () => {
     );
     for (const r of rows) {
       const stub = r.k === 'stub';
-      const value = r.op === 'del' || stub ? null : encodeCbor(r.v);
+      const value = r.op === 'del' || stub ? null : asBuffer(r.v!);
       const hash = stub || r.k === 'unhashed' ? null : hashOf(r);
       insert.run(
         r.c,

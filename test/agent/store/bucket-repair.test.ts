@@ -6,12 +6,13 @@ import type { Change } from '../../../shared/messages.js';
 import { tempDir } from '../../helpers/temp.js';
 import { byHand, digestOf } from './digest-fixtures.js';
 import { appendAll, change, openStore, put } from './fixtures.js';
+import type { JsonValue } from '../../../shared/values.js';
 
 const LANE = 'default';
 const [A, B, C] = ['AAAAAAAAAAAAAAAA', 'BBBBBBBBBBBBBBBB', 'CCCCCCCCCCCCCCCC'];
 const UNBOUNDED = { after: undefined, through: undefined };
 
-const scoped = (lsn: number, k: string, bk: string[], v: unknown = { lsn, k }): Change => ({ ...change(lsn, k, v), bk });
+const scoped = (lsn: number, k: string, bk: string[], v: JsonValue = { lsn, k }): Change => ({ ...change(lsn, k, v), bk });
 const deleted = (lsn: number, k: string, bk: string[]): Change => ({ ...change(lsn, k), bk });
 const tag = (lsn: number, k: string, bk: string[]): Change => ({ ...change(lsn, k), op: 'tag', bk });
 const byKey = (docs: Change[]): Change[] => [...docs].sort((a, b) => (a.k < b.k ? -1 : 1));

@@ -1,9 +1,9 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
-import { encodeCbor } from '../../../shared/codec.js';
 import { documentHash, RangeTally } from '../../../shared/digest.js';
 import type { Change } from '../../../shared/messages.js';
 import { change } from './fixtures.js';
+import { asBuffer } from '../../../shared/value-bytes.js';
 
 /** Documents k0, k1, … of docs, from LSN `from` on. */
 export const many = (from: number, n: number): Change[] =>
@@ -24,7 +24,7 @@ export function newest(changes: readonly Change[], collection = 'docs'): Change[
   return [...byKey.values()];
 }
 
-export const hashOf = (ch: Change): number => documentHash(ch.c, ch.k, ch.lsn, ch.op === 'del', ch.op === 'del' ? null : encodeCbor(ch.v));
+export const hashOf = (ch: Change): number => documentHash(ch.c, ch.k, ch.lsn, ch.op === 'del', ch.op === 'del' ? null : asBuffer(ch.v!));
 
 export function digestOf(docs: readonly Change[]): number {
   const sum = docs.reduce((s, ch) => s + BigInt(hashOf(ch)), 0n);

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { encodeCbor } from '../../../shared/codec.js';
 import { DIGEST_MODULUS, documentHash } from '../../../shared/digest.js';
 import type { Change } from '../../../shared/messages.js';
 import { tempDir } from '../../helpers/temp.js';
 import { byHand, digestOf, hashOf, many, newest, tallyOf } from './digest-fixtures.js';
 import { change, hlc, openStore } from './fixtures.js';
+import { asBuffer } from '../../../shared/value-bytes.js';
 
 const LANE = 'default';
 const [A, B] = ['AAAAAAAAAAAAAAAA', 'BBBBBBBBBBBBBBBB'];
@@ -83,8 +83,8 @@ describe('agent store: content digests', () => {
       const insert = db.prepare(
         `INSERT INTO documents (collection, key, value, deleted, version, hlc, origin, hash) VALUES ('docs', ?, ?, 0, ?, ?, 'op', ?)`,
       );
-      insert.run(intruder.k, encodeCbor(intruder.v), intruder.lsn, hlc(), hashOf(intruder));
-      insert.run(unhashed.k, encodeCbor(unhashed.v), unhashed.lsn, hlc(), null);
+      insert.run(intruder.k, asBuffer(intruder.v!), intruder.lsn, hlc(), hashOf(intruder));
+      insert.run(unhashed.k, asBuffer(unhashed.v!), unhashed.lsn, hlc(), null);
       // What the triggers alone made of it, before the agent opens the file again.
       const stored = db.prepare<[], { digest: number }>("SELECT digest FROM digests WHERE collection = 'docs'").get()!.digest;
       expect(stored).toBe(digestOf([...docs.filter((d) => d.k !== 'k3' && d.k !== 'k4'), intruder]));

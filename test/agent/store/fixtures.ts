@@ -4,6 +4,8 @@ import type { AppendResult, Buffering } from '../../../agent/store/outbox.js';
 import type { NewWrite } from '../../../agent/store/writes.js';
 import { encodeHlc, type Hlc } from '../../../shared/hlc.js';
 import type { Change } from '../../../shared/messages.js';
+import { encodeValue } from '../../../shared/value-bytes.js';
+import type { JsonValue } from '../../../shared/values.js';
 import { DEFAULT_PARTITION } from '../../../shared/topics.js';
 import { tempDir } from '../../helpers/temp.js';
 
@@ -24,21 +26,32 @@ let t = 1_000;
 /** A fresh HLC, later than every one handed out before. */
 export const hlc = (): Hlc => encodeHlc(t++, 0);
 
-/** A committed change from the hub: a put of `v`, or a delete when `v` is undefined. */
-export const change = (lsn: number, k: string, v?: unknown, c = 'docs'): Change => ({
+/** A committed change from the hub: a put of `v` (as its bytes), or a delete when `v` is undefined. */
+export const change = (lsn: number, k: string, v?: JsonValue, c = 'docs'): Change => ({
   lsn,
   c,
   k,
   op: v === undefined ? 'del' : 'put',
-  ...(v !== undefined && { v }),
+  ...(v !== undefined && { v: encodeValue(v) }),
   hlc: hlc(),
   o: 'pi-x',
 });
 
-/** A write as a test states it: to the default partition and stamped now unless it says otherwise. */
-export type TestWrite = Omit<NewWrite, 'partition' | 'hlc'> & { partition?: string; hlc?: Hlc };
+/**
+ * A write as a test states it: its value plain (stored as its bytes), to the default partition
+ * and stamped now unless it says otherwise.
+ */
+export type TestWrite = Omit<NewWrite, 'partition' | 'hlc' | 'value'> & { value: JsonValue | undefined; partition?: string; hlc?: Hlc };
 
-export const put = (key: string, value: NewWrite['value'], more: Partial<TestWrite> = {}): TestWrite => ({
+/** The write as the agent stores it: its value encoded, as the agent encodes it once. */
+export const stored = (w: TestWrite): NewWrite => ({
+  ...w,
+  value: w.value === undefined ? undefined : encodeValue(w.value),
+  partition: w.partition ?? DEFAULT_PARTITION,
+  hlc: w.hlc ?? hlc(),
+});
+
+export const put = (key: string, value: JsonValue, more: Partial<TestWrite> = {}): TestWrite => ({
   collection: 'docs',
   key,
   op: 'put',
@@ -48,8 +61,7 @@ export const put = (key: string, value: NewWrite['value'], more: Partial<TestWri
 
 /** Appends writes in one transaction, under buffering policies if given. */
 export function append(store: AgentStore, writes: readonly TestWrite[], policyFor?: (collection: string) => Buffering): AppendResult {
-  const stamped = writes.map((w) => ({ ...w, partition: w.partition ?? DEFAULT_PARTITION, hlc: w.hlc ?? hlc() }));
-  return store.outbox.append(stamped, hlc(), policyFor);
+  return store.outbox.append(writes.map(stored), hlc(), policyFor);
 }
 
 /** Appends writes that no policy refuses; returns their seqs. */

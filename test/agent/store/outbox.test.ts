@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { Buffering } from '../../../agent/store/outbox.js';
 import { tempDir } from '../../helpers/temp.js';
 import { append, appendAll, change, hlc, openStore, put, queued } from './fixtures.js';
+import { encodeValue } from '../../../shared/value-bytes.js';
+import { valueOf, withValue } from '../../helpers/value-bytes.js';
 
 describe('agent store: the outbox', () => {
   it('numbers writes contiguously from 1 and keeps their order, across transactions and restarts', () => {
@@ -19,7 +21,7 @@ describe('agent store: the outbox', () => {
       [4, 'c', 'put'],
       [5, 'd', 'put'],
     ]);
-    expect(reopened.outbox.pendingFrom('default', 1, 10, 1 << 20).map((o) => o.v)).toEqual([1, 2, 3, 4, 5]);
+    expect(reopened.outbox.pendingFrom('default', 1, 10, 1 << 20).map(valueOf)).toEqual([1, 2, 3, 4, 5]);
     expect(reopened.outbox.pendingCount()).toBe(5);
   });
 
@@ -27,7 +29,7 @@ describe('agent store: the outbox', () => {
     const store = openStore();
     store.replica.applyChanges('default', [change(4, 'k', 'theirs')]);
     appendAll(store, [put('k', 'mine'), put('k', 'again', { base: 2 }), put('new', 1, { rep: 2 })]);
-    expect(store.outbox.pendingFrom('default', 1, 10, 1 << 20)).toMatchObject([
+    expect(store.outbox.pendingFrom('default', 1, 10, 1 << 20).map(withValue)).toMatchObject([
       { seq: 1, c: 'docs', k: 'k', op: 'put', v: 'mine', base: 4 },
       { seq: 2, k: 'k', v: 'again', base: 2 },
       { seq: 3, k: 'new', rep: 2 },
@@ -38,7 +40,7 @@ describe('agent store: the outbox', () => {
   it('persists the clock with the writes it stamped', () => {
     const store = openStore();
     const last = hlc();
-    store.outbox.append([{ partition: 'default', collection: 'docs', key: 'k', op: 'put', value: 1, hlc: hlc() }], last);
+    store.outbox.append([{ partition: 'default', collection: 'docs', key: 'k', op: 'put', value: encodeValue(1), hlc: hlc() }], last);
     expect(store.settings.lastHlc).toBe(last);
   });
 
@@ -194,7 +196,7 @@ describe('agent store: buffering policies and TTL', () => {
       [2, 'b', 'put'],
       [3, 'c', 'put'],
     ]);
-    expect(store.outbox.pendingFrom('default', 1, 1, 1 << 20)[0]).toMatchObject({ op: 'skip', v: 'dropped' });
+    expect(withValue(store.outbox.pendingFrom('default', 1, 1, 1 << 20)[0]!)).toMatchObject({ op: 'skip', v: 'dropped' });
     expect(store.replica.read('docs', 'a')).toBeUndefined(); // no longer laid over the replica
     expect(store.outbox.pendingByCollection().docs?.pending).toBe(2);
     expect(store.rejections.list()).toEqual(dropped);

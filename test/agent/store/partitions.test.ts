@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { partitionScoped } from '../../../agent/store/agent-db.js';
 import { tempDir } from '../../helpers/temp.js';
 import { appendAll, change, openStore, put, queued } from './fixtures.js';
+import { valueOf, withValue } from '../../helpers/value-bytes.js';
 
 const toOrders = (c: string): string => (c === 'orders' ? 'orders' : 'default');
 
@@ -125,7 +126,7 @@ describe('agent store: partitions', () => {
     ]);
     // Recorded in the same transaction as the move.
     expect(store.settings.get('partitions')).toEqual({ orders: 'orders' });
-    expect(store.outbox.pendingFrom('orders', 1, 10, 1 << 20).map((o) => [o.seq, o.k, o.v])).toEqual([
+    expect(store.outbox.pendingFrom('orders', 1, 10, 1 << 20).map((o) => [o.seq, o.k, valueOf(o)])).toEqual([
       [1, 'o1', 'o1'],
       [2, 'o2', 'o2'],
     ]);
@@ -139,7 +140,7 @@ describe('agent store: partitions', () => {
       [4, 'o2', 'skip'],
       [5, 'd3', 'put'],
     ]);
-    expect(store.outbox.pendingFrom('default', 2, 1, 1 << 20)[0]).toMatchObject({ op: 'skip', v: 'moved' });
+    expect(withValue(store.outbox.pendingFrom('default', 2, 1, 1 << 20)[0]!)).toMatchObject({ op: 'skip', v: 'moved' });
     expect(store.replica.read('orders', 'o2')).toMatchObject({ value: 'o2', pending: true });
     expect(store.outbox.pendingByCollection().orders?.pending).toBe(2); // once each, not twice
     // The skip's ack drops the placeholder without reporting it to the app.

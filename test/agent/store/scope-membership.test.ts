@@ -2,12 +2,13 @@ import { describe, expect, it } from 'vitest';
 import type { AgentStore } from '../../../agent/store/agent-store.js';
 import type { Change } from '../../../shared/messages.js';
 import { change, openStore } from './fixtures.js';
+import type { JsonValue } from '../../../shared/values.js';
 
 const LANE = 'default';
 const [A, B, C] = ['AAAAAAAAAAAAAAAA', 'BBBBBBBBBBBBBBBB', 'CCCCCCCCCCCCCCCC'];
 
 /** A change of a scoped document: a put in buckets `bk`, or `out` (it left the bucket it comes through). */
-const scoped = (lsn: number, k: string, bk: string[], v: unknown = { lsn }): Change => ({ ...change(lsn, k, v), bk });
+const scoped = (lsn: number, k: string, bk: string[], v: JsonValue = { lsn }): Change => ({ ...change(lsn, k, v), bk });
 const out = (lsn: number, k: string): Change => ({ ...change(lsn, k), op: 'out' });
 const tag = (lsn: number, k: string, bk: string[]): Change => ({ ...change(lsn, k), op: 'tag', bk });
 

@@ -1,7 +1,7 @@
 import { decodeHlc, type Hlc } from '../shared/hlc.js';
 import type { LostMessage } from '../shared/messages.js';
 import { parseValue } from '../shared/value-bytes.js';
-import { checkCollectionName, checkKey } from '../shared/values.js';
+import { checkCollectionName, checkKey, type JsonValue } from '../shared/values.js';
 import type { Logger } from 'pino';
 import type { HubStore, Lineage, LostReport } from './store/hub-store.js';
 
@@ -39,14 +39,18 @@ export function acceptLostReport(agentId: string, body: LostMessage[1], rules: L
     if (checkCollectionName(d.c) || checkKey(d.k) || !rules.ownsCollection(d.c)) continue;
     if (!(d.o === agentId ? rules.mayWrite(agentId, d.c) : rules.mayRead(agentId, d.c))) continue;
     if (d.ver <= body.fork || !plausibleHlc(d.hlc, latest)) continue;
-    const parsed = d.op === 'put' && d.v !== undefined ? parseValue(d.v) : undefined;
-    if (d.op === 'put' && !(parsed && 'value' in parsed)) continue;
+    let value: JsonValue | undefined;
+    if (d.op === 'put') {
+      const parsed = d.v === undefined ? undefined : parseValue(d.v);
+      if (!parsed || 'reason' in parsed) continue;
+      value = parsed.value;
+    }
     docs.push({
       collection: d.c,
       key: d.k,
       version: d.ver,
       op: d.op,
-      value: parsed && 'value' in parsed ? parsed.value : undefined,
+      value,
       hlc: d.hlc as Hlc,
       origin: d.o,
     });

@@ -1,4 +1,4 @@
-import { encodeCbor } from '../../shared/codec.js';
+import { encodeValue } from '../../shared/value-bytes.js';
 import { OutboxFullError } from '../../shared/errors.js';
 import type { Hlc } from '../../shared/hlc.js';
 import type { OpResult, WriteOp } from '../../shared/messages.js';
@@ -198,7 +198,7 @@ export class Outbox {
       bytes += 48 + row.key.length + (row.value?.length ?? 0);
       if (ops.length > 0 && bytes > maxBytes) break;
       if (row.skipped) {
-        ops.push({ seq: row.seq, c: row.collection, k: row.key, op: 'skip', v: encodeCbor(row.skipped), hlc: row.hlc });
+        ops.push({ seq: row.seq, c: row.collection, k: row.key, op: 'skip', v: encodeValue(row.skipped), hlc: row.hlc });
         continue;
       }
       ops.push({

@@ -15,9 +15,9 @@ import { MOSQUITTO } from '../test/helpers/mosquitto.js';
 import { freePort } from '../test/helpers/ports.js';
 import { killOnExit } from './children.js';
 import { fleetIdentities, provisionFleet } from './fleet-credentials.js';
-import { FLEET_SIZES, measureFleet, type FleetFigures, type FleetSizes } from './fleet-measure.js';
+import { measureFleet, type FleetFigures, type FleetSizes } from './fleet-measure.js';
 import { FleetWorkers } from './fleet-workers.js';
-import { connectTimeoutMs, fleetConfig, WORKERS } from './fleet.js';
+import { connectTimeoutMs, fleetConfig, fleetSizes, workerCount } from './fleet.js';
 import { startHubProcess } from './hub-process.js';
 import { tempDir } from './temp.js';
 
@@ -67,7 +67,7 @@ async function startMosquitto(exportDir: string, port: number): Promise<ChildPro
 
 export async function benchFleetMosquitto(quick: boolean): Promise<FleetMosquittoResult | undefined> {
   if (!MOSQUITTO) return undefined;
-  const sizes: FleetSizes = quick ? FLEET_SIZES.quick : FLEET_SIZES.full;
+  const sizes = fleetSizes(quick);
   const dir = tempDir('bench-fleet-mosquitto');
   const dataDir = join(dir, 'hub');
   const config = fleetConfig(dir);
@@ -76,7 +76,7 @@ export async function benchFleetMosquitto(quick: boolean): Promise<FleetMosquitt
   await provisionFleet(dataDir, devices, 'cheap');
   const port = await freePort();
   await exportFiles(dataDir, config, dir, port);
-  const [broker, workers] = await Promise.all([startMosquitto(dir, port), FleetWorkers.fork(WORKERS)]);
+  const [broker, workers] = await Promise.all([startMosquitto(dir, port), FleetWorkers.fork(workerCount(quick))]);
   const exited = new Promise((resolve) => broker.once('exit', resolve));
   const url = `mqtt://127.0.0.1:${port}`;
   const hubArgs = ['--config', config, '--broker', url, '--broker-username', HUB_ACCOUNT.username];

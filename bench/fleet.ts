@@ -1,11 +1,12 @@
 /**
  * The hub with a fleet of the size it is meant for: 10,000 devices (quick 500) connected to one
  * hub process (the CLI, not --dev: every device logs in with its own token), each a lightweight
- * protocol client (bench/fleet-device.ts) in one of four worker processes, from 1,000 local
+ * protocol client (bench/fleet-device.ts) in one of four worker processes (quick: two), from 1,000 local
  * addresses (10 devices behind each). Every device follows the `config` collection and writes to
  * `telemetry`. In order, on the same hub:
  *
- * - the hub's RSS with no device connected, then with the fleet connected and idle: RSS per device;
+ * - the hub's RSS with 100 devices (quick 50), then with the whole fleet connected and idle: RSS
+ *   per device beyond the first 100;
  * - the hub's CPU with the fleet connected and nothing written;
  * - p99 commit-ack latency at 1,000 writes/s, batches of one write spread over the fleet (each
  *   device's publish to its ack, timed in its worker), against the same load from 100 devices
@@ -15,11 +16,13 @@
  *   agent's backoff against the hub's limits as configured by default, and counts as resumed
  *   once logged in, subscribed and caught up by pulling from its cursor past those documents.
  *
- * How the tokens are hashed decides the storm (bench/fleet-credentials.ts): at the hub's own
- * cost (the full run's default) each first login after a start costs an scrypt;
- * `BENCH_FLEET_TOKENS=cheap` (the quick run's default) leaves it out.
+ * How the tokens are hashed decides the storm (bench/fleet-credentials.ts). By default they are
+ * hashed at no cost, so that the figures show the broker, the protocol and the backoff; with
+ * `BENCH_FLEET_TOKENS=hub` at the hub's own cost, and then each first login after a start costs
+ * an scrypt (~40 ms of a core, two at a time): 10,000 logins take minutes (see docs/BENCHMARKS.md).
+ * BENCH_FLEET_DEVICES sets another fleet size.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { fleetIdentities, provisionFleet, type TokenCost } from './fleet-credentials.js';
@@ -30,14 +33,16 @@ import { startHubProcess, type HubProcess } from './hub-process.js';
 import { coreShare, sampleProc } from './proc-stats.js';
 import { tempDir } from './temp.js';
 
-export const WORKERS = 4;
+/** Worker processes: four carry 10,000 devices; two start faster for the quick run's 500. */
+export const workerCount = (quick: boolean): number => (quick ? 2 : 4);
 /** Where a fleet's RSS per device should stay, and a storm's length. */
 export const RSS_TARGET_BYTES = 40_000;
 export const STORM_TARGET_SECONDS = 30;
 
 export interface StormResult {
-  /** From stopping the hub until the new one listened. */
+  /** From stopping the hub until the new one listened, and of that until the old one had exited. */
   downSeconds: number;
+  stopSeconds: number;
   /** From the new hub listening until the last device resumed. */
   seconds: number;
   /** Connection attempts from stopping the hub until the last device resumed. */
@@ -47,6 +52,11 @@ export interface StormResult {
   refusals: Record<string, number>;
   /** What the new hub counted as shed (outpost_hub_clients_shed_total), by reason. */
   hubShed: Record<string, number>;
+  /**
+   * Connections the kernel dropped because a listener's accept queue was full, machine-wide
+   * (/proc/net/netstat ListenOverflows), from stopping the hub until the last device resumed.
+   */
+  listenOverflows: number;
   /** The new hub's CPU from listening until the last device resumed. */
   hubCpuShare: number;
   unexpected: Record<string, number>;
@@ -65,16 +75,25 @@ export function fleetConfig(dir: string): string {
   return file;
 }
 
-export const tokenCost = (quick: boolean): TokenCost =>
-  (process.env.BENCH_FLEET_TOKENS as TokenCost | undefined) ?? (quick ? 'cheap' : 'hub');
+export const tokenCost = (): TokenCost => (process.env.BENCH_FLEET_TOKENS === 'hub' ? 'hub' : 'cheap');
+
+/** The sizes, with BENCH_FLEET_DEVICES overriding the device count (a storm at the hub's token cost, say, on a smaller fleet). */
+export function fleetSizes(quick: boolean): FleetSizes {
+  const sizes: FleetSizes = quick ? FLEET_SIZES.quick : FLEET_SIZES.full;
+  const devices = Number(process.env.BENCH_FLEET_DEVICES ?? sizes.devices);
+  return { ...sizes, devices, reference: Math.min(sizes.reference, devices) };
+}
 
 export const brokerOf = (url: string): BrokerAddress => {
   const { hostname, port } = new URL(url);
   return { host: hostname, port: Number(port) };
 };
 
-/** How long a fleet may take to connect: a login at the hub's cost is ~40 ms of one of its two checks at a time (hub/auth-throttle.ts). */
-export const connectTimeoutMs = (devices: number, tokens: TokenCost): number => 120_000 + devices * (tokens === 'hub' ? 60 : 10);
+/**
+ * How long a fleet may take to connect: a login at the hub's cost is ~40 ms of one of its two
+ * checks at a time (hub/auth-throttle.ts) on a quiet core, several times that on a busy machine.
+ */
+export const connectTimeoutMs = (devices: number, tokens: TokenCost): number => 120_000 + devices * (tokens === 'hub' ? 200 : 10);
 
 /** The hub's shed counters from its metrics, by reason. */
 async function shedCounts(hub: HubProcess): Promise<Record<string, number>> {
@@ -86,6 +105,15 @@ async function shedCounts(hub: HubProcess): Promise<Record<string, number>> {
   return counts;
 }
 
+/** TcpExt ListenOverflows: connections dropped at a full accept queue, since boot, on the whole machine. */
+function listenOverflows(): number {
+  const [names, values] = readFileSync('/proc/net/netstat', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('TcpExt:'))
+    .map((l) => l.split(' '));
+  return Number(values?.[names?.indexOf('ListenOverflows') ?? -1] ?? Number.NaN);
+}
+
 async function storm(
   hub: HubProcess,
   workers: FleetWorkers,
@@ -94,8 +122,10 @@ async function storm(
   timeoutMs: number,
 ): Promise<{ hub: HubProcess; result: StormResult }> {
   const resumed = workers.storm(target, timeoutMs);
+  const overflowsBefore = listenOverflows();
   const stopping = Date.now();
   await hub.stop();
+  const stopped = Date.now();
   const next = await restart();
   const listening = Date.now();
   workers.mark();
@@ -104,11 +134,13 @@ async function storm(
   const cpuShare = coreShare(cpuBefore, sampleProc(next.pid));
   const result: StormResult = {
     downSeconds: (listening - stopping) / 1000,
+    stopSeconds: (stopped - stopping) / 1000,
     seconds: (s.lastResumedAt - listening) / 1000,
     attempts: s.attempts,
     refusedWhileDown: s.refusedWhileDown,
     refusals: s.refusals,
     hubShed: await shedCounts(next),
+    listenOverflows: listenOverflows() - overflowsBefore,
     hubCpuShare: cpuShare,
     unexpected: s.unexpected,
   };
@@ -116,15 +148,15 @@ async function storm(
 }
 
 export async function benchFleet(quick: boolean): Promise<FleetResult> {
-  const sizes: FleetSizes = quick ? FLEET_SIZES.quick : FLEET_SIZES.full;
-  const tokens = tokenCost(quick);
+  const sizes = fleetSizes(quick);
+  const tokens = tokenCost();
   const dir = tempDir('bench-fleet');
   const dataDir = join(dir, 'hub');
   const args = ['--config', fleetConfig(dir)];
   const devices = fleetIdentities(sizes.devices);
   await provisionFleet(dataDir, devices, tokens);
   const timeoutMs = connectTimeoutMs(sizes.devices, tokens);
-  const [first, workers] = await Promise.all([startHubProcess(dataDir, args, { dev: false }), FleetWorkers.fork(WORKERS)]);
+  const [first, workers] = await Promise.all([startHubProcess(dataDir, args, { dev: false }), FleetWorkers.fork(workerCount(quick))]);
   let hub = first;
   try {
     const broker = brokerOf(hub.url);

@@ -226,13 +226,13 @@ async function fleet(): Promise<FleetResult> {
   );
   line(
     `fleet, reconnect storm after a hub restart (${devices}, tokens hashed at ${r.tokens === 'hub' ? "the hub's cost" : 'no cost'})`,
-    `${storm.seconds.toFixed(1)} s until every device resumed (target ≤ ${STORM_TARGET_SECONDS} s; hub down ${storm.downSeconds.toFixed(1)} s)`,
+    `${storm.seconds.toFixed(1)} s until every device resumed (target ≤ ${STORM_TARGET_SECONDS} s; hub down ${storm.downSeconds.toFixed(1)} s, ${storm.stopSeconds.toFixed(1)} s of it stopping)`,
     `connecting ${count(sizes.devices - sizes.reference)} of them at first: ${r.connectSeconds.toFixed(1)} s`,
     storm.seconds / r.connectSeconds,
   );
   process.stdout.write(
     `fleet, the storm: ${count(storm.attempts)} connection attempts; refused while the hub was down: ${counts(storm.refusedWhileDown)}; ` +
-      `after: ${counts(storm.refusals)}; shed by the hub: ${counts(storm.hubShed)}; hub CPU ${pct(storm.hubCpuShare)}\n`,
+      `after: ${counts(storm.refusals)}; shed by the hub: ${counts(storm.hubShed)}; accept-queue overflows (machine-wide) ${count(storm.listenOverflows)}; hub CPU ${pct(storm.hubCpuShare)}\n`,
   );
   const odd = { ...r.connectRefusals, ...storm.unexpected };
   if (r.fleet.failed + r.fleet.unacked + Object.keys(storm.unexpected).length > 0)

@@ -22,7 +22,7 @@ export interface DigestCostResult {
 
 async function cpuMsPerChange(changes: number, env: Record<string, string>): Promise<number> {
   const dir = tempDir('bench-digest-cost');
-  const hub = await startHubProcess(join(dir, 'hub'), [], undefined, env);
+  const hub = await startHubProcess(join(dir, 'hub'), [], { env });
   const writer = new Agent({
     hubUrl: hub.url,
     agentId: 'pi-writer',

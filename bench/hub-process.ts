@@ -1,6 +1,6 @@
 /**
- * The hub as its own process, as it is deployed: `outpost hub --dev` from dist/ (the bench script
- * builds first). Benchmarks that time the hub run it apart from the agents so that neither
+ * The hub as its own process, as it is deployed: `outpost hub` from dist/ (the bench script builds
+ * first), with `--dev` unless agents must log in with their tokens. Benchmarks that time the hub run it apart from the agents so that neither
  * waits behind the other's event loop, and so that /proc can tell its CPU and memory apart.
  * BENCH_HUB_FLAGS passes node flags to it (e.g. --cpu-prof), as for the ingest benchmark.
  */
@@ -22,12 +22,19 @@ export interface HubProcess {
   stop(): Promise<void>;
 }
 
-/** Resolves once the hub listens. `port`: where agents already try to connect (default: a free one). */
+export interface HubProcessOptions {
+  /** Where agents already try to connect (default: a free port). */
+  port?: number;
+  env?: Readonly<Record<string, string>>;
+  /** `--dev`, admitting any agent without credentials (default); false: agents log in with their tokens. */
+  dev?: boolean;
+}
+
+/** Resolves once the hub listens. */
 export async function startHubProcess(
   dataDir: string,
   extraArgs: readonly string[] = [],
-  port?: number,
-  env: Readonly<Record<string, string>> = {},
+  { port, env = {}, dev = true }: HubProcessOptions = {},
 ): Promise<HubProcess> {
   const [mqttPort, httpPort] = await Promise.all([port ?? freePort(), freePort()]);
   const flags = process.env.BENCH_HUB_FLAGS?.split(' ').filter(Boolean) ?? [];
@@ -38,7 +45,7 @@ export async function startHubProcess(
         ...flags,
         CLI,
         'hub',
-        '--dev',
+        ...(dev ? ['--dev'] : []),
         '--host',
         '127.0.0.1',
         '--port',

@@ -57,7 +57,7 @@ async function outpost(agents: number, perAgent: number): Promise<number> {
     }),
   );
   // The clock starts when the hub listens: node's own start-up is not ingest.
-  const hub = await startHubProcess(join(dir, 'hub'), [], port);
+  const hub = await startHubProcess(join(dir, 'hub'), [], { port });
   const started = performance.now();
   const head = await committedHead(join(dir, 'hub', 'hub.db'), agents * perAgent);
   const seconds = (performance.now() - started) / 1000;

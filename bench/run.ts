@@ -10,6 +10,9 @@ import { benchCatchup, type CatchupResult } from './catchup.js';
 import { benchDedupState, type DedupStateResult } from './dedup-state.js';
 import { benchDigestCost, type DigestCostResult } from './digest-cost.js';
 import { benchFanin, type FaninResult } from './fanin.js';
+import { FLEET_RATE } from './fleet-measure.js';
+import { benchFleet, RSS_TARGET_BYTES, STORM_TARGET_SECONDS, type FleetResult } from './fleet.js';
+import { benchFleetMosquitto, type FleetMosquittoResult } from './fleet-mosquitto.js';
 import { benchFootprint, mb, TARGET_BYTES, type FootprintResult } from './footprint.js';
 import { benchIngest, type IngestResult } from './ingest.js';
 import { benchPartitions, type PartitionsResult } from './partitions.js';
@@ -194,6 +197,85 @@ async function scopeFanout(): Promise<ScopeFanoutResult> {
   throw new Error(`scoped delivery: changes did not reach exactly their own device — ${facts}`);
 }
 
+const counts = (tally: Record<string, number>): string =>
+  Object.entries(tally)
+    .map(([why, n]) => `${count(n)} ${why}`)
+    .join(', ') || 'none';
+
+async function fleet(): Promise<FleetResult> {
+  const r = await benchFleet(quick);
+  const { sizes, storm } = r;
+  const devices = `${count(sizes.devices)} devices`;
+  line(
+    `fleet, hub RSS per connected device (${devices}, idle)`,
+    `${kb(r.rssPerDevice.hub!)} (target ≤ ${kb(RSS_TARGET_BYTES)}; ${mib(r.rssFleet.hub!)} in all)`,
+    `the same hub with ${count(sizes.reference)} devices: ${mib(r.rssReference.hub!)}`,
+    r.rssFleet.hub! / r.rssReference.hub!,
+  );
+  line(
+    `fleet, hub CPU with ${devices} connected, nothing written`,
+    pct(r.idleCpuShare.hub!),
+    `the same fleet writing ${rate(FLEET_RATE)}: ${pct(r.fleet.cpuShare.hub!)}`,
+    r.idleCpuShare.hub! / r.fleet.cpuShare.hub!,
+  );
+  line(
+    `fleet, p99 commit-ack latency at ${rate(FLEET_RATE)} (${devices})`,
+    `${ms(r.fleet.latency.p99)} (p50 ${ms(r.fleet.latency.p50)})`,
+    `${count(sizes.reference)} devices: ${ms(r.reference.latency.p99)}`,
+    r.fleet.latency.p99 / r.reference.latency.p99,
+  );
+  line(
+    `fleet, reconnect storm after a hub restart (${devices}, tokens hashed at ${r.tokens === 'hub' ? "the hub's cost" : 'no cost'})`,
+    `${storm.seconds.toFixed(1)} s until every device resumed (target ≤ ${STORM_TARGET_SECONDS} s; hub down ${storm.downSeconds.toFixed(1)} s, ${storm.stopSeconds.toFixed(1)} s of it stopping)`,
+    `connecting ${count(sizes.devices - sizes.reference)} of them at first: ${r.connectSeconds.toFixed(1)} s`,
+    storm.seconds / r.connectSeconds,
+  );
+  process.stdout.write(
+    `fleet, the storm: ${count(storm.attempts)} connection attempts; refused while the hub was down: ${counts(storm.refusedWhileDown)}; ` +
+      `after: ${counts(storm.refusals)}; shed by the hub: ${counts(storm.hubShed)}; accept-queue overflows (machine-wide) ${count(storm.listenOverflows)}; hub CPU ${pct(storm.hubCpuShare)}\n`,
+  );
+  const odd = { ...r.connectRefusals, ...storm.unexpected };
+  if (r.fleet.failed + r.fleet.unacked + Object.keys(storm.unexpected).length > 0)
+    throw new Error(`fleet: writes failed or unacked, or unexpected messages: ${JSON.stringify({ fleet: r.fleet, odd })}`);
+  return r;
+}
+
+async function fleetMosquitto(embedded: FleetResult): Promise<FleetMosquittoResult | undefined> {
+  const r = await benchFleetMosquitto(quick);
+  if (!r) {
+    process.stdout.write('fleet behind Mosquitto: skipped, mosquitto is not installed (apt-get install mosquitto)\n');
+    return undefined;
+  }
+  const devices = `${count(r.sizes.devices)} devices`;
+  const both = (p: Record<string, number>): number => p.hub! + p.broker!;
+  line(
+    `fleet behind Mosquitto, RSS per connected device, hub + Mosquitto (${devices})`,
+    `${kb(both(r.rssPerDevice))} (Mosquitto ${kb(r.rssPerDevice.broker!)})`,
+    `embedded broker: ${kb(embedded.rssPerDevice.hub!)}`,
+    both(r.rssPerDevice) / embedded.rssPerDevice.hub!,
+  );
+  line(
+    `fleet behind Mosquitto, CPU with ${devices} connected, nothing written, hub + Mosquitto`,
+    `${pct(both(r.idleCpuShare))} (Mosquitto ${pct(r.idleCpuShare.broker!)})`,
+    `embedded broker: ${pct(embedded.idleCpuShare.hub!)}`,
+    both(r.idleCpuShare) / embedded.idleCpuShare.hub!,
+  );
+  line(
+    `fleet behind Mosquitto, p99 commit-ack latency at ${rate(FLEET_RATE)} (${devices})`,
+    `${ms(r.fleet.latency.p99)} (p50 ${ms(r.fleet.latency.p50)}; CPU hub ${pct(r.fleet.cpuShare.hub!)}, Mosquitto ${pct(r.fleet.cpuShare.broker!)})`,
+    `embedded broker: ${ms(embedded.fleet.latency.p99)} (hub ${pct(embedded.fleet.cpuShare.hub!)})`,
+    r.fleet.latency.p99 / embedded.fleet.latency.p99,
+  );
+  if (r.fleet.failed + r.fleet.unacked > 0) throw new Error(`fleet behind Mosquitto: writes failed or unacked: ${JSON.stringify(r.fleet)}`);
+  return r;
+}
+
+/** The fleet on the embedded broker, then behind Mosquitto (compared with the first). */
+async function fleets(): Promise<{ embedded: FleetResult; mosquitto: FleetMosquittoResult | undefined }> {
+  const embedded = await fleet();
+  return { embedded, mosquitto: await fleetMosquitto(embedded) };
+}
+
 async function relabel(): Promise<RelabelResult> {
   const r = await benchRelabel(quick);
   line(
@@ -256,6 +338,7 @@ const results = {
   backlog: await backlog(),
   dedupState: await dedupState(),
   scopeFanout: await scopeFanout(),
+  fleet: await fleets(),
   relabel: await relabel(),
   digestCost: await digestCost(),
   repair: await repair(),

@@ -20,6 +20,7 @@ import type { HybridClock } from '../shared/hlc.js';
 import type { AckMessage, UpMessage, WriteOp } from '../shared/messages.js';
 import type { JsonValue } from '../shared/values.js';
 import { byeTopic, topics } from '../shared/topics.js';
+import { encodeValue } from '../shared/value-bytes.js';
 
 /** What every device follows (fleet configuration), and where it writes (not followed). */
 export const FOLLOWED = 'config';
@@ -29,12 +30,9 @@ export const WRITTEN = 'telemetry';
 const BACKOFF = { initialMs: 500, maxMs: 30_000 };
 const KEEPALIVE_SECONDS = 30;
 
-/**
- * Every write op the devices send is built here and only here: when a value travels as its own
- * CBOR encoding (a byte string in `v`), this is the one line to change.
- */
+/** Every write op the devices send is built here: the value travels as its own CBOR bytes, as from an agent. */
 export function writeOp(seq: number, collection: string, key: string, value: JsonValue, hlc: string): WriteOp {
-  return { seq, c: collection, k: key, op: 'put', v: value, hlc };
+  return { seq, c: collection, k: key, op: 'put', v: encodeValue(value), hlc };
 }
 
 export interface DeviceIdentity {

@@ -18,7 +18,7 @@ const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
  * that load their own files by path (node-cron's background daemon, prom-client's optional
  * peers, pg's native binding), and those only the hub uses.
  */
-const BUNDLED = new Set(['@sinclair/typebox', 'cbor-x', 'commander', 'mqtt', 'pino', 'yaml']);
+const BUNDLED = new Set(['@sinclair/typebox', 'cbor-x', 'commander', 'mqtt', 'pino', 'secure-json-parse', 'yaml']);
 
 // Chunk names carry a content hash: those of an earlier build would pile up.
 rmSync('dist/cli/chunks', { recursive: true, force: true });

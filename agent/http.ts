@@ -1,11 +1,10 @@
-import Fastify from 'fastify';
+import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import { AgentClosedError, InvalidHeaderError, NotFoundError, UnauthorizedError } from '../shared/errors.js';
-import { httpError } from '../shared/http-errors.js';
 import { parseIfMatch } from '../shared/if-match.js';
 import type { AppliedChange } from './types.js';
+import { HttpServer, Reply, STREAMED } from './http-server.js';
 import { createAgentMetrics } from './metrics.js';
-import { openApiDocument } from './openapi.js';
 import type { EvictedDocument } from './store/replica.js';
 import type { Rejection } from './store/rejections.js';
 import type { JsonValue } from '../shared/values.js';
@@ -13,26 +12,13 @@ import type { Agent, ReadOptions, WriteOptions } from './agent.js';
 import type { Durability } from './durability.js';
 import { bearerMatches } from '../shared/bearer.js';
 
-interface DocParams {
-  collection: string;
-  key: string;
-}
-
-interface WriteQuery {
-  durability?: string;
-  timeoutMs?: string;
-}
-interface ReadQuery {
-  confirmed?: string;
-  minLsn?: string;
-  timeoutMs?: string;
-}
+type Query = Record<string, string | undefined>;
 
 /**
  * `If-Match: 7` (or `"7"`) makes the write conditional on version 7; `?durability=hub` or
  * `?durability=replicas:2` waits for the hub (`&timeoutMs=` bounds the wait).
  */
-function writeOptions(headers: Record<string, string | string[] | undefined>, query: WriteQuery): WriteOptions {
+function writeOptions(headers: Record<string, string | string[] | undefined>, query: Query): WriteOptions {
   const options: WriteOptions = {};
   const version = parseIfMatch(headers['if-match']);
   if (version !== undefined) options.ifVersion = version;
@@ -54,7 +40,7 @@ function positiveInteger(name: string, text: string): number {
   return n;
 }
 
-function readOptions(query: ReadQuery): ReadOptions {
+function readOptions(query: Query): ReadOptions {
   return {
     confirmed: query.confirmed === 'true',
     ...(query.minLsn !== undefined && { minLsn: positiveInteger('minLsn', query.minLsn) }),
@@ -71,97 +57,78 @@ export interface AgentHttpOptions {
   token?: string;
 }
 
-export async function createAgentHttp(agent: Agent, log: Logger, options: AgentHttpOptions = {}) {
-  // Per-request lines only at debug: a device's SD card should not log every read.
-  const level = log.level === 'debug' || log.level === 'trace' ? log.level : 'warn';
-  const routes: string[] = [];
-  const app = Fastify({
-    loggerInstance: log.child({ component: 'http' }, { level }),
+/** The device API of one agent: listen, close, and the node:http server under it. */
+export interface AgentHttp {
+  readonly server: Server;
+  listen(address: { host: string; port: number }): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function createAgentHttp(agent: Agent, log: Logger, options: AgentHttpOptions = {}): Promise<AgentHttp> {
+  const app = new HttpServer({
+    log: log.child({ component: 'http' }),
     bodyLimit: 1024 * 1024,
-  });
-
-  app.addHook('onRoute', (route) => {
-    for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push(`${method} ${route.url}`);
-  });
-
-  app.setErrorHandler((error, _request, reply) => {
-    const { status, body } = httpError(error);
-    if (status >= 500) log.error({ err: error }, 'request failed');
-    return reply.code(status).send(body);
-  });
-
-  app.put<{ Params: DocParams; Body: JsonValue; Querystring: WriteQuery }>('/v1/docs/:collection/:key', async (request) => {
-    const { collection, key } = request.params;
-    return agent.put(collection, key, request.body, writeOptions(request.headers, request.query));
-  });
-
-  app.patch<{ Params: DocParams; Body: { [field: string]: JsonValue }; Querystring: WriteQuery }>(
-    '/v1/docs/:collection/:key',
-    async (request) => {
-      const { collection, key } = request.params;
-      return agent.patch(collection, key, request.body, writeOptions(request.headers, request.query));
+    guard: (headers) => {
+      if (options.token !== undefined && !bearerMatches(headers.authorization, options.token)) throw new UnauthorizedError();
+      if (agent.closed) throw new AgentClosedError();
     },
+  });
+  const doc = (params: Record<string, string>): [string, string] => [params.collection!, params.key!];
+
+  app.route('PUT', '/v1/docs/:collection/:key', (request) =>
+    agent.put(...doc(request.params), request.body as JsonValue, writeOptions(request.headers, request.query)),
   );
 
-  app.delete<{ Params: DocParams; Querystring: WriteQuery }>('/v1/docs/:collection/:key', async (request) => {
-    const { collection, key } = request.params;
-    return agent.del(collection, key, writeOptions(request.headers, request.query));
-  });
-
-  app.get<{ Params: DocParams; Querystring: ReadQuery }>('/v1/docs/:collection/:key', async (request) => {
-    const { collection, key } = request.params;
-    const doc = await agent.get(collection, key, readOptions(request.query));
-    if (!doc) throw new NotFoundError(`no document ${collection}/${key} on this device`);
-    return doc;
-  });
-
-  app.get<{ Params: { collection: string }; Querystring: ReadQuery & { prefix?: string; after?: string; limit?: string } }>(
-    '/v1/docs/:collection',
-    async (request) => {
-      const { prefix, after, limit } = request.query;
-      const docs = await agent.list(request.params.collection, {
-        ...readOptions(request.query),
-        ...(prefix !== undefined && { prefix }),
-        ...(after !== undefined && { after }),
-        ...(limit !== undefined && { limit: Number(limit) || 100 }),
-      });
-      return { docs };
-    },
+  app.route('PATCH', '/v1/docs/:collection/:key', (request) =>
+    agent.patch(...doc(request.params), request.body as { [field: string]: JsonValue }, writeOptions(request.headers, request.query)),
   );
 
-  app.get('/v1/status', async () => agent.status());
+  app.route('DELETE', '/v1/docs/:collection/:key', (request) =>
+    agent.del(...doc(request.params), writeOptions(request.headers, request.query)),
+  );
+
+  app.route('GET', '/v1/docs/:collection/:key', async (request) => {
+    const [collection, key] = doc(request.params);
+    const found = await agent.get(collection, key, readOptions(request.query));
+    if (!found) throw new NotFoundError(`no document ${collection}/${key} on this device`);
+    return found;
+  });
+
+  app.route('GET', '/v1/docs/:collection', async (request) => {
+    const { prefix, after, limit } = request.query;
+    const docs = await agent.list(request.params.collection!, {
+      ...readOptions(request.query),
+      ...(prefix !== undefined && { prefix }),
+      ...(after !== undefined && { after }),
+      ...(limit !== undefined && { limit: Number(limit) || 100 }),
+    });
+    return { docs };
+  });
+
+  app.route('GET', '/v1/status', () => agent.status());
 
   /** Sync now: connect if needed, upload, catch up. 200 when done, 202 if still going after `timeoutMs`. */
-  app.post<{ Querystring: { timeoutMs?: string } }>('/v1/sync', async (request, reply) => {
+  app.route('POST', '/v1/sync', async (request) => {
     const timeoutMs = request.query.timeoutMs !== undefined ? positiveInteger('timeoutMs', request.query.timeoutMs) : 30_000;
     const done = await agent.syncNow(timeoutMs);
-    return reply.code(done ? 200 : 202).send({ done, status: agent.status() });
+    return new Reply(done ? 200 : 202, { done, status: agent.status() });
   });
 
-  app.get<{ Querystring: { limit?: string } }>('/v1/rejections', async (request) => ({
-    rejections: agent.rejections(Number(request.query.limit) || 100),
-  }));
-
-  app.addHook('onRequest', async (request) => {
-    if (options.token !== undefined && !bearerMatches(request.headers.authorization, options.token)) {
-      throw new UnauthorizedError();
-    }
-    if (agent.closed) throw new AgentClosedError();
-  });
+  app.route('GET', '/v1/rejections', (request) => ({ rejections: agent.rejections(Number(request.query.limit) || 100) }));
 
   const metrics = createAgentMetrics(agent);
-  app.get('/metrics', async (_request, reply) => {
+  app.route('GET', '/metrics', async () => {
     const { contentType, body } = await metrics.scrape();
-    return reply.type(contentType).send(body);
+    return new Reply(200, body, contentType);
   });
 
-  app.get('/v1/openapi.json', async () => openApiDocument);
+  // Loaded when asked for: a client reads it once, if ever, and the agent need not hold it.
+  app.route('GET', '/v1/openapi.json', async () => (await import('./openapi.js')).openApiDocument);
 
   /** Server-Sent Events: every committed change applied here (optionally of one collection), rejections, and documents evicted from the scope. */
-  app.get<{ Querystring: { collection?: string } }>('/v1/changes', (request, reply) => {
+  app.route('GET', '/v1/changes', (request) => {
     const only = request.query.collection;
-    reply.hijack();
-    const out = reply.raw;
+    const out = request.response;
     out.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     out.write(': outpost change feed\n\n');
     const onChange = (changes: AppliedChange[]): void => {
@@ -179,16 +146,17 @@ export async function createAgentHttp(agent: Agent, log: Logger, options: AgentH
     agent.on('change', onChange);
     agent.on('rejection', onRejection);
     agent.on('evicted', onEvicted);
-    request.raw.on('close', () => {
+    // The response's close, not the request's: it comes when the client goes, however the request was read.
+    out.once('close', () => {
       clearInterval(heartbeat);
       agent.off('change', onChange);
       agent.off('rejection', onRejection);
       agent.off('evicted', onEvicted);
     });
+    return STREAMED;
   });
 
-  await app.ready();
-  servedRoutes.set(app, routes);
+  servedRoutes.set(app, app.routes);
   return app;
 }
 

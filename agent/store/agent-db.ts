@@ -33,6 +33,7 @@ export class AgentDb {
       this.#db.pragma('journal_mode = WAL');
       this.#db.pragma('synchronous = FULL');
       this.#db.pragma('busy_timeout = 5000');
+      this.#db.pragma('cache_size = -2000'); // SQLite's default page cache (2 MB), not better-sqlite3's 16 MB: it stays resident on the device
       this.#migrate();
     } catch (cause) {
       // A database from a newer Outpost is not a storage failure: say so with its own code.

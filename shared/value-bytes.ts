@@ -1,3 +1,4 @@
+import { firstTag } from './cbor-tags.js';
 import { decodeCbor, decodeOneCbor, encodeCbor } from './codec.js';
 import { limits as defaultLimits } from './limits.js';
 import { checkValue, type JsonValue, type ValueProblem } from './values.js';
@@ -40,6 +41,10 @@ export function parseValue(
     value = decodeOneCbor(bytes);
   } catch (cause) {
     return { reason: 'invalid_value', detail: `value is not one CBOR data item: ${(cause as Error).message}` };
+  }
+  const tag = firstTag(bytes);
+  if (tag !== undefined) {
+    return { reason: 'invalid_value', detail: `value holds CBOR tag ${tag}; values are plain JSON data, with no tags` };
   }
   return checkValue(value, maxDepth) ?? { value: value as JsonValue };
 }

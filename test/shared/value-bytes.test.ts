@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeCbor } from '../../shared/codec.js';
 import { limits } from '../../shared/limits.js';
@@ -14,6 +15,20 @@ describe('value bytes', () => {
     expect(parseValue(bytes)).toEqual({ value: VALUE });
     // A byte string that arrived in a message may be a Uint8Array, not a Buffer.
     expect(parseValue(new Uint8Array(bytes))).toEqual({ value: VALUE });
+  });
+
+  it('accepts every plain JSON value, and refuses it once a tag is anywhere inside', () => {
+    // The tag scan walks heads, not bytes: string and float bytes that look like tag heads are data.
+    const selfDescribe = Buffer.from([0xd9, 0xd9, 0xf7]);
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 6 }), (value) => {
+        const bytes = encodeValue(value as never);
+        expect(parseValue(bytes)).toHaveProperty('value');
+        const wrapped = Buffer.concat([Buffer.from([0x82]), bytes, selfDescribe, bytes]);
+        expect(parseValue(wrapped)).toMatchObject({ reason: 'invalid_value', detail: expect.stringContaining('tag 55799') as string });
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('takes a Uint8Array as a Buffer over the same memory, without copying', () => {
@@ -48,6 +63,10 @@ describe('value bytes', () => {
       ['value sharing (tags 28/29)', sharedDoubling(8)],
       ['a tag the decoder does not know', tagged(40_000, { a: 1 })],
       ['a tag inside a map', inMap(tagged(1, 0))],
+      ['self-describe (tag 55799), which the decoder drops', tagged(55_799, { a: 1 })],
+      ['a cbor-x record definition, which the decoder reads as a map', tagged(0xdfff, [0xe000, ['a'], 1])],
+      ['a tag deep in an indefinite-length array', Buffer.from('9f0182' + 'd9d9f7' + '01' + '02ff', 'hex')],
+      ['a tag in an indefinite-length map', Buffer.from('bf6161' + 'd9d9f7' + '01ff', 'hex')],
       ['NaN', encodeCbor(Number.NaN)],
       ['+Infinity (half precision)', Buffer.from([0xf9, 0x7c, 0x00])],
       ['-Infinity (double precision)', Buffer.from([0xfb, 0xff, 0xf0, 0, 0, 0, 0, 0, 0])],

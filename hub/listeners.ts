@@ -8,6 +8,14 @@ import type { ShedLog } from './shed.js';
 /** Longest a TLS handshake may take, as long as a CONNECT may (Node's default is 120 s). */
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/**
+ * Connections the kernel may hold for accept. After a restart a whole fleet connects at once, and
+ * while the event loop works through a wave of logins, a queue of Node's default 511 overflows:
+ * the kernel drops the SYNs, and each device waits out a TCP retransmit, often past its 10 s
+ * connect timeout. Linux caps this at net.core.somaxconn (4096 by default since 5.4).
+ */
+const LISTEN_BACKLOG = 4096;
+
 export interface ListenerOptions {
   /** Plain MQTT (default true). */
   plain: boolean;
@@ -136,6 +144,6 @@ export class Listeners {
 function listen(server: Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => resolve());
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => resolve());
   });
 }

@@ -122,6 +122,8 @@ export interface Rejected {
 export interface Credential {
   tokenHash: string;
   revoked: boolean;
+  /** SHA-256 fingerprint of the token last verified against `tokenHash` (null: none yet). */
+  verifiedFingerprint: string | null;
 }
 export interface CredentialListing {
   agentId: string;
@@ -324,6 +326,11 @@ export interface HubStore extends DigestReads {
   /** Revokes an agent's credential; false if it had none. */
   revokeCredential(agentId: string): Promise<boolean>;
   credential(agentId: string): Promise<Credential | undefined>;
+  /**
+   * Remembers the fingerprint of a token just verified against `tokenHash`, if that is still the
+   * agent's unrevoked credential (a replacement meanwhile wins). Not a change other hubs watch.
+   */
+  rememberVerifiedToken(agentId: string, tokenHash: string, fingerprint: string): Promise<void>;
   credentials(): Promise<CredentialListing[]>;
   /** Unrevoked agents with their Mosquitto hash (null: provisioned before the hub stored one). */
   brokerCredentials(): Promise<Array<{ agentId: string; mosquittoHash: string | null }>>;

@@ -1,6 +1,6 @@
 import type { Credential, CredentialListing } from './hub-store.js';
 import type { PgPool } from './pg-pool.js';
-import { toBrokerCredential, toCredential, toCredentialListing } from './rows.js';
+import { toBrokerCredential, toCredential, toCredentialListing, type CredentialRow } from './rows.js';
 
 /**
  * Agents' credentials on PostgreSQL: the registry of provisioned agents, their token hashes and
@@ -20,7 +20,7 @@ export class PgCredentials {
       `WITH stored AS (
          INSERT INTO agent_credentials (agent_id, token_hash, created_at, revoked_at, mosquitto_hash) VALUES ($1, $2, $3, NULL, $4)
          ON CONFLICT (agent_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at, revoked_at = NULL,
-           mosquitto_hash = excluded.mosquitto_hash
+           mosquitto_hash = excluded.mosquitto_hash, verified_fingerprint = NULL
          RETURNING 1)
        UPDATE hub_meta SET value = value + 1 WHERE name = 'credentials_version' AND EXISTS (SELECT FROM stored)`,
       [agentId, tokenHash, Date.now(), mosquittoHash ?? null],
@@ -31,7 +31,7 @@ export class PgCredentials {
   async revoke(agentId: string): Promise<boolean> {
     const [row] = await this.#db.query<{ revoked: boolean }>(
       `WITH revoked AS (
-         UPDATE agent_credentials SET revoked_at = $1 WHERE agent_id = $2 AND revoked_at IS NULL RETURNING 1
+         UPDATE agent_credentials SET revoked_at = $1, verified_fingerprint = NULL WHERE agent_id = $2 AND revoked_at IS NULL RETURNING 1
        ), bump AS (
          UPDATE hub_meta SET value = value + 1 WHERE name = 'credentials_version' AND EXISTS (SELECT FROM revoked)
        )
@@ -43,11 +43,20 @@ export class PgCredentials {
   }
 
   async get(agentId: string): Promise<Credential | undefined> {
-    const [row] = await this.#db.query<{ token_hash: string; revoked_at: number | null }>(
-      'SELECT token_hash, revoked_at FROM agent_credentials WHERE agent_id = $1',
+    const [row] = await this.#db.query<CredentialRow>(
+      'SELECT token_hash, revoked_at, verified_fingerprint FROM agent_credentials WHERE agent_id = $1',
       [agentId],
     );
     return row && toCredential(row);
+  }
+
+  /** Not a credentials change: other hubs need not re-check their connections, so no version bump. */
+  async rememberVerifiedToken(agentId: string, tokenHash: string, fingerprint: string): Promise<void> {
+    await this.#db.query(
+      'UPDATE agent_credentials SET verified_fingerprint = $1 WHERE agent_id = $2 AND token_hash = $3 AND revoked_at IS NULL',
+      [fingerprint, agentId, tokenHash],
+      'write to',
+    );
   }
 
   async list(): Promise<CredentialListing[]> {

@@ -239,6 +239,10 @@ INSERT INTO hub_meta (name, value) VALUES ('digests_pending', 1);
 ALTER TABLE bucket_heads ADD COLUMN digest bigint NOT NULL DEFAULT 0;
 INSERT INTO hub_meta (name, value) VALUES ('bucket_digests_pending', 1);
 `,
+  // 11: as SQLite migration 18: the fingerprint of the token last verified against each credential.
+  `
+ALTER TABLE agent_credentials ADD COLUMN verified_fingerprint text;
+`,
 ];
 
 /** Arbitrary but fixed: the advisory lock every hub process takes to migrate (and to backfill what a migration left). */

@@ -329,6 +329,10 @@ export class PostgresHubStore implements HubStore {
     return this.#credentials.get(agentId);
   }
 
+  rememberVerifiedToken(agentId: string, tokenHash: string, fingerprint: string): Promise<void> {
+    return this.#credentials.rememberVerifiedToken(agentId, tokenHash, fingerprint);
+  }
+
   credentials(): Promise<CredentialListing[]> {
     return this.#credentials.list();
   }

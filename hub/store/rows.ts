@@ -178,8 +178,14 @@ export function toRejected(r: RejectedRow): Rejected {
   return { agentId: r.agent_id, incarnation: r.incarnation, seq: r.seq, reason: r.reason, detail: r.detail, at: r.at };
 }
 
-export function toCredential(row: { token_hash: string; revoked_at: number | null }): Credential {
-  return { tokenHash: row.token_hash, revoked: row.revoked_at !== null };
+export interface CredentialRow {
+  token_hash: string;
+  revoked_at: number | null;
+  verified_fingerprint: string | null;
+}
+
+export function toCredential(row: CredentialRow): Credential {
+  return { tokenHash: row.token_hash, revoked: row.revoked_at !== null, verifiedFingerprint: row.verified_fingerprint };
 }
 
 export function toCredentialListing(r: { agent_id: string; created_at: number; revoked_at: number | null }): CredentialListing {

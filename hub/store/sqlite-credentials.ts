@@ -1,5 +1,5 @@
 import type { Credential, CredentialListing } from './hub-store.js';
-import { toBrokerCredential, toCredential, toCredentialListing } from './rows.js';
+import { toBrokerCredential, toCredential, toCredentialListing, type CredentialRow } from './rows.js';
 import type { SqliteConnection } from './sqlite-connection.js';
 
 /**
@@ -22,7 +22,7 @@ export class SqliteCredentials {
       .statement(
         `INSERT INTO agent_credentials (agent_id, token_hash, created_at, revoked_at, mosquitto_hash) VALUES (?, ?, ?, NULL, ?)
        ON CONFLICT (agent_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at, revoked_at = NULL,
-         mosquitto_hash = excluded.mosquitto_hash`,
+         mosquitto_hash = excluded.mosquitto_hash, verified_fingerprint = NULL`,
       )
       .run(agentId, tokenHash, Date.now(), mosquittoHash ?? null);
   }
@@ -40,18 +40,23 @@ export class SqliteCredentials {
   /** Revokes an agent's credential; false if it had none. */
   revoke(agentId: string): boolean {
     return (
-      this.#db.statement('UPDATE agent_credentials SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL').run(Date.now(), agentId)
-        .changes > 0
+      this.#db
+        .statement('UPDATE agent_credentials SET revoked_at = ?, verified_fingerprint = NULL WHERE agent_id = ? AND revoked_at IS NULL')
+        .run(Date.now(), agentId).changes > 0
     );
   }
 
   get(agentId: string): Credential | undefined {
     const row = this.#db
-      .statement<[string], { token_hash: string; revoked_at: number | null }>(
-        'SELECT token_hash, revoked_at FROM agent_credentials WHERE agent_id = ?',
-      )
+      .statement<[string], CredentialRow>('SELECT token_hash, revoked_at, verified_fingerprint FROM agent_credentials WHERE agent_id = ?')
       .get(agentId);
     return row && toCredential(row);
+  }
+
+  rememberVerifiedToken(agentId: string, tokenHash: string, fingerprint: string): void {
+    this.#db
+      .statement('UPDATE agent_credentials SET verified_fingerprint = ? WHERE agent_id = ? AND token_hash = ? AND revoked_at IS NULL')
+      .run(fingerprint, agentId, tokenHash);
   }
 
   list(): CredentialListing[] {

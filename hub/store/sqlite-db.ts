@@ -340,6 +340,10 @@ export class SqliteHubDb implements IngestTx {
     return this.#credentials.get(agentId);
   }
 
+  rememberVerifiedToken(agentId: string, tokenHash: string, fingerprint: string): void {
+    this.#credentials.rememberVerifiedToken(agentId, tokenHash, fingerprint);
+  }
+
   credentials(): CredentialListing[] {
     return this.#credentials.list();
   }

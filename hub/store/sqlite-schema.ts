@@ -242,4 +242,10 @@ INSERT INTO hub_meta (name, value) VALUES ('digests_pending', '1') ON CONFLICT (
 ALTER TABLE bucket_heads ADD COLUMN digest INTEGER NOT NULL DEFAULT 0;
 INSERT INTO hub_meta (name, value) VALUES ('bucket_digests_pending', '1') ON CONFLICT (name) DO NOTHING;
 `,
+  // 18: the SHA-256 fingerprint of the token last verified against each credential's scrypt hash
+  // (hub/authenticator.ts), so that a restarted hub recognises known devices without scrypt.
+  // Replacing or revoking a credential clears it.
+  `
+ALTER TABLE agent_credentials ADD COLUMN verified_fingerprint TEXT;
+`,
 ];

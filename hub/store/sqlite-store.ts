@@ -224,6 +224,10 @@ export class SqliteHubStore implements HubStore {
     return settle(() => this.db.credential(agentId));
   }
 
+  rememberVerifiedToken(agentId: string, tokenHash: string, fingerprint: string): Promise<void> {
+    return settle(() => this.db.rememberVerifiedToken(agentId, tokenHash, fingerprint));
+  }
+
   credentials(): Promise<CredentialListing[]> {
     return settle(() => this.db.credentials());
   }

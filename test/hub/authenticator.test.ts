@@ -27,4 +27,34 @@ describe('the authenticator', () => {
     await store.revokeCredential('pi-a');
     store.db.close();
   });
+
+  it('recognises a verified token after a restart without a token check, until the credential is replaced or revoked', async () => {
+    const dir = tempDir('auth-restart');
+    const [a, b] = [newToken(), newToken()];
+    let store = new SqliteHubStore(dir);
+    await store.putCredential('pi-a', await hashToken(a));
+    await store.putCredential('pi-b', await hashToken(b));
+    const first = new Authenticator(store, pino({ level: 'silent' }));
+    expect(await first.check('pi-a', 'pi-a', Buffer.from(a), '10.0.0.1')).toBe('ok');
+    expect(await first.check('pi-b', 'pi-b', Buffer.from(b), '10.0.0.1')).toBe('ok');
+    store.db.close();
+
+    // The hub restarts: a new process, the same database.
+    store = new SqliteHubStore(dir);
+    const auth = new Authenticator(store, pino({ level: 'silent' }));
+    const login = (id: string, token: string) => auth.check(id, id, Buffer.from(token), '10.0.0.1');
+    // Three ids fail from the address, so every login from it that needs a check now waits.
+    for (const id of ['pi-x', 'pi-y', 'pi-z']) expect(await login(id, newToken())).toBe('unknown-agent');
+    expect(await login('pi-x', newToken())).toBe('backoff');
+    // pi-a's token is recognised by its stored fingerprint: no check, so no wait.
+    expect(await login('pi-a', a)).toBe('ok');
+    expect(await login('pi-a', newToken())).toBe('backoff'); // another token for it is checked, and waits
+    // Replaced or revoked, the fingerprint goes with the credential: the token needs a check again.
+    await store.putCredential('pi-a', await hashToken(a));
+    expect(await login('pi-a', a)).toBe('backoff');
+    await store.revokeCredential('pi-b');
+    expect(await login('pi-b', b)).toBe('backoff');
+    expect((await store.credential('pi-b'))?.verifiedFingerprint).toBeNull();
+    store.db.close();
+  });
 });

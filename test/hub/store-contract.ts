@@ -576,7 +576,7 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
     test('stores, replaces and revokes credentials', async () => {
       await store.putCredential('pi-2', 'hash-2', 'mq-2');
       await store.putCredential('pi-1', 'hash-1');
-      expect(await store.credential('pi-1')).toEqual({ tokenHash: 'hash-1', revoked: false });
+      expect(await store.credential('pi-1')).toEqual({ tokenHash: 'hash-1', revoked: false, verifiedFingerprint: null });
       expect(await store.credential('nobody')).toBeUndefined();
       const listed = await store.credentials();
       expect(listed.map((c) => [c.agentId, c.revokedAt])).toEqual([
@@ -592,16 +592,34 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       expect(await store.revokeCredential('pi-2')).toBe(true);
       expect(await store.revokeCredential('pi-2')).toBe(false);
       expect(await store.revokeCredential('nobody')).toBe(false);
-      expect(await store.credential('pi-2')).toEqual({ tokenHash: 'hash-2', revoked: true });
+      expect(await store.credential('pi-2')).toEqual({ tokenHash: 'hash-2', revoked: true, verifiedFingerprint: null });
       expect((await store.credentials()).find((c) => c.agentId === 'pi-2')!.revokedAt).toBeGreaterThan(0);
       expect(await store.brokerCredentials()).toEqual([{ agentId: 'pi-1', mosquittoHash: null }]);
 
       await store.putCredential('pi-2', 'hash-2b', 'mq-2b'); // a new token replaces a revoked one
-      expect(await store.credential('pi-2')).toEqual({ tokenHash: 'hash-2b', revoked: false });
+      expect(await store.credential('pi-2')).toEqual({ tokenHash: 'hash-2b', revoked: false, verifiedFingerprint: null });
       expect(await store.brokerCredentials()).toEqual([
         { agentId: 'pi-1', mosquittoHash: null },
         { agentId: 'pi-2', mosquittoHash: 'mq-2b' },
       ]);
+    });
+
+    test("remembers a verified token's fingerprint only against the credential it was verified with, and not as a change", async () => {
+      await store.putCredential('pi-1', 'hash-1');
+      const version = await store.credentialsVersion();
+      await store.rememberVerifiedToken('pi-1', 'hash-1', 'fp-1');
+      expect(await store.credential('pi-1')).toEqual({ tokenHash: 'hash-1', revoked: false, verifiedFingerprint: 'fp-1' });
+      expect(await store.credentialsVersion()).toBe(version); // other hubs need not re-check their connections
+      // Verified against a hash that has been replaced meanwhile: not remembered.
+      await store.putCredential('pi-1', 'hash-1b');
+      expect((await store.credential('pi-1'))?.verifiedFingerprint).toBeNull();
+      await store.rememberVerifiedToken('pi-1', 'hash-1', 'fp-1');
+      expect((await store.credential('pi-1'))?.verifiedFingerprint).toBeNull();
+      await store.rememberVerifiedToken('pi-1', 'hash-1b', 'fp-1b');
+      expect(await store.revokeCredential('pi-1')).toBe(true);
+      expect(await store.credential('pi-1')).toEqual({ tokenHash: 'hash-1b', revoked: true, verifiedFingerprint: null });
+      await store.rememberVerifiedToken('pi-1', 'hash-1b', 'fp-1b'); // revoked: not remembered
+      expect((await store.credential('pi-1'))?.verifiedFingerprint).toBeNull();
     });
 
     test('credentialsVersion changes when another process changes credentials', async () => {
@@ -610,10 +628,10 @@ export function hubStoreContract(name: string, subject: StoreUnderTest, skip?: s
       await cli.putCredential('pi-1', 'hash-1');
       const v1 = await store.credentialsVersion();
       expect(v1).not.toBe(v0);
-      expect(await store.credential('pi-1')).toEqual({ tokenHash: 'hash-1', revoked: false });
+      expect(await store.credential('pi-1')).toEqual({ tokenHash: 'hash-1', revoked: false, verifiedFingerprint: null });
       await cli.revokeCredential('pi-1');
       expect(await store.credentialsVersion()).not.toBe(v1);
-      expect(await store.credential('pi-1')).toEqual({ tokenHash: 'hash-1', revoked: true });
+      expect(await store.credential('pi-1')).toEqual({ tokenHash: 'hash-1', revoked: true, verifiedFingerprint: null });
     });
 
     test("sets and removes any agent's labels, names in order, and keeps them", async () => {

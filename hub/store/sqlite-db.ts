@@ -318,10 +318,7 @@ export class SqliteHubDb implements IngestTx {
 
   // Agents' credentials.
 
-  /**
-   * Stores (or replaces) an agent's credential; a replaced one stops working at once.
-   * `mosquittoHash` is the same token in Mosquitto's password-file format, for an external broker.
-   */
+  /** Stores (or replaces) an agent's credential (SqliteCredentials.put). */
   putCredential(agentId: string, tokenHash: string, mosquittoHash?: string): void {
     this.#credentials.put(agentId, tokenHash, mosquittoHash);
   }

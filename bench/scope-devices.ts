@@ -45,7 +45,15 @@ function device(hubUrl: string, agentId: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(hubUrl, { clientId: agentId, keepalive: KEEPALIVE_SECONDS, reconnectPeriod: 0, clean: true });
     clients.push(client);
-    client.on('error', reject); // after the scope, an error settles nothing: the check of deliveries tells
+    let scoped = false;
+    client.on('error', (error) => {
+      // Before its scope came, the device tries again (an agent would): on a loaded machine the hub
+      // may shed a connection while thousands log in. After it, an error settles nothing: the
+      // check of deliveries tells.
+      if (scoped) return;
+      client.end(true);
+      reject(error);
+    });
     client.once('connect', () =>
       client.subscribe(down, { qos: 1 }, (error) => {
         if (error) return reject(error);
@@ -56,7 +64,10 @@ function device(hubUrl: string, agentId: string): Promise<void> {
     client.on('message', (topic, payload) => {
       if (topic !== down) return;
       const message = downCodec.decode(payload);
-      if (message[0] === 'scope') resolve();
+      if (message[0] === 'scope') {
+        scoped = true;
+        resolve();
+      }
       if (message[0] !== 'changes') return;
       const lsns = received.get(agentId) ?? [];
       for (const change of message[1].changes) lsns.push(change.lsn);
@@ -65,10 +76,23 @@ function device(hubUrl: string, agentId: string): Promise<void> {
   });
 }
 
+const CONNECT_ATTEMPTS = 5;
+
+async function deviceWithRetries(hubUrl: string, agentId: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await device(hubUrl, agentId);
+    } catch (error) {
+      if (attempt === CONNECT_ATTEMPTS) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+    }
+  }
+}
+
 async function connect({ hubUrl, first, count, rampGroup }: Extract<ToDevices, { kind: 'connect' }>): Promise<void> {
   for (let from = 0; from < count; from += rampGroup) {
     const group = Math.min(rampGroup, count - from);
-    await Promise.all(Array.from({ length: group }, (_, j) => device(hubUrl, `dev-${first + from + j}`)));
+    await Promise.all(Array.from({ length: group }, (_, j) => deviceWithRetries(hubUrl, `dev-${first + from + j}`)));
   }
   send({ kind: 'ready', openFds: readdirSync('/proc/self/fd').length });
 }

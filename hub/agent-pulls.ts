@@ -5,6 +5,7 @@ import { limits } from '../shared/limits.js';
 import type { DownMessage, PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
 import { answerBucketPull } from './bucket-pull.js';
 import { PacedQueue } from './paced-queue.js';
+import { LogPageCache } from './log-page-cache.js';
 import { answerPull } from './pull.js';
 import type { ScopeDirectory } from './scope-directory.js';
 import type { HubStore } from './store/hub-store.js';
@@ -34,11 +35,14 @@ export interface AgentPullsContext {
  */
 export class AgentPulls {
   readonly #queue: PacedQueue<PullMessage[1]>;
+  /** A fleet pulling from one cursor (after a hub restart) shares the pages it reads. */
+  readonly #pages: LogPageCache;
 
   constructor(
     private readonly context: AgentPullsContext,
     bytesPerSecond = DEFAULT_PULL_BYTES_PER_SECOND,
   ) {
+    this.#pages = new LogPageCache(context.store);
     this.#queue = new PacedQueue(
       (agentId, pull) => this.#answer(agentId, pull),
       { rate: bytesPerSecond, burst: bytesPerSecond },
@@ -82,7 +86,7 @@ export class AgentPulls {
               collection: () => scopes.collectionOf(agentId, bucket),
             })
           : await answerPull(
-              store,
+              this.#pages,
               clock,
               pull,
               maxBytes,

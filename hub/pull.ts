@@ -1,6 +1,6 @@
 import type { HybridClock } from '../shared/hlc.js';
 import type { PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
-import type { HubStore } from './store/hub-store.js';
+import type { PullSource } from './log-page-cache.js';
 
 export const DEFAULT_PAGE_LIMIT = 500;
 /** The most changes a page holds, whatever a pull asks: twice what an agent asks for. */
@@ -18,7 +18,7 @@ export const MAX_PAGE_LIMIT = 1_000;
  * saying so would otherwise be paged across the hole, and the agent would believe itself caught up.
  */
 export async function answerPull(
-  store: HubStore,
+  store: PullSource,
   clock: HybridClock,
   pull: PullMessage[1],
   maxBytes: number,
@@ -47,7 +47,7 @@ export async function answerPull(
 }
 
 async function snapshotPage(
-  store: HubStore,
+  store: PullSource,
   clock: HybridClock,
   pull: PullMessage[1],
   lsn: number,

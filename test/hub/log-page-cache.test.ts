@@ -56,7 +56,7 @@ describe('log pages shared by pulls from one cursor', () => {
     /** Pulls from `from` until a page is complete, as an agent does: the changes it got, in order. */
     const pullAll = async (reader: Reader, ...[from, collections, limit, maxBytes, include]: Parameters<Reader['readLog']>) => {
       const got: unknown[] = [];
-      for (let cursor = from; ; ) {
+      for (let cursor = from; ;) {
         const page = await reader.readLog(cursor, collections, limit, maxBytes, include);
         got.push(...page.changes);
         if (page.complete) return got;

@@ -42,8 +42,6 @@ export class Listeners {
   readonly #pending: PendingLogins;
   #server: Server | undefined;
   #tlsServer: TlsServer | undefined;
-  /** Settles once both servers have closed (set when they stop accepting). */
-  #closed: Promise<void> | undefined;
 
   private constructor(
     options: ListenerOptions,
@@ -133,24 +131,13 @@ export class Listeners {
     return (this.#server ?? this.#tlsServer)?.listening === true;
   }
 
-  /**
-   * Stops accepting connections at once and closes those still waiting to log in; logged-in
-   * connections stay, for the broker to close. A fleet that sees its hub stopping then finds the
-   * port refusing, cheaply, instead of logging in to a hub that is closing them one by one.
-   */
-  stopAccepting(): void {
-    this.#closed ??= Promise.all(
-      [this.#server, this.#tlsServer].map((server) =>
-        server?.listening ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve(),
-      ),
-    ).then(() => undefined);
-    this.#pending.closeAll();
-  }
-
-  /** Stops accepting, and waits for the servers to close: for every connection to have ended. */
+  /** Stops accepting, closes the connections still waiting to log in, and waits for the servers to close (logged-in connections are the broker's to close). */
   async close(): Promise<void> {
-    this.stopAccepting();
-    await this.#closed;
+    const closing = [this.#server, this.#tlsServer].map((server) =>
+      server?.listening ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve(),
+    );
+    this.#pending.closeAll();
+    await Promise.all(closing);
   }
 }
 

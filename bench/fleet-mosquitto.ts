@@ -8,12 +8,12 @@
  * to Mosquitto. Skipped where Mosquitto is not installed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MOSQUITTO } from '../test/helpers/mosquitto.js';
 import { freePort } from '../test/helpers/ports.js';
-import { killOnExit } from './children.js';
+import { runMosquitto } from './mosquitto-process.js';
 import { fleetIdentities, provisionFleet } from './fleet-credentials.js';
 import { measureFleet, type FleetFigures, type FleetSizes } from './fleet-measure.js';
 import { FleetWorkers } from './fleet-workers.js';
@@ -47,22 +47,7 @@ async function startMosquitto(exportDir: string, port: number): Promise<ChildPro
   const exported = readFileSync(join(exportDir, 'mosquitto.conf'), 'utf8')
     .split('\n')
     .filter((l) => !l.startsWith('listener '));
-  const conf = join(exportDir, 'bench-mosquitto.conf');
-  // As root Mosquitto drops to the `mosquitto` user, which cannot read a temp dir's files.
-  const root = process.getuid?.() === 0 ? ['user root'] : [];
-  writeFileSync(conf, [`listener ${port} 127.0.0.1`, ...exported, 'connection_messages false', ...root, ''].join('\n'));
-  const child = killOnExit(spawn(MOSQUITTO!, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] }));
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    const onData = (chunk: Buffer): void => {
-      output += chunk.toString();
-      if (output.includes('running')) resolve();
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`mosquitto exited with ${code}:\n${output}`)));
-  });
-  return child;
+  return runMosquitto(join(exportDir, 'bench-mosquitto.conf'), [`listener ${port} 127.0.0.1`, ...exported, 'connection_messages false']);
 }
 
 export async function benchFleetMosquitto(quick: boolean): Promise<FleetMosquittoResult | undefined> {

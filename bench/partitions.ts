@@ -15,6 +15,7 @@ import { Agent } from '../agent/agent.js';
 import { MOSQUITTO } from '../test/helpers/mosquitto.js';
 import { freePort } from '../test/helpers/ports.js';
 import { killOnExit } from './children.js';
+import { runMosquitto } from './mosquitto-process.js';
 import { committedHead } from './hub-db.js';
 import { sampleProc } from './proc-stats.js';
 import { tempDir } from './temp.js';
@@ -92,29 +93,12 @@ async function run(processes: string[][], agents: number, perAgent: number): Pro
 
 async function startMosquitto(dir: string): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
-  const conf = join(dir, 'mosquitto.conf');
   // Anonymous on loopback, for the benchmark only (the hubs run --dev); no per-message logging.
-  writeFileSync(
-    conf,
-    [
-      `listener ${port} 127.0.0.1`,
-      'allow_anonymous true',
-      'max_queued_messages 100000',
-      ...(process.getuid?.() === 0 ? ['user root'] : []),
-      '',
-    ].join('\n'),
-  );
-  const child = killOnExit(spawn(MOSQUITTO!, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] }));
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    const onData = (chunk: Buffer): void => {
-      output += chunk.toString();
-      if (output.includes('running')) resolve();
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`mosquitto exited with ${code}:\n${output}`)));
-  });
+  const child = await runMosquitto(join(dir, 'mosquitto.conf'), [
+    `listener ${port} 127.0.0.1`,
+    'allow_anonymous true',
+    'max_queued_messages 100000',
+  ]);
   return { url: `mqtt://127.0.0.1:${port}`, child };
 }
 

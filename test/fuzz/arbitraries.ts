@@ -16,7 +16,7 @@ export const ATTACKER_COLLECTIONS = ['fz', 'fz_b', 'fz-c', '0', 'z'.repeat(64)] 
  * The hub refuses a `__proto__` field by rule, and `__proto_` too (cbor-x's renaming of it:
  * shared/values.ts); generators that promise valid values leave both out.
  */
-function hasProtoField(value: unknown): boolean {
+export function hasProtoField(value: unknown): boolean {
   if (Array.isArray(value)) return value.some(hasProtoField);
   if (typeof value !== 'object' || value === null) return false;
   return Object.keys(value).some((k) => k === '__proto__' || k === '__proto_' || hasProtoField((value as Record<string, unknown>)[k]));

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeCbor } from '../../shared/codec.js';
 import { limits } from '../../shared/limits.js';
 import { asBuffer, decodeValue, encodeValue, parseValue } from '../../shared/value-bytes.js';
+import { hasProtoField } from '../fuzz/arbitraries.js';
 import { nestedArrays, nestedMaps, sharedDoubling, tagged } from '../fuzz/craft.js';
 
 const VALUE = { text: 'héllo', n: [1, -2.5, null, true], nested: { deep: 'x' } };
@@ -23,7 +24,9 @@ describe('value bytes', () => {
     fc.assert(
       fc.property(fc.jsonValue({ maxDepth: 6 }), (value) => {
         const bytes = encodeValue(value as never);
-        expect(parseValue(bytes)).toHaveProperty('value');
+        // fast-check favours `__proto__` keys; values.ts refuses them, and cbor-x's rename of one.
+        if (hasProtoField(value)) expect(parseValue(bytes)).toMatchObject({ reason: 'invalid_value' });
+        else expect(parseValue(bytes)).toHaveProperty('value');
         const wrapped = Buffer.concat([Buffer.from([0x82]), bytes, selfDescribe, bytes]);
         expect(parseValue(wrapped)).toMatchObject({ reason: 'invalid_value', detail: expect.stringContaining('tag 55799') as string });
       }),

@@ -21,7 +21,6 @@ import { hash } from 'node:crypto';
  */
 
 export const DIGEST_MODULUS = 2 ** 52;
-const HIGH_BITS = 2 ** 20;
 
 /**
  * The hash of one document state: a non-negative integer below DIGEST_MODULUS. What is hashed
@@ -41,9 +40,12 @@ export function documentHash(collection: string, key: string, version: number, d
   bytes.writeDoubleBE(version, 8 + c + k);
   bytes[16 + c + k] = deleted ? 1 : 0;
   if (body) bytes.set(body, 17 + c + k);
-  const d = hash('sha256', bytes, 'buffer') as unknown as Buffer;
-  // 32 + 20 bits: readUIntBE reads at most 48, so the top word is taken whole and masked.
-  return (d.readUInt32BE(0) % HIGH_BITS) * 2 ** 32 + d.readUInt32BE(4);
+  // The digest as a 'binary' (latin1) string, one character a byte: Node 20 makes a 'buffer'
+  // result through a slower path that cost twice the hash itself here. The number is the same.
+  const d = hash('sha256', bytes, 'binary');
+  const high = ((d.charCodeAt(1) & 0x0f) << 16) | (d.charCodeAt(2) << 8) | d.charCodeAt(3); // the first word's low 20 bits
+  const low = d.charCodeAt(4) * 2 ** 24 + ((d.charCodeAt(5) << 16) | (d.charCodeAt(6) << 8) | d.charCodeAt(7));
+  return high * 2 ** 32 + low;
 }
 
 /** A digest with a document's hash added (`sign` 1) or taken out (`sign` -1). */

@@ -5,6 +5,7 @@ import { HybridClock } from '../shared/hlc.js';
 import type { CollectionPolicy, HubStatusMessage } from '../shared/messages.js';
 import { upCodec } from '../shared/codec.js';
 import { byeTopic, DEFAULT_PARTITION } from '../shared/topics.js';
+import { limits } from '../shared/limits.js';
 import { isPlainObject, type JsonValue } from '../shared/values.js';
 import { Lane } from './lane.js';
 import { Lanes } from './lanes.js';
@@ -153,7 +154,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       inPartition,
       {
         collections: options.collections,
-        pageLimit: options.pageLimit ?? 500,
+        pageLimit: options.pageLimit ?? limits.maxPullPage,
         ackTimeoutMs: options.ackTimeoutMs ?? 10_000,
         verification: this.#verification,
         verifyIntervalMs: options.verifyIntervalMs ?? 60_000,

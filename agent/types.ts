@@ -38,7 +38,7 @@ export interface AgentOptions {
   storageLimitBytes?: number;
   /** The connection to the hub; default MQTT to `hubUrl`. Tests put a simulated network here. */
   transport?: TransportFactory;
-  /** Changes (or snapshot documents) per pull page; default 500. */
+  /** Changes (or snapshot documents) per pull page; default limits.maxPullPage (1,000), the most a hub sends. */
   pageLimit?: number;
   /** How long a write waits for `hub` or `replicas` durability, and a read for `minLsn` (default 10 s). */
   waitTimeoutMs?: number;

@@ -5,7 +5,7 @@
  *
  * - Catch-up: an agent goes offline, a writer agent uploads N changes (100k; quick 5k), the
  *   agent comes back: changes applied per second from its restart until its watermark reaches
- *   the hub's head. It pulls the log page by page (500 changes a page, one round trip each).
+ *   the hub's head. It pulls the log page by page (1,000 changes a page, the next asked for while one is applied).
  * - Bootstrap: a hub holding M documents (1M; quick 20k) whose log retention has run, and a new
  *   agent with an empty replica, which therefore receives a snapshot: documents per second from
  *   its start until its watermark reaches the head.

@@ -1,6 +1,7 @@
 import type { HybridClock } from '../shared/hlc.js';
 import type { PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
-import { DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT } from './pull.js';
+import { limits } from '../shared/limits.js';
+import { DEFAULT_PAGE_LIMIT } from './pull.js';
 import type { HubStore } from './store/hub-store.js';
 
 /** Where the pulling device joined the bucket (HubStore.bucketJoins), and which collection the bucket is of. */
@@ -35,7 +36,7 @@ export async function answerBucketPull(
   onRead: (bytes: number) => void,
   join: BucketJoin,
 ): Promise<PageMessage | SnapshotMessage> {
-  const limit = Math.min(pull.limit ?? DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT);
+  const limit = Math.min(pull.limit ?? DEFAULT_PAGE_LIMIT, limits.maxPullPage);
   const held = new Map(Object.entries(pull.held ?? {}));
   // The bucket index above `prunedThrough` is whole: retention removes index rows with the log's.
   const logReaches = (lsn: number): boolean => lsn >= store.head || (lsn > 0 && lsn >= store.prunedThrough);

@@ -1,10 +1,10 @@
 import type { HybridClock } from '../shared/hlc.js';
+import { limits } from '../shared/limits.js';
 import type { PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
 import type { PullSource } from './log-page-cache.js';
 
+/** A page's changes when a pull names no limit (agents name limits.maxPullPage, the most). */
 export const DEFAULT_PAGE_LIMIT = 500;
-/** The most changes a page holds, whatever a pull asks: twice what an agent asks for. */
-export const MAX_PAGE_LIMIT = 1_000;
 
 /**
  * Answers a pull. While the log reaches back to `from`, with one page of the log: a page is
@@ -26,7 +26,7 @@ export async function answerPull(
   /** Told the bytes of rows read for the answer, the reader's or not: what it cost. */
   onRead: (bytes: number) => void = () => undefined,
 ): Promise<PageMessage | SnapshotMessage> {
-  const limit = Math.min(pull.limit ?? DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT);
+  const limit = Math.min(pull.limit ?? DEFAULT_PAGE_LIMIT, limits.maxPullPage);
   const tailAvailable = async (lsn: number): Promise<boolean> =>
     lsn >= store.head || (lsn >= store.prunedThrough && (await store.logHolds(lsn + 1)));
   if (pull.snap && (await tailAvailable(pull.snap.lsn)))

@@ -12,6 +12,12 @@ export const limits = {
   maxValueDepth: 32,
   /** Most documents in one report of writes a restored hub lost (`lost`); the agent sends several. */
   maxLostDocs: 500,
+  /**
+   * Most changes (or snapshot documents) in one pull page, whatever a pull asks; agents ask for
+   * this many. A page is also cut at half a message. Bigger pages would hold the hub's event loop
+   * longer per read; smaller ones pay a round trip per few hundred rows (catch-up ran 15 % slower at 500).
+   */
+  maxPullPage: 1000,
 } as const;
 
 export type Limits = typeof limits;

@@ -46,6 +46,8 @@ export class Replicator {
   #sentAt = 0;
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
+  /** Moves on `restart` and `stop`: a page received before is not applied after (#afterSending). */
+  #generation = 0;
 
   readonly #partition: string;
   readonly #inPartition: (collection: string) => boolean;
@@ -92,6 +94,7 @@ export class Replicator {
   }
 
   stop(): void {
+    this.#generation += 1;
     clearInterval(this.#timer);
     clearTimeout(this.#retryTimer);
     this.#timer = undefined;
@@ -140,27 +143,48 @@ export class Replicator {
       this.log.info({ from: snap.from, lsn: snap.lsn }, 'the hub log no longer reaches this replica; receiving a snapshot');
     }
     // Ask for the next page before applying this one, so that the hub reads it while this agent
-    // writes. If applying fails, the pull is settled and that page is ignored when it comes.
+    // writes (the apply is queued first: pages apply in order even if an answer came at once).
+    // If applying fails, the pull is settled and that page is ignored when it comes.
+    this.#afterSending(() => {
+      const apply = (): Change[] =>
+        this.store.replica.applySnapshotPage(this.#partition, snap.docs, snap.lsn, snap.next, this.#pulledCollections(), this.#inPartition);
+      if (!this.#applyOrRetry(apply)) return;
+      // Snapshot complete up to snap.lsn: now the log tail from there (unless a reconnect pulled meanwhile).
+      if (snap.next || this.#pullId !== snap.id) return;
+      this.#settlePull();
+      this.#sendPull(this.watermark);
+    });
     if (snap.next) this.#sendPull(snap.from, { lsn: snap.lsn, after: snap.next });
-    const apply = (): Change[] =>
-      this.store.replica.applySnapshotPage(this.#partition, snap.docs, snap.lsn, snap.next, this.#pulledCollections(), this.#inPartition);
-    if (!this.#applyOrRetry(apply)) return;
-    if (snap.next) return;
-    // Snapshot complete up to snap.lsn: now the log tail from there.
-    this.#settlePull();
-    this.#sendPull(this.watermark);
   }
 
   onPage([, page]: PageMessage): void {
     if (page.id !== this.#pullId) return; // late or duplicated answer to an earlier pull
     for (const c of page.changes) this.#heard(c.c, c.lsn);
     // The next page is asked for before this one is applied (see onSnapshot).
+    this.#afterSending(() => {
+      if (!this.#applyOrRetry(() => this.store.replica.applyChanges(this.#partition, page.changes, page.to))) return;
+      if (page.dg) this.#verifyPage(page);
+      // The last page of this pull, unless a reconnect started another meanwhile.
+      if (page.more || this.#pullId !== page.id) return;
+      this.#settlePull();
+      if (this.#pullAgain) this.pull();
+    });
     if (page.more) this.#sendPull(page.to);
-    if (!this.#applyOrRetry(() => this.store.replica.applyChanges(this.#partition, page.changes, page.to))) return;
-    if (page.dg) this.#verifyPage(page);
-    if (page.more) return;
-    this.#settlePull();
-    if (this.#pullAgain) this.pull();
+  }
+
+  /**
+   * Runs `apply` (a page's) on the next turn of the event loop. MQTT.js writes what is sent to
+   * the socket only once the current turn ends (it corks the socket until the next tick), so a
+   * page applied in this turn would hold back the pull for the next one until it was applied:
+   * the hub's reading and this agent's writing would take turns instead of overlapping (a
+   * bootstrap ran 1.6× faster deferred). A page whose history was left meanwhile (`restart`),
+   * or that comes after `stop` (the store closing), is not applied.
+   */
+  #afterSending(apply: () => void): void {
+    const generation = this.#generation;
+    setImmediate(() => {
+      if (generation === this.#generation) apply();
+    });
   }
 
   /** Each collection of an applied page as of its last change there, against the hub's digest then. */
@@ -178,6 +202,7 @@ export class Replicator {
    * answers to earlier pulls are ignored, heads heard of belong to the old history, pull again.
    */
   restart(): void {
+    this.#generation += 1;
     this.#settlePull();
     this.#pullAgain = false;
     this.heads.clear();

@@ -67,11 +67,15 @@ describe.each(FLEET_SETUPS)('catch-up beyond log retention (%s broker, %s store)
 
     reader = fleet.agent('pi-reader', { pageLimit: 10 });
     await waitFor('reader caught up', () => reader.status().watermark >= hub.store.head, 20_000);
-    const firstAfterRestart = pulls[servedBefore]!;
-    expect(firstAfterRestart.snap?.after).toBeDefined(); // resumed, not started over
-    expect(firstAfterRestart.snap!.after[1] >= 'b0000').toBe(true);
+    // The closed reader had already asked for its second page; the hub may answer that pull after
+    // the close, so pages are counted once per position, and no pull after the close starts over.
+    const after = pulls.slice(servedBefore);
+    expect(after.every((pull) => pull.snap !== undefined || pull.from > 0)).toBe(true); // resumed, not started over
+    expect(after[0]!.snap!.after[1] >= 'b0000').toBe(true);
+    const servedAt = new Map<string, number>();
+    after.forEach((pull, i) => servedAt.set(JSON.stringify(pull.snap ?? pull.from), docsServed[servedBefore + i]!));
     // After the restart only what was left is sent: not the 101 documents of a full snapshot.
-    const sentAfter = docsServed.slice(servedBefore).reduce((a, b) => a + b, 0);
+    const sentAfter = [...servedAt.values()].reduce((a, b) => a + b, 0);
     expect(sentAfter).toBeLessThanOrEqual(101 - 10);
     expect(sentAfter).toBeGreaterThan(0);
     expect(await reader.list('items', { limit: 1000 })).toHaveLength(100);

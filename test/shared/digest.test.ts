@@ -11,7 +11,11 @@ const TOMBSTONE_HASH = 4150096470604944;
 function definition(collection: string, key: string, version: number, deleted: boolean, value: Uint8Array | null): number {
   const c = Buffer.from(collection, 'utf8');
   const k = Buffer.from(key, 'utf8');
-  const lengthOf = (part: Buffer): Buffer => Buffer.from([0, 0, 0, 0].map((_, i) => (part.length >>> (24 - 8 * i)) & 0xff));
+  const lengthOf = (part: Buffer): Buffer => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(part.length);
+    return length;
+  };
   const versionBytes = Buffer.alloc(8);
   versionBytes.writeDoubleBE(version);
   const parts = [lengthOf(c), c, lengthOf(k), k, versionBytes, Buffer.from([deleted ? 1 : 0])];

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Change, ChangesMessage, PageMessage, PullMessage, SnapshotMessage } from '../shared/messages.js';
 import type { AgentStore } from './store/agent-store.js';
+import { faultPoint } from '../shared/fault-points.js';
 
 export interface ReplicatorOptions {
   /** The hub partition whose log this replicator follows. */
@@ -124,7 +125,9 @@ export class Replicator {
   /** A change that cannot be stored now (a full disk) is fetched again later by a pull. */
   #applyOrRetry(apply: () => Change[]): boolean {
     try {
-      this.#applied(apply());
+      const applied = apply();
+      faultPoint('agent.after-apply');
+      this.#applied(applied);
       return true;
     } catch (error) {
       this.log.error({ err: error }, 'could not apply changes from the hub; pulling them again shortly');

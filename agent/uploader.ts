@@ -3,6 +3,7 @@ import { unpackAck } from '../shared/acks.js';
 import type { AckMessage, BatchMessage, OpResult, ResyncMessage } from '../shared/messages.js';
 import type { AgentStore } from './store/agent-store.js';
 import type { Rejection } from './store/rejections.js';
+import { faultPoint } from '../shared/fault-points.js';
 
 /** That many resyncs in a row for seqs already acknowledged, with no new commit between, are reported. */
 const UNFILLABLE_RESYNCS = 3;
@@ -84,6 +85,7 @@ export class Uploader {
     const results = unpackAck(ack);
     if (results.length === 0) return;
     const rejections = this.store.outbox.applyResults(this.options.partition, results, (c) => this.delegate.isReplicated(c));
+    faultPoint('agent.after-ack');
     const first = results[0]!.seq;
     const acked = results[results.length - 1]!.seq;
     if (results.some((r) => !r.dup)) this.#unfillable = 0;

@@ -4,6 +4,7 @@ import type { AgentStore } from './store/agent-store.js';
 import type { AppendResult, Buffering } from './store/outbox.js';
 import type { Rejection } from './store/rejections.js';
 import type { NewWrite } from './store/writes.js';
+import { faultPoint } from '../shared/fault-points.js';
 
 export interface WriteReceipt {
   /** The sequence space the write belongs to (its partition's incarnation: see Partitions.incarnationOf). */
@@ -66,6 +67,7 @@ export class WriteQueue {
       for (const w of batch) w.reject(error as Error);
       return;
     }
+    faultPoint('agent.after-append');
     // Read once per partition, not per write: a group commit may hold thousands.
     const incarnations = new Map<string, string>();
     const incarnationOf = (partition: string): string => {

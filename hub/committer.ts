@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { BatchMessage } from '../shared/messages.js';
-import { faultPoint } from './fault-points.js';
+import { faultPoint } from '../shared/fault-points.js';
 import type { HubWriteRequest, IngestOutput, IngestRequest, Ingestor, ReapplyRequest, WriteResult } from './ingest.js';
 import { HubStoppingError } from '../shared/errors.js';
 

@@ -1,4 +1,4 @@
-import { faultPoint } from '../fault-points.js';
+import { faultPoint } from '../../shared/fault-points.js';
 import type { PgPool } from './pg-pool.js';
 
 const PRUNE_CHUNK = 10_000;

@@ -1,5 +1,5 @@
 import { setImmediate } from 'node:timers/promises';
-import { faultPoint } from '../fault-points.js';
+import { faultPoint } from '../../shared/fault-points.js';
 import type {
   Lineage,
   LostDocument,

@@ -88,7 +88,7 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 export const CI_SCHEDULE: readonly FaultKind[] = FAULT_KINDS.flatMap((kind): FaultKind[] =>
   kind === 'blackhole' ? [kind, 'relabel'] : [kind],
 );
-/** The hub's fault point (hub/fault-points.ts) behind each crash. */
+/** The hub's fault point (shared/fault-points.ts) behind each crash. */
 const CRASH_POINTS = {
   'crash-before-commit': 'hub.before-commit',
   'crash-after-commit': 'hub.after-commit',

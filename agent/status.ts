@@ -100,6 +100,8 @@ function scopeStatus(store: AgentStore, lanes: Lanes): AgentStatus['scope'] {
  * acknowledgements, which a hub that restarted learns again this way.
  */
 export function reportStatus(store: AgentStore, lanes: Lanes, verification: VerifyReport): void {
+  // What it reports applied counts toward other devices' replica waits: it must survive a power cut.
+  store.flush();
   const pending = Object.entries(store.outbox.pendingByCollection());
   const cursors = Object.entries(store.replica.cursors());
   for (const lane of lanes) {

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { closeSync, fdatasyncSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseTooNewError, StorageFailedError, StorageFullError } from '../../shared/errors.js';
 import { DEFAULT_PARTITION } from '../../shared/topics.js';
@@ -14,15 +14,31 @@ export function partitionScoped(name: string, partition: string): string {
 }
 
 /**
- * The agent's SQLite database file, behind the parts of the store that share it: opened with
- * WAL and synchronous=FULL (a write resolved to an app survives power loss), migrated to this
- * software's schema, with the `meta` table of small named values and one way to run a
- * transaction. Every method is synchronous.
+ * The agent's SQLite database file, behind the parts of the store that share it: opened in WAL
+ * mode, migrated to this software's schema, with the `meta` table of small named values and two
+ * kinds of transaction. Every method is synchronous.
+ *
+ * Only what the hub cannot give back is fsynced (flash cards wear with every sync):
+ * - `durableTransaction` (and `appTransaction`) commits with synchronous=FULL: it survives a power
+ *   cut. The device's own writes, and what changes the identity under which they are sent (a
+ *   new incarnation, a move to another partition), go this way.
+ * - `transaction`, and a single statement outside one, commits with synchronous=NORMAL: a power
+ *   cut may take it back. What the hub can send again goes this way: applied change sets with
+ *   their watermark, acks, cursors, cached settings.
+ *
+ * The WAL is one file written in order, and SQLite's recovery keeps a prefix of its commits, so
+ * a power cut takes back only the newest NORMAL commits, each whole, never a part of one: a
+ * watermark never outlives the rows it covers. A durable commit fsyncs the WAL up to it, so every
+ * commit before it is durable too.
  */
 export class AgentDb {
   readonly path: string;
   readonly #db: Database.Database;
   readonly #s;
+  /** A durable transaction is under way (see durableTransaction). */
+  #durable = false;
+  /** The WAL file, opened (once, kept open until close) to make commits so far durable: see flush. */
+  #wal: number | undefined;
 
   constructor(dataDir: string) {
     this.path = join(dataDir, 'agent.db');
@@ -31,7 +47,7 @@ export class AgentDb {
       mkdirSync(dataDir, { recursive: true });
       this.#db = db = new Database(this.path);
       this.#db.pragma('journal_mode = WAL');
-      this.#db.pragma('synchronous = FULL');
+      this.#db.pragma('synchronous = NORMAL'); // FULL only around durable transactions
       this.#db.pragma('busy_timeout = 5000');
       this.#db.pragma('cache_size = -2000'); // SQLite's default page cache (2 MB), not better-sqlite3's 16 MB: it stays resident on the device
       this.#migrate();
@@ -81,18 +97,53 @@ export class AgentDb {
     this.#s.deleteMeta.run(name);
   }
 
-  /** Runs `body` in one write transaction (BEGIN IMMEDIATE): all of it, or none of it if it throws. */
+  /**
+   * Runs `body` in one write transaction (BEGIN IMMEDIATE): all of it, or none of it if it
+   * throws. Not fsynced: for what the hub can give back (see the class comment).
+   */
   transaction<T>(body: () => T): T {
     return this.#db.transaction(body).immediate();
   }
 
+  /** `transaction`, fsynced before it returns: it, and every commit before it, survives a power cut. */
+  durableTransaction<T>(body: () => T): T {
+    if (this.#db.inTransaction) {
+      // Nested: only a durable outer transaction keeps the promise (its commit is the one that counts).
+      if (!this.#durable) throw new Error('a durable transaction cannot run inside one that is not durable');
+      return this.transaction(body);
+    }
+    this.#db.pragma('synchronous = FULL');
+    this.#durable = true;
+    try {
+      return this.transaction(body);
+    } finally {
+      this.#durable = false;
+      this.#db.pragma('synchronous = NORMAL');
+    }
+  }
+
   /**
-   * `transaction` for an app's writes, whose failure the app must be able to act on: a full disk
-   * is StorageFullError, anything else StorageFailedError; either way nothing was stored.
+   * Makes every commit so far survive a power cut, without writing anything: an fsync of the WAL,
+   * where all of them are (a checkpoint fsyncs what it copies out of it before it lets go).
+   */
+  flush(): void {
+    if (!this.#db.open) return;
+    try {
+      this.#wal ??= openSync(`${this.path}-wal`, 'r');
+      fdatasyncSync(this.#wal);
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return; // no WAL yet: nothing was committed into one
+      throw new StorageFailedError(this.path, 'sync', { cause });
+    }
+  }
+
+  /**
+   * `durableTransaction` for an app's writes, whose failure the app must be able to act on: a full
+   * disk is StorageFullError, anything else StorageFailedError; either way nothing was stored.
    */
   appTransaction<T>(body: () => T): T {
     try {
-      return this.transaction(body);
+      return this.durableTransaction(body);
     } catch (cause) {
       if ((cause as { code?: string }).code === 'SQLITE_FULL') throw new StorageFullError(this.path, { cause });
       throw new StorageFailedError(this.path, 'write to', { cause });
@@ -108,5 +159,8 @@ export class AgentDb {
 
   close(): void {
     if (this.#db.open) this.#db.close();
+    // Only after SQLite let go of the file: it holds no locks on the WAL, but close nothing under it.
+    if (this.#wal !== undefined) closeSync(this.#wal);
+    this.#wal = undefined;
   }
 }

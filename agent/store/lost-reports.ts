@@ -156,7 +156,8 @@ export class LostReports {
     inPartition: (collection: string) => boolean,
     now = Date.now(),
   ): Reconciled {
-    return this.db.transaction(() => {
+    // Durable: what the restored hub lost may exist nowhere else but in this report.
+    return this.db.durableTransaction(() => {
       const previousLineage = this.partitions.hubLineageOf(partition)?.lineage ?? hub.lineage;
       const record = (d: { collection: string; key: string; version: number; value: JsonValue | undefined; hlc: string; origin: string }) =>
         this.#s.insert.run(
@@ -242,6 +243,6 @@ export class LostReports {
 
   /** The hub stored the chunk `id` of `lineage`: its rows go. */
   acknowledge(partition: string, lineage: string, id: number): void {
-    this.db.transaction(() => this.#s.acknowledge.run(partition, id, lineage));
+    this.db.durableTransaction(() => this.#s.acknowledge.run(partition, id, lineage));
   }
 }

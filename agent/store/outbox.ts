@@ -171,8 +171,9 @@ export class Outbox {
       .map((collection) => ({ collection, ttl: ttlSecondsFor(collection) }))
       .filter(({ ttl }) => ttl > 0);
     if (withTtl.length === 0) return expired;
+    // Durable: the app hears that these writes were given up, so a power cut must not revive them.
     this.#tally.within(() =>
-      this.db.transaction(() => {
+      this.db.durableTransaction(() => {
         for (const { collection, ttl } of withTtl) {
           for (const row of this.#s.olderThan.all(collection, now - ttl * 1000)) expired.push(this.#giveUp(row, 'expired', now));
         }
@@ -246,6 +247,8 @@ export class Outbox {
    */
   applyResults(partition: string, results: readonly OpResult[], replicated: (collection: string) => boolean): Rejection[] {
     const rejected: Rejection[] = [];
+    // Not fsynced: a power cut may take these outcomes back, and then the writes go up again and
+    // the hub answers them again from its dedup state.
     this.#tally.within(() =>
       this.db.transaction(() => {
         for (const r of results) {
@@ -288,7 +291,8 @@ export class Outbox {
    * incarnation and each unacknowledged write's old and new seq, in order.
    */
   reincarnate(partition: string): { incarnation: string; renumbered: Array<{ from: number; to: number }> } {
-    return this.db.transaction(() => {
+    // Durable: writes go up under their new seqs, which a power cut must not take back.
+    return this.db.durableTransaction(() => {
       const rows = this.#s.seqsOf.all(partition);
       // First out of the way of every final seq (confirmed rows may already sit below 0), so that
       // no two rows share a key half way.
@@ -315,8 +319,9 @@ export class Outbox {
    * their receipts or waits on them.
    */
   adoptAssignment(setting: string, value: unknown, partitionOf: (collection: string) => string): MovedWrite[] {
+    // Durable: the moved writes go up under their new identities, which a power cut must not take back.
     return this.#tally.within(() =>
-      this.db.transaction(() => {
+      this.db.durableTransaction(() => {
         const moved: MovedWrite[] = [];
         this.settings.set(setting, value);
         const from = this.partitions.incarnationOf(DEFAULT_PARTITION);

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { MOSQUITTO, NO_MOSQUITTO } from './mosquitto.js';
+import { NO_C_COMPILER, powerLossShim } from './power-loss.js';
 import { postgresUnavailable } from './postgres-server.js';
 import { which } from './which.js';
 
@@ -17,6 +18,7 @@ export default async function requireServicesInCi(): Promise<void> {
     existsSync(chromium) ? undefined : `Chromium is not at ${chromium} (apt-get install chromium): the dashboard test would skip`,
     which('shellcheck') ? undefined : 'shellcheck is not installed: the install script check would skip',
     which('systemd-analyze') ? undefined : 'systemd-analyze is not installed (package systemd): the unit checks would skip',
+    powerLossShim() ? undefined : NO_C_COMPILER,
   ].filter((why): why is string => why !== undefined);
   if (missing.length > 0) throw new Error(`CI is set but services the tests need are missing:\n- ${missing.join('\n- ')}`);
 }

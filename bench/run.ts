@@ -10,6 +10,7 @@ import { benchCatchup, type CatchupResult } from './catchup.js';
 import { benchDedupState, type DedupStateResult } from './dedup-state.js';
 import { benchDigestCost, type DigestCostResult } from './digest-cost.js';
 import { benchFanin, type FaninResult } from './fanin.js';
+import { benchFlash, FLASH_TARGET, type FlashResult } from './flash.js';
 import { FLEET_RATE } from './fleet-measure.js';
 import { benchFleet, RSS_TARGET_BYTES, STORM_TARGET_SECONDS, type FleetResult } from './fleet.js';
 import { benchFleetMosquitto, type FleetMosquittoResult } from './fleet-mosquitto.js';
@@ -82,6 +83,34 @@ async function catchup(): Promise<CatchupResult> {
     `raw SQLite apply ${rate(r.rawBootstrap, 'rows')}`,
     r.bootstrap / r.rawBootstrap,
   );
+  return r;
+}
+
+async function flash(): Promise<FlashResult> {
+  const r = await benchFlash(quick);
+  // Two decimals: at 100 writes a commit the figures are a fraction of a kB.
+  const size = (bytes: number): string => `${(bytes / 1000).toFixed(2)} kB`;
+  const { agentBytesPerWrite: agent, floorBytesPerWrite: floor, hubBytesPerWrite: hub } = r;
+  line(
+    'flash: agent disk bytes per app write, one at a time',
+    `${size(agent.single)} (target ≤ ${FLASH_TARGET.single}×; ${count(r.writes.single)} writes)`,
+    `SQLite floor, one fsynced commit a write: ${size(floor.single)}`,
+    agent.single / floor.single,
+  );
+  line(
+    'flash: agent disk bytes per app write, 100 at a time',
+    `${size(agent.batched)} (target ≤ ${FLASH_TARGET.batched}×; ${count(r.writes.batched)} writes)`,
+    `SQLite floor, 100 rows a commit: ${size(floor.batched)}`,
+    agent.batched / floor.batched,
+  );
+  line(
+    'flash: hub disk bytes per committed write (100 at a time)',
+    `${size(hub.batched)} (one at a time: ${size(hub.single)})`,
+    `SQLite floor, 100 rows a commit: ${size(floor.batched)}`,
+    hub.batched / floor.batched,
+  );
+  // Not a ratio: the reference is nothing written at all.
+  process.stdout.write(`flash: idle agent disk bytes in ${r.idleSeconds} s, connected, nothing written: ${count(r.idleAgentBytes)} B\n`);
   return r;
 }
 
@@ -332,6 +361,7 @@ const results = {
   wire: await wire(),
   propagation: await propagation(),
   catchup: await catchup(),
+  flash: await flash(),
   fanin: await fanin(),
   partitions: await partitions(),
   footprint: await footprint(),

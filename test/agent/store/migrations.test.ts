@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { PAGE_SIZE } from '../../../agent/store/agent-db.js';
 import { AgentStore } from '../../../agent/store/agent-store.js';
 import { AGENT_MIGRATIONS } from '../../../agent/schema.js';
 import { encodeCbor } from '../../../shared/codec.js';
@@ -248,5 +249,25 @@ describe('agent store: migrations', () => {
     const raw = new Database(join(dir, 'agent.db'), { readonly: true });
     expect(raw.pragma('user_version', { simple: true })).toBe(newer);
     raw.close();
+  });
+});
+
+describe('page size', () => {
+  it('a new database takes 1 KB pages (less to write per commit); one made before keeps its own', () => {
+    const fresh = tempDir('agent-store-new');
+    new AgentStore(fresh).close();
+    const made = new Database(join(fresh, 'agent.db'));
+    expect(made.pragma('page_size', { simple: true })).toBe(PAGE_SIZE);
+    expect(PAGE_SIZE).toBe(1024);
+    made.close();
+
+    const { dir, db } = databaseAt(AGENT_MIGRATIONS.length);
+    const before = db.pragma('page_size', { simple: true });
+    db.close();
+    new AgentStore(dir).close();
+    const reopened = new Database(join(dir, 'agent.db'));
+    expect(reopened.pragma('page_size', { simple: true })).toBe(before);
+    expect(before).not.toBe(PAGE_SIZE);
+    reopened.close();
   });
 });

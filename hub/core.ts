@@ -312,6 +312,13 @@ export class HubCore extends EventEmitter<HubEvents> {
   }
 
   #publishCommitted({ replies, changeSets, replicaWaits }: IngestOutput): void {
+    // Change sets before acks: a writer that replicates what it wrote then holds the new version
+    // when the ack comes, and lets the write go from its outbox in the ack's commit, instead of
+    // marking it confirmed and letting it go in the next (half the writes to its flash card).
+    for (const set of changeSets) {
+      this.#collections.committed(set[1].c);
+      if (!this.scopes.publish(set)) this.#broadcast(this.topics.collection(set[1].c), set);
+    }
     for (const { agentId, message } of replies) {
       if (message[0] === 'reincarnate') {
         this.log.error(
@@ -320,10 +327,6 @@ export class HubCore extends EventEmitter<HubEvents> {
         );
       }
       this.#sendDown(agentId, message);
-    }
-    for (const set of changeSets) {
-      this.#collections.committed(set[1].c);
-      if (!this.scopes.publish(set)) this.#broadcast(this.topics.collection(set[1].c), set);
     }
     this.#replicaAcks.committed(replicaWaits);
   }

@@ -28,6 +28,7 @@ import Database from 'better-sqlite3';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from '../agent/agent.js';
+import { RELEASE_DELAY_MS } from '../agent/store/released-writes.js';
 import { encodeCbor } from '../shared/codec.js';
 import { startHubProcess } from './hub-process.js';
 import { sleep, until } from './stats.js';
@@ -101,6 +102,9 @@ async function agentRun(writes: number, perTurn: number, idleMs = 0): Promise<Ag
       600_000,
       20,
     );
+    // The last write's row leaves the outbox when no write follows it within RELEASE_DELAY_MS of
+    // its ack (agent/store/released-writes.ts): that commit ends its life, so it counts here.
+    await sleep(RELEASE_DELAY_MS + 500);
     const [agent1, hub1] = [writeBytes(), writeBytes(hub.pid)];
     let idleBytes = 0;
     if (idleMs > 0) {

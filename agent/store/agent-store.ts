@@ -53,6 +53,10 @@ export class AgentStore {
   }
 
   close(): void {
-    this.#db.close();
+    try {
+      this.outbox.flushReleased();
+    } finally {
+      this.#db.close();
+    }
   }
 }

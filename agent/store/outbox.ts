@@ -6,9 +6,11 @@ import { DEFAULT_PARTITION } from '../../shared/topics.js';
 import type { AgentDb } from './agent-db.js';
 import type { Partitions } from './partitions.js';
 import { PendingTally } from './pending-tally.js';
+import { ReleasedWrites } from './released-writes.js';
+import { ROW, unsentRows, type OutboxRow } from './outbox-rows.js';
 import type { Rejection, Rejections } from './rejections.js';
 import type { Settings } from './settings.js';
-import type { NewWrite, StoredWrite, WriteKind } from './writes.js';
+import type { NewWrite, WriteKind } from './writes.js';
 
 /** What the agent does with a collection's writes while it cannot upload them (from the hub's policies). */
 export interface Buffering {
@@ -28,21 +30,6 @@ export interface MovedWrite {
   to: { partition: string; incarnation: string; seq: number };
 }
 
-interface OutboxRow extends StoredWrite {
-  hlc: string;
-  base: number;
-  created_at: number;
-  rep: number | null;
-  skipped: string | null;
-  acked_lsn: number | null;
-}
-
-/** Every column of a row, the partition under its word (the column is still called `lane`). */
-const ROW = 'lane AS partition, seq, collection, key, op, value, hlc, base, created_at, rep, skipped, acked_lsn';
-
-/** Writes moved to their partition per page read (see `#unsentOf`). */
-const MOVE_PAGE = 1_000;
-
 const GIVE_UP_DETAIL = {
   expired: "not uploaded within the collection's TTL",
   dropped: 'dropped to make room (overflow policy drop-oldest)',
@@ -58,6 +45,8 @@ const GIVE_UP_DETAIL = {
 export class Outbox {
   readonly #s;
   readonly #tally: PendingTally;
+  /** Committed writes whose rows go with the next append. */
+  readonly #released = new ReleasedWrites(() => this.flushReleased());
 
   constructor(
     private readonly db: AgentDb,
@@ -95,8 +84,8 @@ export class Outbox {
         'SELECT seq, acked_lsn IS NOT NULL AS confirmed FROM outbox WHERE lane = ? ORDER BY seq',
       ),
       renumber: db.prepare<[number, string, number]>('UPDATE outbox SET seq = ? WHERE lane = ? AND seq = ?'),
-      overlay: db.prepare<[string, string, number], { op: WriteKind; value: Buffer | null }>(
-        `SELECT op, value FROM outbox WHERE collection = ? AND key = ? AND skipped IS NULL AND (acked_lsn IS NULL OR acked_lsn > ?) ORDER BY seq`,
+      overlay: db.prepare<[string, string, number], { partition: string; seq: number; op: WriteKind; value: Buffer | null }>(
+        `SELECT lane AS partition, seq, op, value FROM outbox WHERE collection = ? AND key = ? AND skipped IS NULL AND (acked_lsn IS NULL OR acked_lsn > ?) ORDER BY seq`,
       ),
       overlayKeys: db.prepare<[string, string], { key: string }>(
         'SELECT DISTINCT key FROM outbox WHERE collection = ? AND key >= ? AND skipped IS NULL ORDER BY key',
@@ -129,6 +118,7 @@ export class Outbox {
     const result: AppendResult = { seqs: [], dropped: [] };
     this.#tally.within(() =>
       this.db.appTransaction(() => {
+        this.#deleteReleased();
         const now = Date.now();
         const next = new Map<string, number>();
         for (const w of writes) {
@@ -156,7 +146,20 @@ export class Outbox {
         this.settings.setLastHlc(clockNow);
       }),
     );
+    this.#released.clear();
     return result;
+  }
+
+  /** Deletes the rows of released writes (see ReleasedWrites), in the transaction under way. */
+  #deleteReleased(): void {
+    for (const [partition, seq] of this.#released.entries()) this.#s.delete.run(partition, seq);
+  }
+
+  /** Deletes the rows of released writes now, in a transaction of their own (not fsynced). */
+  flushReleased(): void {
+    if (this.#released.empty) return;
+    this.db.transaction(() => this.#deleteReleased());
+    this.#released.clear();
   }
 
   /**
@@ -171,6 +174,7 @@ export class Outbox {
       .map((collection) => ({ collection, ttl: ttlSecondsFor(collection) }))
       .filter(({ ttl }) => ttl > 0);
     if (withTtl.length === 0) return expired;
+    this.flushReleased();
     // Durable: the app hears that these writes were given up, so a power cut must not revive them.
     this.#tally.within(() =>
       this.db.durableTransaction(() => {
@@ -196,6 +200,7 @@ export class Outbox {
     const ops: WriteOp[] = [];
     let bytes = 0;
     for (const row of this.#s.pendingFrom.all(partition, fromSeq, maxOps)) {
+      if (this.#released.has(partition, row.seq)) continue; // committed: not sent again
       bytes += 48 + row.key.length + (row.value?.length ?? 0);
       if (ops.length > 0 && bytes > maxBytes) break;
       if (row.skipped) {
@@ -219,6 +224,7 @@ export class Outbox {
 
   /** The first seq of the partition the hub has not acknowledged, if any. */
   lowestPendingSeq(partition: string): number | undefined {
+    this.flushReleased();
     return this.#s.lowestPending.get(partition)?.seq ?? undefined;
   }
 
@@ -247,11 +253,13 @@ export class Outbox {
    */
   applyResults(partition: string, results: readonly OpResult[], replicated: (collection: string) => boolean): Rejection[] {
     const rejected: Rejection[] = [];
+    const released: number[] = [];
     // Not fsynced: a power cut may take these outcomes back, and then the writes go up again and
     // the hub answers them again from its dedup state.
     this.#tally.within(() =>
       this.db.transaction(() => {
         for (const r of results) {
+          if (this.#released.has(partition, r.seq)) continue; // answered again (a resend): already counted
           const row = this.#s.row.get(partition, r.seq);
           if (!row) continue;
           if (row.skipped) {
@@ -264,7 +272,7 @@ export class Outbox {
           if (r.outcome === 'committed' && r.lsn !== undefined) {
             if (replicated(row.collection) && this.versionOf(row.collection, row.key) < r.lsn)
               this.#s.markAcked.run(r.lsn, partition, r.seq);
-            else this.#s.delete.run(partition, r.seq);
+            else released.push(r.seq); // goes with the next append (see ReleasedWrites)
             continue;
           }
           const verdict = {
@@ -278,6 +286,8 @@ export class Outbox {
         }
       }),
     );
+    // Only once the transaction committed: its pending counts were staged with it.
+    for (const seq of released) this.#released.add(partition, seq);
     return rejected;
   }
 
@@ -292,7 +302,8 @@ export class Outbox {
    */
   reincarnate(partition: string): { incarnation: string; renumbered: Array<{ from: number; to: number }> } {
     // Durable: writes go up under their new seqs, which a power cut must not take back.
-    return this.db.durableTransaction(() => {
+    const reborn = this.db.durableTransaction(() => {
+      this.#deleteReleased(); // committed writes must not be renumbered as if pending
       const rows = this.#s.seqsOf.all(partition);
       // First out of the way of every final seq (confirmed rows may already sit below 0), so that
       // no two rows share a key half way.
@@ -307,6 +318,8 @@ export class Outbox {
       const incarnation = this.partitions.reborn(partition, pending.length + 1);
       return { incarnation, renumbered: pending.map((row, i) => ({ from: row.seq, to: i + 1 })) };
     });
+    this.#released.clear();
+    return reborn;
   }
 
   /**
@@ -320,6 +333,7 @@ export class Outbox {
    */
   adoptAssignment(setting: string, value: unknown, partitionOf: (collection: string) => string): MovedWrite[] {
     // Durable: the moved writes go up under their new identities, which a power cut must not take back.
+    this.flushReleased(); // committed writes must not move as if pending
     return this.#tally.within(() =>
       this.db.durableTransaction(() => {
         const moved: MovedWrite[] = [];
@@ -327,7 +341,9 @@ export class Outbox {
         const from = this.partitions.incarnationOf(DEFAULT_PARTITION);
         // Each target partition's incarnation and next seq, read once (a move may be of many writes).
         const targets = new Map<string, { incarnation: string; next: number }>();
-        for (const row of this.#unsentOf(DEFAULT_PARTITION, partitionOf)) {
+        // Read a page at a time; usually none of them moves.
+        const moving = this.#tally.collections().filter((c) => partitionOf(c) !== DEFAULT_PARTITION);
+        for (const row of unsentRows(this.db, DEFAULT_PARTITION, moving)) {
           const partition = partitionOf(row.collection);
           let target = targets.get(partition);
           if (!target) {
@@ -347,29 +363,10 @@ export class Outbox {
     );
   }
 
-  /**
-   * A partition's writes not yet uploaded whose collections `partitionOf` puts elsewhere, in seq
-   * order, read a page at a time: a device home from a long time offline may hold a million
-   * writes, which must not all be in memory at once (and usually none of them moves).
-   */
-  *#unsentOf(partition: string, partitionOf: (collection: string) => string): Generator<OutboxRow> {
-    const moving = this.#tally.collections().filter((c) => partitionOf(c) !== partition);
-    if (moving.length === 0) return;
-    const page = this.db.prepare<unknown[], OutboxRow>(
-      `SELECT ${ROW} FROM outbox WHERE lane = ? AND seq > ? AND skipped IS NULL AND acked_lsn IS NULL
-       AND collection IN (${moving.map(() => '?').join(', ')}) ORDER BY seq LIMIT ${MOVE_PAGE}`,
-    );
-    for (let after = 0; ;) {
-      const rows = page.all(partition, after, ...moving);
-      if (rows.length === 0) return;
-      yield* rows;
-      after = rows[rows.length - 1]!.seq;
-    }
-  }
-
   /** The device's pending writes to a document over `version` (the replica's), in order: what a read lays over it. */
   overlayOf(collection: string, key: string, version: number): Array<{ op: WriteKind; value: Buffer | null }> {
-    return this.#s.overlay.all(collection, key, version);
+    // A released write is committed and the replica holds its version or a newer one: it lays nothing over it.
+    return this.#s.overlay.all(collection, key, version).filter((row) => !this.#released.has(row.partition, row.seq));
   }
 
   /** Keys of a collection from `from` on (in order) that pending writes touch. */

@@ -1,3 +1,5 @@
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Buffering } from '../../../agent/store/outbox.js';
 import { tempDir } from '../../helpers/temp.js';
@@ -248,5 +250,33 @@ describe('agent store: the storage budget', () => {
     expect(store.replica.read('docs', 'big')?.version).toBe(1);
     store.settings.setStorageLimit(undefined);
     expect(appendAll(store, [put('k', 1)])).toEqual([1]);
+  });
+
+  it('lets a committed write go with the next append, and until then neither sends it again nor lays it over newer versions', () => {
+    const dir = tempDir('agent-store');
+    const store = openStore(dir);
+    const rows = (): number => {
+      const db = new Database(join(dir, 'agent.db'), { readonly: true });
+      const { n } = db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number };
+      db.close();
+      return n;
+    };
+    const [seq] = appendAll(store, [put('x', 'mine')]);
+    store.replica.applyChanges('default', [{ ...change(1, 'x', 'mine'), o: 'pi-me' }]);
+    store.outbox.applyResults('default', [{ seq: seq!, outcome: 'committed', lsn: 1 }], () => true);
+    // Committed and applied: no longer pending, not sent again, though its row waits for the next append.
+    expect(store.outbox.pendingCount()).toBe(0);
+    expect(queued(store)).toEqual([]);
+    expect(rows()).toBe(1);
+    // An answer repeated (a resend crossed the ack) counts nothing twice.
+    store.outbox.applyResults('default', [{ seq: seq!, outcome: 'committed', lsn: 1, dup: true }], () => true);
+    expect(store.outbox.pendingCount()).toBe(0);
+    // Another device's newer version arrives: the released write lays nothing over it.
+    store.replica.applyChanges('default', [change(2, 'x', 'theirs')]);
+    expect(store.replica.read('docs', 'x')).toMatchObject({ value: 'theirs', version: 2, pending: false });
+    // The next write's transaction takes the row out.
+    expect(appendAll(store, [put('y', 1)])).toEqual([2]);
+    expect(rows()).toBe(1);
+    expect(queued(store)).toEqual([[2, 'y', 'put']]);
   });
 });

@@ -17,6 +17,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { Agent } from '../agent/agent.js';
 import { encodeCbor } from '../shared/codec.js';
+import { benchAgentOptions } from './agent-options.js';
 import { startHubProcess } from './hub-process.js';
 import { seedHub } from './seed-hub.js';
 import { until } from './stats.js';
@@ -39,12 +40,8 @@ const reading = (i: number): { celsius: number; at: number; sensor: string } => 
   sensor: `s-${i % 100}`,
 });
 
-const agentOptions = (url: string, dir: string, agentId: string): ConstructorParameters<typeof Agent>[0] => ({
-  hubUrl: url,
-  agentId,
-  dataDir: join(dir, agentId),
-  reconnect: { initialMs: 20, maxMs: 200 },
-});
+const agentOptions = (url: string, dir: string, agentId: string): ConstructorParameters<typeof Agent>[0] =>
+  benchAgentOptions(url, agentId, join(dir, agentId));
 
 /** Seconds from starting `agentId` on `dir` until its watermark reaches `head`. */
 async function timeToHead(url: string, dir: string, agentId: string, head: number): Promise<number> {

@@ -30,6 +30,7 @@ import { join } from 'node:path';
 import { Agent } from '../agent/agent.js';
 import { RELEASE_DELAY_MS } from '../agent/store/released-writes.js';
 import { encodeCbor } from '../shared/codec.js';
+import { benchAgentOptions } from './agent-options.js';
 import { startHubProcess } from './hub-process.js';
 import { sleep, until } from './stats.js';
 import { tempDir } from './temp.js';
@@ -75,12 +76,7 @@ interface AgentRun {
 async function agentRun(writes: number, perTurn: number, idleMs = 0): Promise<AgentRun> {
   const dir = tempDir('bench-flash');
   const hub = await startHubProcess(join(dir, 'hub'));
-  const agent = new Agent({
-    hubUrl: hub.url,
-    agentId: 'pi-flash',
-    dataDir: join(dir, 'agent'),
-    reconnect: { initialMs: 20, maxMs: 200 },
-  }).start();
+  const agent = new Agent(benchAgentOptions(hub.url, 'pi-flash', join(dir, 'agent'))).start();
   try {
     // Creating the database and the first sync are the agent's start, not its writes' cost.
     await until('the agent to connect and catch up', () => agent.status().connected && !agent.status().catchingUp, 15_000);

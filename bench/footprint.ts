@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Agent } from '../agent/agent.js';
 import { killOnExit } from './children.js';
+import { benchAgentOptions } from './agent-options.js';
 import { startHubProcess } from './hub-process.js';
 import { coreShare, mib, sampleProc } from './proc-stats.js';
 import { seedHub } from './seed-hub.js';
@@ -47,12 +48,7 @@ const CLI = fileURLToPath(new URL('../dist/cli/outpost.js', import.meta.url));
 async function prepare(dir: string, docs: number, pending: number): Promise<void> {
   const head = seedHub(join(dir, 'hub'), 'readings', docs, (i) => ({ celsius: 20 + (i % 100) / 10, at: i }), { pruneLog: false });
   const hub = await startHubProcess(join(dir, 'hub'));
-  const agent = new Agent({
-    hubUrl: hub.url,
-    agentId: 'pi-footprint',
-    dataDir: join(dir, 'agent'),
-    reconnect: { initialMs: 20, maxMs: 200 },
-  }).start();
+  const agent = new Agent(benchAgentOptions(hub.url, 'pi-footprint', join(dir, 'agent'))).start();
   await until('the agent to sync the seeded documents', () => agent.status().watermark >= head, 300_000, 20);
   await hub.stop();
   await until('the agent to notice the hub is gone', () => !agent.status().connected, 15_000);

@@ -53,7 +53,7 @@ export class AgentDb {
       mkdirSync(dataDir, { recursive: true });
       this.#db = db = new Database(this.path);
       // A commit writes each page it changed whole, and most commits here change a row or two
-      // in each of a few tables: 1 KB pages write a quarter of the bytes of SQLite's default 4 KB.
+      // in each of a few tables: 1 KB pages write about a third of the bytes of SQLite's default 4 KB.
       // Only a new database takes it (an existing one keeps its page size).
       this.#db.pragma(`page_size = ${PAGE_SIZE}`);
       this.#db.pragma('journal_mode = WAL');

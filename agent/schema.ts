@@ -235,4 +235,18 @@ BEGIN
   ON CONFLICT (bucket) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
 END;
 `,
+  // 11: a partition's next seq is one past its last outbox row (Partitions.nextSeqOf), so an
+  // append writes no meta row. Only when the last row of a partition leaves does its seq + 1 go
+  // to meta, whatever deletes it, in the delete's own transaction: the next write of that
+  // sequence can then never take a seq the hub already has. The value only grows: a new
+  // incarnation, which starts its sequence over, sets it directly.
+  `
+CREATE TRIGGER outbox_keeps_next_seq AFTER DELETE ON outbox
+WHEN NOT EXISTS (SELECT 1 FROM outbox WHERE lane = OLD.lane AND seq > OLD.seq)
+BEGIN
+  INSERT INTO meta (name, value)
+  VALUES (CASE OLD.lane WHEN 'default' THEN 'next_seq' ELSE 'next_seq:' || OLD.lane END, OLD.seq + 1)
+  ON CONFLICT (name) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER));
+END;
+`,
 ];

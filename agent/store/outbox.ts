@@ -67,9 +67,9 @@ export class Outbox {
       lowestPending: db.prepare<[string], { seq: number | null }>(
         'SELECT min(seq) AS seq FROM outbox WHERE lane = ? AND acked_lsn IS NULL',
       ),
-      oldestInCollection: db.prepare<[string], OutboxRow>(
-        // In the pending index's order (ties: the order they were stored in), so that only one entry is read.
-        `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY created_at LIMIT 1`,
+      oldestInCollection: db.prepare<[string, number], OutboxRow>(
+        // In the pending index's order (ties: the order they were stored in), so that only the entries needed are read.
+        `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY created_at LIMIT ?`,
       ),
       oldestAt: db.prepare<[string], { at: number }>(
         'SELECT created_at AS at FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY created_at LIMIT 1',
@@ -118,7 +118,6 @@ export class Outbox {
     const result: AppendResult = { seqs: [], dropped: [] };
     this.#tally.within(() =>
       this.db.appTransaction(() => {
-        this.#deleteReleased();
         const now = Date.now();
         const next = new Map<string, number>();
         for (const w of writes) {
@@ -133,7 +132,7 @@ export class Outbox {
               result.seqs.push(new OutboxFullError(w.collection, policy.maxPending));
               continue;
             }
-            const oldest = this.#s.oldestInCollection.get(w.collection);
+            const oldest = this.#oldestPendingIn(w.collection);
             if (oldest) result.dropped.push(this.#giveUp(oldest, 'dropped', now));
           }
           const base = w.base ?? this.versionOf(w.collection, w.key);
@@ -142,12 +141,19 @@ export class Outbox {
           result.seqs.push(seq);
           next.set(w.partition, seq + 1);
         }
-        for (const [partition, seq] of next) this.partitions.setNextSeq(partition, seq);
-        this.settings.setLastHlc(clockNow);
+        // After the new rows: the last row of a partition that leaves now is no longer its last,
+        // so nothing is written to meta for it (see Partitions.nextSeqOf).
+        this.#deleteReleased();
+        this.settings.reserveHlc(clockNow);
       }),
     );
     this.#released.clear();
     return result;
+  }
+
+  /** The oldest pending write of a collection; a released one (committed, its row not yet deleted) is not pending. */
+  #oldestPendingIn(collection: string): OutboxRow | undefined {
+    return this.#s.oldestInCollection.all(collection, this.#released.size + 1).find((row) => !this.#released.has(row.partition, row.seq));
   }
 
   /** Deletes the rows of released writes (see ReleasedWrites), in the transaction under way. */

@@ -15,16 +15,25 @@ export interface SnapshotProgress {
  * what a rolled-back transaction wrote is never believed.
  */
 export class Partitions {
-  constructor(private readonly db: AgentDb) {}
+  readonly #lastSeq;
+
+  constructor(private readonly db: AgentDb) {
+    this.#lastSeq = db.prepare<[string], { seq: number | null }>('SELECT max(seq) AS seq FROM outbox WHERE lane = ?');
+  }
 
   /** The partition's current sequence space; a partition first used is born with a fresh one. */
   incarnationOf(partition: string): string {
     return this.db.meta(partitionScoped('incarnation', partition)) ?? this.#born(partition);
   }
 
-  /** The seq the partition's next write takes. */
+  /**
+   * The seq the partition's next write takes: one past its last outbox row, or what `meta` kept
+   * when the last row left (the trigger of migration 11) or a new incarnation began. An append
+   * then writes only its rows, not a meta row as well: a page less to the device's flash per write.
+   */
   nextSeqOf(partition: string): number {
-    return Number(this.db.meta(partitionScoped('next_seq', partition)) ?? '1');
+    const kept = Number(this.db.meta(partitionScoped('next_seq', partition)) ?? '1');
+    return Math.max(kept, (this.#lastSeq.get(partition)?.seq ?? 0) + 1);
   }
 
   setNextSeq(partition: string, seq: number): void {

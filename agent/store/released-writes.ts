@@ -21,6 +21,12 @@ export class ReleasedWrites {
     return this.#seqs.size === 0;
   }
 
+  get size(): number {
+    let n = 0;
+    for (const seqs of this.#seqs.values()) n += seqs.size;
+    return n;
+  }
+
   has(partition: string, seq: number): boolean {
     return this.#seqs.get(partition)?.has(seq) ?? false;
   }

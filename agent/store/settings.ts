@@ -1,7 +1,10 @@
 import { StorageFullError } from '../../shared/errors.js';
-import { ZERO_HLC, type Hlc } from '../../shared/hlc.js';
+import { decodeHlc, encodeHlc, ZERO_HLC, type Hlc } from '../../shared/hlc.js';
 import type { AgentDb } from './agent-db.js';
 import type { NewWrite } from './writes.js';
+
+/** How far ahead of the clock `Settings.reserveHlc` keeps the persisted timestamp. */
+export const HLC_RESERVE_MS = 10_000;
 
 /**
  * Small values the agent keeps across restarts (the hub's policies and partition assignment,
@@ -22,14 +25,24 @@ export class Settings {
     this.db.setMeta(`setting:${name}`, JSON.stringify(value));
   }
 
-  /** The last HLC persisted, so the clock never runs backwards across restarts. */
+  /**
+   * A timestamp at or past every one this device has stamped a write with, so the clock never
+   * runs backwards across restarts (a Pi without a real-time clock may boot with an old time).
+   */
   get lastHlc(): Hlc {
     return (this.db.meta('hlc') ?? ZERO_HLC) as Hlc;
   }
 
-  /** Persists the clock (with the writes it stamped, in their transaction). */
-  setLastHlc(hlc: Hlc): void {
-    this.db.setMeta('hlc', hlc);
+  /**
+   * Called with the clock after writes were stamped, in their transaction. Keeps `lastHlc` at or
+   * past `clock` by reserving HLC_RESERVE_MS ahead whenever the clock passes what is kept, so a
+   * sensor loop writes this row every few seconds rather than with every write (a page less to
+   * the device's flash per write). The cost: a device restarted within that time stamps its
+   * next writes up to that far ahead of its wall clock, well inside the hub's allowed skew.
+   */
+  reserveHlc(clock: Hlc): void {
+    if (clock <= this.lastHlc) return;
+    this.db.setMeta('hlc', encodeHlc(decodeHlc(clock).wall + HLC_RESERVE_MS, 0));
   }
 
   /**

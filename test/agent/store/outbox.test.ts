@@ -5,6 +5,8 @@ import type { Buffering } from '../../../agent/store/outbox.js';
 import { tempDir } from '../../helpers/temp.js';
 import { append, appendAll, change, hlc, openStore, put, queued } from './fixtures.js';
 import { encodeValue } from '../../../shared/value-bytes.js';
+import { encodeHlc, type Hlc } from '../../../shared/hlc.js';
+import { HLC_RESERVE_MS } from '../../../agent/store/settings.js';
 import { valueOf, withValue } from '../../helpers/value-bytes.js';
 
 describe('agent store: the outbox', () => {
@@ -39,11 +41,38 @@ describe('agent store: the outbox', () => {
     expect(store.outbox.pendingFrom('default', 3, 10, 1 << 20)[0]).not.toHaveProperty('base'); // 0: no version yet
   });
 
-  it('persists the clock with the writes it stamped', () => {
+  it('keeps the clock at or past every stamp, reserving ahead so that most appends leave it alone', () => {
     const store = openStore();
-    const last = hlc();
-    store.outbox.append([{ partition: 'default', collection: 'docs', key: 'k', op: 'put', value: encodeValue(1), hlc: hlc() }], last);
-    expect(store.settings.lastHlc).toBe(last);
+    const write = (clock: Hlc): void => {
+      store.outbox.append([{ partition: 'default', collection: 'docs', key: 'k', op: 'put', value: encodeValue(1), hlc: clock }], clock);
+    };
+    const at = (wall: number, logical = 0): Hlc => encodeHlc(wall, logical);
+    write(at(1_000_000, 3));
+    expect(store.settings.lastHlc).toBe(at(1_000_000 + HLC_RESERVE_MS));
+    write(at(1_000_000 + HLC_RESERVE_MS, 0)); // within what was reserved: kept as it was
+    expect(store.settings.lastHlc).toBe(at(1_000_000 + HLC_RESERVE_MS));
+    write(at(1_000_000 + HLC_RESERVE_MS, 1)); // past it: reserved again
+    expect(store.settings.lastHlc).toBe(at(1_000_000 + 2 * HLC_RESERVE_MS));
+  });
+
+  it('never hands out a seq again once the last rows left the outbox, across a restart', () => {
+    const dir = tempDir('agent-store');
+    const store = openStore(dir);
+    expect(appendAll(store, [put('a', 1), put('b', 2)])).toEqual([1, 2]);
+    expect(appendAll(store, [put('o', 1, { partition: 'orders', collection: 'orders' })])).toEqual([1]);
+    store.outbox.applyResults('default', [{ seq: 1, outcome: 'rejected', reason: 'schema' }], () => true);
+    expect(appendAll(store, [put('c', 3)])).toEqual([3]);
+    // Committed, in a collection this device does not replicate: the rows leave, the outbox is empty.
+    const committed = (seq: number, lsn: number) => ({ seq, outcome: 'committed' as const, lsn });
+    store.outbox.applyResults('default', [committed(2, 10), committed(3, 11)], () => false);
+    store.outbox.applyResults('orders', [committed(1, 5)], () => false);
+    store.outbox.flushReleased();
+    expect(queued(store)).toEqual([]);
+    expect(queued(store, 'orders')).toEqual([]);
+    store.close();
+    const reopened = openStore(dir);
+    expect(appendAll(reopened, [put('d', 4)])).toEqual([4]);
+    expect(appendAll(reopened, [put('p', 2, { partition: 'orders', collection: 'orders' })])).toEqual([2]);
   });
 
   it('hands out contiguous pending runs within the op and byte budgets', () => {

@@ -196,6 +196,9 @@ describe('agent store: partitions', () => {
     const dir = tempDir('agent-store');
     const store = openStore(dir);
     appendAll(store, [put('a', 1), put('o', 1, { partition: 'orders', collection: 'orders' })]);
+    // The next seqs go to meta when the last rows leave (here, committed in collections not replicated).
+    store.outbox.applyResults('default', [{ seq: 1, outcome: 'committed', lsn: 1 }], () => false);
+    store.outbox.applyResults('orders', [{ seq: 1, outcome: 'committed', lsn: 1 }], () => false);
     store.replica.applyChanges('default', [], 7);
     store.replica.applyChanges('orders', [], 8);
     store.replica.applySnapshotPage('default', [], 9, ['docs', 'a']);

@@ -2,6 +2,7 @@ import { DEFAULT_PARTITION } from '../../shared/topics.js';
 import { AgentDb } from './agent-db.js';
 import { BucketDigests } from './bucket-digests.js';
 import { BucketRepair } from './bucket-repair.js';
+import { CollectionCursors } from './collection-cursors.js';
 import { backfillHashes } from './hash-backfill.js';
 import { LostReports } from './lost-reports.js';
 import { Outbox } from './outbox.js';
@@ -31,6 +32,7 @@ export class AgentStore {
   readonly bucketRepair: BucketRepair;
   readonly lost: LostReports;
   readonly #db: AgentDb;
+  readonly #cursors: CollectionCursors;
 
   constructor(dataDir: string) {
     this.#db = new AgentDb(dataDir);
@@ -40,10 +42,11 @@ export class AgentStore {
     this.rejections = new Rejections(this.#db);
     this.outbox = new Outbox(this.#db, this.partitions, this.settings, this.rejections, (c, k) => this.replica.versionOf(c, k));
     this.scope = new ScopeBuckets(this.#db);
-    this.replica = new Replica(this.#db, this.outbox, this.partitions, this.scope);
+    this.#cursors = new CollectionCursors(this.#db);
+    this.replica = new Replica(this.#db, this.outbox, this.partitions, this.scope, this.#cursors);
     this.bucketDigests = new BucketDigests(this.#db);
     this.bucketRepair = new BucketRepair(this.#db, this.scope);
-    this.lost = new LostReports(this.#db, this.partitions, this.outbox);
+    this.lost = new LostReports(this.#db, this.partitions, this.outbox, this.#cursors);
     this.partitions.incarnationOf(DEFAULT_PARTITION); // a new database is born with its default incarnation
   }
 
@@ -55,7 +58,9 @@ export class AgentStore {
   close(): void {
     try {
       this.outbox.flushReleased();
+      this.#cursors.save();
     } finally {
+      this.#cursors.close();
       this.#db.close();
     }
   }

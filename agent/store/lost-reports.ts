@@ -2,6 +2,7 @@ import { encodeCbor } from '../../shared/codec.js';
 import type { LostDoc } from '../../shared/messages.js';
 import { applyPatch, type JsonValue } from '../../shared/values.js';
 import type { AgentDb } from './agent-db.js';
+import type { CollectionCursors } from './collection-cursors.js';
 import type { Outbox } from './outbox.js';
 import type { Partitions } from './partitions.js';
 import { decodeValue, type WriteKind } from './writes.js';
@@ -84,6 +85,7 @@ export class LostReports {
     private readonly db: AgentDb,
     private readonly partitions: Partitions,
     private readonly outbox: Outbox,
+    private readonly cursors: CollectionCursors,
   ) {
     this.#s = {
       insert: db.prepare<[string, string, number, string, string, number, string, Buffer | null, string, string, number]>(
@@ -109,8 +111,6 @@ export class LostReports {
       ),
       deleteAcked: db.prepare<[string, number]>('DELETE FROM outbox WHERE lane = ? AND acked_lsn > ?'),
       clampBase: db.prepare<[number, string, number]>('UPDATE outbox SET base = ? WHERE lane = ? AND base > ?'),
-      cursorCollections: db.prepare<[], { collection: string }>('SELECT collection FROM cursors'),
-      deleteCursor: db.prepare<[string]>('DELETE FROM cursors WHERE collection = ?'),
       // Scope buckets are joined again (-1): a document taken out above the fork has its restored
       // version at or below it, which the bucket's log from the fork would never bring back.
       rejoinBuckets: db.prepare<[string]>('UPDATE scope_buckets SET cursor = -1, snapshot = NULL WHERE lane = ?'),
@@ -194,7 +194,7 @@ export class LostReports {
       this.#s.clampBase.run(hub.fork, partition, hub.fork);
       this.#s.rejoinBuckets.run(partition);
       this.#s.deleteStubsAbove.run(hub.fork);
-      for (const { collection } of this.#s.cursorCollections.all()) if (inPartition(collection)) this.#s.deleteCursor.run(collection);
+      for (const collection of Object.keys(this.cursors.all())) if (inPartition(collection)) this.cursors.delete(collection);
       this.partitions.resetLog(partition);
       const { incarnation, renumbered } = this.outbox.reincarnate(partition);
       this.partitions.setHubLineage(partition, hub.lineage, hub.statusHlc);

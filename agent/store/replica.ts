@@ -3,6 +3,7 @@ import { documentHash } from '../../shared/digest.js';
 import type { Change } from '../../shared/messages.js';
 import { applyPatch, type JsonValue } from '../../shared/values.js';
 import type { AgentDb } from './agent-db.js';
+import type { CollectionCursors } from './collection-cursors.js';
 import type { Outbox } from './outbox.js';
 import type { Partitions, SnapshotProgress } from './partitions.js';
 import { bucketsAfterLeaving, vouchedBuckets } from './bucket-membership.js';
@@ -64,6 +65,7 @@ export class Replica {
     private readonly outbox: Outbox,
     private readonly partitions: Partitions,
     private readonly scope: ScopeBuckets,
+    private readonly collectionCursors: CollectionCursors,
   ) {
     this.#s = {
       document: db.prepare<[string, string], DocRow>('SELECT value, deleted, version FROM documents WHERE collection = ? AND key = ?'),
@@ -100,14 +102,6 @@ export class Replica {
         'SELECT key FROM documents WHERE collection = ? AND key >= ? AND deleted = 0 ORDER BY key LIMIT ?',
       ),
       collections: db.prepare<[], { collection: string }>('SELECT DISTINCT collection FROM documents'),
-      cursor: db.prepare<[string], { applied_lsn: number }>('SELECT applied_lsn FROM cursors WHERE collection = ?'),
-      advanceCursor: db.prepare<[string, number]>(
-        `INSERT INTO cursors (collection, applied_lsn) VALUES (?, ?)
-         ON CONFLICT (collection) DO UPDATE SET applied_lsn = max(applied_lsn, excluded.applied_lsn)`,
-      ),
-      cursors: db.prepare<[], { collection: string; applied_lsn: number }>(
-        'SELECT collection, applied_lsn FROM cursors ORDER BY collection',
-      ),
     };
     this.#digests = new ReplicaDigests(db);
     this.#repair = new RangeRepair(db);
@@ -160,19 +154,26 @@ export class Replica {
    * (the end of a pull page). Returns the changes that landed.
    */
   applyChanges(partition: string, changes: readonly Change[], watermark?: number): Change[] {
-    return this.db.transaction(() => {
-      const applied: Change[] = [];
+    let held: ReadonlyMap<string, number> | undefined;
+    const applied = this.db.transaction(() => {
+      const landed: Change[] = [];
       const release = this.outbox.anyConfirmed();
       const newest = new Map<string, number>();
       for (const ch of changes) {
-        if (this.#applyOne(ch, release)) applied.push(ch);
+        if (this.#applyOne(ch, release)) landed.push(ch);
         if (ch.lsn > (newest.get(ch.c) ?? 0)) newest.set(ch.c, ch.lsn);
       }
-      // One cursor update per collection, not per change: the transaction is all or nothing.
-      for (const [collection, lsn] of newest) this.#s.advanceCursor.run(collection, lsn);
-      if (watermark !== undefined) this.partitions.raiseWatermark(partition, watermark);
-      return applied;
+      // One cursor update per collection, not per change; a live change set's may wait (CollectionCursors).
+      if (watermark === undefined) {
+        held = this.collectionCursors.advanceLive(newest);
+      } else {
+        this.collectionCursors.advance(newest);
+        this.partitions.raiseWatermark(partition, watermark);
+      }
+      return landed;
     });
+    this.collectionCursors.committed(held);
+    return applied;
   }
 
   /**
@@ -190,10 +191,10 @@ export class Replica {
     replicated?: readonly string[],
     inPartition: (collection: string) => boolean = () => true,
   ): Change[] {
-    return this.db.transaction(() => {
-      const applied: Change[] = [];
+    const applied = this.db.transaction(() => {
+      const landed: Change[] = [];
       const release = this.outbox.anyConfirmed();
-      for (const doc of docs) if (this.#applyOne(doc, release)) applied.push(doc);
+      for (const doc of docs) if (this.#applyOne(doc, release)) landed.push(doc);
       if (next) {
         this.partitions.setSnapshotProgress(partition, { lsn, after: [...next] });
       } else {
@@ -202,10 +203,12 @@ export class Replica {
         // Complete: every replicated collection of the partition now holds everything up to the
         // snapshot's LSN. The hub reads these cursors for lag and replica acknowledgements.
         const collections = new Set([...(replicated ?? []), ...this.#s.collections.all().map((r) => r.collection)]);
-        for (const collection of collections) if (inPartition(collection)) this.#s.advanceCursor.run(collection, lsn);
+        this.collectionCursors.advance(new Map([...collections].filter(inPartition).map((collection) => [collection, lsn])));
       }
-      return applied;
+      return landed;
     });
+    if (!next) this.collectionCursors.committed(undefined);
+    return applied;
   }
 
   /**
@@ -350,12 +353,12 @@ export class Replica {
 
   /** Highest LSN applied for a collection (0 if none). */
   cursor(collection: string): number {
-    return this.#s.cursor.get(collection)?.applied_lsn ?? 0;
+    return this.collectionCursors.of(collection);
   }
 
   /** Highest LSN applied, per collection. */
   cursors(): Record<string, number> {
-    return Object.fromEntries(this.#s.cursors.all().map((r) => [r.collection, r.applied_lsn]));
+    return this.collectionCursors.all();
   }
 
   /** The collection's content digest (shared/digest.ts), as the hub computes it over what it holds; 0 when none. */

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Buffering } from '../../../agent/store/outbox.js';
 import { tempDir } from '../../helpers/temp.js';
-import { append, appendAll, change, hlc, openStore, put, queued } from './fixtures.js';
+import { append, appendAll, change, openStore, put, queued } from './fixtures.js';
 import { encodeValue } from '../../../shared/value-bytes.js';
 import { encodeHlc, type Hlc } from '../../../shared/hlc.js';
 import { HLC_RESERVE_MS } from '../../../agent/store/settings.js';

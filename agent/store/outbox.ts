@@ -118,6 +118,10 @@ export class Outbox {
     const result: AppendResult = { seqs: [], dropped: [] };
     this.#tally.within(() =>
       this.db.appTransaction(() => {
+        // Released rows go first, so that the new rows take the pages they free (a page freed and
+        // filled again in one commit is written once); each partition's last goes after the new
+        // rows, so that it is not the partition's last row when it leaves (see Partitions.nextSeqOf).
+        this.#deleteReleased('all but the last');
         const now = Date.now();
         const next = new Map<string, number>();
         for (const w of writes) {
@@ -141,9 +145,7 @@ export class Outbox {
           result.seqs.push(seq);
           next.set(w.partition, seq + 1);
         }
-        // After the new rows: the last row of a partition that leaves now is no longer its last,
-        // so nothing is written to meta for it (see Partitions.nextSeqOf).
-        this.#deleteReleased();
+        this.#deleteReleased('the last');
         this.settings.reserveHlc(clockNow);
       }),
     );
@@ -156,9 +158,15 @@ export class Outbox {
     return this.#s.oldestInCollection.all(collection, this.#released.size + 1).find((row) => !this.#released.has(row.partition, row.seq));
   }
 
-  /** Deletes the rows of released writes (see ReleasedWrites), in the transaction under way. */
-  #deleteReleased(): void {
-    for (const [partition, seq] of this.#released.entries()) this.#s.delete.run(partition, seq);
+  /** Deletes the rows of released writes (see ReleasedWrites) in the transaction under way: all, or each partition's last, or the others. */
+  #deleteReleased(which: 'all' | 'all but the last' | 'the last' = 'all'): void {
+    for (const [partition, seqs] of this.#released.byPartition()) {
+      let last = -Infinity;
+      for (const seq of seqs) last = Math.max(last, seq);
+      for (const seq of seqs) {
+        if (which === 'all' || (seq === last) === (which === 'the last')) this.#s.delete.run(partition, seq);
+      }
+    }
   }
 
   /** Deletes the rows of released writes now, in a transaction of their own (not fsynced). */

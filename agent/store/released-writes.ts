@@ -35,6 +35,11 @@ export class ReleasedWrites {
     for (const [partition, seqs] of this.#seqs) for (const seq of seqs) yield [partition, seq];
   }
 
+  /** Per partition, its released seqs. */
+  byPartition(): Iterable<[string, ReadonlySet<number>]> {
+    return this.#seqs;
+  }
+
   add(partition: string, seq: number): void {
     let seqs = this.#seqs.get(partition);
     if (!seqs) this.#seqs.set(partition, (seqs = new Set()));

@@ -71,9 +71,6 @@ export class Outbox {
         // In the pending index's order (ties: the order they were stored in), so that only the entries needed are read.
         `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY created_at LIMIT ?`,
       ),
-      oldestAt: db.prepare<[string], { at: number }>(
-        'SELECT created_at AS at FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY created_at LIMIT 1',
-      ),
       olderThan: db.prepare<[string, number], OutboxRow>(
         `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL AND created_at < ? ORDER BY seq`,
       ),
@@ -254,7 +251,7 @@ export class Outbox {
         .collections()
         .map((collection) => [
           collection,
-          { pending: this.#tally.pendingIn(collection), oldestAt: this.#s.oldestAt.get(collection)?.at ?? Date.now() },
+          { pending: this.#tally.pendingIn(collection), oldestAt: this.#oldestPendingIn(collection)?.created_at ?? Date.now() },
         ]),
     );
   }

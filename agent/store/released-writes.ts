@@ -1,5 +1,11 @@
-/** How long released writes wait for an append to take their rows out with it. */
-export const RELEASE_DELAY_MS = 1_000;
+/**
+ * How long released writes wait for an append to take their rows out with it: long enough for a
+ * sensor that writes once a minute, so each of its writes takes the one before out with it.
+ */
+export const RELEASE_DELAY_MS = 5 * 60_000;
+
+/** How many released writes may wait at most (a backlog uploaded after days offline releases many at once). */
+export const RELEASE_MAX_WAITING = 1_000;
 
 /**
  * Writes the hub committed that may leave the outbox (the replica holds their version, or their
@@ -12,9 +18,10 @@ export const RELEASE_DELAY_MS = 1_000;
  */
 export class ReleasedWrites {
   readonly #seqs = new Map<string, Set<number>>();
+  #size = 0;
   #timer: NodeJS.Timeout | undefined;
 
-  /** `flush` deletes the rows now; it runs a second after a release when no append came first. */
+  /** `flush` deletes the rows now: RELEASE_DELAY_MS after a release when no append came first, or once RELEASE_MAX_WAITING wait. */
   constructor(private readonly flush: () => void) {}
 
   get empty(): boolean {
@@ -22,17 +29,11 @@ export class ReleasedWrites {
   }
 
   get size(): number {
-    let n = 0;
-    for (const seqs of this.#seqs.values()) n += seqs.size;
-    return n;
+    return this.#size;
   }
 
   has(partition: string, seq: number): boolean {
     return this.#seqs.get(partition)?.has(seq) ?? false;
-  }
-
-  *entries(): Generator<[string, number]> {
-    for (const [partition, seqs] of this.#seqs) for (const seq of seqs) yield [partition, seq];
   }
 
   /** Per partition, its released seqs. */
@@ -43,22 +44,32 @@ export class ReleasedWrites {
   add(partition: string, seq: number): void {
     let seqs = this.#seqs.get(partition);
     if (!seqs) this.#seqs.set(partition, (seqs = new Set()));
+    if (!seqs.has(seq)) this.#size += 1;
     seqs.add(seq);
+    if (this.#size >= RELEASE_MAX_WAITING) {
+      this.#flushNow();
+      return;
+    }
     if (this.#timer) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      try {
-        this.flush();
-      } catch {
-        // Left for the next append or flush: until then they are pending rows the hub answers again.
-      }
+      this.#flushNow();
     }, RELEASE_DELAY_MS);
     this.#timer.unref?.();
+  }
+
+  #flushNow(): void {
+    try {
+      this.flush();
+    } catch {
+      // Left for the next append or flush: until then they are pending rows the hub answers again.
+    }
   }
 
   /** Their rows are gone: called once the transaction that deleted them committed. */
   clear(): void {
     this.#seqs.clear();
+    this.#size = 0;
     clearTimeout(this.#timer);
     this.#timer = undefined;
   }

@@ -7,6 +7,7 @@ import { append, appendAll, change, openStore, put, queued } from './fixtures.js
 import { encodeValue } from '../../../shared/value-bytes.js';
 import { encodeHlc, type Hlc } from '../../../shared/hlc.js';
 import { HLC_RESERVE_MS } from '../../../agent/store/settings.js';
+import { RELEASE_MAX_WAITING } from '../../../agent/store/released-writes.js';
 import { valueOf, withValue } from '../../helpers/value-bytes.js';
 
 describe('agent store: the outbox', () => {
@@ -307,5 +308,42 @@ describe('agent store: the storage budget', () => {
     expect(appendAll(store, [put('y', 1)])).toEqual([2]);
     expect(rows()).toBe(1);
     expect(queued(store)).toEqual([[2, 'y', 'put']]);
+  });
+
+  it('does not count a released write as the oldest pending one of its collection', () => {
+    const store = openStore();
+    appendAll(store, [put('old', 1)]);
+    const later = Date.now() + 5;
+    while (Date.now() < later); // the next write is stored at least 5 ms later
+    appendAll(store, [put('new', 2)]);
+    store.outbox.applyResults('default', [{ seq: 1, outcome: 'committed', lsn: 1 }], () => false);
+    const { docs } = store.outbox.pendingByCollection();
+    expect(docs!.pending).toBe(1);
+    expect(docs!.oldestAt).toBeGreaterThanOrEqual(later);
+  });
+
+  it('does not keep more than RELEASE_MAX_WAITING released rows waiting for an append', () => {
+    const dir = tempDir('agent-store');
+    const store = openStore(dir);
+    const rows = (): number => {
+      const db = new Database(join(dir, 'agent.db'), { readonly: true });
+      const { n } = db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number };
+      db.close();
+      return n;
+    };
+    const n = RELEASE_MAX_WAITING + 10;
+    appendAll(
+      store,
+      Array.from({ length: n }, (_, i) => put(`k${i}`, i)),
+    );
+    // A backlog acknowledged in two parts, in a collection this device does not replicate.
+    const committed = (from: number, to: number) =>
+      Array.from({ length: to - from + 1 }, (_, i) => ({ seq: from + i, outcome: 'committed' as const, lsn: from + i }));
+    store.outbox.applyResults('default', committed(1, RELEASE_MAX_WAITING - 1), () => false);
+    expect(rows()).toBe(n); // waiting for an append
+    store.outbox.applyResults('default', committed(RELEASE_MAX_WAITING, n), () => false);
+    expect(rows()).toBeLessThanOrEqual(10); // the thousandth took them out at once
+    expect(store.outbox.pendingCount()).toBe(0);
+    expect(appendAll(store, [put('next', 1)])).toEqual([n + 1]);
   });
 });

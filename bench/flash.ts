@@ -22,8 +22,11 @@
  * 100 a transaction. Targets: the agent at most 1.5× the floor one at a time, 2× at 100 a time.
  *
  * Reported only: the hub's `write_bytes` per committed write over each run (its process's
- * /proc/<pid>/io), and what the agent writes idle after the one-at-a-time run, connected and
- * with nothing written, over 60 s (quick 5 s).
+ * /proc/<pid>/io); what the agent writes idle after the one-at-a-time run, connected and with
+ * nothing written, over 60 s (quick 5 s); and one write at a time paced at one a second (60,
+ * quick 10), after every key was written once, against the one-at-a-time floor: written back to
+ * back, consecutive commits share the WAL's 4 KB pages between fsyncs, which a sensor's pace
+ * takes away.
  */
 import Database from 'better-sqlite3';
 import { readFileSync } from 'node:fs';
@@ -39,9 +42,9 @@ import { tempDir } from './temp.js';
 export const FLASH_TARGET = { single: 1.5, batched: 2 };
 
 export interface FlashResult {
-  writes: { single: number; batched: number };
-  /** The agent's bytes written per app write, over each write's whole life. */
-  agentBytesPerWrite: { single: number; batched: number };
+  writes: { single: number; batched: number; paced: number };
+  /** The agent's bytes written per app write, over each write's whole life (`paced`: one every PACE_MS). */
+  agentBytesPerWrite: { single: number; batched: number; paced: number };
   /** SQLite's bytes written per row upserted, one row a commit (single) and 100 (batched). */
   floorBytesPerWrite: { single: number; batched: number };
   /** The hub process's bytes written per committed write over the same runs. */
@@ -53,6 +56,8 @@ export interface FlashResult {
 
 const KEYS = 500;
 const BATCH = 100;
+/** The paced run's interval: a sensor reading once a second. */
+export const PACE_MS = 1_000;
 
 const keyOf = (i: number): string => `s-${i % KEYS}`;
 const reading = (i: number): { celsius: number; at: number } => ({ celsius: 20 + (i % 50) / 10, at: 1_764_000_000_000 + i * 1000 });
@@ -73,23 +78,26 @@ interface AgentRun {
   idleBytes: number;
 }
 
-/** `writes` puts, `perTurn` at a time, through an agent and a hub of their own; then, if `idleMs`, an idle window. */
-async function agentRun(writes: number, perTurn: number, idleMs = 0): Promise<AgentRun> {
+interface RunShape {
+  writes: number;
+  perTurn: number;
+  /** A pause after each turn (a sensor sampling at a fixed pace); 0: the next turn at once. */
+  pauseMs?: number;
+  /** Every key written once before the count starts, so that each counted write updates a document the replica holds. */
+  prefilled?: boolean;
+  /** An idle window after the run, counted apart. */
+  idleMs?: number;
+}
+
+/** Puts through an agent and a hub of their own, in the shape given. */
+async function agentRun({ writes, perTurn, pauseMs = 0, prefilled = false, idleMs = 0 }: RunShape): Promise<AgentRun> {
   const dir = tempDir('bench-flash');
   const hub = await startHubProcess(join(dir, 'hub'));
   const agent = new Agent(benchAgentOptions(hub.url, 'pi-flash', join(dir, 'agent'))).start();
-  try {
-    // Creating the database and the first sync are the agent's start, not its writes' cost.
-    await until('the agent to connect and catch up', () => agent.status().connected && !agent.status().catchingUp, 15_000);
-    const [agent0, hub0] = [writeBytes(), writeBytes(hub.pid)];
-    for (let i = 0; i < writes; i += perTurn) {
-      await Promise.all(
-        Array.from({ length: Math.min(perTurn, writes - i) }, (_, j) => agent.put('readings', keyOf(i + j), reading(i + j))),
-      );
-    }
-    // The outbox is read empty before the head is asked for, so that head holds every write. Live
-    // change sets move the replica's applied LSN; the watermark moves only with pulls.
-    await until(
+  // The outbox is read empty before the head is asked for, so that head holds every write. Live
+  // change sets move the replica's applied LSN; the watermark moves only with pulls.
+  const settled = (): Promise<void> =>
+    until(
       'the hub to commit every write and the agent to apply them back',
       async () => {
         const empty = agent.status().outboxDepth === 0;
@@ -99,6 +107,22 @@ async function agentRun(writes: number, perTurn: number, idleMs = 0): Promise<Ag
       600_000,
       20,
     );
+  try {
+    // Creating the database and the first sync are the agent's start, not its writes' cost.
+    await until('the agent to connect and catch up', () => agent.status().connected && !agent.status().catchingUp, 15_000);
+    if (prefilled) {
+      await Promise.all(Array.from({ length: KEYS }, (_, i) => agent.put('readings', keyOf(i), reading(i))));
+      await settled();
+      await sleep(CURSOR_SAVE_MS + 500);
+    }
+    const [agent0, hub0] = [writeBytes(), writeBytes(hub.pid)];
+    for (let i = 0; i < writes; i += perTurn) {
+      await Promise.all(
+        Array.from({ length: Math.min(perTurn, writes - i) }, (_, j) => agent.put('readings', keyOf(i + j), reading(i + j))),
+      );
+      if (pauseMs > 0) await sleep(pauseMs);
+    }
+    await settled();
     // The last writes' rows wait for an append that does not come (agent/store/released-writes.ts):
     // their delete, one commit of a few pages, is left out, a few kB over the whole run. So are
     // the collection cursor held in memory (CollectionCursors), written within a second: waited for.
@@ -135,13 +159,18 @@ function floor(rows: number, perCommit: number): number {
 }
 
 export async function benchFlash(quick: boolean): Promise<FlashResult> {
-  const writes = { single: quick ? 1_000 : 20_000, batched: quick ? 2_000 : 20_000 };
+  const writes = { single: quick ? 1_000 : 20_000, batched: quick ? 2_000 : 20_000, paced: quick ? 10 : 60 };
   const idleSeconds = quick ? 5 : 60;
-  const single = await agentRun(writes.single, 1, idleSeconds * 1000);
-  const batched = await agentRun(writes.batched, BATCH);
+  const single = await agentRun({ writes: writes.single, perTurn: 1, idleMs: idleSeconds * 1000 });
+  const batched = await agentRun({ writes: writes.batched, perTurn: BATCH });
+  const paced = await agentRun({ writes: writes.paced, perTurn: 1, pauseMs: PACE_MS, prefilled: true });
   return {
     writes,
-    agentBytesPerWrite: { single: single.agentBytes / writes.single, batched: batched.agentBytes / writes.batched },
+    agentBytesPerWrite: {
+      single: single.agentBytes / writes.single,
+      batched: batched.agentBytes / writes.batched,
+      paced: paced.agentBytes / writes.paced,
+    },
     floorBytesPerWrite: { single: floor(writes.single, 1), batched: floor(writes.batched, BATCH) },
     hubBytesPerWrite: { single: single.hubBytes / writes.single, batched: batched.hubBytes / writes.batched },
     idleAgentBytes: single.idleBytes,

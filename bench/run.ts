@@ -104,6 +104,12 @@ async function flash(): Promise<FlashResult> {
     agent.batched / floor.batched,
   );
   line(
+    'flash: agent disk bytes per app write, one a second',
+    `${size(agent.paced)} (no target; ${count(r.writes.paced)} writes, each key already held)`,
+    `SQLite floor, one fsynced commit a write: ${size(floor.single)}`,
+    agent.paced / floor.single,
+  );
+  line(
     'flash: hub disk bytes per committed write (100 at a time)',
     `${size(hub.batched)} (one at a time: ${size(hub.single)})`,
     `SQLite floor, 100 rows a commit: ${size(floor.batched)}`,

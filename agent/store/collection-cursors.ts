@@ -1,23 +1,18 @@
 import type { AgentDb } from './agent-db.js';
 
-/** How long a cursor moved by live change sets may go unwritten (see CollectionCursors). */
+/** How long held cursors wait for a write of their own (see `committed`; nothing is held today). */
 export const CURSOR_SAVE_MS = 1_000;
 
 /**
- * Per collection, the highest LSN of the hub's log applied to the replica (`cursors`). A live
- * change set moves its collection's cursor; under a steady stream of them (a sensor loop whose
- * own writes come back) the row is written at most once per CURSOR_SAVE_MS, not with every
- * change set, which takes a page per write off the device's flash (docs/EDGE.md). Until then
- * the cursor is held here, read through `of` and `all`. A cursor on disk behind the rows it
- * covers is safe, as a power cut or a crash may leave it: the changes above it are pulled and
- * applied again, idempotently. One ahead of its rows never happens: a cursor is held here only
- * once the transaction that applied its changes committed.
+ * Per collection, the highest LSN of the hub's log applied to the replica (`cursors`), written in
+ * the transaction that applied the changes. Holding a live change set's cursor in memory for a
+ * second saved a page per write on a device's flash, but a killed process then showed an app
+ * (and the hub) an applied LSN going backwards; it is not done.
  */
 export class CollectionCursors {
   readonly #s;
   /** Cursors moved by committed applies, not yet written. */
   readonly #unsaved = new Map<string, number>();
-  #savedAt = 0;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly db: AgentDb) {
@@ -50,13 +45,8 @@ export class CollectionCursors {
     for (const [collection, lsn] of newest) this.#s.advance.run(collection, lsn);
   }
 
-  /**
-   * Moves cursors for a live change set, in the transaction under way: written there if none
-   * was written for CURSOR_SAVE_MS (a device writing now and then writes each, at once), else
-   * returned to be held once that transaction commits (`hold`).
-   */
+  /** Moves cursors for a live change set, in the transaction under way (nothing is held: see the class). */
   advanceLive(newest: ReadonlyMap<string, number>): ReadonlyMap<string, number> | undefined {
-    if (Date.now() - this.#savedAt < CURSOR_SAVE_MS) return newest;
     this.advance(newest);
     return undefined;
   }
@@ -65,7 +55,6 @@ export class CollectionCursors {
   committed(held: ReadonlyMap<string, number> | undefined): void {
     if (held === undefined) {
       this.#unsaved.clear();
-      this.#savedAt = Date.now();
       clearTimeout(this.#timer);
       this.#timer = undefined;
       return;

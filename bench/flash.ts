@@ -10,10 +10,9 @@
  * time, each put awaited before the next (a sensor loop; 20,000, quick 1,000), and 100 at a time,
  * 100 puts together before the next 100 (20,000, quick 2,000); both at the default durability,
  * `local`. Each write is counted over its whole life: from before the first put until the outbox
- * is empty (every write committed at the hub), the agent has applied the log up to the hub's
- * head (the change sets came back and were applied) and the cursor it held is written. The agent
- * runs in this process, as an app embeds it, and the hub in its own, so this process's
- * `write_bytes` are the agent's.
+ * is empty (every write committed at the hub) and the agent has applied the log up to the hub's
+ * head (the change sets came back and were applied). The agent runs in this process, as an app
+ * embeds it, and the hub in its own, so this process's `write_bytes` are the agent's.
  *
  * The floor, in this process and run: better-sqlite3 on a fresh file in WAL mode with
  * synchronous=FULL, as the agent commits an app write (fsynced before its put resolves), one
@@ -32,7 +31,6 @@ import Database from 'better-sqlite3';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from '../agent/agent.js';
-import { CURSOR_SAVE_MS } from '../agent/store/collection-cursors.js';
 import { encodeCbor } from '../shared/codec.js';
 import { benchAgentOptions } from './agent-options.js';
 import { startHubProcess } from './hub-process.js';
@@ -113,7 +111,6 @@ async function agentRun({ writes, perTurn, pauseMs = 0, prefilled = false, idleM
     if (prefilled) {
       await Promise.all(Array.from({ length: KEYS }, (_, i) => agent.put('readings', keyOf(i), reading(i))));
       await settled();
-      await sleep(CURSOR_SAVE_MS + 500);
     }
     const [agent0, hub0] = [writeBytes(), writeBytes(hub.pid)];
     for (let i = 0; i < writes; i += perTurn) {
@@ -124,9 +121,7 @@ async function agentRun({ writes, perTurn, pauseMs = 0, prefilled = false, idleM
     }
     await settled();
     // The last writes' rows wait for an append that does not come (agent/store/released-writes.ts):
-    // their delete, one commit of a few pages, is left out, a few kB over the whole run. So are
-    // the collection cursor held in memory (CollectionCursors), written within a second: waited for.
-    await sleep(CURSOR_SAVE_MS + 500);
+    // their delete, one commit of a few pages, is left out, a few kB over the whole run.
     const [agent1, hub1] = [writeBytes(), writeBytes(hub.pid)];
     let idleBytes = 0;
     if (idleMs > 0) {

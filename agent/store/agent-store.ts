@@ -58,9 +58,7 @@ export class AgentStore {
   close(): void {
     try {
       this.outbox.flushReleased();
-      this.#cursors.save();
     } finally {
-      this.#cursors.close();
       this.#db.close();
     }
   }

@@ -37,12 +37,12 @@ export class ReplicaDigests {
 
   constructor(private readonly db: AgentDb) {
     this.#s = {
-      digest: db.prepare<[string], { digest: number }>('SELECT digest FROM digests WHERE collection = ?'),
+      digest: db.prepare<[string], { digest: number }>('SELECT digest FROM collections WHERE collection = ?'),
       hashes: db.prepare<[string], { key: string; hash: number }>(
         `SELECT key, ${COUNTED_HASH} AS hash FROM documents WHERE collection = ? AND evicted = 0`,
       ),
       setDigest: db.prepare<[string, number]>(
-        `INSERT INTO digests (collection, digest) VALUES (?, ?) ON CONFLICT (collection) DO UPDATE SET digest = excluded.digest`,
+        `INSERT INTO collections (collection, digest) VALUES (?, ?) ON CONFLICT (collection) DO UPDATE SET digest = excluded.digest`,
       ),
     };
   }

@@ -154,26 +154,19 @@ export class Replica {
    * (the end of a pull page). Returns the changes that landed.
    */
   applyChanges(partition: string, changes: readonly Change[], watermark?: number): Change[] {
-    let held: ReadonlyMap<string, number> | undefined;
-    const applied = this.db.transaction(() => {
-      const landed: Change[] = [];
+    return this.db.transaction(() => {
+      const applied: Change[] = [];
       const release = this.outbox.anyConfirmed();
       const newest = new Map<string, number>();
       for (const ch of changes) {
-        if (this.#applyOne(ch, release)) landed.push(ch);
+        if (this.#applyOne(ch, release)) applied.push(ch);
         if (ch.lsn > (newest.get(ch.c) ?? 0)) newest.set(ch.c, ch.lsn);
       }
-      // One cursor update per collection, not per change; a live change set's may wait (CollectionCursors).
-      if (watermark === undefined) {
-        held = this.collectionCursors.advanceLive(newest);
-      } else {
-        this.collectionCursors.advance(newest);
-        this.partitions.raiseWatermark(partition, watermark);
-      }
-      return landed;
+      // One cursor update per collection, not per change: the transaction is all or nothing.
+      this.collectionCursors.advance(newest);
+      if (watermark !== undefined) this.partitions.raiseWatermark(partition, watermark);
+      return applied;
     });
-    this.collectionCursors.committed(held);
-    return applied;
   }
 
   /**
@@ -191,10 +184,10 @@ export class Replica {
     replicated?: readonly string[],
     inPartition: (collection: string) => boolean = () => true,
   ): Change[] {
-    const applied = this.db.transaction(() => {
-      const landed: Change[] = [];
+    return this.db.transaction(() => {
+      const applied: Change[] = [];
       const release = this.outbox.anyConfirmed();
-      for (const doc of docs) if (this.#applyOne(doc, release)) landed.push(doc);
+      for (const doc of docs) if (this.#applyOne(doc, release)) applied.push(doc);
       if (next) {
         this.partitions.setSnapshotProgress(partition, { lsn, after: [...next] });
       } else {
@@ -205,10 +198,8 @@ export class Replica {
         const collections = new Set([...(replicated ?? []), ...this.#s.collections.all().map((r) => r.collection)]);
         this.collectionCursors.advance(new Map([...collections].filter(inPartition).map((collection) => [collection, lsn])));
       }
-      return landed;
+      return applied;
     });
-    if (!next) this.collectionCursors.committed(undefined);
-    return applied;
   }
 
   /**

@@ -114,10 +114,12 @@ describe.skipIf(!shim && !process.env.CI)(`a power cut on the device${shim ? '' 
         (db.prepare("SELECT value FROM meta WHERE name = 'watermark'").get() as { value: string } | undefined)?.value ?? 0,
       );
       const cursors = new Map(
-        (db.prepare('SELECT collection, applied_lsn FROM cursors').all() as Array<{ collection: string; applied_lsn: number }>).map((r) => [
-          r.collection,
-          r.applied_lsn,
-        ]),
+        (
+          db.prepare('SELECT collection, applied_lsn FROM collections WHERE applied_lsn IS NOT NULL').all() as Array<{
+            collection: string;
+            applied_lsn: number;
+          }>
+        ).map((r) => [r.collection, r.applied_lsn]),
       );
       const versionOf = db.prepare('SELECT version FROM documents WHERE collection = ? AND key = ?').pluck();
       const log = await hub.store.readLog(0, undefined, 100_000, 1e9);

@@ -86,7 +86,7 @@ describe('agent store: content digests', () => {
       insert.run(intruder.k, asBuffer(intruder.v!), intruder.lsn, hlc(), hashOf(intruder));
       insert.run(unhashed.k, asBuffer(unhashed.v!), unhashed.lsn, hlc(), null);
       // What the triggers alone made of it, before the agent opens the file again.
-      const stored = db.prepare<[], { digest: number }>("SELECT digest FROM digests WHERE collection = 'docs'").get()!.digest;
+      const stored = db.prepare<[], { digest: number }>("SELECT digest FROM collections WHERE collection = 'docs'").get()!.digest;
       expect(stored).toBe(digestOf([...docs.filter((d) => d.k !== 'k3' && d.k !== 'k4'), intruder]));
     });
     const reopened = openStore(dir);
@@ -155,12 +155,12 @@ describe('agent store: content digests', () => {
     const docs = [...many(1, 30), change(31, 'k2')];
     store.replica.applyChanges(LANE, docs);
     const truth = digestOf(newest(docs));
-    byHand(dir, (db) => db.prepare("UPDATE digests SET digest = 42 WHERE collection = 'docs'").run());
+    byHand(dir, (db) => db.prepare("UPDATE collections SET digest = 42 WHERE collection = 'docs'").run());
     expect(store.replica.digest('docs')).toBe(42);
     expect(store.replica.recountDigest('docs')).toBe(truth);
     expect(store.replica.digest('docs')).toBe(truth);
 
-    byHand(dir, (db) => db.prepare('DELETE FROM digests').run());
+    byHand(dir, (db) => db.prepare('DELETE FROM collections').run());
     expect(store.replica.digest('docs')).toBe(0);
     expect(store.replica.recountDigest('docs')).toBe(truth);
     store.replica.applyChanges(LANE, [change(40, 'k0')]);

@@ -128,7 +128,7 @@ describe('agent store: applying the hub’s changes', () => {
     const store = openStore(dir);
     const disk = new Database(join(dir, 'agent.db'), { readonly: true });
     const onDisk = (): number | undefined =>
-      disk.prepare<[], { lsn: number }>("SELECT applied_lsn AS lsn FROM cursors WHERE collection = 'docs'").get()?.lsn;
+      disk.prepare<[], { lsn: number }>("SELECT applied_lsn AS lsn FROM collections WHERE collection = 'docs'").get()?.lsn;
     for (let lsn = 1; lsn <= 20; lsn++) {
       store.replica.applyChanges('default', [change(lsn, `k${lsn}`, lsn)]);
       expect(onDisk()).toBe(lsn);

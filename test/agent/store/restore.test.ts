@@ -8,19 +8,6 @@ const LINEAGE = 'a'.repeat(32);
 const RESTORED = { lineage: 'b'.repeat(32), fork: 3, statusHlc: '0000000000000002' };
 
 describe('agent store: reconciling with a restored hub', () => {
-  it('lets go of a cursor held from the old log: it is not written after the log starts over', () => {
-    const dir = tempDir('agent-store');
-    const store = openStore(dir);
-    store.partitions.setHubLineage(DEFAULT_PARTITION, LINEAGE, '0000000000000001');
-    store.replica.applyChanges(DEFAULT_PARTITION, [change(1, 'a', 1)], 1);
-    store.replica.applyChanges(DEFAULT_PARTITION, [change(2, 'b', 2)]); // live, right after: its cursor is held
-    expect(store.replica.cursor('docs')).toBe(2);
-    store.lost.reconcile(DEFAULT_PARTITION, { ...RESTORED, fork: 1 }, 'pi-1', () => true, 1234);
-    expect(store.replica.cursors()).toEqual({});
-    store.close();
-    expect(openStore(dir).replica.cursors()).toEqual({});
-  });
-
   it('records and takes out what the hub lost, starts the log over, and renumbers what is still pending under a new incarnation', () => {
     const store = openStore();
     store.partitions.setHubLineage(DEFAULT_PARTITION, LINEAGE, '0000000000000001');

@@ -78,11 +78,17 @@ describe.skipIf(!shim && !process.env.CI)(`a power cut on the device${shim ? '' 
       const faults: Record<string, string> = 'point' in cut ? { OUTPOST_FAULT_POINTS: `${cut.point}:${cut.chance}` } : {};
       const agent = new OutpostProcess(args, { ...powerLossEnv(data), ...faults });
       running.push(agent);
-      // Offline it cannot connect: that it answers is enough.
-      await waitFor(cut.offline ? 'the agent serving its API' : 'the agent connected', async () => {
-        const status = (await http<Status>('GET', `${api}/v1/status`).catch(() => undefined))?.body;
-        return cut.offline ? status !== undefined : (status?.connected ?? false);
-      });
+      // Offline it cannot connect: that it answers is enough. Catching up, the fault point may
+      // stop it (SIGKILL, by its own hand) before it is seen connected: that is the cut wanted.
+      await waitFor(
+        cut.offline ? 'the agent serving its API' : 'the agent connected',
+        async () => {
+          if ('point' in cut && agent.child.signalCode === 'SIGKILL') return true;
+          const status = (await http<Status>('GET', `${api}/v1/status`).catch(() => undefined))?.body;
+          return cut.offline ? status !== undefined : (status?.connected ?? false);
+        },
+        30_000, // a process starting on a machine busy with other suites
+      );
 
       // A sensor loop: each write awaited; those answered 200 were acknowledged as stored.
       const acknowledged: number[] = [];

@@ -1,3 +1,46 @@
+/**
+ * The triggers that keep each collection's digest in `table` (one row a collection, `digest` the
+ * sum mod 2^52 of its held documents' hashes): migration 9 made them on `digests`, migration 12
+ * again on `collections`.
+ */
+const digestTriggers = (table: string): string => `CREATE TRIGGER documents_digest_insert AFTER INSERT ON documents
+WHEN NEW.evicted = 0 AND NEW.hash IS NOT NULL
+BEGIN
+  INSERT INTO ${table} (collection, digest) VALUES (NEW.collection, (NEW.hash % 4503599627370496 + 4503599627370496) % 4503599627370496)
+  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
+END;
+CREATE TRIGGER documents_digest_delete AFTER DELETE ON documents
+WHEN OLD.evicted = 0 AND OLD.hash IS NOT NULL
+BEGIN
+  INSERT INTO ${table} (collection, digest)
+  VALUES (OLD.collection, (4503599627370496 - (OLD.hash % 4503599627370496 + 4503599627370496) % 4503599627370496) % 4503599627370496)
+  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
+END;
+CREATE TRIGGER documents_digest_update AFTER UPDATE OF hash, evicted ON documents
+WHEN OLD.collection = NEW.collection AND (NEW.hash IS NOT OLD.hash OR NEW.evicted IS NOT OLD.evicted)
+BEGIN
+  INSERT INTO ${table} (collection, digest)
+  VALUES (NEW.collection, (
+    (CASE WHEN NEW.evicted = 0 THEN coalesce(NEW.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496
+    - (CASE WHEN OLD.evicted = 0 THEN coalesce(OLD.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496
+    + 4503599627370496) % 4503599627370496)
+  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
+END;
+-- Only by hand: the software never moves a document to another collection.
+CREATE TRIGGER documents_digest_move AFTER UPDATE OF collection ON documents
+WHEN OLD.collection <> NEW.collection
+BEGIN
+  INSERT INTO ${table} (collection, digest)
+  VALUES (OLD.collection,
+    (4503599627370496 - (CASE WHEN OLD.evicted = 0 THEN coalesce(OLD.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496)
+    % 4503599627370496)
+  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
+  INSERT INTO ${table} (collection, digest)
+  VALUES (NEW.collection, (CASE WHEN NEW.evicted = 0 THEN coalesce(NEW.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496)
+  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
+END;
+`;
+
 /** The agent database's migrations; `user_version` counts how many have run. Append only. */
 export const AGENT_MIGRATIONS: readonly string[] = [
   // 1: meta, replica, outbox, cursors, rejections
@@ -147,43 +190,7 @@ CREATE TABLE digests (
   collection TEXT PRIMARY KEY,
   digest     INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE TRIGGER documents_digest_insert AFTER INSERT ON documents
-WHEN NEW.evicted = 0 AND NEW.hash IS NOT NULL
-BEGIN
-  INSERT INTO digests (collection, digest) VALUES (NEW.collection, (NEW.hash % 4503599627370496 + 4503599627370496) % 4503599627370496)
-  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
-END;
-CREATE TRIGGER documents_digest_delete AFTER DELETE ON documents
-WHEN OLD.evicted = 0 AND OLD.hash IS NOT NULL
-BEGIN
-  INSERT INTO digests (collection, digest)
-  VALUES (OLD.collection, (4503599627370496 - (OLD.hash % 4503599627370496 + 4503599627370496) % 4503599627370496) % 4503599627370496)
-  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
-END;
-CREATE TRIGGER documents_digest_update AFTER UPDATE OF hash, evicted ON documents
-WHEN OLD.collection = NEW.collection AND (NEW.hash IS NOT OLD.hash OR NEW.evicted IS NOT OLD.evicted)
-BEGIN
-  INSERT INTO digests (collection, digest)
-  VALUES (NEW.collection, (
-    (CASE WHEN NEW.evicted = 0 THEN coalesce(NEW.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496
-    - (CASE WHEN OLD.evicted = 0 THEN coalesce(OLD.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496
-    + 4503599627370496) % 4503599627370496)
-  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
-END;
--- Only by hand: the software never moves a document to another collection.
-CREATE TRIGGER documents_digest_move AFTER UPDATE OF collection ON documents
-WHEN OLD.collection <> NEW.collection
-BEGIN
-  INSERT INTO digests (collection, digest)
-  VALUES (OLD.collection,
-    (4503599627370496 - (CASE WHEN OLD.evicted = 0 THEN coalesce(OLD.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496)
-    % 4503599627370496)
-  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
-  INSERT INTO digests (collection, digest)
-  VALUES (NEW.collection, (CASE WHEN NEW.evicted = 0 THEN coalesce(NEW.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496)
-  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
-END;
-`,
+${digestTriggers('digests')}`,
   // 10: the digest of each scope bucket (shared/digest.ts): the sum mod 2^52 of the hashes of the
   // documents held whose stored buckets name it (tombstones included, evicted stubs not), as the
   // hub keeps it per bucket. Kept by triggers like the collections' digests (migration 9), for
@@ -271,41 +278,5 @@ DROP TRIGGER documents_digest_update;
 DROP TRIGGER documents_digest_move;
 DROP TABLE cursors;
 DROP TABLE digests;
-CREATE TRIGGER documents_digest_insert AFTER INSERT ON documents
-WHEN NEW.evicted = 0 AND NEW.hash IS NOT NULL
-BEGIN
-  INSERT INTO collections (collection, digest) VALUES (NEW.collection, (NEW.hash % 4503599627370496 + 4503599627370496) % 4503599627370496)
-  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
-END;
-CREATE TRIGGER documents_digest_delete AFTER DELETE ON documents
-WHEN OLD.evicted = 0 AND OLD.hash IS NOT NULL
-BEGIN
-  INSERT INTO collections (collection, digest)
-  VALUES (OLD.collection, (4503599627370496 - (OLD.hash % 4503599627370496 + 4503599627370496) % 4503599627370496) % 4503599627370496)
-  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
-END;
-CREATE TRIGGER documents_digest_update AFTER UPDATE OF hash, evicted ON documents
-WHEN OLD.collection = NEW.collection AND (NEW.hash IS NOT OLD.hash OR NEW.evicted IS NOT OLD.evicted)
-BEGIN
-  INSERT INTO collections (collection, digest)
-  VALUES (NEW.collection, (
-    (CASE WHEN NEW.evicted = 0 THEN coalesce(NEW.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496
-    - (CASE WHEN OLD.evicted = 0 THEN coalesce(OLD.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496
-    + 4503599627370496) % 4503599627370496)
-  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
-END;
--- Only by hand: the software never moves a document to another collection.
-CREATE TRIGGER documents_digest_move AFTER UPDATE OF collection ON documents
-WHEN OLD.collection <> NEW.collection
-BEGIN
-  INSERT INTO collections (collection, digest)
-  VALUES (OLD.collection,
-    (4503599627370496 - (CASE WHEN OLD.evicted = 0 THEN coalesce(OLD.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496)
-    % 4503599627370496)
-  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
-  INSERT INTO collections (collection, digest)
-  VALUES (NEW.collection, (CASE WHEN NEW.evicted = 0 THEN coalesce(NEW.hash, 0) ELSE 0 END % 4503599627370496 + 4503599627370496) % 4503599627370496)
-  ON CONFLICT (collection) DO UPDATE SET digest = (digest + excluded.digest) % 4503599627370496;
-END;
-`,
+${digestTriggers('collections')}`,
 ];

@@ -11,7 +11,7 @@ import { injectRot, seedLedger } from './rot.js';
 import { RELOAD_GRACE_MS } from './scope-check.js';
 import { SCOPED_CONFIG_LINES, sitesOf } from './scope-plan.js';
 import { spyAs } from './spy.js';
-import { baitFor, hubWriter, nextSiteOf, nextWrite } from './workload.js';
+import { baitFor, hubWriter, nextSiteOf, nextWrite, type PlannedWrite } from './workload.js';
 
 export interface ChaosOptions {
   dir: string;
@@ -185,31 +185,41 @@ export async function writer(
     // by either labels: a move meant as outside (into the old site) could commit, and its
     // document then lie outside the new scope. Its client writes no site documents then.
     const site = history.relabelling(id, Date.now(), RELOAD_GRACE_MS) ? undefined : history.sites.get(id);
-    const { collection, key, value, durability, poison, scope } = nextWrite(id, others, site, random, n++);
-    const issuedAt = Date.now();
+    const planned = nextWrite(id, others, site, random, n++);
     history.attempted += 1;
     try {
-      const url = `${fleet.agentUrl(id)}/v1/docs/${collection}/${encodeURIComponent(key)}${durability === 'hub' ? '?durability=hub&timeoutMs=3000' : ''}`;
-      const response = await http<{ incarnation: string; seq: number; lsn?: number }>(value === undefined ? 'DELETE' : 'PUT', url, value);
-      // Only a 200 is a promise; a 504 (hub durability not reached in time) is stored but not promised.
-      if (response.status === 200) {
-        history.writes.push({
-          agentId: id,
-          incarnation: response.body.incarnation,
-          seq: response.body.seq,
-          collection,
-          key,
-          durability,
-          poison,
-          ...(scope && { scope, issuedAt }),
-          ...(response.body.lsn !== undefined && { lsn: response.body.lsn }),
-        });
-      }
+      await writeThrough(fleet, id, history, planned);
     } catch {
       // The agent is down (killed): nothing was acknowledged.
     }
     await sleep(everyMs * (0.5 + random()));
   }
+}
+
+/**
+ * Makes one planned write through agent `id`'s HTTP API and records it in `history` if it was
+ * acknowledged. Returns the HTTP status; throws when the agent does not answer (it is down).
+ */
+export async function writeThrough(fleet: ProcessFleet, id: string, history: History, write: PlannedWrite): Promise<number> {
+  const { collection, key, value, durability, poison, scope } = write;
+  const issuedAt = Date.now();
+  const url = `${fleet.agentUrl(id)}/v1/docs/${collection}/${encodeURIComponent(key)}${durability === 'hub' ? '?durability=hub&timeoutMs=3000' : ''}`;
+  const response = await http<{ incarnation: string; seq: number; lsn?: number }>(value === undefined ? 'DELETE' : 'PUT', url, value);
+  // Only a 200 is a promise; a 504 (hub durability not reached in time) is stored but not promised.
+  if (response.status === 200) {
+    history.writes.push({
+      agentId: id,
+      incarnation: response.body.incarnation,
+      seq: response.body.seq,
+      collection,
+      key,
+      durability,
+      poison,
+      ...(scope && { scope, issuedAt }),
+      ...(response.body.lsn !== undefined && { lsn: response.body.lsn }),
+    });
+  }
+  return response.status;
 }
 
 async function inject(

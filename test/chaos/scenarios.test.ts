@@ -7,7 +7,7 @@ import { waitFor } from '../helpers/wait.js';
 import { check, summaryLine } from './checker.js';
 import { History } from './history.js';
 import { ProcessFleet } from './process-fleet.js';
-import { CHAOS_HUB_CONFIG, writer } from './run.js';
+import { CHAOS_HUB_CONFIG, writer, writeThrough } from './run.js';
 import { prng } from '../helpers/prng.js';
 import { linkTap } from './received.js';
 import { sitesOf } from './scope-plan.js';
@@ -58,21 +58,6 @@ describe('chaos scenarios', () => {
     expect(verdict.acknowledged).toBeGreaterThan(0);
   }
 
-  /** One write through agent `id` with local durability, recorded as the promise its 200 is. */
-  async function put(f: ProcessFleet, id: string, history: History, collection: string, key: string): Promise<void> {
-    const response = await http<{ incarnation: string; seq: number }>('PUT', `${f.agentUrl(id)}/v1/docs/${collection}/${key}`, { by: id });
-    expect(response.status).toBe(200);
-    history.writes.push({
-      agentId: id,
-      incarnation: response.body.incarnation,
-      seq: response.body.seq,
-      collection,
-      key,
-      durability: 'local',
-      poison: false,
-    });
-  }
-
   it('hub restart with 20 agents reconnecting at once', async () => {
     const { fleet: f, ids, history, dir } = await setUp(20);
     const random = prng(20);
@@ -109,7 +94,18 @@ describe('chaos scenarios', () => {
     // The random writers alone may not make a conflict: under load the late device's first write
     // with hub durability can take its whole offline window (it waits 3 s for an ack that cannot
     // come). So each agent also writes the same few settings, the late one first and offline.
-    for (const id of ['pi-late', 'pi-0']) for (const key of ['s0', 's1', 's2']) await put(f, id, history, 'settings', key);
+    for (const id of ['pi-late', 'pi-0']) {
+      for (const key of ['s0', 's1', 's2']) {
+        const status = await writeThrough(f, id, history, {
+          collection: 'settings',
+          key,
+          value: { by: id },
+          durability: 'local',
+          poison: false,
+        });
+        expect(status).toBe(200);
+      }
+    }
     await Promise.all(ids.map((id) => writer(f, id, history, random, Date.now() + 3000, 30)));
     f.proxy('pi-late').mode = { kind: 'pass' };
     await Promise.all(ids.map((id) => writer(f, id, history, random, Date.now() + 3000, 30)));

@@ -10,6 +10,14 @@ import { HLC_RESERVE_MS } from '../../../agent/store/settings.js';
 import { RELEASE_MAX_WAITING } from '../../../agent/store/released-writes.js';
 import { valueOf, withValue } from '../../helpers/value-bytes.js';
 
+/** Outbox rows on disk in the store at `dir`, released ones included: what a reopened store would find. */
+function outboxRowsIn(dir: string): number {
+  const db = new Database(join(dir, 'agent.db'), { readonly: true });
+  const { n } = db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number };
+  db.close();
+  return n;
+}
+
 describe('agent store: the outbox', () => {
   it('numbers writes contiguously from 1 and keeps their order, across transactions and restarts', () => {
     const dir = tempDir('agent-store');
@@ -285,19 +293,13 @@ describe('agent store: the storage budget', () => {
   it('lets a committed write go with the next append, and until then neither sends it again nor lays it over newer versions', () => {
     const dir = tempDir('agent-store');
     const store = openStore(dir);
-    const rows = (): number => {
-      const db = new Database(join(dir, 'agent.db'), { readonly: true });
-      const { n } = db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number };
-      db.close();
-      return n;
-    };
     const [seq] = appendAll(store, [put('x', 'mine')]);
     store.replica.applyChanges('default', [{ ...change(1, 'x', 'mine'), o: 'pi-me' }]);
     store.outbox.applyResults('default', [{ seq: seq!, outcome: 'committed', lsn: 1 }], () => true);
     // Committed and applied: no longer pending, not sent again, though its row waits for the next append.
     expect(store.outbox.pendingCount()).toBe(0);
     expect(queued(store)).toEqual([]);
-    expect(rows()).toBe(1);
+    expect(outboxRowsIn(dir)).toBe(1);
     // An answer repeated (a resend crossed the ack) counts nothing twice.
     store.outbox.applyResults('default', [{ seq: seq!, outcome: 'committed', lsn: 1, dup: true }], () => true);
     expect(store.outbox.pendingCount()).toBe(0);
@@ -306,7 +308,7 @@ describe('agent store: the storage budget', () => {
     expect(store.replica.read('docs', 'x')).toMatchObject({ value: 'theirs', version: 2, pending: false });
     // The next write's transaction takes the row out.
     expect(appendAll(store, [put('y', 1)])).toEqual([2]);
-    expect(rows()).toBe(1);
+    expect(outboxRowsIn(dir)).toBe(1);
     expect(queued(store)).toEqual([[2, 'y', 'put']]);
   });
 
@@ -325,12 +327,6 @@ describe('agent store: the storage budget', () => {
   it('does not keep more than RELEASE_MAX_WAITING released rows waiting for an append', () => {
     const dir = tempDir('agent-store');
     const store = openStore(dir);
-    const rows = (): number => {
-      const db = new Database(join(dir, 'agent.db'), { readonly: true });
-      const { n } = db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number };
-      db.close();
-      return n;
-    };
     const n = RELEASE_MAX_WAITING + 10;
     appendAll(
       store,
@@ -340,9 +336,9 @@ describe('agent store: the storage budget', () => {
     const committed = (from: number, to: number) =>
       Array.from({ length: to - from + 1 }, (_, i) => ({ seq: from + i, outcome: 'committed' as const, lsn: from + i }));
     store.outbox.applyResults('default', committed(1, RELEASE_MAX_WAITING - 1), () => false);
-    expect(rows()).toBe(n); // waiting for an append
+    expect(outboxRowsIn(dir)).toBe(n); // waiting for an append
     store.outbox.applyResults('default', committed(RELEASE_MAX_WAITING, n), () => false);
-    expect(rows()).toBeLessThanOrEqual(10); // the thousandth took them out at once
+    expect(outboxRowsIn(dir)).toBeLessThanOrEqual(10); // the thousandth took them out at once
     expect(store.outbox.pendingCount()).toBe(0);
     expect(appendAll(store, [put('next', 1)])).toEqual([n + 1]);
   });

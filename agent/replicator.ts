@@ -117,7 +117,10 @@ export class Replicator {
       this.pull();
       return;
     }
-    if (this.#applyOrRetry(() => this.store.replica.applyChanges(this.#partition, set.changes)) && set.dg !== undefined) {
+    if (
+      this.#applyOrRetry(() => this.store.replica.applyChanges(this.#partition, set.changes, undefined, set.hlc)) &&
+      set.dg !== undefined
+    ) {
       this.delegate.verify?.(set.c, set.changes.at(-1)!.lsn, set.dg);
     }
   }
@@ -150,7 +153,15 @@ export class Replicator {
     // If applying fails, the pull is settled and that page is ignored when it comes.
     this.#afterSending(() => {
       const apply = (): Change[] =>
-        this.store.replica.applySnapshotPage(this.#partition, snap.docs, snap.lsn, snap.next, this.#pulledCollections(), this.#inPartition);
+        this.store.replica.applySnapshotPage(
+          this.#partition,
+          snap.docs,
+          snap.lsn,
+          snap.next,
+          this.#pulledCollections(),
+          this.#inPartition,
+          snap.hlc,
+        );
       if (!this.#applyOrRetry(apply)) return;
       // Snapshot complete up to snap.lsn: now the log tail from there (unless a reconnect pulled meanwhile).
       if (snap.next || this.#pullId !== snap.id) return;
@@ -165,7 +176,7 @@ export class Replicator {
     for (const c of page.changes) this.#heard(c.c, c.lsn);
     // The next page is asked for before this one is applied (see onSnapshot).
     this.#afterSending(() => {
-      if (!this.#applyOrRetry(() => this.store.replica.applyChanges(this.#partition, page.changes, page.to))) return;
+      if (!this.#applyOrRetry(() => this.store.replica.applyChanges(this.#partition, page.changes, page.to, page.hlc))) return;
       if (page.dg) this.#verifyPage(page);
       // The last page of this pull, unless a reconnect started another meanwhile.
       if (page.more || this.#pullId !== page.id) return;

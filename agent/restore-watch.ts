@@ -51,9 +51,18 @@ export class RestoreWatch {
     } else if (status.lin !== known.lineage) fork = status.fork;
     // An unmarked restore: a status newer than anything heard whose head is below what this
     // device applied. Only against a status heard before (`known`): the first one a device hears
-    // may be the retained status of the hub's start, older than the changes it applied before
-    // (a restart forgets `newestHeard`), and would look like a restore.
-    if (fork === undefined && known !== undefined && status.hlc > newestHeard && status.head < applied()) {
+    // may be the retained status of the hub's start, older than the changes it applied before,
+    // and would look like a restore. "Anything heard" counts what this process heard
+    // (`newestHeard`) and the hub clock stored with what it applied, which a restart keeps: a
+    // status of the hub's start delivered late, after changes that hub committed since, is not
+    // news of a restore.
+    if (
+      fork === undefined &&
+      known !== undefined &&
+      status.hlc > newestHeard &&
+      status.head < applied() &&
+      status.hlc > this.store.lost.heardOf(this.partition, this.inPartition)
+    ) {
       fork = status.head;
     }
     if (fork === undefined) {

@@ -279,4 +279,14 @@ DROP TRIGGER documents_digest_move;
 DROP TABLE cursors;
 DROP TABLE digests;
 ${digestTriggers('collections')}`,
+  // 13: the hub clock of the message that taught this device each part of what it has applied:
+  // a collection's cursor (`collections.heard_hlc`), an acknowledged write (`outbox.acked_hlc`)
+  // and, in meta, a partition's watermark. A hub status is news of a restore only if it is newer
+  // than that (RestoreWatch), and a restart must not forget it: a status delivered late, after
+  // changes the same hub committed after it, would otherwise look like a restore. Each is written
+  // in the row its LSN already writes, so no commit writes a page more.
+  `
+ALTER TABLE collections ADD COLUMN heard_hlc TEXT;
+ALTER TABLE outbox ADD COLUMN acked_hlc TEXT;
+`,
 ];

@@ -84,7 +84,7 @@ export class Uploader {
     if (ack.inc !== this.store.partitions.incarnationOf(this.options.partition)) return;
     const results = unpackAck(ack);
     if (results.length === 0) return;
-    const rejections = this.store.outbox.applyResults(this.options.partition, results, (c) => this.delegate.isReplicated(c));
+    const rejections = this.store.outbox.applyResults(this.options.partition, results, (c) => this.delegate.isReplicated(c), ack.hlc);
     faultPoint('agent.after-ack');
     const first = results[0]!.seq;
     const acked = results[results.length - 1]!.seq;

@@ -13,9 +13,14 @@ export class CollectionCursors {
   constructor(db: AgentDb) {
     this.#s = {
       cursor: db.prepare<[string], { applied_lsn: number | null }>('SELECT applied_lsn FROM collections WHERE collection = ?'),
-      advance: db.prepare<[string, number]>(
-        `INSERT INTO collections (collection, applied_lsn) VALUES (?, ?)
-         ON CONFLICT (collection) DO UPDATE SET applied_lsn = max(coalesce(applied_lsn, 0), excluded.applied_lsn)`,
+      advance: db.prepare<[string, number, string | null]>(
+        `INSERT INTO collections (collection, applied_lsn, heard_hlc) VALUES (?, ?, ?)
+         ON CONFLICT (collection) DO UPDATE SET
+           applied_lsn = max(coalesce(applied_lsn, 0), excluded.applied_lsn),
+           heard_hlc = CASE WHEN excluded.heard_hlc > coalesce(heard_hlc, '') THEN excluded.heard_hlc ELSE heard_hlc END`,
+      ),
+      heard: db.prepare<[], { collection: string; heard_hlc: string }>(
+        'SELECT collection, heard_hlc FROM collections WHERE heard_hlc IS NOT NULL',
       ),
       all: db.prepare<[], { collection: string; applied_lsn: number }>(
         'SELECT collection, applied_lsn FROM collections WHERE applied_lsn IS NOT NULL ORDER BY collection',
@@ -34,9 +39,17 @@ export class CollectionCursors {
     return Object.fromEntries(this.#s.all.all().map((r) => [r.collection, r.applied_lsn]));
   }
 
-  /** Moves cursors up (never down), in the transaction under way. */
-  advance(newest: ReadonlyMap<string, number>): void {
-    for (const [collection, lsn] of newest) this.#s.advance.run(collection, lsn);
+  /**
+   * Moves cursors up (never down), in the transaction under way. `heard`: the hub clock of the
+   * message that brought the changes, kept (the newest) in the same row.
+   */
+  advance(newest: ReadonlyMap<string, number>, heard?: string): void {
+    for (const [collection, lsn] of newest) this.#s.advance.run(collection, lsn, heard ?? null);
+  }
+
+  /** Per collection, the newest hub clock its cursor was moved under (see migration 13). */
+  heard(): Array<{ collection: string; hlc: string }> {
+    return this.#s.heard.all().map((r) => ({ collection: r.collection, hlc: r.heard_hlc }));
   }
 
   /** Forgets a collection's cursor (a restored hub's log starts over); its digest stays. */

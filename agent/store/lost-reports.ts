@@ -116,6 +116,7 @@ export class LostReports {
       rejoinBuckets: db.prepare<[string]>('UPDATE scope_buckets SET cursor = -1, snapshot = NULL WHERE lane = ?'),
       deleteStubsAbove: db.prepare<[number]>('DELETE FROM documents WHERE evicted = 1 AND version > ?'),
       maxAcked: db.prepare<[string], { lsn: number | null }>('SELECT max(acked_lsn) AS lsn FROM outbox WHERE lane = ?'),
+      newestAckHeard: db.prepare<[string], { hlc: string | null }>('SELECT max(acked_hlc) AS hlc FROM outbox WHERE lane = ?'),
       pending: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM lost_reports WHERE lane = ?'),
       first: db.prepare<[string], { lineage: string; fork: number }>(
         'SELECT lineage, fork FROM lost_reports WHERE lane = ? ORDER BY id LIMIT 1',
@@ -137,6 +138,22 @@ export class LostReports {
       .filter(([c]) => inPartition(c))
       .map(([, lsn]) => lsn);
     return Math.max(this.partitions.watermarkOf(partition), this.#s.maxAcked.get(partition)?.lsn ?? 0, ...applied);
+  }
+
+  /**
+   * The newest hub clock under which any of what `appliedOf` counts was learned: a status no
+   * newer than it is news of nothing, even after this process restarted (migration 13).
+   */
+  heardOf(partition: string, inPartition: (collection: string) => boolean): string {
+    const clocks = [
+      this.partitions.watermarkHeardOf(partition),
+      this.#s.newestAckHeard.get(partition)?.hlc ?? '',
+      ...this.cursors
+        .heard()
+        .filter((c) => inPartition(c.collection))
+        .map((c) => c.hlc),
+    ];
+    return clocks.reduce((newest, hlc) => (hlc > newest ? hlc : newest), '');
   }
 
   /**

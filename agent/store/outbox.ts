@@ -75,7 +75,9 @@ export class Outbox {
         `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL AND created_at < ? ORDER BY seq`,
       ),
       skip: db.prepare<[string, string, number]>('UPDATE outbox SET skipped = ?, value = NULL WHERE lane = ? AND seq = ?'),
-      markAcked: db.prepare<[number, string, number]>('UPDATE outbox SET acked_lsn = ? WHERE lane = ? AND seq = ?'),
+      markAcked: db.prepare<[number, string | null, string, number]>(
+        'UPDATE outbox SET acked_lsn = ?, acked_hlc = ? WHERE lane = ? AND seq = ?',
+      ),
       delete: db.prepare<[string, number]>('DELETE FROM outbox WHERE lane = ? AND seq = ?'),
       seqsOf: db.prepare<[string], { seq: number; confirmed: 0 | 1 }>(
         'SELECT seq, acked_lsn IS NOT NULL AS confirmed FROM outbox WHERE lane = ? ORDER BY seq',
@@ -260,9 +262,10 @@ export class Outbox {
    * Records the hub's outcomes for a partition's writes. A committed op stays in the overlay
    * until the replica holds its version (so reads never go backwards); if its collection is not
    * replicated here it leaves at once. Rejected and conflicting ops leave the outbox and are
-   * kept as rejections.
+   * kept as rejections. `heard`: the hub clock of the ack, kept with a confirmed write's LSN
+   * (RestoreWatch reads it).
    */
-  applyResults(partition: string, results: readonly OpResult[], replicated: (collection: string) => boolean): Rejection[] {
+  applyResults(partition: string, results: readonly OpResult[], replicated: (collection: string) => boolean, heard?: string): Rejection[] {
     const rejected: Rejection[] = [];
     const released: number[] = [];
     // Not fsynced: a power cut may take these outcomes back, and then the writes go up again and
@@ -282,7 +285,7 @@ export class Outbox {
           if (row.acked_lsn === null) this.#tally.pendingChanged(row.collection, -1);
           if (r.outcome === 'committed' && r.lsn !== undefined) {
             if (replicated(row.collection) && this.versionOf(row.collection, row.key) < r.lsn)
-              this.#s.markAcked.run(r.lsn, partition, r.seq);
+              this.#s.markAcked.run(r.lsn, heard ?? null, partition, r.seq);
             else released.push(r.seq); // goes with the next append (see ReleasedWrites)
             continue;
           }

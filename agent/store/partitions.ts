@@ -61,9 +61,20 @@ export class Partitions {
     return Number(this.db.meta(partitionScoped('watermark', partition)) ?? '0');
   }
 
-  /** Moves the watermark up to `lsn`; never down. */
-  raiseWatermark(partition: string, lsn: number): void {
-    if (lsn > this.watermarkOf(partition)) this.db.setMeta(partitionScoped('watermark', partition), String(lsn));
+  /**
+   * Moves the watermark up to `lsn`; never down. `heard`: the hub clock of the message that
+   * brought it, kept beside it (see migration 13).
+   */
+  raiseWatermark(partition: string, lsn: number, heard?: string): void {
+    if (lsn <= this.watermarkOf(partition)) return;
+    this.db.setMeta(partitionScoped('watermark', partition), String(lsn));
+    if (heard !== undefined && heard > this.watermarkHeardOf(partition))
+      this.db.setMeta(partitionScoped('watermark_heard', partition), heard);
+  }
+
+  /** The hub clock of the message that last raised the watermark ('' if unknown). */
+  watermarkHeardOf(partition: string): string {
+    return this.db.meta(partitionScoped('watermark_heard', partition)) ?? '';
   }
 
   /**

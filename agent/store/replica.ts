@@ -151,9 +151,10 @@ export class Replica {
    * Applies committed changes of a partition idempotently: a change lands only if its LSN is
    * above the document's version, so replays and overlapping pages are harmless. `watermark`,
    * when given, records that every change of the partition's log up to it has now been seen
-   * (the end of a pull page). Returns the changes that landed.
+   * (the end of a pull page). `heard`: the hub clock of the message that brought them, kept with
+   * the cursors and watermark it moves (RestoreWatch reads it). Returns the changes that landed.
    */
-  applyChanges(partition: string, changes: readonly Change[], watermark?: number): Change[] {
+  applyChanges(partition: string, changes: readonly Change[], watermark?: number, heard?: string): Change[] {
     return this.db.transaction(() => {
       const applied: Change[] = [];
       const release = this.outbox.anyConfirmed();
@@ -163,8 +164,8 @@ export class Replica {
         if (ch.lsn > (newest.get(ch.c) ?? 0)) newest.set(ch.c, ch.lsn);
       }
       // One cursor update per collection, not per change: the transaction is all or nothing.
-      this.collectionCursors.advance(newest);
-      if (watermark !== undefined) this.partitions.raiseWatermark(partition, watermark);
+      this.collectionCursors.advance(newest, heard);
+      if (watermark !== undefined) this.partitions.raiseWatermark(partition, watermark, heard);
       return applied;
     });
   }
@@ -174,7 +175,7 @@ export class Replica {
    * interrupted snapshot resume: `next` is the last document received, absent when the snapshot
    * is done — then the replica holds everything up to `lsn`, which becomes the watermark, and so
    * does every replicated collection of the partition (`replicated`, and those the replica holds,
-   * that `inPartition` says are the partition's).
+   * that `inPartition` says are the partition's). `heard`: as for applyChanges.
    */
   applySnapshotPage(
     partition: string,
@@ -183,6 +184,7 @@ export class Replica {
     next: readonly [string, string] | undefined,
     replicated?: readonly string[],
     inPartition: (collection: string) => boolean = () => true,
+    heard?: string,
   ): Change[] {
     return this.db.transaction(() => {
       const applied: Change[] = [];
@@ -192,11 +194,11 @@ export class Replica {
         this.partitions.setSnapshotProgress(partition, { lsn, after: [...next] });
       } else {
         this.partitions.setSnapshotProgress(partition, undefined);
-        this.partitions.raiseWatermark(partition, lsn);
+        this.partitions.raiseWatermark(partition, lsn, heard);
         // Complete: every replicated collection of the partition now holds everything up to the
         // snapshot's LSN. The hub reads these cursors for lag and replica acknowledgements.
         const collections = new Set([...(replicated ?? []), ...this.#s.collections.all().map((r) => r.collection)]);
-        this.collectionCursors.advance(new Map([...collections].filter(inPartition).map((collection) => [collection, lsn])));
+        this.collectionCursors.advance(new Map([...collections].filter(inPartition).map((collection) => [collection, lsn])), heard);
       }
       return applied;
     });

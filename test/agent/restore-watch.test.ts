@@ -3,7 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { RestoreWatch } from '../../agent/restore-watch.js';
 import type { HubStatusMessage, LostMessage } from '../../shared/messages.js';
 import { DEFAULT_PARTITION } from '../../shared/topics.js';
-import { change, openStore } from './store/fixtures.js';
+import type { AgentStore } from '../../agent/store/agent-store.js';
+import { appendAll, change, openStore, put } from './store/fixtures.js';
+import { tempDir } from '../helpers/temp.js';
 
 const LINEAGE = 'a'.repeat(32);
 const status = (over: Partial<HubStatusMessage[1]>): HubStatusMessage[1] =>
@@ -20,8 +22,7 @@ const status = (over: Partial<HubStatusMessage[1]>): HubStatusMessage[1] =>
   }) as never;
 
 describe('noticing that the hub was restored', () => {
-  function watch() {
-    const store = openStore();
+  function watch(store: AgentStore = openStore()) {
     const sent: LostMessage[] = [];
     const w = new RestoreWatch(
       store,
@@ -55,5 +56,44 @@ describe('noticing that the hub was restored', () => {
     w.onHubStatus(status({ hlc: '0000018f00000009' }), '');
     store.replica.applyChanges(DEFAULT_PARTITION, [change(12, 'a', 1)], 12);
     expect(w.onHubStatus(status({ hlc: '0000018f00000008', lin: 'b'.repeat(32), fork: 5 }), '')).toBeUndefined();
+  });
+
+  // The hub restarted (not restored) at S2 with head 0 and then committed LSN 1; S2 reaches this
+  // device only after LSN 1 did, and after the agent restarted, which forgets what it heard.
+  const S1 = '0000018f00000001';
+  const S2 = '0000018f00000005';
+  const AFTER_S2 = '0000018f00000007';
+  const LATER = '0000018f00000009';
+  describe('a status of a hub that restarted, delivered after a change it committed later and after the agent restarted', () => {
+    function restartedWith(learn: (store: AgentStore) => void) {
+      const dir = tempDir('restore-watch');
+      const before = watch(openStore(dir));
+      before.w.onHubStatus(status({ hlc: S1, head: 0 }), '');
+      learn(before.store);
+      // The next process: the database as the last left it, and nothing heard yet ('' below).
+      return watch(openStore(dir));
+    }
+    const ways: Array<[string, (store: AgentStore) => void]> = [
+      ['a live change set', (store) => void store.replica.applyChanges(DEFAULT_PARTITION, [change(1, 'a', 1)], undefined, AFTER_S2)],
+      ['a pull page', (store) => void store.replica.applyChanges(DEFAULT_PARTITION, [], 1, AFTER_S2)],
+      [
+        'an ack',
+        (store) => {
+          const [seq] = appendAll(store, [put('a', 1)]);
+          store.outbox.applyResults(DEFAULT_PARTITION, [{ seq: seq!, outcome: 'committed', lsn: 1 }], () => true, AFTER_S2);
+        },
+      ],
+    ];
+    for (const [how, learn] of ways) {
+      it(`is no restore (learned through ${how})`, () => {
+        const { store, w } = restartedWith(learn);
+        expect(w.onHubStatus(status({ hlc: S2, head: 0 }), '')).toBeUndefined();
+        expect(store.lost.pendingOf(DEFAULT_PARTITION), 'nothing reported lost').toBe(0);
+      });
+      it(`but a status newer than that is (learned through ${how})`, () => {
+        const { w } = restartedWith(learn);
+        expect(w.onHubStatus(status({ hlc: LATER, head: 0 }), '')).toMatchObject({ fork: 0 });
+      });
+    }
   });
 });

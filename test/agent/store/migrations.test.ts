@@ -36,7 +36,8 @@ function fill(db: Database.Database, version: number, clock: string): void {
   const doc = db.prepare('INSERT INTO documents (collection, key, value, deleted, version, hlc, origin) VALUES (?, ?, ?, ?, ?, ?, ?)');
   doc.run('docs', 'a', encodeCbor({ n: 1 }), 0, 5, hlc(), 'hub');
   doc.run('docs', 'gone', null, 1, 7, hlc(), 'pi-2');
-  db.prepare("INSERT INTO cursors (collection, applied_lsn) VALUES ('docs', 7)").run();
+  // From version 12 on a cursor shares its row of `collections` with the digest.
+  db.prepare(`INSERT INTO ${version >= 12 ? 'collections' : 'cursors'} (collection, applied_lsn) VALUES ('docs', 7)`).run();
   const columns = ['seq', 'collection', 'key', 'op', 'value', 'hlc', 'base', 'created_at', 'acked_lsn'];
   if (version >= 2) columns.push('rep');
   if (version >= 4) columns.push('skipped');

@@ -16,7 +16,12 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { Agent } from '../agent/agent.js';
+import { AgentStore } from '../agent/store/agent-store.js';
 import { encodeCbor } from '../shared/codec.js';
+import { encodeHlc } from '../shared/hlc.js';
+import type { Change } from '../shared/messages.js';
+import { DEFAULT_PARTITION } from '../shared/topics.js';
+import { encodeValue } from '../shared/value-bytes.js';
 import { benchAgentOptions } from './agent-options.js';
 import { startHubProcess } from './hub-process.js';
 import { seedHub } from './seed-hub.js';
@@ -28,6 +33,8 @@ export interface CatchupResult {
   /** Changes applied per second while catching up, and the raw apply rate of as many rows. */
   catchup: number;
   rawCatchup: number;
+  /** The replica's own apply of as many changes, in this process with no link: catch-up's ceiling. */
+  replicaApply: number;
   docs: number;
   /** Documents per second while bootstrapping by snapshot, and the raw apply rate of as many rows. */
   bootstrap: number;
@@ -81,6 +88,36 @@ async function bootstrap(docs: number): Promise<number> {
   return docs / seconds;
 }
 
+/**
+ * The ceiling of catch-up on this machine: the agent's store applying the same changes as they
+ * arrive (values as their bytes), a page of 1,000 a transaction as the replicator applies them,
+ * in this process, with no link, no decoding and no hub. The gap between it and the raw apply is
+ * what the replica keeps beyond the rows (each document's hash, and the digests its triggers
+ * sum); the gap between it and catch-up is receiving the pages.
+ */
+function replicaApply(changes: number): number {
+  const store = new AgentStore(tempDir('bench-replica-apply'));
+  const page = (from: number): Change[] =>
+    Array.from({ length: Math.min(1000, changes - from) }, (_, j) => {
+      const i = from + j;
+      return {
+        lsn: i + 1,
+        c: 'readings',
+        k: `r-${i}`,
+        op: 'put',
+        v: encodeValue(reading(i)),
+        hlc: encodeHlc(1_764_000_000_000 + i, 0),
+        o: 'pi-writer',
+      };
+    });
+  const pages = Array.from({ length: Math.ceil(changes / 1000) }, (_, n) => page(n * 1000));
+  const started = performance.now();
+  for (const changesOfPage of pages) store.replica.applyChanges(DEFAULT_PARTITION, changesOfPage, changesOfPage.at(-1)!.lsn);
+  const seconds = (performance.now() - started) / 1000;
+  store.close();
+  return changes / seconds;
+}
+
 /** The reference: the same rows upserted straight into the agent's documents table. */
 function rawApply(rows: number): number {
   const db = new Database(join(tempDir('bench-raw-apply'), 'raw.db'));
@@ -108,6 +145,7 @@ export async function benchCatchup(quick: boolean): Promise<CatchupResult> {
     changes,
     catchup: await catchup(changes),
     rawCatchup: rawApply(changes),
+    replicaApply: replicaApply(changes),
     docs,
     bootstrap: await bootstrap(docs),
     rawBootstrap: rawApply(docs),

@@ -78,6 +78,12 @@ async function catchup(): Promise<CatchupResult> {
     r.catchup / r.rawCatchup,
   );
   line(
+    `replica apply alone, catch-up's ceiling (${count(r.changes)} changes, pages of 1,000, no link)`,
+    rate(r.replicaApply, 'changes'),
+    `raw SQLite apply ${rate(r.rawCatchup, 'rows')}`,
+    r.replicaApply / r.rawCatchup,
+  );
+  line(
     `bootstrap by snapshot (${count(r.docs)} documents)`,
     rate(r.bootstrap, 'documents'),
     `raw SQLite apply ${rate(r.rawBootstrap, 'rows')}`,

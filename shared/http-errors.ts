@@ -28,6 +28,9 @@ export const HTTP_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
   [ErrorCode.INVALID_REQUEST]: 400,
   [ErrorCode.WRONG_PARTITION]: 409,
   [ErrorCode.HUB_STOPPING]: 503,
+  [ErrorCode.BLOB_INVALID_CHUNK]: 400,
+  [ErrorCode.BLOB_MISMATCH]: 422,
+  [ErrorCode.BLOB_INCOMPLETE]: 409,
   [ErrorCode.INTERNAL]: 500,
 };
 

@@ -243,6 +243,23 @@ INSERT INTO hub_meta (name, value) VALUES ('bucket_digests_pending', 1);
   `
 ALTER TABLE agent_credentials ADD COLUMN verified_fingerprint text;
 `,
+  // 12: blob content (PgContentStore), which a SQLite hub keeps in files instead: one row per
+  // content (its size, whether it is complete, when it was last touched) and its chunks. Every
+  // schema gets the tables; the hub keeps content in the default schema's, once for all partitions.
+  `
+CREATE TABLE blob_contents (
+  hash       text COLLATE "C" PRIMARY KEY,
+  size       bigint NOT NULL,
+  complete   boolean NOT NULL DEFAULT false,
+  touched_at bigint NOT NULL
+);
+CREATE TABLE blob_chunks (
+  hash  text COLLATE "C" NOT NULL REFERENCES blob_contents (hash) ON DELETE CASCADE,
+  idx   integer NOT NULL,
+  bytes bytea NOT NULL,
+  PRIMARY KEY (hash, idx)
+);
+`,
 ];
 
 /** Arbitrary but fixed: the advisory lock every hub process takes to migrate (and to backfill what a migration left). */

@@ -1,0 +1,199 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import { chunkCount } from '../../shared/blobs.js';
+import { BlobChunkError, BlobIncompleteError, BlobMismatchError, NotFoundError } from '../../shared/errors.js';
+import { checkChunk, checkHash, checkSize, missingChunks, type ContentInfo, type ContentStore } from './content-store.js';
+
+/**
+ * A SQLite hub's blob content: files under `<root>` (the data directory's `content/`), one per
+ * chunk, each written to a temporary name, fsynced, renamed into place and its directory fsynced,
+ * so that a chunk is either whole on disk or absent after a crash.
+ *
+ *   uploads/<hash>/size, uploads/<hash>/<index>     content being received
+ *   objects/<hash[0..2]>/<hash>/size, …/<index>     complete content, checked against its address
+ *
+ * Completing renames the upload's directory into `objects/` in one step, after its bytes were
+ * hashed whole. A directory's modification time is when it was last touched (`collect`).
+ * Operations on one content take turns in this process; one hub process owns a data directory.
+ */
+export class FileContentStore implements ContentStore {
+  readonly #turns = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly root: string) {}
+
+  async begin(hash: string, size: number): Promise<number[]> {
+    checkHash(hash);
+    checkSize(hash, size);
+    return this.#inTurn(hash, async () => {
+      const held = await this.#held(hash);
+      if (held) {
+        if (held.size !== size) throw new BlobChunkError(hash, 0, `its upload was begun with ${held.size} bytes, not ${size}`);
+        await touch(held.dir);
+        return held.complete ? [] : missingChunks(size, await this.#chunksIn(held.dir));
+      }
+      const dir = this.#uploadDir(hash);
+      await mkdir(dir, { recursive: true });
+      await writeDurably(dir, 'size', Buffer.from(String(size)));
+      await syncDir(join(this.root, 'uploads'));
+      return missingChunks(size, new Set());
+    });
+  }
+
+  async putChunk(hash: string, index: number, bytes: Uint8Array): Promise<void> {
+    checkHash(hash);
+    return this.#inTurn(hash, async () => {
+      const held = await this.#held(hash);
+      if (!held) throw new BlobChunkError(hash, index, 'its upload was not begun; begin it with the content size first');
+      checkChunk(hash, held.size, index, bytes.length);
+      if (held.complete) return; // held whole already: nothing to add
+      if (await exists(join(held.dir, String(index)))) return touch(held.dir);
+      await writeDurably(held.dir, String(index), bytes);
+    });
+  }
+
+  async complete(hash: string): Promise<void> {
+    checkHash(hash);
+    return this.#inTurn(hash, async () => {
+      const held = await this.#held(hash);
+      if (!held) throw new NotFoundError(`no upload of content ${hash} at the hub; begin it first`);
+      if (held.complete) return;
+      const missing = missingChunks(held.size, await this.#chunksIn(held.dir));
+      if (missing.length > 0) throw new BlobIncompleteError(hash, missing);
+      const sha = createHash('sha256');
+      let size = 0;
+      for (let i = 0; i < chunkCount(held.size); i++) {
+        const chunk = await readFile(join(held.dir, String(i)));
+        sha.update(chunk);
+        size += chunk.length;
+      }
+      const actual = sha.digest('hex');
+      if (actual !== hash || size !== held.size) {
+        await rm(held.dir, { recursive: true, force: true });
+        throw new BlobMismatchError(hash, actual !== hash ? `its bytes hash to ${actual}` : `it holds ${size} bytes, not ${held.size}`);
+      }
+      const shard = join(this.root, 'objects', hash.slice(0, 2));
+      await mkdir(shard, { recursive: true });
+      await rename(held.dir, join(shard, hash));
+      await syncDir(shard);
+      await syncDir(join(this.root, 'uploads'));
+      await touch(join(shard, hash));
+    });
+  }
+
+  async info(hash: string): Promise<ContentInfo | undefined> {
+    checkHash(hash);
+    const held = await this.#held(hash);
+    return held && { hash, size: held.size, complete: held.complete };
+  }
+
+  async readChunk(hash: string, index: number): Promise<Buffer> {
+    checkHash(hash);
+    const held = await this.#held(hash);
+    if (!held?.complete) throw new NotFoundError(`no complete content ${hash} at the hub`);
+    const bytes = await readFile(join(held.dir, String(index))).catch(() => undefined);
+    if (!bytes) throw new NotFoundError(`content ${hash} has no chunk ${index} (it has ${chunkCount(held.size)})`);
+    return bytes;
+  }
+
+  async collect(named: (hash: string) => boolean, untouchedSince: number): Promise<string[]> {
+    const candidates = [
+      ...(await list(join(this.root, 'uploads'))).map((hash) => join(this.root, 'uploads', hash)),
+      ...(await Promise.all((await list(join(this.root, 'objects'))).map((shard) => listIn(join(this.root, 'objects', shard))))).flat(),
+    ];
+    const removed: string[] = [];
+    for (const dir of candidates) {
+      const hash = dir.slice(dir.lastIndexOf('/') + 1);
+      if (named(hash)) continue;
+      await this.#inTurn(hash, async () => {
+        const touched = await stat(dir).catch(() => undefined);
+        if (!touched || touched.mtimeMs >= untouchedSince) return;
+        await rm(dir, { recursive: true, force: true });
+        removed.push(hash);
+      });
+    }
+    return removed;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#turns.values());
+  }
+
+  /** Runs `fn` after every earlier operation on `hash` in this process settled. */
+  #inTurn<T>(hash: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.#turns.get(hash) ?? Promise.resolve();
+    const mine = before.then(fn, fn);
+    const settled = mine.catch(() => undefined);
+    this.#turns.set(hash, settled);
+    void settled.then(() => {
+      if (this.#turns.get(hash) === settled) this.#turns.delete(hash);
+    });
+    return mine;
+  }
+
+  #uploadDir(hash: string): string {
+    return join(this.root, 'uploads', hash);
+  }
+
+  #objectDir(hash: string): string {
+    return join(this.root, 'objects', hash.slice(0, 2), hash);
+  }
+
+  /** Where the content is held and at what size, complete or not; undefined if it is not. */
+  async #held(hash: string): Promise<{ dir: string; size: number; complete: boolean } | undefined> {
+    for (const [dir, complete] of [
+      [this.#objectDir(hash), true],
+      [this.#uploadDir(hash), false],
+    ] as const) {
+      const text = await readFile(join(dir, 'size'), 'utf8').catch(() => undefined);
+      if (text !== undefined) return { dir, size: Number(text), complete };
+    }
+    return undefined;
+  }
+
+  async #chunksIn(dir: string): Promise<Set<number>> {
+    return new Set((await readdir(dir)).filter((name) => /^\d+$/.test(name)).map(Number));
+  }
+}
+
+/** Writes `name` in `dir` whole or not at all: a temporary file, fsynced, renamed, the directory fsynced. */
+async function writeDurably(dir: string, name: string, bytes: Uint8Array): Promise<void> {
+  const temporary = join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
+  const file = await open(temporary, 'w');
+  try {
+    await file.writeFile(bytes);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(temporary, join(dir, name));
+  await syncDir(dir);
+}
+
+/** Flushes a directory's entries (a rename into it) to disk. */
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function touch(dir: string): Promise<void> {
+  const now = new Date();
+  await utimes(dir, now, now);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined)) !== undefined;
+}
+
+/** The entries of a directory, none if it does not exist; temporary files left by a crash are not entries. */
+async function list(dir: string): Promise<string[]> {
+  return (await readdir(dir).catch(() => [] as string[])).filter((name) => !name.startsWith('.'));
+}
+
+async function listIn(dir: string): Promise<string[]> {
+  return (await list(dir)).map((name) => join(dir, name));
+}

@@ -1,0 +1,84 @@
+import { readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { FileContentStore } from '../../hub/blobs/file-content-store.js';
+import { PgContentStore } from '../../hub/blobs/pg-content-store.js';
+import { PgPool } from '../../hub/store/pg-pool.js';
+import { migrate } from '../../hub/store/pg-schema.js';
+import { BLOB_CHUNK_BYTES, contentHash } from '../../shared/blobs.js';
+import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
+import { tempDir } from '../helpers/temp.js';
+import { contentStoreContract } from './content-store-contract.js';
+
+/** Sets the modification time of `dir` and everything under it to `ms` ago. */
+function ageTree(dir: string, ms: number): void {
+  const then = new Date(Date.now() - ms);
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) ageTree(join(dir, entry.name), ms);
+  }
+  utimesSync(dir, then, then);
+}
+
+contentStoreContract('files (SQLite hub)', {
+  fresh: async () => tempDir('content'),
+  open: async (dir) => new FileContentStore(dir),
+  age: async (dir, ms) => ageTree(dir, ms),
+});
+
+/** Pools to end after the file: a store does not own the hub's pool. */
+const pools: PgPool[] = [];
+contentStoreContract(
+  'PostgreSQL',
+  {
+    fresh: freshDatabase,
+    open: async (url) => {
+      const pool = new PgPool(url, {});
+      pools.push(pool);
+      const client = await pool.pool.connect();
+      try {
+        await migrate(client);
+      } finally {
+        client.release();
+      }
+      return Object.assign(new PgContentStore(pool), {
+        close: async () => {
+          await pool.end();
+        },
+      });
+    },
+    age: async (url, ms) => {
+      await sql(url, 'UPDATE blob_contents SET touched_at = touched_at - $1', [ms]);
+    },
+  },
+  NO_POSTGRES,
+);
+
+describe('FileContentStore on disk', () => {
+  it('ignores what a crash left half written: a chunk is whole under its name or absent', async () => {
+    const root = tempDir('content');
+    const bytes = Buffer.alloc(BLOB_CHUNK_BYTES + 5, 7);
+    const hash = contentHash(bytes);
+    const store = new FileContentStore(root);
+    await store.begin(hash, bytes.length);
+    await store.putChunk(hash, 0, bytes.subarray(0, BLOB_CHUNK_BYTES));
+    // A process killed while writing chunk 1 leaves its temporary file, never the chunk's name.
+    writeFileSync(join(root, 'uploads', hash, '.1.0123456789ab.tmp'), bytes.subarray(BLOB_CHUNK_BYTES, BLOB_CHUNK_BYTES + 2));
+    const restarted = new FileContentStore(root);
+    expect(await restarted.begin(hash, bytes.length)).toEqual([1]);
+    await restarted.putChunk(hash, 1, bytes.subarray(BLOB_CHUNK_BYTES));
+    await restarted.complete(hash);
+    expect(Buffer.concat([await restarted.readChunk(hash, 0), await restarted.readChunk(hash, 1)]).equals(bytes)).toBe(true);
+  });
+
+  it('keeps complete content under objects/, sharded by the first byte of its address', async () => {
+    const root = tempDir('content');
+    const bytes = Buffer.from('firmware');
+    const hash = contentHash(bytes);
+    const store = new FileContentStore(root);
+    await store.begin(hash, bytes.length);
+    await store.putChunk(hash, 0, bytes);
+    await store.complete(hash);
+    expect(readdirSync(join(root, 'objects', hash.slice(0, 2), hash)).sort()).toEqual(['0', 'size']);
+    expect(readdirSync(join(root, 'uploads'))).toEqual([]);
+  });
+});

@@ -1,3 +1,4 @@
+import type { BlobDescriptor } from '../shared/blobs.js';
 import type { CollectionPolicies } from './config.js';
 import type { AgentView } from './fleet.js';
 import type { Sample } from './history.js';
@@ -29,6 +30,13 @@ export interface HubApi extends BrokerAuthApi {
   listDocuments(collection: string, options: { prefix?: string; after?: string; limit: number }): Promise<ListedDocument[]>;
   /** Commits a write made at the main site; it reaches the agents like any other. */
   write(write: HubWriteRequest['write']): Promise<WriteResult>;
+  /**
+   * Stores streamed content and, once the store holds it whole and checked, commits the blob's
+   * document (its hash, size and content type), which reaches the agents like any other.
+   */
+  putBlob(collection: string, key: string, body: AsyncIterable<Uint8Array>, contentType: string): Promise<BlobWriteResult>;
+  /** A blob's document and its content, a chunk at a time; NotFoundError if the document is not a blob's. */
+  blob(collection: string, key: string): Promise<{ blob: BlobDescriptor; chunks: AsyncIterable<Buffer> }>;
   /** Archived conflicts, newest first: of one collection (its partition's), or else of this API's own partition. */
   conflicts(query: { collection?: string; key?: string; before?: number; limit: number }): Promise<ConflictRecord[]>;
   /** Agents' ops refused, newest first (this API's own partition). */
@@ -39,6 +47,9 @@ export interface HubApi extends BrokerAuthApi {
   /** Commits them again (hub/reapply.ts) in every partition this process leads: what became of them, per partition. */
   reapplyLost(options: { unvouched: boolean }): Promise<Record<string, ReapplySummary>>;
 }
+
+/** What storing a blob came to: its document's write, and the blob as the document names it. */
+export type BlobWriteResult = WriteResult & { blob: BlobDescriptor };
 
 /** `/v1/restore/lost`: each partition's lineage, and the lost versions reported, oldest report first. */
 export interface LostView {

@@ -1,4 +1,5 @@
 import Fastify from 'fastify';
+import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { brokerAuthRoutes } from './broker-auth-http.js';
 import { DASHBOARD_HTML } from './dashboard.js';
@@ -99,6 +100,28 @@ export async function createHubHttp(hub: HubApi, log: Logger, adminToken?: strin
     });
   }
 
+  // Blobs: content streams in and out as it is, whatever its type, never held whole in memory.
+  await app.register(async (blobs) => {
+    blobs.removeAllContentTypeParsers();
+    blobs.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+    blobs.put<{ Params: DocParams; Body: AsyncIterable<Uint8Array> | undefined }>('/v1/blobs/:collection/:key', async (request, reply) => {
+      const { collection, key } = request.params;
+      const contentType = request.headers['content-type'] ?? 'application/octet-stream';
+      const result = await hub.putBlob(collection, key, request.body ?? emptyBody(), contentType);
+      if (result.outcome === 'committed') return reply.code(200).send(result);
+      const code = result.outcome === 'conflict' ? ErrorCode.WRITE_CONFLICT : ErrorCode.WRITE_REJECTED;
+      return reply.code(HTTP_STATUS[code]!).send({ code, message: result.detail, ...result });
+    });
+    blobs.get<{ Params: DocParams }>('/v1/blobs/:collection/:key', async (request, reply) => {
+      const { blob, chunks } = await hub.blob(request.params.collection, request.params.key);
+      return reply
+        .type(blob.contentType)
+        .header('content-length', blob.size)
+        .header('etag', `"${blob.sha256}"`)
+        .send(Readable.from(chunks));
+    });
+  });
+
   app.get<{ Querystring: { collection?: string; key?: string; before?: string; limit?: string } }>('/v1/conflicts', async (request) => {
     const { collection, key, before, limit } = request.query;
     return {
@@ -126,3 +149,8 @@ export async function createHubHttp(hub: HubApi, log: Logger, adminToken?: strin
 }
 
 export type HubHttp = Awaited<ReturnType<typeof createHubHttp>>;
+
+/** The body of a PUT that sent none: empty content. */
+async function* emptyBody(): AsyncGenerator<Uint8Array> {
+  // Nothing to yield.
+}

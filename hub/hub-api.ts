@@ -1,4 +1,6 @@
-import { WrongPartitionError } from '../shared/errors.js';
+import { blobOf, DEFAULT_MAX_BLOB_BYTES, type BlobDescriptor } from '../shared/blobs.js';
+import { NotFoundError, WrongPartitionError } from '../shared/errors.js';
+import { contentChunks, storeStreamed } from './blob-transfer.js';
 import type { HubCore } from './core.js';
 import type { AgentView } from './fleet.js';
 import type { Sample } from './history.js';
@@ -86,6 +88,19 @@ export function createHubApi(hub: ServingHub, brokerAuth: BrokerAuthApi): HubApi
     },
     listDocuments: async (collection, options) => hubOf(collection).core.store.listDocuments(collection, options),
     write: async (write) => hubOf(write.c).core.write(write),
+    putBlob: async (collection, key, body, contentType) => {
+      const owner = hubOf(collection);
+      const { sha256, size } = await storeStreamed(owner.core.store.content, body, DEFAULT_MAX_BLOB_BYTES);
+      const blob: BlobDescriptor = { sha256, size, contentType };
+      return { ...(await owner.core.write({ c: collection, k: key, op: 'put', v: { ...blob } })), blob };
+    },
+    blob: async (collection, key) => {
+      const owner = hubOf(collection);
+      const doc = await owner.core.store.document(collection, key);
+      const blob = doc && !doc.deleted ? blobOf(doc.value) : undefined;
+      if (!blob) throw new NotFoundError(`no blob ${collection}/${key} at the hub`);
+      return { blob, chunks: contentChunks(owner.core.store.content, blob.sha256, blob.size) };
+    },
     conflicts: async (query) => (query.collection === undefined ? hub : hubOf(query.collection)).core.store.conflicts(query),
     rejections: (limit) => hub.core.store.rejections(limit),
     status,

@@ -28,3 +28,26 @@ export function chunkCount(size: number): number {
 export function chunkLength(size: number, index: number): number {
   return Math.min(BLOB_CHUNK_BYTES, size - index * BLOB_CHUNK_BYTES);
 }
+
+/** The largest content one blob may have unless configured otherwise. */
+export const DEFAULT_MAX_BLOB_BYTES = 1024 ** 3;
+
+/**
+ * A blob's document: what replicates, conflicts and is scoped like any other document. Its
+ * content is found by `sha256` and never travels in the log or a change set.
+ */
+export interface BlobDescriptor {
+  sha256: string;
+  size: number;
+  contentType: string;
+}
+
+/** The blob a document's value describes, or undefined if it describes none. */
+export function blobOf(value: unknown): BlobDescriptor | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const { sha256, size, contentType } = value as Record<string, unknown>;
+  if (typeof sha256 !== 'string' || !CONTENT_HASH.test(sha256)) return undefined;
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) return undefined;
+  if (typeof contentType !== 'string') return undefined;
+  return { sha256, size, contentType };
+}

@@ -37,6 +37,7 @@ export const ErrorCode = {
   BLOB_INVALID_CHUNK: 'OUTPOST_BLOB_INVALID_CHUNK',
   BLOB_MISMATCH: 'OUTPOST_BLOB_MISMATCH',
   BLOB_INCOMPLETE: 'OUTPOST_BLOB_INCOMPLETE',
+  BLOB_TOO_LARGE: 'OUTPOST_BLOB_TOO_LARGE',
   INTERNAL: 'OUTPOST_INTERNAL',
 } as const;
 
@@ -384,5 +385,12 @@ export class BlobIncompleteError extends OutpostError {
     readonly missing: readonly number[],
   ) {
     super(ErrorCode.BLOB_INCOMPLETE, `content ${hash} lacks ${missing.length} chunk(s) (first ${missing[0]}); send them, then complete it`);
+  }
+}
+
+/** Blob content larger than the hub takes: nothing of it was kept. */
+export class BlobTooLargeError extends OutpostError {
+  constructor(readonly limit: number) {
+    super(ErrorCode.BLOB_TOO_LARGE, `blob content over the limit of ${limit} bytes; nothing of it was kept`);
   }
 }

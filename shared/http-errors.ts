@@ -31,6 +31,7 @@ export const HTTP_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
   [ErrorCode.BLOB_INVALID_CHUNK]: 400,
   [ErrorCode.BLOB_MISMATCH]: 422,
   [ErrorCode.BLOB_INCOMPLETE]: 409,
+  [ErrorCode.BLOB_TOO_LARGE]: 413,
   [ErrorCode.INTERNAL]: 500,
 };
 

@@ -1,3 +1,4 @@
+import type { ContentStore } from '../blobs/content-store.js';
 import type { BucketJoins } from './bucket-joins.js';
 import type { DigestReads } from './digest-reads.js';
 import type { Lineage, LostDocument, LostReport, ReapplyOutcome } from './lineage-types.js';
@@ -205,6 +206,8 @@ export interface HubStore extends DigestReads {
   readonly prunedThrough: number;
   /** Where each device may read a bucket's log from (see BucketJoins). */
   readonly bucketJoins: BucketJoins;
+  /** Blob content, kept apart from the log (hub/blobs/content-store.ts). */
+  readonly content: ContentStore;
 
   /**
    * Runs `work` as one atomic group commit: all of what it wrote is committed, or none of it

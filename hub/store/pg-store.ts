@@ -1,3 +1,4 @@
+import { PgContentStore } from '../blobs/pg-content-store.js';
 import { DatabaseTooNewError, StorageFailedError } from '../../shared/errors.js';
 import type {
   Lineage,
@@ -65,6 +66,8 @@ export interface PostgresHubStoreOptions {
  */
 export class PostgresHubStore implements HubStore {
   readonly kind = 'postgres';
+  /** Blob content: `bytea` chunks in this database (PgContentStore). */
+  readonly content: PgContentStore;
   readonly #db: PgPool;
   readonly #reads: PgReads;
   readonly #bucketReads: PgBucketReads;
@@ -96,6 +99,7 @@ export class PostgresHubStore implements HubStore {
     this.#credentials = new PgCredentials(db);
     this.#labels = new PgLabels(db);
     this.bucketJoins = new PgBucketJoins(db);
+    this.content = new PgContentStore(db);
     this.#retention = new PgRetention(db);
     this.#rebucket = new PgRebucket(db, state.buckets);
     this.#epoch = state.epoch;

@@ -1,3 +1,5 @@
+import { join } from 'node:path';
+import { FileContentStore } from '../blobs/file-content-store.js';
 import { setImmediate } from 'node:timers/promises';
 import { faultPoint } from '../../shared/fault-points.js';
 import type {
@@ -38,8 +40,12 @@ export class SqliteHubStore implements HubStore {
   /** The synchronous engine, for tests and tools that run beside an idle hub. */
   readonly db: SqliteHubDb;
 
+  /** Blob content: files under `<dataDir>/content` (FileContentStore). */
+  readonly content: FileContentStore;
+
   constructor(dataDir: string) {
     this.db = new SqliteHubDb(dataDir);
+    this.content = new FileContentStore(join(dataDir, 'content'));
   }
 
   get path(): string {
@@ -280,7 +286,8 @@ export class SqliteHubStore implements HubStore {
     return settle(() => this.db.markReapplied(outcomes, at));
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.content.close();
     return settle(() => this.db.close());
   }
 }

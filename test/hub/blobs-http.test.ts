@@ -1,0 +1,128 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Agent } from '../../agent/agent.js';
+import { parseHubConfig } from '../../hub/config.js';
+import { Hub } from '../../hub/hub.js';
+import { BLOB_CHUNK_BYTES, contentHash } from '../../shared/blobs.js';
+import { tempDir } from '../helpers/temp.js';
+import { waitFor } from '../helpers/wait.js';
+
+describe("the hub's blob API (cloud-side uploads: firmware, models)", () => {
+  let hub: Hub | undefined;
+  const agents: Agent[] = [];
+  afterEach(async () => {
+    await Promise.all(agents.splice(0).map((a) => a.close()));
+    await hub?.stop();
+    hub = undefined;
+  });
+
+  async function start(dir: string): Promise<{ base: string; auth: Record<string, string> }> {
+    hub = await Hub.start({
+      port: 0,
+      host: '127.0.0.1',
+      dev: true,
+      dataDir: join(dir, 'hub'),
+      http: { host: '127.0.0.1', port: 0 },
+      adminToken: 'adm1n',
+      config: parseHubConfig({ access: { default: { read: ['*'], write: ['*'] } } }),
+    });
+    return { base: hub.httpAddress!, auth: { authorization: 'Bearer adm1n' } };
+  }
+
+  it('stores streamed content once, commits its document only once it is whole, and gives back the same bytes', async () => {
+    const dir = tempDir('blobs-http');
+    const { base, auth } = await start(dir);
+    const agent = new Agent({ hubUrl: `mqtt://127.0.0.1:${hub!.port}`, agentId: 'pi-1', dataDir: join(dir, 'pi-1') }).start();
+    agents.push(agent);
+    const firmware = randomBytes(3 * BLOB_CHUNK_BYTES + 12_345);
+    const sha256 = contentHash(firmware);
+
+    const put = await fetch(`${base}/v1/blobs/firmware/v1.2`, {
+      method: 'PUT',
+      headers: { ...auth, 'content-type': 'application/octet-stream' },
+      body: firmware,
+    });
+    expect(put.status).toBe(200);
+    expect(await put.json()).toMatchObject({
+      outcome: 'committed',
+      blob: { sha256, size: firmware.length, contentType: 'application/octet-stream' },
+    });
+
+    // The document replicates like any other; the content never travels in the log or a change set.
+    await waitFor('the blob document at the agent', async () => (await agent.get('firmware', 'v1.2')) !== undefined);
+    expect((await agent.get('firmware', 'v1.2'))?.value).toEqual({
+      sha256,
+      size: firmware.length,
+      contentType: 'application/octet-stream',
+    });
+
+    const got = await fetch(`${base}/v1/blobs/firmware/v1.2`, { headers: auth });
+    expect(got.status).toBe(200);
+    expect(got.headers.get('etag')).toBe(`"${sha256}"`);
+    expect(got.headers.get('content-length')).toBe(String(firmware.length));
+    expect(Buffer.from(await got.arrayBuffer()).equals(firmware)).toBe(true);
+
+    // The same content under a second name is stored once.
+    const again = await fetch(`${base}/v1/blobs/firmware/latest`, {
+      method: 'PUT',
+      headers: { ...auth, 'content-type': 'application/x-fw' },
+      body: firmware,
+    });
+    expect(await again.json()).toMatchObject({ outcome: 'committed', blob: { sha256, contentType: 'application/x-fw' } });
+    const objects = join(dir, 'hub', 'content', 'objects');
+    expect(readdirSync(objects).flatMap((shard) => readdirSync(join(objects, shard)))).toEqual([sha256]);
+    expect(readdirSync(join(objects, sha256.slice(0, 2), sha256)).sort()).toEqual(['0', '1', '2', '3', 'size']);
+  });
+
+  it('commits no document for an upload cut off before its end, and keeps none of it', async () => {
+    const dir = tempDir('blobs-http');
+    const { base, auth } = await start(dir);
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent >= 2 * BLOB_CHUNK_BYTES) return controller.error(new Error('the link dropped'));
+        sent += 64 * 1024;
+        controller.enqueue(randomBytes(64 * 1024));
+      },
+    });
+    await expect(
+      fetch(`${base}/v1/blobs/firmware/cut`, {
+        method: 'PUT',
+        headers: { ...auth, 'content-type': 'application/octet-stream' },
+        body,
+        duplex: 'half',
+      } as RequestInit),
+    ).rejects.toThrow();
+    // The hub stores content only once its body has ended (its address is known only then), so
+    // at no time after the cut can a document or a chunk of it appear.
+    expect((await fetch(`${base}/v1/blobs/firmware/cut`, { headers: auth })).status).toBe(404);
+    expect(await hub!.core.store.document('firmware', 'cut')).toBeUndefined();
+    expect(existsSync(join(dir, 'hub', 'content', 'uploads')), 'nothing of it was stored').toBe(false);
+  });
+
+  it('answers a clear error for what is not a blob, and asks for the admin token', async () => {
+    const { base, auth } = await start(tempDir('blobs-http'));
+    expect(
+      (await fetch(`${base}/v1/blobs/firmware/x`, { method: 'PUT', body: 'x', headers: { 'content-type': 'text/plain' } })).status,
+    ).toBe(401);
+    const missing = await fetch(`${base}/v1/blobs/firmware/none`, { headers: auth });
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toMatchObject({ code: 'OUTPOST_NOT_FOUND' });
+    await fetch(`${base}/v1/docs/firmware/plain`, {
+      method: 'PUT',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: '{"v":1}',
+    });
+    const plain = await fetch(`${base}/v1/blobs/firmware/plain`, { headers: auth });
+    expect(plain.status, 'a document that names no blob').toBe(404);
+    const empty = await fetch(`${base}/v1/blobs/firmware/empty`, {
+      method: 'PUT',
+      headers: { ...auth, 'content-type': 'text/plain' },
+      body: '',
+    });
+    expect(await empty.json()).toMatchObject({ outcome: 'committed', blob: { size: 0, sha256: contentHash(Buffer.alloc(0)) } });
+    expect((await (await fetch(`${base}/v1/blobs/firmware/empty`, { headers: auth })).arrayBuffer()).byteLength).toBe(0);
+  });
+});

@@ -27,6 +27,7 @@ import {
 } from './ingest.js';
 import { recordLostReport } from './lost-reports.js';
 import { LogRetention } from './log-retention.js';
+import { BlobCollector } from './blob-collector.js';
 import { KnownCollections } from './known-collections.js';
 import { PacedQueue, type Pace } from './paced-queue.js';
 import { RefusedWorkLog } from './refused-work.js';
@@ -76,6 +77,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   readonly #partitionOf: (collection: string) => string;
   readonly #publish: HubCoreOptions['publish'];
   readonly #retention: LogRetention;
+  readonly #blobs: BlobCollector;
   /** Scoped collections' delivery: which devices are online, and what each holds (see ScopeDelivery). */
   readonly scopes: ScopeDelivery;
   /** The scope rules of this partition's collections. */
@@ -102,6 +104,7 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.#publish = options.publish;
     this.store = options.store;
     this.#retention = new LogRetention(this.store, this.config.retention, this.log);
+    this.#blobs = new BlobCollector(this.store, this.log);
     this.epoch = options.epoch;
     this.partition = options.partition ?? DEFAULT_PARTITION;
     this.topics = partitionTopics(this.partition);
@@ -181,7 +184,7 @@ export class HubCore extends EventEmitter<HubEvents> {
     return reindexScopes(this.store, this.#scopeRules, this.config.collections, this.log);
   }
 
-  /** Publishes the retained hub status and starts log retention, if configured. */
+  /** Publishes the retained hub status, starts log retention (if configured) and the collection of unnamed blob content. */
   start(pruneIntervalMs = this.config.retention.intervalSeconds * 1000): void {
     this.publishStatus();
     this.#collections.load(this.store, (error, retryMs) =>
@@ -191,6 +194,7 @@ export class HubCore extends EventEmitter<HubEvents> {
       ),
     );
     this.#retention.start(pruneIntervalMs);
+    this.#blobs.start();
   }
 
   /** Commits and acknowledges what is queued, then accepts nothing more. */
@@ -201,6 +205,7 @@ export class HubCore extends EventEmitter<HubEvents> {
     this.scopes.stop();
     this.#collections.stop();
     await this.#retention.stop();
+    await this.#blobs.stop();
     await this.#committer.drain();
   }
 
@@ -213,6 +218,11 @@ export class HubCore extends EventEmitter<HubEvents> {
   /** Applies log retention now (see LogRetention). */
   pruneLog(): Promise<number> {
     return this.#retention.prune();
+  }
+
+  /** Removes blob content no document names now (see BlobCollector); the hashes removed. */
+  collectBlobs(now?: number): Promise<string[]> {
+    return this.#blobs.collect(now);
   }
 
   /** Commits a write made at the main site; it reaches the agents like any other. */

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
 import { parseHubConfig } from '../../hub/config.js';
+import { DEFAULT_BLOB_COLLECTION } from '../../hub/blob-collector.js';
 import { Hub } from '../../hub/hub.js';
 import { BLOB_CHUNK_BYTES, contentHash } from '../../shared/blobs.js';
 import { tempDir } from '../helpers/temp.js';
@@ -100,6 +101,34 @@ describe("the hub's blob API (cloud-side uploads: firmware, models)", () => {
     expect((await fetch(`${base}/v1/blobs/firmware/cut`, { headers: auth })).status).toBe(404);
     expect(await hub!.core.store.document('firmware', 'cut')).toBeUndefined();
     expect(existsSync(join(dir, 'hub', 'content', 'uploads')), 'nothing of it was stored').toBe(false);
+  });
+
+  it('collects content no document names any more, once its grace has passed', async () => {
+    const { base, auth } = await start(tempDir('blobs-http'));
+    const upload = async (key: string, bytes: Buffer): Promise<string> => {
+      const put = await fetch(`${base}/v1/blobs/models/${key}`, {
+        method: 'PUT',
+        headers: { ...auth, 'content-type': 'application/x-model' },
+        body: bytes,
+      });
+      expect(put.status).toBe(200);
+      return contentHash(bytes);
+    };
+    const [v1, v2, shared] = [randomBytes(1000), randomBytes(2000), randomBytes(3000)];
+    const old = await upload('current', v1);
+    const current = await upload('current', v2); // overwritten: v1 is named by nothing now
+    const kept = await upload('a', shared);
+    await upload('b', shared);
+    await fetch(`${base}/v1/docs/models/b`, { method: 'DELETE', headers: auth }); // still named by a
+    const gone = await upload('deleted', randomBytes(10));
+    await fetch(`${base}/v1/docs/models/deleted`, { method: 'DELETE', headers: auth });
+
+    expect(await hub!.core.collectBlobs(), 'within its grace, nothing goes').toEqual([]);
+    const removed = await hub!.core.collectBlobs(Date.now() + DEFAULT_BLOB_COLLECTION.graceMs + 1_000);
+    expect(removed.sort()).toEqual([old, gone].sort());
+    for (const hash of [current, kept]) expect(await hub!.core.store.content.info(hash)).toMatchObject({ complete: true });
+    const stillThere = await fetch(`${base}/v1/blobs/models/a`, { headers: auth });
+    expect(Buffer.from(await stillThere.arrayBuffer()).equals(shared)).toBe(true);
   });
 
   it('answers a clear error for what is not a blob, and asks for the admin token', async () => {

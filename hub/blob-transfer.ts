@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BLOB_CHUNK_BYTES, chunkCount, chunkLength } from '../shared/blobs.js';
@@ -9,7 +9,7 @@ import type { ContentStore } from './blobs/content-store.js';
 /**
  * Content streamed to the hub's HTTP API (a firmware image, a model file), stored whole in the
  * content store: its address is only known at its end, so it is spooled to a temporary file
- * while it is hashed and counted, then stored chunk by chunk and completed (checked again
+ * (in the store's spool directory) while it is hashed and counted, then stored chunk by chunk and completed (checked again
  * against its address by the store). A body over `maxBytes` stops being read at once and
  * leaves nothing behind. Content the store already holds whole is not stored again.
  */
@@ -18,7 +18,9 @@ export async function storeStreamed(
   body: AsyncIterable<Uint8Array>,
   maxBytes: number,
 ): Promise<{ sha256: string; size: number }> {
-  const dir = await mkdtemp(join(tmpdir(), 'outpost-blob-'));
+  const spoolRoot = content.spoolDir ?? tmpdir();
+  await mkdir(spoolRoot, { recursive: true });
+  const dir = await mkdtemp(join(spoolRoot, 'blob-'));
   try {
     const spool = join(dir, 'content');
     const sha = createHash('sha256');

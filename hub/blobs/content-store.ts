@@ -24,6 +24,11 @@ export interface ContentInfo {
  */
 export interface ContentStore {
   /**
+   * Where content streamed in waits while its address is computed (hub/blob-transfer.ts), on
+   * the disk that will hold it; undefined: the system's temporary directory.
+   */
+  readonly spoolDir?: string;
+  /**
    * Announces content of `size` bytes at `hash` (again, after a dropped link or a restart):
    * the indexes of the chunks still missing, none if it is complete. A size other than the one
    * the content was begun with is refused (BlobChunkError).

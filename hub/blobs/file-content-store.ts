@@ -12,6 +12,7 @@ import { checkChunk, checkHash, checkSize, missingChunks, type ContentInfo, type
  *
  *   uploads/<hash>/size, uploads/<hash>/<index>     content being received
  *   objects/<hash[0..2]>/<hash>/size, …/<index>     complete content, checked against its address
+ *   spool/                                          content streamed in whose address is not known yet
  *
  * Completing renames the upload's directory into `objects/` in one step, after its bytes were
  * hashed whole. A directory's modification time is when it was last touched (`collect`).
@@ -19,8 +20,12 @@ import { checkChunk, checkHash, checkSize, missingChunks, type ContentInfo, type
  */
 export class FileContentStore implements ContentStore {
   readonly #turns = new Map<string, Promise<unknown>>();
+  /** Content streamed in waits here (`spool/`), on the disk that will hold it, not in a RAM-backed /tmp. */
+  readonly spoolDir: string;
 
-  constructor(private readonly root: string) {}
+  constructor(private readonly root: string) {
+    this.spoolDir = join(root, 'spool');
+  }
 
   async begin(hash: string, size: number): Promise<number[]> {
     checkHash(hash);
@@ -101,6 +106,11 @@ export class FileContentStore implements ContentStore {
       ...(await list(join(this.root, 'uploads'))).map((hash) => join(this.root, 'uploads', hash)),
       ...(await Promise.all((await list(join(this.root, 'objects'))).map((shard) => listIn(join(this.root, 'objects', shard))))).flat(),
     ];
+    // What a hub killed while content streamed in left behind (never named: not reported).
+    for (const stale of await listIn(this.spoolDir)) {
+      const touched = await stat(stale).catch(() => undefined);
+      if (touched && touched.mtimeMs < untouchedSince) await rm(stale, { recursive: true, force: true });
+    }
     const removed: string[] = [];
     for (const dir of candidates) {
       const hash = dir.slice(dir.lastIndexOf('/') + 1);

@@ -6,7 +6,9 @@ import { Agent } from '../../agent/agent.js';
 import { parseHubConfig } from '../../hub/config.js';
 import { DEFAULT_BLOB_COLLECTION } from '../../hub/blob-collector.js';
 import { Hub } from '../../hub/hub.js';
+import { PostgresHubStore } from '../../hub/store/pg-store.js';
 import { BLOB_CHUNK_BYTES, contentHash } from '../../shared/blobs.js';
+import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -75,7 +77,33 @@ describe("the hub's blob API (cloud-side uploads: firmware, models)", () => {
     const objects = join(dir, 'hub', 'content', 'objects');
     expect(readdirSync(objects).flatMap((shard) => readdirSync(join(objects, shard)))).toEqual([sha256]);
     expect(readdirSync(join(objects, sha256.slice(0, 2), sha256)).sort()).toEqual(['0', '1', '2', '3', 'size']);
+    expect(readdirSync(join(dir, 'hub', 'content', 'spool')), 'content spooled on the data disk, and cleared').toEqual([]);
   });
+
+  it.skipIf(NO_POSTGRES !== undefined)(
+    `keeps content in the database of a PostgreSQL hub${NO_POSTGRES ? ` (${NO_POSTGRES})` : ''}`,
+    async () => {
+      const url = await freshDatabase();
+      hub = await Hub.start({
+        port: 0,
+        host: '127.0.0.1',
+        dev: true,
+        dataDir: tempDir('blobs-pg'),
+        store: await PostgresHubStore.open(url),
+        http: { host: '127.0.0.1', port: 0 },
+      });
+      const model = randomBytes(BLOB_CHUNK_BYTES + 99);
+      const put = await fetch(`${hub.httpAddress!}/v1/blobs/models/m1`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/x-model' },
+        body: model,
+      });
+      expect(await put.json()).toMatchObject({ outcome: 'committed', blob: { sha256: contentHash(model), size: model.length } });
+      const got = await fetch(`${hub.httpAddress!}/v1/blobs/models/m1`);
+      expect(Buffer.from(await got.arrayBuffer()).equals(model)).toBe(true);
+      expect(await sql<{ n: number }>(url, 'SELECT count(*)::int AS n FROM blob_chunks')).toEqual([{ n: 2 }]);
+    },
+  );
 
   it('commits no document for an upload cut off before its end, and keeps none of it', async () => {
     const dir = tempDir('blobs-http');
@@ -109,7 +137,7 @@ describe("the hub's blob API (cloud-side uploads: firmware, models)", () => {
       const put = await fetch(`${base}/v1/blobs/models/${key}`, {
         method: 'PUT',
         headers: { ...auth, 'content-type': 'application/x-model' },
-        body: bytes,
+        body: new Uint8Array(bytes),
       });
       expect(put.status).toBe(200);
       return contentHash(bytes);

@@ -1,4 +1,4 @@
-import { readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FileContentStore } from '../../hub/blobs/file-content-store.js';
@@ -68,6 +68,18 @@ describe('FileContentStore on disk', () => {
     await restarted.putChunk(hash, 1, bytes.subarray(BLOB_CHUNK_BYTES));
     await restarted.complete(hash);
     expect(Buffer.concat([await restarted.readChunk(hash, 0), await restarted.readChunk(hash, 1)]).equals(bytes)).toBe(true);
+  });
+
+  it('clears what a hub killed while content streamed in left in its spool, once it is old', async () => {
+    const root = tempDir('content');
+    const store = new FileContentStore(root);
+    mkdirSync(join(store.spoolDir, 'blob-left'), { recursive: true });
+    writeFileSync(join(store.spoolDir, 'blob-left', 'content'), 'half a firmware');
+    expect(await store.collect(() => false, Date.now() - 60_000)).toEqual([]);
+    expect(readdirSync(store.spoolDir), 'too young: an upload may be streaming in').toEqual(['blob-left']);
+    ageTree(store.spoolDir, 120_000);
+    await store.collect(() => false, Date.now() - 60_000);
+    expect(readdirSync(store.spoolDir)).toEqual([]);
   });
 
   it('keeps complete content under objects/, sharded by the first byte of its address', async () => {

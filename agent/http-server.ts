@@ -1,3 +1,4 @@
+import { closeWithin, HTTP_CLOSE_GRACE_MS } from '../shared/http-close.js';
 import { STATUS_CODES, createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -93,13 +94,16 @@ export class HttpServer {
     });
   }
 
-  /** Stops listening, ends open streams and idle connections, and resolves once every connection is gone. */
-  close(): Promise<void> {
+  /**
+   * Stops listening, ends open streams and idle connections, and resolves once every connection
+   * is gone; a request still under way after `graceMs` has its connection cut (closeWithin).
+   */
+  close(graceMs = HTTP_CLOSE_GRACE_MS): Promise<void> {
     if (!this.server.listening) return Promise.resolve();
     const closed = new Promise<void>((resolve, reject) => this.server.close((error) => (error ? reject(error) : resolve())));
     for (const stream of this.#streams) stream.end();
     this.server.closeIdleConnections();
-    return closed;
+    return closeWithin(this.server, () => closed, graceMs);
   }
 
   async #handle(request: IncomingMessage, response: ServerResponse): Promise<void> {

@@ -1,3 +1,4 @@
+import { closeWithin } from '../shared/http-close.js';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
@@ -293,6 +294,7 @@ export abstract class HubBase extends EventEmitter<HubEvents> {
     clearInterval(this.#credentialTimer);
     this.#labels.stop();
     this.history.stop();
-    await this.#http?.close();
+    const http = this.#http;
+    if (http) await closeWithin(http.server, () => http.close());
   }
 }

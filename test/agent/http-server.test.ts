@@ -133,4 +133,15 @@ describe('device API server', () => {
     await server!.close();
     expect((await reader.read()).done).toBe(true);
   });
+
+  it('closes within its grace even while a client is stalled in the middle of a request', async () => {
+    const { port } = await serve(echo);
+    const client = connect(port, '127.0.0.1');
+    await new Promise((resolve) => client.once('connect', resolve));
+    const cut = new Promise((resolve) => client.once('close', resolve));
+    client.write('PUT /v1/docs/a/b HTTP/1.1\r\nhost: pi\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{"v":');
+    await server!.close(100);
+    await cut;
+    server = undefined;
+  });
 });

@@ -57,6 +57,7 @@ export async function runHub(o: Options, log: Logger, onStop: (stop: () => Promi
     dev: o.dev as boolean,
     authLimits: { concurrency: o.authConcurrency as number, maxBackoffMs: (o.authBackoffMaxSeconds as number) * 1000 },
     maxPullBytesPerSecond: o.maxPullBytesPerSecond as number,
+    maxBlobBytes: o.maxBlobBytes as number,
     ...(config && { config }),
     logger: log,
   });

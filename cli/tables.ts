@@ -210,6 +210,15 @@ export const HUB_OPTIONS: readonly OptionSpec[] = [
     description: 'the same, per client address (an IPv6 client: per /64); raise it for many devices behind one NAT',
   },
   {
+    key: 'maxBlobBytes',
+    type: 'integer',
+    default: 1_073_741_824,
+    min: 1,
+    placeholder: 'bytes',
+    description:
+      'largest blob content the HTTP API takes (PUT /v1/blobs/…); a larger body is refused with OUTPOST_BLOB_TOO_LARGE and nothing of it is kept',
+  },
+  {
     key: 'maxPullBytesPerSecond',
     type: 'integer',
     default: 33_554_432,

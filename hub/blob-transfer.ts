@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BLOB_CHUNK_BYTES, chunkCount, chunkLength } from '../shared/blobs.js';
-import { BlobTooLargeError } from '../shared/errors.js';
+import { BlobTooLargeError } from '../shared/blob-errors.js';
 import type { ContentStore } from './blobs/content-store.js';
 
 /**

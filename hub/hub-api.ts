@@ -1,4 +1,4 @@
-import { blobOf, DEFAULT_MAX_BLOB_BYTES, type BlobDescriptor } from '../shared/blobs.js';
+import { blobOf, type BlobDescriptor } from '../shared/blobs.js';
 import { NotFoundError, WrongPartitionError } from '../shared/errors.js';
 import { contentChunks, storeStreamed } from './blob-transfer.js';
 import type { HubCore } from './core.js';
@@ -34,7 +34,7 @@ export interface ServingHub extends PartitionHub {
  * partition's hub, or fail with WrongPartitionError when this process does not lead that
  * partition; the rest is the serving hub's. Its metrics count from when this is called.
  */
-export function createHubApi(hub: ServingHub, brokerAuth: BrokerAuthApi): HubApi {
+export function createHubApi(hub: ServingHub, brokerAuth: BrokerAuthApi, limits: { maxBlobBytes: number }): HubApi {
   const metrics = createHubMetrics(
     hub.core,
     () => hub.fleet(),
@@ -90,7 +90,7 @@ export function createHubApi(hub: ServingHub, brokerAuth: BrokerAuthApi): HubApi
     write: async (write) => hubOf(write.c).core.write(write),
     putBlob: async (collection, key, body, contentType) => {
       const owner = hubOf(collection);
-      const { sha256, size } = await storeStreamed(owner.core.store.content, body, DEFAULT_MAX_BLOB_BYTES);
+      const { sha256, size } = await storeStreamed(owner.core.store.content, body, limits.maxBlobBytes);
       const blob: BlobDescriptor = { sha256, size, contentType };
       return { ...(await owner.core.write({ c: collection, k: key, op: 'put', v: { ...blob } })), blob };
     },

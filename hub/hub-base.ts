@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_BLOB_BYTES } from '../shared/blobs.js';
 import { closeWithin } from '../shared/http-close.js';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
@@ -57,6 +58,8 @@ export interface HubCommonOptions {
   historyEveryMs?: number;
   /** Bearer token for the HTTP API; required when it listens beyond loopback. */
   adminToken?: string;
+  /** Largest blob content the HTTP API takes (default DEFAULT_MAX_BLOB_BYTES). */
+  maxBlobBytes?: number;
   logger?: Logger;
 }
 
@@ -251,7 +254,8 @@ export abstract class HubBase extends EventEmitter<HubEvents> {
       },
       log: this.log,
     });
-    this.#http = await createHubHttp(createHubApi(this, auth), this.log, adminToken);
+    const api = createHubApi(this, auth, { maxBlobBytes: this.common.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES });
+    this.#http = await createHubHttp(api, this.log, adminToken);
     await this.#http.listen({ host: http.host, port: http.port });
   }
 

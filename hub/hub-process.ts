@@ -63,6 +63,8 @@ export interface HubProcessOptions {
   authLimits?: AuthLimits;
   /** Page bytes built per second for one agent's pulls (default DEFAULT_PULL_BYTES_PER_SECOND). */
   maxPullBytesPerSecond?: number;
+  /** Largest blob content the HTTP API takes (default DEFAULT_MAX_BLOB_BYTES). */
+  maxBlobBytes?: number;
   config?: HubConfig;
   logger: Logger;
 }
@@ -229,6 +231,7 @@ export class HubProcess extends EventEmitter<HubProcessEvents> {
       dev: options.dev,
       ...(options.authLimits && { authLimits: options.authLimits }),
       ...(options.maxPullBytesPerSecond !== undefined && { maxPullBytesPerSecond: options.maxPullBytesPerSecond }),
+      ...(options.maxBlobBytes !== undefined && { maxBlobBytes: options.maxBlobBytes }),
       logger: this.#log,
       ...(partition !== DEFAULT_PARTITION && this.#registry && { registry: this.#registry }),
       // The HTTP API is the first served partition's only; it reaches the others through `#leading`.

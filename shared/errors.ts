@@ -360,37 +360,3 @@ export type RejectReason =
   | 'out_of_scope'
   /** The document would be in more scope buckets than a change may name: its listed field is too long. */
   | 'too_many_buckets';
-
-/** A chunk of blob content that cannot be part of the content it names: its index or its length is wrong. */
-export class BlobChunkError extends OutpostError {
-  constructor(hash: string, index: number, detail: string) {
-    super(ErrorCode.BLOB_INVALID_CHUNK, `chunk ${index} of content ${hash}: ${detail}; send the chunks the upload was begun with`);
-  }
-}
-
-/**
- * Blob content whose bytes are not what its address says (SHA-256 or size): it was damaged on
- * the way or at rest. The chunks received are dropped; upload the content again.
- */
-export class BlobMismatchError extends OutpostError {
-  constructor(hash: string, detail: string) {
-    super(ErrorCode.BLOB_MISMATCH, `content ${hash} does not match its address (${detail}); its chunks were dropped: upload it again`);
-  }
-}
-
-/** Blob content that cannot be completed or read yet: chunks are missing. */
-export class BlobIncompleteError extends OutpostError {
-  constructor(
-    hash: string,
-    readonly missing: readonly number[],
-  ) {
-    super(ErrorCode.BLOB_INCOMPLETE, `content ${hash} lacks ${missing.length} chunk(s) (first ${missing[0]}); send them, then complete it`);
-  }
-}
-
-/** Blob content larger than the hub takes: nothing of it was kept. */
-export class BlobTooLargeError extends OutpostError {
-  constructor(readonly limit: number) {
-    super(ErrorCode.BLOB_TOO_LARGE, `blob content over the limit of ${limit} bytes; nothing of it was kept`);
-  }
-}

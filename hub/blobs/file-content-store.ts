@@ -2,7 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chunkCount } from '../../shared/blobs.js';
-import { BlobChunkError, BlobIncompleteError, BlobMismatchError, NotFoundError } from '../../shared/errors.js';
+import { BlobChunkError, BlobIncompleteError, BlobMismatchError } from '../../shared/blob-errors.js';
+import { NotFoundError } from '../../shared/errors.js';
 import { checkChunk, checkHash, checkSize, missingChunks, type ContentInfo, type ContentStore } from './content-store.js';
 
 /**

@@ -1,14 +1,8 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { chunkCount } from '../../shared/blobs.js';
-import {
-  BlobChunkError,
-  BlobIncompleteError,
-  BlobMismatchError,
-  NotFoundError,
-  OutpostError,
-  StorageFailedError,
-} from '../../shared/errors.js';
+import { BlobChunkError, BlobIncompleteError, BlobMismatchError } from '../../shared/blob-errors.js';
+import { NotFoundError, OutpostError, StorageFailedError } from '../../shared/errors.js';
 import type { PgPool } from '../store/pg-pool.js';
 import { checkChunk, checkHash, checkSize, missingChunks, type ContentInfo, type ContentStore } from './content-store.js';
 

@@ -159,6 +159,33 @@ describe("the hub's blob API (cloud-side uploads: firmware, models)", () => {
     expect(Buffer.from(await stillThere.arrayBuffer()).equals(shared)).toBe(true);
   });
 
+  it('refuses content over its limit with a clear error, and keeps none of it', async () => {
+    const dir = tempDir('blobs-http');
+    hub = await Hub.start({
+      port: 0,
+      host: '127.0.0.1',
+      dev: true,
+      dataDir: join(dir, 'hub'),
+      http: { host: '127.0.0.1', port: 0 },
+      maxBlobBytes: 1000,
+    });
+    const big = await fetch(`${hub.httpAddress!}/v1/blobs/logs/bundle`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/gzip' },
+      body: new Uint8Array(randomBytes(1001)),
+    });
+    expect(big.status).toBe(413);
+    expect(await big.json()).toMatchObject({ code: 'OUTPOST_BLOB_TOO_LARGE', limit: 1000 });
+    expect(await hub.core.store.document('logs', 'bundle')).toBeUndefined();
+    expect(readdirSync(join(dir, 'hub', 'content', 'spool')), 'its spool cleared').toEqual([]);
+    const fits = await fetch(`${hub.httpAddress!}/v1/blobs/logs/bundle`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/gzip' },
+      body: new Uint8Array(1000),
+    });
+    expect(fits.status).toBe(200);
+  });
+
   it('answers a clear error for what is not a blob, and asks for the admin token', async () => {
     const { base, auth } = await start(tempDir('blobs-http'));
     expect(

@@ -69,8 +69,6 @@ export class Lane {
    * connected waits for its SUBACK before it uploads: an ack published before the broker knows the subscription would be lost.
    */
   #subscribed = true;
-  /** The newest HLC heard from this partition's hub this run (a status older than it is stale). */
-  #newestHubHlc = '';
   /** A hub status came since this connection was made (the first is the retained one). */
   #statusSinceConnect = false;
 
@@ -283,7 +281,6 @@ export class Lane {
     if (this.#epochs.isDeposed(message[0], message[1].epoch)) return;
     this.clock.observe(message[1].hlc as Hlc);
     if (message[0] === 'hub') this.#checkRestored(message[1]);
-    this.#heardHub(message[1].hlc);
     if (message[0] === 'changes') {
       this.#replicator.onChanges(message);
       return;
@@ -311,13 +308,9 @@ export class Lane {
     this.#uploader.pump();
   }
 
-  #heardHub(hlc: string): void {
-    if (hlc > this.#newestHubHlc) this.#newestHubHlc = hlc;
-  }
-
   /** A restored hub: the partition is reconciled, its queue resent under the new incarnation, its log pulled from 0, its buckets joined again. */
   #checkRestored(status: HubStatusMessage[1]): void {
-    const reconciled = this.#restore.onHubStatus(status, this.#newestHubHlc);
+    const reconciled = this.#restore.onHubStatus(status);
     if (!reconciled) return;
     const { incarnation, renumbered } = reconciled;
     this.#durability.abandonAcknowledged('the hub was restored from a backup');
@@ -338,10 +331,7 @@ export class Lane {
 
   #onDown(message: DownMessage, bytes: number): void {
     // Every hub message but an error carries the hub's clock: advance past it.
-    if (message[0] !== 'error') {
-      this.clock.observe(message[1].hlc as Hlc);
-      this.#heardHub(message[1].hlc);
-    }
+    if (message[0] !== 'error') this.clock.observe(message[1].hlc as Hlc);
     switch (message[0]) {
       case 'ack':
         this.#uploader.onAck(message);

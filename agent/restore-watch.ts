@@ -12,12 +12,13 @@ export interface RestoreWatchDelegate {
 /**
  * Notices, per partition, that the hub's database was restored from a backup, and reports what
  * that lost. A hub status with another lineage than the one this device last synced with is a
- * marked restore (`outpost hub restore`), parting at its `fork`. A status newer than anything
- * heard from the partition's hub this run and than the last status heard (a later HLC: the hub
- * publishes it when it starts, with its head then) whose head is below what this device has
- * applied is an unmarked one, parting at that head. (A status older than a change set already
- * applied, delivered late, says nothing about the head now.) Either way the partition is reconciled (LostReports.reconcile) and the lost
- * versions are reported, a chunk at a time, each resent until the hub acknowledges it.
+ * marked restore (`outpost hub restore`), parting at its `fork`. A status newer than the last one
+ * heard (a later HLC: the hub publishes it when it starts, with its head then) whose head is
+ * below an LSN this device learned of before that status (by the hub clock stored with each
+ * LSN) is an unmarked one, parting at that head. (What the device learned only after the status
+ * is what that hub committed since: a status delivered late says nothing about the head now.)
+ * Either way the partition is reconciled (LostReports.reconcile) and the lost versions are
+ * reported, a chunk at a time, each resent until the hub acknowledges it.
  *
  *   status ─restored?─► reconcile (one transaction) ─► report chunk ─lostack─► next chunk … ─► none left
  */
@@ -37,7 +38,7 @@ export class RestoreWatch {
   ) {}
 
   /** Reconciles the partition if this status says its hub was restored; what was done, or undefined. */
-  onHubStatus(status: HubStatusMessage[1], newestHeard: string): Reconciled | undefined {
+  onHubStatus(status: HubStatusMessage[1]): Reconciled | undefined {
     const known = this.store.partitions.hubLineageOf(this.partition);
     // Only a status newer than the last one heard counts (HLC order): a duplicate or a late
     // copy of an earlier status (of the lineage before, or with the head of an earlier start) says nothing new.
@@ -49,19 +50,16 @@ export class RestoreWatch {
       // synced with this database's lineage before its restore, if it holds more than the fork.
       if (status.fork > 0 && applied() > status.fork) fork = status.fork;
     } else if (status.lin !== known.lineage) fork = status.fork;
-    // An unmarked restore: a status newer than anything heard whose head is below what this
-    // device applied. Only against a status heard before (`known`): the first one a device hears
-    // may be the retained status of the hub's start, older than the changes it applied before,
-    // and would look like a restore. "Anything heard" counts what this process heard
-    // (`newestHeard`) and the hub clock stored with what it applied, which a restart keeps: a
-    // status of the hub's start delivered late, after changes that hub committed since, is not
-    // news of a restore.
+    // An unmarked restore: a status whose head is below an LSN this device learned of before
+    // the status (by the hub clock stored with each LSN, which a restart keeps). An LSN above the
+    // head learned only after the status is one that hub committed since: a status delivered
+    // late is not news of a restore, nor is a restored hub's status arriving after its first
+    // changes proof against one. Only against a status heard before (`known`): the first one a
+    // device hears may be the retained status of the hub's start, older than what it applied.
     if (
       fork === undefined &&
       known !== undefined &&
-      status.hlc > newestHeard &&
-      status.head < applied() &&
-      status.hlc > this.store.lost.heardOf(this.partition, this.inPartition)
+      this.store.lost.learnedAboveBefore(this.partition, this.inPartition, status.head, status.hlc)
     ) {
       fork = status.head;
     }

@@ -99,6 +99,11 @@ export function createHubApi(hub: ServingHub, brokerAuth: BrokerAuthApi, limits:
       const doc = await owner.core.store.document(collection, key);
       const blob = doc && !doc.deleted ? blobOf(doc.value) : undefined;
       if (!blob) throw new NotFoundError(`no blob ${collection}/${key} at the hub`);
+      // The length sent is the content's as stored, never only as a document says.
+      const held = await owner.core.store.content.info(blob.sha256);
+      if (!held?.complete || held.size !== blob.size) {
+        throw new NotFoundError(`the hub does not hold the content of blob ${collection}/${key} (${blob.sha256}, ${blob.size} bytes)`);
+      }
       return { blob, chunks: contentChunks(owner.core.store.content, blob.sha256, blob.size) };
     },
     conflicts: async (query) => (query.collection === undefined ? hub : hubOf(query.collection)).core.store.conflicts(query),

@@ -17,15 +17,15 @@ export class CollectionCursors {
         `INSERT INTO collections (collection, applied_lsn, heard_hlc) VALUES (?, ?, ?)
          ON CONFLICT (collection) DO UPDATE SET
            applied_lsn = max(coalesce(applied_lsn, 0), excluded.applied_lsn),
-           heard_hlc = CASE WHEN excluded.heard_hlc > coalesce(heard_hlc, '') THEN excluded.heard_hlc ELSE heard_hlc END`,
+           heard_hlc = CASE WHEN excluded.applied_lsn > coalesce(applied_lsn, 0) THEN excluded.heard_hlc ELSE heard_hlc END`,
       ),
-      heard: db.prepare<[], { collection: string; heard_hlc: string }>(
-        'SELECT collection, heard_hlc FROM collections WHERE heard_hlc IS NOT NULL',
+      learnedBefore: db.prepare<[number, string], { collection: string }>(
+        `SELECT collection FROM collections WHERE applied_lsn > ? AND coalesce(heard_hlc, '') < ?`,
       ),
       all: db.prepare<[], { collection: string; applied_lsn: number }>(
         'SELECT collection, applied_lsn FROM collections WHERE applied_lsn IS NOT NULL ORDER BY collection',
       ),
-      delete: db.prepare<[string]>('UPDATE collections SET applied_lsn = NULL WHERE collection = ?'),
+      delete: db.prepare<[string]>('UPDATE collections SET applied_lsn = NULL, heard_hlc = NULL WHERE collection = ?'),
     };
   }
 
@@ -41,15 +41,16 @@ export class CollectionCursors {
 
   /**
    * Moves cursors up (never down), in the transaction under way. `heard`: the hub clock of the
-   * message that brought the changes, kept (the newest) in the same row.
+   * message that brought the changes, kept in the same row with the LSN it raised it to (a
+   * cursor not raised keeps the clock of the message that did).
    */
   advance(newest: ReadonlyMap<string, number>, heard?: string): void {
     for (const [collection, lsn] of newest) this.#s.advance.run(collection, lsn, heard ?? null);
   }
 
-  /** Per collection, the newest hub clock its cursor was moved under (see migration 13). */
-  heard(): Array<{ collection: string; hlc: string }> {
-    return this.#s.heard.all().map((r) => ({ collection: r.collection, hlc: r.heard_hlc }));
+  /** The collections whose cursor is above `lsn` and was raised there by a message older than `hlc` (or of unknown age). */
+  learnedBefore(lsn: number, hlc: string): string[] {
+    return this.#s.learnedBefore.all(lsn, hlc).map((r) => r.collection);
   }
 
   /** Forgets a collection's cursor (a restored hub's log starts over); its digest stays. */

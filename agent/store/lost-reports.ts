@@ -116,7 +116,9 @@ export class LostReports {
       rejoinBuckets: db.prepare<[string]>('UPDATE scope_buckets SET cursor = -1, snapshot = NULL WHERE lane = ?'),
       deleteStubsAbove: db.prepare<[number]>('DELETE FROM documents WHERE evicted = 1 AND version > ?'),
       maxAcked: db.prepare<[string], { lsn: number | null }>('SELECT max(acked_lsn) AS lsn FROM outbox WHERE lane = ?'),
-      newestAckHeard: db.prepare<[string], { hlc: string | null }>('SELECT max(acked_hlc) AS hlc FROM outbox WHERE lane = ?'),
+      ackedBefore: db.prepare<[string, number, string], { one: number }>(
+        `SELECT 1 AS one FROM outbox WHERE lane = ? AND acked_lsn > ? AND coalesce(acked_hlc, '') < ? LIMIT 1`,
+      ),
       pending: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM lost_reports WHERE lane = ?'),
       first: db.prepare<[string], { lineage: string; fork: number }>(
         'SELECT lineage, fork FROM lost_reports WHERE lane = ? ORDER BY id LIMIT 1',
@@ -141,19 +143,17 @@ export class LostReports {
   }
 
   /**
-   * The newest hub clock under which any of what `appliedOf` counts was learned: a status no
-   * newer than it is news of nothing, even after this process restarted (migration 13).
+   * Whether this device learned of an LSN of the partition above `head` (an applied cursor, the
+   * watermark, an acknowledged write) from a message older than `hlc`, or of unknown age: a hub
+   * status of that clock and head then says the hub lost what it had committed. Knowledge above
+   * `head` that came only after the status is what that same hub committed since (a status
+   * delivered late). Each LSN is judged by the clock stored with it (migration 13), which a
+   * restart keeps.
    */
-  heardOf(partition: string, inPartition: (collection: string) => boolean): string {
-    const clocks = [
-      this.partitions.watermarkHeardOf(partition),
-      this.#s.newestAckHeard.get(partition)?.hlc ?? '',
-      ...this.cursors
-        .heard()
-        .filter((c) => inPartition(c.collection))
-        .map((c) => c.hlc),
-    ];
-    return clocks.reduce((newest, hlc) => (hlc > newest ? hlc : newest), '');
+  learnedAboveBefore(partition: string, inPartition: (collection: string) => boolean, head: number, hlc: string): boolean {
+    if (this.partitions.watermarkOf(partition) > head && this.partitions.watermarkHeardOf(partition) < hlc) return true;
+    if (this.#s.ackedBefore.get(partition, head, hlc)) return true;
+    return this.cursors.learnedBefore(head, hlc).some(inPartition);
   }
 
   /**

@@ -68,11 +68,12 @@ export class Partitions {
   raiseWatermark(partition: string, lsn: number, heard?: string): void {
     if (lsn <= this.watermarkOf(partition)) return;
     this.db.setMeta(partitionScoped('watermark', partition), String(lsn));
-    if (heard !== undefined && heard > this.watermarkHeardOf(partition))
-      this.db.setMeta(partitionScoped('watermark_heard', partition), heard);
+    // The clock goes with the LSN it taught: a watermark raised without one is of unknown age.
+    if (heard !== undefined) this.db.setMeta(partitionScoped('watermark_heard', partition), heard);
+    else this.db.deleteMeta(partitionScoped('watermark_heard', partition));
   }
 
-  /** The hub clock of the message that last raised the watermark ('' if unknown). */
+  /** The hub clock of the message that raised the watermark to where it is ('' if unknown). */
   watermarkHeardOf(partition: string): string {
     return this.db.meta(partitionScoped('watermark_heard', partition)) ?? '';
   }
@@ -83,6 +84,7 @@ export class Partitions {
    */
   resetLog(partition: string): void {
     this.db.setMeta(partitionScoped('watermark', partition), '0');
+    this.db.deleteMeta(partitionScoped('watermark_heard', partition));
     this.setSnapshotProgress(partition, undefined);
   }
 

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { chunkCount } from '../../shared/blobs.js';
 import { BlobChunkError, BlobIncompleteError, BlobMismatchError } from '../../shared/blob-errors.js';
 import { NotFoundError } from '../../shared/errors.js';
@@ -21,6 +21,8 @@ import { checkChunk, checkHash, checkSize, missingChunks, type ContentInfo, type
  */
 export class FileContentStore implements ContentStore {
   readonly #turns = new Map<string, Promise<unknown>>();
+  /** The store's directories, made and fsynced (with their parents' entries) once. */
+  #prepared: Promise<void> | undefined;
   /** Content streamed in waits here (`spool/`), on the disk that will hold it, not in a RAM-backed /tmp. */
   readonly spoolDir: string;
 
@@ -31,6 +33,7 @@ export class FileContentStore implements ContentStore {
   async begin(hash: string, size: number): Promise<number[]> {
     checkHash(hash);
     checkSize(hash, size);
+    await this.#prepare();
     return this.#inTurn(hash, async () => {
       const held = await this.#held(hash);
       if (held) {
@@ -75,11 +78,12 @@ export class FileContentStore implements ContentStore {
       }
       const actual = sha.digest('hex');
       if (actual !== hash || size !== held.size) {
-        await rm(held.dir, { recursive: true, force: true });
+        await this.#discard(held.dir);
         throw new BlobMismatchError(hash, actual !== hash ? `its bytes hash to ${actual}` : `it holds ${size} bytes, not ${held.size}`);
       }
       const shard = join(this.root, 'objects', hash.slice(0, 2));
-      await mkdir(shard, { recursive: true });
+      // A new shard's entry in objects/ must reach the disk too, or a power cut takes the content with it.
+      if ((await mkdir(shard, { recursive: true })) !== undefined) await syncDir(join(this.root, 'objects'));
       await rename(held.dir, join(shard, hash));
       await syncDir(shard);
       await syncDir(join(this.root, 'uploads'));
@@ -107,11 +111,15 @@ export class FileContentStore implements ContentStore {
       ...(await list(join(this.root, 'uploads'))).map((hash) => join(this.root, 'uploads', hash)),
       ...(await Promise.all((await list(join(this.root, 'objects'))).map((shard) => listIn(join(this.root, 'objects', shard))))).flat(),
     ];
-    // What a hub killed while content streamed in left behind (never named: not reported).
+    // What a hub killed while content streamed in left behind (never named: not reported). A
+    // spool is as old as its file's last write: one still streaming in is not.
     for (const stale of await listIn(this.spoolDir)) {
-      const touched = await stat(stale).catch(() => undefined);
-      if (touched && touched.mtimeMs < untouchedSince) await rm(stale, { recursive: true, force: true });
+      const touched = await Promise.all([stat(stale), stat(join(stale, 'content'))].map((s) => s.catch(() => undefined)));
+      const newest = Math.max(...touched.map((t) => t?.mtimeMs ?? 0));
+      if (newest < untouchedSince) await rm(stale, { recursive: true, force: true });
     }
+    // Content a crash interrupted the removal of.
+    for (const left of await listIn(join(this.root, 'trash'))) await rm(left, { recursive: true, force: true });
     const removed: string[] = [];
     for (const dir of candidates) {
       const hash = dir.slice(dir.lastIndexOf('/') + 1);
@@ -119,7 +127,7 @@ export class FileContentStore implements ContentStore {
       await this.#inTurn(hash, async () => {
         const touched = await stat(dir).catch(() => undefined);
         if (!touched || touched.mtimeMs >= untouchedSince) return;
-        await rm(dir, { recursive: true, force: true });
+        await this.#discard(dir);
         removed.push(hash);
       });
     }
@@ -140,6 +148,30 @@ export class FileContentStore implements ContentStore {
       if (this.#turns.get(hash) === settled) this.#turns.delete(hash);
     });
     return mine;
+  }
+
+  /** Makes the store's directories, their entries durable, once per process. */
+  #prepare(): Promise<void> {
+    this.#prepared ??= (async () => {
+      for (const dir of ['uploads', 'objects', 'trash']) await mkdir(join(this.root, dir), { recursive: true });
+      await syncDir(this.root);
+      await syncDir(dirname(this.root));
+    })();
+    return this.#prepared;
+  }
+
+  /**
+   * Removes content in one step: renamed out of `uploads/` or `objects/` first (durably), then
+   * deleted. A crash halfway through a recursive delete could otherwise leave its `size` and some
+   * chunks, which would read as content held whole.
+   */
+  async #discard(dir: string): Promise<void> {
+    const parent = dirname(dir);
+    const trash = join(this.root, 'trash', `${randomBytes(6).toString('hex')}`);
+    await mkdir(dirname(trash), { recursive: true });
+    await rename(dir, trash);
+    await syncDir(parent);
+    await rm(trash, { recursive: true, force: true });
   }
 
   #uploadDir(hash: string): string {

@@ -124,8 +124,9 @@ describe("the hub's blob API (cloud-side uploads: firmware, models)", () => {
         duplex: 'half',
       } as RequestInit),
     ).rejects.toThrow();
-    // The hub stores content only once its body has ended (its address is known only then), so
-    // at no time after the cut can a document or a chunk of it appear.
+    // The hub began spooling the body and, once it saw the cut, dropped it.
+    const spool = join(dir, 'hub', 'content', 'spool');
+    await waitFor('the hub to give up the cut upload', () => existsSync(spool) && readdirSync(spool).length === 0);
     expect((await fetch(`${base}/v1/blobs/firmware/cut`, { headers: auth })).status).toBe(404);
     expect(await hub!.core.store.document('firmware', 'cut')).toBeUndefined();
     expect(existsSync(join(dir, 'hub', 'content', 'uploads')), 'nothing of it was stored').toBe(false);
@@ -201,6 +202,15 @@ describe("the hub's blob API (cloud-side uploads: firmware, models)", () => {
     });
     const plain = await fetch(`${base}/v1/blobs/firmware/plain`, { headers: auth });
     expect(plain.status, 'a document that names no blob').toBe(404);
+    const forged = { sha256: contentHash(Buffer.from('never uploaded')), size: 14, contentType: 'text/plain' };
+    await fetch(`${base}/v1/docs/firmware/forged`, {
+      method: 'PUT',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify(forged),
+    });
+    const noContent = await fetch(`${base}/v1/blobs/firmware/forged`, { headers: auth });
+    expect(noContent.status, 'a document naming content the hub does not hold').toBe(404);
+    expect(await noContent.json()).toMatchObject({ code: 'OUTPOST_NOT_FOUND' });
     const empty = await fetch(`${base}/v1/blobs/firmware/empty`, {
       method: 'PUT',
       headers: { ...auth, 'content-type': 'text/plain' },

@@ -79,7 +79,28 @@ describe('FileContentStore on disk', () => {
     expect(readdirSync(store.spoolDir), 'too young: an upload may be streaming in').toEqual(['blob-left']);
     ageTree(store.spoolDir, 120_000);
     await store.collect(() => false, Date.now() - 60_000);
+    expect(readdirSync(store.spoolDir), 'its file was written to lately: still streaming in').toEqual(['blob-left']);
+    const long = new Date(Date.now() - 120_000);
+    utimesSync(join(store.spoolDir, 'blob-left', 'content'), long, long);
+    await store.collect(() => false, Date.now() - 60_000);
     expect(readdirSync(store.spoolDir)).toEqual([]);
+  });
+
+  it('removes content by moving it out first, and clears what a crash left in the middle of a removal', async () => {
+    const root = tempDir('content');
+    const store = new FileContentStore(root);
+    const bytes = Buffer.from('old model');
+    const hash = contentHash(bytes);
+    await store.begin(hash, bytes.length);
+    await store.putChunk(hash, 0, bytes);
+    await store.complete(hash);
+    // A removal the hub was killed in the middle of: the content already out of objects/.
+    mkdirSync(join(root, 'trash', 'cafe01'), { recursive: true });
+    writeFileSync(join(root, 'trash', 'cafe01', 'size'), '9');
+    ageTree(root, 120_000);
+    expect(await store.collect(() => false, Date.now() - 60_000)).toEqual([hash]);
+    expect(await store.info(hash)).toBeUndefined();
+    expect(readdirSync(join(root, 'trash'))).toEqual([]);
   });
 
   it('keeps complete content under objects/, sharded by the first byte of its address', async () => {

@@ -32,11 +32,7 @@ export class PgContentStore implements ContentStore {
   async putChunk(hash: string, index: number, bytes: Uint8Array): Promise<void> {
     checkHash(hash);
     await this.#transaction('write to', async (client) => {
-      const row = (
-        await client.query<{ size: number; complete: boolean }>('SELECT size, complete FROM blob_contents WHERE hash = $1 FOR SHARE', [
-          hash,
-        ])
-      ).rows[0];
+      const row = await contentRow(client, hash, 'FOR SHARE');
       if (!row) throw new BlobChunkError(hash, index, 'its upload was not begun; begin it with the content size first');
       checkChunk(hash, row.size, index, bytes.length);
       if (row.complete) return; // held whole already: nothing to add
@@ -53,11 +49,7 @@ export class PgContentStore implements ContentStore {
   async complete(hash: string): Promise<void> {
     checkHash(hash);
     await this.#transaction('write to', async (client) => {
-      const row = (
-        await client.query<{ size: number; complete: boolean }>('SELECT size, complete FROM blob_contents WHERE hash = $1 FOR UPDATE', [
-          hash,
-        ])
-      ).rows[0];
+      const row = await contentRow(client, hash, 'FOR UPDATE');
       if (!row) throw new NotFoundError(`no upload of content ${hash} at the hub; begin it first`);
       if (row.complete) return;
       const missing = missingChunks(row.size, await this.#held(client, hash));
@@ -141,4 +133,15 @@ export class PgContentStore implements ContentStore {
       client.release();
     }
   }
+}
+
+/** A content's row, locked for the transaction under way (`FOR SHARE` to add to it, `FOR UPDATE` to complete it). */
+async function contentRow(
+  client: pg.PoolClient,
+  hash: string,
+  lock: 'FOR SHARE' | 'FOR UPDATE',
+): Promise<{ size: number; complete: boolean } | undefined> {
+  return (
+    await client.query<{ size: number; complete: boolean }>(`SELECT size, complete FROM blob_contents WHERE hash = $1 ${lock}`, [hash])
+  ).rows[0];
 }

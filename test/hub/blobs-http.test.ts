@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
 import { parseHubConfig } from '../../hub/config.js';
 import { DEFAULT_BLOB_COLLECTION } from '../../hub/blob-collector.js';
-import { Hub } from '../../hub/hub.js';
+import { Hub, type HubOptions } from '../../hub/hub.js';
 import { PostgresHubStore } from '../../hub/store/pg-store.js';
 import { BLOB_CHUNK_BYTES, contentHash } from '../../shared/blobs.js';
 import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
@@ -21,7 +21,8 @@ describe("the hub's blob API (cloud-side uploads: firmware, models)", () => {
     hub = undefined;
   });
 
-  async function start(dir: string): Promise<{ base: string; auth: Record<string, string> }> {
+  /** A hub with its data in `dir/hub`, its HTTP API behind an admin token; `more` adds to or overrides its options. */
+  async function start(dir: string, more: Partial<HubOptions> = {}): Promise<{ base: string; auth: Record<string, string> }> {
     hub = await Hub.start({
       port: 0,
       host: '127.0.0.1',
@@ -30,6 +31,7 @@ describe("the hub's blob API (cloud-side uploads: firmware, models)", () => {
       http: { host: '127.0.0.1', port: 0 },
       adminToken: 'adm1n',
       config: parseHubConfig({ access: { default: { read: ['*'], write: ['*'] } } }),
+      ...more,
     });
     return { base: hub.httpAddress!, auth: { authorization: 'Bearer adm1n' } };
   }
@@ -84,22 +86,15 @@ describe("the hub's blob API (cloud-side uploads: firmware, models)", () => {
     `keeps content in the database of a PostgreSQL hub${NO_POSTGRES ? ` (${NO_POSTGRES})` : ''}`,
     async () => {
       const url = await freshDatabase();
-      hub = await Hub.start({
-        port: 0,
-        host: '127.0.0.1',
-        dev: true,
-        dataDir: tempDir('blobs-pg'),
-        store: await PostgresHubStore.open(url),
-        http: { host: '127.0.0.1', port: 0 },
-      });
+      const { base, auth } = await start(tempDir('blobs-pg'), { store: await PostgresHubStore.open(url) });
       const model = randomBytes(BLOB_CHUNK_BYTES + 99);
-      const put = await fetch(`${hub.httpAddress!}/v1/blobs/models/m1`, {
+      const put = await fetch(`${base}/v1/blobs/models/m1`, {
         method: 'PUT',
-        headers: { 'content-type': 'application/x-model' },
+        headers: { ...auth, 'content-type': 'application/x-model' },
         body: model,
       });
       expect(await put.json()).toMatchObject({ outcome: 'committed', blob: { sha256: contentHash(model), size: model.length } });
-      const got = await fetch(`${hub.httpAddress!}/v1/blobs/models/m1`);
+      const got = await fetch(`${base}/v1/blobs/models/m1`, { headers: auth });
       expect(Buffer.from(await got.arrayBuffer()).equals(model)).toBe(true);
       expect(await sql<{ n: number }>(url, 'SELECT count(*)::int AS n FROM blob_chunks')).toEqual([{ n: 2 }]);
     },
@@ -162,26 +157,19 @@ describe("the hub's blob API (cloud-side uploads: firmware, models)", () => {
 
   it('refuses content over its limit with a clear error, and keeps none of it', async () => {
     const dir = tempDir('blobs-http');
-    hub = await Hub.start({
-      port: 0,
-      host: '127.0.0.1',
-      dev: true,
-      dataDir: join(dir, 'hub'),
-      http: { host: '127.0.0.1', port: 0 },
-      maxBlobBytes: 1000,
-    });
-    const big = await fetch(`${hub.httpAddress!}/v1/blobs/logs/bundle`, {
+    const { base, auth } = await start(dir, { maxBlobBytes: 1000 });
+    const big = await fetch(`${base}/v1/blobs/logs/bundle`, {
       method: 'PUT',
-      headers: { 'content-type': 'application/gzip' },
+      headers: { ...auth, 'content-type': 'application/gzip' },
       body: new Uint8Array(randomBytes(1001)),
     });
     expect(big.status).toBe(413);
     expect(await big.json()).toMatchObject({ code: 'OUTPOST_BLOB_TOO_LARGE', limit: 1000 });
-    expect(await hub.core.store.document('logs', 'bundle')).toBeUndefined();
+    expect(await hub!.core.store.document('logs', 'bundle')).toBeUndefined();
     expect(readdirSync(join(dir, 'hub', 'content', 'spool')), 'its spool cleared').toEqual([]);
-    const fits = await fetch(`${hub.httpAddress!}/v1/blobs/logs/bundle`, {
+    const fits = await fetch(`${base}/v1/blobs/logs/bundle`, {
       method: 'PUT',
-      headers: { 'content-type': 'application/gzip' },
+      headers: { ...auth, 'content-type': 'application/gzip' },
       body: new Uint8Array(1000),
     });
     expect(fits.status).toBe(200);

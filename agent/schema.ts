@@ -289,4 +289,35 @@ ${digestTriggers('collections')}`,
 ALTER TABLE collections ADD COLUMN heard_hlc TEXT;
 ALTER TABLE outbox ADD COLUMN acked_hlc TEXT;
 `,
+  // 14: the outbox's newest writes as batches, one row per append and partition (OutboxBatches):
+  // a write the hub simply commits never needs a row of its own, in a table indexed three ways.
+  // The next seq is then one past the last of either form, and kept in meta when the last of
+  // both leaves (migration 11, for both forms).
+  `
+CREATE TABLE outbox_batches (
+  lane       TEXT NOT NULL,
+  first_seq  INTEGER NOT NULL,
+  last_seq   INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  writes     BLOB NOT NULL,
+  PRIMARY KEY (lane, first_seq)
+) WITHOUT ROWID;
+DROP TRIGGER outbox_keeps_next_seq;
+CREATE TRIGGER outbox_keeps_next_seq AFTER DELETE ON outbox
+WHEN NOT EXISTS (SELECT 1 FROM outbox WHERE lane = OLD.lane AND seq > OLD.seq)
+  AND NOT EXISTS (SELECT 1 FROM outbox_batches WHERE lane = OLD.lane AND first_seq > OLD.seq)
+BEGIN
+  INSERT INTO meta (name, value)
+  VALUES (CASE OLD.lane WHEN 'default' THEN 'next_seq' ELSE 'next_seq:' || OLD.lane END, OLD.seq + 1)
+  ON CONFLICT (name) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER));
+END;
+CREATE TRIGGER outbox_batches_keep_next_seq AFTER DELETE ON outbox_batches
+WHEN NOT EXISTS (SELECT 1 FROM outbox_batches WHERE lane = OLD.lane AND first_seq > OLD.first_seq)
+  AND NOT EXISTS (SELECT 1 FROM outbox WHERE lane = OLD.lane AND seq > OLD.last_seq)
+BEGIN
+  INSERT INTO meta (name, value)
+  VALUES (CASE OLD.lane WHEN 'default' THEN 'next_seq' ELSE 'next_seq:' || OLD.lane END, OLD.last_seq + 1)
+  ON CONFLICT (name) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER));
+END;
+`,
 ];

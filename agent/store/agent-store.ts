@@ -57,7 +57,7 @@ export class AgentStore {
 
   close(): void {
     try {
-      this.outbox.flushReleased();
+      this.outbox.settleReleased();
     } finally {
       this.#db.close();
     }

@@ -173,7 +173,7 @@ export class LostReports {
     inPartition: (collection: string) => boolean,
     now = Date.now(),
   ): Reconciled {
-    this.outbox.flushReleased(); // writes the hub committed and this device let go are not pending
+    this.outbox.onlyRows(); // read in SQL below; writes the hub committed and this device let go are not pending
     // Durable: what the restored hub lost may exist nowhere else but in this report.
     return this.db.durableTransaction(() => {
       const previousLineage = this.partitions.hubLineageOf(partition)?.lineage ?? hub.lineage;

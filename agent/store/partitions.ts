@@ -18,7 +18,10 @@ export class Partitions {
   readonly #lastSeq;
 
   constructor(private readonly db: AgentDb) {
-    this.#lastSeq = db.prepare<[string], { seq: number | null }>('SELECT max(seq) AS seq FROM outbox WHERE lane = ?');
+    this.#lastSeq = db.prepare<[string, string], { seq: number | null }>(
+      `SELECT max(seq) AS seq FROM (SELECT max(seq) AS seq FROM outbox WHERE lane = ?
+       UNION ALL SELECT last_seq FROM (SELECT last_seq FROM outbox_batches WHERE lane = ? ORDER BY first_seq DESC LIMIT 1))`,
+    );
   }
 
   /** The partition's current sequence space; a partition first used is born with a fresh one. */
@@ -27,13 +30,13 @@ export class Partitions {
   }
 
   /**
-   * The seq the partition's next write takes: one past its last outbox row, or what `meta` kept
+   * The seq the partition's next write takes: one past its last outbox write (row or batch), or what `meta` kept
    * when the last row left (the trigger of migration 11) or a new incarnation began. An append
    * then writes only its rows, not a meta row as well: a page less to the device's flash per write.
    */
   nextSeqOf(partition: string): number {
     const kept = Number(this.db.meta(partitionScoped('next_seq', partition)) ?? '1');
-    return Math.max(kept, (this.#lastSeq.get(partition)?.seq ?? 0) + 1);
+    return Math.max(kept, (this.#lastSeq.get(partition, partition)?.seq ?? 0) + 1);
   }
 
   setNextSeq(partition: string, seq: number): void {

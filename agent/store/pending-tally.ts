@@ -14,7 +14,8 @@ export class PendingTally {
   #staged: { pending: Map<string, number>; skips: number } | undefined;
 
   constructor(pending: ReadonlyArray<{ collection: string; n: number }>, skips: number) {
-    for (const { collection, n } of pending) this.#pending.set(collection, n);
+    // A collection may come more than once (counted in each of the outbox's forms): the counts add up.
+    for (const { collection, n } of pending) this.#pending.set(collection, (this.#pending.get(collection) ?? 0) + n);
     this.#skips = skips;
   }
 

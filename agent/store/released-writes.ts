@@ -66,6 +66,17 @@ export class ReleasedWrites {
     }
   }
 
+  /** These writes are gone: called once the transaction that deleted them committed. */
+  forget(gone: Iterable<[string, number]>): void {
+    for (const [partition, seq] of gone) {
+      const seqs = this.#seqs.get(partition);
+      if (!seqs?.delete(seq)) continue;
+      this.#size -= 1;
+      if (seqs.size === 0) this.#seqs.delete(partition);
+    }
+    if (this.#seqs.size === 0) this.clear();
+  }
+
   /** Their rows are gone: called once the transaction that deleted them committed. */
   clear(): void {
     this.#seqs.clear();

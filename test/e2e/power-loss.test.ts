@@ -8,6 +8,8 @@ import { freePort } from '../helpers/ports.js';
 import { cutPower, markDurable, NO_C_COMPILER, powerLossEnv, powerLossShim } from '../helpers/power-loss.js';
 import { http, OutpostProcess } from '../helpers/processes.js';
 import { waitFor } from '../helpers/wait.js';
+import { writesOnDisk } from '../helpers/outbox-on-disk.js';
+import { MAX_BATCHED } from '../../agent/store/outbox-batches.js';
 
 interface Status {
   connected: boolean;
@@ -20,11 +22,17 @@ interface Status {
  * or wherever the writes are when the test cuts it; online, or offline (the hub down, so that
  * acknowledged writes are nowhere but in the outbox).
  */
-type Cut = ({ point: FaultPoint; chance: number } | { afterWrites: number }) & { offline?: true };
+type Cut = ({ point: FaultPoint; chance: number } | { afterWrites: number }) & {
+  offline?: true;
+  /** Writes made at once in each turn of the loop (1: each awaited before the next). */
+  perTurn?: number;
+};
 
 const CUTS: Array<[string, Cut]> = [
   ['offline, a write just stored in the outbox', { point: 'agent.after-append', chance: 0.03, offline: true }],
   ['offline, wherever the writes are', { afterWrites: 150, offline: true }],
+  // More than the outbox keeps as batches: the oldest have become rows (agent/store/outbox-batches.ts).
+  ['offline, past what the outbox holds as batches', { afterWrites: MAX_BATCHED.writes + 300, perTurn: 100, offline: true }],
   ['a write just stored in the outbox', { point: 'agent.after-append', chance: 0.03 }],
   ["the hub's outcomes just recorded", { point: 'agent.after-ack', chance: 0.05 }],
   ['a change set just applied', { point: 'agent.after-apply', chance: 0.05 }],
@@ -93,10 +101,19 @@ describe.skipIf(!shim && !process.env.CI)(`a power cut on the device${shim ? '' 
       // A sensor loop: each write awaited; those answered 200 were acknowledged as stored.
       const acknowledged: number[] = [];
       const limit = 'afterWrites' in cut ? cut.afterWrites : MAX_WRITES;
-      for (let i = 0; i < limit; i++) {
-        const answer = await http('PUT', `${api}/v1/docs/readings/w-${i}`, { i }).catch(() => undefined);
-        if (answer?.status !== 200) break; // the agent stopped itself at the fault point
-        acknowledged.push(i);
+      const perTurn = cut.perTurn ?? 1;
+      for (let i = 0; i < limit; i += perTurn) {
+        const turn = Array.from({ length: Math.min(perTurn, limit - i) }, (_, j) => i + j);
+        const answers = await Promise.all(
+          turn.map((w) =>
+            http('PUT', `${api}/v1/docs/readings/w-${w}`, { i: w }).then(
+              (a) => a.status,
+              () => undefined,
+            ),
+          ),
+        );
+        turn.forEach((w, j) => answers[j] === 200 && acknowledged.push(w));
+        if (answers.some((status) => status !== 200)) break; // the agent stopped itself at the fault point
       }
       if ('afterWrites' in cut) expect(acknowledged).toHaveLength(cut.afterWrites);
       await cutPower(agent.child, data);
@@ -105,8 +122,12 @@ describe.skipIf(!shim && !process.env.CI)(`a power cut on the device${shim ? '' 
       // The files as the power cut left them, before the agent opens them again.
       const db = new Database(join(data, 'agent.db'));
       expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+      // Past what the batches hold, some writes have become rows: that form is what this case is for.
+      if (perTurn > 1) expect((db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n).toBeGreaterThan(0);
       const queued = new Set(
-        (db.prepare("SELECT key FROM outbox WHERE collection = 'readings'").all() as Array<{ key: string }>).map((r) => r.key),
+        writesOnDisk(db)
+          .filter((w) => w.collection === 'readings')
+          .map((w) => w.key),
       );
       // Nothing left the device: each acknowledged write is in the outbox (and at most the one the cut interrupted besides).
       if (cut.offline) expect(acknowledged.filter((i) => !queued.has(`w-${i}`))).toEqual([]);

@@ -9,11 +9,12 @@ import { encodeHlc, type Hlc } from '../../../shared/hlc.js';
 import { HLC_RESERVE_MS } from '../../../agent/store/settings.js';
 import { RELEASE_MAX_WAITING } from '../../../agent/store/released-writes.js';
 import { valueOf, withValue } from '../../helpers/value-bytes.js';
+import { writesOnDisk } from '../../helpers/outbox-on-disk.js';
 
-/** Outbox rows on disk in the store at `dir`, released ones included: what a reopened store would find. */
+/** Outbox writes on disk in the store at `dir` (rows and batches), released ones included: what a reopened store would find. */
 function outboxRowsIn(dir: string): number {
   const db = new Database(join(dir, 'agent.db'), { readonly: true });
-  const { n } = db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number };
+  const n = writesOnDisk(db).length;
   db.close();
   return n;
 }

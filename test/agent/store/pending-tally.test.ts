@@ -7,18 +7,21 @@ import type { OpResult } from '../../../shared/messages.js';
 import { DEFAULT_PARTITION } from '../../../shared/topics.js';
 import { tempDir } from '../../helpers/temp.js';
 import { append, change, openStore, put } from './fixtures.js';
+import { writesOnDisk } from '../../helpers/outbox-on-disk.js';
 
 /** What the outbox holds, counted in SQL row by row: the truth the in-memory tally must equal. */
 function counted(dir: string): { byCollection: Record<string, { pending: number; oldestAt: number }>; unacknowledged: number } {
   const db = new Database(join(dir, 'agent.db'), { readonly: true });
   try {
-    const rows = db
-      .prepare<[], { collection: string; n: number; oldest: number }>(
-        'SELECT collection, count(*) AS n, min(created_at) AS oldest FROM outbox WHERE acked_lsn IS NULL AND skipped IS NULL GROUP BY collection ORDER BY collection',
-      )
-      .all();
-    const { n } = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM outbox WHERE acked_lsn IS NULL').get()!;
-    return { byCollection: Object.fromEntries(rows.map((r) => [r.collection, { pending: r.n, oldestAt: r.oldest }])), unacknowledged: n };
+    const writes = writesOnDisk(db);
+    const byCollection: Record<string, { pending: number; oldestAt: number }> = {};
+    for (const w of writes.filter((w) => w.acked_lsn === null && w.skipped === null)) {
+      const counted = (byCollection[w.collection] ??= { pending: 0, oldestAt: w.created_at });
+      counted.pending += 1;
+      counted.oldestAt = Math.min(counted.oldestAt, w.created_at);
+    }
+    const n = writes.filter((w) => w.acked_lsn === null).length;
+    return { byCollection: Object.fromEntries(Object.entries(byCollection).sort(([a], [b]) => (a < b ? -1 : 1))), unacknowledged: n };
   } finally {
     db.close();
   }
@@ -121,8 +124,9 @@ describe('the outbox tally', () => {
               store = openStore(dir);
               break;
           }
-          // Committed writes leave the outbox with the next append (or a second later): count once they have.
-          store.outbox.flushReleased();
+          // Committed writes leave the outbox with the next append, or with their batch once the hub
+          // has answered for all of it: count once they have (as a close makes them).
+          store.outbox.settleReleased();
           const truth = counted(dir);
           expect(store.outbox.pendingByCollection()).toEqual(truth.byCollection);
           expect(store.outbox.pendingCount()).toBe(truth.unacknowledged);

@@ -12,15 +12,21 @@ export interface WriteBatch {
   readonly lastSeq: number;
   readonly createdAt: number;
   readonly writes: readonly BatchedWrite[];
+  /** The stored blob's size. */
   readonly bytes: number;
+  /** Its writes at their row size (`rowBytesOf`): what memory holds of them, and what they take as rows. */
+  readonly rowBytes: number;
 }
+
+/** What a write would take as a row of the `outbox` table, its indexes included (the estimate the storage budget uses). */
+export const rowBytesOf = (w: { key: string; value: Buffer | null }): number => 64 + w.key.length + (w.value?.length ?? 0);
 
 /** Writes one batch holds at most: a larger append is stored as several. */
 export const MAX_WRITES_PER_BATCH = 500;
 /**
  * What the batches may hold before the oldest go to the outbox's rows (`Outbox`): they are kept
- * in memory too, for reads to lay over the replica, so a device offline for a week holds only
- * its newest writes this way.
+ * in memory too, uncompressed, for reads to lay over the replica, so a device offline for a week
+ * holds only its newest writes this way. `bytes` counts writes at their row size (`rowBytesOf`).
  */
 export const MAX_BATCHED = { writes: 2_000, bytes: 1 << 20 };
 
@@ -44,6 +50,7 @@ export class OutboxBatches {
   readonly #byDocument = new Map<string, BatchedWrite[]>();
   #writes = 0;
   #bytes = 0;
+  #rowBytes = 0;
 
   constructor(db: AgentDb) {
     this.#s = {
@@ -64,6 +71,7 @@ export class OutboxBatches {
     this.#byDocument.clear();
     this.#writes = 0;
     this.#bytes = 0;
+    this.#rowBytes = 0;
     for (const row of this.#s.all.iterate()) {
       this.#remember(row.lane, row.first_seq, row.created_at, decodeWriteBatch(row.writes, row.created_at), row.writes.length);
     }
@@ -79,6 +87,11 @@ export class OutboxBatches {
     return this.#bytes;
   }
 
+  /** The batched writes at their row size (`rowBytesOf`). */
+  get rowBytes(): number {
+    return this.#rowBytes;
+  }
+
   /** Stores writes of `partition` with consecutive seqs from `firstSeq` as one batch, in the transaction under way. */
   add(partition: string, firstSeq: number, createdAt: number, writes: readonly BatchedWriteFields[]): void {
     const blob = encodeWriteBatch(writes, createdAt);
@@ -90,7 +103,9 @@ export class OutboxBatches {
   remove(batch: WriteBatch): void {
     this.#s.delete.run(batch.partition, batch.firstSeq);
     const batches = this.#byPartition.get(batch.partition)!;
-    batches.splice(batches.indexOf(batch), 1);
+    const at = batches.indexOf(batch);
+    if (at < 0) throw new Error(`no batch of ${batch.partition} from seq ${batch.firstSeq} is held`);
+    batches.splice(at, 1);
     if (batches.length === 0) this.#byPartition.delete(batch.partition);
     for (const w of batch.writes) {
       const doc = documentOf(w.collection, w.key);
@@ -100,6 +115,7 @@ export class OutboxBatches {
     }
     this.#writes -= batch.writes.length;
     this.#bytes -= batch.bytes;
+    this.#rowBytes -= batch.rowBytes;
   }
 
   /** The batch holding `seq` of `partition`, if any. */
@@ -167,10 +183,14 @@ export class OutboxBatches {
 
   #remember(partition: string, firstSeq: number, createdAt: number, fields: readonly BatchedWriteFields[], bytes: number): void {
     const writes = fields.map((w, i): BatchedWrite => ({ ...w, partition, seq: firstSeq + i, skipped: null, acked_lsn: null }));
-    const batch: WriteBatch = { partition, firstSeq, lastSeq: firstSeq + writes.length - 1, createdAt, writes, bytes };
+    const rowBytes = writes.reduce((sum, w) => sum + rowBytesOf(w), 0);
+    const batch: WriteBatch = { partition, firstSeq, lastSeq: firstSeq + writes.length - 1, createdAt, writes, bytes, rowBytes };
     let batches = this.#byPartition.get(partition);
     if (!batches) this.#byPartition.set(partition, (batches = []));
-    batches.push(batch); // appends go at the end of their partition's sequence; the load reads in order
+    // An append goes at the end of its partition's sequence; a batch split (OutboxForms.split) goes back in its place.
+    let at = batches.length;
+    while (at > 0 && batches[at - 1]!.firstSeq > firstSeq) at--;
+    batches.splice(at, 0, batch);
     for (const w of writes) {
       const doc = documentOf(w.collection, w.key);
       let onDoc = this.#byDocument.get(doc);
@@ -179,6 +199,7 @@ export class OutboxBatches {
     }
     this.#writes += writes.length;
     this.#bytes += bytes;
+    this.#rowBytes += rowBytes;
   }
 }
 

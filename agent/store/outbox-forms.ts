@@ -1,5 +1,5 @@
 import type { AgentDb } from './agent-db.js';
-import type { OutboxBatches, WriteBatch } from './outbox-batches.js';
+import type { BatchedWrite, OutboxBatches, WriteBatch } from './outbox-batches.js';
 import type { OutboxRow } from './outbox-rows.js';
 import type { ReleasedWrites } from './released-writes.js';
 import type { WriteKind } from './writes.js';
@@ -45,9 +45,35 @@ export class OutboxForms {
    * row, which the next deletion of released writes takes.
    */
   toRows(batch: WriteBatch): void {
-    for (const w of batch.writes)
-      this.#s.insert.run(w.partition, w.seq, w.collection, w.key, w.op, w.value, w.hlc, w.base, w.created_at, w.rep);
+    this.split(batch, () => 'row');
+  }
+
+  /**
+   * Takes a batch apart, in the transaction under way: each write becomes a row, stays batched
+   * (each run of those that stay is stored again as a batch, in its place) or is dropped (a
+   * released write, which may leave). Returns the writes dropped.
+   */
+  split(batch: WriteBatch, fate: (w: BatchedWrite) => 'row' | 'batch' | 'drop'): Array<[string, number]> {
+    const dropped: Array<[string, number]> = [];
+    // First out: deleting the partition's last batch keeps its next seq in meta (migration 14), dropped writes' seqs included.
     this.batches.remove(batch);
+    let run: BatchedWrite[] = [];
+    const storeRun = (): void => {
+      if (run.length > 0) this.batches.add(batch.partition, run[0]!.seq, batch.createdAt, run);
+      run = [];
+    };
+    for (const w of batch.writes) {
+      const f = fate(w);
+      if (f === 'batch') {
+        run.push(w);
+        continue;
+      }
+      storeRun();
+      if (f === 'drop') dropped.push([w.partition, w.seq]);
+      else this.#s.insert.run(w.partition, w.seq, w.collection, w.key, w.op, w.value, w.hlc, w.base, w.created_at, w.rep);
+    }
+    storeRun();
+    return dropped;
   }
 
   /**
@@ -60,10 +86,10 @@ export class OutboxForms {
     return this.deleteReleased();
   }
 
-  /** Makes sure a write has a row (its batch turned into rows), in the transaction under way. */
+  /** Makes sure a write has a row (its batch split around it), in the transaction under way. */
   rowOf(row: OutboxRow): void {
     const batch = this.batches.batchOf(row.partition, row.seq);
-    if (batch) this.toRows(batch);
+    if (batch) this.split(batch, (w) => (w.seq === row.seq ? 'row' : 'batch'));
   }
 
   /**

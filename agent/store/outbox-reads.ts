@@ -29,8 +29,11 @@ export class OutboxReads {
         // In the pending index's order (ties: the order they were stored in), so that only the entries needed are read.
         `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL ORDER BY created_at LIMIT ?`,
       ),
-      overlay: db.prepare<[string, string, number], { partition: string; seq: number; op: WriteKind; value: Buffer | null }>(
-        `SELECT lane AS partition, seq, op, value FROM outbox WHERE collection = ? AND key = ? AND skipped IS NULL AND (acked_lsn IS NULL OR acked_lsn > ?) ORDER BY seq`,
+      overlay: db.prepare<[string, string, number], { partition: string; seq: number; hlc: string; op: WriteKind; value: Buffer | null }>(
+        // In the order the app made them (their clock): a collection's writes may sit in two
+        // partitions' sequences after it was assigned another, each numbered from its own 1.
+        `SELECT lane AS partition, seq, hlc, op, value FROM outbox WHERE collection = ? AND key = ? AND skipped IS NULL
+         AND (acked_lsn IS NULL OR acked_lsn > ?) ORDER BY hlc, lane, seq`,
       ),
       overlayKeys: db.prepare<[string, string], { key: string }>(
         'SELECT DISTINCT key FROM outbox WHERE collection = ? AND key >= ? AND skipped IS NULL ORDER BY key',
@@ -97,7 +100,7 @@ export class OutboxReads {
   /** The device's pending writes to a document over `version` (the replica's), in order: what a read lays over it. */
   overlayOf(collection: string, key: string, version: number): Array<{ op: WriteKind; value: Buffer | null }> {
     // A released write is committed and the replica holds its version or a newer one: it lays nothing over it.
-    const rows: Array<{ partition: string; seq: number; op: WriteKind; value: Buffer | null }> = this.#s.overlay.all(
+    const rows: Array<{ partition: string; seq: number; hlc: string; op: WriteKind; value: Buffer | null }> = this.#s.overlay.all(
       collection,
       key,
       version,
@@ -105,7 +108,9 @@ export class OutboxReads {
     const batched = this.batches.ofDocument(collection, key);
     if (batched.length > 0) {
       rows.push(...batched);
-      rows.sort((a, b) => a.seq - b.seq);
+      rows.sort((a, b) =>
+        a.hlc < b.hlc ? -1 : a.hlc > b.hlc ? 1 : a.partition < b.partition ? -1 : a.partition > b.partition ? 1 : a.seq - b.seq,
+      );
     }
     return rows.filter((row) => !this.released.has(row.partition, row.seq));
   }

@@ -5,7 +5,7 @@ import type { AgentDb } from './agent-db.js';
 import type { Partitions } from './partitions.js';
 import { PendingTally } from './pending-tally.js';
 import { ReleasedWrites } from './released-writes.js';
-import { MAX_BATCHED, MAX_WRITES_PER_BATCH, OutboxBatches, type WriteBatch } from './outbox-batches.js';
+import { MAX_BATCHED, MAX_WRITES_PER_BATCH, OutboxBatches, type BatchedWrite, type WriteBatch } from './outbox-batches.js';
 import { OutboxForms } from './outbox-forms.js';
 import { OutboxMoves } from './outbox-moves.js';
 import { OutboxReads } from './outbox-reads.js';
@@ -109,7 +109,8 @@ export class Outbox {
    * when the disk or the storage budget is exhausted; nothing is half-written.
    */
   append(writes: readonly NewWrite[], clockNow: Hlc, policyFor?: (collection: string) => Buffering): AppendResult {
-    this.settings.assertRoomFor(writes);
+    // Batches count at their row size: they are stored compressed, and may become rows in this very append.
+    this.settings.assertRoomFor(writes, this.#batches.rowBytes - this.#batches.bytes);
     const result: AppendResult = { seqs: [], dropped: [] };
     const gone = this.#forms.guarded(() =>
       this.#tally.within(() =>
@@ -166,8 +167,8 @@ export class Outbox {
           released.push(...this.#forms.deleteReleased('the last'));
           // A device offline fills the batches: the oldest go to rows, half of them at once, so
           // that a write goes to rows in large runs and memory holds only the newest.
-          if (this.#batches.size > MAX_BATCHED.writes || this.#batches.bytes > MAX_BATCHED.bytes) {
-            while (this.#batches.size > MAX_BATCHED.writes / 2 || this.#batches.bytes > MAX_BATCHED.bytes / 2)
+          if (this.#batches.size > MAX_BATCHED.writes || this.#batches.rowBytes > MAX_BATCHED.bytes) {
+            while (this.#batches.size > MAX_BATCHED.writes / 2 || this.#batches.rowBytes > MAX_BATCHED.bytes / 2)
               this.#forms.toRows(this.#batches.oldest()!);
           }
           this.settings.reserveHlc(clockNow);
@@ -205,15 +206,17 @@ export class Outbox {
     this.#released.forget(
       this.#forms.guarded(() =>
         this.db.transaction(() => {
+          const gone: Array<[string, number]> = [];
           for (const [partition, seqs] of this.#released.byPartition()) {
             const partial = new Set<WriteBatch>();
             for (const seq of seqs) {
               const batch = this.#batches.batchOf(partition, seq);
               if (batch && !batch.writes.every((w) => seqs.has(w.seq))) partial.add(batch);
             }
-            for (const batch of partial) this.#forms.toRows(batch);
+            // The answered writes leave; the others stay a batch, stored again without them.
+            for (const batch of partial) gone.push(...this.#forms.split(batch, (w) => (seqs.has(w.seq) ? 'drop' : 'batch')));
           }
-          return this.#forms.deleteReleased();
+          return [...gone, ...this.#forms.deleteReleased()];
         }),
       ),
     );
@@ -307,21 +310,29 @@ export class Outbox {
     this.#forms.guarded(() =>
       this.#tally.within(() =>
         this.db.transaction(() => {
+          // Committed, and nothing more to wait for: a batched write then leaves with its batch, as
+          // a connected device's writes do. Any other outcome needs a row of its own: each batch is
+          // split once around those of its writes that do (a confirm the replica is behind on, a
+          // rejection).
+          const leaves = (w: BatchedWrite, r: OpResult): boolean =>
+            r.outcome === 'committed' && r.lsn !== undefined && !(replicated(w.collection) && this.versionOf(w.collection, w.key) < r.lsn);
+          const needRows = new Map<WriteBatch, Set<number>>();
           for (const r of results) {
-            if (this.#released.has(partition, r.seq)) continue; // answered again (a resend): already counted
+            const batched = this.#released.has(partition, r.seq) ? undefined : this.#batches.write(partition, r.seq);
+            if (!batched || leaves(batched, r)) continue;
+            const batch = this.#batches.batchOf(partition, r.seq)!;
+            needRows.set(batch, (needRows.get(batch) ?? new Set()).add(r.seq));
+          }
+          for (const [batch, seqs] of needRows) this.#forms.split(batch, (w) => (seqs.has(w.seq) ? 'row' : 'batch'));
+          const answered = new Set<number>();
+          for (const r of results) {
+            if (this.#released.has(partition, r.seq) || answered.has(r.seq)) continue; // answered again (a resend): already counted
+            answered.add(r.seq);
             const batched = this.#batches.write(partition, r.seq);
             if (batched) {
-              // Committed, and nothing more to wait for: the write leaves with its batch, as a connected device's writes do.
-              if (
-                r.outcome === 'committed' &&
-                r.lsn !== undefined &&
-                !(replicated(batched.collection) && this.versionOf(batched.collection, batched.key) < r.lsn)
-              ) {
-                this.#tally.pendingChanged(batched.collection, -1);
-                released.push(r.seq);
-                continue;
-              }
-              this.#forms.toRows(this.#batches.batchOf(partition, r.seq)!); // it needs a row of its own
+              this.#tally.pendingChanged(batched.collection, -1);
+              released.push(r.seq);
+              continue;
             }
             const row = this.#s.row.get(partition, r.seq);
             if (!row) continue;

@@ -59,10 +59,14 @@ export class Settings {
     return this.db.databaseBytes();
   }
 
-  /** Throws StorageFullError if these writes would take the database past its budget (estimated, before storing them). */
-  assertRoomFor(writes: readonly NewWrite[]): void {
+  /**
+   * Throws StorageFullError if these writes would take the database past its budget (estimated,
+   * before storing them). `unstored`: bytes the database may yet take for what it already holds
+   * (the outbox's batches, compressed now, at their size as rows).
+   */
+  assertRoomFor(writes: readonly NewWrite[], unstored = 0): void {
     if (this.#storageLimit === undefined) return;
     const incoming = writes.reduce((sum, w) => sum + 64 + w.key.length + (w.value?.length ?? 0), 0);
-    if (this.databaseBytes() + incoming > this.#storageLimit) throw new StorageFullError(this.db.path);
+    if (this.databaseBytes() + unstored + incoming > this.#storageLimit) throw new StorageFullError(this.db.path);
   }
 }

@@ -81,7 +81,7 @@ describe('agent store: the outbox in batches', () => {
     expect(formsIn(dir).writes).toBe(2);
   });
 
-  it('gives a batch rows when one of its writes needs state of its own: a rejection, an ack the replica is behind', () => {
+  it('gives a write that needs state of its own a row, its batch split around it: a rejection, an ack the replica is behind', () => {
     const dir = tempDir('agent-store');
     const store = openStore(dir);
     appendAll(store, [put('a', 1), put('b', 2), put('c', 3)]);
@@ -94,7 +94,8 @@ describe('agent store: the outbox in batches', () => {
       () => true,
     );
     expect(rejections).toMatchObject([{ seq: 2, key: 'b', outcome: 'rejected' }]);
-    expect(formsIn(dir)).toMatchObject({ rows: 2, batches: 0 }); // a (confirmed, waiting for version 7) and c
+    // a is a row (confirmed, waiting for version 7), b is gone (rejected), c stays a batch.
+    expect(formsIn(dir)).toEqual({ rows: 1, batches: 1, writes: 2 });
     // Reads keep laying the confirmed write over the replica until it holds version 7.
     expect(store.replica.read('docs', 'a')).toMatchObject({ value: 1, pending: true });
     expect(queued(store)).toEqual([[3, 'c', 'put']]);
@@ -146,6 +147,51 @@ describe('agent store: the outbox in batches', () => {
     const expired = store.outbox.expire(() => 1, Date.now() + 60_000);
     expect(expired.map((r) => r.key)).toEqual(['b', 'c']);
     expect(queued(store).map(([, , op]) => op)).toEqual(['skip', 'skip', 'skip']);
+  });
+
+  it('holds the batches to the storage budget at their size as rows, which they may become', () => {
+    const store = openStore();
+    const limit = 4 << 20;
+    store.settings.setStorageLimit(limit);
+    // Compressible values: a batch stores a fraction of what the same writes take as rows.
+    let n = 0;
+    let largest = 0;
+    expect(() => {
+      for (;;) {
+        appendAll(
+          store,
+          Array.from({ length: 100 }, (_, j) => put(`k${n + j}`, { blob: 'x'.repeat(3000), i: n + j })),
+        );
+        n += 100;
+        largest = Math.max(largest, store.settings.databaseBytes());
+      }
+    }).toThrow(expect.objectContaining({ code: 'OUTPOST_STORAGE_FULL' }));
+    expect(n).toBeGreaterThan(500);
+    // Past the budget by at most one append's rows, as with rows alone.
+    expect(largest).toBeLessThan(limit + 100 * 3_200);
+  });
+
+  it('keeps in memory at most MAX_BATCHED.bytes of writes at their row size, however well they compress', () => {
+    const dir = tempDir('agent-store');
+    const store = openStore(dir);
+    const big = 'y'.repeat(200_000);
+    for (let i = 0; i < 10; i++) appendAll(store, [put(`big${i}`, big)]);
+    const { rows, batches } = formsIn(dir);
+    expect(rows).toBeGreaterThan(0); // 2 MB of values, a few kB compressed: the oldest went to rows
+    expect(batches * 200_000).toBeLessThanOrEqual(MAX_BATCHED.bytes);
+    expect(store.replica.read('docs', 'big0')?.value).toBe(big);
+  });
+
+  it("lays a document's pending writes over the replica in the order the app made them, across partitions", () => {
+    const dir = tempDir('agent-store');
+    const store = openStore(dir);
+    // Written while `docs` was in the default partition (its seq 6), then again after it was assigned p1 (seq 1 there).
+    for (let i = 0; i < 5; i++) appendAll(store, [put(`z${i}`, i)]);
+    appendAll(store, [put('k', 'old')]);
+    appendAll(store, [put('k', 'new', { partition: 'p1' })]);
+    expect(store.replica.read('docs', 'k')?.value).toBe('new');
+    store.outbox.onlyRows(); // and as rows
+    expect(store.replica.read('docs', 'k')?.value).toBe('new');
   });
 
   it('encodes a batch compactly and back, values and all', () => {

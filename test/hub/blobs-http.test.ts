@@ -8,6 +8,7 @@ import { DEFAULT_BLOB_COLLECTION } from '../../hub/blob-collector.js';
 import { Hub, type HubOptions } from '../../hub/hub.js';
 import { PostgresHubStore } from '../../hub/store/pg-store.js';
 import { BLOB_CHUNK_BYTES, contentHash } from '../../shared/blobs.js';
+import { encodeHlc } from '../../shared/hlc.js';
 import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
@@ -153,6 +154,66 @@ describe("the hub's blob API (cloud-side uploads: firmware, models)", () => {
     for (const hash of [current, kept]) expect(await hub!.core.store.content.info(hash)).toMatchObject({ complete: true });
     const stillThere = await fetch(`${base}/v1/blobs/models/a`, { headers: auth });
     expect(Buffer.from(await stillThere.arrayBuffer()).equals(shared)).toBe(true);
+  });
+
+  it('keeps content a write names while the collector reads the documents (a copy made, then the original deleted)', async () => {
+    const { base, auth } = await start(tempDir('blobs-http'));
+    const bytes = randomBytes(5000);
+    const put = await fetch(`${base}/v1/blobs/zz/original`, {
+      method: 'PUT',
+      headers: { ...auth, 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(bytes),
+    });
+    expect(put.status).toBe(200);
+    const hash = contentHash(bytes);
+    await fetch(`${base}/v1/docs/aa/other`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/json' }, body: '{"n":1}' });
+    // The collector reads collection aa, then zz. Between the two, an app copies the descriptor
+    // into aa (already read) and deletes the original in zz (not yet read).
+    const store = hub!.core.store;
+    const listDocuments = store.listDocuments.bind(store);
+    let moved = false;
+    store.listDocuments = async (collection, options) => {
+      if (collection === 'zz' && !moved) {
+        moved = true;
+        const descriptor = { sha256: hash, size: bytes.length, contentType: 'application/octet-stream' };
+        const copy = await fetch(`${base}/v1/docs/aa/copy`, {
+          method: 'PUT',
+          headers: { ...auth, 'content-type': 'application/json' },
+          body: JSON.stringify(descriptor),
+        });
+        expect(copy.status).toBe(200);
+        expect((await fetch(`${base}/v1/docs/zz/original`, { method: 'DELETE', headers: auth })).status).toBe(200);
+      }
+      return listDocuments(collection, options);
+    };
+    const removed = await hub!.core.collectBlobs(Date.now() + DEFAULT_BLOB_COLLECTION.graceMs + 1_000);
+    expect(moved).toBe(true);
+    expect(removed).not.toContain(hash);
+    const read = await fetch(`${base}/v1/blobs/aa/copy`, { headers: auth });
+    expect(Buffer.from(await read.arrayBuffer()).equals(bytes)).toBe(true);
+  });
+
+  it('keeps content a lost version waiting to be reapplied names', async () => {
+    const { base, auth } = await start(tempDir('blobs-http'));
+    const bytes = randomBytes(3000);
+    await fetch(`${base}/v1/blobs/models/m`, {
+      method: 'PUT',
+      headers: { ...auth, 'content-type': 'application/x-model' },
+      body: new Uint8Array(bytes),
+    });
+    await fetch(`${base}/v1/docs/models/m`, { method: 'DELETE', headers: auth }); // named by no live document now
+    const hash = contentHash(bytes);
+    const descriptor = { sha256: hash, size: bytes.length, contentType: 'application/x-model' };
+    // A device reported the version a restore lost; `outpost hub restore reapply` may commit it again.
+    await hub!.core.store.recordLost({
+      agentId: 'pi-1',
+      lineage: 'a'.repeat(32),
+      fork: 0,
+      docs: [{ collection: 'models', key: 'm', version: 1, op: 'put', value: descriptor, hlc: encodeHlc(Date.now(), 0), origin: 'pi-1' }],
+    });
+    const later = Date.now() + DEFAULT_BLOB_COLLECTION.graceMs + 1_000;
+    expect(await hub!.core.collectBlobs(later)).not.toContain(hash);
+    expect(await hub!.core.store.content.info(hash)).toMatchObject({ complete: true });
   });
 
   it('refuses content over its limit with a clear error, and keeps none of it', async () => {

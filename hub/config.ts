@@ -32,6 +32,12 @@ export interface CollectionConfig extends BufferingPolicy {
    * a device's scope when any holds). Unscoped, a device that may read the collection holds all of it.
    */
   scope?: ScopeRuleConfig | ScopeRuleConfig[];
+  /**
+   * The collection holds blobs: each document describes content (`{ sha256, size, contentType }`,
+   * shared/blobs.ts) and commits only once the hub holds that content whole. `eager`: devices
+   * fetch the content as the document replicates (firmware); `lazy`: on first read.
+   */
+  blobs?: 'eager' | 'lazy';
 }
 
 /** The hub's configuration file (YAML or JSON). */
@@ -100,6 +106,7 @@ const CONFIG_SCHEMA = {
           durability: DURABILITY,
           schema: { type: 'object' },
           scope: { anyOf: [SCOPE_RULE, { type: 'array', items: SCOPE_RULE }] },
+          blobs: { enum: ['eager', 'lazy'] },
           ...BUFFERING,
         },
       },

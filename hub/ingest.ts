@@ -4,51 +4,27 @@ import { packAck } from '../shared/acks.js';
 import { changeSetsOf, type Sized } from './change-sets.js';
 import { digestOf } from './op-digest.js';
 import { RunRecorder } from './run-recorder.js';
-import { checkPartition, scopeAfter, scopeBefore, scopeOfReapply, validateOp, weighedDocument, type ScopeView } from './op-checks.js';
+import {
+  checkBlobDocument,
+  checkPartition,
+  scopeAfter,
+  scopeBefore,
+  scopeOfReapply,
+  validateOp,
+  weighedDocument,
+  type ScopeView,
+} from './op-checks.js';
 import { limits as defaultLimits, type Limits } from '../shared/limits.js';
 import type { JsonValue } from '../shared/values.js';
 import { encodeValue, parseValue } from '../shared/value-bytes.js';
+import { planOf, type IngestRequest } from './ingest-requests.js';
 import type { CollectionPolicies } from './config.js';
 import type { ReplicaWait } from './replication-tracker.js';
 import { resolveWrite } from './resolve.js';
 import { bucketIdOf } from '../shared/buckets.js';
-import type { ChangeBuckets, HubStore, IngestPlan, IngestTx, StoredDocument } from './store/hub-store.js';
+import type { ChangeBuckets, HeldWhole, HubStore, IngestTx, StoredDocument } from './store/hub-store.js';
 
-/** A batch uploaded by an agent; `agentId` comes from the authenticated connection. */
-export interface BatchRequest {
-  kind: 'batch';
-  agentId: string;
-  batch: BatchMessage[1];
-}
-
-/** A write made at the main site itself (hub HTTP API). */
-export interface HubWriteRequest {
-  kind: 'hub';
-  write: { c: string; k: string; op: 'put' | 'patch' | 'del'; v?: unknown; base?: number };
-}
-
-/**
- * A write committed again after a restore lost it (`outpost hub restore reapply`): it keeps the
- * origin and timestamp it was first made with, so the collection's conflict policy weighs it
- * against what was written since the restore as it would have then. `base` is where the
- * restored history parted from the lost one: a version above it was written since.
- */
-export interface ReapplyRequest {
-  kind: 'reapply';
-  write: {
-    c: string;
-    k: string;
-    op: 'put' | 'del';
-    v?: unknown;
-    hlc: Hlc;
-    origin: string;
-    base: number;
-    /** The devices whose reports vouch for it: in a scoped collection, it commits only within their scopes now. */
-    vouchers: readonly string[];
-  };
-}
-
-export type IngestRequest = BatchRequest | HubWriteRequest | ReapplyRequest;
+export type { BatchRequest, HubWriteRequest, IngestRequest, ReapplyRequest } from './ingest-requests.js';
 
 export type WriteResult = Omit<OpResult, 'seq' | 'dup'>;
 
@@ -104,6 +80,9 @@ interface Identity {
  * once however often it is delivered, and its outcome is kept to be re-acked.
  */
 export class Ingestor {
+  /** The group commit under way's answer for blob content (HubStore.ingest); its work runs synchronously. */
+  #heldWhole: HeldWhole = () => false;
+
   constructor(
     private readonly store: HubStore,
     private readonly clock: HybridClock,
@@ -113,7 +92,9 @@ export class Ingestor {
 
   /** One group commit: everything in `requests`, atomically. */
   ingest(requests: readonly IngestRequest[]): Promise<IngestOutput> {
-    return this.store.ingest(planOf(requests), (tx) => {
+    const holdsBlobs = (collection: string): boolean => this.policies.get(collection)?.blobs !== undefined;
+    return this.store.ingest(planOf(requests, holdsBlobs), (tx, heldWhole) => {
+      this.#heldWhole = heldWhole;
       const committed = new Map<string, Sized[]>();
       const output: IngestOutput = { replies: [], changeSets: [], hubResults: [], replicaWaits: [] };
       for (const request of requests) {
@@ -233,6 +214,10 @@ export class Ingestor {
       const schemaProblem = policy.check(checked.value);
       if (schemaProblem)
         return { outcome: 'rejected', reason: 'schema', detail: `value does not match the schema of ${op.c}: ${schemaProblem}` };
+    }
+    if (policy.blobs) {
+      const blobProblem = checkBlobDocument(op, checked.value, this.#heldWhole);
+      if (blobProblem) return { outcome: 'rejected', ...blobProblem };
     }
 
     const current = tx.document(op.c, op.k);
@@ -372,19 +357,4 @@ export class Ingestor {
 /** A hub write's value as a writer's bytes: the main site's writes are encoded here, once. */
 function encodedOrAbsent(value: unknown): Uint8Array | undefined {
   return value === undefined ? undefined : encodeValue(value as JsonValue);
-}
-
-/** What a group commit will touch: the uploading incarnations with their seqs, and every document written. */
-function planOf(requests: readonly IngestRequest[]): IngestPlan {
-  const agents: IngestPlan['agents'] = [];
-  const documents: IngestPlan['documents'] = [];
-  for (const request of requests) {
-    if (request.kind === 'batch') {
-      agents.push({ agentId: request.agentId, incarnation: request.batch.inc, seqs: request.batch.ops.map((op) => op.seq) });
-      for (const op of request.batch.ops) documents.push([op.c, op.k]);
-    } else {
-      documents.push([request.write.c, request.write.k]);
-    }
-  }
-  return { agents, documents };
 }

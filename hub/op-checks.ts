@@ -1,3 +1,4 @@
+import { blobOf } from '../shared/blobs.js';
 import { bucketIdOf } from '../shared/buckets.js';
 import { decodeHlc, type Hlc } from '../shared/hlc.js';
 import type { WriteOp } from '../shared/messages.js';
@@ -30,6 +31,31 @@ export function validateOp(
     return checkSkew(op, maxFutureSkewMs) ?? { value: parsed.value, encoded: asBuffer(op.v) };
   }
   return checkSkew(op, maxFutureSkewMs) ?? {};
+}
+
+/**
+ * A write to a collection that holds blobs (its `blobs` policy) is refused unless it is a delete,
+ * or a put of a blob's document (`{ sha256, size, contentType }`) whose content the hub holds
+ * whole (`heldWhole`): no reader ever sees a blob without its content. A patch could change the
+ * address without the content, so a blob's document is written whole.
+ */
+export function checkBlobDocument(
+  op: Pick<WriteOp, 'c' | 'op'>,
+  value: JsonValue | undefined,
+  heldWhole: (hash: string, size: number) => boolean,
+): OpProblem | undefined {
+  if (op.op === 'del') return undefined;
+  const holds = `collection ${op.c} holds blobs: its documents are { sha256, size, contentType }`;
+  if (op.op === 'patch') return { reason: 'invalid_value', detail: `${holds}, written whole, never patched` };
+  const blob = blobOf(value);
+  if (!blob) return { reason: 'invalid_value', detail: `${holds}; upload content with PUT /v1/blobs/${op.c}/:key` };
+  if (!heldWhole(blob.sha256, blob.size)) {
+    return {
+      reason: 'blob_incomplete',
+      detail: `the hub does not hold content ${blob.sha256} (${blob.size} bytes) whole: upload the content before its document`,
+    };
+  }
+  return undefined;
 }
 
 /** A write to a collection of another partition: refused (`wrong_partition`), never committed here. */

@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { chunkCount } from '../../shared/blobs.js';
+import { chunkCount, CONTENT_HASH } from '../../shared/blobs.js';
 import { BlobChunkError, BlobIncompleteError, BlobMismatchError } from '../../shared/blob-errors.js';
 import { NotFoundError } from '../../shared/errors.js';
 import { checkChunk, checkHash, checkSize, missingChunks, type ContentInfo, type ContentStore } from './content-store.js';
@@ -89,6 +90,19 @@ export class FileContentStore implements ContentStore {
       await syncDir(join(this.root, 'uploads'));
       await touch(join(shard, hash));
     });
+  }
+
+  /**
+   * Whether content is complete here at `size`, read at once: for a group commit, which decides
+   * synchronously whether a blob's document may commit (SqliteHubStore.ingest).
+   */
+  holdsWholeSync(hash: string, size: number): boolean {
+    if (!CONTENT_HASH.test(hash)) return false;
+    try {
+      return Number(readFileSync(join(this.#objectDir(hash), 'size'), 'utf8')) === size;
+    } catch {
+      return false;
+    }
   }
 
   async info(hash: string): Promise<ContentInfo | undefined> {

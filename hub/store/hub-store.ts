@@ -188,7 +188,12 @@ export interface IngestPlan {
   agents: Array<{ agentId: string; incarnation: string; seqs: number[] }>;
   /** Every document written. */
   documents: Array<[collection: string, key: string]>;
+  /** Blob content the writes name (puts to collections that hold blobs): `ingest` says which the hub holds whole. */
+  contents?: Array<[hash: string, size: number]>;
 }
+
+/** Whether the hub holds blob content whole at this size: asked only of content the IngestPlan names. */
+export type HeldWhole = (hash: string, size: number) => boolean;
 
 /**
  * The hub's primary store: a gap-free log keyed by LSN, the current documents, each
@@ -213,7 +218,7 @@ export interface HubStore extends DigestReads {
    * Runs `work` as one atomic group commit: all of what it wrote is committed, or none of it
    * (and then `head` is as before). Group commits run one at a time.
    */
-  ingest<T>(plan: IngestPlan, work: (tx: IngestTx) => T): Promise<T>;
+  ingest<T>(plan: IngestPlan, work: (tx: IngestTx, heldWhole: HeldWhole) => T): Promise<T>;
 
   /**
    * Committed changes after `from` in LSN order, at most `limit`, no more than `maxBytes` of

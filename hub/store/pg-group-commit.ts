@@ -60,7 +60,8 @@ export async function prefetchPlan(pool: pg.Pool, plan: IngestPlan): Promise<Ing
     (o) => outcomeKey(...o),
   );
   const none = { rows: [] };
-  const [docRows, headRows, seqRows, outcomeRows] = await Promise.all([
+  const contents = [...new Set((plan.contents ?? []).map(([hash]) => hash))];
+  const [docRows, headRows, seqRows, outcomeRows, contentRows] = await Promise.all([
     documents.length ? pool.query<DocumentRow>(DOCUMENTS, [documents.map(([c]) => c), documents.map(([, k]) => k)]) : none,
     collections.length ? pool.query<{ name: string; head_lsn: number; digest: number }>(COLLECTION_HEADS, [collections]) : none,
     agents.length
@@ -70,6 +71,10 @@ export async function prefetchPlan(pool: pg.Pool, plan: IngestPlan): Promise<Ing
         ])
       : none,
     ops.length ? pool.query<OutcomeRow>(REDELIVERED_OUTCOMES, [ops.map((o) => o[0]), ops.map((o) => o[1]), ops.map((o) => o[2])]) : none,
+    // Blob content held whole (hub/blobs/pg-content-store.ts), for the documents that name it.
+    contents.length
+      ? pool.query<{ hash: string; size: string }>('SELECT hash, size FROM blob_contents WHERE hash = ANY($1) AND complete', [contents])
+      : none,
   ]);
   const outcomes = new Map<string, RecordedOutcome>();
   for (const row of outcomeRows.rows) {
@@ -83,6 +88,7 @@ export async function prefetchPlan(pool: pg.Pool, plan: IngestPlan): Promise<Ing
     collectionDigests: new Map(headRows.rows.map((r) => [r.name, r.digest])),
     lastSeqs: new Map(seqRows.rows.map((r) => [agentKey(r.agent_id, r.incarnation), r.last_seq])),
     outcomes,
+    contents: new Map(contentRows.rows.map((r) => [r.hash, Number(r.size)])),
   };
 }
 

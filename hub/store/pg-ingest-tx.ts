@@ -36,6 +36,8 @@ export interface IngestPrefetch {
   collectionDigests: Map<string, number>;
   /** By outcomeKey, for planned seqs at or below their incarnation's last seq (redeliveries). */
   outcomes: Map<string, RecordedOutcome>;
+  /** Blob content of the plan held whole: its size, by hash. */
+  contents: Map<string, number>;
 }
 
 /** Everything one group commit wrote, as final rows: one multi-row statement per table. */

@@ -13,6 +13,7 @@ import type {
   DocumentPage,
   HubStore,
   IngestPlan,
+  HeldWhole,
   IngestTx,
   ListedDocument,
   LogPage,
@@ -132,7 +133,7 @@ export class PostgresHubStore implements HubStore {
     return this.#prunedThrough;
   }
 
-  ingest<T>(plan: IngestPlan, work: (tx: IngestTx) => T): Promise<T> {
+  ingest<T>(plan: IngestPlan, work: (tx: IngestTx, heldWhole: HeldWhole) => T): Promise<T> {
     return this.#serially(() => this.#ingest(plan, work));
   }
 
@@ -143,10 +144,10 @@ export class PostgresHubStore implements HubStore {
     return run;
   }
 
-  async #ingest<T>(plan: IngestPlan, work: (tx: IngestTx) => T): Promise<T> {
+  async #ingest<T>(plan: IngestPlan, work: (tx: IngestTx, heldWhole: HeldWhole) => T): Promise<T> {
     const prefetch = await this.#db.wrap('read', () => prefetchPlan(this.#db.pool, plan));
     const tx = new BufferedIngestTx(plan, prefetch, this.#head, this.#buckets);
-    const result = work(tx); // a throw here has written nothing
+    const result = work(tx, (hash, size) => prefetch.contents.get(hash) === size); // a throw here has written nothing
     const writes = tx.writes();
     // Nothing written (only redeliveries re-acked from recorded outcomes): nothing to fence.
     if (!writes) return result;

@@ -15,6 +15,7 @@ import type {
   DocumentPage,
   HubStore,
   IngestPlan,
+  HeldWhole,
   IngestTx,
   ListedDocument,
   LogPage,
@@ -64,8 +65,12 @@ export class SqliteHubStore implements HubStore {
     return this.db.bucketJoins;
   }
 
-  ingest<T>(_plan: IngestPlan, work: (tx: IngestTx) => T): Promise<T> {
-    return settle(() => this.db.transaction(() => work(this.db)));
+  ingest<T>(plan: IngestPlan, work: (tx: IngestTx, heldWhole: HeldWhole) => T): Promise<T> {
+    return settle(() => {
+      // Read before the transaction: a file's size, not a row.
+      const whole = new Set((plan.contents ?? []).filter(([hash, size]) => this.content.holdsWholeSync(hash, size)).map(contentKey));
+      return this.db.transaction(() => work(this.db, (hash, size) => whole.has(contentKey([hash, size]))));
+    });
   }
 
   logHolds(lsn: number): Promise<boolean> {
@@ -300,3 +305,5 @@ function settle<T>(call: () => T): Promise<T> {
     return Promise.reject(error instanceof Error ? error : new Error(String(error)));
   }
 }
+
+const contentKey = ([hash, size]: readonly [string, number]): string => `${hash}:${size}`;

@@ -128,6 +128,65 @@ describe("the hub's blob API (cloud-side uploads: firmware, models)", () => {
     expect(existsSync(join(dir, 'hub', 'content', 'uploads')), 'nothing of it was stored').toBe(false);
   });
 
+  /**
+   * A collection declared to hold blobs: a document commits only once the hub holds its content
+   * whole, from the hub's API and from a device alike; a plain value or a patch is refused.
+   */
+  async function holdsBlobsOnly(base: string, auth: Record<string, string>, dir: string): Promise<void> {
+    const bytes = randomBytes(BLOB_CHUNK_BYTES + 7);
+    const descriptor = { sha256: contentHash(bytes), size: bytes.length, contentType: 'application/x-fw' };
+    const putDoc = (key: string, value: unknown, method = 'PUT') =>
+      fetch(`${base}/v1/docs/firmware/${key}`, {
+        method,
+        headers: { ...auth, 'content-type': 'application/json' },
+        body: JSON.stringify(value),
+      });
+
+    const early = await putDoc('early', descriptor);
+    expect(early.status).toBe(422);
+    expect(await early.json()).toMatchObject({ code: 'OUTPOST_WRITE_REJECTED', reason: 'blob_incomplete' });
+    const device = new Agent({ hubUrl: `mqtt://127.0.0.1:${hub!.port}`, agentId: 'pi-1', dataDir: join(dir, 'pi-1') }).start();
+    agents.push(device);
+    await expect(device.put('firmware', 'from-device', descriptor, { durability: 'hub' })).rejects.toMatchObject({
+      code: 'OUTPOST_WRITE_REJECTED',
+      reason: 'blob_incomplete',
+    });
+
+    const upload = await fetch(`${base}/v1/blobs/firmware/v1`, {
+      method: 'PUT',
+      headers: { ...auth, 'content-type': 'application/x-fw' },
+      body: new Uint8Array(bytes),
+    });
+    expect(upload.status).toBe(200);
+    // Held whole now: the same descriptor commits under another name, from either side.
+    expect((await putDoc('copy', descriptor)).status).toBe(200);
+    expect((await device.put('firmware', 'from-device', descriptor, { durability: 'hub' })).lsn).toBeGreaterThan(0);
+    // A wrong size is other content.
+    expect(await (await putDoc('wrong-size', { ...descriptor, size: bytes.length + 1 })).json()).toMatchObject({
+      reason: 'blob_incomplete',
+    });
+    expect(await (await putDoc('plain', { n: 1 })).json()).toMatchObject({ reason: 'invalid_value' });
+    expect(await (await putDoc('copy', { contentType: 'text/plain' }, 'PATCH')).json()).toMatchObject({ reason: 'invalid_value' });
+    expect((await fetch(`${base}/v1/docs/firmware/copy`, { method: 'DELETE', headers: auth })).status).toBe(200);
+  }
+
+  const HOLDS_BLOBS = parseHubConfig({ access: { default: { read: ['*'], write: ['*'] } }, collections: { firmware: { blobs: 'eager' } } });
+
+  it('commits a document of a collection that holds blobs only once the hub holds its content whole', async () => {
+    const dir = tempDir('blobs-http');
+    const { base, auth } = await start(dir, { config: HOLDS_BLOBS });
+    await holdsBlobsOnly(base, auth, dir);
+  });
+
+  it.skipIf(NO_POSTGRES !== undefined)(
+    `commits a blob document only once a PostgreSQL hub holds its content whole${NO_POSTGRES ? ` (${NO_POSTGRES})` : ''}`,
+    async () => {
+      const dir = tempDir('blobs-pg');
+      const { base, auth } = await start(dir, { config: HOLDS_BLOBS, store: await PostgresHubStore.open(await freshDatabase()) });
+      await holdsBlobsOnly(base, auth, dir);
+    },
+  );
+
   it('collects content no document names any more, once its grace has passed', async () => {
     const { base, auth } = await start(tempDir('blobs-http'));
     const upload = async (key: string, bytes: Buffer): Promise<string> => {

@@ -300,6 +300,11 @@ export class CollectionPolicies {
     return { name, declared: false, ...this.config.defaults, check: () => undefined };
   }
 
+  /** Whether a collection holds blobs (declared `blobs`; the defaults never do). Asked per op: no policy is built for it. */
+  holdsBlobs(name: string): boolean {
+    return this.#policies.get(name)?.blobs !== undefined;
+  }
+
   /** What agents need to know, for the retained hub status. */
   describe(): { collections: Record<string, AgentPolicy>; undeclared: 'allow' | 'reject'; defaults: AgentPolicy } {
     const forAgents = (p: Omit<CollectionConfig, 'schema'>): AgentPolicy => ({

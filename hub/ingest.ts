@@ -92,26 +92,28 @@ export class Ingestor {
 
   /** One group commit: everything in `requests`, atomically. */
   ingest(requests: readonly IngestRequest[]): Promise<IngestOutput> {
-    const holdsBlobs = (collection: string): boolean => this.policies.get(collection)?.blobs !== undefined;
-    return this.store.ingest(planOf(requests, holdsBlobs), (tx, heldWhole) => {
-      this.#heldWhole = heldWhole;
-      const committed = new Map<string, Sized[]>();
-      const output: IngestOutput = { replies: [], changeSets: [], hubResults: [], replicaWaits: [] };
-      for (const request of requests) {
-        if (request.kind === 'batch') {
-          output.replies.push(...this.#ingestBatch(tx, request.agentId, request.batch, committed, output.replicaWaits));
-        } else if (request.kind === 'hub') {
-          const op = { ...request.write, v: encodedOrAbsent(request.write.v), hlc: this.clock.tick() };
-          output.hubResults.push(this.#apply(tx, { origin: 'hub', incarnation: null, seq: null }, op, committed));
-        } else {
-          const { origin, vouchers, ...write } = request.write;
-          const op = { ...write, v: encodedOrAbsent(write.v) };
-          output.hubResults.push(this.#apply(tx, { origin, incarnation: null, seq: null }, op, committed, vouchers));
+    return this.store.ingest(
+      planOf(requests, (collection) => this.policies.holdsBlobs(collection)),
+      (tx, heldWhole) => {
+        this.#heldWhole = heldWhole;
+        const committed = new Map<string, Sized[]>();
+        const output: IngestOutput = { replies: [], changeSets: [], hubResults: [], replicaWaits: [] };
+        for (const request of requests) {
+          if (request.kind === 'batch') {
+            output.replies.push(...this.#ingestBatch(tx, request.agentId, request.batch, committed, output.replicaWaits));
+          } else if (request.kind === 'hub') {
+            const op = { ...request.write, v: encodedOrAbsent(request.write.v), hlc: this.clock.tick() };
+            output.hubResults.push(this.#apply(tx, { origin: 'hub', incarnation: null, seq: null }, op, committed));
+          } else {
+            const { origin, vouchers, ...write } = request.write;
+            const op = { ...write, v: encodedOrAbsent(write.v) };
+            output.hubResults.push(this.#apply(tx, { origin, incarnation: null, seq: null }, op, committed, vouchers));
+          }
         }
-      }
-      output.changeSets = changeSetsOf(tx, committed, this.clock, this.options.maxChangeSetBytes);
-      return output;
-    });
+        output.changeSets = changeSetsOf(tx, committed, this.clock, this.options.maxChangeSetBytes);
+        return output;
+      },
+    );
   }
 
   #ingestBatch(

@@ -163,6 +163,10 @@ describe('hub configuration file', () => {
     expect(() => loadHubConfig(bad)).toThrow(
       /\/collections\/orders\/conflict must be equal to one of the allowed values \(lww, reject, merge\)/,
     );
+    writeFileSync(bad, 'collections:\n  firmware:\n    blobs: sometimes\n');
+    expect(() => loadHubConfig(bad)).toThrow(/\/collections\/firmware\/blobs must be equal to one of the allowed values \(eager, lazy\)/);
+    const blobs = new CollectionPolicies(parseHubConfig({ collections: { firmware: { blobs: 'lazy' } } }));
+    expect([blobs.holdsBlobs('firmware'), blobs.holdsBlobs('readings')]).toEqual([true, false]);
     writeFileSync(bad, 'colections: {}\n');
     expect(() => loadHubConfig(bad)).toThrow(/colections/);
     expect(() => loadHubConfig(join(dir, 'missing.yaml'))).toThrow(/cannot read hub config/);

@@ -48,16 +48,21 @@ const COMPRESS_FROM_BYTES = 512;
 const isByteString = (first: number): boolean => first >> 5 === 2;
 
 /**
- * Wire form of an encoded message. A batch, page or change set repeats its field names,
+ * Wire form of an encoded message (and the agent's stored outbox batches). A batch, page or change set repeats its field names,
  * collection, HLC prefix and origin in every entry; raw deflate removes most of that (a
  * telemetry batch shrinks to about a fifth). A compressed message travels as one CBOR byte
  * string holding the deflated CBOR message; every message itself is an array, so the first
  * byte tells the two apart. Kept only when it saves at least an eighth.
  */
-function compress(bytes: Buffer): Buffer {
+export function compress(bytes: Buffer): Buffer {
   if (bytes.length < COMPRESS_FROM_BYTES) return bytes;
   const deflated = deflateRawSync(bytes, { level: zlib.Z_BEST_SPEED });
   return deflated.length < bytes.length - (bytes.length >> 3) ? encodeCbor(deflated) : bytes;
+}
+
+/** The CBOR inside bytes `compress` made, for bytes the process stored itself (no size limit: see MessageCodec for the wire's). */
+export function decompressStored(bytes: Buffer): Buffer {
+  return isByteString(bytes[0]!) ? inflateRawSync(decoder.decode(bytes) as Uint8Array) : bytes;
 }
 
 /**

@@ -92,11 +92,17 @@ export class OutboxBatches {
     return this.#rowBytes;
   }
 
-  /** Stores writes of `partition` with consecutive seqs from `firstSeq` as one batch, in the transaction under way. */
+  /**
+   * Stores writes of `partition` with consecutive seqs from `firstSeq` as one batch (several of
+   * at most MAX_WRITES_PER_BATCH), in the transaction under way.
+   */
   add(partition: string, firstSeq: number, createdAt: number, writes: readonly BatchedWriteFields[]): void {
-    const blob = encodeWriteBatch(writes, createdAt);
-    this.#s.insert.run(partition, firstSeq, firstSeq + writes.length - 1, createdAt, blob);
-    this.#remember(partition, firstSeq, createdAt, writes, blob.length);
+    for (let i = 0; i < writes.length; i += MAX_WRITES_PER_BATCH) {
+      const part = writes.slice(i, i + MAX_WRITES_PER_BATCH);
+      const blob = encodeWriteBatch(part, createdAt);
+      this.#s.insert.run(partition, firstSeq + i, firstSeq + i + part.length - 1, createdAt, blob);
+      this.#remember(partition, firstSeq + i, createdAt, part, blob.length);
+    }
   }
 
   /** Deletes a batch, in the transaction under way. */

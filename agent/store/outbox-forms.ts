@@ -23,7 +23,22 @@ export class OutboxForms {
         'INSERT INTO outbox (lane, seq, collection, key, op, value, hlc, base, created_at, rep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       delete: db.prepare<[string, number]>('DELETE FROM outbox WHERE lane = ? AND seq = ?'),
+      skip: db.prepare<[string, string, number]>('UPDATE outbox SET skipped = ?, value = NULL WHERE lane = ? AND seq = ?'),
     };
+  }
+
+  /** A write as a row of its own, at `partition`'s `seq` (its own unless given), in the transaction under way. */
+  insertRow(w: Omit<OutboxRow, 'skipped' | 'acked_lsn'>, partition = w.partition, seq = w.seq): void {
+    this.#s.insert.run(partition, seq, w.collection, w.key, w.op, w.value, w.hlc, w.base, w.created_at, w.rep);
+  }
+
+  deleteRow(partition: string, seq: number): void {
+    this.#s.delete.run(partition, seq);
+  }
+
+  /** A row's write given up (`reason`): it keeps its seq, without its value. */
+  skipRow(reason: string, partition: string, seq: number): void {
+    this.#s.skip.run(reason, partition, seq);
   }
 
   /**
@@ -70,7 +85,7 @@ export class OutboxForms {
       }
       storeRun();
       if (f === 'drop') dropped.push([w.partition, w.seq]);
-      else this.#s.insert.run(w.partition, w.seq, w.collection, w.key, w.op, w.value, w.hlc, w.base, w.created_at, w.rep);
+      else this.insertRow(w);
     }
     storeRun();
     return dropped;
@@ -110,7 +125,7 @@ export class OutboxForms {
         if (which !== 'all' && isLast !== (which === 'the last')) continue;
         if (batch) batches.add(batch);
         else {
-          this.#s.delete.run(partition, seq);
+          this.deleteRow(partition, seq);
           gone.push([partition, seq]);
         }
       }
@@ -121,5 +136,23 @@ export class OutboxForms {
       }
     }
     return gone;
+  }
+
+  /**
+   * Deletes every released write, in the transaction under way, those of a batch the hub
+   * answered only part of included: the answered ones leave, and the others are stored again as
+   * a batch without them. Returns the writes deleted.
+   */
+  settleReleased(): Array<[string, number]> {
+    const gone: Array<[string, number]> = [];
+    for (const [partition, seqs] of this.released.byPartition()) {
+      const partial = new Set<WriteBatch>();
+      for (const seq of seqs) {
+        const batch = this.batches.batchOf(partition, seq);
+        if (batch && !batch.writes.every((w) => seqs.has(w.seq))) partial.add(batch);
+      }
+      for (const batch of partial) gone.push(...this.split(batch, (w) => (seqs.has(w.seq) ? 'drop' : 'batch')));
+    }
+    return [...gone, ...this.deleteReleased()];
   }
 }

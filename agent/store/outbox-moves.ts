@@ -6,7 +6,6 @@ import type { Partitions } from './partitions.js';
 import type { PendingTally } from './pending-tally.js';
 import type { ReleasedWrites } from './released-writes.js';
 import type { Settings } from './settings.js';
-import type { WriteKind } from './writes.js';
 
 /** A write given a place in another partition's sequence (see `Outbox.adoptAssignment`): where it was, where it is now. */
 export interface MovedWrite {
@@ -31,10 +30,6 @@ export class OutboxMoves {
     private readonly released: ReleasedWrites,
   ) {
     this.#s = {
-      insert: db.prepare<[string, number, string, string, WriteKind, Buffer | null, string, number, number, number | null]>(
-        'INSERT INTO outbox (lane, seq, collection, key, op, value, hlc, base, created_at, rep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      ),
-      skip: db.prepare<[string, string, number]>('UPDATE outbox SET skipped = ?, value = NULL WHERE lane = ? AND seq = ?'),
       seqsOf: db.prepare<[string], { seq: number; confirmed: 0 | 1 }>(
         'SELECT seq, acked_lsn IS NOT NULL AS confirmed FROM outbox WHERE lane = ? ORDER BY seq',
       ),
@@ -106,9 +101,8 @@ export class OutboxMoves {
               targets.set(partition, target);
             }
             const seq = target.next++;
-            const { collection, key, op, value: stored, hlc, base, created_at, rep } = row;
-            this.#s.insert.run(partition, seq, collection, key, op, stored, hlc, base, created_at, rep);
-            this.#s.skip.run('moved', DEFAULT_PARTITION, row.seq);
+            this.forms.insertRow(row, partition, seq);
+            this.forms.skipRow('moved', DEFAULT_PARTITION, row.seq);
             this.tally.skipsChanged(+1); // the copy is pending in its place: the collection's count stays
             moved.push({ from: { incarnation: from, seq: row.seq }, to: { partition, incarnation: target.incarnation, seq } });
           }

@@ -5,7 +5,7 @@ import type { AgentDb } from './agent-db.js';
 import type { Partitions } from './partitions.js';
 import { PendingTally } from './pending-tally.js';
 import { ReleasedWrites } from './released-writes.js';
-import { MAX_BATCHED, MAX_WRITES_PER_BATCH, OutboxBatches, type BatchedWrite, type WriteBatch } from './outbox-batches.js';
+import { MAX_BATCHED, OutboxBatches, type BatchedWrite, type WriteBatch } from './outbox-batches.js';
 import { OutboxForms } from './outbox-forms.js';
 import { OutboxMoves } from './outbox-moves.js';
 import { OutboxReads } from './outbox-reads.js';
@@ -66,18 +66,13 @@ export class Outbox {
     private readonly versionOf: (collection: string, key: string) => number,
   ) {
     this.#s = {
-      insert: db.prepare<[string, number, string, string, WriteKind, Buffer | null, string, number, number, number | null]>(
-        'INSERT INTO outbox (lane, seq, collection, key, op, value, hlc, base, created_at, rep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      ),
       row: db.prepare<[string, number], OutboxRow>(`SELECT ${ROW} FROM outbox WHERE lane = ? AND seq = ?`),
       olderThan: db.prepare<[string, number], OutboxRow>(
         `SELECT ${ROW} FROM outbox WHERE collection = ? AND acked_lsn IS NULL AND skipped IS NULL AND created_at < ? ORDER BY seq`,
       ),
-      skip: db.prepare<[string, string, number]>('UPDATE outbox SET skipped = ?, value = NULL WHERE lane = ? AND seq = ?'),
       markAcked: db.prepare<[number, string | null, string, number]>(
         'UPDATE outbox SET acked_lsn = ?, acked_hlc = ? WHERE lane = ? AND seq = ?',
       ),
-      delete: db.prepare<[string, number]>('DELETE FROM outbox WHERE lane = ? AND seq = ?'),
       anyConfirmed: db.prepare<[], { one: number }>('SELECT 1 AS one FROM outbox WHERE acked_lsn IS NOT NULL LIMIT 1'),
       releaseConfirmed: db.prepare<[string, string, number]>(
         'DELETE FROM outbox WHERE collection = ? AND key = ? AND acked_lsn IS NOT NULL AND acked_lsn <= ?',
@@ -124,10 +119,7 @@ export class Outbox {
           // Each partition's writes of this append, stored as a batch at the end (or before a drop-oldest looks for the oldest).
           const batched = new Map<string, { first: number; writes: BatchedWriteFields[] }>();
           const store = (): void => {
-            for (const [partition, { first, writes: fields }] of batched) {
-              for (let i = 0; i < fields.length; i += MAX_WRITES_PER_BATCH)
-                this.#batches.add(partition, first + i, now, fields.slice(i, i + MAX_WRITES_PER_BATCH));
-            }
+            for (const [partition, { first, writes: fields }] of batched) this.#batches.add(partition, first, now, fields);
             batched.clear();
           };
           for (const w of writes) {
@@ -203,23 +195,7 @@ export class Outbox {
    */
   settleReleased(): void {
     if (this.#released.empty) return;
-    this.#released.forget(
-      this.#forms.guarded(() =>
-        this.db.transaction(() => {
-          const gone: Array<[string, number]> = [];
-          for (const [partition, seqs] of this.#released.byPartition()) {
-            const partial = new Set<WriteBatch>();
-            for (const seq of seqs) {
-              const batch = this.#batches.batchOf(partition, seq);
-              if (batch && !batch.writes.every((w) => seqs.has(w.seq))) partial.add(batch);
-            }
-            // The answered writes leave; the others stay a batch, stored again without them.
-            for (const batch of partial) gone.push(...this.#forms.split(batch, (w) => (seqs.has(w.seq) ? 'drop' : 'batch')));
-          }
-          return [...gone, ...this.#forms.deleteReleased()];
-        }),
-      ),
-    );
+    this.#released.forget(this.#forms.guarded(() => this.db.transaction(() => this.#forms.settleReleased())));
   }
 
   /**
@@ -261,7 +237,7 @@ export class Outbox {
     this.#forms.rowOf(row);
     const incarnation = this.partitions.incarnationOf(row.partition);
     const rejection = this.rejections.record(incarnation, row, { outcome, reason: outcome, detail: GIVE_UP_DETAIL[outcome], at: now });
-    this.#s.skip.run(outcome, row.partition, row.seq);
+    this.#forms.skipRow(outcome, row.partition, row.seq);
     this.#tally.pendingChanged(row.collection, -1);
     this.#tally.skipsChanged(+1);
     return rejection;
@@ -337,7 +313,7 @@ export class Outbox {
             const row = this.#s.row.get(partition, r.seq);
             if (!row) continue;
             if (row.skipped) {
-              this.#s.delete.run(partition, r.seq); // already reported when it was given up
+              this.#forms.deleteRow(partition, r.seq); // already reported when it was given up
               this.#tally.skipsChanged(-1);
               continue;
             }
@@ -356,7 +332,7 @@ export class Outbox {
               at: Date.now(),
             } as const;
             rejected.push(this.rejections.record(this.partitions.incarnationOf(partition), row, verdict));
-            this.#s.delete.run(partition, r.seq);
+            this.#forms.deleteRow(partition, r.seq);
           }
         }),
       ),

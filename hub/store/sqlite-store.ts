@@ -68,8 +68,8 @@ export class SqliteHubStore implements HubStore {
   ingest<T>(plan: IngestPlan, work: (tx: IngestTx, heldWhole: HeldWhole) => T): Promise<T> {
     return settle(() => {
       // Read before the transaction: a file's size, not a row.
-      const whole = new Set((plan.contents ?? []).filter(([hash, size]) => this.content.holdsWholeSync(hash, size)).map(contentKey));
-      return this.db.transaction(() => work(this.db, (hash, size) => whole.has(contentKey([hash, size]))));
+      const whole = new Map((plan.contents ?? []).filter(([hash, size]) => this.content.holdsWholeSync(hash, size)));
+      return this.db.transaction(() => work(this.db, (hash, size) => whole.get(hash) === size));
     });
   }
 
@@ -305,5 +305,3 @@ function settle<T>(call: () => T): Promise<T> {
     return Promise.reject(error instanceof Error ? error : new Error(String(error)));
   }
 }
-
-const contentKey = ([hash, size]: readonly [string, number]): string => `${hash}:${size}`;

@@ -1,6 +1,6 @@
-import { BLOB_CHUNK_BYTES, chunkCount, chunkLength, CONTENT_HASH } from '../../shared/blobs.js';
-import { BlobChunkError } from '../../shared/blob-errors.js';
-import { InvalidMessageError } from '../../shared/errors.js';
+import { BLOB_CHUNK_BYTES, chunkCount, chunkLength, CONTENT_HASH } from '../blobs.js';
+import { BlobChunkError } from '../blob-errors.js';
+import { InvalidMessageError } from '../errors.js';
 
 /** What a store holds of one content. */
 export interface ContentInfo {
@@ -25,7 +25,7 @@ export interface ContentInfo {
  */
 export interface ContentStore {
   /**
-   * Where content streamed in waits while its address is computed (hub/blob-transfer.ts), on
+   * Where content streamed in waits while its address is computed (shared/content/content-transfer.ts), on
    * the disk that will hold it; undefined: the system's temporary directory.
    */
   readonly spoolDir?: string;

@@ -2,13 +2,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { chunkCount, CONTENT_HASH } from '../../shared/blobs.js';
-import { BlobChunkError, BlobIncompleteError, BlobMismatchError } from '../../shared/blob-errors.js';
-import { NotFoundError } from '../../shared/errors.js';
+import { chunkCount, CONTENT_HASH } from '../blobs.js';
+import { BlobChunkError, BlobIncompleteError, BlobMismatchError } from '../blob-errors.js';
+import { NotFoundError } from '../errors.js';
 import { checkChunk, checkHash, checkSize, missingChunks, type ContentInfo, type ContentStore } from './content-store.js';
 
 /**
- * A SQLite hub's blob content: files under `<root>` (the data directory's `content/`), one per
+ * Blob content in files under `<root>` (a SQLite hub's data directory's `content/`, a device's cache), one per
  * chunk, each written to a temporary name, fsynced, renamed into place and its directory fsynced,
  * so that a chunk is either whole on disk or absent after a crash.
  *
@@ -66,7 +66,7 @@ export class FileContentStore implements ContentStore {
     checkHash(hash);
     return this.#inTurn(hash, async () => {
       const held = await this.#held(hash);
-      if (!held) throw new NotFoundError(`no upload of content ${hash} at the hub; begin it first`);
+      if (!held) throw new NotFoundError(`no upload of content ${hash} here; begin it first`);
       if (held.complete) return;
       const missing = missingChunks(held.size, await this.#chunksIn(held.dir));
       if (missing.length > 0) throw new BlobIncompleteError(hash, missing);
@@ -114,7 +114,7 @@ export class FileContentStore implements ContentStore {
   async readChunk(hash: string, index: number): Promise<Buffer> {
     checkHash(hash);
     const held = await this.#held(hash);
-    if (!held?.complete) throw new NotFoundError(`no complete content ${hash} at the hub`);
+    if (!held?.complete) throw new NotFoundError(`no complete content ${hash} here`);
     const bytes = await readFile(join(held.dir, String(index))).catch(() => undefined);
     if (!bytes) throw new NotFoundError(`content ${hash} has no chunk ${index} (it has ${chunkCount(held.size)})`);
     return bytes;

@@ -1,15 +1,14 @@
 import { EventEmitter } from 'node:events';
 import pino, { type Logger } from 'pino';
-import { AgentClosedError, InvalidValueError, ReadTimeoutError } from '../shared/errors.js';
+import { AgentClosedError, InvalidValueError } from '../shared/errors.js';
 import { HybridClock } from '../shared/hlc.js';
 import type { CollectionPolicy, HubStatusMessage } from '../shared/messages.js';
-import { upCodec } from '../shared/codec.js';
-import { byeTopic, DEFAULT_PARTITION } from '../shared/topics.js';
+import { DEFAULT_PARTITION } from '../shared/topics.js';
 import { limits } from '../shared/limits.js';
 import { isPlainObject, type JsonValue } from '../shared/values.js';
 import { Lane } from './lane.js';
 import { Lanes } from './lanes.js';
-import { Link } from './link.js';
+import { mqttLink } from './link.js';
 import { PolicyCache } from './policy-cache.js';
 import { ProgressWaiters } from './progress-waiters.js';
 import { SyncScheduler } from './scheduler.js';
@@ -24,12 +23,12 @@ import type { Transport, TransportFactory } from './transport.js';
 import type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
 import { validateWrite } from './write-validation.js';
 import { appliedChanges } from './applied-changes.js';
+import { DeviceBlobs, type BlobHandle, type BlobReceipt } from './blobs/device-blobs.js';
+import { WriteExpiry } from './write-expiry.js';
 import { WriteQueue, type WriteReceipt } from './write-queue.js';
 
 /** Status reports to the hub wait this long, so a burst of changes sends one. */
 const STATUS_DEBOUNCE_MS = 50;
-/** How often pending writes are checked against their collection's TTL. */
-const EXPIRY_CHECK_MS = 1_000;
 
 export type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
 
@@ -52,7 +51,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #writes: WriteQueue;
   readonly #link: Transport;
   readonly #scheduler: SyncScheduler;
-  #expiryTimer: NodeJS.Timeout | undefined;
+  readonly #expiry: WriteExpiry;
   readonly #lanes: Lanes;
   readonly #log: Logger;
   readonly #progress = new ProgressWaiters();
@@ -61,6 +60,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   #closed = false;
   readonly #verification: VerificationBook;
   readonly #scrubber: Scrubber;
+  readonly #blobs: DeviceBlobs;
 
   constructor(options: AgentOptions) {
     super();
@@ -98,37 +98,49 @@ export class Agent extends EventEmitter<AgentEvents> {
       options.scrubBytesPerMinute ?? DEFAULT_SCRUB_BYTES_PER_MINUTE,
       this.#log,
     );
-    const subscriptions = this.#lanes.subscriptions();
-    const transport: TransportFactory =
-      options.transport ??
-      ((delegate) =>
-        new Link(
-          {
-            url: options.hubUrl,
-            clientId: options.agentId,
-            ...(options.hubToken !== undefined && { username: options.agentId, password: options.hubToken }),
-            ...(options.tls && { tls: options.tls }),
-            subscriptions,
-            backoff: options.reconnect ?? { initialMs: 500, maxMs: 30_000 },
-            log: this.#log,
-            farewell: (session) => ({ topic: byeTopic(options.agentId), payload: upCodec.encode(['bye', { s: session }]) }),
-          },
-          delegate,
-        ));
+    this.#expiry = new WriteExpiry(
+      this.#store,
+      (c) => this.#policy(c).ttlSeconds,
+      (expired) => {
+        this.emit('rejection', expired);
+        this.#lanes.pumpAll();
+      },
+      this.#log,
+    );
+    this.#blobs = new DeviceBlobs(
+      this.#store,
+      this.#clock,
+      { dataDir: options.dataDir, ackTimeoutMs: options.ackTimeoutMs ?? 10_000, ...options.blobs },
+      {
+        send: (c, message) => this.#lanes.laneOf(c)?.send(message) ?? false,
+        connected: () => this.#link.connected,
+        mayUpload: () => this.#lanes.routed && this.#scheduler.mayUpload(),
+        documentsBusy: () => [...this.#lanes].some((lane) => lane.uploading),
+        partitionOf: (c) => this.#lanes.partitionOf(c),
+        policy: (c) => this.#policy(c),
+        read: (c, k) => this.#store.replica.read(c, k),
+        onQueued: (c, dropped) => this.#afterWrite(new Set([c]), dropped),
+        onRejected: (rejections) => this.emit('rejection', rejections),
+      },
+      this.#log,
+    );
+    const transport: TransportFactory = options.transport ?? ((delegate, filters) => mqttLink(options, filters, this.#log, delegate));
     this.#link = transport(
       {
         onConnected: () => {
           this.#lanes.onConnected();
+          this.#blobs.onLink();
           this.#scheduleStatus();
           this.emit('connected');
         },
         onDisconnected: () => {
           this.#lanes.onDisconnected();
+          this.#blobs.onLink();
           this.emit('disconnected');
         },
         onMessage: (topic, payload) => this.#onMessage(topic, payload),
       },
-      subscriptions,
+      this.#lanes.subscriptions(),
     );
     this.#scheduler = new SyncScheduler(
       options.sync ?? { mode: 'realtime' },
@@ -166,7 +178,10 @@ export class Agent extends EventEmitter<AgentEvents> {
         // Nothing goes up before the hub's assignment is known: a write must join its partition's sequence.
         mayUpload: () => this.#lanes.routed && this.#scheduler.mayUpload(),
         routed: () => this.#lanes.routed,
-        onApplied: (changes) => this.listenerCount('change') > 0 && this.emit('change', appliedChanges(changes)),
+        onApplied: (changes) => {
+          this.#blobs.onApplied(changes);
+          if (this.listenerCount('change') > 0) this.emit('change', appliedChanges(changes));
+        },
         onEvicted: (documents) => this.emit('evicted', documents),
         onRepaired: (collection, written, removed) => this.emit('repaired', { collection, written: appliedChanges(written), removed }),
         onProgress: () => {
@@ -177,6 +192,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         onReincarnated: (previous, next) => this.emit('reincarnated', previous, next),
         onRestored: (info) => this.emit('restored', info),
         onHubStatus: (status) => this.#onHubStatus(partition, status),
+        onBlob: (_, message) => this.#blobs.onMessage(message),
       },
       this.#log,
     );
@@ -197,8 +213,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#lanes.start();
     this.#scheduler.start();
     this.#scrubber.start();
-    this.#expiryTimer = setInterval(() => this.#expire(), EXPIRY_CHECK_MS);
-    this.#expiryTimer.unref?.();
+    this.#blobs.start();
+    this.#expiry.start();
     return this;
   }
 
@@ -227,20 +243,6 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#lanes.pumpFor(collections);
   }
 
-  /** Gives up writes past their collection's TTL; the app hears of each. */
-  #expire(): void {
-    if (this.#closed) return;
-    try {
-      const expired = this.#store.outbox.expire((c) => this.#policy(c).ttlSeconds);
-      if (expired.length === 0) return;
-      this.#log.warn({ count: expired.length }, 'pending writes expired before they could be uploaded');
-      this.emit('rejection', expired);
-      this.#lanes.pumpAll();
-    } catch (error) {
-      this.#log.error({ err: error }, 'could not expire pending writes');
-    }
-  }
-
   put(collection: string, key: string, value: JsonValue, options: WriteOptions = {}): Promise<WriteReceipt> {
     return this.#write(collection, key, 'put', value, options);
   }
@@ -253,6 +255,26 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   del(collection: string, key: string, options: WriteOptions = {}): Promise<WriteReceipt> {
     return this.#write(collection, key, 'del', undefined, options);
+  }
+
+  /**
+   * Writes a blob (agent/blobs/), durable on the device when it resolves; its content uploads in the lowest lane, and its
+   * document commits once the hub holds it whole.
+   */
+  putBlob(
+    collection: string,
+    key: string,
+    data: Uint8Array | AsyncIterable<Uint8Array>,
+    options: { contentType?: string } = {},
+  ): Promise<BlobReceipt> {
+    this.#assertOpen();
+    return this.#blobs.put(collection, key, data, options.contentType ?? 'application/octet-stream');
+  }
+
+  /** A document's blob with its content held on the device (fetched first if need be); undefined if there is no document. */
+  getBlob(collection: string, key: string, options: { timeoutMs?: number } = {}): Promise<BlobHandle | undefined> {
+    this.#assertOpen();
+    return this.#blobs.get(collection, key, options.timeoutMs ?? this.#waitTimeoutMs);
   }
 
   async get(collection: string, key: string, options: ReadOptions = {}): Promise<AgentDocument | undefined> {
@@ -305,12 +327,13 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#closed = true;
     this.#writes.flush();
     clearTimeout(this.#statusTimer);
-    clearInterval(this.#expiryTimer);
+    this.#expiry.stop();
     this.#scrubber.stop();
     await this.#scheduler.stop();
     this.#progress.close();
     this.#lanes.stop();
     await this.#link.stop();
+    await this.#blobs.stop();
     this.#store.close();
   }
 
@@ -332,20 +355,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     return this.#lanes.waitFor(receipt, collection, durability, options.timeoutMs ?? this.#waitTimeoutMs);
   }
 
-  async #caughtUp(collection: string, options: ReadOptions): Promise<void> {
-    const { minLsn } = options;
-    if (minLsn === undefined) return;
+  #caughtUp(collection: string, { minLsn, timeoutMs }: ReadOptions): Promise<void> {
+    if (minLsn === undefined) return Promise.resolve();
     // A causal token is an LSN of the collection's partition: compare it with that lane's log only.
-    const lane = this.#lanes.laneOf(collection)!;
-    const applied = (): number => Math.max(this.#store.replica.cursor(collection), lane.watermark);
-    if (applied() >= minLsn) return;
-    lane.pull(); // the token may name another collection's LSN: a pull moves the watermark past it
-    const timeoutMs = options.timeoutMs ?? this.#waitTimeoutMs;
-    await this.#progress.wait(
-      () => applied() >= minLsn,
-      timeoutMs,
-      () => new ReadTimeoutError(minLsn, applied(), timeoutMs),
-    );
+    const cursor = (): number => this.#store.replica.cursor(collection);
+    return this.#progress.caughtUp(this.#lanes.laneOf(collection)!, cursor, minLsn, timeoutMs ?? this.#waitTimeoutMs);
   }
 
   /**

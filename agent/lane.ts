@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
 import type { HybridClock, Hlc } from '../shared/hlc.js';
-import type { Change, DownMessage, HubStatusMessage, UpMessage } from '../shared/messages.js';
+import type { BlobDownMessage, Change, DownMessage, HubStatusMessage, UpMessage } from '../shared/messages.js';
 import { partitionTopics, type PartitionTopics } from '../shared/topics.js';
 import { DurabilityWaiters, type Durability, type ReplicaWaitReport, type WriteIdentity } from './durability.js';
 import { Replicator } from './replicator.js';
@@ -47,6 +47,8 @@ export interface LaneDelegate {
   onRestored(info: { partition: string; lineage: string; fork: number; lostDocuments: number; lostWrites: number }): void;
   /** A hub status arrived on this lane's hub topic (from a leader this lane still listens to). */
   onHubStatus(status: HubStatusMessage[1]): void;
+  /** The partition's hub answered about blob content (agent/blobs/). */
+  onBlob(partition: string, message: BlobDownMessage): void;
 }
 
 /**
@@ -193,6 +195,11 @@ export class Lane {
   /** A pull is under way, or asked for (of the partition's log or of a bucket of the device's scope). */
   get pulling(): boolean {
     return this.#replicator.pulling || this.#scope.pulling;
+  }
+
+  /** A batch of writes waits for its ack. */
+  get uploading(): boolean {
+    return this.#uploader.busy;
   }
 
   /** Every change of the partition's replicated collections up to this LSN (of its log) is applied. */
@@ -374,6 +381,9 @@ export class Lane {
       }
       case 'lostack':
         this.#restore.onAck(message[1].id);
+        break;
+      default: // what the hub answers about blob content
+        this.delegate.onBlob(this.partition, message);
         break;
       case 'digests':
       case 'rangesums':

@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
+import { upCodec } from '../shared/codec.js';
+import { byeTopic } from '../shared/topics.js';
 import { Backoff } from './backoff.js';
+import type { AgentOptions } from './types.js';
 import type { Transport, TransportDelegate } from './transport.js';
 
 export interface LinkOptions {
@@ -182,4 +185,21 @@ export class Link implements Transport {
     if (this.options.farewell) client.stream?.destroy();
     await client.endAsync(true).catch(() => undefined);
   }
+}
+
+/** The agent's MQTT link to the hub, as its options say (the default transport). */
+export function mqttLink(options: AgentOptions, subscriptions: readonly string[], log: Logger, delegate: TransportDelegate): Link {
+  return new Link(
+    {
+      url: options.hubUrl,
+      clientId: options.agentId,
+      ...(options.hubToken !== undefined && { username: options.agentId, password: options.hubToken }),
+      ...(options.tls && { tls: options.tls }),
+      subscriptions,
+      backoff: options.reconnect ?? { initialMs: 500, maxMs: 30_000 },
+      log,
+      farewell: (session) => ({ topic: byeTopic(options.agentId), payload: upCodec.encode(['bye', { s: session }]) }),
+    },
+    delegate,
+  );
 }

@@ -1,4 +1,4 @@
-import { AgentClosedError } from '../shared/errors.js';
+import { AgentClosedError, ReadTimeoutError } from '../shared/errors.js';
 
 interface Waiter {
   isDone: () => boolean;
@@ -27,6 +27,21 @@ export class ProgressWaiters {
       waiter.timer.unref?.();
       this.#waiters.add(waiter);
     });
+  }
+
+  /**
+   * Resolves once a collection is applied up to `minLsn`, a causal token (an LSN of the log of
+   * `lane`'s partition): its own cursor or the lane's watermark past it.
+   */
+  caughtUp(lane: { pull(): void; readonly watermark: number }, cursor: () => number, minLsn: number, timeoutMs: number): Promise<void> {
+    const applied = (): number => Math.max(cursor(), lane.watermark);
+    if (applied() >= minLsn) return Promise.resolve();
+    lane.pull(); // the token may name another collection's LSN: a pull moves the watermark past it
+    return this.wait(
+      () => applied() >= minLsn,
+      timeoutMs,
+      () => new ReadTimeoutError(minLsn, applied(), timeoutMs),
+    );
   }
 
   /** Called after every change the replica applies. */

@@ -320,4 +320,27 @@ BEGIN
   ON CONFLICT (name) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER));
 END;
 `,
+  // 15: blobs (agent/blobs/). A blob written on the device waits in blob_uploads, content in the
+  // data directory's content/, until the hub holds its content whole; only then does its document
+  // join the outbox, with the HLC it was written at (a write in the outbox is never held back:
+  // the writes behind it would wait). blob_cache: the content the device holds, for least
+  // recently used eviction within the cache budget.
+  `
+CREATE TABLE blob_uploads (
+  id           INTEGER PRIMARY KEY AUTOINCREMENT,
+  collection   TEXT NOT NULL,
+  key          TEXT NOT NULL,
+  sha256       TEXT NOT NULL,
+  size         INTEGER NOT NULL,
+  content_type TEXT NOT NULL,
+  hlc          TEXT NOT NULL,
+  created_at   INTEGER NOT NULL
+);
+CREATE INDEX blob_uploads_by_document ON blob_uploads (collection, key);
+CREATE TABLE blob_cache (
+  sha256  TEXT PRIMARY KEY,
+  size    INTEGER NOT NULL,
+  used_at INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
 ];

@@ -46,6 +46,8 @@ export interface AgentOptions {
   sync?: SyncSchedule;
   /** How often a quiet device compares its copy with the hub's digests (default 60 s); change sets and pages compare as they apply. */
   verifyIntervalMs?: number;
+  /** Blob content (agent/blobs/): bytes the device keeps (default 256 MiB), the largest a put takes (default 1 GiB). */
+  blobs?: { cacheBytes?: number; maxBlobBytes?: number };
   /** Bytes of stored rows the scrub re-reads a minute to find rot (default 4 MiB; 0 turns it off). */
   scrubBytesPerMinute?: number;
 }

@@ -65,6 +65,11 @@ export class Uploader {
     this.#inFlight = [];
   }
 
+  /** A batch was sent and its ack has not come: blob chunks wait behind it (agent/blobs/blob-sender.ts). */
+  get busy(): boolean {
+    return this.#inFlight.length > 0;
+  }
+
   /** Sends what the window allows. Called on new writes, acks and (re)connects. */
   pump(): void {
     if (!this.#active || Date.now() < this.#pausedUntil || !this.delegate.mayUpload()) return;

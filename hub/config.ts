@@ -314,6 +314,7 @@ export class CollectionPolicies {
       ttlSeconds: p.ttlSeconds,
       maxPending: p.maxPending,
       overflow: p.overflow,
+      ...(p.blobs !== undefined && { blobs: p.blobs }),
     });
     return {
       collections: Object.fromEntries([...this.#policies].map(([name, p]) => [name, forAgents(p)])),

@@ -49,6 +49,8 @@ export interface HubCoreOptions {
    * to it. Default DEFAULT_PULL_BYTES_PER_SECOND.
    */
   maxPullBytesPerSecond?: number;
+  /** Largest blob content a device may upload over MQTT (default DEFAULT_MAX_BLOB_BYTES), as the HTTP API's. */
+  maxBlobBytes?: number;
   /** An agent's labels now, for its scope (hub/label-cache.ts); none without. */
   labelsOf?: (agentId: string) => Readonly<Record<string, string>>;
   /** Sends a message to MQTT subscribers (QoS 1). Whatever carries it — embedded broker or not. */

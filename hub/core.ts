@@ -31,6 +31,7 @@ import { BlobCollector } from './blob-collector.js';
 import { KnownCollections } from './known-collections.js';
 import { PacedQueue, type Pace } from './paced-queue.js';
 import { RefusedWorkLog } from './refused-work.js';
+import { BlobIntake } from './blob-intake.js';
 import { ReplicaAcks } from './replica-acks.js';
 import type { ReplicationTracker } from './replication-tracker.js';
 import type { HubStore } from './store/hub-store.js';
@@ -78,6 +79,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   readonly #publish: HubCoreOptions['publish'];
   readonly #retention: LogRetention;
   readonly #blobs: BlobCollector;
+  readonly #blobTraffic: BlobIntake; // blob content devices upload and fetch over MQTT
   /** Scoped collections' delivery: which devices are online, and what each holds (see ScopeDelivery). */
   readonly scopes: ScopeDelivery;
   /** The scope rules of this partition's collections. */
@@ -155,6 +157,23 @@ export class HubCore extends EventEmitter<HubEvents> {
       superseded: (agentId) => this.emit('refused', 'repair_superseded', agentId, 1),
       log: this.log,
     });
+    this.#blobTraffic = new BlobIntake({
+      content: this.store.content,
+      document: (c, k) => this.store.document(c, k),
+      clock: this.clock,
+      rules: {
+        owns: (c) => this.#partitionOf(c) === this.partition,
+        holdsBlobs: (c) => this.policies.holdsBlobs(c),
+        mayWrite: (agentId, c) => this.access.mayWrite(agentId, c),
+        mayRead: (agentId, c, { buckets }) =>
+          this.access.mayRead(agentId, c) &&
+          (!this.scopes.directory.scoped(c) || !!buckets?.some((b) => this.scopes.directory.holds(agentId, b))),
+      },
+      maxBlobBytes: options.maxBlobBytes,
+      sendDown: (agentId, message) => this.#sendDown(agentId, message),
+      dropped: (agentId) => this.emit('refused', 'blob_dropped', agentId, 1),
+      log: this.log,
+    });
     const ingestor = new Ingestor(this.store, this.clock, this.policies, {
       ...defaultIngestOptions,
       maxFutureSkewMs: this.config.maxClockSkewSeconds * 1000,
@@ -200,6 +219,7 @@ export class HubCore extends EventEmitter<HubEvents> {
   /** Commits and acknowledges what is queued, then accepts nothing more. */
   async drain(): Promise<void> {
     this.#pulls.stop();
+    this.#blobTraffic.stop();
     this.#statuses.stop();
     this.#verify.stop();
     this.scopes.stop();
@@ -280,6 +300,11 @@ export class HubCore extends EventEmitter<HubEvents> {
         break;
       case 'bye':
         this.scopes.offline(agentId, message[1].s);
+        break;
+      case 'bhave':
+      case 'bchunk':
+      case 'bget':
+        this.#blobTraffic.submit(agentId, message);
         break;
     }
   }

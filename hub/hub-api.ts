@@ -1,6 +1,6 @@
 import { blobOf, type BlobDescriptor } from '../shared/blobs.js';
 import { NotFoundError, WrongPartitionError } from '../shared/errors.js';
-import { contentChunks, storeStreamed } from '../shared/content/content-transfer.js';
+import { contentChunks, storeStreamed } from '../content/content-transfer.js';
 import type { HubCore } from './core.js';
 import type { AgentView } from './fleet.js';
 import type { Sample } from './history.js';

@@ -139,6 +139,7 @@ export abstract class HubBase extends EventEmitter<HubEvents> {
       ...(common.partition !== undefined && { partition: common.partition }),
       dev: common.dev ?? false,
       ...(common.maxPullBytesPerSecond !== undefined && { maxPullBytesPerSecond: common.maxPullBytesPerSecond }),
+      ...(common.maxBlobBytes !== undefined && { maxBlobBytes: common.maxBlobBytes }),
       logger: this.log,
       ...(common.config && { config: common.config }),
       labelsOf: (agentId) => this.labelsOf(agentId),

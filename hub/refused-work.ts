@@ -8,6 +8,7 @@ const WHAT = {
   replica_wait: 'replica waits refused over their limits (the writer times out)',
   status_collection: 'collections a status report named that do not exist here or that the agent may not read (not kept)',
   repair_superseded: 'range repair requests replaced by a newer one before they were answered (one at a time per agent)',
+  blob_dropped: "blob messages dropped with 8 of the agent's already waiting to be handled (it sends them again when no answer comes)",
   change_set_skipped: 'change sets not sent to an agent with too much unsent (over half maxQueuedBytes); it pulls them',
 } as const;
 

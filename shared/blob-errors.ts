@@ -41,3 +41,20 @@ export class BlobTooLargeError extends OutpostError {
     return { ...super.toJSON(), limit: this.limit };
   }
 }
+
+/** Blob content the hub will not take or send for a collection: it holds no blobs, or this device may not write or read it. */
+export class BlobRefusedError extends OutpostError {
+  constructor(collection: string, detail: string) {
+    super(ErrorCode.BLOB_REFUSED, `blob content for collection ${JSON.stringify(collection)} refused: ${detail}`);
+  }
+}
+
+/**
+ * Blob content that cannot be read now: the device does not hold it and cannot fetch it (it is
+ * offline, or the hub does not hold it whole). Try again once connected.
+ */
+export class BlobUnavailableError extends OutpostError {
+  constructor(hash: string, detail: string) {
+    super(ErrorCode.BLOB_UNAVAILABLE, `content ${hash} is not available: ${detail}`);
+  }
+}

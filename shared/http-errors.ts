@@ -32,6 +32,8 @@ export const HTTP_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
   [ErrorCode.BLOB_MISMATCH]: 422,
   [ErrorCode.BLOB_INCOMPLETE]: 409,
   [ErrorCode.BLOB_TOO_LARGE]: 413,
+  [ErrorCode.BLOB_REFUSED]: 403,
+  [ErrorCode.BLOB_UNAVAILABLE]: 503,
   [ErrorCode.INTERNAL]: 500,
 };
 

@@ -18,6 +18,11 @@ export const CollectionPolicy = Type.Object(
     ttlSeconds: Type.Number({ minimum: 0 }),
     maxPending: Type.Integer({ minimum: 0 }),
     overflow: Type.Union([Type.Literal('reject'), Type.Literal('drop-oldest')]),
+    /**
+     * The collection holds blobs (shared/blobs.ts): `eager`, devices fetch a document's content as
+     * it replicates; `lazy`, on its first read. Absent: plain documents.
+     */
+    blobs: Type.Optional(Type.Union([Type.Literal('eager'), Type.Literal('lazy')])),
   },
   strict,
 );

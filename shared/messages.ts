@@ -10,7 +10,6 @@ import {
   Hlc,
   Incarnation,
   Key,
-  Lineage,
   Lsn,
   MAX_BUCKETS,
   message,
@@ -18,10 +17,22 @@ import {
   strict,
   ValueBytes,
 } from './message-parts.js';
+import {
+  BlobChunkMessage,
+  BlobGetMessage,
+  BlobGotMessage,
+  BlobHaveMessage,
+  BlobNeedMessage,
+  BlobNoneMessage,
+  BlobPartMessage,
+} from './blob-messages.js';
+import { LostAckMessage, LostMessage } from './lost-messages.js';
 import { DigestsMessage, RangeSumsMessage, RangesMessage, RefetchedMessage, RefetchMessage, VerifyReport } from './verify-messages.js';
 
 export { BucketId, Change } from './message-parts.js';
 export * from './verify-messages.js';
+export * from './lost-messages.js';
+export * from './blob-messages.js';
 
 /**
  * Every message is a CBOR array `[type, body]` whose first element names its type (no CBOR
@@ -153,36 +164,6 @@ export const StatusMessage = message(
     strict,
   ),
 );
-/**
- * A document version a restored hub no longer has, as this device held it: in its replica, or
- * as one of its own writes the hub had acknowledged. `ver` is its version in the lost lineage.
- */
-export const LostDoc = Type.Object(
-  {
-    ...Type.Omit(Change, ['lsn', 'op', 'bk']).properties,
-    op: Type.Union([Type.Literal('put'), Type.Literal('del')]),
-    ver: Type.Integer({ minimum: 1 }),
-  },
-  strict,
-);
-export type LostDoc = Static<typeof LostDoc>;
-/**
- * One chunk of the agent's report of what the hub lost when it was restored: documents of
- * lineage `lin` above `fork` (where the restored hub's history parted from it). Resent until
- * the hub answers `lostack` with the same `id`.
- */
-export const LostMessage = message(
-  'lost',
-  Type.Object(
-    {
-      id: Type.Integer({ minimum: 0 }),
-      lin: Lineage,
-      fork: Lsn,
-      docs: Type.Array(LostDoc, { minItems: 1, maxItems: limits.maxLostDocs }),
-    },
-    strict,
-  ),
-);
 /** One connection of a device: a random id its `hello` and its `bye` (its MQTT will) both carry. */
 const Session = Type.String({ pattern: '^[0-9a-f]{16}$' });
 /**
@@ -205,6 +186,9 @@ export const UpMessage = Type.Union([
   ByeMessage,
   RangesMessage,
   RefetchMessage,
+  BlobHaveMessage,
+  BlobChunkMessage,
+  BlobGetMessage,
 ]);
 export type UpMessage = Static<typeof UpMessage>;
 
@@ -328,11 +312,6 @@ export const ReplicatedMessage = message(
   'replicated',
   Type.Object({ inc: Incarnation, hlc: Hlc, epoch: Type.Optional(Epoch), seqs: Type.Array(Seq) }, strict),
 );
-/** The hub has stored the lost-document report chunk `id`: the agent may forget it. */
-export const LostAckMessage = message(
-  'lostack',
-  Type.Object({ id: Type.Integer({ minimum: 0 }), hlc: Hlc, epoch: Type.Optional(Epoch) }, strict),
-);
 /**
  * The device's scope: the scoped collections, and the buckets it holds now with each one's
  * newest LSN. Sent when it subscribes and whenever its scope changes (its labels, the config).
@@ -374,6 +353,10 @@ export const DownMessage = Type.Union([
   RefetchedMessage,
   // A scoped collection's change set, of one bucket, comes on the device's own topic.
   ChangesMessage,
+  BlobNeedMessage,
+  BlobGotMessage,
+  BlobPartMessage,
+  BlobNoneMessage,
 ]);
 export type DownMessage = Static<typeof DownMessage>;
 
@@ -394,5 +377,3 @@ export type StatusMessage = Static<typeof StatusMessage>;
 export type ReplicatedMessage = Static<typeof ReplicatedMessage>;
 export type SnapshotMessage = Static<typeof SnapshotMessage>;
 export type ReincarnateMessage = Static<typeof ReincarnateMessage>;
-export type LostMessage = Static<typeof LostMessage>;
-export type LostAckMessage = Static<typeof LostAckMessage>;

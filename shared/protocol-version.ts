@@ -27,8 +27,13 @@
  *      refetched and lost documents; shared/value-bytes.ts): the hub checks a writer's bytes
  *      once and stores, logs, digests and sends them as they are; replicas store them as they
  *      arrive. An agent on 4 would read a byte string where it expects a value.
+ * - 6: blobs. Collection policies may say a collection holds blobs (`blobs`), which an agent on 5
+ *      would refuse as an unknown field; blob content travels in chunks apart from the log
+ *      (shared/blob-messages.ts): up `bhave` (offer content, answered by `bneed`), `bchunk`
+ *      (one chunk, answered by `bgot` once durable), `bget` (ask for chunks, answered by `bpart`
+ *      or `bnone`).
  */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
 /** This build's software version, reported by agents to the hub's fleet view. */
 export const SOFTWARE_VERSION = '0.1.0';

@@ -1,5 +1,7 @@
 import { DEFAULT_PARTITION } from '../../shared/topics.js';
 import { AgentDb } from './agent-db.js';
+import { BlobCacheIndex } from './blob-cache-index.js';
+import { BlobUploads } from './blob-uploads.js';
 import { BucketDigests } from './bucket-digests.js';
 import { BucketRepair } from './bucket-repair.js';
 import { CollectionCursors } from './collection-cursors.js';
@@ -31,6 +33,9 @@ export class AgentStore {
   readonly bucketDigests: BucketDigests;
   readonly bucketRepair: BucketRepair;
   readonly lost: LostReports;
+  /** Blobs written here whose content the hub does not hold yet, and the content the device holds. */
+  readonly blobUploads: BlobUploads;
+  readonly blobCache: BlobCacheIndex;
   readonly #db: AgentDb;
   readonly #cursors: CollectionCursors;
 
@@ -47,6 +52,8 @@ export class AgentStore {
     this.bucketDigests = new BucketDigests(this.#db);
     this.bucketRepair = new BucketRepair(this.#db, this.scope);
     this.lost = new LostReports(this.#db, this.partitions, this.outbox, this.#cursors);
+    this.blobUploads = new BlobUploads(this.#db, this.rejections, this.partitions);
+    this.blobCache = new BlobCacheIndex(this.#db);
     this.partitions.incarnationOf(DEFAULT_PARTITION); // a new database is born with its default incarnation
   }
 

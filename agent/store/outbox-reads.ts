@@ -98,7 +98,7 @@ export class OutboxReads {
   }
 
   /** The device's pending writes to a document over `version` (the replica's), in order: what a read lays over it. */
-  overlayOf(collection: string, key: string, version: number): Array<{ op: WriteKind; value: Buffer | null }> {
+  overlayOf(collection: string, key: string, version: number): Array<{ op: WriteKind; value: Buffer | null; hlc: string }> {
     // A released write is committed and the replica holds its version or a newer one: it lays nothing over it.
     const rows: Array<{ partition: string; seq: number; hlc: string; op: WriteKind; value: Buffer | null }> = this.#s.overlay.all(
       collection,

@@ -103,7 +103,13 @@ export class Outbox {
    * that collection give way (`drop-oldest`, reported in `dropped`). Throws StorageFullError
    * when the disk or the storage budget is exhausted; nothing is half-written.
    */
-  append(writes: readonly NewWrite[], clockNow: Hlc, policyFor?: (collection: string) => Buffering): AppendResult {
+  append(
+    writes: readonly NewWrite[],
+    clockNow: Hlc,
+    policyFor?: (collection: string) => Buffering,
+    /** Runs in the append's transaction, once the writes are in it: what must be stored with them or not at all. */
+    within?: (result: AppendResult) => void,
+  ): AppendResult {
     // Batches count at their row size: they are stored compressed, and may become rows in this very append.
     this.settings.assertRoomFor(writes, this.#batches.rowBytes - this.#batches.bytes);
     const result: AppendResult = { seqs: [], dropped: [] };
@@ -163,6 +169,7 @@ export class Outbox {
             while (this.#batches.size > MAX_BATCHED.writes / 2 || this.#batches.rowBytes > MAX_BATCHED.bytes / 2)
               this.#forms.toRows(this.#batches.oldest()!);
           }
+          within?.(result);
           this.settings.reserveHlc(clockNow);
           return released;
         }),
@@ -354,7 +361,7 @@ export class Outbox {
   }
 
   /** The device's pending writes to a document over `version` (the replica's), in order: what a read lays over it. */
-  overlayOf(collection: string, key: string, version: number): Array<{ op: WriteKind; value: Buffer | null }> {
+  overlayOf(collection: string, key: string, version: number): Array<{ op: WriteKind; value: Buffer | null; hlc: string }> {
     return this.#reads.overlayOf(collection, key, version);
   }
 

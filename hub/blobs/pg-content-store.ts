@@ -4,7 +4,7 @@ import { chunkCount } from '../../shared/blobs.js';
 import { BlobChunkError, BlobIncompleteError, BlobMismatchError } from '../../shared/blob-errors.js';
 import { NotFoundError, OutpostError, StorageFailedError } from '../../shared/errors.js';
 import type { PgPool } from '../store/pg-pool.js';
-import { checkChunk, checkHash, checkSize, missingChunks, type ContentInfo, type ContentStore } from '../../shared/content/content-store.js';
+import { checkChunk, checkHash, checkSize, missingChunks, type ContentInfo, type ContentStore } from '../../content/content-store.js';
 
 /**
  * A PostgreSQL hub's blob content, in its database (`blob_contents`, `blob_chunks`: PostgreSQL

@@ -1,4 +1,4 @@
-import type { ContentStore } from '../../shared/content/content-store.js';
+import type { ContentStore } from '../../content/content-store.js';
 import type { BucketJoins } from './bucket-joins.js';
 import type { DigestReads } from './digest-reads.js';
 import type { Lineage, LostDocument, LostReport, ReapplyOutcome } from './lineage-types.js';

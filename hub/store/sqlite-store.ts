@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { FileContentStore } from '../../shared/content/file-content-store.js';
+import { FileContentStore } from '../../content/file-content-store.js';
 import { setImmediate } from 'node:timers/promises';
 import { faultPoint } from '../../shared/fault-points.js';
 import type {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import type { ContentStore } from '../../shared/content/content-store.js';
+import type { ContentStore } from '../../content/content-store.js';
 import { BLOB_CHUNK_BYTES, chunkCount, contentHash } from '../../shared/blobs.js';
 import { ErrorCode } from '../../shared/errors.js';
 

@@ -1,7 +1,7 @@
 import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FileContentStore } from '../../shared/content/file-content-store.js';
+import { FileContentStore } from '../../content/file-content-store.js';
 import { PgContentStore } from '../../hub/blobs/pg-content-store.js';
 import { PgPool } from '../../hub/store/pg-pool.js';
 import { migrate } from '../../hub/store/pg-schema.js';

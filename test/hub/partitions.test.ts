@@ -184,7 +184,7 @@ describe('topic rules across partitions', () => {
     expect(maySubscribe('pi-2', shop.collection('notes'), rules, false)).toBe(false);
     expect(maySubscribe('pi-2', shop.collection('ledger'), rules, false)).toBe(false);
     expect(maySubscribe('pi-1', shop.collection('ledger'), rules, false)).toBe(true);
-    expect(maySubscribe('pi-2', 'outpost/v5/p/+/hub', rules, false)).toBe(false);
+    expect(maySubscribe('pi-2', 'outpost/v6/p/+/hub', rules, false)).toBe(false);
   });
 });
 
@@ -209,19 +209,19 @@ describe('the Mosquitto export with partitions', () => {
       'pi-2:$7$h2',
     ]);
     for (const line of [
-      'pattern write outpost/v5/a/%u/up',
-      'pattern write outpost/v5/a/%u/bye',
-      'pattern read outpost/v5/a/%u/down',
-      'pattern write outpost/v5/p/+/a/%u/up',
-      'pattern read outpost/v5/p/+/a/%u/down',
-      'user outpost-hub-p-shop\ntopic readwrite outpost/v5/#',
+      'pattern write outpost/v6/a/%u/up',
+      'pattern write outpost/v6/a/%u/bye',
+      'pattern read outpost/v6/a/%u/down',
+      'pattern write outpost/v6/p/+/a/%u/up',
+      'pattern read outpost/v6/p/+/a/%u/down',
+      'user outpost-hub-p-shop\ntopic readwrite outpost/v6/#',
     ])
       expect(files.acl).toContain(line);
     expect(files.acl).toMatch(/user pi-1\ntopic read outpost\/v5\/hub\ntopic read outpost\/v5\/c\/#\ntopic read outpost\/v5\/p\/\+\/hub\n/);
     // pi-1 reads every collection of both partitions; pi-2 not the ledger.
     expect(files.acl).toMatch(/user pi-1\n(.+\n)*topic read outpost\/v5\/p\/shop\/c\/#\ntopic read outpost\/v5\/p\/telemetry\/c\/#/);
     expect(files.acl).toMatch(/user pi-2\n(.+\n)*topic read outpost\/v5\/p\/shop\/c\/orders\ntopic read outpost\/v5\/p\/telemetry\/c\/#/);
-    expect(files.acl).not.toContain('outpost/v5/p/shop/c/ledger');
+    expect(files.acl).not.toContain('outpost/v6/p/shop/c/ledger');
   });
 
   it("refuses an agent named like a partition's hub account", () => {
@@ -297,7 +297,7 @@ describe.skipIf(!MOSQUITTO)(`partitions on a real Mosquitto${MOSQUITTO ? '' : ` 
     outpost(['hub', 'export', 'mosquitto', '--data', data, '--out', out, '--config', configFile], {
       OUTPOST_BROKER_PASSWORD: HUB_PASSWORD,
     });
-    expect(readFileSync(join(out, 'acl'), 'utf8')).toContain('pattern write outpost/v5/p/+/a/%u/up');
+    expect(readFileSync(join(out, 'acl'), 'utf8')).toContain('pattern write outpost/v6/p/+/a/%u/up');
     const broker = await MosquittoProcess.start(out);
     closers.push(() => broker.stop());
 

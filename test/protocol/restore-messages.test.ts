@@ -30,7 +30,7 @@ describe('protocol 3: lineage in the hub status, lost reports and their acknowle
   });
 
   it('came with protocol version 3 (4 added content digests, 5 values as their bytes)', () => {
-    expect(PROTOCOL_VERSION).toBe(5);
+    expect(PROTOCOL_VERSION).toBe(6);
   });
 
   it('round-trips a lost report and its acknowledgement', () => {

@@ -1,6 +1,6 @@
-import { BLOB_CHUNK_BYTES, chunkCount, chunkLength, CONTENT_HASH } from '../blobs.js';
-import { BlobChunkError } from '../blob-errors.js';
-import { InvalidMessageError } from '../errors.js';
+import { BLOB_CHUNK_BYTES, chunkCount, chunkLength, CONTENT_HASH } from '../shared/blobs.js';
+import { BlobChunkError } from '../shared/blob-errors.js';
+import { InvalidMessageError } from '../shared/errors.js';
 
 /** What a store holds of one content. */
 export interface ContentInfo {

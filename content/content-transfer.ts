@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BLOB_CHUNK_BYTES, chunkCount, chunkLength } from '../blobs.js';
-import { BlobTooLargeError } from '../blob-errors.js';
+import { BLOB_CHUNK_BYTES, chunkCount, chunkLength } from '../shared/blobs.js';
+import { BlobTooLargeError } from '../shared/blob-errors.js';
 import type { ContentStore } from './content-store.js';
 
 /**

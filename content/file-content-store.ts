@@ -2,9 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { chunkCount, CONTENT_HASH } from '../blobs.js';
-import { BlobChunkError, BlobIncompleteError, BlobMismatchError } from '../blob-errors.js';
-import { NotFoundError } from '../errors.js';
+import { chunkCount, CONTENT_HASH } from '../shared/blobs.js';
+import { BlobChunkError, BlobIncompleteError, BlobMismatchError } from '../shared/blob-errors.js';
+import { NotFoundError } from '../shared/errors.js';
 import { checkChunk, checkHash, checkSize, missingChunks, type ContentInfo, type ContentStore } from './content-store.js';
 
 /**
@@ -146,6 +146,17 @@ export class FileContentStore implements ContentStore {
       });
     }
     return removed;
+  }
+
+  /** Removes content, complete or not (a device's cache evicting it); false if it was not held. */
+  async remove(hash: string): Promise<boolean> {
+    checkHash(hash);
+    return this.#inTurn(hash, async () => {
+      const held = await this.#held(hash);
+      if (!held) return false;
+      await this.#discard(held.dir);
+      return true;
+    });
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,90 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { chunkCount } from '../../shared/blobs.js';
+import { storeStreamed } from '../../content/content-transfer.js';
+import { FileContentStore } from '../../content/file-content-store.js';
+import type { AgentStore } from '../store/agent-store.js';
+
+/** What a device keeps of blob content unless configured otherwise: 256 MiB. */
+export const DEFAULT_BLOB_CACHE_BYTES = 256 * 1024 * 1024;
+
+/**
+ * The blob content a device holds (`content/` in its data directory, as the hub keeps it:
+ * content/file-content-store.ts), within a cache budget. Content past the budget is
+ * evicted least recently used first, except what can not be fetched again: content of a blob
+ * written here whose upload has not finished (store.blobUploads), and content being read.
+ */
+export class DeviceContent {
+  readonly files: FileContentStore;
+  /** Reads under way, by hash: their content stays. */
+  readonly #reading = new Map<string, number>();
+
+  constructor(
+    dataDir: string,
+    private readonly store: AgentStore,
+    private readonly budgetBytes: number,
+    private readonly log: Logger,
+  ) {
+    this.files = new FileContentStore(join(dataDir, 'content'));
+  }
+
+  /** Stores streamed content whole (hashed and checked); its address and size. */
+  async storeStreamed(data: AsyncIterable<Uint8Array>, maxBytes: number): Promise<{ sha256: string; size: number }> {
+    const stored = await storeStreamed(this.files, data, maxBytes);
+    this.store.blobCache.used(stored.sha256, stored.size);
+    return stored;
+  }
+
+  /** The content is held here whole, at this size. */
+  holdsWhole(sha256: string, size: number): boolean {
+    return this.files.holdsWholeSync(sha256, size);
+  }
+
+  /** Marks content used now (held whole: a download completed, or a read). */
+  used(sha256: string, size: number): void {
+    this.store.blobCache.used(sha256, size);
+  }
+
+  /** The chunks of content held whole, in order; it is not evicted while they are read. */
+  async *chunks(sha256: string, size: number): AsyncGenerator<Buffer> {
+    this.#reading.set(sha256, (this.#reading.get(sha256) ?? 0) + 1);
+    try {
+      this.used(sha256, size);
+      for (let i = 0; i < chunkCount(size); i++) yield await this.files.readChunk(sha256, i);
+    } finally {
+      const left = this.#reading.get(sha256)! - 1;
+      if (left === 0) this.#reading.delete(sha256);
+      else this.#reading.set(sha256, left);
+    }
+  }
+
+  /** Bytes of content held (as the index counts them). */
+  get heldBytes(): number {
+    return this.store.blobCache.total().bytes;
+  }
+
+  /**
+   * Evicts least recently used content until what is held fits the budget (with `room` more
+   * bytes to come); content a pending upload needs, or being read, stays. The hashes evicted.
+   */
+  async evict(room = 0): Promise<string[]> {
+    let held = this.heldBytes;
+    if (held + room <= this.budgetBytes) return [];
+    const pinned = this.store.blobUploads.hashes();
+    const evicted: string[] = [];
+    for (const { sha256, size } of this.store.blobCache.oldestFirst()) {
+      if (held + room <= this.budgetBytes) break;
+      if (pinned.has(sha256) || this.#reading.has(sha256)) continue;
+      await this.files.remove(sha256);
+      this.store.blobCache.remove(sha256);
+      held -= size;
+      evicted.push(sha256);
+    }
+    if (evicted.length > 0) this.log.info({ evicted: evicted.length, heldBytes: held }, 'evicted blob content past the cache budget');
+    return evicted;
+  }
+
+  close(): Promise<void> {
+    return this.files.close();
+  }
+}

@@ -1,0 +1,178 @@
+import type { Logger } from 'pino';
+import { blobOf, chunkCount, DEFAULT_MAX_BLOB_BYTES } from '../shared/blobs.js';
+import { BlobMismatchError, BlobRefusedError, BlobTooLargeError } from '../shared/blob-errors.js';
+import type { BlobChunkMessage, BlobDownMessage, BlobGetMessage, BlobHaveMessage } from '../shared/blob-messages.js';
+import { MAX_CHUNKS_NAMED } from '../shared/blob-messages.js';
+import type { ContentStore } from '../content/content-store.js';
+import { ErrorCode, OutpostError } from '../shared/errors.js';
+import type { HybridClock } from '../shared/hlc.js';
+import type { StoredDocument } from './store/hub-store.js';
+
+/** A device's blob messages waiting to be handled, at most: more are dropped, and the device sends them again when no answer comes. */
+const MAX_QUEUED_PER_AGENT = 8;
+
+type BlobUpMessage = BlobHaveMessage | BlobChunkMessage | BlobGetMessage;
+
+/** What blob traffic may touch. */
+export interface BlobRules {
+  /** The collection belongs to this hub's partition. */
+  owns(collection: string): boolean;
+  /** The collection is declared to hold blobs (`blobs: eager | lazy`). */
+  holdsBlobs(collection: string): boolean;
+  mayWrite(agentId: string, collection: string): boolean;
+  /** The device may read this document (its collection, and for a scoped one a bucket it holds). */
+  mayRead(agentId: string, collection: string, document: StoredDocument): boolean;
+}
+
+export interface BlobIntakeDeps {
+  content: ContentStore;
+  document(collection: string, key: string): Promise<StoredDocument | undefined>;
+  clock: HybridClock;
+  rules: BlobRules;
+  /** Default DEFAULT_MAX_BLOB_BYTES. */
+  maxBlobBytes: number | undefined;
+  sendDown(agentId: string, message: BlobDownMessage): void;
+  /** A device's message dropped: it had too many waiting. */
+  dropped(agentId: string): void;
+  log: Logger;
+}
+
+/**
+ * Blob content over MQTT, at the hub (shared/blob-messages.ts): takes the chunks devices upload
+ * into the content store, answering each once it is durable, and says which chunks a content
+ * still lacks (`bneed`); serves chunks of content that a document the device may read names.
+ * Each device's messages are handled in turn, apart from the group commit: a chunk being
+ * fsynced never holds up a batch. A device with too many waiting loses the newest; it asks
+ * again when no answer comes.
+ */
+export class BlobIntake {
+  readonly #queues = new Map<string, BlobUpMessage[]>();
+  #stopped = false;
+
+  constructor(private readonly deps: BlobIntakeDeps) {}
+
+  submit(agentId: string, message: BlobUpMessage): void {
+    if (this.#stopped) return;
+    let queue = this.#queues.get(agentId);
+    if (!queue) {
+      this.#queues.set(agentId, (queue = [message]));
+      void this.#drain(agentId, queue);
+      return;
+    }
+    if (queue.length >= MAX_QUEUED_PER_AGENT) return this.deps.dropped(agentId);
+    queue.push(message);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+  }
+
+  async #drain(agentId: string, queue: BlobUpMessage[]): Promise<void> {
+    while (queue.length > 0 && !this.#stopped) {
+      const message = queue[0]!;
+      try {
+        await this.#handle(agentId, message);
+      } catch (error) {
+        this.deps.log.error({ err: error, agentId, type: message[0] }, 'could not handle a blob message; the device asks again');
+      }
+      queue.shift();
+    }
+    this.#queues.delete(agentId);
+  }
+
+  #handle(agentId: string, message: BlobUpMessage): Promise<void> {
+    switch (message[0]) {
+      case 'bhave':
+        return this.#have(agentId, message[1]);
+      case 'bchunk':
+        return this.#chunk(agentId, message[1]);
+      case 'bget':
+        return this.#get(agentId, message[1]);
+    }
+  }
+
+  /** Why this device may not upload content of `n` bytes for `c`, if it may not. */
+  #uploadRefusal(agentId: string, c: string, n: number): OutpostError | undefined {
+    const { rules } = this.deps;
+    if (!rules.owns(c) || !rules.holdsBlobs(c))
+      return new BlobRefusedError(c, 'the collection is not declared to hold blobs (`blobs: eager | lazy`) here');
+    if (!rules.mayWrite(agentId, c)) return new BlobRefusedError(c, 'this device may not write it');
+    const max = this.deps.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES;
+    if (n > max) return new BlobTooLargeError(max);
+    return undefined;
+  }
+
+  async #have(agentId: string, { c, h, n }: BlobHaveMessage[1]): Promise<void> {
+    const refusal = this.#uploadRefusal(agentId, c, n);
+    if (refusal) return this.#refuse(agentId, h, refusal);
+    const { content } = this.deps;
+    try {
+      let missing = await content.begin(h, n);
+      if (missing.length === 0) {
+        try {
+          await content.complete(h); // every chunk held: checked against the address once, then readable
+        } catch (error) {
+          if (!(error instanceof BlobMismatchError)) throw error;
+          this.deps.log.warn(
+            { agentId, hash: h },
+            'blob content did not match its address; its chunks were dropped and are asked for again',
+          );
+          missing = await content.begin(h, n);
+        }
+      }
+      this.#send(agentId, [
+        'bneed',
+        { hlc: '', h, done: missing.length === 0, miss: missing.slice(0, MAX_CHUNKS_NAMED), left: missing.length },
+      ]);
+    } catch (error) {
+      if (error instanceof OutpostError && error.code === ErrorCode.BLOB_INVALID_CHUNK) return this.#refuse(agentId, h, error);
+      throw error;
+    }
+  }
+
+  async #chunk(agentId: string, { c, h, n, i, d }: BlobChunkMessage[1]): Promise<void> {
+    const refusal = this.#uploadRefusal(agentId, c, n);
+    if (refusal) return this.#refuse(agentId, h, refusal);
+    const { content } = this.deps;
+    try {
+      // The upload may have been begun before a restart, or collected since: begun again, it lacks what it lacks.
+      if ((await content.info(h)) === undefined) await content.begin(h, n);
+      await content.putChunk(h, i, d);
+    } catch (error) {
+      if (error instanceof OutpostError && error.code === ErrorCode.BLOB_INVALID_CHUNK) return this.#refuse(agentId, h, error);
+      throw error;
+    }
+    this.#send(agentId, ['bgot', { hlc: '', h, i }]);
+  }
+
+  async #get(agentId: string, { c, k, h, i }: BlobGetMessage[1]): Promise<void> {
+    const none = (code: string, message: string): void => this.#send(agentId, ['bnone', { hlc: '', h, code, message }]);
+    const document = this.deps.rules.owns(c) ? await this.deps.document(c, k) : undefined;
+    if (!document || document.deleted || !this.deps.rules.mayRead(agentId, c, document)) {
+      return none(ErrorCode.BLOB_REFUSED, `no document ${c}/${k} this device may read at this hub`);
+    }
+    const blob = blobOf(document.value);
+    if (blob?.sha256 !== h) return none(ErrorCode.NOT_FOUND, `document ${c}/${k} does not name content ${h} now`);
+    const info = await this.deps.content.info(h);
+    if (!info?.complete || info.size !== blob.size) return none(ErrorCode.BLOB_UNAVAILABLE, `the hub does not hold content ${h} whole`);
+    for (const index of i) {
+      if (index >= chunkCount(blob.size)) return none(ErrorCode.BLOB_INVALID_CHUNK, `content ${h} has ${chunkCount(blob.size)} chunks`);
+      const d = await this.deps.content.readChunk(h, index);
+      this.#send(agentId, ['bpart', { hlc: '', h, n: blob.size, i: index, d }]);
+    }
+  }
+
+  #refuse(agentId: string, h: string, error: OutpostError): void {
+    this.deps.log.warn({ agentId, hash: h, code: error.code }, error.message);
+    this.#send(agentId, [
+      'bneed',
+      { hlc: '', h, done: false, miss: [], left: 0, err: { code: error.code, message: error.message.slice(0, 1024) } },
+    ]);
+  }
+
+  /** Stamps the hub's clock (its epoch is stamped on the way out, like every message). */
+  #send(agentId: string, message: BlobDownMessage): void {
+    message[1].hlc = this.deps.clock.tick();
+    this.deps.sendDown(agentId, message);
+  }
+}

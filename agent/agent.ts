@@ -301,7 +301,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   status(): AgentStatus {
     this.#assertOpen();
     const { lastSyncAt, nextWindow } = this.#scheduler;
-    return agentStatus(this.#store, this.#lanes, {
+    const status = agentStatus(this.#store, this.#lanes, {
       agentId: this.id,
       connected: this.#link.connected,
       lastSyncAt,
@@ -309,6 +309,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       verification: this.#verification.report,
       scrub: this.#scrubber.status,
     });
+    return { ...status, blobs: this.#blobs.status() };
   }
 
   rejections(limit?: number): Rejection[] {

@@ -16,6 +16,8 @@ export interface HttpRequest {
   body: unknown;
   /** The response, for a handler that writes it itself and returns STREAMED. */
   response: ServerResponse;
+  /** The request itself, for a route that reads its body as a stream (`streamBody`): `body` is then undefined. */
+  incoming: IncomingMessage;
 }
 
 /** An answer other than a JSON value with status 200. */
@@ -44,6 +46,8 @@ export interface HttpServerOptions {
 
 interface Route {
   method: string;
+  /** The handler reads the body itself, as it streams in (a blob's content): it is not read whole first. */
+  streamBody: boolean;
   /** Literal segments, and `:name` for a parameter (one whole segment). */
   segments: string[];
   handler: Handler;
@@ -79,8 +83,8 @@ export class HttpServer {
     });
   }
 
-  route(method: string, path: string, handler: Handler): void {
-    this.#routes.push({ method, segments: path.split('/'), handler });
+  route(method: string, path: string, handler: Handler, options: { streamBody?: boolean } = {}): void {
+    this.#routes.push({ method, segments: path.split('/'), handler, streamBody: options.streamBody ?? false });
     this.routes.push(`${method} ${path}`);
   }
 
@@ -125,10 +129,18 @@ export class HttpServer {
       const path = q === -1 ? url : url.slice(0, q);
       const found = this.#match(method === 'HEAD' ? 'GET' : method, path);
       if (!found) throw new NotFoundError(`the device API has no route ${method} ${path}`);
-      const body = BODY_METHODS.has(method) ? await readBody(request, this.options.bodyLimit) : undefined;
+      const body = BODY_METHODS.has(method) && !found.route.streamBody ? await readBody(request, this.options.bodyLimit) : undefined;
       const query: Record<string, string> = {};
       for (const [name, value] of new URLSearchParams(q === -1 ? '' : url.slice(q + 1))) query[name] ??= value;
-      const result = await found.route.handler({ method, params: found.params, query, headers: request.headers, body, response });
+      const result = await found.route.handler({
+        method,
+        params: found.params,
+        query,
+        headers: request.headers,
+        body,
+        response,
+        incoming: request,
+      });
       if (result === STREAMED) {
         this.#streams.add(response);
         response.once('close', () => this.#streams.delete(response));

@@ -4,6 +4,7 @@ import { AgentClosedError, InvalidHeaderError, NotFoundError, UnauthorizedError 
 import { parseIfMatch } from '../shared/if-match.js';
 import type { AppliedChange } from './types.js';
 import { HttpServer, Reply, STREAMED } from './http-server.js';
+import { blobRoutes } from './http-blobs.js';
 import { createAgentMetrics } from './metrics.js';
 import type { EvictedDocument } from './store/replica.js';
 import type { Rejection } from './store/rejections.js';
@@ -155,6 +156,8 @@ export async function createAgentHttp(agent: Agent, log: Logger, options: AgentH
     });
     return STREAMED;
   });
+
+  blobRoutes(app, agent);
 
   servedRoutes.set(app, app.routes);
   return app;

@@ -120,6 +120,45 @@ export const openApiDocument = {
         },
       },
     },
+    '/v1/blobs/{collection}/{key}': {
+      get: {
+        summary: "A blob's content, downloaded from the hub first if this device does not hold it",
+        parameters: [...docParams, { name: 'timeoutMs', in: 'query', schema: { type: 'integer', minimum: 0 } }],
+        responses: {
+          200: { description: 'the content, with its SHA-256 as the ETag', content: { '*/*': {} } },
+          304: { description: 'If-None-Match named this content' },
+          404: errorResponse('no such document on this device'),
+          503: errorResponse('not held here and cannot be fetched now (offline, or not in time)'),
+        },
+      },
+      put: {
+        summary:
+          'Store a blob: its content (the body, streamed; its Content-Type kept) uploads in the background, and its document commits once the hub holds it',
+        parameters: docParams,
+        requestBody: { required: true, content: { '*/*': {} } },
+        responses: {
+          200: {
+            description: 'content and write durable on this device',
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  required: ['sha256', 'size', 'contentType', 'hlc'],
+                  properties: {
+                    sha256: { type: 'string' },
+                    size: { type: 'integer' },
+                    contentType: { type: 'string' },
+                    hlc: { type: 'string' },
+                  },
+                },
+              },
+            },
+          },
+          400: errorResponse('invalid collection or key'),
+          413: errorResponse('content over the largest a blob may be'),
+        },
+      },
+    },
     '/v1/changes': {
       get: {
         summary: 'Server-Sent Events feed of committed changes applied to this device',

@@ -93,6 +93,18 @@ export interface AgentStatus {
   lastSyncAt?: string;
   /** When the next sync window opens (sync windows only). */
   nextWindow?: string;
+  /**
+   * Blobs (agent/blobs/): written here and waiting for the hub to hold their content (the one
+   * uploading now, and the chunks the hub still lacks of it); downloads waiting or under way;
+   * the content the device holds against its cache budget.
+   */
+  blobs?: BlobStatus;
+}
+
+export interface BlobStatus {
+  uploads: { blobs: number; bytes: number; current?: { collection: string; key: string; missingChunks: number } };
+  downloads: { blobs: number; bytes: number };
+  cache: { bytes: number; budget: number };
 }
 
 /** What verifying the device's copy has done (shared/verification-view.ts), the collections under repair, and the scrub's progress. */

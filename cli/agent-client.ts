@@ -2,13 +2,13 @@ import type { Command } from 'commander';
 import { AgentUnreachableError, ErrorCode, InvalidValueError, OutpostError } from '../shared/errors.js';
 
 /** Talks to a running agent's HTTP API: `outpost agent status | get | put | del | ls | sync | watch`. */
-interface ClientOptions {
+export interface ClientOptions {
   url: string;
   token?: string;
   json?: boolean;
 }
 
-async function call(opts: ClientOptions, method: string, path: string, body?: unknown): Promise<unknown> {
+export async function call(opts: ClientOptions, method: string, path: string, body?: unknown): Promise<unknown> {
   let response: Response;
   try {
     response = await fetch(`${opts.url.replace(/\/$/, '')}${path}`, {
@@ -33,7 +33,7 @@ async function call(opts: ClientOptions, method: string, path: string, body?: un
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCode));
 
 /** The agent's error answer as the error it names (its codes are Outpost's); anything else is internal. */
-function agentAnswer(status: number, body: unknown): OutpostError {
+export function agentAnswer(status: number, body: unknown): OutpostError {
   const { code, message } = (typeof body === 'object' && body !== null ? body : {}) as { code?: unknown; message?: unknown };
   const text = typeof message === 'string' ? message : `HTTP ${status}: ${typeof body === 'string' ? body : JSON.stringify(body)}`;
   return new OutpostError(typeof code === 'string' && KNOWN_CODES.has(code) ? (code as ErrorCode) : ErrorCode.INTERNAL, text);
@@ -52,7 +52,7 @@ export function table(rows: string[][]): string {
     .join('\n');
 }
 
-function print(opts: ClientOptions, value: unknown, human: () => string): void {
+export function print(opts: ClientOptions, value: unknown, human: () => string): void {
   process.stdout.write(`${opts.json ? JSON.stringify(value, null, 2) : human()}\n`);
 }
 
@@ -89,14 +89,18 @@ function showProgress(opts: ClientOptions): { stop: () => void } {
   };
 }
 
+/** A subcommand of `parent` that talks to a running agent: its URL, token and output options. */
+export function clientCommand(parent: Command, name: string, description: string): Command {
+  return parent
+    .command(name)
+    .description(description)
+    .option('--url <url>', 'agent HTTP API (env OUTPOST_AGENT_URL)', process.env.OUTPOST_AGENT_URL ?? 'http://127.0.0.1:7801')
+    .option('--token <secret>', 'bearer token (env OUTPOST_TOKEN)', process.env.OUTPOST_TOKEN)
+    .option('--json', 'machine-readable output');
+}
+
 export function addClientCommands(agent: Command): void {
-  const client = (name: string, description: string): Command =>
-    agent
-      .command(name)
-      .description(description)
-      .option('--url <url>', 'agent HTTP API (env OUTPOST_AGENT_URL)', process.env.OUTPOST_AGENT_URL ?? 'http://127.0.0.1:7801')
-      .option('--token <secret>', 'bearer token (env OUTPOST_TOKEN)', process.env.OUTPOST_TOKEN)
-      .option('--json', 'machine-readable output');
+  const client = (name: string, description: string): Command => clientCommand(agent, name, description);
 
   client('status', 'connection, outbox and lag of a running agent').action(async (opts: ClientOptions) => {
     const s = (await call(opts, 'GET', '/v1/status')) as {

@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import pino, { type Logger } from 'pino';
 import { addClientCommands } from './agent-client.js';
+import { addBlobCommands } from './agent-blobs.js';
 import { addAgentAdmin } from './hub-agents.js';
 import { addBrokerExport } from './hub-export.js';
 import { addRestoreCommands } from './hub-restore.js';
@@ -79,6 +80,7 @@ run.action(async (flags: Record<string, unknown>) => {
       },
     }),
     ...(o.storageLimitMb !== undefined && { storageLimitBytes: (o.storageLimitMb as number) * 1024 * 1024 }),
+    blobs: { cacheBytes: (o.blobCacheMb as number) * 1024 * 1024, maxBlobBytes: (o.maxBlobMb as number) * 1024 * 1024 },
     verifyIntervalMs: (o.verifyIntervalSeconds as number) * 1000,
     scrubBytesPerMinute: (o.scrubKbPerMinute as number) * 1024,
     ...(o.syncCron !== undefined && {
@@ -100,6 +102,7 @@ run.action(async (flags: Record<string, unknown>) => {
   });
 });
 addClientCommands(agentCommand);
+addBlobCommands(agentCommand);
 
 program
   .command('demo')

@@ -70,6 +70,21 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
     description: 'cap the agent database at this size; writes beyond it fail with OUTPOST_STORAGE_FULL',
   },
   {
+    key: 'blobCacheMb',
+    type: 'integer',
+    default: 256,
+    placeholder: 'mb',
+    description:
+      'blob content the agent keeps; past it the least recently used is evicted (fetched again when read), never what a pending upload needs',
+  },
+  {
+    key: 'maxBlobMb',
+    type: 'integer',
+    default: 1024,
+    placeholder: 'mb',
+    description: 'largest blob content putBlob and PUT /v1/blobs take; a larger one is refused with OUTPOST_BLOB_TOO_LARGE',
+  },
+  {
     key: 'verifyIntervalSeconds',
     type: 'integer',
     default: 60,

@@ -8,6 +8,7 @@ import type { HybridClock } from '../../shared/hlc.js';
 import type { BlobDownMessage, Change, CollectionPolicy, UpMessage } from '../../shared/messages.js';
 import { encodeValue } from '../../shared/value-bytes.js';
 import type { AgentStore } from '../store/agent-store.js';
+import type { BlobStatus } from '../types.js';
 import type { PendingBlob } from '../store/blob-uploads.js';
 import type { Rejection } from '../store/rejections.js';
 import type { AgentDocument } from '../store/replica.js';
@@ -184,11 +185,7 @@ export class DeviceBlobs {
   }
 
   /** What waits to go up and to come down, and what the cache holds. */
-  status(): {
-    uploads: { blobs: number; bytes: number; current?: { collection: string; key: string; missingChunks: number } };
-    downloads: { blobs: number; bytes: number };
-    cache: { bytes: number; budget: number };
-  } {
+  status(): BlobStatus {
     const current = this.#sender.current;
     return {
       uploads: {

@@ -103,8 +103,8 @@ describe.skipIf(!MOSQUITTO)(
       expect(exportOutput).toMatch(/NOT EXPORTED: pi-old .*outpost hub agents add/);
       const acl = readFileSync(join(out, 'acl'), 'utf8');
       expect(acl).toContain('pattern write outpost/v6/a/%u/up');
-      expect(acl).toMatch(/user pi-2\ntopic read outpost\/v5\/hub\ntopic deny outpost\/v5\/c\/secrets\ntopic read outpost\/v5\/c\/#/);
-      expect(acl).toMatch(/user pi-1\ntopic read outpost\/v5\/hub\ntopic read outpost\/v5\/c\/#/);
+      expect(acl).toMatch(/user pi-2\ntopic read outpost\/v6\/hub\ntopic deny outpost\/v6\/c\/secrets\ntopic read outpost\/v6\/c\/#/);
+      expect(acl).toMatch(/user pi-1\ntopic read outpost\/v6\/hub\ntopic read outpost\/v6\/c\/#/);
       expect(acl).toContain('# Not in the password file');
     });
 

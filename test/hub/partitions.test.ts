@@ -217,10 +217,10 @@ describe('the Mosquitto export with partitions', () => {
       'user outpost-hub-p-shop\ntopic readwrite outpost/v6/#',
     ])
       expect(files.acl).toContain(line);
-    expect(files.acl).toMatch(/user pi-1\ntopic read outpost\/v5\/hub\ntopic read outpost\/v5\/c\/#\ntopic read outpost\/v5\/p\/\+\/hub\n/);
+    expect(files.acl).toMatch(/user pi-1\ntopic read outpost\/v6\/hub\ntopic read outpost\/v6\/c\/#\ntopic read outpost\/v6\/p\/\+\/hub\n/);
     // pi-1 reads every collection of both partitions; pi-2 not the ledger.
-    expect(files.acl).toMatch(/user pi-1\n(.+\n)*topic read outpost\/v5\/p\/shop\/c\/#\ntopic read outpost\/v5\/p\/telemetry\/c\/#/);
-    expect(files.acl).toMatch(/user pi-2\n(.+\n)*topic read outpost\/v5\/p\/shop\/c\/orders\ntopic read outpost\/v5\/p\/telemetry\/c\/#/);
+    expect(files.acl).toMatch(/user pi-1\n(.+\n)*topic read outpost\/v6\/p\/shop\/c\/#\ntopic read outpost\/v6\/p\/telemetry\/c\/#/);
+    expect(files.acl).toMatch(/user pi-2\n(.+\n)*topic read outpost\/v6\/p\/shop\/c\/orders\ntopic read outpost\/v6\/p\/telemetry\/c\/#/);
     expect(files.acl).not.toContain('outpost/v6/p/shop/c/ledger');
   });
 

@@ -3,6 +3,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { AgentUnreachableError, InvalidValueError } from '../shared/errors.js';
 import { agentAnswer, call, clientCommand, print, table, type ClientOptions } from './agent-client.js';
 
@@ -104,7 +105,7 @@ export function addBlobCommands(agent: Command): void {
       if (!response.ok || !response.body) throw agentAnswer(response.status, await response.json().catch(() => undefined));
       const size = Number(response.headers.get('content-length'));
       const bar = progressBar(opts, 'from the agent');
-      const body = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream<Uint8Array>);
+      const body = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
       await pipeline(
         body,
         counter((n) => bar.show(n, size)),

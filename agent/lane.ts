@@ -170,7 +170,7 @@ export class Lane {
       collections === undefined
         ? [this.topics.allCollections]
         : collections.filter((c) => this.inPartition(c)).map((c) => this.topics.collection(c));
-    return [this.topics.down(this.agentId), this.topics.hub, ...wanted];
+    return [this.topics.down(this.agentId), this.topics.hub, this.topics.allBlobs, ...wanted];
   }
 
   /** A lane added while connected: nothing goes up until `onSubscribed` (its SUBACK). */
@@ -277,7 +277,7 @@ export class Lane {
 
   /** Handles a message on one of this lane's topics; one on any other topic is ignored. */
   onMessage(topic: string, payload: Buffer): void {
-    if (topic === this.topics.down(this.agentId)) {
+    if (topic === this.topics.down(this.agentId) || this.topics.hashOfBlob(topic) !== undefined) {
       const message = downCodec.decode(payload);
       if (message[0] !== 'error' && this.#epochs.isDeposed(message[0], message[1].epoch)) return;
       this.#onDown(message, payload.length);

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { blobOf, chunkCount, DEFAULT_MAX_BLOB_BYTES } from '../shared/blobs.js';
 import { BlobMismatchError, BlobRefusedError, BlobTooLargeError } from '../shared/blob-errors.js';
-import type { BlobChunkMessage, BlobDownMessage, BlobGetMessage, BlobHaveMessage } from '../shared/blob-messages.js';
+import type { BlobChunkMessage, BlobDownMessage, BlobGetMessage, BlobHaveMessage, BlobPartMessage } from '../shared/blob-messages.js';
 import { MAX_CHUNKS_NAMED } from '../shared/blob-messages.js';
 import type { ContentStore } from '../content/content-store.js';
 import { ErrorCode, OutpostError } from '../shared/errors.js';
@@ -10,6 +10,16 @@ import type { StoredDocument } from './store/hub-store.js';
 
 /** A device's blob messages waiting to be handled, at most: more are dropped, and the device sends them again when no answer comes. */
 const MAX_QUEUED_PER_AGENT = 8;
+/** Fanned out, requests for a chunk are gathered this long, then it is published once for all of them. */
+const FAN_OUT_GATHER_MS = 50;
+/** A device that asked for chunks of a content is sent the content's chunks for this long after its last request. */
+const WANTED_FOR_MS = 15_000;
+/**
+ * A chunk published for a device this recently is not published again when it asks: its request
+ * crossed the chunk (devices in step ask for what another's request brought them a moment
+ * later). One lost asks again after its own timeout, longer than this.
+ */
+const CROSSED_WITHIN_MS = 1_000;
 
 type BlobUpMessage = BlobHaveMessage | BlobChunkMessage | BlobGetMessage;
 
@@ -32,6 +42,8 @@ export interface BlobIntakeDeps {
   /** Default DEFAULT_MAX_BLOB_BYTES. */
   maxBlobBytes: number | undefined;
   sendDown(agentId: string, message: BlobDownMessage): void;
+  /** Publishes a chunk once on the content's topic, for every device fetching it (see HubCoreOptions.fanOutBlobs); absent: chunks go down to each device. */
+  fanOut?: (hash: string, message: BlobPartMessage) => void;
   /** A device's message dropped: it had too many waiting. */
   dropped(agentId: string): void;
   log: Logger;
@@ -48,6 +60,12 @@ export interface BlobIntakeDeps {
 export class BlobIntake {
   readonly #queues = new Map<string, BlobUpMessage[]>();
   #stopped = false;
+  /** Fanned out: the devices fetching each content, until when. */
+  readonly #wanted = new Map<string, Map<string, number>>();
+  /** Fanned out: chunks asked for and about to be published, by content, with its size. */
+  readonly #gathering = new Map<string, { size: number; indexes: Set<number> }>();
+  /** Fanned out: chunks just published (`hash:index`), when, and the devices they went to. */
+  readonly #published = new Map<string, { at: number; to: ReadonlySet<string> }>();
 
   constructor(private readonly deps: BlobIntakeDeps) {}
 
@@ -65,6 +83,11 @@ export class BlobIntake {
 
   stop(): void {
     this.#stopped = true;
+  }
+
+  /** Whether a device is fetching content `hash` now (fanned out: the broker forwards its chunks to it). */
+  wants(agentId: string, hash: string): boolean {
+    return (this.#wanted.get(hash)?.get(agentId) ?? 0) > Date.now();
   }
 
   async #drain(agentId: string, queue: BlobUpMessage[]): Promise<void> {
@@ -155,10 +178,58 @@ export class BlobIntake {
     if (blob?.sha256 !== h) return none(ErrorCode.NOT_FOUND, `document ${c}/${k} does not name content ${h} now`);
     const info = await this.deps.content.info(h);
     if (!info?.complete || info.size !== blob.size) return none(ErrorCode.BLOB_UNAVAILABLE, `the hub does not hold content ${h} whole`);
+    const beyond = i.find((index) => index >= chunkCount(blob.size));
+    if (beyond !== undefined) return none(ErrorCode.BLOB_INVALID_CHUNK, `content ${h} has ${chunkCount(blob.size)} chunks`);
+    if (this.deps.fanOut) return this.#gather(agentId, h, blob.size, i);
     for (const index of i) {
-      if (index >= chunkCount(blob.size)) return none(ErrorCode.BLOB_INVALID_CHUNK, `content ${h} has ${chunkCount(blob.size)} chunks`);
       const d = await this.deps.content.readChunk(h, index);
       this.#send(agentId, ['bpart', { hlc: '', h, n: blob.size, i: index, d }]);
+    }
+  }
+
+  /**
+   * Fanned out: the device is sent the content's chunks for a while, and the chunks it asked for
+   * are published once, after FAN_OUT_GATHER_MS, for it and every other device asking meanwhile
+   * (devices fetching the same firmware ask in step). A device subscribes before it asks, so
+   * none misses a chunk published for its request.
+   */
+  #gather(agentId: string, h: string, size: number, indexes: readonly number[]): void {
+    let wanted = this.#wanted.get(h);
+    if (!wanted) this.#wanted.set(h, (wanted = new Map<string, number>()));
+    wanted.set(agentId, Date.now() + WANTED_FOR_MS);
+    const now = Date.now();
+    const wanting = indexes.filter((index) => {
+      const published = this.#published.get(`${h}:${index}`);
+      return !published || now - published.at > CROSSED_WITHIN_MS || !published.to.has(agentId);
+    });
+    if (wanting.length === 0) return;
+    let gathering = this.#gathering.get(h);
+    if (!gathering) {
+      this.#gathering.set(h, (gathering = { size, indexes: new Set() }));
+      setTimeout(() => void this.#publish(h), FAN_OUT_GATHER_MS).unref?.();
+    }
+    for (const index of wanting) gathering.indexes.add(index);
+  }
+
+  async #publish(h: string): Promise<void> {
+    const gathering = this.#gathering.get(h);
+    this.#gathering.delete(h);
+    if (!gathering || this.#stopped) return;
+    const now = Date.now();
+    for (const [hash, wanted] of this.#wanted) {
+      for (const [agentId, until] of wanted) if (until <= now) wanted.delete(agentId);
+      if (wanted.size === 0) this.#wanted.delete(hash);
+    }
+    for (const [chunk, { at }] of this.#published) if (now - at > CROSSED_WITHIN_MS) this.#published.delete(chunk);
+    const to = new Set(this.#wanted.get(h)?.keys());
+    try {
+      for (const index of [...gathering.indexes].sort((a, b) => a - b)) {
+        const d = await this.deps.content.readChunk(h, index);
+        this.deps.fanOut!(h, ['bpart', { hlc: this.deps.clock.tick(), h, n: gathering.size, i: index, d }]);
+        this.#published.set(`${h}:${index}`, { at: Date.now(), to });
+      }
+    } catch (error) {
+      this.deps.log.error({ err: error, hash: h }, 'could not publish blob chunks; the devices ask again');
     }
   }
 

@@ -7,7 +7,7 @@ import type { GuardedConnection } from './frame-guard.js';
 import type { ShedLog } from './shed.js';
 import { SkippedChangeSets } from './skipped-change-sets.js';
 import { agentOfBye, agentOfUpTopic, isValidAgentId } from '../shared/topics.js';
-import { collectionOfAnyTopic, mayPublish, maySubscribe } from './topic-acl.js';
+import { collectionOfAnyTopic, hashOfAnyBlobTopic, mayPublish, maySubscribe } from './topic-acl.js';
 
 export interface BrokerOptions {
   /** Admit any well-formed agent id without credentials. Development only. */
@@ -25,6 +25,8 @@ export interface BrokerOptions {
   onUp: (agentId: string, payload: Buffer, bye: boolean) => void;
   /** A change set was not sent to an agent whose send queue is backlogged (it pulls instead). */
   onChangeSetSkipped: (agentId: string) => void;
+  /** Whether a device is fetching content `hash` now: the chunks published for it reach only those. */
+  wantsBlob: (agentId: string, hash: string) => boolean;
 }
 
 /**
@@ -168,6 +170,8 @@ export async function createBroker(options: BrokerOptions): Promise<Aedes> {
   // now: they pull it. Messages on an agent's own `down` topic (acks, pages) always go.
   const skipped = new SkippedChangeSets();
   broker.authorizeForward = (client, packet) => {
+    const hash = hashOfAnyBlobTopic(packet.topic);
+    if (hash !== undefined) return options.wantsBlob(client.id, hash) ? packet : null;
     const collection = collectionOfAnyTopic(packet.topic);
     if (collection === undefined) return packet;
     if (!options.mayRead(client.id, collection)) return null;

@@ -51,6 +51,12 @@ export interface HubCoreOptions {
   maxPullBytesPerSecond?: number;
   /** Largest blob content a device may upload over MQTT (default DEFAULT_MAX_BLOB_BYTES), as the HTTP API's. */
   maxBlobBytes?: number;
+  /**
+   * Publish blob chunks once, on the content's topic, for every device fetching it: only where
+   * the broker forwards each to those devices alone (`wantsBlob`; the embedded one). Otherwise each
+   * device's chunks go on its own `down` topic.
+   */
+  fanOutBlobs?: boolean;
   /** An agent's labels now, for its scope (hub/label-cache.ts); none without. */
   labelsOf?: (agentId: string) => Readonly<Record<string, string>>;
   /** Sends a message to MQTT subscribers (QoS 1). Whatever carries it — embedded broker or not. */

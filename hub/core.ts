@@ -5,13 +5,13 @@ import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
 import { ErrorCode, OutpostError } from '../shared/errors.js';
 import { HybridClock } from '../shared/hlc.js';
 import type { BroadcastMessage, DownMessage, StatusMessage } from '../shared/messages.js';
-import { PROTOCOL_VERSION } from '../shared/protocol-version.js';
 import { DEFAULT_PARTITION, partitionTopics, type PartitionTopics } from '../shared/topics.js';
 import { AccessControl } from './access.js';
 import { Committer } from './committer.js';
 import { AgentPulls } from './agent-pulls.js';
 import type { HubCoreOptions, HubEvents } from './core-options.js';
 import { VerifyAnswers } from './verify-answers.js';
+import { hubStatus } from './hub-status.js';
 import { assignment, collectionsOfPartition, CollectionPolicies, DEFAULT_HUB_CONFIG, scopeRules, type HubConfig } from './config.js';
 import { ScopeDelivery } from './scope-delivery.js';
 import { reindexScopes } from './scope-reindex.js';
@@ -171,6 +171,9 @@ export class HubCore extends EventEmitter<HubEvents> {
       },
       maxBlobBytes: options.maxBlobBytes,
       sendDown: (agentId, message) => this.#sendDown(agentId, message),
+      ...(options.fanOutBlobs && {
+        fanOut: (h, message) => this.#send(this.topics.blob(h), () => downCodec.encode(this.#stamped(message)), false),
+      }),
       dropped: (agentId) => this.emit('refused', 'blob_dropped', agentId, 1),
       log: this.log,
     });
@@ -319,31 +322,9 @@ export class HubCore extends EventEmitter<HubEvents> {
     return this.#partitionOf(collection);
   }
 
-  /**
-   * The retained status on this partition's hub topic. A named partition's says which it is
-   * (`part`); the default partition's carries the assignment (`parts`), which agents route their
-   * writes by; without partitions it is what it always was.
-   */
+  /** The retained status on this partition's hub topic (see hubStatus). */
   publishStatus(): void {
-    const parts = assignment(this.config);
-    this.#broadcast(
-      this.topics.hub,
-      [
-        'hub',
-        {
-          v: PROTOCOL_VERSION,
-          hlc: this.clock.tick(),
-          head: this.store.head,
-          ...(this.epoch !== undefined && { epoch: this.epoch }),
-          lin: this.store.lineage.id,
-          fork: this.store.lineage.fork,
-          ...this.policies.describe(),
-          ...(this.partition !== DEFAULT_PARTITION && { part: this.partition }),
-          ...(this.partition === DEFAULT_PARTITION && Object.keys(parts).length > 0 && { parts }),
-        },
-      ],
-      true,
-    );
+    this.#broadcast(this.topics.hub, hubStatus(this), true);
   }
 
   #publishCommitted({ replies, changeSets, replicaWaits }: IngestOutput): void {
@@ -368,8 +349,17 @@ export class HubCore extends EventEmitter<HubEvents> {
 
   /** Returns the bytes sent (0 if it could not be encoded). */
   #sendDown(agentId: string, message: DownMessage): number {
+    return this.#send(this.topics.down(agentId), () => downCodec.encode(this.#stamped(message)), false);
+  }
+
+  /** Blob chunks published for every device fetching a content (see BlobIntake). */
+  wantsBlob(agentId: string, hash: string): boolean {
+    return this.#blobTraffic.wants(agentId, hash);
+  }
+
+  #stamped<M extends DownMessage>(message: M): M {
     if (message[0] !== 'error' && this.epoch !== undefined) message[1].epoch = this.epoch;
-    return this.#send(this.topics.down(agentId), () => downCodec.encode(message), false);
+    return message;
   }
 
   #broadcast(topic: string, message: BroadcastMessage, retain = false): void {

@@ -128,6 +128,8 @@ export abstract class HubBase extends EventEmitter<HubEvents> {
   protected constructor(
     readonly common: HubCommonOptions,
     store: HubStore,
+    /** The broker forwards a blob's chunks only to the devices fetching it (the embedded one): they are published once for all. */
+    fanOutBlobs = false,
   ) {
     super();
     const log = common.logger ?? pino({ level: 'silent' });
@@ -140,6 +142,7 @@ export abstract class HubBase extends EventEmitter<HubEvents> {
       dev: common.dev ?? false,
       ...(common.maxPullBytesPerSecond !== undefined && { maxPullBytesPerSecond: common.maxPullBytesPerSecond }),
       ...(common.maxBlobBytes !== undefined && { maxBlobBytes: common.maxBlobBytes }),
+      fanOutBlobs,
       logger: this.log,
       ...(common.config && { config: common.config }),
       labelsOf: (agentId) => this.labelsOf(agentId),

@@ -77,7 +77,7 @@ export class Hub extends HubBase {
     private readonly options: HubOptions,
     store: HubStore,
   ) {
-    super(options, store);
+    super(options, store, true);
   }
 
   static async start(options: HubOptions): Promise<Hub> {
@@ -108,6 +108,7 @@ export class Hub extends HubBase {
       connectLimit: { perAddress: options.connectsPerAddress ?? 200, windowMs: 10_000 },
       onUp: (agentId, payload, bye) => this.core.onUp(agentId, payload, bye),
       onChangeSetSkipped: (agentId) => this.core.emit('refused', 'change_set_skipped', agentId, 1),
+      wantsBlob: (agentId, hash) => this.core.wantsBlob(agentId, hash),
     });
     this.#broker = broker;
     broker.on('client', (client) => {

@@ -106,6 +106,9 @@ export function mosquittoFiles(input: MosquittoExportInput): MosquittoFiles {
     `pattern read ${TOPIC_ROOT}/a/%u/down`,
     `pattern write ${TOPIC_ROOT}/p/+/a/%u/up`,
     `pattern read ${TOPIC_ROOT}/p/+/a/%u/down`,
+    // Blob chunks fanned out: the hub publishes there only through its embedded broker, never through this one.
+    `pattern read ${TOPIC_ROOT}/blobs/+`,
+    `pattern read ${TOPIC_ROOT}/p/+/blobs/+`,
     ...hubAccounts.flatMap((u) => ['', `user ${u}`, `topic readwrite ${TOPIC_ROOT}/#`]),
     ...exported.flatMap(({ agentId }) => [
       '',

@@ -22,6 +22,11 @@ export function mayPublish(agentId: string, topic: string, retain: boolean): boo
   return !retain && (partitionTopics(partitionOfTopic(topic)).agentOfUp(topic) === agentId || topic === byeTopic(agentId));
 }
 
+/** The content hash of a blob topic of any partition, or undefined for any other topic. */
+export function hashOfAnyBlobTopic(topic: string): string | undefined {
+  return partitionTopics(partitionOfTopic(topic)).hashOfBlob(topic);
+}
+
 /** The collection of a change-set topic of any partition, or undefined for any other topic. */
 export function collectionOfAnyTopic(topic: string): string | undefined {
   return partitionTopics(partitionOfTopic(topic)).collectionOf(topic);
@@ -40,7 +45,9 @@ export function collectionOfAnyTopic(topic: string): string | undefined {
 export function maySubscribe(agentId: string, filter: string, access: SubscribeAccess, filtersDeliveries: boolean): boolean {
   const partition = partitionOfTopic(filter);
   const topics = partitionTopics(partition);
-  if (filter === topics.down(agentId) || filter === topics.hub) return true;
+  // Every content's chunks: the hub publishes there only through a broker that forwards each to
+  // the devices fetching that content (the embedded one, authorizeForward), never elsewhere.
+  if (filter === topics.down(agentId) || filter === topics.hub || filter === topics.allBlobs) return true;
   if (filter === topics.allCollections) return filtersDeliveries || access.mayReadAll(agentId);
   const collection = topics.collectionOf(filter);
   return (

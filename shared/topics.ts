@@ -7,6 +7,8 @@ import { PROTOCOL_VERSION } from './protocol-version.js';
  * - `down`: hub → one agent (ack, resync, page, snapshot, replicated, reincarnate, error)
  * - `collection`: hub → subscribers, committed change sets of one collection
  * - `hub`:  retained hub status
+ * - `blobs/<hash>`: hub → the devices fetching content `hash` (fanned out where the broker filters
+ *   each delivery: the embedded one)
  *
  * A partition is an independent log with its own leading hub process and its own sequence
  * spaces (see docs/SCALING.md). The default partition holds every collection not assigned to
@@ -30,6 +32,12 @@ export interface PartitionTopics {
   /** Subscription filter for every agent's up topic (the hub's). */
   readonly allUp: string;
   readonly hub: string;
+  /** Chunks of content `hash`, published once for every device fetching it. */
+  blob(hash: string): string;
+  /** Subscription filter for every content's chunks (the broker forwards each to the devices fetching it). */
+  readonly allBlobs: string;
+  /** The content hash of a blob topic of this partition, or undefined for any other topic. */
+  hashOfBlob(topic: string): string | undefined;
   /** The agent id of an `up` topic of this partition, or undefined for any other topic. */
   agentOfUp(topic: string): string | undefined;
   /** The collection of a change-set topic of this partition, or undefined for any other topic. */
@@ -45,6 +53,7 @@ export function partitionTopics(partition: string): PartitionTopics {
   const root = partition === DEFAULT_PARTITION ? TOPIC_ROOT : `${TOPIC_ROOT}/p/${partition}`;
   const upPattern = new RegExp(`^${root}/a/([^/]+)/up$`);
   const collectionPattern = new RegExp(`^${root}/c/([^/]+)$`);
+  const blobPattern = new RegExp(`^${root}/blobs/([0-9a-f]{64})$`);
   set = {
     partition,
     root,
@@ -54,6 +63,9 @@ export function partitionTopics(partition: string): PartitionTopics {
     allCollections: `${root}/c/+`,
     allUp: `${root}/a/+/up`,
     hub: `${root}/hub`,
+    blob: (hash) => `${root}/blobs/${hash}`,
+    allBlobs: `${root}/blobs/+`,
+    hashOfBlob: (topic) => blobPattern.exec(topic)?.[1],
     agentOfUp: (topic) => upPattern.exec(topic)?.[1],
     collectionOf: (topic) => collectionPattern.exec(topic)?.[1],
   };

@@ -81,7 +81,9 @@ export class BlobFetcher {
 
   async onPart([, part]: BlobPartMessage): Promise<void> {
     const download = this.#downloads.get(part.h);
-    if (!download || !download.asked.delete(part.i) || part.n !== download.size) return;
+    // A chunk another device asked for, fanned out to every device fetching the content, is taken too.
+    if (!download || part.n !== download.size || !download.missing?.includes(part.i)) return;
+    download.asked.delete(part.i);
     try {
       await this.content.files.putChunk(part.h, part.i, part.d);
       download.missing = download.missing?.filter((i) => i !== part.i);

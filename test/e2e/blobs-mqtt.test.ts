@@ -198,4 +198,23 @@ describe('blobs over MQTT', () => {
     for (const [i, blob] of own.entries()) expect((await (await reader.getBlob('photos', `own${i}`))!.bytes()).equals(blob)).toBe(true);
     expect(reader.status().blobs!.uploads).toMatchObject({ blobs: 3, bytes: 3 * BLOB_CHUNK_BYTES });
   });
+
+  it('fans firmware out to 20 devices: the hub publishes each chunk about once, not once per device', async () => {
+    const dir = tempDir('blobs-mqtt');
+    await startHub(dir);
+    const fleet = Array.from({ length: 20 }, (_, i) => agent(dir, `pi-${i}`));
+    await waitFor('the fleet connected', () => fleet.every((d) => d.status().connected), 20_000);
+    let published = 0;
+    hub!.core.on('bytes', (direction, bytes) => direction === 'out' && bytes > BLOB_CHUNK_BYTES / 2 && (published += bytes));
+    const image = randomBytes(16 * BLOB_CHUNK_BYTES);
+    await agent(dir, 'build-server').putBlob('firmware', 'v3', image, { contentType: 'application/x-fw' });
+
+    for (const device of fleet) {
+      await waitFor(`the firmware on ${device.id}`, () => device.status().blobs!.cache.bytes >= image.length, 30_000);
+    }
+    for (const device of fleet.slice(0, 3)) expect((await (await device.getBlob('firmware', 'v3'))!.bytes()).equals(image)).toBe(true);
+    // Twenty separate downloads would publish 20 × the image; in step, the fleet is sent each chunk a few times at most.
+    expect(published).toBeGreaterThanOrEqual(image.length);
+    expect(published, `published ${published} bytes for a ${image.length}-byte image`).toBeLessThan(5 * image.length);
+  });
 });

@@ -14,21 +14,21 @@ import { ProgressWaiters } from './progress-waiters.js';
 import { SyncScheduler } from './scheduler.js';
 import { DEFAULT_SCRUB_BYTES_PER_MINUTE, Scrubber } from './scrubber.js';
 import { VerificationBook } from './verification-book.js';
-import { agentStatus, reportStatus } from './status.js';
+import { agentStatus, reportStatus, StatusReporter } from './status.js';
 import { AgentStore } from './store/agent-store.js';
 import type { Rejection } from './store/rejections.js';
 import type { AgentDocument } from './store/replica.js';
 import type { WriteKind } from './store/writes.js';
-import type { Transport, TransportFactory } from './transport.js';
+import type { Transport } from './transport.js';
 import type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
 import { validateWrite } from './write-validation.js';
 import { appliedChanges } from './applied-changes.js';
-import { DeviceBlobs, type BlobHandle, type BlobReceipt } from './blobs/device-blobs.js';
+import { DeviceBlobs, type BlobData, type BlobHandle, type BlobReceipt } from './blobs/device-blobs.js';
 import { WriteExpiry } from './write-expiry.js';
+import { metered } from './metered-transport.js';
+import { TransferBudget } from './transfer-budget.js';
+import { SyncGates } from './sync-gates.js';
 import { WriteQueue, type WriteReceipt } from './write-queue.js';
-
-/** Status reports to the hub wait this long, so a burst of changes sends one. */
-const STATUS_DEBOUNCE_MS = 50;
 
 export type { AgentEvents, AgentOptions, AgentStatus, ListOptions, ReadOptions, WriteOptions } from './types.js';
 
@@ -56,11 +56,13 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #log: Logger;
   readonly #progress = new ProgressWaiters();
   readonly #waitTimeoutMs: number;
-  #statusTimer: NodeJS.Timeout | undefined;
+  readonly #statusReports: StatusReporter;
   #closed = false;
   readonly #verification: VerificationBook;
   readonly #scrubber: Scrubber;
   readonly #blobs: DeviceBlobs;
+  readonly #budget: TransferBudget;
+  readonly #gates: SyncGates;
 
   constructor(options: AgentOptions) {
     super();
@@ -72,6 +74,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#clock = new HybridClock(options.now, this.#store.settings.lastHlc);
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 10_000;
     this.#verification = new VerificationBook(this.#store.settings);
+    this.#statusReports = new StatusReporter(() => reportStatus(this.#store, this.#lanes, this.#verification.report));
     this.#lanes = new Lanes(
       this.#store,
       options.collections,
@@ -98,6 +101,19 @@ export class Agent extends EventEmitter<AgentEvents> {
       options.scrubBytesPerMinute ?? DEFAULT_SCRUB_BYTES_PER_MINUTE,
       this.#log,
     );
+    // A new day or month of the transfer budget: what waited for it goes now.
+    const renewed = (): void => {
+      this.#lanes.pumpAll();
+      this.#lanes.pullAll();
+    };
+    this.#budget = new TransferBudget(this.#store.settings, options.transferBudget ?? {}, renewed, options.transferBudget?.now);
+    this.#gates = new SyncGates(
+      this.#store,
+      this.#policies,
+      this.#budget,
+      () => this.#lanes,
+      () => this.#scheduler,
+    );
     this.#expiry = new WriteExpiry(
       this.#store,
       (c) => this.#policy(c).ttlSeconds,
@@ -114,7 +130,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       {
         send: (c, message) => this.#lanes.laneOf(c)?.send(message) ?? false,
         connected: () => this.#link.connected,
-        mayUpload: () => this.#lanes.routed && this.#scheduler.mayUpload(),
+        mayUpload: () => this.#gates.blobUploads(),
+        mayMoveChunks: () => this.#gates.blobChunks(),
         documentsBusy: () => [...this.#lanes].some((lane) => lane.uploading),
         partitionOf: (c) => this.#lanes.partitionOf(c),
         policy: (c) => this.#policy(c),
@@ -124,13 +141,15 @@ export class Agent extends EventEmitter<AgentEvents> {
       },
       this.#log,
     );
-    const transport: TransportFactory = options.transport ?? ((delegate, filters) => mqttLink(options, filters, this.#log, delegate));
+    const transport = metered(options.transport ?? ((delegate, filters) => mqttLink(options, filters, this.#log, delegate)), (bytes) =>
+      this.#budget.spend(bytes),
+    );
     this.#link = transport(
       {
         onConnected: () => {
           this.#lanes.onConnected();
           this.#blobs.onLink();
-          this.#scheduleStatus();
+          this.#statusReports.schedule();
           this.emit('connected');
         },
         onDisconnected: () => {
@@ -175,9 +194,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         publish: (topic, payload) => this.#link.publish(topic, payload),
         connected: () => this.#link.connected,
         session: () => this.#link.session,
-        // Nothing goes up before the hub's assignment is known: a write must join its partition's sequence.
-        mayUpload: () => this.#lanes.routed && this.#scheduler.mayUpload(),
-        routed: () => this.#lanes.routed,
+        mayUpload: (partition) => this.#gates.uploads(partition),
+        mayPull: () => this.#gates.pulls(),
         onApplied: (changes) => {
           this.#blobs.onApplied(changes);
           if (this.listenerCount('change') > 0) this.emit('change', appliedChanges(changes));
@@ -186,7 +204,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         onRepaired: (collection, written, removed) => this.emit('repaired', { collection, written: appliedChanges(written), removed }),
         onProgress: () => {
           this.#progress.notify();
-          this.#scheduleStatus();
+          this.#statusReports.schedule();
         },
         onRejected: (rejections) => this.emit('rejection', rejections),
         onReincarnated: (previous, next) => this.emit('reincarnated', previous, next),
@@ -202,7 +220,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   #onHubStatus(partition: string, status: HubStatusMessage[1]): void {
     // A hub that just started (or a standby that took over behind the same broker) knows nothing
     // of this device: tell it what is applied and which writes wait for replicas.
-    this.#scheduleStatus();
+    this.#statusReports.schedule();
     if (partition !== DEFAULT_PARTITION) return;
     this.#policies.update(status);
     this.#lanes.adopt(status.parts ?? {});
@@ -214,6 +232,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#scheduler.start();
     this.#scrubber.start();
     this.#blobs.start();
+    this.#budget.start();
     this.#expiry.start();
     return this;
   }
@@ -261,12 +280,7 @@ export class Agent extends EventEmitter<AgentEvents> {
    * Writes a blob (agent/blobs/), durable on the device when it resolves; its content uploads in the lowest lane, and its
    * document commits once the hub holds it whole.
    */
-  putBlob(
-    collection: string,
-    key: string,
-    data: Uint8Array | AsyncIterable<Uint8Array>,
-    options: { contentType?: string } = {},
-  ): Promise<BlobReceipt> {
+  putBlob(collection: string, key: string, data: BlobData, options: { contentType?: string } = {}): Promise<BlobReceipt> {
     this.#assertOpen();
     return this.#blobs.put(collection, key, data, options.contentType ?? 'application/octet-stream');
   }
@@ -309,7 +323,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       verification: this.#verification.report,
       scrub: this.#scrubber.status,
     });
-    return { ...status, blobs: this.#blobs.status() };
+    const budget = this.#gates.budgetStatus();
+    return { ...status, blobs: this.#blobs.status(), ...(budget && { budget }) };
   }
 
   rejections(limit?: number): Rejection[] {
@@ -327,7 +342,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#writes.flush();
-    clearTimeout(this.#statusTimer);
+    this.#statusReports.stop();
     this.#expiry.stop();
     this.#scrubber.stop();
     await this.#scheduler.stop();
@@ -335,6 +350,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#lanes.stop();
     await this.#link.stop();
     await this.#blobs.stop();
+    this.#budget.stop();
     this.#store.close();
   }
 
@@ -361,20 +377,6 @@ export class Agent extends EventEmitter<AgentEvents> {
     // A causal token is an LSN of the collection's partition: compare it with that lane's log only.
     const cursor = (): number => this.#store.replica.cursor(collection);
     return this.#progress.caughtUp(this.#lanes.laneOf(collection)!, cursor, minLsn, timeoutMs ?? this.#waitTimeoutMs);
-  }
-
-  /**
-   * Tells each partition's hub what this device has applied of its collections (debounced): lag
-   * tracking and replica acknowledgements.
-   */
-  #scheduleStatus(): void {
-    if (this.#statusTimer || this.#closed) return;
-    this.#statusTimer = setTimeout(() => {
-      this.#statusTimer = undefined;
-      if (this.#closed) return;
-      reportStatus(this.#store, this.#lanes, this.#verification.report);
-    }, STATUS_DEBOUNCE_MS);
-    this.#statusTimer.unref?.();
   }
 
   #assertOpen(): void {

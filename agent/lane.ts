@@ -31,10 +31,10 @@ export interface LaneDelegate {
   connected(): boolean;
   /** The current connection's id (see Transport.session). */
   session(): string;
-  /** Uploads are allowed now (sync windows, and the hub's partition assignment is known). */
-  mayUpload(): boolean;
-  /** The hub's assignment of collections to partitions is known: until it is, nothing is pulled either. */
-  routed(): boolean;
+  /** How far uploads of a partition may go now: all, none (sync windows; no assignment yet) or up to a seq (budget spent: alarms). */
+  mayUpload(partition: string): boolean | number;
+  /** Pulling is allowed now: the hub's assignment of partitions is known, and the transfer budget allows documents. */
+  mayPull(): boolean;
   onApplied(changes: Change[]): void;
   /** Documents left the device's scope: it no longer holds them. */
   onEvicted(documents: EvictedDocument[]): void;
@@ -93,7 +93,7 @@ export class Lane {
       store,
       {
         send: (batch) => this.send(batch),
-        mayUpload: () => this.#subscribed && delegate.mayUpload(),
+        mayUpload: () => this.#subscribed && delegate.mayUpload(partition),
         isReplicated: (c) => this.#replicator.replicates(c),
         onAcked: (results) => this.#durability.onResults(results),
         onRejected: (rejections) => delegate.onRejected(rejections),
@@ -112,7 +112,7 @@ export class Lane {
       {
         partition,
         inPartition,
-        mayPull: () => delegate.routed(),
+        mayPull: () => delegate.mayPull(),
         collections: options.collections,
         pageLimit: options.pageLimit,
         pullTimeoutMs: options.ackTimeoutMs,

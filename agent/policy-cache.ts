@@ -27,6 +27,12 @@ export class PolicyCache {
     return this.#policies?.collections[collection] ?? this.#policies?.defaults ?? DEFAULT_POLICY;
   }
 
+  /** The collections declared high priority (alarms): they spend even when the transfer budget is spent. */
+  highPriority(): ReadonlySet<string> {
+    const collections = this.#policies?.collections ?? {};
+    return new Set(Object.keys(collections).filter((c) => collections[c]!.priority === 'high'));
+  }
+
   update(status: HubStatusMessage[1]): void {
     this.#policies = status;
     this.settings.set(SETTING, status);

@@ -126,3 +126,31 @@ export function reportStatus(store: AgentStore, lanes: Lanes, verification: Veri
     ]);
   }
 }
+
+/** Status reports to the hub wait this long, so a burst of changes sends one. */
+const STATUS_DEBOUNCE_MS = 50;
+
+/**
+ * Tells each partition's hub what this device has applied of its collections (reportStatus),
+ * debounced: lag tracking and replica acknowledgements.
+ */
+export class StatusReporter {
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(private readonly report: () => void) {}
+
+  schedule(): void {
+    if (this.#timer || this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (!this.#stopped) this.report();
+    }, STATUS_DEBOUNCE_MS);
+    this.#timer.unref?.();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+  }
+}

@@ -8,6 +8,7 @@ import type { MovedWrite } from './store/outbox.js';
 import type { Rejection } from './store/rejections.js';
 import type { EvictedDocument } from './store/replica.js';
 import type { TransportFactory } from './transport.js';
+import type { BudgetPeriod, TransferBudgetOptions } from './transfer-budget.js';
 import type { JsonValue } from '../shared/values.js';
 
 /** A committed change as the app hears it: its value decoded (when first read, see applied-changes.ts). */
@@ -46,6 +47,12 @@ export interface AgentOptions {
   sync?: SyncSchedule;
   /** How often a quiet device compares its copy with the hub's digests (default 60 s); change sets and pages compare as they apply. */
   verifyIntervalMs?: number;
+  /**
+   * A transfer budget for a metered link (agent/transfer-budget.ts): bytes per UTC day and/or month.
+   * Alarms (high-priority collections) always go; other writes and pulls wait once it is spent;
+   * blobs wait from 80 % of it. `now`: the wall clock its periods follow (injectable for tests).
+   */
+  transferBudget?: TransferBudgetOptions & { now?: () => number };
   /** Blob content (agent/blobs/): bytes the device keeps (default 256 MiB), the largest a put takes (default 1 GiB). */
   blobs?: { cacheBytes?: number; maxBlobBytes?: number };
   /** Bytes of stored rows the scrub re-reads a minute to find rot (default 4 MiB; 0 turns it off). */
@@ -99,6 +106,11 @@ export interface AgentStatus {
    * the content the device holds against its cache budget.
    */
   blobs?: BlobStatus;
+  /**
+   * With a transfer budget: each period's spend against it, and what waits for lack of it (writes
+   * other than alarms, blob uploads). Absent without one.
+   */
+  budget?: { periods: BudgetPeriod[]; waiting: { documents: number; blobs: number } };
 }
 
 export interface BlobStatus {

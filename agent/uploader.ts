@@ -22,8 +22,8 @@ export interface UploaderOptions {
 export interface UploaderDelegate {
   /** Sends a batch; false when there is no connection. */
   send(batch: BatchMessage): boolean;
-  /** Whether uploading is allowed now (sync windows). */
-  mayUpload(): boolean;
+  /** How far uploading may go now: all (`true`), none (`false`: sync windows), or up to a seq (the transfer budget: alarms). */
+  mayUpload(): boolean | number;
   isReplicated(collection: string): boolean;
   onAcked(results: readonly OpResult[]): void;
   onRejected(rejections: Rejection[]): void;
@@ -72,11 +72,14 @@ export class Uploader {
 
   /** Sends what the window allows. Called on new writes, acks and (re)connects. */
   pump(): void {
-    if (!this.#active || Date.now() < this.#pausedUntil || !this.delegate.mayUpload()) return;
+    const may = this.delegate.mayUpload();
+    if (!this.#active || Date.now() < this.#pausedUntil || may === false) return;
+    const limit = may === true ? Infinity : may;
     while (this.#inFlight.length < this.options.maxInFlight) {
       const from = this.#next ?? this.store.outbox.lowestPendingSeq(this.options.partition);
-      if (from === undefined) return;
-      const ops = this.store.outbox.pendingFrom(this.options.partition, from, this.options.maxBatchOps, this.options.maxBatchBytes);
+      if (from === undefined || from > limit) return;
+      let ops = this.store.outbox.pendingFrom(this.options.partition, from, this.options.maxBatchOps, this.options.maxBatchBytes);
+      if (limit !== Infinity) ops = ops.filter((op) => op.seq <= limit);
       if (ops.length === 0) return;
       if (!this.delegate.send(['batch', { inc: this.store.partitions.incarnationOf(this.options.partition), ops }])) return;
       const last = ops.at(-1)!.seq;

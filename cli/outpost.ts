@@ -80,6 +80,12 @@ run.action(async (flags: Record<string, unknown>) => {
       },
     }),
     ...(o.storageLimitMb !== undefined && { storageLimitBytes: (o.storageLimitMb as number) * 1024 * 1024 }),
+    ...((o.budgetMbPerDay ?? o.budgetMbPerMonth) !== undefined && {
+      transferBudget: {
+        ...(o.budgetMbPerDay !== undefined && { bytesPerDay: (o.budgetMbPerDay as number) * 1024 * 1024 }),
+        ...(o.budgetMbPerMonth !== undefined && { bytesPerMonth: (o.budgetMbPerMonth as number) * 1024 * 1024 }),
+      },
+    }),
     blobs: { cacheBytes: (o.blobCacheMb as number) * 1024 * 1024, maxBlobBytes: (o.maxBlobMb as number) * 1024 * 1024 },
     verifyIntervalMs: (o.verifyIntervalSeconds as number) * 1000,
     scrubBytesPerMinute: (o.scrubKbPerMinute as number) * 1024,

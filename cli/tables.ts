@@ -70,6 +70,19 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
     description: 'cap the agent database at this size; writes beyond it fail with OUTPOST_STORAGE_FULL',
   },
   {
+    key: 'budgetMbPerDay',
+    type: 'integer',
+    placeholder: 'mb',
+    description:
+      'transfer budget per UTC day on a metered link: alarms always go, other writes and pulls wait once it is spent, blobs from 80 % of it',
+  },
+  {
+    key: 'budgetMbPerMonth',
+    type: 'integer',
+    placeholder: 'mb',
+    description: 'transfer budget per UTC month, spent the same way (both may be set)',
+  },
+  {
     key: 'blobCacheMb',
     type: 'integer',
     default: 256,

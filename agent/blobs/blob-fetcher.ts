@@ -12,6 +12,8 @@ const MAX_ATTEMPTS = 3;
 export interface BlobFetcherDelegate {
   /** Publishes on the `up` topic of a collection's partition; false when not connected. */
   send(collection: string, message: UpMessage): boolean;
+  /** Chunks may be asked for now (the transfer budget allows blobs). */
+  mayAsk(): boolean;
 }
 
 interface Download extends BlobDescriptor {
@@ -129,7 +131,7 @@ export class BlobFetcher {
       const now = Date.now();
       for (const [index, at] of download.asked) if (now - at > this.options.ackTimeoutMs) download.asked.delete(index);
       const ask = download.missing.filter((i) => !download.asked.has(i)).slice(0, CHUNK_WINDOW - download.asked.size);
-      if (ask.length === 0) return;
+      if (ask.length === 0 || !this.delegate.mayAsk()) return;
       const { collection: c, key: k, sha256: h } = download;
       if (this.delegate.send(c, ['bget', { c, k, h, i: ask }])) for (const i of ask) download.asked.set(i, now);
     } catch (error) {

@@ -13,6 +13,8 @@ export interface BlobSenderDelegate {
   send(collection: string, message: UpMessage): boolean;
   /** Uploading is allowed now (sync windows, and the hub's assignment of partitions is known). */
   mayUpload(): boolean;
+  /** Chunks may spend now (the transfer budget allows blobs); asking what the hub lacks, a few bytes, may go regardless. */
+  maySendChunks(): boolean;
   /** Writes are on their way (a batch waits for its ack): chunks wait behind them. */
   documentsBusy(): boolean;
   /** The hub holds the content whole: queue the document. False if it could not be queued now (tried again later). */
@@ -127,7 +129,7 @@ export class BlobSender {
 
   /** Sends the next missing chunk if the window and the writes ahead allow; once none is left, asks again. */
   async #sendChunk(upload: Upload): Promise<void> {
-    if (upload.reading || upload.inFlight.size >= CHUNK_WINDOW || this.delegate.documentsBusy()) return;
+    if (upload.reading || upload.inFlight.size >= CHUNK_WINDOW || this.delegate.documentsBusy() || !this.delegate.maySendChunks()) return;
     const index = upload.missing[0];
     if (index === undefined) return; // the last acknowledgement asks what is left (pump)
     upload.reading = true;

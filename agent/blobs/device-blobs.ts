@@ -32,6 +32,9 @@ export interface BlobHandle extends BlobDescriptor {
   bytes(): Promise<Buffer>;
 }
 
+/** A blob's content as a put takes it: bytes, or a stream of them (a file, an HTTP body). */
+export type BlobData = Uint8Array | AsyncIterable<Uint8Array>;
+
 /** What a put of a blob returns: its description, and the HLC its document commits with. */
 export interface BlobReceipt extends BlobDescriptor {
   hlc: string;
@@ -51,6 +54,8 @@ export interface DeviceBlobsDelegate {
   send(collection: string, message: UpMessage): boolean;
   connected(): boolean;
   mayUpload(): boolean;
+  /** Blob chunks may spend now, up or down (the transfer budget). */
+  mayMoveChunks(): boolean;
   /** A batch of writes waits for its ack: blob chunks wait behind it. */
   documentsBusy(): boolean;
   partitionOf(collection: string): string;
@@ -88,6 +93,7 @@ export class DeviceBlobs {
       {
         send: (c, m) => delegate.send(c, m),
         mayUpload: () => delegate.mayUpload(),
+        maySendChunks: () => delegate.mayMoveChunks(),
         documentsBusy: () => delegate.documentsBusy(),
         onHeld: (pending) => this.#queueDocument(pending),
         onRefused: (pending, refusal) => {
@@ -102,7 +108,12 @@ export class DeviceBlobs {
       { ackTimeoutMs: options.ackTimeoutMs },
       log,
     );
-    this.#fetcher = new BlobFetcher(this.content, { send: (c, m) => delegate.send(c, m) }, { ackTimeoutMs: options.ackTimeoutMs }, log);
+    this.#fetcher = new BlobFetcher(
+      this.content,
+      { send: (c, m) => delegate.send(c, m), mayAsk: () => delegate.mayMoveChunks() },
+      { ackTimeoutMs: options.ackTimeoutMs },
+      log,
+    );
   }
 
   start(): void {
@@ -121,7 +132,7 @@ export class DeviceBlobs {
    * write, durably. It is uploaded in the background; its document commits once the hub holds
    * the content.
    */
-  async put(collection: string, key: string, data: Uint8Array | AsyncIterable<Uint8Array>, contentType: string): Promise<BlobReceipt> {
+  async put(collection: string, key: string, data: BlobData, contentType: string): Promise<BlobReceipt> {
     if (typeof contentType !== 'string' || contentType.length > MAX_CONTENT_TYPE) {
       throw new InvalidValueError(`a blob's content type is a string of at most ${MAX_CONTENT_TYPE} characters`);
     }

@@ -22,6 +22,9 @@ export class OutboxReads {
       pendingFrom: db.prepare<[string, number, number], OutboxRow>(
         `SELECT ${ROW} FROM outbox WHERE lane = ? AND seq >= ? AND acked_lsn IS NULL ORDER BY seq LIMIT ?`,
       ),
+      newestPendingIn: db.prepare<[string, string], { seq: number | null }>(
+        'SELECT max(seq) AS seq FROM outbox WHERE lane = ? AND collection = ? AND acked_lsn IS NULL',
+      ),
       lowestPending: db.prepare<[string], { seq: number | null }>(
         'SELECT min(seq) AS seq FROM outbox WHERE lane = ? AND acked_lsn IS NULL',
       ),
@@ -95,6 +98,16 @@ export class OutboxReads {
       if (w && (!oldest || w.created_at < oldest.created_at)) oldest = w;
     }
     return row && (!oldest || row.created_at <= oldest.created_at) ? row : oldest;
+  }
+
+  /** The highest seq of a partition's pending writes to any of these collections (0 if none): how far an alarm lane may send. */
+  newestPendingSeqIn(partition: string, collections: ReadonlySet<string>): number {
+    let newest = 0;
+    for (const c of collections) newest = Math.max(newest, this.#s.newestPendingIn.get(partition, c)?.seq ?? 0);
+    for (const w of this.batches.from(partition, newest + 1)) {
+      if (collections.has(w.collection) && !this.released.has(partition, w.seq)) newest = Math.max(newest, w.seq);
+    }
+    return newest;
   }
 
   /** The device's pending writes to a document over `version` (the replica's), in order: what a read lays over it. */

@@ -261,6 +261,11 @@ export class Outbox {
     return this.#reads.lowestPendingSeq(partition);
   }
 
+  /** The highest seq of a partition's pending writes to any of these collections (0 if none). */
+  newestPendingSeqIn(partition: string, collections: ReadonlySet<string>): number {
+    return collections.size === 0 ? 0 : this.#reads.newestPendingSeqIn(partition, collections);
+  }
+
   /** Writes not yet acknowledged by the hub, of every partition (skips included). */
   pendingCount(): number {
     return this.#tally.unacknowledged;

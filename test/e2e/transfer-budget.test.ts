@@ -1,0 +1,70 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Agent } from '../../agent/agent.js';
+import { parseHubConfig } from '../../hub/config.js';
+import { Hub } from '../../hub/hub.js';
+import { tempDir } from '../helpers/temp.js';
+import { waitFor } from '../helpers/wait.js';
+
+/** A device on a metered link: what its transfer budget lets go, in what order. */
+describe('the transfer budget', () => {
+  let hub: Hub | undefined;
+  let device: Agent | undefined;
+  afterEach(async () => {
+    await device?.close();
+    await hub?.stop();
+  });
+
+  it('with the budget spent, an alarm still goes at once, documents wait, and blobs wait longest', async () => {
+    const dir = tempDir('budget');
+    hub = await Hub.start({
+      port: 0,
+      host: '127.0.0.1',
+      dev: true,
+      dataDir: join(dir, 'hub'),
+      config: parseHubConfig({
+        collections: { photos: { blobs: 'lazy' }, alarms: { priority: 'high' } },
+        access: { default: { read: ['*'], write: ['*'] } },
+      }),
+    });
+    let clock = Date.UTC(2026, 11, 3, 12);
+    const budget = 600_000;
+    device = new Agent({
+      hubUrl: `mqtt://127.0.0.1:${hub.port}`,
+      agentId: 'pi-cellular',
+      dataDir: join(dir, 'pi'),
+      transferBudget: { bytesPerDay: budget, now: () => clock },
+    }).start();
+    const atHub = (c: string, k: string) => hub!.core.store.document(c, k);
+    const spent = (): number => device!.status().budget!.periods[0]!.spentBytes;
+
+    // A blob takes the budget past 80 %: the next blob waits, documents still go.
+    await device.putBlob('photos', 'p1', randomBytes(500_000), { contentType: 'image/jpeg' });
+    await waitFor('the first blob at the hub', () => atHub('photos', 'p1'), 20_000);
+    expect(spent()).toBeGreaterThan(0.8 * budget);
+    await device.putBlob('photos', 'p2', randomBytes(2_000), { contentType: 'image/jpeg' });
+    await device.put('notes', 'n1', { text: randomBytes(60_000).toString('base64') }, { durability: 'hub' });
+    expect(spent(), 'the budget is spent').toBeGreaterThanOrEqual(budget);
+    expect(device.status().budget!.waiting).toEqual({ documents: 0, blobs: 1 });
+
+    // Spent: an alarm goes at once; a note written after it waits, as does the blob.
+    const alarm = await device.put('alarms', 'door', { open: true }, { durability: 'hub' });
+    expect(alarm.lsn).toBeGreaterThan(0);
+    await device.put('notes', 'late', { text: 'waits for tomorrow' });
+    expect(await device.syncNow(1_500), 'nothing more goes today').toBe(false);
+    expect(device.status().budget).toMatchObject({
+      periods: [{ period: 'day', budgetBytes: budget, resetsAt: '2026-12-04T00:00:00.000Z' }],
+      waiting: { documents: 1, blobs: 1 },
+    });
+    expect(await atHub('notes', 'late')).toBeUndefined();
+    expect(await atHub('photos', 'p2')).toBeUndefined();
+
+    // A new day: the note goes, then the blob.
+    clock += 24 * 3600 * 1000;
+    const late = await waitFor('the note at the hub', () => atHub('notes', 'late'), 20_000);
+    const blob = await waitFor('the second blob at the hub', () => atHub('photos', 'p2'), 20_000);
+    expect(late.version).toBeLessThan(blob.version);
+    expect(device.status().budget!.waiting).toEqual({ documents: 0, blobs: 0 });
+  });
+});

@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { BACKLOG_TARGET, benchBacklog, type BacklogResult } from './backlog.js';
+import { benchBlobs, type BlobsResult } from './blobs.js';
 import { benchCatchup, type CatchupResult } from './catchup.js';
 import { benchDedupState, type DedupStateResult } from './dedup-state.js';
 import { benchDigestCost, type DigestCostResult } from './digest-cost.js';
@@ -357,6 +358,25 @@ async function repair(): Promise<RepairResult> {
   return r;
 }
 
+async function blobs(): Promise<BlobsResult> {
+  const r = await benchBlobs(quick);
+  const mbps = (n: number): string => `${n.toFixed(1)} MB/s`;
+  line(
+    `blob upload (${(r.bytes / 1024 / 1024).toFixed(0)} MiB)`,
+    mbps(r.outpostMBps),
+    `raw MQTT QoS 1 ${mbps(r.rawMBps)}`,
+    r.outpostMBps / r.rawMBps,
+  );
+  const { devices, imageBytes, publishedBytes } = r.fanOut;
+  line(
+    `firmware to ${devices} devices (${(imageBytes / 1024 / 1024).toFixed(0)} MiB)`,
+    `${(publishedBytes / 1e6).toFixed(1)} MB published by the hub`,
+    `${devices} separate downloads ${((devices * imageBytes) / 1e6).toFixed(1)} MB`,
+    publishedBytes / (devices * imageBytes),
+  );
+  return r;
+}
+
 async function scopedRepair(): Promise<ScopedRepairResult> {
   const r = await benchScopedRepair(quick);
   line(
@@ -385,6 +405,7 @@ const results = {
   digestCost: await digestCost(),
   repair: await repair(),
   scopedRepair: await scopedRepair(),
+  blobs: await blobs(),
 };
 
 const machine = { cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, quick };

@@ -244,7 +244,7 @@ export const HUB_OPTIONS: readonly OptionSpec[] = [
     min: 1,
     placeholder: 'bytes',
     description:
-      'largest blob content the HTTP API takes (PUT /v1/blobs/…); a larger body is refused with OUTPOST_BLOB_TOO_LARGE and nothing of it is kept',
+      'largest blob content the hub takes, from its HTTP API (PUT /v1/blobs/…) or a device over MQTT; a larger one is refused with OUTPOST_BLOB_TOO_LARGE and nothing of it is kept',
   },
   {
     key: 'maxPullBytesPerSecond',

@@ -63,7 +63,7 @@ export interface HubProcessOptions {
   authLimits?: AuthLimits;
   /** Page bytes built per second for one agent's pulls (default DEFAULT_PULL_BYTES_PER_SECOND). */
   maxPullBytesPerSecond?: number;
-  /** Largest blob content the HTTP API takes (default DEFAULT_MAX_BLOB_BYTES). */
+  /** Largest blob content the hub takes, over HTTP or MQTT (default DEFAULT_MAX_BLOB_BYTES). */
   maxBlobBytes?: number;
   config?: HubConfig;
   logger: Logger;

@@ -70,7 +70,8 @@ describe('a hub under attack: a subscriber that stops reading', () => {
       );
       const converged = async (agent: Agent): Promise<boolean> => (await agent.list('burst')).length === count;
       await waitFor('the direct agent has the burst', () => converged(other), 30_000);
-      await waitFor('the slow agent has the burst', () => converged(slow), 60_000);
+      // Alone this takes about 35 s; a loaded two-core machine running other suites beside it has taken over 60.
+      await waitFor('the slow agent has the burst', () => converged(slow), 100_000);
       const digest = async (agent: Agent): Promise<string[]> => (await agent.list('burst')).map((d) => `${d.key}@${d.version}`).sort();
       expect(await digest(slow)).toEqual(await digest(other));
       expect(await bench.shed('slow_consumer'), 'honest agents disconnected as slow consumers').toBe(0);
@@ -80,5 +81,5 @@ describe('a hub under attack: a subscriber that stops reading', () => {
       await slow.close();
       await proxy.close();
     }
-  }, 120_000);
+  }, 160_000);
 });

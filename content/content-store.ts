@@ -30,6 +30,11 @@ export interface ContentStore {
    */
   readonly spoolDir?: string;
   /**
+   * Stores streamed content whole, each byte written once, when the store can (files: see
+   * FileContentStore); `storeStreamed` spools it first otherwise.
+   */
+  storeStream?(body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<{ sha256: string; size: number }>;
+  /**
    * Announces content of `size` bytes at `hash` (again, after a dropped link or a restart):
    * the indexes of the chunks still missing, none if it is complete. A size other than the one
    * the content was begun with is refused (BlobChunkError).

@@ -7,17 +7,20 @@ import { BlobTooLargeError } from '../shared/blob-errors.js';
 import type { ContentStore } from './content-store.js';
 
 /**
- * Content streamed to the hub's HTTP API (a firmware image, a model file), stored whole in the
- * content store: its address is only known at its end, so it is spooled to a temporary file
- * (in the store's spool directory) while it is hashed and counted, then stored chunk by chunk and completed (checked again
- * against its address by the store). A body over `maxBytes` stops being read at once and
- * leaves nothing behind. Content the store already holds whole is not stored again.
+ * Content streamed in (a firmware image to the hub's HTTP API, a device's putBlob), stored whole
+ * in the content store: its address is only known at its end. A store of files takes it as it
+ * comes (FileContentStore.storeStream: each byte written once); any other is given it spooled to
+ * a temporary file (in the store's spool directory) while it is hashed and counted, then chunk by
+ * chunk, and completed (checked again against its address by the store). A body over `maxBytes`
+ * stops being read at once and leaves nothing behind. Content the store already holds whole is
+ * not stored again.
  */
 export async function storeStreamed(
   content: ContentStore,
   body: AsyncIterable<Uint8Array>,
   maxBytes: number,
 ): Promise<{ sha256: string; size: number }> {
+  if (content.storeStream) return content.storeStream(body, maxBytes);
   const spoolRoot = content.spoolDir ?? tmpdir();
   await mkdir(spoolRoot, { recursive: true });
   const dir = await mkdtemp(join(spoolRoot, 'blob-'));

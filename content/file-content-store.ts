@@ -2,8 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { chunkCount, CONTENT_HASH } from '../shared/blobs.js';
-import { BlobChunkError, BlobIncompleteError, BlobMismatchError } from '../shared/blob-errors.js';
+import { BLOB_CHUNK_BYTES, chunkCount, CONTENT_HASH } from '../shared/blobs.js';
+import { BlobChunkError, BlobIncompleteError, BlobMismatchError, BlobTooLargeError } from '../shared/blob-errors.js';
 import { NotFoundError } from '../shared/errors.js';
 import { checkChunk, checkHash, checkSize, missingChunks, type ContentInfo, type ContentStore } from './content-store.js';
 
@@ -148,6 +148,66 @@ export class FileContentStore implements ContentStore {
     return removed;
   }
 
+  /**
+   * Stores streamed content whole, writing each byte once (a flash card's wear): its chunks go to
+   * a directory of their own under `spool/` as they come, hashed on the way (each file fsynced,
+   * the directory once at the end); the directory then becomes the content's upload in one rename
+   * and is completed (checked against its address by reading it back). Content held already keeps
+   * what it has and takes the chunks it lacks. Over `maxBytes`, it stops at once and keeps nothing.
+   */
+  async storeStream(body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<{ sha256: string; size: number }> {
+    await this.#prepare();
+    await mkdir(this.spoolDir, { recursive: true });
+    const staging = join(this.spoolDir, `stream-${randomBytes(6).toString('hex')}`);
+    await mkdir(staging);
+    try {
+      const sha = createHash('sha256');
+      let size = 0;
+      let index = 0;
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      const flush = async (): Promise<void> => {
+        await writeSynced(join(staging, String(index++)), Buffer.concat(pending, pendingBytes));
+        pending = [];
+        pendingBytes = 0;
+      };
+      for await (const piece of body) {
+        size += piece.length;
+        if (size > maxBytes) throw new BlobTooLargeError(maxBytes);
+        sha.update(piece);
+        let rest = Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+        while (rest.length > 0) {
+          const take = Math.min(rest.length, BLOB_CHUNK_BYTES - pendingBytes);
+          pending.push(rest.subarray(0, take));
+          pendingBytes += take;
+          rest = rest.subarray(take);
+          if (pendingBytes === BLOB_CHUNK_BYTES) await flush();
+        }
+      }
+      if (pendingBytes > 0 || index === 0) await flush(); // the last chunk (empty content: one empty chunk)
+      const sha256 = sha.digest('hex');
+      await writeSynced(join(staging, 'size'), Buffer.from(String(size)));
+      await syncDir(staging);
+      await this.#inTurn(sha256, async () => {
+        const held = await this.#held(sha256);
+        if (held?.complete) return;
+        if (!held) {
+          await rename(staging, this.#uploadDir(sha256));
+          await syncDir(join(this.root, 'uploads'));
+          return;
+        }
+        if (held.size !== size) throw new BlobChunkError(sha256, 0, `its upload was begun with ${held.size} bytes, not ${size}`);
+        const have = await this.#chunksIn(held.dir);
+        for (const i of missingChunks(size, have)) await rename(join(staging, String(i)), join(held.dir, String(i)));
+        await syncDir(held.dir);
+      });
+      await this.complete(sha256);
+      return { sha256, size };
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+    }
+  }
+
   /** Removes content, complete or not (a device's cache evicting it); false if it was not held. */
   async remove(hash: string): Promise<boolean> {
     checkHash(hash);
@@ -236,6 +296,17 @@ async function writeDurably(dir: string, name: string, bytes: Uint8Array): Promi
   }
   await rename(temporary, join(dir, name));
   await syncDir(dir);
+}
+
+/** Writes a file and fsyncs it (its directory's entry is the caller's to make durable). */
+async function writeSynced(path: string, bytes: Uint8Array): Promise<void> {
+  const file = await open(path, 'w');
+  try {
+    await file.writeFile(bytes);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
 }
 
 /** Flushes a directory's entries (a rename into it) to disk. */

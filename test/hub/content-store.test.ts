@@ -54,6 +54,34 @@ contentStoreContract(
 );
 
 describe('FileContentStore on disk', () => {
+  it('takes streamed content writing each chunk once, whatever the pieces, and adds only what an upload under way lacks', async () => {
+    const dir = tempDir('content');
+    const store = new FileContentStore(dir);
+    const bytes = Buffer.from(Array.from({ length: 2 * BLOB_CHUNK_BYTES + 1000 }, (_, i) => (i * 7) % 251));
+    const sha256 = contentHash(bytes);
+    // Pieces that straddle chunk boundaries, as a network stream gives them.
+    async function* pieces(): AsyncGenerator<Uint8Array> {
+      for (let at = 0; at < bytes.length; at += 100_003) yield bytes.subarray(at, at + 100_003);
+    }
+    // An upload of the same content under way, with its middle chunk only.
+    await store.begin(sha256, bytes.length);
+    await store.putChunk(sha256, 1, bytes.subarray(BLOB_CHUNK_BYTES, 2 * BLOB_CHUNK_BYTES));
+    expect(await store.storeStream(pieces(), 10 * BLOB_CHUNK_BYTES)).toEqual({ sha256, size: bytes.length });
+    expect(await store.info(sha256)).toEqual({ hash: sha256, size: bytes.length, complete: true });
+    const read = Buffer.concat(await Promise.all([0, 1, 2].map((i) => store.readChunk(sha256, i))));
+    expect(read.equals(bytes)).toBe(true);
+    expect(readdirSync(join(dir, 'spool')), 'nothing left in the spool').toEqual([]);
+    // Again, held whole: nothing changes; empty content is one empty chunk.
+    expect(await store.storeStream(pieces(), 10 * BLOB_CHUNK_BYTES)).toEqual({ sha256, size: bytes.length });
+    const empty = await store.storeStream((async function* () {})(), 10);
+    expect(empty).toEqual({ sha256: contentHash(Buffer.alloc(0)), size: 0 });
+    expect((await store.readChunk(empty.sha256, 0)).length).toBe(0);
+    // Over the limit: refused, nothing kept.
+    await expect(store.storeStream(pieces(), BLOB_CHUNK_BYTES)).rejects.toMatchObject({ code: 'OUTPOST_BLOB_TOO_LARGE' });
+    expect(readdirSync(join(dir, 'spool'))).toEqual([]);
+    expect(readdirSync(join(dir, 'uploads'))).toEqual([]);
+  });
+
   it('ignores what a crash left half written: a chunk is whole under its name or absent', async () => {
     const root = tempDir('content');
     const bytes = Buffer.alloc(BLOB_CHUNK_BYTES + 5, 7);

@@ -74,7 +74,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#clock = new HybridClock(options.now, this.#store.settings.lastHlc);
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 10_000;
     this.#verification = new VerificationBook(this.#store.settings);
-    this.#statusReports = new StatusReporter(() => reportStatus(this.#store, this.#lanes, this.#verification.report));
+    const report = (): void => reportStatus(this.#store, this.#lanes, this.#verification.report, this.#gates.budgetStatus());
+    this.#statusReports = new StatusReporter(report);
     this.#lanes = new Lanes(
       this.#store,
       options.collections,
@@ -210,7 +211,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         onReincarnated: (previous, next) => this.emit('reincarnated', previous, next),
         onRestored: (info) => this.emit('restored', info),
         onHubStatus: (status) => this.#onHubStatus(partition, status),
-        onBlob: (_, message) => this.#blobs.onMessage(message),
+        onDeviceMessage: (message) => (message[0] === 'budget' ? this.#budget.declare(message[1]) : this.#blobs.onMessage(message)),
       },
       this.#log,
     );
@@ -294,7 +295,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   async get(collection: string, key: string, options: ReadOptions = {}): Promise<AgentDocument | undefined> {
     this.#assertOpen();
     await this.#caughtUp(collection, options);
-    return this.#store.replica.read(collection, key, options.confirmed);
+    return this.#blobs.laidOver(collection, key, this.#store.replica.read(collection, key, options.confirmed), options.confirmed);
   }
 
   async list(collection: string, options: ListOptions = {}): Promise<AgentDocument[]> {

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { broadcastCodec, downCodec, upCodec } from '../shared/codec.js';
 import type { HybridClock, Hlc } from '../shared/hlc.js';
-import type { BlobDownMessage, Change, DownMessage, HubStatusMessage, UpMessage } from '../shared/messages.js';
+import type { BlobDownMessage, BudgetMessage, Change, DownMessage, HubStatusMessage, UpMessage } from '../shared/messages.js';
 import { partitionTopics, type PartitionTopics } from '../shared/topics.js';
 import { DurabilityWaiters, type Durability, type ReplicaWaitReport, type WriteIdentity } from './durability.js';
 import { Replicator } from './replicator.js';
@@ -47,8 +47,8 @@ export interface LaneDelegate {
   onRestored(info: { partition: string; lineage: string; fork: number; lostDocuments: number; lostWrites: number }): void;
   /** A hub status arrived on this lane's hub topic (from a leader this lane still listens to). */
   onHubStatus(status: HubStatusMessage[1]): void;
-  /** The partition's hub answered about blob content (agent/blobs/). */
-  onBlob(partition: string, message: BlobDownMessage): void;
+  /** What the hub says to the device as a whole: about blob content (agent/blobs/), its transfer budget. */
+  onDeviceMessage(message: BlobDownMessage | BudgetMessage): void;
 }
 
 /**
@@ -382,8 +382,8 @@ export class Lane {
       case 'lostack':
         this.#restore.onAck(message[1].id);
         break;
-      default: // what the hub answers about blob content
-        this.delegate.onBlob(this.partition, message);
+      default: // blob content, the transfer budget
+        this.delegate.onDeviceMessage(message);
         break;
       case 'digests':
       case 'rangesums':

@@ -5,6 +5,7 @@ import type { AgentStore } from './store/agent-store.js';
 import type { VerifyReport } from '../shared/messages.js';
 import { verificationView } from '../shared/verification-view.js';
 import type { ScrubStatus } from './scrubber.js';
+import type { BudgetPeriod } from './transfer-budget.js';
 import type { AgentStatus, AgentVerification } from './types.js';
 
 /** The most buckets a status report names (the protocol's bound): a device holding more reports part of its lag. */
@@ -99,7 +100,7 @@ function scopeStatus(store: AgentStore, lanes: Lanes): AgentStatus['scope'] {
  * what waits to go up, and which of its writes wait for replicas: lag tracking and replica
  * acknowledgements, which a hub that restarted learns again this way.
  */
-export function reportStatus(store: AgentStore, lanes: Lanes, verification: VerifyReport): void {
+export function reportStatus(store: AgentStore, lanes: Lanes, verification: VerifyReport, budget: AgentStatus['budget']): void {
   // What it reports applied counts toward other devices' replica waits: it must survive a power cut.
   store.flush();
   const pending = Object.entries(store.outbox.pendingByCollection());
@@ -122,6 +123,13 @@ export function reportStatus(store: AgentStore, lanes: Lanes, verification: Veri
         ...(Number.isFinite(oldestAt) && { oldest: Math.max(0, Date.now() - oldestAt) }),
         ...(waits.length > 0 && { waits: { inc: store.partitions.incarnationOf(lane.partition), list: waits } }),
         ...(buckets.length > 0 && { bs: Object.fromEntries(buckets.map(([b, s]) => [b, s.snapshot ? 0 : Math.max(0, s.cursor)])) }),
+        ...(budget && {
+          tb: {
+            ps: budget.periods.map((p): [BudgetPeriod['period'], number, number] => [p.period, p.budgetBytes, p.spentBytes]),
+            wd: budget.waiting.documents,
+            wb: budget.waiting.blobs,
+          },
+        }),
       },
     ]);
   }

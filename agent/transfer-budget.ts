@@ -2,6 +2,8 @@ import type { Settings } from './store/settings.js';
 
 /** Where the spend of the current periods is kept (so that a restart does not give the budget back). */
 const SPENT_SETTING = 'transfer_spent';
+/** The budget the hub declared for this device, kept for when it is offline. */
+const DECLARED_SETTING = 'transfer_declared';
 /** The spend is written down this often (not on every message: the flash card), and when the agent closes. */
 const SAVE_EVERY_MS = 60_000;
 /** Blobs stop spending at this share of the budget: the rest is kept for documents. */
@@ -41,20 +43,36 @@ export class TransferBudget {
   #spent: Spent;
   #savedAt = 0;
   #timer: NodeJS.Timeout | undefined;
+  /** What the hub declared for this device (HubConfig.budgets), followed unless the device has options of its own. */
+  #declared: TransferBudgetOptions;
 
   constructor(
     private readonly settings: Settings,
-    private readonly options: TransferBudgetOptions,
+    private readonly own: TransferBudgetOptions,
     private readonly onRenewed: () => void,
     private readonly now: () => number = Date.now,
   ) {
     this.#spent = settings.get<Spent>(SPENT_SETTING) ?? { day: '', dayBytes: 0, month: '', monthBytes: 0 };
+    this.#declared = settings.get<TransferBudgetOptions>(DECLARED_SETTING) ?? {};
     this.#roll();
+  }
+
+  /** The budget in force: the device's own, if it has one; else the hub's declaration. */
+  get options(): TransferBudgetOptions {
+    return this.own.bytesPerDay !== undefined || this.own.bytesPerMonth !== undefined ? this.own : this.#declared;
+  }
+
+  /** The hub declared this device's budget (`budget`, on each hello): kept, and followed unless the device has its own. */
+  declare({ d, m }: { d?: number; m?: number }): void {
+    const declared = { ...(d !== undefined && { bytesPerDay: d }), ...(m !== undefined && { bytesPerMonth: m }) };
+    if (declared.bytesPerDay === this.#declared.bytesPerDay && declared.bytesPerMonth === this.#declared.bytesPerMonth) return;
+    this.#declared = declared;
+    this.settings.set(DECLARED_SETTING, declared);
+    this.onRenewed(); // a larger budget, or none: what waited may go now
   }
 
   /** Looks every few seconds whether a new period began, so that what waits for it goes then. */
   start(): void {
-    if (!this.limited) return;
     this.#timer = setInterval(() => this.#roll(), 5_000);
     this.#timer.unref?.();
   }

@@ -72,6 +72,12 @@ export interface HubConfig {
    * belongs to `default`, whose topics are those of a hub without partitions.
    */
   partitions: Record<string, string[]>;
+  /**
+   * Transfer budgets of devices on metered links, by subject (`*`, `group:NAME` or an agent id; the
+   * most specific applies): MiB per UTC day and/or month. A device's own --budget-mb-per-day or
+   * --budget-mb-per-month takes precedence over what the hub declares.
+   */
+  budgets: Record<string, { mbPerDay?: number; mbPerMonth?: number }>;
 }
 
 const POLICY = { enum: ['lww', 'reject', 'merge'] };
@@ -123,6 +129,15 @@ const CONFIG_SCHEMA = {
       },
     },
     maxClockSkewSeconds: { type: 'number', minimum: 1 },
+    budgets: {
+      type: 'object',
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        minProperties: 1,
+        properties: { mbPerDay: { type: 'number', exclusiveMinimum: 0 }, mbPerMonth: { type: 'number', exclusiveMinimum: 0 } },
+      },
+    },
     partitions: {
       type: 'object',
       propertyNames: { pattern: '^[a-z0-9_-]{1,64}$' },
@@ -159,6 +174,7 @@ export const DEFAULT_HUB_CONFIG: HubConfig = {
   maxClockSkewSeconds: 60,
   access: { groups: {}, collections: {}, default: { read: [], write: [] } },
   partitions: {},
+  budgets: {},
 };
 
 /** Reads, validates and completes a hub configuration file; throws ConfigError naming the option. */
@@ -200,6 +216,7 @@ export function parseHubConfig(raw: unknown, source = 'hub config'): HubConfig {
       default: { read: given.access?.default?.read ?? [], write: given.access?.default?.write ?? [] },
     },
     partitions: checkPartitions(given.partitions ?? {}, source),
+    budgets: given.budgets ?? {},
   };
 }
 

@@ -12,6 +12,7 @@ import { AgentPulls } from './agent-pulls.js';
 import type { HubCoreOptions, HubEvents } from './core-options.js';
 import { VerifyAnswers } from './verify-answers.js';
 import { hubStatus } from './hub-status.js';
+import { declaredBudget } from './budgets.js';
 import { assignment, collectionsOfPartition, CollectionPolicies, DEFAULT_HUB_CONFIG, scopeRules, type HubConfig } from './config.js';
 import { ScopeDelivery } from './scope-delivery.js';
 import { reindexScopes } from './scope-reindex.js';
@@ -300,6 +301,9 @@ export class HubCore extends EventEmitter<HubEvents> {
         break;
       case 'hello':
         this.scopes.online(agentId, message[1].s);
+        // The default partition's hub tells the device its transfer budget (none: none declared).
+        if (this.partition === DEFAULT_PARTITION)
+          this.#sendDown(agentId, ['budget', { hlc: this.clock.tick(), ...declaredBudget(this.config, agentId) }]);
         break;
       case 'bye':
         this.scopes.offline(agentId, message[1].s);

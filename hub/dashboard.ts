@@ -114,6 +114,12 @@ async function refresh() {
     esc(d.reporters.map((r) => r.agentId).join(', ')) + '</td><td>' + esc(d.reapplied ? d.reapplied.outcome + (d.reapplied.lsn ? ' at LSN ' + d.reapplied.lsn : '') : 'waiting') + '</td></tr>'));
   showAgent();
 }
+function transferOf(t) {
+  const mb = (n) => (n / 1e6).toFixed(1) + ' MB';
+  const spent = t.periods.map((p) => mb(p.spentBytes) + ' of ' + mb(p.budgetBytes) + ' this ' + p.period).join(', ');
+  const waiting = t.waiting.documents + t.waiting.blobs;
+  return spent + (waiting ? '; waiting for it: ' + t.waiting.documents + ' writes, ' + t.waiting.blobs + ' blobs' : '');
+}
 function showAgent() {
   const id = decodeURIComponent((location.hash.match(/^#agent=(.+)$/) || [])[1] || '');
   document.getElementById('fleet-view').hidden = !!id;
@@ -125,6 +131,7 @@ function showAgent() {
     ['Version', a.version], ['Outbox', a.outboxDepth], ['Oldest pending', a.oldestPendingAgeMs === undefined ? '-' : (a.oldestPendingAgeMs / 1000).toFixed(1) + ' s'], ...Object.entries(a.lastSeq).map(([inc, seq]) => ['Last seq (' + inc.slice(0, 8) + ')', seq]),
     ...(a.verification ? [['Verified', (a.verification.lastVerifiedAt ?? 'not yet') + (a.verification.lastVerifiedLsn === undefined ? '' : ' at LSN ' + a.verification.lastVerifiedLsn)], ['Repairs', repairDetail(a.verification)]] : []),
     ...(a.scope ? [['Scope', a.scope.buckets + ' buckets, ' + scopeOf(a) + (a.scope.lagChanges === undefined ? '' : ', lag ' + a.scope.lagChanges + ' changes')]] : []),
+    ...(a.transfer ? [['Transfer budget', transferOf(a.transfer)]] : []),
     ...Object.entries(a.collections).map(([c, v]) => ['Collection ' + c, 'applied LSN ' + v.appliedLsn + ', lag ' + v.lagChanges + ' changes / ' + v.lagSeconds.toFixed(1) + ' s'])] : [['', 'unknown agent']];
   document.querySelector('#agent-detail tbody').innerHTML = rows.map(([k, v]) => '<tr><th>' + esc(k) + '</th><td>' + esc(v) + '</td></tr>').join('');
 }

@@ -34,6 +34,14 @@ export interface AgentView {
    * removed, bytes moved) and the last one's cause and time.
    */
   verification?: VerificationView;
+  /**
+   * The device's transfer budget on a metered link, as it last reported: each period's budget and
+   * spend in bytes, and the writes and blobs waiting for lack of it.
+   */
+  transfer?: {
+    periods: Array<{ period: 'day' | 'month'; budgetBytes: number; spentBytes: number }>;
+    waiting: { documents: number; blobs: number };
+  };
 }
 
 export interface Presence {
@@ -92,6 +100,12 @@ export async function fleetStatus(
         ...(report?.version !== undefined && { version: report.version }),
         ...(scope && { scope }),
         ...(report?.verification && { verification: verificationView(report.verification) }),
+        ...(report?.transfer && {
+          transfer: {
+            periods: report.transfer.ps.map(([period, budgetBytes, spentBytes]) => ({ period, budgetBytes, spentBytes })),
+            waiting: { documents: report.transfer.wd, blobs: report.transfer.wb },
+          },
+        }),
       };
     }),
   );

@@ -54,6 +54,7 @@ export class ReplicaAcks {
       ...(status.ver !== undefined && { version: status.ver }),
       ...(status.bs !== undefined && { buckets: status.bs }),
       ...(status.vf !== undefined && { verification: status.vf }),
+      ...(status.tb !== undefined && { transfer: status.tb }),
     });
     const holds = (b: string): boolean => options.scopes.tracks(agentId) && options.scopes.holds(agentId, b);
     const buckets = Object.fromEntries(Object.entries(status.bs ?? {}).filter(([b]) => holds(b)));

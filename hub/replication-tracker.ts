@@ -1,3 +1,4 @@
+import type { StatusMessage } from '../shared/messages.js';
 import type { VerifyReport } from '../shared/messages.js';
 /** A committed write whose writer asked to hear when `replicas` other agents have applied it. */
 export interface ReplicaWait {
@@ -51,6 +52,8 @@ interface HeldWait extends ReplicaWait {
 /** What else an agent's report said: its oldest pending write's age, software version, buckets applied, and what verifying its copy found. */
 export interface ReportExtras {
   oldestPendingMs?: number;
+  /** The device's transfer budget, when it has one (StatusMessage `tb`). */
+  transfer?: NonNullable<StatusMessage[1]['tb']>;
   version?: string;
   buckets?: Readonly<Record<string, number>>;
   verification?: VerifyReport;

@@ -27,11 +27,13 @@ import {
   BlobPartMessage,
 } from './blob-messages.js';
 import { LostAckMessage, LostMessage } from './lost-messages.js';
+import { BudgetMessage, TransferReport } from './budget-messages.js';
 import { DigestsMessage, RangeSumsMessage, RangesMessage, RefetchedMessage, RefetchMessage, VerifyReport } from './verify-messages.js';
 
 export { BucketId, Change } from './message-parts.js';
 export * from './verify-messages.js';
 export * from './lost-messages.js';
+export * from './budget-messages.js';
 export * from './blob-messages.js';
 
 /**
@@ -144,6 +146,11 @@ export const StatusMessage = message(
       vb: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]{16}$' }), Lsn, { maxProperties: MAX_BUCKETS })),
       /** What verifying this device's copy found and repaired (see VerifyReport). */
       vf: Type.Optional(VerifyReport),
+      /**
+       * The device's transfer budget (agent/transfer-budget.ts), when it has one: each period's
+       * budget and spend in bytes, and the writes (`wd`) and blobs (`wb`) waiting for lack of it.
+       */
+      tb: Type.Optional(TransferReport),
       /** How far each bucket of its scope is applied (0 while it joins one): its lag within its scope. */
       bs: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]{16}$' }), Lsn, { maxProperties: MAX_BUCKETS })),
       /**
@@ -357,6 +364,7 @@ export const DownMessage = Type.Union([
   BlobGotMessage,
   BlobPartMessage,
   BlobNoneMessage,
+  BudgetMessage,
 ]);
 export type DownMessage = Static<typeof DownMessage>;
 

@@ -31,7 +31,8 @@
  *      would refuse as an unknown field; blob content travels in chunks apart from the log
  *      (shared/blob-messages.ts): up `bhave` (offer content, answered by `bneed`), `bchunk`
  *      (one chunk, answered by `bgot` once durable), `bget` (ask for chunks, answered by `bpart`
- *      or `bnone`).
+ *      or `bnone`), fanned out on `blobs/<hash>` with the embedded broker; status reports may
+ *      carry the device's transfer budget (`tb`).
  */
 export const PROTOCOL_VERSION = 6;
 

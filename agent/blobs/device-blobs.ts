@@ -119,6 +119,7 @@ export class DeviceBlobs {
   start(): void {
     this.#timer = setInterval(() => this.#pump(), PUMP_EVERY_MS);
     this.#timer.unref?.();
+    this.content.sweep().catch((error: unknown) => this.log.warn({ err: error }, 'could not sweep blob content nothing needs'));
   }
 
   async stop(): Promise<void> {
@@ -164,6 +165,18 @@ export class DeviceBlobs {
       await this.#fetchWithin(collection, key, blob, timeoutMs);
     }
     return this.#handle(blob, document.pending);
+  }
+
+  /**
+   * A document as reads see it, with a blob written here and not yet uploaded laid over it
+   * (unless a later write to the document waits in the outbox); `confirmed`: as the hub has it.
+   */
+  laidOver(collection: string, key: string, document: AgentDocument | undefined, confirmed = false): AgentDocument | undefined {
+    if (confirmed || this.store.blobUploads.empty) return document;
+    const pending = this.store.blobUploads.newestOf(collection, key);
+    if (!pending || this.#laterWriteThan(pending)) return document;
+    const { sha256, size, contentType } = pending;
+    return { collection, key, value: { sha256, size, contentType }, version: document?.version ?? 0, pending: true };
   }
 
   onMessage(message: BlobDownMessage): void {
@@ -274,6 +287,7 @@ export class DeviceBlobs {
         queued = true;
       },
     );
+    this.store.blobUploads.recount();
     if (!queued) {
       this.log.warn({ collection, key, error: String(result.seqs[0]) }, "a blob's document could not join the outbox yet; trying again");
       return false;

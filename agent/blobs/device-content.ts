@@ -5,6 +5,9 @@ import { storeStreamed } from '../../content/content-transfer.js';
 import { FileContentStore } from '../../content/file-content-store.js';
 import type { AgentStore } from '../store/agent-store.js';
 
+/** Content nothing counts or pins is removed once untouched this long (a download may resume within it). */
+const SWEEP_AFTER_MS = 24 * 3600_000;
+
 /** What a device keeps of blob content unless configured otherwise: 256 MiB. */
 export const DEFAULT_BLOB_CACHE_BYTES = 256 * 1024 * 1024;
 
@@ -82,6 +85,17 @@ export class DeviceContent {
     }
     if (evicted.length > 0) this.log.info({ evicted: evicted.length, heldBytes: held }, 'evicted blob content past the cache budget');
     return evicted;
+  }
+
+  /**
+   * Removes what nothing will finish or read: a download left partial and untouched for a day,
+   * what a put killed halfway left in the spool, and content the cache no longer counts (its index
+   * entry lost to a power cut: it is fetched again if read). Never a pending upload's content.
+   */
+  async sweep(now = Date.now()): Promise<string[]> {
+    const pinned = this.store.blobUploads.hashes();
+    const cached = new Set(this.store.blobCache.oldestFirst().map((c) => c.sha256));
+    return this.files.collect((hash) => pinned.has(hash) || cached.has(hash) || this.#reading.has(hash), now - SWEEP_AFTER_MS);
   }
 
   close(): Promise<void> {

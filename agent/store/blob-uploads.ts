@@ -43,6 +43,8 @@ const toPending = (r: Row): PendingBlob => ({
  */
 export class BlobUploads {
   readonly #s;
+  /** How many wait, kept in memory: every read asks whether one lays over its document. */
+  #waiting: number;
 
   constructor(
     private readonly db: AgentDb,
@@ -60,6 +62,12 @@ export class BlobUploads {
       count: db.prepare<[], { n: number; bytes: number | null }>('SELECT count(*) AS n, sum(size) AS bytes FROM blob_uploads'),
       hashes: db.prepare<[], { sha256: string }>('SELECT DISTINCT sha256 FROM blob_uploads'),
     };
+    this.#waiting = this.#s.count.get()!.n;
+  }
+
+  /** No blob waits for its upload. */
+  get empty(): boolean {
+    return this.#waiting === 0;
   }
 
   /** Records a blob whose content is held on the device, durably (it is the app's write). */
@@ -67,6 +75,7 @@ export class BlobUploads {
     const { lastInsertRowid } = this.db.durableTransaction(() =>
       this.#s.insert.run(collection, key, blob.sha256, blob.size, blob.contentType, hlc, now),
     );
+    this.#waiting += 1;
     return { id: Number(lastInsertRowid), collection, key, ...blob, hlc, createdAt: now };
   }
 
@@ -90,13 +99,18 @@ export class BlobUploads {
     this.#s.remove.run(id);
   }
 
+  /** Counts again what waits: after the transaction that removed an upload committed (a failed one removed nothing). */
+  recount(): void {
+    this.#waiting = this.#s.count.get()!.n;
+  }
+
   /**
    * Gives an upload up (the hub will not take its content) and records why, where the app reads
    * rejections, in one transaction. Its seq is 0: the write never joined a sequence.
    */
   giveUp(pending: PendingBlob, partition: string, refusal: { code: string; message: string }, now = Date.now()): Rejection {
-    return this.db.transaction(() => {
-      this.#s.remove.run(pending.id);
+    const rejection = this.db.transaction(() => {
+      this.remove(pending.id);
       const { collection, key, sha256, size, contentType } = pending;
       const value = encodeValue({ sha256, size, contentType });
       return this.rejections.record(
@@ -105,6 +119,8 @@ export class BlobUploads {
         { outcome: 'rejected', reason: refusal.code, detail: refusal.message.slice(0, 1024), at: now },
       );
     });
+    this.recount();
+    return rejection;
   }
 
   /** How many uploads wait, and their bytes. */

@@ -3,7 +3,7 @@ import { tempDir } from '../helpers/temp.js';
 import { CI_SCHEDULE, FAULT_KINDS, runChaos } from './run.js';
 
 describe('chaos, CI profile: real processes, injected faults, a checker that reads the history', () => {
-  it('loses nothing, duplicates nothing, converges and delivers nothing outside scope through kills, crashes, partitions and relabels', async () => {
+  it('loses nothing, duplicates nothing (blobs included), converges and delivers nothing outside scope through kills, crashes, partitions and relabels', async () => {
     const seed = Number(process.env.OUTPOST_CHAOS_SEED ?? 20261125);
     const result = await runChaos({
       dir: tempDir('chaos'),
@@ -19,6 +19,8 @@ describe('chaos, CI profile: real processes, injected faults, a checker that rea
     expect(result.faults).toBeGreaterThanOrEqual(CI_SCHEDULE.length); // every kind at least once
     expect(new Set(CI_SCHEDULE)).toEqual(new Set(FAULT_KINDS));
     expect(result.verdict.acknowledged).toBeGreaterThan(100);
+    // Blobs went through the same faults, each checked by its content's hash (blobs.ts).
+    expect(result.verdict.blobs).toBeGreaterThan(10);
     // The scoped workload ran: writes outside scope were refused, the hub moved documents, an
     // operator relabelled, and the listeners heard scoped changes (a spy that heard nothing proves nothing).
     expect(result.verdict.scopeRefused).toBeGreaterThan(0);

@@ -3,12 +3,15 @@ import { hasArchive } from './archive.js';
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { checkBlobs } from './blobs.js';
 import type { History } from './history.js';
 import { committedOutside, outsideScope, scopedDivergence, scopeOutcomeProblem } from './scope-check.js';
 import { isScoped } from './scope-plan.js';
 
 export interface Verdict {
   acknowledged: number;
+  /** Blobs acknowledged (blobs.ts), each checked by its content's hash. */
+  blobs: number;
   committed: number;
   rejected: number;
   /** Of those rejected, refused as out of their agent's scope. */
@@ -39,7 +42,7 @@ export function clean(v: Verdict): boolean {
 /** One line, the same for every run: what the run did and what it found. */
 export function summaryLine(v: Verdict, faults: number, seed: number): string {
   return (
-    `chaos: acknowledged=${v.acknowledged} committed=${v.committed} rejected=${v.rejected} scope-refused=${v.scopeRefused} conflicts=${v.conflicts} ` +
+    `chaos: acknowledged=${v.acknowledged} blobs=${v.blobs} committed=${v.committed} rejected=${v.rejected} scope-refused=${v.scopeRefused} conflicts=${v.conflicts} ` +
     `lost=${v.lost.length} duplicated=${v.duplicated.length} diverged=${v.diverged.length} outsideScope=${v.outsideScope.length} misordered=${v.misordered.length} ` +
     `wrong-outcome=${v.wrongOutcome.length} corrupt=${v.corrupt.length} backwards=${v.regressions.length} dedup-pruned=${v.pruned} ` +
     `rot=${v.rots} rot-undetected=${v.undetectedRot.length} ` +
@@ -55,6 +58,7 @@ export function check(dir: string, agentIds: readonly string[], history: History
   const hub = new Database(join(dir, 'hub', 'hub.db'), { readonly: true });
   const v: Verdict = {
     acknowledged: history.writes.length,
+    blobs: history.blobs.length,
     committed: 0,
     rejected: 0,
     scopeRefused: 0,
@@ -126,6 +130,7 @@ export function check(dir: string, agentIds: readonly string[], history: History
       v.duplicated.push(`${row.origin}/${row.incarnation.slice(0, 6)}/${row.seq} ×${row.n}`);
     }
     v.wrongOutcome.push(...committedOutside(hub));
+    checkBlobs(hub, join(dir, 'hub'), history, v);
     for (const agentId of agentIds) {
       const rows = hub
         .prepare<[string], { incarnation: string; seq: number; lsn: number }>(

@@ -56,8 +56,18 @@ export interface Received {
 }
 
 /** Everything the workload and the fault injector did, for the checker. */
+/** A blob whose PUT an agent answered 200: its content and write are durable on the device. */
+export interface AcknowledgedBlob {
+  agentId: string;
+  key: string;
+  sha256: string;
+  size: number;
+}
+
 export class History {
   readonly writes: AcknowledgedWrite[] = [];
+  /** Blobs acknowledged (`media`, each under a key of its own): each must commit once, its content whole at the hub. */
+  readonly blobs: AcknowledgedBlob[] = [];
   readonly faults: string[] = [];
   /** Damage done to agents' databases (the rot fault), and whether each agent reported it. */
   readonly rots: Rot[] = [];

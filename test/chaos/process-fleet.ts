@@ -18,6 +18,8 @@ export interface AgentStatusBody {
   scope?: { buckets: Record<string, number>; behind: number };
   /** What verifying its copy found; `repairing`: collections it is still repairing. */
   verification?: { divergencesFound: number; repairing: string[] };
+  /** Blobs written on it whose content the hub does not hold yet (their documents wait for it). */
+  blobs?: { uploads: { blobs: number } };
 }
 
 export interface HubStatusBody {
@@ -207,7 +209,7 @@ export class ProcessFleet {
         if (!hub) return false;
         for (const id of this.agents.keys()) {
           const s = await this.agentStatus(id);
-          if (!s || !s.connected || s.outboxDepth > 0 || s.catchingUp) return false;
+          if (!s || !s.connected || s.outboxDepth > 0 || s.catchingUp || (s.blobs?.uploads.blobs ?? 0) > 0) return false;
           if ((s.verification?.repairing.length ?? 0) > 0) return false;
           if (!scopeSettled(join(this.dir, 'hub'), id, s.scope?.buckets)) return false;
           for (const [c, head] of Object.entries(hub.collections)) {

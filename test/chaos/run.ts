@@ -11,6 +11,7 @@ import { injectRot, seedLedger } from './rot.js';
 import { RELOAD_GRACE_MS } from './scope-check.js';
 import { SCOPED_CONFIG_LINES, sitesOf } from './scope-plan.js';
 import { spyAs } from './spy.js';
+import { BLOB_COLLECTION, blobWriter } from './blobs.js';
 import { baitFor, hubWriter, nextSiteOf, nextWrite, type PlannedWrite } from './workload.js';
 
 export interface ChaosOptions {
@@ -57,6 +58,9 @@ export const CHAOS_HUB_CONFIG = [
   '    schema: { type: object, required: [never] }',
   ...SCOPED_CONFIG_LINES,
   // Not a --dev hub: every agent logs in with its own token, and is granted every collection.
+  // Blobs in the workload (blobs.ts): content apart from the log, uploaded through the same faults.
+  `  ${BLOB_COLLECTION}:`,
+  '    blobs: lazy',
   'access:',
   '  default: { read: ["*"], write: ["*"] }',
   'retention:',
@@ -99,6 +103,8 @@ const CRASH_POINTS = {
 const SPY_LISTEN_MS = 1500;
 /** Pause between two of the hub's own writes. */
 const HUB_WRITE_EVERY_MS = 250;
+/** Each agent's client puts a blob about this often. */
+const BLOB_EVERY_MS = 2_000;
 
 /** How often each kind is picked at random. */
 const WEIGHTS: Record<FaultKind, number> = {
@@ -144,12 +150,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     let injecting = true;
     const until = (): boolean => injecting;
     const clients = ids.map((id) => writer(fleet, id, history, random, until, options.writeEveryMs));
+    const blobClients = ids.map((id) => blobWriter(fleet, id, history, random, until, BLOB_EVERY_MS));
     const injector = inject(fleet, ids, history, random, deadline, options, log).finally(() => {
       injecting = false;
     });
     const sampler = sample(fleet, ids, history, until);
     const hub = hubWriter(fleet, ids, history, random, until, HUB_WRITE_EVERY_MS);
-    await Promise.all([...clients, injector, sampler, hub]);
+    await Promise.all([...clients, ...blobClients, injector, sampler, hub]);
     log(`healing after ${history.faults.length} faults; ${history.writes.length} writes acknowledged`);
     await fleet.quiesce(180_000);
     await fleet.close(); // quiet: every write acknowledged is settled; stop before reading the files

@@ -70,6 +70,12 @@ describe('blobs over MQTT', () => {
     // Read back on the device at once, before any upload.
     const local = await camera.getBlob('photos', 'gate/0001');
     expect(local?.pending).toBe(true);
+    // The document reads as written too (as a pending write), though it has not joined the outbox yet.
+    expect(await camera.get('photos', 'gate/0001')).toMatchObject({
+      value: { sha256, size: still.length, contentType: 'image/jpeg' },
+      pending: true,
+    });
+    expect(await camera.get('photos', 'gate/0001', { confirmed: true })).toBeUndefined();
     expect((await local!.bytes()).equals(still)).toBe(true);
 
     const committed = await waitFor('the blob document at the hub', () => hub!.core.store.document('photos', 'gate/0001'), 20_000);

@@ -58,6 +58,12 @@ describe('the transfer budget', () => {
       waiting: { documents: 1, blobs: 1 },
     });
     expect(await atHub('notes', 'late')).toBeUndefined();
+    // The hub's fleet view shows the spend, as the device last reported it.
+    const reported = await waitFor('the spend in the fleet view', async () => {
+      const view = (await hub!.fleet()).find((a) => a.agentId === 'pi-cellular')?.transfer;
+      return view && view.periods[0]!.spentBytes >= budget ? view : undefined;
+    });
+    expect(reported.periods[0]).toMatchObject({ period: 'day', budgetBytes: budget });
     expect(await atHub('photos', 'p2')).toBeUndefined();
 
     // A new day: the note goes, then the blob.
@@ -66,5 +72,43 @@ describe('the transfer budget', () => {
     const blob = await waitFor('the second blob at the hub', () => atHub('photos', 'p2'), 20_000);
     expect(late.version).toBeLessThan(blob.version);
     expect(device.status().budget!.waiting).toEqual({ documents: 0, blobs: 0 });
+  });
+
+  it('follows the budget the hub declares for its group, unless the device has its own', async () => {
+    const dir = tempDir('budget');
+    hub = await Hub.start({
+      port: 0,
+      host: '127.0.0.1',
+      dev: true,
+      dataDir: join(dir, 'hub'),
+      config: parseHubConfig({
+        access: { groups: { cellular: ['pi-cell', 'pi-own'] }, default: { read: ['*'], write: ['*'] } },
+        budgets: { 'group:cellular': { mbPerDay: 2, mbPerMonth: 40 }, 'pi-wired': { mbPerMonth: 1000 } },
+      }),
+    });
+    const open = (id: string, own?: { bytesPerDay: number }): Agent =>
+      new Agent({
+        hubUrl: `mqtt://127.0.0.1:${hub!.port}`,
+        agentId: id,
+        dataDir: join(dir, id),
+        ...(own && { transferBudget: own }),
+      }).start();
+    const cell = open('pi-cell');
+    const own = open('pi-own', { bytesPerDay: 1000 });
+    const other = open('pi-other');
+    try {
+      const periods = (a: Agent) => a.status().budget?.periods.map((p) => [p.period, p.budgetBytes]);
+      await waitFor('the declared budget on pi-cell', () => periods(cell)?.length === 2);
+      expect(periods(cell)).toEqual([
+        ['day', 2 * 1024 * 1024],
+        ['month', 40 * 1024 * 1024],
+      ]);
+      expect(periods(own), "the device's own budget wins").toEqual([['day', 1000]]);
+      await waitFor('pi-other connected', () => other.status().connected);
+      await cell.put('notes', 'n', { ok: true }, { durability: 'hub' });
+      expect(other.status().budget, 'no budget declared for it').toBeUndefined();
+    } finally {
+      await Promise.all([cell, own, other].map((a) => a.close()));
+    }
   });
 });

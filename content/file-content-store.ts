@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { readFileSync, utimesSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BLOB_CHUNK_BYTES, chunkCount, CONTENT_HASH } from '../shared/blobs.js';
 import { BlobChunkError, BlobIncompleteError, BlobMismatchError, BlobTooLargeError } from '../shared/blob-errors.js';
@@ -22,6 +22,8 @@ import { checkChunk, checkHash, checkSize, missingChunks, type ContentInfo, type
  */
 export class FileContentStore implements ContentStore {
   readonly #turns = new Map<string, Promise<unknown>>();
+  /** Content `collect` is deciding on or removing now: it reads as not held (see keepIfWholeSync). */
+  readonly #removing = new Set<string>();
   /** The store's directories, made and fsynced (with their parents' entries) once. */
   #prepared: Promise<void> | undefined;
   /** Content streamed in waits here (`spool/`), on the disk that will hold it, not in a RAM-backed /tmp. */
@@ -97,9 +99,26 @@ export class FileContentStore implements ContentStore {
    * synchronously whether a blob's document may commit (SqliteHubStore.ingest).
    */
   holdsWholeSync(hash: string, size: number): boolean {
-    if (!CONTENT_HASH.test(hash)) return false;
+    if (!CONTENT_HASH.test(hash) || this.#removing.has(hash)) return false;
     try {
       return Number(readFileSync(join(this.#objectDir(hash), 'size'), 'utf8')) === size;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * For a group commit about to commit documents naming content: whether it is complete here at
+   * `size`, and if so touched now, so that a collection keeps it (it removes only content
+   * untouched for its grace, deciding under the content's turn; content it is deciding on reads
+   * as not held here, and the document is refused). Synchronous, like holdsWholeSync.
+   */
+  keepIfWholeSync(hash: string, size: number): boolean {
+    if (!this.holdsWholeSync(hash, size)) return false;
+    try {
+      const now = new Date();
+      utimesSync(this.#objectDir(hash), now, now);
+      return true;
     } catch {
       return false;
     }
@@ -139,10 +158,15 @@ export class FileContentStore implements ContentStore {
       const hash = dir.slice(dir.lastIndexOf('/') + 1);
       if (named(hash)) continue;
       await this.#inTurn(hash, async () => {
-        const touched = await stat(dir).catch(() => undefined);
-        if (!touched || touched.mtimeMs >= untouchedSince) return;
-        await this.#discard(dir);
-        removed.push(hash);
+        this.#removing.add(hash);
+        try {
+          const touched = await stat(dir).catch(() => undefined);
+          if (!touched || touched.mtimeMs >= untouchedSince) return;
+          await this.#discard(dir);
+          removed.push(hash);
+        } finally {
+          this.#removing.delete(hash);
+        }
       });
     }
     return removed;

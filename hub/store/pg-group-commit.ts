@@ -71,9 +71,14 @@ export async function prefetchPlan(pool: pg.Pool, plan: IngestPlan): Promise<Ing
         ])
       : none,
     ops.length ? pool.query<OutcomeRow>(REDELIVERED_OUTCOMES, [ops.map((o) => o[0]), ops.map((o) => o[1]), ops.map((o) => o[2])]) : none,
-    // Blob content held whole (hub/blobs/pg-content-store.ts), for the documents that name it.
+    // Blob content held whole (hub/blobs/pg-content-store.ts), for the documents that name it,
+    // touched now: a collection under way removes only content untouched for its grace, in one
+    // statement, so either it removed this first (not held: the document is refused) or keeps it.
     contents.length
-      ? pool.query<{ hash: string; size: string }>('SELECT hash, size FROM blob_contents WHERE hash = ANY($1) AND complete', [contents])
+      ? pool.query<{ hash: string; size: string }>(
+          'UPDATE blob_contents SET touched_at = $2 WHERE hash = ANY($1) AND complete RETURNING hash, size',
+          [contents, Date.now()],
+        )
       : none,
   ]);
   const outcomes = new Map<string, RecordedOutcome>();

@@ -67,8 +67,8 @@ export class SqliteHubStore implements HubStore {
 
   ingest<T>(plan: IngestPlan, work: (tx: IngestTx, heldWhole: HeldWhole) => T): Promise<T> {
     return settle(() => {
-      // Read before the transaction: a file's size, not a row.
-      const whole = new Map((plan.contents ?? []).filter(([hash, size]) => this.content.holdsWholeSync(hash, size)));
+      // Read before the transaction: a file's size, not a row; touched, so that a collection keeps it.
+      const whole = new Map((plan.contents ?? []).filter(([hash, size]) => this.content.keepIfWholeSync(hash, size)));
       return this.db.transaction(() => work(this.db, (hash, size) => whole.get(hash) === size));
     });
   }

@@ -102,11 +102,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       options.scrubBytesPerMinute ?? DEFAULT_SCRUB_BYTES_PER_MINUTE,
       this.#log,
     );
-    // A new day or month of the transfer budget: what waited for it goes now.
-    const renewed = (): void => {
-      this.#lanes.pumpAll();
-      this.#lanes.pullAll();
-    };
+    // A new day or month of the transfer budget (or a larger one declared): what waited for it goes now.
+    const renewed = (): void => this.#lanes.resume();
     this.#budget = new TransferBudget(this.#store.settings, options.transferBudget ?? {}, renewed, options.transferBudget?.now);
     this.#gates = new SyncGates(
       this.#store,
@@ -224,6 +221,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#statusReports.schedule();
     if (partition !== DEFAULT_PARTITION) return;
     this.#policies.update(status);
+    if (!status.budgets) this.#budget.declare({}); // the hub declares none (any more)
     this.#lanes.adopt(status.parts ?? {});
   }
 

@@ -109,6 +109,12 @@ export class Lanes implements Iterable<Lane> {
     for (const lane of this.#lanes.values()) lane.pull();
   }
 
+  /** Uploads and pulls what waited (a new period of the transfer budget, or a larger one). */
+  resume(): void {
+    this.pumpAll();
+    this.pullAll();
+  }
+
   /**
    * Resolves once a stored write reached `durability`, with its LSN. A write moved while it waits
    * (to its partition, or renumbered) is named where it is now.

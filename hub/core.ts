@@ -301,8 +301,8 @@ export class HubCore extends EventEmitter<HubEvents> {
         break;
       case 'hello':
         this.scopes.online(agentId, message[1].s);
-        // The default partition's hub tells the device its transfer budget (none: none declared).
-        if (this.partition === DEFAULT_PARTITION)
+        // Where the config declares budgets, the default partition's hub tells the device its own (none: none for it).
+        if (this.partition === DEFAULT_PARTITION && Object.keys(this.config.budgets).length > 0)
           this.#sendDown(agentId, ['budget', { hlc: this.clock.tick(), ...declaredBudget(this.config, agentId) }]);
         break;
       case 'bye':

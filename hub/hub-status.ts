@@ -32,6 +32,7 @@ export function hubStatus(hub: {
       ...hub.policies.describe(),
       ...(hub.partition !== DEFAULT_PARTITION && { part: hub.partition }),
       ...(hub.partition === DEFAULT_PARTITION && Object.keys(parts).length > 0 && { parts }),
+      ...(hub.partition === DEFAULT_PARTITION && Object.keys(hub.config.budgets).length > 0 && { budgets: true as const }),
     },
   ];
 }

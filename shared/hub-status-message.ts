@@ -50,6 +50,8 @@ export const HubStatusMessage = Type.Tuple([
       parts: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z0-9_-]{1,64}$' }), Type.String({ pattern: '^[a-z0-9_-]{1,64}$' }))),
       collections: Type.Record(Type.String({ pattern: '^[a-z0-9_-]{1,64}$' }), CollectionPolicy),
       undeclared: Type.Union([Type.Literal('allow'), Type.Literal('reject')]),
+      /** The config declares transfer budgets: each device is told its own (`budget`) when it says hello. Absent: none is declared. */
+      budgets: Type.Optional(Type.Literal(true)),
       defaults: CollectionPolicy,
     },
     strict,

@@ -107,6 +107,18 @@ describe('the transfer budget', () => {
       await waitFor('pi-other connected', () => other.status().connected);
       await cell.put('notes', 'n', { ok: true }, { durability: 'hub' });
       expect(other.status().budget, 'no budget declared for it').toBeUndefined();
+      // The hub restarted with a config that declares none: the device follows none again.
+      const port = hub.port;
+      await hub.stop();
+      hub = await Hub.start({
+        port,
+        host: '127.0.0.1',
+        dev: true,
+        dataDir: join(dir, 'hub'),
+        config: parseHubConfig({ access: { default: { read: ['*'], write: ['*'] } } }),
+      });
+      await waitFor('the declared budget gone from pi-cell', () => cell.status().budget === undefined, 20_000);
+      expect(periods(own)).toEqual([['day', 1000]]);
     } finally {
       await Promise.all([cell, own, other].map((a) => a.close()));
     }

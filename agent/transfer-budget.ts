@@ -87,7 +87,9 @@ export class TransferBudget {
     return this.options.bytesPerDay !== undefined || this.options.bytesPerMonth !== undefined;
   }
 
+  /** Counts bytes moved; without a budget nothing is counted (every message passes here, and the spend would be written down once a minute). */
   spend(bytes: number): void {
+    if (!this.limited) return;
     this.#roll();
     this.#spent.dayBytes += bytes;
     this.#spent.monthBytes += bytes;

@@ -4,6 +4,7 @@ import { stat } from 'node:fs/promises';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { chunkCount } from '../shared/blobs.js';
 import { AgentUnreachableError, InvalidValueError } from '../shared/errors.js';
 import { agentAnswer, call, clientCommand, print, table, type ClientOptions } from './agent-client.js';
 
@@ -146,7 +147,7 @@ export function addBlobCommands(agent: Command): void {
 /** Polls the agent's status until no upload of this blob waits, showing the chunks the hub still lacks. */
 async function waitForUpload(opts: ClientOptions, collection: string, key: string, size: number): Promise<void> {
   const bar = progressBar(opts, 'to the hub');
-  const chunks = Math.max(1, Math.ceil(size / (256 * 1024)));
+  const chunks = chunkCount(size);
   let seen = false;
   for (;;) {
     const { blobs } = (await call(opts, 'GET', '/v1/status')) as { blobs: BlobStatus };

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { BlobDescriptor } from '../../shared/blobs.js';
+import { BLOB_CHUNK_BYTES, type BlobDescriptor } from '../../shared/blobs.js';
 import { BlobMismatchError, BlobUnavailableError } from '../../shared/blob-errors.js';
 import type { BlobNoneMessage, BlobPartMessage, UpMessage } from '../../shared/messages.js';
 import type { DeviceContent } from './device-content.js';
@@ -66,7 +66,7 @@ export class BlobFetcher {
   /** Downloads waiting or under way, and the bytes they still lack. */
   get queued(): { blobs: number; bytes: number } {
     let bytes = 0;
-    for (const d of this.#downloads.values()) bytes += d.missing ? d.missing.length * 256 * 1024 : d.size;
+    for (const d of this.#downloads.values()) bytes += d.missing ? d.missing.length * BLOB_CHUNK_BYTES : d.size;
     return { blobs: this.#downloads.size, bytes };
   }
 

@@ -4,7 +4,7 @@ import { blobOf, DEFAULT_MAX_BLOB_BYTES, type BlobDescriptor } from '../../share
 import { BlobUnavailableError } from '../../shared/blob-errors.js';
 import { decodeCbor } from '../../shared/codec.js';
 import { InvalidValueError } from '../../shared/errors.js';
-import type { HybridClock } from '../../shared/hlc.js';
+import type { Hlc, HybridClock } from '../../shared/hlc.js';
 import type { BlobDownMessage, Change, CollectionPolicy, UpMessage } from '../../shared/messages.js';
 import { encodeValue } from '../../shared/value-bytes.js';
 import type { AgentStore } from '../store/agent-store.js';
@@ -274,7 +274,7 @@ export class DeviceBlobs {
       key,
       op: 'put' as const,
       value: encodeValue({ sha256, size, contentType }),
-      hlc: hlc as never,
+      hlc: hlc as Hlc,
     };
     let queued = false;
     const result = this.store.outbox.append(

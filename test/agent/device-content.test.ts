@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { Readable } from 'node:stream';
@@ -7,14 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DeviceContent } from '../../agent/blobs/device-content.js';
 import { AgentStore } from '../../agent/store/agent-store.js';
 import { BLOB_CHUNK_BYTES, contentHash } from '../../shared/blobs.js';
-import { tempDir } from '../helpers/temp.js';
-
-/** Sets the modification time of `dir` and everything under it to `ms` ago. */
-function age(dir: string, ms: number): void {
-  const then = new Date(Date.now() - ms);
-  for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) age(join(dir, entry.name), ms);
-  utimesSync(dir, then, then);
-}
+import { ageTree, tempDir } from '../helpers/temp.js';
 
 describe("a device's blob content", () => {
   let store: AgentStore | undefined;
@@ -33,7 +25,7 @@ describe("a device's blob content", () => {
     const own = await content.storeStreamed(Readable.from([randomBytes(1000)]), 1e6);
     store.blobUploads.add('photos', 'own', { ...own, contentType: 'image/jpeg' }, '0000000000000001');
     const cached = await content.storeStreamed(Readable.from([randomBytes(2000)]), 1e6);
-    age(join(dir, 'content'), 2 * 24 * 3600_000);
+    ageTree(join(dir, 'content'), 2 * 24 * 3600_000);
 
     expect(await content.sweep()).toEqual([partialHash]);
     const held = async (hash: string) => (await content.files.info(hash)) !== undefined;

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
@@ -13,4 +13,11 @@ export function tempDir(label = 'outpost'): string {
   const dir = mkdtempSync(join(tmpdir(), `${label}-`));
   made.push(dir);
   return dir;
+}
+
+/** Sets the modification time of `dir` and every directory under it to `ms` ago (content "untouched" that long). */
+export function ageTree(dir: string, ms: number): void {
+  const then = new Date(Date.now() - ms);
+  for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) ageTree(join(dir, entry.name), ms);
+  utimesSync(dir, then, then);
 }

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseHubConfig } from '../../hub/config.js';
@@ -7,16 +6,9 @@ import { Hub, type HubOptions } from '../../hub/hub.js';
 import { PostgresHubStore } from '../../hub/store/pg-store.js';
 import { contentHash } from '../../shared/blobs.js';
 import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
-import { tempDir } from '../helpers/temp.js';
+import { ageTree, tempDir } from '../helpers/temp.js';
 
 const DAY = 24 * 3600_000;
-
-/** Sets the modification time of `dir` and everything under it to `ms` ago. */
-function ageTree(dir: string, ms: number): void {
-  const then = new Date(Date.now() - ms);
-  for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) ageTree(join(dir, entry.name), ms);
-  utimesSync(dir, then, then);
-}
 
 /**
  * The blob collector reads what documents name, then removes the rest: a document committed in

@@ -7,17 +7,8 @@ import { PgPool } from '../../hub/store/pg-pool.js';
 import { migrate } from '../../hub/store/pg-schema.js';
 import { BLOB_CHUNK_BYTES, contentHash } from '../../shared/blobs.js';
 import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
-import { tempDir } from '../helpers/temp.js';
+import { ageTree, tempDir } from '../helpers/temp.js';
 import { contentStoreContract } from './content-store-contract.js';
-
-/** Sets the modification time of `dir` and everything under it to `ms` ago. */
-function ageTree(dir: string, ms: number): void {
-  const then = new Date(Date.now() - ms);
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    if (entry.isDirectory()) ageTree(join(dir, entry.name), ms);
-  }
-  utimesSync(dir, then, then);
-}
 
 contentStoreContract('files (SQLite hub)', {
   fresh: async () => tempDir('content'),

@@ -22,7 +22,12 @@ export class OutpostProcess {
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
   }
 
-  async waitForLog(text: string, timeoutMs = 15_000): Promise<void> {
+  /**
+   * A process starts in half a second on an idle machine, but two test files run at once, each with
+   * processes of its own doing fsyncs; once, in CI, an agent printed nothing for 15 s. The deadline
+   * bounds a failure; it is not a measure of start-up time.
+   */
+  async waitForLog(text: string, timeoutMs = 60_000): Promise<void> {
     await waitFor(
       `"${text}" in the output of outpost ${this.child.spawnargs.slice(2).join(' ')}\n${this.output}`,
       () => this.output.includes(text),

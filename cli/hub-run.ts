@@ -40,6 +40,9 @@ export async function runHub(o: Options, log: Logger, onStop: (stop: () => Promi
       `option --store: expected postgres://user:password@host:5432/database, got ${JSON.stringify(url)}; leave it out for SQLite in --data`,
     );
   }
+  if (o.blobStore !== undefined && url === undefined) {
+    throw new ConfigError('option --blob-store needs a PostgreSQL --store: a SQLite hub keeps blob content in files under --data');
+  }
   const config = o.config !== undefined ? loadHubConfig(o.config as string) : undefined;
   const partitions = servedPartitions(config ?? DEFAULT_HUB_CONFIG, o.partitions as string[] | undefined, o.broker !== undefined);
   if (o.broker !== undefined && o.tlsPort !== undefined) {
@@ -49,6 +52,13 @@ export async function runHub(o: Options, log: Logger, onStop: (stop: () => Promi
   }
   const hubs = new HubProcess({
     ...(url !== undefined && { storeUrl: url }),
+    ...(o.blobStore !== undefined && {
+      objectStore: {
+        url: o.blobStore as string,
+        endpoint: o.blobStoreEndpoint as string | undefined,
+        region: o.blobStoreRegion as string | undefined,
+      },
+    }),
     dataDir: o.data as string,
     partitions,
     mqtt: o.broker !== undefined ? { broker: externalBroker(o) } : { embedded: embeddedListeners(o) },

@@ -153,6 +153,30 @@ export const HUB_OPTIONS: readonly OptionSpec[] = [
     description: 'primary store: postgres://user:password@host:5432/database (unset: SQLite in the data directory)',
   },
   {
+    key: 'blobStore',
+    type: 'string',
+    placeholder: 'url',
+    pattern: {
+      regex: /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/,
+      description: 'an S3 bucket URL, s3://bucket or s3://bucket/prefix',
+    },
+    description:
+      'with a PostgreSQL --store: keep blob content in this S3-compatible bucket (s3://bucket/prefix) instead of the database; keys from the AWS environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile or a role)',
+  },
+  {
+    key: 'blobStoreEndpoint',
+    type: 'string',
+    placeholder: 'url',
+    pattern: { regex: /^https?:\/\/[^/]+\/?$/, description: 'an http:// or https:// URL, e.g. http://minio:9000' },
+    description: 'the S3-compatible server holding --blob-store (MinIO, Ceph, Garage, R2…), addressed path-style; unset: AWS S3',
+  },
+  {
+    key: 'blobStoreRegion',
+    type: 'string',
+    placeholder: 'region',
+    description: 'the region of --blob-store (unset: AWS_REGION, else us-east-1)',
+  },
+  {
     key: 'config',
     type: 'string',
     placeholder: 'file',

@@ -11,6 +11,7 @@ import type { HubOptions } from './hub.js';
 import type { LeaderLock } from './leadership.js';
 import type { HubStore } from './store/hub-store.js';
 import { openHubStore } from './store/open-store.js';
+import type { ObjectStoreLocation } from './blobs/s3-bucket.js';
 
 /**
  * Longest a stop waits for partitions still starting, and longest a fatal error's stop may take
@@ -49,6 +50,8 @@ export interface HubProcessOptions {
    * partition, one leads and the others stand by for its lock). Absent: SQLite in `dataDir`.
    */
   storeUrl?: string;
+  /** With `storeUrl`: the S3-compatible bucket blob content goes to instead of the database. */
+  objectStore?: ObjectStoreLocation;
   dataDir: string;
   /** The partitions this process serves (see servedPartitions); the first one's hub serves the HTTP API. */
   partitions: readonly string[];
@@ -211,7 +214,7 @@ export class HubProcess extends EventEmitter<HubProcessEvents> {
 
   async #startPartition(partition: string, index: number): Promise<void> {
     const options = this.#options;
-    const { storeUrl, dataDir } = options;
+    const { storeUrl, dataDir, objectStore } = options;
     // On PostgreSQL several hub processes may share the database: per partition, one leads and the others stand by.
     const lock = storeUrl === undefined ? undefined : await this.#acquire(storeUrl, partition);
     if (lock) {
@@ -222,7 +225,13 @@ export class HubProcess extends EventEmitter<HubProcessEvents> {
       this.#locks.push(lock);
       lock.onLost((error) => this.#fatal('lost the leader lock; stopping', partition, error));
     }
-    const store = await openHubStore({ store: storeUrl, dataDir, partition, ...(lock && { epoch: lock.epoch }) });
+    const store = await openHubStore({
+      store: storeUrl,
+      dataDir,
+      partition,
+      ...(lock && { epoch: lock.epoch }),
+      ...(objectStore && { objectStore }),
+    });
     const common: HubCommonOptions = {
       dataDir,
       store,

@@ -2,18 +2,29 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { chunkCount } from '../../shared/blobs.js';
 import { BlobChunkError, BlobIncompleteError, BlobMismatchError } from '../../shared/blob-errors.js';
-import { NotFoundError, OutpostError, StorageFailedError } from '../../shared/errors.js';
+import { ConfigError, NotFoundError } from '../../shared/errors.js';
 import type { PgPool } from '../store/pg-pool.js';
 import { checkChunk, checkHash, checkSize, missingChunks, type ContentInfo, type ContentStore } from '../../content/content-store.js';
+import type { ObjectChunks } from './object-chunks.js';
+import { contentRow, inTransaction } from './pg-transaction.js';
+
+/** Chunks the completion check reads ahead while it hashes: an object store answers each after a round trip. */
+const READ_AHEAD = 4;
 
 /**
- * A PostgreSQL hub's blob content, in its database (`blob_contents`, `blob_chunks`: PostgreSQL
- * migration 12): a chunk is durable once its insert committed. Completing runs in a transaction
- * that holds the content's row, so that a chunk arriving meanwhile waits for it (its insert
- * references the row). An object store behind the same contract is for later.
+ * A PostgreSQL hub's blob content. Which content it holds, and how complete, is always in the
+ * database (`blob_contents`, PostgreSQL migration 12), where a group commit checks it; the
+ * chunks are `bytea` rows beside it (`blob_chunks`), or, given `objects`, objects of an
+ * S3-compatible bucket (ObjectChunks). Chunks written before a hub was given a bucket stay
+ * readable in the database. A chunk is durable once its row (or its object's name) committed.
+ * Completing runs in a transaction that holds the content's row, so that a chunk arriving
+ * meanwhile waits for it (it references the row).
  */
 export class PgContentStore implements ContentStore {
-  constructor(private readonly db: PgPool) {}
+  constructor(
+    private readonly db: PgPool,
+    private readonly objects?: ObjectChunks,
+  ) {}
 
   async begin(hash: string, size: number): Promise<number[]> {
     checkHash(hash);
@@ -31,9 +42,16 @@ export class PgContentStore implements ContentStore {
 
   async putChunk(hash: string, index: number, bytes: Uint8Array): Promise<void> {
     checkHash(hash);
-    await this.#transaction('write to', async (client) => {
+    if (this.objects) await this.#putObject(hash, index, bytes);
+    else await this.#putRow(hash, index, bytes);
+    // Touched apart from the chunk's transaction: chunks of one content arriving at once must not queue on its row.
+    await this.db.query('UPDATE blob_contents SET touched_at = $2 WHERE hash = $1', [hash, Date.now()], 'write to');
+  }
+
+  async #putRow(hash: string, index: number, bytes: Uint8Array): Promise<void> {
+    await inTransaction(this.db, 'write to', async (client) => {
       const row = await contentRow(client, hash, 'FOR SHARE');
-      if (!row) throw new BlobChunkError(hash, index, 'its upload was not begun; begin it with the content size first');
+      if (!row) throw notBegun(hash, index);
       checkChunk(hash, row.size, index, bytes.length);
       if (row.complete) return; // held whole already: nothing to add
       await client.query('INSERT INTO blob_chunks (hash, idx, bytes) VALUES ($1, $2, $3) ON CONFLICT (hash, idx) DO NOTHING', [
@@ -42,38 +60,70 @@ export class PgContentStore implements ContentStore {
         Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
       ]);
     });
-    // Touched apart from the chunk's transaction: chunks of one content arriving at once must not queue on its row.
-    await this.db.query('UPDATE blob_contents SET touched_at = $2 WHERE hash = $1', [hash, Date.now()], 'write to');
+  }
+
+  async #putObject(hash: string, index: number, bytes: Uint8Array): Promise<void> {
+    const [row] = await this.db.query<{ size: number; complete: boolean; held: boolean }>(
+      `SELECT size, complete,
+              EXISTS (SELECT 1 FROM blob_chunk_objects WHERE hash = $1 AND idx = $2)
+              OR EXISTS (SELECT 1 FROM blob_chunks WHERE hash = $1 AND idx = $2) AS held
+         FROM blob_contents WHERE hash = $1`,
+      [hash, index],
+    );
+    if (!row) throw notBegun(hash, index);
+    checkChunk(hash, row.size, index, bytes.length);
+    if (row.complete || row.held) return; // held already: not written again
+    if ((await this.objects!.store(hash, index, bytes)) === 'gone') throw notBegun(hash, index);
   }
 
   async complete(hash: string): Promise<void> {
     checkHash(hash);
-    await this.#transaction('write to', async (client) => {
+    const mismatch = await inTransaction(this.db, 'write to', async (client) => {
       const row = await contentRow(client, hash, 'FOR UPDATE');
       if (!row) throw new NotFoundError(`no upload of content ${hash} at the hub; begin it first`);
-      if (row.complete) return;
+      if (row.complete) return undefined;
       const missing = missingChunks(row.size, await this.#held(client, hash));
       if (missing.length > 0) throw new BlobIncompleteError(hash, missing);
-      // A chunk at a time: content may be far larger than the hub's memory allows at once.
+      // A chunk at a time from the database, a few at once from a bucket (each a round trip):
+      // content may be far larger than the hub's memory allows at once.
       const sha = createHash('sha256');
       let size = 0;
-      for (let i = 0; i < chunkCount(row.size); i++) {
-        const { bytes } = (await client.query<{ bytes: Buffer }>('SELECT bytes FROM blob_chunks WHERE hash = $1 AND idx = $2', [hash, i]))
-          .rows[0]!;
+      const count = chunkCount(row.size);
+      const keys = await this.#objectKeys(client, hash);
+      const ahead = new Map<number, Promise<Buffer>>();
+      const readAhead = (i: number): void => {
+        const key = keys.get(i);
+        if (i >= count || key === undefined) return;
+        const read = this.#bucketFor(hash).read(hash, i, key);
+        read.catch(() => undefined); // awaited in turn; a read ahead of a failure must not go unhandled
+        ahead.set(i, read);
+      };
+      for (let i = 0; i < READ_AHEAD; i++) readAhead(i);
+      for (let i = 0; i < count; i++) {
+        readAhead(i + READ_AHEAD);
+        const bytes = await (ahead.get(i) ?? chunkRow(client, hash, i));
+        ahead.delete(i);
         sha.update(bytes);
         size += bytes.length;
       }
       const actual = sha.digest('hex');
       if (actual !== hash || size !== row.size) {
+        // The objects go with the rows: listed for removal in the same transaction.
+        await client.query(
+          'INSERT INTO blob_object_removals (object_key, since) SELECT object_key, 0 FROM blob_chunk_objects WHERE hash = $1',
+          [hash],
+        );
         await client.query('DELETE FROM blob_contents WHERE hash = $1', [hash]);
         return new BlobMismatchError(hash, actual !== hash ? `its bytes hash to ${actual}` : `it holds ${size} bytes, not ${row.size}`);
       }
       await client.query('UPDATE blob_contents SET complete = true, touched_at = $2 WHERE hash = $1', [hash, Date.now()]);
       return undefined;
-    }).then((mismatch) => {
-      // The chunks are dropped in the transaction, which commits; only then is the upload told.
-      if (mismatch) throw mismatch;
     });
+    // The chunks are dropped in the transaction, which commits; only then is the upload told.
+    if (mismatch) {
+      await this.objects?.removeListed(1).catch(() => undefined); // else the collector removes them
+      throw mismatch;
+    }
   }
 
   async info(hash: string): Promise<ContentInfo | undefined> {
@@ -88,60 +138,93 @@ export class PgContentStore implements ContentStore {
     checkHash(hash);
     const [content] = await this.db.query<{ size: number }>('SELECT size FROM blob_contents WHERE hash = $1 AND complete', [hash]);
     if (!content) throw new NotFoundError(`no complete content ${hash} at the hub`);
+    const key = await this.objects?.keyOf(hash, index);
+    if (key !== undefined) return this.objects!.read(hash, index, key);
     const [row] = await this.db.query<{ bytes: Buffer }>('SELECT bytes FROM blob_chunks WHERE hash = $1 AND idx = $2', [hash, index]);
-    if (!row) throw new NotFoundError(`content ${hash} has no chunk ${index} (it has ${chunkCount(content.size)})`);
-    return row.bytes;
+    if (row) return row.bytes;
+    if (!this.objects && (await holdsObjectContent(this.db, hash))) throw noBucket(hash);
+    throw new NotFoundError(`content ${hash} has no chunk ${index} (it has ${chunkCount(content.size)})`);
   }
 
   async collect(named: (hash: string) => boolean, untouchedSince: number): Promise<string[]> {
+    // Objects whose removal a crash interrupted, and writes a crash left unnamed once as old as the grace.
+    await this.objects?.removeListed(untouchedSince);
     const stale = await this.db.query<{ hash: string }>('SELECT hash FROM blob_contents WHERE touched_at < $1', [untouchedSince]);
     const unnamed = stale.map((r) => r.hash).filter((hash) => !named(hash));
     if (unnamed.length === 0) return [];
-    // Touched since it was listed (an upload began again): kept.
+    // Touched since it was listed (an upload began again): kept. The objects of what goes are
+    // listed for removal in the same statement (it sees the rows its cascade deletes).
     const removed = await this.db.query<{ hash: string }>(
-      'DELETE FROM blob_contents WHERE hash = ANY($1) AND touched_at < $2 RETURNING hash',
+      `WITH gone AS (DELETE FROM blob_contents WHERE hash = ANY($1) AND touched_at < $2 RETURNING hash),
+            listed AS (INSERT INTO blob_object_removals (object_key, since)
+                       SELECT o.object_key, 0 FROM blob_chunk_objects o JOIN gone ON gone.hash = o.hash
+                       ON CONFLICT (object_key) DO NOTHING)
+       SELECT hash FROM gone`,
       [unnamed, untouchedSince],
       'write to',
     );
+    await this.objects?.removeListed(1);
     return removed.map((r) => r.hash);
   }
 
   async close(): Promise<void> {
     // The pool is the hub's: it closes it.
+    this.objects?.bucket.close();
   }
 
+  /** The chunks held, in the database or named in the bucket. */
   async #held(client: pg.Pool | pg.PoolClient, hash: string): Promise<Set<number>> {
     const rows = await this.db.wrap(
       'read',
-      async () => (await client.query<{ idx: number }>('SELECT idx FROM blob_chunks WHERE hash = $1', [hash])).rows,
+      async () =>
+        (
+          await client.query<{ idx: number }>(
+            'SELECT idx FROM blob_chunks WHERE hash = $1 UNION ALL SELECT idx FROM blob_chunk_objects WHERE hash = $1',
+            [hash],
+          )
+        ).rows,
     );
     return new Set(rows.map((r) => r.idx));
   }
 
-  /** Runs `fn` in a transaction on one connection; a failure rolls back, an Outpost error passing as it is, any other as StorageFailedError. */
-  async #transaction<T>(action: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.db.wrap(action, () => this.db.pool.connect());
-    try {
-      await client.query('BEGIN');
-      const result = await fn(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error instanceof OutpostError ? error : new StorageFailedError(this.db.where, action, { cause: error });
-    } finally {
-      client.release();
-    }
+  /** Which object holds each of the content's chunks held in a bucket. */
+  async #objectKeys(client: pg.PoolClient, hash: string): Promise<Map<number, string>> {
+    const { rows } = await client.query<{ idx: number; object_key: string }>(
+      'SELECT idx, object_key FROM blob_chunk_objects WHERE hash = $1',
+      [hash],
+    );
+    return new Map(rows.map((r) => [r.idx, r.object_key]));
+  }
+
+  #bucketFor(hash: string): ObjectChunks {
+    if (!this.objects) throw noBucket(hash);
+    return this.objects;
   }
 }
 
-/** A content's row, locked for the transaction under way (`FOR SHARE` to add to it, `FOR UPDATE` to complete it). */
-async function contentRow(
-  client: pg.PoolClient,
-  hash: string,
-  lock: 'FOR SHARE' | 'FOR UPDATE',
-): Promise<{ size: number; complete: boolean } | undefined> {
-  return (
-    await client.query<{ size: number; complete: boolean }>(`SELECT size, complete FROM blob_contents WHERE hash = $1 ${lock}`, [hash])
-  ).rows[0];
+/** A chunk held in the database, read within the completing transaction. */
+async function chunkRow(client: pg.PoolClient, hash: string, index: number): Promise<Buffer> {
+  const { rows } = await client.query<{ bytes: Buffer }>('SELECT bytes FROM blob_chunks WHERE hash = $1 AND idx = $2', [hash, index]);
+  if (!rows[0]) throw new NotFoundError(`content ${hash} has no chunk ${index}`);
+  return rows[0].bytes;
+}
+
+function notBegun(hash: string, index: number): BlobChunkError {
+  return new BlobChunkError(hash, index, 'its upload was not begun; begin it with the content size first');
+}
+
+/** Content held in a bucket, read by a hub given none: said plainly, never as missing. */
+function noBucket(hash: string): ConfigError {
+  return new ConfigError(
+    `content ${hash} is held in an object store, and this hub was started without one: start it with its --blob-store`,
+  );
+}
+
+/** Whether any content of this database (or content `hash`) is held in an object store: a writer given none refuses to start then. */
+export async function holdsObjectContent(db: PgPool, hash?: string): Promise<boolean> {
+  const rows =
+    hash === undefined
+      ? await db.query('SELECT 1 FROM blob_chunk_objects LIMIT 1')
+      : await db.query('SELECT 1 FROM blob_chunk_objects WHERE hash = $1 LIMIT 1', [hash]);
+  return rows.length > 0;
 }

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { DEFAULT_PARTITION } from '../../shared/topics.js';
 import type { HubStore } from './hub-store.js';
 import { ConfigError } from '../../shared/errors.js';
+import type { ObjectStoreLocation } from '../blobs/s3-bucket.js';
 
 /** Where the hub keeps its primary data: a PostgreSQL URL, or else SQLite in the data directory. */
 export interface StoreLocation {
@@ -19,6 +20,8 @@ export interface StoreLocation {
   partition?: string;
   /** PostgreSQL: connections in the pool (default 8). */
   maxConnections?: number;
+  /** PostgreSQL: the S3-compatible bucket blob content goes to instead of the database. */
+  objectStore?: ObjectStoreLocation;
 }
 
 /** Where SQLite keeps a partition's database: the data directory itself for the default one. */
@@ -46,7 +49,13 @@ export async function openHubStore(location: StoreLocation): Promise<HubStore> {
       ...(location.epoch !== undefined && { epoch: location.epoch }),
       ...(schema !== undefined && { schema }),
       ...(location.maxConnections !== undefined && { maxConnections: location.maxConnections }),
+      ...(location.objectStore && { objectStore: location.objectStore }),
     });
+  }
+  if (location.objectStore) {
+    throw new ConfigError(
+      'an object store for blob content needs a PostgreSQL store: a SQLite hub keeps content in files under its data directory',
+    );
   }
   const { SqliteHubStore } = await import('./sqlite-store.js');
   return new SqliteHubStore(sqliteDirOf(location.dataDir, location.partition));

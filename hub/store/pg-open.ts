@@ -1,4 +1,8 @@
+import { ConfigError } from '../../shared/errors.js';
 import { DEFAULT_PARTITION } from '../../shared/topics.js';
+import { ObjectChunks } from '../blobs/object-chunks.js';
+import { holdsObjectContent } from '../blobs/pg-content-store.js';
+import type { ObjectStoreLocation } from '../blobs/s3-bucket.js';
 import type { Lineage } from './hub-store.js';
 import { countBucketDigests } from './pg-bucket-digests.js';
 import { PgBucketState } from './pg-bucket-state.js';
@@ -6,6 +10,28 @@ import { backfillDigests } from './pg-digests.js';
 import { PgLineage } from './pg-lineage.js';
 import type { PgPool } from './pg-pool.js';
 import { migrate } from './pg-schema.js';
+
+/** How a PostgreSQL store opens (PostgresHubStore.open). */
+export interface PostgresHubStoreOptions {
+  /**
+   * The leadership epoch this hub writes as. Every group commit checks, in its own transaction,
+   * that the database still holds it, and fails with WriterFencedError once a newer leader has
+   * raised it. Default: the epoch stored when the store opens.
+   */
+  epoch?: number;
+  /** Connections in the pool: a group commit reads over up to four at once. */
+  maxConnections?: number;
+  /**
+   * The schema holding this store's tables (a partition's: see partitionSchema), created if
+   * missing; default the connection's own (`public`), where the default partition lives.
+   */
+  schema?: string;
+  /**
+   * Keep blob content in this S3-compatible bucket, not in the database. A writer (given an
+   * epoch) without one refuses a database whose content is held in one.
+   */
+  objectStore?: ObjectStoreLocation;
+}
 
 /** What a PostgreSQL store's writer starts from: its bookkeeping as stored when it opens. */
 export interface WriterState {
@@ -55,4 +81,21 @@ export async function openWriterState(db: PgPool, options: { epoch?: number; sch
   } finally {
     client.release();
   }
+}
+
+/**
+ * The bucket blob content goes to, if the hub was given one. A writer (given an epoch) without
+ * one refuses a database whose content is held in one: it could not serve that content.
+ */
+export async function openContentObjects(db: PgPool, options: PostgresHubStoreOptions): Promise<ObjectChunks | undefined> {
+  if (options.objectStore === undefined) {
+    if (options.epoch !== undefined && (await holdsObjectContent(db))) {
+      throw new ConfigError(
+        `blob content in ${db.where} is held in an object store: start the hub with --blob-store naming its bucket (without it, that content cannot be read)`,
+      );
+    }
+    return undefined;
+  }
+  const { S3Bucket } = await import('../blobs/s3-bucket.js');
+  return new ObjectChunks(db, await S3Bucket.open(options.objectStore));
 }

@@ -260,6 +260,22 @@ CREATE TABLE blob_chunks (
   PRIMARY KEY (hash, idx)
 );
 `,
+  // 13: blob content in an object store (ObjectContentStore): which object holds each chunk (a
+  // key of its own per write, so that an object is never overwritten nor removed while named),
+  // and the objects to remove. An object is listed there before it is written and struck off in
+  // the transaction that names it, so that a crash in between leaves nothing behind unnamed.
+  `
+CREATE TABLE blob_chunk_objects (
+  hash       text COLLATE "C" NOT NULL REFERENCES blob_contents (hash) ON DELETE CASCADE,
+  idx        integer NOT NULL,
+  object_key text COLLATE "C" NOT NULL,
+  PRIMARY KEY (hash, idx)
+);
+CREATE TABLE blob_object_removals (
+  object_key text COLLATE "C" PRIMARY KEY,
+  since      bigint NOT NULL
+);
+`,
 ];
 
 /** Arbitrary but fixed: the advisory lock every hub process takes to migrate (and to backfill what a migration left). */

@@ -1,5 +1,6 @@
 import { PgContentStore } from '../blobs/pg-content-store.js';
-import { DatabaseTooNewError, StorageFailedError } from '../../shared/errors.js';
+import type { ObjectChunks } from '../blobs/object-chunks.js';
+import { OutpostError, StorageFailedError } from '../../shared/errors.js';
 import type {
   Lineage,
   LostDocument,
@@ -30,7 +31,7 @@ import { PgCredentials } from './pg-credentials.js';
 import { PgLabels } from './pg-labels.js';
 import { PgBucketJoins, type BucketJoins } from './bucket-joins.js';
 import { PgLineage } from './pg-lineage.js';
-import { openWriterState, type WriterState } from './pg-open.js';
+import { openContentObjects, openWriterState, type PostgresHubStoreOptions, type WriterState } from './pg-open.js';
 import { PgPool } from './pg-pool.js';
 import { PgReads } from './pg-reads.js';
 import { PgRebucket } from './pg-rebucket.js';
@@ -42,22 +43,6 @@ import type { HubVerifyReport, RangeDigests, RangeDocuments, RangeDocumentsQuery
 import type { BucketDigest } from './bucket-digests.js';
 import { pgBucketDigests } from './pg-bucket-digests.js';
 
-export interface PostgresHubStoreOptions {
-  /**
-   * The leadership epoch this hub writes as. Every group commit checks, in its own transaction,
-   * that the database still holds it, and fails with WriterFencedError once a newer leader has
-   * raised it. Default: the epoch stored when the store opens.
-   */
-  epoch?: number;
-  /** Connections in the pool: a group commit reads over up to four at once. */
-  maxConnections?: number;
-  /**
-   * The schema holding this store's tables (a partition's: see partitionSchema), created if
-   * missing; default the connection's own (`public`), where the default partition lives.
-   */
-  schema?: string;
-}
-
 /**
  * The hub's primary store on PostgreSQL, with the SQLite store's semantics. A group commit reads
  * what its plan names in one parallel round of queries, runs `work` over those rows in memory,
@@ -67,7 +52,7 @@ export interface PostgresHubStoreOptions {
  */
 export class PostgresHubStore implements HubStore {
   readonly kind = 'postgres';
-  /** Blob content: `bytea` chunks in this database (PgContentStore). */
+  /** Blob content: `bytea` chunks in this database, or objects in a bucket (PgContentStore). */
   readonly content: PgContentStore;
   readonly #db: PgPool;
   readonly #reads: PgReads;
@@ -92,7 +77,7 @@ export class PostgresHubStore implements HubStore {
   /** The partition whose log this is (from its schema): its leader lock is what a restore checks. */
   readonly #partition: string;
 
-  private constructor(db: PgPool, state: WriterState) {
+  private constructor(db: PgPool, state: WriterState, objects: ObjectChunks | undefined) {
     this.#db = db;
     this.#reads = new PgReads(db);
     this.#bucketReads = new PgBucketReads(db);
@@ -100,7 +85,7 @@ export class PostgresHubStore implements HubStore {
     this.#credentials = new PgCredentials(db);
     this.#labels = new PgLabels(db);
     this.bucketJoins = new PgBucketJoins(db);
-    this.content = new PgContentStore(db);
+    this.content = new PgContentStore(db, objects);
     this.#retention = new PgRetention(db);
     this.#rebucket = new PgRebucket(db, state.buckets);
     this.#epoch = state.epoch;
@@ -117,10 +102,12 @@ export class PostgresHubStore implements HubStore {
   static async open(url: string, options: PostgresHubStoreOptions = {}): Promise<PostgresHubStore> {
     const db = new PgPool(url, options);
     try {
-      return new PostgresHubStore(db, await openWriterState(db, options));
+      const state = await openWriterState(db, options);
+      return new PostgresHubStore(db, state, await openContentObjects(db, options));
     } catch (cause) {
       await db.end().catch(() => undefined);
-      if (cause instanceof DatabaseTooNewError) throw cause; // not a storage failure: the software is too old for it
+      // Not a storage failure: the software is too old for the database, or it is configured wrongly.
+      if (cause instanceof OutpostError) throw cause;
       throw new StorageFailedError(db.where, 'open', { cause });
     }
   }
@@ -392,6 +379,7 @@ export class PostgresHubStore implements HubStore {
     if (this.#closed) return;
     this.#closed = true;
     await this.#queue;
+    await this.content.close();
     await this.#db.end();
   }
 }

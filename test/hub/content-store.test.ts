@@ -2,12 +2,16 @@ import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FileContentStore } from '../../content/file-content-store.js';
+import type { ContentStore } from '../../content/content-store.js';
+import { ObjectChunks } from '../../hub/blobs/object-chunks.js';
 import { PgContentStore } from '../../hub/blobs/pg-content-store.js';
+import { S3Bucket, type ObjectStoreLocation } from '../../hub/blobs/s3-bucket.js';
 import { PgPool } from '../../hub/store/pg-pool.js';
 import { migrate } from '../../hub/store/pg-schema.js';
 import { BLOB_CHUNK_BYTES, contentHash } from '../../shared/blobs.js';
 import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
 import { ageTree, tempDir } from '../helpers/temp.js';
+import { TestS3Server } from '../helpers/s3-server.js';
 import { contentStoreContract } from './content-store-contract.js';
 
 contentStoreContract('files (SQLite hub)', {
@@ -16,30 +20,45 @@ contentStoreContract('files (SQLite hub)', {
   age: async (dir, ms) => ageTree(dir, ms),
 });
 
-/** Pools to end after the file: a store does not own the hub's pool. */
-const pools: PgPool[] = [];
+/** A content store over a migrated database of its own; `objects`: chunks go to that bucket. */
+async function pgContentStore(url: string, objects?: ObjectStoreLocation): Promise<ContentStore> {
+  const pool = new PgPool(url, {});
+  const client = await pool.pool.connect();
+  try {
+    await migrate(client);
+  } finally {
+    client.release();
+  }
+  const store = new PgContentStore(pool, objects && new ObjectChunks(pool, await S3Bucket.open(objects)));
+  return Object.assign(store, {
+    // A store does not own the hub's pool; here it is the store's alone.
+    close: async () => {
+      await PgContentStore.prototype.close.call(store);
+      await pool.end();
+    },
+  });
+}
+
+const ageRows = async (url: string, ms: number): Promise<void> => {
+  await sql(url, 'UPDATE blob_contents SET touched_at = touched_at - $1', [ms]);
+  await sql(url, 'UPDATE blob_object_removals SET since = since - $1 WHERE since > 0', [ms]);
+};
+
+contentStoreContract('PostgreSQL', { fresh: freshDatabase, open: (url) => pgContentStore(url), age: ageRows }, NO_POSTGRES);
+
+const s3 = NO_POSTGRES === undefined ? await TestS3Server.start() : undefined;
+/** Each database's bucket. */
+const buckets = new Map<string, ObjectStoreLocation>();
 contentStoreContract(
-  'PostgreSQL',
+  'PostgreSQL with an S3-compatible bucket',
   {
-    fresh: freshDatabase,
-    open: async (url) => {
-      const pool = new PgPool(url, {});
-      pools.push(pool);
-      const client = await pool.pool.connect();
-      try {
-        await migrate(client);
-      } finally {
-        client.release();
-      }
-      return Object.assign(new PgContentStore(pool), {
-        close: async () => {
-          await pool.end();
-        },
-      });
+    fresh: async () => {
+      const url = await freshDatabase();
+      buckets.set(url, await s3!.bucket());
+      return url;
     },
-    age: async (url, ms) => {
-      await sql(url, 'UPDATE blob_contents SET touched_at = touched_at - $1', [ms]);
-    },
+    open: (url) => pgContentStore(url, buckets.get(url)),
+    age: ageRows,
   },
   NO_POSTGRES,
 );

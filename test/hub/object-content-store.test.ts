@@ -1,0 +1,163 @@
+import { randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ObjectChunks } from '../../hub/blobs/object-chunks.js';
+import { PgContentStore } from '../../hub/blobs/pg-content-store.js';
+import { S3Bucket, type ObjectStoreLocation } from '../../hub/blobs/s3-bucket.js';
+import { PgPool } from '../../hub/store/pg-pool.js';
+import { migrate } from '../../hub/store/pg-schema.js';
+import { PostgresHubStore } from '../../hub/store/pg-store.js';
+import { BLOB_CHUNK_BYTES, chunkCount, contentHash } from '../../shared/blobs.js';
+import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
+import { TestS3Server } from '../helpers/s3-server.js';
+
+const s3 = NO_POSTGRES === undefined ? await TestS3Server.start() : undefined;
+
+/** What the contract (content-store.test.ts) cannot see: where the bytes are, and what is left in the bucket. */
+describe.skipIf(NO_POSTGRES !== undefined)(`PgContentStore with an S3-compatible bucket${NO_POSTGRES ? ` (${NO_POSTGRES})` : ''}`, () => {
+  const pools: PgPool[] = [];
+  afterEach(async () => {
+    for (const pool of pools.splice(0)) await pool.end();
+  });
+
+  async function pool(url: string): Promise<PgPool> {
+    const opened = new PgPool(url, {});
+    pools.push(opened);
+    const client = await opened.pool.connect();
+    try {
+      await migrate(client);
+    } finally {
+      client.release();
+    }
+    return opened;
+  }
+
+  async function objectStore(db: PgPool, bucket: ObjectStoreLocation): Promise<{ store: PgContentStore; objects: ObjectChunks }> {
+    const objects = new ObjectChunks(db, await S3Bucket.open(bucket));
+    return { store: new PgContentStore(db, objects), objects };
+  }
+
+  function content(size: number): { hash: string; bytes: Buffer; chunks: Buffer[] } {
+    const bytes = randomBytes(size);
+    const chunks = Array.from({ length: chunkCount(size) }, (_, i) => bytes.subarray(i * BLOB_CHUNK_BYTES, (i + 1) * BLOB_CHUNK_BYTES));
+    return { hash: contentHash(bytes), bytes, chunks };
+  }
+
+  async function upload(store: PgContentStore, c: { hash: string; bytes: Buffer; chunks: Buffer[] }): Promise<void> {
+    await store.begin(c.hash, c.bytes.length);
+    for (const [i, chunk] of c.chunks.entries()) await store.putChunk(c.hash, i, chunk);
+    await store.complete(c.hash);
+  }
+
+  it('keeps the bytes in the bucket, one object a chunk under the prefix, none in the database; collecting removes them', async () => {
+    const url = await freshDatabase();
+    const bucket = await s3!.bucket('fleet-a/');
+    const { store } = await objectStore(await pool(url), bucket);
+    const c = content(2 * BLOB_CHUNK_BYTES + 10);
+    await upload(store, c);
+    const keys = await s3!.keys(bucket);
+    expect(keys).toHaveLength(3);
+    for (const key of keys) expect(key).toMatch(new RegExp(`^fleet-a/${c.hash}/[012]\\.[0-9a-f]{16}$`));
+    expect(await sql(url, 'SELECT count(*)::int AS n FROM blob_chunks')).toEqual([{ n: 0 }]);
+    expect(await sql(url, 'SELECT count(*)::int AS n FROM blob_object_removals')).toEqual([{ n: 0 }]);
+    expect(await store.collect(() => true, Date.now() + 1000)).toEqual([]);
+    expect(await s3!.keys(bucket)).toHaveLength(3);
+    expect(await store.collect(() => false, Date.now() + 1000)).toEqual([c.hash]);
+    expect(await s3!.keys(bucket), 'the objects go with the content').toEqual([]);
+    expect(await sql(url, 'SELECT count(*)::int AS n FROM blob_object_removals')).toEqual([{ n: 0 }]);
+  });
+
+  it('removes an object a crash left written but not named, once it is as old as the grace for uploads', async () => {
+    const url = await freshDatabase();
+    const bucket = await s3!.bucket();
+    const db = await pool(url);
+    const { store, objects } = await objectStore(db, bucket);
+    // What a hub killed between a chunk's PUT and the transaction naming it leaves: the object, listed.
+    const key = `outpost/${'ab'.repeat(32)}/0.0123456789abcdef`;
+    await sql(url, 'INSERT INTO blob_object_removals (object_key, since) VALUES ($1, $2)', [key, Date.now()]);
+    await objects.bucket.put(key, Buffer.from('half an upload'));
+    expect(await store.collect(() => false, Date.now() - 60_000)).toEqual([]);
+    expect(await s3!.keys(bucket), 'too young: its upload may still be naming it').toEqual([key]);
+    await sql(url, 'UPDATE blob_object_removals SET since = since - 120000');
+    await store.collect(() => false, Date.now() - 60_000);
+    expect(await s3!.keys(bucket)).toEqual([]);
+    expect(await sql(url, 'SELECT count(*)::int AS n FROM blob_object_removals')).toEqual([{ n: 0 }]);
+  });
+
+  it('stores a chunk sent twice at once as one object; mismatched content leaves nothing in the bucket', async () => {
+    const url = await freshDatabase();
+    const bucket = await s3!.bucket();
+    const { store } = await objectStore(await pool(url), bucket);
+    const c = content(BLOB_CHUNK_BYTES + 5);
+    await store.begin(c.hash, c.bytes.length);
+    await Promise.all([
+      store.putChunk(c.hash, 0, c.chunks[0]!),
+      store.putChunk(c.hash, 0, c.chunks[0]!),
+      store.putChunk(c.hash, 1, c.chunks[1]!),
+    ]);
+    await store.complete(c.hash);
+    expect(await s3!.keys(bucket)).toHaveLength(2);
+    // Content whose bytes are not its address: its objects go with its rows.
+    const wrong = content(10);
+    const address = contentHash(Buffer.from('something else entirely'));
+    await store.begin(address, 10);
+    await store.putChunk(address, 0, wrong.bytes);
+    await expect(store.complete(address)).rejects.toMatchObject({ code: 'OUTPOST_BLOB_MISMATCH' });
+    expect(await s3!.keys(bucket)).toHaveLength(2);
+  });
+
+  it('reads content kept in the database before the hub was given a bucket, and completes one begun there', async () => {
+    const url = await freshDatabase();
+    const db = await pool(url);
+    const before = new PgContentStore(db);
+    const old = content(BLOB_CHUNK_BYTES + 100);
+    await upload(before, old);
+    const half = content(2 * BLOB_CHUNK_BYTES);
+    await before.begin(half.hash, half.bytes.length);
+    await before.putChunk(half.hash, 0, half.chunks[0]!);
+
+    const bucket = await s3!.bucket();
+    const { store } = await objectStore(db, bucket);
+    expect(Buffer.concat([await store.readChunk(old.hash, 0), await store.readChunk(old.hash, 1)]).equals(old.bytes)).toBe(true);
+    expect(await store.begin(half.hash, half.bytes.length)).toEqual([1]);
+    await store.putChunk(half.hash, 1, half.chunks[1]!);
+    await store.complete(half.hash);
+    expect(Buffer.concat([await store.readChunk(half.hash, 0), await store.readChunk(half.hash, 1)]).equals(half.bytes)).toBe(true);
+    expect(await s3!.keys(bucket)).toHaveLength(1);
+  });
+
+  it('is refused by a hub started without the bucket that holds its content, and unreadable by name, not missing', async () => {
+    const url = await freshDatabase();
+    const bucket = await s3!.bucket();
+    const writer = await PostgresHubStore.open(url, { objectStore: bucket });
+    const c = content(100);
+    await upload(writer.content, c);
+    await writer.close();
+    await expect(PostgresHubStore.open(url, { epoch: 1 })).rejects.toMatchObject({
+      code: 'OUTPOST_INVALID_CONFIG',
+      message: expect.stringContaining('--blob-store') as unknown,
+    });
+    // A tool that reads the database (no writer) opens it, and says why it cannot read the content.
+    const reader = await PostgresHubStore.open(url);
+    await expect(reader.content.readChunk(c.hash, 0)).rejects.toMatchObject({ code: 'OUTPOST_INVALID_CONFIG' });
+    await reader.close();
+    const again = await PostgresHubStore.open(url, { epoch: 1, objectStore: bucket });
+    expect((await again.content.readChunk(c.hash, 0)).equals(c.bytes)).toBe(true);
+    await again.close();
+  });
+
+  it('refuses to start on a bucket that does not exist, or a server that does not answer, saying which', async () => {
+    const url = await freshDatabase();
+    const bucket = await s3!.bucket();
+    await expect(PostgresHubStore.open(url, { objectStore: { ...bucket, url: 's3://no-such-bucket-here/' } })).rejects.toMatchObject({
+      code: 'OUTPOST_INVALID_CONFIG',
+      message: expect.stringContaining('no-such-bucket-here does not exist') as unknown,
+    });
+    await expect(PostgresHubStore.open(url, { objectStore: { ...bucket, endpoint: 'http://127.0.0.1:9' } })).rejects.toMatchObject({
+      code: 'OUTPOST_STORAGE_FAILED',
+      message: expect.stringContaining('object store') as unknown,
+    });
+    await expect(PostgresHubStore.open(url, { objectStore: { ...bucket, url: 'https://bucket' } })).rejects.toMatchObject({
+      code: 'OUTPOST_INVALID_CONFIG',
+    });
+  });
+});

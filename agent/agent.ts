@@ -299,12 +299,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   async list(collection: string, options: ListOptions = {}): Promise<AgentDocument[]> {
     this.#assertOpen();
     await this.#caughtUp(collection, options);
-    return this.#store.replica.list(collection, {
-      limit: Math.min(options.limit ?? 100, 1000),
-      ...(options.prefix !== undefined && { prefix: options.prefix }),
-      ...(options.after !== undefined && { after: options.after }),
-      confirmedOnly: options.confirmed ?? false,
-    });
+    const range = { ...options, limit: Math.min(options.limit ?? 100, 1000) };
+    const page = this.#store.replica.list(collection, { ...range, confirmedOnly: options.confirmed ?? false });
+    return this.#blobs.laidOverPage(collection, page, range, (key) => this.#store.replica.read(collection, key));
   }
 
   get closed(): boolean {

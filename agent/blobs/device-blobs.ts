@@ -40,6 +40,14 @@ export interface BlobReceipt extends BlobDescriptor {
   hlc: string;
 }
 
+/** The range of a page of documents (ListOptions, with its limit settled). */
+export interface PageRange {
+  prefix?: string | undefined;
+  after?: string | undefined;
+  limit: number;
+  confirmed?: boolean | undefined;
+}
+
 export interface DeviceBlobsOptions {
   dataDir: string;
   ackTimeoutMs: number;
@@ -177,6 +185,34 @@ export class DeviceBlobs {
     if (!pending || this.#laterWriteThan(pending)) return document;
     const { sha256, size, contentType } = pending;
     return { collection, key, value: { sha256, size, contentType }, version: document?.version ?? 0, pending: true };
+  }
+
+  /**
+   * A page of documents as reads see it (Replica.list), with blobs written here and not yet
+   * uploaded laid over it: those of documents the page holds, and documents that exist so far
+   * only as such a blob, in key order within the same range and limit.
+   */
+  laidOverPage(
+    collection: string,
+    page: AgentDocument[],
+    range: PageRange,
+    read: (key: string) => AgentDocument | undefined,
+  ): AgentDocument[] {
+    if (range.confirmed || this.store.blobUploads.empty) return page;
+    const { prefix = '', after, limit } = range;
+    const from = after !== undefined && after > prefix ? after : prefix;
+    const inRange = (key: string): boolean => key.startsWith(prefix) && (after === undefined || key > after);
+    const pending = this.store.blobUploads.keysFrom(collection, from, limit + 1).filter(inRange);
+    if (pending.length === 0) return page;
+    const listed = new Map(page.map((d) => [d.key, d]));
+    const keys = [...new Set([...listed.keys(), ...pending])].sort();
+    const docs: AgentDocument[] = [];
+    for (const key of keys) {
+      if (docs.length >= limit) break;
+      const doc = this.laidOver(collection, key, listed.has(key) ? listed.get(key) : read(key));
+      if (doc) docs.push(doc);
+    }
+    return docs;
   }
 
   onMessage(message: BlobDownMessage): void {

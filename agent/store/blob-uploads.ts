@@ -58,6 +58,9 @@ export class BlobUploads {
       oldest: db.prepare<[], Row>('SELECT * FROM blob_uploads ORDER BY id LIMIT 1'),
       all: db.prepare<[], Row>('SELECT * FROM blob_uploads ORDER BY id'),
       newestOf: db.prepare<[string, string], Row>('SELECT * FROM blob_uploads WHERE collection = ? AND key = ? ORDER BY id DESC LIMIT 1'),
+      keysFrom: db.prepare<[string, string, number], { key: string }>(
+        'SELECT DISTINCT key FROM blob_uploads WHERE collection = ? AND key >= ? ORDER BY key LIMIT ?',
+      ),
       remove: db.prepare<[number]>('DELETE FROM blob_uploads WHERE id = ?'),
       count: db.prepare<[], { n: number; bytes: number | null }>('SELECT count(*) AS n, sum(size) AS bytes FROM blob_uploads'),
       hashes: db.prepare<[], { sha256: string }>('SELECT DISTINCT sha256 FROM blob_uploads'),
@@ -92,6 +95,11 @@ export class BlobUploads {
   newestOf(collection: string, key: string): PendingBlob | undefined {
     const row = this.#s.newestOf.get(collection, key);
     return row && toPending(row);
+  }
+
+  /** Keys of `collection` from `from` on (in key order, at most `limit`) with a blob waiting for its upload. */
+  keysFrom(collection: string, from: string, limit: number): string[] {
+    return this.#s.keysFrom.all(collection, from, limit).map((r) => r.key);
   }
 
   /** Forgets an upload; inside the transaction that queues its document, or that gives it up. */

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { resolveOptions } from '../../cli/options.js';
 import { AGENT_OPTIONS } from '../../cli/tables.js';
 import { SOFTWARE_VERSION } from '../../shared/protocol-version.js';
-import { CLI } from '../helpers/processes.js';
+import { CLI, runOutpost } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
 
 describe('configuration: one table, three sources', () => {
@@ -62,6 +62,16 @@ describe('configuration: one table, three sources', () => {
       stderr = String((error as { stderr: Buffer }).stderr);
     }
     expect(stderr).toMatch(/configuration error: option --sync-window-seconds: expected a whole number/);
+  });
+
+  it('a hub refuses an object store for blob content without a PostgreSQL store, or one that is not an S3 bucket URL', () => {
+    const data = tempDir('hub-config');
+    const sqlite = runOutpost(['hub', '--data', data, '--port', '0', '--blob-store', 's3://fleet-content/outpost']);
+    expect(sqlite.status).not.toBe(0);
+    expect(sqlite.stderr).toMatch(/option --blob-store needs a PostgreSQL --store: a SQLite hub keeps blob content in files under --data/);
+    const notS3 = runOutpost(['hub', '--data', data, '--store', 'postgres://127.0.0.1:1/x', '--blob-store', 'https://fleet-content']);
+    expect(notS3.status).not.toBe(0);
+    expect(notS3.stderr).toMatch(/option --blob-store: expected an S3 bucket URL, s3:\/\/bucket or s3:\/\/bucket\/prefix/);
   });
 
   it('reports the version package.json declares', () => {

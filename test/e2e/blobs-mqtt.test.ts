@@ -90,6 +90,43 @@ describe('blobs over MQTT', () => {
     expect(await camera.getBlob('photos', 'gate/0001').then((b) => b?.pending)).toBe(false);
   });
 
+  it('lists blobs written offline among the documents, as pending writes, in key order and within the page asked for', async () => {
+    const dir = tempDir('blobs-mqtt');
+    const port = await freePort(); // no hub there yet: the camera is offline
+    const camera = new Agent({
+      hubUrl: `mqtt://127.0.0.1:${port}`,
+      agentId: 'cam-1',
+      dataDir: join(dir, 'cam-1'),
+      reconnect: { initialMs: 50, maxMs: 200 },
+    }).start();
+    agents.push(camera);
+    const [a, c] = [randomBytes(100), randomBytes(200)];
+    await camera.putBlob('photos', 'gate/a', a, { contentType: 'image/jpeg' });
+    await camera.put('photos', 'gate/b', { note: 'a document, not a blob' });
+    await camera.putBlob('photos', 'gate/c', c, { contentType: 'image/png' });
+    await camera.putBlob('photos', 'yard/d', randomBytes(10), { contentType: 'image/png' });
+    const listed = await camera.list('photos', { prefix: 'gate/' });
+    expect(listed.map((d) => [d.key, d.pending])).toEqual([
+      ['gate/a', true],
+      ['gate/b', true],
+      ['gate/c', true],
+    ]);
+    expect(listed[2]!.value).toEqual({ sha256: contentHash(c), size: 200, contentType: 'image/png' });
+    expect((await camera.list('photos', { prefix: 'gate/', after: 'gate/a', limit: 1 })).map((d) => d.key)).toEqual(['gate/b']);
+    expect(await camera.list('photos', { confirmed: true })).toEqual([]);
+    // Once uploaded and committed, the same documents list as the hub has them.
+    await startHub(dir, port);
+    await waitFor('the blobs at the hub', () => hub!.core.store.document('photos', 'yard/d'), 20_000);
+    // gate/b is no blob: the hub refuses it in a collection of blobs, and the device drops it.
+    await waitFor('the page as the hub has it', async () => {
+      const page = await camera.list('photos', { prefix: 'gate/' });
+      return (
+        page.map((d) => `${d.key} ${d.pending} ${(d.value as { sha256?: string }).sha256}`).join(', ') ===
+        `gate/a false ${contentHash(a)}, gate/c false ${contentHash(c)}`
+      );
+    });
+  });
+
   it('gives a blob up, as a rejection, when its collection is not declared to hold blobs', async () => {
     const dir = tempDir('blobs-mqtt');
     await startHub(dir);

@@ -14,8 +14,8 @@ export interface ContentInfo {
  * Where the hub keeps blob content: content-addressed (SHA-256), in chunks, each durable before
  * it is acknowledged, apart from the log and the documents that name it. One contract
  * (test/hub/content-store-contract.ts) for every implementation: files under the data directory
- * for a SQLite hub (FileContentStore), `bytea` chunks in the database for a PostgreSQL hub
- * (PgContentStore).
+ * for a SQLite hub (FileContentStore), `bytea` chunks in the database or objects in an
+ * S3-compatible bucket for a PostgreSQL hub (PgContentStore).
  *
  *   begin(hash, size) ─► putChunk(i) … (any order, any number of times) ─► complete ─► readChunk
  *                                                         └─ bytes ≠ address: chunks dropped

@@ -21,6 +21,8 @@ export interface ObjectStoreLocation {
    * on a command line or in a config file.
    */
   credentials?: { accessKeyId: string; secretAccessKey: string } | undefined;
+  /** Longest one request may take before it fails and is retried (default 60 s). */
+  requestTimeoutMs?: number | undefined;
 }
 
 /** The object store could not be reached or refused what the hub asked: retryable, nothing is lost. */
@@ -78,6 +80,9 @@ export class S3Bucket {
       // newer SDKs add by default. Content is checked against its SHA-256 here anyway.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      // A connection that hangs (a dropped NAT mapping, a stalled server) must fail and be
+      // retried, not hold a device's uploads behind it for good: the SDK waits forever by default.
+      requestHandler: { connectionTimeout: 10_000, requestTimeout: location.requestTimeoutMs ?? 60_000, throwOnRequestTimeout: true },
     });
     const opened = new S3Bucket(client, sdk, bucket, prefix, location.endpoint);
     try {

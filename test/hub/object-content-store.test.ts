@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ObjectChunks } from '../../hub/blobs/object-chunks.js';
 import { PgContentStore } from '../../hub/blobs/pg-content-store.js';
@@ -145,7 +146,7 @@ describe.skipIf(NO_POSTGRES !== undefined)(`PgContentStore with an S3-compatible
     await again.close();
   });
 
-  it('refuses to start on a bucket that does not exist, or a server that does not answer, saying which', async () => {
+  it('refuses to start on a bucket that does not exist, or a server that is not there or does not answer, saying which', async () => {
     const url = await freshDatabase();
     const bucket = await s3!.bucket();
     await expect(PostgresHubStore.open(url, { objectStore: { ...bucket, url: 's3://no-such-bucket-here/' } })).rejects.toMatchObject({
@@ -156,6 +157,17 @@ describe.skipIf(NO_POSTGRES !== undefined)(`PgContentStore with an S3-compatible
       code: 'OUTPOST_STORAGE_FAILED',
       message: expect.stringContaining('object store') as unknown,
     });
+    // A server that takes the connection and never answers: the start fails, it does not hang.
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const endpoint = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+      await expect(PostgresHubStore.open(url, { objectStore: { ...bucket, endpoint, requestTimeoutMs: 300 } })).rejects.toMatchObject({
+        code: 'OUTPOST_STORAGE_FAILED',
+      });
+    } finally {
+      silent.close();
+    }
     await expect(PostgresHubStore.open(url, { objectStore: { ...bucket, url: 'https://bucket' } })).rejects.toMatchObject({
       code: 'OUTPOST_INVALID_CONFIG',
     });

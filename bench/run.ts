@@ -8,6 +8,7 @@ import { cpus, totalmem } from 'node:os';
 import { BACKLOG_TARGET, benchBacklog, type BacklogResult } from './backlog.js';
 import { benchBlobs, type BlobsResult } from './blobs.js';
 import { benchCatchup, type CatchupResult } from './catchup.js';
+import { benchContentStores, type ContentStoresResult } from './content-stores.js';
 import { benchDedupState, type DedupStateResult } from './dedup-state.js';
 import { benchDigestCost, type DigestCostResult } from './digest-cost.js';
 import { benchFanin, type FaninResult } from './fanin.js';
@@ -377,6 +378,20 @@ async function blobs(): Promise<BlobsResult> {
   return r;
 }
 
+async function contentStores(): Promise<ContentStoresResult | undefined> {
+  const r = await benchContentStores(quick);
+  if (!r) {
+    process.stdout.write('blob content stores: skipped, PostgreSQL is not reachable (pg_ctlcluster 15 main start)\n');
+    return undefined;
+  }
+  const mbps = (n: number): string => `${n.toFixed(1)} MB/s`;
+  const size = `${(r.bytes / 1024 / 1024).toFixed(0)} MiB`;
+  const files = `SQLite hub's files ${mbps(r.filesMBps)}`;
+  line(`blob content stored, PostgreSQL bytea (${size}, a chunk at a time)`, mbps(r.pgMBps), files, r.pgMBps / r.filesMBps);
+  line(`blob content stored, PostgreSQL with an S3-compatible bucket (${size})`, mbps(r.bucketMBps), files, r.bucketMBps / r.filesMBps);
+  return r;
+}
+
 async function scopedRepair(): Promise<ScopedRepairResult> {
   const r = await benchScopedRepair(quick);
   line(
@@ -406,6 +421,7 @@ const results = {
   repair: await repair(),
   scopedRepair: await scopedRepair(),
   blobs: await blobs(),
+  contentStores: await contentStores(),
 };
 
 const machine = { cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, quick };

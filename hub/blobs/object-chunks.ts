@@ -4,6 +4,17 @@ import type { PgPool } from '../store/pg-pool.js';
 import { contentRow, inTransaction } from './pg-transaction.js';
 import { ObjectStoreFailedError, type S3Bucket } from './s3-bucket.js';
 
+/** A chunk named in the database whose object the bucket does not have. */
+export class ObjectMissingError extends NotFoundError {
+  constructor(
+    readonly hash: string,
+    readonly index: number,
+    where: string,
+  ) {
+    super(`chunk ${index} of content ${hash} is missing from ${where}; upload the content again to repair it`);
+  }
+}
+
 /** What became of a chunk written to the object store (see ObjectChunks.store). */
 export type ObjectOutcome = 'named' | 'unneeded' | 'gone';
 
@@ -72,15 +83,26 @@ export class ObjectChunks {
     return row?.object_key;
   }
 
-  /** An object's bytes; NotFoundError if the bucket no longer has it (removed behind the hub's back). */
+  /** An object's bytes; ObjectMissingError if the bucket no longer has it (removed behind the hub's back). */
   async read(hash: string, index: number, key: string): Promise<Buffer> {
     try {
       return await this.bucket.get(key);
     } catch (error) {
       const status = ((error as Error).cause as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
-      if (status === 404) throw new NotFoundError(`chunk ${index} of content ${hash} is missing from ${this.bucket.where}`);
+      if (status === 404) throw new ObjectMissingError(hash, index, this.bucket.where);
       throw error;
     }
+  }
+
+  /**
+   * Forgets a chunk whose object the bucket lost, so that the content reads as lacking it (not
+   * complete): an upload of the same content, from a device or the hub's API, sends it again.
+   */
+  async forget(hash: string, index: number): Promise<void> {
+    await inTransaction(this.db, 'write to', async (client) => {
+      await client.query('DELETE FROM blob_chunk_objects WHERE hash = $1 AND idx = $2', [hash, index]);
+      await client.query('UPDATE blob_contents SET complete = false WHERE hash = $1', [hash]);
+    });
   }
 
   /**

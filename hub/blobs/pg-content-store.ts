@@ -5,7 +5,7 @@ import { BlobChunkError, BlobIncompleteError, BlobMismatchError } from '../../sh
 import { ConfigError, NotFoundError } from '../../shared/errors.js';
 import type { PgPool } from '../store/pg-pool.js';
 import { checkChunk, checkHash, checkSize, missingChunks, type ContentInfo, type ContentStore } from '../../content/content-store.js';
-import type { ObjectChunks } from './object-chunks.js';
+import { ObjectMissingError, type ObjectChunks } from './object-chunks.js';
 import { contentRow, inTransaction } from './pg-transaction.js';
 
 /** Chunks the completion check reads ahead while it hashes: an object store answers each after a round trip. */
@@ -101,7 +101,11 @@ export class PgContentStore implements ContentStore {
       for (let i = 0; i < READ_AHEAD; i++) readAhead(i);
       for (let i = 0; i < count; i++) {
         readAhead(i + READ_AHEAD);
-        const bytes = await (ahead.get(i) ?? chunkRow(client, hash, i));
+        const bytes = await (ahead.get(i) ?? chunkRow(client, hash, i)).catch((error: unknown) => {
+          if (error instanceof ObjectMissingError) return error;
+          throw error;
+        });
+        if (bytes instanceof ObjectMissingError) return bytes;
         ahead.delete(i);
         sha.update(bytes);
         size += bytes.length;
@@ -119,6 +123,11 @@ export class PgContentStore implements ContentStore {
       await client.query('UPDATE blob_contents SET complete = true, touched_at = $2 WHERE hash = $1', [hash, Date.now()]);
       return undefined;
     });
+    if (mismatch instanceof ObjectMissingError) {
+      // The bucket lost a chunk: forgotten, it is asked for again like any other missing one.
+      await this.objects!.forget(hash, mismatch.index);
+      throw new BlobIncompleteError(hash, [mismatch.index]);
+    }
     // The chunks are dropped in the transaction, which commits; only then is the upload told.
     if (mismatch) {
       await this.objects?.removeListed(1).catch(() => undefined); // else the collector removes them
@@ -139,7 +148,13 @@ export class PgContentStore implements ContentStore {
     const [content] = await this.db.query<{ size: number }>('SELECT size FROM blob_contents WHERE hash = $1 AND complete', [hash]);
     if (!content) throw new NotFoundError(`no complete content ${hash} at the hub`);
     const key = await this.objects?.keyOf(hash, index);
-    if (key !== undefined) return this.objects!.read(hash, index, key);
+    if (key !== undefined) {
+      return this.objects!.read(hash, index, key).catch(async (error: unknown) => {
+        // Lost from the bucket: the content reads as incomplete from now on, until an upload of it repairs it.
+        if (error instanceof ObjectMissingError) await this.objects!.forget(hash, index);
+        throw error;
+      });
+    }
     const [row] = await this.db.query<{ bytes: Buffer }>('SELECT bytes FROM blob_chunks WHERE hash = $1 AND idx = $2', [hash, index]);
     if (row) return row.bytes;
     if (!this.objects && (await holdsObjectContent(this.db, hash))) throw noBucket(hash);

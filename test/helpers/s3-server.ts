@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
 import { afterAll } from 'vitest';
 import type { ObjectStoreLocation } from '../../hub/blobs/s3-bucket.js';
@@ -39,9 +39,14 @@ export class TestS3Server {
     return { url: `s3://${name}/${prefix}`, endpoint: this.endpoint, credentials: CREDENTIALS };
   }
 
+  /** Deletes an object behind the hub's back, as an operator's mistake or a lifecycle rule would. */
+  async remove(location: ObjectStoreLocation, key: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: bucketOf(location), Key: key }));
+  }
+
   /** Every key in the bucket of `location`, sorted. */
   async keys(location: ObjectStoreLocation): Promise<string[]> {
-    const bucket = /^s3:\/\/([^/]+)/.exec(location.url)![1]!;
+    const bucket = bucketOf(location);
     const keys: string[] = [];
     let token: string | undefined;
     do {
@@ -57,3 +62,5 @@ export class TestS3Server {
     await this.server.close();
   }
 }
+
+const bucketOf = (location: ObjectStoreLocation): string => /^s3:\/\/([^/]+)/.exec(location.url)![1]!;

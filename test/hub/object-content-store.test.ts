@@ -106,6 +106,37 @@ describe.skipIf(NO_POSTGRES !== undefined)(`PgContentStore with an S3-compatible
     expect(await s3!.keys(bucket)).toHaveLength(2);
   });
 
+  it('asks again for a chunk whose object the bucket lost, before or after the content completed, and is repaired by an upload', async () => {
+    const url = await freshDatabase();
+    const bucket = await s3!.bucket();
+    const { store } = await objectStore(await pool(url), bucket);
+    const c = content(3 * BLOB_CHUNK_BYTES);
+    const keyOf = async (index: number): Promise<string> =>
+      (
+        await sql<{ object_key: string }>(url, 'SELECT object_key FROM blob_chunk_objects WHERE hash = $1 AND idx = $2', [c.hash, index])
+      )[0]!.object_key;
+    await store.begin(c.hash, c.bytes.length);
+    for (const [i, chunk] of c.chunks.entries()) await store.putChunk(c.hash, i, chunk);
+    // Before completing: the completion names the lost chunk, and the upload sends it again.
+    await s3!.remove(bucket, await keyOf(1));
+    await expect(store.complete(c.hash)).rejects.toMatchObject({ code: 'OUTPOST_BLOB_INCOMPLETE', missing: [1] });
+    expect(await store.begin(c.hash, c.bytes.length)).toEqual([1]);
+    await store.putChunk(c.hash, 1, c.chunks[1]!);
+    await store.complete(c.hash);
+    // After: a read says it is missing (never serves something else), and the content reads as incomplete until uploaded again.
+    await s3!.remove(bucket, await keyOf(2));
+    await expect(store.readChunk(c.hash, 2)).rejects.toMatchObject({
+      code: 'OUTPOST_NOT_FOUND',
+      message: expect.stringContaining('upload the content again') as unknown,
+    });
+    expect(await store.info(c.hash)).toEqual({ hash: c.hash, size: c.bytes.length, complete: false });
+    expect(await store.begin(c.hash, c.bytes.length)).toEqual([2]);
+    await store.putChunk(c.hash, 2, c.chunks[2]!);
+    await store.complete(c.hash);
+    const back = Buffer.concat(await Promise.all([0, 1, 2].map((i) => store.readChunk(c.hash, i))));
+    expect(back.equals(c.bytes)).toBe(true);
+  });
+
   it('reads content kept in the database before the hub was given a bucket, and completes one begun there', async () => {
     const url = await freshDatabase();
     const db = await pool(url);

@@ -63,3 +63,10 @@ export async function storeStreamed(
 export async function* contentChunks(content: ContentStore, sha256: string, size: number): AsyncGenerator<Buffer> {
   for (let i = 0; i < chunkCount(size); i++) yield await content.readChunk(sha256, i);
 }
+
+/** Whether complete content still hashes to its address, read a chunk at a time. */
+export async function contentMatches(content: ContentStore, sha256: string, size: number): Promise<boolean> {
+  const sha = createHash('sha256');
+  for await (const chunk of contentChunks(content, sha256, size)) sha.update(chunk);
+  return sha.digest('hex') === sha256;
+}

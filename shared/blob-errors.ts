@@ -17,6 +17,19 @@ export class BlobMismatchError extends OutpostError {
   }
 }
 
+/**
+ * Blob content held on a device whose bytes no longer match its address: the storage under it
+ * changed them since they were stored and checked (a rotting card). `remedy` says what follows.
+ */
+export class BlobDamagedError extends OutpostError {
+  constructor(hash: string, remedy: string) {
+    super(
+      ErrorCode.BLOB_MISMATCH,
+      `content ${hash} held on this device no longer matches its address (its storage changed the bytes); ${remedy}`,
+    );
+  }
+}
+
 /** Blob content that cannot be completed or read yet: chunks are missing. */
 export class BlobIncompleteError extends OutpostError {
   constructor(

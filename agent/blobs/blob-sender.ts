@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
+import { BlobDamagedError } from '../../shared/blob-errors.js';
 import { ErrorCode } from '../../shared/errors.js';
+import { contentMatches } from '../../content/content-transfer.js';
 import type { BlobGotMessage, BlobNeedMessage, UpMessage } from '../../shared/messages.js';
 import type { FileContentStore } from '../../content/file-content-store.js';
 import type { AgentStore } from '../store/agent-store.js';
@@ -31,8 +33,12 @@ interface Upload {
   missing: number[];
   /** Chunks sent and not yet acknowledged, with when they were sent. */
   inFlight: Map<number, number>;
-  /** A chunk is being read from the device's store. */
+  /** A chunk is being read from the device's store (or the whole content checked). */
   reading: boolean;
+  /** The content was checked against its address since this upload (re)started. */
+  checked: boolean;
+  /** Chunks the hub acknowledged as durable. */
+  acked: Set<number>;
 }
 
 /**
@@ -83,7 +89,15 @@ export class BlobSender {
     if (!upload) {
       const pending = this.store.blobUploads.oldest();
       if (!pending) return;
-      upload = this.#upload = { pending, askedAt: undefined, missing: [], inFlight: new Map(), reading: false };
+      upload = this.#upload = {
+        pending,
+        askedAt: undefined,
+        missing: [],
+        inFlight: new Map(),
+        reading: false,
+        checked: false,
+        acked: new Set(),
+      };
     }
     const now = Date.now();
     const oldestSent = Math.min(upload.askedAt ?? Infinity, ...upload.inFlight.values());
@@ -93,6 +107,9 @@ export class BlobSender {
     }
     if (upload.askedAt !== undefined) return; // the hub's answer is awaited
     if (upload.missing.length === 0 && upload.inFlight.size === 0 && !upload.reading) {
+      // Checked first: content the device's storage damaged would be refused by the hub, sent
+      // again and refused again for good.
+      if (!upload.checked) return void this.#check(upload);
       // Nothing named is left to send: ask what the hub lacks now (at first, after a reset, or past the chunks it named).
       const { collection: c, sha256: h, size: n } = upload.pending;
       if (this.delegate.send(c, ['bhave', { c, h, n }])) upload.askedAt = now;
@@ -116,6 +133,16 @@ export class BlobSender {
       }
       this.#upload = undefined;
     } else {
+      // The hub lacks a chunk it acknowledged: it dropped the content (its bytes did not match
+      // their address). Checked again before anything more is sent.
+      if (need.miss.some((i) => upload.acked.has(i))) {
+        upload.checked = false;
+        upload.acked.clear();
+        upload.inFlight.clear();
+        upload.missing = [];
+        this.pump();
+        return;
+      }
       upload.missing = need.miss.filter((i) => !upload.inFlight.has(i));
     }
     this.pump();
@@ -124,7 +151,28 @@ export class BlobSender {
   onGot([, got]: BlobGotMessage): void {
     const upload = this.#upload;
     if (upload?.pending.sha256 !== got.h || !upload.inFlight.delete(got.i)) return;
+    upload.acked.add(got.i);
     this.pump();
+  }
+
+  /** Reads the whole content against its address; damaged, the write is given up (nothing can repair it). */
+  async #check(upload: Upload): Promise<void> {
+    upload.reading = true;
+    const { sha256, size } = upload.pending;
+    const matches = await contentMatches(this.files, sha256, size).catch(() => false);
+    upload.reading = false;
+    if (this.#upload !== upload) return;
+    if (matches) {
+      upload.checked = true;
+      return this.pump();
+    }
+    this.#upload = undefined;
+    this.log.error(
+      { sha256 },
+      'the content of a blob written here was damaged by the storage before the hub held it; its write is given up',
+    );
+    const damaged = new BlobDamagedError(sha256, 'it was written here and the hub does not hold it: write it again');
+    this.delegate.onRefused(upload.pending, { code: damaged.code, message: damaged.message });
   }
 
   /** Sends the next missing chunk if the window and the writes ahead allow; once none is left, asks again. */

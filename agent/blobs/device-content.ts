@@ -1,6 +1,8 @@
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { chunkCount } from '../../shared/blobs.js';
+import { BlobDamagedError } from '../../shared/blob-errors.js';
 import { storeStreamed } from '../../content/content-transfer.js';
 import { FileContentStore } from '../../content/file-content-store.js';
 import type { AgentStore } from '../store/agent-store.js';
@@ -48,17 +50,39 @@ export class DeviceContent {
     this.store.blobCache.used(sha256, size);
   }
 
-  /** The chunks of content held whole, in order; it is not evicted while they are read. */
+  /**
+   * The chunks of content held whole, in order; it is not evicted while they are read. They are
+   * checked against the content's address as they go: content the device's storage damaged
+   * since (a rotting card) fails at its end with BlobDamagedError, and is dropped so that the
+   * next read fetches it from the hub again, unless it is a blob written here that the hub does
+   * not hold yet (its upload gives it up: nothing can fetch it again).
+   */
   async *chunks(sha256: string, size: number): AsyncGenerator<Buffer> {
     this.#reading.set(sha256, (this.#reading.get(sha256) ?? 0) + 1);
+    const sha = createHash('sha256');
     try {
       this.used(sha256, size);
-      for (let i = 0; i < chunkCount(size); i++) yield await this.files.readChunk(sha256, i);
+      for (let i = 0; i < chunkCount(size); i++) {
+        const chunk = await this.files.readChunk(sha256, i);
+        sha.update(chunk);
+        yield chunk;
+      }
     } finally {
       const left = this.#reading.get(sha256)! - 1;
       if (left === 0) this.#reading.delete(sha256);
       else this.#reading.set(sha256, left);
     }
+    if (sha.digest('hex') === sha256) return;
+    if (this.store.blobUploads.hashes().has(sha256)) {
+      throw new BlobDamagedError(
+        sha256,
+        'it was written here and the hub does not hold it yet, so it cannot be fetched again: write it again',
+      );
+    }
+    this.log.error({ sha256 }, 'blob content held on this device was damaged by its storage; dropped, to be fetched again');
+    await this.files.remove(sha256);
+    this.store.blobCache.remove(sha256);
+    throw new BlobDamagedError(sha256, 'it was dropped: read it again to fetch it from the hub');
   }
 
   /** Bytes of content held (as the index counts them). */

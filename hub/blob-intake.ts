@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { blobOf, chunkCount, DEFAULT_MAX_BLOB_BYTES } from '../shared/blobs.js';
-import { BlobMismatchError, BlobRefusedError, BlobTooLargeError } from '../shared/blob-errors.js';
+import { BlobIncompleteError, BlobMismatchError, BlobRefusedError, BlobTooLargeError } from '../shared/blob-errors.js';
 import type { BlobChunkMessage, BlobDownMessage, BlobGetMessage, BlobHaveMessage, BlobPartMessage } from '../shared/blob-messages.js';
 import { MAX_CHUNKS_NAMED } from '../shared/blob-messages.js';
 import type { ContentStore } from '../content/content-store.js';
@@ -135,10 +135,11 @@ export class BlobIntake {
         try {
           await content.complete(h); // every chunk held: checked against the address once, then readable
         } catch (error) {
-          if (!(error instanceof BlobMismatchError)) throw error;
+          // Dropped (its bytes did not match), or a chunk lost where it was kept: asked for again.
+          if (!(error instanceof BlobMismatchError) && !(error instanceof BlobIncompleteError)) throw error;
           this.deps.log.warn(
-            { agentId, hash: h },
-            'blob content did not match its address; its chunks were dropped and are asked for again',
+            { agentId, hash: h, err: error },
+            'blob content held at the hub could not be completed; what it lacks is asked for again',
           );
           missing = await content.begin(h, n);
         }

@@ -9,6 +9,7 @@ export class ObjectMissingError extends NotFoundError {
   constructor(
     readonly hash: string,
     readonly index: number,
+    readonly key: string,
     where: string,
   ) {
     super(`chunk ${index} of content ${hash} is missing from ${where}; upload the content again to repair it`);
@@ -89,19 +90,26 @@ export class ObjectChunks {
       return await this.bucket.get(key);
     } catch (error) {
       const status = ((error as Error).cause as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
-      if (status === 404) throw new ObjectMissingError(hash, index, this.bucket.where);
+      if (status === 404) throw new ObjectMissingError(hash, index, key, this.bucket.where);
       throw error;
     }
   }
 
   /**
-   * Forgets a chunk whose object the bucket lost, so that the content reads as lacking it (not
-   * complete): an upload of the same content, from a device or the hub's API, sends it again.
+   * Forgets a chunk whose object `key` the bucket lost, so that the content reads as lacking it
+   * (not complete): an upload of the same content, from a device or the hub's API, sends it
+   * again. Only while `key` still names it: a read that met the loss late must not forget the
+   * chunk sent again since. The key is not listed for removal: there is nothing to remove, and
+   * if the loss was the bucket's mistake, leaking the object beats deleting it.
    */
-  async forget(hash: string, index: number): Promise<void> {
+  async forget(hash: string, index: number, key: string): Promise<void> {
     await inTransaction(this.db, 'write to', async (client) => {
-      await client.query('DELETE FROM blob_chunk_objects WHERE hash = $1 AND idx = $2', [hash, index]);
-      await client.query('UPDATE blob_contents SET complete = false WHERE hash = $1', [hash]);
+      const forgotten = await client.query('DELETE FROM blob_chunk_objects WHERE hash = $1 AND idx = $2 AND object_key = $3', [
+        hash,
+        index,
+        key,
+      ]);
+      if (forgotten.rowCount === 1) await client.query('UPDATE blob_contents SET complete = false WHERE hash = $1', [hash]);
     });
   }
 

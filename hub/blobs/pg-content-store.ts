@@ -125,7 +125,7 @@ export class PgContentStore implements ContentStore {
     });
     if (mismatch instanceof ObjectMissingError) {
       // The bucket lost a chunk: forgotten, it is asked for again like any other missing one.
-      await this.objects!.forget(hash, mismatch.index);
+      await this.objects!.forget(hash, mismatch.index, mismatch.key);
       throw new BlobIncompleteError(hash, [mismatch.index]);
     }
     // The chunks are dropped in the transaction, which commits; only then is the upload told.
@@ -151,7 +151,7 @@ export class PgContentStore implements ContentStore {
     if (key !== undefined) {
       return this.objects!.read(hash, index, key).catch(async (error: unknown) => {
         // Lost from the bucket: the content reads as incomplete from now on, until an upload of it repairs it.
-        if (error instanceof ObjectMissingError) await this.objects!.forget(hash, index);
+        if (error instanceof ObjectMissingError) await this.objects!.forget(hash, index, key);
         throw error;
       });
     }
@@ -162,24 +162,35 @@ export class PgContentStore implements ContentStore {
   }
 
   async collect(named: (hash: string) => boolean, untouchedSince: number): Promise<string[]> {
-    // Objects whose removal a crash interrupted, and writes a crash left unnamed once as old as the grace.
-    await this.objects?.removeListed(untouchedSince);
+    // Objects whose removal a crash interrupted, and writes a crash left unnamed once as old as
+    // the grace: a failure to reach the bucket does not hold up collecting (retried next time).
+    const failures: unknown[] = [];
+    await this.objects?.removeListed(untouchedSince).catch((error: unknown) => failures.push(error));
     const stale = await this.db.query<{ hash: string }>('SELECT hash FROM blob_contents WHERE touched_at < $1', [untouchedSince]);
     const unnamed = stale.map((r) => r.hash).filter((hash) => !named(hash));
-    if (unnamed.length === 0) return [];
-    // Touched since it was listed (an upload began again): kept. The objects of what goes are
-    // listed for removal in the same statement (it sees the rows its cascade deletes).
-    const removed = await this.db.query<{ hash: string }>(
-      `WITH gone AS (DELETE FROM blob_contents WHERE hash = ANY($1) AND touched_at < $2 RETURNING hash),
-            listed AS (INSERT INTO blob_object_removals (object_key, since)
-                       SELECT o.object_key, 0 FROM blob_chunk_objects o JOIN gone ON gone.hash = o.hash
-                       ON CONFLICT (object_key) DO NOTHING)
-       SELECT hash FROM gone`,
-      [unnamed, untouchedSince],
-      'write to',
-    );
-    await this.objects?.removeListed(1);
-    return removed.map((r) => r.hash);
+    const removed =
+      unnamed.length === 0
+        ? []
+        : await inTransaction(this.db, 'write to', async (client) => {
+            // Locked first, and kept only if still untouched (an upload began again meanwhile: kept).
+            // A chunk being named holds its content's row: it is named before this goes on, and
+            // each statement after the lock sees it, so its object is listed for removal with the rest.
+            const { rows } = await client.query<{ hash: string }>(
+              'SELECT hash FROM blob_contents WHERE hash = ANY($1) AND touched_at < $2 FOR UPDATE',
+              [unnamed, untouchedSince],
+            );
+            const gone = rows.map((r) => r.hash);
+            await client.query(
+              `INSERT INTO blob_object_removals (object_key, since)
+               SELECT object_key, 0 FROM blob_chunk_objects WHERE hash = ANY($1) ON CONFLICT (object_key) DO NOTHING`,
+              [gone],
+            );
+            await client.query('DELETE FROM blob_contents WHERE hash = ANY($1)', [gone]);
+            return gone;
+          });
+    await this.objects?.removeListed(1).catch((error: unknown) => failures.push(error));
+    if (failures.length > 0) throw failures[0]; // what was collected stays collected; its objects stay listed
+    return removed;
   }
 
   async close(): Promise<void> {

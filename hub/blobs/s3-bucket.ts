@@ -48,8 +48,8 @@ export function parseBucketUrl(url: string): { bucket: string; prefix: string } 
   return { bucket: match[1]!, prefix: prefix === '' ? '' : `${prefix}/` };
 }
 
-/** The largest DeleteObjects request S3 takes. */
-const DELETE_BATCH = 1000;
+/** Deletions in flight at once. */
+const DELETES_AT_ONCE = 8;
 
 /**
  * The few object operations the hub needs, over the AWS SDK (loaded only when a hub is given an
@@ -114,22 +114,28 @@ export class S3Bucket {
     });
   }
 
-  /** Deletes objects, absent ones included (S3 reports those as deleted too). */
+  /** Whether the bucket has an object (false only when it answers that it has not). */
+  async has(key: string): Promise<boolean> {
+    try {
+      await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return true;
+    } catch (cause) {
+      if ((cause as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
+      throw new ObjectStoreFailedError(this.where, 'read', { cause });
+    }
+  }
+
+  /**
+   * Deletes objects, absent ones included, a few at a time. One request each, not DeleteObjects:
+   * newer SDKs sign that with a CRC32 where several S3-compatible servers demand Content-MD5.
+   */
   async remove(keys: readonly string[]): Promise<void> {
-    for (let at = 0; at < keys.length; at += DELETE_BATCH) {
-      const batch = keys.slice(at, at + DELETE_BATCH);
-      const result = await this.#wrap('delete from', () =>
-        this.client.send(
-          new this.sdk.DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
-        ),
+    for (let at = 0; at < keys.length; at += DELETES_AT_ONCE) {
+      await Promise.all(
+        keys
+          .slice(at, at + DELETES_AT_ONCE)
+          .map((Key) => this.#wrap('delete from', () => this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.bucket, Key })))),
       );
-      const failed = result.Errors ?? [];
-      if (failed.length > 0) {
-        const first = failed[0]!;
-        throw new ObjectStoreFailedError(this.where, 'delete from', {
-          cause: new Error(`${failed.length} object(s) not deleted, the first for ${first.Code ?? 'no code'}: ${first.Message ?? ''}`),
-        });
-      }
     }
   }
 

@@ -260,7 +260,7 @@ CREATE TABLE blob_chunks (
   PRIMARY KEY (hash, idx)
 );
 `,
-  // 13: blob content in an object store (ObjectContentStore): which object holds each chunk (a
+  // 13: blob content in an object store (PgContentStore with ObjectChunks): which object holds each chunk (a
   // key of its own per write, so that an object is never overwritten nor removed while named),
   // and the objects to remove. An object is listed there before it is written and struck off in
   // the transaction that names it, so that a crash in between leaves nothing behind unnamed.
@@ -275,6 +275,7 @@ CREATE TABLE blob_object_removals (
   object_key text COLLATE "C" PRIMARY KEY,
   since      bigint NOT NULL
 );
+CREATE INDEX blob_object_removals_since ON blob_object_removals (since);
 `,
 ];
 

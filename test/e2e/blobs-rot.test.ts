@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
@@ -57,6 +57,10 @@ describe('blob content a device storage damaged', () => {
     await expect((await viewer.getBlob('photos', 'p1'))!.bytes()).rejects.toMatchObject({ code: 'OUTPOST_BLOB_MISMATCH' });
     const again = await viewer.getBlob('photos', 'p1');
     expect((await again!.bytes()).equals(still), 'fetched from the hub again, whole').toBe(true);
+    // A chunk's file lost outright: the same.
+    rmSync(join(dir, 'viewer-1', 'content', 'objects', sha256.slice(0, 2), sha256, '0'));
+    await expect((await viewer.getBlob('photos', 'p1'))!.bytes()).rejects.toMatchObject({ code: 'OUTPOST_BLOB_MISMATCH' });
+    expect((await (await viewer.getBlob('photos', 'p1'))!.bytes()).equals(still)).toBe(true);
   });
 
   it('gives up a blob written here whose content rotted before the hub held it, as a rejection, instead of sending it forever', async () => {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
+import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ObjectChunks } from '../../hub/blobs/object-chunks.js';
 import { PgContentStore } from '../../hub/blobs/pg-content-store.js';
@@ -10,6 +11,7 @@ import { PostgresHubStore } from '../../hub/store/pg-store.js';
 import { BLOB_CHUNK_BYTES, chunkCount, contentHash } from '../../shared/blobs.js';
 import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
 import { TestS3Server } from '../helpers/s3-server.js';
+import { waitFor } from '../helpers/wait.js';
 
 const s3 = NO_POSTGRES === undefined ? await TestS3Server.start() : undefined;
 
@@ -137,6 +139,37 @@ describe.skipIf(NO_POSTGRES !== undefined)(`PgContentStore with an S3-compatible
     expect(back.equals(c.bytes)).toBe(true);
   });
 
+  it('lists for removal the object of a chunk named while the collector waited for the content it removes', async () => {
+    const url = await freshDatabase();
+    const bucket = await s3!.bucket();
+    const db = await pool(url);
+    const { store, objects } = await objectStore(db, bucket);
+    const hash = contentHash(Buffer.from('an upload left for a day'));
+    await store.begin(hash, 24);
+    await sql(url, 'UPDATE blob_contents SET touched_at = touched_at - 120000');
+    // A chunk being named, as ObjectChunks.store does: its object written, the content's row held.
+    const late = `outpost/${hash}/0.00000000000000aa`;
+    await objects.bucket.put(late, Buffer.from('an upload left for a day'));
+    const naming = new pg.Client({ connectionString: url });
+    await naming.connect();
+    try {
+      await naming.query('BEGIN');
+      await naming.query('SELECT 1 FROM blob_contents WHERE hash = $1 FOR SHARE', [hash]);
+      await naming.query('INSERT INTO blob_chunk_objects (hash, idx, object_key) VALUES ($1, 0, $2)', [hash, late]);
+      const collected = store.collect(() => false, Date.now() - 60_000);
+      await waitFor('the collector waiting for the content row', async () => {
+        const waiting = await sql(url, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()");
+        return waiting.length > 0;
+      });
+      await naming.query('COMMIT');
+      expect(await collected).toEqual([hash]);
+    } finally {
+      await naming.end();
+    }
+    expect(await s3!.keys(bucket), 'the late object removed with its content').toEqual([]);
+    expect(await sql(url, 'SELECT count(*)::int AS n FROM blob_object_removals')).toEqual([{ n: 0 }]);
+  });
+
   it('reads content kept in the database before the hub was given a bucket, and completes one begun there', async () => {
     const url = await freshDatabase();
     const db = await pool(url);
@@ -167,6 +200,11 @@ describe.skipIf(NO_POSTGRES !== undefined)(`PgContentStore with an S3-compatible
     await expect(PostgresHubStore.open(url, { epoch: 1 })).rejects.toMatchObject({
       code: 'OUTPOST_INVALID_CONFIG',
       message: expect.stringContaining('--blob-store') as unknown,
+    });
+    // Nor with a bucket that is not the one its content went to.
+    await expect(PostgresHubStore.open(url, { epoch: 1, objectStore: await s3!.bucket() })).rejects.toMatchObject({
+      code: 'OUTPOST_INVALID_CONFIG',
+      message: expect.stringContaining('does not hold the blob content') as unknown,
     });
     // A tool that reads the database (no writer) opens it, and says why it cannot read the content.
     const reader = await PostgresHubStore.open(url);

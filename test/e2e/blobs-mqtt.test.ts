@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, type AgentOptions } from '../../agent/agent.js';
@@ -46,7 +46,7 @@ describe('blobs over MQTT', () => {
 
   function agent(dir: string, id: string, more: Partial<AgentOptions> = {}): Agent {
     const a = new Agent({
-      hubUrl: `mqtt://127.0.0.1:${hub!.port}`,
+      hubUrl: `mqtt://127.0.0.1:${hub?.port}`, // `more` names another while no hub runs yet
       agentId: id,
       dataDir: join(dir, id),
       ackTimeoutMs: 2_000,
@@ -93,13 +93,7 @@ describe('blobs over MQTT', () => {
   it('lists blobs written offline among the documents, as pending writes, in key order and within the page asked for', async () => {
     const dir = tempDir('blobs-mqtt');
     const port = await freePort(); // no hub there yet: the camera is offline
-    const camera = new Agent({
-      hubUrl: `mqtt://127.0.0.1:${port}`,
-      agentId: 'cam-1',
-      dataDir: join(dir, 'cam-1'),
-      reconnect: { initialMs: 50, maxMs: 200 },
-    }).start();
-    agents.push(camera);
+    const camera = agent(dir, 'cam-1', { hubUrl: `mqtt://127.0.0.1:${port}` });
     const [a, c] = [randomBytes(100), randomBytes(200)];
     await camera.putBlob('photos', 'gate/a', a, { contentType: 'image/jpeg' });
     await camera.put('photos', 'gate/b', { note: 'a document, not a blob' });
@@ -259,5 +253,55 @@ describe('blobs over MQTT', () => {
     // Twenty separate downloads would publish 20 × the image; in step, the fleet is sent each chunk a few times at most.
     expect(published).toBeGreaterThanOrEqual(image.length);
     expect(published, `published ${published} bytes for a ${image.length}-byte image`).toBeLessThan(5 * image.length);
+  });
+
+  // A device's card that rots under blob content: what it reads is checked, and what it sends.
+  /** Flips one byte of chunk `index` of content held by device `id`, as a failing card does. */
+  const rot = (dir: string, id: string, sha256: string, index: number): void => {
+    const file = join(dir, id, 'content', 'objects', sha256.slice(0, 2), sha256, String(index));
+    const bytes = readFileSync(file);
+    bytes[100] = bytes[100]! ^ 0xff;
+    writeFileSync(file, bytes);
+  };
+
+  it('fails the read of damaged cached content, never returning its bytes, drops it, and the next read fetches it again', async () => {
+    const dir = tempDir('blobs-mqtt');
+    await startHub(dir);
+    const camera = agent(dir, 'cam-1');
+    const viewer = agent(dir, 'viewer-1');
+    const still = randomBytes(2 * BLOB_CHUNK_BYTES + 10);
+    const sha256 = contentHash(still);
+    await camera.putBlob('photos', 'p1', still, { contentType: 'image/jpeg' });
+    await waitFor('the photo at the viewer', async () => (await viewer.get('photos', 'p1')) !== undefined, 20_000);
+    expect((await (await viewer.getBlob('photos', 'p1'))!.bytes()).equals(still)).toBe(true);
+
+    rot(dir, 'viewer-1', sha256, 1);
+    await expect((await viewer.getBlob('photos', 'p1'))!.bytes()).rejects.toMatchObject({ code: 'OUTPOST_BLOB_MISMATCH' });
+    const again = await viewer.getBlob('photos', 'p1');
+    expect((await again!.bytes()).equals(still), 'fetched from the hub again, whole').toBe(true);
+    // A chunk's file lost outright: the same.
+    rmSync(join(dir, 'viewer-1', 'content', 'objects', sha256.slice(0, 2), sha256, '0'));
+    await expect((await viewer.getBlob('photos', 'p1'))!.bytes()).rejects.toMatchObject({ code: 'OUTPOST_BLOB_MISMATCH' });
+    expect((await (await viewer.getBlob('photos', 'p1'))!.bytes()).equals(still)).toBe(true);
+  });
+
+  it('gives up a blob written here whose content rotted before the hub held it, as a rejection, instead of sending it forever', async () => {
+    const dir = tempDir('blobs-mqtt');
+    const port = await freePort(); // no hub yet: the camera is offline while its card rots
+    const camera = agent(dir, 'cam-1', { hubUrl: `mqtt://127.0.0.1:${port}` });
+    const still = randomBytes(BLOB_CHUNK_BYTES + 10);
+    const sha256 = contentHash(still);
+    await camera.putBlob('photos', 'p1', still, { contentType: 'image/jpeg' });
+    rot(dir, 'cam-1', sha256, 0);
+    await expect((await camera.getBlob('photos', 'p1'))!.bytes()).rejects.toMatchObject({
+      code: 'OUTPOST_BLOB_MISMATCH',
+      message: expect.stringContaining('write it again') as unknown,
+    });
+    const rejected = new Promise<unknown>((resolve) => camera.once('rejection', resolve));
+    await startHub(dir, port);
+    expect(await rejected).toMatchObject([{ collection: 'photos', key: 'p1', outcome: 'rejected', reason: 'OUTPOST_BLOB_MISMATCH' }]);
+    expect(await hub!.core.store.document('photos', 'p1')).toBeUndefined();
+    expect(await hub!.core.store.content.info(sha256)).toBeUndefined();
+    expect(camera.status().blobs?.uploads.blobs).toBe(0);
   });
 });

@@ -10,7 +10,7 @@ import { BLOB_CHUNK_BYTES } from '../../shared/blobs.js';
 import { FaultProxy } from '../chaos/fault-proxy.js';
 import { freePort } from '../helpers/ports.js';
 import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
-import { OutpostProcess } from '../helpers/processes.js';
+import { devHubArgs, OutpostProcess } from '../helpers/processes.js';
 import { TestS3Server } from '../helpers/s3-server.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
@@ -120,24 +120,7 @@ describe('a large blob through faults', () => {
     writeFileSync(config, 'collections:\n  clips:\n    blobs: lazy\naccess:\n  default:\n    read: ["*"]\n    write: ["*"]\n');
     const [mqttPort, hubHttp, agentHttp] = await Promise.all([freePort(), freePort(), freePort()]);
     const startHub = async (): Promise<OutpostProcess> => {
-      const hub = new OutpostProcess(
-        [
-          'hub',
-          '--dev',
-          '--port',
-          String(mqttPort),
-          '--host',
-          '127.0.0.1',
-          '--http',
-          `127.0.0.1:${hubHttp}`,
-          '--data',
-          join(dir, 'hub'),
-          '--config',
-          config,
-          ...held.args,
-        ],
-        held.env,
-      );
+      const hub = new OutpostProcess([...devHubArgs(mqttPort, hubHttp, join(dir, 'hub')), '--config', config, ...held.args], held.env);
       processes.push(hub);
       await hub.waitForLog('hub started');
       return hub;

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/ports.js';
-import { CLI, http, OutpostProcess } from '../helpers/processes.js';
+import { CLI, devHubArgs, http, OutpostProcess } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -27,18 +27,7 @@ describe('real processes started with the CLI', () => {
   it('one hub and two agents: write on A, read on B, through hub kill -9 and agent restart', async () => {
     const dir = tempDir('cli');
     const [mqttPort, hubHttp, aHttp, bHttp] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-    const hubArgs = [
-      'hub',
-      '--dev',
-      '--port',
-      String(mqttPort),
-      '--host',
-      '127.0.0.1',
-      '--http',
-      `127.0.0.1:${hubHttp}`,
-      '--data',
-      join(dir, 'hub'),
-    ];
+    const hubArgs = devHubArgs(mqttPort, hubHttp, join(dir, 'hub'));
     const agentArgs = (id: string, port: number): string[] => [
       'agent',
       '--hub',

@@ -41,6 +41,11 @@ export class OutpostProcess {
   }
 }
 
+/** `outpost hub` in development mode on loopback: MQTT on `mqttPort`, HTTP on `httpPort`, data in `dataDir`. */
+export function devHubArgs(mqttPort: number, httpPort: number, dataDir: string): string[] {
+  return ['hub', '--dev', '--port', String(mqttPort), '--host', '127.0.0.1', '--http', `127.0.0.1:${httpPort}`, '--data', dataDir];
+}
+
 /** Runs an `outpost` command to its end (bounded): its exit status and output. */
 export function runOutpost(args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
   return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 20_000 });

@@ -1,15 +1,22 @@
 import type { Command, CommanderError } from 'commander';
 import { ConfigError } from '../shared/errors.js';
 import type { HubVerifyReport } from '../hub/store/digest-reads.js';
+import type { ContentCheck } from '../content/content-scrub.js';
 
 interface VerifyOptions {
   data: string;
   postgres?: string;
   store?: string;
+  blobStore?: string;
+  blobStoreEndpoint?: string;
+  blobStoreRegion?: string;
   partition: string;
   repair?: boolean;
   json?: boolean;
 }
+
+/** The store's scrub, and the blob content's. */
+type VerifyReport = HubVerifyReport & { content: ContentCheck };
 
 /** Exit statuses, for scripts and monitoring: damage found is not a failure to run. */
 const ALL_WELL = 0;
@@ -31,13 +38,27 @@ export function addVerifyCommand(hub: Command): void {
   hub
     .command('verify')
     .description(
-      "check the hub's database: every document against its hash, each collection's and scope bucket's digest, the engine's own check",
+      "check the hub's database: every document against its hash, each collection's and scope bucket's digest, the engine's own check, and every blob content against its address",
     )
     .option('--data <dir>', "the hub's data directory, for SQLite (env OUTPOST_DATA)", process.env.OUTPOST_DATA ?? './data/hub')
     .option('--postgres <url>', "the hub's PostgreSQL store instead (env OUTPOST_STORE)", process.env.OUTPOST_STORE)
     .option('--store <url>', 'the same as --postgres, as other hub commands name it')
     .option('--partition <name>', 'the partition whose database to check', 'default')
-    .option('--repair', 'with the hub stopped: restore damaged documents from the log where it still has them, rewrite wrong digests')
+    .option(
+      '--blob-store <url>',
+      'the bucket a PostgreSQL hub keeps blob content in (s3://bucket/prefix; env OUTPOST_BLOB_STORE)',
+      process.env.OUTPOST_BLOB_STORE,
+    )
+    .option(
+      '--blob-store-endpoint <url>',
+      'its S3-compatible server (env OUTPOST_BLOB_STORE_ENDPOINT)',
+      process.env.OUTPOST_BLOB_STORE_ENDPOINT,
+    )
+    .option('--blob-store-region <region>', 'its region (env OUTPOST_BLOB_STORE_REGION)', process.env.OUTPOST_BLOB_STORE_REGION)
+    .option(
+      '--repair',
+      'with the hub stopped: restore damaged documents from the log where it still has them, rewrite wrong digests, drop damaged blob content',
+    )
     .option('--json', 'machine-readable output')
     .exitOverride((error: CommanderError) => process.exit(error.exitCode === 0 ? ALL_WELL : USAGE))
     .action(async (opts: VerifyOptions) => {
@@ -49,10 +70,21 @@ export function addVerifyCommand(hub: Command): void {
       if (url !== undefined && !isPostgresUrl(url)) {
         return usage(new ConfigError(`${JSON.stringify(url)} is not a PostgreSQL URL: use postgres://user:password@host:5432/database`));
       }
-      const store = await openHubStore({ store: url, dataDir: opts.data, partition: opts.partition });
-      let report: HubVerifyReport;
+      const objectStore = opts.blobStore && { url: opts.blobStore, endpoint: opts.blobStoreEndpoint, region: opts.blobStoreRegion };
+      const { checkContent } = await import('../content/content-scrub.js');
+      let store: Awaited<ReturnType<typeof openHubStore>>;
       try {
-        report = await store.verify({ repair: opts.repair ?? false });
+        store = await openHubStore({ store: url, dataDir: opts.data, partition: opts.partition, ...(objectStore && { objectStore }) });
+      } catch (error) {
+        if (error instanceof ConfigError) return usage(error); // --blob-store without PostgreSQL, a bucket that is not there
+        throw error;
+      }
+      let report: VerifyReport;
+      try {
+        const repair = opts.repair ?? false;
+        const database = await store.verify({ repair });
+        const content = await checkContent(store.content, repair);
+        report = { ...database, content, ok: database.ok && content.damaged.length === 0 };
       } finally {
         await store.close();
       }
@@ -67,7 +99,7 @@ function usage(error: ConfigError): void {
 }
 
 /** A short account: what was checked, each problem, and what to do about it. */
-export function describe(report: HubVerifyReport, repair: boolean): string {
+export function describe(report: VerifyReport, repair: boolean): string {
   // A hub without scoped collections says what it always said.
   const buckets = report.buckets > 0 ? ` and ${report.buckets} scope buckets` : '';
   const lines = [`checked ${report.documents} documents in ${report.collections} collections${buckets}`];
@@ -88,18 +120,27 @@ export function describe(report: HubVerifyReport, repair: boolean): string {
       `digest of scope bucket ${b.bucket}: stored ${b.stored}, its documents sum to ${b.computed}${b.rewritten ? ': rewritten' : ''}`,
     );
   }
+  const { content } = report;
+  lines.push(`checked ${content.checked} blob contents (${(content.bytes / 1e6).toFixed(1)} MB) against their addresses`);
+  for (const c of content.damaged.slice(0, NAMED)) {
+    const state = c.removed
+      ? 'dropped: it reads as unavailable until it is uploaded again'
+      : '--repair drops it (readers are told it is unavailable until it is uploaded again)';
+    lines.push(`damaged blob content: ${c.hash} (${c.size} bytes): ${state}`);
+  }
   const { check, ok, detail } = report.engine;
   lines.push(`${check}: ${ok ? 'ok' : 'FAILED'}${detail === undefined ? '' : ` (${detail})`}`);
   lines.push(verdict(report, repair));
   return lines.join('\n');
 }
 
-function verdict(report: HubVerifyReport, repair: boolean): string {
+function verdict(report: VerifyReport, repair: boolean): string {
   if (report.ok) return 'all well';
   const left =
     report.damaged.filter((d) => !d.restored).length +
     report.digests.filter((c) => !c.rewritten).length +
-    report.bucketDigests.filter((b) => !b.rewritten).length;
+    report.bucketDigests.filter((b) => !b.rewritten).length +
+    report.content.damaged.filter((c) => !c.removed).length;
   if (repair && left === 0 && report.engine.ok) return 'damage found, and repaired: run verify again to confirm';
   if (repair) return `damage found; ${left} problem(s) could not be repaired from the log`;
   return 'damage found: run again with --repair, with the hub stopped';

@@ -58,6 +58,10 @@ export interface ContentStore {
    * upload under way, whose document does not exist yet, is not collected. The hashes removed.
    */
   collect(named: (hash: string) => boolean, untouchedSince: number): Promise<string[]>;
+  /** The content held whole (its address and size), in no set order: what a scrub reads (content/content-scrub.ts). */
+  listComplete(): AsyncIterable<{ hash: string; size: number }>;
+  /** Removes content whatever names it (a scrub dropping damaged content); false if nothing of it was held. */
+  remove(hash: string): Promise<boolean>;
   close(): Promise<void>;
 }
 

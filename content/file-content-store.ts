@@ -130,6 +130,16 @@ export class FileContentStore implements ContentStore {
     return held && { hash, size: held.size, complete: held.complete };
   }
 
+  async *listComplete(): AsyncGenerator<{ hash: string; size: number }> {
+    const objects = join(this.root, 'objects');
+    for (const shard of await list(objects)) {
+      for (const hash of await list(join(objects, shard))) {
+        const size = await readFile(join(objects, shard, hash, 'size'), 'utf8').catch(() => undefined);
+        if (size !== undefined && CONTENT_HASH.test(hash)) yield { hash, size: Number(size) };
+      }
+    }
+  }
+
   async readChunk(hash: string, index: number): Promise<Buffer> {
     checkHash(hash);
     const held = await this.#held(hash);

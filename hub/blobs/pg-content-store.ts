@@ -168,29 +168,53 @@ export class PgContentStore implements ContentStore {
     await this.objects?.removeListed(untouchedSince).catch((error: unknown) => failures.push(error));
     const stale = await this.db.query<{ hash: string }>('SELECT hash FROM blob_contents WHERE touched_at < $1', [untouchedSince]);
     const unnamed = stale.map((r) => r.hash).filter((hash) => !named(hash));
-    const removed =
-      unnamed.length === 0
-        ? []
-        : await inTransaction(this.db, 'write to', async (client) => {
-            // Locked first, and kept only if still untouched (an upload began again meanwhile: kept).
-            // A chunk being named holds its content's row: it is named before this goes on, and
-            // each statement after the lock sees it, so its object is listed for removal with the rest.
-            const { rows } = await client.query<{ hash: string }>(
-              'SELECT hash FROM blob_contents WHERE hash = ANY($1) AND touched_at < $2 FOR UPDATE',
-              [unnamed, untouchedSince],
-            );
-            const gone = rows.map((r) => r.hash);
-            await client.query(
-              `INSERT INTO blob_object_removals (object_key, since)
-               SELECT object_key, 0 FROM blob_chunk_objects WHERE hash = ANY($1) ON CONFLICT (object_key) DO NOTHING`,
-              [gone],
-            );
-            await client.query('DELETE FROM blob_contents WHERE hash = ANY($1)', [gone]);
-            return gone;
-          });
+    const removed = unnamed.length === 0 ? [] : await this.#removeRows(unnamed, untouchedSince);
     await this.objects?.removeListed(1).catch((error: unknown) => failures.push(error));
     if (failures.length > 0) throw failures[0]; // what was collected stays collected; its objects stay listed
     return removed;
+  }
+
+  async *listComplete(): AsyncGenerator<{ hash: string; size: number }> {
+    let after = '';
+    for (;;) {
+      const page = await this.db.query<{ hash: string; size: number }>(
+        'SELECT hash, size FROM blob_contents WHERE complete AND hash > $1 ORDER BY hash LIMIT 500',
+        [after],
+      );
+      yield* page;
+      if (page.length < 500) return;
+      after = page.at(-1)!.hash;
+    }
+  }
+
+  async remove(hash: string): Promise<boolean> {
+    checkHash(hash);
+    const removed = await this.#removeRows([hash], Number.MAX_SAFE_INTEGER);
+    await this.objects?.removeListed(1);
+    return removed.length > 0;
+  }
+
+  /**
+   * Removes the rows of `hashes` still untouched since `untouchedSince` (an upload begun again
+   * meanwhile keeps its content), listing their objects for removal, in one transaction. The
+   * rows are locked first: a chunk being named holds its content's row, so it is named before
+   * this goes on, and each statement after the lock sees it, so its object is listed with the rest.
+   */
+  #removeRows(hashes: string[], untouchedSince: number): Promise<string[]> {
+    return inTransaction(this.db, 'write to', async (client) => {
+      const { rows } = await client.query<{ hash: string }>(
+        'SELECT hash FROM blob_contents WHERE hash = ANY($1) AND touched_at < $2 FOR UPDATE',
+        [hashes, untouchedSince],
+      );
+      const gone = rows.map((r) => r.hash);
+      await client.query(
+        `INSERT INTO blob_object_removals (object_key, since)
+         SELECT object_key, 0 FROM blob_chunk_objects WHERE hash = ANY($1) ON CONFLICT (object_key) DO NOTHING`,
+        [gone],
+      );
+      await client.query('DELETE FROM blob_contents WHERE hash = ANY($1)', [gone]);
+      return gone;
+    });
   }
 
   async close(): Promise<void> {

@@ -99,9 +99,11 @@ export async function openContentObjects(db: PgPool, options: PostgresHubStoreOp
   const { S3Bucket } = await import('../blobs/s3-bucket.js');
   const bucket = await S3Bucket.open(options.objectStore);
   // A bucket that exists but is not the one this database's content went to would read as every
-  // chunk lost: one named object is looked for first.
+  // chunk lost: a writer looks for one named object first. (A tool reading, `hub verify`, goes
+  // on, and names the content whose objects are missing.)
   try {
-    const [named] = await db.query<{ object_key: string }>('SELECT object_key FROM blob_chunk_objects LIMIT 1');
+    const [named] =
+      options.epoch === undefined ? [] : await db.query<{ object_key: string }>('SELECT object_key FROM blob_chunk_objects LIMIT 1');
     if (named && !(await bucket.has(named.object_key))) {
       throw new ConfigError(
         `${bucket.where} does not hold the blob content ${db.where} names (no object ${named.object_key}): start the hub with the --blob-store it wrote to`,

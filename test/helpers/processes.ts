@@ -55,7 +55,21 @@ export function runOutpost(args: string[], env: Record<string, string> = {}): { 
  * Runs an `outpost` command that must succeed, without blocking this process meanwhile (a test
  * that proxies other processes' traffic must keep serving it); resolves to what it printed.
  */
-export function outpostAsync(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<string> {
+export async function outpostAsync(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<string> {
+  const { status, stdout, stderr } = await runOutpostAsync(args, env, timeoutMs);
+  if (status !== 0) throw new Error(`outpost ${args.join(' ')} exited with ${status ?? 'a signal'}: ${stderr}`);
+  return stdout;
+}
+
+/**
+ * runOutpost without blocking this process meanwhile (it may serve what the command talks to: a
+ * proxy, an S3-compatible server): its exit status (null if killed past `timeoutMs`) and output.
+ */
+export function runOutpostAsync(
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 30_000,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let stdout = '';
@@ -64,10 +78,9 @@ export function outpostAsync(args: string[], env: Record<string, string> = {}, t
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('error', reject);
-    child.on('exit', (code, signal) => {
+    child.on('exit', (code) => {
       clearTimeout(timer);
-      if (code === 0) resolve(stdout);
-      else reject(new Error(`outpost ${args.join(' ')} exited with ${code ?? signal}: ${stderr}`));
+      resolve({ status: code, stdout, stderr });
     });
   });
 }

@@ -150,6 +150,31 @@ export function contentStoreContract(name: string, subject: ContentStoreUnderTes
       expect((await readAll(store, c.hash, c.bytes.length)).equals(c.bytes)).toBe(true);
     });
 
+    test('lists the content it holds whole, and removes content on demand, whatever names it', async () => {
+      const [a, b, partial] = [content(10), content(BLOB_CHUNK_BYTES + 5), content(BLOB_CHUNK_BYTES + 1)];
+      for (const c of [a, b]) {
+        await store.begin(c.hash, c.bytes.length);
+        for (const [i, chunk] of c.chunks.entries()) await store.putChunk(c.hash, i, chunk);
+        await store.complete(c.hash);
+      }
+      await store.begin(partial.hash, partial.bytes.length);
+      await store.putChunk(partial.hash, 0, partial.chunks[0]!);
+      const listed = async (): Promise<Array<{ hash: string; size: number }>> => {
+        const all: Array<{ hash: string; size: number }> = [];
+        for await (const held of store.listComplete()) all.push(held);
+        return all.sort((x, y) => x.hash.localeCompare(y.hash));
+      };
+      const both = [a, b].map((c) => ({ hash: c.hash, size: c.bytes.length })).sort((x, y) => x.hash.localeCompare(y.hash));
+      expect(await listed()).toEqual(both);
+      expect(await store.remove(a.hash)).toBe(true);
+      expect(await store.info(a.hash)).toBeUndefined();
+      await refused(store.readChunk(a.hash, 0), ErrorCode.NOT_FOUND);
+      expect(await listed()).toEqual([{ hash: b.hash, size: b.bytes.length }]);
+      expect(await store.remove(a.hash), 'held no more').toBe(false);
+      // Taken again whole after its removal, as an upload of it repairs it.
+      expect(await store.begin(a.hash, a.bytes.length)).toEqual([0]);
+    });
+
     test('collects content no document names once it was left untouched, complete or not', async () => {
       const [named, unnamed, partial, fresh] = [content(10), content(20), content(BLOB_CHUNK_BYTES + 1), content(30)];
       for (const c of [named, unnamed]) {

@@ -1,4 +1,4 @@
-import { ErrorCode, OutpostError } from '../shared/errors.js';
+import { NotFoundError } from '../shared/errors.js';
 import type { ContentStore } from './content-store.js';
 import { contentMatches } from './content-transfer.js';
 
@@ -28,7 +28,7 @@ export async function checkContent(store: ContentStore, repair: boolean): Promis
   for await (const { hash, size } of store.listComplete()) {
     const matches = await contentMatches(store, hash, size).catch((error: unknown) => {
       // A chunk gone from under it is damage too; anything else (the store unreachable) stops the scrub.
-      if (error instanceof OutpostError && error.code === ErrorCode.NOT_FOUND) return false;
+      if (error instanceof NotFoundError) return false;
       throw error;
     });
     report.checked += 1;

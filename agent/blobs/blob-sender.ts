@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { BlobDamagedError } from '../../shared/blob-errors.js';
-import { ErrorCode, OutpostError } from '../../shared/errors.js';
+import { ErrorCode, NotFoundError } from '../../shared/errors.js';
 import { contentMatches } from '../../content/content-transfer.js';
 import type { BlobGotMessage, BlobNeedMessage, UpMessage } from '../../shared/messages.js';
 import type { FileContentStore } from '../../content/file-content-store.js';
@@ -161,7 +161,7 @@ export class BlobSender {
     const { sha256, size } = upload.pending;
     // Gone (a chunk's file lost) counts as damaged; any other failure to read is tried again later.
     const matches = await contentMatches(this.files, sha256, size).catch((error: unknown) => {
-      if (error instanceof OutpostError && error.code === ErrorCode.NOT_FOUND) return false;
+      if (error instanceof NotFoundError) return false;
       this.log.warn({ err: error, sha256 }, 'could not read the content of a blob written here to check it; trying again');
       return undefined;
     });

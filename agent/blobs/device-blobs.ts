@@ -11,7 +11,7 @@ import type { AgentStore } from '../store/agent-store.js';
 import type { BlobStatus } from '../types.js';
 import type { PendingBlob } from '../store/blob-uploads.js';
 import type { Rejection } from '../store/rejections.js';
-import type { AgentDocument } from '../store/replica.js';
+import { keyRange, type AgentDocument } from '../store/replica.js';
 import { validateWrite } from '../write-validation.js';
 import { BlobFetcher } from './blob-fetcher.js';
 import { BlobSender } from './blob-sender.js';
@@ -199,9 +199,8 @@ export class DeviceBlobs {
     read: (key: string) => AgentDocument | undefined,
   ): AgentDocument[] {
     if (range.confirmed || this.store.blobUploads.empty) return page;
-    const { prefix = '', after, limit } = range;
-    const from = after !== undefined && after > prefix ? after : prefix;
-    const inRange = (key: string): boolean => key.startsWith(prefix) && (after === undefined || key > after);
+    const { limit } = range;
+    const { from, inRange } = keyRange(range.prefix, range.after);
     const pending = this.store.blobUploads.keysFrom(collection, from, limit + 1).filter(inRange);
     if (pending.length === 0) return page;
     const listed = new Map(page.map((d) => [d.key, d]));

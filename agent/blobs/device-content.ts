@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { chunkCount } from '../../shared/blobs.js';
 import { BlobDamagedError } from '../../shared/blob-errors.js';
-import { ErrorCode, OutpostError } from '../../shared/errors.js';
+import { NotFoundError } from '../../shared/errors.js';
 import { storeStreamed } from '../../content/content-transfer.js';
 import { FileContentStore } from '../../content/file-content-store.js';
 import type { AgentStore } from '../store/agent-store.js';
@@ -66,7 +66,7 @@ export class DeviceContent {
       for (let i = 0; i < chunkCount(size); i++) {
         const chunk = await this.files.readChunk(sha256, i).catch((error: unknown) => {
           // A chunk's file lost under it: damaged like changed bytes (the hash below says so).
-          if (error instanceof OutpostError && error.code === ErrorCode.NOT_FOUND) return undefined;
+          if (error instanceof NotFoundError) return undefined;
           throw error;
         });
         if (!chunk) break;

@@ -131,9 +131,8 @@ export class Replica {
 
   /** Documents of a collection in key order: keys starting with `prefix`, after `after`. */
   list(collection: string, options: { prefix?: string; after?: string; limit: number; confirmedOnly?: boolean }): AgentDocument[] {
-    const { prefix = '', after, limit } = options;
-    const from = after !== undefined && after > prefix ? after : prefix;
-    const inRange = (key: string): boolean => key.startsWith(prefix) && (after === undefined || key > after);
+    const { limit } = options;
+    const { from, inRange } = keyRange(options.prefix, options.after);
     const pendingKeys = options.confirmedOnly ? [] : this.outbox.overlayKeys(collection, from);
     // Pending deletes can hide at most that many confirmed documents: fetch enough to fill the page.
     const confirmed = this.#s.confirmedKeys.all(collection, from, limit + pendingKeys.length + 1).map((r) => r.key);
@@ -385,4 +384,12 @@ export class Replica {
   scrub(after: readonly [string, string] | undefined, maxBytes: number): ScrubStep {
     return this.#scrub.step(after, maxBytes);
   }
+}
+
+/** A page's keys: those starting with `prefix`, after `after`; `from` is where to start reading them in key order. */
+export function keyRange(prefix = '', after?: string): { from: string; inRange: (key: string) => boolean } {
+  return {
+    from: after !== undefined && after > prefix ? after : prefix,
+    inRange: (key) => key.startsWith(prefix) && (after === undefined || key > after),
+  };
 }

@@ -61,13 +61,12 @@ export class ObjectChunks {
       const listed = named
         ? await client.query('DELETE FROM blob_object_removals WHERE object_key = $1 AND since >= 0', [key])
         : await client.query('UPDATE blob_object_removals SET since = 0 WHERE object_key = $1 AND since >= 0', [key]);
-      if (listed.rowCount === 0) {
+      if (named && listed.rowCount === 0) {
         // Its write outlasted the grace for uploads and the collector is removing it: the naming
         // rolls back, and the chunk is to be sent again.
-        if (named)
-          throw new ObjectStoreFailedError(this.bucket.where, 'write to', {
-            cause: new Error(`chunk ${index} of ${hash} took too long to store`),
-          });
+        throw new ObjectStoreFailedError(this.bucket.where, 'write to', {
+          cause: new Error(`chunk ${index} of ${hash} took too long to store`),
+        });
       }
       return named ? 'named' : row ? 'unneeded' : 'gone';
     });
@@ -86,13 +85,9 @@ export class ObjectChunks {
 
   /** An object's bytes; ObjectMissingError if the bucket no longer has it (removed behind the hub's back). */
   async read(hash: string, index: number, key: string): Promise<Buffer> {
-    try {
-      return await this.bucket.get(key);
-    } catch (error) {
-      const status = ((error as Error).cause as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
-      if (status === 404) throw new ObjectMissingError(hash, index, key, this.bucket.where);
-      throw error;
-    }
+    const bytes = await this.bucket.get(key);
+    if (!bytes) throw new ObjectMissingError(hash, index, key, this.bucket.where);
+    return bytes;
   }
 
   /**

@@ -112,12 +112,7 @@ export class PgContentStore implements ContentStore {
       }
       const actual = sha.digest('hex');
       if (actual !== hash || size !== row.size) {
-        // The objects go with the rows: listed for removal in the same transaction.
-        await client.query(
-          'INSERT INTO blob_object_removals (object_key, since) SELECT object_key, 0 FROM blob_chunk_objects WHERE hash = $1',
-          [hash],
-        );
-        await client.query('DELETE FROM blob_contents WHERE hash = $1', [hash]);
+        await dropContent(client, [hash]);
         return new BlobMismatchError(hash, actual !== hash ? `its bytes hash to ${actual}` : `it holds ${size} bytes, not ${row.size}`);
       }
       await client.query('UPDATE blob_contents SET complete = true, touched_at = $2 WHERE hash = $1', [hash, Date.now()]);
@@ -157,7 +152,9 @@ export class PgContentStore implements ContentStore {
     }
     const [row] = await this.db.query<{ bytes: Buffer }>('SELECT bytes FROM blob_chunks WHERE hash = $1 AND idx = $2', [hash, index]);
     if (row) return row.bytes;
-    if (!this.objects && (await holdsObjectContent(this.db, hash))) throw noBucket(hash);
+    if (!this.objects && (await this.db.query('SELECT 1 FROM blob_chunk_objects WHERE hash = $1 LIMIT 1', [hash])).length > 0) {
+      throw noBucket(hash);
+    }
     throw new NotFoundError(`content ${hash} has no chunk ${index} (it has ${chunkCount(content.size)})`);
   }
 
@@ -207,12 +204,7 @@ export class PgContentStore implements ContentStore {
         [hashes, untouchedSince],
       );
       const gone = rows.map((r) => r.hash);
-      await client.query(
-        `INSERT INTO blob_object_removals (object_key, since)
-         SELECT object_key, 0 FROM blob_chunk_objects WHERE hash = ANY($1) ON CONFLICT (object_key) DO NOTHING`,
-        [gone],
-      );
-      await client.query('DELETE FROM blob_contents WHERE hash = ANY($1)', [gone]);
+      await dropContent(client, gone);
       return gone;
     });
   }
@@ -252,6 +244,16 @@ export class PgContentStore implements ContentStore {
   }
 }
 
+/** Deletes contents' rows (their chunks' with them), their objects listed for removal in the same transaction. */
+async function dropContent(client: pg.PoolClient, hashes: string[]): Promise<void> {
+  await client.query(
+    `INSERT INTO blob_object_removals (object_key, since)
+     SELECT object_key, 0 FROM blob_chunk_objects WHERE hash = ANY($1) ON CONFLICT (object_key) DO NOTHING`,
+    [hashes],
+  );
+  await client.query('DELETE FROM blob_contents WHERE hash = ANY($1)', [hashes]);
+}
+
 /** A chunk held in the database, read within the completing transaction. */
 async function chunkRow(client: pg.PoolClient, hash: string, index: number): Promise<Buffer> {
   const { rows } = await client.query<{ bytes: Buffer }>('SELECT bytes FROM blob_chunks WHERE hash = $1 AND idx = $2', [hash, index]);
@@ -268,13 +270,4 @@ function noBucket(hash: string): ConfigError {
   return new ConfigError(
     `content ${hash} is held in an object store, and this hub was started without one: start it with its --blob-store`,
   );
-}
-
-/** Whether any content of this database (or content `hash`) is held in an object store: a writer given none refuses to start then. */
-export async function holdsObjectContent(db: PgPool, hash?: string): Promise<boolean> {
-  const rows =
-    hash === undefined
-      ? await db.query('SELECT 1 FROM blob_chunk_objects LIMIT 1')
-      : await db.query('SELECT 1 FROM blob_chunk_objects WHERE hash = $1 LIMIT 1', [hash]);
-  return rows.length > 0;
 }

@@ -89,7 +89,7 @@ export class S3Bucket {
       await client.send(new sdk.HeadBucketCommand({ Bucket: bucket }));
     } catch (cause) {
       client.destroy();
-      const status = (cause as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      const status = statusOf(cause);
       if (status === 404) throw new ConfigError(`bucket ${bucket} does not exist at ${opened.where}: create it, or name another`);
       if (status === 403) {
         throw new ConfigError(
@@ -106,12 +106,15 @@ export class S3Bucket {
     await this.#wrap('write to', () => this.client.send(new this.sdk.PutObjectCommand({ Bucket: this.bucket, Key: key, Body: bytes })));
   }
 
-  /** An object's bytes. */
-  async get(key: string): Promise<Buffer> {
-    return this.#wrap('read', async () => {
+  /** An object's bytes; undefined only when the bucket answers that it does not have it. */
+  async get(key: string): Promise<Buffer | undefined> {
+    try {
       const object = await this.client.send(new this.sdk.GetObjectCommand({ Bucket: this.bucket, Key: key }));
       return Buffer.from(await object.Body!.transformToByteArray());
-    });
+    } catch (cause) {
+      if (statusOf(cause) === 404) return undefined;
+      throw new ObjectStoreFailedError(this.where, 'read', { cause });
+    }
   }
 
   /** Whether the bucket has an object (false only when it answers that it has not). */
@@ -120,7 +123,7 @@ export class S3Bucket {
       await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.bucket, Key: key }));
       return true;
     } catch (cause) {
-      if ((cause as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
+      if (statusOf(cause) === 404) return false;
       throw new ObjectStoreFailedError(this.where, 'read', { cause });
     }
   }
@@ -150,4 +153,9 @@ export class S3Bucket {
       throw new ObjectStoreFailedError(this.where, action, { cause });
     }
   }
+}
+
+/** The HTTP status an SDK error carries, if it came from the server. */
+function statusOf(error: unknown): number | undefined {
+  return (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
 }

@@ -72,8 +72,8 @@ export async function prefetchPlan(pool: pg.Pool, plan: IngestPlan): Promise<Ing
       : none,
     ops.length ? pool.query<OutcomeRow>(REDELIVERED_OUTCOMES, [ops.map((o) => o[0]), ops.map((o) => o[1]), ops.map((o) => o[2])]) : none,
     // Blob content held whole (hub/blobs/pg-content-store.ts), for the documents that name it,
-    // touched now: a collection under way removes only content untouched for its grace, in one
-    // statement, so either it removed this first (not held: the document is refused) or keeps it.
+    // touched now: a collection under way removes only content untouched for its grace, under a
+    // lock on its row, so either it removed this first (not held: the document is refused) or keeps it.
     contents.length
       ? pool.query<{ hash: string; size: string }>(
           'UPDATE blob_contents SET touched_at = $2 WHERE hash = ANY($1) AND complete RETURNING hash, size',

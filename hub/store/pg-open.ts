@@ -1,7 +1,6 @@
 import { ConfigError } from '../../shared/errors.js';
 import { DEFAULT_PARTITION } from '../../shared/topics.js';
 import { ObjectChunks } from '../blobs/object-chunks.js';
-import { holdsObjectContent } from '../blobs/pg-content-store.js';
 import type { ObjectStoreLocation } from '../blobs/s3-bucket.js';
 import type { Lineage } from './hub-store.js';
 import { countBucketDigests } from './pg-bucket-digests.js';
@@ -84,12 +83,17 @@ export async function openWriterState(db: PgPool, options: { epoch?: number; sch
 }
 
 /**
- * The bucket blob content goes to, if the hub was given one. A writer (given an epoch) without
- * one refuses a database whose content is held in one: it could not serve that content.
+ * The bucket blob content goes to, if the hub was given one. A writer (given an epoch) checks
+ * that its content can be served: without a bucket, it refuses a database whose content is held
+ * in one; with one, it looks for an object the database names, since a bucket that exists but is
+ * not the one the content went to would read as every chunk lost. A tool reading (`hub verify`)
+ * goes on, and names the content whose objects are missing.
  */
 export async function openContentObjects(db: PgPool, options: PostgresHubStoreOptions): Promise<ObjectChunks | undefined> {
+  const [named] =
+    options.epoch === undefined ? [] : await db.query<{ object_key: string }>('SELECT object_key FROM blob_chunk_objects LIMIT 1');
   if (options.objectStore === undefined) {
-    if (options.epoch !== undefined && (await holdsObjectContent(db))) {
+    if (named) {
       throw new ConfigError(
         `blob content in ${db.where} is held in an object store: start the hub with --blob-store naming its bucket (without it, that content cannot be read)`,
       );
@@ -98,12 +102,7 @@ export async function openContentObjects(db: PgPool, options: PostgresHubStoreOp
   }
   const { S3Bucket } = await import('../blobs/s3-bucket.js');
   const bucket = await S3Bucket.open(options.objectStore);
-  // A bucket that exists but is not the one this database's content went to would read as every
-  // chunk lost: a writer looks for one named object first. (A tool reading, `hub verify`, goes
-  // on, and names the content whose objects are missing.)
   try {
-    const [named] =
-      options.epoch === undefined ? [] : await db.query<{ object_key: string }>('SELECT object_key FROM blob_chunk_objects LIMIT 1');
     if (named && !(await bucket.has(named.object_key))) {
       throw new ConfigError(
         `${bucket.where} does not hold the blob content ${db.where} names (no object ${named.object_key}): start the hub with the --blob-store it wrote to`,

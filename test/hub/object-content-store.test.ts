@@ -2,11 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
-import { Agent } from '../../agent/agent.js';
 import { ObjectChunks } from '../../hub/blobs/object-chunks.js';
 import { parseHubConfig } from '../../hub/config.js';
-import { Hub } from '../../hub/hub.js';
 import { PgContentStore } from '../../hub/blobs/pg-content-store.js';
 import { S3Bucket, type ObjectStoreLocation } from '../../hub/blobs/s3-bucket.js';
 import { PgPool } from '../../hub/store/pg-pool.js';
@@ -15,7 +12,7 @@ import { PostgresHubStore } from '../../hub/store/pg-store.js';
 import { BLOB_CHUNK_BYTES, chunkCount, contentHash } from '../../shared/blobs.js';
 import { freshDatabase, NO_POSTGRES, sql } from '../helpers/postgres.js';
 import { TestS3Server } from '../helpers/s3-server.js';
-import { tempDir } from '../helpers/temp.js';
+import { TestFleet } from '../helpers/fleet.js';
 import { waitFor } from '../helpers/wait.js';
 
 const s3 = NO_POSTGRES === undefined ? await TestS3Server.start() : undefined;
@@ -23,12 +20,10 @@ const s3 = NO_POSTGRES === undefined ? await TestS3Server.start() : undefined;
 /** What the contract (content-store.test.ts) cannot see: where the bytes are, and what is left in the bucket. */
 describe.skipIf(NO_POSTGRES !== undefined)(`PgContentStore with an S3-compatible bucket${NO_POSTGRES ? ` (${NO_POSTGRES})` : ''}`, () => {
   const pools: PgPool[] = [];
-  let hub: Hub | undefined;
-  const agents: Agent[] = [];
+  let fleet: TestFleet | undefined;
   afterEach(async () => {
-    await Promise.all(agents.splice(0).map((a) => a.close()));
-    await hub?.stop();
-    hub = undefined;
+    await fleet?.close();
+    fleet = undefined;
     for (const pool of pools.splice(0)) await pool.end();
   });
 
@@ -184,15 +179,11 @@ describe.skipIf(NO_POSTGRES !== undefined)(`PgContentStore with an S3-compatible
     const url = await freshDatabase();
     const bucket = await s3!.bucket();
     const store = await PostgresHubStore.open(url, { objectStore: bucket });
-    const dir = tempDir('object-upload');
-    hub = await Hub.start({
-      port: 0,
-      host: '127.0.0.1',
-      dev: true,
-      dataDir: join(dir, 'hub'),
+    fleet = new TestFleet({
       store,
       config: parseHubConfig({ collections: { clips: { blobs: 'lazy' } }, access: { default: { read: ['*'], write: ['*'] } } }),
     });
+    await fleet.startHub();
     const c = content(3 * BLOB_CHUNK_BYTES);
     // An earlier upload of the same content left every chunk named, not completed; then the bucket lost one.
     await store.content.begin(c.hash, c.bytes.length);
@@ -202,13 +193,7 @@ describe.skipIf(NO_POSTGRES !== undefined)(`PgContentStore with an S3-compatible
     ]);
     await s3!.remove(bucket, lost!.object_key);
     // The device would ask again only after a minute without an answer.
-    const camera = new Agent({
-      hubUrl: `mqtt://127.0.0.1:${hub.port}`,
-      agentId: 'cam-1',
-      dataDir: join(dir, 'cam-1'),
-      ackTimeoutMs: 60_000,
-    }).start();
-    agents.push(camera);
+    const camera = fleet.agent('cam-1', { ackTimeoutMs: 60_000 });
     await camera.putBlob('clips', 'c1', c.bytes, { contentType: 'video/mp4' });
     await waitFor('the clip committed', () => store.document('clips', 'c1'), 15_000);
     const back = Buffer.concat(await Promise.all([0, 1, 2].map((i) => store.content.readChunk(c.hash, i))));
